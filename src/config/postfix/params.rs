@@ -1,0 +1,248 @@
+//! The resolved Postfix parameter view: `-o` overrides, then main.cf, then
+//! the registry default (host-computed where Postfix computes it).  Values
+//! stay raw until asked for expanded, as Postfix's lazy expansion works.
+
+use super::expand::{ExpandError, Expander};
+use super::host::{mydomain_of, HostFacts};
+use super::main_cf::{Entry, MainCf};
+use super::master_cf::MasterCf;
+use super::registry::{registry, Class};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    pub main: MainCf,
+    pub master: MasterCf,
+    pub host: HostFacts,
+    /// Temporary settings (`postconf -o`, a master.cf service's `-o`).
+    pub overrides: BTreeMap<String, String>,
+    /// Use built-in defaults only (postconf -d): main.cf is not consulted.
+    pub defaults_only: bool,
+}
+
+impl Params {
+    /// main.cf (+ master.cf) from `dir`; `explicit` sets `config_directory`.
+    pub fn load(dir: &str, explicit: bool) -> Result<Params, crate::config::ConfigError> {
+        let mut main = MainCf::load(&format!("{dir}/main.cf"))?;
+        if explicit {
+            main.entries.insert("config_directory".into(), Entry { value: dir.to_string(), line: 0 });
+        }
+        let master = MasterCf::load(&format!("{dir}/master.cf"))?;
+        Ok(Params { main, master, host: HostFacts::probe(), ..Default::default() })
+    }
+
+    /// The raw value: override, main.cf, default.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.overrides.get(name) {
+            return Some(v.clone());
+        }
+        if !self.defaults_only {
+            if let Some(v) = self.main.get(name) {
+                return Some(v.to_string());
+            }
+        }
+        self.default_raw(name)
+    }
+
+    /// The built-in default as `postconf -d` prints it.
+    pub fn default_raw(&self, name: &str) -> Option<String> {
+        if let Some(p) = registry().get(name) {
+            if p.class != Class::Host {
+                return Some(p.default.to_string());
+            }
+            return Some(match name {
+                "myhostname" => {
+                    let d = if self.defaults_only { None } else { self.main.get("mydomain").map(|d| self.expand_quiet(d)) };
+                    self.host.myhostname(d.as_deref())
+                }
+                "mydomain" => mydomain_of(&self.expanded_quiet("myhostname")),
+                "mynetworks" => self.host.mynetworks(&self.expanded_quiet("mynetworks_style"), &self.expanded_quiet("inet_protocols")),
+                "process_id" => self.host.pid.to_string(),
+                _ => p.default.to_string(),
+            });
+        }
+        self.service_param(name).map(|(_, d)| d)
+    }
+
+    /// `<service>_<suffix>` for a master.cf service whose command defines it.
+    fn service_param(&self, name: &str) -> Option<(String, String)> {
+        for s in &self.master.services {
+            if let Some(suffix) = name.strip_prefix(s.name.as_str()) {
+                if let Some(sp) = registry().service_params(s.command()).find(|sp| sp.suffix == suffix) {
+                    return Some((s.name.clone(), sp.default.to_string()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Every parameter name with a built-in or service-defined default.
+    pub fn default_names(&self) -> BTreeSet<String> {
+        let mut names: BTreeSet<String> = registry().params().iter().map(|p| p.name.to_string()).collect();
+        for s in &self.master.services {
+            for sp in registry().service_params(s.command()) {
+                names.insert(format!("{}{}", s.name, sp.suffix));
+            }
+        }
+        names
+    }
+
+    pub fn is_known(&self, name: &str) -> bool {
+        registry().get(name).is_some() || self.service_param(name).is_some()
+    }
+
+    /// Expands `text` against this view.
+    pub fn expand(&self, text: &str) -> Result<(String, Vec<String>), ExpandError> {
+        let f = |n: &str| self.raw(n);
+        let mut e = Expander::new(&f);
+        let v = e.expand(text)?;
+        Ok((v, e.undefined))
+    }
+
+    fn expand_quiet(&self, text: &str) -> String {
+        self.expand(text).map(|(v, _)| v).unwrap_or_default()
+    }
+
+    fn expanded_quiet(&self, name: &str) -> String {
+        self.raw(name).map(|v| self.expand_quiet(&v)).unwrap_or_default()
+    }
+
+    /// The expanded value of a parameter.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.raw(name).map(|v| self.expand_quiet(&v))
+    }
+
+    /// User-defined names in main.cf / master.cf `-o` that nothing uses,
+    /// as (file, name, value) — Postfix's "unused parameter" warnings.
+    pub fn unused(&self) -> Vec<(String, String, String)> {
+        let mut referenced: BTreeSet<String> = BTreeSet::new();
+        let mut scan = |v: &str| referenced.extend(referenced_names(v));
+        for e in self.main.entries.values() {
+            scan(&e.value);
+        }
+        let mut svc_values = Vec::new();
+        for s in &self.master.services {
+            for (n, v) in s.overrides() {
+                svc_values.push((n, v));
+            }
+        }
+        for (_, v) in &svc_values {
+            scan(v);
+        }
+        if let Some(classes) = self.main.get("smtpd_restriction_classes") {
+            referenced.extend(super::list::split_list(classes).into_iter().map(String::from));
+        }
+        let mut out = Vec::new();
+        for (n, e) in &self.main.entries {
+            if !self.is_known(n) && !referenced.contains(n) {
+                out.push((self.main.path.clone(), n.clone(), e.value.clone()));
+            }
+        }
+        for (n, v) in svc_values {
+            if !self.is_known(&n) && !referenced.contains(&n) {
+                out.push((self.master.path.clone(), n, v));
+            }
+        }
+        out
+    }
+
+    /// Undefined names used by main.cf and master.cf values, as (file, name).
+    pub fn undefined(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut add = |file: &str, text: &str| {
+            if let Ok((_, u)) = self.expand(text) {
+                for n in u {
+                    if !out.iter().any(|(f, x)| f == file && *x == n) {
+                        out.push((file.to_string(), n));
+                    }
+                }
+            }
+        };
+        for e in self.main.entries.values() {
+            add(&self.main.path, &e.value);
+        }
+        for s in &self.master.services {
+            for (_, v) in s.overrides() {
+                add(&self.master.path, &v);
+            }
+        }
+        out
+    }
+}
+
+/// Names referenced as `$name`, `${name...}` or `$(name...)` in `text`.
+pub fn referenced_names(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' && i + 1 < b.len() {
+            let mut j = i + 1;
+            if b[j] == b'$' {
+                i += 2;
+                continue;
+            }
+            if b[j] == b'{' || b[j] == b'(' {
+                j += 1;
+            }
+            let start = j;
+            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                j += 1;
+            }
+            if j > start {
+                out.push(text[start..j].to_string());
+            }
+            i = j.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(main: &str, master: &str) -> Params {
+        Params {
+            main: MainCf::parse("main.cf", main.as_bytes()).unwrap(),
+            master: MasterCf::parse("master.cf", master.as_bytes()).unwrap(),
+            host: HostFacts { hostname: "vm".into(), addrs: vec![], pid: 7 },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn compatibility_level_defaults() {
+        // RHEL ships compatibility_level = 2 (ref/postfix.md 9.3).
+        let p = params("compatibility_level = 2\n", "");
+        assert_eq!(p.get("mynetworks_style").unwrap(), "host");
+        assert_eq!(p.get("relay_domains").unwrap(), "");
+        assert_eq!(p.get("smtpd_relay_restrictions").unwrap(), "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination");
+        assert_eq!(p.get("smtputf8_enable").unwrap(), "yes");
+        assert_eq!(p.get("append_dot_mydomain").unwrap(), "no");
+        let old = params("", "");
+        assert_eq!(old.get("mynetworks_style").unwrap(), "subnet");
+        assert_eq!(old.get("relay_domains").unwrap(), "vm.localdomain, localhost.localdomain, localhost");
+        assert_eq!(old.get("smtpd_relay_restrictions").unwrap(), "");
+        assert_eq!(old.get("smtputf8_enable").unwrap(), "no");
+    }
+
+    #[test]
+    fn service_defined_and_unused() {
+        let p = params("cyrus_destination_recipient_limit = 1\nfoo = 1\nbar = $foo\nbaz = 2\n", "cyrus unix - n n - - pipe user=cyrus\n");
+        assert!(p.is_known("cyrus_destination_recipient_limit"));
+        assert_eq!(p.default_raw("cyrus_time_limit").unwrap(), "$command_time_limit");
+        let unused: Vec<String> = p.unused().into_iter().map(|(_, n, _)| n).collect();
+        assert_eq!(unused, vec!["bar".to_string(), "baz".to_string()]);
+    }
+
+    #[test]
+    fn host_defaults_follow_main_cf() {
+        let p = params("mydomain = foo.org\n", "");
+        assert_eq!(p.get("myhostname").unwrap(), "vm.foo.org");
+        let p = params("myhostname = mx.example.com\n", "");
+        assert_eq!(p.get("mydomain").unwrap(), "example.com");
+    }
+}

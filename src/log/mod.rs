@@ -1,0 +1,238 @@
+//! Log lines in the originals' shapes, written to syslog (`/dev/log`,
+//! RFC 3164), to `maillog_file`, or to stderr.
+//!
+//! - Hub daemons (Postfix shape): `<syslog_name>/<service>[pid]: text`, with
+//!   `warning:` `error:` `fatal:` `panic:` before non-info text.
+//! - Store daemons (Cyrus shape): `desc: key=<value> key=<value>`.
+//!
+//! Every record is capped at 2000 bytes (Postfix MSG_LOGGER_RECLEN).
+//! Secrets reach this module only as `mail::Secret`, which prints `***`.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Longest record, in bytes, before truncation.
+pub const MAX_RECORD: usize = 2000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Fatal,
+    Panic,
+}
+
+impl Severity {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Severity::Info => "",
+            Severity::Warning => "warning: ",
+            Severity::Error => "error: ",
+            Severity::Fatal => "fatal: ",
+            Severity::Panic => "panic: ",
+        }
+    }
+    /// syslog(3) priority level.
+    fn level(self) -> u8 {
+        match self {
+            Severity::Info => 6,
+            Severity::Warning => 4,
+            Severity::Error => 3,
+            Severity::Fatal => 2,
+            Severity::Panic => 0,
+        }
+    }
+}
+
+/// syslog facility number for a name as `syslog_facility` spells it.
+pub fn facility(name: &str) -> Option<u8> {
+    Some(match name {
+        "kern" => 0,
+        "user" => 1,
+        "mail" => 2,
+        "daemon" => 3,
+        "auth" => 4,
+        "syslog" => 5,
+        "lpr" => 6,
+        "news" => 7,
+        "uucp" => 8,
+        "cron" => 9,
+        "authpriv" => 10,
+        "ftp" => 11,
+        _ => {
+            let n: u8 = name.strip_prefix("local")?.parse().ok()?;
+            if n > 7 {
+                return None;
+            }
+            16 + n
+        }
+    })
+}
+
+/// Truncates at a char boundary to at most `max` bytes.
+pub fn cap(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The message part of a Postfix-shaped record: severity word + text.
+pub fn postfix_text(sev: Severity, text: &str) -> String {
+    let full = format!("{}{text}", sev.prefix());
+    cap(&full, MAX_RECORD).to_string()
+}
+
+/// A Cyrus-shaped record: `desc: key=<value> ...`.
+pub fn cyrus_text(desc: &str, fields: &[(&str, &dyn std::fmt::Display)]) -> String {
+    let mut s = desc.to_string();
+    s.push(':');
+    for (k, v) in fields {
+        s.push_str(&format!(" {k}=<{v}>"));
+    }
+    cap(&s, MAX_RECORD).to_string()
+}
+
+/// `Mmm dd HH:MM:SS` in local time (Postfix's strftime "%b %d %H:%M:%S").
+pub fn timestamp(t: std::time::SystemTime) -> String {
+    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, which we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&secs, &mut tm) };
+    format!("{} {:02} {:02}:{:02}:{:02}", MON[tm.tm_mon.clamp(0, 11) as usize], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+pub enum Target {
+    /// RFC 3164 datagrams to a syslog socket (normally `/dev/log`).
+    Syslog(String),
+    /// A file such as `maillog_file = /dev/stdout` (full line, host included).
+    File(Mutex<std::fs::File>),
+    Stderr,
+}
+
+pub struct Logger {
+    /// `postfix/smtpd`, `imap`, `saslauthd`, …
+    pub tag: String,
+    pub facility: u8,
+    pub hostname: String,
+    pub target: Target,
+}
+
+impl Logger {
+    pub fn new(tag: &str, facility: u8, target: Target) -> Logger {
+        let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+        let short = hostname.split('.').next().unwrap_or("localhost").to_string();
+        Logger { tag: tag.to_string(), facility, hostname: short, target }
+    }
+
+    /// `maillog_file` set → that file; else syslog.
+    pub fn from_maillog_file(tag: &str, facility: u8, maillog_file: &str) -> std::io::Result<Logger> {
+        if maillog_file.is_empty() {
+            return Ok(Logger::new(tag, facility, Target::Syslog("/dev/log".into())));
+        }
+        let f = std::fs::OpenOptions::new().append(true).create(true).open(maillog_file)?;
+        Ok(Logger::new(tag, facility, Target::File(Mutex::new(f))))
+    }
+
+    /// The whole line as written to a file target.
+    pub fn file_line(&self, sev: Severity, text: &str, now: std::time::SystemTime) -> String {
+        format!("{} {} {}[{}]: {}\n", timestamp(now), self.hostname, self.tag, std::process::id(), postfix_text(sev, text))
+    }
+
+    pub fn log(&self, sev: Severity, text: &str) {
+        let now = std::time::SystemTime::now();
+        match &self.target {
+            Target::Syslog(path) => {
+                let pri = self.facility * 8 + sev.level();
+                let msg = format!("<{pri}>{} {}[{}]: {}", timestamp(now), self.tag, std::process::id(), postfix_text(sev, text));
+                if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+                    if sock.send_to(msg.as_bytes(), path).is_err() {
+                        let _ = std::io::stderr().write_all(self.file_line(sev, text, now).as_bytes());
+                    }
+                }
+            }
+            Target::File(f) => {
+                if let Ok(mut f) = f.lock() {
+                    let _ = f.write_all(self.file_line(sev, text, now).as_bytes());
+                }
+            }
+            Target::Stderr => {
+                let _ = std::io::stderr().write_all(format!("{}[{}]: {}\n", self.tag, std::process::id(), postfix_text(sev, text)).as_bytes());
+            }
+        }
+    }
+
+    pub fn info(&self, text: &str) {
+        self.log(Severity::Info, text)
+    }
+    pub fn warning(&self, text: &str) {
+        self.log(Severity::Warning, text)
+    }
+    pub fn error(&self, text: &str) {
+        self.log(Severity::Error, text)
+    }
+    pub fn fatal(&self, text: &str) {
+        self.log(Severity::Fatal, text)
+    }
+}
+
+/// Logs every panic as `panic: ...`; the panicking connection task ends,
+/// the daemon goes on (tokio contains the unwind to that task).
+pub fn install_panic_hook(logger: std::sync::Arc<Logger>) {
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        logger.log(Severity::Panic, &format!("{msg}{at}"));
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        assert_eq!(postfix_text(Severity::Info, "connect from x[1.2.3.4]"), "connect from x[1.2.3.4]");
+        assert_eq!(postfix_text(Severity::Warning, "w"), "warning: w");
+        assert_eq!(postfix_text(Severity::Fatal, "f"), "fatal: f");
+        assert_eq!(cyrus_text("login", &[("sessionid", &"s1"), ("userid", &"alice")]), "login: sessionid=<s1> userid=<alice>");
+        let long = "é".repeat(1500);
+        assert!(postfix_text(Severity::Info, &long).len() <= MAX_RECORD);
+        assert_eq!(facility("mail"), Some(2));
+        assert_eq!(facility("local7"), Some(23));
+        assert_eq!(facility("local8"), None);
+    }
+
+    #[test]
+    fn file_target_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("maillog");
+        let l = Logger::from_maillog_file("postfix/smtpd", 2, p.to_str().unwrap()).unwrap();
+        l.warning("TLS library problem");
+        let s = std::fs::read_to_string(&p).unwrap();
+        let re_ok = s.ends_with(&format!(" postfix/smtpd[{}]: warning: TLS library problem\n", std::process::id()));
+        assert!(re_ok, "{s}");
+        assert_eq!(&s[3..4], " ");
+        assert_eq!(&s[6..7], " ");
+    }
+
+    #[test]
+    fn syslog_datagram() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let sock = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
+        let l = Logger::new("saslauthd", 4, Target::Syslog(p.to_str().unwrap().into()));
+        l.error("e");
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).unwrap();
+        let s = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(s.starts_with("<35>"), "{s}");
+        assert!(s.ends_with("]: error: e"), "{s}");
+    }
+}

@@ -1,0 +1,97 @@
+//! Listening sockets: TCP (IPv4/IPv6), UNIX (with a mode), or inherited
+//! from systemd socket activation (`LISTEN_FDS`, fds from 3).
+
+use std::os::unix::fs::PermissionsExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// An accepted connection and who is on the other end.
+pub enum Conn {
+    Tcp(TcpStream, std::net::SocketAddr),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    /// `host[addr]`-style peer text for logs; UNIX peers are `localhost[127.0.0.1]`-less.
+    pub fn peer(&self) -> String {
+        match self {
+            Conn::Tcp(_, a) => a.ip().to_string(),
+            Conn::Unix(_) => "unix".to_string(),
+        }
+    }
+
+    /// Splits into read and write halves usable as one stream.
+    pub fn into_io(self) -> Box<dyn Io> {
+        match self {
+            Conn::Tcp(s, _) => Box::new(s),
+            Conn::Unix(s) => Box::new(s),
+        }
+    }
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Listener {
+    /// `[host]:port`, `host:port`, `0.0.0.0:port`, `[::]:port`.
+    pub async fn bind_tcp(addr: &str) -> std::io::Result<Listener> {
+        Ok(Listener::Tcp(TcpListener::bind(addr).await?))
+    }
+
+    /// A UNIX socket at `path` (a stale socket file is replaced), chmod `mode`.
+    pub fn bind_unix(path: &std::path::Path, mode: u32) -> std::io::Result<Listener> {
+        if let Ok(m) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if m.file_type().is_socket() {
+                std::fs::remove_file(path)?;
+            }
+        }
+        let l = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        Ok(Listener::Unix(l))
+    }
+
+    pub fn local_port(&self) -> Option<u16> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok().map(|a| a.port()),
+            Listener::Unix(_) => None,
+        }
+    }
+
+    pub async fn accept(&self) -> std::io::Result<Conn> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, a)| Conn::Tcp(s, a)),
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
+        }
+    }
+
+    /// Sockets passed by systemd (`LISTEN_PID` = us, `LISTEN_FDS` = n).
+    pub fn from_systemd() -> std::io::Result<Vec<Listener>> {
+        let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+        let n: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+        if !pid_ok || n <= 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for fd in 3..3 + n {
+            use std::os::fd::FromRawFd;
+            // SAFETY: systemd hands us fds 3..3+n as listening sockets we own.
+            let domain = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd).map_err(std::io::Error::from)?;
+            if domain.as_unix_addr().is_some() {
+                let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+                l.set_nonblocking(true)?;
+                out.push(Listener::Unix(UnixListener::from_std(l)?));
+            } else {
+                let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+                l.set_nonblocking(true)?;
+                out.push(Listener::Tcp(TcpListener::from_std(l)?));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,24 @@
+//! The administration tools' logic (postconf, cyr_info, …); `bin/*` only
+//! calls `main` here, so the tools can be tested in-process.
+
+pub mod cyr_info;
+pub mod postconf;
+
+/// Captured output of a tool run: what it printed and its exit status.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub status: i32,
+}
+
+impl Output {
+    /// Writes the captured output to the real stdout/stderr; returns the status.
+    pub fn emit(self) -> i32 {
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(self.stdout.as_bytes());
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().write_all(self.stderr.as_bytes());
+        self.status
+    }
+}

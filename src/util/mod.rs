@@ -1,0 +1,30 @@
+//! Helpers with no mail knowledge (Postfix's `util/`): option parsing,
+//! durable file writes, bounded reads, error texts.
+
+pub mod atomic;
+pub mod getopt;
+pub mod lines;
+
+/// The C library's text for an I/O error ("No such file or directory"),
+/// without Rust's " (os error N)" suffix, as the originals print it.
+pub fn strerror(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => err.to_string(),
+    }
+}
+
+/// sysexits(3) codes used by the originals.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const USAGE: i32 = 64;
+    pub const DATAERR: i32 = 65;
+    pub const NOINPUT: i32 = 66;
+    pub const UNAVAILABLE: i32 = 69;
+    pub const SOFTWARE: i32 = 70;
+    pub const OSERR: i32 = 71;
+    pub const IOERR: i32 = 74;
+    pub const TEMPFAIL: i32 = 75;
+    pub const NOPERM: i32 = 77;
+    pub const CONFIG: i32 = 78;
+}
