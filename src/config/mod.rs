@@ -23,7 +23,9 @@ pub enum ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConfigError::Io { path, err } => write!(f, "open {path}: {}", crate::util::strerror(err)),
+            ConfigError::Io { path, err } => {
+                write!(f, "open {path}: {}", crate::util::strerror(err))
+            }
             ConfigError::Syntax(m) => f.write_str(m),
         }
     }
@@ -37,11 +39,21 @@ pub const MAX_CONFIG_FILE: u64 = 64 * 1024 * 1024;
 
 pub fn read_file(path: &str) -> Result<Vec<u8>, ConfigError> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|err| ConfigError::Io { path: path.to_string(), err })?;
+    let f = std::fs::File::open(path).map_err(|err| ConfigError::Io {
+        path: path.to_string(),
+        err,
+    })?;
     let mut buf = Vec::new();
-    f.take(MAX_CONFIG_FILE + 1).read_to_end(&mut buf).map_err(|err| ConfigError::Io { path: path.to_string(), err })?;
+    f.take(MAX_CONFIG_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|err| ConfigError::Io {
+            path: path.to_string(),
+            err,
+        })?;
     if buf.len() as u64 > MAX_CONFIG_FILE {
-        return Err(ConfigError::Syntax(format!("{path}: file is larger than {MAX_CONFIG_FILE} bytes")));
+        return Err(ConfigError::Syntax(format!(
+            "{path}: file is larger than {MAX_CONFIG_FILE} bytes"
+        )));
     }
     Ok(buf)
 }

@@ -100,12 +100,24 @@ pub fn cyrus_text(desc: &str, fields: &[(&str, &dyn std::fmt::Display)]) -> Stri
 
 /// `Mmm dd HH:MM:SS` in local time (Postfix's strftime "%b %d %H:%M:%S").
 pub fn timestamp(t: std::time::SystemTime) -> String {
-    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as libc::time_t;
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`, which we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     unsafe { libc::localtime_r(&secs, &mut tm) };
-    format!("{} {:02} {:02}:{:02}:{:02}", MON[tm.tm_mon.clamp(0, 11) as usize], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
+    format!(
+        "{} {:02} {:02}:{:02}:{:02}",
+        MON[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
 }
 
 pub enum Target {
@@ -126,23 +138,53 @@ pub struct Logger {
 
 impl Logger {
     pub fn new(tag: &str, facility: u8, target: Target) -> Logger {
-        let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
-        let short = hostname.split('.').next().unwrap_or("localhost").to_string();
-        Logger { tag: tag.to_string(), facility, hostname: short, target }
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        let short = hostname
+            .split('.')
+            .next()
+            .unwrap_or("localhost")
+            .to_string();
+        Logger {
+            tag: tag.to_string(),
+            facility,
+            hostname: short,
+            target,
+        }
     }
 
     /// `maillog_file` set → that file; else syslog.
-    pub fn from_maillog_file(tag: &str, facility: u8, maillog_file: &str) -> std::io::Result<Logger> {
+    pub fn from_maillog_file(
+        tag: &str,
+        facility: u8,
+        maillog_file: &str,
+    ) -> std::io::Result<Logger> {
         if maillog_file.is_empty() {
-            return Ok(Logger::new(tag, facility, Target::Syslog("/dev/log".into())));
+            return Ok(Logger::new(
+                tag,
+                facility,
+                Target::Syslog("/dev/log".into()),
+            ));
         }
-        let f = std::fs::OpenOptions::new().append(true).create(true).open(maillog_file)?;
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(maillog_file)?;
         Ok(Logger::new(tag, facility, Target::File(Mutex::new(f))))
     }
 
     /// The whole line as written to a file target.
     pub fn file_line(&self, sev: Severity, text: &str, now: std::time::SystemTime) -> String {
-        format!("{} {} {}[{}]: {}\n", timestamp(now), self.hostname, self.tag, std::process::id(), postfix_text(sev, text))
+        format!(
+            "{} {} {}[{}]: {}\n",
+            timestamp(now),
+            self.hostname,
+            self.tag,
+            std::process::id(),
+            postfix_text(sev, text)
+        )
     }
 
     pub fn log(&self, sev: Severity, text: &str) {
@@ -150,10 +192,17 @@ impl Logger {
         match &self.target {
             Target::Syslog(path) => {
                 let pri = self.facility * 8 + sev.level();
-                let msg = format!("<{pri}>{} {}[{}]: {}", timestamp(now), self.tag, std::process::id(), postfix_text(sev, text));
+                let msg = format!(
+                    "<{pri}>{} {}[{}]: {}",
+                    timestamp(now),
+                    self.tag,
+                    std::process::id(),
+                    postfix_text(sev, text)
+                );
                 if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
                     if sock.send_to(msg.as_bytes(), path).is_err() {
-                        let _ = std::io::stderr().write_all(self.file_line(sev, text, now).as_bytes());
+                        let _ =
+                            std::io::stderr().write_all(self.file_line(sev, text, now).as_bytes());
                     }
                 }
             }
@@ -163,7 +212,15 @@ impl Logger {
                 }
             }
             Target::Stderr => {
-                let _ = std::io::stderr().write_all(format!("{}[{}]: {}\n", self.tag, std::process::id(), postfix_text(sev, text)).as_bytes());
+                let _ = std::io::stderr().write_all(
+                    format!(
+                        "{}[{}]: {}\n",
+                        self.tag,
+                        std::process::id(),
+                        postfix_text(sev, text)
+                    )
+                    .as_bytes(),
+                );
             }
         }
     }
@@ -186,8 +243,16 @@ impl Logger {
 /// the daemon goes on (tokio contains the unwind to that task).
 pub fn install_panic_hook(logger: std::sync::Arc<Logger>) {
     std::panic::set_hook(Box::new(move |info| {
-        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         logger.log(Severity::Panic, &format!("{msg}{at}"));
     }));
 }
@@ -198,10 +263,16 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(postfix_text(Severity::Info, "connect from x[1.2.3.4]"), "connect from x[1.2.3.4]");
+        assert_eq!(
+            postfix_text(Severity::Info, "connect from x[1.2.3.4]"),
+            "connect from x[1.2.3.4]"
+        );
         assert_eq!(postfix_text(Severity::Warning, "w"), "warning: w");
         assert_eq!(postfix_text(Severity::Fatal, "f"), "fatal: f");
-        assert_eq!(cyrus_text("login", &[("sessionid", &"s1"), ("userid", &"alice")]), "login: sessionid=<s1> userid=<alice>");
+        assert_eq!(
+            cyrus_text("login", &[("sessionid", &"s1"), ("userid", &"alice")]),
+            "login: sessionid=<s1> userid=<alice>"
+        );
         let long = "é".repeat(1500);
         assert!(postfix_text(Severity::Info, &long).len() <= MAX_RECORD);
         assert_eq!(facility("mail"), Some(2));
@@ -216,7 +287,10 @@ mod tests {
         let l = Logger::from_maillog_file("postfix/smtpd", 2, p.to_str().unwrap()).unwrap();
         l.warning("TLS library problem");
         let s = std::fs::read_to_string(&p).unwrap();
-        let re_ok = s.ends_with(&format!(" postfix/smtpd[{}]: warning: TLS library problem\n", std::process::id()));
+        let re_ok = s.ends_with(&format!(
+            " postfix/smtpd[{}]: warning: TLS library problem\n",
+            std::process::id()
+        ));
         assert!(re_ok, "{s}");
         assert_eq!(&s[3..4], " ");
         assert_eq!(&s[6..7], " ");

@@ -29,7 +29,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_conns: 100, session_timeout: None, drain_timeout: Duration::from_secs(10) }
+        Limits {
+            max_conns: 100,
+            session_timeout: None,
+            drain_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -45,10 +49,15 @@ pub struct Reloadable<T> {
 
 impl<T> Reloadable<T> {
     pub fn new(v: T) -> Self {
-        Reloadable { current: RwLock::new(Arc::new(v)) }
+        Reloadable {
+            current: RwLock::new(Arc::new(v)),
+        }
     }
     pub fn get(&self) -> Arc<T> {
-        self.current.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.current
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
     /// Replaces the config with `load()`'s result; on error keeps the old
     /// one and returns the error for logging.
@@ -79,7 +88,11 @@ impl Shutdown {
 /// Waits for SIGTERM or SIGINT; calls `on_hup` for each SIGHUP meanwhile.
 pub async fn signals(mut on_hup: impl FnMut()) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         return std::future::pending().await;
     };
     loop {
@@ -93,11 +106,21 @@ pub async fn signals(mut on_hup: impl FnMut()) {
 
 /// Serves `listeners` until `stop` turns true, then drains.  Returns the
 /// number of connections still open when the drain deadline passed.
-pub async fn run<S: Service>(listeners: Vec<Listener>, service: Arc<S>, limits: Limits, mut stop: watch::Receiver<bool>) -> usize {
-    let max = if limits.max_conns == 0 { Semaphore::MAX_PERMITS } else { limits.max_conns };
+pub async fn run<S: Service>(
+    listeners: Vec<Listener>,
+    service: Arc<S>,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) -> usize {
+    let max = if limits.max_conns == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        limits.max_conns
+    };
     let permits = Arc::new(Semaphore::new(max));
     let mut tasks = tokio::task::JoinSet::new();
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(Conn, tokio::sync::OwnedSemaphorePermit)>(1);
+    let (conn_tx, mut conn_rx) =
+        tokio::sync::mpsc::channel::<(Conn, tokio::sync::OwnedSemaphorePermit)>(1);
     let mut acceptors = tokio::task::JoinSet::new();
     for l in listeners {
         let permits = permits.clone();
@@ -106,7 +129,9 @@ pub async fn run<S: Service>(listeners: Vec<Listener>, service: Arc<S>, limits: 
             loop {
                 // The permit is taken before accept: over the limit, new
                 // clients wait in the kernel backlog, not in our memory.
-                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
                 match l.accept().await {
                     Ok(c) => {
                         if tx.send((c, permit)).await.is_err() {
@@ -156,7 +181,11 @@ pub struct PidFile(std::path::PathBuf);
 
 impl PidFile {
     pub fn create(path: &std::path::Path) -> std::io::Result<PidFile> {
-        crate::util::atomic::replace_file(path, format!("{}\n", std::process::id()).as_bytes(), Some(0o644))?;
+        crate::util::atomic::replace_file(
+            path,
+            format!("{}\n", std::process::id()).as_bytes(),
+            Some(0o644),
+        )?;
         Ok(PidFile(path.to_path_buf()))
     }
 }
@@ -168,7 +197,12 @@ impl Drop for PidFile {
 }
 
 /// Reads one line (bounded by the buffer's limit) under an idle deadline.
-pub async fn read_line<R: tokio::io::AsyncRead + Unpin>(r: &mut R, buf: &mut crate::util::lines::LineBuffer, queue: &mut std::collections::VecDeque<crate::util::lines::Line>, idle: Duration) -> std::io::Result<Option<crate::util::lines::Line>> {
+pub async fn read_line<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut crate::util::lines::LineBuffer,
+    queue: &mut std::collections::VecDeque<crate::util::lines::Line>,
+    idle: Duration,
+) -> std::io::Result<Option<crate::util::lines::Line>> {
     use tokio::io::AsyncReadExt;
     loop {
         if let Some(l) = queue.pop_front() {
@@ -177,7 +211,12 @@ pub async fn read_line<R: tokio::io::AsyncRead + Unpin>(r: &mut R, buf: &mut cra
         let mut chunk = [0u8; 4096];
         let n = match tokio::time::timeout(idle, r.read(&mut chunk)).await {
             Ok(r) => r?,
-            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "timeout exceeded",
+                ))
+            }
         };
         if n == 0 {
             return Ok(None);

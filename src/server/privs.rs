@@ -26,7 +26,9 @@ pub fn drop_to(user: &str) -> Result<(), PrivError> {
     if !Uid::effective().is_root() {
         return Ok(());
     }
-    let u = User::from_name(user).map_err(|e| PrivError::Sys(format!("getpwnam {user}"), e))?.ok_or_else(|| PrivError::NoSuchUser(user.into()))?;
+    let u = User::from_name(user)
+        .map_err(|e| PrivError::Sys(format!("getpwnam {user}"), e))?
+        .ok_or_else(|| PrivError::NoSuchUser(user.into()))?;
     if u.uid.is_root() {
         return Err(PrivError::IsRoot(user.into()));
     }

@@ -18,7 +18,10 @@ pub enum GetoptError {
 /// Parses `args` (without argv[0]) against a getopt spec such as `"ac:dx#"`.
 /// Options stop at the first operand, like POSIX getopt with a leading `+`.
 pub fn getopt(args: &[String], spec: &str) -> Result<(Vec<Opt>, Vec<String>), GetoptError> {
-    let takes_arg = |c: char| spec.find(c).map(|i| spec[i + c.len_utf8()..].starts_with(':'));
+    let takes_arg = |c: char| {
+        spec.find(c)
+            .map(|i| spec[i + c.len_utf8()..].starts_with(':'))
+    };
     let mut opts = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -68,7 +71,15 @@ mod tests {
     #[test]
     fn forms() {
         let (o, rest) = getopt(&s(&["-nx", "-c", "/d", "-o", "a=b", "name"]), "c:no:x").unwrap();
-        assert_eq!(o, vec![Opt::Flag('n'), Opt::Flag('x'), Opt::Arg('c', "/d".into()), Opt::Arg('o', "a=b".into())]);
+        assert_eq!(
+            o,
+            vec![
+                Opt::Flag('n'),
+                Opt::Flag('x'),
+                Opt::Arg('c', "/d".into()),
+                Opt::Arg('o', "a=b".into())
+            ]
+        );
         assert_eq!(rest, s(&["name"]));
         let (o, _) = getopt(&s(&["-c/d", "-#"]), "c:#").unwrap();
         assert_eq!(o, vec![Opt::Arg('c', "/d".into()), Opt::Flag('#')]);

@@ -20,7 +20,11 @@ pub struct LineBuffer {
 
 impl LineBuffer {
     pub fn new(limit: usize) -> Self {
-        LineBuffer { buf: Vec::new(), limit, discarding: false }
+        LineBuffer {
+            buf: Vec::new(),
+            limit,
+            discarding: false,
+        }
     }
 
     /// Bytes held that are not yet a complete line.

@@ -48,7 +48,10 @@ def postconf_d(master_text):
         out = subprocess.run(["postconf", "-c", d, "-d"], capture_output=True, text=True).stdout
     res = {}
     for line in out.splitlines():
-        name, _, value = line.partition(" = ")
+        if line.endswith(" ="):
+            name, value = line[:-2], ""
+        else:
+            name, _, value = line.partition(" = ")
         res[name] = value
     return res
 

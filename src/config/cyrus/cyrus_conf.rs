@@ -26,13 +26,21 @@ pub struct Entry {
 
 impl Entry {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.args
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn int(&self, key: &str, default: i64, path: &str) -> Result<i64, ConfigError> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| ConfigError::Syntax(format!("configuration file {path}: line {}: bad integer value for {key}: \"{v}\"", self.line))),
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::Syntax(format!(
+                    "configuration file {path}: line {}: bad integer value for {key}: \"{v}\"",
+                    self.line
+                ))
+            }),
         }
     }
 }
@@ -54,12 +62,21 @@ impl Listen {
         }
         if let Some(rest) = s.strip_prefix('[') {
             if let Some((h, p)) = rest.split_once("]:") {
-                return Listen::Inet { host: Some(h.to_string()), port: p.to_string() };
+                return Listen::Inet {
+                    host: Some(h.to_string()),
+                    port: p.to_string(),
+                };
             }
         }
         match s.rsplit_once(':') {
-            Some((h, p)) => Listen::Inet { host: Some(h.to_string()), port: p.to_string() },
-            None => Listen::Inet { host: None, port: s.to_string() },
+            Some((h, p)) => Listen::Inet {
+                host: Some(h.to_string()),
+                port: p.to_string(),
+            },
+            None => Listen::Inet {
+                host: None,
+                port: s.to_string(),
+            },
         }
     }
 }
@@ -90,8 +107,16 @@ pub struct CyrusConf {
 
 fn section_of(word: &str) -> Option<Section> {
     // First letter exact, the rest case-insensitive (masterconf.c).
-    for (name, s) in [("START", Section::Start), ("SERVICES", Section::Services), ("EVENTS", Section::Events), ("DAEMON", Section::Daemon)] {
-        if word.len() == name.len() && word.as_bytes()[0] == name.as_bytes()[0] && word.eq_ignore_ascii_case(name) {
+    for (name, s) in [
+        ("START", Section::Start),
+        ("SERVICES", Section::Services),
+        ("EVENTS", Section::Events),
+        ("DAEMON", Section::Daemon),
+    ] {
+        if word.len() == name.len()
+            && word.as_bytes()[0] == name.as_bytes()[0]
+            && word.eq_ignore_ascii_case(name)
+        {
             return Some(s);
         }
     }
@@ -101,15 +126,23 @@ fn section_of(word: &str) -> Option<Section> {
 impl CyrusConf {
     pub fn load(path: &str) -> Result<CyrusConf, ConfigError> {
         let data = crate::config::read_file(path).map_err(|e| match e {
-            ConfigError::Io { path, err } => ConfigError::Syntax(format!("can't open configuration file {path}: {}", crate::util::strerror(&err))),
+            ConfigError::Io { path, err } => ConfigError::Syntax(format!(
+                "can't open configuration file {path}: {}",
+                crate::util::strerror(&err)
+            )),
             o => o,
         })?;
         Self::parse(path, &data)
     }
 
     pub fn parse(path: &str, data: &[u8]) -> Result<CyrusConf, ConfigError> {
-        let bad = |line: usize, msg: &str| ConfigError::Syntax(format!("configuration file {path}: line {line}: {msg}"));
-        let mut cf = CyrusConf { path: path.to_string(), ..Default::default() };
+        let bad = |line: usize, msg: &str| {
+            ConfigError::Syntax(format!("configuration file {path}: line {line}: {msg}"))
+        };
+        let mut cf = CyrusConf {
+            path: path.to_string(),
+            ..Default::default()
+        };
         let mut current: Option<Section> = None;
         let text = String::from_utf8_lossy(data);
         for (i, raw) in text.split('\n').enumerate() {
@@ -122,9 +155,14 @@ impl CyrusConf {
                 continue;
             }
             let Some(sect) = current else {
-                let word_end = line.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(line.len());
+                let word_end = line
+                    .find(|c: char| !c.is_ascii_alphanumeric())
+                    .unwrap_or(line.len());
                 let Some(s) = section_of(&line[..word_end]) else {
-                    return Err(bad(lineno, &format!("unknown section \"{}\"", &line[..word_end])));
+                    return Err(bad(
+                        lineno,
+                        &format!("unknown section \"{}\"", &line[..word_end]),
+                    ));
                 };
                 if !line[word_end..].trim_start().starts_with('{') {
                     return Err(bad(lineno, "expected '{' after section name"));
@@ -144,12 +182,17 @@ impl CyrusConf {
                 Section::Daemon => &mut cf.daemon,
             };
             if sect == Section::Services && list.iter().any(|e| e.name == entry.name) {
-                return Err(bad(lineno, &format!("multiple entries for service '{}'", entry.name)));
+                return Err(bad(
+                    lineno,
+                    &format!("multiple entries for service '{}'", entry.name),
+                ));
             }
             list.push(entry);
         }
         if current.is_some() {
-            return Err(ConfigError::Syntax(format!("configuration file {path}: unterminated section")));
+            return Err(ConfigError::Syntax(format!(
+                "configuration file {path}: unterminated section"
+            )));
         }
         Ok(cf)
     }
@@ -158,14 +201,29 @@ impl CyrusConf {
     pub fn service_entries(&self) -> Result<Vec<ServiceEntry>, ConfigError> {
         let mut out = Vec::new();
         for e in &self.services {
-            let miss = |k: &str| ConfigError::Syntax(format!("configuration file {}: line {}: service '{}' has no {k}", self.path, e.line, e.name));
-            let babysit = e.get("babysit").map(|v| matches!(v, "1" | "y" | "yes" | "true" | "on")).unwrap_or(false);
+            let miss = |k: &str| {
+                ConfigError::Syntax(format!(
+                    "configuration file {}: line {}: service '{}' has no {k}",
+                    self.path, e.line, e.name
+                ))
+            };
+            let babysit = e
+                .get("babysit")
+                .map(|v| matches!(v, "1" | "y" | "yes" | "true" | "on"))
+                .unwrap_or(false);
             out.push(ServiceEntry {
                 name: e.name.clone(),
-                argv: e.get("cmd").ok_or_else(|| miss("cmd"))?.split_whitespace().map(String::from).collect(),
+                argv: e
+                    .get("cmd")
+                    .ok_or_else(|| miss("cmd"))?
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
                 listen: Listen::parse(e.get("listen").ok_or_else(|| miss("listen"))?),
                 proto: e.get("proto").unwrap_or("tcp").to_string(),
-                prefork: e.int("prefork", if babysit { 1 } else { 0 }, &self.path)?.max(if babysit { 1 } else { 0 }),
+                prefork: e
+                    .int("prefork", if babysit { 1 } else { 0 }, &self.path)?
+                    .max(if babysit { 1 } else { 0 }),
                 maxchild: e.int("maxchild", -1, &self.path)?,
                 maxfds: e.int("maxfds", 256, &self.path)?,
                 maxforkrate: e.int("maxforkrate", if babysit { 10 } else { 0 }, &self.path)?,
@@ -178,7 +236,10 @@ impl CyrusConf {
 
 fn parse_entry(line: &str, lineno: usize) -> Result<Entry, String> {
     let b = line.as_bytes();
-    let name_end = b.iter().position(|c| !c.is_ascii_alphanumeric()).unwrap_or(b.len());
+    let name_end = b
+        .iter()
+        .position(|c| !c.is_ascii_alphanumeric())
+        .unwrap_or(b.len());
     if name_end == 0 {
         return Err(format!("invalid entry name in \"{line}\""));
     }
@@ -223,7 +284,11 @@ fn parse_entry(line: &str, lineno: usize) -> Result<Entry, String> {
             return Err(format!("too many arguments for '{name}'"));
         }
     }
-    Ok(Entry { name, args, line: lineno })
+    Ok(Entry {
+        name,
+        args,
+        line: lineno,
+    })
 }
 
 #[cfg(test)]
@@ -243,16 +308,41 @@ mod tests {
         assert_eq!(s[0].argv, vec!["imapd", "-U", "30"]);
         assert_eq!(s[0].maxchild, 100);
         assert_eq!(s[1].listen, Listen::Path("/run/cyrus/socket/lmtp".into()));
-        assert_eq!(s[2].listen, Listen::Inet { host: Some("::1".into()), port: "3905".into() });
-        assert_eq!(s[3].listen, Listen::Inet { host: Some("localhost".into()), port: "sieve".into() });
-        assert_eq!(s[0].listen, Listen::Inet { host: None, port: "imap".into() });
+        assert_eq!(
+            s[2].listen,
+            Listen::Inet {
+                host: Some("::1".into()),
+                port: "3905".into()
+            }
+        );
+        assert_eq!(
+            s[3].listen,
+            Listen::Inet {
+                host: Some("localhost".into()),
+                port: "sieve".into()
+            }
+        );
+        assert_eq!(
+            s[0].listen,
+            Listen::Inet {
+                host: None,
+                port: "imap".into()
+            }
+        );
     }
 
     #[test]
     fn errors_name_file_and_line() {
         let e = CyrusConf::parse("c", b"SERVICES {\n  im-ap cmd=\"x\"\n}\n").unwrap_err();
-        assert!(e.to_string().starts_with("configuration file c: line 2: "), "{e}");
-        let e = CyrusConf::parse("c", b"SERVICES {\n  a cmd=\"x\" listen=1\n  a cmd=\"y\" listen=2\n}\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("configuration file c: line 2: "),
+            "{e}"
+        );
+        let e = CyrusConf::parse(
+            "c",
+            b"SERVICES {\n  a cmd=\"x\" listen=1\n  a cmd=\"y\" listen=2\n}\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("line 3"), "{e}");
         assert!(CyrusConf::parse("c", b"SERVICES {\n a cmd=\"x\n}\n").is_err());
         assert!(CyrusConf::parse("c", b"BOGUS {\n}\n").is_err());

@@ -37,7 +37,11 @@ fn err(msg: String) -> ConfigError {
 
 impl ImapdConf {
     pub fn load(path: &str, ident: Option<&str>) -> Result<ImapdConf, ConfigError> {
-        let mut c = ImapdConf { path: path.to_string(), ident: ident.map(str::to_string), ..Default::default() };
+        let mut c = ImapdConf {
+            path: path.to_string(),
+            ident: ident.map(str::to_string),
+            ..Default::default()
+        };
         c.read(path, 0)?;
         c.finish()?;
         Ok(c)
@@ -45,7 +49,11 @@ impl ImapdConf {
 
     /// Parses text directly (tests, fuzzing); `@include` still reads files.
     pub fn parse(path: &str, data: &[u8], ident: Option<&str>) -> Result<ImapdConf, ConfigError> {
-        let mut c = ImapdConf { path: path.to_string(), ident: ident.map(str::to_string), ..Default::default() };
+        let mut c = ImapdConf {
+            path: path.to_string(),
+            ident: ident.map(str::to_string),
+            ..Default::default()
+        };
         c.parse_text(path, data, 0)?;
         c.finish()?;
         Ok(c)
@@ -61,7 +69,9 @@ impl ImapdConf {
 
     fn parse_text(&mut self, path: &str, data: &[u8], depth: usize) -> Result<(), ConfigError> {
         if depth > MAX_INCLUDE_DEPTH {
-            return Err(err(format!("@include nesting too deep (loop?) in configuration file {path}")));
+            return Err(err(format!(
+                "@include nesting too deep (loop?) in configuration file {path}"
+            )));
         }
         let text = String::from_utf8_lossy(data);
         let mut pending = String::new();
@@ -86,20 +96,35 @@ impl ImapdConf {
         Ok(())
     }
 
-    fn line(&mut self, path: &str, line: &str, lineno: usize, depth: usize) -> Result<(), ConfigError> {
+    fn line(
+        &mut self,
+        path: &str,
+        line: &str,
+        lineno: usize,
+        depth: usize,
+    ) -> Result<(), ConfigError> {
         let t = line.trim_start();
         if t.is_empty() || t.starts_with('#') {
             return Ok(());
         }
         let key_end = t.find(':');
-        let valid_key = |k: &str| !k.is_empty() && k.chars().enumerate().all(|(i, c)| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (i == 0 && c == '@'));
+        let valid_key = |k: &str| {
+            !k.is_empty()
+                && k.chars().enumerate().all(|(i, c)| {
+                    c.is_ascii_alphanumeric() || c == '_' || c == '-' || (i == 0 && c == '@')
+                })
+        };
         let Some(key_end) = key_end.filter(|&e| valid_key(&t[..e])) else {
-            return Err(err(format!("invalid option name on line {lineno} of configuration file {path}")));
+            return Err(err(format!(
+                "invalid option name on line {lineno} of configuration file {path}"
+            )));
         };
         let key = t[..key_end].to_ascii_lowercase();
         let value = t[key_end + 1..].trim();
         if value.is_empty() {
-            return Err(err(format!("empty option value on line {lineno} of configuration file")));
+            return Err(err(format!(
+                "empty option value on line {lineno} of configuration file"
+            )));
         }
         if key == "@include" {
             return self.read(value, depth + 1);
@@ -114,17 +139,16 @@ impl ImapdConf {
             }
         }
         match opts.get(&key) {
-            Some(def) if def.deprecated_by.is_none() => self.set_option(def.name, value, lineno, false),
+            Some(def) if def.deprecated_by.is_none() => {
+                self.set_option(def.name, value, lineno, false)
+            }
             Some(def) => {
                 let new = def.deprecated_by.unwrap_or_default();
-                self.warnings.push(format!("Option '{key}' is deprecated in favor of '{new}'."));
+                self.warnings
+                    .push(format!("Option '{key}' is deprecated in favor of '{new}'."));
                 self.add_overflow(&key, value, lineno)?;
-                if let Some(new_def) = opts.get(new) {
-                    if !self.set.contains_key(new_def.name) {
-                        self.set_option(new_def.name, value, lineno, false)?;
-                    }
-                }
-                Ok(())
+                // Resolved after the whole file is read (see `finish`).
+                self.set_option(def.name, value, lineno, false)
             }
             None => self.add_overflow(&key, value, lineno),
         }
@@ -138,7 +162,13 @@ impl ImapdConf {
         Ok(())
     }
 
-    fn set_option(&mut self, name: &'static str, value: &str, lineno: usize, specific: bool) -> Result<(), ConfigError> {
+    fn set_option(
+        &mut self,
+        name: &'static str,
+        value: &str,
+        lineno: usize,
+        specific: bool,
+    ) -> Result<(), ConfigError> {
         let def = options().get(name).expect("name comes from the registry");
         let normalised = match def.kind {
             Kind::Switch => match parse_switch(value) {
@@ -147,21 +177,33 @@ impl ImapdConf {
             },
             Kind::Int => match parse_int(value) {
                 Some(n) => n.to_string(),
-                None => return Err(err(format!("non-integer value for {name} in line {lineno}"))),
+                None => {
+                    return Err(err(format!(
+                        "non-integer value for {name} in line {lineno}"
+                    )))
+                }
             },
             Kind::Duration => match parse_duration(value, 's') {
                 Some(_) => value.to_string(),
-                None => return Err(err(format!("unparsable duration '{value}' for {name} in line {lineno}"))),
+                None => {
+                    return Err(err(format!(
+                        "unparsable duration '{value}' for {name} in line {lineno}"
+                    )))
+                }
             },
             Kind::Enum if !def.allowed.is_empty() => {
                 if !def.allowed.contains(&value) {
-                    return Err(err(format!("invalid value '{value}' for {name} in line {lineno}")));
+                    return Err(err(format!(
+                        "invalid value '{value}' for {name} in line {lineno}"
+                    )));
                 }
                 value.to_string()
             }
             Kind::Bitfield if !def.allowed.is_empty() => {
                 if let Some(bad) = value.split_whitespace().find(|v| !def.allowed.contains(v)) {
-                    return Err(err(format!("invalid value '{bad}' for {name} in line {lineno}")));
+                    return Err(err(format!(
+                        "invalid value '{bad}' for {name} in line {lineno}"
+                    )));
                 }
                 value.to_string()
             }
@@ -169,23 +211,62 @@ impl ImapdConf {
         };
         match self.set.get(name) {
             Some(old) if old.specific == specific => {
-                let shown = if specific { format!("{}_{name}", self.ident.as_deref().unwrap_or("")) } else { name.to_string() };
+                let shown = if specific {
+                    format!("{}_{name}", self.ident.as_deref().unwrap_or(""))
+                } else {
+                    name.to_string()
+                };
                 return Err(err(format!("option '{shown}' was specified twice in config file (second occurrence on line {lineno})")));
             }
             Some(old) if old.specific && !specific => return Ok(()),
             _ => {}
         }
-        self.set.insert(name, Set { value: normalised, line: lineno, specific });
+        self.set.insert(
+            name,
+            Set {
+                value: normalised,
+                line: lineno,
+                specific,
+            },
+        );
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), ConfigError> {
+        // Deprecated options go to their replacement unless it is set; a
+        // string is moved (its own slot cleared), a number or switch copied.
+        let opts = options();
+        let deprecated: Vec<(&'static str, &'static str)> = self
+            .set
+            .keys()
+            .filter_map(|n| {
+                opts.get(n)
+                    .and_then(|d| d.deprecated_by.map(|r| (d.name, r)))
+            })
+            .collect();
+        for (old, new) in deprecated {
+            let Some(new_def) = opts.get(new) else {
+                continue;
+            };
+            if self.set.contains_key(new_def.name) {
+                continue;
+            }
+            let s = self.set[old].clone();
+            self.set_option(new_def.name, &s.value, s.line, false)?;
+            if opts.get(old).is_some_and(|d| d.kind == Kind::Str) {
+                self.set.remove(old);
+            }
+        }
         if !self.set.contains_key("configdirectory") {
-            return Err(err("configdirectory option not specified in configuration file".into()));
+            return Err(err(
+                "configdirectory option not specified in configuration file".into(),
+            ));
         }
         if let Some(p) = self.set.get("defaultpartition") {
             if !p.value.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(err("defaultpartition option contains non-alnum character".into()));
+                return Err(err(
+                    "defaultpartition option contains non-alnum character".into()
+                ));
             }
         }
         Ok(())
@@ -194,7 +275,11 @@ impl ImapdConf {
     /// The value of a known option as `cyr_info` prints it (default if unset).
     pub fn get(&self, name: &str) -> Option<&str> {
         let def = options().get(name)?;
-        Some(self.set.get(def.name).map_or(def.default, |s| s.value.as_str()))
+        Some(
+            self.set
+                .get(def.name)
+                .map_or(def.default, |s| s.value.as_str()),
+        )
     }
 
     /// Whether a known option was set (by any spelling).
@@ -218,24 +303,41 @@ impl ImapdConf {
     /// An overflow key (`partition-default`, `sasl_pwcheck_method`, …),
     /// the service-specific spelling first.
     pub fn overflow(&self, key: &str) -> Option<&str> {
-        let find = |k: &str| self.overflow.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
-        self.ident.as_ref().and_then(|i| find(&format!("{i}_{key}"))).or_else(|| find(key))
+        let find = |k: &str| {
+            self.overflow
+                .iter()
+                .find(|(x, _)| x == k)
+                .map(|(_, v)| v.as_str())
+        };
+        self.ident
+            .as_ref()
+            .and_then(|i| find(&format!("{i}_{key}")))
+            .or_else(|| find(key))
     }
 
     /// Partitions: `partition-NAME: path`.
     pub fn partitions(&self) -> Vec<(&str, &str)> {
-        self.overflow.iter().filter_map(|(k, v)| k.strip_prefix("partition-").map(|n| (n, v.as_str()))).collect()
+        self.overflow
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("partition-").map(|n| (n, v.as_str())))
+            .collect()
     }
 
     /// Expands `{configdirectory}` in a string option, as Cyrus does.
     pub fn path_option(&self, name: &str) -> Option<String> {
         let v = self.get(name)?;
-        Some(v.replace("{configdirectory}", self.get("configdirectory").unwrap_or("")))
+        Some(v.replace(
+            "{configdirectory}",
+            self.get("configdirectory").unwrap_or(""),
+        ))
     }
 }
 
 fn err_open(path: &str, e: &std::io::Error) -> ConfigError {
-    err(format!("can't open configuration file {path}: {}", crate::util::strerror(e)))
+    err(format!(
+        "can't open configuration file {path}: {}",
+        crate::util::strerror(e)
+    ))
 }
 
 #[cfg(test)]
@@ -255,15 +357,29 @@ mod tests {
         assert_eq!(c.get("allowplaintext"), Some("yes"));
         assert_eq!(c.partitions(), vec![("default", "/var/spool/imap")]);
         assert_eq!(c.overflow("relayhost_password"), Some("s"));
-        assert_eq!(c.path_option("lmtpsocket").unwrap(), "/var/lib/imap/socket/lmtp");
+        assert_eq!(
+            c.path_option("lmtpsocket").unwrap(),
+            "/var/lib/imap/socket/lmtp"
+        );
     }
 
     #[test]
     fn service_overrides_win_regardless_of_order() {
-        let c = conf("imaps_timeout: 40\nconfigdirectory: /x\ntimeout: 45\nlmtp_admins: z\n", Some("imaps")).unwrap();
+        let c = conf(
+            "imaps_timeout: 40\nconfigdirectory: /x\ntimeout: 45\nlmtp_admins: z\n",
+            Some("imaps"),
+        )
+        .unwrap();
         assert_eq!(c.get("timeout"), Some("40"));
-        assert_eq!(c.overflow, vec![("lmtp_admins".to_string(), "z".to_string())]);
-        let c = conf("configdirectory: /x\nlmtp_admins: z\nadmins: a\n", Some("lmtp")).unwrap();
+        assert_eq!(
+            c.overflow,
+            vec![("lmtp_admins".to_string(), "z".to_string())]
+        );
+        let c = conf(
+            "configdirectory: /x\nlmtp_admins: z\nadmins: a\n",
+            Some("lmtp"),
+        )
+        .unwrap();
         assert_eq!(c.get("admins"), Some("z"));
     }
 
@@ -271,15 +387,42 @@ mod tests {
     fn errors_in_cyrus_wording() {
         // Texts observed from Cyrus 3.6.1's cyr_info.
         let cases = [
-            ("configdirectory: /t\nfoo: 1\nfoo: 2\n", "option 'foo' was specified twice in config file (second occurrence on line 3)"),
-            ("configdirectory: /t\nfoo:\n", "empty option value on line 2 of configuration file"),
-            ("configdirectory: /t\nbad key: 1\n", "invalid option name on line 2 of configuration file imapd.conf"),
-            ("configdirectory: /t\ntimeout: abc\n", "unparsable duration 'abc' for timeout in line 2"),
-            ("configdirectory: /t\nallowplaintext: maybe\n", "non-switch value for allowplaintext in line 2"),
-            ("configdirectory: /t\nvirtdomains: sometimes\n", "invalid value 'sometimes' for virtdomains in line 2"),
-            ("configdirectory: /t\nmaxmessagesize: 12abc\n", "non-integer value for maxmessagesize in line 2"),
-            ("admins: x\n", "configdirectory option not specified in configuration file"),
-            ("configdirectory: /t\ndefaultpartition: a-b\n", "defaultpartition option contains non-alnum character"),
+            (
+                "configdirectory: /t\nfoo: 1\nfoo: 2\n",
+                "option 'foo' was specified twice in config file (second occurrence on line 3)",
+            ),
+            (
+                "configdirectory: /t\nfoo:\n",
+                "empty option value on line 2 of configuration file",
+            ),
+            (
+                "configdirectory: /t\nbad key: 1\n",
+                "invalid option name on line 2 of configuration file imapd.conf",
+            ),
+            (
+                "configdirectory: /t\ntimeout: abc\n",
+                "unparsable duration 'abc' for timeout in line 2",
+            ),
+            (
+                "configdirectory: /t\nallowplaintext: maybe\n",
+                "non-switch value for allowplaintext in line 2",
+            ),
+            (
+                "configdirectory: /t\nvirtdomains: sometimes\n",
+                "invalid value 'sometimes' for virtdomains in line 2",
+            ),
+            (
+                "configdirectory: /t\nmaxmessagesize: 12abc\n",
+                "non-integer value for maxmessagesize in line 2",
+            ),
+            (
+                "admins: x\n",
+                "configdirectory option not specified in configuration file",
+            ),
+            (
+                "configdirectory: /t\ndefaultpartition: a-b\n",
+                "defaultpartition option contains non-alnum character",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(conf(input, None).unwrap_err(), want, "{input}");
@@ -291,7 +434,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a.conf");
         std::fs::write(&a, format!("@include: {}\n", a.display())).unwrap();
-        let e = ImapdConf::parse("main", format!("configdirectory: /t\n@include: {}\n", a.display()).as_bytes(), None).unwrap_err();
+        let e = ImapdConf::parse(
+            "main",
+            format!("configdirectory: /t\n@include: {}\n", a.display()).as_bytes(),
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("@include"), "{e}");
     }
 }

@@ -22,6 +22,8 @@ pub struct OptionDef {
     pub default: &'static str,
     pub deprecated_by: Option<&'static str>,
     pub allowed: Vec<&'static str>,
+    /// Unset, the option is a NULL pointer: `conf-all` prints `(null)`.
+    pub null_default: bool,
 }
 
 pub struct Options {
@@ -33,7 +35,10 @@ const TABLE: &str = include_str!("options.tsv");
 
 fn parse() -> Options {
     let mut list = Vec::new();
-    for line in TABLE.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in TABLE
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let f: Vec<&'static str> = line.split('\t').collect();
         let get = |i: usize| f.get(i).copied().unwrap_or("");
         list.push(OptionDef {
@@ -49,6 +54,7 @@ fn parse() -> Options {
             default: get(2),
             deprecated_by: Some(get(3)).filter(|s| !s.is_empty()),
             allowed: get(4).split_whitespace().collect(),
+            null_default: get(5) == "null",
         });
     }
     let index = list.iter().enumerate().map(|(i, o)| (o.name, i)).collect();
@@ -137,8 +143,14 @@ mod tests {
     fn registry_and_values() {
         let o = options();
         assert_eq!(o.get("timeout").unwrap().default, "32m");
-        assert_eq!(o.get("tls_cert_file").unwrap().deprecated_by, Some("tls_server_cert"));
-        assert_eq!(o.get("virtdomains").unwrap().allowed, vec!["off", "userid", "on"]);
+        assert_eq!(
+            o.get("tls_cert_file").unwrap().deprecated_by,
+            Some("tls_server_cert")
+        );
+        assert_eq!(
+            o.get("virtdomains").unwrap().allowed,
+            vec!["off", "userid", "on"]
+        );
         assert_eq!(o.get("allowplaintext").unwrap().kind, Kind::Switch);
         assert!(o.list.len() > 500);
         assert_eq!(parse_switch("On"), Some(true));

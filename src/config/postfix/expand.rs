@@ -44,7 +44,10 @@ pub struct Expander<'a> {
 
 impl<'a> Expander<'a> {
     pub fn new(lookup: &'a dyn Lookup) -> Self {
-        Expander { lookup, undefined: Vec::new() }
+        Expander {
+            lookup,
+            undefined: Vec::new(),
+        }
     }
 
     /// Expands `text` completely.
@@ -70,7 +73,12 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn expand_into(&mut self, text: &str, depth: usize, out: &mut String) -> Result<(), ExpandError> {
+    fn expand_into(
+        &mut self,
+        text: &str,
+        depth: usize,
+        out: &mut String,
+    ) -> Result<(), ExpandError> {
         if depth > MAX_NESTING {
             return Err(ExpandError::Nesting(text.to_string()));
         }
@@ -91,14 +99,19 @@ impl<'a> Expander<'a> {
                 Some(&open @ (b'{' | b'(')) => {
                     let close = if open == b'{' { b'}' } else { b')' };
                     let Some(end) = matching(b, i + 1, open, close) else {
-                        return Err(ExpandError::Syntax(format!("truncated macro reference: \"{text}\"")));
+                        return Err(ExpandError::Syntax(format!(
+                            "truncated macro reference: \"{text}\""
+                        )));
                     };
                     let inner = &text[i + 2..end];
                     self.expand_ref(inner, depth, out)?;
                     i = end + 1;
                 }
                 Some(c) if is_name_char(*c) => {
-                    let end = b[i + 1..].iter().position(|c| !is_name_char(*c)).map_or(b.len(), |n| i + 1 + n);
+                    let end = b[i + 1..]
+                        .iter()
+                        .position(|c| !is_name_char(*c))
+                        .map_or(b.len(), |n| i + 1 + n);
                     let v = self.value_of(&text[i + 1..end], depth, true)?;
                     out.push_str(&v);
                     i = end;
@@ -112,7 +125,12 @@ impl<'a> Expander<'a> {
         Ok(())
     }
 
-    fn expand_ref(&mut self, inner: &str, depth: usize, out: &mut String) -> Result<(), ExpandError> {
+    fn expand_ref(
+        &mut self,
+        inner: &str,
+        depth: usize,
+        out: &mut String,
+    ) -> Result<(), ExpandError> {
         let t = inner.trim_start();
         if t.starts_with('{') {
             return self.relational(inner, depth, out);
@@ -120,7 +138,9 @@ impl<'a> Expander<'a> {
         let name_end = t.bytes().position(|c| !is_name_char(c)).unwrap_or(t.len());
         let name = &t[..name_end];
         if name.is_empty() {
-            return Err(ExpandError::Syntax(format!("empty macro name: \"{inner}\"")));
+            return Err(ExpandError::Syntax(format!(
+                "empty macro name: \"{inner}\""
+            )));
         }
         let rest = t[name_end..].trim_start();
         if rest.is_empty() {
@@ -133,7 +153,11 @@ impl<'a> Expander<'a> {
         let (if_set, if_unset) = match op {
             "?" => parse_alternatives(rest)?,
             ":" => (None, Some(braced_or_plain(rest)?)),
-            _ => return Err(ExpandError::Syntax(format!("unknown operator '{op}' in macro reference: \"{inner}\""))),
+            _ => {
+                return Err(ExpandError::Syntax(format!(
+                    "unknown operator '{op}' in macro reference: \"{inner}\""
+                )))
+            }
         };
         let chosen = if set { if_set } else { if_unset };
         if let Some(v) = chosen {
@@ -142,11 +166,19 @@ impl<'a> Expander<'a> {
         Ok(())
     }
 
-    fn relational(&mut self, inner: &str, depth: usize, out: &mut String) -> Result<(), ExpandError> {
+    fn relational(
+        &mut self,
+        inner: &str,
+        depth: usize,
+        out: &mut String,
+    ) -> Result<(), ExpandError> {
         let bad = || ExpandError::Syntax(format!("malformed relational expression: \"{inner}\""));
         let (left, rest) = take_braced(inner.trim_start()).ok_or_else(bad)?;
         let rest = rest.trim_start();
-        let op_len = rest.bytes().position(|c| !matches!(c, b'=' | b'!' | b'<' | b'>')).unwrap_or(rest.len());
+        let op_len = rest
+            .bytes()
+            .position(|c| !matches!(c, b'=' | b'!' | b'<' | b'>'))
+            .unwrap_or(rest.len());
         let mut op = rest[..op_len].to_string();
         let mut rest = &rest[op_len..];
         if let Some(r) = rest.strip_prefix("level") {
@@ -157,7 +189,9 @@ impl<'a> Expander<'a> {
         let rest = rest.trim_start();
         let l = self.sub(&left, depth)?;
         let r = self.sub(&right, depth)?;
-        let truth = compare(&op, l.trim(), r.trim()).ok_or_else(|| ExpandError::Syntax(format!("unknown operator '{op}' in \"{inner}\"")))?;
+        let truth = compare(&op, l.trim(), r.trim()).ok_or_else(|| {
+            ExpandError::Syntax(format!("unknown operator '{op}' in \"{inner}\""))
+        })?;
         let (if_true, if_false) = if let Some(r) = rest.strip_prefix('?') {
             parse_alternatives(r)?
         } else if let Some(r) = rest.strip_prefix(':') {
@@ -212,7 +246,9 @@ fn braced_or_plain(s: &str) -> Result<String, ExpandError> {
     if t.starts_with('{') {
         match take_braced(t) {
             Some((v, rest)) if rest.trim().is_empty() => Ok(v),
-            _ => Err(ExpandError::Syntax(format!("unexpected text after '}}': \"{s}\""))),
+            _ => Err(ExpandError::Syntax(format!(
+                "unexpected text after '}}': \"{s}\""
+            ))),
         }
     } else {
         Ok(s.to_string())
@@ -225,7 +261,8 @@ fn parse_alternatives(s: &str) -> Result<(Option<String>, Option<String>), Expan
     if !t.starts_with('{') {
         return Ok((Some(s.to_string()), None));
     }
-    let (v1, rest) = take_braced(t).ok_or_else(|| ExpandError::Syntax(format!("unmatched '{{' in \"{s}\"")))?;
+    let (v1, rest) =
+        take_braced(t).ok_or_else(|| ExpandError::Syntax(format!("unmatched '{{' in \"{s}\"")))?;
     let rest = rest.trim_start();
     if rest.is_empty() {
         return Ok((Some(v1), None));
@@ -234,11 +271,15 @@ fn parse_alternatives(s: &str) -> Result<(Option<String>, Option<String>), Expan
         Some(r) => {
             let r = r.trim_start();
             if !r.starts_with('{') {
-                return Err(ExpandError::Syntax(format!("\"{{\" expected after ':' in \"{s}\"")));
+                return Err(ExpandError::Syntax(format!(
+                    "\"{{\" expected after ':' in \"{s}\""
+                )));
             }
             Ok((Some(v1), Some(braced_or_plain(r)?)))
         }
-        None => Err(ExpandError::Syntax(format!("unexpected text after '}}': \"{s}\""))),
+        None => Err(ExpandError::Syntax(format!(
+            "unexpected text after '}}': \"{s}\""
+        ))),
     }
 }
 
@@ -262,7 +303,11 @@ fn compare(op: &str, l: &str, r: &str) -> Option<bool> {
     };
     let ord = if level {
         compare_levels(l, r)?
-    } else if !l.is_empty() && !r.is_empty() && l.bytes().all(|c| c.is_ascii_digit()) && r.bytes().all(|c| c.is_ascii_digit()) {
+    } else if !l.is_empty()
+        && !r.is_empty()
+        && l.bytes().all(|c| c.is_ascii_digit())
+        && r.bytes().all(|c| c.is_ascii_digit())
+    {
         let (a, b) = (l.trim_start_matches('0'), r.trim_start_matches('0'));
         a.len().cmp(&b.len()).then(a.cmp(b))
     } else {
@@ -285,7 +330,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn run(vars: &[(&str, &str)], text: &str) -> (Result<String, ExpandError>, Vec<String>) {
-        let m: HashMap<String, String> = vars.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         let f = move |n: &str| m.get(n).cloned();
         let mut e = Expander::new(&f);
         let r = e.expand(text);
@@ -301,15 +349,27 @@ mod tests {
 
     #[test]
     fn table() {
-        let vars = [("a", "1"), ("b", "$a$a"), ("empty", ""), ("compatibility_level", "2"), ("loop", "$loop")];
+        let vars = [
+            ("a", "1"),
+            ("b", "$a$a"),
+            ("empty", ""),
+            ("compatibility_level", "2"),
+            ("loop", "$loop"),
+        ];
         let cases: &[(&str, &str)] = &[
             ("$b", "11"),
             ("${b}x", "11x"),
             ("${empty?yes}", ""),
             ("${empty:no}", "no"),
             ("${a?{ spaced }}", "spaced"),
-            ("${{$compatibility_level} <level {2} ? {subnet} : {host}}", "host"),
-            ("${{$compatibility_level} <level {3.6} ? {old} : {new}}", "old"),
+            (
+                "${{$compatibility_level} <level {2} ? {subnet} : {host}}",
+                "host",
+            ),
+            (
+                "${{$compatibility_level} <level {3.6} ? {old} : {new}}",
+                "old",
+            ),
             ("${{10} > {9} ? {num} : {lex}}", "num"),
             ("${{b} > {a} ? {t} : {f}}", "t"),
             ("${{$a} == {1} ? {eq}}", "eq"),
@@ -320,7 +380,10 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(run(&vars, input).0.unwrap(), *want, "{input}");
         }
-        assert!(matches!(run(&vars, "$loop").0, Err(ExpandError::Nesting(_))));
+        assert!(matches!(
+            run(&vars, "$loop").0,
+            Err(ExpandError::Nesting(_))
+        ));
         assert!(matches!(run(&vars, "${a").0, Err(ExpandError::Syntax(_))));
     }
 
@@ -333,7 +396,10 @@ mod tests {
 
     #[test]
     fn level_compare() {
-        assert_eq!(compare_levels("3.10", "3.9"), Some(std::cmp::Ordering::Greater));
+        assert_eq!(
+            compare_levels("3.10", "3.9"),
+            Some(std::cmp::Ordering::Greater)
+        );
         assert_eq!(compare_levels("2", "2.0"), Some(std::cmp::Ordering::Equal));
     }
 }

@@ -21,21 +21,36 @@ pub struct HostFacts {
 impl HostFacts {
     /// Reads the running host (gethostname, getifaddrs).
     pub fn probe() -> HostFacts {
-        let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         if let Ok(list) = nix::ifaddrs::getifaddrs() {
             for ifa in list {
-                let (Some(a), Some(m)) = (ifa.address, ifa.netmask) else { continue };
+                let (Some(a), Some(m)) = (ifa.address, ifa.netmask) else {
+                    continue;
+                };
                 if let (Some(a), Some(m)) = (a.as_sockaddr_in(), m.as_sockaddr_in()) {
-                    v4.push(IfAddr { addr: IpAddr::V4(a.ip()), prefix: u32::from(m.ip()).count_ones() as u8 });
+                    v4.push(IfAddr {
+                        addr: IpAddr::V4(a.ip()),
+                        prefix: u32::from(m.ip()).count_ones() as u8,
+                    });
                 } else if let (Some(a), Some(m)) = (a.as_sockaddr_in6(), m.as_sockaddr_in6()) {
-                    v6.push(IfAddr { addr: IpAddr::V6(a.ip()), prefix: u128::from(m.ip()).count_ones() as u8 });
+                    v6.push(IfAddr {
+                        addr: IpAddr::V6(a.ip()),
+                        prefix: u128::from(m.ip()).count_ones() as u8,
+                    });
                 }
             }
         }
         v4.extend(v6);
-        HostFacts { hostname, addrs: v4, pid: std::process::id() }
+        HostFacts {
+            hostname,
+            addrs: v4,
+            pid: std::process::id(),
+        }
     }
 
     /// `myhostname`: the host name, completed with `.$mydomain` (or
@@ -95,11 +110,19 @@ pub fn mydomain_of(myhostname: &str) -> String {
 fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v) => {
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
             IpAddr::V4((u32::from(v) & m).into())
         }
         IpAddr::V6(v) => {
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix.min(128))) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix.min(128)))
+            };
             IpAddr::V6((u128::from(v) & m).into())
         }
     }
@@ -110,16 +133,34 @@ mod tests {
     use super::*;
 
     fn facts() -> HostFacts {
-        let a = |s: &str, p| IfAddr { addr: s.parse().unwrap(), prefix: p };
-        HostFacts { hostname: "vm".into(), addrs: vec![a("127.0.0.1", 8), a("192.0.2.2", 24), a("::1", 128), a("fd00::2", 64)], pid: 1 }
+        let a = |s: &str, p| IfAddr {
+            addr: s.parse().unwrap(),
+            prefix: p,
+        };
+        HostFacts {
+            hostname: "vm".into(),
+            addrs: vec![
+                a("127.0.0.1", 8),
+                a("192.0.2.2", 24),
+                a("::1", 128),
+                a("fd00::2", 64),
+            ],
+            pid: 1,
+        }
     }
 
     #[test]
     fn networks_as_postfix_prints_them() {
         // Observed from Postfix 3.7.11's postconf on a host with these addresses.
         let f = facts();
-        assert_eq!(f.mynetworks("subnet", "all"), "127.0.0.0/8 192.0.2.0/24 [::1]/128 [fd00::]/64");
-        assert_eq!(f.mynetworks("host", "all"), "127.0.0.1/32 192.0.2.2/32 [::1]/128 [fd00::2]/128");
+        assert_eq!(
+            f.mynetworks("subnet", "all"),
+            "127.0.0.0/8 192.0.2.0/24 [::1]/128 [fd00::]/64"
+        );
+        assert_eq!(
+            f.mynetworks("host", "all"),
+            "127.0.0.1/32 192.0.2.2/32 [::1]/128 [fd00::2]/128"
+        );
         assert_eq!(f.mynetworks("subnet", "ipv4"), "127.0.0.0/8 192.0.2.0/24");
     }
 

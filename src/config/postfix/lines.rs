@@ -26,13 +26,18 @@ pub fn logical_lines(path: &str, data: &[u8], warn: &mut dyn FnMut(String)) -> V
     let mut pos = 0usize;
     let mut warned_nul = false;
     while pos < data.len() {
-        let end = data[pos..].iter().position(|&b| b == b'\n').map_or(data.len(), |i| pos + i);
+        let end = data[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |i| pos + i);
         let mut phys = &data[pos..end];
         pos = if end < data.len() { end + 1 } else { end };
         lineno += 1;
         if let Some(nul) = phys.iter().position(|&b| b == 0) {
             if !warned_nul {
-                warn(format!("{path}, line {lineno}: text after null byte may be ignored"));
+                warn(format!(
+                    "{path}, line {lineno}: text after null byte may be ignored"
+                ));
                 warned_nul = true;
             }
             phys = &phys[..nul];
@@ -61,16 +66,29 @@ pub fn logical_lines(path: &str, data: &[u8], warn: &mut dyn FnMut(String)) -> V
     out
 }
 
-fn flush(path: &str, buf: &mut Vec<u8>, first: usize, last: usize, out: &mut Vec<LogicalLine>, warn: &mut dyn FnMut(String)) {
+fn flush(
+    path: &str,
+    buf: &mut Vec<u8>,
+    first: usize,
+    last: usize,
+    out: &mut Vec<LogicalLine>,
+    warn: &mut dyn FnMut(String),
+) {
     let text = String::from_utf8_lossy(buf).into_owned();
     buf.clear();
     if text.starts_with(|c: char| c.is_ascii_whitespace()) {
         let shown: String = text.chars().take(30).collect();
         let more = if text.len() > 30 { "..." } else { "" };
-        warn(format!("{path}: logical line must not start with whitespace: \"{shown}{more}\""));
+        warn(format!(
+            "{path}: logical line must not start with whitespace: \"{shown}{more}\""
+        ));
         return;
     }
-    out.push(LogicalLine { text, first_line: first, last_line: last });
+    out.push(LogicalLine {
+        text,
+        first_line: first,
+        last_line: last,
+    });
 }
 
 #[cfg(test)]
@@ -85,15 +103,55 @@ mod tests {
 
     #[test]
     fn rules() {
-        struct Case { name: &'static str, input: &'static str, want: &'static [&'static str], warns: usize }
+        struct Case {
+            name: &'static str,
+            input: &'static str,
+            want: &'static [&'static str],
+            warns: usize,
+        }
         let cases = [
-            Case { name: "continuation keeps white space", input: "a    b\n\tc\n", want: &["a    b\tc"], warns: 0 },
-            Case { name: "comment inside continuation", input: "m = 1\n# c\n  2\nn = 3\n", want: &["m = 1  2", "n = 3"], warns: 0 },
-            Case { name: "blank line inside continuation", input: "m = 1\n\n  2\n", want: &["m = 1  2"], warns: 0 },
-            Case { name: "hash after value is text", input: "r = [a]   # c?\n", want: &["r = [a]   # c?"], warns: 0 },
-            Case { name: "leading white space refused", input: "  x = 1\ny = 2\n", want: &["y = 2"], warns: 1 },
-            Case { name: "no final newline", input: "a = 1\n b", want: &["a = 1 b"], warns: 0 },
-            Case { name: "empty", input: "", want: &[], warns: 0 },
+            Case {
+                name: "continuation keeps white space",
+                input: "a    b\n\tc\n",
+                want: &["a    b\tc"],
+                warns: 0,
+            },
+            Case {
+                name: "comment inside continuation",
+                input: "m = 1\n# c\n  2\nn = 3\n",
+                want: &["m = 1  2", "n = 3"],
+                warns: 0,
+            },
+            Case {
+                name: "blank line inside continuation",
+                input: "m = 1\n\n  2\n",
+                want: &["m = 1  2"],
+                warns: 0,
+            },
+            Case {
+                name: "hash after value is text",
+                input: "r = [a]   # c?\n",
+                want: &["r = [a]   # c?"],
+                warns: 0,
+            },
+            Case {
+                name: "leading white space refused",
+                input: "  x = 1\ny = 2\n",
+                want: &["y = 2"],
+                warns: 1,
+            },
+            Case {
+                name: "no final newline",
+                input: "a = 1\n b",
+                want: &["a = 1 b"],
+                warns: 0,
+            },
+            Case {
+                name: "empty",
+                input: "",
+                want: &[],
+                warns: 0,
+            },
         ];
         for c in cases {
             let (got, w) = lines(c.input);

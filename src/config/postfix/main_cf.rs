@@ -26,7 +26,9 @@ pub fn split_nameval(text: &str) -> Result<(&str, &str), &'static str> {
     if t.is_empty() {
         return Err("missing attribute name");
     }
-    let name_end = t.find(|c: char| c.is_ascii_whitespace() || c == '=').unwrap_or(t.len());
+    let name_end = t
+        .find(|c: char| c.is_ascii_whitespace() || c == '=')
+        .unwrap_or(t.len());
     let rest = t[name_end..].trim_start();
     let Some(value) = rest.strip_prefix('=') else {
         return Err("missing '=' after attribute name");
@@ -42,17 +44,33 @@ impl MainCf {
     }
 
     pub fn parse(path: &str, data: &[u8]) -> Result<MainCf, ConfigError> {
-        let mut cf = MainCf { path: path.to_string(), ..Default::default() };
+        let mut cf = MainCf {
+            path: path.to_string(),
+            ..Default::default()
+        };
         let mut warnings = Vec::new();
         for l in logical_lines(path, data, &mut |w| warnings.push(w)) {
-            let (name, value) = split_nameval(&l.text)
-                .map_err(|e| ConfigError::Syntax(format!("{path}, line {}: {e}: \"{}\"", l.first_line, l.text)))?;
+            let (name, value) = split_nameval(&l.text).map_err(|e| {
+                ConfigError::Syntax(format!(
+                    "{path}, line {}: {e}: \"{}\"",
+                    l.first_line, l.text
+                ))
+            })?;
             if let Some(old) = cf.entries.get(name) {
                 if old.value != value {
-                    warnings.push(format!("{path}, line {}: overriding earlier entry: {name}={}", l.first_line, old.value));
+                    warnings.push(format!(
+                        "{path}, line {}: overriding earlier entry: {name}={}",
+                        l.first_line, old.value
+                    ));
                 }
             }
-            cf.entries.insert(name.to_string(), Entry { value: value.to_string(), line: l.first_line });
+            cf.entries.insert(
+                name.to_string(),
+                Entry {
+                    value: value.to_string(),
+                    line: l.first_line,
+                },
+            );
         }
         cf.warnings = warnings;
         Ok(cf)
@@ -70,14 +88,20 @@ mod tests {
     #[test]
     fn missing_equals_is_fatal_with_file_and_line() {
         let e = MainCf::parse("/etc/postfix/main.cf", b"a = 1\n\nbad line here\n").unwrap_err();
-        assert_eq!(e.to_string(), "/etc/postfix/main.cf, line 3: missing '=' after attribute name: \"bad line here\"");
+        assert_eq!(
+            e.to_string(),
+            "/etc/postfix/main.cf, line 3: missing '=' after attribute name: \"bad line here\""
+        );
     }
 
     #[test]
     fn last_duplicate_wins_with_warning() {
         let cf = MainCf::parse("m", b"h = a\nh = b\nh = b\n").unwrap();
         assert_eq!(cf.get("h"), Some("b"));
-        assert_eq!(cf.warnings, vec!["m, line 2: overriding earlier entry: h=a".to_string()]);
+        assert_eq!(
+            cf.warnings,
+            vec!["m, line 2: overriding earlier entry: h=a".to_string()]
+        );
     }
 
     #[test]

@@ -8,7 +8,16 @@ use super::main_cf::split_nameval;
 use crate::config::ConfigError;
 
 /// The field names as `postconf -F` prints them.
-pub const FIELD_NAMES: [&str; 8] = ["service", "type", "private", "unprivileged", "chroot", "wakeup", "process_limit", "command"];
+pub const FIELD_NAMES: [&str; 8] = [
+    "service",
+    "type",
+    "private",
+    "unprivileged",
+    "chroot",
+    "wakeup",
+    "process_limit",
+    "command",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
@@ -95,7 +104,9 @@ fn check(ok: bool, field: &str, val: &str, line: &str) -> Result<(), ConfigError
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::Syntax(format!("invalid {field} field \"{val}\" in \"{line}\"")))
+        Err(ConfigError::Syntax(format!(
+            "invalid {field} field \"{val}\" in \"{line}\""
+        )))
     }
 }
 
@@ -110,22 +121,43 @@ impl MasterCf {
     }
 
     pub fn parse(path: &str, data: &[u8]) -> Result<MasterCf, ConfigError> {
-        let mut cf = MasterCf { path: path.to_string(), ..Default::default() };
+        let mut cf = MasterCf {
+            path: path.to_string(),
+            ..Default::default()
+        };
         let mut warnings = Vec::new();
         let base = path.rsplit('/').next().unwrap_or(path).to_string();
         for l in logical_lines(path, data, &mut |w| warnings.push(w)) {
             let toks = tokens(&l.text, " \t\r\n");
             if toks.len() < 8 {
-                return Err(ConfigError::Syntax(format!("file {path}: line {}: bad field count", l.first_line)));
+                return Err(ConfigError::Syntax(format!(
+                    "file {path}: line {}: bad field count",
+                    l.first_line
+                )));
             }
             let t = &l.text;
-            check(matches!(toks[1], "inet" | "unix" | "unix-dgram" | "fifo" | "pass"), "type", toks[1], t)?;
+            check(
+                matches!(toks[1], "inet" | "unix" | "unix-dgram" | "fifo" | "pass"),
+                "type",
+                toks[1],
+                t,
+            )?;
             check(yn(toks[2]), "private", toks[2], t)?;
             check(yn(toks[3]), "unprivileged", toks[3], t)?;
             check(yn(toks[4]), "chroot", toks[4], t)?;
             let w = toks[5].strip_suffix('?').unwrap_or(toks[5]);
-            check(toks[5] == "-" || (!w.is_empty() && w.bytes().all(|c| c.is_ascii_digit())), "wakeup", toks[5], t)?;
-            check(toks[6] == "-" || toks[6].bytes().all(|c| c.is_ascii_digit()), "process_limit", toks[6], t)?;
+            check(
+                toks[5] == "-" || (!w.is_empty() && w.bytes().all(|c| c.is_ascii_digit())),
+                "wakeup",
+                toks[5],
+                t,
+            )?;
+            check(
+                toks[6] == "-" || toks[6].bytes().all(|c| c.is_ascii_digit()),
+                "process_limit",
+                toks[6],
+                t,
+            )?;
             let mut argv = Vec::new();
             let mut i = 7;
             while i < toks.len() {
@@ -176,7 +208,10 @@ impl MasterCf {
 
     /// The last entry for `name`/`type` (the one master(8) uses).
     pub fn find(&self, name: &str, kind: &str) -> Option<&Service> {
-        self.services.iter().rev().find(|s| s.name == name && s.kind == kind)
+        self.services
+            .iter()
+            .rev()
+            .find(|s| s.name == name && s.kind == kind)
     }
 }
 
@@ -194,12 +229,18 @@ mod tests {
         assert_eq!(cf.services.len(), 2);
         let s = &cf.services[0];
         assert_eq!(s.command(), "smtpd");
-        assert_eq!(s.overrides(), vec![
-            ("smtpd_banner".to_string(), "hello there".to_string()),
-            ("smtpd_tls_wrappermode".to_string(), "yes".to_string()),
-            ("syslog_name".to_string(), "x".to_string()),
-        ]);
-        assert_eq!(s.command_line(), "smtpd -o {smtpd_banner=hello there} -o smtpd_tls_wrappermode=yes -o syslog_name=x");
+        assert_eq!(
+            s.overrides(),
+            vec![
+                ("smtpd_banner".to_string(), "hello there".to_string()),
+                ("smtpd_tls_wrappermode".to_string(), "yes".to_string()),
+                ("syslog_name".to_string(), "x".to_string()),
+            ]
+        );
+        assert_eq!(
+            s.command_line(),
+            "smtpd -o {smtpd_banner=hello there} -o smtpd_tls_wrappermode=yes -o syslog_name=x"
+        );
     }
 
     #[test]
@@ -207,8 +248,14 @@ mod tests {
         let e = MasterCf::parse("./master.cf", b"x unix - - n - -\n").unwrap_err();
         assert_eq!(e.to_string(), "file ./master.cf: line 1: bad field count");
         let e = MasterCf::parse("m", b"x bogus - - n - - smtp\n").unwrap_err();
-        assert_eq!(e.to_string(), "invalid type field \"bogus\" in \"x bogus - - n - - smtp\"");
+        assert_eq!(
+            e.to_string(),
+            "invalid type field \"bogus\" in \"x bogus - - n - - smtp\""
+        );
         let e = MasterCf::parse("m", b"x unix - - n 6x - smtp\n").unwrap_err();
-        assert_eq!(e.to_string(), "invalid wakeup field \"6x\" in \"x unix - - n 6x - smtp\"");
+        assert_eq!(
+            e.to_string(),
+            "invalid wakeup field \"6x\" in \"x unix - - n 6x - smtp\""
+        );
     }
 }

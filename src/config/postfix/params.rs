@@ -25,10 +25,21 @@ impl Params {
     pub fn load(dir: &str, explicit: bool) -> Result<Params, crate::config::ConfigError> {
         let mut main = MainCf::load(&format!("{dir}/main.cf"))?;
         if explicit {
-            main.entries.insert("config_directory".into(), Entry { value: dir.to_string(), line: 0 });
+            main.entries.insert(
+                "config_directory".into(),
+                Entry {
+                    value: dir.to_string(),
+                    line: 0,
+                },
+            );
         }
         let master = MasterCf::load(&format!("{dir}/master.cf"))?;
-        Ok(Params { main, master, host: HostFacts::probe(), ..Default::default() })
+        Ok(Params {
+            main,
+            master,
+            host: HostFacts::probe(),
+            ..Default::default()
+        })
     }
 
     /// The raw value: override, main.cf, default.
@@ -52,11 +63,18 @@ impl Params {
             }
             return Some(match name {
                 "myhostname" => {
-                    let d = if self.defaults_only { None } else { self.main.get("mydomain").map(|d| self.expand_quiet(d)) };
+                    let d = if self.defaults_only {
+                        None
+                    } else {
+                        self.main.get("mydomain").map(|d| self.expand_quiet(d))
+                    };
                     self.host.myhostname(d.as_deref())
                 }
                 "mydomain" => mydomain_of(&self.expanded_quiet("myhostname")),
-                "mynetworks" => self.host.mynetworks(&self.expanded_quiet("mynetworks_style"), &self.expanded_quiet("inet_protocols")),
+                "mynetworks" => self.host.mynetworks(
+                    &self.expanded_quiet("mynetworks_style"),
+                    &self.expanded_quiet("inet_protocols"),
+                ),
                 "process_id" => self.host.pid.to_string(),
                 _ => p.default.to_string(),
             });
@@ -68,7 +86,10 @@ impl Params {
     fn service_param(&self, name: &str) -> Option<(String, String)> {
         for s in &self.master.services {
             if let Some(suffix) = name.strip_prefix(s.name.as_str()) {
-                if let Some(sp) = registry().service_params(s.command()).find(|sp| sp.suffix == suffix) {
+                if let Some(sp) = registry()
+                    .service_params(s.command())
+                    .find(|sp| sp.suffix == suffix)
+                {
                     return Some((s.name.clone(), sp.default.to_string()));
                 }
             }
@@ -78,7 +99,11 @@ impl Params {
 
     /// Every parameter name with a built-in or service-defined default.
     pub fn default_names(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = registry().params().iter().map(|p| p.name.to_string()).collect();
+        let mut names: BTreeSet<String> = registry()
+            .params()
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect();
         for s in &self.master.services {
             for sp in registry().service_params(s.command()) {
                 names.insert(format!("{}{}", s.name, sp.suffix));
@@ -104,7 +129,9 @@ impl Params {
     }
 
     fn expanded_quiet(&self, name: &str) -> String {
-        self.raw(name).map(|v| self.expand_quiet(&v)).unwrap_or_default()
+        self.raw(name)
+            .map(|v| self.expand_quiet(&v))
+            .unwrap_or_default()
     }
 
     /// The expanded value of a parameter.
@@ -130,7 +157,11 @@ impl Params {
             scan(v);
         }
         if let Some(classes) = self.main.get("smtpd_restriction_classes") {
-            referenced.extend(super::list::split_list(classes).into_iter().map(String::from));
+            referenced.extend(
+                super::list::split_list(classes)
+                    .into_iter()
+                    .map(String::from),
+            );
         }
         let mut out = Vec::new();
         for (n, e) in &self.main.entries {
@@ -208,7 +239,11 @@ mod tests {
         Params {
             main: MainCf::parse("main.cf", main.as_bytes()).unwrap(),
             master: MasterCf::parse("master.cf", master.as_bytes()).unwrap(),
-            host: HostFacts { hostname: "vm".into(), addrs: vec![], pid: 7 },
+            host: HostFacts {
+                hostname: "vm".into(),
+                addrs: vec![],
+                pid: 7,
+            },
             ..Default::default()
         }
     }
@@ -219,21 +254,33 @@ mod tests {
         let p = params("compatibility_level = 2\n", "");
         assert_eq!(p.get("mynetworks_style").unwrap(), "host");
         assert_eq!(p.get("relay_domains").unwrap(), "");
-        assert_eq!(p.get("smtpd_relay_restrictions").unwrap(), "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination");
+        assert_eq!(
+            p.get("smtpd_relay_restrictions").unwrap(),
+            "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination"
+        );
         assert_eq!(p.get("smtputf8_enable").unwrap(), "yes");
         assert_eq!(p.get("append_dot_mydomain").unwrap(), "no");
         let old = params("", "");
         assert_eq!(old.get("mynetworks_style").unwrap(), "subnet");
-        assert_eq!(old.get("relay_domains").unwrap(), "vm.localdomain, localhost.localdomain, localhost");
+        assert_eq!(
+            old.get("relay_domains").unwrap(),
+            "vm.localdomain, localhost.localdomain, localhost"
+        );
         assert_eq!(old.get("smtpd_relay_restrictions").unwrap(), "");
         assert_eq!(old.get("smtputf8_enable").unwrap(), "no");
     }
 
     #[test]
     fn service_defined_and_unused() {
-        let p = params("cyrus_destination_recipient_limit = 1\nfoo = 1\nbar = $foo\nbaz = 2\n", "cyrus unix - n n - - pipe user=cyrus\n");
+        let p = params(
+            "cyrus_destination_recipient_limit = 1\nfoo = 1\nbar = $foo\nbaz = 2\n",
+            "cyrus unix - n n - - pipe user=cyrus\n",
+        );
         assert!(p.is_known("cyrus_destination_recipient_limit"));
-        assert_eq!(p.default_raw("cyrus_time_limit").unwrap(), "$command_time_limit");
+        assert_eq!(
+            p.default_raw("cyrus_time_limit").unwrap(),
+            "$command_time_limit"
+        );
         let unused: Vec<String> = p.unused().into_iter().map(|(_, n, _)| n).collect();
         assert_eq!(unused, vec!["bar".to_string(), "baz".to_string()]);
     }

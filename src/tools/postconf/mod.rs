@@ -11,11 +11,35 @@ use edit::Edit;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-const SPEC: &str = "aAbc:C:deEfhHlmMno:pPtT:vxX#";
+const SPEC: &str = "aAbc:C:deEfFhHlmMno:pPtT:vxX#";
 const USAGE: &str = "usage: postconf [-a (server SASL types)] [-A (client SASL types)] [-b (bounce templates)] [-c config_dir] [-C param_class] [-d (defaults)] [-e (edit)] [-f (fold lines)] [-F (master.cf fields)] [-h (no names)] [-l (lock types)] [-m (map types)] [-M (master.cf)] [-n (non-default parameters)] [-o name=value (override parameter value)] [-p (main.cf, default)] [-P (master.cf parameters)] [-t (bounce templates)] [-T compile-version|run-version|public-key-algorithms] [-v] [-x (expand parameter values)] [-X (exclude)] [-# (comment-out)] [name...]";
 
 /// The lookup table types mumail reads or will read (`postconf -m`).
-const TABLE_TYPES: &[&str] = &["btree", "cidr", "environ", "fail", "hash", "inline", "internal", "ldap", "lmdb", "memcache", "mysql", "nis", "pcre", "pipemap", "proxy", "randmap", "regexp", "socketmap", "static", "tcp", "texthash", "unionmap", "unix"];
+const TABLE_TYPES: &[&str] = &[
+    "btree",
+    "cidr",
+    "environ",
+    "fail",
+    "hash",
+    "inline",
+    "internal",
+    "ldap",
+    "lmdb",
+    "memcache",
+    "mysql",
+    "nis",
+    "pcre",
+    "pipemap",
+    "proxy",
+    "randmap",
+    "regexp",
+    "socketmap",
+    "static",
+    "tcp",
+    "texthash",
+    "unionmap",
+    "unix",
+];
 
 #[derive(Default)]
 struct Flags {
@@ -58,7 +82,9 @@ impl Run {
 
 /// Runs postconf with `args` (without argv[0]).
 pub fn run(args: &[String]) -> Output {
-    let mut r = Run { out: Output::default() };
+    let mut r = Run {
+        out: Output::default(),
+    };
     let (opts, operands) = match getopt(args, SPEC) {
         Ok(v) => v,
         Err(GetoptError::Unknown(c)) => {
@@ -66,7 +92,10 @@ pub fn run(args: &[String]) -> Output {
             return r.fatal(USAGE);
         }
         Err(GetoptError::MissingArg(c)) => {
-            let _ = writeln!(r.out.stderr, "postconf: option requires an argument -- '{c}'");
+            let _ = writeln!(
+                r.out.stderr,
+                "postconf: option requires an argument -- '{c}'"
+            );
             return r.fatal(USAGE);
         }
     };
@@ -130,15 +159,28 @@ pub fn run(args: &[String]) -> Output {
         }
     }
     let (dir, explicit) = config_directory(f.config_dir.as_deref());
-    if f.edit || (!f.master && !f.service_params && !f.fields && !f.remove && !f.comment && operands.iter().any(|a| a.contains('='))) {
+    if f.edit
+        || (!f.master
+            && !f.service_params
+            && !f.fields
+            && !f.remove
+            && !f.comment
+            && operands.iter().any(|a| a.contains('=')))
+    {
         return edit_main(r, &dir, &operands, Edit::Set(BTreeMap::new(), Vec::new()));
     }
     if f.remove || f.comment {
         if f.master || f.service_params {
-            return r.fatal("editing master.cf with -X or -# is not yet supported by mumail's postconf");
+            return r.fatal(
+                "editing master.cf with -X or -# is not yet supported by mumail's postconf",
+            );
         }
         let names: Vec<String> = operands.clone();
-        let e = if f.remove { Edit::Remove(names) } else { Edit::Comment(names) };
+        let e = if f.remove {
+            Edit::Remove(names)
+        } else {
+            Edit::Comment(names)
+        };
         return edit_main(r, &dir, &operands, e);
     }
 
@@ -172,7 +214,11 @@ pub fn run(args: &[String]) -> Output {
 }
 
 fn load(r: &mut Run, dir: &str, explicit: bool, defaults: bool) -> Result<Params, String> {
-    let mut p = Params { host: crate::config::postfix::host::HostFacts::probe(), defaults_only: defaults, ..Default::default() };
+    let mut p = Params {
+        host: crate::config::postfix::host::HostFacts::probe(),
+        defaults_only: defaults,
+        ..Default::default()
+    };
     if !defaults {
         let main = MainCf::load(&format!("{dir}/main.cf")).map_err(|e| e.to_string())?;
         for w in &main.warnings {
@@ -180,7 +226,13 @@ fn load(r: &mut Run, dir: &str, explicit: bool, defaults: bool) -> Result<Params
         }
         p.main = main;
         if explicit {
-            p.main.entries.insert("config_directory".into(), crate::config::postfix::main_cf::Entry { value: dir.to_string(), line: 0 });
+            p.main.entries.insert(
+                "config_directory".into(),
+                crate::config::postfix::main_cf::Entry {
+                    value: dir.to_string(),
+                    line: 0,
+                },
+            );
         }
     }
     // master.cf defines service-defined parameter names; a missing one is
@@ -203,25 +255,44 @@ fn show_params(r: &mut Run, p: &Params, f: &Flags, operands: &[String]) {
         operands.to_vec()
     } else if f.non_default {
         let unused: Vec<String> = p.unused().into_iter().map(|(_, n, _)| n).collect();
-        p.main.entries.keys().filter(|n| !unused.contains(n)).cloned().collect()
+        p.main
+            .entries
+            .keys()
+            .filter(|n| !unused.contains(n))
+            .cloned()
+            .collect()
     } else {
         let mut all = p.default_names();
         if !f.defaults {
             let unused: Vec<String> = p.unused().into_iter().map(|(_, n, _)| n).collect();
-            all.extend(p.main.entries.keys().filter(|n| !unused.contains(n)).cloned());
+            all.extend(
+                p.main
+                    .entries
+                    .keys()
+                    .filter(|n| !unused.contains(n))
+                    .cloned(),
+            );
         }
         all.into_iter().collect()
     };
-    let unused: Vec<String> = if f.defaults { Vec::new() } else { p.unused().into_iter().map(|(_, n, _)| n).collect() };
+    let unused: Vec<String> = if f.defaults {
+        Vec::new()
+    } else {
+        p.unused().into_iter().map(|(_, n, _)| n).collect()
+    };
     for name in names {
         let value = if f.defaults {
             p.default_raw(&name)
         } else if f.non_default {
-            p.overrides.get(&name).cloned().or_else(|| p.main.get(&name).map(String::from))
+            p.overrides
+                .get(&name)
+                .cloned()
+                .or_else(|| p.main.get(&name).map(String::from))
         } else {
             p.raw(&name)
         };
-        let known = (p.is_known(&name) || (!f.defaults && p.main.get(&name).is_some())) && !unused.contains(&name);
+        let known = (p.is_known(&name) || (!f.defaults && p.main.get(&name).is_some()))
+            && !unused.contains(&name);
         let Some(value) = value.filter(|_| known) else {
             if !f.non_default || !operands.is_empty() {
                 r.warn(&format!("{name}: unknown parameter"));
@@ -257,7 +328,11 @@ fn show_master(r: &mut Run, p: &Params, f: &Flags, operands: &[String]) {
         let t = parts.next().unwrap_or("");
         (n.is_empty() || n == svc.name) && (t.is_empty() || t == svc.kind)
     };
-    let patterns: Vec<String> = if operands.is_empty() { vec![String::new()] } else { operands.to_vec() };
+    let patterns: Vec<String> = if operands.is_empty() {
+        vec![String::new()]
+    } else {
+        operands.to_vec()
+    };
     for pat in &patterns {
         let mut matched = false;
         for s in &p.master.services {
@@ -270,11 +345,24 @@ fn show_master(r: &mut Run, p: &Params, f: &Flags, operands: &[String]) {
             } else if f.fields {
                 let want = pat.splitn(3, '/').nth(2).unwrap_or("");
                 let fields = s.fields();
-                for (i, name) in crate::config::postfix::master_cf::FIELD_NAMES.iter().enumerate() {
+                for (i, name) in crate::config::postfix::master_cf::FIELD_NAMES
+                    .iter()
+                    .enumerate()
+                {
                     if want.is_empty() || want == *name {
                         matched = true;
-                        let v = if f.expand { p.expand(&fields[i]).map(|x| x.0).unwrap_or_else(|_| fields[i].clone()) } else { fields[i].clone() };
-                        r.line(&print::param_line(&format!("{}/{}/{}", s.name, s.kind, name), &v, f.fold));
+                        let v = if f.expand {
+                            p.expand(&fields[i])
+                                .map(|x| x.0)
+                                .unwrap_or_else(|_| fields[i].clone())
+                        } else {
+                            fields[i].clone()
+                        };
+                        r.line(&print::param_line(
+                            &format!("{}/{}/{}", s.name, s.kind, name),
+                            &v,
+                            f.fold,
+                        ));
                     }
                 }
             } else {
@@ -284,8 +372,16 @@ fn show_master(r: &mut Run, p: &Params, f: &Flags, operands: &[String]) {
                 for (n, v) in ov {
                     if want.is_empty() || want == n {
                         matched = true;
-                        let v = if f.expand { p.expand(&v).map(|x| x.0).unwrap_or(v) } else { v };
-                        r.line(&print::param_line(&format!("{}/{}/{}", s.name, s.kind, n), &v, f.fold));
+                        let v = if f.expand {
+                            p.expand(&v).map(|x| x.0).unwrap_or(v)
+                        } else {
+                            v
+                        };
+                        r.line(&print::param_line(
+                            &format!("{}/{}/{}", s.name, s.kind, n),
+                            &v,
+                            f.fold,
+                        ));
                     }
                 }
             }
@@ -323,7 +419,9 @@ fn edit_main(mut r: Run, dir: &str, operands: &[String], mut edit: Edit) -> Outp
     for w in warnings {
         r.warn(&w);
     }
-    if let Err(e) = crate::util::atomic::replace_file(std::path::Path::new(&path), new.as_bytes(), None) {
+    if let Err(e) =
+        crate::util::atomic::replace_file(std::path::Path::new(&path), new.as_bytes(), None)
+    {
         return r.fatal(&format!("write {path}: {}", crate::util::strerror(&e)));
     }
     r.out
