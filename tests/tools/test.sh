@@ -15,4 +15,13 @@ if [ -n "$need" ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
-cargo test --no-fail-fast 2>&1
+log=$(mktemp)
+set +e
+cargo test --no-fail-fast >"$log" 2>&1
+status=$?
+cat "$log"
+set -e
+# One closing line over all test binaries.
+awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$log"
+rm -f "$log"
+exit $status
