@@ -10,7 +10,7 @@ POSTFIX_NAMES="myorigin mydestination relayhost smtpd_banner header_size_limit c
 for d in "$top"/compat/postfix/*/; do
   d=${d%/}
   tmp=$(mktemp -d)
-  cp "$d/main.cf" "$d/master.cf" "$tmp/"
+  for f in "$d"/*; do case "$f" in *.out|*.err|*.after-*) ;; *) cp "$f" "$tmp/" ;; esac; done
   sub() { sed "s#$tmp#@DIR@#g"; }
   postconf -c "$tmp" -n >"$d/postconf-n.out" 2>"$tmp/err"; echo "status $?" >>"$d/postconf-n.out"; sub <"$tmp/err" | sort -u >"$d/postconf-n.err"
   sub <"$d/postconf-n.out" >"$tmp/x" && mv "$tmp/x" "$d/postconf-n.out"

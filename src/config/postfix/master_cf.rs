@@ -32,6 +32,8 @@ pub struct Service {
     /// `-o` values as `name=value` without braces, brace groups unwrapped.
     pub argv: Vec<String>,
     pub line: usize,
+    /// Last physical line of the entry (continuations included).
+    pub last_line: usize,
 }
 
 impl Service {
@@ -200,6 +202,7 @@ impl MasterCf {
                 maxproc: toks[6].to_string(),
                 argv,
                 line: l.first_line,
+                last_line: l.last_line,
             });
         }
         cf.warnings = warnings;

@@ -113,7 +113,89 @@ impl Params {
     }
 
     pub fn is_known(&self, name: &str) -> bool {
-        registry().get(name).is_some() || self.service_param(name).is_some()
+        registry().get(name).is_some()
+            || self.service_param(name).is_some()
+            || self.table_param(name)
+    }
+
+    /// Tables with their own configuration used in main.cf / master.cf
+    /// values, as (type, name): `ldap:/etc/postfix/users.cf`, `ldap:users`.
+    pub fn config_tables(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut values: Vec<String> = self
+            .main
+            .entries
+            .values()
+            .map(|e| e.value.clone())
+            .collect();
+        for s in &self.master.services {
+            values.extend(s.overrides().into_iter().map(|(_, v)| v));
+        }
+        for v in values {
+            for tok in super::list::split_list(&v) {
+                let mut t = tok;
+                while let Some(rest) = t.strip_prefix("proxy:") {
+                    t = rest;
+                }
+                let Some((kind, name)) = t.split_once(':') else {
+                    continue;
+                };
+                if table_params(kind).is_none() || name.is_empty() {
+                    continue;
+                }
+                let name = if name.contains('$') {
+                    self.expand_quiet(name)
+                } else {
+                    name.to_string()
+                };
+                if !out.iter().any(|(k, n)| k == kind && *n == name) {
+                    out.push((kind.to_string(), name));
+                }
+            }
+        }
+        out
+    }
+
+    /// `users_server_host` is known when a value uses `ldap:users`.
+    fn table_param(&self, name: &str) -> bool {
+        self.config_tables().iter().any(|(kind, tname)| {
+            !tname.starts_with('/')
+                && name
+                    .strip_prefix(tname.as_str())
+                    .and_then(|r| r.strip_prefix('_'))
+                    .is_some_and(|p| table_params(kind).is_some_and(|l| l.contains(&p)))
+        })
+    }
+
+    /// postconf's checks of table configuration files: unreadable files and
+    /// unknown parameters in them, in Postfix's wording.
+    pub fn table_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (kind, name) in self.config_tables() {
+            if !name.starts_with('/') {
+                continue;
+            }
+            let data = match std::fs::read(&name) {
+                Ok(d) => d,
+                Err(e) => {
+                    out.push(format!(
+                        "open \"{kind}\" configuration \"{name}\": {}",
+                        crate::util::strerror(&e)
+                    ));
+                    continue;
+                }
+            };
+            let Ok(cf) = MainCf::parse(&name, &data) else {
+                continue;
+            };
+            let known = table_params(&kind).unwrap_or(&[]);
+            for (n, e) in &cf.entries {
+                if !known.contains(&n.as_str()) {
+                    out.push(format!("{kind}:{name}: unused parameter: {n}={}", e.value));
+                }
+            }
+        }
+        out
     }
 
     /// Expands `text` against this view.
@@ -199,6 +281,124 @@ impl Params {
         }
         out
     }
+}
+
+/// Parameters of the lookup tables that have their own configuration
+/// (ldap_table(5), mysql_table(5), pgsql_table(5), sqlite_table(5),
+/// memcache_table(5)), as Postfix 3.7's postconf knows them.
+const LDAP_PARAMS: &[&str] = &[
+    "bind",
+    "bind_dn",
+    "bind_pw",
+    "cache",
+    "cache_expiry",
+    "cache_size",
+    "chase_referrals",
+    "debuglevel",
+    "dereference",
+    "domain",
+    "expansion_limit",
+    "leaf_result_attribute",
+    "query_filter",
+    "recursion_limit",
+    "result_attribute",
+    "result_filter",
+    "result_format",
+    "sasl_authz_id",
+    "sasl_mechs",
+    "sasl_minssf",
+    "sasl_realm",
+    "scope",
+    "search_base",
+    "server_host",
+    "server_port",
+    "size_limit",
+    "special_result_attribute",
+    "start_tls",
+    "terminal_result_attribute",
+    "timeout",
+    "tls_ca_cert_dir",
+    "tls_ca_cert_file",
+    "tls_cert",
+    "tls_cipher_suite",
+    "tls_key",
+    "tls_random_file",
+    "tls_require_cert",
+    "version",
+];
+const MYSQL_PARAMS: &[&str] = &[
+    "additional_conditions",
+    "dbname",
+    "domain",
+    "expansion_limit",
+    "hosts",
+    "option_file",
+    "option_group",
+    "password",
+    "query",
+    "require_result_set",
+    "result_format",
+    "select_field",
+    "table",
+    "tls_CAfile",
+    "tls_CApath",
+    "tls_cert_file",
+    "tls_ciphers",
+    "tls_key_file",
+    "tls_verify_cert",
+    "user",
+    "where_field",
+];
+const PGSQL_PARAMS: &[&str] = &[
+    "additional_conditions",
+    "dbname",
+    "domain",
+    "expansion_limit",
+    "hosts",
+    "password",
+    "query",
+    "result_format",
+    "select_field",
+    "select_function",
+    "table",
+    "user",
+    "where_field",
+];
+const SQLITE_PARAMS: &[&str] = &[
+    "additional_conditions",
+    "dbpath",
+    "domain",
+    "expansion_limit",
+    "query",
+    "result_format",
+    "select_field",
+    "table",
+    "where_field",
+];
+const MEMCACHE_PARAMS: &[&str] = &[
+    "backup",
+    "data_size_limit",
+    "domain",
+    "flags",
+    "key_format",
+    "line_size_limit",
+    "max_try",
+    "memcache",
+    "retry_pause",
+    "timeout",
+    "ttl",
+];
+
+/// The parameter names of a table type with its own configuration.
+pub fn table_params(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "ldap" => LDAP_PARAMS,
+        "mysql" => MYSQL_PARAMS,
+        "pgsql" => PGSQL_PARAMS,
+        "sqlite" => SQLITE_PARAMS,
+        "memcache" => MEMCACHE_PARAMS,
+        _ => return None,
+    })
 }
 
 /// Names referenced as `$name`, `${name...}` or `$(name...)` in `text`.

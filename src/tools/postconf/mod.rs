@@ -2,6 +2,7 @@
 //! postconf does (same flags, output, warnings and exit codes).
 
 mod edit;
+mod master_edit;
 pub mod print;
 
 use super::Output;
@@ -159,22 +160,23 @@ pub fn run(args: &[String]) -> Output {
         }
     }
     let (dir, explicit) = config_directory(f.config_dir.as_deref());
-    if f.edit
-        || (!f.master
-            && !f.service_params
-            && !f.fields
-            && !f.remove
-            && !f.comment
-            && operands.iter().any(|a| a.contains('=')))
-    {
+    let master_mode = if f.master {
+        Some('M')
+    } else if f.service_params {
+        Some('P')
+    } else if f.fields {
+        Some('F')
+    } else {
+        None
+    };
+    let wants_edit = f.edit || f.remove || f.comment || operands.iter().any(|a| a.contains('='));
+    if let (Some(mode), true) = (master_mode, wants_edit) {
+        return edit_master(r, &dir, mode, &f, &operands);
+    }
+    if f.edit || (master_mode.is_none() && operands.iter().any(|a| a.contains('='))) {
         return edit_main(r, &dir, &operands, Edit::Set(BTreeMap::new(), Vec::new()));
     }
     if f.remove || f.comment {
-        if f.master || f.service_params {
-            return r.fatal(
-                "editing master.cf with -X or -# is not yet supported by mumail's postconf",
-            );
-        }
         let names: Vec<String> = operands.clone();
         let e = if f.remove {
             Edit::Remove(names)
@@ -203,6 +205,9 @@ pub fn run(args: &[String]) -> Output {
         }
         for (file, name, value) in p.unused() {
             r.warn(&format!("{file}: unused parameter: {name}={value}"));
+        }
+        for w in p.table_warnings() {
+            r.warn(&w);
         }
     }
     if f.master || f.fields || f.service_params {
@@ -390,6 +395,33 @@ fn show_master(r: &mut Run, p: &Params, f: &Flags, operands: &[String]) {
             r.warn(&format!("unmatched request: \"{pat}\""));
         }
     }
+}
+
+fn edit_master(mut r: Run, dir: &str, mode: char, f: &Flags, operands: &[String]) -> Output {
+    let ops = match master_edit::parse_ops(mode, f.remove, f.comment, operands) {
+        Ok(o) => o,
+        Err(e) => return r.fatal(&e),
+    };
+    let path = format!("{dir}/master.cf");
+    let text = match std::fs::read(&path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => return r.fatal(&format!("open {path}: {}", crate::util::strerror(&e))),
+    };
+    let (new, warnings) = match master_edit::apply(&path, &text, &ops) {
+        Ok(v) => v,
+        Err(e) => return r.fatal(&e),
+    };
+    for w in warnings {
+        r.warn(&w);
+    }
+    if new != text {
+        if let Err(e) =
+            crate::util::atomic::replace_file(std::path::Path::new(&path), new.as_bytes(), None)
+        {
+            return r.fatal(&format!("write {path}: {}", crate::util::strerror(&e)));
+        }
+    }
+    r.out
 }
 
 fn edit_main(mut r: Run, dir: &str, operands: &[String], mut edit: Edit) -> Output {
