@@ -148,11 +148,13 @@ impl<'a> Expander<'a> {
             out.push_str(&v);
             return Ok(());
         }
-        let (op, rest) = rest.split_at(1);
+        let mut chars = rest.chars();
+        let op = chars.next().unwrap_or(' ');
+        let rest = chars.as_str();
         let set = !self.value_of(name, depth, false)?.is_empty();
         let (if_set, if_unset) = match op {
-            "?" => parse_alternatives(rest)?,
-            ":" => (None, Some(braced_or_plain(rest)?)),
+            '?' => parse_alternatives(rest)?,
+            ':' => (None, Some(braced_or_plain(rest)?)),
             _ => {
                 return Err(ExpandError::Syntax(format!(
                     "unknown operator '{op}' in macro reference: \"{inner}\""
@@ -385,6 +387,16 @@ mod tests {
             Err(ExpandError::Nesting(_))
         ));
         assert!(matches!(run(&vars, "${a").0, Err(ExpandError::Syntax(_))));
+    }
+
+    #[test]
+    fn fuzz_regressions() {
+        // A multi-byte character where the operator is expected (found by
+        // cargo fuzz: byte slicing inside a character panicked).
+        let crash = b"\x01\x00@\x95\x95%$(uuuuuuuuuuuuuuuuuuuuuuu\xff\xff\xff\xffuu\x00\x0f)\x01";
+        let text = String::from_utf8_lossy(crash);
+        assert!(run(&[], &text).0.is_err());
+        assert!(run(&[("a", "1")], "${a\u{e9}x}").0.is_err());
     }
 
     #[test]
