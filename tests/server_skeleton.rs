@@ -138,3 +138,93 @@ fn unix_socket_mode() {
         );
     });
 }
+
+/// Child half of `systemd_socket_activation` (re-executed with the env set).
+#[test]
+fn systemd_child() {
+    if std::env::var("MUMAIL_SYSTEMD_CHILD").is_err() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ls = Listener::from_systemd().unwrap();
+        assert_eq!(ls.len(), 1);
+        let c = ls[0].accept().await.unwrap();
+        let mut io = c.into_io();
+        io.write_all(b"activated\n").await.unwrap();
+    });
+}
+
+#[test]
+fn systemd_socket_activation() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let fd = l.as_raw_fd();
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --exact systemd_child --test-threads=1")
+        .arg(&exe)
+        .env("MUMAIL_SYSTEMD_CHILD", "1")
+        .stdout(std::process::Stdio::null());
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut s, &mut got).unwrap();
+    assert_eq!(got, "activated\n");
+    assert!(child.wait().unwrap().success());
+}
+
+/// Child half of `drops_privilege` (re-executed as root).
+#[test]
+fn privilege_child() {
+    if std::env::var("MUMAIL_PRIV_CHILD").is_err() {
+        return;
+    }
+    mumail::server::privs::drop_to("nobody").unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!(nix::unistd::getuid(), nobody.uid);
+    assert_eq!(nix::unistd::geteuid(), nobody.uid);
+    assert!(
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_err(),
+        "could regain root"
+    );
+    assert!(
+        mumail::server::privs::drop_to("root").is_ok(),
+        "not root any more: a no-op"
+    );
+}
+
+#[test]
+fn drops_privilege() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("not root: privilege drop not exercised");
+        return;
+    }
+    let st = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "privilege_child", "--test-threads=1"])
+        .env("MUMAIL_PRIV_CHILD", "1")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(matches!(
+        mumail::server::privs::drop_to("root"),
+        Err(mumail::server::privs::PrivError::IsRoot(_))
+    ));
+}

@@ -239,6 +239,45 @@ impl Logger {
     }
 }
 
+impl Logger {
+    /// A hub daemon's logger from main.cf: tag `$syslog_name/<service>`,
+    /// facility `syslog_facility`, `maillog_file` if set, else syslog.
+    pub fn for_postfix(
+        p: &crate::config::postfix::Params,
+        service: &str,
+    ) -> Result<Logger, String> {
+        let name = p.get("syslog_name").unwrap_or_else(|| "postfix".into());
+        let fac_name = p.get("syslog_facility").unwrap_or_else(|| "mail".into());
+        let fac =
+            facility(&fac_name).ok_or_else(|| format!("syslog_facility: bad value: {fac_name}"))?;
+        let file = p.get("maillog_file").unwrap_or_default();
+        Logger::from_maillog_file(&format!("{name}/{service}"), fac, &file)
+            .map_err(|e| format!("open {file}: {}", crate::util::strerror(&e)))
+    }
+
+    /// A store daemon's logger from imapd.conf: tag `<syslog_prefix>/<service>`
+    /// (Cyrus's default prefix `cyrus`), facility `syslog_facility`
+    /// (Cyrus's default LOCAL6).
+    pub fn for_cyrus(c: &crate::config::cyrus::ImapdConf, service: &str) -> Result<Logger, String> {
+        let prefix = c
+            .get("syslog_prefix")
+            .filter(|s| !s.is_empty())
+            .unwrap_or("cyrus");
+        let fac_name = c
+            .get("syslog_facility")
+            .filter(|s| !s.is_empty())
+            .unwrap_or("local6")
+            .to_ascii_lowercase();
+        let fac =
+            facility(&fac_name).ok_or_else(|| format!("syslog_facility: bad value: {fac_name}"))?;
+        Ok(Logger::new(
+            &format!("{prefix}/{service}"),
+            fac,
+            Target::Syslog("/dev/log".into()),
+        ))
+    }
+}
+
 /// Logs every panic as `panic: ...`; the panicking connection task ends,
 /// the daemon goes on (tokio contains the unwind to that task).
 pub fn install_panic_hook(logger: std::sync::Arc<Logger>) {
@@ -294,6 +333,34 @@ mod tests {
         assert!(re_ok, "{s}");
         assert_eq!(&s[3..4], " ");
         assert_eq!(&s[6..7], " ");
+    }
+
+    #[test]
+    fn loggers_from_config() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("maillog");
+        let main = format!(
+            "syslog_name = postfix\nsyslog_facility = local3\nmaillog_file = {}\n",
+            f.display()
+        );
+        let p = crate::config::postfix::Params {
+            main: crate::config::postfix::MainCf::parse("m", main.as_bytes()).unwrap(),
+            ..Default::default()
+        };
+        let l = Logger::for_postfix(&p, "smtpd").unwrap();
+        assert_eq!((l.tag.as_str(), l.facility), ("postfix/smtpd", 19));
+        l.info("connect from x[127.0.0.1]");
+        assert!(std::fs::read_to_string(&f)
+            .unwrap()
+            .contains("postfix/smtpd["));
+        let c = crate::config::cyrus::ImapdConf::parse(
+            "i",
+            b"configdirectory: /x\nsyslog_prefix: peers\nsyslog_facility: MAIL\n",
+            Some("imap"),
+        )
+        .unwrap();
+        let l = Logger::for_cyrus(&c, "imap").unwrap();
+        assert_eq!((l.tag.as_str(), l.facility), ("peers/imap", 2));
     }
 
     #[test]

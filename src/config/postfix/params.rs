@@ -283,6 +283,105 @@ impl Params {
     }
 }
 
+impl Params {
+    fn bad(msg: String) -> crate::config::ConfigError {
+        crate::config::ConfigError::Syntax(msg)
+    }
+
+    /// A boolean parameter (`yes`/`no`), Postfix's fatal text otherwise.
+    pub fn get_bool(&self, name: &str) -> Result<bool, crate::config::ConfigError> {
+        let v = self.get(name).unwrap_or_default();
+        match v.as_str() {
+            "yes" => Ok(true),
+            "no" => Ok(false),
+            _ => Err(Self::bad(format!(
+                "bad boolean configuration: {name} = {v}"
+            ))),
+        }
+    }
+
+    /// An integer parameter within `min..=max` (`max` 0 = no upper bound).
+    pub fn get_int(
+        &self,
+        name: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<i64, crate::config::ConfigError> {
+        let v = self.get(name).unwrap_or_default();
+        let n: i64 = v
+            .trim()
+            .parse()
+            .map_err(|_| Self::bad(format!("bad numerical configuration: {name} = {v}")))?;
+        if n < min {
+            return Err(Self::bad(format!(
+                "invalid {name} parameter value {n} < {min}"
+            )));
+        }
+        if max > 0 && n > max {
+            return Err(Self::bad(format!(
+                "invalid {name} parameter value {n} > {max}"
+            )));
+        }
+        Ok(n)
+    }
+
+    /// A time parameter: a number with an optional unit `s m h d w`; a bare
+    /// number takes the unit of the parameter's default (as Postfix does).
+    pub fn get_time(&self, name: &str) -> Result<std::time::Duration, crate::config::ConfigError> {
+        let v = self.get(name).unwrap_or_default();
+        let default_unit = self
+            .default_raw(name)
+            .and_then(|d| d.chars().last())
+            .filter(|c| c.is_ascii_alphabetic())
+            .unwrap_or('s');
+        let t = v.trim();
+        let (num, unit) = match t.chars().last() {
+            Some(c) if c.is_ascii_alphabetic() => (&t[..t.len() - 1], c),
+            _ => (t, default_unit),
+        };
+        let mult = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 604800,
+            _ => return Err(Self::bad(format!("invalid {name} parameter value: {v}"))),
+        };
+        let n: u64 = num
+            .parse()
+            .map_err(|_| Self::bad(format!("invalid {name} parameter value: {v}")))?;
+        Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
+    }
+
+    /// mumail's decisions for what main.cf sets: one warning per parameter
+    /// that is accepted but not implemented; an error for a rejected one set
+    /// to a non-default value.
+    pub fn check_status(&self) -> Result<Vec<String>, crate::config::ConfigError> {
+        use super::registry::Status;
+        let mut warnings = Vec::new();
+        for (name, e) in &self.main.entries {
+            let Some(p) = registry().get(name) else {
+                continue;
+            };
+            match p.status {
+                Status::Supported => {}
+                Status::Ignored => warnings.push(format!(
+                    "{}, line {}: parameter {name} is not implemented; ignored",
+                    self.main.path, e.line
+                )),
+                Status::Rejected if e.value != p.default => {
+                    return Err(Self::bad(format!(
+                        "{}, line {}: parameter {name} is not supported by mumail: {name} = {}",
+                        self.main.path, e.line, e.value
+                    )));
+                }
+                Status::Rejected => {}
+            }
+        }
+        Ok(warnings)
+    }
+}
+
 /// Parameters of the lookup tables that have their own configuration
 /// (ldap_table(5), mysql_table(5), pgsql_table(5), sqlite_table(5),
 /// memcache_table(5)), as Postfix 3.7's postconf knows them.
@@ -483,6 +582,47 @@ mod tests {
         );
         let unused: Vec<String> = p.unused().into_iter().map(|(_, n, _)| n).collect();
         assert_eq!(unused, vec!["bar".to_string(), "baz".to_string()]);
+    }
+
+    #[test]
+    fn typed_values_in_postfix_wording() {
+        let p = params("line_length_limit = abc\nsoft_bounce = maybe\nsmtpd_recipient_limit = 0\nmaximal_queue_lifetime = 3\nsmtpd_timeout = 5m\n", "");
+        assert_eq!(
+            p.get_int("line_length_limit", 1, 0)
+                .unwrap_err()
+                .to_string(),
+            "bad numerical configuration: line_length_limit = abc"
+        );
+        assert_eq!(
+            p.get_bool("soft_bounce").unwrap_err().to_string(),
+            "bad boolean configuration: soft_bounce = maybe"
+        );
+        assert_eq!(
+            p.get_int("smtpd_recipient_limit", 1, 0)
+                .unwrap_err()
+                .to_string(),
+            "invalid smtpd_recipient_limit parameter value 0 < 1"
+        );
+        assert_eq!(
+            p.get_time("maximal_queue_lifetime").unwrap().as_secs(),
+            3 * 86400
+        );
+        assert_eq!(p.get_time("smtpd_timeout").unwrap().as_secs(), 300);
+        assert_eq!(p.get_time("minimal_backoff_time").unwrap().as_secs(), 300);
+        assert_eq!(p.get_int("message_size_limit", 0, 0).unwrap(), 10240000);
+        assert!(!p.get_bool("smtpd_helo_required").unwrap());
+    }
+
+    #[test]
+    fn status_warnings() {
+        let p = params("html_directory = no\nmyhostname = a.example\n", "");
+        let w = p.check_status().unwrap();
+        assert_eq!(
+            w,
+            vec![
+                "main.cf, line 1: parameter html_directory is not implemented; ignored".to_string()
+            ]
+        );
     }
 
     #[test]
