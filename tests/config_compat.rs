@@ -7,9 +7,7 @@ use mumail::tools::{cyr_info, postconf, Output};
 use std::path::{Path, PathBuf};
 
 fn cases(dialect: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("compat")
-        .join(dialect);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat").join(dialect);
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -95,28 +93,20 @@ fn postconf_matches_real_postfix() {
             read(&case.join("postconf-n.out")),
             "{name}: postconf -n"
         );
-        let want_err: Vec<String> = read(&case.join("postconf-n.err"))
-            .lines()
-            .map(String::from)
-            .collect();
+        let want_err: Vec<String> = read(&case.join("postconf-n.err")).lines().map(String::from).collect();
         let got_err: Vec<String> = sub(&o.stderr, dir).lines().map(String::from).collect();
         // Postfix reads main.cf twice and repeats "overriding" warnings for
         // the second pass; ours must be among the real ones, the rest equal.
         for g in &got_err {
-            assert!(
-                want_err.contains(g),
-                "{name}: unexpected warning {g:?}\nwant {want_err:#?}"
-            );
+            assert!(want_err.contains(g), "{name}: unexpected warning {g:?}\nwant {want_err:#?}");
         }
         // Not yet done: postconf's reading of ldap:/mysql: table config files
         // (their own "unused parameter" checks); those warnings are skipped.
-        for w in want_err.iter().filter(|w| {
-            !w.contains("overriding earlier entry") && !w.contains("\" configuration \"")
-        }) {
-            assert!(
-                got_err.contains(w),
-                "{name}: missing warning {w:?}\ngot {got_err:#?}"
-            );
+        for w in want_err
+            .iter()
+            .filter(|w| !w.contains("overriding earlier entry") && !w.contains("\" configuration \""))
+        {
+            assert!(got_err.contains(w), "{name}: missing warning {w:?}\ngot {got_err:#?}");
         }
 
         for (flag, file) in [
@@ -144,12 +134,7 @@ fn postconf_matches_real_postfix() {
             let n = line.split(" = ").next().unwrap_or("");
             registry().get(n).is_some_and(|p| p.class != Class::Fixed) || n == "process_id"
         };
-        let ours: Vec<String> = pc(dir, &["-d"])
-            .stdout
-            .lines()
-            .filter(|l| !skip(l))
-            .map(String::from)
-            .collect();
+        let ours: Vec<String> = pc(dir, &["-d"]).stdout.lines().filter(|l| !skip(l)).map(String::from).collect();
         let real: Vec<String> = read(&case.join("postconf-d.out"))
             .lines()
             .filter(|l| !skip(l))
@@ -166,26 +151,11 @@ fn postconf_matches_real_postfix() {
 
         // Edits.
         if o.status == 0 {
-            pc(
-                dir,
-                &[
-                    "-e",
-                    "myhostname = edited.example.com",
-                    "mumail_test_new = a  b",
-                ],
-            );
-            same_but_appended_order(
-                &read(&dir.join("main.cf")),
-                &read(&case.join("main.cf.after-e")),
-                &name,
-            );
+            pc(dir, &["-e", "myhostname = edited.example.com", "mumail_test_new = a  b"]);
+            same_but_appended_order(&read(&dir.join("main.cf")), &read(&case.join("main.cf.after-e")), &name);
             pc(dir, &["-X", "mydestination"]);
             pc(dir, &["-#", "myhostname"]);
-            same_but_appended_order(
-                &read(&dir.join("main.cf")),
-                &read(&case.join("main.cf.after-X-comment")),
-                &name,
-            );
+            same_but_appended_order(&read(&dir.join("main.cf")), &read(&case.join("main.cf.after-X-comment")), &name);
         }
     }
 }
@@ -214,10 +184,7 @@ fn cyr_info_matches_real_cyrus() {
             ];
             a.extend(args.iter().map(|s| s.to_string()));
             let o = cyr_info::run(&a);
-            let got = sub(
-                &format!("{}{}status {}\n", o.stdout, o.stderr, o.status),
-                dir,
-            );
+            let got = sub(&format!("{}{}status {}\n", o.stdout, o.stderr, o.status), dir);
             let want = read(&case.join(file));
             if o.status != 0 {
                 assert_eq!(got, want, "{name}: cyr_info {args:?}");
@@ -225,11 +192,9 @@ fn cyr_info_matches_real_cyrus() {
             }
             // Known options in table order byte for byte; the overflow table
             // (printed by Cyrus in hash order) as a set.
-            let conf = mumail::config::cyrus::ImapdConf::load(
-                conf.to_str().unwrap(),
-                args.first().filter(|a| **a == "-n").map(|_| "imaps"),
-            )
-            .unwrap();
+            let conf =
+                mumail::config::cyrus::ImapdConf::load(conf.to_str().unwrap(), args.first().filter(|a| **a == "-n").map(|_| "imaps"))
+                    .unwrap();
             let n_over = if args.contains(&"conf-default") {
                 0
             } else if args.contains(&"conf-lint") {
@@ -241,11 +206,7 @@ fn cyr_info_matches_real_cyrus() {
             let w: Vec<&str> = want.lines().collect();
             assert_eq!(g.len(), w.len(), "{name}: cyr_info {args:?}\n{got}");
             let split = g.len() - 1 - n_over;
-            assert_eq!(
-                g[..split],
-                w[..split],
-                "{name}: cyr_info {args:?} (options)"
-            );
+            assert_eq!(g[..split], w[..split], "{name}: cyr_info {args:?} (options)");
             let (mut gs, mut ws) = (g[split..].to_vec(), w[split..].to_vec());
             gs.sort();
             ws.sort();

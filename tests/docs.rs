@@ -24,10 +24,7 @@ fn every_postfix_parameter_is_documented() {
         .collect();
     let missing: Vec<_> = reg.difference(&doc).collect();
     let extra: Vec<_> = doc.difference(&reg).collect();
-    assert!(
-        missing.is_empty(),
-        "undocumented (run tests/tools/gen-man-params.py): {missing:?}"
-    );
+    assert!(missing.is_empty(), "undocumented (run tests/tools/gen-man-params.py): {missing:?}");
     assert!(extra.is_empty(), "documented but not registered: {extra:?}");
 }
 
@@ -61,17 +58,11 @@ fn every_program_has_a_man_page() {
         let found = ["man1", "man8"].iter().any(|s| {
             std::fs::read_dir(root.join("man").join(s))
                 .map(|rd| {
-                    rd.flatten().any(|f| {
-                        f.file_name()
-                            .to_string_lossy()
-                            .starts_with(&format!("{name}."))
-                    })
+                    rd.flatten()
+                        .any(|f| f.file_name().to_string_lossy().starts_with(&format!("{name}.")))
                 })
                 .unwrap_or(false)
         });
-        assert!(
-            found,
-            "bin/{name}.rs has no man page under man/man1 or man/man8"
-        );
+        assert!(found, "bin/{name}.rs has no man page under man/man1 or man/man8");
     }
 }

@@ -23,19 +23,14 @@ fn imports(file: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for (i, _) in text.match_indices("crate::") {
         let rest = &text[i + 7..];
-        let m: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+        let m: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
         out.push(m);
     }
     out
 }
 
 fn check(layer: &str, allowed: &[&str]) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src")
-        .join(layer);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(layer);
     let mut files = Vec::new();
     rs_files(&root, &mut files);
     let mut bad = Vec::new();
@@ -76,10 +71,6 @@ fn bin_files_stay_small() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bin");
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let n = std::fs::read_to_string(e.path()).unwrap().lines().count();
-        assert!(
-            n <= 80,
-            "{} has {n} lines; bin/ files are a header and a call",
-            e.path().display()
-        );
+        assert!(n <= 80, "{} has {n} lines; bin/ files are a header and a call", e.path().display());
     }
 }

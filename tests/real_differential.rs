@@ -44,25 +44,12 @@ fn postconf_against_real_postfix() {
             &["-P"],
             &["-h", "myorigin", "relayhost", "smtpd_banner"],
         ] {
-            let real = Command::new(REAL_POSTCONF)
-                .arg("-c")
-                .arg(dir)
-                .args(flags)
-                .output()
-                .unwrap();
+            let real = Command::new(REAL_POSTCONF).arg("-c").arg(dir).args(flags).output().unwrap();
             let mut args = vec!["-c".to_string(), dir.to_string()];
             args.extend(flags.iter().map(|s| s.to_string()));
             let ours = mumail::tools::postconf::run(&args);
-            assert_eq!(
-                ours.stdout,
-                String::from_utf8_lossy(&real.stdout),
-                "{dir}: postconf {flags:?}"
-            );
-            assert_eq!(
-                ours.status,
-                real.status.code().unwrap_or(-1),
-                "{dir}: postconf {flags:?} status"
-            );
+            assert_eq!(ours.stdout, String::from_utf8_lossy(&real.stdout), "{dir}: postconf {flags:?}");
+            assert_eq!(ours.status, real.status.code().unwrap_or(-1), "{dir}: postconf {flags:?} status");
         }
     }
 }
@@ -73,32 +60,15 @@ fn cyr_info_against_real_cyrus() {
         return;
     }
     for case in dirs("cyrus") {
-        if std::fs::read_to_string(case.join("imapd.conf"))
-            .unwrap()
-            .contains("$PEERS_TMP")
-        {
+        if std::fs::read_to_string(case.join("imapd.conf")).unwrap().contains("$PEERS_TMP") {
             continue; // needs the recorder's substitution
         }
         let conf = case.join("imapd.conf");
         for cmd in ["conf-default", "conf"] {
-            let real = Command::new(REAL_CYR_INFO)
-                .arg("-C")
-                .arg(&conf)
-                .arg(cmd)
-                .output()
-                .unwrap();
-            let ours = mumail::tools::cyr_info::run(&[
-                "-C".to_string(),
-                conf.to_str().unwrap().to_string(),
-                cmd.to_string(),
-            ]);
+            let real = Command::new(REAL_CYR_INFO).arg("-C").arg(&conf).arg(cmd).output().unwrap();
+            let ours = mumail::tools::cyr_info::run(&["-C".to_string(), conf.to_str().unwrap().to_string(), cmd.to_string()]);
             let status = real.status.code().unwrap_or(-1);
-            assert_eq!(
-                ours.status,
-                status,
-                "{}: cyr_info {cmd} status",
-                case.display()
-            );
+            assert_eq!(ours.status, status, "{}: cyr_info {cmd} status", case.display());
             if status != 0 {
                 assert_eq!(
                     ours.stderr,
@@ -110,20 +80,13 @@ fn cyr_info_against_real_cyrus() {
             }
             // Options in table order exactly; trailing overflow keys as a set.
             let mut o: Vec<String> = ours.stdout.lines().map(String::from).collect();
-            let mut r: Vec<String> = String::from_utf8_lossy(&real.stdout)
-                .lines()
-                .map(String::from)
-                .collect();
+            let mut r: Vec<String> = String::from_utf8_lossy(&real.stdout).lines().map(String::from).collect();
             assert_eq!(o.len(), r.len(), "{}: cyr_info {cmd}", case.display());
             let n = mumail::config::cyrus::ImapdConf::load(conf.to_str().unwrap(), None)
                 .unwrap()
                 .overflow
                 .len();
-            let split = if cmd == "conf-default" {
-                o.len()
-            } else {
-                o.len() - n
-            };
+            let split = if cmd == "conf-default" { o.len() } else { o.len() - n };
             assert_eq!(o[..split], r[..split], "{}: cyr_info {cmd}", case.display());
             o.sort();
             r.sort();

@@ -86,9 +86,7 @@ async fn skeleton_behaviour() {
     c.write_all(b"c\n").await.unwrap();
     let mut byte = [0u8; 1];
     assert!(
-        tokio::time::timeout(Duration::from_millis(150), c.read(&mut byte))
-            .await
-            .is_err(),
+        tokio::time::timeout(Duration::from_millis(150), c.read(&mut byte)).await.is_err(),
         "third client served over the limit"
     );
     drop(a);
@@ -98,10 +96,7 @@ async fn skeleton_behaviour() {
     assert_eq!(line(&mut b).await, "-timeout\r\n");
 
     stop.trigger();
-    let left = tokio::time::timeout(Duration::from_secs(5), srv)
-        .await
-        .unwrap()
-        .unwrap();
+    let left = tokio::time::timeout(Duration::from_secs(5), srv).await.unwrap().unwrap();
     assert!(left <= 1);
 }
 
@@ -119,23 +114,14 @@ fn unix_socket_mode() {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("mux");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let _l = Listener::bind_unix(&p, 0o777).unwrap();
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o777
-        );
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o777);
         drop(_l);
         // A stale socket is replaced.
         let _l2 = Listener::bind_unix(&p, 0o700).unwrap();
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
     });
 }
 
@@ -145,10 +131,7 @@ fn systemd_child() {
     if std::env::var("MUMAIL_SYSTEMD_CHILD").is_err() {
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let ls = Listener::from_systemd().unwrap();
         assert_eq!(ls.len(), 1);
@@ -200,14 +183,8 @@ fn privilege_child() {
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     assert_eq!(nix::unistd::getuid(), nobody.uid);
     assert_eq!(nix::unistd::geteuid(), nobody.uid);
-    assert!(
-        nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_err(),
-        "could regain root"
-    );
-    assert!(
-        mumail::server::privs::drop_to("root").is_ok(),
-        "not root any more: a no-op"
-    );
+    assert!(nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_err(), "could regain root");
+    assert!(mumail::server::privs::drop_to("root").is_ok(), "not root any more: a no-op");
 }
 
 #[test]

@@ -44,16 +44,12 @@ pub fn read_file(path: &str) -> Result<Vec<u8>, ConfigError> {
         err,
     })?;
     let mut buf = Vec::new();
-    f.take(MAX_CONFIG_FILE + 1)
-        .read_to_end(&mut buf)
-        .map_err(|err| ConfigError::Io {
-            path: path.to_string(),
-            err,
-        })?;
+    f.take(MAX_CONFIG_FILE + 1).read_to_end(&mut buf).map_err(|err| ConfigError::Io {
+        path: path.to_string(),
+        err,
+    })?;
     if buf.len() as u64 > MAX_CONFIG_FILE {
-        return Err(ConfigError::Syntax(format!(
-            "{path}: file is larger than {MAX_CONFIG_FILE} bytes"
-        )));
+        return Err(ConfigError::Syntax(format!("{path}: file is larger than {MAX_CONFIG_FILE} bytes")));
     }
     Ok(buf)
 }

@@ -80,22 +80,13 @@ impl Sysconfig {
             }
             let t = t.strip_prefix("export ").unwrap_or(t);
             let Some((k, v)) = t.split_once('=') else {
-                return Err(ConfigError::Syntax(format!(
-                    "{path}, line {}: expected NAME=value: \"{t}\"",
-                    i + 1
-                )));
+                return Err(ConfigError::Syntax(format!("{path}, line {}: expected NAME=value: \"{t}\"", i + 1)));
             };
-            let words = shell_words(v)
-                .map_err(|e| ConfigError::Syntax(format!("{path}, line {}: {e}", i + 1)))?;
+            let words = shell_words(v).map_err(|e| ConfigError::Syntax(format!("{path}, line {}: {e}", i + 1)))?;
             match k.trim() {
                 "SOCKETDIR" => sc.socketdir = words.join(" "),
                 "MECH" => sc.mech = words.join(" "),
-                "FLAGS" => {
-                    sc.flags = words
-                        .iter()
-                        .flat_map(|w| w.split_whitespace().map(String::from))
-                        .collect()
-                }
+                "FLAGS" => sc.flags = words.iter().flat_map(|w| w.split_whitespace().map(String::from)).collect(),
                 _ => {}
             }
         }
@@ -109,12 +100,7 @@ impl Sysconfig {
     /// The saslauthd argument list the RHEL unit builds:
     /// `-m $SOCKETDIR -a $MECH $FLAGS`.
     pub fn argv(&self) -> Vec<String> {
-        let mut v = vec![
-            "-m".to_string(),
-            self.socketdir.clone(),
-            "-a".to_string(),
-            self.mech.clone(),
-        ];
+        let mut v = vec!["-m".to_string(), self.socketdir.clone(), "-a".to_string(), self.mech.clone()];
         v.extend(self.flags.iter().cloned());
         v
     }
@@ -190,15 +176,11 @@ impl SaslauthdConf {
                 continue;
             }
             let Some((k, v)) = t.split_once(':') else {
-                return Err(ConfigError::Syntax(format!(
-                    "{path}, line {}: missing ':' in \"{t}\"",
-                    i + 1
-                )));
+                return Err(ConfigError::Syntax(format!("{path}, line {}: missing ':' in \"{t}\"", i + 1)));
             };
             let k = k.trim().to_ascii_lowercase();
             if !SASLAUTHD_CONF_KEYS.iter().any(|(n, _)| *n == k) {
-                c.warnings
-                    .push(format!("{path}, line {}: unknown option {k}", i + 1));
+                c.warnings.push(format!("{path}, line {}: unknown option {k}", i + 1));
             }
             c.values.insert(k, v.trim().to_string());
         }
@@ -211,12 +193,10 @@ impl SaslauthdConf {
 
     /// The value or saslauthd's default.
     pub fn get(&self, key: &str) -> &str {
-        self.values.get(key).map(String::as_str).unwrap_or_else(|| {
-            SASLAUTHD_CONF_KEYS
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map_or("", |(_, d)| d)
-        })
+        self.values
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| SASLAUTHD_CONF_KEYS.iter().find(|(k, _)| *k == key).map_or("", |(_, d)| d))
     }
 }
 
@@ -226,15 +206,8 @@ mod tests {
 
     #[test]
     fn rhel_sysconfig() {
-        let sc = Sysconfig::parse(
-            "s",
-            b"# Directory\nSOCKETDIR=/run/saslauthd\nMECH=pam\nFLAGS=\"-c -t 600\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            sc.argv(),
-            vec!["-m", "/run/saslauthd", "-a", "pam", "-c", "-t", "600"]
-        );
+        let sc = Sysconfig::parse("s", b"# Directory\nSOCKETDIR=/run/saslauthd\nMECH=pam\nFLAGS=\"-c -t 600\"\n").unwrap();
+        assert_eq!(sc.argv(), vec!["-m", "/run/saslauthd", "-a", "pam", "-c", "-t", "600"]);
         assert!(Sysconfig::parse("s", b"garbage line\n")
             .unwrap_err()
             .to_string()
@@ -243,11 +216,7 @@ mod tests {
 
     #[test]
     fn saslauthd_conf() {
-        let c = SaslauthdConf::parse(
-            "c",
-            b"ldap_servers: ldap://a/ ldap://b/\nldap_filter: (uid=%U)\nldap_bogus: 1\n",
-        )
-        .unwrap();
+        let c = SaslauthdConf::parse("c", b"ldap_servers: ldap://a/ ldap://b/\nldap_filter: (uid=%U)\nldap_bogus: 1\n").unwrap();
         assert_eq!(c.get("ldap_servers"), "ldap://a/ ldap://b/");
         assert_eq!(c.get("ldap_timeout"), "5");
         assert_eq!(c.warnings.len(), 1);

@@ -100,13 +100,8 @@ pub fn cyrus_text(desc: &str, fields: &[(&str, &dyn std::fmt::Display)]) -> Stri
 
 /// `Mmm dd HH:MM:SS` in local time (Postfix's strftime "%b %d %H:%M:%S").
 pub fn timestamp(t: std::time::SystemTime) -> String {
-    const MON: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as libc::time_t;
+    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`, which we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     unsafe { libc::localtime_r(&secs, &mut tm) };
@@ -142,11 +137,7 @@ impl Logger {
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into());
-        let short = hostname
-            .split('.')
-            .next()
-            .unwrap_or("localhost")
-            .to_string();
+        let short = hostname.split('.').next().unwrap_or("localhost").to_string();
         Logger {
             tag: tag.to_string(),
             facility,
@@ -156,22 +147,11 @@ impl Logger {
     }
 
     /// `maillog_file` set → that file; else syslog.
-    pub fn from_maillog_file(
-        tag: &str,
-        facility: u8,
-        maillog_file: &str,
-    ) -> std::io::Result<Logger> {
+    pub fn from_maillog_file(tag: &str, facility: u8, maillog_file: &str) -> std::io::Result<Logger> {
         if maillog_file.is_empty() {
-            return Ok(Logger::new(
-                tag,
-                facility,
-                Target::Syslog("/dev/log".into()),
-            ));
+            return Ok(Logger::new(tag, facility, Target::Syslog("/dev/log".into())));
         }
-        let f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(maillog_file)?;
+        let f = std::fs::OpenOptions::new().append(true).create(true).open(maillog_file)?;
         Ok(Logger::new(tag, facility, Target::File(Mutex::new(f))))
     }
 
@@ -201,8 +181,7 @@ impl Logger {
                 );
                 if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
                     if sock.send_to(msg.as_bytes(), path).is_err() {
-                        let _ =
-                            std::io::stderr().write_all(self.file_line(sev, text, now).as_bytes());
+                        let _ = std::io::stderr().write_all(self.file_line(sev, text, now).as_bytes());
                     }
                 }
             }
@@ -212,15 +191,8 @@ impl Logger {
                 }
             }
             Target::Stderr => {
-                let _ = std::io::stderr().write_all(
-                    format!(
-                        "{}[{}]: {}\n",
-                        self.tag,
-                        std::process::id(),
-                        postfix_text(sev, text)
-                    )
-                    .as_bytes(),
-                );
+                let _ =
+                    std::io::stderr().write_all(format!("{}[{}]: {}\n", self.tag, std::process::id(), postfix_text(sev, text)).as_bytes());
             }
         }
     }
@@ -242,14 +214,10 @@ impl Logger {
 impl Logger {
     /// A hub daemon's logger from main.cf: tag `$syslog_name/<service>`,
     /// facility `syslog_facility`, `maillog_file` if set, else syslog.
-    pub fn for_postfix(
-        p: &crate::config::postfix::Params,
-        service: &str,
-    ) -> Result<Logger, String> {
+    pub fn for_postfix(p: &crate::config::postfix::Params, service: &str) -> Result<Logger, String> {
         let name = p.get("syslog_name").unwrap_or_else(|| "postfix".into());
         let fac_name = p.get("syslog_facility").unwrap_or_else(|| "mail".into());
-        let fac =
-            facility(&fac_name).ok_or_else(|| format!("syslog_facility: bad value: {fac_name}"))?;
+        let fac = facility(&fac_name).ok_or_else(|| format!("syslog_facility: bad value: {fac_name}"))?;
         let file = p.get("maillog_file").unwrap_or_default();
         Logger::from_maillog_file(&format!("{name}/{service}"), fac, &file)
             .map_err(|e| format!("open {file}: {}", crate::util::strerror(&e)))
@@ -259,22 +227,14 @@ impl Logger {
     /// (Cyrus's default prefix `cyrus`), facility `syslog_facility`
     /// (Cyrus's default LOCAL6).
     pub fn for_cyrus(c: &crate::config::cyrus::ImapdConf, service: &str) -> Result<Logger, String> {
-        let prefix = c
-            .get("syslog_prefix")
-            .filter(|s| !s.is_empty())
-            .unwrap_or("cyrus");
+        let prefix = c.get("syslog_prefix").filter(|s| !s.is_empty()).unwrap_or("cyrus");
         let fac_name = c
             .get("syslog_facility")
             .filter(|s| !s.is_empty())
             .unwrap_or("local6")
             .to_ascii_lowercase();
-        let fac =
-            facility(&fac_name).ok_or_else(|| format!("syslog_facility: bad value: {fac_name}"))?;
-        Ok(Logger::new(
-            &format!("{prefix}/{service}"),
-            fac,
-            Target::Syslog("/dev/log".into()),
-        ))
+        let fac = facility(&fac_name).ok_or_else(|| format!("syslog_facility: bad value: {fac_name}"))?;
+        Ok(Logger::new(&format!("{prefix}/{service}"), fac, Target::Syslog("/dev/log".into())))
     }
 }
 
@@ -302,10 +262,7 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(
-            postfix_text(Severity::Info, "connect from x[1.2.3.4]"),
-            "connect from x[1.2.3.4]"
-        );
+        assert_eq!(postfix_text(Severity::Info, "connect from x[1.2.3.4]"), "connect from x[1.2.3.4]");
         assert_eq!(postfix_text(Severity::Warning, "w"), "warning: w");
         assert_eq!(postfix_text(Severity::Fatal, "f"), "fatal: f");
         assert_eq!(
@@ -326,10 +283,7 @@ mod tests {
         let l = Logger::from_maillog_file("postfix/smtpd", 2, p.to_str().unwrap()).unwrap();
         l.warning("TLS library problem");
         let s = std::fs::read_to_string(&p).unwrap();
-        let re_ok = s.ends_with(&format!(
-            " postfix/smtpd[{}]: warning: TLS library problem\n",
-            std::process::id()
-        ));
+        let re_ok = s.ends_with(&format!(" postfix/smtpd[{}]: warning: TLS library problem\n", std::process::id()));
         assert!(re_ok, "{s}");
         assert_eq!(&s[3..4], " ");
         assert_eq!(&s[6..7], " ");
@@ -339,10 +293,7 @@ mod tests {
     fn loggers_from_config() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("maillog");
-        let main = format!(
-            "syslog_name = postfix\nsyslog_facility = local3\nmaillog_file = {}\n",
-            f.display()
-        );
+        let main = format!("syslog_name = postfix\nsyslog_facility = local3\nmaillog_file = {}\n", f.display());
         let p = crate::config::postfix::Params {
             main: crate::config::postfix::MainCf::parse("m", main.as_bytes()).unwrap(),
             ..Default::default()
@@ -350,9 +301,7 @@ mod tests {
         let l = Logger::for_postfix(&p, "smtpd").unwrap();
         assert_eq!((l.tag.as_str(), l.facility), ("postfix/smtpd", 19));
         l.info("connect from x[127.0.0.1]");
-        assert!(std::fs::read_to_string(&f)
-            .unwrap()
-            .contains("postfix/smtpd["));
+        assert!(std::fs::read_to_string(&f).unwrap().contains("postfix/smtpd["));
         let c = crate::config::cyrus::ImapdConf::parse(
             "i",
             b"configdirectory: /x\nsyslog_prefix: peers\nsyslog_facility: MAIL\n",

@@ -72,14 +72,8 @@ impl Listener {
 
     /// Sockets passed by systemd (`LISTEN_PID` = us, `LISTEN_FDS` = n).
     pub fn from_systemd() -> std::io::Result<Vec<Listener>> {
-        let pid_ok = std::env::var("LISTEN_PID")
-            .ok()
-            .and_then(|p| p.parse::<u32>().ok())
-            == Some(std::process::id());
-        let n: i32 = std::env::var("LISTEN_FDS")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+        let n: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
         if !pid_ok || n <= 0 {
             return Ok(Vec::new());
         }
@@ -87,8 +81,7 @@ impl Listener {
         for fd in 3..3 + n {
             use std::os::fd::FromRawFd;
             // SAFETY: systemd hands us fds 3..3+n as listening sockets we own.
-            let domain = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd)
-                .map_err(std::io::Error::from)?;
+            let domain = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd).map_err(std::io::Error::from)?;
             if domain.as_unix_addr().is_some() {
                 let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
                 l.set_nonblocking(true)?;

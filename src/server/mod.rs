@@ -54,10 +54,7 @@ impl<T> Reloadable<T> {
         }
     }
     pub fn get(&self) -> Arc<T> {
-        self.current
-            .read()
-            .map(|g| g.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.current.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
     /// Replaces the config with `load()`'s result; on error keeps the old
     /// one and returns the error for logging.
@@ -106,12 +103,7 @@ pub async fn signals(mut on_hup: impl FnMut()) {
 
 /// Serves `listeners` until `stop` turns true, then drains.  Returns the
 /// number of connections still open when the drain deadline passed.
-pub async fn run<S: Service>(
-    listeners: Vec<Listener>,
-    service: Arc<S>,
-    limits: Limits,
-    mut stop: watch::Receiver<bool>,
-) -> usize {
+pub async fn run<S: Service>(listeners: Vec<Listener>, service: Arc<S>, limits: Limits, mut stop: watch::Receiver<bool>) -> usize {
     let max = if limits.max_conns == 0 {
         Semaphore::MAX_PERMITS
     } else {
@@ -119,8 +111,7 @@ pub async fn run<S: Service>(
     };
     let permits = Arc::new(Semaphore::new(max));
     let mut tasks = tokio::task::JoinSet::new();
-    let (conn_tx, mut conn_rx) =
-        tokio::sync::mpsc::channel::<(Conn, tokio::sync::OwnedSemaphorePermit)>(1);
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(Conn, tokio::sync::OwnedSemaphorePermit)>(1);
     let mut acceptors = tokio::task::JoinSet::new();
     for l in listeners {
         let permits = permits.clone();
@@ -164,10 +155,7 @@ pub async fn run<S: Service>(
         }
     }
     acceptors.abort_all();
-    let drained = tokio::time::timeout(limits.drain_timeout, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(limits.drain_timeout, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         let left = tasks.len();
         tasks.abort_all();
@@ -181,11 +169,7 @@ pub struct PidFile(std::path::PathBuf);
 
 impl PidFile {
     pub fn create(path: &std::path::Path) -> std::io::Result<PidFile> {
-        crate::util::atomic::replace_file(
-            path,
-            format!("{}\n", std::process::id()).as_bytes(),
-            Some(0o644),
-        )?;
+        crate::util::atomic::replace_file(path, format!("{}\n", std::process::id()).as_bytes(), Some(0o644))?;
         Ok(PidFile(path.to_path_buf()))
     }
 }
@@ -211,12 +195,7 @@ pub async fn read_line<R: tokio::io::AsyncRead + Unpin>(
         let mut chunk = [0u8; 4096];
         let n = match tokio::time::timeout(idle, r.read(&mut chunk)).await {
             Ok(r) => r?,
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "timeout exceeded",
-                ))
-            }
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
         };
         if n == 0 {
             return Ok(None);

@@ -37,15 +37,10 @@ fn option_line(def: &crate::config::cyrus::options::OptionDef, v: &str) -> Strin
         return format!("{}: {v}", def.name);
     }
     let set: Vec<&str> = v.split_whitespace().collect();
-    let bits: Vec<&str> = if def.allowed.is_empty() || set.iter().any(|b| !def.allowed.contains(b))
-    {
+    let bits: Vec<&str> = if def.allowed.is_empty() || set.iter().any(|b| !def.allowed.contains(b)) {
         set.clone()
     } else {
-        def.allowed
-            .iter()
-            .copied()
-            .filter(|b| set.contains(b))
-            .collect()
+        def.allowed.iter().copied().filter(|b| set.contains(b)).collect()
     };
     let mut s = format!("{}:", def.name);
     for b in bits {
@@ -82,11 +77,7 @@ pub fn run(args: &[String]) -> Output {
         return usage(out);
     };
     if cmd == "version" {
-        let _ = writeln!(
-            out.stdout,
-            "cyrus-imapd 3.6.1-mumail-{}",
-            env!("CARGO_PKG_VERSION")
-        );
+        let _ = writeln!(out.stdout, "cyrus-imapd 3.6.1-mumail-{}", env!("CARGO_PKG_VERSION"));
         return out;
     }
     let fatal = |mut out: Output, e: &dyn std::fmt::Display| {
@@ -114,10 +105,7 @@ pub fn run(args: &[String]) -> Output {
                 // with {configdirectory} expanded.
                 let expanded;
                 let v = if cmd == "conf-all" && v.contains("{configdirectory}") {
-                    expanded = v.replace(
-                        "{configdirectory}",
-                        conf.get("configdirectory").unwrap_or(""),
-                    );
+                    expanded = v.replace("{configdirectory}", conf.get("configdirectory").unwrap_or(""));
                     expanded.as_str()
                 } else {
                     v
@@ -141,10 +129,9 @@ pub fn run(args: &[String]) -> Output {
                 if OVERFLOW_PREFIXES.iter().any(|p| k.starts_with(p)) {
                     continue;
                 }
-                let service_option = services.iter().any(|s| {
-                    k.strip_prefix(&format!("{s}_"))
-                        .is_some_and(|rest| opts.get(rest).is_some())
-                });
+                let service_option = services
+                    .iter()
+                    .any(|s| k.strip_prefix(&format!("{s}_")).is_some_and(|rest| opts.get(rest).is_some()));
                 if !service_option {
                     let _ = writeln!(out.stdout, "{k}: {v}");
                 }
@@ -155,17 +142,11 @@ pub fn run(args: &[String]) -> Output {
                 for s in list {
                     let listen = match &s.listen {
                         crate::config::cyrus::cyrus_conf::Listen::Path(p) => p.clone(),
-                        crate::config::cyrus::cyrus_conf::Listen::Inet {
-                            host: Some(h),
-                            port,
-                        } if h.contains(':') => format!("[{h}]:{port}"),
-                        crate::config::cyrus::cyrus_conf::Listen::Inet {
-                            host: Some(h),
-                            port,
-                        } => format!("{h}:{port}"),
-                        crate::config::cyrus::cyrus_conf::Listen::Inet { host: None, port } => {
-                            port.clone()
+                        crate::config::cyrus::cyrus_conf::Listen::Inet { host: Some(h), port } if h.contains(':') => {
+                            format!("[{h}]:{port}")
                         }
+                        crate::config::cyrus::cyrus_conf::Listen::Inet { host: Some(h), port } => format!("{h}:{port}"),
+                        crate::config::cyrus::cyrus_conf::Listen::Inet { host: None, port } => port.clone(),
                     };
                     let _ = writeln!(
                         out.stdout,

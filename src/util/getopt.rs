@@ -18,10 +18,7 @@ pub enum GetoptError {
 /// Parses `args` (without argv[0]) against a getopt spec such as `"ac:dx#"`.
 /// Options stop at the first operand, like POSIX getopt with a leading `+`.
 pub fn getopt(args: &[String], spec: &str) -> Result<(Vec<Opt>, Vec<String>), GetoptError> {
-    let takes_arg = |c: char| {
-        spec.find(c)
-            .map(|i| spec[i + c.len_utf8()..].starts_with(':'))
-    };
+    let takes_arg = |c: char| spec.find(c).map(|i| spec[i + c.len_utf8()..].starts_with(':'));
     let mut opts = Vec::new();
     let mut i = 0;
     while i < args.len() {

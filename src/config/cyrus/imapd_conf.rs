@@ -69,9 +69,7 @@ impl ImapdConf {
 
     fn parse_text(&mut self, path: &str, data: &[u8], depth: usize) -> Result<(), ConfigError> {
         if depth > MAX_INCLUDE_DEPTH {
-            return Err(err(format!(
-                "@include nesting too deep (loop?) in configuration file {path}"
-            )));
+            return Err(err(format!("@include nesting too deep (loop?) in configuration file {path}")));
         }
         let text = String::from_utf8_lossy(data);
         let mut pending = String::new();
@@ -96,13 +94,7 @@ impl ImapdConf {
         Ok(())
     }
 
-    fn line(
-        &mut self,
-        path: &str,
-        line: &str,
-        lineno: usize,
-        depth: usize,
-    ) -> Result<(), ConfigError> {
+    fn line(&mut self, path: &str, line: &str, lineno: usize, depth: usize) -> Result<(), ConfigError> {
         let t = line.trim_start();
         if t.is_empty() || t.starts_with('#') {
             return Ok(());
@@ -110,21 +102,17 @@ impl ImapdConf {
         let key_end = t.find(':');
         let valid_key = |k: &str| {
             !k.is_empty()
-                && k.chars().enumerate().all(|(i, c)| {
-                    c.is_ascii_alphanumeric() || c == '_' || c == '-' || (i == 0 && c == '@')
-                })
+                && k.chars()
+                    .enumerate()
+                    .all(|(i, c)| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (i == 0 && c == '@'))
         };
         let Some(key_end) = key_end.filter(|&e| valid_key(&t[..e])) else {
-            return Err(err(format!(
-                "invalid option name on line {lineno} of configuration file {path}"
-            )));
+            return Err(err(format!("invalid option name on line {lineno} of configuration file {path}")));
         };
         let key = t[..key_end].to_ascii_lowercase();
         let value = t[key_end + 1..].trim();
         if value.is_empty() {
-            return Err(err(format!(
-                "empty option value on line {lineno} of configuration file"
-            )));
+            return Err(err(format!("empty option value on line {lineno} of configuration file")));
         }
         if key == "@include" {
             return self.read(value, depth + 1);
@@ -139,13 +127,10 @@ impl ImapdConf {
             }
         }
         match opts.get(&key) {
-            Some(def) if def.deprecated_by.is_none() => {
-                self.set_option(def.name, value, lineno, false)
-            }
+            Some(def) if def.deprecated_by.is_none() => self.set_option(def.name, value, lineno, false),
             Some(def) => {
                 let new = def.deprecated_by.unwrap_or_default();
-                self.warnings
-                    .push(format!("Option '{key}' is deprecated in favor of '{new}'."));
+                self.warnings.push(format!("Option '{key}' is deprecated in favor of '{new}'."));
                 self.add_overflow(&key, value, lineno)?;
                 // Resolved after the whole file is read (see `finish`).
                 self.set_option(def.name, value, lineno, false)
@@ -156,19 +141,15 @@ impl ImapdConf {
 
     fn add_overflow(&mut self, key: &str, value: &str, lineno: usize) -> Result<(), ConfigError> {
         if self.overflow.iter().any(|(k, _)| k == key) {
-            return Err(err(format!("option '{key}' was specified twice in config file (second occurrence on line {lineno})")));
+            return Err(err(format!(
+                "option '{key}' was specified twice in config file (second occurrence on line {lineno})"
+            )));
         }
         self.overflow.push((key.to_string(), value.to_string()));
         Ok(())
     }
 
-    fn set_option(
-        &mut self,
-        name: &'static str,
-        value: &str,
-        lineno: usize,
-        specific: bool,
-    ) -> Result<(), ConfigError> {
+    fn set_option(&mut self, name: &'static str, value: &str, lineno: usize, specific: bool) -> Result<(), ConfigError> {
         let def = options().get(name).expect("name comes from the registry");
         let normalised = match def.kind {
             Kind::Switch => match parse_switch(value) {
@@ -177,33 +158,21 @@ impl ImapdConf {
             },
             Kind::Int => match parse_int(value) {
                 Some(n) => n.to_string(),
-                None => {
-                    return Err(err(format!(
-                        "non-integer value for {name} in line {lineno}"
-                    )))
-                }
+                None => return Err(err(format!("non-integer value for {name} in line {lineno}"))),
             },
             Kind::Duration => match parse_duration(value, 's') {
                 Some(_) => value.to_string(),
-                None => {
-                    return Err(err(format!(
-                        "unparsable duration '{value}' for {name} in line {lineno}"
-                    )))
-                }
+                None => return Err(err(format!("unparsable duration '{value}' for {name} in line {lineno}"))),
             },
             Kind::Enum if !def.allowed.is_empty() => {
                 if !def.allowed.contains(&value) {
-                    return Err(err(format!(
-                        "invalid value '{value}' for {name} in line {lineno}"
-                    )));
+                    return Err(err(format!("invalid value '{value}' for {name} in line {lineno}")));
                 }
                 value.to_string()
             }
             Kind::Bitfield if !def.allowed.is_empty() => {
                 if let Some(bad) = value.split_whitespace().find(|v| !def.allowed.contains(v)) {
-                    return Err(err(format!(
-                        "invalid value '{bad}' for {name} in line {lineno}"
-                    )));
+                    return Err(err(format!("invalid value '{bad}' for {name} in line {lineno}")));
                 }
                 value.to_string()
             }
@@ -216,7 +185,9 @@ impl ImapdConf {
                 } else {
                     name.to_string()
                 };
-                return Err(err(format!("option '{shown}' was specified twice in config file (second occurrence on line {lineno})")));
+                return Err(err(format!(
+                    "option '{shown}' was specified twice in config file (second occurrence on line {lineno})"
+                )));
             }
             Some(old) if old.specific && !specific => return Ok(()),
             _ => {}
@@ -239,10 +210,7 @@ impl ImapdConf {
         let deprecated: Vec<(&'static str, &'static str)> = self
             .set
             .keys()
-            .filter_map(|n| {
-                opts.get(n)
-                    .and_then(|d| d.deprecated_by.map(|r| (d.name, r)))
-            })
+            .filter_map(|n| opts.get(n).and_then(|d| d.deprecated_by.map(|r| (d.name, r))))
             .collect();
         for (old, new) in deprecated {
             let Some(new_def) = opts.get(new) else {
@@ -258,15 +226,11 @@ impl ImapdConf {
             }
         }
         if !self.set.contains_key("configdirectory") {
-            return Err(err(
-                "configdirectory option not specified in configuration file".into(),
-            ));
+            return Err(err("configdirectory option not specified in configuration file".into()));
         }
         if let Some(p) = self.set.get("defaultpartition") {
             if !p.value.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(err(
-                    "defaultpartition option contains non-alnum character".into()
-                ));
+                return Err(err("defaultpartition option contains non-alnum character".into()));
             }
         }
         Ok(())
@@ -275,11 +239,7 @@ impl ImapdConf {
     /// The value of a known option as `cyr_info` prints it (default if unset).
     pub fn get(&self, name: &str) -> Option<&str> {
         let def = options().get(name)?;
-        Some(
-            self.set
-                .get(def.name)
-                .map_or(def.default, |s| s.value.as_str()),
-        )
+        Some(self.set.get(def.name).map_or(def.default, |s| s.value.as_str()))
     }
 
     /// Whether a known option was set (by any spelling).
@@ -303,16 +263,8 @@ impl ImapdConf {
     /// An overflow key (`partition-default`, `sasl_pwcheck_method`, …),
     /// the service-specific spelling first.
     pub fn overflow(&self, key: &str) -> Option<&str> {
-        let find = |k: &str| {
-            self.overflow
-                .iter()
-                .find(|(x, _)| x == k)
-                .map(|(_, v)| v.as_str())
-        };
-        self.ident
-            .as_ref()
-            .and_then(|i| find(&format!("{i}_{key}")))
-            .or_else(|| find(key))
+        let find = |k: &str| self.overflow.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
+        self.ident.as_ref().and_then(|i| find(&format!("{i}_{key}"))).or_else(|| find(key))
     }
 
     /// Partitions: `partition-NAME: path`.
@@ -326,18 +278,12 @@ impl ImapdConf {
     /// Expands `{configdirectory}` in a string option, as Cyrus does.
     pub fn path_option(&self, name: &str) -> Option<String> {
         let v = self.get(name)?;
-        Some(v.replace(
-            "{configdirectory}",
-            self.get("configdirectory").unwrap_or(""),
-        ))
+        Some(v.replace("{configdirectory}", self.get("configdirectory").unwrap_or("")))
     }
 }
 
 fn err_open(path: &str, e: &std::io::Error) -> ConfigError {
-    err(format!(
-        "can't open configuration file {path}: {}",
-        crate::util::strerror(e)
-    ))
+    err(format!("can't open configuration file {path}: {}", crate::util::strerror(e)))
 }
 
 #[cfg(test)]
@@ -357,10 +303,7 @@ mod tests {
         assert_eq!(c.get("allowplaintext"), Some("yes"));
         assert_eq!(c.partitions(), vec![("default", "/var/spool/imap")]);
         assert_eq!(c.overflow("relayhost_password"), Some("s"));
-        assert_eq!(
-            c.path_option("lmtpsocket").unwrap(),
-            "/var/lib/imap/socket/lmtp"
-        );
+        assert_eq!(c.path_option("lmtpsocket").unwrap(), "/var/lib/imap/socket/lmtp");
     }
 
     #[test]
@@ -371,15 +314,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.get("timeout"), Some("40"));
-        assert_eq!(
-            c.overflow,
-            vec![("lmtp_admins".to_string(), "z".to_string())]
-        );
-        let c = conf(
-            "configdirectory: /x\nlmtp_admins: z\nadmins: a\n",
-            Some("lmtp"),
-        )
-        .unwrap();
+        assert_eq!(c.overflow, vec![("lmtp_admins".to_string(), "z".to_string())]);
+        let c = conf("configdirectory: /x\nlmtp_admins: z\nadmins: a\n", Some("lmtp")).unwrap();
         assert_eq!(c.get("admins"), Some("z"));
     }
 
@@ -391,10 +327,7 @@ mod tests {
                 "configdirectory: /t\nfoo: 1\nfoo: 2\n",
                 "option 'foo' was specified twice in config file (second occurrence on line 3)",
             ),
-            (
-                "configdirectory: /t\nfoo:\n",
-                "empty option value on line 2 of configuration file",
-            ),
+            ("configdirectory: /t\nfoo:\n", "empty option value on line 2 of configuration file"),
             (
                 "configdirectory: /t\nbad key: 1\n",
                 "invalid option name on line 2 of configuration file imapd.conf",
@@ -415,10 +348,7 @@ mod tests {
                 "configdirectory: /t\nmaxmessagesize: 12abc\n",
                 "non-integer value for maxmessagesize in line 2",
             ),
-            (
-                "admins: x\n",
-                "configdirectory option not specified in configuration file",
-            ),
+            ("admins: x\n", "configdirectory option not specified in configuration file"),
             (
                 "configdirectory: /t\ndefaultpartition: a-b\n",
                 "defaultpartition option contains non-alnum character",
@@ -434,12 +364,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a.conf");
         std::fs::write(&a, format!("@include: {}\n", a.display())).unwrap();
-        let e = ImapdConf::parse(
-            "main",
-            format!("configdirectory: /t\n@include: {}\n", a.display()).as_bytes(),
-            None,
-        )
-        .unwrap_err();
+        let e = ImapdConf::parse("main", format!("configdirectory: /t\n@include: {}\n", a.display()).as_bytes(), None).unwrap_err();
         assert!(e.to_string().contains("@include"), "{e}");
     }
 }

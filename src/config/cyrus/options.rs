@@ -35,10 +35,7 @@ const TABLE: &str = include_str!("options.tsv");
 
 fn parse() -> Options {
     let mut list = Vec::new();
-    for line in TABLE
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
+    for line in TABLE.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let f: Vec<&'static str> = line.split('\t').collect();
         let get = |i: usize| f.get(i).copied().unwrap_or("");
         list.push(OptionDef {
@@ -143,14 +140,8 @@ mod tests {
     fn registry_and_values() {
         let o = options();
         assert_eq!(o.get("timeout").unwrap().default, "32m");
-        assert_eq!(
-            o.get("tls_cert_file").unwrap().deprecated_by,
-            Some("tls_server_cert")
-        );
-        assert_eq!(
-            o.get("virtdomains").unwrap().allowed,
-            vec!["off", "userid", "on"]
-        );
+        assert_eq!(o.get("tls_cert_file").unwrap().deprecated_by, Some("tls_server_cert"));
+        assert_eq!(o.get("virtdomains").unwrap().allowed, vec!["off", "userid", "on"]);
         assert_eq!(o.get("allowplaintext").unwrap().kind, Kind::Switch);
         assert!(o.list.len() > 500);
         assert_eq!(parse_switch("On"), Some(true));

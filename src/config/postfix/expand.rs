@@ -73,12 +73,7 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn expand_into(
-        &mut self,
-        text: &str,
-        depth: usize,
-        out: &mut String,
-    ) -> Result<(), ExpandError> {
+    fn expand_into(&mut self, text: &str, depth: usize, out: &mut String) -> Result<(), ExpandError> {
         if depth > MAX_NESTING {
             return Err(ExpandError::Nesting(text.to_string()));
         }
@@ -99,19 +94,14 @@ impl<'a> Expander<'a> {
                 Some(&open @ (b'{' | b'(')) => {
                     let close = if open == b'{' { b'}' } else { b')' };
                     let Some(end) = matching(b, i + 1, open, close) else {
-                        return Err(ExpandError::Syntax(format!(
-                            "truncated macro reference: \"{text}\""
-                        )));
+                        return Err(ExpandError::Syntax(format!("truncated macro reference: \"{text}\"")));
                     };
                     let inner = &text[i + 2..end];
                     self.expand_ref(inner, depth, out)?;
                     i = end + 1;
                 }
                 Some(c) if is_name_char(*c) => {
-                    let end = b[i + 1..]
-                        .iter()
-                        .position(|c| !is_name_char(*c))
-                        .map_or(b.len(), |n| i + 1 + n);
+                    let end = b[i + 1..].iter().position(|c| !is_name_char(*c)).map_or(b.len(), |n| i + 1 + n);
                     let v = self.value_of(&text[i + 1..end], depth, true)?;
                     out.push_str(&v);
                     i = end;
@@ -125,12 +115,7 @@ impl<'a> Expander<'a> {
         Ok(())
     }
 
-    fn expand_ref(
-        &mut self,
-        inner: &str,
-        depth: usize,
-        out: &mut String,
-    ) -> Result<(), ExpandError> {
+    fn expand_ref(&mut self, inner: &str, depth: usize, out: &mut String) -> Result<(), ExpandError> {
         let t = inner.trim_start();
         if t.starts_with('{') {
             return self.relational(inner, depth, out);
@@ -138,9 +123,7 @@ impl<'a> Expander<'a> {
         let name_end = t.bytes().position(|c| !is_name_char(c)).unwrap_or(t.len());
         let name = &t[..name_end];
         if name.is_empty() {
-            return Err(ExpandError::Syntax(format!(
-                "empty macro name: \"{inner}\""
-            )));
+            return Err(ExpandError::Syntax(format!("empty macro name: \"{inner}\"")));
         }
         let rest = t[name_end..].trim_start();
         if rest.is_empty() {
@@ -168,12 +151,7 @@ impl<'a> Expander<'a> {
         Ok(())
     }
 
-    fn relational(
-        &mut self,
-        inner: &str,
-        depth: usize,
-        out: &mut String,
-    ) -> Result<(), ExpandError> {
+    fn relational(&mut self, inner: &str, depth: usize, out: &mut String) -> Result<(), ExpandError> {
         let bad = || ExpandError::Syntax(format!("malformed relational expression: \"{inner}\""));
         let (left, rest) = take_braced(inner.trim_start()).ok_or_else(bad)?;
         let rest = rest.trim_start();
@@ -191,9 +169,8 @@ impl<'a> Expander<'a> {
         let rest = rest.trim_start();
         let l = self.sub(&left, depth)?;
         let r = self.sub(&right, depth)?;
-        let truth = compare(&op, l.trim(), r.trim()).ok_or_else(|| {
-            ExpandError::Syntax(format!("unknown operator '{op}' in \"{inner}\""))
-        })?;
+        let truth =
+            compare(&op, l.trim(), r.trim()).ok_or_else(|| ExpandError::Syntax(format!("unknown operator '{op}' in \"{inner}\"")))?;
         let (if_true, if_false) = if let Some(r) = rest.strip_prefix('?') {
             parse_alternatives(r)?
         } else if let Some(r) = rest.strip_prefix(':') {
@@ -248,9 +225,7 @@ fn braced_or_plain(s: &str) -> Result<String, ExpandError> {
     if t.starts_with('{') {
         match take_braced(t) {
             Some((v, rest)) if rest.trim().is_empty() => Ok(v),
-            _ => Err(ExpandError::Syntax(format!(
-                "unexpected text after '}}': \"{s}\""
-            ))),
+            _ => Err(ExpandError::Syntax(format!("unexpected text after '}}': \"{s}\""))),
         }
     } else {
         Ok(s.to_string())
@@ -263,8 +238,7 @@ fn parse_alternatives(s: &str) -> Result<(Option<String>, Option<String>), Expan
     if !t.starts_with('{') {
         return Ok((Some(s.to_string()), None));
     }
-    let (v1, rest) =
-        take_braced(t).ok_or_else(|| ExpandError::Syntax(format!("unmatched '{{' in \"{s}\"")))?;
+    let (v1, rest) = take_braced(t).ok_or_else(|| ExpandError::Syntax(format!("unmatched '{{' in \"{s}\"")))?;
     let rest = rest.trim_start();
     if rest.is_empty() {
         return Ok((Some(v1), None));
@@ -273,15 +247,11 @@ fn parse_alternatives(s: &str) -> Result<(Option<String>, Option<String>), Expan
         Some(r) => {
             let r = r.trim_start();
             if !r.starts_with('{') {
-                return Err(ExpandError::Syntax(format!(
-                    "\"{{\" expected after ':' in \"{s}\""
-                )));
+                return Err(ExpandError::Syntax(format!("\"{{\" expected after ':' in \"{s}\"")));
             }
             Ok((Some(v1), Some(braced_or_plain(r)?)))
         }
-        None => Err(ExpandError::Syntax(format!(
-            "unexpected text after '}}': \"{s}\""
-        ))),
+        None => Err(ExpandError::Syntax(format!("unexpected text after '}}': \"{s}\""))),
     }
 }
 
@@ -305,11 +275,7 @@ fn compare(op: &str, l: &str, r: &str) -> Option<bool> {
     };
     let ord = if level {
         compare_levels(l, r)?
-    } else if !l.is_empty()
-        && !r.is_empty()
-        && l.bytes().all(|c| c.is_ascii_digit())
-        && r.bytes().all(|c| c.is_ascii_digit())
-    {
+    } else if !l.is_empty() && !r.is_empty() && l.bytes().all(|c| c.is_ascii_digit()) && r.bytes().all(|c| c.is_ascii_digit()) {
         let (a, b) = (l.trim_start_matches('0'), r.trim_start_matches('0'));
         a.len().cmp(&b.len()).then(a.cmp(b))
     } else {
@@ -332,10 +298,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn run(vars: &[(&str, &str)], text: &str) -> (Result<String, ExpandError>, Vec<String>) {
-        let m: HashMap<String, String> = vars
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let m: HashMap<String, String> = vars.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         let f = move |n: &str| m.get(n).cloned();
         let mut e = Expander::new(&f);
         let r = e.expand(text);
@@ -345,7 +308,10 @@ mod tests {
     #[test]
     fn postconf_verified_example() {
         // Observed with Postfix 3.7.11 (ref/postfix.md 1.1).
-        let (r, _) = run(&[("mydomain", "example.com")], "A${mydomain?{set}:{unset}}B ${nonexist:fallback} ${mydomain:no} $$lit ${mydomain?yes} $(mydomain)");
+        let (r, _) = run(
+            &[("mydomain", "example.com")],
+            "A${mydomain?{set}:{unset}}B ${nonexist:fallback} ${mydomain:no} $$lit ${mydomain?yes} $(mydomain)",
+        );
         assert_eq!(r.unwrap(), "AsetB fallback  $lit yes example.com");
     }
 
@@ -364,14 +330,8 @@ mod tests {
             ("${empty?yes}", ""),
             ("${empty:no}", "no"),
             ("${a?{ spaced }}", "spaced"),
-            (
-                "${{$compatibility_level} <level {2} ? {subnet} : {host}}",
-                "host",
-            ),
-            (
-                "${{$compatibility_level} <level {3.6} ? {old} : {new}}",
-                "old",
-            ),
+            ("${{$compatibility_level} <level {2} ? {subnet} : {host}}", "host"),
+            ("${{$compatibility_level} <level {3.6} ? {old} : {new}}", "old"),
             ("${{10} > {9} ? {num} : {lex}}", "num"),
             ("${{b} > {a} ? {t} : {f}}", "t"),
             ("${{$a} == {1} ? {eq}}", "eq"),
@@ -382,10 +342,7 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(run(&vars, input).0.unwrap(), *want, "{input}");
         }
-        assert!(matches!(
-            run(&vars, "$loop").0,
-            Err(ExpandError::Nesting(_))
-        ));
+        assert!(matches!(run(&vars, "$loop").0, Err(ExpandError::Nesting(_))));
         assert!(matches!(run(&vars, "${a").0, Err(ExpandError::Syntax(_))));
     }
 
@@ -408,10 +365,7 @@ mod tests {
 
     #[test]
     fn level_compare() {
-        assert_eq!(
-            compare_levels("3.10", "3.9"),
-            Some(std::cmp::Ordering::Greater)
-        );
+        assert_eq!(compare_levels("3.10", "3.9"), Some(std::cmp::Ordering::Greater));
         assert_eq!(compare_levels("2", "2.0"), Some(std::cmp::Ordering::Equal));
     }
 }

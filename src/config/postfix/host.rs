@@ -139,12 +139,7 @@ mod tests {
         };
         HostFacts {
             hostname: "vm".into(),
-            addrs: vec![
-                a("127.0.0.1", 8),
-                a("192.0.2.2", 24),
-                a("::1", 128),
-                a("fd00::2", 64),
-            ],
+            addrs: vec![a("127.0.0.1", 8), a("192.0.2.2", 24), a("::1", 128), a("fd00::2", 64)],
             pid: 1,
         }
     }
@@ -153,14 +148,8 @@ mod tests {
     fn networks_as_postfix_prints_them() {
         // Observed from Postfix 3.7.11's postconf on a host with these addresses.
         let f = facts();
-        assert_eq!(
-            f.mynetworks("subnet", "all"),
-            "127.0.0.0/8 192.0.2.0/24 [::1]/128 [fd00::]/64"
-        );
-        assert_eq!(
-            f.mynetworks("host", "all"),
-            "127.0.0.1/32 192.0.2.2/32 [::1]/128 [fd00::2]/128"
-        );
+        assert_eq!(f.mynetworks("subnet", "all"), "127.0.0.0/8 192.0.2.0/24 [::1]/128 [fd00::]/64");
+        assert_eq!(f.mynetworks("host", "all"), "127.0.0.1/32 192.0.2.2/32 [::1]/128 [fd00::2]/128");
         assert_eq!(f.mynetworks("subnet", "ipv4"), "127.0.0.0/8 192.0.2.0/24");
     }
 

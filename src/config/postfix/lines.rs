@@ -26,18 +26,13 @@ pub fn logical_lines(path: &str, data: &[u8], warn: &mut dyn FnMut(String)) -> V
     let mut pos = 0usize;
     let mut warned_nul = false;
     while pos < data.len() {
-        let end = data[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(data.len(), |i| pos + i);
+        let end = data[pos..].iter().position(|&b| b == b'\n').map_or(data.len(), |i| pos + i);
         let mut phys = &data[pos..end];
         pos = if end < data.len() { end + 1 } else { end };
         lineno += 1;
         if let Some(nul) = phys.iter().position(|&b| b == 0) {
             if !warned_nul {
-                warn(format!(
-                    "{path}, line {lineno}: text after null byte may be ignored"
-                ));
+                warn(format!("{path}, line {lineno}: text after null byte may be ignored"));
                 warned_nul = true;
             }
             phys = &phys[..nul];
@@ -66,22 +61,13 @@ pub fn logical_lines(path: &str, data: &[u8], warn: &mut dyn FnMut(String)) -> V
     out
 }
 
-fn flush(
-    path: &str,
-    buf: &mut Vec<u8>,
-    first: usize,
-    last: usize,
-    out: &mut Vec<LogicalLine>,
-    warn: &mut dyn FnMut(String),
-) {
+fn flush(path: &str, buf: &mut Vec<u8>, first: usize, last: usize, out: &mut Vec<LogicalLine>, warn: &mut dyn FnMut(String)) {
     let text = String::from_utf8_lossy(buf).into_owned();
     buf.clear();
     if text.starts_with(|c: char| c.is_ascii_whitespace()) {
         let shown: String = text.chars().take(30).collect();
         let more = if text.len() > 30 { "..." } else { "" };
-        warn(format!(
-            "{path}: logical line must not start with whitespace: \"{shown}{more}\""
-        ));
+        warn(format!("{path}: logical line must not start with whitespace: \"{shown}{more}\""));
         return;
     }
     out.push(LogicalLine {

@@ -53,10 +53,7 @@ mod tests {
     #[test]
     fn lists() {
         assert_eq!(split_list("a, b,c\td"), vec!["a", "b", "c", "d"]);
-        assert_eq!(
-            split_list("inline:{ {k = v w} }, x"),
-            vec!["inline:{ {k = v w} }", "x"]
-        );
+        assert_eq!(split_list("inline:{ {k = v w} }, x"), vec!["inline:{ {k = v w} }", "x"]);
         assert_eq!(split_list(" ,, "), Vec::<&str>::new());
         assert_eq!(strip_braces("{ a = b }"), ("a = b", false));
         assert_eq!(strip_braces("{a = b"), ("a = b", true));

@@ -26,9 +26,7 @@ pub fn split_nameval(text: &str) -> Result<(&str, &str), &'static str> {
     if t.is_empty() {
         return Err("missing attribute name");
     }
-    let name_end = t
-        .find(|c: char| c.is_ascii_whitespace() || c == '=')
-        .unwrap_or(t.len());
+    let name_end = t.find(|c: char| c.is_ascii_whitespace() || c == '=').unwrap_or(t.len());
     let rest = t[name_end..].trim_start();
     let Some(value) = rest.strip_prefix('=') else {
         return Err("missing '=' after attribute name");
@@ -50,12 +48,8 @@ impl MainCf {
         };
         let mut warnings = Vec::new();
         for l in logical_lines(path, data, &mut |w| warnings.push(w)) {
-            let (name, value) = split_nameval(&l.text).map_err(|e| {
-                ConfigError::Syntax(format!(
-                    "{path}, line {}: {e}: \"{}\"",
-                    l.first_line, l.text
-                ))
-            })?;
+            let (name, value) =
+                split_nameval(&l.text).map_err(|e| ConfigError::Syntax(format!("{path}, line {}: {e}: \"{}\"", l.first_line, l.text)))?;
             if let Some(old) = cf.entries.get(name) {
                 if old.value != value {
                     warnings.push(format!(
@@ -98,10 +92,7 @@ mod tests {
     fn last_duplicate_wins_with_warning() {
         let cf = MainCf::parse("m", b"h = a\nh = b\nh = b\n").unwrap();
         assert_eq!(cf.get("h"), Some("b"));
-        assert_eq!(
-            cf.warnings,
-            vec!["m, line 2: overriding earlier entry: h=a".to_string()]
-        );
+        assert_eq!(cf.warnings, vec!["m, line 2: overriding earlier entry: h=a".to_string()]);
     }
 
     #[test]

@@ -106,9 +106,7 @@ fn check(ok: bool, field: &str, val: &str, line: &str) -> Result<(), ConfigError
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::Syntax(format!(
-            "invalid {field} field \"{val}\" in \"{line}\""
-        )))
+        Err(ConfigError::Syntax(format!("invalid {field} field \"{val}\" in \"{line}\"")))
     }
 }
 
@@ -132,10 +130,7 @@ impl MasterCf {
         for l in logical_lines(path, data, &mut |w| warnings.push(w)) {
             let toks = tokens(&l.text, " \t\r\n");
             if toks.len() < 8 {
-                return Err(ConfigError::Syntax(format!(
-                    "file {path}: line {}: bad field count",
-                    l.first_line
-                )));
+                return Err(ConfigError::Syntax(format!("file {path}: line {}: bad field count", l.first_line)));
             }
             let t = &l.text;
             check(
@@ -211,10 +206,7 @@ impl MasterCf {
 
     /// The last entry for `name`/`type` (the one master(8) uses).
     pub fn find(&self, name: &str, kind: &str) -> Option<&Service> {
-        self.services
-            .iter()
-            .rev()
-            .find(|s| s.name == name && s.kind == kind)
+        self.services.iter().rev().find(|s| s.name == name && s.kind == kind)
     }
 }
 
@@ -251,14 +243,8 @@ mod tests {
         let e = MasterCf::parse("./master.cf", b"x unix - - n - -\n").unwrap_err();
         assert_eq!(e.to_string(), "file ./master.cf: line 1: bad field count");
         let e = MasterCf::parse("m", b"x bogus - - n - - smtp\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid type field \"bogus\" in \"x bogus - - n - - smtp\""
-        );
+        assert_eq!(e.to_string(), "invalid type field \"bogus\" in \"x bogus - - n - - smtp\"");
         let e = MasterCf::parse("m", b"x unix - - n 6x - smtp\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid wakeup field \"6x\" in \"x unix - - n 6x - smtp\""
-        );
+        assert_eq!(e.to_string(), "invalid wakeup field \"6x\" in \"x unix - - n 6x - smtp\"");
     }
 }

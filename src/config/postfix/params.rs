@@ -71,10 +71,9 @@ impl Params {
                     self.host.myhostname(d.as_deref())
                 }
                 "mydomain" => mydomain_of(&self.expanded_quiet("myhostname")),
-                "mynetworks" => self.host.mynetworks(
-                    &self.expanded_quiet("mynetworks_style"),
-                    &self.expanded_quiet("inet_protocols"),
-                ),
+                "mynetworks" => self
+                    .host
+                    .mynetworks(&self.expanded_quiet("mynetworks_style"), &self.expanded_quiet("inet_protocols")),
                 "process_id" => self.host.pid.to_string(),
                 _ => p.default.to_string(),
             });
@@ -86,10 +85,7 @@ impl Params {
     fn service_param(&self, name: &str) -> Option<(String, String)> {
         for s in &self.master.services {
             if let Some(suffix) = name.strip_prefix(s.name.as_str()) {
-                if let Some(sp) = registry()
-                    .service_params(s.command())
-                    .find(|sp| sp.suffix == suffix)
-                {
+                if let Some(sp) = registry().service_params(s.command()).find(|sp| sp.suffix == suffix) {
                     return Some((s.name.clone(), sp.default.to_string()));
                 }
             }
@@ -99,11 +95,7 @@ impl Params {
 
     /// Every parameter name with a built-in or service-defined default.
     pub fn default_names(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = registry()
-            .params()
-            .iter()
-            .map(|p| p.name.to_string())
-            .collect();
+        let mut names: BTreeSet<String> = registry().params().iter().map(|p| p.name.to_string()).collect();
         for s in &self.master.services {
             for sp in registry().service_params(s.command()) {
                 names.insert(format!("{}{}", s.name, sp.suffix));
@@ -113,21 +105,14 @@ impl Params {
     }
 
     pub fn is_known(&self, name: &str) -> bool {
-        registry().get(name).is_some()
-            || self.service_param(name).is_some()
-            || self.table_param(name)
+        registry().get(name).is_some() || self.service_param(name).is_some() || self.table_param(name)
     }
 
     /// Tables with their own configuration used in main.cf / master.cf
     /// values, as (type, name): `ldap:/etc/postfix/users.cf`, `ldap:users`.
     pub fn config_tables(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
-        let mut values: Vec<String> = self
-            .main
-            .entries
-            .values()
-            .map(|e| e.value.clone())
-            .collect();
+        let mut values: Vec<String> = self.main.entries.values().map(|e| e.value.clone()).collect();
         for s in &self.master.services {
             values.extend(s.overrides().into_iter().map(|(_, v)| v));
         }
@@ -178,10 +163,7 @@ impl Params {
             let data = match std::fs::read(&name) {
                 Ok(d) => d,
                 Err(e) => {
-                    out.push(format!(
-                        "open \"{kind}\" configuration \"{name}\": {}",
-                        crate::util::strerror(&e)
-                    ));
+                    out.push(format!("open \"{kind}\" configuration \"{name}\": {}", crate::util::strerror(&e)));
                     continue;
                 }
             };
@@ -211,9 +193,7 @@ impl Params {
     }
 
     fn expanded_quiet(&self, name: &str) -> String {
-        self.raw(name)
-            .map(|v| self.expand_quiet(&v))
-            .unwrap_or_default()
+        self.raw(name).map(|v| self.expand_quiet(&v)).unwrap_or_default()
     }
 
     /// The expanded value of a parameter.
@@ -239,11 +219,7 @@ impl Params {
             scan(v);
         }
         if let Some(classes) = self.main.get("smtpd_restriction_classes") {
-            referenced.extend(
-                super::list::split_list(classes)
-                    .into_iter()
-                    .map(String::from),
-            );
+            referenced.extend(super::list::split_list(classes).into_iter().map(String::from));
         }
         let mut out = Vec::new();
         for (n, e) in &self.main.entries {
@@ -294,33 +270,22 @@ impl Params {
         match v.as_str() {
             "yes" => Ok(true),
             "no" => Ok(false),
-            _ => Err(Self::bad(format!(
-                "bad boolean configuration: {name} = {v}"
-            ))),
+            _ => Err(Self::bad(format!("bad boolean configuration: {name} = {v}"))),
         }
     }
 
     /// An integer parameter within `min..=max` (`max` 0 = no upper bound).
-    pub fn get_int(
-        &self,
-        name: &str,
-        min: i64,
-        max: i64,
-    ) -> Result<i64, crate::config::ConfigError> {
+    pub fn get_int(&self, name: &str, min: i64, max: i64) -> Result<i64, crate::config::ConfigError> {
         let v = self.get(name).unwrap_or_default();
         let n: i64 = v
             .trim()
             .parse()
             .map_err(|_| Self::bad(format!("bad numerical configuration: {name} = {v}")))?;
         if n < min {
-            return Err(Self::bad(format!(
-                "invalid {name} parameter value {n} < {min}"
-            )));
+            return Err(Self::bad(format!("invalid {name} parameter value {n} < {min}")));
         }
         if max > 0 && n > max {
-            return Err(Self::bad(format!(
-                "invalid {name} parameter value {n} > {max}"
-            )));
+            return Err(Self::bad(format!("invalid {name} parameter value {n} > {max}")));
         }
         Ok(n)
     }
@@ -347,9 +312,7 @@ impl Params {
             'w' => 604800,
             _ => return Err(Self::bad(format!("invalid {name} parameter value: {v}"))),
         };
-        let n: u64 = num
-            .parse()
-            .map_err(|_| Self::bad(format!("invalid {name} parameter value: {v}")))?;
+        let n: u64 = num.parse().map_err(|_| Self::bad(format!("invalid {name} parameter value: {v}")))?;
         Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
     }
 
@@ -576,21 +539,19 @@ mod tests {
             "cyrus unix - n n - - pipe user=cyrus\n",
         );
         assert!(p.is_known("cyrus_destination_recipient_limit"));
-        assert_eq!(
-            p.default_raw("cyrus_time_limit").unwrap(),
-            "$command_time_limit"
-        );
+        assert_eq!(p.default_raw("cyrus_time_limit").unwrap(), "$command_time_limit");
         let unused: Vec<String> = p.unused().into_iter().map(|(_, n, _)| n).collect();
         assert_eq!(unused, vec!["bar".to_string(), "baz".to_string()]);
     }
 
     #[test]
     fn typed_values_in_postfix_wording() {
-        let p = params("line_length_limit = abc\nsoft_bounce = maybe\nsmtpd_recipient_limit = 0\nmaximal_queue_lifetime = 3\nsmtpd_timeout = 5m\n", "");
+        let p = params(
+            "line_length_limit = abc\nsoft_bounce = maybe\nsmtpd_recipient_limit = 0\nmaximal_queue_lifetime = 3\nsmtpd_timeout = 5m\n",
+            "",
+        );
         assert_eq!(
-            p.get_int("line_length_limit", 1, 0)
-                .unwrap_err()
-                .to_string(),
+            p.get_int("line_length_limit", 1, 0).unwrap_err().to_string(),
             "bad numerical configuration: line_length_limit = abc"
         );
         assert_eq!(
@@ -598,15 +559,10 @@ mod tests {
             "bad boolean configuration: soft_bounce = maybe"
         );
         assert_eq!(
-            p.get_int("smtpd_recipient_limit", 1, 0)
-                .unwrap_err()
-                .to_string(),
+            p.get_int("smtpd_recipient_limit", 1, 0).unwrap_err().to_string(),
             "invalid smtpd_recipient_limit parameter value 0 < 1"
         );
-        assert_eq!(
-            p.get_time("maximal_queue_lifetime").unwrap().as_secs(),
-            3 * 86400
-        );
+        assert_eq!(p.get_time("maximal_queue_lifetime").unwrap().as_secs(), 3 * 86400);
         assert_eq!(p.get_time("smtpd_timeout").unwrap().as_secs(), 300);
         assert_eq!(p.get_time("minimal_backoff_time").unwrap().as_secs(), 300);
         assert_eq!(p.get_int("message_size_limit", 0, 0).unwrap(), 10240000);
@@ -619,9 +575,7 @@ mod tests {
         let w = p.check_status().unwrap();
         assert_eq!(
             w,
-            vec![
-                "main.cf, line 1: parameter html_directory is not implemented; ignored".to_string()
-            ]
+            vec!["main.cf, line 1: parameter html_directory is not implemented; ignored".to_string()]
         );
     }
 

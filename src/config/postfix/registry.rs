@@ -75,10 +75,7 @@ fn kind(s: &str) -> Kind {
 fn parse() -> Registry {
     let mut params = Vec::new();
     let mut service = Vec::new();
-    for line in TABLE
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
+    for line in TABLE.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let f: Vec<&'static str> = line.splitn(6, '\t').collect();
         if let Some(cmd) = f[0].strip_prefix('@') {
             service.push(ServiceParam {
@@ -117,10 +114,7 @@ pub fn registry() -> &'static Registry {
 
 impl Registry {
     pub fn get(&self, name: &str) -> Option<&Param> {
-        self.params
-            .binary_search_by(|p| p.name.cmp(name))
-            .ok()
-            .map(|i| &self.params[i])
+        self.params.binary_search_by(|p| p.name.cmp(name)).ok().map(|i| &self.params[i])
     }
 
     pub fn params(&self) -> &[Param] {
@@ -142,10 +136,7 @@ mod tests {
     fn known_defaults() {
         let r = registry();
         assert_eq!(r.get("line_length_limit").unwrap().default, "2048");
-        assert_eq!(
-            r.get("smtpd_timeout").unwrap().default,
-            "${stress?{10}:{300}}s"
-        );
+        assert_eq!(r.get("smtpd_timeout").unwrap().default, "${stress?{10}:{300}}s");
         assert_eq!(r.get("daemon_directory").unwrap().class, Class::Build);
         assert!(r.get("no_such_parameter").is_none());
         assert_eq!(r.service_params("lmtp").count(), 16);

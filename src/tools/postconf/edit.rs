@@ -18,9 +18,7 @@ fn logical_name(line: &str) -> Option<&str> {
     if first.is_ascii_whitespace() || first == '#' {
         return None;
     }
-    let end = line
-        .find(|c: char| c.is_ascii_whitespace() || c == '=')
-        .unwrap_or(line.len());
+    let end = line.find(|c: char| c.is_ascii_whitespace() || c == '=').unwrap_or(line.len());
     Some(&line[..end])
 }
 
@@ -97,11 +95,7 @@ mod tests {
         let mut m = BTreeMap::new();
         m.insert("a".to_string(), "9".to_string());
         m.insert("zz".to_string(), "1".to_string());
-        let (t, w) = apply(
-            "./main.cf",
-            ORIG,
-            &Edit::Set(m, vec!["a".into(), "zz".into()]),
-        );
+        let (t, w) = apply("./main.cf", ORIG, &Edit::Set(m, vec!["a".into(), "zz".into()]));
         assert_eq!(t, "a = 9\n# inner\nb = 2\na = 9\nzz = 1\n");
         assert_eq!(w, vec!["./main.cf: multiple entries for \"a\"".to_string()]);
         let (t, _) = apply("m", ORIG, &Edit::Remove(vec!["a".into()]));

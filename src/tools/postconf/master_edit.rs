@@ -26,12 +26,7 @@ fn split_key(k: &str) -> Option<(&str, &str, Option<&str>)> {
 }
 
 /// Parses the operands of one edit mode into operations.
-pub fn parse_ops(
-    mode: char,
-    remove: bool,
-    comment: bool,
-    operands: &[String],
-) -> Result<Vec<Op>, String> {
+pub fn parse_ops(mode: char, remove: bool, comment: bool, operands: &[String]) -> Result<Vec<Op>, String> {
     let mut ops = Vec::new();
     for o in operands {
         let op = match (mode, remove, comment) {
@@ -44,9 +39,9 @@ pub fn parse_ops(
                 Op::SetEntry(k.trim().to_string(), v.trim().to_string())
             }
             ('P', true, _) => {
-                let (k, p) = o.rsplit_once('/').ok_or_else(|| {
-                    format!("-PX requires service_name/type/parameter arguments: \"{o}\"")
-                })?;
+                let (k, p) = o
+                    .rsplit_once('/')
+                    .ok_or_else(|| format!("-PX requires service_name/type/parameter arguments: \"{o}\""))?;
                 Op::RemoveParam(k.to_string(), p.to_string())
             }
             ('P', _, _) | ('F', _, _) => {
@@ -165,15 +160,10 @@ fn apply_one(path: &str, text: &str, ops: &[Op]) -> Result<(String, Vec<String>)
             warnings.push(format!("unmatched service_name/type: \"{}\"", op_text(op)));
             continue;
         };
-        let found: Vec<&Service> = cf
-            .services
-            .iter()
-            .filter(|s| s.name == name && s.kind == kind)
-            .collect();
+        let found: Vec<&Service> = cf.services.iter().filter(|s| s.name == name && s.kind == kind).collect();
         let Some(svc) = found.last().copied() else {
             if let Op::SetEntry(_, entry) = op {
-                let parsed = MasterCf::parse(path, format!("{entry}\n").as_bytes())
-                    .map_err(|e| e.to_string())?;
+                let parsed = MasterCf::parse(path, format!("{entry}\n").as_bytes()).map_err(|e| e.to_string())?;
                 if let Some(s) = parsed.services.first() {
                     appended.push(master_entry(s, true));
                 }
@@ -185,11 +175,7 @@ fn apply_one(path: &str, text: &str, ops: &[Op]) -> Result<(String, Vec<String>)
         let mut s = svc.clone();
         let range = (s.line - 1)..s.last_line.min(lines.len());
         let entry_lines: Vec<usize> = range
-            .filter(|&i| {
-                lines[i]
-                    .as_deref()
-                    .is_some_and(|l| !is_comment(l) || i == s.line - 1)
-            })
+            .filter(|&i| lines[i].as_deref().is_some_and(|l| !is_comment(l) || i == s.line - 1))
             .collect();
         let new_text = match op {
             Op::RemoveEntry(_) => None,
@@ -202,8 +188,7 @@ fn apply_one(path: &str, text: &str, ops: &[Op]) -> Result<(String, Vec<String>)
                 continue;
             }
             Op::SetEntry(_, entry) => {
-                let parsed = MasterCf::parse(path, format!("{entry}\n").as_bytes())
-                    .map_err(|e| e.to_string())?;
+                let parsed = MasterCf::parse(path, format!("{entry}\n").as_bytes()).map_err(|e| e.to_string())?;
                 parsed.services.first().map(|p| master_entry(p, true))
             }
             Op::SetField(_, field, value) => {
@@ -220,8 +205,7 @@ fn apply_one(path: &str, text: &str, ops: &[Op]) -> Result<(String, Vec<String>)
                             "{} {} {} {} {} {} {} {value}\n",
                             s.name, s.kind, s.private, s.unpriv, s.chroot, s.wakeup, s.maxproc
                         );
-                        let parsed =
-                            MasterCf::parse(path, one.as_bytes()).map_err(|e| e.to_string())?;
+                        let parsed = MasterCf::parse(path, one.as_bytes()).map_err(|e| e.to_string())?;
                         s.argv = parsed.services[0].argv.clone();
                     }
                     None => return Err(format!("invalid service field name: \"{field}\"")),
@@ -260,13 +244,7 @@ mod tests {
     const ORIG: &str = "# head\nsmtp inet n - n - - smtpd\n  -o a=b\nrelay unix - - n - - smtp\n  -o syslog_name=x\n# tail\n";
 
     fn run(mode: char, x: bool, c: bool, args: &[&str]) -> String {
-        let ops = parse_ops(
-            mode,
-            x,
-            c,
-            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let ops = parse_ops(mode, x, c, &args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         apply("master.cf", ORIG, &ops).unwrap().0
     }
 
@@ -281,7 +259,10 @@ mod tests {
             run('M', true, false, &["relay/unix"]),
             "# head\nsmtp inet n - n - - smtpd\n  -o a=b\n# tail\n"
         );
-        assert_eq!(run('M', false, true, &["smtp/inet"]), "# head\n#smtp inet n - n - - smtpd\n#  -o a=b\nrelay unix - - n - - smtp\n  -o syslog_name=x\n# tail\n");
+        assert_eq!(
+            run('M', false, true, &["smtp/inet"]),
+            "# head\n#smtp inet n - n - - smtpd\n#  -o a=b\nrelay unix - - n - - smtp\n  -o syslog_name=x\n# tail\n"
+        );
         assert_eq!(run('F', false, false, &["smtp/inet/chroot=y"]), "# head\nsmtp       inet  n       -       y       -       -       smtpd\n    -o a=b\nrelay unix - - n - - smtp\n  -o syslog_name=x\n# tail\n");
         assert_eq!(run('P', true, false, &["smtp/inet/a"]), "# head\nsmtp       inet  n       -       n       -       -       smtpd\nrelay unix - - n - - smtp\n  -o syslog_name=x\n# tail\n");
         assert_eq!(
@@ -293,17 +274,12 @@ mod tests {
     #[test]
     fn errors_and_warnings() {
         assert_eq!(
-            parse_ops('P', false, false, &["smtp/inet/a=v w".to_string()])
-                .err()
-                .unwrap(),
+            parse_ops('P', false, false, &["smtp/inet/a=v w".to_string()]).err().unwrap(),
             "-Pe does not accept whitespace in parameter value"
         );
         let ops = parse_ops('P', false, false, &["nosuch/unix/a=b".to_string()]).unwrap();
         let (t, w) = apply("m", ORIG, &ops).unwrap();
         assert_eq!(t, ORIG);
-        assert_eq!(
-            w,
-            vec!["unmatched service_name/type: \"nosuch/unix/a=b\"".to_string()]
-        );
+        assert_eq!(w, vec!["unmatched service_name/type: \"nosuch/unix/a=b\"".to_string()]);
     }
 }

@@ -83,9 +83,7 @@ impl Run {
 
 /// Runs postconf with `args` (without argv[0]).
 pub fn run(args: &[String]) -> Output {
-    let mut r = Run {
-        out: Output::default(),
-    };
+    let mut r = Run { out: Output::default() };
     let (opts, operands) = match getopt(args, SPEC) {
         Ok(v) => v,
         Err(GetoptError::Unknown(c)) => {
@@ -93,10 +91,7 @@ pub fn run(args: &[String]) -> Output {
             return r.fatal(USAGE);
         }
         Err(GetoptError::MissingArg(c)) => {
-            let _ = writeln!(
-                r.out.stderr,
-                "postconf: option requires an argument -- '{c}'"
-            );
+            let _ = writeln!(r.out.stderr, "postconf: option requires an argument -- '{c}'");
             return r.fatal(USAGE);
         }
     };
@@ -178,11 +173,7 @@ pub fn run(args: &[String]) -> Output {
     }
     if f.remove || f.comment {
         let names: Vec<String> = operands.clone();
-        let e = if f.remove {
-            Edit::Remove(names)
-        } else {
-            Edit::Comment(names)
-        };
+        let e = if f.remove { Edit::Remove(names) } else { Edit::Comment(names) };
         return edit_main(r, &dir, &operands, e);
     }
 
@@ -260,23 +251,12 @@ fn show_params(r: &mut Run, p: &Params, f: &Flags, operands: &[String]) {
         operands.to_vec()
     } else if f.non_default {
         let unused: Vec<String> = p.unused().into_iter().map(|(_, n, _)| n).collect();
-        p.main
-            .entries
-            .keys()
-            .filter(|n| !unused.contains(n))
-            .cloned()
-            .collect()
+        p.main.entries.keys().filter(|n| !unused.contains(n)).cloned().collect()
     } else {
         let mut all = p.default_names();
         if !f.defaults {
             let unused: Vec<String> = p.unused().into_iter().map(|(_, n, _)| n).collect();
-            all.extend(
-                p.main
-                    .entries
-                    .keys()
-                    .filter(|n| !unused.contains(n))
-                    .cloned(),
-            );
+            all.extend(p.main.entries.keys().filter(|n| !unused.contains(n)).cloned());
         }
         all.into_iter().collect()
     };
@@ -289,15 +269,11 @@ fn show_params(r: &mut Run, p: &Params, f: &Flags, operands: &[String]) {
         let value = if f.defaults {
             p.default_raw(&name)
         } else if f.non_default {
-            p.overrides
-                .get(&name)
-                .cloned()
-                .or_else(|| p.main.get(&name).map(String::from))
+            p.overrides.get(&name).cloned().or_else(|| p.main.get(&name).map(String::from))
         } else {
             p.raw(&name)
         };
-        let known = (p.is_known(&name) || (!f.defaults && p.main.get(&name).is_some()))
-            && !unused.contains(&name);
+        let known = (p.is_known(&name) || (!f.defaults && p.main.get(&name).is_some())) && !unused.contains(&name);
         let Some(value) = value.filter(|_| known) else {
             if !f.non_default || !operands.is_empty() {
                 r.warn(&format!("{name}: unknown parameter"));
@@ -350,24 +326,15 @@ fn show_master(r: &mut Run, p: &Params, f: &Flags, operands: &[String]) {
             } else if f.fields {
                 let want = pat.splitn(3, '/').nth(2).unwrap_or("");
                 let fields = s.fields();
-                for (i, name) in crate::config::postfix::master_cf::FIELD_NAMES
-                    .iter()
-                    .enumerate()
-                {
+                for (i, name) in crate::config::postfix::master_cf::FIELD_NAMES.iter().enumerate() {
                     if want.is_empty() || want == *name {
                         matched = true;
                         let v = if f.expand {
-                            p.expand(&fields[i])
-                                .map(|x| x.0)
-                                .unwrap_or_else(|_| fields[i].clone())
+                            p.expand(&fields[i]).map(|x| x.0).unwrap_or_else(|_| fields[i].clone())
                         } else {
                             fields[i].clone()
                         };
-                        r.line(&print::param_line(
-                            &format!("{}/{}/{}", s.name, s.kind, name),
-                            &v,
-                            f.fold,
-                        ));
+                        r.line(&print::param_line(&format!("{}/{}/{}", s.name, s.kind, name), &v, f.fold));
                     }
                 }
             } else {
@@ -377,16 +344,8 @@ fn show_master(r: &mut Run, p: &Params, f: &Flags, operands: &[String]) {
                 for (n, v) in ov {
                     if want.is_empty() || want == n {
                         matched = true;
-                        let v = if f.expand {
-                            p.expand(&v).map(|x| x.0).unwrap_or(v)
-                        } else {
-                            v
-                        };
-                        r.line(&print::param_line(
-                            &format!("{}/{}/{}", s.name, s.kind, n),
-                            &v,
-                            f.fold,
-                        ));
+                        let v = if f.expand { p.expand(&v).map(|x| x.0).unwrap_or(v) } else { v };
+                        r.line(&print::param_line(&format!("{}/{}/{}", s.name, s.kind, n), &v, f.fold));
                     }
                 }
             }
@@ -415,9 +374,7 @@ fn edit_master(mut r: Run, dir: &str, mode: char, f: &Flags, operands: &[String]
         r.warn(&w);
     }
     if new != text {
-        if let Err(e) =
-            crate::util::atomic::replace_file(std::path::Path::new(&path), new.as_bytes(), None)
-        {
+        if let Err(e) = crate::util::atomic::replace_file(std::path::Path::new(&path), new.as_bytes(), None) {
             return r.fatal(&format!("write {path}: {}", crate::util::strerror(&e)));
         }
     }
@@ -451,9 +408,7 @@ fn edit_main(mut r: Run, dir: &str, operands: &[String], mut edit: Edit) -> Outp
     for w in warnings {
         r.warn(&w);
     }
-    if let Err(e) =
-        crate::util::atomic::replace_file(std::path::Path::new(&path), new.as_bytes(), None)
-    {
+    if let Err(e) = crate::util::atomic::replace_file(std::path::Path::new(&path), new.as_bytes(), None) {
         return r.fatal(&format!("write {path}: {}", crate::util::strerror(&e)));
     }
     r.out

@@ -51,9 +51,7 @@ pub fn value_line(value: &str, fold: bool) -> String {
 /// A master.cf entry as `postconf -M` prints it.
 pub fn master_entry(s: &Service, fold: bool) -> String {
     const GOALS: [usize; 7] = [0, 11, 17, 25, 33, 41, 49];
-    let fields = [
-        &s.name, &s.kind, &s.private, &s.unpriv, &s.chroot, &s.wakeup, &s.maxproc,
-    ];
+    let fields = [&s.name, &s.kind, &s.private, &s.unpriv, &s.chroot, &s.wakeup, &s.maxproc];
     let mut out = String::new();
     for (f, goal) in fields.iter().zip(GOALS) {
         if !out.is_empty() {
@@ -88,8 +86,7 @@ pub fn master_entry(s: &Service, fold: bool) -> String {
             i += 1;
             force_wrap = true;
         }
-        let wrap =
-            fold && (force_wrap || (len > INDENT.len() && len + 1 + item.len() >= LINE_LIMIT));
+        let wrap = fold && (force_wrap || (len > INDENT.len() && len + 1 + item.len() >= LINE_LIMIT));
         if wrap {
             out.push('\n');
             out.push_str(INDENT);
@@ -116,31 +113,28 @@ mod tests {
     fn fold_boundary() {
         // Postfix 3.7: a line of exactly 80 columns stays, 81 folds.
         let v = format!("bb {}", "x".repeat(66));
-        assert_eq!(
-            param_line("myorigin", &v, true)
-                .lines()
-                .next()
-                .unwrap()
-                .len(),
-            80
-        );
+        assert_eq!(param_line("myorigin", &v, true).lines().next().unwrap().len(), 80);
         let v = format!("bb {}", "x".repeat(67));
-        assert_eq!(
-            param_line("myorigin", &v, true),
-            format!("myorigin = bb\n    {}", "x".repeat(67))
-        );
+        assert_eq!(param_line("myorigin", &v, true), format!("myorigin = bb\n    {}", "x".repeat(67)));
         assert_eq!(param_line("a", "  x \t y ", false), "a = x y");
         assert_eq!(param_line("a", "", false), "a =");
     }
 
     #[test]
     fn master_columns() {
-        let cf = MasterCf::parse("m", b"smtp inet n - n - - smtpd -o {a = b c} -o d=e\nlongservicename-here unix - - n - - smtp\n").unwrap();
+        let cf = MasterCf::parse(
+            "m",
+            b"smtp inet n - n - - smtpd -o {a = b c} -o d=e\nlongservicename-here unix - - n - - smtp\n",
+        )
+        .unwrap();
         assert_eq!(
             master_entry(&cf.services[0], false),
             "smtp       inet  n       -       n       -       -       smtpd -o {a=b c} -o d=e"
         );
-        assert_eq!(master_entry(&cf.services[0], true), "smtp       inet  n       -       n       -       -       smtpd\n    -o {a=b c}\n    -o d=e");
+        assert_eq!(
+            master_entry(&cf.services[0], true),
+            "smtp       inet  n       -       n       -       -       smtpd\n    -o {a=b c}\n    -o d=e"
+        );
         assert_eq!(
             master_entry(&cf.services[1], false),
             "longservicename-here unix - -    n       -       -       smtp"
