@@ -205,3 +205,54 @@ fn drops_privilege() {
         Err(mumail::server::privs::PrivError::IsRoot(_))
     ));
 }
+
+#[test]
+fn pid_file_written_and_removed() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("saslauthd.pid");
+    {
+        let _pf = server::PidFile::create(&p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("{}\n", std::process::id()));
+    }
+    assert!(!p.exists());
+}
+
+#[tokio::test]
+async fn binds_ipv6_loopback() {
+    match Listener::bind_tcp("[::1]:0").await {
+        Ok(l) => assert!(l.local_port().unwrap() > 0),
+        Err(e) => eprintln!("no IPv6 loopback here: {e}"),
+    }
+}
+
+/// Child half of `panic_hook_logs_panic_line`.
+#[test]
+fn panic_child() {
+    let Ok(path) = std::env::var("MUMAIL_PANIC_LOG") else { return };
+    let logger = Arc::new(mumail::log::Logger::from_maillog_file("mumail/test", 2, &path).unwrap());
+    mumail::log::install_panic_hook(logger);
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let h = tokio::spawn(async { panic!("boom in one connection") });
+        assert!(h.await.is_err());
+    });
+}
+
+#[test]
+fn panic_hook_logs_panic_line() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("maillog");
+    let st = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "panic_child", "--test-threads=1"])
+        .env("MUMAIL_PANIC_LOG", &log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "the process survives a panicking task");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("mumail/test[") && text.contains("]: panic: boom in one connection at "),
+        "{text}"
+    );
+}

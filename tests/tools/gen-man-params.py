@@ -32,6 +32,8 @@ for line in open(os.path.join(top, "src/config/cyrus/options.tsv")):
         text += " Deprecated in favor of \\fB%s\\fR." % esc(f[3])
     if f[4]:
         text += " Allowed values: %s." % esc(f[4])
+    if len(f) > 6 and f[6] != "supported":
+        text += " Accepted; a daemon that reads it logs one warning: not implemented, ignored."
     out += [".TP", "\\fB%s\\fR (default: %s)" % (esc(f[0]), esc(f[2])), text]
 out += [".SH SEE ALSO", "cyr_info(8), cyrus.conf(5)"]
 open(os.path.join(top, "man/man5/mumail-imapd.conf.5"), "w").write("\n".join(out) + "\n")

@@ -236,6 +236,24 @@ impl ImapdConf {
         Ok(())
     }
 
+    /// One warning per option set here that mumail accepts but does not
+    /// implement (the daemons log these once at start).
+    pub fn status_warnings(&self) -> Vec<String> {
+        let mut v: Vec<(usize, String)> = self
+            .set
+            .iter()
+            .filter(|(n, _)| options().get(n).is_some_and(|d| !d.supported && d.deprecated_by.is_none()))
+            .map(|(n, s)| {
+                (
+                    s.line,
+                    format!("{}: line {}: option {n} is not implemented; ignored", self.path, s.line),
+                )
+            })
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, w)| w).collect()
+    }
+
     /// The value of a known option as `cyr_info` prints it (default if unset).
     pub fn get(&self, name: &str) -> Option<&str> {
         let def = options().get(name)?;
@@ -357,6 +375,15 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(conf(input, None).unwrap_err(), want, "{input}");
         }
+    }
+
+    #[test]
+    fn status_warnings_for_unimplemented_options() {
+        let c = conf("configdirectory: /x\nhttpmodules: caldav\nadmins: cyrus\n", None).unwrap();
+        assert_eq!(
+            c.status_warnings(),
+            vec!["imapd.conf: line 2: option httpmodules is not implemented; ignored".to_string()]
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct OptionDef {
     pub allowed: Vec<&'static str>,
     /// Unset, the option is a NULL pointer: `conf-all` prints `(null)`.
     pub null_default: bool,
+    /// Implemented by mumail; otherwise accepted with one warning.
+    pub supported: bool,
 }
 
 pub struct Options {
@@ -52,6 +54,7 @@ fn parse() -> Options {
             deprecated_by: Some(get(3)).filter(|s| !s.is_empty()),
             allowed: get(4).split_whitespace().collect(),
             null_default: get(5) == "null",
+            supported: get(6) == "supported",
         });
     }
     let index = list.iter().enumerate().map(|(i, o)| (o.name, i)).collect();
