@@ -10,7 +10,9 @@
 //! - `tools`: the administration commands' logic.
 //! - `bin/*`: a manual-page header and a call into the library.
 
+pub mod auth;
 pub mod config;
+pub mod daemon;
 pub mod log;
 pub mod mail;
 pub mod proto;

@@ -121,6 +121,8 @@ pub enum Target {
     /// A file such as `maillog_file = /dev/stdout` (full line, host included).
     File(Mutex<std::fs::File>),
     Stderr,
+    /// saslauthd's `-d` format on stderr: `saslauthd[pid] :text`.
+    Debug,
 }
 
 pub struct Logger {
@@ -189,6 +191,9 @@ impl Logger {
                 if let Ok(mut f) = f.lock() {
                     let _ = f.write_all(self.file_line(sev, text, now).as_bytes());
                 }
+            }
+            Target::Debug => {
+                let _ = std::io::stderr().write_all(format!("{}[{}] :{}{text}\n", self.tag, std::process::id(), sev.prefix()).as_bytes());
             }
             Target::Stderr => {
                 let _ =

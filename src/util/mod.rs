@@ -28,3 +28,16 @@ pub mod exit {
     pub const NOPERM: i32 = 77;
     pub const CONFIG: i32 = 78;
 }
+
+/// Compares two byte strings in time that depends only on their lengths
+/// (for password digests).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}

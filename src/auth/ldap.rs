@@ -1,0 +1,479 @@
+//! `ldap`: checks a password against an LDAP directory (Active Directory,
+//! OpenLDAP) as saslauthd's LDAP module does, configured by
+//! /etc/saslauthd.conf: `ldap_servers` tried in order, `ldap_auth_method`
+//! `bind` (search the user's DN — as `ldap_bind_dn` or anonymously — then
+//! bind as the user), `fastbind` (bind as the DN `ldap_filter` expands to)
+//! or `custom` (compare `ldap_password_attr`), `ldap_filter` tokens
+//! `%% %u %U %d %D %r %s %1-%9`, StartTLS, timeouts.  Connections are kept
+//! in a pool and reused; a connection last bound as a user is rebound
+//! before its next search.
+
+use super::{BoxFut, Credentials, Mechanism, Notes, Verdict};
+use crate::config::sasl::SaslauthdConf;
+use ldap3::{DerefAliases, Ldap as Handle, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Bind,
+    Fastbind,
+    Custom,
+}
+
+pub struct Settings {
+    pub servers: Vec<String>,
+    pub search_base: String,
+    pub filter: String,
+    pub method: Method,
+    pub bind_dn: String,
+    pub bind_pw: String,
+    pub scope: Scope,
+    pub deref: DerefAliases,
+    pub timeout: Duration,
+    pub time_limit: i32,
+    pub start_tls: bool,
+    pub check_peer: bool,
+    pub password_attr: String,
+    pub default_realm: String,
+}
+
+impl Settings {
+    pub fn from_conf(c: &SaslauthdConf) -> Result<Settings, String> {
+        let secs = |k: &str| {
+            c.get(k)
+                .parse::<u64>()
+                .map_err(|_| format!("{}: bad value for {k}: {}", c.path, c.get(k)))
+        };
+        let yes = |k: &str| matches!(c.get(k).to_ascii_lowercase().as_str(), "yes" | "on" | "true" | "1");
+        let bind_pw = if c.values.contains_key("ldap_bind_pw") {
+            c.get("ldap_bind_pw")
+        } else {
+            c.get("ldap_password")
+        };
+        Ok(Settings {
+            servers: c.get("ldap_servers").split_whitespace().map(String::from).collect(),
+            search_base: c.get("ldap_search_base").to_string(),
+            filter: c.get("ldap_filter").to_string(),
+            method: match c.get("ldap_auth_method") {
+                "bind" => Method::Bind,
+                "fastbind" => Method::Fastbind,
+                "custom" => Method::Custom,
+                m => return Err(format!("{}: unknown ldap_auth_method {m}", c.path)),
+            },
+            bind_dn: c.get("ldap_bind_dn").to_string(),
+            bind_pw: bind_pw.to_string(),
+            scope: match c.get("ldap_scope") {
+                "one" | "onelevel" => Scope::OneLevel,
+                "base" => Scope::Base,
+                _ => Scope::Subtree,
+            },
+            deref: match c.get("ldap_deref") {
+                "search" => DerefAliases::Searching,
+                "find" => DerefAliases::Finding,
+                "always" => DerefAliases::Always,
+                _ => DerefAliases::Never,
+            },
+            timeout: Duration::from_secs(secs("ldap_timeout")?.max(1)),
+            time_limit: secs("ldap_time_limit")? as i32,
+            start_tls: yes("ldap_start_tls"),
+            check_peer: yes("ldap_tls_check_peer"),
+            password_attr: c.get("ldap_password_attr").to_string(),
+            default_realm: c.get("ldap_default_realm").to_string(),
+        })
+    }
+}
+
+/// RFC 4515 escaping of a value placed in a filter.
+pub fn escape_filter(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '*' => out.push_str("\\2a"),
+            '(' => out.push_str("\\28"),
+            ')' => out.push_str("\\29"),
+            '\\' => out.push_str("\\5c"),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// RFC 4514 escaping of a value placed in a DN (fastbind).
+pub fn escape_dn(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | ' ' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Expands saslauthd's filter tokens; `esc` escapes the user-supplied parts.
+pub fn expand(template: &str, login: &str, service: &str, realm: &str, default_realm: &str, esc: fn(&str) -> String) -> String {
+    let (user, domain) = match login.rsplit_once('@') {
+        Some((u, d)) => (u, d.to_string()),
+        None => (
+            login,
+            if realm.is_empty() {
+                default_realm.to_string()
+            } else {
+                realm.to_string()
+            },
+        ),
+    };
+    let labels: Vec<&str> = domain.split('.').filter(|s| !s.is_empty()).collect();
+    let mut out = String::new();
+    let mut it = template.chars();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('%') => out.push('%'),
+            Some('u') => out.push_str(&esc(login)),
+            Some('U') => out.push_str(&esc(user)),
+            Some('d') => out.push_str(&esc(&domain)),
+            Some('r') => out.push_str(&esc(realm)),
+            Some('s') => out.push_str(&esc(service)),
+            Some('D') => out.push_str(&labels.iter().map(|l| format!("dc={}", esc(l))).collect::<Vec<_>>().join(",")),
+            Some(d @ '1'..='9') => {
+                let n = d as usize - '0' as usize;
+                if n <= labels.len() {
+                    out.push_str(&esc(labels[labels.len() - n]));
+                }
+            }
+            Some(o) => {
+                out.push('%');
+                out.push(o);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+struct Pooled {
+    handle: Handle,
+    /// Bound as the service account (or anonymously) and ready to search.
+    ready: bool,
+}
+
+pub struct Ldap {
+    s: Settings,
+    pool: Mutex<Vec<Pooled>>,
+}
+
+/// Longest the pool grows; extra connections are closed after use.
+const POOL_MAX: usize = 32;
+
+enum Outcome {
+    Verdict(Verdict),
+    /// The server failed (down, timeout, protocol error): try the next one.
+    ServerDown(String),
+}
+
+impl Ldap {
+    pub fn new(c: &SaslauthdConf) -> Result<Ldap, String> {
+        let s = Settings::from_conf(c)?;
+        if s.servers.is_empty() {
+            return Err(format!("{}: ldap_servers is empty", c.path));
+        }
+        Ok(Ldap {
+            s,
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+
+    async fn connect(&self, url: &str) -> Result<Handle, String> {
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(self.s.timeout)
+            .set_starttls(self.s.start_tls);
+        if !self.s.check_peer {
+            settings = settings.set_no_tls_verify(true);
+        }
+        let (conn, handle) = LdapConnAsync::with_settings(settings, url)
+            .await
+            .map_err(|e| format!("ldap server {url}: {e}"))?;
+        ldap3::drive!(conn);
+        Ok(handle)
+    }
+
+    fn take(&self) -> Option<Pooled> {
+        self.pool.lock().ok()?.pop()
+    }
+
+    fn give_back(&self, p: Pooled) {
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < POOL_MAX {
+                pool.push(p);
+            }
+        }
+    }
+
+    async fn service_bind(&self, h: &mut Handle) -> Result<(), String> {
+        let r = h
+            .with_timeout(self.s.timeout)
+            .simple_bind(&self.s.bind_dn, &self.s.bind_pw)
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.rc != 0 {
+            return Err(format!("bind as {:?} failed: rc={} {}", self.s.bind_dn, r.rc, r.text));
+        }
+        Ok(())
+    }
+
+    async fn find_dn(&self, h: &mut Handle, c: &Credentials, attrs: Vec<&str>) -> Result<Option<SearchEntry>, String> {
+        let filter = expand(&self.s.filter, &c.login, &c.service, &c.realm, &self.s.default_realm, escape_filter);
+        let base = expand(
+            &self.s.search_base,
+            &c.login,
+            &c.service,
+            &c.realm,
+            &self.s.default_realm,
+            escape_dn,
+        );
+        let opts = SearchOptions::new().deref(self.s.deref).timelimit(self.s.time_limit).sizelimit(2);
+        let res = h
+            .with_search_options(opts)
+            .with_timeout(self.s.timeout)
+            .search(&base, self.s.scope, &filter, attrs)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (entries, result) = (res.0, res.1);
+        // 32 = noSuchObject: the base is wrong for this user, not a server failure.
+        if result.rc != 0 && result.rc != 32 && result.rc != 4 {
+            return Err(format!("search failed: rc={} {}", result.rc, result.text));
+        }
+        if entries.len() != 1 {
+            return Ok(None);
+        }
+        Ok(entries.into_iter().next().map(SearchEntry::construct))
+    }
+
+    async fn attempt(&self, url: &str, c: &Credentials) -> Outcome {
+        let mut p = match self.take() {
+            Some(p) => p,
+            None => match self.connect(url).await {
+                Ok(h) => Pooled { handle: h, ready: false },
+                Err(e) => return Outcome::ServerDown(e),
+            },
+        };
+        let pw = c.password.expose();
+        let verdict = match self.s.method {
+            Method::Fastbind => {
+                let dn = expand(&self.s.filter, &c.login, &c.service, &c.realm, &self.s.default_realm, escape_dn);
+                p.ready = false;
+                match p.handle.with_timeout(self.s.timeout).simple_bind(&dn, pw).await {
+                    Ok(r) if r.rc == 0 => Verdict::Ok,
+                    Ok(_) => Verdict::No(String::new()),
+                    Err(e) => return Outcome::ServerDown(format!("ldap server {url}: {e}")),
+                }
+            }
+            Method::Bind | Method::Custom => {
+                if !p.ready {
+                    if let Err(e) = self.service_bind(&mut p.handle).await {
+                        return Outcome::ServerDown(format!("ldap server {url}: {e}"));
+                    }
+                    p.ready = true;
+                }
+                let attrs = if self.s.method == Method::Custom {
+                    vec![self.s.password_attr.as_str()]
+                } else {
+                    vec!["1.1"]
+                };
+                let entry = match self.find_dn(&mut p.handle, c, attrs).await {
+                    Ok(e) => e,
+                    Err(e) => return Outcome::ServerDown(format!("ldap server {url}: {e}")),
+                };
+                match entry {
+                    None => Verdict::No(String::new()),
+                    Some(e) if self.s.method == Method::Custom => {
+                        let stored: Vec<String> = e.attrs.get(&self.s.password_attr).cloned().unwrap_or_default();
+                        if stored.iter().any(|s| password_matches(pw, s)) {
+                            Verdict::Ok
+                        } else {
+                            Verdict::No(String::new())
+                        }
+                    }
+                    Some(e) => {
+                        p.ready = false;
+                        match p.handle.with_timeout(self.s.timeout).simple_bind(&e.dn, pw).await {
+                            Ok(r) if r.rc == 0 => Verdict::Ok,
+                            Ok(_) => Verdict::No(String::new()),
+                            Err(e) => return Outcome::ServerDown(format!("ldap server {url}: {e}")),
+                        }
+                    }
+                }
+            }
+        };
+        self.give_back(p);
+        Outcome::Verdict(verdict)
+    }
+}
+
+/// `ldap_auth_method: custom`: compares with a stored `userPassword`
+/// (`{CRYPT}`, `{SHA}`, `{SSHA}`, or clear text).
+pub fn password_matches(pw: &str, stored: &str) -> bool {
+    use base64_lite::decode;
+    let lower = stored.to_ascii_lowercase();
+    if lower.starts_with("{crypt}") {
+        return super::shadow::crypt_matches(pw.as_bytes(), &stored[7..]);
+    }
+    if lower.starts_with("{ssha}") || lower.starts_with("{sha}") {
+        let salted = lower.starts_with("{ssha}");
+        let Some(raw) = decode(&stored[if salted { 6 } else { 5 }..]) else {
+            return false;
+        };
+        if raw.len() < 20 {
+            return false;
+        }
+        let (digest, salt) = raw.split_at(20);
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+        ctx.update(pw.as_bytes());
+        ctx.update(salt);
+        return crate::util::ct_eq(ctx.finish().as_ref(), digest);
+    }
+    if stored.starts_with('{') {
+        return false;
+    }
+    crate::util::ct_eq(pw.as_bytes(), stored.as_bytes())
+}
+
+/// A small standard base64 decoder for `{SSHA}` values.
+mod base64_lite {
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        let val = |c: u8| -> Option<u32> {
+            Some(match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                _ => return None,
+            } as u32)
+        };
+        let bytes: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+        let trimmed: Vec<u8> = bytes.iter().copied().take_while(|&c| c != b'=').collect();
+        let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+        for chunk in trimmed.chunks(4) {
+            let mut acc = 0u32;
+            for (i, &c) in chunk.iter().enumerate() {
+                acc |= val(c)? << (18 - 6 * i);
+            }
+            let n = match chunk.len() {
+                4 => 3,
+                3 => 2,
+                2 => 1,
+                _ => return None,
+            };
+            for i in 0..n {
+                out.push((acc >> (16 - 8 * i)) as u8);
+            }
+        }
+        Some(out)
+    }
+}
+
+impl Mechanism for Ldap {
+    fn name(&self) -> &'static str {
+        "ldap"
+    }
+
+    fn check<'a>(&'a self, c: &'a Credentials) -> BoxFut<'a, (Verdict, Notes)> {
+        Box::pin(async move {
+            let mut notes = Vec::new();
+            for url in &self.s.servers {
+                match self.attempt(url, c).await {
+                    Outcome::Verdict(v) => return (v, notes),
+                    Outcome::ServerDown(e) => {
+                        // A pooled connection may have gone stale: drop the
+                        // pool and retry this server once on a fresh one.
+                        if let Ok(mut p) = self.pool.lock() {
+                            p.clear();
+                        }
+                        match self.attempt(url, c).await {
+                            Outcome::Verdict(v) => return (v, notes),
+                            Outcome::ServerDown(e2) => {
+                                let _ = e;
+                                notes.push(e2);
+                            }
+                        }
+                    }
+                }
+            }
+            (Verdict::No(String::new()), notes)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let e = |t: &str, l: &str| expand(t, l, "imap", "", "", escape_filter);
+        assert_eq!(e("(uid=%u)", "alice"), "(uid=alice)");
+        assert_eq!(
+            e("(&(uid=%U)(mail=%u))", "alice@mail.example.com"),
+            "(&(uid=alice)(mail=alice@mail.example.com))"
+        );
+        assert_eq!(
+            e("%d %1 %2 %3 %D %s %%", "a@mail.example.com"),
+            "mail.example.com com example mail dc=mail,dc=example,dc=com imap %"
+        );
+        assert_eq!(
+            expand("(uid=%U)(d=%d)(r=%r)", "bob", "pop", "realm.test", "", escape_filter),
+            "(uid=bob)(d=realm.test)(r=realm.test)"
+        );
+        // Filter injection is escaped.
+        assert_eq!(e("(uid=%u)", "*)(uid=*"), "(uid=\\2a\\29\\28uid=\\2a)");
+        assert_eq!(expand("uid=%u,ou=people", "a,b", "", "", "", escape_dn), "uid=a\\,b,ou=people");
+    }
+
+    #[test]
+    fn stored_passwords() {
+        assert!(password_matches("secret", "secret"));
+        assert!(!password_matches("secret", "other"));
+        // {SSHA} of "secret" with salt "salt" (made with slappasswd's format).
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+        ctx.update(b"secret");
+        ctx.update(b"salt");
+        let mut raw = ctx.finish().as_ref().to_vec();
+        raw.extend_from_slice(b"salt");
+        let b64 = encode(&raw);
+        assert!(password_matches("secret", &format!("{{SSHA}}{b64}")));
+        assert!(!password_matches("wrong", &format!("{{SSHA}}{b64}")));
+        assert!(password_matches("testpw", "{CRYPT}$1$saltsalt$XBF9f0dels9PmAf924c2l."));
+        assert!(!password_matches("x", "{MD5}abc"));
+    }
+
+    fn encode(b: &[u8]) -> String {
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for c in b.chunks(3) {
+            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                if i <= c.len() {
+                    s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    s.push('=');
+                }
+            }
+        }
+        s
+    }
+}

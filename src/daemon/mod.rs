@@ -1,0 +1,5 @@
+//! The daemons: where protocol codecs meet authentication and storage.
+//! One directory per daemon; each is a session state machine over `proto`
+//! plus `auth` / `store` / `queue`.
+
+pub mod saslauthd;

@@ -1,0 +1,362 @@
+//! saslauthd: answers password checks on the `mux` UNIX socket for
+//! Postfix, Cyrus and every libsasl client, as Cyrus SASL 2.1.28's
+//! saslauthd does (same socket, protocol, flags, replies and log lines),
+//! with concurrent requests in one process, deadlines and a salted cache.
+//!
+//! Per connection: read one request (bounded, with a deadline), check it,
+//! send the counted reply, half-close, drain, close.
+
+pub mod options;
+
+use crate::auth::cache::Cache;
+use crate::auth::{Credentials, Mechanism, Verdict};
+use crate::log::Logger;
+use crate::mail::Secret;
+use crate::proto::saslauthd::{decode_request, encode_reply, DecodeError, MAX_REQUEST};
+use options::{Action, Options, USAGE};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const VERSION: &str = "2.1.28";
+/// How long a client may take to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one mechanism check may take before the answer is `NO`.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Concurrent connections held at most (each costs one small task).
+pub const MAX_CONNECTIONS: usize = 4096;
+
+pub struct State {
+    pub opts: Options,
+    pub mech: Box<dyn Mechanism>,
+    pub cache: Option<Cache>,
+    pub log: Logger,
+    pub check_timeout: Duration,
+}
+
+/// Builds the mechanism named by `-a`.
+pub fn mechanism(o: &Options, pool: Arc<tokio::sync::Semaphore>) -> Result<Box<dyn Mechanism>, String> {
+    Ok(match o.mech.as_str() {
+        "shadow" => Box::new(crate::auth::shadow::Shadow { pool }),
+        "ldap" => {
+            let path = o.mech_option.clone().unwrap_or_else(|| "/etc/saslauthd.conf".into());
+            let conf = crate::config::sasl::SaslauthdConf::load(&path).map_err(|e| e.to_string())?;
+            Box::new(crate::auth::ldap::Ldap::new(&conf)?)
+        }
+        #[cfg(feature = "krb5")]
+        "kerberos5" => {
+            let conf = match &o.mech_option {
+                Some(p) => crate::config::sasl::SaslauthdConf::load(p).map_err(|e| e.to_string())?,
+                None => crate::config::sasl::SaslauthdConf::default(),
+            };
+            Box::new(crate::auth::krb5::Krb5::new(&conf, pool))
+        }
+        #[cfg(feature = "pam")]
+        "pam" => Box::new(crate::auth::pam::Pam { pool }),
+        "rimap" => {
+            let host = o.mech_option.clone().ok_or("rimap requires -O host[/port]")?;
+            Box::new(crate::auth::rimap::Rimap::new(&host)?)
+        }
+        "sasldb" => {
+            return Err("sasldb: mumail cannot read Berkeley DB sasldb2 files; use ldap, kerberos5, pam or shadow".into());
+        }
+        other => return Err(format!("unknown authentication mechanism: {other}")),
+    })
+}
+
+/// Answers one request (already decoded).
+pub async fn answer(st: &State, login: &[u8], password: &Secret<Vec<u8>>, service: &[u8], realm: &[u8]) -> String {
+    if login.is_empty() {
+        return "NO NULL login received".into();
+    }
+    if password.expose().is_empty() {
+        return "NO NULL password received".into();
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (mut user, service, realm) = (text(login), text(service), text(realm));
+    if st.opts.realm_join && !realm.is_empty() {
+        user = format!("{user}@{realm}");
+    }
+    let pw = password.expose();
+    if let Some(c) = &st.cache {
+        if c.hit(&user, &realm, &service, pw) {
+            if st.opts.verbose {
+                st.log.info(&format!(
+                    "auth success: [user={user}] [service={service}] [realm={realm}] [mech={}] (cached)",
+                    st.mech.name()
+                ));
+            }
+            return "OK".into();
+        }
+    }
+    let creds = Credentials {
+        login: user.clone(),
+        password: Secret::new(String::from_utf8_lossy(pw).into_owned()),
+        service: service.clone(),
+        realm: realm.clone(),
+    };
+    let (verdict, notes) = match tokio::time::timeout(st.check_timeout, st.mech.check(&creds)).await {
+        Ok(v) => v,
+        Err(_) => (
+            Verdict::No("authentication timed out".into()),
+            vec![format!("{}: check timed out after {}s", st.mech.name(), st.check_timeout.as_secs())],
+        ),
+    };
+    for n in notes {
+        st.log.warning(&n);
+    }
+    match &verdict {
+        Verdict::Ok | Verdict::OkWith(_) => {
+            if let Some(c) = &st.cache {
+                c.store(&user, &realm, &service, pw);
+            }
+            if st.opts.verbose {
+                st.log.info(&format!(
+                    "auth success: [user={user}] [service={service}] [realm={realm}] [mech={}]",
+                    st.mech.name()
+                ));
+            }
+        }
+        Verdict::No(reason) => {
+            st.log.info(&format!(
+                "auth failure: [user={user}] [service={service}] [realm={realm}] [mech={}] [reason={}]",
+                st.mech.name(),
+                if reason.is_empty() { "Unknown" } else { reason }
+            ));
+        }
+    }
+    verdict.reply()
+}
+
+/// Serves one connection.
+pub async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(st: &State, mut io: S) {
+    let mut buf = Vec::with_capacity(64);
+    let reply = loop {
+        let mut chunk = [0u8; 1024];
+        let n = match tokio::time::timeout(REQUEST_TIMEOUT, io.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                if st.opts.verbose {
+                    st.log.info("request timed out");
+                }
+                return;
+            }
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        match decode_request(&buf) {
+            Ok(Some((req, _))) => break answer(st, &req.login, &req.password, &req.service, &req.realm).await,
+            Ok(None) if buf.len() < MAX_REQUEST => continue,
+            Ok(None) => return,
+            Err(DecodeError::FieldTooLong) => break "NO ".to_string(),
+        }
+    };
+    if st.opts.verbose {
+        st.log.info(&format!("response: {reply}"));
+    }
+    if io.write_all(&encode_reply(&reply)).await.is_err() {
+        return;
+    }
+    let _ = io.shutdown().await;
+    // Drain what the client still sends, bounded, then close.
+    let mut sink = [0u8; 1024];
+    let mut left = MAX_REQUEST;
+    while left > 0 {
+        match tokio::time::timeout(Duration::from_secs(1), io.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
+}
+
+fn log_target(o: &Options) -> Logger {
+    if o.debug {
+        Logger::new("saslauthd", 4, crate::log::Target::Debug)
+    } else {
+        Logger::new("saslauthd", 4, crate::log::Target::Syslog("/dev/log".into()))
+    }
+}
+
+/// The daemon's main: parse flags, bind `<run_path>/mux`, daemonise unless
+/// `-d`, write the pid file, serve until SIGTERM.
+pub fn main(args: &[String]) -> i32 {
+    let o = match options::parse(args) {
+        Action::Run(o) => o,
+        Action::Version => {
+            println!(
+                "saslauthd {VERSION} (mumail {})\nauthentication mechanisms: {}\n",
+                env!("CARGO_PKG_VERSION"),
+                crate::auth::mechanism_names().join(" ")
+            );
+            return 0;
+        }
+        Action::Usage(code) => {
+            eprint!(
+                "{USAGE}\nsaslauthd {VERSION} (mumail {})\nauthentication mechanisms: {}\n\n",
+                env!("CARGO_PKG_VERSION"),
+                crate::auth::mechanism_names().join(" ")
+            );
+            return code;
+        }
+        Action::Fail(msg, code) => {
+            Logger::new("saslauthd", 4, crate::log::Target::Debug).log(crate::log::Severity::Info, &msg);
+            if code == 0 {
+                eprint!("{USAGE}");
+            }
+            return code;
+        }
+    };
+    let log = log_target(&o);
+    if o.verbose {
+        for (k, v) in [
+            ("num_procs", o.workers.to_string()),
+            ("mech_option", o.mech_option.clone().unwrap_or("NULL".into())),
+            ("run_path", o.run_path.clone()),
+            ("auth_mech", o.mech.clone()),
+        ] {
+            log.info(&format!("{k:<11}: {v}"));
+        }
+    }
+    if let Err(e) = std::fs::create_dir(&o.run_path) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            log.error(&format!("can not mkdir: {}", o.run_path));
+            log.error("Check to make sure the parent directory exists and is");
+            log.error("writeable by the user this process runs as.");
+            return 1;
+        }
+    } else {
+        let _ = std::fs::set_permissions(&o.run_path, std::fs::Permissions::from_mode(0o755));
+    }
+    let mux = std::path::Path::new(&o.run_path).join("mux");
+    let _ = std::fs::remove_file(&mux);
+    let listener = match std::os::unix::net::UnixListener::bind(&mux) {
+        Ok(l) => l,
+        Err(e) => {
+            log.error(&format!("bind: {}: {}", mux.display(), crate::util::strerror(&e)));
+            return 1;
+        }
+    };
+    // Access is gated by the directory's permissions, as saslauthd does.
+    let _ = std::fs::set_permissions(&mux, std::fs::Permissions::from_mode(0o777));
+    if o.verbose {
+        log.info(&format!("listening on socket: {}", mux.display()));
+    }
+    if !o.debug {
+        match daemonize() {
+            Ok(true) => {}
+            Ok(false) => return 0,
+            Err(e) => {
+                log.error(&format!("daemonize: {e}"));
+                return 1;
+            }
+        }
+    }
+    let code = run(o, listener, log);
+    if let Some(fd) = READY_FD.get() {
+        let _ = nix::unistd::write(fd, if code == 0 { b"k" } else { b"f" });
+    }
+    code
+}
+
+static READY_FD: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// Forks; the parent waits until the child is serving (pid file written)
+/// and returns Ok(false) to exit, as systemd `Type=forking` expects.
+fn daemonize() -> Result<bool, String> {
+    use nix::unistd::{fork, pipe, setsid, ForkResult};
+    let (r, w) = pipe().map_err(|e| e.desc().to_string())?;
+    // SAFETY: no threads exist yet (the runtime starts after the fork).
+    match unsafe { fork() }.map_err(|e| e.desc().to_string())? {
+        ForkResult::Parent { .. } => {
+            drop(w);
+            let mut b = [0u8; 1];
+            let ok = matches!(nix::unistd::read(&r, &mut b), Ok(1) if b[0] == b'r');
+            if ok {
+                Ok(false)
+            } else {
+                std::process::exit(1)
+            }
+        }
+        ForkResult::Child => {
+            drop(r);
+            let _ = setsid();
+            if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                use std::os::fd::AsRawFd;
+                for fd in 0..3 {
+                    // SAFETY: plain descriptor duplication onto 0..2.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
+            let _ = READY_FD.set(w);
+            Ok(true)
+        }
+    }
+}
+
+fn run(o: Options, listener: std::os::unix::net::UnixListener, log: Logger) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            log.error(&format!("runtime: {e}"));
+            return 1;
+        }
+    };
+    rt.block_on(async move {
+        let pool = Arc::new(tokio::sync::Semaphore::new(if o.workers == 0 { 64 } else { o.workers }));
+        let mech = match mechanism(&o, pool) {
+            Ok(m) => m,
+            Err(e) => {
+                log.error(&e);
+                return 1;
+            }
+        };
+        let cache = o.cache.then(|| Cache::new(o.cache_kb, Duration::from_secs(o.cache_ttl)));
+        let pid_path = std::path::Path::new(&o.run_path).join("saslauthd.pid");
+        let _pid = match crate::server::PidFile::create(&pid_path) {
+            Ok(p) => p,
+            Err(e) => {
+                log.error(&format!(
+                    "could not write pid file {}: {}",
+                    pid_path.display(),
+                    crate::util::strerror(&e)
+                ));
+                return 1;
+            }
+        };
+        if listener.set_nonblocking(true).is_err() {
+            return 1;
+        }
+        let Ok(listener) = tokio::net::UnixListener::from_std(listener) else {
+            return 1;
+        };
+        let st = Arc::new(State {
+            opts: o,
+            mech,
+            cache,
+            log,
+            check_timeout: CHECK_TIMEOUT,
+        });
+        if let Some(fd) = READY_FD.get() {
+            let _ = nix::unistd::write(fd, b"r");
+        }
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let stop = crate::server::signals(|| {});
+        tokio::pin!(stop);
+        loop {
+            let Ok(permit) = limit.clone().acquire_owned().await else { break };
+            tokio::select! {
+                _ = &mut stop => break,
+                c = listener.accept() => {
+                    let Ok((conn, _)) = c else { continue };
+                    let st = st.clone();
+                    tokio::spawn(async move {
+                        serve(&st, conn).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        0
+    })
+}
