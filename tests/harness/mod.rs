@@ -1,0 +1,180 @@
+//! Test harness: real servers and real clients on loopback in temp dirs
+//! (Cassandane style).  Daemons that need private system files (shadow,
+//! PAM) run in a private mount namespace (`unshare -m`) with bind mounts,
+//! so the machine's own /etc is never changed.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug").join(name)
+}
+
+/// Whether a test that needs root and real tools can run; in CI it must.
+pub fn can_run(what: &str, tools: &[&str]) -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    let missing: Vec<&&str> = tools.iter().filter(|t| !Path::new(t).exists()).collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    let why = if !root {
+        "not root".to_string()
+    } else {
+        format!("missing {missing:?}")
+    };
+    if std::env::var("CI").is_ok() {
+        panic!("{what}: cannot run in CI: {why} (tests/tools/test.sh installs the packages)");
+    }
+    eprintln!("{what}: skipped: {why}");
+    false
+}
+
+/// A process killed (TERM, then KILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        use std::os::unix::process::CommandExt;
+        // Own process group: the real saslauthd signals its whole group.
+        let child = cmd
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_tcp(port: u16) {
+    wait_for(&format!("127.0.0.1:{port}"), Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// A command run in a private mount namespace after `binds` (src, dst).
+pub fn in_namespace(binds: &[(PathBuf, &str)], program: &Path, args: &[&str]) -> Command {
+    let mut script = String::from("set -e\n");
+    for (src, dst) in binds {
+        script.push_str(&format!("mount --bind '{}' '{}'\n", src.display(), dst));
+    }
+    script.push_str("exec \"$@\"\n");
+    let mut c = Command::new("unshare");
+    c.arg("-m")
+        .arg("--propagation")
+        .arg("private")
+        .arg("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(program)
+        .args(args);
+    c
+}
+
+/// One raw mux request; the counted reply.
+pub fn mux(path: &Path, login: &[u8], password: &[u8], service: &[u8], realm: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(&mumail::proto::saslauthd::encode_request(login, password, service, realm))
+        .unwrap();
+    // Read the counted reply, then close (saslauthd drains until we do).
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while mumail::proto::saslauthd::decode_reply(&out).is_none() {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    out
+}
+
+pub fn reply_text(raw: &[u8]) -> String {
+    String::from_utf8_lossy(&mumail::proto::saslauthd::decode_reply(raw).unwrap_or_default()).into_owned()
+}
+
+/// Private passwd/shadow/group files with test users (password `testpw`
+/// in SHA-512, yescrypt and MD5 crypt; `locked` has `!`).
+pub fn private_accounts(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let mut shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+    let users = [
+        (
+            "u7",
+            "$6$saltsalt$VBFFeVHdeQeT5fvFaHfOXzT9tShDx.GqV.MDHnrJOLfAZnXxHf0bKmtUZoIftgtgMXLdzhaVh7Tzf2TQjufJz0",
+        ),
+        ("yes1", "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$VenyQ/qDW5Xn.MprYXtgDx22lRcn07mCRXnZXj7jdB5"),
+        ("md5u", "$1$saltsalt$XBF9f0dels9PmAf924c2l."),
+        ("locked", "!"),
+    ];
+    for (i, (u, h)) in users.iter().enumerate() {
+        passwd.push_str(&format!("{u}:x:{}:{}::/nonexistent:/usr/sbin/nologin\n", 30000 + i, 30000 + i));
+        shadow.push_str(&format!("{u}:{h}:19000:0:99999:7:::\n"));
+    }
+    std::fs::write(dir.join("passwd"), passwd).unwrap();
+    std::fs::write(dir.join("shadow"), shadow).unwrap();
+    vec![(dir.join("passwd"), "/etc/passwd"), (dir.join("shadow"), "/etc/shadow")]
+}
+
+/// Starts a saslauthd (ours or the real one) in the foreground (`-d`).
+pub fn saslauthd(program: &Path, binds: &[(PathBuf, &str)], run: &Path, args: &[&str], env: &[(&str, String)], log: &Path) -> Proc {
+    std::fs::create_dir_all(run).unwrap();
+    let mut all = vec!["-m", run.to_str().unwrap(), "-d"];
+    all.extend_from_slice(args);
+    let mut cmd = in_namespace(binds, program, &all);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let f = std::fs::File::create(log).unwrap();
+    cmd.stdout(f.try_clone().unwrap()).stderr(f);
+    let p = Proc::spawn(&program.display().to_string(), &mut cmd);
+    let mux = run.join("mux");
+    wait_for("saslauthd mux", Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&mux).is_ok()
+    });
+    p
+}
