@@ -178,3 +178,62 @@ pub fn saslauthd(program: &Path, binds: &[(PathBuf, &str)], run: &Path, args: &[
     });
     p
 }
+
+/// OpenLDAP slapd in a temp dir (the Active Directory stand-in): RFC 2307
+/// users `u1..u5` (`posixAccount`, password `testpw`) under
+/// `ou=people,dc=mumail,dc=test`, and a service account
+/// `cn=saslauthd,ou=services,dc=mumail,dc=test` (password `bindpw`).
+pub struct Slapd {
+    pub proc: Option<Proc>,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+pub const LDAP_BASE: &str = "dc=mumail,dc=test";
+
+impl Slapd {
+    pub fn start(dir: &Path) -> Slapd {
+        let port = free_port();
+        let db = dir.join("db");
+        std::fs::create_dir_all(&db).unwrap();
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\ninclude /etc/ldap/schema/nis.schema\ninclude /etc/ldap/schema/inetorgperson.schema\n\
+             modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {d}/slapd.pid\n\
+             database mdb\nmaxsize 10485760\nsuffix \"{LDAP_BASE}\"\nrootdn \"cn=admin,{LDAP_BASE}\"\nrootpw adminpw\ndirectory {db}\n\
+             access to attrs=userPassword by anonymous auth by self read by * none\naccess to * by * read\n",
+            d = dir.display(),
+            db = db.display()
+        );
+        std::fs::write(dir.join("slapd.conf"), conf).unwrap();
+        let mut ldif = format!("dn: {LDAP_BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: mumail\no: mumail\n\ndn: ou=people,{LDAP_BASE}\nobjectClass: organizationalUnit\nou: people\n\ndn: ou=services,{LDAP_BASE}\nobjectClass: organizationalUnit\nou: services\n\ndn: cn=saslauthd,ou=services,{LDAP_BASE}\nobjectClass: person\ncn: saslauthd\nsn: saslauthd\nuserPassword: bindpw\n\n");
+        for i in 1..=5 {
+            ldif.push_str(&format!(
+                "dn: uid=u{i},ou=people,{LDAP_BASE}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nuid: u{i}\ncn: User {i}\nsn: {i}\nmail: u{i}@mumail.test\nuidNumber: {}\ngidNumber: 10000\nhomeDirectory: /nonexistent\nuserPassword: testpw\n\n",
+                10000 + i
+            ));
+        }
+        std::fs::write(dir.join("init.ldif"), ldif).unwrap();
+        let st = std::process::Command::new("/usr/sbin/slapadd").args(["-f", dir.join("slapd.conf").to_str().unwrap(), "-l", dir.join("init.ldif").to_str().unwrap()]).output().unwrap();
+        assert!(st.status.success(), "slapadd: {}", String::from_utf8_lossy(&st.stderr));
+        let mut s = Slapd { proc: None, port, dir: dir.to_path_buf() };
+        s.resume();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop();
+        }
+    }
+
+    pub fn resume(&mut self) {
+        let mut cmd = std::process::Command::new("/usr/sbin/slapd");
+        cmd.args(["-d", "0", "-f", self.dir.join("slapd.conf").to_str().unwrap(), "-h", &self.url()]).stdout(Stdio::null()).stderr(Stdio::null());
+        self.proc = Some(Proc::spawn("slapd", &mut cmd));
+        wait_tcp(self.port);
+    }
+}

@@ -1,0 +1,72 @@
+//! saslauthd's `ldap` mechanism against a real OpenLDAP slapd (RFC 2307
+//! users, the AD stand-in), compared with the real saslauthd 2.1.28 on the
+//! same directory: search-then-bind as a service DN, anonymous search, and
+//! fastbind; an outage answers NO within the timeout and recovers.
+
+mod harness;
+use harness::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const REAL: &str = "/usr/sbin/saslauthd";
+
+fn conf(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn ldap_matches_real_saslauthd_and_survives_outage() {
+    if !can_run("ldap", &[REAL, "/usr/sbin/slapd", "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut slapd = Slapd::start(&d.path().join("slapd"));
+    let url = slapd.url();
+    let variants = [
+        ("search-bind", format!("ldap_servers: {url}\nldap_search_base: ou=people,{LDAP_BASE}\nldap_filter: (uid=%u)\nldap_auth_method: bind\nldap_bind_dn: cn=saslauthd,ou=services,{LDAP_BASE}\nldap_password: bindpw\nldap_timeout: 2\n")),
+        ("anonymous", format!("ldap_servers: ldap://127.0.0.1:1/ {url}\nldap_search_base: {LDAP_BASE}\nldap_filter: (&(objectClass=posixAccount)(uid=%U))\nldap_timeout: 2\n")),
+        ("fastbind", format!("ldap_servers: {url}\nldap_filter: uid=%U,ou=people,{LDAP_BASE}\nldap_auth_method: fastbind\nldap_timeout: 2\n")),
+    ];
+    let cases: &[(&[u8], &[u8], &[u8])] = &[
+        (b"u1", b"testpw", b"imap"),
+        (b"u2", b"wrong", b"imap"),
+        (b"nosuchuser", b"testpw", b"imap"),
+        (b"u3", b"testpw", b"smtp"),
+        (b"*", b"testpw", b"imap"),
+        (b"u4)(uid=*", b"testpw", b"imap"),
+    ];
+    for (name, body) in &variants {
+        let path = conf(d.path(), &format!("{name}.conf"), body);
+        let real = saslauthd(Path::new(REAL), &[], &d.path().join(format!("{name}-real")), &["-a", "ldap", "-O", &path, "-n", "2"], &[], &d.path().join(format!("{name}-real.log")));
+        let ours = saslauthd(&bin("saslauthd"), &[], &d.path().join(format!("{name}-ours")), &["-a", "ldap", "-O", &path], &[], &d.path().join(format!("{name}-ours.log")));
+        for (l, p, s) in cases {
+            let want = mux(&d.path().join(format!("{name}-real/mux")), l, p, s, b"");
+            let got = mux(&d.path().join(format!("{name}-ours/mux")), l, p, s, b"");
+            eprintln!("{name} {:?}: real {:?} ours {:?}", String::from_utf8_lossy(l), reply_text(&want), reply_text(&got));
+            assert_eq!(reply_text(&got), reply_text(&want), "{name}: login {:?}", String::from_utf8_lossy(l));
+        }
+        assert_eq!(reply_text(&mux(&d.path().join(format!("{name}-ours/mux")), b"u1", b"testpw", b"imap", b"")), "OK", "{name}");
+        drop(real);
+        drop(ours);
+    }
+
+    // Outage: slapd stopped -> NO within the timeout, a log line naming the
+    // server; slapd back -> logins succeed without restarting saslauthd.
+    let path = conf(d.path(), "outage.conf", &variants[0].1);
+    let log = d.path().join("outage.log");
+    let _ours = saslauthd(&bin("saslauthd"), &[], &d.path().join("outage"), &["-a", "ldap", "-O", &path], &[], &log);
+    let muxp = d.path().join("outage/mux");
+    assert_eq!(reply_text(&mux(&muxp, b"u1", b"testpw", b"imap", b"")), "OK");
+    slapd.stop();
+    let t = Instant::now();
+    let r = reply_text(&mux(&muxp, b"u1", b"testpw", b"imap", b""));
+    assert!(r.starts_with("NO"), "{r}");
+    assert!(t.elapsed() < Duration::from_secs(10), "answered after {:?}", t.elapsed());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(&format!("ldap server {url}")), "no log line names the server:\n{text}");
+    slapd.resume();
+    assert_eq!(reply_text(&mux(&muxp, b"u1", b"testpw", b"imap", b"")), "OK", "recovered without a restart");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("testpw"), "password in the log");
+}
