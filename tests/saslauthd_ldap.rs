@@ -39,15 +39,43 @@ fn ldap_matches_real_saslauthd_and_survives_outage() {
     ];
     for (name, body) in &variants {
         let path = conf(d.path(), &format!("{name}.conf"), body);
-        let real = saslauthd(Path::new(REAL), &[], &d.path().join(format!("{name}-real")), &["-a", "ldap", "-O", &path, "-n", "2"], &[], &d.path().join(format!("{name}-real.log")));
-        let ours = saslauthd(&bin("saslauthd"), &[], &d.path().join(format!("{name}-ours")), &["-a", "ldap", "-O", &path], &[], &d.path().join(format!("{name}-ours.log")));
+        let real = saslauthd(
+            Path::new(REAL),
+            &[],
+            &d.path().join(format!("{name}-real")),
+            &["-a", "ldap", "-O", &path, "-n", "2"],
+            &[],
+            &d.path().join(format!("{name}-real.log")),
+        );
+        let ours = saslauthd(
+            &bin("saslauthd"),
+            &[],
+            &d.path().join(format!("{name}-ours")),
+            &["-a", "ldap", "-O", &path],
+            &[],
+            &d.path().join(format!("{name}-ours.log")),
+        );
         for (l, p, s) in cases {
             let want = mux(&d.path().join(format!("{name}-real/mux")), l, p, s, b"");
             let got = mux(&d.path().join(format!("{name}-ours/mux")), l, p, s, b"");
-            eprintln!("{name} {:?}: real {:?} ours {:?}", String::from_utf8_lossy(l), reply_text(&want), reply_text(&got));
-            assert_eq!(reply_text(&got), reply_text(&want), "{name}: login {:?}", String::from_utf8_lossy(l));
+            eprintln!(
+                "{name} {:?}: real {:?} ours {:?}",
+                String::from_utf8_lossy(l),
+                reply_text(&want),
+                reply_text(&got)
+            );
+            assert_eq!(
+                reply_text(&got),
+                reply_text(&want),
+                "{name}: login {:?}",
+                String::from_utf8_lossy(l)
+            );
         }
-        assert_eq!(reply_text(&mux(&d.path().join(format!("{name}-ours/mux")), b"u1", b"testpw", b"imap", b"")), "OK", "{name}");
+        assert_eq!(
+            reply_text(&mux(&d.path().join(format!("{name}-ours/mux")), b"u1", b"testpw", b"imap", b"")),
+            "OK",
+            "{name}"
+        );
         drop(real);
         drop(ours);
     }
@@ -56,7 +84,14 @@ fn ldap_matches_real_saslauthd_and_survives_outage() {
     // server; slapd back -> logins succeed without restarting saslauthd.
     let path = conf(d.path(), "outage.conf", &variants[0].1);
     let log = d.path().join("outage.log");
-    let _ours = saslauthd(&bin("saslauthd"), &[], &d.path().join("outage"), &["-a", "ldap", "-O", &path], &[], &log);
+    let _ours = saslauthd(
+        &bin("saslauthd"),
+        &[],
+        &d.path().join("outage"),
+        &["-a", "ldap", "-O", &path],
+        &[],
+        &log,
+    );
     let muxp = d.path().join("outage/mux");
     assert_eq!(reply_text(&mux(&muxp, b"u1", b"testpw", b"imap", b"")), "OK");
     slapd.stop();
@@ -65,8 +100,15 @@ fn ldap_matches_real_saslauthd_and_survives_outage() {
     assert!(r.starts_with("NO"), "{r}");
     assert!(t.elapsed() < Duration::from_secs(10), "answered after {:?}", t.elapsed());
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains(&format!("ldap server {url}")), "no log line names the server:\n{text}");
+    assert!(
+        text.contains(&format!("ldap server {url}")),
+        "no log line names the server:\n{text}"
+    );
     slapd.resume();
-    assert_eq!(reply_text(&mux(&muxp, b"u1", b"testpw", b"imap", b"")), "OK", "recovered without a restart");
+    assert_eq!(
+        reply_text(&mux(&muxp, b"u1", b"testpw", b"imap", b"")),
+        "OK",
+        "recovered without a restart"
+    );
     assert!(!std::fs::read_to_string(&log).unwrap().contains("testpw"), "password in the log");
 }

@@ -147,7 +147,14 @@ impl Krb5 {
 
 /// The blocking check; (verdict, log notes).
 fn check_blocking(login: &str, realm: &str, password: &str, keytab: Option<&str>, service: &str) -> (Verdict, Notes) {
-    let fail = |why: String| (Verdict::No(String::new()), vec![format!("kerberos5: {why}")]);
+    // saslauthd 2.1.28's texts.
+    let fail = |why: String| (Verdict::No("saslauthd internal error".into()), vec![format!("kerberos5: {why}")]);
+    let init_failed = |why: Option<String>| {
+        (
+            Verdict::No("krb5_get_init_creds_password failed".into()),
+            why.into_iter().map(|w| format!("kerberos5: {w}")).collect::<Vec<_>>(),
+        )
+    };
     let mut s = match Session::new() {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -190,11 +197,11 @@ fn check_blocking(login: &str, realm: &str, password: &str, keytab: Option<&str>
                 | KRB5KDC_ERR_KEY_EXP
         );
         let msg = s.err(rc);
-        return if bad_password {
-            (Verdict::No(String::new()), vec![])
+        return init_failed(if bad_password {
+            None
         } else {
-            fail(format!("krb5_get_init_creds_password: {msg}"))
-        };
+            Some(format!("krb5_get_init_creds_password: {msg}"))
+        });
     }
     s.creds = Some(creds);
     // Verify the ticket with a key we hold: defeats a spoofed KDC.
@@ -230,7 +237,8 @@ fn check_blocking(login: &str, realm: &str, password: &str, keytab: Option<&str>
     // SAFETY: all handles belong to this context.
     let rc = unsafe { krb5_verify_init_creds(s.ctx, creds_ptr, server, s.keytab, std::ptr::null_mut(), &mut opt) };
     if rc != 0 {
-        return fail(format!("ticket for {name} could not be verified with the keytab: {}", s.err(rc)));
+        let why = format!("kerberos5: ticket for {name} could not be verified with the keytab: {}", s.err(rc));
+        return (Verdict::No("krb5_verify_init_creds failed".into()), vec![why]);
     }
     (Verdict::Ok, vec![])
 }

@@ -213,9 +213,21 @@ impl Slapd {
             ));
         }
         std::fs::write(dir.join("init.ldif"), ldif).unwrap();
-        let st = std::process::Command::new("/usr/sbin/slapadd").args(["-f", dir.join("slapd.conf").to_str().unwrap(), "-l", dir.join("init.ldif").to_str().unwrap()]).output().unwrap();
+        let st = std::process::Command::new("/usr/sbin/slapadd")
+            .args([
+                "-f",
+                dir.join("slapd.conf").to_str().unwrap(),
+                "-l",
+                dir.join("init.ldif").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
         assert!(st.status.success(), "slapadd: {}", String::from_utf8_lossy(&st.stderr));
-        let mut s = Slapd { proc: None, port, dir: dir.to_path_buf() };
+        let mut s = Slapd {
+            proc: None,
+            port,
+            dir: dir.to_path_buf(),
+        };
         s.resume();
         s
     }
@@ -232,8 +244,93 @@ impl Slapd {
 
     pub fn resume(&mut self) {
         let mut cmd = std::process::Command::new("/usr/sbin/slapd");
-        cmd.args(["-d", "0", "-f", self.dir.join("slapd.conf").to_str().unwrap(), "-h", &self.url()]).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.args(["-d", "0", "-f", self.dir.join("slapd.conf").to_str().unwrap(), "-h", &self.url()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         self.proc = Some(Proc::spawn("slapd", &mut cmd));
         wait_tcp(self.port);
+    }
+}
+
+/// An MIT Kerberos KDC for realm MUMAIL.TEST in a temp dir, configured
+/// only through `KRB5_CONFIG` / `KRB5_KDC_PROFILE`: principals `u1..u3`
+/// (password `testpw`) and `host/<hostname>` exported to `krb5.keytab`.
+pub struct Kdc {
+    pub proc: Option<Proc>,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub host: String,
+}
+
+pub const REALM: &str = "MUMAIL.TEST";
+
+impl Kdc {
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KRB5_CONFIG", self.dir.join("krb5.conf").display().to_string()),
+            ("KRB5_KDC_PROFILE", self.dir.join("kdc.conf").display().to_string()),
+        ]
+    }
+
+    pub fn kadmin(&self, q: &str) {
+        let out = std::process::Command::new("/usr/sbin/kadmin.local")
+            .args(["-r", REALM, "-q", q])
+            .envs(self.env())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kadmin.local {q}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn start(dir: &Path) -> Kdc {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap().to_ascii_lowercase();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("krb5.conf"),
+            format!("[libdefaults]\n default_realm = {REALM}\n dns_lookup_kdc = false\n dns_lookup_realm = false\n dns_canonicalize_hostname = false\n rdns = false\n udp_preference_limit = 1\n\n[realms]\n {REALM} = {{\n  kdc = 127.0.0.1:{port}\n }}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("kdc.conf"),
+            format!("[kdcdefaults]\n kdc_ports = {port}\n kdc_tcp_ports = {port}\n kdc_listen = 127.0.0.1:{port}\n kdc_tcp_listen = 127.0.0.1:{port}\n\n[realms]\n {REALM} = {{\n  database_name = {d}/principal\n  key_stash_file = {d}/stash\n  acl_file = {d}/kadm5.acl\n }}\n\n[logging]\n kdc = FILE:{d}/kdc.log\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("kadm5.acl"), "").unwrap();
+        let mut k = Kdc {
+            proc: None,
+            dir: dir.to_path_buf(),
+            port,
+            host,
+        };
+        let out = std::process::Command::new("/usr/sbin/kdb5_util")
+            .args(["-r", REALM, "-P", "masterpw", "create", "-s"])
+            .envs(k.env())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kdb5_util: {}", String::from_utf8_lossy(&out.stderr));
+        for u in ["u1", "u2", "u3"] {
+            k.kadmin(&format!("addprinc -pw testpw {u}"));
+        }
+        k.kadmin(&format!("addprinc -randkey host/{}", k.host));
+        k.kadmin(&format!("ktadd -k {d}/krb5.keytab host/{}", k.host));
+        k.resume();
+        k
+    }
+
+    pub fn resume(&mut self) {
+        let mut cmd = std::process::Command::new("/usr/sbin/krb5kdc");
+        cmd.args(["-n", "-r", REALM])
+            .envs(self.env())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.proc = Some(Proc::spawn("krb5kdc", &mut cmd));
+        wait_tcp(self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop();
+        }
     }
 }
