@@ -8,6 +8,12 @@
 set -eu
 cd "$(dirname "$0")/../.."
 command -v cargo >/dev/null || { echo "cargo (Rust 1.95) is required" >&2; exit 1; }
+# Build dependencies (libraries the suite links with).
+need=""
+for p in libkrb5-dev libpam0g-dev libcrypt-dev; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+if [ -n "$need" ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
 cargo build --bins
 run=${MUMAIL_RUN:-/tmp/mumail-local}
 mkdir -p "$run/postfix" "$run/imap"

@@ -3,15 +3,22 @@
 # fresh Debian 12 machine, then runs the whole suite.
 set -eu
 cd "$(dirname "$0")/../.."
+# Real peers and clients the tests drive (Debian 12 package names).
+packages="postfix cyrus-common sasl2-bin slapd ldap-utils krb5-kdc krb5-admin-server krb5-user libkrb5-dev libpam0g-dev libpam-krb5 libcrypt-dev util-linux"
 need=""
-for p in postfix cyrus-common; do
+for p in $packages; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
   # No package may start a system daemon (policy-rc.d), none is needed.
   if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi
   export DEBIAN_FRONTEND=noninteractive
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  {
+    echo "postfix postfix/main_mailer_type select No configuration"
+    echo "slapd slapd/no_configuration boolean true"
+    echo "krb5-config krb5-config/default_realm string MUMAIL.TEST"
+    echo "krb5-config krb5-config/add_servers_realm string MUMAIL.TEST"
+  } | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
