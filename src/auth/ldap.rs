@@ -5,14 +5,16 @@
 //! bind as the user), `fastbind` (bind as the DN `ldap_filter` expands to)
 //! or `custom` (compare `ldap_password_attr`), `ldap_filter` tokens
 //! `%% %u %U %d %D %r %s %1-%9`, StartTLS, timeouts.  Connections are kept
-//! in a pool and reused; a connection last bound as a user is rebound
-//! before its next search.
+//! in two pools — service-bound ones for searches, others for the users'
+//! binds — so no connection is rebound between requests, and a user's DN
+//! is remembered for a while so that a repeat login is a single bind.
 
 use super::{BoxFut, Credentials, Mechanism, Notes, Verdict};
 use crate::config::sasl::SaslauthdConf;
 use ldap3::{DerefAliases, Ldap as Handle, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -165,24 +167,45 @@ pub fn expand(template: &str, login: &str, service: &str, realm: &str, default_r
     out
 }
 
-struct Pooled {
+/// A connection, tagged with the server it goes to.
+struct Conn {
+    url: String,
     handle: Handle,
-    /// Bound as the service account (or anonymously) and ready to search.
-    ready: bool,
 }
 
 pub struct Ldap {
     s: Settings,
-    pool: Mutex<Vec<Pooled>>,
+    /// Connections bound as the service account (or anonymously): searches.
+    search_pool: Mutex<Vec<Conn>>,
+    /// Connections used only for the users' own binds.
+    bind_pool: Mutex<Vec<Conn>>,
+    /// (login, service, realm) → (DN, found at): a repeat login binds at
+    /// once instead of searching first.  A failed bind forgets the entry.
+    dns: Mutex<HashMap<(String, String, String), (String, Instant)>>,
 }
 
-/// Longest the pool grows; extra connections are closed after use.
+/// Most connections kept per pool; extra ones are closed after use.
 const POOL_MAX: usize = 32;
+/// How long a user's DN is trusted without searching again.
+const DN_TTL: Duration = Duration::from_secs(300);
+/// Most DNs remembered.
+const DN_MAX: usize = 100_000;
 
-enum Outcome {
-    Verdict(Verdict),
-    /// The server failed (down, timeout, protocol error): try the next one.
-    ServerDown(String),
+fn take(pool: &Mutex<Vec<Conn>>, url: &str) -> Option<Handle> {
+    let mut p = pool.lock().ok()?;
+    let i = p.iter().rposition(|c| c.url == url)?;
+    Some(p.swap_remove(i).handle)
+}
+
+fn give_back(pool: &Mutex<Vec<Conn>>, url: &str, handle: Handle) {
+    if let Ok(mut p) = pool.lock() {
+        if p.len() < POOL_MAX {
+            p.push(Conn {
+                url: url.to_string(),
+                handle,
+            });
+        }
+    }
 }
 
 impl Ldap {
@@ -193,7 +216,9 @@ impl Ldap {
         }
         Ok(Ldap {
             s,
-            pool: Mutex::new(Vec::new()),
+            search_pool: Mutex::new(Vec::new()),
+            bind_pool: Mutex::new(Vec::new()),
+            dns: Mutex::new(HashMap::new()),
         })
     }
 
@@ -211,31 +236,43 @@ impl Ldap {
         Ok(handle)
     }
 
-    fn take(&self) -> Option<Pooled> {
-        self.pool.lock().ok()?.pop()
-    }
-
-    fn give_back(&self, p: Pooled) {
-        if let Ok(mut pool) = self.pool.lock() {
-            if pool.len() < POOL_MAX {
-                pool.push(p);
-            }
+    /// A connection bound as the service account, from the pool or new.
+    async fn search_conn(&self, url: &str) -> Result<Handle, String> {
+        if let Some(h) = take(&self.search_pool, url) {
+            return Ok(h);
         }
-    }
-
-    async fn service_bind(&self, h: &mut Handle) -> Result<(), String> {
+        let mut h = self.connect(url).await?;
         let r = h
             .with_timeout(self.s.timeout)
             .simple_bind(&self.s.bind_dn, &self.s.bind_pw)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("ldap server {url}: {e}"))?;
         if r.rc != 0 {
-            return Err(format!("bind as {:?} failed: rc={} {}", self.s.bind_dn, r.rc, r.text));
+            return Err(format!(
+                "ldap server {url}: bind as {:?} failed: rc={} {}",
+                self.s.bind_dn, r.rc, r.text
+            ));
         }
-        Ok(())
+        Ok(h)
     }
 
-    async fn find_dn(&self, h: &mut Handle, c: &Credentials, attrs: Vec<&str>) -> Result<Option<SearchEntry>, String> {
+    /// Binds as `dn`: Ok(true) accepted, Ok(false) refused.
+    async fn user_bind(&self, url: &str, dn: &str, pw: &str) -> Result<bool, String> {
+        let mut h = match take(&self.bind_pool, url) {
+            Some(h) => h,
+            None => self.connect(url).await?,
+        };
+        let r = h
+            .with_timeout(self.s.timeout)
+            .simple_bind(dn, pw)
+            .await
+            .map_err(|e| format!("ldap server {url}: {e}"))?;
+        give_back(&self.bind_pool, url, h);
+        Ok(r.rc == 0)
+    }
+
+    async fn find(&self, url: &str, c: &Credentials, attrs: Vec<&str>) -> Result<Option<SearchEntry>, String> {
+        let mut h = self.search_conn(url).await?;
         let filter = expand(&self.s.filter, &c.login, &c.service, &c.realm, &self.s.default_realm, escape_filter);
         let base = expand(
             &self.s.search_base,
@@ -251,76 +288,66 @@ impl Ldap {
             .with_timeout(self.s.timeout)
             .search(&base, self.s.scope, &filter, attrs)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("ldap server {url}: {e}"))?;
         let (entries, result) = (res.0, res.1);
-        // 32 = noSuchObject: the base is wrong for this user, not a server failure.
+        // 32 noSuchObject, 4 sizeLimitExceeded: answers, not failures.
         if result.rc != 0 && result.rc != 32 && result.rc != 4 {
-            return Err(format!("search failed: rc={} {}", result.rc, result.text));
+            return Err(format!("ldap server {url}: search failed: rc={} {}", result.rc, result.text));
         }
+        give_back(&self.search_pool, url, h);
         if entries.len() != 1 {
             return Ok(None);
         }
         Ok(entries.into_iter().next().map(SearchEntry::construct))
     }
 
-    async fn attempt(&self, url: &str, c: &Credentials) -> Outcome {
-        let mut p = match self.take() {
-            Some(p) => p,
-            None => match self.connect(url).await {
-                Ok(h) => Pooled { handle: h, ready: false },
-                Err(e) => return Outcome::ServerDown(e),
-            },
-        };
+    async fn attempt(&self, url: &str, c: &Credentials) -> Result<Verdict, String> {
         let pw = c.password.expose();
-        let verdict = match self.s.method {
+        let yes = |ok: bool| if ok { Verdict::Ok } else { Verdict::No(String::new()) };
+        match self.s.method {
             Method::Fastbind => {
                 let dn = expand(&self.s.filter, &c.login, &c.service, &c.realm, &self.s.default_realm, escape_dn);
-                p.ready = false;
-                match p.handle.with_timeout(self.s.timeout).simple_bind(&dn, pw).await {
-                    Ok(r) if r.rc == 0 => Verdict::Ok,
-                    Ok(_) => Verdict::No(String::new()),
-                    Err(e) => return Outcome::ServerDown(format!("ldap server {url}: {e}")),
-                }
+                Ok(yes(self.user_bind(url, &dn, pw).await?))
             }
-            Method::Bind | Method::Custom => {
-                if !p.ready {
-                    if let Err(e) = self.service_bind(&mut p.handle).await {
-                        return Outcome::ServerDown(format!("ldap server {url}: {e}"));
-                    }
-                    p.ready = true;
-                }
-                let attrs = if self.s.method == Method::Custom {
-                    vec![self.s.password_attr.as_str()]
-                } else {
-                    vec!["1.1"]
-                };
-                let entry = match self.find_dn(&mut p.handle, c, attrs).await {
-                    Ok(e) => e,
-                    Err(e) => return Outcome::ServerDown(format!("ldap server {url}: {e}")),
-                };
-                match entry {
-                    None => Verdict::No(String::new()),
-                    Some(e) if self.s.method == Method::Custom => {
-                        let stored: Vec<String> = e.attrs.get(&self.s.password_attr).cloned().unwrap_or_default();
-                        if stored.iter().any(|s| password_matches(pw, s)) {
-                            Verdict::Ok
-                        } else {
-                            Verdict::No(String::new())
-                        }
-                    }
-                    Some(e) => {
-                        p.ready = false;
-                        match p.handle.with_timeout(self.s.timeout).simple_bind(&e.dn, pw).await {
-                            Ok(r) if r.rc == 0 => Verdict::Ok,
-                            Ok(_) => Verdict::No(String::new()),
-                            Err(e) => return Outcome::ServerDown(format!("ldap server {url}: {e}")),
-                        }
-                    }
-                }
+            Method::Custom => {
+                let entry = self.find(url, c, vec![self.s.password_attr.as_str()]).await?;
+                let ok = entry.is_some_and(|e| {
+                    e.attrs
+                        .get(&self.s.password_attr)
+                        .is_some_and(|v| v.iter().any(|s| password_matches(pw, s)))
+                });
+                Ok(yes(ok))
             }
-        };
-        self.give_back(p);
-        Outcome::Verdict(verdict)
+            Method::Bind => {
+                let key = (c.login.clone(), c.service.clone(), c.realm.clone());
+                let known = self
+                    .dns
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&key).filter(|(_, at)| at.elapsed() < DN_TTL).map(|(dn, _)| dn.clone()));
+                if let Some(dn) = known {
+                    if self.user_bind(url, &dn, pw).await? {
+                        return Ok(Verdict::Ok);
+                    }
+                    if let Ok(mut m) = self.dns.lock() {
+                        m.remove(&key);
+                    }
+                }
+                let Some(entry) = self.find(url, c, vec!["1.1"]).await? else {
+                    return Ok(Verdict::No(String::new()));
+                };
+                let ok = self.user_bind(url, &entry.dn, pw).await?;
+                if ok {
+                    if let Ok(mut m) = self.dns.lock() {
+                        if m.len() >= DN_MAX {
+                            m.clear();
+                        }
+                        m.insert(key, (entry.dn, Instant::now()));
+                    }
+                }
+                Ok(yes(ok))
+            }
+        }
     }
 }
 
@@ -396,19 +423,19 @@ impl Mechanism for Ldap {
         Box::pin(async move {
             let mut notes = Vec::new();
             for url in &self.s.servers {
-                match self.attempt(url, c).await {
-                    Outcome::Verdict(v) => return (v, notes),
-                    Outcome::ServerDown(e) => {
-                        // A pooled connection may have gone stale: drop the
-                        // pool and retry this server once on a fresh one.
-                        if let Ok(mut p) = self.pool.lock() {
-                            p.clear();
-                        }
-                        match self.attempt(url, c).await {
-                            Outcome::Verdict(v) => return (v, notes),
-                            Outcome::ServerDown(e2) => {
-                                let _ = e;
-                                notes.push(e2);
+                // A pooled connection may have gone stale (server restarted):
+                // on failure retry once on fresh connections, then fail over.
+                for attempt in 0..2 {
+                    match self.attempt(url, c).await {
+                        Ok(v) => return (v, notes),
+                        Err(e) => {
+                            for pool in [&self.search_pool, &self.bind_pool] {
+                                if let Ok(mut p) = pool.lock() {
+                                    p.retain(|c| c.url != *url);
+                                }
+                            }
+                            if attempt == 1 {
+                                notes.push(e);
                             }
                         }
                     }

@@ -1,27 +1,76 @@
 #!/bin/sh
-# The start command (README): builds the suite and starts what exists on an
-# embedded default.  Today the suite is the foundation (configuration
-# readers, postconf, cyr_info, the daemon skeleton): this builds it and shows
-# the embedded default configuration through our postconf and cyr_info.
-# The daemons (saslauthd, the store, the hub, the Murder) join this script
-# as their issues land.
+# The start command (README): builds the suite and starts it on an embedded
+# default in $MUMAIL_RUN (default /tmp/mumail-local), nothing to configure:
+#   - OpenLDAP slapd on 127.0.0.1:24389 with test users u1..u5 (password
+#     testpw), the Active Directory stand-in;
+#   - our saslauthd -a ldap on $MUMAIL_RUN/saslauthd/mux against it;
+#   - main.cf/master.cf and imapd.conf/cyrus.conf shown through our postconf
+#     and cyr_info.
+# The store, the hub and the Murder join this script as their issues land.
+# Stop everything with:  sh tests/tools/start.sh stop
 set -eu
 cd "$(dirname "$0")/../.."
+run=${MUMAIL_RUN:-/tmp/mumail-local}
+stop() {
+  for f in "$run"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  rm -f "$run"/*.pid
+}
+if [ "${1:-}" = stop ]; then stop; echo "stopped"; exit 0; fi
 command -v cargo >/dev/null || { echo "cargo (Rust 1.95) is required" >&2; exit 1; }
-# Build dependencies (libraries the suite links with).
 need=""
-for p in libkrb5-dev libpam0g-dev libcrypt-dev; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+for p in libkrb5-dev libpam0g-dev libcrypt-dev slapd ldap-utils; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
 if [ -n "$need" ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; }
+  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 cargo build --bins
-run=${MUMAIL_RUN:-/tmp/mumail-local}
-mkdir -p "$run/postfix" "$run/imap"
+stop
+mkdir -p "$run/postfix" "$run/imap" "$run/slapd/db" "$run/saslauthd"
 cp etc/postfix/main.cf etc/postfix/master.cf "$run/postfix/"
 sed "s#@RUN@#$run#g" etc/imapd.conf >"$run/imap/imapd.conf"
 cp etc/cyrus.conf "$run/imap/cyrus.conf"
+
+base="dc=mumail,dc=test"
+cat >"$run/slapd/slapd.conf" <<EOC
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/nis.schema
+include /etc/ldap/schema/inetorgperson.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+database mdb
+maxsize 10485760
+suffix "$base"
+rootdn "cn=admin,$base"
+rootpw adminpw
+directory $run/slapd/db
+access to attrs=userPassword by anonymous auth by self read by * none
+access to * by * read
+EOC
+if [ ! -f "$run/slapd/db/data.mdb" ]; then
+  {
+    printf 'dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: mumail\no: mumail\n\n' "$base"
+    printf 'dn: ou=people,%s\nobjectClass: organizationalUnit\nou: people\n\n' "$base"
+    for i in 1 2 3 4 5; do
+      printf 'dn: uid=u%s,ou=people,%s\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nuid: u%s\ncn: User %s\nsn: %s\nmail: u%s@mumail.test\nuidNumber: 1000%s\ngidNumber: 10000\nhomeDirectory: /nonexistent\nuserPassword: testpw\n\n' "$i" "$base" "$i" "$i" "$i" "$i" "$i"
+    done
+  } >"$run/slapd/init.ldif"
+  slapadd -f "$run/slapd/slapd.conf" -l "$run/slapd/init.ldif" >/dev/null 2>&1
+fi
+/usr/sbin/slapd -f "$run/slapd/slapd.conf" -h ldap://127.0.0.1:24389/ -d 0 >"$run/slapd/slapd.log" 2>&1 &
+echo $! >"$run/slapd.pid"
+printf 'ldap_servers: ldap://127.0.0.1:24389/\nldap_search_base: ou=people,%s\nldap_filter: (uid=%%u)\nldap_timeout: 5\n' "$base" >"$run/saslauthd.conf"
+sleep 1
+./target/debug/saslauthd -a ldap -O "$run/saslauthd.conf" -m "$run/saslauthd" -c
+cp "$run/saslauthd/saslauthd.pid" "$run/saslauthd-daemon.pid"
 echo "== postconf -n ($run/postfix)"
 ./target/debug/postconf -c "$run/postfix" -n
 echo "== cyr_info conf ($run/imap)"
 ./target/debug/cyr_info -C "$run/imap/imapd.conf" -M "$run/imap/cyrus.conf" conf
-echo "mumail foundation built in target/debug; no daemon exists yet to start."
+echo "== saslauthd (ldap, users u1..u5 / testpw)"
+./target/debug/testsaslauthd -f "$run/saslauthd/mux" -u u1 -p testpw
+echo "running: slapd on 127.0.0.1:24389, saslauthd on $run/saslauthd/mux"
+echo "try:     ./target/debug/testsaslauthd -f $run/saslauthd/mux -u u2 -p testpw"
+echo "stop:    sh tests/tools/start.sh stop"
