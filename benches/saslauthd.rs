@@ -5,6 +5,7 @@
 //! connection: logins/s and p50/p99 latency, sequential and 16 concurrent
 //! clients, ours with and without -c.  Run as root:
 //!     cargo bench --bench saslauthd            (BENCH_N=4000 by default)
+//!     BENCH_MECHS=ldap,shadow cargo bench --bench saslauthd
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -91,7 +92,11 @@ fn main() {
         "{:<10} {:<22} {:>8} {:>10} {:>10} {:>10} {:>8}",
         "mech", "daemon", "clients", "logins/s", "p50 ms", "p99 ms", "ok"
     );
+    let only = std::env::var("BENCH_MECHS").unwrap_or_default();
     for (mech, extra, users, env) in &mechs {
+        if !only.is_empty() && !only.split(',').any(|m| m == *mech) {
+            continue;
+        }
         let mut base = Vec::new();
         for (label, prog, cache) in [
             ("saslauthd 2.1.28 -n 5", &real, false),
