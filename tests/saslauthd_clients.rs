@@ -1,0 +1,167 @@
+//! Real clients of saslauthd: the real Postfix smtpd authenticating
+//! `AUTH PLAIN`/`LOGIN` (driven by swaks) and the real Cyrus imapd
+//! authenticating `LOGIN`/`PLAIN` (driven by imtest), both configured to use
+//! our saslauthd's mux.
+
+mod harness;
+use harness::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+const POSTFIX: &str = "/usr/sbin/postfix";
+const SWAKS: &str = "/usr/bin/swaks";
+const MASTER: &str = "/usr/lib/cyrus/bin/master";
+const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
+
+fn open_dir(p: &Path) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn chown(p: &Path, user: &str) {
+    let u = nix::unistd::User::from_name(user).unwrap().unwrap();
+    nix::unistd::chown(p, Some(u.uid), None).unwrap();
+}
+
+#[test]
+fn postfix_smtpd_and_cyrus_imapd_use_our_mux() {
+    if !can_run("real clients", &[POSTFIX, SWAKS, MASTER, IMTEST, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let binds = private_accounts(d.path());
+    let run = d.path().join("sasl");
+    let _sasl = saslauthd(
+        &bin("saslauthd"),
+        &binds,
+        &run,
+        &["-a", "shadow"],
+        &[],
+        &d.path().join("saslauthd.log"),
+    );
+    let mux = run.join("mux");
+
+    // Postfix 3.7 smtpd, smtpd_sasl_type = cyrus, pwcheck_method: saslauthd.
+    let pf = d.path().join("postfix");
+    for sub in ["", "queue", "data", "sasl"] {
+        std::fs::create_dir_all(pf.join(sub)).unwrap();
+        open_dir(&pf.join(sub));
+    }
+    chown(&pf.join("data"), "postfix");
+    let port = free_port();
+    let master = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/postfix/rhel8-stock/master.cf")).unwrap();
+    let master = master.replace(
+        "smtp      inet  n       -       n       -       -       smtpd",
+        &format!("127.0.0.1:{port} inet n - n - - smtpd"),
+    );
+    std::fs::write(pf.join("master.cf"), master).unwrap();
+    std::fs::write(
+        pf.join("main.cf"),
+        format!(
+            "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {dd}\nmyhostname = hub.mumail.test\ninet_interfaces = loopback-only\n\
+             smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = cyrus\nsmtpd_sasl_path = smtpd\ncyrus_sasl_config_path = {s}\n\
+             maillog_file = {p}/maillog\nmaillog_file_prefixes = {p}\n",
+            q = pf.join("queue").display(),
+            dd = pf.join("data").display(),
+            s = pf.join("sasl").display(),
+            p = pf.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        pf.join("sasl/smtpd.conf"),
+        format!(
+            "pwcheck_method: saslauthd\nmech_list: PLAIN LOGIN\nsaslauthd_path: {}\n",
+            mux.display()
+        ),
+    )
+    .unwrap();
+    let st = Command::new(POSTFIX).args(["-c", pf.to_str().unwrap(), "start"]).output().unwrap();
+    assert!(st.status.success(), "postfix start: {}", String::from_utf8_lossy(&st.stderr));
+    struct Stop(std::path::PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new(POSTFIX).args(["-c", self.0.to_str().unwrap(), "stop"]).output();
+        }
+    }
+    let _stop = Stop(pf.clone());
+    wait_tcp(port);
+    let swaks = |mech: &str, pw: &str| {
+        let o = Command::new(SWAKS)
+            .args([
+                "--server",
+                &format!("127.0.0.1:{port}"),
+                "--auth",
+                mech,
+                "--auth-user",
+                "u7",
+                "--auth-password",
+                pw,
+                "--quit-after",
+                "AUTH",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(swaks("PLAIN", "testpw").contains("235 2.7.0 Authentication successful"));
+    assert!(swaks("LOGIN", "testpw").contains("235 2.7.0 Authentication successful"));
+    assert!(swaks("PLAIN", "wrong").contains("535 5.7.8 Error: authentication failed"));
+
+    // Cyrus 3.6 imapd, sasl_pwcheck_method: saslauthd.
+    let cy = d.path().join("cyrus");
+    for sub in ["", "config", "config/sieve", "run", "run/proc", "run/lock", "spool"] {
+        std::fs::create_dir_all(cy.join(sub)).unwrap();
+        chown(&cy.join(sub), "cyrus");
+        open_dir(&cy.join(sub));
+    }
+    let iport = free_port();
+    let c = cy.display();
+    std::fs::write(
+        cy.join("imapd.conf"),
+        format!(
+            "servername: backend1\nconfigdirectory: {c}/config\nproc_path: {c}/run/proc\nmboxname_lockpath: {c}/run/lock\ndefaultpartition: default\npartition-default: {c}/spool\n\
+             sievedir: {c}/config/sieve\nlmtpsocket: {c}/run/lmtp.sock\nidlesocket: {c}/run/idle.sock\nnotifysocket: {c}/run/notify.sock\n\
+             admins: cyrus\nallowplaintext: yes\nsasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nsasl_mech_list: PLAIN LOGIN\n",
+            mux.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(cy.join("cyrus.conf"), format!("START {{\n  recover cmd=\"ctl_cyrusdb -C {c}/imapd.conf -r\"\n}}\nSERVICES {{\n  imap cmd=\"imapd -C {c}/imapd.conf\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=20\n}}\n")).unwrap();
+    let mut cmd = Command::new(MASTER);
+    cmd.args([
+        "-C",
+        cy.join("imapd.conf").to_str().unwrap(),
+        "-M",
+        cy.join("cyrus.conf").to_str().unwrap(),
+        "-p",
+        cy.join("master.pid").to_str().unwrap(),
+        "-D",
+    ]);
+    let _master = Proc::spawn("cyrus master", &mut cmd);
+    wait_tcp(iport);
+    let imtest = |mech: &str, pw: &str| {
+        use std::io::Write;
+        let mut child = Command::new(IMTEST)
+            .args(["-a", "u7", "-w", pw, "-m", mech, "-p", &iport.to_string(), "127.0.0.1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b". logout\r\n").unwrap();
+        let o = child.wait_with_output().unwrap();
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    let ok = imtest("login", "testpw");
+    assert!(ok.contains("Authenticated."), "{ok}");
+    assert!(imtest("plain", "testpw").contains("Authenticated."));
+    let no = imtest("login", "wrong");
+    assert!(no.contains("NO Login failed"), "{no}");
+    let log = std::fs::read_to_string(d.path().join("saslauthd.log")).unwrap();
+    assert!(
+        log.contains("[user=u7] [service=smtp]") && log.contains("[user=u7] [service=imap]"),
+        "{log}"
+    );
+}
