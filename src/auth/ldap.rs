@@ -38,6 +38,8 @@ pub struct Settings {
     pub check_peer: bool,
     pub password_attr: String,
     pub default_realm: String,
+    pub cacert_file: String,
+    pub cacert_dir: String,
 }
 
 impl Settings {
@@ -82,6 +84,8 @@ impl Settings {
             check_peer: yes("ldap_tls_check_peer"),
             password_attr: c.get("ldap_password_attr").to_string(),
             default_realm: c.get("ldap_default_realm").to_string(),
+            cacert_file: c.get("ldap_tls_cacert_file").to_string(),
+            cacert_dir: c.get("ldap_tls_cacert_dir").to_string(),
         })
     }
 }
@@ -175,6 +179,9 @@ struct Conn {
 
 pub struct Ldap {
     s: Settings,
+    /// TLS trust for ldaps:// and StartTLS when `ldap_tls_check_peer: yes`
+    /// (the CA file/dir, else the system store); None = ldap3's default.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Connections bound as the service account (or anonymously): searches.
     search_pool: Mutex<Vec<Conn>>,
     /// Connections used only for the users' own binds.
@@ -182,6 +189,40 @@ pub struct Ldap {
     /// (login, service, realm) → (DN, found at): a repeat login binds at
     /// once instead of searching first.  A failed bind forgets the entry.
     dns: Mutex<HashMap<(String, String, String), (String, Instant)>>,
+}
+
+/// The rustls client configuration for `ldap_tls_cacert_file` /
+/// `ldap_tls_cacert_dir` (PEM certificates); None when neither is set.
+fn tls_config(s: &Settings) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    if s.cacert_file.is_empty() && s.cacert_dir.is_empty() {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let mut files = Vec::new();
+    if !s.cacert_file.is_empty() {
+        files.push(std::path::PathBuf::from(&s.cacert_file));
+    }
+    if !s.cacert_dir.is_empty() {
+        let rd = std::fs::read_dir(&s.cacert_dir).map_err(|e| format!("ldap_tls_cacert_dir {}: {e}", s.cacert_dir))?;
+        files.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+    }
+    for f in files {
+        let certs = CertificateDer::pem_file_iter(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        for c in certs.flatten() {
+            let _ = roots.add(c);
+        }
+    }
+    if roots.is_empty() {
+        return Err("ldap_tls_cacert_file/ldap_tls_cacert_dir: no CA certificate found".into());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(std::sync::Arc::new(cfg)))
 }
 
 /// Most connections kept per pool; extra ones are closed after use.
@@ -214,8 +255,10 @@ impl Ldap {
         if s.servers.is_empty() {
             return Err(format!("{}: ldap_servers is empty", c.path));
         }
+        let tls = if s.check_peer { tls_config(&s).map_err(|e| format!("{}: {e}", c.path))? } else { None };
         Ok(Ldap {
             s,
+            tls,
             search_pool: Mutex::new(Vec::new()),
             bind_pool: Mutex::new(Vec::new()),
             dns: Mutex::new(HashMap::new()),
@@ -228,6 +271,8 @@ impl Ldap {
             .set_starttls(self.s.start_tls);
         if !self.s.check_peer {
             settings = settings.set_no_tls_verify(true);
+        } else if let Some(cfg) = &self.tls {
+            settings = settings.set_config(cfg.clone());
         }
         let (conn, handle) = LdapConnAsync::with_settings(settings, url)
             .await
