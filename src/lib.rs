@@ -17,5 +17,6 @@ pub mod log;
 pub mod mail;
 pub mod proto;
 pub mod server;
+pub mod store;
 pub mod tools;
 pub mod util;

@@ -1,6 +1,8 @@
 //! Mail vocabulary shared by protocols, stores and daemons (Postfix's
 //! `global/`).
 
+pub mod mime;
+
 /// A secret (password, shared key) that never prints: `Debug` and
 /// `Display` show `***`, so it cannot reach a log line by accident.
 #[derive(Clone, PartialEq, Eq)]

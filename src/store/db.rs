@@ -1,0 +1,170 @@
+//! Opening the databases: the mailbox list and one database per owner,
+//! WAL mode with `synchronous=FULL` (a commit is on disk when it returns),
+//! a bounded cache of open connections, and change notification.
+
+use super::names;
+use super::{Result, StoreConfig, StoreError};
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Open owner databases kept per process; more are closed when idle.
+const OWNER_CACHE: usize = 256;
+/// How long a writer waits for another process's transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Store {
+    pub cfg: StoreConfig,
+    pub(super) list: Mutex<Connection>,
+    owners: Mutex<HashMap<PathBuf, Arc<Mutex<Connection>>>>,
+    pub(super) stage_seq: AtomicU64,
+    /// Per owner database: a counter bumped after each committed change
+    /// made in this process (IDLE wakes on it).
+    watchers: Mutex<HashMap<PathBuf, tokio::sync::watch::Sender<u64>>>,
+}
+
+const LIST_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS mbox(
+  name TEXT PRIMARY KEY NOT NULL,
+  uniqueid TEXT NOT NULL,
+  partition TEXT NOT NULL,
+  acl TEXT NOT NULL,
+  mbtype TEXT NOT NULL DEFAULT 'e',
+  server TEXT NOT NULL DEFAULT '',
+  uidvalidity INTEGER NOT NULL,
+  created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+";
+
+const OWNER_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS mailbox(
+  id INTEGER PRIMARY KEY,
+  name TEXT UNIQUE NOT NULL,
+  uniqueid TEXT NOT NULL,
+  partition TEXT NOT NULL,
+  uidvalidity INTEGER NOT NULL,
+  uidnext INTEGER NOT NULL,
+  highestmodseq INTEGER NOT NULL,
+  recentuid INTEGER NOT NULL DEFAULT 0,
+  exists_ INTEGER NOT NULL DEFAULT 0,
+  size INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS msg(
+  mailbox INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  modseq INTEGER NOT NULL,
+  flags INTEGER NOT NULL,
+  keywords TEXT NOT NULL DEFAULT '',
+  internaldate INTEGER NOT NULL,
+  tz INTEGER NOT NULL,
+  savedate INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  header_size INTEGER NOT NULL,
+  guid BLOB NOT NULL,
+  envelope TEXT,
+  bodystructure TEXT,
+  body TEXT,
+  PRIMARY KEY(mailbox, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS msg_modseq ON msg(mailbox, modseq);
+CREATE TABLE IF NOT EXISTS quota(
+  root TEXT PRIMARY KEY NOT NULL,
+  storage_limit INTEGER NOT NULL DEFAULT -1,
+  message_limit INTEGER NOT NULL DEFAULT -1,
+  storage_used INTEGER NOT NULL DEFAULT 0,
+  message_used INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sub(name TEXT PRIMARY KEY NOT NULL);
+CREATE TABLE IF NOT EXISTS dup(msgid TEXT NOT NULL, rcpt TEXT NOT NULL, t INTEGER NOT NULL, PRIMARY KEY(msgid, rcpt));
+";
+
+fn open_db(path: &Path, schema: &str) -> Result<Connection> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let c = Connection::open(path).map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer; FULL: each commit is fsynced.
+    c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    c.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
+    c.execute_batch(schema)?;
+    Ok(c)
+}
+
+impl Store {
+    pub fn open(cfg: StoreConfig) -> Result<Store> {
+        std::fs::create_dir_all(&cfg.configdir)?;
+        let list = open_db(&cfg.configdir.join("mailboxes.sqlite3"), LIST_SCHEMA)?;
+        Ok(Store {
+            cfg,
+            list: Mutex::new(list),
+            owners: Mutex::new(HashMap::new()),
+            stage_seq: AtomicU64::new(0),
+            watchers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The database file holding the mailboxes of `internal`'s owner.
+    pub fn owner_db_path(&self, internal: &str) -> PathBuf {
+        let (owner, domain, is_user) = names::owner_of(internal);
+        if is_user {
+            let base = names::user_state_base(&self.cfg.configdir, &owner, &domain, self.cfg.fulldirhash);
+            let mut p = base.into_os_string();
+            p.push(".mumail.db");
+            PathBuf::from(p)
+        } else {
+            let mut p = self.cfg.configdir.clone();
+            if !domain.is_empty() {
+                p.push("domain");
+                p.push(names::dir_hash(&domain, self.cfg.fulldirhash).to_string());
+                p.push(&domain);
+            }
+            p.push("shared");
+            p.push(names::dir_hash(&owner, self.cfg.fulldirhash).to_string());
+            p.push(format!("{owner}.mumail.db"));
+            p
+        }
+    }
+
+    pub(super) fn owner(&self, internal: &str) -> Result<Arc<Mutex<Connection>>> {
+        let path = self.owner_db_path(internal);
+        let mut cache = self.owners.lock().map_err(|_| StoreError::Db("owner cache poisoned".into()))?;
+        if let Some(c) = cache.get(&path) {
+            return Ok(c.clone());
+        }
+        if cache.len() >= OWNER_CACHE {
+            // Close connections nobody holds.
+            cache.retain(|_, c| Arc::strong_count(c) > 1);
+        }
+        let c = Arc::new(Mutex::new(open_db(&path, OWNER_SCHEMA)?));
+        cache.insert(path, c.clone());
+        Ok(c)
+    }
+
+    /// A receiver that changes after every committed change this process
+    /// makes to `internal`'s owner database.
+    pub fn watch(&self, internal: &str) -> tokio::sync::watch::Receiver<u64> {
+        let path = self.owner_db_path(internal);
+        let mut w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        w.retain(|_, s| s.receiver_count() > 0);
+        w.entry(path).or_insert_with(|| tokio::sync::watch::channel(0).0).subscribe()
+    }
+
+    pub(super) fn notify(&self, internal: &str) {
+        let path = self.owner_db_path(internal);
+        let w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = w.get(&path) {
+            s.send_modify(|v| *v += 1);
+        }
+    }
+}
+
+/// Locks a connection mutex; a poisoned lock (a panic in another task)
+/// still holds a usable connection because every change is transactional.
+pub(super) fn lock(c: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,136 @@
+//! The mail store: message files named `<uid>.` at Cyrus's spool paths,
+//! one SQLite database per owner (a user's mailboxes, their index records,
+//! quota, subscriptions and duplicate-delivery records) and one mailbox
+//! list (`{configdirectory}/mailboxes.sqlite3`: name, uniqueid, partition,
+//! ACL, type).  No protocol types.
+//!
+//! Why one database per owner, not one per mailbox: a delivery, a COPY or
+//! a MOVE inside one user's mailboxes and the quota that covers them
+//! change in one transaction (one fsync), and moving a user between back
+//! ends moves one file plus the spool.
+//!
+//! Durability (the promise behind LMTP `250` and IMAP `OK`): a message is
+//! written to `<partition>/stage./`, fsynced, hard-linked as `<uid>.` into
+//! its mailbox directory, the directory fsynced, and only then is its index
+//! record committed (WAL, `synchronous=FULL`).  A crash leaves either the
+//! old state or the new one; a `<uid>.` file at or above the mailbox's
+//! `uidnext` is an uncommitted leftover that the next append replaces and
+//! `reconstruct` removes.  Expunged records stay as tombstones with their
+//! modseq, so that concurrent sessions see one history and reconstruct
+//! never resurrects expunged mail.
+
+pub mod names;
+mod db;
+pub mod ops;
+pub mod reconstruct;
+
+pub use db::Store;
+pub use ops::*;
+
+use std::path::PathBuf;
+
+/// System flags as bits (Cyrus's values).
+pub const FLAG_ANSWERED: u32 = 1;
+pub const FLAG_FLAGGED: u32 = 2;
+pub const FLAG_DELETED: u32 = 4;
+pub const FLAG_DRAFT: u32 = 8;
+pub const FLAG_SEEN: u32 = 16;
+/// The record is expunged (a tombstone).
+pub const FLAG_EXPUNGED: u32 = 1 << 31;
+
+/// What the store needs from imapd.conf.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub configdir: PathBuf,
+    pub partitions: Vec<(String, PathBuf)>,
+    pub defaultpartition: String,
+    pub hashimapspool: bool,
+    pub fulldirhash: bool,
+    pub unixhierarchysep: bool,
+    pub altnamespace: bool,
+    pub virtdomains: bool,
+    pub defaultdomain: String,
+    /// `autocreate_quota` in KB (-1: no autocreation).
+    pub autocreate_quota: i64,
+    /// `autocreate_quota_messages` (0 or less: no limit).
+    pub autocreate_quota_messages: i64,
+    pub duplicatesuppression: bool,
+}
+
+impl StoreConfig {
+    pub fn from_imapd(c: &crate::config::cyrus::ImapdConf) -> std::result::Result<StoreConfig, String> {
+        let configdir = c.get("configdirectory").unwrap_or("");
+        if configdir.is_empty() {
+            return Err(format!("{}: configdirectory is not set", c.path));
+        }
+        let partitions: Vec<(String, PathBuf)> =
+            c.partitions().into_iter().map(|(n, p)| (n.to_string(), PathBuf::from(p))).collect();
+        let defaultpartition = match c.get("defaultpartition") {
+            Some(p) if !p.is_empty() && p != "(null)" => p.to_string(),
+            _ => partitions.first().map(|(n, _)| n.clone()).unwrap_or_else(|| "default".into()),
+        };
+        let int = |n: &str| c.get(n).and_then(crate::config::cyrus::options::parse_int).unwrap_or(0);
+        Ok(StoreConfig {
+            configdir: PathBuf::from(configdir),
+            partitions,
+            defaultpartition,
+            hashimapspool: c.get_switch("hashimapspool"),
+            fulldirhash: c.get_switch("fulldirhash"),
+            unixhierarchysep: c.get_switch("unixhierarchysep"),
+            altnamespace: c.get_switch("altnamespace"),
+            virtdomains: !matches!(c.get("virtdomains"), Some("off") | Some("0") | Some("no") | None),
+            defaultdomain: c.get("defaultdomain").filter(|d| *d != "(null)" && *d != "internal").unwrap_or("").to_string(),
+            autocreate_quota: c.get("autocreate_quota").and_then(crate::config::cyrus::options::parse_int).unwrap_or(-1),
+            autocreate_quota_messages: int("autocreate_quota_messages"),
+            duplicatesuppression: c.get_switch("duplicatesuppression"),
+        })
+    }
+
+    pub fn partition_root(&self, name: &str) -> Option<&std::path::Path> {
+        self.partitions.iter().find(|(n, _)| n == name).map(|(_, p)| p.as_path())
+    }
+}
+
+/// Store errors; the daemons map them to protocol replies.
+#[derive(Debug)]
+pub enum StoreError {
+    NotFound,
+    Exists,
+    /// Storage or message-count quota would be exceeded.
+    OverQuota,
+    /// Bad mailbox name or argument.
+    Invalid(&'static str),
+    /// The partition is not configured.
+    NoPartition(String),
+    Io(std::io::Error),
+    /// The database is unusable or busy past its timeout.
+    Db(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::NotFound => f.write_str("Mailbox does not exist"),
+            StoreError::Exists => f.write_str("Mailbox already exists"),
+            StoreError::OverQuota => f.write_str("Over quota"),
+            StoreError::Invalid(w) => write!(f, "Invalid argument: {w}"),
+            StoreError::NoPartition(p) => write!(f, "partition {p} is not configured"),
+            StoreError::Io(e) => write!(f, "I/O error: {}", crate::util::strerror(e)),
+            StoreError::Db(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;

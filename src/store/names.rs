@@ -1,0 +1,382 @@
+//! Mailbox names as Cyrus 3.x keeps them: internal names are dotted
+//! (`user.fred.Sent`, `example.com!user.fred`, `shared.news`), external
+//! names follow `unixhierarchysep` (`/` with `.` kept as `^` inside a
+//! component) and `altnamespace` (personal folders beside INBOX, `Other
+//! Users` and `Shared Folders` prefixes); spool directories follow
+//! `hashimapspool`/`fulldirhash` with Cyrus's `dir_hash_c`.
+
+use std::path::{Path, PathBuf};
+
+/// Longest mailbox name accepted (Cyrus `MAX_MAILBOX_NAME`).
+pub const MAX_NAME: usize = 490;
+
+/// Prefixes of the alternate namespace (Cyrus defaults of
+/// `userprefix`/`sharedprefix`).
+pub const OTHER_USERS: &str = "Other Users";
+pub const SHARED_FOLDERS: &str = "Shared Folders";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NameError {
+    /// Empty component, `.`/`..`, control character, wildcard, bad mUTF-7.
+    Invalid,
+    /// Longer than `MAX_NAME`.
+    TooLong,
+    /// Names another user's mailbox in a way the namespace does not allow.
+    Permission,
+}
+
+/// The client-visible namespace of one logged-in user.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    /// External hierarchy separator: `/` with `unixhierarchysep`, else `.`.
+    pub sep: char,
+    pub alt: bool,
+    /// The user's local part, and domain ("" when none).
+    pub user: String,
+    pub domain: String,
+}
+
+impl Namespace {
+    pub fn new(unixhierarchysep: bool, altnamespace: bool, userid: &str, virtdomains: bool, defaultdomain: &str) -> Namespace {
+        let (user, domain) = split_userid(userid, virtdomains, defaultdomain);
+        Namespace {
+            sep: if unixhierarchysep { '/' } else { '.' },
+            alt: altnamespace,
+            user,
+            domain,
+        }
+    }
+
+    fn dom_prefix(&self) -> String {
+        if self.domain.is_empty() {
+            String::new()
+        } else {
+            format!("{}!", self.domain)
+        }
+    }
+
+    /// The user's INBOX, internal.
+    pub fn inbox(&self) -> String {
+        format!("{}user.{}", self.dom_prefix(), encode_component(&self.user, self.sep))
+    }
+
+    /// External → internal.
+    pub fn to_internal(&self, ext: &str) -> Result<String, NameError> {
+        if ext.len() > MAX_NAME {
+            return Err(NameError::TooLong);
+        }
+        if ext.is_empty() {
+            return Err(NameError::Invalid);
+        }
+        let comps: Vec<&str> = ext.split(self.sep).collect();
+        for c in &comps {
+            check_component(c)?;
+        }
+        let enc = |cs: &[&str]| cs.iter().map(|c| encode_component(c, self.sep)).collect::<Vec<_>>().join(".");
+        let first = comps[0];
+        let dp = self.dom_prefix();
+        let inbox = self.inbox();
+        if first.eq_ignore_ascii_case("INBOX") {
+            return Ok(if comps.len() == 1 {
+                inbox
+            } else if self.alt {
+                // altnamespace: INBOX's children are personal folders.
+                format!("{inbox}.{}", enc(&comps[1..]))
+            } else {
+                format!("{inbox}.{}", enc(&comps[1..]))
+            });
+        }
+        if self.alt {
+            if first == OTHER_USERS {
+                if comps.len() < 2 {
+                    return Err(NameError::Invalid);
+                }
+                return Ok(format!("{dp}user.{}", enc(&comps[1..])));
+            }
+            if first == SHARED_FOLDERS {
+                if comps.len() < 2 {
+                    return Err(NameError::Invalid);
+                }
+                if comps[1] == "user" {
+                    return Err(NameError::Permission);
+                }
+                return Ok(format!("{dp}{}", enc(&comps[1..])));
+            }
+            return Ok(format!("{inbox}.{}", enc(&comps)));
+        }
+        Ok(format!("{dp}{}", enc(&comps)))
+    }
+
+    /// Internal → external, None when the name is in another domain.
+    pub fn to_external(&self, int: &str) -> Option<String> {
+        let (dom, rest) = match int.split_once('!') {
+            Some((d, r)) => (d, r),
+            None => ("", int),
+        };
+        if dom != self.domain {
+            return None;
+        }
+        let comps: Vec<String> = rest.split('.').map(|c| decode_component(c, self.sep)).collect();
+        let s = self.sep.to_string();
+        let own = decode_component(&encode_component(&self.user, self.sep), self.sep);
+        if comps.len() >= 2 && comps[0] == "user" && comps[1] == own {
+            if comps.len() == 2 {
+                return Some("INBOX".to_string());
+            }
+            if self.alt {
+                return Some(comps[2..].join(&s));
+            }
+            return Some(format!("INBOX{s}{}", comps[2..].join(&s)));
+        }
+        if self.alt {
+            if comps[0] == "user" {
+                return Some(format!("{OTHER_USERS}{s}{}", comps[1..].join(&s)));
+            }
+            return Some(format!("{SHARED_FOLDERS}{s}{}", comps.join(&s)));
+        }
+        Some(comps.join(&s))
+    }
+}
+
+/// `fred@example.com` → (`fred`, `example.com`); the domain is kept only
+/// with `virtdomains` and when it is not `defaultdomain`.
+pub fn split_userid(userid: &str, virtdomains: bool, defaultdomain: &str) -> (String, String) {
+    if virtdomains {
+        if let Some((u, d)) = userid.rsplit_once('@') {
+            let d = d.to_ascii_lowercase();
+            if d == defaultdomain.to_ascii_lowercase() {
+                return (u.to_string(), String::new());
+            }
+            return (u.to_string(), d);
+        }
+    }
+    (userid.to_string(), String::new())
+}
+
+/// A user's INBOX from a userid (LMTP recipients, admin tools).
+pub fn user_inbox(userid: &str, unixhierarchysep: bool, virtdomains: bool, defaultdomain: &str) -> Result<String, NameError> {
+    let (u, d) = split_userid(userid, virtdomains, defaultdomain);
+    check_component(&u)?;
+    if u.contains('.') && !unixhierarchysep {
+        return Err(NameError::Invalid);
+    }
+    let sep = if unixhierarchysep { '/' } else { '.' };
+    Ok(if d.is_empty() {
+        format!("user.{}", encode_component(&u, sep))
+    } else {
+        format!("{d}!user.{}", encode_component(&u, sep))
+    })
+}
+
+fn check_component(c: &str) -> Result<(), NameError> {
+    if c.is_empty() || c == "." || c == ".." {
+        return Err(NameError::Invalid);
+    }
+    for ch in c.chars() {
+        if (ch as u32) < 0x20 || ch == '\x7f' || ch == '*' || ch == '%' || (ch as u32) > 0x7e {
+            return Err(NameError::Invalid);
+        }
+    }
+    if !valid_mutf7(c) {
+        return Err(NameError::Invalid);
+    }
+    Ok(())
+}
+
+/// Inside a component, `.` is stored as `^` when `/` is the separator.
+fn encode_component(c: &str, sep: char) -> String {
+    if sep == '/' {
+        c.replace('.', "^")
+    } else {
+        c.to_string()
+    }
+}
+
+fn decode_component(c: &str, sep: char) -> String {
+    if sep == '/' {
+        c.replace('^', ".")
+    } else {
+        c.to_string()
+    }
+}
+
+/// RFC 3501 5.1.3 modified UTF-7: `&` starts a base64 run (`,` for `/`)
+/// ending in `-`; `&-` is a literal `&`.
+pub fn valid_mutf7(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'&' {
+            let st = i + 1;
+            let mut j = st;
+            while j < b.len() && b[j] != b'-' {
+                if !(b[j].is_ascii_alphanumeric() || b[j] == b'+' || b[j] == b',') {
+                    return false;
+                }
+                j += 1;
+            }
+            if j >= b.len() {
+                return false;
+            }
+            // A run must decode to whole UTF-16 units.
+            let n = j - st;
+            if n > 0 && (n * 6) % 16 >= 6 {
+                return false;
+            }
+            i = j + 1;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// Cyrus `dir_hash_c`: the hash letter of a name (up to its first `.`).
+pub fn dir_hash(name: &str, full: bool) -> char {
+    if full {
+        let mut n: u32 = 0;
+        for &c in name.as_bytes() {
+            if c == b'.' {
+                break;
+            }
+            n = ((n << 3) ^ (n >> 5)) ^ c as u32;
+        }
+        (b'A' + (n % 23) as u8) as char
+    } else {
+        let c = name.as_bytes().first().copied().unwrap_or(b'q').to_ascii_lowercase();
+        if c.is_ascii_lowercase() {
+            c as char
+        } else {
+            'q'
+        }
+    }
+}
+
+/// The spool directory of an internal name under a partition root
+/// (Cyrus `mboxname_hash`, legacy layout).
+pub fn spool_dir(root: &Path, internal: &str, hashimapspool: bool, fulldirhash: bool) -> PathBuf {
+    let mut p = root.to_path_buf();
+    let (dom, rest) = match internal.split_once('!') {
+        Some((d, r)) => (Some(d), r),
+        None => (None, internal),
+    };
+    if let Some(d) = dom {
+        p.push("domain");
+        if hashimapspool {
+            p.push(dir_hash(d, fulldirhash).to_string());
+        }
+        p.push(d);
+    }
+    let comps: Vec<&str> = rest.split('.').collect();
+    if hashimapspool {
+        let idx = if comps.len() >= 2 { comps[1] } else { comps[0] };
+        p.push(dir_hash(idx, fulldirhash).to_string());
+    }
+    for c in comps {
+        p.push(c);
+    }
+    p
+}
+
+/// Where per-user state lives under `configdirectory`
+/// (`user/<h>/<user>`, `domain/<h>/<dom>/user/<h>/<user>`; always hashed).
+pub fn user_state_base(configdir: &Path, user: &str, domain: &str, fulldirhash: bool) -> PathBuf {
+    let mut p = configdir.to_path_buf();
+    if !domain.is_empty() {
+        p.push("domain");
+        p.push(dir_hash(domain, fulldirhash).to_string());
+        p.push(domain);
+    }
+    p.push("user");
+    p.push(dir_hash(user, fulldirhash).to_string());
+    p.push(user);
+    p
+}
+
+/// The owner of an internal name: `(user, domain)` for `user.*`, or
+/// `("", top)` for shared hierarchies.  Keys the per-owner database.
+pub fn owner_of(internal: &str) -> (String, String, bool) {
+    let (dom, rest) = match internal.split_once('!') {
+        Some((d, r)) => (d.to_string(), r),
+        None => (String::new(), internal),
+    };
+    let mut comps = rest.split('.');
+    let first = comps.next().unwrap_or("");
+    if first == "user" {
+        if let Some(u) = comps.next() {
+            return (u.to_string(), dom, true);
+        }
+    }
+    (first.to_string(), dom, false)
+}
+
+/// `user.fred.Sent` → `user.fred` (quota root of a user's mailboxes).
+pub fn user_root(internal: &str) -> Option<String> {
+    let (u, d, is_user) = owner_of(internal);
+    if !is_user {
+        return None;
+    }
+    Some(if d.is_empty() {
+        format!("user.{u}")
+    } else {
+        format!("{d}!user.{u}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cyrus_hash_examples() {
+        let root = Path::new("/s");
+        assert_eq!(spool_dir(root, "user.fred.Sent", true, false), Path::new("/s/f/user/fred/Sent"));
+        assert_eq!(
+            spool_dir(root, "example.com!user.fred", true, false),
+            Path::new("/s/domain/e/example.com/f/user/fred")
+        );
+        assert_eq!(spool_dir(root, "shared.news", true, false), Path::new("/s/n/shared/news"));
+        assert_eq!(spool_dir(root, "user.1abc", true, false), Path::new("/s/q/user/1abc"));
+        assert_eq!(spool_dir(root, "user.fred", false, false), Path::new("/s/user/fred"));
+        // fulldirhash: 'A' + h % 23
+        let h = dir_hash("fred", true);
+        assert!(h.is_ascii_uppercase() && h <= 'W');
+    }
+
+    #[test]
+    fn namespaces() {
+        let ns = Namespace::new(true, true, "fred", false, "");
+        assert_eq!(ns.to_internal("INBOX").unwrap(), "user.fred");
+        assert_eq!(ns.to_internal("Sent").unwrap(), "user.fred.Sent");
+        assert_eq!(ns.to_internal("a.b/c").unwrap(), "user.fred.a^b.c");
+        assert_eq!(ns.to_internal("Other Users/bob/x").unwrap(), "user.bob.x");
+        assert_eq!(ns.to_internal("Shared Folders/news").unwrap(), "news");
+        assert_eq!(ns.to_external("user.fred.a^b.c").unwrap(), "a.b/c");
+        assert_eq!(ns.to_external("user.bob").unwrap(), "Other Users/bob");
+        let ns = Namespace::new(false, false, "fred", false, "");
+        assert_eq!(ns.to_internal("INBOX.Sent").unwrap(), "user.fred.Sent");
+        assert_eq!(ns.to_internal("user.bob.x").unwrap(), "user.bob.x");
+        assert_eq!(ns.to_external("user.fred.Sent").unwrap(), "INBOX.Sent");
+        assert_eq!(ns.to_external("user.fred").unwrap(), "INBOX");
+    }
+
+    #[test]
+    fn bad_names() {
+        let ns = Namespace::new(true, true, "fred", false, "");
+        for bad in ["", "a//b", "../x", "a/./b", "x\0y", "x\ty", "a*", "a%", "&Jjo", "&A-", "é"] {
+            assert!(ns.to_internal(bad).is_err(), "{bad:?}");
+        }
+        assert!(ns.to_internal("&Jjo-").is_ok());
+        assert!(ns.to_internal("A&-B").is_ok());
+        assert_eq!(ns.to_internal(&"x".repeat(MAX_NAME + 1)), Err(NameError::TooLong));
+    }
+
+    #[test]
+    fn virtual_domains() {
+        let ns = Namespace::new(true, true, "fred@Example.com", true, "");
+        assert_eq!(ns.inbox(), "example.com!user.fred");
+        assert_eq!(ns.to_external("example.com!user.fred.Sent").unwrap(), "Sent");
+        assert_eq!(ns.to_external("other.org!user.fred"), None);
+        assert_eq!(user_inbox("bob@x.org", true, true, "x.org").unwrap(), "user.bob");
+    }
+}

@@ -1,0 +1,1130 @@
+//! Store operations: mailboxes (create, delete, rename, list), messages
+//! (stage, append/deliver, flags, expunge, copy/move), quota,
+//! subscriptions.  Every change is one transaction; message files are
+//! durable before the record that names them is committed.
+
+use super::db::lock;
+use super::names;
+use super::{Result, Store, StoreError, FLAG_DELETED, FLAG_EXPUNGED, FLAG_SEEN};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+/// Rights the owner gets on a new personal mailbox (Cyrus 3.x default).
+pub const OWNER_RIGHTS: &str = "lrswipkxtecdan";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailboxEntry {
+    pub name: String,
+    pub uniqueid: String,
+    pub partition: String,
+    /// Cyrus internal form: `id\trights\t` pairs.
+    pub acl: String,
+    pub mbtype: String,
+    pub server: String,
+    pub uidvalidity: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MailboxState {
+    pub id: i64,
+    pub name: String,
+    pub uniqueid: String,
+    pub partition: String,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highestmodseq: u64,
+    pub recentuid: u32,
+    pub exists: u32,
+    pub size: u64,
+}
+
+/// One index record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub uid: u32,
+    pub modseq: u64,
+    /// System flag bits (`FLAG_*`), `FLAG_EXPUNGED` on tombstones.
+    pub flags: u32,
+    /// Keywords, space-separated, as first given.
+    pub keywords: String,
+    pub internaldate: i64,
+    /// Zone offset of the internal date in minutes east of UTC.
+    pub tz: i32,
+    pub savedate: i64,
+    pub size: u64,
+    pub header_size: u64,
+    pub guid: Vec<u8>,
+}
+
+impl Record {
+    pub fn expunged(&self) -> bool {
+        self.flags & FLAG_EXPUNGED != 0
+    }
+    pub fn has_keyword(&self, k: &str) -> bool {
+        self.keywords.split(' ').any(|x| x.eq_ignore_ascii_case(k))
+    }
+}
+
+/// Parsed-once data the IMAP layer renders and the store keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Cached {
+    pub envelope: String,
+    pub bodystructure: String,
+    pub body: String,
+}
+
+/// A message written and fsynced under a partition's `stage.` directory.
+#[derive(Debug)]
+pub struct Staged {
+    pub path: PathBuf,
+    pub partition: String,
+    pub size: u64,
+    pub header_size: u64,
+    pub guid: Vec<u8>,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+pub struct NewMessage<'a> {
+    pub staged: &'a Staged,
+    pub flags: u32,
+    pub keywords: String,
+    pub internaldate: i64,
+    pub tz: i32,
+    pub cached: &'a Cached,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FlagOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Quota {
+    pub root: String,
+    /// KB; -1 = no limit.
+    pub storage_limit: i64,
+    pub message_limit: i64,
+    /// Bytes.
+    pub storage_used: i64,
+    pub message_used: i64,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Delivery {
+    Delivered(u32),
+    /// Suppressed as a duplicate (Message-ID already delivered here).
+    Duplicate,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn new_uuid() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// fsync a directory so that an entry created in it survives a crash.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Quota roots cover a mailbox and its children.
+fn covers(root: &str, name: &str) -> bool {
+    name == root || (name.len() > root.len() && name.starts_with(root) && name.as_bytes()[root.len()] == b'.')
+}
+
+fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<MailboxEntry> {
+    Ok(MailboxEntry {
+        name: r.get(0)?,
+        uniqueid: r.get(1)?,
+        partition: r.get(2)?,
+        acl: r.get(3)?,
+        mbtype: r.get(4)?,
+        server: r.get(5)?,
+        uidvalidity: r.get::<_, i64>(6)? as u32,
+    })
+}
+
+const ENTRY_COLS: &str = "name, uniqueid, partition, acl, mbtype, server, uidvalidity";
+const REC_COLS: &str = "uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid";
+
+fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
+    Ok(Record {
+        uid: r.get::<_, i64>(0)? as u32,
+        modseq: r.get::<_, i64>(1)? as u64,
+        flags: r.get::<_, i64>(2)? as u32,
+        keywords: r.get(3)?,
+        internaldate: r.get(4)?,
+        tz: r.get(5)?,
+        savedate: r.get(6)?,
+        size: r.get::<_, i64>(7)? as u64,
+        header_size: r.get::<_, i64>(8)? as u64,
+        guid: r.get(9)?,
+    })
+}
+
+fn state_of(c: &Connection, name: &str) -> Result<Option<MailboxState>> {
+    Ok(c.query_row(
+        "SELECT id, name, uniqueid, partition, uidvalidity, uidnext, highestmodseq, recentuid, exists_, size FROM mailbox WHERE name=?1",
+        [name],
+        |r| {
+            Ok(MailboxState {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                uniqueid: r.get(2)?,
+                partition: r.get(3)?,
+                uidvalidity: r.get::<_, i64>(4)? as u32,
+                uidnext: r.get::<_, i64>(5)? as u32,
+                highestmodseq: r.get::<_, i64>(6)? as u64,
+                recentuid: r.get::<_, i64>(7)? as u32,
+                exists: r.get::<_, i64>(8)? as u32,
+                size: r.get::<_, i64>(9)? as u64,
+            })
+        },
+    )
+    .optional()?)
+}
+
+/// Adds `bytes`/`count` to every quota root covering `name`; refuses when
+/// a limit would be passed (unless `ignore`).
+fn charge_quota(c: &Connection, name: &str, bytes: i64, count: i64, ignore: bool) -> Result<()> {
+    let mut st = c.prepare_cached("SELECT root, storage_limit, message_limit, storage_used, message_used FROM quota")?;
+    let roots: Vec<(String, i64, i64, i64, i64)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (root, sl, ml, su, mu) in roots {
+        if !covers(&root, name) {
+            continue;
+        }
+        if !ignore && (bytes > 0 || count > 0) {
+            if sl >= 0 && su + bytes > sl * 1024 {
+                return Err(StoreError::OverQuota);
+            }
+            if ml >= 0 && mu + count > ml {
+                return Err(StoreError::OverQuota);
+            }
+        }
+        c.execute(
+            "UPDATE quota SET storage_used=max(0, storage_used+?2), message_used=max(0, message_used+?3) WHERE root=?1",
+            params![root, bytes, count],
+        )?;
+    }
+    Ok(())
+}
+
+impl Store {
+    fn partition_root(&self, partition: &str) -> Result<&Path> {
+        self.cfg.partition_root(partition).ok_or_else(|| StoreError::NoPartition(partition.to_string()))
+    }
+
+    /// The spool directory of a mailbox.
+    pub fn mailbox_dir(&self, name: &str, partition: &str) -> Result<PathBuf> {
+        Ok(names::spool_dir(self.partition_root(partition)?, name, self.cfg.hashimapspool, self.cfg.fulldirhash))
+    }
+
+    /// The file of one message (`<uid>.`).
+    pub fn message_path(&self, name: &str, partition: &str, uid: u32) -> Result<PathBuf> {
+        Ok(self.mailbox_dir(name, partition)?.join(format!("{uid}.")))
+    }
+
+    // ---- the mailbox list ----
+
+    pub fn lookup(&self, name: &str) -> Result<Option<MailboxEntry>> {
+        let c = lock(&self.list);
+        Ok(c.query_row(&format!("SELECT {ENTRY_COLS} FROM mbox WHERE name=?1"), [name], entry_from_row)
+            .optional()?)
+    }
+
+    /// Every mailbox whose internal name starts with `prefix`, sorted.
+    pub fn list_prefix(&self, prefix: &str) -> Result<Vec<MailboxEntry>> {
+        let c = lock(&self.list);
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {ENTRY_COLS} FROM mbox WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name"
+        ))?;
+        let v = st.query_map([prefix], entry_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    }
+
+    fn next_uidvalidity(c: &Connection) -> Result<u32> {
+        let last: i64 = c
+            .query_row("SELECT value FROM meta WHERE key='uidvalidity'", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let v = now().max(last + 1).min(u32::MAX as i64);
+        c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('uidvalidity', ?1)", [v])?;
+        Ok(v as u32)
+    }
+
+    /// Creates a mailbox.  `acl` defaults to the owner's full rights for
+    /// personal mailboxes and to nothing for shared ones.
+    pub fn create(&self, name: &str, partition: Option<&str>, acl: Option<&str>) -> Result<MailboxEntry> {
+        let partition = partition.unwrap_or(&self.cfg.defaultpartition).to_string();
+        let dir = self.mailbox_dir(name, &partition)?;
+        let acl = match acl {
+            Some(a) => a.to_string(),
+            None => {
+                let (u, d, is_user) = names::owner_of(name);
+                if is_user {
+                    let who = if d.is_empty() { u } else { format!("{u}@{d}") };
+                    // Internal user names keep '^' for '.'.
+                    format!("{}\t{OWNER_RIGHTS}\t", who.replace('^', "."))
+                } else {
+                    String::new()
+                }
+            }
+        };
+        let entry = {
+            let mut c = lock(&self.list);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let exists: bool = tx.query_row("SELECT 1 FROM mbox WHERE name=?1", [name], |_| Ok(true)).optional()?.is_some();
+            if exists {
+                return Err(StoreError::Exists);
+            }
+            let e = MailboxEntry {
+                name: name.to_string(),
+                uniqueid: new_uuid(),
+                partition: partition.clone(),
+                acl,
+                mbtype: "e".into(),
+                server: String::new(),
+                uidvalidity: Self::next_uidvalidity(&tx)?,
+            };
+            std::fs::create_dir_all(&dir)?;
+            tx.execute(
+                &format!("INSERT INTO mbox({ENTRY_COLS}, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![e.name, e.uniqueid, e.partition, e.acl, e.mbtype, e.server, e.uidvalidity as i64, now()],
+            )?;
+            tx.commit()?;
+            e
+        };
+        self.ensure_state(&entry)?;
+        Ok(entry)
+    }
+
+    /// The owner database's row for a listed mailbox, created if a crash
+    /// came between the list commit and the owner commit.
+    fn ensure_state(&self, e: &MailboxEntry) -> Result<MailboxState> {
+        let oc = self.owner(&e.name)?;
+        let c = lock(&oc);
+        if let Some(s) = state_of(&c, &e.name)? {
+            return Ok(s);
+        }
+        c.execute(
+            "INSERT INTO mailbox(name, uniqueid, partition, uidvalidity, uidnext, highestmodseq) VALUES(?1, ?2, ?3, ?4, 1, 1)",
+            params![e.name, e.uniqueid, e.partition, e.uidvalidity as i64],
+        )?;
+        state_of(&c, &e.name)?.ok_or(StoreError::NotFound)
+    }
+
+    pub fn state(&self, name: &str) -> Result<MailboxState> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        self.ensure_state(&e)
+    }
+
+    pub fn set_acl(&self, name: &str, acl: &str) -> Result<()> {
+        let c = lock(&self.list);
+        if c.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, acl])? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Deletes a mailbox, its records and its message files (children are
+    /// separate mailboxes and stay).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        let dir = self.mailbox_dir(name, &e.partition)?;
+        {
+            let oc = self.owner(name)?;
+            let mut c = lock(&oc);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(s) = state_of(&tx, name)? {
+                let (bytes, count): (i64, i64) = tx.query_row(
+                    "SELECT coalesce(sum(size),0), count(*) FROM msg WHERE mailbox=?1 AND flags & ?2 = 0",
+                    params![s.id, FLAG_EXPUNGED as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                charge_quota(&tx, name, -bytes, -count, true)?;
+                tx.execute("DELETE FROM msg WHERE mailbox=?1", [s.id])?;
+                tx.execute("DELETE FROM mailbox WHERE id=?1", [s.id])?;
+                tx.execute("DELETE FROM quota WHERE root=?1", [name])?;
+            }
+            tx.commit()?;
+        }
+        {
+            let c = lock(&self.list);
+            c.execute("DELETE FROM mbox WHERE name=?1", [name])?;
+        }
+        // Files go last: the records naming them are gone.
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for f in rd.flatten() {
+                let n = f.file_name();
+                let n = n.to_string_lossy();
+                if n.ends_with('.') && n[..n.len() - 1].bytes().all(|b| b.is_ascii_digit()) {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+        self.notify(name);
+        Ok(())
+    }
+
+    /// Renames a mailbox and its children within one owner (Cyrus also
+    /// renames across users only for admins; that needs XFER-like copying
+    /// and is refused here).
+    pub fn rename(&self, old: &str, new: &str) -> Result<()> {
+        if self.owner_db_path(old) != self.owner_db_path(new) {
+            return Err(StoreError::Invalid("rename across owners"));
+        }
+        if self.lookup(new)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        let all: Vec<MailboxEntry> = self.list_prefix(old)?.into_iter().filter(|e| covers(old, &e.name)).collect();
+        if all.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        for e in &all {
+            let to = format!("{new}{}", &e.name[old.len()..]);
+            if self.lookup(&to)?.is_some() {
+                return Err(StoreError::Exists);
+            }
+        }
+        // Directories first (children are subdirectories: move the top
+        // one, which carries them), then the records.
+        let top = &all[0];
+        let from_dir = self.mailbox_dir(&top.name, &top.partition)?;
+        let to_dir = self.mailbox_dir(new, &top.partition)?;
+        if let Some(p) = to_dir.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        if from_dir.exists() {
+            std::fs::rename(&from_dir, &to_dir)?;
+        } else {
+            std::fs::create_dir_all(&to_dir)?;
+        }
+        {
+            let oc = self.owner(old)?;
+            let mut c = lock(&oc);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for e in &all {
+                let to = format!("{new}{}", &e.name[old.len()..]);
+                tx.execute("UPDATE mailbox SET name=?2 WHERE name=?1", params![e.name, to])?;
+                tx.execute("UPDATE quota SET root=?2 WHERE root=?1", params![e.name, to])?;
+            }
+            tx.commit()?;
+        }
+        {
+            let mut c = lock(&self.list);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for e in &all {
+                let to = format!("{new}{}", &e.name[old.len()..]);
+                let uv = Self::next_uidvalidity(&tx)?;
+                tx.execute("UPDATE mbox SET name=?2, uidvalidity=?3 WHERE name=?1", params![e.name, to, uv as i64])?;
+            }
+            tx.commit()?;
+        }
+        // A renamed mailbox gets a new UIDVALIDITY (RFC 3501 6.3.5 leaves
+        // it open; Cyrus keeps UIDs but clients key caches by name).
+        {
+            let oc = self.owner(new)?;
+            let c = lock(&oc);
+            for e in &all {
+                let to = format!("{new}{}", &e.name[old.len()..]);
+                if let Some(le) = self.lookup(&to)? {
+                    c.execute("UPDATE mailbox SET uidvalidity=?2 WHERE name=?1", params![to, le.uidvalidity as i64])?;
+                }
+            }
+        }
+        self.notify(old);
+        Ok(())
+    }
+
+    // ---- messages ----
+
+    /// Writes `data` to the partition's `stage.` directory and fsyncs it.
+    pub fn stage(&self, partition: &str, data: &[u8]) -> Result<Staged> {
+        let root = self.partition_root(partition)?;
+        let dir = root.join("stage.");
+        std::fs::create_dir_all(&dir)?;
+        let n = self.stage_seq.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{}-{}-{n}", std::process::id(), now()));
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        let (he, _) = crate::mail::mime::header_end(data);
+        let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, data).as_ref().to_vec();
+        Ok(Staged {
+            path,
+            partition: partition.to_string(),
+            size: data.len() as u64,
+            header_size: he as u64,
+            guid,
+        })
+    }
+
+    /// Links a staged file as `<uid>.` (replacing an uncommitted leftover).
+    fn link_into(&self, staged: &Staged, dir: &Path, uid: u32) -> Result<()> {
+        let target = dir.join(format!("{uid}."));
+        match std::fs::hard_link(&staged.path, &target) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&target)?;
+                std::fs::hard_link(&staged.path, &target)?;
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                // Stage on another file system: copy.
+                let tmp = dir.join(format!("{uid}.tmp"));
+                std::fs::copy(&staged.path, &tmp)?;
+                std::fs::File::open(&tmp)?.sync_all()?;
+                std::fs::rename(&tmp, &target)?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn insert_record(tx: &Connection, mbox: i64, uid: u32, modseq: u64, m: &NewMessage<'_>) -> Result<()> {
+        tx.execute(
+            "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                mbox,
+                uid as i64,
+                modseq as i64,
+                (m.flags & !FLAG_EXPUNGED) as i64,
+                m.keywords,
+                m.internaldate,
+                m.tz,
+                now(),
+                m.staged.size as i64,
+                m.staged.header_size as i64,
+                m.staged.guid,
+                m.cached.envelope,
+                m.cached.bodystructure,
+                m.cached.body
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Appends messages atomically (MULTIAPPEND: all or none).  Returns
+    /// (uidvalidity, uids).
+    pub fn append(&self, name: &str, msgs: &[NewMessage<'_>], ignore_quota: bool) -> Result<(u32, Vec<u32>)> {
+        self.append_inner(name, msgs, ignore_quota, None).map(|(v, u, _)| (v, u))
+    }
+
+    /// Delivers one message (LMTP), suppressing a duplicate of
+    /// (Message-ID, recipient) when `dup` is given.
+    pub fn deliver(&self, name: &str, msg: &NewMessage<'_>, ignore_quota: bool, dup: Option<(&str, &str)>) -> Result<Delivery> {
+        let (_, uids, dupe) = self.append_inner(name, std::slice::from_ref(msg), ignore_quota, dup)?;
+        if dupe {
+            return Ok(Delivery::Duplicate);
+        }
+        Ok(Delivery::Delivered(uids.first().copied().unwrap_or(0)))
+    }
+
+    fn append_inner(
+        &self,
+        name: &str,
+        msgs: &[NewMessage<'_>],
+        ignore_quota: bool,
+        dup: Option<(&str, &str)>,
+    ) -> Result<(u32, Vec<u32>, bool)> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        self.ensure_state(&e)?;
+        let dir = self.mailbox_dir(name, &e.partition)?;
+        let oc = self.owner(name)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
+        if let Some((msgid, rcpt)) = dup {
+            let seen: bool = tx
+                .query_row("SELECT 1 FROM dup WHERE msgid=?1 AND rcpt=?2", params![msgid, rcpt], |_| Ok(true))
+                .optional()?
+                .is_some();
+            if seen {
+                return Ok((s.uidvalidity, Vec::new(), true));
+            }
+            tx.execute("INSERT INTO dup(msgid, rcpt, t) VALUES(?1, ?2, ?3)", params![msgid, rcpt, now()])?;
+        }
+        let bytes: i64 = msgs.iter().map(|m| m.staged.size as i64).sum();
+        charge_quota(&tx, name, bytes, msgs.len() as i64, ignore_quota)?;
+        std::fs::create_dir_all(&dir)?;
+        let mut uids = Vec::with_capacity(msgs.len());
+        let mut uid = s.uidnext;
+        let modseq = s.highestmodseq + 1;
+        for m in msgs {
+            if m.staged.partition != e.partition {
+                return Err(StoreError::Invalid("staged on another partition"));
+            }
+            self.link_into(m.staged, &dir, uid)?;
+            Self::insert_record(&tx, s.id, uid, modseq, m)?;
+            uids.push(uid);
+            uid += 1;
+        }
+        // The links must be durable before the records that name them.
+        sync_dir(&dir)?;
+        tx.execute(
+            "UPDATE mailbox SET uidnext=?2, highestmodseq=?3, exists_=exists_+?4, size=size+?5 WHERE id=?1",
+            params![s.id, uid as i64, modseq as i64, msgs.len() as i64, bytes],
+        )?;
+        tx.commit()?;
+        drop(c);
+        self.notify(name);
+        Ok((s.uidvalidity, uids, false))
+    }
+
+    /// Live records (no tombstones), in UID order.
+    pub fn records(&self, name: &str) -> Result<Vec<Record>> {
+        let s = self.state(name)?;
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid"
+        ))?;
+        let v = st
+            .query_map(params![s.id, FLAG_EXPUNGED as i64], record_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    }
+
+    /// Records (tombstones included) changed after `modseq`, in UID order,
+    /// with the mailbox state read in the same snapshot.
+    pub fn changes_since(&self, name: &str, modseq: u64) -> Result<(MailboxState, Vec<Record>)> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        self.ensure_state(&e)?;
+        let oc = self.owner(name)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction()?;
+        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
+        let v = {
+            let mut st = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND modseq > ?2 ORDER BY uid"))?;
+            let v = st.query_map(params![s.id, modseq as i64], record_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            v
+        };
+        tx.commit()?;
+        Ok((s, v))
+    }
+
+    /// The cached ENVELOPE/BODYSTRUCTURE/BODY of some UIDs.
+    pub fn cached(&self, name: &str, mbox_id: i64, uids: &[u32]) -> Result<Vec<(u32, Cached)>> {
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        let mut st = c.prepare_cached("SELECT envelope, bodystructure, body FROM msg WHERE mailbox=?1 AND uid=?2")?;
+        let mut out = Vec::with_capacity(uids.len());
+        for &u in uids {
+            if let Some(x) = st
+                .query_row(params![mbox_id, u as i64], |r| {
+                    Ok(Cached {
+                        envelope: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                        bodystructure: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        body: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    })
+                })
+                .optional()?
+            {
+                out.push((u, x));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the cached items of one message (after a cache upgrade).
+    pub fn set_cached(&self, name: &str, mbox_id: i64, uid: u32, cached: &Cached) -> Result<()> {
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        c.execute(
+            "UPDATE msg SET envelope=?3, bodystructure=?4, body=?5 WHERE mailbox=?1 AND uid=?2",
+            params![mbox_id, uid as i64, cached.envelope, cached.bodystructure, cached.body],
+        )?;
+        Ok(())
+    }
+
+    /// Changes flags on `uids`; returns the records that changed (new
+    /// state and modseq).  `unchangedsince` (CONDSTORE) skips records
+    /// modified after it and reports them in the second list.
+    pub fn store_flags(
+        &self,
+        name: &str,
+        uids: &[u32],
+        op: FlagOp,
+        flags: u32,
+        keywords: &[String],
+        unchangedsince: Option<u64>,
+    ) -> Result<(Vec<Record>, Vec<u32>)> {
+        let oc = self.owner(name)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
+        let modseq = s.highestmodseq + 1;
+        let mut changed = Vec::new();
+        let mut failed = Vec::new();
+        {
+            let mut get = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND uid=?2"))?;
+            let mut put = tx.prepare_cached("UPDATE msg SET flags=?3, keywords=?4, modseq=?5 WHERE mailbox=?1 AND uid=?2")?;
+            for &u in uids {
+                let Some(mut r) = get.query_row(params![s.id, u as i64], record_from_row).optional()? else {
+                    continue;
+                };
+                if r.expunged() {
+                    continue;
+                }
+                if let Some(us) = unchangedsince {
+                    if r.modseq > us {
+                        failed.push(u);
+                        continue;
+                    }
+                }
+                let mut kw: Vec<String> = r.keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect();
+                let nf = match op {
+                    FlagOp::Add => {
+                        for k in keywords {
+                            if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                                kw.push(k.clone());
+                            }
+                        }
+                        r.flags | flags
+                    }
+                    FlagOp::Remove => {
+                        kw.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+                        r.flags & !flags
+                    }
+                    FlagOp::Replace => {
+                        kw.clear();
+                        for k in keywords {
+                            if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                                kw.push(k.clone());
+                            }
+                        }
+                        flags
+                    }
+                };
+                let nk = kw.join(" ");
+                if nf == r.flags && nk == r.keywords {
+                    continue;
+                }
+                put.execute(params![s.id, u as i64, nf as i64, nk, modseq as i64])?;
+                r.flags = nf;
+                r.keywords = nk;
+                r.modseq = modseq;
+                changed.push(r);
+            }
+        }
+        if !changed.is_empty() {
+            tx.execute("UPDATE mailbox SET highestmodseq=?2 WHERE id=?1", params![s.id, modseq as i64])?;
+        }
+        tx.commit()?;
+        drop(c);
+        if !changed.is_empty() {
+            self.notify(name);
+        }
+        Ok((changed, failed))
+    }
+
+    /// Expunges messages flagged `\Deleted` (only among `uids` if given);
+    /// returns the expunged UIDs.  Records stay as tombstones; files are
+    /// removed after the commit.
+    pub fn expunge(&self, name: &str, uids: Option<&[u32]>) -> Result<Vec<u32>> {
+        let want = |r: &Record| r.flags & FLAG_DELETED != 0 && uids.is_none_or(|u| u.binary_search(&r.uid).is_ok());
+        self.expunge_where(name, want)
+    }
+
+    /// Expunges exactly `uids` (MOVE's second half), whatever their flags.
+    pub fn expunge_uids(&self, name: &str, uids: &[u32]) -> Result<Vec<u32>> {
+        let mut sorted = uids.to_vec();
+        sorted.sort_unstable();
+        self.expunge_where(name, |r| sorted.binary_search(&r.uid).is_ok())
+    }
+
+    fn expunge_where(&self, name: &str, want: impl Fn(&Record) -> bool) -> Result<Vec<u32>> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        let oc = self.owner(name)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
+        let recs: Vec<Record> = {
+            let mut st = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid"))?;
+            let v = st.query_map(params![s.id, FLAG_EXPUNGED as i64], record_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            v
+        };
+        let gone: Vec<&Record> = recs.iter().filter(|r| want(r)).collect();
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        let modseq = s.highestmodseq + 1;
+        let mut bytes = 0i64;
+        for r in &gone {
+            tx.execute(
+                "UPDATE msg SET flags=flags | ?3, modseq=?4, envelope=NULL, bodystructure=NULL, body=NULL WHERE mailbox=?1 AND uid=?2",
+                params![s.id, r.uid as i64, FLAG_EXPUNGED as i64, modseq as i64],
+            )?;
+            bytes += r.size as i64;
+        }
+        charge_quota(&tx, name, -bytes, -(gone.len() as i64), true)?;
+        tx.execute(
+            "UPDATE mailbox SET highestmodseq=?2, exists_=max(0, exists_-?3), size=max(0, size-?4) WHERE id=?1",
+            params![s.id, modseq as i64, gone.len() as i64, bytes],
+        )?;
+        tx.commit()?;
+        drop(c);
+        let dir = self.mailbox_dir(name, &e.partition)?;
+        let out: Vec<u32> = gone.iter().map(|r| r.uid).collect();
+        for u in &out {
+            let _ = std::fs::remove_file(dir.join(format!("{u}.")));
+        }
+        self.notify(name);
+        Ok(out)
+    }
+
+    /// Copies `uids` (live ones) from `src` to `dst`; returns the
+    /// destination's uidvalidity and (source uid, new uid) pairs.
+    pub fn copy(&self, src: &str, dst: &str, uids: &[u32], ignore_quota: bool) -> Result<(u32, Vec<(u32, u32)>)> {
+        let se = self.lookup(src)?.ok_or(StoreError::NotFound)?;
+        let de = self.lookup(dst)?.ok_or(StoreError::NotFound)?;
+        self.ensure_state(&de)?;
+        let sdir = self.mailbox_dir(src, &se.partition)?;
+        let ddir = self.mailbox_dir(dst, &de.partition)?;
+        // Read the source records first (another owner database, maybe).
+        let srcs: Vec<(Record, Cached)> = {
+            let ss = self.state(src)?;
+            let oc = self.owner(src)?;
+            let c = lock(&oc);
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {REC_COLS}, envelope, bodystructure, body FROM msg WHERE mailbox=?1 AND uid=?2 AND flags & ?3 = 0"
+            ))?;
+            let mut v = Vec::new();
+            for &u in uids {
+                if let Some(x) = st
+                    .query_row(params![ss.id, u as i64, FLAG_EXPUNGED as i64], |r| {
+                        Ok((
+                            record_from_row(r)?,
+                            Cached {
+                                envelope: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                                bodystructure: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+                                body: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+                            },
+                        ))
+                    })
+                    .optional()?
+                {
+                    v.push(x);
+                }
+            }
+            v
+        };
+        let oc = self.owner(dst)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ds = state_of(&tx, dst)?.ok_or(StoreError::NotFound)?;
+        let bytes: i64 = srcs.iter().map(|(r, _)| r.size as i64).sum();
+        charge_quota(&tx, dst, bytes, srcs.len() as i64, ignore_quota)?;
+        std::fs::create_dir_all(&ddir)?;
+        let modseq = ds.highestmodseq + 1;
+        let mut uid = ds.uidnext;
+        let mut pairs = Vec::new();
+        for (r, cached) in &srcs {
+            let from = sdir.join(format!("{}.", r.uid));
+            let to = ddir.join(format!("{uid}."));
+            let _ = std::fs::remove_file(&to);
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to)?;
+                std::fs::File::open(&to)?.sync_all()?;
+            }
+            tx.execute(
+                "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    ds.id,
+                    uid as i64,
+                    modseq as i64,
+                    r.flags as i64,
+                    r.keywords,
+                    r.internaldate,
+                    r.tz,
+                    now(),
+                    r.size as i64,
+                    r.header_size as i64,
+                    r.guid,
+                    cached.envelope,
+                    cached.bodystructure,
+                    cached.body
+                ],
+            )?;
+            pairs.push((r.uid, uid));
+            uid += 1;
+        }
+        sync_dir(&ddir)?;
+        tx.execute(
+            "UPDATE mailbox SET uidnext=?2, highestmodseq=?3, exists_=exists_+?4, size=size+?5 WHERE id=?1",
+            params![ds.id, uid as i64, modseq as i64, pairs.len() as i64, bytes],
+        )?;
+        tx.commit()?;
+        drop(c);
+        self.notify(dst);
+        Ok((ds.uidvalidity, pairs))
+    }
+
+    /// Marks messages up to `uid` as no longer \Recent; returns the
+    /// previous mark (messages above it are \Recent for this session).
+    pub fn take_recent(&self, name: &str) -> Result<u32> {
+        let oc = self.owner(name)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
+        if s.uidnext > 1 && s.recentuid != s.uidnext - 1 {
+            tx.execute("UPDATE mailbox SET recentuid=?2 WHERE id=?1", params![s.id, (s.uidnext - 1) as i64])?;
+        }
+        tx.commit()?;
+        Ok(s.recentuid)
+    }
+
+    /// Counts for STATUS: (messages, unseen, size).
+    pub fn counts(&self, name: &str) -> Result<(MailboxState, u32)> {
+        let s = self.state(name)?;
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        let unseen: i64 = c.query_row(
+            "SELECT count(*) FROM msg WHERE mailbox=?1 AND flags & ?2 = 0",
+            params![s.id, (FLAG_EXPUNGED | FLAG_SEEN) as i64],
+            |r| r.get(0),
+        )?;
+        Ok((s, unseen as u32))
+    }
+
+    // ---- quota ----
+
+    /// The quota roots covering `name` (in this owner's database).
+    pub fn quota_roots(&self, name: &str) -> Result<Vec<Quota>> {
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        let mut st = c.prepare_cached("SELECT root, storage_limit, message_limit, storage_used, message_used FROM quota ORDER BY root")?;
+        let v = st
+            .query_map([], |r| {
+                Ok(Quota {
+                    root: r.get(0)?,
+                    storage_limit: r.get(1)?,
+                    message_limit: r.get(2)?,
+                    storage_used: r.get(3)?,
+                    message_used: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v.into_iter().filter(|q| covers(&q.root, name)).collect())
+    }
+
+    pub fn quota_get(&self, root: &str) -> Result<Option<Quota>> {
+        Ok(self.quota_roots(root)?.into_iter().find(|q| q.root == root))
+    }
+
+    /// Sets (or with both limits None, removes) a quota root; usage is
+    /// recomputed from the records.
+    pub fn quota_set(&self, root: &str, storage_kb: Option<i64>, messages: Option<i64>) -> Result<()> {
+        let oc = self.owner(root)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if storage_kb.is_none() && messages.is_none() {
+            tx.execute("DELETE FROM quota WHERE root=?1", [root])?;
+        } else {
+            let (bytes, count) = usage_under(&tx, root)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO quota(root, storage_limit, message_limit, storage_used, message_used) VALUES(?1, ?2, ?3, ?4, ?5)",
+                params![root, storage_kb.unwrap_or(-1), messages.unwrap_or(-1), bytes, count],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Recomputes the usage of every quota root in `name`'s owner
+    /// database (`quota -f`); returns (root, old bytes, new bytes, old
+    /// count, new count) for each root that was wrong.
+    pub fn quota_fix(&self, name: &str) -> Result<Vec<(String, i64, i64, i64, i64)>> {
+        let oc = self.owner(name)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let roots: Vec<(String, i64, i64)> = {
+            let mut st = tx.prepare("SELECT root, storage_used, message_used FROM quota")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            v
+        };
+        let mut fixed = Vec::new();
+        for (root, ob, oc_) in roots {
+            let (b, n) = usage_under(&tx, &root)?;
+            if b != ob || n != oc_ {
+                tx.execute("UPDATE quota SET storage_used=?2, message_used=?3 WHERE root=?1", params![root, b, n])?;
+                fixed.push((root, ob, b, oc_, n));
+            }
+        }
+        tx.commit()?;
+        Ok(fixed)
+    }
+
+    // ---- subscriptions (kept in the subscriber's database) ----
+
+    pub fn subscribe(&self, user_inbox: &str, name: &str, on: bool) -> Result<()> {
+        let oc = self.owner(user_inbox)?;
+        let c = lock(&oc);
+        if on {
+            c.execute("INSERT OR IGNORE INTO sub(name) VALUES(?1)", [name])?;
+        } else {
+            c.execute("DELETE FROM sub WHERE name=?1", [name])?;
+        }
+        Ok(())
+    }
+
+    pub fn subscriptions(&self, user_inbox: &str) -> Result<Vec<String>> {
+        let oc = self.owner(user_inbox)?;
+        let c = lock(&oc);
+        let mut st = c.prepare_cached("SELECT name FROM sub ORDER BY name")?;
+        let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(v)
+    }
+}
+
+fn usage_under(c: &Connection, root: &str) -> Result<(i64, i64)> {
+    let mut st = c.prepare_cached("SELECT id, name FROM mailbox")?;
+    let ids: Vec<(i64, String)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut bytes = 0i64;
+    let mut count = 0i64;
+    for (id, name) in ids {
+        if covers(root, &name) {
+            let (b, n): (i64, i64) = c.query_row(
+                "SELECT coalesce(sum(size),0), count(*) FROM msg WHERE mailbox=?1 AND flags & ?2 = 0",
+                params![id, FLAG_EXPUNGED as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            bytes += b;
+            count += n;
+        }
+    }
+    Ok((bytes, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::StoreConfig;
+    use super::*;
+
+    fn store(dir: &Path) -> Store {
+        Store::open(StoreConfig {
+            configdir: dir.join("conf"),
+            partitions: vec![("default".into(), dir.join("spool"))],
+            defaultpartition: "default".into(),
+            hashimapspool: true,
+            fulldirhash: false,
+            unixhierarchysep: true,
+            altnamespace: true,
+            virtdomains: false,
+            defaultdomain: String::new(),
+            autocreate_quota: -1,
+            autocreate_quota_messages: 0,
+            duplicatesuppression: true,
+        })
+        .unwrap()
+    }
+
+    fn put(s: &Store, name: &str, body: &[u8]) -> Result<Delivery> {
+        let st = s.stage("default", body)?;
+        let c = Cached::default();
+        let m = NewMessage {
+            staged: &st,
+            flags: 0,
+            keywords: String::new(),
+            internaldate: 1,
+            tz: 0,
+            cached: &c,
+        };
+        s.deliver(name, &m, false, None)
+    }
+
+    #[test]
+    fn deliver_flags_expunge_copy_quota() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create("user.fred", None, None).unwrap();
+        s.create("user.fred.Sent", None, None).unwrap();
+        assert!(matches!(s.create("user.fred", None, None), Err(StoreError::Exists)));
+        assert_eq!(put(&s, "user.fred", b"Subject: a\r\n\r\nx\r\n").unwrap(), Delivery::Delivered(1));
+        assert_eq!(put(&s, "user.fred", b"Subject: b\r\n\r\nyy\r\n").unwrap(), Delivery::Delivered(2));
+        let f = s.message_path("user.fred", "default", 2).unwrap();
+        assert!(f.ends_with("spool/f/user/fred/2."), "{}", f.display());
+        assert_eq!(std::fs::read(&f).unwrap(), b"Subject: b\r\n\r\nyy\r\n");
+        // Only stage leftovers are cleaned; none remain.
+        assert_eq!(std::fs::read_dir(t.path().join("spool/stage.")).unwrap().count(), 0);
+
+        let (ch, _) = s.store_flags("user.fred", &[1, 2], FlagOp::Add, FLAG_DELETED, &["$Label1".into()], None).unwrap();
+        assert_eq!(ch.len(), 2);
+        assert!(ch[0].modseq > 1);
+        let (pairs_v, pairs) = s.copy("user.fred", "user.fred.Sent", &[1, 2], false).unwrap();
+        assert!(pairs_v > 0);
+        assert_eq!(pairs, vec![(1, 1), (2, 2)]);
+        assert_eq!(s.expunge("user.fred", Some(&[1])).unwrap(), vec![1]);
+        assert!(!s.message_path("user.fred", "default", 1).unwrap().exists());
+        let live = s.records("user.fred").unwrap();
+        assert_eq!(live.iter().map(|r| r.uid).collect::<Vec<_>>(), vec![2]);
+        let (st, ch) = s.changes_since("user.fred", 1).unwrap();
+        assert!(ch.iter().any(|r| r.uid == 1 && r.expunged()));
+        assert_eq!(st.exists, 1);
+
+        // Quota: 1 KB limit on the user's root.
+        s.quota_set("user.fred", Some(1), None).unwrap();
+        let q = s.quota_get("user.fred").unwrap().unwrap();
+        assert_eq!(q.message_used, 3);
+        let big = vec![b'x'; 2000];
+        assert!(matches!(put(&s, "user.fred.Sent", &big), Err(StoreError::OverQuota)));
+        // Nothing was written for the refused message.
+        assert_eq!(s.state("user.fred.Sent").unwrap().uidnext, 3);
+        assert!(s.quota_fix("user.fred").unwrap().is_empty());
+
+        s.rename("user.fred.Sent", "user.fred.Old").unwrap();
+        assert!(s.lookup("user.fred.Sent").unwrap().is_none());
+        assert_eq!(s.records("user.fred.Old").unwrap().len(), 2);
+        assert!(s.message_path("user.fred.Old", "default", 1).unwrap().exists());
+        s.delete("user.fred.Old").unwrap();
+        assert!(matches!(s.state("user.fred.Old"), Err(StoreError::NotFound)));
+    }
+
+    #[test]
+    fn duplicate_suppression_and_leftovers() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create("user.bob", None, None).unwrap();
+        // A leftover from a crash at uidnext is replaced, not kept.
+        let dir = s.mailbox_dir("user.bob", "default").unwrap();
+        std::fs::write(dir.join("1."), b"stale").unwrap();
+        let st = s.stage("default", b"Message-ID: <a@b>\r\n\r\nhi\r\n").unwrap();
+        let c = Cached::default();
+        let m = NewMessage {
+            staged: &st,
+            flags: 0,
+            keywords: String::new(),
+            internaldate: 1,
+            tz: 0,
+            cached: &c,
+        };
+        assert_eq!(s.deliver("user.bob", &m, false, Some(("<a@b>", "bob"))).unwrap(), Delivery::Delivered(1));
+        assert_eq!(s.deliver("user.bob", &m, false, Some(("<a@b>", "bob"))).unwrap(), Delivery::Duplicate);
+        assert_eq!(std::fs::read(dir.join("1.")).unwrap(), b"Message-ID: <a@b>\r\n\r\nhi\r\n");
+    }
+}
