@@ -1,4 +1,5 @@
 //! Sans-I/O protocol codecs: bytes in, events out; no tokio, no storage.
 //! Each codec is fuzzable on its own (`tests/fuzz/`).
 
+pub mod imap;
 pub mod saslauthd;
