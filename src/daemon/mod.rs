@@ -2,4 +2,7 @@
 //! One directory per daemon; each is a session state machine over `proto`
 //! plus `auth` / `store` / `queue`.
 
+pub mod cyrus;
+pub mod lmtpd;
 pub mod saslauthd;
+pub mod saslauthd_client;

@@ -2,4 +2,5 @@
 //! Each codec is fuzzable on its own (`tests/fuzz/`).
 
 pub mod imap;
+pub mod lmtp;
 pub mod saslauthd;

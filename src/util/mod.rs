@@ -2,6 +2,8 @@
 //! durable file writes, bounded reads, error texts.
 
 pub mod atomic;
+pub mod codec;
+pub use codec::{base64_decode, base64_encode, rfc822_date};
 pub mod getopt;
 pub mod lines;
 

@@ -1,0 +1,152 @@
+//! What the Cyrus-side daemons (imapd, lmtpd) share: reading imapd.conf
+//! for the running service, the store, the logger, session ids, admins,
+//! password checks through `sasl_pwcheck_method`, and the listeners.
+
+use crate::config::cyrus::ImapdConf;
+use crate::log::Logger;
+use crate::mail::Secret;
+use crate::store::{Store, StoreConfig};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub struct Ctx {
+    pub conf: ImapdConf,
+    pub store: Arc<Store>,
+    pub log: Arc<Logger>,
+    pub servername: String,
+    /// The SASL service name (`imap`, `lmtp`, `pop`): saslauthd's service
+    /// field, hence the PAM service.
+    pub sasl_service: String,
+    sessions: AtomicU64,
+    started: u64,
+}
+
+/// Command-line options common to the store daemons: `-C imapd.conf`
+/// (Cyrus), `-L listen` (ours, for running without master; repeatable).
+pub struct Args {
+    pub config: String,
+    pub listen: Vec<String>,
+    /// `-s`: implicit TLS (imaps).
+    pub tls: bool,
+    /// `-a` (lmtpd): TCP connections are pre-authorised.
+    pub preauth: bool,
+}
+
+pub fn parse_args(args: &[String]) -> Result<Args, String> {
+    use crate::util::getopt::Opt;
+    let (opts, _rest) = crate::util::getopt::getopt(args, "C:L:U:T:D:sa").map_err(|e| format!("{e:?}"))?;
+    let mut a = Args {
+        config: std::env::var("CYRUS_PREFIX").map(|p| format!("{p}/etc/imapd.conf")).unwrap_or_else(|_| "/etc/imapd.conf".into()),
+        listen: Vec::new(),
+        tls: false,
+        preauth: false,
+    };
+    for o in opts {
+        match o {
+            Opt::Arg('C', v) => a.config = v,
+            Opt::Arg('L', v) => a.listen.push(v),
+            Opt::Flag('s') => a.tls = true,
+            Opt::Flag('a') => a.preauth = true,
+            _ => {}
+        }
+    }
+    Ok(a)
+}
+
+impl Ctx {
+    /// Loads imapd.conf as service `ident` (`CYRUS_SERVICE` when master
+    /// starts us) and opens the store.
+    pub fn load(config: &str, ident: &str, sasl_service: &str) -> Result<Ctx, String> {
+        let ident = std::env::var("CYRUS_SERVICE").unwrap_or_else(|_| ident.to_string());
+        let conf = ImapdConf::load(config, Some(&ident)).map_err(|e| e.to_string())?;
+        let log = Arc::new(Logger::for_cyrus(&conf, &ident)?);
+        for w in conf.warnings.iter().chain(conf.status_warnings().iter()) {
+            log.warning(w);
+        }
+        let sc = StoreConfig::from_imapd(&conf)?;
+        if sc.partitions.is_empty() {
+            return Err(format!("{config}: no partition-* option is set"));
+        }
+        let store = Arc::new(Store::open(sc).map_err(|e| e.to_string())?);
+        let servername = match conf.get("servername") {
+            Some(s) if !s.is_empty() && s != "(null)" => s.to_string(),
+            _ => nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()),
+        };
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(Ctx {
+            conf,
+            store,
+            log,
+            servername,
+            sasl_service: sasl_service.to_string(),
+            sessions: AtomicU64::new(0),
+            started,
+        })
+    }
+
+    /// Cyrus's `SESSIONID=<servername-pid-time-counter-random>` value.
+    pub fn session_id(&self) -> String {
+        use ring::rand::SecureRandom;
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut r = [0u8; 8];
+        let _ = ring::rand::SystemRandom::new().fill(&mut r);
+        format!("{}-{}-{}-{n}-{}", self.servername, self.started, std::process::id(), u64::from_be_bytes(r))
+    }
+
+    /// `admins` (or `<service>_admins`), space-separated.
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user)
+    }
+
+    /// Checks a password with `sasl_pwcheck_method` (saslauthd only).
+    /// `Err` is a temporary failure.
+    pub async fn check_password(&self, user: &str, password: &Secret<Vec<u8>>) -> Result<bool, String> {
+        let method = self.conf.overflow("sasl_pwcheck_method").unwrap_or("auxprop").to_string();
+        for m in method.split_whitespace() {
+            if m == "saslauthd" {
+                let path = self
+                    .conf
+                    .overflow("sasl_saslauthd_path")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "/run/saslauthd/mux".to_string());
+                // libsasl splits user@realm at the last '@' only when the
+                // realm is one of the server's; keep the login whole.
+                return super::saslauthd_client::check(&path, user, password, &self.sasl_service, "").await;
+            }
+        }
+        Err(format!("sasl_pwcheck_method {method}: no supported method (saslauthd)"))
+    }
+
+    /// The listeners: systemd's, else `-L` specs, else `default`.
+    pub async fn listeners(&self, specs: &[String], default: &[String]) -> Result<Vec<crate::server::Listener>, String> {
+        let mut out = crate::server::Listener::from_systemd().map_err(|e| e.to_string())?;
+        if !out.is_empty() {
+            return Ok(out);
+        }
+        let specs = if specs.is_empty() { default } else { specs };
+        for s in specs {
+            if s.starts_with('/') {
+                let p = std::path::Path::new(s);
+                if let Some(d) = p.parent() {
+                    let _ = std::fs::create_dir_all(d);
+                }
+                out.push(crate::server::Listener::bind_unix(p, 0o777).map_err(|e| format!("bind {s}: {e}"))?);
+            } else {
+                let addr = if s.contains(':') { s.clone() } else { format!("0.0.0.0:{s}") };
+                out.push(crate::server::Listener::bind_tcp(&addr).await.map_err(|e| format!("bind {addr}: {e}"))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `maxmessagesize` in bytes (0: no limit → 1 GiB bound, as every read
+    /// has a limit).
+    pub fn max_message_size(&self) -> usize {
+        match self.conf.get_int("maxmessagesize") {
+            n if n > 0 => n as usize,
+            _ => 1 << 30,
+        }
+    }
+}

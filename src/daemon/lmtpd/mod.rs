@@ -1,0 +1,541 @@
+//! lmtpd: LMTP delivery into the store (RFC 2033) with Cyrus lmtpd's
+//! replies.  UNIX-socket clients are trusted as `postman`; TCP clients
+//! must AUTH unless `-a`.  One reply per accepted recipient after DATA;
+//! each `250` follows the durable commit of that recipient's copy.
+
+use super::cyrus::{Args, Ctx};
+use crate::mail::Secret;
+use crate::proto::lmtp::{self, Command, DataReceiver};
+use crate::server::Conn;
+use crate::store::{Cached, Delivery, NewMessage, StoreError};
+use crate::util::lines::{Line, LineBuffer};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+/// Version shown in greetings; Cyrus's format so that peers parse it.
+pub const CYRUS_VERSION: &str = concat!("3.6.1-mumail-", env!("CARGO_PKG_VERSION"));
+/// Longest command line.
+const MAX_COMMAND: usize = 4096;
+/// Longest line inside DATA that is stored (longer lines are an error).
+const MAX_DATA_LINE: usize = 1 << 20;
+/// Most recipients per transaction.
+const MAX_RCPT: usize = 1000;
+const IDLE: Duration = Duration::from_secs(300);
+
+pub struct Lmtpd {
+    pub ctx: Arc<Ctx>,
+    pub preauth: bool,
+}
+
+struct Rcpt {
+    /// As given (for logs).
+    addr: String,
+    mailbox: String,
+    ignore_quota: bool,
+    /// For duplicate suppression: the user part.
+    user: String,
+}
+
+impl crate::server::Service for Lmtpd {
+    async fn serve(self: Arc<Self>, conn: Conn) {
+        let unix = matches!(conn, Conn::Unix(_));
+        let peer = conn.peer();
+        let io = conn.into_io();
+        let (r, w) = tokio::io::split(io);
+        let mut s = Session {
+            d: self.clone(),
+            r,
+            w: BufWriter::new(w),
+            buf: LineBuffer::new(MAX_DATA_LINE),
+            queue: VecDeque::new(),
+            authed: unix || self.preauth,
+            lhlo: String::new(),
+            peer,
+            sid: self.ctx.session_id(),
+            from: None,
+            rcpts: Vec::new(),
+        };
+        let _ = s.run().await;
+    }
+}
+
+struct Session<R, W> {
+    d: Arc<Lmtpd>,
+    r: R,
+    w: BufWriter<W>,
+    buf: LineBuffer,
+    queue: VecDeque<Line>,
+    authed: bool,
+    lhlo: String,
+    peer: String,
+    sid: String,
+    from: Option<String>,
+    rcpts: Vec<Rcpt>,
+}
+
+type IoResult = std::io::Result<()>;
+
+impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<R, W> {
+    async fn reply(&mut self, text: &str) -> IoResult {
+        self.w.write_all(text.as_bytes()).await?;
+        self.w.write_all(b"\r\n").await
+    }
+
+    async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        if self.queue.is_empty() {
+            // Pipelined replies go out before we wait for more input.
+            self.w.flush().await?;
+        }
+        crate::server::read_line(&mut self.r, &mut self.buf, &mut self.queue, IDLE).await
+    }
+
+    async fn run(&mut self) -> IoResult {
+        let ctx = self.d.ctx.clone();
+        self.reply(&format!("220 {} Cyrus LMTP {CYRUS_VERSION} server ready", ctx.servername)).await?;
+        loop {
+            let line = match self.next_line().await? {
+                None => return Ok(()),
+                Some(Line::TooLong) => {
+                    self.reply("500 5.5.2 Line too long").await?;
+                    continue;
+                }
+                Some(Line::Complete(l)) => l,
+            };
+            if line.len() > MAX_COMMAND {
+                self.reply("500 5.5.2 Line too long").await?;
+                continue;
+            }
+            match lmtp::parse(&line) {
+                Command::Lhlo(h) => {
+                    self.lhlo = h;
+                    self.from = None;
+                    self.rcpts.clear();
+                    let mut lines = vec![ctx.servername.clone(), "8BITMIME".into(), "ENHANCEDSTATUSCODES".into(), "PIPELINING".into()];
+                    match ctx.conf.get_int("maxmessagesize") {
+                        n if n > 0 => lines.push(format!("SIZE {n}")),
+                        _ => lines.push("SIZE".into()),
+                    }
+                    if !self.authed {
+                        lines.push("AUTH PLAIN LOGIN".into());
+                    }
+                    lines.push("IGNOREQUOTA".into());
+                    for l in &lines {
+                        self.reply(&format!("250-{l}")).await?;
+                    }
+                    let sid = self.sid.clone();
+                    self.reply(&format!("250 Ok SESSIONID=<{sid}>")).await?;
+                }
+                Command::HeloEhlo => self.reply("500 5.5.1 Command unrecognized; use LHLO").await?,
+                Command::Auth(mech, ir) => self.auth(&mech, ir).await?,
+                Command::Mail(from, params) => {
+                    if !self.authed {
+                        self.reply("530 Authentication required").await?;
+                    } else if self.from.is_some() {
+                        self.reply("503 5.5.1 Nested MAIL command").await?;
+                    } else if let Some(sz) = params.iter().find(|(k, _)| k == "SIZE").and_then(|(_, v)| v.as_deref()) {
+                        match sz.parse::<u64>() {
+                            Ok(n) if n as usize > ctx.max_message_size() => {
+                                self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?
+                            }
+                            Ok(_) => {
+                                self.from = Some(from);
+                                self.reply("250 2.1.0 ok").await?;
+                            }
+                            Err(_) => self.reply("501 5.5.4 Syntax error in parameters").await?,
+                        }
+                    } else {
+                        self.from = Some(from);
+                        self.reply("250 2.1.0 ok").await?;
+                    }
+                }
+                Command::Rcpt(to, params) => {
+                    if self.from.is_none() {
+                        self.reply("503 5.5.1 Need MAIL command").await?;
+                    } else if self.rcpts.len() >= MAX_RCPT {
+                        self.reply("452 4.5.3 Too many recipients").await?;
+                    } else {
+                        let ignore = params.iter().any(|(k, _)| k == "IGNOREQUOTA");
+                        let r = self.rcpt(&to, ignore).await;
+                        self.reply(&r).await?;
+                    }
+                }
+                Command::Data => {
+                    if self.from.is_none() {
+                        self.reply("503 5.5.1 Need MAIL command").await?;
+                    } else if self.rcpts.is_empty() {
+                        self.reply("503 5.5.1 No recipients").await?;
+                    } else {
+                        self.data().await?;
+                    }
+                }
+                Command::Rset => {
+                    self.from = None;
+                    self.rcpts.clear();
+                    self.sid = ctx.session_id();
+                    let sid = self.sid.clone();
+                    self.reply(&format!("250 2.0.0 Ok SESSIONID=<{sid}>")).await?;
+                }
+                Command::Noop => self.reply("250 2.0.0 ok").await?,
+                Command::Quit => {
+                    self.reply("221 2.0.0 bye").await?;
+                    self.w.flush().await?;
+                    return Ok(());
+                }
+                Command::StartTls => self.reply("454 4.7.0 TLS not available").await?,
+                Command::Vrfy | Command::Unknown(_) => self.reply("500 5.5.2 Syntax error").await?,
+                Command::Syntax(r) => self.reply(r).await?,
+            }
+        }
+    }
+
+    async fn auth(&mut self, mech: &str, ir: Option<String>) -> IoResult {
+        if self.authed {
+            return self.reply("503 5.5.0 already authenticated").await;
+        }
+        let decode = |s: &str| crate::util::base64_decode(s.trim());
+        let (user, pass) = match mech {
+            "PLAIN" => {
+                let resp = match ir {
+                    Some(r) if r != "=" => r,
+                    Some(_) => String::new(),
+                    None => {
+                        self.reply("334 ").await?;
+                        match self.next_line().await? {
+                            Some(Line::Complete(l)) => String::from_utf8_lossy(&l).into_owned(),
+                            _ => return Ok(()),
+                        }
+                    }
+                };
+                if resp.trim() == "*" {
+                    return self.reply("501 5.5.4 client canceled authentication").await;
+                }
+                let Some(raw) = decode(&resp) else {
+                    return self.reply("501 5.5.4 Syntax error in parameters").await;
+                };
+                let parts: Vec<&[u8]> = raw.split(|&c| c == 0).collect();
+                if parts.len() != 3 {
+                    return self.reply("501 5.5.4 Syntax error in parameters").await;
+                }
+                (String::from_utf8_lossy(parts[1]).into_owned(), parts[2].to_vec())
+            }
+            "LOGIN" => {
+                self.reply("334 VXNlcm5hbWU6").await?;
+                let u = match self.next_line().await? {
+                    Some(Line::Complete(l)) => decode(&String::from_utf8_lossy(&l)),
+                    _ => return Ok(()),
+                };
+                self.reply("334 UGFzc3dvcmQ6").await?;
+                let p = match self.next_line().await? {
+                    Some(Line::Complete(l)) => decode(&String::from_utf8_lossy(&l)),
+                    _ => return Ok(()),
+                };
+                match (u, p) {
+                    (Some(u), Some(p)) => (String::from_utf8_lossy(&u).into_owned(), p),
+                    _ => return self.reply("501 5.5.4 Syntax error in parameters").await,
+                }
+            }
+            _ => return self.reply("504 5.5.4 Unrecognized authentication type").await,
+        };
+        match self.d.ctx.check_password(&user, &Secret::new(pass)).await {
+            Ok(true) => {
+                self.authed = true;
+                self.d.ctx.log.info(&format!("login: {} {user} {mech} User logged in", self.peer));
+                self.reply("235 Authenticated!").await
+            }
+            Ok(false) => {
+                self.d.ctx.log.info(&format!("badlogin: {} {mech} [SASL(-13): authentication failure]", self.peer));
+                self.reply("535 5.7.8 Authentication failed").await
+            }
+            Err(e) => {
+                self.d.ctx.log.warning(&e);
+                self.reply("454 4.7.0 Temporary authentication failure").await
+            }
+        }
+    }
+
+    /// Resolves a recipient to a mailbox: `user+detail@domain`.
+    async fn rcpt(&mut self, to: &str, ignore_quota: bool) -> String {
+        let ctx = self.d.ctx.clone();
+        let cfg = &ctx.store.cfg;
+        let mut addr = to.to_string();
+        if ctx.conf.get_switch("lmtp_downcase_rcpt") {
+            addr = addr.to_lowercase();
+        }
+        let (local, domain) = match addr.rsplit_once('@') {
+            Some((l, d)) => (l.to_string(), d.to_string()),
+            None => (addr.clone(), String::new()),
+        };
+        let local = local.trim_matches('"').to_string();
+        let (user, detail) = match local.split_once('+') {
+            Some((u, d)) => (u.to_string(), Some(d.to_string())),
+            None => (local.clone(), None),
+        };
+        let userid = if cfg.virtdomains && !domain.is_empty() { format!("{user}@{domain}") } else { user.clone() };
+        let unknown = "550-Mailbox unknown.  Either there is no mailbox associated with this\r\n550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown".to_string();
+        let Ok(inbox) = crate::store::names::user_inbox(&userid, cfg.unixhierarchysep, cfg.virtdomains, &cfg.defaultdomain) else {
+            return unknown;
+        };
+        let store = ctx.store.clone();
+        let ib = inbox.clone();
+        let autocreate = ctx.conf.get_switch("autocreate_post") && cfg.autocreate_quota >= 0;
+        let quota_kb = cfg.autocreate_quota;
+        let quota_msgs = cfg.autocreate_quota_messages;
+        let sep = if cfg.unixhierarchysep { '/' } else { '.' };
+        let detail_box = detail.map(|d| {
+            let parts: Vec<String> = d.split(sep).map(|c| if sep == '/' { c.replace('.', "^") } else { c.to_string() }).collect();
+            format!("{inbox}.{}", parts.join("."))
+        });
+        let who = userid.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<(String, bool), StoreError> {
+            if store.lookup(&ib)?.is_none() {
+                if !autocreate {
+                    return Err(StoreError::NotFound);
+                }
+                store.create(&ib, None, None)?;
+                if quota_kb > 0 || quota_msgs > 0 {
+                    store.quota_set(&ib, (quota_kb > 0).then_some(quota_kb), (quota_msgs > 0).then_some(quota_msgs))?;
+                }
+            }
+            // +detail delivers into the folder when it exists and its ACL
+            // lets anyone, or the owner, post ('p'); else into INBOX.
+            let mut target = ib.clone();
+            if let Some(db) = detail_box {
+                if let Some(e) = store.lookup(&db)? {
+                    if acl_allows(&e.acl, &["anyone", &who], 'p') {
+                        target = db;
+                    }
+                }
+            }
+            let over = store.quota_roots(&target)?.iter().any(|q| {
+                (q.storage_limit >= 0 && q.storage_used >= q.storage_limit * 1024) || (q.message_limit >= 0 && q.message_used >= q.message_limit)
+            });
+            Ok((target, over))
+        })
+        .await;
+        match res {
+            Ok(Ok((mailbox, over))) => {
+                if over && !ignore_quota {
+                    return self.quota_reply(&ctx);
+                }
+                self.rcpts.push(Rcpt {
+                    addr: to.to_string(),
+                    mailbox,
+                    ignore_quota,
+                    user: userid,
+                });
+                "250 2.1.5 ok".to_string()
+            }
+            Ok(Err(StoreError::NotFound)) => unknown,
+            Ok(Err(e)) => {
+                ctx.log.error(&format!("IOERROR: verifying recipient {to}: {e}"));
+                "451 4.3.0 System I/O error".to_string()
+            }
+            Err(_) => "451 4.3.0 System I/O error".to_string(),
+        }
+    }
+
+    fn quota_reply(&self, ctx: &Ctx) -> String {
+        if ctx.conf.get_switch("lmtp_over_quota_perm_failure") {
+            format!("552 5.2.2 Over quota SESSIONID=<{}>", self.sid)
+        } else {
+            format!("452 4.2.2 Over quota SESSIONID=<{}>", self.sid)
+        }
+    }
+
+    async fn data(&mut self) -> IoResult {
+        let ctx = self.d.ctx.clone();
+        self.reply("354 go ahead").await?;
+        let mut rx = DataReceiver::new(ctx.max_message_size());
+        loop {
+            match self.next_line().await? {
+                None => return Ok(()),
+                Some(Line::TooLong) => rx.too_big = true,
+                Some(Line::Complete(l)) => {
+                    if rx.line(&l) {
+                        break;
+                    }
+                }
+            }
+        }
+        let n = self.rcpts.len();
+        if rx.too_big {
+            for _ in 0..n {
+                self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?;
+            }
+            self.from = None;
+            self.rcpts.clear();
+            return Ok(());
+        }
+        let from = self.from.take().unwrap_or_default();
+        let mut msg = Vec::with_capacity(rx.data.len() + 256);
+        msg.extend_from_slice(format!("Return-Path: <{from}>\r\n").as_bytes());
+        msg.extend_from_slice(
+            format!(
+                "Received: from {} ([{}])\r\n\tby {} (Cyrus {CYRUS_VERSION}) with LMTPA;\r\n\t{}\r\n",
+                self.lhlo,
+                self.peer,
+                ctx.servername,
+                rfc822_date()
+            )
+            .as_bytes(),
+        );
+        msg.extend_from_slice(&rx.data);
+        drop(rx);
+        let rcpts = std::mem::take(&mut self.rcpts);
+        let store = ctx.store.clone();
+        let dupsup = store.cfg.duplicatesuppression;
+        let log = ctx.log.clone();
+        let sid = self.sid.clone();
+        let over_perm = ctx.conf.get_switch("lmtp_over_quota_perm_failure");
+        let replies = tokio::task::spawn_blocking(move || {
+            let (env, bs, body) = crate::proto::imap::render::cache_items(&msg);
+            let cached = Cached {
+                envelope: env,
+                bodystructure: bs,
+                body,
+            };
+            let f = crate::mail::mime::fields(crate::mail::mime::header_end(&msg).0.min(msg.len()).pipe(|e| &msg[..e]));
+            let msgid = crate::mail::mime::field(&f, "message-id").map(|v| String::from_utf8_lossy(crate::mail::mime::trim(v)).into_owned());
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            let mut staged: Vec<crate::store::Staged> = Vec::new();
+            let mut out = Vec::with_capacity(rcpts.len());
+            for r in &rcpts {
+                let res = (|| -> Result<Delivery, StoreError> {
+                    let e = store.lookup(&r.mailbox)?.ok_or(StoreError::NotFound)?;
+                    let st = match staged.iter().position(|s| s.partition == e.partition) {
+                        Some(i) => &staged[i],
+                        None => {
+                            staged.push(store.stage(&e.partition, &msg)?);
+                            staged.last().ok_or(StoreError::NotFound)?
+                        }
+                    };
+                    let nm = NewMessage {
+                        staged: st,
+                        flags: 0,
+                        keywords: String::new(),
+                        internaldate: now,
+                        tz: 0,
+                        cached: &cached,
+                    };
+                    let dup = match (&msgid, dupsup) {
+                        (Some(id), true) if !id.is_empty() => Some((id.as_str(), r.mailbox.as_str())),
+                        _ => None,
+                    };
+                    store.deliver(&r.mailbox, &nm, r.ignore_quota, dup)
+                })();
+                let reply = match res {
+                    Ok(Delivery::Delivered(uid)) => {
+                        log.info(&format!(
+                            "Delivered: {} to mailbox: {} uid={uid} sessionid=<{sid}>",
+                            msgid.as_deref().unwrap_or("<nomsgid>"),
+                            r.mailbox
+                        ));
+                        format!("250 2.1.5 Success SESSIONID=<{sid}>")
+                    }
+                    Ok(Delivery::Duplicate) => {
+                        log.info(&format!(
+                            "dupelim: eliminated duplicate message to {} id {} (delivery)",
+                            r.mailbox,
+                            msgid.as_deref().unwrap_or("")
+                        ));
+                        format!("250 2.1.5 Success SESSIONID=<{sid}>")
+                    }
+                    Err(StoreError::OverQuota) if over_perm => format!("552 5.2.2 Over quota SESSIONID=<{sid}>"),
+                    Err(StoreError::OverQuota) => format!("452 4.2.2 Over quota SESSIONID=<{sid}>"),
+                    Err(StoreError::NotFound) => {
+                        "550-Mailbox unknown.  Either there is no mailbox associated with this\r\n550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown".to_string()
+                    }
+                    Err(e) => {
+                        log.error(&format!("IOERROR: delivering to {} ({}): {e}", r.mailbox, r.addr));
+                        format!("451 4.3.0 System I/O error SESSIONID=<{sid}>")
+                    }
+                };
+                let _ = &r.user;
+                out.push(reply);
+            }
+            out
+        })
+        .await
+        .unwrap_or_else(|_| vec![format!("451 4.3.0 System I/O error SESSIONID=<{}>", self.sid); n]);
+        for r in replies {
+            self.reply(&r).await?;
+        }
+        Ok(())
+    }
+}
+
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+/// Whether a Cyrus ACL string grants `right` to one of `ids`.
+pub fn acl_allows(acl: &str, ids: &[&str], right: char) -> bool {
+    let mut it = acl.split('\t');
+    let mut granted = false;
+    let mut denied = false;
+    while let (Some(id), Some(rights)) = (it.next(), it.next()) {
+        if let Some(neg) = id.strip_prefix('-') {
+            if ids.contains(&neg) && rights.contains(right) {
+                denied = true;
+            }
+        } else if ids.contains(&id) && rights.contains(right) {
+            granted = true;
+        }
+    }
+    granted && !denied
+}
+
+fn rfc822_date() -> String {
+    // Cyrus writes the local time with its zone; we write UTC.
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    crate::util::rfc822_date(t, 0)
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let a: Args = match super::cyrus::parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lmtpd: {e}");
+            return 64;
+        }
+    };
+    let ctx = match Ctx::load(&a.config, "lmtp", "lmtp") {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("lmtpd: fatal: {e}");
+            return 75;
+        }
+    };
+    crate::log::install_panic_hook(ctx.log.clone());
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lmtpd: {e}");
+            return 71;
+        }
+    };
+    rt.block_on(async move {
+        let default = vec![ctx.conf.path_option("lmtpsocket").unwrap_or_default()];
+        let listeners = match ctx.listeners(&a.listen, &default).await {
+            Ok(l) => l,
+            Err(e) => {
+                ctx.log.fatal(&e);
+                eprintln!("lmtpd: fatal: {e}");
+                return 75;
+            }
+        };
+        let (sd, rx) = crate::server::Shutdown::new();
+        tokio::spawn(async move {
+            crate::server::signals(|| {}).await;
+            sd.trigger();
+        });
+        let svc = Arc::new(Lmtpd { ctx: ctx.clone(), preauth: a.preauth });
+        crate::server::run(listeners, svc, crate::server::Limits { max_conns: 0, ..Default::default() }, rx).await;
+        0
+    })
+}

@@ -1,0 +1,121 @@
+//! Base64 (RFC 4648) for SASL exchanges, and dates in RFC 5322 and IMAP
+//! form, computed without a time zone database (UTC or a fixed offset).
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        out.push(B64[(n >> 18) as usize & 63] as char);
+        out.push(B64[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 { B64[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 2 { B64[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+/// Strict decoding (SASL responses): None on any bad character or length.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if s.len() % 4 != 0 {
+        return None;
+    }
+    let val = |c: u8| B64.iter().position(|&x| x == c).map(|p| p as u32);
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    for (i, q) in s.chunks(4).enumerate() {
+        let last = i == s.len() / 4 - 1;
+        let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &q[..4 - pad] {
+            n = n << 6 | val(c)?;
+        }
+        n <<= 6 * pad as u32;
+        out.push((n >> 16) as u8);
+        if pad < 2 {
+            out.push((n >> 8) as u8);
+        }
+        if pad < 1 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
+}
+
+/// (year, month 1-12, day, hour, minute, second, weekday 0=Sunday).
+pub fn civil(t: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let days = t.div_euclid(86400);
+    let secs = t.rem_euclid(86400);
+    // Howard Hinnant's days-from-civil inverse.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = if m <= 2 { y + 1 } else { y };
+    let wd = (days + 4).rem_euclid(7) as u32;
+    (y, m, d, (secs / 3600) as u32, (secs % 3600 / 60) as u32, (secs % 60) as u32, wd)
+}
+
+/// Seconds since the epoch of a civil UTC time.
+pub fn from_civil(y: i64, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146097 + doe - 719468) * 86400 + hh as i64 * 3600 + mm as i64 * 60 + ss as i64
+}
+
+pub const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+fn zone(tz_min: i32) -> String {
+    let sign = if tz_min < 0 { '-' } else { '+' };
+    let a = tz_min.abs();
+    format!("{sign}{:02}{:02}", a / 60, a % 60)
+}
+
+/// `Tue, 03 Mar 2026 10:11:12 +0100`
+pub fn rfc822_date(t: i64, tz_min: i32) -> String {
+    let (y, m, d, hh, mm, ss, wd) = civil(t + tz_min as i64 * 60);
+    format!("{}, {d:02} {} {y} {hh:02}:{mm:02}:{ss:02} {}", DAYS[wd as usize], MONTHS[m as usize - 1], zone(tz_min))
+}
+
+/// IMAP date-time: `28-Nov-2026 18:18:14 +0000` (day padded to two).
+pub fn imap_date(t: i64, tz_min: i32) -> String {
+    let (y, m, d, hh, mm, ss, _) = civil(t + tz_min as i64 * 60);
+    format!("{d:02}-{}-{y} {hh:02}:{mm:02}:{ss:02} {}", MONTHS[m as usize - 1], zone(tz_min))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for s in [&b""[..], b"a", b"ab", b"abc", b"\0u\0p"] {
+            assert_eq!(base64_decode(&base64_encode(s)).unwrap(), s);
+        }
+        assert_eq!(base64_encode(b"Username:"), "VXNlcm5hbWU6");
+        assert!(base64_decode("abc").is_none());
+        assert!(base64_decode("a=bc").is_none());
+        assert!(base64_decode("ab!c").is_none());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc822_date(0, 0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(imap_date(1_795_889_894, 0), "28-Nov-2026 18:18:14 +0000");
+        assert_eq!(rfc822_date(1_772_529_072, 60), "Tue, 03 Mar 2026 10:11:12 +0100");
+        assert_eq!(from_civil(2026, 11, 28, 18, 18, 14), 1_795_889_894);
+    }
+}
