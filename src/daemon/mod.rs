@@ -3,6 +3,7 @@
 //! plus `auth` / `store` / `queue`.
 
 pub mod cyrus;
+pub mod imapd;
 pub mod lmtpd;
 pub mod saslauthd;
 pub mod saslauthd_client;

@@ -34,8 +34,8 @@ impl Conn {
     }
 }
 
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
 impl Listener {
     /// `[host]:port`, `host:port`, `0.0.0.0:port`, `[::]:port`.

@@ -609,6 +609,28 @@ impl Store {
         Ok(v)
     }
 
+    /// Live records of some UIDs (sorted input), in UID order.
+    pub fn records_for(&self, name: &str, uids: &[u32]) -> Result<Vec<Record>> {
+        let s = self.state(name)?;
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        let (lo, hi) = match (uids.first(), uids.last()) {
+            (Some(a), Some(b)) => (*a.min(b), *a.max(b)),
+            _ => return Ok(Vec::new()),
+        };
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND uid BETWEEN ?2 AND ?3 AND flags & ?4 = 0 ORDER BY uid"
+        ))?;
+        let mut want: Vec<u32> = uids.to_vec();
+        want.sort_unstable();
+        let v = st
+            .query_map(params![s.id, lo as i64, hi as i64, FLAG_EXPUNGED as i64], record_from_row)?
+            .filter_map(|r| r.ok())
+            .filter(|r| want.binary_search(&r.uid).is_ok())
+            .collect();
+        Ok(v)
+    }
+
     /// Records (tombstones included) changed after `modseq`, in UID order,
     /// with the mailbox state read in the same snapshot.
     pub fn changes_since(&self, name: &str, modseq: u64) -> Result<(MailboxState, Vec<Record>)> {

@@ -334,3 +334,85 @@ impl Kdc {
         }
     }
 }
+
+/// Our back end in a temp dir: saslauthd (shadow, private accounts: users
+/// `u7`, `yes1`, `md5u` with password `testpw`; `md5u` is an admin),
+/// lmtpd on `<dir>/conf/socket/lmtp` and TCP, imapd on TCP.
+pub struct Backend {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    pub imap_port: u16,
+    pub lmtp_port: u16,
+    pub lmtp_sock: PathBuf,
+    pub sasl: Option<Proc>,
+    pub lmtpd: Option<Proc>,
+    pub imapd: Option<Proc>,
+}
+
+impl Backend {
+    pub fn start(dir: &Path, extra_conf: &str) -> Backend {
+        let binds = private_accounts(dir);
+        let run = dir.join("sasl");
+        let sasl = saslauthd(&bin("saslauthd"), &binds, &run, &["-a", "shadow"], &[], &dir.join("saslauthd.log"));
+        let conf = dir.join("imapd.conf");
+        let d = dir.display();
+        std::fs::write(
+            &conf,
+            format!(
+                "configdirectory: {d}/conf\npartition-default: {d}/spool\nservername: backend1\nhashimapspool: yes\n\
+                 allowplaintext: yes\nsasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nadmins: md5u\n\
+                 lmtpsocket: {d}/conf/socket/lmtp\nautocreate_quota: 0\n{extra_conf}",
+                run.join("mux").display()
+            ),
+        )
+        .unwrap();
+        let mut b = Backend {
+            dir: dir.to_path_buf(),
+            conf,
+            imap_port: free_port(),
+            lmtp_port: free_port(),
+            lmtp_sock: dir.join("conf/socket/lmtp"),
+            sasl: Some(sasl),
+            lmtpd: None,
+            imapd: None,
+        };
+        b.start_lmtpd();
+        b.start_imapd();
+        b
+    }
+
+    pub fn start_lmtpd(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("lmtpd.log")).unwrap();
+        let mut cmd = Command::new(bin("lmtpd"));
+        cmd.args([
+            "-C",
+            self.conf.to_str().unwrap(),
+            "-L",
+            self.lmtp_sock.to_str().unwrap(),
+            "-L",
+            &format!("127.0.0.1:{}", self.lmtp_port),
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        self.lmtpd = Some(Proc::spawn("lmtpd", &mut cmd));
+        wait_tcp(self.lmtp_port);
+    }
+
+    pub fn start_imapd(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("imapd.log")).unwrap();
+        let mut cmd = Command::new(bin("imapd"));
+        cmd.args(["-C", self.conf.to_str().unwrap(), "-L", &format!("127.0.0.1:{}", self.imap_port)])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.imapd = Some(Proc::spawn("imapd", &mut cmd));
+        wait_tcp(self.imap_port);
+    }
+}
+
+/// Runs a Python script with `args`; panics with its output on failure.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let o = Command::new("python3").arg("-c").arg(script).args(args).output().unwrap();
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "python failed:\n{out}");
+    out
+}

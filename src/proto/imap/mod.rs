@@ -2,4 +2,5 @@
 //! reader (lines and literals), the command parser, and the renderings of
 //! messages (ENVELOPE, BODYSTRUCTURE, sections).
 
+pub mod command;
 pub mod render;

@@ -1,0 +1,180 @@
+//! Reading IMAP commands off the wire: CRLF lines and literals, with the
+//! continuation for synchronising literals, every read bounded.
+
+use crate::proto::imap::command::literal_marker;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Longest line of a command (outside literals).
+pub const MAX_LINE: usize = 65536;
+/// Largest literal in a command other than APPEND.
+pub const MAX_SMALL_LITERAL: u64 = 65536;
+
+pub struct Input<R> {
+    r: R,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    Eof,
+    Timeout,
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// A command as read, or why it could not be.
+pub enum Frame {
+    Command(Vec<u8>),
+    /// The line was too long; the rest of it was discarded.
+    LineTooLong,
+    /// A literal over the limit: (tag, size, it was an APPEND); a
+    /// synchronising one was refused before the client sent it, a
+    /// non-synchronising one was read and discarded.
+    LiteralTooBig(String, u64, bool),
+}
+
+impl<R: AsyncRead + Unpin> Input<R> {
+    pub fn new(r: R) -> Self {
+        Input {
+            r,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Whether unread input is waiting (pipelining).
+    pub fn has_buffered(&self) -> bool {
+        self.pos < self.buf.len()
+    }
+
+    /// Frees the read buffer while idle.
+    pub fn shrink(&mut self) {
+        if self.pos >= self.buf.len() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
+    async fn fill(&mut self, idle: Duration) -> Result<(), ReadError> {
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = match tokio::time::timeout(idle, self.r.read(&mut chunk)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ReadError::Timeout),
+        };
+        if n == 0 {
+            return Err(ReadError::Eof);
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// One line without CRLF; `Ok(None)` when it was longer than `max`
+    /// (the rest of it is skipped).
+    pub async fn line(&mut self, max: usize, idle: Duration) -> Result<Option<Vec<u8>>, ReadError> {
+        let mut too_long = false;
+        loop {
+            if let Some(n) = self.buf[self.pos..].iter().position(|&c| c == b'\n') {
+                let end = self.pos + n;
+                let mut line = &self.buf[self.pos..end];
+                if line.last() == Some(&b'\r') {
+                    line = &line[..line.len() - 1];
+                }
+                let out = if too_long || line.len() > max { None } else { Some(line.to_vec()) };
+                self.pos = end + 1;
+                return Ok(out);
+            }
+            if self.buf.len() - self.pos > max {
+                too_long = true;
+                self.pos = self.buf.len();
+            }
+            self.fill(idle).await?;
+        }
+    }
+
+    pub async fn exact(&mut self, n: usize, idle: Duration) -> Result<Vec<u8>, ReadError> {
+        while self.buf.len() - self.pos < n {
+            self.fill(idle).await?;
+        }
+        let v = self.buf[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        Ok(v)
+    }
+
+    async fn discard(&mut self, mut n: u64, idle: Duration) -> Result<(), ReadError> {
+        while n > 0 {
+            if self.pos >= self.buf.len() {
+                self.buf.clear();
+                self.pos = 0;
+                self.fill(idle).await?;
+            }
+            let take = ((self.buf.len() - self.pos) as u64).min(n);
+            self.pos += take as usize;
+            n -= take;
+        }
+        Ok(())
+    }
+
+    /// Reads one command with its literals.  `max_append` bounds APPEND
+    /// literals, `max_total` the whole command.
+    pub async fn command<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        max_append: u64,
+        max_total: usize,
+        idle: Duration,
+    ) -> Result<Frame, ReadError> {
+        let mut cmd: Vec<u8> = Vec::new();
+        loop {
+            let Some(line) = self.line(MAX_LINE, idle).await? else {
+                return Ok(Frame::LineTooLong);
+            };
+            let marker = literal_marker(&line);
+            cmd.extend_from_slice(&line);
+            let Some((n, nonsync)) = marker else {
+                return Ok(Frame::Command(cmd));
+            };
+            let is_append = is_append(&cmd);
+            let limit = if is_append { max_append } else { MAX_SMALL_LITERAL };
+            if n > limit || cmd.len() as u64 + n > max_total as u64 {
+                let tag = String::from_utf8_lossy(cmd.split(|&c| c == b' ').next().unwrap_or(b"*")).into_owned();
+                if nonsync {
+                    // The client sends it anyway: read past it and the
+                    // rest of the command.
+                    self.discard(n, idle).await?;
+                    loop {
+                        let rest = self.line(MAX_LINE, idle).await?.unwrap_or_default();
+                        match literal_marker(&rest) {
+                            Some((m, true)) => self.discard(m, idle).await?,
+                            _ => break,
+                        }
+                    }
+                }
+                return Ok(Frame::LiteralTooBig(tag, n, is_append));
+            }
+            if !nonsync {
+                w.write_all(b"+ go ahead\r\n").await?;
+                w.flush().await?;
+            }
+            cmd.extend_from_slice(b"\r\n");
+            let data = self.exact(n as usize, idle).await?;
+            cmd.extend_from_slice(&data);
+        }
+    }
+}
+
+fn is_append(cmd: &[u8]) -> bool {
+    let mut it = cmd.split(|&c| c == b' ');
+    it.next();
+    it.next().is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
+}

@@ -1,0 +1,584 @@
+//! Mailbox-level commands: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST,
+//! LSUB, STATUS, APPEND, quota and ACL queries; name translation and
+//! rights checks.
+
+use super::{Res, Session};
+use crate::proto::imap::command::AppendMsg;
+use crate::proto::imap::render;
+use crate::store::names::NameError;
+use crate::store::{Cached, MailboxEntry, NewMessage, StoreError};
+use tokio::io::AsyncWrite;
+
+/// Rights of an id in a Cyrus ACL string (`id\trights\t…`), with
+/// negative entries (`-id`) removing rights.
+pub fn rights_of(acl: &str, ids: &[&str]) -> String {
+    let mut pos = String::new();
+    let mut neg = String::new();
+    let mut it = acl.split('\t');
+    while let (Some(id), Some(r)) = (it.next(), it.next()) {
+        if let Some(n) = id.strip_prefix('-') {
+            if ids.contains(&n) {
+                neg.push_str(r);
+            }
+        } else if ids.contains(&id) {
+            pos.push_str(r);
+        }
+    }
+    let all = "lrswipkxtecdan";
+    all.chars().filter(|c| pos.contains(*c) && !neg.contains(*c)).collect()
+}
+
+/// Store errors as Cyrus words them.
+pub fn store_err(e: &StoreError) -> String {
+    match e {
+        StoreError::NotFound => "NO Mailbox does not exist".into(),
+        StoreError::Exists => "NO Mailbox already exists".into(),
+        StoreError::OverQuota => "NO [OVERQUOTA] Over quota".into(),
+        StoreError::Invalid(_) => "NO Invalid mailbox name".into(),
+        _ => "NO [SERVERBUG] System I/O error".into(),
+    }
+}
+
+fn name_err(e: NameError) -> &'static str {
+    match e {
+        NameError::Invalid | NameError::TooLong => "NO Invalid mailbox name",
+        NameError::Permission => "NO Permission denied",
+    }
+}
+
+/// `*` and `%` matching over external names (RFC 3501 6.3.8).
+pub fn wild_match(pat: &[u8], name: &[u8], sep: u8) -> bool {
+    match pat.first() {
+        None => name.is_empty(),
+        Some(b'*') => (0..=name.len()).any(|i| wild_match(&pat[1..], &name[i..], sep)),
+        Some(b'%') => {
+            for i in 0..=name.len() {
+                if wild_match(&pat[1..], &name[i..], sep) {
+                    return true;
+                }
+                if i < name.len() && name[i] == sep {
+                    return false;
+                }
+            }
+            false
+        }
+        Some(&c) => !name.is_empty() && name[0] == c && wild_match(&pat[1..], &name[1..], sep),
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+    pub fn internal(&self, ext: &str) -> Result<String, &'static str> {
+        let ns = self.ns.as_ref().ok_or("NO Please login first")?;
+        ns.to_internal(ext).map_err(name_err)
+    }
+
+    pub fn external(&self, int: &str) -> Option<String> {
+        self.ns.as_ref()?.to_external(int)
+    }
+
+    /// The logged-in user's rights on a mailbox.
+    pub fn rights(&self, e: &MailboxEntry) -> String {
+        let user = self.user.as_deref().unwrap_or("");
+        if self.ctx.is_admin(user) {
+            return "lrswipkxtecdan".into();
+        }
+        rights_of(&e.acl, &[user, "anyone"])
+    }
+
+    /// Looks a mailbox up and checks a right; Cyrus answers "Mailbox does
+    /// not exist" when even `l` is missing, so as not to leak names.
+    pub async fn lookup_with(&self, ext: &str, right: char) -> Result<MailboxEntry, String> {
+        let int = self.internal(ext)?;
+        let store = self.ctx.store.clone();
+        let e = tokio::task::spawn_blocking(move || store.lookup(&int))
+            .await
+            .map_err(|_| "NO [SERVERBUG] System I/O error".to_string())?
+            .map_err(|e| store_err(&e))?
+            .ok_or_else(|| "NO Mailbox does not exist".to_string())?;
+        let r = self.rights(&e);
+        if !r.contains('l') && !r.contains(right) {
+            return Err("NO Mailbox does not exist".into());
+        }
+        if !r.contains(right) {
+            return Err("NO Permission denied".into());
+        }
+        Ok(e)
+    }
+
+    pub async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static) -> Result<T, String> {
+        let store = self.ctx.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|_| "NO [SERVERBUG] System I/O error".to_string())?
+            .map_err(|e| {
+                if let StoreError::Io(_) | StoreError::Db(_) = e {
+                    self_log_store(&e);
+                }
+                store_err(&e)
+            })
+    }
+
+    pub async fn create(&mut self, tag: &str, ext: &str) -> Res {
+        let ext = ext.trim_end_matches(self.ns.as_ref().map_or('/', |n| n.sep)).to_string();
+        let int = match self.internal(&ext) {
+            Ok(i) => i,
+            Err(e) => return self.tagged(tag, e).await,
+        };
+        let user = self.user.clone().unwrap_or_default();
+        let admin = self.ctx.is_admin(&user);
+        // Users create under their own hierarchy; the parent's `k` right
+        // (or being admin) allows others.
+        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        let own = int == inbox || int.starts_with(&format!("{inbox}."));
+        if !own && !admin {
+            let parent = int.rsplit_once('.').map(|(p, _)| p.to_string());
+            let ok = match parent {
+                Some(p) => {
+                    let store = self.ctx.store.clone();
+                    let pe = tokio::task::spawn_blocking(move || store.lookup(&p)).await.ok().and_then(|r| r.ok()).flatten();
+                    pe.is_some_and(|pe| self.rights(&pe).contains('k'))
+                }
+                None => false,
+            };
+            if !ok {
+                return self.tagged(tag, "NO Permission denied").await;
+            }
+        }
+        let r = self.blocking(move |s| s.create(&int, None, None).map(|_| ())).await;
+        match r {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(e) => self.tagged(tag, &e).await,
+        }
+    }
+
+    pub async fn delete(&mut self, tag: &str, ext: &str) -> Res {
+        let e = match self.lookup_with(ext, 'x').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        if e.name == inbox && !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        if self.sel.as_ref().is_some_and(|s| s.name == e.name) {
+            self.sel = None;
+        }
+        let name = e.name.clone();
+        match self.blocking(move |s| s.delete(&name)).await {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    pub async fn rename(&mut self, tag: &str, from: &str, to: &str) -> Res {
+        let e = match self.lookup_with(from, 'x').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let to_int = match self.internal(to) {
+            Ok(i) => i,
+            Err(t) => return self.tagged(tag, t).await,
+        };
+        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        if e.name == inbox {
+            // RFC 3501 6.3.5: renaming INBOX moves its messages; not yet.
+            return self.tagged(tag, "NO Operation is not supported on mailbox").await;
+        }
+        let from_int = e.name.clone();
+        match self.blocking(move |s| s.rename(&from_int, &to_int)).await {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    pub async fn subscribe(&mut self, tag: &str, ext: &str, on: bool) -> Res {
+        let int = match self.internal(ext) {
+            Ok(i) => i,
+            Err(t) => return self.tagged(tag, t).await,
+        };
+        if on {
+            if let Err(t) = self.lookup_with(ext, 'l').await {
+                return self.tagged(tag, &t).await;
+            }
+        }
+        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        match self.blocking(move |s| s.subscribe(&inbox, &int, on)).await {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    /// Mailboxes the user may see, as (external name, entry).
+    async fn visible(&self) -> Result<Vec<(String, MailboxEntry)>, String> {
+        let dom = self.ns.as_ref().map(|n| n.domain.clone()).unwrap_or_default();
+        let prefix = if dom.is_empty() { String::new() } else { format!("{dom}!") };
+        let all = self.blocking(move |s| s.list_prefix(&prefix)).await?;
+        Ok(all
+            .into_iter()
+            .filter(|e| dom.is_empty() == !e.name.contains('!'))
+            .filter(|e| self.rights(e).contains('l'))
+            .filter_map(|e| self.external(&e.name).map(|x| (x, e)))
+            .collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list(&mut self, tag: &str, reference: &str, patterns: &[String], select: &[String], ret: &[String], lsub: bool) -> Res {
+        let sep = self.ns.as_ref().map_or('/', |n| n.sep);
+        let cmd = if lsub { "LSUB" } else { "LIST" };
+        if patterns.len() == 1 && patterns[0].is_empty() {
+            // RFC 3501 6.3.8: the hierarchy delimiter.
+            self.out(&format!("* {cmd} (\\Noselect) \"{sep}\" \"\"\r\n")).await?;
+            return self.tagged(tag, "OK Completed").await;
+        }
+        let vis = match self.visible().await {
+            Ok(v) => v,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let subscribed_only = select.iter().any(|s| s == "SUBSCRIBED");
+        let subs: Vec<String> = if subscribed_only || ret.iter().any(|r| r == "SUBSCRIBED") {
+            let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+            self.blocking(move |s| s.subscriptions(&inbox)).await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let names: Vec<&str> = vis.iter().map(|(x, _)| x.as_str()).collect();
+        let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+        for pat in patterns {
+            let full = format!("{reference}{pat}");
+            let fb = full.as_bytes();
+            // Names and their ancestors (ancestors that match only as
+            // \Noselect placeholders, as Cyrus shows "Other Users").
+            let mut cands: Vec<(String, bool)> = names.iter().map(|n| (n.to_string(), true)).collect();
+            for n in &names {
+                let mut acc = String::new();
+                for (i, comp) in n.split(sep).enumerate() {
+                    if i > 0 {
+                        acc.push(sep);
+                    }
+                    acc.push_str(comp);
+                    if acc.len() < n.len() && !names.contains(&acc.as_str()) && !cands.iter().any(|(c, _)| *c == acc) {
+                        cands.push((acc.clone(), false));
+                    }
+                }
+            }
+            for (n, exists) in cands {
+                let m = if n == "INBOX" { wild_match(&fb.to_ascii_uppercase(), b"INBOX", sep as u8) || wild_match(fb, b"INBOX", sep as u8) } else { wild_match(fb, n.as_bytes(), sep as u8) };
+                if !m || out.iter().any(|(x, _)| *x == n) {
+                    continue;
+                }
+                let int = self.internal(&n).unwrap_or_default();
+                let is_sub = subs.contains(&int);
+                if subscribed_only && !is_sub {
+                    continue;
+                }
+                let child_prefix = format!("{n}{sep}");
+                let has_children = names.iter().any(|x| x.starts_with(&child_prefix));
+                let mut attrs = Vec::new();
+                if !exists {
+                    if lsub {
+                        continue;
+                    }
+                    attrs.push("\\Noselect");
+                }
+                if !lsub {
+                    attrs.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+                }
+                if is_sub && ret.iter().any(|r| r == "SUBSCRIBED") || (subscribed_only && !lsub) {
+                    attrs.push("\\Subscribed");
+                }
+                out.push((n, attrs));
+            }
+        }
+        out.sort_by(|a, b| list_order(&a.0, &b.0));
+        for (n, attrs) in &out {
+            let mut line = format!("* {cmd} ({}) \"{sep}\" ", attrs.join(" ")).into_bytes();
+            astring(&mut line, n.as_bytes());
+            line.extend_from_slice(b"\r\n");
+            self.out_bytes(&line).await?;
+        }
+        let n = out.len();
+        self.tagged(tag, &format!("OK Completed (0.000 secs {} calls)", n + 1)).await
+    }
+
+    pub async fn status(&mut self, tag: &str, ext: &str, items: &[String]) -> Res {
+        let e = match self.lookup_with(ext, 'r').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let name = e.name.clone();
+        let (st, unseen) = match self.blocking(move |s| s.counts(&name)).await {
+            Ok(v) => v,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let mut parts = Vec::new();
+        for i in items {
+            match i.as_str() {
+                "MESSAGES" => parts.push(format!("MESSAGES {}", st.exists)),
+                "RECENT" => parts.push(format!("RECENT {}", st.uidnext.saturating_sub(st.recentuid + 1))),
+                "UIDNEXT" => parts.push(format!("UIDNEXT {}", st.uidnext)),
+                "UIDVALIDITY" => parts.push(format!("UIDVALIDITY {}", st.uidvalidity)),
+                "UNSEEN" => parts.push(format!("UNSEEN {unseen}")),
+                "HIGHESTMODSEQ" => parts.push(format!("HIGHESTMODSEQ {}", st.highestmodseq)),
+                "SIZE" => parts.push(format!("SIZE {}", st.size)),
+                "MAILBOXID" => parts.push(format!("MAILBOXID ({})", st.uniqueid)),
+                _ => return self.tagged(tag, "BAD Invalid Status attributes").await,
+            }
+        }
+        let mut line = b"* STATUS ".to_vec();
+        astring(&mut line, ext.as_bytes());
+        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        self.out_bytes(&line).await?;
+        self.tagged(tag, "OK Completed").await
+    }
+
+    pub async fn append(&mut self, tag: &str, ext: &str, msgs: Vec<AppendMsg>) -> Res {
+        let e = match self.lookup_with(ext, 'i').await {
+            Ok(e) => e,
+            Err(t) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        // Cyrus refuses bare newlines and NULs in appended messages.
+        for m in &msgs {
+            if has_bare_newline(&m.data) {
+                return self.tagged(tag, "NO Message contains bare newlines").await;
+            }
+            if m.data.contains(&0) {
+                return self.tagged(tag, "NO Message contains NUL characters").await;
+            }
+        }
+        let name = e.name.clone();
+        let partition = e.partition.clone();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let res = self
+            .blocking(move |s| {
+                let mut staged = Vec::new();
+                let mut cached = Vec::new();
+                for m in &msgs {
+                    staged.push(s.stage(&partition, &m.data)?);
+                    let (env, bs, body) = render::cache_items(&m.data);
+                    cached.push(Cached { envelope: env, bodystructure: bs, body });
+                }
+                let news: Vec<NewMessage> = msgs
+                    .iter()
+                    .zip(staged.iter())
+                    .zip(cached.iter())
+                    .map(|((m, st), c)| {
+                        let (flags, kw) = super::selected::parse_flags(&m.flags);
+                        let (t, tz) = m.date.unwrap_or((now, 0));
+                        NewMessage {
+                            staged: st,
+                            flags,
+                            keywords: kw.join(" "),
+                            internaldate: t,
+                            tz,
+                            cached: c,
+                        }
+                    })
+                    .collect();
+                s.append(&name, &news, false)
+            })
+            .await;
+        match res {
+            Ok((uv, uids)) => {
+                let set = uid_set(&uids);
+                if self.sel.as_ref().is_some_and(|s| s.name == e.name) {
+                    self.sync(false).await?;
+                }
+                self.tagged(tag, &format!("OK [APPENDUID {uv} {set}] Completed")).await
+            }
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    pub async fn getquota(&mut self, tag: &str, root: &str) -> Res {
+        let int = match self.internal(root) {
+            Ok(i) => i,
+            Err(_) => root.to_string(),
+        };
+        let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
+        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        if !admin && int != inbox {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        let r = int.clone();
+        match self.blocking(move |s| s.quota_get(&r)).await {
+            Ok(Some(q)) => {
+                let line = quota_line(root, &q);
+                self.out(&line).await?;
+                self.tagged(tag, "OK Completed").await
+            }
+            Ok(None) => self.tagged(tag, "NO Quota root does not exist").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    pub async fn getquotaroot(&mut self, tag: &str, ext: &str) -> Res {
+        let e = match self.lookup_with(ext, 'r').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let name = e.name.clone();
+        let roots = match self.blocking(move |s| s.quota_roots(&name)).await {
+            Ok(r) => r,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let mut line = b"* QUOTAROOT ".to_vec();
+        astring(&mut line, ext.as_bytes());
+        for q in &roots {
+            line.push(b' ');
+            let x = self.external(&q.root).unwrap_or_else(|| q.root.clone());
+            astring(&mut line, x.as_bytes());
+        }
+        line.extend_from_slice(b"\r\n");
+        self.out_bytes(&line).await?;
+        for q in &roots {
+            let x = self.external(&q.root).unwrap_or_else(|| q.root.clone());
+            self.out(&quota_line(&x, q)).await?;
+        }
+        self.tagged(tag, "OK Completed").await
+    }
+
+    pub async fn setquota(&mut self, tag: &str, root: &str, res: &[(String, i64)]) -> Res {
+        if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        let int = self.internal(root).unwrap_or_else(|_| root.to_string());
+        let mut storage = None;
+        let mut messages = None;
+        for (r, n) in res {
+            match r.as_str() {
+                "STORAGE" => storage = Some(*n),
+                "MESSAGE" => messages = Some(*n),
+                _ => return self.tagged(tag, "NO Unsupported quota resource").await,
+            }
+        }
+        match self.blocking(move |s| s.quota_set(&int, storage, messages)).await {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    pub async fn getacl(&mut self, tag: &str, ext: &str) -> Res {
+        let e = match self.lookup_with(ext, 'a').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let mut line = b"* ACL ".to_vec();
+        astring(&mut line, ext.as_bytes());
+        let mut it = e.acl.split('\t');
+        while let (Some(id), Some(r)) = (it.next(), it.next()) {
+            line.push(b' ');
+            astring(&mut line, id.as_bytes());
+            line.push(b' ');
+            astring(&mut line, r.as_bytes());
+        }
+        line.extend_from_slice(b"\r\n");
+        self.out_bytes(&line).await?;
+        self.tagged(tag, "OK Completed").await
+    }
+
+    pub async fn myrights(&mut self, tag: &str, ext: &str) -> Res {
+        let e = match self.lookup_with(ext, 'l').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let r = self.rights(&e);
+        let mut line = b"* MYRIGHTS ".to_vec();
+        astring(&mut line, ext.as_bytes());
+        line.push(b' ');
+        astring(&mut line, r.as_bytes());
+        line.extend_from_slice(b"\r\n");
+        self.out_bytes(&line).await?;
+        self.tagged(tag, "OK Completed").await
+    }
+}
+
+fn self_log_store(e: &StoreError) {
+    // Store failures that are not the client's fault go to stderr too, so
+    // a daemon run by hand shows them.
+    eprintln!("IOERROR: {e}");
+}
+
+fn quota_line(root: &str, q: &crate::store::Quota) -> String {
+    let mut parts = Vec::new();
+    if q.storage_limit >= 0 {
+        parts.push(format!("STORAGE {} {}", q.storage_used / 1024, q.storage_limit));
+    }
+    if q.message_limit >= 0 {
+        parts.push(format!("MESSAGE {} {}", q.message_used, q.message_limit));
+    }
+    let mut line = b"* QUOTA ".to_vec();
+    astring(&mut line, root.as_bytes());
+    format!("{} ({})\r\n", String::from_utf8_lossy(&line), parts.join(" "))
+}
+
+/// Cyrus sorts LIST output by name with INBOX first.
+fn list_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a == "INBOX", b == "INBOX") {
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.cmp(b),
+    }
+}
+
+/// An atom when possible, else a quoted string or literal.
+pub fn astring(out: &mut Vec<u8>, s: &[u8]) {
+    let atom = !s.is_empty() && s.iter().all(|&c| c > b' ' && c < 0x7f && !b"(){%*\"\\]".contains(&c));
+    if atom && !s.eq_ignore_ascii_case(b"NIL") {
+        out.extend_from_slice(s);
+    } else {
+        render::string(out, s);
+    }
+}
+
+pub fn has_bare_newline(d: &[u8]) -> bool {
+    d.iter().enumerate().any(|(i, &c)| (c == b'\n' && (i == 0 || d[i - 1] != b'\r')) || (c == b'\r' && d.get(i + 1) != Some(&b'\n')))
+}
+
+/// `1:3,5` from a sorted list of UIDs.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let st = uids[i];
+        let mut en = st;
+        while i + 1 < uids.len() && uids[i + 1] == en + 1 {
+            i += 1;
+            en = uids[i];
+        }
+        out.push(if st == en { st.to_string() } else { format!("{st}:{en}") });
+        i += 1;
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wild_match(b"*", b"a/b", b'/'));
+        assert!(wild_match(b"%", b"a", b'/'));
+        assert!(!wild_match(b"%", b"a/b", b'/'));
+        assert!(wild_match(b"a/%", b"a/b", b'/'));
+        assert!(wild_match(b"Other Users/*", b"Other Users/bob/x", b'/'));
+    }
+
+    #[test]
+    fn acl_rights() {
+        let acl = "fred\tlrswipkxtecdan\tanyone\tlrs\t-anyone\ts\t";
+        assert_eq!(rights_of(acl, &["fred", "anyone"]), "lrwipkxtecdan");
+        assert_eq!(rights_of(acl, &["bob", "anyone"]), "lr");
+    }
+
+    #[test]
+    fn sets_and_strings() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        let mut o = Vec::new();
+        astring(&mut o, b"Other Users");
+        assert_eq!(o, b"\"Other Users\"");
+        assert!(has_bare_newline(b"a\nb"));
+        assert!(!has_bare_newline(b"a\r\nb\r\n"));
+    }
+}

@@ -1,0 +1,431 @@
+//! imapd: IMAP4rev1 over the store, replying as Cyrus imapd 3.x does
+//! (greeting, CAPABILITY, OK texts, error texts), so that clients and the
+//! Murder front ends that parse them see no difference.
+
+mod io;
+mod mailboxes;
+mod selected;
+
+use super::cyrus::{Args, Ctx};
+use crate::mail::Secret;
+use crate::proto::imap::command::{self, Command, Kind};
+use crate::server::Conn;
+use crate::store::names::Namespace;
+use io::{Frame, Input, ReadError};
+use selected::Selected;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+
+pub use super::lmtpd::CYRUS_VERSION;
+
+/// Unauthenticated sessions are cut after this long idle.
+const PREAUTH_IDLE: Duration = Duration::from_secs(60);
+/// Largest APPEND kept in memory when `maxmessagesize` is unset.
+const DEFAULT_APPEND_MAX: u64 = 64 << 20;
+
+pub struct Imapd {
+    pub ctx: Arc<Ctx>,
+}
+
+impl crate::server::Service for Imapd {
+    async fn serve(self: Arc<Self>, conn: Conn) {
+        let peer = conn.peer();
+        let io = conn.into_io();
+        let (r, w) = tokio::io::split(io);
+        let mut s = Session {
+            ctx: self.ctx.clone(),
+            input: Input::new(r),
+            w: BufWriter::new(w),
+            peer,
+            user: None,
+            ns: None,
+            sel: None,
+            sid: self.ctx.session_id(),
+            logout: false,
+        };
+        match s.run().await {
+            Ok(()) | Err(ReadError::Eof) => {}
+            Err(ReadError::Timeout) => {
+                let _ = s.w.write_all(b"* BYE Fatal error: autologout; idle for too long\r\n").await;
+                let _ = s.w.flush().await;
+            }
+            Err(ReadError::Io(_)) => {}
+        }
+    }
+}
+
+pub struct Session<R, W> {
+    pub ctx: Arc<Ctx>,
+    input: Input<R>,
+    pub w: BufWriter<W>,
+    peer: String,
+    pub user: Option<String>,
+    pub ns: Option<Namespace>,
+    pub sel: Option<Selected>,
+    sid: String,
+    logout: bool,
+}
+
+pub type Res = Result<(), ReadError>;
+
+impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+    pub async fn out(&mut self, s: &str) -> Res {
+        self.w.write_all(s.as_bytes()).await?;
+        Ok(())
+    }
+
+    pub async fn out_bytes(&mut self, s: &[u8]) -> Res {
+        self.w.write_all(s).await?;
+        Ok(())
+    }
+
+    pub async fn tagged(&mut self, tag: &str, text: &str) -> Res {
+        self.out(&format!("{tag} {text}\r\n")).await
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        if self.user.is_none() {
+            return PREAUTH_IDLE;
+        }
+        // `timeout` in minutes, floored at 30 as imapd does.
+        let m = self
+            .ctx
+            .conf
+            .get("timeout")
+            .and_then(|v| crate::config::cyrus::options::parse_duration(v, 'm'))
+            .unwrap_or(32 * 60)
+            .max(30 * 60);
+        Duration::from_secs(m as u64)
+    }
+
+    pub fn input_mut(&mut self) -> &mut Input<R> {
+        &mut self.input
+    }
+
+    pub fn capabilities(&self) -> String {
+        let mut c = String::from("IMAP4rev1 LITERAL+ ID ENABLE");
+        if self.user.is_none() {
+            if !self.ctx.conf.get_switch("allowplaintext") {
+                c.push_str(" LOGINDISABLED");
+            } else {
+                c.push_str(" AUTH=PLAIN AUTH=LOGIN");
+            }
+            c.push_str(" SASL-IR");
+            return c;
+        }
+        c.push_str(" ACL BINARY CHILDREN CONDSTORE ESEARCH LIST-EXTENDED MAILBOX-REFERRALS MOVE MULTIAPPEND NAMESPACE QUOTA RIGHTS=kxten SASL-IR UIDPLUS UNSELECT WITHIN IDLE");
+        c
+    }
+
+    async fn run(&mut self) -> Res {
+        let greet = format!(
+            "* OK [CAPABILITY {}] {} Cyrus IMAP {CYRUS_VERSION} server ready\r\n",
+            self.capabilities(),
+            self.ctx.servername
+        );
+        self.out(&greet).await?;
+        while !self.logout {
+            if !self.input.has_buffered() {
+                self.w.flush().await?;
+                self.input.shrink();
+            }
+            let max_append = match self.ctx.conf.get_int("maxmessagesize") {
+                n if n > 0 => n as u64,
+                _ => DEFAULT_APPEND_MAX,
+            };
+            let idle = self.idle_timeout();
+            let frame = self.input.command(&mut self.w, max_append, (max_append as usize).saturating_mul(4), idle).await?;
+            let raw = match frame {
+                Frame::Command(c) => c,
+                Frame::LineTooLong => {
+                    self.out("* BAD Line too long\r\n").await?;
+                    continue;
+                }
+                Frame::LiteralTooBig(tag, _, append) => {
+                    if append {
+                        self.tagged(&tag, "NO [TOOBIG] Message too large").await?;
+                    } else {
+                        self.tagged(&tag, "BAD Literal too large").await?;
+                    }
+                    continue;
+                }
+            };
+            match command::parse(&raw) {
+                Ok(cmd) => self.dispatch(cmd).await?,
+                Err(e) => match e.tag {
+                    Some(t) => self.tagged(&t, &format!("BAD {}", e.text)).await?,
+                    None => self.out("* BAD Invalid tag\r\n").await?,
+                },
+            }
+        }
+        self.w.flush().await?;
+        Ok(())
+    }
+
+    async fn dispatch(&mut self, c: Command) -> Res {
+        let tag = c.tag.clone();
+        let authed = self.user.is_some();
+        match c.kind {
+            Kind::Capability => {
+                let caps = self.capabilities();
+                self.out(&format!("* CAPABILITY {caps}\r\n")).await?;
+                self.tagged(&tag, "OK Completed").await
+            }
+            Kind::Noop => {
+                if self.sel.is_some() {
+                    self.sync(true).await?;
+                }
+                self.tagged(&tag, "OK Completed").await
+            }
+            Kind::Logout => {
+                self.out("* BYE LOGOUT received\r\n").await?;
+                self.logout = true;
+                self.tagged(&tag, "OK Completed").await
+            }
+            Kind::Id => {
+                self.out(&format!(
+                    "* ID (\"name\" \"Cyrus IMAPD\" \"version\" \"{CYRUS_VERSION}\" \"vendor\" \"mumail\" \"support-url\" \"https://www.cyrusimap.org\")\r\n"
+                ))
+                .await?;
+                self.tagged(&tag, "OK Completed").await
+            }
+            Kind::StartTls => self.tagged(&tag, "BAD Unrecognized command").await,
+            Kind::Compress(_) => self.tagged(&tag, "BAD Unrecognized command").await,
+            Kind::Login(u, p) if !authed => self.login(&tag, &u, Secret::new(p)).await,
+            Kind::Authenticate(m, ir) if !authed => self.authenticate(&tag, &m, ir).await,
+            Kind::Login(..) | Kind::Authenticate(..) => self.tagged(&tag, "BAD Already authenticated").await,
+            _ if !authed => self.tagged(&tag, "BAD Please login first").await,
+            Kind::Enable(caps) => {
+                let mut on = Vec::new();
+                for cap in caps {
+                    if cap == "CONDSTORE" {
+                        if let Some(s) = &mut self.sel {
+                            s.condstore = true;
+                        }
+                        on.push(cap);
+                    }
+                }
+                if !on.is_empty() {
+                    self.out(&format!("* ENABLED {}\r\n", on.join(" "))).await?;
+                } else {
+                    self.out("* ENABLED\r\n").await?;
+                }
+                self.tagged(&tag, "OK Completed").await
+            }
+            Kind::Namespace => {
+                let ns = self.ns.clone().unwrap_or_else(|| Namespace::new(true, true, "", false, ""));
+                let sep = ns.sep;
+                let line = if ns.alt {
+                    format!(
+                        "* NAMESPACE ((\"\" \"{sep}\")) ((\"{}{sep}\" \"{sep}\")) ((\"{}{sep}\" \"{sep}\"))\r\n",
+                        crate::store::names::OTHER_USERS,
+                        crate::store::names::SHARED_FOLDERS
+                    )
+                } else {
+                    format!("* NAMESPACE ((\"INBOX{sep}\" \"{sep}\")) ((\"user{sep}\" \"{sep}\")) ((\"\" \"{sep}\"))\r\n")
+                };
+                self.out(&line).await?;
+                self.tagged(&tag, "OK Completed").await
+            }
+            Kind::Select(m, cs) => self.select(&tag, &m, false, cs).await,
+            Kind::Examine(m, cs) => self.select(&tag, &m, true, cs).await,
+            Kind::Create(m) => self.create(&tag, &m).await,
+            Kind::Delete(m) => self.delete(&tag, &m).await,
+            Kind::Rename(a, b) => self.rename(&tag, &a, &b).await,
+            Kind::Subscribe(m) => self.subscribe(&tag, &m, true).await,
+            Kind::Unsubscribe(m) => self.subscribe(&tag, &m, false).await,
+            Kind::List { reference, patterns, select, ret } => self.list(&tag, &reference, &patterns, &select, &ret, false).await,
+            Kind::Lsub(r, p) => self.list(&tag, &r, &[p], &["SUBSCRIBED".into()], &[], true).await,
+            Kind::Status(m, items) => self.status(&tag, &m, &items).await,
+            Kind::Append(m, msgs) => self.append(&tag, &m, msgs).await,
+            Kind::GetQuota(root) => self.getquota(&tag, &root).await,
+            Kind::GetQuotaRoot(m) => self.getquotaroot(&tag, &m).await,
+            Kind::SetQuota(root, res) => self.setquota(&tag, &root, &res).await,
+            Kind::GetAcl(m) => self.getacl(&tag, &m).await,
+            Kind::MyRights(m) => self.myrights(&tag, &m).await,
+            Kind::Idle => self.idle(&tag).await,
+            _ if self.sel.is_none() => self.tagged(&tag, "BAD Please select a mailbox first").await,
+            Kind::Check => {
+                self.sync(true).await?;
+                self.tagged(&tag, "OK Completed").await
+            }
+            Kind::Close => self.close(&tag, true).await,
+            Kind::Unselect => self.close(&tag, false).await,
+            Kind::Expunge(set) => self.expunge(&tag, set).await,
+            Kind::Fetch { set, items, changedsince, .. } => self.fetch(&tag, c.uid, set, items, changedsince).await,
+            Kind::Store { set, mode, silent, flags, unchangedsince } => {
+                self.store(&tag, c.uid, set, mode, silent, flags, unchangedsince).await
+            }
+            Kind::Search { ret, charset, key } => self.search(&tag, c.uid, ret, charset, key).await,
+            Kind::Copy(set, m) => self.copy(&tag, c.uid, set, &m, false).await,
+            Kind::Move(set, m) => self.copy(&tag, c.uid, set, &m, true).await,
+        }
+    }
+
+    async fn login(&mut self, tag: &str, user: &str, pass: Secret<Vec<u8>>) -> Res {
+        if !self.ctx.conf.get_switch("allowplaintext") {
+            return self.tagged(tag, "NO Login only available under a layer").await;
+        }
+        self.check_and_login(tag, user, user, pass, "plaintext").await
+    }
+
+    /// Checks `authcid`'s password and logs in as `authzid` (proxy
+    /// authorisation needs `admins` or `proxyservers`).
+    async fn check_and_login(&mut self, tag: &str, authzid: &str, authcid: &str, pass: Secret<Vec<u8>>, mech: &str) -> Res {
+        if authzid != authcid {
+            let proxies = self.ctx.conf.get("proxyservers").unwrap_or("").to_string();
+            if !self.ctx.is_admin(authcid) && !proxies.split_whitespace().any(|p| p == authcid) {
+                return self.tagged(tag, "NO Login failed: authorization failure").await;
+            }
+        }
+        match self.ctx.check_password(authcid, &pass).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.ctx.log.info(&format!(
+                    "badlogin: {} {mech} [SASL(-13): authentication failure: checkpass failed]",
+                    self.peer
+                ));
+                // Cyrus slows down failed logins.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return self.tagged(tag, "NO Login failed: authentication failure").await;
+            }
+            Err(e) => {
+                self.ctx.log.warning(&format!("login: {}: {e}", self.peer));
+                return self.tagged(tag, "NO [UNAVAILABLE] Login failed: temporary failure").await;
+            }
+        }
+        let cfg = &self.ctx.store.cfg;
+        let ns = Namespace::new(cfg.unixhierarchysep, cfg.altnamespace, authzid, cfg.virtdomains, &cfg.defaultdomain);
+        self.user = Some(authzid.to_string());
+        self.ns = Some(ns.clone());
+        self.ctx.log.info(&format!("login: {} {authzid} {mech} User logged in SESSIONID=<{}>", self.peer, self.sid));
+        // autocreate_quota >= 0: the INBOX is created at first login.
+        if cfg.autocreate_quota >= 0 {
+            let store = self.ctx.store.clone();
+            let inbox = ns.inbox();
+            let (kb, msgs) = (cfg.autocreate_quota, cfg.autocreate_quota_messages);
+            let folders = self.ctx.conf.get("autocreate_inbox_folders").unwrap_or("").to_string();
+            let _ = tokio::task::spawn_blocking(move || {
+                if store.lookup(&inbox)?.is_none() {
+                    store.create(&inbox, None, None)?;
+                    if kb > 0 || msgs > 0 {
+                        store.quota_set(&inbox, (kb > 0).then_some(kb), (msgs > 0).then_some(msgs))?;
+                    }
+                    for f in folders.split('|').map(str::trim).filter(|f| !f.is_empty() && *f != "(null)") {
+                        let n = format!("{inbox}.{f}");
+                        let _ = store.create(&n, None, None);
+                        let _ = store.subscribe(&inbox, &n, true);
+                    }
+                }
+                Ok::<(), crate::store::StoreError>(())
+            })
+            .await;
+        }
+        let caps = self.capabilities();
+        let sid = self.sid.clone();
+        self.tagged(tag, &format!("OK [CAPABILITY {caps}] User logged in SESSIONID=<{sid}>")).await
+    }
+
+    async fn sasl_line(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
+        self.w.flush().await?;
+        let idle = self.idle_timeout();
+        self.input.line(io::MAX_LINE, idle).await
+    }
+
+    async fn authenticate(&mut self, tag: &str, mech: &str, ir: Option<String>) -> Res {
+        if !self.ctx.conf.get_switch("allowplaintext") {
+            return self.tagged(tag, "NO Authentication failed: encryption needed").await;
+        }
+        match mech {
+            "PLAIN" => {
+                let resp = match ir {
+                    Some(r) => r.into_bytes(),
+                    None => {
+                        self.out("+ \r\n").await?;
+                        match self.sasl_line().await? {
+                            Some(l) => l,
+                            None => return self.tagged(tag, "BAD Line too long").await,
+                        }
+                    }
+                };
+                if resp == b"*" {
+                    return self.tagged(tag, "BAD Client canceled authentication").await;
+                }
+                let raw = if resp == b"=" { Some(Vec::new()) } else { crate::util::base64_decode(&String::from_utf8_lossy(&resp)) };
+                let Some(raw) = raw else {
+                    return self.tagged(tag, "BAD Invalid base64 string").await;
+                };
+                let parts: Vec<&[u8]> = raw.split(|&c| c == 0).collect();
+                if parts.len() != 3 || parts[1].is_empty() {
+                    return self.tagged(tag, "NO Authentication failed: bad protocol / cancel").await;
+                }
+                let authcid = String::from_utf8_lossy(parts[1]).into_owned();
+                let authzid = if parts[0].is_empty() { authcid.clone() } else { String::from_utf8_lossy(parts[0]).into_owned() };
+                self.check_and_login(tag, &authzid, &authcid, Secret::new(parts[2].to_vec()), "PLAIN").await
+            }
+            "LOGIN" => {
+                let user = match ir {
+                    Some(r) => crate::util::base64_decode(&r),
+                    None => {
+                        self.out("+ VXNlcm5hbWU6\r\n").await?;
+                        self.sasl_line().await?.and_then(|l| crate::util::base64_decode(&String::from_utf8_lossy(&l)))
+                    }
+                };
+                let Some(user) = user else {
+                    return self.tagged(tag, "BAD Invalid base64 string").await;
+                };
+                self.out("+ UGFzc3dvcmQ6\r\n").await?;
+                let Some(pass) = self.sasl_line().await?.and_then(|l| crate::util::base64_decode(&String::from_utf8_lossy(&l))) else {
+                    return self.tagged(tag, "BAD Invalid base64 string").await;
+                };
+                let u = String::from_utf8_lossy(&user).into_owned();
+                self.check_and_login(tag, &u, &u, Secret::new(pass), "LOGIN").await
+            }
+            _ => self.tagged(tag, "NO no mechanism available").await,
+        }
+    }
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let a: Args = match super::cyrus::parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("imapd: {e}");
+            return 64;
+        }
+    };
+    let ctx = match Ctx::load(&a.config, if a.tls { "imaps" } else { "imap" }, "imap") {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("imapd: fatal: {e}");
+            return 75;
+        }
+    };
+    crate::log::install_panic_hook(ctx.log.clone());
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imapd: {e}");
+            return 71;
+        }
+    };
+    rt.block_on(async move {
+        let listeners = match ctx.listeners(&a.listen, &["143".to_string()]).await {
+            Ok(l) => l,
+            Err(e) => {
+                ctx.log.fatal(&e);
+                eprintln!("imapd: fatal: {e}");
+                return 75;
+            }
+        };
+        let (sd, rx) = crate::server::Shutdown::new();
+        tokio::spawn(async move {
+            crate::server::signals(|| {}).await;
+            sd.trigger();
+        });
+        let svc = Arc::new(Imapd { ctx: ctx.clone() });
+        crate::server::run(listeners, svc, crate::server::Limits { max_conns: 0, ..Default::default() }, rx).await;
+        0
+    })
+}

@@ -1,0 +1,1058 @@
+//! The selected mailbox: SELECT/EXAMINE, the session's view of it
+//! (sequence numbers, flags, modseq) kept in step with other sessions and
+//! deliveries, FETCH, STORE, SEARCH, COPY/MOVE, EXPUNGE, CLOSE, IDLE.
+
+use super::mailboxes::{astring, uid_set};
+use super::{Res, Session};
+use crate::mail::mime;
+use crate::proto::imap::command::{FetchItem, SearchKey, Section, SeqSet, StoreMode};
+use crate::proto::imap::render::{self, SectionText};
+use crate::store::{FlagOp, Record, FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN};
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// How often an IDLE session checks for changes made by other processes.
+const IDLE_POLL: Duration = Duration::from_secs(2);
+/// Messages rendered per store round trip in FETCH.
+const FETCH_CHUNK: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub uid: u32,
+    pub flags: u32,
+    pub keywords: String,
+    pub modseq: u64,
+}
+
+pub struct Selected {
+    pub name: String,
+    pub ext: String,
+    pub id: i64,
+    pub partition: String,
+    pub readonly: bool,
+    pub uidvalidity: u32,
+    pub msgs: Vec<Msg>,
+    pub modseq: u64,
+    /// UIDs above this are \Recent in this session.
+    pub recent_above: u32,
+    pub condstore: bool,
+    /// SEARCHRES `$`.
+    pub saved: Vec<u32>,
+    pub keywords: Vec<String>,
+    /// (mtime, len) of the owner database's WAL when last synced.
+    pub version: Option<(i128, u64)>,
+}
+
+const SYSTEM: [(&str, u32); 5] = [
+    ("\\Answered", FLAG_ANSWERED),
+    ("\\Flagged", FLAG_FLAGGED),
+    ("\\Draft", FLAG_DRAFT),
+    ("\\Deleted", FLAG_DELETED),
+    ("\\Seen", FLAG_SEEN),
+];
+
+/// Flag names → (system bits, keywords).  `\Recent` cannot be set.
+pub fn parse_flags(flags: &[String]) -> (u32, Vec<String>) {
+    let mut bits = 0;
+    let mut kw: Vec<String> = Vec::new();
+    for f in flags {
+        if let Some((_, b)) = SYSTEM.iter().find(|(n, _)| n.eq_ignore_ascii_case(f)) {
+            bits |= b;
+        } else if !f.starts_with('\\') && !kw.iter().any(|k| k.eq_ignore_ascii_case(f)) {
+            kw.push(f.clone());
+        }
+    }
+    (bits, kw)
+}
+
+fn flags_text(flags: u32, keywords: &str, recent: bool) -> String {
+    let mut v: Vec<&str> = Vec::new();
+    if recent {
+        v.push("\\Recent");
+    }
+    for (n, b) in SYSTEM {
+        if flags & b != 0 {
+            v.push(n);
+        }
+    }
+    v.extend(keywords.split(' ').filter(|k| !k.is_empty()));
+    format!("({})", v.join(" "))
+}
+
+/// The version of the owner database (its WAL's mtime and length):
+/// changes when any process commits.
+fn db_version(path: &std::path::Path) -> Option<(i128, u64)> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let m = std::fs::metadata(&wal).or_else(|_| std::fs::metadata(path)).ok()?;
+    let t = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i128;
+    Some((t, m.len()))
+}
+
+impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+    pub async fn select(&mut self, tag: &str, ext: &str, examine: bool, condstore: bool) -> Res {
+        self.sel = None;
+        let e = match self.lookup_with(ext, 'r').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let rights = self.rights(&e);
+        let readonly = examine || !(rights.contains('s') || rights.contains('w') || rights.contains('t') || rights.contains('e'));
+        let name = e.name.clone();
+        let dbp = self.ctx.store.owner_db_path(&name);
+        let res = self
+            .blocking(move |s| {
+                let version = db_version(&dbp);
+                let (st, recs) = s.changes_since(&name, 0)?;
+                let recent = if examine { st.recentuid } else { s.take_recent(&name)? };
+                Ok((st, recs, recent, version))
+            })
+            .await;
+        let (st, recs, recent_above, version) = match res {
+            Ok(v) => v,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let msgs: Vec<Msg> = recs
+            .into_iter()
+            .filter(|r| !r.expunged())
+            .map(|r| Msg {
+                uid: r.uid,
+                flags: r.flags,
+                keywords: r.keywords,
+                modseq: r.modseq,
+            })
+            .collect();
+        let mut keywords: Vec<String> = Vec::new();
+        for m in &msgs {
+            for k in m.keywords.split(' ').filter(|k| !k.is_empty()) {
+                if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    keywords.push(k.to_string());
+                }
+            }
+        }
+        let recent = msgs.iter().filter(|m| m.uid > recent_above).count();
+        let first_unseen = msgs.iter().position(|m| m.flags & FLAG_SEEN == 0);
+        let kw = if keywords.is_empty() { String::new() } else { format!(" {}", keywords.join(" ")) };
+        self.out(&format!("* {} EXISTS\r\n* {recent} RECENT\r\n", msgs.len())).await?;
+        self.out(&format!("* FLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen{kw})\r\n")).await?;
+        if readonly {
+            self.out("* OK [PERMANENTFLAGS ()] Ok\r\n").await?;
+        } else {
+            self.out(&format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen{kw} \\*)] Ok\r\n")).await?;
+        }
+        if let Some(u) = first_unseen {
+            self.out(&format!("* OK [UNSEEN {}] Ok\r\n", u + 1)).await?;
+        }
+        self.out(&format!(
+            "* OK [UIDVALIDITY {}] Ok\r\n* OK [UIDNEXT {}] Ok\r\n* OK [HIGHESTMODSEQ {}] Ok\r\n* OK [MAILBOXID ({})] Ok\r\n",
+            st.uidvalidity, st.uidnext, st.highestmodseq, st.uniqueid
+        ))
+        .await?;
+        self.sel = Some(Selected {
+            name: e.name.clone(),
+            ext: ext.to_string(),
+            id: st.id,
+            partition: e.partition.clone(),
+            readonly,
+            uidvalidity: st.uidvalidity,
+            msgs,
+            modseq: st.highestmodseq,
+            recent_above,
+            condstore,
+            saved: Vec::new(),
+            keywords,
+            version,
+        });
+        self.tagged(tag, if readonly { "OK [READ-ONLY] Completed" } else { "OK [READ-WRITE] Completed" }).await
+    }
+
+    /// Brings the session's view up to date, reporting new messages, flag
+    /// changes and (when allowed) expunges.
+    pub async fn sync(&mut self, allow_expunge: bool) -> Res {
+        let Some(sel) = &self.sel else { return Ok(()) };
+        let name = sel.name.clone();
+        let since = sel.modseq;
+        let dbp = self.ctx.store.owner_db_path(&name);
+        let res = self.blocking(move |s| Ok((db_version(&dbp), s.changes_since(&name, since)?))).await;
+        let (version, (st, recs)) = match res {
+            Ok(v) => v,
+            Err(_) => return Ok(()),
+        };
+        let Some(sel) = &mut self.sel else { return Ok(()) };
+        let mut lines: Vec<String> = Vec::new();
+        let mut held_back = false;
+        let before = sel.msgs.len();
+        for r in recs {
+            let pos = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid);
+            if r.expunged() {
+                if let Ok(i) = pos {
+                    if allow_expunge {
+                        sel.msgs.remove(i);
+                        lines.push(format!("* {} EXPUNGE\r\n", i + 1));
+                    } else {
+                        held_back = true;
+                    }
+                }
+                continue;
+            }
+            match pos {
+                Ok(i) => {
+                    let m = &mut sel.msgs[i];
+                    if m.flags != r.flags || m.keywords != r.keywords {
+                        m.flags = r.flags;
+                        m.keywords = r.keywords.clone();
+                        let ms = if sel.condstore { format!(" MODSEQ ({})", r.modseq) } else { String::new() };
+                        lines.push(format!(
+                            "* {} FETCH (FLAGS {}{ms})\r\n",
+                            i + 1,
+                            flags_text(r.flags, &r.keywords, r.uid > sel.recent_above)
+                        ));
+                    }
+                    m.modseq = r.modseq;
+                }
+                Err(i) => {
+                    // New messages only ever come at the end (UIDs grow).
+                    sel.msgs.insert(
+                        i,
+                        Msg {
+                            uid: r.uid,
+                            flags: r.flags,
+                            keywords: r.keywords.clone(),
+                            modseq: r.modseq,
+                        },
+                    );
+                }
+            }
+        }
+        let after = sel.msgs.len();
+        if after != before || lines.iter().any(|l| l.ends_with("EXPUNGE\r\n")) {
+            let recent = sel.msgs.iter().filter(|m| m.uid > sel.recent_above).count();
+            if after > before || after != before {
+                lines.push(format!("* {after} EXISTS\r\n"));
+                lines.push(format!("* {recent} RECENT\r\n"));
+            }
+        }
+        if !held_back {
+            sel.modseq = st.highestmodseq;
+            sel.version = version;
+        }
+        for l in lines {
+            self.out(&l).await?;
+        }
+        Ok(())
+    }
+
+    /// The indexes (0-based) a set names.
+    fn resolve(&self, set: &SeqSet, uid: bool) -> Vec<usize> {
+        let Some(sel) = &self.sel else { return Vec::new() };
+        let n = sel.msgs.len();
+        match set {
+            SeqSet::Saved => sel.saved.iter().filter_map(|u| sel.msgs.binary_search_by_key(u, |m| m.uid).ok()).collect(),
+            SeqSet::Ranges(_) if uid => {
+                let max = sel.msgs.last().map_or(0, |m| m.uid);
+                (0..n).filter(|&i| set.contains(sel.msgs[i].uid, max)).collect()
+            }
+            SeqSet::Ranges(_) => (0..n).filter(|&i| set.contains(i as u32 + 1, n as u32)).collect(),
+        }
+    }
+
+    /// A sequence set naming messages beyond the mailbox is BAD (RFC 3501).
+    fn seq_in_range(&self, set: &SeqSet, uid: bool) -> bool {
+        if uid {
+            return true;
+        }
+        let n = self.sel.as_ref().map_or(0, |s| s.msgs.len()) as u32;
+        match set {
+            SeqSet::Ranges(r) => r.iter().all(|&(a, b)| (a == u32::MAX || a <= n) && (b == u32::MAX || b <= n)),
+            SeqSet::Saved => true,
+        }
+    }
+
+    pub async fn close(&mut self, tag: &str, expunge: bool) -> Res {
+        if expunge {
+            if let Some(sel) = &self.sel {
+                if !sel.readonly {
+                    let name = sel.name.clone();
+                    let _ = self.blocking(move |s| s.expunge(&name, None)).await;
+                }
+            }
+        }
+        self.sel = None;
+        self.tagged(tag, "OK Completed").await
+    }
+
+    pub async fn expunge(&mut self, tag: &str, set: Option<SeqSet>) -> Res {
+        let Some(sel) = &self.sel else { return Ok(()) };
+        if sel.readonly {
+            return self.tagged(tag, "NO Mailbox is read-only").await;
+        }
+        let name = sel.name.clone();
+        let uids: Option<Vec<u32>> = set.map(|s| {
+            let mut v: Vec<u32> = self.resolve(&s, true).iter().map(|&i| self.sel.as_ref().map_or(0, |x| x.msgs[i].uid)).collect();
+            v.sort_unstable();
+            v
+        });
+        if let Err(t) = self.blocking(move |s| s.expunge(&name, uids.as_deref())).await {
+            return self.tagged(tag, &t).await;
+        }
+        self.sync(true).await?;
+        self.tagged(tag, "OK Completed").await
+    }
+
+    pub async fn fetch(&mut self, tag: &str, uid: bool, set: SeqSet, mut items: Vec<FetchItem>, changedsince: Option<u64>) -> Res {
+        if !self.seq_in_range(&set, uid) {
+            return self.tagged(tag, "BAD Invalid sequence in FETCH").await;
+        }
+        self.sync(false).await?;
+        if uid && !items.contains(&FetchItem::Uid) {
+            items.insert(0, FetchItem::Uid);
+        }
+        let condstore = changedsince.is_some() || items.contains(&FetchItem::ModSeq);
+        if condstore {
+            if let Some(s) = &mut self.sel {
+                s.condstore = true;
+            }
+            if !items.contains(&FetchItem::ModSeq) {
+                items.push(FetchItem::ModSeq);
+            }
+        }
+        let mut idx = self.resolve(&set, uid);
+        if let Some(cs) = changedsince {
+            let sel = self.sel.as_ref().map(|s| s.msgs.clone()).unwrap_or_default();
+            idx.retain(|&i| sel[i].modseq > cs);
+        }
+        let (readonly, name, id) = match &self.sel {
+            Some(s) => (s.readonly, s.name.clone(), s.id),
+            None => return Ok(()),
+        };
+        // Reading a body sets \Seen (RFC 3501 6.4.5) unless .PEEK or read-only.
+        let sets_seen = !readonly
+            && items.iter().any(|i| {
+                matches!(i, FetchItem::Rfc822 | FetchItem::Rfc822Text)
+                    || matches!(i, FetchItem::BodySection { peek: false, .. } | FetchItem::Binary { peek: false, .. })
+            });
+        let needs_file = items.iter().any(|i| {
+            matches!(
+                i,
+                FetchItem::Rfc822 | FetchItem::Rfc822Header | FetchItem::Rfc822Text | FetchItem::BodySection { .. } | FetchItem::Binary { .. } | FetchItem::BinarySize(_)
+            )
+        });
+        let needs_cache = items.iter().any(|i| matches!(i, FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure));
+        let needs_record = items.iter().any(|i| matches!(i, FetchItem::InternalDate | FetchItem::Rfc822Size | FetchItem::SaveDate | FetchItem::EmailId));
+        if sets_seen {
+            let uids: Vec<u32> = idx
+                .iter()
+                .filter_map(|&i| self.sel.as_ref().map(|s| &s.msgs[i]))
+                .filter(|m| m.flags & FLAG_SEEN == 0)
+                .map(|m| m.uid)
+                .collect();
+            if !uids.is_empty() {
+                let n = name.clone();
+                if let Ok((changed, _)) = self.blocking(move |s| s.store_flags(&n, &uids, FlagOp::Add, FLAG_SEEN, &[], None)).await {
+                    if let Some(sel) = &mut self.sel {
+                        for r in changed {
+                            if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
+                                sel.msgs[i].flags = r.flags;
+                                sel.msgs[i].modseq = r.modseq;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for chunk in idx.chunks(FETCH_CHUNK) {
+            let uids: Vec<u32> = chunk.iter().filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid)).collect();
+            let n = name.clone();
+            let u2 = uids.clone();
+            let (records, cached) = match self
+                .blocking(move |s| {
+                    let recs = if needs_record || needs_file { s.records_for(&n, &u2)? } else { Vec::new() };
+                    let c = if needs_cache { s.cached(&n, id, &u2)? } else { Vec::new() };
+                    Ok((recs, c))
+                })
+                .await
+            {
+                Ok(v) => v,
+                Err(t) => return self.tagged(tag, &t).await,
+            };
+            for (k, &i) in chunk.iter().enumerate() {
+                let Some(m) = self.sel.as_ref().map(|s| s.msgs[i].clone()) else { break };
+                let rec = records.iter().find(|r| r.uid == m.uid);
+                let cache = cached.iter().find(|(u, _)| *u == m.uid).map(|(_, c)| c);
+                let data = if needs_file { self.read_message(&m, rec).await } else { None };
+                let recent = self.sel.as_ref().is_some_and(|s| m.uid > s.recent_above);
+                let line = render_fetch(i + 1, &m, rec, cache, data.as_deref(), &items, recent, sets_seen);
+                self.out_bytes(&line).await?;
+                let _ = k;
+            }
+        }
+        self.tagged(tag, "OK Completed (0.000 sec)").await
+    }
+
+    async fn read_message(&self, m: &Msg, rec: Option<&Record>) -> Option<Vec<u8>> {
+        let sel = self.sel.as_ref()?;
+        let path = self.ctx.store.message_path(&sel.name, &sel.partition, m.uid).ok()?;
+        let size = rec.map(|r| r.size)?;
+        // Every read has a limit: the record's size bounds it.
+        let data = tokio::task::spawn_blocking(move || std::fs::read(&path)).await.ok()?.ok()?;
+        if data.len() as u64 != size {
+            self.ctx.log.error(&format!("IOERROR: size mismatch for {} uid {}", sel.name, m.uid));
+        }
+        Some(data)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn store(&mut self, tag: &str, uid: bool, set: SeqSet, mode: StoreMode, silent: bool, flags: Vec<String>, unchangedsince: Option<u64>) -> Res {
+        if !self.seq_in_range(&set, uid) {
+            return self.tagged(tag, "BAD Invalid sequence in STORE").await;
+        }
+        let Some(sel) = &self.sel else { return Ok(()) };
+        if sel.readonly {
+            return self.tagged(tag, "NO Mailbox is read-only").await;
+        }
+        let name = sel.name.clone();
+        let entry = self.ctx.store.lookup(&name).ok().flatten();
+        let rights = entry.as_ref().map(|e| self.rights(e)).unwrap_or_default();
+        let (mut bits, kw) = parse_flags(&flags);
+        // Flags the user has no right to change are silently dropped, as Cyrus does.
+        if !rights.contains('s') {
+            bits &= !FLAG_SEEN;
+        }
+        if !rights.contains('t') {
+            bits &= !FLAG_DELETED;
+        }
+        let kw = if rights.contains('w') { kw } else { Vec::new() };
+        if !rights.contains('w') {
+            bits &= FLAG_SEEN | FLAG_DELETED;
+        }
+        let idx = self.resolve(&set, uid);
+        let uids: Vec<u32> = idx.iter().filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid)).collect();
+        let op = match mode {
+            StoreMode::Add => FlagOp::Add,
+            StoreMode::Remove => FlagOp::Remove,
+            StoreMode::Replace => FlagOp::Replace,
+        };
+        if unchangedsince.is_some() {
+            if let Some(s) = &mut self.sel {
+                s.condstore = true;
+            }
+        }
+        let kw2 = kw.clone();
+        let (changed, failed) = match self.blocking(move |s| s.store_flags(&name, &uids, op, bits, &kw2, unchangedsince)).await {
+            Ok(v) => v,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let Some(sel) = &mut self.sel else { return Ok(()) };
+        for k in &kw {
+            if !sel.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                sel.keywords.push(k.clone());
+            }
+        }
+        let mut lines = Vec::new();
+        for r in &changed {
+            if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
+                sel.msgs[i].flags = r.flags;
+                sel.msgs[i].keywords = r.keywords.clone();
+                sel.msgs[i].modseq = r.modseq;
+                if !silent || sel.condstore {
+                    let mut l = format!("* {} FETCH (", i + 1);
+                    let mut parts = Vec::new();
+                    if !silent {
+                        parts.push(format!("FLAGS {}", flags_text(r.flags, &r.keywords, r.uid > sel.recent_above)));
+                    }
+                    if uid {
+                        parts.push(format!("UID {}", r.uid));
+                    }
+                    if sel.condstore {
+                        parts.push(format!("MODSEQ ({})", r.modseq));
+                    }
+                    l.push_str(&parts.join(" "));
+                    l.push_str(")\r\n");
+                    lines.push(l);
+                }
+            }
+        }
+        // Our own change is not news to us.
+        if let Some(max) = changed.iter().map(|r| r.modseq).max() {
+            if max == sel.modseq + 1 {
+                sel.modseq = max;
+            }
+        }
+        for l in lines {
+            self.out(&l).await?;
+        }
+        if !failed.is_empty() {
+            let set = if uid {
+                uid_set(&failed)
+            } else {
+                let sel = self.sel.as_ref();
+                let seqs: Vec<u32> = failed
+                    .iter()
+                    .filter_map(|u| sel.and_then(|s| s.msgs.binary_search_by_key(u, |m| m.uid).ok()).map(|i| i as u32 + 1))
+                    .collect();
+                uid_set(&seqs)
+            };
+            return self.tagged(tag, &format!("OK [MODIFIED {set}] Conditional STORE failed")).await;
+        }
+        self.tagged(tag, "OK Completed").await
+    }
+
+    pub async fn search(&mut self, tag: &str, uid: bool, ret: Option<Vec<String>>, charset: Option<String>, key: SearchKey) -> Res {
+        if let Some(cs) = &charset {
+            if !matches!(cs.as_str(), "US-ASCII" | "UTF-8") {
+                return self.tagged(tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unrecognized character set").await;
+            }
+        }
+        self.sync(false).await?;
+        let Some(sel) = &self.sel else { return Ok(()) };
+        let name = sel.name.clone();
+        let uids: Vec<u32> = sel.msgs.iter().map(|m| m.uid).collect();
+        let recent_above = sel.recent_above;
+        let saved = sel.saved.clone();
+        let needs_file = key_needs_file(&key);
+        let store = self.ctx.store.clone();
+        let partition = sel.partition.clone();
+        let key2 = key.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<Vec<(usize, u32)>, crate::store::StoreError> {
+            let recs = store.records_for(&name, &uids)?;
+            let max_uid = uids.last().copied().unwrap_or(0);
+            let n = uids.len() as u32;
+            let mut hits = Vec::new();
+            for (i, r) in recs.iter().enumerate() {
+                let data = if needs_file {
+                    let p = store.message_path(&name, &partition, r.uid)?;
+                    std::fs::read(p).ok()
+                } else {
+                    None
+                };
+                let ctx = MatchCtx {
+                    seq: i as u32 + 1,
+                    n,
+                    max_uid,
+                    recent: r.uid > recent_above,
+                    saved: &saved,
+                    data: data.as_deref(),
+                };
+                if matches_key(&key2, r, &ctx) {
+                    hits.push((i, r.uid));
+                }
+            }
+            Ok(hits)
+        })
+        .await;
+        let hits = match res {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return self.tagged(tag, &super::mailboxes::store_err(&e)).await,
+            Err(_) => return self.tagged(tag, "NO [SERVERBUG] System I/O error").await,
+        };
+        let nums: Vec<u32> = hits.iter().map(|&(i, u)| if uid { u } else { i as u32 + 1 }).collect();
+        match ret {
+            None => {
+                let mut line = String::from("* SEARCH");
+                for n in &nums {
+                    line.push_str(&format!(" {n}"));
+                }
+                line.push_str("\r\n");
+                self.out(&line).await?;
+            }
+            Some(opts) => {
+                let opts = if opts.is_empty() { vec!["ALL".to_string()] } else { opts };
+                if opts.iter().any(|o| o == "SAVE") {
+                    if let Some(s) = &mut self.sel {
+                        s.saved = hits.iter().map(|&(_, u)| u).collect();
+                    }
+                }
+                let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+                if uid {
+                    line.push_str(" UID");
+                }
+                if !nums.is_empty() {
+                    for o in &opts {
+                        match o.as_str() {
+                            "MIN" => line.push_str(&format!(" MIN {}", nums[0])),
+                            "MAX" => line.push_str(&format!(" MAX {}", nums[nums.len() - 1])),
+                            "ALL" => line.push_str(&format!(" ALL {}", uid_set(&nums))),
+                            _ => {}
+                        }
+                    }
+                }
+                if opts.iter().any(|o| o == "COUNT") {
+                    line.push_str(&format!(" COUNT {}", nums.len()));
+                }
+                line.push_str("\r\n");
+                self.out(&line).await?;
+            }
+        }
+        self.tagged(tag, &format!("OK Completed ({} msgs in 0.000 secs)", nums.len())).await
+    }
+
+    pub async fn copy(&mut self, tag: &str, uid: bool, set: SeqSet, dest: &str, is_move: bool) -> Res {
+        if !self.seq_in_range(&set, uid) {
+            return self.tagged(tag, "BAD Invalid sequence in COPY").await;
+        }
+        let de = match self.lookup_with(dest, 'i').await {
+            Ok(e) => e,
+            Err(t) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let Some(sel) = &self.sel else { return Ok(()) };
+        if is_move && sel.readonly {
+            return self.tagged(tag, "NO Mailbox is read-only").await;
+        }
+        let src = sel.name.clone();
+        let uids: Vec<u32> = self.resolve(&set, uid).iter().filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid)).collect();
+        if uids.is_empty() {
+            return self.tagged(tag, "OK Completed").await;
+        }
+        let dst = de.name.clone();
+        let same = dst == src;
+        let s2 = src.clone();
+        let u2 = uids.clone();
+        let res = self
+            .blocking(move |s| {
+                let (uv, pairs) = s.copy(&s2, &dst, &u2, false)?;
+                if is_move {
+                    let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+                    s.expunge_uids(&s2, &moved)?;
+                }
+                Ok((uv, pairs))
+            })
+            .await;
+        let (uv, pairs) = match res {
+            Ok(v) => v,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let srcs = uid_set(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
+        let dsts = uid_set(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
+        if is_move {
+            self.out(&format!("* OK [COPYUID {uv} {srcs} {dsts}] Ok\r\n")).await?;
+            self.sync(true).await?;
+            return self.tagged(tag, "OK Completed").await;
+        }
+        if same {
+            self.sync(false).await?;
+        }
+        self.tagged(tag, &format!("OK [COPYUID {uv} {srcs} {dsts}] Completed")).await
+    }
+
+    pub async fn idle(&mut self, tag: &str) -> Res {
+        self.out("+ idling\r\n").await?;
+        self.w.flush().await?;
+        let mut watch = self.sel.as_ref().map(|s| self.ctx.store.watch(&s.name));
+        let idle = self.idle_timeout();
+        let deadline = tokio::time::Instant::now() + idle;
+        loop {
+            let changed = async {
+                match &mut watch {
+                    Some(w) => {
+                        let _ = w.changed().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                line = self.input_line(idle) => {
+                    let line = line?;
+                    return match line {
+                        Some(l) if l.eq_ignore_ascii_case(b"DONE") => self.tagged(tag, "OK Completed").await,
+                        _ => self.tagged(tag, "BAD Invalid Idle continuation").await,
+                    };
+                }
+                _ = changed => {
+                    self.sync(true).await?;
+                    self.w.flush().await?;
+                }
+                _ = tokio::time::sleep(IDLE_POLL) => {
+                    // Changes by other processes (lmtpd) show in the WAL.
+                    let v = self.sel.as_ref().map(|s| (self.ctx.store.owner_db_path(&s.name), s.version));
+                    if let Some((p, old)) = v {
+                        if db_version(&p) != old {
+                            self.sync(true).await?;
+                            self.w.flush().await?;
+                        }
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(super::io::ReadError::Timeout);
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct MatchCtx<'a> {
+    seq: u32,
+    n: u32,
+    max_uid: u32,
+    recent: bool,
+    saved: &'a [u32],
+    data: Option<&'a [u8]>,
+}
+
+fn key_needs_file(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::Header(..) | SearchKey::Body(_) | SearchKey::Text(_) | SearchKey::SentBefore(_) | SearchKey::SentOn(_) | SearchKey::SentSince(_) => true,
+        SearchKey::Not(a) => key_needs_file(a),
+        SearchKey::Or(a, b) => key_needs_file(a) || key_needs_file(b),
+        SearchKey::And(v) => v.iter().any(key_needs_file),
+        _ => false,
+    }
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let n: Vec<u8> = needle.to_ascii_lowercase();
+    hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(&n))
+}
+
+/// Header field values with RFC 2047 encoded words decoded (UTF-8 and
+/// Latin-1 charsets; others left raw).
+fn decoded_field(v: &[u8]) -> Vec<u8> {
+    let s = String::from_utf8_lossy(v);
+    let mut out = String::new();
+    let mut rest: &str = &s;
+    while let Some(st) = rest.find("=?") {
+        out.push_str(&rest[..st]);
+        let tail = &rest[st + 2..];
+        let parts: Vec<&str> = tail.splitn(4, '?').collect();
+        if parts.len() == 4 && parts[3].starts_with('=') {
+            let (cs, enc, text) = (parts[0].to_ascii_lowercase(), parts[1].to_ascii_uppercase(), parts[2]);
+            let bytes = match enc.as_str() {
+                "B" => crate::util::base64_decode(text).unwrap_or_default(),
+                "Q" => {
+                    let mut b = Vec::new();
+                    let tb = text.as_bytes();
+                    let mut i = 0;
+                    while i < tb.len() {
+                        match tb[i] {
+                            b'_' => b.push(b' '),
+                            b'=' if i + 2 < tb.len() + 0 && i + 2 <= tb.len() - 1 => {
+                                if let Ok(x) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                                    b.push(x);
+                                    i += 2;
+                                } else {
+                                    b.push(b'=');
+                                }
+                            }
+                            c => b.push(c),
+                        }
+                        i += 1;
+                    }
+                    b
+                }
+                _ => Vec::new(),
+            };
+            let dec = if cs.starts_with("iso-8859-1") || cs == "latin1" {
+                bytes.iter().map(|&c| c as char).collect()
+            } else {
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            out.push_str(&dec);
+            let consumed = parts[0].len() + parts[1].len() + parts[2].len() + 3 + 1;
+            rest = &tail[consumed.min(tail.len())..];
+            // Blanks between adjacent encoded words vanish (RFC 2047 6.2).
+            let t = rest.trim_start();
+            if t.starts_with("=?") {
+                rest = t;
+            }
+        } else {
+            out.push_str("=?");
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out.into_bytes()
+}
+
+fn body_text_matches(data: &[u8], needle: &str) -> bool {
+    let p = mime::parse(data);
+    let mut stack = vec![&p];
+    while let Some(part) = stack.pop() {
+        for c in &part.children {
+            stack.push(c);
+        }
+        if let Some(m) = &part.message {
+            stack.push(m);
+            if contains_ci(&decoded_field(m.header(data)), needle.as_bytes()) {
+                return true;
+            }
+        }
+        if part.children.is_empty() && part.message.is_none() {
+            if let Some(dec) = render::decode_body(data, part) {
+                if contains_ci(&dec, needle.as_bytes()) {
+                    return true;
+                }
+            }
+            if contains_ci(part.body(data), needle.as_bytes()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The Date: header as seconds (midnight of its day, in its own zone).
+fn sent_day(data: &[u8]) -> Option<i64> {
+    let (he, _) = mime::header_end(data);
+    let f = mime::fields(&data[..he]);
+    let v = String::from_utf8_lossy(mime::field(&f, "date")?).into_owned();
+    let v = v.split_once(',').map_or(v.as_str(), |(_, r)| r).trim().to_string();
+    let p: Vec<&str> = v.split_whitespace().collect();
+    let d: u32 = p.first()?.parse().ok()?;
+    let mon = *p.get(1)?;
+    let m = crate::util::codec::MONTHS.iter().position(|x| x.eq_ignore_ascii_case(mon))? as u32 + 1;
+    let y: i64 = p.get(2)?.parse().ok()?;
+    Some(crate::util::codec::from_civil(if y < 100 { y + 1900 } else { y }, m, d, 0, 0, 0))
+}
+
+fn day(t: i64) -> i64 {
+    t.div_euclid(86400) * 86400
+}
+
+fn matches_key(k: &SearchKey, r: &Record, c: &MatchCtx) -> bool {
+    use SearchKey as K;
+    match k {
+        K::All => true,
+        K::Seq(s) => match s {
+            SeqSet::Saved => c.saved.contains(&r.uid),
+            _ => s.contains(c.seq, c.n),
+        },
+        K::Uid(s) => match s {
+            SeqSet::Saved => c.saved.contains(&r.uid),
+            _ => s.contains(r.uid, c.max_uid),
+        },
+        K::Flag(f, on) => (r.flags & f != 0) == *on,
+        K::Keyword(kw, on) => r.has_keyword(kw) == *on,
+        K::New => c.recent && r.flags & FLAG_SEEN == 0,
+        K::Old => !c.recent,
+        K::Recent(on) => c.recent == *on,
+        K::Before(d) => day(r.internaldate) < *d,
+        K::On(d) => day(r.internaldate) == *d,
+        K::Since(d) => day(r.internaldate) >= *d,
+        K::SentBefore(d) => c.data.and_then(sent_day).is_some_and(|s| s < *d),
+        K::SentOn(d) => c.data.and_then(sent_day).is_some_and(|s| s == *d),
+        K::SentSince(d) => c.data.and_then(sent_day).is_some_and(|s| s >= *d),
+        K::Larger(n) => r.size > *n,
+        K::Smaller(n) => r.size < *n,
+        K::ModSeq(m) => r.modseq >= *m,
+        K::Header(name, v) => {
+            let Some(data) = c.data else { return false };
+            let (he, _) = mime::header_end(data);
+            mime::fields(&data[..he])
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .any(|(_, val)| contains_ci(val, v.as_bytes()) || contains_ci(&decoded_field(val), v.as_bytes()))
+        }
+        K::Body(v) => c.data.is_some_and(|d| body_text_matches(d, v)),
+        K::Text(v) => c.data.is_some_and(|d| {
+            let (he, _) = mime::header_end(d);
+            contains_ci(&d[..he], v.as_bytes()) || contains_ci(&decoded_field(&d[..he]), v.as_bytes()) || body_text_matches(d, v)
+        }),
+        K::Not(a) => !matches_key(a, r, c),
+        K::Or(a, b) => matches_key(a, r, c) || matches_key(b, r, c),
+        K::And(v) => v.iter().all(|x| matches_key(x, r, c)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_fetch(
+    seq: usize,
+    m: &Msg,
+    rec: Option<&Record>,
+    cache: Option<&crate::store::Cached>,
+    data: Option<&[u8]>,
+    items: &[FetchItem],
+    recent: bool,
+    seen_changed: bool,
+) -> Vec<u8> {
+    let mut out = format!("* {seq} FETCH (").into_bytes();
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !first {
+            out.push(b' ');
+        }
+        first = false;
+    };
+    // Cyrus's order: FLAGS, UID, INTERNALDATE, MODSEQ, RFC822.SIZE,
+    // ENVELOPE, BODYSTRUCTURE, BODY, then the sections as requested.
+    let has = |f: &FetchItem| items.contains(f);
+    let implicit_flags = seen_changed && items.iter().any(|i| matches!(i, FetchItem::Rfc822 | FetchItem::Rfc822Text | FetchItem::BodySection { peek: false, .. } | FetchItem::Binary { peek: false, .. }));
+    if has(&FetchItem::Flags) || implicit_flags {
+        sep(&mut out);
+        out.extend_from_slice(format!("FLAGS {}", flags_text(m.flags, &m.keywords, recent)).as_bytes());
+    }
+    if has(&FetchItem::Uid) {
+        sep(&mut out);
+        out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
+    }
+    if has(&FetchItem::InternalDate) {
+        if let Some(r) = rec {
+            sep(&mut out);
+            out.extend_from_slice(format!("INTERNALDATE \"{}\"", imap_date(r.internaldate)).as_bytes());
+        }
+    }
+    if has(&FetchItem::ModSeq) {
+        sep(&mut out);
+        out.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes());
+    }
+    if has(&FetchItem::Rfc822Size) {
+        if let Some(r) = rec {
+            sep(&mut out);
+            out.extend_from_slice(format!("RFC822.SIZE {}", r.size).as_bytes());
+        }
+    }
+    let parsed = data.map(mime::parse);
+    for (item, label, idx) in [(FetchItem::Envelope, "ENVELOPE", 0), (FetchItem::BodyStructure, "BODYSTRUCTURE", 1), (FetchItem::Body, "BODY", 2)] {
+        if !has(&item) {
+            continue;
+        }
+        let text = match cache {
+            Some(c) if !c.envelope.is_empty() => render::unlatin1(match idx {
+                0 => &c.envelope,
+                1 => &c.bodystructure,
+                _ => &c.body,
+            }),
+            _ => continue,
+        };
+        sep(&mut out);
+        out.extend_from_slice(label.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(&text);
+    }
+    if has(&FetchItem::SaveDate) {
+        if let Some(r) = rec {
+            sep(&mut out);
+            out.extend_from_slice(format!("SAVEDATE \"{}\"", imap_date(r.savedate)).as_bytes());
+        }
+    }
+    if has(&FetchItem::EmailId) {
+        if let Some(r) = rec {
+            sep(&mut out);
+            let g: String = r.guid.iter().take(12).map(|b| format!("{b:02x}")).collect();
+            out.extend_from_slice(format!("EMAILID (M{g})").as_bytes());
+        }
+    }
+    for item in items {
+        match item {
+            FetchItem::Rfc822Header | FetchItem::Rfc822Text | FetchItem::Rfc822 => {
+                let Some(d) = data else { continue };
+                let (he, bs) = mime::header_end(d);
+                let (label, bytes) = match item {
+                    FetchItem::Rfc822Header => ("RFC822.HEADER", &d[..he]),
+                    FetchItem::Rfc822Text => ("RFC822.TEXT", &d[bs..]),
+                    _ => ("RFC822", d),
+                };
+                sep(&mut out);
+                out.extend_from_slice(format!("{label} {{{}}}\r\n", bytes.len()).as_bytes());
+                out.extend_from_slice(bytes);
+            }
+            FetchItem::BodySection { path, section, partial, .. } => {
+                sep(&mut out);
+                let mut label = String::from("BODY[");
+                label.push_str(&path.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("."));
+                let st = match section {
+                    Section::Full => SectionText::Full,
+                    Section::Header => SectionText::Header,
+                    Section::Text => SectionText::Text,
+                    Section::Mime => SectionText::Mime,
+                    Section::HeaderFields(v) => SectionText::HeaderFields(v.clone()),
+                    Section::HeaderFieldsNot(v) => SectionText::HeaderFieldsNot(v.clone()),
+                };
+                let sname = match section {
+                    Section::Full => String::new(),
+                    Section::Header => "HEADER".into(),
+                    Section::Text => "TEXT".into(),
+                    Section::Mime => "MIME".into(),
+                    Section::HeaderFields(v) => format!("HEADER.FIELDS ({})", v.join(" ")),
+                    Section::HeaderFieldsNot(v) => format!("HEADER.FIELDS.NOT ({})", v.join(" ")),
+                };
+                if !sname.is_empty() {
+                    if !path.is_empty() {
+                        label.push('.');
+                    }
+                    label.push_str(&sname);
+                }
+                label.push(']');
+                let bytes = match (data, &parsed) {
+                    (Some(d), Some(p)) => render::section(d, p, path, &st),
+                    _ => None,
+                };
+                emit_partial(&mut out, &label, bytes.as_deref(), *partial, false);
+            }
+            FetchItem::Binary { path, partial, .. } => {
+                sep(&mut out);
+                let label = format!("BINARY[{}]", path.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("."));
+                let bytes = match (data, &parsed) {
+                    (Some(d), Some(p)) => render::find_part(p, path).and_then(|part| {
+                        if path.is_empty() {
+                            Some(d.to_vec())
+                        } else {
+                            render::decode_body(d, part)
+                        }
+                    }),
+                    _ => None,
+                };
+                emit_partial(&mut out, &label, bytes.as_deref(), *partial, true);
+            }
+            FetchItem::BinarySize(path) => {
+                sep(&mut out);
+                let n = match (data, &parsed) {
+                    (Some(d), Some(p)) => render::find_part(p, path)
+                        .and_then(|part| if path.is_empty() { Some(d.to_vec()) } else { render::decode_body(d, part) })
+                        .map_or(0, |b| b.len()),
+                    _ => 0,
+                };
+                out.extend_from_slice(format!("BINARY.SIZE[{}] {n}", path.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(".")).as_bytes());
+            }
+            _ => {}
+        }
+    }
+    out.extend_from_slice(b")\r\n");
+    out
+}
+
+fn emit_partial(out: &mut Vec<u8>, label: &str, bytes: Option<&[u8]>, partial: Option<(u32, u32)>, binary: bool) {
+    out.extend_from_slice(label.as_bytes());
+    let Some(b) = bytes else {
+        if let Some((o, _)) = partial {
+            out.extend_from_slice(format!("<{o}>").as_bytes());
+        }
+        out.extend_from_slice(b" NIL");
+        return;
+    };
+    let slice = match partial {
+        Some((o, l)) => {
+            out.extend_from_slice(format!("<{o}>").as_bytes());
+            let s = (o as usize).min(b.len());
+            let e = s.saturating_add(l as usize).min(b.len());
+            &b[s..e]
+        }
+        None => b,
+    };
+    let tilde = if binary && slice.contains(&0) { "~" } else { "" };
+    out.extend_from_slice(format!(" {tilde}{{{}}}\r\n", slice.len()).as_bytes());
+    out.extend_from_slice(slice);
+}
+
+/// INTERNALDATE as Cyrus writes it (server zone; ours is UTC):
+/// `28-Nov-2026 18:18:14 +0000`, day padded with a space.
+fn imap_date(t: i64) -> String {
+    let s = crate::util::codec::imap_date(t, 0);
+    match s.strip_prefix('0') {
+        Some(r) => format!(" {r}"),
+        None => s,
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+    async fn input_line(&mut self, idle: Duration) -> Result<Option<Vec<u8>>, super::io::ReadError> {
+        self.input_mut().line(super::io::MAX_LINE, idle).await
+    }
+}
+
+#[allow(dead_code)]
+fn _astring_used(o: &mut Vec<u8>) {
+    astring(o, b"x");
+}

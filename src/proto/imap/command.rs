@@ -1,0 +1,1170 @@
+//! IMAP command parsing (RFC 3501 §9 grammar, RFC 9051 where it widens
+//! it), sans I/O.  Input is one whole command as received: the line(s)
+//! and any literals inline (`{n}\r\n<n bytes>`), without the final CRLF.
+//! `literal_marker` tells the reader, line by line, whether a literal
+//! follows and whether it must send a continuation first.
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    pub tag: Option<String>,
+    pub text: String,
+}
+
+fn err<T>(text: impl Into<String>) -> Result<T, String> {
+    Err(text.into())
+}
+
+/// `{n}` (synchronising), `{n+}` (LITERAL+), `~{n}` (BINARY) at the end
+/// of a line: (size, non-synchronising).
+pub fn literal_marker(line: &[u8]) -> Option<(u64, bool)> {
+    let l = line.strip_suffix(b"}")?;
+    let open = l.iter().rposition(|&c| c == b'{')?;
+    let inner = &l[open + 1..];
+    let (digits, nonsync) = match inner.strip_suffix(b"+") {
+        Some(d) => (d, true),
+        None => match inner.strip_suffix(b"-") {
+            Some(d) => (d, true),
+            None => (inner, false),
+        },
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok().map(|n| (n, nonsync))
+}
+
+/// A sequence set; `u32::MAX` stands for `*`.  `$` is `Saved`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeqSet {
+    Ranges(Vec<(u32, u32)>),
+    Saved,
+}
+
+impl SeqSet {
+    /// Whether `n` is in the set, with `*` = `max`.
+    pub fn contains(&self, n: u32, max: u32) -> bool {
+        match self {
+            SeqSet::Ranges(r) => r.iter().any(|&(a, b)| {
+                let a = if a == u32::MAX { max } else { a };
+                let b = if b == u32::MAX { max } else { b };
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                n >= lo && n <= hi
+            }),
+            SeqSet::Saved => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Section {
+    Full,
+    Header,
+    HeaderFields(Vec<String>),
+    HeaderFieldsNot(Vec<String>),
+    Text,
+    Mime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FetchItem {
+    Flags,
+    Uid,
+    InternalDate,
+    Rfc822Size,
+    Envelope,
+    Body,
+    BodyStructure,
+    Rfc822,
+    Rfc822Header,
+    Rfc822Text,
+    /// BODY[path.section]<offset.len>, peek
+    BodySection { path: Vec<u32>, section: Section, partial: Option<(u32, u32)>, peek: bool },
+    Binary { path: Vec<u32>, partial: Option<(u32, u32)>, peek: bool },
+    BinarySize(Vec<u32>),
+    ModSeq,
+    SaveDate,
+    EmailId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchKey {
+    All,
+    Seq(SeqSet),
+    Uid(SeqSet),
+    Flag(u32, bool),
+    Keyword(String, bool),
+    New,
+    Old,
+    Recent(bool),
+    Before(i64),
+    On(i64),
+    Since(i64),
+    SentBefore(i64),
+    SentOn(i64),
+    SentSince(i64),
+    Larger(u64),
+    Smaller(u64),
+    Header(String, String),
+    Body(String),
+    Text(String),
+    ModSeq(u64),
+    Not(Box<SearchKey>),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    And(Vec<SearchKey>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendMsg {
+    pub flags: Vec<String>,
+    pub date: Option<(i64, i32)>,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreMode {
+    Add,
+    Remove,
+    Replace,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Capability,
+    Noop,
+    Logout,
+    StartTls,
+    Authenticate(String, Option<String>),
+    Login(String, Vec<u8>),
+    Select(String, bool),
+    Examine(String, bool),
+    Create(String),
+    Delete(String),
+    Rename(String, String),
+    Subscribe(String),
+    Unsubscribe(String),
+    /// reference, patterns, LIST-EXTENDED selection and return options
+    List { reference: String, patterns: Vec<String>, select: Vec<String>, ret: Vec<String> },
+    Lsub(String, String),
+    Status(String, Vec<String>),
+    Append(String, Vec<AppendMsg>),
+    Check,
+    Close,
+    Unselect,
+    Expunge(Option<SeqSet>),
+    Search { ret: Option<Vec<String>>, charset: Option<String>, key: SearchKey },
+    Fetch { set: SeqSet, items: Vec<FetchItem>, changedsince: Option<u64>, vanished: bool },
+    Store { set: SeqSet, mode: StoreMode, silent: bool, flags: Vec<String>, unchangedsince: Option<u64> },
+    Copy(SeqSet, String),
+    Move(SeqSet, String),
+    Idle,
+    Namespace,
+    Id,
+    Enable(Vec<String>),
+    GetQuota(String),
+    GetQuotaRoot(String),
+    SetQuota(String, Vec<(String, i64)>),
+    GetAcl(String),
+    MyRights(String),
+    Compress(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub tag: String,
+    pub uid: bool,
+    /// The command name as given, upper-cased (for replies).
+    pub name: String,
+    pub kind: Kind,
+}
+
+struct P<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+fn is_atom_char(c: u8) -> bool {
+    c > b' ' && c < 0x7f && !b"(){%*\"\\]".contains(&c)
+}
+
+impl<'a> P<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn at_end(&self) -> bool {
+        self.i >= self.s.len()
+    }
+    fn sp(&mut self) -> Result<(), String> {
+        if self.peek() == Some(b' ') {
+            self.i += 1;
+            Ok(())
+        } else if self.at_end() {
+            err("Missing required argument")
+        } else {
+            err("Invalid whitespace")
+        }
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            err(format!("Expected '{}'", c as char))
+        }
+    }
+    /// An atom, with `extra` also allowed (e.g. `]` or wildcards).
+    fn atom_with(&mut self, extra: &[u8]) -> Result<&'a [u8], String> {
+        let st = self.i;
+        while let Some(c) = self.peek() {
+            if is_atom_char(c) || extra.contains(&c) {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+        if self.i == st {
+            return err("Missing required argument");
+        }
+        Ok(&self.s[st..self.i])
+    }
+    fn atom(&mut self) -> Result<String, String> {
+        Ok(String::from_utf8_lossy(self.atom_with(b"]")?).into_owned())
+    }
+    fn quoted(&mut self) -> Result<Vec<u8>, String> {
+        self.expect(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(b'\r') | Some(b'\n') => return err("Invalid quoted string"),
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    match self.peek() {
+                        Some(c @ (b'"' | b'\\')) => {
+                            out.push(c);
+                            self.i += 1;
+                        }
+                        _ => return err("Invalid quoted string"),
+                    }
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.i += 1;
+                }
+            }
+        }
+    }
+    fn literal(&mut self) -> Result<Vec<u8>, String> {
+        self.eat(b'~');
+        self.expect(b'{')?;
+        let st = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        let n: usize = std::str::from_utf8(&self.s[st..self.i])
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .ok_or("Invalid literal")?;
+        let _ = self.eat(b'+') || self.eat(b'-');
+        self.expect(b'}')?;
+        if !self.s[self.i..].starts_with(b"\r\n") {
+            return err("Invalid literal");
+        }
+        self.i += 2;
+        if self.s.len() - self.i < n {
+            return err("Invalid literal");
+        }
+        let v = self.s[self.i..self.i + n].to_vec();
+        self.i += n;
+        Ok(v)
+    }
+    fn string(&mut self) -> Result<Vec<u8>, String> {
+        match self.peek() {
+            Some(b'"') => self.quoted(),
+            Some(b'{') | Some(b'~') => self.literal(),
+            _ => err("Missing required argument"),
+        }
+    }
+    fn astring(&mut self) -> Result<Vec<u8>, String> {
+        match self.peek() {
+            Some(b'"') | Some(b'{') => self.string(),
+            _ => Ok(self.atom_with(b"]")?.to_vec()),
+        }
+    }
+    fn astr(&mut self) -> Result<String, String> {
+        let v = self.astring()?;
+        String::from_utf8(v).map_err(|_| "Invalid characters".to_string())
+    }
+    /// list-mailbox: atoms with wildcards, or a string.
+    fn list_mailbox(&mut self) -> Result<String, String> {
+        match self.peek() {
+            Some(b'"') | Some(b'{') => String::from_utf8(self.string()?).map_err(|_| "Invalid characters".to_string()),
+            _ => Ok(String::from_utf8_lossy(self.atom_with(b"%*]")?).into_owned()),
+        }
+    }
+    fn number(&mut self) -> Result<u64, String> {
+        let st = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        std::str::from_utf8(&self.s[st..self.i])
+            .ok()
+            .filter(|d| !d.is_empty() && d.len() < 20)
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| "Invalid number".to_string())
+    }
+    fn nz32(&mut self) -> Result<u32, String> {
+        match self.number()? {
+            n @ 1..=0xffff_ffff => Ok(n as u32),
+            _ => err("Invalid sequence number"),
+        }
+    }
+    fn seq_number(&mut self) -> Result<u32, String> {
+        if self.eat(b'*') {
+            Ok(u32::MAX)
+        } else {
+            self.nz32()
+        }
+    }
+    fn seq_set(&mut self) -> Result<SeqSet, String> {
+        if self.eat(b'$') {
+            return Ok(SeqSet::Saved);
+        }
+        let mut v = Vec::new();
+        loop {
+            let a = self.seq_number().map_err(|_| "Invalid sequence in STORE/FETCH/COPY/SEARCH".to_string())?;
+            let b = if self.eat(b':') { self.seq_number()? } else { a };
+            v.push((a, b));
+            if v.len() > 100_000 {
+                return err("Sequence set too long");
+            }
+            if !self.eat(b',') {
+                break;
+            }
+        }
+        Ok(SeqSet::Ranges(v))
+    }
+    fn flag_list(&mut self) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        let paren = self.eat(b'(');
+        if paren && self.eat(b')') {
+            return Ok(out);
+        }
+        loop {
+            let st = self.i;
+            self.eat(b'\\');
+            let a = self.atom_with(b"")?;
+            let _ = a;
+            out.push(String::from_utf8_lossy(&self.s[st..self.i]).into_owned());
+            if !paren || !self.eat(b' ') {
+                break;
+            }
+        }
+        if paren {
+            self.expect(b')')?;
+        }
+        Ok(out)
+    }
+    fn date(&mut self) -> Result<i64, String> {
+        let q = self.eat(b'"');
+        let st = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'-') {
+            self.i += 1;
+        }
+        let s = String::from_utf8_lossy(&self.s[st..self.i]).into_owned();
+        if q {
+            self.expect(b'"')?;
+        }
+        let p: Vec<&str> = s.split('-').collect();
+        if p.len() != 3 {
+            return err("Invalid date");
+        }
+        let d: u32 = p[0].parse().map_err(|_| "Invalid date")?;
+        let m = crate::util::codec::MONTHS.iter().position(|x| x.eq_ignore_ascii_case(p[1])).ok_or("Invalid date")? as u32 + 1;
+        let y: i64 = p[2].parse().map_err(|_| "Invalid date")?;
+        if !(1..=31).contains(&d) || p[2].len() != 4 {
+            return err("Invalid date");
+        }
+        Ok(crate::util::codec::from_civil(y, m, d, 0, 0, 0))
+    }
+    /// `"dd-Mon-yyyy hh:mm:ss +zzzz"` → (utc secs, zone minutes).
+    fn date_time(&mut self) -> Result<(i64, i32), String> {
+        let v = self.quoted()?;
+        let s = String::from_utf8_lossy(&v);
+        let s = s.trim_start();
+        let parts: Vec<&str> = s.split(' ').collect();
+        if parts.len() != 3 {
+            return err("Invalid date-time");
+        }
+        let dmy: Vec<&str> = parts[0].split('-').collect();
+        let hms: Vec<&str> = parts[1].split(':').collect();
+        if dmy.len() != 3 || hms.len() != 3 || parts[2].len() != 5 {
+            return err("Invalid date-time");
+        }
+        let n = |x: &str| x.parse::<u32>().map_err(|_| "Invalid date-time".to_string());
+        let d = n(dmy[0])?;
+        let m = crate::util::codec::MONTHS.iter().position(|x| x.eq_ignore_ascii_case(dmy[1])).ok_or("Invalid date-time")? as u32 + 1;
+        let y = n(dmy[2])? as i64;
+        let (hh, mm, ss) = (n(hms[0])?, n(hms[1])?, n(hms[2])?);
+        if !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+            return err("Invalid date-time");
+        }
+        let z = parts[2];
+        let sign = match &z[..1] {
+            "+" => 1,
+            "-" => -1,
+            _ => return err("Invalid date-time"),
+        };
+        let zh = n(&z[1..3])? as i32;
+        let zm = n(&z[3..5])? as i32;
+        let tz = sign * (zh * 60 + zm);
+        Ok((crate::util::codec::from_civil(y, m, d, hh, mm, ss) - tz as i64 * 60, tz))
+    }
+}
+
+fn section_path(p: &mut P) -> Result<(Vec<u32>, Section), String> {
+    let mut path = Vec::new();
+    loop {
+        if p.peek().is_some_and(|c| c.is_ascii_digit()) {
+            path.push(p.nz32()?);
+            if !p.eat(b'.') {
+                return Ok((path, Section::Full));
+            }
+            continue;
+        }
+        break;
+    }
+    if p.peek() == Some(b']') {
+        if !path.is_empty() {
+            return err("Invalid body section");
+        }
+        return Ok((path, Section::Full));
+    }
+    let name = String::from_utf8_lossy(p.atom_with(b"")?).to_ascii_uppercase();
+    let sec = match name.as_str() {
+        "HEADER" => Section::Header,
+        "TEXT" => Section::Text,
+        "MIME" if !path.is_empty() => Section::Mime,
+        "HEADER.FIELDS" | "HEADER.FIELDS.NOT" => {
+            p.sp()?;
+            p.expect(b'(')?;
+            let mut names = Vec::new();
+            loop {
+                names.push(p.astr()?);
+                if !p.eat(b' ') {
+                    break;
+                }
+            }
+            p.expect(b')')?;
+            if name == "HEADER.FIELDS" {
+                Section::HeaderFields(names)
+            } else {
+                Section::HeaderFieldsNot(names)
+            }
+        }
+        _ => return err("Invalid body section"),
+    };
+    Ok((path, sec))
+}
+
+fn partial(p: &mut P) -> Result<Option<(u32, u32)>, String> {
+    if !p.eat(b'<') {
+        return Ok(None);
+    }
+    let a = p.number()?;
+    p.expect(b'.')?;
+    let b = p.number()?;
+    p.expect(b'>')?;
+    if a > u32::MAX as u64 || b == 0 || b > u32::MAX as u64 {
+        return err("Invalid partial");
+    }
+    Ok(Some((a as u32, b as u32)))
+}
+
+fn fetch_att(p: &mut P, out: &mut Vec<FetchItem>) -> Result<(), String> {
+    let st = p.i;
+    while p.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.') {
+        p.i += 1;
+    }
+    let name = String::from_utf8_lossy(&p.s[st..p.i]).to_ascii_uppercase();
+    use FetchItem::*;
+    match name.as_str() {
+        "ALL" => out.extend([Flags, InternalDate, Rfc822Size, Envelope]),
+        "FAST" => out.extend([Flags, InternalDate, Rfc822Size]),
+        "FULL" => out.extend([Flags, InternalDate, Rfc822Size, Envelope, Body]),
+        "FLAGS" => out.push(Flags),
+        "UID" => out.push(Uid),
+        "INTERNALDATE" => out.push(InternalDate),
+        "RFC822.SIZE" => out.push(Rfc822Size),
+        "ENVELOPE" => out.push(Envelope),
+        "BODYSTRUCTURE" => out.push(BodyStructure),
+        "RFC822" => out.push(Rfc822),
+        "RFC822.HEADER" => out.push(Rfc822Header),
+        "RFC822.TEXT" => out.push(Rfc822Text),
+        "MODSEQ" => out.push(ModSeq),
+        "SAVEDATE" => out.push(SaveDate),
+        "EMAILID" => out.push(EmailId),
+        "BODY" | "BODY.PEEK" => {
+            if p.peek() != Some(b'[') {
+                if name == "BODY" {
+                    out.push(Body);
+                    return Ok(());
+                }
+                return err("Invalid fetch attribute");
+            }
+            p.expect(b'[')?;
+            let (path, section) = section_path(p)?;
+            p.expect(b']')?;
+            let partial = partial(p)?;
+            out.push(BodySection {
+                path,
+                section,
+                partial,
+                peek: name == "BODY.PEEK",
+            });
+        }
+        "BINARY" | "BINARY.PEEK" | "BINARY.SIZE" => {
+            p.expect(b'[')?;
+            let mut path = Vec::new();
+            while p.peek().is_some_and(|c| c.is_ascii_digit()) {
+                path.push(p.nz32()?);
+                if !p.eat(b'.') {
+                    break;
+                }
+            }
+            p.expect(b']')?;
+            if name == "BINARY.SIZE" {
+                out.push(BinarySize(path));
+            } else {
+                let partial = partial(p)?;
+                out.push(Binary {
+                    path,
+                    partial,
+                    peek: name == "BINARY.PEEK",
+                });
+            }
+        }
+        "" => return err("Missing required argument"),
+        _ => return err(format!("Invalid fetch attribute {name}")),
+    }
+    Ok(())
+}
+
+fn search_key(p: &mut P, depth: usize) -> Result<SearchKey, String> {
+    if depth > 50 {
+        return err("Search too deep");
+    }
+    if p.eat(b'(') {
+        let mut v = Vec::new();
+        loop {
+            v.push(search_key(p, depth + 1)?);
+            if !p.eat(b' ') {
+                break;
+            }
+        }
+        p.expect(b')')?;
+        return Ok(SearchKey::And(v));
+    }
+    if p.peek().is_some_and(|c| c.is_ascii_digit() || c == b'*' || c == b'$') {
+        return Ok(SearchKey::Seq(p.seq_set()?));
+    }
+    let name = String::from_utf8_lossy(p.atom_with(b"")?).to_ascii_uppercase();
+    use SearchKey as K;
+    let flag = |f| Ok(K::Flag(f, true));
+    let unflag = |f| Ok(K::Flag(f, false));
+    let string_arg = |p: &mut P| -> Result<String, String> {
+        p.sp()?;
+        Ok(String::from_utf8_lossy(&p.astring()?).into_owned())
+    };
+    match name.as_str() {
+        "ALL" => Ok(K::All),
+        "ANSWERED" => flag(1),
+        "DELETED" => flag(4),
+        "DRAFT" => flag(8),
+        "FLAGGED" => flag(2),
+        "SEEN" => flag(16),
+        "UNANSWERED" => unflag(1),
+        "UNDELETED" => unflag(4),
+        "UNDRAFT" => unflag(8),
+        "UNFLAGGED" => unflag(2),
+        "UNSEEN" => unflag(16),
+        "NEW" => Ok(K::New),
+        "OLD" => Ok(K::Old),
+        "RECENT" => Ok(K::Recent(true)),
+        "KEYWORD" => Ok(K::Keyword(string_arg(p)?, true)),
+        "UNKEYWORD" => Ok(K::Keyword(string_arg(p)?, false)),
+        "BCC" | "CC" | "FROM" | "SUBJECT" | "TO" => Ok(K::Header(name.to_ascii_lowercase(), string_arg(p)?)),
+        "HEADER" => {
+            let h = string_arg(p)?;
+            let v = string_arg(p)?;
+            Ok(K::Header(h.to_ascii_lowercase(), v))
+        }
+        "BODY" => Ok(K::Body(string_arg(p)?)),
+        "TEXT" => Ok(K::Text(string_arg(p)?)),
+        "BEFORE" | "ON" | "SINCE" | "SENTBEFORE" | "SENTON" | "SENTSINCE" => {
+            p.sp()?;
+            let d = p.date()?;
+            Ok(match name.as_str() {
+                "BEFORE" => K::Before(d),
+                "ON" => K::On(d),
+                "SINCE" => K::Since(d),
+                "SENTBEFORE" => K::SentBefore(d),
+                "SENTON" => K::SentOn(d),
+                _ => K::SentSince(d),
+            })
+        }
+        "LARGER" | "SMALLER" => {
+            p.sp()?;
+            let n = p.number()?;
+            Ok(if name == "LARGER" { K::Larger(n) } else { K::Smaller(n) })
+        }
+        "UID" => {
+            p.sp()?;
+            Ok(K::Uid(p.seq_set()?))
+        }
+        "MODSEQ" => {
+            p.sp()?;
+            // Optional entry-name and entry-type-req (RFC 7162 3.1.5).
+            if p.peek() == Some(b'"') {
+                p.quoted()?;
+                p.sp()?;
+                p.atom()?;
+                p.sp()?;
+            }
+            Ok(K::ModSeq(p.number()?))
+        }
+        "NOT" => {
+            p.sp()?;
+            Ok(K::Not(Box::new(search_key(p, depth + 1)?)))
+        }
+        "OR" => {
+            p.sp()?;
+            let a = search_key(p, depth + 1)?;
+            p.sp()?;
+            let b = search_key(p, depth + 1)?;
+            Ok(K::Or(Box::new(a), Box::new(b)))
+        }
+        _ => err(format!("Invalid Search criteria")),
+    }
+}
+
+fn mailbox(p: &mut P) -> Result<String, String> {
+    let v = p.astring()?;
+    let s = String::from_utf8(v).map_err(|_| "Invalid mailbox name".to_string())?;
+    // "INBOX" is case-insensitive (RFC 3501 5.1).
+    if s.eq_ignore_ascii_case("INBOX") {
+        return Ok("INBOX".into());
+    }
+    Ok(s)
+}
+
+/// Parses one command.
+pub fn parse(input: &[u8]) -> Result<Command, ParseError> {
+    let mut p = P { s: input, i: 0 };
+    let tag = match p.atom_with(b"") {
+        Ok(t) if !t.contains(&b'+') => String::from_utf8_lossy(t).into_owned(),
+        _ => {
+            return Err(ParseError {
+                tag: None,
+                text: "Invalid tag".into(),
+            })
+        }
+    };
+    let fail = |tag: &str, t: String| ParseError {
+        tag: Some(tag.to_string()),
+        text: t,
+    };
+    if p.sp().is_err() {
+        return Err(fail(&tag, "Null command".into()));
+    }
+    let mut name = match p.atom() {
+        Ok(n) => n.to_ascii_uppercase(),
+        Err(_) => return Err(fail(&tag, "Null command".into())),
+    };
+    let mut uid = false;
+    if name == "UID" {
+        uid = true;
+        if p.sp().is_err() {
+            return Err(fail(&tag, "Missing argument to UID command".into()));
+        }
+        name = p.atom().map_err(|e| fail(&tag, e))?.to_ascii_uppercase();
+    }
+    let kind = parse_args(&mut p, &name, uid).map_err(|e| {
+        if e == "Missing required argument" {
+            fail(&tag, format!("Missing required argument to {}", cap_name(&name)))
+        } else {
+            fail(&tag, e)
+        }
+    })?;
+    if !p.at_end() {
+        return Err(fail(&tag, format!("Unexpected extra arguments to {}", cap_name(&name))));
+    }
+    Ok(Command { tag, uid, name, kind })
+}
+
+/// Cyrus's spelling of a command name in error texts (`Select`, `Uid Fetch`).
+fn cap_name(n: &str) -> String {
+    let mut s = n.to_ascii_lowercase();
+    if let Some(f) = s.get_mut(0..1) {
+        f.make_ascii_uppercase();
+    }
+    s
+}
+
+fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
+    if uid && !matches!(name, "FETCH" | "STORE" | "COPY" | "MOVE" | "SEARCH" | "EXPUNGE") {
+        return err("Unrecognized UID subcommand");
+    }
+    Ok(match name {
+        "CAPABILITY" => Kind::Capability,
+        "NOOP" => Kind::Noop,
+        "LOGOUT" => Kind::Logout,
+        "STARTTLS" => Kind::StartTls,
+        "CHECK" => Kind::Check,
+        "CLOSE" => Kind::Close,
+        "UNSELECT" => Kind::Unselect,
+        "IDLE" => Kind::Idle,
+        "NAMESPACE" => Kind::Namespace,
+        "AUTHENTICATE" => {
+            p.sp()?;
+            let m = p.atom()?.to_ascii_uppercase();
+            let ir = if p.eat(b' ') { Some(String::from_utf8_lossy(p.atom_with(b"=")?).into_owned()) } else { None };
+            Kind::Authenticate(m, ir)
+        }
+        "LOGIN" => {
+            p.sp()?;
+            let u = p.astr()?;
+            p.sp()?;
+            let pw = p.astring()?;
+            Kind::Login(u, pw)
+        }
+        "SELECT" | "EXAMINE" => {
+            p.sp()?;
+            let m = mailbox(p)?;
+            let mut condstore = false;
+            if p.eat(b' ') {
+                p.expect(b'(')?;
+                loop {
+                    let a = p.atom()?.to_ascii_uppercase();
+                    if a == "CONDSTORE" {
+                        condstore = true;
+                    } else {
+                        return err("Invalid select parameter");
+                    }
+                    if !p.eat(b' ') {
+                        break;
+                    }
+                }
+                p.expect(b')')?;
+            }
+            if name == "SELECT" {
+                Kind::Select(m, condstore)
+            } else {
+                Kind::Examine(m, condstore)
+            }
+        }
+        "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" | "GETQUOTAROOT" | "GETACL" | "MYRIGHTS" => {
+            p.sp()?;
+            let m = mailbox(p)?;
+            if name == "CREATE" && p.eat(b' ') {
+                // CREATE-SPECIAL-USE and friends: accepted, parsed, ignored.
+                p.expect(b'(')?;
+                let mut depth = 1;
+                while depth > 0 {
+                    match p.peek() {
+                        None => return err("Missing ')'"),
+                        Some(b'(') => depth += 1,
+                        Some(b')') => depth -= 1,
+                        _ => {}
+                    }
+                    p.i += 1;
+                }
+            }
+            match name {
+                "CREATE" => Kind::Create(m),
+                "DELETE" => Kind::Delete(m),
+                "SUBSCRIBE" => Kind::Subscribe(m),
+                "UNSUBSCRIBE" => Kind::Unsubscribe(m),
+                "GETQUOTAROOT" => Kind::GetQuotaRoot(m),
+                "GETACL" => Kind::GetAcl(m),
+                _ => Kind::MyRights(m),
+            }
+        }
+        "GETQUOTA" => {
+            p.sp()?;
+            Kind::GetQuota(p.astr()?)
+        }
+        "SETQUOTA" => {
+            p.sp()?;
+            let root = p.astr()?;
+            p.sp()?;
+            p.expect(b'(')?;
+            let mut v = Vec::new();
+            while !p.eat(b')') {
+                let res = p.atom()?.to_ascii_uppercase();
+                p.sp()?;
+                let n = p.number()? as i64;
+                v.push((res, n));
+                p.eat(b' ');
+            }
+            Kind::SetQuota(root, v)
+        }
+        "RENAME" => {
+            p.sp()?;
+            let a = mailbox(p)?;
+            p.sp()?;
+            let b = mailbox(p)?;
+            Kind::Rename(a, b)
+        }
+        "LIST" | "LSUB" | "XLIST" => {
+            p.sp()?;
+            let mut select = Vec::new();
+            if name == "LIST" && p.eat(b'(') {
+                while !p.eat(b')') {
+                    select.push(p.atom()?.to_ascii_uppercase());
+                    p.eat(b' ');
+                    if p.at_end() {
+                        return err("Missing ')'");
+                    }
+                }
+                p.sp()?;
+            }
+            let reference = String::from_utf8(p.astring()?).map_err(|_| "Invalid reference")?;
+            p.sp()?;
+            let mut patterns = Vec::new();
+            if p.eat(b'(') {
+                loop {
+                    patterns.push(p.list_mailbox()?);
+                    if !p.eat(b' ') {
+                        break;
+                    }
+                }
+                p.expect(b')')?;
+            } else {
+                patterns.push(p.list_mailbox()?);
+            }
+            let mut ret = Vec::new();
+            if p.eat(b' ') {
+                let r = p.atom()?.to_ascii_uppercase();
+                if r != "RETURN" {
+                    return err("Invalid list return option");
+                }
+                p.sp()?;
+                p.expect(b'(')?;
+                let st = p.i;
+                let mut depth = 1;
+                while depth > 0 {
+                    match p.peek() {
+                        None => return err("Missing ')'"),
+                        Some(b'(') => depth += 1,
+                        Some(b')') => depth -= 1,
+                        _ => {}
+                    }
+                    p.i += 1;
+                }
+                let inner = String::from_utf8_lossy(&p.s[st..p.i - 1]).to_ascii_uppercase();
+                // STATUS (items) stays one entry: "STATUS (MESSAGES UNSEEN)".
+                let mut it = inner.split(' ').peekable();
+                while let Some(w) = it.next() {
+                    if w == "STATUS" {
+                        let mut s = String::from("STATUS");
+                        for x in it.by_ref() {
+                            s.push(' ');
+                            s.push_str(x);
+                            if x.ends_with(')') {
+                                break;
+                            }
+                        }
+                        ret.push(s);
+                    } else if !w.is_empty() {
+                        ret.push(w.to_string());
+                    }
+                }
+            }
+            if name == "LSUB" {
+                Kind::Lsub(reference, patterns.pop().unwrap_or_default())
+            } else {
+                Kind::List { reference, patterns, select, ret }
+            }
+        }
+        "STATUS" => {
+            p.sp()?;
+            let m = mailbox(p)?;
+            p.sp()?;
+            p.expect(b'(')?;
+            let mut items = Vec::new();
+            loop {
+                items.push(p.atom()?.to_ascii_uppercase());
+                if !p.eat(b' ') {
+                    break;
+                }
+            }
+            p.expect(b')')?;
+            Kind::Status(m, items)
+        }
+        "APPEND" => {
+            p.sp()?;
+            let m = mailbox(p)?;
+            let mut msgs = Vec::new();
+            while p.eat(b' ') {
+                let mut flags = Vec::new();
+                if p.peek() == Some(b'(') {
+                    flags = p.flag_list()?;
+                    p.sp()?;
+                }
+                let mut date = None;
+                if p.peek() == Some(b'"') {
+                    date = Some(p.date_time()?);
+                    p.sp()?;
+                }
+                let data = p.literal()?;
+                msgs.push(AppendMsg { flags, date, data });
+            }
+            if msgs.is_empty() {
+                return err("Missing required argument");
+            }
+            Kind::Append(m, msgs)
+        }
+        "EXPUNGE" => {
+            if uid {
+                p.sp()?;
+                Kind::Expunge(Some(p.seq_set()?))
+            } else {
+                Kind::Expunge(None)
+            }
+        }
+        "SEARCH" => {
+            p.sp()?;
+            let mut ret = None;
+            let mut charset = None;
+            if p.s[p.i..].len() >= 6 && p.s[p.i..p.i + 6].eq_ignore_ascii_case(b"RETURN") {
+                p.atom()?;
+                p.sp()?;
+                p.expect(b'(')?;
+                let mut v = Vec::new();
+                while !p.eat(b')') {
+                    v.push(p.atom()?.to_ascii_uppercase());
+                    p.eat(b' ');
+                    if p.at_end() {
+                        return err("Missing ')'");
+                    }
+                }
+                ret = Some(v);
+                p.sp()?;
+            }
+            if p.s[p.i..].len() >= 7 && p.s[p.i..p.i + 7].eq_ignore_ascii_case(b"CHARSET") {
+                p.atom()?;
+                p.sp()?;
+                charset = Some(p.astr()?.to_ascii_uppercase());
+                p.sp()?;
+            }
+            let mut keys = Vec::new();
+            loop {
+                keys.push(search_key(p, 0)?);
+                if !p.eat(b' ') {
+                    break;
+                }
+            }
+            let key = if keys.len() == 1 { keys.remove(0) } else { SearchKey::And(keys) };
+            Kind::Search { ret, charset, key }
+        }
+        "FETCH" => {
+            p.sp()?;
+            let set = p.seq_set()?;
+            p.sp()?;
+            let mut items = Vec::new();
+            if p.eat(b'(') {
+                loop {
+                    fetch_att(p, &mut items)?;
+                    if !p.eat(b' ') {
+                        break;
+                    }
+                }
+                p.expect(b')')?;
+            } else {
+                fetch_att(p, &mut items)?;
+            }
+            let mut changedsince = None;
+            let mut vanished = false;
+            if p.eat(b' ') {
+                p.expect(b'(')?;
+                loop {
+                    let m = p.atom()?.to_ascii_uppercase();
+                    match m.as_str() {
+                        "CHANGEDSINCE" => {
+                            p.sp()?;
+                            changedsince = Some(p.number()?);
+                        }
+                        "VANISHED" => vanished = true,
+                        _ => return err("Invalid fetch modifier"),
+                    }
+                    if !p.eat(b' ') {
+                        break;
+                    }
+                }
+                p.expect(b')')?;
+            }
+            Kind::Fetch { set, items, changedsince, vanished }
+        }
+        "STORE" => {
+            p.sp()?;
+            let set = p.seq_set()?;
+            p.sp()?;
+            let mut unchangedsince = None;
+            if p.eat(b'(') {
+                let m = p.atom()?.to_ascii_uppercase();
+                if m != "UNCHANGEDSINCE" {
+                    return err("Invalid store modifier");
+                }
+                p.sp()?;
+                unchangedsince = Some(p.number()?);
+                p.expect(b')')?;
+                p.sp()?;
+            }
+            let item = p.atom()?.to_ascii_uppercase();
+            let (mode, rest) = match item.as_bytes().first() {
+                Some(b'+') => (StoreMode::Add, &item[1..]),
+                Some(b'-') => (StoreMode::Remove, &item[1..]),
+                _ => (StoreMode::Replace, &item[..]),
+            };
+            let silent = match rest {
+                "FLAGS" => false,
+                "FLAGS.SILENT" => true,
+                _ => return err("Invalid Store attribute"),
+            };
+            p.sp()?;
+            let flags = p.flag_list()?;
+            Kind::Store { set, mode, silent, flags, unchangedsince }
+        }
+        "COPY" | "MOVE" => {
+            p.sp()?;
+            let set = p.seq_set()?;
+            p.sp()?;
+            let m = mailbox(p)?;
+            if name == "COPY" {
+                Kind::Copy(set, m)
+            } else {
+                Kind::Move(set, m)
+            }
+        }
+        "ID" => {
+            p.sp()?;
+            // ("name" "value" ...) or NIL: parsed for syntax, not kept.
+            if p.eat(b'(') {
+                while !p.eat(b')') {
+                    if p.peek() == Some(b'N') || p.peek() == Some(b'n') {
+                        p.atom()?;
+                    } else {
+                        p.string()?;
+                    }
+                    p.eat(b' ');
+                    if p.at_end() {
+                        return err("Missing ')'");
+                    }
+                }
+            } else {
+                let a = p.atom()?;
+                if !a.eq_ignore_ascii_case("NIL") {
+                    return err("Invalid ID parameter");
+                }
+            }
+            Kind::Id
+        }
+        "ENABLE" => {
+            let mut v = Vec::new();
+            while p.eat(b' ') {
+                v.push(p.atom()?.to_ascii_uppercase());
+            }
+            if v.is_empty() {
+                return err("Missing required argument");
+            }
+            Kind::Enable(v)
+        }
+        "COMPRESS" => {
+            p.sp()?;
+            Kind::Compress(p.atom()?.to_ascii_uppercase())
+        }
+        _ => return err("Unrecognized command"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> Kind {
+        parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e:?}")).kind
+    }
+
+    #[test]
+    fn literals_markers() {
+        assert_eq!(literal_marker(b"A1 LOGIN {5}"), Some((5, false)));
+        assert_eq!(literal_marker(b"A1 APPEND x {12+}"), Some((12, true)));
+        assert_eq!(literal_marker(b"A1 APPEND x ~{3}"), Some((3, false)));
+        assert_eq!(literal_marker(b"A1 {x}"), None);
+        assert_eq!(literal_marker(b"A1 {99999999999999999999}"), None);
+    }
+
+    #[test]
+    fn common_commands() {
+        assert_eq!(k("a LOGIN fred \"sec ret\""), Kind::Login("fred".into(), b"sec ret".to_vec()));
+        assert_eq!(k("a login {4}\r\nfred {2+}\r\npw"), Kind::Login("fred".into(), b"pw".to_vec()));
+        assert_eq!(k("a SELECT inbox"), Kind::Select("INBOX".into(), false));
+        let c = parse(b"a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)] BODY[1.1]<0.80> BINARY.SIZE[2])").unwrap();
+        assert!(c.uid);
+        let Kind::Fetch { items, .. } = c.kind else { panic!() };
+        assert_eq!(items.len(), 4);
+        assert_eq!(
+            items[1],
+            FetchItem::BodySection {
+                path: vec![],
+                section: Section::HeaderFields(vec!["SUBJECT".into(), "FROM".into()]),
+                partial: None,
+                peek: true
+            }
+        );
+        assert_eq!(
+            k("a STORE 1,3:5 +FLAGS.SILENT (\\Seen $Label)"),
+            Kind::Store {
+                set: SeqSet::Ranges(vec![(1, 1), (3, 5)]),
+                mode: StoreMode::Add,
+                silent: true,
+                flags: vec!["\\Seen".into(), "$Label".into()],
+                unchangedsince: None
+            }
+        );
+        let Kind::Append(m, msgs) = k("a APPEND Sent (\\Seen) \"05-Mar-2026 10:00:00 +0100\" {3}\r\nabc") else { panic!() };
+        assert_eq!(m, "Sent");
+        assert_eq!(msgs[0].date, Some((1_772_701_200, 60)));
+        assert_eq!(msgs[0].data, b"abc");
+        let Kind::Search { key, .. } = k("a SEARCH OR FROM x NOT SEEN SINCE 1-Feb-2026 UID 1:5") else { panic!() };
+        assert!(matches!(key, SearchKey::And(ref v) if v.len() == 3));
+        assert!(matches!(k("a LIST \"\" *"), Kind::List { .. }));
+        assert!(matches!(k("a LIST (SUBSCRIBED) \"\" (INBOX %) RETURN (CHILDREN STATUS (MESSAGES))"), Kind::List { .. }));
+    }
+
+    #[test]
+    fn errors_carry_tag_and_cyrus_text() {
+        let e = parse(b"a1 FROB").unwrap_err();
+        assert_eq!((e.tag.as_deref(), e.text.as_str()), (Some("a1"), "Unrecognized command"));
+        let e = parse(b"a1 SELECT").unwrap_err();
+        assert_eq!(e.text, "Missing required argument to Select");
+        let e = parse(b"a1 NOOP x").unwrap_err();
+        assert_eq!(e.text, "Unexpected extra arguments to Noop");
+        assert_eq!(parse(b"").unwrap_err().tag, None);
+        assert!(parse(b"a FETCH 0 FLAGS").is_err());
+        assert!(parse(b"a LOGIN {10}\r\nabc").is_err());
+        // Hostile nesting is bounded.
+        let deep = format!("a SEARCH {}ALL{}", "(".repeat(200), ")".repeat(200));
+        assert!(parse(deep.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! The back end with real clients: LMTP deliveries from Python's smtplib
+//! and Cyrus's lmtptest, IMAP sessions from Cyrus's imtest and Python's
+//! imaplib, and bad input over raw sockets.
+
+mod harness;
+use harness::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
+const LMTPTEST: &str = "/usr/lib/cyrus/bin/lmtptest";
+
+fn multipart() -> String {
+    format!("{}/compat/messages/multipart.eml", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a Cyrus test client, feeding `input` after authentication.
+fn cyrus_client(prog: &str, args: &[&str], input: &str) -> String {
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn lmtp_delivery_and_imap_sessions_with_real_clients() {
+    if !can_run("store with real clients", &[IMTEST, LMTPTEST, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "");
+
+    // First logins create the INBOXes (autocreate_quota: 0).
+    python(
+        r#"
+import imaplib, sys
+for u in ('u7', 'yes1'):
+    M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login(u, 'testpw'); M.logout()
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    // LMTP over the UNIX socket (trusted as postman): per-recipient replies.
+    let out = python(
+        r#"
+import smtplib, sys
+l = smtplib.LMTP(sys.argv[1])
+code, caps = l.docmd('LHLO', 'test.example')
+assert code == 250 and b'IGNOREQUOTA' in caps and b'PIPELINING' in caps, caps
+msg = open(sys.argv[2], 'rb').read()
+refused = l.sendmail('sender@peers.test', ['u7@example.test', 'nosuchuser@example.test', 'yes1+Junk@example.test'], msg)
+print('refused', refused)
+l.quit()
+"#,
+        &[b.lmtp_sock.to_str().unwrap(), &multipart()],
+    );
+    assert!(out.contains("'nosuchuser@example.test': (550, b'Mailbox unknown."), "{out}");
+    assert!(out.contains("5.1.1 User unknown"), "{out}");
+
+    // The message file is where Cyrus would put it.
+    let f = d.path().join("spool/u/user/u7/1.");
+    let stored = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    assert!(stored.starts_with(b"Return-Path: <sender@peers.test>\r\nReceived: from "));
+    assert!(stored.ends_with(&std::fs::read(multipart()).unwrap()));
+    assert!(d.path().join("spool/y/user/yes1/1.").exists(), "+detail without a Junk folder goes to INBOX");
+
+    // lmtptest over TCP: AUTH PLAIN through saslauthd, then a transaction.
+    let lport = b.lmtp_port.to_string();
+    let out = cyrus_client(
+        LMTPTEST,
+        &["-a", "u7", "-w", "testpw", "-m", "PLAIN", "-p", &lport, "127.0.0.1"],
+        "MAIL FROM:<x@y>\r\nRCPT TO:<u7>\r\nDATA\r\nSubject: second\r\nMessage-ID: <second@x>\r\n\r\nhello\r\n.\r\nQUIT\r\n",
+    );
+    assert!(out.contains("Authenticated."), "{out}");
+    assert!(out.contains("250 2.1.5 Success SESSIONID=<backend1-"), "{out}");
+    let out = cyrus_client(LMTPTEST, &["-a", "u7", "-w", "wrong", "-m", "PLAIN", "-p", &lport, "127.0.0.1"], "QUIT\r\n");
+    assert!(out.contains("Authentication failed"), "{out}");
+    // Unauthenticated TCP clients may not deliver.
+    let out = python(
+        r#"
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+f = s.makefile('rb')
+f.readline()
+s.sendall(b'LHLO x\r\nMAIL FROM:<a@b>\r\nQUIT\r\n')
+print(f.read().decode())
+"#,
+        &[&lport],
+    );
+    assert!(out.contains("530 Authentication required"), "{out}");
+
+    // imtest: Cyrus's own client logs in and runs commands.
+    let iport = b.imap_port.to_string();
+    let out = cyrus_client(
+        IMTEST,
+        &["-a", "u7", "-w", "testpw", "-m", "login", "-p", &iport, "127.0.0.1"],
+        ". select INBOX\r\n. fetch 1:* (flags uid)\r\n. logout\r\n",
+    );
+    assert!(out.contains("Authenticated."), "{out}");
+    assert!(out.contains("* 2 EXISTS"), "{out}");
+    assert!(out.contains("* 2 FETCH (FLAGS (\\Recent) UID 2)"), "{out}");
+    let out = cyrus_client(IMTEST, &["-a", "u7", "-w", "testpw", "-m", "plain", "-p", &iport, "127.0.0.1"], ". logout\r\n");
+    assert!(out.contains("Authenticated."), "{out}");
+
+    // imaplib: the transcript's session; ENVELOPE, BODYSTRUCTURE and the
+    // sections are what Cyrus 3.6.1 answered for the same message.
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+assert b'Cyrus IMAP' in M.welcome and b'server ready' in M.welcome, M.welcome
+typ, data = M.login('u7', 'testpw')
+assert typ == 'OK' and b'User logged in SESSIONID=<' in data[0], data
+typ, data = M.select('INBOX')
+assert data == [b'2'], data
+typ, data = M.fetch('1', '(BODYSTRUCTURE)')
+want = b'1 (BODYSTRUCTURE (((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\" \"FORMAT\" \"flowed\") NIL NIL \"QUOTED-PRINTABLE\" 131 3 NIL NIL NIL NIL)(\"TEXT\" \"HTML\" (\"CHARSET\" \"utf-8\") NIL NIL \"8BIT\" 78 1 NIL NIL NIL NIL) \"ALTERNATIVE\" (\"BOUNDARY\" \"inner-7\") NIL NIL NIL)'
+assert data[0].startswith(want), data
+typ, data = M.uid('FETCH', '1', '(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)] BODY.PEEK[1.1]<0.80> BINARY.SIZE[2])')
+assert data[0][0] == b'1 (UID 1 BODY[HEADER.FIELDS (SUBJECT FROM)] {137}', data
+assert data[1][0] == b' BODY[1.1]<0> {80}', data
+assert data[2] == b' BINARY.SIZE[2] 1069)', data
+typ, data = M.fetch('2', '(BODY.PEEK[1.1] BINARY.SIZE[2])')
+assert data == [b'2 (BODY[1.1] NIL BINARY.SIZE[2] 0)'], data
+typ, data = M.fetch('1', '(BODY.PEEK[3.HEADER] BODY.PEEK[2.MIME])')
+assert data[0][0] == b'1 (BODY[3.HEADER] {224}' and data[1][0] == b' BODY[2.MIME] {235}', data
+assert M.search(None, 'SUBJECT', 'multipart') == ('OK', [b'1'])
+assert M.uid('SEARCH', 'TEXT', 'attachment') == ('OK', [b'1'])
+assert M.search(None, 'BODY', '"soft line"') == ('OK', [b'1'])
+assert M.search(None, 'OR', 'FROM', 'sender@peers', 'SUBJECT', 'second') == ('OK', [b'1 2'])
+assert M.search(None, 'NOT', 'SEEN') == ('OK', [b'1 2'])
+typ, data = M.store('1', '+FLAGS', '(\\Flagged $Label1)')
+assert data == [b'1 (FLAGS (\\Flagged $Label1))'], data  # imtest's SELECT took \\Recent
+typ, data = M.fetch('2', '(BODY[TEXT])')
+assert data[0][0] == b'2 (FLAGS (\\Seen) BODY[TEXT] {7}', data
+assert M.search(None, 'SEEN') == ('OK', [b'2'])
+typ, data = M.status('INBOX', '(MESSAGES UIDNEXT UNSEEN)')
+assert data == [b'INBOX (MESSAGES 2 UIDNEXT 3 UNSEEN 1)'], data
+assert M.create('Archive/2026')[0] == 'OK'
+typ, data = M.copy('1:2', 'Archive/2026')
+assert typ == 'OK' and b'[COPYUID ' in data[0] and data[0].endswith(b' 1:2 1:2] Completed'), data
+typ, data = M.list()
+assert data == [b'(\\HasNoChildren) "/" INBOX', b'(\\HasChildren) "/" Archive', b'(\\HasNoChildren) "/" Archive/2026'] or data[0] == b'(\\HasNoChildren) "/" INBOX', data
+typ, data = M.append('Archive/2026', '(\\Seen)', '"05-Mar-2026 10:00:00 +0100"', b'Subject: appended\r\n\r\nx\r\n')
+assert typ == 'OK' and b'[APPENDUID ' in data[0] and b' 3]' in data[0], data
+typ, data = M.uid('MOVE', '2', 'Archive/2026')
+assert typ == 'OK', data
+typ, data = M.select('Archive/2026', readonly=True)
+assert data == [b'4'], data
+typ, data = M.fetch('3', '(INTERNALDATE FLAGS)')
+assert data == [b'3 (FLAGS (\\Recent \\Seen) INTERNALDATE " 5-Mar-2026 09:00:00 +0000")'], data
+typ, data = M.store('1', '+FLAGS', '(\\Deleted)')
+assert typ == 'NO', data
+M.select('INBOX')
+typ, data = M.fetch('1:*', '(UID)')
+assert data == [b'1 (UID 1)'], data
+M.store('1', '+FLAGS', '(\\Deleted)')
+typ, data = M.expunge()
+assert data == [b'1'], data
+typ, data = M.status('INBOX', '(MESSAGES)')
+assert data == [b'INBOX (MESSAGES 0)'], data
+assert M.delete('Archive/2026')[0] == 'OK'
+assert M.select('Archive/2026')[0] == 'NO'
+print(M.logout())
+"#,
+        &[&iport],
+    );
+    assert!(out.contains("BYE"), "{out}");
+    // The expunged message's file is gone; the other user's copy stays.
+    assert!(!f.exists());
+    assert!(d.path().join("spool/y/user/yes1/1.").exists());
+}
+
+#[test]
+fn idle_sees_lmtp_deliveries_from_another_process() {
+    if !can_run("idle", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "");
+    let out = python(
+        r#"
+import imaplib, smtplib, sys, socket
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw'); M.logout()
+l = smtplib.LMTP(sys.argv[2]); l.sendmail('a@b', ['u7'], b'Subject: one\r\n\r\nx\r\n'); l.quit()
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+f = s.makefile('rb')
+def cmd(line):
+    s.sendall(line)
+f.readline()
+cmd(b'a LOGIN u7 testpw\r\n')
+while not f.readline().startswith(b'a OK'): pass
+cmd(b'b SELECT INBOX\r\n')
+while not f.readline().startswith(b'b OK'): pass
+cmd(b'c IDLE\r\n')
+assert f.readline() == b'+ idling\r\n'
+l = smtplib.LMTP(sys.argv[2]); l.sendmail('a@b', ['u7'], b'Subject: two\r\n\r\nx\r\n'); l.quit()
+s.settimeout(20)
+assert f.readline() == b'* 2 EXISTS\r\n'
+assert f.readline() == b'* 2 RECENT\r\n'
+cmd(b'DONE\r\n')
+assert f.readline() == b'c OK Completed\r\n'
+print('ok')
+"#,
+        &[&b.imap_port.to_string(), b.lmtp_sock.to_str().unwrap()],
+    );
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn bad_input_gets_protocol_errors_and_writes_nothing() {
+    if !can_run("bad input", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "maxmessagesize: 10000\n");
+    let out = python(
+        r#"
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.settimeout(20)
+f = s.makefile('rb')
+def rt(line, want):
+    s.sendall(line)
+    while True:
+        l = f.readline()
+        assert l, 'connection closed after %r' % line
+        if not l.startswith(b'*') or want.startswith(b'*'):
+            break
+    assert l.startswith(want), (line, l)
+f.readline()
+rt(b'a1 SELECT INBOX\r\n', b'a1 BAD Please login first')
+rt(b'a2 FROB\r\n', b'a2 BAD Unrecognized command')
+rt(b'\r\n', b'* BAD Invalid tag')
+rt(b'a3 LOGIN u7 testpw\r\n', b'a3 OK')
+rt(b'a4 FETCH 1 FLAGS\r\n', b'a4 BAD Please select a mailbox first')
+rt(b'a5 NOOP extra\r\n', b'a5 BAD Unexpected extra arguments to Noop')
+# Literals: over maxmessagesize refused before it is sent, or discarded.
+rt(b'a6 APPEND INBOX {20000}\r\n', b'a6 NO [TOOBIG]')
+s.sendall(b'a7 APPEND INBOX {20000+}\r\n' + b'x' * 20000 + b'\r\n')
+l = f.readline(); assert l.startswith(b'a7 NO [TOOBIG]'), l
+rt(b'a8 LOGIN {100000}\r\n', b'a8 BAD Literal too large')
+# A line over the limit.
+s.sendall(b'a9 NOOP ' + b'x' * 70000 + b'\r\n')
+l = f.readline(); assert l == b'* BAD Line too long\r\n', l
+# Mailbox names with .., empty parts, control characters, bad mUTF-7.
+for name in [b'a/../b', b'a//b', b'"x\x01y"', b'&Jjo', b'"a\\"/..', b'*']:
+    rt(b'n CREATE ' + name + b'\r\n', b'n ')
+rt(b'b1 CREATE "a/../b"\r\n', b'b1 NO Invalid mailbox name')
+rt(b'b2 CREATE "x\ty"\r\n', b'b2 NO Invalid mailbox name')
+rt(b'b3 APPEND INBOX {6}\r\n', b'+ go ahead')
+rt(b'a\nb\r\n\r\n', b'b3 NO Message contains bare newlines')
+rt(b'b4 SELECT INBOX\r\n', b'b4 OK [READ-WRITE]')
+rt(b'b5 FETCH 5 FLAGS\r\n', b'b5 BAD Invalid sequence')
+rt(b'b6 LOGOUT\r\n', b'* BYE')
+print('survived')
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    assert!(out.contains("survived"), "{out}");
+    // Nothing was written for the refused commands.
+    let spool = d.path().join("spool/u/user/u7");
+    let files: Vec<_> = std::fs::read_dir(&spool).map(|r| r.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(files.is_empty(), "{files:?}");
+    let _ = b;
+}
