@@ -22,13 +22,21 @@ pub enum Repair {
     NewIndex(u32),
 }
 
+impl Repair {
+    /// Removing an uncommitted leftover is housekeeping: the file was
+    /// never part of the mailbox (the next append at that UID replaces it).
+    pub fn is_repair(&self) -> bool {
+        !matches!(self, Repair::RemovedUncommitted(_))
+    }
+}
+
 impl std::fmt::Display for Repair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Repair::AddedRecord(u) => write!(f, "added index record for uid {u}"),
             Repair::MissingFile(u) => write!(f, "message file for uid {u} is missing: record expunged"),
             Repair::RemovedExpungedFile(u) => write!(f, "removed file of expunged uid {u}"),
-            Repair::RemovedUncommitted(u) => write!(f, "removed uncommitted file {u}."),
+            Repair::RemovedUncommitted(u) => write!(f, "cleanup: removed uncommitted file {u}."),
             Repair::FixedSize(u) => write!(f, "fixed size of uid {u}"),
             Repair::NewIndex(n) => write!(f, "created index, uidnext {n}"),
         }

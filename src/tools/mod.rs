@@ -3,6 +3,7 @@
 
 pub mod cyr_info;
 pub mod postconf;
+pub mod store_admin;
 pub mod testsaslauthd;
 
 /// Captured output of a tool run: what it printed and its exit status.
