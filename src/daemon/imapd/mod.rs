@@ -296,7 +296,9 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
         }
         let cfg = &self.ctx.store.cfg;
-        let ns = Namespace::new(cfg.unixhierarchysep, cfg.altnamespace, authzid, cfg.virtdomains, &cfg.defaultdomain);
+        // Admins get the standard namespace (`user/<name>`), as in Cyrus.
+        let alt = cfg.altnamespace && !self.ctx.is_admin(authzid);
+        let ns = Namespace::new(cfg.unixhierarchysep, alt, authzid, cfg.virtdomains, &cfg.defaultdomain);
         self.user = Some(authzid.to_string());
         self.ns = Some(ns.clone());
         self.ctx.log.info(&format!("login: {} {authzid} {mech} User logged in SESSIONID=<{}>", self.peer, self.sid));
