@@ -117,11 +117,11 @@ pub fn fields(header: &[u8]) -> Vec<(String, Vec<u8>)> {
                 continue;
             }
         }
+        // Blanks after the colon go; a folded value keeps the blank that
+        // starts its continuation line (Cyrus's rendering).
         let value = &line[colon + 1..];
-        let value = match value.first() {
-            Some(b' ') | Some(b'\t') => &value[1..],
-            _ => value,
-        };
+        let skip = value.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+        let value = &value[skip..];
         out.push((String::from_utf8_lossy(trim(name)).into_owned(), value.to_vec()));
     }
     out
@@ -333,13 +333,43 @@ fn split_multipart(msg: &[u8], start: usize, end: usize, boundary: &[u8]) -> Vec
     out
 }
 
-/// Lines in a body as IMAP counts them (LF count, plus a final partial line).
+/// Lines in a body as Cyrus counts them for BODYSTRUCTURE: the line ends
+/// (a final line without CRLF, e.g. before a boundary, does not count).
 pub fn count_lines(body: &[u8]) -> usize {
-    let n = body.iter().filter(|&&c| c == b'\n').count();
-    if body.last().is_some_and(|&c| c != b'\n') {
-        n + 1
-    } else {
-        n
+    body.iter().filter(|&&c| c == b'\n').count()
+}
+
+/// Why Cyrus's `message_copy_strict` refuses a message, if it does:
+/// a header line that is neither a field nor a continuation.
+pub fn strict_check(msg: &[u8]) -> Result<(), &'static str> {
+    let (he, _) = header_end(msg);
+    for (i, line) in msg[..he].split(|&c| c == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if i == 0 {
+                return Err("Message contains invalid header");
+            }
+            continue;
+        }
+        match memchr(b':', line) {
+            Some(n) if n > 0 && line[..n].iter().all(|&c| c > b' ' && c < 127) => {}
+            _ => return Err("Message contains invalid header"),
+        }
+    }
+    Ok(())
+}
+
+/// Cyrus's `munge8bit` (on by default): 8-bit bytes in the top-level
+/// header become `X`, so that the header is ASCII.
+pub fn munge_8bit_header(msg: &mut [u8]) {
+    let (he, _) = header_end(msg);
+    for c in &mut msg[..he] {
+        if *c >= 0x80 {
+            *c = b'X';
+        }
     }
 }
 

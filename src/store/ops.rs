@@ -38,6 +38,9 @@ pub struct MailboxState {
     pub recentuid: u32,
     pub exists: u32,
     pub size: u64,
+    /// Keywords ever defined in the mailbox, in definition order (Cyrus's
+    /// user flags): the FLAGS response.
+    pub keywords: Vec<String>,
 }
 
 /// One index record.
@@ -184,7 +187,7 @@ fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
 
 fn state_of(c: &Connection, name: &str) -> Result<Option<MailboxState>> {
     Ok(c.query_row(
-        "SELECT id, name, uniqueid, partition, uidvalidity, uidnext, highestmodseq, recentuid, exists_, size FROM mailbox WHERE name=?1",
+        "SELECT id, name, uniqueid, partition, uidvalidity, uidnext, highestmodseq, recentuid, exists_, size, keywords FROM mailbox WHERE name=?1",
         [name],
         |r| {
             Ok(MailboxState {
@@ -198,10 +201,26 @@ fn state_of(c: &Connection, name: &str) -> Result<Option<MailboxState>> {
                 recentuid: r.get::<_, i64>(7)? as u32,
                 exists: r.get::<_, i64>(8)? as u32,
                 size: r.get::<_, i64>(9)? as u64,
+                keywords: r.get::<_, String>(10)?.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect(),
             })
         },
     )
     .optional()?)
+}
+
+/// Adds keywords not yet defined in the mailbox to its list.
+fn define_keywords<'a>(c: &Connection, s: &MailboxState, kws: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut list = s.keywords.clone();
+    let before = list.len();
+    for k in kws.filter(|k| !k.is_empty()) {
+        if !list.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+            list.push(k.to_string());
+        }
+    }
+    if list.len() != before {
+        c.execute("UPDATE mailbox SET keywords=?2 WHERE id=?1", params![s.id, list.join(" ")])?;
+    }
+    Ok(())
 }
 
 /// Adds `bytes`/`count` to every quota root covering `name`; refuses when
@@ -574,6 +593,7 @@ impl Store {
         let mut uids = Vec::with_capacity(msgs.len());
         let mut uid = s.uidnext;
         let modseq = s.highestmodseq + 1;
+        define_keywords(&tx, &s, msgs.iter().flat_map(|m| m.keywords.split(' ')))?;
         for m in msgs {
             if m.staged.partition != e.partition {
                 return Err(StoreError::Invalid("staged on another partition"));
@@ -702,6 +722,9 @@ impl Store {
         let modseq = s.highestmodseq + 1;
         let mut changed = Vec::new();
         let mut failed = Vec::new();
+        if op != FlagOp::Remove {
+            define_keywords(&tx, &s, keywords.iter().map(String::as_str))?;
+        }
         {
             let mut get = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND uid=?2"))?;
             let mut put = tx.prepare_cached("UPDATE msg SET flags=?3, keywords=?4, modseq=?5 WHERE mailbox=?1 AND uid=?2")?;
@@ -865,6 +888,7 @@ impl Store {
         let modseq = ds.highestmodseq + 1;
         let mut uid = ds.uidnext;
         let mut pairs = Vec::new();
+        define_keywords(&tx, &ds, srcs.iter().flat_map(|(r, _)| r.keywords.split(' ')))?;
         for (r, cached) in &srcs {
             let from = sdir.join(format!("{}.", r.uid));
             let to = ddir.join(format!("{uid}."));
@@ -921,8 +945,16 @@ impl Store {
         Ok(s.recentuid)
     }
 
-    /// Counts for STATUS: (messages, unseen, size).
-    pub fn counts(&self, name: &str) -> Result<(MailboxState, u32)> {
+    /// Raises the \\Recent mark to `uid` (a read-write session saw it).
+    pub fn set_recent(&self, name: &str, uid: u32) -> Result<()> {
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        c.execute("UPDATE mailbox SET recentuid=max(recentuid, ?2) WHERE name=?1", params![name, uid as i64])?;
+        Ok(())
+    }
+
+    /// Counts for STATUS: (state, unseen, recent).
+    pub fn counts(&self, name: &str) -> Result<(MailboxState, u32, u32)> {
         let s = self.state(name)?;
         let oc = self.owner(name)?;
         let c = lock(&oc);
@@ -931,7 +963,12 @@ impl Store {
             params![s.id, (FLAG_EXPUNGED | FLAG_SEEN) as i64],
             |r| r.get(0),
         )?;
-        Ok((s, unseen as u32))
+        let recent: i64 = c.query_row(
+            "SELECT count(*) FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 AND uid > ?3",
+            params![s.id, FLAG_EXPUNGED as i64, s.recentuid as i64],
+            |r| r.get(0),
+        )?;
+        Ok((s, unseen as u32, recent as u32))
     }
 
     // ---- quota ----

@@ -144,9 +144,9 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 return self.tagged(tag, "NO Permission denied").await;
             }
         }
-        let r = self.blocking(move |s| s.create(&int, None, None).map(|_| ())).await;
+        let r = self.blocking(move |s| s.create(&int, None, None)).await;
         match r {
-            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Ok(e) => self.tagged(tag, &format!("OK [MAILBOXID ({})] Completed", e.uniqueid)).await,
             Err(e) => self.tagged(tag, &e).await,
         }
     }
@@ -306,7 +306,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             Err(t) => return self.tagged(tag, &t).await,
         };
         let name = e.name.clone();
-        let (st, unseen) = match self.blocking(move |s| s.counts(&name)).await {
+        let (st, unseen, recent) = match self.blocking(move |s| s.counts(&name)).await {
             Ok(v) => v,
             Err(t) => return self.tagged(tag, &t).await,
         };
@@ -314,7 +314,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         for i in items {
             match i.as_str() {
                 "MESSAGES" => parts.push(format!("MESSAGES {}", st.exists)),
-                "RECENT" => parts.push(format!("RECENT {}", st.uidnext.saturating_sub(st.recentuid + 1))),
+                "RECENT" => parts.push(format!("RECENT {recent}")),
                 "UIDNEXT" => parts.push(format!("UIDNEXT {}", st.uidnext)),
                 "UIDVALIDITY" => parts.push(format!("UIDVALIDITY {}", st.uidvalidity)),
                 "UNSEEN" => parts.push(format!("UNSEEN {unseen}")),
@@ -344,6 +344,19 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
             if m.data.contains(&0) {
                 return self.tagged(tag, "NO Message contains NUL characters").await;
+            }
+            if let Err(t) = crate::mail::mime::strict_check(&m.data) {
+                return self.tagged(tag, &format!("NO {t}")).await;
+            }
+        }
+        let mut msgs = msgs;
+        if self.ctx.conf.get_switch("reject8bit") {
+            if msgs.iter().any(|m| m.data[..crate::mail::mime::header_end(&m.data).0].iter().any(|&c| c >= 0x80)) {
+                return self.tagged(tag, "NO Message contains non-ASCII characters in headers").await;
+            }
+        } else if self.ctx.conf.get_switch("munge8bit") {
+            for m in &mut msgs {
+                crate::mail::mime::munge_8bit_header(&mut m.data);
             }
         }
         let name = e.name.clone();

@@ -311,6 +311,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             let _ = tokio::task::spawn_blocking(move || {
                 if store.lookup(&inbox)?.is_none() {
                     store.create(&inbox, None, None)?;
+                    store.subscribe(&inbox, &inbox, true)?;
                     if kb > 0 || msgs > 0 {
                         store.quota_set(&inbox, (kb > 0).then_some(kb), (msgs > 0).then_some(msgs))?;
                     }

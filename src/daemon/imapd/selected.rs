@@ -79,6 +79,17 @@ fn flags_text(flags: u32, keywords: &str, recent: bool) -> String {
     format!("({})", v.join(" "))
 }
 
+/// `* FLAGS` and `* OK [PERMANENTFLAGS]` for a keyword list.
+fn flags_lines(keywords: &[String], readonly: bool) -> Vec<String> {
+    let kw = if keywords.is_empty() { String::new() } else { format!(" {}", keywords.join(" ")) };
+    let perm = if readonly {
+        "* OK [PERMANENTFLAGS ()] Ok\r\n".to_string()
+    } else {
+        format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen{kw} \\*)] Ok\r\n")
+    };
+    vec![format!("* FLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen{kw})\r\n"), perm]
+}
+
 /// The version of the owner database (its WAL's mtime and length):
 /// changes when any process commits.
 fn db_version(path: &std::path::Path) -> Option<(i128, u64)> {
@@ -91,7 +102,10 @@ fn db_version(path: &std::path::Path) -> Option<(i128, u64)> {
 
 impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     pub async fn select(&mut self, tag: &str, ext: &str, examine: bool, condstore: bool) -> Res {
-        self.sel = None;
+        if self.sel.take().is_some() {
+            // RFC 7162 3.2.11 / RFC 9051: the old mailbox is closed.
+            self.out("* OK [CLOSED] Ok\r\n").await?;
+        }
         let e = match self.lookup_with(ext, 'r').await {
             Ok(e) => e,
             Err(t) => return self.tagged(tag, &t).await,
@@ -122,23 +136,12 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 modseq: r.modseq,
             })
             .collect();
-        let mut keywords: Vec<String> = Vec::new();
-        for m in &msgs {
-            for k in m.keywords.split(' ').filter(|k| !k.is_empty()) {
-                if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                    keywords.push(k.to_string());
-                }
-            }
-        }
+        let keywords = st.keywords.clone();
         let recent = msgs.iter().filter(|m| m.uid > recent_above).count();
         let first_unseen = msgs.iter().position(|m| m.flags & FLAG_SEEN == 0);
-        let kw = if keywords.is_empty() { String::new() } else { format!(" {}", keywords.join(" ")) };
         self.out(&format!("* {} EXISTS\r\n* {recent} RECENT\r\n", msgs.len())).await?;
-        self.out(&format!("* FLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen{kw})\r\n")).await?;
-        if readonly {
-            self.out("* OK [PERMANENTFLAGS ()] Ok\r\n").await?;
-        } else {
-            self.out(&format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen{kw} \\*)] Ok\r\n")).await?;
+        for l in flags_lines(&keywords, readonly) {
+            self.out(&l).await?;
         }
         if let Some(u) = first_unseen {
             self.out(&format!("* OK [UNSEEN {}] Ok\r\n", u + 1)).await?;
@@ -180,8 +183,14 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         };
         let Some(sel) = &mut self.sel else { return Ok(()) };
         let mut lines: Vec<String> = Vec::new();
+        let new_flags = if st.keywords != sel.keywords {
+            sel.keywords = st.keywords.clone();
+            flags_lines(&sel.keywords, sel.readonly)
+        } else {
+            Vec::new()
+        };
         let mut held_back = false;
-        let before = sel.msgs.len();
+        let mut added = 0usize;
         for r in recs {
             let pos = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid);
             if r.expunged() {
@@ -212,6 +221,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 }
                 Err(i) => {
                     // New messages only ever come at the end (UIDs grow).
+                    added += 1;
                     sel.msgs.insert(
                         i,
                         Msg {
@@ -224,20 +234,29 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 }
             }
         }
-        let after = sel.msgs.len();
-        if after != before || lines.iter().any(|l| l.ends_with("EXPUNGE\r\n")) {
+        // EXPUNGE responses count down by themselves; EXISTS only when
+        // messages arrived.
+        let mut claim_recent = None;
+        if added > 0 {
             let recent = sel.msgs.iter().filter(|m| m.uid > sel.recent_above).count();
-            if after > before || after != before {
-                lines.push(format!("* {after} EXISTS\r\n"));
-                lines.push(format!("* {recent} RECENT\r\n"));
+            lines.push(format!("* {} EXISTS\r\n", sel.msgs.len()));
+            lines.push(format!("* {recent} RECENT\r\n"));
+            if !sel.readonly {
+                // This session has now seen them: \Recent for nobody else.
+                claim_recent = sel.msgs.last().map(|m| (sel.name.clone(), m.uid));
             }
         }
+        // Cyrus announces newly defined keywords after EXISTS/RECENT.
+        lines.extend(new_flags);
         if !held_back {
             sel.modseq = st.highestmodseq;
             sel.version = version;
         }
         for l in lines {
             self.out(&l).await?;
+        }
+        if let Some((name, uid)) = claim_recent {
+            let _ = self.blocking(move |s| s.set_recent(&name, uid)).await;
         }
         Ok(())
     }
@@ -296,7 +315,8 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             return self.tagged(tag, &t).await;
         }
         self.sync(true).await?;
-        self.tagged(tag, "OK Completed").await
+        let hm = self.sel.as_ref().map_or(0, |s| s.modseq);
+        self.tagged(tag, &format!("OK [HIGHESTMODSEQ {hm}] Completed")).await
     }
 
     pub async fn fetch(&mut self, tag: &str, uid: bool, set: SeqSet, mut items: Vec<FetchItem>, changedsince: Option<u64>) -> Res {
@@ -443,23 +463,29 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             Err(t) => return self.tagged(tag, &t).await,
         };
         let Some(sel) = &mut self.sel else { return Ok(()) };
-        for k in &kw {
-            if !sel.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                sel.keywords.push(k.clone());
+        let mut lines = Vec::new();
+        let before = sel.keywords.len();
+        if mode != StoreMode::Remove {
+            for k in &kw {
+                if !sel.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    sel.keywords.push(k.clone());
+                }
             }
         }
-        let mut lines = Vec::new();
+        if sel.keywords.len() != before {
+            lines.extend(flags_lines(&sel.keywords, sel.readonly));
+        }
+        // Cyrus 3.6 reports the new flags even for .SILENT (observed with
+        // the real server); clients cope with the extra FETCH.
+        let _ = silent;
         for r in &changed {
             if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
                 sel.msgs[i].flags = r.flags;
                 sel.msgs[i].keywords = r.keywords.clone();
                 sel.msgs[i].modseq = r.modseq;
-                if !silent || sel.condstore {
+                {
                     let mut l = format!("* {} FETCH (", i + 1);
-                    let mut parts = Vec::new();
-                    if !silent {
-                        parts.push(format!("FLAGS {}", flags_text(r.flags, &r.keywords, r.uid > sel.recent_above)));
-                    }
+                    let mut parts = vec![format!("FLAGS {}", flags_text(r.flags, &r.keywords, r.uid > sel.recent_above))];
                     if uid {
                         parts.push(format!("UID {}", r.uid));
                     }
@@ -625,7 +651,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let srcs = uid_set(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
         let dsts = uid_set(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
         if is_move {
-            self.out(&format!("* OK [COPYUID {uv} {srcs} {dsts}] Ok\r\n")).await?;
+            self.out(&format!("* OK [COPYUID {uv} {srcs} {dsts}] Completed\r\n")).await?;
             self.sync(true).await?;
             return self.tagged(tag, "OK Completed").await;
         }
@@ -704,7 +730,59 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
         return true;
     }
     let n: Vec<u8> = needle.to_ascii_lowercase();
-    hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(&n))
+    if hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(&n)) {
+        return true;
+    }
+    // Cyrus's search normalisation: case, diacritics and runs of blanks
+    // do not matter.
+    let h = fold(&String::from_utf8_lossy(hay));
+    let n = fold(&String::from_utf8_lossy(needle));
+    !n.is_empty() && h.contains(&n)
+}
+
+/// Lower case, Latin diacritics removed, blanks merged.
+pub fn fold(s: &str) -> String {
+    const MAP: &[(&str, &str)] = &[
+        ("àáâãäåāăą", "a"),
+        ("çćĉċč", "c"),
+        ("ďđ", "d"),
+        ("èéêëēĕėęě", "e"),
+        ("ĝğġģ", "g"),
+        ("ĥħ", "h"),
+        ("ìíîïĩīĭįı", "i"),
+        ("ĵ", "j"),
+        ("ķ", "k"),
+        ("ĺļľŀł", "l"),
+        ("ñńņňŉ", "n"),
+        ("òóôõöøōŏő", "o"),
+        ("ŕŗř", "r"),
+        ("śŝşš", "s"),
+        ("ţťŧ", "t"),
+        ("ùúûüũūŭůűų", "u"),
+        ("ŵ", "w"),
+        ("ýÿŷ", "y"),
+        ("źżž", "z"),
+        ("ß", "ss"),
+        ("æ", "ae"),
+        ("œ", "oe"),
+    ];
+    let mut out = String::with_capacity(s.len());
+    let mut blank = false;
+    for c in s.chars().flat_map(char::to_lowercase) {
+        if c.is_whitespace() {
+            if !blank {
+                out.push(' ');
+            }
+            blank = true;
+            continue;
+        }
+        blank = false;
+        match MAP.iter().find(|(from, _)| from.contains(c)) {
+            Some((_, to)) => out.push_str(to),
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// Header field values with RFC 2047 encoded words decoded (UTF-8 and
@@ -781,7 +859,12 @@ fn body_text_matches(data: &[u8], needle: &str) -> bool {
         }
         if part.children.is_empty() && part.message.is_none() {
             if let Some(dec) = render::decode_body(data, part) {
-                if contains_ci(&dec, needle.as_bytes()) {
+                let latin = part
+                    .ctype
+                    .param("charset")
+                    .is_some_and(|c| c.eq_ignore_ascii_case("iso-8859-1") || c.eq_ignore_ascii_case("windows-1252") || c.eq_ignore_ascii_case("latin1"));
+                let text: Vec<u8> = if latin { dec.iter().map(|&b| b as char).collect::<String>().into_bytes() } else { dec };
+                if contains_ci(&text, needle.as_bytes()) {
                     return true;
                 }
             }
@@ -831,9 +914,10 @@ fn matches_key(k: &SearchKey, r: &Record, c: &MatchCtx) -> bool {
         K::Before(d) => day(r.internaldate) < *d,
         K::On(d) => day(r.internaldate) == *d,
         K::Since(d) => day(r.internaldate) >= *d,
-        K::SentBefore(d) => c.data.and_then(sent_day).is_some_and(|s| s < *d),
-        K::SentOn(d) => c.data.and_then(sent_day).is_some_and(|s| s == *d),
-        K::SentSince(d) => c.data.and_then(sent_day).is_some_and(|s| s >= *d),
+        // Without a usable Date: header Cyrus uses the internal date.
+        K::SentBefore(d) => c.data.and_then(sent_day).unwrap_or_else(|| day(r.internaldate)) < *d,
+        K::SentOn(d) => c.data.and_then(sent_day).unwrap_or_else(|| day(r.internaldate)) == *d,
+        K::SentSince(d) => c.data.and_then(sent_day).unwrap_or_else(|| day(r.internaldate)) >= *d,
         K::Larger(n) => r.size > *n,
         K::Smaller(n) => r.size < *n,
         K::ModSeq(m) => r.modseq >= *m,
@@ -934,7 +1018,10 @@ fn render_fetch(
             out.extend_from_slice(format!("EMAILID (M{g})").as_bytes());
         }
     }
-    for item in items {
+    // RFC822.HEADER, RFC822.TEXT and RFC822 come before the sections.
+    let rfc822: Vec<&FetchItem> = [FetchItem::Rfc822Header, FetchItem::Rfc822Text, FetchItem::Rfc822].iter().filter(|i| items.contains(i)).collect();
+    let sections = items.iter().filter(|i| !matches!(i, FetchItem::Rfc822Header | FetchItem::Rfc822Text | FetchItem::Rfc822));
+    for item in rfc822.into_iter().chain(sections) {
         match item {
             FetchItem::Rfc822Header | FetchItem::Rfc822Text | FetchItem::Rfc822 => {
                 let Some(d) = data else { continue };
@@ -1031,6 +1118,10 @@ fn emit_partial(out: &mut Vec<u8>, label: &str, bytes: Option<&[u8]>, partial: O
         }
         None => b,
     };
+    if slice.is_empty() {
+        out.extend_from_slice(b" \"\"");
+        return;
+    }
     let tilde = if binary && slice.contains(&0) { "~" } else { "" };
     out.extend_from_slice(format!(" {tilde}{{{}}}\r\n", slice.len()).as_bytes());
     out.extend_from_slice(slice);

@@ -368,6 +368,24 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             self.rcpts.clear();
             return Ok(());
         }
+        let mut strict = crate::mail::mime::strict_check(&rx.data).map_err(|t| format!("554 5.6.0 {t}"));
+        if strict.is_ok() && ctx.conf.get_switch("reject8bit") {
+            let he = crate::mail::mime::header_end(&rx.data).0;
+            if rx.data[..he].iter().any(|&c| c >= 0x80) {
+                strict = Err("554 5.6.0 Message contains non-ASCII characters in headers".into());
+            }
+        }
+        if let Err(r) = strict {
+            for _ in 0..n {
+                self.reply(&r).await?;
+            }
+            self.from = None;
+            self.rcpts.clear();
+            return Ok(());
+        }
+        if ctx.conf.get_switch("munge8bit") {
+            crate::mail::mime::munge_8bit_header(&mut rx.data);
+        }
         let from = self.from.take().unwrap_or_default();
         let mut msg = Vec::with_capacity(rx.data.len() + 256);
         msg.extend_from_slice(format!("Return-Path: <{from}>\r\n").as_bytes());

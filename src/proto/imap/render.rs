@@ -30,7 +30,9 @@ fn upper(s: &str) -> Vec<u8> {
 }
 
 fn field_value(fields: &[(String, Vec<u8>)], name: &str) -> Option<Vec<u8>> {
-    mime::field(fields, name).map(|v| mime::trim(v).to_vec()).filter(|v| !v.is_empty())
+    let v = mime::field(fields, name)?;
+    let end = v.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(0, |i| i + 1);
+    Some(v[..end].to_vec()).filter(|v| !mime::trim(v).is_empty())
 }
 
 fn addr_list(out: &mut Vec<u8>, v: Option<&[u8]>) {
@@ -127,7 +129,8 @@ pub fn body_structure(out: &mut Vec<u8>, msg: &[u8], p: &Part, extended: bool) {
     string(out, &upper(sub));
     out.push(b' ');
     let mut params = if p.is_multipart() { Vec::new() } else { p.ctype.params.clone() };
-    if ty == "text" && !params.iter().any(|(n, _)| n.eq_ignore_ascii_case("charset")) {
+    // Cyrus adds the default charset only when there is no Content-Type.
+    if ty == "text" && p.ctype.ty.is_empty() && !params.iter().any(|(n, _)| n.eq_ignore_ascii_case("charset")) {
         params.insert(0, ("charset".into(), "us-ascii".into()));
     }
     params_list(out, &params);
