@@ -269,3 +269,59 @@ print('survived')
     assert!(files.is_empty(), "{files:?}");
     let _ = b;
 }
+
+#[test]
+fn master_runs_services_from_cyrus_conf() {
+    if !can_run("master", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut b = Backend::start(d.path(), "");
+    // The standalone daemons go; master starts them from cyrus.conf.
+    b.imapd.take();
+    b.lmtpd.take();
+    let iport = free_port();
+    let sock = d.path().join("conf/socket/lmtp-master");
+    std::fs::write(
+        d.path().join("cyrus.conf"),
+        format!(
+            "START {{\n  recover cmd=\"ctl_cyrusdb -r\"\n}}\nSERVICES {{\n  imap cmd=\"imapd\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=50\n  \
+             lmtpunix cmd=\"lmtpd\" listen=\"{}\"\n  pop3 cmd=\"pop3d\" listen=\"127.0.0.1:0\"\n}}\nEVENTS {{\n  checkpoint cmd=\"ctl_cyrusdb -c\" period=30\n}}\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.path().join("master.log")).unwrap();
+    let mut cmd = Command::new(bin("master"));
+    cmd.args([
+        "-C",
+        b.conf.to_str().unwrap(),
+        "-M",
+        d.path().join("cyrus.conf").to_str().unwrap(),
+        "-p",
+        d.path().join("master.pid").to_str().unwrap(),
+        "-D",
+    ])
+    .stdout(log.try_clone().unwrap())
+    .stderr(log);
+    let mut master = Proc::spawn("master", &mut cmd);
+    wait_tcp(iport);
+    assert!(d.path().join("master.pid").exists());
+    let out = python(
+        r#"
+import imaplib, smtplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')
+l = smtplib.LMTP(sys.argv[2]); l.sendmail('a@b', ['u7'], b'Subject: via master\r\n\r\nx\r\n'); l.quit()
+typ, data = M.select('INBOX')
+assert data == [b'1'], data
+M.logout()
+print('ok')
+"#,
+        &[&iport.to_string(), sock.to_str().unwrap()],
+    );
+    assert!(out.contains("ok"), "{out}");
+    // SIGTERM stops master and its services.
+    master.stop();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", iport)).is_err(), "imapd still listening after master stopped");
+    assert!(!d.path().join("master.pid").exists());
+}

@@ -125,6 +125,12 @@ impl Ctx {
         if !out.is_empty() {
             return Ok(out);
         }
+        // Started by master: the listening socket is fd 4.
+        if std::env::var_os("CYRUS_SERVICE").is_some() {
+            if let Some(l) = listener_on_fd(super::master::LISTEN_FD) {
+                return Ok(vec![l]);
+            }
+        }
         let specs = if specs.is_empty() { default } else { specs };
         for s in specs {
             if s.starts_with('/') {
@@ -149,4 +155,25 @@ impl Ctx {
             _ => 1 << 30,
         }
     }
+}
+
+/// A listening socket inherited on `fd`, if there is one.
+fn listener_on_fd(fd: i32) -> Option<crate::server::Listener> {
+    use std::os::fd::FromRawFd;
+    let addr = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd).ok()?;
+    // SAFETY: master passed fd as a listening socket that we now own.
+    if addr.as_unix_addr().is_some() {
+        let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+        l.set_nonblocking(true).ok()?;
+        Some(crate::server::Listener::Unix(tokio::net::UnixListener::from_std(l).ok()?))
+    } else {
+        let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        l.set_nonblocking(true).ok()?;
+        Some(crate::server::Listener::Tcp(tokio::net::TcpListener::from_std(l).ok()?))
+    }
+}
+
+/// The connection limit: cyrus.conf `maxchild` as passed by master.
+pub fn max_conns() -> usize {
+    std::env::var("MUMAIL_MAXCHILD").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }

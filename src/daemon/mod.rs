@@ -5,5 +5,6 @@
 pub mod cyrus;
 pub mod imapd;
 pub mod lmtpd;
+pub mod master;
 pub mod saslauthd;
 pub mod saslauthd_client;

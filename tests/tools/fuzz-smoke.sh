@@ -10,7 +10,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 fail=0
 for t in $(sed -n 's/^name = "\(.*\)"$/\1/p' tests/fuzz/Cargo.toml | grep -v mumail-fuzz); do
-  if cargo fuzz run --fuzz-dir tests/fuzz "$t" -s none -- -max_total_time="$secs" -rss_limit_mb=1024 >/tmp/fuzz-smoke-$t.log 2>&1; then
+  # New inputs go to a scratch corpus; tests/fuzz/seeds/<target> (real
+  # commands and messages) is read as a second corpus.
+  mkdir -p "/tmp/fuzz-corpus-$t"
+  seeds=""
+  [ -d "tests/fuzz/seeds/$t" ] && seeds="tests/fuzz/seeds/$t"
+  if cargo fuzz run --fuzz-dir tests/fuzz "$t" -s none "/tmp/fuzz-corpus-$t" $seeds -- -max_total_time="$secs" -rss_limit_mb=1024 >/tmp/fuzz-smoke-$t.log 2>&1; then
     echo "fuzz $t: $(grep -a -o 'Done [0-9]* runs' /tmp/fuzz-smoke-$t.log)"
   else
     echo "fuzz $t: CRASH (see /tmp/fuzz-smoke-$t.log)"; grep -a -A5 panicked /tmp/fuzz-smoke-$t.log | head -8

@@ -4,9 +4,13 @@
 #   - OpenLDAP slapd on 127.0.0.1:24389 with test users u1..u5 (password
 #     testpw), the Active Directory stand-in;
 #   - our saslauthd -a ldap on $MUMAIL_RUN/saslauthd/mux against it;
+#   - the back end (store): our master running imapd on 127.0.0.1:14300 and
+#     lmtpd on $MUMAIL_RUN/imap/config/socket/lmtp and 127.0.0.1:24024, from
+#     etc/imapd.conf and etc/cyrus.conf (u5 is the store admin; INBOXes are
+#     created at first login or delivery, 200 MB quota);
 #   - main.cf/master.cf and imapd.conf/cyrus.conf shown through our postconf
 #     and cyr_info.
-# The store, the hub and the Murder join this script as their issues land.
+# The hub and the Murder join this script as their issues land.
 # Stop everything with:  sh tests/tools/start.sh stop
 set -eu
 cd "$(dirname "$0")/../.."
@@ -30,7 +34,7 @@ stop
 mkdir -p "$run/postfix" "$run/imap" "$run/slapd/db" "$run/saslauthd"
 cp etc/postfix/main.cf etc/postfix/master.cf "$run/postfix/"
 sed "s#@RUN@#$run#g" etc/imapd.conf >"$run/imap/imapd.conf"
-cp etc/cyrus.conf "$run/imap/cyrus.conf"
+sed "s#@RUN@#$run#g" etc/cyrus.conf >"$run/imap/cyrus.conf"
 
 base="dc=mumail,dc=test"
 cat >"$run/slapd/slapd.conf" <<EOC
@@ -65,12 +69,30 @@ printf 'ldap_servers: ldap://127.0.0.1:24389/\nldap_search_base: ou=people,%s\nl
 sleep 1
 ./target/debug/saslauthd -a ldap -O "$run/saslauthd.conf" -m "$run/saslauthd" -c
 cp "$run/saslauthd/saslauthd.pid" "$run/saslauthd-daemon.pid"
+./target/debug/master -C "$run/imap/imapd.conf" -M "$run/imap/cyrus.conf" -p "$run/master.pid" -d
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  python3 -c 'import socket; socket.create_connection(("127.0.0.1", 14300))' 2>/dev/null && break
+  sleep 0.5
+done
+python3 - "$run" <<'EOP'
+import imaplib, smtplib, sys
+M = imaplib.IMAP4('127.0.0.1', 14300)
+M.login('u1', 'testpw')
+l = smtplib.LMTP(sys.argv[1] + '/imap/config/socket/lmtp')
+l.sendmail('welcome@mumail.test', ['u1'], b'Subject: welcome to mumail\r\nFrom: welcome@mumail.test\r\n\r\nThe local back end works.\r\n')
+l.quit()
+print('== imap: u1 INBOX has', M.select('INBOX')[1][0].decode(), 'message(s)')
+M.logout()
+EOP
 echo "== postconf -n ($run/postfix)"
 ./target/debug/postconf -c "$run/postfix" -n
 echo "== cyr_info conf ($run/imap)"
 ./target/debug/cyr_info -C "$run/imap/imapd.conf" -M "$run/imap/cyrus.conf" conf
 echo "== saslauthd (ldap, users u1..u5 / testpw)"
 ./target/debug/testsaslauthd -f "$run/saslauthd/mux" -u u1 -p testpw
-echo "running: slapd on 127.0.0.1:24389, saslauthd on $run/saslauthd/mux"
+echo "running: slapd on 127.0.0.1:24389, saslauthd on $run/saslauthd/mux,"
+echo "         master with imapd on 127.0.0.1:14300 and lmtpd on 127.0.0.1:24024 and $run/imap/config/socket/lmtp"
 echo "try:     ./target/debug/testsaslauthd -f $run/saslauthd/mux -u u2 -p testpw"
+echo "         /usr/lib/cyrus/bin/imtest -a u2 -w testpw -m login -p 14300 127.0.0.1   (cyrus-clients)"
+echo "         python3 -c \"import imaplib; M=imaplib.IMAP4('127.0.0.1',14300); print(M.login('u2','testpw'))\""
 echo "stop:    sh tests/tools/start.sh stop"

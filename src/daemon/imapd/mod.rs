@@ -55,6 +55,33 @@ impl crate::server::Service for Imapd {
     }
 }
 
+/// Serves one connection on any stream; with `preauth` the session starts
+/// authenticated as that user (`* PREAUTH` greeting, RFC 3501 7.1.4), for
+/// in-process use such as the session fuzzer.
+pub async fn serve_io<S>(ctx: Arc<Ctx>, io: S, preauth: Option<&str>)
+where
+    S: tokio::io::AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static,
+{
+    let (r, w) = tokio::io::split(io);
+    let mut s = Session {
+        ctx: ctx.clone(),
+        input: Input::new(r),
+        w: BufWriter::new(w),
+        peer: "local".into(),
+        user: None,
+        ns: None,
+        sel: None,
+        sid: ctx.session_id(),
+        logout: false,
+    };
+    if let Some(u) = preauth {
+        let cfg = &ctx.store.cfg;
+        s.user = Some(u.to_string());
+        s.ns = Some(Namespace::new(cfg.unixhierarchysep, cfg.altnamespace, u, cfg.virtdomains, &cfg.defaultdomain));
+    }
+    let _ = s.run().await;
+}
+
 pub struct Session<R, W> {
     pub ctx: Arc<Ctx>,
     input: Input<R>,
@@ -119,11 +146,15 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     async fn run(&mut self) -> Res {
-        let greet = format!(
-            "* OK [CAPABILITY {}] {} Cyrus IMAP {CYRUS_VERSION} server ready\r\n",
-            self.capabilities(),
-            self.ctx.servername
-        );
+        let greet = if self.user.is_some() {
+            format!("* PREAUTH [CAPABILITY {}] {} Cyrus IMAP {CYRUS_VERSION} server ready\r\n", self.capabilities(), self.ctx.servername)
+        } else {
+            format!(
+                "* OK [CAPABILITY {}] {} Cyrus IMAP {CYRUS_VERSION} server ready\r\n",
+                self.capabilities(),
+                self.ctx.servername
+            )
+        };
         self.out(&greet).await?;
         while !self.logout {
             if !self.input.has_buffered() {
@@ -428,7 +459,7 @@ pub fn main(args: &[String]) -> i32 {
             sd.trigger();
         });
         let svc = Arc::new(Imapd { ctx: ctx.clone() });
-        crate::server::run(listeners, svc, crate::server::Limits { max_conns: 0, ..Default::default() }, rx).await;
+        crate::server::run(listeners, svc, crate::server::Limits { max_conns: super::cyrus::max_conns(), ..Default::default() }, rx).await;
         0
     })
 }

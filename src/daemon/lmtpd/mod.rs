@@ -553,7 +553,7 @@ pub fn main(args: &[String]) -> i32 {
             sd.trigger();
         });
         let svc = Arc::new(Lmtpd { ctx: ctx.clone(), preauth: a.preauth });
-        crate::server::run(listeners, svc, crate::server::Limits { max_conns: 0, ..Default::default() }, rx).await;
+        crate::server::run(listeners, svc, crate::server::Limits { max_conns: super::cyrus::max_conns(), ..Default::default() }, rx).await;
         0
     })
 }

@@ -1,0 +1,312 @@
+//! master: reads cyrus.conf like Cyrus's master and runs the store's
+//! services.  START entries run to completion first; each SERVICES entry's
+//! socket is bound here and handed to its program on fd 4 with
+//! `CYRUS_SERVICE`/`CYRUS_ID` (Cyrus's master↔child contract), so Cyrus's
+//! own binaries named by absolute path work too.  Our daemons serve every
+//! connection of a service in one process, so `prefork` has nothing to do
+//! and `maxchild` becomes the service's connection limit.  EVENTS run by
+//! `period`/`at`; DAEMON entries run and are restarted.  SIGTERM stops all.
+
+use crate::config::cyrus::cyrus_conf::{Entry, Listen};
+use crate::config::cyrus::CyrusConf;
+use crate::util::getopt::{getopt, Opt};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Cyrus's listening-socket descriptor in a service child.
+pub const LISTEN_FD: i32 = 4;
+/// Programs of this suite that master may start by relative name.
+const OURS: &[&str] = &["imapd", "lmtpd", "saslauthd"];
+
+static TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: i32) {
+    TERM.store(true, Ordering::SeqCst);
+}
+
+struct Running {
+    name: String,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    fd: Option<OwnedFd>,
+    child: Option<Child>,
+    last_start: Instant,
+}
+
+/// The program for a cmd's first word: absolute paths as given; relative
+/// names only if they are ours, next to this master or in
+/// /usr/libexec/mumail.
+fn resolve(prog: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(prog);
+    if p.is_absolute() {
+        return p.exists().then(|| p.to_path_buf());
+    }
+    if !OURS.contains(&prog) {
+        return None;
+    }
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.to_path_buf())) {
+        dirs.push(d);
+    }
+    dirs.push("/usr/libexec/mumail".into());
+    dirs.into_iter().map(|d| d.join(prog)).find(|c| c.exists())
+}
+
+/// A port number or a name from /etc/services.
+fn port_of(s: &str) -> Option<u16> {
+    if let Ok(n) = s.parse() {
+        return Some(n);
+    }
+    let text = std::fs::read_to_string("/etc/services").ok()?;
+    text.lines().find_map(|l| {
+        let l = l.split('#').next()?;
+        let mut it = l.split_whitespace();
+        let name = it.next()?;
+        let pp = it.next()?;
+        let (port, proto) = pp.split_once('/')?;
+        let aliases: Vec<&str> = it.collect();
+        ((name == s || aliases.contains(&s)) && proto == "tcp").then(|| port.parse().ok()).flatten()
+    })
+}
+
+fn bind(listen: &Listen) -> Result<OwnedFd, String> {
+    match listen {
+        Listen::Path(p) => {
+            let path = std::path::Path::new(p);
+            if let Some(d) = path.parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+            let _ = std::fs::remove_file(path);
+            let l = std::os::unix::net::UnixListener::bind(path).map_err(|e| format!("unable to bind to {p}: {e}"))?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777));
+            Ok(l.into())
+        }
+        Listen::Inet { host, port } => {
+            let port = port_of(port).ok_or_else(|| format!("unknown service {port}"))?;
+            let host = host.as_deref().unwrap_or("0.0.0.0");
+            let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            let l = std::net::TcpListener::bind(&addr).map_err(|e| format!("unable to bind to {addr}: {e}"))?;
+            Ok(l.into())
+        }
+    }
+}
+
+fn spawn(r: &mut Running, log: &crate::log::Logger) {
+    let Some(prog) = resolve(&r.argv[0]) else { return };
+    let mut cmd = Command::new(&prog);
+    cmd.arg0(&r.argv[0]).args(&r.argv[1..]);
+    for (k, v) in &r.env {
+        cmd.env(k, v);
+    }
+    if let Some(fd) = &r.fd {
+        let raw = fd.as_raw_fd();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if raw != LISTEN_FD && libc::dup2(raw, LISTEN_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let flags = libc::fcntl(LISTEN_FD, libc::F_GETFD);
+                libc::fcntl(LISTEN_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                Ok(())
+            });
+        }
+    }
+    r.last_start = Instant::now();
+    match cmd.spawn() {
+        Ok(c) => {
+            log.info(&format!("process type:SERVICE name:{} path:{} pid:{}", r.name, prog.display(), c.id()));
+            r.child = Some(c);
+        }
+        Err(e) => log.error(&format!("can't fork process to run service {}: {e}", r.name)),
+    }
+}
+
+fn run_to_completion(e: &Entry, log: &crate::log::Logger) {
+    let Some(cmd) = e.get("cmd") else { return };
+    let argv: Vec<&str> = cmd.split_whitespace().collect();
+    let Some(prog) = argv.first().and_then(|p| resolve(p)) else {
+        log.warning(&format!("{}: {} is not part of mumail; skipped", e.name, argv.first().unwrap_or(&"")));
+        return;
+    };
+    match Command::new(prog).args(&argv[1..]).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => log.error(&format!("{} exited, status {}", e.name, s.code().unwrap_or(-1))),
+        Err(err) => log.error(&format!("{}: {err}", e.name)),
+    }
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let Ok((opts, _)) = getopt(args, "C:M:p:l:L:dDj:") else {
+        eprintln!("usage: master [-C alt_config] [-M alt_cyrus.conf] [-l listen_queue] [-p pidfile] [-d | -D] [-L logfile]");
+        return crate::util::exit::USAGE;
+    };
+    let (mut imapd_conf, mut cyrus_conf, mut pidfile, mut daemonise) =
+        ("/etc/imapd.conf".to_string(), "/etc/cyrus.conf".to_string(), "/run/cyrus-master.pid".to_string(), false);
+    for o in opts {
+        match o {
+            Opt::Arg('C', v) => imapd_conf = v,
+            Opt::Arg('M', v) => cyrus_conf = v,
+            Opt::Arg('p', v) => pidfile = v,
+            Opt::Flag('d') => daemonise = true,
+            Opt::Flag('D') => daemonise = false,
+            _ => {}
+        }
+    }
+    let log = crate::config::cyrus::ImapdConf::load(&imapd_conf, Some("master"))
+        .ok()
+        .and_then(|c| crate::log::Logger::for_cyrus(&c, "master").ok())
+        .unwrap_or_else(|| crate::log::Logger::new("cyrus/master", 22, crate::log::Target::Stderr));
+    let conf = match CyrusConf::load(&cyrus_conf).and_then(|c| c.service_entries().map(|s| (c, s))) {
+        Ok(v) => v,
+        Err(e) => {
+            log.fatal(&e.to_string());
+            eprintln!("master: fatal: {e}");
+            return crate::util::exit::CONFIG;
+        }
+    };
+    let (cf, mut services) = conf;
+    // Like Cyrus's master, children get master's -C unless their cmd has one.
+    let with_c = |argv: &mut Vec<String>| {
+        if !argv.iter().any(|a| a == "-C") && !argv.is_empty() {
+            argv.insert(1, imapd_conf.clone());
+            argv.insert(1, "-C".into());
+        }
+    };
+    for s in &mut services {
+        with_c(&mut s.argv);
+    }
+    if daemonise {
+        // SAFETY: single-threaded at this point.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+            Ok(nix::unistd::ForkResult::Child) => {
+                let _ = nix::unistd::setsid();
+                // Detach from the caller's terminal and pipes.
+                if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                    for fd in 0..3 {
+                        // SAFETY: plain descriptor duplication.
+                        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("master: fork: {e}");
+                return crate::util::exit::OSERR;
+            }
+        }
+    }
+    let _pid = crate::server::PidFile::create(std::path::Path::new(&pidfile)).ok();
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
+    }
+    for e in &cf.start {
+        run_to_completion(e, &log);
+    }
+    let mut running: Vec<Running> = Vec::new();
+    for s in &services {
+        if resolve(&s.argv[0]).is_none() {
+            log.warning(&format!("service {}: {} is not part of mumail; skipped", s.name, s.argv[0]));
+            continue;
+        }
+        let fd = match bind(&s.listen) {
+            Ok(fd) => fd,
+            Err(e) => {
+                log.error(&format!("unable to create {} listener socket: {e}", s.name));
+                continue;
+            }
+        };
+        let mut env = vec![("CYRUS_SERVICE".to_string(), s.name.clone()), ("CYRUS_ID".to_string(), "0".to_string())];
+        if s.maxchild > 0 {
+            env.push(("MUMAIL_MAXCHILD".into(), s.maxchild.to_string()));
+        }
+        running.push(Running {
+            name: s.name.clone(),
+            argv: s.argv.clone(),
+            env,
+            fd: Some(fd),
+            child: None,
+            last_start: Instant::now() - Duration::from_secs(60),
+        });
+    }
+    for e in &cf.daemon {
+        if let Some(cmd) = e.get("cmd") {
+            let mut argv: Vec<String> = cmd.split_whitespace().map(String::from).collect();
+            with_c(&mut argv);
+            if argv.first().and_then(|p| resolve(p)).is_some() {
+                running.push(Running {
+                    name: e.name.clone(),
+                    argv,
+                    env: vec![("CYRUS_SERVICE".into(), e.name.clone())],
+                    fd: None,
+                    child: None,
+                    last_start: Instant::now() - Duration::from_secs(60),
+                });
+            } else {
+                log.warning(&format!("daemon {}: not part of mumail; skipped", e.name));
+            }
+        }
+    }
+    // EVENTS: (entry, period, at hhmm, next run).
+    let mut events: Vec<(&Entry, Option<Duration>, Option<(u32, u32)>, Instant)> = cf
+        .events
+        .iter()
+        .map(|e| {
+            let period = e.get("period").and_then(|p| p.parse::<u64>().ok()).filter(|p| *p > 0).map(|m| Duration::from_secs(m * 60));
+            let at = e.get("at").and_then(|a| a.parse::<u32>().ok()).map(|a| (a / 100, a % 100));
+            (e, period, at, Instant::now())
+        })
+        .collect();
+    let mut last_minute = u32::MAX;
+    while !TERM.load(Ordering::SeqCst) {
+        for r in &mut running {
+            let dead = match &mut r.child {
+                None => true,
+                Some(c) => matches!(c.try_wait(), Ok(Some(_))),
+            };
+            // Restart what died, at most once a second (babysitting).
+            if dead && r.last_start.elapsed() >= Duration::from_secs(1) {
+                if r.child.is_some() {
+                    log.warning(&format!("service {} pid {} terminated; restarting", r.name, r.child.as_ref().map_or(0, |c| c.id())));
+                }
+                spawn(r, &log);
+            }
+        }
+        let now = Instant::now();
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let (_, _, _, hh, mm, _, _) = crate::util::codec::civil(t);
+        for (e, period, at, next) in &mut events {
+            let due = match (period, at) {
+                (Some(p), _) if now >= *next => {
+                    *next = now + *p;
+                    true
+                }
+                (None, Some((h, m))) => *h == hh && *m == mm && last_minute != hh * 60 + mm,
+                _ => false,
+            };
+            if due {
+                run_to_completion(e, &log);
+            }
+        }
+        last_minute = hh * 60 + mm;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for r in &mut running {
+        if let Some(c) = &mut r.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    for r in &mut running {
+        if let Some(c) = &mut r.child {
+            let _ = c.wait();
+        }
+    }
+    log.info("exiting on SIGTERM/SIGINT");
+    0
+}
