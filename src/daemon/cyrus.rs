@@ -17,6 +17,8 @@ pub struct Ctx {
     /// The SASL service name (`imap`, `lmtp`, `pop`): saslauthd's service
     /// field, hence the PAM service.
     pub sasl_service: String,
+    /// TLS from `tls_server_cert`/`tls_server_key` (None when unset).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     sessions: AtomicU64,
     started: u64,
 }
@@ -75,7 +77,9 @@ impl Ctx {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let tls = tls_config(&conf)?;
         Ok(Ctx {
+            tls,
             conf,
             store,
             log,
@@ -176,4 +180,44 @@ fn listener_on_fd(fd: i32) -> Option<crate::server::Listener> {
 /// The connection limit: cyrus.conf `maxchild` as passed by master.
 pub fn max_conns() -> usize {
     std::env::var("MUMAIL_MAXCHILD").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The server TLS configuration from `tls_server_cert` and
+/// `tls_server_key` (PEM; Cyrus allows a comma-separated RSA,EC pair: the
+/// first is used) and `tls_versions`.
+pub fn tls_config(conf: &ImapdConf) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let get = |n: &str| conf.path_option(n).filter(|v| !v.is_empty() && v != "(null)");
+    let (Some(cert), Some(key)) = (get("tls_server_cert"), get("tls_server_key")) else {
+        return Ok(None);
+    };
+    let cert = cert.split(',').next().unwrap_or("").trim().to_string();
+    let key = key.split(',').next().unwrap_or("").trim().to_string();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .map_err(|e| format!("tls_server_cert {cert}: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls_server_cert {cert}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("tls_server_cert {cert}: no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("tls_server_key {key}: {e}"))?;
+    let versions = conf.get("tls_versions").unwrap_or("tls1_2 tls1_3").to_string();
+    let mut vs: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if versions.contains("tls1_2") {
+        vs.push(&rustls::version::TLS12);
+    }
+    if versions.contains("tls1_3") {
+        vs.push(&rustls::version::TLS13);
+    }
+    if vs.is_empty() {
+        return Err(format!("tls_versions {versions}: none of tls1_2 tls1_3"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&vs)
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls_server_cert/tls_server_key: {e}"))?;
+    Ok(Some(Arc::new(cfg)))
 }

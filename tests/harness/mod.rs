@@ -351,21 +351,23 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(dir: &Path, extra_conf: &str) -> Backend {
+        std::fs::create_dir_all(dir).unwrap();
         let binds = private_accounts(dir);
         let run = dir.join("sasl");
         let sasl = saslauthd(&bin("saslauthd"), &binds, &run, &["-a", "shadow"], &[], &dir.join("saslauthd.log"));
         let conf = dir.join("imapd.conf");
         let d = dir.display();
-        std::fs::write(
-            &conf,
-            format!(
-                "configdirectory: {d}/conf\npartition-default: {d}/spool\nservername: backend1\nhashimapspool: yes\n\
-                 allowplaintext: yes\nsasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nadmins: md5u\n\
-                 lmtpsocket: {d}/conf/socket/lmtp\nautocreate_quota: 0\n{extra_conf}",
-                run.join("mux").display()
-            ),
-        )
-        .unwrap();
+        let base = format!(
+            "configdirectory: {d}/conf\npartition-default: {d}/spool\nservername: backend1\nhashimapspool: yes\n\
+             allowplaintext: yes\nsasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nadmins: md5u\n\
+             lmtpsocket: {d}/conf/socket/lmtp\nautocreate_quota: 0\n",
+            run.join("mux").display()
+        );
+        // Options in extra_conf replace the base ones (a duplicate is fatal).
+        let keys: Vec<&str> = extra_conf.lines().filter_map(|l| l.split(':').next()).collect();
+        let mut text: String = base.lines().filter(|l| !keys.contains(&l.split(':').next().unwrap_or(""))).map(|l| format!("{l}\n")).collect();
+        text.push_str(extra_conf);
+        std::fs::write(&conf, text).unwrap();
         let mut b = Backend {
             dir: dir.to_path_buf(),
             conf,
@@ -399,13 +401,19 @@ impl Backend {
     }
 
     pub fn start_imapd(&mut self) {
+        self.imapd = Some(self.spawn_imapd(self.imap_port, &[]));
+    }
+
+    /// Another imapd on `port` with extra flags (`-s` for imaps).
+    pub fn spawn_imapd(&self, port: u16, flags: &[&str]) -> Proc {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("imapd.log")).unwrap();
         let mut cmd = Command::new(bin("imapd"));
-        cmd.args(["-C", self.conf.to_str().unwrap(), "-L", &format!("127.0.0.1:{}", self.imap_port)])
+        cmd.args(["-C", self.conf.to_str().unwrap(), "-L", &format!("127.0.0.1:{port}")]).args(flags)
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        self.imapd = Some(Proc::spawn("imapd", &mut cmd));
-        wait_tcp(self.imap_port);
+        let p = Proc::spawn("imapd", &mut cmd);
+        wait_tcp(port);
+        p
     }
 }
 
@@ -415,4 +423,18 @@ pub fn python(script: &str, args: &[&str]) -> String {
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "python failed:\n{out}");
     out
+}
+
+/// A CA and a server certificate for `localhost`/127.0.0.1 made with
+/// openssl in `dir`: (ca.pem, server.pem, server.key).
+pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=mumail test CA"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
 }

@@ -49,6 +49,11 @@ impl<R: AsyncRead + Unpin> Input<R> {
         }
     }
 
+    /// The stream, dropping anything buffered (STARTTLS).
+    pub fn into_inner(self) -> R {
+        self.r
+    }
+
     /// Whether unread input is waiting (pipelining).
     pub fn has_buffered(&self) -> bool {
         self.pos < self.buf.len()

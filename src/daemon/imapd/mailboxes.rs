@@ -7,7 +7,7 @@ use crate::proto::imap::command::AppendMsg;
 use crate::proto::imap::render;
 use crate::store::names::NameError;
 use crate::store::{Cached, MailboxEntry, NewMessage, StoreError};
-use tokio::io::AsyncWrite;
+
 
 /// Rights of an id in a Cyrus ACL string (`id\trights\t…`), with
 /// negative entries (`-id`) removing rights.
@@ -66,7 +66,7 @@ pub fn wild_match(pat: &[u8], name: &[u8], sep: u8) -> bool {
     }
 }
 
-impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+impl Session {
     pub fn internal(&self, ext: &str) -> Result<String, &'static str> {
         let ns = self.ns.as_ref().ok_or("NO Please login first")?;
         ns.to_internal(ext).map_err(name_err)

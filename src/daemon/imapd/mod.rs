@@ -9,6 +9,7 @@ mod selected;
 use super::cyrus::{Args, Ctx};
 use crate::mail::Secret;
 use crate::proto::imap::command::{self, Command, Kind};
+use crate::server::listen::Io;
 use crate::server::Conn;
 use crate::store::names::Namespace;
 use io::{Frame, Input, ReadError};
@@ -24,19 +25,35 @@ const PREAUTH_IDLE: Duration = Duration::from_secs(60);
 /// Largest APPEND kept in memory when `maxmessagesize` is unset.
 const DEFAULT_APPEND_MAX: u64 = 64 << 20;
 
+/// Output buffer per connection (flushed before every read).
+const OUT_BUF: usize = 4096;
+
 pub struct Imapd {
     pub ctx: Arc<Ctx>,
+    /// imaps: TLS from the first byte (`-s`).
+    pub implicit_tls: bool,
 }
 
 impl crate::server::Service for Imapd {
     async fn serve(self: Arc<Self>, conn: Conn) {
         let peer = conn.peer();
-        let io = conn.into_io();
+        let mut io = conn.into_io();
+        if self.implicit_tls {
+            let Some(acc) = self.ctx.tls.clone() else { return };
+            match tokio_rustls::TlsAcceptor::from(acc).accept(io).await {
+                Ok(t) => io = Box::new(t),
+                Err(e) => {
+                    self.ctx.log.info(&format!("imaps TLS negotiation failed: {peer}: {e}"));
+                    return;
+                }
+            }
+        }
         let (r, w) = tokio::io::split(io);
         let mut s = Session {
             ctx: self.ctx.clone(),
             input: Input::new(r),
-            w: BufWriter::new(w),
+            w: BufWriter::with_capacity(OUT_BUF, w),
+            tls: self.implicit_tls,
             peer,
             user: None,
             ns: None,
@@ -62,11 +79,13 @@ pub async fn serve_io<S>(ctx: Arc<Ctx>, io: S, preauth: Option<&str>)
 where
     S: tokio::io::AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static,
 {
+    let io: Box<dyn Io> = Box::new(io);
     let (r, w) = tokio::io::split(io);
     let mut s = Session {
         ctx: ctx.clone(),
         input: Input::new(r),
-        w: BufWriter::new(w),
+        w: BufWriter::with_capacity(OUT_BUF, w),
+        tls: false,
         peer: "local".into(),
         user: None,
         ns: None,
@@ -82,10 +101,15 @@ where
     let _ = s.run().await;
 }
 
-pub struct Session<R, W> {
+type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
+type Wr = tokio::io::WriteHalf<Box<dyn Io>>;
+
+pub struct Session {
     pub ctx: Arc<Ctx>,
-    input: Input<R>,
-    pub w: BufWriter<W>,
+    input: Input<Rd>,
+    pub w: BufWriter<Wr>,
+    /// TLS is on (implicit or after STARTTLS).
+    tls: bool,
     peer: String,
     pub user: Option<String>,
     pub ns: Option<Namespace>,
@@ -96,7 +120,7 @@ pub struct Session<R, W> {
 
 pub type Res = Result<(), ReadError>;
 
-impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+impl Session {
     pub async fn out(&mut self, s: &str) -> Res {
         self.w.write_all(s.as_bytes()).await?;
         Ok(())
@@ -126,17 +150,58 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         Duration::from_secs(m as u64)
     }
 
-    pub fn input_mut(&mut self) -> &mut Input<R> {
+    /// Passwords in the clear are fine under TLS or with `allowplaintext`.
+    fn plaintext_ok(&self) -> bool {
+        self.tls || self.ctx.conf.get_switch("allowplaintext")
+    }
+
+    /// RFC 3501 6.2.1 / RFC 2595: TLS on the connection; plaintext that
+    /// the client pipelined after STARTTLS is discarded (no injection).
+    async fn starttls(&mut self, tag: &str) -> Res {
+        let Some(acc) = self.ctx.tls.clone() else {
+            return self.tagged(tag, "BAD Unrecognized command").await;
+        };
+        if self.tls {
+            return self.tagged(tag, "BAD Already did TLS").await;
+        }
+        self.tagged(tag, "OK Begin TLS negotiation now").await?;
+        self.w.flush().await?;
+        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
+        let (dr, dw) = tokio::io::split(dummy);
+        let r = std::mem::replace(&mut self.input, Input::new(dr)).into_inner();
+        let w = std::mem::replace(&mut self.w, BufWriter::new(dw)).into_inner();
+        let io = r.unsplit(w);
+        match tokio_rustls::TlsAcceptor::from(acc).accept(io).await {
+            Ok(t) => {
+                let t: Box<dyn Io> = Box::new(t);
+                let (r, w) = tokio::io::split(t);
+                self.input = Input::new(r);
+                self.w = BufWriter::with_capacity(OUT_BUF, w);
+                self.tls = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.ctx.log.info(&format!("STARTTLS negotiation failed: {}: {e}", self.peer));
+                self.logout = true;
+                Err(ReadError::Eof)
+            }
+        }
+    }
+
+    pub fn input_mut(&mut self) -> &mut Input<Rd> {
         &mut self.input
     }
 
     pub fn capabilities(&self) -> String {
         let mut c = String::from("IMAP4rev1 LITERAL+ ID ENABLE");
         if self.user.is_none() {
-            if !self.ctx.conf.get_switch("allowplaintext") {
-                c.push_str(" LOGINDISABLED");
-            } else {
+            if self.ctx.tls.is_some() && !self.tls {
+                c.push_str(" STARTTLS");
+            }
+            if self.plaintext_ok() {
                 c.push_str(" AUTH=PLAIN AUTH=LOGIN");
+            } else {
+                c.push_str(" LOGINDISABLED");
             }
             c.push_str(" SASL-IR");
             return c;
@@ -221,7 +286,8 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 .await?;
                 self.tagged(&tag, "OK Completed").await
             }
-            Kind::StartTls => self.tagged(&tag, "BAD Unrecognized command").await,
+            Kind::StartTls if !authed => self.starttls(&tag).await,
+            Kind::StartTls => self.tagged(&tag, "BAD Already authenticated").await,
             Kind::Compress(_) => self.tagged(&tag, "BAD Unrecognized command").await,
             Kind::Login(u, p) if !authed => self.login(&tag, &u, Secret::new(p)).await,
             Kind::Authenticate(m, ir) if !authed => self.authenticate(&tag, &m, ir).await,
@@ -295,7 +361,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     async fn login(&mut self, tag: &str, user: &str, pass: Secret<Vec<u8>>) -> Res {
-        if !self.ctx.conf.get_switch("allowplaintext") {
+        if !self.plaintext_ok() {
             return self.tagged(tag, "NO Login only available under a layer").await;
         }
         self.check_and_login(tag, user, user, pass, "plaintext").await
@@ -368,7 +434,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     async fn authenticate(&mut self, tag: &str, mech: &str, ir: Option<String>) -> Res {
-        if !self.ctx.conf.get_switch("allowplaintext") {
+        if !self.plaintext_ok() {
             return self.tagged(tag, "NO Authentication failed: encryption needed").await;
         }
         match mech {
@@ -458,7 +524,13 @@ pub fn main(args: &[String]) -> i32 {
             crate::server::signals(|| {}).await;
             sd.trigger();
         });
-        let svc = Arc::new(Imapd { ctx: ctx.clone() });
+        if a.tls && ctx.tls.is_none() {
+            let e = "imaps (-s) needs tls_server_cert and tls_server_key";
+            ctx.log.fatal(e);
+            eprintln!("imapd: fatal: {e}");
+            return 75;
+        }
+        let svc = Arc::new(Imapd { ctx: ctx.clone(), implicit_tls: a.tls });
         crate::server::run(listeners, svc, crate::server::Limits { max_conns: super::cyrus::max_conns(), ..Default::default() }, rx).await;
         0
     })

@@ -9,7 +9,7 @@ use crate::proto::imap::command::{FetchItem, SearchKey, Section, SeqSet, StoreMo
 use crate::proto::imap::render::{self, SectionText};
 use crate::store::{FlagOp, Record, FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN};
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// How often an IDLE session checks for changes made by other processes.
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -100,7 +100,7 @@ fn db_version(path: &std::path::Path) -> Option<(i128, u64)> {
     Some((t, m.len()))
 }
 
-impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+impl Session {
     pub async fn select(&mut self, tag: &str, ext: &str, examine: bool, condstore: bool) -> Res {
         if self.sel.take().is_some() {
             // RFC 7162 3.2.11 / RFC 9051: the old mailbox is closed.
@@ -1137,7 +1137,7 @@ fn imap_date(t: i64) -> String {
     }
 }
 
-impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+impl Session {
     async fn input_line(&mut self, idle: Duration) -> Result<Option<Vec<u8>>, super::io::ReadError> {
         self.input_mut().line(super::io::MAX_LINE, idle).await
     }

@@ -1,0 +1,75 @@
+//! TLS on the store: STARTTLS and implicit TLS (imaps) with
+//! `tls_server_cert`/`tls_server_key`, `allowplaintext: no` (LOGINDISABLED
+//! until TLS), Cyrus's imtest over both, and no command injection across
+//! STARTTLS.
+
+mod harness;
+use harness::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
+
+fn imtest(args: &[&str], input: &str) -> String {
+    let mut c = Command::new(IMTEST).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn starttls_and_imaps_with_real_clients() {
+    if !can_run("tls", &[IMTEST, "/usr/bin/openssl", "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let certs = d.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = make_certs(&certs);
+    let b = Backend::start(
+        &d.path().join("be"),
+        &format!("allowplaintext: no\ntls_server_cert: {}\ntls_server_key: {}\n", cert.display(), key.display()),
+    );
+    let sport = free_port();
+    let _imaps = b.spawn_imapd(sport, &["-s"]);
+    let port = b.imap_port.to_string();
+
+    // STARTTLS with imtest (-t ""), then LOGIN under TLS.
+    let out = imtest(&["-t", "", "-a", "u7", "-w", "testpw", "-m", "login", "-p", &port, "127.0.0.1"], ". select INBOX\r\n. logout\r\n");
+    assert!(out.contains("Authenticated."), "{out}");
+    assert!(out.contains("* 0 EXISTS"), "{out}");
+    // imaps with imtest -s.
+    let out = imtest(&["-s", "-a", "u7", "-w", "testpw", "-m", "plain", "-p", &sport.to_string(), "127.0.0.1"], ". logout\r\n");
+    assert!(out.contains("Authenticated."), "{out}");
+
+    let out = python(
+        r#"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(('127.0.0.1', port)); f = s.makefile('rb')
+greet = f.readline()
+assert b'STARTTLS' in greet and b'LOGINDISABLED' in greet, greet
+s.sendall(b'a LOGIN u7 testpw\r\n')
+l = f.readline(); assert l.startswith(b'a NO Login only available under a layer'), l
+# Pipelined after STARTTLS: must be discarded, not run inside TLS.
+s.sendall(b'b STARTTLS\r\nc LOGIN u7 testpw\r\n')
+l = f.readline(); assert l == b'b OK Begin TLS negotiation now\r\n', l
+ctx = ssl.create_default_context(cafile=ca)
+t = ctx.wrap_socket(s, server_hostname='localhost')
+tf = t.makefile('rb')
+t.sendall(b'd CAPABILITY\r\n')
+caps = tf.readline()
+assert b'AUTH=PLAIN' in caps and b'STARTTLS' not in caps and b'LOGINDISABLED' not in caps, caps
+l = tf.readline(); assert l.startswith(b'd OK'), l
+t.sendall(b'e NOOP\r\n')
+l = tf.readline(); assert l.startswith(b'e OK'), l   # no reply to 'c': it was dropped
+t.sendall(b'f LOGIN u7 testpw\r\n')
+l = tf.readline(); assert l.startswith(b'f OK [CAPABILITY'), l
+t.sendall(b'g STARTTLS\r\n')
+l = tf.readline(); assert l.startswith(b'g BAD'), l
+print('ok')
+"#,
+        &[&port, ca.to_str().unwrap()],
+    );
+    assert!(out.contains("ok"), "{out}");
+}
