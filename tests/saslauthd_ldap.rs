@@ -112,3 +112,38 @@ fn ldap_matches_real_saslauthd_and_survives_outage() {
     );
     assert!(!std::fs::read_to_string(&log).unwrap().contains("testpw"), "password in the log");
 }
+
+#[test]
+fn ldap_over_tls_verifies_the_server() {
+    if !can_run("ldap tls", &["/usr/sbin/slapd", "/usr/bin/openssl", "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let certs = d.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = make_certs(&certs);
+    let other = d.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (other_ca, _, _) = make_certs(&other);
+    let slapd = Slapd::start_tls(&d.path().join("slapd"), Some((&cert, &key)));
+    let tls_port = slapd.tls_port.unwrap();
+    let variants = [
+        ("ldaps", format!("ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: yes\nldap_tls_cacert_file: {}\n", ca.display()), true),
+        ("starttls", format!("ldap_servers: ldap://127.0.0.1:{}/\nldap_start_tls: yes\nldap_tls_check_peer: yes\nldap_tls_cacert_dir: {}\n", slapd.port, certs.display()), true),
+        ("wrong-ca", format!("ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: yes\nldap_tls_cacert_file: {}\n", other_ca.display()), false),
+        ("no-check", format!("ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: no\n"), true),
+    ];
+    for (name, tls, ok) in &variants {
+        let body = format!("{tls}ldap_search_base: ou=people,{LDAP_BASE}\nldap_filter: (uid=%u)\nldap_timeout: 3\n");
+        let path = conf(d.path(), &format!("{name}.conf"), &body);
+        let _ours = saslauthd(&bin("saslauthd"), &[], &d.path().join(name), &["-a", "ldap", "-O", &path], &[], &d.path().join(format!("{name}.log")));
+        let good = reply_text(&mux(&d.path().join(format!("{name}/mux")), b"u1", b"testpw", b"imap", b""));
+        let bad = reply_text(&mux(&d.path().join(format!("{name}/mux")), b"u1", b"wrong", b"imap", b""));
+        if *ok {
+            assert_eq!(good, "OK", "{name}");
+        } else {
+            assert!(good.starts_with("NO"), "{name}: an unverified server must not be trusted: {good}");
+        }
+        assert!(bad.starts_with("NO"), "{name}: {bad}");
+    }
+}

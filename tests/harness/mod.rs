@@ -187,22 +187,31 @@ pub struct Slapd {
     pub proc: Option<Proc>,
     pub port: u16,
     pub dir: PathBuf,
+    /// ldaps:// port when started with TLS.
+    pub tls_port: Option<u16>,
 }
 
 pub const LDAP_BASE: &str = "dc=mumail,dc=test";
 
 impl Slapd {
     pub fn start(dir: &Path) -> Slapd {
+        Slapd::start_tls(dir, None)
+    }
+
+    /// With `tls` (certificate, key): StartTLS on the ldap:// port and an
+    /// ldaps:// listener too.
+    pub fn start_tls(dir: &Path, tls: Option<(&Path, &Path)>) -> Slapd {
         let port = free_port();
         let db = dir.join("db");
         std::fs::create_dir_all(&db).unwrap();
         let conf = format!(
             "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\ninclude /etc/ldap/schema/nis.schema\ninclude /etc/ldap/schema/inetorgperson.schema\n\
-             modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {d}/slapd.pid\n\
+             modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {d}/slapd.pid\n{tls}\
              database mdb\nmaxsize 10485760\nsuffix \"{LDAP_BASE}\"\nrootdn \"cn=admin,{LDAP_BASE}\"\nrootpw adminpw\ndirectory {db}\n\
              access to attrs=userPassword by anonymous auth by self read by * none\naccess to * by * read\n",
             d = dir.display(),
-            db = db.display()
+            db = db.display(),
+            tls = tls.map(|(c, k)| format!("TLSCertificateFile {}\nTLSCertificateKeyFile {}\n", c.display(), k.display())).unwrap_or_default()
         );
         std::fs::write(dir.join("slapd.conf"), conf).unwrap();
         let mut ldif = format!("dn: {LDAP_BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: mumail\no: mumail\n\ndn: ou=people,{LDAP_BASE}\nobjectClass: organizationalUnit\nou: people\n\ndn: ou=services,{LDAP_BASE}\nobjectClass: organizationalUnit\nou: services\n\ndn: cn=saslauthd,ou=services,{LDAP_BASE}\nobjectClass: person\ncn: saslauthd\nsn: saslauthd\nuserPassword: bindpw\n\n");
@@ -227,6 +236,7 @@ impl Slapd {
             proc: None,
             port,
             dir: dir.to_path_buf(),
+            tls_port: tls.map(|_| free_port()),
         };
         s.resume();
         s
@@ -244,7 +254,11 @@ impl Slapd {
 
     pub fn resume(&mut self) {
         let mut cmd = std::process::Command::new("/usr/sbin/slapd");
-        cmd.args(["-d", "0", "-f", self.dir.join("slapd.conf").to_str().unwrap(), "-h", &self.url()])
+        let mut urls = self.url();
+        if let Some(p) = self.tls_port {
+            urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+        }
+        cmd.args(["-d", "0", "-f", self.dir.join("slapd.conf").to_str().unwrap(), "-h", &urls])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.proc = Some(Proc::spawn("slapd", &mut cmd));
