@@ -53,6 +53,10 @@ async fn line(s: &mut tokio::net::TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skeleton_behaviour() {
+    // The default hook can spend longer than the 300 ms idle deadline
+    // symbolising a backtrace (RUST_BACKTRACE set), timing out client `a`
+    // and freeing its permit; the test is about surviving, not printing.
+    std::panic::set_hook(Box::new(|_| {}));
     let l = Listener::bind_tcp("127.0.0.1:0").await.unwrap();
     let port = l.local_port().unwrap();
     let (stop, rx) = Shutdown::new();

@@ -8,9 +8,7 @@ mod harness;
 use harness::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
-const MASTER: &str = "/usr/lib/cyrus/bin/master";
 
 /// Runs the script over a raw socket; prints one JSON list of
 /// [command, [response lines]] (literals inline).
@@ -153,7 +151,7 @@ fn open_dir(p: &Path) {
 
 #[test]
 fn same_session_same_answers_as_real_cyrus() {
-    if !can_run("cyrus differential", &[MASTER, "/usr/bin/unshare"]) {
+    if !can_run("cyrus differential", &[CYRUS_MASTER, "/usr/bin/unshare"]) {
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -163,42 +161,8 @@ fn same_session_same_answers_as_real_cyrus() {
     open_dir(&d.path().join("ours"));
     open_dir(&d.path().join("ours/sasl"));
 
-    let cy = d.path().join("cyrus");
-    for sub in ["", "config", "config/sieve", "run", "run/proc", "run/lock", "spool"] {
-        std::fs::create_dir_all(cy.join(sub)).unwrap();
-        let _ = Command::new("chown").args(["cyrus", cy.join(sub).to_str().unwrap()]).status();
-        open_dir(&cy.join(sub));
-    }
-    let iport = free_port();
-    let c = cy.display();
-    std::fs::write(
-        cy.join("imapd.conf"),
-        format!(
-            "servername: backend1\nconfigdirectory: {c}/config\nproc_path: {c}/run/proc\nmboxname_lockpath: {c}/run/lock\ndefaultpartition: default\npartition-default: {c}/spool\n\
-             sievedir: {c}/config/sieve\nlmtpsocket: {c}/run/lmtp.sock\nidlesocket: {c}/run/idle.sock\nnotifysocket: {c}/run/notify.sock\nhashimapspool: yes\n\
-             admins: md5u\nallowplaintext: yes\nsasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nsasl_mech_list: PLAIN LOGIN\nautocreate_quota: 0\n",
-            mux.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        cy.join("cyrus.conf"),
-        format!("START {{\n  recover cmd=\"ctl_cyrusdb -C {c}/imapd.conf -r\"\n}}\nSERVICES {{\n  imap cmd=\"imapd -C {c}/imapd.conf\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=20\n}}\n"),
-    )
-    .unwrap();
-    let mut cmd = Command::new(MASTER);
-    cmd.args([
-        "-C",
-        cy.join("imapd.conf").to_str().unwrap(),
-        "-M",
-        cy.join("cyrus.conf").to_str().unwrap(),
-        "-p",
-        cy.join("master.pid").to_str().unwrap(),
-        "-D",
-    ]);
-    let _master = Proc::spawn("cyrus master", &mut cmd);
-    wait_tcp(iport);
-
+    let cyrus = CyrusServer::start(&d.path().join("cyrus"), &mux, "");
+    let iport = cyrus.imap_port;
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/messages");
     let ours_out = python(SESSION, &[&ours.imap_port.to_string(), corpus.to_str().unwrap()]);
     let theirs_out = python(SESSION, &[&iport.to_string(), corpus.to_str().unwrap()]);

@@ -65,7 +65,12 @@ impl Listener {
 
     pub async fn accept(&self) -> std::io::Result<Conn> {
         match self {
-            Listener::Tcp(l) => l.accept().await.map(|(s, a)| Conn::Tcp(s, a)),
+            Listener::Tcp(l) => l.accept().await.map(|(s, a)| {
+                // Replies are written whole; Nagle would hold the last
+                // segment of each for a delayed ACK.
+                let _ = s.set_nodelay(true);
+                Conn::Tcp(s, a)
+            }),
             Listener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
         }
     }

@@ -651,6 +651,40 @@ impl Store {
         Ok(v)
     }
 
+    /// Live records of some UIDs (sorted) with their cached items when
+    /// `with_cache`: one range query, for FETCH.
+    pub fn fetch_rows(&self, name: &str, mbox_id: i64, uids: &[u32], with_cache: bool) -> Result<Vec<(Record, Option<Cached>)>> {
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        let (lo, hi) = match (uids.first(), uids.last()) {
+            (Some(a), Some(b)) => (*a.min(b), *a.max(b)),
+            _ => return Ok(Vec::new()),
+        };
+        let cols = if with_cache { ", envelope, bodystructure, body" } else { "" };
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {REC_COLS}{cols} FROM msg WHERE mailbox=?1 AND uid BETWEEN ?2 AND ?3 AND flags & ?4 = 0 ORDER BY uid"
+        ))?;
+        let dense = (hi - lo) as usize + 1 == uids.len();
+        let v = st
+            .query_map(params![mbox_id, lo as i64, hi as i64, FLAG_EXPUNGED as i64], |r| {
+                let rec = record_from_row(r)?;
+                let cached = if with_cache {
+                    Some(Cached {
+                        envelope: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                        bodystructure: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+                        body: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+                    })
+                } else {
+                    None
+                };
+                Ok((rec, cached))
+            })?
+            .filter_map(|r| r.ok())
+            .filter(|(r, _)| dense || uids.binary_search(&r.uid).is_ok())
+            .collect();
+        Ok(v)
+    }
+
     /// Records (tombstones included) changed after `modseq`, in UID order,
     /// with the mailbox state read in the same snapshot.
     pub fn changes_since(&self, name: &str, modseq: u64) -> Result<(MailboxState, Vec<Record>)> {
@@ -935,13 +969,14 @@ impl Store {
     /// previous mark (messages above it are \Recent for this session).
     pub fn take_recent(&self, name: &str) -> Result<u32> {
         let oc = self.owner(name)?;
-        let mut c = lock(&oc);
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
-        if s.uidnext > 1 && s.recentuid != s.uidnext - 1 {
-            tx.execute("UPDATE mailbox SET recentuid=?2 WHERE id=?1", params![s.id, (s.uidnext - 1) as i64])?;
+        let c = lock(&oc);
+        let s = state_of(&c, name)?.ok_or(StoreError::NotFound)?;
+        if s.uidnext > 1 && s.recentuid < s.uidnext - 1 {
+            not_durable(&c, |c| {
+                c.execute("UPDATE mailbox SET recentuid=max(recentuid, ?2) WHERE id=?1", params![s.id, (s.uidnext - 1) as i64])
+                    .map(|_| ())
+            })?;
         }
-        tx.commit()?;
         Ok(s.recentuid)
     }
 
@@ -949,7 +984,10 @@ impl Store {
     pub fn set_recent(&self, name: &str, uid: u32) -> Result<()> {
         let oc = self.owner(name)?;
         let c = lock(&oc);
-        c.execute("UPDATE mailbox SET recentuid=max(recentuid, ?2) WHERE name=?1", params![name, uid as i64])?;
+        not_durable(&c, |c| {
+            c.execute("UPDATE mailbox SET recentuid=max(recentuid, ?2) WHERE name=?1", params![name, uid as i64])
+                .map(|_| ())
+        })?;
         Ok(())
     }
 
@@ -1059,6 +1097,16 @@ impl Store {
         let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(v)
     }
+}
+
+/// Runs a write whose loss in a crash is harmless (the \\Recent mark)
+/// without an fsync: WAL with synchronous=NORMAL for this one commit.
+fn not_durable(c: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<()>) -> Result<()> {
+    c.execute_batch("PRAGMA synchronous=NORMAL")?;
+    let r = f(c);
+    c.execute_batch("PRAGMA synchronous=FULL")?;
+    r?;
+    Ok(())
 }
 
 fn usage_under(c: &Connection, root: &str) -> Result<(i64, i64)> {

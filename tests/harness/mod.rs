@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Our program `name`: the debug build for tests, the release build when
+/// a benchmark sets `MUMAIL_PROFILE=release`.
 pub fn bin(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug").join(name)
+    let profile = std::env::var("MUMAIL_PROFILE").unwrap_or_else(|_| "debug".into());
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join(profile).join(name)
 }
 
 /// Whether a test that needs root and real tools can run; in CI it must.
@@ -451,4 +454,61 @@ pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
     run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
     (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+/// The real Cyrus IMAP 3.6 (Debian's master, imapd, lmtpd) in `dir`,
+/// checking passwords through the saslauthd at `mux`; imapd on a TCP port
+/// and lmtpd on `<dir>/run/lmtp.sock`.  `extra` is added to imapd.conf.
+pub struct CyrusServer {
+    pub master: Proc,
+    pub imap_port: u16,
+    pub lmtp_sock: PathBuf,
+}
+
+pub const CYRUS_MASTER: &str = "/usr/lib/cyrus/bin/master";
+
+impl CyrusServer {
+    pub fn start(dir: &Path, mux: &Path, extra: &str) -> CyrusServer {
+        use std::os::unix::fs::PermissionsExt;
+        for sub in ["", "config", "config/sieve", "run", "run/proc", "run/lock", "spool"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            let _ = Command::new("chown").args(["cyrus", dir.join(sub).to_str().unwrap()]).status();
+            std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let iport = free_port();
+        let c = dir.display();
+        std::fs::write(
+            dir.join("imapd.conf"),
+            format!(
+                "servername: backend1\nconfigdirectory: {c}/config\nproc_path: {c}/run/proc\nmboxname_lockpath: {c}/run/lock\ndefaultpartition: default\npartition-default: {c}/spool\n\
+                 sievedir: {c}/config/sieve\nlmtpsocket: {c}/run/lmtp.sock\nidlesocket: {c}/run/idle.sock\nnotifysocket: {c}/run/notify.sock\nhashimapspool: yes\n\
+                 admins: md5u\nallowplaintext: yes\nsasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nsasl_mech_list: PLAIN LOGIN\nautocreate_quota: 0\n{extra}",
+                mux.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("cyrus.conf"),
+            format!(
+                "START {{\n  recover cmd=\"ctl_cyrusdb -C {c}/imapd.conf -r\"\n}}\nSERVICES {{\n  imap cmd=\"imapd -C {c}/imapd.conf\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=20000\n  \
+                 lmtpunix cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"{c}/run/lmtp.sock\" prefork=0 maxchild=100\n}}\n"
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(CYRUS_MASTER);
+        cmd.args([
+            "-C",
+            dir.join("imapd.conf").to_str().unwrap(),
+            "-M",
+            dir.join("cyrus.conf").to_str().unwrap(),
+            "-p",
+            dir.join("master.pid").to_str().unwrap(),
+            "-D",
+        ]);
+        let master = Proc::spawn("cyrus master", &mut cmd);
+        wait_tcp(iport);
+        let lmtp_sock = dir.join("run/lmtp.sock");
+        wait_for("cyrus lmtp socket", Duration::from_secs(20), || lmtp_sock.exists());
+        CyrusServer { master, imap_port: iport, lmtp_sock }
+    }
 }

@@ -5,6 +5,45 @@ use crate::proto::imap::command::literal_marker;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// Bytes read per call while waiting for a command: small, because the
+/// buffer lives in every idle connection's task.
+const IDLE_READ: usize = 512;
+/// Bytes read per call while a literal is streaming in.
+const BULK_READ: usize = 65536;
+/// Output is written out when this much is pending.
+const OUT_HIGH: usize = 16384;
+
+/// The write side: a buffer that exists only while there is output, so an
+/// idle connection holds no output memory.
+pub struct Output<W> {
+    w: W,
+    buf: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> Output<W> {
+    pub fn new(w: W) -> Self {
+        Output { w, buf: Vec::new() }
+    }
+    pub async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= OUT_HIGH {
+            self.w.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.w.write_all(&self.buf).await?;
+        }
+        self.buf = Vec::new();
+        self.w.flush().await
+    }
+    pub fn into_inner(self) -> W {
+        self.w
+    }
+}
+
 /// Longest line of a command (outside literals).
 pub const MAX_LINE: usize = 65536;
 /// Largest literal in a command other than APPEND.
@@ -68,19 +107,45 @@ impl<R: AsyncRead + Unpin> Input<R> {
     }
 
     async fn fill(&mut self, idle: Duration) -> Result<(), ReadError> {
+        self.fill_up(idle, 0).await
+    }
+
+    /// Reads more input; `want` bytes are expected (a literal), so a
+    /// large heap read is used, else a small stack one.
+    async fn fill_up(&mut self, idle: Duration, want: usize) -> Result<(), ReadError> {
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        let mut chunk = [0u8; 8192];
-        let n = match tokio::time::timeout(idle, self.r.read(&mut chunk)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(ReadError::Timeout),
+        let n = if want > IDLE_READ {
+            let len = self.buf.len();
+            self.buf.resize(len + want.min(BULK_READ), 0);
+            let r = tokio::time::timeout(idle, self.r.read(&mut self.buf[len..])).await;
+            let n = match r {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    self.buf.truncate(len);
+                    return Err(e.into());
+                }
+                Err(_) => {
+                    self.buf.truncate(len);
+                    return Err(ReadError::Timeout);
+                }
+            };
+            self.buf.truncate(len + n);
+            n
+        } else {
+            let mut chunk = [0u8; IDLE_READ];
+            let n = match tokio::time::timeout(idle, self.r.read(&mut chunk)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(ReadError::Timeout),
+            };
+            self.buf.extend_from_slice(&chunk[..n]);
+            n
         };
         if n == 0 {
             return Err(ReadError::Eof);
         }
-        self.buf.extend_from_slice(&chunk[..n]);
         Ok(())
     }
 
@@ -109,7 +174,8 @@ impl<R: AsyncRead + Unpin> Input<R> {
 
     pub async fn exact(&mut self, n: usize, idle: Duration) -> Result<Vec<u8>, ReadError> {
         while self.buf.len() - self.pos < n {
-            self.fill(idle).await?;
+            let missing = n - (self.buf.len() - self.pos);
+            self.fill_up(idle, missing).await?;
         }
         let v = self.buf[self.pos..self.pos + n].to_vec();
         self.pos += n;
@@ -134,7 +200,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
     /// literals, `max_total` the whole command.
     pub async fn command<W: AsyncWrite + Unpin>(
         &mut self,
-        w: &mut W,
+        w: &mut Output<W>,
         max_append: u64,
         max_total: usize,
         idle: Duration,

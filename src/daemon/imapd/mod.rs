@@ -16,7 +16,8 @@ use io::{Frame, Input, ReadError};
 use selected::Selected;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use io::Output;
+use tokio::io::AsyncWrite;
 
 pub use super::lmtpd::CYRUS_VERSION;
 
@@ -24,9 +25,6 @@ pub use super::lmtpd::CYRUS_VERSION;
 const PREAUTH_IDLE: Duration = Duration::from_secs(60);
 /// Largest APPEND kept in memory when `maxmessagesize` is unset.
 const DEFAULT_APPEND_MAX: u64 = 64 << 20;
-
-/// Output buffer per connection (flushed before every read).
-const OUT_BUF: usize = 4096;
 
 pub struct Imapd {
     pub ctx: Arc<Ctx>,
@@ -52,7 +50,7 @@ impl crate::server::Service for Imapd {
         let mut s = Session {
             ctx: self.ctx.clone(),
             input: Input::new(r),
-            w: BufWriter::with_capacity(OUT_BUF, w),
+            w: Output::new(w),
             tls: self.implicit_tls,
             peer,
             user: None,
@@ -84,7 +82,7 @@ where
     let mut s = Session {
         ctx: ctx.clone(),
         input: Input::new(r),
-        w: BufWriter::with_capacity(OUT_BUF, w),
+        w: Output::new(w),
         tls: false,
         peer: "local".into(),
         user: None,
@@ -107,7 +105,7 @@ type Wr = tokio::io::WriteHalf<Box<dyn Io>>;
 pub struct Session {
     pub ctx: Arc<Ctx>,
     input: Input<Rd>,
-    pub w: BufWriter<Wr>,
+    pub w: Output<Wr>,
     /// TLS is on (implicit or after STARTTLS).
     tls: bool,
     peer: String,
@@ -169,14 +167,14 @@ impl Session {
         let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
         let (dr, dw) = tokio::io::split(dummy);
         let r = std::mem::replace(&mut self.input, Input::new(dr)).into_inner();
-        let w = std::mem::replace(&mut self.w, BufWriter::new(dw)).into_inner();
+        let w = std::mem::replace(&mut self.w, Output::new(dw)).into_inner();
         let io = r.unsplit(w);
         match tokio_rustls::TlsAcceptor::from(acc).accept(io).await {
             Ok(t) => {
                 let t: Box<dyn Io> = Box::new(t);
                 let (r, w) = tokio::io::split(t);
                 self.input = Input::new(r);
-                self.w = BufWriter::with_capacity(OUT_BUF, w);
+                self.w = Output::new(w);
                 self.tls = true;
                 Ok(())
             }
@@ -247,7 +245,10 @@ impl Session {
                     continue;
                 }
             };
-            match command::parse(&raw) {
+            let parsed = command::parse(&raw);
+            // The command owns what it needs (an APPEND's literal too).
+            drop(raw);
+            match parsed {
                 Ok(cmd) => self.dispatch(cmd).await?,
                 Err(e) => match e.tag {
                     Some(t) => self.tagged(&t, &format!("BAD {}", e.text)).await?,
@@ -259,6 +260,8 @@ impl Session {
         Ok(())
     }
 
+    /// Each command's future is boxed, so that an idle session's task holds
+    /// only the state of the command it is in (IDLE), not the largest one.
     async fn dispatch(&mut self, c: Command) -> Res {
         let tag = c.tag.clone();
         let authed = self.user.is_some();
@@ -286,11 +289,11 @@ impl Session {
                 .await?;
                 self.tagged(&tag, "OK Completed").await
             }
-            Kind::StartTls if !authed => self.starttls(&tag).await,
+            Kind::StartTls if !authed => Box::pin(self.starttls(&tag)).await,
             Kind::StartTls => self.tagged(&tag, "BAD Already authenticated").await,
             Kind::Compress(_) => self.tagged(&tag, "BAD Unrecognized command").await,
-            Kind::Login(u, p) if !authed => self.login(&tag, &u, Secret::new(p)).await,
-            Kind::Authenticate(m, ir) if !authed => self.authenticate(&tag, &m, ir).await,
+            Kind::Login(u, p) if !authed => Box::pin(self.login(&tag, &u, Secret::new(p))).await,
+            Kind::Authenticate(m, ir) if !authed => Box::pin(self.authenticate(&tag, &m, ir)).await,
             Kind::Login(..) | Kind::Authenticate(..) => self.tagged(&tag, "BAD Already authenticated").await,
             _ if !authed => self.tagged(&tag, "BAD Please login first").await,
             Kind::Enable(caps) => {
@@ -325,38 +328,38 @@ impl Session {
                 self.out(&line).await?;
                 self.tagged(&tag, "OK Completed").await
             }
-            Kind::Select(m, cs) => self.select(&tag, &m, false, cs).await,
-            Kind::Examine(m, cs) => self.select(&tag, &m, true, cs).await,
-            Kind::Create(m) => self.create(&tag, &m).await,
-            Kind::Delete(m) => self.delete(&tag, &m).await,
-            Kind::Rename(a, b) => self.rename(&tag, &a, &b).await,
-            Kind::Subscribe(m) => self.subscribe(&tag, &m, true).await,
-            Kind::Unsubscribe(m) => self.subscribe(&tag, &m, false).await,
-            Kind::List { reference, patterns, select, ret } => self.list(&tag, &reference, &patterns, &select, &ret, false).await,
-            Kind::Lsub(r, p) => self.list(&tag, &r, &[p], &["SUBSCRIBED".into()], &[], true).await,
-            Kind::Status(m, items) => self.status(&tag, &m, &items).await,
-            Kind::Append(m, msgs) => self.append(&tag, &m, msgs).await,
-            Kind::GetQuota(root) => self.getquota(&tag, &root).await,
-            Kind::GetQuotaRoot(m) => self.getquotaroot(&tag, &m).await,
-            Kind::SetQuota(root, res) => self.setquota(&tag, &root, &res).await,
-            Kind::GetAcl(m) => self.getacl(&tag, &m).await,
-            Kind::MyRights(m) => self.myrights(&tag, &m).await,
-            Kind::Idle => self.idle(&tag).await,
+            Kind::Select(m, cs) => Box::pin(self.select(&tag, &m, false, cs)).await,
+            Kind::Examine(m, cs) => Box::pin(self.select(&tag, &m, true, cs)).await,
+            Kind::Create(m) => Box::pin(self.create(&tag, &m)).await,
+            Kind::Delete(m) => Box::pin(self.delete(&tag, &m)).await,
+            Kind::Rename(a, b) => Box::pin(self.rename(&tag, &a, &b)).await,
+            Kind::Subscribe(m) => Box::pin(self.subscribe(&tag, &m, true)).await,
+            Kind::Unsubscribe(m) => Box::pin(self.subscribe(&tag, &m, false)).await,
+            Kind::List { reference, patterns, select, ret } => Box::pin(self.list(&tag, &reference, &patterns, &select, &ret, false)).await,
+            Kind::Lsub(r, p) => Box::pin(self.list(&tag, &r, &[p], &["SUBSCRIBED".into()], &[], true)).await,
+            Kind::Status(m, items) => Box::pin(self.status(&tag, &m, &items)).await,
+            Kind::Append(m, msgs) => Box::pin(self.append(&tag, &m, msgs)).await,
+            Kind::GetQuota(root) => Box::pin(self.getquota(&tag, &root)).await,
+            Kind::GetQuotaRoot(m) => Box::pin(self.getquotaroot(&tag, &m)).await,
+            Kind::SetQuota(root, res) => Box::pin(self.setquota(&tag, &root, &res)).await,
+            Kind::GetAcl(m) => Box::pin(self.getacl(&tag, &m)).await,
+            Kind::MyRights(m) => Box::pin(self.myrights(&tag, &m)).await,
+            Kind::Idle => Box::pin(self.idle(&tag)).await,
             _ if self.sel.is_none() => self.tagged(&tag, "BAD Please select a mailbox first").await,
             Kind::Check => {
                 self.sync(true).await?;
                 self.tagged(&tag, "OK Completed").await
             }
-            Kind::Close => self.close(&tag, true).await,
-            Kind::Unselect => self.close(&tag, false).await,
-            Kind::Expunge(set) => self.expunge(&tag, set).await,
-            Kind::Fetch { set, items, changedsince, .. } => self.fetch(&tag, c.uid, set, items, changedsince).await,
+            Kind::Close => Box::pin(self.close(&tag, true)).await,
+            Kind::Unselect => Box::pin(self.close(&tag, false)).await,
+            Kind::Expunge(set) => Box::pin(self.expunge(&tag, set)).await,
+            Kind::Fetch { set, items, changedsince, .. } => Box::pin(self.fetch(&tag, c.uid, set, items, changedsince)).await,
             Kind::Store { set, mode, silent, flags, unchangedsince } => {
-                self.store(&tag, c.uid, set, mode, silent, flags, unchangedsince).await
+                Box::pin(self.store(&tag, c.uid, set, mode, silent, flags, unchangedsince)).await
             }
-            Kind::Search { ret, charset, key } => self.search(&tag, c.uid, ret, charset, key).await,
-            Kind::Copy(set, m) => self.copy(&tag, c.uid, set, &m, false).await,
-            Kind::Move(set, m) => self.copy(&tag, c.uid, set, &m, true).await,
+            Kind::Search { ret, charset, key } => Box::pin(self.search(&tag, c.uid, ret, charset, key)).await,
+            Kind::Copy(set, m) => Box::pin(self.copy(&tag, c.uid, set, &m, false)).await,
+            Kind::Move(set, m) => Box::pin(self.copy(&tag, c.uid, set, &m, true)).await,
         }
     }
 

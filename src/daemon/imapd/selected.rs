@@ -9,7 +9,6 @@ use crate::proto::imap::command::{FetchItem, SearchKey, Section, SeqSet, StoreMo
 use crate::proto::imap::render::{self, SectionText};
 use crate::store::{FlagOp, Record, FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// How often an IDLE session checks for changes made by other processes.
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -20,7 +19,8 @@ const FETCH_CHUNK: usize = 256;
 pub struct Msg {
     pub uid: u32,
     pub flags: u32,
-    pub keywords: String,
+    /// Space-separated; empty without allocation for most messages.
+    pub keywords: Box<str>,
     pub modseq: u64,
 }
 
@@ -132,7 +132,7 @@ impl Session {
             .map(|r| Msg {
                 uid: r.uid,
                 flags: r.flags,
-                keywords: r.keywords,
+                keywords: r.keywords.into_boxed_str(),
                 modseq: r.modseq,
             })
             .collect();
@@ -207,9 +207,9 @@ impl Session {
             match pos {
                 Ok(i) => {
                     let m = &mut sel.msgs[i];
-                    if m.flags != r.flags || m.keywords != r.keywords {
+                    if m.flags != r.flags || *m.keywords != *r.keywords {
                         m.flags = r.flags;
-                        m.keywords = r.keywords.clone();
+                        m.keywords = r.keywords.clone().into_boxed_str();
                         let ms = if sel.condstore { format!(" MODSEQ ({})", r.modseq) } else { String::new() };
                         lines.push(format!(
                             "* {} FETCH (FLAGS {}{ms})\r\n",
@@ -227,7 +227,7 @@ impl Session {
                         Msg {
                             uid: r.uid,
                             flags: r.flags,
-                            keywords: r.keywords.clone(),
+                            keywords: r.keywords.clone().into_boxed_str(),
                             modseq: r.modseq,
                         },
                     );
@@ -384,21 +384,24 @@ impl Session {
             let uids: Vec<u32> = chunk.iter().filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid)).collect();
             let n = name.clone();
             let u2 = uids.clone();
-            let (records, cached) = match self
-                .blocking(move |s| {
-                    let recs = if needs_record || needs_file { s.records_for(&n, &u2)? } else { Vec::new() };
-                    let c = if needs_cache { s.cached(&n, id, &u2)? } else { Vec::new() };
-                    Ok((recs, c))
-                })
-                .await
-            {
-                Ok(v) => v,
-                Err(t) => return self.tagged(tag, &t).await,
+            let rows = if needs_record || needs_file || needs_cache {
+                match self.blocking(move |s| s.fetch_rows(&n, id, &u2, needs_cache)).await {
+                    Ok(v) => v,
+                    Err(t) => return self.tagged(tag, &t).await,
+                }
+            } else {
+                Vec::new()
             };
+            let mut next_row = 0;
             for (k, &i) in chunk.iter().enumerate() {
                 let Some(m) = self.sel.as_ref().map(|s| s.msgs[i].clone()) else { break };
-                let rec = records.iter().find(|r| r.uid == m.uid);
-                let cache = cached.iter().find(|(u, _)| *u == m.uid).map(|(_, c)| c);
+                // Rows come in UID order, as the chunk does.
+                while next_row < rows.len() && rows[next_row].0.uid < m.uid {
+                    next_row += 1;
+                }
+                let row = rows.get(next_row).filter(|r| r.0.uid == m.uid);
+                let rec = row.map(|r| &r.0);
+                let cache = row.and_then(|r| r.1.as_ref());
                 let data = if needs_file { self.read_message(&m, rec).await } else { None };
                 let recent = self.sel.as_ref().is_some_and(|s| m.uid > s.recent_above);
                 let line = render_fetch(i + 1, &m, rec, cache, data.as_deref(), &items, recent, sets_seen);
@@ -481,7 +484,7 @@ impl Session {
         for r in &changed {
             if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
                 sel.msgs[i].flags = r.flags;
-                sel.msgs[i].keywords = r.keywords.clone();
+                sel.msgs[i].keywords = r.keywords.clone().into_boxed_str();
                 sel.msgs[i].modseq = r.modseq;
                 {
                     let mut l = format!("* {} FETCH (", i + 1);
@@ -664,6 +667,7 @@ impl Session {
     pub async fn idle(&mut self, tag: &str) -> Res {
         self.out("+ idling\r\n").await?;
         self.w.flush().await?;
+        self.input_mut().shrink();
         let mut watch = self.sel.as_ref().map(|s| self.ctx.store.watch(&s.name));
         let idle = self.idle_timeout();
         let deadline = tokio::time::Instant::now() + idle;
