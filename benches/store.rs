@@ -66,7 +66,8 @@ fn lmtp_load(sock: &Path, users: &[String], from: usize, to: usize, conns: usize
                 let mut i = from + c;
                 while i < to {
                     let u = &users[i % users.len()];
-                    w.write_all(format!("MAIL FROM:<bench@mumail.test>\r\nRCPT TO:<{u}>\r\nDATA\r\n").as_bytes()).unwrap();
+                    w.write_all(format!("MAIL FROM:<bench@mumail.test>\r\nRCPT TO:<{u}>\r\nDATA\r\n").as_bytes())
+                        .unwrap();
                     let a = read_reply(&mut r);
                     let b = read_reply(&mut r);
                     let d = read_reply(&mut r);
@@ -142,7 +143,11 @@ impl Imap {
 fn pss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -150,7 +155,9 @@ fn pss_kb(pid: u32) -> u64 {
 fn tree_pss_kb(root: u32, comm: &str) -> u64 {
     let mut total = 0;
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         if c.trim() != comm {
             continue;
@@ -158,7 +165,12 @@ fn tree_pss_kb(root: u32, comm: &str) -> u64 {
         let mut p = pid;
         for _ in 0..5 {
             let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|x| x.parse().ok()).unwrap_or(1);
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(1);
             if ppid == root {
                 total += pss_kb(pid);
                 break;
@@ -244,14 +256,22 @@ fn main() {
     let (ca, cert, key) = make_certs(&certs);
     let ours = Backend::start(
         &d.path().join("ours"),
-        &format!("autocreate_post: yes\ntls_server_cert: {}\ntls_server_key: {}\n", cert.display(), key.display()),
+        &format!(
+            "autocreate_post: yes\ntls_server_cert: {}\ntls_server_key: {}\n",
+            cert.display(),
+            key.display()
+        ),
     );
     for p in ["ours", "ours/sasl"] {
         std::fs::set_permissions(d.path().join(p), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     let cyrus = CyrusServer::start(&d.path().join("cyrus"), &d.path().join("ours/sasl/mux"), "autocreate_post: yes\n");
     let users: Vec<String> = (0..100).map(|i| format!("bench{i}")).collect();
-    println!("store benchmark: {} cores, ours vs Cyrus {}", std::thread::available_parallelism().map_or(1, |n| n.get()), "3.6 (Debian)");
+    println!(
+        "store benchmark: {} cores, ours vs Cyrus {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "3.6 (Debian)"
+    );
 
     // (a) LMTP. One warm-up delivery per mailbox (autocreate) first.
     let mut rates = Vec::new();
@@ -266,7 +286,10 @@ fn main() {
 
     // (b) SELECT + FETCH on a big mailbox (u7).
     let mut times = Vec::new();
-    for (name, sock, port) in [("cyrus", &cyrus.lmtp_sock, cyrus.imap_port), ("ours", &ours.lmtp_sock, ours.imap_port)] {
+    for (name, sock, port) in [
+        ("cyrus", &cyrus.lmtp_sock, cyrus.imap_port),
+        ("ours", &ours.lmtp_sock, ours.imap_port),
+    ] {
         let mut i = Imap::connect(port);
         i.cmd("LOGIN u7 testpw");
         i.cmd("LOGOUT");

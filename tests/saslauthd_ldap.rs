@@ -128,15 +128,48 @@ fn ldap_over_tls_verifies_the_server() {
     let slapd = Slapd::start_tls(&d.path().join("slapd"), Some((&cert, &key)));
     let tls_port = slapd.tls_port.unwrap();
     let variants = [
-        ("ldaps", format!("ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: yes\nldap_tls_cacert_file: {}\n", ca.display()), true),
-        ("starttls", format!("ldap_servers: ldap://127.0.0.1:{}/\nldap_start_tls: yes\nldap_tls_check_peer: yes\nldap_tls_cacert_dir: {}\n", slapd.port, certs.display()), true),
-        ("wrong-ca", format!("ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: yes\nldap_tls_cacert_file: {}\n", other_ca.display()), false),
-        ("no-check", format!("ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: no\n"), true),
+        (
+            "ldaps",
+            format!(
+                "ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: yes\nldap_tls_cacert_file: {}\n",
+                ca.display()
+            ),
+            true,
+        ),
+        (
+            "starttls",
+            format!(
+                "ldap_servers: ldap://127.0.0.1:{}/\nldap_start_tls: yes\nldap_tls_check_peer: yes\nldap_tls_cacert_dir: {}\n",
+                slapd.port,
+                certs.display()
+            ),
+            true,
+        ),
+        (
+            "wrong-ca",
+            format!(
+                "ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: yes\nldap_tls_cacert_file: {}\n",
+                other_ca.display()
+            ),
+            false,
+        ),
+        (
+            "no-check",
+            format!("ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: no\n"),
+            true,
+        ),
     ];
     for (name, tls, ok) in &variants {
         let body = format!("{tls}ldap_search_base: ou=people,{LDAP_BASE}\nldap_filter: (uid=%u)\nldap_timeout: 3\n");
         let path = conf(d.path(), &format!("{name}.conf"), &body);
-        let _ours = saslauthd(&bin("saslauthd"), &[], &d.path().join(name), &["-a", "ldap", "-O", &path], &[], &d.path().join(format!("{name}.log")));
+        let _ours = saslauthd(
+            &bin("saslauthd"),
+            &[],
+            &d.path().join(name),
+            &["-a", "ldap", "-O", &path],
+            &[],
+            &d.path().join(format!("{name}.log")),
+        );
         let good = reply_text(&mux(&d.path().join(format!("{name}/mux")), b"u1", b"testpw", b"imap", b""));
         let bad = reply_text(&mux(&d.path().join(format!("{name}/mux")), b"u1", b"wrong", b"imap", b""));
         if *ok {

@@ -103,14 +103,20 @@ fn kill_9_during_lmtp_load_loses_nothing_acknowledged() {
     assert!(out.contains(&format!("acked {n_acked} ")), "{out}");
 
     // The index agrees with the files: nothing to repair.
-    let o = Command::new(bin("reconstruct")).args(["-C", b.conf.to_str().unwrap(), "-n"]).output().unwrap();
+    let o = Command::new(bin("reconstruct"))
+        .args(["-C", b.conf.to_str().unwrap(), "-n"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
     let repairs: Vec<&str> = text.lines().filter(|l| l.contains(": ") && !l.contains(": cleanup:")).collect();
     assert!(repairs.is_empty(), "{repairs:?}");
     assert!(text.contains("user.u7\n"), "{text}");
     // Quota usage agrees with the records too.
-    let o = Command::new(bin("quota")).args(["-C", b.conf.to_str().unwrap(), "-f"]).output().unwrap();
+    let o = Command::new(bin("quota"))
+        .args(["-C", b.conf.to_str().unwrap(), "-f"])
+        .output()
+        .unwrap();
     let q = String::from_utf8_lossy(&o.stdout);
     assert!(!q.contains("was"), "{q}");
 }

@@ -4,28 +4,13 @@
 
 mod harness;
 use harness::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
 const LMTPTEST: &str = "/usr/lib/cyrus/bin/lmtptest";
 
 fn multipart() -> String {
     format!("{}/compat/messages/multipart.eml", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs a Cyrus test client, feeding `input` after authentication.
-fn cyrus_client(prog: &str, args: &[&str], input: &str) -> String {
-    let mut child = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]
@@ -67,18 +52,25 @@ l.quit()
     let stored = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
     assert!(stored.starts_with(b"Return-Path: <sender@peers.test>\r\nReceived: from "));
     assert!(stored.ends_with(&std::fs::read(multipart()).unwrap()));
-    assert!(d.path().join("spool/y/user/yes1/1.").exists(), "+detail without a Junk folder goes to INBOX");
+    assert!(
+        d.path().join("spool/y/user/yes1/1.").exists(),
+        "+detail without a Junk folder goes to INBOX"
+    );
 
     // lmtptest over TCP: AUTH PLAIN through saslauthd, then a transaction.
     let lport = b.lmtp_port.to_string();
-    let out = cyrus_client(
+    let out = run_client(
         LMTPTEST,
         &["-a", "u7", "-w", "testpw", "-m", "PLAIN", "-p", &lport, "127.0.0.1"],
         "MAIL FROM:<x@y>\r\nRCPT TO:<u7>\r\nDATA\r\nSubject: second\r\nMessage-ID: <second@x>\r\n\r\nhello\r\n.\r\nQUIT\r\n",
     );
     assert!(out.contains("Authenticated."), "{out}");
     assert!(out.contains("250 2.1.5 Success SESSIONID=<backend1-"), "{out}");
-    let out = cyrus_client(LMTPTEST, &["-a", "u7", "-w", "wrong", "-m", "PLAIN", "-p", &lport, "127.0.0.1"], "QUIT\r\n");
+    let out = run_client(
+        LMTPTEST,
+        &["-a", "u7", "-w", "wrong", "-m", "PLAIN", "-p", &lport, "127.0.0.1"],
+        "QUIT\r\n",
+    );
     assert!(out.contains("Authentication failed"), "{out}");
     // Unauthenticated TCP clients may not deliver.
     let out = python(
@@ -96,7 +88,7 @@ print(f.read().decode())
 
     // imtest: Cyrus's own client logs in and runs commands.
     let iport = b.imap_port.to_string();
-    let out = cyrus_client(
+    let out = run_client(
         IMTEST,
         &["-a", "u7", "-w", "testpw", "-m", "login", "-p", &iport, "127.0.0.1"],
         ". select INBOX\r\n. fetch 1:* (flags uid)\r\n. logout\r\n",
@@ -104,7 +96,11 @@ print(f.read().decode())
     assert!(out.contains("Authenticated."), "{out}");
     assert!(out.contains("* 2 EXISTS"), "{out}");
     assert!(out.contains("* 2 FETCH (FLAGS (\\Recent) UID 2)"), "{out}");
-    let out = cyrus_client(IMTEST, &["-a", "u7", "-w", "testpw", "-m", "plain", "-p", &iport, "127.0.0.1"], ". logout\r\n");
+    let out = run_client(
+        IMTEST,
+        &["-a", "u7", "-w", "testpw", "-m", "plain", "-p", &iport, "127.0.0.1"],
+        ". logout\r\n",
+    );
     assert!(out.contains("Authenticated."), "{out}");
 
     // imaplib: the transcript's session; ENVELOPE, BODYSTRUCTURE and the
@@ -265,7 +261,9 @@ print('survived')
     assert!(out.contains("survived"), "{out}");
     // Nothing was written for the refused commands.
     let spool = d.path().join("spool/u/user/u7");
-    let files: Vec<_> = std::fs::read_dir(&spool).map(|r| r.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let files: Vec<_> = std::fs::read_dir(&spool)
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
     assert!(files.is_empty(), "{files:?}");
     let _ = b;
 }
@@ -322,6 +320,9 @@ print('ok')
     assert!(out.contains("ok"), "{out}");
     // SIGTERM stops master and its services.
     master.stop();
-    assert!(std::net::TcpStream::connect(("127.0.0.1", iport)).is_err(), "imapd still listening after master stopped");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", iport)).is_err(),
+        "imapd still listening after master stopped"
+    );
     assert!(!d.path().join("master.pid").exists());
 }

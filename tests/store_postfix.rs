@@ -100,7 +100,11 @@ assert data[0][0].startswith(b'INBOX ') and data[1][0].endswith(b' (STORAGE 2 1)
         .output()
         .unwrap();
     let so = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(so.contains("250 2.0.0 Ok: queued as"), "{so}\n{}", std::fs::read_to_string(pf.join("maillog")).unwrap_or_default());
+    assert!(
+        so.contains("250 2.0.0 Ok: queued as"),
+        "{so}\n{}",
+        std::fs::read_to_string(pf.join("maillog")).unwrap_or_default()
+    );
     let log = pf.join("maillog");
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for("postfix deliveries", Duration::from_secs(90), || {
@@ -108,10 +112,16 @@ assert data[0][0].startswith(b'INBOX ') and data[1][0].endswith(b' (STORAGE 2 1)
         l.matches("status=sent").count() >= 3 && l.contains("status=deferred")
     });
     let l = read();
-    assert!(l.contains("to=<u7@mumail.test>, relay=") && l.contains("250 2.1.5 Success SESSIONID=<backend1-"), "{l}");
+    assert!(
+        l.contains("to=<u7@mumail.test>, relay=") && l.contains("250 2.1.5 Success SESSIONID=<backend1-"),
+        "{l}"
+    );
     assert!(l.contains("to=<u7@tcp.mumail.test>, relay=127.0.0.1[127.0.0.1]:"), "{l}");
     let deferred = l.lines().find(|x| x.contains("to=<md5u@mumail.test>")).unwrap_or("");
-    assert!(deferred.contains("status=deferred") && deferred.contains("452 4.2.2 Over quota"), "{l}");
+    assert!(
+        deferred.contains("status=deferred") && deferred.contains("452 4.2.2 Over quota"),
+        "{l}"
+    );
     let out = python(
         r#"
 import imaplib, sys

@@ -5,16 +5,11 @@
 
 mod harness;
 use harness::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
 
 fn imtest(args: &[&str], input: &str) -> String {
-    let mut c = Command::new(IMTEST).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    run_client(IMTEST, args, input)
 }
 
 #[test]
@@ -28,18 +23,39 @@ fn starttls_and_imaps_with_real_clients() {
     let (ca, cert, key) = make_certs(&certs);
     let b = Backend::start(
         &d.path().join("be"),
-        &format!("allowplaintext: no\ntls_server_cert: {}\ntls_server_key: {}\n", cert.display(), key.display()),
+        &format!(
+            "allowplaintext: no\ntls_server_cert: {}\ntls_server_key: {}\n",
+            cert.display(),
+            key.display()
+        ),
     );
     let sport = free_port();
     let _imaps = b.spawn_imapd(sport, &["-s"]);
     let port = b.imap_port.to_string();
 
     // STARTTLS with imtest (-t ""), then LOGIN under TLS.
-    let out = imtest(&["-t", "", "-a", "u7", "-w", "testpw", "-m", "login", "-p", &port, "127.0.0.1"], ". select INBOX\r\n. logout\r\n");
+    let out = imtest(
+        &["-t", "", "-a", "u7", "-w", "testpw", "-m", "login", "-p", &port, "127.0.0.1"],
+        ". select INBOX\r\n. logout\r\n",
+    );
     assert!(out.contains("Authenticated."), "{out}");
     assert!(out.contains("* 0 EXISTS"), "{out}");
     // imaps with imtest -s.
-    let out = imtest(&["-s", "-a", "u7", "-w", "testpw", "-m", "plain", "-p", &sport.to_string(), "127.0.0.1"], ". logout\r\n");
+    let out = imtest(
+        &[
+            "-s",
+            "-a",
+            "u7",
+            "-w",
+            "testpw",
+            "-m",
+            "plain",
+            "-p",
+            &sport.to_string(),
+            "127.0.0.1",
+        ],
+        ". logout\r\n",
+    );
     assert!(out.contains("Authenticated."), "{out}");
 
     let out = python(

@@ -9,7 +9,6 @@ use harness::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-
 /// Runs the script over a raw socket; prints one JSON list of
 /// [command, [response lines]] (literals inline).
 const SESSION: &str = r#"

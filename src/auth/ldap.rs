@@ -255,7 +255,11 @@ impl Ldap {
         if s.servers.is_empty() {
             return Err(format!("{}: ldap_servers is empty", c.path));
         }
-        let tls = if s.check_peer { tls_config(&s).map_err(|e| format!("{}: {e}", c.path))? } else { None };
+        let tls = if s.check_peer {
+            tls_config(&s).map_err(|e| format!("{}: {e}", c.path))?
+        } else {
+            None
+        };
         Ok(Ldap {
             s,
             tls,

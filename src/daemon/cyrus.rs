@@ -38,7 +38,9 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
     use crate::util::getopt::Opt;
     let (opts, _rest) = crate::util::getopt::getopt(args, "C:L:U:T:D:sa").map_err(|e| format!("{e:?}"))?;
     let mut a = Args {
-        config: std::env::var("CYRUS_PREFIX").map(|p| format!("{p}/etc/imapd.conf")).unwrap_or_else(|_| "/etc/imapd.conf".into()),
+        config: std::env::var("CYRUS_PREFIX")
+            .map(|p| format!("{p}/etc/imapd.conf"))
+            .unwrap_or_else(|_| "/etc/imapd.conf".into()),
         listen: Vec::new(),
         tls: false,
         preauth: false,
@@ -72,7 +74,10 @@ impl Ctx {
         let store = Arc::new(Store::open(sc).map_err(|e| e.to_string())?);
         let servername = match conf.get("servername") {
             Some(s) if !s.is_empty() && s != "(null)" => s.to_string(),
-            _ => nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()),
+            _ => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into()),
         };
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -96,7 +101,13 @@ impl Ctx {
         let n = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         let mut r = [0u8; 8];
         let _ = ring::rand::SystemRandom::new().fill(&mut r);
-        format!("{}-{}-{}-{n}-{}", self.servername, self.started, std::process::id(), u64::from_be_bytes(r))
+        format!(
+            "{}-{}-{}-{n}-{}",
+            self.servername,
+            self.started,
+            std::process::id(),
+            u64::from_be_bytes(r)
+        )
     }
 
     /// `admins` (or `<service>_admins`), space-separated.
@@ -145,7 +156,11 @@ impl Ctx {
                 out.push(crate::server::Listener::bind_unix(p, 0o777).map_err(|e| format!("bind {s}: {e}"))?);
             } else {
                 let addr = if s.contains(':') { s.clone() } else { format!("0.0.0.0:{s}") };
-                out.push(crate::server::Listener::bind_tcp(&addr).await.map_err(|e| format!("bind {addr}: {e}"))?);
+                out.push(
+                    crate::server::Listener::bind_tcp(&addr)
+                        .await
+                        .map_err(|e| format!("bind {addr}: {e}"))?,
+                );
             }
         }
         Ok(out)
@@ -220,4 +235,68 @@ pub fn tls_config(conf: &ImapdConf) -> Result<Option<Arc<rustls::ServerConfig>>,
         .with_single_cert(certs, key)
         .map_err(|e| format!("tls_server_cert/tls_server_key: {e}"))?;
     Ok(Some(Arc::new(cfg)))
+}
+
+/// A store daemon's `main`: parse the common flags, load imapd.conf as
+/// service `ident`, bind the listeners (`default` without -L/systemd/
+/// master), serve with `make` until SIGTERM.  Exit codes as sysexits.
+pub fn run_service<S: crate::server::Service>(
+    prog: &str,
+    args: &[String],
+    ident: impl Fn(&Args) -> &'static str,
+    sasl_service: &str,
+    default: impl Fn(&Ctx) -> Vec<String>,
+    make: impl FnOnce(Arc<Ctx>, &Args) -> Result<S, String>,
+) -> i32 {
+    let a = match parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return crate::util::exit::USAGE;
+        }
+    };
+    let ctx = match Ctx::load(&a.config, ident(&a), sasl_service) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{prog}: fatal: {e}");
+            return crate::util::exit::TEMPFAIL;
+        }
+    };
+    crate::log::install_panic_hook(ctx.log.clone());
+    let svc = match make(ctx.clone(), &a) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            ctx.log.fatal(&e);
+            eprintln!("{prog}: fatal: {e}");
+            return crate::util::exit::CONFIG;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return crate::util::exit::OSERR;
+        }
+    };
+    rt.block_on(async move {
+        let listeners = match ctx.listeners(&a.listen, &default(&ctx)).await {
+            Ok(l) => l,
+            Err(e) => {
+                ctx.log.fatal(&e);
+                eprintln!("{prog}: fatal: {e}");
+                return crate::util::exit::TEMPFAIL;
+            }
+        };
+        let (sd, rx) = crate::server::Shutdown::new();
+        tokio::spawn(async move {
+            crate::server::signals(|| {}).await;
+            sd.trigger();
+        });
+        let limits = crate::server::Limits {
+            max_conns: max_conns(),
+            ..Default::default()
+        };
+        crate::server::run(listeners, svc, limits, rx).await;
+        0
+    })
 }

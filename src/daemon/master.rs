@@ -68,7 +68,9 @@ fn port_of(s: &str) -> Option<u16> {
         let pp = it.next()?;
         let (port, proto) = pp.split_once('/')?;
         let aliases: Vec<&str> = it.collect();
-        ((name == s || aliases.contains(&s)) && proto == "tcp").then(|| port.parse().ok()).flatten()
+        ((name == s || aliases.contains(&s)) && proto == "tcp")
+            .then(|| port.parse().ok())
+            .flatten()
     })
 }
 
@@ -88,7 +90,11 @@ fn bind(listen: &Listen) -> Result<OwnedFd, String> {
         Listen::Inet { host, port } => {
             let port = port_of(port).ok_or_else(|| format!("unknown service {port}"))?;
             let host = host.as_deref().unwrap_or("0.0.0.0");
-            let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            let addr = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
             let l = std::net::TcpListener::bind(&addr).map_err(|e| format!("unable to bind to {addr}: {e}"))?;
             Ok(l.into())
         }
@@ -119,7 +125,12 @@ fn spawn(r: &mut Running, log: &crate::log::Logger) {
     r.last_start = Instant::now();
     match cmd.spawn() {
         Ok(c) => {
-            log.info(&format!("process type:SERVICE name:{} path:{} pid:{}", r.name, prog.display(), c.id()));
+            log.info(&format!(
+                "process type:SERVICE name:{} path:{} pid:{}",
+                r.name,
+                prog.display(),
+                c.id()
+            ));
             r.child = Some(c);
         }
         Err(e) => log.error(&format!("can't fork process to run service {}: {e}", r.name)),
@@ -130,7 +141,11 @@ fn run_to_completion(e: &Entry, log: &crate::log::Logger) {
     let Some(cmd) = e.get("cmd") else { return };
     let argv: Vec<&str> = cmd.split_whitespace().collect();
     let Some(prog) = argv.first().and_then(|p| resolve(p)) else {
-        log.warning(&format!("{}: {} is not part of mumail; skipped", e.name, argv.first().unwrap_or(&"")));
+        log.warning(&format!(
+            "{}: {} is not part of mumail; skipped",
+            e.name,
+            argv.first().unwrap_or(&"")
+        ));
         return;
     };
     match Command::new(prog).args(&argv[1..]).status() {
@@ -145,8 +160,12 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("usage: master [-C alt_config] [-M alt_cyrus.conf] [-l listen_queue] [-p pidfile] [-d | -D] [-L logfile]");
         return crate::util::exit::USAGE;
     };
-    let (mut imapd_conf, mut cyrus_conf, mut pidfile, mut daemonise) =
-        ("/etc/imapd.conf".to_string(), "/etc/cyrus.conf".to_string(), "/run/cyrus-master.pid".to_string(), false);
+    let (mut imapd_conf, mut cyrus_conf, mut pidfile, mut daemonise) = (
+        "/etc/imapd.conf".to_string(),
+        "/etc/cyrus.conf".to_string(),
+        "/run/cyrus-master.pid".to_string(),
+        false,
+    );
     for o in opts {
         match o {
             Opt::Arg('C', v) => imapd_conf = v,
@@ -222,7 +241,10 @@ pub fn main(args: &[String]) -> i32 {
                 continue;
             }
         };
-        let mut env = vec![("CYRUS_SERVICE".to_string(), s.name.clone()), ("CYRUS_ID".to_string(), "0".to_string())];
+        let mut env = vec![
+            ("CYRUS_SERVICE".to_string(), s.name.clone()),
+            ("CYRUS_ID".to_string(), "0".to_string()),
+        ];
         if s.maxchild > 0 {
             env.push(("MUMAIL_MAXCHILD".into(), s.maxchild.to_string()));
         }
@@ -258,7 +280,11 @@ pub fn main(args: &[String]) -> i32 {
         .events
         .iter()
         .map(|e| {
-            let period = e.get("period").and_then(|p| p.parse::<u64>().ok()).filter(|p| *p > 0).map(|m| Duration::from_secs(m * 60));
+            let period = e
+                .get("period")
+                .and_then(|p| p.parse::<u64>().ok())
+                .filter(|p| *p > 0)
+                .map(|m| Duration::from_secs(m * 60));
             let at = e.get("at").and_then(|a| a.parse::<u32>().ok()).map(|a| (a / 100, a % 100));
             (e, period, at, Instant::now())
         })
@@ -273,13 +299,19 @@ pub fn main(args: &[String]) -> i32 {
             // Restart what died, at most once a second (babysitting).
             if dead && r.last_start.elapsed() >= Duration::from_secs(1) {
                 if r.child.is_some() {
-                    log.warning(&format!("service {} pid {} terminated; restarting", r.name, r.child.as_ref().map_or(0, |c| c.id())));
+                    log.warning(&format!(
+                        "service {} pid {} terminated; restarting",
+                        r.name,
+                        r.child.as_ref().map_or(0, |c| c.id())
+                    ));
                 }
                 spawn(r, &log);
             }
         }
         let now = Instant::now();
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let (_, _, _, hh, mm, _, _) = crate::util::codec::civil(t);
         for (e, period, at, next) in &mut events {
             let due = match (period, at) {

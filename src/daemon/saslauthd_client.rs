@@ -13,7 +13,9 @@ pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// or broken (a temporary failure, never a refusal).
 pub async fn check(path: &str, login: &str, password: &Secret<Vec<u8>>, service: &str, realm: &str) -> Result<bool, String> {
     let work = async {
-        let mut s = tokio::net::UnixStream::connect(path).await.map_err(|e| format!("cannot connect to saslauthd server: {e}"))?;
+        let mut s = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|e| format!("cannot connect to saslauthd server: {e}"))?;
         let req = crate::proto::saslauthd::encode_request(login.as_bytes(), password.expose(), service.as_bytes(), realm.as_bytes());
         s.write_all(&req).await.map_err(|e| format!("write to saslauthd: {e}"))?;
         let mut buf = Vec::with_capacity(64);
@@ -29,5 +31,7 @@ pub async fn check(path: &str, login: &str, password: &Secret<Vec<u8>>, service:
             buf.extend_from_slice(&chunk[..n]);
         }
     };
-    tokio::time::timeout(TIMEOUT, work).await.map_err(|_| "saslauthd timed out".to_string())?
+    tokio::time::timeout(TIMEOUT, work)
+        .await
+        .map_err(|_| "saslauthd timed out".to_string())?
 }

@@ -23,7 +23,10 @@ pub struct ContentType {
 
 impl ContentType {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -240,11 +243,7 @@ pub fn parse_content_type(v: &[u8]) -> ContentType {
         Some((t, s)) if !t.is_empty() && !s.is_empty() => (t.to_string(), s.to_string()),
         _ => (String::new(), String::new()),
     };
-    ContentType {
-        ty,
-        subtype: sub,
-        params,
-    }
+    ContentType { ty, subtype: sub, params }
 }
 
 /// Parses a whole message.

@@ -155,10 +155,16 @@ mod tests {
         assert_eq!(parse(b"LHLO x.example"), Command::Lhlo("x.example".into()));
         assert_eq!(
             parse(b"MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME"),
-            Command::Mail("a@b".into(), vec![("SIZE".into(), Some("10".into())), ("BODY".into(), Some("8BITMIME".into()))])
+            Command::Mail(
+                "a@b".into(),
+                vec![("SIZE".into(), Some("10".into())), ("BODY".into(), Some("8BITMIME".into()))]
+            )
         );
         assert_eq!(parse(b"mail from:<>"), Command::Mail(String::new(), vec![]));
-        assert_eq!(parse(b"RCPT TO:<\"a>b\"@c> IGNOREQUOTA"), Command::Rcpt("\"a>b\"@c".into(), vec![("IGNOREQUOTA".into(), None)]));
+        assert_eq!(
+            parse(b"RCPT TO:<\"a>b\"@c> IGNOREQUOTA"),
+            Command::Rcpt("\"a>b\"@c".into(), vec![("IGNOREQUOTA".into(), None)])
+        );
         assert_eq!(parse(b"RCPT TO:<@r1,@r2:u@d>"), Command::Rcpt("u@d".into(), vec![]));
         assert!(matches!(parse(b"RCPT TO:<>"), Command::Syntax(_)));
         assert!(matches!(parse(b"RCPT FOO"), Command::Syntax(_)));

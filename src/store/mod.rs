@@ -19,8 +19,8 @@
 //! modseq, so that concurrent sessions see one history and reconstruct
 //! never resurrects expunged mail.
 
-pub mod names;
 mod db;
+pub mod names;
 pub mod ops;
 pub mod reconstruct;
 
@@ -63,8 +63,7 @@ impl StoreConfig {
         if configdir.is_empty() {
             return Err(format!("{}: configdirectory is not set", c.path));
         }
-        let partitions: Vec<(String, PathBuf)> =
-            c.partitions().into_iter().map(|(n, p)| (n.to_string(), PathBuf::from(p))).collect();
+        let partitions: Vec<(String, PathBuf)> = c.partitions().into_iter().map(|(n, p)| (n.to_string(), PathBuf::from(p))).collect();
         let defaultpartition = match c.get("defaultpartition") {
             Some(p) if !p.is_empty() && p != "(null)" => p.to_string(),
             _ => partitions.first().map(|(n, _)| n.clone()).unwrap_or_else(|| "default".into()),
@@ -79,8 +78,15 @@ impl StoreConfig {
             unixhierarchysep: c.get_switch("unixhierarchysep"),
             altnamespace: c.get_switch("altnamespace"),
             virtdomains: !matches!(c.get("virtdomains"), Some("off") | Some("0") | Some("no") | None),
-            defaultdomain: c.get("defaultdomain").filter(|d| *d != "(null)" && *d != "internal").unwrap_or("").to_string(),
-            autocreate_quota: c.get("autocreate_quota").and_then(crate::config::cyrus::options::parse_int).unwrap_or(-1),
+            defaultdomain: c
+                .get("defaultdomain")
+                .filter(|d| *d != "(null)" && *d != "internal")
+                .unwrap_or("")
+                .to_string(),
+            autocreate_quota: c
+                .get("autocreate_quota")
+                .and_then(crate::config::cyrus::options::parse_int)
+                .unwrap_or(-1),
             autocreate_quota_messages: int("autocreate_quota_messages"),
             duplicatesuppression: c.get_switch("duplicatesuppression"),
         })

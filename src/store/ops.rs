@@ -185,6 +185,15 @@ fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
     })
 }
 
+/// ENVELOPE, BODYSTRUCTURE, BODY from columns `at`, `at+1`, `at+2`.
+fn cached_from_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Cached> {
+    Ok(Cached {
+        envelope: r.get::<_, Option<String>>(at)?.unwrap_or_default(),
+        bodystructure: r.get::<_, Option<String>>(at + 1)?.unwrap_or_default(),
+        body: r.get::<_, Option<String>>(at + 2)?.unwrap_or_default(),
+    })
+}
+
 fn state_of(c: &Connection, name: &str) -> Result<Option<MailboxState>> {
     Ok(c.query_row(
         "SELECT id, name, uniqueid, partition, uidvalidity, uidnext, highestmodseq, recentuid, exists_, size, keywords FROM mailbox WHERE name=?1",
@@ -252,12 +261,19 @@ fn charge_quota(c: &Connection, name: &str, bytes: i64, count: i64, ignore: bool
 
 impl Store {
     fn partition_root(&self, partition: &str) -> Result<&Path> {
-        self.cfg.partition_root(partition).ok_or_else(|| StoreError::NoPartition(partition.to_string()))
+        self.cfg
+            .partition_root(partition)
+            .ok_or_else(|| StoreError::NoPartition(partition.to_string()))
     }
 
     /// The spool directory of a mailbox.
     pub fn mailbox_dir(&self, name: &str, partition: &str) -> Result<PathBuf> {
-        Ok(names::spool_dir(self.partition_root(partition)?, name, self.cfg.hashimapspool, self.cfg.fulldirhash))
+        Ok(names::spool_dir(
+            self.partition_root(partition)?,
+            name,
+            self.cfg.hashimapspool,
+            self.cfg.fulldirhash,
+        ))
     }
 
     /// The file of one message (`<uid>.`).
@@ -269,8 +285,10 @@ impl Store {
 
     pub fn lookup(&self, name: &str) -> Result<Option<MailboxEntry>> {
         let c = lock(&self.list);
-        Ok(c.query_row(&format!("SELECT {ENTRY_COLS} FROM mbox WHERE name=?1"), [name], entry_from_row)
-            .optional()?)
+        Ok(
+            c.query_row(&format!("SELECT {ENTRY_COLS} FROM mbox WHERE name=?1"), [name], entry_from_row)
+                .optional()?,
+        )
     }
 
     /// Every mailbox whose internal name starts with `prefix`, sorted.
@@ -314,7 +332,10 @@ impl Store {
         let entry = {
             let mut c = lock(&self.list);
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let exists: bool = tx.query_row("SELECT 1 FROM mbox WHERE name=?1", [name], |_| Ok(true)).optional()?.is_some();
+            let exists: bool = tx
+                .query_row("SELECT 1 FROM mbox WHERE name=?1", [name], |_| Ok(true))
+                .optional()?
+                .is_some();
             if exists {
                 return Err(StoreError::Exists);
             }
@@ -330,7 +351,16 @@ impl Store {
             std::fs::create_dir_all(&dir)?;
             tx.execute(
                 &format!("INSERT INTO mbox({ENTRY_COLS}, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![e.name, e.uniqueid, e.partition, e.acl, e.mbtype, e.server, e.uidvalidity as i64, now()],
+                params![
+                    e.name,
+                    e.uniqueid,
+                    e.partition,
+                    e.acl,
+                    e.mbtype,
+                    e.server,
+                    e.uidvalidity as i64,
+                    now()
+                ],
             )?;
             tx.commit()?;
             e
@@ -458,7 +488,10 @@ impl Store {
             for e in &all {
                 let to = format!("{new}{}", &e.name[old.len()..]);
                 let uv = Self::next_uidvalidity(&tx)?;
-                tx.execute("UPDATE mbox SET name=?2, uidvalidity=?3 WHERE name=?1", params![e.name, to, uv as i64])?;
+                tx.execute(
+                    "UPDATE mbox SET name=?2, uidvalidity=?3 WHERE name=?1",
+                    params![e.name, to, uv as i64],
+                )?;
             }
             tx.commit()?;
         }
@@ -470,7 +503,10 @@ impl Store {
             for e in &all {
                 let to = format!("{new}{}", &e.name[old.len()..]);
                 if let Some(le) = self.lookup(&to)? {
-                    c.execute("UPDATE mailbox SET uidvalidity=?2 WHERE name=?1", params![to, le.uidvalidity as i64])?;
+                    c.execute(
+                        "UPDATE mailbox SET uidvalidity=?2 WHERE name=?1",
+                        params![to, le.uidvalidity as i64],
+                    )?;
                 }
             }
         }
@@ -491,7 +527,9 @@ impl Store {
         f.write_all(data)?;
         f.sync_all()?;
         let (he, _) = crate::mail::mime::header_end(data);
-        let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, data).as_ref().to_vec();
+        let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, data)
+            .as_ref()
+            .to_vec();
         Ok(Staged {
             path,
             partition: partition.to_string(),
@@ -651,6 +689,34 @@ impl Store {
         Ok(v)
     }
 
+    /// What SELECT needs of every live message, UID order: (uid, flags,
+    /// keywords, modseq), with the state from the same snapshot.
+    pub fn index(&self, name: &str) -> Result<(MailboxState, Vec<(u32, u32, String, u64)>)> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        self.ensure_state(&e)?;
+        let oc = self.owner(name)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction()?;
+        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
+        let v = {
+            let mut st =
+                tx.prepare_cached("SELECT uid, flags, keywords, modseq FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid")?;
+            let v = st
+                .query_map(params![s.id, FLAG_EXPUNGED as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u32,
+                        r.get::<_, i64>(1)? as u32,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)? as u64,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            v
+        };
+        tx.commit()?;
+        Ok((s, v))
+    }
+
     /// Live records of some UIDs (sorted) with their cached items when
     /// `with_cache`: one range query, for FETCH.
     pub fn fetch_rows(&self, name: &str, mbox_id: i64, uids: &[u32], with_cache: bool) -> Result<Vec<(Record, Option<Cached>)>> {
@@ -668,15 +734,7 @@ impl Store {
         let v = st
             .query_map(params![mbox_id, lo as i64, hi as i64, FLAG_EXPUNGED as i64], |r| {
                 let rec = record_from_row(r)?;
-                let cached = if with_cache {
-                    Some(Cached {
-                        envelope: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
-                        bodystructure: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
-                        body: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
-                    })
-                } else {
-                    None
-                };
+                let cached = if with_cache { Some(cached_from_row(r, 10)?) } else { None };
                 Ok((rec, cached))
             })?
             .filter_map(|r| r.ok())
@@ -696,7 +754,9 @@ impl Store {
         let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
         let v = {
             let mut st = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND modseq > ?2 ORDER BY uid"))?;
-            let v = st.query_map(params![s.id, modseq as i64], record_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let v = st
+                .query_map(params![s.id, modseq as i64], record_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             v
         };
         tx.commit()?;
@@ -710,16 +770,7 @@ impl Store {
         let mut st = c.prepare_cached("SELECT envelope, bodystructure, body FROM msg WHERE mailbox=?1 AND uid=?2")?;
         let mut out = Vec::with_capacity(uids.len());
         for &u in uids {
-            if let Some(x) = st
-                .query_row(params![mbox_id, u as i64], |r| {
-                    Ok(Cached {
-                        envelope: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                        bodystructure: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                        body: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    })
-                })
-                .optional()?
-            {
+            if let Some(x) = st.query_row(params![mbox_id, u as i64], |r| cached_from_row(r, 0)).optional()? {
                 out.push((u, x));
             }
         }
@@ -843,8 +894,12 @@ impl Store {
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
         let recs: Vec<Record> = {
-            let mut st = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid"))?;
-            let v = st.query_map(params![s.id, FLAG_EXPUNGED as i64], record_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid"
+            ))?;
+            let v = st
+                .query_map(params![s.id, FLAG_EXPUNGED as i64], record_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             v
         };
         let gone: Vec<&Record> = recs.iter().filter(|r| want(r)).collect();
@@ -896,14 +951,7 @@ impl Store {
             for &u in uids {
                 if let Some(x) = st
                     .query_row(params![ss.id, u as i64, FLAG_EXPUNGED as i64], |r| {
-                        Ok((
-                            record_from_row(r)?,
-                            Cached {
-                                envelope: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
-                                bodystructure: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
-                                body: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
-                            },
-                        ))
+                        Ok((record_from_row(r)?, cached_from_row(r, 10)?))
                     })
                     .optional()?
                 {
@@ -973,8 +1021,11 @@ impl Store {
         let s = state_of(&c, name)?.ok_or(StoreError::NotFound)?;
         if s.uidnext > 1 && s.recentuid < s.uidnext - 1 {
             not_durable(&c, |c| {
-                c.execute("UPDATE mailbox SET recentuid=max(recentuid, ?2) WHERE id=?1", params![s.id, (s.uidnext - 1) as i64])
-                    .map(|_| ())
+                c.execute(
+                    "UPDATE mailbox SET recentuid=max(recentuid, ?2) WHERE id=?1",
+                    params![s.id, (s.uidnext - 1) as i64],
+                )
+                .map(|_| ())
             })?;
         }
         Ok(s.recentuid)
@@ -985,8 +1036,11 @@ impl Store {
         let oc = self.owner(name)?;
         let c = lock(&oc);
         not_durable(&c, |c| {
-            c.execute("UPDATE mailbox SET recentuid=max(recentuid, ?2) WHERE name=?1", params![name, uid as i64])
-                .map(|_| ())
+            c.execute(
+                "UPDATE mailbox SET recentuid=max(recentuid, ?2) WHERE name=?1",
+                params![name, uid as i64],
+            )
+            .map(|_| ())
         })?;
         Ok(())
     }
@@ -1062,14 +1116,19 @@ impl Store {
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let roots: Vec<(String, i64, i64)> = {
             let mut st = tx.prepare("SELECT root, storage_used, message_used FROM quota")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
             v
         };
         let mut fixed = Vec::new();
         for (root, ob, oc_) in roots {
             let (b, n) = usage_under(&tx, &root)?;
             if b != ob || n != oc_ {
-                tx.execute("UPDATE quota SET storage_used=?2, message_used=?3 WHERE root=?1", params![root, b, n])?;
+                tx.execute(
+                    "UPDATE quota SET storage_used=?2, message_used=?3 WHERE root=?1",
+                    params![root, b, n],
+                )?;
                 fixed.push((root, ob, b, oc_, n));
             }
         }
@@ -1180,7 +1239,9 @@ mod tests {
         // Only stage leftovers are cleaned; none remain.
         assert_eq!(std::fs::read_dir(t.path().join("spool/stage.")).unwrap().count(), 0);
 
-        let (ch, _) = s.store_flags("user.fred", &[1, 2], FlagOp::Add, FLAG_DELETED, &["$Label1".into()], None).unwrap();
+        let (ch, _) = s
+            .store_flags("user.fred", &[1, 2], FlagOp::Add, FLAG_DELETED, &["$Label1".into()], None)
+            .unwrap();
         assert_eq!(ch.len(), 2);
         assert!(ch[0].modseq > 1);
         let (pairs_v, pairs) = s.copy("user.fred", "user.fred.Sent", &[1, 2], false).unwrap();
@@ -1230,8 +1291,14 @@ mod tests {
             tz: 0,
             cached: &c,
         };
-        assert_eq!(s.deliver("user.bob", &m, false, Some(("<a@b>", "bob"))).unwrap(), Delivery::Delivered(1));
-        assert_eq!(s.deliver("user.bob", &m, false, Some(("<a@b>", "bob"))).unwrap(), Delivery::Duplicate);
+        assert_eq!(
+            s.deliver("user.bob", &m, false, Some(("<a@b>", "bob"))).unwrap(),
+            Delivery::Delivered(1)
+        );
+        assert_eq!(
+            s.deliver("user.bob", &m, false, Some(("<a@b>", "bob"))).unwrap(),
+            Delivery::Duplicate
+        );
         assert_eq!(std::fs::read(dir.join("1.")).unwrap(), b"Message-ID: <a@b>\r\n\r\nhi\r\n");
     }
 }

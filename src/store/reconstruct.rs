@@ -80,7 +80,9 @@ impl Store {
         let mut recs: HashMap<u32, (u32, u64)> = HashMap::new();
         {
             let mut st = tx.prepare("SELECT uid, flags, size FROM msg WHERE mailbox=?1")?;
-            for row in st.query_map([s.id], |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u64)))? {
+            for row in st.query_map([s.id], |r| {
+                Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u64))
+            })? {
                 let (u, f, sz) = row?;
                 recs.insert(u, (f, sz));
             }
@@ -110,7 +112,9 @@ impl Store {
                         repairs.push(Repair::FixedSize(*u));
                         if !dry_run {
                             let data = std::fs::read(&path)?;
-                            let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &data).as_ref().to_vec();
+                            let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &data)
+                                .as_ref()
+                                .to_vec();
                             let cached = parse(&data);
                             tx.execute(
                                 "UPDATE msg SET size=?3, guid=?4, envelope=?5, bodystructure=?6, body=?7, modseq=?8 WHERE mailbox=?1 AND uid=?2",
@@ -130,7 +134,9 @@ impl Store {
                     repairs.push(Repair::AddedRecord(*u));
                     if !dry_run {
                         let data = std::fs::read(&path)?;
-                        let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &data).as_ref().to_vec();
+                        let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &data)
+                            .as_ref()
+                            .to_vec();
                         let (he, _) = crate::mail::mime::header_end(&data);
                         let cached = parse(&data);
                         let mtime = files[u]

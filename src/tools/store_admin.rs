@@ -13,7 +13,9 @@ fn open(config: &str) -> Result<Store, String> {
 }
 
 fn default_config() -> String {
-    std::env::var("CYRUS_PREFIX").map(|p| format!("{p}/etc/imapd.conf")).unwrap_or_else(|_| "/etc/imapd.conf".into())
+    std::env::var("CYRUS_PREFIX")
+        .map(|p| format!("{p}/etc/imapd.conf"))
+        .unwrap_or_else(|_| "/etc/imapd.conf".into())
 }
 
 fn cache_of(data: &[u8]) -> Cached {
@@ -161,7 +163,8 @@ pub fn quota(args: &[String]) -> Output {
                                 out.stdout.push_str(&format!("{root}: quota root usage was {ob}, now {nb}\n"));
                             }
                             if oc != nc {
-                                out.stdout.push_str(&format!("{root}: quota root message count was {oc}, now {nc}\n"));
+                                out.stdout
+                                    .push_str(&format!("{root}: quota root message count was {oc}, now {nc}\n"));
                             }
                         }
                     }
@@ -181,14 +184,29 @@ pub fn quota(args: &[String]) -> Output {
         if q.storage_limit >= 0 {
             let used = q.storage_used / 1024;
             let pct = if q.storage_limit > 0 { used * 100 / q.storage_limit } else { 0 };
-            out.stdout.push_str(&format!("{:8} {:8} {:8} {:<8} {}\n", q.storage_limit, pct, used, "STORAGE", q.root));
+            out.stdout
+                .push_str(&format!("{:8} {:8} {:8} {:<8} {}\n", q.storage_limit, pct, used, "STORAGE", q.root));
         }
         if q.message_limit >= 0 {
-            let pct = if q.message_limit > 0 { q.message_used * 100 / q.message_limit } else { 0 };
-            out.stdout.push_str(&format!("{:8} {:8} {:8} {:<8} {}\n", q.message_limit, pct, q.message_used, "MESSAGE", q.root));
+            let pct = if q.message_limit > 0 {
+                q.message_used * 100 / q.message_limit
+            } else {
+                0
+            };
+            out.stdout.push_str(&format!(
+                "{:8} {:8} {:8} {:<8} {}\n",
+                q.message_limit, pct, q.message_used, "MESSAGE", q.root
+            ));
         }
         if q.storage_limit < 0 && q.message_limit < 0 {
-            out.stdout.push_str(&format!("{:>8} {:>8} {:8} {:<8} {}\n", "", "", q.storage_used / 1024, "STORAGE", q.root));
+            out.stdout.push_str(&format!(
+                "{:>8} {:>8} {:8} {:<8} {}\n",
+                "",
+                "",
+                q.storage_used / 1024,
+                "STORAGE",
+                q.root
+            ));
         }
     }
     out

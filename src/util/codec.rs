@@ -87,7 +87,12 @@ fn zone(tz_min: i32) -> String {
 /// `Tue, 03 Mar 2026 10:11:12 +0100`
 pub fn rfc822_date(t: i64, tz_min: i32) -> String {
     let (y, m, d, hh, mm, ss, wd) = civil(t + tz_min as i64 * 60);
-    format!("{}, {d:02} {} {y} {hh:02}:{mm:02}:{ss:02} {}", DAYS[wd as usize], MONTHS[m as usize - 1], zone(tz_min))
+    format!(
+        "{}, {d:02} {} {y} {hh:02}:{mm:02}:{ss:02} {}",
+        DAYS[wd as usize],
+        MONTHS[m as usize - 1],
+        zone(tz_min)
+    )
 }
 
 /// IMAP date-time: `28-Nov-2026 18:18:14 +0000` (day padded to two).

@@ -382,7 +382,11 @@ impl Backend {
         );
         // Options in extra_conf replace the base ones (a duplicate is fatal).
         let keys: Vec<&str> = extra_conf.lines().filter_map(|l| l.split(':').next()).collect();
-        let mut text: String = base.lines().filter(|l| !keys.contains(&l.split(':').next().unwrap_or(""))).map(|l| format!("{l}\n")).collect();
+        let mut text: String = base
+            .lines()
+            .filter(|l| !keys.contains(&l.split(':').next().unwrap_or("")))
+            .map(|l| format!("{l}\n"))
+            .collect();
         text.push_str(extra_conf);
         std::fs::write(&conf, text).unwrap();
         let mut b = Backend {
@@ -401,7 +405,11 @@ impl Backend {
     }
 
     pub fn start_lmtpd(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("lmtpd.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("lmtpd.log"))
+            .unwrap();
         let mut cmd = Command::new(bin("lmtpd"));
         cmd.args([
             "-C",
@@ -423,9 +431,14 @@ impl Backend {
 
     /// Another imapd on `port` with extra flags (`-s` for imaps).
     pub fn spawn_imapd(&self, port: u16, flags: &[&str]) -> Proc {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("imapd.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("imapd.log"))
+            .unwrap();
         let mut cmd = Command::new(bin("imapd"));
-        cmd.args(["-C", self.conf.to_str().unwrap(), "-L", &format!("127.0.0.1:{port}")]).args(flags)
+        cmd.args(["-C", self.conf.to_str().unwrap(), "-L", &format!("127.0.0.1:{port}")])
+            .args(flags)
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         let p = Proc::spawn("imapd", &mut cmd);
@@ -449,10 +462,51 @@ pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         let o = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
         assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     };
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=mumail test CA"]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mumail test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
     (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
 }
 
@@ -509,6 +563,26 @@ impl CyrusServer {
         wait_tcp(iport);
         let lmtp_sock = dir.join("run/lmtp.sock");
         wait_for("cyrus lmtp socket", Duration::from_secs(20), || lmtp_sock.exists());
-        CyrusServer { master, imap_port: iport, lmtp_sock }
+        CyrusServer {
+            master,
+            imap_port: iport,
+            lmtp_sock,
+        }
     }
+}
+
+/// Runs a client program (imtest, lmtptest, ...), feeding `input` on its
+/// stdin; returns stdout and stderr together.
+pub fn run_client(prog: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }

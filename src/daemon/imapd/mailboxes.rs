@@ -8,7 +8,6 @@ use crate::proto::imap::render;
 use crate::store::names::NameError;
 use crate::store::{Cached, MailboxEntry, NewMessage, StoreError};
 
-
 /// Rights of an id in a Cyrus ACL string (`id\trights\t…`), with
 /// negative entries (`-id`) removing rights.
 pub fn rights_of(acl: &str, ids: &[&str]) -> String {
@@ -105,7 +104,10 @@ impl Session {
         Ok(e)
     }
 
-    pub async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static) -> Result<T, String> {
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, String> {
         let store = self.ctx.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
@@ -135,7 +137,11 @@ impl Session {
             let ok = match parent {
                 Some(p) => {
                     let store = self.ctx.store.clone();
-                    let pe = tokio::task::spawn_blocking(move || store.lookup(&p)).await.ok().and_then(|r| r.ok()).flatten();
+                    let pe = tokio::task::spawn_blocking(move || store.lookup(&p))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok())
+                        .flatten();
                     pe.is_some_and(|pe| self.rights(&pe).contains('k'))
                 }
                 None => false,
@@ -262,7 +268,11 @@ impl Session {
                 }
             }
             for (n, exists) in cands {
-                let m = if n == "INBOX" { wild_match(&fb.to_ascii_uppercase(), b"INBOX", sep as u8) || wild_match(fb, b"INBOX", sep as u8) } else { wild_match(fb, n.as_bytes(), sep as u8) };
+                let m = if n == "INBOX" {
+                    wild_match(&fb.to_ascii_uppercase(), b"INBOX", sep as u8) || wild_match(fb, b"INBOX", sep as u8)
+                } else {
+                    wild_match(fb, n.as_bytes(), sep as u8)
+                };
                 if !m || out.iter().any(|(x, _)| *x == n) {
                     continue;
                 }
@@ -351,7 +361,10 @@ impl Session {
         }
         let mut msgs = msgs;
         if self.ctx.conf.get_switch("reject8bit") {
-            if msgs.iter().any(|m| m.data[..crate::mail::mime::header_end(&m.data).0].iter().any(|&c| c >= 0x80)) {
+            if msgs
+                .iter()
+                .any(|m| m.data[..crate::mail::mime::header_end(&m.data).0].iter().any(|&c| c >= 0x80))
+            {
                 return self.tagged(tag, "NO Message contains non-ASCII characters in headers").await;
             }
         } else if self.ctx.conf.get_switch("munge8bit") {
@@ -361,7 +374,9 @@ impl Session {
         }
         let name = e.name.clone();
         let partition = e.partition.clone();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let res = self
             .blocking(move |s| {
                 let mut staged = Vec::new();
@@ -369,7 +384,11 @@ impl Session {
                 for m in &msgs {
                     staged.push(s.stage(&partition, &m.data)?);
                     let (env, bs, body) = render::cache_items(&m.data);
-                    cached.push(Cached { envelope: env, bodystructure: bs, body });
+                    cached.push(Cached {
+                        envelope: env,
+                        bodystructure: bs,
+                        body,
+                    });
                 }
                 let news: Vec<NewMessage> = msgs
                     .iter()
@@ -545,7 +564,9 @@ pub fn astring(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 pub fn has_bare_newline(d: &[u8]) -> bool {
-    d.iter().enumerate().any(|(i, &c)| (c == b'\n' && (i == 0 || d[i - 1] != b'\r')) || (c == b'\r' && d.get(i + 1) != Some(&b'\n')))
+    d.iter()
+        .enumerate()
+        .any(|(i, &c)| (c == b'\n' && (i == 0 || d[i - 1] != b'\r')) || (c == b'\r' && d.get(i + 1) != Some(&b'\n')))
 }
 
 /// `1:3,5` from a sorted list of UIDs.

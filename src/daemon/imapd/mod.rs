@@ -6,17 +6,17 @@ mod io;
 mod mailboxes;
 mod selected;
 
-use super::cyrus::{Args, Ctx};
+use super::cyrus::Ctx;
 use crate::mail::Secret;
 use crate::proto::imap::command::{self, Command, Kind};
 use crate::server::listen::Io;
 use crate::server::Conn;
 use crate::store::names::Namespace;
+use io::Output;
 use io::{Frame, Input, ReadError};
 use selected::Selected;
 use std::sync::Arc;
 use std::time::Duration;
-use io::Output;
 use tokio::io::AsyncWrite;
 
 pub use super::lmtpd::CYRUS_VERSION;
@@ -94,7 +94,13 @@ where
     if let Some(u) = preauth {
         let cfg = &ctx.store.cfg;
         s.user = Some(u.to_string());
-        s.ns = Some(Namespace::new(cfg.unixhierarchysep, cfg.altnamespace, u, cfg.virtdomains, &cfg.defaultdomain));
+        s.ns = Some(Namespace::new(
+            cfg.unixhierarchysep,
+            cfg.altnamespace,
+            u,
+            cfg.virtdomains,
+            &cfg.defaultdomain,
+        ));
     }
     let _ = s.run().await;
 }
@@ -210,7 +216,11 @@ impl Session {
 
     async fn run(&mut self) -> Res {
         let greet = if self.user.is_some() {
-            format!("* PREAUTH [CAPABILITY {}] {} Cyrus IMAP {CYRUS_VERSION} server ready\r\n", self.capabilities(), self.ctx.servername)
+            format!(
+                "* PREAUTH [CAPABILITY {}] {} Cyrus IMAP {CYRUS_VERSION} server ready\r\n",
+                self.capabilities(),
+                self.ctx.servername
+            )
         } else {
             format!(
                 "* OK [CAPABILITY {}] {} Cyrus IMAP {CYRUS_VERSION} server ready\r\n",
@@ -229,7 +239,10 @@ impl Session {
                 _ => DEFAULT_APPEND_MAX,
             };
             let idle = self.idle_timeout();
-            let frame = self.input.command(&mut self.w, max_append, (max_append as usize).saturating_mul(4), idle).await?;
+            let frame = self
+                .input
+                .command(&mut self.w, max_append, (max_append as usize).saturating_mul(4), idle)
+                .await?;
             let raw = match frame {
                 Frame::Command(c) => c,
                 Frame::LineTooLong => {
@@ -335,7 +348,12 @@ impl Session {
             Kind::Rename(a, b) => Box::pin(self.rename(&tag, &a, &b)).await,
             Kind::Subscribe(m) => Box::pin(self.subscribe(&tag, &m, true)).await,
             Kind::Unsubscribe(m) => Box::pin(self.subscribe(&tag, &m, false)).await,
-            Kind::List { reference, patterns, select, ret } => Box::pin(self.list(&tag, &reference, &patterns, &select, &ret, false)).await,
+            Kind::List {
+                reference,
+                patterns,
+                select,
+                ret,
+            } => Box::pin(self.list(&tag, &reference, &patterns, &select, &ret, false)).await,
             Kind::Lsub(r, p) => Box::pin(self.list(&tag, &r, &[p], &["SUBSCRIBED".into()], &[], true)).await,
             Kind::Status(m, items) => Box::pin(self.status(&tag, &m, &items)).await,
             Kind::Append(m, msgs) => Box::pin(self.append(&tag, &m, msgs)).await,
@@ -353,10 +371,16 @@ impl Session {
             Kind::Close => Box::pin(self.close(&tag, true)).await,
             Kind::Unselect => Box::pin(self.close(&tag, false)).await,
             Kind::Expunge(set) => Box::pin(self.expunge(&tag, set)).await,
-            Kind::Fetch { set, items, changedsince, .. } => Box::pin(self.fetch(&tag, c.uid, set, items, changedsince)).await,
-            Kind::Store { set, mode, silent, flags, unchangedsince } => {
-                Box::pin(self.store(&tag, c.uid, set, mode, silent, flags, unchangedsince)).await
-            }
+            Kind::Fetch {
+                set, items, changedsince, ..
+            } => Box::pin(self.fetch(&tag, c.uid, set, items, changedsince)).await,
+            Kind::Store {
+                set,
+                mode,
+                silent,
+                flags,
+                unchangedsince,
+            } => Box::pin(self.store(&tag, c.uid, set, mode, silent, flags, unchangedsince)).await,
             Kind::Search { ret, charset, key } => Box::pin(self.search(&tag, c.uid, ret, charset, key)).await,
             Kind::Copy(set, m) => Box::pin(self.copy(&tag, c.uid, set, &m, false)).await,
             Kind::Move(set, m) => Box::pin(self.copy(&tag, c.uid, set, &m, true)).await,
@@ -401,7 +425,10 @@ impl Session {
         let ns = Namespace::new(cfg.unixhierarchysep, alt, authzid, cfg.virtdomains, &cfg.defaultdomain);
         self.user = Some(authzid.to_string());
         self.ns = Some(ns.clone());
-        self.ctx.log.info(&format!("login: {} {authzid} {mech} User logged in SESSIONID=<{}>", self.peer, self.sid));
+        self.ctx.log.info(&format!(
+            "login: {} {authzid} {mech} User logged in SESSIONID=<{}>",
+            self.peer, self.sid
+        ));
         // autocreate_quota >= 0: the INBOX is created at first login.
         if cfg.autocreate_quota >= 0 {
             let store = self.ctx.store.clone();
@@ -427,7 +454,8 @@ impl Session {
         }
         let caps = self.capabilities();
         let sid = self.sid.clone();
-        self.tagged(tag, &format!("OK [CAPABILITY {caps}] User logged in SESSIONID=<{sid}>")).await
+        self.tagged(tag, &format!("OK [CAPABILITY {caps}] User logged in SESSIONID=<{sid}>"))
+            .await
     }
 
     async fn sasl_line(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
@@ -455,7 +483,11 @@ impl Session {
                 if resp == b"*" {
                     return self.tagged(tag, "BAD Client canceled authentication").await;
                 }
-                let raw = if resp == b"=" { Some(Vec::new()) } else { crate::util::base64_decode(&String::from_utf8_lossy(&resp)) };
+                let raw = if resp == b"=" {
+                    Some(Vec::new())
+                } else {
+                    crate::util::base64_decode(&String::from_utf8_lossy(&resp))
+                };
                 let Some(raw) = raw else {
                     return self.tagged(tag, "BAD Invalid base64 string").await;
                 };
@@ -464,22 +496,33 @@ impl Session {
                     return self.tagged(tag, "NO Authentication failed: bad protocol / cancel").await;
                 }
                 let authcid = String::from_utf8_lossy(parts[1]).into_owned();
-                let authzid = if parts[0].is_empty() { authcid.clone() } else { String::from_utf8_lossy(parts[0]).into_owned() };
-                self.check_and_login(tag, &authzid, &authcid, Secret::new(parts[2].to_vec()), "PLAIN").await
+                let authzid = if parts[0].is_empty() {
+                    authcid.clone()
+                } else {
+                    String::from_utf8_lossy(parts[0]).into_owned()
+                };
+                self.check_and_login(tag, &authzid, &authcid, Secret::new(parts[2].to_vec()), "PLAIN")
+                    .await
             }
             "LOGIN" => {
                 let user = match ir {
                     Some(r) => crate::util::base64_decode(&r),
                     None => {
                         self.out("+ VXNlcm5hbWU6\r\n").await?;
-                        self.sasl_line().await?.and_then(|l| crate::util::base64_decode(&String::from_utf8_lossy(&l)))
+                        self.sasl_line()
+                            .await?
+                            .and_then(|l| crate::util::base64_decode(&String::from_utf8_lossy(&l)))
                     }
                 };
                 let Some(user) = user else {
                     return self.tagged(tag, "BAD Invalid base64 string").await;
                 };
                 self.out("+ UGFzc3dvcmQ6\r\n").await?;
-                let Some(pass) = self.sasl_line().await?.and_then(|l| crate::util::base64_decode(&String::from_utf8_lossy(&l))) else {
+                let Some(pass) = self
+                    .sasl_line()
+                    .await?
+                    .and_then(|l| crate::util::base64_decode(&String::from_utf8_lossy(&l)))
+                else {
                     return self.tagged(tag, "BAD Invalid base64 string").await;
                 };
                 let u = String::from_utf8_lossy(&user).into_owned();
@@ -491,50 +534,17 @@ impl Session {
 }
 
 pub fn main(args: &[String]) -> i32 {
-    let a: Args = match super::cyrus::parse_args(args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("imapd: {e}");
-            return 64;
-        }
-    };
-    let ctx = match Ctx::load(&a.config, if a.tls { "imaps" } else { "imap" }, "imap") {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("imapd: fatal: {e}");
-            return 75;
-        }
-    };
-    crate::log::install_panic_hook(ctx.log.clone());
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("imapd: {e}");
-            return 71;
-        }
-    };
-    rt.block_on(async move {
-        let listeners = match ctx.listeners(&a.listen, &["143".to_string()]).await {
-            Ok(l) => l,
-            Err(e) => {
-                ctx.log.fatal(&e);
-                eprintln!("imapd: fatal: {e}");
-                return 75;
+    super::cyrus::run_service(
+        "imapd",
+        args,
+        |a| if a.tls { "imaps" } else { "imap" },
+        "imap",
+        |_| vec!["143".to_string()],
+        |ctx, a| {
+            if a.tls && ctx.tls.is_none() {
+                return Err("imaps (-s) needs tls_server_cert and tls_server_key".into());
             }
-        };
-        let (sd, rx) = crate::server::Shutdown::new();
-        tokio::spawn(async move {
-            crate::server::signals(|| {}).await;
-            sd.trigger();
-        });
-        if a.tls && ctx.tls.is_none() {
-            let e = "imaps (-s) needs tls_server_cert and tls_server_key";
-            ctx.log.fatal(e);
-            eprintln!("imapd: fatal: {e}");
-            return 75;
-        }
-        let svc = Arc::new(Imapd { ctx: ctx.clone(), implicit_tls: a.tls });
-        crate::server::run(listeners, svc, crate::server::Limits { max_conns: super::cyrus::max_conns(), ..Default::default() }, rx).await;
-        0
-    })
+            Ok(Imapd { ctx, implicit_tls: a.tls })
+        },
+    )
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// How often an IDLE session checks for changes made by other processes.
 const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Messages rendered per store round trip in FETCH.
-const FETCH_CHUNK: usize = 256;
+const FETCH_CHUNK: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct Msg {
@@ -81,7 +81,11 @@ fn flags_text(flags: u32, keywords: &str, recent: bool) -> String {
 
 /// `* FLAGS` and `* OK [PERMANENTFLAGS]` for a keyword list.
 fn flags_lines(keywords: &[String], readonly: bool) -> Vec<String> {
-    let kw = if keywords.is_empty() { String::new() } else { format!(" {}", keywords.join(" ")) };
+    let kw = if keywords.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", keywords.join(" "))
+    };
     let perm = if readonly {
         "* OK [PERMANENTFLAGS ()] Ok\r\n".to_string()
     } else {
@@ -117,7 +121,7 @@ impl Session {
         let res = self
             .blocking(move |s| {
                 let version = db_version(&dbp);
-                let (st, recs) = s.changes_since(&name, 0)?;
+                let (st, recs) = s.index(&name)?;
                 let recent = if examine { st.recentuid } else { s.take_recent(&name)? };
                 Ok((st, recs, recent, version))
             })
@@ -128,12 +132,11 @@ impl Session {
         };
         let msgs: Vec<Msg> = recs
             .into_iter()
-            .filter(|r| !r.expunged())
-            .map(|r| Msg {
-                uid: r.uid,
-                flags: r.flags,
-                keywords: r.keywords.into_boxed_str(),
-                modseq: r.modseq,
+            .map(|(uid, flags, keywords, modseq)| Msg {
+                uid,
+                flags,
+                keywords: keywords.into_boxed_str(),
+                modseq,
             })
             .collect();
         let keywords = st.keywords.clone();
@@ -166,7 +169,15 @@ impl Session {
             keywords,
             version,
         });
-        self.tagged(tag, if readonly { "OK [READ-ONLY] Completed" } else { "OK [READ-WRITE] Completed" }).await
+        self.tagged(
+            tag,
+            if readonly {
+                "OK [READ-ONLY] Completed"
+            } else {
+                "OK [READ-WRITE] Completed"
+            },
+        )
+        .await
     }
 
     /// Brings the session's view up to date, reporting new messages, flag
@@ -210,7 +221,11 @@ impl Session {
                     if m.flags != r.flags || *m.keywords != *r.keywords {
                         m.flags = r.flags;
                         m.keywords = r.keywords.clone().into_boxed_str();
-                        let ms = if sel.condstore { format!(" MODSEQ ({})", r.modseq) } else { String::new() };
+                        let ms = if sel.condstore {
+                            format!(" MODSEQ ({})", r.modseq)
+                        } else {
+                            String::new()
+                        };
                         lines.push(format!(
                             "* {} FETCH (FLAGS {}{ms})\r\n",
                             i + 1,
@@ -266,7 +281,11 @@ impl Session {
         let Some(sel) = &self.sel else { return Vec::new() };
         let n = sel.msgs.len();
         match set {
-            SeqSet::Saved => sel.saved.iter().filter_map(|u| sel.msgs.binary_search_by_key(u, |m| m.uid).ok()).collect(),
+            SeqSet::Saved => sel
+                .saved
+                .iter()
+                .filter_map(|u| sel.msgs.binary_search_by_key(u, |m| m.uid).ok())
+                .collect(),
             SeqSet::Ranges(_) if uid => {
                 let max = sel.msgs.last().map_or(0, |m| m.uid);
                 (0..n).filter(|&i| set.contains(sel.msgs[i].uid, max)).collect()
@@ -307,7 +326,11 @@ impl Session {
         }
         let name = sel.name.clone();
         let uids: Option<Vec<u32>> = set.map(|s| {
-            let mut v: Vec<u32> = self.resolve(&s, true).iter().map(|&i| self.sel.as_ref().map_or(0, |x| x.msgs[i].uid)).collect();
+            let mut v: Vec<u32> = self
+                .resolve(&s, true)
+                .iter()
+                .map(|&i| self.sel.as_ref().map_or(0, |x| x.msgs[i].uid))
+                .collect();
             v.sort_unstable();
             v
         });
@@ -349,16 +372,31 @@ impl Session {
         let sets_seen = !readonly
             && items.iter().any(|i| {
                 matches!(i, FetchItem::Rfc822 | FetchItem::Rfc822Text)
-                    || matches!(i, FetchItem::BodySection { peek: false, .. } | FetchItem::Binary { peek: false, .. })
+                    || matches!(
+                        i,
+                        FetchItem::BodySection { peek: false, .. } | FetchItem::Binary { peek: false, .. }
+                    )
             });
         let needs_file = items.iter().any(|i| {
             matches!(
                 i,
-                FetchItem::Rfc822 | FetchItem::Rfc822Header | FetchItem::Rfc822Text | FetchItem::BodySection { .. } | FetchItem::Binary { .. } | FetchItem::BinarySize(_)
+                FetchItem::Rfc822
+                    | FetchItem::Rfc822Header
+                    | FetchItem::Rfc822Text
+                    | FetchItem::BodySection { .. }
+                    | FetchItem::Binary { .. }
+                    | FetchItem::BinarySize(_)
             )
         });
-        let needs_cache = items.iter().any(|i| matches!(i, FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure));
-        let needs_record = items.iter().any(|i| matches!(i, FetchItem::InternalDate | FetchItem::Rfc822Size | FetchItem::SaveDate | FetchItem::EmailId));
+        let needs_cache = items
+            .iter()
+            .any(|i| matches!(i, FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure));
+        let needs_record = items.iter().any(|i| {
+            matches!(
+                i,
+                FetchItem::InternalDate | FetchItem::Rfc822Size | FetchItem::SaveDate | FetchItem::EmailId
+            )
+        });
         if sets_seen {
             let uids: Vec<u32> = idx
                 .iter()
@@ -368,7 +406,10 @@ impl Session {
                 .collect();
             if !uids.is_empty() {
                 let n = name.clone();
-                if let Ok((changed, _)) = self.blocking(move |s| s.store_flags(&n, &uids, FlagOp::Add, FLAG_SEEN, &[], None)).await {
+                if let Ok((changed, _)) = self
+                    .blocking(move |s| s.store_flags(&n, &uids, FlagOp::Add, FLAG_SEEN, &[], None))
+                    .await
+                {
                     if let Some(sel) = &mut self.sel {
                         for r in changed {
                             if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
@@ -394,7 +435,9 @@ impl Session {
             };
             let mut next_row = 0;
             for (k, &i) in chunk.iter().enumerate() {
-                let Some(m) = self.sel.as_ref().map(|s| s.msgs[i].clone()) else { break };
+                let Some(m) = self.sel.as_ref().map(|s| s.msgs[i].clone()) else {
+                    break;
+                };
                 // Rows come in UID order, as the chunk does.
                 while next_row < rows.len() && rows[next_row].0.uid < m.uid {
                     next_row += 1;
@@ -419,13 +462,24 @@ impl Session {
         // Every read has a limit: the record's size bounds it.
         let data = tokio::task::spawn_blocking(move || std::fs::read(&path)).await.ok()?.ok()?;
         if data.len() as u64 != size {
-            self.ctx.log.error(&format!("IOERROR: size mismatch for {} uid {}", sel.name, m.uid));
+            self.ctx
+                .log
+                .error(&format!("IOERROR: size mismatch for {} uid {}", sel.name, m.uid));
         }
         Some(data)
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub async fn store(&mut self, tag: &str, uid: bool, set: SeqSet, mode: StoreMode, silent: bool, flags: Vec<String>, unchangedsince: Option<u64>) -> Res {
+    pub async fn store(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: SeqSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: Vec<String>,
+        unchangedsince: Option<u64>,
+    ) -> Res {
         if !self.seq_in_range(&set, uid) {
             return self.tagged(tag, "BAD Invalid sequence in STORE").await;
         }
@@ -461,7 +515,10 @@ impl Session {
             }
         }
         let kw2 = kw.clone();
-        let (changed, failed) = match self.blocking(move |s| s.store_flags(&name, &uids, op, bits, &kw2, unchangedsince)).await {
+        let (changed, failed) = match self
+            .blocking(move |s| s.store_flags(&name, &uids, op, bits, &kw2, unchangedsince))
+            .await
+        {
             Ok(v) => v,
             Err(t) => return self.tagged(tag, &t).await,
         };
@@ -517,7 +574,10 @@ impl Session {
                 let sel = self.sel.as_ref();
                 let seqs: Vec<u32> = failed
                     .iter()
-                    .filter_map(|u| sel.and_then(|s| s.msgs.binary_search_by_key(u, |m| m.uid).ok()).map(|i| i as u32 + 1))
+                    .filter_map(|u| {
+                        sel.and_then(|s| s.msgs.binary_search_by_key(u, |m| m.uid).ok())
+                            .map(|i| i as u32 + 1)
+                    })
                     .collect();
                 uid_set(&seqs)
             };
@@ -529,7 +589,9 @@ impl Session {
     pub async fn search(&mut self, tag: &str, uid: bool, ret: Option<Vec<String>>, charset: Option<String>, key: SearchKey) -> Res {
         if let Some(cs) = &charset {
             if !matches!(cs.as_str(), "US-ASCII" | "UTF-8") {
-                return self.tagged(tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unrecognized character set").await;
+                return self
+                    .tagged(tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unrecognized character set")
+                    .await;
             }
         }
         self.sync(false).await?;
@@ -629,7 +691,11 @@ impl Session {
             return self.tagged(tag, "NO Mailbox is read-only").await;
         }
         let src = sel.name.clone();
-        let uids: Vec<u32> = self.resolve(&set, uid).iter().filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid)).collect();
+        let uids: Vec<u32> = self
+            .resolve(&set, uid)
+            .iter()
+            .filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid))
+            .collect();
         if uids.is_empty() {
             return self.tagged(tag, "OK Completed").await;
         }
@@ -721,7 +787,12 @@ struct MatchCtx<'a> {
 
 fn key_needs_file(k: &SearchKey) -> bool {
     match k {
-        SearchKey::Header(..) | SearchKey::Body(_) | SearchKey::Text(_) | SearchKey::SentBefore(_) | SearchKey::SentOn(_) | SearchKey::SentSince(_) => true,
+        SearchKey::Header(..)
+        | SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => true,
         SearchKey::Not(a) => key_needs_file(a),
         SearchKey::Or(a, b) => key_needs_file(a) || key_needs_file(b),
         SearchKey::And(v) => v.iter().any(key_needs_file),
@@ -863,11 +934,14 @@ fn body_text_matches(data: &[u8], needle: &str) -> bool {
         }
         if part.children.is_empty() && part.message.is_none() {
             if let Some(dec) = render::decode_body(data, part) {
-                let latin = part
-                    .ctype
-                    .param("charset")
-                    .is_some_and(|c| c.eq_ignore_ascii_case("iso-8859-1") || c.eq_ignore_ascii_case("windows-1252") || c.eq_ignore_ascii_case("latin1"));
-                let text: Vec<u8> = if latin { dec.iter().map(|&b| b as char).collect::<String>().into_bytes() } else { dec };
+                let latin = part.ctype.param("charset").is_some_and(|c| {
+                    c.eq_ignore_ascii_case("iso-8859-1") || c.eq_ignore_ascii_case("windows-1252") || c.eq_ignore_ascii_case("latin1")
+                });
+                let text: Vec<u8> = if latin {
+                    dec.iter().map(|&b| b as char).collect::<String>().into_bytes()
+                } else {
+                    dec
+                };
                 if contains_ci(&text, needle.as_bytes()) {
                     return true;
                 }
@@ -966,7 +1040,16 @@ fn render_fetch(
     // Cyrus's order: FLAGS, UID, INTERNALDATE, MODSEQ, RFC822.SIZE,
     // ENVELOPE, BODYSTRUCTURE, BODY, then the sections as requested.
     let has = |f: &FetchItem| items.contains(f);
-    let implicit_flags = seen_changed && items.iter().any(|i| matches!(i, FetchItem::Rfc822 | FetchItem::Rfc822Text | FetchItem::BodySection { peek: false, .. } | FetchItem::Binary { peek: false, .. }));
+    let implicit_flags = seen_changed
+        && items.iter().any(|i| {
+            matches!(
+                i,
+                FetchItem::Rfc822
+                    | FetchItem::Rfc822Text
+                    | FetchItem::BodySection { peek: false, .. }
+                    | FetchItem::Binary { peek: false, .. }
+            )
+        });
     if has(&FetchItem::Flags) || implicit_flags {
         sep(&mut out);
         out.extend_from_slice(format!("FLAGS {}", flags_text(m.flags, &m.keywords, recent)).as_bytes());
@@ -992,7 +1075,11 @@ fn render_fetch(
         }
     }
     let parsed = data.map(mime::parse);
-    for (item, label, idx) in [(FetchItem::Envelope, "ENVELOPE", 0), (FetchItem::BodyStructure, "BODYSTRUCTURE", 1), (FetchItem::Body, "BODY", 2)] {
+    for (item, label, idx) in [
+        (FetchItem::Envelope, "ENVELOPE", 0),
+        (FetchItem::BodyStructure, "BODYSTRUCTURE", 1),
+        (FetchItem::Body, "BODY", 2),
+    ] {
         if !has(&item) {
             continue;
         }
@@ -1023,8 +1110,13 @@ fn render_fetch(
         }
     }
     // RFC822.HEADER, RFC822.TEXT and RFC822 come before the sections.
-    let rfc822: Vec<&FetchItem> = [FetchItem::Rfc822Header, FetchItem::Rfc822Text, FetchItem::Rfc822].iter().filter(|i| items.contains(i)).collect();
-    let sections = items.iter().filter(|i| !matches!(i, FetchItem::Rfc822Header | FetchItem::Rfc822Text | FetchItem::Rfc822));
+    let rfc822: Vec<&FetchItem> = [FetchItem::Rfc822Header, FetchItem::Rfc822Text, FetchItem::Rfc822]
+        .iter()
+        .filter(|i| items.contains(i))
+        .collect();
+    let sections = items
+        .iter()
+        .filter(|i| !matches!(i, FetchItem::Rfc822Header | FetchItem::Rfc822Text | FetchItem::Rfc822));
     for item in rfc822.into_iter().chain(sections) {
         match item {
             FetchItem::Rfc822Header | FetchItem::Rfc822Text | FetchItem::Rfc822 => {
@@ -1039,7 +1131,9 @@ fn render_fetch(
                 out.extend_from_slice(format!("{label} {{{}}}\r\n", bytes.len()).as_bytes());
                 out.extend_from_slice(bytes);
             }
-            FetchItem::BodySection { path, section, partial, .. } => {
+            FetchItem::BodySection {
+                path, section, partial, ..
+            } => {
                 sep(&mut out);
                 let mut label = String::from("BODY[");
                 label.push_str(&path.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("."));
@@ -1091,11 +1185,23 @@ fn render_fetch(
                 sep(&mut out);
                 let n = match (data, &parsed) {
                     (Some(d), Some(p)) => render::find_part(p, path)
-                        .and_then(|part| if path.is_empty() { Some(d.to_vec()) } else { render::decode_body(d, part) })
+                        .and_then(|part| {
+                            if path.is_empty() {
+                                Some(d.to_vec())
+                            } else {
+                                render::decode_body(d, part)
+                            }
+                        })
                         .map_or(0, |b| b.len()),
                     _ => 0,
                 };
-                out.extend_from_slice(format!("BINARY.SIZE[{}] {n}", path.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(".")).as_bytes());
+                out.extend_from_slice(
+                    format!(
+                        "BINARY.SIZE[{}] {n}",
+                        path.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(".")
+                    )
+                    .as_bytes(),
+                );
             }
             _ => {}
         }

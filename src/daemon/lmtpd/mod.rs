@@ -3,7 +3,7 @@
 //! must AUTH unless `-a`.  One reply per accepted recipient after DATA;
 //! each `250` follows the durable commit of that recipient's copy.
 
-use super::cyrus::{Args, Ctx};
+use super::cyrus::Ctx;
 use crate::mail::Secret;
 use crate::proto::lmtp::{self, Command, DataReceiver};
 use crate::server::Conn;
@@ -93,7 +93,8 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
 
     async fn run(&mut self) -> IoResult {
         let ctx = self.d.ctx.clone();
-        self.reply(&format!("220 {} Cyrus LMTP {CYRUS_VERSION} server ready", ctx.servername)).await?;
+        self.reply(&format!("220 {} Cyrus LMTP {CYRUS_VERSION} server ready", ctx.servername))
+            .await?;
         loop {
             let line = match self.next_line().await? {
                 None => return Ok(()),
@@ -112,7 +113,12 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     self.lhlo = h;
                     self.from = None;
                     self.rcpts.clear();
-                    let mut lines = vec![ctx.servername.clone(), "8BITMIME".into(), "ENHANCEDSTATUSCODES".into(), "PIPELINING".into()];
+                    let mut lines = vec![
+                        ctx.servername.clone(),
+                        "8BITMIME".into(),
+                        "ENHANCEDSTATUSCODES".into(),
+                        "PIPELINING".into(),
+                    ];
                     match ctx.conf.get_int("maxmessagesize") {
                         n if n > 0 => lines.push(format!("SIZE {n}")),
                         _ => lines.push("SIZE".into()),
@@ -245,7 +251,10 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 self.reply("235 Authenticated!").await
             }
             Ok(false) => {
-                self.d.ctx.log.info(&format!("badlogin: {} {mech} [SASL(-13): authentication failure]", self.peer));
+                self.d
+                    .ctx
+                    .log
+                    .info(&format!("badlogin: {} {mech} [SASL(-13): authentication failure]", self.peer));
                 self.reply("535 5.7.8 Authentication failed").await
             }
             Err(e) => {
@@ -272,7 +281,11 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             Some((u, d)) => (u.to_string(), Some(d.to_string())),
             None => (local.clone(), None),
         };
-        let userid = if cfg.virtdomains && !domain.is_empty() { format!("{user}@{domain}") } else { user.clone() };
+        let userid = if cfg.virtdomains && !domain.is_empty() {
+            format!("{user}@{domain}")
+        } else {
+            user.clone()
+        };
         let unknown = "550-Mailbox unknown.  Either there is no mailbox associated with this\r\n550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown".to_string();
         let Ok(inbox) = crate::store::names::user_inbox(&userid, cfg.unixhierarchysep, cfg.virtdomains, &cfg.defaultdomain) else {
             return unknown;
@@ -284,7 +297,10 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         let quota_msgs = cfg.autocreate_quota_messages;
         let sep = if cfg.unixhierarchysep { '/' } else { '.' };
         let detail_box = detail.map(|d| {
-            let parts: Vec<String> = d.split(sep).map(|c| if sep == '/' { c.replace('.', "^") } else { c.to_string() }).collect();
+            let parts: Vec<String> = d
+                .split(sep)
+                .map(|c| if sep == '/' { c.replace('.', "^") } else { c.to_string() })
+                .collect();
             format!("{inbox}.{}", parts.join("."))
         });
         let who = userid.clone();
@@ -309,7 +325,8 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 }
             }
             let over = store.quota_roots(&target)?.iter().any(|q| {
-                (q.storage_limit >= 0 && q.storage_used >= q.storage_limit * 1024) || (q.message_limit >= 0 && q.message_used >= q.message_limit)
+                (q.storage_limit >= 0 && q.storage_used >= q.storage_limit * 1024)
+                    || (q.message_limit >= 0 && q.message_used >= q.message_limit)
             });
             Ok((target, over))
         })
@@ -510,50 +527,19 @@ pub fn acl_allows(acl: &str, ids: &[&str], right: char) -> bool {
 
 fn rfc822_date() -> String {
     // Cyrus writes the local time with its zone; we write UTC.
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     crate::util::rfc822_date(t, 0)
 }
 
 pub fn main(args: &[String]) -> i32 {
-    let a: Args = match super::cyrus::parse_args(args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("lmtpd: {e}");
-            return 64;
-        }
-    };
-    let ctx = match Ctx::load(&a.config, "lmtp", "lmtp") {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("lmtpd: fatal: {e}");
-            return 75;
-        }
-    };
-    crate::log::install_panic_hook(ctx.log.clone());
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("lmtpd: {e}");
-            return 71;
-        }
-    };
-    rt.block_on(async move {
-        let default = vec![ctx.conf.path_option("lmtpsocket").unwrap_or_default()];
-        let listeners = match ctx.listeners(&a.listen, &default).await {
-            Ok(l) => l,
-            Err(e) => {
-                ctx.log.fatal(&e);
-                eprintln!("lmtpd: fatal: {e}");
-                return 75;
-            }
-        };
-        let (sd, rx) = crate::server::Shutdown::new();
-        tokio::spawn(async move {
-            crate::server::signals(|| {}).await;
-            sd.trigger();
-        });
-        let svc = Arc::new(Lmtpd { ctx: ctx.clone(), preauth: a.preauth });
-        crate::server::run(listeners, svc, crate::server::Limits { max_conns: super::cyrus::max_conns(), ..Default::default() }, rx).await;
-        0
-    })
+    super::cyrus::run_service(
+        "lmtpd",
+        args,
+        |_| "lmtp",
+        "lmtp",
+        |ctx| vec![ctx.conf.path_option("lmtpsocket").unwrap_or_default()],
+        |ctx, a| Ok(Lmtpd { ctx, preauth: a.preauth }),
+    )
 }

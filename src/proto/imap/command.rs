@@ -78,8 +78,17 @@ pub enum FetchItem {
     Rfc822Header,
     Rfc822Text,
     /// BODY[path.section]<offset.len>, peek
-    BodySection { path: Vec<u32>, section: Section, partial: Option<(u32, u32)>, peek: bool },
-    Binary { path: Vec<u32>, partial: Option<(u32, u32)>, peek: bool },
+    BodySection {
+        path: Vec<u32>,
+        section: Section,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+    },
+    Binary {
+        path: Vec<u32>,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+    },
     BinarySize(Vec<u32>),
     ModSeq,
     SaveDate,
@@ -143,7 +152,12 @@ pub enum Kind {
     Subscribe(String),
     Unsubscribe(String),
     /// reference, patterns, LIST-EXTENDED selection and return options
-    List { reference: String, patterns: Vec<String>, select: Vec<String>, ret: Vec<String> },
+    List {
+        reference: String,
+        patterns: Vec<String>,
+        select: Vec<String>,
+        ret: Vec<String>,
+    },
     Lsub(String, String),
     Status(String, Vec<String>),
     Append(String, Vec<AppendMsg>),
@@ -151,9 +165,24 @@ pub enum Kind {
     Close,
     Unselect,
     Expunge(Option<SeqSet>),
-    Search { ret: Option<Vec<String>>, charset: Option<String>, key: SearchKey },
-    Fetch { set: SeqSet, items: Vec<FetchItem>, changedsince: Option<u64>, vanished: bool },
-    Store { set: SeqSet, mode: StoreMode, silent: bool, flags: Vec<String>, unchangedsince: Option<u64> },
+    Search {
+        ret: Option<Vec<String>>,
+        charset: Option<String>,
+        key: SearchKey,
+    },
+    Fetch {
+        set: SeqSet,
+        items: Vec<FetchItem>,
+        changedsince: Option<u64>,
+        vanished: bool,
+    },
+    Store {
+        set: SeqSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: Vec<String>,
+        unchangedsince: Option<u64>,
+    },
     Copy(SeqSet, String),
     Move(SeqSet, String),
     Idle,
@@ -341,7 +370,9 @@ impl<'a> P<'a> {
         }
         let mut v = Vec::new();
         loop {
-            let a = self.seq_number().map_err(|_| "Invalid sequence in STORE/FETCH/COPY/SEARCH".to_string())?;
+            let a = self
+                .seq_number()
+                .map_err(|_| "Invalid sequence in STORE/FETCH/COPY/SEARCH".to_string())?;
             let b = if self.eat(b':') { self.seq_number()? } else { a };
             v.push((a, b));
             if v.len() > 100_000 {
@@ -389,7 +420,11 @@ impl<'a> P<'a> {
             return err("Invalid date");
         }
         let d: u32 = p[0].parse().map_err(|_| "Invalid date")?;
-        let m = crate::util::codec::MONTHS.iter().position(|x| x.eq_ignore_ascii_case(p[1])).ok_or("Invalid date")? as u32 + 1;
+        let m = crate::util::codec::MONTHS
+            .iter()
+            .position(|x| x.eq_ignore_ascii_case(p[1]))
+            .ok_or("Invalid date")? as u32
+            + 1;
         let y: i64 = p[2].parse().map_err(|_| "Invalid date")?;
         if !(1..=31).contains(&d) || p[2].len() != 4 {
             return err("Invalid date");
@@ -412,7 +447,11 @@ impl<'a> P<'a> {
         }
         let n = |x: &str| x.parse::<u32>().map_err(|_| "Invalid date-time".to_string());
         let d = n(dmy[0])?;
-        let m = crate::util::codec::MONTHS.iter().position(|x| x.eq_ignore_ascii_case(dmy[1])).ok_or("Invalid date-time")? as u32 + 1;
+        let m = crate::util::codec::MONTHS
+            .iter()
+            .position(|x| x.eq_ignore_ascii_case(dmy[1]))
+            .ok_or("Invalid date-time")? as u32
+            + 1;
         let y = n(dmy[2])? as i64;
         let (hh, mm, ss) = (n(hms[0])?, n(hms[1])?, n(hms[2])?);
         if !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
@@ -737,7 +776,11 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
         "AUTHENTICATE" => {
             p.sp()?;
             let m = p.atom()?.to_ascii_uppercase();
-            let ir = if p.eat(b' ') { Some(String::from_utf8_lossy(p.atom_with(b"=")?).into_owned()) } else { None };
+            let ir = if p.eat(b' ') {
+                Some(String::from_utf8_lossy(p.atom_with(b"=")?).into_owned())
+            } else {
+                None
+            };
             Kind::Authenticate(m, ir)
         }
         "LOGIN" => {
@@ -893,7 +936,12 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             if name == "LSUB" {
                 Kind::Lsub(reference, patterns.pop().unwrap_or_default())
             } else {
-                Kind::List { reference, patterns, select, ret }
+                Kind::List {
+                    reference,
+                    patterns,
+                    select,
+                    ret,
+                }
             }
         }
         "STATUS" => {
@@ -1013,7 +1061,12 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 }
                 p.expect(b')')?;
             }
-            Kind::Fetch { set, items, changedsince, vanished }
+            Kind::Fetch {
+                set,
+                items,
+                changedsince,
+                vanished,
+            }
         }
         "STORE" => {
             p.sp()?;
@@ -1043,7 +1096,13 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             };
             p.sp()?;
             let flags = p.flag_list()?;
-            Kind::Store { set, mode, silent, flags, unchangedsince }
+            Kind::Store {
+                set,
+                mode,
+                silent,
+                flags,
+                unchangedsince,
+            }
         }
         "COPY" | "MOVE" => {
             p.sp()?;
@@ -1142,14 +1201,21 @@ mod tests {
                 unchangedsince: None
             }
         );
-        let Kind::Append(m, msgs) = k("a APPEND Sent (\\Seen) \"05-Mar-2026 10:00:00 +0100\" {3}\r\nabc") else { panic!() };
+        let Kind::Append(m, msgs) = k("a APPEND Sent (\\Seen) \"05-Mar-2026 10:00:00 +0100\" {3}\r\nabc") else {
+            panic!()
+        };
         assert_eq!(m, "Sent");
         assert_eq!(msgs[0].date, Some((1_772_701_200, 60)));
         assert_eq!(msgs[0].data, b"abc");
-        let Kind::Search { key, .. } = k("a SEARCH OR FROM x NOT SEEN SINCE 1-Feb-2026 UID 1:5") else { panic!() };
+        let Kind::Search { key, .. } = k("a SEARCH OR FROM x NOT SEEN SINCE 1-Feb-2026 UID 1:5") else {
+            panic!()
+        };
         assert!(matches!(key, SearchKey::And(ref v) if v.len() == 3));
         assert!(matches!(k("a LIST \"\" *"), Kind::List { .. }));
-        assert!(matches!(k("a LIST (SUBSCRIBED) \"\" (INBOX %) RETURN (CHILDREN STATUS (MESSAGES))"), Kind::List { .. }));
+        assert!(matches!(
+            k("a LIST (SUBSCRIBED) \"\" (INBOX %) RETURN (CHILDREN STATUS (MESSAGES))"),
+            Kind::List { .. }
+        ));
     }
 
     #[test]

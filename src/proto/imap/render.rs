@@ -7,7 +7,9 @@ use crate::mail::mime::{self, Part};
 /// Cyrus `prot_printstring`: a quoted string unless a byte needs a literal
 /// (8-bit, CR, LF, `"`, `%`, `\`) or it is 1024 bytes or longer.
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
-    let needs_literal = s.len() >= 1024 || s.iter().any(|&c| c & 0x80 != 0 || matches!(c, b'\r' | b'\n' | b'"' | b'%' | b'\\' | 0));
+    let needs_literal = s.len() >= 1024
+        || s.iter()
+            .any(|&c| c & 0x80 != 0 || matches!(c, b'\r' | b'\n' | b'"' | b'%' | b'\\' | 0));
     if needs_literal {
         out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
         out.extend_from_slice(s);
@@ -420,14 +422,20 @@ mod tests {
             env,
             "(\"Wed, 04 Mar 2026 08:00:00 +0000\" \"plain second\" ((NIL NIL \"a\" \"example.test\")) ((NIL NIL \"a\" \"example.test\")) ((NIL NIL \"a\" \"example.test\")) ((NIL NIL \"test1\" \"example.test\")) NIL NIL NIL \"<plain-2@peers.test>\")"
         );
-        assert_eq!(bs, "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 13 1 NIL NIL NIL NIL)");
+        assert_eq!(
+            bs,
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 13 1 NIL NIL NIL NIL)"
+        );
         assert_eq!(body, "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 13 1)");
     }
 
     #[test]
     fn header_fields_in_message_order() {
         let h = b"From: x\r\nSubject: s\r\n continued\r\nTo: y\r\n\r\n";
-        assert_eq!(header_fields(h, &["SUBJECT".into(), "FROM".into()], false), b"From: x\r\nSubject: s\r\n continued\r\n\r\n");
+        assert_eq!(
+            header_fields(h, &["SUBJECT".into(), "FROM".into()], false),
+            b"From: x\r\nSubject: s\r\n continued\r\n\r\n"
+        );
         assert_eq!(header_fields(h, &["subject".into()], true), b"From: x\r\nTo: y\r\n\r\n");
     }
 
@@ -453,14 +461,23 @@ mod cyrus_corpus {
         assert_eq!(raw.len(), 3243, "the DATA of the transcript");
         let m = raw;
         let (env, bs, _) = cache_items(&m);
-        assert_eq!(env, r#"("Tue, 03 Mar 2026 10:11:12 +0100" "=?UTF-8?B?bXVsdGlwYXJ0IHRlc3Qg4oCUIMOpdMOp?= multipart envelope" (("=?UTF-8?Q?Ren=C3=A9_S=C3=A9nder?=" NIL "sender" "peers.test")) (("Mail Robot" NIL "robot" "peers.test")) ((NIL NIL "replies" "peers.test")) (("Test One" NIL "test1" "example.test")("Doe, Jane" NIL "jane" "example.test")) ((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL)(NIL NIL "team" NIL)(NIL NIL "a" "example.test")(NIL NIL "b" "example.test")(NIL NIL NIL NIL)) NIL "<parent-0@peers.test>" "<multipart-1@peers.test>")"#);
-        assert_eq!(bs, r#"((("TEXT" "PLAIN" ("CHARSET" "utf-8" "FORMAT" "flowed") NIL NIL "QUOTED-PRINTABLE" 131 3 NIL NIL NIL NIL)("TEXT" "HTML" ("CHARSET" "utf-8") NIL NIL "8BIT" 78 1 NIL NIL NIL NIL) "ALTERNATIVE" ("BOUNDARY" "inner-7") NIL NIL NIL)("APPLICATION" "PDF" ("NAME" "report 2026.pdf") "<att-1@peers.test>" "dummy attachment" "BASE64" 1466 NIL ("ATTACHMENT" ("FILENAME" "report 2026.pdf" "SIZE" "1069")) NIL NIL)("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 264 ("Mon, 02 Mar 2026 09:00:00 +0000" "forwarded inner message" ((NIL NIL "inner" "example.test")) ((NIL NIL "inner" "example.test")) ((NIL NIL "inner" "example.test")) ((NIL NIL "test1" "example.test")) NIL NIL NIL "<inner-msg@peers.test>") ("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 40 2 NIL NIL NIL NIL) 10 NIL NIL NIL NIL) "MIXED" ("BOUNDARY" "=-outer-boundary-42") NIL ("EN") NIL)"#);
+        assert_eq!(
+            env,
+            r#"("Tue, 03 Mar 2026 10:11:12 +0100" "=?UTF-8?B?bXVsdGlwYXJ0IHRlc3Qg4oCUIMOpdMOp?= multipart envelope" (("=?UTF-8?Q?Ren=C3=A9_S=C3=A9nder?=" NIL "sender" "peers.test")) (("Mail Robot" NIL "robot" "peers.test")) ((NIL NIL "replies" "peers.test")) (("Test One" NIL "test1" "example.test")("Doe, Jane" NIL "jane" "example.test")) ((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL)(NIL NIL "team" NIL)(NIL NIL "a" "example.test")(NIL NIL "b" "example.test")(NIL NIL NIL NIL)) NIL "<parent-0@peers.test>" "<multipart-1@peers.test>")"#
+        );
+        assert_eq!(
+            bs,
+            r#"((("TEXT" "PLAIN" ("CHARSET" "utf-8" "FORMAT" "flowed") NIL NIL "QUOTED-PRINTABLE" 131 3 NIL NIL NIL NIL)("TEXT" "HTML" ("CHARSET" "utf-8") NIL NIL "8BIT" 78 1 NIL NIL NIL NIL) "ALTERNATIVE" ("BOUNDARY" "inner-7") NIL NIL NIL)("APPLICATION" "PDF" ("NAME" "report 2026.pdf") "<att-1@peers.test>" "dummy attachment" "BASE64" 1466 NIL ("ATTACHMENT" ("FILENAME" "report 2026.pdf" "SIZE" "1069")) NIL NIL)("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 264 ("Mon, 02 Mar 2026 09:00:00 +0000" "forwarded inner message" ((NIL NIL "inner" "example.test")) ((NIL NIL "inner" "example.test")) ((NIL NIL "inner" "example.test")) ((NIL NIL "test1" "example.test")) NIL NIL NIL "<inner-msg@peers.test>") ("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 40 2 NIL NIL NIL NIL) 10 NIL NIL NIL NIL) "MIXED" ("BOUNDARY" "=-outer-boundary-42") NIL ("EN") NIL)"#
+        );
         let p = mime::parse(&m);
         let hf = section(&m, &p, &[], &SectionText::HeaderFields(vec!["SUBJECT".into(), "FROM".into()])).unwrap();
         assert_eq!(hf.len(), 137);
         assert_eq!(section(&m, &p, &[3], &SectionText::Header).unwrap().len(), 224);
         assert_eq!(section(&m, &p, &[2], &SectionText::Mime).unwrap().len(), 235);
         assert_eq!(decode_body(&m, find_part(&p, &[2]).unwrap()).unwrap().len(), 1069);
-        assert_eq!(&section(&m, &p, &[1, 1], &SectionText::Full).unwrap()[..80], &b"Hello =E2=80=94 this is the plain part with an =C3=A9 and a soft line=\r\n break. "[..]);
+        assert_eq!(
+            &section(&m, &p, &[1, 1], &SectionText::Full).unwrap()[..80],
+            &b"Hello =E2=80=94 this is the plain part with an =C3=A9 and a soft line=\r\n break. "[..]
+        );
     }
 }
