@@ -562,27 +562,17 @@ impl Store {
     }
 
     fn insert_record(tx: &Connection, mbox: i64, uid: u32, modseq: u64, m: &NewMessage<'_>) -> Result<()> {
-        tx.execute(
-            "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            params![
-                mbox,
-                uid as i64,
-                modseq as i64,
-                (m.flags & !FLAG_EXPUNGED) as i64,
-                m.keywords,
-                m.internaldate,
-                m.tz,
-                now(),
-                m.staged.size as i64,
-                m.staged.header_size as i64,
-                m.staged.guid,
-                m.cached.envelope,
-                m.cached.bodystructure,
-                m.cached.body
-            ],
-        )?;
-        Ok(())
+        let st = m.staged;
+        let row = Row {
+            flags: m.flags & !FLAG_EXPUNGED,
+            keywords: &m.keywords,
+            internaldate: m.internaldate,
+            tz: m.tz,
+            size: st.size,
+            header_size: st.header_size,
+            guid: &st.guid,
+        };
+        insert_row(tx, mbox, uid, modseq, &row, m.cached)
     }
 
     /// Appends messages atomically (MULTIAPPEND: all or none).  Returns
@@ -979,26 +969,16 @@ impl Store {
                 std::fs::copy(&from, &to)?;
                 std::fs::File::open(&to)?.sync_all()?;
             }
-            tx.execute(
-                "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    ds.id,
-                    uid as i64,
-                    modseq as i64,
-                    r.flags as i64,
-                    r.keywords,
-                    r.internaldate,
-                    r.tz,
-                    now(),
-                    r.size as i64,
-                    r.header_size as i64,
-                    r.guid,
-                    cached.envelope,
-                    cached.bodystructure,
-                    cached.body
-                ],
-            )?;
+            let row = Row {
+                flags: r.flags,
+                keywords: &r.keywords,
+                internaldate: r.internaldate,
+                tz: r.tz,
+                size: r.size,
+                header_size: r.header_size,
+                guid: &r.guid,
+            };
+            insert_row(&tx, ds.id, uid, modseq, &row, cached)?;
             pairs.push((r.uid, uid));
             uid += 1;
         }
@@ -1156,6 +1136,41 @@ impl Store {
         let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(v)
     }
+}
+
+/// The copied or new parts of an index record.
+struct Row<'a> {
+    flags: u32,
+    keywords: &'a str,
+    internaldate: i64,
+    tz: i32,
+    size: u64,
+    header_size: u64,
+    guid: &'a [u8],
+}
+
+fn insert_row(tx: &Connection, mbox: i64, uid: u32, modseq: u64, r: &Row<'_>, cached: &Cached) -> Result<()> {
+    tx.execute(
+        "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            mbox,
+            uid as i64,
+            modseq as i64,
+            r.flags as i64,
+            r.keywords,
+            r.internaldate,
+            r.tz,
+            now(),
+            r.size as i64,
+            r.header_size as i64,
+            r.guid,
+            cached.envelope,
+            cached.bodystructure,
+            cached.body
+        ],
+    )?;
+    Ok(())
 }
 
 /// Runs a write whose loss in a crash is harmless (the \\Recent mark)

@@ -57,6 +57,27 @@ fn targets(store: &Store, args: &[String], users: bool, recursive: bool) -> Resu
     Ok(out)
 }
 
+/// Opens the store and resolves the arguments, or the Output to return.
+fn prepare(prog: &str, config: &str, args: &[String], users: bool, recursive: bool) -> Result<(Store, Vec<String>), Output> {
+    let mut out = Output::default();
+    let store = match open(config) {
+        Ok(s) => s,
+        Err(e) => {
+            out.stderr.push_str(&format!("fatal error: {e}\n"));
+            out.status = crate::util::exit::CONFIG;
+            return Err(out);
+        }
+    };
+    match targets(&store, args, users, recursive) {
+        Ok(n) => Ok((store, n)),
+        Err(e) => {
+            out.stderr.push_str(&format!("{prog}: {e}\n"));
+            out.status = 1;
+            Err(out)
+        }
+    }
+}
+
 pub const RECONSTRUCT_USAGE: &str = "usage: reconstruct [-C <alt_config>] [-p partition] [-n] [-q] [-r] [-u] mailbox...\n";
 
 /// `reconstruct [-C conf] [-n] [-q] [-r] [-u] [mailbox...]`: makes each
@@ -79,21 +100,9 @@ pub fn reconstruct(args: &[String]) -> Output {
             _ => {}
         }
     }
-    let store = match open(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            out.stderr.push_str(&format!("fatal error: {e}\n"));
-            out.status = crate::util::exit::CONFIG;
-            return out;
-        }
-    };
-    let names = match targets(&store, &rest, users, rec) {
-        Ok(n) => n,
-        Err(e) => {
-            out.stderr.push_str(&format!("reconstruct: {e}\n"));
-            out.status = 1;
-            return out;
-        }
+    let (store, names) = match prepare("reconstruct", &config, &rest, users, rec) {
+        Ok(v) => v,
+        Err(o) => return o,
     };
     for n in names {
         match store.reconstruct(&n, dry, &cache_of) {
@@ -135,21 +144,9 @@ pub fn quota(args: &[String]) -> Output {
             _ => {}
         }
     }
-    let store = match open(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            out.stderr.push_str(&format!("fatal error: {e}\n"));
-            out.status = crate::util::exit::CONFIG;
-            return out;
-        }
-    };
-    let names = match targets(&store, &rest, users, true) {
-        Ok(n) => n,
-        Err(e) => {
-            out.stderr.push_str(&format!("quota: {e}\n"));
-            out.status = 1;
-            return out;
-        }
+    let (store, names) = match prepare("quota", &config, &rest, users, true) {
+        Ok(v) => v,
+        Err(o) => return o,
     };
     let mut roots: Vec<crate::store::Quota> = Vec::new();
     let mut seen_db = std::collections::HashSet::new();

@@ -6,7 +6,7 @@ use super::mailboxes::{astring, uid_set};
 use super::{Res, Session};
 use crate::mail::mime;
 use crate::proto::imap::command::{FetchItem, SearchKey, Section, SeqSet, StoreMode};
-use crate::proto::imap::render::{self, SectionText};
+use crate::proto::imap::render;
 use crate::store::{FlagOp, Record, FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN};
 use std::time::Duration;
 
@@ -1137,14 +1137,6 @@ fn render_fetch(
                 sep(&mut out);
                 let mut label = String::from("BODY[");
                 label.push_str(&path.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("."));
-                let st = match section {
-                    Section::Full => SectionText::Full,
-                    Section::Header => SectionText::Header,
-                    Section::Text => SectionText::Text,
-                    Section::Mime => SectionText::Mime,
-                    Section::HeaderFields(v) => SectionText::HeaderFields(v.clone()),
-                    Section::HeaderFieldsNot(v) => SectionText::HeaderFieldsNot(v.clone()),
-                };
                 let sname = match section {
                     Section::Full => String::new(),
                     Section::Header => "HEADER".into(),
@@ -1161,7 +1153,7 @@ fn render_fetch(
                 }
                 label.push(']');
                 let bytes = match (data, &parsed) {
-                    (Some(d), Some(p)) => render::section(d, p, path, &st),
+                    (Some(d), Some(p)) => render::section(d, p, path, section),
                     _ => None,
                 };
                 emit_partial(&mut out, &label, bytes.as_deref(), *partial, false);

@@ -229,16 +229,8 @@ pub fn unlatin1(s: &str) -> Vec<u8> {
     s.chars().map(|c| c as u32 as u8).collect()
 }
 
-/// What a section path names.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SectionText {
-    Full,
-    Header,
-    HeaderFields(Vec<String>),
-    HeaderFieldsNot(Vec<String>),
-    Text,
-    Mime,
-}
+/// What a section path names (the parser's type).
+pub use super::command::Section as SectionText;
 
 /// Finds the part a section number path names (`[]` is the message).
 /// Returns the part and whether it is the message itself (for HEADER/TEXT
