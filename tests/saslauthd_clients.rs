@@ -9,7 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-const POSTFIX: &str = "/usr/sbin/postfix";
 const SWAKS: &str = "/usr/bin/swaks";
 const MASTER: &str = "/usr/lib/cyrus/bin/master";
 const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
@@ -77,15 +76,7 @@ fn postfix_smtpd_and_cyrus_imapd_use_our_mux() {
         ),
     )
     .unwrap();
-    let st = Command::new(POSTFIX).args(["-c", pf.to_str().unwrap(), "start"]).output().unwrap();
-    assert!(st.status.success(), "postfix start: {}", String::from_utf8_lossy(&st.stderr));
-    struct Stop(std::path::PathBuf);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = Command::new(POSTFIX).args(["-c", self.0.to_str().unwrap(), "stop"]).output();
-        }
-    }
-    let _stop = Stop(pf.clone());
+    let _postfix = PostfixInstance::start(&pf);
     wait_tcp(port);
     let swaks = |mech: &str, pw: &str| {
         let o = Command::new(SWAKS)

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const POSTFIX: &str = "/usr/sbin/postfix";
 const SWAKS: &str = "/usr/bin/swaks";
 
 fn open_dir(p: &Path) {
@@ -76,15 +75,7 @@ assert data[0][0].startswith(b'INBOX ') and data[1][0].endswith(b' (STORAGE 2 1)
         ),
     )
     .unwrap();
-    let st = Command::new(POSTFIX).args(["-c", pf.to_str().unwrap(), "start"]).output().unwrap();
-    assert!(st.status.success(), "postfix start: {}", String::from_utf8_lossy(&st.stderr));
-    struct Stop(std::path::PathBuf);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = Command::new(POSTFIX).args(["-c", self.0.to_str().unwrap(), "stop"]).output();
-        }
-    }
-    let _stop = Stop(pf.clone());
+    let _postfix = PostfixInstance::start(&pf);
     wait_tcp(port);
     let o = Command::new(SWAKS)
         .args([

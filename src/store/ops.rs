@@ -631,13 +631,7 @@ impl Store {
             uids.push(uid);
             uid += 1;
         }
-        // The links must be durable before the records that name them.
-        sync_dir(&dir)?;
-        tx.execute(
-            "UPDATE mailbox SET uidnext=?2, highestmodseq=?3, exists_=exists_+?4, size=size+?5 WHERE id=?1",
-            params![s.id, uid as i64, modseq as i64, msgs.len() as i64, bytes],
-        )?;
-        tx.commit()?;
+        commit_added(tx, &dir, s.id, uid, modseq, msgs.len(), bytes)?;
         drop(c);
         self.notify(name);
         Ok((s.uidvalidity, uids, false))
@@ -982,12 +976,7 @@ impl Store {
             pairs.push((r.uid, uid));
             uid += 1;
         }
-        sync_dir(&ddir)?;
-        tx.execute(
-            "UPDATE mailbox SET uidnext=?2, highestmodseq=?3, exists_=exists_+?4, size=size+?5 WHERE id=?1",
-            params![ds.id, uid as i64, modseq as i64, pairs.len() as i64, bytes],
-        )?;
-        tx.commit()?;
+        commit_added(tx, &ddir, ds.id, uid, modseq, pairs.len(), bytes)?;
         drop(c);
         self.notify(dst);
         Ok((ds.uidvalidity, pairs))
@@ -1136,6 +1125,19 @@ impl Store {
         let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(v)
     }
+}
+
+/// Ends a transaction that added `count` messages (`bytes`) to mailbox
+/// `id`: the new files' directory entries are made durable before the
+/// records that name them are committed.
+fn commit_added(tx: rusqlite::Transaction<'_>, dir: &Path, id: i64, uidnext: u32, modseq: u64, count: usize, bytes: i64) -> Result<()> {
+    sync_dir(dir)?;
+    tx.execute(
+        "UPDATE mailbox SET uidnext=?2, highestmodseq=?3, exists_=exists_+?4, size=size+?5 WHERE id=?1",
+        params![id, uidnext as i64, modseq as i64, count as i64, bytes],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// The copied or new parts of an index record.

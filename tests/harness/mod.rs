@@ -586,3 +586,23 @@ pub fn run_client(prog: &str, args: &[&str], input: &str) -> String {
     let o = child.wait_with_output().unwrap();
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
+
+pub const POSTFIX: &str = "/usr/sbin/postfix";
+
+/// A real Postfix instance started with `postfix -c <dir> start` and
+/// stopped when dropped.
+pub struct PostfixInstance(pub PathBuf);
+
+impl PostfixInstance {
+    pub fn start(dir: &Path) -> PostfixInstance {
+        let st = Command::new(POSTFIX).args(["-c", dir.to_str().unwrap(), "start"]).output().unwrap();
+        assert!(st.status.success(), "postfix start: {}", String::from_utf8_lossy(&st.stderr));
+        PostfixInstance(dir.to_path_buf())
+    }
+}
+
+impl Drop for PostfixInstance {
+    fn drop(&mut self) {
+        let _ = Command::new(POSTFIX).args(["-c", self.0.to_str().unwrap(), "stop"]).output();
+    }
+}
