@@ -43,18 +43,9 @@ fn postfix_smtpd_and_cyrus_imapd_use_our_mux() {
 
     // Postfix 3.7 smtpd, smtpd_sasl_type = cyrus, pwcheck_method: saslauthd.
     let pf = d.path().join("postfix");
-    for sub in ["", "queue", "data", "sasl"] {
-        std::fs::create_dir_all(pf.join(sub)).unwrap();
-        open_dir(&pf.join(sub));
-    }
-    chown(&pf.join("data"), "postfix");
-    let port = free_port();
-    let master = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/postfix/rhel8-stock/master.cf")).unwrap();
-    let master = master.replace(
-        "smtp      inet  n       -       n       -       -       smtpd",
-        &format!("127.0.0.1:{port} inet n - n - - smtpd"),
-    );
-    std::fs::write(pf.join("master.cf"), master).unwrap();
+    let port = PostfixInstance::prepare(&pf);
+    std::fs::create_dir_all(pf.join("sasl")).unwrap();
+    open_dir(&pf.join("sasl"));
     std::fs::write(
         pf.join("main.cf"),
         format!(

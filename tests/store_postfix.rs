@@ -47,18 +47,7 @@ assert data[0][0].startswith(b'INBOX ') and data[1][0].endswith(b' (STORAGE 2 1)
     );
 
     let pf = d.path().join("postfix");
-    for sub in ["", "queue", "data"] {
-        std::fs::create_dir_all(pf.join(sub)).unwrap();
-        open_dir(&pf.join(sub));
-    }
-    let _ = Command::new("chown").args(["postfix", pf.join("data").to_str().unwrap()]).status();
-    let port = free_port();
-    let master = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/postfix/rhel8-stock/master.cf")).unwrap();
-    let master = master.replace(
-        "smtp      inet  n       -       n       -       -       smtpd",
-        &format!("127.0.0.1:{port} inet n - n - - smtpd"),
-    );
-    std::fs::write(pf.join("master.cf"), master).unwrap();
+    let port = PostfixInstance::prepare(&pf);
     std::fs::write(
         pf.join("main.cf"),
         format!(

@@ -1227,18 +1227,21 @@ mod tests {
         .unwrap()
     }
 
-    fn put(s: &Store, name: &str, body: &[u8]) -> Result<Delivery> {
-        let st = s.stage("default", body)?;
-        let c = Cached::default();
-        let m = NewMessage {
-            staged: &st,
+    fn plain<'a>(staged: &'a Staged, cached: &'a Cached) -> NewMessage<'a> {
+        NewMessage {
+            staged,
             flags: 0,
             keywords: String::new(),
             internaldate: 1,
             tz: 0,
-            cached: &c,
-        };
-        s.deliver(name, &m, false, None)
+            cached,
+        }
+    }
+
+    fn put(s: &Store, name: &str, body: &[u8]) -> Result<Delivery> {
+        let st = s.stage("default", body)?;
+        let c = Cached::default();
+        s.deliver(name, &plain(&st, &c), false, None)
     }
 
     #[test]
@@ -1300,14 +1303,7 @@ mod tests {
         std::fs::write(dir.join("1."), b"stale").unwrap();
         let st = s.stage("default", b"Message-ID: <a@b>\r\n\r\nhi\r\n").unwrap();
         let c = Cached::default();
-        let m = NewMessage {
-            staged: &st,
-            flags: 0,
-            keywords: String::new(),
-            internaldate: 1,
-            tz: 0,
-            cached: &c,
-        };
+        let m = plain(&st, &c);
         assert_eq!(
             s.deliver("user.bob", &m, false, Some(("<a@b>", "bob"))).unwrap(),
             Delivery::Delivered(1)

@@ -594,6 +594,26 @@ pub const POSTFIX: &str = "/usr/sbin/postfix";
 pub struct PostfixInstance(pub PathBuf);
 
 impl PostfixInstance {
+    /// Lays out a Postfix config/queue dir `dir` (world-traversable, data
+    /// owned by postfix) with RHEL's stock master.cf whose smtpd listens
+    /// on a free loopback port; returns the port.  main.cf is the caller's.
+    pub fn prepare(dir: &Path) -> u16 {
+        use std::os::unix::fs::PermissionsExt;
+        for sub in ["", "queue", "data"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let _ = Command::new("chown").args(["postfix", dir.join("data").to_str().unwrap()]).status();
+        let port = free_port();
+        let master = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/postfix/rhel8-stock/master.cf")).unwrap();
+        let master = master.replace(
+            "smtp      inet  n       -       n       -       -       smtpd",
+            &format!("127.0.0.1:{port} inet n - n - - smtpd"),
+        );
+        std::fs::write(dir.join("master.cf"), master).unwrap();
+        port
+    }
+
     pub fn start(dir: &Path) -> PostfixInstance {
         let st = Command::new(POSTFIX).args(["-c", dir.to_str().unwrap(), "start"]).output().unwrap();
         assert!(st.status.success(), "postfix start: {}", String::from_utf8_lossy(&st.stderr));

@@ -265,6 +265,24 @@ impl<'a> P<'a> {
     fn atom(&mut self) -> Result<String, String> {
         Ok(String::from_utf8_lossy(self.atom_with(b"]")?).into_owned())
     }
+    /// A parenthesised list, nested lists included; returns what is
+    /// between the outer parentheses.
+    fn parenthesized(&mut self) -> Result<&'a [u8], String> {
+        self.expect(b'(')?;
+        let st = self.i;
+        let mut depth = 1;
+        while depth > 0 {
+            match self.peek() {
+                None => return err("Missing ')'"),
+                Some(b'(') => depth += 1,
+                Some(b')') => depth -= 1,
+                _ => {}
+            }
+            self.i += 1;
+        }
+        Ok(&self.s[st..self.i - 1])
+    }
+
     fn quoted(&mut self) -> Result<Vec<u8>, String> {
         self.expect(b'"')?;
         let mut out = Vec::new();
@@ -820,17 +838,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             let m = mailbox(p)?;
             if name == "CREATE" && p.eat(b' ') {
                 // CREATE-SPECIAL-USE and friends: accepted, parsed, ignored.
-                p.expect(b'(')?;
-                let mut depth = 1;
-                while depth > 0 {
-                    match p.peek() {
-                        None => return err("Missing ')'"),
-                        Some(b'(') => depth += 1,
-                        Some(b')') => depth -= 1,
-                        _ => {}
-                    }
-                    p.i += 1;
-                }
+                p.parenthesized()?;
             }
             match name {
                 "CREATE" => Kind::Create(m),
@@ -902,19 +910,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                     return err("Invalid list return option");
                 }
                 p.sp()?;
-                p.expect(b'(')?;
-                let st = p.i;
-                let mut depth = 1;
-                while depth > 0 {
-                    match p.peek() {
-                        None => return err("Missing ')'"),
-                        Some(b'(') => depth += 1,
-                        Some(b')') => depth -= 1,
-                        _ => {}
-                    }
-                    p.i += 1;
-                }
-                let inner = String::from_utf8_lossy(&p.s[st..p.i - 1]).to_ascii_uppercase();
+                let inner = String::from_utf8_lossy(p.parenthesized()?).to_ascii_uppercase();
                 // STATUS (items) stays one entry: "STATUS (MESSAGES UNSEEN)".
                 let mut it = inner.split(' ').peekable();
                 while let Some(w) = it.next() {
