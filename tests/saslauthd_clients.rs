@@ -146,4 +146,58 @@ fn postfix_smtpd_and_cyrus_imapd_use_our_mux() {
         log.contains("[user=u7] [service=smtp]") && log.contains("[user=u7] [service=imap]"),
         "{log}"
     );
+
+    // rimap (used during migrations): our saslauthd and the real one both
+    // log in to that Cyrus imapd, which asks our shadow saslauthd; the same
+    // reply bytes for each case, and the real testsaslauthd as client.
+    let rimap_opt = format!("127.0.0.1/{iport}");
+    let real_r = saslauthd(
+        Path::new("/usr/sbin/saslauthd"),
+        &binds,
+        &d.path().join("rimap-real"),
+        &["-a", "rimap", "-O", &rimap_opt],
+        &[],
+        &d.path().join("rimap-real.log"),
+    );
+    let ours_r = saslauthd(
+        &bin("saslauthd"),
+        &binds,
+        &d.path().join("rimap-ours"),
+        &["-a", "rimap", "-O", &rimap_opt],
+        &[],
+        &d.path().join("rimap-ours.log"),
+    );
+    let cases: [(&[u8], &[u8]); 4] = [(b"u7", b"testpw"), (b"u7", b"wrong"), (b"nobody", b"x"), (b"u7", b"a\"b c")];
+    for (l, p) in cases {
+        let want = harness::mux(&d.path().join("rimap-real/mux"), l, p, b"imap", b"");
+        let got = harness::mux(&d.path().join("rimap-ours/mux"), l, p, b"imap", b"");
+        assert_eq!(reply_text(&got), reply_text(&want), "rimap {}", String::from_utf8_lossy(l));
+    }
+    let ts = |pw: &str| {
+        let o = Command::new("/usr/sbin/testsaslauthd")
+            .args([
+                "-f",
+                d.path().join("rimap-ours/mux").to_str().unwrap(),
+                "-u",
+                "u7",
+                "-p",
+                pw,
+                "-s",
+                "imap",
+            ])
+            .output()
+            .unwrap();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), o.status.code())
+    };
+    assert_eq!(ts("testpw"), ("0: OK \"Success.\"\n".to_string(), Some(0)));
+    assert_eq!(ts("wrong"), ("0: NO \"authentication failed\"\n".to_string(), Some(255)));
+    drop(real_r);
+    // The remote server down: NO at once, the reason logged, no password.
+    drop(_master);
+    let down = reply_text(&harness::mux(&d.path().join("rimap-ours/mux"), b"u7", b"testpw", b"imap", b""));
+    assert!(down.starts_with("NO"), "{down}");
+    drop(ours_r);
+    let rlog = std::fs::read_to_string(d.path().join("rimap-ours.log")).unwrap();
+    assert!(rlog.contains(&format!("127.0.0.1:{iport}")), "{rlog}");
+    assert!(!rlog.contains("testpw"), "{rlog}");
 }

@@ -87,7 +87,29 @@ fn kerberos5_and_pam_krb5() {
     assert!(reply_text(&mux(&d.path().join("ours2/mux"), b"u2", b"testpw", b"imap", b"")).starts_with("NO"));
     assert!(t.elapsed() < Duration::from_secs(35), "{:?}", t.elapsed());
     kdc.resume();
+    let kdc_log = d.path().join("kdc/kdc.log");
+    let seen = std::fs::read_to_string(&kdc_log).unwrap_or_default().len();
     assert_eq!(reply_text(&mux(&d.path().join("ours2/mux"), b"u2", b"testpw", b"imap", b"")), "OK");
+    // Our check is one AS exchange for the host service: no TGS request.
+    let new_log = std::fs::read_to_string(&kdc_log).unwrap()[seen..].to_string();
+    assert!(
+        new_log.contains("AS_REQ") && new_log.contains(&format!("u2@{REALM} for host/")),
+        "{new_log}"
+    );
+    assert!(!new_log.contains("TGS_REQ"), "{new_log}");
+
+    // A new password, then a new salt (the key derivation here remembers
+    // each principal's salt): old passwords refused, new ones accepted.
+    let ask = |pw: &[u8]| reply_text(&mux(&d.path().join("ours2/mux"), b"u2", pw, b"imap", b""));
+    kdc.kadmin("cpw -pw newpw u2");
+    assert!(ask(b"testpw").starts_with("NO"));
+    assert_eq!(ask(b"newpw"), "OK");
+    kdc.kadmin("cpw -e aes256-cts-hmac-sha1-96:onlyrealm -pw saltpw u2");
+    assert_eq!(ask(b"saltpw"), "OK", "a changed salt must be fetched again");
+    assert!(ask(b"newpw").starts_with("NO"));
+    kdc.kadmin("cpw -e aes128-cts-hmac-sha1-96:normal -pw testpw u2");
+    assert_eq!(ask(b"testpw"), "OK");
+    assert!(ask(b"saltpw").starts_with("NO"));
     drop(ours);
 
     // pam -> pam_krb5 -> the same KDC, with a private /etc/pam.d and passwd.

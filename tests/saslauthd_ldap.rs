@@ -180,3 +180,125 @@ fn ldap_over_tls_verifies_the_server() {
         assert!(bad.starts_with("NO"), "{name}: {bad}");
     }
 }
+
+/// slapd demanding a client certificate (`TLSVerifyClient demand`):
+/// `ldap_tls_cert`/`ldap_tls_key` get us in, with or without checking the
+/// server; without them the server refuses the handshake.  Also
+/// `ldap_version: 2` starts (with a warning) and works.
+#[test]
+fn ldap_client_certificate_and_version() {
+    if !can_run("ldap client cert", &["/usr/sbin/slapd", "/usr/bin/openssl", "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let certs = d.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = make_certs(&certs);
+    let openssl = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&certs)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/CN=saslauthd",
+    ]);
+    std::fs::write(certs.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "client.cnf",
+    ]);
+    let demand = format!("TLSCACertificateFile {}\nTLSVerifyClient demand\n", ca.display());
+    let slapd = Slapd::start_with(&d.path().join("slapd"), Some((&cert, &key)), &demand);
+    let tls_port = slapd.tls_port.unwrap();
+    let client = format!(
+        "ldap_tls_cert: {}\nldap_tls_key: {}\n",
+        certs.join("client.pem").display(),
+        certs.join("client.key").display()
+    );
+    let variants = [
+        (
+            "cert-checked",
+            format!(
+                "ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_check_peer: yes\nldap_tls_cacert_file: {}\n{client}",
+                ca.display()
+            ),
+            true,
+        ),
+        (
+            "cert-unchecked",
+            format!("ldap_servers: ldaps://127.0.0.1:{tls_port}/\n{client}ldap_version: 2\n"),
+            true,
+        ),
+        (
+            "starttls-cert",
+            format!("ldap_servers: ldap://127.0.0.1:{}/\nldap_start_tls: yes\n{client}", slapd.port),
+            true,
+        ),
+        ("no-cert", format!("ldap_servers: ldaps://127.0.0.1:{tls_port}/\n"), false),
+    ];
+    for (name, tls, ok) in &variants {
+        let body = format!("{tls}ldap_search_base: ou=people,{LDAP_BASE}\nldap_filter: (uid=%u)\nldap_timeout: 3\n");
+        let path = conf(d.path(), &format!("{name}.conf"), &body);
+        let log = d.path().join(format!("{name}.log"));
+        let _ours = saslauthd(
+            &bin("saslauthd"),
+            &[],
+            &d.path().join(name),
+            &["-a", "ldap", "-O", &path],
+            &[],
+            &log,
+        );
+        let good = reply_text(&mux(&d.path().join(format!("{name}/mux")), b"u1", b"testpw", b"imap", b""));
+        let bad = reply_text(&mux(&d.path().join(format!("{name}/mux")), b"u1", b"wrong", b"imap", b""));
+        if *ok {
+            assert_eq!(good, "OK", "{name}: {}", std::fs::read_to_string(&log).unwrap());
+        } else {
+            assert!(good.starts_with("NO"), "{name}: slapd demands a certificate: {good}");
+        }
+        assert!(bad.starts_with("NO"), "{name}: {bad}");
+        if *name == "cert-unchecked" {
+            assert!(std::fs::read_to_string(&log).unwrap().contains("ldap_version: 2 requested"));
+        }
+    }
+    // A key without a certificate is a start-up error naming the options.
+    let path = conf(
+        d.path(),
+        "half.conf",
+        &format!(
+            "ldap_servers: ldaps://127.0.0.1:{tls_port}/\nldap_tls_key: {}\n",
+            certs.join("client.key").display()
+        ),
+    );
+    let o = std::process::Command::new(bin("saslauthd"))
+        .args(["-a", "ldap", "-O", &path, "-d", "-m", d.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ldap_tls_cert and ldap_tls_key must be set together"), "{err}");
+}

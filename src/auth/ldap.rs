@@ -40,6 +40,11 @@ pub struct Settings {
     pub default_realm: String,
     pub cacert_file: String,
     pub cacert_dir: String,
+    /// `ldap_tls_cert` / `ldap_tls_key`: a client certificate (PEM).
+    pub client_cert: String,
+    pub client_key: String,
+    /// `ldap_version` (2 or 3).
+    pub version: u8,
 }
 
 impl Settings {
@@ -86,6 +91,13 @@ impl Settings {
             default_realm: c.get("ldap_default_realm").to_string(),
             cacert_file: c.get("ldap_tls_cacert_file").to_string(),
             cacert_dir: c.get("ldap_tls_cacert_dir").to_string(),
+            client_cert: c.get("ldap_tls_cert").to_string(),
+            client_key: c.get("ldap_tls_key").to_string(),
+            version: match c.get("ldap_version") {
+                "2" => 2,
+                "3" => 3,
+                v => return Err(format!("{}: bad value for ldap_version: {v} (2 or 3)", c.path)),
+            },
         })
     }
 }
@@ -191,38 +203,105 @@ pub struct Ldap {
     dns: Mutex<HashMap<(String, String, String), (String, Instant)>>,
 }
 
-/// The rustls client configuration for `ldap_tls_cacert_file` /
-/// `ldap_tls_cacert_dir` (PEM certificates); None when neither is set.
+/// The rustls client configuration: trust from `ldap_tls_cacert_file` /
+/// `ldap_tls_cacert_dir` (PEM) when `ldap_tls_check_peer` is on, a client
+/// certificate from `ldap_tls_cert` / `ldap_tls_key`; None when none of
+/// them applies (ldap3's defaults).
 fn tls_config(s: &Settings) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    if s.cacert_file.is_empty() && s.cacert_dir.is_empty() {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let has_roots = s.check_peer && !(s.cacert_file.is_empty() && s.cacert_dir.is_empty());
+    let has_client = !s.client_cert.is_empty() || !s.client_key.is_empty();
+    if !has_roots && !has_client {
         return Ok(None);
     }
-    let mut roots = rustls::RootCertStore::empty();
-    let mut files = Vec::new();
-    if !s.cacert_file.is_empty() {
-        files.push(std::path::PathBuf::from(&s.cacert_file));
-    }
-    if !s.cacert_dir.is_empty() {
-        let rd = std::fs::read_dir(&s.cacert_dir).map_err(|e| format!("ldap_tls_cacert_dir {}: {e}", s.cacert_dir))?;
-        files.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_file()));
-    }
-    for f in files {
-        let certs = CertificateDer::pem_file_iter(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        for c in certs.flatten() {
-            let _ = roots.add(c);
-        }
-    }
-    if roots.is_empty() {
-        return Err("ldap_tls_cacert_file/ldap_tls_cacert_dir: no CA certificate found".into());
-    }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .map_err(|e| format!("TLS: {e}"))?;
+    let builder = if !s.check_peer {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(NoPeerCheck(provider)))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        let mut files = Vec::new();
+        if !s.cacert_file.is_empty() {
+            files.push(std::path::PathBuf::from(&s.cacert_file));
+        }
+        if !s.cacert_dir.is_empty() {
+            let rd = std::fs::read_dir(&s.cacert_dir).map_err(|e| format!("ldap_tls_cacert_dir {}: {e}", s.cacert_dir))?;
+            files.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+        }
+        for f in files {
+            let certs = CertificateDer::pem_file_iter(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+            for c in certs.flatten() {
+                let _ = roots.add(c);
+            }
+        }
+        if roots.is_empty() {
+            return Err("ldap_tls_check_peer: no CA certificate found (set ldap_tls_cacert_file or ldap_tls_cacert_dir)".into());
+        }
+        builder.with_root_certificates(roots)
+    };
+    let cfg = if has_client {
+        if s.client_cert.is_empty() || s.client_key.is_empty() {
+            return Err("ldap_tls_cert and ldap_tls_key must be set together".into());
+        }
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&s.client_cert)
+            .map_err(|e| format!("ldap_tls_cert {}: {e}", s.client_cert))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("ldap_tls_cert {}: {e}", s.client_cert))?;
+        if certs.is_empty() {
+            return Err(format!("ldap_tls_cert {}: no certificate found", s.client_cert));
+        }
+        let key = PrivateKeyDer::from_pem_file(&s.client_key).map_err(|e| format!("ldap_tls_key {}: {e}", s.client_key))?;
+        builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| format!("ldap_tls_cert/ldap_tls_key: {e}"))?
+    } else {
+        builder.with_no_client_auth()
+    };
     Ok(Some(std::sync::Arc::new(cfg)))
+}
+
+/// `ldap_tls_check_peer: no` (saslauthd's default): the server's
+/// certificate is not checked, but the handshake signatures still are.
+#[derive(Debug)]
+struct NoPeerCheck(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoPeerCheck {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Most connections kept per pool; extra ones are closed after use.
@@ -255,11 +334,7 @@ impl Ldap {
         if s.servers.is_empty() {
             return Err(format!("{}: ldap_servers is empty", c.path));
         }
-        let tls = if s.check_peer {
-            tls_config(&s).map_err(|e| format!("{}: {e}", c.path))?
-        } else {
-            None
-        };
+        let tls = tls_config(&s).map_err(|e| format!("{}: {e}", c.path))?;
         Ok(Ldap {
             s,
             tls,
@@ -273,10 +348,10 @@ impl Ldap {
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(self.s.timeout)
             .set_starttls(self.s.start_tls);
-        if !self.s.check_peer {
-            settings = settings.set_no_tls_verify(true);
-        } else if let Some(cfg) = &self.tls {
+        if let Some(cfg) = &self.tls {
             settings = settings.set_config(cfg.clone());
+        } else if !self.s.check_peer {
+            settings = settings.set_no_tls_verify(true);
         }
         let (conn, handle) = LdapConnAsync::with_settings(settings, url)
             .await
@@ -466,6 +541,17 @@ mod base64_lite {
 impl Mechanism for Ldap {
     fn name(&self) -> &'static str {
         "ldap"
+    }
+
+    fn startup_notes(&self) -> Notes {
+        if self.s.version == 2 {
+            // LDAPv2 is historic (RFC 3494); every server that still takes
+            // a v2 bind (Active Directory, OpenLDAP with allow bind_v2)
+            // takes v3, and v3 is all our client speaks.
+            vec!["ldap_version: 2 requested; speaking LDAPv3 (LDAPv2 is historic, RFC 3494)".into()]
+        } else {
+            Vec::new()
+        }
     }
 
     fn check<'a>(&'a self, c: &'a Credentials) -> BoxFut<'a, (Verdict, Notes)> {

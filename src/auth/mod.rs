@@ -7,6 +7,8 @@
 pub mod cache;
 #[cfg(feature = "krb5")]
 pub mod krb5;
+#[cfg(feature = "krb5")]
+pub mod krb5_s2k;
 pub mod ldap;
 #[cfg(feature = "pam")]
 pub mod pam;
@@ -60,6 +62,10 @@ pub trait Mechanism: Send + Sync {
     fn name(&self) -> &'static str;
     /// Checks the credentials; notes are log lines for the daemon.
     fn check<'a>(&'a self, c: &'a Credentials) -> BoxFut<'a, (Verdict, Notes)>;
+    /// Warnings about the configuration, logged once at start-up.
+    fn startup_notes(&self) -> Notes {
+        Vec::new()
+    }
 }
 
 /// The mechanisms this build has, as `saslauthd -v` lists them.

@@ -204,6 +204,12 @@ impl Slapd {
     /// With `tls` (certificate, key): StartTLS on the ldap:// port and an
     /// ldaps:// listener too.
     pub fn start_tls(dir: &Path, tls: Option<(&Path, &Path)>) -> Slapd {
+        Slapd::start_with(dir, tls, "")
+    }
+
+    /// As `start_tls`, with `extra` global slapd.conf lines
+    /// (`TLSVerifyClient demand`, …).
+    pub fn start_with(dir: &Path, tls: Option<(&Path, &Path)>, extra: &str) -> Slapd {
         let port = free_port();
         let db = dir.join("db");
         std::fs::create_dir_all(&db).unwrap();
@@ -214,7 +220,7 @@ impl Slapd {
              access to attrs=userPassword by anonymous auth by self read by * none\naccess to * by * read\n",
             d = dir.display(),
             db = db.display(),
-            tls = tls.map(|(c, k)| format!("TLSCertificateFile {}\nTLSCertificateKeyFile {}\n", c.display(), k.display())).unwrap_or_default()
+            tls = tls.map(|(c, k)| format!("TLSCertificateFile {}\nTLSCertificateKeyFile {}\n{extra}", c.display(), k.display())).unwrap_or_default()
         );
         std::fs::write(dir.join("slapd.conf"), conf).unwrap();
         let mut ldif = format!("dn: {LDAP_BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: mumail\no: mumail\n\ndn: ou=people,{LDAP_BASE}\nobjectClass: organizationalUnit\nou: people\n\ndn: ou=services,{LDAP_BASE}\nobjectClass: organizationalUnit\nou: services\n\ndn: cn=saslauthd,ou=services,{LDAP_BASE}\nobjectClass: person\ncn: saslauthd\nsn: saslauthd\nuserPassword: bindpw\n\n");

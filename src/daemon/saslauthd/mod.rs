@@ -311,6 +311,9 @@ fn run(o: Options, listener: std::os::unix::net::UnixListener, log: Logger) -> i
                 return 1;
             }
         };
+        for n in mech.startup_notes() {
+            log.warning(&n);
+        }
         let cache = o.cache.then(|| Cache::new(o.cache_kb, Duration::from_secs(o.cache_ttl)));
         let pid_path = std::path::Path::new(&o.run_path).join("saslauthd.pid");
         let _pid = match crate::server::PidFile::create(&pid_path) {
