@@ -326,3 +326,73 @@ print('ok')
     );
     assert!(!d.path().join("master.pid").exists());
 }
+
+/// RENAME INBOX moves the messages (flags kept) and leaves INBOX and its
+/// children; an admin moves a folder to another user (another owner
+/// database); user renames need allowusermoves; users cannot rename into
+/// other users' trees; a mailbox cannot move into itself.
+#[test]
+fn rename_inbox_and_across_users() {
+    if !can_run("rename", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "");
+    let out = python(
+        r#"
+import imaplib, smtplib, sys
+port = int(sys.argv[1])
+for u in ('u7', 'yes1'):
+    M = imaplib.IMAP4('127.0.0.1', port); M.login(u, 'testpw'); M.logout()
+l = smtplib.LMTP(sys.argv[2])
+for i in range(3):
+    l.sendmail('a@b', ['u7'], ('Subject: m%d\r\n\r\nbody %d\r\n' % (i, i)).encode())
+l.quit()
+M = imaplib.IMAP4('127.0.0.1', port); M.login('u7', 'testpw')
+assert M.create('Keep')[0] == 'OK'
+M.select('INBOX')
+M.store('2', '+FLAGS', '(\\Flagged $Work)')
+M.close()
+typ, r = M.rename('INBOX', 'Old')
+assert typ == 'OK', r
+typ, r = M.select('INBOX'); assert r == [b'0'], r
+typ, r = M.select('Old'); assert r == [b'3'], r
+typ, r = M.fetch('1:3', '(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+text = b' '.join(x if isinstance(x, bytes) else b' '.join(x) for x in r)
+assert b'm0' in text and b'm2' in text and b'\\Flagged' in text and b'$Work' in text, text
+M.close()
+typ, r = M.list(); names = b' '.join(r)
+assert b'"/" Keep' in names and b'"/" Old' in names, names
+r = M.rename('Keep', 'Keep/Inner'); assert r[0] == 'NO', ('inner', r)
+r = M.rename('Keep', '"Other Users/yes1/Stolen"'); assert r[0] == 'NO', ('stolen', r)
+M.logout()
+A = imaplib.IMAP4('127.0.0.1', port); A.login('md5u', 'testpw')
+typ, r = A.rename('user/u7/Old', 'user/yes1/FromU7'); assert typ == 'OK', r
+typ, r = A.rename('user/u7', 'user/zz'); assert typ == 'NO' and b'not supported' in r[0], r
+A.logout()
+Y = imaplib.IMAP4('127.0.0.1', port); Y.login('yes1', 'testpw')
+typ, r = Y.select('FromU7'); assert r == [b'3'], r
+typ, r = Y.fetch('2', '(FLAGS)'); assert b'\\Flagged' in r[0] and b'$Work' in r[0], r
+typ, r = Y.getacl('FromU7'); assert b'yes1' in r[0] and b'u7 ' not in r[0], r
+Y.logout()
+M = imaplib.IMAP4('127.0.0.1', port); M.login('u7', 'testpw')
+typ, r = M.select('Old'); assert typ == 'NO', r
+M.logout()
+print('ok')
+"#,
+        &[&b.imap_port.to_string(), b.lmtp_sock.to_str().unwrap()],
+    );
+    assert!(out.contains("ok"), "{out}");
+    // The files moved with the records: u7's old folder is gone, yes1's
+    // new one holds three messages, and reconstruct agrees with the index.
+    assert!(!d.path().join("spool/u/user/u7/Old").exists());
+    assert_eq!(std::fs::read_dir(d.path().join("spool/y/user/yes1/FromU7")).unwrap().count(), 3);
+    let o = std::process::Command::new(bin("reconstruct"))
+        .args(["-C", b.conf.to_str().unwrap(), "-n", "-r", "user.yes1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    let repairs: Vec<&str> = text.lines().filter(|l| l.contains(": ") && !l.contains(": cleanup:")).collect();
+    assert!(repairs.is_empty() && text.contains("user.yes1.FromU7\n"), "{text}");
+}

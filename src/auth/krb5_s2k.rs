@@ -4,8 +4,8 @@
 //! built-in crypto) costs ~5 ms of CPU per login at the default 4,096
 //! iterations; here the HMAC pads are hashed once, SHA-1 runs on SHA-NI
 //! and the AES block on AES-NI where the CPU has them, so a worker spends
-//! a fraction of the CPU per login.  Keys
-//! live only for one login and are wiped after use.
+//! a fraction of the CPU per login.  Keys live only for one login and are
+//! wiped after use.
 
 use aes::cipher::{BlockEncrypt, KeyInit};
 

@@ -438,12 +438,15 @@ impl Store {
         Ok(())
     }
 
-    /// Renames a mailbox and its children within one owner (Cyrus also
-    /// renames across users only for admins; that needs XFER-like copying
-    /// and is refused here).
+    /// Renames a mailbox and its children.  Within one owner the
+    /// directories and records move; across owners (an admin moving a
+    /// folder or, with `allowusermoves`, a whole user) see `move_across`.
     pub fn rename(&self, old: &str, new: &str) -> Result<()> {
+        if covers(old, new) {
+            return Err(StoreError::Invalid("rename into itself"));
+        }
         if self.owner_db_path(old) != self.owner_db_path(new) {
-            return Err(StoreError::Invalid("rename across owners"));
+            return self.move_across(old, new);
         }
         if self.lookup(new)?.is_some() {
             return Err(StoreError::Exists);
@@ -511,6 +514,80 @@ impl Store {
             }
         }
         self.notify(old);
+        Ok(())
+    }
+
+    /// RFC 3501 6.3.5: renaming INBOX moves its messages (flags and
+    /// dates kept) to a new mailbox; INBOX stays, empty, with its
+    /// children.  Crash-safe in Cyrus's order: the copy is durable before
+    /// INBOX is emptied, so a crash leaves the messages in one place or
+    /// both, never none.
+    pub fn rename_inbox(&self, inbox: &str, new: &str) -> Result<()> {
+        let e = self.lookup(inbox)?.ok_or(StoreError::NotFound)?;
+        if self.lookup(new)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        self.create(new, Some(&e.partition), Some(&e.acl))?;
+        let (_, rows) = self.index(inbox)?;
+        let uids: Vec<u32> = rows.iter().map(|r| r.0).collect();
+        for chunk in uids.chunks(1024) {
+            self.copy(inbox, new, chunk, true)?;
+            self.expunge_uids(inbox, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// A rename into another owner's database: each mailbox of the
+    /// subtree is created at its new name (ACL with the old owner's entry
+    /// given to the new one), its messages copied (hard links, flags and
+    /// dates kept, new UIDs under a new UIDVALIDITY), quota roots carried
+    /// over, then the old subtree deleted.  A crash part-way leaves the
+    /// messages in both places, never in neither.
+    fn move_across(&self, old: &str, new: &str) -> Result<()> {
+        let mut all: Vec<MailboxEntry> = self.list_prefix(old)?.into_iter().filter(|e| covers(old, &e.name)).collect();
+        if all.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let target = |n: &str| format!("{new}{}", &n[old.len()..]);
+        for e in &all {
+            if self.lookup(&target(&e.name))?.is_some() {
+                return Err(StoreError::Exists);
+            }
+        }
+        let ident = |n: &str| {
+            let (u, d, is_user) = names::owner_of(n);
+            is_user.then(|| if d.is_empty() { u } else { format!("{u}@{d}") }.replace('^', "."))
+        };
+        let (from_id, to_id) = (ident(old), ident(new));
+        for e in &all {
+            let mut acl = e.acl.clone();
+            if let (Some(f), Some(t)) = (&from_id, &to_id) {
+                let parts: Vec<&str> = acl.split('\t').collect();
+                let mut out = String::new();
+                for pair in parts.chunks(2) {
+                    if pair.len() == 2 {
+                        let who = if pair[0] == f { t.as_str() } else { pair[0] };
+                        out.push_str(&format!("{who}\t{}\t", pair[1]));
+                    }
+                }
+                acl = out;
+            }
+            let to = target(&e.name);
+            self.create(&to, Some(&e.partition), Some(&acl))?;
+            if let Some(q) = self.quota_get(&e.name)? {
+                let lim = |v: i64| (v >= 0).then_some(v);
+                self.quota_set(&to, lim(q.storage_limit), lim(q.message_limit))?;
+            }
+            let (_, rows) = self.index(&e.name)?;
+            let uids: Vec<u32> = rows.iter().map(|r| r.0).collect();
+            for chunk in uids.chunks(1024) {
+                self.copy(&e.name, &to, chunk, true)?;
+            }
+        }
+        for e in all.iter().rev() {
+            self.delete(&e.name)?;
+        }
         Ok(())
     }
 

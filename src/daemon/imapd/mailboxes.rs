@@ -120,35 +120,37 @@ impl Session {
             })
     }
 
+    /// Users create under their own hierarchy; the parent's `k` right (or
+    /// being admin) allows others.
+    async fn may_create(&self, int: &str) -> bool {
+        let user = self.user.clone().unwrap_or_default();
+        if self.ctx.is_admin(&user) {
+            return true;
+        }
+        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        if int == inbox || int.starts_with(&format!("{inbox}.")) {
+            return true;
+        }
+        let Some(p) = int.rsplit_once('.').map(|(p, _)| p.to_string()) else {
+            return false;
+        };
+        let store = self.ctx.store.clone();
+        let pe = tokio::task::spawn_blocking(move || store.lookup(&p))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten();
+        pe.is_some_and(|pe| self.rights(&pe).contains('k'))
+    }
+
     pub async fn create(&mut self, tag: &str, ext: &str) -> Res {
         let ext = ext.trim_end_matches(self.ns.as_ref().map_or('/', |n| n.sep)).to_string();
         let int = match self.internal(&ext) {
             Ok(i) => i,
             Err(e) => return self.tagged(tag, e).await,
         };
-        let user = self.user.clone().unwrap_or_default();
-        let admin = self.ctx.is_admin(&user);
-        // Users create under their own hierarchy; the parent's `k` right
-        // (or being admin) allows others.
-        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
-        let own = int == inbox || int.starts_with(&format!("{inbox}."));
-        if !own && !admin {
-            let parent = int.rsplit_once('.').map(|(p, _)| p.to_string());
-            let ok = match parent {
-                Some(p) => {
-                    let store = self.ctx.store.clone();
-                    let pe = tokio::task::spawn_blocking(move || store.lookup(&p))
-                        .await
-                        .ok()
-                        .and_then(|r| r.ok())
-                        .flatten();
-                    pe.is_some_and(|pe| self.rights(&pe).contains('k'))
-                }
-                None => false,
-            };
-            if !ok {
-                return self.tagged(tag, "NO Permission denied").await;
-            }
+        if !self.may_create(&int).await {
+            return self.tagged(tag, "NO Permission denied").await;
         }
         let r = self.blocking(move |s| s.create(&int, None, None)).await;
         match r {
@@ -185,12 +187,34 @@ impl Session {
             Ok(i) => i,
             Err(t) => return self.tagged(tag, t).await,
         };
+        if !self.may_create(&to_int).await {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
         let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        let from_int = e.name.clone();
         if e.name == inbox {
-            // RFC 3501 6.3.5: renaming INBOX moves its messages; not yet.
+            // RFC 3501 6.3.5: renaming INBOX moves its messages.
+            return match self.blocking(move |s| s.rename_inbox(&from_int, &to_int)).await {
+                Ok(()) => self.tagged(tag, "OK Completed").await,
+                Err(t) => self.tagged(tag, &t).await,
+            };
+        }
+        let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
+        let (fo, to) = (crate::store::names::owner_of(&from_int), crate::store::names::owner_of(&to_int));
+        if (fo.0 != to.0 || fo.1 != to.1 || fo.2 != to.2) && !admin {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        // A user's top (user.a) moves only with allowusermoves, as Cyrus.
+        let is_top = |n: &str| {
+            let bare = n.split_once('!').map_or(n, |(_, r)| r);
+            bare.strip_prefix("user.").is_some_and(|u| !u.contains('.'))
+        };
+        if (is_top(&from_int) || is_top(&to_int)) && !self.ctx.conf.get_switch("allowusermoves") {
             return self.tagged(tag, "NO Operation is not supported on mailbox").await;
         }
-        let from_int = e.name.clone();
+        if self.sel.as_ref().is_some_and(|s| s.name == from_int) {
+            self.sel = None;
+        }
         match self.blocking(move |s| s.rename(&from_int, &to_int)).await {
             Ok(()) => self.tagged(tag, "OK Completed").await,
             Err(t) => self.tagged(tag, &t).await,
