@@ -108,6 +108,9 @@ pub enum FlagOp {
     Add,
     Remove,
     Replace,
+    /// Replace, but the bits in the mask keep their old values (a
+    /// reader's STORE FLAGS leaves the owner's \Seen alone).
+    ReplaceKeeping(u32),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -148,6 +151,47 @@ fn new_uuid() -> String {
 /// fsync a directory so that an entry created in it survives a crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// `1:5,7,9:10` for sorted UIDs.
+pub fn uid_ranges(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The inverse of `uid_ranges`; bad pieces are skipped, the result is
+/// sorted and bounded by the ranges' own extent.
+pub fn parse_uid_ranges(text: &str) -> Vec<u32> {
+    let mut v = Vec::new();
+    for part in text.split(',') {
+        let (a, b) = part.split_once(':').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>()) {
+            if a <= b && b - a < 10_000_000 {
+                v.extend(a..=b);
+            }
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Quota roots cover a mailbox and its children.
@@ -901,14 +945,17 @@ impl Store {
                         kw.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
                         r.flags & !flags
                     }
-                    FlagOp::Replace => {
+                    FlagOp::Replace | FlagOp::ReplaceKeeping(_) => {
                         kw.clear();
                         for k in keywords {
                             if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
                                 kw.push(k.clone());
                             }
                         }
-                        flags
+                        match op {
+                            FlagOp::ReplaceKeeping(mask) => (flags & !mask) | (r.flags & mask),
+                            _ => flags,
+                        }
                     }
                 };
                 let nk = kw.join(" ");
@@ -1180,6 +1227,61 @@ impl Store {
         }
         tx.commit()?;
         Ok(fixed)
+    }
+
+    // ---- per-user \Seen (kept in the reader's database) ----
+    //
+    // As Cyrus: a mailbox's owner keeps \Seen in the message records;
+    // everyone else reading it (shared folders, other users' folders
+    // through ACLs) has a seen set of their own, keyed by the mailbox's
+    // uniqueid, so one reader's \Seen does not change another's.
+
+    /// The reader's seen UIDs for a mailbox (sorted).
+    pub fn seen_get(&self, reader_inbox: &str, uniqueid: &str) -> Result<Vec<u32>> {
+        let oc = self.owner(reader_inbox)?;
+        let c = lock(&oc);
+        let text: Option<String> = c
+            .query_row("SELECT uids FROM seen WHERE uniqueid=?1", [uniqueid], |r| r.get(0))
+            .optional()?;
+        Ok(text.map(|t| parse_uid_ranges(&t)).unwrap_or_default())
+    }
+
+    /// Replaces the reader's seen UIDs for a mailbox (durably).
+    pub fn seen_put(&self, reader_inbox: &str, uniqueid: &str, uids: &[u32]) -> Result<()> {
+        let oc = self.owner(reader_inbox)?;
+        let c = lock(&oc);
+        c.execute(
+            "INSERT INTO seen(uniqueid, uids, t) VALUES(?1, ?2, ?3) ON CONFLICT(uniqueid) DO UPDATE SET uids=excluded.uids, t=excluded.t",
+            params![uniqueid, uid_ranges(uids), now()],
+        )?;
+        Ok(())
+    }
+
+    /// A reader's own \Recent mark for a mailbox: returns the previous
+    /// one and raises it to `upto` (not durable, as the owner's).
+    pub fn seen_recent(&self, reader_inbox: &str, uniqueid: &str, upto: Option<u32>) -> Result<u32> {
+        let oc = self.owner(reader_inbox)?;
+        let c = lock(&oc);
+        let old: i64 = c
+            .query_row("SELECT recent FROM seen WHERE uniqueid=?1", [uniqueid], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        if let Some(u) = upto.filter(|u| *u as i64 > old) {
+            not_durable(&c, |c| {
+                c.execute(
+                    "INSERT INTO seen(uniqueid, uids, t, recent) VALUES(?1, '', ?2, ?3) ON CONFLICT(uniqueid) DO UPDATE SET recent=excluded.recent",
+                    params![uniqueid, now(), u as i64],
+                )
+                .map(|_| ())
+            })?;
+        }
+        Ok(old as u32)
+    }
+
+    /// Live UIDs of a mailbox not in `seen` (STATUS UNSEEN for readers).
+    pub fn unseen_for(&self, name: &str, seen: &[u32]) -> Result<u32> {
+        let (_, rows) = self.index(name)?;
+        Ok(rows.iter().filter(|r| seen.binary_search(&r.0).is_err()).count() as u32)
     }
 
     // ---- subscriptions (kept in the subscriber's database) ----

@@ -27,6 +27,71 @@ pub fn rights_of(acl: &str, ids: &[&str]) -> String {
     all.chars().filter(|c| pos.contains(*c) && !neg.contains(*c)).collect()
 }
 
+/// RFC 4314 rights text in Cyrus's canonical order (`lrswipkxte`, the
+/// legacy `c` and `d` when `k` / `t` are present, then `a`, `n` and the
+/// user-defined digits); `c` sets `k` and `x`, `d` sets `t` and `e`, as
+/// Cyrus does (RFC 4314 2.1.1).  Err(letter) for one that is not a right.
+pub fn canonical_rights(r: &str) -> Result<String, char> {
+    let mut set = std::collections::BTreeSet::new();
+    for c in r.chars() {
+        match c {
+            'l' | 'r' | 's' | 'w' | 'i' | 'p' | 'k' | 'x' | 't' | 'e' | 'a' | 'n' | '0'..='9' => {
+                set.insert(c);
+            }
+            'c' => {
+                set.insert('k');
+                set.insert('x');
+            }
+            'd' => {
+                set.insert('t');
+                set.insert('e');
+            }
+            other => return Err(other),
+        }
+    }
+    let mut out: String = "lrswipkxte".chars().filter(|c| set.contains(c)).collect();
+    if set.contains(&'k') {
+        out.push('c');
+    }
+    if set.contains(&'t') {
+        out.push('d');
+    }
+    out.extend("an0123456789".chars().filter(|c| set.contains(c)));
+    Ok(out)
+}
+
+/// An ACL string with `id`'s entry replaced (None removes it).
+pub fn acl_with(acl: &str, id: &str, rights: Option<&str>) -> String {
+    let mut out = String::new();
+    let mut done = false;
+    let mut it = acl.split('\t');
+    while let (Some(who), Some(r)) = (it.next(), it.next()) {
+        if who == id {
+            if let (Some(nr), false) = (rights, done) {
+                out.push_str(&format!("{who}\t{nr}\t"));
+            }
+            done = true;
+        } else {
+            out.push_str(&format!("{who}\t{r}\t"));
+        }
+    }
+    if let (Some(nr), false) = (rights, done) {
+        out.push_str(&format!("{id}\t{nr}\t"));
+    }
+    out
+}
+
+/// `id`'s current rights text in an ACL.
+fn acl_entry<'a>(acl: &'a str, id: &str) -> Option<&'a str> {
+    let mut it = acl.split('\t');
+    while let (Some(who), Some(r)) = (it.next(), it.next()) {
+        if who == id {
+            return Some(r);
+        }
+    }
+    None
+}
+
 /// Store errors as Cyrus words them.
 pub fn store_err(e: &StoreError) -> String {
     match e {
@@ -168,12 +233,18 @@ impl Session {
         if e.name == inbox && !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
             return self.tagged(tag, "NO Permission denied").await;
         }
-        if self.sel.as_ref().is_some_and(|s| s.name == e.name) {
-            self.sel = None;
-        }
         let name = e.name.clone();
         match self.blocking(move |s| s.delete(&name)).await {
-            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Ok(()) => {
+                // Deleting the selected mailbox expunges its messages from
+                // this session's view first, as Cyrus reports it.
+                if let Some(sel) = self.sel.take_if(|s| s.name == e.name) {
+                    for _ in 0..sel.msgs.len() {
+                        self.out("* 1 EXPUNGE\r\n").await?;
+                    }
+                }
+                self.tagged(tag, "OK Completed").await
+            }
             Err(t) => self.tagged(tag, &t).await,
         }
     }
@@ -340,7 +411,20 @@ impl Session {
             Err(t) => return self.tagged(tag, &t).await,
         };
         let name = e.name.clone();
-        let (st, unseen, recent) = match self.blocking(move |s| s.counts(&name)).await {
+        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        let reader = (!super::selected::owns(&inbox, &e.name) && items.iter().any(|i| i == "UNSEEN")).then(|| (inbox, e.uniqueid.clone()));
+        let (st, unseen, recent) = match self
+            .blocking(move |s| {
+                let (st, unseen, recent) = s.counts(&name)?;
+                // A reader's UNSEEN counts against their own seen set.
+                let unseen = match reader {
+                    Some((who, id)) => s.unseen_for(&name, &s.seen_get(&who, &id)?)?,
+                    None => unseen,
+                };
+                Ok((st, unseen, recent))
+            })
+            .await
+        {
             Ok(v) => v,
             Err(t) => return self.tagged(tag, &t).await,
         };
@@ -527,6 +611,89 @@ impl Session {
             astring(&mut line, id.as_bytes());
             line.push(b' ');
             astring(&mut line, r.as_bytes());
+        }
+        line.extend_from_slice(b"\r\n");
+        self.out_bytes(&line).await?;
+        self.tagged(tag, "OK Completed").await
+    }
+
+    /// SETACL / DELETEACL (RFC 4314): needs `a`; `+`/`-` prefixes add to
+    /// or take from the identifier's rights; empty rights remove it.
+    pub async fn setacl(&mut self, tag: &str, ext: &str, id: &str, rights: Option<&str>) -> Res {
+        let e = match self.lookup_with(ext, 'a').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        if id.is_empty() || id.contains(['\t', '\r', '\n', '\0']) || id == "-" {
+            return self.tagged(tag, "NO Invalid identifier").await;
+        }
+        let id = if id.eq_ignore_ascii_case("anyone") {
+            "anyone".to_string()
+        } else if id.eq_ignore_ascii_case("-anyone") {
+            "-anyone".to_string()
+        } else {
+            id.to_string()
+        };
+        let new = match rights {
+            None => None,
+            Some(r) => {
+                let (mode, letters) = match r.as_bytes().first() {
+                    Some(b'+') => ('+', &r[1..]),
+                    Some(b'-') => ('-', &r[1..]),
+                    _ => ('=', r),
+                };
+                let given = match canonical_rights(letters) {
+                    Ok(g) => g,
+                    Err(c) => return self.tagged(tag, &format!("BAD The {c} right is not supported")).await,
+                };
+                let old = acl_entry(&e.acl, &id).unwrap_or("");
+                let merged = match mode {
+                    '+' => canonical_rights(&format!("{old}{given}")).unwrap_or_default(),
+                    '-' => {
+                        let keep: String = old.chars().filter(|c| !given.contains(*c)).collect();
+                        canonical_rights(&keep).unwrap_or_default()
+                    }
+                    _ => given,
+                };
+                (!merged.is_empty()).then_some(merged)
+            }
+        };
+        let acl = acl_with(&e.acl, &id, new.as_deref());
+        let name = e.name.clone();
+        match self.blocking(move |s| s.set_acl(&name, &acl)).await {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    /// LISTRIGHTS: the rights always granted, then each optional one.
+    pub async fn listrights(&mut self, tag: &str, ext: &str, id: &str) -> Res {
+        let e = match self.lookup_with(ext, 'a').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let (owner, dom, is_user) = crate::store::names::owner_of(&e.name);
+        let owner_id = if dom.is_empty() { owner } else { format!("{owner}@{dom}") }.replace('^', ".");
+        // The owner (and admins) always hold l, k, x, a and n, as Cyrus.
+        let implicit = if (is_user && owner_id == id) || self.ctx.is_admin(id) {
+            "lkxcan"
+        } else {
+            ""
+        };
+        let all = "lrswipkxtecdan0123456789";
+        let mut line = b"* LISTRIGHTS ".to_vec();
+        astring(&mut line, ext.as_bytes());
+        line.push(b' ');
+        astring(&mut line, id.as_bytes());
+        line.push(b' ');
+        if implicit.is_empty() {
+            line.extend_from_slice(b"\"\"");
+        } else {
+            line.extend_from_slice(implicit.as_bytes());
+        }
+        for c in all.chars().filter(|c| !implicit.contains(*c)) {
+            line.push(b' ');
+            line.push(c as u8);
         }
         line.extend_from_slice(b"\r\n");
         self.out_bytes(&line).await?;

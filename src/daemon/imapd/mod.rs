@@ -362,6 +362,9 @@ impl Session {
             Kind::SetQuota(root, res) => Box::pin(self.setquota(&tag, &root, &res)).await,
             Kind::GetAcl(m) => Box::pin(self.getacl(&tag, &m)).await,
             Kind::MyRights(m) => Box::pin(self.myrights(&tag, &m)).await,
+            Kind::SetAcl(m, id, r) => Box::pin(self.setacl(&tag, &m, &id, Some(&r))).await,
+            Kind::DeleteAcl(m, id) => Box::pin(self.setacl(&tag, &m, &id, None)).await,
+            Kind::ListRights(m, id) => Box::pin(self.listrights(&tag, &m, &id)).await,
             Kind::Idle => Box::pin(self.idle(&tag)).await,
             _ if self.sel.is_none() => self.tagged(&tag, "BAD Please select a mailbox first").await,
             Kind::Check => {

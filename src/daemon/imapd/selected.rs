@@ -41,6 +41,34 @@ pub struct Selected {
     pub keywords: Vec<String>,
     /// (mtime, len) of the owner database's WAL when last synced.
     pub version: Option<(i128, u64)>,
+    /// A reader who does not own the mailbox sees their own \Seen.
+    pub seen: Option<Box<SeenView>>,
+    /// The user's rights on the mailbox when selected.
+    pub rights: Box<str>,
+}
+
+/// A non-owner's \Seen for the selected mailbox (Cyrus's seen state).
+pub struct SeenView {
+    /// The reader's INBOX (their database holds the set).
+    pub reader: String,
+    pub uniqueid: String,
+    pub uids: std::collections::BTreeSet<u32>,
+}
+
+impl Selected {
+    /// A record's flags as this session sees them.
+    pub fn view(&self, uid: u32, flags: u32) -> u32 {
+        match &self.seen {
+            Some(v) if v.uids.contains(&uid) => flags | FLAG_SEEN,
+            Some(_) => flags & !FLAG_SEEN,
+            None => flags,
+        }
+    }
+}
+
+/// Whether `name` is in the hierarchy of the user whose INBOX is `inbox`.
+pub fn owns(inbox: &str, name: &str) -> bool {
+    !inbox.is_empty() && (name == inbox || name.strip_prefix(inbox).is_some_and(|r| r.starts_with('.')))
 }
 
 const SYSTEM: [(&str, u32); 5] = [
@@ -79,8 +107,10 @@ fn flags_text(flags: u32, keywords: &str, recent: bool) -> String {
     format!("({})", v.join(" "))
 }
 
-/// `* FLAGS` and `* OK [PERMANENTFLAGS]` for a keyword list.
-fn flags_lines(keywords: &[String], readonly: bool) -> Vec<String> {
+/// `* FLAGS` and `* OK [PERMANENTFLAGS]` for a keyword list; the
+/// permanent ones are those the user's rights let them change, as Cyrus
+/// (`w`: \Answered \Flagged \Draft and keywords, `t`: \Deleted, `s`: \Seen).
+fn flags_lines(keywords: &[String], readonly: bool, rights: &str) -> Vec<String> {
     let kw = if keywords.is_empty() {
         String::new()
     } else {
@@ -89,7 +119,22 @@ fn flags_lines(keywords: &[String], readonly: bool) -> Vec<String> {
     let perm = if readonly {
         "* OK [PERMANENTFLAGS ()] Ok\r\n".to_string()
     } else {
-        format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen{kw} \\*)] Ok\r\n")
+        let mut p: Vec<&str> = Vec::new();
+        let w = rights.contains('w');
+        if w {
+            p.extend(["\\Answered", "\\Flagged", "\\Draft"]);
+        }
+        if rights.contains('t') {
+            p.push("\\Deleted");
+        }
+        if rights.contains('s') {
+            p.push("\\Seen");
+        }
+        if w {
+            p.extend(keywords.iter().map(String::as_str));
+            p.push("\\*");
+        }
+        format!("* OK [PERMANENTFLAGS ({})] Ok\r\n", p.join(" "))
     };
     vec![format!("* FLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen{kw})\r\n"), perm]
 }
@@ -118,23 +163,48 @@ impl Session {
         let readonly = examine || !(rights.contains('s') || rights.contains('w') || rights.contains('t') || rights.contains('e'));
         let name = e.name.clone();
         let dbp = self.ctx.store.owner_db_path(&name);
+        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        let reader = (!owns(&inbox, &e.name)).then(|| (inbox.clone(), e.uniqueid.clone()));
+        let r2 = reader.clone();
         let res = self
             .blocking(move |s| {
                 let version = db_version(&dbp);
                 let (st, recs) = s.index(&name)?;
-                let recent = if examine { st.recentuid } else { s.take_recent(&name)? };
-                Ok((st, recs, recent, version))
+                // A reader has \Recent of their own, as \Seen.
+                let last = st.uidnext.saturating_sub(1);
+                let recent = match (&r2, examine) {
+                    (Some((who, id)), true) => s.seen_recent(who, id, None)?,
+                    (Some((who, id)), false) => s.seen_recent(who, id, Some(last))?,
+                    (None, true) => st.recentuid,
+                    (None, false) => s.take_recent(&name)?,
+                };
+                let seen = match &r2 {
+                    Some((who, id)) => Some(s.seen_get(who, id)?),
+                    None => None,
+                };
+                Ok((st, recs, recent, version, seen))
             })
             .await;
-        let (st, recs, recent_above, version) = match res {
+        let (st, recs, recent_above, version, seen) = match res {
             Ok(v) => v,
             Err(t) => return self.tagged(tag, &t).await,
         };
+        let seen = reader.zip(seen).map(|((reader, uniqueid), uids)| {
+            Box::new(SeenView {
+                reader,
+                uniqueid,
+                uids: uids.into_iter().collect(),
+            })
+        });
         let msgs: Vec<Msg> = recs
             .into_iter()
             .map(|(uid, flags, keywords, modseq)| Msg {
                 uid,
-                flags,
+                flags: match &seen {
+                    Some(v) if v.uids.contains(&uid) => flags | FLAG_SEEN,
+                    Some(_) => flags & !FLAG_SEEN,
+                    None => flags,
+                },
                 keywords: keywords.into_boxed_str(),
                 modseq,
             })
@@ -143,7 +213,7 @@ impl Session {
         let recent = msgs.iter().filter(|m| m.uid > recent_above).count();
         let first_unseen = msgs.iter().position(|m| m.flags & FLAG_SEEN == 0);
         self.out(&format!("* {} EXISTS\r\n* {recent} RECENT\r\n", msgs.len())).await?;
-        for l in flags_lines(&keywords, readonly) {
+        for l in flags_lines(&keywords, readonly, &rights) {
             self.out(&l).await?;
         }
         if let Some(u) = first_unseen {
@@ -168,6 +238,8 @@ impl Session {
             saved: Vec::new(),
             keywords,
             version,
+            seen,
+            rights: rights.clone().into_boxed_str(),
         });
         self.tagged(
             tag,
@@ -196,13 +268,14 @@ impl Session {
         let mut lines: Vec<String> = Vec::new();
         let new_flags = if st.keywords != sel.keywords {
             sel.keywords = st.keywords.clone();
-            flags_lines(&sel.keywords, sel.readonly)
+            flags_lines(&sel.keywords, sel.readonly, &sel.rights)
         } else {
             Vec::new()
         };
         let mut held_back = false;
         let mut added = 0usize;
-        for r in recs {
+        for mut r in recs {
+            r.flags = sel.view(r.uid, r.flags);
             let pos = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid);
             if r.expunged() {
                 if let Ok(i) = pos {
@@ -258,7 +331,8 @@ impl Session {
             lines.push(format!("* {recent} RECENT\r\n"));
             if !sel.readonly {
                 // This session has now seen them: \Recent for nobody else.
-                claim_recent = sel.msgs.last().map(|m| (sel.name.clone(), m.uid));
+                let reader = sel.seen.as_ref().map(|v| (v.reader.clone(), v.uniqueid.clone()));
+                claim_recent = sel.msgs.last().map(|m| (sel.name.clone(), m.uid, reader));
             }
         }
         // Cyrus announces newly defined keywords after EXISTS/RECENT.
@@ -270,8 +344,13 @@ impl Session {
         for l in lines {
             self.out(&l).await?;
         }
-        if let Some((name, uid)) = claim_recent {
-            let _ = self.blocking(move |s| s.set_recent(&name, uid)).await;
+        if let Some((name, uid, reader)) = claim_recent {
+            let _ = self
+                .blocking(move |s| match reader {
+                    Some((who, id)) => s.seen_recent(&who, &id, Some(uid)).map(|_| ()),
+                    None => s.set_recent(&name, uid),
+                })
+                .await;
         }
         Ok(())
     }
@@ -404,7 +483,35 @@ impl Session {
                 .filter(|m| m.flags & FLAG_SEEN == 0)
                 .map(|m| m.uid)
                 .collect();
-            if !uids.is_empty() {
+            let reader = self
+                .sel
+                .as_ref()
+                .and_then(|s| s.seen.as_ref())
+                .map(|v| (v.reader.clone(), v.uniqueid.clone()));
+            if let (false, Some((who, id))) = (uids.is_empty(), reader) {
+                // A reader's \Seen goes to their own seen set.
+                let mut all: Vec<u32> = self
+                    .sel
+                    .as_ref()
+                    .and_then(|s| s.seen.as_ref())
+                    .map(|v| v.uids.iter().copied().collect())
+                    .unwrap_or_default();
+                all.extend(&uids);
+                all.sort_unstable();
+                all.dedup();
+                if self.blocking(move |s| s.seen_put(&who, &id, &all)).await.is_ok() {
+                    if let Some(sel) = &mut self.sel {
+                        if let Some(v) = &mut sel.seen {
+                            v.uids.extend(&uids);
+                        }
+                        for u in &uids {
+                            if let Ok(i) = sel.msgs.binary_search_by_key(u, |m| m.uid) {
+                                sel.msgs[i].flags |= FLAG_SEEN;
+                            }
+                        }
+                    }
+                }
+            } else if !uids.is_empty() {
                 let n = name.clone();
                 if let Ok((changed, _)) = self
                     .blocking(move |s| s.store_flags(&n, &uids, FlagOp::Add, FLAG_SEEN, &[], None))
@@ -504,11 +611,55 @@ impl Session {
         }
         let idx = self.resolve(&set, uid);
         let uids: Vec<u32> = idx.iter().filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid)).collect();
-        let op = match mode {
+        let mut op = match mode {
             StoreMode::Add => FlagOp::Add,
             StoreMode::Remove => FlagOp::Remove,
             StoreMode::Replace => FlagOp::Replace,
         };
+        // A reader's \Seen changes their own seen set, not the records.
+        let mut seen_changed: Vec<u32> = Vec::new();
+        let reader = self
+            .sel
+            .as_ref()
+            .and_then(|s| s.seen.as_ref())
+            .map(|v| (v.reader.clone(), v.uniqueid.clone()));
+        if let Some((who, id)) = reader {
+            let touches = rights.contains('s') && (mode == StoreMode::Replace || bits & FLAG_SEEN != 0);
+            if touches {
+                let want = mode != StoreMode::Remove && bits & FLAG_SEEN != 0;
+                let mut set = self
+                    .sel
+                    .as_ref()
+                    .and_then(|s| s.seen.as_ref())
+                    .map(|v| v.uids.clone())
+                    .unwrap_or_default();
+                for u in &uids {
+                    if want && set.insert(*u) || !want && set.remove(u) {
+                        seen_changed.push(*u);
+                    }
+                }
+                if !seen_changed.is_empty() {
+                    let all: Vec<u32> = set.iter().copied().collect();
+                    if let Err(t) = self.blocking(move |s| s.seen_put(&who, &id, &all)).await {
+                        return self.tagged(tag, &t).await;
+                    }
+                    if let Some(sel) = &mut self.sel {
+                        for u in &seen_changed {
+                            if let Ok(i) = sel.msgs.binary_search_by_key(u, |m| m.uid) {
+                                sel.msgs[i].flags ^= FLAG_SEEN;
+                            }
+                        }
+                        if let Some(v) = &mut sel.seen {
+                            v.uids = set;
+                        }
+                    }
+                }
+            }
+            bits &= !FLAG_SEEN;
+            if op == FlagOp::Replace {
+                op = FlagOp::ReplaceKeeping(FLAG_SEEN);
+            }
+        }
         if unchangedsince.is_some() {
             if let Some(s) = &mut self.sel {
                 s.condstore = true;
@@ -533,29 +684,37 @@ impl Session {
             }
         }
         if sel.keywords.len() != before {
-            lines.extend(flags_lines(&sel.keywords, sel.readonly));
+            lines.extend(flags_lines(&sel.keywords, sel.readonly, &sel.rights));
         }
         // Cyrus 3.6 reports the new flags even for .SILENT (observed with
         // the real server); clients cope with the extra FETCH.
         let _ = silent;
         for r in &changed {
             if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
-                sel.msgs[i].flags = r.flags;
+                sel.msgs[i].flags = sel.view(r.uid, r.flags);
                 sel.msgs[i].keywords = r.keywords.clone().into_boxed_str();
                 sel.msgs[i].modseq = r.modseq;
-                {
-                    let mut l = format!("* {} FETCH (", i + 1);
-                    let mut parts = vec![format!("FLAGS {}", flags_text(r.flags, &r.keywords, r.uid > sel.recent_above))];
-                    if uid {
-                        parts.push(format!("UID {}", r.uid));
-                    }
-                    if sel.condstore {
-                        parts.push(format!("MODSEQ ({})", r.modseq));
-                    }
-                    l.push_str(&parts.join(" "));
-                    l.push_str(")\r\n");
-                    lines.push(l);
+            }
+        }
+        // One FETCH per message whose flags changed, in the records or in
+        // the reader's seen set.
+        let mut touched: Vec<u32> = changed.iter().map(|r| r.uid).chain(seen_changed.iter().copied()).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for u in touched {
+            if let Ok(i) = sel.msgs.binary_search_by_key(&u, |m| m.uid) {
+                let m = &sel.msgs[i];
+                let mut l = format!("* {} FETCH (", i + 1);
+                let mut parts = vec![format!("FLAGS {}", flags_text(m.flags, &m.keywords, m.uid > sel.recent_above))];
+                if uid {
+                    parts.push(format!("UID {}", m.uid));
                 }
+                if sel.condstore {
+                    parts.push(format!("MODSEQ ({})", m.modseq));
+                }
+                l.push_str(&parts.join(" "));
+                l.push_str(")\r\n");
+                lines.push(l);
             }
         }
         // Our own change is not news to us.
@@ -604,8 +763,18 @@ impl Session {
         let store = self.ctx.store.clone();
         let partition = sel.partition.clone();
         let key2 = key.clone();
+        let seen: Option<std::collections::BTreeSet<u32>> = sel.seen.as_ref().map(|v| v.uids.clone());
         let res = tokio::task::spawn_blocking(move || -> Result<Vec<(usize, u32)>, crate::store::StoreError> {
-            let recs = store.records_for(&name, &uids)?;
+            let mut recs = store.records_for(&name, &uids)?;
+            if let Some(seen) = &seen {
+                for r in recs.iter_mut() {
+                    r.flags = if seen.contains(&r.uid) {
+                        r.flags | FLAG_SEEN
+                    } else {
+                        r.flags & !FLAG_SEEN
+                    };
+                }
+            }
             let max_uid = uids.last().copied().unwrap_or(0);
             let n = uids.len() as u32;
             let mut hits = Vec::new();

@@ -194,6 +194,10 @@ pub enum Kind {
     SetQuota(String, Vec<(String, i64)>),
     GetAcl(String),
     MyRights(String),
+    /// SETACL mailbox identifier rights (RFC 4314).
+    SetAcl(String, String, String),
+    DeleteAcl(String, String),
+    ListRights(String, String),
     Compress(String),
 }
 
@@ -853,6 +857,20 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
         "GETQUOTA" => {
             p.sp()?;
             Kind::GetQuota(p.astr()?)
+        }
+        "SETACL" | "DELETEACL" | "LISTRIGHTS" => {
+            p.sp()?;
+            let m = mailbox(p)?;
+            p.sp()?;
+            let id = p.astr()?;
+            match name {
+                "SETACL" => {
+                    p.sp()?;
+                    Kind::SetAcl(m, id, p.astr()?)
+                }
+                "DELETEACL" => Kind::DeleteAcl(m, id),
+                _ => Kind::ListRights(m, id),
+            }
         }
         "SETQUOTA" => {
             p.sp()?;
