@@ -396,3 +396,37 @@ print('ok')
     let repairs: Vec<&str> = text.lines().filter(|l| l.contains(": ") && !l.contains(": cleanup:")).collect();
     assert!(repairs.is_empty() && text.contains("user.yes1.FromU7\n"), "{text}");
 }
+
+/// imapd and lmtpd started at the same instant on a new configdirectory
+/// (as master does) both come up: creating the databases races, and
+/// SQLite does not wait for the lock that switching to WAL takes.
+#[test]
+fn daemons_started_together_on_a_new_store_both_serve() {
+    for round in 0..6 {
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("imapd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "configdirectory: {0}/conf\npartition-default: {0}/spool\nservername: b{round}\n",
+                d.path().display()
+            ),
+        )
+        .unwrap();
+        let (ip, lp) = (free_port(), free_port());
+        let spawn = |prog: &str, port: u16| {
+            let mut c = std::process::Command::new(bin(prog));
+            c.args(["-C", conf.to_str().unwrap(), "-L", &format!("127.0.0.1:{port}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            Proc::spawn(prog, &mut c)
+        };
+        let mut a = spawn("lmtpd", lp);
+        let mut b = spawn("imapd", ip);
+        wait_tcp(lp);
+        wait_tcp(ip);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(a.child.try_wait().unwrap().is_none(), "lmtpd died in round {round}");
+        assert!(b.child.try_wait().unwrap().is_none(), "imapd died in round {round}");
+    }
+}

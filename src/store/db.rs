@@ -90,11 +90,32 @@ fn open_db(path: &Path, schema: &str) -> Result<Connection> {
     }
     let c = Connection::open(path).map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
     c.busy_timeout(BUSY_TIMEOUT)?;
+    // Daemons started together (master starts imapd and lmtpd at once)
+    // race to create a new database: switching it to WAL takes an
+    // exclusive lock that SQLite does not wait for, so retry a while.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match init_db(&c, schema) {
+            Ok(()) => return Ok(c),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(StoreError::Db(format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+fn init_db(c: &Connection, schema: &str) -> rusqlite::Result<()> {
     // WAL: readers never block the writer; FULL: each commit is fsynced.
-    c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    }
     c.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
-    c.execute_batch(schema)?;
-    Ok(c)
+    c.execute_batch(schema)
 }
 
 impl Store {

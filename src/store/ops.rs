@@ -824,14 +824,22 @@ impl Store {
 
     /// Live records of some UIDs (sorted) with their cached items when
     /// `with_cache`: one range query, for FETCH.
-    pub fn fetch_rows(&self, name: &str, mbox_id: i64, uids: &[u32], with_cache: bool) -> Result<Vec<(Record, Option<Cached>)>> {
+    /// `cache` says which cached texts to read: bit 0 ENVELOPE, bit 1
+    /// BODYSTRUCTURE, bit 2 BODY (0 = none, no Cached at all).
+    pub fn fetch_rows(&self, name: &str, mbox_id: i64, uids: &[u32], cache: u8) -> Result<Vec<(Record, Option<Cached>)>> {
+        let with_cache = cache != 0;
         let oc = self.owner(name)?;
         let c = lock(&oc);
         let (lo, hi) = match (uids.first(), uids.last()) {
             (Some(a), Some(b)) => (*a.min(b), *a.max(b)),
             _ => return Ok(Vec::new()),
         };
-        let cols = if with_cache { ", envelope, bodystructure, body" } else { "" };
+        let cols = if with_cache {
+            let col = |bit: u8, name: &'static str| if cache & bit != 0 { name } else { "''" };
+            format!(", {}, {}, {}", col(1, "envelope"), col(2, "bodystructure"), col(4, "body"))
+        } else {
+            String::new()
+        };
         let mut st = c.prepare_cached(&format!(
             "SELECT {REC_COLS}{cols} FROM msg WHERE mailbox=?1 AND uid BETWEEN ?2 AND ?3 AND flags & ?4 = 0 ORDER BY uid"
         ))?;

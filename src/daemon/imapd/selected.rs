@@ -94,17 +94,33 @@ pub fn parse_flags(flags: &[String]) -> (u32, Vec<String>) {
 }
 
 fn flags_text(flags: u32, keywords: &str, recent: bool) -> String {
-    let mut v: Vec<&str> = Vec::new();
+    let mut out = Vec::with_capacity(32);
+    push_flags(&mut out, flags, keywords, recent);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `(\Recent \Seen kw …)` appended to `out`.
+fn push_flags(out: &mut Vec<u8>, flags: u32, keywords: &str, recent: bool) {
+    out.push(b'(');
+    let start = out.len();
+    let add = |out: &mut Vec<u8>, w: &str| {
+        if out.len() > start {
+            out.push(b' ');
+        }
+        out.extend_from_slice(w.as_bytes());
+    };
     if recent {
-        v.push("\\Recent");
+        add(out, "\\Recent");
     }
     for (n, b) in SYSTEM {
         if flags & b != 0 {
-            v.push(n);
+            add(out, n);
         }
     }
-    v.extend(keywords.split(' ').filter(|k| !k.is_empty()));
-    format!("({})", v.join(" "))
+    for k in keywords.split(' ').filter(|k| !k.is_empty()) {
+        add(out, k);
+    }
+    out.push(b')');
 }
 
 /// `* FLAGS` and `* OK [PERMANENTFLAGS]` for a keyword list; the
@@ -467,9 +483,15 @@ impl Session {
                     | FetchItem::BinarySize(_)
             )
         });
-        let needs_cache = items
+        let needs_cache: u8 = items
             .iter()
-            .any(|i| matches!(i, FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure));
+            .map(|i| match i {
+                FetchItem::Envelope => 1,
+                FetchItem::BodyStructure => 2,
+                FetchItem::Body => 4,
+                _ => 0,
+            })
+            .fold(0, |a, b| a | b);
         let needs_record = items.iter().any(|i| {
             matches!(
                 i,
@@ -532,7 +554,7 @@ impl Session {
             let uids: Vec<u32> = chunk.iter().filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid)).collect();
             let n = name.clone();
             let u2 = uids.clone();
-            let rows = if needs_record || needs_file || needs_cache {
+            let rows = if needs_record || needs_file || needs_cache != 0 {
                 match self.blocking(move |s| s.fetch_rows(&n, id, &u2, needs_cache)).await {
                     Ok(v) => v,
                     Err(t) => return self.tagged(tag, &t).await,
@@ -541,22 +563,24 @@ impl Session {
                 Vec::new()
             };
             let mut next_row = 0;
-            for (k, &i) in chunk.iter().enumerate() {
-                let Some(m) = self.sel.as_ref().map(|s| s.msgs[i].clone()) else {
-                    break;
+            for &i in chunk {
+                let line = {
+                    let Some(sel) = self.sel.as_ref() else {
+                        break;
+                    };
+                    let m = &sel.msgs[i];
+                    // Rows come in UID order, as the chunk does.
+                    while next_row < rows.len() && rows[next_row].0.uid < m.uid {
+                        next_row += 1;
+                    }
+                    let row = rows.get(next_row).filter(|r| r.0.uid == m.uid);
+                    let rec = row.map(|r| &r.0);
+                    let cache = row.and_then(|r| r.1.as_ref());
+                    let data = if needs_file { self.read_message(m, rec).await } else { None };
+                    let recent = m.uid > sel.recent_above;
+                    render_fetch(i + 1, m, rec, cache, data.as_deref(), &items, recent, sets_seen)
                 };
-                // Rows come in UID order, as the chunk does.
-                while next_row < rows.len() && rows[next_row].0.uid < m.uid {
-                    next_row += 1;
-                }
-                let row = rows.get(next_row).filter(|r| r.0.uid == m.uid);
-                let rec = row.map(|r| &r.0);
-                let cache = row.and_then(|r| r.1.as_ref());
-                let data = if needs_file { self.read_message(&m, rec).await } else { None };
-                let recent = self.sel.as_ref().is_some_and(|s| m.uid > s.recent_above);
-                let line = render_fetch(i + 1, &m, rec, cache, data.as_deref(), &items, recent, sets_seen);
                 self.out_bytes(&line).await?;
-                let _ = k;
             }
         }
         self.tagged(tag, "OK Completed (0.000 sec)").await
@@ -1198,7 +1222,9 @@ fn render_fetch(
     recent: bool,
     seen_changed: bool,
 ) -> Vec<u8> {
-    let mut out = format!("* {seq} FETCH (").into_bytes();
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(512);
+    let _ = write!(out, "* {seq} FETCH (");
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
         if !first {
@@ -1221,26 +1247,29 @@ fn render_fetch(
         });
     if has(&FetchItem::Flags) || implicit_flags {
         sep(&mut out);
-        out.extend_from_slice(format!("FLAGS {}", flags_text(m.flags, &m.keywords, recent)).as_bytes());
+        out.extend_from_slice(b"FLAGS ");
+        push_flags(&mut out, m.flags, &m.keywords, recent);
     }
     if has(&FetchItem::Uid) {
         sep(&mut out);
-        out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
+        let _ = write!(out, "UID {}", m.uid);
     }
     if has(&FetchItem::InternalDate) {
         if let Some(r) = rec {
             sep(&mut out);
-            out.extend_from_slice(format!("INTERNALDATE \"{}\"", imap_date(r.internaldate)).as_bytes());
+            out.extend_from_slice(b"INTERNALDATE \"");
+            push_imap_date(&mut out, r.internaldate);
+            out.push(b'"');
         }
     }
     if has(&FetchItem::ModSeq) {
         sep(&mut out);
-        out.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes());
+        let _ = write!(out, "MODSEQ ({})", m.modseq);
     }
     if has(&FetchItem::Rfc822Size) {
         if let Some(r) = rec {
             sep(&mut out);
-            out.extend_from_slice(format!("RFC822.SIZE {}", r.size).as_bytes());
+            let _ = write!(out, "RFC822.SIZE {}", r.size);
         }
     }
     let parsed = data.map(mime::parse);
@@ -1252,12 +1281,12 @@ fn render_fetch(
         if !has(&item) {
             continue;
         }
-        let text = match cache {
-            Some(c) if !c.envelope.is_empty() => render::unlatin1(match idx {
-                0 => &c.envelope,
-                1 => &c.bodystructure,
-                _ => &c.body,
-            }),
+        let text = match cache.map(|c| match idx {
+            0 => &c.envelope,
+            1 => &c.bodystructure,
+            _ => &c.body,
+        }) {
+            Some(t) if !t.is_empty() => render::unlatin1(t),
             _ => continue,
         };
         sep(&mut out);
@@ -1400,6 +1429,38 @@ fn emit_partial(out: &mut Vec<u8>, label: &str, bytes: Option<&[u8]>, partial: O
 
 /// INTERNALDATE as Cyrus writes it (server zone; ours is UTC):
 /// `28-Nov-2026 18:18:14 +0000`, day padded with a space.
+/// The INTERNALDATE text, day padded with a space, without allocating.
+fn push_imap_date(out: &mut Vec<u8>, t: i64) {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (y, mo, d, hh, mm, ss, _) = crate::util::codec::civil(t);
+    let two = |out: &mut Vec<u8>, v: u32, pad: u8| {
+        out.push(if v >= 10 { b'0' + (v / 10 % 10) as u8 } else { pad });
+        out.push(b'0' + (v % 10) as u8);
+    };
+    two(out, d as u32, b' ');
+    out.push(b'-');
+    out.extend_from_slice(MONTHS[(mo as usize).clamp(1, 12) - 1].as_bytes());
+    out.push(b'-');
+    use std::io::Write as _;
+    let _ = write!(out, "{y} ");
+    two(out, hh as u32, b'0');
+    out.push(b':');
+    two(out, mm as u32, b'0');
+    out.push(b':');
+    two(out, ss as u32, b'0');
+    out.extend_from_slice(b" +0000");
+}
+
+#[cfg(test)]
+#[test]
+fn push_imap_date_matches_imap_date() {
+    for t in [0i64, 1_795_889_894, 1_772_529_072, 951_782_400, 4_102_444_799] {
+        let mut v = Vec::new();
+        push_imap_date(&mut v, t);
+        assert_eq!(String::from_utf8(v).unwrap(), imap_date(t));
+    }
+}
+
 fn imap_date(t: i64) -> String {
     let s = crate::util::codec::imap_date(t, 0);
     match s.strip_prefix('0') {

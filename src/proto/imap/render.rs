@@ -225,8 +225,12 @@ pub fn latin1(b: &[u8]) -> String {
     b.iter().map(|&c| c as char).collect()
 }
 
-pub fn unlatin1(s: &str) -> Vec<u8> {
-    s.chars().map(|c| c as u32 as u8).collect()
+pub fn unlatin1(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    if s.is_ascii() {
+        // The common case: the bytes are the text.
+        return std::borrow::Cow::Borrowed(s.as_bytes());
+    }
+    std::borrow::Cow::Owned(s.chars().map(|c| c as u32 as u8).collect())
 }
 
 /// What a section path names (the parser's type).
