@@ -271,7 +271,14 @@ pub fn run_service<S: crate::server::Service>(
             return crate::util::exit::CONFIG;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Store calls run on the blocking pool; a bound keeps a burst of
+    // sessions (10,000 IDLEs woken at once) from starting hundreds of
+    // threads, each with its stack.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{prog}: {e}");
@@ -287,6 +294,8 @@ pub fn run_service<S: crate::server::Service>(
                 return crate::util::exit::TEMPFAIL;
             }
         };
+        // IDLE sessions learn of other processes' commits from one poller.
+        tokio::spawn(ctx.store.clone().poll_watched(std::time::Duration::from_secs(1)));
         let (sd, rx) = crate::server::Shutdown::new();
         tokio::spawn(async move {
             crate::server::signals(|| {}).await;

@@ -23,7 +23,10 @@ pub struct Store {
     pub(super) stage_seq: AtomicU64,
     /// Per owner database: a counter bumped after each committed change
     /// made in this process (IDLE wakes on it).
-    watchers: Mutex<HashMap<PathBuf, tokio::sync::watch::Sender<u64>>>,
+    /// Per owner database: the channel IDLE sessions wait on, and the
+    /// database's version when the poller (or the first watcher) last
+    /// looked.
+    watchers: Mutex<HashMap<PathBuf, (tokio::sync::watch::Sender<u64>, Option<(i128, u64)>)>>,
 }
 
 const LIST_SCHEMA: &str = "
@@ -173,17 +176,63 @@ impl Store {
     pub fn watch(&self, internal: &str) -> tokio::sync::watch::Receiver<u64> {
         let path = self.owner_db_path(internal);
         let mut w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
-        w.retain(|_, s| s.receiver_count() > 0);
-        w.entry(path).or_insert_with(|| tokio::sync::watch::channel(0).0).subscribe()
+        w.retain(|_, (s, _)| s.receiver_count() > 0);
+        // The baseline is taken now, before the caller compares its own
+        // view: a commit after that compare always differs from it.
+        let e = w
+            .entry(path)
+            .or_insert_with_key(|p| (tokio::sync::watch::channel(0).0, wal_version(p)));
+        e.0.subscribe()
+    }
+
+    /// Watches the databases that IDLE sessions wait on for commits by
+    /// other processes (lmtpd's deliveries show in the WAL's length and
+    /// mtime): one task per daemon checks them every `every`, instead of
+    /// each idle session waking up to look.
+    pub async fn poll_watched(self: std::sync::Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let watched: Vec<PathBuf> = {
+                let mut w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+                w.retain(|_, (s, _)| s.receiver_count() > 0);
+                w.keys().cloned().collect()
+            };
+            let now: Vec<(PathBuf, Option<(i128, u64)>)> = watched
+                .into_iter()
+                .map(|p| {
+                    let v = wal_version(&p);
+                    (p, v)
+                })
+                .collect();
+            let mut w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+            for (p, v) in now {
+                if let Some((s, seen)) = w.get_mut(&p) {
+                    if *seen != v {
+                        *seen = v;
+                        s.send_modify(|n| *n += 1);
+                    }
+                }
+            }
+        }
     }
 
     pub(super) fn notify(&self, internal: &str) {
         let path = self.owner_db_path(internal);
         let w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = w.get(&path) {
+        if let Some((s, _)) = w.get(&path) {
             s.send_modify(|v| *v += 1);
         }
     }
+}
+
+/// The version of an owner database as other processes see it: its WAL's
+/// mtime and length (or the file's, before any WAL).
+pub fn wal_version(path: &Path) -> Option<(i128, u64)> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let m = std::fs::metadata(&wal).or_else(|_| std::fs::metadata(path)).ok()?;
+    let t = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i128;
+    Some((t, m.len()))
 }
 
 /// Locks a connection mutex; a poisoned lock (a panic in another task)

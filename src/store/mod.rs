@@ -24,7 +24,7 @@ pub mod names;
 pub mod ops;
 pub mod reconstruct;
 
-pub use db::Store;
+pub use db::{wal_version, Store};
 pub use ops::*;
 
 use std::path::PathBuf;

@@ -6,8 +6,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bytes read per call while waiting for a command: small, because the
-/// buffer lives in every idle connection's task.
-const IDLE_READ: usize = 512;
+/// buffer lives in every idle connection's task (most command lines fit;
+/// longer ones take a few reads, literals use BULK_READ).
+const IDLE_READ: usize = 256;
 /// Bytes read per call while a literal is streaming in.
 const BULK_READ: usize = 65536;
 /// Output is written out when this much is pending.

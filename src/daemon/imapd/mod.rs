@@ -38,7 +38,9 @@ impl crate::server::Service for Imapd {
         let mut io = conn.into_io();
         if self.implicit_tls {
             let Some(acc) = self.ctx.tls.clone() else { return };
-            match tokio_rustls::TlsAcceptor::from(acc).accept(io).await {
+            // Boxed: the handshake's state (a whole TLS connection) is not
+            // part of every connection's task, plain ones included.
+            match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
                 Ok(t) => io = Box::new(t),
                 Err(e) => {
                     self.ctx.log.info(&format!("imaps TLS negotiation failed: {peer}: {e}"));
@@ -239,10 +241,13 @@ impl Session {
                 _ => DEFAULT_APPEND_MAX,
             };
             let idle = self.idle_timeout();
-            let frame = self
-                .input
-                .command(&mut self.w, max_append, (max_append as usize).saturating_mul(4), idle)
-                .await?;
+            // Boxed: the read's state (its small buffer, the timer) exists
+            // only while a command is awaited, not during IDLE or a command.
+            let frame = Box::pin(
+                self.input
+                    .command(&mut self.w, max_append, (max_append as usize).saturating_mul(4), idle),
+            )
+            .await?;
             let raw = match frame {
                 Frame::Command(c) => c,
                 Frame::LineTooLong => {
@@ -262,7 +267,11 @@ impl Session {
             // The command owns what it needs (an APPEND's literal too).
             drop(raw);
             match parsed {
-                Ok(cmd) => self.dispatch(cmd).await?,
+                // Boxed: a command's state exists only while it runs.
+                // IDLE goes straight to its own future: the connections
+                // that wait longest hold nothing of dispatch's state.
+                Ok(cmd) if matches!(cmd.kind, Kind::Idle) && self.user.is_some() => Box::pin(self.idle(&cmd.tag)).await?,
+                Ok(cmd) => Box::pin(self.dispatch(cmd)).await?,
                 Err(e) => match e.tag {
                     Some(t) => self.tagged(&t, &format!("BAD {}", e.text)).await?,
                     None => self.out("* BAD Invalid tag\r\n").await?,
@@ -286,7 +295,7 @@ impl Session {
             }
             Kind::Noop => {
                 if self.sel.is_some() {
-                    self.sync(true).await?;
+                    Box::pin(self.sync(true)).await?;
                 }
                 self.tagged(&tag, "OK Completed").await
             }
@@ -368,7 +377,7 @@ impl Session {
             Kind::Idle => Box::pin(self.idle(&tag)).await,
             _ if self.sel.is_none() => self.tagged(&tag, "BAD Please select a mailbox first").await,
             Kind::Check => {
-                self.sync(true).await?;
+                Box::pin(self.sync(true)).await?;
                 self.tagged(&tag, "OK Completed").await
             }
             Kind::Close => Box::pin(self.close(&tag, true)).await,
@@ -550,4 +559,52 @@ pub fn main(args: &[String]) -> i32 {
             Ok(Imapd { ctx, implicit_tls: a.tls })
         },
     )
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// What an idle connection costs is mostly its futures' sizes: print
+    /// them (`cargo test --lib future_sizes -- --nocapture`) and keep
+    /// them bounded.
+    #[tokio::test]
+    async fn future_sizes() {
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("imapd.conf");
+        std::fs::write(
+            &conf,
+            format!("configdirectory: {0}/c\npartition-default: {0}/s\n", d.path().display()),
+        )
+        .unwrap();
+        let ctx = Arc::new(Ctx::load(conf.to_str().unwrap(), "imap", "imap").unwrap());
+        let (a, _b) = tokio::io::duplex(64);
+        let io: Box<dyn Io> = Box::new(a);
+        let (r, w) = tokio::io::split(io);
+        let mut s = Session {
+            ctx: ctx.clone(),
+            input: Input::new(r),
+            w: Output::new(w),
+            tls: false,
+            peer: String::new(),
+            user: None,
+            ns: None,
+            sel: None,
+            sid: String::new(),
+            logout: false,
+        };
+        let session = std::mem::size_of::<Session>();
+        let selected = std::mem::size_of::<Selected>();
+        let run = std::mem::size_of_val(&s.run());
+        let idle = std::mem::size_of_val(&s.idle("a"));
+        let cmd = std::mem::size_of_val(&s.input.command(&mut s.w, 1, 1, Duration::from_secs(1)));
+        let svc = Arc::new(Imapd { ctx, implicit_tls: false });
+        let (c, _d) = tokio::net::UnixStream::pair().unwrap();
+        let serve = std::mem::size_of_val(&crate::server::Service::serve(svc, crate::server::Conn::Unix(c)));
+        let command = std::mem::size_of::<command::Command>();
+        let dispatch = std::mem::size_of_val(&s.dispatch(command::parse(b"a NOOP").unwrap()));
+        eprintln!("dispatch {dispatch}");
+        eprintln!("Session {session} Selected {selected} Command {command} run {run} idle {idle} command-read {cmd} serve {serve}");
+        assert!(serve < 4096 && idle < 4096);
+    }
 }

@@ -11,7 +11,6 @@ use crate::store::{FlagOp, Record, FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG
 use std::time::Duration;
 
 /// How often an IDLE session checks for changes made by other processes.
-const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Messages rendered per store round trip in FETCH.
 const FETCH_CHUNK: usize = 1024;
 
@@ -158,11 +157,7 @@ fn flags_lines(keywords: &[String], readonly: bool, rights: &str) -> Vec<String>
 /// The version of the owner database (its WAL's mtime and length):
 /// changes when any process commits.
 fn db_version(path: &std::path::Path) -> Option<(i128, u64)> {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let m = std::fs::metadata(&wal).or_else(|_| std::fs::metadata(path)).ok()?;
-    let t = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i128;
-    Some((t, m.len()))
+    crate::store::wal_version(path)
 }
 
 impl Session {
@@ -927,9 +922,19 @@ impl Session {
         self.out("+ idling\r\n").await?;
         self.w.flush().await?;
         self.input_mut().shrink();
+        // Woken by commits in this process and, through the store's
+        // poller, by other processes (lmtpd); the read's own timeout ends
+        // an idle that lasts too long.
         let mut watch = self.sel.as_ref().map(|s| self.ctx.store.watch(&s.name));
+        // What another process committed since this session last looked.
+        let v = self.sel.as_ref().map(|s| (self.ctx.store.owner_db_path(&s.name), s.version));
+        if let Some((p, old)) = v {
+            if db_version(&p) != old {
+                Box::pin(self.sync(true)).await?;
+                self.w.flush().await?;
+            }
+        }
         let idle = self.idle_timeout();
-        let deadline = tokio::time::Instant::now() + idle;
         loop {
             let changed = async {
                 match &mut watch {
@@ -948,21 +953,9 @@ impl Session {
                     };
                 }
                 _ = changed => {
-                    self.sync(true).await?;
+                    // Boxed: the waiting state stays small.
+                    Box::pin(self.sync(true)).await?;
                     self.w.flush().await?;
-                }
-                _ = tokio::time::sleep(IDLE_POLL) => {
-                    // Changes by other processes (lmtpd) show in the WAL.
-                    let v = self.sel.as_ref().map(|s| (self.ctx.store.owner_db_path(&s.name), s.version));
-                    if let Some((p, old)) = v {
-                        if db_version(&p) != old {
-                            self.sync(true).await?;
-                            self.w.flush().await?;
-                        }
-                    }
-                    if tokio::time::Instant::now() > deadline {
-                        return Err(super::io::ReadError::Timeout);
-                    }
                 }
             }
         }
