@@ -123,7 +123,13 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                         n if n > 0 => lines.push(format!("SIZE {n}")),
                         _ => lines.push("SIZE".into()),
                     }
-                    if !self.authed {
+                    // As Cyrus 3.6: connections on the UNIX socket are
+                    // already `postman` and are offered EXTERNAL; TCP ones
+                    // PLAIN and LOGIN.  (No DSN: Cyrus 3.6 does not
+                    // advertise it either; see the transcripts.)
+                    if self.authed {
+                        lines.push("AUTH EXTERNAL".into());
+                    } else {
                         lines.push("AUTH PLAIN LOGIN".into());
                     }
                     lines.push("IGNOREQUOTA".into());
