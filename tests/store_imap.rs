@@ -320,6 +320,64 @@ print('ok')
         &[&iport.to_string(), sock.to_str().unwrap()],
     );
     assert!(out.contains("ok"), "{out}");
+
+    // SIGHUP: cyrus.conf is read again (a new service appears), new
+    // connections go to new processes, and a session in IDLE on the old
+    // process carries on until it logs out; then the old process exits.
+    use std::io::{BufRead, BufReader, Write};
+    let mut old = std::net::TcpStream::connect(("127.0.0.1", iport)).unwrap();
+    old.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut rd = BufReader::new(old.try_clone().unwrap());
+    let mut line = String::new();
+    let mut expect = |rd: &mut BufReader<std::net::TcpStream>, prefix: &str| loop {
+        line.clear();
+        rd.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "connection closed waiting for {prefix}");
+        if line.starts_with(prefix) {
+            return line.clone();
+        }
+    };
+    expect(&mut rd, "* OK");
+    old.write_all(b"a LOGIN u7 testpw\r\nb SELECT INBOX\r\nc IDLE\r\n").unwrap();
+    expect(&mut rd, "+ idling");
+    let iport2 = free_port();
+    let conf = std::fs::read_to_string(d.path().join("cyrus.conf")).unwrap();
+    let conf = conf.replace(
+        "SERVICES {\n",
+        &format!("SERVICES {{\n  imap2 cmd=\"imapd\" listen=\"127.0.0.1:{iport2}\"\n"),
+    );
+    std::fs::write(d.path().join("cyrus.conf"), conf).unwrap();
+    let mpid = master.child.id() as i32;
+    let imapds = || -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|st| st.contains("(imapd)") && st.split(") ").nth(1).and_then(|r| r.split(' ').nth(1)) == Some(&mpid.to_string()))
+            .count()
+    };
+    assert_eq!(imapds(), 1);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mpid), nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_tcp(iport2);
+    let out = python(
+        r#"
+import imaplib, sys
+for p in sys.argv[1:]:
+    M = imaplib.IMAP4('127.0.0.1', int(p)); M.login('u7', 'testpw'); M.select('INBOX'); M.logout()
+print('ok')
+"#,
+        &[&iport.to_string(), &iport2.to_string()],
+    );
+    assert!(out.contains("ok"), "{out}");
+    assert_eq!(imapds(), 3, "imap, imap2 and the retiring old imap");
+    old.write_all(b"DONE\r\n").unwrap();
+    assert_eq!(expect(&mut rd, "c "), "c OK Completed\r\n");
+    old.write_all(b"d NOOP\r\ne LOGOUT\r\n").unwrap();
+    assert_eq!(expect(&mut rd, "d "), "d OK Completed\r\n");
+    wait_for("the retired imapd to exit", std::time::Duration::from_secs(10), || imapds() == 2);
+    let mlog = std::fs::read_to_string(d.path().join("master.log")).unwrap();
+    assert!(mlog.contains("reloading configuration"), "{mlog}");
+
     // SIGTERM stops master and its services.
     master.stop();
     assert!(

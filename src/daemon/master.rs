@@ -6,6 +6,11 @@
 //! connection of a service in one process, so `prefork` has nothing to do
 //! and `maxchild` becomes the service's connection limit.  EVENTS run by
 //! `period`/`at`; DAEMON entries run and are restarted.  SIGTERM stops all.
+//! SIGHUP re-reads cyrus.conf: every service gets a new process (on the
+//! same socket when its `listen` is unchanged) that reads imapd.conf
+//! afresh, and the old one is retired with SIGUSR2 (stop accepting, finish
+//! its sessions, exit), so no connection is cut — as Cyrus's children
+//! finish their sessions after a reload.
 
 use crate::config::cyrus::cyrus_conf::{Entry, Listen};
 use crate::config::cyrus::CyrusConf;
@@ -22,18 +27,123 @@ pub const LISTEN_FD: i32 = 4;
 const OURS: &[&str] = &["imapd", "lmtpd", "saslauthd"];
 
 static TERM: AtomicBool = AtomicBool::new(false);
+static HUP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_term(_: i32) {
     TERM.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_hup(_: i32) {
+    HUP.store(true, Ordering::SeqCst);
 }
 
 struct Running {
     name: String,
     argv: Vec<String>,
     env: Vec<(String, String)>,
+    /// The service's `listen` (None for DAEMON entries).
+    listen: Option<Listen>,
     fd: Option<OwnedFd>,
     child: Option<Child>,
     last_start: Instant,
+}
+
+/// An EVENTS entry: (entry, period, at hh:mm, next run).
+type Event = (Entry, Option<Duration>, Option<(u32, u32)>, Instant);
+
+/// Services, DAEMON entries and EVENTS of a cyrus.conf, ready to run;
+/// sockets of `reuse` whose service keeps its `listen` are handed over.
+fn plan(
+    cf: &CyrusConf,
+    mut services: Vec<crate::config::cyrus::cyrus_conf::ServiceEntry>,
+    imapd_conf: &str,
+    reuse: &mut [Running],
+    log: &crate::log::Logger,
+) -> (Vec<Running>, Vec<Event>) {
+    // Like Cyrus's master, children get master's -C unless their cmd has one.
+    let with_c = |argv: &mut Vec<String>| {
+        if !argv.iter().any(|a| a == "-C") && !argv.is_empty() {
+            argv.insert(1, imapd_conf.to_string());
+            argv.insert(1, "-C".into());
+        }
+    };
+    for s in &mut services {
+        with_c(&mut s.argv);
+    }
+    let mut running: Vec<Running> = Vec::new();
+    for s in &services {
+        if resolve(&s.argv[0]).is_none() {
+            log.warning(&format!("service {}: {} is not part of mumail; skipped", s.name, s.argv[0]));
+            continue;
+        }
+        let old = reuse
+            .iter_mut()
+            .find(|r| r.name == s.name && r.listen.as_ref() == Some(&s.listen))
+            .and_then(|r| r.fd.take());
+        let fd = match old {
+            Some(fd) => fd,
+            None => match bind(&s.listen) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    log.error(&format!("unable to create {} listener socket: {e}", s.name));
+                    continue;
+                }
+            },
+        };
+        let mut env = vec![
+            ("CYRUS_SERVICE".to_string(), s.name.clone()),
+            ("CYRUS_ID".to_string(), "0".to_string()),
+        ];
+        if s.maxchild > 0 {
+            env.push(("MUMAIL_MAXCHILD".into(), s.maxchild.to_string()));
+        }
+        running.push(Running {
+            name: s.name.clone(),
+            argv: s.argv.clone(),
+            env,
+            listen: Some(s.listen.clone()),
+            fd: Some(fd),
+            child: None,
+            last_start: Instant::now() - Duration::from_secs(60),
+        });
+    }
+    for e in &cf.daemon {
+        if let Some(cmd) = e.get("cmd") {
+            let mut argv: Vec<String> = cmd.split_whitespace().map(String::from).collect();
+            with_c(&mut argv);
+            if argv.first().and_then(|p| resolve(p)).is_some() {
+                running.push(Running {
+                    name: e.name.clone(),
+                    argv,
+                    env: vec![("CYRUS_SERVICE".into(), e.name.clone())],
+                    listen: None,
+                    fd: None,
+                    child: None,
+                    last_start: Instant::now() - Duration::from_secs(60),
+                });
+            } else {
+                log.warning(&format!("daemon {}: not part of mumail; skipped", e.name));
+            }
+        }
+    }
+    let events = cf
+        .events
+        .iter()
+        .map(|e| {
+            let period = e
+                .get("period")
+                .and_then(|p| p.parse::<u64>().ok())
+                .filter(|p| *p > 0)
+                .map(|m| Duration::from_secs(m * 60));
+            let at = e.get("at").and_then(|a| a.parse::<u32>().ok()).map(|a| (a / 100, a % 100));
+            (e.clone(), period, at, Instant::now())
+        })
+        .collect();
+    (running, events)
+}
+
+fn signal_child(c: &Child, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
 }
 
 /// The program for a cmd's first word: absolute paths as given; relative
@@ -188,17 +298,7 @@ pub fn main(args: &[String]) -> i32 {
             return crate::util::exit::CONFIG;
         }
     };
-    let (cf, mut services) = conf;
-    // Like Cyrus's master, children get master's -C unless their cmd has one.
-    let with_c = |argv: &mut Vec<String>| {
-        if !argv.iter().any(|a| a == "-C") && !argv.is_empty() {
-            argv.insert(1, imapd_conf.clone());
-            argv.insert(1, "-C".into());
-        }
-    };
-    for s in &mut services {
-        with_c(&mut s.argv);
-    }
+    let (cf, services) = conf;
     if daemonise {
         // SAFETY: single-threaded at this point.
         match unsafe { nix::unistd::fork() } {
@@ -224,73 +324,38 @@ pub fn main(args: &[String]) -> i32 {
     unsafe {
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
     }
     for e in &cf.start {
         run_to_completion(e, &log);
     }
-    let mut running: Vec<Running> = Vec::new();
-    for s in &services {
-        if resolve(&s.argv[0]).is_none() {
-            log.warning(&format!("service {}: {} is not part of mumail; skipped", s.name, s.argv[0]));
-            continue;
-        }
-        let fd = match bind(&s.listen) {
-            Ok(fd) => fd,
-            Err(e) => {
-                log.error(&format!("unable to create {} listener socket: {e}", s.name));
-                continue;
-            }
-        };
-        let mut env = vec![
-            ("CYRUS_SERVICE".to_string(), s.name.clone()),
-            ("CYRUS_ID".to_string(), "0".to_string()),
-        ];
-        if s.maxchild > 0 {
-            env.push(("MUMAIL_MAXCHILD".into(), s.maxchild.to_string()));
-        }
-        running.push(Running {
-            name: s.name.clone(),
-            argv: s.argv.clone(),
-            env,
-            fd: Some(fd),
-            child: None,
-            last_start: Instant::now() - Duration::from_secs(60),
-        });
-    }
-    for e in &cf.daemon {
-        if let Some(cmd) = e.get("cmd") {
-            let mut argv: Vec<String> = cmd.split_whitespace().map(String::from).collect();
-            with_c(&mut argv);
-            if argv.first().and_then(|p| resolve(p)).is_some() {
-                running.push(Running {
-                    name: e.name.clone(),
-                    argv,
-                    env: vec![("CYRUS_SERVICE".into(), e.name.clone())],
-                    fd: None,
-                    child: None,
-                    last_start: Instant::now() - Duration::from_secs(60),
-                });
-            } else {
-                log.warning(&format!("daemon {}: not part of mumail; skipped", e.name));
-            }
-        }
-    }
-    // EVENTS: (entry, period, at hhmm, next run).
-    let mut events: Vec<(&Entry, Option<Duration>, Option<(u32, u32)>, Instant)> = cf
-        .events
-        .iter()
-        .map(|e| {
-            let period = e
-                .get("period")
-                .and_then(|p| p.parse::<u64>().ok())
-                .filter(|p| *p > 0)
-                .map(|m| Duration::from_secs(m * 60));
-            let at = e.get("at").and_then(|a| a.parse::<u32>().ok()).map(|a| (a / 100, a % 100));
-            (e, period, at, Instant::now())
-        })
-        .collect();
+    let (mut running, mut events) = plan(&cf, services, &imapd_conf, &mut Vec::new(), &log);
+    // Old service processes finishing their sessions after a reload.
+    let mut retiring: Vec<Child> = Vec::new();
     let mut last_minute = u32::MAX;
     while !TERM.load(Ordering::SeqCst) {
+        if HUP.swap(false, Ordering::SeqCst) {
+            log.info("reloading configuration");
+            match CyrusConf::load(&cyrus_conf).and_then(|c| c.service_entries().map(|s| (c, s))) {
+                Err(e) => log.error(&format!("reload: {e}; keeping the running configuration")),
+                Ok((ncf, nservices)) => {
+                    let (nrunning, nevents) = plan(&ncf, nservices, &imapd_conf, &mut running, &log);
+                    for mut r in std::mem::replace(&mut running, nrunning) {
+                        if let Some(c) = r.child.take() {
+                            if r.listen.is_some() {
+                                // Services: retired, their sessions finish.
+                                signal_child(&c, nix::sys::signal::Signal::SIGUSR2);
+                            } else {
+                                signal_child(&c, nix::sys::signal::Signal::SIGTERM);
+                            }
+                            retiring.push(c);
+                        }
+                    }
+                    events = nevents;
+                }
+            }
+        }
+        retiring.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
         for r in &mut running {
             let dead = match &mut r.child {
                 None => true,
@@ -313,7 +378,7 @@ pub fn main(args: &[String]) -> i32 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let (_, _, _, hh, mm, _, _) = crate::util::codec::civil(t);
-        for (e, period, at, next) in &mut events {
+        for (e, period, at, next) in events.iter_mut() {
             let due = match (period, at) {
                 (Some(p), _) if now >= *next => {
                     *next = now + *p;
@@ -331,13 +396,19 @@ pub fn main(args: &[String]) -> i32 {
     }
     for r in &mut running {
         if let Some(c) = &mut r.child {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            signal_child(c, nix::sys::signal::Signal::SIGTERM);
         }
+    }
+    for c in &retiring {
+        signal_child(c, nix::sys::signal::Signal::SIGTERM);
     }
     for r in &mut running {
         if let Some(c) = &mut r.child {
             let _ = c.wait();
         }
+    }
+    for c in &mut retiring {
+        let _ = c.wait();
     }
     log.info("exiting on SIGTERM/SIGINT");
     0

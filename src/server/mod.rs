@@ -83,12 +83,19 @@ impl Shutdown {
 }
 
 /// Waits for SIGTERM or SIGINT; calls `on_hup` for each SIGHUP meanwhile.
+/// Set by SIGUSR2 (master's reload): stop accepting and let every session
+/// finish, however long it takes, instead of draining with a deadline.
+pub static RETIRING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Waits for SIGTERM/SIGINT (returns), SIGUSR2 (sets `RETIRING`, returns)
+/// and calls `on_hup` for each SIGHUP.
 pub async fn signals(mut on_hup: impl FnMut()) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
     ) else {
         return std::future::pending().await;
     };
@@ -96,6 +103,10 @@ pub async fn signals(mut on_hup: impl FnMut()) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
+            _ = usr2.recv() => {
+                RETIRING.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
             _ = hup.recv() => on_hup(),
         }
     }
@@ -155,6 +166,11 @@ pub async fn run<S: Service>(listeners: Vec<Listener>, service: Arc<S>, limits: 
         }
     }
     acceptors.abort_all();
+    if RETIRING.load(std::sync::atomic::Ordering::SeqCst) {
+        // Retired by master's reload: the sessions end by themselves.
+        while tasks.join_next().await.is_some() {}
+        return 0;
+    }
     let drained = tokio::time::timeout(limits.drain_timeout, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         let left = tasks.len();
