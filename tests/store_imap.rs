@@ -544,3 +544,114 @@ print('ok')
     eprintln!("{out}");
     assert!(out.contains("ok"), "{out}");
 }
+
+/// lmtpd's quota as Cyrus's: by default a message may take a user over
+/// their quota once (refused only when already over, 452 at RCPT); with
+/// `lmtp_strict_quota` a message that does not fit is refused.
+#[test]
+fn lmtp_quota_lenient_by_default_strict_on_request() {
+    if !can_run("lmtp quota", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let script = r#"
+import imaplib, smtplib, sys
+port, sock, strict = int(sys.argv[1]), sys.argv[2], sys.argv[3] == 'yes'
+M = imaplib.IMAP4('127.0.0.1', port); M.login('u7', 'testpw'); M.logout()
+A = imaplib.IMAP4('127.0.0.1', port); A.login('md5u', 'testpw')
+typ, r = A.setquota('user/u7', '(STORAGE 1)'); assert typ == 'OK', r
+big = b'Subject: big\r\n\r\n' + b'x' * 3000 + b'\r\n'
+def send():
+    l = smtplib.LMTP(sock)
+    try:
+        l.sendmail('a@b', ['u7'], big); return 'ok'
+    except smtplib.SMTPRecipientsRefused as e:
+        return 'rcpt %d' % e.recipients['u7'][0]
+    except smtplib.SMTPDataError as e:
+        return 'data %d' % e.smtp_code
+    finally:
+        l.close()
+first, second = send(), send()
+print(first, '/', second)
+if strict:
+    assert first == 'data 452' and second == 'data 452', (first, second)
+else:
+    assert first == 'ok' and second == 'rcpt 452', (first, second)
+typ, r = A.getquotaroot('user/u7'); print(r)
+print('done')
+"#;
+    for strict in ["no", "yes"] {
+        let d = tempfile::tempdir().unwrap();
+        let b = Backend::start(d.path(), &format!("lmtp_strict_quota: {strict}\n"));
+        let out = python(script, &[&b.imap_port.to_string(), b.lmtp_sock.to_str().unwrap(), strict]);
+        assert!(out.contains("done"), "{out}");
+    }
+}
+
+/// INTERNALDATE is printed in the server's time zone, as Cyrus does.
+#[test]
+fn internaldate_in_the_server_time_zone() {
+    if !can_run("time zone", &["/usr/bin/unshare", "/usr/share/zoneinfo/Europe/Berlin"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "");
+    let port = free_port();
+    let mut cmd = std::process::Command::new(bin("imapd"));
+    cmd.args(["-C", b.conf.to_str().unwrap(), "-L", &format!("127.0.0.1:{port}")])
+        .env("TZ", "Europe/Berlin")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _berlin = Proc::spawn("imapd TZ=Europe/Berlin", &mut cmd);
+    wait_tcp(port);
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')
+M.append('INBOX', None, '"02-Mar-2026 10:00:00 +0000"', b'Subject: w\r\n\r\nwinter\r\n')
+M.append('INBOX', None, '"02-Jul-2026 10:00:00 -0300"', b'Subject: s\r\n\r\nsummer\r\n')
+M.select('INBOX')
+typ, r = M.fetch('1:2', 'INTERNALDATE'); print(r)
+assert b'" 2-Mar-2026 11:00:00 +0100"' in r[0], r
+assert b'" 2-Jul-2026 15:00:00 +0200"' in r[1], r
+print('ok')
+"#,
+        &[&port.to_string()],
+    );
+    assert!(out.contains("ok"), "{out}");
+}
+
+/// `user+folder` goes to the folder only when its ACL lets `anyone` (or
+/// the LMTP client, `postman` on the socket) post; else to INBOX.
+#[test]
+fn plus_detail_needs_the_post_right() {
+    if !can_run("plus detail", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "");
+    let out = python(
+        r#"
+import imaplib, smtplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')
+for f in ('Lists', 'Private'):
+    assert M.create(f)[0] == 'OK'
+typ, r = M.setacl('Lists', 'anyone', 'p'); assert typ == 'OK', r
+l = smtplib.LMTP(sys.argv[2])
+l.sendmail('a@b', ['u7+Lists'], b'Subject: to lists\r\n\r\nx\r\n')
+l.sendmail('a@b', ['u7+Private'], b'Subject: to private\r\n\r\nx\r\n')
+l.sendmail('a@b', ['u7+Missing'], b'Subject: to missing\r\n\r\nx\r\n')
+l.quit()
+def subjects(f):
+    M.select(f)
+    typ, r = M.fetch('1:*', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+    return b' '.join(x[1] for x in r if isinstance(x, tuple))
+assert b'to lists' in subjects('Lists')
+inbox = subjects('INBOX')
+assert b'to private' in inbox and b'to missing' in inbox and b'to lists' not in inbox, inbox
+typ, r = M.select('Private'); assert r == [b'0'], r
+print('ok')
+"#,
+        &[&b.imap_port.to_string(), b.lmtp_sock.to_str().unwrap()],
+    );
+    assert!(out.contains("ok"), "{out}");
+}

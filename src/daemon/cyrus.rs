@@ -240,6 +240,30 @@ pub fn tls_config(conf: &ImapdConf) -> Result<Option<Arc<rustls::ServerConfig>>,
 /// A store daemon's `main`: parse the common flags, load imapd.conf as
 /// service `ident`, bind the listeners (`default` without -L/systemd/
 /// master), serve with `make` until SIGTERM.  Exit codes as sysexits.
+/// Cyrus's autocreate at login (imapd, pop3d): with `autocreate_quota`
+/// >= 0 a missing INBOX is created, subscribed, given the quota and the
+/// `autocreate_inbox_folders`.  Blocking (store calls).
+pub fn autocreate_inbox(ctx: &Ctx, inbox: &str) -> Result<(), crate::store::StoreError> {
+    let store = &ctx.store;
+    let cfg = &store.cfg;
+    if cfg.autocreate_quota < 0 || store.lookup(inbox)?.is_some() {
+        return Ok(());
+    }
+    let (kb, msgs) = (cfg.autocreate_quota, cfg.autocreate_quota_messages);
+    store.create(inbox, None, None)?;
+    store.subscribe(inbox, inbox, true)?;
+    if kb > 0 || msgs > 0 {
+        store.quota_set(inbox, (kb > 0).then_some(kb), (msgs > 0).then_some(msgs))?;
+    }
+    let folders = ctx.conf.get("autocreate_inbox_folders").unwrap_or("");
+    for f in folders.split('|').map(str::trim).filter(|f| !f.is_empty() && *f != "(null)") {
+        let n = format!("{inbox}.{f}");
+        let _ = store.create(&n, None, None);
+        let _ = store.subscribe(inbox, &n, true);
+    }
+    Ok(())
+}
+
 pub fn run_service<S: crate::server::Service>(
     prog: &str,
     args: &[String],

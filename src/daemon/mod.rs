@@ -6,5 +6,6 @@ pub mod cyrus;
 pub mod imapd;
 pub mod lmtpd;
 pub mod master;
+pub mod pop3d;
 pub mod saslauthd;
 pub mod saslauthd_client;

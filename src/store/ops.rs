@@ -278,7 +278,24 @@ fn define_keywords<'a>(c: &Connection, s: &MailboxState, kws: impl Iterator<Item
 
 /// Adds `bytes`/`count` to every quota root covering `name`; refuses when
 /// a limit would be passed (unless `ignore`).
+/// How a delivery is held against quota roots (Cyrus's quota_check with
+/// the message's size, with 0, or not at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaCheck {
+    /// The new usage must fit (IMAP APPEND/COPY, `lmtp_strict_quota`).
+    Strict,
+    /// Refused only when the root is already over its limit (lmtpd's
+    /// default: a message may take a user over quota once).
+    NotAlreadyOver,
+    /// Not checked (IGNOREQUOTA, moves).
+    Ignore,
+}
+
 fn charge_quota(c: &Connection, name: &str, bytes: i64, count: i64, ignore: bool) -> Result<()> {
+    charge_quota_as(c, name, bytes, count, if ignore { QuotaCheck::Ignore } else { QuotaCheck::Strict })
+}
+
+fn charge_quota_as(c: &Connection, name: &str, bytes: i64, count: i64, mode: QuotaCheck) -> Result<()> {
     let mut st = c.prepare_cached("SELECT root, storage_limit, message_limit, storage_used, message_used FROM quota")?;
     let roots: Vec<(String, i64, i64, i64, i64)> = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
@@ -287,11 +304,16 @@ fn charge_quota(c: &Connection, name: &str, bytes: i64, count: i64, ignore: bool
         if !covers(&root, name) {
             continue;
         }
-        if !ignore && (bytes > 0 || count > 0) {
-            if sl >= 0 && su + bytes > sl * 1024 {
+        if bytes > 0 || count > 0 {
+            let (db, dc) = match mode {
+                QuotaCheck::Strict => (bytes, count),
+                QuotaCheck::NotAlreadyOver => (0, 0),
+                QuotaCheck::Ignore => (i64::MIN, i64::MIN),
+            };
+            if mode != QuotaCheck::Ignore && sl >= 0 && su + db > sl * 1024 {
                 return Err(StoreError::OverQuota);
             }
-            if ml >= 0 && mu + count > ml {
+            if mode != QuotaCheck::Ignore && ml >= 0 && mu + dc > ml {
                 return Err(StoreError::OverQuota);
             }
         }
@@ -699,13 +721,14 @@ impl Store {
     /// Appends messages atomically (MULTIAPPEND: all or none).  Returns
     /// (uidvalidity, uids).
     pub fn append(&self, name: &str, msgs: &[NewMessage<'_>], ignore_quota: bool) -> Result<(u32, Vec<u32>)> {
-        self.append_inner(name, msgs, ignore_quota, None).map(|(v, u, _)| (v, u))
+        let mode = if ignore_quota { QuotaCheck::Ignore } else { QuotaCheck::Strict };
+        self.append_inner(name, msgs, mode, None).map(|(v, u, _)| (v, u))
     }
 
     /// Delivers one message (LMTP), suppressing a duplicate of
     /// (Message-ID, recipient) when `dup` is given.
-    pub fn deliver(&self, name: &str, msg: &NewMessage<'_>, ignore_quota: bool, dup: Option<(&str, &str)>) -> Result<Delivery> {
-        let (_, uids, dupe) = self.append_inner(name, std::slice::from_ref(msg), ignore_quota, dup)?;
+    pub fn deliver(&self, name: &str, msg: &NewMessage<'_>, quota: QuotaCheck, dup: Option<(&str, &str)>) -> Result<Delivery> {
+        let (_, uids, dupe) = self.append_inner(name, std::slice::from_ref(msg), quota, dup)?;
         if dupe {
             return Ok(Delivery::Duplicate);
         }
@@ -716,7 +739,7 @@ impl Store {
         &self,
         name: &str,
         msgs: &[NewMessage<'_>],
-        ignore_quota: bool,
+        quota: QuotaCheck,
         dup: Option<(&str, &str)>,
     ) -> Result<(u32, Vec<u32>, bool)> {
         let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
@@ -737,7 +760,7 @@ impl Store {
             tx.execute("INSERT INTO dup(msgid, rcpt, t) VALUES(?1, ?2, ?3)", params![msgid, rcpt, now()])?;
         }
         let bytes: i64 = msgs.iter().map(|m| m.staged.size as i64).sum();
-        charge_quota(&tx, name, bytes, msgs.len() as i64, ignore_quota)?;
+        charge_quota_as(&tx, name, bytes, msgs.len() as i64, quota)?;
         std::fs::create_dir_all(&dir)?;
         let mut uids = Vec::with_capacity(msgs.len());
         let mut uid = s.uidnext;
@@ -1292,6 +1315,26 @@ impl Store {
         Ok(rows.iter().filter(|r| seen.binary_search(&r.0).is_err()).count() as u32)
     }
 
+    // ---- POP3 ----
+
+    /// Records a POP3 login on `inbox`; false (and nothing recorded) when
+    /// the previous one was less than `minpoll` seconds ago (`popminpoll`).
+    pub fn pop_login(&self, inbox: &str, minpoll: i64) -> Result<bool> {
+        let oc = self.owner(inbox)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: Option<i64> = tx
+            .query_row("SELECT last_login FROM pop WHERE mailbox=?1", [inbox], |r| r.get(0))
+            .optional()?;
+        let t = now();
+        if minpoll > 0 && last.is_some_and(|l| t - l < minpoll) {
+            return Ok(false);
+        }
+        tx.execute("INSERT OR REPLACE INTO pop(mailbox, last_login) VALUES(?1, ?2)", params![inbox, t])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     // ---- subscriptions (kept in the subscriber's database) ----
 
     pub fn subscribe(&self, user_inbox: &str, name: &str, on: bool) -> Result<()> {
@@ -1428,7 +1471,7 @@ mod tests {
     fn put(s: &Store, name: &str, body: &[u8]) -> Result<Delivery> {
         let st = s.stage("default", body)?;
         let c = Cached::default();
-        s.deliver(name, &plain(&st, &c), false, None)
+        s.deliver(name, &plain(&st, &c), QuotaCheck::Strict, None)
     }
 
     #[test]
@@ -1492,11 +1535,11 @@ mod tests {
         let c = Cached::default();
         let m = plain(&st, &c);
         assert_eq!(
-            s.deliver("user.bob", &m, false, Some(("<a@b>", "bob"))).unwrap(),
+            s.deliver("user.bob", &m, QuotaCheck::Strict, Some(("<a@b>", "bob"))).unwrap(),
             Delivery::Delivered(1)
         );
         assert_eq!(
-            s.deliver("user.bob", &m, false, Some(("<a@b>", "bob"))).unwrap(),
+            s.deliver("user.bob", &m, QuotaCheck::Strict, Some(("<a@b>", "bob"))).unwrap(),
             Delivery::Duplicate
         );
         assert_eq!(std::fs::read(dir.join("1.")).unwrap(), b"Message-ID: <a@b>\r\n\r\nhi\r\n");

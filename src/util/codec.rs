@@ -78,6 +78,18 @@ pub fn from_civil(y: i64, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> i64 {
 pub const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
+/// The server's UTC offset at `t`, in minutes (localtime_r's tm_gmtoff).
+pub fn local_offset_min(t: i64) -> i32 {
+    let tt = t as libc::time_t;
+    // SAFETY: a zeroed tm is a valid out-parameter; localtime_r is
+    // thread-safe and writes only into it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&tt, &mut tm) }.is_null() {
+        return 0;
+    }
+    (tm.tm_gmtoff / 60) as i32
+}
+
 fn zone(tz_min: i32) -> String {
     let sign = if tz_min < 0 { '-' } else { '+' };
     let a = tz_min.abs();

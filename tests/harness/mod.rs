@@ -370,6 +370,8 @@ pub struct Backend {
     pub sasl: Option<Proc>,
     pub lmtpd: Option<Proc>,
     pub imapd: Option<Proc>,
+    /// Other daemons started for a test (pop3d).
+    pub extra: Vec<Proc>,
 }
 
 impl Backend {
@@ -404,6 +406,7 @@ impl Backend {
             sasl: Some(sasl),
             lmtpd: None,
             imapd: None,
+            extra: Vec::new(),
         };
         b.start_lmtpd();
         b.start_imapd();
@@ -433,6 +436,23 @@ impl Backend {
 
     pub fn start_imapd(&mut self) {
         self.imapd = Some(self.spawn_imapd(self.imap_port, &[]));
+    }
+
+    /// pop3d on a new port (kept until the backend is dropped); the port.
+    pub fn start_pop3d(&mut self) -> u16 {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("pop3d.log"))
+            .unwrap();
+        let mut cmd = Command::new(bin("pop3d"));
+        cmd.args(["-C", self.conf.to_str().unwrap(), "-L", &format!("127.0.0.1:{port}")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.extra.push(Proc::spawn("pop3d", &mut cmd));
+        wait_tcp(port);
+        port
     }
 
     /// Another imapd on `port` with extra flags (`-s` for imaps).
@@ -522,6 +542,7 @@ pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 pub struct CyrusServer {
     pub master: Proc,
     pub imap_port: u16,
+    pub pop3_port: u16,
     pub lmtp_sock: PathBuf,
 }
 
@@ -536,6 +557,7 @@ impl CyrusServer {
             std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let iport = free_port();
+        let pport = free_port();
         let c = dir.display();
         std::fs::write(
             dir.join("imapd.conf"),
@@ -551,7 +573,8 @@ impl CyrusServer {
             dir.join("cyrus.conf"),
             format!(
                 "START {{\n  recover cmd=\"ctl_cyrusdb -C {c}/imapd.conf -r\"\n}}\nSERVICES {{\n  imap cmd=\"imapd -C {c}/imapd.conf\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=20000\n  \
-                 lmtpunix cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"{c}/run/lmtp.sock\" prefork=0 maxchild=100\n}}\n"
+                 lmtpunix cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"{c}/run/lmtp.sock\" prefork=0 maxchild=100\n  \
+                 pop3 cmd=\"pop3d -C {c}/imapd.conf\" listen=\"127.0.0.1:{pport}\" prefork=0 maxchild=100\n}}\n"
             ),
         )
         .unwrap();
@@ -567,11 +590,13 @@ impl CyrusServer {
         ]);
         let master = Proc::spawn("cyrus master", &mut cmd);
         wait_tcp(iport);
+        wait_tcp(pport);
         let lmtp_sock = dir.join("run/lmtp.sock");
         wait_for("cyrus lmtp socket", Duration::from_secs(20), || lmtp_sock.exists());
         CyrusServer {
             master,
             imap_port: iport,
+            pop3_port: pport,
             lmtp_sock,
         }
     }

@@ -3,7 +3,7 @@
 //! Murder front ends that parse them see no difference.
 
 mod io;
-mod mailboxes;
+pub mod mailboxes;
 mod selected;
 
 use super::cyrus::Ctx;
@@ -442,28 +442,8 @@ impl Session {
             self.peer, self.sid
         ));
         // autocreate_quota >= 0: the INBOX is created at first login.
-        if cfg.autocreate_quota >= 0 {
-            let store = self.ctx.store.clone();
-            let inbox = ns.inbox();
-            let (kb, msgs) = (cfg.autocreate_quota, cfg.autocreate_quota_messages);
-            let folders = self.ctx.conf.get("autocreate_inbox_folders").unwrap_or("").to_string();
-            let _ = tokio::task::spawn_blocking(move || {
-                if store.lookup(&inbox)?.is_none() {
-                    store.create(&inbox, None, None)?;
-                    store.subscribe(&inbox, &inbox, true)?;
-                    if kb > 0 || msgs > 0 {
-                        store.quota_set(&inbox, (kb > 0).then_some(kb), (msgs > 0).then_some(msgs))?;
-                    }
-                    for f in folders.split('|').map(str::trim).filter(|f| !f.is_empty() && *f != "(null)") {
-                        let n = format!("{inbox}.{f}");
-                        let _ = store.create(&n, None, None);
-                        let _ = store.subscribe(&inbox, &n, true);
-                    }
-                }
-                Ok::<(), crate::store::StoreError>(())
-            })
-            .await;
-        }
+        let (ctx, inbox) = (self.ctx.clone(), ns.inbox());
+        let _ = tokio::task::spawn_blocking(move || super::cyrus::autocreate_inbox(&ctx, &inbox)).await;
         let caps = self.capabilities();
         let sid = self.sid.clone();
         self.tagged(tag, &format!("OK [CAPABILITY {caps}] User logged in SESSIONID=<{sid}>"))

@@ -1425,7 +1425,9 @@ fn emit_partial(out: &mut Vec<u8>, label: &str, bytes: Option<&[u8]>, partial: O
 /// The INTERNALDATE text, day padded with a space, without allocating.
 fn push_imap_date(out: &mut Vec<u8>, t: i64) {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let (y, mo, d, hh, mm, ss, _) = crate::util::codec::civil(t);
+    // Cyrus prints dates in the server's time zone.
+    let off = crate::util::codec::local_offset_min(t);
+    let (y, mo, d, hh, mm, ss, _) = crate::util::codec::civil(t + off as i64 * 60);
     let two = |out: &mut Vec<u8>, v: u32, pad: u8| {
         out.push(if v >= 10 { b'0' + (v / 10 % 10) as u8 } else { pad });
         out.push(b'0' + (v % 10) as u8);
@@ -1441,7 +1443,8 @@ fn push_imap_date(out: &mut Vec<u8>, t: i64) {
     two(out, mm as u32, b'0');
     out.push(b':');
     two(out, ss as u32, b'0');
-    out.extend_from_slice(b" +0000");
+    let a = off.unsigned_abs();
+    let _ = write!(out, " {}{:02}{:02}", if off < 0 { '-' } else { '+' }, a / 60, a % 60);
 }
 
 #[cfg(test)]
@@ -1455,7 +1458,7 @@ fn push_imap_date_matches_imap_date() {
 }
 
 fn imap_date(t: i64) -> String {
-    let s = crate::util::codec::imap_date(t, 0);
+    let s = crate::util::codec::imap_date(t, crate::util::codec::local_offset_min(t));
     match s.strip_prefix('0') {
         Some(r) => format!(" {r}"),
         None => s,

@@ -51,6 +51,7 @@ impl crate::server::Service for Lmtpd {
             buf: LineBuffer::new(MAX_DATA_LINE),
             queue: VecDeque::new(),
             authed: unix || self.preauth,
+            ident: "postman".to_string(),
             lhlo: String::new(),
             peer,
             sid: self.ctx.session_id(),
@@ -68,6 +69,9 @@ struct Session<R, W> {
     buf: LineBuffer,
     queue: VecDeque<Line>,
     authed: bool,
+    /// Who the LMTP client is for ACLs: `postman` on the socket, else the
+    /// authenticated user.
+    ident: String,
     lhlo: String,
     peer: String,
     sid: String,
@@ -253,6 +257,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         match self.d.ctx.check_password(&user, &Secret::new(pass)).await {
             Ok(true) => {
                 self.authed = true;
+                self.ident = user.clone();
                 self.d.ctx.log.info(&format!("login: {} {user} {mech} User logged in", self.peer));
                 self.reply("235 Authenticated!").await
             }
@@ -276,7 +281,20 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         let cfg = &ctx.store.cfg;
         let mut addr = to.to_string();
         if ctx.conf.get_switch("lmtp_downcase_rcpt") {
-            addr = addr.to_lowercase();
+            // As Cyrus: the user part up to '+' (and the domain); the
+            // +detail keeps its case, it names a folder.
+            let (local, domain) = addr.rsplit_once('@').map_or((addr.as_str(), None), |(l, d)| (l, Some(d)));
+            let (user, detail) = local.split_once('+').map_or((local, None), |(u, d)| (u, Some(d)));
+            let mut a = user.to_lowercase();
+            if let Some(d) = detail {
+                a.push('+');
+                a.push_str(d);
+            }
+            if let Some(d) = domain {
+                a.push('@');
+                a.push_str(&d.to_lowercase());
+            }
+            addr = a;
         }
         let (local, domain) = match addr.rsplit_once('@') {
             Some((l, d)) => (l.to_string(), d.to_string()),
@@ -298,6 +316,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         };
         let store = ctx.store.clone();
         let ib = inbox.clone();
+        let strict = ctx.conf.get_switch("lmtp_strict_quota");
         let autocreate = ctx.conf.get_switch("autocreate_post") && cfg.autocreate_quota >= 0;
         let quota_kb = cfg.autocreate_quota;
         let quota_msgs = cfg.autocreate_quota_messages;
@@ -309,7 +328,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 .collect();
             format!("{inbox}.{}", parts.join("."))
         });
-        let who = userid.clone();
+        let who = self.ident.clone();
         let res = tokio::task::spawn_blocking(move || -> Result<(String, bool), StoreError> {
             if store.lookup(&ib)?.is_none() {
                 if !autocreate {
@@ -321,7 +340,8 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 }
             }
             // +detail delivers into the folder when it exists and its ACL
-            // lets anyone, or the owner, post ('p'); else into INBOX.
+            // lets anyone, or the LMTP client's identity, post ('p'), as
+            // Cyrus; else into INBOX.
             let mut target = ib.clone();
             if let Some(db) = detail_box {
                 if let Some(e) = store.lookup(&db)? {
@@ -330,9 +350,12 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     }
                 }
             }
+            // Cyrus refuses at RCPT a root that is already over its limit
+            // (with lmtp_strict_quota: one that a message cannot enter).
+            let full = |used: i64, limit: i64| if strict { used >= limit } else { used > limit };
             let over = store.quota_roots(&target)?.iter().any(|q| {
-                (q.storage_limit >= 0 && q.storage_used >= q.storage_limit * 1024)
-                    || (q.message_limit >= 0 && q.message_used >= q.message_limit)
+                (q.storage_limit >= 0 && full(q.storage_used, q.storage_limit * 1024))
+                    || (q.message_limit >= 0 && full(q.message_used, q.message_limit))
             });
             Ok((target, over))
         })
@@ -412,17 +435,38 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         let from = self.from.take().unwrap_or_default();
         let mut msg = Vec::with_capacity(rx.data.len() + 256);
         msg.extend_from_slice(format!("Return-Path: <{from}>\r\n").as_bytes());
+        // Cyrus's trace lines: Received (continuations "\t "), then the
+        // session id; a Date is added at the end of a header without one.
+        let client = if self.peer == "unix" {
+            "[unix socket]".to_string()
+        } else {
+            format!("[{}]", self.peer)
+        };
+        let date = rfc822_date();
         msg.extend_from_slice(
             format!(
-                "Received: from {} ([{}])\r\n\tby {} (Cyrus {CYRUS_VERSION}) with LMTPA;\r\n\t{}\r\n",
-                self.lhlo,
-                self.peer,
-                ctx.servername,
-                rfc822_date()
+                "Received: from {} ({client})\r\n\t by {} (Cyrus {CYRUS_VERSION}) with LMTPA;\r\n\t {date}\r\nX-Cyrus-Session-Id: {}\r\n",
+                self.lhlo, ctx.servername, self.sid
             )
             .as_bytes(),
         );
-        msg.extend_from_slice(&rx.data);
+        let (hend, _) = crate::mail::mime::header_end(&rx.data);
+        let has_date = crate::mail::mime::field(&crate::mail::mime::fields(&rx.data[..hend]), "date").is_some();
+        if has_date {
+            msg.extend_from_slice(&rx.data);
+        } else {
+            // Before the empty line that ends the header (or at the end).
+            let blank = if rx.data[..hend].ends_with(b"\r\n\r\n") || hend == 2 && rx.data.starts_with(b"\r\n") {
+                hend - 2
+            } else if rx.data[..hend].ends_with(b"\n\n") || hend == 1 && rx.data.starts_with(b"\n") {
+                hend - 1
+            } else {
+                hend
+            };
+            msg.extend_from_slice(&rx.data[..blank]);
+            msg.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+            msg.extend_from_slice(&rx.data[blank..]);
+        }
         drop(rx);
         let rcpts = std::mem::take(&mut self.rcpts);
         let store = ctx.store.clone();
@@ -430,6 +474,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         let log = ctx.log.clone();
         let sid = self.sid.clone();
         let over_perm = ctx.conf.get_switch("lmtp_over_quota_perm_failure");
+        let strict = ctx.conf.get_switch("lmtp_strict_quota");
         let replies = tokio::task::spawn_blocking(move || {
             let (env, bs, body) = crate::proto::imap::render::cache_items(&msg);
             let cached = Cached {
@@ -464,7 +509,14 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                         (Some(id), true) if !id.is_empty() => Some((id.as_str(), r.mailbox.as_str())),
                         _ => None,
                     };
-                    store.deliver(&r.mailbox, &nm, r.ignore_quota, dup)
+                    let quota = if r.ignore_quota {
+                        crate::store::QuotaCheck::Ignore
+                    } else if strict {
+                        crate::store::QuotaCheck::Strict
+                    } else {
+                        crate::store::QuotaCheck::NotAlreadyOver
+                    };
+                    store.deliver(&r.mailbox, &nm, quota, dup)
                 })();
                 let reply = match res {
                     Ok(Delivery::Delivered(uid)) => {
@@ -532,11 +584,11 @@ pub fn acl_allows(acl: &str, ids: &[&str], right: char) -> bool {
 }
 
 fn rfc822_date() -> String {
-    // Cyrus writes the local time with its zone; we write UTC.
+    // The server's local time with its zone, as Cyrus writes it.
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    crate::util::rfc822_date(t, 0)
+    crate::util::rfc822_date(t, crate::util::codec::local_offset_min(t))
 }
 
 pub fn main(args: &[String]) -> i32 {

@@ -1,0 +1,639 @@
+//! pop3d: POP3 (RFC 1939) over the store with Cyrus pop3d's replies: CAPA
+//! (RFC 2449), STLS (RFC 2595), USER/PASS and AUTH PLAIN/LOGIN (RFC 5034)
+//! through saslauthd, STAT LIST RETR TOP DELE RSET NOOP UIDL QUIT.  The
+//! maildrop is the user's INBOX as it was at login; UIDL is Cyrus's
+//! `uidvalidity.uid`, stable across sessions and IMAP activity.  QUIT
+//! expunges what was DELEted; a message expunged meanwhile by an IMAP
+//! session answers `-ERR` instead of breaking the session.
+//! `popminpoll`, `poptimeout`, `popuseimapflags`, `popuseacl`,
+//! `popexpiretime`, `allowplaintext`, `autocreate_quota` as in Cyrus.
+
+use super::cyrus::Ctx;
+use super::lmtpd::CYRUS_VERSION;
+use crate::mail::Secret;
+use crate::server::listen::Io;
+use crate::server::Conn;
+use crate::store::{FlagOp, StoreError, FLAG_DELETED, FLAG_SEEN};
+use crate::util::lines::{Line, LineBuffer};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+
+/// Longest command line (RFC 2449 allows 255 octets; AUTH lines more).
+const MAX_COMMAND: usize = 8192;
+
+pub struct Pop3d {
+    pub ctx: Arc<Ctx>,
+    pub implicit_tls: bool,
+}
+
+/// One message of the maildrop, fixed at login.
+struct Msg {
+    uid: u32,
+    size: u64,
+    deleted: bool,
+}
+
+struct Drop_ {
+    inbox: String,
+    partition: String,
+    uidvalidity: u32,
+    msgs: Vec<Msg>,
+}
+
+struct Session {
+    ctx: Arc<Ctx>,
+    r: ReadHalf<Box<dyn Io>>,
+    w: BufWriter<WriteHalf<Box<dyn Io>>>,
+    buf: LineBuffer,
+    queue: VecDeque<Line>,
+    tls: bool,
+    peer: String,
+    sid: String,
+    /// The name given by USER, waiting for PASS.
+    user: Option<String>,
+    drop: Option<Drop_>,
+}
+
+type IoResult = std::io::Result<()>;
+
+impl crate::server::Service for Pop3d {
+    async fn serve(self: Arc<Self>, conn: Conn) {
+        let peer = conn.peer();
+        let mut io = conn.into_io();
+        if self.implicit_tls {
+            let Some(acc) = self.ctx.tls.clone() else { return };
+            match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
+                Ok(t) => io = Box::new(t),
+                Err(e) => {
+                    self.ctx.log.info(&format!("pop3s TLS negotiation failed: {peer}: {e}"));
+                    return;
+                }
+            }
+        }
+        let (r, w) = tokio::io::split(io);
+        let mut s = Session {
+            ctx: self.ctx.clone(),
+            r,
+            w: BufWriter::new(w),
+            buf: LineBuffer::new(MAX_COMMAND),
+            queue: VecDeque::new(),
+            tls: self.implicit_tls,
+            peer,
+            sid: self.ctx.session_id(),
+            user: None,
+            drop: None,
+        };
+        if let Err(e) = s.run().await {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                let _ = s.reply("-ERR [SYS/TEMP] autologout; idle for too long").await;
+                let _ = s.w.flush().await;
+            }
+        }
+    }
+}
+
+/// RFC 1939 byte-stuffing of a message (or its first lines) for RETR/TOP:
+/// CRLF line ends, a leading '.' doubled, then the terminating ".".
+fn stuffed(data: &[u8], body_lines: Option<usize>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 50 + 8);
+    let mut in_body = false;
+    let mut body_seen = 0usize;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if in_body {
+            if body_lines.is_some_and(|n| body_seen >= n) {
+                break;
+            }
+            body_seen += 1;
+        }
+        if line.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+        if !in_body && line.is_empty() {
+            in_body = true;
+        }
+        rest = next;
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+impl Session {
+    async fn reply(&mut self, text: &str) -> IoResult {
+        self.w.write_all(text.as_bytes()).await?;
+        self.w.write_all(b"\r\n").await
+    }
+
+    fn idle(&self) -> Duration {
+        // poptimeout in minutes, floored at 10 as Cyrus does.
+        let m = self
+            .ctx
+            .conf
+            .get("poptimeout")
+            .and_then(|v| crate::config::cyrus::options::parse_duration(v, 'm'))
+            .unwrap_or(600)
+            .max(600);
+        Duration::from_secs(m as u64)
+    }
+
+    async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        if self.queue.is_empty() {
+            self.w.flush().await?;
+        }
+        let idle = self.idle();
+        crate::server::read_line(&mut self.r, &mut self.buf, &mut self.queue, idle).await
+    }
+
+    fn plaintext_ok(&self) -> bool {
+        self.tls || self.ctx.conf.get_switch("allowplaintext")
+    }
+
+    async fn run(&mut self) -> IoResult {
+        let host = self.ctx.servername.clone();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut rnd = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd);
+        self.reply(&format!(
+            "+OK {host} Cyrus POP3 {CYRUS_VERSION} server ready <{}.{now}@{host}>",
+            u64::from_le_bytes(rnd)
+        ))
+        .await?;
+        loop {
+            let line = match self.next_line().await? {
+                None => return Ok(()),
+                Some(Line::TooLong) => {
+                    self.reply("-ERR Line too long").await?;
+                    continue;
+                }
+                Some(Line::Complete(l)) => l,
+            };
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let (cmd, arg) = match text.split_once(' ') {
+                Some((c, a)) => (c.to_ascii_uppercase(), Some(a.to_string())),
+                None => (text.to_ascii_uppercase(), None),
+            };
+            if self.drop.is_none() {
+                if !self.unauthenticated(&cmd, arg).await? {
+                    return Ok(());
+                }
+            } else if !self.transaction(&cmd, arg).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// AUTHORIZATION state; false ends the session.
+    async fn unauthenticated(&mut self, cmd: &str, arg: Option<String>) -> std::io::Result<bool> {
+        match cmd {
+            "QUIT" => {
+                self.reply("+OK").await?;
+                self.w.flush().await?;
+                return Ok(false);
+            }
+            "CAPA" => self.capa().await?,
+            "NOOP" => self.reply("-ERR Unrecognized command").await?,
+            "STLS" => {
+                if arg.is_some() {
+                    self.reply("-ERR Unexpected extra argument").await?;
+                } else {
+                    return self.stls().await;
+                }
+            }
+            "USER" => {
+                if !self.plaintext_ok() {
+                    self.reply("-ERR [AUTH] USER command only available under a layer").await?;
+                } else if self.user.is_some() {
+                    self.reply("-ERR [AUTH] Must give PASS command").await?;
+                } else {
+                    match arg.filter(|a| !a.is_empty() && !a.contains(' ')) {
+                        Some(u) => {
+                            self.user = Some(u);
+                            self.reply("+OK Name is a valid mailbox").await?;
+                        }
+                        None => self.reply("-ERR Missing argument").await?,
+                    }
+                }
+            }
+            "PASS" => match (self.user.take(), arg) {
+                (None, _) => self.reply("-ERR [AUTH] Must give USER command").await?,
+                (Some(_), None) => self.reply("-ERR Missing argument").await?,
+                (Some(u), Some(p)) => self.login(&u, Secret::new(p.into_bytes()), "plaintext").await?,
+            },
+            "AUTH" => self.auth(arg).await?,
+            "APOP" => {
+                // No plaintext secrets here: APOP cannot be checked.
+                self.reply("-ERR [AUTH] authenticating: authentication failure").await?;
+            }
+            _ => self.reply("-ERR Unrecognized command").await?,
+        }
+        Ok(true)
+    }
+
+    async fn capa(&mut self) -> IoResult {
+        let mut lines = vec!["+OK List of capabilities follows".to_string()];
+        if self.drop.is_none() {
+            if self.plaintext_ok() {
+                lines.push("SASL PLAIN LOGIN".into());
+            }
+            if self.ctx.tls.is_some() && !self.tls {
+                lines.push("STLS".into());
+            }
+        }
+        let expire = self.ctx.conf.get_int("popexpiretime");
+        lines.push(if expire < 0 {
+            "EXPIRE NEVER".into()
+        } else {
+            format!("EXPIRE {expire}")
+        });
+        lines.push(format!("LOGIN-DELAY {}", self.minpoll().as_secs()));
+        lines.extend(["TOP", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE"].map(String::from));
+        if self.drop.is_none() && self.plaintext_ok() {
+            lines.push("USER".into());
+        }
+        lines.push(format!("IMPLEMENTATION Cyrus POP3 {CYRUS_VERSION}"));
+        lines.push(".".into());
+        for l in lines {
+            self.reply(&l).await?;
+        }
+        Ok(())
+    }
+
+    fn minpoll(&self) -> Duration {
+        self.ctx
+            .conf
+            .get("popminpoll")
+            .and_then(|v| crate::config::cyrus::options::parse_duration(v, 'm'))
+            .map_or(Duration::ZERO, |s| Duration::from_secs(s.max(0) as u64))
+    }
+
+    /// RFC 2595: plaintext the client pipelined after STLS is dropped.
+    async fn stls(&mut self) -> std::io::Result<bool> {
+        let Some(acc) = self.ctx.tls.clone() else {
+            self.reply("-ERR Unrecognized command").await?;
+            return Ok(true);
+        };
+        if self.tls {
+            self.reply("-ERR STLS not allowed").await?;
+            return Ok(true);
+        }
+        self.reply("+OK Begin TLS negotiation").await?;
+        self.w.flush().await?;
+        self.queue.clear();
+        self.buf = LineBuffer::new(MAX_COMMAND);
+        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
+        let (dr, dw) = tokio::io::split(dummy);
+        let r = std::mem::replace(&mut self.r, dr);
+        let w = std::mem::replace(&mut self.w, BufWriter::new(dw)).into_inner();
+        match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(r.unsplit(w))).await {
+            Ok(t) => {
+                let t: Box<dyn Io> = Box::new(t);
+                let (r, w) = tokio::io::split(t);
+                self.r = r;
+                self.w = BufWriter::new(w);
+                self.tls = true;
+                Ok(true)
+            }
+            Err(e) => {
+                self.ctx.log.info(&format!("STLS negotiation failed: {}: {e}", self.peer));
+                Ok(false)
+            }
+        }
+    }
+
+    async fn sasl_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        match self.next_line().await? {
+            Some(Line::Complete(l)) if l != b"*" => Ok(crate::util::base64_decode(&String::from_utf8_lossy(&l))),
+            _ => Ok(None),
+        }
+    }
+
+    /// AUTH (RFC 5034): PLAIN (with an initial response or after "+ ")
+    /// and LOGIN; AUTH alone lists the mechanisms.
+    async fn auth(&mut self, arg: Option<String>) -> IoResult {
+        let Some(arg) = arg else {
+            self.reply("+OK List of supported mechanisms follows").await?;
+            if self.plaintext_ok() {
+                self.reply("PLAIN").await?;
+                self.reply("LOGIN").await?;
+            }
+            return self.reply(".").await;
+        };
+        if !self.plaintext_ok() {
+            return self.reply("-ERR [AUTH] authenticating: no mechanism available").await;
+        }
+        let (mech, ir) = match arg.split_once(' ') {
+            Some((m, i)) => (m.to_ascii_uppercase(), Some(i.to_string())),
+            None => (arg.to_ascii_uppercase(), None),
+        };
+        let cancelled = "-ERR [AUTH] authenticating: client canceled authentication";
+        match mech.as_str() {
+            "PLAIN" => {
+                let resp = match ir {
+                    Some(i) if i == "=" => Some(Vec::new()),
+                    Some(i) => crate::util::base64_decode(&i),
+                    None => {
+                        self.reply("+ ").await?;
+                        self.sasl_line().await?
+                    }
+                };
+                let Some(resp) = resp else {
+                    return self.reply(cancelled).await;
+                };
+                let parts: Vec<&[u8]> = resp.split(|&b| b == 0).collect();
+                let [authz, authc, pass] = parts[..] else {
+                    return self.reply("-ERR [AUTH] authenticating: bad protocol / cancel").await;
+                };
+                let (authz, authc) = (
+                    String::from_utf8_lossy(authz).into_owned(),
+                    String::from_utf8_lossy(authc).into_owned(),
+                );
+                if !authz.is_empty() && authz != authc {
+                    return self.reply("-ERR [AUTH] authenticating: authorization failure").await;
+                }
+                self.login(&authc, Secret::new(pass.to_vec()), "PLAIN").await
+            }
+            "LOGIN" => {
+                let user = match ir {
+                    Some(i) => crate::util::base64_decode(&i),
+                    None => {
+                        self.reply("+ VXNlcm5hbWU6").await?;
+                        self.sasl_line().await?
+                    }
+                };
+                let Some(user) = user else {
+                    return self.reply(cancelled).await;
+                };
+                self.reply("+ UGFzc3dvcmQ6").await?;
+                let Some(pass) = self.sasl_line().await? else {
+                    return self.reply(cancelled).await;
+                };
+                self.login(&String::from_utf8_lossy(&user), Secret::new(pass), "LOGIN").await
+            }
+            _ => self.reply("-ERR [AUTH] authenticating: no mechanism available").await,
+        }
+    }
+
+    async fn login(&mut self, user: &str, pass: Secret<Vec<u8>>, mech: &str) -> IoResult {
+        match self.ctx.check_password(user, &pass).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.ctx.log.info(&format!(
+                    "badlogin: {} {mech} {user} [SASL(-13): authentication failure: checkpass failed]",
+                    self.peer
+                ));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return self.reply("-ERR [AUTH] Invalid login").await;
+            }
+            Err(e) => {
+                self.ctx.log.warning(&format!("login: {}: {e}", self.peer));
+                return self.reply("-ERR [SYS/TEMP] Unable to check password").await;
+            }
+        }
+        let cfg = &self.ctx.store.cfg;
+        let Ok(inbox) = crate::store::names::user_inbox(user, cfg.unixhierarchysep, cfg.virtdomains, &cfg.defaultdomain) else {
+            return self.reply("-ERR [SYS/PERM] Invalid user").await;
+        };
+        let ctx = self.ctx.clone();
+        let minpoll = self.minpoll();
+        let useflags = ctx.conf.get_switch("popuseimapflags");
+        let useacl = ctx.conf.get_switch("popuseacl");
+        let who = user.to_string();
+        let ib = inbox.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<Result<Drop_, &'static str>, StoreError> {
+            super::cyrus::autocreate_inbox(&ctx, &ib)?;
+            let Some(e) = ctx.store.lookup(&ib)? else {
+                return Ok(Err("-ERR [SYS/PERM] Unable to locate maildrop"));
+            };
+            if useacl && !super::imapd::mailboxes::rights_of(&e.acl, &[&who, "anyone"]).contains('r') {
+                return Ok(Err("-ERR [SYS/PERM] Unable to locate maildrop"));
+            }
+            if !ctx.store.pop_login(&ib, minpoll.as_secs() as i64)? {
+                return Ok(Err("-ERR [LOGIN-DELAY] Minimum time between mail checks violation"));
+            }
+            let (st, rows) = ctx.store.index(&ib)?;
+            let uids: Vec<u32> = rows
+                .iter()
+                .filter(|r| !(useflags && r.1 & FLAG_DELETED != 0))
+                .map(|r| r.0)
+                .collect();
+            let recs = ctx.store.records_for(&ib, &uids)?;
+            Ok(Ok(Drop_ {
+                inbox: ib,
+                partition: e.partition,
+                uidvalidity: st.uidvalidity,
+                msgs: recs
+                    .into_iter()
+                    .map(|r| Msg {
+                        uid: r.uid,
+                        size: r.size,
+                        deleted: false,
+                    })
+                    .collect(),
+            }))
+        })
+        .await;
+        match res {
+            Ok(Ok(Ok(d))) => {
+                self.ctx.log.info(&format!(
+                    "login: {} {user} {mech} User logged in SESSIONID=<{}>",
+                    self.peer, self.sid
+                ));
+                self.drop = Some(d);
+                let sid = self.sid.clone();
+                self.reply(&format!("+OK Mailbox locked and ready SESSIONID=<{sid}>")).await
+            }
+            Ok(Ok(Err(text))) => self.reply(text).await,
+            Ok(Err(e)) => {
+                self.ctx.log.error(&format!("IOERROR: opening {inbox}: {e}"));
+                self.reply("-ERR [SYS/TEMP] Unable to open maildrop").await
+            }
+            Err(_) => self.reply("-ERR [SYS/TEMP] Unable to open maildrop").await,
+        }
+    }
+
+    /// The message a (1-based) number names, unless deleted.
+    fn msg_no(&self, arg: Option<&str>) -> Result<usize, &'static str> {
+        let d = self.drop.as_ref().ok_or("-ERR No such message")?;
+        let a = arg.ok_or("-ERR Missing argument")?;
+        let n: usize = a.trim().parse().map_err(|_| "-ERR Not a number")?;
+        if n == 0 || n > d.msgs.len() || d.msgs[n - 1].deleted {
+            return Err("-ERR No such message");
+        }
+        Ok(n - 1)
+    }
+
+    /// TRANSACTION state; false ends the session.
+    async fn transaction(&mut self, cmd: &str, arg: Option<String>) -> std::io::Result<bool> {
+        let Some(d) = self.drop.as_ref() else { return Ok(false) };
+        let (inbox, uidvalidity) = (d.inbox.clone(), d.uidvalidity);
+        match cmd {
+            "QUIT" => {
+                let dele: Vec<u32> = d.msgs.iter().filter(|m| m.deleted).map(|m| m.uid).collect();
+                let store = self.ctx.store.clone();
+                let ok = dele.is_empty()
+                    || tokio::task::spawn_blocking(move || store.expunge_uids(&inbox, &dele))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                self.reply(if ok {
+                    "+OK"
+                } else {
+                    "-ERR [SYS/TEMP] Unable to expunge deleted messages"
+                })
+                .await?;
+                self.w.flush().await?;
+                return Ok(false);
+            }
+            "CAPA" => self.capa().await?,
+            "NOOP" => self.reply("+OK").await?,
+            "STAT" => {
+                let live = d.msgs.iter().filter(|m| !m.deleted);
+                let (n, size) = live.fold((0usize, 0u64), |(n, s), m| (n + 1, s + m.size));
+                self.reply(&format!("+OK {n} {size}")).await?;
+            }
+            "LIST" | "UIDL" => {
+                let line = |i: usize, m: &Msg| {
+                    if cmd == "LIST" {
+                        format!("{} {}", i + 1, m.size)
+                    } else {
+                        format!("{} {uidvalidity}.{}", i + 1, m.uid)
+                    }
+                };
+                if arg.is_some() {
+                    match self.msg_no(arg.as_deref()) {
+                        Ok(i) => {
+                            let l = line(i, &d.msgs[i]);
+                            self.reply(&format!("+OK {l}")).await?;
+                        }
+                        Err(t) => self.reply(t).await?,
+                    }
+                } else {
+                    let mut lines = vec![if cmd == "LIST" {
+                        "+OK scan listing follows".to_string()
+                    } else {
+                        "+OK unique-id listing follows".to_string()
+                    }];
+                    lines.extend(d.msgs.iter().enumerate().filter(|(_, m)| !m.deleted).map(|(i, m)| line(i, m)));
+                    lines.push(".".into());
+                    for l in lines {
+                        self.reply(&l).await?;
+                    }
+                }
+            }
+            "RETR" | "TOP" => {
+                let mut args = arg.as_deref().unwrap_or("").split_whitespace();
+                let (num, lines) = (args.next(), args.next());
+                let top = match (cmd, lines) {
+                    ("TOP", None) => {
+                        self.reply("-ERR Missing argument").await?;
+                        return Ok(true);
+                    }
+                    ("TOP", Some(l)) => match l.parse::<usize>() {
+                        Ok(n) => Some(n),
+                        Err(_) => {
+                            self.reply("-ERR Invalid argument").await?;
+                            return Ok(true);
+                        }
+                    },
+                    _ => None,
+                };
+                let i = match self.msg_no(num) {
+                    Ok(i) => i,
+                    Err(t) => {
+                        self.reply(t).await?;
+                        return Ok(true);
+                    }
+                };
+                let (uid, size) = (d.msgs[i].uid, d.msgs[i].size);
+                let path = self.ctx.store.message_path(&inbox, &d.partition, uid);
+                // Every read has a limit: the record's size.
+                let data = match path {
+                    Ok(p) => tokio::task::spawn_blocking(move || {
+                        use std::io::Read;
+                        let mut v = Vec::new();
+                        std::fs::File::open(p).and_then(|f| f.take(size).read_to_end(&mut v)).map(|_| v)
+                    })
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok()),
+                    Err(_) => None,
+                };
+                let Some(data) = data else {
+                    // Expunged by another session since login.
+                    self.reply("-ERR [SYS/PERM] Message no longer exists").await?;
+                    return Ok(true);
+                };
+                self.reply("+OK Message follows").await?;
+                let out = stuffed(&data, top);
+                self.w.write_all(&out).await?;
+                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") {
+                    let store = self.ctx.store.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.store_flags(&inbox, &[uid], FlagOp::Add, FLAG_SEEN, &[], None)).await;
+                }
+            }
+            "DELE" => match self.msg_no(arg.as_deref()) {
+                Ok(i) => {
+                    if let Some(d) = self.drop.as_mut() {
+                        d.msgs[i].deleted = true;
+                    }
+                    self.reply("+OK message deleted").await?;
+                }
+                Err(t) => self.reply(t).await?,
+            },
+            "RSET" => {
+                if let Some(d) = self.drop.as_mut() {
+                    for m in &mut d.msgs {
+                        m.deleted = false;
+                    }
+                }
+                self.reply("+OK").await?;
+            }
+            "LAST" => self.reply("-ERR Unrecognized command").await?,
+            _ => self.reply("-ERR Unrecognized command").await?,
+        }
+        Ok(true)
+    }
+}
+
+pub fn main(args: &[String]) -> i32 {
+    super::cyrus::run_service(
+        "pop3d",
+        args,
+        |a| if a.tls { "pop3s" } else { "pop3" },
+        "pop",
+        |_| vec!["110".to_string()],
+        |ctx, a| {
+            if a.tls && ctx.tls.is_none() {
+                return Err("pop3s (-s) needs tls_server_cert and tls_server_key".into());
+            }
+            Ok(Pop3d { ctx, implicit_tls: a.tls })
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stuffed;
+
+    #[test]
+    fn byte_stuffing_and_top() {
+        let m = b"Subject: x\r\n.hidden: y\r\n\r\nline 1\n.dot line\r\nline 3\r\n";
+        assert_eq!(
+            stuffed(m, None),
+            b"Subject: x\r\n..hidden: y\r\n\r\nline 1\r\n..dot line\r\nline 3\r\n.\r\n".to_vec()
+        );
+        assert_eq!(stuffed(m, Some(0)), b"Subject: x\r\n..hidden: y\r\n\r\n.\r\n".to_vec());
+        assert_eq!(stuffed(m, Some(1)), b"Subject: x\r\n..hidden: y\r\n\r\nline 1\r\n.\r\n".to_vec());
+        assert_eq!(stuffed(b"no newline at end", None), b"no newline at end\r\n.\r\n".to_vec());
+    }
+}
