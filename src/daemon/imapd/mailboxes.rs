@@ -208,7 +208,7 @@ impl Session {
         pe.is_some_and(|pe| self.rights(&pe).contains('k'))
     }
 
-    pub async fn create(&mut self, tag: &str, ext: &str) -> Res {
+    pub async fn create(&mut self, tag: &str, ext: &str, partition: Option<String>) -> Res {
         let ext = ext.trim_end_matches(self.ns.as_ref().map_or('/', |n| n.sep)).to_string();
         let int = match self.internal(&ext) {
             Ok(i) => i,
@@ -217,7 +217,16 @@ impl Session {
         if !self.may_create(&int).await {
             return self.tagged(tag, "NO Permission denied").await;
         }
-        let r = self.blocking(move |s| s.create(&int, None, None)).await;
+        if let Some(p) = &partition {
+            // Only admins place mailboxes, as in Cyrus.
+            if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
+                return self.tagged(tag, "NO Permission denied").await;
+            }
+            if self.ctx.store.cfg.partition_root(p).is_none() {
+                return self.tagged(tag, "NO Invalid partition name").await;
+            }
+        }
+        let r = self.blocking(move |s| s.create(&int, partition.as_deref(), None)).await;
         match r {
             Ok(e) => self.tagged(tag, &format!("OK [MAILBOXID ({})] Completed", e.uniqueid)).await,
             Err(e) => self.tagged(tag, &e).await,
@@ -662,6 +671,55 @@ impl Session {
         let name = e.name.clone();
         match self.blocking(move |s| s.set_acl(&name, &acl)).await {
             Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    /// Cyrus's RECONSTRUCT (cyradm's `reconstruct`): rebuilds the index
+    /// of a mailbox (and its children with RECURSIVE) from its message
+    /// files; admins only.
+    pub async fn reconstruct(&mut self, tag: &str, ext: &str, recursive: bool) -> Res {
+        if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        let e = match self.lookup_with(ext, 'a').await {
+            Ok(e) => e,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let name = e.name.clone();
+        let res = self
+            .blocking(move |s| {
+                let mut names = vec![name.clone()];
+                if recursive {
+                    let child = format!("{name}.");
+                    names.extend(s.list_prefix(&child)?.into_iter().map(|e| e.name));
+                }
+                let parse = |d: &[u8]| {
+                    let (envelope, bodystructure, body) = crate::proto::imap::render::cache_items(d);
+                    crate::store::Cached {
+                        envelope,
+                        bodystructure,
+                        body,
+                    }
+                };
+                let mut repaired = Vec::new();
+                for n in names {
+                    for r in s.reconstruct(&n, false, &parse)? {
+                        if r.is_repair() {
+                            repaired.push(format!("{n}: {r}"));
+                        }
+                    }
+                }
+                Ok(repaired)
+            })
+            .await;
+        match res {
+            Ok(repaired) => {
+                for r in repaired {
+                    self.ctx.log.warning(&format!("reconstruct: {r}"));
+                }
+                self.tagged(tag, "OK Completed").await
+            }
             Err(t) => self.tagged(tag, &t).await,
         }
     }

@@ -352,7 +352,7 @@ impl Session {
             }
             Kind::Select(m, cs) => Box::pin(self.select(&tag, &m, false, cs)).await,
             Kind::Examine(m, cs) => Box::pin(self.select(&tag, &m, true, cs)).await,
-            Kind::Create(m) => Box::pin(self.create(&tag, &m)).await,
+            Kind::Create(m, part) => Box::pin(self.create(&tag, &m, part)).await,
             Kind::Delete(m) => Box::pin(self.delete(&tag, &m)).await,
             Kind::Rename(a, b) => Box::pin(self.rename(&tag, &a, &b)).await,
             Kind::Subscribe(m) => Box::pin(self.subscribe(&tag, &m, true)).await,
@@ -374,6 +374,7 @@ impl Session {
             Kind::SetAcl(m, id, r) => Box::pin(self.setacl(&tag, &m, &id, Some(&r))).await,
             Kind::DeleteAcl(m, id) => Box::pin(self.setacl(&tag, &m, &id, None)).await,
             Kind::ListRights(m, id) => Box::pin(self.listrights(&tag, &m, &id)).await,
+            Kind::Reconstruct(m, rec) => Box::pin(self.reconstruct(&tag, &m, rec)).await,
             Kind::Idle => Box::pin(self.idle(&tag)).await,
             _ if self.sel.is_none() => self.tagged(&tag, "BAD Please select a mailbox first").await,
             Kind::Check => {

@@ -146,7 +146,9 @@ pub enum Kind {
     Login(String, Vec<u8>),
     Select(String, bool),
     Examine(String, bool),
-    Create(String),
+    /// CREATE mailbox, with a partition (Cyrus's `CREATE name partition`
+    /// or `(PARTITION name)`, for admins).
+    Create(String, Option<String>),
     Delete(String),
     Rename(String, String),
     Subscribe(String),
@@ -196,6 +198,8 @@ pub enum Kind {
     MyRights(String),
     /// SETACL mailbox identifier rights (RFC 4314).
     SetAcl(String, String, String),
+    /// Cyrus's RECONSTRUCT mailbox [RECURSIVE] (admins).
+    Reconstruct(String, bool),
     DeleteAcl(String, String),
     ListRights(String, String),
     Compress(String),
@@ -840,12 +844,23 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
         "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" | "GETQUOTAROOT" | "GETACL" | "MYRIGHTS" => {
             p.sp()?;
             let m = mailbox(p)?;
+            let mut partition = None;
             if name == "CREATE" && p.eat(b' ') {
-                // CREATE-SPECIAL-USE and friends: accepted, parsed, ignored.
-                p.parenthesized()?;
+                if p.peek() == Some(b'(') {
+                    // (PARTITION p) is Cyrus's; CREATE-SPECIAL-USE and the
+                    // rest are accepted, parsed and ignored.
+                    let list = String::from_utf8_lossy(p.parenthesized()?).into_owned();
+                    let words: Vec<&str> = list.split_whitespace().collect();
+                    if let Some(i) = words.iter().position(|w| w.eq_ignore_ascii_case("PARTITION")) {
+                        partition = words.get(i + 1).map(|w| w.trim_matches('"').to_string());
+                    }
+                } else {
+                    // Cyrus's older form: CREATE name partition.
+                    partition = Some(p.astr()?);
+                }
             }
             match name {
-                "CREATE" => Kind::Create(m),
+                "CREATE" => Kind::Create(m, partition),
                 "DELETE" => Kind::Delete(m),
                 "SUBSCRIBE" => Kind::Subscribe(m),
                 "UNSUBSCRIBE" => Kind::Unsubscribe(m),
@@ -853,6 +868,20 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 "GETACL" => Kind::GetAcl(m),
                 _ => Kind::MyRights(m),
             }
+        }
+        "RECONSTRUCT" => {
+            p.sp()?;
+            let m = mailbox(p)?;
+            let recursive = if p.eat(b' ') {
+                let w = p.astr()?;
+                if !w.eq_ignore_ascii_case("RECURSIVE") {
+                    return err("Invalid argument");
+                }
+                true
+            } else {
+                false
+            };
+            Kind::Reconstruct(m, recursive)
         }
         "GETQUOTA" => {
             p.sp()?;

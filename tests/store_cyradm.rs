@@ -1,0 +1,85 @@
+//! The real `cyradm` (Debian cyrus-admin) administering our imapd from a
+//! script: create (also on a named partition), list, ACLs, rename, quota,
+//! reconstruct, delete, and its error reports; results checked over IMAP.
+
+mod harness;
+use harness::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const CYRADM: &str = "/usr/bin/cyradm";
+
+#[test]
+fn cyradm_administers_our_server() {
+    if !can_run("cyradm", &[CYRADM, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), &format!("partition-second: {}/spool2\n", d.path().display()));
+    // u7's INBOX exists after a first login; md5u is the admin.
+    python(
+        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw'); M.logout()\n",
+        &[&b.imap_port.to_string()],
+    );
+    let script = "\
+cm user/u7/Projects
+cm --partition second user/u7/Archive
+cm --partition nosuch user/u7/Bad
+lm user/u7/*
+sam user/u7/Projects yes1 lrs
+sam user/u7/Projects yes1 lrz
+lam user/u7/Projects
+renm user/u7/Archive user/u7/Old
+sq user/u7 5000
+lq user/u7
+lqr user/u7/Projects
+reconstruct user/u7
+dm user/u7/Projects
+lm user/u7/*
+";
+    let mut child = Command::new(CYRADM)
+        .args([
+            "--user",
+            "md5u",
+            "--password",
+            "testpw",
+            "--port",
+            &b.imap_port.to_string(),
+            "127.0.0.1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    eprintln!("{out}");
+    assert!(out.contains("createmailbox: Invalid partition name"), "{out}");
+    assert!(
+        out.contains("user/u7/Archive (\\HasNoChildren)") && out.contains("user/u7/Projects (\\HasNoChildren)"),
+        "{out}"
+    );
+    assert!(out.contains("setaclmailbox: yes1: lrz: The z right is not supported"), "{out}");
+    assert!(out.contains("yes1 lrs") && out.contains("u7 lrswipkxtecdan"), "{out}");
+    assert!(out.contains("STORAGE 0/5000"), "{out}");
+    assert!(out.contains("user/u7 STORAGE 0/5000"), "{out}");
+    // The last listing: Projects deleted, Archive renamed to Old.
+    let last = out.rsplit("lm user/u7/*").next().unwrap();
+    assert!(
+        last.contains("user/u7/Old") && !last.contains("Projects") && !last.contains("Archive"),
+        "{out}"
+    );
+    // Over IMAP: the folder cyradm placed on `second` lives there, under
+    // its new name, and u7 sees it.
+    assert!(d.path().join("spool2/u/user/u7/Old").is_dir(), "Old is not on partition second");
+    let seen = python(
+        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')\nprint(M.list()[1]); print(M.getquotaroot('INBOX')[1])\n",
+        &[&b.imap_port.to_string()],
+    );
+    assert!(
+        seen.contains("\"/\" Old") && !seen.contains("Projects") && seen.contains("STORAGE 0 5000"),
+        "{seen}"
+    );
+}
