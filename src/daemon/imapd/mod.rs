@@ -5,6 +5,7 @@
 mod io;
 pub mod mailboxes;
 mod selected;
+mod sort;
 
 use super::cyrus::Ctx;
 use crate::mail::Secret;
@@ -212,7 +213,7 @@ impl Session {
             c.push_str(" SASL-IR");
             return c;
         }
-        c.push_str(" ACL BINARY CHILDREN CONDSTORE ESEARCH LIST-EXTENDED MAILBOX-REFERRALS MOVE MULTIAPPEND NAMESPACE QUOTA RIGHTS=kxten SASL-IR UIDPLUS UNSELECT WITHIN IDLE");
+        c.push_str(" ACL BINARY CHILDREN CONDSTORE ESEARCH LIST-EXTENDED MAILBOX-REFERRALS MOVE MULTIAPPEND NAMESPACE QUOTA RIGHTS=kxten SASL-IR SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN IDLE");
         c
     }
 
@@ -395,6 +396,8 @@ impl Session {
                 unchangedsince,
             } => Box::pin(self.store(&tag, c.uid, set, mode, silent, flags, unchangedsince)).await,
             Kind::Search { ret, charset, key } => Box::pin(self.search(&tag, c.uid, ret, charset, key)).await,
+            Kind::Sort { criteria, charset, key } => Box::pin(self.sort_or_thread(&tag, c.uid, Some(criteria), "", &charset, key)).await,
+            Kind::Thread { algorithm, charset, key } => Box::pin(self.sort_or_thread(&tag, c.uid, None, &algorithm, &charset, key)).await,
             Kind::Copy(set, m) => Box::pin(self.copy(&tag, c.uid, set, &m, false)).await,
             Kind::Move(set, m) => Box::pin(self.copy(&tag, c.uid, set, &m, true)).await,
         }

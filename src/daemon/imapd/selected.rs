@@ -3,6 +3,7 @@
 //! deliveries, FETCH, STORE, SEARCH, COPY/MOVE, EXPUNGE, CLOSE, IDLE.
 
 use super::mailboxes::{astring, uid_set};
+use super::sort;
 use super::{Res, Session};
 use crate::mail::mime;
 use crate::proto::imap::command::{FetchItem, SearchKey, Section, SeqSet, StoreMode};
@@ -783,40 +784,17 @@ impl Session {
         let partition = sel.partition.clone();
         let key2 = key.clone();
         let seen: Option<std::collections::BTreeSet<u32>> = sel.seen.as_ref().map(|v| v.uids.clone());
+        let q = HitQuery {
+            name,
+            partition,
+            uids,
+            recent_above,
+            saved,
+            seen,
+        };
         let res = tokio::task::spawn_blocking(move || -> Result<Vec<(usize, u32)>, crate::store::StoreError> {
-            let mut recs = store.records_for(&name, &uids)?;
-            if let Some(seen) = &seen {
-                for r in recs.iter_mut() {
-                    r.flags = if seen.contains(&r.uid) {
-                        r.flags | FLAG_SEEN
-                    } else {
-                        r.flags & !FLAG_SEEN
-                    };
-                }
-            }
-            let max_uid = uids.last().copied().unwrap_or(0);
-            let n = uids.len() as u32;
-            let mut hits = Vec::new();
-            for (i, r) in recs.iter().enumerate() {
-                let data = if needs_file {
-                    let p = store.message_path(&name, &partition, r.uid)?;
-                    std::fs::read(p).ok()
-                } else {
-                    None
-                };
-                let ctx = MatchCtx {
-                    seq: i as u32 + 1,
-                    n,
-                    max_uid,
-                    recent: r.uid > recent_above,
-                    saved: &saved,
-                    data: data.as_deref(),
-                };
-                if matches_key(&key2, r, &ctx) {
-                    hits.push((i, r.uid));
-                }
-            }
-            Ok(hits)
+            let (recs, hits) = q.hits(&store, &key2, needs_file)?;
+            Ok(hits.into_iter().map(|i| (i, recs[i].uid)).collect())
         })
         .await;
         let hits = match res {
@@ -863,6 +841,96 @@ impl Session {
             }
         }
         self.tagged(tag, &format!("OK Completed ({} msgs in 0.000 secs)", nums.len())).await
+    }
+
+    /// SORT and THREAD (RFC 5256) over the messages a search selects.
+    pub async fn sort_or_thread(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        criteria: Option<Vec<(String, bool)>>,
+        algorithm: &str,
+        charset: &str,
+        key: SearchKey,
+    ) -> Res {
+        // The charset names the search strings' encoding; ASCII strings
+        // read the same in all of these.
+        let known = charset.starts_with("ISO-8859-")
+            || charset.starts_with("WINDOWS-125")
+            || matches!(charset, "US-ASCII" | "UTF-8" | "KOI8-R" | "KOI8-U");
+        if !known {
+            return self
+                .tagged(tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unrecognized character set")
+                .await;
+        }
+        let crit: Vec<(sort::Key, bool)> = match &criteria {
+            Some(c) => {
+                let mut v = Vec::new();
+                for (k, rev) in c {
+                    match sort::Key::parse(k) {
+                        Some(key) => v.push((key, *rev)),
+                        None => {
+                            let t = format!("BAD Invalid Sort criterion {}", k.to_lowercase());
+                            return self.tagged(tag, &t).await;
+                        }
+                    }
+                }
+                v
+            }
+            None => {
+                if !matches!(algorithm, "ORDEREDSUBJECT" | "REFERENCES") {
+                    return self.tagged(tag, &format!("BAD Invalid Thread algorithm {algorithm}")).await;
+                }
+                Vec::new()
+            }
+        };
+        self.sync(false).await?;
+        let Some(sel) = &self.sel else { return Ok(()) };
+        let q = HitQuery {
+            name: sel.name.clone(),
+            partition: sel.partition.clone(),
+            uids: sel.msgs.iter().map(|m| m.uid).collect(),
+            recent_above: sel.recent_above,
+            saved: sel.saved.clone(),
+            seen: sel.seen.as_ref().map(|v| v.uids.clone()),
+        };
+        let store = self.ctx.store.clone();
+        let needs_file = key_needs_file(&key);
+        let res = tokio::task::spawn_blocking(move || -> Result<Vec<sort::Info>, crate::store::StoreError> {
+            let (recs, hits) = q.hits(&store, &key, needs_file)?;
+            let mut out = Vec::with_capacity(hits.len());
+            for i in hits {
+                let r = &recs[i];
+                // Only the header is read (bounded by the record's size).
+                let p = store.message_path(&q.name, &q.partition, r.uid)?;
+                let header = read_header(&p, r.size);
+                out.push(sort::info(i as u32 + 1, r.uid, r.internaldate, r.size, &header, &decoded_field));
+            }
+            Ok(out)
+        })
+        .await;
+        let mut infos = match res {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return self.tagged(tag, &super::mailboxes::store_err(&e)).await,
+            Err(_) => return self.tagged(tag, "NO [SERVERBUG] System I/O error").await,
+        };
+        let line = if criteria.is_some() {
+            sort::sort(&mut infos, &crit);
+            let mut l = String::from("* SORT");
+            for m in &infos {
+                l.push_str(&format!(" {}", if uid { m.uid } else { m.seq }));
+            }
+            l
+        } else {
+            let threads = if algorithm == "ORDEREDSUBJECT" {
+                sort::ordered_subject(&infos)
+            } else {
+                sort::references(&infos)
+            };
+            format!("* THREAD {}", sort::render(&threads, &infos, uid))
+        };
+        self.out(&format!("{}\r\n", line.trim_end())).await?;
+        self.tagged(tag, "OK Completed").await
     }
 
     pub async fn copy(&mut self, tag: &str, uid: bool, set: SeqSet, dest: &str, is_move: bool) -> Res {
@@ -959,6 +1027,61 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// What a search runs over: the session's view of the mailbox.
+struct HitQuery {
+    name: String,
+    partition: String,
+    uids: Vec<u32>,
+    recent_above: u32,
+    saved: Vec<u32>,
+    seen: Option<std::collections::BTreeSet<u32>>,
+}
+
+impl HitQuery {
+    /// The records (the reader's \Seen applied) and the indexes of those
+    /// that match `key`.  Blocking.
+    fn hits(
+        &self,
+        store: &crate::store::Store,
+        key: &SearchKey,
+        needs_file: bool,
+    ) -> Result<(Vec<Record>, Vec<usize>), crate::store::StoreError> {
+        let mut recs = store.records_for(&self.name, &self.uids)?;
+        if let Some(seen) = &self.seen {
+            for r in recs.iter_mut() {
+                r.flags = if seen.contains(&r.uid) {
+                    r.flags | FLAG_SEEN
+                } else {
+                    r.flags & !FLAG_SEEN
+                };
+            }
+        }
+        let max_uid = self.uids.last().copied().unwrap_or(0);
+        let n = self.uids.len() as u32;
+        let mut hits = Vec::new();
+        for (i, r) in recs.iter().enumerate() {
+            let data = if needs_file {
+                let p = store.message_path(&self.name, &self.partition, r.uid)?;
+                std::fs::read(p).ok()
+            } else {
+                None
+            };
+            let ctx = MatchCtx {
+                seq: i as u32 + 1,
+                n,
+                max_uid,
+                recent: r.uid > self.recent_above,
+                saved: &self.saved,
+                data: data.as_deref(),
+            };
+            if matches_key(key, r, &ctx) {
+                hits.push(i);
+            }
+        }
+        Ok((recs, hits))
     }
 }
 
@@ -1103,6 +1226,30 @@ fn decoded_field(v: &[u8]) -> Vec<u8> {
     }
     out.push_str(rest);
     out.into_bytes()
+}
+
+/// A message's header block, read in pieces until the blank line (at most
+/// `size` bytes and 1 MB).
+fn read_header(path: &std::path::Path, size: u64) -> Vec<u8> {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
+    let mut data = Vec::new();
+    let mut f = f.take(size.min(1 << 20));
+    let mut chunk = [0u8; 8192];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                data.extend_from_slice(&chunk[..n]);
+                let (he, _) = mime::header_end(&data);
+                if he < data.len() {
+                    data.truncate(he);
+                    break;
+                }
+            }
+        }
+    }
+    data
 }
 
 fn body_text_matches(data: &[u8], needle: &str) -> bool {

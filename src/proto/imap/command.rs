@@ -172,6 +172,19 @@ pub enum Kind {
         charset: Option<String>,
         key: SearchKey,
     },
+    /// SORT (criteria) charset keys (RFC 5256); REVERSE is a flag on the
+    /// criterion after it.
+    Sort {
+        criteria: Vec<(String, bool)>,
+        charset: String,
+        key: SearchKey,
+    },
+    /// THREAD algorithm charset keys (RFC 5256).
+    Thread {
+        algorithm: String,
+        charset: String,
+        key: SearchKey,
+    },
     Fetch {
         set: SeqSet,
         items: Vec<FetchItem>,
@@ -786,7 +799,7 @@ fn cap_name(n: &str) -> String {
 }
 
 fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
-    if uid && !matches!(name, "FETCH" | "STORE" | "COPY" | "MOVE" | "SEARCH" | "EXPUNGE") {
+    if uid && !matches!(name, "FETCH" | "STORE" | "COPY" | "MOVE" | "SEARCH" | "EXPUNGE" | "SORT" | "THREAD") {
         return err("Unrecognized UID subcommand");
     }
     Ok(match name {
@@ -1067,6 +1080,49 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             }
             let key = if keys.len() == 1 { keys.remove(0) } else { SearchKey::And(keys) };
             Kind::Search { ret, charset, key }
+        }
+        "SORT" | "THREAD" => {
+            p.sp()?;
+            let mut criteria = Vec::new();
+            let mut algorithm = String::new();
+            if name == "SORT" {
+                p.expect(b'(')?;
+                let mut reverse = false;
+                loop {
+                    let w = p.atom()?.to_ascii_uppercase();
+                    if w == "REVERSE" {
+                        reverse = true;
+                    } else {
+                        criteria.push((w, reverse));
+                        reverse = false;
+                    }
+                    if p.eat(b')') {
+                        break;
+                    }
+                    p.sp()?;
+                }
+                if criteria.is_empty() || reverse {
+                    return err("Invalid Sort criteria");
+                }
+            } else {
+                algorithm = p.atom()?.to_ascii_uppercase();
+            }
+            p.sp()?;
+            let charset = p.astr()?.to_ascii_uppercase();
+            p.sp()?;
+            let mut keys = Vec::new();
+            loop {
+                keys.push(search_key(p, 0)?);
+                if !p.eat(b' ') {
+                    break;
+                }
+            }
+            let key = if keys.len() == 1 { keys.remove(0) } else { SearchKey::And(keys) };
+            if name == "SORT" {
+                Kind::Sort { criteria, charset, key }
+            } else {
+                Kind::Thread { algorithm, charset, key }
+            }
         }
         "FETCH" => {
             p.sp()?;

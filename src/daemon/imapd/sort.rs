@@ -1,0 +1,590 @@
+//! SORT and THREAD (RFC 5256): the base-subject extraction, the sort
+//! keys (ARRIVAL CC DATE FROM REVERSE SIZE SUBJECT TO, and Cyrus's
+//! DISPLAYFROM/DISPLAYTO of RFC 5957), THREAD=ORDEREDSUBJECT and
+//! THREAD=REFERENCES.  Pure functions over per-message data read by the
+//! session.
+
+use crate::mail::mime;
+
+/// What sorting and threading need of one message.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    /// 1-based sequence number and UID.
+    pub seq: u32,
+    pub uid: u32,
+    pub arrival: i64,
+    /// The Date field in UTC, else the arrival time (RFC 5256 2.2).
+    pub date: i64,
+    pub size: u64,
+    pub subject: String,
+    /// Whether the subject had reply/forward markers (for THREAD).
+    pub is_reply: bool,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub display_from: String,
+    pub display_to: String,
+    pub message_id: Option<String>,
+    /// References, then In-Reply-To's first id when References is absent.
+    pub references: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Key {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+    DisplayFrom,
+    DisplayTo,
+}
+
+impl Key {
+    pub fn parse(s: &str) -> Option<Key> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "ARRIVAL" => Key::Arrival,
+            "CC" => Key::Cc,
+            "DATE" => Key::Date,
+            "FROM" => Key::From,
+            "SIZE" => Key::Size,
+            "SUBJECT" => Key::Subject,
+            "TO" => Key::To,
+            "DISPLAYFROM" => Key::DisplayFrom,
+            "DISPLAYTO" => Key::DisplayTo,
+            _ => return None,
+        })
+    }
+}
+
+/// Parses an RFC 5322 date-time to UTC seconds.
+pub fn parse_date(v: &str) -> Option<i64> {
+    let v = v.split_once(',').map_or(v, |(_, r)| r);
+    // Comments and extra blanks.
+    let mut clean = String::with_capacity(v.len());
+    let mut depth = 0;
+    for c in v.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            _ if depth == 0 => clean.push(c),
+            _ => {}
+        }
+    }
+    let p: Vec<&str> = clean.split_whitespace().collect();
+    let d: u32 = p.first()?.parse().ok()?;
+    let m = crate::util::codec::MONTHS
+        .iter()
+        .position(|x| p.get(1).is_some_and(|mo| mo.len() >= 3 && x.eq_ignore_ascii_case(&mo[..3])))? as u32
+        + 1;
+    let y: i64 = p.get(2)?.parse().ok()?;
+    let y = match y {
+        0..=49 => y + 2000,
+        50..=999 => y + 1900,
+        _ => y,
+    };
+    let hms: Vec<&str> = p.get(3)?.split(':').collect();
+    let hh: u32 = hms.first()?.parse().ok()?;
+    let mm: u32 = hms.get(1)?.parse().ok()?;
+    let ss: u32 = hms.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+    if !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let zone = p.get(4).copied().unwrap_or("+0000");
+    let off_min: i64 = match zone.as_bytes().first() {
+        Some(b'+') | Some(b'-') if zone.len() == 5 => {
+            let n: i64 = zone[1..].parse().ok()?;
+            let m = n / 100 * 60 + n % 100;
+            if zone.starts_with('-') {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => match zone.to_ascii_uppercase().as_str() {
+            "EDT" => -4 * 60,
+            "EST" | "CDT" => -5 * 60,
+            "CST" | "MDT" => -6 * 60,
+            "MST" | "PDT" => -7 * 60,
+            "PST" => -8 * 60,
+            _ => 0,
+        },
+    };
+    Some(crate::util::codec::from_civil(y, m, d, hh, mm, ss) - off_min * 60)
+}
+
+/// RFC 5256 2.1: the base subject, compared with i;ascii-casemap (so
+/// returned uppercased), and whether reply/forward markers were removed.
+pub fn base_subject(raw: &str) -> (String, bool) {
+    // (1) whitespace runs to one space.
+    let mut s: String = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut is_reply = false;
+    loop {
+        // (2) trailing "(fwd)" and blanks.
+        loop {
+            let t = s.trim_end();
+            if t.len() >= 5 && t[t.len() - 5..].eq_ignore_ascii_case("(fwd)") {
+                s = t[..t.len() - 5].to_string();
+                is_reply = true;
+            } else {
+                s = t.to_string();
+                break;
+            }
+        }
+        // (3)+(4) leaders and blobs, repeatedly.
+        loop {
+            let before = s.len();
+            if let Some(rest) = strip_refwd(&s) {
+                s = rest;
+                is_reply = true;
+            }
+            if let Some(rest) = strip_blob(&s) {
+                if !rest.is_empty() {
+                    s = rest;
+                }
+            }
+            if s.len() == before {
+                break;
+            }
+        }
+        // (5) [fwd: ... ]
+        let t = s.as_str();
+        if t.len() >= 6 && t[..5].eq_ignore_ascii_case("[fwd:") && t.ends_with(']') {
+            s = t[5..t.len() - 1].trim().to_string();
+            is_reply = true;
+            continue;
+        }
+        break;
+    }
+    (s.to_ascii_uppercase(), is_reply)
+}
+
+/// subj-blob = "[" *BLOBCHAR "]" *WSP
+fn strip_blob(s: &str) -> Option<String> {
+    let rest = s.strip_prefix('[')?;
+    let end = rest.find(|c| c == ']' || c == '[')?;
+    if rest.as_bytes()[end] != b']' {
+        return None;
+    }
+    Some(rest[end + 1..].trim_start().to_string())
+}
+
+/// subj-refwd = *subj-blob ("re" / ("fw" ["d"])) *WSP [subj-blob] ":"
+fn strip_refwd(s: &str) -> Option<String> {
+    let mut t = s.trim_start().to_string();
+    while let Some(r) = strip_blob(&t) {
+        t = r;
+    }
+    let lower = t.to_ascii_lowercase();
+    let n = if lower.starts_with("re") {
+        2
+    } else if lower.starts_with("fwd") {
+        3
+    } else if lower.starts_with("fw") {
+        2
+    } else {
+        return None;
+    };
+    let mut r = t[n..].trim_start().to_string();
+    if let Some(b) = strip_blob(&r) {
+        r = b;
+    }
+    r.strip_prefix(':').map(|x| x.trim_start().to_string())
+}
+
+/// The addr-mailbox of the first address, for FROM/TO/CC (a group's
+/// start marker counts: its mailbox is the group name, as Cyrus sorts).
+fn first_mailbox(v: Option<&[u8]>) -> String {
+    v.map(mime::parse_addresses)
+        .and_then(|a| a.into_iter().find(|x| x.mailbox.is_some()))
+        .and_then(|a| a.mailbox)
+        .map(|m| String::from_utf8_lossy(&m).to_ascii_uppercase())
+        .unwrap_or_default()
+}
+
+/// RFC 5957: the display name of the first address, else its address.
+fn first_display(v: Option<&[u8]>, decode: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
+    let Some(a) = v.map(mime::parse_addresses).and_then(|a| a.into_iter().find(|x| x.host.is_some())) else {
+        return String::new();
+    };
+    match a.name.filter(|n| !n.is_empty()) {
+        Some(n) => String::from_utf8_lossy(&decode(&n)).to_uppercase(),
+        None => format!(
+            "{}@{}",
+            String::from_utf8_lossy(a.mailbox.as_deref().unwrap_or_default()),
+            String::from_utf8_lossy(a.host.as_deref().unwrap_or_default())
+        )
+        .to_uppercase(),
+    }
+}
+
+fn msg_ids(v: &[u8]) -> Vec<String> {
+    let s = String::from_utf8_lossy(v);
+    let mut out = Vec::new();
+    let mut rest: &str = &s;
+    while let Some(a) = rest.find('<') {
+        let Some(b) = rest[a..].find('>') else { break };
+        let id = rest[a + 1..a + b].trim();
+        if !id.is_empty() {
+            out.push(id.to_string());
+        }
+        rest = &rest[a + b + 1..];
+    }
+    out
+}
+
+/// Builds the sort/thread data of a message from its header.
+pub fn info(seq: u32, uid: u32, arrival: i64, size: u64, header: &[u8], decode: &dyn Fn(&[u8]) -> Vec<u8>) -> Info {
+    let f = mime::fields(header);
+    let get = |n: &str| mime::field(&f, n).map(mime::trim);
+    let subject = get("subject")
+        .map(|v| String::from_utf8_lossy(&decode(v)).into_owned())
+        .unwrap_or_default();
+    let (subject, is_reply) = base_subject(&subject);
+    let date = get("date").and_then(|v| parse_date(&String::from_utf8_lossy(v))).unwrap_or(arrival);
+    let mut references = get("references").map(msg_ids).unwrap_or_default();
+    if references.is_empty() {
+        references = get("in-reply-to").map(msg_ids).unwrap_or_default().into_iter().take(1).collect();
+    }
+    Info {
+        seq,
+        uid,
+        arrival,
+        date,
+        size,
+        subject,
+        is_reply,
+        from: first_mailbox(get("from")),
+        to: first_mailbox(get("to")),
+        cc: first_mailbox(get("cc")),
+        display_from: first_display(get("from"), decode),
+        display_to: first_display(get("to"), decode),
+        message_id: get("message-id").and_then(|v| msg_ids(v).into_iter().next()),
+        references,
+    }
+}
+
+/// Sorts by the criteria (REVERSE flips the next key); ties by sequence.
+pub fn sort(msgs: &mut [Info], criteria: &[(Key, bool)]) {
+    msgs.sort_by(|a, b| {
+        for &(k, rev) in criteria {
+            let o = match k {
+                Key::Arrival => a.arrival.cmp(&b.arrival),
+                Key::Cc => a.cc.cmp(&b.cc),
+                Key::Date => a.date.cmp(&b.date),
+                Key::From => a.from.cmp(&b.from),
+                Key::Size => a.size.cmp(&b.size),
+                Key::Subject => a.subject.cmp(&b.subject),
+                Key::To => a.to.cmp(&b.to),
+                Key::DisplayFrom => a.display_from.cmp(&b.display_from),
+                Key::DisplayTo => a.display_to.cmp(&b.display_to),
+            };
+            let o = if rev { o.reverse() } else { o };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        a.seq.cmp(&b.seq)
+    });
+}
+
+/// A thread tree: a message (None for a dummy parent) and its children.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub msg: Option<usize>,
+    pub children: Vec<Node>,
+}
+
+/// THREAD=ORDEREDSUBJECT (RFC 5256 3): by base subject, then date; each
+/// group is one thread whose first message is the parent of the others.
+pub fn ordered_subject(msgs: &[Info]) -> Vec<Node> {
+    let mut idx: Vec<usize> = (0..msgs.len()).collect();
+    idx.sort_by(|&a, &b| (msgs[a].subject.as_str(), msgs[a].date, msgs[a].seq).cmp(&(msgs[b].subject.as_str(), msgs[b].date, msgs[b].seq)));
+    let mut threads: Vec<Node> = Vec::new();
+    let mut last: Option<&str> = None;
+    for i in idx {
+        if last == Some(msgs[i].subject.as_str()) {
+            if let Some(t) = threads.last_mut() {
+                t.children.push(Node {
+                    msg: Some(i),
+                    children: Vec::new(),
+                });
+            }
+        } else {
+            threads.push(Node {
+                msg: Some(i),
+                children: Vec::new(),
+            });
+            last = Some(msgs[i].subject.as_str());
+        }
+    }
+    // Threads in order of their first message's date.
+    threads.sort_by_key(|t| t.msg.map(|i| (msgs[i].date, msgs[i].seq)));
+    threads
+}
+
+/// THREAD=REFERENCES (RFC 5256 3, the JWZ algorithm without subject
+/// gathering across threads of different roots beyond step 5).
+pub fn references(msgs: &[Info]) -> Vec<Node> {
+    use std::collections::HashMap;
+    // Containers: message index and parent/children by container id.
+    struct C {
+        msg: Option<usize>,
+        parent: Option<usize>,
+        children: Vec<usize>,
+    }
+    let mut cs: Vec<C> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let mut get = |cs: &mut Vec<C>, id: &str| -> usize {
+        *by_id.entry(id.to_string()).or_insert_with(|| {
+            cs.push(C {
+                msg: None,
+                parent: None,
+                children: Vec::new(),
+            });
+            cs.len() - 1
+        })
+    };
+    fn is_ancestor(cs: &[C], anc: usize, mut c: usize) -> bool {
+        let mut steps = 0;
+        loop {
+            if c == anc {
+                return true;
+            }
+            match cs[c].parent {
+                Some(p) if steps < 10_000 => {
+                    c = p;
+                    steps += 1;
+                }
+                _ => return false,
+            }
+        }
+    }
+    for (i, m) in msgs.iter().enumerate() {
+        // (1A) the message's container; a duplicate id gets its own.
+        let this = match &m.message_id {
+            Some(id) => {
+                let c = get(&mut cs, id);
+                if cs[c].msg.is_some() {
+                    cs.push(C {
+                        msg: Some(i),
+                        parent: None,
+                        children: Vec::new(),
+                    });
+                    cs.len() - 1
+                } else {
+                    cs[c].msg = Some(i);
+                    c
+                }
+            }
+            None => {
+                cs.push(C {
+                    msg: Some(i),
+                    parent: None,
+                    children: Vec::new(),
+                });
+                cs.len() - 1
+            }
+        };
+        // (1B) link the references chain.
+        let mut prev: Option<usize> = None;
+        for r in &m.references {
+            let c = get(&mut cs, r);
+            if let Some(p) = prev {
+                if cs[c].parent.is_none() && !is_ancestor(&cs, c, p) && c != p {
+                    cs[c].parent = Some(p);
+                    cs[p].children.push(c);
+                }
+            }
+            prev = Some(c);
+        }
+        // (1C) the last reference is this message's parent.
+        if let Some(old) = cs[this].parent.take() {
+            cs[old].children.retain(|&x| x != this);
+        }
+        if let Some(p) = prev {
+            if p != this && !is_ancestor(&cs, this, p) {
+                cs[this].parent = Some(p);
+                cs[p].children.push(this);
+            }
+        }
+    }
+    // (2) roots; (4) prune empty containers.
+    fn build(cs: &[C], c: usize, msgs: &[Info]) -> Vec<Node> {
+        let mut kids: Vec<Node> = cs[c].children.iter().flat_map(|&k| build(cs, k, msgs)).collect();
+        match cs[c].msg {
+            Some(m) => vec![Node {
+                msg: Some(m),
+                children: {
+                    sort_nodes(&mut kids, msgs);
+                    kids
+                },
+            }],
+            // An empty container: promote its children, unless it is a root
+            // with several children (then it stays as a dummy).
+            None if cs[c].parent.is_none() && kids.len() > 1 => {
+                sort_nodes(&mut kids, msgs);
+                vec![Node { msg: None, children: kids }]
+            }
+            None => kids,
+        }
+    }
+    let mut roots: Vec<Node> = (0..cs.len())
+        .filter(|&c| cs[c].parent.is_none())
+        .flat_map(|c| build(&cs, c, msgs))
+        .collect();
+    // (5) gather roots by base subject.
+    let mut by_subject: HashMap<String, usize> = HashMap::new();
+    let mut merged: Vec<Node> = Vec::new();
+    for r in roots.drain(..) {
+        let subj = first_msg(&r).map(|m| msgs[m].subject.clone()).unwrap_or_default();
+        if subj.is_empty() {
+            merged.push(r);
+            continue;
+        }
+        match by_subject.get(&subj) {
+            None => {
+                by_subject.insert(subj, merged.len());
+                merged.push(r);
+            }
+            Some(&at) => {
+                let old = std::mem::replace(
+                    &mut merged[at],
+                    Node {
+                        msg: None,
+                        children: vec![],
+                    },
+                );
+                merged[at] = merge(old, r, msgs);
+            }
+        }
+    }
+    for n in merged.iter_mut() {
+        sort_nodes(&mut n.children, msgs);
+    }
+    // (6) threads by the date of their first message.
+    sort_nodes(&mut merged, msgs);
+    merged
+}
+
+fn first_msg(n: &Node) -> Option<usize> {
+    n.msg.or_else(|| n.children.iter().filter_map(first_msg).next())
+}
+
+fn node_date(n: &Node, msgs: &[Info]) -> (i64, u32) {
+    match n.msg {
+        Some(m) => (msgs[m].date, msgs[m].seq),
+        None => n.children.iter().map(|c| node_date(c, msgs)).min().unwrap_or((i64::MAX, u32::MAX)),
+    }
+}
+
+fn sort_nodes(v: &mut [Node], msgs: &[Info]) {
+    v.sort_by_key(|n| node_date(n, msgs));
+}
+
+/// RFC 5256 step 5: two roots with the same base subject.
+fn merge(a: Node, b: Node, msgs: &[Info]) -> Node {
+    match (a.msg, b.msg) {
+        (None, None) => {
+            let mut children = a.children;
+            children.extend(b.children);
+            Node { msg: None, children }
+        }
+        (None, Some(_)) => {
+            let mut children = a.children;
+            children.push(b);
+            Node { msg: None, children }
+        }
+        (Some(_), None) => {
+            let mut children = b.children;
+            children.push(a);
+            Node { msg: None, children }
+        }
+        (Some(x), Some(y)) => {
+            // A reply goes under the non-reply; else both under a dummy.
+            if !msgs[x].is_reply && msgs[y].is_reply {
+                let mut a = a;
+                a.children.push(b);
+                a
+            } else if msgs[x].is_reply && !msgs[y].is_reply {
+                let mut b = b;
+                b.children.push(a);
+                b
+            } else {
+                Node {
+                    msg: None,
+                    children: vec![a, b],
+                }
+            }
+        }
+    }
+}
+
+/// `(1 2)(3 (4)(5))` in sequence numbers or UIDs.
+pub fn render(threads: &[Node], msgs: &[Info], uid: bool) -> String {
+    fn one(n: &Node, msgs: &[Info], uid: bool, out: &mut String) {
+        // A chain of single children prints flat: (1 2 3).
+        if let Some(m) = n.msg {
+            out.push_str(&(if uid { msgs[m].uid } else { msgs[m].seq }).to_string());
+        }
+        match n.children.len() {
+            0 => {}
+            1 => {
+                if n.msg.is_some() {
+                    out.push(' ');
+                }
+                one(&n.children[0], msgs, uid, out);
+            }
+            _ => {
+                if n.msg.is_some() {
+                    out.push(' ');
+                }
+                for c in &n.children {
+                    out.push('(');
+                    one(c, msgs, uid, out);
+                    out.push(')');
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    for t in threads {
+        out.push('(');
+        one(t, msgs, uid, &mut out);
+        out.push(')');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_subjects() {
+        for (raw, want, reply) in [
+            ("Hello", "HELLO", false),
+            ("Re: Hello", "HELLO", true),
+            ("RE: re: Fwd: Hello", "HELLO", true),
+            ("[list] Re: [other] Hello", "HELLO", true),
+            ("Hello (fwd)", "HELLO", true),
+            ("[Fwd: Re: Hello]", "HELLO", true),
+            ("  lots   of\t space ", "LOTS OF SPACE", false),
+            ("[only a blob]", "[ONLY A BLOB]", false),
+            ("Re:", "", true),
+            ("Fw[x]: y", "Y", true),
+        ] {
+            assert_eq!(base_subject(raw), (want.to_string(), reply), "{raw}");
+        }
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("Tue, 03 Mar 2026 10:11:12 +0100"), Some(1_772_529_072));
+        assert_eq!(parse_date("3 Mar 2026 09:11:12 GMT"), Some(1_772_529_072));
+        assert_eq!(parse_date("Tue, 03 Mar 26 04:11:12 EST (comment)"), Some(1_772_529_072));
+        assert_eq!(parse_date("garbage"), None);
+    }
+}
