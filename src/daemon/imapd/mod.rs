@@ -61,6 +61,7 @@ impl crate::server::Service for Imapd {
             sel: None,
             sid: self.ctx.session_id(),
             logout: false,
+            qresync: false,
         };
         match s.run().await {
             Ok(()) | Err(ReadError::Eof) => {}
@@ -93,6 +94,7 @@ where
         sel: None,
         sid: ctx.session_id(),
         logout: false,
+        qresync: false,
     };
     if let Some(u) = preauth {
         let cfg = &ctx.store.cfg;
@@ -123,6 +125,8 @@ pub struct Session {
     pub sel: Option<Selected>,
     sid: String,
     logout: bool,
+    /// ENABLE QRESYNC was given (RFC 7162): VANISHED replaces EXPUNGE.
+    pub qresync: bool,
 }
 
 pub type Res = Result<(), ReadError>;
@@ -213,7 +217,7 @@ impl Session {
             c.push_str(" SASL-IR");
             return c;
         }
-        c.push_str(" ACL BINARY CHILDREN CONDSTORE ESEARCH LIST-EXTENDED MAILBOX-REFERRALS MOVE MULTIAPPEND NAMESPACE QUOTA RIGHTS=kxten SASL-IR SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN IDLE");
+        c.push_str(" ACL BINARY CHILDREN CONDSTORE ESEARCH LIST-EXTENDED MAILBOX-REFERRALS MOVE MULTIAPPEND NAMESPACE QUOTA RIGHTS=kxten SASL-IR SORT SORT=DISPLAY QRESYNC THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN IDLE");
         c
     }
 
@@ -322,11 +326,21 @@ impl Session {
             Kind::Enable(caps) => {
                 let mut on = Vec::new();
                 for cap in caps {
-                    if cap == "CONDSTORE" {
+                    if cap == "CONDSTORE" || cap == "QRESYNC" {
+                        // QRESYNC implies CONDSTORE (RFC 7162 3.2.3); Cyrus
+                        // reports both.
                         if let Some(s) = &mut self.sel {
                             s.condstore = true;
                         }
-                        on.push(cap);
+                        if cap == "QRESYNC" {
+                            self.qresync = true;
+                            if !on.iter().any(|c: &String| c == "CONDSTORE") {
+                                on.push("CONDSTORE".into());
+                            }
+                        }
+                        if !on.contains(&cap) {
+                            on.push(cap);
+                        }
                     }
                 }
                 if !on.is_empty() {
@@ -351,8 +365,8 @@ impl Session {
                 self.out(&line).await?;
                 self.tagged(&tag, "OK Completed").await
             }
-            Kind::Select(m, cs) => Box::pin(self.select(&tag, &m, false, cs)).await,
-            Kind::Examine(m, cs) => Box::pin(self.select(&tag, &m, true, cs)).await,
+            Kind::Select(m, sp) => Box::pin(self.select(&tag, &m, false, sp)).await,
+            Kind::Examine(m, sp) => Box::pin(self.select(&tag, &m, true, sp)).await,
             Kind::Create(m, part) => Box::pin(self.create(&tag, &m, part)).await,
             Kind::Delete(m) => Box::pin(self.delete(&tag, &m)).await,
             Kind::Rename(a, b) => Box::pin(self.rename(&tag, &a, &b)).await,
@@ -386,8 +400,17 @@ impl Session {
             Kind::Unselect => Box::pin(self.close(&tag, false)).await,
             Kind::Expunge(set) => Box::pin(self.expunge(&tag, set)).await,
             Kind::Fetch {
-                set, items, changedsince, ..
-            } => Box::pin(self.fetch(&tag, c.uid, set, items, changedsince)).await,
+                set,
+                items,
+                changedsince,
+                vanished,
+            } => {
+                if vanished && !(c.uid && self.qresync && changedsince.is_some()) {
+                    // RFC 7162 3.2.6: UID FETCH, QRESYNC on, CHANGEDSINCE.
+                    return self.tagged(&tag, "BAD Invalid Fetch modifier VANISHED").await;
+                }
+                Box::pin(self.fetch(&tag, c.uid, set, items, changedsince, vanished)).await
+            }
             Kind::Store {
                 set,
                 mode,
@@ -576,6 +599,7 @@ mod size_tests {
             sel: None,
             sid: String::new(),
             logout: false,
+            qresync: false,
         };
         let session = std::mem::size_of::<Session>();
         let selected = std::mem::size_of::<Selected>();

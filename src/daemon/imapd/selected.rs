@@ -162,7 +162,11 @@ fn db_version(path: &std::path::Path) -> Option<(i128, u64)> {
 }
 
 impl Session {
-    pub async fn select(&mut self, tag: &str, ext: &str, examine: bool, condstore: bool) -> Res {
+    pub async fn select(&mut self, tag: &str, ext: &str, examine: bool, params: crate::proto::imap::command::SelectParams) -> Res {
+        if params.qresync.is_some() && !self.qresync {
+            return self.tagged(tag, "BAD Invalid Select modifier QRESYNC").await;
+        }
+        let condstore = params.condstore || self.qresync;
         if self.sel.take().is_some() {
             // RFC 7162 3.2.11 / RFC 9051: the old mailbox is closed.
             self.out("* OK [CLOSED] Ok\r\n").await?;
@@ -253,6 +257,11 @@ impl Session {
             seen,
             rights: rights.clone().into_boxed_str(),
         });
+        if let Some((uv, since, known)) = params.qresync {
+            if uv == st.uidvalidity {
+                Box::pin(self.qresync_report(since, known.as_ref(), None)).await?;
+            }
+        }
         self.tagged(
             tag,
             if readonly {
@@ -286,6 +295,8 @@ impl Session {
         };
         let mut held_back = false;
         let mut added = 0usize;
+        let qresync = self.qresync;
+        let mut vanished: Vec<u32> = Vec::new();
         for mut r in recs {
             r.flags = sel.view(r.uid, r.flags);
             let pos = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid);
@@ -293,7 +304,11 @@ impl Session {
                 if let Ok(i) = pos {
                     if allow_expunge {
                         sel.msgs.remove(i);
-                        lines.push(format!("* {} EXPUNGE\r\n", i + 1));
+                        if qresync {
+                            vanished.push(r.uid);
+                        } else {
+                            lines.push(format!("* {} EXPUNGE\r\n", i + 1));
+                        }
                     } else {
                         held_back = true;
                     }
@@ -306,11 +321,10 @@ impl Session {
                     if m.flags != r.flags || *m.keywords != *r.keywords {
                         m.flags = r.flags;
                         m.keywords = r.keywords.clone().into_boxed_str();
-                        let ms = if sel.condstore {
-                            format!(" MODSEQ ({})", r.modseq)
-                        } else {
-                            String::new()
-                        };
+                        let mut ms = if qresync { format!(" UID {}", r.uid) } else { String::new() };
+                        if sel.condstore {
+                            ms.push_str(&format!(" MODSEQ ({})", r.modseq));
+                        }
                         lines.push(format!(
                             "* {} FETCH (FLAGS {}{ms})\r\n",
                             i + 1,
@@ -333,6 +347,11 @@ impl Session {
                     );
                 }
             }
+        }
+        if !vanished.is_empty() {
+            // RFC 7162 3.2.10: with QRESYNC, one VANISHED for them all.
+            vanished.sort_unstable();
+            lines.insert(0, format!("* VANISHED {}\r\n", super::mailboxes::uid_set(&vanished)));
         }
         // EXPUNGE responses count down by themselves; EXISTS only when
         // messages arrived.
@@ -433,7 +452,15 @@ impl Session {
         self.tagged(tag, &format!("OK [HIGHESTMODSEQ {hm}] Completed")).await
     }
 
-    pub async fn fetch(&mut self, tag: &str, uid: bool, set: SeqSet, mut items: Vec<FetchItem>, changedsince: Option<u64>) -> Res {
+    pub async fn fetch(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: SeqSet,
+        mut items: Vec<FetchItem>,
+        changedsince: Option<u64>,
+        vanished: bool,
+    ) -> Res {
         if !self.seq_in_range(&set, uid) {
             return self.tagged(tag, "BAD Invalid sequence in FETCH").await;
         }
@@ -449,6 +476,11 @@ impl Session {
             if !items.contains(&FetchItem::ModSeq) {
                 items.push(FetchItem::ModSeq);
             }
+        }
+        if let (true, Some(since)) = (vanished, changedsince) {
+            // UID FETCH (CHANGEDSINCE n VANISHED): expunged UIDs of the set
+            // first (RFC 7162 3.2.6).
+            Box::pin(self.qresync_report(since, Some(&set), Some(()))).await?;
         }
         let mut idx = self.resolve(&set, uid);
         if let Some(cs) = changedsince {
@@ -726,7 +758,8 @@ impl Session {
                 let m = &sel.msgs[i];
                 let mut l = format!("* {} FETCH (", i + 1);
                 let mut parts = vec![format!("FLAGS {}", flags_text(m.flags, &m.keywords, m.uid > sel.recent_above))];
-                if uid {
+                // With QRESYNC every FETCH carries the UID (RFC 7162 3.2.4).
+                if uid || self.qresync {
                     parts.push(format!("UID {}", m.uid));
                 }
                 if sel.condstore {
@@ -841,6 +874,51 @@ impl Session {
             }
         }
         self.tagged(tag, &format!("OK Completed ({} msgs in 0.000 secs)", nums.len())).await
+    }
+
+    /// QRESYNC's report (RFC 7162 3.2.5.2 / 3.2.6): `* VANISHED (EARLIER)`
+    /// with the UIDs expunged since `since` (within `known` when given),
+    /// then, unless `only_vanished`, a FETCH of UID, FLAGS and MODSEQ for
+    /// every message changed since.
+    async fn qresync_report(&mut self, since: u64, known: Option<&SeqSet>, only_vanished: Option<()>) -> Res {
+        let Some(sel) = &self.sel else { return Ok(()) };
+        let name = sel.name.clone();
+        let Ok((_, recs)) = self.blocking(move |s| s.changes_since(&name, since)).await else {
+            return Ok(());
+        };
+        let Some(sel) = &self.sel else { return Ok(()) };
+        let max = sel
+            .msgs
+            .last()
+            .map_or(0, |m| m.uid)
+            .max(recs.iter().map(|r| r.uid).max().unwrap_or(0));
+        let gone: Vec<u32> = recs
+            .iter()
+            .filter(|r| r.expunged() && known.is_none_or(|k| k.contains(r.uid, max)))
+            .map(|r| r.uid)
+            .collect();
+        let mut lines = Vec::new();
+        if !gone.is_empty() {
+            lines.push(format!("* VANISHED (EARLIER) {}\r\n", super::mailboxes::uid_set(&gone)));
+        }
+        if only_vanished.is_none() {
+            for r in recs.iter().filter(|r| !r.expunged()) {
+                if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
+                    let m = &sel.msgs[i];
+                    lines.push(format!(
+                        "* {} FETCH (FLAGS {} UID {} MODSEQ ({}))\r\n",
+                        i + 1,
+                        flags_text(m.flags, &m.keywords, m.uid > sel.recent_above),
+                        m.uid,
+                        m.modseq
+                    ));
+                }
+            }
+        }
+        for l in lines {
+            self.out(&l).await?;
+        }
+        Ok(())
     }
 
     /// SORT and THREAD (RFC 5256) over the messages a search selects.

@@ -144,8 +144,8 @@ pub enum Kind {
     StartTls,
     Authenticate(String, Option<String>),
     Login(String, Vec<u8>),
-    Select(String, bool),
-    Examine(String, bool),
+    Select(String, SelectParams),
+    Examine(String, SelectParams),
     /// CREATE mailbox, with a partition (Cyrus's `CREATE name partition`
     /// or `(PARTITION name)`, for admins).
     Create(String, Option<String>),
@@ -216,6 +216,14 @@ pub enum Kind {
     DeleteAcl(String, String),
     ListRights(String, String),
     Compress(String),
+}
+
+/// SELECT/EXAMINE parameters: CONDSTORE and QRESYNC (RFC 7162).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SelectParams {
+    pub condstore: bool,
+    /// (uidvalidity, modseq, known UIDs).
+    pub qresync: Option<(u32, u64, Option<SeqSet>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -832,13 +840,36 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
         "SELECT" | "EXAMINE" => {
             p.sp()?;
             let m = mailbox(p)?;
-            let mut condstore = false;
+            let mut params = SelectParams::default();
             if p.eat(b' ') {
                 p.expect(b'(')?;
                 loop {
                     let a = p.atom()?.to_ascii_uppercase();
                     if a == "CONDSTORE" {
-                        condstore = true;
+                        params.condstore = true;
+                    } else if a == "QRESYNC" {
+                        // (uidvalidity modseq [known-uids [seq-match]])
+                        p.sp()?;
+                        p.expect(b'(')?;
+                        let uv = p.number()?;
+                        p.sp()?;
+                        let ms = p.number()?;
+                        let mut known = None;
+                        if p.eat(b' ') {
+                            if p.peek() == Some(b'(') {
+                                p.parenthesized()?;
+                            } else {
+                                known = Some(p.seq_set()?);
+                                if p.eat(b' ') {
+                                    p.parenthesized()?;
+                                }
+                            }
+                        }
+                        p.expect(b')')?;
+                        if uv == 0 || uv > u32::MAX as u64 {
+                            return err("Invalid QRESYNC parameter");
+                        }
+                        params.qresync = Some((uv as u32, ms, known));
                     } else {
                         return err("Invalid select parameter");
                     }
@@ -849,9 +880,9 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 p.expect(b')')?;
             }
             if name == "SELECT" {
-                Kind::Select(m, condstore)
+                Kind::Select(m, params)
             } else {
-                Kind::Examine(m, condstore)
+                Kind::Examine(m, params)
             }
         }
         "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" | "GETQUOTAROOT" | "GETACL" | "MYRIGHTS" => {
@@ -1276,7 +1307,7 @@ mod tests {
     fn common_commands() {
         assert_eq!(k("a LOGIN fred \"sec ret\""), Kind::Login("fred".into(), b"sec ret".to_vec()));
         assert_eq!(k("a login {4}\r\nfred {2+}\r\npw"), Kind::Login("fred".into(), b"pw".to_vec()));
-        assert_eq!(k("a SELECT inbox"), Kind::Select("INBOX".into(), false));
+        assert_eq!(k("a SELECT inbox"), Kind::Select("INBOX".into(), SelectParams::default()));
         let c = parse(b"a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)] BODY[1.1]<0.80> BINARY.SIZE[2])").unwrap();
         assert!(c.uid);
         let Kind::Fetch { items, .. } = c.kind else { panic!() };
