@@ -655,3 +655,33 @@ print('ok')
     );
     assert!(out.contains("ok"), "{out}");
 }
+
+/// Folders autocreated at first login get their special use from
+/// `xlist-<use>` (Cyrus 3), and LIST shows it (RFC 6154).
+#[test]
+fn autocreated_folders_get_special_use() {
+    if !can_run("special use", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(
+        d.path(),
+        "autocreate_inbox_folders: Sent | Drafts | Notes\nxlist-sent: Sent\nxlist-drafts: Drafts\n",
+    );
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')
+typ, r = M.list('""', '*'); print(r)
+assert b'(\\HasNoChildren \\Sent) "/" Sent' in r, r
+assert b'(\\HasNoChildren \\Drafts) "/" Drafts' in r, r
+assert b'(\\HasNoChildren) "/" Notes' in r, r
+typ, r = M._simple_command('LIST', '(SPECIAL-USE)', '""', '*'); r = M._untagged_response(typ, r, 'LIST')[1]
+assert len(r) == 2 and all(b'Notes' not in x for x in r), r
+typ, r = M.delete('Sent'); assert typ == 'NO' and b'SPECIAL-USE' in r[0], r
+print('ok')
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    assert!(out.contains("ok"), "{out}");
+}

@@ -260,6 +260,16 @@ pub fn autocreate_inbox(ctx: &Ctx, inbox: &str) -> Result<(), crate::store::Stor
         let n = format!("{inbox}.{f}");
         let _ = store.create(&n, None, None);
         let _ = store.subscribe(inbox, &n, true);
+        // `xlist-<use>: <folder>` gives an autocreated folder its special
+        // use, as in Cyrus 3.
+        let uses: Vec<String> = ["All", "Archive", "Drafts", "Flagged", "Important", "Junk", "Sent", "Trash"]
+            .iter()
+            .filter(|u| ctx.conf.overflow(&format!("xlist-{}", u.to_ascii_lowercase())) == Some(f))
+            .map(|u| format!("\\{u}"))
+            .collect();
+        if !uses.is_empty() {
+            let _ = store.set_special_use(&n, &uses.join(" "));
+        }
     }
     Ok(())
 }

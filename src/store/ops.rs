@@ -488,6 +488,7 @@ impl Store {
         {
             let c = lock(&self.list);
             c.execute("DELETE FROM mbox WHERE name=?1", [name])?;
+            c.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
         }
         // Files go last: the records naming them are gone.
         if let Ok(rd) = std::fs::read_dir(&dir) {
@@ -561,6 +562,7 @@ impl Store {
                     "UPDATE mbox SET name=?2, uidvalidity=?3 WHERE name=?1",
                     params![e.name, to, uv as i64],
                 )?;
+                tx.execute("UPDATE specialuse SET name=?2 WHERE name=?1", params![e.name, to])?;
             }
             tx.commit()?;
         }
@@ -641,6 +643,9 @@ impl Store {
             }
             let to = target(&e.name);
             self.create(&to, Some(&e.partition), Some(&acl))?;
+            if let Some(u) = self.special_uses()?.get(&e.name) {
+                self.set_special_use(&to, u)?;
+            }
             if let Some(q) = self.quota_get(&e.name)? {
                 let lim = |v: i64| (v >= 0).then_some(v);
                 self.quota_set(&to, lim(q.storage_limit), lim(q.message_limit))?;
@@ -1313,6 +1318,29 @@ impl Store {
     pub fn unseen_for(&self, name: &str, seen: &[u32]) -> Result<u32> {
         let (_, rows) = self.index(name)?;
         Ok(rows.iter().filter(|r| seen.binary_search(&r.0).is_err()).count() as u32)
+    }
+
+    // ---- special use (RFC 6154), kept in the mailbox list ----
+
+    /// Sets (or with "" clears) a mailbox's special-use attributes.
+    pub fn set_special_use(&self, name: &str, uses: &str) -> Result<()> {
+        let c = lock(&self.list);
+        if uses.is_empty() {
+            c.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
+        } else {
+            c.execute("INSERT OR REPLACE INTO specialuse(name, uses) VALUES(?1, ?2)", params![name, uses])?;
+        }
+        Ok(())
+    }
+
+    /// Every mailbox's special-use attributes (`\Sent \Archive`).
+    pub fn special_uses(&self) -> Result<std::collections::HashMap<String, String>> {
+        let c = lock(&self.list);
+        let mut st = c.prepare_cached("SELECT name, uses FROM specialuse")?;
+        let v = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<std::collections::HashMap<String, String>>>()?;
+        Ok(v)
     }
 
     // ---- POP3 ----

@@ -92,6 +92,32 @@ fn acl_entry<'a>(acl: &'a str, id: &str) -> Option<&'a str> {
     None
 }
 
+/// The special-use attributes of RFC 6154 (and RFC 8457's \Important)
+/// that CREATE accepts.
+const SPECIAL_USES: [&str; 8] = [
+    "\\All",
+    "\\Archive",
+    "\\Drafts",
+    "\\Flagged",
+    "\\Important",
+    "\\Junk",
+    "\\Sent",
+    "\\Trash",
+];
+
+/// CREATE's USE list, canonically spelled and space-separated.
+fn special_use_list(uses: &[String]) -> Result<String, &'static str> {
+    let mut out: Vec<&str> = Vec::new();
+    for u in uses {
+        match SPECIAL_USES.iter().find(|s| s.eq_ignore_ascii_case(u)) {
+            Some(s) if !out.contains(s) => out.push(s),
+            Some(_) => {}
+            None => return Err("NO [USEATTR] Invalid annotation entry"),
+        }
+    }
+    Ok(out.join(" "))
+}
+
 /// Store errors as Cyrus words them.
 pub fn store_err(e: &StoreError) -> String {
     match e {
@@ -208,7 +234,7 @@ impl Session {
         pe.is_some_and(|pe| self.rights(&pe).contains('k'))
     }
 
-    pub async fn create(&mut self, tag: &str, ext: &str, partition: Option<String>) -> Res {
+    pub async fn create(&mut self, tag: &str, ext: &str, partition: Option<String>, uses: Vec<String>) -> Res {
         let ext = ext.trim_end_matches(self.ns.as_ref().map_or('/', |n| n.sep)).to_string();
         let int = match self.internal(&ext) {
             Ok(i) => i,
@@ -226,7 +252,19 @@ impl Session {
                 return self.tagged(tag, "NO Invalid partition name").await;
             }
         }
-        let r = self.blocking(move |s| s.create(&int, partition.as_deref(), None)).await;
+        let uses = match special_use_list(&uses) {
+            Ok(u) => u,
+            Err(t) => return self.tagged(tag, t).await,
+        };
+        let r = self
+            .blocking(move |s| {
+                let e = s.create(&int, partition.as_deref(), None)?;
+                if !uses.is_empty() {
+                    s.set_special_use(&int, &uses)?;
+                }
+                Ok(e)
+            })
+            .await;
         match r {
             Ok(e) => self.tagged(tag, &format!("OK [MAILBOXID ({})] Completed", e.uniqueid)).await,
             Err(e) => self.tagged(tag, &e).await,
@@ -242,7 +280,15 @@ impl Session {
         if e.name == inbox && !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
             return self.tagged(tag, "NO Permission denied").await;
         }
+        // specialuse_protect: a mailbox with one of those uses stays.
+        let protect = self.ctx.conf.get("specialuse_protect").unwrap_or("").to_string();
         let name = e.name.clone();
+        let uses = self.blocking(move |s| s.special_uses()).await.unwrap_or_default();
+        if let Some(u) = uses.get(&e.name) {
+            if u.split(' ').any(|x| protect.split_whitespace().any(|p| p.eq_ignore_ascii_case(x))) {
+                return self.tagged(tag, "NO SPECIAL-USE flag conflict").await;
+            }
+        }
         match self.blocking(move |s| s.delete(&name)).await {
             Ok(()) => {
                 // Deleting the selected mailbox expunges its messages from
@@ -275,13 +321,16 @@ impl Session {
         if e.name == inbox {
             // RFC 3501 6.3.5: renaming INBOX moves its messages.
             return match self.blocking(move |s| s.rename_inbox(&from_int, &to_int)).await {
-                Ok(()) => self.tagged(tag, "OK Completed").await,
+                Ok(()) => {
+                    self.out_bytes(format!("* OK rename {from} {to}\r\n").as_bytes()).await?;
+                    self.tagged(tag, "OK Completed").await
+                }
                 Err(t) => self.tagged(tag, &t).await,
             };
         }
         let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
-        let (fo, to) = (crate::store::names::owner_of(&from_int), crate::store::names::owner_of(&to_int));
-        if (fo.0 != to.0 || fo.1 != to.1 || fo.2 != to.2) && !admin {
+        let (fo, tow) = (crate::store::names::owner_of(&from_int), crate::store::names::owner_of(&to_int));
+        if (fo.0 != tow.0 || fo.1 != tow.1 || fo.2 != tow.2) && !admin {
             return self.tagged(tag, "NO Permission denied").await;
         }
         // A user's top (user.a) moves only with allowusermoves, as Cyrus.
@@ -296,7 +345,11 @@ impl Session {
             self.sel = None;
         }
         match self.blocking(move |s| s.rename(&from_int, &to_int)).await {
-            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Ok(()) => {
+                // Cyrus reports each rename before completing.
+                self.out_bytes(format!("* OK rename {from} {to}\r\n").as_bytes()).await?;
+                self.tagged(tag, "OK Completed").await
+            }
             Err(t) => self.tagged(tag, &t).await,
         }
     }
@@ -352,6 +405,16 @@ impl Session {
             Vec::new()
         };
         let names: Vec<&str> = vis.iter().map(|(x, _)| x.as_str()).collect();
+        // RFC 6154: with specialusealways (Cyrus 3.6's default) every LIST
+        // shows them; else RETURN (SPECIAL-USE) or the selection option.
+        let special_only = select.iter().any(|s| s == "SPECIAL-USE");
+        let show_special =
+            !lsub && (special_only || ret.iter().any(|r| r == "SPECIAL-USE") || self.ctx.conf.get_switch("specialusealways"));
+        let uses = if show_special {
+            self.blocking(|s| s.special_uses()).await.unwrap_or_default()
+        } else {
+            Default::default()
+        };
         let mut out: Vec<(String, Vec<&str>)> = Vec::new();
         for pat in patterns {
             let full = format!("{reference}{pat}");
@@ -400,6 +463,11 @@ impl Session {
                 if is_sub && ret.iter().any(|r| r == "SUBSCRIBED") || (subscribed_only && !lsub) {
                     attrs.push("\\Subscribed");
                 }
+                let special = uses.get(&int).map(String::as_str).unwrap_or("");
+                if special_only && special.is_empty() {
+                    continue;
+                }
+                attrs.extend(special.split(' ').filter(|u| !u.is_empty()));
                 out.push((n, attrs));
             }
         }

@@ -217,7 +217,7 @@ impl Session {
             c.push_str(" SASL-IR");
             return c;
         }
-        c.push_str(" ACL BINARY CHILDREN CONDSTORE ESEARCH LIST-EXTENDED MAILBOX-REFERRALS MOVE MULTIAPPEND NAMESPACE QUOTA RIGHTS=kxten SASL-IR SORT SORT=DISPLAY QRESYNC THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN IDLE");
+        c.push_str(" ACL BINARY CHILDREN CONDSTORE ESEARCH LIST-EXTENDED MAILBOX-REFERRALS MOVE MULTIAPPEND NAMESPACE QUOTA RIGHTS=kxten SASL-IR SORT SORT=DISPLAY SPECIAL-USE CREATE-SPECIAL-USE QRESYNC THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN IDLE");
         c
     }
 
@@ -367,7 +367,7 @@ impl Session {
             }
             Kind::Select(m, sp) => Box::pin(self.select(&tag, &m, false, sp)).await,
             Kind::Examine(m, sp) => Box::pin(self.select(&tag, &m, true, sp)).await,
-            Kind::Create(m, part) => Box::pin(self.create(&tag, &m, part)).await,
+            Kind::Create(m, part, uses) => Box::pin(self.create(&tag, &m, part, uses)).await,
             Kind::Delete(m) => Box::pin(self.delete(&tag, &m)).await,
             Kind::Rename(a, b) => Box::pin(self.rename(&tag, &a, &b)).await,
             Kind::Subscribe(m) => Box::pin(self.subscribe(&tag, &m, true)).await,

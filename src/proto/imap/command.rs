@@ -147,8 +147,9 @@ pub enum Kind {
     Select(String, SelectParams),
     Examine(String, SelectParams),
     /// CREATE mailbox, with a partition (Cyrus's `CREATE name partition`
-    /// or `(PARTITION name)`, for admins).
-    Create(String, Option<String>),
+    /// or `(PARTITION name)`, for admins) and special uses (`(USE (\Sent))`,
+    /// RFC 6154).
+    Create(String, Option<String>, Vec<String>),
     Delete(String),
     Rename(String, String),
     Subscribe(String),
@@ -889,14 +890,26 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             p.sp()?;
             let m = mailbox(p)?;
             let mut partition = None;
+            let mut uses = Vec::new();
             if name == "CREATE" && p.eat(b' ') {
                 if p.peek() == Some(b'(') {
-                    // (PARTITION p) is Cyrus's; CREATE-SPECIAL-USE and the
-                    // rest are accepted, parsed and ignored.
+                    // (PARTITION p) is Cyrus's, (USE (...)) RFC 6154's.
                     let list = String::from_utf8_lossy(p.parenthesized()?).into_owned();
                     let words: Vec<&str> = list.split_whitespace().collect();
                     if let Some(i) = words.iter().position(|w| w.eq_ignore_ascii_case("PARTITION")) {
                         partition = words.get(i + 1).map(|w| w.trim_matches('"').to_string());
+                    }
+                    if let Some(i) = words.iter().position(|w| w.eq_ignore_ascii_case("USE")) {
+                        for w in &words[i + 1..] {
+                            let end = w.ends_with(')');
+                            let f = w.trim_matches(|c| c == '(' || c == ')');
+                            if !f.is_empty() {
+                                uses.push(f.to_string());
+                            }
+                            if end {
+                                break;
+                            }
+                        }
                     }
                 } else {
                     // Cyrus's older form: CREATE name partition.
@@ -904,7 +917,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 }
             }
             match name {
-                "CREATE" => Kind::Create(m, partition),
+                "CREATE" => Kind::Create(m, partition, uses),
                 "DELETE" => Kind::Delete(m),
                 "SUBSCRIBE" => Kind::Subscribe(m),
                 "UNSUBSCRIBE" => Kind::Unsubscribe(m),
