@@ -118,6 +118,18 @@ fn special_use_list(uses: &[String]) -> Result<String, &'static str> {
     Ok(out.join(" "))
 }
 
+/// STATUS items, in the order Cyrus answers them.
+const STATUS_ITEMS: [&str; 8] = [
+    "MESSAGES",
+    "RECENT",
+    "UIDNEXT",
+    "UIDVALIDITY",
+    "UNSEEN",
+    "HIGHESTMODSEQ",
+    "SIZE",
+    "MAILBOXID",
+];
+
 /// Store errors as Cyrus words them.
 pub fn store_err(e: &StoreError) -> String {
     match e {
@@ -457,11 +469,11 @@ impl Session {
                     }
                     attrs.push("\\Noselect");
                 }
-                if !lsub {
-                    attrs.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" });
-                }
                 if is_sub && ret.iter().any(|r| r == "SUBSCRIBED") || (subscribed_only && !lsub) {
                     attrs.push("\\Subscribed");
+                }
+                if !lsub {
+                    attrs.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" });
                 }
                 let special = uses.get(&int).map(String::as_str).unwrap_or("");
                 if special_only && special.is_empty() {
@@ -472,13 +484,45 @@ impl Session {
             }
         }
         out.sort_by(|a, b| list_order(&a.0, &b.0));
-        for (n, attrs) in &out {
-            let mut line = format!("* {cmd} ({}) \"{sep}\" ", attrs.join(" ")).into_bytes();
-            astring(&mut line, n.as_bytes());
-            line.extend_from_slice(b"\r\n");
-            self.out_bytes(&line).await?;
+        // LIST-STATUS (RFC 5819): RETURN (STATUS (items)).
+        let status_items: Option<Vec<String>> = ret.iter().find_map(|r| {
+            r.strip_prefix("STATUS").map(|x| {
+                x.trim()
+                    .trim_matches(|c| c == '(' || c == ')')
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect()
+            })
+        });
+        if let Some(bad) = status_items.iter().flatten().find(|i| !STATUS_ITEMS.contains(&i.as_str())) {
+            return self
+                .tagged(tag, &format!("BAD Invalid Status attributes {}", bad.to_lowercase()))
+                .await;
         }
+        let lines: Vec<(Vec<u8>, Option<(String, MailboxEntry)>)> = out
+            .iter()
+            .map(|(n, attrs)| {
+                let mut line = format!("* {cmd} ({}) \"{sep}\" ", attrs.join(" ")).into_bytes();
+                astring(&mut line, n.as_bytes());
+                line.extend_from_slice(b"\r\n");
+                let entry = vis.iter().find(|(x, _)| x == n).map(|(x, e)| (x.clone(), e.clone()));
+                (line, entry.filter(|_| status_items.is_some() && !attrs.contains(&"\\Noselect")))
+            })
+            .collect();
         let n = out.len();
+        drop(out);
+        for (line, entry) in lines {
+            self.out_bytes(&line).await?;
+            if let (Some((ext, e)), Some(items)) = (entry, &status_items) {
+                if self.rights(&e).contains('r') {
+                    match self.status_line(&e, &ext, items).await {
+                        Ok(l) => self.out_bytes(&l).await?,
+                        Err(t) if t.starts_with("BAD") => return self.tagged(tag, &t).await,
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
         self.tagged(tag, &format!("OK Completed (0.000 secs {} calls)", n + 1)).await
     }
 
@@ -487,10 +531,21 @@ impl Session {
             Ok(e) => e,
             Err(t) => return self.tagged(tag, &t).await,
         };
+        match self.status_line(&e, ext, items).await {
+            Ok(line) => {
+                self.out_bytes(&line).await?;
+                self.tagged(tag, "OK Completed").await
+            }
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    /// `* STATUS name (...)` for a mailbox (STATUS, LIST-STATUS).
+    async fn status_line(&self, e: &MailboxEntry, ext: &str, items: &[String]) -> Result<Vec<u8>, String> {
         let name = e.name.clone();
         let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
         let reader = (!super::selected::owns(&inbox, &e.name) && items.iter().any(|i| i == "UNSEEN")).then(|| (inbox, e.uniqueid.clone()));
-        let (st, unseen, recent) = match self
+        let (st, unseen, recent) = self
             .blocking(move |s| {
                 let (st, unseen, recent) = s.counts(&name)?;
                 // A reader's UNSEEN counts against their own seen set.
@@ -500,14 +555,14 @@ impl Session {
                 };
                 Ok((st, unseen, recent))
             })
-            .await
-        {
-            Ok(v) => v,
-            Err(t) => return self.tagged(tag, &t).await,
-        };
+            .await?;
+        if let Some(bad) = items.iter().find(|i| !STATUS_ITEMS.contains(&i.as_str())) {
+            return Err(format!("BAD Invalid Status attributes {}", bad.to_lowercase()));
+        }
+        // In Cyrus's fixed order, whatever the order asked.
         let mut parts = Vec::new();
-        for i in items {
-            match i.as_str() {
+        for i in STATUS_ITEMS.iter().filter(|i| items.iter().any(|x| x == *i)) {
+            match *i {
                 "MESSAGES" => parts.push(format!("MESSAGES {}", st.exists)),
                 "RECENT" => parts.push(format!("RECENT {recent}")),
                 "UIDNEXT" => parts.push(format!("UIDNEXT {}", st.uidnext)),
@@ -515,15 +570,13 @@ impl Session {
                 "UNSEEN" => parts.push(format!("UNSEEN {unseen}")),
                 "HIGHESTMODSEQ" => parts.push(format!("HIGHESTMODSEQ {}", st.highestmodseq)),
                 "SIZE" => parts.push(format!("SIZE {}", st.size)),
-                "MAILBOXID" => parts.push(format!("MAILBOXID ({})", st.uniqueid)),
-                _ => return self.tagged(tag, "BAD Invalid Status attributes").await,
+                _ => parts.push(format!("MAILBOXID ({})", st.uniqueid)),
             }
         }
         let mut line = b"* STATUS ".to_vec();
         astring(&mut line, ext.as_bytes());
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
-        self.out_bytes(&line).await?;
-        self.tagged(tag, "OK Completed").await
+        Ok(line)
     }
 
     pub async fn append(&mut self, tag: &str, ext: &str, msgs: Vec<AppendMsg>) -> Res {
