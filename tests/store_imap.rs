@@ -685,3 +685,72 @@ print('ok')
     );
     assert!(out.contains("ok"), "{out}");
 }
+
+/// COMPRESS=DEFLATE (RFC 4978) with Python's zlib as the client: a whole
+/// session compressed both ways (the first compressed command pipelined
+/// behind COMPRESS itself), then a client sending garbage after COMPRESS
+/// is disconnected while the server keeps serving.
+#[test]
+fn compress_deflate_sessions() {
+    if !can_run("compress", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "");
+    let out = python(
+        r#"
+import socket, sys, zlib, smtplib, time
+port = int(sys.argv[1])
+l = smtplib.LMTP(sys.argv[2]);
+s = socket.create_connection(('127.0.0.1', port)); s.settimeout(20)
+f = s.makefile('rb')
+def plain(line, tag):
+    s.sendall(line)
+    while True:
+        l = f.readline()
+        if l.startswith(tag): return l
+f.readline()
+plain(b'a LOGIN u7 testpw\r\n', b'a ')
+l.sendmail('x@y', ['u7'], b'Subject: squeezed\r\n\r\n' + b'compress me ' * 2000 + b'\r\n'); l.quit()
+comp, decomp = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15)
+# COMPRESS and, right behind it, the first compressed command.
+s.sendall(b'b COMPRESS DEFLATE\r\n' + comp.compress(b'c SELECT INBOX\r\n') + comp.flush(zlib.Z_SYNC_FLUSH))
+first = b''
+while b'\r\n' not in first:
+    first += s.recv(1)
+assert first == b'b OK DEFLATE active\r\n', first
+data = b''
+def until(tag):
+    global data
+    while tag not in data:
+        chunk = s.recv(65536)
+        assert chunk, data[-200:]
+        data += decomp.decompress(chunk)
+until(b'c OK')
+s.sendall(comp.compress(b'd FETCH 1 BODY[]\r\ne COMPRESS DEFLATE\r\nf LOGOUT\r\n') + comp.flush(zlib.Z_SYNC_FLUSH))
+until(b'f OK')
+assert b'compress me compress me' in data and b'[READ-WRITE]' in data, data[:300]
+assert b'e NO [COMPRESSIONACTIVE]' in data, data
+print('compressed session ok', len(data))
+# Garbage after COMPRESS: the server hangs up, and still serves others.
+s = socket.create_connection(('127.0.0.1', port)); s.settimeout(20)
+f = s.makefile('rb'); f.readline()
+plain(b'a LOGIN u7 testpw\r\n', b'a ')
+plain(b'b COMPRESS DEFLATE\r\n', b'b ')
+s.sendall(bytes(range(256)) * 4)
+rest = s.recv(65536)
+while rest:
+    rest = s.recv(65536)
+print('closed')
+s = socket.create_connection(('127.0.0.1', port)); s.settimeout(20)
+f = s.makefile('rb'); f.readline()
+assert plain(b'a LOGIN u7 testpw\r\n', b'a ').startswith(b'a OK')
+print('ok')
+"#,
+        &[&b.imap_port.to_string(), b.lmtp_sock.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("compressed session ok") && out.contains("closed") && out.contains("ok"),
+        "{out}"
+    );
+}

@@ -6,6 +6,7 @@
 //! session deadline, stop accepting and drain on SIGTERM, reload on SIGHUP
 //! keeping the old config when the new one fails.  It knows no protocol.
 
+pub mod deflate;
 pub mod listen;
 pub mod privs;
 

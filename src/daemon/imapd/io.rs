@@ -94,6 +94,13 @@ impl<R: AsyncRead + Unpin> Input<R> {
         self.r
     }
 
+    /// The stream and what was read but not consumed (COMPRESS: the
+    /// client's first compressed bytes may already be here).
+    pub fn into_parts(mut self) -> (R, Vec<u8>) {
+        let rest = self.buf.split_off(self.pos.min(self.buf.len()));
+        (self.r, rest)
+    }
+
     /// Whether unread input is waiting (pipelining).
     pub fn has_buffered(&self) -> bool {
         self.pos < self.buf.len()

@@ -62,6 +62,7 @@ impl crate::server::Service for Imapd {
             sid: self.ctx.session_id(),
             logout: false,
             qresync: false,
+            compressed: false,
         };
         match s.run().await {
             Ok(()) | Err(ReadError::Eof) => {}
@@ -95,6 +96,7 @@ where
         sid: ctx.session_id(),
         logout: false,
         qresync: false,
+        compressed: false,
     };
     if let Some(u) = preauth {
         let cfg = &ctx.store.cfg;
@@ -127,6 +129,8 @@ pub struct Session {
     logout: bool,
     /// ENABLE QRESYNC was given (RFC 7162): VANISHED replaces EXPUNGE.
     pub qresync: bool,
+    /// COMPRESS DEFLATE is on.
+    compressed: bool,
 }
 
 pub type Res = Result<(), ReadError>;
@@ -199,6 +203,28 @@ impl Session {
         }
     }
 
+    /// COMPRESS DEFLATE (RFC 4978): from the next byte on, both ways.
+    async fn compress(&mut self, tag: &str, alg: &str) -> Res {
+        if self.compressed {
+            return self.tagged(tag, "NO [COMPRESSIONACTIVE] DEFLATE active via COMPRESS").await;
+        }
+        if !alg.eq_ignore_ascii_case("DEFLATE") {
+            return self.tagged(tag, &format!("NO Unknown COMPRESS algorithm: {alg}")).await;
+        }
+        self.tagged(tag, "OK DEFLATE active").await?;
+        self.w.flush().await?;
+        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
+        let (dr, dw) = tokio::io::split(dummy);
+        let (r, pending) = std::mem::replace(&mut self.input, Input::new(dr)).into_parts();
+        let w = std::mem::replace(&mut self.w, Output::new(dw)).into_inner();
+        let z: Box<dyn Io> = Box::new(crate::server::deflate::Deflate::new(r.unsplit(w), pending));
+        let (r, w) = tokio::io::split(z);
+        self.input = Input::new(r);
+        self.w = Output::new(w);
+        self.compressed = true;
+        Ok(())
+    }
+
     pub fn input_mut(&mut self) -> &mut Input<Rd> {
         &mut self.input
     }
@@ -216,6 +242,9 @@ impl Session {
             }
             c.push_str(" SASL-IR");
             return c;
+        }
+        if !self.compressed {
+            c.push_str(" COMPRESS=DEFLATE");
         }
         c.push_str(" ACL BINARY CHILDREN CONDSTORE ESEARCH LIST-EXTENDED MAILBOX-REFERRALS MOVE MULTIAPPEND NAMESPACE QUOTA RIGHTS=kxten SASL-IR SORT SORT=DISPLAY LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE QRESYNC THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN IDLE");
         c
@@ -318,11 +347,11 @@ impl Session {
             }
             Kind::StartTls if !authed => Box::pin(self.starttls(&tag)).await,
             Kind::StartTls => self.tagged(&tag, "BAD Already authenticated").await,
-            Kind::Compress(_) => self.tagged(&tag, "BAD Unrecognized command").await,
             Kind::Login(u, p) if !authed => Box::pin(self.login(&tag, &u, Secret::new(p))).await,
             Kind::Authenticate(m, ir) if !authed => Box::pin(self.authenticate(&tag, &m, ir)).await,
             Kind::Login(..) | Kind::Authenticate(..) => self.tagged(&tag, "BAD Already authenticated").await,
             _ if !authed => self.tagged(&tag, "BAD Please login first").await,
+            Kind::Compress(alg) => Box::pin(self.compress(&tag, &alg)).await,
             Kind::Enable(caps) => {
                 let mut on = Vec::new();
                 for cap in caps {
@@ -600,6 +629,7 @@ mod size_tests {
             sid: String::new(),
             logout: false,
             qresync: false,
+            compressed: false,
         };
         let session = std::mem::size_of::<Session>();
         let selected = std::mem::size_of::<Selected>();
