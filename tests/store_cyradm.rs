@@ -1,6 +1,7 @@
 //! The real `cyradm` (Debian cyrus-admin) administering our imapd from a
 //! script: create (also on a named partition), list, ACLs, rename, quota,
-//! reconstruct, delete, and its error reports; results checked over IMAP.
+//! reconstruct, mboxconfig/info (METADATA), delete, and its error reports;
+//! results checked over IMAP.
 
 mod harness;
 use harness::*;
@@ -34,6 +35,8 @@ sq user/u7 5000
 lq user/u7
 lqr user/u7/Projects
 reconstruct user/u7
+mboxconfig user/u7/Old comment \"archive folder\"
+info user/u7/Old
 dm user/u7/Projects
 lm user/u7/*
 ";
@@ -65,6 +68,11 @@ lm user/u7/*
     assert!(out.contains("yes1 lrs") && out.contains("u7 lrswipkxtecdan"), "{out}");
     assert!(out.contains("STORAGE 0/5000"), "{out}");
     assert!(out.contains("user/u7 STORAGE 0/5000"), "{out}");
+    // mboxconfig and info go through METADATA.
+    assert!(
+        out.contains("comment: archive folder") && out.contains("partition: second"),
+        "{out}"
+    );
     // The last listing: Projects deleted, Archive renamed to Old.
     let last = out.rsplit("lm user/u7/*").next().unwrap();
     assert!(

@@ -489,6 +489,7 @@ impl Store {
             let c = lock(&self.list);
             c.execute("DELETE FROM mbox WHERE name=?1", [name])?;
             c.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
+            c.execute("DELETE FROM annot WHERE name=?1", [name])?;
         }
         // Files go last: the records naming them are gone.
         if let Ok(rd) = std::fs::read_dir(&dir) {
@@ -563,6 +564,7 @@ impl Store {
                     params![e.name, to, uv as i64],
                 )?;
                 tx.execute("UPDATE specialuse SET name=?2 WHERE name=?1", params![e.name, to])?;
+                tx.execute("UPDATE annot SET name=?2 WHERE name=?1", params![e.name, to])?;
             }
             tx.commit()?;
         }
@@ -1341,6 +1343,36 @@ impl Store {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<std::collections::HashMap<String, String>>>()?;
         Ok(v)
+    }
+
+    // ---- annotations (METADATA), kept in the mailbox list ----
+
+    /// An annotation of a mailbox ("" = the server); `userid` "" for
+    /// /shared entries, the user for /private ones.
+    pub fn annotation(&self, name: &str, entry: &str, userid: &str) -> Result<Option<Vec<u8>>> {
+        let c = lock(&self.list);
+        Ok(c.query_row(
+            "SELECT value FROM annot WHERE name=?1 AND entry=?2 AND userid=?3",
+            params![name, entry, userid],
+            |r| r.get(0),
+        )
+        .optional()?)
+    }
+
+    /// Sets (None: removes) an annotation.
+    pub fn set_annotation(&self, name: &str, entry: &str, userid: &str, value: Option<&[u8]>) -> Result<()> {
+        let c = lock(&self.list);
+        match value {
+            Some(v) => c.execute(
+                "INSERT OR REPLACE INTO annot(name, entry, userid, value) VALUES(?1, ?2, ?3, ?4)",
+                params![name, entry, userid, v],
+            )?,
+            None => c.execute(
+                "DELETE FROM annot WHERE name=?1 AND entry=?2 AND userid=?3",
+                params![name, entry, userid],
+            )?,
+        };
+        Ok(())
     }
 
     // ---- POP3 ----

@@ -130,6 +130,37 @@ const STATUS_ITEMS: [&str; 8] = [
     "MAILBOXID",
 ];
 
+/// The METADATA entries answered, in Cyrus's order.
+const META_ENTRIES: [&str; 5] = [
+    "/private/comment",
+    "/shared/comment",
+    "/private/specialuse",
+    "/shared/vendor/cmu/cyrus-imapd/size",
+    "/shared/vendor/cmu/cyrus-imapd/partition",
+];
+
+/// A mailbox name in a METADATA response: quoted when empty.
+fn astring_or_quoted(out: &mut Vec<u8>, v: &[u8]) {
+    if v.is_empty() {
+        out.extend_from_slice(b"\"\"");
+    } else {
+        astring(out, v);
+    }
+}
+
+/// A value: quoted when it can be, else a literal (as Cyrus sends
+/// `\Drafts`).
+fn nstring_value(out: &mut Vec<u8>, v: &[u8]) {
+    if v.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(v);
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(format!("{{{}}}\r\n", v.len()).as_bytes());
+        out.extend_from_slice(v);
+    }
+}
+
 /// Store errors as Cyrus words them.
 pub fn store_err(e: &StoreError) -> String {
     match e {
@@ -791,6 +822,178 @@ impl Session {
         let acl = acl_with(&e.acl, &id, new.as_deref());
         let name = e.name.clone();
         match self.blocking(move |s| s.set_acl(&name, &acl)).await {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    /// The mailbox a METADATA command names ("" is the server).
+    async fn metadata_target(&self, ext: &str, right: char) -> Result<Option<MailboxEntry>, String> {
+        if ext.is_empty() {
+            return Ok(None);
+        }
+        self.lookup_with(ext, right).await.map(Some)
+    }
+
+    /// GETMETADATA (RFC 5464): the entries Cyrus answers — comments,
+    /// special use, and the read-only vendor/cmu/cyrus-imapd size and
+    /// partition — in Cyrus's order; others are NIL.
+    pub async fn getmetadata(&mut self, tag: &str, ext: &str, entries: &[String], maxsize: Option<u64>, depth: &str) -> Res {
+        let _ = depth;
+        for e in entries {
+            if !(e.starts_with("/shared") || e.starts_with("/private")) {
+                return self.tagged(tag, "BAD entry must begin with /shared or /private").await;
+            }
+        }
+        let target = match self.metadata_target(ext, 'l').await {
+            Ok(t) => t,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let user = self.user.clone().unwrap_or_default();
+        let name = target.as_ref().map(|e| e.name.clone()).unwrap_or_default();
+        let entry = target.clone();
+        // DEPTH 1 / infinity: the entries we know under each one asked.
+        let mut wanted: Vec<String> = Vec::new();
+        for e in entries {
+            // Cyrus also takes `/private/*` (cyradm's `info`): everything
+            // under it.
+            let star = e.strip_suffix("/*");
+            if depth != "0" || star.is_some() {
+                let prefix = format!("{}/", star.unwrap_or(e).trim_end_matches('/'));
+                for k in META_ENTRIES {
+                    if let Some(rest) = k.strip_prefix(&prefix) {
+                        if depth == "infinity" || star.is_some() || !rest.contains('/') {
+                            wanted.push(k.to_string());
+                        }
+                    }
+                }
+            }
+            if star.is_none() && !wanted.contains(e) {
+                wanted.push(e.clone());
+            }
+        }
+        let values = self
+            .blocking(move |s| {
+                let mut out: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+                for w in &wanted {
+                    let lw = w.to_ascii_lowercase();
+                    let v = match lw.as_str() {
+                        "/private/comment" => s.annotation(&name, "/comment", &user)?,
+                        "/shared/comment" => s.annotation(&name, "/comment", "")?,
+                        "/private/specialuse" => s.special_uses()?.get(&name).map(|u| u.clone().into_bytes()),
+                        "/shared/vendor/cmu/cyrus-imapd/size" => match &entry {
+                            Some(e) => Some(s.counts(&e.name)?.0.size.to_string().into_bytes()),
+                            None => None,
+                        },
+                        "/shared/vendor/cmu/cyrus-imapd/partition" => entry.as_ref().map(|e| e.partition.clone().into_bytes()),
+                        _ => None,
+                    };
+                    out.push((w.clone(), v));
+                }
+                Ok(out)
+            })
+            .await;
+        let mut values = match values {
+            Ok(v) => v,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        // Cyrus answers in its own table's order.
+        values.sort_by_key(|(e, _)| {
+            META_ENTRIES
+                .iter()
+                .position(|o| o.eq_ignore_ascii_case(e))
+                .unwrap_or(META_ENTRIES.len())
+        });
+        let mut longest = 0usize;
+        let mut line = b"* METADATA ".to_vec();
+        astring_or_quoted(&mut line, ext.as_bytes());
+        line.extend_from_slice(b" (");
+        let mut shown = 0;
+        for (e, v) in &values {
+            if let (Some(max), Some(v)) = (maxsize, v) {
+                if v.len() as u64 > max {
+                    longest = longest.max(v.len());
+                    continue;
+                }
+            }
+            if shown > 0 {
+                line.push(b' ');
+            }
+            shown += 1;
+            line.push(b'"');
+            line.extend_from_slice(e.as_bytes());
+            line.extend_from_slice(b"\" ");
+            match v {
+                None => line.extend_from_slice(b"NIL"),
+                Some(v) => nstring_value(&mut line, v),
+            }
+        }
+        line.extend_from_slice(b")\r\n");
+        if shown > 0 {
+            self.out_bytes(&line).await?;
+        }
+        if longest > 0 {
+            return self.tagged(tag, &format!("OK [METADATA LONGENTRIES {longest}] Completed")).await;
+        }
+        self.tagged(tag, "OK Completed").await
+    }
+
+    /// SETMETADATA (RFC 5464): comments and the special use; server
+    /// entries for admins only; anything else is refused as Cyrus does.
+    pub async fn setmetadata(&mut self, tag: &str, ext: &str, values: Vec<(String, Option<Vec<u8>>)>) -> Res {
+        for (e, _) in &values {
+            if !(e.starts_with("/shared") || e.starts_with("/private")) {
+                return self.tagged(tag, "BAD entry must begin with /shared or /private").await;
+            }
+        }
+        let user = self.user.clone().unwrap_or_default();
+        let admin = self.ctx.is_admin(&user);
+        if ext.is_empty() && !admin {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        let target = match self.metadata_target(ext, 'l').await {
+            Ok(t) => t,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        let rights = target.as_ref().map(|e| self.rights(e)).unwrap_or_else(|| "lrswipkxtecdan".into());
+        let name = target.as_ref().map(|e| e.name.clone()).unwrap_or_default();
+        let mut ops: Vec<(String, String, Option<Vec<u8>>)> = Vec::new();
+        let mut special: Option<Option<String>> = None;
+        for (e, v) in values {
+            match e.to_ascii_lowercase().as_str() {
+                "/private/comment" => ops.push(("/comment".into(), user.clone(), v)),
+                "/shared/comment" => {
+                    if !rights.contains('w') && !admin {
+                        return self.tagged(tag, "NO Permission denied").await;
+                    }
+                    ops.push(("/comment".into(), String::new(), v))
+                }
+                "/private/specialuse" if !name.is_empty() => match v {
+                    None => special = Some(None),
+                    Some(v) => {
+                        let words: Vec<String> = String::from_utf8_lossy(&v).split_whitespace().map(String::from).collect();
+                        match special_use_list(&words) {
+                            Ok(u) => special = Some(Some(u)),
+                            // METADATA's wording has no response code.
+                            Err(_) => return self.tagged(tag, "NO Invalid annotation entry").await,
+                        }
+                    }
+                },
+                _ => return self.tagged(tag, "NO Permission denied").await,
+            }
+        }
+        let r = self
+            .blocking(move |s| {
+                for (entry, uid, v) in &ops {
+                    s.set_annotation(&name, entry, uid, v.as_deref())?;
+                }
+                if let Some(u) = special {
+                    s.set_special_use(&name, u.as_deref().unwrap_or(""))?;
+                }
+                Ok(())
+            })
+            .await;
+        match r {
             Ok(()) => self.tagged(tag, "OK Completed").await,
             Err(t) => self.tagged(tag, &t).await,
         }

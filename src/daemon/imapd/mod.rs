@@ -229,24 +229,47 @@ impl Session {
         &mut self.input
     }
 
+    /// The greeting's capabilities: before login the short list (as
+    /// Cyrus greets), after it the full one.
     pub fn capabilities(&self) -> String {
-        let mut c = String::from("IMAP4rev1 LITERAL+ ID ENABLE");
         if self.user.is_none() {
-            if self.ctx.tls.is_some() && !self.tls {
-                c.push_str(" STARTTLS");
-            }
-            if self.plaintext_ok() {
-                c.push_str(" AUTH=PLAIN AUTH=LOGIN");
-            } else {
-                c.push_str(" LOGINDISABLED");
-            }
-            c.push_str(" SASL-IR");
+            let mut c = String::from("IMAP4rev1 LITERAL+ ID ENABLE");
+            self.push_auth_caps(&mut c);
             return c;
+        }
+        self.capabilities_full()
+    }
+
+    fn push_auth_caps(&self, c: &mut String) {
+        if self.ctx.tls.is_some() && !self.tls {
+            c.push_str(" STARTTLS");
+        }
+        if self.plaintext_ok() {
+            c.push_str(" AUTH=PLAIN AUTH=LOGIN");
+        } else {
+            c.push_str(" LOGINDISABLED");
+        }
+        c.push_str(" SASL-IR");
+    }
+
+    /// What the CAPABILITY command answers, before and after login: every
+    /// extension, as Cyrus lists them (clients such as cyradm ask before
+    /// logging in); after login LOGINDISABLED as Cyrus shows it.
+    pub fn capabilities_full(&self) -> String {
+        let mut c = String::from(
+            "IMAP4rev1 LITERAL+ ID ENABLE ACL BINARY CHILDREN CONDSTORE CREATE-SPECIAL-USE ESEARCH LIST-EXTENDED \
+             LIST-STATUS MAILBOX-REFERRALS METADATA MOVE MULTIAPPEND NAMESPACE QRESYNC QUOTA RIGHTS=kxten SORT \
+             SORT=DISPLAY SPECIAL-USE THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN",
+        );
+        if self.user.is_none() {
+            self.push_auth_caps(&mut c);
+        } else {
+            c.push_str(" LOGINDISABLED");
         }
         if !self.compressed {
             c.push_str(" COMPRESS=DEFLATE");
         }
-        c.push_str(" ACL BINARY CHILDREN CONDSTORE ESEARCH LIST-EXTENDED MAILBOX-REFERRALS MOVE MULTIAPPEND NAMESPACE QUOTA RIGHTS=kxten SASL-IR SORT SORT=DISPLAY LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE QRESYNC THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN IDLE");
+        c.push_str(" IDLE");
         c
     }
 
@@ -323,7 +346,7 @@ impl Session {
         let authed = self.user.is_some();
         match c.kind {
             Kind::Capability => {
-                let caps = self.capabilities();
+                let caps = self.capabilities_full();
                 self.out(&format!("* CAPABILITY {caps}\r\n")).await?;
                 self.tagged(&tag, "OK Completed").await
             }
@@ -419,6 +442,13 @@ impl Session {
             Kind::DeleteAcl(m, id) => Box::pin(self.setacl(&tag, &m, &id, None)).await,
             Kind::ListRights(m, id) => Box::pin(self.listrights(&tag, &m, &id)).await,
             Kind::Reconstruct(m, rec) => Box::pin(self.reconstruct(&tag, &m, rec)).await,
+            Kind::GetMetadata {
+                mailbox,
+                entries,
+                maxsize,
+                depth,
+            } => Box::pin(self.getmetadata(&tag, &mailbox, &entries, maxsize, &depth)).await,
+            Kind::SetMetadata(m, v) => Box::pin(self.setmetadata(&tag, &m, v)).await,
             Kind::Idle => Box::pin(self.idle(&tag)).await,
             _ if self.sel.is_none() => self.tagged(&tag, "BAD Please select a mailbox first").await,
             Kind::Check => {

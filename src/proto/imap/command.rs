@@ -212,6 +212,15 @@ pub enum Kind {
     MyRights(String),
     /// SETACL mailbox identifier rights (RFC 4314).
     SetAcl(String, String, String),
+    /// GETMETADATA [(MAXSIZE n DEPTH d)] mailbox entries (RFC 5464).
+    GetMetadata {
+        mailbox: String,
+        entries: Vec<String>,
+        maxsize: Option<u64>,
+        depth: String,
+    },
+    /// SETMETADATA mailbox (entry value ...); None deletes.
+    SetMetadata(String, Vec<(String, Option<Vec<u8>>)>),
     /// Cyrus's RECONSTRUCT mailbox [RECURSIVE] (admins).
     Reconstruct(String, bool),
     DeleteAcl(String, String),
@@ -926,6 +935,72 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 _ => Kind::MyRights(m),
             }
         }
+        "GETMETADATA" => {
+            p.sp()?;
+            let (mut maxsize, mut depth) = (None, "0".to_string());
+            if p.eat(b'(') {
+                loop {
+                    let o = p.atom()?.to_ascii_uppercase();
+                    p.sp()?;
+                    match o.as_str() {
+                        "MAXSIZE" => maxsize = Some(p.number()?),
+                        "DEPTH" => depth = p.atom()?.to_ascii_lowercase(),
+                        _ => return err("Invalid GETMETADATA option"),
+                    }
+                    if p.eat(b')') {
+                        break;
+                    }
+                    p.sp()?;
+                }
+                p.sp()?;
+            }
+            let m = mailbox(p)?;
+            p.sp()?;
+            let mut entries = Vec::new();
+            if p.eat(b'(') {
+                loop {
+                    entries.push(p.astr()?);
+                    if p.eat(b')') {
+                        break;
+                    }
+                    p.sp()?;
+                }
+            } else {
+                entries.push(p.astr()?);
+            }
+            Kind::GetMetadata {
+                mailbox: m,
+                entries,
+                maxsize,
+                depth,
+            }
+        }
+        "SETMETADATA" => {
+            p.sp()?;
+            let m = mailbox(p)?;
+            p.sp()?;
+            p.expect(b'(')?;
+            let mut v = Vec::new();
+            loop {
+                let entry = p.astr()?;
+                p.sp()?;
+                let value = if p.peek().is_some_and(|c| c == b'N' || c == b'n') {
+                    let a = p.atom()?;
+                    if !a.eq_ignore_ascii_case("NIL") {
+                        return err("Invalid value");
+                    }
+                    None
+                } else {
+                    Some(p.string()?)
+                };
+                v.push((entry, value));
+                if p.eat(b')') {
+                    break;
+                }
+                p.sp()?;
+            }
+            Kind::SetMetadata(m, v)
+        }
         "RECONSTRUCT" => {
             p.sp()?;
             let m = mailbox(p)?;
@@ -980,7 +1055,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             let b = mailbox(p)?;
             Kind::Rename(a, b)
         }
-        "LIST" | "LSUB" | "XLIST" => {
+        "LIST" | "LSUB" | "XLIST" | "RLIST" | "RLSUB" => {
             p.sp()?;
             let mut select = Vec::new();
             if name == "LIST" && p.eat(b'(') {
@@ -1033,7 +1108,9 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                     }
                 }
             }
-            if name == "LSUB" {
+            // RLIST/RLSUB (RFC 2193, MAILBOX-REFERRALS): a back end has no
+            // referrals to give, so they answer as LIST and LSUB.
+            if name == "LSUB" || name == "RLSUB" {
                 Kind::Lsub(reference, patterns.pop().unwrap_or_default())
             } else {
                 Kind::List {
