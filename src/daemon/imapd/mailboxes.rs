@@ -537,13 +537,15 @@ impl Session {
                 astring(&mut line, n.as_bytes());
                 line.extend_from_slice(b"\r\n");
                 let entry = vis.iter().find(|(x, _)| x == n).map(|(x, e)| (x.clone(), e.clone()));
-                (line, entry.filter(|_| status_items.is_some() && !attrs.contains(&"\\Noselect")))
+                (line, entry.filter(|_| !attrs.contains(&"\\Noselect")))
             })
             .collect();
         let n = out.len();
         drop(out);
+        let myrights = ret.iter().any(|r| r == "MYRIGHTS");
         for (line, entry) in lines {
             self.out_bytes(&line).await?;
+            let myrights_entry = entry.clone();
             if let (Some((ext, e)), Some(items)) = (entry, &status_items) {
                 if self.rights(&e).contains('r') {
                     match self.status_line(&e, &ext, items).await {
@@ -552,6 +554,15 @@ impl Session {
                         Err(_) => {}
                     }
                 }
+            }
+            // LIST-MYRIGHTS (RFC 8440): RETURN (MYRIGHTS).
+            if let (true, Some((ext, e))) = (myrights, myrights_entry.as_ref()) {
+                let mut l = b"* MYRIGHTS ".to_vec();
+                astring(&mut l, ext.as_bytes());
+                l.push(b' ');
+                astring(&mut l, self.rights(e).as_bytes());
+                l.extend_from_slice(b"\r\n");
+                self.out_bytes(&l).await?;
             }
         }
         self.tagged(tag, &format!("OK Completed (0.000 secs {} calls)", n + 1)).await

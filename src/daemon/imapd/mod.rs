@@ -258,8 +258,8 @@ impl Session {
     pub fn capabilities_full(&self) -> String {
         let mut c = String::from(
             "IMAP4rev1 LITERAL+ ID ENABLE ACL BINARY CHILDREN CONDSTORE CREATE-SPECIAL-USE ESEARCH LIST-EXTENDED \
-             LIST-STATUS MAILBOX-REFERRALS METADATA MOVE MULTIAPPEND NAMESPACE QRESYNC QUOTA RIGHTS=kxten SORT \
-             SORT=DISPLAY SPECIAL-USE THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN",
+             LIST-MYRIGHTS LIST-STATUS MAILBOX-REFERRALS METADATA MOVE MULTIAPPEND NAMESPACE QRESYNC QUOTA RIGHTS=kxten \
+             SORT SORT=DISPLAY SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN",
         );
         if self.user.is_none() {
             self.push_auth_caps(&mut c);
@@ -270,6 +270,12 @@ impl Session {
             c.push_str(" COMPRESS=DEFLATE");
         }
         c.push_str(" IDLE");
+        // APPENDLIMIT (RFC 7889): the largest message APPEND takes.
+        let limit = match self.ctx.conf.get_int("maxmessagesize") {
+            n if n > 0 => n as u64,
+            _ => u32::MAX as u64,
+        };
+        c.push_str(&format!(" APPENDLIMIT={limit}"));
         c
     }
 
