@@ -23,6 +23,7 @@ mod db;
 pub mod names;
 pub mod ops;
 pub mod reconstruct;
+mod userdata;
 
 pub use db::{wal_version, Store};
 pub use ops::*;

@@ -2,8 +2,10 @@
 //! (greeting, CAPABILITY, OK texts, error texts), so that clients and the
 //! Murder front ends that parse them see no difference.
 
+mod fetch_render;
 mod io;
 pub mod mailboxes;
+mod search;
 mod selected;
 mod sort;
 

@@ -1,0 +1,329 @@
+//! SEARCH matching for the selected mailbox: the keys of RFC 3501/9051
+//! over index records, and the header/body text search Cyrus does
+//! (encoded words decoded, case and diacritics folded).
+
+use crate::mail::mime;
+use crate::proto::imap::command::{SearchKey, SeqSet};
+use crate::proto::imap::render;
+use crate::store::{Record, FLAG_SEEN};
+
+/// What a search runs over: the session's view of the mailbox.
+pub(super) struct HitQuery {
+    pub(super) name: String,
+    pub(super) partition: String,
+    pub(super) uids: Vec<u32>,
+    pub(super) recent_above: u32,
+    pub(super) saved: Vec<u32>,
+    pub(super) seen: Option<std::collections::BTreeSet<u32>>,
+}
+
+impl HitQuery {
+    /// The records (the reader's \Seen applied) and the indexes of those
+    /// that match `key`.  Blocking.
+    pub(super) fn hits(
+        &self,
+        store: &crate::store::Store,
+        key: &SearchKey,
+        needs_file: bool,
+    ) -> Result<(Vec<Record>, Vec<usize>), crate::store::StoreError> {
+        let mut recs = store.records_for(&self.name, &self.uids)?;
+        if let Some(seen) = &self.seen {
+            for r in recs.iter_mut() {
+                r.flags = if seen.contains(&r.uid) {
+                    r.flags | FLAG_SEEN
+                } else {
+                    r.flags & !FLAG_SEEN
+                };
+            }
+        }
+        let max_uid = self.uids.last().copied().unwrap_or(0);
+        let n = self.uids.len() as u32;
+        let mut hits = Vec::new();
+        for (i, r) in recs.iter().enumerate() {
+            let data = if needs_file {
+                let p = store.message_path(&self.name, &self.partition, r.uid)?;
+                std::fs::read(p).ok()
+            } else {
+                None
+            };
+            let ctx = MatchCtx {
+                seq: i as u32 + 1,
+                n,
+                max_uid,
+                recent: r.uid > self.recent_above,
+                saved: &self.saved,
+                data: data.as_deref(),
+            };
+            if matches_key(key, r, &ctx) {
+                hits.push(i);
+            }
+        }
+        Ok((recs, hits))
+    }
+}
+
+struct MatchCtx<'a> {
+    seq: u32,
+    n: u32,
+    max_uid: u32,
+    recent: bool,
+    saved: &'a [u32],
+    data: Option<&'a [u8]>,
+}
+
+pub(super) fn key_needs_file(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::Header(..)
+        | SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => true,
+        SearchKey::Not(a) => key_needs_file(a),
+        SearchKey::Or(a, b) => key_needs_file(a) || key_needs_file(b),
+        SearchKey::And(v) => v.iter().any(key_needs_file),
+        _ => false,
+    }
+}
+
+pub(super) fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let n: Vec<u8> = needle.to_ascii_lowercase();
+    if hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(&n)) {
+        return true;
+    }
+    // Cyrus's search normalisation: case, diacritics and runs of blanks
+    // do not matter.
+    let h = fold(&String::from_utf8_lossy(hay));
+    let n = fold(&String::from_utf8_lossy(needle));
+    !n.is_empty() && h.contains(&n)
+}
+
+/// Lower case, Latin diacritics removed, blanks merged.
+pub fn fold(s: &str) -> String {
+    const MAP: &[(&str, &str)] = &[
+        ("àáâãäåāăą", "a"),
+        ("çćĉċč", "c"),
+        ("ďđ", "d"),
+        ("èéêëēĕėęě", "e"),
+        ("ĝğġģ", "g"),
+        ("ĥħ", "h"),
+        ("ìíîïĩīĭįı", "i"),
+        ("ĵ", "j"),
+        ("ķ", "k"),
+        ("ĺļľŀł", "l"),
+        ("ñńņňŉ", "n"),
+        ("òóôõöøōŏő", "o"),
+        ("ŕŗř", "r"),
+        ("śŝşš", "s"),
+        ("ţťŧ", "t"),
+        ("ùúûüũūŭůűų", "u"),
+        ("ŵ", "w"),
+        ("ýÿŷ", "y"),
+        ("źżž", "z"),
+        ("ß", "ss"),
+        ("æ", "ae"),
+        ("œ", "oe"),
+    ];
+    let mut out = String::with_capacity(s.len());
+    let mut blank = false;
+    for c in s.chars().flat_map(char::to_lowercase) {
+        if c.is_whitespace() {
+            if !blank {
+                out.push(' ');
+            }
+            blank = true;
+            continue;
+        }
+        blank = false;
+        match MAP.iter().find(|(from, _)| from.contains(c)) {
+            Some((_, to)) => out.push_str(to),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// Header field values with RFC 2047 encoded words decoded (UTF-8 and
+/// Latin-1 charsets; others left raw).
+pub(super) fn decoded_field(v: &[u8]) -> Vec<u8> {
+    let s = String::from_utf8_lossy(v);
+    let mut out = String::new();
+    let mut rest: &str = &s;
+    while let Some(st) = rest.find("=?") {
+        out.push_str(&rest[..st]);
+        let tail = &rest[st + 2..];
+        let parts: Vec<&str> = tail.splitn(4, '?').collect();
+        if parts.len() == 4 && parts[3].starts_with('=') {
+            let (cs, enc, text) = (parts[0].to_ascii_lowercase(), parts[1].to_ascii_uppercase(), parts[2]);
+            let bytes = match enc.as_str() {
+                "B" => crate::util::base64_decode(text).unwrap_or_default(),
+                "Q" => {
+                    let mut b = Vec::new();
+                    let tb = text.as_bytes();
+                    let mut i = 0;
+                    while i < tb.len() {
+                        match tb[i] {
+                            b'_' => b.push(b' '),
+                            b'=' if i + 2 < tb.len() + 0 && i + 2 <= tb.len() - 1 => {
+                                if let Ok(x) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                                    b.push(x);
+                                    i += 2;
+                                } else {
+                                    b.push(b'=');
+                                }
+                            }
+                            c => b.push(c),
+                        }
+                        i += 1;
+                    }
+                    b
+                }
+                _ => Vec::new(),
+            };
+            let dec = if cs.starts_with("iso-8859-1") || cs == "latin1" {
+                bytes.iter().map(|&c| c as char).collect()
+            } else {
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            out.push_str(&dec);
+            let consumed = parts[0].len() + parts[1].len() + parts[2].len() + 3 + 1;
+            rest = &tail[consumed.min(tail.len())..];
+            // Blanks between adjacent encoded words vanish (RFC 2047 6.2).
+            let t = rest.trim_start();
+            if t.starts_with("=?") {
+                rest = t;
+            }
+        } else {
+            out.push_str("=?");
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out.into_bytes()
+}
+
+/// A message's header block, read in pieces until the blank line (at most
+/// `size` bytes and 1 MB).
+pub(super) fn read_header(path: &std::path::Path, size: u64) -> Vec<u8> {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
+    let mut data = Vec::new();
+    let mut f = f.take(size.min(1 << 20));
+    let mut chunk = [0u8; 8192];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                data.extend_from_slice(&chunk[..n]);
+                let (he, _) = mime::header_end(&data);
+                if he < data.len() {
+                    data.truncate(he);
+                    break;
+                }
+            }
+        }
+    }
+    data
+}
+
+fn body_text_matches(data: &[u8], needle: &str) -> bool {
+    let p = mime::parse(data);
+    let mut stack = vec![&p];
+    while let Some(part) = stack.pop() {
+        for c in &part.children {
+            stack.push(c);
+        }
+        if let Some(m) = &part.message {
+            stack.push(m);
+            if contains_ci(&decoded_field(m.header(data)), needle.as_bytes()) {
+                return true;
+            }
+        }
+        if part.children.is_empty() && part.message.is_none() {
+            if let Some(dec) = render::decode_body(data, part) {
+                let latin = part.ctype.param("charset").is_some_and(|c| {
+                    c.eq_ignore_ascii_case("iso-8859-1") || c.eq_ignore_ascii_case("windows-1252") || c.eq_ignore_ascii_case("latin1")
+                });
+                let text: Vec<u8> = if latin {
+                    dec.iter().map(|&b| b as char).collect::<String>().into_bytes()
+                } else {
+                    dec
+                };
+                if contains_ci(&text, needle.as_bytes()) {
+                    return true;
+                }
+            }
+            if contains_ci(part.body(data), needle.as_bytes()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The Date: header as seconds (midnight of its day, in its own zone).
+fn sent_day(data: &[u8]) -> Option<i64> {
+    let (he, _) = mime::header_end(data);
+    let f = mime::fields(&data[..he]);
+    let v = String::from_utf8_lossy(mime::field(&f, "date")?).into_owned();
+    let v = v.split_once(',').map_or(v.as_str(), |(_, r)| r).trim().to_string();
+    let p: Vec<&str> = v.split_whitespace().collect();
+    let d: u32 = p.first()?.parse().ok()?;
+    let mon = *p.get(1)?;
+    let m = crate::util::codec::MONTHS.iter().position(|x| x.eq_ignore_ascii_case(mon))? as u32 + 1;
+    let y: i64 = p.get(2)?.parse().ok()?;
+    Some(crate::util::codec::from_civil(if y < 100 { y + 1900 } else { y }, m, d, 0, 0, 0))
+}
+
+fn day(t: i64) -> i64 {
+    t.div_euclid(86400) * 86400
+}
+
+fn matches_key(k: &SearchKey, r: &Record, c: &MatchCtx) -> bool {
+    use SearchKey as K;
+    match k {
+        K::All => true,
+        K::Seq(s) => match s {
+            SeqSet::Saved => c.saved.contains(&r.uid),
+            _ => s.contains(c.seq, c.n),
+        },
+        K::Uid(s) => match s {
+            SeqSet::Saved => c.saved.contains(&r.uid),
+            _ => s.contains(r.uid, c.max_uid),
+        },
+        K::Flag(f, on) => (r.flags & f != 0) == *on,
+        K::Keyword(kw, on) => r.has_keyword(kw) == *on,
+        K::New => c.recent && r.flags & FLAG_SEEN == 0,
+        K::Old => !c.recent,
+        K::Recent(on) => c.recent == *on,
+        K::Before(d) => day(r.internaldate) < *d,
+        K::On(d) => day(r.internaldate) == *d,
+        K::Since(d) => day(r.internaldate) >= *d,
+        // Without a usable Date: header Cyrus uses the internal date.
+        K::SentBefore(d) => c.data.and_then(sent_day).unwrap_or_else(|| day(r.internaldate)) < *d,
+        K::SentOn(d) => c.data.and_then(sent_day).unwrap_or_else(|| day(r.internaldate)) == *d,
+        K::SentSince(d) => c.data.and_then(sent_day).unwrap_or_else(|| day(r.internaldate)) >= *d,
+        K::Larger(n) => r.size > *n,
+        K::Smaller(n) => r.size < *n,
+        K::ModSeq(m) => r.modseq >= *m,
+        K::Header(name, v) => {
+            let Some(data) = c.data else { return false };
+            let (he, _) = mime::header_end(data);
+            mime::fields(&data[..he])
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .any(|(_, val)| contains_ci(val, v.as_bytes()) || contains_ci(&decoded_field(val), v.as_bytes()))
+        }
+        K::Body(v) => c.data.is_some_and(|d| body_text_matches(d, v)),
+        K::Text(v) => c.data.is_some_and(|d| {
+            let (he, _) = mime::header_end(d);
+            contains_ci(&d[..he], v.as_bytes()) || contains_ci(&decoded_field(&d[..he]), v.as_bytes()) || body_text_matches(d, v)
+        }),
+        K::Not(a) => !matches_key(a, r, c),
+        K::Or(a, b) => matches_key(a, r, c) || matches_key(b, r, c),
+        K::And(v) => v.iter().all(|x| matches_key(x, r, c)),
+    }
+}

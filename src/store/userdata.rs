@@ -1,0 +1,231 @@
+//! The store's per-user and per-mailbox side data: quota roots, readers'
+//! \Seen sets, special use, annotations, POP3 logins, subscriptions.
+
+use super::db::lock;
+use super::ops::{covers, not_durable, now, parse_uid_ranges, uid_ranges, usage_under, Quota};
+use super::{Result, Store};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+impl Store {
+    // ---- quota ----
+
+    /// The quota roots covering `name` (in this owner's database).
+    pub fn quota_roots(&self, name: &str) -> Result<Vec<Quota>> {
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        let mut st = c.prepare_cached("SELECT root, storage_limit, message_limit, storage_used, message_used FROM quota ORDER BY root")?;
+        let v = st
+            .query_map([], |r| {
+                Ok(Quota {
+                    root: r.get(0)?,
+                    storage_limit: r.get(1)?,
+                    message_limit: r.get(2)?,
+                    storage_used: r.get(3)?,
+                    message_used: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v.into_iter().filter(|q| covers(&q.root, name)).collect())
+    }
+
+    pub fn quota_get(&self, root: &str) -> Result<Option<Quota>> {
+        Ok(self.quota_roots(root)?.into_iter().find(|q| q.root == root))
+    }
+
+    /// Sets (or with both limits None, removes) a quota root; usage is
+    /// recomputed from the records.
+    pub fn quota_set(&self, root: &str, storage_kb: Option<i64>, messages: Option<i64>) -> Result<()> {
+        let oc = self.owner(root)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if storage_kb.is_none() && messages.is_none() {
+            tx.execute("DELETE FROM quota WHERE root=?1", [root])?;
+        } else {
+            let (bytes, count) = usage_under(&tx, root)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO quota(root, storage_limit, message_limit, storage_used, message_used) VALUES(?1, ?2, ?3, ?4, ?5)",
+                params![root, storage_kb.unwrap_or(-1), messages.unwrap_or(-1), bytes, count],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Recomputes the usage of every quota root in `name`'s owner
+    /// database (`quota -f`); returns (root, old bytes, new bytes, old
+    /// count, new count) for each root that was wrong.
+    pub fn quota_fix(&self, name: &str) -> Result<Vec<(String, i64, i64, i64, i64)>> {
+        let oc = self.owner(name)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let roots: Vec<(String, i64, i64)> = {
+            let mut st = tx.prepare("SELECT root, storage_used, message_used FROM quota")?;
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            v
+        };
+        let mut fixed = Vec::new();
+        for (root, ob, oc_) in roots {
+            let (b, n) = usage_under(&tx, &root)?;
+            if b != ob || n != oc_ {
+                tx.execute(
+                    "UPDATE quota SET storage_used=?2, message_used=?3 WHERE root=?1",
+                    params![root, b, n],
+                )?;
+                fixed.push((root, ob, b, oc_, n));
+            }
+        }
+        tx.commit()?;
+        Ok(fixed)
+    }
+
+    // ---- per-user \Seen (kept in the reader's database) ----
+    //
+    // As Cyrus: a mailbox's owner keeps \Seen in the message records;
+    // everyone else reading it (shared folders, other users' folders
+    // through ACLs) has a seen set of their own, keyed by the mailbox's
+    // uniqueid, so one reader's \Seen does not change another's.
+
+    /// The reader's seen UIDs for a mailbox (sorted).
+    pub fn seen_get(&self, reader_inbox: &str, uniqueid: &str) -> Result<Vec<u32>> {
+        let oc = self.owner(reader_inbox)?;
+        let c = lock(&oc);
+        let text: Option<String> = c
+            .query_row("SELECT uids FROM seen WHERE uniqueid=?1", [uniqueid], |r| r.get(0))
+            .optional()?;
+        Ok(text.map(|t| parse_uid_ranges(&t)).unwrap_or_default())
+    }
+
+    /// Replaces the reader's seen UIDs for a mailbox (durably).
+    pub fn seen_put(&self, reader_inbox: &str, uniqueid: &str, uids: &[u32]) -> Result<()> {
+        let oc = self.owner(reader_inbox)?;
+        let c = lock(&oc);
+        c.execute(
+            "INSERT INTO seen(uniqueid, uids, t) VALUES(?1, ?2, ?3) ON CONFLICT(uniqueid) DO UPDATE SET uids=excluded.uids, t=excluded.t",
+            params![uniqueid, uid_ranges(uids), now()],
+        )?;
+        Ok(())
+    }
+
+    /// A reader's own \Recent mark for a mailbox: returns the previous
+    /// one and raises it to `upto` (not durable, as the owner's).
+    pub fn seen_recent(&self, reader_inbox: &str, uniqueid: &str, upto: Option<u32>) -> Result<u32> {
+        let oc = self.owner(reader_inbox)?;
+        let c = lock(&oc);
+        let old: i64 = c
+            .query_row("SELECT recent FROM seen WHERE uniqueid=?1", [uniqueid], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        if let Some(u) = upto.filter(|u| *u as i64 > old) {
+            not_durable(&c, |c| {
+                c.execute(
+                    "INSERT INTO seen(uniqueid, uids, t, recent) VALUES(?1, '', ?2, ?3) ON CONFLICT(uniqueid) DO UPDATE SET recent=excluded.recent",
+                    params![uniqueid, now(), u as i64],
+                )
+                .map(|_| ())
+            })?;
+        }
+        Ok(old as u32)
+    }
+
+    /// Live UIDs of a mailbox not in `seen` (STATUS UNSEEN for readers).
+    pub fn unseen_for(&self, name: &str, seen: &[u32]) -> Result<u32> {
+        let (_, rows) = self.index(name)?;
+        Ok(rows.iter().filter(|r| seen.binary_search(&r.0).is_err()).count() as u32)
+    }
+
+    // ---- special use (RFC 6154), kept in the mailbox list ----
+
+    /// Sets (or with "" clears) a mailbox's special-use attributes.
+    pub fn set_special_use(&self, name: &str, uses: &str) -> Result<()> {
+        let c = lock(&self.list);
+        if uses.is_empty() {
+            c.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
+        } else {
+            c.execute("INSERT OR REPLACE INTO specialuse(name, uses) VALUES(?1, ?2)", params![name, uses])?;
+        }
+        Ok(())
+    }
+
+    /// Every mailbox's special-use attributes (`\Sent \Archive`).
+    pub fn special_uses(&self) -> Result<std::collections::HashMap<String, String>> {
+        let c = lock(&self.list);
+        let mut st = c.prepare_cached("SELECT name, uses FROM specialuse")?;
+        let v = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<std::collections::HashMap<String, String>>>()?;
+        Ok(v)
+    }
+
+    // ---- annotations (METADATA), kept in the mailbox list ----
+
+    /// An annotation of a mailbox ("" = the server); `userid` "" for
+    /// /shared entries, the user for /private ones.
+    pub fn annotation(&self, name: &str, entry: &str, userid: &str) -> Result<Option<Vec<u8>>> {
+        let c = lock(&self.list);
+        Ok(c.query_row(
+            "SELECT value FROM annot WHERE name=?1 AND entry=?2 AND userid=?3",
+            params![name, entry, userid],
+            |r| r.get(0),
+        )
+        .optional()?)
+    }
+
+    /// Sets (None: removes) an annotation.
+    pub fn set_annotation(&self, name: &str, entry: &str, userid: &str, value: Option<&[u8]>) -> Result<()> {
+        let c = lock(&self.list);
+        match value {
+            Some(v) => c.execute(
+                "INSERT OR REPLACE INTO annot(name, entry, userid, value) VALUES(?1, ?2, ?3, ?4)",
+                params![name, entry, userid, v],
+            )?,
+            None => c.execute(
+                "DELETE FROM annot WHERE name=?1 AND entry=?2 AND userid=?3",
+                params![name, entry, userid],
+            )?,
+        };
+        Ok(())
+    }
+
+    // ---- POP3 ----
+
+    /// Records a POP3 login on `inbox`; false (and nothing recorded) when
+    /// the previous one was less than `minpoll` seconds ago (`popminpoll`).
+    pub fn pop_login(&self, inbox: &str, minpoll: i64) -> Result<bool> {
+        let oc = self.owner(inbox)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: Option<i64> = tx
+            .query_row("SELECT last_login FROM pop WHERE mailbox=?1", [inbox], |r| r.get(0))
+            .optional()?;
+        let t = now();
+        if minpoll > 0 && last.is_some_and(|l| t - l < minpoll) {
+            return Ok(false);
+        }
+        tx.execute("INSERT OR REPLACE INTO pop(mailbox, last_login) VALUES(?1, ?2)", params![inbox, t])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    // ---- subscriptions (kept in the subscriber's database) ----
+
+    pub fn subscribe(&self, user_inbox: &str, name: &str, on: bool) -> Result<()> {
+        let oc = self.owner(user_inbox)?;
+        let c = lock(&oc);
+        if on {
+            c.execute("INSERT OR IGNORE INTO sub(name) VALUES(?1)", [name])?;
+        } else {
+            c.execute("DELETE FROM sub WHERE name=?1", [name])?;
+        }
+        Ok(())
+    }
+
+    pub fn subscriptions(&self, user_inbox: &str) -> Result<Vec<String>> {
+        let oc = self.owner(user_inbox)?;
+        let c = lock(&oc);
+        let mut st = c.prepare_cached("SELECT name FROM sub ORDER BY name")?;
+        let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(v)
+    }
+}
