@@ -373,13 +373,7 @@ fn check_blocking(login: &str, realm: &str, password: &str, keytab: Option<&str>
         }
         s.creds = Some(creds);
         // Verify the ticket with a key we hold: defeats a spoofed KDC.
-        let mut opt = VerifyOpt {
-            flags: VERIFY_AP_REQ_NOFAIL,
-            ap_req_nofail: 1,
-        };
-        let creds_ptr = s.creds.as_mut().map(|c| c.as_mut_ptr().cast()).unwrap_or(std::ptr::null_mut());
-        // SAFETY: all handles belong to this context.
-        let rc = unsafe { krb5_verify_init_creds(s.ctx, creds_ptr, verify_as, s.keytab, std::ptr::null_mut(), &mut opt) };
+        let rc = verify(&mut s, verify_as);
         if rc == 0 {
             return (Verdict::Ok, vec![]);
         }
@@ -389,6 +383,18 @@ fn check_blocking(login: &str, realm: &str, password: &str, keytab: Option<&str>
         }
     }
     fail("no attempt made".into())
+}
+
+/// Checks the session's initial ticket with the host keytab as
+/// `verify_as` (krb5_verify_init_creds with ap_req_nofail); 0 = verified.
+fn verify(s: &mut Session, verify_as: Princ) -> i32 {
+    let mut opt = VerifyOpt {
+        flags: VERIFY_AP_REQ_NOFAIL,
+        ap_req_nofail: 1,
+    };
+    let creds_ptr = s.creds.as_mut().map(|c| c.as_mut_ptr().cast()).unwrap_or(std::ptr::null_mut());
+    // SAFETY: all handles belong to this context.
+    unsafe { krb5_verify_init_creds(s.ctx, creds_ptr, verify_as, s.keytab, std::ptr::null_mut(), &mut opt) }
 }
 
 enum Fast {
@@ -538,13 +544,7 @@ fn try_key(s: &mut Session, client: Princ, password: &str, info: &EtypeInfo, in_
         // SAFETY: contents filled by an earlier successful call.
         unsafe { krb5_free_cred_contents(s.ctx, old.as_mut_ptr().cast()) };
     }
-    let mut opt = VerifyOpt {
-        flags: VERIFY_AP_REQ_NOFAIL,
-        ap_req_nofail: 1,
-    };
-    let creds_ptr = s.creds.as_mut().map(|c| c.as_mut_ptr().cast()).unwrap_or(std::ptr::null_mut());
-    // SAFETY: all handles belong to this context.
-    let rc = unsafe { krb5_verify_init_creds(s.ctx, creds_ptr, verify_as, s.keytab, std::ptr::null_mut(), &mut opt) };
+    let rc = verify(s, verify_as);
     if rc == 0 {
         Fast::Ok
     } else {

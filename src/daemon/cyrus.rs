@@ -240,6 +240,25 @@ pub fn tls_config(conf: &ImapdConf) -> Result<Option<Arc<rustls::ServerConfig>>,
 /// A store daemon's `main`: parse the common flags, load imapd.conf as
 /// service `ident`, bind the listeners (`default` without -L/systemd/
 /// master), serve with `make` until SIGTERM.  Exit codes as sysexits.
+/// Implicit TLS (imaps, pop3s) on an accepted connection; None (and a log
+/// line) when the handshake fails.  Boxed: the handshake's state is not
+/// part of every connection's task.
+pub async fn implicit_tls(
+    ctx: &Ctx,
+    io: Box<dyn crate::server::listen::Io>,
+    peer: &str,
+    service: &str,
+) -> Option<Box<dyn crate::server::listen::Io>> {
+    let acc = ctx.tls.clone()?;
+    match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
+        Ok(t) => Some(Box::new(t)),
+        Err(e) => {
+            ctx.log.info(&format!("{service} TLS negotiation failed: {peer}: {e}"));
+            None
+        }
+    }
+}
+
 /// Cyrus's autocreate at login (imapd, pop3d): with `autocreate_quota`
 /// >= 0 a missing INBOX is created, subscribed, given the quota and the
 /// `autocreate_inbox_folders`.  Blocking (store calls).

@@ -63,14 +63,10 @@ impl crate::server::Service for Pop3d {
         let peer = conn.peer();
         let mut io = conn.into_io();
         if self.implicit_tls {
-            let Some(acc) = self.ctx.tls.clone() else { return };
-            match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
-                Ok(t) => io = Box::new(t),
-                Err(e) => {
-                    self.ctx.log.info(&format!("pop3s TLS negotiation failed: {peer}: {e}"));
-                    return;
-                }
-            }
+            let Some(t) = super::cyrus::implicit_tls(&self.ctx, io, &peer, "pop3s").await else {
+                return;
+            };
+            io = t;
         }
         let (r, w) = tokio::io::split(io);
         let mut s = Session {

@@ -40,16 +40,10 @@ impl crate::server::Service for Imapd {
         let peer = conn.peer();
         let mut io = conn.into_io();
         if self.implicit_tls {
-            let Some(acc) = self.ctx.tls.clone() else { return };
-            // Boxed: the handshake's state (a whole TLS connection) is not
-            // part of every connection's task, plain ones included.
-            match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
-                Ok(t) => io = Box::new(t),
-                Err(e) => {
-                    self.ctx.log.info(&format!("imaps TLS negotiation failed: {peer}: {e}"));
-                    return;
-                }
-            }
+            let Some(t) = super::cyrus::implicit_tls(&self.ctx, io, &peer, "imaps").await else {
+                return;
+            };
+            io = t;
         }
         let (r, w) = tokio::io::split(io);
         let mut s = Session {

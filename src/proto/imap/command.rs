@@ -655,6 +655,18 @@ fn fetch_att(p: &mut P, out: &mut Vec<FetchItem>) -> Result<(), String> {
     Ok(())
 }
 
+/// The search keys ending SEARCH, SORT and THREAD (an implicit AND).
+fn search_keys(p: &mut P) -> Result<SearchKey, String> {
+    let mut keys = Vec::new();
+    loop {
+        keys.push(search_key(p, 0)?);
+        if !p.eat(b' ') {
+            break;
+        }
+    }
+    Ok(if keys.len() == 1 { keys.remove(0) } else { SearchKey::And(keys) })
+}
+
 fn search_key(p: &mut P, depth: usize) -> Result<SearchKey, String> {
     if depth > 50 {
         return err("Search too deep");
@@ -1192,14 +1204,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 charset = Some(p.astr()?.to_ascii_uppercase());
                 p.sp()?;
             }
-            let mut keys = Vec::new();
-            loop {
-                keys.push(search_key(p, 0)?);
-                if !p.eat(b' ') {
-                    break;
-                }
-            }
-            let key = if keys.len() == 1 { keys.remove(0) } else { SearchKey::And(keys) };
+            let key = search_keys(p)?;
             Kind::Search { ret, charset, key }
         }
         "SORT" | "THREAD" => {
@@ -1231,14 +1236,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             p.sp()?;
             let charset = p.astr()?.to_ascii_uppercase();
             p.sp()?;
-            let mut keys = Vec::new();
-            loop {
-                keys.push(search_key(p, 0)?);
-                if !p.eat(b' ') {
-                    break;
-                }
-            }
-            let key = if keys.len() == 1 { keys.remove(0) } else { SearchKey::And(keys) };
+            let key = search_keys(p)?;
             if name == "SORT" {
                 Kind::Sort { criteria, charset, key }
             } else {
