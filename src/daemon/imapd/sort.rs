@@ -77,7 +77,7 @@ pub fn parse_date(v: &str) -> Option<i64> {
     let d: u32 = p.first()?.parse().ok()?;
     let m = crate::util::codec::MONTHS
         .iter()
-        .position(|x| p.get(1).is_some_and(|mo| mo.len() >= 3 && x.eq_ignore_ascii_case(&mo[..3])))? as u32
+        .position(|x| p.get(1).and_then(|mo| mo.get(..3)).is_some_and(|mo| x.eq_ignore_ascii_case(mo)))? as u32
         + 1;
     let y: i64 = p.get(2)?.parse().ok()?;
     let y = match y {
@@ -125,7 +125,8 @@ pub fn base_subject(raw: &str) -> (String, bool) {
         // (2) trailing "(fwd)" and blanks.
         loop {
             let t = s.trim_end();
-            if t.len() >= 5 && t[t.len() - 5..].eq_ignore_ascii_case("(fwd)") {
+            // get(): a multibyte character may sit where "(fwd)" would.
+            if t.len() >= 5 && t.get(t.len() - 5..).is_some_and(|x| x.eq_ignore_ascii_case("(fwd)")) {
                 s = t[..t.len() - 5].to_string();
                 is_reply = true;
             } else {
@@ -151,7 +152,7 @@ pub fn base_subject(raw: &str) -> (String, bool) {
         }
         // (5) [fwd: ... ]
         let t = s.as_str();
-        if t.len() >= 6 && t[..5].eq_ignore_ascii_case("[fwd:") && t.ends_with(']') {
+        if t.len() >= 6 && t.get(..5).is_some_and(|x| x.eq_ignore_ascii_case("[fwd:")) && t.ends_with(']') {
             s = t[5..t.len() - 1].trim().to_string();
             is_reply = true;
             continue;
@@ -575,6 +576,9 @@ mod tests {
             ("[only a blob]", "[ONLY A BLOB]", false),
             ("Re:", "", true),
             ("Fw[x]: y", "Y", true),
+            ("ünïcödé ü", "üNïCöDé ü", false),
+            ("éé", "éé", false),
+            ("[fwé: x]", "[FWé: X]", false),
         ] {
             assert_eq!(base_subject(raw), (want.to_string(), reply), "{raw}");
         }
@@ -586,5 +590,7 @@ mod tests {
         assert_eq!(parse_date("3 Mar 2026 09:11:12 GMT"), Some(1_772_529_072));
         assert_eq!(parse_date("Tue, 03 Mar 26 04:11:12 EST (comment)"), Some(1_772_529_072));
         assert_eq!(parse_date("garbage"), None);
+        assert_eq!(parse_date("1 éé 2026 10:00:00 +0000"), None);
+        assert_eq!(parse_date("1 Mé 2026 10:00:00 +é000"), None);
     }
 }

@@ -499,7 +499,8 @@ impl<'a> P<'a> {
         }
         let dmy: Vec<&str> = parts[0].split('-').collect();
         let hms: Vec<&str> = parts[1].split(':').collect();
-        if dmy.len() != 3 || hms.len() != 3 || parts[2].len() != 5 {
+        // The zone is sliced by bytes below: ASCII only.
+        if dmy.len() != 3 || hms.len() != 3 || parts[2].len() != 5 || !parts[2].is_ascii() {
             return err("Invalid date-time");
         }
         let n = |x: &str| x.parse::<u32>().map_err(|_| "Invalid date-time".to_string());
@@ -1380,6 +1381,12 @@ mod tests {
 
     fn k(s: &str) -> Kind {
         parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e:?}")).kind
+    }
+
+    #[test]
+    fn date_time_zone_with_multibyte_characters_is_an_error() {
+        let r = parse(b"a APPEND INBOX \"01-Jan-2026 10:00:00 \xd3\xb7ar0\" {1+}\r\nx");
+        assert!(r.is_err());
     }
 
     #[test]
