@@ -127,13 +127,14 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                         n if n > 0 => lines.push(format!("SIZE {n}")),
                         _ => lines.push("SIZE".into()),
                     }
-                    // As Cyrus 3.6: connections on the UNIX socket are
-                    // already `postman` and are offered EXTERNAL; TCP ones
-                    // PLAIN and LOGIN.  (No DSN: Cyrus 3.6 does not
-                    // advertise it either; see the transcripts.)
-                    if self.authed {
-                        lines.push("AUTH EXTERNAL".into());
-                    } else {
+                    // TCP clients are offered PLAIN and LOGIN.  Cyrus 3.6
+                    // offers `AUTH EXTERNAL` on its UNIX socket, whose
+                    // clients are already `postman`; we offer nothing there,
+                    // because a Postfix with lmtp_sasl_auth_enable then finds
+                    // no usable mechanism and defers every delivery.  (No
+                    // DSN: Cyrus 3.6 does not advertise it; see the
+                    // transcripts.)
+                    if !self.authed {
                         lines.push("AUTH PLAIN LOGIN".into());
                     }
                     lines.push("IGNOREQUOTA".into());
