@@ -353,16 +353,7 @@ fn check_blocking(login: &str, realm: &str, password: &str, keytab: Option<&str>
             )
         };
         if rc != 0 {
-            let bad_password = matches!(
-                rc,
-                KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN
-                    | KRB5KDC_ERR_PREAUTH_FAILED
-                    | KRB5KRB_AP_ERR_BAD_INTEGRITY
-                    | KRB5_PREAUTH_FAILED
-                    | KRB5KDC_ERR_CLIENT_REVOKED
-                    | KRB5KDC_ERR_KEY_EXP
-            );
-            if bad_password {
+            if is_bad_password(rc) {
                 return init_failed(None);
             }
             if i < last {

@@ -46,20 +46,7 @@ impl crate::server::Service for Imapd {
             io = t;
         }
         let (r, w) = tokio::io::split(io);
-        let mut s = Session {
-            ctx: self.ctx.clone(),
-            input: Input::new(r),
-            w: Output::new(w),
-            tls: self.implicit_tls,
-            peer,
-            user: None,
-            ns: None,
-            sel: None,
-            sid: self.ctx.session_id(),
-            logout: false,
-            qresync: false,
-            compressed: false,
-        };
+        let mut s = Session::new(self.ctx.clone(), r, w, self.implicit_tls, peer, self.ctx.session_id());
         match s.run().await {
             Ok(()) | Err(ReadError::Eof) => {}
             Err(ReadError::Timeout) => {
@@ -80,20 +67,7 @@ where
 {
     let io: Box<dyn Io> = Box::new(io);
     let (r, w) = tokio::io::split(io);
-    let mut s = Session {
-        ctx: ctx.clone(),
-        input: Input::new(r),
-        w: Output::new(w),
-        tls: false,
-        peer: "local".into(),
-        user: None,
-        ns: None,
-        sel: None,
-        sid: ctx.session_id(),
-        logout: false,
-        qresync: false,
-        compressed: false,
-    };
+    let mut s = Session::new(ctx.clone(), r, w, false, "local".into(), ctx.session_id());
     if let Some(u) = preauth {
         let cfg = &ctx.store.cfg;
         s.user = Some(u.to_string());
@@ -132,6 +106,23 @@ pub struct Session {
 pub type Res = Result<(), ReadError>;
 
 impl Session {
+    fn new(ctx: Arc<Ctx>, r: Rd, w: Wr, tls: bool, peer: String, sid: String) -> Session {
+        Session {
+            ctx,
+            input: Input::new(r),
+            w: Output::new(w),
+            tls,
+            peer,
+            user: None,
+            ns: None,
+            sel: None,
+            sid,
+            logout: false,
+            qresync: false,
+            compressed: false,
+        }
+    }
+
     pub async fn out(&mut self, s: &str) -> Res {
         self.w.write_all(s.as_bytes()).await?;
         Ok(())
@@ -649,20 +640,7 @@ mod size_tests {
         let (a, _b) = tokio::io::duplex(64);
         let io: Box<dyn Io> = Box::new(a);
         let (r, w) = tokio::io::split(io);
-        let mut s = Session {
-            ctx: ctx.clone(),
-            input: Input::new(r),
-            w: Output::new(w),
-            tls: false,
-            peer: String::new(),
-            user: None,
-            ns: None,
-            sel: None,
-            sid: String::new(),
-            logout: false,
-            qresync: false,
-            compressed: false,
-        };
+        let mut s = Session::new(ctx.clone(), r, w, false, String::new(), String::new());
         let session = std::mem::size_of::<Session>();
         let selected = std::mem::size_of::<Selected>();
         let run = std::mem::size_of_val(&s.run());
