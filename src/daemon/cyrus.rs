@@ -110,6 +110,38 @@ impl Ctx {
         )
     }
 
+    /// A user's groups as ACL identifiers (`group:staff`), as Cyrus's
+    /// auth_unix finds them (primary and supplementary groups of the
+    /// system account); none when `unix_group_enable` is off or the user
+    /// has no account.  Blocking (NSS).
+    pub fn groups_of(&self, user: &str) -> Vec<String> {
+        if !self.conf.get_switch("unix_group_enable") {
+            return Vec::new();
+        }
+        let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
+            return Vec::new();
+        };
+        let Ok(name) = std::ffi::CString::new(user) else {
+            return Vec::new();
+        };
+        let gids = nix::unistd::getgrouplist(&name, u.gid).unwrap_or_else(|_| vec![u.gid]);
+        let mut out: Vec<String> = gids
+            .into_iter()
+            .filter_map(|g| nix::unistd::Group::from_gid(g).ok().flatten())
+            .map(|g| format!("group:{}", g.name))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The refusal message when `cyr_deny` has blocked `user` on
+    /// `service` (`imap`, `pop3`).  Blocking (reads the list).
+    pub fn denied(&self, user: &str, service: &str) -> Option<String> {
+        let path = crate::store::userdeny::path(&self.store.cfg.configdir, self.conf.get("userdeny_db_path"));
+        crate::store::userdeny::check(&path, user, service)
+    }
+
     /// `admins` (or `<service>_admins`), space-separated.
     pub fn is_admin(&self, user: &str) -> bool {
         self.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user)

@@ -24,7 +24,18 @@ use std::time::{Duration, Instant};
 /// Cyrus's listening-socket descriptor in a service child.
 pub const LISTEN_FD: i32 = 4;
 /// Programs of this suite that master may start by relative name.
-const OURS: &[&str] = &["imapd", "lmtpd", "pop3d", "saslauthd"];
+const OURS: &[&str] = &[
+    "imapd",
+    "lmtpd",
+    "pop3d",
+    "saslauthd",
+    "cyr_expire",
+    "ipurge",
+    "reconstruct",
+    "quota",
+    "ctl_mboxlist",
+    "cyr_deny",
+];
 
 static TERM: AtomicBool = AtomicBool::new(false);
 static HUP: AtomicBool = AtomicBool::new(false);

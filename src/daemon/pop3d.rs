@@ -396,6 +396,11 @@ impl Session {
                 return self.reply("-ERR [SYS/TEMP] Unable to check password").await;
             }
         }
+        let (ctx, who) = (self.ctx.clone(), user.to_string());
+        if let Ok(Some(msg)) = tokio::task::spawn_blocking(move || ctx.denied(&who, "pop3")).await {
+            self.ctx.log.info(&format!("badlogin: {} {mech} {user} [user denied by cyr_deny]", self.peer));
+            return self.reply(&format!("-ERR [AUTH] {msg}")).await;
+        }
         let cfg = &self.ctx.store.cfg;
         let Ok(inbox) = crate::store::names::user_inbox(user, cfg.unixhierarchysep, cfg.virtdomains, &cfg.defaultdomain) else {
             return self.reply("-ERR [SYS/PERM] Invalid user").await;
@@ -411,7 +416,10 @@ impl Session {
             let Some(e) = ctx.store.lookup(&ib)? else {
                 return Ok(Err("-ERR [SYS/PERM] Unable to locate maildrop"));
             };
-            if useacl && !super::imapd::mailboxes::rights_of(&e.acl, &[&who, "anyone"]).contains('r') {
+            let groups = if useacl { ctx.groups_of(&who) } else { Vec::new() };
+            let mut ids: Vec<&str> = vec![&who, "anyone"];
+            ids.extend(groups.iter().map(String::as_str));
+            if useacl && !super::imapd::mailboxes::rights_of(&e.acl, &ids).contains('r') {
                 return Ok(Err("-ERR [SYS/PERM] Unable to locate maildrop"));
             }
             if !ctx.store.pop_login(&ib, minpoll.as_secs() as i64)? {
@@ -552,10 +560,16 @@ impl Session {
                 };
                 let (uid, size) = (d.msgs[i].uid, d.msgs[i].size);
                 let path = self.ctx.store.message_path(&inbox, &d.partition, uid);
-                // Every read has a limit: the record's size.
+                // Every read has a limit: the record's size.  A message
+                // another session expunged is gone even while delayed
+                // expunge keeps its file.
+                let (store, name) = (self.ctx.store.clone(), inbox.clone());
                 let data = match path {
                     Ok(p) => tokio::task::spawn_blocking(move || {
                         use std::io::Read;
+                        if store.records_for(&name, &[uid]).map(|r| r.is_empty()).unwrap_or(true) {
+                            return Err(std::io::ErrorKind::NotFound.into());
+                        }
                         let mut v = Vec::new();
                         std::fs::File::open(p).and_then(|f| f.take(size).read_to_end(&mut v)).map(|_| v)
                     })

@@ -138,7 +138,19 @@ impl Store {
     }
 
     /// The database file holding the mailboxes of `internal`'s owner.
+    /// A mailbox kept by a delayed DELETE (`DELETED.user.fred.Sub.<hex>`)
+    /// stays in its owner's database, so that the delete is a rename.
     pub fn owner_db_path(&self, internal: &str) -> PathBuf {
+        let stripped;
+        let internal = if self.cfg.is_deleted(internal) {
+            stripped = match internal.split_once('!') {
+                Some((d, r)) => format!("{d}!{}", &r[self.cfg.deletedprefix.len() + 1..]),
+                None => internal[self.cfg.deletedprefix.len() + 1..].to_string(),
+            };
+            stripped.as_str()
+        } else {
+            internal
+        };
         let (owner, domain, is_user) = names::owner_of(internal);
         if is_user {
             let base = names::user_state_base(&self.cfg.configdir, &owner, &domain, self.cfg.fulldirhash);

@@ -24,6 +24,9 @@ pub mod names;
 pub mod ops;
 pub mod reconstruct;
 mod userdata;
+pub mod expire;
+pub mod userdeny;
+mod mboxlist;
 
 pub use db::{wal_version, Store};
 pub use ops::*;
@@ -38,6 +41,29 @@ pub const FLAG_DRAFT: u32 = 8;
 pub const FLAG_SEEN: u32 = 16;
 /// The record is expunged (a tombstone).
 pub const FLAG_EXPUNGED: u32 = 1 << 31;
+/// An expunged record whose message file is gone (immediate or
+/// semidelayed expunge, or removed by `cyr_expire -X`); until then
+/// `unexpunge` can bring it back.
+pub const FLAG_UNLINKED: u32 = 1 << 30;
+
+/// `expunge_mode`: when an expunged message's file goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExpungeMode {
+    /// At EXPUNGE.
+    Immediate,
+    /// At EXPUNGE; the index record stays (as all our tombstones do).
+    SemiDelayed,
+    /// Kept until `cyr_expire -X` (Cyrus's default since 2.5).
+    Delayed,
+}
+
+/// `delete_mode`: what DELETE does with a mailbox.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DeleteMode {
+    Immediate,
+    /// Renamed under `deletedprefix` until `cyr_expire -D`.
+    Delayed,
+}
 
 /// What the store needs from imapd.conf.
 #[derive(Debug, Clone)]
@@ -56,6 +82,13 @@ pub struct StoreConfig {
     /// `autocreate_quota_messages` (0 or less: no limit).
     pub autocreate_quota_messages: i64,
     pub duplicatesuppression: bool,
+    pub expunge_mode: ExpungeMode,
+    pub delete_mode: DeleteMode,
+    /// `deletedprefix` (default `DELETED`).
+    pub deletedprefix: String,
+    /// `defaultacl` in internal form (`id\trights\t…`): the ACL of a new
+    /// top-level non-user mailbox.
+    pub defaultacl: String,
 }
 
 impl StoreConfig {
@@ -90,7 +123,29 @@ impl StoreConfig {
                 .unwrap_or(-1),
             autocreate_quota_messages: int("autocreate_quota_messages"),
             duplicatesuppression: c.get_switch("duplicatesuppression"),
+            expunge_mode: match c.get("expunge_mode") {
+                Some("immediate") => ExpungeMode::Immediate,
+                Some("semidelayed") => ExpungeMode::SemiDelayed,
+                _ => ExpungeMode::Delayed,
+            },
+            delete_mode: match c.get("delete_mode") {
+                Some("immediate") => DeleteMode::Immediate,
+                _ => DeleteMode::Delayed,
+            },
+            deletedprefix: c.get("deletedprefix").filter(|p| !p.is_empty()).unwrap_or("DELETED").to_string(),
+            defaultacl: {
+                // "anyone lrs" → "anyone\tlrs\t"; pairs of words.
+                let words: Vec<&str> = c.get("defaultacl").unwrap_or("anyone lrs").split_whitespace().collect();
+                words.chunks(2).filter(|p| p.len() == 2).map(|p| format!("{}\t{}\t", p[0], p[1])).collect()
+            },
         })
+    }
+
+    /// Whether an internal name is under `deletedprefix` (a mailbox that
+    /// DELETE kept for `cyr_expire -D`; only admins see it).
+    pub fn is_deleted(&self, internal: &str) -> bool {
+        let bare = internal.split_once('!').map_or(internal, |(_, r)| r);
+        bare.strip_prefix(self.deletedprefix.as_str()).is_some_and(|r| r.starts_with('.'))
     }
 
     pub fn partition_root(&self, name: &str) -> Option<&std::path::Path> {

@@ -313,6 +313,7 @@ pub fn owner_of(internal: &str) -> (String, String, bool) {
 /// `user.fred.Sent` → `user.fred` (quota root of a user's mailboxes).
 pub fn user_root(internal: &str) -> Option<String> {
     let (u, d, is_user) = owner_of(internal);
+    // (`DELETED.user.fred…` is not under user.fred: no quota root.)
     if !is_user {
         return None;
     }

@@ -5,7 +5,7 @@
 
 use super::db::lock;
 use super::names;
-use super::{Result, Store, StoreError, FLAG_DELETED, FLAG_EXPUNGED, FLAG_SEEN};
+use super::{ExpungeMode, Result, Store, StoreError, FLAG_DELETED, FLAG_EXPUNGED, FLAG_SEEN, FLAG_UNLINKED};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -212,9 +212,9 @@ fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<MailboxEntry> {
 }
 
 const ENTRY_COLS: &str = "name, uniqueid, partition, acl, mbtype, server, uidvalidity";
-const REC_COLS: &str = "uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid";
+pub(super) const REC_COLS: &str = "uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid";
 
-fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
+pub(super) fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
     Ok(Record {
         uid: r.get::<_, i64>(0)? as u32,
         modseq: r.get::<_, i64>(1)? as u64,
@@ -291,7 +291,7 @@ pub enum QuotaCheck {
     Ignore,
 }
 
-fn charge_quota(c: &Connection, name: &str, bytes: i64, count: i64, ignore: bool) -> Result<()> {
+pub(super) fn charge_quota(c: &Connection, name: &str, bytes: i64, count: i64, ignore: bool) -> Result<()> {
     charge_quota_as(c, name, bytes, count, if ignore { QuotaCheck::Ignore } else { QuotaCheck::Strict })
 }
 
@@ -384,16 +384,22 @@ impl Store {
         let dir = self.mailbox_dir(name, &partition)?;
         let acl = match acl {
             Some(a) => a.to_string(),
-            None => {
-                let (u, d, is_user) = names::owner_of(name);
-                if is_user {
-                    let who = if d.is_empty() { u } else { format!("{u}@{d}") };
-                    // Internal user names keep '^' for '.'.
-                    format!("{}\t{OWNER_RIGHTS}\t", who.replace('^', "."))
-                } else {
-                    String::new()
+            // As Cyrus: the nearest existing parent's ACL; without one,
+            // the owner's full rights on a user's mailbox, `defaultacl`
+            // on a shared one.
+            None => match self.nearest_parent(name)? {
+                Some(p) => p.acl,
+                None => {
+                    let (u, d, is_user) = names::owner_of(name);
+                    if is_user {
+                        let who = if d.is_empty() { u } else { format!("{u}@{d}") };
+                        // Internal user names keep '^' for '.'.
+                        format!("{}\t{OWNER_RIGHTS}\t", who.replace('^', "."))
+                    } else {
+                        self.cfg.defaultacl.clone()
+                    }
                 }
-            }
+            },
         };
         let entry = {
             let mut c = lock(&self.list);
@@ -463,9 +469,32 @@ impl Store {
         Ok(())
     }
 
+    /// The closest existing mailbox above `name` (`user.fred.a` for
+    /// `user.fred.a.b` if it exists, else `user.fred`, …).
+    pub fn nearest_parent(&self, name: &str) -> Result<Option<MailboxEntry>> {
+        let mut n = name;
+        while let Some((p, _)) = n.rsplit_once('.') {
+            if let Some(e) = self.lookup(p)? {
+                return Ok(Some(e));
+            }
+            n = p;
+        }
+        Ok(None)
+    }
+
+    /// DELETE: with `delete_mode: delayed` (the default) the mailbox is
+    /// renamed under `deletedprefix` for `cyr_expire -D`; a mailbox
+    /// already there, or `delete_mode: immediate`, goes at once.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        if self.cfg.delete_mode == super::DeleteMode::Delayed && !self.cfg.is_deleted(name) {
+            return self.delete_delayed(name).map(|_| ());
+        }
+        self.delete_now(name)
+    }
+
     /// Deletes a mailbox, its records and its message files (children are
     /// separate mailboxes and stay).
-    pub fn delete(&self, name: &str) -> Result<()> {
+    pub fn delete_now(&self, name: &str) -> Result<()> {
         let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
         let dir = self.mailbox_dir(name, &e.partition)?;
         {
@@ -659,7 +688,7 @@ impl Store {
             }
         }
         for e in all.iter().rev() {
-            self.delete(&e.name)?;
+            self.delete_now(&e.name)?;
         }
         Ok(())
     }
@@ -1054,10 +1083,16 @@ impl Store {
         }
         let modseq = s.highestmodseq + 1;
         let mut bytes = 0i64;
+        // The tombstone's savedate is when it was expunged (what
+        // unexpunge and cyr_expire -X look at).  With delayed expunge
+        // the file stays.
+        let unlink = self.cfg.expunge_mode != ExpungeMode::Delayed;
+        let mark = FLAG_EXPUNGED | if unlink { FLAG_UNLINKED } else { 0 };
+        let t = now();
         for r in &gone {
             tx.execute(
-                "UPDATE msg SET flags=flags | ?3, modseq=?4, envelope=NULL, bodystructure=NULL, body=NULL WHERE mailbox=?1 AND uid=?2",
-                params![s.id, r.uid as i64, FLAG_EXPUNGED as i64, modseq as i64],
+                "UPDATE msg SET flags=flags | ?3, modseq=?4, savedate=?5, envelope=NULL, bodystructure=NULL, body=NULL WHERE mailbox=?1 AND uid=?2",
+                params![s.id, r.uid as i64, mark as i64, modseq as i64, t],
             )?;
             bytes += r.size as i64;
         }
@@ -1070,8 +1105,10 @@ impl Store {
         drop(c);
         let dir = self.mailbox_dir(name, &e.partition)?;
         let out: Vec<u32> = gone.iter().map(|r| r.uid).collect();
-        for u in &out {
-            let _ = std::fs::remove_file(dir.join(format!("{u}.")));
+        if unlink {
+            for u in &out {
+                let _ = std::fs::remove_file(dir.join(format!("{u}.")));
+            }
         }
         self.notify(name);
         Ok(out)
@@ -1291,6 +1328,10 @@ mod tests {
             autocreate_quota: -1,
             autocreate_quota_messages: 0,
             duplicatesuppression: true,
+            expunge_mode: super::super::ExpungeMode::Delayed,
+            delete_mode: super::super::DeleteMode::Delayed,
+            deletedprefix: "DELETED".into(),
+            defaultacl: "anyone\tlrs\t".into(),
         })
         .unwrap()
     }
@@ -1336,6 +1377,9 @@ mod tests {
         assert!(pairs_v > 0);
         assert_eq!(pairs, vec![(1, 1), (2, 2)]);
         assert_eq!(s.expunge("user.fred", Some(&[1])).unwrap(), vec![1]);
+        // Delayed expunge keeps the file until cleanup_expunged.
+        assert!(s.message_path("user.fred", "default", 1).unwrap().exists());
+        assert_eq!(s.cleanup_expunged("user.fred", now()).unwrap().removed, 1);
         assert!(!s.message_path("user.fred", "default", 1).unwrap().exists());
         let live = s.records("user.fred").unwrap();
         assert_eq!(live.iter().map(|r| r.uid).collect::<Vec<_>>(), vec![2]);

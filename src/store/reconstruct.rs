@@ -1,12 +1,13 @@
 //! `reconstruct`: makes a mailbox's index agree with its message files,
 //! keeping UIDs.  Files without a record below `uidnext` are added (flags
 //! empty, internal date from the file's mtime); records whose file is gone
-//! become tombstones; files of expunged records and uncommitted leftovers
-//! (UID at or above `uidnext`) are removed, so expunged mail is never
-//! resurrected; sizes and GUIDs are checked.
+//! become tombstones; files of expunged records marked unlinked and
+//! uncommitted leftovers (UID at or above `uidnext`) are removed, so
+//! expunged mail is never resurrected (files that delayed expunge keeps
+//! for `unexpunge` stay); sizes and GUIDs are checked.
 
 use super::db::lock;
-use super::{Cached, Result, Store, StoreError, FLAG_EXPUNGED};
+use super::{Cached, Result, Store, StoreError, FLAG_EXPUNGED, FLAG_UNLINKED};
 use rusqlite::{params, TransactionBehavior};
 use std::collections::HashMap;
 
@@ -100,6 +101,7 @@ impl Store {
         for u in &uids {
             let path = dir.join(format!("{u}."));
             match recs.get(u) {
+                Some((f, _)) if f & FLAG_EXPUNGED != 0 && f & FLAG_UNLINKED == 0 => {}
                 Some((f, _)) if f & FLAG_EXPUNGED != 0 => {
                     repairs.push(Repair::RemovedExpungedFile(*u));
                     if !dry_run {

@@ -228,4 +228,13 @@ impl Store {
         let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(v)
     }
+
+    /// Forgets a deleted user's subscriptions, seen state and POP3
+    /// logins (Cyrus's user_deletedata).
+    pub fn delete_user_data(&self, inbox: &str) -> Result<()> {
+        let oc = self.owner(inbox)?;
+        let c = lock(&oc);
+        c.execute_batch("DELETE FROM sub; DELETE FROM seen; DELETE FROM pop;")?;
+        Ok(())
+    }
 }

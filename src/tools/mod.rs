@@ -2,6 +2,8 @@
 //! calls `main` here, so the tools can be tested in-process.
 
 pub mod cyr_info;
+pub mod expire;
+pub mod mboxlist;
 pub mod postconf;
 pub mod store_admin;
 pub mod testsaslauthd;

@@ -12,13 +12,13 @@ fn open(config: &str) -> Result<Store, String> {
     Store::open(sc).map_err(|e| e.to_string())
 }
 
-fn default_config() -> String {
+pub(super) fn default_config() -> String {
     std::env::var("CYRUS_PREFIX")
         .map(|p| format!("{p}/etc/imapd.conf"))
         .unwrap_or_else(|_| "/etc/imapd.conf".into())
 }
 
-fn cache_of(data: &[u8]) -> Cached {
+pub(super) fn cache_of(data: &[u8]) -> Cached {
     let (e, b, s) = crate::proto::imap::render::cache_items(data);
     Cached {
         envelope: e,
@@ -58,7 +58,7 @@ fn targets(store: &Store, args: &[String], users: bool, recursive: bool) -> Resu
 }
 
 /// Opens the store and resolves the arguments, or the Output to return.
-fn prepare(prog: &str, config: &str, args: &[String], users: bool, recursive: bool) -> Result<(Store, Vec<String>), Output> {
+pub(super) fn prepare(prog: &str, config: &str, args: &[String], users: bool, recursive: bool) -> Result<(Store, Vec<String>), Output> {
     let mut out = Output::default();
     let store = match open(config) {
         Ok(s) => s,

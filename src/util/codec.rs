@@ -107,6 +107,12 @@ pub fn rfc822_date(t: i64, tz_min: i32) -> String {
     )
 }
 
+/// ctime(3) in the server's zone: `Tue Dec  1 10:16:17 2026`.
+pub fn ctime(t: i64) -> String {
+    let (y, m, d, hh, mm, ss, wd) = civil(t + local_offset_min(t) as i64 * 60);
+    format!("{} {} {d:2} {hh:02}:{mm:02}:{ss:02} {y}", DAYS[wd as usize], MONTHS[m as usize - 1])
+}
+
 /// IMAP date-time: `28-Nov-2026 18:18:14 +0000` (day padded to two).
 pub fn imap_date(t: i64, tz_min: i32) -> String {
     let (y, m, d, hh, mm, ss, _) = civil(t + tz_min as i64 * 60);

@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod codec;
 pub use codec::{base64_decode, base64_encode, rfc822_date};
 pub mod getopt;
+pub mod json;
 pub mod lines;
 
 /// The C library's text for an I/O error ("No such file or directory"),

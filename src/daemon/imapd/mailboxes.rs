@@ -131,10 +131,11 @@ const STATUS_ITEMS: [&str; 8] = [
 ];
 
 /// The METADATA entries answered, in Cyrus's order.
-const META_ENTRIES: [&str; 5] = [
+const META_ENTRIES: [&str; 6] = [
     "/private/comment",
     "/shared/comment",
     "/private/specialuse",
+    "/shared/vendor/cmu/cyrus-imapd/expire",
     "/shared/vendor/cmu/cyrus-imapd/size",
     "/shared/vendor/cmu/cyrus-imapd/partition",
 ];
@@ -210,12 +211,18 @@ impl Session {
     }
 
     /// The logged-in user's rights on a mailbox.
+    /// Mailboxes kept by a delayed DELETE are for admins only.
     pub fn rights(&self, e: &MailboxEntry) -> String {
         let user = self.user.as_deref().unwrap_or("");
         if self.ctx.is_admin(user) {
             return "lrswipkxtecdan".into();
         }
-        rights_of(&e.acl, &[user, "anyone"])
+        if self.ctx.store.cfg.is_deleted(&e.name) {
+            return String::new();
+        }
+        let mut ids: Vec<&str> = vec![user, "anyone"];
+        ids.extend(self.groups.iter().map(String::as_str));
+        rights_of(&e.acl, &ids)
     }
 
     /// Looks a mailbox up and checks a right; Cyrus answers "Mailbox does
@@ -332,7 +339,28 @@ impl Session {
                 return self.tagged(tag, "NO SPECIAL-USE flag conflict").await;
             }
         }
-        match self.blocking(move |s| s.delete(&name)).await {
+        // An admin deleting a user's INBOX deletes the user: every
+        // mailbox of theirs, and their subscriptions and seen state.
+        let whole_user = e.name == crate::store::names::user_root(&e.name).unwrap_or_default();
+        match self
+            .blocking(move |s| {
+                if whole_user {
+                    let mut all: Vec<String> = s
+                        .list_prefix(&name)?
+                        .into_iter()
+                        .map(|c| c.name)
+                        .filter(|n| n.len() > name.len() && n.as_bytes()[name.len()] == b'.' && n.starts_with(&name))
+                        .collect();
+                    all.sort();
+                    for c in all.iter().rev() {
+                        s.delete(c)?;
+                    }
+                    s.delete_user_data(&name)?;
+                }
+                s.delete(&name)
+            })
+            .await
+        {
             Ok(()) => {
                 // Deleting the selected mailbox expunges its messages from
                 // this session's view first, as Cyrus reports it.
@@ -799,6 +827,16 @@ impl Session {
         if id.is_empty() || id.contains(['\t', '\r', '\n', '\0']) || id == "-" {
             return self.tagged(tag, "NO Invalid identifier").await;
         }
+        // `group:` names a system group (auth_unix): it must exist.
+        if let Some(g) = id.trim_start_matches('-').strip_prefix("group:") {
+            let g = g.to_string();
+            let known = tokio::task::spawn_blocking(move || matches!(nix::unistd::Group::from_name(&g), Ok(Some(_))))
+                .await
+                .unwrap_or(false);
+            if !known || !self.ctx.conf.get_switch("unix_group_enable") {
+                return self.tagged(tag, "NO Invalid identifier").await;
+            }
+        }
         let id = if id.eq_ignore_ascii_case("anyone") {
             "anyone".to_string()
         } else if id.eq_ignore_ascii_case("-anyone") {
@@ -891,6 +929,7 @@ impl Session {
                     let v = match lw.as_str() {
                         "/private/comment" => s.annotation(&name, "/comment", &user)?,
                         "/shared/comment" => s.annotation(&name, "/comment", "")?,
+                        "/shared/vendor/cmu/cyrus-imapd/expire" => s.annotation(&name, crate::store::expire::EXPIRE_ANNOTATION, "")?,
                         "/private/specialuse" => s.special_uses()?.get(&name).map(|u| u.clone().into_bytes()),
                         "/shared/vendor/cmu/cyrus-imapd/size" => match &entry {
                             Some(e) => Some(s.counts(&e.name)?.0.size.to_string().into_bytes()),
@@ -978,6 +1017,17 @@ impl Session {
                         return self.tagged(tag, "NO Permission denied").await;
                     }
                     ops.push(("/comment".into(), String::new(), v))
+                }
+                // cyr_expire's per-mailbox age in days (cyradm's
+                // `mboxconfig … expire`): admins of the mailbox only.
+                "/shared/vendor/cmu/cyrus-imapd/expire" if !name.is_empty() => {
+                    if !rights.contains('a') {
+                        return self.tagged(tag, "NO Permission denied").await;
+                    }
+                    if v.as_ref().is_some_and(|v| v.is_empty() || !v.iter().all(u8::is_ascii_digit)) {
+                        return self.tagged(tag, "NO Invalid annotation value").await;
+                    }
+                    ops.push((crate::store::expire::EXPIRE_ANNOTATION.into(), String::new(), v))
                 }
                 "/private/specialuse" if !name.is_empty() => match v {
                     None => special = Some(None),

@@ -7,7 +7,7 @@ mod io;
 pub mod mailboxes;
 mod search;
 mod selected;
-mod sort;
+pub mod sort;
 
 use super::cyrus::Ctx;
 use crate::mail::Secret;
@@ -71,6 +71,7 @@ where
     if let Some(u) = preauth {
         let cfg = &ctx.store.cfg;
         s.user = Some(u.to_string());
+        s.groups = ctx.groups_of(u);
         s.ns = Some(Namespace::new(
             cfg.unixhierarchysep,
             cfg.altnamespace,
@@ -93,6 +94,8 @@ pub struct Session {
     tls: bool,
     peer: String,
     pub user: Option<String>,
+    /// The user's `group:` identifiers (auth_unix), for ACLs.
+    pub groups: Vec<String>,
     pub ns: Option<Namespace>,
     pub sel: Option<Selected>,
     sid: String,
@@ -114,6 +117,7 @@ impl Session {
             tls,
             peer,
             user: None,
+            groups: Vec::new(),
             ns: None,
             sel: None,
             sid,
@@ -510,12 +514,19 @@ impl Session {
                 return self.tagged(tag, "NO [UNAVAILABLE] Login failed: temporary failure").await;
             }
         }
+        let (ctx, who) = (self.ctx.clone(), authzid.to_string());
+        if let Ok(Some(msg)) = tokio::task::spawn_blocking(move || ctx.denied(&who, "imap")).await {
+            self.ctx.log.info(&format!("badlogin: {} {mech} {authzid} [user denied by cyr_deny]", self.peer));
+            return self.tagged(tag, &format!("NO {msg}")).await;
+        }
         let cfg = &self.ctx.store.cfg;
         // Admins get the standard namespace (`user/<name>`), as in Cyrus.
         let alt = cfg.altnamespace && !self.ctx.is_admin(authzid);
         let ns = Namespace::new(cfg.unixhierarchysep, alt, authzid, cfg.virtdomains, &cfg.defaultdomain);
         self.user = Some(authzid.to_string());
         self.ns = Some(ns.clone());
+        let (ctx, who) = (self.ctx.clone(), authzid.to_string());
+        self.groups = tokio::task::spawn_blocking(move || ctx.groups_of(&who)).await.unwrap_or_default();
         self.ctx.log.info(&format!(
             "login: {} {authzid} {mech} User logged in SESSIONID=<{}>",
             self.peer, self.sid
