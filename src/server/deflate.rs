@@ -24,6 +24,10 @@ pub struct Deflate<S> {
     wbuf: Vec<u8>,
     wpos: usize,
     eof: bool,
+    /// Data taken since the last sync flush.  A flush with nothing new
+    /// sends nothing: an empty sync block (`00 00 00 FF FF`) alone makes
+    /// some clients (mbsync) read an empty response line.
+    dirty: bool,
 }
 
 impl<S> Deflate<S> {
@@ -39,6 +43,7 @@ impl<S> Deflate<S> {
             wbuf: Vec::new(),
             wpos: 0,
             eof: false,
+            dirty: false,
         }
     }
 
@@ -140,15 +145,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deflate<S> {
             ready!(this.poll_drain(cx))?;
         }
         this.deflate(data, FlushCompress::None)?;
+        this.dirty |= !data.is_empty();
         Poll::Ready(Ok(data.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.wpos == 0 {
+        if this.wpos == 0 && this.dirty {
             // The sync flush once per flush (its bytes may already be
             // partly written when we come back after Pending).
             this.deflate(&[], FlushCompress::Sync)?;
+            this.dirty = false;
         }
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.inner).poll_flush(cx)
@@ -176,6 +183,8 @@ mod tests {
         let mut got = vec![0u8; text.len()];
         y.read_exact(&mut got).await.unwrap();
         assert_eq!(got, text);
+        // A flush with nothing written sends nothing.
+        x.flush().await.unwrap();
         x.write_all(b"second\r\n").await.unwrap();
         x.flush().await.unwrap();
         let mut got = [0u8; 8];
@@ -187,5 +196,19 @@ mod tests {
         raw.write_all(&[0xff; 64]).await.unwrap();
         let mut buf = [0u8; 64];
         assert!(z.read(&mut buf).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn empty_flush_sends_nothing() {
+        let (a, mut raw) = tokio::io::duplex(1024);
+        let mut x = Deflate::new(a, Vec::new());
+        x.flush().await.unwrap();
+        let mut buf = [0u8; 16];
+        let r = tokio::time::timeout(std::time::Duration::from_millis(50), raw.read(&mut buf)).await;
+        assert!(r.is_err(), "bytes on the wire: {r:?}");
+        x.write_all(b"x\r\n").await.unwrap();
+        x.flush().await.unwrap();
+        let n = raw.read(&mut buf).await.unwrap();
+        assert!(n > 0 && buf[..n].ends_with(&[0, 0, 0xff, 0xff]));
     }
 }
