@@ -538,6 +538,28 @@ assert b'\r\nc OK' in tail, tail
 print('sent', total, 'hwm growth KB', after - before)
 assert total > 120_000_000, total
 assert after - before < 48 * 1024, (before, after)
+# SEARCH in every body, SORT and THREAD over all 128,000: memory stays
+# bounded too (bodies are read one at a time, sort keys are small).
+import time
+def run(tag, cmd):
+    t0 = time.time()
+    s.sendall(tag + b' ' + cmd + b'\r\n')
+    tail, got = b'', 0
+    while True:
+        d = s.recv(1 << 20)
+        if not d: break
+        got += len(d)
+        tail = (tail + d)[-300:]
+        if re.search(rb'\r\n' + tag + rb' (OK|NO|BAD)[^\r]*\r\n$', tail): break
+    assert b'\r\n' + tag + b' OK' in tail, tail
+    print(cmd, 'answered in', round(time.time() - t0, 2), 's,', got, 'bytes, hwm growth KB', hwm() - before)
+    return got
+got = run(b'd', b'SEARCH BODY no-such-words')
+got += run(b'e', b'SORT (REVERSE SUBJECT) UTF-8 ALL')
+got += run(b'f', b'THREAD REFERENCES UTF-8 ALL')
+final = hwm()
+assert got > 128000 * 2, got
+assert final - before < 40 * 1024, (before, final)
 print('ok')
 "#,
         &[&b.imap_port.to_string(), b.lmtp_sock.to_str().unwrap(), &pid.to_string()],

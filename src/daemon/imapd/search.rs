@@ -90,15 +90,43 @@ pub(super) fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() {
         return true;
     }
-    let n: Vec<u8> = needle.to_ascii_lowercase();
-    if hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(&n)) {
+    if find_ascii_ci(hay, needle) {
         return true;
     }
     // Cyrus's search normalisation: case, diacritics and runs of blanks
-    // do not matter.
+    // do not matter.  Neither can change the answer for a needle of
+    // visible ASCII in an ASCII text, the common case: skip the fold.
+    if hay.is_ascii() && needle.iter().all(u8::is_ascii_graphic) {
+        return false;
+    }
     let h = fold(&String::from_utf8_lossy(hay));
     let n = fold(&String::from_utf8_lossy(needle));
     !n.is_empty() && h.contains(&n)
+}
+
+/// ASCII case-insensitive substring search, jumping between candidate
+/// first bytes.
+fn find_ascii_ci(hay: &[u8], needle: &[u8]) -> bool {
+    let n = needle.len();
+    if n == 0 || hay.len() < n {
+        return n == 0;
+    }
+    let (lo, up) = (needle[0].to_ascii_lowercase(), needle[0].to_ascii_uppercase());
+    let last = hay.len() - n;
+    let mut i = 0;
+    while i <= last {
+        match hay[i..=last].iter().position(|&b| b == lo || b == up) {
+            None => return false,
+            Some(p) => {
+                i += p;
+                if hay[i..i + n].eq_ignore_ascii_case(needle) {
+                    return true;
+                }
+                i += 1;
+            }
+        }
+    }
+    false
 }
 
 /// Lower case, Latin diacritics removed, blanks merged.
@@ -130,6 +158,11 @@ pub fn fold(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut blank = false;
     for c in s.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii() && !c.is_ascii_whitespace() {
+            out.push(c);
+            blank = false;
+            continue;
+        }
         if c.is_whitespace() {
             if !blank {
                 out.push(' ');
@@ -325,5 +358,22 @@ fn matches_key(k: &SearchKey, r: &Record, c: &MatchCtx) -> bool {
         K::Not(a) => !matches_key(a, r, c),
         K::Or(a, b) => matches_key(a, r, c) || matches_key(b, r, c),
         K::And(v) => v.iter().all(|x| matches_key(x, r, c)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_ci;
+
+    #[test]
+    fn search_normalisation() {
+        assert!(contains_ci(b"Say HeLLo there", b"hello"));
+        assert!(!contains_ci(b"Say Hello there", b"help"));
+        assert!(contains_ci("Un café noir".as_bytes(), b"CAFE"));
+        assert!(contains_ci("Un cafe noir".as_bytes(), "café".as_bytes()));
+        assert!(contains_ci(b"two\r\n\t words", b"two words"));
+        assert!(contains_ci(b"x", b""));
+        assert!(!contains_ci(b"", b"x"));
+        assert!(contains_ci(b"aaab", b"aab"));
     }
 }

@@ -827,7 +827,12 @@ impl Session {
         };
         let res = tokio::task::spawn_blocking(move || -> Result<Vec<(usize, u32)>, crate::store::StoreError> {
             let (recs, hits) = q.hits(&store, &key2, needs_file)?;
-            Ok(hits.into_iter().map(|i| (i, recs[i].uid)).collect())
+            let out: Vec<(usize, u32)> = hits.into_iter().map(|i| (i, recs[i].uid)).collect();
+            if recs.len() > 10_000 {
+                drop(recs);
+                super::super::cyrus::trim_after_big_job();
+            }
+            Ok(out)
         })
         .await;
         let hits = match res {
@@ -974,15 +979,23 @@ impl Session {
         };
         let store = self.ctx.store.clone();
         let needs_file = key_needs_file(&key);
+        let keys: Vec<sort::Key> = crit.iter().map(|(k, _)| *k).collect();
+        let thread = criteria.is_none();
         let res = tokio::task::spawn_blocking(move || -> Result<Vec<sort::Info>, crate::store::StoreError> {
             let (recs, hits) = q.hits(&store, &key, needs_file)?;
-            let mut out = Vec::with_capacity(hits.len());
-            for i in hits {
-                let r = &recs[i];
+            // Keep only what is read below; the records go first.
+            let picked: Vec<(u32, u32, i64, u64)> =
+                hits.into_iter().map(|i| (i as u32 + 1, recs[i].uid, recs[i].internaldate, recs[i].size)).collect();
+            drop(recs);
+            let mut out = Vec::with_capacity(picked.len());
+            for (seq, uid, date, size) in picked {
                 // Only the header is read (bounded by the record's size).
-                let p = store.message_path(&q.name, &q.partition, r.uid)?;
-                let header = read_header(&p, r.size);
-                out.push(sort::info(i as u32 + 1, r.uid, r.internaldate, r.size, &header, &decoded_field));
+                let p = store.message_path(&q.name, &q.partition, uid)?;
+                let header = read_header(&p, size);
+                out.push(sort::info(seq, uid, date, size, &header, &decoded_field, &keys, thread));
+            }
+            if out.len() > 10_000 {
+                super::super::cyrus::trim_after_big_job();
             }
             Ok(out)
         })

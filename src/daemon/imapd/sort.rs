@@ -236,19 +236,46 @@ fn msg_ids(v: &[u8]) -> Vec<String> {
     out
 }
 
-/// Builds the sort/thread data of a message from its header.
-pub fn info(seq: u32, uid: u32, arrival: i64, size: u64, header: &[u8], decode: &dyn Fn(&[u8]) -> Vec<u8>) -> Info {
+/// Builds the sort/thread data of a message from its header: only what
+/// `keys` (or threading, with `thread`) look at, so that sorting a huge
+/// mailbox keeps little per message.
+#[allow(clippy::too_many_arguments)]
+pub fn info(
+    seq: u32,
+    uid: u32,
+    arrival: i64,
+    size: u64,
+    header: &[u8],
+    decode: &dyn Fn(&[u8]) -> Vec<u8>,
+    keys: &[Key],
+    thread: bool,
+) -> Info {
     let f = mime::fields(header);
     let get = |n: &str| mime::field(&f, n).map(mime::trim);
-    let subject = get("subject")
-        .map(|v| String::from_utf8_lossy(&decode(v)).into_owned())
-        .unwrap_or_default();
-    let (subject, is_reply) = base_subject(&subject);
-    let date = get("date").and_then(|v| parse_date(&String::from_utf8_lossy(v))).unwrap_or(arrival);
-    let mut references = get("references").map(msg_ids).unwrap_or_default();
-    if references.is_empty() {
-        references = get("in-reply-to").map(msg_ids).unwrap_or_default().into_iter().take(1).collect();
+    let has = |k: Key| keys.contains(&k);
+    let (subject, is_reply) = if thread || has(Key::Subject) {
+        let raw = get("subject")
+            .map(|v| String::from_utf8_lossy(&decode(v)).into_owned())
+            .unwrap_or_default();
+        base_subject(&raw)
+    } else {
+        (String::new(), false)
+    };
+    let date = if thread || has(Key::Date) {
+        get("date").and_then(|v| parse_date(&String::from_utf8_lossy(v))).unwrap_or(arrival)
+    } else {
+        arrival
+    };
+    let mut references = Vec::new();
+    let mut message_id = None;
+    if thread {
+        references = get("references").map(msg_ids).unwrap_or_default();
+        if references.is_empty() {
+            references = get("in-reply-to").map(msg_ids).unwrap_or_default().into_iter().take(1).collect();
+        }
+        message_id = get("message-id").and_then(|v| msg_ids(v).into_iter().next());
     }
+    let text = |k: Key, f: &dyn Fn() -> String| if has(k) { f() } else { String::new() };
     Info {
         seq,
         uid,
@@ -257,12 +284,12 @@ pub fn info(seq: u32, uid: u32, arrival: i64, size: u64, header: &[u8], decode: 
         size,
         subject,
         is_reply,
-        from: first_mailbox(get("from")),
-        to: first_mailbox(get("to")),
-        cc: first_mailbox(get("cc")),
-        display_from: first_display(get("from"), decode),
-        display_to: first_display(get("to"), decode),
-        message_id: get("message-id").and_then(|v| msg_ids(v).into_iter().next()),
+        from: text(Key::From, &|| first_mailbox(get("from"))),
+        to: text(Key::To, &|| first_mailbox(get("to"))),
+        cc: text(Key::Cc, &|| first_mailbox(get("cc"))),
+        display_from: text(Key::DisplayFrom, &|| first_display(get("from"), decode)),
+        display_to: text(Key::DisplayTo, &|| first_display(get("to"), decode)),
+        message_id,
         references,
     }
 }
