@@ -288,3 +288,42 @@ fn group_identifiers_in_acls() {
     let out = imap(port, "yes1", "print('S', M.select('\"Other Users/u7/Team\"', readonly=True))");
     assert!(out.contains("S ('NO'"), "{out}");
 }
+
+#[test]
+fn other_users_folders_without_rights_are_refused_and_logged() {
+    if !can_run("rights", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "");
+    imap(
+        b.imap_port,
+        "u7",
+        "M.create('Private'); M.create('Lookable'); M.setacl('Lookable', 'yes1', 'l')\n\
+         M.append('Private', None, None, b'Subject: secret\\r\\n\\r\\nx\\r\\n')",
+    );
+    let out = imap(
+        b.imap_port,
+        "yes1",
+        "q = lambda n: '\"Other Users/u7/%s\"' % n\n\
+         print('R1', M.select(q('Private')))\n\
+         print('R2', M.select(q('Lookable')))\n\
+         print('P', M.append(q('Lookable'), None, None, b'Subject: spam\\r\\n\\r\\nx\\r\\n'))\n\
+         print('A', M.setacl(q('Lookable'), 'yes1', 'lrswipkxtecdan'))\n\
+         print('D', M.delete(q('Lookable')))\n\
+         print('L', M.list('\"\"', '*'))",
+    );
+    assert!(out.contains("R1 ('NO', [b'Mailbox does not exist'])"), "{out}");
+    assert!(out.contains("R2 ('NO', [b'Permission denied'])"), "{out}");
+    assert!(out.contains("P ('NO', [b'Permission denied'])"), "{out}");
+    assert!(out.contains("A ('NO', [b'Permission denied'])"), "{out}");
+    assert!(out.contains("D ('NO', [b'Permission denied'])"), "{out}");
+    assert!(out.contains("Lookable") && !out.contains("Private\""), "{out}");
+    // The owner's view is unchanged.
+    let out = imap(b.imap_port, "u7", "print('S', M.select('Private')); print('A', M.getacl('Lookable'))");
+    assert!(out.contains("S ('OK', [b'1'])") && out.contains("yes1 l"), "{out}");
+    let log = std::fs::read_to_string(d.path().join("imapd.log")).unwrap();
+    assert!(log.contains("yes1: permission denied: right 'r' on user.u7.Private (has '')"), "{log}");
+    assert!(log.contains("yes1: permission denied: right 'i' on user.u7.Lookable (has 'l')"), "{log}");
+    assert!(log.contains("yes1: permission denied: right 'a' on user.u7.Lookable"), "{log}");
+}

@@ -236,10 +236,17 @@ impl Session {
             .map_err(|e| store_err(&e))?
             .ok_or_else(|| "NO Mailbox does not exist".to_string())?;
         let r = self.rights(&e);
-        if !r.contains('l') && !r.contains(right) {
-            return Err("NO Mailbox does not exist".into());
-        }
         if !r.contains(right) {
+            // Logged, so that an admin can see who tried what.
+            self.ctx.log.info(&format!(
+                "{} {}: permission denied: right '{right}' on {} (has '{r}')",
+                self.peer,
+                self.user.as_deref().unwrap_or(""),
+                e.name
+            ));
+            if !r.contains('l') {
+                return Err("NO Mailbox does not exist".into());
+            }
             return Err("NO Permission denied".into());
         }
         Ok(e)
