@@ -14,7 +14,7 @@
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 use harness::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -92,53 +92,6 @@ fn lmtp_load(sock: &Path, users: &[String], from: usize, to: usize, conns: usize
     (n, start.elapsed().as_secs_f64())
 }
 
-struct Imap {
-    r: BufReader<Box<dyn ReadWrite>>,
-    n: usize,
-}
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
-
-impl Imap {
-    fn connect(port: u16) -> Imap {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let mut i = Imap {
-            r: BufReader::new(Box::new(s)),
-            n: 0,
-        };
-        let mut l = String::new();
-        i.r.read_line(&mut l).unwrap();
-        i
-    }
-    /// Sends a command and reads to its tagged reply; returns bytes read.
-    fn cmd(&mut self, c: &str) -> usize {
-        self.n += 1;
-        let tag = format!("b{}", self.n);
-        self.r.get_mut().write_all(format!("{tag} {c}\r\n").as_bytes()).unwrap();
-        let mut total = 0;
-        loop {
-            let mut l = Vec::new();
-            let n = self.r.read_until(b'\n', &mut l).unwrap();
-            assert!(n > 0, "closed during {c}");
-            total += n;
-            // Literals: {n}\r\n then n bytes.
-            if let Some(p) = l.iter().rposition(|&b| b == b'{') {
-                if l.ends_with(b"}\r\n") {
-                    if let Ok(k) = std::str::from_utf8(&l[p + 1..l.len() - 3]).unwrap_or("x").parse::<usize>() {
-                        let mut buf = vec![0; k];
-                        self.r.read_exact(&mut buf).unwrap();
-                        total += k;
-                        continue;
-                    }
-                }
-            }
-            if l.starts_with(tag.as_bytes()) {
-                assert!(l[tag.len()..].starts_with(b" OK"), "{c}: {}", String::from_utf8_lossy(&l));
-                return total;
-            }
-        }
-    }
-}
 
 fn pss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))

@@ -40,6 +40,9 @@ struct Drop_ {
     partition: String,
     uidvalidity: u32,
     msgs: Vec<Msg>,
+    /// The owner database's WAL (mtime, size) when the drop was read: while
+    /// it is unchanged no message can have been expunged since.
+    wal: Option<(i128, u64)>,
 }
 
 struct Session {
@@ -432,7 +435,9 @@ impl Session {
                 .map(|r| r.0)
                 .collect();
             let recs = ctx.store.records_for(&ib, &uids)?;
+            let wal = crate::store::wal_version(&ctx.store.owner_db_path(&ib));
             Ok(Ok(Drop_ {
+                wal,
                 inbox: ib,
                 partition: e.partition,
                 uidvalidity: st.uidvalidity,
@@ -563,11 +568,12 @@ impl Session {
                 // Every read has a limit: the record's size.  A message
                 // another session expunged is gone even while delayed
                 // expunge keeps its file.
-                let (store, name) = (self.ctx.store.clone(), inbox.clone());
+                let (store, name, seen) = (self.ctx.store.clone(), inbox.clone(), d.wal);
                 let data = match path {
                     Ok(p) => tokio::task::spawn_blocking(move || {
                         use std::io::Read;
-                        if store.records_for(&name, &[uid]).map(|r| r.is_empty()).unwrap_or(true) {
+                        let changed = crate::store::wal_version(&store.owner_db_path(&name)) != seen;
+                        if changed && store.records_for(&name, &[uid]).map(|r| r.is_empty()).unwrap_or(true) {
                             return Err(std::io::ErrorKind::NotFound.into());
                         }
                         let mut v = Vec::new();

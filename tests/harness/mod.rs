@@ -657,3 +657,52 @@ impl Drop for PostfixInstance {
         let _ = Command::new(POSTFIX).args(["-c", self.0.to_str().unwrap(), "stop"]).output();
     }
 }
+
+/// A minimal IMAP client for benchmarks: a command and its tagged reply.
+pub struct Imap {
+    pub r: std::io::BufReader<Box<dyn ReadWrite>>,
+    pub n: usize,
+}
+pub trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+
+impl Imap {
+    pub fn connect(port: u16) -> Imap {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut i = Imap {
+            r: std::io::BufReader::new(Box::new(s)),
+            n: 0,
+        };
+        let mut l = String::new();
+        std::io::BufRead::read_line(&mut i.r, &mut l).unwrap();
+        i
+    }
+    /// Sends a command and reads to its tagged reply; returns bytes read.
+    pub fn cmd(&mut self, c: &str) -> usize {
+        self.n += 1;
+        let tag = format!("b{}", self.n);
+        std::io::Write::write_all(self.r.get_mut(), format!("{tag} {c}\r\n").as_bytes()).unwrap();
+        let mut total = 0;
+        loop {
+            let mut l = Vec::new();
+            let n = std::io::BufRead::read_until(&mut self.r, b'\n', &mut l).unwrap();
+            assert!(n > 0, "closed during {c}");
+            total += n;
+            // Literals: {n}\r\n then n bytes.
+            if let Some(p) = l.iter().rposition(|&b| b == b'{') {
+                if l.ends_with(b"}\r\n") {
+                    if let Ok(k) = std::str::from_utf8(&l[p + 1..l.len() - 3]).unwrap_or("x").parse::<usize>() {
+                        let mut buf = vec![0; k];
+                        std::io::Read::read_exact(&mut self.r, &mut buf).unwrap();
+                        total += k;
+                        continue;
+                    }
+                }
+            }
+            if l.starts_with(tag.as_bytes()) {
+                assert!(l[tag.len()..].starts_with(b" OK"), "{c}: {}", String::from_utf8_lossy(&l));
+                return total;
+            }
+        }
+    }
+}

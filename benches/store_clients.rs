@@ -1,0 +1,305 @@
+//! Benchmark of what clients do to a store (prints figures; not a test):
+//! our imapd/pop3d against Debian's Cyrus IMAP 3.6 and Dovecot 2.3 on the
+//! same machine, in one run, on the same messages.  Run as root:
+//!     cargo bench --bench store_clients
+//! (a) `mbsync` initial pull of a BENCH_BIG (10000) message mailbox into
+//!     an empty Maildir: seconds;
+//! (b) SORT (DATE) and THREAD=REFERENCES on that mailbox: seconds, best of
+//!     3 (so every server has its caches warm);
+//! (c) POP3 UIDL + RETR of BENCH_POP (1000) messages: seconds, best of 3.
+//! Goal (issue 5): at least 2x the faster of Cyrus and Dovecot on each.
+//! Dovecot's imap and pop3 programs come from the dovecot-imapd and
+//! dovecot-pop3d packages unpacked in the temp dir (installing them would
+//! remove cyrus-imapd); dovecot-core must be installed.
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+use harness::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+fn env(n: &str, d: usize) -> usize {
+    std::env::var(n).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+/// Message `i` of a mailing-list-like corpus: threads of up to 20 by
+/// topic (References to the previous one), dates out of arrival order,
+/// 2 KB bodies.
+fn message(i: usize) -> Vec<u8> {
+    let topic = i / 20;
+    let refs = if i % 20 == 0 {
+        String::new()
+    } else {
+        format!("References: <m{}@bench.example>\r\nIn-Reply-To: <m{}@bench.example>\r\n", i - 1, i - 1)
+    };
+    let re = if i % 20 == 0 { "" } else { "Re: " };
+    let day = 1 + (i * 7919) % 28;
+    let mut m = format!(
+        "From: User {u} <user{u}@bench.example>\r\nTo: list@bench.example\r\nSubject: {re}topic {topic}\r\n\
+         Date: {day:02} Nov 2026 {h:02}:{mi:02}:00 +0000\r\nMessage-ID: <m{i}@bench.example>\r\n{refs}\r\n",
+        u = i % 97,
+        h = (i * 13) % 24,
+        mi = (i * 31) % 60
+    )
+    .into_bytes();
+    for k in 0..30 {
+        m.extend_from_slice(format!("line {k} of message {i}: lorem ipsum dolor sit amet consectetur\r\n").as_bytes());
+    }
+    m
+}
+
+/// APPENDs messages `from..to` to `user`'s INBOX with LITERAL+, pipelined
+/// in batches of 100.
+fn fill(port: u16, user: &str, from: usize, to: usize) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    w.write_all(format!("l LOGIN {user} testpw\r\n").as_bytes()).unwrap();
+    wait_tag(&mut r, "l ");
+    let mut i = from;
+    while i < to {
+        let end = (i + 100).min(to);
+        let mut buf = Vec::new();
+        for k in i..end {
+            let m = message(k);
+            buf.extend_from_slice(format!("a{k} APPEND INBOX {{{}+}}\r\n", m.len()).as_bytes());
+            buf.extend_from_slice(&m);
+            buf.extend_from_slice(b"\r\n");
+        }
+        w.write_all(&buf).unwrap();
+        wait_tag(&mut r, &format!("a{} ", end - 1));
+        i = end;
+    }
+    w.write_all(b"z LOGOUT\r\n").unwrap();
+}
+
+fn wait_tag(r: &mut impl BufRead, tag: &str) {
+    loop {
+        let mut l = String::new();
+        assert!(r.read_line(&mut l).unwrap() > 0, "closed waiting for {tag}");
+        if l.starts_with(tag) {
+            assert!(l[tag.len()..].starts_with("OK"), "{l}");
+            return;
+        }
+    }
+}
+
+/// mbsync's initial pull into a new Maildir: seconds.
+fn mbsync_pull(port: u16, dir: &Path) -> f64 {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("mail")).unwrap();
+    let rc = dir.join("rc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount a\nHost 127.0.0.1\nPort {port}\nUser u7\nPass testpw\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore r\nAccount a\n\nMaildirStore l\nPath {m}/\nInbox {m}/INBOX\n\n\
+             Channel c\nFar :r:INBOX\nNear :l:INBOX\nCreate Near\nSync Pull\nSyncState *\n",
+            m = dir.join("mail").display()
+        ),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let o = Command::new("mbsync").arg("-q").arg("-c").arg(&rc).arg("-a").output().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(o.status.success(), "mbsync: {}", String::from_utf8_lossy(&o.stderr));
+    let n = std::fs::read_dir(dir.join("mail/INBOX/new")).map(|r| r.count()).unwrap_or(0)
+        + std::fs::read_dir(dir.join("mail/INBOX/cur")).map(|r| r.count()).unwrap_or(0);
+    assert!(n > 0, "mbsync pulled nothing");
+    secs
+}
+
+/// One command after LOGIN and SELECT: seconds, best of 3 sessions.
+fn best_of_3(port: u16, cmd: &str) -> f64 {
+    (0..3)
+        .map(|_| {
+            let mut i = Imap::connect(port);
+            i.cmd("LOGIN u7 testpw");
+            i.cmd("SELECT INBOX");
+            let t = Instant::now();
+            let bytes = i.cmd(cmd);
+            assert!(bytes > 1000, "{cmd}: {bytes} bytes");
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+/// POP3 session: USER/PASS, UIDL, RETR 1..n, QUIT; seconds, best of 3.
+fn pop_session(port: u16, n: usize) -> f64 {
+    (0..3)
+        .map(|_| {
+            let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let t = Instant::now();
+            let ok = |r: &mut BufReader<TcpStream>| {
+                let mut l = String::new();
+                r.read_line(&mut l).unwrap();
+                assert!(l.starts_with("+OK"), "{l}");
+            };
+            let multi = |r: &mut BufReader<TcpStream>| {
+                let mut total = 0;
+                loop {
+                    let mut l = Vec::new();
+                    r.read_until(b'\n', &mut l).unwrap();
+                    if l == b".\r\n" {
+                        return total;
+                    }
+                    total += l.len();
+                }
+            };
+            w.write_all(b"USER yes1\r\n").unwrap();
+            ok(&mut r);
+            w.write_all(b"PASS testpw\r\n").unwrap();
+            ok(&mut r);
+            w.write_all(b"UIDL\r\n").unwrap();
+            ok(&mut r);
+            multi(&mut r);
+            for k in 1..=n {
+                w.write_all(format!("RETR {k}\r\n").as_bytes()).unwrap();
+                ok(&mut r);
+                assert!(multi(&mut r) > 1000);
+            }
+            w.write_all(b"QUIT\r\n").unwrap();
+            ok(&mut r);
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+struct Dovecot {
+    conf: std::path::PathBuf,
+    imap_port: u16,
+    pop_port: u16,
+}
+
+impl Dovecot {
+    /// Dovecot with Maildir in `dir`, users u7 and yes1 (password testpw).
+    fn start(dir: &Path) -> Option<Dovecot> {
+        if !Path::new("/usr/sbin/dovecot").exists() {
+            return None;
+        }
+        let debs = dir.join("debs");
+        std::fs::create_dir_all(&debs).unwrap();
+        let got = Command::new("apt-get")
+            .args(["download", "dovecot-imapd", "dovecot-pop3d"])
+            .current_dir(&debs)
+            .output()
+            .ok()?;
+        if !got.status.success() {
+            return None;
+        }
+        for e in std::fs::read_dir(&debs).unwrap().flatten() {
+            Command::new("dpkg-deb").arg("-x").arg(e.path()).arg(dir.join("root")).status().ok()?;
+        }
+        let bin = dir.join("root/usr/lib/dovecot");
+        for d in ["run", "state", "mail"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        Command::new("chown").arg("nobody").arg(dir.join("mail")).status().ok()?;
+        std::fs::write(dir.join("passwd"), "u7:{PLAIN}testpw\nyes1:{PLAIN}testpw\n").unwrap();
+        let (imap_port, pop_port) = (free_port(), free_port());
+        let d = dir.display();
+        let mut conf = format!(
+            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\nprotocols = imap pop3\nlisten = 127.0.0.1\n\
+             ssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain login\nfirst_valid_uid = 0\n\
+             mail_location = maildir:{d}/mail/%u\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%u\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop_port}\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n"
+        );
+        for s in ["imap-login", "pop3-login"] {
+            // The login services have a block already: add the path.
+            let key = format!("service {s} {{\n");
+            conf = conf.replace(&key, &format!("{key}  executable = {}/{s}\n", bin.display()));
+        }
+        for s in ["imap", "pop3", "imap-urlauth", "imap-urlauth-login", "imap-urlauth-worker", "imap-hibernate"] {
+            conf.push_str(&format!("service {s} {{\n  executable = {}/{s}\n}}\n", bin.display()));
+        }
+        let path = dir.join("dovecot.conf");
+        std::fs::write(&path, conf).unwrap();
+        let st = Command::new("/usr/sbin/dovecot").arg("-c").arg(&path).status().ok()?;
+        if !st.success() {
+            return None;
+        }
+        wait_tcp(imap_port);
+        Some(Dovecot {
+            conf: path,
+            imap_port,
+            pop_port,
+        })
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new("/usr/sbin/dovecot").arg("-c").arg(&self.conf).arg("stop").output();
+    }
+}
+
+fn main() {
+    std::env::set_var("MUMAIL_PROFILE", "release");
+    if !nix::unistd::Uid::effective().is_root() || !Path::new(CYRUS_MASTER).exists() || !Path::new("/usr/bin/mbsync").exists() {
+        eprintln!("store_clients bench: needs root, cyrus-imapd and isync (tests/tools/test.sh installs them)");
+        return;
+    }
+    let big = env("BENCH_BIG", 10_000);
+    let pop = env("BENCH_POP", 1_000);
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut ours = Backend::start(&d.path().join("ours"), "");
+    let ours_pop = ours.start_pop3d();
+    for p in ["ours", "ours/sasl"] {
+        std::fs::set_permissions(d.path().join(p), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let cyrus = CyrusServer::start(&d.path().join("cyrus"), &d.path().join("ours/sasl/mux"), "");
+    let dovecot = Dovecot::start(&d.path().join("dovecot"));
+    let mut servers: Vec<(&str, u16, u16)> = vec![("cyrus", cyrus.imap_port, cyrus.pop3_port)];
+    match &dovecot {
+        Some(dv) => servers.push(("dovecot", dv.imap_port, dv.pop_port)),
+        None => println!("(dovecot not available: install dovecot-core; comparing with Cyrus only)"),
+    }
+    servers.push(("ours", ours.imap_port, ours_pop));
+    println!(
+        "store clients benchmark: {} cores; {big} messages for mbsync/SORT/THREAD, {pop} for POP3",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for (name, port, _) in &servers {
+        let t = Instant::now();
+        // Cyrus and ours create the INBOX at first login.
+        let mut i = Imap::connect(*port);
+        i.cmd("LOGIN u7 testpw");
+        let _ = i.cmd("LOGOUT");
+        fill(*port, "u7", 0, big);
+        fill(*port, "yes1", 0, pop);
+        println!("   {name:8} filled by APPEND in {:.1} s", t.elapsed().as_secs_f64());
+    }
+    let mut table: Vec<(&str, Vec<f64>)> = Vec::new();
+    for (name, port, pport) in &servers {
+        let m = mbsync_pull(*port, &d.path().join(format!("mbsync-{name}")));
+        let s = best_of_3(*port, "SORT (DATE) UTF-8 ALL");
+        let th = best_of_3(*port, "THREAD REFERENCES UTF-8 ALL");
+        let p = pop_session(*pport, pop);
+        println!(
+            "   {name:8} (a) mbsync pull {m:.2} s  (b) SORT DATE {s:.3} s, THREAD REFERENCES {th:.3} s  (c) POP3 UIDL+RETR {p:.3} s"
+        );
+        table.push((name, vec![m, s, th, p]));
+    }
+    let ours_t = &table.last().unwrap().1;
+    let labels = ["(a) mbsync pull", "(b) SORT DATE", "(b) THREAD REFERENCES", "(c) POP3 UIDL+RETR"];
+    for (k, label) in labels.iter().enumerate() {
+        let (best_name, best) = table[..table.len() - 1]
+            .iter()
+            .map(|(n, v)| (*n, v[k]))
+            .fold(("", f64::MAX), |a, b| if b.1 < a.1 { b } else { a });
+        println!("{label}: ours {:.3} s, fastest other {best_name} {best:.3} s: {:.2}x (goal >= 2x)", ours_t[k], best / ours_t[k]);
+    }
+}
