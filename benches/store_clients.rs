@@ -3,7 +3,8 @@
 //! same machine, in one run, on the same messages.  Run as root:
 //!     cargo bench --bench store_clients
 //! (a) `mbsync` initial pull of a BENCH_BIG (10000) message mailbox into
-//!     an empty Maildir: seconds;
+//!     an empty Maildir: seconds (mbsync's own fsyncs off, so that the
+//!     figure is the server's, not the client's disk);
 //! (b) SORT (DATE) and THREAD=REFERENCES on that mailbox: seconds, best of
 //!     3 (so every server has its caches warm);
 //! (c) POP3 UIDL + RETR of BENCH_POP (1000) messages: seconds, best of 3.
@@ -97,7 +98,7 @@ fn mbsync_pull(port: u16, dir: &Path) -> f64 {
     std::fs::write(
         &rc,
         format!(
-            "IMAPAccount a\nHost 127.0.0.1\nPort {port}\nUser u7\nPass testpw\nSSLType None\nAuthMechs LOGIN\n\n\
+            "FSync no\n\nIMAPAccount a\nHost 127.0.0.1\nPort {port}\nUser u7\nPass testpw\nSSLType None\nAuthMechs LOGIN\n\n\
              IMAPStore r\nAccount a\n\nMaildirStore l\nPath {m}/\nInbox {m}/INBOX\n\n\
              Channel c\nFar :r:INBOX\nNear :l:INBOX\nCreate Near\nSync Pull\nSyncState *\n",
             m = dir.join("mail").display()

@@ -19,6 +19,8 @@ pub struct Ctx {
     pub sasl_service: String,
     /// TLS from `tls_server_cert`/`tls_server_key` (None when unset).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// imapd's SORT/THREAD keys, shared by its sessions.
+    pub sort_cache: super::imapd::sortcache::SortCache,
     sessions: AtomicU64,
     started: u64,
 }
@@ -90,6 +92,7 @@ impl Ctx {
             log,
             servername,
             sasl_service: sasl_service.to_string(),
+            sort_cache: Default::default(),
             sessions: AtomicU64::new(0),
             started,
         })

@@ -200,6 +200,79 @@ fn decode_component(c: &str, sep: char) -> String {
     }
 }
 
+const MB64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+/// A UTF-8 name in modified UTF-7 (for a session that enabled UTF8=ACCEPT
+/// or IMAP4rev2: names are stored and shown to others in mUTF-7).
+pub fn utf8_to_mutf7(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut run: Vec<u16> = Vec::new();
+    let flush = |run: &mut Vec<u16>, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = run.iter().flat_map(|u| u.to_be_bytes()).collect();
+        out.push('&');
+        for c in bytes.chunks(3) {
+            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            let k = c.len() + 1;
+            for i in 0..k {
+                out.push(MB64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out.push('-');
+        run.clear();
+    };
+    for ch in s.chars() {
+        if (' '..='~').contains(&ch) {
+            flush(&mut run, &mut out);
+            if ch == '&' {
+                out.push_str("&-");
+            } else {
+                out.push(ch);
+            }
+        } else {
+            let mut b = [0u16; 2];
+            run.extend_from_slice(ch.encode_utf16(&mut b));
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// A modified UTF-7 name in UTF-8; None if it is not valid mUTF-7.
+pub fn mutf7_to_utf8(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'&' {
+            out.push(b[i] as char);
+            i += 1;
+            continue;
+        }
+        let end = i + 1 + b[i + 1..].iter().position(|&c| c == b'-')?;
+        if end == i + 1 {
+            out.push('&');
+        } else {
+            let (mut acc, mut bits, mut units) = (0u32, 0u32, Vec::new());
+            for &c in &b[i + 1..end] {
+                let v = MB64.iter().position(|&x| x == c)? as u32;
+                acc = acc << 6 | v;
+                bits += 6;
+                if bits >= 16 {
+                    bits -= 16;
+                    units.push((acc >> bits) as u16);
+                    acc &= (1 << bits) - 1;
+                }
+            }
+            out.push_str(&String::from_utf16(&units).ok()?);
+        }
+        i = end + 1;
+    }
+    Some(out)
+}
+
 /// RFC 3501 5.1.3 modified UTF-7: `&` starts a base64 run (`,` for `/`)
 /// ending in `-`; `&-` is a literal `&`.
 pub fn valid_mutf7(s: &str) -> bool {
@@ -370,6 +443,17 @@ mod tests {
         assert!(ns.to_internal("&Jjo-").is_ok());
         assert!(ns.to_internal("A&-B").is_ok());
         assert_eq!(ns.to_internal(&"x".repeat(MAX_NAME + 1)), Err(NameError::TooLong));
+    }
+
+    #[test]
+    fn modified_utf7_both_ways() {
+        for (u, m) in [("Entwürfe", "Entw&APw-rfe"), ("a&b", "a&-b"), ("日本語", "&ZeVnLIqe-"), ("x 😀 y", "x &2D3eAA- y")] {
+            assert_eq!(utf8_to_mutf7(u), m);
+            assert_eq!(mutf7_to_utf8(m).as_deref(), Some(u));
+            assert!(valid_mutf7(m));
+        }
+        assert_eq!(mutf7_to_utf8("&Jjo"), None);
+        assert_eq!(mutf7_to_utf8("&2D3-"), None, "a lone surrogate");
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn special_use_list(uses: &[String]) -> Result<String, &'static str> {
 }
 
 /// STATUS items, in the order Cyrus answers them.
-const STATUS_ITEMS: [&str; 8] = [
+const STATUS_ITEMS: [&str; 9] = [
     "MESSAGES",
     "RECENT",
     "UIDNEXT",
@@ -128,6 +128,8 @@ const STATUS_ITEMS: [&str; 8] = [
     "HIGHESTMODSEQ",
     "SIZE",
     "MAILBOXID",
+    // IMAP4rev2 (RFC 9051 6.3.11): messages with \Deleted.
+    "DELETED",
 ];
 
 /// The METADATA entries answered, in Cyrus's order.
@@ -201,13 +203,22 @@ pub fn wild_match(pat: &[u8], name: &[u8], sep: u8) -> bool {
 }
 
 impl Session {
+    /// A client's name in internal form; after ENABLE UTF8=ACCEPT the
+    /// client's names are UTF-8 (stored, as Cyrus does, in mUTF-7).
     pub fn internal(&self, ext: &str) -> Result<String, &'static str> {
         let ns = self.ns.as_ref().ok_or("NO Please login first")?;
+        if self.utf8 {
+            return ns.to_internal(&crate::store::names::utf8_to_mutf7(ext)).map_err(name_err);
+        }
         ns.to_internal(ext).map_err(name_err)
     }
 
     pub fn external(&self, int: &str) -> Option<String> {
-        self.ns.as_ref()?.to_external(int)
+        let e = self.ns.as_ref()?.to_external(int)?;
+        if self.utf8 {
+            return Some(crate::store::names::mutf7_to_utf8(&e).unwrap_or(e));
+        }
+        Some(e)
     }
 
     /// The logged-in user's rights on a mailbox.
@@ -622,7 +633,8 @@ impl Session {
         let name = e.name.clone();
         let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
         let reader = (!super::selected::owns(&inbox, &e.name) && items.iter().any(|i| i == "UNSEEN")).then(|| (inbox, e.uniqueid.clone()));
-        let (st, unseen, recent) = self
+        let want_deleted = items.iter().any(|i| i == "DELETED");
+        let (st, unseen, recent, deleted) = self
             .blocking(move |s| {
                 let (st, unseen, recent) = s.counts(&name)?;
                 // A reader's UNSEEN counts against their own seen set.
@@ -630,7 +642,12 @@ impl Session {
                     Some((who, id)) => s.unseen_for(&name, &s.seen_get(&who, &id)?)?,
                     None => unseen,
                 };
-                Ok((st, unseen, recent))
+                let deleted = if want_deleted {
+                    s.index(&name)?.1.iter().filter(|r| r.1 & crate::store::FLAG_DELETED != 0).count()
+                } else {
+                    0
+                };
+                Ok((st, unseen, recent, deleted))
             })
             .await?;
         if let Some(bad) = items.iter().find(|i| !STATUS_ITEMS.contains(&i.as_str())) {
@@ -641,12 +658,14 @@ impl Session {
         for i in STATUS_ITEMS.iter().filter(|i| items.iter().any(|x| x == *i)) {
             match *i {
                 "MESSAGES" => parts.push(format!("MESSAGES {}", st.exists)),
-                "RECENT" => parts.push(format!("RECENT {recent}")),
+                "RECENT" if !self.rev2 => parts.push(format!("RECENT {recent}")),
+                "RECENT" => {}
                 "UIDNEXT" => parts.push(format!("UIDNEXT {}", st.uidnext)),
                 "UIDVALIDITY" => parts.push(format!("UIDVALIDITY {}", st.uidvalidity)),
                 "UNSEEN" => parts.push(format!("UNSEEN {unseen}")),
                 "HIGHESTMODSEQ" => parts.push(format!("HIGHESTMODSEQ {}", st.highestmodseq)),
                 "SIZE" => parts.push(format!("SIZE {}", st.size)),
+                "DELETED" => parts.push(format!("DELETED {deleted}")),
                 _ => parts.push(format!("MAILBOXID ({})", st.uniqueid)),
             }
         }

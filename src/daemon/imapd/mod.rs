@@ -8,6 +8,7 @@ pub mod mailboxes;
 mod search;
 mod selected;
 pub mod sort;
+pub mod sortcache;
 
 use super::cyrus::Ctx;
 use crate::mail::Secret;
@@ -102,6 +103,11 @@ pub struct Session {
     logout: bool,
     /// ENABLE QRESYNC was given (RFC 7162): VANISHED replaces EXPUNGE.
     pub qresync: bool,
+    /// ENABLE UTF8=ACCEPT (RFC 6855): mailbox names are UTF-8 both ways.
+    pub utf8: bool,
+    /// ENABLE IMAP4rev2 (RFC 9051): UTF-8 names, no \Recent or RECENT,
+    /// ESEARCH answers SEARCH.
+    pub rev2: bool,
     /// COMPRESS DEFLATE is on.
     compressed: bool,
 }
@@ -123,6 +129,8 @@ impl Session {
             sid,
             logout: false,
             qresync: false,
+            utf8: false,
+            rev2: false,
             compressed: false,
         }
     }
@@ -224,7 +232,7 @@ impl Session {
     /// Cyrus greets), after it the full one.
     pub fn capabilities(&self) -> String {
         if self.user.is_none() {
-            let mut c = String::from("IMAP4rev1 LITERAL+ ID ENABLE");
+            let mut c = String::from("IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE");
             self.push_auth_caps(&mut c);
             return c;
         }
@@ -248,9 +256,9 @@ impl Session {
     /// logging in); after login LOGINDISABLED as Cyrus shows it.
     pub fn capabilities_full(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 LITERAL+ ID ENABLE ACL BINARY CHILDREN CONDSTORE CREATE-SPECIAL-USE ESEARCH LIST-EXTENDED \
+            "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL BINARY CHILDREN CONDSTORE CREATE-SPECIAL-USE ESEARCH LIST-EXTENDED \
              LIST-MYRIGHTS LIST-STATUS MAILBOX-REFERRALS METADATA MOVE MULTIAPPEND NAMESPACE QRESYNC QUOTA RIGHTS=kxten \
-             SORT SORT=DISPLAY SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT WITHIN",
+             SORT SORT=DISPLAY SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT UTF8=ACCEPT WITHIN",
         );
         if self.user.is_none() {
             self.push_auth_caps(&mut c);
@@ -375,7 +383,14 @@ impl Session {
             Kind::Enable(caps) => {
                 let mut on = Vec::new();
                 for cap in caps {
-                    if cap == "CONDSTORE" || cap == "QRESYNC" {
+                    if cap == "UTF8=ACCEPT" || cap == "IMAP4REV2" {
+                        self.utf8 = true;
+                        self.rev2 |= cap == "IMAP4REV2";
+                        let cap = if cap == "IMAP4REV2" { "IMAP4rev2".to_string() } else { cap };
+                        if !on.contains(&cap) {
+                            on.push(cap);
+                        }
+                    } else if cap == "CONDSTORE" || cap == "QRESYNC" {
                         // QRESYNC implies CONDSTORE (RFC 7162 3.2.3); Cyrus
                         // reports both.
                         if let Some(s) = &mut self.sel {

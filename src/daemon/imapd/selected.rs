@@ -205,6 +205,8 @@ impl Session {
             Ok(v) => v,
             Err(t) => return self.tagged(tag, &t).await,
         };
+        // IMAP4rev2 has no \Recent.
+        let recent_above = if self.rev2 { u32::MAX } else { recent_above };
         let seen = reader.zip(seen).map(|((reader, uniqueid), uids)| {
             Box::new(SeenView {
                 reader,
@@ -228,7 +230,11 @@ impl Session {
         let keywords = st.keywords.clone();
         let recent = msgs.iter().filter(|m| m.uid > recent_above).count();
         let first_unseen = msgs.iter().position(|m| m.flags & FLAG_SEEN == 0);
-        self.out(&format!("* {} EXISTS\r\n* {recent} RECENT\r\n", msgs.len())).await?;
+        if self.rev2 {
+            self.out(&format!("* {} EXISTS\r\n", msgs.len())).await?;
+        } else {
+            self.out(&format!("* {} EXISTS\r\n* {recent} RECENT\r\n", msgs.len())).await?;
+        }
         for l in flags_lines(&keywords, readonly, &rights) {
             self.out(&l).await?;
         }
@@ -280,11 +286,18 @@ impl Session {
         let name = sel.name.clone();
         let since = sel.modseq;
         let dbp = self.ctx.store.owner_db_path(&name);
+        // Nothing committed to the owner's database since the last look
+        // (its WAL unchanged): nothing to report.  One stat instead of a
+        // query per command (mbsync sends a FETCH per message).
+        if sel.version.is_some() && db_version(&dbp) == sel.version {
+            return Ok(());
+        }
         let res = self.blocking(move |s| Ok((db_version(&dbp), s.changes_since(&name, since)?))).await;
         let (version, (st, recs)) = match res {
             Ok(v) => v,
             Err(_) => return Ok(()),
         };
+        let rev2 = self.rev2;
         let Some(sel) = &mut self.sel else { return Ok(()) };
         let mut lines: Vec<String> = Vec::new();
         let new_flags = if st.keywords != sel.keywords {
@@ -359,7 +372,9 @@ impl Session {
         if added > 0 {
             let recent = sel.msgs.iter().filter(|m| m.uid > sel.recent_above).count();
             lines.push(format!("* {} EXISTS\r\n", sel.msgs.len()));
-            lines.push(format!("* {recent} RECENT\r\n"));
+            if !rev2 {
+                lines.push(format!("* {recent} RECENT\r\n"));
+            }
             if !sel.readonly {
                 // This session has now seen them: \Recent for nobody else.
                 let reader = sel.seen.as_ref().map(|v| (v.reader.clone(), v.uniqueid.clone()));
@@ -842,6 +857,15 @@ impl Session {
         };
         let nums: Vec<u32> = hits.iter().map(|&(i, u)| if uid { u } else { i as u32 + 1 }).collect();
         match ret {
+            // IMAP4rev2 answers SEARCH with ESEARCH (RFC 9051 7.3.4).
+            None if self.rev2 => {
+                let mut line = format!("* ESEARCH (TAG \"{tag}\"){}", if uid { " UID" } else { "" });
+                if !nums.is_empty() {
+                    line.push_str(&format!(" ALL {}", uid_set(&nums)));
+                }
+                line.push_str("\r\n");
+                self.out(&line).await?;
+            }
             None => {
                 let mut line = String::from("* SEARCH");
                 for n in &nums {
@@ -978,22 +1002,54 @@ impl Session {
             seen: sel.seen.as_ref().map(|v| v.uids.clone()),
         };
         let store = self.ctx.store.clone();
+        let ctx = self.ctx.clone();
         let needs_file = key_needs_file(&key);
         let keys: Vec<sort::Key> = crit.iter().map(|(k, _)| *k).collect();
         let thread = criteria.is_none();
+        let (uidvalidity, count) = (sel.uidvalidity, sel.msgs.len());
+        // SORT/THREAD ... ALL (what webmail sends) needs no search: the
+        // session's own list is the answer.
+        let all: Option<Vec<u32>> = matches!(key, SearchKey::All).then(|| sel.msgs.iter().map(|m| m.uid).collect());
         let res = tokio::task::spawn_blocking(move || -> Result<Vec<sort::Info>, crate::store::StoreError> {
-            let (recs, hits) = q.hits(&store, &key, needs_file)?;
-            // Keep only what is read below; the records go first.
-            let picked: Vec<(u32, u32, i64, u64)> =
-                hits.into_iter().map(|i| (i as u32 + 1, recs[i].uid, recs[i].internaldate, recs[i].size)).collect();
-            drop(recs);
-            let mut out = Vec::with_capacity(picked.len());
-            for (seq, uid, date, size) in picked {
-                // Only the header is read (bounded by the record's size).
-                let p = store.message_path(&q.name, &q.partition, uid)?;
-                let header = read_header(&p, size);
-                out.push(sort::info(seq, uid, date, size, &header, &decoded_field, &keys, thread));
+            let picked: Vec<(u32, u32)> = match all {
+                Some(uids) => uids.into_iter().enumerate().map(|(i, u)| (i as u32 + 1, u)).collect(),
+                None => {
+                    let (recs, hits) = q.hits(&store, &key, needs_file)?;
+                    hits.into_iter().map(|i| (i as u32 + 1, recs[i].uid)).collect()
+                }
+            };
+            let uids: Vec<u32> = picked.iter().map(|p| p.1).collect();
+            let cacheable = count <= super::sortcache::CAP;
+            let mut cached = ctx.sort_cache.get(&q.name, uidvalidity, &uids);
+            let missing: Vec<u32> = uids.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(u, _)| *u).collect();
+            if !missing.is_empty() {
+                // Only the headers are read (each bounded by its record's
+                // size); a cacheable mailbox gets every key computed once.
+                let (want, thr): (&[sort::Key], bool) = if cacheable { (&sort::ALL_KEYS, true) } else { (&keys, thread) };
+                let mut fresh: Vec<(u32, std::sync::Arc<sort::Keys>)> = Vec::with_capacity(missing.len());
+                for chunk in missing.chunks(4096) {
+                    for r in store.records_for(&q.name, chunk)? {
+                        let p = store.message_path(&q.name, &q.partition, r.uid)?;
+                        let header = read_header(&p, r.size);
+                        let k = sort::keys(r.internaldate, r.size, &header, &decoded_field, want, thr);
+                        fresh.push((r.uid, std::sync::Arc::new(k)));
+                    }
+                }
+                let by_uid: std::collections::HashMap<u32, std::sync::Arc<sort::Keys>> = fresh.iter().cloned().collect();
+                for (c, u) in cached.iter_mut().zip(&uids) {
+                    if c.is_none() {
+                        *c = by_uid.get(u).cloned();
+                    }
+                }
+                if cacheable {
+                    ctx.sort_cache.put(&q.name, uidvalidity, count, fresh);
+                }
             }
+            let out: Vec<sort::Info> = picked
+                .into_iter()
+                .zip(cached)
+                .filter_map(|((seq, uid), k)| k.map(|k| sort::Info { seq, uid, k }))
+                .collect();
             if out.len() > 10_000 {
                 super::super::cyrus::trim_after_big_job();
             }

@@ -6,12 +6,26 @@
 
 use crate::mail::mime;
 
-/// What sorting and threading need of one message.
-#[derive(Debug, Clone, Default)]
+/// One message as SORT/THREAD see it: its place in the session and its
+/// keys (shared with the process's sort cache).
+#[derive(Debug, Clone)]
 pub struct Info {
     /// 1-based sequence number and UID.
     pub seq: u32,
     pub uid: u32,
+    pub k: std::sync::Arc<Keys>,
+}
+
+impl std::ops::Deref for Info {
+    type Target = Keys;
+    fn deref(&self) -> &Keys {
+        &self.k
+    }
+}
+
+/// What sorting and threading need of one message (fixed for its life).
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
     pub arrival: i64,
     /// The Date field in UTC, else the arrival time (RFC 5256 2.2).
     pub date: i64,
@@ -28,6 +42,19 @@ pub struct Info {
     /// References, then In-Reply-To's first id when References is absent.
     pub references: Vec<String>,
 }
+
+/// Every key, for the cache.
+pub const ALL_KEYS: [Key; 9] = [
+    Key::Arrival,
+    Key::Cc,
+    Key::Date,
+    Key::From,
+    Key::Size,
+    Key::Subject,
+    Key::To,
+    Key::DisplayFrom,
+    Key::DisplayTo,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Key {
@@ -239,17 +266,14 @@ fn msg_ids(v: &[u8]) -> Vec<String> {
 /// Builds the sort/thread data of a message from its header: only what
 /// `keys` (or threading, with `thread`) look at, so that sorting a huge
 /// mailbox keeps little per message.
-#[allow(clippy::too_many_arguments)]
-pub fn info(
-    seq: u32,
-    uid: u32,
+pub fn keys(
     arrival: i64,
     size: u64,
     header: &[u8],
     decode: &dyn Fn(&[u8]) -> Vec<u8>,
     keys: &[Key],
     thread: bool,
-) -> Info {
+) -> Keys {
     let f = mime::fields(header);
     let get = |n: &str| mime::field(&f, n).map(mime::trim);
     let has = |k: Key| keys.contains(&k);
@@ -276,9 +300,7 @@ pub fn info(
         message_id = get("message-id").and_then(|v| msg_ids(v).into_iter().next());
     }
     let text = |k: Key, f: &dyn Fn() -> String| if has(k) { f() } else { String::new() };
-    Info {
-        seq,
-        uid,
+    Keys {
         arrival,
         date,
         size,

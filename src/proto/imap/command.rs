@@ -1164,7 +1164,16 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                     date = Some(p.date_time()?);
                     p.sp()?;
                 }
+                // RFC 6855 4: `UTF8 (~{n}...)` carries a message with
+                // UTF-8 headers.
+                let utf8 = p.s[p.i..].len() >= 6 && p.s[p.i..p.i + 6].eq_ignore_ascii_case(b"UTF8 (");
+                if utf8 {
+                    p.i += 6;
+                }
                 let data = p.literal()?;
+                if utf8 {
+                    p.expect(b')')?;
+                }
                 msgs.push(AppendMsg { flags, date, data });
             }
             if msgs.is_empty() {
