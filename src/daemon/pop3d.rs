@@ -569,7 +569,16 @@ impl Session {
                 // another session expunged is gone even while delayed
                 // expunge keeps its file.
                 let (store, name, seen) = (self.ctx.store.clone(), inbox.clone(), d.wal);
+                // Nothing changed since login and a small message: read it
+                // here (a page-cache read costs less than a hand-off to the
+                // blocking pool and back).
+                let quick = size <= 64 * 1024 && crate::store::wal_version(&store.owner_db_path(&name)) == seen;
                 let data = match path {
+                    Ok(p) if quick => {
+                        use std::io::Read;
+                        let mut v = Vec::new();
+                        std::fs::File::open(p).and_then(|f| f.take(size).read_to_end(&mut v)).ok().map(|_| v)
+                    }
                     Ok(p) => tokio::task::spawn_blocking(move || {
                         use std::io::Read;
                         let changed = crate::store::wal_version(&store.owner_db_path(&name)) != seen;

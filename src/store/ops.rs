@@ -886,9 +886,24 @@ impl Store {
     /// `cache` says which cached texts to read: bit 0 ENVELOPE, bit 1
     /// BODYSTRUCTURE, bit 2 BODY (0 = none, no Cached at all).
     pub fn fetch_rows(&self, name: &str, mbox_id: i64, uids: &[u32], cache: u8) -> Result<Vec<(Record, Option<Cached>)>> {
-        let with_cache = cache != 0;
         let oc = self.owner(name)?;
         let c = lock(&oc);
+        fetch_rows_in(&c, mbox_id, uids, cache)
+    }
+
+    /// `fetch_rows` only if the owner's connection is free at once (None
+    /// otherwise): cheap enough to run on an async worker for a small
+    /// FETCH, never waiting behind another session's transaction.
+    pub fn try_fetch_rows(&self, name: &str, mbox_id: i64, uids: &[u32], cache: u8) -> Option<Result<Vec<(Record, Option<Cached>)>>> {
+        let oc = self.owner(name).ok()?;
+        let c = oc.try_lock().ok()?;
+        Some(fetch_rows_in(&c, mbox_id, uids, cache))
+    }
+}
+
+fn fetch_rows_in(c: &Connection, mbox_id: i64, uids: &[u32], cache: u8) -> Result<Vec<(Record, Option<Cached>)>> {
+    {
+        let with_cache = cache != 0;
         let (lo, hi) = match (uids.first(), uids.last()) {
             (Some(a), Some(b)) => (*a.min(b), *a.max(b)),
             _ => return Ok(Vec::new()),
@@ -914,6 +929,9 @@ impl Store {
             .collect();
         Ok(v)
     }
+}
+
+impl Store {
 
     /// Records (tombstones included) changed after `modseq`, in UID order,
     /// with the mailbox state read in the same snapshot.

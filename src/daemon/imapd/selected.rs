@@ -597,13 +597,55 @@ impl Session {
             let uids: Vec<u32> = chunk.iter().filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid)).collect();
             let n = name.clone();
             let u2 = uids.clone();
-            let rows = if needs_record || needs_file || needs_cache != 0 {
-                match self.blocking(move |s| s.fetch_rows(&n, id, &u2, needs_cache)).await {
+            let part = self.sel.as_ref().map(|s| s.partition.clone()).unwrap_or_default();
+            // A FETCH of a few small messages (mbsync's one per command)
+            // runs here when the database connection is free: a page-cache
+            // read of up to INLINE_READ_MAX costs less than the two thread
+            // hand-offs of the blocking pool.
+            let inline = if uids.len() <= 4 && (needs_record || needs_file || needs_cache != 0) {
+                self.ctx
+                    .store
+                    .try_fetch_rows(&name, id, &uids, needs_cache)
+                    .and_then(|r| r.ok())
+                    .filter(|rows| !needs_file || rows.iter().map(|r| r.0.size).sum::<u64>() <= INLINE_READ_MAX)
+                    .map(|rows| {
+                        let files = needs_file.then(|| {
+                            rows.iter()
+                                .map(|r| {
+                                    let p = self.ctx.store.message_path(&name, &part, r.0.uid).ok()?;
+                                    std::fs::read(p).ok()
+                                })
+                                .collect::<Vec<_>>()
+                        });
+                        (rows, files)
+                    })
+            } else {
+                None
+            };
+            let (rows, mut files) = if let Some(v) = inline {
+                v
+            } else if needs_record || needs_file || needs_cache != 0 {
+                // Small bodies are read in the same trip to the blocking
+                // pool as their records (a client fetching one message per
+                // command, as mbsync does, waits for one hop, not two).
+                let r = self
+                    .blocking(move |s| {
+                        let rows = s.fetch_rows(&n, id, &u2, needs_cache)?;
+                        let total: u64 = rows.iter().map(|r| r.0.size).sum();
+                        let files = (needs_file && total <= PREFETCH_MAX).then(|| {
+                            rows.iter()
+                                .map(|r| s.message_path(&n, &part, r.0.uid).ok().and_then(|p| std::fs::read(p).ok()))
+                                .collect::<Vec<_>>()
+                        });
+                        Ok((rows, files))
+                    })
+                    .await;
+                match r {
                     Ok(v) => v,
                     Err(t) => return self.tagged(tag, &t).await,
                 }
             } else {
-                Vec::new()
+                (Vec::new(), None)
             };
             let mut next_row = 0;
             for &i in chunk {
@@ -619,7 +661,17 @@ impl Session {
                     let row = rows.get(next_row).filter(|r| r.0.uid == m.uid);
                     let rec = row.map(|r| &r.0);
                     let cache = row.and_then(|r| r.1.as_ref());
-                    let data = if needs_file { self.read_message(m, rec).await } else { None };
+                    let pre = files.as_mut().and_then(|f| f.get_mut(next_row)).and_then(|d| d.take());
+                    let data = match (needs_file, pre) {
+                        (true, Some(d)) if row.is_some() => {
+                            if rec.is_some_and(|r| r.size != d.len() as u64) {
+                                self.ctx.log.error(&format!("IOERROR: size mismatch for {} uid {}", sel.name, m.uid));
+                            }
+                            Some(d)
+                        }
+                        (true, _) => self.read_message(m, rec).await,
+                        _ => None,
+                    };
                     let recent = m.uid > sel.recent_above;
                     render_fetch(i + 1, m, rec, cache, data.as_deref(), &items, recent, sets_seen)
                 };
@@ -628,7 +680,14 @@ impl Session {
         }
         self.tagged(tag, "OK Completed (0.000 sec)").await
     }
+}
 
+/// Bodies of a FETCH chunk up to this total are read with its records.
+const PREFETCH_MAX: u64 = 1 << 20;
+/// ... and without leaving the async worker, for up to four messages.
+const INLINE_READ_MAX: u64 = 64 * 1024;
+
+impl Session {
     async fn read_message(&self, m: &Msg, rec: Option<&Record>) -> Option<Vec<u8>> {
         let sel = self.sel.as_ref()?;
         let path = self.ctx.store.message_path(&sel.name, &sel.partition, m.uid).ok()?;
