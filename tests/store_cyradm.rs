@@ -16,10 +16,13 @@ fn cyradm_administers_our_server() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let b = Backend::start(d.path(), &format!("partition-second: {}/spool2\n", d.path().display()));
-    // u7's INBOX exists after a first login; md5u is the admin.
+    let b = Backend::start(
+        d.path(),
+        &format!("partition-second: {}/spool2\nallowusermoves: yes\n", d.path().display()),
+    );
+    // u7's and yes1's INBOXes exist after a first login; md5u is the admin.
     python(
-        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw'); M.logout()\n",
+        "import imaplib, sys\nfor u in ['u7', 'yes1']:\n  M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login(u, 'testpw'); M.create('Keep'); M.logout()\n",
         &[&b.imap_port.to_string()],
     );
     let script = "\
@@ -39,6 +42,8 @@ mboxconfig user/u7/Old comment \"archive folder\"
 info user/u7/Old
 dm user/u7/Projects
 lm user/u7/*
+renm user/yes1 user/yes9
+lm user/yes*
 ";
     let mut child = Command::new(CYRADM)
         .args([
@@ -73,8 +78,11 @@ lm user/u7/*
         out.contains("comment: archive folder") && out.contains("partition: second"),
         "{out}"
     );
-    // The last listing: Projects deleted, Archive renamed to Old.
-    let last = out.rsplit("lm user/u7/*").next().unwrap();
+    // A whole user renamed (allowusermoves): the INBOX and its folder.
+    assert!(out.contains("user/yes9 (\\HasChildren)") && out.contains("user/yes9/Keep (\\HasNoChildren)"), "{out}");
+    assert!(!out.contains("user/yes1 ("), "{out}");
+    // The last u7 listing: Projects deleted, Archive renamed to Old.
+    let last = out.rsplit("lm user/u7/*").next().unwrap().split("renm").next().unwrap();
     assert!(
         last.contains("user/u7/Old") && !last.contains("Projects") && !last.contains("Archive"),
         "{out}"

@@ -36,7 +36,7 @@ impl<S> Deflate<S> {
     pub fn new(inner: S, pending: Vec<u8>) -> Self {
         Deflate {
             inner,
-            comp: Compress::new(Compression::default(), false),
+            comp: Compress::new(Compression::fast(), false),
             decomp: Decompress::new(false),
             rbuf: pending,
             rpos: 0,

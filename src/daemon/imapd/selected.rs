@@ -411,11 +411,31 @@ impl Session {
                 .iter()
                 .filter_map(|u| sel.msgs.binary_search_by_key(u, |m| m.uid).ok())
                 .collect(),
-            SeqSet::Ranges(_) if uid => {
-                let max = sel.msgs.last().map_or(0, |m| m.uid);
-                (0..n).filter(|&i| set.contains(sel.msgs[i].uid, max)).collect()
+            // Each range becomes an index range (binary search over the
+            // UIDs): a FETCH of one message costs O(log n), not O(n).
+            SeqSet::Ranges(r) => {
+                let max = if uid { sel.msgs.last().map_or(0, |m| m.uid) } else { n as u32 };
+                let mut out: Vec<usize> = Vec::new();
+                for &(a, b) in r {
+                    let a = if a == u32::MAX { max } else { a };
+                    let b = if b == u32::MAX { max } else { b };
+                    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                    let (from, to) = if uid {
+                        (
+                            sel.msgs.partition_point(|m| m.uid < lo),
+                            sel.msgs.partition_point(|m| m.uid <= hi),
+                        )
+                    } else {
+                        ((lo.max(1) as usize - 1).min(n), (hi as usize).min(n))
+                    };
+                    out.extend(from..to.max(from));
+                }
+                if r.len() > 1 {
+                    out.sort_unstable();
+                    out.dedup();
+                }
+                out
             }
-            SeqSet::Ranges(_) => (0..n).filter(|&i| set.contains(i as u32 + 1, n as u32)).collect(),
         }
     }
 
