@@ -233,19 +233,29 @@ fn first_mailbox(v: Option<&[u8]>) -> String {
 }
 
 /// RFC 5957: the display name of the first address, else its address.
+/// RFC 5957's display key: the first address's display name, else its
+/// mailbox@host, else (a group with no members, as in
+/// `undisclosed-recipients:;`) the group's name; compared, as Cyrus does
+/// with i;unicode-casemap, without case or diacritics.
 fn first_display(v: Option<&[u8]>, decode: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
-    let Some(a) = v.map(mime::parse_addresses).and_then(|a| a.into_iter().find(|x| x.host.is_some())) else {
+    let Some(all) = v.map(mime::parse_addresses) else {
         return String::new();
     };
-    match a.name.filter(|n| !n.is_empty()) {
-        Some(n) => String::from_utf8_lossy(&decode(&n)).to_uppercase(),
-        None => format!(
-            "{}@{}",
-            String::from_utf8_lossy(a.mailbox.as_deref().unwrap_or_default()),
-            String::from_utf8_lossy(a.host.as_deref().unwrap_or_default())
-        )
-        .to_uppercase(),
-    }
+    let text = match all.iter().find(|x| x.host.is_some()) {
+        Some(a) => match a.name.as_ref().filter(|n| !n.is_empty()) {
+            Some(n) => String::from_utf8_lossy(&decode(n)).into_owned(),
+            None => format!(
+                "{}@{}",
+                String::from_utf8_lossy(a.mailbox.as_deref().unwrap_or_default()),
+                String::from_utf8_lossy(a.host.as_deref().unwrap_or_default())
+            ),
+        },
+        None => match all.first().and_then(|g| g.mailbox.as_ref()) {
+            Some(group) => String::from_utf8_lossy(&decode(group)).into_owned(),
+            None => String::new(),
+        },
+    };
+    super::search::fold(&text)
 }
 
 fn msg_ids(v: &[u8]) -> Vec<String> {
@@ -377,7 +387,7 @@ pub fn ordered_subject(msgs: &[Info]) -> Vec<Node> {
 
 /// THREAD=REFERENCES (RFC 5256 3, the JWZ algorithm without subject
 /// gathering across threads of different roots beyond step 5).
-pub fn references(msgs: &[Info]) -> Vec<Node> {
+pub fn references<'a>(msgs: &'a [Info]) -> Vec<Node> {
     use std::collections::HashMap;
     // Containers: message index and parent/children by container id.
     struct C {
@@ -385,10 +395,11 @@ pub fn references(msgs: &[Info]) -> Vec<Node> {
         parent: Option<usize>,
         children: Vec<usize>,
     }
-    let mut cs: Vec<C> = Vec::new();
-    let mut by_id: HashMap<String, usize> = HashMap::new();
-    let mut get = |cs: &mut Vec<C>, id: &str| -> usize {
-        *by_id.entry(id.to_string()).or_insert_with(|| {
+    let mut cs: Vec<C> = Vec::with_capacity(msgs.len() * 2);
+    // Ids borrowed from the messages: no copy per lookup.
+    let mut by_id: HashMap<&str, usize> = HashMap::with_capacity(msgs.len() * 2);
+    let mut get = |cs: &mut Vec<C>, id: &'a str| -> usize {
+        *by_id.entry(id).or_insert_with(|| {
             cs.push(C {
                 msg: None,
                 parent: None,
