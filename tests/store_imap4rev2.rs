@@ -44,7 +44,7 @@ class S:
 plain = S()
 assert b'IMAP4rev2' in plain.greeting, plain.greeting
 caps = b' '.join(plain.cmd(b'CAPABILITY'))
-assert b'UTF8=ACCEPT' in caps and b'IMAP4rev2' in caps, caps
+assert b'UTF8=ACCEPT' in caps and b'IMAP4rev2' in caps and b'WITHIN' in caps and b'SAVEDATE' in caps, caps
 plain.cmd(b'CREATE Entw&APw-rfe')
 # Raw UTF-8 is not a name before ENABLE.
 plain.cmd('CREATE "Caf\u00e9"'.encode(), ok=False)
@@ -81,6 +81,12 @@ st = r.cmd(b'STATUS INBOX (MESSAGES DELETED RECENT)')
 assert st == [b'* STATUS INBOX (MESSAGES 2 DELETED 1)'], st
 lst = b'\n'.join(r.cmd(b'LIST "" "*"'))
 assert '日本語'.encode() in lst, lst
+# WITHIN (RFC 5032) and SAVEDATE (RFC 8514) search keys.
+for key, want in [(b'YOUNGER 3600', b' ALL 1:2'), (b'OLDER 3600', None), (b'SAVEDSINCE 1-Jan-2020', b' ALL 1:2'),
+                  (b'SAVEDBEFORE 1-Jan-2020', None), (b'SAVEDATESUPPORTED', b' ALL 1:2'), (b'SAVEDON 1-Jan-2020', None)]:
+    out = r.cmd(b'SEARCH ' + key)
+    assert len(out) == 1 and out[0].startswith(b'* ESEARCH (TAG'), (key, out)
+    assert (want in out[0]) if want else (b'ALL' not in out[0]), (key, out)
 # A rev1 session still gets SEARCH and RECENT.
 p2 = S()
 p2.cmd(b'EXAMINE INBOX')

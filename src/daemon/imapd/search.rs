@@ -38,6 +38,9 @@ impl HitQuery {
         }
         let max_uid = self.uids.last().copied().unwrap_or(0);
         let n = self.uids.len() as u32;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let mut hits = Vec::new();
         for (i, r) in recs.iter().enumerate() {
             let data = if needs_file {
@@ -53,6 +56,7 @@ impl HitQuery {
                 recent: r.uid > self.recent_above,
                 saved: &self.saved,
                 data: data.as_deref(),
+                now,
             };
             if matches_key(key, r, &ctx) {
                 hits.push(i);
@@ -69,6 +73,8 @@ struct MatchCtx<'a> {
     recent: bool,
     saved: &'a [u32],
     data: Option<&'a [u8]>,
+    /// The time of the search (WITHIN's OLDER/YOUNGER).
+    now: i64,
 }
 
 pub(super) fn key_needs_file(k: &SearchKey) -> bool {
@@ -341,6 +347,12 @@ fn matches_key(k: &SearchKey, r: &Record, c: &MatchCtx) -> bool {
         K::SentSince(d) => c.data.and_then(sent_day).unwrap_or_else(|| day(r.internaldate)) >= *d,
         K::Larger(n) => r.size > *n,
         K::Smaller(n) => r.size < *n,
+        K::Older(n) => r.internaldate <= c.now - *n as i64,
+        K::Younger(n) => r.internaldate >= c.now - *n as i64,
+        K::SavedBefore(d) => day(r.savedate) < *d,
+        K::SavedOn(d) => day(r.savedate) == *d,
+        K::SavedSince(d) => day(r.savedate) >= *d,
+        K::SaveDateSupported => true,
         K::ModSeq(m) => r.modseq >= *m,
         K::Header(name, v) => {
             let Some(data) = c.data else { return false };

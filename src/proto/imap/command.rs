@@ -113,6 +113,14 @@ pub enum SearchKey {
     SentSince(i64),
     Larger(u64),
     Smaller(u64),
+    /// WITHIN (RFC 5032): internal date at least / at most n seconds ago.
+    Older(u64),
+    Younger(u64),
+    /// SAVEDATE (RFC 8514).
+    SavedBefore(i64),
+    SavedOn(i64),
+    SavedSince(i64),
+    SaveDateSupported,
     Header(String, String),
     Body(String),
     Text(String),
@@ -731,11 +739,26 @@ fn search_key(p: &mut P, depth: usize) -> Result<SearchKey, String> {
                 _ => K::SentSince(d),
             })
         }
-        "LARGER" | "SMALLER" => {
+        "LARGER" | "SMALLER" | "OLDER" | "YOUNGER" => {
             p.sp()?;
             let n = p.number()?;
-            Ok(if name == "LARGER" { K::Larger(n) } else { K::Smaller(n) })
+            Ok(match name.as_str() {
+                "LARGER" => K::Larger(n),
+                "SMALLER" => K::Smaller(n),
+                "OLDER" => K::Older(n),
+                _ => K::Younger(n),
+            })
         }
+        "SAVEDBEFORE" | "SAVEDON" | "SAVEDSINCE" => {
+            p.sp()?;
+            let d = p.date()?;
+            Ok(match name.as_str() {
+                "SAVEDBEFORE" => K::SavedBefore(d),
+                "SAVEDON" => K::SavedOn(d),
+                _ => K::SavedSince(d),
+            })
+        }
+        "SAVEDATESUPPORTED" => Ok(K::SaveDateSupported),
         "UID" => {
             p.sp()?;
             Ok(K::Uid(p.seq_set()?))
