@@ -476,7 +476,16 @@ impl Session {
     #[allow(clippy::too_many_arguments)]
     pub async fn list(&mut self, tag: &str, reference: &str, patterns: &[String], select: &[String], ret: &[String], lsub: bool) -> Res {
         let sep = self.ns.as_ref().map_or('/', |n| n.sep);
-        let cmd = if lsub { "LSUB" } else { "LIST" };
+        // XLIST (the pre-RFC 6154 Gmail form, still sent by old clients):
+        // LIST with the special uses and \Inbox, as Cyrus answers it.
+        let xlist = ret.iter().any(|r| r == "XLIST");
+        let cmd = if lsub {
+            "LSUB"
+        } else if xlist {
+            "XLIST"
+        } else {
+            "LIST"
+        };
         if patterns.len() == 1 && patterns[0].is_empty() {
             // RFC 3501 6.3.8: the hierarchy delimiter.
             self.out(&format!("* {cmd} (\\Noselect) \"{sep}\" \"\"\r\n")).await?;
@@ -497,8 +506,8 @@ impl Session {
         // RFC 6154: with specialusealways (Cyrus 3.6's default) every LIST
         // shows them; else RETURN (SPECIAL-USE) or the selection option.
         let special_only = select.iter().any(|s| s == "SPECIAL-USE");
-        let show_special =
-            !lsub && (special_only || ret.iter().any(|r| r == "SPECIAL-USE") || self.ctx.conf.get_switch("specialusealways"));
+        let show_special = !lsub
+            && (xlist || special_only || ret.iter().any(|r| r == "SPECIAL-USE") || self.ctx.conf.get_switch("specialusealways"));
         let uses = if show_special {
             self.blocking(|s| s.special_uses()).await.unwrap_or_default()
         } else {
@@ -557,6 +566,9 @@ impl Session {
                     continue;
                 }
                 attrs.extend(special.split(' ').filter(|u| !u.is_empty()));
+                if xlist && n == "INBOX" {
+                    attrs.push("\\Inbox");
+                }
                 out.push((n, attrs));
             }
         }

@@ -1149,6 +1149,9 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             if name == "LSUB" || name == "RLSUB" {
                 Kind::Lsub(reference, patterns.pop().unwrap_or_default())
             } else {
+                if name == "XLIST" {
+                    ret.push("XLIST".into());
+                }
                 Kind::List {
                     reference,
                     patterns,
