@@ -1114,10 +1114,14 @@ impl Session {
                         fresh.push((r.uid, std::sync::Arc::new(k)));
                     }
                 }
-                let by_uid: std::collections::HashMap<u32, std::sync::Arc<sort::Keys>> = fresh.iter().cloned().collect();
-                for (c, u) in cached.iter_mut().zip(&uids) {
-                    if c.is_none() {
-                        *c = by_uid.get(u).cloned();
+                // Both in UID order: one walk fills the gaps.
+                let mut j = 0;
+                for (u, k) in &fresh {
+                    while j < uids.len() && uids[j] < *u {
+                        j += 1;
+                    }
+                    if j < uids.len() && uids[j] == *u && cached[j].is_none() {
+                        cached[j] = Some(k.clone());
                     }
                 }
                 if cacheable {

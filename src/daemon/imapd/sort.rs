@@ -33,14 +33,35 @@ pub struct Keys {
     pub subject: String,
     /// Whether the subject had reply/forward markers (for THREAD).
     pub is_reply: bool,
+    /// The address keys, only when a SORT asked for one (THREAD never
+    /// does): a message's keys stay small in huge mailboxes.
+    pub addr: Option<Box<AddrKeys>>,
+    pub message_id: Option<String>,
+    /// References, then In-Reply-To's first id when References is absent.
+    pub references: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AddrKeys {
     pub from: String,
     pub to: String,
     pub cc: String,
     pub display_from: String,
     pub display_to: String,
-    pub message_id: Option<String>,
-    /// References, then In-Reply-To's first id when References is absent.
-    pub references: Vec<String>,
+}
+
+impl Keys {
+    fn addr_key(&self, k: Key) -> &str {
+        let Some(a) = &self.addr else { return "" };
+        match k {
+            Key::From => &a.from,
+            Key::To => &a.to,
+            Key::Cc => &a.cc,
+            Key::DisplayFrom => &a.display_from,
+            Key::DisplayTo => &a.display_to,
+            _ => "",
+        }
+    }
 }
 
 /// Every key, for the cache.
@@ -316,11 +337,18 @@ pub fn keys(
         size,
         subject,
         is_reply,
-        from: text(Key::From, &|| first_mailbox(get("from"))),
-        to: text(Key::To, &|| first_mailbox(get("to"))),
-        cc: text(Key::Cc, &|| first_mailbox(get("cc"))),
-        display_from: text(Key::DisplayFrom, &|| first_display(get("from"), decode)),
-        display_to: text(Key::DisplayTo, &|| first_display(get("to"), decode)),
+        addr: [Key::From, Key::To, Key::Cc, Key::DisplayFrom, Key::DisplayTo]
+            .iter()
+            .any(|k| has(*k))
+            .then(|| {
+                Box::new(AddrKeys {
+                    from: text(Key::From, &|| first_mailbox(get("from"))),
+                    to: text(Key::To, &|| first_mailbox(get("to"))),
+                    cc: text(Key::Cc, &|| first_mailbox(get("cc"))),
+                    display_from: text(Key::DisplayFrom, &|| first_display(get("from"), decode)),
+                    display_to: text(Key::DisplayTo, &|| first_display(get("to"), decode)),
+                })
+            }),
         message_id,
         references,
     }
@@ -332,14 +360,12 @@ pub fn sort(msgs: &mut [Info], criteria: &[(Key, bool)]) {
         for &(k, rev) in criteria {
             let o = match k {
                 Key::Arrival => a.arrival.cmp(&b.arrival),
-                Key::Cc => a.cc.cmp(&b.cc),
+                Key::Cc => a.addr_key(k).cmp(b.addr_key(k)),
                 Key::Date => a.date.cmp(&b.date),
-                Key::From => a.from.cmp(&b.from),
+                Key::From => a.addr_key(k).cmp(b.addr_key(k)),
                 Key::Size => a.size.cmp(&b.size),
                 Key::Subject => a.subject.cmp(&b.subject),
-                Key::To => a.to.cmp(&b.to),
-                Key::DisplayFrom => a.display_from.cmp(&b.display_from),
-                Key::DisplayTo => a.display_to.cmp(&b.display_to),
+                Key::To | Key::DisplayFrom | Key::DisplayTo => a.addr_key(k).cmp(b.addr_key(k)),
             };
             let o = if rev { o.reverse() } else { o };
             if o != std::cmp::Ordering::Equal {
@@ -395,9 +421,9 @@ pub fn references<'a>(msgs: &'a [Info]) -> Vec<Node> {
         parent: Option<usize>,
         children: Vec<usize>,
     }
-    let mut cs: Vec<C> = Vec::with_capacity(msgs.len() * 2);
+    let mut cs: Vec<C> = Vec::new();
     // Ids borrowed from the messages: no copy per lookup.
-    let mut by_id: HashMap<&str, usize> = HashMap::with_capacity(msgs.len() * 2);
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
     let mut get = |cs: &mut Vec<C>, id: &'a str| -> usize {
         *by_id.entry(id).or_insert_with(|| {
             cs.push(C {
