@@ -92,7 +92,6 @@ fn lmtp_load(sock: &Path, users: &[String], from: usize, to: usize, conns: usize
     (n, start.elapsed().as_secs_f64())
 }
 
-
 fn pss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()

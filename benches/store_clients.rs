@@ -34,7 +34,11 @@ fn message(i: usize) -> Vec<u8> {
     let refs = if i % 20 == 0 {
         String::new()
     } else {
-        format!("References: <m{}@bench.example>\r\nIn-Reply-To: <m{}@bench.example>\r\n", i - 1, i - 1)
+        format!(
+            "References: <m{}@bench.example>\r\nIn-Reply-To: <m{}@bench.example>\r\n",
+            i - 1,
+            i - 1
+        )
     };
     let re = if i % 20 == 0 { "" } else { "Re: " };
     let day = 1 + (i * 7919) % 28;
@@ -198,7 +202,12 @@ impl Dovecot {
             return None;
         }
         for e in std::fs::read_dir(&debs).unwrap().flatten() {
-            Command::new("dpkg-deb").arg("-x").arg(e.path()).arg(dir.join("root")).status().ok()?;
+            Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(e.path())
+                .arg(dir.join("root"))
+                .status()
+                .ok()?;
         }
         let bin = dir.join("root/usr/lib/dovecot");
         for d in ["run", "state", "mail"] {
@@ -222,7 +231,14 @@ impl Dovecot {
             let key = format!("service {s} {{\n");
             conf = conf.replace(&key, &format!("{key}  executable = {}/{s}\n", bin.display()));
         }
-        for s in ["imap", "pop3", "imap-urlauth", "imap-urlauth-login", "imap-urlauth-worker", "imap-hibernate"] {
+        for s in [
+            "imap",
+            "pop3",
+            "imap-urlauth",
+            "imap-urlauth-login",
+            "imap-urlauth-worker",
+            "imap-hibernate",
+        ] {
             conf.push_str(&format!("service {s} {{\n  executable = {}/{s}\n}}\n", bin.display()));
         }
         let path = dir.join("dovecot.conf");
@@ -289,9 +305,7 @@ fn main() {
         let s = best_of_3(*port, "SORT (DATE) UTF-8 ALL");
         let th = best_of_3(*port, "THREAD REFERENCES UTF-8 ALL");
         let p = pop_session(*pport, pop);
-        println!(
-            "   {name:8} (a) mbsync pull {m:.2} s  (b) SORT DATE {s:.3} s, THREAD REFERENCES {th:.3} s  (c) POP3 UIDL+RETR {p:.3} s"
-        );
+        println!("   {name:8} (a) mbsync pull {m:.2} s  (b) SORT DATE {s:.3} s, THREAD REFERENCES {th:.3} s  (c) POP3 UIDL+RETR {p:.3} s");
         table.push((name, vec![m, s, th, p]));
     }
     let ours_t = &table.last().unwrap().1;
@@ -301,6 +315,10 @@ fn main() {
             .iter()
             .map(|(n, v)| (*n, v[k]))
             .fold(("", f64::MAX), |a, b| if b.1 < a.1 { b } else { a });
-        println!("{label}: ours {:.3} s, fastest other {best_name} {best:.3} s: {:.2}x (goal >= 2x)", ours_t[k], best / ours_t[k]);
+        println!(
+            "{label}: ours {:.3} s, fastest other {best_name} {best:.3} s: {:.2}x (goal >= 2x)",
+            ours_t[k],
+            best / ours_t[k]
+        );
     }
 }

@@ -79,7 +79,10 @@ lm user/yes*
         "{out}"
     );
     // A whole user renamed (allowusermoves): the INBOX and its folder.
-    assert!(out.contains("user/yes9 (\\HasChildren)") && out.contains("user/yes9/Keep (\\HasNoChildren)"), "{out}");
+    assert!(
+        out.contains("user/yes9 (\\HasChildren)") && out.contains("user/yes9/Keep (\\HasNoChildren)"),
+        "{out}"
+    );
     assert!(!out.contains("user/yes1 ("), "{out}");
     // The last u7 listing: Projects deleted, Archive renamed to Old.
     let last = out.rsplit("lm user/u7/*").next().unwrap().split("renm").next().unwrap();

@@ -54,7 +54,10 @@ fn delayed_expunge_unexpunge_and_cyr_expire() {
     assert_eq!(files(&dir), vec!["1.", "2.", "3."]);
     let (rc, o, e) = tool("unexpunge", &conf, &["-l", "user/u7/Sub"]);
     assert_eq!(rc, 0, "{e}");
-    assert!(o.contains("UID: 1\n") && o.contains("UID: 2\n") && o.contains("Subj: \"t1\""), "{o}");
+    assert!(
+        o.contains("UID: 1\n") && o.contains("UID: 2\n") && o.contains("Subj: \"t1\""),
+        "{o}"
+    );
     assert!(!o.contains("UID: 3\n"), "{o}");
     // reconstruct leaves kept files alone.
     let (_, o, _) = tool("reconstruct", &conf, &["-n", "user/u7/Sub"]);
@@ -131,7 +134,10 @@ fn delayed_delete_and_expire_annotation() {
     assert!(e.contains("Removed 0 deleted mailboxes"), "{e}");
     let (rc, _, e) = tool("cyr_expire", &conf, &["-v", "-D", "0"]);
     assert_eq!(rc, 0, "{e}");
-    assert!(e.contains("Removing: DELETED.user.u7.Gone.") && e.contains("Removed 1 deleted mailboxes"), "{e}");
+    assert!(
+        e.contains("Removing: DELETED.user.u7.Gone.") && e.contains("Removed 1 deleted mailboxes"),
+        "{e}"
+    );
     let out = imap(b.imap_port, "md5u", "print('L', M.list('\"\"', 'DELETED/*'))");
     assert!(out.contains("L ('OK', [None])"), "{out}");
 
@@ -192,19 +198,28 @@ fn ipurge_ctl_mboxlist_cyr_deny_mbexamine() {
     let (_, o, _) = tool("ipurge", &conf, &["-k", "1"]);
     assert!(o.contains("Working on news...") && !o.contains("user.u7.Big"), "{o}");
     let (_, o, _) = tool("ipurge", &conf, &["-f", "-k", "1", "user/u7/Big"]);
-    assert!(o.contains("Working on user.u7.Big...") && o.contains("Remaining messages\t\t 0"), "{o}");
+    assert!(
+        o.contains("Working on user.u7.Big...") && o.contains("Remaining messages\t\t 0"),
+        "{o}"
+    );
     let out = imap(
         b.imap_port,
         "md5u",
         "print('N', M.status('news', '(MESSAGES)')); print('B', M.status('user/u7/Big', '(MESSAGES)'))",
     );
-    assert!(out.contains("news (MESSAGES 1)") && out.contains("user/u7/Big (MESSAGES 0)"), "{out}");
+    assert!(
+        out.contains("news (MESSAGES 1)") && out.contains("user/u7/Big (MESSAGES 0)"),
+        "{out}"
+    );
     assert_eq!(tool("ipurge", &conf, &["news"]).0, 64);
 
     // mbexamine shows the index with the expunged records.
     let (rc, o, e) = tool("mbexamine", &conf, &["news"]);
     assert_eq!(rc, 0, "{e}");
-    assert!(o.contains("Examining news...") && o.contains("Number of Messages: 1") && o.contains("EXPUNGED"), "{o}");
+    assert!(
+        o.contains("Examining news...") && o.contains("Number of Messages: 1") && o.contains("EXPUNGED"),
+        "{o}"
+    );
 
     // ctl_mboxlist -d: Cyrus 3.6's JSON; -u into a fresh server keeps
     // the uniqueid and UIDVALIDITY.
@@ -215,9 +230,7 @@ fn ipurge_ctl_mboxlist_cyr_deny_mbexamine() {
         &[&dump],
     );
     assert!(check.contains("'news'") && check.contains("default lrswipkxtecdan"), "{check}");
-    let status = |port: u16, name: &str| {
-        imap(port, "md5u", &format!("print(M.status('{name}', '(UIDVALIDITY)'))"))
-    };
+    let status = |port: u16, name: &str| imap(port, "md5u", &format!("print(M.status('{name}', '(UIDVALIDITY)'))"));
     let uv = status(b.imap_port, "user/u7/Big");
     let d2 = tempfile::tempdir().unwrap();
     let b2 = Backend::start(d2.path(), "");
@@ -226,16 +239,32 @@ fn ipurge_ctl_mboxlist_cyr_deny_mbexamine() {
     assert_eq!(rc, 0, "{e}");
     assert_eq!(status(b2.imap_port, "user/u7/Big"), uv);
     let (_, dump2, _) = tool("ctl_mboxlist", &b2.conf, &["-d"]);
-    assert!(dump2.contains(dump.lines().find(|l| l.contains("\"user.u7.Big\"")).unwrap().split("\"uniqueid\"").nth(1).unwrap()));
+    assert!(dump2.contains(
+        dump.lines()
+            .find(|l| l.contains("\"user.u7.Big\""))
+            .unwrap()
+            .split("\"uniqueid\"")
+            .nth(1)
+            .unwrap()
+    ));
     std::fs::write(d2.path().join("bad"), "{\"x\": ").unwrap();
-    assert_eq!(tool("ctl_mboxlist", &b2.conf, &["-u", "-f", d2.path().join("bad").to_str().unwrap()]).0, 65);
+    assert_eq!(
+        tool("ctl_mboxlist", &b2.conf, &["-u", "-f", d2.path().join("bad").to_str().unwrap()]).0,
+        65
+    );
 
     // cyr_deny: yes1 is refused by imapd with the message; -a lets in.
     let (rc, _, e) = tool("cyr_deny", &conf, &["-s", "imap", "-m", "moved to the new server", "yes1"]);
     assert_eq!(rc, 0, "{e}");
     let (_, o, _) = tool("cyr_deny", &conf, &["-l"]);
-    assert!(o.starts_with("Username                       Service(s)           Message\n"), "{o}");
-    assert!(o.contains("yes1                           imap                 moved to the new server"), "{o}");
+    assert!(
+        o.starts_with("Username                       Service(s)           Message\n"),
+        "{o}"
+    );
+    assert!(
+        o.contains("yes1                           imap                 moved to the new server"),
+        "{o}"
+    );
     let out = python(
         &format!("import imaplib\nM = imaplib.IMAP4('127.0.0.1', {})\ntry:\n  M.login('yes1', 'testpw'); print('IN')\nexcept Exception as e: print('REFUSED', e)\n", b.imap_port),
         &[],
@@ -276,7 +305,10 @@ fn group_identifiers_in_acls() {
          print('X', M.setacl('Team', 'group:nosuchgroup', 'lrs'))\n\
          M.append('Team', None, None, b'Subject: team\\r\\n\\r\\nx\\r\\n')",
     );
-    assert!(out.contains("G ('OK'") && out.contains("X ('NO', [b'Invalid identifier'])"), "{out}");
+    assert!(
+        out.contains("G ('OK'") && out.contains("X ('NO', [b'Invalid identifier'])"),
+        "{out}"
+    );
     let out = imap(
         port,
         "yes1",
@@ -320,10 +352,20 @@ fn other_users_folders_without_rights_are_refused_and_logged() {
     assert!(out.contains("D ('NO', [b'Permission denied'])"), "{out}");
     assert!(out.contains("Lookable") && !out.contains("Private\""), "{out}");
     // The owner's view is unchanged.
-    let out = imap(b.imap_port, "u7", "print('S', M.select('Private')); print('A', M.getacl('Lookable'))");
+    let out = imap(
+        b.imap_port,
+        "u7",
+        "print('S', M.select('Private')); print('A', M.getacl('Lookable'))",
+    );
     assert!(out.contains("S ('OK', [b'1'])") && out.contains("yes1 l"), "{out}");
     let log = std::fs::read_to_string(d.path().join("imapd.log")).unwrap();
-    assert!(log.contains("yes1: permission denied: right 'r' on user.u7.Private (has '')"), "{log}");
-    assert!(log.contains("yes1: permission denied: right 'i' on user.u7.Lookable (has 'l')"), "{log}");
+    assert!(
+        log.contains("yes1: permission denied: right 'r' on user.u7.Private (has '')"),
+        "{log}"
+    );
+    assert!(
+        log.contains("yes1: permission denied: right 'i' on user.u7.Lookable (has 'l')"),
+        "{log}"
+    );
     assert!(log.contains("yes1: permission denied: right 'a' on user.u7.Lookable"), "{log}");
 }

@@ -63,7 +63,13 @@ fn maildir_view(root: &Path, map_name: &dyn Fn(&str) -> String) -> BTreeSet<Stri
                         .unwrap_or_default();
                     let info = fname.rsplit_once(":2,").map(|(_, i)| i.to_string()).unwrap_or_default();
                     let mut flags: Vec<&str> = Vec::new();
-                    for (c, f) in [('D', "\\Draft"), ('F', "\\Flagged"), ('R', "\\Answered"), ('S', "\\Seen"), ('T', "\\Deleted")] {
+                    for (c, f) in [
+                        ('D', "\\Draft"),
+                        ('F', "\\Flagged"),
+                        ('R', "\\Answered"),
+                        ('S', "\\Seen"),
+                        ('T', "\\Deleted"),
+                    ] {
                         if info.contains(c) {
                             flags.push(f);
                         }
@@ -71,7 +77,9 @@ fn maildir_view(root: &Path, map_name: &dyn Fn(&str) -> String) -> BTreeSet<Stri
                     flags.sort();
                     out.insert(format!("{folder}|{subj}|{}", flags.join(" ")));
                 }
-            } else if n != "tmp" && !n.starts_with('.') || n.starts_with('.') && n.len() > 1 && !matches!(n.as_str(), ".mbsyncstate" | ".uidvalidity") {
+            } else if n != "tmp" && !n.starts_with('.')
+                || n.starts_with('.') && n.len() > 1 && !matches!(n.as_str(), ".mbsyncstate" | ".uidvalidity")
+            {
                 stack.push(p);
             }
         }
@@ -222,8 +230,14 @@ fn offlineimap_two_way_sync() {
     sync();
     let server = server_view(b.imap_port);
     assert_eq!(maildir_view(&mail, &map), server);
-    assert!(server.contains("INBOX|from client|") && server.contains("Projects|from server|"), "{server:?}");
-    assert!(server.contains("INBOX|urgent|\\Flagged \\Seen") && !server.iter().any(|s| s.contains("hello")), "{server:?}");
+    assert!(
+        server.contains("INBOX|from client|") && server.contains("Projects|from server|"),
+        "{server:?}"
+    );
+    assert!(
+        server.contains("INBOX|urgent|\\Flagged \\Seen") && !server.iter().any(|s| s.contains("hello")),
+        "{server:?}"
+    );
 }
 
 #[test]
@@ -250,7 +264,14 @@ fn fetchmail_over_pop3_and_imap() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
         let o = Command::new("fetchmail")
-            .args(["-f", rc.to_str().unwrap(), "--nodetach", "-v", "--pidfile", d.path().join("fm.pid").to_str().unwrap()])
+            .args([
+                "-f",
+                rc.to_str().unwrap(),
+                "--nodetach",
+                "-v",
+                "--pidfile",
+                d.path().join("fm.pid").to_str().unwrap(),
+            ])
             .env("HOME", d.path())
             .env("FETCHMAILHOME", d.path())
             .output()
@@ -264,7 +285,10 @@ fn fetchmail_over_pop3_and_imap() {
             .map(|e| std::fs::read_to_string(e.path()).unwrap())
             .collect();
         assert_eq!(got.len(), 2, "{proto}: {log}");
-        assert!(got.iter().any(|m| m.contains("Subject: hello")) && got.iter().any(|m| m.contains("Subject: urgent")), "{got:?}");
+        assert!(
+            got.iter().any(|m| m.contains("Subject: hello")) && got.iter().any(|m| m.contains("Subject: urgent")),
+            "{got:?}"
+        );
     }
     // POP3 kept the messages; the IMAP pass (no keep) deleted them.
     let out = imap(b.imap_port, "print('N', M.status('INBOX', '(MESSAGES)'))");

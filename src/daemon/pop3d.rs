@@ -401,7 +401,9 @@ impl Session {
         }
         let (ctx, who) = (self.ctx.clone(), user.to_string());
         if let Ok(Some(msg)) = tokio::task::spawn_blocking(move || ctx.denied(&who, "pop3")).await {
-            self.ctx.log.info(&format!("badlogin: {} {mech} {user} [user denied by cyr_deny]", self.peer));
+            self.ctx
+                .log
+                .info(&format!("badlogin: {} {mech} {user} [user denied by cyr_deny]", self.peer));
             return self.reply(&format!("-ERR [AUTH] {msg}")).await;
         }
         let cfg = &self.ctx.store.cfg;
@@ -577,7 +579,10 @@ impl Session {
                     Ok(p) if quick => {
                         use std::io::Read;
                         let mut v = Vec::new();
-                        std::fs::File::open(p).and_then(|f| f.take(size).read_to_end(&mut v)).ok().map(|_| v)
+                        std::fs::File::open(p)
+                            .and_then(|f| f.take(size).read_to_end(&mut v))
+                            .ok()
+                            .map(|_| v)
                     }
                     Ok(p) => tokio::task::spawn_blocking(move || {
                         use std::io::Read;

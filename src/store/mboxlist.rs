@@ -10,22 +10,9 @@ impl Store {
     /// Every entry with its creation time, by name.
     pub fn dump(&self) -> Result<Vec<(MailboxEntry, i64)>> {
         let c = lock(&self.list);
-        let mut st = c.prepare("SELECT name, uniqueid, partition, acl, mbtype, server, uidvalidity, created FROM mbox ORDER BY name")?;
+        let mut st = c.prepare(&format!("SELECT {}, created FROM mbox ORDER BY name", super::ops::ENTRY_COLS))?;
         let rows = st
-            .query_map([], |r| {
-                Ok((
-                    MailboxEntry {
-                        name: r.get(0)?,
-                        uniqueid: r.get(1)?,
-                        partition: r.get(2)?,
-                        acl: r.get(3)?,
-                        mbtype: r.get(4)?,
-                        server: r.get(5)?,
-                        uidvalidity: r.get::<_, i64>(6)? as u32,
-                    },
-                    r.get(7)?,
-                ))
-            })?
+            .query_map([], |r| Ok((super::ops::entry_from_row(r)?, r.get(7)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }

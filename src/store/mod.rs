@@ -20,13 +20,13 @@
 //! never resurrects expunged mail.
 
 mod db;
+pub mod expire;
+mod mboxlist;
 pub mod names;
 pub mod ops;
 pub mod reconstruct;
 mod userdata;
-pub mod expire;
 pub mod userdeny;
-mod mboxlist;
 
 pub use db::{wal_version, Store};
 pub use ops::*;
@@ -136,7 +136,11 @@ impl StoreConfig {
             defaultacl: {
                 // "anyone lrs" → "anyone\tlrs\t"; pairs of words.
                 let words: Vec<&str> = c.get("defaultacl").unwrap_or("anyone lrs").split_whitespace().collect();
-                words.chunks(2).filter(|p| p.len() == 2).map(|p| format!("{}\t{}\t", p[0], p[1])).collect()
+                words
+                    .chunks(2)
+                    .filter(|p| p.len() == 2)
+                    .map(|p| format!("{}\t{}\t", p[0], p[1]))
+                    .collect()
             },
         })
     }

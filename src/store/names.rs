@@ -447,7 +447,12 @@ mod tests {
 
     #[test]
     fn modified_utf7_both_ways() {
-        for (u, m) in [("Entwürfe", "Entw&APw-rfe"), ("a&b", "a&-b"), ("日本語", "&ZeVnLIqe-"), ("x 😀 y", "x &2D3eAA- y")] {
+        for (u, m) in [
+            ("Entwürfe", "Entw&APw-rfe"),
+            ("a&b", "a&-b"),
+            ("日本語", "&ZeVnLIqe-"),
+            ("x 😀 y", "x &2D3eAA- y"),
+        ] {
             assert_eq!(utf8_to_mutf7(u), m);
             assert_eq!(mutf7_to_utf8(m).as_deref(), Some(u));
             assert!(valid_mutf7(m));

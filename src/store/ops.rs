@@ -199,7 +199,7 @@ pub(super) fn covers(root: &str, name: &str) -> bool {
     name == root || (name.len() > root.len() && name.starts_with(root) && name.as_bytes()[root.len()] == b'.')
 }
 
-fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<MailboxEntry> {
+pub(super) fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<MailboxEntry> {
     Ok(MailboxEntry {
         name: r.get(0)?,
         uniqueid: r.get(1)?,
@@ -211,7 +211,7 @@ fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<MailboxEntry> {
     })
 }
 
-const ENTRY_COLS: &str = "name, uniqueid, partition, acl, mbtype, server, uidvalidity";
+pub(super) const ENTRY_COLS: &str = "name, uniqueid, partition, acl, mbtype, server, uidvalidity";
 pub(super) const REC_COLS: &str = "uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid";
 
 pub(super) fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
@@ -932,7 +932,6 @@ fn fetch_rows_in(c: &Connection, mbox_id: i64, uids: &[u32], cache: u8) -> Resul
 }
 
 impl Store {
-
     /// Records (tombstones included) changed after `modseq`, in UID order,
     /// with the mailbox state read in the same snapshot.
     pub fn changes_since(&self, name: &str, modseq: u64) -> Result<(MailboxState, Vec<Record>)> {

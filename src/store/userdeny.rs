@@ -63,7 +63,9 @@ pub fn load(path: &Path) -> std::io::Result<Vec<Deny>> {
     };
     let mut out = Vec::new();
     for line in data.split(|&b| b == b'\n') {
-        let Some(tab) = line.iter().position(|&b| b == b'\t') else { continue };
+        let Some(tab) = line.iter().position(|&b| b == b'\t') else {
+            continue;
+        };
         let user = String::from_utf8_lossy(&decode(&line[..tab])).to_string();
         let value = String::from_utf8_lossy(&decode(&line[tab + 1..])).to_string();
         let mut f = value.splitn(3, '\t');

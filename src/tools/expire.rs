@@ -110,7 +110,10 @@ pub fn cyr_expire(args: &[String]) -> Output {
     };
     let (mut expired, mut expunged, mut total, mut boxes) = (0usize, 0usize, 0usize, 0usize);
     if let Some(x) = xp.filter(|_| !no_expunge) {
-        v(format!("Expunging deleted messages in mailboxes older than {:.2} days", x / 86400.0));
+        v(format!(
+            "Expunging deleted messages in mailboxes older than {:.2} days",
+            x / 86400.0
+        ));
     }
     let mut failed = false;
     for n in &names {
@@ -150,7 +153,9 @@ pub fn cyr_expire(args: &[String]) -> Output {
         }
     }
     if xp.is_some() && !no_expunge {
-        v(format!("Expired {expired} and expunged {expunged} out of {total} messages from {boxes} mailboxes"));
+        v(format!(
+            "Expired {expired} and expunged {expunged} out of {total} messages from {boxes} mailboxes"
+        ));
     }
     if let Some(e) = dup {
         match store.expire_duplicates(t - e as i64) {
@@ -254,7 +259,12 @@ pub fn ipurge(args: &[String]) -> Output {
         }
         let Ok(e) = store.lookup(&n).map(|e| e.ok_or(())) else { continue };
         let Ok(e) = e else { continue };
-        let recs: Vec<Record> = store.records(&n).unwrap_or_default().into_iter().filter(|r| !r.expunged()).collect();
+        let recs: Vec<Record> = store
+            .records(&n)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !r.expunged())
+            .collect();
         let (mut tot, mut totb, mut del, mut delb) = (0u64, 0u64, 0u64, 0u64);
         let mut gone = Vec::new();
         out.stdout.push_str(&format!("Working on {n}...\n"));

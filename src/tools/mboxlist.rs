@@ -17,7 +17,10 @@ pub const CTL_MBOXLIST_USAGE: &str = "usage: ctl_mboxlist [-C <alt_config>] -d [
 /// The ACL's `id\trights\t` pairs.
 fn acl_pairs(acl: &str) -> Vec<(&str, &str)> {
     let v: Vec<&str> = acl.split('\t').collect();
-    v.chunks(2).filter(|p| p.len() == 2 && !p[0].is_empty()).map(|p| (p[0], p[1])).collect()
+    v.chunks(2)
+        .filter(|p| p.len() == 2 && !p[0].is_empty())
+        .map(|p| (p[0], p[1]))
+        .collect()
 }
 
 /// Cyrus 3.6's dump line of one entry.
@@ -116,7 +119,8 @@ pub fn ctl_mboxlist(args: &[String], stdin: &mut dyn std::io::Read) -> Output {
             Opt::Arg('f', v) => file = Some(v),
             Opt::Arg('p', v) => part = Some(v),
             Opt::Flag('m') => {
-                out.stderr.push_str("ctl_mboxlist: -m (MUPDATE resync) needs a murder; not available yet\n");
+                out.stderr
+                    .push_str("ctl_mboxlist: -m (MUPDATE resync) needs a murder; not available yet\n");
                 out.status = crate::util::exit::CONFIG;
                 return out;
             }
@@ -162,14 +166,16 @@ pub fn ctl_mboxlist(args: &[String], stdin: &mut dyn std::io::Read) -> Output {
         None => stdin.read_to_string(&mut text).map(|_| ()),
     };
     if let Err(e) = read {
-        out.stderr.push_str(&format!("ctl_mboxlist: {}: {e}\n", file.as_deref().unwrap_or("stdin")));
+        out.stderr
+            .push_str(&format!("ctl_mboxlist: {}: {e}\n", file.as_deref().unwrap_or("stdin")));
         out.status = crate::util::exit::IOERR;
         return out;
     }
     let entries = match parse_dump(&text) {
         Ok(e) => e,
         Err(e) => {
-            out.stderr.push_str(&format!("ctl_mboxlist: {}: {e}\n", file.as_deref().unwrap_or("stdin")));
+            out.stderr
+                .push_str(&format!("ctl_mboxlist: {}: {e}\n", file.as_deref().unwrap_or("stdin")));
             out.status = crate::util::exit::DATAERR;
             return out;
         }
@@ -233,7 +239,8 @@ pub fn cyr_deny(args: &[String]) -> Output {
         }
     };
     if list {
-        out.stdout.push_str(&format!("{:<30} {:<20} {}\n", "Username", "Service(s)", "Message"));
+        out.stdout
+            .push_str(&format!("{:<30} {:<20} {}\n", "Username", "Service(s)", "Message"));
         for d in &all {
             out.stdout.push_str(&format!("{:<30} {:<20} {}\n", d.user, d.services, d.message));
         }
@@ -285,10 +292,20 @@ pub fn mbexamine(args: &[String]) -> Output {
             out.status = 1;
             continue;
         };
-        let dir = store.mailbox_dir(&n, &e.partition).map(|d| d.display().to_string()).unwrap_or_default();
-        let kw = if st.keywords.is_empty() { "[none]".to_string() } else { st.keywords.join(" ") };
+        let dir = store
+            .mailbox_dir(&n, &e.partition)
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let kw = if st.keywords.is_empty() {
+            "[none]".to_string()
+        } else {
+            st.keywords.join(" ")
+        };
         let o = &mut out.stdout;
-        o.push_str(&format!("Examining {n}... Mailbox Header Info:\n  Path to mailbox: {dir}\n  Mailbox ACL: {}\n  Unique ID: {}\n  User Flags: {kw}\n\n", e.acl, e.uniqueid));
+        o.push_str(&format!(
+            "Examining {n}... Mailbox Header Info:\n  Path to mailbox: {dir}\n  Mailbox ACL: {}\n  Unique ID: {}\n  User Flags: {kw}\n\n",
+            e.acl, e.uniqueid
+        ));
         let live: Vec<_> = recs.iter().filter(|r| !r.expunged()).collect();
         let count = |bit: u32| live.iter().filter(|r| r.flags & bit != 0).count();
         o.push_str(&format!(

@@ -137,8 +137,7 @@ fn string(b: &[u8], i: &mut usize) -> Result<String, String> {
                     b'u' => {
                         let hex = b.get(*i..*i + 4).ok_or("short \\u escape")?;
                         *i += 4;
-                        let n = u32::from_str_radix(std::str::from_utf8(hex).map_err(|_| "bad \\u")?, 16)
-                            .map_err(|_| "bad \\u escape")?;
+                        let n = u32::from_str_radix(std::str::from_utf8(hex).map_err(|_| "bad \\u")?, 16).map_err(|_| "bad \\u escape")?;
                         let ch = char::from_u32(n).unwrap_or('\u{FFFD}');
                         out.extend_from_slice(ch.to_string().as_bytes());
                     }

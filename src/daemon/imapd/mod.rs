@@ -531,7 +531,9 @@ impl Session {
         }
         let (ctx, who) = (self.ctx.clone(), authzid.to_string());
         if let Ok(Some(msg)) = tokio::task::spawn_blocking(move || ctx.denied(&who, "imap")).await {
-            self.ctx.log.info(&format!("badlogin: {} {mech} {authzid} [user denied by cyr_deny]", self.peer));
+            self.ctx
+                .log
+                .info(&format!("badlogin: {} {mech} {authzid} [user denied by cyr_deny]", self.peer));
             return self.tagged(tag, &format!("NO {msg}")).await;
         }
         let cfg = &self.ctx.store.cfg;

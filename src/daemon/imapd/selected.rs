@@ -421,10 +421,7 @@ impl Session {
                     let b = if b == u32::MAX { max } else { b };
                     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
                     let (from, to) = if uid {
-                        (
-                            sel.msgs.partition_point(|m| m.uid < lo),
-                            sel.msgs.partition_point(|m| m.uid <= hi),
-                        )
+                        (sel.msgs.partition_point(|m| m.uid < lo), sel.msgs.partition_point(|m| m.uid <= hi))
                     } else {
                         ((lo.max(1) as usize - 1).min(n), (hi as usize).min(n))
                     };
@@ -685,7 +682,9 @@ impl Session {
                     let data = match (needs_file, pre) {
                         (true, Some(d)) if row.is_some() => {
                             if rec.is_some_and(|r| r.size != d.len() as u64) {
-                                self.ctx.log.error(&format!("IOERROR: size mismatch for {} uid {}", sel.name, m.uid));
+                                self.ctx
+                                    .log
+                                    .error(&format!("IOERROR: size mismatch for {} uid {}", sel.name, m.uid));
                             }
                             Some(d)
                         }

@@ -297,14 +297,7 @@ fn msg_ids(v: &[u8]) -> Vec<String> {
 /// Builds the sort/thread data of a message from its header: only what
 /// `keys` (or threading, with `thread`) look at, so that sorting a huge
 /// mailbox keeps little per message.
-pub fn keys(
-    arrival: i64,
-    size: u64,
-    header: &[u8],
-    decode: &dyn Fn(&[u8]) -> Vec<u8>,
-    keys: &[Key],
-    thread: bool,
-) -> Keys {
+pub fn keys(arrival: i64, size: u64, header: &[u8], decode: &dyn Fn(&[u8]) -> Vec<u8>, keys: &[Key], thread: bool) -> Keys {
     let f = mime::fields(header);
     let get = |n: &str| mime::field(&f, n).map(mime::trim);
     let has = |k: Key| keys.contains(&k);

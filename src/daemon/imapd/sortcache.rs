@@ -88,7 +88,9 @@ impl SortCache {
     /// that a long-lived mailbox does not collect dead entries.
     pub fn retain(&self, name: &str, uidvalidity: u32, live: &[u32]) {
         let Ok(mut g) = self.inner.lock() else { return };
-        let Some(b) = g.boxes.get_mut(&(name.to_string(), uidvalidity)) else { return };
+        let Some(b) = g.boxes.get_mut(&(name.to_string(), uidvalidity)) else {
+            return;
+        };
         let before = b.keys.len();
         b.keys.retain(|u, _| live.binary_search(u).is_ok());
         let gone = before - b.keys.len();
