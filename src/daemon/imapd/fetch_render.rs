@@ -99,9 +99,12 @@ pub(super) fn render_fetch(
     if has(&FetchItem::EmailId) {
         if let Some(r) = rec {
             sep(&mut out);
-            let g: String = r.guid.iter().take(12).map(|b| format!("{b:02x}")).collect();
-            out.extend_from_slice(format!("EMAILID (M{g})").as_bytes());
+            out.extend_from_slice(format!("EMAILID ({})", email_id(&r.guid)).as_bytes());
         }
+    }
+    if has(&FetchItem::ThreadId) {
+        sep(&mut out);
+        out.extend_from_slice(b"THREADID (NIL)");
     }
     // RFC822.HEADER, RFC822.TEXT and RFC822 come before the sections.
     let rfc822: Vec<&FetchItem> = [FetchItem::Rfc822Header, FetchItem::Rfc822Text, FetchItem::Rfc822]
@@ -266,4 +269,11 @@ pub(super) fn imap_date(t: i64) -> String {
         Some(r) => format!(" {r}"),
         None => s,
     }
+}
+
+/// A message's OBJECTID (RFC 8474) as Cyrus forms it: `M` and the first
+/// 12 bytes of its GUID in hex.
+pub(super) fn email_id(guid: &[u8]) -> String {
+    let g: String = guid.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("M{g}")
 }

@@ -353,6 +353,8 @@ fn matches_key(k: &SearchKey, r: &Record, c: &MatchCtx) -> bool {
         K::SavedOn(d) => day(r.savedate) == *d,
         K::SavedSince(d) => day(r.savedate) >= *d,
         K::SaveDateSupported => true,
+        K::EmailId(id) => super::fetch_render::email_id(&r.guid) == *id,
+        K::ThreadId(_) => false,
         K::ModSeq(m) => r.modseq >= *m,
         K::Header(name, v) => {
             let Some(data) = c.data else { return false };

@@ -93,6 +93,9 @@ pub enum FetchItem {
     ModSeq,
     SaveDate,
     EmailId,
+    /// OBJECTID (RFC 8474): always NIL here (no conversations), as Cyrus
+    /// without `conversations`.
+    ThreadId,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +124,9 @@ pub enum SearchKey {
     SavedOn(i64),
     SavedSince(i64),
     SaveDateSupported,
+    /// OBJECTID (RFC 8474).
+    EmailId(String),
+    ThreadId(String),
     Header(String, String),
     Body(String),
     Text(String),
@@ -618,6 +624,7 @@ fn fetch_att(p: &mut P, out: &mut Vec<FetchItem>) -> Result<(), String> {
         "MODSEQ" => out.push(ModSeq),
         "SAVEDATE" => out.push(SaveDate),
         "EMAILID" => out.push(EmailId),
+        "THREADID" => out.push(ThreadId),
         "BODY" | "BODY.PEEK" => {
             if p.peek() != Some(b'[') {
                 if name == "BODY" {
@@ -759,6 +766,8 @@ fn search_key(p: &mut P, depth: usize) -> Result<SearchKey, String> {
             })
         }
         "SAVEDATESUPPORTED" => Ok(K::SaveDateSupported),
+        "EMAILID" => Ok(K::EmailId(string_arg(p)?)),
+        "THREADID" => Ok(K::ThreadId(string_arg(p)?)),
         "UID" => {
             p.sp()?;
             Ok(K::Uid(p.seq_set()?))
