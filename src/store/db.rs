@@ -171,6 +171,14 @@ impl Store {
         }
     }
 
+    /// The owner's open connection if it is in the cache and the cache is
+    /// free at once (for callers on an async worker, which must not wait
+    /// behind another thread opening a database).
+    pub(super) fn owner_cached(&self, internal: &str) -> Option<Arc<Mutex<Connection>>> {
+        let path = self.owner_db_path(internal);
+        self.owners.try_lock().ok()?.get(&path).cloned()
+    }
+
     pub(super) fn owner(&self, internal: &str) -> Result<Arc<Mutex<Connection>>> {
         let path = self.owner_db_path(internal);
         let mut cache = self.owners.lock().map_err(|_| StoreError::Db("owner cache poisoned".into()))?;

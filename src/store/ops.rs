@@ -891,11 +891,12 @@ impl Store {
         fetch_rows_in(&c, mbox_id, uids, cache)
     }
 
-    /// `fetch_rows` only if the owner's connection is free at once (None
-    /// otherwise): cheap enough to run on an async worker for a small
-    /// FETCH, never waiting behind another session's transaction.
+    /// `fetch_rows` only if the owner's connection is open and free at
+    /// once (None otherwise): cheap enough to run on an async worker for a
+    /// small FETCH, never waiting behind another session's transaction or
+    /// a database being opened.
     pub fn try_fetch_rows(&self, name: &str, mbox_id: i64, uids: &[u32], cache: u8) -> Option<Result<Vec<(Record, Option<Cached>)>>> {
-        let oc = self.owner(name).ok()?;
+        let oc = self.owner_cached(name)?;
         let c = oc.try_lock().ok()?;
         Some(fetch_rows_in(&c, mbox_id, uids, cache))
     }
