@@ -132,10 +132,7 @@ pub enum Delivery {
 }
 
 pub(super) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::util::unix_now()
 }
 
 fn new_uuid() -> String {

@@ -6,12 +6,7 @@ use super::Output;
 use crate::store::{Record, FLAG_DELETED, FLAG_FLAGGED};
 use crate::util::getopt::{getopt, Opt};
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::util::unix_now as now;
 
 /// cyr_expire's durations: a number (fractions allowed) of days, or with
 /// a `d`, `h`, `m` or `s` suffix.  Seconds.
@@ -212,13 +207,8 @@ pub const IPURGE_USAGE: &str = "usage: ipurge [-f] [-s] [-C <alt_config>] [-x] [
 /// given, in shared mailboxes unless `-f`.
 pub fn ipurge(args: &[String]) -> Output {
     let mut out = Output::default();
-    let bad = |mut out: Output| {
-        out.stderr.push_str(IPURGE_USAGE);
-        out.status = crate::util::exit::USAGE;
-        out
-    };
     let Ok((opts, rest)) = getopt(args, "C:d:b:k:m:fsXioxnvM") else {
-        return bad(out);
+        return Output::usage(IPURGE_USAGE);
     };
     let mut config = default_config();
     let (mut days, mut size) = (None::<i64>, None::<u64>);
@@ -245,7 +235,7 @@ pub fn ipurge(args: &[String]) -> Output {
         }
     }
     if days.is_none() && size.is_none() {
-        return bad(out);
+        return Output::usage(IPURGE_USAGE);
     }
     let (store, names) = match prepare("ipurge", &config, &rest, false, !norec) {
         Ok(v) => v,
@@ -346,13 +336,8 @@ fn ctime(t: i64) -> String {
 /// messages that delayed expunge kept.
 pub fn unexpunge(args: &[String]) -> Output {
     let mut out = Output::default();
-    let bad = |mut out: Output| {
-        out.stderr.push_str(UNEXPUNGE_USAGE);
-        out.status = crate::util::exit::USAGE;
-        out
-    };
     let Ok((opts, rest)) = getopt(args, "C:lt:audvf:") else {
-        return bad(out);
+        return Output::usage(UNEXPUNGE_USAGE);
     };
     let mut config = default_config();
     let (mut list, mut all, mut by_uid, mut undelete, mut verbose) = (false, false, false, false, false);
@@ -379,7 +364,7 @@ pub fn unexpunge(args: &[String]) -> Output {
                 };
                 within = num.parse::<i64>().ok().map(|n| n * mult);
                 if within.is_none() {
-                    return bad(out);
+                    return Output::usage(UNEXPUNGE_USAGE);
                 }
             }
             Opt::Flag('d') => undelete = true,
@@ -389,7 +374,7 @@ pub fn unexpunge(args: &[String]) -> Output {
         }
     }
     if modes != 1 || rest.is_empty() || (by_uid && rest.len() < 2) {
-        return bad(out);
+        return Output::usage(UNEXPUNGE_USAGE);
     }
     let uids: Vec<u32> = rest[1..].iter().filter_map(|u| u.parse().ok()).collect();
     let (store, names) = match prepare("unexpunge", &config, &rest[..1], false, false) {

@@ -102,13 +102,8 @@ pub fn parse_dump(text: &str) -> Result<Vec<MailboxEntry>, String> {
 /// `ctl_mboxlist -d [-p partition] [-f file]` or `-u [-f file]`.
 pub fn ctl_mboxlist(args: &[String], stdin: &mut dyn std::io::Read) -> Output {
     let mut out = Output::default();
-    let bad = |mut out: Output| {
-        out.stderr.push_str(CTL_MBOXLIST_USAGE);
-        out.status = crate::util::exit::USAGE;
-        out
-    };
     let Ok((opts, _)) = getopt(args, "C:duf:p:xyamwi") else {
-        return bad(out);
+        return Output::usage(CTL_MBOXLIST_USAGE);
     };
     let (mut config, mut dump, mut undump, mut file, mut part) = (default_config(), false, false, None::<String>, None::<String>);
     for o in opts {
@@ -128,7 +123,7 @@ pub fn ctl_mboxlist(args: &[String], stdin: &mut dyn std::io::Read) -> Output {
         }
     }
     if dump == undump {
-        return bad(out);
+        return Output::usage(CTL_MBOXLIST_USAGE);
     }
     let (store, _) = match prepare("ctl_mboxlist", &config, &[], false, true) {
         Ok(v) => v,
@@ -196,13 +191,8 @@ pub const CYR_DENY_USAGE: &str = "Usage: cyr_deny [-C <altconfig>] [ -s services
 /// `cyr_deny [-s services] [-m message] user`, `-a user`, `-l`.
 pub fn cyr_deny(args: &[String]) -> Output {
     let mut out = Output::default();
-    let bad = |mut out: Output| {
-        out.stderr.push_str(CYR_DENY_USAGE);
-        out.status = crate::util::exit::USAGE;
-        out
-    };
     let Ok((opts, rest)) = getopt(args, "C:s:m:al") else {
-        return bad(out);
+        return Output::usage(CYR_DENY_USAGE);
     };
     let (mut config, mut services, mut message, mut allow, mut list) = (default_config(), "*".to_string(), None, false, false);
     for o in opts {
@@ -216,7 +206,7 @@ pub fn cyr_deny(args: &[String]) -> Output {
         }
     }
     if (list && !rest.is_empty()) || (!list && rest.len() != 1) || (list && allow) {
-        return bad(out);
+        return Output::usage(CYR_DENY_USAGE);
     }
     let conf = match crate::config::cyrus::ImapdConf::load(&config, Some("cyr_deny")) {
         Ok(c) => c,
@@ -269,9 +259,7 @@ pub const MBEXAMINE_USAGE: &str = "usage: mbexamine [-C <alt_config>] [-u uid | 
 pub fn mbexamine(args: &[String]) -> Output {
     let mut out = Output::default();
     let Ok((opts, rest)) = getopt(args, "C:u:s:q") else {
-        out.stderr.push_str(MBEXAMINE_USAGE);
-        out.status = crate::util::exit::USAGE;
-        return out;
+        return Output::usage(MBEXAMINE_USAGE);
     };
     let (mut config, mut uid, mut seq) = (default_config(), None::<u32>, None::<usize>);
     for o in opts {

@@ -17,6 +17,15 @@ pub struct Output {
 }
 
 impl Output {
+    /// A usage error: the usage text on stderr, exit 64 (EX_USAGE).
+    pub fn usage(text: &str) -> Output {
+        Output {
+            stderr: text.to_string(),
+            status: crate::util::exit::USAGE,
+            ..Output::default()
+        }
+    }
+
     /// Writes the captured output to the real stdout/stderr; returns the status.
     pub fn emit(self) -> i32 {
         use std::io::Write;

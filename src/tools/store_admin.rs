@@ -85,9 +85,7 @@ pub const RECONSTRUCT_USAGE: &str = "usage: reconstruct [-C <alt_config>] [-p pa
 pub fn reconstruct(args: &[String]) -> Output {
     let mut out = Output::default();
     let Ok((opts, rest)) = getopt(args, "C:p:nqruxfsGRoOMV:UP") else {
-        out.stderr.push_str(RECONSTRUCT_USAGE);
-        out.status = crate::util::exit::USAGE;
-        return out;
+        return Output::usage(RECONSTRUCT_USAGE);
     };
     let (mut config, mut dry, mut quiet, mut rec, mut users) = (default_config(), false, false, false, false);
     for o in opts {
@@ -130,9 +128,7 @@ pub const QUOTA_USAGE: &str = "usage: quota [-C <alt_config>] [-d <domain>] [-f]
 pub fn quota(args: &[String]) -> Output {
     let mut out = Output::default();
     let Ok((opts, rest)) = getopt(args, "C:d:fnqu") else {
-        out.stderr.push_str(QUOTA_USAGE);
-        out.status = crate::util::exit::USAGE;
-        return out;
+        return Output::usage(QUOTA_USAGE);
     };
     let (mut config, mut fix, mut quiet, mut users) = (default_config(), false, false, false);
     for o in opts {

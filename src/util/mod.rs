@@ -1,6 +1,13 @@
 //! Helpers with no mail knowledge (Postfix's `util/`): option parsing,
 //! durable file writes, bounded reads, error texts.
 
+/// Seconds since the epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 pub mod atomic;
 pub mod codec;
 pub use codec::{base64_decode, base64_encode, rfc822_date};

@@ -38,9 +38,7 @@ impl HitQuery {
         }
         let max_uid = self.uids.last().copied().unwrap_or(0);
         let n = self.uids.len() as u32;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::util::unix_now();
         let mut hits = Vec::new();
         for (i, r) in recs.iter().enumerate() {
             let data = if needs_file {
