@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod log;
 pub mod mail;
 pub mod proto;
+pub mod queue;
 pub mod server;
 pub mod store;
 pub mod tools;

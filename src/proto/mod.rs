@@ -4,3 +4,4 @@
 pub mod imap;
 pub mod lmtp;
 pub mod saslauthd;
+pub mod smtp;

@@ -1,0 +1,337 @@
+//! SMTP (RFC 5321) server side, sans I/O: command lines to commands, the
+//! address and ESMTP-parameter grammar, reply formatting, and the DATA and
+//! BDAT receivers (`data`).  Reply texts that depend on a command's syntax
+//! are Postfix 3.7 smtpd's, byte for byte; policy replies live in the daemon.
+
+pub mod data;
+
+pub use data::{BdatReceiver, DataEnd, DataReceiver};
+
+/// One ESMTP parameter: `NAME` or `NAME=value` (name upper-cased).
+pub type Param = (String, Option<String>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Helo(String),
+    Ehlo(String),
+    /// Reverse path (without brackets; empty for `<>`) and parameters.
+    Mail(String, Vec<Param>),
+    Rcpt(String, Vec<Param>),
+    Data,
+    /// Chunk size and LAST.
+    Bdat(u64, bool),
+    Rset,
+    Noop,
+    Quit,
+    Vrfy(String),
+    Etrn(String),
+    StartTls,
+    /// Mechanism (upper case) and optional initial response.
+    Auth(String, Option<String>),
+    /// XCLIENT / XFORWARD `name=value` attributes (name upper-cased).
+    Xclient(Vec<(String, String)>),
+    Xforward(Vec<(String, String)>),
+    /// A verb we do not know (upper-cased).
+    Unknown(String),
+    /// A known verb with bad arguments: the complete reply to send.
+    Syntax(&'static str),
+    /// A MAIL/RCPT whose path does not parse (Postfix: 501 5.1.7 / 5.1.3).
+    BadPath(Verb),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Mail,
+    Rcpt,
+}
+
+/// Postfix's command-name table: the names smtpd recognises (for the
+/// `disconnect … commands=` statistics and `unknown=` counting).
+pub const VERBS: &[&str] = &[
+    "HELO", "EHLO", "XCLIENT", "XFORWARD", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "VRFY", "ETRN", "QUIT",
+];
+
+/// Splits `<path> params` after `FROM:` / `TO:`.  Postfix accepts a bare
+/// address without brackets (`strict_rfc821_envelopes = no`) and blanks
+/// between the colon and the path.
+fn split_path(arg: &str) -> Option<(String, &str)> {
+    let arg = arg.trim_start_matches([' ', '\t']);
+    if let Some(r) = arg.strip_prefix('<') {
+        // A quoted local part may hold '>' or blanks.
+        let mut in_q = false;
+        let mut esc = false;
+        for (i, c) in r.char_indices() {
+            if esc {
+                esc = false;
+                continue;
+            }
+            match c {
+                '\\' if in_q => esc = true,
+                '"' => in_q = !in_q,
+                '>' if !in_q => return Some((r[..i].to_string(), &r[i + 1..])),
+                _ => {}
+            }
+        }
+        None
+    } else {
+        let e = arg.find([' ', '\t']).unwrap_or(arg.len());
+        if e == 0 {
+            return None;
+        }
+        Some((arg[..e].to_string(), &arg[e..]))
+    }
+}
+
+/// Checks an envelope address's shape (RFC 5321 4.1.2, as leniently as
+/// Postfix): no controls or blanks outside quotes, balanced quotes, at most
+/// a source route (stripped).  Returns the address without the route.
+pub fn check_path(path: &str) -> Option<String> {
+    let path = match path.split_once(':') {
+        Some((route, p)) if route.starts_with('@') => p,
+        _ => path,
+    };
+    let mut in_q = false;
+    let mut esc = false;
+    for c in path.chars() {
+        if esc {
+            esc = false;
+            continue;
+        }
+        match c {
+            '\\' if in_q => esc = true,
+            '"' => in_q = !in_q,
+            c if c.is_control() => return None,
+            ' ' | '\t' | '<' | '>' | '(' | ')' | ',' | ';' if !in_q => return None,
+            _ => {}
+        }
+    }
+    if in_q || path.len() > 1000 {
+        return None;
+    }
+    Some(path.to_string())
+}
+
+fn params(rest: &str) -> Vec<Param> {
+    rest.split_whitespace()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_ascii_uppercase(), Some(v.to_string())),
+            None => (p.to_ascii_uppercase(), None),
+        })
+        .collect()
+}
+
+fn attributes(arg: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for a in arg.split_whitespace() {
+        let (k, v) = a.split_once('=')?;
+        if k.is_empty() {
+            return None;
+        }
+        out.push((k.to_ascii_uppercase(), v.to_string()));
+    }
+    Some(out)
+}
+
+/// Parses one command line (without its line end).
+pub fn parse(line: &[u8]) -> Command {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_matches([' ', '\t']);
+    let (verb, arg) = match line.find([' ', '\t']) {
+        Some(i) => (&line[..i], line[i + 1..].trim_start_matches([' ', '\t'])),
+        None => (line, ""),
+    };
+    let v = verb.to_ascii_uppercase();
+    match v.as_str() {
+        "HELO" | "EHLO" => {
+            let host = arg.split_whitespace().next().unwrap_or("");
+            match (host.is_empty(), v == "HELO") {
+                (true, true) => Command::Syntax("501 Syntax: HELO hostname"),
+                (true, false) => Command::Syntax("501 Syntax: EHLO hostname"),
+                (false, true) => Command::Helo(host.to_string()),
+                (false, false) => Command::Ehlo(host.to_string()),
+            }
+        }
+        "MAIL" | "RCPT" => {
+            let (want, syntax, verb) = if v == "MAIL" {
+                ("FROM:", "501 5.5.4 Syntax: MAIL FROM:<address>", Verb::Mail)
+            } else {
+                ("TO:", "501 5.5.4 Syntax: RCPT TO:<address>", Verb::Rcpt)
+            };
+            if arg.len() < want.len() || !arg.is_char_boundary(want.len()) || !arg[..want.len()].eq_ignore_ascii_case(want) {
+                return Command::Syntax(syntax);
+            }
+            let Some((path, rest)) = split_path(&arg[want.len()..]) else {
+                return Command::BadPath(verb);
+            };
+            let Some(path) = check_path(&path) else {
+                return Command::BadPath(verb);
+            };
+            match verb {
+                Verb::Mail => Command::Mail(path, params(rest)),
+                Verb::Rcpt if path.is_empty() => Command::BadPath(verb),
+                Verb::Rcpt => Command::Rcpt(path, params(rest)),
+            }
+        }
+        "DATA" if arg.is_empty() => Command::Data,
+        "DATA" => Command::Syntax("501 5.5.4 Syntax: DATA"),
+        "BDAT" => {
+            let mut it = arg.split_whitespace();
+            let size = it.next().and_then(|s| s.parse::<u64>().ok());
+            let last = it.next();
+            match (size, last, it.next()) {
+                (Some(n), None, None) => Command::Bdat(n, false),
+                (Some(n), Some(l), None) if l.eq_ignore_ascii_case("LAST") => Command::Bdat(n, true),
+                _ => Command::Syntax("521 5.5.4 Syntax: BDAT count [LAST]"),
+            }
+        }
+        "RSET" if arg.is_empty() => Command::Rset,
+        "RSET" => Command::Syntax("501 5.5.4 Syntax: RSET"),
+        "NOOP" => Command::Noop,
+        "QUIT" => Command::Quit,
+        "VRFY" => Command::Vrfy(arg.to_string()),
+        "ETRN" if arg.is_empty() => Command::Syntax("500 Syntax: ETRN domain"),
+        "ETRN" => Command::Etrn(arg.to_string()),
+        "STARTTLS" if arg.is_empty() => Command::StartTls,
+        "STARTTLS" => Command::Syntax("501 5.5.4 Syntax: STARTTLS"),
+        "AUTH" => {
+            let mut it = arg.split_whitespace();
+            match (it.next(), it.next(), it.next()) {
+                (Some(m), ir, None) => Command::Auth(m.to_ascii_uppercase(), ir.map(str::to_string)),
+                _ => Command::Syntax("501 5.5.4 Syntax: AUTH mechanism"),
+            }
+        }
+        "XCLIENT" | "XFORWARD" => match attributes(arg) {
+            Some(a) if !a.is_empty() && v == "XCLIENT" => Command::Xclient(a),
+            Some(a) if !a.is_empty() => Command::Xforward(a),
+            _ if v == "XCLIENT" => Command::Syntax("501 5.5.4 Syntax: XCLIENT attribute=value..."),
+            _ => Command::Syntax("501 5.5.4 Syntax: XFORWARD attribute=value..."),
+        },
+        _ => Command::Unknown(v),
+    }
+}
+
+/// Formats a reply: `text` may hold several lines separated by `\n`; each
+/// gets the code, `-` on all but the last (RFC 5321 4.2.1).
+pub fn reply(code: u16, text: &str) -> String {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+        out.push_str(&format!("{code}{sep}{l}\r\n"));
+    }
+    out
+}
+
+/// Parses a server reply's first line: code and whether more lines follow.
+pub fn reply_line(line: &[u8]) -> Option<(u16, bool, &[u8])> {
+    if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let code = (line[0] - b'0') as u16 * 100 + (line[1] - b'0') as u16 * 10 + (line[2] - b'0') as u16;
+    match line.get(3) {
+        None => Some((code, false, &[])),
+        Some(b' ') => Some((code, false, &line[4..])),
+        Some(b'-') => Some((code, true, &line[4..])),
+        _ => None,
+    }
+}
+
+/// xtext (RFC 3461 4): `+XX` hex escapes; None when malformed.
+pub fn xtext_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 3;
+            }
+            c if (b'!'..=b'~').contains(&c) && c != b'=' => {
+                out.push(c);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// xtext encoding for ORCPT/ENVID sent onwards.
+pub fn xtext_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        let cases: &[(&[u8], Command)] = &[
+            (b"EHLO client.example", Command::Ehlo("client.example".into())),
+            (b"helo  x", Command::Helo("x".into())),
+            (b"EHLO", Command::Syntax("501 Syntax: EHLO hostname")),
+            (b"HELO ", Command::Syntax("501 Syntax: HELO hostname")),
+            (
+                b"MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME",
+                Command::Mail(
+                    "a@b".into(),
+                    vec![("SIZE".into(), Some("10".into())), ("BODY".into(), Some("8BITMIME".into()))],
+                ),
+            ),
+            (b"mail from: <>", Command::Mail(String::new(), vec![])),
+            (b"MAIL FROM:a@b", Command::Mail("a@b".into(), vec![])),
+            (b"MAIL TO:<a@b>", Command::Syntax("501 5.5.4 Syntax: MAIL FROM:<address>")),
+            (b"MAIL FROM:<a b@c>", Command::BadPath(Verb::Mail)),
+            (b"MAIL FROM:<a@b", Command::BadPath(Verb::Mail)),
+            (
+                b"RCPT TO:<\"a>b\"@c> NOTIFY=NEVER",
+                Command::Rcpt("\"a>b\"@c".into(), vec![("NOTIFY".into(), Some("NEVER".into()))]),
+            ),
+            (b"RCPT TO:<@r1,@r2:u@d>", Command::Rcpt("u@d".into(), vec![])),
+            (b"RCPT TO:<>", Command::BadPath(Verb::Rcpt)),
+            (b"RCPT FOO", Command::Syntax("501 5.5.4 Syntax: RCPT TO:<address>")),
+            (b"DATA", Command::Data),
+            (b"DATA x", Command::Syntax("501 5.5.4 Syntax: DATA")),
+            (b"BDAT 100", Command::Bdat(100, false)),
+            (b"BDAT 0 LAST", Command::Bdat(0, true)),
+            (b"BDAT x", Command::Syntax("521 5.5.4 Syntax: BDAT count [LAST]")),
+            (b"BDAT 1 FIRST", Command::Syntax("521 5.5.4 Syntax: BDAT count [LAST]")),
+            (b"AUTH PLAIN AGFAYg==", Command::Auth("PLAIN".into(), Some("AGFAYg==".into()))),
+            (b"AUTH", Command::Syntax("501 5.5.4 Syntax: AUTH mechanism")),
+            (
+                b"XCLIENT ADDR=1.2.3.4 NAME=x",
+                Command::Xclient(vec![("ADDR".into(), "1.2.3.4".into()), ("NAME".into(), "x".into())]),
+            ),
+            (b"XCLIENT junk", Command::Syntax("501 5.5.4 Syntax: XCLIENT attribute=value...")),
+            (b"ETRN", Command::Syntax("500 Syntax: ETRN domain")),
+            (b"XYZZY", Command::Unknown("XYZZY".into())),
+            (b"MAIL FR\xc3\xa9M:<a@b>", Command::Syntax("501 5.5.4 Syntax: MAIL FROM:<address>")),
+            (b"MAIL FROM:<a\x01@b>", Command::BadPath(Verb::Mail)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&parse(input), want, "{}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn replies_and_xtext() {
+        assert_eq!(reply(250, "a\nb"), "250-a\r\n250 b\r\n");
+        assert_eq!(reply_line(b"250-PIPELINING"), Some((250, true, &b"PIPELINING"[..])));
+        assert_eq!(reply_line(b"354"), Some((354, false, &b""[..])));
+        assert_eq!(reply_line(b"25x"), None);
+        assert_eq!(xtext_decode("a+2Bb"), Some("a+b".into()));
+        assert_eq!(xtext_decode("a+2"), None);
+        assert_eq!(xtext_encode("a+b=c"), "a+2Bb+3Dc");
+    }
+}

@@ -1,0 +1,362 @@
+//! The mail queue under `queue_directory`, in Postfix's layout: `incoming`
+//! (new files; mode 0600 while written, 0700 when complete), `active`
+//! (being delivered), `deferred` (hashed one level, file mtime = next try),
+//! `hold`, `corrupt`.  Queue IDs have Postfix's short form: the arrival
+//! microseconds as `%05X` then the file's inode number in hex — unique
+//! among live files because the inode is theirs.
+//!
+//! Durability (Postfix's contract, `250` after fsync): `enqueue` returns
+//! only when the complete file is on disk, through the group-commit journal
+//! (`journal`) for small messages and the file's own fsync for large ones.
+//! State changes after that (moves, recipients done) are not synced: a
+//! crash may repeat a delivery, never lose one (at-least-once).
+
+pub mod journal;
+pub mod record;
+
+pub use record::{Envelope, Recipient};
+
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Above this size a queue file is fsynced by itself instead of journaled.
+const JOURNAL_MAX: usize = 256 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueName {
+    Incoming,
+    Active,
+    Deferred,
+    Hold,
+    Corrupt,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 5] = [
+        QueueName::Incoming,
+        QueueName::Active,
+        QueueName::Deferred,
+        QueueName::Hold,
+        QueueName::Corrupt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Incoming => "incoming",
+            QueueName::Active => "active",
+            QueueName::Deferred => "deferred",
+            QueueName::Hold => "hold",
+            QueueName::Corrupt => "corrupt",
+        }
+    }
+
+    fn hashed(self) -> bool {
+        self == QueueName::Deferred
+    }
+}
+
+#[derive(Debug)]
+pub enum QueueError {
+    /// The file system is full (`452 4.3.1 Insufficient system storage`).
+    NoSpace,
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueError::NoSpace => write!(f, "No space left on device"),
+            QueueError::Io(e) => write!(f, "{}", crate::util::strerror(e)),
+        }
+    }
+}
+
+impl From<std::io::Error> for QueueError {
+    fn from(e: std::io::Error) -> Self {
+        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+            QueueError::NoSpace
+        } else {
+            QueueError::Io(e)
+        }
+    }
+}
+
+pub struct Queue {
+    pub dir: PathBuf,
+    /// `hash_queue_depth` for the hashed queues.
+    depth: usize,
+    journal: journal::Journal,
+}
+
+/// What start-up found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Queue files re-created from the journal.
+    pub restored: usize,
+    /// Temporary files of interrupted writes removed.
+    pub removed_temp: usize,
+}
+
+fn now_usec() -> (i64, u32) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_micros())
+}
+
+impl Queue {
+    /// Opens (creating the directories) and recovers the queue.
+    pub fn open(dir: &Path, depth: usize) -> Result<(Queue, Recovery), QueueError> {
+        for q in QueueName::ALL {
+            let p = dir.join(q.as_str());
+            std::fs::create_dir_all(&p)?;
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700));
+        }
+        let jdir = dir.join("journal");
+        std::fs::create_dir_all(&jdir)?;
+        let mut rec = Recovery::default();
+        // Interrupted writes: temporary names in incoming.
+        for e in std::fs::read_dir(dir.join("incoming"))? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with('.') {
+                std::fs::remove_file(e.path())?;
+                rec.removed_temp += 1;
+            }
+        }
+        let live = journal::replay(&jdir)?;
+        let depth = depth.max(1);
+        for (qid, bytes) in live {
+            let intact = find_in(dir, depth, &qid)
+                .and_then(|(_, p)| std::fs::read(p).ok())
+                .is_some_and(|d| record::decode(&d).is_ok());
+            if !intact {
+                let p = path_in(dir, depth, QueueName::Incoming, &qid);
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o700)
+                    .open(&p)?;
+                std::io::Write::write_all(&mut f, &bytes)?;
+                rec.restored += 1;
+            }
+        }
+        // Everything the old segments vouched for is now in files: make
+        // them durable, then the segments can go.
+        journal::syncfs(dir)?;
+        journal::clear(&jdir)?;
+        let q = Queue {
+            dir: dir.to_path_buf(),
+            depth,
+            journal: journal::Journal::start(&jdir, dir)?,
+        };
+        Ok((q, rec))
+    }
+
+    pub fn path(&self, q: QueueName, qid: &str) -> PathBuf {
+        path_in(&self.dir, self.depth, q, qid)
+    }
+
+    /// The queue holding `qid`, and its path.
+    pub fn find(&self, qid: &str) -> Option<(QueueName, PathBuf)> {
+        find_in(&self.dir, self.depth, qid)
+    }
+
+    /// Writes a new queue file into `incoming` and returns once it is
+    /// durable: its queue ID and the envelope with recipient offsets.
+    pub async fn enqueue(self: &std::sync::Arc<Self>, mut env: Envelope, content: Vec<u8>) -> Result<(String, Envelope), QueueError> {
+        if env.arrival.0 == 0 {
+            env.arrival = now_usec();
+        }
+        let me = self.clone();
+        let (qid, bytes, env) = tokio::task::spawn_blocking(move || -> Result<_, QueueError> {
+            let bytes = record::encode(&mut env, &content);
+            drop(content);
+            let inc = me.dir.join("incoming");
+            let tmp = inc.join(format!(
+                ".{}.{}.{}",
+                env.arrival.1,
+                std::process::id(),
+                TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            let res = (|| -> Result<String, QueueError> {
+                std::io::Write::write_all(&mut f, &bytes)?;
+                let ino = f.metadata()?.ino();
+                let qid = format!("{:05X}{:X}", env.arrival.1, ino);
+                let big = bytes.len() > JOURNAL_MAX;
+                if big {
+                    f.sync_all()?;
+                }
+                // The "complete" mark, as Postfix's cleanup sets it.
+                f.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+                std::fs::rename(&tmp, inc.join(&qid))?;
+                if big {
+                    std::fs::File::open(&inc)?.sync_all()?;
+                }
+                Ok(qid)
+            })();
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            let qid = res?;
+            Ok((qid, if bytes.len() > JOURNAL_MAX { Vec::new() } else { bytes }, env))
+        })
+        .await
+        .map_err(|e| QueueError::Io(std::io::Error::other(e.to_string())))??;
+        if !bytes.is_empty() {
+            if let Err(e) = self.journal.commit(&qid, &bytes).await {
+                let _ = std::fs::remove_file(self.path(QueueName::Incoming, &qid));
+                return Err(e.into());
+            }
+        }
+        Ok((qid, env))
+    }
+
+    /// Moves a file between queues (no sync: a lost rename leaves the file
+    /// in its old queue, still delivered).
+    pub fn move_to(&self, qid: &str, from: QueueName, to: QueueName) -> std::io::Result<PathBuf> {
+        let dst = self.path(to, qid);
+        if let Some(parent) = dst.parent() {
+            if !parent.exists() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+        std::fs::rename(self.path(from, qid), &dst)?;
+        Ok(dst)
+    }
+
+    /// Marks a recipient delivered in place (its `R` becomes `D`).
+    pub fn mark_done(&self, q: QueueName, qid: &str, offset: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(self.path(q, qid))?;
+        f.write_all_at(b"D", offset)
+    }
+
+    /// Removes a finished queue file.
+    pub fn remove(&self, q: QueueName, qid: &str) -> std::io::Result<()> {
+        self.journal.done(qid);
+        std::fs::remove_file(self.path(q, qid))
+    }
+
+    /// Reads a queue file.
+    pub fn read(&self, q: QueueName, qid: &str) -> Result<(Envelope, Vec<u8>), ReadError> {
+        let data = std::fs::read(self.path(q, qid)).map_err(ReadError::Io)?;
+        record::decode(&data).map_err(ReadError::Record)
+    }
+
+    /// Queue IDs in a queue with each file's mtime (seconds).
+    pub fn list(&self, q: QueueName) -> std::io::Result<Vec<(String, i64)>> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.dir.join(q.as_str())];
+        while let Some(d) = dirs.pop() {
+            let rd = match std::fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Ok(md) = e.metadata() else { continue };
+                if md.is_dir() {
+                    dirs.push(e.path());
+                } else if !name.starts_with('.') && md.permissions().mode() & 0o100 != 0 {
+                    out.push((name, md.mtime()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets the next-attempt time of a deferred file (its mtime).
+    pub fn set_next_try(&self, q: QueueName, qid: &str, when: i64) -> std::io::Result<()> {
+        let f = std::fs::OpenOptions::new().write(true).open(self.path(q, qid))?;
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(when.max(0) as u64))
+    }
+
+    /// Makes everything sent to the journal so far durable.
+    pub async fn flush(&self) -> std::io::Result<()> {
+        self.journal.flush().await
+    }
+}
+
+fn path_in(dir: &Path, depth: usize, q: QueueName, qid: &str) -> PathBuf {
+    let mut p = dir.join(q.as_str());
+    if q.hashed() {
+        for c in qid.chars().take(depth) {
+            p.push(c.to_string());
+        }
+    }
+    p.join(qid)
+}
+
+fn find_in(dir: &Path, depth: usize, qid: &str) -> Option<(QueueName, PathBuf)> {
+    QueueName::ALL
+        .into_iter()
+        .map(|q| (q, path_in(dir, depth, q, qid)))
+        .find(|(_, p)| p.exists())
+}
+
+static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    Record(record::RecordError),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{}", crate::util::strerror(e)),
+            ReadError::Record(record::RecordError::Incomplete) => write!(f, "incomplete queue file"),
+            ReadError::Record(record::RecordError::Corrupt(w)) => write!(f, "corrupt queue file: {w}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn enqueue_is_recovered_from_the_journal() {
+        let d = tempfile::tempdir().unwrap();
+        let (q, _) = Queue::open(d.path(), 1).unwrap();
+        let q = std::sync::Arc::new(q);
+        let env = Envelope {
+            sender: "a@b".into(),
+            rcpts: vec![Recipient::new("x@y"), Recipient::new("z@y")],
+            ..Default::default()
+        };
+        let (qid, env) = q.enqueue(env, b"Subject: t\r\n\r\nhi\r\n".to_vec()).await.unwrap();
+        assert!(qid.len() >= 6 && qid.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(q.find(&qid).unwrap().0, QueueName::Incoming);
+        q.mark_done(QueueName::Incoming, &qid, env.rcpts[0].offset).unwrap();
+        q.move_to(&qid, QueueName::Incoming, QueueName::Deferred).unwrap();
+        let (e2, c2) = q.read(QueueName::Deferred, &qid).unwrap();
+        assert!(e2.rcpts[0].done && !e2.rcpts[1].done);
+        assert_eq!(c2, b"Subject: t\r\n\r\nhi\r\n");
+        assert_eq!(q.list(QueueName::Deferred).unwrap().len(), 1);
+        // A crash that lost the file: the journal brings it back.
+        std::fs::remove_file(q.path(QueueName::Deferred, &qid)).unwrap();
+        let (qid2, _) = q
+            .enqueue(
+                Envelope {
+                    sender: "c@d".into(),
+                    rcpts: vec![Recipient::new("e@f")],
+                    ..Default::default()
+                },
+                b"x\r\n".to_vec(),
+            )
+            .await
+            .unwrap();
+        q.remove(QueueName::Incoming, &qid2).unwrap();
+        q.flush().await.unwrap();
+        drop(q);
+        let (q2, rec) = Queue::open(d.path(), 1).unwrap();
+        assert_eq!(rec.restored, 1);
+        assert_eq!(q2.find(&qid).unwrap().0, QueueName::Incoming);
+        assert!(q2.find(&qid2).is_none(), "finished message not restored");
+    }
+}
