@@ -6,6 +6,8 @@
 //! - `proto`: sans-I/O codecs; imports only `util` and `mail`.
 //! - `config`: the configuration dialects; imports `util`, `mail`.
 //! - `log`: line formatters and writers; imports `util`, `config`.
+//! - `queue`: the hub's queue files and group commit; `tables`: Postfix
+//!   lookup tables; both import `util`, `mail`, `config`.
 //! - `server`: the daemon skeleton; knows no protocol.
 //! - `tools`: the administration commands' logic.
 //! - `bin/*`: a manual-page header and a call into the library.
@@ -19,5 +21,6 @@ pub mod proto;
 pub mod queue;
 pub mod server;
 pub mod store;
+pub mod tables;
 pub mod tools;
 pub mod util;

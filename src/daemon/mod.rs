@@ -3,9 +3,12 @@
 //! plus `auth` / `store` / `queue`.
 
 pub mod cyrus;
+pub mod hub;
 pub mod imapd;
 pub mod lmtpd;
 pub mod master;
 pub mod pop3d;
+pub mod qmgr;
 pub mod saslauthd;
 pub mod saslauthd_client;
+pub mod smtpd;

@@ -157,6 +157,31 @@ impl Logger {
         Ok(Logger::new(tag, facility, Target::File(Mutex::new(f))))
     }
 
+    /// The same destination under another service name (`postfix/qmgr` →
+    /// `postfix/lmtp`): no file is opened again, so it works after the
+    /// process gave up root.
+    pub fn for_service(&self, service: &str) -> Logger {
+        let tag = match self.tag.rsplit_once('/') {
+            Some((prefix, _)) => format!("{prefix}/{service}"),
+            None => service.to_string(),
+        };
+        let target = match &self.target {
+            Target::Syslog(p) => Target::Syslog(p.clone()),
+            Target::File(f) => match f.lock().ok().and_then(|f| f.try_clone().ok()) {
+                Some(f) => Target::File(Mutex::new(f)),
+                None => Target::Stderr,
+            },
+            Target::Stderr => Target::Stderr,
+            Target::Debug => Target::Debug,
+        };
+        Logger {
+            tag,
+            facility: self.facility,
+            hostname: self.hostname.clone(),
+            target,
+        }
+    }
+
     /// The whole line as written to a file target.
     pub fn file_line(&self, sev: Severity, text: &str, now: std::time::SystemTime) -> String {
         format!(

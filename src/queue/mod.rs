@@ -162,54 +162,82 @@ impl Queue {
         find_in(&self.dir, self.depth, qid)
     }
 
-    /// Writes a new queue file into `incoming` and returns once it is
-    /// durable: its queue ID and the envelope with recipient offsets.
-    pub async fn enqueue(self: &std::sync::Arc<Self>, mut env: Envelope, content: Vec<u8>) -> Result<(String, Envelope), QueueError> {
-        if env.arrival.0 == 0 {
-            env.arrival = now_usec();
-        }
+    /// Starts a new queue file (a temporary name in `incoming`): its queue
+    /// ID is known from here on, as Postfix's is once cleanup opened it.
+    pub fn create(&self) -> Result<Draft, QueueError> {
+        let arrival = now_usec();
+        let inc = self.dir.join("incoming");
+        let tmp = inc.join(format!(
+            ".{}.{}.{}",
+            arrival.1,
+            std::process::id(),
+            TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let ino = match file.metadata() {
+            Ok(m) => m.ino(),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        Ok(Draft {
+            qid: format!("{:05X}{:X}", arrival.1, ino),
+            arrival,
+            file: Some(file),
+            tmp,
+        })
+    }
+
+    /// Completes a draft: writes the file and returns once it is durable,
+    /// with the envelope's recipient offsets filled in.
+    pub async fn commit(self: &std::sync::Arc<Self>, mut draft: Draft, mut env: Envelope, content: Vec<u8>) -> Result<Envelope, QueueError> {
+        env.arrival = draft.arrival;
         let me = self.clone();
-        let (qid, bytes, env) = tokio::task::spawn_blocking(move || -> Result<_, QueueError> {
+        let file = draft.file.take();
+        let tmp = draft.tmp.clone();
+        let qid = draft.qid.clone();
+        let (bytes, env) = tokio::task::spawn_blocking(move || -> Result<_, QueueError> {
+            let mut f = file.ok_or_else(|| QueueError::Io(std::io::Error::other("draft already used")))?;
             let bytes = record::encode(&mut env, &content);
             drop(content);
-            let inc = me.dir.join("incoming");
-            let tmp = inc.join(format!(
-                ".{}.{}.{}",
-                env.arrival.1,
-                std::process::id(),
-                TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ));
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            let res = (|| -> Result<String, QueueError> {
-                std::io::Write::write_all(&mut f, &bytes)?;
-                let ino = f.metadata()?.ino();
-                let qid = format!("{:05X}{:X}", env.arrival.1, ino);
-                let big = bytes.len() > JOURNAL_MAX;
-                if big {
-                    f.sync_all()?;
-                }
-                // The "complete" mark, as Postfix's cleanup sets it.
-                f.set_permissions(std::fs::Permissions::from_mode(0o700))?;
-                std::fs::rename(&tmp, inc.join(&qid))?;
-                if big {
-                    std::fs::File::open(&inc)?.sync_all()?;
-                }
-                Ok(qid)
-            })();
-            if res.is_err() {
-                let _ = std::fs::remove_file(&tmp);
+            std::io::Write::write_all(&mut f, &bytes)?;
+            let big = bytes.len() > JOURNAL_MAX;
+            if big {
+                f.sync_all()?;
             }
-            let qid = res?;
-            Ok((qid, if bytes.len() > JOURNAL_MAX { Vec::new() } else { bytes }, env))
+            // The "complete" mark, as Postfix's cleanup sets it.
+            f.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+            let inc = me.dir.join("incoming");
+            std::fs::rename(&tmp, inc.join(&qid))?;
+            if big {
+                std::fs::File::open(&inc)?.sync_all()?;
+                return Ok((Vec::new(), env));
+            }
+            Ok((bytes, env))
         })
         .await
         .map_err(|e| QueueError::Io(std::io::Error::other(e.to_string())))??;
+        // Renamed: nothing for the draft's Drop to remove.
+        draft.tmp = PathBuf::new();
         if !bytes.is_empty() {
-            if let Err(e) = self.journal.commit(&qid, &bytes).await {
-                let _ = std::fs::remove_file(self.path(QueueName::Incoming, &qid));
+            if let Err(e) = self.journal.commit(&draft.qid, &bytes).await {
+                let _ = std::fs::remove_file(self.path(QueueName::Incoming, &draft.qid));
                 return Err(e.into());
             }
         }
+        Ok(env)
+    }
+
+    /// `create` + `commit`.
+    pub async fn enqueue(self: &std::sync::Arc<Self>, env: Envelope, content: Vec<u8>) -> Result<(String, Envelope), QueueError> {
+        let draft = self.create()?;
+        let qid = draft.qid.clone();
+        let env = self.commit(draft, env, content).await?;
         Ok((qid, env))
     }
 
@@ -295,6 +323,24 @@ fn find_in(dir: &Path, depth: usize, qid: &str) -> Option<(QueueName, PathBuf)> 
         .into_iter()
         .map(|q| (q, path_in(dir, depth, q, qid)))
         .find(|(_, p)| p.exists())
+}
+
+/// A queue file being received.  Dropped without `commit`, its temporary
+/// file is removed (an aborted transaction leaves nothing).
+#[derive(Debug)]
+pub struct Draft {
+    pub qid: String,
+    pub arrival: (i64, u32),
+    file: Option<std::fs::File>,
+    tmp: PathBuf,
+}
+
+impl Drop for Draft {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -107,6 +107,23 @@ pub fn rfc822_date(t: i64, tz_min: i32) -> String {
     )
 }
 
+/// Postfix's mail_date(): RFC 5322 date in the server's zone with the
+/// zone's abbreviation as a comment: `Sat, 28 Nov 2026 18:05:20 +0000 (UTC)`.
+pub fn mail_date(t: i64) -> String {
+    let tt = t as libc::time_t;
+    // SAFETY: as in local_offset_min; tm_zone points into libc's static
+    // zone table, valid while the process runs.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = !unsafe { libc::localtime_r(&tt, &mut tm) }.is_null();
+    let off = if ok { (tm.tm_gmtoff / 60) as i32 } else { 0 };
+    let name = if ok && !tm.tm_zone.is_null() {
+        unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }.to_string_lossy().into_owned()
+    } else {
+        "UTC".into()
+    };
+    format!("{} ({name})", rfc822_date(t, off))
+}
+
 /// ctime(3) in the server's zone: `Tue Dec  1 10:16:17 2026`.
 pub fn ctime(t: i64) -> String {
     let (y, m, d, hh, mm, ss, wd) = civil(t + local_offset_min(t) as i64 * 60);

@@ -1,0 +1,343 @@
+//! Typed views of main.cf for the hub: one struct per component, built
+//! once from the resolved parameters (a master.cf service's `-o` overrides
+//! included), so that no session parses a parameter again.  Defaults come
+//! from the registry through `Params`; nothing here repeats one.
+
+use crate::config::postfix::list::split_list;
+use crate::config::postfix::Params;
+use crate::config::ConfigError;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// An address pattern of `mynetworks`-style lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub bits: u8,
+    pub negate: bool,
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4 (a dual-stack listener).
+pub fn canonical_ip(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Cidr {
+    /// `1.2.3.0/24`, `1.2.3.4`, `[::1]/128`, `[fe80::]/64`, `!…`.
+    pub fn parse(tok: &str) -> Option<Cidr> {
+        let (negate, tok) = match tok.strip_prefix('!') {
+            Some(t) => (true, t),
+            None => (false, tok),
+        };
+        let (a, bits) = match tok.split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+            None => (tok, None),
+        };
+        let a = a.trim_start_matches('[').trim_end_matches(']');
+        let addr: IpAddr = a.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        if bits > max {
+            return None;
+        }
+        Some(Cidr { addr, bits, negate })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical_ip(ip)) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.bits == 0 { 0 } else { u32::MAX << (32 - self.bits) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.bits == 0 { 0 } else { u128::MAX << (128 - self.bits) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// First match wins; `!` patterns exclude.
+pub fn match_networks(list: &[Cidr], ip: IpAddr) -> bool {
+    list.iter().find(|c| c.contains(ip)).is_some_and(|c| !c.negate)
+}
+
+/// A domain list (`mydestination`, `relay_domains`): names, lower case.
+/// `parent` = the parameter is in `parent_domain_matches_subdomains`.
+#[derive(Debug, Clone, Default)]
+pub struct DomainList {
+    pub names: Vec<String>,
+    pub parent: bool,
+}
+
+impl DomainList {
+    pub fn matches(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.names.iter().any(|n| {
+            if let Some(sub) = n.strip_prefix('.') {
+                d.ends_with(&format!(".{sub}"))
+            } else {
+                d == *n || (self.parent && d.ends_with(&format!(".{n}")))
+            }
+        })
+    }
+}
+
+fn bad(name: &str, v: &str) -> ConfigError {
+    ConfigError::Syntax(format!("bad {name} value: {v}"))
+}
+
+/// The hub-wide settings (trivial-rewrite, qmgr, delivery agents).
+#[derive(Debug, Clone)]
+pub struct HubConf {
+    pub myhostname: String,
+    pub mydomain: String,
+    pub myorigin: String,
+    pub mail_name: String,
+    pub mydestination: DomainList,
+    pub relay_domains: DomainList,
+    pub virtual_mailbox_domains: DomainList,
+    pub virtual_alias_domains: DomainList,
+    pub mynetworks: Vec<Cidr>,
+    pub recipient_delimiter: String,
+    pub queue_directory: String,
+    pub hash_queue_depth: usize,
+    pub minimal_backoff: Duration,
+    pub maximal_backoff: Duration,
+    pub queue_run_delay: Duration,
+    pub maximal_queue_lifetime: Duration,
+    pub bounce_queue_lifetime: Duration,
+    pub local_transport: String,
+    pub mailbox_transport: String,
+    pub virtual_transport: String,
+    pub relay_transport: String,
+    pub default_transport: String,
+    pub relayhost: String,
+    pub soft_bounce: bool,
+    pub empty_address_recipient: String,
+    pub double_bounce_sender: String,
+    pub bounce_notice_recipient: String,
+    pub lmtp_lhlo_name: String,
+    pub default_concurrency: usize,
+    pub default_rcpt_limit: usize,
+    pub parent_domain_matches: Vec<String>,
+}
+
+impl HubConf {
+    pub fn load(p: &Params) -> Result<HubConf, ConfigError> {
+        let s = |n: &str| p.get(n).unwrap_or_default().trim().to_string();
+        let parents: Vec<String> = split_list(&s("parent_domain_matches_subdomains"))
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let dl = |n: &str| -> DomainList {
+            DomainList {
+                names: split_list(&s(n))
+                    .into_iter()
+                    .filter(|t| !t.contains(':') && !t.starts_with('/'))
+                    .map(|t| t.to_ascii_lowercase())
+                    .collect(),
+                parent: parents.iter().any(|x| x == n),
+            }
+        };
+        let mut mynetworks = Vec::new();
+        for t in split_list(&s("mynetworks")) {
+            match Cidr::parse(t) {
+                Some(c) => mynetworks.push(c),
+                None if t.contains(':') && !t.starts_with('[') => {} // a table: a later issue
+                None => return Err(bad("mynetworks", t)),
+            }
+        }
+        let lim = |n: &str| -> Result<usize, ConfigError> { Ok(p.get_int(n, 1, 0)? as usize) };
+        Ok(HubConf {
+            myhostname: s("myhostname"),
+            mydomain: s("mydomain"),
+            myorigin: s("myorigin"),
+            mail_name: s("mail_name"),
+            mydestination: dl("mydestination"),
+            relay_domains: dl("relay_domains"),
+            virtual_mailbox_domains: dl("virtual_mailbox_domains"),
+            virtual_alias_domains: dl("virtual_alias_domains"),
+            mynetworks,
+            recipient_delimiter: s("recipient_delimiter"),
+            queue_directory: s("queue_directory"),
+            hash_queue_depth: p.get_int("hash_queue_depth", 1, 0)? as usize,
+            minimal_backoff: p.get_time("minimal_backoff_time")?,
+            maximal_backoff: p.get_time("maximal_backoff_time")?,
+            queue_run_delay: p.get_time("queue_run_delay")?,
+            maximal_queue_lifetime: p.get_time("maximal_queue_lifetime")?,
+            bounce_queue_lifetime: p.get_time("bounce_queue_lifetime")?,
+            local_transport: s("local_transport"),
+            mailbox_transport: s("mailbox_transport"),
+            virtual_transport: s("virtual_transport"),
+            relay_transport: s("relay_transport"),
+            default_transport: s("default_transport"),
+            relayhost: s("relayhost"),
+            soft_bounce: p.get_bool("soft_bounce")?,
+            empty_address_recipient: s("empty_address_recipient"),
+            double_bounce_sender: s("double_bounce_sender"),
+            bounce_notice_recipient: s("2bounce_notice_recipient"),
+            lmtp_lhlo_name: s("lmtp_lhlo_name"),
+            default_concurrency: lim("default_destination_concurrency_limit")?,
+            default_rcpt_limit: lim("default_destination_recipient_limit")?,
+            parent_domain_matches: parents,
+        })
+    }
+
+    /// A domain this hub is the final destination for (any class but
+    /// relay/default), for `reject_unauth_destination`.
+    pub fn is_final(&self, domain: &str) -> bool {
+        self.mydestination.matches(domain)
+            || self.virtual_mailbox_domains.matches(domain)
+            || self.virtual_alias_domains.matches(domain)
+            || domain.eq_ignore_ascii_case("localhost")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareNewline {
+    /// Accept (stored as CRLF); only CRLF.CRLF ends DATA.
+    Normalize,
+    Reject,
+}
+
+/// One smtpd service's settings.
+#[derive(Debug, Clone)]
+pub struct SmtpdConf {
+    pub service: String,
+    pub banner: String,
+    pub message_size_limit: usize,
+    pub line_length_limit: usize,
+    pub recipient_limit: usize,
+    pub timeout: Duration,
+    pub helo_required: bool,
+    pub disable_vrfy: bool,
+    pub smtputf8_enable: bool,
+    pub delay_reject: bool,
+    pub client_restrictions: Vec<String>,
+    pub helo_restrictions: Vec<String>,
+    pub sender_restrictions: Vec<String>,
+    pub relay_restrictions: Vec<String>,
+    pub recipient_restrictions: Vec<String>,
+    pub data_restrictions: Vec<String>,
+    pub relay_before_recipient: bool,
+    pub reject_unlisted_recipient: bool,
+    pub local_recipient_maps: Vec<String>,
+    pub virtual_mailbox_maps: Vec<String>,
+    pub relay_recipient_maps: Vec<String>,
+    pub unknown_local_recipient_reject_code: u16,
+    pub relay_domains_reject_code: u16,
+    pub reject_code: u16,
+    pub defer_code: u16,
+    pub unknown_address_reject_code: u16,
+    pub non_fqdn_reject_code: u16,
+    pub show_user_unknown_table_name: bool,
+    pub soft_bounce: bool,
+    pub bare_newline: BareNewline,
+    pub bare_newline_reject_code: u16,
+    pub client_connection_count_limit: usize,
+    pub peername_lookup: bool,
+    pub hard_error_limit: usize,
+    pub sasl_auth_enable: bool,
+    pub tls_auth_only: bool,
+    pub saslauthd_path: String,
+    pub xclient_hosts: Vec<Cidr>,
+    pub xforward_hosts: Vec<Cidr>,
+    pub discard_ehlo_keywords: Vec<String>,
+}
+
+fn restriction_list(v: &str) -> Vec<String> {
+    split_list(v).into_iter().map(str::to_string).collect()
+}
+
+impl SmtpdConf {
+    /// `p` carries the service's `-o` overrides.
+    pub fn load(p: &Params, service: &str) -> Result<SmtpdConf, ConfigError> {
+        let s = |n: &str| p.get(n).unwrap_or_default().trim().to_string();
+        let code = |n: &str| -> Result<u16, ConfigError> { Ok(p.get_int(n, 200, 599)? as u16) };
+        let hosts = |n: &str| -> Vec<Cidr> { split_list(&s(n)).into_iter().filter_map(Cidr::parse).collect() };
+        let bare = match s("smtpd_forbid_bare_newline").as_str() {
+            "reject" => BareNewline::Reject,
+            "yes" | "no" | "normalize" | "" => BareNewline::Normalize,
+            v => return Err(bad("smtpd_forbid_bare_newline", v)),
+        };
+        let size = p.get_int("message_size_limit", 0, 0)? as usize;
+        Ok(SmtpdConf {
+            service: service.to_string(),
+            banner: s("smtpd_banner"),
+            message_size_limit: size,
+            line_length_limit: p.get_int("line_length_limit", 80, 0)? as usize,
+            recipient_limit: p.get_int("smtpd_recipient_limit", 1, 0)? as usize,
+            timeout: p.get_time("smtpd_timeout")?,
+            helo_required: p.get_bool("smtpd_helo_required")?,
+            disable_vrfy: p.get_bool("disable_vrfy_command")?,
+            smtputf8_enable: p.get_bool("smtputf8_enable")?,
+            delay_reject: p.get_bool("smtpd_delay_reject")?,
+            client_restrictions: restriction_list(&s("smtpd_client_restrictions")),
+            helo_restrictions: restriction_list(&s("smtpd_helo_restrictions")),
+            sender_restrictions: restriction_list(&s("smtpd_sender_restrictions")),
+            relay_restrictions: restriction_list(&s("smtpd_relay_restrictions")),
+            recipient_restrictions: restriction_list(&s("smtpd_recipient_restrictions")),
+            data_restrictions: restriction_list(&s("smtpd_data_restrictions")),
+            relay_before_recipient: p.get_bool("smtpd_relay_before_recipient_restrictions")?,
+            reject_unlisted_recipient: p.get_bool("smtpd_reject_unlisted_recipient")?,
+            local_recipient_maps: restriction_list(&s("local_recipient_maps")),
+            virtual_mailbox_maps: restriction_list(&s("virtual_mailbox_maps")),
+            relay_recipient_maps: restriction_list(&s("relay_recipient_maps")),
+            unknown_local_recipient_reject_code: code("unknown_local_recipient_reject_code")?,
+            relay_domains_reject_code: code("relay_domains_reject_code")?,
+            reject_code: code("reject_code")?,
+            defer_code: code("defer_code")?,
+            unknown_address_reject_code: code("unknown_address_reject_code")?,
+            non_fqdn_reject_code: code("non_fqdn_reject_code")?,
+            show_user_unknown_table_name: p.get_bool("show_user_unknown_table_name")?,
+            soft_bounce: p.get_bool("soft_bounce")?,
+            bare_newline: bare,
+            bare_newline_reject_code: code("smtpd_forbid_bare_newline_reject_code").unwrap_or(550),
+            client_connection_count_limit: p.get_int("smtpd_client_connection_count_limit", 0, 0)? as usize,
+            peername_lookup: p.get_bool("smtpd_peername_lookup")?,
+            hard_error_limit: p.get_int("smtpd_hard_error_limit", 1, 0)? as usize,
+            sasl_auth_enable: p.get_bool("smtpd_sasl_auth_enable")?,
+            tls_auth_only: p.get_bool("smtpd_tls_auth_only")?,
+            saslauthd_path: String::new(),
+            xclient_hosts: hosts("smtpd_authorized_xclient_hosts"),
+            xforward_hosts: hosts("smtpd_authorized_xforward_hosts"),
+            discard_ehlo_keywords: split_list(&s("smtpd_discard_ehlo_keywords"))
+                .into_iter()
+                .map(|k| k.to_ascii_uppercase())
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_and_domains() {
+        let nets: Vec<Cidr> = ["!10.1.0.0/16", "10.0.0.0/8", "[::1]/128", "192.0.2.7"]
+            .iter()
+            .map(|t| Cidr::parse(t).unwrap())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(match_networks(&nets, ip("10.2.3.4")));
+        assert!(!match_networks(&nets, ip("10.1.3.4")));
+        assert!(match_networks(&nets, ip("::1")));
+        assert!(match_networks(&nets, ip("::ffff:192.0.2.7")));
+        assert!(!match_networks(&nets, ip("192.0.2.8")));
+        assert!(Cidr::parse("1.2.3.4/33").is_none());
+        let d = DomainList {
+            names: vec!["example.com".into(), ".sub.org".into()],
+            parent: false,
+        };
+        assert!(d.matches("Example.COM") && !d.matches("a.example.com"));
+        assert!(d.matches("x.sub.org") && !d.matches("sub.org"));
+        let d = DomainList { parent: true, ..d };
+        assert!(d.matches("a.example.com"));
+    }
+}

@@ -1,0 +1,283 @@
+//! The hub: one process doing the work of Postfix's master and its
+//! children — every `smtpd` service of master.cf as a listener with its
+//! `-o` overrides, the queue manager and the delivery agents — over one
+//! queue under `queue_directory`.  One process lets sessions share one
+//! group commit and lets smtpd hand a message to qmgr without rereading it.
+
+pub mod conf;
+
+use crate::config::postfix::Params;
+use crate::daemon::qmgr::Qmgr;
+use crate::daemon::smtpd::Smtpd;
+use crate::log::Logger;
+use crate::queue::Queue;
+use std::sync::Arc;
+
+pub struct Hub {
+    pub conf: conf::HubConf,
+    pub queue: Arc<Queue>,
+    pub qmgr: Arc<Qmgr>,
+}
+
+/// The port of a master.cf service name: `smtp`, `submission`, a number,
+/// or a name from /etc/services.
+fn port_of(name: &str) -> Option<u16> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    let known = match name {
+        "smtp" => Some(25),
+        "submission" => Some(587),
+        "submissions" | "smtps" => Some(465),
+        "lmtp" => Some(24),
+        _ => None,
+    };
+    if known.is_some() {
+        return known;
+    }
+    let text = std::fs::read_to_string("/etc/services").ok()?;
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        let n = it.next()?;
+        let pp = it.next()?;
+        let (port, proto) = pp.split_once('/')?;
+        (proto == "tcp" && (n == name || it.any(|a| a == name))).then(|| port.parse().ok())?
+    })
+}
+
+/// The addresses an `inet` service listens on: `host:port` as written, or
+/// the port on each of `inet_interfaces`.
+pub fn listen_addrs(service: &str, inet_interfaces: &str) -> Result<Vec<String>, String> {
+    let (host, port) = match service.rsplit_once(':') {
+        Some((h, p)) => (Some(h.trim_start_matches('[').trim_end_matches(']').to_string()), p),
+        None => (None, service),
+    };
+    let port = port_of(port).ok_or_else(|| format!("unknown service: {service}/tcp"))?;
+    let hosts: Vec<String> = match host {
+        Some(h) => vec![h],
+        None => {
+            let list = crate::config::postfix::list::split_list(inet_interfaces);
+            if list.iter().any(|i| *i == "all") {
+                vec!["0.0.0.0".into()]
+            } else {
+                list.iter()
+                    .map(|i| match *i {
+                        "loopback-only" | "localhost" => "127.0.0.1".to_string(),
+                        other => other.trim_start_matches('[').trim_end_matches(']').to_string(),
+                    })
+                    .collect()
+            }
+        }
+    };
+    Ok(hosts
+        .into_iter()
+        .map(|h| if h.contains(':') { format!("[{h}]:{port}") } else { format!("{h}:{port}") })
+        .collect())
+}
+
+/// smtpd's TLS from `smtpd_tls_cert_file`/`smtpd_tls_key_file` (or
+/// `smtpd_tls_chain_files`), when `smtpd_tls_security_level` is `may` or
+/// `encrypt` (or the legacy `smtpd_use_tls = yes`).
+fn tls_config(p: &Params) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let level = p.get("smtpd_tls_security_level").unwrap_or_default();
+    let legacy = p.get("smtpd_use_tls").as_deref() == Some("yes");
+    if !(level == "may" || level == "encrypt" || (level.is_empty() && legacy)) {
+        return Ok(None);
+    }
+    let chain = p.get("smtpd_tls_chain_files").unwrap_or_default();
+    let (cert, key) = if !chain.trim().is_empty() {
+        let files = crate::config::postfix::list::split_list(&chain).into_iter().map(str::to_string).collect::<Vec<_>>();
+        (files.first().cloned().unwrap_or_default(), files.first().cloned().unwrap_or_default())
+    } else {
+        let c = p.get("smtpd_tls_cert_file").unwrap_or_default();
+        let k = p.get("smtpd_tls_key_file").filter(|k| !k.is_empty()).unwrap_or_else(|| c.clone());
+        (c, k)
+    };
+    if cert.is_empty() {
+        return Err("no server certificate: set smtpd_tls_cert_file".into());
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .map_err(|e| format!("cannot load certificate file {cert}: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot load certificate file {cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("cannot load private key file {key}: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS: {e}"))?;
+    Ok(Some(Arc::new(cfg)))
+}
+
+/// Gives a directory tree to `uid:gid` (entries already theirs are skipped).
+fn chown_tree(dir: &std::path::Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) {
+    use std::os::unix::fs::MetadataExt;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        if let Ok(m) = std::fs::symlink_metadata(&d) {
+            if m.uid() != uid.as_raw() {
+                let _ = nix::unistd::chown(&d, Some(uid), Some(gid));
+            }
+            if m.is_dir() {
+                if let Ok(rd) = std::fs::read_dir(&d) {
+                    todo.extend(rd.flatten().map(|e| e.path()));
+                }
+            }
+        }
+    }
+}
+
+struct Args {
+    config: Option<String>,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let (opts, rest) = crate::util::getopt::getopt(args, "c:dDe:istvw").map_err(|e| format!("{e:?}"))?;
+    if !rest.is_empty() {
+        return Err("usage: postfix-master [-Ddiostvw] [-c config_dir] [-e exit_time]".into());
+    }
+    let mut a = Args { config: None };
+    for o in opts {
+        if let crate::util::getopt::Opt::Arg('c', v) = o {
+            a.config = Some(v);
+        }
+    }
+    Ok(a)
+}
+
+/// `postfix-master`'s main: load main.cf/master.cf, recover the queue,
+/// start qmgr and every smtpd service; run until SIGTERM.  The process
+/// stays in the foreground (`postfix start` puts it in the background).
+pub fn main(args: &[String]) -> i32 {
+    let a = match parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("postfix-master: fatal: {e}");
+            return crate::util::exit::USAGE;
+        }
+    };
+    let (dir, explicit) = crate::config::postfix::config_directory(a.config.as_deref());
+    let params = match Params::load(&dir, explicit) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("postfix-master: fatal: {e}");
+            return crate::util::exit::CONFIG;
+        }
+    };
+    let master_log = match Logger::for_postfix(&params, "master") {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            eprintln!("postfix-master: fatal: {e}");
+            return crate::util::exit::CONFIG;
+        }
+    };
+    crate::log::install_panic_hook(master_log.clone());
+    let ml = master_log.clone();
+    let fatal = move |e: String| -> i32 {
+        ml.fatal(&e);
+        eprintln!("postfix-master: fatal: {e}");
+        crate::util::exit::CONFIG
+    };
+    let hconf = match conf::HubConf::load(&params) {
+        Ok(c) => c,
+        Err(e) => return fatal(e.to_string()),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(64).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fatal(e.to_string()),
+    };
+    rt.block_on(async move {
+        let qdir = std::path::PathBuf::from(&hconf.queue_directory);
+        let (queue, rec) = match Queue::open(&qdir, hconf.hash_queue_depth) {
+            Ok(q) => q,
+            Err(e) => return fatal(format!("queue directory {}: {e}", qdir.display())),
+        };
+        if rec.restored > 0 {
+            master_log.warning(&format!("recovered {} queue file(s) from the journal", rec.restored));
+        }
+        let queue = Arc::new(queue);
+        let qlog = match Logger::for_postfix(&params, "qmgr") {
+            Ok(l) => Arc::new(l),
+            Err(e) => return fatal(e),
+        };
+        let qmgr = Qmgr::new(hconf.clone(), params.clone(), queue.clone(), qlog);
+        let hub = Arc::new(Hub {
+            conf: hconf.clone(),
+            queue,
+            qmgr: qmgr.clone(),
+        });
+        let (sd, rx) = crate::server::Shutdown::new();
+        let mut servers = Vec::new();
+        for s in params.master.services.iter().filter(|s| s.kind == "inet" && s.command() == "smtpd") {
+            let mut sp = params.clone();
+            for (k, v) in s.overrides() {
+                sp.overrides.insert(k, v);
+            }
+            let sconf = match conf::SmtpdConf::load(&sp, &s.name) {
+                Ok(c) => c,
+                Err(e) => return fatal(e.to_string()),
+            };
+            if !crate::daemon::smtpd::check::Checker::has_relay_control(&sconf) {
+                return fatal("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains".into());
+            }
+            let tls = match tls_config(&sp) {
+                Ok(t) => t,
+                Err(e) => return fatal(e),
+            };
+            let (log, clog) = match (Logger::for_postfix(&sp, "smtpd"), Logger::for_postfix(&sp, "cleanup")) {
+                (Ok(a), Ok(b)) => (Arc::new(a), Arc::new(b)),
+                (Err(e), _) | (_, Err(e)) => return fatal(e),
+            };
+            let sasl_path = crate::daemon::smtpd::saslauthd_path(&sp);
+            let smtpd = match Smtpd::new(hub.clone(), sconf.clone(), log, clog, tls, sasl_path) {
+                Ok(s) => Arc::new(s),
+                Err(e) => return fatal(e),
+            };
+            let addrs = match listen_addrs(&s.name, &sp.get("inet_interfaces").unwrap_or_default()) {
+                Ok(a) => a,
+                Err(e) => return fatal(e),
+            };
+            let mut listeners = Vec::new();
+            for addr in addrs {
+                match crate::server::Listener::bind_tcp(&addr).await {
+                    Ok(l) => listeners.push(l),
+                    Err(e) => return fatal(format!("bind {addr} port {}: {}", s.name, crate::util::strerror(&e))),
+                }
+            }
+            let maxproc = match s.maxproc.as_str() {
+                "-" => sp.get_int("default_process_limit", 0, 0).unwrap_or(100) as usize,
+                n => n.parse().unwrap_or(100),
+            };
+            let limits = crate::server::Limits {
+                max_conns: maxproc,
+                ..Default::default()
+            };
+            let rx = rx.clone();
+            servers.push(tokio::spawn(crate::server::run(listeners, smtpd, limits, rx)));
+        }
+        // Privileged ports are bound: drop to mail_owner when root, after
+        // giving it the queue (postfix-script's set-permissions).
+        if nix::unistd::geteuid().is_root() {
+            let owner = params.get("mail_owner").unwrap_or_else(|| "postfix".into());
+            if let Ok(Some(u)) = nix::unistd::User::from_name(&owner) {
+                chown_tree(&qdir, u.uid, u.gid);
+            }
+            if let Err(e) = crate::server::privs::drop_to(&owner) {
+                return fatal(format!("mail_owner {owner}: {e}"));
+            }
+        }
+        qmgr.start();
+        master_log.info("daemon started -- version mumail");
+        crate::server::signals(|| {}).await;
+        sd.trigger();
+        for s in servers {
+            let _ = s.await;
+        }
+        let _ = hub.queue.flush().await;
+        master_log.info("terminating on signal 15");
+        0
+    })
+}

@@ -1,0 +1,465 @@
+//! qmgr: the queue manager and its delivery agents, in the hub process.
+//! A new message is handed over in memory by smtpd after its queue file is
+//! durable; recovered and deferred messages are read from their files.
+//! Each message's open recipients are resolved (trivial-rewrite), grouped
+//! per `transport:nexthop` up to `<transport>_destination_recipient_limit`,
+//! and delivered under a per-destination concurrency limit
+//! (`<transport>_destination_concurrency_limit`).  Outcomes are logged in
+//! Postfix's `to=<…>, relay=…, delay=…, delays=a/b/c/d, dsn=…, status=…`
+//! form; sent and bounced recipients are marked done in the file; bounced
+//! ones produce one notification per attempt; deferred ones move the file
+//! to `deferred` with mtime = now + clamp(age, minimal_backoff_time,
+//! maximal_backoff_time), retried by the scan every `queue_run_delay`.
+
+pub mod bounce;
+pub mod lmtp;
+pub mod resolve;
+
+use crate::config::postfix::Params;
+use crate::daemon::hub::conf::HubConf;
+use crate::log::Logger;
+use crate::queue::{Envelope, Queue, QueueName};
+use lmtp::{Outcome, Reply, Timing};
+use resolve::Dest;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+pub struct Qmgr {
+    conf: HubConf,
+    params: Params,
+    queue: Arc<Queue>,
+    log: Arc<Logger>,
+    /// Delivery-agent loggers by master.cf command (`lmtp`, `error`, …).
+    agents: Mutex<HashMap<String, Arc<Logger>>>,
+    cache: lmtp::Cache,
+    dests: Mutex<HashMap<Dest, Arc<Semaphore>>>,
+    inflight: Mutex<HashSet<String>>,
+    active: Arc<Semaphore>,
+    bounce_size_limit: usize,
+}
+
+/// Postfix's `format_tv`: two significant digits, at most two decimals.
+pub fn fmt_delay(d: Duration) -> String {
+    let v = d.as_secs_f64();
+    if v < 0.005 {
+        "0".into()
+    } else if v < 1.0 {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else if v < 10.0 {
+        let s = format!("{v:.1}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{}", v.round() as u64)
+    }
+}
+
+fn since(t: i64, usec: u32) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(Duration::new(t.max(0) as u64, usec * 1000))
+}
+
+struct Result1 {
+    idx: usize,
+    outcome: Outcome,
+    relay: String,
+    timing: Timing,
+    /// When the agent started on this recipient (end of `b`).
+    started: Instant,
+    command: String,
+}
+
+impl Qmgr {
+    pub fn new(conf: HubConf, params: Params, queue: Arc<Queue>, log: Arc<Logger>) -> Arc<Qmgr> {
+        let active = params
+            .get_int("qmgr_message_active_limit", 1, 0)
+            .map(|n| n as usize)
+            .unwrap_or(20000);
+        let bounce_size_limit = params.get_int("bounce_size_limit", 1, 0).map(|n| n as usize).unwrap_or(50000);
+        Arc::new(Qmgr {
+            conf,
+            params,
+            queue,
+            log,
+            agents: Mutex::new(HashMap::new()),
+            cache: lmtp::Cache::default(),
+            dests: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashSet::new()),
+            active: Arc::new(Semaphore::new(active)),
+            bounce_size_limit,
+        })
+    }
+
+    fn agent_log(&self, command: &str) -> Arc<Logger> {
+        let mut m = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(command.to_string())
+            .or_insert_with(|| Arc::new(self.log.for_service(command)))
+            .clone()
+    }
+
+    /// Starts the scans: what a previous run left in incoming and active
+    /// now, deferred mail every `queue_run_delay`.
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            for q in [QueueName::Active, QueueName::Incoming] {
+                for (qid, _) in me.queue.list(q).unwrap_or_default() {
+                    me.submit(qid, q, None);
+                }
+            }
+            loop {
+                me.scan_deferred(false);
+                tokio::time::sleep(me.conf.queue_run_delay.max(Duration::from_secs(1))).await;
+            }
+        });
+    }
+
+    /// Takes deferred messages whose time has come (all with `force`, as
+    /// `postqueue -f`).
+    pub fn scan_deferred(self: &Arc<Self>, force: bool) {
+        let now = crate::util::unix_now();
+        for (qid, mtime) in self.queue.list(QueueName::Deferred).unwrap_or_default() {
+            if force || mtime <= now {
+                self.submit(qid, QueueName::Deferred, None);
+            }
+        }
+    }
+
+    /// Hands a message to delivery (content given when smtpd has it).
+    pub fn submit(self: &Arc<Self>, qid: String, from: QueueName, pre: Option<(Envelope, Arc<Vec<u8>>)>) {
+        {
+            let mut f = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            if !f.insert(qid.clone()) {
+                return;
+            }
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = me.active.clone().acquire_owned().await else {
+                return;
+            };
+            me.process(&qid, from, pre).await;
+            me.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&qid);
+        });
+    }
+
+    fn dest_limit(&self, transport: &str) -> (usize, usize) {
+        let get = |suffix: &str, d: usize| {
+            self.params
+                .get(&format!("{transport}{suffix}"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(d)
+        };
+        (
+            get("_destination_concurrency_limit", self.conf.default_concurrency),
+            get("_destination_recipient_limit", self.conf.default_rcpt_limit),
+        )
+    }
+
+    fn semaphore(&self, d: &Dest, limit: usize) -> Arc<Semaphore> {
+        let mut m = self.dests.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(d.clone()).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone()
+    }
+
+    async fn process(self: &Arc<Self>, qid: &str, from: QueueName, pre: Option<(Envelope, Arc<Vec<u8>>)>) {
+        if from != QueueName::Active && self.queue.move_to(qid, from, QueueName::Active).is_err() {
+            return; // removed meanwhile (postsuper -d)
+        }
+        let t_active = Instant::now();
+        let (env, content) = match pre {
+            Some(p) => p,
+            None => {
+                let q = self.queue.clone();
+                let id = qid.to_string();
+                match tokio::task::spawn_blocking(move || q.read(QueueName::Active, &id)).await {
+                    Ok(Ok((e, c))) => (e, Arc::new(c)),
+                    Ok(Err(e)) => {
+                        self.log.warning(&format!("{qid}: {e}; moved to corrupt"));
+                        let _ = self.queue.move_to(qid, QueueName::Active, QueueName::Corrupt);
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        let open: Vec<usize> = (0..env.rcpts.len()).filter(|&i| !env.rcpts[i].done).collect();
+        self.log.info(&format!(
+            "{qid}: from=<{}>, size={}, nrcpt={} (queue active)",
+            env.sender,
+            content.len(),
+            env.rcpts.len()
+        ));
+        let before_qmgr = since(env.arrival.0, env.arrival.1).saturating_sub(t_active.elapsed());
+        let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        for &i in &open {
+            let d = resolve::resolve(&self.conf, &env.rcpts[i].addr);
+            groups.entry((d.transport, d.nexthop)).or_default().push(i);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for ((transport, nexthop), idxs) in groups {
+            let (conc, per) = self.dest_limit(&transport);
+            for chunk in idxs.chunks(per) {
+                let me = self.clone();
+                let dest = Dest {
+                    transport: transport.clone(),
+                    nexthop: nexthop.clone(),
+                };
+                let chunk = chunk.to_vec();
+                let rcpts: Vec<String> = chunk.iter().map(|&i| env.rcpts[i].addr.clone()).collect();
+                let sender = env.sender.clone();
+                let content = content.clone();
+                let sem = self.semaphore(&dest, conc);
+                tasks.spawn(async move {
+                    let _p = sem.acquire_owned().await;
+                    let started = Instant::now();
+                    let (command, outcomes, relay, timing) = me.deliver(&dest, &sender, &rcpts, &content).await;
+                    chunk
+                        .into_iter()
+                        .zip(outcomes)
+                        .map(|(idx, outcome)| Result1 {
+                            idx,
+                            outcome,
+                            relay: relay.clone(),
+                            timing,
+                            started,
+                            command: command.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                });
+            }
+        }
+        let mut results = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(v) = r {
+                results.extend(v);
+            }
+        }
+        self.finish(qid, env, content, results, t_active, before_qmgr).await;
+    }
+
+    /// Runs the transport's agent; (command, outcomes, relay, timing).
+    async fn deliver(&self, dest: &Dest, sender: &str, rcpts: &[String], content: &[u8]) -> (String, Vec<Outcome>, String, Timing) {
+        let command = self
+            .params
+            .master
+            .find(&dest.transport, "unix")
+            .map(|s| s.command().to_string())
+            .unwrap_or_default();
+        let all = |o: Outcome| rcpts.iter().map(|_| o.clone()).collect::<Vec<_>>();
+        let local = |code: u16, dsn: &str, text: &str| Reply {
+            code,
+            dsn: dsn.to_string(),
+            text: text.to_string(),
+        };
+        // error:/retry: take "X.Y.Z text" or just text as their reason.
+        let reason = |default_dsn: &str| -> (String, String) {
+            let t = dest.nexthop.trim();
+            match t.split_once(' ') {
+                Some((d, rest)) if d.split('.').count() == 3 && d.chars().all(|c| c.is_ascii_digit() || c == '.') => (d.to_string(), rest.to_string()),
+                _ if t.is_empty() => (default_dsn.to_string(), String::new()),
+                _ => (default_dsn.to_string(), t.to_string()),
+            }
+        };
+        match command.as_str() {
+            "lmtp" => {
+                let job = lmtp::Job {
+                    nexthop: &dest.nexthop,
+                    lhlo_name: &self.conf.lmtp_lhlo_name,
+                    myhostname: &self.conf.myhostname,
+                    sender,
+                    rcpts,
+                    content,
+                };
+                let (o, relay, t) = lmtp::deliver(&self.cache, &job).await;
+                (command, o, relay, t)
+            }
+            "error" => {
+                let (dsn, text) = reason("5.0.0");
+                let o = Outcome::Bounced(local(550, &dsn, &text), text.clone());
+                (command, all(o), "none".into(), Timing::default())
+            }
+            "retry" => {
+                let (dsn, text) = reason("4.0.0");
+                let o = Outcome::Deferred(local(450, &dsn, &text), text.clone());
+                (command, all(o), "none".into(), Timing::default())
+            }
+            "discard" => {
+                let text = if dest.nexthop.is_empty() { "discarded".to_string() } else { dest.nexthop.clone() };
+                let o = Outcome::Sent(local(250, "2.0.0", &text));
+                (command, all(o), "none".into(), Timing::default())
+            }
+            _ => {
+                let why = "mail transport unavailable".to_string();
+                let o = Outcome::Deferred(local(450, "4.3.0", &why), why.clone());
+                ("qmgr".into(), all(o), "none".into(), Timing::default())
+            }
+        }
+    }
+
+    async fn finish(self: &Arc<Self>, qid: &str, env: Envelope, content: Arc<Vec<u8>>, results: Vec<Result1>, t_active: Instant, before_qmgr: Duration) {
+        let age = since(env.arrival.0, env.arrival.1);
+        let lifetime = if env.sender.is_empty() {
+            self.conf.bounce_queue_lifetime
+        } else {
+            self.conf.maximal_queue_lifetime
+        };
+        let expired = age >= lifetime;
+        let mut bounced: Vec<(usize, Reply, String)> = Vec::new();
+        let mut deferred: Vec<(usize, String)> = Vec::new();
+        for r in results {
+            let rc = &env.rcpts[r.idx];
+            let in_qmgr = r.started.saturating_duration_since(t_active);
+            let total = age;
+            let delays = format!(
+                "{}/{}/{}/{}",
+                fmt_delay(before_qmgr),
+                fmt_delay(in_qmgr),
+                fmt_delay(r.timing.setup),
+                fmt_delay(r.timing.xfer)
+            );
+            let log = self.agent_log(&r.command);
+            let head = format!("{qid}: to=<{}>, relay={}, delay={}, delays={delays}", rc.addr, r.relay, fmt_delay(total));
+            let mut outcome = r.outcome;
+            if self.conf.soft_bounce {
+                if let Outcome::Bounced(rep, why) = outcome {
+                    let mut rep = rep;
+                    rep.dsn = format!("4{}", &rep.dsn[1..]);
+                    outcome = Outcome::Deferred(rep, why);
+                }
+            }
+            if expired {
+                if let Outcome::Deferred(rep, why) = outcome {
+                    outcome = Outcome::Bounced(rep, why);
+                }
+            }
+            match outcome {
+                Outcome::Sent(rep) => {
+                    log.info(&format!("{head}, dsn={}, status=sent ({})", rep.dsn, rep.text));
+                    let _ = self.queue.mark_done(QueueName::Active, qid, rc.offset);
+                }
+                Outcome::Deferred(rep, why) => {
+                    log.info(&format!("{head}, dsn={}, status=deferred ({why})", rep.dsn));
+                    deferred.push((r.idx, why));
+                }
+                Outcome::Bounced(rep, why) => {
+                    log.info(&format!("{head}, dsn={}, status=bounced ({why})", rep.dsn));
+                    bounced.push((r.idx, rep, why));
+                }
+            }
+        }
+        if !bounced.is_empty() {
+            self.notify(qid, &env, &content, &bounced).await;
+            for (i, _, _) in &bounced {
+                let _ = self.queue.mark_done(QueueName::Active, qid, env.rcpts[*i].offset);
+            }
+        }
+        if deferred.is_empty() {
+            if self.queue.remove(QueueName::Active, qid).is_ok() {
+                self.log.info(&format!("{qid}: removed"));
+            }
+            let _ = std::fs::remove_file(self.defer_log(qid));
+            return;
+        }
+        let backoff = age.clamp(self.conf.minimal_backoff, self.conf.maximal_backoff.max(self.conf.minimal_backoff));
+        let next = crate::util::unix_now() + backoff.as_secs() as i64;
+        let log_text: String = deferred.iter().map(|(i, why)| format!("{}\t{why}\n", env.rcpts[*i].addr)).collect();
+        let dl = self.defer_log(qid);
+        if let Some(p) = dl.parent() {
+            let _ = std::fs::create_dir_all(p);
+        }
+        let _ = std::fs::write(&dl, log_text);
+        match self.queue.move_to(qid, QueueName::Active, QueueName::Deferred) {
+            Ok(_) => {
+                let _ = self.queue.set_next_try(QueueName::Deferred, qid, next);
+            }
+            Err(e) => self.log.warning(&format!("{qid}: move to deferred: {}", crate::util::strerror(&e))),
+        }
+    }
+
+    /// `defer/<hash>/<qid>`: the last reason per deferred recipient, for
+    /// mailq.
+    pub fn defer_log(&self, qid: &str) -> std::path::PathBuf {
+        let mut p = self.queue.dir.join("defer");
+        for c in qid.chars().take(self.conf.hash_queue_depth) {
+            p.push(c.to_string());
+        }
+        p.join(qid)
+    }
+
+    /// Sends the sender a non-delivery notification (none for `<>`).
+    async fn notify(self: &Arc<Self>, qid: &str, env: &Envelope, content: &[u8], bounced: &[(usize, Reply, String)]) {
+        if env.sender.is_empty() {
+            return; // a bounce of a bounce is not notified (notify_classes)
+        }
+        let draft = match self.queue.create() {
+            Ok(d) => d,
+            Err(e) => {
+                self.log.warning(&format!("{qid}: cannot create bounce: {e}"));
+                return;
+            }
+        };
+        let remote: Vec<Option<String>> = bounced
+            .iter()
+            .map(|(_, rep, why)| why.strip_prefix("host ").and_then(|h| h.split('[').next()).filter(|_| rep.text.len() > 3 && why.contains(" said: ")).map(|h| format!("dns; {h}")))
+            .collect();
+        let failed: Vec<bounce::Failed> = bounced
+            .iter()
+            .zip(&remote)
+            .map(|((i, rep, why), rm)| bounce::Failed {
+                addr: &env.rcpts[*i].addr,
+                orcpt: env.rcpts[*i].orcpt.as_deref(),
+                status: &rep.dsn,
+                reason: why,
+                diagnostic: rm.as_ref().map(|_| rep.text.as_str()),
+                remote_mta: rm.as_deref(),
+            })
+            .collect();
+        let n = bounce::Notice {
+            myhostname: &self.conf.myhostname,
+            myorigin: &self.conf.myorigin,
+            mail_name: &self.conf.mail_name,
+            qid: &draft.qid,
+            orig_qid: qid,
+            sender: &env.sender,
+            arrival: env.arrival.0,
+            now: crate::util::unix_now(),
+            size_limit: self.bounce_size_limit,
+        };
+        let msg = bounce::build(&n, &failed, content);
+        let bqid = draft.qid.clone();
+        let benv = Envelope {
+            sender: String::new(),
+            rcpts: vec![crate::queue::Recipient::new(&env.sender)],
+            ..Default::default()
+        };
+        let msg = Arc::new(msg);
+        match self.queue.commit(draft, benv, msg.to_vec()).await {
+            Ok(benv) => {
+                self.agent_log("bounce").info(&format!("{qid}: sender non-delivery notification: {bqid}"));
+                self.submit(bqid, QueueName::Incoming, Some((benv, msg)));
+            }
+            Err(e) => self.log.warning(&format!("{qid}: cannot queue bounce: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_format() {
+        let f = |s: f64| fmt_delay(Duration::from_secs_f64(s));
+        assert_eq!(f(0.0), "0");
+        assert_eq!(f(0.004), "0");
+        assert_eq!(f(0.05), "0.05");
+        assert_eq!(f(0.1), "0.1");
+        assert_eq!(f(1.23), "1.2");
+        assert_eq!(f(17.4), "17");
+    }
+}

@@ -1,0 +1,121 @@
+//! Address resolution, trivial-rewrite(8)'s job: the address class of a
+//! recipient's domain and its `transport:nexthop`, as ADDRESS_CLASS_README
+//! and transport(5) define them.
+
+use crate::daemon::hub::conf::HubConf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Local,
+    Virtual,
+    Alias,
+    Relay,
+    Default,
+}
+
+/// Where one recipient goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Dest {
+    /// master.cf service name (`lmtp`, `relay`, `error`, …).
+    pub transport: String,
+    pub nexthop: String,
+}
+
+/// The domain of an address (after the last `@`), lower case; the local
+/// part for `user` alone.
+pub fn split(addr: &str) -> (&str, String) {
+    match addr.rsplit_once('@') {
+        Some((l, d)) => (l, d.to_ascii_lowercase()),
+        None => (addr, String::new()),
+    }
+}
+
+/// Completes a bare `user` with `@$myorigin` (`append_at_myorigin`).
+pub fn canonical(conf: &HubConf, addr: &str) -> String {
+    if addr.is_empty() || addr.contains('@') {
+        addr.to_string()
+    } else {
+        format!("{addr}@{}", conf.myorigin)
+    }
+}
+
+pub fn class(conf: &HubConf, domain: &str) -> Class {
+    if domain.is_empty() || conf.mydestination.matches(domain) || domain.eq_ignore_ascii_case("localhost") {
+        Class::Local
+    } else if conf.virtual_alias_domains.matches(domain) {
+        Class::Alias
+    } else if conf.virtual_mailbox_domains.matches(domain) {
+        Class::Virtual
+    } else if conf.relay_domains.matches(domain) {
+        Class::Relay
+    } else {
+        Class::Default
+    }
+}
+
+/// Splits `transport:nexthop` at the first colon.
+fn parse_transport(spec: &str) -> (String, String) {
+    match spec.split_once(':') {
+        Some((t, n)) => (t.to_string(), n.to_string()),
+        None => (spec.to_string(), String::new()),
+    }
+}
+
+/// The destination of a recipient.
+pub fn resolve(conf: &HubConf, addr: &str) -> Dest {
+    let (_, domain) = split(addr);
+    let spec = match class(conf, &domain) {
+        // With mailbox_transport, local(8) would hand every local recipient
+        // on after alias expansion; we hand it on directly.
+        Class::Local if !conf.mailbox_transport.is_empty() => conf.mailbox_transport.clone(),
+        Class::Local => conf.local_transport.clone(),
+        Class::Virtual => conf.virtual_transport.clone(),
+        Class::Alias => "error:5.1.1 User unknown in virtual alias table".to_string(),
+        Class::Relay => conf.relay_transport.clone(),
+        Class::Default => conf.default_transport.clone(),
+    };
+    let (transport, mut nexthop) = parse_transport(&spec);
+    let relayed = matches!(class(conf, &domain), Class::Relay | Class::Default);
+    if nexthop.is_empty() {
+        nexthop = if relayed && !conf.relayhost.is_empty() {
+            conf.relayhost.clone()
+        } else {
+            domain
+        };
+    }
+    Dest { transport, nexthop }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::postfix::Params;
+
+    fn conf(main: &str) -> HubConf {
+        let mut p = Params::default();
+        p.main = crate::config::postfix::MainCf::parse("main.cf", main.as_bytes()).unwrap();
+        HubConf::load(&p).unwrap()
+    }
+
+    #[test]
+    fn classes_and_transports() {
+        let c = conf(
+            "myhostname = hub.example.com\nmydomain = example.com\nmydestination = $myhostname, $mydomain\n\
+             mailbox_transport = lmtp:unix:/run/lmtp\nrelay_domains = partner.net\nrelayhost = [smart.example.com]:25\n\
+             virtual_mailbox_domains = v.example.org\nvirtual_transport = lmtp:inet:be1:2003\n",
+        );
+        let r = |a: &str| {
+            let d = resolve(&c, a);
+            format!("{}:{}", d.transport, d.nexthop)
+        };
+        assert_eq!(r("alice@Example.COM"), "lmtp:unix:/run/lmtp");
+        assert_eq!(r("bob@v.example.org"), "lmtp:inet:be1:2003");
+        assert_eq!(r("x@partner.net"), "relay:[smart.example.com]:25");
+        assert_eq!(r("x@sub.partner.net"), "relay:[smart.example.com]:25");
+        assert_eq!(r("x@elsewhere.org"), "smtp:[smart.example.com]:25");
+        assert_eq!(canonical(&c, "root"), "root@hub.example.com");
+        let c = conf("mydestination = localhost\n");
+        assert_eq!(resolve(&c, "x@other.org").nexthop, "other.org");
+        assert_eq!(resolve(&c, "x@localhost").transport, "local");
+    }
+}

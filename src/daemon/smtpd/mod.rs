@@ -1,0 +1,194 @@
+//! smtpd: the SMTP server of the hub (Postfix smtpd(8) replies, log lines
+//! and restrictions).  A message becomes a queue file at the first accepted
+//! RCPT (so its queue ID is logged there, as Postfix does) and is committed
+//! at the end of DATA/BDAT: `250 2.0.0 Ok: queued as ID` follows the
+//! durable commit; then the queue manager gets it in memory.
+//!
+//! Every read is bounded: command lines by `line_length_limit` (the excess
+//! is discarded, as Postfix 3.7 does), message content by
+//! `message_size_limit` (counted, not stored, beyond it), AUTH responses by
+//! 12 KB, the session by `smtpd_timeout` per read.
+
+pub mod check;
+mod session;
+
+use crate::daemon::hub::conf::{match_networks, SmtpdConf};
+use crate::daemon::hub::Hub;
+use crate::log::Logger;
+use crate::tables::Maps;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+pub struct Smtpd {
+    pub hub: Arc<Hub>,
+    pub conf: SmtpdConf,
+    pub log: Arc<Logger>,
+    pub cleanup_log: Arc<Logger>,
+    pub tables: check::TableCache,
+    pub local_maps: Maps,
+    pub virtual_maps: Maps,
+    pub relay_maps: Maps,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// saslauthd's socket for AUTH (from the SASL application config).
+    pub saslauthd_path: String,
+    /// Open connections per client address (anvil's count).
+    conns: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Drops a client's connection count when its session ends.
+struct ConnGuard<'a>(&'a Smtpd, IpAddr);
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        let mut m = self.0.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// The SASL application config (`smtpd_sasl_path`.conf, as libsasl finds
+/// it): `saslauthd_path:`; the default mux otherwise.
+pub fn saslauthd_path(p: &crate::config::postfix::Params) -> String {
+    let app = p.get("smtpd_sasl_path").unwrap_or_else(|| "smtpd".into());
+    let dirs = p.get("cyrus_sasl_config_path").filter(|d| !d.trim().is_empty());
+    let dirs: Vec<String> = match dirs {
+        Some(d) => d.split(':').map(str::to_string).collect(),
+        None => vec!["/etc/sasl2".into(), "/usr/lib/sasl2".into(), "/usr/lib64/sasl2".into()],
+    };
+    for d in dirs {
+        if let Ok(text) = std::fs::read_to_string(format!("{d}/{app}.conf")) {
+            for line in text.lines() {
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.trim() == "saslauthd_path" {
+                        return v.trim().to_string();
+                    }
+                }
+            }
+        }
+    }
+    "/run/saslauthd/mux".to_string()
+}
+
+impl Smtpd {
+    pub fn new(hub: Arc<Hub>, conf: SmtpdConf, log: Arc<Logger>, cleanup_log: Arc<Logger>, tls: Option<Arc<rustls::ServerConfig>>, saslauthd_path: String) -> Result<Smtpd, String> {
+        let maps = |v: &[String], name: &str| Maps::open(v).map_err(|e| format!("{name}: {e}"));
+        Ok(Smtpd {
+            local_maps: maps(&conf.local_recipient_maps, "local_recipient_maps")?,
+            virtual_maps: maps(&conf.virtual_mailbox_maps, "virtual_mailbox_maps")?,
+            relay_maps: maps(&conf.relay_recipient_maps, "relay_recipient_maps")?,
+            hub,
+            conf,
+            log,
+            cleanup_log,
+            tables: check::TableCache::default(),
+            tls,
+            saslauthd_path,
+            conns: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn checker(&self) -> check::Checker<'_> {
+        check::Checker {
+            hub: &self.hub.conf,
+            conf: &self.conf,
+            tables: &self.tables,
+            local_maps: &self.local_maps,
+            virtual_maps: &self.virtual_maps,
+            relay_maps: &self.relay_maps,
+        }
+    }
+
+    /// Counts a new connection; false when the client is over
+    /// `smtpd_client_connection_count_limit` (mynetworks exempt).
+    fn admit(&self, ip: IpAddr) -> bool {
+        let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        *n += 1;
+        let limit = self.conf.client_connection_count_limit;
+        limit == 0 || *n <= limit || match_networks(&self.hub.conf.mynetworks, ip)
+    }
+}
+
+/// The client's name as Postfix shows it: the reverse name when it maps
+/// back to the address, else `unknown`.
+pub async fn client_name(ip: IpAddr) -> String {
+    let work = tokio::task::spawn_blocking(move || {
+        let sa: std::net::SocketAddr = (ip, 0).into();
+        let name = reverse(&sa)?;
+        // Forward-confirm: the name must resolve back to the address.
+        let ok = std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), 0))
+            .ok()?
+            .any(|a| crate::daemon::hub::conf::canonical_ip(a.ip()) == ip);
+        ok.then_some(name)
+    });
+    match tokio::time::timeout(std::time::Duration::from_secs(10), work).await {
+        Ok(Ok(Some(n))) => n,
+        _ => "unknown".into(),
+    }
+}
+
+fn reverse(sa: &std::net::SocketAddr) -> Option<String> {
+    let (storage, len) = match sa {
+        std::net::SocketAddr::V4(a) => {
+            // SAFETY: a zeroed sockaddr_in is valid; the fields are set below.
+            let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            s.sin_family = libc::AF_INET as libc::sa_family_t;
+            s.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in.
+            unsafe { std::ptr::copy_nonoverlapping(&s as *const _ as *const u8, &mut st as *mut _ as *mut u8, std::mem::size_of::<libc::sockaddr_in>()) };
+            (st, std::mem::size_of::<libc::sockaddr_in>())
+        }
+        std::net::SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let mut s: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            s.sin6_addr.s6_addr = a.ip().octets();
+            let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            unsafe { std::ptr::copy_nonoverlapping(&s as *const _ as *const u8, &mut st as *mut _ as *mut u8, std::mem::size_of::<libc::sockaddr_in6>()) };
+            (st, std::mem::size_of::<libc::sockaddr_in6>())
+        }
+    };
+    let mut host = [0 as libc::c_char; 1025];
+    // SAFETY: storage/len describe a valid socket address; host is a
+    // writable buffer of the length given.
+    let rc = unsafe {
+        libc::getnameinfo(
+            &storage as *const _ as *const libc::sockaddr,
+            len as libc::socklen_t,
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getnameinfo NUL-terminated the buffer on success.
+    let name = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) }.to_string_lossy().into_owned();
+    Some(name)
+}
+
+impl crate::server::Service for Smtpd {
+    async fn serve(self: Arc<Self>, conn: crate::server::Conn) {
+        let (ip, local) = match &conn {
+            crate::server::Conn::Tcp(s, a) => (
+                crate::daemon::hub::conf::canonical_ip(a.ip()),
+                s.local_addr().map(|l| l.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            ),
+            crate::server::Conn::Unix(_) => (IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 1])),
+        };
+        let _guard = ConnGuard(&self, ip);
+        let over = !self.admit(ip);
+        let name = if self.conf.peername_lookup { client_name(ip).await } else { "unknown".into() };
+        let io = conn.into_io();
+        session::run(&self, io, ip, local, name, over).await;
+    }
+}

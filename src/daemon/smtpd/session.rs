@@ -1,0 +1,1078 @@
+//! One SMTP session: the command loop, the transaction state, DATA/BDAT
+//! into the queue, AUTH through saslauthd, STARTTLS, XCLIENT/XFORWARD, and
+//! Postfix's `connect`/`client=`/`reject:`/`disconnect` log lines.
+
+use super::check::{Facts, Verdict};
+use super::Smtpd;
+use crate::mail::Secret;
+use crate::proto::smtp::{self, BdatReceiver, Command, DataEnd, DataReceiver, Verb};
+use crate::queue::{Draft, Envelope, QueueError, QueueName, Recipient};
+use crate::server::listen::Io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Longest AUTH response line (Postfix: 12 KB of base64).
+const AUTH_LINE: usize = 12 * 1024;
+/// Read chunk.
+const CHUNK: usize = 64 * 1024;
+
+/// Postfix's command table order, for the `disconnect` statistics.
+const STAT_NAMES: &[&str] = &[
+    "helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown",
+];
+
+#[derive(Default)]
+struct MailParams {
+    size: Option<u64>,
+    ret: Option<String>,
+    envid: Option<String>,
+    smtputf8: bool,
+}
+
+struct Session<'a> {
+    d: &'a Smtpd,
+    io: Box<dyn Io>,
+    inbuf: Vec<u8>,
+    pos: usize,
+    discard: bool,
+    out: Vec<u8>,
+    ip: IpAddr,
+    name: String,
+    helo: Option<String>,
+    esmtp: bool,
+    tls: bool,
+    sasl: Option<(String, String)>,
+    sender: Option<String>,
+    params: MailParams,
+    rcpts: Vec<Recipient>,
+    rcpt_tried: usize,
+    draft: Option<Draft>,
+    /// BDAT in progress (and whether an error discards the rest).
+    bdat: Option<(BdatReceiver, bool)>,
+    stats: [(u32, u32); 16],
+    errors: usize,
+    last: &'static str,
+    xforward: Vec<(String, String)>,
+}
+
+enum Flow {
+    Go,
+    Quit,
+}
+
+type R = std::io::Result<Flow>;
+
+fn stat_index(name: &str) -> usize {
+    STAT_NAMES.iter().position(|n| *n == name).unwrap_or(15)
+}
+
+pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: String, over: bool) {
+    let mut s = Session {
+        d,
+        io,
+        inbuf: Vec::new(),
+        pos: 0,
+        discard: false,
+        out: Vec::new(),
+        ip,
+        name,
+        helo: None,
+        esmtp: false,
+        tls: false,
+        sasl: None,
+        sender: None,
+        params: MailParams::default(),
+        rcpts: Vec::new(),
+        rcpt_tried: 0,
+        draft: None,
+        bdat: None,
+        stats: [(0, 0); 16],
+        errors: 0,
+        last: "CONNECT",
+        xforward: Vec::new(),
+    };
+    d.log.info(&format!("connect from {}", s.client()));
+    if over {
+        d.log.warning(&format!("Connection concurrency limit exceeded: {} from {} for service {}", d.conf.client_connection_count_limit + 1, s.client(), d.conf.service));
+        let _ = s.reply(&format!("421 4.7.0 {} Error: too many connections from {}", d.hub.conf.myhostname, ip)).await;
+        let _ = s.flush().await;
+        s.disconnect();
+        return;
+    }
+    let res = s.session().await;
+    if let Err(e) = res {
+        let what = if e.kind() == std::io::ErrorKind::TimedOut {
+            let _ = s.reply(&format!("421 4.4.2 {} Error: timeout exceeded", d.hub.conf.myhostname)).await;
+            let _ = s.flush().await;
+            "timeout"
+        } else {
+            "lost connection"
+        };
+        d.log.info(&format!("{what} after {} from {}", s.last, s.client()));
+    }
+    s.disconnect();
+}
+
+impl Session<'_> {
+    fn client(&self) -> String {
+        format!("{}[{}]", self.name, self.ip)
+    }
+
+    fn qid_or_noqueue(&self) -> String {
+        self.draft.as_ref().map_or_else(|| "NOQUEUE".to_string(), |d| d.qid.clone())
+    }
+
+    fn count(&mut self, name: &str, ok: bool) {
+        let i = stat_index(name);
+        self.stats[i].1 += 1;
+        if ok {
+            self.stats[i].0 += 1;
+        }
+    }
+
+    fn disconnect(&self) {
+        let mut parts = Vec::new();
+        let (mut ok, mut all) = (0, 0);
+        for (i, (o, t)) in self.stats.iter().enumerate() {
+            if *t == 0 {
+                continue;
+            }
+            ok += o;
+            all += t;
+            if o == t {
+                parts.push(format!("{}={o}", STAT_NAMES[i]));
+            } else {
+                parts.push(format!("{}={o}/{t}", STAT_NAMES[i]));
+            }
+        }
+        let cmds = if ok == all { format!("commands={ok}") } else { format!("commands={ok}/{all}") };
+        parts.push(cmds);
+        self.d.log.info(&format!("disconnect from {} {}", self.client(), parts.join(" ")));
+    }
+
+    async fn reply(&mut self, line: &str) -> std::io::Result<()> {
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        if self.out.len() > CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            tokio::time::timeout(self.d.conf.timeout, self.io.write_all(&out))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout"))??;
+            self.io.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads more input; false at EOF.
+    async fn fill(&mut self) -> std::io::Result<bool> {
+        // Pipelined replies go out before we wait for the client.
+        self.flush().await?;
+        if self.pos > 0 {
+            self.inbuf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let old = self.inbuf.len();
+        self.inbuf.resize(old + CHUNK, 0);
+        let n = tokio::time::timeout(self.d.conf.timeout, self.io.read(&mut self.inbuf[old..])).await;
+        let n = match n {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                self.inbuf.truncate(old);
+                return Err(e);
+            }
+            Err(_) => {
+                self.inbuf.truncate(old);
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout"));
+            }
+        };
+        self.inbuf.truncate(old + n);
+        Ok(n > 0)
+    }
+
+    /// One input line without its line end, at most `limit` bytes (the
+    /// rest of a longer line is discarded, as Postfix 3.7 does).
+    async fn line(&mut self, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            let pending = &self.inbuf[self.pos..];
+            if let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                let mut l = pending[..i].to_vec();
+                self.pos += i + 1;
+                if std::mem::take(&mut self.discard) {
+                    continue;
+                }
+                if l.last() == Some(&b'\r') {
+                    l.pop();
+                }
+                return Ok(Some(l));
+            }
+            if self.discard {
+                self.pos = self.inbuf.len();
+            } else if pending.len() > limit {
+                let l = pending[..limit].to_vec();
+                self.pos = self.inbuf.len();
+                self.discard = true;
+                return Ok(Some(l));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.sender = None;
+        self.params = MailParams::default();
+        self.rcpts.clear();
+        self.rcpt_tried = 0;
+        self.draft = None;
+        self.bdat = None;
+    }
+
+    async fn session(&mut self) -> std::io::Result<()> {
+        let banner = self.d.conf.banner.clone();
+        self.reply(&format!("220 {banner}")).await?;
+        loop {
+            let Some(line) = self.line(self.d.conf.line_length_limit).await? else {
+                self.flush().await?;
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "lost connection"));
+            };
+            match self.command(&line).await? {
+                Flow::Go => {}
+                Flow::Quit => {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            }
+            if self.errors >= self.d.conf.hard_error_limit {
+                self.d.log.info(&format!("too many errors after {} from {}", self.last, self.client()));
+                self.reply(&format!("421 4.7.0 {} Error: too many errors", self.d.hub.conf.myhostname)).await?;
+                self.flush().await?;
+                return Ok(());
+            }
+        }
+    }
+
+    async fn error(&mut self, reply: &str) -> R {
+        self.errors += 1;
+        self.reply(reply).await?;
+        Ok(Flow::Go)
+    }
+
+    async fn command(&mut self, line: &[u8]) -> R {
+        let cmd = smtp::parse(line);
+        let name: &'static str = match &cmd {
+            Command::Helo(_) => "helo",
+            Command::Ehlo(_) => "ehlo",
+            Command::Mail(..) | Command::BadPath(Verb::Mail) => "mail",
+            Command::Rcpt(..) | Command::BadPath(Verb::Rcpt) => "rcpt",
+            Command::Data => "data",
+            Command::Bdat(..) => "bdat",
+            Command::Rset => "rset",
+            Command::Noop => "noop",
+            Command::Quit => "quit",
+            Command::Vrfy(_) => "vrfy",
+            Command::Etrn(_) => "etrn",
+            Command::StartTls => "starttls",
+            Command::Auth(..) => "auth",
+            Command::Xclient(_) => "xclient",
+            Command::Xforward(_) => "xforward",
+            Command::Unknown(_) => "unknown",
+            Command::Syntax(_) => {
+                let verb = String::from_utf8_lossy(line).split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+                STAT_NAMES.iter().find(|n| **n == verb).copied().unwrap_or("unknown")
+            }
+        };
+        self.last = match name {
+            "helo" => "HELO",
+            "ehlo" => "EHLO",
+            "mail" => "MAIL",
+            "rcpt" => "RCPT",
+            "data" => "DATA",
+            "bdat" => "BDAT",
+            "rset" => "RSET",
+            "noop" => "NOOP",
+            "quit" => "QUIT",
+            "vrfy" => "VRFY",
+            "etrn" => "ETRN",
+            "starttls" => "STARTTLS",
+            "auth" => "AUTH",
+            "xclient" => "XCLIENT",
+            "xforward" => "XFORWARD",
+            _ => "UNKNOWN",
+        };
+        // RFC 3030: after BDAT only BDAT, RSET, QUIT and NOOP.
+        if self.bdat.is_some() && matches!(name, "mail" | "rcpt" | "data") {
+            self.count(name, false);
+            let up = name.to_ascii_uppercase();
+            return self.error(&format!("503 5.5.1 Error: {up} after BDAT")).await;
+        }
+        let flow = match cmd {
+            Command::Syntax(r) => {
+                self.count(name, false);
+                self.error(r).await
+            }
+            Command::Unknown(_) => {
+                self.count("unknown", false);
+                self.error("500 5.5.2 Error: command not recognized").await
+            }
+            Command::Helo(h) => {
+                self.reset();
+                self.helo = Some(h);
+                self.esmtp = false;
+                self.count(name, true);
+                let host = self.d.hub.conf.myhostname.clone();
+                self.reply(&format!("250 {host}")).await?;
+                Ok(Flow::Go)
+            }
+            Command::Ehlo(h) => {
+                self.reset();
+                self.helo = Some(h);
+                self.esmtp = true;
+                self.count(name, true);
+                self.ehlo().await?;
+                Ok(Flow::Go)
+            }
+            Command::Mail(from, params) => self.mail(from, params).await,
+            Command::BadPath(Verb::Mail) => {
+                self.count(name, false);
+                self.error("501 5.1.7 Bad sender address syntax").await
+            }
+            Command::Rcpt(to, params) => self.rcpt(to, params).await,
+            Command::BadPath(Verb::Rcpt) => {
+                self.count(name, false);
+                self.error("501 5.1.3 Bad recipient address syntax").await
+            }
+            Command::Data => self.data().await,
+            Command::Bdat(n, last) => self.bdat(n, last).await,
+            Command::Rset => {
+                self.reset();
+                self.count(name, true);
+                self.reply("250 2.0.0 Ok").await?;
+                Ok(Flow::Go)
+            }
+            Command::Noop => {
+                self.count(name, true);
+                self.reply("250 2.0.0 Ok").await?;
+                Ok(Flow::Go)
+            }
+            Command::Quit => {
+                self.count(name, true);
+                self.reply("221 2.0.0 Bye").await?;
+                Ok(Flow::Quit)
+            }
+            Command::Vrfy(arg) => self.vrfy(arg).await,
+            Command::Etrn(domain) => {
+                let d = domain.trim_start_matches(['@', '#']).to_string();
+                if self.d.hub.conf.relay_domains.matches(&d) {
+                    self.count(name, true);
+                    self.d.hub.qmgr.scan_deferred(true);
+                    self.reply("250 Queuing started").await?;
+                    Ok(Flow::Go)
+                } else {
+                    self.count(name, false);
+                    self.error(&format!("459 <{domain}>: service unavailable")).await
+                }
+            }
+            Command::StartTls => self.starttls().await,
+            Command::Auth(mech, ir) => self.auth(mech, ir).await,
+            Command::Xclient(attrs) => self.xclient(attrs).await,
+            Command::Xforward(attrs) => {
+                if !crate::daemon::hub::conf::match_networks(&self.d.conf.xforward_hosts, self.ip) {
+                    self.count(name, false);
+                    return self.error("550 5.7.0 Error: insufficient authorization").await;
+                }
+                self.count(name, true);
+                self.xforward.extend(attrs);
+                self.reply("250 2.0.0 Ok").await?;
+                Ok(Flow::Go)
+            }
+        };
+        flow
+    }
+
+    async fn ehlo(&mut self) -> std::io::Result<()> {
+        let c = &self.d.conf;
+        let mut kw: Vec<String> = vec!["PIPELINING".into()];
+        kw.push(if c.message_size_limit > 0 { format!("SIZE {}", c.message_size_limit) } else { "SIZE".into() });
+        if !c.disable_vrfy {
+            kw.push("VRFY".into());
+        }
+        kw.push("ETRN".into());
+        if self.d.tls.is_some() && !self.tls {
+            kw.push("STARTTLS".into());
+        }
+        if c.sasl_auth_enable && (self.tls || !c.tls_auth_only) {
+            kw.push("AUTH PLAIN LOGIN".into());
+        }
+        if crate::daemon::hub::conf::match_networks(&c.xclient_hosts, self.ip) {
+            kw.push("XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT".into());
+        }
+        if crate::daemon::hub::conf::match_networks(&c.xforward_hosts, self.ip) {
+            kw.push("XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT".into());
+        }
+        kw.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"].map(String::from));
+        if c.smtputf8_enable {
+            kw.push("SMTPUTF8".into());
+        }
+        kw.push("CHUNKING".into());
+        kw.retain(|k| !c.discard_ehlo_keywords.contains(&k.split(' ').next().unwrap_or("").to_string()));
+        let mut lines = vec![self.d.hub.conf.myhostname.clone()];
+        lines.extend(kw);
+        self.out.extend_from_slice(smtp::reply(250, &lines.join("\n")).as_bytes());
+        Ok(())
+    }
+
+    fn facts<'b>(&'b self, rcpt: Option<&'b str>) -> Facts<'b> {
+        Facts {
+            client_name: &self.name,
+            client_addr: self.ip,
+            helo: self.helo.as_deref(),
+            sasl_user: self.sasl.as_ref().map(|(_, u)| u.as_str()),
+            sender: self.sender.as_deref(),
+            rcpt,
+        }
+    }
+
+    fn proto(&self) -> &'static str {
+        if self.esmtp {
+            "ESMTP"
+        } else {
+            "SMTP"
+        }
+    }
+
+    /// Postfix's `reject:` line.
+    fn log_reject(&self, stage: &str, reply: &str, rcpt: Option<&str>) {
+        let mut l = format!(
+            "{}: reject: {stage} from {}: {reply}; from=<{}>",
+            self.qid_or_noqueue(),
+            self.client(),
+            self.sender.as_deref().unwrap_or("")
+        );
+        if let Some(r) = rcpt {
+            l.push_str(&format!(" to=<{r}>"));
+        }
+        l.push_str(&format!(" proto={}", self.proto()));
+        if let Some(h) = &self.helo {
+            l.push_str(&format!(" helo=<{h}>"));
+        }
+        self.d.log.info(&l);
+    }
+
+    async fn mail(&mut self, from: String, params: Vec<smtp::Param>) -> R {
+        let c = &self.d.conf;
+        if c.helo_required && self.helo.is_none() {
+            self.count("mail", false);
+            return self.error("503 5.5.1 Error: send HELO/EHLO first").await;
+        }
+        if self.sender.is_some() {
+            self.count("mail", false);
+            return self.error("503 5.5.1 Error: nested MAIL command").await;
+        }
+        let mut mp = MailParams::default();
+        for (k, v) in params {
+            let bad = match (k.as_str(), v.as_deref()) {
+                ("SIZE", Some(n)) => match n.parse::<u64>() {
+                    Ok(n) => {
+                        mp.size = Some(n);
+                        None
+                    }
+                    Err(_) => Some("501 5.5.4 Bad message size syntax".to_string()),
+                },
+                ("BODY", Some(b)) if b.eq_ignore_ascii_case("8BITMIME") || b.eq_ignore_ascii_case("7BIT") => None,
+                ("BODY", Some(b)) => Some(format!("501 5.5.4 Bad BODY syntax: {b}")),
+                ("RET", Some(r)) if r.eq_ignore_ascii_case("FULL") || r.eq_ignore_ascii_case("HDRS") => {
+                    mp.ret = Some(r.to_ascii_uppercase());
+                    None
+                }
+                ("RET", _) => Some("501 5.5.4 Bad RET parameter syntax".into()),
+                ("ENVID", Some(e)) if smtp::xtext_decode(e).is_some() => {
+                    mp.envid = smtp::xtext_decode(e);
+                    None
+                }
+                ("ENVID", _) => Some("501 5.5.4 Bad ENVID parameter syntax".into()),
+                ("SMTPUTF8", None) if c.smtputf8_enable => {
+                    mp.smtputf8 = true;
+                    None
+                }
+                ("AUTH", Some(_)) => None,
+                (k, Some(v)) => Some(format!("555 5.5.4 Unsupported option: {k}={v}")),
+                (k, None) => Some(format!("555 5.5.4 Unsupported option: {k}")),
+            };
+            if let Some(r) = bad {
+                self.count("mail", false);
+                return self.error(&r).await;
+            }
+        }
+        if let Some(n) = mp.size {
+            if c.message_size_limit > 0 && n > c.message_size_limit as u64 {
+                self.count("mail", false);
+                return self.error("552 5.3.4 Message size exceeds fixed limit").await;
+            }
+        }
+        if !mp.smtputf8 && !from.is_ascii() {
+            self.count("mail", false);
+            return self.error("553 5.6.7 Must declare SMTPUTF8 to send unicode address").await;
+        }
+        if self.low_space() {
+            self.count("mail", false);
+            self.d.log.warning(&format!("not enough free space in mail queue: {} bytes < 1.5*message size limit", self.free_space()));
+            return self.error("452 4.3.1 Insufficient system storage").await;
+        }
+        self.sender = Some(from);
+        self.params = mp;
+        self.count("mail", true);
+        self.reply("250 2.1.0 Ok").await?;
+        Ok(Flow::Go)
+    }
+
+    fn free_space(&self) -> u64 {
+        let path = std::ffi::CString::new(self.d.hub.queue.dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        // SAFETY: a valid C path and a zeroed statvfs out-parameter.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return u64::MAX;
+        }
+        st.f_bavail as u64 * st.f_frsize as u64
+    }
+
+    /// Postfix's smtpd_check_queue: free space below queue_minfree or below
+    /// 1.5 x message_size_limit.
+    fn low_space(&self) -> bool {
+        let need = (self.d.conf.message_size_limit as u64).saturating_mul(3) / 2;
+        need > 0 && self.free_space() < need
+    }
+
+    async fn rcpt(&mut self, to: String, params: Vec<smtp::Param>) -> R {
+        if self.sender.is_none() {
+            self.count("rcpt", false);
+            return self.error("503 5.5.1 Error: need MAIL command").await;
+        }
+        if self.rcpts.len() >= self.d.conf.recipient_limit {
+            self.count("rcpt", false);
+            return self.error("452 4.5.3 Error: too many recipients").await;
+        }
+        self.rcpt_tried += 1;
+        let mut r = Recipient::new(&to);
+        for (k, v) in params {
+            let bad = match (k.as_str(), v.as_deref()) {
+                ("NOTIFY", Some(n)) => {
+                    let up = n.to_ascii_uppercase();
+                    let items: Vec<&str> = up.split(',').collect();
+                    let ok = (items == ["NEVER"]) || items.iter().all(|i| matches!(*i, "SUCCESS" | "FAILURE" | "DELAY"));
+                    r.notify = Some(up.clone());
+                    (!ok).then_some("501 5.5.4 Error: Bad NOTIFY parameter syntax")
+                }
+                ("ORCPT", Some(o)) => match o.split_once(';').and_then(|(t, a)| smtp::xtext_decode(a).map(|a| (t, a))) {
+                    Some((t, a)) if !t.is_empty() => {
+                        r.orcpt = Some(format!("{};{a}", t.to_ascii_lowercase()));
+                        None
+                    }
+                    _ => Some("501 5.5.4 Error: Bad ORCPT parameter syntax"),
+                },
+                _ => {
+                    let text = match v {
+                        Some(v) => format!("555 5.5.4 Unsupported option: {k}={v}"),
+                        None => format!("555 5.5.4 Unsupported option: {k}"),
+                    };
+                    self.count("rcpt", false);
+                    return self.error(&text).await;
+                }
+            };
+            if let Some(b) = bad {
+                self.count("rcpt", false);
+                return self.error(b).await;
+            }
+        }
+        let addr = crate::daemon::qmgr::resolve::canonical(&self.d.hub.conf, &to);
+        let verdict = {
+            let checker = self.d.checker();
+            checker.rcpt(&self.facts(Some(&addr)))
+        };
+        if let Verdict::Reject(reply) = verdict {
+            self.count("rcpt", false);
+            self.log_reject("RCPT", &reply, Some(&to));
+            return self.error(&reply).await;
+        }
+        if self.draft.is_none() {
+            match self.d.hub.queue.create() {
+                Ok(dr) => {
+                    let mut l = format!("{}: client={}", dr.qid, self.client());
+                    if let Some((m, u)) = &self.sasl {
+                        l.push_str(&format!(", sasl_method={m}, sasl_username={u}"));
+                    }
+                    self.d.log.info(&l);
+                    self.draft = Some(dr);
+                }
+                Err(e) => {
+                    self.count("rcpt", false);
+                    self.d.log.warning(&format!("queue file creation failed: {e}"));
+                    let reply = if matches!(e, QueueError::NoSpace) { "452 4.3.1 Insufficient system storage" } else { "451 4.3.0 Error: queue file write error" };
+                    return self.error(reply).await;
+                }
+            }
+        }
+        r.addr = addr;
+        self.rcpts.push(r);
+        self.count("rcpt", true);
+        self.reply("250 2.1.5 Ok").await?;
+        Ok(Flow::Go)
+    }
+
+    async fn vrfy(&mut self, arg: String) -> R {
+        if self.d.conf.disable_vrfy {
+            self.count("vrfy", false);
+            return self.error("502 5.5.1 VRFY command is disabled").await;
+        }
+        let a = arg.trim().trim_start_matches('<').trim_end_matches('>').to_string();
+        if a.is_empty() {
+            self.count("vrfy", false);
+            return self.error("501 5.5.4 Syntax: VRFY address").await;
+        }
+        let addr = crate::daemon::qmgr::resolve::canonical(&self.d.hub.conf, &a);
+        let v = self.d.checker().unlisted(&addr);
+        if let Verdict::Reject(r) = v {
+            self.count("vrfy", false);
+            return self.error(&r).await;
+        }
+        self.count("vrfy", true);
+        self.reply(&format!("252 2.0.0 {a}")).await?;
+        Ok(Flow::Go)
+    }
+
+    /// The checks shared by DATA and BDAT; a reply when refused.
+    fn refuse_data(&self, verb: &str) -> Option<String> {
+        if self.sender.is_none() {
+            return Some("503 5.5.1 Error: need MAIL command".into());
+        }
+        if self.rcpts.is_empty() {
+            if self.rcpt_tried == 0 {
+                return Some("503 5.5.1 Error: need RCPT command".into());
+            }
+            return Some("554 5.5.1 Error: no valid recipients".into());
+        }
+        if let Verdict::Reject(r) = self.d.checker().data(&self.facts(None)) {
+            self.log_reject(verb, &r, None);
+            return Some(r);
+        }
+        None
+    }
+
+    async fn data(&mut self) -> R {
+        if let Some(r) = self.refuse_data("DATA") {
+            self.count("data", false);
+            return self.error(&r).await;
+        }
+        self.reply("354 End data with <CR><LF>.<CR><LF>").await?;
+        let mut rx = DataReceiver::new(self.d.conf.message_size_limit.max(1));
+        if self.d.conf.message_size_limit == 0 {
+            rx = DataReceiver::new(usize::MAX);
+        }
+        loop {
+            match rx.feed(&self.inbuf[self.pos..]) {
+                DataEnd::Done(n) => {
+                    self.pos += n;
+                    break;
+                }
+                DataEnd::More => self.pos = self.inbuf.len(),
+            }
+            if !self.fill().await? {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "lost connection"));
+            }
+        }
+        if rx.too_big {
+            self.count("data", false);
+            self.reset();
+            return self.error("552 5.3.4 Error: message file too big").await;
+        }
+        if rx.bare_lf && self.d.conf.bare_newline == crate::daemon::hub::conf::BareNewline::Reject && !crate::daemon::hub::conf::match_networks(&self.d.hub.conf.mynetworks, self.ip) {
+            self.count("data", false);
+            self.reset();
+            let r = format!("{} 5.5.2 {} Error: bare <LF> received", self.d.conf.bare_newline_reject_code, self.d.hub.conf.myhostname);
+            self.log_reject("DATA", &r, None);
+            return self.error(&r).await;
+        }
+        let reply = self.queue(std::mem::take(&mut rx.data), None).await;
+        let ok = reply.starts_with('2');
+        self.count("data", ok);
+        self.reply(&reply).await?;
+        Ok(Flow::Go)
+    }
+
+    async fn bdat(&mut self, n: u64, last: bool) -> R {
+        if self.bdat.is_none() {
+            if let Some(r) = self.refuse_data("BDAT") {
+                // The chunk is read and thrown away (RFC 3030 3).
+                self.skip(n).await?;
+                self.count("bdat", false);
+                return self.error(&r).await;
+            }
+            let limit = if self.d.conf.message_size_limit == 0 { usize::MAX } else { self.d.conf.message_size_limit };
+            self.bdat = Some((BdatReceiver::new(limit), false));
+        }
+        if n == 0 && !last {
+            self.skip(0).await?;
+            self.count("bdat", false);
+            return self.error("551 5.7.1 Null BDAT request").await;
+        }
+        let (mut rx, failed) = self.bdat.take().unwrap_or_else(|| (BdatReceiver::new(0), true));
+        let over = !failed && rx.would_exceed(n);
+        if failed || over {
+            self.skip(n).await?;
+            self.count("bdat", false);
+            let r = if over { "552 5.3.4 Chunk exceeds message size limit".to_string() } else { format!("551 5.0.0 Discarded {n} bytes after earlier error") };
+            if last {
+                self.reset();
+            } else {
+                self.bdat = Some((rx, true));
+            }
+            return self.error(&r).await;
+        }
+        let mut left = n;
+        while left > 0 {
+            if self.pos == self.inbuf.len() && !self.fill().await? {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "lost connection"));
+            }
+            let take = (self.inbuf.len() - self.pos).min(left as usize);
+            rx.feed(&self.inbuf[self.pos..self.pos + take]);
+            self.pos += take;
+            left -= take as u64;
+        }
+        if !last {
+            self.bdat = Some((rx, false));
+            self.count("bdat", true);
+            self.reply(&format!("250 2.0.0 Ok: {n} bytes")).await?;
+            return Ok(Flow::Go);
+        }
+        let total = rx.size;
+        let reply = self.queue(std::mem::take(&mut rx.data), Some(total)).await;
+        self.count("bdat", reply.starts_with('2'));
+        self.reply(&reply).await?;
+        Ok(Flow::Go)
+    }
+
+    /// Reads and drops `n` bytes of chunk data.
+    async fn skip(&mut self, mut n: u64) -> std::io::Result<()> {
+        while n > 0 {
+            if self.pos == self.inbuf.len() && !self.fill().await? {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "lost connection"));
+            }
+            let take = (self.inbuf.len() - self.pos).min(n as usize);
+            self.pos += take;
+            n -= take as u64;
+        }
+        Ok(())
+    }
+
+    /// Adds the Received header (and, for local clients, a missing
+    /// Message-Id/Date as cleanup does), commits the queue file, hands it
+    /// to the queue manager; the reply to send.
+    async fn queue(&mut self, content: Vec<u8>, bdat_total: Option<u64>) -> String {
+        let Some(draft) = self.draft.take() else {
+            self.reset();
+            return "451 4.3.0 Error: queue file write error".into();
+        };
+        let qid = draft.qid.clone();
+        let hub = &self.d.hub.conf;
+        let now = crate::util::unix_now();
+        let date = crate::util::codec::mail_date(now);
+        let helo = self.helo.clone().unwrap_or_else(|| self.name.clone());
+        let addr = if self.ip.is_ipv6() { format!("IPv6:{}", self.ip) } else { self.ip.to_string() };
+        let mut proto = self.proto().to_string();
+        if self.tls {
+            proto.push('S');
+        }
+        if self.sasl.is_some() {
+            proto.push('A');
+        }
+        let mut head = format!("Received: from {helo} ({} [{addr}])\r\n\tby {} ({}) with {proto} id {qid}", self.name, hub.myhostname, hub.mail_name);
+        if self.rcpts.len() == 1 {
+            head.push_str(&format!("\r\n\tfor <{}>; {date}\r\n", self.rcpts[0].addr));
+        } else {
+            head.push_str(&format!(";\r\n\t{date}\r\n"));
+        }
+        let (he, _) = crate::mail::mime::header_end(&content);
+        let headers = content[..he.min(content.len())].to_vec();
+        let headers = &headers[..];
+        let has = |name: &str| {
+            headers.split(|&b| b == b'\n').any(|l| l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name.as_bytes()) && l[name.len()] == b':')
+        };
+        let local_client = self.ip.is_loopback();
+        let mut message_id = None;
+        let mut extra = String::new();
+        if local_client && !has("Message-Id") {
+            let (y, mo, d, hh, mi, ss, _) = crate::util::codec::civil(now);
+            let id = format!("{y:04}{mo:02}{d:02}{hh:02}{mi:02}{ss:02}.{qid}@{}", hub.myhostname);
+            extra.push_str(&format!("Message-Id: <{id}>\r\n"));
+            message_id = Some(format!("<{id}>"));
+        }
+        if local_client && !has("Date") {
+            extra.push_str(&format!("Date: {date}\r\n"));
+        }
+        let mut full = Vec::with_capacity(content.len() + head.len() + extra.len());
+        full.extend_from_slice(head.as_bytes());
+        if he == 0 || he > content.len() {
+            full.extend_from_slice(extra.as_bytes());
+            full.extend_from_slice(&content);
+        } else {
+            // Added headers go after the existing ones, as cleanup appends.
+            let body_at = if content[..he].ends_with(b"\r\n\r\n") { he - 2 } else { he };
+            full.extend_from_slice(&content[..body_at]);
+            full.extend_from_slice(extra.as_bytes());
+            full.extend_from_slice(&content[body_at..]);
+        }
+        drop(content);
+        if message_id.is_none() {
+            message_id = find_header(headers, "Message-Id");
+        }
+        let mut env = Envelope {
+            sender: self.sender.clone().unwrap_or_default(),
+            rcpts: std::mem::take(&mut self.rcpts),
+            ..Default::default()
+        };
+        env.attrs.push(("client".into(), self.client()));
+        if let Some(h) = &self.helo {
+            env.attrs.push(("helo".into(), h.clone()));
+        }
+        env.attrs.push(("protocol".into(), proto));
+        if let Some((m, u)) = &self.sasl {
+            env.attrs.push(("sasl_method".into(), m.clone()));
+            env.attrs.push(("sasl_username".into(), u.clone()));
+        }
+        if let Some(r) = &self.params.ret {
+            env.attrs.push(("dsn_ret".into(), r.clone()));
+        }
+        if let Some(e) = &self.params.envid {
+            env.attrs.push(("dsn_envid".into(), e.clone()));
+        }
+        let full = Arc::new(full);
+        let res = self.d.hub.queue.commit(draft, env, full.to_vec()).await;
+        self.reset();
+        match res {
+            Ok(env) => {
+                self.d.cleanup_log.info(&format!("{qid}: message-id={}", message_id.unwrap_or_default()));
+                self.d.hub.qmgr.submit(qid.clone(), QueueName::Incoming, Some((env, full)));
+                match bdat_total {
+                    Some(n) => format!("250 2.0.0 Ok: {n} bytes queued as {qid}"),
+                    None => format!("250 2.0.0 Ok: queued as {qid}"),
+                }
+            }
+            Err(QueueError::NoSpace) => {
+                self.d.log.warning(&format!("{qid}: queue file write error: No space left on device"));
+                "452 4.3.1 Insufficient system storage".into()
+            }
+            Err(e) => {
+                self.d.log.warning(&format!("{qid}: queue file write error: {e}"));
+                "451 4.3.0 Error: queue file write error".into()
+            }
+        }
+    }
+
+    async fn starttls(&mut self) -> R {
+        let Some(cfg) = self.d.tls.clone() else {
+            self.count("starttls", false);
+            return self.error("502 5.5.1 Error: command not implemented").await;
+        };
+        if self.tls {
+            self.count("starttls", false);
+            return self.error("554 5.5.1 Error: TLS already active").await;
+        }
+        self.count("starttls", true);
+        self.reply("220 2.0.0 Ready to start TLS").await?;
+        self.flush().await?;
+        // Input pipelined after STARTTLS is discarded (CVE-2011-0411).
+        self.inbuf.clear();
+        self.pos = 0;
+        self.discard = false;
+        let io = std::mem::replace(&mut self.io, Box::new(tokio::io::duplex(1).0));
+        match tokio::time::timeout(self.d.conf.timeout, tokio_rustls::TlsAcceptor::from(cfg).accept(io)).await {
+            Ok(Ok(t)) => {
+                self.io = Box::new(t);
+                self.tls = true;
+                self.helo = None;
+                self.esmtp = false;
+                self.sasl = None;
+                self.reset();
+                Ok(Flow::Go)
+            }
+            Ok(Err(e)) => {
+                self.d.log.warning(&format!("TLS library problem: {e}"));
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "TLS handshake failed"))
+            }
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout")),
+        }
+    }
+
+    async fn auth_line(&mut self, prompt: &str) -> std::io::Result<Option<String>> {
+        self.reply(prompt).await?;
+        match self.line(AUTH_LINE).await? {
+            Some(l) if !self.discard => Ok(Some(String::from_utf8_lossy(&l).into_owned())),
+            Some(_) => {
+                self.discard = false;
+                Ok(Some("\u{1}too long".into()))
+            }
+            None => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "lost connection")),
+        }
+    }
+
+    async fn auth(&mut self, mech: String, ir: Option<String>) -> R {
+        let c = &self.d.conf;
+        if !c.sasl_auth_enable || (c.tls_auth_only && !self.tls) {
+            self.count("auth", false);
+            return self.error("503 5.5.1 Error: authentication not enabled").await;
+        }
+        if self.sasl.is_some() {
+            self.count("auth", false);
+            return self.error("503 5.5.1 Error: already authenticated").await;
+        }
+        if self.sender.is_some() {
+            self.count("auth", false);
+            return self.error("503 5.5.1 Error: MAIL transaction in progress").await;
+        }
+        let decode = |s: &str| crate::util::base64_decode(s.trim());
+        let creds: Result<(String, Vec<u8>), &'static str> = match mech.as_str() {
+            "PLAIN" => {
+                let resp = match ir {
+                    Some(r) if r == "=" => String::new(),
+                    Some(r) => r,
+                    None => match self.auth_line("334 ").await? {
+                        Some(r) => r,
+                        None => String::new(),
+                    },
+                };
+                if resp.trim() == "*" {
+                    Err("501 5.7.0 Authentication aborted")
+                } else if resp.starts_with('\u{1}') {
+                    Err("500 5.5.6 SASL response limit exceeded")
+                } else {
+                    match decode(&resp) {
+                        None => Err("501 5.5.2 Invalid base64 data in initial response"),
+                        Some(raw) => {
+                            let parts: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
+                            if parts.len() == 3 {
+                                Ok((String::from_utf8_lossy(parts[1]).into_owned(), parts[2].to_vec()))
+                            } else {
+                                Err("535 5.7.8 Error: authentication failed: bad protocol / cancel")
+                            }
+                        }
+                    }
+                }
+            }
+            "LOGIN" => {
+                let u = match ir {
+                    Some(r) => Some(r),
+                    None => self.auth_line("334 VXNlcm5hbWU6").await?,
+                };
+                let u = u.unwrap_or_default();
+                if u.trim() == "*" {
+                    Err("501 5.7.0 Authentication aborted")
+                } else if let Some(user) = decode(&u) {
+                    let p = self.auth_line("334 UGFzc3dvcmQ6").await?.unwrap_or_default();
+                    if p.trim() == "*" {
+                        Err("501 5.7.0 Authentication aborted")
+                    } else {
+                        match decode(&p) {
+                            Some(pw) => Ok((String::from_utf8_lossy(&user).into_owned(), pw)),
+                            None => Err("501 5.5.2 Invalid base64 data in continued response"),
+                        }
+                    }
+                } else {
+                    Err("501 5.5.2 Invalid base64 data in initial response")
+                }
+            }
+            _ => Err("535 5.7.8 Error: authentication failed: Invalid authentication mechanism"),
+        };
+        let (user, pw) = match creds {
+            Ok(c) => c,
+            Err(r) => {
+                self.count("auth", false);
+                return self.error(r).await;
+            }
+        };
+        let path = self.d.saslauthd_path.clone();
+        match crate::daemon::saslauthd_client::check(&path, &user, &Secret::new(pw), "smtp", "").await {
+            Ok(true) => {
+                self.sasl = Some((mech, user));
+                self.count("auth", true);
+                self.reply("235 2.7.0 Authentication successful").await?;
+                Ok(Flow::Go)
+            }
+            Ok(false) => {
+                self.d
+                    .log
+                    .warning(&format!("{}: SASL {mech} authentication failed: authentication failure, sasl_username={user}", self.client()));
+                self.count("auth", false);
+                self.error("535 5.7.8 Error: authentication failed: authentication failure").await
+            }
+            Err(e) => {
+                self.d.log.warning(&format!("{}: SASL {mech} authentication failed: {e}", self.client()));
+                self.count("auth", false);
+                self.error("454 4.7.0 Temporary authentication failure: generic failure").await
+            }
+        }
+    }
+
+    async fn xclient(&mut self, attrs: Vec<(String, String)>) -> R {
+        if !crate::daemon::hub::conf::match_networks(&self.d.conf.xclient_hosts, self.ip) {
+            self.count("xclient", false);
+            return self.error("550 5.7.0 Error: insufficient authorization").await;
+        }
+        if self.sender.is_some() {
+            self.count("xclient", false);
+            return self.error("503 5.5.1 Error: MAIL transaction in progress").await;
+        }
+        for (k, v) in &attrs {
+            let v = smtp::xtext_decode(v).unwrap_or_else(|| v.clone());
+            let unknown = v == "[UNAVAILABLE]" || v == "[TEMPUNAVAIL]";
+            match k.as_str() {
+                "NAME" => self.name = if unknown { "unknown".into() } else { v },
+                "ADDR" => {
+                    if let Ok(ip) = v.trim_start_matches("IPV6:").trim_start_matches("IPv6:").parse::<IpAddr>() {
+                        self.ip = ip;
+                    }
+                }
+                "HELO" => self.helo = (!unknown).then_some(v),
+                "PROTO" => self.esmtp = v.eq_ignore_ascii_case("ESMTP"),
+                "LOGIN" => self.sasl = (!unknown).then(|| ("XCLIENT".to_string(), v)),
+                "PORT" | "REVERSE_NAME" | "DESTADDR" | "DESTPORT" => {}
+                _ => {
+                    self.count("xclient", false);
+                    return self.error(&format!("501 5.5.4 Bad XCLIENT attribute name: {k}")).await;
+                }
+            }
+        }
+        self.count("xclient", true);
+        let banner = self.d.conf.banner.clone();
+        self.reply(&format!("220 {banner}")).await?;
+        Ok(Flow::Go)
+    }
+}
+
+fn find_header(headers: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(headers);
+    let mut lines = text.split("\r\n").peekable();
+    while let Some(l) = lines.next() {
+        if l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name) && l.as_bytes()[name.len()] == b':' {
+            let mut v = l[name.len() + 1..].trim().to_string();
+            while let Some(n) = lines.peek() {
+                if n.starts_with([' ', '\t']) {
+                    v.push(' ');
+                    v.push_str(n.trim());
+                    lines.next();
+                } else {
+                    break;
+                }
+            }
+            return Some(v);
+        }
+    }
+    None
+}
