@@ -173,11 +173,7 @@ impl Queue {
             std::process::id(),
             TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         let ino = match file.metadata() {
             Ok(m) => m.ino(),
             Err(e) => {
@@ -195,7 +191,12 @@ impl Queue {
 
     /// Completes a draft: writes the file and returns once it is durable,
     /// with the envelope's recipient offsets filled in.
-    pub async fn commit(self: &std::sync::Arc<Self>, mut draft: Draft, mut env: Envelope, content: Vec<u8>) -> Result<Envelope, QueueError> {
+    pub async fn commit(
+        self: &std::sync::Arc<Self>,
+        mut draft: Draft,
+        mut env: Envelope,
+        content: Vec<u8>,
+    ) -> Result<Envelope, QueueError> {
         env.arrival = draft.arrival;
         let me = self.clone();
         let file = draft.file.take();

@@ -110,7 +110,17 @@ impl Table {
             Kind::Static(v) => Ok(Some(v.clone())),
             Kind::Passwd => Ok(nix::unistd::User::from_name(key)
                 .map_err(|_| TableError::Unavailable(self.spec.clone()))?
-                .map(|u| format!("{}:x:{}:{}:{}:{}:{}", u.name, u.uid, u.gid, u.gecos.to_string_lossy(), u.dir.display(), u.shell.display()))),
+                .map(|u| {
+                    format!(
+                        "{}:x:{}:{}:{}:{}:{}",
+                        u.name,
+                        u.uid,
+                        u.gid,
+                        u.gecos.to_string_lossy(),
+                        u.dir.display(),
+                        u.shell.display()
+                    )
+                })),
             Kind::Text(path, cache) => {
                 let unavailable = || TableError::Unavailable(self.spec.clone());
                 let mtime = std::fs::metadata(path).and_then(|m| m.modified()).map_err(|_| unavailable())?;
@@ -134,7 +144,13 @@ impl Maps {
     /// Opens every `type:name` in `specs`; entries without `:` (e.g. an
     /// unexpanded empty value) are skipped.
     pub fn open(specs: &[String]) -> Result<Maps, TableError> {
-        Ok(Maps(specs.iter().filter(|s| s.contains(':')).map(|s| Table::open(s)).collect::<Result<_, _>>()?))
+        Ok(Maps(
+            specs
+                .iter()
+                .filter(|s| s.contains(':'))
+                .map(|s| Table::open(s))
+                .collect::<Result<_, _>>()?,
+        ))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -71,7 +71,13 @@ pub fn listen_addrs(service: &str, inet_interfaces: &str) -> Result<Vec<String>,
     };
     Ok(hosts
         .into_iter()
-        .map(|h| if h.contains(':') { format!("[{h}]:{port}") } else { format!("{h}:{port}") })
+        .map(|h| {
+            if h.contains(':') {
+                format!("[{h}]:{port}")
+            } else {
+                format!("{h}:{port}")
+            }
+        })
         .collect())
 }
 
@@ -87,8 +93,14 @@ fn tls_config(p: &Params) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
     }
     let chain = p.get("smtpd_tls_chain_files").unwrap_or_default();
     let (cert, key) = if !chain.trim().is_empty() {
-        let files = crate::config::postfix::list::split_list(&chain).into_iter().map(str::to_string).collect::<Vec<_>>();
-        (files.first().cloned().unwrap_or_default(), files.first().cloned().unwrap_or_default())
+        let files = crate::config::postfix::list::split_list(&chain)
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        (
+            files.first().cloned().unwrap_or_default(),
+            files.first().cloned().unwrap_or_default(),
+        )
     } else {
         let c = p.get("smtpd_tls_cert_file").unwrap_or_default();
         let k = p.get("smtpd_tls_key_file").filter(|k| !k.is_empty()).unwrap_or_else(|| c.clone());
@@ -185,7 +197,11 @@ pub fn main(args: &[String]) -> i32 {
         Ok(c) => c,
         Err(e) => return fatal(e.to_string()),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(64).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fatal(e.to_string()),
     };

@@ -59,17 +59,30 @@ pub fn build(n: &Notice<'_>, failed: &[Failed<'_>], original: &[u8]) -> Vec<u8> 
     let boundary = format!("{}.{}/{}", n.orig_qid, n.now, n.myhostname);
     let (y, mo, d, hh, mi, ss, _) = crate::util::codec::civil(n.now);
     let mut m = String::new();
-    m.push_str(&format!("Received: by {} ({})\n\tid {}; {}\n", n.myhostname, n.mail_name, n.qid, date(n.now)));
+    m.push_str(&format!(
+        "Received: by {} ({})\n\tid {}; {}\n",
+        n.myhostname,
+        n.mail_name,
+        n.qid,
+        date(n.now)
+    ));
     m.push_str(&format!("Date: {}\n", date(n.now)));
     m.push_str(&format!("From: Mail Delivery System <MAILER-DAEMON@{}>\n", n.myorigin));
     m.push_str("Subject: Undelivered Mail Returned to Sender\n");
     m.push_str(&format!("To: {}\n", n.sender));
     m.push_str("Auto-Submitted: auto-replied\nMIME-Version: 1.0\n");
-    m.push_str(&format!("Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\"\n"));
+    m.push_str(&format!(
+        "Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\"\n"
+    ));
     m.push_str("Content-Transfer-Encoding: 8bit\n");
-    m.push_str(&format!("Message-Id: <{y:04}{mo:02}{d:02}{hh:02}{mi:02}{ss:02}.{}@{}>\n\n", n.qid, n.myhostname));
+    m.push_str(&format!(
+        "Message-Id: <{y:04}{mo:02}{d:02}{hh:02}{mi:02}{ss:02}.{}@{}>\n\n",
+        n.qid, n.myhostname
+    ));
     m.push_str("This is a MIME-encapsulated message.\n\n");
-    m.push_str(&format!("--{boundary}\nContent-Description: Notification\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"));
+    m.push_str(&format!(
+        "--{boundary}\nContent-Description: Notification\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+    ));
     m.push_str(&format!(
         "This is the mail system at host {}.\n\nI'm sorry to have to inform you that your message could not\n\
          be delivered to one or more recipients. It's attached below.\n\n\
@@ -83,8 +96,16 @@ pub fn build(n: &Notice<'_>, failed: &[Failed<'_>], original: &[u8]) -> Vec<u8> 
         m.push_str(&fold(&format!("<{}>: {}", f.addr, f.reason)));
         m.push('\n');
     }
-    m.push_str(&format!("\n--{boundary}\nContent-Description: Delivery report\nContent-Type: message/delivery-status\n\n"));
-    m.push_str(&format!("Reporting-MTA: dns; {}\nX-Postfix-Queue-ID: {}\nX-Postfix-Sender: rfc822; {}\nArrival-Date: {}\n", n.myhostname, n.orig_qid, n.sender, date(n.arrival)));
+    m.push_str(&format!(
+        "\n--{boundary}\nContent-Description: Delivery report\nContent-Type: message/delivery-status\n\n"
+    ));
+    m.push_str(&format!(
+        "Reporting-MTA: dns; {}\nX-Postfix-Queue-ID: {}\nX-Postfix-Sender: rfc822; {}\nArrival-Date: {}\n",
+        n.myhostname,
+        n.orig_qid,
+        n.sender,
+        date(n.arrival)
+    ));
     for f in failed {
         m.push_str(&format!("\nFinal-Recipient: rfc822; {}\n", f.addr));
         if let Some(o) = f.orcpt {
@@ -106,7 +127,10 @@ pub fn build(n: &Notice<'_>, failed: &[Failed<'_>], original: &[u8]) -> Vec<u8> 
     } else {
         ("message/rfc822", original)
     };
-    m.push_str(&format!("\n--{boundary}\nContent-Description: Undelivered {}\nContent-Type: {ctype}\nContent-Transfer-Encoding: 8bit\n\n", if headers_only { "Message Headers" } else { "Message" }));
+    m.push_str(&format!(
+        "\n--{boundary}\nContent-Description: Undelivered {}\nContent-Type: {ctype}\nContent-Transfer-Encoding: 8bit\n\n",
+        if headers_only { "Message Headers" } else { "Message" }
+    ));
     m.push_str(&format!("Return-Path: <{}>\n", n.sender));
     let mut out = m.replace('\n', "\r\n").into_bytes();
     out.extend_from_slice(body);
@@ -138,7 +162,8 @@ mod tests {
             addr: "carol@example.com",
             orcpt: Some("rfc822;carol@example.com"),
             status: "5.1.1",
-            reason: "host hub.example.com[/var/lib/imap/socket/lmtp] said: 550 5.1.1 Mailbox does not exist (in reply to end of DATA command)",
+            reason:
+                "host hub.example.com[/var/lib/imap/socket/lmtp] said: 550 5.1.1 Mailbox does not exist (in reply to end of DATA command)",
             diagnostic: Some("550 5.1.1 Mailbox does not exist"),
             remote_mta: Some("dns; hub.example.com"),
         }];
@@ -147,8 +172,12 @@ mod tests {
         assert!(m.contains("From: Mail Delivery System <MAILER-DAEMON@example.com>\r\n"));
         assert!(m.contains("boundary=\"48ABD9A8005.1795889074/hub.example.com\""));
         assert!(m.contains("<carol@example.com>: host hub.example.com[/var/lib/imap/socket/lmtp] said: 550\r\n    5.1.1 Mailbox does not exist (in reply to end of DATA command)\r\n"));
-        assert!(m.contains("Status: 5.1.1\r\nRemote-MTA: dns; hub.example.com\r\nDiagnostic-Code: smtp; 550 5.1.1 Mailbox does not exist\r\n"));
-        assert!(m.contains("Return-Path: <sender@example.com>\r\nSubject: hi\r\n\r\nbody\r\n\r\n--48ABD9A8005.1795889074/hub.example.com--\r\n"));
+        assert!(
+            m.contains("Status: 5.1.1\r\nRemote-MTA: dns; hub.example.com\r\nDiagnostic-Code: smtp; 550 5.1.1 Mailbox does not exist\r\n")
+        );
+        assert!(m.contains(
+            "Return-Path: <sender@example.com>\r\nSubject: hi\r\n\r\nbody\r\n\r\n--48ABD9A8005.1795889074/hub.example.com--\r\n"
+        ));
         assert!(m.contains("                   The mail system\r\n"));
     }
 }

@@ -61,7 +61,10 @@ pub enum Outcome {
 fn enhanced(text: &str, code: u16) -> String {
     let w = text.split(' ').next().unwrap_or("");
     let parts: Vec<&str> = w.split('.').collect();
-    if parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) && parts[0] == (code / 100).to_string() {
+    if parts.len() == 3
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && parts[0] == (code / 100).to_string()
+    {
         return w.to_string();
     }
     format!("{}.0.0", code / 100)
@@ -156,7 +159,9 @@ async fn connect(nexthop: &str, myhostname: &str) -> Result<Conn, String> {
         eightbit: false,
         relay,
     };
-    let g = read_reply(&mut c.io).await.map_err(|e| format!("lost connection with {} while receiving the initial server greeting: {e}", c.relay))?;
+    let g = read_reply(&mut c.io)
+        .await
+        .map_err(|e| format!("lost connection with {} while receiving the initial server greeting: {e}", c.relay))?;
     if g.code != 220 {
         return Err(format!("host {} refused to talk to me: {}", c.relay, g.text));
     }
@@ -175,7 +180,9 @@ impl Conn {
     async fn lhlo(&mut self, name: &str) -> Result<(), String> {
         self.send(&format!("LHLO {name}\r\n")).await.map_err(|e| e.to_string())?;
         self.flush().await.map_err(|e| e.to_string())?;
-        let r = read_reply(&mut self.io).await.map_err(|e| format!("lost connection with {} while performing the LHLO handshake: {e}", self.relay))?;
+        let r = read_reply(&mut self.io)
+            .await
+            .map_err(|e| format!("lost connection with {} while performing the LHLO handshake: {e}", self.relay))?;
         if r.code != 250 {
             return Err(format!("host {} said: {} (in reply to LHLO command)", self.relay, r.text));
         }
@@ -234,7 +241,9 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>) -> (Vec<Outcome>, String, Tim
     let mut conn = match cache.take(job.nexthop) {
         Some(mut c) => {
             // A cached connection is reset first; if that fails, start over.
-            let ok = c.send("RSET\r\n").await.is_ok() && c.flush().await.is_ok() && matches!(read_reply(&mut c.io).await, Ok(r) if r.code == 250);
+            let ok = c.send("RSET\r\n").await.is_ok()
+                && c.flush().await.is_ok()
+                && matches!(read_reply(&mut c.io).await, Ok(r) if r.code == 250);
             if ok {
                 Some(c)
             } else {
@@ -317,7 +326,9 @@ async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
             if mail_fail.is_some() {
                 break;
             }
-            c.send(&format!("RCPT TO:<{rcpt}>\r\n")).await.map_err(|e| io_err("sending RCPT TO", e, &out))?;
+            c.send(&format!("RCPT TO:<{rcpt}>\r\n"))
+                .await
+                .map_err(|e| io_err("sending RCPT TO", e, &out))?;
             c.flush().await.map_err(|e| io_err("sending RCPT TO", e, &out))?;
         }
         let r = read_reply(&mut c.io).await.map_err(|e| io_err("sending RCPT TO", e, &out))?;
@@ -347,10 +358,15 @@ async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
     }
     if !accepted.is_empty() {
         let body = dot_stuff(job.content);
-        c.io.get_mut().write_all(&body).await.map_err(|e| io_err("sending message body", e, &out))?;
+        c.io.get_mut()
+            .write_all(&body)
+            .await
+            .map_err(|e| io_err("sending message body", e, &out))?;
         c.flush().await.map_err(|e| io_err("sending message body", e, &out))?;
         for &i in &accepted {
-            let r = read_reply(&mut c.io).await.map_err(|e| io_err("sending end of data -- message may be sent more than once", e, &out))?;
+            let r = read_reply(&mut c.io)
+                .await
+                .map_err(|e| io_err("sending end of data -- message may be sent more than once", e, &out))?;
             out[i] = Some(if r.code / 100 == 2 {
                 Outcome::Sent(r)
             } else {
@@ -365,7 +381,10 @@ async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
         c.flush().await.map_err(|e| io_err("sending end of data", e, &out))?;
         let _ = read_reply(&mut c.io).await;
     }
-    Ok(out.into_iter().map(|o| o.unwrap_or_else(|| Outcome::Deferred(Reply::local(450, "4.3.0", "internal error".into()), "internal error".into()))).collect())
+    Ok(out
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Deferred(Reply::local(450, "4.3.0", "internal error".into()), "internal error".into())))
+        .collect())
 }
 
 fn fail(r: Reply, why: String) -> Outcome {

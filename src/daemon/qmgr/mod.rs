@@ -260,7 +260,9 @@ impl Qmgr {
         let reason = |default_dsn: &str| -> (String, String) {
             let t = dest.nexthop.trim();
             match t.split_once(' ') {
-                Some((d, rest)) if d.split('.').count() == 3 && d.chars().all(|c| c.is_ascii_digit() || c == '.') => (d.to_string(), rest.to_string()),
+                Some((d, rest)) if d.split('.').count() == 3 && d.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+                    (d.to_string(), rest.to_string())
+                }
                 _ if t.is_empty() => (default_dsn.to_string(), String::new()),
                 _ => (default_dsn.to_string(), t.to_string()),
             }
@@ -289,7 +291,11 @@ impl Qmgr {
                 (command, all(o), "none".into(), Timing::default())
             }
             "discard" => {
-                let text = if dest.nexthop.is_empty() { "discarded".to_string() } else { dest.nexthop.clone() };
+                let text = if dest.nexthop.is_empty() {
+                    "discarded".to_string()
+                } else {
+                    dest.nexthop.clone()
+                };
                 let o = Outcome::Sent(local(250, "2.0.0", &text));
                 (command, all(o), "none".into(), Timing::default())
             }
@@ -301,7 +307,15 @@ impl Qmgr {
         }
     }
 
-    async fn finish(self: &Arc<Self>, qid: &str, env: Envelope, content: Arc<Vec<u8>>, results: Vec<Result1>, t_active: Instant, before_qmgr: Duration) {
+    async fn finish(
+        self: &Arc<Self>,
+        qid: &str,
+        env: Envelope,
+        content: Arc<Vec<u8>>,
+        results: Vec<Result1>,
+        t_active: Instant,
+        before_qmgr: Duration,
+    ) {
         let age = since(env.arrival.0, env.arrival.1);
         let lifetime = if env.sender.is_empty() {
             self.conf.bounce_queue_lifetime
@@ -323,7 +337,12 @@ impl Qmgr {
                 fmt_delay(r.timing.xfer)
             );
             let log = self.agent_log(&r.command);
-            let head = format!("{qid}: to=<{}>, relay={}, delay={}, delays={delays}", rc.addr, r.relay, fmt_delay(total));
+            let head = format!(
+                "{qid}: to=<{}>, relay={}, delay={}, delays={delays}",
+                rc.addr,
+                r.relay,
+                fmt_delay(total)
+            );
             let mut outcome = r.outcome;
             if self.conf.soft_bounce {
                 if let Outcome::Bounced(rep, why) = outcome {
@@ -405,7 +424,12 @@ impl Qmgr {
         };
         let remote: Vec<Option<String>> = bounced
             .iter()
-            .map(|(_, rep, why)| why.strip_prefix("host ").and_then(|h| h.split('[').next()).filter(|_| rep.text.len() > 3 && why.contains(" said: ")).map(|h| format!("dns; {h}")))
+            .map(|(_, rep, why)| {
+                why.strip_prefix("host ")
+                    .and_then(|h| h.split('[').next())
+                    .filter(|_| rep.text.len() > 3 && why.contains(" said: "))
+                    .map(|h| format!("dns; {h}"))
+            })
             .collect();
         let failed: Vec<bounce::Failed> = bounced
             .iter()
@@ -440,7 +464,8 @@ impl Qmgr {
         let msg = Arc::new(msg);
         match self.queue.commit(draft, benv, msg.to_vec()).await {
             Ok(benv) => {
-                self.agent_log("bounce").info(&format!("{qid}: sender non-delivery notification: {bqid}"));
+                self.agent_log("bounce")
+                    .info(&format!("{qid}: sender non-delivery notification: {bqid}"));
                 self.submit(bqid, QueueName::Incoming, Some((benv, msg)));
             }
             Err(e) => self.log.warning(&format!("{qid}: cannot queue bounce: {e}")),

@@ -85,7 +85,10 @@ fn fix(code: u16, dsn: &str, text: &str, soft: bool) -> String {
 }
 
 fn config_error(what: &str, stage: Stage) -> Verdict {
-    Verdict::Reject(format!("451 4.3.5 <{what}>: {} rejected: Server configuration error", stage.class()))
+    Verdict::Reject(format!(
+        "451 4.3.5 <{what}>: {} rejected: Server configuration error",
+        stage.class()
+    ))
 }
 
 fn fqdn(h: &str) -> bool {
@@ -100,13 +103,23 @@ fn valid_hostname(h: &str) -> bool {
     }
     !h.is_empty()
         && h.len() <= 255
-        && h.split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 impl Checker<'_> {
     fn reject(&self, code: u16, dsn: &str, what: &str, stage: Stage, text: &str) -> Verdict {
-        Verdict::Reject(fix(code, dsn, &format!("<{what}>: {} rejected: {text}", stage.class()), self.conf.soft_bounce))
+        Verdict::Reject(fix(
+            code,
+            dsn,
+            &format!("<{what}>: {} rejected: {text}", stage.class()),
+            self.conf.soft_bounce,
+        ))
     }
 
     /// The access(5) action found in a table.
@@ -260,25 +273,43 @@ impl Checker<'_> {
                     let ok = self.auth_destination(rcpt);
                     match (r, ok) {
                         ("permit_auth_destination", true) => Verdict::Permit,
-                        ("reject_unauth_destination", false) => {
-                            Verdict::Reject(fix(self.conf.relay_domains_reject_code, "5.7.1", &format!("<{rcpt}>: Relay access denied"), self.conf.soft_bounce))
-                        }
-                        ("defer_unauth_destination", false) => {
-                            Verdict::Reject(fix(self.conf.relay_domains_reject_code - 100, "4.7.1", &format!("<{rcpt}>: Relay access denied"), false))
-                        }
+                        ("reject_unauth_destination", false) => Verdict::Reject(fix(
+                            self.conf.relay_domains_reject_code,
+                            "5.7.1",
+                            &format!("<{rcpt}>: Relay access denied"),
+                            self.conf.soft_bounce,
+                        )),
+                        ("defer_unauth_destination", false) => Verdict::Reject(fix(
+                            self.conf.relay_domains_reject_code - 100,
+                            "4.7.1",
+                            &format!("<{rcpt}>: Relay access denied"),
+                            false,
+                        )),
                         _ => Verdict::Dunno,
                     }
                 }
                 "reject_non_fqdn_recipient" | "reject_non_fqdn_sender" => {
                     let addr = if r.ends_with("recipient") { f.rcpt } else { f.sender };
-                    let st = if r.ends_with("recipient") { Stage::Recipient } else { Stage::Sender };
+                    let st = if r.ends_with("recipient") {
+                        Stage::Recipient
+                    } else {
+                        Stage::Sender
+                    };
                     match addr {
-                        Some(a) if !a.is_empty() && !fqdn(&split(a).1) => self.reject(self.conf.non_fqdn_reject_code, "5.5.2", a, st, "need fully-qualified address"),
+                        Some(a) if !a.is_empty() && !fqdn(&split(a).1) => {
+                            self.reject(self.conf.non_fqdn_reject_code, "5.5.2", a, st, "need fully-qualified address")
+                        }
                         _ => Verdict::Dunno,
                     }
                 }
                 "reject_non_fqdn_helo_hostname" | "reject_non_fqdn_hostname" => match f.helo {
-                    Some(h) if !fqdn(h) && !h.starts_with('[') => self.reject(self.conf.non_fqdn_reject_code, "5.5.2", h, Stage::Helo, "need fully-qualified hostname"),
+                    Some(h) if !fqdn(h) && !h.starts_with('[') => self.reject(
+                        self.conf.non_fqdn_reject_code,
+                        "5.5.2",
+                        h,
+                        Stage::Helo,
+                        "need fully-qualified hostname",
+                    ),
                     _ => Verdict::Dunno,
                 },
                 "reject_invalid_helo_hostname" | "reject_invalid_hostname" => match f.helo {
@@ -299,7 +330,10 @@ impl Checker<'_> {
                         "check_sender_access" => Stage::Sender,
                         _ => Stage::Recipient,
                     };
-                    if (st == Stage::Helo && f.helo.is_none()) || (st == Stage::Recipient && f.rcpt.is_none()) || (st == Stage::Sender && f.sender.is_none()) {
+                    if (st == Stage::Helo && f.helo.is_none())
+                        || (st == Stage::Recipient && f.rcpt.is_none())
+                        || (st == Stage::Sender && f.sender.is_none())
+                    {
                         Verdict::Dunno
                     } else {
                         self.access(spec, f, st)
@@ -307,7 +341,16 @@ impl Checker<'_> {
                 }
                 // DNS-based checks come with the resolver (a later step);
                 // until then they never decide.
-                "reject_unknown_recipient_domain" | "reject_unknown_sender_domain" | "reject_rbl_client" | "reject_rhsbl_client" | "reject_unknown_client_hostname" | "reject_unknown_reverse_client_hostname" | "reject_unknown_helo_hostname" | "reject_unauth_pipelining" | "reject_unlisted_sender" | "warn_if_reject" => {
+                "reject_unknown_recipient_domain"
+                | "reject_unknown_sender_domain"
+                | "reject_rbl_client"
+                | "reject_rhsbl_client"
+                | "reject_unknown_client_hostname"
+                | "reject_unknown_reverse_client_hostname"
+                | "reject_unknown_helo_hostname"
+                | "reject_unauth_pipelining"
+                | "reject_unlisted_sender"
+                | "warn_if_reject" => {
                     if r.starts_with("reject_rbl") || r.starts_with("reject_rhsbl") {
                         it.next();
                     }
@@ -371,8 +414,16 @@ impl Checker<'_> {
         match lookup(maps, &keys) {
             Ok(true) => Verdict::Dunno,
             Ok(false) => {
-                let suffix = if self.conf.show_user_unknown_table_name { format!(" in {table}") } else { String::new() };
-                let code = if table.starts_with("local") { self.conf.unknown_local_recipient_reject_code } else { 550 };
+                let suffix = if self.conf.show_user_unknown_table_name {
+                    format!(" in {table}")
+                } else {
+                    String::new()
+                };
+                let code = if table.starts_with("local") {
+                    self.conf.unknown_local_recipient_reject_code
+                } else {
+                    550
+                };
                 self.reject(code, "5.1.1", rcpt, Stage::Recipient, &format!("User unknown{suffix}"))
             }
             Err(()) => Verdict::Reject(format!("451 4.3.0 <{rcpt}>: Temporary lookup failure")),
@@ -418,8 +469,18 @@ impl Checker<'_> {
     /// Startup check: the relay or recipient list must be able to refuse
     /// relaying (Postfix refuses to run otherwise).
     pub fn has_relay_control(conf: &SmtpdConf) -> bool {
-        const WORKING: &[&str] = &["reject_unauth_destination", "defer_unauth_destination", "reject", "defer", "defer_if_permit", "check_relay_domains"];
-        conf.relay_restrictions.iter().chain(&conf.recipient_restrictions).any(|r| WORKING.contains(&r.as_str()))
+        const WORKING: &[&str] = &[
+            "reject_unauth_destination",
+            "defer_unauth_destination",
+            "reject",
+            "defer",
+            "defer_if_permit",
+            "check_relay_domains",
+        ];
+        conf.relay_restrictions
+            .iter()
+            .chain(&conf.recipient_restrictions)
+            .any(|r| WORKING.contains(&r.as_str()))
     }
 }
 

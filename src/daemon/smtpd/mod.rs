@@ -75,7 +75,14 @@ pub fn saslauthd_path(p: &crate::config::postfix::Params) -> String {
 }
 
 impl Smtpd {
-    pub fn new(hub: Arc<Hub>, conf: SmtpdConf, log: Arc<Logger>, cleanup_log: Arc<Logger>, tls: Option<Arc<rustls::ServerConfig>>, saslauthd_path: String) -> Result<Smtpd, String> {
+    pub fn new(
+        hub: Arc<Hub>,
+        conf: SmtpdConf,
+        log: Arc<Logger>,
+        cleanup_log: Arc<Logger>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        saslauthd_path: String,
+    ) -> Result<Smtpd, String> {
         let maps = |v: &[String], name: &str| Maps::open(v).map_err(|e| format!("{name}: {e}"));
         Ok(Smtpd {
             local_maps: maps(&conf.local_recipient_maps, "local_recipient_maps")?,
@@ -141,7 +148,13 @@ fn reverse(sa: &std::net::SocketAddr) -> Option<String> {
             s.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
             let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
             // SAFETY: sockaddr_storage is larger than sockaddr_in.
-            unsafe { std::ptr::copy_nonoverlapping(&s as *const _ as *const u8, &mut st as *mut _ as *mut u8, std::mem::size_of::<libc::sockaddr_in>()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    &s as *const _ as *const u8,
+                    &mut st as *mut _ as *mut u8,
+                    std::mem::size_of::<libc::sockaddr_in>(),
+                )
+            };
             (st, std::mem::size_of::<libc::sockaddr_in>())
         }
         std::net::SocketAddr::V6(a) => {
@@ -150,7 +163,13 @@ fn reverse(sa: &std::net::SocketAddr) -> Option<String> {
             s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             s.sin6_addr.s6_addr = a.ip().octets();
             let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            unsafe { std::ptr::copy_nonoverlapping(&s as *const _ as *const u8, &mut st as *mut _ as *mut u8, std::mem::size_of::<libc::sockaddr_in6>()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    &s as *const _ as *const u8,
+                    &mut st as *mut _ as *mut u8,
+                    std::mem::size_of::<libc::sockaddr_in6>(),
+                )
+            };
             (st, std::mem::size_of::<libc::sockaddr_in6>())
         }
     };
@@ -187,7 +206,11 @@ impl crate::server::Service for Smtpd {
         };
         let _guard = ConnGuard(&self, ip);
         let over = !self.admit(ip);
-        let name = if self.conf.peername_lookup { client_name(ip).await } else { "unknown".into() };
+        let name = if self.conf.peername_lookup {
+            client_name(ip).await
+        } else {
+            "unknown".into()
+        };
         let io = conn.into_io();
         session::run(&self, io, ip, local, name, over).await;
     }

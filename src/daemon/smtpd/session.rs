@@ -19,7 +19,8 @@ const CHUNK: usize = 64 * 1024;
 
 /// Postfix's command table order, for the `disconnect` statistics.
 const STAT_NAMES: &[&str] = &[
-    "helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown",
+    "helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit",
+    "unknown",
 ];
 
 #[derive(Default)]
@@ -94,8 +95,18 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: S
     };
     d.log.info(&format!("connect from {}", s.client()));
     if over {
-        d.log.warning(&format!("Connection concurrency limit exceeded: {} from {} for service {}", d.conf.client_connection_count_limit + 1, s.client(), d.conf.service));
-        let _ = s.reply(&format!("421 4.7.0 {} Error: too many connections from {}", d.hub.conf.myhostname, ip)).await;
+        d.log.warning(&format!(
+            "Connection concurrency limit exceeded: {} from {} for service {}",
+            d.conf.client_connection_count_limit + 1,
+            s.client(),
+            d.conf.service
+        ));
+        let _ = s
+            .reply(&format!(
+                "421 4.7.0 {} Error: too many connections from {}",
+                d.hub.conf.myhostname, ip
+            ))
+            .await;
         let _ = s.flush().await;
         s.disconnect();
         return;
@@ -103,7 +114,9 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: S
     let res = s.session().await;
     if let Err(e) = res {
         let what = if e.kind() == std::io::ErrorKind::TimedOut {
-            let _ = s.reply(&format!("421 4.4.2 {} Error: timeout exceeded", d.hub.conf.myhostname)).await;
+            let _ = s
+                .reply(&format!("421 4.4.2 {} Error: timeout exceeded", d.hub.conf.myhostname))
+                .await;
             let _ = s.flush().await;
             "timeout"
         } else {
@@ -146,7 +159,11 @@ impl Session<'_> {
                 parts.push(format!("{}={o}/{t}", STAT_NAMES[i]));
             }
         }
-        let cmds = if ok == all { format!("commands={ok}") } else { format!("commands={ok}/{all}") };
+        let cmds = if ok == all {
+            format!("commands={ok}")
+        } else {
+            format!("commands={ok}/{all}")
+        };
         parts.push(cmds);
         self.d.log.info(&format!("disconnect from {} {}", self.client(), parts.join(" ")));
     }
@@ -252,8 +269,11 @@ impl Session<'_> {
                 }
             }
             if self.errors >= self.d.conf.hard_error_limit {
-                self.d.log.info(&format!("too many errors after {} from {}", self.last, self.client()));
-                self.reply(&format!("421 4.7.0 {} Error: too many errors", self.d.hub.conf.myhostname)).await?;
+                self.d
+                    .log
+                    .info(&format!("too many errors after {} from {}", self.last, self.client()));
+                self.reply(&format!("421 4.7.0 {} Error: too many errors", self.d.hub.conf.myhostname))
+                    .await?;
                 self.flush().await?;
                 return Ok(());
             }
@@ -286,7 +306,11 @@ impl Session<'_> {
             Command::Xforward(_) => "xforward",
             Command::Unknown(_) => "unknown",
             Command::Syntax(_) => {
-                let verb = String::from_utf8_lossy(line).split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+                let verb = String::from_utf8_lossy(line)
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
                 STAT_NAMES.iter().find(|n| **n == verb).copied().unwrap_or("unknown")
             }
         };
@@ -401,7 +425,11 @@ impl Session<'_> {
     async fn ehlo(&mut self) -> std::io::Result<()> {
         let c = &self.d.conf;
         let mut kw: Vec<String> = vec!["PIPELINING".into()];
-        kw.push(if c.message_size_limit > 0 { format!("SIZE {}", c.message_size_limit) } else { "SIZE".into() });
+        kw.push(if c.message_size_limit > 0 {
+            format!("SIZE {}", c.message_size_limit)
+        } else {
+            "SIZE".into()
+        });
         if !c.disable_vrfy {
             kw.push("VRFY".into());
         }
@@ -524,7 +552,10 @@ impl Session<'_> {
         }
         if self.low_space() {
             self.count("mail", false);
-            self.d.log.warning(&format!("not enough free space in mail queue: {} bytes < 1.5*message size limit", self.free_space()));
+            self.d.log.warning(&format!(
+                "not enough free space in mail queue: {} bytes < 1.5*message size limit",
+                self.free_space()
+            ));
             return self.error("452 4.3.1 Insufficient system storage").await;
         }
         self.sender = Some(from);
@@ -615,7 +646,11 @@ impl Session<'_> {
                 Err(e) => {
                     self.count("rcpt", false);
                     self.d.log.warning(&format!("queue file creation failed: {e}"));
-                    let reply = if matches!(e, QueueError::NoSpace) { "452 4.3.1 Insufficient system storage" } else { "451 4.3.0 Error: queue file write error" };
+                    let reply = if matches!(e, QueueError::NoSpace) {
+                        "452 4.3.1 Insufficient system storage"
+                    } else {
+                        "451 4.3.0 Error: queue file write error"
+                    };
                     return self.error(reply).await;
                 }
             }
@@ -693,10 +728,16 @@ impl Session<'_> {
             self.reset();
             return self.error("552 5.3.4 Error: message file too big").await;
         }
-        if rx.bare_lf && self.d.conf.bare_newline == crate::daemon::hub::conf::BareNewline::Reject && !crate::daemon::hub::conf::match_networks(&self.d.hub.conf.mynetworks, self.ip) {
+        if rx.bare_lf
+            && self.d.conf.bare_newline == crate::daemon::hub::conf::BareNewline::Reject
+            && !crate::daemon::hub::conf::match_networks(&self.d.hub.conf.mynetworks, self.ip)
+        {
             self.count("data", false);
             self.reset();
-            let r = format!("{} 5.5.2 {} Error: bare <LF> received", self.d.conf.bare_newline_reject_code, self.d.hub.conf.myhostname);
+            let r = format!(
+                "{} 5.5.2 {} Error: bare <LF> received",
+                self.d.conf.bare_newline_reject_code, self.d.hub.conf.myhostname
+            );
             self.log_reject("DATA", &r, None);
             return self.error(&r).await;
         }
@@ -715,7 +756,11 @@ impl Session<'_> {
                 self.count("bdat", false);
                 return self.error(&r).await;
             }
-            let limit = if self.d.conf.message_size_limit == 0 { usize::MAX } else { self.d.conf.message_size_limit };
+            let limit = if self.d.conf.message_size_limit == 0 {
+                usize::MAX
+            } else {
+                self.d.conf.message_size_limit
+            };
             self.bdat = Some((BdatReceiver::new(limit), false));
         }
         if n == 0 && !last {
@@ -728,7 +773,11 @@ impl Session<'_> {
         if failed || over {
             self.skip(n).await?;
             self.count("bdat", false);
-            let r = if over { "552 5.3.4 Chunk exceeds message size limit".to_string() } else { format!("551 5.0.0 Discarded {n} bytes after earlier error") };
+            let r = if over {
+                "552 5.3.4 Chunk exceeds message size limit".to_string()
+            } else {
+                format!("551 5.0.0 Discarded {n} bytes after earlier error")
+            };
             if last {
                 self.reset();
             } else {
@@ -785,7 +834,11 @@ impl Session<'_> {
         let now = crate::util::unix_now();
         let date = crate::util::codec::mail_date(now);
         let helo = self.helo.clone().unwrap_or_else(|| self.name.clone());
-        let addr = if self.ip.is_ipv6() { format!("IPv6:{}", self.ip) } else { self.ip.to_string() };
+        let addr = if self.ip.is_ipv6() {
+            format!("IPv6:{}", self.ip)
+        } else {
+            self.ip.to_string()
+        };
         let mut proto = self.proto().to_string();
         if self.tls {
             proto.push('S');
@@ -793,7 +846,10 @@ impl Session<'_> {
         if self.sasl.is_some() {
             proto.push('A');
         }
-        let mut head = format!("Received: from {helo} ({} [{addr}])\r\n\tby {} ({}) with {proto} id {qid}", self.name, hub.myhostname, hub.mail_name);
+        let mut head = format!(
+            "Received: from {helo} ({} [{addr}])\r\n\tby {} ({}) with {proto} id {qid}",
+            self.name, hub.myhostname, hub.mail_name
+        );
         if self.rcpts.len() == 1 {
             head.push_str(&format!("\r\n\tfor <{}>; {date}\r\n", self.rcpts[0].addr));
         } else {
@@ -803,7 +859,9 @@ impl Session<'_> {
         let headers = content[..he.min(content.len())].to_vec();
         let headers = &headers[..];
         let has = |name: &str| {
-            headers.split(|&b| b == b'\n').any(|l| l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name.as_bytes()) && l[name.len()] == b':')
+            headers
+                .split(|&b| b == b'\n')
+                .any(|l| l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name.as_bytes()) && l[name.len()] == b':')
         };
         let local_client = self.ip.is_loopback();
         let mut message_id = None;
@@ -858,7 +916,9 @@ impl Session<'_> {
         self.reset();
         match res {
             Ok(env) => {
-                self.d.cleanup_log.info(&format!("{qid}: message-id={}", message_id.unwrap_or_default()));
+                self.d
+                    .cleanup_log
+                    .info(&format!("{qid}: message-id={}", message_id.unwrap_or_default()));
                 self.d.hub.qmgr.submit(qid.clone(), QueueName::Incoming, Some((env, full)));
                 match bdat_total {
                     Some(n) => format!("250 2.0.0 Ok: {n} bytes queued as {qid}"),
@@ -866,7 +926,9 @@ impl Session<'_> {
                 }
             }
             Err(QueueError::NoSpace) => {
-                self.d.log.warning(&format!("{qid}: queue file write error: No space left on device"));
+                self.d
+                    .log
+                    .warning(&format!("{qid}: queue file write error: No space left on device"));
                 "452 4.3.1 Insufficient system storage".into()
             }
             Err(e) => {
@@ -1006,14 +1068,17 @@ impl Session<'_> {
                 Ok(Flow::Go)
             }
             Ok(false) => {
-                self.d
-                    .log
-                    .warning(&format!("{}: SASL {mech} authentication failed: authentication failure, sasl_username={user}", self.client()));
+                self.d.log.warning(&format!(
+                    "{}: SASL {mech} authentication failed: authentication failure, sasl_username={user}",
+                    self.client()
+                ));
                 self.count("auth", false);
                 self.error("535 5.7.8 Error: authentication failed: authentication failure").await
             }
             Err(e) => {
-                self.d.log.warning(&format!("{}: SASL {mech} authentication failed: {e}", self.client()));
+                self.d
+                    .log
+                    .warning(&format!("{}: SASL {mech} authentication failed: {e}", self.client()));
                 self.count("auth", false);
                 self.error("454 4.7.0 Temporary authentication failure: generic failure").await
             }

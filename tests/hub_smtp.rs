@@ -1,0 +1,416 @@
+//! The hub end to end: swaks and Python's smtplib into our postfix-master,
+//! LMTP into our lmtpd, the mail read back over IMAP.  Replies, log lines,
+//! restrictions, SMTP smuggling, deferral while the back end is down, and
+//! no acknowledged message lost across a kill -9 under load.
+
+mod harness;
+use harness::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const SWAKS: &str = "/usr/bin/swaks";
+
+fn open_dir(p: &Path) {
+    std::fs::create_dir_all(p).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+struct Hub {
+    dir: PathBuf,
+    port: u16,
+    proc: Option<Proc>,
+}
+
+impl Hub {
+    /// A hub config in `dir` delivering `mumail.test` to the back end's
+    /// LMTP socket; `extra` lines are appended to main.cf.
+    fn new(dir: &Path, lmtp_sock: &Path, extra: &str) -> Hub {
+        open_dir(dir);
+        let port = free_port();
+        std::fs::write(dir.join("users"), "u7 x\nyes1 x\n").unwrap();
+        std::fs::write(
+            dir.join("main.cf"),
+            format!(
+                "compatibility_level = 3.6\nqueue_directory = {d}/queue\nmaillog_file = {d}/maillog\nmyhostname = hub.mumail.test\n\
+                 mydomain = mumail.test\nmydestination = mumail.test\nmynetworks = 10.0.0.0/8\n\
+                 local_recipient_maps = hash:{d}/users\nmailbox_transport = lmtp:unix:{s}\nrecipient_delimiter = +\n\
+                 minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n{extra}",
+                d = dir.display(),
+                s = lmtp_sock.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("master.cf"),
+            format!("127.0.0.1:{port} inet n - n - - smtpd\nlmtp unix - - n - - lmtp\nerror unix - - n - - error\n"),
+        )
+        .unwrap();
+        let mut h = Hub {
+            dir: dir.to_path_buf(),
+            port,
+            proc: None,
+        };
+        h.start();
+        h
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stderr"))
+            .unwrap();
+        let mut cmd = Command::new(bin("postfix-master"));
+        cmd.args(["-c", self.dir.to_str().unwrap()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.proc = Some(Proc::spawn("postfix-master", &mut cmd));
+        wait_tcp(self.port);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default()
+    }
+
+    fn swaks(&self, args: &[&str]) -> String {
+        let o = Command::new(SWAKS)
+            .args(["--server", &format!("127.0.0.1:{}", self.port), "--timeout", "20"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+/// The back end with INBOXes for u7 and yes1, its dirs open to the
+/// hub's mail_owner.
+fn backend(root: &Path) -> Backend {
+    let be = root.join("backend");
+    open_dir(&be);
+    let b = Backend::start(&be, "");
+    for sub in ["conf", "conf/socket"] {
+        open_dir(&be.join(sub));
+    }
+    python(
+        "import imaplib, sys\nfor u in ('u7', 'yes1'):\n    M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login(u, 'testpw'); M.logout()\n",
+        &[&b.imap_port.to_string()],
+    );
+    b
+}
+
+/// Message-IDs (or Subjects) in a user's INBOX, one per line.
+fn inbox_headers(imap_port: u16, user: &str, header: &str) -> Vec<String> {
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login(sys.argv[2], 'testpw')
+typ, data = M.select('INBOX')
+if int(data[0]) == 0:
+    sys.exit(0)
+typ, data = M.fetch('1:*', '(BODY.PEEK[HEADER.FIELDS (%s)])' % sys.argv[3])
+for item in data:
+    if isinstance(item, tuple):
+        v = item[1].decode().strip()
+        print(v.split(':', 1)[1].strip() if ':' in v else '')
+"#,
+        &[&imap_port.to_string(), user, header],
+    );
+    out.lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn hub_replies_restrictions_and_delivery() {
+    if !can_run("hub smtp", &[SWAKS, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let b = backend(d.path());
+    let hub = Hub::new(&d.path().join("hub"), &b.lmtp_sock, "");
+
+    // EHLO keywords in Postfix's order; a message delivered to u7+detail.
+    let out = hub.swaks(&[
+        "--helo",
+        "client.example",
+        "--from",
+        "a@b.org",
+        "--to",
+        "u7+x@mumail.test",
+        "--h-Subject",
+        "first",
+        "--h-Message-Id",
+        "<first@t>",
+    ]);
+    let ehlo: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("<-  250"))
+        .map(|l| l[5..].trim_start_matches(['-', ' '].as_ref()))
+        .collect();
+    assert!(out.contains("<-  220 hub.mumail.test ESMTP Postfix"), "{out}");
+    let kw = [
+        "PIPELINING",
+        "SIZE 10240000",
+        "VRFY",
+        "ETRN",
+        "ENHANCEDSTATUSCODES",
+        "8BITMIME",
+        "DSN",
+        "SMTPUTF8",
+        "CHUNKING",
+    ];
+    let pos: Vec<usize> = kw
+        .iter()
+        .map(|k| ehlo.iter().position(|l| l.ends_with(k)).unwrap_or_else(|| panic!("{k} in {out}")))
+        .collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{out}");
+    assert!(out.contains("<-  250 2.1.0 Ok") && out.contains("<-  250 2.1.5 Ok"), "{out}");
+    let qid = out
+        .lines()
+        .find_map(|l| l.strip_prefix("<-  250 2.0.0 Ok: queued as "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .to_string();
+    assert!(qid.len() >= 10 && qid.chars().all(|c| c.is_ascii_hexdigit()), "{qid}");
+    wait_for("delivery", Duration::from_secs(20), || {
+        inbox_headers(b.imap_port, "u7", "SUBJECT").contains(&"first".to_string())
+    });
+    let log = hub.log();
+    for want in [
+        "postfix/smtpd[".to_string(),
+        "connect from localhost[127.0.0.1]".to_string(),
+        format!("{qid}: client=localhost[127.0.0.1]"),
+        format!("postfix/cleanup["),
+        format!("{qid}: message-id=<first@t>"),
+        format!("{qid}: from=<a@b.org>, size="),
+        format!("nrcpt=1 (queue active)"),
+        format!(
+            "{qid}: to=<u7+x@mumail.test>, relay=hub.mumail.test[{}], delay=",
+            b.lmtp_sock.display()
+        ),
+        format!("status=sent (250 2.1.5 "),
+        format!("{qid}: removed"),
+        "disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5".to_string(),
+    ] {
+        assert!(log.contains(&want), "{want} not in\n{log}");
+    }
+    // The Received header in Postfix's form, for the one recipient.
+    let recv = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw'); M.select('INBOX')
+typ, data = M.fetch('1', '(BODY.PEEK[HEADER.FIELDS (RECEIVED)])')
+print(data[0][1].decode())
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    assert!(
+        recv.contains(&format!("from client.example (localhost [127.0.0.1])\r\n\tby hub.mumail.test (Postfix) with ESMTP id {qid}\r\n\tfor <u7+x@mumail.test>; ")),
+        "{recv}"
+    );
+
+    // Restrictions: unknown user, relay from outside mynetworks, bad syntax.
+    let out = hub.swaks(&["--from", "a@b.org", "--to", "nobody@mumail.test"]);
+    assert!(
+        out.contains("<** 550 5.1.1 <nobody@mumail.test>: Recipient address rejected: User unknown in local recipient table"),
+        "{out}"
+    );
+    let out = hub.swaks(&["--from", "a@b.org", "--to", "x@elsewhere.example"]);
+    assert!(out.contains("<** 454 4.7.1 <x@elsewhere.example>: Relay access denied"), "{out}");
+    let log = hub.log();
+    assert!(
+        log.contains("NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 454 4.7.1 <x@elsewhere.example>: Relay access denied; from=<a@b.org> to=<x@elsewhere.example> proto=ESMTP helo=<"),
+        "{log}"
+    );
+
+    // A raw session: pipelining, syntax errors, SMTP smuggling (a bare-LF
+    // dot and a CR dot never end DATA), BDAT, limits.
+    let script = r#"
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=20)
+f = s.makefile('rb')
+def reply():
+    lines = []
+    while True:
+        l = f.readline().decode().rstrip('\r\n')
+        lines.append(l)
+        if len(l) < 4 or l[3] != '-':
+            return lines
+def cmd(c):
+    s.sendall(c.encode() + b'\r\n')
+    return reply()
+reply()
+print(cmd('EHLO client.example')[-1])
+print(cmd('MAIL FROM:<a@b.org> SIZE=99999999')[0])
+print(cmd('MAIL FROM:<a b@c>')[0])
+print(cmd('MAIL FROM:<a@b.org> FOO=1')[0])
+print(cmd('RCPT TO:<u7@mumail.test>')[0])
+print(cmd('DATA')[0])
+print(cmd('MAIL FROM:<a@b.org>')[0])
+print(cmd('MAIL FROM:<a@b.org>')[0])
+print(cmd('RCPT TO:<u7@mumail.test>')[0])
+print(cmd('DATA')[0])
+s.sendall(b'Subject: smuggle\r\n\r\nline\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<yes1@mumail.test>\r\nDATA\r\nx\r.\rMAIL FROM:<evil2@x>\r\n.\r\n')
+print(reply()[0])
+print(cmd('MAIL FROM:<a@b.org>')[0])
+print(cmd('RCPT TO:<yes1@mumail.test>')[0])
+s.sendall(b'BDAT 21\r\nSubject: chunked\r\n\r\nB')
+print(reply()[0])
+s.sendall(b'BDAT 3 LAST\r\nx\r\n')
+print(reply()[0])
+print(cmd('RCPT TO:<u7@mumail.test>')[0])
+print(cmd('X' * 3000)[0])
+print(cmd('NOOP')[0])
+print(cmd('QUIT')[0])
+"#;
+    let out = python(script, &[&hub.port.to_string()]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "250 CHUNKING", "{out}");
+    assert_eq!(lines[1], "552 5.3.4 Message size exceeds fixed limit", "{out}");
+    assert_eq!(lines[2], "501 5.1.7 Bad sender address syntax", "{out}");
+    assert_eq!(lines[3], "555 5.5.4 Unsupported option: FOO=1", "{out}");
+    assert_eq!(lines[4], "503 5.5.1 Error: need MAIL command", "{out}");
+    assert_eq!(lines[5], "503 5.5.1 Error: need MAIL command", "{out}");
+    assert_eq!(lines[6], "250 2.1.0 Ok", "{out}");
+    assert_eq!(lines[7], "503 5.5.1 Error: nested MAIL command", "{out}");
+    assert_eq!(lines[8], "250 2.1.5 Ok", "{out}");
+    assert_eq!(lines[9], "354 End data with <CR><LF>.<CR><LF>", "{out}");
+    assert!(lines[10].starts_with("250 2.0.0 Ok: queued as "), "{out}");
+    assert_eq!(lines[11], "250 2.1.0 Ok", "{out}");
+    assert_eq!(lines[12], "250 2.1.5 Ok", "{out}");
+    assert_eq!(lines[13], "250 2.0.0 Ok: 21 bytes", "{out}");
+    assert!(lines[14].starts_with("250 2.0.0 Ok: 24 bytes queued as "), "{out}");
+    assert_eq!(lines[15], "503 5.5.1 Error: need MAIL command", "{out}");
+    assert_eq!(lines[16], "500 5.5.2 Error: command not recognized", "{out}");
+    assert_eq!(lines[17], "250 2.0.0 Ok", "{out}");
+    assert_eq!(lines[18], "221 2.0.0 Bye", "{out}");
+    // The smuggled commands stayed content: u7 got one message holding
+    // them, yes1 got only the BDAT message.
+    wait_for("smuggle delivered", Duration::from_secs(20), || {
+        inbox_headers(b.imap_port, "u7", "SUBJECT").contains(&"smuggle".to_string())
+    });
+    wait_for("bdat delivered", Duration::from_secs(20), || {
+        inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["chunked"]
+    });
+    assert!(!hub.log().contains("evil"), "{}", hub.log());
+    let body = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw'); M.select('INBOX')
+typ, data = M.search(None, 'SUBJECT', 'smuggle')
+typ, data = M.fetch(data[0].split()[0], '(BODY.PEEK[TEXT])')
+print(repr(data[0][1]))
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    assert!(
+        body.contains(r"line\r\n\r\nMAIL FROM:<evil@x>\r\nRCPT TO:<yes1@mumail.test>\r\nDATA\r\nx\r.\rMAIL FROM:<evil2@x>\r\n"),
+        "{body}"
+    );
+}
+
+#[test]
+fn hub_defers_while_backend_is_down_and_loses_nothing_on_kill9() {
+    if !can_run("hub durability", &[SWAKS, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let mut b = backend(d.path());
+    let mut hub = Hub::new(&d.path().join("hub"), &b.lmtp_sock, "");
+
+    // Back end down: accepted, deferred with Postfix's log line, then
+    // delivered when it returns.
+    if let Some(mut p) = b.lmtpd.take() {
+        p.stop();
+    }
+    let out = hub.swaks(&["--from", "a@b.org", "--to", "yes1@mumail.test", "--h-Subject", "while-down"]);
+    assert!(out.contains("Ok: queued as"), "{out}");
+    wait_for("deferred", Duration::from_secs(20), || {
+        hub.log().contains("status=deferred (connect to hub.mumail.test[")
+    });
+    let deferred: Vec<_> = walk(&hub.dir.join("queue/deferred"));
+    assert_eq!(deferred.len(), 1, "{deferred:?}");
+    b.start_lmtpd();
+    wait_for("delivered after return", Duration::from_secs(30), || {
+        inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["while-down"]
+    });
+
+    // Load from 8 clients; kill -9 the hub in the middle, restart it.
+    let acked = hub.dir.join("acked");
+    let script = r#"
+import smtplib, sys, threading, time
+port, n, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+acked = []; lock = threading.Lock()
+def worker(k):
+    i = k
+    while i < n:
+        try:
+            s = smtplib.SMTP('127.0.0.1', port, timeout=20)
+            while i < n:
+                mid = '<m%d@load>' % i
+                s.sendmail('a@b.org', ['u7@mumail.test'], 'Message-ID: %s\r\nSubject: load %d\r\n\r\nbody %d\r\n' % (mid, i, i))
+                with lock:
+                    acked.append(mid)
+                i += 8
+            s.quit()
+        except Exception:
+            i += 8
+            time.sleep(0.05)
+ts = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+open(out, 'w').write('\n'.join(acked))
+"#;
+    let base = hub.log().matches(": removed").count();
+    let mut load = Command::new("python3")
+        .args(["-c", script, &hub.port.to_string(), "3000", acked.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    wait_for("load under way", Duration::from_secs(60), || {
+        hub.log().matches(": removed").count() > base + 300
+    });
+    hub.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    hub.start();
+    assert!(load.wait().unwrap().success());
+    let acked: Vec<String> = std::fs::read_to_string(&acked).unwrap().lines().map(str::to_string).collect();
+    assert!(acked.len() > 300, "only {} acknowledged", acked.len());
+    let mut missing = Vec::new();
+    wait_for("every acknowledged message delivered", Duration::from_secs(120), || {
+        let have: std::collections::HashSet<String> = inbox_headers(b.imap_port, "u7", "MESSAGE-ID").into_iter().collect();
+        missing = acked.iter().filter(|m| !have.contains(*m)).cloned().collect();
+        missing.is_empty()
+    });
+    let all = inbox_headers(b.imap_port, "u7", "MESSAGE-ID");
+    let dups = all.len() - all.iter().collect::<std::collections::HashSet<_>>().len();
+    eprintln!(
+        "load: {} acknowledged of 3000, {} delivered, {dups} duplicates",
+        acked.len(),
+        all.len()
+    );
+    // At-least-once: only messages in flight at the kill may come twice.
+    assert!(dups <= 64, "{dups} duplicates");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
