@@ -55,7 +55,19 @@ fn count(port: u16, user: &str) -> usize {
 fn smtp_source(port: u16, msgs: usize, to: &str) -> f64 {
     let t = Instant::now();
     let st = Command::new(SMTP_SOURCE)
-        .args(["-s", "10", "-m", &msgs.to_string(), "-l", "5120", "-f", "bench@mumail.test", "-t", to, &format!("127.0.0.1:{port}")])
+        .args([
+            "-s",
+            "10",
+            "-m",
+            &msgs.to_string(),
+            "-l",
+            "5120",
+            "-f",
+            "bench@mumail.test",
+            "-t",
+            to,
+            &format!("127.0.0.1:{port}"),
+        ])
         .status()
         .unwrap();
     assert!(st.success(), "smtp-source failed");
@@ -110,7 +122,11 @@ fn main() {
     let hub = d.path().join("hub");
     open_dir(&hub);
     let hport = free_port();
-    std::fs::write(hub.join("master.cf"), format!("127.0.0.1:{hport} inet n - n - - smtpd\nlmtp unix - - n - - lmtp\ndiscard unix - - n - - discard\n")).unwrap();
+    std::fs::write(
+        hub.join("master.cf"),
+        format!("127.0.0.1:{hport} inet n - n - - smtpd\nlmtp unix - - n - - lmtp\ndiscard unix - - n - - discard\n"),
+    )
+    .unwrap();
     let write_ours = |transport: &str| {
         std::fs::write(hub.join("main.cf"), main_cf(&hub, &hub.join("queue"), transport, "")).unwrap();
     };
@@ -125,7 +141,16 @@ fn main() {
     let pf = d.path().join("postfix");
     let pport = PostfixInstance::prepare(&pf);
     let write_pf = |transport: &str| {
-        std::fs::write(pf.join("main.cf"), main_cf(&pf, &pf.join("queue"), transport, &format!("data_directory = {}\n", pf.join("data").display()))).unwrap();
+        std::fs::write(
+            pf.join("main.cf"),
+            main_cf(
+                &pf,
+                &pf.join("queue"),
+                transport,
+                &format!("data_directory = {}\n", pf.join("data").display()),
+            ),
+        )
+        .unwrap();
     };
 
     // Warm-up: create the INBOXes.
@@ -147,8 +172,14 @@ fn main() {
     wait_tcp(pport);
     let (pa, pe) = run(pport, cyrus.imap_port, "u7", msgs);
     drop(inst);
-    println!("(a) end to end   ours:   {oe:6.1} s  {:6.0} msg/s  (smtp-source done after {oa:.1} s)", msgs as f64 / oe);
-    println!("(a) end to end   real:   {pe:6.1} s  {:6.0} msg/s  (smtp-source done after {pa:.1} s)", msgs as f64 / pe);
+    println!(
+        "(a) end to end   ours:   {oe:6.1} s  {:6.0} msg/s  (smtp-source done after {oa:.1} s)",
+        msgs as f64 / oe
+    );
+    println!(
+        "(a) end to end   real:   {pe:6.1} s  {:6.0} msg/s  (smtp-source done after {pa:.1} s)",
+        msgs as f64 / pe
+    );
     println!("(a) ratio ours/real: {:.2}x (goal >= 5x)", pe / oe);
 
     // (b) acceptance only.

@@ -414,3 +414,155 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+fn tool(name: &str, args: &[&str]) -> (String, String, i32) {
+    let o = Command::new(bin(name)).args(args).output().unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn hub_queue_commands() {
+    if !can_run("hub queue commands", &[SWAKS, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let mut b = backend(d.path());
+    let mut hub = Hub::new(
+        &d.path().join("hub"),
+        &b.lmtp_sock,
+        "smtpd_recipient_restrictions = check_recipient_access inline:{yes1+held@mumail.test=HOLD}\nminimal_backoff_time = 300s\nmaximal_backoff_time = 600s\n",
+    );
+    let c = hub.dir.to_str().unwrap().to_string();
+    let (out, _, rc) = tool("mailq", &["-C", &c]);
+    assert_eq!((out.as_str(), rc), ("Mail queue is empty\n", 0));
+
+    let out = hub.swaks(&["--from", "a@b.org", "--to", "yes1+held@mumail.test", "--h-Subject", "held"]);
+    let held = out
+        .lines()
+        .find_map(|l| l.strip_prefix("<-  250 2.0.0 Ok: queued as "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .to_string();
+    assert!(hub.log().contains("NOQUEUE: hold: RCPT from localhost[127.0.0.1]: <yes1+held@mumail.test>: Recipient address triggers HOLD action; from=<a@b.org> to=<yes1+held@mumail.test> proto=ESMTP helo=<"), "{}", hub.log());
+    if let Some(mut p) = b.lmtpd.take() {
+        p.stop();
+    }
+    let out = hub.swaks(&[
+        "--from",
+        "c@d.org",
+        "--to",
+        "u7@mumail.test,yes1@mumail.test",
+        "--h-Subject",
+        "deferred",
+    ]);
+    let deferred = out
+        .lines()
+        .find_map(|l| l.strip_prefix("<-  250 2.0.0 Ok: queued as "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .to_string();
+    wait_for("deferred", Duration::from_secs(20), || {
+        !walk(&hub.dir.join("queue/deferred")).is_empty()
+    });
+
+    let (out, err, rc) = tool("postqueue", &["-c", &c, "-p"]);
+    assert_eq!((rc, err.as_str()), (0, ""), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0], "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------",
+        "{out}"
+    );
+    let dline = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{deferred} ")))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(lines[dline].ends_with("  c@d.org"), "{out}");
+    let why = lines[dline + 1]
+        .trim_start()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .to_string();
+    assert!(
+        why.starts_with(&format!("connect to hub.mumail.test[{}]: ", b.lmtp_sock.display())),
+        "{out}"
+    );
+    assert_eq!(
+        lines[dline + 1],
+        format!("{:pad$}({why})", "", pad = 76usize.saturating_sub(why.len())),
+        "{out}"
+    );
+    assert_eq!(lines[dline + 2], format!("{:41}u7@mumail.test", ""), "{out}");
+    assert_eq!(lines[dline + 3], format!("{:41}yes1@mumail.test", ""), "{out}");
+    let hline = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{held}! ")))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(lines[hline].ends_with("  a@b.org"), "{out}");
+    assert_eq!(lines[hline + 1], format!("{:41}yes1+held@mumail.test", ""), "{out}");
+    assert_eq!(*lines.last().unwrap(), "-- 0 Kbytes in 2 Requests.", "{out}");
+    let (mq, _, _) = tool("mailq", &["-C", &c]);
+    assert_eq!(mq, out);
+
+    let (out, _, rc) = tool("postqueue", &["-c", &c, "-j"]);
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains(&format!("{{\"queue_name\": \"hold\", \"queue_id\": \"{held}\", \"arrival_time\": ")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("\"forced_expire\": false, \"sender\": \"c@d.org\", \"recipients\": [{{\"address\": \"u7@mumail.test\", \"delay_reason\": \"{why}\"}}, {{\"address\": \"yes1@mumail.test\", \"delay_reason\": \"{why}\"}}]}}")), "{out}");
+
+    // postsuper: delete the deferred one; release the held one once the
+    // back end is back.
+    let (_, err, rc) = tool("postsuper", &["-c", &c, "-d", &deferred]);
+    assert_eq!((err.as_str(), rc), ("postsuper: Deleted: 1 message\n", 0));
+    let (_, err, _) = tool("postsuper", &["-c", &c, "-d", "NOSUCHID"]);
+    assert_eq!(err, "postsuper: Deleted: 0 messages\n");
+    let (_, err, rc) = tool("postsuper", &["-c", &c, "-x"]);
+    assert!(
+        err.starts_with("postsuper: invalid option -- 'x'\npostsuper: fatal: usage: postsuper ") && rc != 0,
+        "{err}"
+    );
+    let (out, _, _) = tool("postqueue", &["-c", &c, "-p"]);
+    assert!(out.ends_with("-- 0 Kbytes in 1 Request.\n"), "{out}");
+    b.start_lmtpd();
+    let (_, err, _) = tool("postsuper", &["-c", &c, "-H", "ALL"]);
+    assert_eq!(err, "postsuper: Released from hold: 1 message\n");
+    wait_for("released message delivered", Duration::from_secs(30), || {
+        inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["held"]
+    });
+    wait_for("queue empty", Duration::from_secs(20), || {
+        tool("mailq", &["-C", &c]).0 == "Mail queue is empty\n"
+    });
+    let (_, _, rc) = tool("postqueue", &["-c", &c, "-f"]);
+    assert_eq!(rc, 0);
+    let (_, err, rc) = tool("postqueue", &["-c", &c, "-s", "nowhere.example"]);
+    assert_eq!(
+        (err.as_str(), rc),
+        (
+            "postqueue: fatal: Flush service is not configured for destination \"nowhere.example\"\n",
+            69
+        )
+    );
+
+    // The hub down: listing straight from the files; no flush.
+    hub.kill9();
+    let (out, err, rc) = tool("postqueue", &["-c", &c, "-p"]);
+    assert_eq!(
+        (out.as_str(), err.as_str(), rc),
+        (
+            "Mail queue is empty\n",
+            "postqueue: warning: Mail system is down -- accessing queue directly\n",
+            0
+        )
+    );
+    let (_, err, rc) = tool("postqueue", &["-c", &c, "-f"]);
+    assert_eq!(
+        (err.as_str(), rc),
+        ("postqueue: fatal: Cannot flush mail queue - mail system is down\n", 69)
+    );
+}

@@ -13,6 +13,7 @@
 
 pub mod journal;
 pub mod record;
+pub mod showq;
 
 pub use record::{Envelope, Recipient};
 
@@ -85,7 +86,8 @@ pub struct Queue {
     pub dir: PathBuf,
     /// `hash_queue_depth` for the hashed queues.
     depth: usize,
-    journal: journal::Journal,
+    /// None for the tools' view (postsuper, mailq): no new files.
+    journal: Option<journal::Journal>,
 }
 
 /// What start-up found.
@@ -148,9 +150,19 @@ impl Queue {
         let q = Queue {
             dir: dir.to_path_buf(),
             depth,
-            journal: journal::Journal::start(&jdir, dir)?,
+            journal: Some(journal::Journal::start(&jdir, dir)?),
         };
         Ok((q, rec))
+    }
+
+    /// The queue as the tools see it: no recovery, no journal (moves and
+    /// removals only).
+    pub fn open_readonly(dir: &Path, depth: usize) -> Queue {
+        Queue {
+            dir: dir.to_path_buf(),
+            depth: depth.max(1),
+            journal: None,
+        }
     }
 
     pub fn path(&self, q: QueueName, qid: &str) -> PathBuf {
@@ -226,7 +238,11 @@ impl Queue {
         // Renamed: nothing for the draft's Drop to remove.
         draft.tmp = PathBuf::new();
         if !bytes.is_empty() {
-            if let Err(e) = self.journal.commit(&draft.qid, &bytes).await {
+            let res = match &self.journal {
+                Some(j) => j.commit(&draft.qid, &bytes).await,
+                None => Err(std::io::Error::other("queue opened read-only")),
+            };
+            if let Err(e) = res {
                 let _ = std::fs::remove_file(self.path(QueueName::Incoming, &draft.qid));
                 return Err(e.into());
             }
@@ -249,6 +265,17 @@ impl Queue {
         if let Some(parent) = dst.parent() {
             if !parent.exists() {
                 std::fs::create_dir_all(parent)?;
+                // postsuper runs as root: a hashed subdirectory it creates
+                // must belong to the queue's owner, as its parent does.
+                if let Ok(m) = std::fs::metadata(self.dir.join(to.as_str())) {
+                    if nix::unistd::geteuid().is_root() {
+                        let _ = nix::unistd::chown(
+                            parent,
+                            Some(nix::unistd::Uid::from_raw(m.uid())),
+                            Some(nix::unistd::Gid::from_raw(m.gid())),
+                        );
+                    }
+                }
             }
         }
         std::fs::rename(self.path(from, qid), &dst)?;
@@ -264,7 +291,9 @@ impl Queue {
 
     /// Removes a finished queue file.
     pub fn remove(&self, q: QueueName, qid: &str) -> std::io::Result<()> {
-        self.journal.done(qid);
+        if let Some(j) = &self.journal {
+            j.done(qid);
+        }
         std::fs::remove_file(self.path(q, qid))
     }
 
@@ -303,9 +332,22 @@ impl Queue {
         f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(when.max(0) as u64))
     }
 
+    /// `defer/<hash>/<qid>`: the last reason per deferred recipient
+    /// (`recipient TAB reason` lines), read by mailq.
+    pub fn defer_log(&self, qid: &str) -> PathBuf {
+        let mut p = self.dir.join("defer");
+        for c in qid.chars().take(self.depth) {
+            p.push(c.to_string());
+        }
+        p.join(qid)
+    }
+
     /// Makes everything sent to the journal so far durable.
     pub async fn flush(&self) -> std::io::Result<()> {
-        self.journal.flush().await
+        match &self.journal {
+            Some(j) => j.flush().await,
+            None => Ok(()),
+        }
     }
 }
 

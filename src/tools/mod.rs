@@ -5,6 +5,7 @@ pub mod cyr_info;
 pub mod expire;
 pub mod mboxlist;
 pub mod postconf;
+pub mod postqueue;
 pub mod store_admin;
 pub mod testsaslauthd;
 

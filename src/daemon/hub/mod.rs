@@ -5,6 +5,7 @@
 //! group commit and lets smtpd hand a message to qmgr without rereading it.
 
 pub mod conf;
+pub mod showq;
 
 use crate::config::postfix::Params;
 use crate::daemon::qmgr::Qmgr;
@@ -273,6 +274,20 @@ pub fn main(args: &[String]) -> i32 {
             };
             let rx = rx.clone();
             servers.push(tokio::spawn(crate::server::run(listeners, smtpd, limits, rx)));
+        }
+        // public/showq for postqueue, mailq and postsuper.
+        let public = qdir.join("public");
+        let _ = std::fs::create_dir_all(&public);
+        let _ = std::fs::set_permissions(&public, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        match crate::server::Listener::bind_unix(&public.join("showq"), 0o666) {
+            Ok(l) => {
+                let svc = Arc::new(showq::Showq {
+                    hub: hub.clone(),
+                    empty_sender: params.get("empty_address_recipient").unwrap_or_else(|| "MAILER-DAEMON".into()),
+                });
+                servers.push(tokio::spawn(crate::server::run(vec![l], svc, crate::server::Limits::default(), rx.clone())));
+            }
+            Err(e) => return fatal(format!("bind {}: {}", public.join("showq").display(), crate::util::strerror(&e))),
         }
         // Privileged ports are bound: drop to mail_owner when root, after
         // giving it the queue (postfix-script's set-permissions).

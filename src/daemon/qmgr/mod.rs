@@ -118,6 +118,15 @@ impl Qmgr {
         });
     }
 
+    /// Takes what postsuper moved: complete files in incoming (not being
+    /// received: those have temporary names) and deferred mail due now.
+    pub fn rescan(self: &Arc<Self>) {
+        for (qid, _) in self.queue.list(QueueName::Incoming).unwrap_or_default() {
+            self.submit(qid, QueueName::Incoming, None);
+        }
+        self.scan_deferred(false);
+    }
+
     /// Takes deferred messages whose time has come (all with `force`, as
     /// `postqueue -f`).
     pub fn scan_deferred(self: &Arc<Self>, force: bool) {
@@ -400,14 +409,8 @@ impl Qmgr {
         }
     }
 
-    /// `defer/<hash>/<qid>`: the last reason per deferred recipient, for
-    /// mailq.
-    pub fn defer_log(&self, qid: &str) -> std::path::PathBuf {
-        let mut p = self.queue.dir.join("defer");
-        for c in qid.chars().take(self.conf.hash_queue_depth) {
-            p.push(c.to_string());
-        }
-        p.join(qid)
+    fn defer_log(&self, qid: &str) -> std::path::PathBuf {
+        self.queue.defer_log(qid)
     }
 
     /// Sends the sender a non-delivery notification (none for `<>`).

@@ -69,6 +69,8 @@ impl TableCache {
 }
 
 pub struct Checker<'a> {
+    /// Set when an access table said HOLD (the message goes to `hold`).
+    pub hold: std::cell::Cell<Option<String>>,
     pub hub: &'a HubConf,
     pub conf: &'a SmtpdConf,
     pub tables: &'a TableCache,
@@ -151,6 +153,15 @@ impl Checker<'_> {
                 let text = if rest.is_empty() { "Access denied" } else { rest };
                 let code = self.conf_code("access_map_defer_code", 450);
                 self.reject(code, "4.7.1", what, stage, text)
+            }
+            "HOLD" => {
+                let text = if rest.is_empty() {
+                    format!("{} triggers HOLD action", stage.class())
+                } else {
+                    rest.to_string()
+                };
+                self.hold.set(Some(format!("<{what}>: {text}")));
+                Verdict::Dunno
             }
             "DUNNO" | "WARN" | "INFO" | "PREPEND" => Verdict::Dunno,
             "PERMIT" => Verdict::Permit,
@@ -514,6 +525,7 @@ mod tests {
         let lm = Maps::open(&conf.local_recipient_maps).unwrap();
         let empty = Maps::default();
         let c = Checker {
+            hold: Default::default(),
             hub: &hub,
             conf: &conf,
             tables: &tables,

@@ -101,6 +101,7 @@ impl Smtpd {
 
     pub fn checker(&self) -> check::Checker<'_> {
         check::Checker {
+            hold: Default::default(),
             hub: &self.hub.conf,
             conf: &self.conf,
             tables: &self.tables,

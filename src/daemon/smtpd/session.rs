@@ -55,6 +55,8 @@ struct Session<'a> {
     errors: usize,
     last: &'static str,
     xforward: Vec<(String, String)>,
+    /// An access table said HOLD: the message goes to the hold queue.
+    hold: bool,
 }
 
 enum Flow {
@@ -92,6 +94,7 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: S
         errors: 0,
         last: "CONNECT",
         xforward: Vec::new(),
+        hold: false,
     };
     d.log.info(&format!("connect from {}", s.client()));
     if over {
@@ -251,6 +254,7 @@ impl Session<'_> {
         self.rcpt_tried = 0;
         self.draft = None;
         self.bdat = None;
+        self.hold = false;
     }
 
     async fn session(&mut self) -> std::io::Result<()> {
@@ -624,10 +628,23 @@ impl Session<'_> {
             }
         }
         let addr = crate::daemon::qmgr::resolve::canonical(&self.d.hub.conf, &to);
-        let verdict = {
+        let (verdict, hold) = {
             let checker = self.d.checker();
-            checker.rcpt(&self.facts(Some(&addr)))
+            let v = checker.rcpt(&self.facts(Some(&addr)));
+            (v, checker.hold.take())
         };
+        if let (Some(text), Verdict::Dunno) = (&hold, &verdict) {
+            self.hold = true;
+            let l = format!(
+                "{}: hold: RCPT from {}: {text}; from=<{}> to=<{to}> proto={} helo=<{}>",
+                self.qid_or_noqueue(),
+                self.client(),
+                self.sender.as_deref().unwrap_or(""),
+                self.proto(),
+                self.helo.as_deref().unwrap_or("")
+            );
+            self.d.log.info(&l);
+        }
         if let Verdict::Reject(reply) = verdict {
             self.count("rcpt", false);
             self.log_reject("RCPT", &reply, Some(&to));
@@ -913,13 +930,18 @@ impl Session<'_> {
         }
         let full = Arc::new(full);
         let res = self.d.hub.queue.commit(draft, env, full.to_vec()).await;
+        let hold = self.hold;
         self.reset();
         match res {
             Ok(env) => {
                 self.d
                     .cleanup_log
                     .info(&format!("{qid}: message-id={}", message_id.unwrap_or_default()));
-                self.d.hub.qmgr.submit(qid.clone(), QueueName::Incoming, Some((env, full)));
+                if hold {
+                    let _ = self.d.hub.queue.move_to(&qid, QueueName::Incoming, QueueName::Hold);
+                } else {
+                    self.d.hub.qmgr.submit(qid.clone(), QueueName::Incoming, Some((env, full)));
+                }
                 match bdat_total {
                     Some(n) => format!("250 2.0.0 Ok: {n} bytes queued as {qid}"),
                     None => format!("250 2.0.0 Ok: queued as {qid}"),
