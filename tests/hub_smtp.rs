@@ -278,7 +278,7 @@ print(cmd('QUIT')[0])
     assert_eq!(lines[2], "501 5.1.7 Bad sender address syntax", "{out}");
     assert_eq!(lines[3], "555 5.5.4 Unsupported option: FOO=1", "{out}");
     assert_eq!(lines[4], "503 5.5.1 Error: need MAIL command", "{out}");
-    assert_eq!(lines[5], "503 5.5.1 Error: need MAIL command", "{out}");
+    assert_eq!(lines[5], "503 5.5.1 Error: need RCPT command", "{out}");
     assert_eq!(lines[6], "250 2.1.0 Ok", "{out}");
     assert_eq!(lines[7], "503 5.5.1 Error: nested MAIL command", "{out}");
     assert_eq!(lines[8], "250 2.1.5 Ok", "{out}");

@@ -297,7 +297,7 @@ impl Session<'_> {
             Command::Ehlo(_) => "ehlo",
             Command::Mail(..) | Command::BadPath(Verb::Mail) => "mail",
             Command::Rcpt(..) | Command::BadPath(Verb::Rcpt) => "rcpt",
-            Command::Data => "data",
+            Command::Data(_) => "data",
             Command::Bdat(..) => "bdat",
             Command::Rset => "rset",
             Command::Noop => "noop",
@@ -336,8 +336,9 @@ impl Session<'_> {
             "xforward" => "XFORWARD",
             _ => "UNKNOWN",
         };
-        // RFC 3030: after BDAT only BDAT, RSET, QUIT and NOOP.
-        if self.bdat.is_some() && matches!(name, "mail" | "rcpt" | "data") {
+        // RFC 3030: after BDAT only BDAT, RSET, QUIT and NOOP.  (MAIL is
+        // refused as nested first, as Postfix checks.)
+        if self.bdat.is_some() && matches!(name, "rcpt" | "data") {
             self.count(name, false);
             let up = name.to_ascii_uppercase();
             return self.error(&format!("503 5.5.1 Error: {up} after BDAT")).await;
@@ -345,7 +346,13 @@ impl Session<'_> {
         let flow = match cmd {
             Command::Syntax(r) => {
                 self.count(name, false);
-                self.error(r).await
+                self.error(r).await?;
+                // 521 closes the session (BDAT syntax: the chunk size is
+                // unknown, the stream cannot be resynchronised).
+                if r.starts_with("521") {
+                    return Ok(Flow::Quit);
+                }
+                Ok(Flow::Go)
             }
             Command::Unknown(_) => {
                 self.count("unknown", false);
@@ -378,7 +385,7 @@ impl Session<'_> {
                 self.count(name, false);
                 self.error("501 5.1.3 Bad recipient address syntax").await
             }
-            Command::Data => self.data().await,
+            Command::Data(args) => self.data(args).await,
             Command::Bdat(n, last) => self.bdat(n, last).await,
             Command::Rset => {
                 self.reset();
@@ -645,7 +652,11 @@ impl Session<'_> {
             );
             self.d.log.info(&l);
         }
-        if let Verdict::Reject(reply) = verdict {
+        if let Verdict::Reject(mut reply) = verdict {
+            // Replies name the address as the client gave it.
+            if addr != to {
+                reply = reply.replacen(&format!("<{addr}>"), &format!("<{to}>"), 1);
+            }
             self.count("rcpt", false);
             self.log_reject("RCPT", &reply, Some(&to));
             return self.error(&reply).await;
@@ -687,7 +698,12 @@ impl Session<'_> {
         let a = arg.trim().trim_start_matches('<').trim_end_matches('>').to_string();
         if a.is_empty() {
             self.count("vrfy", false);
-            return self.error("501 5.5.4 Syntax: VRFY address").await;
+            let r = if self.d.conf.smtputf8_enable {
+                "501 5.5.4 Syntax: VRFY address [SMTPUTF8]"
+            } else {
+                "501 5.5.4 Syntax: VRFY address"
+            };
+            return self.error(r).await;
         }
         let addr = crate::daemon::qmgr::resolve::canonical(&self.d.hub.conf, &a);
         let v = self.d.checker().unlisted(&addr);
@@ -702,11 +718,8 @@ impl Session<'_> {
 
     /// The checks shared by DATA and BDAT; a reply when refused.
     fn refuse_data(&self, verb: &str) -> Option<String> {
-        if self.sender.is_none() {
-            return Some("503 5.5.1 Error: need MAIL command".into());
-        }
         if self.rcpts.is_empty() {
-            if self.rcpt_tried == 0 {
+            if self.sender.is_none() {
                 return Some("503 5.5.1 Error: need RCPT command".into());
             }
             return Some("554 5.5.1 Error: no valid recipients".into());
@@ -718,10 +731,14 @@ impl Session<'_> {
         None
     }
 
-    async fn data(&mut self) -> R {
+    async fn data(&mut self, args: bool) -> R {
         if let Some(r) = self.refuse_data("DATA") {
             self.count("data", false);
             return self.error(&r).await;
+        }
+        if args {
+            self.count("data", false);
+            return self.error("501 5.5.4 Syntax: DATA").await;
         }
         self.reply("354 End data with <CR><LF>.<CR><LF>").await?;
         let mut rx = DataReceiver::new(self.d.conf.message_size_limit.max(1));

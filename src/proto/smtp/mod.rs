@@ -17,7 +17,9 @@ pub enum Command {
     /// Reverse path (without brackets; empty for `<>`) and parameters.
     Mail(String, Vec<Param>),
     Rcpt(String, Vec<Param>),
-    Data,
+    /// DATA; the flag: it had arguments (refused with `501 5.5.4 Syntax:
+    /// DATA` only after the state checks, as Postfix orders them).
+    Data(bool),
     /// Chunk size and LAST.
     Bdat(u64, bool),
     Rset,
@@ -172,8 +174,7 @@ pub fn parse(line: &[u8]) -> Command {
                 Verb::Rcpt => Command::Rcpt(path, params(rest)),
             }
         }
-        "DATA" if arg.is_empty() => Command::Data,
-        "DATA" => Command::Syntax("501 5.5.4 Syntax: DATA"),
+        "DATA" => Command::Data(!arg.is_empty()),
         "BDAT" => {
             let mut it = arg.split_whitespace();
             let size = it.next().and_then(|s| s.parse::<u64>().ok());
@@ -301,8 +302,8 @@ mod tests {
             (b"RCPT TO:<@r1,@r2:u@d>", Command::Rcpt("u@d".into(), vec![])),
             (b"RCPT TO:<>", Command::BadPath(Verb::Rcpt)),
             (b"RCPT FOO", Command::Syntax("501 5.5.4 Syntax: RCPT TO:<address>")),
-            (b"DATA", Command::Data),
-            (b"DATA x", Command::Syntax("501 5.5.4 Syntax: DATA")),
+            (b"DATA", Command::Data(false)),
+            (b"DATA x", Command::Data(true)),
             (b"BDAT 100", Command::Bdat(100, false)),
             (b"BDAT 0 LAST", Command::Bdat(0, true)),
             (b"BDAT x", Command::Syntax("521 5.5.4 Syntax: BDAT count [LAST]")),

@@ -1,0 +1,226 @@
+//! Differential test: the same main.cf and the same SMTP sessions against
+//! the real Postfix 3.7 smtpd and our hub; every reply must match byte for
+//! byte once queue IDs are masked.  Delivery is discarded on both sides:
+//! the question here is the SMTP surface.
+
+mod harness;
+use harness::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn open_dir(p: &Path) {
+    std::fs::create_dir_all(p).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Runs the sessions; one line per reply (multi-line replies joined by |).
+const DRIVER: &str = r#"
+import socket, sys, re
+port = int(sys.argv[1])
+sessions = [s.split('\n') for s in sys.stdin.read().split('\n\n') if s.strip()]
+for sess in sessions:
+    s = socket.create_connection(('127.0.0.1', port), timeout=20)
+    f = s.makefile('rb')
+    def reply():
+        lines = []
+        while True:
+            l = f.readline().decode('utf-8', 'replace').rstrip('\r\n')
+            lines.append(l)
+            if len(l) < 4 or l[3] != '-':
+                return '|'.join(lines)
+    out = [reply()]
+    for c in sess:
+        if c.startswith('RAW '):
+            s.sendall(c[4:].encode().decode('unicode_escape').encode('latin-1'))
+        else:
+            s.sendall(c.encode() + b'\r\n')
+        if c.startswith('RAW ') and not c.endswith('\\r\\n'):
+            continue
+        r = reply()
+        out.append('%-40s => %s' % (c[:40], r))
+        if r.startswith('221') or r.startswith('421'):
+            break
+    s.close()
+    for o in out:
+        print(re.sub(r'queued as [0-9A-Za-z]+', 'queued as ID', o))
+    print('--')
+"#;
+
+const SESSIONS: &str = "EHLO client.example
+MAIL FROM:<a@b.org> SIZE=99999999
+RSET
+MAIL FROM:<a@b.org> SIZE=abc
+MAIL FROM:<a b@c>
+MAIL FROM:<a@b.org> FOO=bar
+MAIL FROM:<a@b.org> RET=XX
+MAIL FROM:<a@b.org> ENVID=a+zz
+MAIL FROM:<a@b.org> RET=HDRS ENVID=abc
+RSET
+MAIL FROM:<c@d.org>
+MAIL FROM:<c@d.org>
+RCPT TO:<u7@mumail.test> NOTIFY=BAD
+RCPT TO:<u7@mumail.test> ORCPT=bad
+RCPT TO:<u7@mumail.test> FOO=1
+RCPT TO:<nobody@mumail.test>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<u7+ext@mumail.test>
+RCPT TO:<x@elsewhere.example>
+RCPT TO:<@r1,@r2:yes1@mumail.test>
+RCPT TO:yes1@mumail.test
+RCPT TO:<postmaster@mumail.test>
+RCPT TO:<rejected@mumail.test>
+RCPT TO:<deferred@mumail.test>
+RCPT TO:<custom@mumail.test>
+RCPT TO:<x@spam.example>
+RCPT TO:<>
+RCPT TO:<u7@mumail.test
+DATA
+RAW Subject: t\\r\\n\\r\\nbody\\r\\n.\\r\\n
+QUIT
+
+HELO client.example
+DATA
+RCPT TO:<u7@mumail.test>
+MAIL FROM:<a@b.org>
+DATA
+RCPT TO:<nobody@mumail.test>
+DATA
+RSET
+NOOP
+NOOP extra
+RSET extra
+VRFY u7@mumail.test
+VRFY nobody@mumail.test
+VRFY
+ETRN mumail.test
+ETRN
+XYZZY
+STARTTLS
+AUTH PLAIN
+DATA extra
+HELO
+EHLO
+QUIT
+
+EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+RAW BDAT 12\\r\\nSubject: x\\r\\n
+RCPT TO:<yes1@mumail.test>
+MAIL FROM:<a@b.org>
+DATA
+RAW BDAT 0 LAST\\r\\n
+BDAT x
+QUIT
+
+EHLO client.example
+MAIL FROM:<spammer@spam.example>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<u7>
+RCPT TO:<a@b.org>
+QUIT
+";
+
+fn main_cf(dir: &Path, extra: &str) -> String {
+    format!(
+        "compatibility_level = 3.6\nmyhostname = hub.mumail.test\nmydomain = mumail.test\nmydestination = mumail.test\n\
+         mynetworks = 10.0.0.0/8\ninet_interfaces = loopback-only\nsmtpd_banner = $myhostname ESMTP $mail_name\n\
+         local_recipient_maps = texthash:{d}/users\nlocal_transport = discard:\nrecipient_delimiter = +\n\
+         maillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\n\
+         smtpd_recipient_restrictions = check_recipient_access texthash:{d}/access, check_sender_access texthash:{d}/access\n{extra}",
+        d = dir.display()
+    )
+}
+
+fn tables(dir: &Path) {
+    std::fs::write(dir.join("users"), "u7 x\nyes1 x\nrejected x\ndeferred x\ncustom x\n").unwrap();
+    std::fs::write(
+        dir.join("access"),
+        "rejected@mumail.test REJECT\ndeferred@mumail.test DEFER try later\ncustom@mumail.test 550 5.1.2 go away\nspam.example REJECT no spam here\n",
+    )
+    .unwrap();
+}
+
+fn drive(port: u16) -> String {
+    use std::io::Write;
+    let mut c = Command::new("python3")
+        .args(["-c", DRIVER, &port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(SESSIONS.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn smtp_replies_match_real_postfix() {
+    if !can_run("hub vs postfix", &[POSTFIX]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+
+    let pf = d.path().join("postfix");
+    let pport = PostfixInstance::prepare(&pf);
+    tables(&pf);
+    std::fs::write(
+        pf.join("main.cf"),
+        main_cf(
+            &pf,
+            &format!(
+                "queue_directory = {}\ndata_directory = {}\n",
+                pf.join("queue").display(),
+                pf.join("data").display()
+            ),
+        ),
+    )
+    .unwrap();
+    let real = {
+        let _inst = PostfixInstance::start(&pf);
+        wait_tcp(pport);
+        drive(pport)
+    };
+
+    let hub = d.path().join("hub");
+    open_dir(&hub);
+    tables(&hub);
+    let hport = free_port();
+    std::fs::write(
+        hub.join("main.cf"),
+        main_cf(&hub, &format!("queue_directory = {}\n", hub.join("queue").display())),
+    )
+    .unwrap();
+    std::fs::write(
+        hub.join("master.cf"),
+        format!("127.0.0.1:{hport} inet n - n - - smtpd\ndiscard unix - - n - - discard\n"),
+    )
+    .unwrap();
+    let ours = {
+        let mut cmd = Command::new(bin("postfix-master"));
+        cmd.args(["-c", hub.to_str().unwrap()]);
+        let _p = Proc::spawn("postfix-master", &mut cmd);
+        wait_tcp(hport);
+        drive(hport)
+    };
+
+    let (r, o): (Vec<&str>, Vec<&str>) = (real.lines().collect(), ours.lines().collect());
+    let mut diffs = Vec::new();
+    for i in 0..r.len().max(o.len()) {
+        let (a, b) = (r.get(i).copied().unwrap_or("<none>"), o.get(i).copied().unwrap_or("<none>"));
+        if a != b {
+            diffs.push(format!("real: {a}\nours: {b}"));
+        }
+    }
+    println!("{ours}");
+    assert!(r.len() > 60, "too few replies from the real Postfix:\n{real}");
+    assert!(
+        diffs.is_empty(),
+        "{} of {} replies differ:\n{}",
+        diffs.len(),
+        r.len(),
+        diffs.join("\n")
+    );
+}
