@@ -566,3 +566,58 @@ fn hub_queue_commands() {
         ("postqueue: fatal: Cannot flush mail queue - mail system is down\n", 69)
     );
 }
+
+/// pflogsumm (Debian's) reads our log and counts what the test did.
+#[test]
+fn pflogsumm_counts_our_log() {
+    if !can_run("pflogsumm", &[SWAKS, "/usr/sbin/pflogsumm", "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let b = backend(d.path());
+    let hub = Hub::new(&d.path().join("hub"), &b.lmtp_sock, "");
+    std::fs::write(hub.dir.join("users"), "u7 x\nyes1 x\nghost x\n").unwrap();
+    for s in ["one", "two"] {
+        let out = hub.swaks(&["--from", "a@b.org", "--to", "u7@mumail.test", "--h-Subject", s]);
+        assert!(out.contains("queued as"), "{out}");
+    }
+    // Accepted by the hub, refused by the back end: bounced; the notice to
+    // b.org has no smtp transport here: deferred.
+    let out = hub.swaks(&["--from", "a@b.org", "--to", "ghost@mumail.test"]);
+    assert!(out.contains("queued as"), "{out}");
+    let out = hub.swaks(&["--from", "a@b.org", "--to", "nobody@mumail.test"]);
+    assert!(out.contains("<** 550 5.1.1"), "{out}");
+    wait_for("bounce notice deferred", Duration::from_secs(30), || {
+        hub.log().contains("from=<>, size=") && hub.log().contains("status=deferred (mail transport unavailable)")
+    });
+    wait_for("delivered", Duration::from_secs(30), || {
+        hub.log().matches("status=sent").count() == 2
+    });
+    let log = hub.log();
+    assert!(log.contains("status=bounced (host hub.mumail.test["), "{log}");
+    assert!(log.contains(": sender non-delivery notification: "), "{log}");
+    let o = Command::new("/usr/sbin/pflogsumm").arg(hub.dir.join("maillog")).output().unwrap();
+    let rep = String::from_utf8_lossy(&o.stdout).to_string();
+    let count = |what: &str| -> usize {
+        rep.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(what))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {what} in\n{rep}"))
+    };
+    // 3 from clients (pflogsumm counts what came through smtpd, not the
+    // notice, as for Postfix's own log); 2 delivered; the notice deferred;
+    // the ghost bounced; nobody rejected.
+    assert_eq!(
+        (
+            count("received"),
+            count("delivered"),
+            count("deferred"),
+            count("bounced"),
+            count("rejected")
+        ),
+        (3, 2, 1, 1, 1),
+        "{rep}"
+    );
+}
