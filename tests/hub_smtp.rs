@@ -621,3 +621,75 @@ fn pflogsumm_counts_our_log() {
         "{rep}"
     );
 }
+
+struct Mount(PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full queue file system: 452 4.3.1, and nothing acknowledged is lost.
+#[test]
+fn hub_disk_full_gives_452_and_keeps_what_it_accepted() {
+    if !can_run("hub disk full", &[SWAKS, "/usr/bin/unshare", "/usr/bin/mount"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let mut b = backend(d.path());
+    let hdir = d.path().join("hub");
+    open_dir(&hdir.join("queue"));
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs"])
+        .arg(hdir.join("queue"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let _m = Mount(hdir.join("queue"));
+    if let Some(mut p) = b.lmtpd.take() {
+        p.stop();
+    }
+    let hub = Hub::new(&hdir, &b.lmtp_sock, "message_size_limit = 1000000\n");
+    let out = python(
+        r#"
+import smtplib, sys
+ok = full = 0
+for i in range(12):
+    s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+    s.ehlo('client.example')
+    code, msg = s.mail('a@b.org')
+    if code != 250:
+        print('MAIL', code, msg.decode()); full += 1; s.quit(); continue
+    s.rcpt('u7@mumail.test')
+    code, msg = s.data(('Subject: big %d\r\n\r\n' % i) + ('x' * 76 + '\r\n') * 5000)
+    print('DATA', code, msg.decode())
+    ok += code == 250
+    full += code == 452
+    s.quit()
+print('ok', ok, 'full', full)
+"#,
+        &[&hub.port.to_string()],
+    );
+    let last = out.lines().last().unwrap_or("");
+    let ok: usize = last.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(ok >= 1 && last.ends_with(&format!("full {}", 12 - ok)), "{out}");
+    for l in out.lines().filter(|l| !l.starts_with("ok ")) {
+        assert!(
+            l.starts_with("DATA 250 2.0.0 Ok: queued as ")
+                || l == "MAIL 452 4.3.1 Insufficient system storage"
+                || l == "DATA 452 4.3.1 Insufficient system storage",
+            "{out}"
+        );
+    }
+    assert!(out.contains("MAIL 452 4.3.1 Insufficient system storage"), "{out}");
+    // Every acknowledged message is queued, then delivered.
+    let c = hub.dir.to_str().unwrap().to_string();
+    let (j, _, _) = tool("postqueue", &["-c", &c, "-j"]);
+    assert_eq!(j.lines().count(), ok, "{j}");
+    b.start_lmtpd();
+    let _ = tool("postqueue", &["-c", &c, "-f"]);
+    wait_for("all delivered", Duration::from_secs(60), || {
+        inbox_headers(b.imap_port, "u7", "SUBJECT").len() == ok
+    });
+}
