@@ -142,21 +142,72 @@ fn tables(dir: &Path) {
     .unwrap();
 }
 
-fn drive(port: u16) -> String {
+fn drive(port: u16, sessions: &str) -> String {
     use std::io::Write;
     let mut c = Command::new("python3")
         .args(["-c", DRIVER, &port.to_string()])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(SESSIONS.as_bytes()).unwrap();
+    c.stdin.take().unwrap().write_all(sessions.as_bytes()).unwrap();
     let o = c.wait_with_output().unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]
 fn smtp_replies_match_real_postfix() {
+    differential("", SESSIONS, 60);
+}
+
+const STRICT: &str = "smtpd_helo_required = yes\nsmtpd_recipient_limit = 3\n\
+    smtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname\n\
+    smtpd_sender_restrictions = reject_non_fqdn_sender, check_sender_access inline:{{bad@b.org=450 4.7.1 slow down}}\n\
+    smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
+    smtpd_data_restrictions = reject_unauth_pipelining\ndisable_vrfy_command = yes\nmessage_size_limit = 2000\n";
+
+const STRICT_SESSIONS: &str = "MAIL FROM:<a@b.org>
+HELO bad_host!
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+RSET
+HELO localhost
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+RSET
+EHLO client.example
+MAIL FROM:<a>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<bad@b.org>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<a@b.org>
+RCPT TO:<x@elsewhere.example>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<yes1@mumail.test>
+RCPT TO:<u7+a@mumail.test>
+RCPT TO:<u7+b@mumail.test>
+VRFY u7@mumail.test
+DATA
+RAW Subject: big\\r\\n\\r\\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\r\\n.\\r\\n
+MAIL FROM:<a@b.org>
+XCLIENT ADDR=10.0.0.1
+XFORWARD ADDR=10.0.0.1
+RSET
+XCLIENT ADDR=10.0.0.1
+XFORWARD ADDR=10.0.0.1
+XCLIENT junk
+QUIT
+";
+
+#[test]
+fn strict_config_replies_match_real_postfix() {
+    differential(STRICT, STRICT_SESSIONS, 20);
+}
+
+fn differential(extra: &str, sessions: &str, min: usize) {
     if !can_run("hub vs postfix", &[POSTFIX]) {
         return;
     }
@@ -171,7 +222,7 @@ fn smtp_replies_match_real_postfix() {
         main_cf(
             &pf,
             &format!(
-                "queue_directory = {}\ndata_directory = {}\n",
+                "queue_directory = {}\ndata_directory = {}\n{extra}",
                 pf.join("queue").display(),
                 pf.join("data").display()
             ),
@@ -181,7 +232,22 @@ fn smtp_replies_match_real_postfix() {
     let real = {
         let _inst = PostfixInstance::start(&pf);
         wait_tcp(pport);
-        drive(pport)
+        // The real smtpd now and then drops a session (a fresh process per
+        // connection under the test's burst); take the fullest of 3 runs.
+        let mut best = String::new();
+        for _ in 0..3 {
+            let r = drive(pport, sessions);
+            if r.lines().count() > best.lines().count() {
+                best = r;
+            }
+            if best.matches("\n--\n").count() + usize::from(best.starts_with("--\n"))
+                == sessions.split("\n\n").filter(|s| !s.trim().is_empty()).count()
+                && !best.contains("Traceback")
+            {
+                break;
+            }
+        }
+        best
     };
 
     let hub = d.path().join("hub");
@@ -190,7 +256,7 @@ fn smtp_replies_match_real_postfix() {
     let hport = free_port();
     std::fs::write(
         hub.join("main.cf"),
-        main_cf(&hub, &format!("queue_directory = {}\n", hub.join("queue").display())),
+        main_cf(&hub, &format!("queue_directory = {}\n{extra}", hub.join("queue").display())),
     )
     .unwrap();
     std::fs::write(
@@ -203,7 +269,7 @@ fn smtp_replies_match_real_postfix() {
         cmd.args(["-c", hub.to_str().unwrap()]);
         let _p = Proc::spawn("postfix-master", &mut cmd);
         wait_tcp(hport);
-        drive(hport)
+        drive(hport, sessions)
     };
 
     let (r, o): (Vec<&str>, Vec<&str>) = (real.lines().collect(), ours.lines().collect());
@@ -215,7 +281,7 @@ fn smtp_replies_match_real_postfix() {
         }
     }
     println!("{ours}");
-    assert!(r.len() > 60, "too few replies from the real Postfix:\n{real}");
+    assert!(r.len() > min, "too few replies from the real Postfix:\n{real}\nours:\n{ours}");
     assert!(
         diffs.is_empty(),
         "{} of {} replies differ:\n{}",

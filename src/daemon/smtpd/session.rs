@@ -420,10 +420,18 @@ impl Session<'_> {
             Command::Auth(mech, ir) => self.auth(mech, ir).await,
             Command::Xclient(attrs) => self.xclient(attrs).await,
             Command::Xforward(attrs) => {
+                if self.sender.is_some() {
+                    self.count(name, false);
+                    return self.error("503 5.5.1 Error: MAIL transaction in progress").await;
+                }
                 if !crate::daemon::hub::conf::match_networks(&self.d.conf.xforward_hosts, self.ip) {
                     self.count(name, false);
                     return self.error("550 5.7.0 Error: insufficient authorization").await;
                 }
+                let Some(attrs) = attrs else {
+                    self.count(name, false);
+                    return self.error("501 5.5.4 Syntax: XFORWARD attribute=value...").await;
+                };
                 self.count(name, true);
                 self.xforward.extend(attrs);
                 self.reply("250 2.0.0 Ok").await?;
@@ -1124,15 +1132,19 @@ impl Session<'_> {
         }
     }
 
-    async fn xclient(&mut self, attrs: Vec<(String, String)>) -> R {
-        if !crate::daemon::hub::conf::match_networks(&self.d.conf.xclient_hosts, self.ip) {
-            self.count("xclient", false);
-            return self.error("550 5.7.0 Error: insufficient authorization").await;
-        }
+    async fn xclient(&mut self, attrs: Option<Vec<(String, String)>>) -> R {
         if self.sender.is_some() {
             self.count("xclient", false);
             return self.error("503 5.5.1 Error: MAIL transaction in progress").await;
         }
+        if !crate::daemon::hub::conf::match_networks(&self.d.conf.xclient_hosts, self.ip) {
+            self.count("xclient", false);
+            return self.error("550 5.7.0 Error: insufficient authorization").await;
+        }
+        let Some(attrs) = attrs else {
+            self.count("xclient", false);
+            return self.error("501 5.5.4 Syntax: XCLIENT attribute=value...").await;
+        };
         for (k, v) in &attrs {
             let v = smtp::xtext_decode(v).unwrap_or_else(|| v.clone());
             let unknown = v == "[UNAVAILABLE]" || v == "[TEMPUNAVAIL]";

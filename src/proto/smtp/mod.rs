@@ -30,9 +30,10 @@ pub enum Command {
     StartTls,
     /// Mechanism (upper case) and optional initial response.
     Auth(String, Option<String>),
-    /// XCLIENT / XFORWARD `name=value` attributes (name upper-cased).
-    Xclient(Vec<(String, String)>),
-    Xforward(Vec<(String, String)>),
+    /// XCLIENT / XFORWARD `name=value` attributes (name upper-cased);
+    /// None when malformed (Postfix checks state and authorisation first).
+    Xclient(Option<Vec<(String, String)>>),
+    Xforward(Option<Vec<(String, String)>>),
     /// A verb we do not know (upper-cased).
     Unknown(String),
     /// A known verb with bad arguments: the complete reply to send.
@@ -201,12 +202,14 @@ pub fn parse(line: &[u8]) -> Command {
                 _ => Command::Syntax("501 5.5.4 Syntax: AUTH mechanism"),
             }
         }
-        "XCLIENT" | "XFORWARD" => match attributes(arg) {
-            Some(a) if !a.is_empty() && v == "XCLIENT" => Command::Xclient(a),
-            Some(a) if !a.is_empty() => Command::Xforward(a),
-            _ if v == "XCLIENT" => Command::Syntax("501 5.5.4 Syntax: XCLIENT attribute=value..."),
-            _ => Command::Syntax("501 5.5.4 Syntax: XFORWARD attribute=value..."),
-        },
+        "XCLIENT" | "XFORWARD" => {
+            let a = attributes(arg).filter(|a| !a.is_empty());
+            if v == "XCLIENT" {
+                Command::Xclient(a)
+            } else {
+                Command::Xforward(a)
+            }
+        }
         _ => Command::Unknown(v),
     }
 }
