@@ -8,9 +8,12 @@
 #     lmtpd on $MUMAIL_RUN/imap/config/socket/lmtp and 127.0.0.1:24024, from
 #     etc/imapd.conf and etc/cyrus.conf (u5 is the store admin; INBOXes are
 #     created at first login or delivery, 200 MB quota);
+#   - the hub: our postfix-master from etc/postfix (smtpd on 127.0.0.1:2525,
+#     AUTH through the saslauthd above, delivery by LMTP into the back end's
+#     socket), queue and log under $MUMAIL_RUN/postfix;
 #   - main.cf/master.cf and imapd.conf/cyrus.conf shown through our postconf
 #     and cyr_info.
-# The hub and the Murder join this script as their issues land.
+# The Murder joins this script as its issue lands.
 # Stop everything with:  sh tests/tools/start.sh stop
 set -eu
 cd "$(dirname "$0")/../.."
@@ -84,6 +87,41 @@ l.quit()
 print('== imap: u1 INBOX has', M.select('INBOX')[1][0].decode(), 'message(s)')
 M.logout()
 EOP
+# The hub: the sample main.cf/master.cf, pointed at this run's directories.
+id postfix >/dev/null 2>&1 || useradd -r -M -d /nonexistent -s /usr/sbin/nologin postfix
+mkdir -p "$run/postfix/queue"
+cat >>"$run/postfix/main.cf" <<EOC
+queue_directory = $run/postfix/queue
+maillog_file = $run/postfix/maillog
+maillog_file_prefixes = $run
+mailbox_transport = lmtp:unix:$run/imap/config/socket/lmtp
+local_recipient_maps =
+cyrus_sasl_config_path = $run/postfix
+EOC
+printf 'pwcheck_method: saslauthd\nsaslauthd_path: %s\nmech_list: PLAIN LOGIN\n' "$run/saslauthd/mux" >"$run/postfix/smtpd.conf"
+sed -i 's/^smtp      inet /127.0.0.1:2525 inet /' "$run/postfix/master.cf"
+./target/debug/postfix-master -c "$run/postfix" >"$run/postfix/stderr" 2>&1 &
+echo $! >"$run/postfix-master.pid"
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  python3 -c 'import socket; socket.create_connection(("127.0.0.1", 2525))' 2>/dev/null && break
+  sleep 0.5
+done
+python3 - <<'EOP'
+import imaplib, smtplib, time
+s = smtplib.SMTP('127.0.0.1', 2525)
+s.login('u2', 'testpw')
+s.sendmail('u2@mumail.test', ['u1@mumail.test'], b'Subject: through the hub\r\nFrom: u2@mumail.test\r\n\r\nThe local hub works.\r\n')
+s.quit()
+M = imaplib.IMAP4('127.0.0.1', 14300)
+M.login('u1', 'testpw')
+for i in range(50):
+    n = int(M.select('INBOX')[1][0])
+    if n >= 2:
+        break
+    time.sleep(0.1)
+print('== hub: u1 INBOX has', n, 'message(s) after one sent through the hub (AUTH as u2)')
+M.logout()
+EOP
 echo "== postconf -n ($run/postfix)"
 ./target/debug/postconf -c "$run/postfix" -n
 echo "== cyr_info conf ($run/imap)"
@@ -92,7 +130,10 @@ echo "== saslauthd (ldap, users u1..u5 / testpw)"
 ./target/debug/testsaslauthd -f "$run/saslauthd/mux" -u u1 -p testpw
 echo "running: slapd on 127.0.0.1:24389, saslauthd on $run/saslauthd/mux,"
 echo "         master with imapd on 127.0.0.1:14300, pop3d on 127.0.0.1:11000, lmtpd on 127.0.0.1:24024 and $run/imap/config/socket/lmtp"
+echo "         the hub (postfix-master) with smtpd on 127.0.0.1:2525, log in $run/postfix/maillog"
 echo "try:     ./target/debug/testsaslauthd -f $run/saslauthd/mux -u u2 -p testpw"
+echo "         swaks --server 127.0.0.1:2525 --to u3@mumail.test --auth PLAIN --auth-user u2 --auth-password testpw"
+echo "         ./target/debug/mailq -C $run/postfix"
 echo "         /usr/lib/cyrus/bin/imtest -a u2 -w testpw -m login -p 14300 127.0.0.1   (cyrus-clients)"
 echo "         /usr/lib/cyrus/bin/pop3test -a u2 -w testpw -m login -p 11000 127.0.0.1"
 echo "         python3 -c \"import imaplib; M=imaplib.IMAP4('127.0.0.1',14300); print(M.login('u2','testpw'))\""
