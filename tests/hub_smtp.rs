@@ -693,3 +693,135 @@ print('ok', ok, 'full', full)
         inbox_headers(b.imap_port, "u7", "SUBJECT").len() == ok
     });
 }
+
+fn tool_in(name: &str, args: &[&str], input: &str) -> (String, String, i32) {
+    use std::io::Write;
+    let mut c = Command::new(bin(name))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+/// sendmail, postmap and the postfix control command against a hub.
+#[test]
+fn hub_sendmail_postmap_and_control() {
+    if !can_run("hub sendmail", &[SWAKS, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let b = backend(d.path());
+    let mut hub = Hub::new(&d.path().join("hub"), &b.lmtp_sock, "");
+    let c = hub.dir.to_str().unwrap().to_string();
+
+    let (_, err, rc) = tool_in(
+        "sendmail",
+        &["-C", &c, "-f", "a@b.org", "-FSome One", "u7@mumail.test"],
+        "Subject: via sendmail\n\nhello\n.\nnot sent\n",
+    );
+    assert_eq!((err.as_str(), rc), ("", 0));
+    let (_, err, rc) = tool_in(
+        "sendmail",
+        &["-C", &c, "-t", "-oi"],
+        "To: yes1@mumail.test\nBcc: u7@mumail.test\nSubject: extracted\n\n.\nkept\n",
+    );
+    assert_eq!((err.as_str(), rc), ("", 0));
+    let (_, err, rc) = tool_in("sendmail", &["-C", &c], "Subject: nobody\n\nx\n");
+    assert_eq!(
+        (err.as_str(), rc),
+        (
+            "sendmail: fatal: root(0): Recipient addresses must be specified on the command line or via the -t option\n",
+            75
+        )
+    );
+    wait_for("sendmail mail delivered", Duration::from_secs(30), || {
+        inbox_headers(b.imap_port, "u7", "SUBJECT").len() == 2 && inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["extracted"]
+    });
+    let msg = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw'); M.select('INBOX')
+typ, data = M.search(None, 'SUBJECT', '"via sendmail"')
+typ, data = M.fetch(data[0].split()[0], '(BODY.PEEK[])')
+print(data[0][1].decode())
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    assert!(
+        msg.contains("Received: by hub.mumail.test (Postfix, from userid 0)\r\n\tid "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("From: Some One <a@b.org>\r\n") && msg.contains("Message-Id: <") && msg.contains("Date: "),
+        "{msg}"
+    );
+    assert!(msg.contains("\r\n\r\nhello\r\n") && !msg.contains("not sent"), "{msg}");
+    let log = hub.log();
+    assert!(log.contains("postfix/pickup[") && log.contains(": uid=0 from=<a@b.org>"), "{log}");
+    let yes1 = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('yes1', 'testpw'); M.select('INBOX')
+typ, data = M.fetch('1', '(BODY.PEEK[])')
+print(data[0][1].decode())
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    assert!(!yes1.contains("Bcc:") && yes1.contains("\r\n\r\n.\r\nkept\r\n"), "{yes1}");
+
+    // postmap on the hub's recipient table.
+    let users = format!("hash:{}/users", c);
+    let (out, _, rc) = tool("postmap", &["-c", &c, "-q", "U7", &users]);
+    assert_eq!((out.as_str(), rc), ("x\n", 0));
+    let (_, _, rc) = tool("postmap", &["-c", &c, "-q", "nobody", &users]);
+    assert_eq!(rc, 1);
+
+    // The control command: status, stop, start, status, stop.
+    let (_, err, rc) = tool("postfix", &["-c", &c, "status"]);
+    assert!(
+        err.starts_with("postfix/postfix-script: the Postfix mail system is running: PID: ") && rc == 0,
+        "{err}"
+    );
+    let (_, err, rc) = tool("postfix", &["-c", &c, "stop"]);
+    assert_eq!(
+        (err.as_str(), rc),
+        ("postfix/postfix-script: stopping the Postfix mail system\n", 0)
+    );
+    if let Some(mut p) = hub.proc.take() {
+        let _ = p.child.wait();
+    }
+    let (_, err, rc) = tool("postfix", &["-c", &c, "status"]);
+    assert_eq!(
+        (err.as_str(), rc),
+        ("postfix/postfix-script: the Postfix mail system is not running\n", 1)
+    );
+    let (_, err, rc) = tool("postfix", &["-c", &c, "start"]);
+    assert_eq!(
+        (err.as_str(), rc),
+        ("postfix/postfix-script: starting the Postfix mail system\n", 0)
+    );
+    let (_, err, rc) = tool("postfix", &["-c", &c, "start"]);
+    assert_eq!(
+        (err.as_str(), rc),
+        ("postfix/postfix-script: fatal: the Postfix mail system is already running\n", 1)
+    );
+    let out = hub.swaks(&["--from", "a@b.org", "--to", "yes1@mumail.test", "--h-Subject", "after restart"]);
+    assert!(out.contains("queued as"), "{out}");
+    wait_for("delivered after restart", Duration::from_secs(30), || {
+        inbox_headers(b.imap_port, "yes1", "SUBJECT").len() == 2
+    });
+    let (_, _, rc) = tool("postfix", &["-c", &c, "stop"]);
+    assert_eq!(rc, 0);
+    let (_, _, rc) = tool("postfix", &["-c", &c, "check"]);
+    assert_eq!(rc, 0);
+}

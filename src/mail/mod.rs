@@ -1,6 +1,7 @@
 //! Mail vocabulary shared by protocols, stores and daemons (Postfix's
 //! `global/`).
 
+pub mod addr;
 pub mod mime;
 
 /// A secret (password, shared key) that never prints: `Debug` and

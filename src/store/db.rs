@@ -27,6 +27,8 @@ pub struct Store {
     /// database's version when the poller (or the first watcher) last
     /// looked.
     watchers: Mutex<HashMap<PathBuf, (tokio::sync::watch::Sender<u64>, Option<(i128, u64)>)>>,
+    /// Deliveries waiting for their owner's group commit.
+    pub(super) pending: super::combine::Pending,
 }
 
 const LIST_SCHEMA: &str = "
@@ -134,6 +136,7 @@ impl Store {
             owners: Mutex::new(HashMap::new()),
             stage_seq: AtomicU64::new(0),
             watchers: Mutex::new(HashMap::new()),
+            pending: Default::default(),
         })
     }
 

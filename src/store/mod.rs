@@ -19,6 +19,7 @@
 //! modseq, so that concurrent sessions see one history and reconstruct
 //! never resurrects expunged mail.
 
+pub mod combine;
 mod db;
 pub mod expire;
 mod mboxlist;
@@ -28,6 +29,7 @@ pub mod reconstruct;
 mod userdata;
 pub mod userdeny;
 
+pub use combine::DeliveryJob;
 pub use db::{wal_version, Store};
 pub use ops::*;
 

@@ -292,7 +292,7 @@ pub(super) fn charge_quota(c: &Connection, name: &str, bytes: i64, count: i64, i
     charge_quota_as(c, name, bytes, count, if ignore { QuotaCheck::Ignore } else { QuotaCheck::Strict })
 }
 
-fn charge_quota_as(c: &Connection, name: &str, bytes: i64, count: i64, mode: QuotaCheck) -> Result<()> {
+pub(super) fn charge_quota_as(c: &Connection, name: &str, bytes: i64, count: i64, mode: QuotaCheck) -> Result<()> {
     let mut st = c.prepare_cached("SELECT root, storage_limit, message_limit, storage_used, message_used FROM quota")?;
     let roots: Vec<(String, i64, i64, i64, i64)> = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
@@ -440,7 +440,7 @@ impl Store {
 
     /// The owner database's row for a listed mailbox, created if a crash
     /// came between the list commit and the owner commit.
-    fn ensure_state(&self, e: &MailboxEntry) -> Result<MailboxState> {
+    pub(super) fn ensure_state(&self, e: &MailboxEntry) -> Result<MailboxState> {
         let oc = self.owner(&e.name)?;
         let c = lock(&oc);
         if let Some(s) = state_of(&c, &e.name)? {
@@ -716,7 +716,7 @@ impl Store {
     }
 
     /// Links a staged file as `<uid>.` (replacing an uncommitted leftover).
-    fn link_into(&self, staged: &Staged, dir: &Path, uid: u32) -> Result<()> {
+    pub(super) fn link_into(&self, staged: &Staged, dir: &Path, uid: u32) -> Result<()> {
         let target = dir.join(format!("{uid}."));
         match std::fs::hard_link(&staged.path, &target) {
             Ok(()) => Ok(()),
@@ -737,7 +737,7 @@ impl Store {
         }
     }
 
-    fn insert_record(tx: &Connection, mbox: i64, uid: u32, modseq: u64, m: &NewMessage<'_>) -> Result<()> {
+    pub(super) fn insert_record(tx: &Connection, mbox: i64, uid: u32, modseq: u64, m: &NewMessage<'_>) -> Result<()> {
         let st = m.staged;
         let row = Row {
             flags: m.flags & !FLAG_EXPUNGED,

@@ -43,33 +43,43 @@ pub struct Table {
     kind: Kind,
 }
 
-/// Parses a postmap(1) source: `key whitespace value`, `#` comment lines,
-/// lines starting with whitespace continue the previous one.
-pub fn parse_source(text: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut entries: Vec<String> = Vec::new();
-    for line in text.lines() {
+/// One entry of a postmap(1) source: key as written, value, line number.
+pub type SourceEntry = (String, String, usize);
+
+/// The entries of a postmap(1) source in order: `key whitespace value`,
+/// `#` comment lines, lines starting with whitespace continue the
+/// previous one.
+pub fn source_entries(text: &str) -> Vec<SourceEntry> {
+    let mut entries: Vec<(String, usize)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
         let t = line.trim_start();
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
         if line.starts_with([' ', '\t']) {
-            if let Some(last) = entries.last_mut() {
+            if let Some((last, _)) = entries.last_mut() {
                 last.push(' ');
                 last.push_str(t.trim_end());
                 continue;
             }
         }
-        entries.push(line.trim_end().to_string());
+        entries.push((line.trim_end().to_string(), n + 1));
     }
-    for e in entries {
-        let (k, v) = match e.find([' ', '\t']) {
-            Some(i) => (&e[..i], e[i..].trim_start()),
-            None => (e.as_str(), ""),
-        };
-        // The first definition wins, as postmap(1) warns about duplicates
-        // and keeps the first.
-        out.entry(k.to_ascii_lowercase()).or_insert_with(|| v.to_string());
+    entries
+        .into_iter()
+        .map(|(e, n)| match e.find([' ', '\t']) {
+            Some(i) => (e[..i].to_string(), e[i..].trim_start().to_string(), n),
+            None => (e, String::new(), n),
+        })
+        .collect()
+}
+
+/// The lookup map of a source: keys folded to lower case; the first
+/// definition wins, as postmap(1) keeps it (and warns about the others).
+pub fn parse_source(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (k, v, _) in source_entries(text) {
+        out.entry(k.to_ascii_lowercase()).or_insert(v);
     }
     out
 }
@@ -101,6 +111,38 @@ impl Table {
             spec: spec.to_string(),
             kind,
         })
+    }
+
+    /// The source file of a file-based table.
+    pub fn source(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Text(p, _) => Some(p.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Every entry (`postmap -s`), in source order; None for tables that
+    /// cannot be listed.
+    pub fn entries(&self) -> Result<Option<Vec<(String, String)>>, TableError> {
+        match &self.kind {
+            Kind::Text(path, _) => {
+                let text = std::fs::read_to_string(path).map_err(|_| TableError::Unavailable(self.spec.clone()))?;
+                let mut seen = std::collections::HashSet::new();
+                Ok(Some(
+                    source_entries(&text)
+                        .into_iter()
+                        .filter(|(k, _, _)| seen.insert(k.to_ascii_lowercase()))
+                        .map(|(k, v, _)| (k.to_ascii_lowercase(), v))
+                        .collect(),
+                ))
+            }
+            Kind::Inline(m) => {
+                let mut v: Vec<(String, String)> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                v.sort();
+                Ok(Some(v))
+            }
+            _ => Ok(None),
+        }
     }
 
     pub fn lookup(&self, key: &str) -> Result<Option<String>, TableError> {

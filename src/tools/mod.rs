@@ -5,7 +5,10 @@ pub mod cyr_info;
 pub mod expire;
 pub mod mboxlist;
 pub mod postconf;
+pub mod postfix_ctl;
+pub mod postmap;
 pub mod postqueue;
+pub mod sendmail;
 pub mod store_admin;
 pub mod testsaslauthd;
 

@@ -5,6 +5,7 @@
 //! group commit and lets smtpd hand a message to qmgr without rereading it.
 
 pub mod conf;
+pub mod pickup;
 pub mod showq;
 
 use crate::config::postfix::Params;
@@ -275,6 +276,7 @@ pub fn main(args: &[String]) -> i32 {
             let rx = rx.clone();
             servers.push(tokio::spawn(crate::server::run(listeners, smtpd, limits, rx)));
         }
+        let _ = std::fs::create_dir_all(qdir.join("pid"));
         // public/showq for postqueue, mailq and postsuper.
         let public = qdir.join("public");
         let _ = std::fs::create_dir_all(&public);
@@ -289,6 +291,23 @@ pub fn main(args: &[String]) -> i32 {
             }
             Err(e) => return fatal(format!("bind {}: {}", public.join("showq").display(), crate::util::strerror(&e))),
         }
+        // public/pickup for sendmail (local submission).
+        match crate::server::Listener::bind_unix(&public.join("pickup"), 0o666) {
+            Ok(l) => {
+                let (plog, clog) = match (Logger::for_postfix(&params, "pickup"), Logger::for_postfix(&params, "cleanup")) {
+                    (Ok(a), Ok(b)) => (Arc::new(a), Arc::new(b)),
+                    (Err(e), _) | (_, Err(e)) => return fatal(e),
+                };
+                let svc = Arc::new(pickup::Pickup {
+                    hub: hub.clone(),
+                    log: plog,
+                    cleanup_log: clog,
+                    message_size_limit: params.get_int("message_size_limit", 0, 0).unwrap_or(10_240_000) as usize,
+                });
+                servers.push(tokio::spawn(crate::server::run(vec![l], svc, crate::server::Limits::default(), rx.clone())));
+            }
+            Err(e) => return fatal(format!("bind {}: {}", public.join("pickup").display(), crate::util::strerror(&e))),
+        }
         // Privileged ports are bound: drop to mail_owner when root, after
         // giving it the queue (postfix-script's set-permissions).
         if nix::unistd::geteuid().is_root() {
@@ -301,6 +320,8 @@ pub fn main(args: &[String]) -> i32 {
             }
         }
         qmgr.start();
+        // Written last: `postfix start` and systemd take it as "ready".
+        let _pid = crate::server::PidFile::create(&qdir.join("pid/master.pid"));
         master_log.info("daemon started -- version mumail");
         crate::server::signals(|| {}).await;
         sd.trigger();

@@ -7,7 +7,7 @@ use super::cyrus::Ctx;
 use crate::mail::Secret;
 use crate::proto::lmtp::{self, Command, DataReceiver};
 use crate::server::Conn;
-use crate::store::{Cached, Delivery, NewMessage, StoreError};
+use crate::store::{Cached, Delivery, StoreError};
 use crate::util::lines::{Line, LineBuffer};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -478,36 +478,29 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         let strict = ctx.conf.get_switch("lmtp_strict_quota");
         let replies = tokio::task::spawn_blocking(move || {
             let (env, bs, body) = crate::proto::imap::render::cache_items(&msg);
-            let cached = Cached {
+            let cached = std::sync::Arc::new(Cached {
                 envelope: env,
                 bodystructure: bs,
                 body,
-            };
+            });
             let f = crate::mail::mime::fields(crate::mail::mime::header_end(&msg).0.min(msg.len()).pipe(|e| &msg[..e]));
             let msgid = crate::mail::mime::field(&f, "message-id").map(|v| String::from_utf8_lossy(crate::mail::mime::trim(v)).into_owned());
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-            let mut staged: Vec<crate::store::Staged> = Vec::new();
+            let mut staged: Vec<std::sync::Arc<crate::store::Staged>> = Vec::new();
             let mut out = Vec::with_capacity(rcpts.len());
             for r in &rcpts {
                 let res = (|| -> Result<Delivery, StoreError> {
                     let e = store.lookup(&r.mailbox)?.ok_or(StoreError::NotFound)?;
                     let st = match staged.iter().position(|s| s.partition == e.partition) {
-                        Some(i) => &staged[i],
+                        Some(i) => staged[i].clone(),
                         None => {
-                            staged.push(store.stage(&e.partition, &msg)?);
-                            staged.last().ok_or(StoreError::NotFound)?
+                            let s = std::sync::Arc::new(store.stage(&e.partition, &msg)?);
+                            staged.push(s.clone());
+                            s
                         }
                     };
-                    let nm = NewMessage {
-                        staged: st,
-                        flags: 0,
-                        keywords: String::new(),
-                        internaldate: now,
-                        tz: 0,
-                        cached: &cached,
-                    };
                     let dup = match (&msgid, dupsup) {
-                        (Some(id), true) if !id.is_empty() => Some((id.as_str(), r.mailbox.as_str())),
+                        (Some(id), true) if !id.is_empty() => Some((id.clone(), r.mailbox.clone())),
                         _ => None,
                     };
                     let quota = if r.ignore_quota {
@@ -517,7 +510,17 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     } else {
                         crate::store::QuotaCheck::NotAlreadyOver
                     };
-                    store.deliver(&r.mailbox, &nm, quota, dup)
+                    // Committed together with other sessions' deliveries
+                    // into the same owner (one fsync for the group).
+                    store.deliver_grouped(crate::store::DeliveryJob {
+                        name: r.mailbox.clone(),
+                        staged: st,
+                        cached: cached.clone(),
+                        internaldate: now,
+                        quota,
+                        dup,
+                        partition: String::new(),
+                    })
                 })();
                 let reply = match res {
                     Ok(Delivery::Delivered(uid)) => {

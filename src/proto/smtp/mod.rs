@@ -104,11 +104,12 @@ pub fn check_path(path: &str) -> Option<String> {
             '\\' if in_q => esc = true,
             '"' => in_q = !in_q,
             c if c.is_control() => return None,
-            ' ' | '\t' | '<' | '>' | '(' | ')' | ',' | ';' if !in_q => return None,
+            ' ' | '\t' | '<' | '>' | '(' | ')' | ',' | ';' | ':' if !in_q => return None,
             _ => {}
         }
     }
-    if in_q || path.len() > 1000 {
+    // A second route or a bare domain literal is not a mailbox.
+    if in_q || path.len() > 1000 || path.starts_with('@') {
         return None;
     }
     Some(path.to_string())
@@ -303,6 +304,7 @@ mod tests {
                 Command::Rcpt("\"a>b\"@c".into(), vec![("NOTIFY".into(), Some("NEVER".into()))]),
             ),
             (b"RCPT TO:<@r1,@r2:u@d>", Command::Rcpt("u@d".into(), vec![])),
+            (b"MAIL FROM:<@x:@b.b.TO:>", Command::BadPath(Verb::Mail)),
             (b"RCPT TO:<>", Command::BadPath(Verb::Rcpt)),
             (b"RCPT FOO", Command::Syntax("501 5.5.4 Syntax: RCPT TO:<address>")),
             (b"DATA", Command::Data(false)),
@@ -315,9 +317,9 @@ mod tests {
             (b"AUTH", Command::Syntax("501 5.5.4 Syntax: AUTH mechanism")),
             (
                 b"XCLIENT ADDR=1.2.3.4 NAME=x",
-                Command::Xclient(vec![("ADDR".into(), "1.2.3.4".into()), ("NAME".into(), "x".into())]),
+                Command::Xclient(Some(vec![("ADDR".into(), "1.2.3.4".into()), ("NAME".into(), "x".into())])),
             ),
-            (b"XCLIENT junk", Command::Syntax("501 5.5.4 Syntax: XCLIENT attribute=value...")),
+            (b"XCLIENT junk", Command::Xclient(None)),
             (b"ETRN", Command::Syntax("500 Syntax: ETRN domain")),
             (b"XYZZY", Command::Unknown("XYZZY".into())),
             (b"MAIL FR\xc3\xa9M:<a@b>", Command::Syntax("501 5.5.4 Syntax: MAIL FROM:<address>")),

@@ -1,0 +1,182 @@
+//! Local submission (Postfix's postdrop + pickup + cleanup for sendmail):
+//! the hub's `public/pickup` socket.  The client (sendmail) sends
+//! `FROM <sender>\n`, `RCPT <addr>\n`…, `FULLNAME <name>\n` (optional),
+//! `DATA <n>\n` and n bytes of message; the submitting user is the
+//! socket's peer (SO_PEERCRED), never a claim.  The hub adds
+//! `Received: by <myhostname> (Postfix, from userid N)` and, as cleanup
+//! does for local mail, a missing Message-Id, Date and From, queues the
+//! message durably and answers `OK <qid>` or `ERR <text>`.
+
+use super::Hub;
+use crate::log::Logger;
+use crate::queue::{Envelope, QueueError, QueueName, Recipient};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+pub struct Pickup {
+    pub hub: Arc<Hub>,
+    pub log: Arc<Logger>,
+    pub cleanup_log: Arc<Logger>,
+    pub message_size_limit: usize,
+}
+
+struct Request {
+    sender: Option<String>,
+    rcpts: Vec<String>,
+    fullname: Option<String>,
+    data: Vec<u8>,
+}
+
+/// Most recipients in one submission.
+const MAX_RCPTS: usize = 10_000;
+
+impl Pickup {
+    async fn read(&self, io: &mut tokio::io::BufReader<tokio::net::UnixStream>) -> Result<Request, String> {
+        let mut r = Request {
+            sender: None,
+            rcpts: Vec::new(),
+            fullname: None,
+            data: Vec::new(),
+        };
+        loop {
+            let mut line = Vec::new();
+            let n = (&mut *io)
+                .take(4096)
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 || !line.ends_with(b"\n") {
+                return Err("malformed request".into());
+            }
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            let (k, v) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            match k {
+                "FROM" => r.sender = Some(v.to_string()),
+                "RCPT" if r.rcpts.len() < MAX_RCPTS => r.rcpts.push(v.to_string()),
+                "RCPT" => return Err("too many recipients".into()),
+                "FULLNAME" => r.fullname = Some(v.to_string()),
+                "DATA" => {
+                    let n: usize = v.parse().map_err(|_| "malformed request".to_string())?;
+                    if self.message_size_limit > 0 && n > self.message_size_limit {
+                        return Err("message file too big".into());
+                    }
+                    r.data = vec![0; n];
+                    io.read_exact(&mut r.data).await.map_err(|e| e.to_string())?;
+                    return Ok(r);
+                }
+                _ => return Err("malformed request".into()),
+            }
+        }
+    }
+
+    async fn submit(&self, r: Request, uid: u32) -> Result<String, String> {
+        let conf = &self.hub.conf;
+        let login = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
+        let user = login.as_ref().map_or_else(|| format!("#{uid}"), |u| u.name.clone());
+        let gecos = login
+            .as_ref()
+            .map(|u| u.gecos.to_string_lossy().split(',').next().unwrap_or("").to_string())
+            .unwrap_or_default();
+        let sender = match &r.sender {
+            Some(s) if s.is_empty() || s == "<>" => String::new(),
+            Some(s) => crate::daemon::qmgr::resolve::canonical(conf, s.trim_start_matches('<').trim_end_matches('>')),
+            None => crate::daemon::qmgr::resolve::canonical(conf, &user),
+        };
+        if r.rcpts.is_empty() {
+            return Err("Recipient addresses must be specified on the command line or via the -t option".into());
+        }
+        let draft = self.hub.queue.create().map_err(|e| e.to_string())?;
+        let qid = draft.qid.clone();
+        let now = crate::util::unix_now();
+        let date = crate::util::codec::mail_date(now);
+        let (he, _) = crate::mail::mime::header_end(&r.data);
+        let fields = crate::mail::mime::fields(&r.data[..he.min(r.data.len())]);
+        let has = |n: &str| crate::mail::mime::field(&fields, n).is_some();
+        let head = format!(
+            "Received: by {} ({}, from userid {uid})\r\n\tid {qid}; {date}\r\n",
+            conf.myhostname, conf.mail_name
+        );
+        let mut extra = String::new();
+        let mut message_id =
+            crate::mail::mime::field(&fields, "message-id").map(|v| String::from_utf8_lossy(crate::mail::mime::trim(v)).into_owned());
+        if message_id.is_none() {
+            let (y, mo, d, hh, mi, ss, _) = crate::util::codec::civil(now);
+            let id = format!("<{y:04}{mo:02}{d:02}{hh:02}{mi:02}{ss:02}.{qid}@{}>", conf.myhostname);
+            extra.push_str(&format!("Message-Id: {id}\r\n"));
+            message_id = Some(id);
+        }
+        if !has("date") {
+            extra.push_str(&format!("Date: {date}\r\n"));
+        }
+        if !has("from") {
+            let name = r.fullname.clone().unwrap_or(gecos);
+            let from = if sender.is_empty() {
+                format!("MAILER-DAEMON@{}", conf.myorigin)
+            } else {
+                sender.clone()
+            };
+            if name.is_empty() {
+                extra.push_str(&format!("From: {from}\r\n"));
+            } else {
+                extra.push_str(&format!("From: {name} <{from}>\r\n"));
+            }
+        }
+        let mut full = Vec::with_capacity(r.data.len() + head.len() + extra.len());
+        let body_at = if r.data[..he.min(r.data.len())].ends_with(b"\r\n\r\n") {
+            he - 2
+        } else {
+            he.min(r.data.len())
+        };
+        full.extend_from_slice(head.as_bytes());
+        full.extend_from_slice(&r.data[..body_at]);
+        full.extend_from_slice(extra.as_bytes());
+        if body_at == r.data.len() {
+            // No header/body separator in the input: end the header.
+            full.extend_from_slice(b"\r\n");
+        }
+        full.extend_from_slice(&r.data[body_at..]);
+        let env = Envelope {
+            sender: sender.clone(),
+            rcpts: r
+                .rcpts
+                .iter()
+                .map(|a| Recipient::new(&crate::daemon::qmgr::resolve::canonical(conf, a)))
+                .collect(),
+            attrs: vec![("protocol".into(), "pickup".into()), ("uid".into(), uid.to_string())],
+            ..Default::default()
+        };
+        let full = Arc::new(full);
+        let env = match self.hub.queue.commit(draft, env, full.to_vec()).await {
+            Ok(e) => e,
+            Err(QueueError::NoSpace) => return Err("No space left on device".into()),
+            Err(e) => return Err(e.to_string()),
+        };
+        self.log
+            .info(&format!("{qid}: uid={uid} from=<{}>", r.sender.clone().unwrap_or(user)));
+        self.cleanup_log
+            .info(&format!("{qid}: message-id={}", message_id.unwrap_or_default()));
+        self.hub.qmgr.submit(qid.clone(), QueueName::Incoming, Some((env, full)));
+        Ok(qid)
+    }
+}
+
+impl crate::server::Service for Pickup {
+    async fn serve(self: Arc<Self>, conn: crate::server::Conn) {
+        let crate::server::Conn::Unix(s) = conn else { return };
+        let uid = match s.peer_cred() {
+            Ok(c) => c.uid(),
+            Err(_) => return,
+        };
+        let mut io = tokio::io::BufReader::new(s);
+        let req = tokio::time::timeout(std::time::Duration::from_secs(300), self.read(&mut io)).await;
+        let reply = match req {
+            Ok(Ok(r)) => match self.submit(r, uid).await {
+                Ok(qid) => format!("OK {qid}\n"),
+                Err(e) => format!("ERR {e}\n"),
+            },
+            Ok(Err(e)) => format!("ERR {e}\n"),
+            Err(_) => "ERR timeout\n".to_string(),
+        };
+        let _ = io.get_mut().write_all(reply.as_bytes()).await;
+    }
+}
