@@ -825,3 +825,101 @@ print(data[0][1].decode())
     let (_, _, rc) = tool("postfix", &["-c", &c, "check"]);
     assert_eq!(rc, 0);
 }
+
+/// The real Postfix relays into our hub; our hub relays to the real
+/// Postfix (SMTP client, relayhost); both paths end in our lmtpd.
+#[test]
+fn hub_and_real_postfix_relay_to_each_other() {
+    if !can_run("hub <-> postfix", &[SWAKS, POSTFIX, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let b = backend(d.path());
+    // Real Postfix: final destination for other.test (into our lmtpd),
+    // relaying everything else to our hub.
+    let pf = d.path().join("postfix");
+    let pport = PostfixInstance::prepare(&pf);
+    let hub_port = free_port();
+    std::fs::write(
+        pf.join("main.cf"),
+        format!(
+            "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {dd}\nmyhostname = pf.other.test\nmydomain = other.test\n\
+             inet_interfaces = loopback-only\nmydestination = other.test\nlocal_recipient_maps =\nmynetworks = 127.0.0.0/8\n\
+             local_transport = lmtp:unix:{sock}\nrelayhost = [127.0.0.1]:{hub_port}\n\
+             maillog_file = {p}/maillog\nmaillog_file_prefixes = {p}\n",
+            q = pf.join("queue").display(),
+            dd = pf.join("data").display(),
+            sock = b.lmtp_sock.display(),
+            p = pf.display()
+        ),
+    )
+    .unwrap();
+    let _pf = PostfixInstance::start(&pf);
+    wait_tcp(pport);
+    // Our hub on a fixed port: mumail.test locally, other.test relayed to
+    // the real Postfix.
+    let hdir = d.path().join("hub");
+    let mut hub = Hub {
+        dir: hdir.clone(),
+        port: hub_port,
+        proc: None,
+    };
+    open_dir(&hdir);
+    std::fs::write(hdir.join("users"), "u7 x\nyes1 x\n").unwrap();
+    std::fs::write(
+        hdir.join("main.cf"),
+        format!(
+            "compatibility_level = 3.6\nqueue_directory = {h}/queue\nmaillog_file = {h}/maillog\nmyhostname = hub.mumail.test\n\
+             mydomain = mumail.test\nmydestination = mumail.test\nmynetworks = 127.0.0.0/8\nlocal_recipient_maps = hash:{h}/users\n\
+             mailbox_transport = lmtp:unix:{s}\nrelayhost = [127.0.0.1]:{pport}\n",
+            h = hdir.display(),
+            s = b.lmtp_sock.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        hdir.join("master.cf"),
+        format!("127.0.0.1:{hub_port} inet n - n - - smtpd\nlmtp unix - - n - - lmtp\nsmtp unix - - n - - smtp\n"),
+    )
+    .unwrap();
+    hub.start();
+
+    // Postfix -> hub -> lmtpd.
+    let o = Command::new(SWAKS)
+        .args([
+            "--server",
+            &format!("127.0.0.1:{pport}"),
+            "--from",
+            "a@other.test",
+            "--to",
+            "u7@mumail.test",
+            "--h-Subject",
+            "via postfix",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("queued as"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    wait_for("postfix -> hub -> lmtpd", Duration::from_secs(30), || {
+        inbox_headers(b.imap_port, "u7", "SUBJECT") == ["via postfix"]
+    });
+    assert!(hub.log().contains("client=localhost[127.0.0.1]"), "{}", hub.log());
+
+    // hub -> Postfix -> lmtpd (yes1@other.test is yes1 in the store).
+    let out = hub.swaks(&["--from", "a@mumail.test", "--to", "yes1@other.test", "--h-Subject", "via hub"]);
+    assert!(out.contains("queued as"), "{out}");
+    wait_for("hub -> postfix -> lmtpd", Duration::from_secs(30), || {
+        inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["via hub"]
+    });
+    let log = hub.log();
+    assert!(
+        log.contains(&format!("to=<yes1@other.test>, relay=127.0.0.1[127.0.0.1]:{pport}, delay="))
+            && log.contains("status=sent (250 2.0.0 Ok: queued as "),
+        "{log}"
+    );
+    assert!(log.contains("postfix/smtp["), "{log}");
+}

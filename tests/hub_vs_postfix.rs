@@ -25,16 +25,22 @@ for sess in sessions:
     def reply():
         lines = []
         while True:
-            l = f.readline().decode('utf-8', 'replace').rstrip('\r\n')
+            try:
+                l = f.readline().decode('utf-8', 'replace').rstrip('\r\n')
+            except OSError:
+                l = ''  # a reset after the server closed: the same as EOF
             lines.append(l)
             if len(l) < 4 or l[3] != '-':
                 return '|'.join(lines)
     out = [reply()]
     for c in sess:
-        if c.startswith('RAW '):
-            s.sendall(c[4:].encode().decode('unicode_escape').encode('latin-1'))
-        else:
-            s.sendall(c.encode() + b'\r\n')
+        try:
+            if c.startswith('RAW '):
+                s.sendall(c[4:].encode().decode('unicode_escape').encode('latin-1'))
+            else:
+                s.sendall(c.encode() + b'\r\n')
+        except OSError:
+            pass
         if c.startswith('RAW ') and not c.endswith('\\r\\n'):
             continue
         r = reply()
@@ -266,7 +272,8 @@ fn differential(extra: &str, sessions: &str, min: usize) {
     .unwrap();
     let ours = {
         let mut cmd = Command::new(bin("postfix-master"));
-        cmd.args(["-c", hub.to_str().unwrap()]);
+        let log = std::fs::File::create(hub.join("stderr")).unwrap();
+        cmd.args(["-c", hub.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
         let _p = Proc::spawn("postfix-master", &mut cmd);
         wait_tcp(hport);
         drive(hport, sessions)
@@ -282,6 +289,13 @@ fn differential(extra: &str, sessions: &str, min: usize) {
     }
     println!("{ours}");
     assert!(r.len() > min, "too few replies from the real Postfix:\n{real}\nours:\n{ours}");
+    if !diffs.is_empty() {
+        eprintln!(
+            "hub log:\n{}\nhub stderr:\n{}",
+            std::fs::read_to_string(hub.join("maillog")).unwrap_or_default(),
+            std::fs::read_to_string(hub.join("stderr")).unwrap_or_default()
+        );
+    }
     assert!(
         diffs.is_empty(),
         "{} of {} replies differ:\n{}",

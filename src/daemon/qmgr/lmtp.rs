@@ -1,7 +1,10 @@
-//! The LMTP client (Postfix lmtp(8)): `unix:/path` and `inet:host[:port]`
-//! next hops, LHLO, pipelined MAIL/RCPT/DATA when offered, one reply per
-//! accepted recipient after the final dot (RFC 2033 4.2), and a cache of
-//! idle connections per next hop reused after RSET.
+//! The LMTP and SMTP client (Postfix lmtp(8)/smtp(8), one program as in
+//! Postfix): LMTP to `unix:/path` and `inet:host[:port]`, SMTP to
+//! `[host]:port`, `host:port` or `host` (the host's addresses: MX lookup
+//! is not implemented yet); LHLO/EHLO (HELO when EHLO is refused),
+//! pipelined MAIL/RCPT/DATA when offered, one reply per accepted recipient
+//! after the final dot in LMTP (RFC 2033 4.2) and one for all in SMTP, and
+//! a cache of idle connections per next hop reused after RSET.
 //!
 //! Every outcome is per recipient: 2xx sent, 4xx deferred, 5xx bounced;
 //! a connection or protocol failure defers all recipients still open.
@@ -127,7 +130,7 @@ fn connect_error(what: &str, e: &std::io::Error) -> String {
     format!("connect to {what}: {}", crate::util::strerror(e))
 }
 
-async fn connect(nexthop: &str, myhostname: &str) -> Result<Conn, String> {
+async fn connect(nexthop: &str, myhostname: &str, default_port: &str) -> Result<Conn, String> {
     let (io, relay): (Box<dyn Stream>, String) = if let Some(path) = nexthop.strip_prefix("unix:") {
         let what = format!("{myhostname}[{path}]");
         let s = tokio::net::UnixStream::connect(path).await.map_err(|e| connect_error(&what, &e))?;
@@ -136,11 +139,11 @@ async fn connect(nexthop: &str, myhostname: &str) -> Result<Conn, String> {
         let hp = nexthop.strip_prefix("inet:").unwrap_or(nexthop);
         let (host, port) = if let Some(r) = hp.strip_prefix('[') {
             let (h, rest) = r.split_once(']').ok_or_else(|| format!("bad next hop: {nexthop}"))?;
-            (h.to_string(), rest.strip_prefix(':').unwrap_or("24").to_string())
+            (h.to_string(), rest.strip_prefix(':').unwrap_or(default_port).to_string())
         } else {
             match hp.rsplit_once(':') {
                 Some((h, p)) if !h.contains(':') => (h.to_string(), p.to_string()),
-                _ => (hp.to_string(), "24".to_string()),
+                _ => (hp.to_string(), default_port.to_string()),
             }
         };
         let port: u16 = port.parse().map_err(|_| format!("bad port in next hop: {nexthop}"))?;
@@ -177,14 +180,27 @@ impl Conn {
         self.io.get_mut().flush().await
     }
 
-    async fn lhlo(&mut self, name: &str) -> Result<(), String> {
-        self.send(&format!("LHLO {name}\r\n")).await.map_err(|e| e.to_string())?;
+    async fn lhlo(&mut self, name: &str, smtp: bool) -> Result<(), String> {
+        let verb = if smtp { "EHLO" } else { "LHLO" };
+        self.send(&format!("{verb} {name}\r\n")).await.map_err(|e| e.to_string())?;
         self.flush().await.map_err(|e| e.to_string())?;
-        let r = read_reply(&mut self.io)
+        let mut r = read_reply(&mut self.io)
             .await
-            .map_err(|e| format!("lost connection with {} while performing the LHLO handshake: {e}", self.relay))?;
+            .map_err(|e| format!("lost connection with {} while performing the {verb} handshake: {e}", self.relay))?;
+        if smtp && r.code / 100 == 5 {
+            // An old server: HELO, no extensions.
+            self.send(&format!("HELO {name}\r\n")).await.map_err(|e| e.to_string())?;
+            self.flush().await.map_err(|e| e.to_string())?;
+            r = read_reply(&mut self.io)
+                .await
+                .map_err(|e| format!("lost connection with {} while performing the HELO handshake: {e}", self.relay))?;
+            if r.code != 250 {
+                return Err(format!("host {} said: {} (in reply to HELO command)", self.relay, r.text));
+            }
+            return Ok(());
+        }
         if r.code != 250 {
-            return Err(format!("host {} said: {} (in reply to LHLO command)", self.relay, r.text));
+            return Err(format!("host {} said: {} (in reply to {verb} command)", self.relay, r.text));
         }
         let up = r.text.to_ascii_uppercase();
         self.pipelining = up.contains(" PIPELINING");
@@ -196,6 +212,8 @@ impl Conn {
 
 /// What one delivery attempt needs.
 pub struct Job<'a> {
+    /// SMTP instead of LMTP.
+    pub smtp: bool,
     pub nexthop: &'a str,
     pub lhlo_name: &'a str,
     pub myhostname: &'a str,
@@ -253,8 +271,9 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>) -> (Vec<Outcome>, String, Tim
         None => None,
     };
     if conn.is_none() {
-        match connect(job.nexthop, job.myhostname).await {
-            Ok(mut c) => match c.lhlo(job.lhlo_name).await {
+        let port = if job.smtp { "25" } else { "24" };
+        match connect(job.nexthop, job.myhostname, port).await {
+            Ok(mut c) => match c.lhlo(job.lhlo_name, job.smtp).await {
                 Ok(()) => conn = Some(c),
                 Err(e) => return (defer_all(e), c.relay, Timing::default()),
             },
@@ -363,15 +382,31 @@ async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
             .await
             .map_err(|e| io_err("sending message body", e, &out))?;
         c.flush().await.map_err(|e| io_err("sending message body", e, &out))?;
-        for &i in &accepted {
+        // LMTP: one reply per accepted recipient; SMTP: one for all.
+        let replies = if job.smtp { 1.min(accepted.len()) } else { accepted.len() };
+        let mut last = None;
+        for k in 0..replies {
             let r = read_reply(&mut c.io)
                 .await
                 .map_err(|e| io_err("sending end of data -- message may be sent more than once", e, &out))?;
-            out[i] = Some(if r.code / 100 == 2 {
-                Outcome::Sent(r)
+            if job.smtp {
+                last = Some(r);
             } else {
-                fail(r.clone(), said(&r, "end of DATA"))
-            });
+                out[accepted[k]] = Some(if r.code / 100 == 2 {
+                    Outcome::Sent(r)
+                } else {
+                    fail(r.clone(), said(&r, "end of DATA"))
+                });
+            }
+        }
+        if let Some(r) = last {
+            for &i in &accepted {
+                out[i] = Some(if r.code / 100 == 2 {
+                    Outcome::Sent(r.clone())
+                } else {
+                    fail(r.clone(), said(&r, "end of DATA"))
+                });
+            }
         }
     } else if !c.pipelining {
         // Nothing accepted and no DATA sent: the transaction is over.

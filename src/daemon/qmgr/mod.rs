@@ -277,10 +277,16 @@ impl Qmgr {
             }
         };
         match command.as_str() {
-            "lmtp" => {
+            "lmtp" | "smtp" => {
+                let smtp = command == "smtp";
                 let job = lmtp::Job {
+                    smtp,
                     nexthop: &dest.nexthop,
-                    lhlo_name: &self.conf.lmtp_lhlo_name,
+                    lhlo_name: if smtp {
+                        &self.conf.smtp_helo_name
+                    } else {
+                        &self.conf.lmtp_lhlo_name
+                    },
                     myhostname: &self.conf.myhostname,
                     sender,
                     rcpts,
