@@ -10,7 +10,7 @@
 //!   $MAIL_CONFIG, /etc/postfix), recovers the queue under
 //!   queue_directory, then serves every `inet` service whose command is
 //!   smtpd (with its -o overrides) and delivers queued mail through the
-//!   master.cf transports lmtp, error, retry and discard. It stays in the
+//!   master.cf transports lmtp, smtp, error, retry and discard. It stays in the
 //!   foreground; postfix(1) start runs it in the background.
 //!
 //! SECURITY

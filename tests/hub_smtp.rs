@@ -29,7 +29,7 @@ impl Hub {
     fn new(dir: &Path, lmtp_sock: &Path, extra: &str) -> Hub {
         open_dir(dir);
         let port = free_port();
-        std::fs::write(dir.join("users"), "u7 x\nyes1 x\n").unwrap();
+        std::fs::write(dir.join("users"), "u7 x\nyes1 x\nghost x\n").unwrap();
         std::fs::write(
             dir.join("main.cf"),
             format!(
@@ -922,4 +922,47 @@ fn hub_and_real_postfix_relay_to_each_other() {
         "{log}"
     );
     assert!(log.contains("postfix/smtp["), "{log}");
+}
+
+/// Our hub delivering by LMTP into the real Cyrus 3.6 lmtpd.
+#[test]
+fn hub_delivers_into_real_cyrus_lmtpd() {
+    if !can_run("hub -> cyrus lmtpd", &[SWAKS, CYRUS_MASTER, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    // Our back end only lends its saslauthd (private accounts) to Cyrus.
+    let b = backend(d.path());
+    for p in ["backend", "backend/sasl"] {
+        open_dir(&d.path().join(p));
+    }
+    let cyrus = CyrusServer::start(
+        &d.path().join("cyrus"),
+        &d.path().join("backend/sasl/mux"),
+        "autocreate_post: yes\n",
+    );
+    let hub = Hub::new(&d.path().join("hub"), &cyrus.lmtp_sock, "");
+    let out = hub.swaks(&[
+        "--from",
+        "a@b.org",
+        "--to",
+        "u7@mumail.test,ghost@mumail.test",
+        "--h-Subject",
+        "into cyrus",
+    ]);
+    assert!(out.contains("queued as"), "{out}");
+    wait_for("delivered into cyrus", Duration::from_secs(30), || {
+        inbox_headers(cyrus.imap_port, "u7", "SUBJECT") == ["into cyrus"]
+    });
+    let log = hub.log();
+    assert!(
+        log.contains(&format!(
+            "to=<u7@mumail.test>, relay=hub.mumail.test[{}], delay=",
+            cyrus.lmtp_sock.display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("dsn=2.1.5, status=sent (250 2.1.5 Success SESSIONID=<"), "{log}");
+    drop(b);
 }

@@ -304,3 +304,32 @@ fn differential(extra: &str, sessions: &str, min: usize) {
         diffs.join("\n")
     );
 }
+
+const RATES: &str = "smtpd_client_message_rate_limit = 2\nsmtpd_client_recipient_rate_limit = 3\nsmtpd_client_connection_rate_limit = 3\n";
+
+const RATE_SESSIONS: &str = "EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<yes1@mumail.test>
+RSET
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<yes1@mumail.test>
+RSET
+MAIL FROM:<a@b.org>
+QUIT
+
+EHLO client.example
+QUIT
+
+EHLO client.example
+QUIT
+
+EHLO client.example
+QUIT
+";
+
+#[test]
+fn rate_limits_match_real_postfix() {
+    differential(RATES, RATE_SESSIONS, 12);
+}

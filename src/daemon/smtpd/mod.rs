@@ -34,6 +34,22 @@ pub struct Smtpd {
     pub saslauthd_path: String,
     /// Open connections per client address (anvil's count).
     conns: Mutex<HashMap<IpAddr, usize>>,
+    /// Events per client address in the current rate window (anvil).
+    rates: Mutex<HashMap<IpAddr, Rate>>,
+}
+
+/// One client's events in the current `anvil_rate_time_unit` window.
+struct Rate {
+    start: std::time::Instant,
+    counts: [u32; 3],
+}
+
+/// What anvil counts.
+#[derive(Clone, Copy)]
+pub enum Event {
+    Connection = 0,
+    Message = 1,
+    Recipient = 2,
 }
 
 /// Drops a client's connection count when its session ends.
@@ -96,6 +112,7 @@ impl Smtpd {
             tls,
             saslauthd_path,
             conns: Mutex::new(HashMap::new()),
+            rates: Mutex::new(HashMap::new()),
         })
     }
 
@@ -109,6 +126,38 @@ impl Smtpd {
             virtual_maps: &self.virtual_maps,
             relay_maps: &self.relay_maps,
         }
+    }
+
+    /// Counts an event; false when the client is over its rate limit
+    /// (`smtpd_client_event_limit_exceptions` are never limited).
+    pub fn rate_ok(&self, ip: IpAddr, ev: Event) -> bool {
+        let limit = match ev {
+            Event::Connection => self.conf.connection_rate_limit,
+            Event::Message => self.conf.message_rate_limit,
+            Event::Recipient => self.conf.recipient_rate_limit,
+        };
+        if limit == 0 || match_networks(&self.conf.event_limit_exceptions, ip) {
+            return true;
+        }
+        let mut m = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let unit = self.conf.rate_time_unit;
+        // Bounded: forget clients whose window has passed.
+        if m.len() > 100_000 {
+            m.retain(|_, r| now.duration_since(r.start) < unit);
+        }
+        let r = m.entry(ip).or_insert(Rate {
+            start: now,
+            counts: [0; 3],
+        });
+        if now.duration_since(r.start) >= unit {
+            *r = Rate {
+                start: now,
+                counts: [0; 3],
+            };
+        }
+        r.counts[ev as usize] += 1;
+        r.counts[ev as usize] <= limit
     }
 
     /// Counts a new connection; false when the client is over

@@ -114,6 +114,23 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: S
         s.disconnect();
         return;
     }
+    if !d.rate_ok(ip, super::Event::Connection) {
+        d.log.warning(&format!(
+            "Connection rate limit exceeded: {} from {} for service {}",
+            d.conf.connection_rate_limit + 1,
+            s.client(),
+            d.conf.service
+        ));
+        let _ = s
+            .reply(&format!(
+                "421 4.7.0 {} Error: too many connections from {}",
+                d.hub.conf.myhostname, ip
+            ))
+            .await;
+        let _ = s.flush().await;
+        s.disconnect();
+        return;
+    }
     let res = s.session().await;
     if let Err(e) = res {
         let what = if e.kind() == std::io::ErrorKind::TimedOut {
@@ -569,6 +586,16 @@ impl Session<'_> {
             self.count("mail", false);
             return self.error("553 5.6.7 Must declare SMTPUTF8 to send unicode address").await;
         }
+        if !self.d.rate_ok(self.ip, super::Event::Message) {
+            self.count("mail", false);
+            self.d.log.warning(&format!(
+                "Message delivery request rate limit exceeded: {} from {} for service {}",
+                self.d.conf.message_rate_limit + 1,
+                self.client(),
+                self.d.conf.service
+            ));
+            return self.error(&format!("450 4.7.1 Error: too much mail from {}", self.ip)).await;
+        }
         if self.low_space() {
             self.count("mail", false);
             self.d.log.warning(&format!(
@@ -609,6 +636,16 @@ impl Session<'_> {
         if self.rcpts.len() >= self.d.conf.recipient_limit {
             self.count("rcpt", false);
             return self.error("452 4.5.3 Error: too many recipients").await;
+        }
+        if !self.d.rate_ok(self.ip, super::Event::Recipient) {
+            self.count("rcpt", false);
+            self.d.log.warning(&format!(
+                "Recipient address rate limit exceeded: {} from {} for service {}",
+                self.d.conf.recipient_rate_limit + 1,
+                self.client(),
+                self.d.conf.service
+            ));
+            return self.error(&format!("450 4.7.1 Error: too many recipients from {}", self.ip)).await;
         }
         self.rcpt_tried += 1;
         let mut r = Recipient::new(&to);
