@@ -872,7 +872,8 @@ fn hub_and_real_postfix_relay_to_each_other() {
         format!(
             "compatibility_level = 3.6\nqueue_directory = {h}/queue\nmaillog_file = {h}/maillog\nmyhostname = hub.mumail.test\n\
              mydomain = mumail.test\nmydestination = mumail.test\nmynetworks = 127.0.0.0/8\nlocal_recipient_maps = hash:{h}/users\n\
-             mailbox_transport = lmtp:unix:{s}\nrelayhost = [127.0.0.1]:{pport}\n",
+             mailbox_transport = lmtp:unix:{s}\nrelayhost = [127.0.0.1]:{pport}\n\
+             transport_maps = inline:{{ {{ blocked.test=error:5.1.2 no such domain }} }}\n",
             h = hdir.display(),
             s = b.lmtp_sock.display()
         ),
@@ -880,7 +881,9 @@ fn hub_and_real_postfix_relay_to_each_other() {
     .unwrap();
     std::fs::write(
         hdir.join("master.cf"),
-        format!("127.0.0.1:{hub_port} inet n - n - - smtpd\nlmtp unix - - n - - lmtp\nsmtp unix - - n - - smtp\n"),
+        format!(
+            "127.0.0.1:{hub_port} inet n - n - - smtpd\nlmtp unix - - n - - lmtp\nsmtp unix - - n - - smtp\nerror unix - - n - - error\n"
+        ),
     )
     .unwrap();
     hub.start();
@@ -922,6 +925,15 @@ fn hub_and_real_postfix_relay_to_each_other() {
         "{log}"
     );
     assert!(log.contains("postfix/smtp["), "{log}");
+
+    // transport_maps: a domain routed to error: bounces with its text.
+    let out = hub.swaks(&["--from", "a@mumail.test", "--to", "x@blocked.test"]);
+    assert!(out.contains("queued as"), "{out}");
+    wait_for("transport_maps error:", Duration::from_secs(30), || {
+        hub.log().contains("to=<x@blocked.test>, relay=none, delay=")
+    });
+    let log = hub.log();
+    assert!(log.contains("dsn=5.1.2, status=bounced (no such domain)"), "{log}");
 }
 
 /// Our hub delivering by LMTP into the real Cyrus 3.6 lmtpd.

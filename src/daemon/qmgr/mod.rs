@@ -38,6 +38,8 @@ pub struct Qmgr {
     inflight: Mutex<HashSet<String>>,
     active: Arc<Semaphore>,
     bounce_size_limit: usize,
+    /// `transport_maps`, opened once (an unusable table defers mail).
+    transport_maps: Result<crate::tables::Maps, String>,
 }
 
 /// Postfix's `format_tv`: two significant digits, at most two decimals.
@@ -80,6 +82,14 @@ impl Qmgr {
             .map(|n| n as usize)
             .unwrap_or(20000);
         let bounce_size_limit = params.get_int("bounce_size_limit", 1, 0).map(|n| n as usize).unwrap_or(50000);
+        let specs: Vec<String> = crate::config::postfix::list::split_list(&params.get("transport_maps").unwrap_or_default())
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let transport_maps = crate::tables::Maps::open(&specs).map_err(|e| {
+            log.warning(&format!("transport_maps: {e}"));
+            e.to_string()
+        });
         Arc::new(Qmgr {
             conf,
             params,
@@ -91,6 +101,7 @@ impl Qmgr {
             inflight: Mutex::new(HashSet::new()),
             active: Arc::new(Semaphore::new(active)),
             bounce_size_limit,
+            transport_maps,
         })
     }
 
@@ -205,9 +216,19 @@ impl Qmgr {
         ));
         let before_qmgr = since(env.arrival.0, env.arrival.1).saturating_sub(t_active.elapsed());
         let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        let mut unresolved = Vec::new();
         for &i in &open {
-            let d = resolve::resolve(&self.conf, &env.rcpts[i].addr);
-            groups.entry((d.transport, d.nexthop)).or_default().push(i);
+            let resolved = match &self.transport_maps {
+                Ok(maps) => resolve::resolve_with(&self.conf, maps, &env.rcpts[i].addr),
+                Err(e) => Err(e.clone()),
+            };
+            match resolved {
+                Ok(d) => groups.entry((d.transport, d.nexthop)).or_default().push(i),
+                Err(e) => {
+                    self.log.warning(&format!("transport_maps lookup failure: {e}"));
+                    unresolved.push(i);
+                }
+            }
         }
         let mut tasks = tokio::task::JoinSet::new();
         for ((transport, nexthop), idxs) in groups {
@@ -242,7 +263,24 @@ impl Qmgr {
                 });
             }
         }
-        let mut results = Vec::new();
+        let mut results: Vec<Result1> = unresolved
+            .into_iter()
+            .map(|idx| Result1 {
+                idx,
+                outcome: Outcome::Deferred(
+                    Reply {
+                        code: 451,
+                        dsn: "4.3.0".into(),
+                        text: "address resolver failure".into(),
+                    },
+                    "address resolver failure".into(),
+                ),
+                relay: "none".into(),
+                timing: Timing::default(),
+                started: Instant::now(),
+                command: "qmgr".into(),
+            })
+            .collect();
         while let Some(r) = tasks.join_next().await {
             if let Ok(v) = r {
                 results.extend(v);

@@ -61,6 +61,58 @@ fn parse_transport(spec: &str) -> (String, String) {
     }
 }
 
+/// `transport_maps` (transport(5)): the first of `user+ext@domain`,
+/// `user@domain`, `domain`, `.parent` domains, `*` that a table has.  A
+/// result `transport:nexthop` replaces the class's; an empty part keeps
+/// the class's.  Err: a table could not be read (the message is deferred).
+pub fn transport_lookup(conf: &HubConf, maps: &crate::tables::Maps, addr: &str) -> Result<Option<(String, String)>, String> {
+    if maps.is_empty() {
+        return Ok(None);
+    }
+    let (local, domain) = split(addr);
+    let mut keys = vec![addr.to_ascii_lowercase()];
+    if !conf.recipient_delimiter.is_empty() {
+        if let Some(i) = local.find(|c| conf.recipient_delimiter.contains(c)) {
+            keys.push(format!("{}@{domain}", &local[..i]).to_ascii_lowercase());
+        }
+    }
+    if !domain.is_empty() {
+        keys.push(domain.clone());
+        let mut rest = domain.as_str();
+        while let Some(i) = rest.find('.') {
+            rest = &rest[i + 1..];
+            keys.push(format!(".{rest}"));
+        }
+    }
+    keys.push("*".into());
+    for k in keys {
+        match maps.lookup(&k) {
+            Ok(Some(v)) => {
+                let v = v.trim();
+                let (t, n) = v.split_once(':').unwrap_or((v, ""));
+                return Ok(Some((t.to_string(), n.to_string())));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(None)
+}
+
+/// The destination of a recipient, with `transport_maps` applied.
+pub fn resolve_with(conf: &HubConf, maps: &crate::tables::Maps, addr: &str) -> Result<Dest, String> {
+    let mut d = resolve(conf, addr);
+    if let Some((t, n)) = transport_lookup(conf, maps, addr)? {
+        if !t.is_empty() {
+            d.transport = t;
+        }
+        if !n.is_empty() {
+            d.nexthop = n;
+        }
+    }
+    Ok(d)
+}
+
 /// The destination of a recipient.
 pub fn resolve(conf: &HubConf, addr: &str) -> Dest {
     let (_, domain) = split(addr);
@@ -117,5 +169,18 @@ mod tests {
         let c = conf("mydestination = localhost\n");
         assert_eq!(resolve(&c, "x@other.org").nexthop, "other.org");
         assert_eq!(resolve(&c, "x@localhost").transport, "local");
+        let maps = crate::tables::Maps::open(&[
+            "inline:{ partner.net=smtp:[gw.partner.net]:2525, .sub.org=relay:, special@other.org=:[mx.x] }".to_string(),
+        ])
+        .unwrap();
+        let r = |a: &str| {
+            resolve_with(&c, &maps, a)
+                .map(|d| format!("{}:{}", d.transport, d.nexthop))
+                .unwrap()
+        };
+        assert_eq!(r("x@partner.net"), "smtp:[gw.partner.net]:2525");
+        assert_eq!(r("x@a.sub.org"), "relay:a.sub.org");
+        assert_eq!(r("special@other.org"), "smtp:[mx.x]");
+        assert_eq!(r("x@sub.org"), "smtp:sub.org");
     }
 }
