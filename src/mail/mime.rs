@@ -130,6 +130,11 @@ pub fn fields(header: &[u8]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// The first field named `name` as trimmed text (`Message-ID` for logs).
+pub fn field_text(fields: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    field(fields, name).map(|v| String::from_utf8_lossy(trim(v)).into_owned())
+}
+
 /// The first field named `name` (case-insensitive).
 pub fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
     fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())

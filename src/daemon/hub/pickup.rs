@@ -97,8 +97,7 @@ impl Pickup {
             conf.myhostname, conf.mail_name
         );
         let mut extra = String::new();
-        let mut message_id =
-            crate::mail::mime::field(&fields, "message-id").map(|v| String::from_utf8_lossy(crate::mail::mime::trim(v)).into_owned());
+        let mut message_id = crate::mail::mime::field_text(&fields, "message-id");
         if message_id.is_none() {
             let (y, mo, d, hh, mi, ss, _) = crate::util::codec::civil(now);
             let id = format!("<{y:04}{mo:02}{d:02}{hh:02}{mi:02}{ss:02}.{qid}@{}>", conf.myhostname);

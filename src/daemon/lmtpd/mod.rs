@@ -484,7 +484,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 body,
             });
             let f = crate::mail::mime::fields(crate::mail::mime::header_end(&msg).0.min(msg.len()).pipe(|e| &msg[..e]));
-            let msgid = crate::mail::mime::field(&f, "message-id").map(|v| String::from_utf8_lossy(crate::mail::mime::trim(v)).into_owned());
+            let msgid = crate::mail::mime::field_text(&f, "message-id");
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
             let mut staged: Vec<std::sync::Arc<crate::store::Staged>> = Vec::new();
             let mut out = Vec::with_capacity(rcpts.len());

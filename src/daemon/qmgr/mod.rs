@@ -434,13 +434,13 @@ impl Qmgr {
             if self.queue.remove(QueueName::Active, qid).is_ok() {
                 self.log.info(&format!("{qid}: removed"));
             }
-            let _ = std::fs::remove_file(self.defer_log(qid));
+            let _ = std::fs::remove_file(self.queue.defer_log(qid));
             return;
         }
         let backoff = age.clamp(self.conf.minimal_backoff, self.conf.maximal_backoff.max(self.conf.minimal_backoff));
         let next = crate::util::unix_now() + backoff.as_secs() as i64;
         let log_text: String = deferred.iter().map(|(i, why)| format!("{}\t{why}\n", env.rcpts[*i].addr)).collect();
-        let dl = self.defer_log(qid);
+        let dl = self.queue.defer_log(qid);
         if let Some(p) = dl.parent() {
             let _ = std::fs::create_dir_all(p);
         }
@@ -451,10 +451,6 @@ impl Qmgr {
             }
             Err(e) => self.log.warning(&format!("{qid}: move to deferred: {}", crate::util::strerror(&e))),
         }
-    }
-
-    fn defer_log(&self, qid: &str) -> std::path::PathBuf {
-        self.queue.defer_log(qid)
     }
 
     /// Sends the sender a non-delivery notification (none for `<>`).

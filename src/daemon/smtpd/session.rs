@@ -97,34 +97,20 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: S
         hold: false,
     };
     d.log.info(&format!("connect from {}", s.client()));
-    if over {
-        d.log.warning(&format!(
-            "Connection concurrency limit exceeded: {} from {} for service {}",
-            d.conf.client_connection_count_limit + 1,
-            s.client(),
-            d.conf.service
-        ));
+    let refused = if over {
+        Some(("Connection concurrency limit exceeded", d.conf.client_connection_count_limit + 1))
+    } else if !d.rate_ok(ip, super::Event::Connection) {
+        Some(("Connection rate limit exceeded", d.conf.connection_rate_limit as usize + 1))
+    } else {
+        None
+    };
+    if let Some((what, n)) = refused {
+        d.log
+            .warning(&format!("{what}: {n} from {} for service {}", s.client(), d.conf.service));
         let _ = s
             .reply(&format!(
-                "421 4.7.0 {} Error: too many connections from {}",
-                d.hub.conf.myhostname, ip
-            ))
-            .await;
-        let _ = s.flush().await;
-        s.disconnect();
-        return;
-    }
-    if !d.rate_ok(ip, super::Event::Connection) {
-        d.log.warning(&format!(
-            "Connection rate limit exceeded: {} from {} for service {}",
-            d.conf.connection_rate_limit + 1,
-            s.client(),
-            d.conf.service
-        ));
-        let _ = s
-            .reply(&format!(
-                "421 4.7.0 {} Error: too many connections from {}",
-                d.hub.conf.myhostname, ip
+                "421 4.7.0 {} Error: too many connections from {ip}",
+                d.hub.conf.myhostname
             ))
             .await;
         let _ = s.flush().await;
@@ -935,13 +921,8 @@ impl Session<'_> {
             head.push_str(&format!(";\r\n\t{date}\r\n"));
         }
         let (he, _) = crate::mail::mime::header_end(&content);
-        let headers = content[..he.min(content.len())].to_vec();
-        let headers = &headers[..];
-        let has = |name: &str| {
-            headers
-                .split(|&b| b == b'\n')
-                .any(|l| l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name.as_bytes()) && l[name.len()] == b':')
-        };
+        let fields = crate::mail::mime::fields(&content[..he.min(content.len())]);
+        let has = |name: &str| crate::mail::mime::field(&fields, name).is_some();
         let local_client = self.ip.is_loopback();
         let mut message_id = None;
         let mut extra = String::new();
@@ -968,7 +949,7 @@ impl Session<'_> {
         }
         drop(content);
         if message_id.is_none() {
-            message_id = find_header(headers, "Message-Id");
+            message_id = crate::mail::mime::field_text(&fields, "message-id");
         }
         let mut env = Envelope {
             sender: self.sender.clone().unwrap_or_default(),
@@ -1207,25 +1188,4 @@ impl Session<'_> {
         self.reply(&format!("220 {banner}")).await?;
         Ok(Flow::Go)
     }
-}
-
-fn find_header(headers: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(headers);
-    let mut lines = text.split("\r\n").peekable();
-    while let Some(l) = lines.next() {
-        if l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name) && l.as_bytes()[name.len()] == b':' {
-            let mut v = l[name.len() + 1..].trim().to_string();
-            while let Some(n) = lines.peek() {
-                if n.starts_with([' ', '\t']) {
-                    v.push(' ');
-                    v.push_str(n.trim());
-                    lines.next();
-                } else {
-                    break;
-                }
-            }
-            return Some(v);
-        }
-    }
-    None
 }

@@ -54,6 +54,29 @@ pub const VERBS: &[&str] = &[
     "HELO", "EHLO", "XCLIENT", "XFORWARD", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "VRFY", "ETRN", "QUIT",
 ];
 
+/// The characters of an address outside quoted strings (with their byte
+/// offsets; a quoted string's characters are left out except controls,
+/// which are never allowed), and whether a quote is left open.  Quotes
+/// and backslash escapes inside them as RFC 5321 4.1.2.
+fn unquoted(s: &str) -> (Vec<(usize, char)>, bool) {
+    let mut out = Vec::new();
+    let mut in_q = false;
+    let mut esc = false;
+    for (i, c) in s.char_indices() {
+        if esc {
+            esc = false;
+            continue;
+        }
+        match c {
+            '\\' if in_q => esc = true,
+            '"' => in_q = !in_q,
+            c if !in_q || c.is_control() => out.push((i, c)),
+            _ => {}
+        }
+    }
+    (out, in_q)
+}
+
 /// Splits `<path> params` after `FROM:` / `TO:`.  Postfix accepts a bare
 /// address without brackets (`strict_rfc821_envelopes = no`) and blanks
 /// between the colon and the path.
@@ -61,19 +84,9 @@ fn split_path(arg: &str) -> Option<(String, &str)> {
     let arg = arg.trim_start_matches([' ', '\t']);
     if let Some(r) = arg.strip_prefix('<') {
         // A quoted local part may hold '>' or blanks.
-        let mut in_q = false;
-        let mut esc = false;
-        for (i, c) in r.char_indices() {
-            if esc {
-                esc = false;
-                continue;
-            }
-            match c {
-                '\\' if in_q => esc = true,
-                '"' => in_q = !in_q,
-                '>' if !in_q => return Some((r[..i].to_string(), &r[i + 1..])),
-                _ => {}
-            }
+        let (chars, _) = unquoted(r);
+        if let Some(&(i, _)) = chars.iter().find(|(_, c)| *c == '>') {
+            return Some((r[..i].to_string(), &r[i + 1..]));
         }
         None
     } else {
@@ -93,20 +106,12 @@ pub fn check_path(path: &str) -> Option<String> {
         Some((route, p)) if route.starts_with('@') => p,
         _ => path,
     };
-    let mut in_q = false;
-    let mut esc = false;
-    for c in path.chars() {
-        if esc {
-            esc = false;
-            continue;
-        }
-        match c {
-            '\\' if in_q => esc = true,
-            '"' => in_q = !in_q,
-            c if c.is_control() => return None,
-            ' ' | '\t' | '<' | '>' | '(' | ')' | ',' | ';' | ':' if !in_q => return None,
-            _ => {}
-        }
+    let (chars, in_q) = unquoted(path);
+    if chars
+        .iter()
+        .any(|&(_, c)| c.is_control() || matches!(c, ' ' | '\t' | '<' | '>' | '(' | ')' | ',' | ';' | ':'))
+    {
+        return None;
     }
     // A second route or a bare domain literal is not a mailbox.
     if in_q || path.len() > 1000 || path.starts_with('@') {
