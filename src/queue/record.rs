@@ -2,10 +2,12 @@
 //! groups least significant first with the high bit meaning "more", the
 //! data) holding our envelope and content.  The record letters follow
 //! Postfix's `rec_type.h` where the meaning is the same (`T` arrival, `S`
-//! sender, `A` attribute, `O` original recipient, `R` recipient, `D` done
-//! recipient, `M` content start, `N` content, `X` extracted, `E` end), but
+//! sender, `A` attribute, `O` original recipient (here: DSN ORCPT), `R`
+//! recipient, `D` done recipient, `M` content start, `N` content, `X` extracted, `E` end), but
 //! content is stored in chunks, not lines, so the files are ours, not
-//! `postcat`'s.  A file without `E` is incomplete and never delivered.
+//! `postcat`'s.  Ours alone: `n` DSN NOTIFY, `o` the recipient before
+//! rewriting (`orig_to`), `f` recipient flags.  A file without `E` is
+//! incomplete and never delivered.
 //!
 //! A recipient is marked done in place by overwriting its `R` with `D`
 //! (as Postfix's qmgr does), so partial delivery needs one byte written.
@@ -17,17 +19,30 @@ pub struct Recipient {
     pub orcpt: Option<String>,
     /// RFC 3461 NOTIFY (comma list, upper case), if given.
     pub notify: Option<String>,
+    /// The address as received, when cleanup (canonical_maps,
+    /// virtual_alias_maps) or local(8) aliasing rewrote it: logged as
+    /// `orig_to=<…>`.
+    pub orig: Option<String>,
+    /// Produced by local alias expansion: not expanded again.
+    pub no_alias: bool,
     pub done: bool,
     /// Offset of the `R`/`D` type byte in the file (set when read/written).
     pub offset: u64,
 }
 
 impl Recipient {
+    pub fn with_addr(mut self, addr: String) -> Recipient {
+        self.addr = addr;
+        self
+    }
+
     pub fn new(addr: &str) -> Recipient {
         Recipient {
             addr: addr.to_string(),
             orcpt: None,
             notify: None,
+            orig: None,
+            no_alias: false,
             done: false,
             offset: 0,
         }
@@ -84,6 +99,12 @@ pub fn encode(env: &mut Envelope, content: &[u8]) -> Vec<u8> {
         if let Some(n) = &r.notify {
             put(&mut out, b'n', n.as_bytes());
         }
+        if let Some(o) = &r.orig {
+            put(&mut out, b'o', o.as_bytes());
+        }
+        if r.no_alias {
+            put(&mut out, b'f', b"noalias");
+        }
         r.offset = out.len() as u64;
         put(&mut out, if r.done { b'D' } else { b'R' }, r.addr.as_bytes());
     }
@@ -110,7 +131,7 @@ pub fn decode(data: &[u8]) -> Result<(Envelope, Vec<u8>), RecordError> {
     let mut env = Envelope::default();
     let mut content = Vec::new();
     let mut pos = 0usize;
-    let (mut orcpt, mut notify) = (None, None);
+    let (mut orcpt, mut notify, mut orig, mut no_alias) = (None, None, None, false);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     loop {
         let start = pos;
@@ -154,10 +175,14 @@ pub fn decode(data: &[u8]) -> Result<(Envelope, Vec<u8>), RecordError> {
             }
             b'O' => orcpt = Some(text(body)),
             b'n' => notify = Some(text(body)),
+            b'o' => orig = Some(text(body)),
+            b'f' => no_alias = body == b"noalias",
             b'R' | b'D' => env.rcpts.push(Recipient {
                 addr: text(body),
                 orcpt: orcpt.take(),
                 notify: notify.take(),
+                orig: orig.take(),
+                no_alias: std::mem::take(&mut no_alias),
                 done: t == b'D',
                 offset: start as u64,
             }),
@@ -184,6 +209,8 @@ mod tests {
                 Recipient {
                     orcpt: Some("rfc822;X@y".into()),
                     notify: Some("NEVER".into()),
+                    orig: Some("alias@y".into()),
+                    no_alias: true,
                     ..Recipient::new("z@y")
                 },
             ],

@@ -24,6 +24,7 @@ enum Mode {
     Submit,
     ListQueue,
     Flush,
+    NewAliases,
     Unsupported(&'static str),
 }
 
@@ -59,7 +60,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "-bp" => o.mode = Mode::ListQueue,
             "-bm" => o.mode = Mode::Submit,
             "-bs" => o.mode = Mode::Unsupported("-bs (SMTP on standard input)"),
-            "-bi" | "-I" => o.mode = Mode::Unsupported("-bi (newaliases)"),
+            "-bi" | "-I" => o.mode = Mode::NewAliases,
             "-bd" | "-bl" => o.mode = Mode::Unsupported("-bd (start the mail system: use postfix start)"),
             "-bv" => o.mode = Mode::Unsupported("-bv (address verification)"),
             "-q" => o.mode = Mode::Flush,
@@ -179,6 +180,7 @@ pub fn sendmail(args: &[String], stdin: &mut dyn Read) -> Output {
             }
             return super::postqueue::postqueue(&a);
         }
+        Mode::NewAliases => return super::postmap::newaliases(o.config.as_deref()),
         Mode::Unsupported(what) => return fatal(&format!("{what} is not supported by mumail yet"), exit::UNAVAILABLE),
         Mode::Submit => {}
     }

@@ -96,8 +96,11 @@ maillog_file = $run/postfix/maillog
 maillog_file_prefixes = $run
 mailbox_transport = lmtp:unix:$run/imap/config/socket/lmtp
 local_recipient_maps =
+alias_maps = hash:$run/postfix/aliases
+alias_database = hash:$run/postfix/aliases
 cyrus_sasl_config_path = $run/postfix
 EOC
+printf 'postmaster: u1\nabuse: u1\nstaff: u1, u2\n' >"$run/postfix/aliases"
 printf 'pwcheck_method: saslauthd\nsaslauthd_path: %s\nmech_list: PLAIN LOGIN\n' "$run/saslauthd/mux" >"$run/postfix/smtpd.conf"
 sed -i 's/^smtp      inet /127.0.0.1:2525 inet /' "$run/postfix/master.cf"
 ./target/debug/postfix-master -c "$run/postfix" >"$run/postfix/stderr" 2>&1 &

@@ -6,65 +6,9 @@
 use crate::config::postfix::list::split_list;
 use crate::config::postfix::Params;
 use crate::config::ConfigError;
-use std::net::IpAddr;
 use std::time::Duration;
 
-/// An address pattern of `mynetworks`-style lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub bits: u8,
-    pub negate: bool,
-}
-
-/// IPv4-mapped IPv6 addresses compare as IPv4 (a dual-stack listener).
-pub fn canonical_ip(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-impl Cidr {
-    /// `1.2.3.0/24`, `1.2.3.4`, `[::1]/128`, `[fe80::]/64`, `!…`.
-    pub fn parse(tok: &str) -> Option<Cidr> {
-        let (negate, tok) = match tok.strip_prefix('!') {
-            Some(t) => (true, t),
-            None => (false, tok),
-        };
-        let (a, bits) = match tok.split_once('/') {
-            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
-            None => (tok, None),
-        };
-        let a = a.trim_start_matches('[').trim_end_matches(']');
-        let addr: IpAddr = a.parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let bits = bits.unwrap_or(max);
-        if bits > max {
-            return None;
-        }
-        Some(Cidr { addr, bits, negate })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical_ip(ip)) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.bits == 0 { 0 } else { u32::MAX << (32 - self.bits) };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.bits == 0 { 0 } else { u128::MAX << (128 - self.bits) };
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// First match wins; `!` patterns exclude.
-pub fn match_networks(list: &[Cidr], ip: IpAddr) -> bool {
-    list.iter().find(|c| c.contains(ip)).is_some_and(|c| !c.negate)
-}
+pub use crate::tables::cidr::{canonical_ip, match_networks, Cidr};
 
 /// A domain list (`mydestination`, `relay_domains`): names, lower case.
 /// `parent` = the parameter is in `parent_domain_matches_subdomains`.
@@ -112,6 +56,9 @@ pub struct HubConf {
     pub maximal_queue_lifetime: Duration,
     pub bounce_queue_lifetime: Duration,
     pub local_transport: String,
+    /// `alias_maps` specs: these tables are aliases(5) sources wherever
+    /// they appear (`local_recipient_maps = … $alias_maps`).
+    pub alias_maps: Vec<String>,
     pub mailbox_transport: String,
     pub virtual_transport: String,
     pub relay_transport: String,
@@ -173,6 +120,7 @@ impl HubConf {
             maximal_queue_lifetime: p.get_time("maximal_queue_lifetime")?,
             bounce_queue_lifetime: p.get_time("bounce_queue_lifetime")?,
             local_transport: s("local_transport"),
+            alias_maps: split_list(&s("alias_maps")).into_iter().map(str::to_string).collect(),
             mailbox_transport: s("mailbox_transport"),
             virtual_transport: s("virtual_transport"),
             relay_transport: s("relay_transport"),
@@ -254,6 +202,11 @@ pub struct SmtpdConf {
     pub hard_error_limit: usize,
     pub sasl_auth_enable: bool,
     pub tls_auth_only: bool,
+    /// `smtpd_tls_security_level = encrypt` (or the older
+    /// `smtpd_enforce_tls`): MAIL needs TLS first, AUTH only under TLS.
+    pub enforce_tls: bool,
+    /// `smtpd_tls_wrappermode`: TLS from the first byte (smtps, 465).
+    pub wrappermode: bool,
     pub saslauthd_path: String,
     pub xclient_hosts: Vec<Cidr>,
     pub xforward_hosts: Vec<Cidr>,
@@ -276,6 +229,12 @@ impl SmtpdConf {
             v => return Err(bad("smtpd_forbid_bare_newline", v)),
         };
         let size = p.get_int("message_size_limit", 0, 0)? as usize;
+        let enforce_tls = match s("smtpd_tls_security_level").as_str() {
+            "" => p.get_bool("smtpd_enforce_tls")?,
+            "encrypt" => true,
+            "may" | "none" => false,
+            v => return Err(bad("smtpd_tls_security_level", v)),
+        };
         Ok(SmtpdConf {
             service: service.to_string(),
             banner: s("smtpd_banner"),
@@ -317,7 +276,9 @@ impl SmtpdConf {
             peername_lookup: p.get_bool("smtpd_peername_lookup")?,
             hard_error_limit: p.get_int("smtpd_hard_error_limit", 1, 0)? as usize,
             sasl_auth_enable: p.get_bool("smtpd_sasl_auth_enable")?,
-            tls_auth_only: p.get_bool("smtpd_tls_auth_only")?,
+            tls_auth_only: p.get_bool("smtpd_tls_auth_only")? || enforce_tls,
+            enforce_tls,
+            wrappermode: p.get_bool("smtpd_tls_wrappermode")?,
             saslauthd_path: String::new(),
             xclient_hosts: hosts("smtpd_authorized_xclient_hosts"),
             xforward_hosts: hosts("smtpd_authorized_xforward_hosts"),
@@ -339,7 +300,7 @@ mod tests {
             .iter()
             .map(|t| Cidr::parse(t).unwrap())
             .collect();
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
         assert!(match_networks(&nets, ip("10.2.3.4")));
         assert!(!match_networks(&nets, ip("10.1.3.4")));
         assert!(match_networks(&nets, ip("::1")));
@@ -354,5 +315,32 @@ mod tests {
         assert!(d.matches("x.sub.org") && !d.matches("sub.org"));
         let d = DomainList { parent: true, ..d };
         assert!(d.matches("a.example.com"));
+    }
+
+    #[test]
+    fn seed_sample_config_loads() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/postfix/seed");
+        let p = Params::load(dir, true).unwrap();
+        let hub = HubConf::load(&p).unwrap();
+        assert_eq!(hub.mailbox_transport, "lmtp:inet:frontend.example.edu:2003");
+        assert!(hub.mydestination.matches("example.edu"));
+        crate::daemon::hub::cleanup::Rewriter::load(&p, &hub).unwrap();
+        let mut seen = Vec::new();
+        for svc in p.master.services.iter().filter(|s| s.kind == "inet") {
+            let mut sp = p.clone();
+            for (k, v) in svc.overrides() {
+                sp.overrides.insert(k, v);
+            }
+            let c = SmtpdConf::load(&sp, &svc.name).unwrap();
+            seen.push((svc.name.clone(), c.enforce_tls, c.wrappermode, c.tls_auth_only, c.sasl_auth_enable));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ("smtp".to_string(), false, false, false, false),
+                ("submission".to_string(), true, false, true, true),
+                ("smtps".to_string(), false, true, false, true),
+            ]
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! queue under `queue_directory`.  One process lets sessions share one
 //! group commit and lets smtpd hand a message to qmgr without rereading it.
 
+pub mod cleanup;
 pub mod conf;
 pub mod pickup;
 pub mod showq;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 pub struct Hub {
     pub conf: conf::HubConf,
+    pub cleanup: Arc<cleanup::Rewriter>,
     pub queue: Arc<Queue>,
     pub qmgr: Arc<Qmgr>,
 }
@@ -189,6 +191,11 @@ pub fn main(args: &[String]) -> i32 {
         }
     };
     crate::log::install_panic_hook(master_log.clone());
+    // Table warnings (skipped rules) are logged by the daemon that reads
+    // the table, as Postfix's are; tables are mostly read by smtpd here.
+    if let Ok(tl) = Logger::for_postfix(&params, "smtpd") {
+        crate::tables::set_warning_sink(Box::new(move |w| tl.warning(w)));
+    }
     let ml = master_log.clone();
     let fatal = move |e: String| -> i32 {
         ml.fatal(&e);
@@ -198,6 +205,10 @@ pub fn main(args: &[String]) -> i32 {
     let hconf = match conf::HubConf::load(&params) {
         Ok(c) => c,
         Err(e) => return fatal(e.to_string()),
+    };
+    let rewriter = match cleanup::Rewriter::load(&params, &hconf) {
+        Ok(r) => Arc::new(r),
+        Err(e) => return fatal(e),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(64)
@@ -221,9 +232,10 @@ pub fn main(args: &[String]) -> i32 {
             Ok(l) => Arc::new(l),
             Err(e) => return fatal(e),
         };
-        let qmgr = Qmgr::new(hconf.clone(), params.clone(), queue.clone(), qlog);
+        let qmgr = Qmgr::new(hconf.clone(), params.clone(), queue.clone(), qlog, rewriter.clone());
         let hub = Arc::new(Hub {
             conf: hconf.clone(),
+            cleanup: rewriter,
             queue,
             qmgr: qmgr.clone(),
         });

@@ -134,13 +134,23 @@ impl Pickup {
             full.extend_from_slice(b"\r\n");
         }
         full.extend_from_slice(&r.data[body_at..]);
+        let rw = &self.hub.cleanup;
+        let rcpts = r
+            .rcpts
+            .iter()
+            .map(|a| Recipient::new(&crate::daemon::qmgr::resolve::canonical(conf, a)))
+            .collect();
+        let rewritten = rw.sender(&sender).and_then(|s| Ok((s, rw.recipients(rcpts)?)));
+        let (env_sender, rcpts) = match rewritten {
+            Ok(v) => v,
+            Err(e) => {
+                self.cleanup_log.warning(&format!("{qid}: {}", e.0));
+                return Err("queue file write error".into());
+            }
+        };
         let env = Envelope {
-            sender: sender.clone(),
-            rcpts: r
-                .rcpts
-                .iter()
-                .map(|a| Recipient::new(&crate::daemon::qmgr::resolve::canonical(conf, a)))
-                .collect(),
+            sender: env_sender,
+            rcpts,
             attrs: vec![("protocol".into(), "pickup".into()), ("uid".into(), uid.to_string())],
             ..Default::default()
         };

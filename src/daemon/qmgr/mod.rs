@@ -13,6 +13,7 @@
 
 pub mod bounce;
 pub mod lmtp;
+pub mod local;
 pub mod resolve;
 
 use crate::config::postfix::Params;
@@ -40,6 +41,8 @@ pub struct Qmgr {
     bounce_size_limit: usize,
     /// `transport_maps`, opened once (an unusable table defers mail).
     transport_maps: Result<crate::tables::Maps, String>,
+    /// cleanup's rewriting (for forwarded mail) and local(8)'s aliases.
+    cleanup: Arc<crate::daemon::hub::cleanup::Rewriter>,
 }
 
 /// Postfix's `format_tv`: two significant digits, at most two decimals.
@@ -76,7 +79,13 @@ struct Result1 {
 }
 
 impl Qmgr {
-    pub fn new(conf: HubConf, params: Params, queue: Arc<Queue>, log: Arc<Logger>) -> Arc<Qmgr> {
+    pub fn new(
+        conf: HubConf,
+        params: Params,
+        queue: Arc<Queue>,
+        log: Arc<Logger>,
+        cleanup: Arc<crate::daemon::hub::cleanup::Rewriter>,
+    ) -> Arc<Qmgr> {
         let active = params
             .get_int("qmgr_message_active_limit", 1, 0)
             .map(|n| n as usize)
@@ -102,6 +111,7 @@ impl Qmgr {
             active: Arc::new(Semaphore::new(active)),
             bounce_size_limit,
             transport_maps,
+            cleanup,
         })
     }
 
@@ -217,12 +227,27 @@ impl Qmgr {
         let before_qmgr = since(env.arrival.0, env.arrival.1).saturating_sub(t_active.elapsed());
         let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
         let mut unresolved = Vec::new();
+        let mut local_results = Vec::new();
         for &i in &open {
             let resolved = match &self.transport_maps {
                 Ok(maps) => resolve::resolve_with(&self.conf, maps, &env.rcpts[i].addr),
                 Err(e) => Err(e.clone()),
             };
             match resolved {
+                Ok(d) if self.command_of(&d.transport) == "local" => {
+                    let started = Instant::now();
+                    match self.local(qid, &env, &content, i).await {
+                        local::Step::Pass(d) => groups.entry((d.transport, d.nexthop)).or_default().push(i),
+                        local::Step::Done(outcome) => local_results.push(Result1 {
+                            idx: i,
+                            outcome,
+                            relay: "local".into(),
+                            timing: Timing::default(),
+                            started,
+                            command: "local".into(),
+                        }),
+                    }
+                }
                 Ok(d) => groups.entry((d.transport, d.nexthop)).or_default().push(i),
                 Err(e) => {
                     self.log.warning(&format!("transport_maps lookup failure: {e}"));
@@ -281,6 +306,7 @@ impl Qmgr {
                 command: "qmgr".into(),
             })
             .collect();
+        results.extend(local_results);
         while let Some(r) = tasks.join_next().await {
             if let Ok(v) = r {
                 results.extend(v);
@@ -289,14 +315,18 @@ impl Qmgr {
         self.finish(qid, env, content, results, t_active, before_qmgr).await;
     }
 
+    /// The master.cf command of a transport (`lmtp`, `local`, …).
+    fn command_of(&self, transport: &str) -> String {
+        self.params
+            .master
+            .find(transport, "unix")
+            .map(|s| s.command().to_string())
+            .unwrap_or_default()
+    }
+
     /// Runs the transport's agent; (command, outcomes, relay, timing).
     async fn deliver(&self, dest: &Dest, sender: &str, rcpts: &[String], content: &[u8]) -> (String, Vec<Outcome>, String, Timing) {
-        let command = self
-            .params
-            .master
-            .find(&dest.transport, "unix")
-            .map(|s| s.command().to_string())
-            .unwrap_or_default();
+        let command = self.command_of(&dest.transport);
         let all = |o: Outcome| rcpts.iter().map(|_| o.clone()).collect::<Vec<_>>();
         let local = |code: u16, dsn: &str, text: &str| Reply {
             code,
@@ -390,8 +420,12 @@ impl Qmgr {
                 fmt_delay(r.timing.xfer)
             );
             let log = self.agent_log(&r.command);
+            let orig = match &rc.orig {
+                Some(o) if *o != rc.addr => format!(", orig_to=<{o}>"),
+                _ => String::new(),
+            };
             let head = format!(
-                "{qid}: to=<{}>, relay={}, delay={}, delays={delays}",
+                "{qid}: to=<{}>{orig}, relay={}, delay={}, delays={delays}",
                 rc.addr,
                 r.relay,
                 fmt_delay(total)

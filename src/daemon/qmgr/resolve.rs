@@ -85,18 +85,15 @@ pub fn transport_lookup(conf: &HubConf, maps: &crate::tables::Maps, addr: &str) 
         }
     }
     keys.push("*".into());
-    for k in keys {
-        match maps.lookup(&k) {
-            Ok(Some(v)) => {
-                let v = v.trim();
-                let (t, n) = v.split_once(':').unwrap_or((v, ""));
-                return Ok(Some((t.to_string(), n.to_string())));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
+    match maps.lookup_keys(&keys) {
+        Ok(Some((v, _))) => {
+            let v = v.trim();
+            let (t, n) = v.split_once(':').unwrap_or((v, ""));
+            Ok(Some((t.to_string(), n.to_string())))
         }
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
-    Ok(None)
 }
 
 /// The destination of a recipient, with `transport_maps` applied.
@@ -117,9 +114,7 @@ pub fn resolve_with(conf: &HubConf, maps: &crate::tables::Maps, addr: &str) -> R
 pub fn resolve(conf: &HubConf, addr: &str) -> Dest {
     let (_, domain) = split(addr);
     let spec = match class(conf, &domain) {
-        // With mailbox_transport, local(8) would hand every local recipient
-        // on after alias expansion; we hand it on directly.
-        Class::Local if !conf.mailbox_transport.is_empty() => conf.mailbox_transport.clone(),
+        // local(8) expands aliases, then hands the rest to mailbox_transport.
         Class::Local => conf.local_transport.clone(),
         Class::Virtual => conf.virtual_transport.clone(),
         Class::Alias => "error:5.1.1 User unknown in virtual alias table".to_string(),
@@ -160,7 +155,7 @@ mod tests {
             let d = resolve(&c, a);
             format!("{}:{}", d.transport, d.nexthop)
         };
-        assert_eq!(r("alice@Example.COM"), "lmtp:unix:/run/lmtp");
+        assert_eq!(r("alice@Example.COM"), "local:hub.example.com");
         assert_eq!(r("bob@v.example.org"), "lmtp:inet:be1:2003");
         assert_eq!(r("x@partner.net"), "relay:[smart.example.com]:25");
         assert_eq!(r("x@sub.partner.net"), "relay:[smart.example.com]:25");

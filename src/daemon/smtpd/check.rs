@@ -77,6 +77,8 @@ pub struct Checker<'a> {
     pub local_maps: &'a Maps,
     pub virtual_maps: &'a Maps,
     pub relay_maps: &'a Maps,
+    /// canonical and virtual alias tables (a listed address is known).
+    pub cleanup: &'a crate::daemon::hub::cleanup::Rewriter,
 }
 
 /// Forces the reply code and DSN class to agree, applies soft_bounce.
@@ -180,18 +182,20 @@ impl Checker<'_> {
             Err(_) => return config_error(self.what(f, stage).as_str(), stage),
         };
         let what = self.what(f, stage);
-        let mut keys: Vec<String> = Vec::new();
+        // (key, full): a pattern table (regexp, pcre, cidr) is given only
+        // the full keys, as Postfix's check_access does.
+        let mut keys: Vec<(String, bool)> = Vec::new();
         let parent = self.hub.parent_domain_matches.iter().any(|p| p == "smtpd_access_maps");
-        let domains = |d: &str, keys: &mut Vec<String>| {
+        let domains = |d: &str, keys: &mut Vec<(String, bool)>| {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
-            keys.push(d.clone());
+            keys.push((d.clone(), true));
             let mut rest = d.as_str();
             while let Some(i) = rest.find('.') {
                 rest = &rest[i + 1..];
                 if parent {
-                    keys.push(rest.to_string());
+                    keys.push((rest.to_string(), false));
                 }
-                keys.push(format!(".{rest}"));
+                keys.push((format!(".{rest}"), false));
             }
         };
         match stage {
@@ -200,12 +204,12 @@ impl Checker<'_> {
                     domains(f.client_name, &mut keys);
                 }
                 let a = f.client_addr.to_string();
-                keys.push(a.clone());
+                keys.push((a.clone(), true));
                 if f.client_addr.is_ipv4() {
                     let mut parts: Vec<&str> = a.split('.').collect();
                     while parts.len() > 1 {
                         parts.pop();
-                        keys.push(parts.join("."));
+                        keys.push((parts.join("."), false));
                     }
                 }
             }
@@ -217,22 +221,25 @@ impl Checker<'_> {
             Stage::Sender | Stage::Recipient | Stage::Data => {
                 let addr = if stage == Stage::Recipient { f.rcpt } else { f.sender }.unwrap_or("");
                 if addr.is_empty() {
-                    keys.push("<>".into());
+                    keys.push(("<>".into(), true));
                 } else {
                     let (local, domain) = split(addr);
                     let lower = addr.to_ascii_lowercase();
-                    keys.push(lower);
+                    keys.push((lower, true));
                     if let Some(base) = self.strip_ext(local) {
-                        keys.push(format!("{base}@{domain}"));
+                        keys.push((format!("{base}@{domain}"), false));
                     }
                     if !domain.is_empty() {
                         domains(&domain, &mut keys);
                     }
-                    keys.push(format!("{}@", local.to_ascii_lowercase()));
+                    keys.push((format!("{}@", local.to_ascii_lowercase()), false));
                 }
             }
         }
-        for k in keys {
+        for (k, full) in keys {
+            if !full && t.is_pattern() {
+                continue;
+            }
             match t.lookup(&k) {
                 Ok(Some(v)) => return self.action(&v, &what, stage),
                 Ok(None) => {}
@@ -381,16 +388,11 @@ impl Checker<'_> {
     pub fn unlisted(&self, rcpt: &str) -> Verdict {
         let (local, domain) = split(rcpt);
         let base = self.strip_ext(local);
-        let lookup = |maps: &Maps, keys: &[String]| -> Result<bool, ()> {
-            for k in keys {
-                match maps.lookup(k) {
-                    Ok(Some(_)) => return Ok(true),
-                    Ok(None) => {}
-                    Err(_) => return Err(()),
-                }
-            }
-            Ok(false)
-        };
+        match self.cleanup.is_listed(rcpt) {
+            Ok(true) => return Verdict::Dunno,
+            Ok(false) => {}
+            Err(_) => return Verdict::Reject(format!("451 4.3.0 <{rcpt}>: Temporary lookup failure")),
+        }
         let mut full = vec![rcpt.to_ascii_lowercase()];
         if let Some(b) = base {
             full.push(format!("{b}@{domain}"));
@@ -417,14 +419,22 @@ impl Checker<'_> {
                 k.push(format!("@{domain}"));
                 (self.relay_maps, k, "relay recipient table")
             }
+            Class::Alias => {
+                let suffix = if self.conf.show_user_unknown_table_name {
+                    " in virtual alias table"
+                } else {
+                    ""
+                };
+                return self.reject(550, "5.1.1", rcpt, Stage::Recipient, &format!("User unknown{suffix}"));
+            }
             _ => return Verdict::Dunno,
         };
         if maps.is_empty() {
             return Verdict::Dunno;
         }
-        match lookup(maps, &keys) {
-            Ok(true) => Verdict::Dunno,
-            Ok(false) => {
+        match maps.lookup_keys(&keys) {
+            Ok(Some(_)) => Verdict::Dunno,
+            Ok(None) => {
                 let suffix = if self.conf.show_user_unknown_table_name {
                     format!(" in {table}")
                 } else {
@@ -437,7 +447,7 @@ impl Checker<'_> {
                 };
                 self.reject(code, "5.1.1", rcpt, Stage::Recipient, &format!("User unknown{suffix}"))
             }
-            Err(()) => Verdict::Reject(format!("451 4.3.0 <{rcpt}>: Temporary lookup failure")),
+            Err(_) => Verdict::Reject(format!("451 4.3.0 <{rcpt}>: Temporary lookup failure")),
         }
     }
 
@@ -500,10 +510,12 @@ mod tests {
     use super::*;
     use crate::config::postfix::Params;
 
-    fn setup(main: &str) -> (HubConf, SmtpdConf) {
+    fn setup(main: &str) -> (HubConf, SmtpdConf, crate::daemon::hub::cleanup::Rewriter) {
         let mut p = Params::default();
         p.main = crate::config::postfix::MainCf::parse("main.cf", main.as_bytes()).unwrap();
-        (HubConf::load(&p).unwrap(), SmtpdConf::load(&p, "smtp").unwrap())
+        let hub = HubConf::load(&p).unwrap();
+        let rw = crate::daemon::hub::cleanup::Rewriter::load(&p, &hub).unwrap();
+        (hub, SmtpdConf::load(&p, "smtp").unwrap(), rw)
     }
 
     #[test]
@@ -513,7 +525,7 @@ mod tests {
         std::fs::write(&users, "alice x\n").unwrap();
         let access = d.path().join("access");
         std::fs::write(&access, "spam.example REJECT no spam\nbad@ 550 5.1.1 go away\n").unwrap();
-        let (hub, conf) = setup(&format!(
+        let (hub, conf, rw) = setup(&format!(
             "compatibility_level = 3.6\nmyhostname = hub.example.com\nmydestination = example.com\nmynetworks = 10.0.0.0/8\n\
              recipient_delimiter = +\nlocal_recipient_maps = hash:{}\nsmtpd_recipient_restrictions = check_recipient_access hash:{}, check_sender_access hash:{}\n",
             users.display(),
@@ -532,6 +544,7 @@ mod tests {
             local_maps: &lm,
             virtual_maps: &empty,
             relay_maps: &empty,
+            cleanup: &rw,
         };
         let facts = |addr: &str, rcpt: &'static str, sender: &'static str| Facts {
             client_name: "unknown",

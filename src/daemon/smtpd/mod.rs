@@ -99,7 +99,7 @@ impl Smtpd {
         tls: Option<Arc<rustls::ServerConfig>>,
         saslauthd_path: String,
     ) -> Result<Smtpd, String> {
-        let maps = |v: &[String], name: &str| Maps::open(v).map_err(|e| format!("{name}: {e}"));
+        let maps = |v: &[String], name: &str| Maps::open_aliased(v, &hub.conf.alias_maps).map_err(|e| format!("{name}: {e}"));
         Ok(Smtpd {
             local_maps: maps(&conf.local_recipient_maps, "local_recipient_maps")?,
             virtual_maps: maps(&conf.virtual_mailbox_maps, "virtual_mailbox_maps")?,
@@ -125,6 +125,7 @@ impl Smtpd {
             local_maps: &self.local_maps,
             virtual_maps: &self.virtual_maps,
             relay_maps: &self.relay_maps,
+            cleanup: &self.hub.cleanup,
         }
     }
 

@@ -117,6 +117,35 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: S
         s.disconnect();
         return;
     }
+    if d.conf.wrappermode {
+        // smtps: the TLS handshake comes before the greeting.
+        let Some(cfg) = d.tls.clone() else {
+            d.log.warning(&format!(
+                "service {}: smtpd_tls_wrappermode needs smtpd_tls_cert_file and smtpd_tls_key_file",
+                d.conf.service
+            ));
+            s.disconnect();
+            return;
+        };
+        let io = std::mem::replace(&mut s.io, Box::new(tokio::io::duplex(1).0));
+        match tokio::time::timeout(d.conf.timeout, tokio_rustls::TlsAcceptor::from(cfg).accept(io)).await {
+            Ok(Ok(t)) => {
+                s.io = Box::new(t);
+                s.tls = true;
+            }
+            Ok(Err(e)) => {
+                d.log.warning(&format!("TLS library problem: {e}"));
+                d.log.info(&format!("lost connection after CONNECT from {}", s.client()));
+                s.disconnect();
+                return;
+            }
+            Err(_) => {
+                d.log.info(&format!("timeout after CONNECT from {}", s.client()));
+                s.disconnect();
+                return;
+            }
+        }
+    }
     let res = s.session().await;
     if let Err(e) = res {
         let what = if e.kind() == std::io::ErrorKind::TimedOut {
@@ -526,6 +555,10 @@ impl Session<'_> {
         if self.sender.is_some() {
             self.count("mail", false);
             return self.error("503 5.5.1 Error: nested MAIL command").await;
+        }
+        if c.enforce_tls && !self.tls {
+            self.count("mail", false);
+            return self.error("530 5.7.0 Must issue a STARTTLS command first").await;
         }
         let mut mp = MailParams::default();
         for (k, v) in params {
@@ -951,9 +984,22 @@ impl Session<'_> {
         if message_id.is_none() {
             message_id = crate::mail::mime::field_text(&fields, "message-id");
         }
+        let rw = &self.d.hub.cleanup;
+        let rewritten = rw
+            .sender(self.sender.as_deref().unwrap_or_default())
+            .and_then(|s| Ok((s, rw.recipients(std::mem::take(&mut self.rcpts))?)));
+        let (sender, rcpts) = match rewritten {
+            Ok(v) => v,
+            Err(e) => {
+                self.d.cleanup_log.warning(&format!("{qid}: {}", e.0));
+                drop(draft);
+                self.reset();
+                return "451 4.3.0 Error: queue file write error".into();
+            }
+        };
         let mut env = Envelope {
-            sender: self.sender.clone().unwrap_or_default(),
-            rcpts: std::mem::take(&mut self.rcpts),
+            sender,
+            rcpts,
             ..Default::default()
         };
         env.attrs.push(("client".into(), self.client()));

@@ -1,0 +1,219 @@
+//! local(8), the part a mail hub uses: `alias_maps` expansion of local
+//! recipients (recursively, with `:include:` files), forwarding the
+//! expansion as a new message (`status=sent (forwarded as ID)`, with a
+//! `Delivered-To:` header and `owner-` alias senders), loop detection,
+//! and handing everything else to `mailbox_transport` (`passing <…> to
+//! transport=…`).  Delivery to commands, files and mbox mailboxes is not
+//! done by this hub: such recipients are deferred with a reason saying so.
+
+use super::lmtp::{Outcome, Reply};
+use super::resolve::{self, Class, Dest};
+use super::Qmgr;
+use crate::queue::{Envelope, QueueName, Recipient};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+pub enum Step {
+    /// Deliver through this transport (mailbox_transport).
+    Pass(Dest),
+    /// Finished here (forwarded, deferred, bounced).
+    Done(Outcome),
+}
+
+/// Largest `:include:` file read.
+const INCLUDE_MAX: u64 = 1 << 20;
+/// Alias nesting depth.
+const DEPTH_MAX: usize = 100;
+
+fn reply(code: u16, dsn: &str, text: &str) -> Reply {
+    Reply {
+        code,
+        dsn: dsn.to_string(),
+        text: text.to_string(),
+    }
+}
+
+fn defer(why: &str) -> Step {
+    Step::Done(Outcome::Deferred(reply(450, "4.3.0", why), why.to_string()))
+}
+
+/// The `Delivered-To:` values in the message header, lower case.
+fn delivered_to(content: &[u8]) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for line in content.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.len() > 13 && line[..13].eq_ignore_ascii_case(b"delivered-to:") {
+            out.insert(String::from_utf8_lossy(&line[13..]).trim().to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+impl Qmgr {
+    /// local(8) for recipient `i` of the message.
+    pub(super) async fn local(self: &Arc<Self>, qid: &str, env: &Envelope, content: &Arc<Vec<u8>>, i: usize) -> Step {
+        let r = &env.rcpts[i];
+        if !r.no_alias {
+            if delivered_to(content).contains(&r.addr.to_ascii_lowercase()) {
+                let why = format!("mail forwarding loop for {}", r.addr);
+                return Step::Done(Outcome::Bounced(reply(554, "5.4.6", &why), why));
+            }
+            let mut leaves = Vec::new();
+            let mut visited = HashSet::new();
+            match self.expand(&r.addr, 0, &mut visited, &mut leaves) {
+                Err(why) => return defer(&why),
+                Ok(false) => {}
+                Ok(true) => {
+                    let (local, _) = resolve::split(&r.addr);
+                    let owner = match self.cleanup.alias(&format!("owner-{local}")) {
+                        Ok(Some(_)) => Some(format!("owner-{local}@{}", self.cleanup.myorigin())),
+                        Ok(None) => None,
+                        Err(_) => return defer("alias database unavailable"),
+                    };
+                    return match self.forward(env, content, r, leaves, owner).await {
+                        Ok(id) => Step::Done(Outcome::Sent(reply(250, "2.0.0", &format!("forwarded as {id}")))),
+                        Err(why) => defer(&why),
+                    };
+                }
+            }
+        }
+        let spec = &self.conf.mailbox_transport;
+        if spec.is_empty() {
+            return defer("mailbox delivery is not done by this hub: set mailbox_transport");
+        }
+        let (transport, nexthop) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+        self.agent_log("local")
+            .info(&format!("{qid}: passing <{}> to transport={transport}", r.addr));
+        let nexthop = if nexthop.is_empty() {
+            resolve::split(&r.addr).1
+        } else {
+            nexthop.to_string()
+        };
+        Step::Pass(Dest {
+            transport: transport.to_string(),
+            nexthop,
+        })
+    }
+
+    /// Expands `addr`'s alias into `leaves`; false when it has none.
+    fn expand(&self, addr: &str, depth: usize, visited: &mut HashSet<String>, leaves: &mut Vec<String>) -> Result<bool, String> {
+        if depth > DEPTH_MAX {
+            return Err(format!("alias expansion too deep for {addr}"));
+        }
+        visited.insert(addr.to_ascii_lowercase());
+        let (local, _) = resolve::split(addr);
+        let Some(targets) = self.cleanup.alias(local).map_err(|_| "alias database unavailable".to_string())? else {
+            return Ok(false);
+        };
+        let mut work: Vec<String> = targets.into_iter().rev().collect();
+        let mut includes = 0;
+        while let Some(t) = work.pop() {
+            if let Some(path) = t.strip_prefix(":include:") {
+                includes += 1;
+                if includes > DEPTH_MAX {
+                    return Err(format!("too many :include: files for {addr}"));
+                }
+                let text = read_include(path)?;
+                let mut more: Vec<String> = text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with('#'))
+                    .flat_map(crate::config::postfix::list::split_list)
+                    .map(|v| v.trim().trim_matches('"').to_string())
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                more.reverse();
+                work.extend(more);
+                continue;
+            }
+            if t.starts_with('|') {
+                return Err(format!("delivery to command is not done by this hub (alias {local})"));
+            }
+            if t.starts_with('/') {
+                return Err(format!("delivery to file is not done by this hub (alias {local})"));
+            }
+            let a = resolve::canonical(&self.conf, &t);
+            let local_class = resolve::class(&self.conf, &resolve::split(&a).1) == Class::Local;
+            if local_class && !visited.contains(&a.to_ascii_lowercase()) {
+                if !self.expand(&a, depth + 1, visited, leaves)? {
+                    leaves.push(a);
+                }
+            } else {
+                leaves.push(a);
+            }
+        }
+        let mut seen = HashSet::new();
+        leaves.retain(|l| seen.insert(l.to_ascii_lowercase()));
+        Ok(true)
+    }
+
+    /// A new queue file for the expansion, through cleanup's rewriting;
+    /// durable before the original recipient is marked done.
+    async fn forward(
+        self: &Arc<Self>,
+        env: &Envelope,
+        content: &[u8],
+        r: &Recipient,
+        leaves: Vec<String>,
+        owner: Option<String>,
+    ) -> Result<String, String> {
+        let orig = r.orig.clone().unwrap_or_else(|| r.addr.clone());
+        let rcpts = leaves
+            .into_iter()
+            .map(|addr| Recipient {
+                orig: Some(orig.clone()),
+                no_alias: true,
+                orcpt: r.orcpt.clone(),
+                notify: r.notify.clone(),
+                ..Recipient::new(&addr)
+            })
+            .collect();
+        let rcpts = self.cleanup.recipients(rcpts).map_err(|e| {
+            self.agent_log("cleanup").warning(&e.0);
+            "queue file write error".to_string()
+        })?;
+        if rcpts.is_empty() {
+            return Err(format!("no recipient in alias lookup result for {}", r.addr));
+        }
+        let draft = self.queue.create().map_err(|e| format!("cannot create queue file: {e}"))?;
+        let id = draft.qid.clone();
+        let mut body = format!("Delivered-To: {}\r\n", r.addr).into_bytes();
+        body.extend_from_slice(content);
+        let fwd = Envelope {
+            sender: owner.unwrap_or_else(|| env.sender.clone()),
+            attrs: vec![("protocol".into(), "local".into())],
+            rcpts,
+            ..Default::default()
+        };
+        let body = Arc::new(body);
+        let fwd = self
+            .queue
+            .commit(draft, fwd, body.to_vec())
+            .await
+            .map_err(|e| format!("cannot write queue file: {e}"))?;
+        self.submit(id.clone(), QueueName::Incoming, Some((fwd, body)));
+        Ok(id)
+    }
+}
+
+fn read_include(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot open include file {path}: {}", crate::util::strerror(&e)))?;
+    let mut text = String::new();
+    f.take(INCLUDE_MAX)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read include file {path}: {}", crate::util::strerror(&e)))?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn delivered_to_header_only() {
+        let m = b"Delivered-To: A@x.org\r\nSubject: s\r\ndelivered-to:  b@y\r\n\r\nDelivered-To: c@z\r\n";
+        let d = super::delivered_to(m);
+        assert!(d.contains("a@x.org") && d.contains("b@y") && !d.contains("c@z"));
+    }
+}
