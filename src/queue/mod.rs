@@ -207,7 +207,7 @@ impl Queue {
         self: &std::sync::Arc<Self>,
         mut draft: Draft,
         mut env: Envelope,
-        content: Vec<u8>,
+        content: std::sync::Arc<Vec<u8>>,
     ) -> Result<Envelope, QueueError> {
         env.arrival = draft.arrival;
         let me = self.clone();
@@ -251,7 +251,11 @@ impl Queue {
     }
 
     /// `create` + `commit`.
-    pub async fn enqueue(self: &std::sync::Arc<Self>, env: Envelope, content: Vec<u8>) -> Result<(String, Envelope), QueueError> {
+    pub async fn enqueue(
+        self: &std::sync::Arc<Self>,
+        env: Envelope,
+        content: std::sync::Arc<Vec<u8>>,
+    ) -> Result<(String, Envelope), QueueError> {
         let draft = self.create()?;
         let qid = draft.qid.clone();
         let env = self.commit(draft, env, content).await?;
@@ -418,7 +422,10 @@ mod tests {
             rcpts: vec![Recipient::new("x@y"), Recipient::new("z@y")],
             ..Default::default()
         };
-        let (qid, env) = q.enqueue(env, b"Subject: t\r\n\r\nhi\r\n".to_vec()).await.unwrap();
+        let (qid, env) = q
+            .enqueue(env, std::sync::Arc::new(b"Subject: t\r\n\r\nhi\r\n".to_vec()))
+            .await
+            .unwrap();
         assert!(qid.len() >= 6 && qid.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(q.find(&qid).unwrap().0, QueueName::Incoming);
         q.mark_done(QueueName::Incoming, &qid, env.rcpts[0].offset).unwrap();
@@ -436,7 +443,7 @@ mod tests {
                     rcpts: vec![Recipient::new("e@f")],
                     ..Default::default()
                 },
-                b"x\r\n".to_vec(),
+                std::sync::Arc::new(b"x\r\n".to_vec()),
             )
             .await
             .unwrap();

@@ -221,11 +221,21 @@ pub fn alias_entries(text: &str) -> (Vec<SourceEntry>, Vec<usize>) {
     (out, bad)
 }
 
+/// The entries of a fixed-string table file: postmap(1) or, for
+/// `alias_maps`, postalias(1) syntax.
+fn file_entries(ty: FileType, text: &str) -> Vec<SourceEntry> {
+    if ty == FileType::Alias {
+        alias_entries(text).0
+    } else {
+        source_entries(text)
+    }
+}
+
 /// The lookup map of a source: keys folded to lower case; the first
 /// definition wins, as postmap(1) keeps it (and warns about the others).
-pub fn parse_source(text: &str) -> HashMap<String, String> {
+fn index(entries: Vec<SourceEntry>) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    for (k, v, _) in source_entries(text) {
+    for (k, v, _) in entries {
         out.entry(k.to_ascii_lowercase()).or_insert(v);
     }
     out
@@ -252,15 +262,7 @@ fn brace_list(spec: &str, name: &str) -> Result<Vec<String>, TableError> {
 
 fn parse_file(ty: FileType, text: &str, file: &str) -> Loaded {
     let (loaded, warnings) = match ty {
-        FileType::Fixed => (Loaded::Fixed(parse_source(text)), Vec::new()),
-        FileType::Alias => {
-            let (entries, _) = alias_entries(text);
-            let mut m = HashMap::new();
-            for (k, v, _) in entries {
-                m.entry(k.to_ascii_lowercase()).or_insert(v);
-            }
-            (Loaded::Fixed(m), Vec::new())
-        }
+        FileType::Fixed | FileType::Alias => (Loaded::Fixed(index(file_entries(ty, text))), Vec::new()),
         FileType::Regexp | FileType::Pcre => {
             let (t, w) = regexp::RegexpTable::parse(logical_lines(text), file, ty == FileType::Pcre);
             (Loaded::Regexp(t), w)
@@ -386,13 +388,8 @@ impl Table {
             Kind::File(ty @ (FileType::Fixed | FileType::Alias), path, _) => {
                 let text = std::fs::read_to_string(path).map_err(|_| TableError::Unavailable(self.spec.clone()))?;
                 let mut seen = std::collections::HashSet::new();
-                let entries = if *ty == FileType::Alias {
-                    alias_entries(&text).0
-                } else {
-                    source_entries(&text)
-                };
                 Ok(Some(
-                    entries
+                    file_entries(*ty, &text)
                         .into_iter()
                         .filter(|(k, _, _)| seen.insert(k.to_ascii_lowercase()))
                         .map(|(k, v, _)| (k.to_ascii_lowercase(), v))
@@ -473,13 +470,7 @@ impl Maps {
     /// Opens every `type:name` in `specs`; entries without `:` (e.g. an
     /// unexpanded empty value) are skipped.
     pub fn open(specs: &[String]) -> Result<Maps, TableError> {
-        Ok(Maps(
-            specs
-                .iter()
-                .filter(|s| s.contains(':'))
-                .map(|s| Table::open(s))
-                .collect::<Result<_, _>>()?,
-        ))
+        Maps::open_aliased(specs, &[])
     }
 
     /// Like `open`, with the tables named in `alias_specs` (the

@@ -77,10 +77,8 @@ fn compile<'a>(s: &'a str, pcre: bool) -> Result<(Regex, &'a str), String> {
     let (pat, rest) = delimited(s)?;
     let flag_end = rest.find(|c: char| c.is_whitespace() || c == '!').unwrap_or(rest.len());
     let (flags, rest) = rest.split_at(flag_end);
-    let (mut icase, mut multi, mut dotall, mut ext, mut anchored, mut ungreedy) = (true, false, pcre, !pcre, false, false);
-    if !pcre {
-        dotall = true;
-    }
+    // Postfix's defaults; `dotall` is pcre's `s` (regexp's `.` follows `m`).
+    let (mut icase, mut multi, mut dotall, mut ext, mut anchored, mut ungreedy) = (true, false, true, !pcre, false, false);
     for f in flags.chars() {
         match (f, pcre) {
             ('i', _) => icase = !icase,

@@ -49,7 +49,7 @@ impl Rewriter {
         };
         let classes = |n: &str| split_list(&s(n)).into_iter().map(str::to_string).collect::<Vec<_>>();
         let common = classes("canonical_classes");
-        let num = |n: &str, d: usize| s(n).trim().parse::<usize>().ok().filter(|v| *v > 0).unwrap_or(d);
+        let num = |n: &str| params.get_int(n, 1, 0).map(|v| v as usize).map_err(|e| e.to_string());
         Ok(Rewriter {
             conf: conf.clone(),
             sender_canonical: maps("sender_canonical_maps")?,
@@ -60,8 +60,8 @@ impl Rewriter {
             virtual_alias: maps("virtual_alias_maps")?,
             alias_maps: maps("alias_maps")?,
             propagate: classes("propagate_unmatched_extensions"),
-            recursion_limit: num("virtual_alias_recursion_limit", 1000),
-            expansion_limit: num("virtual_alias_expansion_limit", 1000),
+            recursion_limit: num("virtual_alias_recursion_limit")?,
+            expansion_limit: num("virtual_alias_expansion_limit")?,
         })
     }
 
@@ -76,17 +76,15 @@ impl Rewriter {
     /// `user+ext` → (`user`, `+ext`) per `recipient_delimiter`; special
     /// local parts keep their extension, as Postfix's do.
     fn split_ext<'a>(&self, local: &'a str) -> (&'a str, &'a str) {
-        let d = &self.conf.recipient_delimiter;
-        if d.is_empty()
-            || local.eq_ignore_ascii_case("postmaster")
+        if local.eq_ignore_ascii_case("postmaster")
             || local.eq_ignore_ascii_case("mailer-daemon")
             || local.to_ascii_lowercase().starts_with("owner-")
             || local.to_ascii_lowercase().ends_with("-request")
         {
             return (local, "");
         }
-        match local.find(|c| d.contains(c)) {
-            Some(i) if i > 0 => (&local[..i], &local[i..]),
+        match crate::daemon::qmgr::resolve::split_ext(&self.conf, local) {
+            Some((base, ext)) if !base.is_empty() => (base, ext),
             _ => (local, ""),
         }
     }
@@ -173,6 +171,11 @@ impl Rewriter {
             return Ok(addr.to_string());
         }
         self.canon(&self.sender_canonical, addr)
+    }
+
+    /// The envelope as cleanup writes it: sender and recipients rewritten.
+    pub fn envelope(&self, sender: &str, rcpts: Vec<Recipient>) -> Result<(String, Vec<Recipient>), RewriteError> {
+        Ok((self.sender(sender)?, self.recipients(rcpts)?))
     }
 
     /// Every recipient after canonical mapping and virtual alias
@@ -291,10 +294,6 @@ impl Rewriter {
                 })
                 .collect(),
         ))
-    }
-
-    pub fn myorigin(&self) -> &str {
-        &self.conf.myorigin
     }
 }
 

@@ -134,14 +134,12 @@ impl Pickup {
             full.extend_from_slice(b"\r\n");
         }
         full.extend_from_slice(&r.data[body_at..]);
-        let rw = &self.hub.cleanup;
         let rcpts = r
             .rcpts
             .iter()
             .map(|a| Recipient::new(&crate::daemon::qmgr::resolve::canonical(conf, a)))
             .collect();
-        let rewritten = rw.sender(&sender).and_then(|s| Ok((s, rw.recipients(rcpts)?)));
-        let (env_sender, rcpts) = match rewritten {
+        let (env_sender, rcpts) = match self.hub.cleanup.envelope(&sender, rcpts) {
             Ok(v) => v,
             Err(e) => {
                 self.cleanup_log.warning(&format!("{qid}: {}", e.0));
@@ -155,7 +153,7 @@ impl Pickup {
             ..Default::default()
         };
         let full = Arc::new(full);
-        let env = match self.hub.queue.commit(draft, env, full.to_vec()).await {
+        let env = match self.hub.queue.commit(draft, env, full.clone()).await {
             Ok(e) => e,
             Err(QueueError::NoSpace) => return Err("No space left on device".into()),
             Err(e) => return Err(e.to_string()),

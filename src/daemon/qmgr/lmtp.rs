@@ -45,11 +45,12 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn local(code: u16, dsn: &str, text: String) -> Reply {
+    /// A reply made by the hub itself (no server said it).
+    pub(super) fn local(code: u16, dsn: &str, text: impl Into<String>) -> Reply {
         Reply {
             code,
             dsn: dsn.to_string(),
-            text,
+            text: text.into(),
         }
     }
 }
@@ -418,7 +419,7 @@ async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
     }
     Ok(out
         .into_iter()
-        .map(|o| o.unwrap_or_else(|| Outcome::Deferred(Reply::local(450, "4.3.0", "internal error".into()), "internal error".into())))
+        .map(|o| o.unwrap_or_else(|| Outcome::Deferred(Reply::local(450, "4.3.0", "internal error"), "internal error".into())))
         .collect())
 }
 

@@ -25,31 +25,18 @@ const INCLUDE_MAX: u64 = 1 << 20;
 /// Alias nesting depth.
 const DEPTH_MAX: usize = 100;
 
-fn reply(code: u16, dsn: &str, text: &str) -> Reply {
-    Reply {
-        code,
-        dsn: dsn.to_string(),
-        text: text.to_string(),
-    }
-}
-
 fn defer(why: &str) -> Step {
-    Step::Done(Outcome::Deferred(reply(450, "4.3.0", why), why.to_string()))
+    Step::Done(Outcome::Deferred(Reply::local(450, "4.3.0", why), why.to_string()))
 }
 
 /// The `Delivered-To:` values in the message header, lower case.
 fn delivered_to(content: &[u8]) -> HashSet<String> {
-    let mut out = HashSet::new();
-    for line in content.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line.len() > 13 && line[..13].eq_ignore_ascii_case(b"delivered-to:") {
-            out.insert(String::from_utf8_lossy(&line[13..]).trim().to_ascii_lowercase());
-        }
-    }
-    out
+    let (end, _) = crate::mail::mime::header_end(content);
+    crate::mail::mime::fields(&content[..end])
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("delivered-to"))
+        .map(|(_, v)| String::from_utf8_lossy(crate::mail::mime::trim(&v)).to_ascii_lowercase())
+        .collect()
 }
 
 impl Qmgr {
@@ -59,7 +46,7 @@ impl Qmgr {
         if !r.no_alias {
             if delivered_to(content).contains(&r.addr.to_ascii_lowercase()) {
                 let why = format!("mail forwarding loop for {}", r.addr);
-                return Step::Done(Outcome::Bounced(reply(554, "5.4.6", &why), why));
+                return Step::Done(Outcome::Bounced(Reply::local(554, "5.4.6", &why), why));
             }
             let mut leaves = Vec::new();
             let mut visited = HashSet::new();
@@ -69,12 +56,12 @@ impl Qmgr {
                 Ok(true) => {
                     let (local, _) = resolve::split(&r.addr);
                     let owner = match self.cleanup.alias(&format!("owner-{local}")) {
-                        Ok(Some(_)) => Some(format!("owner-{local}@{}", self.cleanup.myorigin())),
+                        Ok(Some(_)) => Some(format!("owner-{local}@{}", self.conf.myorigin)),
                         Ok(None) => None,
                         Err(_) => return defer("alias database unavailable"),
                     };
                     return match self.forward(env, content, r, leaves, owner).await {
-                        Ok(id) => Step::Done(Outcome::Sent(reply(250, "2.0.0", &format!("forwarded as {id}")))),
+                        Ok(id) => Step::Done(Outcome::Sent(Reply::local(250, "2.0.0", format!("forwarded as {id}")))),
                         Err(why) => defer(&why),
                     };
                 }
@@ -144,12 +131,11 @@ impl Qmgr {
                 leaves.push(a);
             }
         }
-        let mut seen = HashSet::new();
-        leaves.retain(|l| seen.insert(l.to_ascii_lowercase()));
         Ok(true)
     }
 
-    /// A new queue file for the expansion, through cleanup's rewriting;
+    /// A new queue file for the expansion, through cleanup's rewriting
+    /// (which also drops duplicate addresses);
     /// durable before the original recipient is marked done.
     async fn forward(
         self: &Arc<Self>,
@@ -190,7 +176,7 @@ impl Qmgr {
         let body = Arc::new(body);
         let fwd = self
             .queue
-            .commit(draft, fwd, body.to_vec())
+            .commit(draft, fwd, body.clone())
             .await
             .map_err(|e| format!("cannot write queue file: {e}"))?;
         self.submit(id.clone(), QueueName::Incoming, Some((fwd, body)));

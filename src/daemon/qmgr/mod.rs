@@ -328,11 +328,6 @@ impl Qmgr {
     async fn deliver(&self, dest: &Dest, sender: &str, rcpts: &[String], content: &[u8]) -> (String, Vec<Outcome>, String, Timing) {
         let command = self.command_of(&dest.transport);
         let all = |o: Outcome| rcpts.iter().map(|_| o.clone()).collect::<Vec<_>>();
-        let local = |code: u16, dsn: &str, text: &str| Reply {
-            code,
-            dsn: dsn.to_string(),
-            text: text.to_string(),
-        };
         // error:/retry: take "X.Y.Z text" or just text as their reason.
         let reason = |default_dsn: &str| -> (String, String) {
             let t = dest.nexthop.trim();
@@ -365,12 +360,12 @@ impl Qmgr {
             }
             "error" => {
                 let (dsn, text) = reason("5.0.0");
-                let o = Outcome::Bounced(local(550, &dsn, &text), text.clone());
+                let o = Outcome::Bounced(Reply::local(550, &dsn, &text), text.clone());
                 (command, all(o), "none".into(), Timing::default())
             }
             "retry" => {
                 let (dsn, text) = reason("4.0.0");
-                let o = Outcome::Deferred(local(450, &dsn, &text), text.clone());
+                let o = Outcome::Deferred(Reply::local(450, &dsn, &text), text.clone());
                 (command, all(o), "none".into(), Timing::default())
             }
             "discard" => {
@@ -379,12 +374,12 @@ impl Qmgr {
                 } else {
                     dest.nexthop.clone()
                 };
-                let o = Outcome::Sent(local(250, "2.0.0", &text));
+                let o = Outcome::Sent(Reply::local(250, "2.0.0", &text));
                 (command, all(o), "none".into(), Timing::default())
             }
             _ => {
                 let why = "mail transport unavailable".to_string();
-                let o = Outcome::Deferred(local(450, "4.3.0", &why), why.clone());
+                let o = Outcome::Deferred(Reply::local(450, "4.3.0", &why), why.clone());
                 ("qmgr".into(), all(o), "none".into(), Timing::default())
             }
         }
@@ -539,7 +534,7 @@ impl Qmgr {
             ..Default::default()
         };
         let msg = Arc::new(msg);
-        match self.queue.commit(draft, benv, msg.to_vec()).await {
+        match self.queue.commit(draft, benv, msg.clone()).await {
             Ok(benv) => {
                 self.agent_log("bounce")
                     .info(&format!("{qid}: sender non-delivery notification: {bqid}"));

@@ -30,6 +30,15 @@ pub fn split(addr: &str) -> (&str, String) {
     }
 }
 
+/// `user+ext` → (`user`, `+ext`) at the first `recipient_delimiter`
+/// character; None without one.
+pub fn split_ext<'a>(conf: &HubConf, local: &'a str) -> Option<(&'a str, &'a str)> {
+    if conf.recipient_delimiter.is_empty() {
+        return None;
+    }
+    local.find(|c| conf.recipient_delimiter.contains(c)).map(|i| local.split_at(i))
+}
+
 /// Completes a bare `user` with `@$myorigin` (`append_at_myorigin`).
 pub fn canonical(conf: &HubConf, addr: &str) -> String {
     if addr.is_empty() || addr.contains('@') {
@@ -71,10 +80,8 @@ pub fn transport_lookup(conf: &HubConf, maps: &crate::tables::Maps, addr: &str) 
     }
     let (local, domain) = split(addr);
     let mut keys = vec![addr.to_ascii_lowercase()];
-    if !conf.recipient_delimiter.is_empty() {
-        if let Some(i) = local.find(|c| conf.recipient_delimiter.contains(c)) {
-            keys.push(format!("{}@{domain}", &local[..i]).to_ascii_lowercase());
-        }
+    if let Some((base, _)) = split_ext(conf, local) {
+        keys.push(format!("{base}@{domain}").to_ascii_lowercase());
     }
     if !domain.is_empty() {
         keys.push(domain.clone());

@@ -250,10 +250,7 @@ impl Checker<'_> {
     }
 
     fn strip_ext<'b>(&self, local: &'b str) -> Option<&'b str> {
-        if self.hub.recipient_delimiter.is_empty() {
-            return None;
-        }
-        local.find(|c| self.hub.recipient_delimiter.contains(c)).map(|i| &local[..i])
+        crate::daemon::qmgr::resolve::split_ext(self.hub, local).map(|(base, _)| base)
     }
 
     fn what(&self, f: &Facts<'_>, stage: Stage) -> String {
@@ -393,6 +390,20 @@ impl Checker<'_> {
             Ok(false) => {}
             Err(_) => return Verdict::Reject(format!("451 4.3.0 <{rcpt}>: Temporary lookup failure")),
         }
+        // "User unknown in <table>", with the table's reject code.
+        let unknown = |table: &str| {
+            let suffix = if self.conf.show_user_unknown_table_name {
+                format!(" in {table}")
+            } else {
+                String::new()
+            };
+            let code = if table.starts_with("local") {
+                self.conf.unknown_local_recipient_reject_code
+            } else {
+                550
+            };
+            self.reject(code, "5.1.1", rcpt, Stage::Recipient, &format!("User unknown{suffix}"))
+        };
         let mut full = vec![rcpt.to_ascii_lowercase()];
         if let Some(b) = base {
             full.push(format!("{b}@{domain}"));
@@ -419,14 +430,7 @@ impl Checker<'_> {
                 k.push(format!("@{domain}"));
                 (self.relay_maps, k, "relay recipient table")
             }
-            Class::Alias => {
-                let suffix = if self.conf.show_user_unknown_table_name {
-                    " in virtual alias table"
-                } else {
-                    ""
-                };
-                return self.reject(550, "5.1.1", rcpt, Stage::Recipient, &format!("User unknown{suffix}"));
-            }
+            Class::Alias => return unknown("virtual alias table"),
             _ => return Verdict::Dunno,
         };
         if maps.is_empty() {
@@ -434,19 +438,7 @@ impl Checker<'_> {
         }
         match maps.lookup_keys(&keys) {
             Ok(Some(_)) => Verdict::Dunno,
-            Ok(None) => {
-                let suffix = if self.conf.show_user_unknown_table_name {
-                    format!(" in {table}")
-                } else {
-                    String::new()
-                };
-                let code = if table.starts_with("local") {
-                    self.conf.unknown_local_recipient_reject_code
-                } else {
-                    550
-                };
-                self.reject(code, "5.1.1", rcpt, Stage::Recipient, &format!("User unknown{suffix}"))
-            }
+            Ok(None) => unknown(table),
             Err(_) => Verdict::Reject(format!("451 4.3.0 <{rcpt}>: Temporary lookup failure")),
         }
     }

@@ -117,36 +117,22 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: S
         s.disconnect();
         return;
     }
-    if d.conf.wrappermode {
-        // smtps: the TLS handshake comes before the greeting.
-        let Some(cfg) = d.tls.clone() else {
+    // smtps (wrapper mode): the TLS handshake comes before the greeting.
+    let res = match (d.conf.wrappermode, d.tls.clone()) {
+        (false, _) => s.session().await,
+        (true, Some(cfg)) => match s.tls_handshake(cfg).await {
+            Ok(()) => s.session().await,
+            Err(e) => Err(e),
+        },
+        (true, None) => {
             d.log.warning(&format!(
                 "service {}: smtpd_tls_wrappermode needs smtpd_tls_cert_file and smtpd_tls_key_file",
                 d.conf.service
             ));
             s.disconnect();
             return;
-        };
-        let io = std::mem::replace(&mut s.io, Box::new(tokio::io::duplex(1).0));
-        match tokio::time::timeout(d.conf.timeout, tokio_rustls::TlsAcceptor::from(cfg).accept(io)).await {
-            Ok(Ok(t)) => {
-                s.io = Box::new(t);
-                s.tls = true;
-            }
-            Ok(Err(e)) => {
-                d.log.warning(&format!("TLS library problem: {e}"));
-                d.log.info(&format!("lost connection after CONNECT from {}", s.client()));
-                s.disconnect();
-                return;
-            }
-            Err(_) => {
-                d.log.info(&format!("timeout after CONNECT from {}", s.client()));
-                s.disconnect();
-                return;
-            }
         }
-    }
-    let res = s.session().await;
+    };
     if let Err(e) = res {
         let what = if e.kind() == std::io::ErrorKind::TimedOut {
             let _ = s
@@ -984,10 +970,11 @@ impl Session<'_> {
         if message_id.is_none() {
             message_id = crate::mail::mime::field_text(&fields, "message-id");
         }
-        let rw = &self.d.hub.cleanup;
-        let rewritten = rw
-            .sender(self.sender.as_deref().unwrap_or_default())
-            .and_then(|s| Ok((s, rw.recipients(std::mem::take(&mut self.rcpts))?)));
+        let rewritten = self
+            .d
+            .hub
+            .cleanup
+            .envelope(self.sender.as_deref().unwrap_or_default(), std::mem::take(&mut self.rcpts));
         let (sender, rcpts) = match rewritten {
             Ok(v) => v,
             Err(e) => {
@@ -1018,7 +1005,7 @@ impl Session<'_> {
             env.attrs.push(("dsn_envid".into(), e.clone()));
         }
         let full = Arc::new(full);
-        let res = self.d.hub.queue.commit(draft, env, full.to_vec()).await;
+        let res = self.d.hub.queue.commit(draft, env, full.clone()).await;
         let hold = self.hold;
         self.reset();
         match res {
@@ -1065,16 +1052,23 @@ impl Session<'_> {
         self.inbuf.clear();
         self.pos = 0;
         self.discard = false;
+        self.tls_handshake(cfg).await?;
+        self.helo = None;
+        self.esmtp = false;
+        self.sasl = None;
+        self.reset();
+        Ok(Flow::Go)
+    }
+
+    /// The server side of a TLS handshake on the session's connection
+    /// (after STARTTLS, or at connect in wrapper mode).
+    async fn tls_handshake(&mut self, cfg: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
         let io = std::mem::replace(&mut self.io, Box::new(tokio::io::duplex(1).0));
         match tokio::time::timeout(self.d.conf.timeout, tokio_rustls::TlsAcceptor::from(cfg).accept(io)).await {
             Ok(Ok(t)) => {
                 self.io = Box::new(t);
                 self.tls = true;
-                self.helo = None;
-                self.esmtp = false;
-                self.sasl = None;
-                self.reset();
-                Ok(Flow::Go)
+                Ok(())
             }
             Ok(Err(e)) => {
                 self.d.log.warning(&format!("TLS library problem: {e}"));
