@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod log;
 pub mod mail;
 pub mod proto;

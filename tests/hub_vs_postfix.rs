@@ -214,6 +214,13 @@ fn strict_config_replies_match_real_postfix() {
 }
 
 fn differential(extra: &str, sessions: &str, min: usize) {
+    differential_in(extra, sessions, min, None)
+}
+
+/// With `dns`: both servers resolve through that name server (the real
+/// Postfix through a private /etc/resolv.conf in its own mount namespace,
+/// ours through MUMAIL_DNS_SERVERS).
+fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) {
     if !can_run("hub vs postfix", &[POSTFIX]) {
         return;
     }
@@ -236,7 +243,22 @@ fn differential(extra: &str, sessions: &str, min: usize) {
     )
     .unwrap();
     let real = {
-        let _inst = PostfixInstance::start(&pf);
+        let _inst = match dns {
+            None => PostfixInstance::start(&pf),
+            Some(server) => {
+                let resolv = d.path().join("resolv.conf");
+                std::fs::write(&resolv, format!("nameserver {server}\noptions timeout:2 attempts:1\n")).unwrap();
+                let st = in_namespace(
+                    &[(resolv, "/etc/resolv.conf")],
+                    Path::new(POSTFIX),
+                    &["-c", pf.to_str().unwrap(), "start"],
+                )
+                .output()
+                .unwrap();
+                assert!(st.status.success(), "postfix start: {}", String::from_utf8_lossy(&st.stderr));
+                PostfixInstance(pf.clone())
+            }
+        };
         wait_tcp(pport);
         // The real smtpd now and then drops a session (a fresh process per
         // connection under the test's burst); take the fullest of 3 runs.
@@ -274,6 +296,9 @@ fn differential(extra: &str, sessions: &str, min: usize) {
         let mut cmd = Command::new(bin("postfix-master"));
         let log = std::fs::File::create(hub.join("stderr")).unwrap();
         cmd.args(["-c", hub.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
+        if let Some(server) = dns {
+            cmd.env("MUMAIL_DNS_SERVERS", format!("{server}:53"));
+        }
         let _p = Proc::spawn("postfix-master", &mut cmd);
         wait_tcp(hport);
         drive(hport, sessions)
@@ -332,4 +357,159 @@ QUIT
 #[test]
 fn rate_limits_match_real_postfix() {
     differential(RATES, RATE_SESSIONS, 12);
+}
+
+const DNS: &str = "smtpd_authorized_xclient_hosts = 127.0.0.0/8\nsmtpd_relay_restrictions =\n\
+    smtpd_client_restrictions = reject_unknown_client_hostname, reject_unknown_reverse_client_hostname, reject_rhsbl_client dbl.test\n\
+    smtpd_helo_restrictions = reject_unknown_helo_hostname, reject_rhsbl_helo dbl.test\n\
+    smtpd_recipient_restrictions = check_sender_access inline:{ {slow@good.test=DEFER_IF_PERMIT later}, {soft@good.test=DEFER_IF_REJECT maybe} }, \
+    reject_rbl_client bl.test=127.0.0.[2..11], reject_rhsbl_sender dbl.test, \
+    reject_unknown_sender_domain, reject_unknown_recipient_domain, reject_unauth_destination\n\
+    smtpd_data_restrictions = reject_unauth_pipelining\n";
+
+const DNS_SESSIONS: &str = "EHLO mail.good.test
+MAIL FROM:<a@nx.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<a@nullmx.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<a@good.test>
+RCPT TO:<x@nx.test>
+RCPT TO:<x@nullmx.test>
+RCPT TO:<x@relay.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<a@spam.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<a@mx-only.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO mail.good.test
+XCLIENT ADDR=192.0.2.7 NAME=client.good.test
+EHLO mail.good.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO mail.good.test
+XCLIENT ADDR=192.0.2.9 NAME=client.good.test
+EHLO mail.good.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO mail.good.test
+XCLIENT ADDR=192.0.2.8 NAME=[UNAVAILABLE]
+EHLO mail.good.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO mail.good.test
+XCLIENT ADDR=192.0.2.8 NAME=[TEMPUNAVAIL]
+EHLO mail.good.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO nohost.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO [127.0.0.1]
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO mail.good.test
+XCLIENT ADDR=192.0.2.10 NAME=client.good.test REVERSE_NAME=[UNAVAILABLE]
+EHLO mail.good.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO mail.good.test
+XCLIENT ADDR=192.0.2.11 NAME=spam.test
+EHLO mail.good.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO spam.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO mail.good.test
+MAIL FROM:<slow@good.test>
+RCPT TO:<x@relay.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<soft@good.test>
+RCPT TO:<x@relay.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+HELO mail.good.test
+RAW MAIL FROM:<a@good.test>\\r\\nRCPT TO:<u7@mumail.test>\\r\\nDATA\\r\\n
+NOOP
+NOOP
+RSET
+QUIT
+";
+
+/// The DNS restrictions against the real Postfix, both resolving through
+/// one dnsmasq on a loopback address of its own (port 53: the C library's
+/// resolver has no port setting).
+#[test]
+fn dns_restriction_replies_match_real_postfix() {
+    const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+    if !can_run("hub vs postfix dns", &[POSTFIX, DNSMASQ, "/usr/bin/unshare"]) {
+        return;
+    }
+    let server = "127.1.53.53";
+    let d = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(DNSMASQ);
+    cmd.args([
+        "-k",
+        "--port=53",
+        &format!("--listen-address={server}"),
+        "--bind-interfaces",
+        "--no-resolv",
+        "--no-hosts",
+        "--local=/test/",
+        "--user=root",
+        &format!("--pid-file={}", d.path().join("dnsmasq.pid").display()),
+        "--mx-host=good.test,mail.good.test,10",
+        "--host-record=mail.good.test,127.0.0.1",
+        "--mx-host=relay.test,mail.good.test,10",
+        "--mx-host=mx-only.test,mail.good.test,10",
+        "--mx-host=nullmx.test,.,0",
+        "--host-record=spam.test,127.0.0.1",
+        "--host-record=spam.test.dbl.test,127.0.1.2",
+        "--txt-record=spam.test.dbl.test,listed domain",
+        "--host-record=7.2.0.192.bl.test,127.0.0.2",
+        "--txt-record=7.2.0.192.bl.test,spam source",
+        "--host-record=9.2.0.192.bl.test,127.0.0.99",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(d.path().join("dnsmasq.err")).unwrap());
+    let _dns = Proc::spawn("dnsmasq", &mut cmd);
+    wait_for("dnsmasq", std::time::Duration::from_secs(10), || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| {
+                s.set_read_timeout(Some(std::time::Duration::from_millis(300)))?;
+                // A query for good.test MX; any answer means it listens.
+                let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04good\x04test\x00\x00\x0f\x00\x01";
+                s.send_to(q, (server, 53))?;
+                let mut buf = [0u8; 512];
+                s.recv_from(&mut buf).map(|_| ())
+            })
+            .is_ok()
+    });
+    differential_in(DNS, DNS_SESSIONS, 30, Some(server));
 }

@@ -221,7 +221,7 @@ fn tls_config(s: &Settings) -> Result<Option<std::sync::Arc<rustls::ClientConfig
     let builder = if !s.check_peer {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(std::sync::Arc::new(NoPeerCheck(provider)))
+            .with_custom_certificate_verifier(std::sync::Arc::new(crate::util::tls::NoPeerCheck(provider)))
     } else {
         let mut roots = rustls::RootCertStore::empty();
         let mut files = Vec::new();
@@ -262,46 +262,6 @@ fn tls_config(s: &Settings) -> Result<Option<std::sync::Arc<rustls::ClientConfig
         builder.with_no_client_auth()
     };
     Ok(Some(std::sync::Arc::new(cfg)))
-}
-
-/// `ldap_tls_check_peer: no` (saslauthd's default): the server's
-/// certificate is not checked, but the handshake signatures still are.
-#[derive(Debug)]
-struct NoPeerCheck(std::sync::Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoPeerCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// Most connections kept per pool; extra ones are closed after use.

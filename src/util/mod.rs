@@ -14,6 +14,7 @@ pub use codec::{base64_decode, base64_encode, rfc822_date};
 pub mod getopt;
 pub mod json;
 pub mod lines;
+pub mod tls;
 
 /// The C library's text for an I/O error ("No such file or directory"),
 /// without Rust's " (os error N)" suffix, as the originals print it.

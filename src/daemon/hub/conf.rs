@@ -185,6 +185,18 @@ pub struct SmtpdConf {
     pub defer_code: u16,
     pub unknown_address_reject_code: u16,
     pub non_fqdn_reject_code: u16,
+    /// DNS restrictions: `maps_rbl_reject_code`, `default_rbl_reply`
+    /// (unexpanded template), `rbl_reply_maps`.
+    pub maps_rbl_reject_code: u16,
+    pub default_rbl_reply: String,
+    pub rbl_reply_maps: Vec<String>,
+    pub unknown_client_reject_code: u16,
+    pub unknown_hostname_reject_code: u16,
+    /// `unknown_address_tempfail_action` and
+    /// `unknown_helo_hostname_tempfail_action` (`defer_if_permit` or `defer`).
+    pub unknown_address_tempfail_action: String,
+    pub unknown_helo_hostname_tempfail_action: String,
+    pub reject_tempfail_action: String,
     pub show_user_unknown_table_name: bool,
     pub soft_bounce: bool,
     pub bare_newline: BareNewline,
@@ -207,6 +219,8 @@ pub struct SmtpdConf {
     pub enforce_tls: bool,
     /// `smtpd_tls_wrappermode`: TLS from the first byte (smtps, 465).
     pub wrappermode: bool,
+    /// `smtpd_tls_loglevel` (1: log each TLS session).
+    pub tls_loglevel: i64,
     pub saslauthd_path: String,
     pub xclient_hosts: Vec<Cidr>,
     pub xforward_hosts: Vec<Cidr>,
@@ -263,6 +277,14 @@ impl SmtpdConf {
             defer_code: code("defer_code")?,
             unknown_address_reject_code: code("unknown_address_reject_code")?,
             non_fqdn_reject_code: code("non_fqdn_reject_code")?,
+            maps_rbl_reject_code: code("maps_rbl_reject_code")?,
+            default_rbl_reply: p.raw("default_rbl_reply").unwrap_or_default(),
+            rbl_reply_maps: restriction_list(&s("rbl_reply_maps")),
+            unknown_client_reject_code: code("unknown_client_reject_code")?,
+            unknown_hostname_reject_code: code("unknown_hostname_reject_code")?,
+            unknown_address_tempfail_action: s("unknown_address_tempfail_action"),
+            unknown_helo_hostname_tempfail_action: s("unknown_helo_hostname_tempfail_action"),
+            reject_tempfail_action: s("reject_tempfail_action"),
             show_user_unknown_table_name: p.get_bool("show_user_unknown_table_name")?,
             soft_bounce: p.get_bool("soft_bounce")?,
             bare_newline: bare,
@@ -279,6 +301,7 @@ impl SmtpdConf {
             tls_auth_only: p.get_bool("smtpd_tls_auth_only")? || enforce_tls,
             enforce_tls,
             wrappermode: p.get_bool("smtpd_tls_wrappermode")?,
+            tls_loglevel: p.get_int("smtpd_tls_loglevel", 0, 0)?,
             saslauthd_path: String::new(),
             xclient_hosts: hosts("smtpd_authorized_xclient_hosts"),
             xforward_hosts: hosts("smtpd_authorized_xforward_hosts"),

@@ -1,7 +1,7 @@
 //! The LMTP and SMTP client (Postfix lmtp(8)/smtp(8), one program as in
 //! Postfix): LMTP to `unix:/path` and `inet:host[:port]`, SMTP to
-//! `[host]:port`, `host:port` or `host` (the host's addresses: MX lookup
-//! is not implemented yet); LHLO/EHLO (HELO when EHLO is refused),
+//! `[host]:port`, `host:port` or `host` (MX lookup; see connect.rs, which
+//! also holds the STARTTLS policy); LHLO/EHLO (HELO when EHLO is refused),
 //! pipelined MAIL/RCPT/DATA when offered, one reply per accepted recipient
 //! after the final dot in LMTP (RFC 2033 4.2) and one for all in SMTP, and
 //! a cache of idle connections per next hop reused after RSET.
@@ -9,6 +9,7 @@
 //! Every outcome is per recipient: 2xx sent, 4xx deferred, 5xx bounced;
 //! a connection or protocol failure defers all recipients still open.
 
+use super::connect::{self, ClientConf, Failure, Target, TlsLevel};
 use crate::proto::smtp::reply_line;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,6 +32,10 @@ pub struct Conn {
     pipelining: bool,
     size: bool,
     eightbit: bool,
+    /// The server offers STARTTLS.
+    starttls: bool,
+    /// "… TLS connection established …" to log once.
+    tls_note: Option<String>,
     /// `host[addr]` or `host[addr]:port` as logged in `relay=`.
     pub relay: String,
 }
@@ -131,43 +136,200 @@ fn connect_error(what: &str, e: &std::io::Error) -> String {
     format!("connect to {what}: {}", crate::util::strerror(e))
 }
 
-async fn connect(nexthop: &str, myhostname: &str, default_port: &str) -> Result<Conn, String> {
-    let (io, relay): (Box<dyn Stream>, String) = if let Some(path) = nexthop.strip_prefix("unix:") {
-        let what = format!("{myhostname}[{path}]");
-        let s = tokio::net::UnixStream::connect(path).await.map_err(|e| connect_error(&what, &e))?;
-        (Box::new(s), what)
-    } else {
-        let hp = nexthop.strip_prefix("inet:").unwrap_or(nexthop);
-        let (host, port) = if let Some(r) = hp.strip_prefix('[') {
-            let (h, rest) = r.split_once(']').ok_or_else(|| format!("bad next hop: {nexthop}"))?;
-            (h.to_string(), rest.strip_prefix(':').unwrap_or(default_port).to_string())
-        } else {
-            match hp.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') => (h.to_string(), p.to_string()),
-                _ => (hp.to_string(), default_port.to_string()),
-            }
-        };
-        let port: u16 = port.parse().map_err(|_| format!("bad port in next hop: {nexthop}"))?;
-        let s = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
-            .await
-            .map_err(|_| format!("connect to {host}[{host}]:{port}: Connection timed out"))?
-            .map_err(|e| connect_error(&format!("{host}[{host}]:{port}"), &e))?;
-        let _ = s.set_nodelay(true);
-        let addr = s.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| host.clone());
-        (Box::new(s), format!("{host}[{addr}]:{port}"))
+/// A failed attempt on one address; `plain_retry`: a `may` TLS handshake
+/// failed, the same host is tried again without TLS.
+struct Attempt {
+    failure: Failure,
+    plain_retry: bool,
+}
+
+impl From<Failure> for Attempt {
+    fn from(failure: Failure) -> Attempt {
+        Attempt {
+            failure,
+            plain_retry: false,
+        }
+    }
+}
+
+/// Connects to the next hop: every address in turn until one greets and
+/// takes LHLO/EHLO (and STARTTLS when the policy asks).
+async fn connect(job: &Job<'_>, client: &ClientConf, notes: &mut Vec<String>) -> Result<Conn, (Failure, String)> {
+    let target = connect::parse(job.nexthop, job.smtp).map_err(|e| (Failure::defer("4.3.5", e), "none".to_string()))?;
+    let (host, port, mx) = match target {
+        Target::Unix(path) => {
+            let relay = format!("{}[{path}]", job.myhostname);
+            let s = tokio::net::UnixStream::connect(&path)
+                .await
+                .map_err(|e| (Failure::defer("4.4.1", connect_error(&relay, &e)), "none".to_string()))?;
+            return handshake(Box::new(s), relay.clone(), job, client, "", true)
+                .await
+                .map_err(|a| (a.failure, relay));
+        }
+        Target::Inet { host, port, mx } => (host, port, mx),
     };
+    let addrs = client
+        .addresses(&host, port, mx, notes)
+        .await
+        .map_err(|f| (f, "none".to_string()))?;
+    let mut last = (
+        Failure::defer("4.4.1", format!("connect to {host}: no address")),
+        "none".to_string(),
+    );
+    let mut sessions = 0;
+    let n = addrs.len();
+    for (i, a) in addrs.into_iter().enumerate() {
+        if sessions >= client.session_limit() {
+            break;
+        }
+        let relay = format!("{}[{}]:{}", a.host, a.ip, a.port);
+        let mut plain = false;
+        loop {
+            let stream = match tokio::time::timeout(client.connect_timeout, tokio::net::TcpStream::connect((a.ip, a.port))).await {
+                Err(_) => Err(format!("connect to {relay}: Connection timed out")),
+                Ok(Err(e)) => Err(connect_error(&relay, &e)),
+                Ok(Ok(s)) => Ok(s),
+            };
+            let s = match stream {
+                Ok(s) => s,
+                Err(why) => {
+                    if i + 1 < n {
+                        notes.push(why.clone());
+                    }
+                    last = (Failure::defer("4.4.1", why), "none".to_string());
+                    break;
+                }
+            };
+            let _ = s.set_nodelay(true);
+            sessions += 1;
+            match handshake(Box::new(s), relay.clone(), job, client, &host, plain).await {
+                Ok(c) => return Ok(c),
+                Err(at) => {
+                    if at.plain_retry && !plain {
+                        notes.push(format!("{}; retrying without TLS", at.failure.text));
+                        plain = true;
+                        continue;
+                    }
+                    if i + 1 < n {
+                        notes.push(at.failure.text.clone());
+                    }
+                    last = (at.failure, relay.clone());
+                    break;
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Greeting, LHLO/EHLO and the STARTTLS policy on a new connection.
+async fn handshake(
+    io: Box<dyn Stream>,
+    relay: String,
+    job: &Job<'_>,
+    client: &ClientConf,
+    domain: &str,
+    plain: bool,
+) -> Result<Conn, Attempt> {
     let mut c = Conn {
         io: BufReader::new(io),
         pipelining: false,
         size: false,
         eightbit: false,
+        starttls: false,
+        tls_note: None,
         relay,
     };
-    let g = read_reply(&mut c.io)
-        .await
-        .map_err(|e| format!("lost connection with {} while receiving the initial server greeting: {e}", c.relay))?;
+    let g = read_reply(&mut c.io).await.map_err(|e| {
+        Failure::defer(
+            "4.4.2",
+            format!("lost connection with {} while receiving the initial server greeting: {e}", c.relay),
+        )
+    })?;
     if g.code != 220 {
-        return Err(format!("host {} refused to talk to me: {}", c.relay, g.text));
+        return Err(Failure::defer("4.3.0", format!("host {} refused to talk to me: {}", c.relay, g.text)).into());
+    }
+    c.lhlo(job.lhlo_name, job.smtp).await.map_err(|e| Failure::defer("4.4.2", e))?;
+    let level = client.tls_level;
+    if plain || level == TlsLevel::None || job.nexthop.starts_with("unix:") {
+        return Ok(c);
+    }
+    if !c.starttls {
+        if level >= TlsLevel::Encrypt {
+            return Err(Failure::defer("4.7.4", format!("TLS is required, but was not offered by host {}", c.relay)).into());
+        }
+        return Ok(c);
+    }
+    c.send("STARTTLS\r\n").await.map_err(|e| Failure::defer("4.4.2", e.to_string()))?;
+    c.flush().await.map_err(|e| Failure::defer("4.4.2", e.to_string()))?;
+    let r = read_reply(&mut c.io)
+        .await
+        .map_err(|e| Failure::defer("4.4.2", format!("lost connection with {} while sending STARTTLS: {e}", c.relay)))?;
+    if r.code != 220 {
+        if level >= TlsLevel::Encrypt {
+            return Err(Failure::defer(
+                "4.7.4",
+                format!("TLS is required, but host {} refused to start TLS: {}", c.relay, r.text),
+            )
+            .into());
+        }
+        return Ok(c);
+    }
+    if !c.io.buffer().is_empty() {
+        // Plaintext after the 220 would be read as if it came under TLS.
+        return Err(Failure::defer("4.7.5", format!("host {} sent data after STARTTLS reply", c.relay)).into());
+    }
+    let host = c.relay.split('[').next().unwrap_or("").to_string();
+    let ip = c
+        .relay
+        .split('[')
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let domain = if domain.is_empty() { host.as_str() } else { domain };
+    let (cfg, name) = client.tls_for(&host, ip, domain)?;
+    let relay = c.relay.clone();
+    let inner = c.io.into_inner();
+    let tls = match tokio::time::timeout(TIMEOUT, tokio_rustls::TlsConnector::from(cfg).connect(name, inner)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            let text = match e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()) {
+                Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+                | Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
+                    "Server certificate not verified".to_string()
+                }
+                Some(rustls::Error::InvalidCertificate(_)) => "Server certificate not trusted".to_string(),
+                _ => format!("Cannot start TLS: handshake failure with {relay}"),
+            };
+            return Err(Attempt {
+                failure: Failure::defer("4.7.5", text),
+                plain_retry: level == TlsLevel::May,
+            });
+        }
+        Err(_) => {
+            return Err(Attempt {
+                failure: Failure::defer("4.7.5", format!("Cannot start TLS: handshake timeout with {relay}")),
+                plain_retry: level == TlsLevel::May,
+            })
+        }
+    };
+    let (_, session) = tls.get_ref();
+    let summary = crate::util::tls::summary(session.protocol_version(), session.negotiated_cipher_suite());
+    let trust = if level >= TlsLevel::Verify { "Verified" } else { "Untrusted" };
+    let note = format!("{trust} TLS connection established to {relay}: {summary}");
+    let mut c = Conn {
+        io: BufReader::new(Box::new(tls)),
+        pipelining: false,
+        size: false,
+        eightbit: false,
+        starttls: false,
+        tls_note: None,
+        relay,
+    };
+    c.lhlo(job.lhlo_name, job.smtp).await.map_err(|e| Failure::defer("4.4.2", e))?;
+    if client.tls_loglevel >= 1 {
+        c.tls_note = Some(note);
     }
     Ok(c)
 }
@@ -207,6 +369,7 @@ impl Conn {
         self.pipelining = up.contains(" PIPELINING");
         self.size = up.contains(" SIZE");
         self.eightbit = up.contains(" 8BITMIME");
+        self.starttls = up.contains(" STARTTLS");
         Ok(())
     }
 }
@@ -247,14 +410,30 @@ fn dot_stuff(content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Delivers to one next hop; one outcome per recipient, the relay name,
-/// and the timings.
-pub async fn deliver(cache: &Cache, job: &Job<'_>) -> (Vec<Outcome>, String, Timing) {
+/// The result of one delivery attempt: one outcome per recipient, the
+/// relay name, the timings, and lines for the agent's log (connection
+/// failures before the last, TLS sessions).
+pub struct Delivery {
+    pub outcomes: Vec<Outcome>,
+    pub relay: String,
+    pub timing: Timing,
+    pub notes: Vec<String>,
+}
+
+/// Delivers to one next hop.
+pub async fn deliver(cache: &Cache, job: &Job<'_>, client: &ClientConf) -> Delivery {
     let t0 = Instant::now();
     let n = job.rcpts.len();
-    let defer_all = |why: String| -> Vec<Outcome> {
+    let mut notes = Vec::new();
+    let fail_all = |f: &Failure| -> Vec<Outcome> {
         (0..n)
-            .map(|_| Outcome::Deferred(Reply::local(450, "4.4.1", why.clone()), why.clone()))
+            .map(|_| {
+                if f.bounce {
+                    Outcome::Bounced(Reply::local(550, &f.dsn, f.text.clone()), f.text.clone())
+                } else {
+                    Outcome::Deferred(Reply::local(450, &f.dsn, f.text.clone()), f.text.clone())
+                }
+            })
             .collect()
     };
     let mut conn = match cache.take(job.nexthop) {
@@ -272,17 +451,29 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>) -> (Vec<Outcome>, String, Tim
         None => None,
     };
     if conn.is_none() {
-        let port = if job.smtp { "25" } else { "24" };
-        match connect(job.nexthop, job.myhostname, port).await {
-            Ok(mut c) => match c.lhlo(job.lhlo_name, job.smtp).await {
-                Ok(()) => conn = Some(c),
-                Err(e) => return (defer_all(e), c.relay, Timing::default()),
-            },
-            Err(e) => return (defer_all(e), "none".into(), Timing::default()),
+        match connect(job, client, &mut notes).await {
+            Ok(mut c) => {
+                notes.extend(c.tls_note.take());
+                conn = Some(c);
+            }
+            Err((f, relay)) => {
+                return Delivery {
+                    outcomes: fail_all(&f),
+                    relay,
+                    timing: Timing::default(),
+                    notes,
+                }
+            }
         }
     }
     let Some(mut c) = conn else {
-        return (defer_all("internal error".into()), "none".into(), Timing::default());
+        let f = Failure::defer("4.3.0", "internal error");
+        return Delivery {
+            outcomes: fail_all(&f),
+            relay: "none".into(),
+            timing: Timing::default(),
+            notes,
+        };
     };
     let setup = t0.elapsed();
     let relay = c.relay.clone();
@@ -291,18 +482,24 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>) -> (Vec<Outcome>, String, Tim
         setup,
         xfer: t0.elapsed() - setup,
     };
-    match res {
+    let outcomes = match res {
         Ok(outcomes) => {
             cache.put(job.nexthop, c);
-            (outcomes, relay, timing)
+            outcomes
         }
         Err((done, why)) => {
             let mut out = done;
             while out.len() < n {
                 out.push(Outcome::Deferred(Reply::local(450, "4.4.2", why.clone()), why.clone()));
             }
-            (out, relay, timing)
+            out
         }
+    };
+    Delivery {
+        outcomes,
+        relay,
+        timing,
+        notes,
     }
 }
 

@@ -12,6 +12,7 @@
 //! maximal_backoff_time), retried by the scan every `queue_run_delay`.
 
 pub mod bounce;
+pub mod connect;
 pub mod lmtp;
 pub mod local;
 pub mod resolve;
@@ -43,6 +44,9 @@ pub struct Qmgr {
     transport_maps: Result<crate::tables::Maps, String>,
     /// cleanup's rewriting (for forwarded mail) and local(8)'s aliases.
     cleanup: Arc<crate::daemon::hub::cleanup::Rewriter>,
+    /// The SMTP/LMTP client settings per transport, with the service's
+    /// master.cf `-o` overrides (a bad one defers that transport's mail).
+    clients: Mutex<HashMap<String, Arc<Result<connect::ClientConf, String>>>>,
 }
 
 /// Postfix's `format_tv`: two significant digits, at most two decimals.
@@ -100,6 +104,7 @@ impl Qmgr {
             e.to_string()
         });
         Arc::new(Qmgr {
+            clients: Mutex::new(HashMap::new()),
             conf,
             params,
             queue,
@@ -315,6 +320,26 @@ impl Qmgr {
         self.finish(qid, env, content, results, t_active, before_qmgr).await;
     }
 
+    /// The client settings of a transport: main.cf with the service's
+    /// `-o` overrides, read once.
+    fn client(&self, transport: &str, smtp: bool) -> Arc<Result<connect::ClientConf, String>> {
+        let mut m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(transport.to_string())
+            .or_insert_with(|| {
+                let mut p = self.params.clone();
+                if let Some(svc) = self.params.master.find(transport, "unix") {
+                    for (k, v) in svc.overrides() {
+                        p.overrides.insert(k, v);
+                    }
+                }
+                Arc::new(connect::ClientConf::load(&p, smtp, &self.conf.myhostname).map_err(|e| {
+                    self.log.warning(&format!("transport {transport}: {e}"));
+                    e
+                }))
+            })
+            .clone()
+    }
+
     /// The master.cf command of a transport (`lmtp`, `local`, …).
     fn command_of(&self, transport: &str) -> String {
         self.params
@@ -355,8 +380,23 @@ impl Qmgr {
                     rcpts,
                     content,
                 };
-                let (o, relay, t) = lmtp::deliver(&self.cache, &job).await;
-                (command, o, relay, t)
+                let client = self.client(&dest.transport, smtp);
+                let client = match client.as_ref() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let o = Outcome::Deferred(Reply::local(450, "4.3.5", e.clone()), e.clone());
+                        return (command, all(o), "none".into(), Timing::default());
+                    }
+                };
+                let d = lmtp::deliver(&self.cache, &job, client).await;
+                let log = self.agent_log(&command);
+                for n in &d.notes {
+                    match n.strip_prefix("warning: ") {
+                        Some(w) => log.warning(w),
+                        None => log.info(n),
+                    }
+                }
+                (command, d.outcomes, d.relay, d.timing)
             }
             "error" => {
                 let (dsn, text) = reason("5.0.0");

@@ -6,9 +6,11 @@
 //! Postfix's `<what>: <Class> rejected: <text>`; table errors are
 //! `451 4.3.5 … Server configuration error`, never accept or reject.
 
+use super::dnscheck::{filter_match, rbl_reply, Answer, Answers, NameStatus, Query, RblVars};
 use crate::daemon::hub::conf::{match_networks, HubConf, SmtpdConf};
 use crate::daemon::qmgr::resolve::{class, split, Class};
 use crate::tables::{Maps, Table};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -24,11 +26,19 @@ pub enum Verdict {
 /// What the checks see of the session.
 pub struct Facts<'a> {
     pub client_name: &'a str,
+    /// How the verified name and the reverse (PTR) name were found.
+    pub name_status: NameStatus,
+    pub reverse_status: NameStatus,
     pub client_addr: IpAddr,
     pub helo: Option<&'a str>,
     pub sasl_user: Option<&'a str>,
     pub sender: Option<&'a str>,
     pub rcpt: Option<&'a str>,
+    /// The client sent commands ahead of replies where PIPELINING was not
+    /// offered or before the greeting (`reject_unauth_pipelining`).
+    pub ill_pipelining: bool,
+    /// DNS answers looked up for the restrictions (see `queries`).
+    pub dns: &'a Answers,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -71,6 +81,13 @@ impl TableCache {
 pub struct Checker<'a> {
     /// Set when an access table said HOLD (the message goes to `hold`).
     pub hold: std::cell::Cell<Option<String>>,
+    /// A pending `defer_if_permit` reply: given if the checks end in
+    /// permit; a pending `defer_if_reject` one: replaces a later 5xx.
+    pub defer_if_permit: RefCell<Option<String>>,
+    pub defer_if_reject: RefCell<Option<String>>,
+    /// Rejections turned into warnings by `warn_if_reject` (logged by
+    /// the session as `reject_warning`).
+    pub warnings: RefCell<Vec<String>>,
     pub hub: &'a HubConf,
     pub conf: &'a SmtpdConf,
     pub tables: &'a TableCache,
@@ -151,10 +168,23 @@ impl Checker<'_> {
                 let code = self.conf_code("access_map_reject_code", 554);
                 self.reject(code, "5.7.1", what, stage, text)
             }
-            "DEFER" | "DEFER_IF_PERMIT" | "DEFER_IF_REJECT" => {
+            "DEFER" => {
                 let text = if rest.is_empty() { "Access denied" } else { rest };
                 let code = self.conf_code("access_map_defer_code", 450);
                 self.reject(code, "4.7.1", what, stage, text)
+            }
+            "DEFER_IF_PERMIT" | "DEFER_IF_REJECT" => {
+                let text = if rest.is_empty() { "Service unavailable" } else { rest };
+                let code = self.conf_code("access_map_defer_code", 450);
+                if let Verdict::Reject(r) = self.reject(code, "4.7.1", what, stage, text) {
+                    let slot = if up == "DEFER_IF_PERMIT" {
+                        &self.defer_if_permit
+                    } else {
+                        &self.defer_if_reject
+                    };
+                    slot.borrow_mut().get_or_insert(r);
+                }
+                Verdict::Dunno
             }
             "HOLD" => {
                 let text = if rest.is_empty() {
@@ -257,7 +287,9 @@ impl Checker<'_> {
         match stage {
             Stage::Client => format!("{}[{}]", f.client_name, f.client_addr),
             Stage::Helo => f.helo.unwrap_or("").to_string(),
-            Stage::Sender | Stage::Data => f.sender.unwrap_or("").to_string(),
+            Stage::Sender => f.sender.unwrap_or("").to_string(),
+            // smtpd_check_data names the command itself.
+            Stage::Data => "DATA".to_string(),
             Stage::Recipient => f.rcpt.unwrap_or("").to_string(),
         }
     }
@@ -274,9 +306,77 @@ impl Checker<'_> {
     /// One restriction list.
     fn list(&self, list: &[String], f: &Facts<'_>, stage: Stage) -> Verdict {
         let mut it = list.iter();
+        let mut warn_next = false;
         while let Some(r) = it.next() {
             let r = r.as_str();
+            let warn = std::mem::take(&mut warn_next);
             let v = match r {
+                "warn_if_reject" => {
+                    warn_next = true;
+                    continue;
+                }
+                "defer_if_permit" | "defer_if_reject" => {
+                    let text = format!("{r} requested");
+                    if let Verdict::Reject(rep) = self.reject(self.conf.defer_code, "4.7.1", &self.what(f, stage), stage, &text) {
+                        let slot = if r == "defer_if_permit" {
+                            &self.defer_if_permit
+                        } else {
+                            &self.defer_if_reject
+                        };
+                        slot.borrow_mut().get_or_insert(rep);
+                    }
+                    Verdict::Dunno
+                }
+                "reject_rbl_client"
+                | "reject_rhsbl_client"
+                | "reject_rhsbl_reverse_client"
+                | "reject_rhsbl_sender"
+                | "reject_rhsbl_recipient"
+                | "reject_rhsbl_helo" => {
+                    let Some(arg) = it.next() else {
+                        return config_error(&self.what(f, stage), stage);
+                    };
+                    self.rbl(r, arg, f)
+                }
+                "reject_unknown_sender_domain" | "reject_unknown_recipient_domain" => self.unknown_domain(r, f),
+                "reject_unknown_helo_hostname" | "reject_unknown_hostname" => match f.helo.filter(|h| !h.starts_with('[')) {
+                    None => Verdict::Dunno,
+                    Some(h) => match f.dns.get(&Query::Host(h.to_string())) {
+                        Some(Answer::NotFound) => {
+                            self.reject(self.conf.unknown_hostname_reject_code, "4.7.1", h, Stage::Helo, "Host not found")
+                        }
+                        Some(Answer::Retry) => {
+                            let rep = self.reject(450, "4.7.1", h, Stage::Helo, "Host not found");
+                            self.tempfail(&self.conf.unknown_helo_hostname_tempfail_action, rep)
+                        }
+                        _ => Verdict::Dunno,
+                    },
+                },
+                "reject_unknown_client_hostname" | "reject_unknown_client" | "reject_unknown_reverse_client_hostname" => {
+                    let reverse = r == "reject_unknown_reverse_client_hostname";
+                    let status = if reverse { f.reverse_status } else { f.name_status };
+                    let code = match status {
+                        NameStatus::Ok => continue,
+                        NameStatus::Perm => self.conf.unknown_client_reject_code,
+                        NameStatus::Temp => 450,
+                    };
+                    let which = if reverse { "reverse hostname" } else { "hostname" };
+                    // RFC 7372's "reverse DNS validation failed" for the
+                    // verified name; Postfix keeps 4.7.1 for the reverse one.
+                    Verdict::Reject(fix(
+                        code,
+                        if reverse { "4.7.1" } else { "4.7.25" },
+                        &format!("Client host rejected: cannot find your {which}, [{}]", f.client_addr),
+                        self.conf.soft_bounce,
+                    ))
+                }
+                "reject_unauth_pipelining" if f.ill_pipelining => {
+                    let what = self.what(f, stage);
+                    Verdict::Reject(format!(
+                        "503 5.5.0 <{what}>: {} rejected: Improper use of SMTP command pipelining",
+                        stage.class()
+                    ))
+                }
                 "permit" => Verdict::Permit,
                 "reject" => self.reject(self.conf.reject_code, "5.7.1", &self.what(f, stage), stage, "Access denied"),
                 "defer" => self.reject(self.conf.defer_code, "4.7.1", &self.what(f, stage), stage, "Try again later"),
@@ -354,30 +454,184 @@ impl Checker<'_> {
                         self.access(spec, f, st)
                     }
                 }
-                // DNS-based checks come with the resolver (a later step);
-                // until then they never decide.
-                "reject_unknown_recipient_domain"
-                | "reject_unknown_sender_domain"
-                | "reject_rbl_client"
-                | "reject_rhsbl_client"
-                | "reject_unknown_client_hostname"
-                | "reject_unknown_reverse_client_hostname"
-                | "reject_unknown_helo_hostname"
-                | "reject_unauth_pipelining"
-                | "reject_unlisted_sender"
-                | "warn_if_reject" => {
-                    if r.starts_with("reject_rbl") || r.starts_with("reject_rhsbl") {
-                        it.next();
-                    }
+                "reject_unauth_pipelining" | "reject_unlisted_sender" => Verdict::Dunno,
+                _ => return config_error(&self.what(f, stage), stage),
+            };
+            let v = match v {
+                Verdict::Reject(rep) if warn => {
+                    self.warnings.borrow_mut().push(rep);
                     Verdict::Dunno
                 }
-                _ => return config_error(&self.what(f, stage), stage),
+                Verdict::Reject(rep) if rep.starts_with('5') => match self.defer_if_reject.borrow().clone() {
+                    Some(d) => Verdict::Reject(d),
+                    None => Verdict::Reject(rep),
+                },
+                v => v,
             };
             if v != Verdict::Dunno {
                 return v;
             }
         }
         Verdict::Dunno
+    }
+
+    /// A temporary DNS failure: `defer_if_permit` (the default
+    /// `*_tempfail_action`) keeps the reply pending, `defer` gives it now.
+    fn tempfail(&self, action: &str, rep: Verdict) -> Verdict {
+        match (action.trim(), rep) {
+            ("defer", v) => v,
+            (_, Verdict::Reject(r)) => {
+                self.defer_if_permit.borrow_mut().get_or_insert(r);
+                Verdict::Dunno
+            }
+            (_, v) => v,
+        }
+    }
+
+    /// The DNS list query of a `reject_rbl_client`/`reject_rhsbl_*`
+    /// restriction: (query name, class, what is listed, zone, reply filter).
+    fn rbl_target<'b>(&self, r: &str, arg: &'b str, f: &Facts<'_>) -> Option<(String, &'static str, String, &'b str, Option<&'b str>)> {
+        let (zone, filter) = match arg.split_once('=') {
+            Some((z, fl)) => (z, Some(fl)),
+            None => (arg, None),
+        };
+        // The listed domain of an address; the reply names the address.
+        let domain_of = |a: Option<&str>| a.map(|a| split(a).1).filter(|d| !d.is_empty() && !d.starts_with('['));
+        let (class, what, listed) = match r {
+            "reject_rbl_client" => {
+                let ip = f.client_addr.to_string();
+                return Some((crate::dns::reverse_name(f.client_addr, zone), "Client host", ip, zone, filter));
+            }
+            "reject_rhsbl_client" | "reject_rhsbl_reverse_client" => {
+                if f.client_name == "unknown" {
+                    return None;
+                }
+                let n = f.client_name.to_ascii_lowercase();
+                ("Client host", n.clone(), n)
+            }
+            "reject_rhsbl_sender" => ("Sender address", f.sender?.to_string(), domain_of(f.sender)?),
+            "reject_rhsbl_recipient" => ("Recipient address", f.rcpt?.to_string(), domain_of(f.rcpt)?),
+            _ => {
+                let h = f.helo.filter(|h| !h.starts_with('['))?;
+                ("Helo command", h.to_string(), h.trim_end_matches('.').to_ascii_lowercase())
+            }
+        };
+        Some((format!("{listed}.{zone}"), class, what, zone, filter))
+    }
+
+    fn rbl(&self, r: &str, arg: &str, f: &Facts<'_>) -> Verdict {
+        let Some((name, class, what, zone, filter)) = self.rbl_target(r, arg, f) else {
+            return Verdict::Dunno;
+        };
+        let Some(Answer::Listed(addrs, reason)) = f.dns.get(&Query::List(name)) else {
+            return Verdict::Dunno;
+        };
+        if !filter_match(filter, addrs) {
+            return Verdict::Dunno;
+        }
+        let mut template = self.conf.default_rbl_reply.clone();
+        for spec in &self.conf.rbl_reply_maps {
+            match self.tables.get(spec).and_then(|t| t.lookup(zone)) {
+                Ok(Some(t)) => {
+                    template = t;
+                    break;
+                }
+                Ok(None) => {}
+                Err(_) => return config_error(&self.what(f, Stage::Client), Stage::Client),
+            }
+        }
+        let client = f.client_addr.to_string();
+        let vars = RblVars {
+            code: self.conf.maps_rbl_reject_code,
+            class,
+            what: &what,
+            domain: zone,
+            reason,
+            client_address: &client,
+            client_name: f.client_name,
+            helo_name: f.helo.unwrap_or(""),
+            sender: f.sender.unwrap_or(""),
+            recipient: f.rcpt.unwrap_or(""),
+        };
+        let (code, dsn, text) = rbl_reply(&template, &vars);
+        let dsn = dsn.unwrap_or_else(|| "5.7.1".into());
+        Verdict::Reject(fix(code, &dsn, &text, self.conf.soft_bounce))
+    }
+
+    /// The domain `reject_unknown_{sender,recipient}_domain` looks up:
+    /// none for `<>`, unqualified addresses, address literals and this
+    /// host's own (final) domains.
+    fn mailhost_target<'b>(&self, r: &str, f: &Facts<'b>) -> Option<(&'b str, String, Stage)> {
+        let (addr, stage) = if r == "reject_unknown_sender_domain" {
+            (f.sender?, Stage::Sender)
+        } else {
+            (f.rcpt?, Stage::Recipient)
+        };
+        let (_, domain) = split(addr);
+        if addr.is_empty() || domain.is_empty() || domain.starts_with('[') || self.hub.is_final(&domain) {
+            return None;
+        }
+        Some((addr, domain, stage))
+    }
+
+    fn unknown_domain(&self, r: &str, f: &Facts<'_>) -> Verdict {
+        let Some((addr, domain, stage)) = self.mailhost_target(r, f) else {
+            return Verdict::Dunno;
+        };
+        let sender = stage == Stage::Sender;
+        let dsn = if sender { "4.1.8" } else { "4.1.2" };
+        match f.dns.get(&Query::MailHost(domain.clone())) {
+            Some(Answer::NotFound) => self.reject(self.conf.unknown_address_reject_code, dsn, addr, stage, "Domain not found"),
+            Some(Answer::NullMx) => self.reject(
+                if sender { 550 } else { 556 },
+                if sender { "5.7.27" } else { "5.1.10" },
+                addr,
+                stage,
+                &format!("Domain {domain} does not accept mail (nullMX)"),
+            ),
+            Some(Answer::Retry) => {
+                let rep = self.reject(450, dsn, addr, stage, "Domain not found");
+                self.tempfail(&self.conf.unknown_address_tempfail_action, rep)
+            }
+            _ => Verdict::Dunno,
+        }
+    }
+
+    /// The DNS lookups the given lists will need for these facts.
+    fn queries(&self, lists: &[(&[String], Stage)], f: &Facts<'_>) -> Vec<Query> {
+        let mut out = Vec::new();
+        for (list, _) in lists {
+            let mut it = list.iter();
+            while let Some(r) = it.next() {
+                let r = r.as_str();
+                if r.starts_with("reject_rbl_") || r.starts_with("reject_rhsbl_") {
+                    if let Some((name, ..)) = it.next().and_then(|a| self.rbl_target(r, a, f)) {
+                        out.push(Query::List(name));
+                    }
+                } else if r.starts_with("check_") || r.starts_with("permit_dnswl") || r.starts_with("permit_rhswl") || r == "sleep" {
+                    it.next();
+                } else if r == "reject_unknown_sender_domain" || r == "reject_unknown_recipient_domain" {
+                    if let Some((_, d, _)) = self.mailhost_target(r, f) {
+                        out.push(Query::MailHost(d));
+                    }
+                } else if r == "reject_unknown_helo_hostname" || r == "reject_unknown_hostname" {
+                    if let Some(h) = f.helo.filter(|h| !h.starts_with('[')) {
+                        out.push(Query::Host(h.to_string()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The lookups `rcpt` will need.
+    pub fn rcpt_queries(&self, f: &Facts<'_>) -> Vec<Query> {
+        self.queries(&self.rcpt_lists(), f)
+    }
+
+    /// The lookups `data` will need.
+    pub fn data_queries(&self, f: &Facts<'_>) -> Vec<Query> {
+        self.queries(&[(&self.conf.data_restrictions, Stage::Data)], f)
     }
 
     /// `reject_unlisted_recipient`: the recipient must exist in its class's
@@ -443,8 +697,8 @@ impl Checker<'_> {
         }
     }
 
-    /// Everything that runs at RCPT TO.
-    pub fn rcpt(&self, f: &Facts<'_>) -> Verdict {
+    /// The lists that run at RCPT TO, in order.
+    fn rcpt_lists(&self) -> Vec<(&[String], Stage)> {
         let mut lists: Vec<(&[String], Stage)> = Vec::new();
         if self.conf.delay_reject {
             lists.push((&self.conf.client_restrictions, Stage::Client));
@@ -458,24 +712,40 @@ impl Checker<'_> {
             lists.push((&self.conf.recipient_restrictions, Stage::Recipient));
             lists.push((&self.conf.relay_restrictions, Stage::Recipient));
         }
-        for (l, st) in lists {
+        lists
+    }
+
+    /// Everything that runs at RCPT TO.
+    pub fn rcpt(&self, f: &Facts<'_>) -> Verdict {
+        for (l, st) in self.rcpt_lists() {
             if let Verdict::Reject(r) = self.list(l, f, st) {
                 return Verdict::Reject(r);
             }
         }
         if self.conf.reject_unlisted_recipient {
             if let Some(r) = f.rcpt {
-                return self.unlisted(r);
+                if let Verdict::Reject(r) = self.unlisted(r) {
+                    return Verdict::Reject(r);
+                }
             }
         }
-        Verdict::Dunno
+        self.pending()
+    }
+
+    /// The end of a check that did not reject: a pending defer_if_permit
+    /// is given now.
+    fn pending(&self) -> Verdict {
+        match self.defer_if_permit.borrow().clone() {
+            Some(r) => Verdict::Reject(r),
+            None => Verdict::Dunno,
+        }
     }
 
     /// `smtpd_data_restrictions` at DATA.
     pub fn data(&self, f: &Facts<'_>) -> Verdict {
         match self.list(&self.conf.data_restrictions, f, Stage::Data) {
             Verdict::Reject(r) => Verdict::Reject(r),
-            _ => Verdict::Dunno,
+            _ => self.pending(),
         }
     }
 
@@ -530,6 +800,9 @@ mod tests {
         let empty = Maps::default();
         let c = Checker {
             hold: Default::default(),
+            defer_if_permit: Default::default(),
+            defer_if_reject: Default::default(),
+            warnings: Default::default(),
             hub: &hub,
             conf: &conf,
             tables: &tables,
@@ -538,13 +811,18 @@ mod tests {
             relay_maps: &empty,
             cleanup: &rw,
         };
+        let answers = Answers::default();
         let facts = |addr: &str, rcpt: &'static str, sender: &'static str| Facts {
             client_name: "unknown",
+            name_status: NameStatus::Perm,
+            reverse_status: NameStatus::Perm,
             client_addr: addr.parse().unwrap(),
             helo: Some("client.example"),
             sasl_user: None,
             sender: Some(sender),
             rcpt: Some(rcpt),
+            ill_pipelining: false,
+            dns: &answers,
         };
         assert_eq!(c.rcpt(&facts("192.0.2.1", "alice+x@example.com", "a@b.org")), Verdict::Dunno);
         assert_eq!(

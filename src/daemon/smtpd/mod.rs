@@ -10,6 +10,7 @@
 //! 12 KB, the session by `smtpd_timeout` per read.
 
 pub mod check;
+pub mod dnscheck;
 mod session;
 
 use crate::daemon::hub::conf::{match_networks, SmtpdConf};
@@ -119,6 +120,9 @@ impl Smtpd {
     pub fn checker(&self) -> check::Checker<'_> {
         check::Checker {
             hold: Default::default(),
+            defer_if_permit: Default::default(),
+            defer_if_reject: Default::default(),
+            warnings: Default::default(),
             hub: &self.hub.conf,
             conf: &self.conf,
             tables: &self.tables,
@@ -172,25 +176,61 @@ impl Smtpd {
     }
 }
 
-/// The client's name as Postfix shows it: the reverse name when it maps
-/// back to the address, else `unknown`.
-pub async fn client_name(ip: IpAddr) -> String {
-    let work = tokio::task::spawn_blocking(move || {
-        let sa: std::net::SocketAddr = (ip, 0).into();
-        let name = reverse(&sa)?;
-        // Forward-confirm: the name must resolve back to the address.
-        let ok = std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), 0))
-            .ok()?
-            .any(|a| crate::daemon::hub::conf::canonical_ip(a.ip()) == ip);
-        ok.then_some(name)
-    });
-    match tokio::time::timeout(std::time::Duration::from_secs(10), work).await {
-        Ok(Ok(Some(n))) => n,
-        _ => "unknown".into(),
+/// The client's name as Postfix finds it: the reverse (PTR) name, and
+/// the verified name (the reverse name when it maps back to the address,
+/// else `unknown`), each with how its lookup ended.
+#[derive(Debug, Clone)]
+pub struct PeerName {
+    pub name: String,
+    pub status: dnscheck::NameStatus,
+    pub reverse_status: dnscheck::NameStatus,
+}
+
+impl PeerName {
+    pub fn unknown(status: dnscheck::NameStatus) -> PeerName {
+        PeerName {
+            name: "unknown".into(),
+            status,
+            reverse_status: status,
+        }
     }
 }
 
-fn reverse(sa: &std::net::SocketAddr) -> Option<String> {
+pub async fn client_name(ip: IpAddr) -> PeerName {
+    use dnscheck::NameStatus;
+    let work = tokio::task::spawn_blocking(move || {
+        let sa: std::net::SocketAddr = (ip, 0).into();
+        let name = match reverse(&sa) {
+            Ok(n) => n,
+            Err(temp) => return PeerName::unknown(if temp { NameStatus::Temp } else { NameStatus::Perm }),
+        };
+        // Forward-confirm: the name must resolve back to the address.
+        let status = match std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), 0)) {
+            Ok(addrs) => {
+                let mut addrs = addrs;
+                if addrs.any(|a| crate::daemon::hub::conf::canonical_ip(a.ip()) == ip) {
+                    NameStatus::Ok
+                } else {
+                    NameStatus::Perm
+                }
+            }
+            Err(e) if e.to_string().contains("Temporary failure") => NameStatus::Temp,
+            Err(_) => NameStatus::Perm,
+        };
+        PeerName {
+            name: if status == NameStatus::Ok { name } else { "unknown".into() },
+            status,
+            reverse_status: NameStatus::Ok,
+        }
+    });
+    match tokio::time::timeout(std::time::Duration::from_secs(10), work).await {
+        Ok(Ok(p)) => p,
+        _ => PeerName::unknown(dnscheck::NameStatus::Temp),
+    }
+}
+
+/// The PTR name of an address; Err(true) for a temporary failure.
+fn reverse(sa: &std::net::SocketAddr) -> Result<String, bool> {
     let (storage, len) = match sa {
         std::net::SocketAddr::V4(a) => {
             // SAFETY: a zeroed sockaddr_in is valid; the fields are set below.
@@ -239,11 +279,11 @@ fn reverse(sa: &std::net::SocketAddr) -> Option<String> {
         )
     };
     if rc != 0 {
-        return None;
+        return Err(rc == libc::EAI_AGAIN);
     }
     // SAFETY: getnameinfo NUL-terminated the buffer on success.
     let name = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) }.to_string_lossy().into_owned();
-    Some(name)
+    Ok(name)
 }
 
 impl crate::server::Service for Smtpd {
@@ -260,7 +300,7 @@ impl crate::server::Service for Smtpd {
         let name = if self.conf.peername_lookup {
             client_name(ip).await
         } else {
-            "unknown".into()
+            PeerName::unknown(dnscheck::NameStatus::Perm)
         };
         let io = conn.into_io();
         session::run(&self, io, ip, local, name, over).await;

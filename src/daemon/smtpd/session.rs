@@ -3,6 +3,7 @@
 //! Postfix's `connect`/`client=`/`reject:`/`disconnect` log lines.
 
 use super::check::{Facts, Verdict};
+use super::dnscheck::{Answers, NameStatus};
 use super::Smtpd;
 use crate::mail::Secret;
 use crate::proto::smtp::{self, BdatReceiver, Command, DataEnd, DataReceiver, Verb};
@@ -40,6 +41,12 @@ struct Session<'a> {
     out: Vec<u8>,
     ip: IpAddr,
     name: String,
+    name_status: NameStatus,
+    reverse_status: NameStatus,
+    /// Commands sent ahead of replies without PIPELINING.
+    ill_pipelining: bool,
+    /// DNS answers for the restrictions, kept for the session.
+    dns: Answers,
     helo: Option<String>,
     esmtp: bool,
     tls: bool,
@@ -70,7 +77,7 @@ fn stat_index(name: &str) -> usize {
     STAT_NAMES.iter().position(|n| *n == name).unwrap_or(15)
 }
 
-pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: String, over: bool) {
+pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, peer: super::PeerName, over: bool) {
     let mut s = Session {
         d,
         io,
@@ -79,7 +86,11 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, name: S
         discard: false,
         out: Vec::new(),
         ip,
-        name,
+        name: peer.name,
+        name_status: peer.status,
+        reverse_status: peer.reverse_status,
+        ill_pipelining: false,
+        dns: Answers::default(),
         helo: None,
         esmtp: false,
         tls: false,
@@ -302,6 +313,52 @@ impl Session<'_> {
         }
     }
 
+    /// Postfix's improper-pipelining test: input already waiting after a
+    /// command that must end a pipelined group, or after any command when
+    /// the client did not get PIPELINING (HELO, or the keyword discarded).
+    fn check_pipelining(&mut self, name: &str) {
+        if self.ill_pipelining || self.pos >= self.inbuf.len() || matches!(name, "bdat" | "starttls" | "quit") {
+            return;
+        }
+        let offered = self.esmtp && !self.d.conf.discard_ehlo_keywords.iter().any(|k| k == "PIPELINING");
+        if offered && !matches!(name, "helo" | "ehlo" | "data" | "noop" | "vrfy" | "etrn") {
+            return;
+        }
+        self.ill_pipelining = true;
+        let pending = &self.inbuf[self.pos..self.inbuf.len().min(self.pos + 100)];
+        let mut shown = String::new();
+        for &b in pending {
+            match b {
+                b'\r' => shown.push_str("\\r"),
+                b'\n' => shown.push_str("\\n"),
+                b'\t' => shown.push_str("\\t"),
+                0x20..=0x7e => shown.push(b as char),
+                _ => shown.push('?'),
+            }
+        }
+        let verb = name.to_ascii_uppercase();
+        self.d
+            .log
+            .info(&format!("improper command pipelining after {verb} from {}: {shown}", self.client()));
+    }
+
+    /// Looks up what the restrictions of RCPT (with a recipient) or DATA
+    /// will ask of the DNS, once per session.
+    async fn dns_lookups(&mut self, rcpt: Option<&str>) {
+        let queries = {
+            let c = self.d.checker();
+            let f = self.facts(rcpt);
+            if rcpt.is_some() {
+                c.rcpt_queries(&f)
+            } else {
+                c.data_queries(&f)
+            }
+        };
+        if !queries.is_empty() {
+            super::dnscheck::fill(crate::dns::Dns::shared(), &mut self.dns, queries).await;
+        }
+    }
+
     async fn error(&mut self, reply: &str) -> R {
         self.errors += 1;
         self.reply(reply).await?;
@@ -354,6 +411,7 @@ impl Session<'_> {
             "xforward" => "XFORWARD",
             _ => "UNKNOWN",
         };
+        self.check_pipelining(name);
         // RFC 3030: after BDAT only BDAT, RSET, QUIT and NOOP.  (MAIL is
         // refused as nested first, as Postfix checks.)
         if self.bdat.is_some() && matches!(name, "rcpt" | "data") {
@@ -498,6 +556,10 @@ impl Session<'_> {
     fn facts<'b>(&'b self, rcpt: Option<&'b str>) -> Facts<'b> {
         Facts {
             client_name: &self.name,
+            name_status: self.name_status,
+            reverse_status: self.reverse_status,
+            ill_pipelining: self.ill_pipelining,
+            dns: &self.dns,
             client_addr: self.ip,
             helo: self.helo.as_deref(),
             sasl_user: self.sasl.as_ref().map(|(_, u)| u.as_str()),
@@ -516,8 +578,13 @@ impl Session<'_> {
 
     /// Postfix's `reject:` line.
     fn log_reject(&self, stage: &str, reply: &str, rcpt: Option<&str>) {
+        self.log_whatsup("reject", stage, reply, rcpt)
+    }
+
+    /// A `reject:`/`reject_warning:` line (smtpd_check.c's log_whatsup).
+    fn log_whatsup(&self, what: &str, stage: &str, reply: &str, rcpt: Option<&str>) {
         let mut l = format!(
-            "{}: reject: {stage} from {}: {reply}; from=<{}>",
+            "{}: {what}: {stage} from {}: {reply}; from=<{}>",
             self.qid_or_noqueue(),
             self.client(),
             self.sender.as_deref().unwrap_or("")
@@ -685,11 +752,15 @@ impl Session<'_> {
             }
         }
         let addr = crate::daemon::qmgr::resolve::canonical(&self.d.hub.conf, &to);
-        let (verdict, hold) = {
+        self.dns_lookups(Some(&addr)).await;
+        let (verdict, hold, warnings) = {
             let checker = self.d.checker();
             let v = checker.rcpt(&self.facts(Some(&addr)));
-            (v, checker.hold.take())
+            (v, checker.hold.take(), checker.warnings.take())
         };
+        for w in warnings {
+            self.log_whatsup("reject_warning", "RCPT", &w, Some(&to));
+        }
         if let (Some(text), Verdict::Dunno) = (&hold, &verdict) {
             self.hold = true;
             let l = format!(
@@ -774,7 +845,12 @@ impl Session<'_> {
             }
             return Some("554 5.5.1 Error: no valid recipients".into());
         }
-        if let Verdict::Reject(r) = self.d.checker().data(&self.facts(None)) {
+        let checker = self.d.checker();
+        let v = checker.data(&self.facts(None));
+        for w in checker.warnings.take() {
+            self.log_whatsup("reject_warning", verb, &w, None);
+        }
+        if let Verdict::Reject(r) = v {
             self.log_reject(verb, &r, None);
             return Some(r);
         }
@@ -782,6 +858,7 @@ impl Session<'_> {
     }
 
     async fn data(&mut self, args: bool) -> R {
+        self.dns_lookups(None).await;
         if let Some(r) = self.refuse_data("DATA") {
             self.count("data", false);
             return self.error(&r).await;
@@ -834,6 +911,7 @@ impl Session<'_> {
 
     async fn bdat(&mut self, n: u64, last: bool) -> R {
         if self.bdat.is_none() {
+            self.dns_lookups(None).await;
             if let Some(r) = self.refuse_data("BDAT") {
                 // The chunk is read and thrown away (RFC 3030 3).
                 self.skip(n).await?;
@@ -1066,6 +1144,13 @@ impl Session<'_> {
         let io = std::mem::replace(&mut self.io, Box::new(tokio::io::duplex(1).0));
         match tokio::time::timeout(self.d.conf.timeout, tokio_rustls::TlsAcceptor::from(cfg).accept(io)).await {
             Ok(Ok(t)) => {
+                if self.d.conf.tls_loglevel >= 1 {
+                    let (_, conn) = t.get_ref();
+                    let summary = crate::util::tls::summary(conn.protocol_version(), conn.negotiated_cipher_suite());
+                    self.d
+                        .log
+                        .info(&format!("Anonymous TLS connection established from {}: {summary}", self.client()));
+                }
                 self.io = Box::new(t);
                 self.tls = true;
                 Ok(())
@@ -1203,11 +1288,25 @@ impl Session<'_> {
             self.count("xclient", false);
             return self.error("501 5.5.4 Syntax: XCLIENT attribute=value...").await;
         };
+        // NAME without REVERSE_NAME stands for both (as Postfix takes it).
+        let reverse_given = attrs.iter().any(|(k, _)| k == "REVERSE_NAME");
         for (k, v) in &attrs {
             let v = smtp::xtext_decode(v).unwrap_or_else(|| v.clone());
             let unknown = v == "[UNAVAILABLE]" || v == "[TEMPUNAVAIL]";
+            let status = match v.as_str() {
+                "[UNAVAILABLE]" => NameStatus::Perm,
+                "[TEMPUNAVAIL]" => NameStatus::Temp,
+                _ => NameStatus::Ok,
+            };
             match k.as_str() {
-                "NAME" => self.name = if unknown { "unknown".into() } else { v },
+                "NAME" => {
+                    self.name = if unknown { "unknown".into() } else { v };
+                    self.name_status = status;
+                    if !reverse_given {
+                        self.reverse_status = status;
+                    }
+                }
+                "REVERSE_NAME" => self.reverse_status = status,
                 "ADDR" => {
                     if let Ok(ip) = v.trim_start_matches("IPV6:").trim_start_matches("IPv6:").parse::<IpAddr>() {
                         self.ip = ip;
@@ -1216,7 +1315,7 @@ impl Session<'_> {
                 "HELO" => self.helo = (!unknown).then_some(v),
                 "PROTO" => self.esmtp = v.eq_ignore_ascii_case("ESMTP"),
                 "LOGIN" => self.sasl = (!unknown).then(|| ("XCLIENT".to_string(), v)),
-                "PORT" | "REVERSE_NAME" | "DESTADDR" | "DESTPORT" => {}
+                "PORT" | "DESTADDR" | "DESTPORT" => {}
                 _ => {
                     self.count("xclient", false);
                     return self.error(&format!("501 5.5.4 Bad XCLIENT attribute name: {k}")).await;

@@ -1,0 +1,414 @@
+//! Where the SMTP/LMTP client connects, and its TLS (Postfix smtp(8)'s
+//! smtp_connect.c, smtp_addr.c and its `*_tls_security_level`):
+//!
+//! - Next hops: `unix:/path` (LMTP), `[host]:port` and `[host]` (no MX
+//!   lookup), `host:port` and `host` (SMTP: MX lookup, the host's own
+//!   addresses when it has no MX; LMTP: addresses only).
+//! - MX hosts in preference order (shuffled within a preference), each
+//!   one's addresses, at most `smtp_mx_address_limit` addresses and
+//!   `smtp_mx_session_limit` sessions; a host that is this machine
+//!   (`myhostname`) and those after it are skipped ("loops back to
+//!   myself"); a null MX bounces.  A name that does not exist bounces
+//!   (5.4.4), a failed lookup defers (4.4.3); unreachable hosts defer.
+//! - `smtp_host_lookup`/`lmtp_host_lookup`: `dns`, `native` or both.
+//! - STARTTLS per `smtp_tls_security_level` / `lmtp_tls_security_level`
+//!   (`none`, `may`, `encrypt`, `verify`, `secure`; `dane` counts as `may`,
+//!   `dane-only` as `encrypt`); `verify`/`secure` check the certificate
+//!   against `smtp_tls_CAfile`/`smtp_tls_CApath` and the MX host name
+//!   (`verify`) or the next-hop domain (`secure`).
+
+use crate::config::postfix::Params;
+use crate::dns::{Dns, DnsError};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsLevel {
+    None,
+    May,
+    Encrypt,
+    Verify,
+    Secure,
+}
+
+/// One client personality's settings (`smtp_*` or `lmtp_*`).
+pub struct ClientConf {
+    pub smtp: bool,
+    dns: bool,
+    native: bool,
+    mx_address_limit: usize,
+    mx_session_limit: usize,
+    pub connect_timeout: Duration,
+    pub tls_level: TlsLevel,
+    pub tls_loglevel: i64,
+    /// No certificate check (may, encrypt).
+    tls_any: Arc<rustls::ClientConfig>,
+    /// Chain and name checked against the configured CAs (verify, secure).
+    tls_verify: Option<Arc<rustls::ClientConfig>>,
+    pub myhostname: String,
+}
+
+/// A delivery-stopping failure before any transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Permanent (the recipients bounce) rather than temporary.
+    pub bounce: bool,
+    pub dsn: String,
+    pub text: String,
+}
+
+impl Failure {
+    pub fn defer(dsn: &str, text: impl Into<String>) -> Failure {
+        Failure {
+            bounce: false,
+            dsn: dsn.into(),
+            text: text.into(),
+        }
+    }
+
+    fn bounce(dsn: &str, text: impl Into<String>) -> Failure {
+        Failure {
+            bounce: true,
+            dsn: dsn.into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// A parsed next hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Unix(String),
+    Inet { host: String, port: u16, mx: bool },
+}
+
+/// One address to try: the host's name (for logs and TLS) and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addr {
+    pub host: String,
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+fn roots(cafile: &str, capath: &str) -> Result<Option<rustls::RootCertStore>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut files = Vec::new();
+    if !cafile.is_empty() {
+        files.push(std::path::PathBuf::from(cafile));
+    }
+    if !capath.is_empty() {
+        let rd = std::fs::read_dir(capath).map_err(|e| format!("{capath}: {e}"))?;
+        files.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+    }
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut store = rustls::RootCertStore::empty();
+    for f in files {
+        let certs = CertificateDer::pem_file_iter(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        for c in certs.flatten() {
+            let _ = store.add(c);
+        }
+    }
+    Ok((!store.is_empty()).then_some(store))
+}
+
+impl ClientConf {
+    /// The `smtp_*` (smtp true) or `lmtp_*` settings.
+    pub fn load(p: &Params, smtp: bool, myhostname: &str) -> Result<ClientConf, String> {
+        let pre = if smtp { "smtp" } else { "lmtp" };
+        let get = |n: &str| p.get(&format!("{pre}_{n}")).unwrap_or_default().trim().to_string();
+        let lookup = get("host_lookup").to_ascii_lowercase();
+        let kinds = crate::config::postfix::list::split_list(&lookup);
+        let dns = kinds.is_empty() || kinds.contains(&"dns");
+        let native = kinds.contains(&"native");
+        let int = |n: &str, d: usize| get(n).parse::<usize>().unwrap_or(d);
+        let legacy = if get("enforce_tls") == "yes" {
+            "encrypt"
+        } else if get("use_tls") == "yes" {
+            "may"
+        } else {
+            "none"
+        };
+        let level_text = get("tls_security_level");
+        let tls_level = match if level_text.is_empty() { legacy } else { level_text.as_str() } {
+            "none" => TlsLevel::None,
+            "may" | "dane" => TlsLevel::May,
+            "encrypt" | "dane-only" => TlsLevel::Encrypt,
+            "verify" | "fingerprint" => TlsLevel::Verify,
+            "secure" => TlsLevel::Secure,
+            v => return Err(format!("invalid {pre}_tls_security_level value: \"{v}\"")),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let any = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(crate::util::tls::NoPeerCheck(provider.clone())))
+            .with_no_client_auth();
+        let verify = match roots(&get("tls_CAfile"), &get("tls_CApath"))? {
+            Some(store) => Some(Arc::new(
+                rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| format!("TLS: {e}"))?
+                    .with_root_certificates(store)
+                    .with_no_client_auth(),
+            )),
+            None => None,
+        };
+        let timeout = p.get_time(&format!("{pre}_connect_timeout")).unwrap_or(Duration::ZERO);
+        Ok(ClientConf {
+            smtp,
+            dns,
+            native,
+            mx_address_limit: int("mx_address_limit", 5),
+            mx_session_limit: int("mx_session_limit", 2),
+            connect_timeout: if timeout.is_zero() { Duration::from_secs(300) } else { timeout },
+            tls_level,
+            tls_loglevel: get("tls_loglevel").parse().unwrap_or(0),
+            tls_any: Arc::new(any),
+            tls_verify: verify,
+            myhostname: myhostname.to_string(),
+        })
+    }
+
+    /// The rustls configuration and server name for a TLS session to
+    /// `host` (next hop `domain`).
+    pub fn tls_for(
+        &self,
+        host: &str,
+        ip: IpAddr,
+        domain: &str,
+    ) -> Result<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>), Failure> {
+        use rustls::pki_types::ServerName;
+        let name_of = |n: &str| ServerName::try_from(n.to_string()).ok();
+        match self.tls_level {
+            TlsLevel::Verify | TlsLevel::Secure => {
+                let Some(cfg) = &self.tls_verify else {
+                    return Err(Failure::defer("4.7.5", "Server certificate not trusted"));
+                };
+                let want = if self.tls_level == TlsLevel::Secure { domain } else { host };
+                let name = name_of(want).ok_or_else(|| Failure::defer("4.7.5", "Server certificate not verified"))?;
+                Ok((cfg.clone(), name))
+            }
+            _ => Ok((self.tls_any.clone(), name_of(host).unwrap_or(ServerName::IpAddress(ip.into())))),
+        }
+    }
+
+    /// The addresses to try for a host (no MX): DNS and/or the system's
+    /// resolver, per `*_host_lookup`.
+    async fn host_addrs(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let mut last = DnsError::NoHost;
+        if self.dns {
+            match Dns::shared().addrs(host).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e,
+            }
+        }
+        if self.native {
+            match tokio::net::lookup_host((host, 0)).await {
+                Ok(it) => {
+                    let v: Vec<IpAddr> = it.map(|a| a.ip()).collect();
+                    if !v.is_empty() {
+                        return Ok(v);
+                    }
+                }
+                Err(e) if e.to_string().contains("Temporary failure") => last = DnsError::Retry(e.to_string()),
+                Err(_) => {}
+            }
+        }
+        Err(last)
+    }
+
+    /// The addresses to try for a next hop, in order.  `notes` gets the
+    /// warnings Postfix would log (an MX host without addresses).
+    pub async fn addresses(&self, host: &str, port: u16, mx: bool, notes: &mut Vec<String>) -> Result<Vec<Addr>, Failure> {
+        let not_found = |name: &str, kind: &str, e: &DnsError| {
+            let what = format!("Host or domain name not found. Name service error for name={name} type={kind}: Host not found");
+            match e {
+                DnsError::Retry(_) => Failure::defer("4.4.3", format!("{what}, try again")),
+                _ => Failure::bounce("5.4.4", what),
+            }
+        };
+        let one = |h: &str, ips: Vec<IpAddr>| -> Vec<Addr> {
+            ips.into_iter()
+                .map(|ip| Addr {
+                    host: h.to_string(),
+                    ip,
+                    port,
+                })
+                .collect()
+        };
+        if !mx || host.parse::<IpAddr>().is_ok() || !self.dns {
+            let ips = self.host_addrs(host).await.map_err(|e| not_found(host, "A", &e))?;
+            return Ok(one(host, ips).into_iter().take(self.mx_address_limit.max(1)).collect());
+        }
+        let mut list = match Dns::shared().mx(host).await {
+            Ok(v) => v,
+            Err(DnsError::NoData) => {
+                let ips = self.host_addrs(host).await.map_err(|e| not_found(host, "A", &e))?;
+                return Ok(one(host, ips).into_iter().take(self.mx_address_limit.max(1)).collect());
+            }
+            Err(e) => return Err(not_found(host, "MX", &e)),
+        };
+        if list.iter().any(|m| m.host.is_empty()) {
+            return Err(Failure::bounce("5.1.0", format!("Domain {host} does not accept mail (nullMX)")));
+        }
+        // This host and every one no better than it are skipped.
+        if let Some(me) = list.iter().find(|m| m.host.eq_ignore_ascii_case(&self.myhostname)).map(|m| m.pref) {
+            list.retain(|m| m.pref < me);
+            if list.is_empty() {
+                return Err(Failure::bounce("5.4.6", format!("mail for {host} loops back to myself")));
+            }
+        }
+        shuffle_equal(&mut list);
+        let mut out = Vec::new();
+        let mut last_err = None;
+        for m in &list {
+            if out.len() >= self.mx_address_limit.max(1) {
+                break;
+            }
+            match self.host_addrs(&m.host).await {
+                Ok(ips) => out.extend(one(&m.host, ips)),
+                Err(e) => {
+                    let f = not_found(&m.host, "A", &e);
+                    notes.push(format!("warning: {}", f.text));
+                    last_err = Some(Failure::defer(if f.bounce { "4.4.4" } else { "4.4.3" }, f.text));
+                }
+            }
+        }
+        out.truncate(self.mx_address_limit.max(1));
+        if out.is_empty() {
+            return Err(last_err.unwrap_or_else(|| Failure::defer("4.4.4", format!("no mail exchanger for {host}"))));
+        }
+        Ok(out)
+    }
+
+    /// Most sessions (greetings received) tried per delivery.
+    pub fn session_limit(&self) -> usize {
+        if self.smtp {
+            self.mx_session_limit.max(1)
+        } else {
+            usize::MAX
+        }
+    }
+}
+
+/// MX hosts of equal preference are tried in random order.
+fn shuffle_equal(list: &mut [crate::dns::Mx]) {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
+    let mut i = 0;
+    while i < list.len() {
+        let mut j = i + 1;
+        while j < list.len() && list[j].pref == list[i].pref {
+            j += 1;
+        }
+        for k in (i + 1..j).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let r = i + (seed as usize) % (k - i + 1);
+            list.swap(k, r);
+        }
+        i = j;
+    }
+}
+
+/// Parses a next hop (`unix:/path`, `inet:host:port`, `[host]:port`,
+/// `host`); SMTP looks up MX records for names without brackets.
+pub fn parse(nexthop: &str, smtp: bool) -> Result<Target, String> {
+    if let Some(path) = nexthop.strip_prefix("unix:") {
+        return Ok(Target::Unix(path.to_string()));
+    }
+    let default_port = if smtp { 25 } else { 24 };
+    let hp = nexthop.strip_prefix("inet:").unwrap_or(nexthop).trim();
+    let (host, port, bracket) = if let Some(r) = hp.strip_prefix('[') {
+        let (h, rest) = r.split_once(']').ok_or_else(|| format!("bad next hop: {nexthop}"))?;
+        (h.to_string(), rest.strip_prefix(':').map(str::to_string), true)
+    } else {
+        match hp.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p.to_string()), false),
+            _ => (hp.to_string(), None, false),
+        }
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) => n,
+            Err(_) => match p.as_str() {
+                "smtp" => 25,
+                "lmtp" => 24,
+                "submission" => 587,
+                _ => return Err(format!("bad port in next hop: {nexthop}")),
+            },
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("bad next hop: {nexthop}"));
+    }
+    let host = host.trim_start_matches("IPv6:").trim_start_matches("ipv6:").to_string();
+    Ok(Target::Inet {
+        mx: smtp && !bracket && host.parse::<IpAddr>().is_err(),
+        host,
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_hops() {
+        assert_eq!(parse("unix:/run/lmtp", false).unwrap(), Target::Unix("/run/lmtp".into()));
+        assert_eq!(
+            parse("inet:10.0.0.1:2003", false).unwrap(),
+            Target::Inet {
+                host: "10.0.0.1".into(),
+                port: 2003,
+                mx: false
+            }
+        );
+        assert_eq!(
+            parse("[mx.example]:587", true).unwrap(),
+            Target::Inet {
+                host: "mx.example".into(),
+                port: 587,
+                mx: false
+            }
+        );
+        assert_eq!(
+            parse("example.org", true).unwrap(),
+            Target::Inet {
+                host: "example.org".into(),
+                port: 25,
+                mx: true
+            }
+        );
+        assert_eq!(
+            parse("backend:lmtp", false).unwrap(),
+            Target::Inet {
+                host: "backend".into(),
+                port: 24,
+                mx: false
+            }
+        );
+        assert!(parse("[::1", true).is_err());
+        let mut l: Vec<crate::dns::Mx> = (0..6)
+            .map(|i| crate::dns::Mx {
+                pref: if i < 3 { 10 } else { 20 },
+                host: format!("h{i}"),
+            })
+            .collect();
+        shuffle_equal(&mut l);
+        assert!(l[..3].iter().all(|m| m.pref == 10) && l[3..].iter().all(|m| m.pref == 20));
+    }
+}
