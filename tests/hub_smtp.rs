@@ -1223,3 +1223,155 @@ fn hub_tls_services() {
     assert!(log.contains("sasl_method=PLAIN, sasl_username=u7"), "{log}");
     drop(b);
 }
+
+/// Full text of every message in a user's INBOX.
+fn inbox_texts(imap_port: u16, user: &str) -> Vec<String> {
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login(sys.argv[2], 'testpw')
+typ, data = M.select('INBOX')
+if int(data[0]) > 0:
+    typ, data = M.fetch('1:*', '(BODY.PEEK[])')
+    for item in data:
+        if isinstance(item, tuple):
+            print(item[1].decode('utf-8', 'replace').replace('\r\n', '\n'))
+            print('=====END=====')
+"#,
+        &[&imap_port.to_string(), user],
+    );
+    out.split("=====END=====\n")
+        .filter(|m| !m.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Delay warnings (once, after delay_warning_time), success reports for
+/// NOTIFY=SUCCESS, no report for NOTIFY=NEVER, the postmaster's copies
+/// per notify_classes and a double bounce when a bounce bounces.
+#[test]
+fn hub_delay_warnings_and_dsn_notices() {
+    if !can_run("hub notices", &[SWAKS]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let b = backend(d.path());
+    let hub = Hub::new(
+        &d.path().join("hub"),
+        &b.lmtp_sock,
+        &format!(
+            "myorigin = mumail.test\nmynetworks = 127.0.0.0/8\ndelay_warning_time = 2s\nnotify_classes = bounce, 2bounce, delay, resource, software\n\
+             transport_maps = inline:{{ {{dead.test=lmtp:unix:{}/none}}, {{bad.test=error:5.1.1 no such user here}} }}\n",
+            d.path().display()
+        ),
+    );
+    let c = hub.dir.to_str().unwrap().to_string();
+    // Deferred (dead LMTP socket): one delay warning once it is 2s old.
+    let out = hub.swaks(&["--from", "u7@mumail.test", "--to", "x@dead.test", "--h-Subject", "slow one"]);
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    // NOTIFY=SUCCESS: a delivery report.
+    let out = python(
+        r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+s.ehlo('client.example')
+s.sendmail('u7@mumail.test', ['yes1@mumail.test'], b'Subject: tell me\r\n\r\nhi\r\n', rcpt_options=['NOTIFY=SUCCESS'])
+s.sendmail('u7@mumail.test', ['never@bad.test'], b'Subject: notify-never\r\n\r\nhi\r\n', rcpt_options=['NOTIFY=NEVER'])
+s.sendmail('u7@mumail.test', ['default@bad.test'], b'Subject: notify-default\r\n\r\nhi\r\n')
+s.quit()
+print('ok')
+"#,
+        &[&hub.port.to_string()],
+    );
+    assert!(out.contains("ok"), "{out}");
+    // A bounce that bounces: the postmaster gets the double bounce.
+    let (_, err, rc) = tool_in(
+        "sendmail",
+        &["-C", &c, "-f", "z@bad.test", "y@bad.test"],
+        "Subject: bounce twice\n\nx\n",
+    );
+    assert_eq!((err.as_str(), rc), ("", 0));
+
+    let subjects = || {
+        let mut v = inbox_headers(b.imap_port, "u7", "SUBJECT");
+        v.sort();
+        v
+    };
+    wait_for("notices", Duration::from_secs(60), || {
+        let s = subjects();
+        s.iter().filter(|x| x.starts_with("Delayed Mail")).count() == 1
+            && s.iter().any(|x| x == "Successful Mail Delivery Report")
+            && s.iter().filter(|x| x.starts_with("Postmaster Copy")).count() >= 3
+    });
+    // Retries go on, but the warning is sent once.
+    std::thread::sleep(Duration::from_secs(4));
+    let texts = inbox_texts(b.imap_port, "u7");
+    // By the notice's own Subject (copies quote other notices' headers).
+    let find = |subject: &str| -> Vec<&String> {
+        texts
+            .iter()
+            .filter(|t| t.split("\n\n").next().unwrap_or("").contains(&format!("\nSubject: {subject}\n")))
+            .collect()
+    };
+    let delayed = find("Delayed Mail (still being retried)");
+    assert_eq!(delayed.len(), 1, "{texts:?}");
+    let w = delayed[0];
+    assert!(
+        w.contains("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #"),
+        "{w}"
+    );
+    assert!(
+        w.contains("Your message could not be delivered for more than 0 hour(s).\nIt will be retried until it is 5 day(s) old."),
+        "{w}"
+    );
+    assert!(
+        w.contains("Final-Recipient: rfc822; x@dead.test\nAction: delayed\nStatus: 4.4.1\n"),
+        "{w}"
+    );
+    assert!(
+        w.contains("Will-Retry-Until: ") && w.contains("Content-Description: Delayed Message Headers"),
+        "{w}"
+    );
+    assert!(
+        w.contains("Subject: slow one") && w.contains("From: Mail Delivery System <MAILER-DAEMON@mumail.test>"),
+        "{w}"
+    );
+    let ok = find("Successful Mail Delivery Report");
+    assert_eq!(ok.len(), 1, "{texts:?}");
+    assert!(
+        ok[0].contains("Final-Recipient: rfc822; yes1@mumail.test\nAction: delivered\nStatus: 2.")
+            && ok[0].contains("Remote-MTA: dns; hub.mumail.test"),
+        "{}",
+        ok[0]
+    );
+    assert!(
+        ok[0].contains("Your message was successfully delivered to the destination(s)"),
+        "{}",
+        ok[0]
+    );
+    // Only the default-NOTIFY bounce reaches the sender.
+    let undelivered = find("Undelivered Mail Returned to Sender");
+    assert_eq!(undelivered.len(), 1, "{texts:?}");
+    assert!(undelivered[0].contains("Subject: notify-default") && !undelivered[0].contains("notify-never"));
+    assert!(
+        undelivered[0].contains("<default@bad.test>: no such user here"),
+        "{}",
+        undelivered[0]
+    );
+    // The postmaster (u7 by alias) got copies of both bounces, the double
+    // bounce, and the delay warning.
+    let copies = find("Postmaster Copy: Undelivered Mail");
+    assert!(copies.iter().any(|t| t.contains("never@bad.test")), "{copies:?}");
+    assert!(
+        copies.iter().any(|t| t.contains("Final-Recipient: rfc822; z@bad.test")),
+        "{copies:?}"
+    );
+    assert!(copies.iter().all(|t| t.contains("Content-Type: text/rfc822-headers")), "{copies:?}");
+    assert_eq!(find("Postmaster Warning: Delayed Mail").len(), 1, "{texts:?}");
+    let log = hub.log();
+    assert!(log.contains(": sender delay notification: "), "{log}");
+    assert!(log.contains(": sender delivery status notification: "), "{log}");
+    assert!(log.contains(": postmaster non-delivery notification: "), "{log}");
+    assert_eq!(log.matches(": sender non-delivery notification: ").count(), 2, "{log}");
+}

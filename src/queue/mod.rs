@@ -293,6 +293,13 @@ impl Queue {
         f.write_all_at(b"D", offset)
     }
 
+    /// Records that the delay warning went out (the `w` flag byte).
+    pub fn mark_warned(&self, q: QueueName, qid: &str, offset: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(self.path(q, qid))?;
+        f.write_all_at(b"1", offset)
+    }
+
     /// Removes a finished queue file.
     pub fn remove(&self, q: QueueName, qid: &str) -> std::io::Result<()> {
         if let Some(j) = &self.journal {

@@ -6,7 +6,8 @@
 //! recipient, `D` done recipient, `M` content start, `N` content, `X` extracted, `E` end), but
 //! content is stored in chunks, not lines, so the files are ours, not
 //! `postcat`'s.  Ours alone: `n` DSN NOTIFY, `o` the recipient before
-//! rewriting (`orig_to`), `f` recipient flags.  A file without `E` is
+//! rewriting (`orig_to`), `f` recipient flags, `w` whether the delay
+//! warning went out (one byte, `0` or `1`, rewritten in place).  A file without `E` is
 //! incomplete and never delivered.
 //!
 //! A recipient is marked done in place by overwriting its `R` with `D`
@@ -57,6 +58,11 @@ pub struct Envelope {
     /// `name=value` attributes: client, helo, protocol, sasl, dsn.
     pub attrs: Vec<(String, String)>,
     pub rcpts: Vec<Recipient>,
+    /// The sender was warned of the delay (`delay_warning_time`).
+    pub warned: bool,
+    /// Offset of the `w` record's flag byte (files written before the
+    /// record existed have none and are never warned).
+    pub warn_offset: Option<u64>,
 }
 
 impl Envelope {
@@ -88,6 +94,8 @@ fn put(out: &mut Vec<u8>, t: u8, data: &[u8]) {
 pub fn encode(env: &mut Envelope, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 512);
     put(&mut out, b'T', format!("{} {}", env.arrival.0, env.arrival.1).as_bytes());
+    env.warn_offset = Some(out.len() as u64 + 2);
+    put(&mut out, b'w', if env.warned { b"1" } else { b"0" });
     put(&mut out, b'S', env.sender.as_bytes());
     for (n, v) in &env.attrs {
         put(&mut out, b'A', format!("{n}={v}").as_bytes());
@@ -168,6 +176,10 @@ pub fn decode(data: &[u8]) -> Result<(Envelope, Vec<u8>), RecordError> {
                 env.arrival = (sec.ok_or(RecordError::Corrupt("bad arrival time"))?, usec);
             }
             b'S' => env.sender = text(body),
+            b'w' => {
+                env.warned = body == b"1";
+                env.warn_offset = Some(pos as u64 - len as u64);
+            }
             b'A' => {
                 let s = text(body);
                 let (n, v) = s.split_once('=').ok_or(RecordError::Corrupt("bad attribute"))?;
@@ -214,6 +226,7 @@ mod tests {
                     ..Recipient::new("z@y")
                 },
             ],
+            ..Default::default()
         };
         let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let mut f = encode(&mut env, &content);
@@ -222,7 +235,9 @@ mod tests {
         assert_eq!(c2, content);
         f[env.rcpts[1].offset as usize] = b'D';
         let (e3, _) = decode(&f).unwrap();
-        assert!(!e3.rcpts[0].done && e3.rcpts[1].done);
+        assert!(!e3.rcpts[0].done && e3.rcpts[1].done && !e3.warned);
+        f[env.warn_offset.unwrap() as usize] = b'1';
+        assert!(decode(&f).unwrap().0.warned);
         for cut in [0, 1, 10, f.len() - 1] {
             assert_eq!(decode(&f[..cut]), Err(RecordError::Incomplete));
         }

@@ -1,12 +1,24 @@
-//! Non-delivery notifications in Postfix's format (bounce(8) with the
-//! default template): RFC 3464 multipart/report with the notification
-//! text, the delivery-status part with `X-Postfix-*` fields, and the
-//! returned message (headers only beyond `bounce_size_limit`).
+//! Delivery status notifications in Postfix's format (bounce(8) with the
+//! default templates): non-delivery reports, delay warnings, success
+//! reports and the postmaster's copies — RFC 3464 multipart/report with
+//! the notification text, the delivery-status part with `X-Postfix-*`
+//! fields, and the returned message (headers only for delay warnings,
+//! with `RET=HDRS`, or beyond `bounce_size_limit`).
 
-/// One failed recipient.
+/// Which template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Failed,
+    Delayed,
+    Success,
+}
+
+/// One recipient in a report.
 pub struct Failed<'a> {
     pub addr: &'a str,
     pub orcpt: Option<&'a str>,
+    /// `failed`, `delayed`, `delivered`, `relayed`.
+    pub action: &'a str,
     pub status: &'a str,
     /// Why, as logged (`host … said: … (in reply to … command)`).
     pub reason: &'a str,
@@ -17,6 +29,18 @@ pub struct Failed<'a> {
 }
 
 pub struct Notice<'a> {
+    pub kind: Kind,
+    /// The notice goes to the postmaster (a copy, or a double bounce).
+    pub postmaster: bool,
+    /// Who gets it (`To:`).
+    pub to: &'a str,
+    /// Return only the headers (`RET=HDRS`).
+    pub ret_hdrs: bool,
+    /// RFC 3461 ENVID of the original.
+    pub envid: Option<&'a str>,
+    /// `maximal_queue_lifetime` and `delay_warning_time`, seconds.
+    pub max_queue_time: i64,
+    pub delay_warning_time: i64,
     pub myhostname: &'a str,
     pub myorigin: &'a str,
     pub mail_name: &'a str,
@@ -54,10 +78,56 @@ fn date(t: i64) -> String {
     crate::util::codec::mail_date(t)
 }
 
+const CLOSING: &str = "For further assistance, please send mail to postmaster.\n\n\
+    If you do so, please include this problem report. You can\n\
+    delete your own text from the attached returned message.\n\n";
+
+/// The template's subject and text (before "The mail system").
+fn template(n: &Notice<'_>) -> (&'static str, String) {
+    match n.kind {
+        Kind::Failed => (
+            if n.postmaster {
+                "Postmaster Copy: Undelivered Mail"
+            } else {
+                "Undelivered Mail Returned to Sender"
+            },
+            format!(
+                "I'm sorry to have to inform you that your message could not\n\
+                 be delivered to one or more recipients. It's attached below.\n\n{CLOSING}"
+            ),
+        ),
+        Kind::Delayed => (
+            if n.postmaster {
+                "Postmaster Warning: Delayed Mail"
+            } else {
+                "Delayed Mail (still being retried)"
+            },
+            format!(
+                "####################################################################\n\
+                 # THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n\
+                 ####################################################################\n\n\
+                 Your message could not be delivered for more than {} hour(s).\n\
+                 It will be retried until it is {} day(s) old.\n\n{CLOSING}",
+                n.delay_warning_time / 3600,
+                n.max_queue_time / 86400
+            ),
+        ),
+        Kind::Success => (
+            "Successful Mail Delivery Report",
+            "Your message was successfully delivered to the destination(s)\n\
+             listed below. If the message was delivered to mailbox you will\n\
+             receive no further notifications. Otherwise you may still receive\n\
+             notifications of mail delivery errors from other systems.\n\n"
+                .to_string(),
+        ),
+    }
+}
+
 /// The complete notification message (CRLF line ends).
 pub fn build(n: &Notice<'_>, failed: &[Failed<'_>], original: &[u8]) -> Vec<u8> {
     let boundary = format!("{}.{}/{}", n.orig_qid, n.now, n.myhostname);
     let (y, mo, d, hh, mi, ss, _) = crate::util::codec::civil(n.now);
+    let (subject, text) = template(n);
     let mut m = String::new();
     m.push_str(&format!(
         "Received: by {} ({})\n\tid {}; {}\n",
@@ -68,8 +138,8 @@ pub fn build(n: &Notice<'_>, failed: &[Failed<'_>], original: &[u8]) -> Vec<u8> 
     ));
     m.push_str(&format!("Date: {}\n", date(n.now)));
     m.push_str(&format!("From: Mail Delivery System <MAILER-DAEMON@{}>\n", n.myorigin));
-    m.push_str("Subject: Undelivered Mail Returned to Sender\n");
-    m.push_str(&format!("To: {}\n", n.sender));
+    m.push_str(&format!("Subject: {subject}\n"));
+    m.push_str(&format!("To: {}\n", n.to));
     m.push_str("Auto-Submitted: auto-replied\nMIME-Version: 1.0\n");
     m.push_str(&format!(
         "Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\"\n"
@@ -84,12 +154,7 @@ pub fn build(n: &Notice<'_>, failed: &[Failed<'_>], original: &[u8]) -> Vec<u8> 
         "--{boundary}\nContent-Description: Notification\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
     ));
     m.push_str(&format!(
-        "This is the mail system at host {}.\n\nI'm sorry to have to inform you that your message could not\n\
-         be delivered to one or more recipients. It's attached below.\n\n\
-         For further assistance, please send mail to postmaster.\n\n\
-         If you do so, please include this problem report. You can\n\
-         delete your own text from the attached returned message.\n\n\
-         {:>19}The mail system\n\n",
+        "This is the mail system at host {}.\n\n{text}{:>19}The mail system\n\n",
         n.myhostname, ""
     ));
     for f in failed {
@@ -100,18 +165,20 @@ pub fn build(n: &Notice<'_>, failed: &[Failed<'_>], original: &[u8]) -> Vec<u8> 
         "\n--{boundary}\nContent-Description: Delivery report\nContent-Type: message/delivery-status\n\n"
     ));
     m.push_str(&format!(
-        "Reporting-MTA: dns; {}\nX-Postfix-Queue-ID: {}\nX-Postfix-Sender: rfc822; {}\nArrival-Date: {}\n",
-        n.myhostname,
-        n.orig_qid,
-        n.sender,
-        date(n.arrival)
+        "Reporting-MTA: dns; {}\nX-Postfix-Queue-ID: {}\n",
+        n.myhostname, n.orig_qid
     ));
+    m.push_str(&format!("X-Postfix-Sender: rfc822; {}\n", n.sender));
+    if let Some(e) = n.envid {
+        m.push_str(&format!("Original-Envelope-Id: {e}\n"));
+    }
+    m.push_str(&format!("Arrival-Date: {}\n", date(n.arrival)));
     for f in failed {
         m.push_str(&format!("\nFinal-Recipient: rfc822; {}\n", f.addr));
         if let Some(o) = f.orcpt {
             m.push_str(&format!("Original-Recipient: {o}\n"));
         }
-        m.push_str(&format!("Action: failed\nStatus: {}\n", f.status));
+        m.push_str(&format!("Action: {}\nStatus: {}\n", f.action, f.status));
         if let Some(r) = f.remote_mta {
             m.push_str(&format!("Remote-MTA: {r}\n"));
         }
@@ -119,16 +186,25 @@ pub fn build(n: &Notice<'_>, failed: &[Failed<'_>], original: &[u8]) -> Vec<u8> 
             Some(d) => m.push_str(&format!("Diagnostic-Code: smtp; {d}\n")),
             None => m.push_str(&format!("Diagnostic-Code: X-Postfix; {}\n", f.reason)),
         }
+        if n.kind == Kind::Delayed {
+            m.push_str(&format!("Will-Retry-Until: {}\n", date(n.arrival + n.max_queue_time)));
+        }
     }
-    let headers_only = original.len() > n.size_limit;
+    // Postmaster copies and delay warnings carry only the headers.
+    let headers_only = n.ret_hdrs || n.postmaster || n.kind == Kind::Delayed || original.len() > n.size_limit;
     let (ctype, body): (&str, &[u8]) = if headers_only {
         let he = crate::mail::mime::header_end(original).0;
         ("text/rfc822-headers", &original[..he.min(original.len())])
     } else {
         ("message/rfc822", original)
     };
+    let what = match n.kind {
+        Kind::Failed => "Undelivered ",
+        Kind::Delayed => "Delayed ",
+        Kind::Success => "Delivered ",
+    };
     m.push_str(&format!(
-        "\n--{boundary}\nContent-Description: Undelivered {}\nContent-Type: {ctype}\nContent-Transfer-Encoding: 8bit\n\n",
+        "\n--{boundary}\nContent-Description: {what}{}\nContent-Type: {ctype}\nContent-Transfer-Encoding: 8bit\n\n",
         if headers_only { "Message Headers" } else { "Message" }
     ));
     m.push_str(&format!("Return-Path: <{}>\n", n.sender));
@@ -147,7 +223,14 @@ mod tests {
 
     #[test]
     fn shape() {
-        let n = Notice {
+        let mut n = Notice {
+            kind: Kind::Failed,
+            postmaster: false,
+            to: "sender@example.com",
+            ret_hdrs: false,
+            envid: None,
+            max_queue_time: 5 * 86400,
+            delay_warning_time: 4 * 3600,
             myhostname: "hub.example.com",
             myorigin: "example.com",
             mail_name: "Postfix",
@@ -161,6 +244,7 @@ mod tests {
         let f = [Failed {
             addr: "carol@example.com",
             orcpt: Some("rfc822;carol@example.com"),
+            action: "failed",
             status: "5.1.1",
             reason:
                 "host hub.example.com[/var/lib/imap/socket/lmtp] said: 550 5.1.1 Mailbox does not exist (in reply to end of DATA command)",
@@ -179,5 +263,18 @@ mod tests {
             "Return-Path: <sender@example.com>\r\nSubject: hi\r\n\r\nbody\r\n\r\n--48ABD9A8005.1795889074/hub.example.com--\r\n"
         ));
         assert!(m.contains("                   The mail system\r\n"));
+        n.kind = Kind::Delayed;
+        let m = String::from_utf8(build(&n, &f, b"Subject: hi\r\n\r\nbody\r\n")).unwrap();
+        assert!(m.contains("\r\nSubject: Delayed Mail (still being retried)\r\n"));
+        assert!(
+            m.contains("Your message could not be delivered for more than 4 hour(s).\r\nIt will be retried until it is 5 day(s) old.\r\n")
+        );
+        assert!(m.contains("Will-Retry-Until: "));
+        assert!(m.contains("Content-Description: Delayed Message Headers\r\nContent-Type: text/rfc822-headers\r\n"));
+        assert!(!m.contains("body"));
+        n.kind = Kind::Failed;
+        n.postmaster = true;
+        let m = String::from_utf8(build(&n, &f, b"Subject: hi\r\n\r\nbody\r\n")).unwrap();
+        assert!(m.contains("\r\nSubject: Postmaster Copy: Undelivered Mail\r\n"));
     }
 }

@@ -15,6 +15,7 @@ pub mod bounce;
 pub mod connect;
 pub mod lmtp;
 pub mod local;
+mod notice;
 pub mod resolve;
 
 use crate::config::postfix::Params;
@@ -44,6 +45,8 @@ pub struct Qmgr {
     transport_maps: Result<crate::tables::Maps, String>,
     /// cleanup's rewriting (for forwarded mail) and local(8)'s aliases.
     cleanup: Arc<crate::daemon::hub::cleanup::Rewriter>,
+    /// Delivery status notification settings.
+    notices: notice::NoticeConf,
     /// The SMTP/LMTP client settings per transport, with the service's
     /// master.cf `-o` overrides (a bad one defers that transport's mail).
     clients: Mutex<HashMap<String, Arc<Result<connect::ClientConf, String>>>>,
@@ -103,7 +106,9 @@ impl Qmgr {
             log.warning(&format!("transport_maps: {e}"));
             e.to_string()
         });
+        let notices = notice::NoticeConf::load(&params, &conf.myorigin);
         Arc::new(Qmgr {
+            notices,
             clients: Mutex::new(HashMap::new()),
             conf,
             params,
@@ -441,8 +446,9 @@ impl Qmgr {
             self.conf.maximal_queue_lifetime
         };
         let expired = age >= lifetime;
-        let mut bounced: Vec<(usize, Reply, String)> = Vec::new();
-        let mut deferred: Vec<(usize, String)> = Vec::new();
+        let mut bounced: Vec<notice::Entry> = Vec::new();
+        let mut deferred: Vec<notice::Entry> = Vec::new();
+        let mut delivered: Vec<notice::Entry> = Vec::new();
         for r in results {
             let rc = &env.rcpts[r.idx];
             let in_qmgr = r.started.saturating_duration_since(t_active);
@@ -482,20 +488,41 @@ impl Qmgr {
                 Outcome::Sent(rep) => {
                     log.info(&format!("{head}, dsn={}, status=sent ({})", rep.dsn, rep.text));
                     let _ = self.queue.mark_done(QueueName::Active, qid, rc.offset);
+                    if rc.notify.as_deref().is_some_and(|n| n.contains("SUCCESS")) {
+                        delivered.push(notice::Entry {
+                            idx: r.idx,
+                            why: format!("delivery via {}: {}", r.relay, rep.text),
+                            reply: rep,
+                            action: if r.command == "smtp" { "relayed" } else { "delivered" },
+                        });
+                    }
                 }
                 Outcome::Deferred(rep, why) => {
                     log.info(&format!("{head}, dsn={}, status=deferred ({why})", rep.dsn));
-                    deferred.push((r.idx, why));
+                    deferred.push(notice::Entry {
+                        idx: r.idx,
+                        reply: rep,
+                        why,
+                        action: "delayed",
+                    });
                 }
                 Outcome::Bounced(rep, why) => {
                     log.info(&format!("{head}, dsn={}, status=bounced ({why})", rep.dsn));
-                    bounced.push((r.idx, rep, why));
+                    bounced.push(notice::Entry {
+                        idx: r.idx,
+                        reply: rep,
+                        why,
+                        action: "failed",
+                    });
                 }
             }
         }
-        if !bounced.is_empty() {
-            self.notify(qid, &env, &content, &bounced).await;
-            for (i, _, _) in &bounced {
+        let done: Vec<usize> = bounced.iter().map(|e| e.idx).collect();
+        let deferred_log: Vec<(usize, String)> = deferred.iter().map(|e| (e.idx, e.why.clone())).collect();
+        self.notices(qid, &env, &content, bounced, delivered, deferred, age).await;
+        let deferred = deferred_log;
+        if !done.is_empty() {
+            for i in &done {
                 let _ = self.queue.mark_done(QueueName::Active, qid, env.rcpts[*i].offset);
             }
         }
@@ -519,68 +546,6 @@ impl Qmgr {
                 let _ = self.queue.set_next_try(QueueName::Deferred, qid, next);
             }
             Err(e) => self.log.warning(&format!("{qid}: move to deferred: {}", crate::util::strerror(&e))),
-        }
-    }
-
-    /// Sends the sender a non-delivery notification (none for `<>`).
-    async fn notify(self: &Arc<Self>, qid: &str, env: &Envelope, content: &[u8], bounced: &[(usize, Reply, String)]) {
-        if env.sender.is_empty() {
-            return; // a bounce of a bounce is not notified (notify_classes)
-        }
-        let draft = match self.queue.create() {
-            Ok(d) => d,
-            Err(e) => {
-                self.log.warning(&format!("{qid}: cannot create bounce: {e}"));
-                return;
-            }
-        };
-        let remote: Vec<Option<String>> = bounced
-            .iter()
-            .map(|(_, rep, why)| {
-                why.strip_prefix("host ")
-                    .and_then(|h| h.split('[').next())
-                    .filter(|_| rep.text.len() > 3 && why.contains(" said: "))
-                    .map(|h| format!("dns; {h}"))
-            })
-            .collect();
-        let failed: Vec<bounce::Failed> = bounced
-            .iter()
-            .zip(&remote)
-            .map(|((i, rep, why), rm)| bounce::Failed {
-                addr: &env.rcpts[*i].addr,
-                orcpt: env.rcpts[*i].orcpt.as_deref(),
-                status: &rep.dsn,
-                reason: why,
-                diagnostic: rm.as_ref().map(|_| rep.text.as_str()),
-                remote_mta: rm.as_deref(),
-            })
-            .collect();
-        let n = bounce::Notice {
-            myhostname: &self.conf.myhostname,
-            myorigin: &self.conf.myorigin,
-            mail_name: &self.conf.mail_name,
-            qid: &draft.qid,
-            orig_qid: qid,
-            sender: &env.sender,
-            arrival: env.arrival.0,
-            now: crate::util::unix_now(),
-            size_limit: self.bounce_size_limit,
-        };
-        let msg = bounce::build(&n, &failed, content);
-        let bqid = draft.qid.clone();
-        let benv = Envelope {
-            sender: String::new(),
-            rcpts: vec![crate::queue::Recipient::new(&env.sender)],
-            ..Default::default()
-        };
-        let msg = Arc::new(msg);
-        match self.queue.commit(draft, benv, msg.clone()).await {
-            Ok(benv) => {
-                self.agent_log("bounce")
-                    .info(&format!("{qid}: sender non-delivery notification: {bqid}"));
-                self.submit(bqid, QueueName::Incoming, Some((benv, msg)));
-            }
-            Err(e) => self.log.warning(&format!("{qid}: cannot queue bounce: {e}")),
         }
     }
 }
