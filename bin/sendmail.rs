@@ -3,15 +3,17 @@
 //!
 //! SYNOPSIS
 //!   sendmail [-tiv] [-oi] [-f sender] [-F full_name] [-C config_dir]
-//!   [-bp] [-q] [recipient ...]
+//!   [-bp] [-bs] [-bi] [-q] [recipient ...]
 //!
 //! DESCRIPTION
 //!   Reads a message from standard input (until end of file, or a line with
 //!   a single dot unless -i or -oi) and hands it to the running hub through
 //!   queue_directory/public/pickup. -t adds the To, Cc and Bcc recipients
 //!   and removes Bcc; -f/-r set the envelope sender; -F the full name used
-//!   in an added From. -bp lists the queue (mailq), -q flushes it. The
-//!   options Postfix accepts and ignores are accepted and ignored.
+//!   in an added From. -bp lists the queue (mailq), -q flushes it, -bi
+//!   rebuilds the aliases, -bs runs SMTP on stdin/stdout through the hub's
+//!   public/smtpd with the access controls off. The options Postfix
+//!   accepts and ignores are accepted and ignored.
 //!
 //! SECURITY
 //!   Unprivileged; the hub learns the submitting user from the socket.

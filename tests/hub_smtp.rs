@@ -751,8 +751,23 @@ fn hub_sendmail_postmap_and_control() {
             75
         )
     );
+    // -bs: an SMTP session on stdin/stdout, access controls off.
+    let (out, err, rc) = tool_in(
+        "sendmail",
+        &["-C", &c, "-bs"],
+        "EHLO local\r\nMAIL FROM:<a@b.org>\r\nRCPT TO:<u7@mumail.test>\r\nRCPT TO:<someone@elsewhere.example>\r\n\
+         DATA\r\nSubject: via bs\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+    );
+    assert_eq!((err.as_str(), rc), ("", 0), "{out}");
+    let replies: Vec<&str> = out.lines().collect();
+    assert!(replies[0].starts_with("220 hub.mumail.test ESMTP"), "{out}");
+    assert!(
+        out.contains("\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as "),
+        "{out}"
+    );
+    assert!(out.ends_with("221 2.0.0 Bye\r\n"), "{out}");
     wait_for("sendmail mail delivered", Duration::from_secs(30), || {
-        inbox_headers(b.imap_port, "u7", "SUBJECT").len() == 2 && inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["extracted"]
+        inbox_headers(b.imap_port, "u7", "SUBJECT").len() == 3 && inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["extracted"]
     });
     let msg = python(
         r#"

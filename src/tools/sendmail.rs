@@ -25,6 +25,8 @@ enum Mode {
     ListQueue,
     Flush,
     NewAliases,
+    /// `-bs`: SMTP on standard input and output.
+    Smtp,
     Unsupported(&'static str),
 }
 
@@ -59,7 +61,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "-i" | "-oi" => o.ignore_dots = true,
             "-bp" => o.mode = Mode::ListQueue,
             "-bm" => o.mode = Mode::Submit,
-            "-bs" => o.mode = Mode::Unsupported("-bs (SMTP on standard input)"),
+            "-bs" => o.mode = Mode::Smtp,
             "-bi" | "-I" => o.mode = Mode::NewAliases,
             "-bd" | "-bl" => o.mode = Mode::Unsupported("-bd (start the mail system: use postfix start)"),
             "-bv" => o.mode = Mode::Unsupported("-bv (address verification)"),
@@ -182,6 +184,7 @@ pub fn sendmail(args: &[String], stdin: &mut dyn Read) -> Output {
         }
         Mode::NewAliases => return super::postmap::newaliases(o.config.as_deref()),
         Mode::Unsupported(what) => return fatal(&format!("{what} is not supported by mumail yet"), exit::UNAVAILABLE),
+        Mode::Smtp => return smtp_session(o.config.as_deref(), stdin),
         Mode::Submit => {}
     }
     let (dir, explicit) = crate::config::postfix::config_directory(o.config.as_deref());
@@ -254,6 +257,60 @@ pub fn sendmail(args: &[String], stdin: &mut dyn Read) -> Output {
         Some(("ERR", e)) => fatal(&format!("{}: {e}", who()), exit::TEMPFAIL),
         _ => fatal(&format!("{}: unexpected answer from the mail system", who()), exit::TEMPFAIL),
     }
+}
+
+/// `-bs`: an SMTP session on standard input and output, relayed to the
+/// hub's `public/smtpd` (the hub takes the user from the socket).
+fn smtp_session(config: Option<&str>, stdin: &mut dyn Read) -> Output {
+    let (dir, explicit) = crate::config::postfix::config_directory(config);
+    let p = match crate::config::postfix::Params::load(&dir, explicit) {
+        Ok(p) => p,
+        Err(e) => return fatal(&e.to_string(), exit::CONFIG),
+    };
+    let qdir = std::path::PathBuf::from(p.get("queue_directory").unwrap_or_else(|| "/var/spool/postfix".into()));
+    let sock = qdir.join("public/smtpd");
+    let s = match std::os::unix::net::UnixStream::connect(&sock) {
+        Ok(s) => s,
+        Err(e) => {
+            return fatal(
+                &format!("{}: connect to {}: {}", who(), sock.display(), crate::util::strerror(&e)),
+                exit::TEMPFAIL,
+            )
+        }
+    };
+    let Ok(mut reader) = s.try_clone() else {
+        return fatal(&format!("{}: socket: out of resources", who()), exit::OSERR);
+    };
+    // Replies to standard output as they come, while commands go in.
+    let out = std::thread::spawn(move || {
+        let mut stdout = std::io::stdout();
+        let mut buf = [0u8; 8192];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if stdout.write_all(&buf[..n]).and_then(|_| stdout.flush()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut w = &s;
+    let mut buf = [0u8; 8192];
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let _ = out.join();
+    Output::default()
 }
 
 #[cfg(test)]

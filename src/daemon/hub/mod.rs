@@ -146,6 +146,37 @@ fn chown_tree(dir: &std::path::Path, uid: nix::unistd::Uid, gid: nix::unistd::Gi
     }
 }
 
+/// The SMTP server behind `sendmail -bs`: main.cf's settings with every
+/// restriction list permitting, no unlisted-recipient check, no TLS or
+/// AUTH (the user is known from the socket).
+fn local_smtpd(params: &Params, hub: Arc<Hub>) -> Result<Arc<Smtpd>, String> {
+    let mut sp = params.clone();
+    for (k, v) in [
+        ("smtpd_client_restrictions", ""),
+        ("smtpd_helo_restrictions", ""),
+        ("smtpd_sender_restrictions", ""),
+        ("smtpd_relay_restrictions", "permit"),
+        ("smtpd_recipient_restrictions", "permit"),
+        ("smtpd_data_restrictions", ""),
+        ("smtpd_reject_unlisted_recipient", "no"),
+        ("smtpd_tls_security_level", "none"),
+        ("smtpd_use_tls", "no"),
+        ("smtpd_enforce_tls", "no"),
+        ("smtpd_tls_wrappermode", "no"),
+        ("smtpd_sasl_auth_enable", "no"),
+        ("smtpd_client_connection_count_limit", "0"),
+        ("smtpd_client_connection_rate_limit", "0"),
+        ("smtpd_client_message_rate_limit", "0"),
+        ("smtpd_client_recipient_rate_limit", "0"),
+    ] {
+        sp.overrides.insert(k.to_string(), v.to_string());
+    }
+    let sconf = conf::SmtpdConf::load(&sp, "sendmail").map_err(|e| e.to_string())?;
+    let log = Arc::new(Logger::for_postfix(&sp, "smtpd")?);
+    let clog = Arc::new(Logger::for_postfix(&sp, "cleanup")?);
+    Ok(Arc::new(Smtpd::new(hub, sconf, log, clog, None, String::new())?))
+}
+
 struct Args {
     config: Option<String>,
 }
@@ -319,6 +350,15 @@ pub fn main(args: &[String]) -> i32 {
                 servers.push(tokio::spawn(crate::server::run(vec![l], svc, crate::server::Limits::default(), rx.clone())));
             }
             Err(e) => return fatal(format!("bind {}: {}", public.join("pickup").display(), crate::util::strerror(&e))),
+        }
+        // public/smtpd for `sendmail -bs`: SMTP from local users, with
+        // the access controls off as in Postfix's stand-alone mode.
+        match local_smtpd(&params, hub.clone()) {
+            Ok(svc) => match crate::server::Listener::bind_unix(&public.join("smtpd"), 0o666) {
+                Ok(l) => servers.push(tokio::spawn(crate::server::run(vec![l], svc, crate::server::Limits::default(), rx.clone()))),
+                Err(e) => return fatal(format!("bind {}: {}", public.join("smtpd").display(), crate::util::strerror(&e))),
+            },
+            Err(e) => return fatal(e),
         }
         // Privileged ports are bound: drop to mail_owner when root, after
         // giving it the queue (postfix-script's set-permissions).
