@@ -1390,3 +1390,79 @@ print('ok')
     assert!(log.contains(": postmaster non-delivery notification: "), "{log}");
     assert_eq!(log.matches(": sender non-delivery notification: ").count(), 2, "{log}");
 }
+
+/// The SMTP client logs in to its relayhost with SASL PLAIN (credentials
+/// from smtp_sasl_password_maps) when the security options allow it, and
+/// defers when they allow no offered mechanism.
+#[test]
+fn hub_relays_to_a_relayhost_with_sasl() {
+    if !can_run("hub sasl client", &[SWAKS, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let b = backend(d.path());
+    open_dir(&b.dir.join("sasl"));
+    let rh = d.path().join("relayhost");
+    open_dir(&rh);
+    std::fs::write(
+        rh.join("smtpd.conf"),
+        format!("pwcheck_method: saslauthd\nsaslauthd_path: {}\n", b.dir.join("sasl/mux").display()),
+    )
+    .unwrap();
+    // The relayhost takes mail only from authenticated clients.
+    let relay = Hub::new(
+        &rh,
+        &b.lmtp_sock,
+        &format!(
+            "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_path = smtpd\ncyrus_sasl_config_path = {}\n\
+             smtpd_relay_restrictions = permit_sasl_authenticated, reject\n",
+            rh.display()
+        ),
+    );
+    let rp = relay.port;
+    let sh = d.path().join("sender");
+    let mut sender = Hub::new(
+        &sh,
+        &b.lmtp_sock,
+        &format!(
+            "mydestination = sender.invalid\nmynetworks = 127.0.0.0/8\nrelayhost = [127.0.0.1]:{rp}\n\
+             smtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = inline:{{[127.0.0.1]:{rp}=u7:testpw}}\n\
+             smtp_sasl_security_options = noanonymous\ntransport_maps = inline:{{strict.test=strict:[127.0.0.1]:{rp}}}\n"
+        ),
+    );
+    let master = std::fs::read_to_string(sh.join("master.cf")).unwrap();
+    std::fs::write(
+        sh.join("master.cf"),
+        format!("{master}smtp unix - - n - - smtp\nstrict unix - - n - - smtp\n  -o smtp_sasl_security_options=noplaintext\n"),
+    )
+    .unwrap();
+    sender.kill9();
+    sender.start();
+    let out = sender.swaks(&["--from", "a@b.org", "--to", "yes1@mumail.test", "--h-Subject", "via relayhost"]);
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    let out = sender.swaks(&["--from", "a@b.org", "--to", "x@strict.test"]);
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    wait_for("relayed by the relayhost", Duration::from_secs(30), || {
+        inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["via relayhost"]
+    });
+    let rlog = relay.log();
+    assert!(rlog.contains("sasl_method=PLAIN, sasl_username=u7"), "{rlog}");
+    wait_for("strict deferred", Duration::from_secs(30), || {
+        sender.log().contains("to=<x@strict.test>")
+    });
+    let slog = sender.log();
+    let line = slog.lines().find(|l| l.contains("to=<x@strict.test>")).unwrap_or("");
+    assert!(
+        line.contains(&format!(
+            "dsn=4.7.0, status=deferred (SASL authentication failed; cannot authenticate to server 127.0.0.1[127.0.0.1]:{rp}: no mechanism available)"
+        )),
+        "{slog}"
+    );
+    // Without credentials the relayhost refuses the mail.
+    let out = relay.swaks(&["--from", "a@b.org", "--to", "yes1@mumail.test"]);
+    assert!(
+        out.contains("<** 554 5.7.1 <yes1@mumail.test>: Recipient address rejected: Access denied"),
+        "{out}"
+    );
+}

@@ -16,6 +16,12 @@
 //!   `dane-only` as `encrypt`); `verify`/`secure` check the certificate
 //!   against `smtp_tls_CAfile`/`smtp_tls_CApath` and the MX host name
 //!   (`verify`) or the next-hop domain (`secure`).
+//! - SASL (`smtp_sasl_auth_enable`, `lmtp_sasl_auth_enable`): PLAIN or
+//!   LOGIN with `username:password` from `*_sasl_password_maps`, looked
+//!   up by the next hop as written, then the server's name; the
+//!   mechanisms allowed by `*_sasl_security_options` (or
+//!   `*_sasl_tls_security_options` under TLS) and
+//!   `*_sasl_mechanism_filter`.
 
 use crate::config::postfix::Params;
 use crate::dns::{Dns, DnsError};
@@ -47,6 +53,42 @@ pub struct ClientConf {
     /// Chain and name checked against the configured CAs (verify, secure).
     tls_verify: Option<Arc<rustls::ClientConfig>>,
     pub myhostname: String,
+    pub sasl: Option<Sasl>,
+}
+
+/// The client's SASL settings.
+pub struct Sasl {
+    maps: crate::tables::Maps,
+    /// Plaintext mechanisms allowed without / with TLS.
+    plain_ok: bool,
+    plain_ok_tls: bool,
+    /// `*_sasl_mechanism_filter` (upper case; empty: all).
+    filter: Vec<String>,
+}
+
+impl Sasl {
+    /// `username:password` for a next hop (as written, then the
+    /// server's host name, then the bare next-hop host).
+    pub fn credentials(&self, nexthop: &str, host: &str) -> Result<Option<(String, String)>, String> {
+        let bare = nexthop.trim_start_matches('[').split([']', ':']).next().unwrap_or("").to_string();
+        let mut keys = vec![nexthop.to_string(), host.to_string(), bare];
+        keys.dedup();
+        match self.maps.lookup_keys(&keys) {
+            Ok(Some((v, _))) => Ok(v.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The mechanism to use of those the server offers: PLAIN, else LOGIN.
+    pub fn choose(&self, offered: &[String], tls: bool) -> Option<&'static str> {
+        if !(if tls { self.plain_ok_tls } else { self.plain_ok }) {
+            return None;
+        }
+        ["PLAIN", "LOGIN"]
+            .into_iter()
+            .find(|m| offered.iter().any(|o| o == m) && (self.filter.is_empty() || self.filter.iter().any(|f| f == m)))
+    }
 }
 
 /// A delivery-stopping failure before any transaction.
@@ -158,6 +200,34 @@ impl ClientConf {
             None => None,
         };
         let timeout = p.get_time(&format!("{pre}_connect_timeout")).unwrap_or(Duration::ZERO);
+        let sasl = if get("sasl_auth_enable") == "yes" {
+            let specs: Vec<String> = crate::config::postfix::list::split_list(&get("sasl_password_maps"))
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            let maps = crate::tables::Maps::open(&specs).map_err(|e| format!("{pre}_sasl_password_maps: {e}"))?;
+            let opts = |n: &str| -> bool {
+                let v = get(n).to_ascii_lowercase();
+                let v = if v.is_empty() { "noplaintext, noanonymous".to_string() } else { v };
+                !crate::config::postfix::list::split_list(&v).contains(&"noplaintext")
+            };
+            let tls_opts = if get("sasl_tls_security_options").is_empty() {
+                opts("sasl_security_options")
+            } else {
+                opts("sasl_tls_security_options")
+            };
+            Some(Sasl {
+                maps,
+                plain_ok: opts("sasl_security_options"),
+                plain_ok_tls: tls_opts,
+                filter: crate::config::postfix::list::split_list(&get("sasl_mechanism_filter"))
+                    .into_iter()
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect(),
+            })
+        } else {
+            None
+        };
         Ok(ClientConf {
             smtp,
             dns,
@@ -170,6 +240,7 @@ impl ClientConf {
             tls_any: Arc::new(any),
             tls_verify: verify,
             myhostname: myhostname.to_string(),
+            sasl,
         })
     }
 

@@ -34,6 +34,10 @@ pub struct Conn {
     eightbit: bool,
     /// The server offers STARTTLS.
     starttls: bool,
+    /// Mechanisms of the server's AUTH keyword.
+    auth: Vec<String>,
+    /// The session runs under TLS.
+    tls: bool,
     /// "… TLS connection established …" to log once.
     tls_note: Option<String>,
     /// `host[addr]` or `host[addr]:port` as logged in `relay=`.
@@ -47,6 +51,8 @@ pub struct Reply {
     pub code: u16,
     pub dsn: String,
     pub text: String,
+    /// Each line's text without the code (EHLO keywords).
+    pub lines: Vec<String>,
 }
 
 impl Reply {
@@ -56,6 +62,7 @@ impl Reply {
             code,
             dsn: dsn.to_string(),
             text: text.into(),
+            lines: Vec::new(),
         }
     }
 }
@@ -103,7 +110,7 @@ async fn read_reply(io: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<Repl
     let first = lines.first().cloned().unwrap_or_default();
     let dsn = enhanced(&first, code);
     let text = format!("{code} {}", lines.join(" "));
-    Ok(Reply { code, dsn, text })
+    Ok(Reply { code, dsn, text, lines })
 }
 
 use tokio::io::AsyncReadExt;
@@ -222,8 +229,21 @@ async fn connect(job: &Job<'_>, client: &ClientConf, notes: &mut Vec<String>) ->
     Err(last)
 }
 
-/// Greeting, LHLO/EHLO and the STARTTLS policy on a new connection.
+/// Greeting, LHLO/EHLO, the STARTTLS policy and SASL on a new connection.
 async fn handshake(
+    io: Box<dyn Stream>,
+    relay: String,
+    job: &Job<'_>,
+    client: &ClientConf,
+    domain: &str,
+    plain: bool,
+) -> Result<Conn, Attempt> {
+    let mut c = greet_and_tls(io, relay, job, client, domain, plain).await?;
+    c.authenticate(job, client).await?;
+    Ok(c)
+}
+
+async fn greet_and_tls(
     io: Box<dyn Stream>,
     relay: String,
     job: &Job<'_>,
@@ -237,6 +257,8 @@ async fn handshake(
         size: false,
         eightbit: false,
         starttls: false,
+        auth: Vec::new(),
+        tls: false,
         tls_note: None,
         relay,
     };
@@ -323,7 +345,9 @@ async fn handshake(
         pipelining: false,
         size: false,
         eightbit: false,
-        starttls: false,
+        starttls: true,
+        auth: Vec::new(),
+        tls: false,
         tls_note: None,
         relay,
     };
@@ -335,6 +359,72 @@ async fn handshake(
 }
 
 impl Conn {
+    /// SASL AUTH when the client is configured for it, the server offers
+    /// AUTH and the password maps know this next hop.
+    async fn authenticate(&mut self, job: &Job<'_>, client: &ClientConf) -> Result<(), Failure> {
+        let Some(sasl) = &client.sasl else {
+            return Ok(());
+        };
+        if self.auth.is_empty() {
+            return Ok(());
+        }
+        let host = self.relay.split('[').next().unwrap_or("").to_string();
+        let (user, pass) = match sasl.credentials(job.nexthop, &host) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                return Err(Failure::defer(
+                    "4.3.0",
+                    format!("SASL authentication failed; password table lookup error: {e}"),
+                ))
+            }
+        };
+        let relay = self.relay.clone();
+        let Some(mech) = sasl.choose(&self.auth, self.tls) else {
+            return Err(Failure::defer(
+                "4.7.0",
+                format!("SASL authentication failed; cannot authenticate to server {relay}: no mechanism available"),
+            ));
+        };
+        let lost = |e: std::io::Error| {
+            Failure::defer(
+                "4.4.2",
+                format!("lost connection with {relay} while performing SASL authentication: {e}"),
+            )
+        };
+        let b64 = |s: &[u8]| crate::util::base64_encode(s);
+        let r = if mech == "PLAIN" {
+            let mut ir = vec![0u8];
+            ir.extend_from_slice(user.as_bytes());
+            ir.push(0);
+            ir.extend_from_slice(pass.as_bytes());
+            self.send(&format!("AUTH PLAIN {}\r\n", b64(&ir))).await.map_err(lost)?;
+            self.flush().await.map_err(lost)?;
+            read_reply(&mut self.io).await.map_err(lost)?
+        } else {
+            self.send("AUTH LOGIN\r\n").await.map_err(lost)?;
+            self.flush().await.map_err(lost)?;
+            let mut r = read_reply(&mut self.io).await.map_err(lost)?;
+            for answer in [user.as_bytes(), pass.as_bytes()] {
+                if r.code != 334 {
+                    break;
+                }
+                self.send(&format!("{}\r\n", b64(answer))).await.map_err(lost)?;
+                self.flush().await.map_err(lost)?;
+                r = read_reply(&mut self.io).await.map_err(lost)?;
+            }
+            r
+        };
+        if r.code != 235 {
+            // smtp_sasl_auth_soft_bounce: a refused login is temporary.
+            return Err(Failure::defer(
+                "4.7.0",
+                format!("SASL authentication failed; server {relay} said: {}", r.text),
+            ));
+        }
+        Ok(())
+    }
+
     async fn send(&mut self, line: &str) -> std::io::Result<()> {
         self.io.get_mut().write_all(line.as_bytes()).await
     }
@@ -370,6 +460,13 @@ impl Conn {
         self.size = up.contains(" SIZE");
         self.eightbit = up.contains(" 8BITMIME");
         self.starttls = up.contains(" STARTTLS");
+        // "250-AUTH PLAIN LOGIN" (lines joined by spaces in the text).
+        self.auth = r
+            .lines
+            .iter()
+            .find_map(|l| l.get(..5).filter(|k| k.eq_ignore_ascii_case("AUTH ")).map(|_| &l[5..]))
+            .map(|m| m.split_whitespace().map(|x| x.to_ascii_uppercase()).collect())
+            .unwrap_or_default();
         Ok(())
     }
 }
@@ -378,6 +475,9 @@ impl Conn {
 pub struct Job<'a> {
     /// SMTP instead of LMTP.
     pub smtp: bool,
+    /// The master.cf transport (its settings differ: connections are
+    /// cached per transport and next hop).
+    pub transport: &'a str,
     pub nexthop: &'a str,
     pub lhlo_name: &'a str,
     pub myhostname: &'a str,
@@ -436,7 +536,8 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>, client: &ClientConf) -> Deliv
             })
             .collect()
     };
-    let mut conn = match cache.take(job.nexthop) {
+    let key = format!("{}/{}", job.transport, job.nexthop);
+    let mut conn = match cache.take(&key) {
         Some(mut c) => {
             // A cached connection is reset first; if that fails, start over.
             let ok = c.send("RSET\r\n").await.is_ok()
@@ -484,7 +585,7 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>, client: &ClientConf) -> Deliv
     };
     let outcomes = match res {
         Ok(outcomes) => {
-            cache.put(job.nexthop, c);
+            cache.put(&key, c);
             outcomes
         }
         Err((done, why)) => {

@@ -303,11 +303,7 @@ impl Qmgr {
             .map(|idx| Result1 {
                 idx,
                 outcome: Outcome::Deferred(
-                    Reply {
-                        code: 451,
-                        dsn: "4.3.0".into(),
-                        text: "address resolver failure".into(),
-                    },
+                    Reply::local(451, "4.3.0", "address resolver failure"),
                     "address resolver failure".into(),
                 ),
                 relay: "none".into(),
@@ -374,6 +370,7 @@ impl Qmgr {
                 let smtp = command == "smtp";
                 let job = lmtp::Job {
                     smtp,
+                    transport: &dest.transport,
                     nexthop: &dest.nexthop,
                     lhlo_name: if smtp {
                         &self.conf.smtp_helo_name
