@@ -69,6 +69,27 @@ impl<T> Reloadable<T> {
     }
 }
 
+/// A service that a reload can replace: connections accepted from then on
+/// go to the new one, those in progress finish with the old.
+pub struct Swappable<S>(Reloadable<S>);
+
+impl<S> Swappable<S> {
+    pub fn new(s: S) -> Self {
+        Swappable(Reloadable::new(s))
+    }
+
+    pub fn set(&self, s: S) {
+        let _ = self.0.reload(|| Ok::<_, std::convert::Infallible>(s));
+    }
+}
+
+impl<S: Service> Service for Swappable<S> {
+    fn serve(self: Arc<Self>, conn: Conn) -> impl Future<Output = ()> + Send {
+        let cur = self.0.get();
+        cur.serve(conn)
+    }
+}
+
 /// A handle that tells `run` to stop accepting and drain.
 #[derive(Clone)]
 pub struct Shutdown(watch::Sender<bool>);

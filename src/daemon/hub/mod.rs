@@ -146,10 +146,77 @@ fn chown_tree(dir: &std::path::Path, uid: nix::unistd::Uid, gid: nix::unistd::Gi
     }
 }
 
+/// One smtpd service of master.cf, ready to serve.
+struct SmtpdService {
+    name: String,
+    addrs: Vec<String>,
+    maxproc: usize,
+    smtpd: Smtpd,
+}
+
+/// Everything the hub serves, built from one configuration (at start and
+/// on reload).
+struct Services {
+    smtpd: Vec<SmtpdService>,
+    showq: showq::Showq,
+    pickup: pickup::Pickup,
+    local: Smtpd,
+}
+
+/// How loggers are made: from main.cf at start; from the running logger
+/// on reload (the process no longer has root to open the log again).
+type MakeLog<'a> = &'a dyn Fn(&Params, &str) -> Result<Logger, String>;
+
+fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result<Services, String> {
+    let mut smtpd = Vec::new();
+    for s in params.master.services.iter().filter(|s| s.kind == "inet" && s.command() == "smtpd") {
+        let mut sp = params.clone();
+        for (k, v) in s.overrides() {
+            sp.overrides.insert(k, v);
+        }
+        let sconf = conf::SmtpdConf::load(&sp, &s.name).map_err(|e| e.to_string())?;
+        if !crate::daemon::smtpd::check::Checker::has_relay_control(&sconf) {
+            return Err("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains".into());
+        }
+        let tls = tls_config(&sp)?;
+        let log = Arc::new(mklog(&sp, "smtpd")?);
+        let clog = Arc::new(mklog(&sp, "cleanup")?);
+        let sasl_path = crate::daemon::smtpd::saslauthd_path(&sp);
+        let addrs = listen_addrs(&s.name, &sp.get("inet_interfaces").unwrap_or_default())?;
+        let maxproc = match s.maxproc.as_str() {
+            "-" => sp.get_int("default_process_limit", 0, 0).unwrap_or(100) as usize,
+            n => n.parse().unwrap_or(100),
+        };
+        smtpd.push(SmtpdService {
+            name: s.name.clone(),
+            addrs,
+            maxproc,
+            smtpd: Smtpd::new(hub.clone(), sconf, log, clog, tls, sasl_path)?,
+        });
+    }
+    let showq = showq::Showq {
+        hub: hub.clone(),
+        empty_sender: params.get("empty_address_recipient").unwrap_or_else(|| "MAILER-DAEMON".into()),
+    };
+    let pickup = pickup::Pickup {
+        hub: hub.clone(),
+        log: Arc::new(mklog(params, "pickup")?),
+        cleanup_log: Arc::new(mklog(params, "cleanup")?),
+        message_size_limit: params.get_int("message_size_limit", 0, 0).unwrap_or(10_240_000) as usize,
+    };
+    let local = local_smtpd(params, hub.clone(), mklog)?;
+    Ok(Services {
+        smtpd,
+        showq,
+        pickup,
+        local,
+    })
+}
+
 /// The SMTP server behind `sendmail -bs`: main.cf's settings with every
 /// restriction list permitting, no unlisted-recipient check, no TLS or
 /// AUTH (the user is known from the socket).
-fn local_smtpd(params: &Params, hub: Arc<Hub>) -> Result<Arc<Smtpd>, String> {
+fn local_smtpd(params: &Params, hub: Arc<Hub>, mklog: MakeLog<'_>) -> Result<Smtpd, String> {
     let mut sp = params.clone();
     for (k, v) in [
         ("smtpd_client_restrictions", ""),
@@ -172,9 +239,9 @@ fn local_smtpd(params: &Params, hub: Arc<Hub>) -> Result<Arc<Smtpd>, String> {
         sp.overrides.insert(k.to_string(), v.to_string());
     }
     let sconf = conf::SmtpdConf::load(&sp, "sendmail").map_err(|e| e.to_string())?;
-    let log = Arc::new(Logger::for_postfix(&sp, "smtpd")?);
-    let clog = Arc::new(Logger::for_postfix(&sp, "cleanup")?);
-    Ok(Arc::new(Smtpd::new(hub, sconf, log, clog, None, String::new())?))
+    let log = Arc::new(mklog(&sp, "smtpd")?);
+    let clog = Arc::new(mklog(&sp, "cleanup")?);
+    Smtpd::new(hub, sconf, log, clog, None, String::new())
 }
 
 struct Args {
@@ -267,98 +334,53 @@ pub fn main(args: &[String]) -> i32 {
         let hub = Arc::new(Hub {
             conf: hconf.clone(),
             cleanup: rewriter,
-            queue,
+            queue: queue.clone(),
             qmgr: qmgr.clone(),
         });
+        let built = match build_services(&params, &hub, &|p: &Params, s: &str| Logger::for_postfix(p, s)) {
+            Ok(b) => b,
+            Err(e) => return fatal(e),
+        };
         let (sd, rx) = crate::server::Shutdown::new();
         let mut servers = Vec::new();
-        for s in params.master.services.iter().filter(|s| s.kind == "inet" && s.command() == "smtpd") {
-            let mut sp = params.clone();
-            for (k, v) in s.overrides() {
-                sp.overrides.insert(k, v);
-            }
-            let sconf = match conf::SmtpdConf::load(&sp, &s.name) {
-                Ok(c) => c,
-                Err(e) => return fatal(e.to_string()),
-            };
-            if !crate::daemon::smtpd::check::Checker::has_relay_control(&sconf) {
-                return fatal("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains".into());
-            }
-            let tls = match tls_config(&sp) {
-                Ok(t) => t,
-                Err(e) => return fatal(e),
-            };
-            let (log, clog) = match (Logger::for_postfix(&sp, "smtpd"), Logger::for_postfix(&sp, "cleanup")) {
-                (Ok(a), Ok(b)) => (Arc::new(a), Arc::new(b)),
-                (Err(e), _) | (_, Err(e)) => return fatal(e),
-            };
-            let sasl_path = crate::daemon::smtpd::saslauthd_path(&sp);
-            let smtpd = match Smtpd::new(hub.clone(), sconf.clone(), log, clog, tls, sasl_path) {
-                Ok(s) => Arc::new(s),
-                Err(e) => return fatal(e),
-            };
-            let addrs = match listen_addrs(&s.name, &sp.get("inet_interfaces").unwrap_or_default()) {
-                Ok(a) => a,
-                Err(e) => return fatal(e),
-            };
+        let mut slots: Vec<(String, Arc<crate::server::Swappable<Smtpd>>)> = Vec::new();
+        for svc in built.smtpd {
             let mut listeners = Vec::new();
-            for addr in addrs {
-                match crate::server::Listener::bind_tcp(&addr).await {
+            for addr in &svc.addrs {
+                match crate::server::Listener::bind_tcp(addr).await {
                     Ok(l) => listeners.push(l),
-                    Err(e) => return fatal(format!("bind {addr} port {}: {}", s.name, crate::util::strerror(&e))),
+                    Err(e) => return fatal(format!("bind {addr} port {}: {}", svc.name, crate::util::strerror(&e))),
                 }
             }
-            let maxproc = match s.maxproc.as_str() {
-                "-" => sp.get_int("default_process_limit", 0, 0).unwrap_or(100) as usize,
-                n => n.parse().unwrap_or(100),
-            };
             let limits = crate::server::Limits {
-                max_conns: maxproc,
+                max_conns: svc.maxproc,
                 ..Default::default()
             };
-            let rx = rx.clone();
-            servers.push(tokio::spawn(crate::server::run(listeners, smtpd, limits, rx)));
+            let slot = Arc::new(crate::server::Swappable::new(svc.smtpd));
+            slots.push((svc.name.clone(), slot.clone()));
+            servers.push(tokio::spawn(crate::server::run(listeners, slot, limits, rx.clone())));
         }
         let _ = std::fs::create_dir_all(qdir.join("pid"));
-        // public/showq for postqueue, mailq and postsuper.
+        // public/showq for postqueue, mailq and postsuper; public/pickup
+        // for sendmail; public/smtpd for `sendmail -bs`.
         let public = qdir.join("public");
         let _ = std::fs::create_dir_all(&public);
         let _ = std::fs::set_permissions(&public, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-        match crate::server::Listener::bind_unix(&public.join("showq"), 0o666) {
-            Ok(l) => {
-                let svc = Arc::new(showq::Showq {
-                    hub: hub.clone(),
-                    empty_sender: params.get("empty_address_recipient").unwrap_or_else(|| "MAILER-DAEMON".into()),
-                });
-                servers.push(tokio::spawn(crate::server::run(vec![l], svc, crate::server::Limits::default(), rx.clone())));
-            }
-            Err(e) => return fatal(format!("bind {}: {}", public.join("showq").display(), crate::util::strerror(&e))),
-        }
-        // public/pickup for sendmail (local submission).
-        match crate::server::Listener::bind_unix(&public.join("pickup"), 0o666) {
-            Ok(l) => {
-                let (plog, clog) = match (Logger::for_postfix(&params, "pickup"), Logger::for_postfix(&params, "cleanup")) {
-                    (Ok(a), Ok(b)) => (Arc::new(a), Arc::new(b)),
-                    (Err(e), _) | (_, Err(e)) => return fatal(e),
-                };
-                let svc = Arc::new(pickup::Pickup {
-                    hub: hub.clone(),
-                    log: plog,
-                    cleanup_log: clog,
-                    message_size_limit: params.get_int("message_size_limit", 0, 0).unwrap_or(10_240_000) as usize,
-                });
-                servers.push(tokio::spawn(crate::server::run(vec![l], svc, crate::server::Limits::default(), rx.clone())));
-            }
-            Err(e) => return fatal(format!("bind {}: {}", public.join("pickup").display(), crate::util::strerror(&e))),
-        }
-        // public/smtpd for `sendmail -bs`: SMTP from local users, with
-        // the access controls off as in Postfix's stand-alone mode.
-        match local_smtpd(&params, hub.clone()) {
-            Ok(svc) => match crate::server::Listener::bind_unix(&public.join("smtpd"), 0o666) {
-                Ok(l) => servers.push(tokio::spawn(crate::server::run(vec![l], svc, crate::server::Limits::default(), rx.clone()))),
-                Err(e) => return fatal(format!("bind {}: {}", public.join("smtpd").display(), crate::util::strerror(&e))),
-            },
-            Err(e) => return fatal(e),
+        let showq = Arc::new(crate::server::Swappable::new(built.showq));
+        let pickup = Arc::new(crate::server::Swappable::new(built.pickup));
+        let local = Arc::new(crate::server::Swappable::new(built.local));
+        for (name, sock) in [("showq", 0), ("pickup", 1), ("smtpd", 2)] {
+            let path = public.join(name);
+            let l = match crate::server::Listener::bind_unix(&path, 0o666) {
+                Ok(l) => l,
+                Err(e) => return fatal(format!("bind {}: {}", path.display(), crate::util::strerror(&e))),
+            };
+            let lim = crate::server::Limits::default();
+            servers.push(match sock {
+                0 => tokio::spawn(crate::server::run(vec![l], showq.clone(), lim, rx.clone())),
+                1 => tokio::spawn(crate::server::run(vec![l], pickup.clone(), lim, rx.clone())),
+                _ => tokio::spawn(crate::server::run(vec![l], local.clone(), lim, rx.clone())),
+            });
         }
         // Privileged ports are bound: drop to mail_owner when root, after
         // giving it the queue (postfix-script's set-permissions).
@@ -375,7 +397,56 @@ pub fn main(args: &[String]) -> i32 {
         // Written last: `postfix start` and systemd take it as "ready".
         let _pid = crate::server::PidFile::create(&qdir.join("pid/master.pid"));
         master_log.info("daemon started -- version mumail");
-        crate::server::signals(|| {}).await;
+        // SIGHUP (`postfix reload`): main.cf, master.cf and the tables are
+        // read again; new sessions and deliveries use them.
+        let reload = || {
+            let params = match Params::load(&dir, explicit) {
+                Ok(p) => p,
+                Err(e) => {
+                    master_log.warning(&format!("reload failed, keeping the running configuration: {e}"));
+                    return;
+                }
+            };
+            let hconf = match conf::HubConf::load(&params) {
+                Ok(c) => c,
+                Err(e) => {
+                    master_log.warning(&format!("reload failed, keeping the running configuration: {e}"));
+                    return;
+                }
+            };
+            let rewriter = match cleanup::Rewriter::load(&params, &hconf) {
+                Ok(r) => Arc::new(r),
+                Err(e) => {
+                    master_log.warning(&format!("reload failed, keeping the running configuration: {e}"));
+                    return;
+                }
+            };
+            let new_hub = Arc::new(Hub {
+                conf: hconf.clone(),
+                cleanup: rewriter.clone(),
+                queue: queue.clone(),
+                qmgr: qmgr.clone(),
+            });
+            let b = match build_services(&params, &new_hub, &|_: &Params, s: &str| Ok(master_log.for_service(s))) {
+                Ok(b) => b,
+                Err(e) => {
+                    master_log.warning(&format!("reload failed, keeping the running configuration: {e}"));
+                    return;
+                }
+            };
+            qmgr.reload(hconf, params, rewriter);
+            for svc in b.smtpd {
+                match slots.iter().find(|(n, _)| *n == svc.name) {
+                    Some((_, slot)) => slot.set(svc.smtpd),
+                    None => master_log.warning(&format!("service {}: new in master.cf; it is served after a restart", svc.name)),
+                }
+            }
+            showq.set(b.showq);
+            pickup.set(b.pickup);
+            local.set(b.local);
+            master_log.info(&format!("reload -- version mumail, configuration {dir}"));
+        };
+        crate::server::signals(reload).await;
         sd.trigger();
         for s in servers {
             let _ = s.await;

@@ -131,6 +131,13 @@ impl Cache {
         None
     }
 
+    /// Drops every idle connection (on reload).
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+
     fn put(&self, key: &str, c: Conn) {
         if let Ok(mut m) = self.0.lock() {
             m.entry(key.to_string()).or_default().push((Instant::now(), c));

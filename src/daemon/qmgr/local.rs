@@ -55,8 +55,8 @@ impl Qmgr {
                 Ok(false) => {}
                 Ok(true) => {
                     let (local, _) = resolve::split(&r.addr);
-                    let owner = match self.cleanup.alias(&format!("owner-{local}")) {
-                        Ok(Some(_)) => Some(format!("owner-{local}@{}", self.conf.myorigin)),
+                    let owner = match self.s().cleanup.alias(&format!("owner-{local}")) {
+                        Ok(Some(_)) => Some(format!("owner-{local}@{}", self.s().conf.myorigin)),
                         Ok(None) => None,
                         Err(_) => return defer("alias database unavailable"),
                     };
@@ -67,7 +67,8 @@ impl Qmgr {
                 }
             }
         }
-        let spec = &self.conf.mailbox_transport;
+        let settings = self.s();
+        let spec = &settings.conf.mailbox_transport;
         if spec.is_empty() {
             return defer("mailbox delivery is not done by this hub: set mailbox_transport");
         }
@@ -92,7 +93,12 @@ impl Qmgr {
         }
         visited.insert(addr.to_ascii_lowercase());
         let (local, _) = resolve::split(addr);
-        let Some(targets) = self.cleanup.alias(local).map_err(|_| "alias database unavailable".to_string())? else {
+        let Some(targets) = self
+            .s()
+            .cleanup
+            .alias(local)
+            .map_err(|_| "alias database unavailable".to_string())?
+        else {
             return Ok(false);
         };
         let mut work: Vec<String> = targets.into_iter().rev().collect();
@@ -121,8 +127,8 @@ impl Qmgr {
             if t.starts_with('/') {
                 return Err(format!("delivery to file is not done by this hub (alias {local})"));
             }
-            let a = resolve::canonical(&self.conf, &t);
-            let local_class = resolve::class(&self.conf, &resolve::split(&a).1) == Class::Local;
+            let a = resolve::canonical(&self.s().conf, &t);
+            let local_class = resolve::class(&self.s().conf, &resolve::split(&a).1) == Class::Local;
             if local_class && !visited.contains(&a.to_ascii_lowercase()) {
                 if !self.expand(&a, depth + 1, visited, leaves)? {
                     leaves.push(a);
@@ -156,7 +162,7 @@ impl Qmgr {
                 ..Recipient::new(&addr)
             })
             .collect();
-        let rcpts = self.cleanup.recipients(rcpts).map_err(|e| {
+        let rcpts = self.s().cleanup.recipients(rcpts).map_err(|e| {
             self.agent_log("cleanup").warning(&e.0);
             "queue file write error".to_string()
         })?;

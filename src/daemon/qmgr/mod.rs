@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 pub struct Qmgr {
-    conf: HubConf,
-    params: Params,
+    /// What `postfix reload` replaces.
+    settings: crate::server::Reloadable<Settings>,
     queue: Arc<Queue>,
     log: Arc<Logger>,
     /// Delivery-agent loggers by master.cf command (`lmtp`, `error`, …).
@@ -40,6 +40,13 @@ pub struct Qmgr {
     dests: Mutex<HashMap<Dest, Arc<Semaphore>>>,
     inflight: Mutex<HashSet<String>>,
     active: Arc<Semaphore>,
+}
+
+/// The queue manager's configuration, replaced as a whole on reload
+/// (work in progress keeps the snapshot it started with).
+pub struct Settings {
+    conf: HubConf,
+    params: Params,
     bounce_size_limit: usize,
     /// `transport_maps`, opened once (an unusable table defers mail).
     transport_maps: Result<crate::tables::Maps, String>,
@@ -50,6 +57,30 @@ pub struct Qmgr {
     /// The SMTP/LMTP client settings per transport, with the service's
     /// master.cf `-o` overrides (a bad one defers that transport's mail).
     clients: Mutex<HashMap<String, Arc<Result<connect::ClientConf, String>>>>,
+}
+
+impl Settings {
+    fn load(conf: HubConf, params: Params, cleanup: Arc<crate::daemon::hub::cleanup::Rewriter>, log: &Logger) -> Settings {
+        let bounce_size_limit = params.get_int("bounce_size_limit", 1, 0).map(|n| n as usize).unwrap_or(50000);
+        let specs: Vec<String> = crate::config::postfix::list::split_list(&params.get("transport_maps").unwrap_or_default())
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let transport_maps = crate::tables::Maps::open(&specs).map_err(|e| {
+            log.warning(&format!("transport_maps: {e}"));
+            e.to_string()
+        });
+        let notices = notice::NoticeConf::load(&params, &conf.myorigin);
+        Settings {
+            conf,
+            params,
+            bounce_size_limit,
+            transport_maps,
+            cleanup,
+            notices,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// Postfix's `format_tv`: two significant digits, at most two decimals.
@@ -97,21 +128,8 @@ impl Qmgr {
             .get_int("qmgr_message_active_limit", 1, 0)
             .map(|n| n as usize)
             .unwrap_or(20000);
-        let bounce_size_limit = params.get_int("bounce_size_limit", 1, 0).map(|n| n as usize).unwrap_or(50000);
-        let specs: Vec<String> = crate::config::postfix::list::split_list(&params.get("transport_maps").unwrap_or_default())
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let transport_maps = crate::tables::Maps::open(&specs).map_err(|e| {
-            log.warning(&format!("transport_maps: {e}"));
-            e.to_string()
-        });
-        let notices = notice::NoticeConf::load(&params, &conf.myorigin);
         Arc::new(Qmgr {
-            notices,
-            clients: Mutex::new(HashMap::new()),
-            conf,
-            params,
+            settings: crate::server::Reloadable::new(Settings::load(conf, params, cleanup, &log)),
             queue,
             log,
             agents: Mutex::new(HashMap::new()),
@@ -119,10 +137,23 @@ impl Qmgr {
             dests: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashSet::new()),
             active: Arc::new(Semaphore::new(active)),
-            bounce_size_limit,
-            transport_maps,
-            cleanup,
         })
+    }
+
+    /// The current settings.
+    fn s(&self) -> Arc<Settings> {
+        self.settings.get()
+    }
+
+    /// `postfix reload`: new settings for what starts from now on;
+    /// deliveries under way finish with the old ones.  Per-destination
+    /// limits and cached connections start afresh.
+    pub fn reload(&self, conf: HubConf, params: Params, cleanup: Arc<crate::daemon::hub::cleanup::Rewriter>) {
+        let _ = self
+            .settings
+            .reload(|| Ok::<_, std::convert::Infallible>(Settings::load(conf, params, cleanup, &self.log)));
+        self.dests.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.cache.clear();
     }
 
     fn agent_log(&self, command: &str) -> Arc<Logger> {
@@ -144,7 +175,7 @@ impl Qmgr {
             }
             loop {
                 me.scan_deferred(false);
-                tokio::time::sleep(me.conf.queue_run_delay.max(Duration::from_secs(1))).await;
+                tokio::time::sleep(me.s().conf.queue_run_delay.max(Duration::from_secs(1))).await;
             }
         });
     }
@@ -189,15 +220,16 @@ impl Qmgr {
 
     fn dest_limit(&self, transport: &str) -> (usize, usize) {
         let get = |suffix: &str, d: usize| {
-            self.params
+            self.s()
+                .params
                 .get(&format!("{transport}{suffix}"))
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|n| *n > 0)
                 .unwrap_or(d)
         };
         (
-            get("_destination_concurrency_limit", self.conf.default_concurrency),
-            get("_destination_recipient_limit", self.conf.default_rcpt_limit),
+            get("_destination_concurrency_limit", self.s().conf.default_concurrency),
+            get("_destination_recipient_limit", self.s().conf.default_rcpt_limit),
         )
     }
 
@@ -238,9 +270,10 @@ impl Qmgr {
         let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
         let mut unresolved = Vec::new();
         let mut local_results = Vec::new();
+        let settings = self.s();
         for &i in &open {
-            let resolved = match &self.transport_maps {
-                Ok(maps) => resolve::resolve_with(&self.conf, maps, &env.rcpts[i].addr),
+            let resolved = match &settings.transport_maps {
+                Ok(maps) => resolve::resolve_with(&settings.conf, maps, &env.rcpts[i].addr),
                 Err(e) => Err(e.clone()),
             };
             match resolved {
@@ -324,16 +357,17 @@ impl Qmgr {
     /// The client settings of a transport: main.cf with the service's
     /// `-o` overrides, read once.
     fn client(&self, transport: &str, smtp: bool) -> Arc<Result<connect::ClientConf, String>> {
-        let mut m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.s();
+        let mut m = s.clients.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(transport.to_string())
             .or_insert_with(|| {
-                let mut p = self.params.clone();
-                if let Some(svc) = self.params.master.find(transport, "unix") {
+                let mut p = s.params.clone();
+                if let Some(svc) = s.params.master.find(transport, "unix") {
                     for (k, v) in svc.overrides() {
                         p.overrides.insert(k, v);
                     }
                 }
-                Arc::new(connect::ClientConf::load(&p, smtp, &self.conf.myhostname).map_err(|e| {
+                Arc::new(connect::ClientConf::load(&p, smtp, &s.conf.myhostname).map_err(|e| {
                     self.log.warning(&format!("transport {transport}: {e}"));
                     e
                 }))
@@ -343,7 +377,8 @@ impl Qmgr {
 
     /// The master.cf command of a transport (`lmtp`, `local`, …).
     fn command_of(&self, transport: &str) -> String {
-        self.params
+        self.s()
+            .params
             .master
             .find(transport, "unix")
             .map(|s| s.command().to_string())
@@ -368,16 +403,17 @@ impl Qmgr {
         match command.as_str() {
             "lmtp" | "smtp" => {
                 let smtp = command == "smtp";
+                let settings = self.s();
                 let job = lmtp::Job {
                     smtp,
                     transport: &dest.transport,
                     nexthop: &dest.nexthop,
                     lhlo_name: if smtp {
-                        &self.conf.smtp_helo_name
+                        &settings.conf.smtp_helo_name
                     } else {
-                        &self.conf.lmtp_lhlo_name
+                        &settings.conf.lmtp_lhlo_name
                     },
-                    myhostname: &self.conf.myhostname,
+                    myhostname: &settings.conf.myhostname,
                     sender,
                     rcpts,
                     content,
@@ -438,9 +474,9 @@ impl Qmgr {
     ) {
         let age = since(env.arrival.0, env.arrival.1);
         let lifetime = if env.sender.is_empty() {
-            self.conf.bounce_queue_lifetime
+            self.s().conf.bounce_queue_lifetime
         } else {
-            self.conf.maximal_queue_lifetime
+            self.s().conf.maximal_queue_lifetime
         };
         let expired = age >= lifetime;
         let mut bounced: Vec<notice::Entry> = Vec::new();
@@ -469,7 +505,7 @@ impl Qmgr {
                 fmt_delay(total)
             );
             let mut outcome = r.outcome;
-            if self.conf.soft_bounce {
+            if self.s().conf.soft_bounce {
                 if let Outcome::Bounced(rep, why) = outcome {
                     let mut rep = rep;
                     rep.dsn = format!("4{}", &rep.dsn[1..]);
@@ -530,7 +566,11 @@ impl Qmgr {
             let _ = std::fs::remove_file(self.queue.defer_log(qid));
             return;
         }
-        let backoff = age.clamp(self.conf.minimal_backoff, self.conf.maximal_backoff.max(self.conf.minimal_backoff));
+        let settings = self.s();
+        let backoff = age.clamp(
+            settings.conf.minimal_backoff,
+            settings.conf.maximal_backoff.max(settings.conf.minimal_backoff),
+        );
         let next = crate::util::unix_now() + backoff.as_secs() as i64;
         let log_text: String = deferred.iter().map(|(i, why)| format!("{}\t{why}\n", env.rcpts[*i].addr)).collect();
         let dl = self.queue.defer_log(qid);

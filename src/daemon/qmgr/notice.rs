@@ -85,7 +85,8 @@ impl Qmgr {
         deferred: Vec<Entry>,
         age: Duration,
     ) {
-        let nc = &self.notices;
+        let settings = self.s();
+        let nc = &settings.notices;
         let postmaster_notice = !env.sender.is_empty() && env.sender.eq_ignore_ascii_case(&nc.double_bounce);
         if !bounced.is_empty() {
             if postmaster_notice {
@@ -183,29 +184,30 @@ impl Qmgr {
                 remote_mta: rm.as_deref(),
             })
             .collect();
+        let settings = self.s();
         let n = bounce::Notice {
             kind,
             postmaster,
             to,
             ret_hdrs: env.attr("dsn_ret").is_some_and(|r| r.eq_ignore_ascii_case("HDRS")),
             envid: env.attr("dsn_envid"),
-            max_queue_time: self.conf.maximal_queue_lifetime.as_secs() as i64,
-            delay_warning_time: self.notices.delay_warning_time.as_secs() as i64,
-            myhostname: &self.conf.myhostname,
-            myorigin: &self.conf.myorigin,
-            mail_name: &self.conf.mail_name,
+            max_queue_time: settings.conf.maximal_queue_lifetime.as_secs() as i64,
+            delay_warning_time: settings.notices.delay_warning_time.as_secs() as i64,
+            myhostname: &settings.conf.myhostname,
+            myorigin: &settings.conf.myorigin,
+            mail_name: &settings.conf.mail_name,
             qid: &draft.qid,
             orig_qid: qid,
             sender: &env.sender,
             arrival: env.arrival.0,
             now: crate::util::unix_now(),
-            size_limit: self.bounce_size_limit,
+            size_limit: settings.bounce_size_limit,
         };
         let msg = Arc::new(bounce::build(&n, &list, content));
         let nqid = draft.qid.clone();
         let nenv = Envelope {
             sender: if postmaster {
-                self.notices.double_bounce.clone()
+                settings.notices.double_bounce.clone()
             } else {
                 String::new()
             },
