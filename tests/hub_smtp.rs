@@ -334,8 +334,9 @@ fn hub_defers_while_backend_is_down_and_loses_nothing_on_kill9() {
     let mut b = backend(d.path());
     let mut hub = Hub::new(&d.path().join("hub"), &b.lmtp_sock, "");
 
-    // Back end down: accepted, deferred with Postfix's log line, then
-    // delivered when it returns.
+    // Back end down for a minute: accepted, deferred with Postfix's log
+    // line and retried meanwhile, then delivered when it returns.
+    let down = std::time::Instant::now();
     if let Some(mut p) = b.lmtpd.take() {
         p.stop();
     }
@@ -346,6 +347,10 @@ fn hub_defers_while_backend_is_down_and_loses_nothing_on_kill9() {
     });
     let deferred: Vec<_> = walk(&hub.dir.join("queue/deferred"));
     assert_eq!(deferred.len(), 1, "{deferred:?}");
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(down.elapsed()));
+    let retries = hub.log().matches("status=deferred (connect to hub.mumail.test[").count();
+    assert!(retries >= 10, "{retries} attempts in a minute");
+    assert_eq!(walk(&hub.dir.join("queue/deferred")).len(), 1);
     b.start_lmtpd();
     wait_for("delivered after return", Duration::from_secs(30), || {
         inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["while-down"]
@@ -378,7 +383,7 @@ open(out, 'w').write('\n'.join(acked))
 "#;
     let base = hub.log().matches(": removed").count();
     let mut load = Command::new("python3")
-        .args(["-c", script, &hub.port.to_string(), "3000", acked.to_str().unwrap()])
+        .args(["-c", script, &hub.port.to_string(), "5000", acked.to_str().unwrap()])
         .spawn()
         .unwrap();
     wait_for("load under way", Duration::from_secs(60), || {
@@ -399,7 +404,7 @@ open(out, 'w').write('\n'.join(acked))
     let all = inbox_headers(b.imap_port, "u7", "MESSAGE-ID");
     let dups = all.len() - all.iter().collect::<std::collections::HashSet<_>>().len();
     eprintln!(
-        "load: {} acknowledged of 3000, {} delivered, {dups} duplicates",
+        "load: {} acknowledged of 5000, {} delivered, {dups} duplicates",
         acked.len(),
         all.len()
     );
