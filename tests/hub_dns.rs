@@ -288,13 +288,26 @@ s.sendall(b'QUIT\r\n')
     // verify against an MX whose name the certificate does not carry.
     let out = hub.swaks(&["--from", "a@good.test", "--to", "z@badname.test"]);
     assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    // NOTIFY=SUCCESS goes along to an MX that offers DSN: the MX reports
+    // the delivery, this hub does not.
+    let out = python(
+        r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='mail.good.test', timeout=30)
+s.sendmail('a@good.test', ['w@relay.test'], b'Subject: dsn along\r\n\r\nhi\r\n', mail_options=['RET=HDRS', 'ENVID=e+2Bnv'], rcpt_options=['NOTIFY=SUCCESS', 'ORCPT=rfc822;W@relay.test'])
+s.quit()
+print('ok')
+"#,
+        &[&hub.port.to_string()],
+    );
+    assert!(out.contains("ok"), "{out}");
     // A domain that does not exist bounces at once.
     let out = hub.swaks(&["--from", "a@good.test", "--to", "bypass@nx.test"]);
     assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
 
     wait_for("deliveries", Duration::from_secs(60), || {
         let l = hub.log();
-        ["x@relay.test", "y@tls.test", "z@badname.test", "bypass@nx.test"]
+        ["x@relay.test", "y@tls.test", "z@badname.test", "bypass@nx.test", "w@relay.test"]
             .iter()
             .all(|r| l.lines().any(|x| x.contains(&format!("to=<{r}>")) && x.contains("status=")))
     });
@@ -349,8 +362,13 @@ s.sendall(b'QUIT\r\n')
     assert!(log.contains("improper command pipelining after MAIL from "), "{log}");
     // The MX saw TLS sessions.
     wait_for("mx deliveries", Duration::from_secs(30), || {
-        mx.log().matches("status=sent").count() >= 2
+        mx.log().matches("status=sent").count() >= 3
     });
+    wait_for("the MX's success report", Duration::from_secs(30), || {
+        mx.log().contains(": sender delivery status notification: ")
+    });
+    assert!(line("to=<w@relay.test>").contains("status=sent"), "{log}");
+    assert!(!log.contains("sender delivery status notification"), "{log}");
     assert!(
         mx.log()
             .contains("Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher"),

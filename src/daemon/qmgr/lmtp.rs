@@ -32,6 +32,9 @@ pub struct Conn {
     pipelining: bool,
     size: bool,
     eightbit: bool,
+    /// The server offers DSN (RFC 3461): NOTIFY, ORCPT, RET and ENVID go
+    /// along and the server reports from there on.
+    dsn: bool,
     /// The server offers STARTTLS.
     starttls: bool,
     /// Mechanisms of the server's AUTH keyword.
@@ -263,6 +266,7 @@ async fn greet_and_tls(
         pipelining: false,
         size: false,
         eightbit: false,
+        dsn: false,
         starttls: false,
         auth: Vec::new(),
         tls: false,
@@ -352,6 +356,7 @@ async fn greet_and_tls(
         pipelining: false,
         size: false,
         eightbit: false,
+        dsn: false,
         starttls: true,
         auth: Vec::new(),
         tls: false,
@@ -466,6 +471,7 @@ impl Conn {
         self.pipelining = up.contains(" PIPELINING");
         self.size = up.contains(" SIZE");
         self.eightbit = up.contains(" 8BITMIME");
+        self.dsn = r.lines.iter().any(|l| l.eq_ignore_ascii_case("DSN"));
         self.starttls = up.contains(" STARTTLS");
         // "250-AUTH PLAIN LOGIN" (lines joined by spaces in the text).
         self.auth = r
@@ -491,6 +497,10 @@ pub struct Job<'a> {
     pub sender: &'a str,
     pub rcpts: &'a [String],
     pub content: &'a [u8],
+    /// ` RET=… ENVID=…` for MAIL and ` NOTIFY=… ORCPT=…` per recipient,
+    /// sent when the server offers DSN.
+    pub mail_dsn: &'a str,
+    pub rcpt_dsn: &'a [String],
 }
 
 /// Timings for `delays=…/c/d`.
@@ -525,6 +535,8 @@ pub struct Delivery {
     pub relay: String,
     pub timing: Timing,
     pub notes: Vec<String>,
+    /// The server took the DSN requests (it notifies from there on).
+    pub dsn_passed: bool,
 }
 
 /// Delivers to one next hop.
@@ -570,6 +582,7 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>, client: &ClientConf) -> Deliv
                     relay,
                     timing: Timing::default(),
                     notes,
+                    dsn_passed: false,
                 }
             }
         }
@@ -581,10 +594,12 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>, client: &ClientConf) -> Deliv
             relay: "none".into(),
             timing: Timing::default(),
             notes,
+            dsn_passed: false,
         };
     };
     let setup = t0.elapsed();
     let relay = c.relay.clone();
+    let dsn_passed = c.dsn;
     let res = transaction(&mut c, job).await;
     let timing = Timing {
         setup,
@@ -608,6 +623,7 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>, client: &ClientConf) -> Deliv
         relay,
         timing,
         notes,
+        dsn_passed,
     }
 }
 
@@ -625,15 +641,27 @@ async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
     if eight && c.eightbit {
         mail.push_str(" BODY=8BITMIME");
     }
+    if c.dsn {
+        mail.push_str(job.mail_dsn);
+    }
     mail.push_str("\r\n");
+    let dsn = c.dsn;
+    let rcpt_line = |i: usize, r: &str| -> String {
+        let extra = if dsn {
+            job.rcpt_dsn.get(i).map(String::as_str).unwrap_or("")
+        } else {
+            ""
+        };
+        format!("RCPT TO:<{r}>{extra}\r\n")
+    };
     let mut out: Vec<Option<Outcome>> = vec![None; job.rcpts.len()];
     let io_err = |stage: &str, e: std::io::Error, out: &[Option<Outcome>]| -> (Vec<Outcome>, String) {
         (out.iter().flatten().cloned().collect::<Vec<_>>(), lost(stage, e))
     };
     // With PIPELINING everything up to DATA goes in one write.
     let mut batch = mail.clone();
-    for r in job.rcpts {
-        batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
+    for (i, r) in job.rcpts.iter().enumerate() {
+        batch.push_str(&rcpt_line(i, r));
     }
     batch.push_str("DATA\r\n");
     if c.pipelining {
@@ -651,9 +679,7 @@ async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
             if mail_fail.is_some() {
                 break;
             }
-            c.send(&format!("RCPT TO:<{rcpt}>\r\n"))
-                .await
-                .map_err(|e| io_err("sending RCPT TO", e, &out))?;
+            c.send(&rcpt_line(i, rcpt)).await.map_err(|e| io_err("sending RCPT TO", e, &out))?;
             c.flush().await.map_err(|e| io_err("sending RCPT TO", e, &out))?;
         }
         let r = read_reply(&mut c.io).await.map_err(|e| io_err("sending RCPT TO", e, &out))?;

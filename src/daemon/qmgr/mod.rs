@@ -54,6 +54,8 @@ pub struct Settings {
     cleanup: Arc<crate::daemon::hub::cleanup::Rewriter>,
     /// Delivery status notification settings.
     notices: notice::NoticeConf,
+    /// `lmtp_assume_final`: an LMTP server without DSN delivers finally.
+    lmtp_assume_final: bool,
     /// The SMTP/LMTP client settings per transport, with the service's
     /// master.cf `-o` overrides (a bad one defers that transport's mail).
     clients: Mutex<HashMap<String, Arc<Result<connect::ClientConf, String>>>>,
@@ -71,7 +73,9 @@ impl Settings {
             e.to_string()
         });
         let notices = notice::NoticeConf::load(&params, &conf.myorigin);
+        let lmtp_assume_final = params.get_bool("lmtp_assume_final").unwrap_or(false);
         Settings {
+            lmtp_assume_final,
             conf,
             params,
             bounce_size_limit,
@@ -114,6 +118,32 @@ struct Result1 {
     /// When the agent started on this recipient (end of `b`).
     started: Instant,
     command: String,
+    /// The next hop took the DSN requests (it reports success itself).
+    dsn_passed: bool,
+}
+
+/// ` RET=… ENVID=…` of a message (sent to next hops that offer DSN).
+fn mail_dsn(env: &Envelope) -> String {
+    let mut s = String::new();
+    if let Some(r) = env.attr("dsn_ret") {
+        s.push_str(&format!(" RET={r}"));
+    }
+    if let Some(e) = env.attr("dsn_envid") {
+        s.push_str(&format!(" ENVID={}", crate::proto::smtp::xtext_encode(e)));
+    }
+    s
+}
+
+/// ` NOTIFY=… ORCPT=type;xtext` of a recipient.
+fn rcpt_dsn(r: &crate::queue::Recipient) -> String {
+    let mut s = String::new();
+    if let Some(n) = &r.notify {
+        s.push_str(&format!(" NOTIFY={n}"));
+    }
+    if let Some((t, a)) = r.orcpt.as_deref().and_then(|o| o.split_once(';')) {
+        s.push_str(&format!(" ORCPT={t};{}", crate::proto::smtp::xtext_encode(a)));
+    }
+    s
 }
 
 impl Qmgr {
@@ -288,6 +318,7 @@ impl Qmgr {
                             timing: Timing::default(),
                             started,
                             command: "local".into(),
+                            dsn_passed: false,
                         }),
                     }
                 }
@@ -309,13 +340,16 @@ impl Qmgr {
                 };
                 let chunk = chunk.to_vec();
                 let rcpts: Vec<String> = chunk.iter().map(|&i| env.rcpts[i].addr.clone()).collect();
+                let rcpt_dsn: Vec<String> = chunk.iter().map(|&i| rcpt_dsn(&env.rcpts[i])).collect();
+                let mail_dsn = mail_dsn(&env);
                 let sender = env.sender.clone();
                 let content = content.clone();
                 let sem = self.semaphore(&dest, conc);
                 tasks.spawn(async move {
                     let _p = sem.acquire_owned().await;
                     let started = Instant::now();
-                    let (command, outcomes, relay, timing) = me.deliver(&dest, &sender, &rcpts, &content).await;
+                    let (command, outcomes, relay, timing, dsn_passed) =
+                        me.deliver(&dest, &sender, &rcpts, &content, &mail_dsn, &rcpt_dsn).await;
                     chunk
                         .into_iter()
                         .zip(outcomes)
@@ -326,6 +360,7 @@ impl Qmgr {
                             timing,
                             started,
                             command: command.clone(),
+                            dsn_passed,
                         })
                         .collect::<Vec<_>>()
                 });
@@ -343,6 +378,7 @@ impl Qmgr {
                 timing: Timing::default(),
                 started: Instant::now(),
                 command: "qmgr".into(),
+                dsn_passed: false,
             })
             .collect();
         results.extend(local_results);
@@ -386,7 +422,15 @@ impl Qmgr {
     }
 
     /// Runs the transport's agent; (command, outcomes, relay, timing).
-    async fn deliver(&self, dest: &Dest, sender: &str, rcpts: &[String], content: &[u8]) -> (String, Vec<Outcome>, String, Timing) {
+    async fn deliver(
+        &self,
+        dest: &Dest,
+        sender: &str,
+        rcpts: &[String],
+        content: &[u8],
+        mail_dsn: &str,
+        rcpt_dsn: &[String],
+    ) -> (String, Vec<Outcome>, String, Timing, bool) {
         let command = self.command_of(&dest.transport);
         let all = |o: Outcome| rcpts.iter().map(|_| o.clone()).collect::<Vec<_>>();
         // error:/retry: take "X.Y.Z text" or just text as their reason.
@@ -417,13 +461,15 @@ impl Qmgr {
                     sender,
                     rcpts,
                     content,
+                    mail_dsn,
+                    rcpt_dsn,
                 };
                 let client = self.client(&dest.transport, smtp);
                 let client = match client.as_ref() {
                     Ok(c) => c,
                     Err(e) => {
                         let o = Outcome::Deferred(Reply::local(450, "4.3.5", e.clone()), e.clone());
-                        return (command, all(o), "none".into(), Timing::default());
+                        return (command, all(o), "none".into(), Timing::default(), false);
                     }
                 };
                 let d = lmtp::deliver(&self.cache, &job, client).await;
@@ -434,17 +480,17 @@ impl Qmgr {
                         None => log.info(n),
                     }
                 }
-                (command, d.outcomes, d.relay, d.timing)
+                (command, d.outcomes, d.relay, d.timing, d.dsn_passed)
             }
             "error" => {
                 let (dsn, text) = reason("5.0.0");
                 let o = Outcome::Bounced(Reply::local(550, &dsn, &text), text.clone());
-                (command, all(o), "none".into(), Timing::default())
+                (command, all(o), "none".into(), Timing::default(), false)
             }
             "retry" => {
                 let (dsn, text) = reason("4.0.0");
                 let o = Outcome::Deferred(Reply::local(450, &dsn, &text), text.clone());
-                (command, all(o), "none".into(), Timing::default())
+                (command, all(o), "none".into(), Timing::default(), false)
             }
             "discard" => {
                 let text = if dest.nexthop.is_empty() {
@@ -453,12 +499,12 @@ impl Qmgr {
                     dest.nexthop.clone()
                 };
                 let o = Outcome::Sent(Reply::local(250, "2.0.0", &text));
-                (command, all(o), "none".into(), Timing::default())
+                (command, all(o), "none".into(), Timing::default(), false)
             }
             _ => {
                 let why = "mail transport unavailable".to_string();
                 let o = Outcome::Deferred(Reply::local(450, "4.3.0", &why), why.clone());
-                ("qmgr".into(), all(o), "none".into(), Timing::default())
+                ("qmgr".into(), all(o), "none".into(), Timing::default(), false)
             }
         }
     }
@@ -521,12 +567,16 @@ impl Qmgr {
                 Outcome::Sent(rep) => {
                     log.info(&format!("{head}, dsn={}, status=sent ({})", rep.dsn, rep.text));
                     let _ = self.queue.mark_done(QueueName::Active, qid, rc.offset);
-                    if rc.notify.as_deref().is_some_and(|n| n.contains("SUCCESS")) {
+                    // A next hop that took NOTIFY reports itself; one that
+                    // did not gets "relayed" (LMTP too unless
+                    // lmtp_assume_final), final agents "delivered".
+                    if rc.notify.as_deref().is_some_and(|n| n.contains("SUCCESS")) && !r.dsn_passed {
+                        let relayed = r.command == "smtp" || (r.command == "lmtp" && !self.s().lmtp_assume_final);
                         delivered.push(notice::Entry {
                             idx: r.idx,
                             why: format!("delivery via {}: {}", r.relay, rep.text),
                             reply: rep,
-                            action: if r.command == "smtp" { "relayed" } else { "delivered" },
+                            action: if relayed { "relayed" } else { "delivered" },
                         });
                     }
                 }
