@@ -43,7 +43,9 @@ pub struct Mx {
 }
 
 pub struct Dns {
-    r: TokioResolver,
+    /// None when no resolver could be built: every lookup says "try
+    /// again" (mail is deferred, never bounced).
+    r: Option<TokioResolver>,
 }
 
 /// Environment variable naming the servers to use instead of resolv.conf.
@@ -73,7 +75,7 @@ impl Dns {
         static DNS: OnceLock<Dns> = OnceLock::new();
         DNS.get_or_init(|| {
             let servers = std::env::var(SERVERS_ENV).ok().filter(|v| !v.trim().is_empty());
-            Dns::new(servers.as_deref()).unwrap_or_else(|_| Dns::new(Some("127.0.0.1")).expect("loopback resolver"))
+            Dns::new(servers.as_deref()).unwrap_or(Dns { r: None })
         })
     }
 
@@ -104,7 +106,7 @@ impl Dns {
         opts.ndots = 0;
         opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
         let r = builder.with_options(opts).build().map_err(|e| format!("resolver: {e}"))?;
-        Ok(Dns { r })
+        Ok(Dns { r: Some(r) })
     }
 
     async fn records(&self, name: &str, t: RecordType) -> Result<Vec<RData>, DnsError> {
@@ -113,7 +115,10 @@ impl Dns {
             return Err(DnsError::NoHost);
         }
         fq.push('.');
-        match self.r.lookup(fq.as_str(), t).await {
+        let Some(r) = &self.r else {
+            return Err(DnsError::Retry("no resolver configured".into()));
+        };
+        match r.lookup(fq.as_str(), t).await {
             Ok(l) => {
                 let v: Vec<RData> = l
                     .answers()

@@ -179,7 +179,7 @@ async fn connect(job: &Job<'_>, client: &ClientConf, notes: &mut Vec<String>) ->
             let s = tokio::net::UnixStream::connect(&path)
                 .await
                 .map_err(|e| (Failure::defer("4.4.1", connect_error(&relay, &e)), "none".to_string()))?;
-            return handshake(Box::new(s), relay.clone(), job, client, "", true)
+            return handshake(Box::new(s), relay.clone(), None, job, client, "", true)
                 .await
                 .map_err(|a| (a.failure, relay));
         }
@@ -219,7 +219,7 @@ async fn connect(job: &Job<'_>, client: &ClientConf, notes: &mut Vec<String>) ->
             };
             let _ = s.set_nodelay(true);
             sessions += 1;
-            match handshake(Box::new(s), relay.clone(), job, client, &host, plain).await {
+            match handshake(Box::new(s), relay.clone(), Some(&a), job, client, &host, plain).await {
                 Ok(c) => return Ok(c),
                 Err(at) => {
                     if at.plain_retry && !plain {
@@ -243,12 +243,13 @@ async fn connect(job: &Job<'_>, client: &ClientConf, notes: &mut Vec<String>) ->
 async fn handshake(
     io: Box<dyn Stream>,
     relay: String,
+    addr: Option<&connect::Addr>,
     job: &Job<'_>,
     client: &ClientConf,
     domain: &str,
     plain: bool,
 ) -> Result<Conn, Attempt> {
-    let mut c = greet_and_tls(io, relay, job, client, domain, plain).await?;
+    let mut c = greet_and_tls(io, relay, addr, job, client, domain, plain).await?;
     c.authenticate(job, client).await?;
     Ok(c)
 }
@@ -256,6 +257,7 @@ async fn handshake(
 async fn greet_and_tls(
     io: Box<dyn Stream>,
     relay: String,
+    addr: Option<&connect::Addr>,
     job: &Job<'_>,
     client: &ClientConf,
     domain: &str,
@@ -284,7 +286,7 @@ async fn greet_and_tls(
     }
     c.lhlo(job.lhlo_name, job.smtp).await.map_err(|e| Failure::defer("4.4.2", e))?;
     let level = client.tls_level;
-    if plain || level == TlsLevel::None || job.nexthop.starts_with("unix:") {
+    if plain || level == TlsLevel::None || addr.is_none() {
         return Ok(c);
     }
     if !c.starttls {
@@ -312,14 +314,8 @@ async fn greet_and_tls(
         // Plaintext after the 220 would be read as if it came under TLS.
         return Err(Failure::defer("4.7.5", format!("host {} sent data after STARTTLS reply", c.relay)).into());
     }
-    let host = c.relay.split('[').next().unwrap_or("").to_string();
-    let ip = c
-        .relay
-        .split('[')
-        .nth(1)
-        .and_then(|r| r.split(']').next())
-        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
-        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let host = addr.map_or_else(String::new, |a| a.host.clone());
+    let ip = addr.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip);
     let domain = if domain.is_empty() { host.as_str() } else { domain };
     let (cfg, name) = client.tls_for(&host, ip, domain)?;
     let relay = c.relay.clone();

@@ -55,6 +55,7 @@ impl NoticeConf {
 
 /// One recipient to report: its index, the reply, the reason as logged,
 /// and the DSN action.
+#[derive(Clone)]
 pub struct Entry {
     pub idx: usize,
     pub reply: Reply,
@@ -99,10 +100,9 @@ impl Qmgr {
                         .await;
                 }
             } else {
-                let mine: Vec<&Entry> = bounced.iter().filter(|e| wants(&env.rcpts[e.idx], "FAILURE")).collect();
+                let mine: Vec<Entry> = bounced.iter().filter(|e| wants(&env.rcpts[e.idx], "FAILURE")).cloned().collect();
                 if !mine.is_empty() {
-                    let list: Vec<Entry> = mine.iter().map(|e| clone_entry(e)).collect();
-                    self.notice(qid, env, content, Kind::Failed, &list, &env.sender, false).await;
+                    self.notice(qid, env, content, Kind::Failed, &mine, &env.sender, false).await;
                 }
                 if nc.class("bounce") {
                     self.notice(qid, env, content, Kind::Failed, &bounced, &nc.bounce_rcpt, true).await;
@@ -110,11 +110,7 @@ impl Qmgr {
             }
         }
         if !delivered.is_empty() && !env.sender.is_empty() && !postmaster_notice {
-            let mine: Vec<Entry> = delivered
-                .iter()
-                .filter(|e| wants(&env.rcpts[e.idx], "SUCCESS"))
-                .map(clone_entry)
-                .collect();
+            let mine: Vec<Entry> = delivered.iter().filter(|e| wants(&env.rcpts[e.idx], "SUCCESS")).cloned().collect();
             if !mine.is_empty() {
                 self.notice(qid, env, content, Kind::Success, &mine, &env.sender, false).await;
             }
@@ -122,11 +118,7 @@ impl Qmgr {
         let warn_time = nc.delay_warning_time;
         if !deferred.is_empty() && !warn_time.is_zero() && age >= warn_time && !env.warned && !env.sender.is_empty() && !postmaster_notice {
             let Some(off) = env.warn_offset else { return };
-            let mine: Vec<Entry> = deferred
-                .iter()
-                .filter(|e| wants(&env.rcpts[e.idx], "DELAY"))
-                .map(clone_entry)
-                .collect();
+            let mine: Vec<Entry> = deferred.iter().filter(|e| wants(&env.rcpts[e.idx], "DELAY")).cloned().collect();
             if !mine.is_empty() {
                 self.notice(qid, env, content, Kind::Delayed, &mine, &env.sender, false).await;
             }
@@ -228,14 +220,5 @@ impl Qmgr {
             }
             Err(e) => self.log.warning(&format!("{qid}: cannot queue notification: {e}")),
         }
-    }
-}
-
-fn clone_entry(e: &Entry) -> Entry {
-    Entry {
-        idx: e.idx,
-        reply: e.reply.clone(),
-        why: e.why.clone(),
-        action: e.action,
     }
 }
