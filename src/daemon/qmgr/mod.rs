@@ -249,8 +249,9 @@ impl Qmgr {
     }
 
     fn dest_limit(&self, transport: &str) -> (usize, usize) {
+        let settings = self.s();
         let get = |suffix: &str, d: usize| {
-            self.s()
+            settings
                 .params
                 .get(&format!("{transport}{suffix}"))
                 .and_then(|v| v.trim().parse::<usize>().ok())
@@ -258,8 +259,8 @@ impl Qmgr {
                 .unwrap_or(d)
         };
         (
-            get("_destination_concurrency_limit", self.s().conf.default_concurrency),
-            get("_destination_recipient_limit", self.s().conf.default_rcpt_limit),
+            get("_destination_concurrency_limit", settings.conf.default_concurrency),
+            get("_destination_recipient_limit", settings.conf.default_rcpt_limit),
         )
     }
 
@@ -518,11 +519,13 @@ impl Qmgr {
         t_active: Instant,
         before_qmgr: Duration,
     ) {
+        // One snapshot of the settings for the whole message.
+        let settings = self.s();
         let age = since(env.arrival.0, env.arrival.1);
         let lifetime = if env.sender.is_empty() {
-            self.s().conf.bounce_queue_lifetime
+            settings.conf.bounce_queue_lifetime
         } else {
-            self.s().conf.maximal_queue_lifetime
+            settings.conf.maximal_queue_lifetime
         };
         let expired = age >= lifetime;
         let mut bounced: Vec<notice::Entry> = Vec::new();
@@ -551,7 +554,7 @@ impl Qmgr {
                 fmt_delay(total)
             );
             let mut outcome = r.outcome;
-            if self.s().conf.soft_bounce {
+            if settings.conf.soft_bounce {
                 if let Outcome::Bounced(rep, why) = outcome {
                     let mut rep = rep;
                     rep.dsn = format!("4{}", &rep.dsn[1..]);
@@ -571,7 +574,7 @@ impl Qmgr {
                     // did not gets "relayed" (LMTP too unless
                     // lmtp_assume_final), final agents "delivered".
                     if rc.notify.as_deref().is_some_and(|n| n.contains("SUCCESS")) && !r.dsn_passed {
-                        let relayed = r.command == "smtp" || (r.command == "lmtp" && !self.s().lmtp_assume_final);
+                        let relayed = r.command == "smtp" || (r.command == "lmtp" && !settings.lmtp_assume_final);
                         delivered.push(notice::Entry {
                             idx: r.idx,
                             why: format!("delivery via {}: {}", r.relay, rep.text),
@@ -616,7 +619,6 @@ impl Qmgr {
             let _ = std::fs::remove_file(self.queue.defer_log(qid));
             return;
         }
-        let settings = self.s();
         let backoff = age.clamp(
             settings.conf.minimal_backoff,
             settings.conf.maximal_backoff.max(settings.conf.minimal_backoff),
