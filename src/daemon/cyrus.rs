@@ -74,13 +74,7 @@ impl Ctx {
             return Err(format!("{config}: no partition-* option is set"));
         }
         let store = Arc::new(Store::open(sc).map_err(|e| e.to_string())?);
-        let servername = match conf.get("servername") {
-            Some(s) if !s.is_empty() && s != "(null)" => s.to_string(),
-            _ => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "localhost".into()),
-        };
+        let servername = servername(&conf);
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -153,52 +147,13 @@ impl Ctx {
     /// Checks a password with `sasl_pwcheck_method` (saslauthd only).
     /// `Err` is a temporary failure.
     pub async fn check_password(&self, user: &str, password: &Secret<Vec<u8>>) -> Result<bool, String> {
-        let method = self.conf.overflow("sasl_pwcheck_method").unwrap_or("auxprop").to_string();
-        for m in method.split_whitespace() {
-            if m == "saslauthd" {
-                let path = self
-                    .conf
-                    .overflow("sasl_saslauthd_path")
-                    .map(str::to_string)
-                    .unwrap_or_else(|| "/run/saslauthd/mux".to_string());
-                // libsasl splits user@realm at the last '@' only when the
-                // realm is one of the server's; keep the login whole.
-                return super::saslauthd_client::check(&path, user, password, &self.sasl_service, "").await;
-            }
-        }
-        Err(format!("sasl_pwcheck_method {method}: no supported method (saslauthd)"))
+        check_password(&self.conf, &self.sasl_service, user, password).await
     }
 
     /// The listeners: systemd's, else `-L` specs, else `default`.
     pub async fn listeners(&self, specs: &[String], default: &[String]) -> Result<Vec<crate::server::Listener>, String> {
-        let mut out = crate::server::Listener::from_systemd().map_err(|e| e.to_string())?;
-        if !out.is_empty() {
-            return Ok(out);
-        }
-        // Started by master: the listening socket is fd 4.
-        if std::env::var_os("CYRUS_SERVICE").is_some() {
-            if let Some(l) = listener_on_fd(super::master::LISTEN_FD) {
-                return Ok(vec![l]);
-            }
-        }
         let specs = if specs.is_empty() { default } else { specs };
-        for s in specs {
-            if s.starts_with('/') {
-                let p = std::path::Path::new(s);
-                if let Some(d) = p.parent() {
-                    let _ = std::fs::create_dir_all(d);
-                }
-                out.push(crate::server::Listener::bind_unix(p, 0o777).map_err(|e| format!("bind {s}: {e}"))?);
-            } else {
-                let addr = if s.contains(':') { s.clone() } else { format!("0.0.0.0:{s}") };
-                out.push(
-                    crate::server::Listener::bind_tcp(&addr)
-                        .await
-                        .map_err(|e| format!("bind {addr}: {e}"))?,
-                );
-            }
-        }
-        Ok(out)
+        bind_listeners(specs).await
     }
 
     /// `maxmessagesize` in bytes (0: no limit → 1 GiB bound, as every read
@@ -209,6 +164,66 @@ impl Ctx {
             _ => 1 << 30,
         }
     }
+}
+
+/// Checks a password with `sasl_pwcheck_method` (saslauthd only) for
+/// SASL service `service`.  `Err` is a temporary failure.
+pub async fn check_password(conf: &ImapdConf, service: &str, user: &str, password: &Secret<Vec<u8>>) -> Result<bool, String> {
+    let method = conf.overflow("sasl_pwcheck_method").unwrap_or("auxprop").to_string();
+    for m in method.split_whitespace() {
+        if m == "saslauthd" {
+            let path = conf
+                .overflow("sasl_saslauthd_path")
+                .map(str::to_string)
+                .unwrap_or_else(|| "/run/saslauthd/mux".to_string());
+            // libsasl splits user@realm at the last '@' only when the
+            // realm is one of the server's; keep the login whole.
+            return super::saslauthd_client::check(&path, user, password, service, "").await;
+        }
+    }
+    Err(format!("sasl_pwcheck_method {method}: no supported method (saslauthd)"))
+}
+
+/// `servername`, else the host name.
+pub fn servername(conf: &ImapdConf) -> String {
+    match conf.get("servername") {
+        Some(s) if !s.is_empty() && s != "(null)" => s.to_string(),
+        _ => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into()),
+    }
+}
+
+/// The listeners for a daemon without a store: systemd's, master's fd,
+/// else `specs` (`host:port`, `port`, `/path`).
+pub async fn bind_listeners(specs: &[String]) -> Result<Vec<crate::server::Listener>, String> {
+    let mut out = crate::server::Listener::from_systemd().map_err(|e| e.to_string())?;
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    if std::env::var_os("CYRUS_SERVICE").is_some() {
+        if let Some(l) = listener_on_fd(super::master::LISTEN_FD) {
+            return Ok(vec![l]);
+        }
+    }
+    for s in specs {
+        if s.starts_with('/') {
+            let p = std::path::Path::new(s);
+            if let Some(d) = p.parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+            out.push(crate::server::Listener::bind_unix(p, 0o777).map_err(|e| format!("bind {s}: {e}"))?);
+        } else {
+            let addr = if s.contains(':') { s.clone() } else { format!("0.0.0.0:{s}") };
+            out.push(
+                crate::server::Listener::bind_tcp(&addr)
+                    .await
+                    .map_err(|e| format!("bind {addr}: {e}"))?,
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// A listening socket inherited on `fd`, if there is one.

@@ -7,6 +7,7 @@ pub mod hub;
 pub mod imapd;
 pub mod lmtpd;
 pub mod master;
+pub mod mupdate;
 pub mod pop3d;
 pub mod qmgr;
 pub mod saslauthd;

@@ -3,5 +3,6 @@
 
 pub mod imap;
 pub mod lmtp;
+pub mod mupdate;
 pub mod saslauthd;
 pub mod smtp;

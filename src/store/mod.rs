@@ -23,6 +23,7 @@ pub mod combine;
 mod db;
 pub mod expire;
 mod mboxlist;
+pub mod murder;
 pub mod names;
 pub mod ops;
 pub mod reconstruct;

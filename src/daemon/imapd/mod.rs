@@ -3,7 +3,7 @@
 //! Murder front ends that parse them see no difference.
 
 mod fetch_render;
-mod io;
+pub mod io;
 pub mod mailboxes;
 mod search;
 mod selected;

@@ -1,0 +1,263 @@
+//! The Murder's mailbox table: which server holds each mailbox.  The
+//! MUPDATE master keeps the authoritative copy, every front end's replica
+//! a local one that its proxies read (`{configdirectory}/mupdate.db`).
+//! Durable (SQLite, WAL, `synchronous=FULL`: a change is on disk before
+//! the caller answers OK) and mirrored in memory for FIND, LIST and the
+//! UPDATE dumps.
+
+use rusqlite::{params, Connection};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+/// The file under `configdirectory`.
+pub const FILE: &str = "mupdate.db";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Active,
+    Reserved,
+}
+
+/// One mailbox: active (with its ACL) or reserved, at `server!partition`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub state: State,
+    pub location: String,
+    pub acl: String,
+}
+
+impl Entry {
+    /// The server part of the location (before the first `!`).
+    pub fn server(&self) -> &str {
+        server_of(&self.location)
+    }
+}
+
+pub fn server_of(location: &str) -> &str {
+    location.split('!').next().unwrap_or("")
+}
+
+#[derive(Debug)]
+pub enum MurderDbError {
+    Db(PathBuf, rusqlite::Error),
+}
+
+impl std::fmt::Display for MurderDbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MurderDbError::Db(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for MurderDbError {}
+
+pub type Result<T> = std::result::Result<T, MurderDbError>;
+
+/// A change: the name and its new entry (`None`: deleted).
+pub type Change = (String, Option<Entry>);
+
+pub struct MurderDb {
+    path: PathBuf,
+    db: Mutex<Connection>,
+    map: RwLock<BTreeMap<String, Entry>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS mailbox(
+  name TEXT PRIMARY KEY NOT NULL,
+  reserved INTEGER NOT NULL,
+  location TEXT NOT NULL,
+  acl TEXT NOT NULL
+);";
+
+impl MurderDb {
+    /// Opens (creating) the table at `path` and loads it.
+    pub fn open(path: &Path) -> Result<MurderDb> {
+        let e = |err| MurderDbError::Db(path.to_path_buf(), err);
+        let c = Connection::open(path).map_err(e)?;
+        c.busy_timeout(std::time::Duration::from_secs(20)).map_err(e)?;
+        c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;").map_err(e)?;
+        c.execute_batch(SCHEMA).map_err(e)?;
+        let map = read_all(&c).map_err(e)?;
+        Ok(MurderDb {
+            path: path.to_path_buf(),
+            db: Mutex::new(c),
+            map: RwLock::new(map),
+        })
+    }
+
+    /// Opens an existing table read-only for a lookup (front ends'
+    /// proxies): no load into memory.
+    pub fn lookup_file(path: &Path, name: &str) -> Result<Option<Entry>> {
+        let e = |err| MurderDbError::Db(path.to_path_buf(), err);
+        let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(e)?;
+        c.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
+        let mut st = c
+            .prepare_cached("SELECT reserved, location, acl FROM mailbox WHERE name=?1")
+            .map_err(e)?;
+        let mut rows = st.query(params![name]).map_err(e)?;
+        match rows.next().map_err(e)? {
+            Some(r) => Ok(Some(entry_of(r).map_err(e)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        self.read().get(name).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The table under a read lock (for a dump: nothing changes while it
+    /// is held).
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies changes durably, then in memory; `then` runs under the
+    /// write lock with the changes and each name's previous entry (so that
+    /// the caller can queue them for its UPDATE streams atomically with
+    /// the change).  Blocking (fsync).
+    pub fn apply(&self, changes: &[Change], then: impl FnOnce(&[(Change, Option<Entry>)])) -> Result<()> {
+        let e = |err| MurderDbError::Db(self.path.clone(), err);
+        let mut c = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = c.transaction().map_err(e)?;
+        {
+            let mut put = tx
+                .prepare_cached("INSERT OR REPLACE INTO mailbox(name, reserved, location, acl) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(e)?;
+            let mut del = tx.prepare_cached("DELETE FROM mailbox WHERE name=?1").map_err(e)?;
+            for (name, entry) in changes {
+                match entry {
+                    Some(en) => {
+                        put.execute(params![name, en.state == State::Reserved, en.location, en.acl])
+                            .map_err(e)?;
+                    }
+                    None => {
+                        del.execute(params![name]).map_err(e)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(e)?;
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let mut done = Vec::with_capacity(changes.len());
+        for (name, entry) in changes {
+            let old = match entry {
+                Some(en) => map.insert(name.clone(), en.clone()),
+                None => map.remove(name),
+            };
+            done.push(((name.clone(), entry.clone()), old));
+        }
+        then(&done);
+        Ok(())
+    }
+
+    /// Makes the table equal to `all` (a replica's resync): the changes
+    /// it took, in name order.  Blocking.
+    pub fn replace_all(&self, all: BTreeMap<String, Entry>, then: impl FnOnce(&[(Change, Option<Entry>)])) -> Result<usize> {
+        let changes: Vec<Change> = {
+            let map = self.read();
+            let mut v: Vec<Change> = map.keys().filter(|k| !all.contains_key(*k)).map(|k| (k.clone(), None)).collect();
+            v.extend(all.into_iter().filter(|(k, e)| map.get(k) != Some(e)).map(|(k, e)| (k, Some(e))));
+            v
+        };
+        let n = changes.len();
+        if n > 0 {
+            self.apply(&changes, then)?;
+        }
+        Ok(n)
+    }
+}
+
+fn entry_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let reserved: bool = r.get(0)?;
+    Ok(Entry {
+        state: if reserved { State::Reserved } else { State::Active },
+        location: r.get(1)?,
+        acl: r.get(2)?,
+    })
+}
+
+fn read_all(c: &Connection) -> rusqlite::Result<BTreeMap<String, Entry>> {
+    let mut st = c.prepare("SELECT name, reserved, location, acl FROM mailbox")?;
+    let mut rows = st.query([])?;
+    let mut map = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(0)?;
+        let reserved: bool = r.get(1)?;
+        map.insert(
+            name,
+            Entry {
+                state: if reserved { State::Reserved } else { State::Active },
+                location: r.get(2)?,
+                acl: r.get(3)?,
+            },
+        );
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn active(loc: &str, acl: &str) -> Entry {
+        Entry {
+            state: State::Active,
+            location: loc.into(),
+            acl: acl.into(),
+        }
+    }
+
+    #[test]
+    fn changes_survive_reopening_and_resync_reports_the_difference() {
+        let dir = std::env::temp_dir().join(format!("murderdb-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(FILE);
+        {
+            let db = MurderDb::open(&p).unwrap();
+            let mut seen = 0;
+            db.apply(
+                &[
+                    ("user.a".into(), Some(active("b1!default", "a\tlrs\t"))),
+                    ("user.b".into(), Some(active("b2!default", "b\tlrs\t"))),
+                ],
+                |d| seen = d.len(),
+            )
+            .unwrap();
+            assert_eq!(seen, 2);
+            db.apply(&[("user.b".into(), None)], |d| {
+                assert_eq!(d[0].1, Some(active("b2!default", "b\tlrs\t")))
+            })
+            .unwrap();
+        }
+        let db = MurderDb::open(&p).unwrap();
+        assert_eq!(db.len(), 1);
+        assert_eq!(db.get("user.a").unwrap().server(), "b1");
+        assert_eq!(MurderDb::lookup_file(&p, "user.a").unwrap(), Some(active("b1!default", "a\tlrs\t")));
+        let mut all = BTreeMap::new();
+        all.insert("user.a".to_string(), active("b1!default", "a\tlrs\t"));
+        all.insert("user.c".to_string(), active("b1!default", "c\tlrs\t"));
+        let mut names = Vec::new();
+        let n = db
+            .replace_all(all, |d| names = d.iter().map(|((n, _), _)| n.clone()).collect())
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(names, vec!["user.c"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,563 @@
+//! The MUPDATE master and replica over real sockets: Cyrus's own
+//! `mupdatetest` against our master, raw sessions for the UPDATE stream,
+//! a replica that survives its master's outage, and the real Cyrus 3.6
+//! on the other side (a Cyrus back end registering its mailboxes with our
+//! master, a Cyrus front end replicating from it, and our replica
+//! following the real Cyrus master).
+
+mod harness;
+
+use harness::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MUPDATETEST: &str = "/usr/lib/cyrus/bin/mupdatetest";
+const CYRUS_MUPDATE: &str = "/usr/lib/cyrus/bin/mupdate";
+
+/// Our mupdate (master with `-m`) in `dir`, checking passwords with the
+/// saslauthd at `mux` (private accounts; `md5u` is the admin).
+struct Node {
+    proc: Option<Proc>,
+    port: u16,
+    conf: PathBuf,
+    dir: PathBuf,
+    flags: Vec<String>,
+}
+
+impl Node {
+    fn start(dir: &Path, mux: &Path, master: bool, extra: &str) -> Node {
+        std::fs::create_dir_all(dir.join("conf")).unwrap();
+        let conf = dir.join("imapd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "configdirectory: {}/conf\nservername: {}\nadmins: md5u\nallowplaintext: yes\n\
+                 sasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nfailedloginpause: 0\n{extra}",
+                dir.display(),
+                if master { "mupdate-master" } else { "frontend" },
+                mux.display()
+            ),
+        )
+        .unwrap();
+        let mut n = Node {
+            proc: None,
+            port: free_port(),
+            conf,
+            dir: dir.to_path_buf(),
+            flags: if master { vec!["-m".into()] } else { vec![] },
+        };
+        n.restart();
+        n
+    }
+
+    fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("mupdate.log"))
+            .unwrap();
+        let mut cmd = Command::new(bin("mupdate"));
+        cmd.arg("-C")
+            .arg(&self.conf)
+            .args(&self.flags)
+            .args(["-L", &format!("127.0.0.1:{}", self.port)])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.proc = Some(Proc::spawn("mupdate", &mut cmd));
+        wait_tcp(self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mupdate.log")).unwrap_or_default()
+    }
+}
+
+fn sasl(dir: &Path) -> (Proc, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let binds = private_accounts(dir);
+    let run = dir.join("sasl");
+    let p = saslauthd(&bin("saslauthd"), &binds, &run, &["-a", "shadow"], &[], &dir.join("saslauthd.log"));
+    (p, run.join("mux"))
+}
+
+/// A raw MUPDATE session.
+struct Raw {
+    s: TcpStream,
+    got: Vec<u8>,
+    banner: String,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut r = Raw {
+            s,
+            got: Vec::new(),
+            banner: String::new(),
+        };
+        r.banner = r.until("* OK MUPDATE");
+        r
+    }
+
+    fn login(port: u16, user: &str) -> Raw {
+        let mut r = Raw::connect(port);
+        let b64 = mumail::util::base64_encode(format!("\0{user}\0testpw").as_bytes());
+        r.send(&format!("A01 AUTHENTICATE \"PLAIN\" {{{}+}}\r\n{b64}\r\n", b64.len()));
+        let out = r.until("A01 ");
+        assert!(out.contains("A01 OK \"Authenticated\""), "{out}");
+        r
+    }
+
+    fn send(&mut self, s: &str) {
+        self.s.write_all(s.as_bytes()).unwrap();
+    }
+
+    /// Everything up to and including the line holding `what`.
+    fn until(&mut self, what: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = String::from_utf8_lossy(&self.got).into_owned();
+            if let Some(i) = text.find(what) {
+                let e = i + what.len();
+                let nl = text[e..].find('\n').map(|n| e + n + 1);
+                if let Some(nl) = nl {
+                    self.got.drain(..nl);
+                    return text[..nl].to_string();
+                }
+            }
+            assert!(Instant::now() < end, "no {what:?} in {text:?}");
+            let mut b = [0u8; 65536];
+            match self.s.read(&mut b) {
+                Ok(0) => {
+                    assert!(text.contains(what), "closed before {what:?}: {text:?}");
+                }
+                Ok(n) => self.got.extend_from_slice(&b[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn call(&mut self, tag: &str, cmd: &str) -> String {
+        self.send(&format!("{tag} {cmd}\r\n"));
+        self.until(&format!("{tag} OK"))
+    }
+}
+
+fn mailbox(tag: &str, name: &str, loc: &str, acl: &str) -> String {
+    format!(
+        "{tag} MAILBOX {{{}+}}\r\n{name} {{{}+}}\r\n{loc} {{{}+}}\r\n{acl}\r\n",
+        name.len(),
+        loc.len(),
+        acl.len()
+    )
+}
+
+fn mupdatetest(port: u16, user: &str, input: &str) -> String {
+    run_client(
+        MUPDATETEST,
+        &[
+            "-a",
+            user,
+            "-u",
+            user,
+            "-w",
+            "testpw",
+            "-m",
+            "PLAIN",
+            "-p",
+            &port.to_string(),
+            "127.0.0.1",
+        ],
+        input,
+    )
+}
+
+#[test]
+fn mupdatetest_against_our_master() {
+    if !can_run("mupdate master", &[MUPDATETEST]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let m = Node::start(&t.path().join("master"), &mux, true, "");
+    let input = "X1 RESERVE \"user.alice\" \"backend1!default\"\n\
+                 X2 ACTIVATE \"user.alice\" \"backend1!default\" \"alice\tlrswipkxtecdan\t\"\n\
+                 X3 ACTIVATE \"user.bob\" \"backend2!default\" \"bob\tlrswipkxtecdan\t\"\n\
+                 A01 LIST\nA02 FIND \"user.alice\"\nA04 FIND \"user.nobody\"\nA05 LIST \"backend2!\"\n\
+                 A06 DELETE \"user.nobody\"\nA07 RESERVE \"user.alice\" \"backend2!default\"\n\
+                 A08 NOOP\nA09 LOGOUT\n";
+    let out = mupdatetest(m.port, "md5u", input);
+    // The banner as Cyrus sends it, then the login.
+    let norm = out.replace("\r\n", "\n");
+    assert!(
+        norm.contains("S: * AUTH \"PLAIN\" \"LOGIN\"\nS: * COMPRESS \"DEFLATE\"\nS: * PARTIAL-UPDATE\nS: * OK MUPDATE \"mupdate-master\" \"Cyrus IMAP\" \"3.6.1-mumail-"),
+        "{out}"
+    );
+    assert!(out.contains("\"(master)\""), "{out}");
+    assert!(out.contains("A01 OK \"Authenticated\""), "{out}");
+    for want in [
+        "X1 OK \"done\"",
+        "X2 OK \"done\"",
+        "A01 MAILBOX {10+}\nuser.alice {16+}\nbackend1!default {21+}\nalice\tlrswipkxtecdan\t\nA01 MAILBOX {8+}\nuser.bob {16+}\nbackend2!default {19+}\nbob\tlrswipkxtecdan\t\nA01 OK \"list complete\"",
+        "A02 MAILBOX {10+}\nuser.alice {16+}\nbackend1!default {21+}\nalice\tlrswipkxtecdan\t\nA02 OK \"Search completed\"",
+        "A04 OK \"Search completed\"",
+        "A05 MAILBOX {8+}\nuser.bob {16+}\nbackend2!default {19+}\nbob\tlrswipkxtecdan\t\nA05 OK \"list complete\"",
+        // Cyrus would crash here; we answer.
+        "A06 NO \"mailbox doesn't exist\"",
+        "A07 NO \"mailbox already exists\"",
+        "A08 OK \"Noop done\"",
+        "A09 OK \"bye-bye\"",
+    ] {
+        assert!(norm.contains(want), "missing {want:?} in\n{out}");
+    }
+    // Only admins may log in; a wrong password fails the same way.
+    let out = mupdatetest(m.port, "u7", "A LOGOUT\n");
+    assert!(out.contains("NO \"authentication failure\""), "{out}");
+    assert!(m.log().contains("only admins may authenticate"), "{}", m.log());
+}
+
+#[test]
+fn master_replies_and_update_streams() {
+    if !can_run("mupdate master", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let mut m = Node::start(&t.path().join("master"), &mux, true, "");
+    // Before login.
+    let mut r = Raw::connect(m.port);
+    r.send("a LIST\r\nb XYZZY\r\nc\r\nd LOGOUT\r\n");
+    let out = r.until("d OK");
+    assert!(out.contains("a BAD \"Please login first\"\r\n"), "{out}");
+    assert!(out.contains("b BAD \"Unrecognized command\"\r\n"), "{out}");
+    assert!(out.contains("* BAD \"Need command\"\r\n"), "{out}");
+    assert!(out.contains("d OK \"bye-bye\"\r\n"), "{out}");
+    // Argument errors, the mechanism as an atom, the stream.
+    let mut w = Raw::login(m.port, "md5u");
+    w.send("e FIND\r\nf FIND \"a\" \"b\"\r\ng UPDATE \"\"\r\nh DEACTIVATE \"user.none\" \"b1!x\"\r\n");
+    let out = w.until("h ");
+    assert!(out.contains("e BAD \"Missing arguments\"\r\n"), "{out}");
+    assert!(out.contains("f BAD \"Extra arguments\"\r\n"), "{out}");
+    assert!(out.contains("g BAD \"Badly formed arguments\"\r\n"), "{out}");
+    assert!(out.contains("h NO \"mailbox doesn't exist\"\r\n"), "{out}");
+    w.call("i", "ACTIVATE \"user.a\" \"b1!default\" \"a\tlrs\t\"");
+    w.call("j", "ACTIVATE \"user.b\" \"b2!default\" \"b\tlrs\t\"");
+    let mut all = Raw::login(m.port, "md5u");
+    all.send("U01 UPDATE\r\n");
+    let dump = all.until("U01 OK \"streaming starts\"");
+    assert!(dump.starts_with(&mailbox("U01", "user.a", "b1!default", "a\tlrs\t")), "{dump}");
+    assert!(dump.contains(&mailbox("U01", "user.b", "b2!default", "b\tlrs\t")), "{dump}");
+    let mut part = Raw::login(m.port, "md5u");
+    part.send("P UPDATE \"b2\"\r\n");
+    let dump = part.until("P OK \"streaming starts\"");
+    assert!(!dump.contains("user.a") && dump.contains("user.b"), "{dump}");
+    // Changes arrive without a NOOP (Cyrus waits up to 5 s).
+    w.call("k", "ACTIVATE \"user.c\" \"b1!default\" \"c\tlrs\t\"");
+    let got = all.until("user.c {10+}\r\nb1!default");
+    assert!(got.contains("U01 MAILBOX {6+}\r\nuser.c {10+}\r\nb1!default"), "{got}");
+    // A move from b1 to b2 reaches the partial stream; the DELETE too.
+    w.call("l", "DEACTIVATE \"user.a\" \"b2!default\"");
+    let got = part.until("user.a {10+}\r\nb2!default");
+    assert!(got.contains("P RESERVE {6+}\r\nuser.a {10+}\r\nb2!default\r\n"), "{got}");
+    w.call("m", "DELETE \"user.a\"");
+    let got = part.until("P DELETE {6+}\r\nuser.a");
+    assert!(got.contains("P DELETE {6+}\r\nuser.a\r\n"), "{got}");
+    // While streaming only NOOP and LOGOUT are legal; NOOP flushes first.
+    part.send("n FIND \"user.b\"\r\no NOOP\r\n");
+    let out = part.until("o OK");
+    assert!(out.contains("n BAD \"not legal when streaming\"\r\n"), "{out}");
+    // user.c is on b1: not for the b2 stream.
+    assert!(!out.contains("user.c"), "{out}");
+    // A wrong password, a second AUTHENTICATE.
+    let mut r = Raw::connect(m.port);
+    let b64 = mumail::util::base64_encode(b"\0md5u\0wrong");
+    r.send(&format!("A AUTHENTICATE PLAIN {b64}\r\n"));
+    assert!(r.until("A ").contains("A NO \"authentication failure\""));
+    w.send("z AUTHENTICATE \"PLAIN\" \"=\"\r\n");
+    assert!(w.until("z ").contains("z BAD \"already authenticated\""));
+    // The table is durable: a killed master comes back with it.
+    m.kill();
+    m.restart();
+    let mut r = Raw::login(m.port, "md5u");
+    let out = r.call("q", "LIST");
+    assert!(out.contains("user.b") && out.contains("user.c") && !out.contains("user.a"), "{out}");
+    // COMPRESS after login; the session goes on deflated (checked by
+    // mupdatetest's zlib in the real-client test; here only the reply).
+    let mut r = Raw::login(m.port, "md5u");
+    assert!(r.call("c", "COMPRESS \"DEFLATE\"").contains("c OK DEFLATE active"));
+}
+
+#[test]
+fn replica_follows_the_master_and_survives_its_outage() {
+    if !can_run("mupdate replica", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let mut m = Node::start(&t.path().join("master"), &mux, true, "");
+    let mut w = Raw::login(m.port, "md5u");
+    w.call("a", "ACTIVATE \"user.alice\" \"backend1!default\" \"alice\tlrswipkxtecdan\t\"");
+    w.call("b", "RESERVE \"user.bob\" \"backend2!default\"");
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\nmupdate_retry_delay: 1\n";
+    let fe = Node::start(
+        &t.path().join("fe"),
+        &mux,
+        false,
+        &format!("mupdate_server: 127.0.0.1:{}\n{creds}", m.port),
+    );
+    let banner = Raw::connect(fe.port).banner;
+    assert!(banner.contains(&format!("\"mupdate://127.0.0.1:{}\"", m.port)), "{banner}");
+    let mut r = Raw::login(fe.port, "md5u");
+    wait_for("replica synced", Duration::from_secs(20), || {
+        r.call("f", "FIND \"user.alice\"").contains("f MAILBOX")
+    });
+    assert!(r
+        .call("g", "FIND \"user.bob\"")
+        .contains("g RESERVE {8+}\r\nuser.bob {16+}\r\nbackend2!default\r\n"));
+    r.send("h ACTIVATE \"user.x\" \"b!p\" \"\"\r\n");
+    assert!(r.until("h ").contains("h BAD \"read-only session\""));
+    // A stream on the replica sees the master's changes.
+    let mut s = Raw::login(fe.port, "md5u");
+    s.send("U UPDATE\r\n");
+    s.until("U OK \"streaming starts\"");
+    w.call("c", "ACTIVATE \"user.carol\" \"backend1!default\" \"carol\tlrs\t\"");
+    assert!(s.until("user.carol {16+}").contains("U MAILBOX {10+}\r\nuser.carol"));
+    // The kick socket answers once the replica is current.
+    let kick = fe.dir.join("conf/socket/mupdate.target");
+    let mut k = std::os::unix::net::UnixStream::connect(&kick).unwrap();
+    k.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut ok = [0u8; 2];
+    k.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"ok");
+    // The master dies: the replica keeps answering from its copy.
+    m.kill();
+    let out = r.call("i", "FIND \"user.carol\"");
+    assert!(out.contains("i MAILBOX"), "{out}");
+    let out = r.call("j", "LIST");
+    assert!(out.contains("user.alice") && out.contains("user.carol"), "{out}");
+    // Changes made while it was away (another master on the same table
+    // and port) reach the replica after it reconnects: a full resync.
+    m.restart();
+    let mut w = Raw::login(m.port, "md5u");
+    w.call("d", "DELETE \"user.alice\"");
+    w.call("e", "ACTIVATE \"user.dave\" \"backend2!default\" \"dave\tlrs\t\"");
+    wait_for("replica resynced", Duration::from_secs(30), || {
+        let out = r.call("k", "LIST");
+        out.contains("user.dave") && !out.contains("user.alice")
+    });
+    let got = s.until("user.dave {16+}");
+    assert!(got.contains("U MAILBOX {9+}\r\nuser.dave"), "{got}");
+    assert!(got.contains("U DELETE {10+}\r\nuser.alice\r\n"), "{got}");
+    assert!(fe.log().contains("synchronized with"), "{}", fe.log());
+}
+
+/// A temp dir the cyrus user can traverse.
+fn cyrus_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    t
+}
+
+/// A real Cyrus node in `dir` (Debian's master) with `services` in its
+/// cyrus.conf and `extra` in imapd.conf; passwords through `mux`.
+fn cyrus_node(dir: &Path, mux: &Path, servername: &str, extra: &str, services: &str) -> Proc {
+    use std::os::unix::fs::PermissionsExt;
+    for sub in ["", "config", "config/socket", "run", "run/proc", "run/lock", "spool"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        let _ = Command::new("chown").args(["cyrus", dir.join(sub).to_str().unwrap()]).status();
+        std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let c = dir.display();
+    std::fs::write(
+        dir.join("imapd.conf"),
+        format!(
+            "servername: {servername}\nconfigdirectory: {c}/config\nproc_path: {c}/run/proc\nmboxname_lockpath: {c}/run/lock\n\
+             defaultpartition: default\npartition-default: {c}/spool\nlmtpsocket: {c}/run/lmtp.sock\nidlesocket: {c}/run/idle.sock\n\
+             notifysocket: {c}/run/notify.sock\nunixhierarchysep: no\nadmins: md5u\nallowplaintext: yes\nsasl_pwcheck_method: saslauthd\n\
+             sasl_saslauthd_path: {}\nsasl_mech_list: PLAIN LOGIN\nautocreate_quota: 0\n{extra}",
+            mux.display()
+        ),
+    )
+    .unwrap();
+    let conf = dir.join("imapd.conf");
+    let services = services.replace("CONF", conf.to_str().unwrap());
+    std::fs::write(
+        dir.join("cyrus.conf"),
+        format!(
+            "START {{\n  recover cmd=\"ctl_cyrusdb -C {} -r\"\n}}\nSERVICES {{\n{services}}}\n",
+            conf.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(CYRUS_MASTER);
+    cmd.args([
+        "-C",
+        conf.to_str().unwrap(),
+        "-M",
+        dir.join("cyrus.conf").to_str().unwrap(),
+        "-p",
+        dir.join("master.pid").to_str().unwrap(),
+        "-D",
+    ]);
+    Proc::spawn("cyrus master", &mut cmd)
+}
+
+fn imap_admin(port: u16, cmds: &[&str]) -> String {
+    let script = "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('md5u','testpw')\n\
+                  out=[]\nfor c in sys.argv[2:]:\n    typ,data=M._simple_command(*c.split(' ',1)) if ' ' in c else M._simple_command(c)\n    out.append(c+' -> '+typ)\nM.logout()\nprint('\\n'.join(out))\n";
+    let mut args = vec![port.to_string()];
+    args.extend(cmds.iter().map(|s| s.to_string()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    python(script, &a)
+}
+
+#[test]
+fn real_cyrus_backend_registers_with_our_master() {
+    if !can_run("cyrus back end + our master", &[CYRUS_MASTER, MUPDATETEST]) {
+        return;
+    }
+    let t = cyrus_tempdir();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let m = Node::start(&t.path().join("master"), &mux, true, "");
+    let iport = free_port();
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\nproxyservers: md5u\n";
+    let _cy = cyrus_node(
+        &t.path().join("cyrus-b1"),
+        &mux,
+        "backend1",
+        &format!("mupdate_server: 127.0.0.1:{}\n{creds}", m.port),
+        &format!("  imap cmd=\"imapd -C CONF\" listen=\"127.0.0.1:{iport}\" prefork=0\n"),
+    );
+    wait_tcp(iport);
+    let out = imap_admin(iport, &["CREATE user.alice", "CREATE user.alice.Sent", "CREATE user.bob"]);
+    assert!(
+        out.contains("CREATE user.alice -> OK") && out.contains("CREATE user.bob -> OK"),
+        "{out}"
+    );
+    let out = mupdatetest(m.port, "md5u", "A01 LIST\nA02 LOGOUT\n").replace("\r\n", "\n");
+    for name in ["user.alice", "user.alice.Sent", "user.bob"] {
+        let want = format!("{name} {{16+}}\nbackend1!default {{");
+        assert!(out.contains(&want), "missing {name} in\n{out}");
+    }
+    assert!(
+        out.contains("md5u\tlrswipkxtecdan\t") || out.contains("alice\tlrswipkxtecdan\t"),
+        "{out}"
+    );
+    // Delete and rename reach the master.
+    let out = imap_admin(
+        iport,
+        &[
+            "SETACL user.bob md5u lrswipkxtecda",
+            "DELETE user.bob",
+            "RENAME user.alice.Sent user.alice.Archive",
+        ],
+    );
+    assert!(out.contains("DELETE user.bob -> OK"), "{out}");
+    assert!(out.contains("RENAME user.alice.Sent user.alice.Archive -> OK"), "{out}");
+    let out = mupdatetest(m.port, "md5u", "A01 LIST\nA02 LOGOUT\n").replace("\r\n", "\n");
+    assert!(!out.contains("{8+}\nuser.bob {") && !out.contains("user.alice.Sent {"), "{out}");
+    assert!(out.contains("user.alice.Archive"), "{out}");
+    // ctl_mboxlist -m: the back end pushes its whole list; an entry the
+    // master has for it but the back end does not is removed.
+    let mut w = Raw::login(m.port, "md5u");
+    w.call("a", "ACTIVATE \"user.ghost\" \"backend1!default\" \"ghost\tlrs\t\"");
+    let o = Command::new("/usr/lib/cyrus/bin/ctl_mboxlist")
+        .args(["-C", t.path().join("cyrus-b1/imapd.conf").to_str().unwrap(), "-m"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = w.call("b", "LIST \"backend1!\"");
+    assert!(!out.contains("user.ghost") && out.contains("user.alice.Archive"), "{out}");
+}
+
+#[test]
+fn real_cyrus_frontend_replicates_from_our_master() {
+    if !can_run("cyrus replica of our master", &[CYRUS_MASTER, CYRUS_MUPDATE, MUPDATETEST]) {
+        return;
+    }
+    let t = cyrus_tempdir();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let m = Node::start(&t.path().join("master"), &mux, true, "");
+    let mut w = Raw::login(m.port, "md5u");
+    w.call("a", "ACTIVATE \"user.alice\" \"backend1!default\" \"alice\tlrswipkxtecdan\t\"");
+    w.call("b", "ACTIVATE \"user.bob\" \"backend2!default\" \"bob\tlrswipkxtecdan\t\"");
+    let port = free_port();
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\nmupdate_retry_delay: 1\n";
+    let _cy = cyrus_node(
+        &t.path().join("cyrus-fe"),
+        &mux,
+        "frontend",
+        &format!("mupdate_server: 127.0.0.1:{}\n{creds}", m.port),
+        &format!("  mupdate cmd=\"mupdate -C CONF\" listen=\"127.0.0.1:{port}\" prefork=1\n"),
+    );
+    wait_tcp(port);
+    let mut out = String::new();
+    wait_for("cyrus replica synced", Duration::from_secs(30), || {
+        out = mupdatetest(port, "md5u", "A01 FIND \"user.bob\"\nA02 LOGOUT\n");
+        out.contains("A01 MAILBOX")
+    });
+    assert!(out.contains(&format!("mupdate://127.0.0.1:{}", m.port)), "{out}");
+    // A change on our master streams to the real replica.
+    w.call("c", "ACTIVATE \"user.carol\" \"backend1!default\" \"carol\tlrs\t\"");
+    wait_for("cyrus replica got carol", Duration::from_secs(30), || {
+        out = mupdatetest(port, "md5u", "A01 FIND \"user.carol\"\nA02 LOGOUT\n");
+        out.contains("A01 MAILBOX")
+    });
+}
+
+#[test]
+fn our_replica_follows_the_real_cyrus_master() {
+    if !can_run("our replica of a cyrus master", &[CYRUS_MASTER, CYRUS_MUPDATE, MUPDATETEST]) {
+        return;
+    }
+    let t = cyrus_tempdir();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let mport = free_port();
+    let _cy = cyrus_node(
+        &t.path().join("cyrus-master"),
+        &mux,
+        "mupdate-master",
+        "",
+        &format!("  mupdate cmd=\"mupdate -C CONF -m\" listen=\"127.0.0.1:{mport}\" prefork=1\n"),
+    );
+    wait_tcp(mport);
+    let out = mupdatetest(
+        mport,
+        "md5u",
+        "X1 ACTIVATE \"user.alice\" \"backend1!default\" \"alice\tlrswipkxtecdan\t\"\nX2 LOGOUT\n",
+    );
+    assert!(out.contains("X1 OK"), "{out}");
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\nmupdate_retry_delay: 1\n";
+    let fe = Node::start(
+        &t.path().join("fe"),
+        &mux,
+        false,
+        &format!("mupdate_server: 127.0.0.1:{mport}\n{creds}"),
+    );
+    let mut r = Raw::login(fe.port, "md5u");
+    wait_for("our replica synced", Duration::from_secs(20), || {
+        r.call("f", "FIND \"user.alice\"").contains("f MAILBOX")
+    });
+    // Cyrus streams with a delay of up to 5 s.
+    let out = mupdatetest(
+        mport,
+        "md5u",
+        "X1 ACTIVATE \"user.bob\" \"backend2!default\" \"bob\tlrs\t\"\nX2 LOGOUT\n",
+    );
+    assert!(out.contains("X1 OK"), "{out}");
+    wait_for("our replica got bob", Duration::from_secs(30), || {
+        r.call("g", "FIND \"user.bob\"").contains("g MAILBOX")
+    });
+}
