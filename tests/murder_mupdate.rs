@@ -561,3 +561,151 @@ fn our_replica_follows_the_real_cyrus_master() {
         r.call("g", "FIND \"user.bob\"").contains("g MAILBOX")
     });
 }
+
+/// Our back end pushing to `master_port`: creates, renames, deletes and
+/// ACL changes appear on the master; without a master, nothing changes.
+fn our_backend_pushes(master_port: u16, dir: &Path, mut master: impl FnMut(&str) -> String, mut stop_master: impl FnMut()) {
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\nproxyservers: md5u\n";
+    let b = Backend::start(
+        dir,
+        &format!("unixhierarchysep: no\nmupdate_server: 127.0.0.1:{master_port}\n{creds}"),
+    );
+    let out = imap_admin(
+        b.imap_port,
+        &[
+            "CREATE user.erin",
+            "CREATE user.erin.Drafts",
+            "CREATE shared",
+            "SETACL shared anyone lrs",
+            "RENAME user.erin.Drafts user.erin.Old",
+        ],
+    );
+    assert!(!out.contains("-> NO") && !out.contains("-> BAD"), "{out}");
+    let list = master("LIST").replace("\r\n", "\n");
+    assert!(list.contains("user.erin {16+}\nbackend1!default {"), "{list}");
+    assert!(list.contains("erin\tlrswipkxtecdan\t"), "{list}");
+    assert!(list.contains("user.erin.Old {16+}\nbackend1!default"), "{list}");
+    assert!(!list.contains("user.erin.Drafts"), "{list}");
+    assert!(
+        list.contains("shared {16+}\nbackend1!default {") && list.contains("anyone\tlrs\t"),
+        "{list}"
+    );
+    let out = imap_admin(b.imap_port, &["DELETE user.erin.Old"]);
+    assert!(out.contains("-> OK"), "{out}");
+    let list = master("LIST");
+    assert!(!list.contains("user.erin.Old"), "{list}");
+    // The master is gone: a create fails cleanly and leaves nothing.
+    stop_master();
+    let out = imap_admin(b.imap_port, &["CREATE user.frank"]);
+    assert!(out.contains("CREATE user.frank -> NO"), "{out}");
+    let listed = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('md5u','testpw')\nprint(M.list('\"\"','user.frank*'))\nprint(M.create('user.frank'))\n",
+        &[&b.imap_port.to_string()],
+    );
+    assert!(!listed.contains("\"user.frank\""), "{listed}");
+    assert!(listed.contains("no connection to server"), "{listed}");
+}
+
+#[test]
+fn our_backend_registers_with_our_master() {
+    if !can_run("our back end + our master", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let mut m = Node::start(&t.path().join("master"), &mux, true, "");
+    let port = m.port;
+    let master = |cmd: &str| Raw::login(port, "md5u").call("q", cmd);
+    our_backend_pushes(port, &t.path().join("b1"), master, || m.kill());
+}
+
+#[test]
+fn our_backend_registers_with_the_real_cyrus_master() {
+    if !can_run("our back end + cyrus master", &[CYRUS_MASTER, CYRUS_MUPDATE]) {
+        return;
+    }
+    let t = cyrus_tempdir();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let mport = free_port();
+    let mut cy = Some(cyrus_node(
+        &t.path().join("cyrus-master"),
+        &mux,
+        "mupdate-master",
+        "",
+        &format!("  mupdate cmd=\"mupdate -C CONF -m\" listen=\"127.0.0.1:{mport}\" prefork=1\n"),
+    ));
+    wait_tcp(mport);
+    let master = |cmd: &str| mupdatetest(mport, "md5u", &format!("Q {cmd}\nZ LOGOUT\n"));
+    our_backend_pushes(mport, &t.path().join("b1"), master, || {
+        if let Some(mut p) = cy.take() {
+            p.stop();
+            let _ = p.child.wait();
+        }
+    });
+}
+
+#[test]
+fn ctl_mboxlist_m_makes_the_master_agree() {
+    if !can_run("ctl_mboxlist -m", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let m = Node::start(&t.path().join("master"), &mux, true, "");
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\nproxyservers: md5u\n";
+    let b = Backend::start(
+        &t.path().join("b1"),
+        &format!("unixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}", m.port),
+    );
+    let out = imap_admin(b.imap_port, &["CREATE user.gina", "CREATE user.hal", "CREATE user.ivy"]);
+    assert!(!out.contains("-> NO"), "{out}");
+    // The master drifts: a ghost, a lost entry, a stale ACL, a mailbox
+    // it places on another server.
+    let mut w = Raw::login(m.port, "md5u");
+    w.call("a", "ACTIVATE \"user.ghost\" \"backend1!default\" \"ghost\tlrs\t\"");
+    w.call("b", "DELETE \"user.gina\"");
+    w.call("c", "ACTIVATE \"user.hal\" \"backend1!default\" \"hal\tl\t\"");
+    w.call("d", "ACTIVATE \"user.ivy\" \"backend2!default\" \"ivy\tlrs\t\"");
+    let ctl = |flags: &[&str]| {
+        let o = Command::new(bin("ctl_mboxlist"))
+            .arg("-C")
+            .arg(&b.conf)
+            .args(flags)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (code, out) = ctl(&["-m", "-w"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Remove from MUPDATE: user.ghost\n"), "{out}");
+    assert!(
+        out.contains("Force Activate: user.gina\n") && out.contains("Force Activate: user.hal\n"),
+        "{out}"
+    );
+    assert!(out.contains("Remove Local Mailbox: user.ivy\n"), "{out}");
+    // A dry run changes nothing.
+    assert!(w.call("e", "FIND \"user.ghost\"").contains("e MAILBOX"));
+    let (code, out) = ctl(&["-m", "-a"]);
+    assert_eq!(code, Some(0), "{out}");
+    let list = w.call("f", "LIST").replace("\r\n", "\n");
+    assert!(!list.contains("user.ghost"), "{list}");
+    assert!(list.contains("user.gina {16+}\nbackend1!default"), "{list}");
+    assert!(list.contains("hal\tlrswipkxtecdan\t"), "{list}");
+    // -a: the local copy wins.
+    assert!(list.contains("user.ivy {16+}\nbackend1!default"), "{list}");
+    // Without -a a mailbox the master places elsewhere goes locally.
+    w.call("g", "ACTIVATE \"user.ivy\" \"backend2!default\" \"ivy\tlrs\t\"");
+    let (code, out) = ctl(&["-m"]);
+    assert_eq!(code, Some(0), "{out}");
+    let listed = imap_admin(b.imap_port, &["EXAMINE user.ivy"]);
+    assert!(listed.contains("EXAMINE user.ivy -> NO"), "{listed}");
+    assert!(w.call("h", "FIND \"user.ivy\"").contains("backend2!default"));
+    // No master: a temporary failure.
+    drop(m);
+    let (code, out) = ctl(&["-m"]);
+    assert_eq!(code, Some(75), "{out}");
+    assert!(out.contains("couldn't connect to mupdate server"), "{out}");
+}

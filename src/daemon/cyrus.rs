@@ -74,6 +74,11 @@ impl Ctx {
             return Err(format!("{config}: no partition-* option is set"));
         }
         let store = Arc::new(Store::open(sc).map_err(|e| e.to_string())?);
+        // A Murder back end tells the MUPDATE master of every change.
+        if super::mupdate::push::is_backend(&conf) {
+            let p = super::mupdate::push::Pusher::start(&conf, log.clone())?;
+            store.set_directory(Arc::new(p));
+        }
         let servername = servername(&conf);
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -29,6 +29,8 @@ pub struct Store {
     watchers: Mutex<HashMap<PathBuf, (tokio::sync::watch::Sender<u64>, Option<(i128, u64)>)>>,
     /// Deliveries waiting for their owner's group commit.
     pub(super) pending: super::combine::Pending,
+    /// The Murder's directory on a back end (mailbox changes are pushed).
+    pub(super) directory: std::sync::OnceLock<Arc<dyn super::murder::Directory>>,
 }
 
 const LIST_SCHEMA: &str = "
@@ -137,6 +139,7 @@ impl Store {
             stage_seq: AtomicU64::new(0),
             watchers: Mutex::new(HashMap::new()),
             pending: Default::default(),
+            directory: std::sync::OnceLock::new(),
         })
     }
 

@@ -174,6 +174,8 @@ pub enum StoreError {
     Io(std::io::Error),
     /// The database is unusable or busy past its timeout.
     Db(String),
+    /// The MUPDATE master refused the change or could not be reached.
+    Murder(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -186,6 +188,7 @@ impl std::fmt::Display for StoreError {
             StoreError::NoPartition(p) => write!(f, "partition {p} is not configured"),
             StoreError::Io(e) => write!(f, "I/O error: {}", crate::util::strerror(e)),
             StoreError::Db(e) => write!(f, "database error: {e}"),
+            StoreError::Murder(e) => f.write_str(e),
         }
     }
 }

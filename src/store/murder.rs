@@ -55,6 +55,24 @@ impl std::error::Error for MurderDbError {}
 
 pub type Result<T> = std::result::Result<T, MurderDbError>;
 
+/// What a back end tells the MUPDATE master (in Cyrus's order: RESERVE
+/// before the local create, ACTIVATE after it, DELETE before the local
+/// delete).  Locations are the pusher's business (`servername!partition`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirOp {
+    Reserve { name: String, partition: String },
+    Activate { name: String, partition: String, acl: String },
+    Delete { name: String },
+}
+
+/// The Murder's directory as the store sees it: a back end installs one
+/// (`mupdate_server` set) and every create, rename, delete and ACL change
+/// goes through it.  Blocking; `Err` carries Cyrus's text ("no
+/// connection to server", …) and makes the store operation fail.
+pub trait Directory: Send + Sync {
+    fn push(&self, ops: &[DirOp]) -> std::result::Result<(), String>;
+}
+
 /// A change: the name and its new entry (`None`: deleted).
 pub type Change = (String, Option<Entry>);
 

@@ -4,12 +4,14 @@
 //! durable before the record that names them is committed.
 
 use super::db::lock;
+use super::murder::{DirOp, Directory};
 use super::names;
 use super::{ExpungeMode, Result, Store, StoreError, FLAG_DELETED, FLAG_EXPUNGED, FLAG_SEEN, FLAG_UNLINKED};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Rights the owner gets on a new personal mailbox (Cyrus 3.x default).
 pub const OWNER_RIGHTS: &str = "lrswipkxtecdan";
@@ -379,6 +381,15 @@ impl Store {
     pub fn create(&self, name: &str, partition: Option<&str>, acl: Option<&str>) -> Result<MailboxEntry> {
         let partition = partition.unwrap_or(&self.cfg.defaultpartition).to_string();
         let dir = self.mailbox_dir(name, &partition)?;
+        if self.lookup(name)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        // A back end reserves the name with the MUPDATE master first: a
+        // name taken elsewhere, or no master, and nothing is created.
+        self.push(&[DirOp::Reserve {
+            name: name.to_string(),
+            partition: partition.clone(),
+        }])?;
         let acl = match acl {
             Some(a) => a.to_string(),
             // As Cyrus: the nearest existing parent's ACL; without one,
@@ -435,7 +446,44 @@ impl Store {
             e
         };
         self.ensure_state(&entry)?;
+        let activate = DirOp::Activate {
+            name: name.to_string(),
+            partition: entry.partition.clone(),
+            acl: entry.acl.clone(),
+        };
+        if let Err(e) = self.push(&[activate]) {
+            // As Cyrus: the local mailbox goes again.
+            let _ = self.delete_local(name);
+            return Err(e);
+        }
         Ok(entry)
+    }
+
+    /// Installs the Murder's directory (a back end with `mupdate_server`).
+    pub fn set_directory(&self, d: Arc<dyn Directory>) {
+        let _ = self.directory.set(d);
+    }
+
+    /// Tells the MUPDATE master, if there is one; names under
+    /// `deletedprefix` stay local.
+    pub fn push(&self, ops: &[DirOp]) -> Result<()> {
+        let Some(d) = self.directory.get() else {
+            return Ok(());
+        };
+        let ops: Vec<DirOp> = ops
+            .iter()
+            .filter(|o| {
+                let n = match o {
+                    DirOp::Reserve { name, .. } | DirOp::Activate { name, .. } | DirOp::Delete { name } => name,
+                };
+                !self.cfg.is_deleted(n)
+            })
+            .cloned()
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        d.push(&ops).map_err(StoreError::Murder)
     }
 
     /// The owner database's row for a listed mailbox, created if a crash
@@ -459,9 +507,23 @@ impl Store {
     }
 
     pub fn set_acl(&self, name: &str, acl: &str) -> Result<()> {
-        let c = lock(&self.list);
-        if c.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, acl])? == 0 {
-            return Err(StoreError::NotFound);
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        {
+            let c = lock(&self.list);
+            if c.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, acl])? == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        let activate = DirOp::Activate {
+            name: name.to_string(),
+            partition: e.partition.clone(),
+            acl: acl.to_string(),
+        };
+        if let Err(err) = self.push(&[activate]) {
+            // The master keeps the old ACL: so does the mailbox.
+            let c = lock(&self.list);
+            c.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, e.acl])?;
+            return Err(err);
         }
         Ok(())
     }
@@ -483,6 +545,10 @@ impl Store {
     /// renamed under `deletedprefix` for `cyr_expire -D`; a mailbox
     /// already there, or `delete_mode: immediate`, goes at once.
     pub fn delete(&self, name: &str) -> Result<()> {
+        // The master first: if it cannot be told, nothing is deleted.
+        if self.lookup(name)?.is_some() {
+            self.push(&[DirOp::Delete { name: name.to_string() }])?;
+        }
         if self.cfg.delete_mode == super::DeleteMode::Delayed && !self.cfg.is_deleted(name) {
             return self.delete_delayed(name).map(|_| ());
         }
@@ -492,6 +558,14 @@ impl Store {
     /// Deletes a mailbox, its records and its message files (children are
     /// separate mailboxes and stay).
     pub fn delete_now(&self, name: &str) -> Result<()> {
+        if self.lookup(name)?.is_some() {
+            self.push(&[DirOp::Delete { name: name.to_string() }])?;
+        }
+        self.delete_local(name)
+    }
+
+    /// `delete_now` without telling the MUPDATE master.
+    pub fn delete_local(&self, name: &str) -> Result<()> {
         let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
         let dir = self.mailbox_dir(name, &e.partition)?;
         {
@@ -555,6 +629,15 @@ impl Store {
                 return Err(StoreError::Exists);
             }
         }
+        // The master reserves the new names first (Cyrus's order).
+        let reserve: Vec<DirOp> = all
+            .iter()
+            .map(|e| DirOp::Reserve {
+                name: format!("{new}{}", &e.name[old.len()..]),
+                partition: e.partition.clone(),
+            })
+            .collect();
+        self.push(&reserve)?;
         // Directories first (children are subdirectories: move the top
         // one, which carries them), then the records.
         let top = &all[0];
@@ -610,7 +693,16 @@ impl Store {
             }
         }
         self.notify(old);
-        Ok(())
+        let mut ops = Vec::new();
+        for e in &all {
+            ops.push(DirOp::Delete { name: e.name.clone() });
+            ops.push(DirOp::Activate {
+                name: format!("{new}{}", &e.name[old.len()..]),
+                partition: e.partition.clone(),
+                acl: e.acl.clone(),
+            });
+        }
+        self.push(&ops)
     }
 
     /// RFC 3501 6.3.5: renaming INBOX moves its messages (flags and

@@ -12,7 +12,9 @@ use crate::util::json::{self, Json};
 pub const CTL_MBOXLIST_USAGE: &str = "usage: ctl_mboxlist [-C <alt_config>] -d [-x] [-y] [-p partition] [-f filename]\n\
        [-x] dump mailboxes.db to stdout, or to filename if specified\n\
        ctl_mboxlist [-C <alt_config>] -u [-f filename]\n\
-       [-f filename] undump mailboxes from stdin or filename\n";
+       [-f filename] undump mailboxes from stdin or filename\n\
+       ctl_mboxlist [-C <alt_config>] -m [-a] [-w] [-i]\n\
+       [-m] push mailboxes to the MUPDATE master\n";
 
 /// The ACL's `id\trights\t` pairs.
 fn acl_pairs(acl: &str) -> Vec<(&str, &str)> {
@@ -106,6 +108,7 @@ pub fn ctl_mboxlist(args: &[String], stdin: &mut dyn std::io::Read) -> Output {
         return Output::usage(CTL_MBOXLIST_USAGE);
     };
     let (mut config, mut dump, mut undump, mut file, mut part) = (default_config(), false, false, None::<String>, None::<String>);
+    let (mut push, mut local_wins, mut dry, mut ask) = (false, false, false, false);
     for o in opts {
         match o {
             Opt::Arg('C', v) => config = v,
@@ -113,14 +116,19 @@ pub fn ctl_mboxlist(args: &[String], stdin: &mut dyn std::io::Read) -> Output {
             Opt::Flag('u') => undump = true,
             Opt::Arg('f', v) => file = Some(v),
             Opt::Arg('p', v) => part = Some(v),
-            Opt::Flag('m') => {
-                out.stderr
-                    .push_str("ctl_mboxlist: -m (MUPDATE resync) needs a murder; not available yet\n");
-                out.status = crate::util::exit::CONFIG;
-                return out;
-            }
+            Opt::Flag('m') => push = true,
+            Opt::Flag('a') => local_wins = true,
+            Opt::Flag('w') => dry = true,
+            Opt::Flag('i') => ask = true,
             _ => {}
         }
+    }
+    if push {
+        let (store, _) = match prepare("ctl_mboxlist", &config, &[], false, true) {
+            Ok(v) => v,
+            Err(o) => return o,
+        };
+        return mupdate_sync(&config, &store, local_wins, dry, ask, stdin);
     }
     if dump == undump {
         return Output::usage(CTL_MBOXLIST_USAGE);
@@ -180,6 +188,145 @@ pub fn ctl_mboxlist(args: &[String], stdin: &mut dyn std::io::Read) -> Output {
             out.stderr.push_str(&format!("ctl_mboxlist: {}: {err}\n", e.name));
             out.status = 1;
         }
+    }
+    out
+}
+
+/// `ctl_mboxlist -m [-a] [-w] [-i]`: makes the MUPDATE master agree with
+/// this back end, as Cyrus's does at start: entries the master has for
+/// this server but the back end does not are removed; every local
+/// mailbox the master lacks or has differently is activated, unless the
+/// master places it on another server, in which case the local copy is
+/// deleted (`-a`: activated anyway; `-i`: asked first).  `-w` only says
+/// what would be done.
+fn mupdate_sync(
+    config: &str,
+    store: &crate::store::Store,
+    local_wins: bool,
+    dry: bool,
+    ask: bool,
+    stdin: &mut dyn std::io::Read,
+) -> Output {
+    use crate::daemon::mupdate::client::{default_port, Client, Creds};
+    let mut out = Output::default();
+    let conf = match crate::config::cyrus::ImapdConf::load(config, Some("ctl_mboxlist")) {
+        Ok(c) => c,
+        Err(e) => {
+            out.stderr.push_str(&format!("fatal error: {e}\n"));
+            out.status = crate::util::exit::CONFIG;
+            return out;
+        }
+    };
+    let Some(server) = conf
+        .get("mupdate_server")
+        .filter(|s| !s.is_empty() && *s != "(null)")
+        .map(str::to_string)
+    else {
+        out.stderr.push_str("ctl_mboxlist: mupdate_server is not set\n");
+        out.status = crate::util::exit::CONFIG;
+        return out;
+    };
+    let servername = crate::daemon::cyrus::servername(&conf);
+    let replicated = conf.get("mupdate_config") == Some("replicated");
+    let loc = |part: &str| {
+        if replicated {
+            part.to_string()
+        } else {
+            format!("{servername}!{part}")
+        }
+    };
+    let local: Vec<crate::store::MailboxEntry> = match store.list_prefix("") {
+        Ok(l) => l.into_iter().filter(|e| !store.cfg.is_deleted(&e.name)).collect(),
+        Err(e) => {
+            out.stderr.push_str(&format!("ctl_mboxlist: {e}\n"));
+            out.status = 1;
+            return out;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            out.stderr.push_str(&format!("ctl_mboxlist: {e}\n"));
+            out.status = crate::util::exit::OSERR;
+            return out;
+        }
+    };
+    let mut answers = String::new();
+    if ask {
+        let _ = stdin.read_to_string(&mut answers);
+    }
+    let mut answers = answers.lines().map(str::to_string).collect::<Vec<_>>().into_iter();
+    let mut doomed: Vec<String> = Vec::new();
+    let r: Result<(), String> = rt.block_on(async {
+        let mut c = Client::login(&server, default_port(&conf), &Creds::from_conf(&conf))
+            .await
+            .map_err(|e| format!("couldn't connect to mupdate server: {e}"))?;
+        let theirs: std::collections::BTreeMap<String, crate::store::murder::Entry> = if replicated {
+            Default::default()
+        } else {
+            c.list(Some(&format!("{servername}!")))
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .collect()
+        };
+        let mine: std::collections::BTreeSet<&str> = local.iter().map(|e| e.name.as_str()).collect();
+        for name in theirs.keys().filter(|n| !mine.contains(n.as_str())) {
+            if dry {
+                out.stdout.push_str(&format!("Remove from MUPDATE: {name}\n"));
+            } else {
+                c.delete(name).await.map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+        for e in &local {
+            let want = loc(&e.partition);
+            if theirs
+                .get(&e.name)
+                .is_some_and(|t| t.state == crate::store::murder::State::Active && t.location == want && t.acl == e.acl)
+            {
+                continue;
+            }
+            let elsewhere = match c.find(&e.name).await.map_err(|x| x.to_string())? {
+                Some(t) => crate::store::murder::server_of(&t.location) != crate::store::murder::server_of(&want),
+                None => false,
+            };
+            if elsewhere && !local_wins && !replicated {
+                if dry {
+                    out.stdout.push_str(&format!("Remove Local Mailbox: {}\n", e.name));
+                    continue;
+                }
+                if ask {
+                    out.stdout
+                        .push_str(&format!("{} is on another server; delete the local copy? (y/n) ", e.name));
+                    if !answers.next().is_some_and(|a| a.trim().eq_ignore_ascii_case("y")) {
+                        continue;
+                    }
+                }
+                doomed.push(e.name.clone());
+                continue;
+            }
+            if dry {
+                out.stdout.push_str(&format!("Force Activate: {}\n", e.name));
+            } else {
+                c.activate(&e.name, &want, &e.acl).await.map_err(|x| format!("{}: {x}", e.name))?;
+            }
+        }
+        c.logout().await;
+        Ok(())
+    });
+    for name in doomed.iter().rev() {
+        if let Err(e) = store.delete_local(name) {
+            out.stderr.push_str(&format!("ctl_mboxlist: {name}: {e}\n"));
+            out.status = 1;
+        }
+    }
+    if let Err(e) = r {
+        out.stderr.push_str(&format!("ctl_mboxlist: {e}\n"));
+        out.status = if e.starts_with("couldn't connect") {
+            crate::util::exit::TEMPFAIL
+        } else {
+            1
+        };
     }
     out
 }

@@ -171,6 +171,7 @@ pub fn store_err(e: &StoreError) -> String {
         StoreError::Exists => "NO Mailbox already exists".into(),
         StoreError::OverQuota => "NO [OVERQUOTA] Over quota".into(),
         StoreError::Invalid(_) => "NO Invalid mailbox name".into(),
+        StoreError::Murder(t) => format!("NO {t}"),
         _ => "NO [SERVERBUG] System I/O error".into(),
     }
 }

@@ -11,6 +11,7 @@
 //! to 5 s), each only after it is on disk.
 
 pub mod client;
+pub mod push;
 mod slave;
 
 use super::imapd::io::{Frame, Input, Output, ReadError, MAX_LINE, MAX_SMALL_LITERAL};
