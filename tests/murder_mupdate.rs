@@ -709,3 +709,154 @@ fn ctl_mboxlist_m_makes_the_master_agree() {
     assert_eq!(code, Some(75), "{out}");
     assert!(out.contains("couldn't connect to mupdate server"), "{out}");
 }
+
+/// Talks LMTP on `port`: each command line and the reply lines it got.
+fn lmtp_session(port: u16, script: &[&str], data: &str, replies_after_data: usize) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut out = String::new();
+    let mut read_reply = |out: &mut String| {
+        use std::io::BufRead;
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).unwrap_or(0) == 0 {
+                out.push_str("<closed>\n");
+                return;
+            }
+            out.push_str(&l);
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return;
+            }
+        }
+    };
+    read_reply(&mut out);
+    for c in script {
+        s.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+        out.push_str(&format!("C: {c}\n"));
+        read_reply(&mut out);
+        if *c == "DATA" && out.contains("354") {
+            s.write_all(data.as_bytes()).unwrap();
+            s.write_all(b".\r\n").unwrap();
+            for _ in 0..replies_after_data {
+                read_reply(&mut out);
+            }
+        }
+    }
+    out
+}
+
+fn inbox_count(imap_port: u16, mailbox: &str) -> String {
+    python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('md5u','testpw')\nprint(M.select(sys.argv[2], readonly=True))\n",
+        &[&imap_port.to_string(), mailbox],
+    )
+}
+
+#[test]
+fn lmtp_through_our_front_end_reaches_each_users_back_end() {
+    if !can_run("lmtpproxyd", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let m = Node::start(&t.path().join("master"), &mux, true, "");
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
+    // Two back ends named by address; their LMTP on one port each, as
+    // Cyrus reaches back ends by name and the `lmtp` service.
+    let lport = free_port();
+    let mut backs = Vec::new();
+    for (i, ip) in ["127.0.0.2", "127.0.0.3"].iter().enumerate() {
+        let mut b = Backend::start(
+            &t.path().join(format!("b{}", i + 1)),
+            &format!(
+                "servername: {ip}\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\n",
+                m.port
+            ),
+        );
+        let log = std::fs::File::create(b.dir.join("lmtpd-tcp.log")).unwrap();
+        let mut cmd = Command::new(bin("lmtpd"));
+        cmd.arg("-C")
+            .arg(&b.conf)
+            .args(["-L", &format!("{ip}:{lport}")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        b.extra.push(Proc::spawn("lmtpd", &mut cmd));
+        backs.push(b);
+    }
+    assert!(!imap_admin(backs[0].imap_port, &["CREATE user.alice"]).contains("-> NO"));
+    assert!(!imap_admin(backs[1].imap_port, &["CREATE user.bob"]).contains("-> NO"));
+    // The front end: a replica and the LMTP proxy.
+    let fe = Node::start(
+        &t.path().join("fe"),
+        &mux,
+        false,
+        &format!(
+            "mupdate_server: 127.0.0.1:{}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nmupdate_retry_delay: 1\n",
+            m.port
+        ),
+    );
+    let services = t.path().join("services");
+    std::fs::write(&services, format!("lmtp {lport}/tcp\nmupdate 3905/tcp\n")).unwrap();
+    let fport = free_port();
+    let log = std::fs::File::create(t.path().join("lmtpproxyd.log")).unwrap();
+    let mut cmd = in_namespace(
+        &[(services.clone(), "/etc/services")],
+        &bin("lmtpd"),
+        &["-C", fe.conf.to_str().unwrap(), "-a", "-L", &format!("127.0.0.1:{fport}")],
+    );
+    cmd.stdout(log.try_clone().unwrap()).stderr(log);
+    let _proxy = Proc::spawn("lmtpproxyd", &mut cmd);
+    wait_tcp(fport);
+    let msg = "From: s@example.org\r\nSubject: via the murder\r\nMessage-ID: <m1@example.org>\r\n\r\n.hello\r\n";
+    let out = lmtp_session(
+        fport,
+        &[
+            "LHLO hub",
+            "MAIL FROM:<s@example.org>",
+            "RCPT TO:<alice@example.org>",
+            "RCPT TO:<nobody@example.org>",
+            "RCPT TO:<Bob+x@example.org>",
+            "DATA",
+            "QUIT",
+        ],
+        msg,
+        2,
+    );
+    let norm = out.replace("\r\n", "\n");
+    assert!(norm.contains("Cyrus LMTP 3.6.1-mumail"), "{out}");
+    assert!(norm.contains("C: RCPT TO:<alice@example.org>\n250 2.1.5 ok\n"), "{out}");
+    assert!(norm.contains("C: RCPT TO:<nobody@example.org>\n550-Mailbox unknown."), "{out}");
+    assert!(norm.contains("C: DATA\n354 go ahead\n250 2.1.5 Success SESSIONID=<"), "{out}");
+    // One reply per accepted recipient, each from its back end.
+    assert!(
+        norm.contains("250 2.1.5 Success SESSIONID=<127.0.0.2-") && norm.contains("250 2.1.5 Success SESSIONID=<127.0.0.3-"),
+        "{out}"
+    );
+    assert!(norm.contains("C: QUIT\n221 2.0.0 bye"), "{out}");
+    let c = inbox_count(backs[0].imap_port, "user.alice");
+    assert!(c.contains("'1'"), "alice: {c}");
+    assert!(inbox_count(backs[1].imap_port, "user.bob").contains("'1'"), "bob");
+    // Bob's back end down: his delivery is deferred, Alice's goes on.
+    backs[1].extra.clear();
+    let out = lmtp_session(
+        fport,
+        &[
+            "LHLO hub",
+            "MAIL FROM:<s@example.org>",
+            "RCPT TO:<bob@example.org>",
+            "RCPT TO:<alice@example.org>",
+            "DATA",
+            "QUIT",
+        ],
+        &msg.replace("<m1@", "<m2@"),
+        2,
+    );
+    let norm = out.replace("\r\n", "\n");
+    assert!(
+        norm.contains("354 go ahead\n451 4.4.3 Remote server unavailable\n250 2.1.5 Success"),
+        "{out}"
+    );
+    let c = inbox_count(backs[0].imap_port, "user.alice");
+    assert!(c.contains("'2'"), "alice: {c}");
+}

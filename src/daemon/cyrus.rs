@@ -189,6 +189,19 @@ pub async fn check_password(conf: &ImapdConf, service: &str, user: &str, passwor
     Err(format!("sasl_pwcheck_method {method}: no supported method (saslauthd)"))
 }
 
+/// A TCP service's port from /etc/services (`mupdate`, `lmtp`): Cyrus
+/// connects to its peers by service name.
+pub fn service_port(name: &str) -> Option<u16> {
+    let text = std::fs::read_to_string("/etc/services").ok()?;
+    text.lines().find_map(|line| {
+        let mut it = line.split('#').next().unwrap_or("").split_whitespace();
+        if it.next() != Some(name) {
+            return None;
+        }
+        it.next()?.strip_suffix("/tcp")?.parse().ok()
+    })
+}
+
 /// `servername`, else the host name.
 pub fn servername(conf: &ImapdConf) -> String {
     match conf.get("servername") {

@@ -6,6 +6,7 @@ pub mod cyrus;
 pub mod hub;
 pub mod imapd;
 pub mod lmtpd;
+pub mod lmtpproxy;
 pub mod master;
 pub mod mupdate;
 pub mod pop3d;

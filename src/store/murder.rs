@@ -106,22 +106,6 @@ impl MurderDb {
         })
     }
 
-    /// Opens an existing table read-only for a lookup (front ends'
-    /// proxies): no load into memory.
-    pub fn lookup_file(path: &Path, name: &str) -> Result<Option<Entry>> {
-        let e = |err| MurderDbError::Db(path.to_path_buf(), err);
-        let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(e)?;
-        c.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
-        let mut st = c
-            .prepare_cached("SELECT reserved, location, acl FROM mailbox WHERE name=?1")
-            .map_err(e)?;
-        let mut rows = st.query(params![name]).map_err(e)?;
-        match rows.next().map_err(e)? {
-            Some(r) => Ok(Some(entry_of(r).map_err(e)?)),
-            None => Ok(None),
-        }
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -200,6 +184,50 @@ impl MurderDb {
     }
 }
 
+/// A front end's read-only view of the local table (the replica keeps
+/// it current): one connection, opened on first use and reopened after
+/// an error.
+pub struct Lookup {
+    path: PathBuf,
+    db: Mutex<Option<Connection>>,
+}
+
+impl Lookup {
+    pub fn new(path: &Path) -> Lookup {
+        Lookup {
+            path: path.to_path_buf(),
+            db: Mutex::new(None),
+        }
+    }
+
+    /// The entry for `name`.  Blocking.
+    pub fn get(&self, name: &str) -> Result<Option<Entry>> {
+        let e = |err| MurderDbError::Db(self.path.clone(), err);
+        let mut g = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            let c = Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(e)?;
+            c.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
+            *g = Some(c);
+        }
+        let Some(c) = g.as_ref() else {
+            return Ok(None);
+        };
+        let r = c
+            .prepare_cached("SELECT reserved, location, acl FROM mailbox WHERE name=?1")
+            .and_then(|mut st| {
+                let mut rows = st.query(params![name])?;
+                match rows.next()? {
+                    Some(r) => Ok(Some(entry_of(r)?)),
+                    None => Ok(None),
+                }
+            });
+        if r.is_err() {
+            *g = None;
+        }
+        r.map_err(e)
+    }
+}
+
 fn entry_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     let reserved: bool = r.get(0)?;
     Ok(Entry {
@@ -266,7 +294,7 @@ mod tests {
         let db = MurderDb::open(&p).unwrap();
         assert_eq!(db.len(), 1);
         assert_eq!(db.get("user.a").unwrap().server(), "b1");
-        assert_eq!(MurderDb::lookup_file(&p, "user.a").unwrap(), Some(active("b1!default", "a\tlrs\t")));
+        assert_eq!(Lookup::new(&p).get("user.a").unwrap(), Some(active("b1!default", "a\tlrs\t")));
         let mut all = BTreeMap::new();
         all.insert("user.a".to_string(), active("b1!default", "a\tlrs\t"));
         all.insert("user.c".to_string(), active("b1!default", "c\tlrs\t"));

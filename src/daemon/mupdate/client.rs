@@ -82,17 +82,7 @@ pub fn split_server(server: &str, default: u16) -> (String, u16) {
 
 /// The port of `mupdate` in /etc/services, else `mupdate_port`.
 pub fn default_port(conf: &ImapdConf) -> u16 {
-    if let Ok(text) = std::fs::read_to_string("/etc/services") {
-        for line in text.lines() {
-            let mut it = line.split('#').next().unwrap_or("").split_whitespace();
-            if it.next() == Some("mupdate") {
-                if let Some(p) = it.next().and_then(|p| p.strip_suffix("/tcp")).and_then(|p| p.parse().ok()) {
-                    return p;
-                }
-            }
-        }
-    }
-    u16::try_from(conf.get_int("mupdate_port")).unwrap_or(3905)
+    crate::daemon::cyrus::service_port("mupdate").unwrap_or_else(|| u16::try_from(conf.get_int("mupdate_port")).unwrap_or(3905))
 }
 
 pub struct Client {

@@ -1,0 +1,680 @@
+//! lmtpproxyd: a Murder front end's LMTP (Cyrus's lmtpd when
+//! `mupdate_server` is set and `proxyservers` is not).  Each RCPT is
+//! looked up in the local MUPDATE replica (`{configdirectory}/mupdate.db`,
+//! with a kick of the replica on a miss); at DATA the recipients are
+//! grouped per back end and each group goes to its back end's LMTP in one
+//! pipelined transaction, over a connection kept for the session and
+//! authenticated as `proxy_authname`.  Every recipient gets its back
+//! end's reply; a back end that cannot be reached, or that no longer
+//! knows a mailbox the directory places there, gives a temporary failure
+//! so that the hub queues and retries.
+
+use super::cyrus::{check_password, servername};
+use crate::config::cyrus::ImapdConf;
+use crate::log::Logger;
+use crate::mail::Secret;
+use crate::proto::lmtp::{self, Command, DataReceiver};
+use crate::server::Conn;
+use crate::store::murder::{server_of, Lookup, State};
+use crate::util::lines::{Line, LineBuffer};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+
+const MAX_COMMAND: usize = 4096;
+const MAX_DATA_LINE: usize = 1 << 20;
+const MAX_RCPT: usize = 1000;
+const IDLE: Duration = Duration::from_secs(300);
+/// A back end's reply, or its connection, within this.
+const BACKEND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest reply line from a back end.
+const MAX_REPLY_LINE: usize = 4096;
+
+const UNKNOWN: &str = "550-Mailbox unknown.  Either there is no mailbox associated with this\r\n550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown";
+
+pub struct LmtpProxy {
+    conf: ImapdConf,
+    log: Arc<Logger>,
+    servername: String,
+    lookup: Lookup,
+    kick: std::path::PathBuf,
+    preauth: bool,
+    lmtp_port: u16,
+    sessions: std::sync::atomic::AtomicU64,
+}
+
+/// Whether imapd.conf makes this host a dedicated front end (Cyrus:
+/// `mupdate_server` set, `proxyservers` unset, `mupdate_config` standard).
+pub fn is_frontend(conf: &ImapdConf) -> bool {
+    let set = |n: &str| conf.get(n).is_some_and(|v| !v.is_empty() && v != "(null)");
+    set("mupdate_server") && !set("proxyservers") && conf.get("mupdate_config").unwrap_or("standard") == "standard"
+}
+
+struct Rcpt {
+    addr: String,
+    server: String,
+    ignore_quota: bool,
+}
+
+/// One back end's LMTP connection, kept for the session.
+struct Backend {
+    io: tokio::io::BufReader<tokio::net::TcpStream>,
+    auth_param: bool,
+}
+
+impl LmtpProxy {
+    fn session_id(&self) -> String {
+        let n = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        format!("{}-{}-{n}", self.servername, std::process::id())
+    }
+
+    /// The back end of a user's INBOX: the local replica, then (on a miss
+    /// or a reservation) once more after kicking it.
+    async fn locate(&self, inbox: &str) -> Result<Option<(State, String)>, String> {
+        for attempt in 0..2 {
+            let name = inbox.to_string();
+            let found = {
+                let r = tokio::task::block_in_place(|| self.lookup.get(&name));
+                r.map_err(|e| e.to_string())?
+            };
+            match found {
+                Some(e) if e.state == State::Active || attempt == 1 => return Ok(Some((e.state, server_of(&e.location).to_string()))),
+                None if attempt == 1 => return Ok(None),
+                _ => kick(&self.kick).await,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Logs in to `server`'s LMTP as `proxy_authname`.
+    async fn connect(&self, server: &str) -> Result<Backend, String> {
+        let (host, port) = super::mupdate::client::split_server(server, self.lmtp_port);
+        let tcp = tokio::time::timeout(BACKEND_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
+            .await
+            .map_err(|_| format!("{server}: connect timed out"))?
+            .map_err(|e| format!("{server}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let mut b = Backend {
+            io: tokio::io::BufReader::new(tcp),
+            auth_param: false,
+        };
+        let (code, _) = b.reply().await?;
+        if code != 220 {
+            return Err(format!("{server}: greeting {code}"));
+        }
+        b.send(format!("LHLO {}\r\n", self.servername).as_bytes()).await?;
+        let (code, lines) = b.reply().await?;
+        if code != 250 {
+            return Err(format!("{server}: LHLO {code}"));
+        }
+        let auth = lines
+            .iter()
+            .find_map(|l| l.get(4..).and_then(|x| x.strip_prefix("AUTH ")).map(str::to_string));
+        if let Some(mechs) = auth {
+            b.auth_param = true;
+            if !mechs.split_whitespace().any(|m| m.eq_ignore_ascii_case("PLAIN")) {
+                return Err(format!("{server}: no PLAIN among {mechs}"));
+            }
+            let who = self.conf.get("proxy_authname").unwrap_or("proxy").to_string();
+            let short = server.split(['.', ':']).next().unwrap_or(server);
+            let pw = self
+                .conf
+                .overflow(&format!("{short}_password"))
+                .or_else(|| self.conf.get("proxy_password").filter(|p| *p != "(null)"))
+                .unwrap_or("")
+                .to_string();
+            let ir = crate::util::base64_encode(format!("\0{who}\0{pw}").as_bytes());
+            b.send(format!("AUTH PLAIN {ir}\r\n").as_bytes()).await?;
+            let (code, lines) = b.reply().await?;
+            if code != 235 {
+                return Err(format!("{server}: AUTH as {who}: {}", lines.join(" ")));
+            }
+        }
+        Ok(b)
+    }
+}
+
+impl Backend {
+    async fn send(&mut self, b: &[u8]) -> Result<(), String> {
+        tokio::time::timeout(BACKEND_TIMEOUT, self.io.get_mut().write_all(b))
+            .await
+            .map_err(|_| "write timed out".to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// One (multi-line) reply: its code and lines.
+    async fn reply(&mut self) -> Result<(u16, Vec<String>), String> {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = Vec::new();
+        loop {
+            let mut l = Vec::new();
+            let n = tokio::time::timeout(
+                BACKEND_TIMEOUT,
+                (&mut self.io).take(MAX_REPLY_LINE as u64).read_until(b'\n', &mut l),
+            )
+            .await
+            .map_err(|_| "timed out waiting for the back end".to_string())?
+            .map_err(|e| e.to_string())?;
+            if n == 0 || !l.ends_with(b"\n") {
+                return Err("connection closed by the back end".into());
+            }
+            let text = String::from_utf8_lossy(&l).trim_end().to_string();
+            let code: u16 = text.get(..3).and_then(|c| c.parse().ok()).ok_or(format!("bad reply {text:?}"))?;
+            let more = text.as_bytes().get(3) == Some(&b'-');
+            lines.push(text);
+            if !more {
+                return Ok((code, lines));
+            }
+            if lines.len() > 100 {
+                return Err("reply too long".into());
+            }
+        }
+    }
+}
+
+/// Asks the local replica to catch up with the master; waits for its
+/// `ok` (bounded).
+async fn kick(path: &std::path::Path) {
+    let work = async {
+        let mut s = tokio::net::UnixStream::connect(path).await.ok()?;
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).await.ok()
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), work).await;
+}
+
+impl crate::server::Service for LmtpProxy {
+    async fn serve(self: Arc<Self>, conn: Conn) {
+        let unix = matches!(conn, Conn::Unix(_));
+        let peer = conn.peer();
+        let (r, w) = tokio::io::split(conn.into_io());
+        let mut s = Session {
+            sid: self.session_id(),
+            p: self.clone(),
+            r,
+            w: BufWriter::new(w),
+            buf: LineBuffer::new(MAX_DATA_LINE),
+            queue: VecDeque::new(),
+            authed: unix || self.preauth,
+            peer,
+            from: None,
+            auth_user: None,
+            rcpts: Vec::new(),
+            backends: HashMap::new(),
+        };
+        let _ = s.run().await;
+        for (_, mut b) in s.backends.drain() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), b.send(b"QUIT\r\n")).await;
+        }
+    }
+}
+
+struct Session<R, W> {
+    p: Arc<LmtpProxy>,
+    r: R,
+    w: BufWriter<W>,
+    buf: LineBuffer,
+    queue: VecDeque<Line>,
+    authed: bool,
+    peer: String,
+    sid: String,
+    from: Option<String>,
+    /// MAIL's AUTH= parameter, passed on.
+    auth_user: Option<String>,
+    rcpts: Vec<Rcpt>,
+    backends: HashMap<String, Backend>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<R, W> {
+    async fn reply(&mut self, text: &str) -> std::io::Result<()> {
+        self.w.write_all(text.as_bytes()).await?;
+        self.w.write_all(b"\r\n").await
+    }
+
+    async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        if self.queue.is_empty() {
+            self.w.flush().await?;
+        }
+        crate::server::read_line(&mut self.r, &mut self.buf, &mut self.queue, IDLE).await
+    }
+
+    async fn run(&mut self) -> std::io::Result<()> {
+        let p = self.p.clone();
+        self.reply(&format!(
+            "220 {} Cyrus LMTP {} server ready",
+            p.servername,
+            super::lmtpd::CYRUS_VERSION
+        ))
+        .await?;
+        loop {
+            let line = match self.next_line().await? {
+                None => return Ok(()),
+                Some(Line::TooLong) => {
+                    self.reply("500 5.5.2 Line too long").await?;
+                    continue;
+                }
+                Some(Line::Complete(l)) => l,
+            };
+            if line.len() > MAX_COMMAND {
+                self.reply("500 5.5.2 Line too long").await?;
+                continue;
+            }
+            match lmtp::parse(&line) {
+                Command::Lhlo(_) => {
+                    self.from = None;
+                    self.rcpts.clear();
+                    let mut caps = vec![
+                        p.servername.clone(),
+                        "8BITMIME".into(),
+                        "ENHANCEDSTATUSCODES".into(),
+                        "PIPELINING".into(),
+                        "SIZE".into(),
+                    ];
+                    if !self.authed {
+                        caps.push("AUTH PLAIN".into());
+                    }
+                    caps.push("IGNOREQUOTA".into());
+                    for c in caps {
+                        self.reply(&format!("250-{c}")).await?;
+                    }
+                    let sid = self.sid.clone();
+                    self.reply(&format!("250 Ok SESSIONID=<{sid}>")).await?;
+                }
+                Command::HeloEhlo => self.reply("500 5.5.1 Command unrecognized; use LHLO").await?,
+                Command::Auth(mech, ir) => self.auth(&mech, ir).await?,
+                Command::Mail(from, params) => {
+                    if !self.authed {
+                        self.reply("530 Authentication required").await?;
+                    } else if self.from.is_some() {
+                        self.reply("503 5.5.1 Nested MAIL command").await?;
+                    } else {
+                        self.auth_user = params
+                            .iter()
+                            .find(|(k, _)| k == "AUTH")
+                            .and_then(|(_, v)| v.clone())
+                            .filter(|v| v != "<>");
+                        self.from = Some(from);
+                        self.reply("250 2.1.0 ok").await?;
+                    }
+                }
+                Command::Rcpt(to, params) => {
+                    if self.from.is_none() {
+                        self.reply("503 5.5.1 Need MAIL command").await?;
+                    } else if self.rcpts.len() >= MAX_RCPT {
+                        self.reply("452 4.5.3 Too many recipients").await?;
+                    } else {
+                        let ignore = params.iter().any(|(k, _)| k == "IGNOREQUOTA");
+                        let r = self.rcpt(&to, ignore).await;
+                        self.reply(&r).await?;
+                    }
+                }
+                Command::Data => {
+                    if self.from.is_none() {
+                        self.reply("503 5.5.1 Need MAIL command").await?;
+                    } else if self.rcpts.is_empty() {
+                        self.reply("503 5.5.1 No recipients").await?;
+                    } else {
+                        self.data().await?;
+                    }
+                }
+                Command::Rset => {
+                    self.from = None;
+                    self.rcpts.clear();
+                    self.sid = p.session_id();
+                    let sid = self.sid.clone();
+                    self.reply(&format!("250 2.0.0 Ok SESSIONID=<{sid}>")).await?;
+                }
+                Command::Noop => self.reply("250 2.0.0 ok").await?,
+                Command::Quit => {
+                    self.reply("221 2.0.0 bye").await?;
+                    self.w.flush().await?;
+                    return Ok(());
+                }
+                Command::StartTls => self.reply("454 4.7.0 TLS not available").await?,
+                Command::Vrfy | Command::Unknown(_) => self.reply("500 5.5.2 Syntax error").await?,
+                Command::Syntax(r) => self.reply(r).await?,
+            }
+        }
+    }
+
+    /// AUTH PLAIN for TCP clients (the hub), checked as Cyrus's lmtpd
+    /// does: the identity must be an LMTP admin.
+    async fn auth(&mut self, mech: &str, ir: Option<String>) -> std::io::Result<()> {
+        if self.authed {
+            return self.reply("503 5.5.0 already authenticated").await;
+        }
+        if mech != "PLAIN" {
+            return self.reply("504 5.5.4 Unrecognized authentication type").await;
+        }
+        let resp = match ir {
+            Some(r) if r != "=" => r,
+            Some(_) => String::new(),
+            None => {
+                self.reply("334 ").await?;
+                match self.next_line().await? {
+                    Some(Line::Complete(l)) => String::from_utf8_lossy(&l).into_owned(),
+                    _ => return Ok(()),
+                }
+            }
+        };
+        let parts: Option<Vec<Vec<u8>>> =
+            crate::util::base64_decode(resp.trim()).map(|raw| raw.split(|&c| c == 0).map(<[u8]>::to_vec).collect());
+        let Some(parts) = parts.filter(|p| p.len() == 3) else {
+            return self.reply("501 5.5.4 Syntax error in parameters").await;
+        };
+        let user = String::from_utf8_lossy(&parts[1]).into_owned();
+        let admin = self.p.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
+        match check_password(&self.p.conf, "lmtp", &user, &Secret::new(parts[2].clone())).await {
+            Ok(true) if admin => {
+                self.authed = true;
+                self.p.log.info(&format!("login: {} {user} PLAIN User logged in", self.peer));
+                self.reply("235 Authenticated!").await
+            }
+            Ok(_) => {
+                self.p
+                    .log
+                    .info(&format!("badlogin: {} PLAIN [SASL(-13): authentication failure]", self.peer));
+                self.reply("535 5.7.8 Authentication failed").await
+            }
+            Err(e) => {
+                self.p.log.warning(&e);
+                self.reply("454 4.7.0 Temporary authentication failure").await
+            }
+        }
+    }
+
+    async fn rcpt(&mut self, to: &str, ignore_quota: bool) -> String {
+        let conf = &self.p.conf;
+        let mut addr = to.to_string();
+        if conf.get_switch("lmtp_downcase_rcpt") {
+            let (local, domain) = addr.rsplit_once('@').map_or((addr.as_str(), None), |(l, d)| (l, Some(d)));
+            let (user, detail) = local.split_once('+').map_or((local, None), |(u, d)| (u, Some(d)));
+            let mut a = user.to_lowercase();
+            if let Some(d) = detail {
+                a = format!("{a}+{d}");
+            }
+            if let Some(d) = domain {
+                a = format!("{a}@{}", d.to_lowercase());
+            }
+            addr = a;
+        }
+        let (local, domain) = addr.rsplit_once('@').unwrap_or((addr.as_str(), ""));
+        let local = local.trim_matches('"');
+        let user = local.split_once('+').map_or(local, |(u, _)| u);
+        let virtdomains = !matches!(conf.get("virtdomains"), Some("off") | Some("no") | None);
+        let userid = if virtdomains && !domain.is_empty() {
+            format!("{user}@{domain}")
+        } else {
+            user.to_string()
+        };
+        let defaultdomain = conf.get("defaultdomain").unwrap_or("").to_string();
+        let Ok(inbox) = crate::store::names::user_inbox(&userid, conf.get_switch("unixhierarchysep"), virtdomains, &defaultdomain) else {
+            return UNKNOWN.to_string();
+        };
+        match self.p.locate(&inbox).await {
+            Ok(Some((State::Active, server))) => {
+                self.rcpts.push(Rcpt {
+                    addr,
+                    server,
+                    ignore_quota,
+                });
+                "250 2.1.5 ok".into()
+            }
+            Ok(Some((State::Reserved, _))) => "451 4.2.1 Mailbox has been moved to another server".into(),
+            Ok(None) => UNKNOWN.to_string(),
+            Err(e) => {
+                self.p.log.error(&format!("IOERROR: looking up {inbox}: {e}"));
+                "451 4.4.3 Remote server unavailable".into()
+            }
+        }
+    }
+
+    async fn data(&mut self) -> std::io::Result<()> {
+        self.reply("354 go ahead").await?;
+        let max = match self.p.conf.get_int("maxmessagesize") {
+            n if n > 0 => n as usize,
+            _ => 1 << 30,
+        };
+        let mut rx = DataReceiver::new(max);
+        loop {
+            match self.next_line().await? {
+                None => return Ok(()),
+                Some(Line::TooLong) => rx.too_big = true,
+                Some(Line::Complete(l)) => {
+                    if rx.line(&l) {
+                        break;
+                    }
+                }
+            }
+        }
+        let rcpts = std::mem::take(&mut self.rcpts);
+        let from = self.from.take().unwrap_or_default();
+        if rx.too_big {
+            for _ in &rcpts {
+                self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?;
+            }
+            return Ok(());
+        }
+        // The body once, dot-stuffed, for every back end.
+        let mut body = Vec::with_capacity(rx.data.len() + 64);
+        let mut at_line_start = true;
+        for &c in &rx.data {
+            if at_line_start && c == b'.' {
+                body.push(b'.');
+            }
+            body.push(c);
+            at_line_start = c == b'\n';
+        }
+        if !body.ends_with(b"\r\n") && !body.is_empty() {
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b".\r\n");
+        // Recipients grouped per back end, replies in the client's order.
+        let mut order: Vec<String> = Vec::new();
+        for r in &rcpts {
+            if !order.contains(&r.server) {
+                order.push(r.server.clone());
+            }
+        }
+        let mut replies: Vec<Option<String>> = vec![None; rcpts.len()];
+        for server in order {
+            let idx: Vec<usize> = (0..rcpts.len()).filter(|&i| rcpts[i].server == server).collect();
+            let group: Vec<&Rcpt> = idx.iter().map(|&i| &rcpts[i]).collect();
+            let got = self.deliver(&server, &from, &group, &body).await;
+            for (k, &i) in idx.iter().enumerate() {
+                replies[i] = got.get(k).cloned();
+            }
+        }
+        for r in replies {
+            let r = r.unwrap_or_else(|| "451 4.4.3 Remote server unavailable".into());
+            self.reply(&r).await?;
+        }
+        Ok(())
+    }
+
+    /// One transaction on `server` (a kept connection, or a new one; a
+    /// kept one that broke is replaced once).  One reply per recipient.
+    async fn deliver(&mut self, server: &str, from: &str, group: &[&Rcpt], body: &[u8]) -> Vec<String> {
+        for attempt in 0..2 {
+            let b = match self.backends.remove(server) {
+                Some(b) => b,
+                None => match self.p.connect(server).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.p.log.error(&format!("couldn't connect to backend {server}: {e}"));
+                        return vec!["451 4.4.3 Remote server unavailable".into(); group.len()];
+                    }
+                },
+            };
+            let reused = attempt == 0;
+            match self.transaction(b, from, group, body).await {
+                Ok((b, out)) => {
+                    self.backends.insert(server.to_string(), b);
+                    return out;
+                }
+                Err((e, sent_data)) => {
+                    self.p.log.error(&format!("backend {server}: {e}"));
+                    // Retry on a fresh connection only when the message
+                    // cannot have been accepted (DATA not yet sent).
+                    if !(reused && !sent_data) {
+                        return vec!["451 4.4.3 Remote server unavailable".into(); group.len()];
+                    }
+                }
+            }
+        }
+        vec!["451 4.4.3 Remote server unavailable".into(); group.len()]
+    }
+
+    async fn transaction(
+        &self,
+        mut b: Backend,
+        from: &str,
+        group: &[&Rcpt],
+        body: &[u8],
+    ) -> Result<(Backend, Vec<String>), (String, bool)> {
+        let e = |s: String| (s, false);
+        // RSET, MAIL, every RCPT, DATA: pipelined.
+        let mut cmds = String::from("RSET\r\n");
+        let auth = if b.auth_param {
+            format!(
+                " AUTH={}",
+                self.auth_user
+                    .as_deref()
+                    .map_or("<>".to_string(), |u| crate::proto::smtp::xtext_encode(u))
+            )
+        } else {
+            String::new()
+        };
+        cmds.push_str(&format!("MAIL FROM:<{from}>{auth}\r\n"));
+        for r in group {
+            cmds.push_str(&format!(
+                "RCPT TO:<{}>{}\r\n",
+                r.addr,
+                if r.ignore_quota { " IGNOREQUOTA" } else { "" }
+            ));
+        }
+        cmds.push_str("DATA\r\n");
+        b.send(cmds.as_bytes()).await.map_err(e)?;
+        b.reply().await.map_err(e)?;
+        let (code, lines) = b.reply().await.map_err(e)?;
+        if code != 250 {
+            // Everything after MAIL fails with it.
+            for _ in group {
+                let _ = b.reply().await;
+            }
+            let _ = b.reply().await;
+            let text = lines.join("\r\n");
+            return Ok((b, vec![temp_if_unknown(&text); group.len()]));
+        }
+        let mut out: Vec<Option<String>> = Vec::with_capacity(group.len());
+        for _ in group {
+            let (code, lines) = b.reply().await.map_err(e)?;
+            out.push(if code == 250 {
+                None
+            } else {
+                Some(temp_if_unknown(&lines.join("\r\n")))
+            });
+        }
+        let (code, lines) = b.reply().await.map_err(e)?;
+        if code != 354 {
+            let text = lines.join("\r\n");
+            return Ok((b, out.into_iter().map(|o| o.unwrap_or_else(|| text.clone())).collect()));
+        }
+        b.send(body).await.map_err(|s| (s, true))?;
+        let mut result = Vec::with_capacity(group.len());
+        for o in out {
+            match o {
+                Some(refused) => result.push(refused),
+                None => {
+                    let (_, lines) = b.reply().await.map_err(|s| (s, true))?;
+                    result.push(temp_if_unknown(&lines.join("\r\n")));
+                }
+            }
+        }
+        Ok((b, result))
+    }
+}
+
+/// A back end that does not know a mailbox the directory places on it:
+/// out-of-date MUPDATE data, so a temporary failure (Cyrus's
+/// `tempfail_unknown_mailbox`).
+fn temp_if_unknown(reply: &str) -> String {
+    if reply.starts_with("550") && reply.contains("5.1.1") {
+        "451 4.2.1 Mailbox has been moved to another server".into()
+    } else {
+        reply.to_string()
+    }
+}
+
+pub fn main(args: &[String]) -> i32 {
+    use crate::util::exit;
+    let a = match super::cyrus::parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lmtpproxyd: {e}");
+            return exit::USAGE;
+        }
+    };
+    let ident = std::env::var("CYRUS_SERVICE").unwrap_or_else(|_| "lmtp".into());
+    let conf = match ImapdConf::load(&a.config, Some(&ident)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lmtpproxyd: fatal: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let log = match Logger::for_cyrus(&conf, &ident) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            eprintln!("lmtpproxyd: fatal: {e}");
+            return exit::CONFIG;
+        }
+    };
+    crate::log::install_panic_hook(log.clone());
+    let configdir = std::path::PathBuf::from(conf.path_option("configdirectory").unwrap_or_default());
+    let lmtp_port = super::cyrus::service_port("lmtp").unwrap_or(24);
+    let p = Arc::new(LmtpProxy {
+        servername: servername(&conf),
+        lookup: Lookup::new(&configdir.join(crate::store::murder::FILE)),
+        kick: configdir.join("socket/mupdate.target"),
+        preauth: a.preauth,
+        lmtp_port,
+        sessions: Default::default(),
+        log: log.clone(),
+        conf,
+    });
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lmtpproxyd: {e}");
+            return exit::OSERR;
+        }
+    };
+    rt.block_on(async move {
+        let specs = if a.listen.is_empty() {
+            vec![p.conf.path_option("lmtpsocket").unwrap_or_default()]
+        } else {
+            a.listen.clone()
+        };
+        let listeners = match super::cyrus::bind_listeners(&specs).await {
+            Ok(l) => l,
+            Err(e) => {
+                log.fatal(&e);
+                eprintln!("lmtpproxyd: fatal: {e}");
+                return exit::TEMPFAIL;
+            }
+        };
+        let (sd, rx) = crate::server::Shutdown::new();
+        tokio::spawn(async move {
+            crate::server::signals(|| {}).await;
+            sd.trigger();
+        });
+        let limits = crate::server::Limits {
+            max_conns: super::cyrus::max_conns(),
+            ..Default::default()
+        };
+        crate::server::run(listeners, p, limits, rx).await;
+        0
+    })
+}
