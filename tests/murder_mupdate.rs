@@ -753,61 +753,99 @@ fn inbox_count(imap_port: u16, mailbox: &str) -> String {
     )
 }
 
+/// A murder on loopback: our master, two of our back ends named
+/// 127.0.0.2 and 127.0.0.3 (IMAP, POP3 and LMTP on the same three ports
+/// of each, as Cyrus reaches back ends by name and service), `user.alice`
+/// and `user.u7` on the first, `user.bob` and `user.yes1` on the second,
+/// a front end with its replica; front-end daemons run in a namespace
+/// whose /etc/services names those ports.
+struct Murder {
+    _sasl: Proc,
+    _master: Node,
+    backs: Vec<Backend>,
+    fe: Node,
+    services: PathBuf,
+}
+
+impl Murder {
+    fn start(t: &Path) -> Murder {
+        let (sasl, mux) = sasl(&t.join("sasl"));
+        let m = Node::start(&t.join("master"), &mux, true, "");
+        let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
+        let (iport, pport, lport) = (free_port(), free_port(), free_port());
+        let mut backs = Vec::new();
+        for (i, ip) in ["127.0.0.2", "127.0.0.3"].iter().enumerate() {
+            let mut b = Backend::start(
+                &t.join(format!("b{}", i + 1)),
+                &format!(
+                    "servername: {ip}\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\n",
+                    m.port
+                ),
+            );
+            for (prog, port) in [("lmtpd", lport), ("imapd", iport), ("pop3d", pport)] {
+                let log = std::fs::File::create(b.dir.join(format!("{prog}-fe.log"))).unwrap();
+                let mut cmd = Command::new(bin(prog));
+                cmd.arg("-C")
+                    .arg(&b.conf)
+                    .args(["-L", &format!("{ip}:{port}")])
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log);
+                b.extra.push(Proc::spawn(prog, &mut cmd));
+            }
+            backs.push(b);
+        }
+        assert!(!imap_admin(backs[0].imap_port, &["CREATE user.alice", "CREATE user.u7"]).contains("-> NO"));
+        assert!(!imap_admin(backs[1].imap_port, &["CREATE user.bob", "CREATE user.yes1"]).contains("-> NO"));
+        let fe = Node::start(
+            &t.join("fe"),
+            &mux,
+            false,
+            &format!(
+                "mupdate_server: 127.0.0.1:{}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nmupdate_retry_delay: 1\n",
+                m.port
+            ),
+        );
+        let services = t.join("services");
+        std::fs::write(
+            &services,
+            format!("imap {iport}/tcp\npop3 {pport}/tcp\nlmtp {lport}/tcp\nmupdate 3905/tcp\n"),
+        )
+        .unwrap();
+        Murder {
+            _sasl: sasl,
+            _master: m,
+            backs,
+            fe,
+            services,
+        }
+    }
+
+    /// One of our store daemons started on the front end's config (so it
+    /// proxies) on a new port.
+    fn front(&self, prog: &str, flags: &[&str]) -> (Proc, u16) {
+        let port = free_port();
+        let log = std::fs::File::create(self.fe.dir.join(format!("{prog}.log"))).unwrap();
+        let mut args = vec!["-C", self.fe.conf.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let l = format!("127.0.0.1:{port}");
+        args.extend_from_slice(&["-L", &l]);
+        let mut cmd = in_namespace(&[(self.services.clone(), "/etc/services")], &bin(prog), &args);
+        cmd.stdout(log.try_clone().unwrap()).stderr(log);
+        let p = Proc::spawn(prog, &mut cmd);
+        wait_tcp(port);
+        (p, port)
+    }
+}
+
 #[test]
 fn lmtp_through_our_front_end_reaches_each_users_back_end() {
     if !can_run("lmtpproxyd", &[]) {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let (_sasl, mux) = sasl(&t.path().join("sasl"));
-    let m = Node::start(&t.path().join("master"), &mux, true, "");
-    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
-    // Two back ends named by address; their LMTP on one port each, as
-    // Cyrus reaches back ends by name and the `lmtp` service.
-    let lport = free_port();
-    let mut backs = Vec::new();
-    for (i, ip) in ["127.0.0.2", "127.0.0.3"].iter().enumerate() {
-        let mut b = Backend::start(
-            &t.path().join(format!("b{}", i + 1)),
-            &format!(
-                "servername: {ip}\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\n",
-                m.port
-            ),
-        );
-        let log = std::fs::File::create(b.dir.join("lmtpd-tcp.log")).unwrap();
-        let mut cmd = Command::new(bin("lmtpd"));
-        cmd.arg("-C")
-            .arg(&b.conf)
-            .args(["-L", &format!("{ip}:{lport}")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        b.extra.push(Proc::spawn("lmtpd", &mut cmd));
-        backs.push(b);
-    }
-    assert!(!imap_admin(backs[0].imap_port, &["CREATE user.alice"]).contains("-> NO"));
-    assert!(!imap_admin(backs[1].imap_port, &["CREATE user.bob"]).contains("-> NO"));
-    // The front end: a replica and the LMTP proxy.
-    let fe = Node::start(
-        &t.path().join("fe"),
-        &mux,
-        false,
-        &format!(
-            "mupdate_server: 127.0.0.1:{}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nmupdate_retry_delay: 1\n",
-            m.port
-        ),
-    );
-    let services = t.path().join("services");
-    std::fs::write(&services, format!("lmtp {lport}/tcp\nmupdate 3905/tcp\n")).unwrap();
-    let fport = free_port();
-    let log = std::fs::File::create(t.path().join("lmtpproxyd.log")).unwrap();
-    let mut cmd = in_namespace(
-        &[(services.clone(), "/etc/services")],
-        &bin("lmtpd"),
-        &["-C", fe.conf.to_str().unwrap(), "-a", "-L", &format!("127.0.0.1:{fport}")],
-    );
-    cmd.stdout(log.try_clone().unwrap()).stderr(log);
-    let _proxy = Proc::spawn("lmtpproxyd", &mut cmd);
-    wait_tcp(fport);
+    let mut mu = Murder::start(t.path());
+    let (_proxy, fport) = mu.front("lmtpd", &["-a"]);
+    let backs = &mut mu.backs;
     let msg = "From: s@example.org\r\nSubject: via the murder\r\nMessage-ID: <m1@example.org>\r\n\r\n.hello\r\n";
     let out = lmtp_session(
         fport,
@@ -859,4 +897,91 @@ fn lmtp_through_our_front_end_reaches_each_users_back_end() {
     );
     let c = inbox_count(backs[0].imap_port, "user.alice");
     assert!(c.contains("'2'"), "alice: {c}");
+}
+
+#[test]
+fn imap_and_pop3_through_our_front_end() {
+    if !can_run("proxyd", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mut mu = Murder::start(t.path());
+    let (_lmtp, lport) = mu.front("lmtpd", &["-a"]);
+    let msg = "From: s@example.org\r\nSubject: hello u7\r\nMessage-ID: <p1@example.org>\r\n\r\nbody\r\n";
+    let out = lmtp_session(
+        lport,
+        &[
+            "LHLO hub",
+            "MAIL FROM:<s@example.org>",
+            "RCPT TO:<u7@example.org>",
+            "RCPT TO:<yes1@example.org>",
+            "DATA",
+            "QUIT",
+        ],
+        msg,
+        2,
+    );
+    assert_eq!(out.matches("250 2.1.5 Success").count(), 2, "{out}");
+    let (_imap, iport) = mu.front("imapd", &[]);
+    // Each user reaches their own back end through the same front end.
+    let script = "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nprint(M.welcome)\n\
+                  print(M.login(sys.argv[2],'testpw'))\nprint(M.select('INBOX'))\n\
+                  print(M.fetch('1','(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\nprint(M.create('INBOX.Sent'))\nprint(M.list())\nprint(M.logout())\n";
+    let out = python(script, &[&iport.to_string(), "u7"]);
+    assert!(
+        out.contains("frontend Cyrus IMAP") && out.contains("MUPDATE=mupdate://127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("('OK', [b'[CAPABILITY"), "{out}");
+    assert!(out.contains("Subject: hello u7"), "{out}");
+    assert!(out.contains("Sent'"), "{out}");
+    let out = python(script, &[&iport.to_string(), "yes1"]);
+    assert!(out.contains("Subject: hello u7"), "{out}");
+    // The folder created through the front end lives on u7's back end and
+    // is in the directory.
+    let mut w = Raw::login(mu._master.port, "md5u");
+    assert!(w.call("f", "FIND \"user.u7.Sent\"").contains("127.0.0.2!default"));
+    // A wrong password never reaches a back end.
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\ntry:\n    M.login('u7','bad')\nexcept Exception as e:\n    print('refused', e)\n",
+        &[&iport.to_string()],
+    );
+    assert!(out.contains("refused") && out.contains("Login failed"), "{out}");
+    // POP3 too.
+    let (_pop, pport) = mu.front("pop3d", &[]);
+    let out = python(
+        "import poplib,sys\nP=poplib.POP3('127.0.0.1',int(sys.argv[1]))\nP.user('yes1')\nprint(P.pass_('testpw'))\nprint(P.stat())\nprint(b'\\n'.join(P.retr(1)[1]).decode())\nprint(P.quit())\n",
+        &[&pport.to_string()],
+    );
+    assert!(out.contains("(1, "), "{out}");
+    assert!(out.contains("Subject: hello u7"), "{out}");
+    // A back end cut mid-session: the client is told, the other back
+    // end's users go on.
+    let mut s = TcpStream::connect(("127.0.0.1", iport)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let _ = s.read(&mut buf).unwrap();
+    s.write_all(b"a LOGIN yes1 testpw\r\nb SELECT INBOX\r\n").unwrap();
+    let mut got = String::new();
+    while !got.contains("b OK") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "{got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    mu.backs[1].extra.clear();
+    let mut got = String::new();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(got.contains("* BYE"), "{got}");
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\ntry:\n    print(M.login('yes1','testpw'))\nexcept Exception as e:\n    print('refused', e)\n",
+        &[&iport.to_string()],
+    );
+    assert!(out.contains("refused") && out.contains("UNAVAILABLE"), "{out}");
+    let out = python(script, &[&iport.to_string(), "u7"]);
+    assert!(out.contains("Subject: hello u7"), "{out}");
 }

@@ -9,13 +9,11 @@
 //! knows a mailbox the directory places there, gives a temporary failure
 //! so that the hub queues and retries.
 
-use super::cyrus::{check_password, servername};
-use crate::config::cyrus::ImapdConf;
-use crate::log::Logger;
+use super::cyrus::check_password;
 use crate::mail::Secret;
 use crate::proto::lmtp::{self, Command, DataReceiver};
 use crate::server::Conn;
-use crate::store::murder::{server_of, Lookup, State};
+use crate::store::murder::State;
 use crate::util::lines::{Line, LineBuffer};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -34,21 +32,9 @@ const MAX_REPLY_LINE: usize = 4096;
 const UNKNOWN: &str = "550-Mailbox unknown.  Either there is no mailbox associated with this\r\n550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown";
 
 pub struct LmtpProxy {
-    conf: ImapdConf,
-    log: Arc<Logger>,
-    servername: String,
-    lookup: Lookup,
-    kick: std::path::PathBuf,
+    front: super::front::Front,
     preauth: bool,
     lmtp_port: u16,
-    sessions: std::sync::atomic::AtomicU64,
-}
-
-/// Whether imapd.conf makes this host a dedicated front end (Cyrus:
-/// `mupdate_server` set, `proxyservers` unset, `mupdate_config` standard).
-pub fn is_frontend(conf: &ImapdConf) -> bool {
-    let set = |n: &str| conf.get(n).is_some_and(|v| !v.is_empty() && v != "(null)");
-    set("mupdate_server") && !set("proxyservers") && conf.get("mupdate_config").unwrap_or("standard") == "standard"
 }
 
 struct Rcpt {
@@ -64,37 +50,9 @@ struct Backend {
 }
 
 impl LmtpProxy {
-    fn session_id(&self) -> String {
-        let n = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        format!("{}-{}-{n}", self.servername, std::process::id())
-    }
-
-    /// The back end of a user's INBOX: the local replica, then (on a miss
-    /// or a reservation) once more after kicking it.
-    async fn locate(&self, inbox: &str) -> Result<Option<(State, String)>, String> {
-        for attempt in 0..2 {
-            let name = inbox.to_string();
-            let found = {
-                let r = tokio::task::block_in_place(|| self.lookup.get(&name));
-                r.map_err(|e| e.to_string())?
-            };
-            match found {
-                Some(e) if e.state == State::Active || attempt == 1 => return Ok(Some((e.state, server_of(&e.location).to_string()))),
-                None if attempt == 1 => return Ok(None),
-                _ => kick(&self.kick).await,
-            }
-        }
-        Ok(None)
-    }
-
     /// Logs in to `server`'s LMTP as `proxy_authname`.
     async fn connect(&self, server: &str) -> Result<Backend, String> {
-        let (host, port) = super::mupdate::client::split_server(server, self.lmtp_port);
-        let tcp = tokio::time::timeout(BACKEND_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
-            .await
-            .map_err(|_| format!("{server}: connect timed out"))?
-            .map_err(|e| format!("{server}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = self.front.connect(server, "lmtp", self.lmtp_port).await?;
         let mut b = Backend {
             io: tokio::io::BufReader::new(tcp),
             auth_param: false,
@@ -103,7 +61,7 @@ impl LmtpProxy {
         if code != 220 {
             return Err(format!("{server}: greeting {code}"));
         }
-        b.send(format!("LHLO {}\r\n", self.servername).as_bytes()).await?;
+        b.send(format!("LHLO {}\r\n", self.front.servername).as_bytes()).await?;
         let (code, lines) = b.reply().await?;
         if code != 250 {
             return Err(format!("{server}: LHLO {code}"));
@@ -116,15 +74,8 @@ impl LmtpProxy {
             if !mechs.split_whitespace().any(|m| m.eq_ignore_ascii_case("PLAIN")) {
                 return Err(format!("{server}: no PLAIN among {mechs}"));
             }
-            let who = self.conf.get("proxy_authname").unwrap_or("proxy").to_string();
-            let short = server.split(['.', ':']).next().unwrap_or(server);
-            let pw = self
-                .conf
-                .overflow(&format!("{short}_password"))
-                .or_else(|| self.conf.get("proxy_password").filter(|p| *p != "(null)"))
-                .unwrap_or("")
-                .to_string();
-            let ir = crate::util::base64_encode(format!("\0{who}\0{pw}").as_bytes());
+            let (who, _) = self.front.credentials(server);
+            let ir = self.front.plain_for(server, "");
             b.send(format!("AUTH PLAIN {ir}\r\n").as_bytes()).await?;
             let (code, lines) = b.reply().await?;
             if code != 235 {
@@ -173,24 +124,13 @@ impl Backend {
     }
 }
 
-/// Asks the local replica to catch up with the master; waits for its
-/// `ok` (bounded).
-async fn kick(path: &std::path::Path) {
-    let work = async {
-        let mut s = tokio::net::UnixStream::connect(path).await.ok()?;
-        let mut b = [0u8; 2];
-        s.read_exact(&mut b).await.ok()
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(10), work).await;
-}
-
 impl crate::server::Service for LmtpProxy {
     async fn serve(self: Arc<Self>, conn: Conn) {
         let unix = matches!(conn, Conn::Unix(_));
         let peer = conn.peer();
         let (r, w) = tokio::io::split(conn.into_io());
         let mut s = Session {
-            sid: self.session_id(),
+            sid: self.front.session_id(),
             p: self.clone(),
             r,
             w: BufWriter::new(w),
@@ -243,7 +183,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         let p = self.p.clone();
         self.reply(&format!(
             "220 {} Cyrus LMTP {} server ready",
-            p.servername,
+            p.front.servername,
             super::lmtpd::CYRUS_VERSION
         ))
         .await?;
@@ -265,7 +205,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     self.from = None;
                     self.rcpts.clear();
                     let mut caps = vec![
-                        p.servername.clone(),
+                        p.front.servername.clone(),
                         "8BITMIME".into(),
                         "ENHANCEDSTATUSCODES".into(),
                         "PIPELINING".into(),
@@ -321,7 +261,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 Command::Rset => {
                     self.from = None;
                     self.rcpts.clear();
-                    self.sid = p.session_id();
+                    self.sid = p.front.session_id();
                     let sid = self.sid.clone();
                     self.reply(&format!("250 2.0.0 Ok SESSIONID=<{sid}>")).await?;
                 }
@@ -364,28 +304,29 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             return self.reply("501 5.5.4 Syntax error in parameters").await;
         };
         let user = String::from_utf8_lossy(&parts[1]).into_owned();
-        let admin = self.p.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
-        match check_password(&self.p.conf, "lmtp", &user, &Secret::new(parts[2].clone())).await {
+        let admin = self.p.front.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
+        match check_password(&self.p.front.conf, "lmtp", &user, &Secret::new(parts[2].clone())).await {
             Ok(true) if admin => {
                 self.authed = true;
-                self.p.log.info(&format!("login: {} {user} PLAIN User logged in", self.peer));
+                self.p.front.log.info(&format!("login: {} {user} PLAIN User logged in", self.peer));
                 self.reply("235 Authenticated!").await
             }
             Ok(_) => {
                 self.p
+                    .front
                     .log
                     .info(&format!("badlogin: {} PLAIN [SASL(-13): authentication failure]", self.peer));
                 self.reply("535 5.7.8 Authentication failed").await
             }
             Err(e) => {
-                self.p.log.warning(&e);
+                self.p.front.log.warning(&e);
                 self.reply("454 4.7.0 Temporary authentication failure").await
             }
         }
     }
 
     async fn rcpt(&mut self, to: &str, ignore_quota: bool) -> String {
-        let conf = &self.p.conf;
+        let conf = &self.p.front.conf;
         let mut addr = to.to_string();
         if conf.get_switch("lmtp_downcase_rcpt") {
             let (local, domain) = addr.rsplit_once('@').map_or((addr.as_str(), None), |(l, d)| (l, Some(d)));
@@ -412,7 +353,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         let Ok(inbox) = crate::store::names::user_inbox(&userid, conf.get_switch("unixhierarchysep"), virtdomains, &defaultdomain) else {
             return UNKNOWN.to_string();
         };
-        match self.p.locate(&inbox).await {
+        match self.p.front.locate(&inbox).await {
             Ok(Some((State::Active, server))) => {
                 self.rcpts.push(Rcpt {
                     addr,
@@ -424,7 +365,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             Ok(Some((State::Reserved, _))) => "451 4.2.1 Mailbox has been moved to another server".into(),
             Ok(None) => UNKNOWN.to_string(),
             Err(e) => {
-                self.p.log.error(&format!("IOERROR: looking up {inbox}: {e}"));
+                self.p.front.log.error(&format!("IOERROR: looking up {inbox}: {e}"));
                 "451 4.4.3 Remote server unavailable".into()
             }
         }
@@ -432,7 +373,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
 
     async fn data(&mut self) -> std::io::Result<()> {
         self.reply("354 go ahead").await?;
-        let max = match self.p.conf.get_int("maxmessagesize") {
+        let max = match self.p.front.conf.get_int("maxmessagesize") {
             n if n > 0 => n as usize,
             _ => 1 << 30,
         };
@@ -502,7 +443,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 None => match self.p.connect(server).await {
                     Ok(b) => b,
                     Err(e) => {
-                        self.p.log.error(&format!("couldn't connect to backend {server}: {e}"));
+                        self.p.front.log.error(&format!("couldn't connect to backend {server}: {e}"));
                         return vec!["451 4.4.3 Remote server unavailable".into(); group.len()];
                     }
                 },
@@ -514,7 +455,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     return out;
                 }
                 Err((e, sent_data)) => {
-                    self.p.log.error(&format!("backend {server}: {e}"));
+                    self.p.front.log.error(&format!("backend {server}: {e}"));
                     // Retry on a fresh connection only when the message
                     // cannot have been accepted (DATA not yet sent).
                     if !(reused && !sent_data) {
@@ -616,33 +557,19 @@ pub fn main(args: &[String]) -> i32 {
             return exit::USAGE;
         }
     };
-    let ident = std::env::var("CYRUS_SERVICE").unwrap_or_else(|_| "lmtp".into());
-    let conf = match ImapdConf::load(&a.config, Some(&ident)) {
-        Ok(c) => c,
+    let front = match super::front::Front::load(&a.config, "lmtp") {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("lmtpproxyd: fatal: {e}");
             return exit::CONFIG;
         }
     };
-    let log = match Logger::for_cyrus(&conf, &ident) {
-        Ok(l) => Arc::new(l),
-        Err(e) => {
-            eprintln!("lmtpproxyd: fatal: {e}");
-            return exit::CONFIG;
-        }
-    };
+    let log = front.log.clone();
     crate::log::install_panic_hook(log.clone());
-    let configdir = std::path::PathBuf::from(conf.path_option("configdirectory").unwrap_or_default());
-    let lmtp_port = super::cyrus::service_port("lmtp").unwrap_or(24);
     let p = Arc::new(LmtpProxy {
-        servername: servername(&conf),
-        lookup: Lookup::new(&configdir.join(crate::store::murder::FILE)),
-        kick: configdir.join("socket/mupdate.target"),
+        front,
         preauth: a.preauth,
-        lmtp_port,
-        sessions: Default::default(),
-        log: log.clone(),
-        conf,
+        lmtp_port: 24,
     });
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -653,7 +580,7 @@ pub fn main(args: &[String]) -> i32 {
     };
     rt.block_on(async move {
         let specs = if a.listen.is_empty() {
-            vec![p.conf.path_option("lmtpsocket").unwrap_or_default()]
+            vec![p.front.conf.path_option("lmtpsocket").unwrap_or_default()]
         } else {
             a.listen.clone()
         };

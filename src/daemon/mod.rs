@@ -3,6 +3,7 @@
 //! plus `auth` / `store` / `queue`.
 
 pub mod cyrus;
+pub mod front;
 pub mod hub;
 pub mod imapd;
 pub mod lmtpd;
@@ -10,6 +11,7 @@ pub mod lmtpproxy;
 pub mod master;
 pub mod mupdate;
 pub mod pop3d;
+pub mod proxyd;
 pub mod qmgr;
 pub mod saslauthd;
 pub mod saslauthd_client;

@@ -357,8 +357,14 @@ impl Session {
                     String::from_utf8_lossy(authz).into_owned(),
                     String::from_utf8_lossy(authc).into_owned(),
                 );
+                // A Murder front end logs in as proxy_authname for the
+                // user: allowed to admins and `proxyservers`, as Cyrus.
                 if !authz.is_empty() && authz != authc {
-                    return self.reply("-ERR [AUTH] authenticating: authorization failure").await;
+                    let proxies = self.ctx.conf.get("proxyservers").unwrap_or("").to_string();
+                    if !self.ctx.is_admin(&authc) && !proxies.split_whitespace().any(|p| p == authc) {
+                        return self.reply("-ERR [AUTH] authenticating: authorization failure").await;
+                    }
+                    return self.login_as(&authz, &authc, Secret::new(pass.to_vec()), "PLAIN").await;
                 }
                 self.login(&authc, Secret::new(pass.to_vec()), "PLAIN").await
             }
@@ -384,7 +390,12 @@ impl Session {
     }
 
     async fn login(&mut self, user: &str, pass: Secret<Vec<u8>>, mech: &str) -> IoResult {
-        match self.ctx.check_password(user, &pass).await {
+        self.login_as(user, user, pass, mech).await
+    }
+
+    /// Opens `user`'s maildrop after checking `authc`'s password.
+    async fn login_as(&mut self, user: &str, authc: &str, pass: Secret<Vec<u8>>, mech: &str) -> IoResult {
+        match self.ctx.check_password(authc, &pass).await {
             Ok(true) => {}
             Ok(false) => {
                 self.ctx.log.info(&format!(
@@ -636,6 +647,10 @@ impl Session {
 }
 
 pub fn main(args: &[String]) -> i32 {
+    // A Murder front end's pop3d is the proxy.
+    if super::front::frontend_args(args, "pop3") {
+        return super::proxyd::main("pop3d", args, true);
+    }
     super::cyrus::run_service(
         "pop3d",
         args,

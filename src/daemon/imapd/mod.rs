@@ -633,6 +633,10 @@ impl Session {
 }
 
 pub fn main(args: &[String]) -> i32 {
+    // A Murder front end's imapd is the proxy.
+    if super::front::frontend_args(args, "imap") {
+        return super::proxyd::main("imapd", args, false);
+    }
     super::cyrus::run_service(
         "imapd",
         args,

@@ -596,14 +596,9 @@ fn rfc822_date() -> String {
 }
 
 pub fn main(args: &[String]) -> i32 {
-    // A Murder front end's lmtpd is the proxy, as in Cyrus (the role is
-    // the configuration's, not the program name's).
-    if let Ok(a) = super::cyrus::parse_args(args) {
-        if let Ok(c) = crate::config::cyrus::ImapdConf::load(&a.config, Some("lmtp")) {
-            if super::lmtpproxy::is_frontend(&c) {
-                return super::lmtpproxy::main(args);
-            }
-        }
+    // A Murder front end's lmtpd is the proxy.
+    if super::front::frontend_args(args, "lmtp") {
+        return super::lmtpproxy::main(args);
     }
     super::cyrus::run_service(
         "lmtpd",

@@ -1,0 +1,197 @@
+//! What a Murder front end's proxies share: imapd.conf, the local
+//! MUPDATE replica (`{configdirectory}/mupdate.db`) with its kick socket,
+//! the back-end credentials (`proxy_authname`, `<host>_password` or
+//! `proxy_password`), and the byte pipe that joins a client to its back
+//! end once both sides have logged in (Cyrus's `bitpipe`).
+
+use crate::config::cyrus::ImapdConf;
+use crate::log::Logger;
+use crate::store::murder::{server_of, Lookup, State};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Connecting to a back end, and each of its replies while logging in.
+pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Front {
+    pub conf: ImapdConf,
+    pub log: Arc<Logger>,
+    pub servername: String,
+    lookup: Lookup,
+    kick: PathBuf,
+    sessions: std::sync::atomic::AtomicU64,
+}
+
+/// Whether imapd.conf makes this host a dedicated front end (Cyrus:
+/// `mupdate_server` set, `proxyservers` unset, `mupdate_config` standard).
+pub fn is_frontend(conf: &ImapdConf) -> bool {
+    let set = |n: &str| conf.get(n).is_some_and(|v| !v.is_empty() && v != "(null)");
+    set("mupdate_server") && !set("proxyservers") && conf.get("mupdate_config").unwrap_or("standard") == "standard"
+}
+
+/// Whether the imapd.conf named by a store daemon's arguments makes
+/// this host a front end (imapd, pop3d and lmtpd then proxy, as in Cyrus:
+/// the role is the configuration's, not the program name's).
+pub fn frontend_args(args: &[String], ident: &str) -> bool {
+    super::cyrus::parse_args(args)
+        .ok()
+        .and_then(|a| ImapdConf::load(&a.config, Some(ident)).ok())
+        .is_some_and(|c| is_frontend(&c))
+}
+
+impl Front {
+    /// Loads imapd.conf as service `ident` (`CYRUS_SERVICE` when master
+    /// starts us).
+    pub fn load(config: &str, ident: &str) -> Result<Front, String> {
+        let ident = std::env::var("CYRUS_SERVICE").unwrap_or_else(|_| ident.to_string());
+        let conf = ImapdConf::load(config, Some(&ident)).map_err(|e| e.to_string())?;
+        let log = Arc::new(Logger::for_cyrus(&conf, &ident)?);
+        let configdir = PathBuf::from(conf.path_option("configdirectory").unwrap_or_default());
+        Ok(Front {
+            servername: super::cyrus::servername(&conf),
+            lookup: Lookup::new(&configdir.join(crate::store::murder::FILE)),
+            kick: configdir.join("socket/mupdate.target"),
+            sessions: Default::default(),
+            log,
+            conf,
+        })
+    }
+
+    pub fn session_id(&self) -> String {
+        let n = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        format!("{}-{}-{n}", self.servername, std::process::id())
+    }
+
+    /// Where a mailbox is: its state and server, from the local replica;
+    /// on a miss or a reservation the replica is kicked and asked again.
+    pub async fn locate(&self, name: &str) -> Result<Option<(State, String)>, String> {
+        for attempt in 0..2 {
+            let found = tokio::task::block_in_place(|| self.lookup.get(name)).map_err(|e| e.to_string())?;
+            match found {
+                Some(e) if e.state == State::Active || attempt == 1 => return Ok(Some((e.state, server_of(&e.location).to_string()))),
+                None if attempt == 1 => return Ok(None),
+                _ => kick(&self.kick).await,
+            }
+        }
+        Ok(None)
+    }
+
+    /// A user's INBOX name in this configuration.
+    pub fn inbox_of(&self, user: &str) -> Option<String> {
+        let c = &self.conf;
+        let virtdomains = !matches!(c.get("virtdomains"), Some("off") | Some("no") | None);
+        crate::store::names::user_inbox(
+            user,
+            c.get_switch("unixhierarchysep"),
+            virtdomains,
+            c.get("defaultdomain").unwrap_or(""),
+        )
+        .ok()
+    }
+
+    /// `proxy_authname` and its password for `server` (`<shorthost>_password`,
+    /// else `proxy_password`).
+    pub fn credentials(&self, server: &str) -> (String, String) {
+        let who = self.conf.get("proxy_authname").unwrap_or("proxy").to_string();
+        let short = server.split(['.', ':']).next().unwrap_or(server);
+        let pw = self
+            .conf
+            .overflow(&format!("{short}_password"))
+            .or_else(|| self.conf.get("proxy_password").filter(|p| *p != "(null)"))
+            .unwrap_or("")
+            .to_string();
+        (who, pw)
+    }
+
+    /// A SASL PLAIN response for `user` as the proxy identity.
+    pub fn plain_for(&self, server: &str, user: &str) -> String {
+        let (who, pw) = self.credentials(server);
+        crate::util::base64_encode(format!("{user}\0{who}\0{pw}").as_bytes())
+    }
+
+    /// A TCP connection to `server`'s `service` port (or its own
+    /// `host:port`).
+    pub async fn connect(&self, server: &str, service: &str, default_port: u16) -> Result<tokio::net::TcpStream, String> {
+        let port = super::cyrus::service_port(service).unwrap_or(default_port);
+        let (host, port) = super::mupdate::client::split_server(server, port);
+        let tcp = tokio::time::timeout(BACKEND_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
+            .await
+            .map_err(|_| format!("{server}: connect timed out"))?
+            .map_err(|e| format!("{server}:{port}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+}
+
+/// Asks the local replica to catch up with the master; waits for its
+/// `ok` (bounded).
+pub async fn kick(path: &std::path::Path) {
+    let work = async {
+        let mut s = tokio::net::UnixStream::connect(path).await.ok()?;
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).await.ok()
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), work).await;
+}
+
+/// A line from a back end while logging in (bounded, timed).
+pub async fn backend_line<R: AsyncRead + Unpin>(r: &mut tokio::io::BufReader<R>) -> Result<String, String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut l = Vec::new();
+    let n = tokio::time::timeout(BACKEND_TIMEOUT, (&mut *r).take(65536).read_until(b'\n', &mut l))
+        .await
+        .map_err(|_| "timed out waiting for the back end".to_string())?
+        .map_err(|e| e.to_string())?;
+    if n == 0 || !l.ends_with(b"\n") {
+        return Err("connection closed by the back end".into());
+    }
+    Ok(String::from_utf8_lossy(&l).trim_end().to_string())
+}
+
+/// Joins client and back end until either side ends.  When the back end
+/// goes away without a `bye` line of its own, the client is sent
+/// `lost` (`* BYE ...` / `-ERR ...`) so that it knows.
+pub async fn pipe<C, B>(client: C, backend: B, lost: &str, bye_marker: &[u8])
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut br, mut bw) = tokio::io::split(backend);
+    let mut cbuf = vec![0u8; 4096];
+    let mut bbuf = vec![0u8; 4096];
+    let mut said_bye = false;
+    loop {
+        tokio::select! {
+            n = cr.read(&mut cbuf) => match n {
+                Ok(n) if n > 0 => {
+                    if bw.write_all(&cbuf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                _ => {
+                    let _ = bw.shutdown().await;
+                    return;
+                }
+            },
+            n = br.read(&mut bbuf) => match n {
+                Ok(n) if n > 0 => {
+                    if bbuf[..n].windows(bye_marker.len()).any(|w| w == bye_marker) {
+                        said_bye = true;
+                    }
+                    if cw.write_all(&bbuf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                _ => break,
+            },
+        }
+    }
+    if !said_bye {
+        let _ = cw.write_all(lost.as_bytes()).await;
+    }
+    let _ = cw.flush().await;
+    let _ = cw.shutdown().await;
+}

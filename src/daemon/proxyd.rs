@@ -1,0 +1,597 @@
+//! proxyd and pop3proxyd: a Murder front end's IMAP and POP3 (Cyrus's
+//! imapd and pop3d when `mupdate_server` is set and `proxyservers` is
+//! not).  The client logs in on the front end (its passwords are checked
+//! here, through saslauthd); the front end finds the back end of the
+//! user's INBOX in the local MUPDATE replica, logs in there as
+//! `proxy_authname` for the user (SASL PLAIN with the user as authzid),
+//! answers the client with the back end's own reply and from then on
+//! joins the two streams byte for byte, as Cyrus's pop3d does (its
+//! `bitpipe`).  IMAP sessions therefore see their own back end: INBOX,
+//! folders, IDLE, every extension it offers.
+//!
+//! Not yet: folders of other users or shared folders on another back end,
+//! LIST merged across back ends, cross-back-end COPY/MOVE, referrals.
+
+use super::front::{backend_line, pipe, Front};
+use super::imapd::io::{Frame, Input, Output, ReadError, MAX_SMALL_LITERAL};
+use crate::mail::Secret;
+use crate::proto::imap::command::{self, Kind};
+use crate::server::listen::Io;
+use crate::server::Conn;
+use crate::store::murder::State;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+const PREAUTH_IDLE: Duration = Duration::from_secs(60);
+
+pub struct Proxyd {
+    pub front: Arc<Front>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub implicit_tls: bool,
+    pub pop3: bool,
+}
+
+type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
+type Wr = tokio::io::WriteHalf<Box<dyn Io>>;
+
+/// Where a login leads: the back end's reply line for the client, and
+/// the logged-in back-end connection.
+struct Joined {
+    reply: String,
+    backend: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl crate::server::Service for Proxyd {
+    async fn serve(self: Arc<Self>, conn: Conn) {
+        let peer = conn.peer();
+        let mut io = conn.into_io();
+        if self.implicit_tls {
+            let Some(acc) = self.tls.clone() else { return };
+            match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
+                Ok(t) => io = Box::new(t),
+                Err(e) => {
+                    self.front.log.info(&format!("TLS negotiation failed: {peer}: {e}"));
+                    return;
+                }
+            }
+        }
+        let (r, w) = tokio::io::split(io);
+        let mut s = Session {
+            p: self.clone(),
+            input: Input::new(r),
+            w: Output::new(w),
+            peer,
+            tls: self.implicit_tls,
+            sid: self.front.session_id(),
+        };
+        let joined = if self.pop3 { s.pop3().await } else { s.imap().await };
+        let Ok(Some(j)) = joined else {
+            let _ = s.w.flush().await;
+            return;
+        };
+        // Anything the client pipelined after its login goes first.
+        let (r, pending) = s.input.into_parts();
+        let client = r.unsplit(s.w.into_inner());
+        let mut backend = j.backend;
+        let reply = j.reply;
+        let mut client = client;
+        if client.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
+            return;
+        }
+        if !pending.is_empty() && backend.get_mut().write_all(&pending).await.is_err() {
+            return;
+        }
+        // Bytes the back end sent after its reply (none, normally).
+        let early = backend.buffer().to_vec();
+        if !early.is_empty() && client.write_all(&early).await.is_err() {
+            return;
+        }
+        let (lost, bye): (&str, &[u8]) = if self.pop3 {
+            ("-ERR [SYS/TEMP] Lost connection to the mailbox server\r\n", b"+OK")
+        } else {
+            ("* BYE Lost connection to the mailbox server\r\n", b"* BYE")
+        };
+        pipe(client, backend.into_inner(), lost, bye).await;
+    }
+}
+
+struct Session {
+    p: Arc<Proxyd>,
+    input: Input<Rd>,
+    w: Output<Wr>,
+    peer: String,
+    tls: bool,
+    sid: String,
+}
+
+impl Session {
+    async fn out(&mut self, s: &str) -> Result<(), ReadError> {
+        self.w.write_all(s.as_bytes()).await?;
+        Ok(())
+    }
+
+    fn plaintext_ok(&self) -> bool {
+        self.tls || self.p.front.conf.get_switch("allowplaintext")
+    }
+
+    fn imap_caps(&self) -> String {
+        let mut c = String::from("IMAP4rev1 LITERAL+ ID ENABLE");
+        if self.p.tls.is_some() && !self.tls {
+            c.push_str(" STARTTLS");
+        }
+        if self.plaintext_ok() {
+            c.push_str(" AUTH=PLAIN");
+        } else {
+            c.push_str(" LOGINDISABLED");
+        }
+        c.push_str(" SASL-IR");
+        let m = self.p.front.conf.get("mupdate_server").unwrap_or("");
+        c.push_str(&format!(" MUPDATE=mupdate://{m}/"));
+        c
+    }
+
+    /// TLS on the client side, after the OK (pipelined plaintext dropped).
+    async fn starttls(&mut self) -> Result<(), ReadError> {
+        let Some(acc) = self.p.tls.clone() else {
+            return Err(ReadError::Eof);
+        };
+        self.w.flush().await?;
+        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
+        let (dr, dw) = tokio::io::split(dummy);
+        let r = std::mem::replace(&mut self.input, Input::new(dr)).into_inner();
+        let w = std::mem::replace(&mut self.w, Output::new(dw)).into_inner();
+        match tokio_rustls::TlsAcceptor::from(acc).accept(r.unsplit(w)).await {
+            Ok(t) => {
+                let t: Box<dyn Io> = Box::new(t);
+                let (r, w) = tokio::io::split(t);
+                self.input = Input::new(r);
+                self.w = Output::new(w);
+                self.tls = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.p.front.log.info(&format!("STARTTLS negotiation failed: {}: {e}", self.peer));
+                Err(ReadError::Eof)
+            }
+        }
+    }
+
+    /// Checks the password here; the back end of `user`'s INBOX.
+    async fn authorize(&mut self, authzid: &str, authcid: &str, pass: Vec<u8>, mech: &str) -> Result<String, &'static str> {
+        let front = self.p.front.clone();
+        if authzid != authcid && !front.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == authcid) {
+            return Err("authorization failure");
+        }
+        let service = if self.p.pop3 { "pop" } else { "imap" };
+        match super::cyrus::check_password(&front.conf, service, authcid, &Secret::new(pass)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                front.log.info(&format!(
+                    "badlogin: {} {mech} {authcid} [SASL(-13): authentication failure: checkpass failed]",
+                    self.peer
+                ));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Err("authentication failure");
+            }
+            Err(e) => {
+                front.log.warning(&format!("login: {}: {e}", self.peer));
+                return Err("temporary failure");
+            }
+        }
+        let Some(inbox) = front.inbox_of(authzid) else {
+            return Err("invalid user");
+        };
+        match front.locate(&inbox).await {
+            Ok(Some((State::Active, server))) => Ok(server),
+            Ok(Some((State::Reserved, _))) => Err("mailbox is being moved"),
+            // No mailbox yet: the first of `serverlist` creates it (the
+            // back end's autocreate), as Cyrus picks a server for it.
+            Ok(None) => front
+                .conf
+                .get("serverlist")
+                .and_then(|l| l.split_whitespace().next().map(str::to_string))
+                .ok_or("no mailbox"),
+            Err(e) => {
+                front.log.error(&format!("IOERROR: looking up {inbox}: {e}"));
+                Err("temporary failure")
+            }
+        }
+    }
+
+    // ---- IMAP ----
+
+    async fn imap(&mut self) -> Result<Option<Joined>, ReadError> {
+        let greet = format!(
+            "* OK [CAPABILITY {}] {} Cyrus IMAP {} server ready\r\n",
+            self.imap_caps(),
+            self.p.front.servername,
+            super::lmtpd::CYRUS_VERSION
+        );
+        self.out(&greet).await?;
+        loop {
+            self.w.flush().await?;
+            let raw = match self
+                .input
+                .command(&mut self.w, MAX_SMALL_LITERAL, 4 * MAX_SMALL_LITERAL as usize, PREAUTH_IDLE)
+                .await?
+            {
+                Frame::Command(c) => c,
+                Frame::LineTooLong => {
+                    self.out("* BAD Line too long\r\n").await?;
+                    continue;
+                }
+                Frame::LiteralTooBig(tag, _, _) => {
+                    self.out(&format!("{tag} NO Literal too large\r\n")).await?;
+                    continue;
+                }
+            };
+            let cmd = match command::parse(&raw) {
+                Ok(c) => c,
+                Err(e) => {
+                    let tag = e.tag.unwrap_or_else(|| "*".into());
+                    self.out(&format!("{tag} BAD {}\r\n", e.text)).await?;
+                    continue;
+                }
+            };
+            let tag = cmd.tag.clone();
+            match cmd.kind {
+                Kind::Capability => {
+                    let c = self.imap_caps();
+                    self.out(&format!("* CAPABILITY {c}\r\n{tag} OK Completed\r\n")).await?;
+                }
+                Kind::Noop => self.out(&format!("{tag} OK Completed\r\n")).await?,
+                Kind::Logout => {
+                    self.out(&format!("* BYE LOGOUT received\r\n{tag} OK Completed\r\n")).await?;
+                    return Ok(None);
+                }
+                Kind::StartTls if self.p.tls.is_some() && !self.tls => {
+                    self.out(&format!("{tag} OK Begin TLS negotiation now\r\n")).await?;
+                    self.starttls().await?;
+                }
+                Kind::Login(user, pass) => {
+                    if !self.plaintext_ok() {
+                        self.out(&format!("{tag} NO Login only available under a layer\r\n")).await?;
+                        continue;
+                    }
+                    if let Some(j) = self.imap_login(&tag, &user, &user, pass, "plaintext").await? {
+                        return Ok(Some(j));
+                    }
+                }
+                Kind::Authenticate(mech, ir) if mech.eq_ignore_ascii_case("PLAIN") => {
+                    if !self.plaintext_ok() {
+                        self.out(&format!("{tag} NO Authentication failed: encryption needed\r\n")).await?;
+                        continue;
+                    }
+                    let resp = match ir {
+                        Some(r) => r.into_bytes(),
+                        None => {
+                            self.out("+ \r\n").await?;
+                            self.w.flush().await?;
+                            self.input.line(4096, PREAUTH_IDLE).await?.unwrap_or_default()
+                        }
+                    };
+                    if resp == b"*" {
+                        self.out(&format!("{tag} BAD Client canceled authentication\r\n")).await?;
+                        continue;
+                    }
+                    let raw = if resp == b"=" {
+                        Some(Vec::new())
+                    } else {
+                        crate::util::base64_decode(&String::from_utf8_lossy(&resp))
+                    };
+                    let parts: Vec<Vec<u8>> = raw.unwrap_or_default().split(|&c| c == 0).map(<[u8]>::to_vec).collect();
+                    if parts.len() != 3 || parts[1].is_empty() {
+                        self.out(&format!("{tag} NO Authentication failed: bad protocol / cancel\r\n"))
+                            .await?;
+                        continue;
+                    }
+                    let authcid = String::from_utf8_lossy(&parts[1]).into_owned();
+                    let authzid = if parts[0].is_empty() {
+                        authcid.clone()
+                    } else {
+                        String::from_utf8_lossy(&parts[0]).into_owned()
+                    };
+                    if let Some(j) = self.imap_login(&tag, &authzid, &authcid, parts[2].clone(), "PLAIN").await? {
+                        return Ok(Some(j));
+                    }
+                }
+                Kind::Authenticate(..) => self.out(&format!("{tag} NO no mechanism available\r\n")).await?,
+                _ => self.out(&format!("{tag} BAD Please login first\r\n")).await?,
+            }
+        }
+    }
+
+    async fn imap_login(
+        &mut self,
+        tag: &str,
+        authzid: &str,
+        authcid: &str,
+        pass: Vec<u8>,
+        mech: &str,
+    ) -> Result<Option<Joined>, ReadError> {
+        let server = match self.authorize(authzid, authcid, pass, mech).await {
+            Ok(s) => s,
+            Err("temporary failure") | Err("mailbox is being moved") => {
+                self.out(&format!("{tag} NO [UNAVAILABLE] Login failed: temporary failure\r\n"))
+                    .await?;
+                return Ok(None);
+            }
+            Err(why) => {
+                self.out(&format!("{tag} NO Login failed: {why}\r\n")).await?;
+                return Ok(None);
+            }
+        };
+        match self.imap_backend(&server, authzid).await {
+            Ok((ok, backend)) => {
+                self.p.front.log.info(&format!(
+                    "login: {} {authzid} {mech} User logged in SESSIONID=<{}> via {server}",
+                    self.peer, self.sid
+                ));
+                // The back end's OK, under the client's tag.
+                let text = ok.split_once(' ').map_or("OK", |(_, t)| t);
+                Ok(Some(Joined {
+                    reply: format!("{tag} {text}"),
+                    backend,
+                }))
+            }
+            Err(e) => {
+                self.p
+                    .front
+                    .log
+                    .error(&format!("couldn't authenticate to backend server {server}: {e}"));
+                self.out(&format!("{tag} NO [UNAVAILABLE] Server(s) unavailable to complete operation\r\n"))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Logs in to the back end's IMAP for `user`; its tagged OK line.
+    async fn imap_backend(&self, server: &str, user: &str) -> Result<(String, tokio::io::BufReader<tokio::net::TcpStream>), String> {
+        let tcp = self.p.front.connect(server, "imap", 143).await?;
+        let mut b = tokio::io::BufReader::new(tcp);
+        let greet = backend_line(&mut b).await?;
+        if !greet.starts_with("* OK") {
+            return Err(format!("greeting {greet}"));
+        }
+        let ir = self.p.front.plain_for(server, user);
+        let cmd = if greet.contains("SASL-IR") {
+            format!("P01 AUTHENTICATE PLAIN {ir}\r\n")
+        } else {
+            "P01 AUTHENTICATE PLAIN\r\n".to_string()
+        };
+        b.get_mut().write_all(cmd.as_bytes()).await.map_err(|e| e.to_string())?;
+        loop {
+            let l = backend_line(&mut b).await?;
+            if l.starts_with("+") {
+                b.get_mut()
+                    .write_all(format!("{ir}\r\n").as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else if l.starts_with("P01 OK") {
+                return Ok((l, b));
+            } else if l.starts_with("P01 ") {
+                return Err(l);
+            }
+        }
+    }
+
+    // ---- POP3 ----
+
+    async fn pop3(&mut self) -> Result<Option<Joined>, ReadError> {
+        let host = self.p.front.servername.clone();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.out(&format!(
+            "+OK {host} Cyrus POP3 {} server ready <{}.{now}@{host}>\r\n",
+            super::lmtpd::CYRUS_VERSION,
+            std::process::id()
+        ))
+        .await?;
+        let mut user: Option<String> = None;
+        loop {
+            self.w.flush().await?;
+            let Some(line) = self.input.line(1024, PREAUTH_IDLE).await? else {
+                self.out("-ERR Line too long\r\n").await?;
+                continue;
+            };
+            let line = String::from_utf8_lossy(&line).into_owned();
+            let (cmd, arg) = line.split_once(' ').map_or((line.as_str(), None), |(c, a)| (c, Some(a)));
+            match cmd.to_ascii_uppercase().as_str() {
+                "CAPA" => {
+                    let mut c = String::from("+OK List of capabilities follows\r\n");
+                    if self.p.tls.is_some() && !self.tls {
+                        c.push_str("STLS\r\n");
+                    }
+                    if self.plaintext_ok() {
+                        c.push_str("SASL PLAIN\r\nUSER\r\n");
+                    }
+                    c.push_str("TOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n");
+                    c.push_str(&format!("IMPLEMENTATION Cyrus POP3 {}\r\n.\r\n", super::lmtpd::CYRUS_VERSION));
+                    self.out(&c).await?;
+                }
+                "STLS" if self.p.tls.is_some() && !self.tls => {
+                    self.out("+OK Begin TLS negotiation\r\n").await?;
+                    self.starttls().await?;
+                }
+                "QUIT" => {
+                    self.out("+OK\r\n").await?;
+                    return Ok(None);
+                }
+                "NOOP" => self.out("+OK\r\n").await?,
+                "USER" if self.plaintext_ok() => {
+                    user = arg.map(str::to_string);
+                    self.out("+OK Name is a valid mailbox\r\n").await?;
+                }
+                "PASS" => {
+                    let Some(u) = user.take() else {
+                        self.out("-ERR [AUTH] Must give USER command\r\n").await?;
+                        continue;
+                    };
+                    let pass = arg.unwrap_or("").as_bytes().to_vec();
+                    if let Some(j) = self.pop3_login(&u, &u, pass, "USER").await? {
+                        return Ok(Some(j));
+                    }
+                }
+                "AUTH" if self.plaintext_ok() && arg.is_some_and(|a| a.to_ascii_uppercase().starts_with("PLAIN")) => {
+                    let ir = arg.and_then(|a| a.split_once(' ')).map(|(_, i)| i.to_string());
+                    let resp = match ir {
+                        Some(i) => i,
+                        None => {
+                            self.out("+ \r\n").await?;
+                            self.w.flush().await?;
+                            String::from_utf8_lossy(&self.input.line(4096, PREAUTH_IDLE).await?.unwrap_or_default()).into_owned()
+                        }
+                    };
+                    let raw = if resp == "=" {
+                        Some(Vec::new())
+                    } else {
+                        crate::util::base64_decode(&resp)
+                    };
+                    let parts: Vec<Vec<u8>> = raw.unwrap_or_default().split(|&c| c == 0).map(<[u8]>::to_vec).collect();
+                    if parts.len() != 3 || parts[1].is_empty() {
+                        self.out("-ERR [AUTH] authenticating: bad protocol / cancel\r\n").await?;
+                        continue;
+                    }
+                    let authcid = String::from_utf8_lossy(&parts[1]).into_owned();
+                    let authzid = if parts[0].is_empty() {
+                        authcid.clone()
+                    } else {
+                        String::from_utf8_lossy(&parts[0]).into_owned()
+                    };
+                    if let Some(j) = self.pop3_login(&authzid, &authcid, parts[2].clone(), "PLAIN").await? {
+                        return Ok(Some(j));
+                    }
+                }
+                _ => self.out("-ERR Unrecognized command\r\n").await?,
+            }
+        }
+    }
+
+    async fn pop3_login(&mut self, authzid: &str, authcid: &str, pass: Vec<u8>, mech: &str) -> Result<Option<Joined>, ReadError> {
+        let server = match self.authorize(authzid, authcid, pass, mech).await {
+            Ok(s) => s,
+            Err("authentication failure") | Err("authorization failure") => {
+                self.out("-ERR [AUTH] Invalid login\r\n").await?;
+                return Ok(None);
+            }
+            Err(_) => {
+                self.out("-ERR [SYS/TEMP] Unable to open maildrop\r\n").await?;
+                return Ok(None);
+            }
+        };
+        match self.pop3_backend(&server, authzid).await {
+            Ok((ok, backend)) => {
+                self.p
+                    .front
+                    .log
+                    .info(&format!("login: {} {authzid} {mech} User logged in via {server}", self.peer));
+                Ok(Some(Joined { reply: ok, backend }))
+            }
+            Err(e) => {
+                self.p
+                    .front
+                    .log
+                    .error(&format!("couldn't authenticate to backend server {server}: {e}"));
+                self.out("-ERR [SYS/TEMP] Authentication to backend server failed\r\n").await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn pop3_backend(&self, server: &str, user: &str) -> Result<(String, tokio::io::BufReader<tokio::net::TcpStream>), String> {
+        let tcp = self.p.front.connect(server, "pop3", 110).await?;
+        let mut b = tokio::io::BufReader::new(tcp);
+        let greet = backend_line(&mut b).await?;
+        if !greet.starts_with("+OK") {
+            return Err(format!("greeting {greet}"));
+        }
+        let ir = self.p.front.plain_for(server, user);
+        b.get_mut()
+            .write_all(format!("AUTH PLAIN {ir}\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let l = backend_line(&mut b).await?;
+        if l.starts_with("+OK") {
+            Ok((l, b))
+        } else {
+            Err(l)
+        }
+    }
+}
+
+/// imapd's or pop3d's `main` on a front end.
+pub fn main(prog: &str, args: &[String], pop3: bool) -> i32 {
+    use crate::util::exit;
+    let a = match super::cyrus::parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return exit::USAGE;
+        }
+    };
+    let ident = match (pop3, a.tls) {
+        (true, true) => "pop3s",
+        (true, false) => "pop3",
+        (false, true) => "imaps",
+        (false, false) => "imap",
+    };
+    let front = match Front::load(&a.config, ident) {
+        Ok(f) => Arc::new(f),
+        Err(e) => {
+            eprintln!("{prog}: fatal: {e}");
+            return exit::CONFIG;
+        }
+    };
+    crate::log::install_panic_hook(front.log.clone());
+    let tls = match super::cyrus::tls_config(&front.conf) {
+        Ok(t) => t,
+        Err(e) => {
+            front.log.fatal(&e);
+            eprintln!("{prog}: fatal: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let svc = Arc::new(Proxyd {
+        front: front.clone(),
+        tls,
+        implicit_tls: a.tls,
+        pop3,
+    });
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return exit::OSERR;
+        }
+    };
+    rt.block_on(async move {
+        let default = if pop3 { "110" } else { "143" };
+        let specs = if a.listen.is_empty() {
+            vec![default.to_string()]
+        } else {
+            a.listen.clone()
+        };
+        let listeners = match super::cyrus::bind_listeners(&specs).await {
+            Ok(l) => l,
+            Err(e) => {
+                front.log.fatal(&e);
+                eprintln!("{prog}: fatal: {e}");
+                return exit::TEMPFAIL;
+            }
+        };
+        let (sd, rx) = crate::server::Shutdown::new();
+        tokio::spawn(async move {
+            crate::server::signals(|| {}).await;
+            sd.trigger();
+        });
+        let limits = crate::server::Limits {
+            max_conns: super::cyrus::max_conns(),
+            ..Default::default()
+        };
+        crate::server::run(listeners, svc, limits, rx).await;
+        0
+    })
+}
