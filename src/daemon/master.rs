@@ -34,6 +34,10 @@ const OURS: &[&str] = &[
     "reconstruct",
     "quota",
     "ctl_mboxlist",
+    "mupdate",
+    "proxyd",
+    "pop3proxyd",
+    "lmtpproxyd",
     "cyr_deny",
 ];
 
