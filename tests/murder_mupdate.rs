@@ -373,6 +373,12 @@ fn cyrus_tempdir() -> tempfile::TempDir {
 /// A real Cyrus node in `dir` (Debian's master) with `services` in its
 /// cyrus.conf and `extra` in imapd.conf; passwords through `mux`.
 fn cyrus_node(dir: &Path, mux: &Path, servername: &str, extra: &str, services: &str) -> Proc {
+    cyrus_node_in(dir, mux, servername, extra, services, &[])
+}
+
+/// `cyrus_node` with private files bound into its mount namespace (an
+/// /etc/services naming the back ends' ports).
+fn cyrus_node_in(dir: &Path, mux: &Path, servername: &str, extra: &str, services: &str, binds: &[(PathBuf, &str)]) -> Proc {
     use std::os::unix::fs::PermissionsExt;
     for sub in ["", "config", "config/socket", "run", "run/proc", "run/lock", "spool"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -401,16 +407,23 @@ fn cyrus_node(dir: &Path, mux: &Path, servername: &str, extra: &str, services: &
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(CYRUS_MASTER);
-    cmd.args([
+    let (cc, pid) = (dir.join("cyrus.conf"), dir.join("master.pid"));
+    let args = [
         "-C",
         conf.to_str().unwrap(),
         "-M",
-        dir.join("cyrus.conf").to_str().unwrap(),
+        cc.to_str().unwrap(),
         "-p",
-        dir.join("master.pid").to_str().unwrap(),
+        pid.to_str().unwrap(),
         "-D",
-    ]);
+    ];
+    let mut cmd = if binds.is_empty() {
+        let mut c = Command::new(CYRUS_MASTER);
+        c.args(args);
+        c
+    } else {
+        in_namespace(binds, Path::new(CYRUS_MASTER), &args)
+    };
     Proc::spawn("cyrus master", &mut cmd)
 }
 
@@ -984,4 +997,153 @@ fn imap_and_pop3_through_our_front_end() {
     assert!(out.contains("refused") && out.contains("UNAVAILABLE"), "{out}");
     let out = python(script, &[&iport.to_string(), "u7"]);
     assert!(out.contains("Subject: hello u7"), "{out}");
+}
+
+/// Our front end (replica and proxies) in front of a real Cyrus 3.6 back
+/// end registered with our master: login, INBOX, LMTP through the proxy.
+#[test]
+fn real_cyrus_backend_through_our_front_end() {
+    if !can_run("cyrus back end behind our front end", &[CYRUS_MASTER]) {
+        return;
+    }
+    let t = cyrus_tempdir();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let m = Node::start(&t.path().join("master"), &mux, true, "");
+    let (iport, lport) = (free_port(), free_port());
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
+    let _cy = cyrus_node(
+        &t.path().join("cyrus-b"),
+        &mux,
+        "127.0.0.4",
+        &format!("mupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\nlmtp_admins: md5u\n", m.port),
+        &format!(
+            "  imap cmd=\"imapd -C CONF\" listen=\"127.0.0.4:{iport}\" prefork=0\n  lmtp cmd=\"lmtpd -C CONF\" listen=\"127.0.0.4:{lport}\" prefork=0\n"
+        ),
+    );
+    let ready = Instant::now();
+    while TcpStream::connect(("127.0.0.4", iport)).is_err() {
+        assert!(ready.elapsed() < Duration::from_secs(20), "cyrus imapd on 127.0.0.4");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let script =
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.4',int(sys.argv[1]))\nM.login('md5u','testpw')\nprint(M.create('user.u7'))\n";
+    assert!(python(script, &[&iport.to_string()]).contains("OK"));
+    let fe = Node::start(
+        &t.path().join("fe"),
+        &mux,
+        false,
+        &format!("mupdate_server: 127.0.0.1:{}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nmupdate_retry_delay: 1\nunixhierarchysep: no\n", m.port),
+    );
+    let services = t.path().join("services");
+    std::fs::write(&services, format!("imap {iport}/tcp\nlmtp {lport}/tcp\n")).unwrap();
+    let start = |prog: &str, flags: &[&str]| {
+        let port = free_port();
+        let log = std::fs::File::create(t.path().join(format!("fe-{prog}.log"))).unwrap();
+        let l = format!("127.0.0.1:{port}");
+        let mut args = vec!["-C", fe.conf.to_str().unwrap(), "-L", l.as_str()];
+        args.extend_from_slice(flags);
+        let mut cmd = in_namespace(&[(services.clone(), "/etc/services")], &bin(prog), &args);
+        cmd.stdout(log.try_clone().unwrap()).stderr(log);
+        let p = Proc::spawn(prog, &mut cmd);
+        wait_tcp(port);
+        (p, port)
+    };
+    let (_l, fl) = start("lmtpd", &["-a"]);
+    let msg = "From: s@example.org\r\nSubject: to cyrus via our proxy\r\nMessage-ID: <c1@example.org>\r\n\r\nbody\r\n";
+    let out = lmtp_session(
+        fl,
+        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
+        msg,
+        1,
+    );
+    assert!(
+        out.replace("\r\n", "\n")
+            .contains("354 go ahead\n250 2.1.5 Success SESSIONID=<127.0.0.4-"),
+        "{out}"
+    );
+    let (_i, fi) = start("imapd", &[]);
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nprint(M.login('u7','testpw'))\nprint(M.select('INBOX'))\nprint(M.fetch('1','(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\nprint(M.logout())\n",
+        &[&fi.to_string()],
+    );
+    // The real back end's own login reply reaches the client.
+    assert!(out.contains("Success (no protection) SESSIONID=<127.0.0.4-"), "{out}");
+    assert!(out.contains("Subject: to cyrus via our proxy"), "{out}");
+}
+
+/// Our back end registered with the real Cyrus master and served through
+/// the real Cyrus front end (its mupdate replica, imapd and lmtpd as
+/// proxies): login, INBOX, LMTP delivery through the Cyrus proxy.
+#[test]
+fn our_backend_through_the_real_cyrus_front_end() {
+    if !can_run("our back end behind a cyrus front end", &[CYRUS_MASTER, CYRUS_MUPDATE]) {
+        return;
+    }
+    let t = cyrus_tempdir();
+    let (_sasl, mux) = sasl(&t.path().join("sasl"));
+    let mport = free_port();
+    let _master = cyrus_node(
+        &t.path().join("cyrus-master"),
+        &mux,
+        "mupdate-master",
+        "",
+        &format!("  mupdate cmd=\"mupdate -C CONF -m\" listen=\"127.0.0.1:{mport}\" prefork=1\n"),
+    );
+    wait_tcp(mport);
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
+    let (iport, lport) = (free_port(), free_port());
+    let mut b = Backend::start(
+        &t.path().join("b"),
+        &format!("servername: 127.0.0.5\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{mport}\n{creds}proxyservers: md5u\n"),
+    );
+    for (prog, port) in [("imapd", iport), ("lmtpd", lport)] {
+        let log = std::fs::File::create(b.dir.join(format!("{prog}-5.log"))).unwrap();
+        let mut cmd = Command::new(bin(prog));
+        cmd.arg("-C")
+            .arg(&b.conf)
+            .args(["-L", &format!("127.0.0.5:{port}")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        b.extra.push(Proc::spawn(prog, &mut cmd));
+    }
+    assert!(!imap_admin(b.imap_port, &["CREATE user.u7"]).contains("-> NO"));
+    let services = t.path().join("services");
+    std::fs::write(&services, format!("imap {iport}/tcp\nlmtp {lport}/tcp\n")).unwrap();
+    let (fi, fl) = (free_port(), free_port());
+    let _fe = cyrus_node_in(
+        &t.path().join("cyrus-fe"),
+        &mux,
+        "frontend",
+        &format!("mupdate_server: 127.0.0.1:{mport}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nmupdate_retry_delay: 1\n"),
+        &format!(
+            "  mupdate cmd=\"mupdate -C CONF\" listen=\"127.0.0.1:{}\" prefork=1\n  imap cmd=\"imapd -C CONF\" listen=\"127.0.0.1:{fi}\" prefork=0\n  lmtp cmd=\"lmtpd -C CONF -a\" listen=\"127.0.0.1:{fl}\" prefork=0\n",
+            free_port()
+        ),
+        &[(services, "/etc/services")],
+    );
+    wait_tcp(fi);
+    wait_tcp(fl);
+    let msg = "From: s@example.org\r\nSubject: via the cyrus front end\r\nMessage-ID: <cf1@example.org>\r\n\r\nbody\r\n";
+    let mut out = String::new();
+    wait_for("cyrus front end knows u7", Duration::from_secs(30), || {
+        out = lmtp_session(
+            fl,
+            &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
+            msg,
+            1,
+        );
+        out.contains("250 2.1.5 ok") || out.contains("250 2.1.5 Ok")
+    });
+    // Cyrus answers in its own words; the IMAP fetch below shows where the
+    // message went.
+    assert!(
+        out.replace("\r\n", "\n")
+            .contains("354 go ahead\n250 2.1.5 Success SESSIONID=<frontend-"),
+        "{out}"
+    );
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nprint(M.login('u7','testpw'))\nprint(M.select('INBOX'))\nprint(M.fetch('1','(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\nprint(M.logout())\n",
+        &[&fi.to_string()],
+    );
+    assert!(out.contains("Subject: via the cyrus front end"), "{out}");
 }
