@@ -150,6 +150,29 @@ pub async fn backend_line<R: AsyncRead + Unpin>(r: &mut tokio::io::BufReader<R>)
     Ok(String::from_utf8_lossy(&l).trim_end().to_string())
 }
 
+/// A read buffer that grows while data streams (a FETCH of many
+/// messages) and falls back to a small one when traffic is light (10,000
+/// idle sessions hold 1 KB per direction, not 8 or 16).
+struct Buf(Vec<u8>);
+
+impl Buf {
+    const SMALL: usize = 1024;
+    const LARGE: usize = 64 * 1024;
+
+    fn new() -> Buf {
+        Buf(vec![0; Self::SMALL])
+    }
+
+    fn after_read(&mut self, n: usize) {
+        let len = self.0.len();
+        if n == len && len < Self::LARGE {
+            self.0 = vec![0; len * 4];
+        } else if n < len / 8 && len > Self::SMALL {
+            self.0 = vec![0; Self::SMALL];
+        }
+    }
+}
+
 /// Joins client and back end until either side ends.  When the back end
 /// goes away without a `bye` line of its own, the client is sent
 /// `lost` (`* BYE ...` / `-ERR ...`) so that it knows.
@@ -160,30 +183,33 @@ where
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut br, mut bw) = tokio::io::split(backend);
-    let mut cbuf = vec![0u8; 4096];
-    let mut bbuf = vec![0u8; 4096];
+    let mut cbuf = Buf::new();
+    let mut bbuf = Buf::new();
     let mut said_bye = false;
     loop {
         tokio::select! {
-            n = cr.read(&mut cbuf) => match n {
+            n = cr.read(&mut cbuf.0) => match n {
                 Ok(n) if n > 0 => {
-                    if bw.write_all(&cbuf[..n]).await.is_err() {
+                    if bw.write_all(&cbuf.0[..n]).await.is_err() || bw.flush().await.is_err() {
                         break;
                     }
+                    cbuf.after_read(n);
                 }
                 _ => {
                     let _ = bw.shutdown().await;
                     return;
                 }
             },
-            n = br.read(&mut bbuf) => match n {
+            n = br.read(&mut bbuf.0) => match n {
                 Ok(n) if n > 0 => {
-                    if bbuf[..n].windows(bye_marker.len()).any(|w| w == bye_marker) {
+                    if bbuf.0[..n].windows(bye_marker.len()).any(|w| w == bye_marker) {
                         said_bye = true;
                     }
-                    if cw.write_all(&bbuf[..n]).await.is_err() {
+                    // TLS: the record goes out now, not with the next one.
+                    if cw.write_all(&bbuf.0[..n]).await.is_err() || cw.flush().await.is_err() {
                         return;
                     }
+                    bbuf.after_read(n);
                 }
                 _ => break,
             },

@@ -47,6 +47,8 @@ struct Rcpt {
 struct Backend {
     io: tokio::io::BufReader<tokio::net::TcpStream>,
     auth_param: bool,
+    /// A transaction ended without DATA: RSET before the next one.
+    dirty: bool,
 }
 
 impl LmtpProxy {
@@ -56,6 +58,7 @@ impl LmtpProxy {
         let mut b = Backend {
             io: tokio::io::BufReader::new(tcp),
             auth_param: false,
+            dirty: false,
         };
         let (code, _) = b.reply().await?;
         if code != 220 {
@@ -475,8 +478,9 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         body: &[u8],
     ) -> Result<(Backend, Vec<String>), (String, bool)> {
         let e = |s: String| (s, false);
-        // RSET, MAIL, every RCPT, DATA: pipelined.
-        let mut cmds = String::from("RSET\r\n");
+        // [RSET,] MAIL, every RCPT, DATA: pipelined.
+        let rset = b.dirty;
+        let mut cmds = String::from(if rset { "RSET\r\n" } else { "" });
         let auth = if b.auth_param {
             format!(
                 " AUTH={}",
@@ -497,7 +501,10 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         }
         cmds.push_str("DATA\r\n");
         b.send(cmds.as_bytes()).await.map_err(e)?;
-        b.reply().await.map_err(e)?;
+        if rset {
+            b.reply().await.map_err(e)?;
+        }
+        b.dirty = true;
         let (code, lines) = b.reply().await.map_err(e)?;
         if code != 250 {
             // Everything after MAIL fails with it.
@@ -522,6 +529,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             let text = lines.join("\r\n");
             return Ok((b, out.into_iter().map(|o| o.unwrap_or_else(|| text.clone())).collect()));
         }
+        b.dirty = false;
         b.send(body).await.map_err(|s| (s, true))?;
         let mut result = Vec::with_capacity(group.len());
         for o in out {

@@ -35,6 +35,9 @@ pub struct Proxyd {
 type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
 type Wr = tokio::io::WriteHalf<Box<dyn Io>>;
 
+/// A logged-in back-end connection and its reply to the login.
+type Backend = (String, tokio::io::BufReader<tokio::net::TcpStream>);
+
 /// Where a login leads: the back end's reply line for the client, and
 /// the logged-in back-end connection.
 struct Joined {
@@ -157,29 +160,34 @@ impl Session {
         }
     }
 
-    /// Checks the password here; the back end of `user`'s INBOX.
-    async fn authorize(&mut self, authzid: &str, authcid: &str, pass: Vec<u8>, mech: &str) -> Result<String, &'static str> {
-        let front = self.p.front.clone();
+    /// Checks the password here.
+    async fn check(&self, authzid: &str, authcid: &str, pass: Vec<u8>, mech: &str) -> Result<(), &'static str> {
+        let front = &self.p.front;
         if authzid != authcid && !front.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == authcid) {
             return Err("authorization failure");
         }
         let service = if self.p.pop3 { "pop" } else { "imap" };
         match super::cyrus::check_password(&front.conf, service, authcid, &Secret::new(pass)).await {
-            Ok(true) => {}
+            Ok(true) => Ok(()),
             Ok(false) => {
                 front.log.info(&format!(
                     "badlogin: {} {mech} {authcid} [SASL(-13): authentication failure: checkpass failed]",
                     self.peer
                 ));
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                return Err("authentication failure");
+                Err("authentication failure")
             }
             Err(e) => {
                 front.log.warning(&format!("login: {}: {e}", self.peer));
-                return Err("temporary failure");
+                Err("temporary failure")
             }
         }
-        let Some(inbox) = front.inbox_of(authzid) else {
+    }
+
+    /// The back end of `user`'s INBOX.
+    async fn place(&self, user: &str) -> Result<String, &'static str> {
+        let front = &self.p.front;
+        let Some(inbox) = front.inbox_of(user) else {
             return Err("invalid user");
         };
         match front.locate(&inbox).await {
@@ -197,6 +205,30 @@ impl Session {
                 Err("temporary failure")
             }
         }
+    }
+
+    /// The password check and, meanwhile, the back end's login for the
+    /// user (one wait instead of two); the back-end session is used only
+    /// when the password was right, and dropped otherwise.
+    async fn authorize(
+        &self,
+        authzid: &str,
+        authcid: &str,
+        pass: Vec<u8>,
+        mech: &str,
+    ) -> Result<(String, Result<Backend, String>), &'static str> {
+        let join = async {
+            let server = self.place(authzid).await?;
+            let b = if self.p.pop3 {
+                self.pop3_backend(&server, authzid).await
+            } else {
+                self.imap_backend(&server, authzid).await
+            };
+            Ok::<_, &'static str>((server, b))
+        };
+        let (checked, joined) = tokio::join!(self.check(authzid, authcid, pass, mech), join);
+        checked?;
+        joined
     }
 
     // ---- IMAP ----
@@ -310,8 +342,8 @@ impl Session {
         pass: Vec<u8>,
         mech: &str,
     ) -> Result<Option<Joined>, ReadError> {
-        let server = match self.authorize(authzid, authcid, pass, mech).await {
-            Ok(s) => s,
+        let (server, backend) = match self.authorize(authzid, authcid, pass, mech).await {
+            Ok(v) => v,
             Err("temporary failure") | Err("mailbox is being moved") => {
                 self.out(&format!("{tag} NO [UNAVAILABLE] Login failed: temporary failure\r\n"))
                     .await?;
@@ -322,7 +354,7 @@ impl Session {
                 return Ok(None);
             }
         };
-        match self.imap_backend(&server, authzid).await {
+        match backend {
             Ok((ok, backend)) => {
                 self.p.front.log.info(&format!(
                     "login: {} {authzid} {mech} User logged in SESSIONID=<{}> via {server}",
@@ -348,7 +380,7 @@ impl Session {
     }
 
     /// Logs in to the back end's IMAP for `user`; its tagged OK line.
-    async fn imap_backend(&self, server: &str, user: &str) -> Result<(String, tokio::io::BufReader<tokio::net::TcpStream>), String> {
+    async fn imap_backend(&self, server: &str, user: &str) -> Result<Backend, String> {
         let tcp = self.p.front.connect(server, "imap", 143).await?;
         let mut b = tokio::io::BufReader::new(tcp);
         let greet = backend_line(&mut b).await?;
@@ -471,8 +503,8 @@ impl Session {
     }
 
     async fn pop3_login(&mut self, authzid: &str, authcid: &str, pass: Vec<u8>, mech: &str) -> Result<Option<Joined>, ReadError> {
-        let server = match self.authorize(authzid, authcid, pass, mech).await {
-            Ok(s) => s,
+        let (server, backend) = match self.authorize(authzid, authcid, pass, mech).await {
+            Ok(v) => v,
             Err("authentication failure") | Err("authorization failure") => {
                 self.out("-ERR [AUTH] Invalid login\r\n").await?;
                 return Ok(None);
@@ -482,7 +514,7 @@ impl Session {
                 return Ok(None);
             }
         };
-        match self.pop3_backend(&server, authzid).await {
+        match backend {
             Ok((ok, backend)) => {
                 self.p
                     .front
@@ -501,7 +533,7 @@ impl Session {
         }
     }
 
-    async fn pop3_backend(&self, server: &str, user: &str) -> Result<(String, tokio::io::BufReader<tokio::net::TcpStream>), String> {
+    async fn pop3_backend(&self, server: &str, user: &str) -> Result<Backend, String> {
         let tcp = self.p.front.connect(server, "pop3", 110).await?;
         let mut b = tokio::io::BufReader::new(tcp);
         let greet = backend_line(&mut b).await?;

@@ -1,0 +1,366 @@
+//! Benchmark of the Murder (prints figures; not a test).  Run as root:
+//!     cargo bench --bench murder
+//! Our MUPDATE master, a back end and a front end (replica, IMAP and LMTP
+//! proxies) on loopback, the front end in a mount namespace whose
+//! /etc/services names the back end's ports:
+//! (a) a fresh replica of a master holding BENCH_MAILBOXES (100000)
+//!     mailboxes: seconds until it answers FIND for the last one; the
+//!     master's RSS;
+//! (b) LMTP of BENCH_LMTP (2000) × 5 KB messages over one connection,
+//!     direct to the back end and through the front end: messages/s and
+//!     the ratio;
+//! (c) a scripted IMAP session (LOGIN, SELECT, FETCH 1:1000 ENVELOPE, 20
+//!     bodies, LOGOUT), direct and through the front end: mean seconds of
+//!     BENCH_SESSIONS (20) and the overhead;
+//! (d) BENCH_IDLE (10000) IMAP sessions in IDLE through the front end: the
+//!     proxy's PSS growth.
+//! The real Cyrus Murder's figures on this kind of machine are in issue
+//! 7; running it beside ours is not done yet.
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+use harness::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn env(n: &str, d: usize) -> usize {
+    std::env::var(n).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn pss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn mupdate(dir: &Path, mux: &Path, master: bool, extra: &str) -> (Proc, u16, PathBuf) {
+    std::fs::create_dir_all(dir.join("conf")).unwrap();
+    let conf = dir.join("imapd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "configdirectory: {}/conf\nservername: {}\nadmins: md5u\nallowplaintext: yes\nsasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\n{extra}",
+            dir.display(),
+            if master { "master" } else { "frontend" },
+            mux.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("mupdate.log")).unwrap();
+    let mut cmd = Command::new(bin("mupdate"));
+    cmd.arg("-C")
+        .arg(&conf)
+        .args(if master { vec!["-m"] } else { vec![] })
+        .args(["-L", &format!("127.0.0.1:{port}")]);
+    cmd.stdout(log.try_clone().unwrap()).stderr(log);
+    let p = Proc::spawn("mupdate", &mut cmd);
+    wait_tcp(port);
+    (p, port, conf)
+}
+
+/// Logs in to a MUPDATE server; sends `cmd`; the reply up to its tag.
+fn mupdate_call(port: u16, cmd: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let b64 = mumail::util::base64_encode(b"\0md5u\0testpw");
+    s.write_all(format!("A AUTHENTICATE \"PLAIN\" {{{}+}}\r\n{b64}\r\nB {cmd}\r\nC LOGOUT\r\n", b64.len()).as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn message(i: usize, size: usize) -> Vec<u8> {
+    let mut m = format!("Message-ID: <murder-{i}@mumail.test>\r\nFrom: bench@mumail.test\r\nSubject: murder benchmark {i}\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n\r\n").into_bytes();
+    while m.len() < size {
+        m.extend_from_slice(b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n");
+    }
+    m
+}
+
+fn reply(r: &mut BufReader<TcpStream>) -> String {
+    let mut all = String::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 {
+            return all;
+        }
+        let done = l.as_bytes().get(3) != Some(&b'-');
+        all.push_str(&l);
+        if done {
+            return all;
+        }
+    }
+}
+
+/// `n` messages to `rcpt` over one LMTP connection: seconds.
+fn lmtp_run(port: u16, rcpt: &str, n: usize, auth: bool) -> f64 {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = s.set_nodelay(true);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    reply(&mut r);
+    w.write_all(b"LHLO bench\r\n").unwrap();
+    reply(&mut r);
+    if auth {
+        let b64 = mumail::util::base64_encode(b"\0md5u\0testpw");
+        w.write_all(format!("AUTH PLAIN {b64}\r\n").as_bytes()).unwrap();
+        assert!(reply(&mut r).starts_with("235"));
+    }
+    let start = Instant::now();
+    for i in 0..n {
+        w.write_all(format!("MAIL FROM:<bench@mumail.test>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes())
+            .unwrap();
+        let (a, b, c) = (reply(&mut r), reply(&mut r), reply(&mut r));
+        assert!(a.starts_with("250") && b.starts_with("250") && c.starts_with("354"), "{a}{b}{c}");
+        let mut m = message(i + rcpt.len() * 1_000_000, 5000);
+        m.extend_from_slice(b".\r\n");
+        w.write_all(&m).unwrap();
+        let e = reply(&mut r);
+        assert!(e.starts_with("250"), "{e}");
+    }
+    let _ = w.write_all(b"QUIT\r\n");
+    start.elapsed().as_secs_f64()
+}
+
+/// The scripted IMAP session: seconds.
+fn imap_session(port: u16, user: &str, msgs: usize) -> f64 {
+    let start = Instant::now();
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = s.set_nodelay(true);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let until = |r: &mut BufReader<TcpStream>, tag: &str| loop {
+        let mut l = Vec::new();
+        if r.read_until(b'\n', &mut l).unwrap_or(0) == 0 {
+            panic!("closed before {tag}");
+        }
+        if l.starts_with(format!("{tag} ").as_bytes()) {
+            assert!(l.starts_with(format!("{tag} OK").as_bytes()), "{}", String::from_utf8_lossy(&l));
+            return;
+        }
+    };
+    let mut g = String::new();
+    r.read_line(&mut g).unwrap();
+    w.write_all(format!("a LOGIN {user} testpw\r\n").as_bytes()).unwrap();
+    until(&mut r, "a");
+    w.write_all(b"b SELECT INBOX\r\n").unwrap();
+    until(&mut r, "b");
+    w.write_all(format!("c FETCH 1:{} (FLAGS ENVELOPE)\r\n", msgs.min(1000)).as_bytes())
+        .unwrap();
+    until(&mut r, "c");
+    w.write_all(format!("d FETCH 1:{} BODY.PEEK[]\r\n", msgs.min(20)).as_bytes())
+        .unwrap();
+    until(&mut r, "d");
+    w.write_all(b"e LOGOUT\r\n").unwrap();
+    until(&mut r, "e");
+    start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("murder bench: needs root (mount namespaces, private accounts)");
+        return;
+    }
+    if std::env::var("MUMAIL_PROFILE").is_err() {
+        std::env::set_var("MUMAIL_PROFILE", "release");
+    }
+    // 10,000 sessions need descriptors, here and in the daemons.
+    let lim = libc::rlimit {
+        rlim_cur: 65536,
+        rlim_max: 65536,
+    };
+    // SAFETY: sets this process's descriptor limit; children inherit it.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    let t = tempfile::tempdir().unwrap();
+    let binds = private_accounts(t.path());
+    let run = t.path().join("sasl");
+    let _sasl = saslauthd(
+        &bin("saslauthd"),
+        &binds,
+        &run,
+        &["-a", "shadow"],
+        &[],
+        &t.path().join("saslauthd.log"),
+    );
+    let mux = run.join("mux");
+
+    // (a) replica sync.
+    let n_mb = env("BENCH_MAILBOXES", 100_000);
+    let mdir = t.path().join("master");
+    std::fs::create_dir_all(mdir.join("conf")).unwrap();
+    {
+        use mumail::store::murder::{Entry, MurderDb, State};
+        let db = MurderDb::open(&mdir.join("conf/mupdate.db")).unwrap();
+        let changes: Vec<_> = (0..n_mb)
+            .map(|i| {
+                (
+                    format!("user.u{i:06}"),
+                    Some(Entry {
+                        state: State::Active,
+                        location: format!("backend{}!default", i % 2 + 1),
+                        acl: format!("u{i:06}\tlrswipkxtecdan\t"),
+                    }),
+                )
+            })
+            .collect();
+        db.apply(&changes, |_| {}).unwrap();
+    }
+    let (mproc, mport, _) = mupdate(&mdir, &mux, true, "");
+    let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\nmupdate_retry_delay: 2\n";
+    let last = format!("user.u{:06}", n_mb - 1);
+    let start = Instant::now();
+    let (_rp, rport, _) = mupdate(
+        &t.path().join("replica"),
+        &mux,
+        false,
+        &format!("mupdate_server: 127.0.0.1:{mport}\n{creds}"),
+    );
+    loop {
+        if mupdate_call(rport, &format!("FIND \"{last}\"")).contains("B MAILBOX") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "replica never synced");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sync = start.elapsed().as_secs_f64();
+    println!(
+        "(a) fresh replica holds {n_mb} mailboxes after {sync:.2} s (goal < 1 s; Cyrus 3.6: 2.8-2.95 s); master RSS {} MB (Cyrus: 36 MB)",
+        rss_kb(mproc.child.id()) / 1024
+    );
+    drop(_rp);
+    drop(mproc);
+
+    // A small murder for (b)-(d).
+    let (_m, mport, _) = mupdate(&t.path().join("m2"), &mux, true, "");
+    let (iport, lport) = (free_port(), free_port());
+    let mut b = Backend::start(
+        &t.path().join("b1"),
+        &format!("servername: 127.0.0.2\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{mport}\n{creds}proxyservers: md5u\n"),
+    );
+    for (prog, port) in [("imapd", iport), ("lmtpd", lport)] {
+        let log = std::fs::File::create(b.dir.join(format!("{prog}-2.log"))).unwrap();
+        let mut cmd = Command::new(bin(prog));
+        cmd.arg("-C")
+            .arg(&b.conf)
+            .args(["-L", &format!("127.0.0.2:{port}")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        b.extra.push(Proc::spawn(prog, &mut cmd));
+    }
+    let py = "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('md5u','testpw')\nM.create('user.u7')\nM.create('user.yes1')\n";
+    python(py, &[&b.imap_port.to_string()]);
+    let (_r, _rport, fconf) = mupdate(
+        &t.path().join("fe"),
+        &mux,
+        false,
+        &format!("mupdate_server: 127.0.0.1:{mport}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nunixhierarchysep: no\n"),
+    );
+    let services = t.path().join("services");
+    std::fs::write(&services, format!("imap {iport}/tcp\nlmtp {lport}/tcp\n")).unwrap();
+    let front = |prog: &str, flags: &[&str]| {
+        let port = free_port();
+        let l = format!("127.0.0.1:{port}");
+        let mut args = vec!["-C", fconf.to_str().unwrap(), "-L", l.as_str()];
+        args.extend_from_slice(flags);
+        let mut cmd = in_namespace(&[(services.clone(), "/etc/services")], &bin(prog), &args);
+        let log = std::fs::File::create(t.path().join(format!("fe-{prog}.log"))).unwrap();
+        cmd.stdout(log.try_clone().unwrap()).stderr(log);
+        let p = Proc::spawn(prog, &mut cmd);
+        wait_tcp(port);
+        (p, port)
+    };
+    let (_fl, flport) = front("lmtpd", &["-a"]);
+    let (fi, fiport) = front("imapd", &[]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // (b) LMTP direct and proxied, 5 KB messages.
+    let n = env("BENCH_LMTP", 2000);
+    // The back end's TCP lmtpd wants AUTH (no -a), as the proxy's does.
+    let direct = n as f64 / lmtp_run(b.lmtp_port, "u7", n, true);
+    let proxied = n as f64 / lmtp_run(flport, "yes1", n, false);
+    println!(
+        "(b) LMTP 5 KB: direct {direct:.0} msg/s, through the front end {proxied:.0} msg/s = {:.0}% (goal >= 90%; Cyrus 3.6: 12%)",
+        100.0 * proxied / direct
+    );
+
+    // (c) IMAP sessions (u7 and yes1 now hold n messages each).
+    let runs = env("BENCH_SESSIONS", 20);
+    let _ = imap_session(b.imap_port, "u7", n);
+    let _ = imap_session(fiport, "u7", n);
+    let (mut d, mut p) = (0.0, 0.0);
+    for _ in 0..runs {
+        d += imap_session(b.imap_port, "u7", n);
+        p += imap_session(fiport, "u7", n);
+    }
+    let (d, p) = (d / runs as f64, p / runs as f64);
+    println!(
+        "(c) IMAP session: direct {:.1} ms, through the front end {:.1} ms = {:+.1}% (goal < 10%; Cyrus 3.6: +76%)",
+        d * 1000.0,
+        p * 1000.0,
+        100.0 * (p - d) / d
+    );
+
+    // (d) proxied IDLE sessions: the proxy holds two descriptors per
+    // session, so the descriptor limit bounds how many fit.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: reads this process's limit into a valid struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let fit = (lim.rlim_cur as usize).saturating_sub(200) / 2;
+    let want = env("BENCH_IDLE", 10_000).min(fit);
+    let before = pss_kb(fi.child.id());
+    let mut conns = Vec::new();
+    for i in 0..want {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], fiport));
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(10)) else {
+            eprintln!("(d) stopped at {i} connections");
+            break;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        s.write_all(b"a LOGIN u7 testpw\r\nb SELECT INBOX\r\nc IDLE\r\n").unwrap();
+        let mut got = Vec::new();
+        while !got.windows(6).any(|w| w == b"+ idli") {
+            let n = s.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.len() > 1 << 20 {
+                got.drain(..got.len() - 16);
+            }
+        }
+        conns.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let after = pss_kb(fi.child.id());
+    let per = (after.saturating_sub(before)) as f64 / conns.len().max(1) as f64;
+    println!(
+        "(d) {} IMAP sessions in IDLE through the front end (descriptor limit {}): proxy PSS {} MB -> {} MB, {per:.1} KB per session, {:.0} MiB for 10,000 (goal < 128 MiB)",
+        conns.len(),
+        lim.rlim_cur,
+        before / 1024,
+        after / 1024,
+        (before as f64 + per * 10_000.0) / 1024.0
+    );
+}
