@@ -1147,3 +1147,38 @@ fn our_backend_through_the_real_cyrus_front_end() {
     );
     assert!(out.contains("Subject: via the cyrus front end"), "{out}");
 }
+
+#[test]
+fn front_end_tls_and_master_connection_limit() {
+    if !can_run("front-end TLS", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mu = Murder::start(t.path());
+    std::fs::create_dir_all(t.path().join("certs")).unwrap();
+    let (ca, cert, key) = make_certs(&t.path().join("certs"));
+    let mut conf = std::fs::read_to_string(&mu.fe.conf).unwrap();
+    conf.push_str(&format!("tls_server_cert: {}\ntls_server_key: {}\n", cert.display(), key.display()));
+    std::fs::write(&mu.fe.conf, conf).unwrap();
+    let (_imaps, sport) = mu.front("imapd", &["-s"]);
+    let (_imap, iport) = mu.front("imapd", &[]);
+    let script = "import imaplib,ssl,sys\nc=ssl.create_default_context(cafile=sys.argv[1])\nc.check_hostname=False\n\
+                  M=imaplib.IMAP4_SSL('127.0.0.1',int(sys.argv[2]),ssl_context=c)\nprint(M.login('u7','testpw'))\nprint(M.select('INBOX'))\nM.logout()\n\
+                  N=imaplib.IMAP4('127.0.0.1',int(sys.argv[3]))\nprint('STARTTLS' in N.capabilities)\nprint(N.starttls(ssl_context=c))\nprint(N.login('yes1','testpw'))\nprint(N.select('INBOX'))\nN.logout()\n";
+    let out = python(script, &[ca.to_str().unwrap(), &sport.to_string(), &iport.to_string()]);
+    assert_eq!(out.matches("User logged in").count(), 2, "{out}");
+    assert!(out.contains("True\n('OK'"), "{out}");
+    // The master turns away connections over mupdate_connections_max
+    // with Cyrus's words.
+    let t2 = tempfile::tempdir().unwrap();
+    let (_sasl, mux) = sasl(&t2.path().join("sasl"));
+    let m = Node::start(&t2.path().join("m"), &mux, true, "mupdate_connections_max: 2\n");
+    let _a = Raw::connect(m.port);
+    let _b = Raw::connect(m.port);
+    let mut c = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = String::new();
+    let _ = c.read_to_string(&mut got);
+    assert_eq!(got, "* BYE \"Server Unable\"\r\n");
+    assert!(m.log().contains("Server too busy, dropping connection."), "{}", m.log());
+}
