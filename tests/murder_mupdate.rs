@@ -778,7 +778,11 @@ struct Murder {
     backs: Vec<Backend>,
     fe: Node,
     services: PathBuf,
+    /// The back ends' IMAP, POP3 and LMTP ports.
+    ports: (u16, u16, u16),
 }
+
+const BACK_IPS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
 
 impl Murder {
     fn start(t: &Path) -> Murder {
@@ -787,7 +791,7 @@ impl Murder {
         let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
         let (iport, pport, lport) = (free_port(), free_port(), free_port());
         let mut backs = Vec::new();
-        for (i, ip) in ["127.0.0.2", "127.0.0.3"].iter().enumerate() {
+        for (i, ip) in BACK_IPS.iter().enumerate() {
             let mut b = Backend::start(
                 &t.join(format!("b{}", i + 1)),
                 &format!(
@@ -795,16 +799,7 @@ impl Murder {
                     m.port
                 ),
             );
-            for (prog, port) in [("lmtpd", lport), ("imapd", iport), ("pop3d", pport)] {
-                let log = std::fs::File::create(b.dir.join(format!("{prog}-fe.log"))).unwrap();
-                let mut cmd = Command::new(bin(prog));
-                cmd.arg("-C")
-                    .arg(&b.conf)
-                    .args(["-L", &format!("{ip}:{port}")])
-                    .stdout(log.try_clone().unwrap())
-                    .stderr(log);
-                b.extra.push(Proc::spawn(prog, &mut cmd));
-            }
+            Murder::serve_back(&mut b, ip, (iport, pport, lport));
             backs.push(b);
         }
         assert!(!imap_admin(backs[0].imap_port, &["CREATE user.alice", "CREATE user.u7"]).contains("-> NO"));
@@ -830,7 +825,32 @@ impl Murder {
             backs,
             fe,
             services,
+            ports: (iport, pport, lport),
         }
+    }
+
+    /// A back end's IMAP, POP3 and LMTP on its own address.
+    fn serve_back(b: &mut Backend, ip: &str, (iport, pport, lport): (u16, u16, u16)) {
+        for (prog, port) in [("lmtpd", lport), ("imapd", iport), ("pop3d", pport)] {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(b.dir.join(format!("{prog}-fe.log")))
+                .unwrap();
+            let mut cmd = Command::new(bin(prog));
+            cmd.arg("-C")
+                .arg(&b.conf)
+                .args(["-L", &format!("{ip}:{port}")])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            b.extra.push(Proc::spawn(prog, &mut cmd));
+        }
+    }
+
+    /// Back end `i` (0 or 1) comes back.
+    fn restart_back(&mut self, i: usize) {
+        let ports = self.ports;
+        Murder::serve_back(&mut self.backs[i], BACK_IPS[i], ports);
     }
 
     /// One of our store daemons started on the front end's config (so it
@@ -1181,4 +1201,63 @@ fn front_end_tls_and_master_connection_limit() {
     let _ = c.read_to_string(&mut got);
     assert_eq!(got, "* BYE \"Server Unable\"\r\n");
     assert!(m.log().contains("Server too busy, dropping connection."), "{}", m.log());
+}
+
+/// The hub delivers through the front end's LMTP proxy; while a back end
+/// is down its users' mail waits in the queue (4xx, never a bounce) and
+/// is delivered when the back end returns; the other users' mail goes on.
+#[test]
+fn hub_delivers_through_the_front_end_and_waits_for_a_down_back_end() {
+    if !can_run("hub through the murder", &[]) {
+        return;
+    }
+    let t = cyrus_tempdir();
+    let mut mu = Murder::start(t.path());
+    let (_lmtp, fport) = mu.front("lmtpd", &["-a"]);
+    let hub = t.path().join("hub");
+    std::fs::create_dir_all(&hub).unwrap();
+    let sport = free_port();
+    std::fs::write(
+        hub.join("main.cf"),
+        format!(
+            "compatibility_level = 3.6\nqueue_directory = {d}/queue\nmaillog_file = {d}/maillog\nmyhostname = hub.mumail.test\n\
+             mydomain = mumail.test\nmydestination = mumail.test\nmynetworks = 127.0.0.0/8\nlocal_recipient_maps =\nalias_maps =\n\
+             mailbox_transport = lmtp:inet:127.0.0.1:{fport}\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n",
+            d = hub.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        hub.join("master.cf"),
+        format!(
+            "127.0.0.1:{sport} inet n - n - - smtpd\nlmtp unix - - n - - lmtp\nerror unix - - n - - error\nlocal unix - n n - - local\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(hub.join("stderr")).unwrap();
+    let mut cmd = Command::new(bin("postfix-master"));
+    cmd.args(["-c", hub.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
+    let _hub = Proc::spawn("postfix-master", &mut cmd);
+    wait_tcp(sport);
+    let maillog = || std::fs::read_to_string(hub.join("maillog")).unwrap_or_default();
+    // yes1's back end (the second) goes down.
+    mu.backs[1].extra.clear();
+    let send = "import smtplib,sys\ns=smtplib.SMTP('127.0.0.1',int(sys.argv[1]))\n\
+                s.sendmail('a@example.org',['u7@mumail.test','yes1@mumail.test'],'Message-ID: <h1@x>\\r\\nSubject: via hub and murder\\r\\n\\r\\nbody\\r\\n')\ns.quit()\n";
+    python(send, &[&sport.to_string()]);
+    wait_for("u7 delivered, yes1 deferred", Duration::from_secs(30), || {
+        let l = maillog();
+        l.contains("to=<u7@mumail.test>")
+            && l.contains("status=sent")
+            && l.contains("to=<yes1@mumail.test>")
+            && l.contains("status=deferred")
+    });
+    assert!(maillog().contains("451 4.4.3 Remote server unavailable"), "{}", maillog());
+    assert!(!maillog().contains("status=bounced"), "{}", maillog());
+    assert!(inbox_count(mu.backs[0].imap_port, "user.u7").contains("'1'"));
+    // It returns: the queue delivers.
+    mu.restart_back(1);
+    wait_for("yes1 delivered after the back end returned", Duration::from_secs(60), || {
+        inbox_count(mu.backs[1].imap_port, "user.yes1").contains("'1'")
+    });
 }
