@@ -247,6 +247,48 @@ pub async fn bind_listeners(specs: &[String]) -> Result<Vec<crate::server::Liste
     Ok(out)
 }
 
+/// Serves `svc` until SIGTERM on systemd's sockets, master's, or `specs`,
+/// in a multi-threaded runtime; `start` runs inside it first (tasks the
+/// daemon needs beside its connections).  The exit code.
+pub fn serve_until_term<S: crate::server::Service>(
+    prog: &str,
+    log: &Arc<Logger>,
+    specs: &[String],
+    svc: Arc<S>,
+    max_conns: usize,
+    start: impl FnOnce() + Send,
+) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return crate::util::exit::OSERR;
+        }
+    };
+    rt.block_on(async move {
+        let listeners = match bind_listeners(specs).await {
+            Ok(l) => l,
+            Err(e) => {
+                log.fatal(&e);
+                eprintln!("{prog}: fatal: {e}");
+                return crate::util::exit::TEMPFAIL;
+            }
+        };
+        start();
+        let (sd, rx) = crate::server::Shutdown::new();
+        tokio::spawn(async move {
+            crate::server::signals(|| {}).await;
+            sd.trigger();
+        });
+        let limits = crate::server::Limits {
+            max_conns,
+            ..Default::default()
+        };
+        crate::server::run(listeners, svc, limits, rx).await;
+        0
+    })
+}
+
 /// A listening socket inherited on `fd`, if there is one.
 fn listener_on_fd(fd: i32) -> Option<crate::server::Listener> {
     use std::os::fd::FromRawFd;

@@ -579,37 +579,10 @@ pub fn main(args: &[String]) -> i32 {
         preauth: a.preauth,
         lmtp_port: 24,
     });
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("lmtpproxyd: {e}");
-            return exit::OSERR;
-        }
+    let specs = if a.listen.is_empty() {
+        vec![p.front.conf.path_option("lmtpsocket").unwrap_or_default()]
+    } else {
+        a.listen.clone()
     };
-    rt.block_on(async move {
-        let specs = if a.listen.is_empty() {
-            vec![p.front.conf.path_option("lmtpsocket").unwrap_or_default()]
-        } else {
-            a.listen.clone()
-        };
-        let listeners = match super::cyrus::bind_listeners(&specs).await {
-            Ok(l) => l,
-            Err(e) => {
-                log.fatal(&e);
-                eprintln!("lmtpproxyd: fatal: {e}");
-                return exit::TEMPFAIL;
-            }
-        };
-        let (sd, rx) = crate::server::Shutdown::new();
-        tokio::spawn(async move {
-            crate::server::signals(|| {}).await;
-            sd.trigger();
-        });
-        let limits = crate::server::Limits {
-            max_conns: super::cyrus::max_conns(),
-            ..Default::default()
-        };
-        crate::server::run(listeners, p, limits, rx).await;
-        0
-    })
+    super::cyrus::serve_until_term("lmtpproxyd", &log, &specs, p, super::cyrus::max_conns(), || {})
 }

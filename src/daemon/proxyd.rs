@@ -140,16 +140,8 @@ impl Session {
             return Err(ReadError::Eof);
         };
         self.w.flush().await?;
-        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
-        let (dr, dw) = tokio::io::split(dummy);
-        let r = std::mem::replace(&mut self.input, Input::new(dr)).into_inner();
-        let w = std::mem::replace(&mut self.w, Output::new(dw)).into_inner();
-        match tokio_rustls::TlsAcceptor::from(acc).accept(r.unsplit(w)).await {
-            Ok(t) => {
-                let t: Box<dyn Io> = Box::new(t);
-                let (r, w) = tokio::io::split(t);
-                self.input = Input::new(r);
-                self.w = Output::new(w);
+        match super::imapd::io::start_tls(&mut self.input, &mut self.w, acc).await {
+            Ok(()) => {
                 self.tls = true;
                 Ok(())
             }
@@ -592,38 +584,11 @@ pub fn main(prog: &str, args: &[String], pop3: bool) -> i32 {
         implicit_tls: a.tls,
         pop3,
     });
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{prog}: {e}");
-            return exit::OSERR;
-        }
+    let default = if pop3 { "110" } else { "143" };
+    let specs = if a.listen.is_empty() {
+        vec![default.to_string()]
+    } else {
+        a.listen.clone()
     };
-    rt.block_on(async move {
-        let default = if pop3 { "110" } else { "143" };
-        let specs = if a.listen.is_empty() {
-            vec![default.to_string()]
-        } else {
-            a.listen.clone()
-        };
-        let listeners = match super::cyrus::bind_listeners(&specs).await {
-            Ok(l) => l,
-            Err(e) => {
-                front.log.fatal(&e);
-                eprintln!("{prog}: fatal: {e}");
-                return exit::TEMPFAIL;
-            }
-        };
-        let (sd, rx) = crate::server::Shutdown::new();
-        tokio::spawn(async move {
-            crate::server::signals(|| {}).await;
-            sd.trigger();
-        });
-        let limits = crate::server::Limits {
-            max_conns: super::cyrus::max_conns(),
-            ..Default::default()
-        };
-        crate::server::run(listeners, svc, limits, rx).await;
-        0
-    })
+    super::cyrus::serve_until_term(prog, &front.log, &specs, svc, super::cyrus::max_conns(), || {})
 }

@@ -257,3 +257,39 @@ fn is_append(cmd: &[u8]) -> bool {
     it.next();
     it.next().is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
 }
+
+type BoxRd = tokio::io::ReadHalf<Box<dyn crate::server::listen::Io>>;
+type BoxWr = tokio::io::WriteHalf<Box<dyn crate::server::listen::Io>>;
+
+/// Takes the stream out from under a reader/writer pair (which are left
+/// on a dummy): the whole connection, and what was read but not used.
+fn take_stream(input: &mut Input<BoxRd>, w: &mut Output<BoxWr>) -> (Box<dyn crate::server::listen::Io>, Vec<u8>) {
+    let dummy: Box<dyn crate::server::listen::Io> = Box::new(tokio::io::duplex(1).0);
+    let (dr, dw) = tokio::io::split(dummy);
+    let (r, pending) = std::mem::replace(input, Input::new(dr)).into_parts();
+    let wr = std::mem::replace(w, Output::new(dw)).into_inner();
+    (Box::new(r.unsplit(wr)), pending)
+}
+
+fn put_stream(io: Box<dyn crate::server::listen::Io>, input: &mut Input<BoxRd>, w: &mut Output<BoxWr>) {
+    let (r, wr) = tokio::io::split(io);
+    *input = Input::new(r);
+    *w = Output::new(wr);
+}
+
+/// STARTTLS (IMAP, POP3, MUPDATE): TLS from the next byte on.  Input the
+/// client pipelined after the command is dropped (no injection); the
+/// caller has flushed its OK.
+pub async fn start_tls(input: &mut Input<BoxRd>, w: &mut Output<BoxWr>, acc: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    let (io, _dropped) = take_stream(input, w);
+    let t = tokio_rustls::TlsAcceptor::from(acc).accept(io).await?;
+    put_stream(Box::new(t), input, w);
+    Ok(())
+}
+
+/// COMPRESS DEFLATE (RFC 4978): both ways from the next byte on; bytes
+/// the client already sent compressed are kept.
+pub fn start_deflate(input: &mut Input<BoxRd>, w: &mut Output<BoxWr>) {
+    let (io, pending) = take_stream(input, w);
+    put_stream(Box::new(crate::server::deflate::Deflate::new(io, pending)), input, w);
+}

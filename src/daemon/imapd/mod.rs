@@ -180,17 +180,8 @@ impl Session {
         }
         self.tagged(tag, "OK Begin TLS negotiation now").await?;
         self.w.flush().await?;
-        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
-        let (dr, dw) = tokio::io::split(dummy);
-        let r = std::mem::replace(&mut self.input, Input::new(dr)).into_inner();
-        let w = std::mem::replace(&mut self.w, Output::new(dw)).into_inner();
-        let io = r.unsplit(w);
-        match tokio_rustls::TlsAcceptor::from(acc).accept(io).await {
-            Ok(t) => {
-                let t: Box<dyn Io> = Box::new(t);
-                let (r, w) = tokio::io::split(t);
-                self.input = Input::new(r);
-                self.w = Output::new(w);
+        match io::start_tls(&mut self.input, &mut self.w, acc).await {
+            Ok(()) => {
                 self.tls = true;
                 Ok(())
             }
@@ -212,14 +203,7 @@ impl Session {
         }
         self.tagged(tag, "OK DEFLATE active").await?;
         self.w.flush().await?;
-        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
-        let (dr, dw) = tokio::io::split(dummy);
-        let (r, pending) = std::mem::replace(&mut self.input, Input::new(dr)).into_parts();
-        let w = std::mem::replace(&mut self.w, Output::new(dw)).into_inner();
-        let z: Box<dyn Io> = Box::new(crate::server::deflate::Deflate::new(r.unsplit(w), pending));
-        let (r, w) = tokio::io::split(z);
-        self.input = Input::new(r);
-        self.w = Output::new(w);
+        io::start_deflate(&mut self.input, &mut self.w);
         self.compressed = true;
         Ok(())
     }

@@ -515,17 +515,8 @@ impl Session {
         }
         self.tagged(tag, "OK Begin TLS negotiation now").await?;
         self.w.flush().await?;
-        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
-        let (dr, dw) = tokio::io::split(dummy);
-        // Input pipelined after STARTTLS is dropped (no injection).
-        let r = std::mem::replace(&mut self.input, Input::new(dr)).into_inner();
-        let w = std::mem::replace(&mut self.w, Output::new(dw)).into_inner();
-        match tokio_rustls::TlsAcceptor::from(acc).accept(r.unsplit(w)).await {
-            Ok(t) => {
-                let t: Box<dyn Io> = Box::new(t);
-                let (r, w) = tokio::io::split(t);
-                self.input = Input::new(r);
-                self.w = Output::new(w);
+        match super::imapd::io::start_tls(&mut self.input, &mut self.w, acc).await {
+            Ok(()) => {
                 self.tls = true;
                 self.banner().await
             }
@@ -546,14 +537,7 @@ impl Session {
         }
         self.tagged(tag, &format!("OK {alg} active")).await?;
         self.w.flush().await?;
-        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
-        let (dr, dw) = tokio::io::split(dummy);
-        let (r, pending) = std::mem::replace(&mut self.input, Input::new(dr)).into_parts();
-        let w = std::mem::replace(&mut self.w, Output::new(dw)).into_inner();
-        let z: Box<dyn Io> = Box::new(crate::server::deflate::Deflate::new(r.unsplit(w), pending));
-        let (r, w) = tokio::io::split(z);
-        self.input = Input::new(r);
-        self.w = Output::new(w);
+        super::imapd::io::start_deflate(&mut self.input, &mut self.w);
         self.compressed = true;
         Ok(())
     }
@@ -803,10 +787,6 @@ pub fn main(args: &[String]) -> i32 {
         Ok(t) => t,
         Err(e) => return fatal(&e, exit::CONFIG),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => return fatal(&e.to_string(), exit::OSERR),
-    };
     let (kick_tx, kick_rx) = mpsc::channel::<Kick>(64);
     let max_conns = usize::try_from(conf.get_int("mupdate_connections_max")).unwrap_or(128);
     let m = Arc::new(Mupdate {
@@ -822,39 +802,24 @@ pub fn main(args: &[String]) -> i32 {
         kick: (!master).then_some(kick_tx),
         conf,
     });
-    rt.block_on(async move {
-        let specs = if a.listen.is_empty() {
-            vec![m.conf.get_int("mupdate_port").to_string()]
-        } else {
-            a.listen.clone()
-        };
-        let listeners = match super::cyrus::bind_listeners(&specs).await {
-            Ok(l) => l,
-            Err(e) => {
-                m.log.fatal(&e);
-                eprintln!("mupdate: fatal: {e}");
-                return exit::TEMPFAIL;
-            }
-        };
-        tokio::spawn(serve_kicks(m.clone(), configdir.join("socket/mupdate.target")));
+    let specs = if a.listen.is_empty() {
+        vec![m.conf.get_int("mupdate_port").to_string()]
+    } else {
+        a.listen.clone()
+    };
+    let m2 = m.clone();
+    let start = move || {
+        tokio::spawn(serve_kicks(m2.clone(), configdir.join("socket/mupdate.target")));
         if !master {
-            tokio::spawn(slave::run(m.clone(), kick_rx));
+            tokio::spawn(slave::run(m2.clone(), kick_rx));
         }
-        m.log.info(&format!(
+        m2.log.info(&format!(
             "mupdate: started as {} with {} mailboxes",
             if master { "master" } else { "replica" },
-            m.db.len()
+            m2.db.len()
         ));
-        let (sd, rx) = crate::server::Shutdown::new();
-        tokio::spawn(async move {
-            crate::server::signals(|| {}).await;
-            sd.trigger();
-        });
-        let limits = crate::server::Limits {
-            max_conns: 0,
-            ..Default::default()
-        };
-        crate::server::run(listeners, m, limits, rx).await;
-        0
-    })
+    };
+    // The connection limit is mupdate_connections_max's, answered with
+    // Cyrus's BYE in `serve`.
+    super::cyrus::serve_until_term("mupdate", &log, &specs, m, 0, start)
 }
