@@ -401,19 +401,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             return Ok(());
         }
         // The body once, dot-stuffed, for every back end.
-        let mut body = Vec::with_capacity(rx.data.len() + 64);
-        let mut at_line_start = true;
-        for &c in &rx.data {
-            if at_line_start && c == b'.' {
-                body.push(b'.');
-            }
-            body.push(c);
-            at_line_start = c == b'\n';
-        }
-        if !body.ends_with(b"\r\n") && !body.is_empty() {
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(b".\r\n");
+        let body = lmtp::dot_stuff(&rx.data);
         // Recipients grouped per back end, replies in the client's order.
         let mut order: Vec<String> = Vec::new();
         for r in &rcpts {

@@ -299,24 +299,12 @@ impl Session {
                         self.out(&format!("{tag} BAD Client canceled authentication\r\n")).await?;
                         continue;
                     }
-                    let raw = if resp == b"=" {
-                        Some(Vec::new())
-                    } else {
-                        crate::util::base64_decode(&String::from_utf8_lossy(&resp))
-                    };
-                    let parts: Vec<Vec<u8>> = raw.unwrap_or_default().split(|&c| c == 0).map(<[u8]>::to_vec).collect();
-                    if parts.len() != 3 || parts[1].is_empty() {
+                    let Some((authzid, authcid, pass)) = plain_response(&resp) else {
                         self.out(&format!("{tag} NO Authentication failed: bad protocol / cancel\r\n"))
                             .await?;
                         continue;
-                    }
-                    let authcid = String::from_utf8_lossy(&parts[1]).into_owned();
-                    let authzid = if parts[0].is_empty() {
-                        authcid.clone()
-                    } else {
-                        String::from_utf8_lossy(&parts[0]).into_owned()
                     };
-                    if let Some(j) = self.imap_login(&tag, &authzid, &authcid, parts[2].clone(), "PLAIN").await? {
+                    if let Some(j) = self.imap_login(&tag, &authzid, &authcid, pass, "PLAIN").await? {
                         return Ok(Some(j));
                     }
                 }
@@ -469,23 +457,11 @@ impl Session {
                             String::from_utf8_lossy(&self.input.line(4096, PREAUTH_IDLE).await?.unwrap_or_default()).into_owned()
                         }
                     };
-                    let raw = if resp == "=" {
-                        Some(Vec::new())
-                    } else {
-                        crate::util::base64_decode(&resp)
-                    };
-                    let parts: Vec<Vec<u8>> = raw.unwrap_or_default().split(|&c| c == 0).map(<[u8]>::to_vec).collect();
-                    if parts.len() != 3 || parts[1].is_empty() {
+                    let Some((authzid, authcid, pass)) = plain_response(resp.as_bytes()) else {
                         self.out("-ERR [AUTH] authenticating: bad protocol / cancel\r\n").await?;
                         continue;
-                    }
-                    let authcid = String::from_utf8_lossy(&parts[1]).into_owned();
-                    let authzid = if parts[0].is_empty() {
-                        authcid.clone()
-                    } else {
-                        String::from_utf8_lossy(&parts[0]).into_owned()
                     };
-                    if let Some(j) = self.pop3_login(&authzid, &authcid, parts[2].clone(), "PLAIN").await? {
+                    if let Some(j) = self.pop3_login(&authzid, &authcid, pass, "PLAIN").await? {
                         return Ok(Some(j));
                     }
                 }
@@ -544,6 +520,30 @@ impl Session {
             Err(l)
         }
     }
+}
+
+/// A SASL PLAIN response (base64, `=` for empty): authzid (the authcid
+/// when empty), authcid, password.
+fn plain_response(resp: &[u8]) -> Option<(String, String, Vec<u8>)> {
+    let raw = if resp == b"=" {
+        Vec::new()
+    } else {
+        crate::util::base64_decode(&String::from_utf8_lossy(resp))?
+    };
+    let parts: Vec<&[u8]> = raw.split(|&c| c == 0).collect();
+    let [zid, cid, pass] = parts[..] else {
+        return None;
+    };
+    if cid.is_empty() {
+        return None;
+    }
+    let authcid = String::from_utf8_lossy(cid).into_owned();
+    let authzid = if zid.is_empty() {
+        authcid.clone()
+    } else {
+        String::from_utf8_lossy(zid).into_owned()
+    };
+    Some((authzid, authcid, pass.to_vec()))
 }
 
 /// imapd's or pop3d's `main` on a front end.

@@ -185,3 +185,22 @@ mod tests {
         assert!(d.data.is_empty());
     }
 }
+
+/// A message as DATA sends it: leading dots doubled, a final CRLF, then
+/// the `.` line.
+pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 64);
+    let mut bol = true;
+    for &c in content {
+        if bol && c == b'.' {
+            out.push(b'.');
+        }
+        out.push(c);
+        bol = c == b'\n';
+    }
+    if !out.ends_with(b"\r\n") && !out.is_empty() {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}

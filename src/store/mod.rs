@@ -22,6 +22,7 @@
 pub mod combine;
 mod db;
 pub mod expire;
+pub mod lifecycle;
 mod mboxlist;
 pub mod murder;
 pub mod names;

@@ -506,23 +506,6 @@ pub struct Timing {
     pub xfer: Duration,
 }
 
-fn dot_stuff(content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 64);
-    let mut bol = true;
-    for &c in content {
-        if bol && c == b'.' {
-            out.push(b'.');
-        }
-        out.push(c);
-        bol = c == b'\n';
-    }
-    if !out.ends_with(b"\r\n") && !out.is_empty() {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 /// The result of one delivery attempt: one outcome per recipient, the
 /// relay name, the timings, and lines for the agent's log (connection
 /// failures before the last, TLS sessions).
@@ -704,7 +687,7 @@ async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
         }
     }
     if !accepted.is_empty() {
-        let body = dot_stuff(job.content);
+        let body = crate::proto::lmtp::dot_stuff(job.content);
         c.io.get_mut()
             .write_all(&body)
             .await
@@ -764,8 +747,8 @@ mod tests {
 
     #[test]
     fn stuffing_and_status() {
-        assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
-        assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n");
+        assert_eq!(crate::proto::lmtp::dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
+        assert_eq!(crate::proto::lmtp::dot_stuff(b"x"), b"x\r\n.\r\n");
         assert_eq!(enhanced("5.1.1 User unknown", 550), "5.1.1");
         assert_eq!(enhanced("4.1.1 mismatch", 550), "5.0.0");
         assert_eq!(enhanced("Ok", 250), "2.0.0");

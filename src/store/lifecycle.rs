@@ -1,0 +1,431 @@
+//! The mailbox lifecycle: create, ACL change, delete (delayed or now),
+//! rename within and across owners, INBOX rename; each told to the
+//! Murder's directory on a back end (RESERVE/ACTIVATE/DELETE in Cyrus's
+//! order).
+
+use super::db::lock;
+use super::murder::{DirOp, Directory};
+use super::names;
+use super::ops::{charge_quota, covers, new_uuid, now, state_of, ENTRY_COLS, OWNER_RIGHTS};
+use super::FLAG_EXPUNGED;
+use super::{MailboxEntry, MailboxState, Result, Store, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::sync::Arc;
+
+impl Store {
+    fn next_uidvalidity(c: &Connection) -> Result<u32> {
+        let last: i64 = c
+            .query_row("SELECT value FROM meta WHERE key='uidvalidity'", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let v = now().max(last + 1).min(u32::MAX as i64);
+        c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('uidvalidity', ?1)", [v])?;
+        Ok(v as u32)
+    }
+
+    /// Creates a mailbox.  `acl` defaults to the owner's full rights for
+    /// personal mailboxes and to nothing for shared ones.
+    pub fn create(&self, name: &str, partition: Option<&str>, acl: Option<&str>) -> Result<MailboxEntry> {
+        let partition = partition.unwrap_or(&self.cfg.defaultpartition).to_string();
+        let dir = self.mailbox_dir(name, &partition)?;
+        if self.lookup(name)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        // A back end reserves the name with the MUPDATE master first: a
+        // name taken elsewhere, or no master, and nothing is created.
+        self.push(&[DirOp::Reserve {
+            name: name.to_string(),
+            partition: partition.clone(),
+        }])?;
+        let acl = match acl {
+            Some(a) => a.to_string(),
+            // As Cyrus: the nearest existing parent's ACL; without one,
+            // the owner's full rights on a user's mailbox, `defaultacl`
+            // on a shared one.
+            None => match self.nearest_parent(name)? {
+                Some(p) => p.acl,
+                None => {
+                    let (u, d, is_user) = names::owner_of(name);
+                    if is_user {
+                        let who = if d.is_empty() { u } else { format!("{u}@{d}") };
+                        // Internal user names keep '^' for '.'.
+                        format!("{}\t{OWNER_RIGHTS}\t", who.replace('^', "."))
+                    } else {
+                        self.cfg.defaultacl.clone()
+                    }
+                }
+            },
+        };
+        let entry = {
+            let mut c = lock(&self.list);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let exists: bool = tx
+                .query_row("SELECT 1 FROM mbox WHERE name=?1", [name], |_| Ok(true))
+                .optional()?
+                .is_some();
+            if exists {
+                return Err(StoreError::Exists);
+            }
+            let e = MailboxEntry {
+                name: name.to_string(),
+                uniqueid: new_uuid(),
+                partition: partition.clone(),
+                acl,
+                mbtype: "e".into(),
+                server: String::new(),
+                uidvalidity: Self::next_uidvalidity(&tx)?,
+            };
+            std::fs::create_dir_all(&dir)?;
+            tx.execute(
+                &format!("INSERT INTO mbox({ENTRY_COLS}, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    e.name,
+                    e.uniqueid,
+                    e.partition,
+                    e.acl,
+                    e.mbtype,
+                    e.server,
+                    e.uidvalidity as i64,
+                    now()
+                ],
+            )?;
+            tx.commit()?;
+            e
+        };
+        self.ensure_state(&entry)?;
+        let activate = DirOp::Activate {
+            name: name.to_string(),
+            partition: entry.partition.clone(),
+            acl: entry.acl.clone(),
+        };
+        if let Err(e) = self.push(&[activate]) {
+            // As Cyrus: the local mailbox goes again.
+            let _ = self.delete_local(name);
+            return Err(e);
+        }
+        Ok(entry)
+    }
+
+    /// Installs the Murder's directory (a back end with `mupdate_server`).
+    pub fn set_directory(&self, d: Arc<dyn Directory>) {
+        let _ = self.directory.set(d);
+    }
+
+    /// Tells the MUPDATE master, if there is one; names under
+    /// `deletedprefix` stay local.
+    pub fn push(&self, ops: &[DirOp]) -> Result<()> {
+        let Some(d) = self.directory.get() else {
+            return Ok(());
+        };
+        let ops: Vec<DirOp> = ops
+            .iter()
+            .filter(|o| {
+                let n = match o {
+                    DirOp::Reserve { name, .. } | DirOp::Activate { name, .. } | DirOp::Delete { name } => name,
+                };
+                !self.cfg.is_deleted(n)
+            })
+            .cloned()
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        d.push(&ops).map_err(StoreError::Murder)
+    }
+
+    /// The owner database's row for a listed mailbox, created if a crash
+    /// came between the list commit and the owner commit.
+    pub(super) fn ensure_state(&self, e: &MailboxEntry) -> Result<MailboxState> {
+        let oc = self.owner(&e.name)?;
+        let c = lock(&oc);
+        if let Some(s) = state_of(&c, &e.name)? {
+            return Ok(s);
+        }
+        c.execute(
+            "INSERT INTO mailbox(name, uniqueid, partition, uidvalidity, uidnext, highestmodseq) VALUES(?1, ?2, ?3, ?4, 1, 1)",
+            params![e.name, e.uniqueid, e.partition, e.uidvalidity as i64],
+        )?;
+        state_of(&c, &e.name)?.ok_or(StoreError::NotFound)
+    }
+
+    pub fn state(&self, name: &str) -> Result<MailboxState> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        self.ensure_state(&e)
+    }
+
+    pub fn set_acl(&self, name: &str, acl: &str) -> Result<()> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        {
+            let c = lock(&self.list);
+            if c.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, acl])? == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        let activate = DirOp::Activate {
+            name: name.to_string(),
+            partition: e.partition.clone(),
+            acl: acl.to_string(),
+        };
+        if let Err(err) = self.push(&[activate]) {
+            // The master keeps the old ACL: so does the mailbox.
+            let c = lock(&self.list);
+            c.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, e.acl])?;
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// The closest existing mailbox above `name` (`user.fred.a` for
+    /// `user.fred.a.b` if it exists, else `user.fred`, …).
+    pub fn nearest_parent(&self, name: &str) -> Result<Option<MailboxEntry>> {
+        let mut n = name;
+        while let Some((p, _)) = n.rsplit_once('.') {
+            if let Some(e) = self.lookup(p)? {
+                return Ok(Some(e));
+            }
+            n = p;
+        }
+        Ok(None)
+    }
+
+    /// DELETE: with `delete_mode: delayed` (the default) the mailbox is
+    /// renamed under `deletedprefix` for `cyr_expire -D`; a mailbox
+    /// already there, or `delete_mode: immediate`, goes at once.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        // The master first: if it cannot be told, nothing is deleted.
+        if self.lookup(name)?.is_some() {
+            self.push(&[DirOp::Delete { name: name.to_string() }])?;
+        }
+        if self.cfg.delete_mode == super::DeleteMode::Delayed && !self.cfg.is_deleted(name) {
+            return self.delete_delayed(name).map(|_| ());
+        }
+        self.delete_now(name)
+    }
+
+    /// Deletes a mailbox, its records and its message files (children are
+    /// separate mailboxes and stay).
+    pub fn delete_now(&self, name: &str) -> Result<()> {
+        if self.lookup(name)?.is_some() {
+            self.push(&[DirOp::Delete { name: name.to_string() }])?;
+        }
+        self.delete_local(name)
+    }
+
+    /// `delete_now` without telling the MUPDATE master.
+    pub fn delete_local(&self, name: &str) -> Result<()> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        let dir = self.mailbox_dir(name, &e.partition)?;
+        {
+            let oc = self.owner(name)?;
+            let mut c = lock(&oc);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(s) = state_of(&tx, name)? {
+                let (bytes, count): (i64, i64) = tx.query_row(
+                    "SELECT coalesce(sum(size),0), count(*) FROM msg WHERE mailbox=?1 AND flags & ?2 = 0",
+                    params![s.id, FLAG_EXPUNGED as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                charge_quota(&tx, name, -bytes, -count, true)?;
+                tx.execute("DELETE FROM msg WHERE mailbox=?1", [s.id])?;
+                tx.execute("DELETE FROM mailbox WHERE id=?1", [s.id])?;
+                tx.execute("DELETE FROM quota WHERE root=?1", [name])?;
+            }
+            tx.commit()?;
+        }
+        {
+            let c = lock(&self.list);
+            c.execute("DELETE FROM mbox WHERE name=?1", [name])?;
+            c.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
+            c.execute("DELETE FROM annot WHERE name=?1", [name])?;
+        }
+        // Files go last: the records naming them are gone.
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for f in rd.flatten() {
+                let n = f.file_name();
+                let n = n.to_string_lossy();
+                if n.ends_with('.') && n[..n.len() - 1].bytes().all(|b| b.is_ascii_digit()) {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+        self.notify(name);
+        Ok(())
+    }
+
+    /// Renames a mailbox and its children.  Within one owner the
+    /// directories and records move; across owners (an admin moving a
+    /// folder or, with `allowusermoves`, a whole user) see `move_across`.
+    pub fn rename(&self, old: &str, new: &str) -> Result<()> {
+        if covers(old, new) {
+            return Err(StoreError::Invalid("rename into itself"));
+        }
+        if self.owner_db_path(old) != self.owner_db_path(new) {
+            return self.move_across(old, new);
+        }
+        if self.lookup(new)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        let all: Vec<MailboxEntry> = self.list_prefix(old)?.into_iter().filter(|e| covers(old, &e.name)).collect();
+        if all.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        for e in &all {
+            let to = format!("{new}{}", &e.name[old.len()..]);
+            if self.lookup(&to)?.is_some() {
+                return Err(StoreError::Exists);
+            }
+        }
+        // The master reserves the new names first (Cyrus's order).
+        let reserve: Vec<DirOp> = all
+            .iter()
+            .map(|e| DirOp::Reserve {
+                name: format!("{new}{}", &e.name[old.len()..]),
+                partition: e.partition.clone(),
+            })
+            .collect();
+        self.push(&reserve)?;
+        // Directories first (children are subdirectories: move the top
+        // one, which carries them), then the records.
+        let top = &all[0];
+        let from_dir = self.mailbox_dir(&top.name, &top.partition)?;
+        let to_dir = self.mailbox_dir(new, &top.partition)?;
+        if let Some(p) = to_dir.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        if from_dir.exists() {
+            std::fs::rename(&from_dir, &to_dir)?;
+        } else {
+            std::fs::create_dir_all(&to_dir)?;
+        }
+        {
+            let oc = self.owner(old)?;
+            let mut c = lock(&oc);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for e in &all {
+                let to = format!("{new}{}", &e.name[old.len()..]);
+                tx.execute("UPDATE mailbox SET name=?2 WHERE name=?1", params![e.name, to])?;
+                tx.execute("UPDATE quota SET root=?2 WHERE root=?1", params![e.name, to])?;
+            }
+            tx.commit()?;
+        }
+        {
+            let mut c = lock(&self.list);
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for e in &all {
+                let to = format!("{new}{}", &e.name[old.len()..]);
+                let uv = Self::next_uidvalidity(&tx)?;
+                tx.execute(
+                    "UPDATE mbox SET name=?2, uidvalidity=?3 WHERE name=?1",
+                    params![e.name, to, uv as i64],
+                )?;
+                tx.execute("UPDATE specialuse SET name=?2 WHERE name=?1", params![e.name, to])?;
+                tx.execute("UPDATE annot SET name=?2 WHERE name=?1", params![e.name, to])?;
+            }
+            tx.commit()?;
+        }
+        // A renamed mailbox gets a new UIDVALIDITY (RFC 3501 6.3.5 leaves
+        // it open; Cyrus keeps UIDs but clients key caches by name).
+        {
+            let oc = self.owner(new)?;
+            let c = lock(&oc);
+            for e in &all {
+                let to = format!("{new}{}", &e.name[old.len()..]);
+                if let Some(le) = self.lookup(&to)? {
+                    c.execute(
+                        "UPDATE mailbox SET uidvalidity=?2 WHERE name=?1",
+                        params![to, le.uidvalidity as i64],
+                    )?;
+                }
+            }
+        }
+        self.notify(old);
+        let mut ops = Vec::new();
+        for e in &all {
+            ops.push(DirOp::Delete { name: e.name.clone() });
+            ops.push(DirOp::Activate {
+                name: format!("{new}{}", &e.name[old.len()..]),
+                partition: e.partition.clone(),
+                acl: e.acl.clone(),
+            });
+        }
+        self.push(&ops)
+    }
+
+    /// RFC 3501 6.3.5: renaming INBOX moves its messages (flags and
+    /// dates kept) to a new mailbox; INBOX stays, empty, with its
+    /// children.  Crash-safe in Cyrus's order: the copy is durable before
+    /// INBOX is emptied, so a crash leaves the messages in one place or
+    /// both, never none.
+    pub fn rename_inbox(&self, inbox: &str, new: &str) -> Result<()> {
+        let e = self.lookup(inbox)?.ok_or(StoreError::NotFound)?;
+        if self.lookup(new)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        self.create(new, Some(&e.partition), Some(&e.acl))?;
+        let (_, rows) = self.index(inbox)?;
+        let uids: Vec<u32> = rows.iter().map(|r| r.0).collect();
+        for chunk in uids.chunks(1024) {
+            self.copy(inbox, new, chunk, true)?;
+            self.expunge_uids(inbox, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// A rename into another owner's database: each mailbox of the
+    /// subtree is created at its new name (ACL with the old owner's entry
+    /// given to the new one), its messages copied (hard links, flags and
+    /// dates kept, new UIDs under a new UIDVALIDITY), quota roots carried
+    /// over, then the old subtree deleted.  A crash part-way leaves the
+    /// messages in both places, never in neither.
+    fn move_across(&self, old: &str, new: &str) -> Result<()> {
+        let mut all: Vec<MailboxEntry> = self.list_prefix(old)?.into_iter().filter(|e| covers(old, &e.name)).collect();
+        if all.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let target = |n: &str| format!("{new}{}", &n[old.len()..]);
+        for e in &all {
+            if self.lookup(&target(&e.name))?.is_some() {
+                return Err(StoreError::Exists);
+            }
+        }
+        let ident = |n: &str| {
+            let (u, d, is_user) = names::owner_of(n);
+            is_user.then(|| if d.is_empty() { u } else { format!("{u}@{d}") }.replace('^', "."))
+        };
+        let (from_id, to_id) = (ident(old), ident(new));
+        for e in &all {
+            let mut acl = e.acl.clone();
+            if let (Some(f), Some(t)) = (&from_id, &to_id) {
+                let parts: Vec<&str> = acl.split('\t').collect();
+                let mut out = String::new();
+                for pair in parts.chunks(2) {
+                    if pair.len() == 2 {
+                        let who = if pair[0] == f { t.as_str() } else { pair[0] };
+                        out.push_str(&format!("{who}\t{}\t", pair[1]));
+                    }
+                }
+                acl = out;
+            }
+            let to = target(&e.name);
+            self.create(&to, Some(&e.partition), Some(&acl))?;
+            if let Some(u) = self.special_uses()?.get(&e.name) {
+                self.set_special_use(&to, u)?;
+            }
+            if let Some(q) = self.quota_get(&e.name)? {
+                let lim = |v: i64| (v >= 0).then_some(v);
+                self.quota_set(&to, lim(q.storage_limit), lim(q.message_limit))?;
+            }
+            let (_, rows) = self.index(&e.name)?;
+            let uids: Vec<u32> = rows.iter().map(|r| r.0).collect();
+            for chunk in uids.chunks(1024) {
+                self.copy(&e.name, &to, chunk, true)?;
+            }
+        }
+        for e in all.iter().rev() {
+            self.delete_now(&e.name)?;
+        }
+        Ok(())
+    }
+}
