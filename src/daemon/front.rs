@@ -94,15 +94,7 @@ impl Front {
     /// `proxy_authname` and its password for `server` (`<shorthost>_password`,
     /// else `proxy_password`).
     pub fn credentials(&self, server: &str) -> (String, String) {
-        let who = self.conf.get("proxy_authname").unwrap_or("proxy").to_string();
-        let short = server.split(['.', ':']).next().unwrap_or(server);
-        let pw = self
-            .conf
-            .overflow(&format!("{short}_password"))
-            .or_else(|| self.conf.get("proxy_password").filter(|p| *p != "(null)"))
-            .unwrap_or("")
-            .to_string();
-        (who, pw)
+        proxy_credentials(&self.conf, server)
     }
 
     /// A SASL PLAIN response for `user` as the proxy identity.
@@ -123,6 +115,20 @@ impl Front {
         let _ = tcp.set_nodelay(true);
         Ok(tcp)
     }
+}
+
+/// `proxy_authname` and its password for `server` (`<shorthost>_password`,
+/// else `proxy_password`): how front ends log in to back ends, and back
+/// ends to each other for XFER.
+pub fn proxy_credentials(conf: &ImapdConf, server: &str) -> (String, String) {
+    let who = conf.get("proxy_authname").unwrap_or("proxy").to_string();
+    let short = server.split(['.', ':']).next().unwrap_or(server);
+    let pw = conf
+        .overflow(&format!("{short}_password"))
+        .or_else(|| conf.get("proxy_password").filter(|p| *p != "(null)"))
+        .unwrap_or("")
+        .to_string();
+    (who, pw)
 }
 
 /// Asks the local replica to catch up with the master; waits for its

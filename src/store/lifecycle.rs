@@ -232,25 +232,7 @@ impl Store {
             }
             tx.commit()?;
         }
-        {
-            let c = lock(&self.list);
-            c.execute("DELETE FROM mbox WHERE name=?1", [name])?;
-            c.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
-            c.execute("DELETE FROM annot WHERE name=?1", [name])?;
-        }
-        // Files go last: the records naming them are gone.
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for f in rd.flatten() {
-                let n = f.file_name();
-                let n = n.to_string_lossy();
-                if n.ends_with('.') && n[..n.len() - 1].bytes().all(|b| b.is_ascii_digit()) {
-                    let _ = std::fs::remove_file(f.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(&dir);
-        self.notify(name);
-        Ok(())
+        self.drop_listed(name, &dir)
     }
 
     /// Renames a mailbox and its children.  Within one owner the

@@ -30,6 +30,7 @@ pub mod ops;
 pub mod reconstruct;
 mod userdata;
 pub mod userdeny;
+pub mod xfer;
 
 pub use combine::DeliveryJob;
 pub use db::{wal_version, Store};

@@ -4,6 +4,8 @@
 //! so the machine's own /etc is never changed.
 #![allow(dead_code)]
 
+pub mod murder;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -255,7 +255,9 @@ impl<R: AsyncRead + Unpin> Input<R> {
 fn is_append(cmd: &[u8]) -> bool {
     let mut it = cmd.split(|&c| c == b' ');
     it.next();
-    it.next().is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
+    // XAPPLY (XFER's transfer, admins only) carries message files too.
+    it.next()
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND") || w.eq_ignore_ascii_case(b"XAPPLY"))
 }
 
 type BoxRd = tokio::io::ReadHalf<Box<dyn crate::server::listen::Io>>;

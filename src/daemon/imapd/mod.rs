@@ -9,6 +9,7 @@ mod search;
 mod selected;
 pub mod sort;
 pub mod sortcache;
+mod xfer;
 
 use super::cyrus::Ctx;
 use crate::mail::Secret;
@@ -253,6 +254,10 @@ impl Session {
             c.push_str(" COMPRESS=DEFLATE");
         }
         c.push_str(" IDLE");
+        if self.user.as_deref().is_some_and(|u| self.ctx.is_admin(u)) {
+            c.push(' ');
+            c.push_str(xfer::CAPABILITY);
+        }
         // APPENDLIMIT (RFC 7889): the largest message APPEND takes.
         let limit = match self.ctx.conf.get_int("maxmessagesize") {
             n if n > 0 => n as u64,
@@ -446,6 +451,10 @@ impl Session {
             } => Box::pin(self.getmetadata(&tag, &mailbox, &entries, maxsize, &depth)).await,
             Kind::SetMetadata(m, v) => Box::pin(self.setmetadata(&tag, &m, v)).await,
             Kind::Idle => Box::pin(self.idle(&tag)).await,
+            Kind::Xfer(m, server, part) => Box::pin(self.xfer(&tag, &m, &server, part)).await,
+            Kind::LocalDelete(m) => Box::pin(self.localdelete(&tag, &m)).await,
+            Kind::MupdatePush(m) => Box::pin(self.mupdatepush(&tag, &m)).await,
+            Kind::XApply(x) => Box::pin(self.xapply(&tag, x)).await,
             _ if self.sel.is_none() => self.tagged(&tag, "BAD Please select a mailbox first").await,
             Kind::Check => {
                 Box::pin(self.sync(true)).await?;

@@ -485,7 +485,9 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             });
             let f = crate::mail::mime::fields(crate::mail::mime::header_end(&msg).0.min(msg.len()).pipe(|e| &msg[..e]));
             let msgid = crate::mail::mime::field_text(&f, "message-id");
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
             let mut staged: Vec<std::sync::Arc<crate::store::Staged>> = Vec::new();
             let mut out = Vec::with_capacity(rcpts.len());
             for r in &rcpts {
@@ -541,9 +543,10 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     }
                     Err(StoreError::OverQuota) if over_perm => format!("552 5.2.2 Over quota SESSIONID=<{sid}>"),
                     Err(StoreError::OverQuota) => format!("452 4.2.2 Over quota SESSIONID=<{sid}>"),
-                    Err(StoreError::NotFound) => {
-                        "550-Mailbox unknown.  Either there is no mailbox associated with this\r\n550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown".to_string()
-                    }
+                    // It was there at RCPT: moved away (XFER) or deleted
+                    // since.  Temporary, as Cyrus answers a moved mailbox:
+                    // the retry finds it where it is now, or gets 550.
+                    Err(StoreError::NotFound) => format!("451 4.2.1 Mailbox Moved SESSIONID=<{sid}>"),
                     Err(e) => {
                         log.error(&format!("IOERROR: delivering to {} ({}): {e}", r.mailbox, r.addr));
                         format!("451 4.3.0 System I/O error SESSIONID=<{sid}>")

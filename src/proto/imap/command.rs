@@ -5,6 +5,7 @@
 //! follows and whether it must send a continuation first.
 
 mod items;
+pub mod xapply;
 use items::{fetch_att, search_keys};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -243,6 +244,16 @@ pub enum Kind {
     DeleteAcl(String, String),
     ListRights(String, String),
     Compress(String),
+    /// Cyrus's XFER mailbox server [partition] (admins): move a mailbox,
+    /// or a user with all their mailboxes, to another back end.
+    Xfer(String, String, Option<String>),
+    /// Cyrus's LOCALDELETE mailbox (admins): delete without telling the
+    /// MUPDATE master.
+    LocalDelete(String),
+    /// Cyrus's MUPDATEPUSH mailbox (admins): tell the master again.
+    MupdatePush(String),
+    /// The receiving half of XFER (see `xapply`).
+    XApply(xapply::XApply),
 }
 
 /// SELECT/EXAMINE parameters: CONDSTORE and QRESYNC (RFC 7162).
@@ -811,6 +822,24 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             p.sp()?;
             Kind::GetQuota(p.astr()?)
         }
+        "XFER" => {
+            p.sp()?;
+            let m = mailbox(p)?;
+            p.sp()?;
+            let server = p.astr()?;
+            let part = if p.eat(b' ') { Some(p.astr()?) } else { None };
+            Kind::Xfer(m, server, part)
+        }
+        "LOCALDELETE" | "MUPDATEPUSH" => {
+            p.sp()?;
+            let m = mailbox(p)?;
+            if name == "LOCALDELETE" {
+                Kind::LocalDelete(m)
+            } else {
+                Kind::MupdatePush(m)
+            }
+        }
+        "XAPPLY" => Kind::XApply(xapply::parse(p)?),
         "SETACL" | "DELETEACL" | "LISTRIGHTS" => {
             p.sp()?;
             let m = mailbox(p)?;

@@ -1,0 +1,474 @@
+//! XFER (Cyrus's admin command, cyradm's `xfer`): moves a mailbox and its
+//! children, or a user with every mailbox, quota, subscription and seen
+//! state, to another back end, keeping UIDs, UIDVALIDITY, modseqs, flags,
+//! dates and ACLs, and re-points the MUPDATE master.
+//!
+//! The source logs in to the target's IMAP as `proxy_authname` (an admin
+//! there, as Cyrus's back ends must be of each other) and sends XAPPLY
+//! commands: a bulk pass, a catch-up pass, then a final pass under the
+//! owner database's write lock; the target activates each mailbox (and
+//! tells the master), and only then are the source's copies removed.
+//! Interrupted before that, the source is untouched and still
+//! authoritative; the target's arriving copies are removed, or replaced
+//! by the next XFER.
+//!
+//! Also here: LOCALDELETE and MUPDATEPUSH (Cyrus's admin commands), and
+//! XAPPLY, the target's half.
+
+use super::{Res, Session};
+use crate::daemon::cyrus::Ctx;
+use crate::daemon::front::{backend_line, proxy_credentials};
+use crate::proto::imap::command::xapply::{render, XApply, XMailbox, XRecord};
+use crate::store::xfer::{Incoming, MailboxImage};
+use crate::store::{MailboxEntry, Record, Store, StoreError, FLAG_UNLINKED};
+use std::sync::Arc;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A RECORDS command carries at most this many message bytes (or one
+/// larger message) and `BATCH_RECORDS` records.
+const BATCH_BYTES: usize = 4 << 20;
+const BATCH_RECORDS: usize = 1000;
+
+/// The capability a target must show (to admins) to take an XFER.
+pub const CAPABILITY: &str = "X-MUMAIL-XFER";
+
+/// A logged-in connection to the target back end.
+struct Peer {
+    b: BufReader<TcpStream>,
+    n: u32,
+}
+
+impl Peer {
+    async fn open(ctx: &Ctx, server: &str) -> Result<Peer, String> {
+        let port = crate::daemon::cyrus::service_port("imap").unwrap_or(143);
+        let (host, port) = crate::daemon::mupdate::client::split_server(server, port);
+        let tcp = tokio::time::timeout(crate::daemon::front::BACKEND_TIMEOUT, TcpStream::connect((host.as_str(), port)))
+            .await
+            .map_err(|_| format!("connect to {server} timed out"))?
+            .map_err(|e| format!("connect to {server}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let mut p = Peer {
+            b: BufReader::new(tcp),
+            n: 0,
+        };
+        let greet = backend_line(&mut p.b).await?;
+        if !greet.starts_with("* OK") {
+            return Err(format!("{server} greeted with {greet}"));
+        }
+        let (who, pw) = proxy_credentials(&ctx.conf, server);
+        let ir = crate::util::base64_encode(format!("\0{who}\0{pw}").as_bytes());
+        p.b.get_mut()
+            .write_all(b"X0 AUTHENTICATE PLAIN\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let l = backend_line(&mut p.b).await?;
+            if l.starts_with('+') {
+                p.b.get_mut()
+                    .write_all(format!("{ir}\r\n").as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else if l.starts_with("X0 OK") {
+                break;
+            } else if l.starts_with("X0 ") {
+                return Err(format!("couldn't authenticate to backend server {server}: {}", &l[3..]));
+            }
+        }
+        let caps = p.call(b"CAPABILITY\r\n".to_vec(), true).await?;
+        if !caps.split_whitespace().any(|c| c.eq_ignore_ascii_case(CAPABILITY)) {
+            return Err(format!("{server} does not take XFER from this server (no {CAPABILITY})"));
+        }
+        Ok(p)
+    }
+
+    /// Sends one command (`body` without its tag, or with a tag placed
+    /// by the caller when `tagless` is false) and waits for its tagged
+    /// reply; returns the untagged lines.
+    async fn call(&mut self, body: Vec<u8>, tagless: bool) -> Result<String, String> {
+        self.n += 1;
+        let tag = format!("X{}", self.n);
+        let mut wire = Vec::with_capacity(body.len() + 8);
+        if tagless {
+            wire.extend_from_slice(format!("{tag} ").as_bytes());
+        }
+        wire.extend_from_slice(&body);
+        self.b.get_mut().write_all(&wire).await.map_err(|e| e.to_string())?;
+        let mut untagged = String::new();
+        loop {
+            let l = backend_line(&mut self.b).await?;
+            if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
+                return match rest.strip_prefix("OK") {
+                    Some(_) => Ok(untagged),
+                    None => Err(rest.to_string()),
+                };
+            }
+            untagged.push_str(&l);
+            untagged.push('\n');
+        }
+    }
+
+    async fn apply(&mut self, x: &XApply) -> Result<(), String> {
+        let tag = format!("X{}", self.n + 1);
+        self.call(render(&tag, x), false).await.map(|_| ())
+    }
+
+    async fn logout(mut self) {
+        let _ = self.call(b"LOGOUT\r\n".to_vec(), true).await;
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(|_| "System I/O error".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// What the source has sent of one mailbox.
+struct Sent {
+    entry: MailboxEntry,
+    highestmodseq: u64,
+    /// Files of UIDs below this are at the target.
+    uidnext: u32,
+}
+
+/// Sends the records of `name` changed after `sent.highestmodseq` (all
+/// of them the first time), bodies for UIDs the target lacks, then the
+/// mailbox's counters.  Returns how many records went.
+async fn send_changes(store: &Arc<Store>, peer: &mut Peer, sent: &mut Sent) -> Result<usize, String> {
+    let name = sent.entry.name.clone();
+    let since = sent.highestmodseq;
+    let (state, recs) = blocking(store, move |s| s.changes_since(&name, since)).await?;
+    let recs = Arc::new(recs);
+    let total = recs.len();
+    let mut i = 0;
+    while i < recs.len() {
+        let (recs2, e, from_uid) = (recs.clone(), sent.entry.clone(), sent.uidnext);
+        let (batch, next) = blocking(store, move |s| {
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            let mut j = i;
+            while j < recs2.len() && out.len() < BATCH_RECORDS && (bytes < BATCH_BYTES || out.is_empty()) {
+                let r = &recs2[j];
+                let body = if r.uid >= from_uid && r.flags & FLAG_UNLINKED == 0 {
+                    let b = std::fs::read(s.message_path(&e.name, &e.partition, r.uid)?)?;
+                    bytes += b.len();
+                    Some(b)
+                } else {
+                    None
+                };
+                out.push(XRecord {
+                    uid: r.uid,
+                    modseq: r.modseq,
+                    flags: r.flags,
+                    internaldate: r.internaldate,
+                    tz: r.tz,
+                    savedate: r.savedate,
+                    keywords: r.keywords.clone(),
+                    body,
+                });
+                j += 1;
+            }
+            Ok((out, j))
+        })
+        .await?;
+        peer.apply(&XApply::Records(sent.entry.name.clone(), batch)).await?;
+        i = next;
+    }
+    peer.apply(&XApply::State {
+        name: sent.entry.name.clone(),
+        uidnext: state.uidnext,
+        highestmodseq: state.highestmodseq,
+        recentuid: state.recentuid,
+        keywords: state.keywords.join(" "),
+    })
+    .await?;
+    sent.highestmodseq = state.highestmodseq;
+    sent.uidnext = sent.uidnext.max(state.uidnext);
+    Ok(total)
+}
+
+fn image_to_wire(img: MailboxImage, partition: &str) -> XMailbox {
+    let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    XMailbox {
+        name: img.entry.name,
+        partition: partition.to_string(),
+        uniqueid: img.entry.uniqueid,
+        uidvalidity: img.entry.uidvalidity,
+        created: img.created,
+        acl: img.entry.acl,
+        specialuse: img.specialuse,
+        annotations: img
+            .annotations
+            .iter()
+            .filter(|(e, u, _)| !e.contains(['\t', '\n']) && !u.contains(['\t', '\n']))
+            .map(|(e, u, v)| format!("{e}\t{u}\t{}\n", hex(v)))
+            .collect(),
+    }
+}
+
+fn wire_to_image(m: XMailbox) -> Option<MailboxImage> {
+    let mut annotations = Vec::new();
+    for line in m.annotations.lines().filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 3 || f[2].len() % 2 != 0 {
+            return None;
+        }
+        let v: Option<Vec<u8>> = (0..f[2].len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(f[2].get(i..i + 2)?, 16).ok())
+            .collect();
+        annotations.push((f[0].to_string(), f[1].to_string(), v?));
+    }
+    Some(MailboxImage {
+        entry: MailboxEntry {
+            name: m.name,
+            uniqueid: m.uniqueid,
+            partition: m.partition,
+            acl: m.acl,
+            mbtype: String::new(),
+            server: String::new(),
+            uidvalidity: m.uidvalidity,
+        },
+        created: m.created,
+        specialuse: m.specialuse,
+        annotations,
+    })
+}
+
+/// The source's side of XFER; returns (mailboxes, records) moved.
+async fn run(ctx: Arc<Ctx>, top: String, server: String, part: String) -> Result<(usize, usize), String> {
+    let store = ctx.store.clone();
+    let t = top.clone();
+    let all = blocking(&store, move |s| s.xfer_set(&t)).await?;
+    let whole_user = crate::store::names::user_root(&top).as_deref() == Some(top.as_str());
+    ctx.log.info(&format!("XFER: connecting to server '{server}'"));
+    let mut peer = Peer::open(&ctx, &server).await?;
+    let mut sent: Vec<Sent> = Vec::new();
+    let mut moved = 0usize;
+    let res: Result<(), String> = async {
+        ctx.log.info("XFER: dumping mailboxes to destination");
+        for e in &all {
+            let n = e.name.clone();
+            let img = blocking(&store, move |s| s.export_mailbox(&n)).await?;
+            peer.apply(&XApply::Mailbox(image_to_wire(img, &part))).await?;
+            sent.push(Sent {
+                entry: e.clone(),
+                highestmodseq: 0,
+                uidnext: 0,
+            });
+            let last = sent.last_mut().expect("pushed");
+            moved += send_changes(&store, &mut peer, last).await?;
+        }
+        // What changed during the bulk pass, without stopping anyone.
+        for s in sent.iter_mut() {
+            send_changes(&store, &mut peer, s).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = res {
+        undo(&ctx, &mut peer, &sent, &[]).await;
+        peer.logout().await;
+        return Err(e);
+    }
+    // The final pass: writers wait on the owner's lock until the target
+    // has every change and the master names it.
+    let t = top.clone();
+    let lock = blocking(&store, move |s| s.xfer_lock(&t)).await?;
+    let mut activated: Vec<MailboxEntry> = Vec::new();
+    let res: Result<(), String> = async {
+        for s in sent.iter_mut() {
+            send_changes(&store, &mut peer, s).await?;
+        }
+        let t = top.clone();
+        let data = blocking(&store, move |s| s.export_userdata(&t, whole_user)).await?;
+        if !data.is_empty() {
+            peer.apply(&XApply::User(top.clone(), data)).await?;
+        }
+        for s in &sent {
+            peer.apply(&XApply::Activate(s.entry.name.clone())).await?;
+            activated.push(s.entry.clone());
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = res {
+        drop(lock);
+        undo(&ctx, &mut peer, &sent, &activated).await;
+        peer.logout().await;
+        return Err(e);
+    }
+    peer.logout().await;
+    let (t, entries) = (top.clone(), all.clone());
+    blocking(&store, move |s| lock.finish(s, &entries, &t, whole_user)).await?;
+    Ok((all.len(), moved))
+}
+
+/// Backs out of a failed XFER: the target's copies go, and the master is
+/// told again where the mailboxes it was already re-pointed for are.
+async fn undo(ctx: &Arc<Ctx>, peer: &mut Peer, sent: &[Sent], activated: &[MailboxEntry]) {
+    for s in sent.iter().rev() {
+        let mut cmd = b"LOCALDELETE ".to_vec();
+        cmd.extend_from_slice(format!("\"{}\"\r\n", s.entry.name.replace(['\\', '"'], "")).as_bytes());
+        let _ = peer.call(cmd, true).await;
+    }
+    if activated.is_empty() {
+        return;
+    }
+    let ops: Vec<crate::store::murder::DirOp> = activated
+        .iter()
+        .map(|e| crate::store::murder::DirOp::Activate {
+            name: e.name.clone(),
+            partition: e.partition.clone(),
+            acl: e.acl.clone(),
+        })
+        .collect();
+    if let Err(e) = blocking(&ctx.store, move |s| s.push(&ops)).await {
+        ctx.log
+            .error(&format!("XFER: could not re-point the MUPDATE master after a failed move: {e}"));
+    }
+}
+
+impl Session {
+    fn admin(&self) -> bool {
+        self.ctx.is_admin(self.user.as_deref().unwrap_or(""))
+    }
+
+    pub async fn xfer(&mut self, tag: &str, ext: &str, server: &str, part: Option<String>) -> Res {
+        if !self.admin() {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        let top = match self.internal(ext) {
+            Ok(n) => n,
+            Err(t) => return self.tagged(tag, t).await,
+        };
+        if server.eq_ignore_ascii_case(&self.ctx.servername) {
+            return self.tagged(tag, "NO Invalid server requested").await;
+        }
+        let part = part.unwrap_or_default();
+        match run(self.ctx.clone(), top.clone(), server.to_string(), part).await {
+            Ok((boxes, recs)) => {
+                self.ctx
+                    .log
+                    .info(&format!("XFER: moved {top} to {server} ({boxes} mailboxes, {recs} records)"));
+                self.tagged(tag, "OK Completed").await
+            }
+            Err(e) => {
+                self.ctx.log.error(&format!("XFER: could not move {top} to {server}: {e}"));
+                let text = if e == StoreError::NotFound.to_string() {
+                    e
+                } else {
+                    format!("XFER failed: {e}")
+                };
+                self.tagged(tag, &format!("NO {text}")).await
+            }
+        }
+    }
+
+    pub async fn localdelete(&mut self, tag: &str, ext: &str) -> Res {
+        if !self.admin() {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        let name = match self.internal(ext) {
+            Ok(n) => n,
+            Err(t) => return self.tagged(tag, t).await,
+        };
+        match self.blocking(move |s| s.delete_local(&name)).await {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    pub async fn mupdatepush(&mut self, tag: &str, ext: &str) -> Res {
+        if !self.admin() {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        let name = match self.internal(ext) {
+            Ok(n) => n,
+            Err(t) => return self.tagged(tag, t).await,
+        };
+        let res = self
+            .blocking(move |s| {
+                let e = s.lookup(&name)?.ok_or(StoreError::NotFound)?;
+                s.push(&[crate::store::murder::DirOp::Activate {
+                    name: e.name,
+                    partition: e.partition,
+                    acl: e.acl,
+                }])
+            })
+            .await;
+        match res {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+
+    /// The target's half of XFER.
+    pub async fn xapply(&mut self, tag: &str, x: XApply) -> Res {
+        if !self.admin() {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        let res = match x {
+            XApply::Mailbox(m) => match wire_to_image(m) {
+                Some(img) => {
+                    let part = img.entry.partition.clone();
+                    self.blocking(move |s| s.import_mailbox(&img, &part).map(|_| ())).await
+                }
+                None => Err("BAD Invalid annotations".to_string()),
+            },
+            XApply::Records(name, recs) => {
+                self.blocking(move |s| {
+                    let inc: Vec<Incoming<'_>> = recs
+                        .iter()
+                        .map(|r| Incoming {
+                            rec: Record {
+                                uid: r.uid,
+                                modseq: r.modseq,
+                                flags: r.flags,
+                                keywords: r.keywords.clone(),
+                                internaldate: r.internaldate,
+                                tz: r.tz,
+                                savedate: r.savedate,
+                                size: 0,
+                                header_size: 0,
+                                guid: Vec::new(),
+                            },
+                            body: r.body.as_deref(),
+                        })
+                        .collect();
+                    s.import_records(&name, &inc)
+                })
+                .await
+            }
+            XApply::State {
+                name,
+                uidnext,
+                highestmodseq,
+                recentuid,
+                keywords,
+            } => {
+                self.blocking(move |s| s.import_state(&name, uidnext, highestmodseq, recentuid, &keywords))
+                    .await
+            }
+            XApply::User(top, data) => self.blocking(move |s| s.import_userdata(&top, &data)).await,
+            XApply::Activate(name) => {
+                let n = name.clone();
+                let r = self.blocking(move |s| s.activate_import(&n).map(|_| ())).await;
+                if r.is_ok() {
+                    self.ctx.log.info(&format!("XFER: {name} arrived"));
+                }
+                r
+            }
+        };
+        match res {
+            Ok(()) => self.tagged(tag, "OK Completed").await,
+            Err(t) => self.tagged(tag, &t).await,
+        }
+    }
+}
