@@ -103,6 +103,37 @@ impl Front {
         crate::util::base64_encode(format!("{user}\0{who}\0{pw}").as_bytes())
     }
 
+    /// Logs in to `server`'s IMAP for `user` (SASL PLAIN as the proxy
+    /// identity, the user as authzid); the back end's tagged OK line.
+    pub async fn imap_login(&self, server: &str, user: &str) -> Result<(String, tokio::io::BufReader<tokio::net::TcpStream>), String> {
+        let tcp = self.connect(server, "imap", 143).await?;
+        let mut b = tokio::io::BufReader::new(tcp);
+        let greet = backend_line(&mut b).await?;
+        if !greet.starts_with("* OK") {
+            return Err(format!("greeting {greet}"));
+        }
+        let ir = self.plain_for(server, user);
+        let cmd = if greet.contains("SASL-IR") {
+            format!("P01 AUTHENTICATE PLAIN {ir}\r\n")
+        } else {
+            "P01 AUTHENTICATE PLAIN\r\n".to_string()
+        };
+        b.get_mut().write_all(cmd.as_bytes()).await.map_err(|e| e.to_string())?;
+        loop {
+            let l = backend_line(&mut b).await?;
+            if l.starts_with('+') {
+                b.get_mut()
+                    .write_all(format!("{ir}\r\n").as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else if l.starts_with("P01 OK") {
+                return Ok((l, b));
+            } else if l.starts_with("P01 ") {
+                return Err(l);
+            }
+        }
+    }
+
     /// A TCP connection to `server`'s `service` port (or its own
     /// `host:port`).
     pub async fn connect(&self, server: &str, service: &str, default_port: u16) -> Result<tokio::net::TcpStream, String> {
@@ -159,17 +190,17 @@ pub async fn backend_line<R: AsyncRead + Unpin>(r: &mut tokio::io::BufReader<R>)
 /// A read buffer that grows while data streams (a FETCH of many
 /// messages) and falls back to a small one when traffic is light (10,000
 /// idle sessions hold 1 KB per direction, not 8 or 16).
-struct Buf(Vec<u8>);
+pub struct Buf(pub Vec<u8>);
 
 impl Buf {
     const SMALL: usize = 1024;
     const LARGE: usize = 64 * 1024;
 
-    fn new() -> Buf {
+    pub fn new() -> Buf {
         Buf(vec![0; Self::SMALL])
     }
 
-    fn after_read(&mut self, n: usize) {
+    pub fn after_read(&mut self, n: usize) {
         let len = self.0.len();
         if n == len && len < Self::LARGE {
             self.0 = vec![0; len * 4];

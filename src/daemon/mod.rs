@@ -5,6 +5,7 @@
 pub mod cyrus;
 pub mod front;
 pub mod hub;
+pub mod imap_proxy;
 pub mod imapd;
 pub mod lmtpd;
 pub mod lmtpproxy;

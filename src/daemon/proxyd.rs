@@ -43,6 +43,9 @@ type Backend = (String, tokio::io::BufReader<tokio::net::TcpStream>);
 struct Joined {
     reply: String,
     backend: tokio::io::BufReader<tokio::net::TcpStream>,
+    /// The user (authzid) and their INBOX's back end.
+    user: String,
+    server: String,
 }
 
 impl crate::server::Service for Proxyd {
@@ -77,12 +80,12 @@ impl crate::server::Service for Proxyd {
         let (r, pending) = s.input.into_parts();
         let client = r.unsplit(s.w.into_inner());
         let mut backend = j.backend;
-        let reply = j.reply;
+        let reply = j.reply.clone();
         let mut client = client;
         if client.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
             return;
         }
-        if !pending.is_empty() && backend.get_mut().write_all(&pending).await.is_err() {
+        if self.pop3 && !pending.is_empty() && backend.get_mut().write_all(&pending).await.is_err() {
             return;
         }
         // Bytes the back end sent after its reply (none, normally).
@@ -90,12 +93,14 @@ impl crate::server::Service for Proxyd {
         if !early.is_empty() && client.write_all(&early).await.is_err() {
             return;
         }
-        let (lost, bye): (&str, &[u8]) = if self.pop3 {
-            ("-ERR [SYS/TEMP] Lost connection to the mailbox server\r\n", b"+OK")
+        if self.pop3 {
+            let lost = "-ERR [SYS/TEMP] Lost connection to the mailbox server\r\n";
+            pipe(client, backend.into_inner(), lost, b"+OK").await;
         } else {
-            ("* BYE Lost connection to the mailbox server\r\n", b"* BYE")
-        };
-        pipe(client, backend.into_inner(), lost, bye).await;
+            // IMAP: each command to the back end of the mailbox it names.
+            let router = super::imap_proxy::Router::new(self.front.clone(), &j.user, &j.server, backend.into_inner());
+            router.run(client, pending).await;
+        }
     }
 }
 
@@ -345,6 +350,8 @@ impl Session {
                 Ok(Some(Joined {
                     reply: format!("{tag} {text}"),
                     backend,
+                    user: authzid.to_string(),
+                    server,
                 }))
             }
             Err(e) => {
@@ -359,34 +366,8 @@ impl Session {
         }
     }
 
-    /// Logs in to the back end's IMAP for `user`; its tagged OK line.
     async fn imap_backend(&self, server: &str, user: &str) -> Result<Backend, String> {
-        let tcp = self.p.front.connect(server, "imap", 143).await?;
-        let mut b = tokio::io::BufReader::new(tcp);
-        let greet = backend_line(&mut b).await?;
-        if !greet.starts_with("* OK") {
-            return Err(format!("greeting {greet}"));
-        }
-        let ir = self.p.front.plain_for(server, user);
-        let cmd = if greet.contains("SASL-IR") {
-            format!("P01 AUTHENTICATE PLAIN {ir}\r\n")
-        } else {
-            "P01 AUTHENTICATE PLAIN\r\n".to_string()
-        };
-        b.get_mut().write_all(cmd.as_bytes()).await.map_err(|e| e.to_string())?;
-        loop {
-            let l = backend_line(&mut b).await?;
-            if l.starts_with("+") {
-                b.get_mut()
-                    .write_all(format!("{ir}\r\n").as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            } else if l.starts_with("P01 OK") {
-                return Ok((l, b));
-            } else if l.starts_with("P01 ") {
-                return Err(l);
-            }
-        }
+        self.p.front.imap_login(server, user).await
     }
 
     // ---- POP3 ----
@@ -488,7 +469,12 @@ impl Session {
                     .front
                     .log
                     .info(&format!("login: {} {authzid} {mech} User logged in via {server}", self.peer));
-                Ok(Some(Joined { reply: ok, backend }))
+                Ok(Some(Joined {
+                    reply: ok,
+                    backend,
+                    user: authzid.to_string(),
+                    server,
+                }))
             }
             Err(e) => {
                 self.p

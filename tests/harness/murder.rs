@@ -353,7 +353,8 @@ impl Murder {
             &mux,
             false,
             &format!(
-                "mupdate_server: 127.0.0.1:{}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nmupdate_retry_delay: 1\n",
+                "mupdate_server: 127.0.0.1:{}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nmupdate_retry_delay: 1\n\
+                 unixhierarchysep: no\n",
                 m.port
             ),
         );

@@ -4,3 +4,4 @@
 
 pub mod command;
 pub mod render;
+pub mod stream;

@@ -1,0 +1,375 @@
+//! proxyd after login: each client command goes to the back end that
+//! holds the mailbox it names (Cyrus's imapd as a front end), bytes
+//! unchanged.  The session starts on the user's INBOX back end; a
+//! command naming a mailbox elsewhere (SELECT of another user's or a
+//! shared folder, STATUS, APPEND, CREATE under a parent there, ACL and
+//! quota commands, RENAME, XFER) goes to that back end, over a second
+//! connection logged in for the same user; SELECT and EXAMINE move the
+//! session there (the previous back end gets UNSELECT), other commands
+//! come back.  Subscriptions and LIST go to the INBOX's back end.
+//!
+//! Commands are streamed, not buffered: only a command's first line is
+//! held to route it, and only while the back end in use still owes
+//! replies (a switch waits for them, so replies never interleave).
+//! Literals pass through as they come; the back end that receives a
+//! command answers its literal continuations.
+
+use super::front::{Front, BACKEND_TIMEOUT};
+use crate::proto::imap::stream::{head_words, Arg, ClientScan, Piece, ServerScan};
+use crate::store::murder::State;
+use crate::store::names::Namespace;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One logged-in back-end connection.
+struct Back {
+    s: TcpStream,
+    sent: u64,
+    scan: ServerScan,
+    /// A mailbox is selected there.
+    selected: bool,
+}
+
+impl Back {
+    fn quiet(&self) -> bool {
+        self.scan.tagged >= self.sent
+    }
+}
+
+/// Where a command goes.
+struct Route {
+    server: String,
+    select: bool,
+}
+
+pub struct Router {
+    front: Arc<Front>,
+    user: String,
+    ns: Namespace,
+    home: String,
+    /// The back end of the selected mailbox (or home).
+    sel: String,
+    /// The back end the stream goes to now.
+    cur: String,
+    conns: HashMap<String, Back>,
+    /// ENABLEd extensions, replayed on each new back-end connection.
+    enabled: Vec<String>,
+    n: u32,
+}
+
+impl Router {
+    pub fn new(front: Arc<Front>, user: &str, home: &str, backend: TcpStream) -> Router {
+        let c = &front.conf;
+        let virtdomains = !matches!(c.get("virtdomains"), Some("off") | Some("no") | None);
+        let alt = c.get_switch("altnamespace") && !c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
+        let ns = Namespace::new(
+            c.get_switch("unixhierarchysep"),
+            alt,
+            user,
+            virtdomains,
+            c.get("defaultdomain").unwrap_or(""),
+        );
+        let mut conns = HashMap::new();
+        conns.insert(
+            home.to_string(),
+            Back {
+                s: backend,
+                sent: 0,
+                scan: ServerScan::default(),
+                selected: false,
+            },
+        );
+        Router {
+            front,
+            user: user.to_string(),
+            ns,
+            home: home.to_string(),
+            sel: home.to_string(),
+            cur: home.to_string(),
+            conns,
+            enabled: Vec::new(),
+            n: 0,
+        }
+    }
+
+    /// The server holding an external mailbox name, None when unknown.
+    async fn server_of(&self, ext: &str) -> Option<String> {
+        let internal = self.ns.to_internal(ext).ok()?;
+        match self.front.locate(&internal).await {
+            Ok(Some((State::Active, s))) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The server of the closest existing mailbox at or above `ext`.
+    async fn parent_server(&self, ext: &str) -> Option<String> {
+        let mut internal = self.ns.to_internal(ext).ok()?;
+        loop {
+            if let Ok(Some((State::Active, s))) = self.front.locate(&internal).await {
+                return Some(s);
+            }
+            let (p, _) = internal.rsplit_once('.')?;
+            internal = p.to_string();
+        }
+    }
+
+    async fn route(&mut self, line: &[u8]) -> Route {
+        let stay = |s: &str| Route {
+            server: s.to_string(),
+            select: false,
+        };
+        let Some(h) = head_words(line, 3) else {
+            return stay(&self.sel);
+        };
+        let first_str = |i: usize| match h.args.get(i) {
+            Some(Arg::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+        match h.name.as_str() {
+            "SELECT" | "EXAMINE" => {
+                let server = match first_str(0) {
+                    Some(m) => self.server_of(&m).await.unwrap_or_else(|| self.home.clone()),
+                    None => self.sel.clone(),
+                };
+                Route { server, select: true }
+            }
+            "STATUS" | "APPEND" | "DELETE" | "RENAME" | "GETACL" | "SETACL" | "DELETEACL" | "LISTRIGHTS" | "MYRIGHTS" | "GETQUOTAROOT"
+            | "GETQUOTA" | "SETQUOTA" | "SETMETADATA" | "XFER" | "LOCALDELETE" | "MUPDATEPUSH" | "RECONSTRUCT" => match first_str(0) {
+                Some(m) => stay(&self.server_of(&m).await.unwrap_or_else(|| self.sel.clone())),
+                None => stay(&self.sel),
+            },
+            "GETMETADATA" => {
+                let m = h.args.iter().find_map(|a| match a {
+                    Arg::Str(s) => Some(s.clone()),
+                    _ => None,
+                });
+                match m {
+                    Some(m) => stay(&self.server_of(&m).await.unwrap_or_else(|| self.sel.clone())),
+                    None => stay(&self.sel),
+                }
+            }
+            "CREATE" => match first_str(0) {
+                Some(m) => stay(&self.parent_server(&m).await.unwrap_or_else(|| self.home.clone())),
+                None => stay(&self.home),
+            },
+            // Subscriptions live with the INBOX; so does the user's tree.
+            "LIST" | "LSUB" | "RLIST" | "RLSUB" | "XLIST" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" => stay(&self.home),
+            "ENABLE" => {
+                for a in &h.args {
+                    if let Arg::Str(s) = a {
+                        if !self.enabled.iter().any(|e| e.eq_ignore_ascii_case(s)) {
+                            self.enabled.push(s.clone());
+                        }
+                    }
+                }
+                stay(&self.sel)
+            }
+            _ => stay(&self.sel),
+        }
+    }
+
+    /// Opens (or finds) the connection to `server`, logged in for the
+    /// user, with the session's ENABLEd extensions.
+    async fn open(&mut self, server: &str) -> Result<(), String> {
+        if self.conns.contains_key(server) {
+            return Ok(());
+        }
+        let (_, mut b) = self.front.imap_login(server, &self.user).await?;
+        if !self.enabled.is_empty() {
+            self.n += 1;
+            let tag = format!("PROXY{}", self.n);
+            b.get_mut()
+                .write_all(format!("{tag} ENABLE {}\r\n", self.enabled.join(" ")).as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            until_tagged(&mut b, &tag).await?;
+        }
+        self.conns.insert(
+            server.to_string(),
+            Back {
+                s: b.into_inner(),
+                sent: 0,
+                scan: ServerScan::default(),
+                selected: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// UNSELECT on the back end that had the selected mailbox (its
+    /// replies are the proxy's, not the client's).
+    async fn unselect(&mut self, server: &str) {
+        let Some(b) = self.conns.get_mut(server) else { return };
+        if !b.selected {
+            return;
+        }
+        b.selected = false;
+        self.n += 1;
+        let tag = format!("PROXY{}", self.n);
+        let mut r = tokio::io::BufReader::new(&mut b.s);
+        if r.get_mut().write_all(format!("{tag} UNSELECT\r\n").as_bytes()).await.is_ok() {
+            let _ = until_tagged(&mut r, &tag).await;
+        }
+    }
+
+    /// Runs the session until either side ends.
+    pub async fn run<C>(mut self, client: C, mut inq: Vec<u8>)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let mut scan = ClientScan::default();
+        let mut cbuf = super::front::Buf::new();
+        let mut bbuf = super::front::Buf::new();
+        // A routed head waiting for the current back end to finish.
+        let mut held: Option<(Vec<u8>, Route)> = None;
+        // Where the rest of the current command goes (None: dropped).
+        let mut target: Option<String> = Some(self.cur.clone());
+        loop {
+            // Route and forward what the client has sent.
+            while held.is_none() {
+                let Some(p) = scan.next(&inq) else { break };
+                match p {
+                    Piece::Pass(n) => {
+                        if let Some(t) = &target {
+                            let b = self.conns.get_mut(t).expect("target is connected");
+                            if b.s.write_all(&inq[..n]).await.is_err() {
+                                return self.lost(&mut cw).await;
+                            }
+                        }
+                        inq.drain(..n);
+                    }
+                    Piece::Head(n) => {
+                        let line: Vec<u8> = inq.drain(..n).collect();
+                        let r = self.route(&line).await;
+                        held = Some((line, r));
+                    }
+                }
+            }
+            if let Some((line, r)) = held.take() {
+                let quiet = self.conns.get(&self.cur).is_none_or(Back::quiet);
+                if r.server == self.cur && (!r.select || self.sel == r.server) {
+                    if let Some(b) = self.conns.get_mut(&r.server).filter(|_| r.select) {
+                        b.selected = true;
+                    }
+                    target = Some(self.cur.clone());
+                    if self.send(&line).await.is_err() {
+                        return self.lost(&mut cw).await;
+                    }
+                    continue;
+                }
+                if !quiet {
+                    held = Some((line, r));
+                } else {
+                    match self.switch(&line, &r).await {
+                        Ok(()) => {
+                            target = Some(self.cur.clone());
+                            if self.send(&line).await.is_err() {
+                                return self.lost(&mut cw).await;
+                            }
+                        }
+                        Err(e) => {
+                            self.front
+                                .log
+                                .error(&format!("couldn't authenticate to backend server {}: {e}", r.server));
+                            let tag = head_words(&line, 0).map(|h| h.tag).unwrap_or_else(|| "*".into());
+                            let reply = format!("{tag} NO [UNAVAILABLE] Server(s) unavailable to complete operation\r\n");
+                            if cw.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            let _ = cw.flush().await;
+                            // The rest of this command (its literals) goes nowhere.
+                            target = None;
+                        }
+                    }
+                    continue;
+                }
+            }
+            if target.is_none() && scan.idle() {
+                target = Some(self.cur.clone());
+            }
+            let reading_client = held.is_none();
+            let cur = self.cur.clone();
+            let b = self.conns.get_mut(&cur).expect("current is connected");
+            tokio::select! {
+                n = cr.read(&mut cbuf.0), if reading_client => match n {
+                    Ok(n) if n > 0 => {
+                        inq.extend_from_slice(&cbuf.0[..n]);
+                        cbuf.after_read(n);
+                    }
+                    _ => {
+                        for b in self.conns.values_mut() {
+                            let _ = b.s.shutdown().await;
+                        }
+                        return;
+                    }
+                },
+                n = b.s.read(&mut bbuf.0) => match n {
+                    Ok(n) if n > 0 => {
+                        b.scan.feed(&bbuf.0[..n]);
+                        if cw.write_all(&bbuf.0[..n]).await.is_err() || cw.flush().await.is_err() {
+                            return;
+                        }
+                        bbuf.after_read(n);
+                    }
+                    _ => {
+                        let bye = b.scan.bye;
+                        if !bye {
+                            let _ = cw.write_all(b"* BYE Lost connection to the mailbox server\r\n").await;
+                        }
+                        let _ = cw.flush().await;
+                        let _ = cw.shutdown().await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Moves the stream to `r.server` (the current back end is quiet).
+    async fn switch(&mut self, _line: &[u8], r: &Route) -> Result<(), String> {
+        tokio::time::timeout(BACKEND_TIMEOUT, self.open(&r.server))
+            .await
+            .map_err(|_| "timed out".to_string())??;
+        if r.select {
+            if self.sel != r.server {
+                let old = self.sel.clone();
+                self.unselect(&old).await;
+            }
+            self.sel = r.server.clone();
+            if let Some(b) = self.conns.get_mut(&r.server) {
+                b.selected = true;
+            }
+        }
+        self.cur = r.server.clone();
+        Ok(())
+    }
+
+    /// Sends a command's first line to the current back end.
+    async fn send(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let counts = head_words(line, 0).is_some();
+        let b = self.conns.get_mut(&self.cur).expect("current is connected");
+        if counts {
+            b.sent += 1;
+        }
+        b.s.write_all(line).await
+    }
+
+    async fn lost<W: AsyncWrite + Unpin>(&mut self, cw: &mut W) {
+        let _ = cw.write_all(b"* BYE Lost connection to the mailbox server\r\n").await;
+        let _ = cw.flush().await;
+    }
+}
+
+/// Reads a back end's lines up to the one tagged `tag` (bounded, timed);
+/// Err if it is not OK.
+async fn until_tagged<R: AsyncRead + Unpin>(r: &mut tokio::io::BufReader<R>, tag: &str) -> Result<(), String> {
+    loop {
+        let l = super::front::backend_line(r).await?;
+        if let Some(rest) = l.strip_prefix(tag).and_then(|x| x.strip_prefix(' ')) {
+            return if rest.starts_with("OK") { Ok(()) } else { Err(l) };
+        }
+    }
+}

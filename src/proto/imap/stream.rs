@@ -1,0 +1,360 @@
+//! IMAP streams seen from the middle (a Murder front end), sans I/O:
+//! where each client command starts and ends (its first line, then
+//! literals and continuation lines passed through without buffering), a
+//! command's head words, and the count of tagged replies in a server's
+//! stream, literals skipped.  Bytes are never changed: the proxy decides
+//! only where they go.
+
+use super::command::literal_marker;
+
+/// The longest first line of a command held back to route it; longer
+/// lines pass through to the current server.
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// What the next bytes of a client's stream are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// The complete first line of a command (CRLF included): route it.
+    Head(usize),
+    /// Bytes of the current command (literal data, a continuation
+    /// line, the rest of an over-long line): they go where its head went.
+    Pass(usize),
+}
+
+/// Splits a client's stream into commands.
+#[derive(Debug, Default)]
+pub struct ClientScan {
+    /// Literal bytes still to pass.
+    lit_left: u64,
+    /// Inside a command whose line ended in a literal.
+    in_cmd: bool,
+    /// Inside an over-long line passed through unrouted.
+    long_line: bool,
+}
+
+impl ClientScan {
+    /// The next piece at the start of `buf`, or None until more bytes
+    /// are needed (an incomplete head).
+    pub fn next(&mut self, buf: &[u8]) -> Option<Piece> {
+        if buf.is_empty() {
+            return None;
+        }
+        if self.lit_left > 0 {
+            let n = (self.lit_left.min(buf.len() as u64)) as usize;
+            self.lit_left -= n as u64;
+            return Some(Piece::Pass(n));
+        }
+        let nl = buf.iter().position(|&c| c == b'\n');
+        match nl {
+            Some(i) => {
+                let line = &buf[..i + 1];
+                let body = line.strip_suffix(b"\n").unwrap_or(line);
+                let body = body.strip_suffix(b"\r").unwrap_or(body);
+                let first = !self.in_cmd && !self.long_line;
+                self.long_line = false;
+                match literal_marker(body) {
+                    Some((n, _)) => {
+                        self.lit_left = n;
+                        self.in_cmd = true;
+                    }
+                    None => self.in_cmd = false,
+                }
+                Some(if first { Piece::Head(i + 1) } else { Piece::Pass(i + 1) })
+            }
+            None if self.in_cmd || self.long_line || buf.len() >= MAX_HEAD => {
+                // The rest of a continuation line, or a head too long to
+                // hold: it goes on to wherever the stream goes now.
+                self.long_line = true;
+                Some(Piece::Pass(buf.len()))
+            }
+            None => None,
+        }
+    }
+
+    /// Whether the stream is between commands.
+    pub fn idle(&self) -> bool {
+        self.lit_left == 0 && !self.in_cmd && !self.long_line
+    }
+}
+
+/// An argument of a command head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    /// An atom or a quoted string, unquoted.
+    Str(String),
+    /// A literal (its data follows the line: not known here).
+    Literal,
+    /// A parenthesised list or anything else.
+    Other,
+}
+
+/// The words of a command's first line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadWords {
+    pub tag: String,
+    /// Upper-cased; `UID` is folded into `uid`.
+    pub name: String,
+    pub uid: bool,
+    pub args: Vec<Arg>,
+}
+
+/// Parses a command's first line far enough to route it (the tag, the
+/// name and up to `max_args` arguments); None for lines that are not
+/// commands (`DONE`, SASL data).
+pub fn head_words(line: &[u8], max_args: usize) -> Option<HeadWords> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut i = 0;
+    let word = |i: &mut usize| -> Option<String> {
+        let st = *i;
+        while *i < line.len() && line[*i] != b' ' {
+            *i += 1;
+        }
+        (st < *i).then(|| String::from_utf8_lossy(&line[st..*i]).into_owned())
+    };
+    let tag = word(&mut i)?;
+    if line.get(i) != Some(&b' ') || tag == "*" || tag == "+" {
+        return None;
+    }
+    i += 1;
+    let mut name = word(&mut i)?.to_ascii_uppercase();
+    let mut uid = false;
+    if name == "UID" && line.get(i) == Some(&b' ') {
+        i += 1;
+        uid = true;
+        name = word(&mut i)?.to_ascii_uppercase();
+    }
+    let mut args = Vec::new();
+    while args.len() < max_args && line.get(i) == Some(&b' ') {
+        i += 1;
+        match line.get(i) {
+            Some(b'"') => {
+                let mut s = Vec::new();
+                i += 1;
+                loop {
+                    match line.get(i) {
+                        None => return Some(HeadWords { tag, name, uid, args }),
+                        Some(b'"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(b'\\') => {
+                            if let Some(&c) = line.get(i + 1) {
+                                s.push(c);
+                            }
+                            i += 2;
+                        }
+                        Some(&c) => {
+                            s.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+                args.push(Arg::Str(String::from_utf8_lossy(&s).into_owned()));
+            }
+            Some(b'{') | Some(b'~') => {
+                args.push(Arg::Literal);
+                break;
+            }
+            Some(b'(') => {
+                let mut depth = 0;
+                while let Some(&c) = line.get(i) {
+                    i += 1;
+                    if c == b'(' {
+                        depth += 1;
+                    } else if c == b')' {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                }
+                args.push(Arg::Other);
+            }
+            _ => match word(&mut i) {
+                Some(w) => args.push(Arg::Str(w)),
+                None => break,
+            },
+        }
+    }
+    Some(HeadWords { tag, name, uid, args })
+}
+
+/// How a tagged reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    No,
+    Bad,
+}
+
+/// Counts a server's tagged replies (lines outside literals that do not
+/// start with `*` or `+`) and notices `* BYE`.
+#[derive(Debug, Default)]
+pub struct ServerScan {
+    lit_left: u64,
+    /// The start of the current line (enough for a tag and status).
+    head: Vec<u8>,
+    /// The end of the current line (enough for a literal marker).
+    tail: Vec<u8>,
+    /// Bytes of the current line seen.
+    line_len: usize,
+    pub tagged: u64,
+    pub last: Option<(String, Status)>,
+    pub bye: bool,
+}
+
+const HEAD_KEEP: usize = 96;
+const TAIL_KEEP: usize = 24;
+
+impl ServerScan {
+    pub fn feed(&mut self, mut buf: &[u8]) {
+        while !buf.is_empty() {
+            if self.lit_left > 0 {
+                let n = (self.lit_left.min(buf.len() as u64)) as usize;
+                self.lit_left -= n as u64;
+                buf = &buf[n..];
+                continue;
+            }
+            let (part, rest, done) = match buf.iter().position(|&c| c == b'\n') {
+                Some(i) => (&buf[..i], &buf[i + 1..], true),
+                None => (buf, &buf[buf.len()..], false),
+            };
+            if self.head.len() < HEAD_KEEP {
+                let take = (HEAD_KEEP - self.head.len()).min(part.len());
+                self.head.extend_from_slice(&part[..take]);
+            }
+            self.tail.extend_from_slice(&part[part.len().saturating_sub(TAIL_KEEP)..]);
+            if self.tail.len() > TAIL_KEEP {
+                self.tail.drain(..self.tail.len() - TAIL_KEEP);
+            }
+            self.line_len += part.len();
+            buf = rest;
+            if done {
+                self.end_line();
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let tail = self.tail.strip_suffix(b"\r").unwrap_or(&self.tail);
+        let lit = literal_marker(tail).map(|(n, _)| n);
+        match self.head.first() {
+            Some(b'*') => {
+                if self.head.starts_with(b"* BYE") {
+                    self.bye = true;
+                }
+            }
+            Some(b'+') | None => {}
+            // A line continuing after a literal is part of a response
+            // already started; a tagged reply never carries a literal.
+            Some(_) if self.line_len > 0 && lit.is_none() => {
+                let h = String::from_utf8_lossy(&self.head);
+                let mut w = h.split(' ');
+                let tag = w.next().unwrap_or("").to_string();
+                let st = match w.next().map(|s| s.trim_end_matches('\r').to_ascii_uppercase()) {
+                    Some(s) if s == "OK" => Some(Status::Ok),
+                    Some(s) if s == "NO" => Some(Status::No),
+                    Some(s) if s == "BAD" => Some(Status::Bad),
+                    _ => None,
+                };
+                if let Some(st) = st {
+                    self.tagged += 1;
+                    self.last = Some((tag, st));
+                }
+            }
+            Some(_) => {}
+        }
+        self.lit_left = lit.unwrap_or(0);
+        // After a literal the line goes on: its head is not a new line's.
+        self.head.clear();
+        if lit.is_some() {
+            self.head.push(b' ');
+        }
+        self.tail.clear();
+        self.line_len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(input: &[u8], chunk: usize) -> Vec<(bool, Vec<u8>)> {
+        let mut s = ClientScan::default();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut out: Vec<(bool, Vec<u8>)> = Vec::new();
+        for c in input.chunks(chunk) {
+            buf.extend_from_slice(c);
+            while let Some(p) = s.next(&buf) {
+                let (head, n) = match p {
+                    Piece::Head(n) => (true, n),
+                    Piece::Pass(n) => (false, n),
+                };
+                match out.last_mut() {
+                    Some((false, v)) if !head => v.extend_from_slice(&buf[..n]),
+                    _ => out.push((head, buf[..n].to_vec())),
+                }
+                buf.drain(..n);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn commands_literals_and_idle_done() {
+        let input = b"a SELECT INBOX\r\nb APPEND \"Sent\" {11}\r\nhello\r\nworld\r\nc IDLE\r\nDONE\r\nd LOGOUT\r\n";
+        for chunk in [1, 3, 7, 100] {
+            let p = pieces(input, chunk);
+            let heads: Vec<String> = p
+                .iter()
+                .filter(|(h, _)| *h)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            assert_eq!(
+                heads,
+                vec![
+                    "a SELECT INBOX\r\n",
+                    "b APPEND \"Sent\" {11}\r\n",
+                    "c IDLE\r\n",
+                    "DONE\r\n",
+                    "d LOGOUT\r\n"
+                ],
+                "chunk {chunk}"
+            );
+            // The literal (with a CRLF inside) and its closing CRLF pass.
+            assert!(p.contains(&(false, b"hello\r\nworld\r\n".to_vec())), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn head_words_route_by_mailbox() {
+        let h = head_words(b"a1 SELECT \"Other Users/bob\" (CONDSTORE)\r\n", 2).unwrap();
+        assert_eq!(h.tag, "a1");
+        assert_eq!(h.name, "SELECT");
+        assert_eq!(h.args, vec![Arg::Str("Other Users/bob".into()), Arg::Other]);
+        let h = head_words(b"x uid copy 1:* \"a \\\"q\\\"\"\r\n", 2).unwrap();
+        assert!(h.uid);
+        assert_eq!(h.args[1], Arg::Str("a \"q\"".into()));
+        assert_eq!(head_words(b"b CREATE {5+}\r\n", 1).unwrap().args, vec![Arg::Literal]);
+        assert_eq!(head_words(b"DONE\r\n", 1), None);
+        assert_eq!(head_words(b"* OK x\r\n", 1), None);
+    }
+
+    #[test]
+    fn server_scan_counts_tagged_replies_outside_literals() {
+        let mut s = ServerScan::default();
+        let resp = b"* 1 FETCH (BODY[] {22}\r\na2 OK fake\r\n* BYE no\r\n)\r\n* 2 EXISTS\r\na1 OK [READ-WRITE] done\r\n+ go ahead\r\na2 NO [TRYCREATE] x\r\n";
+        for chunk in [1usize, 5, 1000] {
+            let mut s2 = ServerScan::default();
+            for c in resp.chunks(chunk) {
+                s2.feed(c);
+            }
+            assert_eq!(s2.tagged, 2, "chunk {chunk}");
+            assert_eq!(s2.last, Some(("a2".into(), Status::No)));
+            assert!(!s2.bye, "a BYE inside a literal is data");
+        }
+        s.feed(b"* BYE shutting down\r\n");
+        assert!(s.bye);
+    }
+}

@@ -1,0 +1,121 @@
+//! proxyd's per-command routing over real sockets: a user on one back
+//! end reaches another user's folder and a shared folder on the other
+//! back end through the same front-end session (SELECT, FETCH, APPEND
+//! with a synchronising literal, STATUS, CREATE under a remote parent,
+//! ACL commands), pipelined commands across back ends keep their order,
+//! and the session comes home for INBOX.
+
+mod harness;
+
+use harness::murder::*;
+use harness::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+#[test]
+fn folders_on_another_back_end_through_one_session() {
+    if !can_run("proxyd routing", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mu = Murder::start(t.path());
+    let (_lmtp, flmtp) = mu.front("lmtpd", &["-a"]);
+    let (_imap, fimap) = mu.front("imapd", &[]);
+    // yes1 (second back end) shares a folder with u7 (first back end);
+    // a shared folder lives on the second back end too.
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+M.login('yes1', 'testpw')
+print(M.create('proj'))
+print(M.setacl('proj', 'u7', 'lrswipk'))
+print(M.append('proj', '(\\Flagged)', None, b'Subject: in proj\r\n\r\nshared body\r\n'))
+M.logout()
+"#,
+        &[&fimap.to_string()],
+    );
+    assert!(!out.contains("'NO'"), "{out}");
+    let out = imap_admin(mu.backs[1].imap_port, &["CREATE news", "SETACL news anyone lrs"]);
+    assert!(!out.contains("-> NO"), "{out}");
+    let out = lmtp_session(
+        flmtp,
+        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
+        "Subject: for u7\r\n\r\nhome body\r\n",
+        1,
+    );
+    assert!(out.contains("250 2.1.5"), "{out}");
+
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+print('login', M.login('u7', 'testpw'))
+print('select-inbox', M.select('INBOX'))
+print('status-news', M.status('"Shared Folders.news"', '(MESSAGES)'))
+print('fetch-inbox', M.fetch('1', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))
+print('select-proj', M.select('"Other Users.yes1.proj"'))
+print('fetch-proj', M.fetch('1', '(FLAGS BODY.PEEK[TEXT])'))
+print('append-proj', M.append('"Other Users.yes1.proj"', None, None, b'Subject: from u7\r\n\r\nu7 wrote this\r\n'))
+print('myrights', M.myrights('"Other Users.yes1.proj"'))
+print('create-sub', M.create('"Other Users.yes1.proj.sub"'))
+print('noop-proj', M.noop())
+print('select-inbox2', M.select('INBOX'))
+print('fetch-inbox2', M.fetch('1', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))
+print('logout', M.logout())
+"#,
+        &[&fimap.to_string()],
+    );
+    assert!(out.contains("select-inbox ('OK', [b'1'])"), "{out}");
+    assert!(
+        out.contains("status-news ('OK', [b'\"Shared Folders.news\" (MESSAGES 0)'])"),
+        "{out}"
+    );
+    assert!(out.contains("Subject: for u7"), "{out}");
+    assert!(out.contains("select-proj ('OK', [b'1'])"), "{out}");
+    assert!(out.contains("\\\\Flagged") && out.contains("shared body"), "{out}");
+    assert!(out.contains("append-proj ('OK'"), "{out}");
+    assert!(out.contains("noop-proj ('OK'"), "{out}");
+    assert!(out.contains("create-sub ('OK'"), "{out}");
+    assert!(out.contains("select-inbox2 ('OK', [b'1'])"), "{out}");
+    assert_eq!(out.matches("Subject: for u7").count(), 2, "{out}");
+    // The folder u7 created went to its parent's back end, and u7's
+    // APPEND landed there too.
+    let mut w = Raw::login(mu._master.port, "md5u");
+    assert!(w.call("f", "FIND \"user.yes1.proj.sub\"").contains("127.0.0.3!default"));
+    assert!(inbox_count(mu.backs[1].imap_port, "user.yes1.proj").contains("'2'"));
+
+    // Pipelined commands across back ends come back in order.
+    let mut s = TcpStream::connect(("127.0.0.1", fimap)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = String::new();
+    let mut buf = vec![0u8; 65536];
+    let mut read_until = |s: &mut TcpStream, got: &mut String, what: &str| {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !got.contains(what) {
+            assert!(Instant::now() < end, "{got}");
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "{got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    read_until(&mut s, &mut got, "server ready");
+    s.write_all(b"a LOGIN u7 testpw\r\n").unwrap();
+    read_until(&mut s, &mut got, "a OK");
+    s.write_all(
+        b"b SELECT INBOX\r\nc STATUS \"Other Users.yes1.proj\" (MESSAGES)\r\nd FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n\
+          e EXAMINE \"Shared Folders.news\"\r\nf SELECT INBOX\r\ng LOGOUT\r\n",
+    )
+    .unwrap();
+    read_until(&mut s, &mut got, "g OK");
+    let order: Vec<usize> = ["b OK", "c OK", "d OK", "e OK", "f OK", "g OK"]
+        .iter()
+        .map(|t| got.find(t).unwrap_or_else(|| panic!("{t}: {got}")))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{got}");
+    let c = got.find("c OK").unwrap();
+    let d = got.find("d OK").unwrap();
+    assert!(got[..c].contains("(MESSAGES 2)"), "{got}");
+    assert!(got[c..d].contains("Subject: for u7"), "{got}");
+}
