@@ -61,6 +61,9 @@ print('append-proj', M.append('"Other Users.yes1.proj"', None, None, b'Subject: 
 print('myrights', M.myrights('"Other Users.yes1.proj"'))
 print('create-sub', M.create('"Other Users.yes1.proj.sub"'))
 print('noop-proj', M.noop())
+print('list', M.list())
+print('subscribe', M.subscribe('"Other Users.yes1.proj"'))
+print('lsub', M.lsub())
 print('select-inbox2', M.select('INBOX'))
 print('fetch-inbox2', M.fetch('1', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))
 print('logout', M.logout())
@@ -79,6 +82,14 @@ print('logout', M.logout())
     assert!(out.contains("noop-proj ('OK'"), "{out}");
     assert!(out.contains("create-sub ('OK'"), "{out}");
     assert!(out.contains("select-inbox2 ('OK', [b'1'])"), "{out}");
+    // LIST shows the user's own tree and what the other back end holds
+    // for them, once each.
+    let list = out.lines().find(|l| l.starts_with("list ")).unwrap_or("");
+    for name in ["\" INBOX'", "\"Other Users.yes1.proj\"'", "\"Other Users.yes1.proj.sub\"'", "\"Shared Folders.news\"'"] {
+        assert_eq!(list.matches(name).count(), 1, "{name} in {list}");
+    }
+    assert!(out.contains("subscribe ('OK'"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("lsub ") && l.contains("Other Users.yes1.proj")), "{out}");
     assert_eq!(out.matches("Subject: for u7").count(), 2, "{out}");
     // The folder u7 created went to its parent's back end, and u7's
     // APPEND landed there too.

@@ -78,6 +78,20 @@ impl Front {
         Ok(None)
     }
 
+    /// The back ends holding mailboxes `user` may see (by ACL: the user
+    /// or anyone; every back end for an admin), from the replica.
+    pub async fn list_servers(&self, user: &str) -> Vec<String> {
+        let admin = self.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
+        let ids: Vec<&str> = if admin { Vec::new() } else { vec![user, "anyone", "anonymous"] };
+        match tokio::task::block_in_place(|| self.lookup.servers_for(&ids)) {
+            Ok(v) => v,
+            Err(e) => {
+                self.log.error(&format!("IOERROR: listing servers for {user}: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
     /// A user's INBOX name in this configuration.
     pub fn inbox_of(&self, user: &str) -> Option<String> {
         let c = &self.conf;

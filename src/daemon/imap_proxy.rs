@@ -42,6 +42,8 @@ impl Back {
 struct Route {
     server: String,
     select: bool,
+    /// LIST: the other back ends' answers are merged in first.
+    merge: bool,
 }
 
 pub struct Router {
@@ -119,6 +121,7 @@ impl Router {
         let stay = |s: &str| Route {
             server: s.to_string(),
             select: false,
+            merge: false,
         };
         let Some(h) = head_words(line, 3) else {
             return stay(&self.sel);
@@ -133,7 +136,11 @@ impl Router {
                     Some(m) => self.server_of(&m).await.unwrap_or_else(|| self.home.clone()),
                     None => self.sel.clone(),
                 };
-                Route { server, select: true }
+                Route {
+                    server,
+                    select: true,
+                    merge: false,
+                }
             }
             "STATUS" | "APPEND" | "DELETE" | "RENAME" | "GETACL" | "SETACL" | "DELETEACL" | "LISTRIGHTS" | "MYRIGHTS" | "GETQUOTAROOT"
             | "GETQUOTA" | "SETQUOTA" | "SETMETADATA" | "XFER" | "LOCALDELETE" | "MUPDATEPUSH" | "RECONSTRUCT" => match first_str(0) {
@@ -154,8 +161,14 @@ impl Router {
                 Some(m) => stay(&self.parent_server(&m).await.unwrap_or_else(|| self.home.clone())),
                 None => stay(&self.home),
             },
-            // Subscriptions live with the INBOX; so does the user's tree.
-            "LIST" | "LSUB" | "RLIST" | "RLSUB" | "XLIST" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" => stay(&self.home),
+            // The INBOX's back end answers, with what the others hold of
+            // the pattern merged in; subscriptions live with the INBOX.
+            "LIST" | "XLIST" => Route {
+                server: self.home.clone(),
+                select: false,
+                merge: true,
+            },
+            "LSUB" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" => stay(&self.home),
             "ENABLE" => {
                 for a in &h.args {
                     if let Arg::Str(s) = a {
@@ -250,7 +263,7 @@ impl Router {
             }
             if let Some((line, r)) = held.take() {
                 let quiet = self.conns.get(&self.cur).is_none_or(Back::quiet);
-                if r.server == self.cur && (!r.select || self.sel == r.server) {
+                if r.server == self.cur && !r.merge && (!r.select || self.sel == r.server) {
                     if let Some(b) = self.conns.get_mut(&r.server).filter(|_| r.select) {
                         b.selected = true;
                     }
@@ -263,6 +276,9 @@ impl Router {
                 if !quiet {
                     held = Some((line, r));
                 } else {
+                    if r.merge && !self.merge_list(&line, &mut cw).await {
+                        return;
+                    }
                     match self.switch(&line, &r).await {
                         Ok(()) => {
                             target = Some(self.cur.clone());
@@ -328,6 +344,49 @@ impl Router {
         }
     }
 
+    /// Sends a LIST to every other back end holding mailboxes the user
+    /// may see and passes their untagged answers to the client (the
+    /// INBOX's back end then answers, with the tagged reply).  False
+    /// when the client is gone.
+    async fn merge_list<W: AsyncWrite + Unpin>(&mut self, line: &[u8], cw: &mut W) -> bool {
+        let Some(h) = head_words(line, 0) else { return true };
+        let rest = &line[h.tag.len()..];
+        let body = rest.strip_suffix(b"\r\n").unwrap_or(rest);
+        if crate::proto::imap::command::literal_marker(body).is_some() {
+            return true;
+        }
+        let servers = self.front.list_servers(&self.user).await;
+        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let home = self.home.clone();
+        for server in servers.iter().filter(|s| **s != home) {
+            if let Err(e) = tokio::time::timeout(BACKEND_TIMEOUT, self.open(server)).await.unwrap_or(Err("timed out".into())) {
+                self.front.log.error(&format!("couldn't authenticate to backend server {server}: {e}"));
+                continue;
+            }
+            self.n += 1;
+            let tag = format!("PROXY{}", self.n);
+            let Some(b) = self.conns.get_mut(server) else { continue };
+            let mut cmd = tag.clone().into_bytes();
+            cmd.extend_from_slice(rest);
+            if b.s.write_all(&cmd).await.is_err() {
+                continue;
+            }
+            let got = match tokio::time::timeout(BACKEND_TIMEOUT, collect_until(&mut b.s, &tag)).await {
+                Ok(Ok(v)) => v,
+                _ => {
+                    self.conns.remove(server);
+                    continue;
+                }
+            };
+            for resp in got {
+                if seen.insert(resp.clone()) && cw.write_all(&resp).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Moves the stream to `r.server` (the current back end is quiet).
     async fn switch(&mut self, _line: &[u8], r: &Route) -> Result<(), String> {
         tokio::time::timeout(BACKEND_TIMEOUT, self.open(&r.server))
@@ -360,6 +419,40 @@ impl Router {
     async fn lost<W: AsyncWrite + Unpin>(&mut self, cw: &mut W) {
         let _ = cw.write_all(b"* BYE Lost connection to the mailbox server\r\n").await;
         let _ = cw.flush().await;
+    }
+}
+
+/// The untagged responses (each whole, literals included) a back end
+/// sends before its reply tagged `tag` (bounded).
+async fn collect_until(s: &mut TcpStream, tag: &str) -> Result<Vec<Vec<u8>>, String> {
+    use tokio::io::AsyncBufReadExt;
+    const MAX: u64 = 64 << 20;
+    let mut r = tokio::io::BufReader::new(s);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut total = 0u64;
+    loop {
+        let mut l = Vec::new();
+        let n = (&mut r).take(MAX - total.min(MAX)).read_until(b'\n', &mut l).await.map_err(|e| e.to_string())?;
+        if n == 0 || !l.ends_with(b"\n") {
+            return Err("connection closed by the back end".into());
+        }
+        total += n as u64;
+        if cur.is_empty() && l.starts_with(tag.as_bytes()) && l.get(tag.len()) == Some(&b' ') {
+            return Ok(out);
+        }
+        cur.extend_from_slice(&l);
+        let body = l.strip_suffix(b"\r\n").unwrap_or(&l);
+        match crate::proto::imap::command::literal_marker(body) {
+            Some((len, _)) if total + len <= MAX => {
+                let mut data = vec![0u8; len as usize];
+                r.read_exact(&mut data).await.map_err(|e| e.to_string())?;
+                total += len;
+                cur.extend_from_slice(&data);
+            }
+            Some(_) => return Err("response too large".into()),
+            None => out.push(std::mem::take(&mut cur)),
+        }
     }
 }
 

@@ -200,31 +200,64 @@ impl Lookup {
         }
     }
 
-    /// The entry for `name`.  Blocking.
-    pub fn get(&self, name: &str) -> Result<Option<Entry>> {
+    /// Runs `f` on the connection (opened on first use, dropped after an
+    /// error so that the next call reopens it).  Blocking.
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let e = |err| MurderDbError::Db(self.path.clone(), err);
         let mut g = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        if g.is_none() {
-            let c = Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(e)?;
-            c.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
+        let c = match g.take() {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(e)?;
+                c.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
+                c
+            }
+        };
+        let r = f(&c);
+        if r.is_ok() {
             *g = Some(c);
         }
-        let Some(c) = g.as_ref() else {
-            return Ok(None);
-        };
-        let r = c
-            .prepare_cached("SELECT reserved, location, acl FROM mailbox WHERE name=?1")
-            .and_then(|mut st| {
-                let mut rows = st.query(params![name])?;
-                match rows.next()? {
-                    Some(r) => Ok(Some(entry_of(r)?)),
-                    None => Ok(None),
-                }
-            });
-        if r.is_err() {
-            *g = None;
-        }
         r.map_err(e)
+    }
+
+    /// The entry for `name`.  Blocking.
+    pub fn get(&self, name: &str) -> Result<Option<Entry>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT reserved, location, acl FROM mailbox WHERE name=?1")?;
+            let mut rows = st.query(params![name])?;
+            match rows.next()? {
+                Some(r) => Ok(Some(entry_of(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The servers holding a mailbox whose ACL names one of `ids` (every
+    /// server when `ids` is empty: an admin sees all).  Blocking.
+    pub fn servers_for(&self, ids: &[&str]) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut sql = String::from("SELECT DISTINCT location FROM mailbox WHERE reserved=0");
+            if !ids.is_empty() {
+                let alts: Vec<String> = (1..=ids.len())
+                    .map(|i| format!("acl LIKE ?{i} ESCAPE '\\' OR acl LIKE '%' || char(9) || ?{i} ESCAPE '\\'"))
+                    .collect();
+                sql.push_str(&format!(" AND ({})", alts.join(" OR ")));
+            }
+            let mut st = c.prepare(&sql)?;
+            let pats: Vec<String> = ids
+                .iter()
+                .map(|id| id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_") + "\t%")
+                .collect();
+            let rows = st.query_map(rusqlite::params_from_iter(pats.iter()), |r| r.get::<_, String>(0))?;
+            let mut v: Vec<String> = Vec::new();
+            for loc in rows {
+                let s = server_of(&loc?).to_string();
+                if !v.contains(&s) {
+                    v.push(s);
+                }
+            }
+            Ok(v)
+        })
     }
 }
 

@@ -449,7 +449,7 @@ impl Session {
             Ok(i) => i,
             Err(t) => return self.tagged(tag, t).await,
         };
-        if on {
+        if on && !self.remote_subscriptions() {
             if let Err(t) = self.lookup_with(ext, 'l').await {
                 return self.tagged(tag, &t).await;
             }
@@ -459,6 +459,15 @@ impl Session {
             Ok(()) => self.tagged(tag, "OK Completed").await,
             Err(t) => self.tagged(tag, &t).await,
         }
+    }
+
+    /// Whether subscriptions may name mailboxes this server does not
+    /// hold: `allowallsubscribe`, or a Murder back end (the front end
+    /// sends every SUBSCRIBE and LSUB to the INBOX's back end, and the
+    /// user's folders on other back ends are not in this server's list).
+    fn remote_subscriptions(&self) -> bool {
+        let c = &self.ctx.conf;
+        c.get_switch("allowallsubscribe") || c.get("mupdate_server").is_some_and(|v| !v.is_empty() && v != "(null)")
     }
 
     /// Mailboxes the user may see, as (external name, entry).
@@ -530,6 +539,16 @@ impl Session {
                     acc.push_str(comp);
                     if acc.len() < n.len() && !names.contains(&acc.as_str()) && !cands.iter().any(|(c, _)| *c == acc) {
                         cands.push((acc.clone(), false));
+                    }
+                }
+            }
+            if !subs.is_empty() && (lsub || subscribed_only) && self.remote_subscriptions() {
+                // Subscriptions to mailboxes held elsewhere in the Murder.
+                for int in &subs {
+                    if let Some(x) = self.external(int) {
+                        if !cands.iter().any(|(c, _)| *c == x) {
+                            cands.push((x, true));
+                        }
                     }
                 }
             }
