@@ -66,6 +66,12 @@ print('subscribe', M.subscribe('"Other Users.yes1.proj"'))
 print('lsub', M.lsub())
 print('select-inbox2', M.select('INBOX'))
 print('fetch-inbox2', M.fetch('1', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))
+print('store', M.store('1', '+FLAGS', '(\\Answered)'))
+print('copy', M.copy('1', '"Other Users.yes1.proj"'))
+imaplib.Commands['MOVE'] = ('SELECTED',)
+print('move', M._simple_command('MOVE', '1', '"Other Users.yes1.proj"'))
+print('expunged', M.response('EXPUNGE'))
+print('after-move', M.select('INBOX'))
 print('logout', M.logout())
 "#,
         &[&fimap.to_string()],
@@ -85,19 +91,45 @@ print('logout', M.logout())
     // LIST shows the user's own tree and what the other back end holds
     // for them, once each.
     let list = out.lines().find(|l| l.starts_with("list ")).unwrap_or("");
-    for name in ["\" INBOX'", "\"Other Users.yes1.proj\"'", "\"Other Users.yes1.proj.sub\"'", "\"Shared Folders.news\"'"] {
+    for name in [
+        "\" INBOX'",
+        "\"Other Users.yes1.proj\"'",
+        "\"Other Users.yes1.proj.sub\"'",
+        "\"Shared Folders.news\"'",
+    ] {
         assert_eq!(list.matches(name).count(), 1, "{name} in {list}");
     }
     assert!(out.contains("subscribe ('OK'"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("lsub ") && l.contains("Other Users.yes1.proj")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("lsub ") && l.contains("Other Users.yes1.proj")),
+        "{out}"
+    );
     assert_eq!(out.matches("Subject: for u7").count(), 2, "{out}");
+    // COPY and MOVE into the other back end's folder: COPYUID from the
+    // target, the source expunged after a MOVE.
+    assert!(out.contains("copy ('OK', [b'[COPYUID "), "{out}");
+    assert!(out.contains("move ('OK'") && out.contains("expunged ('EXPUNGE', [b'1'])"), "{out}");
+    assert!(out.contains("after-move ('OK', [b'0'])"), "{out}");
     // The folder u7 created went to its parent's back end, and u7's
     // APPEND landed there too.
     let mut w = Raw::login(mu._master.port, "md5u");
     assert!(w.call("f", "FIND \"user.yes1.proj.sub\"").contains("127.0.0.3!default"));
-    assert!(inbox_count(mu.backs[1].imap_port, "user.yes1.proj").contains("'2'"));
+    assert!(inbox_count(mu.backs[1].imap_port, "user.yes1.proj").contains("'4'"));
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('md5u','testpw')\nM.select('user.yes1.proj')\nprint(M.fetch('3:4','(FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\n",
+        &[&mu.backs[1].imap_port.to_string()],
+    );
+    assert_eq!(out.matches("Subject: for u7").count(), 2, "{out}");
+    assert_eq!(out.matches("\\\\Answered").count(), 2, "flags kept: {out}");
 
     // Pipelined commands across back ends come back in order.
+    let out = lmtp_session(
+        flmtp,
+        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
+        "Subject: for u7\r\n\r\nagain\r\n",
+        1,
+    );
+    assert!(out.contains("250 2.1.5"), "{out}");
     let mut s = TcpStream::connect(("127.0.0.1", fimap)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut got = String::new();
@@ -127,6 +159,6 @@ print('logout', M.logout())
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{got}");
     let c = got.find("c OK").unwrap();
     let d = got.find("d OK").unwrap();
-    assert!(got[..c].contains("(MESSAGES 2)"), "{got}");
+    assert!(got[..c].contains("(MESSAGES 4)"), "{got}");
     assert!(got[c..d].contains("Subject: for u7"), "{got}");
 }

@@ -44,6 +44,18 @@ struct Route {
     select: bool,
     /// LIST: the other back ends' answers are merged in first.
     merge: bool,
+    /// COPY/MOVE into a mailbox on another back end.
+    copy: Option<CrossCopy>,
+}
+
+/// A COPY or MOVE whose target is on another back end than the selected
+/// mailbox: FETCH there, APPEND here (Cyrus's proxy_copy).
+struct CrossCopy {
+    tag: String,
+    uid: bool,
+    moving: bool,
+    set: String,
+    dest: String,
 }
 
 pub struct Router {
@@ -122,6 +134,7 @@ impl Router {
             server: s.to_string(),
             select: false,
             merge: false,
+            copy: None,
         };
         let Some(h) = head_words(line, 3) else {
             return stay(&self.sel);
@@ -140,6 +153,7 @@ impl Router {
                     server,
                     select: true,
                     merge: false,
+                    copy: None,
                 }
             }
             "STATUS" | "APPEND" | "DELETE" | "RENAME" | "GETACL" | "SETACL" | "DELETEACL" | "LISTRIGHTS" | "MYRIGHTS" | "GETQUOTAROOT"
@@ -163,12 +177,33 @@ impl Router {
             },
             // The INBOX's back end answers, with what the others hold of
             // the pattern merged in; subscriptions live with the INBOX.
-            "LIST" | "XLIST" => Route {
+            "LIST" | "XLIST" | "RLIST" => Route {
                 server: self.home.clone(),
                 select: false,
                 merge: true,
+                copy: None,
             },
-            "LSUB" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" => stay(&self.home),
+            "LSUB" | "RLSUB" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" => stay(&self.home),
+            "COPY" | "MOVE" => {
+                let (Some(set), Some(dest)) = (first_str(0), first_str(1)) else {
+                    return stay(&self.sel);
+                };
+                match self.server_of(&dest).await {
+                    Some(server) if server != self.sel => Route {
+                        server: self.sel.clone(),
+                        select: false,
+                        merge: false,
+                        copy: Some(CrossCopy {
+                            tag: h.tag.clone(),
+                            uid: h.uid,
+                            moving: h.name == "MOVE",
+                            set,
+                            dest,
+                        }),
+                    },
+                    _ => stay(&self.sel),
+                }
+            }
             "ENABLE" => {
                 for a in &h.args {
                     if let Arg::Str(s) = a {
@@ -263,7 +298,7 @@ impl Router {
             }
             if let Some((line, r)) = held.take() {
                 let quiet = self.conns.get(&self.cur).is_none_or(Back::quiet);
-                if r.server == self.cur && !r.merge && (!r.select || self.sel == r.server) {
+                if r.server == self.cur && !r.merge && r.copy.is_none() && (!r.select || self.sel == r.server) {
                     if let Some(b) = self.conns.get_mut(&r.server).filter(|_| r.select) {
                         b.selected = true;
                     }
@@ -278,6 +313,12 @@ impl Router {
                 } else {
                     if r.merge && !self.merge_list(&line, &mut cw).await {
                         return;
+                    }
+                    if let Some(c) = &r.copy {
+                        if !self.cross_copy(c, &mut cw).await {
+                            return self.lost(&mut cw).await;
+                        }
+                        continue;
                     }
                     match self.switch(&line, &r).await {
                         Ok(()) => {
@@ -359,8 +400,13 @@ impl Router {
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let home = self.home.clone();
         for server in servers.iter().filter(|s| **s != home) {
-            if let Err(e) = tokio::time::timeout(BACKEND_TIMEOUT, self.open(server)).await.unwrap_or(Err("timed out".into())) {
-                self.front.log.error(&format!("couldn't authenticate to backend server {server}: {e}"));
+            if let Err(e) = tokio::time::timeout(BACKEND_TIMEOUT, self.open(server))
+                .await
+                .unwrap_or(Err("timed out".into()))
+            {
+                self.front
+                    .log
+                    .error(&format!("couldn't authenticate to backend server {server}: {e}"));
                 continue;
             }
             self.n += 1;
@@ -372,7 +418,7 @@ impl Router {
                 continue;
             }
             let got = match tokio::time::timeout(BACKEND_TIMEOUT, collect_until(&mut b.s, &tag)).await {
-                Ok(Ok(v)) => v,
+                Ok(Ok((v, _))) => v,
                 _ => {
                     self.conns.remove(server);
                     continue;
@@ -385,6 +431,138 @@ impl Router {
             }
         }
         true
+    }
+
+    /// COPY/MOVE to another back end: the messages are fetched from the
+    /// selected mailbox's back end and appended at the target's in one
+    /// MULTIAPPEND (flags and dates kept); a MOVE then expunges them at
+    /// the source.  The client gets COPYUID from the target's APPENDUID.
+    /// False when a back end is lost.
+    async fn cross_copy<W: AsyncWrite + Unpin>(&mut self, c: &CrossCopy, cw: &mut W) -> bool {
+        use crate::proto::imap::stream::fetched;
+        let src = self.sel.clone();
+        self.cur = src.clone();
+        let uid = if c.uid { "UID " } else { "" };
+        self.n += 1;
+        let ftag = format!("PROXY{}", self.n);
+        let Some(b) = self.conns.get_mut(&src) else { return false };
+        if b.s
+            .write_all(format!("{ftag} {uid}FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])\r\n", c.set).as_bytes())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let (resps, status) = match tokio::time::timeout(BACKEND_TIMEOUT, collect_until(&mut b.s, &ftag)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) if e == "response too large" => {
+                let r = format!("{} NO inter-server COPY failed\r\n", c.tag);
+                return cw.write_all(r.as_bytes()).await.is_ok();
+            }
+            _ => return false,
+        };
+        let mut msgs = Vec::new();
+        for r in resps {
+            match fetched(&r) {
+                Some(m) => msgs.push(m),
+                // Other news of the selected mailbox is the client's.
+                None => {
+                    if cw.write_all(&r).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+        if !status.starts_with("OK") {
+            return cw.write_all(format!("{} {status}\r\n", c.tag).as_bytes()).await.is_ok();
+        }
+        if msgs.is_empty() {
+            return cw.write_all(format!("{} OK Completed\r\n", c.tag).as_bytes()).await.is_ok();
+        }
+        let dest_server = match self.server_of(&c.dest).await {
+            Some(s) => s,
+            None => {
+                return cw
+                    .write_all(format!("{} NO [TRYCREATE] Mailbox does not exist\r\n", c.tag).as_bytes())
+                    .await
+                    .is_ok()
+            }
+        };
+        let opened = tokio::time::timeout(BACKEND_TIMEOUT, self.open(&dest_server))
+            .await
+            .unwrap_or(Err("timed out".into()));
+        if let Err(e) = opened {
+            self.front
+                .log
+                .error(&format!("couldn't authenticate to backend server {dest_server}: {e}"));
+            let r = format!("{} NO [UNAVAILABLE] Server(s) unavailable to complete operation\r\n", c.tag);
+            return cw.write_all(r.as_bytes()).await.is_ok();
+        }
+        self.n += 1;
+        let atag = format!("PROXY{}", self.n);
+        let mut cmd = format!("{atag} APPEND {}", quote(&c.dest)).into_bytes();
+        for m in &msgs {
+            cmd.extend_from_slice(format!(" ({}) \"{}\" {{{}+}}\r\n", m.flags.join(" "), m.internaldate, m.body.len()).as_bytes());
+            cmd.extend_from_slice(&m.body);
+        }
+        cmd.extend_from_slice(b"\r\n");
+        let Some(d) = self.conns.get_mut(&dest_server) else { return false };
+        if d.s.write_all(&cmd).await.is_err() {
+            return false;
+        }
+        drop(cmd);
+        let status = match tokio::time::timeout(BACKEND_TIMEOUT, collect_until(&mut d.s, &atag)).await {
+            Ok(Ok((_, st))) => st,
+            _ => {
+                self.conns.remove(&dest_server);
+                let r = format!("{} NO inter-server COPY failed\r\n", c.tag);
+                return cw.write_all(r.as_bytes()).await.is_ok();
+            }
+        };
+        if !status.starts_with("OK") {
+            let text = status.strip_prefix("NO ").unwrap_or("inter-server COPY failed");
+            return cw.write_all(format!("{} NO {text}\r\n", c.tag).as_bytes()).await.is_ok();
+        }
+        // [APPENDUID uidvalidity uids] → [COPYUID uidvalidity src dst].
+        let src_uids = crate::store::uid_ranges(&msgs.iter().map(|m| m.uid).collect::<Vec<_>>());
+        let copyuid = status
+            .split_once("[APPENDUID ")
+            .and_then(|(_, r)| r.split_once(']'))
+            .and_then(|(a, _)| a.split_once(' '))
+            .map(|(v, dst)| format!("[COPYUID {v} {src_uids} {dst}] "))
+            .unwrap_or_default();
+        if !c.moving {
+            return cw
+                .write_all(format!("{} OK {copyuid}Completed\r\n", c.tag).as_bytes())
+                .await
+                .is_ok();
+        }
+        if cw.write_all(format!("* OK {copyuid}Completed\r\n").as_bytes()).await.is_err() {
+            return false;
+        }
+        // The source's copies go; the EXPUNGE responses are the client's.
+        self.n += 1;
+        let (stag, etag) = (format!("PROXY{}", self.n), format!("PROXY{}X", self.n));
+        let Some(b) = self.conns.get_mut(&src) else { return false };
+        // One at a time: collect_until's reader may not read past a reply.
+        let store = format!("{stag} UID STORE {src_uids} +FLAGS.SILENT (\\Deleted)\r\n");
+        let expunge = format!("{etag} UID EXPUNGE {src_uids}\r\n");
+        for (t, cmd) in [(&stag, store), (&etag, expunge)] {
+            if b.s.write_all(cmd.as_bytes()).await.is_err() {
+                return false;
+            }
+            match tokio::time::timeout(BACKEND_TIMEOUT, collect_until(&mut b.s, t)).await {
+                Ok(Ok((resps, _))) => {
+                    for r in resps {
+                        if cw.write_all(&r).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+                _ => return false,
+            }
+        }
+        cw.write_all(format!("{} OK Completed\r\n", c.tag).as_bytes()).await.is_ok()
     }
 
     /// Moves the stream to `r.server` (the current back end is quiet).
@@ -422,9 +600,19 @@ impl Router {
     }
 }
 
+/// A mailbox name as an IMAP string (quoted, or a literal when it has
+/// to be).
+fn quote(s: &str) -> String {
+    if s.bytes().all(|c| (b' '..0x7f).contains(&c)) {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        format!("{{{}+}}\r\n{s}", s.len())
+    }
+}
+
 /// The untagged responses (each whole, literals included) a back end
 /// sends before its reply tagged `tag` (bounded).
-async fn collect_until(s: &mut TcpStream, tag: &str) -> Result<Vec<Vec<u8>>, String> {
+async fn collect_until(s: &mut TcpStream, tag: &str) -> Result<(Vec<Vec<u8>>, String), String> {
     use tokio::io::AsyncBufReadExt;
     const MAX: u64 = 64 << 20;
     let mut r = tokio::io::BufReader::new(s);
@@ -433,13 +621,18 @@ async fn collect_until(s: &mut TcpStream, tag: &str) -> Result<Vec<Vec<u8>>, Str
     let mut total = 0u64;
     loop {
         let mut l = Vec::new();
-        let n = (&mut r).take(MAX - total.min(MAX)).read_until(b'\n', &mut l).await.map_err(|e| e.to_string())?;
+        let n = (&mut r)
+            .take(MAX - total.min(MAX))
+            .read_until(b'\n', &mut l)
+            .await
+            .map_err(|e| e.to_string())?;
         if n == 0 || !l.ends_with(b"\n") {
             return Err("connection closed by the back end".into());
         }
         total += n as u64;
         if cur.is_empty() && l.starts_with(tag.as_bytes()) && l.get(tag.len()) == Some(&b' ') {
-            return Ok(out);
+            let text = String::from_utf8_lossy(&l[tag.len() + 1..]).trim_end().to_string();
+            return Ok((out, text));
         }
         cur.extend_from_slice(&l);
         let body = l.strip_suffix(b"\r\n").unwrap_or(&l);

@@ -276,6 +276,70 @@ impl ServerScan {
     }
 }
 
+/// A message as a FETCH (UID FLAGS INTERNALDATE BODY.PEEK[]) response
+/// gives it: what an APPEND to another server needs (a cross-server
+/// COPY).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub uid: u32,
+    /// Flags as sent, `\Recent` left out (APPEND cannot set it).
+    pub flags: Vec<String>,
+    /// The quoted INTERNALDATE's text.
+    pub internaldate: String,
+    pub body: Vec<u8>,
+}
+
+/// Parses one whole `* n FETCH (...)` response with a `BODY[]` literal;
+/// None for any other response.
+pub fn fetched(resp: &[u8]) -> Option<Fetched> {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle));
+    if !resp.starts_with(b"* ") || find(&resp[..resp.len().min(32)], b" FETCH (").is_none() {
+        return None;
+    }
+    let b = find(resp, b"BODY[] {")?;
+    let open = b + 7;
+    let close = open + resp[open..].iter().position(|&c| c == b'}')?;
+    let n: usize = std::str::from_utf8(&resp[open + 1..close])
+        .ok()?
+        .trim_end_matches('+')
+        .parse()
+        .ok()?;
+    let start = close + 3;
+    if resp.get(close + 1..start)? != b"\r\n" || resp.len() < start + n {
+        return None;
+    }
+    let body = resp[start..start + n].to_vec();
+    // The other items, before and after the literal.
+    let mut text = resp[..b].to_vec();
+    text.push(b' ');
+    text.extend_from_slice(&resp[start + n..]);
+    let uid: u32 = {
+        let i = find(&text, b"UID ")? + 4;
+        let d: String = text[i..].iter().take_while(|c| c.is_ascii_digit()).map(|&c| c as char).collect();
+        d.parse().ok()?
+    };
+    let flags = {
+        let i = find(&text, b"FLAGS (")? + 7;
+        let j = i + text[i..].iter().position(|&c| c == b')')?;
+        String::from_utf8_lossy(&text[i..j])
+            .split(' ')
+            .filter(|f| !f.is_empty() && !f.eq_ignore_ascii_case("\\Recent"))
+            .map(str::to_string)
+            .collect()
+    };
+    let internaldate = {
+        let i = find(&text, b"INTERNALDATE \"")? + 14;
+        let j = i + text[i..].iter().position(|&c| c == b'"')?;
+        String::from_utf8_lossy(&text[i..j]).into_owned()
+    };
+    Some(Fetched {
+        uid,
+        flags,
+        internaldate,
+        body,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +403,21 @@ mod tests {
         assert_eq!(head_words(b"b CREATE {5+}\r\n", 1).unwrap().args, vec![Arg::Literal]);
         assert_eq!(head_words(b"DONE\r\n", 1), None);
         assert_eq!(head_words(b"* OK x\r\n", 1), None);
+    }
+
+    #[test]
+    fn fetched_messages_for_a_cross_server_copy() {
+        let r = b"* 3 FETCH (UID 7 FLAGS (\\Recent \\Seen $Forwarded) INTERNALDATE \" 1-Feb-2020 10:11:12 +0100\" BODY[] {9}\r\nSubj: x\r\n)\r\n";
+        let f = fetched(r).unwrap();
+        assert_eq!(f.uid, 7);
+        assert_eq!(f.flags, vec!["\\Seen", "$Forwarded"]);
+        assert_eq!(f.internaldate, " 1-Feb-2020 10:11:12 +0100");
+        assert_eq!(f.body, b"Subj: x\r\n");
+        // UID after the literal, as some servers order items.
+        let r = b"* 1 FETCH (FLAGS () INTERNALDATE \"01-Jan-2021 00:00:00 +0000\" BODY[] {2}\r\nab UID 12)\r\n";
+        assert_eq!(fetched(r).unwrap().uid, 12);
+        assert_eq!(fetched(b"* 2 EXISTS\r\n"), None);
+        assert_eq!(fetched(b"* 1 FETCH (FLAGS (\\Seen))\r\n"), None);
     }
 
     #[test]
