@@ -723,23 +723,33 @@ fn our_backend_through_the_real_cyrus_front_end() {
     wait_tcp(mport);
     let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
     let (iport, lport) = (free_port(), free_port());
-    let mut b = Backend::start(
-        &t.path().join("b"),
-        &format!("servername: 127.0.0.5\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{mport}\n{creds}proxyservers: md5u\n"),
-    );
-    for (prog, port) in [("imapd", iport), ("lmtpd", lport)] {
-        let log = std::fs::File::create(b.dir.join(format!("{prog}-5.log"))).unwrap();
-        let mut cmd = Command::new(bin(prog));
-        cmd.arg("-C")
-            .arg(&b.conf)
-            .args(["-L", &format!("127.0.0.5:{port}")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        b.extra.push(Proc::spawn(prog, &mut cmd));
-    }
-    assert!(!imap_admin(b.imap_port, &["CREATE user.u7"]).contains("-> NO"));
     let services = t.path().join("services");
     std::fs::write(&services, format!("imap {iport}/tcp\nlmtp {lport}/tcp\n")).unwrap();
+    // Two of our back ends, 127.0.0.5 and 127.0.0.6 (an XFER moves u7
+    // from one to the other).
+    let mut backs = Vec::new();
+    for ip in ["127.0.0.5", "127.0.0.6"] {
+        let mut b = Backend::start(
+            &t.path().join(format!("b{ip}")),
+            &format!(
+                "servername: {ip}\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{mport}\n{creds}proxyservers: md5u\n\
+                 proxy_authname: md5u\nproxy_password: testpw\n"
+            ),
+        );
+        for (prog, port) in [("imapd", iport), ("lmtpd", lport)] {
+            let log = std::fs::File::create(b.dir.join(format!("{prog}-5.log"))).unwrap();
+            let mut cmd = Command::new(bin(prog));
+            cmd.arg("-C")
+                .arg(&b.conf)
+                .args(["-L", &format!("{ip}:{port}")])
+                .env("MUMAIL_SERVICES", &services)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            b.extra.push(Proc::spawn(prog, &mut cmd));
+        }
+        backs.push(b);
+    }
+    assert!(!imap_admin(backs[0].imap_port, &["CREATE user.u7"]).contains("-> NO"));
     let (fi, fl) = (free_port(), free_port());
     let _fe = cyrus_node_in(
         &t.path().join("cyrus-fe"),
@@ -777,6 +787,24 @@ fn our_backend_through_the_real_cyrus_front_end() {
         &[&fi.to_string()],
     );
     assert!(out.contains("Subject: via the cyrus front end"), "{out}");
+    // A move through the Cyrus front end (RENAME to server!partition, as
+    // its cmd_rename takes it): it sends XFER to our back end holding the
+    // mailbox, which moves u7 to the other one.
+    let out = imap_admin(fi, &["RENAME user.u7 user.u7 127.0.0.6!default"]);
+    assert!(out.contains("-> OK"), "{out}");
+    let out = inbox_count(backs[1].imap_port, "user.u7");
+    assert!(out.contains("'1'"), "{out}");
+    assert!(mupdatetest(mport, "md5u", "A01 FIND \"user.u7\"\nA02 LOGOUT\n").contains("127.0.0.6!default"));
+    // The message is only on 127.0.0.6 now: the front end found it there.
+    let mut out = String::new();
+    wait_for("the cyrus front end follows the move", Duration::from_secs(30), || {
+        out = python(
+            "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nprint(M.login('u7','testpw'))\nprint(M.select('INBOX'))\nprint(M.fetch('1','(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\nprint(M.logout())\n",
+            &[&fi.to_string()],
+        );
+        out.contains("Subject: via the cyrus front end")
+    });
+    assert!(inbox_count(backs[0].imap_port, "user.u7").contains("NO"), "gone from 127.0.0.5");
 }
 
 #[test]

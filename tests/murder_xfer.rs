@@ -158,6 +158,13 @@ print(M.logout())
         1,
     );
     assert!(out.contains("250 2.1.5 Success SESSIONID=<127.0.0.3-"), "{out}");
+    // And back, as an admin moves a user through a front end: RENAME to
+    // server!partition, which the front end sends as XFER to the back end
+    // holding the mailbox.
+    let out = imap_admin(fimap, &["RENAME user.u7 user.u7 127.0.0.2!default"]);
+    assert!(out.contains("-> OK"), "{out}");
+    assert!(w.call("g", "FIND \"user.u7\"").contains("127.0.0.2!default"));
+    assert!(inbox_count(mu.backs[0].imap_port, "user.u7").contains("'5'"));
 }
 
 #[test]

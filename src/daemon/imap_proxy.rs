@@ -46,6 +46,8 @@ struct Route {
     merge: bool,
     /// COPY/MOVE into a mailbox on another back end.
     copy: Option<CrossCopy>,
+    /// The line to send instead of the client's.
+    rewrite: Option<Vec<u8>>,
 }
 
 /// A COPY or MOVE whose target is on another back end than the selected
@@ -135,6 +137,7 @@ impl Router {
             select: false,
             merge: false,
             copy: None,
+            rewrite: None,
         };
         let Some(h) = head_words(line, 3) else {
             return stay(&self.sel);
@@ -154,6 +157,28 @@ impl Router {
                     select: true,
                     merge: false,
                     copy: None,
+                    rewrite: None,
+                }
+            }
+            // RENAME to another server!partition is a move: XFER at the
+            // back end holding the mailbox (as Cyrus's front ends send it).
+            "RENAME" if matches!((first_str(0), first_str(1), first_str(2)), (Some(a), Some(b), Some(l)) if a == b && l.contains('!')) => {
+                let (Some(m), Some(loc)) = (first_str(0), first_str(2)) else {
+                    return stay(&self.sel);
+                };
+                let server = self.server_of(&m).await.unwrap_or_else(|| self.sel.clone());
+                let (dest, part) = loc.split_once('!').unwrap_or((loc.as_str(), ""));
+                let mut line = format!("{} XFER {} {dest}", h.tag, quote(&m));
+                if !part.is_empty() {
+                    line.push_str(&format!(" {part}"));
+                }
+                line.push_str("\r\n");
+                Route {
+                    server,
+                    select: false,
+                    merge: false,
+                    copy: None,
+                    rewrite: Some(line.into_bytes()),
                 }
             }
             "STATUS" | "APPEND" | "DELETE" | "RENAME" | "GETACL" | "SETACL" | "DELETEACL" | "LISTRIGHTS" | "MYRIGHTS" | "GETQUOTAROOT"
@@ -182,6 +207,7 @@ impl Router {
                 select: false,
                 merge: true,
                 copy: None,
+                rewrite: None,
             },
             "LSUB" | "RLSUB" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" => stay(&self.home),
             "COPY" | "MOVE" => {
@@ -200,6 +226,7 @@ impl Router {
                             set,
                             dest,
                         }),
+                        rewrite: None,
                     },
                     _ => stay(&self.sel),
                 }
@@ -297,6 +324,7 @@ impl Router {
                 }
             }
             if let Some((line, r)) = held.take() {
+                let line = r.rewrite.clone().unwrap_or(line);
                 let quiet = self.conns.get(&self.cur).is_none_or(Back::quiet);
                 if r.server == self.cur && !r.merge && r.copy.is_none() && (!r.select || self.sel == r.server) {
                     if let Some(b) = self.conns.get_mut(&r.server).filter(|_| r.select) {

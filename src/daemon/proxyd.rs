@@ -191,12 +191,20 @@ impl Session {
             Ok(Some((State::Active, server))) => Ok(server),
             Ok(Some((State::Reserved, _))) => Err("mailbox is being moved"),
             // No mailbox yet: the first of `serverlist` creates it (the
-            // back end's autocreate), as Cyrus picks a server for it.
-            Ok(None) => front
+            // back end's autocreate), as Cyrus picks a server for it; an
+            // admin without a mailbox starts on any back end (commands
+            // naming mailboxes go where those are).
+            Ok(None) => match front
                 .conf
                 .get("serverlist")
                 .and_then(|l| l.split_whitespace().next().map(str::to_string))
-                .ok_or("no mailbox"),
+            {
+                Some(s) => Ok(s),
+                None if front.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user) => {
+                    front.list_servers(user).await.into_iter().next().ok_or("no mailbox")
+                }
+                None => Err("no mailbox"),
+            },
             Err(e) => {
                 front.log.error(&format!("IOERROR: looking up {inbox}: {e}"));
                 Err("temporary failure")

@@ -422,7 +422,8 @@ impl Session {
             Kind::Examine(m, sp) => Box::pin(self.select(&tag, &m, true, sp)).await,
             Kind::Create(m, part, uses) => Box::pin(self.create(&tag, &m, part, uses)).await,
             Kind::Delete(m) => Box::pin(self.delete(&tag, &m)).await,
-            Kind::Rename(a, b) => Box::pin(self.rename(&tag, &a, &b)).await,
+            Kind::Rename(a, b, None) => Box::pin(self.rename(&tag, &a, &b)).await,
+            Kind::Rename(a, b, Some(part)) => Box::pin(self.rename_to(&tag, &a, &b, &part)).await,
             Kind::Subscribe(m) => Box::pin(self.subscribe(&tag, &m, true)).await,
             Kind::Unsubscribe(m) => Box::pin(self.subscribe(&tag, &m, false)).await,
             Kind::List {

@@ -371,6 +371,32 @@ impl Session {
         }
     }
 
+    /// Cyrus's RENAME with a location: `server!partition` on another
+    /// server moves the mailbox there (an XFER, names unchanged, as
+    /// Cyrus's front ends send it); a partition alone is a move between
+    /// partitions, which this store does not do yet.
+    pub async fn rename_to(&mut self, tag: &str, from: &str, to: &str, location: &str) -> Res {
+        let (server, part) = match location.split_once('!') {
+            Some((s, p)) => (s, p),
+            None => ("", location),
+        };
+        if !server.is_empty() && !server.eq_ignore_ascii_case(&self.ctx.servername) {
+            if from != to {
+                return self.tagged(tag, "NO Operation is not supported on mailbox").await;
+            }
+            let part = (!part.is_empty()).then(|| part.to_string());
+            return self.xfer(tag, from, server, part).await;
+        }
+        let current = match self.internal(from) {
+            Ok(n) => self.blocking(move |s| s.lookup(&n)).await.ok().flatten().map(|e| e.partition),
+            Err(_) => None,
+        };
+        if part.is_empty() || current.as_deref() == Some(part) {
+            return self.rename(tag, from, to).await;
+        }
+        self.tagged(tag, "NO Operation is not supported on mailbox").await
+    }
+
     pub async fn localdelete(&mut self, tag: &str, ext: &str) -> Res {
         if !self.admin() {
             return self.tagged(tag, "NO Permission denied").await;

@@ -169,7 +169,9 @@ pub enum Kind {
     /// RFC 6154).
     Create(String, Option<String>, Vec<String>),
     Delete(String),
-    Rename(String, String),
+    /// RENAME old new [partition or server!partition] (Cyrus's admin form;
+    /// another server makes it an XFER).
+    Rename(String, String, Option<String>),
     Subscribe(String),
     Unsubscribe(String),
     /// reference, patterns, LIST-EXTENDED selection and return options
@@ -874,7 +876,9 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             let a = mailbox(p)?;
             p.sp()?;
             let b = mailbox(p)?;
-            Kind::Rename(a, b)
+            // Cyrus: RENAME old new [partition | server!partition].
+            let part = if p.eat(b' ') { Some(p.astr()?) } else { None };
+            Kind::Rename(a, b, part)
         }
         "LIST" | "LSUB" | "XLIST" | "RLIST" | "RLSUB" => {
             p.sp()?;
