@@ -97,7 +97,7 @@ wait_port() {
 ./target/debug/master -C "$run/master.imapd.conf" -M "$run/master.cyrus.conf" -p "$run/master-mupdate.pid" -d
 wait_port 127.0.0.1 13905
 for b in 127.0.0.2 127.0.0.3; do
-  ./target/debug/master -C "$run/$b.imapd.conf" -M "$run/$b.cyrus.conf" -p "$run/master-$b.pid" -d
+  MUMAIL_SERVICES="$run/services" ./target/debug/master -C "$run/$b.imapd.conf" -M "$run/$b.cyrus.conf" -p "$run/master-$b.pid" -d
   wait_port $b 14300
 done
 MUMAIL_SERVICES="$run/services" ./target/debug/master -C "$run/frontend.imapd.conf" -M "$run/frontend.cyrus.conf" -p "$run/master-frontend.pid" -d
