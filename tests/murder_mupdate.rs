@@ -700,6 +700,46 @@ fn real_cyrus_backend_through_our_front_end() {
     // The real back end's own login reply reaches the client.
     assert!(out.contains("Success (no protection) SESSIONID=<127.0.0.4-"), "{out}");
     assert!(out.contains("Subject: to cyrus via our proxy"), "{out}");
+
+    // One of our back ends beside it (127.0.0.7, the same ports): folders
+    // shared across the two, both ways, through one front-end session.
+    let mut ours = Backend::start(
+        &t.path().join("ours"),
+        &format!("servername: 127.0.0.7\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\n", m.port),
+    );
+    let log = std::fs::File::create(ours.dir.join("imapd-7.log")).unwrap();
+    let mut cmd = Command::new(bin("imapd"));
+    cmd.arg("-C")
+        .arg(&ours.conf)
+        .args(["-L", &format!("127.0.0.7:{iport}")])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    ours.extra.push(Proc::spawn("imapd", &mut cmd));
+    assert!(!imap_admin(ours.imap_port, &["CREATE user.yes1"]).contains("-> NO"));
+    let share = |user: &str, folder: &str, with: &str| {
+        python(
+            "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login(sys.argv[2],'testpw')\n\
+             print(M.create(sys.argv[3]))\nprint(M.setacl(sys.argv[3],sys.argv[4],'lrsi'))\n\
+             print(M.append(sys.argv[3],None,None,('Subject: in %s\\r\\n\\r\\nx\\r\\n' % sys.argv[3]).encode()))\n",
+            &[&fi.to_string(), user, folder, with],
+        )
+    };
+    let out = share("u7", "cyrusshare", "yes1");
+    assert!(!out.contains("'NO'"), "{out}");
+    let out = share("yes1", "oursshare", "u7");
+    assert!(!out.contains("'NO'"), "{out}");
+    let visit = "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login(sys.argv[2],'testpw')\n\
+                 print('list', M.list())\nprint('select', M.select(sys.argv[3]))\n\
+                 print(M.fetch('1','(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\nprint('inbox', M.select('INBOX'))\n";
+    // u7 (on Cyrus) reads yes1's folder on our back end, and back.
+    let out = python(visit, &[&fi.to_string(), "u7", "\"Other Users.yes1.oursshare\""]);
+    assert!(out.contains("select ('OK', [b'1'])") && out.contains("Subject: in oursshare"), "{out}");
+    assert!(out.contains("inbox ('OK', [b'1'])"), "{out}");
+    assert!(out.contains("Other Users.yes1.oursshare") && out.contains(" cyrusshare'"), "LIST across both: {out}");
+    // yes1 (on ours) reads u7's folder on the Cyrus back end.
+    let out = python(visit, &[&fi.to_string(), "yes1", "\"Other Users.u7.cyrusshare\""]);
+    assert!(out.contains("select ('OK', [b'1'])") && out.contains("Subject: in cyrusshare"), "{out}");
+    assert!(out.contains("Other Users.u7.cyrusshare") && out.contains(" oursshare'"), "LIST across both: {out}");
 }
 
 /// Our back end registered with the real Cyrus master and served through
