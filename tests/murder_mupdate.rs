@@ -705,7 +705,10 @@ fn real_cyrus_backend_through_our_front_end() {
     // shared across the two, both ways, through one front-end session.
     let mut ours = Backend::start(
         &t.path().join("ours"),
-        &format!("servername: 127.0.0.7\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\n", m.port),
+        &format!(
+            "servername: 127.0.0.7\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\n",
+            m.port
+        ),
     );
     let log = std::fs::File::create(ours.dir.join("imapd-7.log")).unwrap();
     let mut cmd = Command::new(bin("imapd"));
@@ -733,13 +736,25 @@ fn real_cyrus_backend_through_our_front_end() {
                  print(M.fetch('1','(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\nprint('inbox', M.select('INBOX'))\n";
     // u7 (on Cyrus) reads yes1's folder on our back end, and back.
     let out = python(visit, &[&fi.to_string(), "u7", "\"Other Users.yes1.oursshare\""]);
-    assert!(out.contains("select ('OK', [b'1'])") && out.contains("Subject: in oursshare"), "{out}");
+    assert!(
+        out.contains("select ('OK', [b'1'])") && out.contains("Subject: in oursshare"),
+        "{out}"
+    );
     assert!(out.contains("inbox ('OK', [b'1'])"), "{out}");
-    assert!(out.contains("Other Users.yes1.oursshare") && out.contains(" cyrusshare'"), "LIST across both: {out}");
+    assert!(
+        out.contains("Other Users.yes1.oursshare") && out.contains(" cyrusshare'"),
+        "LIST across both: {out}"
+    );
     // yes1 (on ours) reads u7's folder on the Cyrus back end.
     let out = python(visit, &[&fi.to_string(), "yes1", "\"Other Users.u7.cyrusshare\""]);
-    assert!(out.contains("select ('OK', [b'1'])") && out.contains("Subject: in cyrusshare"), "{out}");
-    assert!(out.contains("Other Users.u7.cyrusshare") && out.contains(" oursshare'"), "LIST across both: {out}");
+    assert!(
+        out.contains("select ('OK', [b'1'])") && out.contains("Subject: in cyrusshare"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Other Users.u7.cyrusshare") && out.contains(" oursshare'"),
+        "LIST across both: {out}"
+    );
 }
 
 /// Our back end registered with the real Cyrus master and served through
