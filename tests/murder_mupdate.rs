@@ -757,24 +757,46 @@ fn real_cyrus_backend_through_our_front_end() {
     );
 }
 
-/// Our back end registered with the real Cyrus master and served through
-/// the real Cyrus front end (its mupdate replica, imapd and lmtpd as
-/// proxies): login, INBOX, LMTP delivery through the Cyrus proxy.
+/// Our back ends registered with the real Cyrus master and served
+/// through the real Cyrus front end (its mupdate replica, imapd and lmtpd
+/// as proxies): login, INBOX, a folder shared across the back ends, LMTP
+/// delivery through the Cyrus proxy, a move between our back ends.
 #[test]
 fn our_backend_through_the_real_cyrus_front_end() {
     if !can_run("our back end behind a cyrus front end", &[CYRUS_MASTER, CYRUS_MUPDATE]) {
         return;
     }
+    our_backends_behind_a_cyrus_front_end(false);
+}
+
+/// The same with our master: the real Cyrus front end's replica follows
+/// our master (mixed murder (c)).
+#[test]
+fn cyrus_front_end_on_our_master_with_our_back_ends() {
+    if !can_run("cyrus front end on our master", &[CYRUS_MASTER, CYRUS_MUPDATE]) {
+        return;
+    }
+    our_backends_behind_a_cyrus_front_end(true);
+}
+
+fn our_backends_behind_a_cyrus_front_end(our_master: bool) {
     let t = cyrus_tempdir();
     let (_sasl, mux) = sasl(&t.path().join("sasl"));
-    let mport = free_port();
-    let _master = cyrus_node(
-        &t.path().join("cyrus-master"),
-        &mux,
-        "mupdate-master",
-        "",
-        &format!("  mupdate cmd=\"mupdate -C CONF -m\" listen=\"127.0.0.1:{mport}\" prefork=1\n"),
-    );
+    let mport;
+    let _master: Box<dyn std::any::Any> = if our_master {
+        let n = Node::start(&t.path().join("master"), &mux, true, "");
+        mport = n.port;
+        Box::new(n)
+    } else {
+        mport = free_port();
+        Box::new(cyrus_node(
+            &t.path().join("cyrus-master"),
+            &mux,
+            "mupdate-master",
+            "",
+            &format!("  mupdate cmd=\"mupdate -C CONF -m\" listen=\"127.0.0.1:{mport}\" prefork=1\n"),
+        ))
+    };
     wait_tcp(mport);
     let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
     let (iport, lport) = (free_port(), free_port());
@@ -805,6 +827,12 @@ fn our_backend_through_the_real_cyrus_front_end() {
         backs.push(b);
     }
     assert!(!imap_admin(backs[0].imap_port, &["CREATE user.u7"]).contains("-> NO"));
+    // yes1 lives on the other back end and shares a folder with u7.
+    assert!(!imap_admin(
+        backs[1].imap_port,
+        &["CREATE user.yes1", "CREATE user.yes1.proj", "SETACL user.yes1.proj u7 lrs"]
+    )
+    .contains("-> NO"));
     let (fi, fl) = (free_port(), free_port());
     let _fe = cyrus_node_in(
         &t.path().join("cyrus-fe"),
@@ -842,6 +870,13 @@ fn our_backend_through_the_real_cyrus_front_end() {
         &[&fi.to_string()],
     );
     assert!(out.contains("Subject: via the cyrus front end"), "{out}");
+    // The Cyrus front end takes u7 to yes1's folder on the other back end.
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\nprint('list', M.list())\nprint('select', M.select('\"Other Users.yes1.proj\"'))\nprint(M.logout())\n",
+        &[&fi.to_string()],
+    );
+    assert!(out.contains("select ('OK', [b'0'])"), "{out}");
+    assert!(out.contains("Other Users.yes1.proj") && out.contains(" INBOX"), "{out}");
     // A move through the Cyrus front end (RENAME to server!partition, as
     // its cmd_rename takes it): it sends XFER to our back end holding the
     // mailbox, which moves u7 to the other one.
