@@ -14,11 +14,13 @@
 //!     BENCH_SESSIONS (20) and the overhead;
 //! (d) BENCH_IDLE (10000) IMAP sessions in IDLE through the front end: the
 //!     proxy's PSS growth.
-//! The real Cyrus Murder's figures on this kind of machine are in issue
-//! 7; running it beside ours is not done yet.
+//! (e) the real Cyrus 3.6 Murder (Debian's cyrus-imapd and cyrus-murder)
+//!     started beside ours: (b) and (c) through its front end and
+//!     directly, printed with our ratios.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+use harness::murder;
 use harness::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -113,8 +115,8 @@ fn reply(r: &mut BufReader<TcpStream>) -> String {
 }
 
 /// `n` messages to `rcpt` over one LMTP connection: seconds.
-fn lmtp_run(port: u16, rcpt: &str, n: usize, auth: bool, base: usize) -> f64 {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+fn lmtp_run(host: &str, port: u16, rcpt: &str, n: usize, auth: bool, base: usize) -> f64 {
+    let s = TcpStream::connect((host, port)).unwrap();
     let _ = s.set_nodelay(true);
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut w = s;
@@ -143,9 +145,20 @@ fn lmtp_run(port: u16, rcpt: &str, n: usize, auth: bool, base: usize) -> f64 {
 }
 
 /// The scripted IMAP session: seconds.
-fn imap_session(port: u16, user: &str, msgs: usize) -> f64 {
-    let start = Instant::now();
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+fn imap_session(host: &str, port: u16, user: &str, msgs: usize) -> f64 {
+    imap_phases(host, port, user, msgs).iter().sum()
+}
+
+/// The scripted IMAP session: seconds per phase (connect and greeting,
+/// LOGIN, SELECT, FETCH envelopes, FETCH bodies, LOGOUT).
+fn imap_phases(host: &str, port: u16, user: &str, msgs: usize) -> Vec<f64> {
+    let mut t = Instant::now();
+    let mut phases = Vec::new();
+    let mut lap = |phases: &mut Vec<f64>| {
+        phases.push(t.elapsed().as_secs_f64());
+        t = Instant::now();
+    };
+    let s = TcpStream::connect((host, port)).unwrap();
     let _ = s.set_nodelay(true);
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut w = s;
@@ -161,19 +174,25 @@ fn imap_session(port: u16, user: &str, msgs: usize) -> f64 {
     };
     let mut g = String::new();
     r.read_line(&mut g).unwrap();
+    lap(&mut phases);
     w.write_all(format!("a LOGIN {user} testpw\r\n").as_bytes()).unwrap();
     until(&mut r, "a");
+    lap(&mut phases);
     w.write_all(b"b SELECT INBOX\r\n").unwrap();
     until(&mut r, "b");
+    lap(&mut phases);
     w.write_all(format!("c FETCH 1:{} (FLAGS ENVELOPE)\r\n", msgs.min(1000)).as_bytes())
         .unwrap();
     until(&mut r, "c");
+    lap(&mut phases);
     w.write_all(format!("d FETCH 1:{} BODY.PEEK[]\r\n", msgs.min(20)).as_bytes())
         .unwrap();
     until(&mut r, "d");
+    lap(&mut phases);
     w.write_all(b"e LOGOUT\r\n").unwrap();
     until(&mut r, "e");
-    start.elapsed().as_secs_f64()
+    lap(&mut phases);
+    phases
 }
 
 fn main() {
@@ -302,8 +321,8 @@ fn main() {
     let (mut td, mut tp) = (0.0, 0.0);
     for k in 0..rounds {
         // Distinct Message-IDs (duplicate suppression is on).
-        td += lmtp_run(b.lmtp_port, "u7", n / rounds, true, k * n);
-        tp += lmtp_run(flport, "yes1", n / rounds, false, k * n);
+        td += lmtp_run("127.0.0.1", b.lmtp_port, "u7", n / rounds, true, k * n);
+        tp += lmtp_run("127.0.0.1", flport, "yes1", n / rounds, false, k * n);
     }
     let m = (n / rounds * rounds) as f64;
     let (direct, proxied) = (m / td, m / tp);
@@ -314,20 +333,36 @@ fn main() {
 
     // (c) IMAP sessions (u7 and yes1 now hold n messages each).
     let runs = env("BENCH_SESSIONS", 20);
-    let _ = imap_session(b.imap_port, "u7", n);
-    let _ = imap_session(fiport, "u7", n);
+    let _ = imap_session("127.0.0.1", b.imap_port, "u7", n);
+    let _ = imap_session("127.0.0.1", fiport, "u7", n);
     // Medians of alternating runs: one slow run (a disk flush, another
     // process) does not decide the figure.
     let (mut ds, mut ps) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        ds.push(imap_session(b.imap_port, "u7", n));
-        ps.push(imap_session(fiport, "u7", n));
+        ds.push(imap_session("127.0.0.1", b.imap_port, "u7", n));
+        ps.push(imap_session("127.0.0.1", fiport, "u7", n));
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
     let (d, p) = (median(&mut ds), median(&mut ps));
+    // Where the difference is: medians per phase.
+    let (mut dp, mut pp): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (vec![Vec::new(); 6], vec![Vec::new(); 6]);
+    for _ in 0..runs {
+        for (i, x) in imap_phases("127.0.0.1", b.imap_port, "u7", n).into_iter().enumerate() {
+            dp[i].push(x);
+        }
+        for (i, x) in imap_phases("127.0.0.1", fiport, "u7", n).into_iter().enumerate() {
+            pp[i].push(x);
+        }
+    }
+    let phases: Vec<String> = ["connect", "LOGIN", "SELECT", "FETCH 1000 envelopes", "FETCH 20 bodies", "LOGOUT"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{name} {:.2}/{:.2}", median(&mut dp[i]) * 1000.0, median(&mut pp[i]) * 1000.0))
+        .collect();
+    println!("    phases, ms direct/proxied: {}", phases.join(", "));
     println!(
         "(c) IMAP session (median of {runs}): direct {:.1} ms, through the front end {:.1} ms = {:+.1}% (goal < 10%; Cyrus 3.6: +76%)",
         d * 1000.0,
@@ -377,5 +412,87 @@ fn main() {
         before / 1024,
         after / 1024,
         (before as f64 + per * 10_000.0) / 1024.0
+    );
+    drop(conns);
+
+    // (e) The real Cyrus 3.6 Murder on this machine, the same runs: its
+    // master, a back end (127.0.0.4) and a front end (replica, imapd and
+    // lmtpd proxying) in a namespace naming the back end's ports.
+    if !Path::new(CYRUS_MASTER).exists() || !Path::new("/usr/lib/cyrus/bin/mupdate").exists() {
+        println!("(e) the real Cyrus Murder: not installed (cyrus-imapd, cyrus-murder)");
+        return;
+    }
+    let ct = murder::cyrus_tempdir();
+    let (_cs, cmux) = murder::sasl(&ct.path().join("sasl"));
+    let cm = free_port();
+    let _cmaster = murder::cyrus_node(
+        &ct.path().join("master"),
+        &cmux,
+        "mupdate-master",
+        "",
+        &format!("  mupdate cmd=\"mupdate -C CONF -m\" listen=\"127.0.0.1:{cm}\" prefork=1\n"),
+    );
+    wait_tcp(cm);
+    let (ci, cl) = (free_port(), free_port());
+    let ccreds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
+    let _cb = murder::cyrus_node(
+        &ct.path().join("b"),
+        &cmux,
+        "127.0.0.4",
+        &format!("mupdate_server: 127.0.0.1:{cm}\n{ccreds}proxyservers: md5u\nlmtp_admins: md5u\n"),
+        &format!(
+            "  imap cmd=\"imapd -C CONF\" listen=\"127.0.0.4:{ci}\" prefork=2\n  lmtp cmd=\"lmtpd -C CONF\" listen=\"127.0.0.4:{cl}\" prefork=2\n"
+        ),
+    );
+    let up = Instant::now();
+    while TcpStream::connect(("127.0.0.4", ci)).is_err() {
+        assert!(up.elapsed() < Duration::from_secs(30), "cyrus back end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.4',int(sys.argv[1]))\nM.login('md5u','testpw')\nM.create('user.u7')\nM.create('user.yes1')\n",
+        &[&ci.to_string()],
+    );
+    let cservices = ct.path().join("services");
+    std::fs::write(&cservices, format!("imap {ci}/tcp\nlmtp {cl}/tcp\n")).unwrap();
+    let (cfi, cfl) = (free_port(), free_port());
+    let _cfe = murder::cyrus_node_in(
+        &ct.path().join("fe"),
+        &cmux,
+        "frontend",
+        &format!("mupdate_server: 127.0.0.1:{cm}\n{ccreds}proxy_authname: md5u\nproxy_password: testpw\n"),
+        &format!(
+            "  mupdate cmd=\"mupdate -C CONF\" listen=\"127.0.0.1:{}\" prefork=1\n  imap cmd=\"imapd -C CONF\" listen=\"127.0.0.1:{cfi}\" prefork=2\n  lmtp cmd=\"lmtpd -C CONF -a\" listen=\"127.0.0.1:{cfl}\" prefork=2\n",
+            free_port()
+        ),
+        &[(cservices, "/etc/services")],
+    );
+    wait_tcp(cfi);
+    wait_tcp(cfl);
+    // The front end's replica has both users (Cyrus's master sends
+    // updates after up to 5 s).
+    std::thread::sleep(Duration::from_secs(7));
+    let (mut td, mut tp) = (0.0, 0.0);
+    for k in 0..rounds {
+        td += lmtp_run("127.0.0.4", cl, "u7", n / rounds, true, k * n);
+        tp += lmtp_run("127.0.0.1", cfl, "yes1", n / rounds, false, k * n);
+    }
+    let (cdirect, cproxied) = (m / td, m / tp);
+    let _ = imap_session("127.0.0.4", ci, "u7", n);
+    let _ = imap_session("127.0.0.1", cfi, "u7", n);
+    let (mut ds, mut ps) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        ds.push(imap_session("127.0.0.4", ci, "u7", n));
+        ps.push(imap_session("127.0.0.1", cfi, "u7", n));
+    }
+    let (cd, cp) = (median(&mut ds), median(&mut ps));
+    println!(
+        "(e) the real Cyrus 3.6 Murder, same runs: LMTP 5 KB direct {cdirect:.0} msg/s, through its front end {cproxied:.0} msg/s = {:.0}% (ours: {:.0}%); IMAP session direct {:.1} ms, through its front end {:.1} ms = {:+.1}% (ours: {:+.1}%)",
+        100.0 * cproxied / cdirect,
+        100.0 * proxied / direct,
+        cd * 1000.0,
+        cp * 1000.0,
+        100.0 * (cp - cd) / cd,
+        100.0 * (p - d) / d
     );
 }

@@ -37,7 +37,15 @@ M.logout()
         &[&fimap.to_string()],
     );
     assert!(!out.contains("'NO'"), "{out}");
-    let out = imap_admin(mu.backs[1].imap_port, &["CREATE news", "SETACL news anyone lrs"]);
+    let out = imap_admin(
+        mu.backs[1].imap_port,
+        &[
+            "CREATE news",
+            "SETACL news anyone lrsp",
+            "CREATE closed",
+            "SETACL closed anyone lrs",
+        ],
+    );
     assert!(!out.contains("-> NO"), "{out}");
     let out = lmtp_session(
         flmtp,
@@ -121,6 +129,41 @@ print('logout', M.logout())
     );
     assert_eq!(out.matches("Subject: for u7").count(), 2, "{out}");
     assert_eq!(out.matches("\\\\Answered").count(), 2, "flags kept: {out}");
+
+    // Mail to a shared folder (`+news`, Cyrus's default postuser) goes
+    // through the front end to the back end holding it; posting needs 'p'.
+    let out = lmtp_session(
+        flmtp,
+        &[
+            "LHLO hub",
+            "MAIL FROM:<s@example.org>",
+            "RCPT TO:<+news@example.org>",
+            "RCPT TO:<+closed@example.org>",
+            "RCPT TO:<+nosuch@example.org>",
+            "DATA",
+            "QUIT",
+        ],
+        "Subject: news item\r\n\r\nshared\r\n",
+        1,
+    );
+    let norm = out.replace("\r\n", "\n");
+    assert!(norm.contains("C: RCPT TO:<+news@example.org>\n250 2.1.5 ok"), "{out}");
+    assert!(
+        norm.contains("C: RCPT TO:<+closed@example.org>\n550 5.7.1 Permission denied"),
+        "{out}"
+    );
+    assert!(norm.contains("C: RCPT TO:<+nosuch@example.org>\n550-Mailbox unknown"), "{out}");
+    assert!(norm.contains("354 go ahead\n250 2.1.5 Success SESSIONID=<127.0.0.3-"), "{out}");
+    assert!(inbox_count(mu.backs[1].imap_port, "news").contains("'1'"));
+    // The back end's own lmtpd checks the same right (as postman).
+    let out = python(
+        "import smtplib,sys\nL=smtplib.LMTP(sys.argv[1])\nL.ehlo_or_helo_if_needed()\nL.mail('s@example.org')\nprint(L.rcpt('+closed@example.org'))\nprint(L.rcpt('+news@example.org'))\n",
+        &[mu.backs[1].lmtp_sock.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("(550, b'5.7.1 Permission denied')") && out.contains("(250, b'2.1.5 ok')"),
+        "{out}"
+    );
 
     // Pipelined commands across back ends come back in order.
     let out = lmtp_session(

@@ -67,10 +67,15 @@ impl Front {
     /// Where a mailbox is: its state and server, from the local replica;
     /// on a miss or a reservation the replica is kicked and asked again.
     pub async fn locate(&self, name: &str) -> Result<Option<(State, String)>, String> {
+        Ok(self.entry(name).await?.map(|e| (e.state, server_of(&e.location).to_string())))
+    }
+
+    /// `locate`'s whole entry (location and ACL).
+    pub async fn entry(&self, name: &str) -> Result<Option<crate::store::murder::Entry>, String> {
         for attempt in 0..2 {
             let found = tokio::task::block_in_place(|| self.lookup.get(name)).map_err(|e| e.to_string())?;
             match found {
-                Some(e) if e.state == State::Active || attempt == 1 => return Ok(Some((e.state, server_of(&e.location).to_string()))),
+                Some(e) if e.state == State::Active || attempt == 1 => return Ok(Some(e)),
                 None if attempt == 1 => return Ok(None),
                 _ => kick(&self.kick).await,
             }

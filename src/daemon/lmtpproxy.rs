@@ -143,6 +143,7 @@ impl crate::server::Service for LmtpProxy {
             peer,
             from: None,
             auth_user: None,
+            admin: false,
             rcpts: Vec::new(),
             backends: HashMap::new(),
         };
@@ -165,6 +166,8 @@ struct Session<R, W> {
     from: Option<String>,
     /// MAIL's AUTH= parameter, passed on.
     auth_user: Option<String>,
+    /// Logged in with AUTH (only admins may): ACLs do not bind.
+    admin: bool,
     rcpts: Vec<Rcpt>,
     backends: HashMap<String, Backend>,
 }
@@ -311,6 +314,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         match check_password(&self.p.front.conf, "lmtp", &user, &Secret::new(parts[2].clone())).await {
             Ok(true) if admin => {
                 self.authed = true;
+                self.admin = true;
                 self.p.front.log.info(&format!("login: {} {user} PLAIN User logged in", self.peer));
                 self.reply("235 Authenticated!").await
             }
@@ -353,8 +357,33 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             user.to_string()
         };
         let defaultdomain = conf.get("defaultdomain").unwrap_or("").to_string();
-        let Ok(inbox) = crate::store::names::user_inbox(&userid, conf.get_switch("unixhierarchysep"), virtdomains, &defaultdomain) else {
-            return UNKNOWN.to_string();
+        // A shared folder (`postuser+folder`) goes to the back end holding it.
+        let detail = local.split_once('+').map(|(_, d)| d);
+        let shared = super::lmtpd::shared_folder(conf, user, detail, domain);
+        if let Some(name) = &shared {
+            // The back end takes the proxy's word (it logs in as an
+            // admin): posting rights are checked here, on the replica's
+            // ACL, as Cyrus's front end does (`postman` unless an admin
+            // logged in).
+            match self.p.front.entry(name).await {
+                Ok(Some(e)) if e.state == State::Active => {
+                    if !self.admin && !super::lmtpd::acl_allows(&e.acl, &["anyone", "postman"], 'p') {
+                        return "550 5.7.1 Permission denied".into();
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.p.front.log.error(&format!("IOERROR: looking up {name}: {e}"));
+                    return "451 4.4.3 Remote server unavailable".into();
+                }
+            }
+        }
+        let inbox = match shared {
+            Some(name) => name,
+            None => match crate::store::names::user_inbox(&userid, conf.get_switch("unixhierarchysep"), virtdomains, &defaultdomain) {
+                Ok(i) => i,
+                Err(_) => return UNKNOWN.to_string(),
+            },
         };
         match self.p.front.locate(&inbox).await {
             Ok(Some((State::Active, server))) => {

@@ -312,6 +312,10 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             user.clone()
         };
         let unknown = "550-Mailbox unknown.  Either there is no mailbox associated with this\r\n550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown".to_string();
+        // `postuser+folder` (by default `+folder`): a shared folder.
+        if let Some(name) = shared_folder(&ctx.conf, &user, detail.as_deref(), &domain) {
+            return self.rcpt_shared(to, name, ignore_quota, &unknown).await;
+        }
         let Ok(inbox) = crate::store::names::user_inbox(&userid, cfg.unixhierarchysep, cfg.virtdomains, &cfg.defaultdomain) else {
             return unknown;
         };
@@ -380,6 +384,48 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 "451 4.3.0 System I/O error".to_string()
             }
             Err(_) => "451 4.3.0 System I/O error".to_string(),
+        }
+    }
+
+    /// A recipient naming a shared folder: it must exist and let anyone,
+    /// or the LMTP client's identity, post ('p'); admins may always.
+    async fn rcpt_shared(&mut self, to: &str, name: String, ignore_quota: bool, unknown: &str) -> String {
+        let ctx = self.d.ctx.clone();
+        let store = ctx.store.clone();
+        let who = self.ident.clone();
+        let admin = self.authed && ctx.is_admin(&who);
+        let strict = ctx.conf.get_switch("lmtp_strict_quota");
+        let n = name.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<Option<bool>, StoreError> {
+            let Some(e) = store.lookup(&n)? else {
+                return Err(StoreError::NotFound);
+            };
+            if !admin && !acl_allows(&e.acl, &["anyone", &who], 'p') {
+                return Ok(None);
+            }
+            let full = |used: i64, limit: i64| if strict { used >= limit } else { used > limit };
+            Ok(Some(store.quota_roots(&n)?.iter().any(|q| {
+                (q.storage_limit >= 0 && full(q.storage_used, q.storage_limit * 1024))
+                    || (q.message_limit >= 0 && full(q.message_used, q.message_limit))
+            })))
+        })
+        .await;
+        match res {
+            Ok(Ok(Some(over))) => {
+                if over && !ignore_quota {
+                    return self.quota_reply(&ctx);
+                }
+                self.rcpts.push(Rcpt {
+                    addr: to.to_string(),
+                    mailbox: name,
+                    ignore_quota,
+                    user: String::new(),
+                });
+                "250 2.1.5 ok".to_string()
+            }
+            Ok(Ok(None)) => "550 5.7.1 Permission denied".to_string(),
+            Ok(Err(StoreError::NotFound)) => unknown.to_string(),
+            _ => "451 4.3.0 System I/O error".to_string(),
         }
     }
 
@@ -574,6 +620,31 @@ trait Pipe: Sized {
 impl<T> Pipe for T {}
 
 /// Whether a Cyrus ACL string grants `right` to one of `ids`.
+/// The shared folder a recipient names (Cyrus's `postuser`: with it
+/// empty, `+news@domain` delivers to the shared folder `news`), internal.
+pub fn shared_folder(conf: &crate::config::cyrus::ImapdConf, user: &str, detail: Option<&str>, domain: &str) -> Option<String> {
+    let detail = detail.filter(|d| !d.is_empty())?;
+    if user != conf.get("postuser").unwrap_or("") {
+        return None;
+    }
+    let virtdomains = !matches!(conf.get("virtdomains"), Some("off") | Some("no") | Some("0") | None);
+    let defaultdomain = conf.get("defaultdomain").unwrap_or("");
+    let sep = if conf.get_switch("unixhierarchysep") { '/' } else { '.' };
+    let name: Vec<String> = detail
+        .split(sep)
+        .map(|c| if sep == '/' { c.replace('.', "^") } else { c.to_string() })
+        .collect();
+    let name = name.join(".");
+    if name.starts_with("user.") || name == "user" {
+        return None;
+    }
+    Some(if virtdomains && !domain.is_empty() && domain != defaultdomain {
+        format!("{domain}!{name}")
+    } else {
+        name
+    })
+}
+
 pub fn acl_allows(acl: &str, ids: &[&str], right: char) -> bool {
     let mut it = acl.split('\t');
     let mut granted = false;
