@@ -7,9 +7,10 @@
 
 use super::command::literal_marker;
 
-/// The longest first line of a command held back to route it; longer
-/// lines pass through to the current server.
-pub const MAX_HEAD: usize = 16 * 1024;
+/// The longest first line of a command held back to route it (imapd's
+/// own line limit and its CRLF); longer lines pass through to the current
+/// server, which refuses them.
+pub const MAX_HEAD: usize = 65536 + 2;
 
 /// What the next bytes of a client's stream are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,14 +306,15 @@ pub fn fetched(resp: &[u8]) -> Option<Fetched> {
         .parse()
         .ok()?;
     let start = close + 3;
-    if resp.get(close + 1..start)? != b"\r\n" || resp.len() < start + n {
+    let end = start.checked_add(n)?;
+    if resp.get(close + 1..start)? != b"\r\n" || resp.len() < end {
         return None;
     }
-    let body = resp[start..start + n].to_vec();
+    let body = resp[start..end].to_vec();
     // The other items, before and after the literal.
     let mut text = resp[..b].to_vec();
     text.push(b' ');
-    text.extend_from_slice(&resp[start + n..]);
+    text.extend_from_slice(&resp[end..]);
     let uid: u32 = {
         let i = find(&text, b"UID ")? + 4;
         let d: String = text[i..].iter().take_while(|c| c.is_ascii_digit()).map(|&c| c as char).collect();
