@@ -181,12 +181,52 @@ pub async fn check_password(conf: &ImapdConf, service: &str, user: &str, passwor
                 .overflow("sasl_saslauthd_path")
                 .map(str::to_string)
                 .unwrap_or_else(|| "/run/saslauthd/mux".to_string());
+            // A Murder back end checks its front ends' proxy identity on
+            // every proxied login: a success is remembered for a minute
+            // (keyed by a digest of the password, as saslauthd -c does),
+            // for `proxyservers` identities only.
+            let proxy = conf.get("proxyservers").unwrap_or("").split_whitespace().any(|p| p == user);
+            let key = proxy.then(|| proxy_cache_key(service, user, password));
+            if let Some(k) = &key {
+                if proxy_cache()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(k)
+                    .is_some_and(|t| t.elapsed() < PROXY_CACHE_TTL)
+                {
+                    return Ok(true);
+                }
+            }
             // libsasl splits user@realm at the last '@' only when the
             // realm is one of the server's; keep the login whole.
-            return super::saslauthd_client::check(&path, user, password, service, "").await;
+            let ok = super::saslauthd_client::check(&path, user, password, service, "").await;
+            if let (Some(k), Ok(true)) = (key, &ok) {
+                let mut c = proxy_cache().lock().unwrap_or_else(|p| p.into_inner());
+                c.retain(|_, t| t.elapsed() < PROXY_CACHE_TTL);
+                c.insert(k, std::time::Instant::now());
+            }
+            return ok;
         }
     }
     Err(format!("sasl_pwcheck_method {method}: no supported method (saslauthd)"))
+}
+
+/// How long a proxy identity's successful password check is remembered.
+const PROXY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn proxy_cache() -> &'static std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>> {
+    static C: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>> = std::sync::OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// SHA-256 of service, user and password (the password itself is never
+/// kept).
+fn proxy_cache_key(service: &str, user: &str, password: &Secret<Vec<u8>>) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [service.as_bytes(), b"\0", user.as_bytes(), b"\0", password.expose().as_slice()] {
+        ctx.update(part);
+    }
+    ctx.finish().as_ref().to_vec()
 }
 
 /// A TCP service's port from /etc/services (`mupdate`, `lmtp`, `imap`):
