@@ -70,6 +70,7 @@ print('myrights', M.myrights('"Other Users.yes1.proj"'))
 print('create-sub', M.create('"Other Users.yes1.proj.sub"'))
 print('noop-proj', M.noop())
 print('list', M.list())
+print('delim', M.list('""', '""'))
 print('subscribe', M.subscribe('"Other Users.yes1.proj"'))
 print('lsub', M.lsub())
 print('select-inbox2', M.select('INBOX'))
@@ -107,6 +108,10 @@ print('logout', M.logout())
     ] {
         assert_eq!(list.matches(name).count(), 1, "{name} in {list}");
     }
+    assert!(
+        out.contains("delim ('OK', [b'(\\\\Noselect) \".\" \"\"'])"),
+        "the delimiter once: {out}"
+    );
     assert!(out.contains("subscribe ('OK'"), "{out}");
     assert!(
         out.lines().any(|l| l.starts_with("lsub ") && l.contains("Other Users.yes1.proj")),

@@ -39,6 +39,7 @@ impl Back {
 }
 
 /// Where a command goes.
+#[derive(Default)]
 struct Route {
     server: String,
     select: bool,
@@ -134,10 +135,7 @@ impl Router {
     async fn route(&mut self, line: &[u8]) -> Route {
         let stay = |s: &str| Route {
             server: s.to_string(),
-            select: false,
-            merge: false,
-            copy: None,
-            rewrite: None,
+            ..Route::default()
         };
         let Some(h) = head_words(line, 3) else {
             return stay(&self.sel);
@@ -155,9 +153,7 @@ impl Router {
                 Route {
                     server,
                     select: true,
-                    merge: false,
-                    copy: None,
-                    rewrite: None,
+                    ..Route::default()
                 }
             }
             // RENAME to another server!partition is a move: XFER at the
@@ -175,10 +171,8 @@ impl Router {
                 line.push_str("\r\n");
                 Route {
                     server,
-                    select: false,
-                    merge: false,
-                    copy: None,
                     rewrite: Some(line.into_bytes()),
+                    ..Route::default()
                 }
             }
             "STATUS" | "APPEND" | "DELETE" | "RENAME" | "GETACL" | "SETACL" | "DELETEACL" | "LISTRIGHTS" | "MYRIGHTS" | "GETQUOTAROOT"
@@ -202,12 +196,12 @@ impl Router {
             },
             // The INBOX's back end answers, with what the others hold of
             // the pattern merged in; subscriptions live with the INBOX.
+            // (Not for the hierarchy delimiter, `LIST "" ""`: the INBOX's
+            // back end says it once.)
             "LIST" | "XLIST" | "RLIST" => Route {
                 server: self.home.clone(),
-                select: false,
-                merge: true,
-                copy: None,
-                rewrite: None,
+                merge: first_str(1).is_none_or(|p| !p.is_empty()),
+                ..Route::default()
             },
             "LSUB" | "RLSUB" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" => stay(&self.home),
             "COPY" | "MOVE" => {
@@ -217,8 +211,6 @@ impl Router {
                 match self.server_of(&dest).await {
                     Some(server) if server != self.sel => Route {
                         server: self.sel.clone(),
-                        select: false,
-                        merge: false,
                         copy: Some(CrossCopy {
                             tag: h.tag.clone(),
                             uid: h.uid,
@@ -226,7 +218,7 @@ impl Router {
                             set,
                             dest,
                         }),
-                        rewrite: None,
+                        ..Route::default()
                     },
                     _ => stay(&self.sel),
                 }

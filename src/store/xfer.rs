@@ -222,25 +222,28 @@ impl Store {
         let (mut uidnext, mut hms) = (s.uidnext, s.highestmodseq);
         for (r, st) in recs.iter().zip(&staged) {
             let x = &r.rec;
+            let insert = |size: u64, header_size: u64, guid: &[u8]| {
+                tx.execute(
+                    "INSERT OR REPLACE INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        s.id,
+                        x.uid as i64,
+                        x.modseq as i64,
+                        x.flags as i64,
+                        x.keywords,
+                        x.internaldate,
+                        x.tz,
+                        x.savedate,
+                        size as i64,
+                        header_size as i64,
+                        guid
+                    ],
+                )
+            };
             match st {
                 Some(f) => {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid)
-                         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                        params![
-                            s.id,
-                            x.uid as i64,
-                            x.modseq as i64,
-                            x.flags as i64,
-                            x.keywords,
-                            x.internaldate,
-                            x.tz,
-                            x.savedate,
-                            f.size as i64,
-                            f.header_size as i64,
-                            f.guid
-                        ],
-                    )?;
+                    insert(f.size, f.header_size, &f.guid)?;
                 }
                 None => {
                     let n = tx.execute(
@@ -253,21 +256,7 @@ impl Store {
                         if x.flags & FLAG_EXPUNGED == 0 {
                             return Err(StoreError::Invalid("record without its message"));
                         }
-                        tx.execute(
-                            "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid)
-                             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, x'')",
-                            params![
-                                s.id,
-                                x.uid as i64,
-                                x.modseq as i64,
-                                x.flags as i64,
-                                x.keywords,
-                                x.internaldate,
-                                x.tz,
-                                x.savedate,
-                                x.size as i64
-                            ],
-                        )?;
+                        insert(x.size, 0, &[])?;
                     }
                 }
             }

@@ -82,14 +82,14 @@ impl Peer {
         Ok(p)
     }
 
-    /// Sends one command (`body` without its tag, or with a tag placed
-    /// by the caller when `tagless` is false) and waits for its tagged
-    /// reply; returns the untagged lines.
-    async fn call(&mut self, body: Vec<u8>, tagless: bool) -> Result<String, String> {
+    /// Sends one command (`add_tag`: `body` is the command without its
+    /// tag; else the caller rendered it with the next tag) and waits for
+    /// its tagged reply; returns the untagged lines.
+    async fn call(&mut self, body: Vec<u8>, add_tag: bool) -> Result<String, String> {
         self.n += 1;
         let tag = format!("X{}", self.n);
         let mut wire = Vec::with_capacity(body.len() + 8);
-        if tagless {
+        if add_tag {
             wire.extend_from_slice(format!("{tag} ").as_bytes());
         }
         wire.extend_from_slice(&body);
