@@ -9,8 +9,6 @@ mod harness;
 
 use harness::murder::*;
 use harness::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 const CYRADM: &str = "/usr/bin/cyradm";
 
@@ -43,16 +41,11 @@ M.logout()
 }
 
 fn cyradm(host: &str, port: u16, script: &str) -> String {
-    let mut child = Command::new(CYRADM)
-        .args(["--user", "md5u", "--password", "testpw", "--port", &port.to_string(), host])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    run_client(
+        CYRADM,
+        &["--user", "md5u", "--password", "testpw", "--port", &port.to_string(), host],
+        script,
+    )
 }
 
 /// u7's mail as a client leaves it: INBOX with read, flagged, keyworded

@@ -5,8 +5,6 @@
 
 mod harness;
 use harness::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 const CYRADM: &str = "/usr/bin/cyradm";
 
@@ -45,8 +43,9 @@ lm user/u7/*
 renm user/yes1 user/yes9
 lm user/yes*
 ";
-    let mut child = Command::new(CYRADM)
-        .args([
+    let out = run_client(
+        CYRADM,
+        &[
             "--user",
             "md5u",
             "--password",
@@ -54,15 +53,9 @@ lm user/yes*
             "--port",
             &b.imap_port.to_string(),
             "127.0.0.1",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        ],
+        script,
+    );
     eprintln!("{out}");
     assert!(out.contains("createmailbox: Invalid partition name"), "{out}");
     assert!(

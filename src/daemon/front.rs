@@ -118,53 +118,75 @@ impl Front {
 
     /// A SASL PLAIN response for `user` as the proxy identity.
     pub fn plain_for(&self, server: &str, user: &str) -> String {
-        let (who, pw) = self.credentials(server);
-        crate::util::base64_encode(format!("{user}\0{who}\0{pw}").as_bytes())
+        plain_ir(&self.conf, server, user)
     }
 
     /// Logs in to `server`'s IMAP for `user` (SASL PLAIN as the proxy
     /// identity, the user as authzid); the back end's tagged OK line.
     pub async fn imap_login(&self, server: &str, user: &str) -> Result<(String, tokio::io::BufReader<tokio::net::TcpStream>), String> {
-        let tcp = self.connect(server, "imap", 143).await?;
-        let mut b = tokio::io::BufReader::new(tcp);
-        let greet = backend_line(&mut b).await?;
-        if !greet.starts_with("* OK") {
-            return Err(format!("greeting {greet}"));
-        }
-        let ir = self.plain_for(server, user);
-        let cmd = if greet.contains("SASL-IR") {
-            format!("P01 AUTHENTICATE PLAIN {ir}\r\n")
-        } else {
-            "P01 AUTHENTICATE PLAIN\r\n".to_string()
-        };
-        b.get_mut().write_all(cmd.as_bytes()).await.map_err(|e| e.to_string())?;
-        loop {
-            let l = backend_line(&mut b).await?;
-            if l.starts_with('+') {
-                b.get_mut()
-                    .write_all(format!("{ir}\r\n").as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            } else if l.starts_with("P01 OK") {
-                return Ok((l, b));
-            } else if l.starts_with("P01 ") {
-                return Err(l);
-            }
-        }
+        imap_login(&self.conf, server, user).await
     }
 
     /// A TCP connection to `server`'s `service` port (or its own
     /// `host:port`).
     pub async fn connect(&self, server: &str, service: &str, default_port: u16) -> Result<tokio::net::TcpStream, String> {
-        let port = super::cyrus::service_port(service).unwrap_or(default_port);
-        let (host, port) = super::mupdate::client::split_server(server, port);
-        let tcp = tokio::time::timeout(BACKEND_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
-            .await
-            .map_err(|_| format!("{server}: connect timed out"))?
-            .map_err(|e| format!("{server}:{port}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        Ok(tcp)
+        connect_service(server, service, default_port).await
     }
+}
+
+/// A TCP connection to `server`'s `service` port (or its own
+/// `host:port`), as Cyrus reaches its peers.
+pub async fn connect_service(server: &str, service: &str, default_port: u16) -> Result<tokio::net::TcpStream, String> {
+    let port = super::cyrus::service_port(service).unwrap_or(default_port);
+    let (host, port) = super::mupdate::client::split_server(server, port);
+    let tcp = tokio::time::timeout(BACKEND_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
+        .await
+        .map_err(|_| format!("{server}: connect timed out"))?
+        .map_err(|e| format!("{server}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Logs in to `server`'s IMAP as `proxy_authname` with SASL PLAIN for
+/// `authzid` (a user, or empty: the proxy identity itself, as XFER logs
+/// in); the server's tagged OK line and the connection.
+pub async fn imap_login(
+    conf: &ImapdConf,
+    server: &str,
+    authzid: &str,
+) -> Result<(String, tokio::io::BufReader<tokio::net::TcpStream>), String> {
+    let tcp = connect_service(server, "imap", 143).await?;
+    let mut b = tokio::io::BufReader::new(tcp);
+    let greet = backend_line(&mut b).await?;
+    if !greet.starts_with("* OK") {
+        return Err(format!("greeting {greet}"));
+    }
+    let ir = plain_ir(conf, server, authzid);
+    let cmd = if greet.contains("SASL-IR") {
+        format!("P01 AUTHENTICATE PLAIN {ir}\r\n")
+    } else {
+        "P01 AUTHENTICATE PLAIN\r\n".to_string()
+    };
+    b.get_mut().write_all(cmd.as_bytes()).await.map_err(|e| e.to_string())?;
+    loop {
+        let l = backend_line(&mut b).await?;
+        if l.starts_with('+') {
+            b.get_mut()
+                .write_all(format!("{ir}\r\n").as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+        } else if l.starts_with("P01 OK") {
+            return Ok((l, b));
+        } else if l.starts_with("P01 ") {
+            return Err(l);
+        }
+    }
+}
+
+/// A SASL PLAIN response for `authzid` as the proxy identity.
+fn plain_ir(conf: &ImapdConf, server: &str, authzid: &str) -> String {
+    let (who, pw) = proxy_credentials(conf, server);
+    crate::util::base64_encode(format!("{authzid}\0{who}\0{pw}").as_bytes())
 }
 
 /// `proxy_authname` and its password for `server` (`<shorthost>_password`,

@@ -620,14 +620,11 @@ impl Router {
     }
 }
 
-/// A mailbox name as an IMAP string (quoted, or a literal when it has
-/// to be).
+/// A mailbox name as a client's IMAP string.
 fn quote(s: &str) -> String {
-    if s.bytes().all(|c| (b' '..0x7f).contains(&c)) {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        format!("{{{}+}}\r\n{s}", s.len())
-    }
+    let mut out = Vec::new();
+    crate::proto::imap::render::client_string(&mut out, s.as_bytes());
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The untagged responses (each whole, literals included) a back end

@@ -17,7 +17,7 @@
 
 use super::{Res, Session};
 use crate::daemon::cyrus::Ctx;
-use crate::daemon::front::{backend_line, proxy_credentials};
+use crate::daemon::front::backend_line;
 use crate::proto::imap::command::xapply::{render, XApply, XMailbox, XRecord};
 use crate::store::xfer::{Incoming, MailboxImage};
 use crate::store::{MailboxEntry, Record, Store, StoreError, FLAG_UNLINKED};
@@ -41,40 +41,11 @@ struct Peer {
 
 impl Peer {
     async fn open(ctx: &Ctx, server: &str) -> Result<Peer, String> {
-        let port = crate::daemon::cyrus::service_port("imap").unwrap_or(143);
-        let (host, port) = crate::daemon::mupdate::client::split_server(server, port);
-        let tcp = tokio::time::timeout(crate::daemon::front::BACKEND_TIMEOUT, TcpStream::connect((host.as_str(), port)))
+        // As the proxy identity itself (no authzid): an admin there.
+        let (_, b) = crate::daemon::front::imap_login(&ctx.conf, server, "")
             .await
-            .map_err(|_| format!("connect to {server} timed out"))?
-            .map_err(|e| format!("connect to {server}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let mut p = Peer {
-            b: BufReader::new(tcp),
-            n: 0,
-        };
-        let greet = backend_line(&mut p.b).await?;
-        if !greet.starts_with("* OK") {
-            return Err(format!("{server} greeted with {greet}"));
-        }
-        let (who, pw) = proxy_credentials(&ctx.conf, server);
-        let ir = crate::util::base64_encode(format!("\0{who}\0{pw}").as_bytes());
-        p.b.get_mut()
-            .write_all(b"X0 AUTHENTICATE PLAIN\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            let l = backend_line(&mut p.b).await?;
-            if l.starts_with('+') {
-                p.b.get_mut()
-                    .write_all(format!("{ir}\r\n").as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            } else if l.starts_with("X0 OK") {
-                break;
-            } else if l.starts_with("X0 ") {
-                return Err(format!("couldn't authenticate to backend server {server}: {}", &l[3..]));
-            }
-        }
+            .map_err(|e| format!("couldn't authenticate to backend server {server}: {e}"))?;
+        let mut p = Peer { b, n: 0 };
         let caps = p.call(b"CAPABILITY\r\n".to_vec(), true).await?;
         if !caps.split_whitespace().any(|c| c.eq_ignore_ascii_case(CAPABILITY)) {
             return Err(format!("{server} does not take XFER from this server (no {CAPABILITY})"));
@@ -315,7 +286,8 @@ async fn run(ctx: Arc<Ctx>, top: String, server: String, part: String) -> Result
 async fn undo(ctx: &Arc<Ctx>, peer: &mut Peer, sent: &[Sent], activated: &[MailboxEntry]) {
     for s in sent.iter().rev() {
         let mut cmd = b"LOCALDELETE ".to_vec();
-        cmd.extend_from_slice(format!("\"{}\"\r\n", s.entry.name.replace(['\\', '"'], "")).as_bytes());
+        crate::proto::imap::render::client_string(&mut cmd, s.entry.name.as_bytes());
+        cmd.extend_from_slice(b"\r\n");
         let _ = peer.call(cmd, true).await;
     }
     if activated.is_empty() {

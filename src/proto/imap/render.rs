@@ -20,6 +20,20 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// A command argument as a client sends it (a proxy, XFER): quoted when
+/// that is safe, else a LITERAL+ literal, so that nothing waits for a
+/// continuation.
+pub fn client_string(out: &mut Vec<u8>, s: &[u8]) {
+    if s.len() < 1024 && s.iter().all(|&c| (b' '..0x7f).contains(&c) && c != b'"' && c != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(format!("{{{}+}}\r\n", s.len()).as_bytes());
+        out.extend_from_slice(s);
+    }
+}
+
 pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
         Some(s) => string(out, s),

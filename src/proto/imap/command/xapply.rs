@@ -20,6 +20,7 @@
 //! expunged record).
 
 use super::*;
+use crate::proto::imap::render::client_string;
 
 /// One index record as sent; `body` is the message file.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,46 +184,32 @@ pub(super) fn parse(p: &mut P) -> Result<XApply, String> {
     })
 }
 
-/// A string argument: quoted when that is safe, else a LITERAL+ literal.
-fn push_string(out: &mut Vec<u8>, s: &[u8]) {
-    if !s.is_empty() && s.len() < 1024 && s.iter().all(|&c| (b' '..0x7f).contains(&c) && c != b'"' && c != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s);
-        out.push(b'"');
-    } else if s.is_empty() {
-        out.extend_from_slice(b"\"\"");
-    } else {
-        out.extend_from_slice(format!("{{{}+}}\r\n", s.len()).as_bytes());
-        out.extend_from_slice(s);
-    }
-}
-
 /// The command (with its tag, CRLF-terminated) for one XAPPLY.
 pub fn render(tag: &str, x: &XApply) -> Vec<u8> {
     let mut out = format!("{tag} XAPPLY ").into_bytes();
     match x {
         XApply::Mailbox(m) => {
             out.extend_from_slice(b"MAILBOX ");
-            push_string(&mut out, m.name.as_bytes());
+            client_string(&mut out, m.name.as_bytes());
             out.push(b' ');
-            push_string(&mut out, m.partition.as_bytes());
+            client_string(&mut out, m.partition.as_bytes());
             out.push(b' ');
-            push_string(&mut out, m.uniqueid.as_bytes());
+            client_string(&mut out, m.uniqueid.as_bytes());
             out.extend_from_slice(format!(" {} {} ", m.uidvalidity, m.created).as_bytes());
-            push_string(&mut out, m.acl.as_bytes());
+            client_string(&mut out, m.acl.as_bytes());
             out.push(b' ');
-            push_string(&mut out, m.specialuse.as_bytes());
+            client_string(&mut out, m.specialuse.as_bytes());
             out.push(b' ');
-            push_string(&mut out, m.annotations.as_bytes());
+            client_string(&mut out, m.annotations.as_bytes());
         }
         XApply::Records(name, recs) => {
             out.extend_from_slice(b"RECORDS ");
-            push_string(&mut out, name.as_bytes());
+            client_string(&mut out, name.as_bytes());
             for r in recs {
                 out.extend_from_slice(
                     format!(" ({} {} {} {} {} {} ", r.uid, r.modseq, r.flags, r.internaldate, r.tz, r.savedate).as_bytes(),
                 );
-                push_string(&mut out, r.keywords.as_bytes());
+                client_string(&mut out, r.keywords.as_bytes());
                 match &r.body {
                     Some(b) => {
                         out.extend_from_slice(format!(" {{{}+}}\r\n", b.len()).as_bytes());
@@ -241,19 +228,19 @@ pub fn render(tag: &str, x: &XApply) -> Vec<u8> {
             keywords,
         } => {
             out.extend_from_slice(b"STATE ");
-            push_string(&mut out, name.as_bytes());
+            client_string(&mut out, name.as_bytes());
             out.extend_from_slice(format!(" {uidnext} {highestmodseq} {recentuid} ").as_bytes());
-            push_string(&mut out, keywords.as_bytes());
+            client_string(&mut out, keywords.as_bytes());
         }
         XApply::User(inbox, data) => {
             out.extend_from_slice(b"USER ");
-            push_string(&mut out, inbox.as_bytes());
+            client_string(&mut out, inbox.as_bytes());
             out.push(b' ');
-            push_string(&mut out, data.as_bytes());
+            client_string(&mut out, data.as_bytes());
         }
         XApply::Activate(name) => {
             out.extend_from_slice(b"ACTIVATE ");
-            push_string(&mut out, name.as_bytes());
+            client_string(&mut out, name.as_bytes());
         }
     }
     out.extend_from_slice(b"\r\n");
