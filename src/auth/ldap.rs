@@ -55,6 +55,16 @@ impl Settings {
                 .map_err(|_| format!("{}: bad value for {k}: {}", c.path, c.get(k)))
         };
         let yes = |k: &str| matches!(c.get(k).to_ascii_lowercase().as_str(), "yes" | "on" | "true" | "1");
+        // Options that restrict or change who may log in are refused
+        // rather than ignored: ignoring them would let more users in.
+        for k in ["ldap_group_dn", "ldap_group_filter"] {
+            if !c.get(k).is_empty() {
+                return Err(format!("{}: {k} (group membership checks) is not supported", c.path));
+            }
+        }
+        if yes("ldap_use_sasl") {
+            return Err(format!("{}: ldap_use_sasl (SASL binds) is not supported", c.path));
+        }
         let bind_pw = if c.values.contains_key("ldap_bind_pw") {
             c.get("ldap_bind_pw")
         } else {
@@ -564,6 +574,17 @@ mod tests {
         // Filter injection is escaped.
         assert_eq!(e("(uid=%u)", "*)(uid=*"), "(uid=\\2a\\29\\28uid=\\2a)");
         assert_eq!(expand("uid=%u,ou=people", "a,b", "", "", "", escape_dn), "uid=a\\,b,ou=people");
+    }
+
+    #[test]
+    fn login_restrictions_are_refused_not_ignored() {
+        let conf = |t: &str| SaslauthdConf::parse("/etc/saslauthd.conf", t.as_bytes()).unwrap();
+        assert!(Settings::from_conf(&conf("ldap_search_base: dc=x\n")).is_ok());
+        let e = Settings::from_conf(&conf("ldap_group_dn: cn=mail,dc=x\n")).err().unwrap();
+        assert_eq!(e, "/etc/saslauthd.conf: ldap_group_dn (group membership checks) is not supported");
+        assert!(Settings::from_conf(&conf("ldap_group_filter: (x=%u)\n")).is_err());
+        assert!(Settings::from_conf(&conf("ldap_use_sasl: yes\n")).is_err());
+        assert!(Settings::from_conf(&conf("ldap_use_sasl: no\n")).is_ok());
     }
 
     #[test]

@@ -36,9 +36,24 @@ pub struct Args {
     pub preauth: bool,
 }
 
+/// The options every store and proxy daemon takes.
+pub const USAGE: &str = "[-C alt_config] [-U uses] [-T timeout] [-D debug] [-s] [-a] [-L listen]... [-h]";
+
+/// Parses a store daemon's options; `-h` prints the usage line and exits.
 pub fn parse_args(args: &[String]) -> Result<Args, String> {
-    use crate::util::getopt::Opt;
-    let (opts, _rest) = crate::util::getopt::getopt(args, "C:L:U:T:D:sa").map_err(|e| format!("{e:?}"))?;
+    use crate::util::getopt::{GetoptError, Opt};
+    let prog = std::env::args()
+        .next()
+        .map(|a| a.rsplit('/').next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let (opts, _rest) = crate::util::getopt::getopt(args, "C:L:U:T:D:sah").map_err(|e| match e {
+        GetoptError::Unknown(c) => format!("illegal option -- {c}\nusage: {prog} {USAGE}"),
+        GetoptError::MissingArg(c) => format!("option requires an argument -- {c}\nusage: {prog} {USAGE}"),
+    })?;
+    if opts.contains(&Opt::Flag('h')) {
+        println!("usage: {prog} {USAGE}");
+        std::process::exit(0);
+    }
     let mut a = Args {
         config: std::env::var("CYRUS_PREFIX")
             .map(|p| format!("{p}/etc/imapd.conf"))

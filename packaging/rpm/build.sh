@@ -1,0 +1,21 @@
+#!/bin/sh
+# Builds mumail's RPMs from this source tree: packaging/rpm/build.sh OUTDIR
+# [rpmbuild options...].  The tarball is the tree without target/ and .git;
+# cargo builds into $CARGO_TARGET_DIR (default: this tree's target/), so a
+# release build already made here is reused.
+set -eu
+out=${1:?usage: packaging/rpm/build.sh outdir [rpmbuild options]}
+shift
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$(dirname "$0")/../.."
+version=$(sed -n 's/^Version: *//p' packaging/rpm/mumail.spec)
+top=$(mktemp -d)
+trap 'rm -rf "$top"' EXIT
+mkdir -p "$top/SOURCES"
+tar --exclude=./target --exclude=./.git --transform "s,^\\.,mumail-$version," \
+  -czf "$top/SOURCES/mumail-$version.tar.gz" .
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+# rpm's build scripts (brp-compress) need bash; Debian's /bin/sh is dash.
+rpmbuild -bb --define "_topdir $top" --define "_buildshell /bin/bash" \
+  --define "__brp_compress /bin/bash %{_rpmconfigdir}/brp-compress %{?_prefix}" --define "_rpmdir $out" "$@" packaging/rpm/mumail.spec
