@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds mumail's RPMs from this source tree: packaging/rpm/build.sh OUTDIR
-# [rpmbuild options...].  The tarball is the tree without target/ and .git;
+# [rpmbuild options...].  The tarball holds the source files (not target/);
 # cargo builds into $CARGO_TARGET_DIR (default: this tree's target/), so a
 # release build already made here is reused.
 set -eu
@@ -13,8 +13,15 @@ version=$(sed -n 's/^Version: *//p' packaging/rpm/mumail.spec)
 top=$(mktemp -d)
 trap 'rm -rf "$top"' EXIT
 mkdir -p "$top/SOURCES"
-tar --exclude=./target --exclude=./.git --transform "s,^\\.,mumail-$version," \
-  -czf "$top/SOURCES/mumail-$version.tar.gz" .
+# The tracked and new files of a git checkout, else the tree without build
+# output.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z -c -o --exclude-standard |
+    tar --null -T - --transform "s,^,mumail-$version/," -czf "$top/SOURCES/mumail-$version.tar.gz"
+else
+  tar --exclude=./target --exclude=./tests/fuzz/target --exclude=./.git \
+    --transform "s,^\\.,mumail-$version," -czf "$top/SOURCES/mumail-$version.tar.gz" .
+fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # rpm's build scripts (brp-compress) need bash; Debian's /bin/sh is dash.
 rpmbuild -bb --define "_topdir $top" --define "_buildshell /bin/bash" \
