@@ -46,15 +46,26 @@ fn saslauthd_unit_and_sysconfig() {
     );
 }
 
-/// Every sample in etc/roles loads without a warning: Cyrus's files
-/// through imapd.conf's and cyrus.conf's parsers and `cyr_info conf-lint`,
-/// the hub's through `postconf -n` and `postfix check`, saslauthd's
-/// through its sysconfig, option and saslauthd.conf parsers.
+/// Every sample in etc/ loads without a warning: Cyrus's files through
+/// imapd.conf's and cyrus.conf's parsers and `cyr_info conf-lint`, the
+/// hub's through `postconf -n` and `postfix check`, saslauthd's through
+/// its sysconfig, option and saslauthd.conf parsers.  etc/roles holds the
+/// production samples; the rest are the embedded default's templates.
 #[test]
-fn role_samples_load_without_warnings() {
+fn samples_load_without_warnings() {
     let roles = root().join("etc/roles");
-    for role in ["backend", "frontend", "mupdate-master"] {
-        let (imapd, cyrus) = (roles.join(role).join("imapd.conf"), roles.join(role).join("cyrus.conf"));
+    let etc = root().join("etc");
+    let cyrus_pairs = [
+        (roles.join("backend/imapd.conf"), roles.join("backend/cyrus.conf")),
+        (roles.join("frontend/imapd.conf"), roles.join("frontend/cyrus.conf")),
+        (roles.join("mupdate-master/imapd.conf"), roles.join("mupdate-master/cyrus.conf")),
+        (etc.join("imapd.conf"), etc.join("cyrus.conf")),
+        (etc.join("murder/backend.imapd.conf"), etc.join("murder/backend.cyrus.conf")),
+        (etc.join("murder/frontend.imapd.conf"), etc.join("murder/frontend.cyrus.conf")),
+        (etc.join("murder/master.imapd.conf"), etc.join("murder/master.cyrus.conf")),
+    ];
+    for (imapd, cyrus) in &cyrus_pairs {
+        let role = imapd.display();
         let cf = CyrusConf::load(cyrus.to_str().unwrap()).unwrap();
         let services = cf.service_entries().unwrap();
         assert!(!services.is_empty(), "{role}: no services");
@@ -72,20 +83,21 @@ fn role_samples_load_without_warnings() {
         ]));
         assert_eq!(lint, "", "{role}: conf-lint");
     }
-    let hub = roles.join("hub");
-    let out = Command::new(env!("CARGO_BIN_EXE_postconf"))
-        .arg("-c")
-        .arg(&hub)
-        .arg("-n")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "postconf -n warns");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("mailbox_transport = lmtp:inet:imap-fe.example.edu:2003"));
-    assert_eq!(
-        run(Command::new(env!("CARGO_BIN_EXE_postfix")).arg("-c").arg(&hub).arg("check")),
-        ""
-    );
+    for hub in [roles.join("hub"), etc.join("postfix"), etc.join("postfix/seed")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_postconf"))
+            .arg("-c")
+            .arg(&hub)
+            .arg("-n")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{}: postconf -n warns", hub.display());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("mailbox_transport = lmtp:"));
+        assert_eq!(
+            run(Command::new(env!("CARGO_BIN_EXE_postfix")).arg("-c").arg(&hub).arg("check")),
+            ""
+        );
+    }
     for (role, mech) in [
         ("saslauthd-pam", "pam"),
         ("saslauthd-kerberos5", "kerberos5"),
@@ -97,9 +109,11 @@ fn role_samples_load_without_warnings() {
         };
         assert_eq!((o.mech.as_str(), o.run_path.as_str()), (mech, "/run/saslauthd"), "{role}");
     }
-    let ldap = SaslauthdConf::load(roles.join("saslauthd-ldap/saslauthd.conf").to_str().unwrap()).unwrap();
-    assert!(ldap.warnings.is_empty(), "{:?}", ldap.warnings);
-    mumail::auth::ldap::Settings::from_conf(&ldap).unwrap();
+    for f in [roles.join("saslauthd-ldap/saslauthd.conf"), etc.join("saslauthd.conf")] {
+        let ldap = SaslauthdConf::load(f.to_str().unwrap()).unwrap();
+        assert!(ldap.warnings.is_empty(), "{:?}", ldap.warnings);
+        mumail::auth::ldap::Settings::from_conf(&ldap).unwrap();
+    }
 }
 
 /// Where the spec puts things, by package: every one must be listed.
@@ -250,6 +264,34 @@ fn rpms_build_lint_install_and_run() {
             }
             "mumail-imapd" => assert!(conflicts.lines().any(|l| l == "cyrus-imapd")),
             _ => {}
+        }
+    }
+
+    // Every program and every man page is in one of the packages: the hub's
+    // Postfix-named commands and their section 1 pages with .mumail, Cyrus's
+    // master(8) as cyrus-master(8).
+    let mut all = String::new();
+    for f in &files {
+        all += &run(Command::new("rpm").arg("-qlp").arg(f));
+    }
+    let all: Vec<&str> = all.lines().collect();
+    for e in std::fs::read_dir(root().join("bin")).unwrap().flatten() {
+        let name = e.path().file_stem().unwrap().to_string_lossy().to_string();
+        let found = ["/usr/libexec/mumail/", "/usr/sbin/", "/usr/bin/"]
+            .iter()
+            .any(|d| all.contains(&format!("{d}{name}").as_str()) || all.contains(&format!("{d}{name}.mumail").as_str()));
+        assert!(found, "bin/{name}.rs is in no package");
+    }
+    for section in ["man1", "man5", "man8"] {
+        for e in std::fs::read_dir(root().join("man").join(section)).unwrap().flatten() {
+            let page = e.file_name().to_string_lossy().to_string();
+            let installed = match (section, page.as_str()) {
+                ("man1", p) => format!("{}.mumail.1", p.trim_end_matches(".1")),
+                ("man8", "master.8") => "cyrus-master.8".to_string(),
+                (_, p) => p.to_string(),
+            };
+            let path = format!("/usr/share/man/{section}/{installed}.gz");
+            assert!(all.contains(&path.as_str()), "man/{section}/{page} is not installed as {path}");
         }
     }
 

@@ -23,6 +23,9 @@ else
     --transform "s,^\\.,mumail-$version," -czf "$top/SOURCES/mumail-$version.tar.gz" .
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+# The spec builds offline (as RHEL build hosts do): the crates of
+# Cargo.lock must be in cargo's cache first.
+cargo fetch --locked
 # rpm's build scripts (brp-compress) need bash; Debian's /bin/sh is dash.
 rpmbuild -bb --define "_topdir $top" --define "_buildshell /bin/bash" \
   --define "__brp_compress /bin/bash %{_rpmconfigdir}/brp-compress %{?_prefix}" --define "_rpmdir $out" "$@" packaging/rpm/mumail.spec
