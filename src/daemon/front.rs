@@ -299,3 +299,41 @@ where
     let _ = cw.flush().await;
     let _ = cw.shutdown().await;
 }
+
+/// Reads an IMAP server's responses up to the one tagged `tag`: each
+/// untagged response whole (literals included) and the tagged status
+/// text; at most `max` bytes in all ("response too large" beyond).
+pub async fn collect_tagged<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, tag: &str, max: u64) -> Result<(Vec<Vec<u8>>, String), String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut total = 0u64;
+    loop {
+        let mut l = Vec::new();
+        let n = (&mut *r)
+            .take(max - total.min(max))
+            .read_until(b'\n', &mut l)
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 || !l.ends_with(b"\n") {
+            return Err("connection closed by the back end".into());
+        }
+        total += n as u64;
+        if cur.is_empty() && l.starts_with(tag.as_bytes()) && l.get(tag.len()) == Some(&b' ') {
+            let text = String::from_utf8_lossy(&l[tag.len() + 1..]).trim_end().to_string();
+            return Ok((out, text));
+        }
+        cur.extend_from_slice(&l);
+        let body = l.strip_suffix(b"\r\n").unwrap_or(&l);
+        match crate::proto::imap::command::literal_marker(body) {
+            Some((len, _)) if total + len <= max => {
+                let mut data = vec![0u8; len as usize];
+                r.read_exact(&mut data).await.map_err(|e| e.to_string())?;
+                total += len;
+                cur.extend_from_slice(&data);
+            }
+            Some(_) => return Err("response too large".into()),
+            None => out.push(std::mem::take(&mut cur)),
+        }
+    }
+}

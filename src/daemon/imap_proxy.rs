@@ -627,43 +627,10 @@ fn quote(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The untagged responses (each whole, literals included) a back end
-/// sends before its reply tagged `tag` (bounded).
+/// Reads a back end's responses up to the one tagged `tag` (the whole
+/// reply within 64 MB); a reader on the stream for this one reply.
 async fn collect_until(s: &mut TcpStream, tag: &str) -> Result<(Vec<Vec<u8>>, String), String> {
-    use tokio::io::AsyncBufReadExt;
-    const MAX: u64 = 64 << 20;
-    let mut r = tokio::io::BufReader::new(s);
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    let mut cur: Vec<u8> = Vec::new();
-    let mut total = 0u64;
-    loop {
-        let mut l = Vec::new();
-        let n = (&mut r)
-            .take(MAX - total.min(MAX))
-            .read_until(b'\n', &mut l)
-            .await
-            .map_err(|e| e.to_string())?;
-        if n == 0 || !l.ends_with(b"\n") {
-            return Err("connection closed by the back end".into());
-        }
-        total += n as u64;
-        if cur.is_empty() && l.starts_with(tag.as_bytes()) && l.get(tag.len()) == Some(&b' ') {
-            let text = String::from_utf8_lossy(&l[tag.len() + 1..]).trim_end().to_string();
-            return Ok((out, text));
-        }
-        cur.extend_from_slice(&l);
-        let body = l.strip_suffix(b"\r\n").unwrap_or(&l);
-        match crate::proto::imap::command::literal_marker(body) {
-            Some((len, _)) if total + len <= MAX => {
-                let mut data = vec![0u8; len as usize];
-                r.read_exact(&mut data).await.map_err(|e| e.to_string())?;
-                total += len;
-                cur.extend_from_slice(&data);
-            }
-            Some(_) => return Err("response too large".into()),
-            None => out.push(std::mem::take(&mut cur)),
-        }
-    }
+    super::front::collect_tagged(&mut tokio::io::BufReader::new(s), tag, 64 << 20).await
 }
 
 /// Reads a back end's lines up to the one tagged `tag` (bounded, timed);

@@ -4,6 +4,7 @@
 pub mod cyr_info;
 pub mod expire;
 pub mod mboxlist;
+pub mod migrate;
 pub mod postconf;
 pub mod postfix_ctl;
 pub mod postmap;

@@ -1,0 +1,626 @@
+//! mumail-migrate: copies users' mail from any IMAP server into the
+//! cluster (issue 10, first part: the IMAP source).  Per user and folder
+//! it copies the messages the destination does not have yet (flags,
+//! keywords and internal dates kept), brings flags of copied messages up
+//! to date and removes there what was expunged at the source.  What was
+//! copied is recorded per user in the state directory, one line per
+//! message, written before the next message is copied, so a killed run
+//! restarts where it stopped; a run after that copies only what changed.
+//!
+//! State file `<state>/<user>` lines: `V <folder> <source uidvalidity>
+//! <destination uidvalidity>` starts (or restarts) a folder's record,
+//! `P <folder> <source uid> <destination uidnext>` announces an APPEND,
+//! `M <folder> <source uid> <destination uid>` records it.  A `P` without
+//! its `M` (a run killed during the APPEND) is settled on restart by
+//! looking for the message among the destination's new UIDs.
+
+use crate::daemon::front::collect_tagged;
+use crate::proto::imap::stream::fetched;
+use crate::util::getopt::{getopt, Opt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const USAGE: &str = "usage: mumail-migrate -s source_host[:port] -d dest_host[:port] [-a admin:password] [-A admin:password] [-u userfile] [-S statedir] [-P parallel] [-n] [user...]";
+/// The largest message a migration reads (Cyrus's maxmessagesize scale).
+const MAX_MESSAGE: u64 = 256 << 20;
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+#[derive(Clone)]
+struct Opts {
+    source: String,
+    dest: String,
+    /// `-a`/`-A`: log in as this admin for each user (SASL PLAIN with the
+    /// user as authorization id); else with the user's own password.
+    source_admin: Option<(String, String)>,
+    dest_admin: Option<(String, String)>,
+    state: PathBuf,
+    dry_run: bool,
+}
+
+/// What one user's migration did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub folders: usize,
+    pub copied: usize,
+    pub bytes: u64,
+    pub skipped: usize,
+    pub reflagged: usize,
+    pub removed: usize,
+}
+
+/// A small IMAP client over one connection.
+struct Imap {
+    r: BufReader<TcpStream>,
+    n: u32,
+    server: String,
+}
+
+impl Imap {
+    async fn connect(server: &str) -> Result<Imap, String> {
+        let (host, port) = crate::daemon::mupdate::client::split_server(server, 143);
+        let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect((host.as_str(), port)))
+            .await
+            .map_err(|_| format!("{server}: connect timed out"))?
+            .map_err(|e| format!("{server}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let mut r = BufReader::new(tcp);
+        let greet = crate::daemon::front::backend_line(&mut r).await?;
+        if !greet.starts_with("* OK") {
+            return Err(format!("{server}: greeting {greet}"));
+        }
+        Ok(Imap {
+            r,
+            n: 0,
+            server: server.to_string(),
+        })
+    }
+
+    /// AUTHENTICATE PLAIN: `authz` is empty for the user's own login.
+    async fn login(&mut self, authz: &str, authc: &str, pw: &str) -> Result<(), String> {
+        let ir = crate::util::base64_encode(format!("{authz}\0{authc}\0{pw}").as_bytes());
+        self.n += 1;
+        let tag = format!("M{}", self.n);
+        self.send(format!("{tag} AUTHENTICATE PLAIN\r\n").as_bytes()).await?;
+        loop {
+            let l = crate::daemon::front::backend_line(&mut self.r).await?;
+            if l.starts_with('+') {
+                self.send(format!("{ir}\r\n").as_bytes()).await?;
+            } else if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
+                return if rest.starts_with("OK") {
+                    Ok(())
+                } else {
+                    Err(format!("{}: login as {authc} for {authz}: {rest}", self.server))
+                };
+            }
+        }
+    }
+
+    async fn send(&mut self, b: &[u8]) -> Result<(), String> {
+        self.r.get_mut().write_all(b).await.map_err(|e| format!("{}: {e}", self.server))
+    }
+
+    /// Sends a command (bytes after the tag); its untagged responses and
+    /// the tagged status, Err unless OK.
+    async fn cmd(&mut self, c: &[u8]) -> Result<(Vec<Vec<u8>>, String), String> {
+        self.n += 1;
+        let tag = format!("M{}", self.n);
+        let mut line = format!("{tag} ").into_bytes();
+        line.extend_from_slice(c);
+        line.extend_from_slice(b"\r\n");
+        self.send(&line).await?;
+        let (resps, status) = tokio::time::timeout(TIMEOUT, collect_tagged(&mut self.r, &tag, MAX_MESSAGE))
+            .await
+            .map_err(|_| format!("{}: timed out", self.server))??;
+        if !status.starts_with("OK") {
+            return Err(format!("{}: {}: {status}", self.server, String::from_utf8_lossy(c)));
+        }
+        Ok((resps, status))
+    }
+
+    /// A command whose last argument is a mailbox name.
+    async fn cmd_mbox(&mut self, verb: &str, name: &str, rest: &str) -> Result<(Vec<Vec<u8>>, String), String> {
+        let mut c = format!("{verb} ").into_bytes();
+        crate::proto::imap::render::client_string(&mut c, name.as_bytes());
+        c.extend_from_slice(rest.as_bytes());
+        self.cmd(&c).await
+    }
+
+    /// APPEND with a synchronising literal; the new message's UID from
+    /// APPENDUID.
+    async fn append(&mut self, mbox: &str, flags: &[String], date: &str, body: &[u8]) -> Result<Option<u32>, String> {
+        self.n += 1;
+        let tag = format!("M{}", self.n);
+        let mut c = format!("{tag} APPEND ").into_bytes();
+        crate::proto::imap::render::client_string(&mut c, mbox.as_bytes());
+        c.extend_from_slice(format!(" ({}) \"{date}\" {{{}}}\r\n", flags.join(" "), body.len()).as_bytes());
+        self.send(&c).await?;
+        let l = crate::daemon::front::backend_line(&mut self.r).await?;
+        if !l.starts_with('+') {
+            return Err(format!("{}: APPEND to {mbox}: {l}", self.server));
+        }
+        self.send(body).await?;
+        self.send(b"\r\n").await?;
+        let (_, status) = tokio::time::timeout(TIMEOUT, collect_tagged(&mut self.r, &tag, 1 << 20))
+            .await
+            .map_err(|_| format!("{}: timed out", self.server))??;
+        if !status.starts_with("OK") {
+            return Err(format!("{}: APPEND to {mbox}: {status}", self.server));
+        }
+        Ok(status
+            .split("[APPENDUID ")
+            .nth(1)
+            .and_then(|r| r.split([' ', ']']).nth(1))
+            .and_then(|u| u.parse().ok()))
+    }
+}
+
+/// `* LIST (attrs) "d" name` → (attributes, delimiter, name).
+fn parse_list(resp: &[u8]) -> Option<(String, char, String)> {
+    let text = String::from_utf8_lossy(resp);
+    let rest = text.strip_prefix("* LIST (")?;
+    let (attrs, rest) = rest.split_once(") ")?;
+    let (delim, rest) = if let Some(r) = rest.strip_prefix("NIL ") {
+        ('.', r)
+    } else {
+        let r = rest.strip_prefix('"')?;
+        let mut chars = r.chars();
+        let mut d = chars.next()?;
+        if d == '\\' {
+            d = chars.next()?;
+        }
+        (d, chars.as_str().strip_prefix("\" ")?)
+    };
+    let rest = rest.trim_end_matches(['\r', '\n']);
+    let name = if let Some(q) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut esc = false;
+        for ch in q.chars() {
+            match (esc, ch) {
+                (false, '\\') => esc = true,
+                (false, '"') => break,
+                _ => {
+                    out.push(ch);
+                    esc = false
+                }
+            }
+        }
+        out
+    } else if rest.starts_with('{') {
+        // A literal: the name follows the marker's line.
+        rest.split_once("\r\n").or_else(|| rest.split_once('\n'))?.1.to_string()
+    } else {
+        rest.to_string()
+    };
+    Some((attrs.to_string(), delim, name))
+}
+
+/// The numbers after `[KEY ` in a list of responses.
+fn code_number(resps: &[Vec<u8>], key: &str) -> Option<u32> {
+    resps.iter().find_map(|r| {
+        let t = String::from_utf8_lossy(r);
+        let i = t.find(&format!("[{key} "))? + key.len() + 2;
+        t[i..].split([']', ' ']).next()?.parse().ok()
+    })
+}
+
+/// `* n FETCH (UID u FLAGS (...) ...)` without a body: (uid, flags, size, date).
+fn fetch_meta(resp: &[u8]) -> Option<(u32, Vec<String>, u64, String)> {
+    let t = String::from_utf8_lossy(resp);
+    if !t.starts_with("* ") || !t.contains(" FETCH (") {
+        return None;
+    }
+    let num = |key: &str| -> Option<u64> {
+        let i = t.find(key)? + key.len();
+        t[i..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
+    };
+    let uid = num("UID ")? as u32;
+    let flags = {
+        let i = t.find("FLAGS (")? + 7;
+        let j = i + t[i..].find(')')?;
+        t[i..j]
+            .split(' ')
+            .filter(|f| !f.is_empty() && !f.eq_ignore_ascii_case("\\Recent"))
+            .map(str::to_string)
+            .collect()
+    };
+    let size = num("RFC822.SIZE ").unwrap_or(0);
+    let date = t
+        .find("INTERNALDATE \"")
+        .and_then(|i| t[i + 14..].split('"').next().map(str::to_string))
+        .unwrap_or_default();
+    Some((uid, flags, size, date))
+}
+
+/// One user's record of what was copied.
+#[derive(Default)]
+struct State {
+    /// folder → (source uidvalidity, destination uidvalidity).
+    validity: BTreeMap<String, (u32, u32)>,
+    /// folder → source uid → destination uid.
+    map: BTreeMap<String, BTreeMap<u32, u32>>,
+    /// folder → source uid → destination uidnext at the APPEND.
+    pending: BTreeMap<String, BTreeMap<u32, u32>>,
+    file: Option<std::fs::File>,
+}
+
+impl State {
+    /// Reads the record; `write` opens it for appending (not in a dry run).
+    fn load(path: &Path, write: bool) -> Result<State, String> {
+        let mut st = State::default();
+        if let Ok(text) = std::fs::read_to_string(path) {
+            for (i, l) in text.lines().enumerate() {
+                // Two numbers at the end; the folder may hold blanks.
+                let w: Vec<&str> = l.rsplitn(3, ' ').collect();
+                let bad = || format!("{}, line {}: bad state line", path.display(), i + 1);
+                if w.len() != 3 {
+                    return Err(bad());
+                }
+                let (kind, folder) = w[2].split_once(' ').ok_or_else(bad)?;
+                let a: u32 = w[1].parse().map_err(|_| bad())?;
+                let b: u32 = w[0].parse().map_err(|_| bad())?;
+                match kind {
+                    "V" => {
+                        st.validity.insert(folder.to_string(), (a, b));
+                        st.map.remove(folder);
+                        st.pending.remove(folder);
+                    }
+                    "P" => {
+                        st.pending.entry(folder.to_string()).or_default().insert(a, b);
+                    }
+                    "M" => {
+                        st.map.entry(folder.to_string()).or_default().insert(a, b);
+                        if let Some(p) = st.pending.get_mut(folder) {
+                            p.remove(&a);
+                        }
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+        }
+        if !write {
+            return Ok(st);
+        }
+        st.file = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        );
+        Ok(st)
+    }
+
+    /// Appends a line and syncs it before anything else happens.
+    fn record(&mut self, line: String) -> Result<(), String> {
+        let f = self.file.as_mut().ok_or("state file not open")?;
+        f.write_all(format!("{line}\n").as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(|e| format!("state: {e}"))
+    }
+}
+
+/// Migrates one user: every selectable folder of the source.
+async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Report, String> {
+    let login = |admin: &Option<(String, String)>| -> Result<(String, String, String), String> {
+        match (admin, password) {
+            (Some((a, p)), _) => Ok((user.to_string(), a.clone(), p.clone())),
+            (None, Some(pw)) => Ok((String::new(), user.to_string(), pw.to_string())),
+            (None, None) => Err(format!("{user}: no password and no admin (-a/-A) to log in with")),
+        }
+    };
+    let mut src = Imap::connect(&o.source).await?;
+    let (z, c, p) = login(&o.source_admin)?;
+    src.login(&z, &c, &p).await?;
+    let mut dst = Imap::connect(&o.dest).await?;
+    let (z, c, p) = login(&o.dest_admin)?;
+    dst.login(&z, &c, &p).await?;
+    if !o.dry_run {
+        std::fs::create_dir_all(&o.state).map_err(|e| format!("{}: {e}", o.state.display()))?;
+    }
+    let mut st = State::load(&o.state.join(user.replace('/', "_")), !o.dry_run)?;
+    let (dlist, _) = dst.cmd(b"LIST \"\" \"\"").await?;
+    let ddelim = dlist.iter().find_map(|r| parse_list(r)).map(|(_, d, _)| d).unwrap_or('.');
+    let (list, _) = src.cmd(b"LIST \"\" \"*\"").await?;
+    let mut folders: Vec<(char, String)> = list
+        .iter()
+        .filter_map(|r| parse_list(r))
+        .filter(|(a, _, _)| !a.to_ascii_lowercase().contains("\\noselect"))
+        .map(|(_, d, n)| (d, n))
+        .collect();
+    folders.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut rep = Report::default();
+    for (sdelim, folder) in folders {
+        let target = if folder.eq_ignore_ascii_case("INBOX") {
+            "INBOX".to_string()
+        } else {
+            folder.replace(sdelim, &ddelim.to_string())
+        };
+        rep.folders += 1;
+        migrate_folder(o, &mut src, &mut dst, &mut st, &folder, &target, &mut rep).await?;
+    }
+    let _ = src.cmd(b"LOGOUT").await;
+    let _ = dst.cmd(b"LOGOUT").await;
+    Ok(rep)
+}
+
+async fn migrate_folder(
+    o: &Opts,
+    src: &mut Imap,
+    dst: &mut Imap,
+    st: &mut State,
+    folder: &str,
+    target: &str,
+    rep: &mut Report,
+) -> Result<(), String> {
+    let (sresps, _) = src.cmd_mbox("EXAMINE", folder, "").await?;
+    let svalidity = code_number(&sresps, "UIDVALIDITY").unwrap_or(0);
+    let (meta, _) = src.cmd(b"UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)").await?;
+    let source: BTreeMap<u32, (Vec<String>, u64, String)> = meta
+        .iter()
+        .filter_map(|r| fetch_meta(r))
+        .map(|(u, f, s, d)| (u, (f, s, d)))
+        .collect();
+    if o.dry_run {
+        let known = st.map.get(folder).map(|m| m.len()).unwrap_or(0);
+        rep.copied += source.len().saturating_sub(known);
+        return Ok(());
+    }
+    if !target.eq_ignore_ascii_case("INBOX") && dst.cmd_mbox("SELECT", target, "").await.is_err() {
+        dst.cmd_mbox("CREATE", target, "").await?;
+    }
+    let (dresps, _) = dst.cmd_mbox("SELECT", target, "").await?;
+    let dvalidity = code_number(&dresps, "UIDVALIDITY").unwrap_or(0);
+    let dnext = code_number(&dresps, "UIDNEXT").unwrap_or(1);
+    if st.validity.get(folder) != Some(&(svalidity, dvalidity)) {
+        // New folder, or either side was recreated: start its record over.
+        st.record(format!("V {folder} {svalidity} {dvalidity}"))?;
+        st.validity.insert(folder.to_string(), (svalidity, dvalidity));
+        st.map.remove(folder);
+        st.pending.remove(folder);
+    }
+    let (dmeta, _) = dst.cmd(b"UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)").await?;
+    let dest: BTreeMap<u32, (Vec<String>, u64, String)> = dmeta
+        .iter()
+        .filter_map(|r| fetch_meta(r))
+        .map(|(u, f, s, d)| (u, (f, s, d)))
+        .collect();
+    // A run killed during an APPEND: the message may be there already.
+    let pending: Vec<(u32, u32)> = st.pending.remove(folder).unwrap_or_default().into_iter().collect();
+    for (suid, from) in pending {
+        let Some((_, size, date)) = source.get(&suid) else { continue };
+        let mapped: BTreeSet<u32> = st.map.get(folder).map(|m| m.values().copied().collect()).unwrap_or_default();
+        if let Some((duid, _)) = dest
+            .range(from..)
+            .find(|(u, (_, s, d))| !mapped.contains(u) && s == size && d == date)
+        {
+            st.record(format!("M {folder} {suid} {duid}"))?;
+            st.map.entry(folder.to_string()).or_default().insert(suid, *duid);
+        }
+    }
+    let map = st.map.get(folder).cloned().unwrap_or_default();
+    // New at the source: copy, in UID order.
+    for (&suid, (flags, _, date)) in source.iter().filter(|(u, _)| !map.contains_key(u)) {
+        let (got, _) = src
+            .cmd(format!("UID FETCH {suid} (UID FLAGS INTERNALDATE BODY.PEEK[])").as_bytes())
+            .await?;
+        let Some(m) = got.iter().find_map(|r| fetched_body(r)) else {
+            rep.skipped += 1;
+            continue;
+        };
+        let next = dnext.max(st.map.get(folder).and_then(|m| m.values().max()).map_or(1, |u| u + 1));
+        st.record(format!("P {folder} {suid} {next}"))?;
+        let duid = dst.append(target, flags, date, &m).await?;
+        let Some(duid) = duid else {
+            return Err(format!("{}: APPEND to {target} gave no APPENDUID", dst.server));
+        };
+        st.record(format!("M {folder} {suid} {duid}"))?;
+        st.map.entry(folder.to_string()).or_default().insert(suid, duid);
+        rep.copied += 1;
+        rep.bytes += m.len() as u64;
+    }
+    // Copied before: flags brought up to date; gone at the source: removed.
+    let mut gone = Vec::new();
+    for (suid, duid) in &map {
+        match (source.get(suid), dest.get(duid)) {
+            (Some((sf, _, _)), Some((df, _, _))) => {
+                let (a, b): (BTreeSet<String>, BTreeSet<String>) = (
+                    sf.iter().map(|f| f.to_ascii_lowercase()).collect(),
+                    df.iter().map(|f| f.to_ascii_lowercase()).collect(),
+                );
+                if a != b {
+                    dst.cmd(format!("UID STORE {duid} FLAGS.SILENT ({})", sf.join(" ")).as_bytes())
+                        .await?;
+                    rep.reflagged += 1;
+                }
+            }
+            (None, Some(_)) => gone.push(*duid),
+            _ => {}
+        }
+    }
+    if !gone.is_empty() {
+        let set: Vec<String> = gone.iter().map(u32::to_string).collect();
+        let set = set.join(",");
+        dst.cmd(format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)").as_bytes()).await?;
+        dst.cmd(format!("UID EXPUNGE {set}").as_bytes()).await?;
+        rep.removed += gone.len();
+    }
+    Ok(())
+}
+
+fn fetched_body(r: &[u8]) -> Option<Vec<u8>> {
+    fetched(r).map(|f| f.body)
+}
+
+/// `-u` file lines: `user [password]`; `#` comments.
+fn read_users(path: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| match l.split_once(char::is_whitespace) {
+            Some((u, p)) => (u.to_string(), Some(p.trim().to_string())),
+            None => (l.to_string(), None),
+        })
+        .collect())
+}
+
+pub fn main(args: &[String]) -> i32 {
+    use crate::util::exit;
+    let Ok((opts, rest)) = getopt(args, "s:d:a:A:u:S:P:nh") else {
+        eprintln!("{USAGE}");
+        return exit::USAGE;
+    };
+    let mut o = Opts {
+        source: String::new(),
+        dest: String::new(),
+        source_admin: None,
+        dest_admin: None,
+        state: PathBuf::from("migrate-state"),
+        dry_run: false,
+    };
+    let mut users: Vec<(String, Option<String>)> = Vec::new();
+    let mut parallel = 4usize;
+    let pair = |v: &str| v.split_once(':').map(|(a, b)| (a.to_string(), b.to_string()));
+    for opt in opts {
+        match opt {
+            Opt::Arg('s', v) => o.source = v,
+            Opt::Arg('d', v) => o.dest = v,
+            Opt::Arg('a', v) => o.source_admin = pair(&v),
+            Opt::Arg('A', v) => o.dest_admin = pair(&v),
+            Opt::Arg('S', v) => o.state = PathBuf::from(v),
+            Opt::Arg('P', v) => parallel = v.parse().unwrap_or(0),
+            Opt::Arg('u', v) => match read_users(&v) {
+                Ok(u) => users.extend(u),
+                Err(e) => {
+                    eprintln!("mumail-migrate: fatal: {e}");
+                    return exit::CONFIG;
+                }
+            },
+            Opt::Flag('n') => o.dry_run = true,
+            Opt::Flag('h') => {
+                println!("{USAGE}");
+                return 0;
+            }
+            _ => {}
+        }
+    }
+    users.extend(rest.into_iter().map(|u| (u, None)));
+    if o.source.is_empty() || o.dest.is_empty() || users.is_empty() || parallel == 0 {
+        eprintln!("{USAGE}");
+        return exit::USAGE;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mumail-migrate: fatal: {e}");
+            return exit::OSERR;
+        }
+    };
+    let o = Arc::new(o);
+    let results = rt.block_on(async {
+        let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
+        let mut tasks = Vec::new();
+        for (user, pw) in users {
+            let (o, sem) = (o.clone(), sem.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = sem.acquire().await;
+                let r = migrate_user(&o, &user, pw.as_deref()).await;
+                match &r {
+                    Ok(r) => println!(
+                        "{user}: {} folders, {} copied ({} bytes), {} reflagged, {} removed, {} skipped",
+                        r.folders, r.copied, r.bytes, r.reflagged, r.removed, r.skipped
+                    ),
+                    Err(e) => println!("{user}: failed: {e}"),
+                }
+                r
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+        }
+        out
+    });
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let copied: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|r| r.copied).sum();
+    println!(
+        "summary: {} users, {} migrated, {failed} failed, {copied} messages {}",
+        results.len(),
+        results.len() - failed,
+        if o.dry_run { "to copy (dry run)" } else { "copied" }
+    );
+    if failed > 0 {
+        exit::TEMPFAIL
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_responses() {
+        assert_eq!(
+            parse_list(b"* LIST (\\HasNoChildren) \".\" INBOX.Sent\r\n"),
+            Some(("\\HasNoChildren".into(), '.', "INBOX.Sent".into()))
+        );
+        assert_eq!(
+            parse_list(b"* LIST () \"/\" \"Old \\\"mail\\\"\"\r\n"),
+            Some(("".into(), '/', "Old \"mail\"".into()))
+        );
+        assert_eq!(parse_list(b"* LIST (\\Noselect) NIL \"\"\r\n").map(|l| l.1), Some('.'));
+        assert_eq!(parse_list(b"* LIST () \".\" {5}\r\nA\"b c\r\n").map(|l| l.2), Some("A\"b c".into()));
+        assert_eq!(parse_list(b"* LSUB () \".\" x\r\n"), None);
+    }
+
+    #[test]
+    fn fetch_meta_items() {
+        let r = b"* 3 FETCH (UID 17 FLAGS (\\Seen \\Recent $Label1) RFC822.SIZE 1234 INTERNALDATE \"01-Dec-2026 10:00:00 +0000\")\r\n";
+        assert_eq!(
+            fetch_meta(r),
+            Some((
+                17,
+                vec!["\\Seen".into(), "$Label1".into()],
+                1234,
+                "01-Dec-2026 10:00:00 +0000".into()
+            ))
+        );
+        assert_eq!(
+            code_number(&[b"* OK [UIDVALIDITY 1700000000] Ok\r\n".to_vec()], "UIDVALIDITY"),
+            Some(1700000000)
+        );
+    }
+
+    #[test]
+    fn state_survives_a_restart() {
+        let t = tempfile_dir();
+        let p = t.join("alice");
+        {
+            let mut st = State::load(&p, true).unwrap();
+            st.record("V INBOX.My Folder 5 9".into()).unwrap();
+            st.record("P INBOX.My Folder 1 1".into()).unwrap();
+            st.record("M INBOX.My Folder 1 1".into()).unwrap();
+            st.record("P INBOX.My Folder 2 2".into()).unwrap();
+        }
+        let st = State::load(&p, true).unwrap();
+        assert_eq!(st.validity.get("INBOX.My Folder"), Some(&(5, 9)));
+        assert_eq!(st.map["INBOX.My Folder"].get(&1), Some(&1));
+        assert_eq!(st.pending["INBOX.My Folder"].get(&2), Some(&2));
+        std::fs::write(&p, "X what\n").unwrap();
+        assert!(State::load(&p, false).err().unwrap().contains("line 1: bad state line"));
+        let _ = std::fs::remove_dir_all(t);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mumail-migrate-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
