@@ -129,6 +129,16 @@ impl Imap {
         self.cmd(&c).await
     }
 
+    /// The selected mailbox's messages: UID → (flags, size, internal date).
+    async fn messages(&mut self) -> Result<BTreeMap<u32, (Vec<String>, u64, String)>, String> {
+        let (meta, _) = self.cmd(b"UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)").await?;
+        Ok(meta
+            .iter()
+            .filter_map(|r| fetch_meta(r))
+            .map(|(u, f, s, d)| (u, (f, s, d)))
+            .collect())
+    }
+
     /// APPEND with a synchronising literal; the new message's UID from
     /// APPENDUID.
     async fn append(&mut self, mbox: &str, flags: &[String], date: &str, body: &[u8]) -> Result<Option<u32>, String> {
@@ -358,12 +368,7 @@ async fn migrate_folder(
 ) -> Result<(), String> {
     let (sresps, _) = src.cmd_mbox("EXAMINE", folder, "").await?;
     let svalidity = code_number(&sresps, "UIDVALIDITY").unwrap_or(0);
-    let (meta, _) = src.cmd(b"UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)").await?;
-    let source: BTreeMap<u32, (Vec<String>, u64, String)> = meta
-        .iter()
-        .filter_map(|r| fetch_meta(r))
-        .map(|(u, f, s, d)| (u, (f, s, d)))
-        .collect();
+    let source = src.messages().await?;
     if o.dry_run {
         let known = st.map.get(folder).map(|m| m.len()).unwrap_or(0);
         rep.copied += source.len().saturating_sub(known);
@@ -382,12 +387,7 @@ async fn migrate_folder(
         st.map.remove(folder);
         st.pending.remove(folder);
     }
-    let (dmeta, _) = dst.cmd(b"UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)").await?;
-    let dest: BTreeMap<u32, (Vec<String>, u64, String)> = dmeta
-        .iter()
-        .filter_map(|r| fetch_meta(r))
-        .map(|(u, f, s, d)| (u, (f, s, d)))
-        .collect();
+    let dest = dst.messages().await?;
     // A run killed during an APPEND: the message may be there already.
     let pending: Vec<(u32, u32)> = st.pending.remove(folder).unwrap_or_default().into_iter().collect();
     for (suid, from) in pending {
