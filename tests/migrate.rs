@@ -90,6 +90,9 @@ M.append('INBOX', '(\\Seen \\Answered $Label1)', imaplib.Time2Internaldate(17000
 M.append('INBOX', '()', imaplib.Time2Internaldate(1700000200), msg(3))
 M.append('INBOX.Sent', '(\\Seen)', imaplib.Time2Internaldate(1700000300), msg(4))
 M.append('"INBOX.Old mail"', '(\\Flagged)', imaplib.Time2Internaldate(1600000000), msg(5))
+assert M.setacl('INBOX.Sent', 'yes1', 'lrs')[0] == 'OK'
+assert M.subscribe('INBOX.Sent')[0] == 'OK'
+assert M.subscribe('"INBOX.Old mail"')[0] == 'OK'
 "#,
     );
     let before = snapshot(cyrus.imap_port, "u7");
@@ -106,11 +109,23 @@ M.append('"INBOX.Old mail"', '(\\Flagged)', imaplib.Time2Internaldate(1600000000
 
     let out = migrate(cyrus.imap_port, ours.imap_port, &state, &[]);
     assert!(out.contains("u7: 3 folders, 5 copied"), "{out}");
+    assert!(out.contains(" 2 subscriptions"), "{out}");
     assert_eq!(snapshot(ours.imap_port, "u7"), before);
+    // The ACL entry and the subscriptions came along.
+    let seen = as_user(
+        ours.imap_port,
+        "u7",
+        "print(M.getacl('INBOX.Sent'))\nprint(sorted(M.lsub('\"\"', '*')[1]))",
+    );
+    assert!(seen.contains("yes1 lrs"), "{seen}");
+    assert!(seen.contains("INBOX.Sent") && seen.contains("INBOX.Old mail"), "{seen}");
 
-    // Nothing changed: nothing is copied.
+    // Nothing changed: nothing is copied or set.
     let out = migrate(cyrus.imap_port, ours.imap_port, &state, &[]);
-    assert!(out.contains("u7: 3 folders, 0 copied (0 bytes), 0 reflagged, 0 removed"), "{out}");
+    assert!(
+        out.contains("u7: 3 folders, 0 copied (0 bytes), 0 reflagged, 0 removed, 0 skipped, 0 ACL entries, 0 subscriptions"),
+        "{out}"
+    );
 
     // Changes at the source while the user works.
     as_user(

@@ -50,6 +50,9 @@ pub struct Report {
     pub skipped: usize,
     pub reflagged: usize,
     pub removed: usize,
+    /// ACL entries set and subscriptions added at the destination.
+    pub acls: usize,
+    pub subscribed: usize,
 }
 
 /// A small IMAP client over one connection.
@@ -168,10 +171,10 @@ impl Imap {
     }
 }
 
-/// `* LIST (attrs) "d" name` → (attributes, delimiter, name).
-fn parse_list(resp: &[u8]) -> Option<(String, char, String)> {
+/// `* LIST (attrs) "d" name` (or LSUB) → (attributes, delimiter, name).
+fn parse_list(resp: &[u8], verb: &str) -> Option<(String, char, String)> {
     let text = String::from_utf8_lossy(resp);
-    let rest = text.strip_prefix("* LIST (")?;
+    let rest = text.strip_prefix(&format!("* {verb} ("))?;
     let (attrs, rest) = rest.split_once(") ")?;
     let (delim, rest) = if let Some(r) = rest.strip_prefix("NIL ") {
         ('.', r)
@@ -206,6 +209,60 @@ fn parse_list(resp: &[u8]) -> Option<(String, char, String)> {
         rest.to_string()
     };
     Some((attrs.to_string(), delim, name))
+}
+
+/// The words of a response line: atoms and quoted strings.
+fn words(t: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = t.trim_end_matches(['\r', '\n']).chars().peekable();
+    while let Some(&c) = it.peek() {
+        if c == ' ' {
+            it.next();
+        } else if c == '"' {
+            it.next();
+            let mut w = String::new();
+            while let Some(ch) = it.next() {
+                match ch {
+                    '\\' => w.extend(it.next()),
+                    '"' => break,
+                    _ => w.push(ch),
+                }
+            }
+            out.push(w);
+        } else {
+            let mut w = String::new();
+            while let Some(&ch) = it.peek().filter(|ch| **ch != ' ') {
+                w.push(ch);
+                it.next();
+            }
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// `* ACL mailbox id rights ...` → the (identifier, rights) pairs.
+fn parse_acl(resps: &[Vec<u8>]) -> BTreeMap<String, String> {
+    resps
+        .iter()
+        .filter_map(|r| String::from_utf8_lossy(r).strip_prefix("* ACL ").map(words))
+        .flat_map(|w| {
+            w[1.min(w.len())..]
+                .chunks(2)
+                .filter(|p| p.len() == 2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A source folder's name at the destination.
+fn target_name(folder: &str, sdelim: char, ddelim: char) -> String {
+    if folder.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        folder.replace(sdelim, &ddelim.to_string())
+    }
 }
 
 /// The numbers after `[KEY ` in a list of responses.
@@ -333,24 +390,33 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
     }
     let mut st = State::load(&o.state.join(user.replace('/', "_")), !o.dry_run)?;
     let (dlist, _) = dst.cmd(b"LIST \"\" \"\"").await?;
-    let ddelim = dlist.iter().find_map(|r| parse_list(r)).map(|(_, d, _)| d).unwrap_or('.');
+    let ddelim = dlist.iter().find_map(|r| parse_list(r, "LIST")).map(|(_, d, _)| d).unwrap_or('.');
     let (list, _) = src.cmd(b"LIST \"\" \"*\"").await?;
     let mut folders: Vec<(char, String)> = list
         .iter()
-        .filter_map(|r| parse_list(r))
+        .filter_map(|r| parse_list(r, "LIST"))
         .filter(|(a, _, _)| !a.to_ascii_lowercase().contains("\\noselect"))
         .map(|(_, d, n)| (d, n))
         .collect();
     folders.sort_by(|a, b| a.1.cmp(&b.1));
     let mut rep = Report::default();
     for (sdelim, folder) in folders {
-        let target = if folder.eq_ignore_ascii_case("INBOX") {
-            "INBOX".to_string()
-        } else {
-            folder.replace(sdelim, &ddelim.to_string())
-        };
+        let target = target_name(&folder, sdelim, ddelim);
         rep.folders += 1;
         migrate_folder(o, &mut src, &mut dst, &mut st, &folder, &target, &mut rep).await?;
+    }
+    if !o.dry_run {
+        // Subscriptions the destination does not have yet.
+        let (sl, _) = src.cmd(b"LSUB \"\" \"*\"").await?;
+        let (dl, _) = dst.cmd(b"LSUB \"\" \"*\"").await?;
+        let have: BTreeSet<String> = dl.iter().filter_map(|r| parse_list(r, "LSUB")).map(|l| l.2).collect();
+        for (_, sdelim, name) in sl.iter().filter_map(|r| parse_list(r, "LSUB")) {
+            let t = target_name(&name, sdelim, ddelim);
+            if !have.contains(&t) {
+                dst.cmd_mbox("SUBSCRIBE", &t, "").await?;
+                rep.subscribed += 1;
+            }
+        }
     }
     let _ = src.cmd(b"LOGOUT").await;
     let _ = dst.cmd(b"LOGOUT").await;
@@ -388,6 +454,25 @@ async fn migrate_folder(
         st.pending.remove(folder);
     }
     let dest = dst.messages().await?;
+    // The folder's ACL, where the user may read it at the source.
+    if let Ok((acl, _)) = src.cmd_mbox("GETACL", folder, "").await {
+        let want = parse_acl(&acl);
+        let (have, _) = dst.cmd_mbox("GETACL", target, "").await?;
+        let have = parse_acl(&have);
+        let set = |r: &str| r.chars().collect::<BTreeSet<char>>();
+        for (id, rights) in &want {
+            if have.get(id).map(|h| set(h)) != Some(set(rights)) {
+                let mut c = b"SETACL ".to_vec();
+                crate::proto::imap::render::client_string(&mut c, target.as_bytes());
+                c.push(b' ');
+                crate::proto::imap::render::client_string(&mut c, id.as_bytes());
+                c.push(b' ');
+                crate::proto::imap::render::client_string(&mut c, rights.as_bytes());
+                dst.cmd(&c).await?;
+                rep.acls += 1;
+            }
+        }
+    }
     // A run killed during an APPEND: the message may be there already.
     let pending: Vec<(u32, u32)> = st.pending.remove(folder).unwrap_or_default().into_iter().collect();
     for (suid, from) in pending {
@@ -532,8 +617,8 @@ pub fn main(args: &[String]) -> i32 {
                 let r = migrate_user(&o, &user, pw.as_deref()).await;
                 match &r {
                     Ok(r) => println!(
-                        "{user}: {} folders, {} copied ({} bytes), {} reflagged, {} removed, {} skipped",
-                        r.folders, r.copied, r.bytes, r.reflagged, r.removed, r.skipped
+                        "{user}: {} folders, {} copied ({} bytes), {} reflagged, {} removed, {} skipped, {} ACL entries, {} subscriptions",
+                        r.folders, r.copied, r.bytes, r.reflagged, r.removed, r.skipped, r.acls, r.subscribed
                     ),
                     Err(e) => println!("{user}: failed: {e}"),
                 }
@@ -568,16 +653,25 @@ mod tests {
     #[test]
     fn list_responses() {
         assert_eq!(
-            parse_list(b"* LIST (\\HasNoChildren) \".\" INBOX.Sent\r\n"),
+            parse_list(b"* LIST (\\HasNoChildren) \".\" INBOX.Sent\r\n", "LIST"),
             Some(("\\HasNoChildren".into(), '.', "INBOX.Sent".into()))
         );
         assert_eq!(
-            parse_list(b"* LIST () \"/\" \"Old \\\"mail\\\"\"\r\n"),
+            parse_list(b"* LIST () \"/\" \"Old \\\"mail\\\"\"\r\n", "LIST"),
             Some(("".into(), '/', "Old \"mail\"".into()))
         );
-        assert_eq!(parse_list(b"* LIST (\\Noselect) NIL \"\"\r\n").map(|l| l.1), Some('.'));
-        assert_eq!(parse_list(b"* LIST () \".\" {5}\r\nA\"b c\r\n").map(|l| l.2), Some("A\"b c".into()));
-        assert_eq!(parse_list(b"* LSUB () \".\" x\r\n"), None);
+        assert_eq!(parse_list(b"* LIST (\\Noselect) NIL \"\"\r\n", "LIST").map(|l| l.1), Some('.'));
+        assert_eq!(
+            parse_list(b"* LIST () \".\" {5}\r\nA\"b c\r\n", "LIST").map(|l| l.2),
+            Some("A\"b c".into())
+        );
+        assert_eq!(parse_list(b"* LSUB () \".\" x\r\n", "LIST"), None);
+        assert_eq!(parse_list(b"* LSUB () \".\" x\r\n", "LSUB").map(|l| l.2), Some("x".into()));
+        let acl = parse_acl(&[b"* ACL \"INBOX.Old mail\" u7 lrswipkxtecdan \"group:staff\" lrs\r\n".to_vec()]);
+        assert_eq!(acl.get("u7").map(String::as_str), Some("lrswipkxtecdan"));
+        assert_eq!(acl.get("group:staff").map(String::as_str), Some("lrs"));
+        assert_eq!(target_name("INBOX/Sent", '/', '.'), "INBOX.Sent");
+        assert_eq!(target_name("inbox", '/', '.'), "INBOX");
     }
 
     #[test]
