@@ -39,11 +39,64 @@ struct Opts {
     dest_admin: Option<(String, String)>,
     state: PathBuf,
     dry_run: bool,
+    progress: Arc<Progress>,
+}
+
+/// Messages to copy and copied, per user and in all, for the progress
+/// line.
+struct Progress {
+    users: std::sync::Mutex<BTreeMap<String, (u64, u64)>>,
+    bytes: std::sync::atomic::AtomicU64,
+    start: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            users: std::sync::Mutex::new(BTreeMap::new()),
+            bytes: std::sync::atomic::AtomicU64::new(0),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn todo(&self, user: &str, n: u64) {
+        if let Ok(mut u) = self.users.lock() {
+            u.entry(user.to_string()).or_default().0 += n;
+        }
+    }
+
+    fn done(&self, user: &str, bytes: u64) {
+        if let Ok(mut u) = self.users.lock() {
+            u.entry(user.to_string()).or_default().1 += 1;
+        }
+        self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `progress: 120/500 messages, 3.4 MB, 45.0 msg/s, ETA 8 s; alice 80/200 ...`
+    /// (users still copying).
+    fn line(&self) -> String {
+        let users = self.users.lock().map(|u| u.clone()).unwrap_or_default();
+        let (todo, done) = users.values().fold((0, 0), |(t, d), (a, b)| (t + a, d + b));
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let eta = if rate > 0.0 {
+            format!("{:.0} s", todo.saturating_sub(done) as f64 / rate)
+        } else {
+            "-".to_string()
+        };
+        let mb = self.bytes.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6;
+        let mut l = format!("progress: {done}/{todo} messages, {mb:.1} MB, {rate:.1} msg/s, ETA {eta}");
+        for (u, (t, d)) in users.iter().filter(|(_, (t, d))| d < t) {
+            l += &format!("; {u} {d}/{t}");
+        }
+        l
+    }
 }
 
 /// What one user's migration did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
+    pub user: String,
     pub folders: usize,
     pub copied: usize,
     pub bytes: u64,
@@ -399,7 +452,10 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
         .map(|(_, d, n)| (d, n))
         .collect();
     folders.sort_by(|a, b| a.1.cmp(&b.1));
-    let mut rep = Report::default();
+    let mut rep = Report {
+        user: user.to_string(),
+        ..Report::default()
+    };
     for (sdelim, folder) in folders {
         let target = target_name(&folder, sdelim, ddelim);
         rep.folders += 1;
@@ -487,6 +543,8 @@ async fn migrate_folder(
         }
     }
     let map = st.map.get(folder).cloned().unwrap_or_default();
+    o.progress
+        .todo(&rep.user, source.keys().filter(|u| !map.contains_key(u)).count() as u64);
     // New at the source: copy, in UID order.
     for (&suid, (flags, _, date)) in source.iter().filter(|(u, _)| !map.contains_key(u)) {
         let (got, _) = src
@@ -506,6 +564,7 @@ async fn migrate_folder(
         st.map.entry(folder.to_string()).or_default().insert(suid, duid);
         rep.copied += 1;
         rep.bytes += m.len() as u64;
+        o.progress.done(&rep.user, m.len() as u64);
     }
     // Copied before: flags brought up to date; gone at the source: removed.
     let mut gone = Vec::new();
@@ -567,6 +626,7 @@ pub fn main(args: &[String]) -> i32 {
         dest_admin: None,
         state: PathBuf::from("migrate-state"),
         dry_run: false,
+        progress: Arc::new(Progress::new()),
     };
     let mut users: Vec<(String, Option<String>)> = Vec::new();
     let mut parallel = 4usize;
@@ -608,6 +668,21 @@ pub fn main(args: &[String]) -> i32 {
     };
     let o = Arc::new(o);
     let results = rt.block_on(async {
+        // The progress line on stderr: redrawn each second on a terminal,
+        // a line every 10 seconds otherwise.
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let p = o.progress.clone();
+        let ticker = tokio::spawn(async move {
+            let every = std::time::Duration::from_secs(if tty { 1 } else { 10 });
+            loop {
+                tokio::time::sleep(every).await;
+                if tty {
+                    eprint!("\r{}\x1b[K", p.line());
+                } else {
+                    eprintln!("{}", p.line());
+                }
+            }
+        });
         let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
         let mut tasks = Vec::new();
         for (user, pw) in users {
@@ -628,6 +703,10 @@ pub fn main(args: &[String]) -> i32 {
         let mut out = Vec::new();
         for t in tasks {
             out.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+        }
+        ticker.abort();
+        if tty {
+            eprintln!("\r{}\x1b[K", o.progress.line());
         }
         out
     });
@@ -690,6 +769,18 @@ mod tests {
             code_number(&[b"* OK [UIDVALIDITY 1700000000] Ok\r\n".to_vec()], "UIDVALIDITY"),
             Some(1700000000)
         );
+    }
+
+    #[test]
+    fn progress_line() {
+        let p = Progress::new();
+        p.todo("alice", 3);
+        p.todo("bob", 1);
+        p.done("alice", 1_500_000);
+        p.done("bob", 500_000);
+        let l = p.line();
+        assert!(l.starts_with("progress: 2/4 messages, 2.0 MB, "), "{l}");
+        assert!(l.ends_with("; alice 1/3"), "{l}");
     }
 
     #[test]
