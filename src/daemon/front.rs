@@ -162,23 +162,34 @@ pub async fn imap_login(
         return Err(format!("greeting {greet}"));
     }
     let ir = plain_ir(conf, server, authzid);
-    let cmd = if greet.contains("SASL-IR") {
-        format!("P01 AUTHENTICATE PLAIN {ir}\r\n")
+    let l = authenticate_plain(&mut b, "P01", &ir, greet.contains("SASL-IR")).await?;
+    Ok((l, b))
+}
+
+/// `tag AUTHENTICATE PLAIN` with the base64 response `ir` (sent at once
+/// with SASL-IR, else after the server's `+`): the tagged OK line, or Err
+/// with the tagged line that refused.
+pub async fn authenticate_plain<S: AsyncRead + AsyncWrite + Unpin>(
+    b: &mut tokio::io::BufReader<S>,
+    tag: &str,
+    ir: &str,
+    sasl_ir: bool,
+) -> Result<String, String> {
+    let cmd = if sasl_ir {
+        format!("{tag} AUTHENTICATE PLAIN {ir}\r\n")
     } else {
-        "P01 AUTHENTICATE PLAIN\r\n".to_string()
+        format!("{tag} AUTHENTICATE PLAIN\r\n")
     };
     b.get_mut().write_all(cmd.as_bytes()).await.map_err(|e| e.to_string())?;
     loop {
-        let l = backend_line(&mut b).await?;
+        let l = backend_line(b).await?;
         if l.starts_with('+') {
             b.get_mut()
                 .write_all(format!("{ir}\r\n").as_bytes())
                 .await
                 .map_err(|e| e.to_string())?;
-        } else if l.starts_with("P01 OK") {
-            return Ok((l, b));
-        } else if l.starts_with("P01 ") {
-            return Err(l);
+        } else if let Some(rest) = l.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
+            return if rest.starts_with("OK") { Ok(l) } else { Err(l) };
         }
     }
 }

@@ -117,13 +117,7 @@ struct Imap {
 
 impl Imap {
     async fn connect(server: &str) -> Result<Imap, String> {
-        let (host, port) = crate::daemon::mupdate::client::split_server(server, 143);
-        let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect((host.as_str(), port)))
-            .await
-            .map_err(|_| format!("{server}: connect timed out"))?
-            .map_err(|e| format!("{server}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let mut r = BufReader::new(tcp);
+        let mut r = BufReader::new(crate::daemon::front::connect_service(server, "imap", 143).await?);
         let greet = crate::daemon::front::backend_line(&mut r).await?;
         if !greet.starts_with("* OK") {
             return Err(format!("{server}: greeting {greet}"));
@@ -140,19 +134,10 @@ impl Imap {
         let ir = crate::util::base64_encode(format!("{authz}\0{authc}\0{pw}").as_bytes());
         self.n += 1;
         let tag = format!("M{}", self.n);
-        self.send(format!("{tag} AUTHENTICATE PLAIN\r\n").as_bytes()).await?;
-        loop {
-            let l = crate::daemon::front::backend_line(&mut self.r).await?;
-            if l.starts_with('+') {
-                self.send(format!("{ir}\r\n").as_bytes()).await?;
-            } else if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
-                return if rest.starts_with("OK") {
-                    Ok(())
-                } else {
-                    Err(format!("{}: login as {authc} for {authz}: {rest}", self.server))
-                };
-            }
-        }
+        crate::daemon::front::authenticate_plain(&mut self.r, &tag, &ir, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{}: login as {authc} for {authz}: {e}", self.server))
     }
 
     async fn send(&mut self, b: &[u8]) -> Result<(), String> {
