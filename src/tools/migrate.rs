@@ -535,7 +535,7 @@ async fn migrate_folder(
         let (got, _) = src
             .cmd(format!("UID FETCH {suid} (UID FLAGS INTERNALDATE BODY.PEEK[])").as_bytes())
             .await?;
-        let Some(m) = got.iter().find_map(|r| fetched_body(r)) else {
+        let Some(m) = got.iter().find_map(|r| fetched(r).map(|f| f.body)) else {
             rep.skipped += 1;
             continue;
         };
@@ -578,10 +578,6 @@ async fn migrate_folder(
         rep.removed += gone.len();
     }
     Ok(())
-}
-
-fn fetched_body(r: &[u8]) -> Option<Vec<u8>> {
-    fetched(r).map(|f| f.body)
 }
 
 /// `-u` file lines: `user [password]`; `#` comments.
