@@ -54,6 +54,22 @@ fn every_cyrus_option_is_documented() {
     );
 }
 
+#[test]
+fn table_parameters_are_documented() {
+    for kind in ["ldap", "mysql"] {
+        let doc: BTreeSet<String> = documented(&format!("man/man5/mumail-{kind}_table.5"))
+            .into_iter()
+            .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .collect();
+        let reg: BTreeSet<String> = mumail::config::postfix::params::table_params(kind)
+            .unwrap()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(doc, reg, "{kind}: documented vs known parameters");
+    }
+}
+
 /// The pages of a section: (file name, text).
 fn pages(section: &str) -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("man").join(section);

@@ -213,14 +213,24 @@ pub struct Ldap {
     dns: Mutex<HashMap<(String, String, String), (String, Instant)>>,
 }
 
-/// The rustls client configuration: trust from `ldap_tls_cacert_file` /
-/// `ldap_tls_cacert_dir` (PEM) when `ldap_tls_check_peer` is on, a client
-/// certificate from `ldap_tls_cert` / `ldap_tls_key`; None when none of
-/// them applies (ldap3's defaults).
-fn tls_config(s: &Settings) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+/// The TLS files of an LDAP client configuration, each with the name of
+/// its parameter for error messages.
+pub struct TlsFiles<'a> {
+    /// Verify the server's certificate.
+    pub check_peer: bool,
+    pub ca_file: (&'a str, &'a str),
+    pub ca_dir: (&'a str, &'a str),
+    pub cert: (&'a str, &'a str),
+    pub key: (&'a str, &'a str),
+}
+
+/// The rustls client configuration: trust from the CA file/dir (PEM)
+/// when `check_peer` is on, a client certificate and key; None when none
+/// of them applies (ldap3's defaults).
+pub fn tls_client_config(t: &TlsFiles) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-    let has_roots = s.check_peer && !(s.cacert_file.is_empty() && s.cacert_dir.is_empty());
-    let has_client = !s.client_cert.is_empty() || !s.client_key.is_empty();
+    let has_roots = t.check_peer && !(t.ca_file.1.is_empty() && t.ca_dir.1.is_empty());
+    let has_client = !t.cert.1.is_empty() || !t.key.1.is_empty();
     if !has_roots && !has_client {
         return Ok(None);
     }
@@ -228,18 +238,18 @@ fn tls_config(s: &Settings) -> Result<Option<std::sync::Arc<rustls::ClientConfig
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?;
-    let builder = if !s.check_peer {
+    let builder = if !t.check_peer {
         builder
             .dangerous()
             .with_custom_certificate_verifier(std::sync::Arc::new(crate::util::tls::NoPeerCheck(provider)))
     } else {
         let mut roots = rustls::RootCertStore::empty();
         let mut files = Vec::new();
-        if !s.cacert_file.is_empty() {
-            files.push(std::path::PathBuf::from(&s.cacert_file));
+        if !t.ca_file.1.is_empty() {
+            files.push(std::path::PathBuf::from(t.ca_file.1));
         }
-        if !s.cacert_dir.is_empty() {
-            let rd = std::fs::read_dir(&s.cacert_dir).map_err(|e| format!("ldap_tls_cacert_dir {}: {e}", s.cacert_dir))?;
+        if !t.ca_dir.1.is_empty() {
+            let rd = std::fs::read_dir(t.ca_dir.1).map_err(|e| format!("{} {}: {e}", t.ca_dir.0, t.ca_dir.1))?;
             files.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_file()));
         }
         for f in files {
@@ -249,29 +259,42 @@ fn tls_config(s: &Settings) -> Result<Option<std::sync::Arc<rustls::ClientConfig
             }
         }
         if roots.is_empty() {
-            return Err("ldap_tls_check_peer: no CA certificate found (set ldap_tls_cacert_file or ldap_tls_cacert_dir)".into());
+            return Err(format!(
+                "no CA certificate found for verifying the server (set {} or {})",
+                t.ca_file.0, t.ca_dir.0
+            ));
         }
         builder.with_root_certificates(roots)
     };
     let cfg = if has_client {
-        if s.client_cert.is_empty() || s.client_key.is_empty() {
-            return Err("ldap_tls_cert and ldap_tls_key must be set together".into());
+        if t.cert.1.is_empty() || t.key.1.is_empty() {
+            return Err(format!("{} and {} must be set together", t.cert.0, t.key.0));
         }
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&s.client_cert)
-            .map_err(|e| format!("ldap_tls_cert {}: {e}", s.client_cert))?
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(t.cert.1)
+            .map_err(|e| format!("{} {}: {e}", t.cert.0, t.cert.1))?
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("ldap_tls_cert {}: {e}", s.client_cert))?;
+            .map_err(|e| format!("{} {}: {e}", t.cert.0, t.cert.1))?;
         if certs.is_empty() {
-            return Err(format!("ldap_tls_cert {}: no certificate found", s.client_cert));
+            return Err(format!("{} {}: no certificate found", t.cert.0, t.cert.1));
         }
-        let key = PrivateKeyDer::from_pem_file(&s.client_key).map_err(|e| format!("ldap_tls_key {}: {e}", s.client_key))?;
+        let key = PrivateKeyDer::from_pem_file(t.key.1).map_err(|e| format!("{} {}: {e}", t.key.0, t.key.1))?;
         builder
             .with_client_auth_cert(certs, key)
-            .map_err(|e| format!("ldap_tls_cert/ldap_tls_key: {e}"))?
+            .map_err(|e| format!("{}/{}: {e}", t.cert.0, t.key.0))?
     } else {
         builder.with_no_client_auth()
     };
     Ok(Some(std::sync::Arc::new(cfg)))
+}
+
+fn tls_config(s: &Settings) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+    tls_client_config(&TlsFiles {
+        check_peer: s.check_peer,
+        ca_file: ("ldap_tls_cacert_file", &s.cacert_file),
+        ca_dir: ("ldap_tls_cacert_dir", &s.cacert_dir),
+        cert: ("ldap_tls_cert", &s.client_cert),
+        key: ("ldap_tls_key", &s.client_key),
+    })
 }
 
 /// Most connections kept per pool; extra ones are closed after use.

@@ -10,6 +10,10 @@
 //! "not found": callers turn it into a temporary failure (`451 4.3.5`).
 
 pub mod cidr;
+pub mod dbcommon;
+pub mod ldap;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 pub mod regexp;
 
 use std::collections::HashMap;
@@ -123,6 +127,12 @@ pub enum TableError {
     Unsupported(String),
     /// The table's source could not be read.
     Unavailable(String),
+    /// A table's configuration could not be read or is wrong: the
+    /// message names the file (and line).
+    Open(String),
+    /// A network table's query failed (`type:name`, reason): a temporary
+    /// error.
+    Query(String, String),
 }
 
 impl std::fmt::Display for TableError {
@@ -130,6 +140,8 @@ impl std::fmt::Display for TableError {
         match self {
             TableError::Unsupported(t) => write!(f, "unsupported dictionary type: {t}"),
             TableError::Unavailable(t) => write!(f, "table {t} is unavailable"),
+            TableError::Open(m) => f.write_str(m),
+            TableError::Query(t, why) => write!(f, "table {t}: query error: {why}"),
         }
     }
 }
@@ -165,6 +177,10 @@ enum Kind {
     Fail,
     Union(Vec<Table>),
     Pipe(Vec<Table>),
+    /// `ldap:file.cf`, shared by every opening of the same file.
+    Ldap(Arc<ldap::LdapTable>),
+    #[cfg(feature = "mysql")]
+    Mysql(Arc<mysql::MysqlTable>),
 }
 
 #[derive(Debug)]
@@ -355,6 +371,13 @@ impl Table {
             "environ" => Kind::Environ,
             "fail" => Kind::Fail,
             "unix" if name == "passwd.byname" => Kind::Passwd,
+            #[cfg(feature = "mysql")]
+            "mysql" => Kind::Mysql(shared(&format!("mysql:{name}"), &MYSQL, || {
+                mysql::MysqlTable::open(&format!("mysql:{name}"), name)
+            })?),
+            "ldap" => Kind::Ldap(shared(&format!("ldap:{name}"), &LDAP, || {
+                ldap::LdapTable::open(&format!("ldap:{name}"), name)
+            })?),
             _ => return Err(TableError::Unsupported(spec.to_string())),
         };
         Ok(Table {
@@ -431,6 +454,9 @@ impl Table {
                 }
                 Ok(Some(k))
             }
+            Kind::Ldap(t) => t.lookup(&key.to_lowercase()),
+            #[cfg(feature = "mysql")]
+            Kind::Mysql(t) => t.lookup(&key.to_lowercase()),
             Kind::Passwd => Ok(nix::unistd::User::from_name(key)
                 .map_err(|_| TableError::Unavailable(self.spec.clone()))?
                 .map(|u| {
@@ -460,6 +486,26 @@ impl Table {
             }
         }
     }
+}
+
+/// Open network tables by `type:name`: a process keeps one table (and
+/// its connection) per configuration file, as proxymap(8) shares them.
+type Shared<T> = Mutex<HashMap<String, std::sync::Weak<T>>>;
+static LDAP: OnceLock<Shared<ldap::LdapTable>> = OnceLock::new();
+#[cfg(feature = "mysql")]
+static MYSQL: OnceLock<Shared<mysql::MysqlTable>> = OnceLock::new();
+
+fn shared<T>(spec: &str, reg: &'static OnceLock<Shared<T>>, open: impl FnOnce() -> Result<T, TableError>) -> Result<Arc<T>, TableError> {
+    let reg = reg.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(t) = reg.lock().ok().and_then(|r| r.get(spec).and_then(|w| w.upgrade())) {
+        return Ok(t);
+    }
+    let t = Arc::new(open()?);
+    if let Ok(mut r) = reg.lock() {
+        r.retain(|_, w| w.strong_count() > 0);
+        r.insert(spec.to_string(), Arc::downgrade(&t));
+    }
+    Ok(t)
 }
 
 /// A list of tables searched in order (`local_recipient_maps = a, b`).

@@ -77,7 +77,7 @@ pub fn postalias(args: &[String], stdin: &mut dyn BufRead) -> Output {
 /// newaliases (`sendmail -bi`): postalias on every `alias_database`.
 pub fn newaliases(config: Option<&str>) -> Output {
     let (dir, explicit) = crate::config::postfix::config_directory(config);
-    let params = match crate::config::postfix::Params::load(&dir, explicit) {
+    let params = match crate::config::postfix::Params::load_main(&dir, explicit) {
         Ok(p) => p,
         Err(e) => return fatal_as(Prog::Postalias, &e.to_string()),
     };
@@ -106,7 +106,7 @@ fn run(prog: Prog, args: &[String], stdin: &mut dyn BufRead) -> Output {
         _ => None,
     });
     let (dir, explicit) = crate::config::postfix::config_directory(config);
-    let params = match crate::config::postfix::Params::load(&dir, explicit) {
+    let params = match crate::config::postfix::Params::load_main(&dir, explicit) {
         Ok(p) => p,
         Err(e) => return fatal(&e.to_string()),
     };

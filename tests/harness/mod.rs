@@ -277,6 +277,84 @@ impl Slapd {
     }
 }
 
+/// MariaDB in a temp dir (the site's central settings database): TCP
+/// on 127.0.0.1 and a UNIX socket, root over the socket without a
+/// password; `sql` runs statements with the real `mariadb` client.
+pub struct Mariadb {
+    pub proc: Option<Proc>,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub socket: PathBuf,
+}
+
+impl Mariadb {
+    pub fn start(dir: &Path) -> Mariadb {
+        std::fs::create_dir_all(dir).unwrap();
+        let data = dir.join("data");
+        let out = Command::new("/usr/bin/mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                &format!("--datadir={}", data.display()),
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        let mut m = Mariadb {
+            proc: None,
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            socket: dir.join("mysqld.sock"),
+        };
+        m.resume();
+        m
+    }
+
+    pub fn resume(&mut self) {
+        let d = &self.dir;
+        let mut cmd = Command::new("/usr/sbin/mariadbd");
+        cmd.args([
+            "--no-defaults",
+            "--user=root",
+            &format!("--datadir={}", d.join("data").display()),
+            &format!("--socket={}", self.socket.display()),
+            &format!("--port={}", self.port),
+            "--bind-address=127.0.0.1",
+            &format!("--pid-file={}", d.join("mariadbd.pid").display()),
+            &format!("--log-error={}", d.join("error.log").display()),
+            "--skip-log-bin",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        self.proc = Some(Proc::spawn("mariadbd", &mut cmd));
+        wait_tcp(self.port);
+        let sock = self.socket.clone();
+        wait_for("mariadb socket", Duration::from_secs(30), || sock.exists());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop();
+        }
+    }
+
+    pub fn sql(&self, statements: &str) {
+        let mut child = Command::new("/usr/bin/mariadb")
+            .args(["--no-defaults", "-S", self.socket.to_str().unwrap(), "-u", "root"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(statements.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "mariadb: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// An MIT Kerberos KDC for realm MUMAIL.TEST in a temp dir, configured
 /// only through `KRB5_CONFIG` / `KRB5_KDC_PROFILE`: principals `u1..u3`
 /// (password `testpw`) and `host/<hostname>` exported to `krb5.keytab`.

@@ -23,6 +23,14 @@ pub struct Params {
 impl Params {
     /// main.cf (+ master.cf) from `dir`; `explicit` sets `config_directory`.
     pub fn load(dir: &str, explicit: bool) -> Result<Params, crate::config::ConfigError> {
+        let mut p = Params::load_main(dir, explicit)?;
+        p.master = MasterCf::load(&format!("{dir}/master.cf"))?;
+        Ok(p)
+    }
+
+    /// main.cf only, as the tools that never look at services read it
+    /// (postmap, postalias).
+    pub fn load_main(dir: &str, explicit: bool) -> Result<Params, crate::config::ConfigError> {
         let mut main = MainCf::load(&format!("{dir}/main.cf"))?;
         if explicit {
             main.entries.insert(
@@ -33,10 +41,8 @@ impl Params {
                 },
             );
         }
-        let master = MasterCf::load(&format!("{dir}/master.cf"))?;
         Ok(Params {
             main,
-            master,
             host: HostFacts::probe(),
             ..Default::default()
         })
@@ -394,12 +400,14 @@ const MYSQL_PARAMS: &[&str] = &[
     "domain",
     "expansion_limit",
     "hosts",
+    "idle_interval",
     "option_file",
     "option_group",
     "password",
     "query",
     "require_result_set",
     "result_format",
+    "retry_interval",
     "select_field",
     "table",
     "tls_CAfile",
