@@ -6,6 +6,8 @@
 
 pub mod cache;
 #[cfg(feature = "krb5")]
+pub mod gssapi;
+#[cfg(feature = "krb5")]
 pub mod krb5;
 #[cfg(feature = "krb5")]
 pub mod krb5_s2k;

@@ -19,6 +19,9 @@ pub struct Ctx {
     pub sasl_service: String,
     /// TLS from `tls_server_cert`/`tls_server_key` (None when unset).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// GSSAPI is offered: a keytab is readable (`sasl_keytab`,
+    /// `KRB5_KTNAME`, /etc/krb5.keytab) and `sasl_mech_list` allows it.
+    pub gssapi: bool,
     /// imapd's SORT/THREAD keys, shared by its sessions.
     pub sort_cache: super::imapd::sortcache::SortCache,
     sessions: AtomicU64,
@@ -74,6 +77,35 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
     Ok(a)
 }
 
+/// Whether to offer GSSAPI, registering the keytab with the library.
+fn gssapi_setup(conf: &ImapdConf, log: &Logger) -> bool {
+    let listed = conf
+        .overflow("sasl_mech_list")
+        .is_none_or(|l| l.split_whitespace().any(|m| m.eq_ignore_ascii_case("GSSAPI")));
+    if !listed || !cfg!(feature = "krb5") {
+        return false;
+    }
+    #[cfg(feature = "krb5")]
+    if let Some(k) = crate::auth::gssapi::server_keytab(conf.overflow("sasl_keytab").unwrap_or("")) {
+        match crate::auth::gssapi::use_keytab(&k) {
+            Ok(()) => return true,
+            Err(e) => log.warning(&format!("GSSAPI: {e}")),
+        }
+    }
+    let _ = log;
+    false
+}
+
+/// A GSSAPI client principal as the login name (`loginrealms`).
+#[cfg(feature = "krb5")]
+pub fn gssapi_user(conf: &ImapdConf, principal: &str) -> Result<String, String> {
+    crate::auth::gssapi::principal_to_user(
+        principal,
+        crate::auth::gssapi::default_realm().as_deref(),
+        conf.get("loginrealms").unwrap_or(""),
+    )
+}
+
 impl Ctx {
     /// Loads imapd.conf as service `ident` (`CYRUS_SERVICE` when master
     /// starts us) and opens the store.
@@ -99,8 +131,10 @@ impl Ctx {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let tls = tls_config(&conf)?;
+        let gssapi = gssapi_setup(&conf, &log);
         Ok(Ctx {
             tls,
+            gssapi,
             conf,
             store,
             log,

@@ -242,8 +242,15 @@ impl Session {
     async fn capa(&mut self) -> IoResult {
         let mut lines = vec!["+OK List of capabilities follows".to_string()];
         if self.drop.is_none() {
+            let mut mechs: Vec<&str> = Vec::new();
+            if self.ctx.gssapi {
+                mechs.push("GSSAPI");
+            }
             if self.plaintext_ok() {
-                lines.push("SASL PLAIN LOGIN".into());
+                mechs.extend(["PLAIN", "LOGIN"]);
+            }
+            if !mechs.is_empty() {
+                lines.push(format!("SASL {}", mechs.join(" ")));
             }
             if self.ctx.tls.is_some() && !self.tls {
                 lines.push("STLS".into());
@@ -322,19 +329,26 @@ impl Session {
     async fn auth(&mut self, arg: Option<String>) -> IoResult {
         let Some(arg) = arg else {
             self.reply("+OK List of supported mechanisms follows").await?;
+            if self.ctx.gssapi {
+                self.reply("GSSAPI").await?;
+            }
             if self.plaintext_ok() {
                 self.reply("PLAIN").await?;
                 self.reply("LOGIN").await?;
             }
             return self.reply(".").await;
         };
-        if !self.plaintext_ok() {
-            return self.reply("-ERR [AUTH] authenticating: no mechanism available").await;
-        }
         let (mech, ir) = match arg.split_once(' ') {
             Some((m, i)) => (m.to_ascii_uppercase(), Some(i.to_string())),
             None => (arg.to_ascii_uppercase(), None),
         };
+        #[cfg(feature = "krb5")]
+        if mech == "GSSAPI" && self.ctx.gssapi {
+            return self.auth_gssapi(ir).await;
+        }
+        if !self.plaintext_ok() {
+            return self.reply("-ERR [AUTH] authenticating: no mechanism available").await;
+        }
         let cancelled = "-ERR [AUTH] authenticating: client canceled authentication";
         match mech.as_str() {
             "PLAIN" => {
@@ -364,7 +378,7 @@ impl Session {
                     if !self.ctx.is_admin(&authc) && !proxies.split_whitespace().any(|p| p == authc) {
                         return self.reply("-ERR [AUTH] authenticating: authorization failure").await;
                     }
-                    return self.login_as(&authz, &authc, Secret::new(pass.to_vec()), "PLAIN").await;
+                    return self.login_as(&authz, &authc, Some(Secret::new(pass.to_vec())), "PLAIN").await;
                 }
                 self.login(&authc, Secret::new(pass.to_vec()), "PLAIN").await
             }
@@ -390,12 +404,67 @@ impl Session {
     }
 
     async fn login(&mut self, user: &str, pass: Secret<Vec<u8>>, mech: &str) -> IoResult {
-        self.login_as(user, user, pass, mech).await
+        self.login_as(user, user, Some(pass), mech).await
     }
 
-    /// Opens `user`'s maildrop after checking `authc`'s password.
-    async fn login_as(&mut self, user: &str, authc: &str, pass: Secret<Vec<u8>>, mech: &str) -> IoResult {
-        match self.ctx.check_password(authc, &pass).await {
+    /// AUTH GSSAPI (RFC 4752 over RFC 5034).
+    #[cfg(feature = "krb5")]
+    async fn auth_gssapi(&mut self, ir: Option<String>) -> IoResult {
+        use crate::auth::gssapi::{Server, Step};
+        let cancelled = "-ERR [AUTH] authenticating: client canceled authentication";
+        let mut server = Server::new(&self.ctx.sasl_service);
+        let mut token = match ir {
+            Some(i) if i == "=" => Some(Vec::new()),
+            Some(i) => crate::util::base64_decode(&i),
+            None => {
+                self.reply("+ ").await?;
+                self.sasl_line().await?
+            }
+        };
+        loop {
+            let Some(t) = token else {
+                return self.reply(cancelled).await;
+            };
+            match server.step(&t) {
+                Ok(Step::Send(c)) => {
+                    self.reply(&format!("+ {}", crate::util::base64_encode(&c))).await?;
+                    token = self.sasl_line().await?;
+                }
+                Ok(Step::Done(a)) => {
+                    let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.peer));
+                            return self.reply("-ERR [AUTH] Invalid login").await;
+                        }
+                    };
+                    if !a.authzid.is_empty() && a.authzid != user {
+                        let proxies = self.ctx.conf.get("proxyservers").unwrap_or("").to_string();
+                        if !self.ctx.is_admin(&user) && !proxies.split_whitespace().any(|p| p == user) {
+                            return self.reply("-ERR [AUTH] authenticating: authorization failure").await;
+                        }
+                        return self.login_as(&a.authzid, &user, None, "GSSAPI").await;
+                    }
+                    return self.login_as(&user, &user, None, "GSSAPI").await;
+                }
+                Err(e) => {
+                    self.ctx
+                        .log
+                        .info(&format!("badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]", self.peer));
+                    return self.reply("-ERR [AUTH] authenticating: generic failure").await;
+                }
+            }
+        }
+    }
+
+    /// Opens `user`'s maildrop after checking `authc`'s password (None:
+    /// the mechanism has proved who `authc` is).
+    async fn login_as(&mut self, user: &str, authc: &str, pass: Option<Secret<Vec<u8>>>, mech: &str) -> IoResult {
+        let checked = match &pass {
+            Some(p) => self.ctx.check_password(authc, p).await,
+            None => Ok(true),
+        };
+        match checked {
             Ok(true) => {}
             Ok(false) => {
                 self.ctx.log.info(&format!(

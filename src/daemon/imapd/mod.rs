@@ -228,6 +228,9 @@ impl Session {
         if self.ctx.tls.is_some() && !self.tls {
             c.push_str(" STARTTLS");
         }
+        if self.ctx.gssapi {
+            c.push_str(" AUTH=GSSAPI");
+        }
         if self.plaintext_ok() {
             c.push_str(" AUTH=PLAIN AUTH=LOGIN");
         } else {
@@ -495,19 +498,25 @@ impl Session {
         if !self.plaintext_ok() {
             return self.tagged(tag, "NO Login only available under a layer").await;
         }
-        self.check_and_login(tag, user, user, pass, "plaintext").await
+        self.check_and_login(tag, user, user, Some(pass), "plaintext").await
     }
 
     /// Checks `authcid`'s password and logs in as `authzid` (proxy
     /// authorisation needs `admins` or `proxyservers`).
-    async fn check_and_login(&mut self, tag: &str, authzid: &str, authcid: &str, pass: Secret<Vec<u8>>, mech: &str) -> Res {
+    /// Logs `authcid` in as `authzid`: the password is checked unless
+    /// the mechanism has already proved who it is (`None`: GSSAPI).
+    async fn check_and_login(&mut self, tag: &str, authzid: &str, authcid: &str, pass: Option<Secret<Vec<u8>>>, mech: &str) -> Res {
         if authzid != authcid {
             let proxies = self.ctx.conf.get("proxyservers").unwrap_or("").to_string();
             if !self.ctx.is_admin(authcid) && !proxies.split_whitespace().any(|p| p == authcid) {
                 return self.tagged(tag, "NO Login failed: authorization failure").await;
             }
         }
-        match self.ctx.check_password(authcid, &pass).await {
+        let checked = match &pass {
+            Some(p) => self.ctx.check_password(authcid, p).await,
+            None => Ok(true),
+        };
+        match checked {
             Ok(true) => {}
             Ok(false) => {
                 self.ctx.log.info(&format!(
@@ -551,6 +560,62 @@ impl Session {
             .await
     }
 
+    /// AUTHENTICATE GSSAPI (RFC 4752): tokens as `+ base64` challenges.
+    #[cfg(feature = "krb5")]
+    async fn authenticate_gssapi(&mut self, tag: &str, ir: Option<String>) -> Res {
+        use crate::auth::gssapi::{Server, Step};
+        let mut server = Server::new(&self.ctx.sasl_service);
+        let mut line = match ir {
+            Some(r) => r.into_bytes(),
+            None => {
+                self.out("+ \r\n").await?;
+                match self.sasl_line().await? {
+                    Some(l) => l,
+                    None => return self.tagged(tag, "BAD Line too long").await,
+                }
+            }
+        };
+        loop {
+            if line == b"*" {
+                return self.tagged(tag, "BAD Client canceled authentication").await;
+            }
+            let token = if line == b"=" {
+                Some(Vec::new())
+            } else {
+                crate::util::base64_decode(&String::from_utf8_lossy(&line))
+            };
+            let Some(token) = token else {
+                return self.tagged(tag, "BAD Invalid base64 string").await;
+            };
+            match server.step(&token) {
+                Ok(Step::Send(t)) => {
+                    self.out(&format!("+ {}\r\n", crate::util::base64_encode(&t))).await?;
+                    line = match self.sasl_line().await? {
+                        Some(l) => l,
+                        None => return self.tagged(tag, "BAD Line too long").await,
+                    };
+                }
+                Ok(Step::Done(a)) => {
+                    let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.peer));
+                            return self.tagged(tag, "NO Login failed: authentication failure").await;
+                        }
+                    };
+                    let authzid = if a.authzid.is_empty() { user.clone() } else { a.authzid };
+                    return self.check_and_login(tag, &authzid, &user, None, "GSSAPI").await;
+                }
+                Err(e) => {
+                    self.ctx
+                        .log
+                        .info(&format!("badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]", self.peer));
+                    return self.tagged(tag, "NO Login failed: generic failure").await;
+                }
+            }
+        }
+    }
+
     async fn sasl_line(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
         self.w.flush().await?;
         let idle = self.idle_timeout();
@@ -558,6 +623,10 @@ impl Session {
     }
 
     async fn authenticate(&mut self, tag: &str, mech: &str, ir: Option<String>) -> Res {
+        #[cfg(feature = "krb5")]
+        if mech == "GSSAPI" && self.ctx.gssapi {
+            return self.authenticate_gssapi(tag, ir).await;
+        }
         if !self.plaintext_ok() {
             return self.tagged(tag, "NO Authentication failed: encryption needed").await;
         }
@@ -594,7 +663,7 @@ impl Session {
                 } else {
                     String::from_utf8_lossy(parts[0]).into_owned()
                 };
-                self.check_and_login(tag, &authzid, &authcid, Secret::new(parts[2].to_vec()), "PLAIN")
+                self.check_and_login(tag, &authzid, &authcid, Some(Secret::new(parts[2].to_vec())), "PLAIN")
                     .await
             }
             "LOGIN" => {
@@ -619,7 +688,7 @@ impl Session {
                     return self.tagged(tag, "BAD Invalid base64 string").await;
                 };
                 let u = String::from_utf8_lossy(&user).into_owned();
-                self.check_and_login(tag, &u, &u, Secret::new(pass), "LOGIN").await
+                self.check_and_login(tag, &u, &u, Some(Secret::new(pass)), "LOGIN").await
             }
             _ => self.tagged(tag, "NO no mechanism available").await,
         }

