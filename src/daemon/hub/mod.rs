@@ -182,6 +182,7 @@ fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result
         let log = Arc::new(mklog(&sp, "smtpd")?);
         let clog = Arc::new(mklog(&sp, "cleanup")?);
         let sasl_path = crate::daemon::smtpd::saslauthd_path(&sp);
+        let gssapi = sconf.sasl_auth_enable && crate::daemon::smtpd::sasl_gssapi(&sp)?;
         let addrs = listen_addrs(&s.name, &sp.get("inet_interfaces").unwrap_or_default())?;
         let maxproc = match s.maxproc.as_str() {
             "-" => sp.get_int("default_process_limit", 0, 0).unwrap_or(100) as usize,
@@ -191,7 +192,7 @@ fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result
             name: s.name.clone(),
             addrs,
             maxproc,
-            smtpd: Smtpd::new(hub.clone(), sconf, log, clog, tls, sasl_path)?,
+            smtpd: Smtpd::new(hub.clone(), sconf, log, clog, tls, sasl_path, gssapi)?,
         });
     }
     let showq = showq::Showq {
@@ -241,7 +242,7 @@ fn local_smtpd(params: &Params, hub: Arc<Hub>, mklog: MakeLog<'_>) -> Result<Smt
     let sconf = conf::SmtpdConf::load(&sp, "sendmail").map_err(|e| e.to_string())?;
     let log = Arc::new(mklog(&sp, "smtpd")?);
     let clog = Arc::new(mklog(&sp, "cleanup")?);
-    Smtpd::new(hub, sconf, log, clog, None, String::new())
+    Smtpd::new(hub, sconf, log, clog, None, String::new(), false)
 }
 
 struct Args {

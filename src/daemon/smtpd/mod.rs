@@ -33,6 +33,8 @@ pub struct Smtpd {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// saslauthd's socket for AUTH (from the SASL application config).
     pub saslauthd_path: String,
+    /// AUTH offers GSSAPI (see `sasl_gssapi`).
+    pub gssapi: bool,
     /// Open connections per client address (anvil's count).
     conns: Mutex<HashMap<IpAddr, usize>>,
     /// Events per client address in the current rate window (anvil).
@@ -68,9 +70,9 @@ impl Drop for ConnGuard<'_> {
     }
 }
 
-/// The SASL application config (`smtpd_sasl_path`.conf, as libsasl finds
-/// it): `saslauthd_path:`; the default mux otherwise.
-pub fn saslauthd_path(p: &crate::config::postfix::Params) -> String {
+/// An option of the SASL application config (`smtpd_sasl_path`.conf, as
+/// libsasl finds it under `cyrus_sasl_config_path`).
+pub fn sasl_app_option(p: &crate::config::postfix::Params, key: &str) -> Option<String> {
     let app = p.get("smtpd_sasl_path").unwrap_or_else(|| "smtpd".into());
     let dirs = p.get("cyrus_sasl_config_path").filter(|d| !d.trim().is_empty());
     let dirs: Vec<String> = match dirs {
@@ -81,14 +83,35 @@ pub fn saslauthd_path(p: &crate::config::postfix::Params) -> String {
         if let Ok(text) = std::fs::read_to_string(format!("{d}/{app}.conf")) {
             for line in text.lines() {
                 if let Some((k, v)) = line.split_once(':') {
-                    if k.trim() == "saslauthd_path" {
-                        return v.trim().to_string();
+                    if k.trim() == key {
+                        return Some(v.trim().to_string());
                     }
                 }
             }
         }
     }
-    "/run/saslauthd/mux".to_string()
+    None
+}
+
+/// saslauthd's socket (`saslauthd_path:`); the default mux otherwise.
+pub fn saslauthd_path(p: &crate::config::postfix::Params) -> String {
+    sasl_app_option(p, "saslauthd_path").unwrap_or_else(|| "/run/saslauthd/mux".to_string())
+}
+
+/// Whether AUTH offers GSSAPI: `mech_list` (when set) names it and the
+/// `keytab:` of the application config (else `KRB5_KTNAME`, else
+/// /etc/krb5.keytab) is readable; the keytab is registered then.
+pub fn sasl_gssapi(p: &crate::config::postfix::Params) -> Result<bool, String> {
+    let listed = sasl_app_option(p, "mech_list").is_none_or(|l| l.split_whitespace().any(|m| m.eq_ignore_ascii_case("GSSAPI")));
+    if !listed || !cfg!(feature = "krb5") {
+        return Ok(false);
+    }
+    #[cfg(feature = "krb5")]
+    if let Some(k) = crate::auth::gssapi::server_keytab(&sasl_app_option(p, "keytab").unwrap_or_default()) {
+        crate::auth::gssapi::use_keytab(&k)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 impl Smtpd {
@@ -99,6 +122,7 @@ impl Smtpd {
         cleanup_log: Arc<Logger>,
         tls: Option<Arc<rustls::ServerConfig>>,
         saslauthd_path: String,
+        gssapi: bool,
     ) -> Result<Smtpd, String> {
         let maps = |v: &[String], name: &str| Maps::open_aliased(v, &hub.conf.alias_maps).map_err(|e| format!("{name}: {e}"));
         Ok(Smtpd {
@@ -112,6 +136,7 @@ impl Smtpd {
             tables: check::TableCache::default(),
             tls,
             saslauthd_path,
+            gssapi,
             conns: Mutex::new(HashMap::new()),
             rates: Mutex::new(HashMap::new()),
         })

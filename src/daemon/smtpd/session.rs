@@ -533,7 +533,14 @@ impl Session<'_> {
             kw.push("STARTTLS".into());
         }
         if c.sasl_auth_enable && (self.tls || !c.tls_auth_only) {
-            kw.push("AUTH PLAIN LOGIN".into());
+            kw.push(
+                if self.d.gssapi {
+                    "AUTH GSSAPI PLAIN LOGIN"
+                } else {
+                    "AUTH PLAIN LOGIN"
+                }
+                .into(),
+            );
         }
         if crate::daemon::hub::conf::match_networks(&c.xclient_hosts, self.ip) {
             kw.push("XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT".into());
@@ -1189,6 +1196,10 @@ impl Session<'_> {
             self.count("auth", false);
             return self.error("503 5.5.1 Error: MAIL transaction in progress").await;
         }
+        #[cfg(feature = "krb5")]
+        if mech == "GSSAPI" && self.d.gssapi {
+            return self.auth_gssapi(ir).await;
+        }
         let decode = |s: &str| crate::util::base64_decode(s.trim());
         let creds: Result<(String, Vec<u8>), &'static str> = match mech.as_str() {
             "PLAIN" => {
@@ -1273,6 +1284,59 @@ impl Session<'_> {
                 self.error("454 4.7.0 Temporary authentication failure: generic failure").await
             }
         }
+    }
+
+    /// AUTH GSSAPI (RFC 4752): `334` challenges until the exchange ends.
+    #[cfg(feature = "krb5")]
+    async fn auth_gssapi(&mut self, ir: Option<String>) -> R {
+        use crate::auth::gssapi::{Server, Step};
+        let mut server = Server::new("smtp");
+        let mut resp = match ir {
+            Some(r) if r == "=" => String::new(),
+            Some(r) => r,
+            None => self.auth_line("334 ").await?.unwrap_or_default(),
+        };
+        let failed = loop {
+            if resp.trim() == "*" {
+                self.count("auth", false);
+                return self.error("501 5.7.0 Authentication aborted").await;
+            }
+            if resp.starts_with('\u{1}') {
+                self.count("auth", false);
+                return self.error("500 5.5.6 SASL response limit exceeded").await;
+            }
+            let Some(token) = crate::util::base64_decode(resp.trim()) else {
+                self.count("auth", false);
+                return self.error("501 5.5.2 Invalid base64 data in continued response").await;
+            };
+            match server.step(&token) {
+                Ok(Step::Send(c)) => {
+                    resp = self
+                        .auth_line(&format!("334 {}", crate::util::base64_encode(&c)))
+                        .await?
+                        .unwrap_or_default();
+                }
+                Ok(Step::Done(a)) => {
+                    let realm = crate::auth::gssapi::default_realm();
+                    match crate::auth::gssapi::principal_to_user(&a.principal, realm.as_deref(), "") {
+                        Ok(user) if a.authzid.is_empty() || a.authzid == user => {
+                            self.sasl = Some(("GSSAPI".into(), user));
+                            self.count("auth", true);
+                            self.reply("235 2.7.0 Authentication successful").await?;
+                            return Ok(Flow::Go);
+                        }
+                        Ok(user) => break format!("authorization failure, sasl_username={user}"),
+                        Err(e) => break e,
+                    }
+                }
+                Err(e) => break format!("generic failure: {e}"),
+            }
+        };
+        self.d
+            .log
+            .warning(&format!("{}: SASL GSSAPI authentication failed: {failed}", self.client()));
+        self.count("auth", false);
+        self.error("535 5.7.8 Error: authentication failed: generic failure").await
     }
 
     async fn xclient(&mut self, attrs: Option<Vec<(String, String)>>) -> R {
