@@ -5,6 +5,7 @@
 //! and an expired ticket are refused.
 
 mod harness;
+use harness::murder::*;
 use harness::*;
 use std::path::Path;
 use std::process::Command;
@@ -207,4 +208,35 @@ fn gssapi_logins_with_kerberos_tickets() {
     let out = client(IMTEST, &["-m", "GSSAPI", "-a", "u7", "-p", &port, "localhost"], &env, "a1 LOGOUT\n");
     assert!(!out.contains("Authenticated."), "{out}");
     assert!(Path::new(&keytab).exists());
+
+    // A Murder whose front end logs in to the back ends with its keytab
+    // (no proxy_password): the back ends accept imap/fe.mumail.test as a
+    // proxy server and log the user in as GSSAPI.
+    let back_keytab = d.path().join("back.keytab");
+    let fe_keytab = d.path().join("fe.keytab");
+    for ip in BACK_IPS {
+        kdc.kadmin(&format!("addprinc -randkey imap/{ip}"));
+        kdc.kadmin(&format!("ktadd -k {} imap/{ip}", back_keytab.display()));
+    }
+    kdc.kadmin("addprinc -randkey imap/fe.mumail.test");
+    kdc.kadmin(&format!("ktadd -k {} imap/fe.mumail.test", fe_keytab.display()));
+    std::env::set_var("KRB5_CLIENT_KTNAME", format!("FILE:{}", fe_keytab.display()));
+    std::env::set_var("KRB5CCNAME", "MEMORY:fe");
+    let t = d.path().join("murder");
+    let murder = Murder::start_with(
+        &t,
+        &format!(
+            "proxyservers: md5u imap/fe.mumail.test\nproxy_authname: md5u\nproxy_password: testpw\nsasl_keytab: {}\n",
+            back_keytab.display()
+        ),
+        "proxy_authname: imap/fe.mumail.test\n",
+    );
+    let (_proxyd, fe_port) = murder.front("proxyd", &[]);
+    let out = python(
+        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')\nprint(M.select('INBOX'))\nM.logout()\n",
+        &[&fe_port.to_string()],
+    );
+    assert!(out.contains("('OK'"), "{out}");
+    let back_log = std::fs::read_to_string(t.join("b1/imapd-fe.log")).unwrap_or_default();
+    assert!(back_log.contains("u7 GSSAPI User logged in"), "{back_log}");
 }

@@ -161,9 +161,96 @@ pub async fn imap_login(
     if !greet.starts_with("* OK") {
         return Err(format!("greeting {greet}"));
     }
-    let ir = plain_ir(conf, server, authzid);
+    let (who, pw) = proxy_credentials(conf, server);
+    // No password for this back end, and it offers GSSAPI: log in with
+    // Kerberos credentials (the ccache, or the keytab in
+    // `KRB5_CLIENT_KTNAME`) instead of a shared secret.
+    #[cfg(feature = "krb5")]
+    if pw.is_empty() && greet.contains("AUTH=GSSAPI") {
+        let (host, _) = super::mupdate::client::split_server(server, 143);
+        let principal = if who.contains('/') || who.contains('@') {
+            who
+        } else {
+            String::new()
+        };
+        let l = authenticate_gssapi(&mut b, "P01", "imap", &host, &principal, authzid, greet.contains("SASL-IR")).await?;
+        return Ok((l, b));
+    }
+    let ir = crate::util::base64_encode(format!("{authzid}\0{who}\0{pw}").as_bytes());
     let l = authenticate_plain(&mut b, "P01", &ir, greet.contains("SASL-IR")).await?;
     Ok((l, b))
+}
+
+/// `tag AUTHENTICATE GSSAPI` as `principal` (empty: the default
+/// credentials) to `service@host`, for `authzid`: the tagged OK line, or
+/// Err with the reason.  The library's calls that may reach the KDC run
+/// on the blocking pool.
+#[cfg(feature = "krb5")]
+#[allow(clippy::too_many_arguments)]
+pub async fn authenticate_gssapi<S: AsyncRead + AsyncWrite + Unpin>(
+    b: &mut tokio::io::BufReader<S>,
+    tag: &str,
+    service: &str,
+    host: &str,
+    principal: &str,
+    authzid: &str,
+    sasl_ir: bool,
+) -> Result<String, String> {
+    use crate::auth::gssapi::{Client, Step};
+    let (svc, h, p, z) = (service.to_string(), host.to_string(), principal.to_string(), authzid.to_string());
+    let (mut client, first) = tokio::task::spawn_blocking(move || {
+        let mut c = Client::new(&svc, &h, &p, &z)?;
+        let t = c.step(None)?;
+        Ok::<_, String>((c, t))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let Step::Send(first) = first else {
+        return Err("GSSAPI: no initial token".into());
+    };
+    let first = crate::util::base64_encode(&first);
+    let mut pending = if sasl_ir {
+        b.get_mut()
+            .write_all(format!("{tag} AUTHENTICATE GSSAPI {first}\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        None
+    } else {
+        b.get_mut()
+            .write_all(format!("{tag} AUTHENTICATE GSSAPI\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        Some(first)
+    };
+    loop {
+        let l = backend_line(b).await?;
+        if let Some(rest) = l.strip_prefix('+') {
+            let reply = if let Some(t) = pending.take() {
+                t
+            } else if client.finished() {
+                String::new()
+            } else {
+                let challenge = crate::util::base64_decode(rest.trim()).ok_or("GSSAPI: bad base64 challenge")?;
+                let (c, step) = tokio::task::spawn_blocking(move || {
+                    let r = client.step(Some(&challenge));
+                    (client, r)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                client = c;
+                match step? {
+                    Step::Send(t) => crate::util::base64_encode(&t),
+                    Step::Done(_) => String::new(),
+                }
+            };
+            b.get_mut()
+                .write_all(format!("{reply}\r\n").as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+        } else if let Some(rest) = l.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
+            return if rest.starts_with("OK") { Ok(l) } else { Err(l) };
+        }
+    }
 }
 
 /// `tag AUTHENTICATE PLAIN` with the base64 response `ir` (sent at once

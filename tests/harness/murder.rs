@@ -321,6 +321,16 @@ pub const BACK_IPS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
 
 impl Murder {
     pub fn start(t: &Path) -> Murder {
+        Murder::start_with(
+            t,
+            "proxyservers: md5u\nproxy_authname: md5u\nproxy_password: testpw\n",
+            "proxy_authname: md5u\nproxy_password: testpw\n",
+        )
+    }
+
+    /// As `start`, with the back ends' and the front end's proxy login
+    /// settings (`proxyservers`, `proxy_authname`, passwords, keytabs).
+    pub fn start_with(t: &Path, back_auth: &str, fe_auth: &str) -> Murder {
         let (sasl, mux) = sasl(&t.join("sasl"));
         let m = Node::start(&t.join("master"), &mux, true, "");
         let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
@@ -338,8 +348,7 @@ impl Murder {
             let mut b = Backend::start(
                 &t.join(format!("b{}", i + 1)),
                 &format!(
-                    "servername: {ip}\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\n\
-                     proxy_authname: md5u\nproxy_password: testpw\n",
+                    "servername: {ip}\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}{back_auth}",
                     m.port
                 ),
             );
@@ -353,7 +362,7 @@ impl Murder {
             &mux,
             false,
             &format!(
-                "mupdate_server: 127.0.0.1:{}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nmupdate_retry_delay: 1\n\
+                "mupdate_server: 127.0.0.1:{}\n{creds}{fe_auth}mupdate_retry_delay: 1\n\
                  unixhierarchysep: no\n",
                 m.port
             ),
