@@ -12,6 +12,7 @@ use std::process::Command;
 
 const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
 const POP3TEST: &str = "/usr/lib/cyrus/bin/pop3test";
+const MUPDATETEST: &str = "/usr/lib/cyrus/bin/mupdatetest";
 const SYS_PYTHON: &str = "/usr/bin/python3";
 
 fn client(prog: &str, args: &[&str], env: &[(&str, String)], input: &str) -> String {
@@ -106,6 +107,9 @@ fn gssapi_logins_with_kerberos_tickets() {
     for (k, v) in kdc.env() {
         std::env::set_var(k, v);
     }
+    // Each daemon keeps the tickets it gets from its keytab in memory,
+    // never in a shared file cache another run could have left behind.
+    std::env::set_var("KRB5CCNAME", "MEMORY:daemon");
     let keytab = d.path().join("services.keytab");
     let user_keytab = d.path().join("u7.keytab");
     kdc.kadmin("addprinc -pw testpw u7");
@@ -209,6 +213,63 @@ fn gssapi_logins_with_kerberos_tickets() {
     assert!(!out.contains("Authenticated."), "{out}");
     assert!(Path::new(&keytab).exists());
 
+    // MUPDATE: mupdatetest logs in to our master with GSSAPI as the
+    // admin md5u; a back end with no mupdate_password pushes its
+    // mailboxes to the master with md5u's key from its client keytab.
+    let admin_keytab = d.path().join("md5u.keytab");
+    kdc.kadmin("addprinc -pw testpw md5u");
+    kdc.kadmin(&format!("ktadd -norandkey -k {} md5u", admin_keytab.display()));
+    kdc.kadmin("addprinc -randkey mupdate/localhost");
+    kdc.kadmin("addprinc -randkey mupdate/127.0.0.1");
+    kdc.kadmin(&format!("ktadd -k {} mupdate/localhost mupdate/127.0.0.1", keytab.display()));
+    let (_msasl, mux) = sasl(&d.path().join("msasl"));
+    let master = Node::start(
+        &d.path().join("master"),
+        &mux,
+        true,
+        &format!("sasl_keytab: {}\n", keytab.display()),
+    );
+    let admin_cc = d.path().join("admin.cc");
+    let mut admin_env = kdc.env();
+    admin_env.push(("KRB5CCNAME", format!("FILE:{}", admin_cc.display())));
+    let o = Command::new("/usr/bin/kinit")
+        .args(["-k", "-t", admin_keytab.to_str().unwrap(), "md5u"])
+        .envs(admin_env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mport = master.port.to_string();
+    let mupdate = |input: &str| {
+        client(
+            MUPDATETEST,
+            &["-m", "GSSAPI", "-a", "md5u", "-p", &mport, "localhost"],
+            &admin_env,
+            input,
+        )
+    };
+    let out = mupdate("A01 LOGOUT\n");
+    assert!(out.contains("Authenticated."), "{out}");
+    std::env::set_var("KRB5_CLIENT_KTNAME", format!("FILE:{}", admin_keytab.display()));
+    let pusher = Backend::start(
+        &d.path().join("pusher"),
+        &format!(
+            "unixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\nproxyservers: md5u\nmupdate_username: md5u\nmupdate_authname: md5u@MUMAIL.TEST\n",
+            master.port
+        ),
+    );
+    let created = harness::murder::imap_admin(pusher.imap_port, &["CREATE user.kerb"]);
+    assert!(
+        !created.contains("-> NO"),
+        "{created}\n{}\n{}",
+        std::fs::read_to_string(d.path().join("pusher/imapd.log")).unwrap_or_default(),
+        master.log()
+    );
+    let out = mupdate("A01 FIND \"user.kerb\"\nA02 LOGOUT\n");
+    assert!(
+        out.contains("A01 MAILBOX") && out.contains("user.kerb") && out.contains("backend1!default"),
+        "{out}"
+    );
+
     // A Murder whose front end logs in to the back ends with its keytab
     // (no proxy_password): the back ends accept imap/fe.mumail.test as a
     // proxy server and log the user in as GSSAPI.
@@ -221,7 +282,7 @@ fn gssapi_logins_with_kerberos_tickets() {
     kdc.kadmin("addprinc -randkey imap/fe.mumail.test");
     kdc.kadmin(&format!("ktadd -k {} imap/fe.mumail.test", fe_keytab.display()));
     std::env::set_var("KRB5_CLIENT_KTNAME", format!("FILE:{}", fe_keytab.display()));
-    std::env::set_var("KRB5CCNAME", "MEMORY:fe");
+    drop(pusher);
     let t = d.path().join("murder");
     let murder = Murder::start_with(
         &t,
@@ -232,11 +293,18 @@ fn gssapi_logins_with_kerberos_tickets() {
         "proxy_authname: imap/fe.mumail.test\n",
     );
     let (_proxyd, fe_port) = murder.front("proxyd", &[]);
-    let out = python(
-        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')\nprint(M.select('INBOX'))\nM.logout()\n",
-        &[&fe_port.to_string()],
+    let out = client(
+        "python3",
+        &[
+            "-c",
+            "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')\nprint(M.select('INBOX'))\nM.logout()\n",
+            &fe_port.to_string(),
+        ],
+        &[],
+        "",
     );
-    assert!(out.contains("('OK'"), "{out}");
+    let fe_log = std::fs::read_to_string(t.join("fe/proxyd.log")).unwrap_or_default();
+    assert!(out.contains("('OK'"), "{out}\n{fe_log}");
     let back_log = std::fs::read_to_string(t.join("b1/imapd-fe.log")).unwrap_or_default();
     assert!(back_log.contains("u7 GSSAPI User logged in"), "{back_log}");
 }

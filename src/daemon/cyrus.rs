@@ -78,7 +78,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
 }
 
 /// Whether to offer GSSAPI, registering the keytab with the library.
-fn gssapi_setup(conf: &ImapdConf, log: &Logger) -> bool {
+pub fn gssapi_setup(conf: &ImapdConf, log: &Logger) -> bool {
     let listed = conf
         .overflow("sasl_mech_list")
         .is_none_or(|l| l.split_whitespace().any(|m| m.eq_ignore_ascii_case("GSSAPI")));

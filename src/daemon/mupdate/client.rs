@@ -143,6 +143,12 @@ impl Client {
     /// AUTHENTICATE "PLAIN" with the initial response as a LITERAL+, as
     /// Cyrus's saslclient sends it.
     pub async fn authenticate(&mut self, creds: &Creds) -> Result<(), ClientError> {
+        // No password and the server offers GSSAPI: Kerberos credentials
+        // (the ccache, or the keytab in `KRB5_CLIENT_KTNAME`).
+        #[cfg(feature = "krb5")]
+        if creds.password.expose().is_empty() && self.banner.mechs.iter().any(|m| m == "GSSAPI") {
+            return self.authenticate_gssapi(creds).await;
+        }
         if !self.banner.mechs.iter().any(|m| m == "PLAIN") {
             return Err(ClientError::Auth(format!(
                 "{} offers no PLAIN (mechanisms: {})",
@@ -175,6 +181,74 @@ impl Client {
             }
             // A challenge PLAIN does not expect: cancel.
             self.write(b"*\r\n").await?;
+        }
+    }
+
+    /// AUTHENTICATE "GSSAPI" as `mupdate_authname` when it names a
+    /// principal (`mupdate/be1.example.edu`), else the default one; the
+    /// server's challenges and our responses are bare base64 lines.
+    #[cfg(feature = "krb5")]
+    async fn authenticate_gssapi(&mut self, creds: &Creds) -> Result<(), ClientError> {
+        use crate::auth::gssapi::{Client, Step};
+        let host = self
+            .peer
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| self.peer.clone());
+        let principal = if creds.authname.contains('/') || creds.authname.contains('@') {
+            creds.authname.clone()
+        } else {
+            String::new()
+        };
+        let authzid = if creds.username == creds.authname {
+            String::new()
+        } else {
+            creds.username.clone()
+        };
+        let (mut client, first) = tokio::task::spawn_blocking(move || {
+            let mut c = Client::new("mupdate", &host, &principal, &authzid)?;
+            let t = c.step(None)?;
+            Ok::<_, String>((c, t))
+        })
+        .await
+        .map_err(|e| ClientError::Auth(e.to_string()))?
+        .map_err(ClientError::Auth)?;
+        let Step::Send(first) = first else {
+            return Err(ClientError::Auth("GSSAPI: no initial token".into()));
+        };
+        let b64 = crate::util::base64_encode(&first);
+        let tag = "A01";
+        self.write(format!("{tag} AUTHENTICATE \"GSSAPI\" {{{}+}}\r\n{b64}\r\n", b64.len()).as_bytes())
+            .await?;
+        loop {
+            let line = self.raw_line(TIMEOUT).await?;
+            let text = String::from_utf8_lossy(&line).into_owned();
+            if text.starts_with(&format!("{tag} OK")) {
+                return Ok(());
+            }
+            if let Some(rest) = text.strip_prefix(&format!("{tag} ")) {
+                return Err(ClientError::Auth(rest.trim().trim_matches('"').to_string()));
+            }
+            if text.starts_with("* BYE") {
+                return Err(ClientError::Auth(text));
+            }
+            let reply = if client.finished() {
+                String::new()
+            } else {
+                let challenge = crate::util::base64_decode(text.trim()).unwrap_or_default();
+                let (c, step) = tokio::task::spawn_blocking(move || {
+                    let r = client.step(Some(&challenge));
+                    (client, r)
+                })
+                .await
+                .map_err(|e| ClientError::Auth(e.to_string()))?;
+                client = c;
+                match step.map_err(ClientError::Auth)? {
+                    Step::Send(t) => crate::util::base64_encode(&t),
+                    Step::Done(_) => String::new(),
+                }
+            };
+            self.write(format!("{reply}\r\n").as_bytes()).await?;
         }
     }
 

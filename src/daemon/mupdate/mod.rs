@@ -58,6 +58,8 @@ pub struct Mupdate {
     max_conns: usize,
     /// A replica's link to its master.
     kick: Option<mpsc::Sender<Kick>>,
+    /// GSSAPI is offered (a keytab, `sasl_mech_list`).
+    gssapi: bool,
 }
 
 /// One UPDATE stream: the names changed since its last flush.
@@ -119,14 +121,20 @@ impl Mupdate {
     /// The SASL mechanisms offered: PLAIN and LOGIN when passwords may be
     /// sent (TLS, or `allowplaintext`), filtered by `sasl_mech_list`.
     fn mechs(&self, tls: bool) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.gssapi {
+            out.push("GSSAPI");
+        }
         if !tls && !self.conf.get_switch("allowplaintext") {
-            return Vec::new();
+            return out;
         }
         let list = self.conf.overflow("sasl_mech_list").map(|l| l.to_ascii_uppercase());
-        ["PLAIN", "LOGIN"]
-            .into_iter()
-            .filter(|m| list.as_ref().is_none_or(|l| l.split_whitespace().any(|x| x == *m)))
-            .collect()
+        out.extend(
+            ["PLAIN", "LOGIN"]
+                .into_iter()
+                .filter(|m| list.as_ref().is_none_or(|l| l.split_whitespace().any(|x| x == *m))),
+        );
+        out
     }
 
     fn is_admin(&self, user: &str) -> bool {
@@ -430,6 +438,10 @@ impl Session {
                 crate::util::base64_decode(&String::from_utf8_lossy(b))
             }
         };
+        #[cfg(feature = "krb5")]
+        if mech == "GSSAPI" {
+            return self.authenticate_gssapi(tag, initial).await;
+        }
         let (authzid, authcid, password) = if mech == "PLAIN" {
             let resp = match initial {
                 Some(r) => r,
@@ -498,6 +510,63 @@ impl Session {
         ));
         self.user = Some(user);
         self.tagged(tag, "OK \"Authenticated\"").await
+    }
+
+    /// AUTHENTICATE "GSSAPI": tokens as bare base64 lines, like the other
+    /// mechanisms here; the principal (realm mapped as Cyrus does) must be
+    /// one of `admins`.
+    #[cfg(feature = "krb5")]
+    async fn authenticate_gssapi(&mut self, tag: &str, initial: Option<Vec<u8>>) -> Res {
+        use crate::auth::gssapi::{Server, Step};
+        let mut server = Server::new("mupdate");
+        let mut line = match initial {
+            Some(r) => r,
+            None => {
+                self.out(b"\r\n").await?;
+                self.sasl_line().await?.unwrap_or_default()
+            }
+        };
+        let failure = loop {
+            if line == b"*" {
+                return self.tagged(tag, "NO Client canceled authentication").await;
+            }
+            let token = if line == b"=" || line.is_empty() {
+                Some(Vec::new())
+            } else {
+                crate::util::base64_decode(&String::from_utf8_lossy(&line))
+            };
+            let Some(token) = token else {
+                return self.tagged(tag, "NO \"bad protocol / cancel\"").await;
+            };
+            match server.step(&token) {
+                Ok(Step::Send(c)) => {
+                    self.out(format!("{}\r\n", crate::util::base64_encode(&c)).as_bytes()).await?;
+                    line = self.sasl_line().await?.unwrap_or_default();
+                }
+                Ok(Step::Done(a)) => match super::cyrus::gssapi_user(&self.m.conf, &a.principal) {
+                    Ok(user) if !self.m.is_admin(&user) => {
+                        break (format!("[{user}] only admins may authenticate"), "authentication failure")
+                    }
+                    Ok(user) => {
+                        let who = if a.authzid.is_empty() { user.clone() } else { a.authzid };
+                        if who != user {
+                            break (format!("[{user}] may not act as {who}"), "authorization failure");
+                        }
+                        self.m.log.info(&format!(
+                            "login: {} {who} GSSAPI{} User logged in",
+                            self.peer,
+                            if self.tls { "+TLS" } else { "" }
+                        ));
+                        self.user = Some(who);
+                        return self.tagged(tag, "OK \"Authenticated\"").await;
+                    }
+                    Err(e) => break (e, "authentication failure"),
+                },
+                Err(e) => break (e, "generic failure"),
+            }
+        };
+        self.m.log.info(&format!("badlogin: {} GSSAPI {}", self.peer, failure.0));
+        self.tagged(tag, &format!("NO \"{}\"", failure.1)).await
     }
 
     async fn starttls(&mut self, tag: &str) -> Res {
@@ -800,6 +869,7 @@ pub fn main(args: &[String]) -> i32 {
         conns: AtomicUsize::new(0),
         max_conns,
         kick: (!master).then_some(kick_tx),
+        gssapi: super::cyrus::gssapi_setup(&conf, &log),
         conf,
     });
     let specs = if a.listen.is_empty() {
