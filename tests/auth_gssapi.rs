@@ -1,8 +1,10 @@
 //! Kerberos single sign-on (GSSAPI, RFC 4752) against a real MIT KDC
-//! started here: `kinit` from a keytab, then Cyrus's `imtest -m GSSAPI`
-//! and `pop3test -m GSSAPI` and a Python (python3-gssapi) SMTP client log
-//! in to our daemons without a password; a ticket for another service
-//! and an expired ticket are refused.
+//! started here: `kinit` from a keytab, then Cyrus's `imtest`, `pop3test`,
+//! `lmtptest` and `mupdatetest -m GSSAPI` and a Python (python3-gssapi)
+//! SMTP client log in to our daemons without a password; a ticket for
+//! another service and an expired ticket are refused; a back end pushes
+//! to the MUPDATE master and a front end logs in to its back ends with
+//! keytabs instead of shared passwords.
 
 mod harness;
 use harness::murder::*;
@@ -13,6 +15,7 @@ use std::process::Command;
 const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
 const POP3TEST: &str = "/usr/lib/cyrus/bin/pop3test";
 const MUPDATETEST: &str = "/usr/lib/cyrus/bin/mupdatetest";
+const LMTPTEST: &str = "/usr/lib/cyrus/bin/lmtptest";
 const SYS_PYTHON: &str = "/usr/bin/python3";
 
 fn client(prog: &str, args: &[&str], env: &[(&str, String)], input: &str) -> String {
@@ -114,7 +117,7 @@ fn gssapi_logins_with_kerberos_tickets() {
     let user_keytab = d.path().join("u7.keytab");
     kdc.kadmin("addprinc -pw testpw u7");
     kdc.kadmin(&format!("ktadd -norandkey -k {} u7", user_keytab.display()));
-    for svc in ["imap", "pop", "smtp", "host"] {
+    for svc in ["imap", "pop", "smtp", "lmtp", "host"] {
         kdc.kadmin(&format!("addprinc -randkey {svc}/localhost"));
         kdc.kadmin(&format!("ktadd -k {} {svc}/localhost", keytab.display()));
     }
@@ -154,6 +157,15 @@ fn gssapi_logins_with_kerberos_tickets() {
     );
     assert!(out.contains("Authenticated."), "{out}");
     assert!(out.contains("+OK 0 0") || out.contains("+OK "), "{out}");
+
+    // lmtptest over LMTP's TCP port.
+    let out = client(
+        LMTPTEST,
+        &["-m", "GSSAPI", "-a", "u7", "-p", &backend.lmtp_port.to_string(), "localhost"],
+        &env,
+        "QUIT\n",
+    );
+    assert!(out.contains("AUTH GSSAPI PLAIN LOGIN") && out.contains("Authenticated."), "{out}");
 
     // Python: the right service logs in; a ticket for smtp/ or host/ is
     // refused by the IMAP server even though its key is in the keytab.

@@ -135,7 +135,14 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     // DSN: Cyrus 3.6 does not advertise it; see the
                     // transcripts.)
                     if !self.authed {
-                        lines.push("AUTH PLAIN LOGIN".into());
+                        lines.push(
+                            if ctx.gssapi {
+                                "AUTH GSSAPI PLAIN LOGIN"
+                            } else {
+                                "AUTH PLAIN LOGIN"
+                            }
+                            .into(),
+                        );
                     }
                     lines.push("IGNOREQUOTA".into());
                     for l in &lines {
@@ -211,6 +218,10 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         if self.authed {
             return self.reply("503 5.5.0 already authenticated").await;
         }
+        #[cfg(feature = "krb5")]
+        if mech == "GSSAPI" && self.d.ctx.gssapi {
+            return self.auth_gssapi(ir).await;
+        }
         let decode = |s: &str| crate::util::base64_decode(s.trim());
         let (user, pass) = match mech {
             "PLAIN" => {
@@ -273,6 +284,56 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 self.d.ctx.log.warning(&e);
                 self.reply("454 4.7.0 Temporary authentication failure").await
             }
+        }
+    }
+
+    /// AUTH GSSAPI (RFC 4752): `334` challenges; the principal, realm
+    /// mapped as Cyrus does, becomes the session's identity.
+    #[cfg(feature = "krb5")]
+    async fn auth_gssapi(&mut self, ir: Option<String>) -> IoResult {
+        use crate::auth::gssapi::{Server, Step};
+        let mut server = Server::new(&self.d.ctx.sasl_service);
+        let mut resp = match ir {
+            Some(r) if r != "=" => r,
+            Some(_) => String::new(),
+            None => {
+                self.reply("334 ").await?;
+                match self.next_line().await? {
+                    Some(Line::Complete(l)) => String::from_utf8_lossy(&l).into_owned(),
+                    _ => return Ok(()),
+                }
+            }
+        };
+        loop {
+            if resp.trim() == "*" {
+                return self.reply("501 5.5.4 client canceled authentication").await;
+            }
+            let Some(token) = crate::util::base64_decode(resp.trim()) else {
+                return self.reply("501 5.5.4 Syntax error in parameters").await;
+            };
+            let failure = match server.step(&token) {
+                Ok(Step::Send(c)) => {
+                    self.reply(&format!("334 {}", crate::util::base64_encode(&c))).await?;
+                    resp = match self.next_line().await? {
+                        Some(Line::Complete(l)) => String::from_utf8_lossy(&l).into_owned(),
+                        _ => return Ok(()),
+                    };
+                    continue;
+                }
+                Ok(Step::Done(a)) => match super::cyrus::gssapi_user(&self.d.ctx.conf, &a.principal) {
+                    Ok(user) if a.authzid.is_empty() || a.authzid == user => {
+                        self.authed = true;
+                        self.ident = user.clone();
+                        self.d.ctx.log.info(&format!("login: {} {user} GSSAPI User logged in", self.peer));
+                        return self.reply("235 Authenticated!").await;
+                    }
+                    Ok(user) => format!("{user} may not act as {}", a.authzid),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            self.d.ctx.log.info(&format!("badlogin: {} GSSAPI [{failure}]", self.peer));
+            return self.reply("535 5.7.8 Authentication failed").await;
         }
     }
 
