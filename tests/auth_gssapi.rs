@@ -100,6 +100,7 @@ fn gssapi_logins_with_kerberos_tickets() {
             SYS_PYTHON,
             "/usr/lib/python3/dist-packages/gssapi",
             "/usr/bin/kinit",
+            "/usr/bin/swaks",
         ],
     ) {
         return;
@@ -202,20 +203,69 @@ fn gssapi_logins_with_kerberos_tickets() {
         format!(
             "compatibility_level = 3.6\nqueue_directory = {h}/queue\nmaillog_file = {h}/maillog\nmyhostname = localhost\n\
              mydestination = mumail.test\nlocal_recipient_maps =\nmynetworks = 10.0.0.0/8\nsmtpd_sasl_auth_enable = yes\n\
-             cyrus_sasl_config_path = {h}/sasl2\n"
+             cyrus_sasl_config_path = {h}/sasl2\nmailbox_transport = lmtp:inet:localhost:{lmtp}\n\
+             lmtp_sasl_auth_enable = yes\nlmtp_sasl_password_maps = static:u7@MUMAIL.TEST:\n",
+            lmtp = backend.lmtp_port
         ),
     )
     .unwrap();
-    std::fs::write(hub.join("master.cf"), format!("127.0.0.1:{smtp} inet n - n - - smtpd\n")).unwrap();
+    std::fs::write(
+        hub.join("master.cf"),
+        format!("127.0.0.1:{smtp} inet n - n - - smtpd\nlmtp unix - - n - - lmtp\nlocal unix - n n - - local\n"),
+    )
+    .unwrap();
+    // The hub's LMTP client logs in with GSSAPI from its client keytab
+    // (the map gives the principal and no password).
+    let client_keytab = hub.join("client.keytab");
+    std::fs::copy(&user_keytab, &client_keytab).unwrap();
+    std::fs::set_permissions(&client_keytab, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log = std::fs::File::create(hub.join("stderr")).unwrap();
     let mut cmd = Command::new(bin("postfix-master"));
-    cmd.args(["-c", hub.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
+    cmd.args(["-c", hub.to_str().unwrap()])
+        .env("KRB5_CLIENT_KTNAME", format!("FILE:{}", client_keytab.display()))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
     let _master = Proc::spawn("postfix-master", &mut cmd);
     wait_tcp(smtp);
     let out = client(SYS_PYTHON, &["-c", PY_SMTP, &smtp.to_string()], &env, "");
     assert!(out.contains("GSSAPI PLAIN LOGIN"), "{out}");
     let maillog = std::fs::read_to_string(hub.join("maillog")).unwrap_or_default();
     assert!(out.contains("AUTH 235 2.7.0 Authentication successful"), "{out}\n{maillog}");
+
+    let sent = Command::new("/usr/bin/swaks")
+        .args([
+            "--server",
+            &format!("127.0.0.1:{smtp}"),
+            "--to",
+            "u7@mumail.test",
+            "--from",
+            "a@mumail.test",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&sent.stdout).contains("250 2.0.0 Ok: queued"));
+    let lmtp_log = d.path().join("backend/lmtpd.log");
+    let logins_before = std::fs::read_to_string(&lmtp_log)
+        .unwrap_or_default()
+        .matches("u7 GSSAPI User logged in")
+        .count();
+    let maillog = hub.join("maillog");
+    wait_for("the delivery", std::time::Duration::from_secs(20), || {
+        let l = std::fs::read_to_string(&maillog).unwrap_or_default();
+        l.contains("status=sent") || l.contains("status=deferred") || l.contains("status=bounced")
+    });
+    let l = std::fs::read_to_string(&maillog).unwrap_or_default();
+    assert!(l.contains("status=sent"), "{l}");
+    let logins = std::fs::read_to_string(&lmtp_log)
+        .unwrap_or_default()
+        .matches("u7 GSSAPI User logged in")
+        .count();
+    assert_eq!(logins, logins_before + 1, "the hub logged in to lmtpd with GSSAPI");
+    let inbox = python(
+        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')\nprint(M.select('INBOX')[1][0].decode())\n",
+        &[&port],
+    );
+    assert_eq!(inbox.trim(), "1", "delivered over the GSSAPI-authenticated LMTP session");
 
     // An expired ticket: no login.
     std::fs::remove_file(&ccache).unwrap();

@@ -140,7 +140,7 @@ fn parse_url(u: &str) -> Option<(String, Scope, String, Option<Vec<String>>)> {
     let attrs = f
         .next()
         .filter(|a| !a.is_empty())
-        .map(|a| a.split(',').map(|s| percent_decode(s)).collect());
+        .map(|a| a.split(',').map(percent_decode).collect());
     let scope = match f.next().unwrap_or("") {
         "one" => Scope::OneLevel,
         "sub" => Scope::Subtree,

@@ -80,6 +80,16 @@ impl Sasl {
         }
     }
 
+    /// Whether to log in with Kerberos: the server offers GSSAPI, the
+    /// mechanism filter allows it, and the password map gives no
+    /// password (`user:`) or the filter names GSSAPI alone.
+    pub fn wants_gssapi(&self, offered: &[String], password: &str) -> bool {
+        cfg!(feature = "krb5")
+            && offered.iter().any(|o| o == "GSSAPI")
+            && (self.filter.is_empty() || self.filter.iter().any(|f| f == "GSSAPI"))
+            && (password.is_empty() || self.filter == ["GSSAPI"])
+    }
+
     /// The mechanism to use of those the server offers: PLAIN, else LOGIN.
     pub fn choose(&self, offered: &[String], tls: bool) -> Option<&'static str> {
         if !(if tls { self.plain_ok_tls } else { self.plain_ok }) {

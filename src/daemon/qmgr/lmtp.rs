@@ -388,6 +388,11 @@ impl Conn {
             }
         };
         let relay = self.relay.clone();
+        #[cfg(feature = "krb5")]
+        if sasl.wants_gssapi(&self.auth, &pass) {
+            let service = if job.smtp { "smtp" } else { "lmtp" };
+            return self.authenticate_gssapi(service, &host, &user).await;
+        }
         let Some(mech) = sasl.choose(&self.auth, self.tls) else {
             return Err(Failure::defer(
                 "4.7.0",
@@ -425,6 +430,78 @@ impl Conn {
         };
         if r.code != 235 {
             // smtp_sasl_auth_soft_bounce: a refused login is temporary.
+            return Err(Failure::defer(
+                "4.7.0",
+                format!("SASL authentication failed; server {relay} said: {}", r.text),
+            ));
+        }
+        Ok(())
+    }
+
+    /// AUTH GSSAPI to `service@host` as `user` when it names a principal
+    /// (`smtp/hub1.example.edu`, `name@REALM`), else with the default
+    /// credentials (the ccache, or the keytab in `KRB5_CLIENT_KTNAME`).
+    #[cfg(feature = "krb5")]
+    async fn authenticate_gssapi(&mut self, service: &str, host: &str, user: &str) -> Result<(), Failure> {
+        use crate::auth::gssapi::{Client, Step};
+        let relay = self.relay.clone();
+        let failed = |e: String| {
+            Failure::defer(
+                "4.7.0",
+                format!("SASL authentication failed; cannot authenticate to server {relay}: {e}"),
+            )
+        };
+        let lost = |e: std::io::Error| {
+            Failure::defer(
+                "4.4.2",
+                format!("lost connection with {relay} while performing SASL authentication: {e}"),
+            )
+        };
+        let principal = if user.contains('/') || user.contains('@') {
+            user.to_string()
+        } else {
+            String::new()
+        };
+        let (svc, h) = (service.to_string(), host.to_string());
+        let (mut client, first) = tokio::task::spawn_blocking(move || {
+            let mut c = Client::new(&svc, &h, &principal, "")?;
+            let t = c.step(None)?;
+            Ok::<_, String>((c, t))
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(&failed)?;
+        let Step::Send(first) = first else {
+            return Err(failed("no initial token".into()));
+        };
+        self.send(&format!("AUTH GSSAPI {}\r\n", crate::util::base64_encode(&first)))
+            .await
+            .map_err(lost)?;
+        self.flush().await.map_err(lost)?;
+        let mut r = read_reply(&mut self.io).await.map_err(lost)?;
+        while r.code == 334 {
+            let reply = if client.finished() {
+                String::new()
+            } else {
+                let line = r.lines.last().map(String::as_str).unwrap_or("");
+                let challenge = crate::util::base64_decode(line.trim()).unwrap_or_default();
+                let (c, step) = tokio::task::spawn_blocking(move || {
+                    let s = client.step(Some(&challenge));
+                    (client, s)
+                })
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+                client = c;
+                match step.map_err(&failed)? {
+                    Step::Send(t) => crate::util::base64_encode(&t),
+                    Step::Done(_) => String::new(),
+                }
+            };
+            self.send(&format!("{reply}\r\n")).await.map_err(lost)?;
+            self.flush().await.map_err(lost)?;
+            r = read_reply(&mut self.io).await.map_err(lost)?;
+        }
+        if r.code != 235 {
             return Err(Failure::defer(
                 "4.7.0",
                 format!("SASL authentication failed; server {relay} said: {}", r.text),
