@@ -377,7 +377,7 @@ impl Server {
                 if msg.len() < 4 {
                     return Err("security layer response is too short".into());
                 }
-                if msg[0] & LAYER_NONE == 0 || msg[0] != LAYER_NONE {
+                if msg[0] != LAYER_NONE {
                     return Err(format!("client asked for security layer {:#x}; only none is offered", msg[0]));
                 }
                 self.state = ServerState::Finished;

@@ -161,12 +161,12 @@ pub async fn imap_login(
     if !greet.starts_with("* OK") {
         return Err(format!("greeting {greet}"));
     }
-    let (who, pw) = proxy_credentials(conf, server);
     // No password for this back end, and it offers GSSAPI: log in with
     // Kerberos credentials (the ccache, or the keytab in
     // `KRB5_CLIENT_KTNAME`) instead of a shared secret.
     #[cfg(feature = "krb5")]
-    if pw.is_empty() && greet.contains("AUTH=GSSAPI") {
+    if greet.contains("AUTH=GSSAPI") && proxy_credentials(conf, server).1.is_empty() {
+        let who = proxy_credentials(conf, server).0;
         let (host, _) = super::mupdate::client::split_server(server, 143);
         let principal = if who.contains('/') || who.contains('@') {
             who
@@ -176,7 +176,7 @@ pub async fn imap_login(
         let l = authenticate_gssapi(&mut b, "P01", "imap", &host, &principal, authzid, greet.contains("SASL-IR")).await?;
         return Ok((l, b));
     }
-    let ir = crate::util::base64_encode(format!("{authzid}\0{who}\0{pw}").as_bytes());
+    let ir = plain_ir(conf, server, authzid);
     let l = authenticate_plain(&mut b, "P01", &ir, greet.contains("SASL-IR")).await?;
     Ok((l, b))
 }
