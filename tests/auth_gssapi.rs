@@ -338,8 +338,10 @@ fn gssapi_logins_with_kerberos_tickets() {
     let back_keytab = d.path().join("back.keytab");
     let fe_keytab = d.path().join("fe.keytab");
     for ip in BACK_IPS {
-        kdc.kadmin(&format!("addprinc -randkey imap/{ip}"));
-        kdc.kadmin(&format!("ktadd -k {} imap/{ip}", back_keytab.display()));
+        for svc in ["imap", "pop", "lmtp"] {
+            kdc.kadmin(&format!("addprinc -randkey {svc}/{ip}"));
+            kdc.kadmin(&format!("ktadd -k {} {svc}/{ip}", back_keytab.display()));
+        }
     }
     kdc.kadmin("addprinc -randkey imap/fe.mumail.test");
     kdc.kadmin(&format!("ktadd -k {} imap/fe.mumail.test", fe_keytab.display()));
@@ -369,4 +371,25 @@ fn gssapi_logins_with_kerberos_tickets() {
     assert!(out.contains("('OK'"), "{out}\n{fe_log}");
     let back_log = std::fs::read_to_string(t.join("b1/imapd-fe.log")).unwrap_or_default();
     assert!(back_log.contains("u7 GSSAPI User logged in"), "{back_log}");
+    // POP3 and LMTP through the front end, the same way.
+    let (_pop3proxyd, pop_fe) = murder.front("pop3proxyd", &[]);
+    let out = client(
+        "python3",
+        &["-c", "import poplib, sys\nP = poplib.POP3('127.0.0.1', int(sys.argv[1])); P.user('u7'); P.pass_('testpw')\nprint(P.stat())\nP.quit()\n", &pop_fe.to_string()],
+        &[],
+        "",
+    );
+    assert!(out.starts_with('('), "{out}");
+    let pop_log = std::fs::read_to_string(t.join("b1/pop3d-fe.log")).unwrap_or_default();
+    assert!(pop_log.contains("GSSAPI"), "{pop_log}");
+    let (_lmtpproxyd, lmtp_fe) = murder.front("lmtpproxyd", &["-a"]);
+    let out = lmtp_session(
+        lmtp_fe,
+        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
+        "Subject: for u7\r\n\r\nbody\r\n",
+        1,
+    );
+    assert!(out.contains("250 2.1.5") && !out.contains("451"), "{out}");
+    let lmtp_log = std::fs::read_to_string(t.join("b1/lmtpd-fe.log")).unwrap_or_default();
+    assert!(lmtp_log.contains("imap/fe.mumail.test GSSAPI User logged in"), "{lmtp_log}");
 }

@@ -587,6 +587,65 @@ impl Client {
     }
 }
 
+/// A client login as a protocol drives it: base64 in and out, the
+/// library's calls (which may reach the KDC) on tokio's blocking pool.
+pub struct Login {
+    client: Option<Client>,
+}
+
+impl Login {
+    /// Starts a login to `service@host` (see `Client::new`); the base64
+    /// initial response.
+    pub async fn start(service: &str, host: &str, principal: &str, authzid: &str) -> Result<(Login, String), String> {
+        let (svc, h, p, z) = (service.to_string(), host.to_string(), principal.to_string(), authzid.to_string());
+        let (client, first) = tokio::task::spawn_blocking(move || {
+            let mut c = Client::new(&svc, &h, &p, &z)?;
+            let t = c.step(None)?;
+            Ok::<_, String>((c, t))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let Step::Send(first) = first else {
+            return Err("GSSAPI: no initial token".into());
+        };
+        Ok((Login { client: Some(client) }, crate::util::base64_encode(&first)))
+    }
+
+    /// The base64 answer to a base64 challenge (empty once the exchange
+    /// is over on our side).
+    pub async fn answer(&mut self, challenge: &str) -> Result<String, String> {
+        let Some(mut client) = self.client.take() else {
+            return Err("GSSAPI: login already failed".into());
+        };
+        if client.finished() {
+            self.client = Some(client);
+            return Ok(String::new());
+        }
+        let challenge = crate::util::base64_decode(challenge.trim()).ok_or("GSSAPI: bad base64 challenge")?;
+        let (client, step) = tokio::task::spawn_blocking(move || {
+            let r = client.step(Some(&challenge));
+            (client, r)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        self.client = Some(client);
+        Ok(match step? {
+            Step::Send(t) => crate::util::base64_encode(&t),
+            Step::Done(_) => String::new(),
+        })
+    }
+}
+
+/// A principal named in a proxy or MUPDATE login setting (it has a `/`
+/// or an `@`), or empty for the default credentials.
+pub fn named_principal(who: &str) -> String {
+    if who.contains('/') || who.contains('@') {
+        who.to_string()
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,13 +166,8 @@ pub async fn imap_login(
     // `KRB5_CLIENT_KTNAME`) instead of a shared secret.
     #[cfg(feature = "krb5")]
     if greet.contains("AUTH=GSSAPI") && proxy_credentials(conf, server).1.is_empty() {
-        let who = proxy_credentials(conf, server).0;
+        let principal = crate::auth::gssapi::named_principal(&proxy_credentials(conf, server).0);
         let (host, _) = super::mupdate::client::split_server(server, 143);
-        let principal = if who.contains('/') || who.contains('@') {
-            who
-        } else {
-            String::new()
-        };
         let l = authenticate_gssapi(&mut b, "P01", "imap", &host, &principal, authzid, greet.contains("SASL-IR")).await?;
         return Ok((l, b));
     }
@@ -183,8 +178,7 @@ pub async fn imap_login(
 
 /// `tag AUTHENTICATE GSSAPI` as `principal` (empty: the default
 /// credentials) to `service@host`, for `authzid`: the tagged OK line, or
-/// Err with the reason.  The library's calls that may reach the KDC run
-/// on the blocking pool.
+/// Err with the reason.
 #[cfg(feature = "krb5")]
 #[allow(clippy::too_many_arguments)]
 pub async fn authenticate_gssapi<S: AsyncRead + AsyncWrite + Unpin>(
@@ -196,61 +190,60 @@ pub async fn authenticate_gssapi<S: AsyncRead + AsyncWrite + Unpin>(
     authzid: &str,
     sasl_ir: bool,
 ) -> Result<String, String> {
-    use crate::auth::gssapi::{Client, Step};
-    let (svc, h, p, z) = (service.to_string(), host.to_string(), principal.to_string(), authzid.to_string());
-    let (mut client, first) = tokio::task::spawn_blocking(move || {
-        let mut c = Client::new(&svc, &h, &p, &z)?;
-        let t = c.step(None)?;
-        Ok::<_, String>((c, t))
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    let Step::Send(first) = first else {
-        return Err("GSSAPI: no initial token".into());
-    };
-    let first = crate::util::base64_encode(&first);
+    let (mut login, first) = crate::auth::gssapi::Login::start(service, host, principal, authzid).await?;
     let mut pending = if sasl_ir {
-        b.get_mut()
-            .write_all(format!("{tag} AUTHENTICATE GSSAPI {first}\r\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
+        write_line(b, &format!("{tag} AUTHENTICATE GSSAPI {first}")).await?;
         None
     } else {
-        b.get_mut()
-            .write_all(format!("{tag} AUTHENTICATE GSSAPI\r\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
+        write_line(b, &format!("{tag} AUTHENTICATE GSSAPI")).await?;
         Some(first)
     };
     loop {
         let l = backend_line(b).await?;
         if let Some(rest) = l.strip_prefix('+') {
-            let reply = if let Some(t) = pending.take() {
-                t
-            } else if client.finished() {
-                String::new()
-            } else {
-                let challenge = crate::util::base64_decode(rest.trim()).ok_or("GSSAPI: bad base64 challenge")?;
-                let (c, step) = tokio::task::spawn_blocking(move || {
-                    let r = client.step(Some(&challenge));
-                    (client, r)
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-                client = c;
-                match step? {
-                    Step::Send(t) => crate::util::base64_encode(&t),
-                    Step::Done(_) => String::new(),
-                }
+            let reply = match pending.take() {
+                Some(t) => t,
+                None => login.answer(rest).await?,
             };
-            b.get_mut()
-                .write_all(format!("{reply}\r\n").as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
+            write_line(b, &reply).await?;
         } else if let Some(rest) = l.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
             return if rest.starts_with("OK") { Ok(l) } else { Err(l) };
         }
     }
+}
+
+/// AUTH GSSAPI on a POP3 (`+ ` challenges, `+OK`) or LMTP/SMTP (`334 `,
+/// `235`) back end: the success line, or Err with the refusal.
+#[cfg(feature = "krb5")]
+pub async fn auth_gssapi_lines<S: AsyncRead + AsyncWrite + Unpin>(
+    b: &mut tokio::io::BufReader<S>,
+    service: &str,
+    host: &str,
+    principal: &str,
+    authzid: &str,
+    (challenge, success): (&str, &str),
+) -> Result<String, String> {
+    let (mut login, first) = crate::auth::gssapi::Login::start(service, host, principal, authzid).await?;
+    write_line(b, &format!("AUTH GSSAPI {first}")).await?;
+    loop {
+        let l = backend_line(b).await?;
+        if let Some(rest) = l.strip_prefix(challenge) {
+            let reply = login.answer(rest).await?;
+            write_line(b, &reply).await?;
+        } else if l.starts_with(success) {
+            return Ok(l);
+        } else {
+            return Err(l);
+        }
+    }
+}
+
+#[cfg(feature = "krb5")]
+async fn write_line<S: AsyncRead + AsyncWrite + Unpin>(b: &mut tokio::io::BufReader<S>, line: &str) -> Result<(), String> {
+    b.get_mut()
+        .write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// `tag AUTHENTICATE PLAIN` with the base64 response `ir` (sent at once

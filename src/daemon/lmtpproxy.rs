@@ -74,6 +74,27 @@ impl LmtpProxy {
             .find_map(|l| l.get(4..).and_then(|x| x.strip_prefix("AUTH ")).map(str::to_string));
         if let Some(mechs) = auth {
             b.auth_param = true;
+            // No password for this back end: GSSAPI when it offers it.
+            #[cfg(feature = "krb5")]
+            if self.front.credentials(server).1.is_empty() && mechs.split_whitespace().any(|m| m.eq_ignore_ascii_case("GSSAPI")) {
+                let who = self.front.credentials(server).0;
+                let principal = crate::auth::gssapi::named_principal(&who);
+                let (host, _) = super::mupdate::client::split_server(server, 24);
+                let (mut login, first) = crate::auth::gssapi::Login::start("lmtp", &host, &principal, "").await?;
+                b.send(format!("AUTH GSSAPI {first}\r\n").as_bytes()).await?;
+                loop {
+                    let (code, lines) = b.reply().await?;
+                    match code {
+                        334 => {
+                            let challenge = lines.last().and_then(|l| l.get(4..)).unwrap_or("").to_string();
+                            let reply = login.answer(&challenge).await?;
+                            b.send(format!("{reply}\r\n").as_bytes()).await?;
+                        }
+                        235 => return Ok(b),
+                        _ => return Err(format!("{server}: AUTH GSSAPI as {who}: {}", lines.join(" "))),
+                    }
+                }
+            }
             if !mechs.split_whitespace().any(|m| m.eq_ignore_ascii_case("PLAIN")) {
                 return Err(format!("{server}: no PLAIN among {mechs}"));
             }

@@ -502,6 +502,25 @@ impl Session {
         if !greet.starts_with("+OK") {
             return Err(format!("greeting {greet}"));
         }
+        // No password for this back end: GSSAPI when its CAPA offers it.
+        #[cfg(feature = "krb5")]
+        if self.p.front.credentials(server).1.is_empty() {
+            b.get_mut().write_all(b"CAPA\r\n").await.map_err(|e| e.to_string())?;
+            let mut gssapi = false;
+            loop {
+                let l = backend_line(&mut b).await?;
+                if l == "." || l.starts_with("-ERR") {
+                    break;
+                }
+                gssapi |= l.starts_with("SASL ") && l.split_whitespace().any(|m| m == "GSSAPI");
+            }
+            if gssapi {
+                let principal = crate::auth::gssapi::named_principal(&self.p.front.credentials(server).0);
+                let (host, _) = super::mupdate::client::split_server(server, 110);
+                let l = super::front::auth_gssapi_lines(&mut b, "pop", &host, &principal, user, ("+ ", "+OK")).await?;
+                return Ok((l, b));
+            }
+        }
         let ir = self.p.front.plain_for(server, user);
         b.get_mut()
             .write_all(format!("AUTH PLAIN {ir}\r\n").as_bytes())

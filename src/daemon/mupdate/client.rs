@@ -189,34 +189,20 @@ impl Client {
     /// server's challenges and our responses are bare base64 lines.
     #[cfg(feature = "krb5")]
     async fn authenticate_gssapi(&mut self, creds: &Creds) -> Result<(), ClientError> {
-        use crate::auth::gssapi::{Client, Step};
         let host = self
             .peer
             .rsplit_once(':')
             .map(|(h, _)| h.to_string())
             .unwrap_or_else(|| self.peer.clone());
-        let principal = if creds.authname.contains('/') || creds.authname.contains('@') {
-            creds.authname.clone()
-        } else {
-            String::new()
-        };
+        let principal = crate::auth::gssapi::named_principal(&creds.authname);
         let authzid = if creds.username == creds.authname {
-            String::new()
+            ""
         } else {
-            creds.username.clone()
+            creds.username.as_str()
         };
-        let (mut client, first) = tokio::task::spawn_blocking(move || {
-            let mut c = Client::new("mupdate", &host, &principal, &authzid)?;
-            let t = c.step(None)?;
-            Ok::<_, String>((c, t))
-        })
-        .await
-        .map_err(|e| ClientError::Auth(e.to_string()))?
-        .map_err(ClientError::Auth)?;
-        let Step::Send(first) = first else {
-            return Err(ClientError::Auth("GSSAPI: no initial token".into()));
-        };
-        let b64 = crate::util::base64_encode(&first);
+        let (mut login, b64) = crate::auth::gssapi::Login::start("mupdate", &host, &principal, authzid)
+            .await
+            .map_err(ClientError::Auth)?;
         let tag = "A01";
         self.write(format!("{tag} AUTHENTICATE \"GSSAPI\" {{{}+}}\r\n{b64}\r\n", b64.len()).as_bytes())
             .await?;
@@ -232,22 +218,7 @@ impl Client {
             if text.starts_with("* BYE") {
                 return Err(ClientError::Auth(text));
             }
-            let reply = if client.finished() {
-                String::new()
-            } else {
-                let challenge = crate::util::base64_decode(text.trim()).unwrap_or_default();
-                let (c, step) = tokio::task::spawn_blocking(move || {
-                    let r = client.step(Some(&challenge));
-                    (client, r)
-                })
-                .await
-                .map_err(|e| ClientError::Auth(e.to_string()))?;
-                client = c;
-                match step.map_err(ClientError::Auth)? {
-                    Step::Send(t) => crate::util::base64_encode(&t),
-                    Step::Done(_) => String::new(),
-                }
-            };
+            let reply = login.answer(&text).await.map_err(ClientError::Auth)?;
             self.write(format!("{reply}\r\n").as_bytes()).await?;
         }
     }

@@ -443,7 +443,6 @@ impl Conn {
     /// credentials (the ccache, or the keytab in `KRB5_CLIENT_KTNAME`).
     #[cfg(feature = "krb5")]
     async fn authenticate_gssapi(&mut self, service: &str, host: &str, user: &str) -> Result<(), Failure> {
-        use crate::auth::gssapi::{Client, Step};
         let relay = self.relay.clone();
         let failed = |e: String| {
             Failure::defer(
@@ -457,46 +456,16 @@ impl Conn {
                 format!("lost connection with {relay} while performing SASL authentication: {e}"),
             )
         };
-        let principal = if user.contains('/') || user.contains('@') {
-            user.to_string()
-        } else {
-            String::new()
-        };
-        let (svc, h) = (service.to_string(), host.to_string());
-        let (mut client, first) = tokio::task::spawn_blocking(move || {
-            let mut c = Client::new(&svc, &h, &principal, "")?;
-            let t = c.step(None)?;
-            Ok::<_, String>((c, t))
-        })
-        .await
-        .map_err(|e| failed(e.to_string()))?
-        .map_err(&failed)?;
-        let Step::Send(first) = first else {
-            return Err(failed("no initial token".into()));
-        };
-        self.send(&format!("AUTH GSSAPI {}\r\n", crate::util::base64_encode(&first)))
+        let principal = crate::auth::gssapi::named_principal(user);
+        let (mut login, first) = crate::auth::gssapi::Login::start(service, host, &principal, "")
             .await
-            .map_err(lost)?;
+            .map_err(&failed)?;
+        self.send(&format!("AUTH GSSAPI {first}\r\n")).await.map_err(lost)?;
         self.flush().await.map_err(lost)?;
         let mut r = read_reply(&mut self.io).await.map_err(lost)?;
         while r.code == 334 {
-            let reply = if client.finished() {
-                String::new()
-            } else {
-                let line = r.lines.last().map(String::as_str).unwrap_or("");
-                let challenge = crate::util::base64_decode(line.trim()).unwrap_or_default();
-                let (c, step) = tokio::task::spawn_blocking(move || {
-                    let s = client.step(Some(&challenge));
-                    (client, s)
-                })
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-                client = c;
-                match step.map_err(&failed)? {
-                    Step::Send(t) => crate::util::base64_encode(&t),
-                    Step::Done(_) => String::new(),
-                }
-            };
+            let challenge = r.lines.last().map(String::as_str).unwrap_or("");
+            let reply = login.answer(challenge).await.map_err(&failed)?;
             self.send(&format!("{reply}\r\n")).await.map_err(lost)?;
             self.flush().await.map_err(lost)?;
             r = read_reply(&mut self.io).await.map_err(lost)?;
