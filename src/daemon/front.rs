@@ -227,7 +227,9 @@ pub async fn auth_gssapi_lines<S: AsyncRead + AsyncWrite + Unpin>(
     write_line(b, &format!("AUTH GSSAPI {first}")).await?;
     loop {
         let l = backend_line(b).await?;
-        if let Some(rest) = l.strip_prefix(challenge) {
+        // An empty challenge may come without its trailing space.
+        let rest = l.strip_prefix(challenge).or_else(|| (l == challenge.trim_end()).then_some(""));
+        if let Some(rest) = rest {
             let reply = login.answer(rest).await?;
             write_line(b, &reply).await?;
         } else if l.starts_with(success) {

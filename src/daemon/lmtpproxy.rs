@@ -80,20 +80,10 @@ impl LmtpProxy {
                 let who = self.front.credentials(server).0;
                 let principal = crate::auth::gssapi::named_principal(&who);
                 let (host, _) = super::mupdate::client::split_server(server, 24);
-                let (mut login, first) = crate::auth::gssapi::Login::start("lmtp", &host, &principal, "").await?;
-                b.send(format!("AUTH GSSAPI {first}\r\n").as_bytes()).await?;
-                loop {
-                    let (code, lines) = b.reply().await?;
-                    match code {
-                        334 => {
-                            let challenge = lines.last().and_then(|l| l.get(4..)).unwrap_or("").to_string();
-                            let reply = login.answer(&challenge).await?;
-                            b.send(format!("{reply}\r\n").as_bytes()).await?;
-                        }
-                        235 => return Ok(b),
-                        _ => return Err(format!("{server}: AUTH GSSAPI as {who}: {}", lines.join(" "))),
-                    }
-                }
+                super::front::auth_gssapi_lines(&mut b.io, "lmtp", &host, &principal, "", ("334 ", "235"))
+                    .await
+                    .map_err(|l| format!("{server}: AUTH GSSAPI as {who}: {l}"))?;
+                return Ok(b);
             }
             if !mechs.split_whitespace().any(|m| m.eq_ignore_ascii_case("PLAIN")) {
                 return Err(format!("{server}: no PLAIN among {mechs}"));
