@@ -154,7 +154,7 @@ fn split_addr(s: &str) -> (&str, Option<&str>) {
 
 /// Whether the key has every part the templates need (else the query is
 /// suppressed and the lookup finds nothing).
-pub fn key_satisfies(key: &str, needs: &Needs) -> bool {
+fn key_satisfies(key: &str, needs: &Needs) -> bool {
     let (user, domain) = split_addr(key);
     if needs.key_user && domain.is_some() && user.is_empty() {
         return false;
@@ -215,6 +215,26 @@ pub fn expand(t: &Template, value: &str, key: Option<&str>, quote: &dyn Fn(&str)
         }
     }
     Some(out)
+}
+
+/// The query for `key`: None when the `domain` list leaves the key out
+/// or a query or result template needs a part the key lacks.
+pub fn query_for(
+    domain: Option<&DomainFilter>,
+    result_format: &Template,
+    query: &Template,
+    key: &str,
+    quote: &dyn Fn(&str) -> String,
+) -> Result<Option<String>, TableError> {
+    if let Some(d) = domain {
+        if !d.allows(key)? {
+            return Ok(None);
+        }
+    }
+    if !key_satisfies(key, &result_format.needs) {
+        return Ok(None);
+    }
+    Ok(expand(query, key, None, quote))
 }
 
 /// `expand` of a result value, with Postfix's warning for an empty one.

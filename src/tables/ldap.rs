@@ -277,15 +277,7 @@ impl LdapTable {
 
     /// Looks `key` up (already case-folded by the caller).
     pub fn lookup(self: &Arc<Self>, key: &str) -> Result<Option<String>, TableError> {
-        if let Some(d) = &self.domain {
-            if !d.allows(key)? {
-                return Ok(None);
-            }
-        }
-        if !dbcommon::key_satisfies(key, &self.result_format.needs) {
-            return Ok(None);
-        }
-        let Some(filter) = dbcommon::expand(&self.query, key, None, &quote_filter) else {
+        let Some(filter) = dbcommon::query_for(self.domain.as_ref(), &self.result_format, &self.query, key, &quote_filter)? else {
             return Ok(None);
         };
         let base = if self.dynamic_base {

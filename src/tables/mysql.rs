@@ -235,15 +235,7 @@ impl MysqlTable {
     }
 
     pub fn lookup(self: &Arc<Self>, key: &str) -> Result<Option<String>, TableError> {
-        if let Some(d) = &self.domain {
-            if !d.allows(key)? {
-                return Ok(None);
-            }
-        }
-        if !dbcommon::key_satisfies(key, &self.result_format.needs) {
-            return Ok(None);
-        }
-        let Some(sql) = dbcommon::expand(&self.query, key, None, &quote_sql) else {
+        let Some(sql) = dbcommon::query_for(self.domain.as_ref(), &self.result_format, &self.query, key, &quote_sql)? else {
             return Ok(None);
         };
         let me = self.clone();

@@ -579,12 +579,7 @@ impl Session {
             if line == b"*" {
                 return self.tagged(tag, "BAD Client canceled authentication").await;
             }
-            let token = if line == b"=" {
-                Some(Vec::new())
-            } else {
-                crate::util::base64_decode(&String::from_utf8_lossy(&line))
-            };
-            let Some(token) = token else {
+            let Some(token) = sasl_token(&line) else {
                 return self.tagged(tag, "BAD Invalid base64 string").await;
             };
             match server.step(&token) {
@@ -645,12 +640,7 @@ impl Session {
                 if resp == b"*" {
                     return self.tagged(tag, "BAD Client canceled authentication").await;
                 }
-                let raw = if resp == b"=" {
-                    Some(Vec::new())
-                } else {
-                    crate::util::base64_decode(&String::from_utf8_lossy(&resp))
-                };
-                let Some(raw) = raw else {
+                let Some(raw) = sasl_token(&resp) else {
                     return self.tagged(tag, "BAD Invalid base64 string").await;
                 };
                 let parts: Vec<&[u8]> = raw.split(|&c| c == 0).collect();
@@ -692,6 +682,15 @@ impl Session {
             }
             _ => self.tagged(tag, "NO no mechanism available").await,
         }
+    }
+}
+
+/// A SASL response line: `=` is empty, anything else base64.
+fn sasl_token(line: &[u8]) -> Option<Vec<u8>> {
+    if line == b"=" {
+        Some(Vec::new())
+    } else {
+        crate::util::base64_decode(&String::from_utf8_lossy(line))
     }
 }
 
