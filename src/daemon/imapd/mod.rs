@@ -565,15 +565,8 @@ impl Session {
     async fn authenticate_gssapi(&mut self, tag: &str, ir: Option<String>) -> Res {
         use crate::auth::gssapi::{Server, Step};
         let mut server = Server::new(&self.ctx.sasl_service);
-        let mut line = match ir {
-            Some(r) => r.into_bytes(),
-            None => {
-                self.out("+ \r\n").await?;
-                match self.sasl_line().await? {
-                    Some(l) => l,
-                    None => return self.tagged(tag, "BAD Line too long").await,
-                }
-            }
+        let Some(mut line) = self.first_response(ir).await? else {
+            return self.tagged(tag, "BAD Line too long").await;
         };
         loop {
             if line == b"*" {
@@ -611,6 +604,18 @@ impl Session {
         }
     }
 
+    /// The initial response: SASL-IR's, else the line after an empty
+    /// `+` challenge (None: too long).
+    async fn first_response(&mut self, ir: Option<String>) -> Result<Option<Vec<u8>>, ReadError> {
+        match ir {
+            Some(r) => Ok(Some(r.into_bytes())),
+            None => {
+                self.out("+ \r\n").await?;
+                self.sasl_line().await
+            }
+        }
+    }
+
     async fn sasl_line(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
         self.w.flush().await?;
         let idle = self.idle_timeout();
@@ -627,15 +632,8 @@ impl Session {
         }
         match mech {
             "PLAIN" => {
-                let resp = match ir {
-                    Some(r) => r.into_bytes(),
-                    None => {
-                        self.out("+ \r\n").await?;
-                        match self.sasl_line().await? {
-                            Some(l) => l,
-                            None => return self.tagged(tag, "BAD Line too long").await,
-                        }
-                    }
+                let Some(resp) = self.first_response(ir).await? else {
+                    return self.tagged(tag, "BAD Line too long").await;
                 };
                 if resp == b"*" {
                     return self.tagged(tag, "BAD Client canceled authentication").await;

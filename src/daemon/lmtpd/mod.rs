@@ -87,6 +87,16 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         self.w.write_all(b"\r\n").await
     }
 
+    /// Sends a SASL challenge line and reads the client's answer (None:
+    /// the connection ended or the line was too long).
+    async fn challenge(&mut self, prompt: &str) -> std::io::Result<Option<String>> {
+        self.reply(prompt).await?;
+        Ok(match self.next_line().await? {
+            Some(Line::Complete(l)) => Some(String::from_utf8_lossy(&l).into_owned()),
+            _ => None,
+        })
+    }
+
     async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
         if self.queue.is_empty() {
             // Pipelined replies go out before we wait for more input.
@@ -228,13 +238,10 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 let resp = match ir {
                     Some(r) if r != "=" => r,
                     Some(_) => String::new(),
-                    None => {
-                        self.reply("334 ").await?;
-                        match self.next_line().await? {
-                            Some(Line::Complete(l)) => String::from_utf8_lossy(&l).into_owned(),
-                            _ => return Ok(()),
-                        }
-                    }
+                    None => match self.challenge("334 ").await? {
+                        Some(l) => l,
+                        None => return Ok(()),
+                    },
                 };
                 if resp.trim() == "*" {
                     return self.reply("501 5.5.4 client canceled authentication").await;
@@ -296,13 +303,10 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         let mut resp = match ir {
             Some(r) if r != "=" => r,
             Some(_) => String::new(),
-            None => {
-                self.reply("334 ").await?;
-                match self.next_line().await? {
-                    Some(Line::Complete(l)) => String::from_utf8_lossy(&l).into_owned(),
-                    _ => return Ok(()),
-                }
-            }
+            None => match self.challenge("334 ").await? {
+                Some(l) => l,
+                None => return Ok(()),
+            },
         };
         loop {
             if resp.trim() == "*" {
@@ -313,10 +317,9 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             };
             let failure = match server.step(&token) {
                 Ok(Step::Send(c)) => {
-                    self.reply(&format!("334 {}", crate::util::base64_encode(&c))).await?;
-                    resp = match self.next_line().await? {
-                        Some(Line::Complete(l)) => String::from_utf8_lossy(&l).into_owned(),
-                        _ => return Ok(()),
+                    resp = match self.challenge(&format!("334 {}", crate::util::base64_encode(&c))).await? {
+                        Some(l) => l,
+                        None => return Ok(()),
                     };
                     continue;
                 }
