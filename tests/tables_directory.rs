@@ -477,3 +477,186 @@ fn ldap_tables_over_tls() {
     let found = compare("ldap", d.path(), &cases);
     assert_eq!(found, 3, "ldaps, starttls and unchecked each find their user");
 }
+
+/// The IMAP view of one login on our back end: `LOGIN` then, for the
+/// shared folder `projects`, what SELECT and LIST answer.
+const GROUP_PROBE: &str = r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+try:
+    M.login(sys.argv[2], 'testpw')
+except imaplib.IMAP4.error as e:
+    print('login', e); sys.exit(0)
+typ, r = M.select('projects', readonly=True)
+print('select', typ, r[0].decode() if r and r[0] else '')
+typ, r = M.list('""', 'proj*')
+print('list', [x for x in r if x])
+if len(sys.argv) > 3:
+    for cmd in sys.argv[3:]:
+        ident, rights = cmd.split('=')
+        typ, r = M.setacl('projects', ident, rights)
+        print('setacl', ident, typ, r[0].decode() if r and r[0] else '')
+M.logout()
+"#;
+
+fn probe(port: u16, user: &str, setacl: &[&str]) -> String {
+    let mut args = vec![port.to_string(), user.to_string()];
+    args.extend(setacl.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    python(GROUP_PROBE, &args)
+}
+
+fn ldapmodify(url: &str, ldif: &str) {
+    let mut child = Command::new("/usr/bin/ldapmodify")
+        .args(["-x", "-H", url, "-D", &format!("cn=admin,{LDAP_BASE}"), "-w", "adminpw"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), ldif.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ldapmodify: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `group:` ACL identifiers from the directory (`auth_mech: pts`,
+/// `pts_module: ldap`, Cyrus's ptloader options): RFC 2307 posixGroups
+/// found by `ldap_member_filter`, and AD-style group DNs in an attribute
+/// of the user's entry (`ldap_member_method: attribute`); a `group:staff`
+/// ACL on a shared folder opens it to members only; a change of
+/// membership shows after `ptscache_timeout`; with the directory down an
+/// expired answer is used, a user never looked up gets `NO [UNAVAILABLE]`,
+/// and a restarted directory is used again without restarting imapd.
+#[test]
+fn group_acls_from_ldap() {
+    if !can_run("ldap groups", &["/usr/sbin/slapd", "/usr/bin/ldapmodify", "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut slapd = Slapd::start_with(&d.path().join("slapd"), None, "");
+    let url = slapd.url();
+    // The back end's logins (u7, yes1, md5u) are checked by saslauthd
+    // (shadow); the directory only knows their groups.
+    let mut ldif = format!("dn: ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n\n");
+    for u in ["u7", "yes1", "md5u"] {
+        ldif.push_str(&format!(
+            "dn: uid={u},ou=people,{LDAP_BASE}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u}\nsn: {u}\n\n"
+        ));
+    }
+    ldif.push_str(&format!(
+        "dn: cn=Staff,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: Staff\ngidNumber: 20000\nmemberUid: u7\n\n\
+         dn: cn=office,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: office\ngidNumber: 20001\n"
+    ));
+    ldapmodify(&url, &ldif);
+
+    let conf = |method: &str, ttl: u32| {
+        let members = if method == "filter" {
+            format!("ldap_member_method: filter\nldap_member_base: ou=groups,{LDAP_BASE}\nldap_member_filter: (memberUid=%u)\nldap_member_attribute: cn\n")
+        } else {
+            "ldap_member_method: attribute\nldap_member_attribute: seeAlso\n".to_string()
+        };
+        format!(
+            "altnamespace: no\nauth_mech: pts\npts_module: ldap\nldap_uri: ldap://127.0.0.1:1/ {url}\nldap_sasl: no\n\
+             ldap_base: ou=people,{LDAP_BASE}\nldap_filter: (uid=%u)\nldap_group_base: ou=groups,{LDAP_BASE}\n\
+             ldap_group_filter: (cn=%u)\nldap_timeout: 3\nptscache_timeout: {ttl}s\n{members}"
+        )
+    };
+    let ttl = 6;
+    let mut b = Backend::start(&d.path().join("be"), &conf("filter", ttl));
+    let port = b.imap_port;
+
+    // The admin makes the shared folder and its ACL; SETACL knows which
+    // groups exist.
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('md5u', 'testpw')
+assert M.create('projects')[0] == 'OK'
+assert M.setacl('projects', 'md5u', 'lrswipkxtecda')[0] == 'OK'
+assert M.deleteacl('projects', 'anyone')[0] == 'OK'
+assert M.append('projects', None, None, b'Subject: plan\r\n\r\nthe plan\r\n')[0] == 'OK'
+print('ok')
+"#,
+        &[&port.to_string()],
+    );
+    assert!(out.contains("ok"), "{out}");
+    let out = probe(port, "md5u", &["group:staff=lrs", "group:nosuch=lrs", "-group:office=w"]);
+    assert!(out.contains("setacl group:staff OK"), "{out}");
+    assert!(
+        out.contains("setacl group:nosuch NO") && out.contains("Invalid identifier"),
+        "{out}"
+    );
+    assert!(out.contains("setacl -group:office OK"), "{out}");
+
+    // Members see and open the folder; others do not.
+    let out = probe(port, "u7", &[]);
+    assert!(out.contains("select OK 1"), "{out}");
+    assert!(out.contains("projects"), "{out}");
+    let t0 = std::time::Instant::now();
+    let out = probe(port, "yes1", &[]);
+    assert!(out.contains("select NO"), "{out}");
+    assert!(!out.contains("\"projects"), "{out}");
+
+    // Membership changes: seen once the cached answer is older than
+    // ptscache_timeout, not before.
+    ldapmodify(
+        &url,
+        &format!("dn: cn=Staff,ou=groups,{LDAP_BASE}\nchangetype: modify\nadd: memberUid\nmemberUid: yes1\n-\ndelete: memberUid\nmemberUid: u7\n"),
+    );
+    let out = probe(port, "yes1", &[]);
+    if t0.elapsed() < std::time::Duration::from_secs(ttl as u64 - 1) {
+        assert!(out.contains("select NO"), "within the cache lifetime: {out}");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(ttl as u64 + 1));
+    let out = probe(port, "yes1", &[]);
+    assert!(out.contains("select OK 1"), "after the cache lifetime: {out}");
+    let out = probe(port, "u7", &[]);
+    assert!(out.contains("select NO"), "u7 left the group: {out}");
+
+    // The directory down: yes1's expired answer still serves (logged); a
+    // user never looked up is refused for now, not let in without groups.
+    slapd.stop();
+    std::thread::sleep(std::time::Duration::from_secs(ttl as u64 + 1));
+    let out = probe(port, "yes1", &[]);
+    assert!(out.contains("select OK 1"), "expired answer while down: {out}");
+    b.imapd = None;
+    b.start_imapd();
+    let port = b.imap_port;
+    let out = probe(port, "yes1", &[]);
+    assert!(out.contains("login") && out.contains("[UNAVAILABLE]"), "{out}");
+    slapd.resume();
+    let out = probe(port, "yes1", &[]);
+    assert!(out.contains("select OK 1"), "directory back: {out}");
+    let log = std::fs::read_to_string(b.dir.join("imapd.log")).unwrap();
+    assert!(log.contains("using the expired cached list"), "{log}");
+    assert!(log.contains("ptload(): groups of yes1:"), "{log}");
+
+    // ldap_member_method: attribute — group DNs in the user's entry (as
+    // AD's memberOf); the group is the DN's first RDN, lower-cased.
+    ldapmodify(
+        &url,
+        &format!(
+            "dn: uid=u7,ou=people,{LDAP_BASE}\nchangetype: modify\nadd: seeAlso\nseeAlso: cn=Staff,ou=groups,{LDAP_BASE}\nseeAlso: cn=Other\\2C Dept,ou=groups,{LDAP_BASE}\n"
+        ),
+    );
+    drop(b);
+    let b = Backend::start(&d.path().join("be2"), &conf("attribute", ttl));
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('md5u', 'testpw')
+assert M.create('projects')[0] == 'OK'
+assert M.deleteacl('projects', 'anyone')[0] == 'OK'
+for ident, rights in (('md5u', 'lrswipkxtecda'), ('group:staff', 'lrs')):
+    typ, r = M.setacl('projects', ident, rights); assert typ == 'OK', (ident, r)
+assert M.append('projects', None, None, b'Subject: plan\r\n\r\nthe plan\r\n')[0] == 'OK'
+print('ok')
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    assert!(out.contains("ok"), "{out}");
+    let out = probe(b.imap_port, "u7", &[]);
+    assert!(out.contains("select OK 1"), "{out}");
+    let out = probe(b.imap_port, "yes1", &[]);
+    assert!(out.contains("select NO"), "{out}");
+}

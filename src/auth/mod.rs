@@ -14,6 +14,7 @@ pub mod krb5_s2k;
 pub mod ldap;
 #[cfg(feature = "pam")]
 pub mod pam;
+pub mod pts;
 pub mod rimap;
 pub mod shadow;
 

@@ -22,6 +22,9 @@ pub struct Ctx {
     /// GSSAPI is offered: a keytab is readable (`sasl_keytab`,
     /// `KRB5_KTNAME`, /etc/krb5.keytab) and `sasl_mech_list` allows it.
     pub gssapi: bool,
+    /// `auth_mech: pts` with `pts_module: ldap`: group membership from
+    /// the directory (None: the system's groups).
+    pub pts: Option<Arc<crate::auth::pts::Pts>>,
     /// imapd's SORT/THREAD keys, shared by its sessions.
     pub sort_cache: super::imapd::sortcache::SortCache,
     sessions: AtomicU64,
@@ -132,9 +135,11 @@ impl Ctx {
             .map_or(0, |d| d.as_secs());
         let tls = tls_config(&conf)?;
         let gssapi = gssapi_setup(&conf, &log);
+        let pts = crate::auth::pts::from_conf(&conf)?.map(Arc::new);
         Ok(Ctx {
             tls,
             gssapi,
+            pts,
             conf,
             store,
             log,
@@ -161,11 +166,52 @@ impl Ctx {
         )
     }
 
-    /// A user's groups as ACL identifiers (`group:staff`), as Cyrus's
-    /// auth_unix finds them (primary and supplementary groups of the
-    /// system account); none when `unix_group_enable` is off or the user
-    /// has no account.  Blocking (NSS).
-    pub fn groups_of(&self, user: &str) -> Vec<String> {
+    /// A user's groups as ACL identifiers (`group:staff`): from the
+    /// directory under `auth_mech: pts` (cached; `Err` when it cannot be
+    /// reached and nothing is cached — a temporary failure), else the
+    /// system's groups.
+    pub async fn groups(self: &Arc<Self>, user: &str) -> Result<Vec<String>, String> {
+        if let Some(p) = &self.pts {
+            return match p.groups(user).await {
+                Ok((g, None)) => Ok(g),
+                Ok((g, Some(why))) => {
+                    self.log
+                        .warning(&format!("ptload(): groups of {user}: {why}; using the expired cached list"));
+                    Ok(g)
+                }
+                Err(why) => {
+                    self.log.error(&format!("ptload(): groups of {user}: {why}"));
+                    Err(why)
+                }
+            };
+        }
+        let (ctx, who) = (self.clone(), user.to_string());
+        Ok(tokio::task::spawn_blocking(move || ctx.unix_groups(&who)).await.unwrap_or_default())
+    }
+
+    /// Whether `group:NAME` may appear in an ACL: a directory group under
+    /// `auth_mech: pts`, else a system group with `unix_group_enable`.
+    pub async fn group_exists(&self, name: &str) -> Result<bool, String> {
+        if let Some(p) = &self.pts {
+            return p.group_exists(name).await.inspect_err(|why| {
+                self.log.error(&format!("ptload(): group:{name}: {why}"));
+            });
+        }
+        if !self.conf.get_switch("unix_group_enable") {
+            return Ok(false);
+        }
+        let g = name.to_string();
+        Ok(
+            tokio::task::spawn_blocking(move || matches!(nix::unistd::Group::from_name(&g), Ok(Some(_))))
+                .await
+                .unwrap_or(false),
+        )
+    }
+
+    /// A user's groups as auth_unix finds them (primary and supplementary
+    /// groups of the system account); none when `unix_group_enable` is off
+    /// or the user has no account.  Blocking (NSS).
+    fn unix_groups(&self, user: &str) -> Vec<String> {
         if !self.conf.get_switch("unix_group_enable") {
             return Vec::new();
         }

@@ -87,6 +87,13 @@ fn plan(
     }
     let mut running: Vec<Running> = Vec::new();
     for s in &services {
+        if s.argv[0].rsplit('/').next() == Some("ptloader") {
+            log.info(&format!(
+                "service {}: ptloader is not needed: the daemons look groups up themselves (auth_mech: pts); skipped",
+                s.name
+            ));
+            continue;
+        }
         if resolve(&s.argv[0]).is_none() {
             log.warning(&format!("service {}: {} is not part of mumail; skipped", s.name, s.argv[0]));
             continue;

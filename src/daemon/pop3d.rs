@@ -494,6 +494,14 @@ impl Session {
         let minpoll = self.minpoll();
         let useflags = ctx.conf.get_switch("popuseimapflags");
         let useacl = ctx.conf.get_switch("popuseacl");
+        let groups = if useacl {
+            match ctx.groups(user).await {
+                Ok(g) => g,
+                Err(_) => return self.reply("-ERR [SYS/TEMP] Group membership is unavailable, try again later").await,
+            }
+        } else {
+            Vec::new()
+        };
         let who = user.to_string();
         let ib = inbox.clone();
         let res = tokio::task::spawn_blocking(move || -> Result<Result<Drop_, &'static str>, StoreError> {
@@ -501,7 +509,6 @@ impl Session {
             let Some(e) = ctx.store.lookup(&ib)? else {
                 return Ok(Err("-ERR [SYS/PERM] Unable to locate maildrop"));
             };
-            let groups = if useacl { ctx.groups_of(&who) } else { Vec::new() };
             let mut ids: Vec<&str> = vec![&who, "anyone"];
             ids.extend(groups.iter().map(String::as_str));
             if useacl && !super::imapd::mailboxes::rights_of(&e.acl, &ids).contains('r') {

@@ -885,14 +885,13 @@ impl Session {
         if id.is_empty() || id.contains(['\t', '\r', '\n', '\0']) || id == "-" {
             return self.tagged(tag, "NO Invalid identifier").await;
         }
-        // `group:` names a system group (auth_unix): it must exist.
+        // `group:` names a group of the directory (auth_mech: pts) or of
+        // the system (auth_unix): it must exist.
         if let Some(g) = id.trim_start_matches('-').strip_prefix("group:") {
-            let g = g.to_string();
-            let known = tokio::task::spawn_blocking(move || matches!(nix::unistd::Group::from_name(&g), Ok(Some(_))))
-                .await
-                .unwrap_or(false);
-            if !known || !self.ctx.conf.get_switch("unix_group_enable") {
-                return self.tagged(tag, "NO Invalid identifier").await;
+            match self.ctx.group_exists(g).await {
+                Ok(true) => {}
+                Ok(false) => return self.tagged(tag, "NO Invalid identifier").await,
+                Err(_) => return self.tagged(tag, "NO [UNAVAILABLE] Group lookup failed, try again later").await,
             }
         }
         let id = if id.eq_ignore_ascii_case("anyone") {

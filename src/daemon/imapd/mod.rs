@@ -73,7 +73,7 @@ where
     if let Some(u) = preauth {
         let cfg = &ctx.store.cfg;
         s.user = Some(u.to_string());
-        s.groups = ctx.groups_of(u);
+        s.groups = ctx.groups(u).await.unwrap_or_default();
         s.ns = Some(Namespace::new(
             cfg.unixhierarchysep,
             cfg.altnamespace,
@@ -543,10 +543,19 @@ impl Session {
         // Admins get the standard namespace (`user/<name>`), as in Cyrus.
         let alt = cfg.altnamespace && !self.ctx.is_admin(authzid);
         let ns = Namespace::new(cfg.unixhierarchysep, alt, authzid, cfg.virtdomains, &cfg.defaultdomain);
+        self.groups = match self.ctx.groups(authzid).await {
+            Ok(g) => g,
+            Err(_) => {
+                return self
+                    .tagged(
+                        tag,
+                        "NO [UNAVAILABLE] Login failed: group membership is unavailable, try again later",
+                    )
+                    .await;
+            }
+        };
         self.user = Some(authzid.to_string());
         self.ns = Some(ns.clone());
-        let (ctx, who) = (self.ctx.clone(), authzid.to_string());
-        self.groups = tokio::task::spawn_blocking(move || ctx.groups_of(&who)).await.unwrap_or_default();
         self.ctx.log.info(&format!(
             "login: {} {authzid} {mech} User logged in SESSIONID=<{}>",
             self.peer, self.sid
