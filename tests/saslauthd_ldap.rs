@@ -94,10 +94,23 @@ fn ldap_matches_real_saslauthd_and_survives_outage() {
     );
     let muxp = d.path().join("outage/mux");
     assert_eq!(reply_text(&mux(&muxp, b"u1", b"testpw", b"imap", b"")), "OK");
+    // Our imapd and pop3d check passwords with this saslauthd.
+    let mut be = Backend::start(&d.path().join("be"), &format!("sasl_saslauthd_path: {}\n", muxp.display()));
+    let pop = be.start_pop3d();
+    let logins = |expect: &str| {
+        let out = python(LOGINS, &[&be.imap_port.to_string(), &pop.to_string()]);
+        assert!(out.contains(expect), "{out}");
+        out
+    };
+    logins("imap OK pop3 OK");
     slapd.stop();
     let t = Instant::now();
     let r = reply_text(&mux(&muxp, b"u1", b"testpw", b"imap", b""));
-    assert!(r.starts_with("NO"), "{r}");
+    // A NO that says the directory is down, not that the password is wrong.
+    assert!(r.starts_with("NO [UNAVAILABLE]"), "{r}");
+    // imapd and pop3d answer a temporary failure, not "wrong password".
+    let out = logins("imap NO");
+    assert!(out.contains("[UNAVAILABLE]") && out.contains("-ERR [SYS/TEMP]"), "{out}");
     assert!(t.elapsed() < Duration::from_secs(10), "answered after {:?}", t.elapsed());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -111,7 +124,27 @@ fn ldap_matches_real_saslauthd_and_survives_outage() {
         "recovered without a restart"
     );
     assert!(!std::fs::read_to_string(&log).unwrap().contains("testpw"), "password in the log");
+    logins("imap OK pop3 OK");
+    be.extra.clear();
 }
+
+/// IMAP LOGIN and POP3 USER/PASS as u1 (ports in argv): what each answers.
+const LOGINS: &str = r#"
+import imaplib, poplib, sys
+out = []
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+try:
+    M.login('u1', 'testpw'); out.append('imap OK'); M.logout()
+except imaplib.IMAP4.error as e:
+    out.append('imap NO %s' % e)
+P = poplib.POP3('127.0.0.1', int(sys.argv[2]))
+P.user('u1')
+try:
+    P.pass_('testpw'); out.append('pop3 OK'); P.quit()
+except poplib.error_proto as e:
+    out.append('pop3 %s' % e.args[0].decode())
+print(' '.join(out))
+"#;
 
 #[test]
 fn ldap_over_tls_verifies_the_server() {

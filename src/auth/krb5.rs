@@ -360,6 +360,13 @@ fn check_blocking(login: &str, realm: &str, password: &str, keytab: Option<&str>
                 // The KDC may not know the host principal in that form.
                 continue;
             }
+            if matches!(rc, KRB5_KDC_UNREACH | KRB5_REALM_CANT_RESOLVE) {
+                let why = s.err(rc);
+                return (
+                    Verdict::unavailable(&why),
+                    vec![format!("kerberos5: krb5_get_init_creds_password: {why}")],
+                );
+            }
             return init_failed(Some(format!("krb5_get_init_creds_password: {}", s.err(rc))));
         }
         s.creds = Some(creds);
@@ -395,6 +402,10 @@ enum Fast {
     /// libkrb5 password path decides.
     Fallback,
 }
+
+/// No KDC answered / the realm's KDCs cannot be found: a temporary failure.
+const KRB5_KDC_UNREACH: i32 = -1765328228;
+const KRB5_REALM_CANT_RESOLVE: i32 = -1765328164;
 
 fn is_bad_password(rc: i32) -> bool {
     matches!(

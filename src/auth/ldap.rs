@@ -569,7 +569,8 @@ impl Mechanism for Ldap {
                     }
                 }
             }
-            (Verdict::No(String::new()), notes)
+            // No server could be used: not a wrong password.
+            (Verdict::unavailable("LDAP server unavailable"), notes)
         })
     }
 }

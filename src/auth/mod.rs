@@ -53,7 +53,19 @@ impl Verdict {
     pub fn is_ok(&self) -> bool {
         matches!(self, Verdict::Ok | Verdict::OkWith(_))
     }
+    /// A refusal because what checks passwords (the KDC, the directory,
+    /// the remote IMAP server) cannot be reached: `NO [UNAVAILABLE] why`.
+    /// saslauthd's clients (libsasl, Postfix, Cyrus) see a `NO`; ours
+    /// answer a temporary failure instead of "wrong password".
+    pub fn unavailable(why: &str) -> Verdict {
+        Verdict::No(format!("{UNAVAILABLE} {why}"))
+    }
 }
+
+/// The mark that opens the text of an "unavailable" `NO`.
+pub const UNAVAILABLE: &str = "[UNAVAILABLE]";
+
+impl Verdict {}
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

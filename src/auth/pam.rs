@@ -39,8 +39,16 @@ fn check_blocking(service: &str, user: &str, password: &str) -> (Verdict, Notes)
         Ok(t) => t,
         Err(e) => return (Verdict::No("PAM start error".into()), vec![format!("pam_start({service}): {e}")]),
     };
-    if txn.authenticate(AuthnFlags::SILENT).is_err() {
-        return (Verdict::No("PAM auth error".into()), vec![]);
+    match txn.authenticate(AuthnFlags::SILENT) {
+        Ok(()) => {}
+        // pam_krb5 with no KDC, pam_sss offline, pam_ldap with no server.
+        Err(nonstick::ErrorCode::AuthInfoUnavailable) => {
+            return (
+                Verdict::unavailable("PAM auth error"),
+                vec![format!("pam({service}): authentication information unavailable")],
+            )
+        }
+        Err(_) => return (Verdict::No("PAM auth error".into()), vec![]),
     }
     if txn.account_management(AuthnFlags::SILENT).is_err() {
         return (Verdict::No("PAM acct error".into()), vec![]);

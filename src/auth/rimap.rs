@@ -94,9 +94,9 @@ impl Mechanism for Rimap {
             match tokio::time::timeout(TIMEOUT, self.login(&c.login, c.password.expose())).await {
                 Ok(Ok(true)) => (Verdict::OkWith("remote authentication successful".into()), vec![]),
                 Ok(Ok(false)) => (Verdict::No("remote server rejected your credentials".into()), vec![]),
-                Ok(Err(e)) => (Verdict::No("remote server unavailable".into()), vec![e]),
+                Ok(Err(e)) => (Verdict::unavailable("remote server unavailable"), vec![e]),
                 Err(_) => (
-                    Verdict::No("remote server unavailable".into()),
+                    Verdict::unavailable("remote server unavailable"),
                     vec![format!("rimap: {} timed out", self.addr)],
                 ),
             }

@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `Ok(true)` accepted, `Ok(false)` refused, `Err` saslauthd unreachable
-/// or broken (a temporary failure, never a refusal).
+/// or broken, or its `NO [UNAVAILABLE]` (what it checks with is down): a
+/// temporary failure, never a refusal.
 pub async fn check(path: &str, login: &str, password: &Secret<Vec<u8>>, service: &str, realm: &str) -> Result<bool, String> {
     let work = async {
         let mut s = tokio::net::UnixStream::connect(path)
@@ -22,6 +23,10 @@ pub async fn check(path: &str, login: &str, password: &Secret<Vec<u8>>, service:
         let mut chunk = [0u8; 1024];
         loop {
             if let Some(r) = crate::proto::saslauthd::decode_reply(&buf) {
+                let mark = format!("NO {}", crate::auth::UNAVAILABLE);
+                if r.starts_with(mark.as_bytes()) {
+                    return Err(format!("saslauthd: {}", String::from_utf8_lossy(&r[3..])));
+                }
                 return Ok(r.starts_with(b"OK"));
             }
             let n = s.read(&mut chunk).await.map_err(|e| format!("read from saslauthd: {e}"))?;

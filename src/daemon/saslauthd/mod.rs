@@ -99,7 +99,7 @@ pub async fn answer(st: &State, login: &[u8], password: &Secret<Vec<u8>>, servic
     let (verdict, notes) = match tokio::time::timeout(st.check_timeout, st.mech.check(&creds)).await {
         Ok(v) => v,
         Err(_) => (
-            Verdict::No("authentication timed out".into()),
+            Verdict::unavailable("authentication timed out"),
             vec![format!("{}: check timed out after {}s", st.mech.name(), st.check_timeout.as_secs())],
         ),
     };
