@@ -5,8 +5,10 @@
 //! with the same exit code, including `%` expansions, multi-valued
 //! results, special/terminal/leaf attributes, `domain` filtering, limits,
 //! failover, not-found and errors.  Then the hub uses the same tables for
-//! recipient validation and access checks, and answers `451` while the
-//! directory is down.
+//! recipient validation, access checks and per-user routing to two back
+//! ends (`transport_maps`), and answers `451` while the directory or
+//! MariaDB is down.  Last, `group:` ACLs on the back end from LDAP groups
+//! (Cyrus's ptloader options).
 
 mod harness;
 use harness::*;
@@ -339,12 +341,28 @@ fn rcpt_reply(t: &str) -> String {
 
 #[test]
 fn hub_validates_recipients_from_the_directory() {
-    if !can_run("hub ldap tables", &["/usr/sbin/slapd", "/usr/bin/swaks"]) {
+    if !can_run(
+        "hub ldap tables",
+        &["/usr/sbin/slapd", "/usr/bin/swaks", "/usr/bin/ldapmodify", "/usr/bin/unshare"],
+    ) {
         return;
     }
     let d = tempfile::tempdir().unwrap();
     let mut slapd = Slapd::start(&d.path().join("slapd"));
     let port = slapd.port;
+    // Two back ends; each user's LMTP next hop is in the directory (u1,
+    // u4) or in MySQL (u5).
+    let be1 = Backend::start(&d.path().join("be1"), "autocreate_post: yes\n");
+    let be2 = Backend::start(&d.path().join("be2"), "autocreate_post: yes\n");
+    ldapmodify(
+        &slapd.url(),
+        &format!(
+            "dn: uid=u1,ou=people,{LDAP_BASE}\nchangetype: modify\nadd: description\ndescription: lmtp:unix:{}\n\n\
+             dn: uid=u4,ou=people,{LDAP_BASE}\nchangetype: modify\nadd: description\ndescription: lmtp:unix:{}\n",
+            be1.lmtp_sock.display(),
+            be2.lmtp_sock.display()
+        ),
+    );
     let hub = d.path().join("hub");
     std::fs::create_dir_all(&hub).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -360,12 +378,19 @@ fn hub_validates_recipients_from_the_directory() {
         format!("{head}query_filter = (&(uid=%u)(uid=u2))\nresult_attribute = uid\nresult_format = REJECT no mail for %s today\ndomain = mumail.test\n"),
     )
     .unwrap();
+    std::fs::write(
+        hub.join("transport.cf"),
+        format!("{head}query_filter = (mail=%s)\nresult_attribute = description\n"),
+    )
+    .unwrap();
     let smtp = free_port();
     let h = hub.display();
     #[allow(unused_mut)]
     let mut access = format!("check_recipient_access proxy:ldap:{h}/access.cf");
+    #[allow(unused_mut)]
+    let mut transport = format!("ldap:{h}/transport.cf");
     #[cfg(feature = "mysql")]
-    let _db = {
+    let mut mariadb = {
         let db = Mariadb::start(&d.path().join("mariadb"));
         db.sql(MAIL_SQL);
         std::fs::write(
@@ -374,6 +399,17 @@ fn hub_validates_recipients_from_the_directory() {
         )
         .unwrap();
         access.push_str(&format!(", check_recipient_access mysql:{h}/access-sql.cf"));
+        db.sql(&format!(
+            "USE mail;\nCREATE TABLE transport (address VARCHAR(255), nexthop VARCHAR(255));\n\
+             INSERT INTO transport VALUES ('u5@mumail.test', 'lmtp:unix:{}');\n",
+            be1.lmtp_sock.display()
+        ));
+        std::fs::write(
+            hub.join("transport-sql.cf"),
+            format!("hosts = inet:127.0.0.1:{}\nuser = postfix\npassword = pfpw\ndbname = mail\nquery = SELECT nexthop FROM transport WHERE address='%s'\n", db.port),
+        )
+        .unwrap();
+        transport.push_str(&format!(", mysql:{h}/transport-sql.cf"));
         db
     };
     std::fs::write(
@@ -381,11 +417,16 @@ fn hub_validates_recipients_from_the_directory() {
         format!(
             "compatibility_level = 3.6\nqueue_directory = {h}/queue\nmaillog_file = {h}/maillog\nmyhostname = hub.mumail.test\n\
              mydomain = mumail.test\nmydestination = mumail.test\nmynetworks = 10.0.0.0/8\n\
-             local_recipient_maps = ldap:{h}/users.cf\nsmtpd_recipient_restrictions = {access}, permit_mynetworks, reject_unauth_destination\n"
+             local_recipient_maps = ldap:{h}/users.cf\nsmtpd_recipient_restrictions = {access}, permit_mynetworks, reject_unauth_destination\n\
+             transport_maps = {transport}\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n"
         ),
     )
     .unwrap();
-    std::fs::write(hub.join("master.cf"), format!("127.0.0.1:{smtp} inet n - n - - smtpd\n")).unwrap();
+    std::fs::write(
+        hub.join("master.cf"),
+        format!("127.0.0.1:{smtp} inet n - n - - smtpd\nlmtp unix - - n - - lmtp\nerror unix - - n - - error\n"),
+    )
+    .unwrap();
     let log = std::fs::File::create(hub.join("stderr")).unwrap();
     let mut cmd = Command::new(bin("postfix-master"));
     cmd.args(["-c", hub.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
@@ -412,6 +453,53 @@ fn hub_validates_recipients_from_the_directory() {
             "554 5.7.1 <u3@mumail.test>: Recipient address rejected: Access denied"
         );
     }
+    // Per-user routing: each message lands on the back end the directory
+    // (or MySQL) names for its recipient, and only there.
+    let mut routes = vec![("u1", &be1, &be2), ("u4", &be2, &be1)];
+    if cfg!(feature = "mysql") {
+        routes.push(("u5", &be1, &be2));
+    }
+    for (user, _, _) in &routes {
+        let o = Command::new("/usr/bin/swaks")
+            .args(["--server", &format!("127.0.0.1:{smtp}"), "--timeout", "30"])
+            .args(["--from", "sender@mumail.test", "--to", &format!("{user}@mumail.test")])
+            .args(["--header", &format!("Subject: routed to {user}")])
+            .output()
+            .unwrap();
+        let t = String::from_utf8_lossy(&o.stdout);
+        assert!(t.contains("250 2.0.0 Ok: queued as"), "{t}");
+    }
+    for (user, right, wrong) in &routes {
+        let delivered = |b: &Backend| {
+            std::fs::read_to_string(b.dir.join("lmtpd.log"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains("Delivered:") && (l.contains(&format!("user.{user} ")) || l.contains(&format!("user/{user} "))))
+        };
+        wait_for(
+            &format!("{user} delivered to its back end"),
+            std::time::Duration::from_secs(30),
+            || delivered(right),
+        );
+        assert!(!delivered(wrong), "{user} also on the other back end");
+    }
+    let maillog = std::fs::read_to_string(hub.join("maillog")).unwrap();
+    assert!(
+        maillog.contains(&format!("to=<u1@mumail.test>, relay=hub.mumail.test[{}]", be1.lmtp_sock.display())),
+        "{maillog}"
+    );
+
+    // MariaDB down: its access check is a temporary failure too.
+    #[cfg(feature = "mysql")]
+    {
+        mariadb.stop();
+        let reply = rcpt_reply(&swaks(smtp, "u1@mumail.test"));
+        assert!(reply.starts_with("451 4.3.5"), "{reply}");
+        mariadb.resume();
+        let reply = rcpt_reply(&swaks(smtp, "u1@mumail.test"));
+        assert!(reply.starts_with("250 2.1.5 Ok"), "MariaDB back: {reply}");
+    }
+
     // The directory down: temporary failures, never an accept or a bounce.
     slapd.stop();
     for r in ["u1@mumail.test", "nobody@mumail.test"] {
