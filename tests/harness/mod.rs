@@ -212,13 +212,19 @@ impl Slapd {
     /// As `start_tls`, with `extra` global slapd.conf lines
     /// (`TLSVerifyClient demand`, …).
     pub fn start_with(dir: &Path, tls: Option<(&Path, &Path)>, extra: &str) -> Slapd {
+        Slapd::start_full(dir, tls, extra, "")
+    }
+
+    /// As `start_with`, with `db_extra` lines in the database section
+    /// (`index mail eq`, …).
+    pub fn start_full(dir: &Path, tls: Option<(&Path, &Path)>, extra: &str, db_extra: &str) -> Slapd {
         let port = free_port();
         let db = dir.join("db");
         std::fs::create_dir_all(&db).unwrap();
         let conf = format!(
             "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\ninclude /etc/ldap/schema/nis.schema\ninclude /etc/ldap/schema/inetorgperson.schema\n\
              modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {d}/slapd.pid\n{tls}\
-             database mdb\nmaxsize 10485760\nsuffix \"{LDAP_BASE}\"\nrootdn \"cn=admin,{LDAP_BASE}\"\nrootpw adminpw\ndirectory {db}\n\
+             database mdb\nmaxsize 10485760\nsuffix \"{LDAP_BASE}\"\nrootdn \"cn=admin,{LDAP_BASE}\"\nrootpw adminpw\ndirectory {db}\n{db_extra}\
              access to attrs=userPassword by anonymous auth by self read by * none\naccess to * by * read\n",
             d = dir.display(),
             db = db.display(),

@@ -88,6 +88,10 @@ pub struct Checker<'a> {
     /// Rejections turned into warnings by `warn_if_reject` (logged by
     /// the session as `reject_warning`).
     pub warnings: RefCell<Vec<String>>,
+    /// The recipient was checked against its table by an explicit
+    /// `reject_unlisted_recipient`: the implicit check at the end is not
+    /// made again (Postfix's `recipient_rcptmap_checked`).
+    pub unlisted_done: std::cell::Cell<bool>,
     pub hub: &'a HubConf,
     pub conf: &'a SmtpdConf,
     pub tables: &'a TableCache,
@@ -432,7 +436,10 @@ impl Checker<'_> {
                     _ => Verdict::Dunno,
                 },
                 "reject_unlisted_recipient" => match f.rcpt {
-                    Some(rcpt) => self.unlisted(rcpt),
+                    Some(rcpt) => {
+                        self.unlisted_done.set(true);
+                        self.unlisted(rcpt)
+                    }
                     None => Verdict::Dunno,
                 },
                 "check_client_access" | "check_helo_access" | "check_sender_access" | "check_recipient_access" => {
@@ -717,12 +724,13 @@ impl Checker<'_> {
 
     /// Everything that runs at RCPT TO.
     pub fn rcpt(&self, f: &Facts<'_>) -> Verdict {
+        self.unlisted_done.set(false);
         for (l, st) in self.rcpt_lists() {
             if let Verdict::Reject(r) = self.list(l, f, st) {
                 return Verdict::Reject(r);
             }
         }
-        if self.conf.reject_unlisted_recipient {
+        if self.conf.reject_unlisted_recipient && !self.unlisted_done.get() {
             if let Some(r) = f.rcpt {
                 if let Verdict::Reject(r) = self.unlisted(r) {
                     return Verdict::Reject(r);
@@ -803,6 +811,7 @@ mod tests {
             defer_if_permit: Default::default(),
             defer_if_reject: Default::default(),
             warnings: Default::default(),
+            unlisted_done: Default::default(),
             hub: &hub,
             conf: &conf,
             tables: &tables,
