@@ -389,6 +389,8 @@ fn hub_validates_recipients_from_the_directory() {
     let mut access = format!("check_recipient_access proxy:ldap:{h}/access.cf");
     #[allow(unused_mut)]
     let mut transport = format!("ldap:{h}/transport.cf");
+    #[allow(unused_mut)]
+    let mut recipients = format!("ldap:{h}/users.cf");
     #[cfg(feature = "mysql")]
     let mut mariadb = {
         let db = Mariadb::start(&d.path().join("mariadb"));
@@ -410,6 +412,14 @@ fn hub_validates_recipients_from_the_directory() {
         )
         .unwrap();
         transport.push_str(&format!(", mysql:{h}/transport-sql.cf"));
+        // Recipients known only to MySQL.
+        db.sql("USE mail;\nCREATE TABLE mailboxes (address VARCHAR(255));\nINSERT INTO mailboxes VALUES ('sqlonly@mumail.test');\n");
+        std::fs::write(
+            hub.join("users-sql.cf"),
+            format!("hosts = inet:127.0.0.1:{}\nuser = postfix\npassword = pfpw\ndbname = mail\nquery = SELECT address FROM mailboxes WHERE address='%s'\n", db.port),
+        )
+        .unwrap();
+        recipients.push_str(&format!(", mysql:{h}/users-sql.cf"));
         db
     };
     std::fs::write(
@@ -417,7 +427,7 @@ fn hub_validates_recipients_from_the_directory() {
         format!(
             "compatibility_level = 3.6\nqueue_directory = {h}/queue\nmaillog_file = {h}/maillog\nmyhostname = hub.mumail.test\n\
              mydomain = mumail.test\nmydestination = mumail.test\nmynetworks = 10.0.0.0/8\n\
-             local_recipient_maps = ldap:{h}/users.cf\nsmtpd_recipient_restrictions = {access}, permit_mynetworks, reject_unauth_destination\n\
+             local_recipient_maps = {recipients}\nsmtpd_recipient_restrictions = {access}, permit_mynetworks, reject_unauth_destination\n\
              transport_maps = {transport}\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n"
         ),
     )
@@ -452,6 +462,7 @@ fn hub_validates_recipients_from_the_directory() {
             rcpt_reply(&swaks(smtp, "u3@mumail.test")),
             "554 5.7.1 <u3@mumail.test>: Recipient address rejected: Access denied"
         );
+        assert!(rcpt_reply(&swaks(smtp, "sqlonly@mumail.test")).starts_with("250 2.1.5 Ok"));
     }
     // Per-user routing: each message lands on the back end the directory
     // (or MySQL) names for its recipient, and only there.
@@ -495,6 +506,9 @@ fn hub_validates_recipients_from_the_directory() {
         mariadb.stop();
         let reply = rcpt_reply(&swaks(smtp, "u1@mumail.test"));
         assert!(reply.starts_with("451 4.3.5"), "{reply}");
+        // Not in the directory: MySQL would be asked next, and is down.
+        let reply = rcpt_reply(&swaks(smtp, "nobody@mumail.test"));
+        assert!(reply.starts_with("451 4.3."), "{reply}");
         mariadb.resume();
         let reply = rcpt_reply(&swaks(smtp, "u1@mumail.test"));
         assert!(reply.starts_with("250 2.1.5 Ok"), "MariaDB back: {reply}");
@@ -668,8 +682,8 @@ print('ok')
         &[&port.to_string()],
     );
     assert!(out.contains("ok"), "{out}");
-    let out = probe(port, "md5u", &["group:staff=lrs", "group:nosuch=lrs", "-group:office=w"]);
-    assert!(out.contains("setacl group:staff OK"), "{out}");
+    let out = probe(port, "md5u", &["group:Staff=lrs", "group:nosuch=lrs", "-group:office=w"]);
+    assert!(out.contains("setacl group:Staff OK"), "{out}");
     assert!(
         out.contains("setacl group:nosuch NO") && out.contains("Invalid identifier"),
         "{out}"

@@ -898,6 +898,9 @@ impl Session {
             "anyone".to_string()
         } else if id.eq_ignore_ascii_case("-anyone") {
             "-anyone".to_string()
+        } else if self.ctx.pts.is_some() && id.trim_start_matches('-').starts_with("group:") {
+            // Directory group names are compared lower-cased (ptloader's).
+            id.to_lowercase()
         } else {
             id.to_string()
         };
