@@ -647,7 +647,8 @@ fn group_acls_from_ldap() {
     }
     ldif.push_str(&format!(
         "dn: cn=Staff,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: Staff\ngidNumber: 20000\nmemberUid: u7\n\n\
-         dn: cn=office,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: office\ngidNumber: 20001\n"
+         dn: cn=office,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: office\ngidNumber: 20001\n\n\
+         dn: cn=mailusers,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: mailusers\ngidNumber: 20002\nmemberUid: u7\n"
     ));
     ldapmodify(&url, &ldif);
 
@@ -660,7 +661,8 @@ fn group_acls_from_ldap() {
         format!(
             "altnamespace: no\nauth_mech: pts\npts_module: ldap\nldap_uri: ldap://127.0.0.1:1/ {url}\nldap_sasl: no\n\
              ldap_base: ou=people,{LDAP_BASE}\nldap_filter: (uid=%u)\nldap_group_base: ou=groups,{LDAP_BASE}\n\
-             ldap_group_filter: (cn=%u)\nldap_timeout: 3\nptscache_timeout: {ttl}s\n{members}"
+             ldap_group_filter: (cn=%u)\nldap_timeout: 3\nptscache_timeout: {ttl}s\n{members}\
+             autocreate_post: yes\nautocreate_users: group:mailusers\n"
         )
     };
     let ttl = 6;
@@ -689,6 +691,20 @@ print('ok')
         "{out}"
     );
     assert!(out.contains("setacl -group:office OK"), "{out}");
+
+    // Only the directory's mail users get an INBOX at their first delivery.
+    let out = python(
+        r#"
+import smtplib, sys
+l = smtplib.LMTP(sys.argv[1])
+l.ehlo()
+l.mail('a@example.org')
+print('u7', l.rcpt('u7')[0], 'yes1', l.rcpt('yes1')[0])
+l.quit()
+"#,
+        &[b.lmtp_sock.to_str().unwrap()],
+    );
+    assert!(out.contains("u7 250 yes1 550"), "{out}");
 
     // Members see and open the folder; others do not.
     let out = probe(port, "u7", &[]);

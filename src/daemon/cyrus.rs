@@ -189,6 +189,25 @@ impl Ctx {
         Ok(tokio::task::spawn_blocking(move || ctx.unix_groups(&who)).await.unwrap_or_default())
     }
 
+    /// `autocreate_users`: whether `user`'s INBOX may be created for them
+    /// (at login, or at delivery with `autocreate_post`): `anyone` (the
+    /// default), the user, or one of the user's `group:` identifiers —
+    /// from the directory under `auth_mech: pts`, so that only the
+    /// directory's mail users get a mailbox.  `Err`: the directory cannot
+    /// be asked now.
+    pub async fn autocreate_allowed(self: &Arc<Self>, user: &str) -> Result<bool, String> {
+        let list = self.conf.get("autocreate_users").unwrap_or("anyone");
+        let ids: Vec<&str> = list.split_whitespace().collect();
+        if ids.is_empty() || ids.iter().any(|i| i.eq_ignore_ascii_case("anyone")) || ids.contains(&user) {
+            return Ok(true);
+        }
+        if !ids.iter().any(|i| i.starts_with("group:")) {
+            return Ok(false);
+        }
+        let groups = self.groups(user).await?;
+        Ok(ids.iter().any(|i| groups.iter().any(|g| g.eq_ignore_ascii_case(i))))
+    }
+
     /// Whether `group:NAME` may appear in an ACL: a directory group under
     /// `auth_mech: pts`, else a system group with `unix_group_enable`.
     pub async fn group_exists(&self, name: &str) -> Result<bool, String> {

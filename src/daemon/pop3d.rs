@@ -502,10 +502,13 @@ impl Session {
         } else {
             Vec::new()
         };
+        let create = ctx.autocreate_allowed(user).await.unwrap_or(false);
         let who = user.to_string();
         let ib = inbox.clone();
         let res = tokio::task::spawn_blocking(move || -> Result<Result<Drop_, &'static str>, StoreError> {
-            super::cyrus::autocreate_inbox(&ctx, &ib)?;
+            if create {
+                super::cyrus::autocreate_inbox(&ctx, &ib)?;
+            }
             let Some(e) = ctx.store.lookup(&ib)? else {
                 return Ok(Err("-ERR [SYS/PERM] Unable to locate maildrop"));
             };

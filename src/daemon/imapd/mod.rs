@@ -562,7 +562,9 @@ impl Session {
         ));
         // autocreate_quota >= 0: the INBOX is created at first login.
         let (ctx, inbox) = (self.ctx.clone(), ns.inbox());
-        let _ = tokio::task::spawn_blocking(move || super::cyrus::autocreate_inbox(&ctx, &inbox)).await;
+        if ctx.autocreate_allowed(authzid).await.unwrap_or(false) {
+            let _ = tokio::task::spawn_blocking(move || super::cyrus::autocreate_inbox(&ctx, &inbox)).await;
+        }
         let caps = self.capabilities();
         let sid = self.sid.clone();
         self.tagged(tag, &format!("OK [CAPABILITY {caps}] User logged in SESSIONID=<{sid}>"))

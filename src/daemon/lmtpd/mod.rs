@@ -386,7 +386,21 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         let store = ctx.store.clone();
         let ib = inbox.clone();
         let strict = ctx.conf.get_switch("lmtp_strict_quota");
-        let autocreate = ctx.conf.get_switch("autocreate_post") && cfg.autocreate_quota >= 0;
+        let mut autocreate = ctx.conf.get_switch("autocreate_post") && cfg.autocreate_quota >= 0;
+        if autocreate && ctx.conf.get("autocreate_users").is_some_and(|l| !l.eq_ignore_ascii_case("anyone")) {
+            // Only a missing INBOX asks whether its user may have one.
+            let (s, ib) = (ctx.store.clone(), inbox.clone());
+            let exists = tokio::task::spawn_blocking(move || s.lookup(&ib).map(|e| e.is_some()))
+                .await
+                .map_or(Ok(false), |r| r)
+                .unwrap_or(false);
+            if !exists {
+                match ctx.autocreate_allowed(&userid).await {
+                    Ok(ok) => autocreate = ok,
+                    Err(_) => return "451 4.3.0 Temporary failure: the directory cannot be asked".to_string(),
+                }
+            }
+        }
         let quota_kb = cfg.autocreate_quota;
         let quota_msgs = cfg.autocreate_quota_messages;
         let sep = if cfg.unixhierarchysep { '/' } else { '.' };
