@@ -178,3 +178,136 @@ fn murder_admin(port: u16, cmds: &[&str]) -> String {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     python(script, &a)
 }
+
+/// What a client with a cache sees: per folder UIDVALIDITY and UIDNEXT,
+/// per message its UID, flags, internal date and body digest; then the
+/// quota of INBOX, the ACLs and the subscriptions.
+fn uid_snapshot(port: u16, user: &str) -> String {
+    let script = r#"
+import imaplib, sys, hashlib, re
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+M.login(sys.argv[2], 'testpw')
+typ, boxes = M.list('""', 'INBOX*')
+names = sorted(re.search(rb'\) "(.)" "?([^"]*)"?$', b).group(2).decode() for b in boxes if b)
+for mb in names:
+    typ, st = M.status('"%s"' % mb, '(UIDVALIDITY UIDNEXT MESSAGES)')
+    print(mb, re.search(rb'\((.*)\)', st[0]).group(1).decode())
+    M.select('"%s"' % mb, readonly=True)
+    typ, data = M.uid('FETCH', '1:*', '(UID FLAGS INTERNALDATE BODY.PEEK[])')
+    for d in data:
+        if not isinstance(d, tuple):
+            continue
+        head = d[0].decode()
+        uid = re.search(r'UID (\d+)', head).group(1)
+        flags = sorted(f for f in re.search(r'FLAGS \(([^)]*)\)', head).group(1).split() if f != '\\Recent')
+        date = re.search(r'INTERNALDATE "([^"]*)"', head).group(1)
+        print('  ', uid, date, ' '.join(flags), hashlib.sha1(d[1]).hexdigest())
+    typ, acl = M.getacl('"%s"' % mb)
+    print('  acl', sorted(acl[0].decode().split(' ', 1)[1].split(' ')) if acl and acl[0] else None)
+print('quota', M.getquotaroot('INBOX')[1])
+print('lsub', sorted(M.lsub('""', '*')[1]))
+"#;
+    python(script, &[&port.to_string(), user])
+}
+
+fn migrate_spool(conf: &std::path::Path, dst: u16, extra: &[&str]) -> String {
+    let out = Command::new(bin("mumail-migrate"))
+        .args(["-C", conf.to_str().unwrap(), "-d", &format!("127.0.0.1:{dst}"), "-A", "md5u:testpw"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mumail-migrate failed:\n{text}");
+    text
+}
+
+/// From the files of a real Cyrus 3.6 spool (UUID layout, dlist headers,
+/// index version 17): every user's folders arrive with the same
+/// UIDVALIDITY, UIDs, UIDNEXT, flags, keywords, internal dates and
+/// bodies, so clients' caches stay valid; a message expunged but not yet
+/// purged (delayed expunge) is not resurrected; ACLs, quota and
+/// subscriptions come along; a second run copies nothing.
+#[test]
+fn a_cyrus_spool_moves_with_its_uids() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(d.path().join("ours")).unwrap();
+    let ns = "unixhierarchysep: no\naltnamespace: no\n";
+    let ours = Backend::start(&d.path().join("ours"), ns);
+    for p in ["ours", "ours/sasl"] {
+        std::fs::set_permissions(d.path().join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let cyrus = CyrusServer::start(&d.path().join("cyrus"), &d.path().join("ours/sasl/mux"), ns);
+    let created = murder_admin(
+        cyrus.imap_port,
+        &[
+            "CREATE user.u7",
+            "CREATE user.u7.Sent",
+            "CREATE \"user.u7.Old mail\"",
+            "CREATE user.yes1",
+            "SETQUOTA user.u7 (STORAGE 1000)",
+        ],
+    );
+    assert_eq!(created.matches("-> OK").count(), 5, "{created}");
+    as_user(
+        cyrus.imap_port,
+        "u7",
+        r#"
+for i in range(6):
+    M.append('INBOX', '(\\Seen $Label1)' if i % 2 else '(\\Flagged)', imaplib.Time2Internaldate(1500000000 + 3600 * i), b'Subject: m%d\r\n\r\nbody %d\r\n' % (i, i))
+M.append('INBOX.Sent', '(\\Answered work)', imaplib.Time2Internaldate(1400000000), b'Subject: sent\r\n\r\nx\r\n')
+M.append('"INBOX.Old mail"', '(\\Draft)', imaplib.Time2Internaldate(1300000000), b'Subject: old\r\n\r\n' + b'y' * 300000 + b'\r\n')
+M.select('INBOX')
+M.store('2', '+FLAGS', '\\Deleted')
+M.store('6', '+FLAGS', '\\Deleted')
+M.expunge()
+M.store('3', '+FLAGS', '\\Deleted')
+assert M.setacl('INBOX.Sent', 'yes1', 'lrs')[0] == 'OK'
+assert M.subscribe('INBOX.Sent')[0] == 'OK'
+"#,
+    );
+    as_user(
+        cyrus.imap_port,
+        "yes1",
+        "M.append('INBOX', '()', imaplib.Time2Internaldate(1600000000), b'Subject: hi\\r\\n\\r\\nyes1\\r\\n')",
+    );
+    let before: Vec<String> = ["u7", "yes1"].iter().map(|u| uid_snapshot(cyrus.imap_port, u)).collect();
+    // UID 2 and 6 are expunged (their files stay, delayed expunge), UID 3
+    // is \Deleted but not expunged.
+    assert!(
+        before[0].starts_with("INBOX MESSAGES 4 UIDNEXT 7 ") && !before[0].contains("\n   2 ") && !before[0].contains("\n   6 "),
+        "{}",
+        before[0]
+    );
+    let spool_files = std::fs::read_dir(d.path().join("cyrus/spool/uuid")).unwrap().count();
+    assert!(spool_files > 0, "Cyrus 3.6 keeps mailboxes in uuid/ directories");
+
+    let conf = d.path().join("cyrus/imapd.conf");
+    let out = migrate_spool(&conf, ours.imap_port, &["-n"]);
+    assert!(
+        out.contains("summary: 2 users, 2 migrated, 0 failed, 7 messages to copy (dry run)"),
+        "{out}"
+    );
+    let out = migrate_spool(&conf, ours.imap_port, &[]);
+    assert!(out.contains("u7: 3 folders, 6 copied"), "{out}");
+    assert!(out.contains("yes1: 1 folders, 1 copied"), "{out}");
+    for (i, u) in ["u7", "yes1"].iter().enumerate() {
+        assert_eq!(uid_snapshot(ours.imap_port, u), before[i], "{u} differs after the migration");
+    }
+    // Ours goes on from the same UIDNEXT: the next message is UID 7, not
+    // 2 or 6 (the expunged ones) or 5.
+    let next = as_user(
+        ours.imap_port,
+        "u7",
+        "print(M.append('INBOX', '()', None, b'Subject: new\\r\\n\\r\\nz\\r\\n'))",
+    );
+    assert!(next.contains("APPENDUID") && next.contains(" 7]"), "{next}");
+
+    // Everything is there: a second run skips it all.
+    let out = migrate_spool(&conf, ours.imap_port, &[]);
+    assert!(
+        out.contains("u7: 3 folders, 0 copied (0 bytes), 0 reflagged, 0 removed, 6 skipped"),
+        "{out}"
+    );
+    drop(cyrus);
+}

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-const USAGE: &str = "usage: mumail-migrate -s source_host[:port] -d dest_host[:port] [-a admin:password] [-A admin:password] [-u userfile] [-S statedir] [-P parallel] [-n] [user...]";
+const USAGE: &str = "usage: mumail-migrate {-s source_host[:port] | -C cyrus_imapd.conf} -d dest_host[:port] [-a admin:password] [-A admin:password] [-u userfile] [-S statedir] [-P parallel] [-n] [user...]";
 /// The largest message a migration reads (Cyrus's maxmessagesize scale).
 const MAX_MESSAGE: u64 = 256 << 20;
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -40,6 +40,29 @@ struct Opts {
     state: PathBuf,
     dry_run: bool,
     progress: Arc<Progress>,
+    /// `-C`: the source is a Cyrus spool on disk, read from its files.
+    spool: Option<Arc<Spool>>,
+}
+
+/// A Cyrus spool found from its imapd.conf.
+struct Spool {
+    configdir: PathBuf,
+    boxes: Vec<crate::tools::cyrus_spool::Mailbox>,
+}
+
+impl Spool {
+    fn open(conf: &str) -> Result<Spool, String> {
+        let c = crate::config::cyrus::ImapdConf::load(conf, None).map_err(|e| e.to_string())?;
+        let configdir = PathBuf::from(c.get("configdirectory").unwrap_or(""));
+        let roots: Vec<PathBuf> = c.partitions().iter().map(|(_, p)| PathBuf::from(p)).collect();
+        if roots.is_empty() {
+            return Err(format!("{conf}: no partition-* option is set"));
+        }
+        Ok(Spool {
+            configdir,
+            boxes: crate::tools::cyrus_spool::mailboxes(&roots)?,
+        })
+    }
 }
 
 /// Messages to copy and copied, per user and in all, for the progress
@@ -162,6 +185,21 @@ impl Imap {
         Ok((resps, status))
     }
 
+    /// One XAPPLY (XFER's transfer command; an admin session).
+    async fn xapply(&mut self, x: &crate::proto::imap::command::xapply::XApply) -> Result<(), String> {
+        self.n += 1;
+        let tag = format!("M{}", self.n);
+        let wire = crate::proto::imap::command::xapply::render(&tag, x);
+        self.send(&wire).await?;
+        let (_, status) = tokio::time::timeout(TIMEOUT, collect_tagged(&mut self.r, &tag, 1 << 20))
+            .await
+            .map_err(|_| format!("{}: timed out", self.server))??;
+        if !status.starts_with("OK") {
+            return Err(format!("{}: XAPPLY: {status}", self.server));
+        }
+        Ok(())
+    }
+
     /// A command whose last argument is a mailbox name.
     async fn cmd_mbox(&mut self, verb: &str, name: &str, rest: &str) -> Result<(Vec<Vec<u8>>, String), String> {
         let mut c = format!("{verb} ").into_bytes();
@@ -207,6 +245,142 @@ impl Imap {
             .and_then(|r| r.split([' ', ']']).nth(1))
             .and_then(|u| u.parse().ok()))
     }
+}
+
+/// Most records, and bytes of message files, per XAPPLY RECORDS.
+const BATCH_RECORDS: usize = 500;
+const BATCH_BYTES: usize = 16 << 20;
+
+/// One user from a Cyrus spool into our back end, through the XAPPLY
+/// commands XFER uses (as an admin of the destination): each mailbox
+/// arrives with its uniqueid, UIDVALIDITY, ACL, UIDs, flags, keywords,
+/// internal dates and modseqs, then is activated (and so announced to
+/// the MUPDATE master); then the quota limits and subscriptions.
+/// Expunged records stay behind.  A mailbox the destination already has
+/// is skipped whole; one left half-copied by a killed run is copied again
+/// from the start (the destination replaces an unactivated mailbox).
+async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, String> {
+    use crate::proto::imap::command::xapply::{XApply, XMailbox, XRecord};
+    use crate::tools::cyrus_spool as cs;
+    let inbox = cs::inbox_of(user);
+    let prefix = format!("{inbox}.");
+    let boxes: Vec<&cs::Mailbox> = sp
+        .boxes
+        .iter()
+        .filter(|m| m.header.name == inbox || m.header.name.starts_with(&prefix))
+        .collect();
+    if boxes.is_empty() {
+        return Err(format!("no mailbox of {user} in the spool"));
+    }
+    let mut rep = Report {
+        user: user.to_string(),
+        folders: boxes.len(),
+        ..Report::default()
+    };
+    let mut plan = Vec::new();
+    for m in &boxes {
+        let ix = m.index()?;
+        let live: Vec<cs::IndexRecord> = ix.records.iter().filter(|r| !r.expunged()).cloned().collect();
+        o.progress.todo(user, live.len() as u64);
+        plan.push((*m, ix, live));
+    }
+    if o.dry_run {
+        for (_, _, live) in &plan {
+            rep.copied += live.len();
+            rep.bytes += live.iter().map(|r| r.size).sum::<u64>();
+        }
+        return Ok(rep);
+    }
+    let (admin, pw) = o
+        .dest_admin
+        .as_ref()
+        .ok_or_else(|| format!("{user}: a spool source needs -A admin:password for the destination"))?;
+    let mut dst = Imap::connect(&o.dest).await?;
+    dst.login("", admin, pw).await?;
+    let mut imported = 0;
+    for (m, ix, live) in &plan {
+        let h = &m.header;
+        let mb = XMailbox {
+            name: h.name.clone(),
+            partition: String::new(),
+            uniqueid: h.uniqueid.clone(),
+            uidvalidity: ix.uidvalidity,
+            created: ix.uidvalidity as i64,
+            acl: h.acl.clone(),
+            specialuse: String::new(),
+            annotations: String::new(),
+        };
+        match dst.xapply(&XApply::Mailbox(mb)).await {
+            Ok(()) => {}
+            Err(e) if e.contains("already exists") => {
+                rep.skipped += live.len();
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let mut batch: Vec<XRecord> = Vec::new();
+        let mut bytes = 0usize;
+        for (i, r) in live.iter().enumerate() {
+            let body = m.message(r.uid, MAX_MESSAGE)?;
+            bytes += body.len();
+            rep.bytes += body.len() as u64;
+            o.progress.done(user, body.len() as u64);
+            batch.push(XRecord {
+                uid: r.uid,
+                modseq: r.modseq.max(1),
+                flags: r.flags(),
+                internaldate: r.internaldate,
+                tz: crate::util::codec::local_offset_min(r.internaldate),
+                savedate: r.savedate,
+                keywords: r.keywords(&h.flags).join(" "),
+                body: Some(body),
+            });
+            if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES || i + 1 == live.len() {
+                rep.copied += batch.len();
+                dst.xapply(&XApply::Records(h.name.clone(), std::mem::take(&mut batch))).await?;
+                bytes = 0;
+            }
+        }
+        dst.xapply(&XApply::State {
+            name: h.name.clone(),
+            uidnext: ix.last_uid.saturating_add(1),
+            highestmodseq: ix.highestmodseq,
+            recentuid: ix.recentuid,
+            keywords: h.flags.join(" "),
+        })
+        .await?;
+        dst.xapply(&XApply::Activate(h.name.clone())).await?;
+        rep.acls += h.acl.split('\t').filter(|x| !x.is_empty()).count() / 2;
+        imported += 1;
+    }
+    if imported > 0 {
+        // Quota limits of the user's roots, and subscriptions.
+        let mut data = String::new();
+        let roots: BTreeSet<&str> = plan
+            .iter()
+            .map(|(m, _, _)| m.header.quotaroot.as_str())
+            .filter(|r| !r.is_empty())
+            .collect();
+        for root in roots {
+            if let Some((storage, messages)) = cs::quota(&sp.configdir, root)? {
+                data.push_str(&format!("quota\t{root}\t{storage}\t{messages}\n"));
+            }
+        }
+        let inbox_id = plan
+            .iter()
+            .find(|(m, _, _)| m.header.name == inbox)
+            .map(|(m, _, _)| m.header.uniqueid.clone())
+            .unwrap_or_default();
+        for name in cs::subscriptions(&sp.configdir, user, &inbox_id)? {
+            data.push_str(&format!("sub\t{name}\n"));
+            rep.subscribed += 1;
+        }
+        if !data.is_empty() {
+            dst.xapply(&XApply::User(inbox.clone(), data)).await?;
+        }
+    }
+    let _ = dst.cmd(b"LOGOUT").await;
+    Ok(rep)
 }
 
 /// `* LIST (attrs) "d" name` (or LSUB) → (attributes, delimiter, name).
@@ -410,6 +584,9 @@ impl State {
 
 /// Migrates one user: every selectable folder of the source.
 async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Report, String> {
+    if let Some(sp) = &o.spool {
+        return migrate_spool_user(o, sp, user).await;
+    }
     let login = |admin: &Option<(String, String)>| -> Result<(String, String, String), String> {
         match (admin, password) {
             (Some((a, p)), _) => Ok((user.to_string(), a.clone(), p.clone())),
@@ -596,7 +773,7 @@ fn read_users(path: &str) -> Result<Vec<(String, Option<String>)>, String> {
 
 pub fn main(args: &[String]) -> i32 {
     use crate::util::exit;
-    let Ok((opts, rest)) = getopt(args, "s:d:a:A:u:S:P:nh") else {
+    let Ok((opts, rest)) = getopt(args, "s:C:d:a:A:u:S:P:nh") else {
         eprintln!("{USAGE}");
         return exit::USAGE;
     };
@@ -608,6 +785,7 @@ pub fn main(args: &[String]) -> i32 {
         state: PathBuf::from("migrate-state"),
         dry_run: false,
         progress: Arc::new(Progress::new()),
+        spool: None,
     };
     let mut users: Vec<(String, Option<String>)> = Vec::new();
     let mut parallel = 4usize;
@@ -615,6 +793,13 @@ pub fn main(args: &[String]) -> i32 {
     for opt in opts {
         match opt {
             Opt::Arg('s', v) => o.source = v,
+            Opt::Arg('C', v) => match Spool::open(&v) {
+                Ok(sp) => o.spool = Some(Arc::new(sp)),
+                Err(e) => {
+                    eprintln!("mumail-migrate: fatal: {e}");
+                    return exit::CONFIG;
+                }
+            },
             Opt::Arg('d', v) => o.dest = v,
             Opt::Arg('a', v) => o.source_admin = pair(&v),
             Opt::Arg('A', v) => o.dest_admin = pair(&v),
@@ -636,7 +821,16 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
     users.extend(rest.into_iter().map(|u| (u, None)));
-    if o.source.is_empty() || o.dest.is_empty() || users.is_empty() || parallel == 0 {
+    // From a spool with no user named: every user it holds.
+    if let (Some(sp), true) = (&o.spool, users.is_empty()) {
+        let all: BTreeSet<String> = sp
+            .boxes
+            .iter()
+            .filter_map(|m| crate::tools::cyrus_spool::owner(&m.header.name))
+            .collect();
+        users.extend(all.into_iter().map(|u| (u, None)));
+    }
+    if (o.source.is_empty() == o.spool.is_none()) || o.dest.is_empty() || users.is_empty() || parallel == 0 {
         eprintln!("{USAGE}");
         return exit::USAGE;
     }

@@ -2,6 +2,7 @@
 //! calls `main` here, so the tools can be tested in-process.
 
 pub mod cyr_info;
+pub mod cyrus_spool;
 pub mod expire;
 pub mod mboxlist;
 pub mod migrate;

@@ -1,0 +1,674 @@
+//! Reading a Cyrus IMAP spool from its files, for mumail-migrate's
+//! `-C imapd.conf` source: the mailboxes are the directories under each
+//! `partition-*` that hold a `cyrus.header` (as `reconstruct -f` finds
+//! them, so both the ≤3.4 name layout and 3.6's `uuid/` layout are read
+//! and mailboxes.db is not needed); `cyrus.header` gives the name,
+//! uniqueid, quota root, ACL and keyword names (3.6 dlist or the older
+//! text form); `cyrus.index` gives UIDVALIDITY, the last UID, the
+//! modseqs and each record's UID, flags, keywords and dates (minor
+//! versions 12 to 19: Cyrus 2.4 to 3.12, located through the header's `start_offset` and
+//! `record_size`); `<uid>.` is the message.  Records flagged expunged
+//! (delayed expunge) are left out, never resurrected.  Quota limits come
+//! from `quota/<h>/<root>` (quotalegacy, dlist or old form) and
+//! subscriptions from the user's flat `sub` file (3.6 `user/uuid/…/sub.db`
+//! or older `user/<h>/<user>.sub`).
+
+use std::path::{Path, PathBuf};
+
+/// The header text every cyrus.header starts with.
+const HEADER_MAGIC: &[u8] = b"\xa1\x02\x8b\x0dCyrus mailbox header\n\"The best thing about this system was that it had lots of goals.\"\n\t--Jim Morris on Andrew\n";
+/// Cyrus's internal flag bits in `system_flags`.
+const FLAG_EXPUNGED: u32 = 1 << 31;
+/// Answered, Flagged, Deleted, Draft, Seen.
+const SYSTEM_FLAGS: u32 = 0x1f;
+/// The largest index file read (a million records and then some).
+const MAX_INDEX: u64 = 256 << 20;
+/// The largest header, quota or subscription file read.
+const MAX_SMALL: u64 = 4 << 20;
+
+/// A `cyrus.header`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Internal name (`user.fred.Sent`, `example.com!user.fred`).
+    pub name: String,
+    pub uniqueid: String,
+    pub quotaroot: String,
+    /// Cyrus internal form: `id TAB rights TAB` per entry.
+    pub acl: String,
+    /// Keyword names by bit position.
+    pub flags: Vec<String>,
+}
+
+/// One `cyrus.index` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRecord {
+    pub uid: u32,
+    pub internaldate: i64,
+    pub size: u64,
+    pub system_flags: u32,
+    pub user_flags: [u32; 4],
+    pub savedate: i64,
+    pub modseq: u64,
+}
+
+/// A `cyrus.index`: its header fields and records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub minor_version: u32,
+    pub uidvalidity: u32,
+    pub last_uid: u32,
+    pub highestmodseq: u64,
+    pub recentuid: u32,
+    pub records: Vec<IndexRecord>,
+}
+
+/// One mailbox of the spool.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    pub dir: PathBuf,
+    pub header: Header,
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn be64(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at + 8)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_be_bytes(a))
+}
+
+/// A dlist value: an atom or string, a list `( … )`, or a key-value list
+/// `%( key value … )`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dlist {
+    Atom(String),
+    List(Vec<Dlist>),
+    Kv(Vec<(String, Dlist)>),
+}
+
+impl Dlist {
+    pub fn get(&self, key: &str) -> Option<&Dlist> {
+        match self {
+            Dlist::Kv(v) => v.iter().find(|(k, _)| k == key).map(|(_, d)| d),
+            _ => None,
+        }
+    }
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Dlist::Atom(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Parses one dlist value (Cyrus's `dlist_parsemap` text form: atoms,
+/// "quoted strings" with `\` escapes, `{n}` / `{n+}` literals).
+pub fn parse_dlist(s: &[u8]) -> Result<Dlist, String> {
+    let mut p = 0usize;
+    let d = dlist_value(s, &mut p, 0)?;
+    Ok(d)
+}
+
+fn skip_space(s: &[u8], p: &mut usize) {
+    while *p < s.len() && matches!(s[*p], b' ' | b'\r' | b'\n' | b'\t') {
+        *p += 1;
+    }
+}
+
+fn dlist_value(s: &[u8], p: &mut usize, depth: usize) -> Result<Dlist, String> {
+    if depth > 32 {
+        return Err("dlist nested too deeply".into());
+    }
+    skip_space(s, p);
+    match s.get(*p) {
+        None => Err("dlist: unexpected end".into()),
+        Some(b'%') if s.get(*p + 1) == Some(&b'(') => {
+            *p += 2;
+            let mut kv = Vec::new();
+            loop {
+                skip_space(s, p);
+                match s.get(*p) {
+                    Some(b')') => {
+                        *p += 1;
+                        return Ok(Dlist::Kv(kv));
+                    }
+                    None => return Err("dlist: unclosed %(".into()),
+                    _ => {}
+                }
+                let Dlist::Atom(k) = dlist_value(s, p, depth + 1)? else {
+                    return Err("dlist: key is not an atom".into());
+                };
+                let v = dlist_value(s, p, depth + 1)?;
+                kv.push((k, v));
+            }
+        }
+        Some(b'(') => {
+            *p += 1;
+            let mut v = Vec::new();
+            loop {
+                skip_space(s, p);
+                match s.get(*p) {
+                    Some(b')') => {
+                        *p += 1;
+                        return Ok(Dlist::List(v));
+                    }
+                    None => return Err("dlist: unclosed (".into()),
+                    _ => v.push(dlist_value(s, p, depth + 1)?),
+                }
+            }
+        }
+        Some(b'"') => {
+            *p += 1;
+            let mut out = Vec::new();
+            while let Some(&c) = s.get(*p) {
+                *p += 1;
+                match c {
+                    b'"' => return Ok(Dlist::Atom(String::from_utf8_lossy(&out).into_owned())),
+                    b'\\' => {
+                        if let Some(&n) = s.get(*p) {
+                            out.push(n);
+                            *p += 1;
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            Err("dlist: unclosed string".into())
+        }
+        Some(b'{') => {
+            let end = s[*p..].iter().position(|&c| c == b'}').ok_or("dlist: bad literal")? + *p;
+            let n: usize = std::str::from_utf8(&s[*p + 1..end])
+                .ok()
+                .map(|t| t.trim_end_matches('+'))
+                .and_then(|t| t.parse().ok())
+                .ok_or("dlist: bad literal length")?;
+            let mut q = end + 1;
+            if s.get(q) == Some(&b'\r') {
+                q += 1;
+            }
+            if s.get(q) == Some(&b'\n') {
+                q += 1;
+            }
+            let body = s.get(q..q + n).ok_or("dlist: short literal")?;
+            *p = q + n;
+            Ok(Dlist::Atom(String::from_utf8_lossy(body).into_owned()))
+        }
+        Some(_) => {
+            let start = *p;
+            while *p < s.len() && !matches!(s[*p], b' ' | b'(' | b')' | b'\r' | b'\n' | b'\t') {
+                *p += 1;
+            }
+            Ok(Dlist::Atom(String::from_utf8_lossy(&s[start..*p]).into_owned()))
+        }
+    }
+}
+
+/// Parses a `cyrus.header`: the 3.6 dlist line or the ≤3.4 text lines
+/// (`quotaroot TAB uniqueid`, keyword names, ACL).  `name` is what the
+/// older form lacks (the caller knows it from the directory).
+pub fn parse_header(data: &[u8], name: Option<&str>) -> Result<Header, String> {
+    let rest = data.strip_prefix(HEADER_MAGIC).ok_or("not a cyrus.header (bad magic)")?;
+    if rest.starts_with(b"%(") {
+        let d = parse_dlist(rest)?;
+        let text = |k: &str| d.get(k).and_then(Dlist::text).unwrap_or("").to_string();
+        let mut acl = String::new();
+        if let Some(Dlist::Kv(v)) = d.get("A") {
+            for (id, r) in v {
+                acl.push_str(&format!("{id}\t{}\t", r.text().unwrap_or("")));
+            }
+        }
+        let flags = match d.get("U") {
+            Some(Dlist::List(v)) => v.iter().filter_map(|f| f.text().map(String::from)).collect(),
+            _ => Vec::new(),
+        };
+        let name = text("N");
+        if name.is_empty() {
+            return Err("cyrus.header without a mailbox name".into());
+        }
+        return Ok(Header {
+            name,
+            uniqueid: text("I"),
+            quotaroot: text("Q"),
+            acl,
+            flags,
+        });
+    }
+    let text = String::from_utf8_lossy(rest);
+    let mut lines = text.split('\n');
+    let first = lines.next().unwrap_or("");
+    let (quotaroot, uniqueid) = first.split_once('\t').unwrap_or((first, ""));
+    let flags = lines
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .filter(|f| !f.is_empty())
+        .map(String::from)
+        .collect();
+    let acl = lines.next().unwrap_or("").to_string();
+    let name = name.ok_or("an old-style cyrus.header does not name its mailbox")?.to_string();
+    Ok(Header {
+        name,
+        uniqueid: uniqueid.to_string(),
+        quotaroot: quotaroot.to_string(),
+        acl,
+        flags,
+    })
+}
+
+/// Parses a `cyrus.index` (minor versions 12–19).
+pub fn parse_index(b: &[u8]) -> Result<Index, String> {
+    let bad = || "cyrus.index is too short or damaged".to_string();
+    let minor = be32(b, 8).ok_or_else(bad)?;
+    // 20 (unreleased master) changed the layout to 64-bit times.
+    if !(12..=19).contains(&minor) {
+        return Err(format!("cyrus.index minor version {minor} is not supported (12 to 19 are)"));
+    }
+    let start = be32(b, 12).ok_or_else(bad)? as usize;
+    let size = be32(b, 16).ok_or_else(bad)? as usize;
+    let num = be32(b, 20).ok_or_else(bad)? as usize;
+    if size < 96 || start < 96 {
+        return Err(bad());
+    }
+    let last_uid = be32(b, 28).ok_or_else(bad)?;
+    let uidvalidity = be32(b, 44).ok_or_else(bad)?;
+    let highestmodseq = be64(b, 68).ok_or_else(bad)?;
+    let recentuid = be32(b, 104).ok_or_else(bad)?;
+    let mut records = Vec::with_capacity(num.min(1 << 20));
+    for i in 0..num {
+        let at = start + i * size;
+        let r = b.get(at..at + size).ok_or_else(bad)?;
+        let rec = IndexRecord {
+            uid: be32(r, 0).ok_or_else(bad)?,
+            internaldate: be32(r, 4).ok_or_else(bad)? as i64,
+            size: be32(r, 12).ok_or_else(bad)? as u64,
+            system_flags: be32(r, 32).ok_or_else(bad)?,
+            user_flags: [
+                be32(r, 36).ok_or_else(bad)?,
+                be32(r, 40).ok_or_else(bad)?,
+                be32(r, 44).ok_or_else(bad)?,
+                be32(r, 48).ok_or_else(bad)?,
+            ],
+            savedate: if minor >= 16 { be32(r, 52).ok_or_else(bad)? as i64 } else { 0 },
+            modseq: be64(r, 80).ok_or_else(bad)?,
+        };
+        records.push(rec);
+    }
+    Ok(Index {
+        minor_version: minor,
+        uidvalidity,
+        last_uid,
+        highestmodseq,
+        recentuid,
+        records,
+    })
+}
+
+impl IndexRecord {
+    /// Expunged (delayed expunge keeps the file until cyr_expire).
+    pub fn expunged(&self) -> bool {
+        self.system_flags & FLAG_EXPUNGED != 0
+    }
+    /// \Answered \Flagged \Deleted \Draft \Seen, as mumail's bits (the same).
+    pub fn flags(&self) -> u32 {
+        self.system_flags & SYSTEM_FLAGS
+    }
+    /// The keyword names set on this record.
+    pub fn keywords(&self, names: &[String]) -> Vec<String> {
+        (0..128)
+            .filter(|&i| self.user_flags[i / 32] & (1 << (i % 32)) != 0)
+            .filter_map(|i| names.get(i).cloned())
+            .collect()
+    }
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if out.len() as u64 > limit {
+        return Err(format!("{}: larger than {limit} bytes", path.display()));
+    }
+    Ok(out)
+}
+
+/// The name an old-layout directory stands for: components after the
+/// partition root minus the hash directories (`/f/user/fred/Sent` →
+/// `user.fred.Sent`, `/domain/e/example.com/f/user/fred` →
+/// `example.com!user.fred`).
+fn name_from_dir(root: &Path, dir: &Path) -> Option<String> {
+    let rel = dir.strip_prefix(root).ok()?;
+    let mut parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let mut domain = None;
+    if parts.first().map(String::as_str) == Some("domain") && parts.len() >= 3 {
+        let single = |s: &str| s.len() == 1;
+        let at = if single(&parts[1]) { 2 } else { 1 };
+        domain = Some(parts[at].clone());
+        parts.drain(..=at);
+    }
+    // A hash directory is a single letter (or A–W with fulldirhash).
+    if parts.len() >= 2 && parts[0].len() == 1 {
+        parts.remove(0);
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let name = parts.join(".");
+    Some(match domain {
+        Some(d) => format!("{d}!{name}"),
+        None => name,
+    })
+}
+
+/// Every mailbox under the partition roots: directories holding a
+/// `cyrus.header`, sorted by name (parents before children).
+pub fn mailboxes(roots: &[PathBuf]) -> Result<Vec<Mailbox>, String> {
+    let mut out = Vec::new();
+    for root in roots {
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(r) => r,
+                Err(e) if dir == *root => return Err(format!("{}: {e}", dir.display())),
+                Err(_) => continue,
+            };
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let n = e.file_name();
+                    // Staging and sync areas of the partition are not mailboxes.
+                    if dir == *root && (n == "stage." || n == "sync.") {
+                        continue;
+                    }
+                    stack.push(e.path());
+                }
+            }
+            let hp = dir.join("cyrus.header");
+            if hp.is_file() {
+                let data = read_limited(&hp, MAX_SMALL)?;
+                let name = name_from_dir(root, &dir);
+                let header = parse_header(&data, name.as_deref()).map_err(|e| format!("{}: {e}", hp.display()))?;
+                out.push(Mailbox { dir, header });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.header.name.cmp(&b.header.name));
+    Ok(out)
+}
+
+impl Mailbox {
+    pub fn index(&self) -> Result<Index, String> {
+        let p = self.dir.join("cyrus.index");
+        let data = read_limited(&p, MAX_INDEX)?;
+        parse_index(&data).map_err(|e| format!("{}: {e}", p.display()))
+    }
+
+    /// The message file of `uid`.
+    pub fn message(&self, uid: u32, limit: u64) -> Result<Vec<u8>, String> {
+        read_limited(&self.dir.join(format!("{uid}.")), limit)
+    }
+}
+
+/// The user (`fred`, `fred@example.com`) a mailbox belongs to, if any.
+pub fn owner(name: &str) -> Option<String> {
+    let (domain, rest) = match name.split_once('!') {
+        Some((d, r)) => (Some(d), r),
+        None => (None, name),
+    };
+    let mut it = rest.splitn(3, '.');
+    if it.next() != Some("user") {
+        return None;
+    }
+    let u = it.next()?.replace('^', ".");
+    Some(match domain {
+        Some(d) => format!("{u}@{d}"),
+        None => u,
+    })
+}
+
+/// The INBOX name of a user (`fred@example.com` → `example.com!user.fred`).
+pub fn inbox_of(user: &str) -> String {
+    match user.split_once('@') {
+        Some((u, d)) => format!("{d}!user.{}", u.replace('.', "^")),
+        None => format!("user.{}", user.replace('.', "^")),
+    }
+}
+
+/// Cyrus's `dir_hash_c` without fulldirhash: the first letter, or `q`.
+fn hash_letter(s: &str) -> char {
+    match s.bytes().next() {
+        Some(c) if c.is_ascii_alphabetic() => c.to_ascii_lowercase() as char,
+        _ => 'q',
+    }
+}
+
+/// Storage limit (KB) and message limit of a quota root (`-1`: none);
+/// None when the root has no quota file.
+pub fn quota(configdir: &Path, root: &str) -> Result<Option<(i64, i64)>, String> {
+    let (dom, r) = match root.split_once('!') {
+        Some((d, r)) => (Some(d), r),
+        None => (None, root),
+    };
+    let key = r.strip_prefix("user.").unwrap_or(r);
+    let mut p = configdir.to_path_buf();
+    if let Some(d) = dom {
+        p = p.join("domain").join(hash_letter(d).to_string()).join(d);
+    }
+    let p = p.join("quota").join(hash_letter(key).to_string()).join(r);
+    if !p.is_file() {
+        return Ok(None);
+    }
+    let data = read_limited(&p, MAX_SMALL)?;
+    Ok(Some(parse_quota(&data).map_err(|e| format!("{}: {e}", p.display()))?))
+}
+
+/// A quotalegacy value: `%(S (used limit) M (used [limit]) …)` or the
+/// old `used limit [M used limit]`.
+pub fn parse_quota(data: &[u8]) -> Result<(i64, i64), String> {
+    let limit = |l: Option<&Dlist>| -> i64 {
+        match l {
+            Some(Dlist::List(v)) => v.get(1).and_then(Dlist::text).and_then(|t| t.parse().ok()).unwrap_or(-1),
+            _ => -1,
+        }
+    };
+    if data.starts_with(b"%(") {
+        let d = parse_dlist(data)?;
+        return Ok((limit(d.get("S")), limit(d.get("M"))));
+    }
+    let text = String::from_utf8_lossy(data);
+    let w: Vec<&str> = text.split_whitespace().collect();
+    let storage = w.get(1).and_then(|t| t.parse().ok()).unwrap_or(-1);
+    let messages = match w.iter().position(|x| *x == "M") {
+        Some(i) => w.get(i + 2).and_then(|t| t.parse().ok()).unwrap_or(-1),
+        None => -1,
+    };
+    Ok((storage, messages))
+}
+
+/// Decodes a cyrusdb `flat` file into (key, value) pairs.
+pub fn parse_flat(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let unescape = |s: &[u8]| {
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            if s[i] == 0xff && i + 1 < s.len() {
+                out.push(if s[i + 1] == 0xff { 0xff } else { s[i + 1] & 0x7f });
+                i += 2;
+            } else {
+                out.push(s[i]);
+                i += 1;
+            }
+        }
+        out
+    };
+    data.split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| {
+            let t = l.iter().position(|&c| c == b'\t')?;
+            Some((unescape(&l[..t]), unescape(&l[t + 1..])))
+        })
+        .collect()
+}
+
+/// The user's subscriptions as internal names.  3.6 keeps them in
+/// `user/uuid/<a>/<b>/<inbox uniqueid>/sub.db` under `N` keys relative
+/// to the user (`INBOX\x1fSent`); older releases in `user/<h>/<user>.sub`
+/// under internal names.
+pub fn subscriptions(configdir: &Path, user: &str, inbox_uniqueid: &str) -> Result<Vec<String>, String> {
+    let inbox = inbox_of(user);
+    let id = inbox_uniqueid.as_bytes();
+    if id.len() >= 2 {
+        let p = configdir
+            .join("user/uuid")
+            .join((id[0] as char).to_string())
+            .join((id[1] as char).to_string())
+            .join(inbox_uniqueid)
+            .join("sub.db");
+        if p.is_file() {
+            let data = read_limited(&p, MAX_SMALL)?;
+            let (domain, _) = inbox.split_once('!').map_or((None, inbox.as_str()), |(d, r)| (Some(d), r));
+            return Ok(parse_flat(&data)
+                .into_iter()
+                .filter_map(|(k, _)| k.strip_prefix(b"N").map(|k| String::from_utf8_lossy(k).into_owned()))
+                .map(|k| {
+                    let parts: Vec<String> = k.split('\x1f').map(|c| c.replace('.', "^")).collect();
+                    let name = if parts.first().map(String::as_str) == Some("INBOX") {
+                        std::iter::once(inbox.rsplit('!').next().unwrap_or(&inbox).to_string())
+                            .chain(parts[1..].iter().cloned())
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    } else {
+                        parts.join(".")
+                    };
+                    match domain {
+                        Some(d) if !name.contains('!') => format!("{d}!{name}"),
+                        _ => name,
+                    }
+                })
+                .collect());
+        }
+    }
+    let local = user.split('@').next().unwrap_or(user);
+    let p = configdir
+        .join("user")
+        .join(hash_letter(local).to_string())
+        .join(format!("{local}.sub"));
+    if !p.is_file() {
+        return Ok(Vec::new());
+    }
+    let data = read_limited(&p, MAX_SMALL)?;
+    Ok(parse_flat(&data)
+        .into_iter()
+        .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+        .filter(|k| !k.starts_with('\x1f'))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(body: &str) -> Vec<u8> {
+        let mut v = HEADER_MAGIC.to_vec();
+        v.extend_from_slice(body.as_bytes());
+        v
+    }
+
+    #[test]
+    fn headers_of_36_and_older() {
+        let h = parse_header(
+            &header("%(T e N \"user.u7.Old mail\" I gsp38 Q user.u7 A %(u7 lrswipkxtecdan yes1 lrs) U ($Label1 work))\n"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(h.name, "user.u7.Old mail");
+        assert_eq!(h.uniqueid, "gsp38");
+        assert_eq!(h.quotaroot, "user.u7");
+        assert_eq!(h.acl, "u7\tlrswipkxtecdan\tyes1\tlrs\t");
+        assert_eq!(h.flags, vec!["$Label1", "work"]);
+        let h = parse_header(
+            &header("user.fred\tabc123\n$Forwarded work \nfred\tlrswipkxtecda\t\n"),
+            Some("user.fred.Sent"),
+        )
+        .unwrap();
+        assert_eq!(
+            (h.name.as_str(), h.uniqueid.as_str(), h.quotaroot.as_str()),
+            ("user.fred.Sent", "abc123", "user.fred")
+        );
+        assert_eq!(h.flags, vec!["$Forwarded", "work"]);
+        assert_eq!(h.acl, "fred\tlrswipkxtecda\t");
+        assert!(parse_header(b"garbage", None).is_err());
+    }
+
+    fn index17(records: &[(u32, u32, u32, u32)]) -> Vec<u8> {
+        let mut b = vec![0u8; 160];
+        b[8..12].copy_from_slice(&17u32.to_be_bytes());
+        b[12..16].copy_from_slice(&160u32.to_be_bytes());
+        b[16..20].copy_from_slice(&112u32.to_be_bytes());
+        b[20..24].copy_from_slice(&(records.len() as u32).to_be_bytes());
+        b[28..32].copy_from_slice(&9u32.to_be_bytes());
+        b[44..48].copy_from_slice(&1234567u32.to_be_bytes());
+        b[68..76].copy_from_slice(&42u64.to_be_bytes());
+        for &(uid, date, flags, kw) in records {
+            let mut r = vec![0u8; 112];
+            r[0..4].copy_from_slice(&uid.to_be_bytes());
+            r[4..8].copy_from_slice(&date.to_be_bytes());
+            r[12..16].copy_from_slice(&23u32.to_be_bytes());
+            r[32..36].copy_from_slice(&flags.to_be_bytes());
+            r[36..40].copy_from_slice(&kw.to_be_bytes());
+            r[80..88].copy_from_slice(&(uid as u64 + 1).to_be_bytes());
+            b.extend_from_slice(&r);
+        }
+        b
+    }
+
+    #[test]
+    fn index_records() {
+        let b = index17(&[(1, 1500000000, 0, 0), (2, 1500000001, 0x8000_0014, 1), (4, 1500000003, 0x10, 3)]);
+        let ix = parse_index(&b).unwrap();
+        assert_eq!(
+            (ix.minor_version, ix.uidvalidity, ix.last_uid, ix.highestmodseq),
+            (17, 1234567, 9, 42)
+        );
+        assert_eq!(ix.records.len(), 3);
+        assert!(ix.records[1].expunged() && !ix.records[0].expunged());
+        assert_eq!(ix.records[1].flags(), 0x14);
+        let names = vec!["$Label1".to_string(), "work".to_string()];
+        assert_eq!(ix.records[2].keywords(&names), names);
+        assert_eq!(ix.records[2].modseq, 5);
+        assert_eq!(ix.records[0].internaldate, 1500000000);
+        // Truncated: an error, not a panic.
+        assert!(parse_index(&b[..300]).is_err());
+        assert!(parse_index(&b[..20]).is_err());
+    }
+
+    #[test]
+    fn names_quotas_and_flat_files() {
+        let root = Path::new("/spool");
+        assert_eq!(
+            name_from_dir(root, Path::new("/spool/f/user/fred/Sent")).as_deref(),
+            Some("user.fred.Sent")
+        );
+        assert_eq!(name_from_dir(root, Path::new("/spool/user/fred")).as_deref(), Some("user.fred"));
+        assert_eq!(
+            name_from_dir(root, Path::new("/spool/domain/e/example.com/f/user/fred")).as_deref(),
+            Some("example.com!user.fred")
+        );
+        assert_eq!(owner("user.fred.Sent").as_deref(), Some("fred"));
+        assert_eq!(owner("example.com!user.j^doe").as_deref(), Some("j.doe@example.com"));
+        assert_eq!(owner("shared.news"), None);
+        assert_eq!(inbox_of("j.doe@example.com"), "example.com!user.j^doe");
+        assert_eq!(parse_quota(b"%(S (112 1000) M (5) AS (0) NF (3) MODSEQ 11)").unwrap(), (1000, -1));
+        assert_eq!(parse_quota(b"%(S (1 -1) M (5 100))").unwrap(), (-1, 100));
+        assert_eq!(parse_quota(b"2048 10240 M 3 500").unwrap(), (10240, 500));
+        assert_eq!(parse_quota(b"2048 -1").unwrap(), (-1, -1));
+        let flat = b"\x1fVER\x1f\t2\nNINBOX\x1fSent\t\nNa\xff\x89b\t\n";
+        let kv = parse_flat(flat);
+        assert_eq!(kv[1].0, b"NINBOX\x1fSent".to_vec());
+        assert_eq!(kv[2].0, b"Na\tb".to_vec());
+    }
+}
