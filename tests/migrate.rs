@@ -294,20 +294,64 @@ assert M.subscribe('INBOX.Sent')[0] == 'OK'
     for (i, u) in ["u7", "yes1"].iter().enumerate() {
         assert_eq!(uid_snapshot(ours.imap_port, u), before[i], "{u} differs after the migration");
     }
-    // Ours goes on from the same UIDNEXT: the next message is UID 7, not
-    // 2 or 6 (the expunged ones) or 5.
+    // Nothing changed: a second pass copies, reflags and removes nothing.
+    let out = migrate_spool(&conf, ours.imap_port, &[]);
+    assert!(
+        out.contains("u7: 3 folders, 0 copied (0 bytes), 0 reflagged, 0 removed, 0 skipped"),
+        "{out}"
+    );
+
+    // Changes at the old server before the final pass: a new message, a
+    // flag change, an expunge.  The pass brings exactly those, the new
+    // message under the source's UID.
+    as_user(
+        cyrus.imap_port,
+        "u7",
+        r#"
+M.append('INBOX', '(\\Seen)', imaplib.Time2Internaldate(1500100000), b'Subject: late\r\n\r\nlate\r\n')
+M.select('INBOX')
+M.uid('STORE', '1', '+FLAGS', '(\\Answered)')
+M.expunge()
+"#,
+    );
+    let after = uid_snapshot(cyrus.imap_port, "u7");
+    assert_ne!(after, before[0]);
+    let out = migrate_spool(&conf, ours.imap_port, &[]);
+    assert!(out.contains("u7: 3 folders, 1 copied"), "{out}");
+    assert!(out.contains("1 reflagged, 1 removed, 0 skipped"), "{out}");
+    assert_eq!(uid_snapshot(ours.imap_port, "u7"), after);
+
+    // Ours goes on from the same UIDNEXT: the next message is UID 8.
     let next = as_user(
         ours.imap_port,
         "u7",
         "print(M.append('INBOX', '()', None, b'Subject: new\\r\\n\\r\\nz\\r\\n'))",
     );
-    assert!(next.contains("APPENDUID") && next.contains(" 7]"), "{next}");
-
-    // Everything is there: a second run skips it all.
-    let out = migrate_spool(&conf, ours.imap_port, &[]);
+    assert!(next.contains("APPENDUID") && next.contains(" 8]"), "{next}");
+    // A different message under a UID the source then uses again is
+    // refused, not mistaken for the source's.
+    as_user(
+        cyrus.imap_port,
+        "u7",
+        "M.append('INBOX', '()', imaplib.Time2Internaldate(1500200000), b'Subject: clash\\r\\n\\r\\nc\\r\\n')",
+    );
+    let o = Command::new(bin("mumail-migrate"))
+        .args([
+            "-C",
+            conf.to_str().unwrap(),
+            "-d",
+            &format!("127.0.0.1:{}", ours.imap_port),
+            "-A",
+            "md5u:testpw",
+            "u7",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(75), "{text}");
     assert!(
-        out.contains("u7: 3 folders, 0 copied (0 bytes), 0 reflagged, 0 removed, 6 skipped"),
-        "{out}"
+        text.contains("u7: failed") && text.contains("another message has this UID here"),
+        "{text}"
     );
     drop(cyrus);
 }

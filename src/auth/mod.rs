@@ -65,8 +65,6 @@ impl Verdict {
 /// The mark that opens the text of an "unavailable" `NO`.
 pub const UNAVAILABLE: &str = "[UNAVAILABLE]";
 
-impl Verdict {}
-
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Something to log from a check (a server down, a timeout), never a secret.

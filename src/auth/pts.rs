@@ -14,6 +14,10 @@
 //! - a `group:NAME` identifier given to SETACL exists when `ldap_group_base`
 //!   + `ldap_group_filter` (`(cn=%u)`, `%u` = NAME) finds one entry.
 //!
+//! Where Cyrus would search from the empty DN because `ldap_member_base`
+//! or `ldap_group_base` is unset (finding nothing on most servers),
+//! `ldap_base` is used.
+//!
 //! Tokens in filters and bases: `%% %u %U %d %R %1-%9 %D` (ptloader's).
 //! Group names are lower-cased.  Answers are cached for `ptscache_timeout`
 //! (3h); when the directory cannot be reached an expired answer is used
@@ -462,9 +466,14 @@ impl Pts {
     }
 
     /// Whether `group:NAME` names a group: `ldap_group_filter` under
-    /// `ldap_group_base` finds exactly one entry.
+    /// `ldap_group_base` (else `ldap_base`) finds exactly one entry.
     pub async fn group_exists(&self, name: &str) -> Result<bool, Failure> {
-        let base = expand(&self.s.group_base, name, "");
+        let base = if self.s.group_base.is_empty() {
+            &self.s.base
+        } else {
+            &self.s.group_base
+        };
+        let base = expand(base, name, "");
         let filter = expand(&self.s.group_filter, name, "");
         let found = self.search(&base, self.s.group_scope, &filter, &["1.1"], self.s.size_limit).await?;
         Ok(found.is_some_and(|v| v.len() == 1))

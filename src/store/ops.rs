@@ -429,13 +429,23 @@ impl Store {
     /// (uidvalidity, uids).
     pub fn append(&self, name: &str, msgs: &[NewMessage<'_>], ignore_quota: bool) -> Result<(u32, Vec<u32>)> {
         let mode = if ignore_quota { QuotaCheck::Ignore } else { QuotaCheck::Strict };
-        self.append_inner(name, msgs, mode, None).map(|(v, u, _)| (v, u))
+        self.append_inner(name, msgs, mode, None, None).map(|(v, u, _)| (v, u))
+    }
+
+    /// Appends messages under the UIDs given (ascending, none below the
+    /// mailbox's UIDNEXT), for a migration that keeps the source's UIDs;
+    /// quota is counted, not enforced.
+    pub fn append_at(&self, name: &str, uids: &[u32], msgs: &[NewMessage<'_>]) -> Result<()> {
+        if uids.len() != msgs.len() {
+            return Err(StoreError::Invalid("one UID per message"));
+        }
+        self.append_inner(name, msgs, QuotaCheck::Ignore, None, Some(uids)).map(|_| ())
     }
 
     /// Delivers one message (LMTP), suppressing a duplicate of
     /// (Message-ID, recipient) when `dup` is given.
     pub fn deliver(&self, name: &str, msg: &NewMessage<'_>, quota: QuotaCheck, dup: Option<(&str, &str)>) -> Result<Delivery> {
-        let (_, uids, dupe) = self.append_inner(name, std::slice::from_ref(msg), quota, dup)?;
+        let (_, uids, dupe) = self.append_inner(name, std::slice::from_ref(msg), quota, dup, None)?;
         if dupe {
             return Ok(Delivery::Duplicate);
         }
@@ -448,6 +458,7 @@ impl Store {
         msgs: &[NewMessage<'_>],
         quota: QuotaCheck,
         dup: Option<(&str, &str)>,
+        at: Option<&[u32]>,
     ) -> Result<(u32, Vec<u32>, bool)> {
         let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
         self.ensure_state(&e)?;
@@ -470,19 +481,24 @@ impl Store {
         charge_quota_as(&tx, name, bytes, msgs.len() as i64, quota)?;
         std::fs::create_dir_all(&dir)?;
         let mut uids = Vec::with_capacity(msgs.len());
-        let mut uid = s.uidnext;
+        let mut next = s.uidnext;
         let modseq = s.highestmodseq + 1;
         define_keywords(&tx, &s, msgs.iter().flat_map(|m| m.keywords.split(' ')))?;
-        for m in msgs {
+        for (i, m) in msgs.iter().enumerate() {
             if m.staged.partition != e.partition {
                 return Err(StoreError::Invalid("staged on another partition"));
             }
+            let uid = match at.and_then(|a| a.get(i)) {
+                Some(&u) if u < next => return Err(StoreError::Invalid("UID below UIDNEXT")),
+                Some(&u) => u,
+                None => next,
+            };
             self.link_into(m.staged, &dir, uid)?;
             Self::insert_record(&tx, s.id, uid, modseq, m)?;
             uids.push(uid);
-            uid += 1;
+            next = uid.saturating_add(1);
         }
-        commit_added(tx, &dir, s.id, uid, modseq, msgs.len(), bytes)?;
+        commit_added(tx, &dir, s.id, next, modseq, msgs.len(), bytes)?;
         drop(c);
         self.notify(name);
         Ok((s.uidvalidity, uids, false))

@@ -32,6 +32,15 @@ pub struct Incoming<'a> {
     pub body: Option<&'a [u8]>,
 }
 
+/// What `merge_records` found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Merged {
+    pub missing: Vec<u32>,
+    pub reflagged: usize,
+    pub removed: usize,
+    pub stale: usize,
+}
+
 /// The mbtype of a mailbox that an XFER is still bringing in.
 pub const ARRIVING: &str = "m";
 
@@ -372,6 +381,63 @@ impl Store {
         self.notify(name);
         e.mbtype = "e".into();
         Ok(e)
+    }
+
+    // ---- a migration's later passes (mumail-migrate -C) ----
+
+    /// Brings an active mailbox in line with a source's live records with
+    /// UIDs in `[lo, hi)`, given as (uid, flags, keywords, internal
+    /// date): live records
+    /// here in that range that the source lacks are expunged, flags and
+    /// keywords that differ are set.  Returns the UIDs the source has and
+    /// this mailbox lacks at or above its UIDNEXT (to be added under
+    /// those UIDs), how many were reflagged and removed, and how many the
+    /// source has below UIDNEXT that are gone here (cannot come back).
+    /// A record here whose internal date differs from the source's under
+    /// the same UID is another message (added here meanwhile): refused.
+    pub fn merge_records(&self, name: &str, uidvalidity: u32, lo: u32, hi: u32, src: &[(u32, u32, String, i64)]) -> Result<Merged> {
+        let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
+        if e.mbtype == ARRIVING {
+            return Err(StoreError::Invalid("mailbox still arriving"));
+        }
+        let st = self.state(name)?;
+        if st.uidvalidity != uidvalidity {
+            return Err(StoreError::Invalid("UIDVALIDITY differs"));
+        }
+        let here: std::collections::BTreeMap<u32, (u32, String, i64)> = self
+            .records(name)?
+            .into_iter()
+            .filter(|r| r.uid >= lo && r.uid < hi)
+            .map(|r| (r.uid, (r.flags, r.keywords, r.internaldate)))
+            .collect();
+        let theirs: std::collections::BTreeSet<u32> = src.iter().map(|r| r.0).collect();
+        let gone: Vec<u32> = here.keys().copied().filter(|u| !theirs.contains(u)).collect();
+        let mut out = Merged::default();
+        if !gone.is_empty() {
+            out.removed = self.expunge_uids(name, &gone)?.len();
+        }
+        let norm = |k: &str| {
+            let mut v: Vec<String> = k.split(' ').filter(|x| !x.is_empty()).map(str::to_ascii_lowercase).collect();
+            v.sort();
+            v
+        };
+        for (uid, flags, kw, date) in src {
+            match here.get(uid) {
+                Some((_, _, d)) if d != date => {
+                    return Err(StoreError::Invalid("another message has this UID here"));
+                }
+                Some((f, k, _)) => {
+                    if *f != *flags || norm(k) != norm(kw) {
+                        let kws: Vec<String> = kw.split(' ').filter(|x| !x.is_empty()).map(String::from).collect();
+                        self.store_flags(name, &[*uid], super::FlagOp::Replace, *flags, &kws, None)?;
+                        out.reflagged += 1;
+                    }
+                }
+                None if *uid >= st.uidnext => out.missing.push(*uid),
+                None => out.stale += 1,
+            }
+        }
+        Ok(out)
     }
 
     fn arriving(&self, name: &str) -> Result<MailboxEntry> {

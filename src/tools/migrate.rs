@@ -185,8 +185,9 @@ impl Imap {
         Ok((resps, status))
     }
 
-    /// One XAPPLY (XFER's transfer command; an admin session).
-    async fn xapply(&mut self, x: &crate::proto::imap::command::xapply::XApply) -> Result<(), String> {
+    /// One XAPPLY (XFER's transfer command; an admin session); the
+    /// tagged OK's text.
+    async fn xapply(&mut self, x: &crate::proto::imap::command::xapply::XApply) -> Result<String, String> {
         self.n += 1;
         let tag = format!("M{}", self.n);
         let wire = crate::proto::imap::command::xapply::render(&tag, x);
@@ -197,7 +198,7 @@ impl Imap {
         if !status.starts_with("OK") {
             return Err(format!("{}: XAPPLY: {status}", self.server));
         }
-        Ok(())
+        Ok(status)
     }
 
     /// A command whose last argument is a mailbox name.
@@ -311,9 +312,10 @@ async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, 
             annotations: String::new(),
         };
         match dst.xapply(&XApply::Mailbox(mb)).await {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) if e.contains("already exists") => {
-                rep.skipped += live.len();
+                // Copied by an earlier pass: bring it up to date.
+                merge_spool_mailbox(o, &mut dst, m, ix, live, user, &mut rep).await?;
                 continue;
             }
             Err(e) => return Err(e),
@@ -381,6 +383,104 @@ async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, 
     }
     let _ = dst.cmd(b"LOGOUT").await;
     Ok(rep)
+}
+
+/// A later pass over a mailbox an earlier pass copied: the destination
+/// expunges what the source expunged and takes the source's flags (MERGE,
+/// by UID ranges), then gets the new messages under their source UIDs
+/// (ADD).  Messages the destination lacks below its UIDNEXT (expunged
+/// there) cannot come back and are counted as skipped.
+async fn merge_spool_mailbox(
+    o: &Opts,
+    dst: &mut Imap,
+    m: &crate::tools::cyrus_spool::Mailbox,
+    ix: &crate::tools::cyrus_spool::Index,
+    live: &[crate::tools::cyrus_spool::IndexRecord],
+    user: &str,
+    rep: &mut Report,
+) -> Result<(), String> {
+    use crate::proto::imap::command::xapply::{XApply, XRecord};
+    const MERGE_CHUNK: usize = 2000;
+    let h = &m.header;
+    let record = |r: &crate::tools::cyrus_spool::IndexRecord, body: Option<Vec<u8>>| XRecord {
+        uid: r.uid,
+        modseq: r.modseq.max(1),
+        flags: r.flags(),
+        internaldate: r.internaldate,
+        tz: crate::util::codec::local_offset_min(r.internaldate),
+        savedate: r.savedate,
+        keywords: r.keywords(&h.flags).join(" "),
+        body,
+    };
+    let end = ix.last_uid.saturating_add(1);
+    let mut missing: Vec<u32> = Vec::new();
+    let mut lo = 1u32;
+    let chunks: Vec<&[crate::tools::cyrus_spool::IndexRecord]> = if live.is_empty() {
+        vec![&[]]
+    } else {
+        live.chunks(MERGE_CHUNK).collect()
+    };
+    let n = chunks.len();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let hi = if i + 1 == n {
+            end.max(lo)
+        } else {
+            chunk.last().map_or(end, |r| r.uid.saturating_add(1))
+        };
+        let status = dst
+            .xapply(&XApply::Merge {
+                name: h.name.clone(),
+                uidvalidity: ix.uidvalidity,
+                lo,
+                hi,
+                records: chunk.iter().map(|r| record(r, None)).collect(),
+            })
+            .await?;
+        // OK [XMERGED missing reflagged removed stale] ...
+        let inner = status
+            .split("[XMERGED ")
+            .nth(1)
+            .and_then(|t| t.split(']').next())
+            .ok_or_else(|| format!("{}: MERGE: unexpected answer {status}", dst.server))?;
+        let w: Vec<&str> = inner.split(' ').collect();
+        if w.len() != 4 {
+            return Err(format!("{}: MERGE: unexpected answer {status}", dst.server));
+        }
+        if w[0] != "-" {
+            missing.extend(w[0].split(',').filter_map(|u| u.parse::<u32>().ok()));
+        }
+        let num = |x: &str| x.parse::<usize>().unwrap_or(0);
+        rep.reflagged += num(w[1]);
+        rep.removed += num(w[2]);
+        rep.skipped += num(w[3]);
+        lo = hi;
+    }
+    let want: std::collections::HashSet<u32> = missing.iter().copied().collect();
+    let todo: Vec<&crate::tools::cyrus_spool::IndexRecord> = live.iter().filter(|r| want.contains(&r.uid)).collect();
+    // Already present ones are done as far as the progress line goes.
+    for _ in 0..live.len().saturating_sub(todo.len()) {
+        o.progress.done(user, 0);
+    }
+    let mut batch: Vec<XRecord> = Vec::new();
+    let mut bytes = 0usize;
+    for (i, r) in todo.iter().enumerate() {
+        let body = m.message(r.uid, MAX_MESSAGE)?;
+        bytes += body.len();
+        rep.bytes += body.len() as u64;
+        o.progress.done(user, body.len() as u64);
+        batch.push(record(r, Some(body)));
+        if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES || i + 1 == todo.len() {
+            rep.copied += batch.len();
+            dst.xapply(&XApply::Add {
+                name: h.name.clone(),
+                uidvalidity: ix.uidvalidity,
+                records: std::mem::take(&mut batch),
+            })
+            .await?;
+            bytes = 0;
+        }
+    }
+    Ok(())
 }
 
 /// `* LIST (attrs) "d" name` (or LSUB) → (attributes, delimiter, name).

@@ -463,6 +463,69 @@ impl Session {
                 }
                 r
             }
+            XApply::Merge {
+                name,
+                uidvalidity,
+                lo,
+                hi,
+                records,
+            } => {
+                let src: Vec<(u32, u32, String, i64)> = records.into_iter().map(|r| (r.uid, r.flags, r.keywords, r.internaldate)).collect();
+                // The reason of a refusal matters to the migration: spelled out.
+                let r = blocking(&self.ctx.store, move |s| s.merge_records(&name, uidvalidity, lo, hi, &src))
+                    .await
+                    .map_err(|e| format!("NO {e}"));
+                return match r {
+                    Ok(m) => {
+                        let missing = if m.missing.is_empty() {
+                            "-".to_string()
+                        } else {
+                            m.missing.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                        };
+                        let text = format!("OK [XMERGED {missing} {} {} {}] Completed", m.reflagged, m.removed, m.stale);
+                        self.tagged(tag, &text).await
+                    }
+                    Err(t) => self.tagged(tag, &t).await,
+                };
+            }
+            XApply::Add {
+                name,
+                uidvalidity,
+                records,
+            } => blocking(&self.ctx.store, move |s| {
+                let e = s.lookup(&name)?.ok_or(StoreError::NotFound)?;
+                if e.uidvalidity != uidvalidity {
+                    return Err(StoreError::Invalid("UIDVALIDITY differs"));
+                }
+                let mut staged = Vec::with_capacity(records.len());
+                let mut cached = Vec::with_capacity(records.len());
+                for r in &records {
+                    let body = r.body.as_deref().ok_or(StoreError::Invalid("record without its message"))?;
+                    staged.push(s.stage(&e.partition, body)?);
+                    let (envelope, bodystructure, body) = crate::proto::imap::render::cache_items(body);
+                    cached.push(crate::store::Cached {
+                        envelope,
+                        bodystructure,
+                        body,
+                    });
+                }
+                let news: Vec<crate::store::NewMessage<'_>> = records
+                    .iter()
+                    .zip(staged.iter().zip(cached.iter()))
+                    .map(|(r, (st, c))| crate::store::NewMessage {
+                        staged: st,
+                        flags: r.flags & 0x1f,
+                        keywords: r.keywords.clone(),
+                        internaldate: r.internaldate,
+                        tz: r.tz,
+                        cached: c,
+                    })
+                    .collect();
+                let uids: Vec<u32> = records.iter().map(|r| r.uid).collect();
+                s.append_at(&name, &uids, &news)
+            })
+            .await
+            .map_err(|e| format!("NO {e}")),
         };
         match res {
             Ok(()) => self.tagged(tag, "OK Completed").await,

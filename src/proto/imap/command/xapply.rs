@@ -13,6 +13,20 @@
 //! XAPPLY ACTIVATE name
 //! ```
 //!
+//! mumail-migrate's later passes from a Cyrus spool write into active
+//! mailboxes with two more, keeping the source's UIDs:
+//!
+//! ```text
+//! XAPPLY MERGE name uidvalidity lo hi (uid modseq flags internaldate tz savedate keywords NIL) ...
+//! XAPPLY ADD name uidvalidity (uid modseq flags internaldate tz savedate keywords body) ...
+//! ```
+//!
+//! MERGE lists every live source record with a UID in `[lo, hi)`: the
+//! target expunges its live records in that range the list lacks, sets
+//! the flags of those it has, and answers `OK [XMERGED missing reflagged
+//! removed stale]` where `missing` names the UIDs (at or above its UIDNEXT)
+//! it lacks (comma-separated, `-` for none), which ADD then brings.
+//!
 //! Numbers are decimal (`tz` may be negative); `acl`, `specialuse`,
 //! `keywords` and `data` are strings; `annotations` and `data` hold
 //! tab-separated lines; a record's body is a literal, or NIL when the
@@ -63,6 +77,18 @@ pub enum XApply {
     },
     User(String, String),
     Activate(String),
+    Merge {
+        name: String,
+        uidvalidity: u32,
+        lo: u32,
+        hi: u32,
+        records: Vec<XRecord>,
+    },
+    Add {
+        name: String,
+        uidvalidity: u32,
+        records: Vec<XRecord>,
+    },
 }
 
 /// The most records one XAPPLY RECORDS may carry.
@@ -80,6 +106,52 @@ fn text(p: &mut P) -> Result<String, String> {
 
 fn u32_of(n: u64) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| "Invalid number".to_string())
+}
+
+/// A list of ` (record)` items.
+fn records(p: &mut P) -> Result<Vec<XRecord>, String> {
+    let mut v = Vec::new();
+    while p.eat(b' ') {
+        if v.len() >= MAX_RECORDS {
+            return err("Too many records");
+        }
+        p.expect(b'(')?;
+        let uid = u32_of(p.number()?)?;
+        p.sp()?;
+        let modseq = p.number()?;
+        p.sp()?;
+        let flags = u32_of(p.number()?)?;
+        p.sp()?;
+        let internaldate = signed(p)?;
+        p.sp()?;
+        let tz = i32::try_from(signed(p)?).map_err(|_| "Invalid number")?;
+        p.sp()?;
+        let savedate = signed(p)?;
+        p.sp()?;
+        let keywords = text(p)?;
+        p.sp()?;
+        let body = if p.s[p.i..].starts_with(b"NIL") {
+            p.i += 3;
+            None
+        } else {
+            Some(p.literal()?)
+        };
+        p.expect(b')')?;
+        if uid == 0 {
+            return err("Invalid number");
+        }
+        v.push(XRecord {
+            uid,
+            modseq,
+            flags,
+            internaldate,
+            tz,
+            savedate,
+            keywords,
+            body,
+        });
+    }
+    Ok(v)
 }
 
 pub(super) fn parse(p: &mut P) -> Result<XApply, String> {
@@ -114,49 +186,30 @@ pub(super) fn parse(p: &mut P) -> Result<XApply, String> {
                 annotations,
             })
         }
-        "RECORDS" => {
-            let mut v = Vec::new();
-            while p.eat(b' ') {
-                if v.len() >= MAX_RECORDS {
-                    return err("Too many records");
-                }
-                p.expect(b'(')?;
-                let uid = u32_of(p.number()?)?;
-                p.sp()?;
-                let modseq = p.number()?;
-                p.sp()?;
-                let flags = u32_of(p.number()?)?;
-                p.sp()?;
-                let internaldate = signed(p)?;
-                p.sp()?;
-                let tz = i32::try_from(signed(p)?).map_err(|_| "Invalid number")?;
-                p.sp()?;
-                let savedate = signed(p)?;
-                p.sp()?;
-                let keywords = text(p)?;
-                p.sp()?;
-                let body = if p.s[p.i..].starts_with(b"NIL") {
-                    p.i += 3;
-                    None
-                } else {
-                    Some(p.literal()?)
-                };
-                p.expect(b')')?;
-                if uid == 0 {
-                    return err("Invalid number");
-                }
-                v.push(XRecord {
-                    uid,
-                    modseq,
-                    flags,
-                    internaldate,
-                    tz,
-                    savedate,
-                    keywords,
-                    body,
-                });
+        "RECORDS" => XApply::Records(name, records(p)?),
+        "MERGE" => {
+            p.sp()?;
+            let uidvalidity = u32_of(p.number()?)?;
+            p.sp()?;
+            let lo = u32_of(p.number()?)?;
+            p.sp()?;
+            let hi = u32_of(p.number()?)?;
+            XApply::Merge {
+                name,
+                uidvalidity,
+                lo,
+                hi,
+                records: records(p)?,
             }
-            XApply::Records(name, v)
+        }
+        "ADD" => {
+            p.sp()?;
+            let uidvalidity = u32_of(p.number()?)?;
+            XApply::Add {
+                name,
+                uidvalidity,
+                records: records(p)?,
+            }
         }
         "STATE" => {
             p.sp()?;
@@ -184,6 +237,21 @@ pub(super) fn parse(p: &mut P) -> Result<XApply, String> {
     })
 }
 
+fn render_records(out: &mut Vec<u8>, recs: &[XRecord]) {
+    for r in recs {
+        out.extend_from_slice(format!(" ({} {} {} {} {} {} ", r.uid, r.modseq, r.flags, r.internaldate, r.tz, r.savedate).as_bytes());
+        client_string(out, r.keywords.as_bytes());
+        match &r.body {
+            Some(b) => {
+                out.extend_from_slice(format!(" {{{}+}}\r\n", b.len()).as_bytes());
+                out.extend_from_slice(b);
+            }
+            None => out.extend_from_slice(b" NIL"),
+        }
+        out.push(b')');
+    }
+}
+
 /// The command (with its tag, CRLF-terminated) for one XAPPLY.
 pub fn render(tag: &str, x: &XApply) -> Vec<u8> {
     let mut out = format!("{tag} XAPPLY ").into_bytes();
@@ -205,20 +273,29 @@ pub fn render(tag: &str, x: &XApply) -> Vec<u8> {
         XApply::Records(name, recs) => {
             out.extend_from_slice(b"RECORDS ");
             client_string(&mut out, name.as_bytes());
-            for r in recs {
-                out.extend_from_slice(
-                    format!(" ({} {} {} {} {} {} ", r.uid, r.modseq, r.flags, r.internaldate, r.tz, r.savedate).as_bytes(),
-                );
-                client_string(&mut out, r.keywords.as_bytes());
-                match &r.body {
-                    Some(b) => {
-                        out.extend_from_slice(format!(" {{{}+}}\r\n", b.len()).as_bytes());
-                        out.extend_from_slice(b);
-                    }
-                    None => out.extend_from_slice(b" NIL"),
-                }
-                out.push(b')');
-            }
+            render_records(&mut out, recs);
+        }
+        XApply::Merge {
+            name,
+            uidvalidity,
+            lo,
+            hi,
+            records,
+        } => {
+            out.extend_from_slice(b"MERGE ");
+            client_string(&mut out, name.as_bytes());
+            out.extend_from_slice(format!(" {uidvalidity} {lo} {hi}").as_bytes());
+            render_records(&mut out, records);
+        }
+        XApply::Add {
+            name,
+            uidvalidity,
+            records,
+        } => {
+            out.extend_from_slice(b"ADD ");
+            client_string(&mut out, name.as_bytes());
+            out.extend_from_slice(format!(" {uidvalidity}").as_bytes());
+            render_records(&mut out, records);
         }
         XApply::State {
             name,
@@ -304,6 +381,28 @@ mod tests {
         });
         round(XApply::User("user.bob".into(), "sub\tuser.bob.Sent\nseen\tx\t1\t0\t1:5\n".into()));
         round(XApply::Activate("user.bob".into()));
+        let rec = |uid: u32, body: Option<&[u8]>| XRecord {
+            uid,
+            modseq: 3,
+            flags: 2,
+            internaldate: 1_500_000_000,
+            tz: 0,
+            savedate: 0,
+            keywords: "work".into(),
+            body: body.map(<[u8]>::to_vec),
+        };
+        round(XApply::Merge {
+            name: "user.bob".into(),
+            uidvalidity: 77,
+            lo: 1,
+            hi: 9,
+            records: vec![rec(1, None), rec(8, None)],
+        });
+        round(XApply::Add {
+            name: "user.bob".into(),
+            uidvalidity: 77,
+            records: vec![rec(9, Some(b"Subject: x\r\n\r\ny\r\n"))],
+        });
     }
 
     #[test]
