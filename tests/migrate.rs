@@ -183,11 +183,15 @@ fn murder_admin(port: u16, cmds: &[&str]) -> String {
 /// per message its UID, flags, internal date and body digest; then the
 /// quota of INBOX, the ACLs and the subscriptions.
 fn uid_snapshot(port: u16, user: &str) -> String {
+    uid_snapshot_of(port, user, "INBOX*")
+}
+
+fn uid_snapshot_of(port: u16, user: &str, pattern: &str) -> String {
     let script = r#"
 import imaplib, sys, hashlib, re
 M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
 M.login(sys.argv[2], 'testpw')
-typ, boxes = M.list('""', 'INBOX*')
+typ, boxes = M.list('""', sys.argv[3] if len(sys.argv) > 3 else 'INBOX*')
 names = sorted(re.search(rb'\) "(.)" "?([^"]*)"?$', b).group(2).decode() for b in boxes if b)
 for mb in names:
     typ, st = M.status('"%s"' % mb, '(UIDVALIDITY UIDNEXT MESSAGES)')
@@ -207,7 +211,7 @@ for mb in names:
 print('quota', M.getquotaroot('INBOX')[1])
 print('lsub', sorted(M.lsub('""', '*')[1]))
 "#;
-    python(script, &[&port.to_string(), user])
+    python(script, &[&port.to_string(), user, pattern])
 }
 
 fn migrate_spool(conf: &std::path::Path, dst: u16, extra: &[&str]) -> String {
@@ -246,9 +250,11 @@ fn a_cyrus_spool_moves_with_its_uids() {
             "CREATE \"user.u7.Old mail\"",
             "CREATE user.yes1",
             "SETQUOTA user.u7 (STORAGE 1000)",
+            "CREATE shared.news",
+            "SETACL shared.news u7 lrswi",
         ],
     );
-    assert_eq!(created.matches("-> OK").count(), 5, "{created}");
+    assert_eq!(created.matches("-> OK").count(), 7, "{created}");
     as_user(
         cyrus.imap_port,
         "u7",
@@ -262,6 +268,7 @@ M.store('2', '+FLAGS', '\\Deleted')
 M.store('6', '+FLAGS', '\\Deleted')
 M.expunge()
 M.store('3', '+FLAGS', '\\Deleted')
+assert M.append('shared.news', '(\\Flagged)', imaplib.Time2Internaldate(1450000000), b'Subject: news\r\n\r\nnews\r\n')[0] == 'OK'
 assert M.setacl('INBOX.Sent', 'yes1', 'lrs')[0] == 'OK'
 assert M.subscribe('INBOX.Sent')[0] == 'OK'
 "#,
@@ -272,6 +279,8 @@ assert M.subscribe('INBOX.Sent')[0] == 'OK'
         "M.append('INBOX', '()', imaplib.Time2Internaldate(1600000000), b'Subject: hi\\r\\n\\r\\nyes1\\r\\n')",
     );
     let before: Vec<String> = ["u7", "yes1"].iter().map(|u| uid_snapshot(cyrus.imap_port, u)).collect();
+    let shared_before = uid_snapshot_of(cyrus.imap_port, "u7", "shared*");
+    assert!(shared_before.contains("shared.news MESSAGES 1"), "{shared_before}");
     // UID 2 and 6 are expunged (their files stay, delayed expunge), UID 3
     // is \Deleted but not expunged.
     assert!(
@@ -285,15 +294,17 @@ assert M.subscribe('INBOX.Sent')[0] == 'OK'
     let conf = d.path().join("cyrus/imapd.conf");
     let out = migrate_spool(&conf, ours.imap_port, &["-n"]);
     assert!(
-        out.contains("summary: 2 users, 2 migrated, 0 failed, 7 messages to copy (dry run)"),
+        out.contains("summary: 3 users, 3 migrated, 0 failed, 8 messages to copy (dry run)"),
         "{out}"
     );
     let out = migrate_spool(&conf, ours.imap_port, &[]);
     assert!(out.contains("u7: 3 folders, 6 copied"), "{out}");
     assert!(out.contains("yes1: 1 folders, 1 copied"), "{out}");
+    assert!(out.contains("(shared): 2 folders, 1 copied"), "{out}");
     for (i, u) in ["u7", "yes1"].iter().enumerate() {
         assert_eq!(uid_snapshot(ours.imap_port, u), before[i], "{u} differs after the migration");
     }
+    assert_eq!(uid_snapshot_of(ours.imap_port, "u7", "shared*"), shared_before);
     // Nothing changed: a second pass copies, reflags and removes nothing.
     let out = migrate_spool(&conf, ours.imap_port, &[]);
     assert!(

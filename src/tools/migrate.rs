@@ -248,6 +248,10 @@ impl Imap {
     }
 }
 
+/// The name under which a spool's shared mailboxes (outside `user.*`)
+/// are migrated and reported.
+const SHARED: &str = "(shared)";
+
 /// Most records, and bytes of message files, per XAPPLY RECORDS.
 const BATCH_RECORDS: usize = 500;
 const BATCH_BYTES: usize = 16 << 20;
@@ -263,12 +267,20 @@ const BATCH_BYTES: usize = 16 << 20;
 async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, String> {
     use crate::proto::imap::command::xapply::{XApply, XMailbox, XRecord};
     use crate::tools::cyrus_spool as cs;
-    let inbox = cs::inbox_of(user);
+    let shared = user == SHARED;
+    let inbox = if shared { String::new() } else { cs::inbox_of(user) };
     let prefix = format!("{inbox}.");
     let boxes: Vec<&cs::Mailbox> = sp
         .boxes
         .iter()
-        .filter(|m| m.header.name == inbox || m.header.name.starts_with(&prefix))
+        .filter(|m| {
+            let n = &m.header.name;
+            if shared {
+                cs::owner(n).is_none()
+            } else {
+                *n == inbox || n.starts_with(&prefix)
+            }
+        })
         .collect();
     if boxes.is_empty() {
         return Err(format!("no mailbox of {user} in the spool"));
@@ -373,12 +385,16 @@ async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, 
             .find(|(m, _, _)| m.header.name == inbox)
             .map(|(m, _, _)| m.header.uniqueid.clone())
             .unwrap_or_default();
-        for name in cs::subscriptions(&sp.configdir, user, &inbox_id)? {
-            data.push_str(&format!("sub\t{name}\n"));
-            rep.subscribed += 1;
+        if !shared {
+            for name in cs::subscriptions(&sp.configdir, user, &inbox_id)? {
+                data.push_str(&format!("sub\t{name}\n"));
+                rep.subscribed += 1;
+            }
         }
         if !data.is_empty() {
-            dst.xapply(&XApply::User(inbox.clone(), data)).await?;
+            // Shared mailboxes' quotas go with the first of them.
+            let top = if shared { plan[0].0.header.name.clone() } else { inbox.clone() };
+            dst.xapply(&XApply::User(top, data)).await?;
         }
     }
     let _ = dst.cmd(b"LOGOUT").await;
@@ -921,7 +937,8 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
     users.extend(rest.into_iter().map(|u| (u, None)));
-    // From a spool with no user named: every user it holds.
+    // From a spool with no user named: every user it holds, and its
+    // shared mailboxes.
     if let (Some(sp), true) = (&o.spool, users.is_empty()) {
         let all: BTreeSet<String> = sp
             .boxes
@@ -929,6 +946,9 @@ pub fn main(args: &[String]) -> i32 {
             .filter_map(|m| crate::tools::cyrus_spool::owner(&m.header.name))
             .collect();
         users.extend(all.into_iter().map(|u| (u, None)));
+        if sp.boxes.iter().any(|m| crate::tools::cyrus_spool::owner(&m.header.name).is_none()) {
+            users.push((SHARED.to_string(), None));
+        }
     }
     if (o.source.is_empty() == o.spool.is_none()) || o.dest.is_empty() || users.is_empty() || parallel == 0 {
         eprintln!("{USAGE}");
