@@ -387,14 +387,14 @@ impl Store {
 
     /// Brings an active mailbox in line with a source's live records with
     /// UIDs in `[lo, hi)`, given as (uid, flags, keywords, internal
-    /// date): live records
-    /// here in that range that the source lacks are expunged, flags and
-    /// keywords that differ are set.  Returns the UIDs the source has and
+    /// date): live records here in that range that the source lacks are
+    /// expunged, flags and keywords that differ are set.  Returns the UIDs the source has and
     /// this mailbox lacks at or above its UIDNEXT (to be added under
     /// those UIDs), how many were reflagged and removed, and how many the
     /// source has below UIDNEXT that are gone here (cannot come back).
     /// A record here whose internal date differs from the source's under
-    /// the same UID is another message (added here meanwhile): refused.
+    /// the same UID is another message (added here meanwhile): refused
+    /// before anything changes.
     pub fn merge_records(&self, name: &str, uidvalidity: u32, lo: u32, hi: u32, src: &[(u32, u32, String, i64)]) -> Result<Merged> {
         let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
         if e.mbtype == ARRIVING {
@@ -410,6 +410,9 @@ impl Store {
             .filter(|r| r.uid >= lo && r.uid < hi)
             .map(|r| (r.uid, (r.flags, r.keywords, r.internaldate)))
             .collect();
+        if src.iter().any(|(u, _, _, date)| here.get(u).is_some_and(|(_, _, d)| d != date)) {
+            return Err(StoreError::Invalid("another message has this UID here"));
+        }
         let theirs: std::collections::BTreeSet<u32> = src.iter().map(|r| r.0).collect();
         let gone: Vec<u32> = here.keys().copied().filter(|u| !theirs.contains(u)).collect();
         let mut out = Merged::default();
@@ -421,11 +424,8 @@ impl Store {
             v.sort();
             v
         };
-        for (uid, flags, kw, date) in src {
+        for (uid, flags, kw, _) in src {
             match here.get(uid) {
-                Some((_, _, d)) if d != date => {
-                    return Err(StoreError::Invalid("another message has this UID here"));
-                }
                 Some((f, k, _)) => {
                     if *f != *flags || norm(k) != norm(kw) {
                         let kws: Vec<String> = kw.split(' ').filter(|x| !x.is_empty()).map(String::from).collect();
