@@ -82,17 +82,8 @@ impl Settings {
             },
             bind_dn: c.get("ldap_bind_dn").to_string(),
             bind_pw: bind_pw.to_string(),
-            scope: match c.get("ldap_scope") {
-                "one" | "onelevel" => Scope::OneLevel,
-                "base" => Scope::Base,
-                _ => Scope::Subtree,
-            },
-            deref: match c.get("ldap_deref") {
-                "search" => DerefAliases::Searching,
-                "find" => DerefAliases::Finding,
-                "always" => DerefAliases::Always,
-                _ => DerefAliases::Never,
-            },
+            scope: scope_of(c.get("ldap_scope")),
+            deref: deref_of(c.get("ldap_deref")),
             timeout: Duration::from_secs(secs("ldap_timeout")?.max(1)),
             time_limit: secs("ldap_time_limit")? as i32,
             start_tls: yes("ldap_start_tls"),
@@ -109,6 +100,25 @@ impl Settings {
                 v => return Err(format!("{}: bad value for ldap_version: {v} (2 or 3)", c.path)),
             },
         })
+    }
+}
+
+/// An `ldap_scope`-style value: `one` (`onelevel`), `base`, else subtree.
+pub fn scope_of(v: &str) -> Scope {
+    match v.to_ascii_lowercase().as_str() {
+        "one" | "onelevel" => Scope::OneLevel,
+        "base" => Scope::Base,
+        _ => Scope::Subtree,
+    }
+}
+
+/// An `ldap_deref`-style value: `search`, `find`, `always`, else never.
+pub fn deref_of(v: &str) -> DerefAliases {
+    match v.to_ascii_lowercase().as_str() {
+        "search" => DerefAliases::Searching,
+        "find" => DerefAliases::Finding,
+        "always" => DerefAliases::Always,
+        _ => DerefAliases::Never,
     }
 }
 

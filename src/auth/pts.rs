@@ -25,6 +25,7 @@
 //! temporary failure — never a login with fewer groups than the user has,
 //! which a negative group right would turn into more access.
 
+use super::ldap::{deref_of, scope_of};
 use crate::config::cyrus::ImapdConf;
 use ldap3::{DerefAliases, Ldap as Handle, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
 use std::collections::HashMap;
@@ -60,14 +61,6 @@ struct Settings {
     group_base: String,
     group_scope: Scope,
     cache_ttl: Duration,
-}
-
-fn scope(v: &str) -> Scope {
-    match v.to_ascii_lowercase().as_str() {
-        "one" => Scope::OneLevel,
-        "base" => Scope::Base,
-        _ => Scope::Subtree,
-    }
 }
 
 /// Most cached users; the cache starts again when full.
@@ -135,15 +128,10 @@ pub fn from_conf(conf: &ImapdConf) -> Result<Option<Pts>, String> {
         uris,
         base: get("ldap_base"),
         filter: get("ldap_filter"),
-        scope: scope(&get("ldap_scope")),
+        scope: scope_of(&get("ldap_scope")),
         bind_dn: get("ldap_bind_dn"),
         password: get("ldap_password"),
-        deref: match get("ldap_deref").to_ascii_lowercase().as_str() {
-            "search" => DerefAliases::Searching,
-            "find" => DerefAliases::Finding,
-            "always" => DerefAliases::Always,
-            _ => DerefAliases::Never,
-        },
+        deref: deref_of(&get("ldap_deref")),
         timeout: Duration::from_secs(secs("ldap_timeout").max(1) as u64),
         time_limit: secs("ldap_time_limit").clamp(0, i32::MAX as i64) as i32,
         size_limit: conf.get_int("ldap_size_limit").clamp(0, i32::MAX as i64) as i32,
@@ -153,10 +141,10 @@ pub fn from_conf(conf: &ImapdConf) -> Result<Option<Pts>, String> {
         member_attribute: get("ldap_member_attribute"),
         member_filter: get("ldap_member_filter"),
         member_base: get("ldap_member_base"),
-        member_scope: scope(&get("ldap_member_scope")),
+        member_scope: scope_of(&get("ldap_member_scope")),
         group_filter: get("ldap_group_filter"),
         group_base: get("ldap_group_base"),
-        group_scope: scope(&get("ldap_group_scope")),
+        group_scope: scope_of(&get("ldap_group_scope")),
         cache_ttl: Duration::from_secs(secs("ptscache_timeout").max(0) as u64),
     };
     let (ca_file, ca_dir, cert, key) = (
