@@ -265,7 +265,7 @@ const BATCH_BYTES: usize = 16 << 20;
 /// is skipped whole; one left half-copied by a killed run is copied again
 /// from the start (the destination replaces an unactivated mailbox).
 async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, String> {
-    use crate::proto::imap::command::xapply::{XApply, XMailbox, XRecord};
+    use crate::proto::imap::command::xapply::{XApply, XMailbox};
     use crate::tools::cyrus_spool as cs;
     let shared = user == SHARED;
     let inbox = if shared { String::new() } else { cs::inbox_of(user) };
@@ -332,29 +332,11 @@ async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, 
             }
             Err(e) => return Err(e),
         }
-        let mut batch: Vec<XRecord> = Vec::new();
-        let mut bytes = 0usize;
-        for (i, r) in live.iter().enumerate() {
-            let body = m.message(r.uid, MAX_MESSAGE)?;
-            bytes += body.len();
-            rep.bytes += body.len() as u64;
-            o.progress.done(user, body.len() as u64);
-            batch.push(XRecord {
-                uid: r.uid,
-                modseq: r.modseq.max(1),
-                flags: r.flags(),
-                internaldate: r.internaldate,
-                tz: crate::util::codec::local_offset_min(r.internaldate),
-                savedate: r.savedate,
-                keywords: r.keywords(&h.flags).join(" "),
-                body: Some(body),
-            });
-            if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES || i + 1 == live.len() {
-                rep.copied += batch.len();
-                dst.xapply(&XApply::Records(h.name.clone(), std::mem::take(&mut batch))).await?;
-                bytes = 0;
-            }
-        }
+        let todo: Vec<&cs::IndexRecord> = live.iter().collect();
+        send_spool_records(o, &mut dst, m, &todo, user, &mut rep, |records| {
+            XApply::Records(h.name.clone(), records)
+        })
+        .await?;
         dst.xapply(&XApply::State {
             name: h.name.clone(),
             uidnext: ix.last_uid.saturating_add(1),
@@ -415,19 +397,9 @@ async fn merge_spool_mailbox(
     user: &str,
     rep: &mut Report,
 ) -> Result<(), String> {
-    use crate::proto::imap::command::xapply::{XApply, XRecord};
+    use crate::proto::imap::command::xapply::XApply;
     const MERGE_CHUNK: usize = 2000;
     let h = &m.header;
-    let record = |r: &crate::tools::cyrus_spool::IndexRecord, body: Option<Vec<u8>>| XRecord {
-        uid: r.uid,
-        modseq: r.modseq.max(1),
-        flags: r.flags(),
-        internaldate: r.internaldate,
-        tz: crate::util::codec::local_offset_min(r.internaldate),
-        savedate: r.savedate,
-        keywords: r.keywords(&h.flags).join(" "),
-        body,
-    };
     let end = ix.last_uid.saturating_add(1);
     let mut missing: Vec<u32> = Vec::new();
     let mut lo = 1u32;
@@ -449,7 +421,7 @@ async fn merge_spool_mailbox(
                 uidvalidity: ix.uidvalidity,
                 lo,
                 hi,
-                records: chunk.iter().map(|r| record(r, None)).collect(),
+                records: chunk.iter().map(|r| spool_record(r, &h.flags, None)).collect(),
             })
             .await?;
         // OK [XMERGED missing reflagged removed stale] ...
@@ -477,22 +449,55 @@ async fn merge_spool_mailbox(
     for _ in 0..live.len().saturating_sub(todo.len()) {
         o.progress.done(user, 0);
     }
-    let mut batch: Vec<XRecord> = Vec::new();
+    send_spool_records(o, dst, m, &todo, user, rep, |records| XApply::Add {
+        name: h.name.clone(),
+        uidvalidity: ix.uidvalidity,
+        records,
+    })
+    .await
+}
+
+/// A spool record as XAPPLY carries it.
+fn spool_record(
+    r: &crate::tools::cyrus_spool::IndexRecord,
+    names: &[String],
+    body: Option<Vec<u8>>,
+) -> crate::proto::imap::command::xapply::XRecord {
+    crate::proto::imap::command::xapply::XRecord {
+        uid: r.uid,
+        modseq: r.modseq.max(1),
+        flags: r.flags(),
+        internaldate: r.internaldate,
+        tz: crate::util::codec::local_offset_min(r.internaldate),
+        savedate: r.savedate,
+        keywords: r.keywords(names).join(" "),
+        body,
+    }
+}
+
+/// Sends records with their message files, in batches of at most
+/// BATCH_RECORDS records or BATCH_BYTES bytes, each as the XAPPLY `item`
+/// makes of it.
+async fn send_spool_records(
+    o: &Opts,
+    dst: &mut Imap,
+    m: &crate::tools::cyrus_spool::Mailbox,
+    todo: &[&crate::tools::cyrus_spool::IndexRecord],
+    user: &str,
+    rep: &mut Report,
+    item: impl Fn(Vec<crate::proto::imap::command::xapply::XRecord>) -> crate::proto::imap::command::xapply::XApply,
+) -> Result<(), String> {
+    let mut batch = Vec::new();
     let mut bytes = 0usize;
     for (i, r) in todo.iter().enumerate() {
         let body = m.message(r.uid, MAX_MESSAGE)?;
         bytes += body.len();
         rep.bytes += body.len() as u64;
         o.progress.done(user, body.len() as u64);
-        batch.push(record(r, Some(body)));
+        batch.push(spool_record(r, &m.header.flags, Some(body)));
         if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES || i + 1 == todo.len() {
             rep.copied += batch.len();
-            dst.xapply(&XApply::Add {
-                name: h.name.clone(),
-                uidvalidity: ix.uidvalidity,
-                records: std::mem::take(&mut batch),
-            })
-            .await?;
+            dst.xapply(&item(std::mem::take(&mut batch))).await?;
             bytes = 0;
         }
     }
