@@ -47,17 +47,37 @@ fn as_user(port: u16, user: &str, code: &str) -> String {
     python(&script, &[&port.to_string(), user])
 }
 
-fn migrate(src: u16, dst: u16, state: &std::path::Path, extra: &[&str]) -> String {
-    let out = Command::new(bin("mumail-migrate"))
-        .args(["-s", &format!("127.0.0.1:{src}"), "-d", &format!("127.0.0.1:{dst}")])
-        .args(["-a", "md5u:testpw", "-A", "md5u:testpw", "-S", state.to_str().unwrap()])
-        .args(extra)
-        .arg("u7")
-        .output()
-        .unwrap();
+/// mumail-migrate's exit status and output (stdout then stderr).
+fn run_migrate(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(bin("mumail-migrate")).args(args).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "mumail-migrate failed:\n{text}");
+    (out.status.code(), text)
+}
+
+/// A run that must succeed; its output.
+fn run_migrate_ok(args: &[&str]) -> String {
+    let (code, text) = run_migrate(args);
+    assert_eq!(code, Some(0), "mumail-migrate failed:\n{text}");
     text
+}
+
+fn migrate(src: u16, dst: u16, state: &std::path::Path, extra: &[&str]) -> String {
+    let (s, d) = (format!("127.0.0.1:{src}"), format!("127.0.0.1:{dst}"));
+    let mut args = vec![
+        "-s",
+        &s,
+        "-d",
+        &d,
+        "-a",
+        "md5u:testpw",
+        "-A",
+        "md5u:testpw",
+        "-S",
+        state.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push("u7");
+    run_migrate_ok(&args)
 }
 
 #[test]
@@ -214,15 +234,15 @@ print('lsub', sorted(M.lsub('""', '*')[1]))
     python(script, &[&port.to_string(), user, pattern])
 }
 
+fn spool_args<'a>(conf: &'a std::path::Path, dst: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["-C", conf.to_str().unwrap(), "-d", dst, "-A", "md5u:testpw"];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn migrate_spool(conf: &std::path::Path, dst: u16, extra: &[&str]) -> String {
-    let out = Command::new(bin("mumail-migrate"))
-        .args(["-C", conf.to_str().unwrap(), "-d", &format!("127.0.0.1:{dst}"), "-A", "md5u:testpw"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "mumail-migrate failed:\n{text}");
-    text
+    let d = format!("127.0.0.1:{dst}");
+    run_migrate_ok(&spool_args(conf, &d, extra))
 }
 
 /// From the files of a real Cyrus 3.6 spool (UUID layout, dlist headers,
@@ -346,20 +366,9 @@ M.expunge()
         "u7",
         "M.append('INBOX', '()', imaplib.Time2Internaldate(1500200000), b'Subject: clash\\r\\n\\r\\nc\\r\\n')",
     );
-    let o = Command::new(bin("mumail-migrate"))
-        .args([
-            "-C",
-            conf.to_str().unwrap(),
-            "-d",
-            &format!("127.0.0.1:{}", ours.imap_port),
-            "-A",
-            "md5u:testpw",
-            "u7",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(75), "{text}");
+    let d = format!("127.0.0.1:{}", ours.imap_port);
+    let (code, text) = run_migrate(&spool_args(&conf, &d, &["u7"]));
+    assert_eq!(code, Some(75), "{text}");
     assert!(
         text.contains("u7: failed") && text.contains("another message has this UID here"),
         "{text}"
