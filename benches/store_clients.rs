@@ -9,9 +9,8 @@
 //!     3 (so every server has its caches warm);
 //! (c) POP3 UIDL + RETR of BENCH_POP (1000) messages: seconds, best of 3.
 //! Goal (issue 5): at least 2x the faster of Cyrus and Dovecot on each.
-//! Dovecot's imap and pop3 programs come from the dovecot-imapd and
-//! dovecot-pop3d packages unpacked in the temp dir (installing them would
-//! remove cyrus-imapd); dovecot-core must be installed.
+//! Dovecot runs from tests/harness/dovecot.rs (dovecot-core installed,
+//! its imap and pop3 programs unpacked from Debian's packages).
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -179,89 +178,6 @@ fn pop_session(port: u16, n: usize) -> f64 {
         .fold(f64::MAX, f64::min)
 }
 
-struct Dovecot {
-    conf: std::path::PathBuf,
-    imap_port: u16,
-    pop_port: u16,
-}
-
-impl Dovecot {
-    /// Dovecot with Maildir in `dir`, users u7 and yes1 (password testpw).
-    fn start(dir: &Path) -> Option<Dovecot> {
-        if !Path::new("/usr/sbin/dovecot").exists() {
-            return None;
-        }
-        let debs = dir.join("debs");
-        std::fs::create_dir_all(&debs).unwrap();
-        let got = Command::new("apt-get")
-            .args(["download", "dovecot-imapd", "dovecot-pop3d"])
-            .current_dir(&debs)
-            .output()
-            .ok()?;
-        if !got.status.success() {
-            return None;
-        }
-        for e in std::fs::read_dir(&debs).unwrap().flatten() {
-            Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(e.path())
-                .arg(dir.join("root"))
-                .status()
-                .ok()?;
-        }
-        let bin = dir.join("root/usr/lib/dovecot");
-        for d in ["run", "state", "mail"] {
-            std::fs::create_dir_all(dir.join(d)).unwrap();
-        }
-        Command::new("chown").arg("nobody").arg(dir.join("mail")).status().ok()?;
-        std::fs::write(dir.join("passwd"), "u7:{PLAIN}testpw\nyes1:{PLAIN}testpw\n").unwrap();
-        let (imap_port, pop_port) = (free_port(), free_port());
-        let d = dir.display();
-        let mut conf = format!(
-            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\nprotocols = imap pop3\nlisten = 127.0.0.1\n\
-             ssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain login\nfirst_valid_uid = 0\n\
-             mail_location = maildir:{d}/mail/%u\n\
-             passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
-             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%u\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-             service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop_port}\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n"
-        );
-        for s in ["imap-login", "pop3-login"] {
-            // The login services have a block already: add the path.
-            let key = format!("service {s} {{\n");
-            conf = conf.replace(&key, &format!("{key}  executable = {}/{s}\n", bin.display()));
-        }
-        for s in [
-            "imap",
-            "pop3",
-            "imap-urlauth",
-            "imap-urlauth-login",
-            "imap-urlauth-worker",
-            "imap-hibernate",
-        ] {
-            conf.push_str(&format!("service {s} {{\n  executable = {}/{s}\n}}\n", bin.display()));
-        }
-        let path = dir.join("dovecot.conf");
-        std::fs::write(&path, conf).unwrap();
-        let st = Command::new("/usr/sbin/dovecot").arg("-c").arg(&path).status().ok()?;
-        if !st.success() {
-            return None;
-        }
-        wait_tcp(imap_port);
-        Some(Dovecot {
-            conf: path,
-            imap_port,
-            pop_port,
-        })
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = Command::new("/usr/sbin/dovecot").arg("-c").arg(&self.conf).arg("stop").output();
-    }
-}
-
 fn main() {
     std::env::set_var("MUMAIL_PROFILE", "release");
     if !nix::unistd::Uid::effective().is_root() || !Path::new(CYRUS_MASTER).exists() || !Path::new("/usr/bin/mbsync").exists() {
@@ -278,11 +194,11 @@ fn main() {
         std::fs::set_permissions(d.path().join(p), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     let cyrus = CyrusServer::start(&d.path().join("cyrus"), &d.path().join("ours/sasl/mux"), "");
-    let dovecot = Dovecot::start(&d.path().join("dovecot"));
+    let dovecot = harness::dovecot::Dovecot::start(&d.path().join("dovecot"), &["u7", "yes1"]);
     let mut servers: Vec<(&str, u16, u16)> = vec![("cyrus", cyrus.imap_port, cyrus.pop3_port)];
     match &dovecot {
-        Some(dv) => servers.push(("dovecot", dv.imap_port, dv.pop_port)),
-        None => println!("(dovecot not available: install dovecot-core; comparing with Cyrus only)"),
+        Ok(dv) => servers.push(("dovecot", dv.imap_port, dv.pop_port)),
+        Err(e) => println!("(dovecot not available: {e}; comparing with Cyrus only)"),
     }
     servers.push(("ours", ours.imap_port, ours_pop));
     println!(

@@ -6,6 +6,7 @@
 
 mod harness;
 
+use harness::murder::{imap_admin, inbox_count, Murder};
 use harness::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -374,4 +375,180 @@ M.expunge()
         "{text}"
     );
     drop(cyrus);
+}
+
+/// The generated corpus, at the source (as each user, password testpw):
+/// nested folders, non-ASCII folder names (modified UTF-7), all system
+/// flags and keywords, internal dates back to 1995, a 3 MB attachment for
+/// every fifth user, subscriptions.
+const CORPUS: &str = r#"
+import imaplib, sys, random, base64
+port = int(sys.argv[1])
+random.seed(10)
+FLAGS = ['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', '\\Draft', '$Forwarded', '$Label1', 'Project-X']
+FOLDERS = ['INBOX', 'Sent', 'Archive', 'Archive.2019', 'Archive.2019.Q1', 'Entw&APw-rfe', '&ZeVnLIqe-']
+for ui, u in enumerate(sys.argv[2:]):
+    M = imaplib.IMAP4('127.0.0.1', port)
+    M.login(u, 'testpw')
+    for f in FOLDERS[1:]:
+        assert M.create(f)[0] == 'OK', f
+    for f in ['Sent', 'Archive.2019.Q1', 'Entw&APw-rfe']:
+        assert M.subscribe(f)[0] == 'OK'
+    for i in range(24):
+        f = FOLDERS[i % len(FOLDERS)]
+        flags = ' '.join(random.sample(FLAGS, random.randint(0, 4)))
+        date = imaplib.Time2Internaldate(788918400 + random.randint(0, 10 ** 9))
+        body = ('From: sender%d@example.org\r\nTo: %s@example.org\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= %d\r\n'
+                'Message-ID: <%s.%d@example.org>\r\nMIME-Version: 1.0\r\n' % (i, u, i, u, i))
+        if i == 5 and ui % 5 == 0:
+            blob = base64.encodebytes(random.randbytes(3 << 20)).decode().replace('\n', '\r\n')
+            body += ('Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n'
+                     '--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n' + blob + '--b--\r\n')
+        else:
+            body += 'Content-Type: text/plain; charset=utf-8\r\n\r\nline %d\r\n' % i
+        assert M.append(f, '(%s)' % flags, date, body.encode())[0] == 'OK'
+    M.logout()
+"#;
+
+/// Each user's folders as the user sees them (names relative to the
+/// personal namespace: `prefix` stripped), message by message: flags,
+/// internal date, body digest.  `admin`: logged in as md5u for the user.
+fn snapshots(port: u16, users: &[String], admin: bool, prefix: &str) -> String {
+    let script = r#"
+import imaplib, sys, hashlib, re
+port, admin, prefix = int(sys.argv[1]), sys.argv[2] == '1', sys.argv[3]
+for u in sys.argv[4:]:
+    M = imaplib.IMAP4('127.0.0.1', port)
+    if admin:
+        M.authenticate('PLAIN', lambda _: ('%s\0md5u\0testpw' % u).encode())
+    else:
+        M.login(u, 'testpw')
+    print('==', u)
+    typ, boxes = M.list('""', '*')
+    names = sorted(re.search(rb'\) "(.)" "?([^"]*)"?$', b).group(2).decode() for b in boxes if b and b'Noselect' not in b)
+    for mb in names:
+        typ, _ = M.select('"%s"' % mb, readonly=True)
+        assert typ == 'OK', mb
+        typ, data = M.uid('FETCH', '1:*', '(FLAGS INTERNALDATE BODY.PEEK[])')
+        rows = []
+        for d in data:
+            if not isinstance(d, tuple):
+                continue
+            head = d[0].decode()
+            flags = sorted(f for f in re.search(r'FLAGS \(([^)]*)\)', head).group(1).split() if f != '\\Recent')
+            date = re.search(r'INTERNALDATE "([^"]*)"', head).group(1).strip().zfill(26)
+            rows.append('%s %s %s' % (date, ' '.join(flags), hashlib.sha1(d[1]).hexdigest()))
+        print(mb[len(prefix):] if mb.startswith(prefix) else mb, len(rows))
+        for r in sorted(rows):
+            print('  ', r)
+    print('lsub', sorted(re.search(rb'"([^"]*)"$|(\S+)$', b).group(0).decode().strip('"').replace(prefix, '', 1) for b in M.lsub('""', '*')[1] if b))
+    M.logout()
+"#;
+    let mut args = vec![port.to_string(), (admin as u8).to_string(), prefix.to_string()];
+    args.extend(users.iter().cloned());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    python(script, &a)
+}
+
+/// From the real Dovecot 2.3 over IMAP into a murder through our front
+/// end: 20 users, each landing on the back end MUPDATE names for them;
+/// runs killed at random points and restarted end as an uninterrupted
+/// one would (every message's bytes, flags, internal date and folder as
+/// at the source, no duplicates); changes made at the source between two
+/// runs arrive with the second.
+#[test]
+fn a_dovecot_site_moves_through_the_murder() {
+    if !can_run("proxyd", &[]) {
+        return;
+    }
+    if let Err(e) = harness::dovecot::Dovecot::available() {
+        assert!(std::env::var("CI").is_err(), "dovecot: {e}");
+        eprintln!("skipped: {e}");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let users: Vec<String> = (1..=20).map(|i| format!("dv{i:02}")).collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let dove = harness::dovecot::Dovecot::start(&t.path().join("dovecot"), &names).unwrap();
+    let mut args = vec![dove.imap_port.to_string()];
+    args.extend(users.iter().cloned());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    python(CORPUS, &a);
+    let source = snapshots(dove.imap_port, &users, false, "");
+    assert!(
+        source.contains("Entw&APw-rfe 3\n") && source.contains("Archive.2019.Q1 3\n"),
+        "{source}"
+    );
+    assert!(
+        source.contains("\\Deleted") && source.contains("Project-X") && source.contains("-1995 "),
+        "{source}"
+    );
+
+    // The users' mailboxes are provisioned, half on each back end.
+    let mu = Murder::start(t.path());
+    for (i, u) in users.iter().enumerate() {
+        let out = imap_admin(mu.backs[i / 10].imap_port, &[&format!("CREATE user.{u}")]);
+        assert!(out.contains("-> OK"), "{out}");
+    }
+    let (_proxyd, fe) = mu.front("proxyd", &[]);
+    let list: String = users.iter().map(|u| format!("{u} testpw\n")).collect();
+    std::fs::write(t.path().join("users"), list).unwrap();
+    let (src, dst) = (format!("127.0.0.1:{}", dove.imap_port), format!("127.0.0.1:{fe}"));
+    let state = t.path().join("state");
+    let userfile = t.path().join("users");
+    let args = [
+        "-s",
+        &src,
+        "-d",
+        &dst,
+        "-A",
+        "md5u:testpw",
+        "-u",
+        userfile.to_str().unwrap(),
+        "-S",
+        state.to_str().unwrap(),
+        "-P",
+        "4",
+    ];
+    // Killed at several points, then run to the end.
+    for ms in [120u64, 250, 400, 600] {
+        let mut child = Command::new(bin("mumail-migrate"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = run_migrate_ok(&args);
+    assert!(out.contains("summary: 20 users, 20 migrated, 0 failed"), "{out}");
+    // (What the killed runs left to this one, for the log.)
+    println!("{out}");
+    let dest = snapshots(fe, &users, true, "INBOX.");
+    assert_eq!(dest, source);
+    // Each user is on the back end provisioned for them, and only there.
+    assert!(inbox_count(mu.backs[0].imap_port, "user.dv01.Entw&APw-rfe").contains("'3'"));
+    assert!(inbox_count(mu.backs[1].imap_port, "user.dv20.Archive.2019.Q1").contains("'3'"));
+    assert!(inbox_count(mu.backs[1].imap_port, "user.dv01").contains("'NO'"));
+
+    // Changes at the source while users work; the next run brings them.
+    as_user(
+        dove.imap_port,
+        "dv03",
+        r#"
+M.append('Sent', '(\\Seen)', imaplib.Time2Internaldate(1700000000), b'Subject: new\r\n\r\nnew one\r\n')
+M.select('INBOX')
+M.store('1', 'FLAGS', '(\\Answered $Label1)')
+M.store('2', '+FLAGS', '(\\Deleted)')
+M.expunge()
+"#,
+    );
+    let source = snapshots(dove.imap_port, &users, false, "");
+    let out = run_migrate_ok(&args);
+    assert!(out.contains("dv03: 7 folders, 1 copied"), "{out}");
+    assert!(out.contains("dv04: 7 folders, 0 copied (0 bytes), 0 reflagged, 0 removed"), "{out}");
+    assert_eq!(snapshots(fe, &users, true, "INBOX."), source);
 }

@@ -8,7 +8,6 @@
 mod harness;
 use harness::*;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 const SESSION: &str = r#"
 import socket, sys, json, base64

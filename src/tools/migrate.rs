@@ -15,7 +15,7 @@
 //! looking for the message among the destination's new UIDs.
 
 use crate::daemon::front::collect_tagged;
-use crate::proto::imap::stream::fetched;
+use crate::proto::imap::stream::{fetched, Fetched};
 use crate::util::getopt::{getopt, Opt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -136,6 +136,8 @@ struct Imap {
     r: BufReader<TcpStream>,
     n: u32,
     server: String,
+    /// CAPABILITY after login, upper-cased.
+    caps: BTreeSet<String>,
 }
 
 impl Imap {
@@ -149,6 +151,7 @@ impl Imap {
             r,
             n: 0,
             server: server.to_string(),
+            caps: BTreeSet::new(),
         })
     }
 
@@ -159,8 +162,19 @@ impl Imap {
         let tag = format!("M{}", self.n);
         crate::daemon::front::authenticate_plain(&mut self.r, &tag, &ir, false)
             .await
-            .map(|_| ())
-            .map_err(|e| format!("{}: login as {authc} for {authz}: {e}", self.server))
+            .map_err(|e| format!("{}: login as {authc} for {authz}: {e}", self.server))?;
+        let (resps, _) = self.cmd(b"CAPABILITY").await?;
+        self.caps = resps
+            .iter()
+            .filter_map(|r| r.strip_prefix(b"* CAPABILITY "))
+            .flat_map(|r| {
+                String::from_utf8_lossy(r)
+                    .split_whitespace()
+                    .map(str::to_ascii_uppercase)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(())
     }
 
     async fn send(&mut self, b: &[u8]) -> Result<(), String> {
@@ -219,33 +233,117 @@ impl Imap {
             .collect())
     }
 
-    /// APPEND with a synchronising literal; the new message's UID from
-    /// APPENDUID.
-    async fn append(&mut self, mbox: &str, flags: &[String], date: &str, body: &[u8]) -> Result<Option<u32>, String> {
+    /// Appends messages (flags, internal date, bytes) in one MULTIAPPEND
+    /// where the server has it (else one APPEND each), with LITERAL+
+    /// literals where it has that (else waiting for each continuation);
+    /// the new UIDs from APPENDUID, in order.
+    async fn append(&mut self, mbox: &str, msgs: &[&Fetched]) -> Result<Vec<u32>, String> {
+        if msgs.len() > 1 && !self.caps.contains("MULTIAPPEND") {
+            let mut uids = Vec::new();
+            for m in msgs {
+                uids.extend(Box::pin(self.append(mbox, std::slice::from_ref(m))).await?);
+            }
+            return Ok(uids);
+        }
+        let plus = self.caps.contains("LITERAL+");
         self.n += 1;
         let tag = format!("M{}", self.n);
         let mut c = format!("{tag} APPEND ").into_bytes();
         crate::proto::imap::render::client_string(&mut c, mbox.as_bytes());
-        c.extend_from_slice(format!(" ({}) \"{date}\" {{{}}}\r\n", flags.join(" "), body.len()).as_bytes());
-        self.send(&c).await?;
-        let l = crate::daemon::front::backend_line(&mut self.r).await?;
-        if !l.starts_with('+') {
-            return Err(format!("{}: APPEND to {mbox}: {l}", self.server));
+        for m in msgs {
+            let flags = m.flags.join(" ");
+            let (len, p) = (m.body.len(), if plus { "+" } else { "" });
+            c.extend_from_slice(format!(" ({flags}) \"{}\" {{{len}{p}}}\r\n", m.internaldate).as_bytes());
+            if !plus {
+                self.send(&std::mem::take(&mut c)).await?;
+                let l = crate::daemon::front::backend_line(&mut self.r).await?;
+                if !l.starts_with('+') {
+                    return Err(format!("{}: APPEND to {mbox}: {l}", self.server));
+                }
+            }
+            c.extend_from_slice(&m.body);
+            if c.len() > 1 << 20 {
+                self.send(&std::mem::take(&mut c)).await?;
+            }
         }
-        self.send(body).await?;
-        self.send(b"\r\n").await?;
+        c.extend_from_slice(b"\r\n");
+        self.send(&c).await?;
         let (_, status) = tokio::time::timeout(TIMEOUT, collect_tagged(&mut self.r, &tag, 1 << 20))
             .await
             .map_err(|_| format!("{}: timed out", self.server))??;
         if !status.starts_with("OK") {
             return Err(format!("{}: APPEND to {mbox}: {status}", self.server));
         }
-        Ok(status
-            .split("[APPENDUID ")
-            .nth(1)
-            .and_then(|r| r.split([' ', ']']).nth(1))
-            .and_then(|u| u.parse().ok()))
+        let set = status.split("[APPENDUID ").nth(1).and_then(|r| r.split([' ', ']']).nth(1));
+        let uids = set.map(uid_set).unwrap_or_default();
+        if uids.len() != msgs.len() {
+            return Err(format!(
+                "{}: APPEND to {mbox} gave no APPENDUID for each message: {status}",
+                self.server
+            ));
+        }
+        Ok(uids)
     }
+}
+
+/// An IMAP uid-set (`5:9,12`), in order; empty if malformed.
+fn uid_set(s: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = part.split_once(':').unwrap_or((part, part));
+        let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) else {
+            return Vec::new();
+        };
+        if a > b || b - a > 1_000_000 {
+            return Vec::new();
+        }
+        out.extend(a..=b);
+    }
+    out
+}
+
+/// A compact uid-set for ascending UIDs.
+fn set_of(uids: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let mut j = i;
+        while j + 1 < uids.len() && uids[j + 1] == uids[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            uids[i].to_string()
+        } else {
+            format!("{}:{}", uids[i], uids[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// Seconds a restarted run waits for messages a killed run had sent.
+const PENDING_WAIT: u32 = 5;
+
+/// Messages and bytes per copy batch: one UID FETCH at the source, one
+/// MULTIAPPEND and one state-file sync at the destination.
+const COPY_BATCH: usize = 200;
+const COPY_BATCH_BYTES: u64 = 8 << 20;
+
+/// Splits the UIDs to copy (with their sizes) into batches.
+fn batches(todo: &[(u32, u64)]) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    let mut bytes = 0u64;
+    for &(uid, size) in todo {
+        match out.last_mut() {
+            Some(b) if b.len() < COPY_BATCH && bytes + size <= COPY_BATCH_BYTES => b.push(uid),
+            _ => {
+                out.push(vec![uid]);
+                bytes = 0;
+            }
+        }
+        bytes += size;
+    }
+    out
 }
 
 /// The name under which a spool's shared mailboxes (outside `user.*`)
@@ -590,12 +688,136 @@ fn parse_acl(resps: &[Vec<u8>]) -> BTreeMap<String, String> {
 }
 
 /// A source folder's name at the destination.
-fn target_name(folder: &str, sdelim: char, ddelim: char) -> String {
-    if folder.eq_ignore_ascii_case("INBOX") {
-        "INBOX".to_string()
-    } else {
-        folder.replace(sdelim, &ddelim.to_string())
+
+/// A server's namespaces (RFC 2342) as seen by the logged-in user: the
+/// personal prefix and delimiter, and the other users' and shared
+/// prefixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Namespaces {
+    prefix: String,
+    delim: char,
+    others: Vec<String>,
+}
+
+impl Namespaces {
+    /// From a `* NAMESPACE` response; None if there is none or it has no
+    /// personal namespace.
+    fn parse(resps: &[Vec<u8>]) -> Option<Namespaces> {
+        let r = resps.iter().find_map(|r| r.strip_prefix(b"* NAMESPACE "))?;
+        let text = String::from_utf8_lossy(r);
+        // Each group is NIL or ((prefix delim ...) ...): collect the
+        // (prefix, delim) pairs at depth 2, per group at depth 0.
+        let mut groups: Vec<Vec<(String, Option<char>)>> = Vec::new();
+        let (mut depth, mut cur): (usize, Vec<String>) = (0, Vec::new());
+        let mut it = text.trim_end().chars().peekable();
+        while let Some(c) = it.next() {
+            match c {
+                '(' => {
+                    if depth == 0 {
+                        groups.push(Vec::new());
+                    }
+                    depth += 1;
+                }
+                ')' => {
+                    if depth == 2 && cur.len() >= 2 {
+                        let d = cur[1].chars().next();
+                        groups.last_mut()?.push((cur[0].clone(), d));
+                    }
+                    if depth == 2 {
+                        cur.clear();
+                    }
+                    depth = depth.checked_sub(1)?;
+                }
+                '"' if depth == 2 => {
+                    let mut w = String::new();
+                    while let Some(ch) = it.next() {
+                        match ch {
+                            '\\' => w.extend(it.next()),
+                            '"' => break,
+                            _ => w.push(ch),
+                        }
+                    }
+                    cur.push(w);
+                }
+                'N' | 'n' if depth == 0 => {
+                    // NIL: a group without namespaces.
+                    it.next();
+                    it.next();
+                    groups.push(Vec::new());
+                }
+                'N' | 'n' if depth == 2 && cur.len() == 1 => {
+                    it.next();
+                    it.next();
+                    cur.push(String::new());
+                }
+                _ => {}
+            }
+        }
+        let (prefix, delim) = groups.first()?.first()?.clone();
+        let others = groups
+            .iter()
+            .skip(1)
+            .flatten()
+            .map(|(p, _)| p.clone())
+            .filter(|p| !p.is_empty())
+            .collect();
+        Some(Namespaces {
+            prefix,
+            delim: delim.unwrap_or('.'),
+            others,
+        })
     }
+
+    /// A server without NAMESPACE: everything is personal, no prefix.
+    fn flat(delim: char) -> Namespaces {
+        Namespaces {
+            prefix: String::new(),
+            delim,
+            others: Vec::new(),
+        }
+    }
+
+    /// The name relative to the personal namespace (components joined by
+    /// `/`), `INBOX` for the inbox; None outside it (other users' and
+    /// shared folders are not the user's to move).
+    fn relative(&self, name: &str) -> Option<String> {
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Some("INBOX".to_string());
+        }
+        if self.others.iter().any(|p| name.starts_with(p.as_str())) {
+            return None;
+        }
+        let p = self.prefix.len();
+        let rest = if name.len() >= p && name.is_char_boundary(p) && name[..p].eq_ignore_ascii_case(&self.prefix) {
+            &name[p..]
+        } else {
+            return None;
+        };
+        Some(rest.split(self.delim).collect::<Vec<_>>().join("/"))
+    }
+
+    /// The full name of a relative one here.
+    fn absolute(&self, rel: &str) -> String {
+        if rel == "INBOX" {
+            return rel.to_string();
+        }
+        format!("{}{}", self.prefix, rel.replace('/', &self.delim.to_string()))
+    }
+}
+
+/// The NAMESPACE of a session, or a flat one with the delimiter LIST
+/// gives.
+async fn namespaces(imap: &mut Imap) -> Result<Namespaces, String> {
+    if imap.caps.contains("NAMESPACE") {
+        let (resps, _) = imap.cmd(b"NAMESPACE").await?;
+        if let Some(n) = Namespaces::parse(&resps) {
+            return Ok(n);
+        }
+    }
+    let (l, _) = imap.cmd(b"LIST \"\" \"\"").await?;
+    Ok(Namespaces::flat(
+        l.iter().find_map(|r| parse_list(r, "LIST")).map(|(_, d, _)| d).unwrap_or('.'),
+    ))
 }
 
 /// The numbers after `[KEY ` in a list of responses.
@@ -630,9 +852,19 @@ fn fetch_meta(resp: &[u8]) -> Option<(u32, Vec<String>, u64, String)> {
     let size = num("RFC822.SIZE ").unwrap_or(0);
     let date = t
         .find("INTERNALDATE \"")
-        .and_then(|i| t[i + 14..].split('"').next().map(str::to_string))
+        .and_then(|i| t[i + 14..].split('"').next().map(date_key))
         .unwrap_or_default();
     Some((uid, flags, size, date))
+}
+
+/// An INTERNALDATE's text in one form: servers differ in the day's
+/// padding (` 6-Sep-2018` at Cyrus, `06-Sep-2018` at Dovecot).
+fn date_key(d: &str) -> String {
+    let d = d.trim_start();
+    match d.find('-') {
+        Some(1) => format!("0{d}"),
+        _ => d.to_string(),
+    }
 }
 
 /// One user's record of what was copied.
@@ -651,7 +883,12 @@ impl State {
     /// Reads the record; `write` opens it for appending (not in a dry run).
     fn load(path: &Path, write: bool) -> Result<State, String> {
         let mut st = State::default();
+        let mut whole = 0u64;
         if let Ok(text) = std::fs::read_to_string(path) {
+            // A line cut short by a kill during its write is dropped (and
+            // cut off the file below): what it announced is redone.
+            let text = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            whole = text.len() as u64;
             for (i, l) in text.lines().enumerate() {
                 // Two numbers at the end; the folder may hold blanks.
                 let w: Vec<&str> = l.rsplitn(3, ' ').collect();
@@ -684,20 +921,31 @@ impl State {
         if !write {
             return Ok(st);
         }
-        st.file = Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-        );
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|f| {
+                if f.metadata()?.len() > whole {
+                    f.set_len(whole)?;
+                }
+                Ok(f)
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        st.file = Some(f);
         Ok(st)
     }
 
     /// Appends a line and syncs it before anything else happens.
     fn record(&mut self, line: String) -> Result<(), String> {
+        self.record_all(std::iter::once(line))
+    }
+
+    /// Appends lines with one sync.
+    fn record_all(&mut self, lines: impl Iterator<Item = String>) -> Result<(), String> {
         let f = self.file.as_mut().ok_or("state file not open")?;
-        f.write_all(format!("{line}\n").as_bytes())
+        let text: String = lines.map(|l| l + "\n").collect();
+        f.write_all(text.as_bytes())
             .and_then(|_| f.sync_data())
             .map_err(|e| format!("state: {e}"))
     }
@@ -725,22 +973,24 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
         std::fs::create_dir_all(&o.state).map_err(|e| format!("{}: {e}", o.state.display()))?;
     }
     let mut st = State::load(&o.state.join(user.replace('/', "_")), !o.dry_run)?;
-    let (dlist, _) = dst.cmd(b"LIST \"\" \"\"").await?;
-    let ddelim = dlist.iter().find_map(|r| parse_list(r, "LIST")).map(|(_, d, _)| d).unwrap_or('.');
+    // Folders of the user's personal namespace, under the same relative
+    // names at the destination (`INBOX.Sent` at a Cyrus, `Sent` at a
+    // Dovecot or an altnamespace Cyrus).
+    let sns = namespaces(&mut src).await?;
+    let dns = namespaces(&mut dst).await?;
     let (list, _) = src.cmd(b"LIST \"\" \"*\"").await?;
-    let mut folders: Vec<(char, String)> = list
+    let mut folders: Vec<(String, String)> = list
         .iter()
         .filter_map(|r| parse_list(r, "LIST"))
         .filter(|(a, _, _)| !a.to_ascii_lowercase().contains("\\noselect"))
-        .map(|(_, d, n)| (d, n))
+        .filter_map(|(_, _, n)| sns.relative(&n).map(|rel| (n, dns.absolute(&rel))))
         .collect();
-    folders.sort_by(|a, b| a.1.cmp(&b.1));
+    folders.sort();
     let mut rep = Report {
         user: user.to_string(),
         ..Report::default()
     };
-    for (sdelim, folder) in folders {
-        let target = target_name(&folder, sdelim, ddelim);
+    for (folder, target) in folders {
         rep.folders += 1;
         migrate_folder(o, &mut src, &mut dst, &mut st, &folder, &target, &mut rep).await?;
     }
@@ -749,8 +999,10 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
         let (sl, _) = src.cmd(b"LSUB \"\" \"*\"").await?;
         let (dl, _) = dst.cmd(b"LSUB \"\" \"*\"").await?;
         let have: BTreeSet<String> = dl.iter().filter_map(|r| parse_list(r, "LSUB")).map(|l| l.2).collect();
-        for (_, sdelim, name) in sl.iter().filter_map(|r| parse_list(r, "LSUB")) {
-            let t = target_name(&name, sdelim, ddelim);
+        for (_, _, name) in sl.iter().filter_map(|r| parse_list(r, "LSUB")) {
+            let Some(t) = sns.relative(&name).map(|rel| dns.absolute(&rel)) else {
+                continue;
+            };
             if !have.contains(&t) {
                 dst.cmd_mbox("SUBSCRIBE", &t, "").await?;
                 rep.subscribed += 1;
@@ -792,7 +1044,7 @@ async fn migrate_folder(
         st.map.remove(folder);
         st.pending.remove(folder);
     }
-    let dest = dst.messages().await?;
+    let mut dest = dst.messages().await?;
     // The folder's ACL, where the user may read it at the source.
     if let Ok((acl, _)) = src.cmd_mbox("GETACL", folder, "").await {
         let want = parse_acl(&acl);
@@ -812,43 +1064,68 @@ async fn migrate_folder(
             }
         }
     }
-    // A run killed during an APPEND: the message may be there already.
-    let pending: Vec<(u32, u32)> = st.pending.remove(folder).unwrap_or_default().into_iter().collect();
-    for (suid, from) in pending {
-        let Some((_, size, date)) = source.get(&suid) else { continue };
-        let mapped: BTreeSet<u32> = st.map.get(folder).map(|m| m.values().copied().collect()).unwrap_or_default();
-        if let Some((duid, _)) = dest
-            .range(from..)
-            .find(|(u, (_, s, d))| !mapped.contains(u) && s == size && d == date)
-        {
-            st.record(format!("M {folder} {suid} {duid}"))?;
-            st.map.entry(folder.to_string()).or_default().insert(suid, *duid);
+    // A run killed during an APPEND: the messages may be there already
+    // (the same size and internal date, in the same order, at or above
+    // the UIDNEXT of then), or arrive in a moment: a server may still be
+    // committing an APPEND whose sender was killed after sending it all.
+    // So what is not found is looked for again for a few seconds before
+    // it is copied anew.
+    let mut pending: Vec<(u32, u32)> = st.pending.remove(folder).unwrap_or_default().into_iter().collect();
+    for attempt in 0..=PENDING_WAIT {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            dest = dst.messages().await?;
+        }
+        let mut left = Vec::new();
+        for (suid, from) in pending {
+            let Some((_, size, date)) = source.get(&suid) else { continue };
+            let mapped: BTreeSet<u32> = st.map.get(folder).map(|m| m.values().copied().collect()).unwrap_or_default();
+            match dest
+                .range(from..)
+                .find(|(u, (_, s, d))| !mapped.contains(u) && s == size && d == date)
+            {
+                Some((duid, _)) => {
+                    st.record(format!("M {folder} {suid} {duid}"))?;
+                    st.map.entry(folder.to_string()).or_default().insert(suid, *duid);
+                }
+                None => left.push((suid, from)),
+            }
+        }
+        pending = left;
+        if pending.is_empty() {
+            break;
         }
     }
     let map = st.map.get(folder).cloned().unwrap_or_default();
     o.progress
         .todo(&rep.user, source.keys().filter(|u| !map.contains_key(u)).count() as u64);
-    // New at the source: copy, in UID order.
-    for (&suid, (flags, _, date)) in source.iter().filter(|(u, _)| !map.contains_key(u)) {
-        let (got, _) = src
-            .cmd(format!("UID FETCH {suid} (UID FLAGS INTERNALDATE BODY.PEEK[])").as_bytes())
-            .await?;
-        let Some(m) = got.iter().find_map(|r| fetched(r).map(|f| f.body)) else {
-            rep.skipped += 1;
-            continue;
+    // New at the source: copied in UID order, in batches; the next batch
+    // is fetched while the last one is appended.
+    let todo: Vec<(u32, u64)> = source
+        .iter()
+        .filter(|(u, _)| !map.contains_key(u))
+        .map(|(u, (_, s, _))| (*u, *s))
+        .collect();
+    let copied_before = rep.copied;
+    let mut queue = batches(&todo).into_iter();
+    let mut ready = match queue.next() {
+        Some(b) => Some(fetch_batch(src, &b).await?),
+        None => None,
+    };
+    while let Some(batch) = ready.take() {
+        let next_batch = queue.next();
+        let fetch_next = async {
+            match &next_batch {
+                Some(b) => fetch_batch(src, b).await.map(Some),
+                None => Ok(None),
+            }
         };
-        let next = dnext.max(st.map.get(folder).and_then(|m| m.values().max()).map_or(1, |u| u + 1));
-        st.record(format!("P {folder} {suid} {next}"))?;
-        let duid = dst.append(target, flags, date, &m).await?;
-        let Some(duid) = duid else {
-            return Err(format!("{}: APPEND to {target} gave no APPENDUID", dst.server));
-        };
-        st.record(format!("M {folder} {suid} {duid}"))?;
-        st.map.entry(folder.to_string()).or_default().insert(suid, duid);
-        rep.copied += 1;
-        rep.bytes += m.len() as u64;
-        o.progress.done(&rep.user, m.len() as u64);
+        let (appended, fetched_next) = tokio::join!(append_batch(o, dst, st, folder, target, dnext, &batch, rep), fetch_next);
+        appended?;
+        ready = fetched_next?;
     }
+    // Listed but gone when fetched (expunged meanwhile at the source).
+    rep.skipped += todo.len().saturating_sub(rep.copied - copied_before);
     // Copied before: flags brought up to date; gone at the source: removed.
     let mut gone = Vec::new();
     for (suid, duid) in &map {
@@ -874,6 +1151,49 @@ async fn migrate_folder(
         dst.cmd(format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)").as_bytes()).await?;
         dst.cmd(format!("UID EXPUNGE {set}").as_bytes()).await?;
         rep.removed += gone.len();
+    }
+    Ok(())
+}
+
+/// One batch's messages from the source (missing ones, expunged since
+/// the listing, left out).
+async fn fetch_batch(src: &mut Imap, uids: &[u32]) -> Result<Vec<Fetched>, String> {
+    let (got, _) = src
+        .cmd(format!("UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])", set_of(uids)).as_bytes())
+        .await?;
+    let want: BTreeSet<u32> = uids.iter().copied().collect();
+    let mut msgs: Vec<Fetched> = got.iter().filter_map(|r| fetched(r)).filter(|f| want.contains(&f.uid)).collect();
+    msgs.sort_by_key(|m| m.uid);
+    msgs.dedup_by_key(|m| m.uid);
+    Ok(msgs)
+}
+
+/// Appends one batch at the destination: the `P` lines recorded (one
+/// sync) before, the `M` lines after.
+#[allow(clippy::too_many_arguments)]
+async fn append_batch(
+    o: &Opts,
+    dst: &mut Imap,
+    st: &mut State,
+    folder: &str,
+    target: &str,
+    dnext: u32,
+    msgs: &[Fetched],
+    rep: &mut Report,
+) -> Result<(), String> {
+    if msgs.is_empty() {
+        return Ok(());
+    }
+    let next = dnext.max(st.map.get(folder).and_then(|m| m.values().max()).map_or(1, |u| u + 1));
+    st.record_all(msgs.iter().map(|m| format!("P {folder} {} {next}", m.uid)))?;
+    let refs: Vec<&Fetched> = msgs.iter().collect();
+    let duids = dst.append(target, &refs).await?;
+    st.record_all(msgs.iter().zip(&duids).map(|(m, d)| format!("M {folder} {} {d}", m.uid)))?;
+    for (m, &d) in msgs.iter().zip(&duids) {
+        st.map.entry(folder.to_string()).or_default().insert(m.uid, d);
+        rep.copied += 1;
+        rep.bytes += m.body.len() as u64;
+        o.progress.done(&rep.user, m.body.len() as u64);
     }
     Ok(())
 }
@@ -1030,6 +1350,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn uid_sets_and_batches() {
+        assert_eq!(uid_set("5:7,9"), vec![5, 6, 7, 9]);
+        assert_eq!(uid_set("12"), vec![12]);
+        assert_eq!(uid_set("7:5"), Vec::<u32>::new());
+        assert_eq!(uid_set("x"), Vec::<u32>::new());
+        assert_eq!(set_of(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(set_of(&[4]), "4");
+        let todo: Vec<(u32, u64)> = (1..=450).map(|u| (u, 100)).collect();
+        let b = batches(&todo);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![200, 200, 50]);
+        // A message bigger than a batch goes alone; the sizes bound a batch.
+        let b = batches(&[
+            (1, 10),
+            (2, COPY_BATCH_BYTES + 1),
+            (3, COPY_BATCH_BYTES / 2),
+            (4, COPY_BATCH_BYTES / 2),
+            (5, 1),
+        ]);
+        assert_eq!(b, vec![vec![1], vec![2], vec![3, 4], vec![5]]);
+    }
+
+    #[test]
     fn list_responses() {
         assert_eq!(
             parse_list(b"* LIST (\\HasNoChildren) \".\" INBOX.Sent\r\n", "LIST"),
@@ -1049,13 +1391,37 @@ mod tests {
         let acl = parse_acl(&[b"* ACL \"INBOX.Old mail\" u7 lrswipkxtecdan \"group:staff\" lrs\r\n".to_vec()]);
         assert_eq!(acl.get("u7").map(String::as_str), Some("lrswipkxtecdan"));
         assert_eq!(acl.get("group:staff").map(String::as_str), Some("lrs"));
-        assert_eq!(target_name("INBOX/Sent", '/', '.'), "INBOX.Sent");
-        assert_eq!(target_name("inbox", '/', '.'), "INBOX");
+    }
+
+    #[test]
+    fn namespaces_map_folders() {
+        let ns = |r: &str| Namespaces::parse(&[r.as_bytes().to_vec()]).unwrap();
+        let cyrus = ns("* NAMESPACE ((\"INBOX.\" \".\")) ((\"user.\" \".\")) ((\"\" \".\"))\r\n");
+        assert_eq!(cyrus.prefix, "INBOX.");
+        assert_eq!(cyrus.others, vec!["user.".to_string()]);
+        let dovecot = ns("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+        assert_eq!((dovecot.prefix.as_str(), dovecot.delim, dovecot.others.len()), ("", '/', 0));
+        let alt = ns("* NAMESPACE ((\"\" \".\" \"X-PARAM\" (\"a\"))) ((\"Other Users.\" \".\")) ((\"Shared Folders.\" \".\"))\r\n");
+        assert_eq!(alt.others, vec!["Other Users.".to_string(), "Shared Folders.".to_string()]);
+        assert!(Namespaces::parse(&[b"* OK x\r\n".to_vec()]).is_none());
+        // Dovecot's Sent/2019 becomes Cyrus's INBOX.Sent.2019 and back.
+        let rel = dovecot.relative("Sent/2019").unwrap();
+        assert_eq!(cyrus.absolute(&rel), "INBOX.Sent.2019");
+        assert_eq!(dovecot.absolute(&cyrus.relative("INBOX.Sent.2019").unwrap()), "Sent/2019");
+        assert_eq!(cyrus.absolute(&dovecot.relative("inbox").unwrap()), "INBOX");
+        // Other users' and shared folders are not moved.
+        assert_eq!(cyrus.relative("user.bob.Sent"), None);
+        assert_eq!(alt.relative("Other Users.bob"), None);
+        assert_eq!(alt.relative("Shared Folders.news"), None);
+        assert_eq!(cyrus.relative("shared"), None);
+        assert_eq!(Namespaces::flat('.').relative("Old mail"), Some("Old mail".into()));
     }
 
     #[test]
     fn fetch_meta_items() {
         let r = b"* 3 FETCH (UID 17 FLAGS (\\Seen \\Recent $Label1) RFC822.SIZE 1234 INTERNALDATE \"01-Dec-2026 10:00:00 +0000\")\r\n";
+        assert_eq!(date_key(" 6-Sep-2018 01:05:31 +0000"), "06-Sep-2018 01:05:31 +0000");
+        assert_eq!(date_key("16-Sep-2018 01:05:31 +0000"), "16-Sep-2018 01:05:31 +0000");
         assert_eq!(
             fetch_meta(r),
             Some((
@@ -1098,6 +1464,12 @@ mod tests {
         assert_eq!(st.validity.get("INBOX.My Folder"), Some(&(5, 9)));
         assert_eq!(st.map["INBOX.My Folder"].get(&1), Some(&1));
         assert_eq!(st.pending["INBOX.My Folder"].get(&2), Some(&2));
+        // A line cut short by a kill is dropped, and cut off the file.
+        std::fs::write(&p, "V INBOX 5 9\nM INBOX 1 1\nM INBOX 2 2").unwrap();
+        let mut st = State::load(&p, true).unwrap();
+        assert_eq!(st.map["INBOX"].len(), 1);
+        st.record("M INBOX 3 3".into()).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "V INBOX 5 9\nM INBOX 1 1\nM INBOX 3 3\n");
         std::fs::write(&p, "X what\n").unwrap();
         assert!(State::load(&p, false).err().unwrap().contains("line 1: bad state line"));
         let _ = std::fs::remove_dir_all(t);

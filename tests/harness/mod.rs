@@ -4,6 +4,7 @@
 //! so the machine's own /etc is never changed.
 #![allow(dead_code)]
 
+pub mod dovecot;
 pub mod murder;
 
 use std::path::{Path, PathBuf};
