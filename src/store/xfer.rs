@@ -212,15 +212,16 @@ impl Store {
     pub fn import_records(&self, name: &str, recs: &[Incoming<'_>]) -> Result<()> {
         let e = self.arriving(name)?;
         let dir = self.mailbox_dir(name, &e.partition)?;
+        let bodies: Vec<&[u8]> = recs.iter().filter_map(|r| r.body).collect();
+        let mut files = self.stage_many(&e.partition, &bodies)?.into_iter();
         let mut staged = Vec::with_capacity(recs.len());
         for r in recs {
-            match r.body {
-                Some(b) => {
-                    let s = self.stage(&e.partition, b)?;
+            match (r.body, r.body.and_then(|_| files.next())) {
+                (Some(_), Some(s)) => {
                     self.link_into(&s, &dir, r.rec.uid)?;
                     staged.push(Some(s));
                 }
-                None => staged.push(None),
+                _ => staged.push(None),
             }
         }
         sync_dir(&dir)?;

@@ -745,10 +745,10 @@ impl Session {
             .map_or(0, |d| d.as_secs() as i64);
         let res = self
             .blocking(move |s| {
-                let mut staged = Vec::new();
+                let datas: Vec<&[u8]> = msgs.iter().map(|m| m.data.as_slice()).collect();
+                let staged = s.stage_many(&partition, &datas)?;
                 let mut cached = Vec::new();
                 for m in &msgs {
-                    staged.push(s.stage(&partition, &m.data)?);
                     let (env, bs, body) = render::cache_items(&m.data);
                     cached.push(Cached {
                         envelope: env,

@@ -497,11 +497,13 @@ impl Session {
                 if e.uidvalidity != uidvalidity {
                     return Err(StoreError::Invalid("UIDVALIDITY differs"));
                 }
-                let mut staged = Vec::with_capacity(records.len());
-                let mut cached = Vec::with_capacity(records.len());
+                let mut bodies = Vec::with_capacity(records.len());
                 for r in &records {
-                    let body = r.body.as_deref().ok_or(StoreError::Invalid("record without its message"))?;
-                    staged.push(s.stage(&e.partition, body)?);
+                    bodies.push(r.body.as_deref().ok_or(StoreError::Invalid("record without its message"))?);
+                }
+                let staged = s.stage_many(&e.partition, &bodies)?;
+                let mut cached = Vec::with_capacity(records.len());
+                for body in bodies {
                     let (envelope, bodystructure, body) = crate::proto::imap::render::cache_items(body);
                     cached.push(crate::store::Cached {
                         envelope,
