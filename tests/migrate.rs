@@ -552,3 +552,185 @@ M.expunge()
     assert!(out.contains("dv04: 7 folders, 0 copied (0 bytes), 0 reflagged, 0 removed"), "{out}");
     assert_eq!(snapshots(fe, &users, true, "INBOX."), source);
 }
+
+/// Sets a file's modification time (a Maildir message's internal date).
+fn touch(p: &std::path::Path, secs: u64) {
+    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    std::fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap();
+}
+
+/// From a user's Maildir++ tree and another's mbox files into our back
+/// end: folders (nested, non-ASCII), flags and keywords (Maildir letters
+/// and dovecot-keywords; mbox Status, X-Status, X-Keywords), internal
+/// dates (file times; From lines), bodies as sent (CRLF, mbox status
+/// headers removed, `>From ` unquoted), subscriptions; a truncated Maildir
+/// file and broken mbox separators are reported per message and the rest
+/// is copied; a second run copies nothing, and changes to the files
+/// between runs arrive with the next.
+#[test]
+fn maildir_and_mbox_sources() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(d.path().join("ours")).unwrap();
+    let ns = "unixhierarchysep: no\naltnamespace: no\n";
+    let ours = Backend::start(&d.path().join("ours"), ns);
+    let created = murder_admin(ours.imap_port, &["CREATE user.u7", "CREATE user.yes1"]);
+    assert_eq!(created.matches("-> OK").count(), 2, "{created}");
+    let dst = format!("127.0.0.1:{}", ours.imap_port);
+    let state = d.path().join("state");
+
+    // u7's Maildir++.
+    let md = d.path().join("maildir/u7");
+    for sub in [
+        "cur",
+        "new",
+        "tmp",
+        ".Sent/cur",
+        ".Sent/new",
+        ".Archive.2019/cur",
+        ".Entw&APw-rfe/cur",
+    ] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    std::fs::write(md.join("dovecot-keywords"), "0 $Work\n1 Later\n").unwrap();
+    // Keyword letters are per folder.
+    std::fs::write(md.join(".Archive.2019/dovecot-keywords"), "0 Urgent\n1 Later\n").unwrap();
+    std::fs::write(md.join("subscriptions"), "V\t2\n\nSent\nEntw&APw-rfe\n").unwrap();
+    let file = |rel: &str, body: &str, secs: u64| {
+        std::fs::write(md.join(rel), body).unwrap();
+        touch(&md.join(rel), secs);
+    };
+    file("cur/1000.M1.host,S=19:2,RSa", "Subject: one\n\nbody\n", 1_000_000_000);
+    file("new/1001.M2.host", "Subject: two\r\n\r\nnew\r\n", 1_000_000_100);
+    file(".Sent/cur/1002.M3.host:2,S", "Subject: sent\n\nout\n", 900_000_000);
+    file(".Archive.2019/cur/1003.M4.host,S=5000:2,T", "Subject: cut off\n", 1_100_000_000);
+    file(".Archive.2019/cur/1004.M5.host:2,Fb", "Subject: kept\n\nold\n", 1_200_000_000);
+    file(".Entw&APw-rfe/cur/1005.M6.host:2,D", "Subject: draft\n\nd\n", 1_300_000_000);
+    let md_pat = d.path().join("maildir/%u");
+    let md_args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "-M",
+            md_pat.to_str().unwrap(),
+            "-d",
+            &dst,
+            "-A",
+            "md5u:testpw",
+            "-S",
+            state.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.push("u7".into());
+        a
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_migrate_ok(&a)
+    };
+    let out = run(md_args(&[]));
+    assert!(
+        out.contains("u7: left out: Archive/2019: 1003.M4.host,S=5000:2,T: truncated (17 of 5000 bytes)"),
+        "{out}"
+    );
+    assert!(out.contains("u7: 4 folders, 5 copied"), "{out}");
+    assert!(out.contains(" 1 skipped, 0 ACL entries, 2 subscriptions"), "{out}");
+    let snap = snapshots(ours.imap_port, &["u7".to_string()], false, "INBOX.");
+    let sha = |s: &str| {
+        python("import hashlib,sys\nprint(hashlib.sha1(sys.argv[1].encode()).hexdigest())", &[s])
+            .trim()
+            .to_string()
+    };
+    for want in [
+        format!(
+            "INBOX 2\n   09-Sep-2001 01:46:40 +0000 $Work \\Answered \\Seen {}\n",
+            sha("Subject: one\r\n\r\nbody\r\n")
+        ),
+        format!("   09-Sep-2001 01:48:20 +0000  {}\n", sha("Subject: two\r\n\r\nnew\r\n")),
+        format!(
+            "Sent 1\n   09-Jul-1998 16:00:00 +0000 \\Seen {}\n",
+            sha("Subject: sent\r\n\r\nout\r\n")
+        ),
+        format!(
+            "Archive.2019 1\n   10-Jan-2008 21:20:00 +0000 Later \\Flagged {}\n",
+            sha("Subject: kept\r\n\r\nold\r\n")
+        ),
+        "Entw&APw-rfe 1\n".to_string(),
+        "lsub ['Entw&APw-rfe', 'Sent']".to_string(),
+    ] {
+        assert!(snap.contains(&want), "want {want:?} in\n{snap}");
+    }
+    assert!(run(md_args(&[])).contains("u7: 4 folders, 0 copied (0 bytes), 0 reflagged, 0 removed, 1 skipped"));
+    // Changes in the files: one new, one reflagged, one gone.
+    file("cur/1006.M7.host:2,", "Subject: three\n\nlater\n", 1_400_000_000);
+    std::fs::rename(md.join("cur/1000.M1.host,S=19:2,RSa"), md.join("cur/1000.M1.host,S=19:2,FRS")).unwrap();
+    std::fs::remove_file(md.join(".Sent/cur/1002.M3.host:2,S")).unwrap();
+    let out = run(md_args(&[]));
+    assert!(out.contains("u7: 4 folders, 1 copied"), "{out}");
+    assert!(out.contains("1 reflagged, 1 removed"), "{out}");
+    let snap = snapshots(ours.imap_port, &["u7".to_string()], false, "INBOX.");
+    assert!(
+        snap.contains("INBOX 3\n   09-Sep-2001 01:46:40 +0000 \\Answered \\Flagged \\Seen"),
+        "{snap}"
+    );
+    assert!(snap.contains("Sent 0\n"), "{snap}");
+
+    // yes1's mbox files: the inbox in a spool file, folders in a directory.
+    let mb = d.path().join("mbox/yes1");
+    std::fs::create_dir_all(mb.join("Archive")).unwrap();
+    std::fs::create_dir_all(d.path().join("spool")).unwrap();
+    std::fs::write(
+        d.path().join("spool/yes1"),
+        "From MAILER-DAEMON Mon Jan  1 00:00:00 2001\nSubject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\nX-IMAP: 1 2\n\nint\n\n\
+         From a@example.org Tue Feb  6 10:00:00 2001\nSubject: hi\nStatus: RO\nX-Status: AF\nX-Keywords: $Work\nContent-Length: 30\n\nhello\n>From the past\n>>From deeper\n",
+    )
+    .unwrap();
+    std::fs::write(
+        mb.join("Archive/2019"),
+        "garbage line\n\nFrom a@example.org Wed Mar  7 11:00:00 2001\nSubject: first\n\none\n\nFrom this line on it is text\n\n\
+         From b@example.org Thu Mar  8 12:00:00 2001\nSubject: second\nStatus: O\n\ntwo\n",
+    )
+    .unwrap();
+    std::fs::write(mb.join(".subscriptions"), "Archive/2019\n").unwrap();
+    let (mb_pat, spool_pat) = (d.path().join("mbox/%u"), d.path().join("spool/%u"));
+    let args = [
+        "-m",
+        mb_pat.to_str().unwrap(),
+        "-i",
+        spool_pat.to_str().unwrap(),
+        "-d",
+        &dst,
+        "-A",
+        "md5u:testpw",
+        "-S",
+        state.to_str().unwrap(),
+        "yes1",
+    ];
+    let out = run_migrate_ok(&args);
+    assert!(
+        out.contains("yes1: left out: Archive/2019: 13 bytes before the first From line left out"),
+        "{out}"
+    );
+    assert!(
+        out.contains("yes1: left out: Archive/2019: line 8: a From line without a date, kept as text of the message before"),
+        "{out}"
+    );
+    assert!(out.contains("yes1: 2 folders, 3 copied"), "{out}");
+    let snap = snapshots(ours.imap_port, &["yes1".to_string()], false, "INBOX.");
+    for want in [
+        format!(
+            "Archive.2019 2\n   07-Mar-2001 11:00:00 +0000  {}\n",
+            sha("Subject: first\r\n\r\none\r\n\r\nFrom this line on it is text\r\n")
+        ),
+        format!("   08-Mar-2001 12:00:00 +0000  {}\n", sha("Subject: second\r\n\r\ntwo\r\n")),
+        format!(
+            "INBOX 1\n   06-Feb-2001 10:00:00 +0000 $Work \\Answered \\Flagged \\Seen {}\n",
+            sha("Subject: hi\r\n\r\nhello\r\nFrom the past\r\n>From deeper\r\n")
+        ),
+        "lsub ['Archive.2019']".to_string(),
+    ] {
+        assert!(snap.contains(&want), "want {want:?} in\n{snap}");
+    }
+    assert!(run_migrate_ok(&args).contains("yes1: 2 folders, 0 copied (0 bytes), 0 reflagged, 0 removed"));
+}

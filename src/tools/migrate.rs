@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-const USAGE: &str = "usage: mumail-migrate {-s source_host[:port] | -C cyrus_imapd.conf} -d dest_host[:port] [-a admin:password] [-A admin:password] [-u userfile] [-S statedir] [-P parallel] [-n] [user...]";
+const USAGE: &str = "usage: mumail-migrate {-s source_host[:port] | -C cyrus_imapd.conf | -M maildir | -m mbox_dir [-i inbox]} -d dest_host[:port] [-a admin:password] [-A admin:password] [-u userfile] [-S statedir] [-P parallel] [-n] [user...]";
 /// The largest message a migration reads (Cyrus's maxmessagesize scale).
 const MAX_MESSAGE: u64 = 256 << 20;
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -42,6 +42,89 @@ struct Opts {
     progress: Arc<Progress>,
     /// `-C`: the source is a Cyrus spool on disk, read from its files.
     spool: Option<Arc<Spool>>,
+    /// `-M`/`-m`: the source is each user's Maildir or mbox files.
+    local: Option<Local>,
+}
+
+/// A local source's paths, `%u` standing for the user.
+#[derive(Clone, Debug)]
+enum Local {
+    Maildir(String),
+    /// The mbox directory and the inbox file (`-i`).
+    Mbox(String, Option<String>),
+}
+
+/// The UIDs given to a local source's messages, per folder and key: the
+/// file `<state>/<user>.ids`, lines `<uid> TAB <key> TAB <folder>`, each
+/// synced before the UID is used.
+#[derive(Default)]
+struct Ids {
+    map: BTreeMap<String, BTreeMap<String, u32>>,
+    file: Option<std::fs::File>,
+}
+
+impl Ids {
+    fn load(path: &Path, write: bool) -> Result<Ids, String> {
+        let mut ids = Ids::default();
+        let mut whole = 0u64;
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let text = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            whole = text.len() as u64;
+            for (i, l) in text.lines().enumerate() {
+                let mut w = l.splitn(3, '\t');
+                let (Some(uid), Some(key), Some(folder)) = (w.next(), w.next(), w.next()) else {
+                    return Err(format!("{}, line {}: bad line", path.display(), i + 1));
+                };
+                let uid: u32 = uid.parse().map_err(|_| format!("{}, line {}: bad UID", path.display(), i + 1))?;
+                ids.map.entry(folder.to_string()).or_default().insert(key.to_string(), uid);
+            }
+        }
+        if write {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|f| {
+                    if f.metadata()?.len() > whole {
+                        f.set_len(whole)?;
+                    }
+                    Ok(f)
+                })
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            ids.file = Some(f);
+        }
+        Ok(ids)
+    }
+
+    /// UIDs for a folder's messages: the recorded ones, new ones (above
+    /// every UID the folder had) for keys not seen before.
+    fn assign<'a>(
+        &mut self,
+        folder: &'a crate::tools::local_source::Folder,
+    ) -> Result<BTreeMap<u32, &'a crate::tools::local_source::Message>, String> {
+        let known = self.map.entry(folder.name.clone()).or_default();
+        let mut next = known.values().max().map_or(1, |u| u + 1);
+        let mut new = String::new();
+        let mut out = BTreeMap::new();
+        for m in &folder.messages {
+            let uid = match known.get(&m.key) {
+                Some(u) => *u,
+                None => {
+                    known.insert(m.key.clone(), next);
+                    new += &format!("{next}\t{}\t{}\n", m.key, folder.name);
+                    next += 1;
+                    next - 1
+                }
+            };
+            out.insert(uid, m);
+        }
+        if let (Some(f), false) = (self.file.as_mut(), new.is_empty()) {
+            f.write_all(new.as_bytes())
+                .and_then(|_| f.sync_data())
+                .map_err(|e| format!("ids: {e}"))?;
+        }
+        Ok(out)
+    }
 }
 
 /// A Cyrus spool found from its imapd.conf.
@@ -129,6 +212,9 @@ pub struct Report {
     /// ACL entries set and subscriptions added at the destination.
     pub acls: usize,
     pub subscribed: usize,
+    /// Messages left out of a local source, with the reason (also counted
+    /// as skipped).
+    pub problems: Vec<String>,
 }
 
 /// A small IMAP client over one connection.
@@ -687,8 +773,6 @@ fn parse_acl(resps: &[Vec<u8>]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A source folder's name at the destination.
-
 /// A server's namespaces (RFC 2342) as seen by the logged-in user: the
 /// personal prefix and delimiter, and the other users' and shared
 /// prefixes.
@@ -951,10 +1035,70 @@ impl State {
     }
 }
 
+/// One user from their Maildir or mbox files: each folder (with what
+/// could not be read reported per message) copied as from an IMAP server,
+/// under UIDs kept in the user's `.ids` record; then the subscriptions.
+async fn migrate_local_user(o: &Opts, local: &Local, user: &str, password: Option<&str>) -> Result<Report, String> {
+    use crate::tools::local_source as ls;
+    let expand = |p: &str| PathBuf::from(p.replace("%u", user));
+    let l = local.clone();
+    let (ex_m, ex_i) = match &l {
+        Local::Maildir(p) => (expand(p), None),
+        Local::Mbox(d, i) => (expand(d), i.as_deref().map(expand)),
+    };
+    let (folders, subs) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        Ok(match l {
+            Local::Maildir(_) => (ls::maildir(&ex_m)?, ls::maildir_subscriptions(&ex_m)),
+            Local::Mbox(..) => (ls::mbox(&ex_m, ex_i.as_deref())?, ls::mbox_subscriptions(&ex_m)),
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let mut dst = Imap::connect(&o.dest).await?;
+    match (&o.dest_admin, password) {
+        (Some((a, p)), _) => dst.login(user, a, p).await?,
+        (None, Some(pw)) => dst.login("", user, pw).await?,
+        (None, None) => return Err(format!("{user}: no password and no admin (-A) to log in with")),
+    }
+    if !o.dry_run {
+        std::fs::create_dir_all(&o.state).map_err(|e| format!("{}: {e}", o.state.display()))?;
+    }
+    let base = o.state.join(user.replace('/', "_"));
+    let mut st = State::load(&base, !o.dry_run)?;
+    let mut ids = Ids::load(&PathBuf::from(format!("{}.ids", base.display())), !o.dry_run)?;
+    let dns = namespaces(&mut dst).await?;
+    let mut rep = Report {
+        user: user.to_string(),
+        ..Report::default()
+    };
+    for folder in &folders {
+        rep.folders += 1;
+        rep.skipped += folder.problems.len();
+        rep.problems.extend(folder.problems.iter().cloned());
+        let uids = ids.assign(folder)?;
+        let target = dns.absolute(&folder.name);
+        migrate_folder(o, &mut Source::Local(uids), &mut dst, &mut st, &folder.name, &target, &mut rep).await?;
+    }
+    if !o.dry_run {
+        let (dl, _) = dst.cmd(b"LSUB \"\" \"*\"").await?;
+        let have: BTreeSet<String> = dl.iter().filter_map(|r| parse_list(r, "LSUB")).map(|l| l.2).collect();
+        for t in subs.iter().map(|rel| dns.absolute(rel)) {
+            if !have.contains(&t) && dst.cmd_mbox("SUBSCRIBE", &t, "").await.is_ok() {
+                rep.subscribed += 1;
+            }
+        }
+    }
+    let _ = dst.cmd(b"LOGOUT").await;
+    Ok(rep)
+}
+
 /// Migrates one user: every selectable folder of the source.
 async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Report, String> {
     if let Some(sp) = &o.spool {
         return migrate_spool_user(o, sp, user).await;
+    }
+    if let Some(l) = &o.local {
+        return migrate_local_user(o, l, user, password).await;
     }
     let login = |admin: &Option<(String, String)>| -> Result<(String, String, String), String> {
         match (admin, password) {
@@ -992,7 +1136,7 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
     };
     for (folder, target) in folders {
         rep.folders += 1;
-        migrate_folder(o, &mut src, &mut dst, &mut st, &folder, &target, &mut rep).await?;
+        migrate_folder(o, &mut Source::Imap(&mut src), &mut dst, &mut st, &folder, &target, &mut rep).await?;
     }
     if !o.dry_run {
         // Subscriptions the destination does not have yet.
@@ -1014,18 +1158,71 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
     Ok(rep)
 }
 
+/// Where a folder's messages come from: an IMAP session, or a local
+/// folder (Maildir, mbox) whose messages have UIDs from the user's `.ids`
+/// record.
+enum Source<'a> {
+    Imap(&'a mut Imap),
+    Local(BTreeMap<u32, &'a crate::tools::local_source::Message>),
+}
+
+impl Source<'_> {
+    /// The folder's UIDVALIDITY and messages: UID → (flags, size, date).
+    async fn open(&mut self, folder: &str) -> Result<(u32, BTreeMap<u32, (Vec<String>, u64, String)>), String> {
+        match self {
+            Source::Imap(src) => {
+                let (sresps, _) = src.cmd_mbox("EXAMINE", folder, "").await?;
+                let v = code_number(&sresps, "UIDVALIDITY").unwrap_or(0);
+                Ok((v, src.messages().await?))
+            }
+            Source::Local(m) => Ok((
+                1,
+                m.iter()
+                    .map(|(u, m)| (*u, (m.flags.clone(), m.size, crate::util::codec::imap_date(m.time, 0))))
+                    .collect(),
+            )),
+        }
+    }
+
+    /// The folder's ACL where the user may read it.
+    async fn acl(&mut self, folder: &str) -> Option<BTreeMap<String, String>> {
+        match self {
+            Source::Imap(src) => src.cmd_mbox("GETACL", folder, "").await.ok().map(|(acl, _)| parse_acl(&acl)),
+            Source::Local(_) => None,
+        }
+    }
+
+    /// One batch's messages (missing ones, expunged or unreadable since
+    /// the listing, left out).
+    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Fetched>, String> {
+        match self {
+            Source::Imap(src) => fetch_batch(src, uids).await,
+            Source::Local(m) => Ok(uids
+                .iter()
+                .filter_map(|u| {
+                    let msg = m.get(u)?;
+                    Some(Fetched {
+                        uid: *u,
+                        flags: msg.flags.clone(),
+                        internaldate: crate::util::codec::imap_date(msg.time, 0),
+                        body: msg.read().ok()?,
+                    })
+                })
+                .collect()),
+        }
+    }
+}
+
 async fn migrate_folder(
     o: &Opts,
-    src: &mut Imap,
+    src: &mut Source<'_>,
     dst: &mut Imap,
     st: &mut State,
     folder: &str,
     target: &str,
     rep: &mut Report,
 ) -> Result<(), String> {
-    let (sresps, _) = src.cmd_mbox("EXAMINE", folder, "").await?;
-    let svalidity = code_number(&sresps, "UIDVALIDITY").unwrap_or(0);
-    let source = src.messages().await?;
+    let (svalidity, source) = src.open(folder).await?;
     if o.dry_run {
         let known = st.map.get(folder).map(|m| m.len()).unwrap_or(0);
         rep.copied += source.len().saturating_sub(known);
@@ -1046,8 +1243,7 @@ async fn migrate_folder(
     }
     let mut dest = dst.messages().await?;
     // The folder's ACL, where the user may read it at the source.
-    if let Ok((acl, _)) = src.cmd_mbox("GETACL", folder, "").await {
-        let want = parse_acl(&acl);
+    if let Some(want) = src.acl(folder).await {
         let (have, _) = dst.cmd_mbox("GETACL", target, "").await?;
         let have = parse_acl(&have);
         let set = |r: &str| r.chars().collect::<BTreeSet<char>>();
@@ -1109,14 +1305,14 @@ async fn migrate_folder(
     let copied_before = rep.copied;
     let mut queue = batches(&todo).into_iter();
     let mut ready = match queue.next() {
-        Some(b) => Some(fetch_batch(src, &b).await?),
+        Some(b) => Some(src.fetch(&b).await?),
         None => None,
     };
     while let Some(batch) = ready.take() {
         let next_batch = queue.next();
         let fetch_next = async {
             match &next_batch {
-                Some(b) => fetch_batch(src, b).await.map(Some),
+                Some(b) => src.fetch(b).await.map(Some),
                 None => Ok(None),
             }
         };
@@ -1214,7 +1410,7 @@ fn read_users(path: &str) -> Result<Vec<(String, Option<String>)>, String> {
 
 pub fn main(args: &[String]) -> i32 {
     use crate::util::exit;
-    let Ok((opts, rest)) = getopt(args, "s:C:d:a:A:u:S:P:nh") else {
+    let Ok((opts, rest)) = getopt(args, "s:C:M:m:i:d:a:A:u:S:P:nh") else {
         eprintln!("{USAGE}");
         return exit::USAGE;
     };
@@ -1227,7 +1423,9 @@ pub fn main(args: &[String]) -> i32 {
         dry_run: false,
         progress: Arc::new(Progress::new()),
         spool: None,
+        local: None,
     };
+    let mut inbox: Option<String> = None;
     let mut users: Vec<(String, Option<String>)> = Vec::new();
     let mut parallel = 4usize;
     let pair = |v: &str| v.split_once(':').map(|(a, b)| (a.to_string(), b.to_string()));
@@ -1241,6 +1439,9 @@ pub fn main(args: &[String]) -> i32 {
                     return exit::CONFIG;
                 }
             },
+            Opt::Arg('M', v) => o.local = Some(Local::Maildir(v)),
+            Opt::Arg('m', v) => o.local = Some(Local::Mbox(v, None)),
+            Opt::Arg('i', v) => inbox = Some(v),
             Opt::Arg('d', v) => o.dest = v,
             Opt::Arg('a', v) => o.source_admin = pair(&v),
             Opt::Arg('A', v) => o.dest_admin = pair(&v),
@@ -1275,7 +1476,11 @@ pub fn main(args: &[String]) -> i32 {
             users.push((SHARED.to_string(), None));
         }
     }
-    if (o.source.is_empty() == o.spool.is_none()) || o.dest.is_empty() || users.is_empty() || parallel == 0 {
+    if let (Some(Local::Mbox(_, i)), Some(v)) = (&mut o.local, inbox) {
+        *i = Some(v);
+    }
+    let sources = [!o.source.is_empty(), o.spool.is_some(), o.local.is_some()];
+    if sources.iter().filter(|s| **s).count() != 1 || o.dest.is_empty() || users.is_empty() || parallel == 0 {
         eprintln!("{USAGE}");
         return exit::USAGE;
     }
@@ -1311,10 +1516,15 @@ pub fn main(args: &[String]) -> i32 {
                 let _permit = sem.acquire().await;
                 let r = migrate_user(&o, &user, pw.as_deref()).await;
                 match &r {
-                    Ok(r) => println!(
+                    Ok(r) => {
+                        for p in &r.problems {
+                            println!("{user}: left out: {p}");
+                        }
+                        println!(
                         "{user}: {} folders, {} copied ({} bytes), {} reflagged, {} removed, {} skipped, {} ACL entries, {} subscriptions",
                         r.folders, r.copied, r.bytes, r.reflagged, r.removed, r.skipped, r.acls, r.subscribed
-                    ),
+                    )
+                    }
                     Err(e) => println!("{user}: failed: {e}"),
                 }
                 r

@@ -4,6 +4,7 @@
 pub mod cyr_info;
 pub mod cyrus_spool;
 pub mod expire;
+pub mod local_source;
 pub mod mboxlist;
 pub mod migrate;
 pub mod postconf;
