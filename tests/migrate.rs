@@ -297,9 +297,20 @@ assert M.subscribe('INBOX.Sent')[0] == 'OK'
     as_user(
         cyrus.imap_port,
         "yes1",
-        "M.append('INBOX', '()', imaplib.Time2Internaldate(1600000000), b'Subject: hi\\r\\n\\r\\nyes1\\r\\n')",
+        "M.append('INBOX', '()', imaplib.Time2Internaldate(1600000000), b'Subject: hi\\r\\n\\r\\nyes1\\r\\n')\n\
+         M.append('INBOX', '()', imaplib.Time2Internaldate(1600000100), b'Subject: two\\r\\n\\r\\nyes1\\r\\n')",
     );
     let before: Vec<String> = ["u7", "yes1"].iter().map(|u| uid_snapshot(cyrus.imap_port, u)).collect();
+    // A damaged record in yes1's cyrus.index (UID 2: a byte of its
+    // internal date, the checksum left as it was).
+    let boxes = mumail::tools::cyrus_spool::mailboxes(&[d.path().join("cyrus/spool")]).unwrap();
+    let yes1 = boxes.iter().find(|m| m.header.name == "user.yes1").unwrap();
+    let ipath = yes1.dir.join("cyrus.index");
+    let mut index = std::fs::read(&ipath).unwrap();
+    let be32 = |at: usize| u32::from_be_bytes(index[at..at + 4].try_into().unwrap()) as usize;
+    let (start, size) = (be32(12), be32(16));
+    index[start + size + 6] ^= 0x40;
+    std::fs::write(&ipath, &index).unwrap();
     let shared_before = uid_snapshot_of(cyrus.imap_port, "u7", "shared*");
     assert!(shared_before.contains("shared.news MESSAGES 1"), "{shared_before}");
     // UID 2 and 6 are expunged (their files stay, delayed expunge), UID 3
@@ -320,11 +331,22 @@ assert M.subscribe('INBOX.Sent')[0] == 'OK'
     );
     let out = migrate_spool(&conf, ours.imap_port, &[]);
     assert!(out.contains("u7: 3 folders, 6 copied"), "{out}");
+    // The damaged record is reported and left out, the rest is copied.
+    assert!(
+        out.contains("yes1: left out: user.yes1: UID 2: cyrus.index record checksum mismatch"),
+        "{out}"
+    );
     assert!(out.contains("yes1: 1 folders, 1 copied"), "{out}");
+    assert!(out.contains("0 removed, 1 skipped"), "{out}");
     assert!(out.contains("(shared): 2 folders, 1 copied"), "{out}");
-    for (i, u) in ["u7", "yes1"].iter().enumerate() {
-        assert_eq!(uid_snapshot(ours.imap_port, u), before[i], "{u} differs after the migration");
-    }
+    assert_eq!(uid_snapshot(ours.imap_port, "u7"), before[0], "u7 differs after the migration");
+    let yes1 = uid_snapshot(ours.imap_port, "yes1");
+    let want: Vec<&str> = before[1].lines().filter(|l| !l.starts_with("   2 ")).collect();
+    assert_eq!(
+        yes1.replace("MESSAGES 1", "MESSAGES 2"),
+        want.join("\n") + "\n",
+        "yes1 has all but the damaged record"
+    );
     assert_eq!(uid_snapshot_of(ours.imap_port, "u7", "shared*"), shared_before);
     // Nothing changed: a second pass copies, reflags and removes nothing.
     let out = migrate_spool(&conf, ours.imap_port, &[]);

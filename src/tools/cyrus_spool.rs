@@ -49,6 +49,9 @@ pub struct IndexRecord {
     pub user_flags: [u32; 4],
     pub savedate: i64,
     pub modseq: u64,
+    /// The record's CRC32 (its last four bytes, over the bytes before
+    /// them) matches.
+    pub crc_ok: bool,
 }
 
 /// A `cyrus.index`: its header fields and records.
@@ -60,6 +63,19 @@ pub struct Index {
     pub highestmodseq: u64,
     pub recentuid: u32,
     pub records: Vec<IndexRecord>,
+}
+
+/// CRC-32 (ISO-HDLC, zlib's), as Cyrus checksums index headers and
+/// records.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+        }
+    }
+    !c
 }
 
 /// One mailbox of the spool.
@@ -272,6 +288,11 @@ pub fn parse_index(b: &[u8]) -> Result<Index, String> {
     if size < 96 || start < 96 {
         return Err(bad());
     }
+    // The header's CRC32 is its last four bytes.
+    let header = b.get(..start).ok_or_else(bad)?;
+    if be32(header, start - 4) != Some(crc32(&header[..start - 4])) {
+        return Err("cyrus.index header checksum mismatch".into());
+    }
     let last_uid = be32(b, 28).ok_or_else(bad)?;
     let uidvalidity = be32(b, 44).ok_or_else(bad)?;
     let highestmodseq = be64(b, 68).ok_or_else(bad)?;
@@ -293,6 +314,7 @@ pub fn parse_index(b: &[u8]) -> Result<Index, String> {
             ],
             savedate: if minor >= 16 { be32(r, 52).ok_or_else(bad)? as i64 } else { 0 },
             modseq: be64(r, 80).ok_or_else(bad)?,
+            crc_ok: be32(r, size - 4) == Some(crc32(&r[..size - 4])),
         };
         records.push(rec);
     }
@@ -613,6 +635,8 @@ mod tests {
         b[28..32].copy_from_slice(&9u32.to_be_bytes());
         b[44..48].copy_from_slice(&1234567u32.to_be_bytes());
         b[68..76].copy_from_slice(&42u64.to_be_bytes());
+        let crc = crc32(&b[..156]);
+        b[156..160].copy_from_slice(&crc.to_be_bytes());
         for &(uid, date, flags, kw) in records {
             let mut r = vec![0u8; 112];
             r[0..4].copy_from_slice(&uid.to_be_bytes());
@@ -621,6 +645,8 @@ mod tests {
             r[32..36].copy_from_slice(&flags.to_be_bytes());
             r[36..40].copy_from_slice(&kw.to_be_bytes());
             r[80..88].copy_from_slice(&(uid as u64 + 1).to_be_bytes());
+            let crc = crc32(&r[..108]);
+            r[108..112].copy_from_slice(&crc.to_be_bytes());
             b.extend_from_slice(&r);
         }
         b
@@ -641,6 +667,15 @@ mod tests {
         assert_eq!(ix.records[2].keywords(&names), names);
         assert_eq!(ix.records[2].modseq, 5);
         assert_eq!(ix.records[0].internaldate, 1500000000);
+        assert!(ix.records.iter().all(|r| r.crc_ok));
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        // A damaged record is marked; a damaged header refuses the index.
+        let mut bad = b.clone();
+        bad[160 + 112 + 5] ^= 1;
+        let ix = parse_index(&bad).unwrap();
+        assert_eq!(ix.records.iter().map(|r| r.crc_ok).collect::<Vec<_>>(), [true, false, true]);
+        bad[30] ^= 1;
+        assert_eq!(parse_index(&bad).unwrap_err(), "cyrus.index header checksum mismatch");
         // Truncated: an error, not a panic.
         assert!(parse_index(&b[..300]).is_err());
         assert!(parse_index(&b[..20]).is_err());

@@ -476,8 +476,22 @@ async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, 
     };
     let mut plan = Vec::new();
     for m in &boxes {
-        let ix = m.index()?;
-        let live: Vec<cs::IndexRecord> = ix.records.iter().filter(|r| !r.expunged()).cloned().collect();
+        // A damaged index or record is reported and left out; the rest
+        // goes on.
+        let ix = match m.index() {
+            Ok(ix) => ix,
+            Err(e) => {
+                rep.problems.push(format!("{}: {e}", m.header.name));
+                rep.skipped += 1;
+                continue;
+            }
+        };
+        for r in ix.records.iter().filter(|r| !r.crc_ok) {
+            rep.problems
+                .push(format!("{}: UID {}: cyrus.index record checksum mismatch", m.header.name, r.uid));
+            rep.skipped += 1;
+        }
+        let live: Vec<cs::IndexRecord> = ix.records.iter().filter(|r| !r.expunged() && r.crc_ok).cloned().collect();
         o.progress.todo(user, live.len() as u64);
         plan.push((*m, ix, live));
     }
@@ -674,7 +688,20 @@ async fn send_spool_records(
     let mut batch = Vec::new();
     let mut bytes = 0usize;
     for (i, r) in todo.iter().enumerate() {
-        let body = m.message(r.uid, MAX_MESSAGE)?;
+        let body = match m.message(r.uid, MAX_MESSAGE) {
+            Ok(b) => b,
+            Err(e) => {
+                // A message file gone or unreadable: reported, the rest
+                // goes on.
+                rep.problems.push(format!("{}: UID {}: {e}", m.header.name, r.uid));
+                rep.skipped += 1;
+                if i + 1 == todo.len() && !batch.is_empty() {
+                    rep.copied += batch.len();
+                    dst.xapply(&item(std::mem::take(&mut batch))).await?;
+                }
+                continue;
+            }
+        };
         bytes += body.len();
         rep.bytes += body.len() as u64;
         o.progress.done(user, body.len() as u64);
