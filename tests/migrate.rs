@@ -405,13 +405,16 @@ M.expunge()
 /// every fifth user, subscriptions.
 const CORPUS: &str = r#"
 import imaplib, sys, random, base64
-port = int(sys.argv[1])
+port, admin = int(sys.argv[1]), sys.argv[2] == '1'
 random.seed(10)
 FLAGS = ['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', '\\Draft', '$Forwarded', '$Label1', 'Project-X']
 FOLDERS = ['INBOX', 'Sent', 'Archive', 'Archive.2019', 'Archive.2019.Q1', 'Entw&APw-rfe', '&ZeVnLIqe-']
-for ui, u in enumerate(sys.argv[2:]):
+for ui, u in enumerate(sys.argv[3:]):
     M = imaplib.IMAP4('127.0.0.1', port)
-    M.login(u, 'testpw')
+    if admin:
+        M.authenticate('PLAIN', lambda _: ('%s\0md5u\0testpw' % u).encode())
+    else:
+        M.login(u, 'testpw')
     for f in FOLDERS[1:]:
         assert M.create(f)[0] == 'OK', f
     for f in ['Sent', 'Archive.2019.Q1', 'Entw&APw-rfe']:
@@ -431,6 +434,15 @@ for ui, u in enumerate(sys.argv[2:]):
         assert M.append(f, '(%s)' % flags, date, body.encode())[0] == 'OK'
     M.logout()
 "#;
+
+/// Writes the corpus for `users` (logging in as each, or as md5u for
+/// each with `admin`).
+fn corpus(port: u16, admin: bool, users: &[String]) {
+    let mut args = vec![port.to_string(), (admin as u8).to_string()];
+    args.extend(users.iter().cloned());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    python(CORPUS, &a);
+}
 
 /// Each user's folders as the user sees them (names relative to the
 /// personal namespace: `prefix` stripped), message by message: flags,
@@ -493,10 +505,7 @@ fn a_dovecot_site_moves_through_the_murder() {
     let users: Vec<String> = (1..=20).map(|i| format!("dv{i:02}")).collect();
     let names: Vec<&str> = users.iter().map(String::as_str).collect();
     let dove = harness::dovecot::Dovecot::start(&t.path().join("dovecot"), &names).unwrap();
-    let mut args = vec![dove.imap_port.to_string()];
-    args.extend(users.iter().cloned());
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    python(CORPUS, &a);
+    corpus(dove.imap_port, false, &users);
     let source = snapshots(dove.imap_port, &users, false, "");
     assert!(
         source.contains("Entw&APw-rfe 3\n") && source.contains("Archive.2019.Q1 3\n"),
@@ -755,4 +764,99 @@ fn maildir_and_mbox_sources() {
         assert!(snap.contains(&want), "want {want:?} in\n{snap}");
     }
     assert!(run_migrate_ok(&args).contains("yes1: 2 folders, 0 copied (0 bytes), 0 reflagged, 0 removed"));
+}
+
+/// From the real Cyrus 3.6 with the same 20-user corpus, twice: over IMAP
+/// into one of our back ends, and from its spool files into another; the
+/// checker finds every message of every folder as at the source, and the
+/// spool copy keeps each folder's UIDVALIDITY, UIDNEXT and UIDs.
+#[test]
+fn a_cyrus_site_moves_over_imap_and_from_its_spool() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ns = "unixhierarchysep: no\naltnamespace: yes\n";
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    let over_imap = Backend::start(&a, ns);
+    let from_spool = Backend::start(&b, ns);
+    for p in [&a, &a.join("sasl")] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let cyrus = CyrusServer::start(&d.path().join("cyrus"), &a.join("sasl/mux"), ns);
+    let users: Vec<String> = (1..=20).map(|i| format!("cy{i:02}")).collect();
+    let creates: Vec<String> = users.iter().map(|u| format!("CREATE user.{u}")).collect();
+    let c: Vec<&str> = creates.iter().map(String::as_str).collect();
+    for port in [cyrus.imap_port, over_imap.imap_port] {
+        let out = murder_admin(port, &c);
+        assert_eq!(out.matches("-> OK").count(), 20, "{out}");
+    }
+    corpus(cyrus.imap_port, true, &users);
+    let source = snapshots(cyrus.imap_port, &users, true, "");
+    assert!(
+        source.contains("Entw&APw-rfe 3\n") && source.contains("Archive.2019.Q1 3\n"),
+        "{source}"
+    );
+    let uids = |port: u16| -> String { users.iter().map(|u| uid_snapshot_of_as(port, u, "*")).collect() };
+    let source_uids = uids(cyrus.imap_port);
+
+    let list: String = users.iter().map(|u| format!("{u}\n")).collect();
+    std::fs::write(d.path().join("users"), list).unwrap();
+    let userfile = d.path().join("users");
+    let (src, dst) = (
+        format!("127.0.0.1:{}", cyrus.imap_port),
+        format!("127.0.0.1:{}", over_imap.imap_port),
+    );
+    let state = d.path().join("state");
+    let out = run_migrate_ok(&[
+        "-s",
+        &src,
+        "-d",
+        &dst,
+        "-a",
+        "md5u:testpw",
+        "-A",
+        "md5u:testpw",
+        "-u",
+        userfile.to_str().unwrap(),
+        "-S",
+        state.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("summary: 20 users, 20 migrated, 0 failed, 480 messages copied"),
+        "{out}"
+    );
+    assert_eq!(snapshots(over_imap.imap_port, &users, true, ""), source);
+
+    let conf = d.path().join("cyrus/imapd.conf");
+    let out = migrate_spool(&conf, from_spool.imap_port, &["-u", userfile.to_str().unwrap()]);
+    assert!(
+        out.contains("summary: 20 users, 20 migrated, 0 failed, 480 messages copied"),
+        "{out}"
+    );
+    assert_eq!(snapshots(from_spool.imap_port, &users, true, ""), source);
+    assert_eq!(uids(from_spool.imap_port), source_uids);
+    drop(cyrus);
+}
+
+/// As `uid_snapshot_of`, logged in as md5u for the user.
+fn uid_snapshot_of_as(port: u16, user: &str, pattern: &str) -> String {
+    let script = r#"
+import imaplib, sys, hashlib, re
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+M.authenticate('PLAIN', lambda _: ('%s\0md5u\0testpw' % sys.argv[2]).encode())
+typ, boxes = M.list('""', sys.argv[3])
+names = sorted(re.search(rb'\) "(.)" "?([^"]*)"?$', b).group(2).decode() for b in boxes if b)
+print('==', sys.argv[2])
+for mb in names:
+    typ, st = M.status('"%s"' % mb, '(UIDVALIDITY UIDNEXT MESSAGES)')
+    print(mb, re.search(rb'\((.*)\)', st[0]).group(1).decode())
+    M.select('"%s"' % mb, readonly=True)
+    typ, data = M.uid('FETCH', '1:*', '(UID FLAGS)')
+    for d in data:
+        if d:
+            head = d.decode() if isinstance(d, bytes) else d[0].decode()
+            uid = re.search(r'UID (\d+)', head).group(1)
+            flags = sorted(f for f in re.search(r'FLAGS \(([^)]*)\)', head).group(1).split() if f != '\\Recent')
+            print('  ', uid, ' '.join(flags))
+"#;
+    python(script, &[&port.to_string(), user, pattern])
 }
