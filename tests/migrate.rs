@@ -298,8 +298,12 @@ assert M.subscribe('INBOX.Sent')[0] == 'OK'
         cyrus.imap_port,
         "yes1",
         "M.append('INBOX', '()', imaplib.Time2Internaldate(1600000000), b'Subject: hi\\r\\n\\r\\nyes1\\r\\n')\n\
-         M.append('INBOX', '()', imaplib.Time2Internaldate(1600000100), b'Subject: two\\r\\n\\r\\nyes1\\r\\n')",
+         M.append('INBOX', '()', imaplib.Time2Internaldate(1600000100), b'Subject: two\\r\\n\\r\\nyes1\\r\\n')\n\
+         M.select('user.u7.Sent')\n\
+         assert M.store('1', '+FLAGS', '(\\\\Seen)')[0] == 'OK'",
     );
+    // (yes1's \Seen on u7's folder is yes1's own: Cyrus keeps it in
+    // yes1's seen.db.)
     let before: Vec<String> = ["u7", "yes1"].iter().map(|u| uid_snapshot(cyrus.imap_port, u)).collect();
     // A damaged record in yes1's cyrus.index (UID 2: a byte of its
     // internal date, the checksum left as it was).
@@ -340,6 +344,16 @@ assert M.subscribe('INBOX.Sent')[0] == 'OK'
     assert!(out.contains("0 removed, 1 skipped"), "{out}");
     assert!(out.contains("(shared): 2 folders, 1 copied"), "{out}");
     assert_eq!(uid_snapshot(ours.imap_port, "u7"), before[0], "u7 differs after the migration");
+    let seen_by = |user: &str| {
+        as_user(
+            ours.imap_port,
+            user,
+            "M.select('user.u7.Sent', readonly=True)\nprint(M.fetch('1', '(FLAGS)')[1])",
+        )
+    };
+    let (yes1_view, u7_view) = (seen_by("yes1"), seen_by("u7"));
+    assert!(yes1_view.contains("\\Seen"), "yes1's own \\Seen came along: {yes1_view}");
+    assert!(!u7_view.contains("\\Seen") && u7_view.contains("\\Answered"), "{u7_view}");
     let yes1 = uid_snapshot(ours.imap_port, "yes1");
     let want: Vec<&str> = before[1].lines().filter(|l| !l.starts_with("   2 ")).collect();
     assert_eq!(

@@ -540,6 +540,125 @@ pub fn parse_flat(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// `user/uuid/<a>/<b>/<inbox uniqueid>/sub.db` under `N` keys relative
 /// to the user (`INBOX\x1fSent`); older releases in `user/<h>/<user>.sub`
 /// under internal names.
+/// The live key/value pairs of a twoskip database (Cyrus's default
+/// format for `seen.db`, `mailboxes.db`, `annotations.db`): the level-0
+/// chain from the dummy record, each next pointer being the later of the
+/// record's two level-0 slots that lies within the committed size;
+/// DELETE records are skipped.  Errors on a damaged file, never panics.
+pub fn parse_twoskip(b: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    const MAGIC: &[u8] = b"\xa1\x02\x8b\x0dtwoskip file\0\0\0\0";
+    const HEADER: usize = 64;
+    if !b.starts_with(MAGIC) {
+        return Err("not a twoskip file".into());
+    }
+    let end = be64(b, 48).ok_or("twoskip header too short")? as usize;
+    if end > b.len() || end < HEADER {
+        return Err("twoskip file shorter than its header says".into());
+    }
+    // One record at `at`: (type, key, value, next level-0 offset).
+    let record = |at: usize| -> Result<(u8, &[u8], &[u8], usize), String> {
+        let bad = || format!("twoskip record at {at} is damaged");
+        let h = b.get(at..at + 8).ok_or_else(bad)?;
+        let (kind, level) = (h[0], h[1] as usize);
+        let keylen = u16::from_be_bytes([h[2], h[3]]) as usize;
+        let mut vallen = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let mut p = at + 8;
+        let mut keylen = keylen;
+        // Long keys and values: 0xFFFF / 0xFFFFFFFF then a 64-bit length.
+        if keylen == 0xFFFF {
+            keylen = be64(b, p).ok_or_else(bad)? as usize;
+            p += 8;
+        }
+        if vallen == 0xFFFF_FFFF {
+            vallen = be64(b, p).ok_or_else(bad)? as usize;
+            p += 8;
+        }
+        let mut next = [0usize; 2];
+        for i in 0..=level {
+            let v = be64(b, p + 8 * i).ok_or_else(bad)? as usize;
+            if i < 2 {
+                next[i] = v;
+            }
+        }
+        p += 8 * (level + 1) + 8; // pointers, then the two CRCs
+        let key = b.get(p..p.checked_add(keylen).ok_or_else(bad)?).ok_or_else(bad)?;
+        let val = b.get(p + keylen..p + keylen + vallen).ok_or_else(bad)?;
+        let ok = |x: usize| x != 0 && x < end;
+        let n = match (ok(next[0]), ok(next[1])) {
+            (true, true) => next[0].max(next[1]),
+            (true, false) => next[0],
+            (false, true) => next[1],
+            (false, false) => 0,
+        };
+        Ok((kind, key, val, n))
+    };
+    let (kind, _, _, mut at) = record(HEADER)?;
+    if kind != b'=' {
+        return Err("twoskip file has no dummy record".into());
+    }
+    let mut out = Vec::new();
+    let mut steps = 0usize;
+    while at != 0 {
+        steps += 1;
+        if steps > b.len() / 8 {
+            return Err("twoskip file loops".into());
+        }
+        let (kind, key, val, next) = record(at)?;
+        if kind == b'+' {
+            out.push((key.to_vec(), val.to_vec()));
+        }
+        at = next;
+    }
+    Ok(out)
+}
+
+/// A user's \Seen state on other users' and shared mailboxes (the
+/// owner's own is in each cyrus.index): (mailbox uniqueid, last change,
+/// seen UIDs as `1:5,7`), from `seen.db` under the user's INBOX uniqueid
+/// (3.x) or `user/<h>/<user>.seen` (older, when twoskip).
+pub fn seen(configdir: &Path, user: &str, inbox_uniqueid: &str) -> Result<Vec<(String, i64, String)>, String> {
+    let id = inbox_uniqueid.as_bytes();
+    let local = user.split('@').next().unwrap_or(user);
+    let mut candidates = Vec::new();
+    if id.len() >= 2 {
+        candidates.push(
+            configdir
+                .join("user/uuid")
+                .join((id[0] as char).to_string())
+                .join((id[1] as char).to_string())
+                .join(inbox_uniqueid)
+                .join("seen.db"),
+        );
+    }
+    candidates.push(
+        configdir
+            .join("user")
+            .join(hash_letter(local).to_string())
+            .join(format!("{local}.seen")),
+    );
+    let Some(p) = candidates.into_iter().find(|p| p.is_file()) else {
+        return Ok(Vec::new());
+    };
+    let data = read_limited(&p, 64 << 20)?;
+    let pairs = parse_twoskip(&data).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(pairs
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let v = String::from_utf8_lossy(&v).into_owned();
+            let f: Vec<&str> = v.splitn(5, ' ').collect();
+            // Version 1: "1 lastread lastuid lastchange seenuids".
+            if f.len() < 4 || f[0] != "1" {
+                return None;
+            }
+            let uids = f.get(4).copied().unwrap_or("").trim_end_matches('\0');
+            if !uids.chars().all(|c| c.is_ascii_digit() || c == ':' || c == ',') {
+                return None;
+            }
+            Some((String::from_utf8_lossy(&k).into_owned(), f[3].parse().ok()?, uids.to_string()))
+        })
+        .collect())
+}
+
 pub fn subscriptions(configdir: &Path, user: &str, inbox_uniqueid: &str) -> Result<Vec<String>, String> {
     let inbox = inbox_of(user);
     let id = inbox_uniqueid.as_bytes();
@@ -679,6 +798,75 @@ mod tests {
         // Truncated: an error, not a panic.
         assert!(parse_index(&b[..300]).is_err());
         assert!(parse_index(&b[..20]).is_err());
+    }
+
+    /// A twoskip file as Cyrus 3.6 wrote a seen.db: one key written twice
+    /// (the second replaces the first in the level-0 chain).
+    fn twoskip_seen() -> Vec<u8> {
+        let mut b = b"\xa1\x02\x8b\x0dtwoskip file\0\0\0\0".to_vec();
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(&1u64.to_be_bytes());
+        b.extend_from_slice(&1u64.to_be_bytes());
+        b.extend_from_slice(&0x150u64.to_be_bytes());
+        b.extend_from_slice(&0x248u64.to_be_bytes());
+        b.extend_from_slice(&[0; 8]);
+        // The dummy: level 31, level-0 slots 0x1d0 (newer) and 0x150.
+        b.extend_from_slice(&[b'=', 31, 0, 0, 0, 0, 0, 0]);
+        for p in [0x1d0u64, 0x150, 0x1d0].iter().chain(std::iter::repeat_n(&0u64, 29)) {
+            b.extend_from_slice(&p.to_be_bytes());
+        }
+        b.extend_from_slice(&[0; 8]);
+        let rec = |b: &mut Vec<u8>, level: u8, val: &str| {
+            b.extend_from_slice(&[b'+', level, 0, 24]);
+            b.extend_from_slice(&(val.len() as u32).to_be_bytes());
+            b.extend(std::iter::repeat_n(0u8, 8 * (level as usize + 1) + 8));
+            b.extend_from_slice(b"sva7fpnrvbipp8v05skqb39c");
+            b.extend_from_slice(val.as_bytes());
+            while b.len() % 8 != 0 {
+                b.push(0);
+            }
+        };
+        let commit = |b: &mut Vec<u8>, at: u64| {
+            b.extend_from_slice(&[b'$', 0, 0, 0, 0, 0, 0, 0]);
+            b.extend_from_slice(&at.to_be_bytes());
+            b.extend_from_slice(&[0; 8]);
+        };
+        assert_eq!(b.len(), 0x150);
+        rec(&mut b, 3, "1 1796220491 5 1796220491 ");
+        commit(&mut b, 0x150);
+        assert_eq!(b.len(), 0x1d0);
+        rec(&mut b, 2, "1 1796220491 5 1796220491 2,4");
+        commit(&mut b, 0x1d0);
+        assert_eq!(b.len(), 0x248);
+        b
+    }
+
+    #[test]
+    fn twoskip_and_seen() {
+        let b = twoskip_seen();
+        let pairs = parse_twoskip(&b).unwrap();
+        assert_eq!(
+            pairs,
+            vec![(b"sva7fpnrvbipp8v05skqb39c".to_vec(), b"1 1796220491 5 1796220491 2,4".to_vec())]
+        );
+        // Damaged or foreign files are errors, not panics.
+        assert!(parse_twoskip(b"skiplist file").is_err());
+        for cut in [20, 70, 0x160, 0x1e0] {
+            let mut c = b[..cut].to_vec();
+            if cut > 56 {
+                c[48..56].copy_from_slice(&0x248u64.to_be_bytes());
+            }
+            assert!(parse_twoskip(&c).is_err(), "cut at {cut}");
+        }
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("user/uuid/u/u/uudwmo693bcv6otbth79mf9d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("seen.db"), &b).unwrap();
+        assert_eq!(
+            seen(t.path(), "yes1", "uudwmo693bcv6otbth79mf9d").unwrap(),
+            vec![("sva7fpnrvbipp8v05skqb39c".to_string(), 1796220491, "2,4".to_string())]
+        );
+        assert!(seen(t.path(), "nobody", "xx").unwrap().is_empty());
     }
 
     #[test]

@@ -570,6 +570,19 @@ async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, 
                 data.push_str(&format!("sub\t{name}\n"));
                 rep.subscribed += 1;
             }
+            // The user's \Seen on other users' and shared mailboxes
+            // (kept by mailbox uniqueid, which the migration keeps).
+            match cs::seen(&sp.configdir, user, &inbox_id) {
+                Ok(entries) => {
+                    for (id, t, uids) in entries {
+                        data.push_str(&format!("seen\t{id}\t{t}\t0\t{uids}\n"));
+                    }
+                }
+                Err(e) => {
+                    rep.problems.push(format!("seen state: {e}"));
+                    rep.skipped += 1;
+                }
+            }
         }
         if !data.is_empty() {
             // Shared mailboxes' quotas go with the first of them.
