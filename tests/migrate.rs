@@ -781,9 +781,10 @@ fn maildir_and_mbox_sources() {
 }
 
 /// From the real Cyrus 3.6 with the same 20-user corpus, twice: over IMAP
-/// into one of our back ends, and from its spool files into another; the
-/// checker finds every message of every folder as at the source, and the
-/// spool copy keeps each folder's UIDVALIDITY, UIDNEXT and UIDs.
+/// into one of our back ends, and from its spool files into another (runs
+/// killed at several points, then one to the end); the checker finds
+/// every message of every folder as at the source, and the spool copy
+/// keeps each folder's UIDVALIDITY, UIDNEXT and UIDs.
 #[test]
 fn a_cyrus_site_moves_over_imap_and_from_its_spool() {
     let d = tempfile::tempdir().unwrap();
@@ -840,12 +841,24 @@ fn a_cyrus_site_moves_over_imap_and_from_its_spool() {
     );
     assert_eq!(snapshots(over_imap.imap_port, &users, true, ""), source);
 
+    // From the spool: killed at several points first, then to the end.
     let conf = d.path().join("cyrus/imapd.conf");
-    let out = migrate_spool(&conf, from_spool.imap_port, &["-u", userfile.to_str().unwrap()]);
-    assert!(
-        out.contains("summary: 20 users, 20 migrated, 0 failed, 480 messages copied"),
-        "{out}"
-    );
+    let dst = format!("127.0.0.1:{}", from_spool.imap_port);
+    let args = spool_args(&conf, &dst, &["-u", userfile.to_str().unwrap()]);
+    for ms in [80u64, 200, 400] {
+        let mut child = Command::new(bin("mumail-migrate"))
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = run_migrate_ok(&args);
+    assert!(out.contains("summary: 20 users, 20 migrated, 0 failed"), "{out}");
+    println!("{out}");
     assert_eq!(snapshots(from_spool.imap_port, &users, true, ""), source);
     assert_eq!(uids(from_spool.imap_port), source_uids);
     drop(cyrus);
