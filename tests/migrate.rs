@@ -95,9 +95,14 @@ fn a_user_moves_from_cyrus_and_stays_in_sync() {
     let cyrus = CyrusServer::start(&d.path().join("cyrus"), &d.path().join("ours/sasl/mux"), ns);
     let created = murder_admin(
         cyrus.imap_port,
-        &["CREATE user.u7", "CREATE user.u7.Sent", "CREATE \"user.u7.Old mail\""],
+        &[
+            "CREATE user.u7",
+            "CREATE user.u7.Sent",
+            "CREATE \"user.u7.Old mail\"",
+            "SETQUOTA user.u7 (STORAGE 1000)",
+        ],
     );
-    assert_eq!(created.matches("-> OK").count(), 3, "{created}");
+    assert_eq!(created.matches("-> OK").count(), 4, "{created}");
     let created = murder_admin(ours.imap_port, &["CREATE user.u7"]);
     assert!(created.contains("-> OK"), "{created}");
     as_user(
@@ -130,7 +135,7 @@ assert M.subscribe('"INBOX.Old mail"')[0] == 'OK'
 
     let out = migrate(cyrus.imap_port, ours.imap_port, &state, &[]);
     assert!(out.contains("u7: 3 folders, 5 copied"), "{out}");
-    assert!(out.contains(" 2 subscriptions"), "{out}");
+    assert!(out.contains(" 2 subscriptions, quota STORAGE 1000\n"), "{out}");
     assert_eq!(snapshot(ours.imap_port, "u7"), before);
     // The ACL entry and the subscriptions came along.
     let seen = as_user(
@@ -140,11 +145,13 @@ assert M.subscribe('"INBOX.Old mail"')[0] == 'OK'
     );
     assert!(seen.contains("yes1 lrs"), "{seen}");
     assert!(seen.contains("INBOX.Sent") && seen.contains("INBOX.Old mail"), "{seen}");
+    let quota = as_user(ours.imap_port, "u7", "print(M.getquotaroot('INBOX'))");
+    assert!(quota.contains("STORAGE 0 1000"), "{quota}");
 
     // Nothing changed: nothing is copied or set.
     let out = migrate(cyrus.imap_port, ours.imap_port, &state, &[]);
     assert!(
-        out.contains("u7: 3 folders, 0 copied (0 bytes), 0 reflagged, 0 removed, 0 skipped, 0 ACL entries, 0 subscriptions"),
+        out.contains("u7: 3 folders, 0 copied (0 bytes), 0 reflagged, 0 removed, 0 skipped, 0 ACL entries, 0 subscriptions\n"),
         "{out}"
     );
 
@@ -377,8 +384,10 @@ assert M.subscribe('INBOX.Sent')[0] == 'OK'
         "u7",
         r#"
 M.append('INBOX', '(\\Seen)', imaplib.Time2Internaldate(1500100000), b'Subject: late\r\n\r\nlate\r\n')
+M.append('INBOX', '()', imaplib.Time2Internaldate(1500100100), b'Subject: gone\r\n\r\ngone\r\n')
 M.select('INBOX')
 M.uid('STORE', '1', '+FLAGS', '(\\Answered)')
+M.uid('STORE', '8', '+FLAGS', '(\\Deleted)')
 M.expunge()
 "#,
     );
@@ -389,13 +398,14 @@ M.expunge()
     assert!(out.contains("1 reflagged, 1 removed, 0 skipped"), "{out}");
     assert_eq!(uid_snapshot(ours.imap_port, "u7"), after);
 
-    // Ours goes on from the same UIDNEXT: the next message is UID 8.
+    // Ours goes on from the same UIDNEXT (past the source's last message,
+    // UID 8, expunged there): the next message is UID 9.
     let next = as_user(
         ours.imap_port,
         "u7",
         "print(M.append('INBOX', '()', None, b'Subject: new\\r\\n\\r\\nz\\r\\n'))",
     );
-    assert!(next.contains("APPENDUID") && next.contains(" 8]"), "{next}");
+    assert!(next.contains("APPENDUID") && next.contains(" 9]"), "{next}");
     // A different message under a UID the source then uses again is
     // refused, not mistaken for the source's.
     as_user(

@@ -405,6 +405,19 @@ impl Store {
         if st.uidvalidity != uidvalidity {
             return Err(StoreError::Invalid("UIDVALIDITY differs"));
         }
+        if lo == hi && src.is_empty() {
+            // An empty range [n, n): the source's UIDNEXT is n, sent after
+            // its new messages arrived; UIDs below it stay unused here.
+            if hi > st.uidnext {
+                let oc = self.owner(name)?;
+                lock(&oc).execute(
+                    "UPDATE mailbox SET uidnext=max(uidnext, ?2) WHERE name=?1",
+                    params![name, hi as i64],
+                )?;
+                self.notify(name);
+            }
+            return Ok(Merged::default());
+        }
         let here: std::collections::BTreeMap<u32, (u32, String, i64)> = self
             .records(name)?
             .into_iter()

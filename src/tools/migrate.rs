@@ -215,6 +215,8 @@ pub struct Report {
     /// Messages left out of a local source, with the reason (also counted
     /// as skipped).
     pub problems: Vec<String>,
+    /// Quota limits set at the destination (`STORAGE 1000 MESSAGE 50`).
+    pub quota: String,
 }
 
 /// A small IMAP client over one connection.
@@ -665,7 +667,18 @@ async fn merge_spool_mailbox(
         uidvalidity: ix.uidvalidity,
         records,
     })
-    .await
+    .await?;
+    // Then the source's UIDNEXT (higher than its last message when that
+    // was expunged), so that no UID it used is given again here.
+    dst.xapply(&XApply::Merge {
+        name: h.name.clone(),
+        uidvalidity: ix.uidvalidity,
+        lo: end,
+        hi: end,
+        records: Vec::new(),
+    })
+    .await?;
+    Ok(())
 }
 
 /// A spool record as XAPPLY carries it.
@@ -1193,9 +1206,64 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
             }
         }
     }
+    // The quota limits of the user's INBOX at the source, set by an
+    // admin session at the destination (SETQUOTA is an admin's).
+    if let (false, Some((admin, pw)), true) = (o.dry_run, &o.dest_admin, src.caps.contains("QUOTA")) {
+        if let Ok((resps, _)) = src.cmd(b"GETQUOTAROOT INBOX").await {
+            let limits = quota_limits(&resps);
+            if !limits.is_empty() {
+                rep.quota = set_quota(&o.dest, admin, pw, user, &limits).await?;
+            }
+        }
+    }
     let _ = src.cmd(b"LOGOUT").await;
     let _ = dst.cmd(b"LOGOUT").await;
     Ok(rep)
+}
+
+/// The resource limits of the first `* QUOTA root (RES used limit ...)`.
+fn quota_limits(resps: &[Vec<u8>]) -> Vec<(String, u64)> {
+    let Some(r) = resps.iter().find_map(|r| r.strip_prefix(b"* QUOTA ")) else {
+        return Vec::new();
+    };
+    let t = String::from_utf8_lossy(r);
+    let Some(inner) = t.rfind('(').and_then(|i| t[i + 1..].split(')').next()) else {
+        return Vec::new();
+    };
+    let w: Vec<&str> = inner.split_whitespace().collect();
+    w.chunks(3)
+        .filter_map(|c| match c {
+            [name, _, limit] => Some((name.to_ascii_uppercase(), limit.parse().ok()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sets the user's quota limits at the destination as the admin (on
+/// `user.<name>` in the admin's hierarchy); "" when they were set already.
+async fn set_quota(dest: &str, admin: &str, pw: &str, user: &str, limits: &[(String, u64)]) -> Result<String, String> {
+    let mut a = Imap::connect(dest).await?;
+    a.login("", admin, pw).await?;
+    let (l, _) = a.cmd(b"LIST \"\" \"\"").await?;
+    let d = l.iter().find_map(|r| parse_list(r, "LIST")).map(|(_, d, _)| d).unwrap_or('.');
+    let root = format!("user{d}{user}");
+    let want: String = limits.iter().map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(" ");
+    let have = match a.cmd_mbox("GETQUOTA", &root, "").await {
+        Ok((r, _)) => quota_limits(&r),
+        Err(_) => Vec::new(),
+    };
+    let mut have = have;
+    have.sort();
+    let mut sorted = limits.to_vec();
+    sorted.sort();
+    let set = if have == sorted {
+        String::new()
+    } else {
+        a.cmd_mbox("SETQUOTA", &root, &format!(" ({want})")).await?;
+        want
+    };
+    let _ = a.cmd(b"LOGOUT").await;
+    Ok(set)
 }
 
 /// Where a folder's messages come from: an IMAP session, or a local
@@ -1560,10 +1628,11 @@ pub fn main(args: &[String]) -> i32 {
                         for p in &r.problems {
                             println!("{user}: left out: {p}");
                         }
+                        let quota = if r.quota.is_empty() { String::new() } else { format!(", quota {}", r.quota) };
                         println!(
-                        "{user}: {} folders, {} copied ({} bytes), {} reflagged, {} removed, {} skipped, {} ACL entries, {} subscriptions",
-                        r.folders, r.copied, r.bytes, r.reflagged, r.removed, r.skipped, r.acls, r.subscribed
-                    )
+                            "{user}: {} folders, {} copied ({} bytes), {} reflagged, {} removed, {} skipped, {} ACL entries, {} subscriptions{quota}",
+                            r.folders, r.copied, r.bytes, r.reflagged, r.removed, r.skipped, r.acls, r.subscribed,
+                        );
                     }
                     Err(e) => println!("{user}: failed: {e}"),
                 }
@@ -1598,6 +1667,17 @@ pub fn main(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quota_responses() {
+        let r = vec![
+            b"* QUOTAROOT INBOX user.u7\r\n".to_vec(),
+            b"* QUOTA user.u7 (STORAGE 12 1000 MESSAGE 3 50)\r\n".to_vec(),
+        ];
+        assert_eq!(quota_limits(&r), vec![("STORAGE".into(), 1000), ("MESSAGE".into(), 50)]);
+        assert!(quota_limits(&[b"* QUOTA \"\" ()\r\n".to_vec()]).is_empty());
+        assert!(quota_limits(&[]).is_empty());
+    }
 
     #[test]
     fn uid_sets_and_batches() {
