@@ -181,6 +181,16 @@ impl Progress {
     /// `progress: 120/500 messages, 3.4 MB, 45.0 msg/s, ETA 8 s; alice 80/200 ...`
     /// (users still copying).
     fn line(&self) -> String {
+        self.render(false)
+    }
+
+    /// As `line`, with bars (for a terminal): the whole run's, and each
+    /// of the first users still copying.
+    fn bars(&self) -> String {
+        self.render(true)
+    }
+
+    fn render(&self, bars: bool) -> String {
         let users = self.users.lock().map(|u| u.clone()).unwrap_or_default();
         let (todo, done) = users.values().fold((0, 0), |(t, d), (a, b)| (t + a, d + b));
         let secs = self.start.elapsed().as_secs_f64().max(0.001);
@@ -191,9 +201,24 @@ impl Progress {
             "-".to_string()
         };
         let mb = self.bytes.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6;
-        let mut l = format!("progress: {done}/{todo} messages, {mb:.1} MB, {rate:.1} msg/s, ETA {eta}");
-        for (u, (t, d)) in users.iter().filter(|(_, (t, d))| d < t) {
-            l += &format!("; {u} {d}/{t}");
+        let bar = |d: u64, t: u64, w: u64| -> String {
+            if !bars {
+                return String::new();
+            }
+            let f = (d.min(t) * w).checked_div(t).unwrap_or(w) as usize;
+            format!("[{}{}] ", "#".repeat(f), ".".repeat(w as usize - f))
+        };
+        let mut l = format!(
+            "progress: {}{done}/{todo} messages, {mb:.1} MB, {rate:.1} msg/s, ETA {eta}",
+            bar(done, todo, 20)
+        );
+        let active = users.iter().filter(|(_, (t, d))| d < t);
+        for (i, (u, (t, d))) in active.enumerate() {
+            if bars && i == 4 {
+                l += "; ...";
+                break;
+            }
+            l += &format!("; {u} {}{d}/{t}", bar(*d, *t, 8));
         }
         l
     }
@@ -1610,7 +1635,7 @@ pub fn main(args: &[String]) -> i32 {
             loop {
                 tokio::time::sleep(every).await;
                 if tty {
-                    eprint!("\r{}\x1b[K", p.line());
+                    eprint!("\r{}\x1b[K", p.bars());
                 } else {
                     eprintln!("{}", p.line());
                 }
@@ -1645,7 +1670,7 @@ pub fn main(args: &[String]) -> i32 {
         }
         ticker.abort();
         if tty {
-            eprintln!("\r{}\x1b[K", o.progress.line());
+            eprintln!("\r{}\x1b[K", o.progress.bars());
         }
         out
     });
@@ -1777,6 +1802,9 @@ mod tests {
         let l = p.line();
         assert!(l.starts_with("progress: 2/4 messages, 2.0 MB, "), "{l}");
         assert!(l.ends_with("; alice 1/3"), "{l}");
+        let b = p.bars();
+        assert!(b.starts_with("progress: [##########..........] 2/4 messages"), "{b}");
+        assert!(b.ends_with("; alice [##......] 1/3"), "{b}");
     }
 
     #[test]
