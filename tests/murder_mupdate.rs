@@ -877,6 +877,26 @@ fn our_backends_behind_a_cyrus_front_end(our_master: bool) {
     );
     assert!(out.contains("select ('OK', [b'0'])"), "{out}");
     assert!(out.contains("Other Users.yes1.proj") && out.contains(" INBOX"), "{out}");
+    // Referrals once the client has used RLIST (the same words as ours,
+    // tests/murder_proxy.rs).
+    let out = imap_raw(
+        fi,
+        &[
+            "LOGIN u7 testpw",
+            "RLIST \"\" \"*\"",
+            "SELECT INBOX",
+            "EXAMINE \"Other Users.yes1.proj\"",
+            "LOGOUT",
+        ],
+    );
+    assert!(
+        out.contains("\nt2 NO [REFERRAL imap://;AUTH=*@127.0.0.5/INBOX] Remote mailbox.\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nt3 NO [REFERRAL imap://;AUTH=*@127.0.0.6/Other%20Users.yes1.proj] Remote mailbox.\n"),
+        "{out}"
+    );
     // A move through the Cyrus front end (RENAME to server!partition, as
     // its cmd_rename takes it): it sends XFER to our back end holding the
     // mailbox, which moves u7 to the other one.

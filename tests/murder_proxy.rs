@@ -210,3 +210,76 @@ print('logout', M.logout())
     assert!(got[..c].contains("(MESSAGES 4)"), "{got}");
     assert!(got[c..d].contains("Subject: for u7"), "{got}");
 }
+
+/// MAILBOX-REFERRALS (RFC 2193) as Cyrus's front ends do it: once a
+/// client has used RLIST or RLSUB, SELECT and EXAMINE answer with a
+/// referral to the back end holding the mailbox (and STATUS with
+/// `proxyd_allow_status_referral`); `proxyd_disable_mailbox_referrals`
+/// turns it off and drops the capability.
+#[test]
+fn referrals_for_clients_that_use_rlist() {
+    if !can_run("proxyd referrals", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mu = Murder::start(t.path());
+    let (_imap, f) = mu.front("imapd", &[]);
+    let out = python(
+        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))\nM.login('yes1', 'testpw')\n\
+         print(M.create('proj'))\nprint(M.setacl('proj', 'u7', 'lrs'))\nM.logout()\n",
+        &[&f.to_string()],
+    );
+    assert!(!out.contains("'NO'"), "{out}");
+    let out = imap_raw(
+        f,
+        &[
+            "CAPABILITY",
+            "LOGIN u7 testpw",
+            "SELECT INBOX",
+            "RLIST \"\" \"*\"",
+            "SELECT INBOX",
+            "EXAMINE \"Other Users.yes1.proj\"",
+            "STATUS INBOX (MESSAGES)",
+            "FETCH 1 FLAGS",
+            "LOGOUT",
+        ],
+    );
+    // As Cyrus's front end: the capability is in the list after login.
+    let login = out.lines().find(|l| l.starts_with("t1 OK")).unwrap_or("");
+    assert!(login.contains(" MAILBOX-REFERRALS"), "{out}");
+    assert!(out.contains("\nt2 OK"), "no referral before RLIST: {out}");
+    assert!(out.contains("* LIST") && out.contains("\nt3 OK"), "{out}");
+    assert!(
+        out.contains("\nt4 NO [REFERRAL imap://;AUTH=*@127.0.0.2/INBOX] Remote mailbox.\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nt5 NO [REFERRAL imap://;AUTH=*@127.0.0.3/Other%20Users.yes1.proj] Remote mailbox.\n"),
+        "{out}"
+    );
+    assert!(out.contains("* STATUS INBOX (MESSAGES 0)") && out.contains("\nt6 OK"), "{out}");
+    assert!(!out.contains("\nt7 OK"), "the failed SELECT closed the mailbox: {out}");
+
+    // STATUS referrals when allowed.
+    let mut conf = std::fs::read_to_string(&mu.fe.conf).unwrap();
+    conf.push_str("proxyd_allow_status_referral: yes\n");
+    std::fs::write(&mu.fe.conf, &conf).unwrap();
+    let (_imap2, f2) = mu.front("imapd", &[]);
+    let out = imap_raw(f2, &["LOGIN u7 testpw", "RLSUB \"\" \"*\"", "STATUS INBOX (MESSAGES)", "LOGOUT"]);
+    assert!(
+        out.contains("\nt2 NO [REFERRAL imap://;AUTH=*@127.0.0.2/INBOX] Remote mailbox.\n"),
+        "{out}"
+    );
+
+    // Referrals off: no capability, SELECT goes through after RLIST.
+    conf.push_str("proxyd_disable_mailbox_referrals: yes\n");
+    std::fs::write(&mu.fe.conf, &conf).unwrap();
+    let (_imap3, f3) = mu.front("imapd", &[]);
+    let out = imap_raw(f3, &["CAPABILITY", "LOGIN u7 testpw", "RLIST \"\" \"*\"", "SELECT INBOX", "LOGOUT"]);
+    let login = out.lines().find(|l| l.starts_with("t1 OK")).unwrap_or("");
+    assert!(
+        login.starts_with("t1 OK [CAPABILITY ") && !login.contains("MAILBOX-REFERRALS"),
+        "{out}"
+    );
+    assert!(out.contains("\nt3 OK"), "{out}");
+}

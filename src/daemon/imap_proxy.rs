@@ -49,6 +49,9 @@ struct Route {
     copy: Option<CrossCopy>,
     /// The line to send instead of the client's.
     rewrite: Option<Vec<u8>>,
+    /// Answered here, not sent on (a referral); `select`: the selected
+    /// mailbox is closed first.
+    answer: Option<String>,
 }
 
 /// A COPY or MOVE whose target is on another back end than the selected
@@ -74,6 +77,29 @@ pub struct Router {
     /// ENABLEd extensions, replayed on each new back-end connection.
     enabled: Vec<String>,
     n: u32,
+    /// The client has used RLIST or RLSUB (RFC 2193): it follows
+    /// referrals, so SELECT and EXAMINE (and STATUS with
+    /// `proxyd_allow_status_referral`) refer it to the back end.
+    referrals: bool,
+    /// `proxyd_disable_mailbox_referrals` is off.
+    may_refer: bool,
+    status_referral: bool,
+}
+
+/// An IMAP URL (RFC 5092) for a mailbox on `server`, as Cyrus's
+/// imapurl_toURL writes it: `imap://;AUTH=*@server/name`, the name in
+/// UTF-8 with unsafe bytes %-encoded.
+pub fn referral_url(server: &str, ext: &str) -> String {
+    let name = crate::store::names::mutf7_to_utf8(ext).unwrap_or_else(|| ext.to_string());
+    let mut url = format!("imap://;AUTH=*@{server}/");
+    for &b in name.as_bytes() {
+        if b < 0x21 || b >= 0x7f || b" \"#%&+:;<=>?@[\\]^`{|}".contains(&b) {
+            url.push_str(&format!("%{b:02X}"));
+        } else {
+            url.push(b as char);
+        }
+    }
+    url
 }
 
 impl Router {
@@ -88,6 +114,8 @@ impl Router {
             virtdomains,
             c.get("defaultdomain").unwrap_or(""),
         );
+        let may_refer = !c.get_switch("proxyd_disable_mailbox_referrals");
+        let status_referral = c.get_switch("proxyd_allow_status_referral");
         let mut conns = HashMap::new();
         conns.insert(
             home.to_string(),
@@ -108,6 +136,9 @@ impl Router {
             conns,
             enabled: Vec::new(),
             n: 0,
+            referrals: false,
+            may_refer,
+            status_referral,
         }
     }
 
@@ -144,6 +175,23 @@ impl Router {
             Some(Arg::Str(s)) => Some(s.clone()),
             _ => None,
         };
+        if matches!(h.name.as_str(), "RLIST" | "RLSUB") && self.may_refer {
+            self.referrals = true;
+        }
+        // A client that follows referrals is sent to the back end itself.
+        let refer = matches!(h.name.as_str(), "SELECT" | "EXAMINE") || (h.name == "STATUS" && self.status_referral);
+        if refer && self.referrals {
+            if let Some(m) = first_str(0) {
+                if let Some(server) = self.server_of(&m).await {
+                    return Route {
+                        server: self.cur.clone(),
+                        select: h.name != "STATUS",
+                        answer: Some(format!("{} NO [REFERRAL {}] Remote mailbox.\r\n", h.tag, referral_url(&server, &m))),
+                        ..Route::default()
+                    };
+                }
+            }
+        }
         match h.name.as_str() {
             "SELECT" | "EXAMINE" => {
                 let server = match first_str(0) {
@@ -318,6 +366,23 @@ impl Router {
             if let Some((line, r)) = held.take() {
                 let line = r.rewrite.clone().unwrap_or(line);
                 let quiet = self.conns.get(&self.cur).is_none_or(Back::quiet);
+                if let Some(answer) = &r.answer {
+                    if !quiet {
+                        held = Some((line, r));
+                        continue;
+                    }
+                    if r.select {
+                        // A SELECT that fails closes the mailbox selected.
+                        let sel = self.sel.clone();
+                        self.unselect(&sel).await;
+                    }
+                    if cw.write_all(answer.as_bytes()).await.is_err() || cw.flush().await.is_err() {
+                        return;
+                    }
+                    // The rest of this command (its literals) goes nowhere.
+                    target = None;
+                    continue;
+                }
                 if r.server == self.cur && !r.merge && r.copy.is_none() && (!r.select || self.sel == r.server) {
                     if let Some(b) = self.conns.get_mut(&r.server).filter(|_| r.select) {
                         b.selected = true;

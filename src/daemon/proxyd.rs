@@ -6,10 +6,8 @@
 //! `proxy_authname` for the user (SASL PLAIN with the user as authzid),
 //! answers the client with the back end's own reply and from then on
 //! joins the two streams byte for byte, as Cyrus's pop3d does (its
-//! `bitpipe`).  IMAP sessions therefore see their own back end: INBOX,
-//! folders, IDLE, every extension it offers.
-//!
-//! Not yet: folders of other users or shared folders on another back end,
+//! `bitpipe`).  IMAP sessions are then routed per command
+//! (`imap_proxy`): other users' and shared folders on other back ends,
 //! LIST merged across back ends, cross-back-end COPY/MOVE, referrals.
 
 use super::front::{backend_line, pipe, Front};
@@ -80,7 +78,12 @@ impl crate::server::Service for Proxyd {
         let (r, pending) = s.input.into_parts();
         let client = r.unsplit(s.w.into_inner());
         let mut backend = j.backend;
-        let reply = j.reply.clone();
+        let mut reply = j.reply.clone();
+        if !self.pop3 && self.front.conf.get_switch("proxyd_disable_mailbox_referrals") {
+            // The back end's capabilities, less the referrals this front
+            // end will not give.
+            reply = reply.replacen(" MAILBOX-REFERRALS", "", 1);
+        }
         let mut client = client;
         if client.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
             return;

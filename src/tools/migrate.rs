@@ -1,11 +1,13 @@
-//! mumail-migrate: copies users' mail from any IMAP server into the
-//! cluster (issue 10, first part: the IMAP source).  Per user and folder
-//! it copies the messages the destination does not have yet (flags,
-//! keywords and internal dates kept), brings flags of copied messages up
-//! to date and removes there what was expunged at the source.  What was
-//! copied is recorded per user in the state directory, one line per
-//! message, written before the next message is copied, so a killed run
-//! restarts where it stopped; a run after that copies only what changed.
+//! mumail-migrate: copies users' mail into the cluster (issue 10) from
+//! any IMAP server, from a user's Maildir++ tree or mbox files
+//! (`local_source`), or from a Cyrus spool's files (`cyrus_spool`, through
+//! XFER's XAPPLY, keeping UIDs).  Per user and folder it copies the
+//! messages the destination does not have yet (flags, keywords and
+//! internal dates kept; in batches: one UID FETCH, one MULTIAPPEND), brings
+//! flags of copied messages up to date and removes there what was expunged
+//! at the source.  What was copied is recorded per user in the state
+//! directory, synced before and after each batch, so a killed run restarts
+//! where it stopped; a run after that copies only what changed.
 //!
 //! State file `<state>/<user>` lines: `V <folder> <source uidvalidity>
 //! <destination uidvalidity>` starts (or restarts) a folder's record,
@@ -521,6 +523,10 @@ async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Result<Report, 
         let live: Vec<cs::IndexRecord> = ix.records.iter().filter(|r| !r.expunged() && r.crc_ok).cloned().collect();
         o.progress.todo(user, live.len() as u64);
         plan.push((*m, ix, live));
+    }
+    if plan.is_empty() {
+        // Every mailbox's index was damaged: reported above, nothing to do.
+        return Ok(rep);
     }
     if o.dry_run {
         for (_, _, live) in &plan {

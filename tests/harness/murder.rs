@@ -418,3 +418,27 @@ impl Murder {
         (p, port)
     }
 }
+
+/// A raw IMAP session: each argument is a command (tagged t0, t1, ...);
+/// prints the greeting and every line until each tagged reply.
+const RAW_SESSION: &str = r#"
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+f = s.makefile('rb')
+print(f.readline().decode().rstrip())
+for i, c in enumerate(sys.argv[2:]):
+    tag = 't%d' % i
+    s.sendall(('%s %s\r\n' % (tag, c)).encode())
+    while True:
+        l = f.readline().decode()
+        print(l.rstrip())
+        if not l or l.startswith(tag + ' '):
+            break
+"#;
+
+pub fn imap_raw(port: u16, cmds: &[&str]) -> String {
+    let mut args = vec![port.to_string()];
+    args.extend(cmds.iter().map(|c| c.to_string()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    python(RAW_SESSION, &a)
+}
