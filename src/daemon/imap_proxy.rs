@@ -93,7 +93,7 @@ pub fn referral_url(server: &str, ext: &str) -> String {
     let name = crate::store::names::mutf7_to_utf8(ext).unwrap_or_else(|| ext.to_string());
     let mut url = format!("imap://;AUTH=*@{server}/");
     for &b in name.as_bytes() {
-        if b < 0x21 || b >= 0x7f || b" \"#%&+:;<=>?@[\\]^`{|}".contains(&b) {
+        if !(0x21..0x7f).contains(&b) || b" \"#%&+:;<=>?@[\\]^`{|}".contains(&b) {
             url.push_str(&format!("%{b:02X}"));
         } else {
             url.push(b as char);
@@ -706,5 +706,22 @@ async fn until_tagged<R: AsyncRead + Unpin>(r: &mut tokio::io::BufReader<R>, tag
         if let Some(rest) = l.strip_prefix(tag).and_then(|x| x.strip_prefix(' ')) {
             return if rest.starts_with("OK") { Ok(()) } else { Err(l) };
         }
+    }
+}
+
+#[cfg(test)]
+mod referral_tests {
+    #[test]
+    fn referral_urls() {
+        assert_eq!(super::referral_url("be1", "INBOX"), "imap://;AUTH=*@be1/INBOX");
+        assert_eq!(
+            super::referral_url("10.0.0.2", "Other Users.yes1.proj"),
+            "imap://;AUTH=*@10.0.0.2/Other%20Users.yes1.proj"
+        );
+        // Modified UTF-7 becomes UTF-8, %-encoded; unsafe ASCII too.
+        assert_eq!(
+            super::referral_url("be1", "Entw&APw-rfe #1"),
+            "imap://;AUTH=*@be1/Entw%C3%BCrfe%20%231"
+        );
     }
 }
