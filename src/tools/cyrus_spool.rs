@@ -346,7 +346,8 @@ impl IndexRecord {
     }
 }
 
-fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+/// A file's bytes, at most `limit` of them (more is an error).
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
@@ -540,12 +541,18 @@ pub fn parse_flat(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// `user/uuid/<a>/<b>/<inbox uniqueid>/sub.db` under `N` keys relative
 /// to the user (`INBOX\x1fSent`); older releases in `user/<h>/<user>.sub`
 /// under internal names.
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// A twoskip record: type, key, value, next level-0 offset.
+type TwoskipRecord<'a> = (u8, &'a [u8], &'a [u8], usize);
+
 /// The live key/value pairs of a twoskip database (Cyrus's default
 /// format for `seen.db`, `mailboxes.db`, `annotations.db`): the level-0
 /// chain from the dummy record, each next pointer being the later of the
 /// record's two level-0 slots that lies within the committed size;
 /// DELETE records are skipped.  Errors on a damaged file, never panics.
-pub fn parse_twoskip(b: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn parse_twoskip(b: &[u8]) -> Result<Vec<KeyValue>, String> {
     const MAGIC: &[u8] = b"\xa1\x02\x8b\x0dtwoskip file\0\0\0\0";
     const HEADER: usize = 64;
     if !b.starts_with(MAGIC) {
@@ -556,7 +563,7 @@ pub fn parse_twoskip(b: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
         return Err("twoskip file shorter than its header says".into());
     }
     // One record at `at`: (type, key, value, next level-0 offset).
-    let record = |at: usize| -> Result<(u8, &[u8], &[u8], usize), String> {
+    let record = |at: usize| -> Result<TwoskipRecord<'_>, String> {
         let bad = || format!("twoskip record at {at} is damaged");
         let h = b.get(at..at + 8).ok_or_else(bad)?;
         let (kind, level) = (h[0], h[1] as usize);
@@ -573,16 +580,14 @@ pub fn parse_twoskip(b: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
             vallen = be64(b, p).ok_or_else(bad)? as usize;
             p += 8;
         }
-        let mut next = [0usize; 2];
-        for i in 0..=level {
-            let v = be64(b, p + 8 * i).ok_or_else(bad)? as usize;
-            if i < 2 {
-                next[i] = v;
-            }
-        }
+        // `level + 1` pointers, the first two being level 0's slots.
+        be64(b, p + 8 * level).ok_or_else(bad)?;
+        let slot1 = if level >= 1 { be64(b, p + 8).ok_or_else(bad)? } else { 0 };
+        let next = [be64(b, p).ok_or_else(bad)? as usize, slot1 as usize];
         p += 8 * (level + 1) + 8; // pointers, then the two CRCs
-        let key = b.get(p..p.checked_add(keylen).ok_or_else(bad)?).ok_or_else(bad)?;
-        let val = b.get(p + keylen..p + keylen + vallen).ok_or_else(bad)?;
+        let kend = p.checked_add(keylen).ok_or_else(bad)?;
+        let vend = kend.checked_add(vallen).ok_or_else(bad)?;
+        let (key, val) = (b.get(p..kend).ok_or_else(bad)?, b.get(kend..vend).ok_or_else(bad)?);
         let ok = |x: usize| x != 0 && x < end;
         let n = match (ok(next[0]), ok(next[1])) {
             (true, true) => next[0].max(next[1]),
@@ -822,7 +827,7 @@ mod tests {
             b.extend(std::iter::repeat_n(0u8, 8 * (level as usize + 1) + 8));
             b.extend_from_slice(b"sva7fpnrvbipp8v05skqb39c");
             b.extend_from_slice(val.as_bytes());
-            while b.len() % 8 != 0 {
+            while !b.len().is_multiple_of(8) {
                 b.push(0);
             }
         };

@@ -62,15 +62,7 @@ impl Message {
 }
 
 fn read_limited(p: &Path) -> Result<Vec<u8>, String> {
-    let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    let mut v = Vec::new();
-    f.take(MAX_MESSAGE + 1)
-        .read_to_end(&mut v)
-        .map_err(|e| format!("{}: {e}", p.display()))?;
-    if v.len() as u64 > MAX_MESSAGE {
-        return Err(format!("{}: larger than {MAX_MESSAGE} bytes", p.display()));
-    }
-    Ok(v)
+    crate::tools::cyrus_spool::read_limited(p, MAX_MESSAGE)
 }
 
 /// Bare LF (and a lone CR) become CRLF.
