@@ -55,6 +55,35 @@ fn run_migrate(args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// mumail-migrate runs killed (SIGKILL) after each delay in turn.
+fn killed_runs(args: &[&str], delays_ms: &[u64]) {
+    for &ms in delays_ms {
+        let mut child = Command::new(bin("mumail-migrate"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Our back end in `<d>/ours` and the real Cyrus 3.6 in `<d>/cyrus`
+/// (checking passwords through our saslauthd), both with the imapd.conf
+/// lines `ns`.
+fn ours_and_cyrus(d: &std::path::Path, ns: &str) -> (Backend, CyrusServer) {
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(d.join("ours")).unwrap();
+    let ours = Backend::start(&d.join("ours"), ns);
+    for p in ["ours", "ours/sasl"] {
+        std::fs::set_permissions(d.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let cyrus = CyrusServer::start(&d.join("cyrus"), &d.join("ours/sasl/mux"), ns);
+    (ours, cyrus)
+}
+
 /// A run that must succeed; its output.
 fn run_migrate_ok(args: &[&str]) -> String {
     let (code, text) = run_migrate(args);
@@ -84,15 +113,8 @@ fn migrate(src: u16, dst: u16, state: &std::path::Path, extra: &[&str]) -> Strin
 #[test]
 fn a_user_moves_from_cyrus_and_stays_in_sync() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir_all(d.path().join("ours")).unwrap();
     // Both with the seed's namespace (Cyrus 2.x style: INBOX.Sent).
-    let ns = "unixhierarchysep: no\naltnamespace: no\n";
-    let ours = Backend::start(&d.path().join("ours"), ns);
-    for p in ["ours", "ours/sasl"] {
-        std::fs::set_permissions(d.path().join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let cyrus = CyrusServer::start(&d.path().join("cyrus"), &d.path().join("ours/sasl/mux"), ns);
+    let (ours, cyrus) = ours_and_cyrus(d.path(), "unixhierarchysep: no\naltnamespace: no\n");
     let created = murder_admin(
         cyrus.imap_port,
         &[
@@ -262,14 +284,7 @@ fn migrate_spool(conf: &std::path::Path, dst: u16, extra: &[&str]) -> String {
 #[test]
 fn a_cyrus_spool_moves_with_its_uids() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir_all(d.path().join("ours")).unwrap();
-    let ns = "unixhierarchysep: no\naltnamespace: no\n";
-    let ours = Backend::start(&d.path().join("ours"), ns);
-    for p in ["ours", "ours/sasl"] {
-        std::fs::set_permissions(d.path().join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let cyrus = CyrusServer::start(&d.path().join("cyrus"), &d.path().join("ours/sasl/mux"), ns);
+    let (ours, cyrus) = ours_and_cyrus(d.path(), "unixhierarchysep: no\naltnamespace: no\n");
     let created = murder_admin(
         cyrus.imap_port,
         &[
@@ -567,17 +582,7 @@ fn a_dovecot_site_moves_through_the_murder() {
         "4",
     ];
     // Killed at several points, then run to the end.
-    for ms in [120u64, 250, 400, 600] {
-        let mut child = Command::new(bin("mumail-migrate"))
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    killed_runs(&args, &[120, 250, 400, 600]);
     let out = run_migrate_ok(&args);
     assert!(out.contains("summary: 20 users, 20 migrated, 0 failed"), "{out}");
     // (What the killed runs left to this one, for the log.)
@@ -855,17 +860,7 @@ fn a_cyrus_site_moves_over_imap_and_from_its_spool() {
     let conf = d.path().join("cyrus/imapd.conf");
     let dst = format!("127.0.0.1:{}", from_spool.imap_port);
     let args = spool_args(&conf, &dst, &["-u", userfile.to_str().unwrap()]);
-    for ms in [80u64, 200, 400] {
-        let mut child = Command::new(bin("mumail-migrate"))
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    killed_runs(&args, &[80, 200, 400]);
     let out = run_migrate_ok(&args);
     assert!(out.contains("summary: 20 users, 20 migrated, 0 failed"), "{out}");
     println!("{out}");

@@ -53,6 +53,14 @@ impl Imap {
         self.r.get_mut().write_all(b).await.map_err(|e| format!("{}: {e}", self.server))
     }
 
+    /// The responses up to `tag`'s (at most `max` bytes, within TIMEOUT)
+    /// and its status text.
+    async fn tagged(&mut self, tag: &str, max: u64) -> Result<(Vec<Vec<u8>>, String), String> {
+        tokio::time::timeout(TIMEOUT, collect_tagged(&mut self.r, tag, max))
+            .await
+            .map_err(|_| format!("{}: timed out", self.server))?
+    }
+
     /// Sends a command (bytes after the tag); its untagged responses and
     /// the tagged status, Err unless OK.
     pub(super) async fn cmd(&mut self, c: &[u8]) -> Result<(Vec<Vec<u8>>, String), String> {
@@ -62,9 +70,7 @@ impl Imap {
         line.extend_from_slice(c);
         line.extend_from_slice(b"\r\n");
         self.send(&line).await?;
-        let (resps, status) = tokio::time::timeout(TIMEOUT, collect_tagged(&mut self.r, &tag, MAX_MESSAGE))
-            .await
-            .map_err(|_| format!("{}: timed out", self.server))??;
+        let (resps, status) = self.tagged(&tag, MAX_MESSAGE).await?;
         if !status.starts_with("OK") {
             return Err(format!("{}: {}: {status}", self.server, String::from_utf8_lossy(c)));
         }
@@ -78,9 +84,7 @@ impl Imap {
         let tag = format!("M{}", self.n);
         let wire = crate::proto::imap::command::xapply::render(&tag, x);
         self.send(&wire).await?;
-        let (_, status) = tokio::time::timeout(TIMEOUT, collect_tagged(&mut self.r, &tag, 1 << 20))
-            .await
-            .map_err(|_| format!("{}: timed out", self.server))??;
+        let (_, status) = self.tagged(&tag, 1 << 20).await?;
         if !status.starts_with("OK") {
             return Err(format!("{}: XAPPLY: {status}", self.server));
         }
@@ -140,9 +144,7 @@ impl Imap {
         }
         c.extend_from_slice(b"\r\n");
         self.send(&c).await?;
-        let (_, status) = tokio::time::timeout(TIMEOUT, collect_tagged(&mut self.r, &tag, 1 << 20))
-            .await
-            .map_err(|_| format!("{}: timed out", self.server))??;
+        let (_, status) = self.tagged(&tag, 1 << 20).await?;
         if !status.starts_with("OK") {
             return Err(format!("{}: APPEND to {mbox}: {status}", self.server));
         }
@@ -233,6 +235,20 @@ pub(super) fn parse_list(resp: &[u8], verb: &str) -> Option<(String, char, Strin
     Some((attrs.to_string(), delim, name))
 }
 
+/// The rest of a quoted string whose opening quote was read: up to the
+/// closing one, backslash escapes undone.
+fn quoted(it: &mut impl Iterator<Item = char>) -> String {
+    let mut w = String::new();
+    while let Some(ch) = it.next() {
+        match ch {
+            '\\' => w.extend(it.next()),
+            '"' => break,
+            _ => w.push(ch),
+        }
+    }
+    w
+}
+
 /// The words of a response line: atoms and quoted strings.
 pub(super) fn words(t: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -242,15 +258,7 @@ pub(super) fn words(t: &str) -> Vec<String> {
             it.next();
         } else if c == '"' {
             it.next();
-            let mut w = String::new();
-            while let Some(ch) = it.next() {
-                match ch {
-                    '\\' => w.extend(it.next()),
-                    '"' => break,
-                    _ => w.push(ch),
-                }
-            }
-            out.push(w);
+            out.push(quoted(&mut it));
         } else {
             let mut w = String::new();
             while let Some(&ch) = it.peek().filter(|ch| **ch != ' ') {
@@ -317,17 +325,7 @@ impl Namespaces {
                     }
                     depth = depth.checked_sub(1)?;
                 }
-                '"' if depth == 2 => {
-                    let mut w = String::new();
-                    while let Some(ch) = it.next() {
-                        match ch {
-                            '\\' => w.extend(it.next()),
-                            '"' => break,
-                            _ => w.push(ch),
-                        }
-                    }
-                    cur.push(w);
-                }
+                '"' if depth == 2 => cur.push(quoted(&mut it)),
                 'N' | 'n' if depth == 0 => {
                     // NIL: a group without namespaces.
                     it.next();
