@@ -314,9 +314,12 @@ impl Store {
         Ok(())
     }
 
-    /// Applies `export_userdata` lines for the owner of `top`.
-    pub fn import_userdata(&self, top: &str, data: &str) -> Result<()> {
+    /// Applies `export_userdata` lines for the owner of `top`; answers
+    /// how many subscriptions were new.  Applying the same lines twice
+    /// changes nothing (a restarted migration sends them again).
+    pub fn import_userdata(&self, top: &str, data: &str) -> Result<usize> {
         let mut quotas = Vec::new();
+        let mut subscribed = 0;
         {
             let oc = self.owner(top)?;
             let mut c = lock(&oc);
@@ -327,7 +330,7 @@ impl Store {
                 match (f[0], f.len()) {
                     ("quota", 4) => quotas.push((f[1].to_string(), num(2)?, num(3)?)),
                     ("sub", 2) => {
-                        tx.execute("INSERT OR IGNORE INTO sub(name) VALUES(?1)", [f[1]])?;
+                        subscribed += tx.execute("INSERT OR IGNORE INTO sub(name) VALUES(?1)", [f[1]])?;
                     }
                     ("seen", 5) => {
                         tx.execute(
@@ -358,7 +361,7 @@ impl Store {
                 self.quota_set(&root, lim(sl), lim(ml))?;
             }
         }
-        Ok(())
+        Ok(subscribed)
     }
 
     /// Makes an arriving mailbox active and tells the MUPDATE master it

@@ -454,7 +454,13 @@ impl Session {
                 self.blocking(move |s| s.import_state(&name, uidnext, highestmodseq, recentuid, &keywords))
                     .await
             }
-            XApply::User(top, data) => self.blocking(move |s| s.import_userdata(&top, &data)).await,
+            XApply::User(top, data) => {
+                // The number of new subscriptions, for a migration's report.
+                return match self.blocking(move |s| s.import_userdata(&top, &data)).await {
+                    Ok(n) => self.tagged(tag, &format!("OK [XUSER {n}] Completed")).await,
+                    Err(t) => self.tagged(tag, &t).await,
+                };
+            }
             XApply::Activate(name) => {
                 let n = name.clone();
                 let r = self.blocking(move |s| s.activate_import(&n).map(|_| ())).await;

@@ -104,7 +104,6 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
         .ok_or_else(|| format!("{user}: a spool source needs -A admin:password for the destination"))?;
     let mut dst = Imap::connect(&o.dest).await?;
     dst.login("", admin, pw).await?;
-    let mut imported = 0;
     for (m, ix, live) in &plan {
         let h = &m.header;
         let mb = XMailbox {
@@ -141,10 +140,13 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
         .await?;
         dst.xapply(&XApply::Activate(h.name.clone())).await?;
         rep.acls += h.acl.split('\t').filter(|x| !x.is_empty()).count() / 2;
-        imported += 1;
     }
-    if imported > 0 {
-        // Quota limits of the user's roots, and subscriptions.
+    {
+        // Quota limits of the user's roots, subscriptions and seen state,
+        // on every pass: a run killed after its last mailbox but before
+        // these would otherwise never send them (the next run finds every
+        // mailbox there already).  The destination applies them
+        // idempotently and says how many subscriptions were new.
         let mut data = String::new();
         let roots: BTreeSet<&str> = plan
             .iter()
@@ -164,7 +166,6 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
         if !shared {
             for name in cs::subscriptions(&sp.configdir, user, &inbox_id)? {
                 data.push_str(&format!("sub\t{name}\n"));
-                rep.subscribed += 1;
             }
             // The user's \Seen on other users' and shared mailboxes
             // (kept by mailbox uniqueid, which the migration keeps).
@@ -183,7 +184,8 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
         if !data.is_empty() {
             // Shared mailboxes' quotas go with the first of them.
             let top = if shared { plan[0].0.header.name.clone() } else { inbox.clone() };
-            dst.xapply(&XApply::User(top, data)).await?;
+            let status = dst.xapply(&XApply::User(top, data)).await?;
+            rep.subscribed += code_number(&[status.into_bytes()], "XUSER").unwrap_or(0) as usize;
         }
     }
     let _ = dst.cmd(b"LOGOUT").await;
