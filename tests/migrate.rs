@@ -48,9 +48,25 @@ fn as_user(port: u16, user: &str, code: &str) -> String {
     python(&script, &[&port.to_string(), user])
 }
 
+thread_local! {
+    /// The services file (MUMAIL_SERVICES) this test's runs find a
+    /// Murder's back ends by, as its nodes do.
+    static SERVICES: std::cell::RefCell<Option<std::path::PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// mumail-migrate with `args` (and this test's services file).
+fn migrate_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(bin("mumail-migrate"));
+    c.args(args);
+    if let Some(p) = SERVICES.with(|s| s.borrow().clone()) {
+        c.env("MUMAIL_SERVICES", p);
+    }
+    c
+}
+
 /// mumail-migrate's exit status and output (stdout then stderr).
 fn run_migrate(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(bin("mumail-migrate")).args(args).output().unwrap();
+    let out = migrate_cmd(args).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code(), text)
 }
@@ -58,8 +74,7 @@ fn run_migrate(args: &[&str]) -> (Option<i32>, String) {
 /// mumail-migrate runs killed (SIGKILL) after each delay in turn.
 fn killed_runs(args: &[&str], delays_ms: &[u64]) {
     for &ms in delays_ms {
-        let mut child = Command::new(bin("mumail-migrate"))
-            .args(args)
+        let mut child = migrate_cmd(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -810,11 +825,14 @@ fn maildir_and_mbox_sources() {
 }
 
 /// From the real Cyrus 3.6 with the same 20-user corpus, twice: over IMAP
-/// into one of our back ends, and from its spool files into another (runs
-/// killed at several points, then one to the end); the checker finds
-/// every message of every folder (and every subscription) as at the
-/// source, and the spool copy keeps each folder's UIDVALIDITY, UIDNEXT
-/// and UIDs.
+/// into one of our back ends, and from its spool files into a Murder of
+/// ours through its front end (runs killed at several points, then one
+/// to the end); the checker finds every message of every folder (and
+/// every subscription) as at the source, and the spool copy keeps each
+/// folder's UIDVALIDITY, UIDNEXT and UIDs.  Users a first pass put on
+/// the second back end get their later changes there (the front end
+/// names their back end); new users land where the front end places
+/// them.
 #[test]
 fn a_cyrus_site_moves_over_imap_and_from_its_spool() {
     let d = tempfile::tempdir().unwrap();
@@ -822,7 +840,6 @@ fn a_cyrus_site_moves_over_imap_and_from_its_spool() {
     let ns = "unixhierarchysep: no\naltnamespace: yes\n";
     let (a, b) = (d.path().join("a"), d.path().join("b"));
     let over_imap = Backend::start(&a, ns);
-    let from_spool = Backend::start(&b, ns);
     for p in [&a, &a.join("sasl")] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -841,7 +858,6 @@ fn a_cyrus_site_moves_over_imap_and_from_its_spool() {
         "{source}"
     );
     let uids = |port: u16| -> String { users.iter().map(|u| uid_snapshot_of_as(port, u, "*")).collect() };
-    let source_uids = uids(cyrus.imap_port);
 
     let list: String = users.iter().map(|u| format!("{u}\n")).collect();
     std::fs::write(d.path().join("users"), list).unwrap();
@@ -871,15 +887,46 @@ fn a_cyrus_site_moves_over_imap_and_from_its_spool() {
     );
     assert_eq!(snapshots(over_imap.imap_port, &users, true, ""), source);
 
-    // From the spool: killed at several points first, then to the end.
+    // From the spool into a Murder: first five users straight into its
+    // second back end (which tells the MUPDATE master)...
+    std::fs::create_dir_all(&b).unwrap();
+    let mu = Murder::start(&b);
+    let (_proxyd, fe) = mu.front("proxyd", &[]);
+    SERVICES.with(|s| *s.borrow_mut() = Some(mu.services.clone()));
     let conf = d.path().join("cyrus/imapd.conf");
-    let dst = format!("127.0.0.1:{}", from_spool.imap_port);
+    let first: String = users[..5].iter().map(|u| format!("{u}\n")).collect();
+    std::fs::write(d.path().join("first"), first).unwrap();
+    let firstfile = d.path().join("first");
+    let back2 = format!("127.0.0.1:{}", mu.backs[1].imap_port);
+    let out = run_migrate_ok(&spool_args(&conf, &back2, &["-u", firstfile.to_str().unwrap()]));
+    assert!(out.contains("summary: 5 users, 5 migrated, 0 failed"), "{out}");
+    // ... then a change at the source, and every user through the front
+    // end, killed at several points first, then to the end.
+    python(
+        &format!(
+            "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))\n\
+             M.authenticate('PLAIN', lambda _: b'cy01\\0md5u\\0testpw')\n{}\n",
+            r"M.append('INBOX', '(\Flagged)', imaplib.Time2Internaldate(1600000000), b'Subject: late\r\n\r\nlate\r\n')"
+        ),
+        &[&cyrus.imap_port.to_string()],
+    );
+    let source = snapshots(cyrus.imap_port, &users, true, "");
+    let source_uids = uids(cyrus.imap_port);
+    let dst = format!("127.0.0.1:{fe}");
     let args = spool_args(&conf, &dst, &["-u", userfile.to_str().unwrap()]);
     killed_runs(&args, &[80, 200, 400]);
     let out = run_migrate_ok(&args);
     assert!(out.contains("summary: 20 users, 20 migrated, 0 failed"), "{out}");
-    assert_eq!(snapshots(from_spool.imap_port, &users, true, ""), source);
-    assert_eq!(uids(from_spool.imap_port), source_uids);
+    assert_eq!(snapshots(fe, &users, true, "INBOX."), source);
+    let no_prefix = |s: String| s.replace("\nINBOX.", "\n");
+    assert_eq!(no_prefix(uids(fe)), source_uids);
+    // cy01 stayed on the second back end, with its new message; the new
+    // users went to the first, where the front end places them.
+    let at_source = uid_snapshot_of_as(cyrus.imap_port, "cy01", "*");
+    assert_eq!(no_prefix(uid_snapshot_of_as(mu.backs[1].imap_port, "cy01", "*")), at_source);
+    assert!(inbox_count(mu.backs[0].imap_port, "user.cy01").contains("'NO'"));
+    assert!(inbox_count(mu.backs[0].imap_port, "user.cy06").contains("'OK'"));
+    assert!(inbox_count(mu.backs[1].imap_port, "user.cy06").contains("'NO'"));
     drop(cyrus);
 }
 

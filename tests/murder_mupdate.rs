@@ -897,6 +897,20 @@ fn our_backends_behind_a_cyrus_front_end(our_master: bool) {
         out.contains("\nt3 NO [REFERRAL imap://;AUTH=*@127.0.0.6/Other%20Users.yes1.proj] Remote mailbox.\n"),
         "{out}"
     );
+    // An admin asks the front end which back end holds a mailbox (the
+    // same answer as ours, tests/murder_proxy.rs).
+    let out = imap_raw(
+        fi,
+        &[
+            "LOGIN md5u testpw",
+            "GETMETADATA user.u7 /shared/vendor/cmu/cyrus-imapd/server",
+            "LOGOUT",
+        ],
+    );
+    assert!(
+        out.contains("\n* METADATA user.u7 (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127.0.0.5\")\nt1 OK Completed\n"),
+        "{out}"
+    );
     // A move through the Cyrus front end (RENAME to server!partition, as
     // its cmd_rename takes it): it sends XFER to our back end holding the
     // mailbox, which moves u7 to the other one.

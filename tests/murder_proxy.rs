@@ -215,7 +215,8 @@ print('logout', M.logout())
 /// client has used RLIST or RLSUB, SELECT and EXAMINE answer with a
 /// referral to the back end holding the mailbox (and STATUS with
 /// `proxyd_allow_status_referral`); `proxyd_disable_mailbox_referrals`
-/// turns it off and drops the capability.
+/// turns it off and drops the capability.  Admins learn a mailbox's back
+/// end from the `/shared/vendor/cmu/cyrus-imapd/server` entry.
 #[test]
 fn referrals_for_clients_that_use_rlist() {
     if !can_run("proxyd referrals", &[]) {
@@ -264,6 +265,49 @@ fn referrals_for_clients_that_use_rlist() {
     let mut conf = std::fs::read_to_string(&mu.fe.conf).unwrap();
     conf.push_str("proxyd_allow_status_referral: yes\n");
     std::fs::write(&mu.fe.conf, &conf).unwrap();
+    // An admin asks which back end holds a mailbox: answered by the front
+    // end, in the real Cyrus front end's words (tests/murder_mupdate.rs),
+    // as to users for mailboxes they may see.
+    let out = imap_raw(
+        f,
+        &[
+            "LOGIN md5u testpw",
+            "GETMETADATA user.yes1 /shared/vendor/cmu/cyrus-imapd/server",
+            "GETMETADATA user.u7 (/shared/vendor/cmu/cyrus-imapd/server)",
+            "LOGOUT",
+        ],
+    );
+    assert!(
+        out.contains("\n* METADATA user.yes1 (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127.0.0.3\")\nt1 OK Completed\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n* METADATA user.u7 (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127.0.0.2\")\nt2 OK Completed\n"),
+        "{out}"
+    );
+    let out = imap_raw(
+        f,
+        &[
+            "LOGIN u7 testpw",
+            "GETMETADATA INBOX /shared/vendor/cmu/cyrus-imapd/server",
+            "GETMETADATA \"Other Users.yes1.proj\" /shared/vendor/cmu/cyrus-imapd/server",
+            "GETMETADATA \"Other Users.yes1\" /shared/vendor/cmu/cyrus-imapd/server",
+            "LOGOUT",
+        ],
+    );
+    assert!(
+        out.contains("\n* METADATA INBOX (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127.0.0.2\")\nt1 OK Completed\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n* METADATA \"Other Users.yes1.proj\" (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127.0.0.3\")\nt2 OK"),
+        "{out}"
+    );
+    // yes1's INBOX is not u7's to see: the back end answers, not naming it.
+    assert!(
+        !out.contains("* METADATA \"Other Users.yes1\" (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127"),
+        "{out}"
+    );
     let (_imap2, f2) = mu.front("imapd", &[]);
     let out = imap_raw(f2, &["LOGIN u7 testpw", "RLSUB \"\" \"*\"", "STATUS INBOX (MESSAGES)", "LOGOUT"]);
     assert!(

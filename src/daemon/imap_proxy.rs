@@ -84,6 +84,18 @@ pub struct Router {
     /// `proxyd_disable_mailbox_referrals` is off.
     may_refer: bool,
     status_referral: bool,
+    /// The user is one of `admins`.
+    admin: bool,
+}
+
+/// The METADATA entry naming a mailbox's back end (Cyrus's
+/// `annotation_get_server`, answered by front ends only).
+pub const SERVER_ENTRY: &str = "/shared/vendor/cmu/cyrus-imapd/server";
+
+/// `GETMETADATA mailbox entry` or `(entry)` asking for SERVER_ENTRY alone.
+fn asks_server_entry(line: &[u8]) -> bool {
+    let t = String::from_utf8_lossy(line).trim_end().to_ascii_lowercase();
+    t.ends_with(&format!(" {SERVER_ENTRY}")) || t.ends_with(&format!(" ({SERVER_ENTRY})"))
 }
 
 /// An IMAP URL (RFC 5092) for a mailbox on `server`, as Cyrus's
@@ -116,6 +128,7 @@ impl Router {
         );
         let may_refer = !c.get_switch("proxyd_disable_mailbox_referrals");
         let status_referral = c.get_switch("proxyd_allow_status_referral");
+        let admin = c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
         let mut conns = HashMap::new();
         conns.insert(
             home.to_string(),
@@ -139,6 +152,7 @@ impl Router {
             referrals: false,
             may_refer,
             status_referral,
+            admin,
         }
     }
 
@@ -149,6 +163,16 @@ impl Router {
             Ok(Some((State::Active, s))) => Some(s),
             _ => None,
         }
+    }
+
+    /// The server of an active mailbox the user may look up (admins, or
+    /// `l` for the user or anyone in its ACL; groups are the back ends'
+    /// to resolve, so those are left to them).
+    async fn visible_server(&self, ext: &str) -> Option<String> {
+        let internal = self.ns.to_internal(ext).ok()?;
+        let e = self.front.entry(&internal).await.ok()??;
+        let may = self.admin || crate::daemon::imapd::mailboxes::rights_of(&e.acl, &[&self.user, "anyone"]).contains('l');
+        (e.state == State::Active && may).then(|| crate::store::murder::server_of(&e.location).to_string())
     }
 
     /// The server of the closest existing mailbox at or above `ext`.
@@ -229,6 +253,25 @@ impl Router {
                 None => stay(&self.sel),
             },
             "GETMETADATA" => {
+                // Cyrus's front ends answer the mailbox's server themselves
+                // (a proxy-only entry), to admins and to users with the
+                // `l` right, from the MUPDATE copy.
+                if h.args.len() == 2 {
+                    if let (Some(m), true) = (first_str(0), asks_server_entry(line)) {
+                        if let Some(server) = self.visible_server(&m).await {
+                            let mut out = b"* METADATA ".to_vec();
+                            crate::daemon::imapd::mailboxes::astring(&mut out, m.as_bytes());
+                            out.extend_from_slice(format!(" (\"{SERVER_ENTRY}\" ").as_bytes());
+                            crate::proto::imap::render::string(&mut out, server.as_bytes());
+                            out.extend_from_slice(format!(")\r\n{} OK Completed\r\n", h.tag).as_bytes());
+                            return Route {
+                                server: self.cur.clone(),
+                                answer: Some(String::from_utf8_lossy(&out).into_owned()),
+                                ..Route::default()
+                            };
+                        }
+                    }
+                }
                 let m = h.args.iter().find_map(|a| match a {
                     Arg::Str(s) => Some(s.clone()),
                     _ => None,

@@ -91,6 +91,33 @@ impl Imap {
         Ok(status)
     }
 
+    /// The back end holding the internal mailbox `name`, as a Murder
+    /// front end answers for it (the `/shared/vendor/cmu/cyrus-imapd/server`
+    /// entry, which Cyrus's front ends answer and back ends do not); None
+    /// from a back end, or for a mailbox no server holds yet.
+    pub(super) async fn murder_server(&mut self, name: &str) -> Result<Option<String>, String> {
+        let (resps, _) = self.cmd(b"LIST \"\" \"\"").await?;
+        let delim = resps.iter().find_map(|r| parse_list(r, "LIST")).map_or('.', |l| l.1);
+        let ext: String = if delim == '.' {
+            name.to_string()
+        } else {
+            name.chars()
+                .map(|c| match c {
+                    '.' => delim,
+                    '^' => '.',
+                    c => c,
+                })
+                .collect()
+        };
+        let rest = format!(" {}", crate::daemon::imap_proxy::SERVER_ENTRY);
+        let Ok((resps, _)) = self.cmd_mbox("GETMETADATA", &ext, &rest).await else {
+            return Ok(None);
+        };
+        Ok(resps
+            .iter()
+            .find_map(|r| metadata_value(r, crate::daemon::imap_proxy::SERVER_ENTRY)))
+    }
+
     /// A command whose last argument is a mailbox name.
     pub(super) async fn cmd_mbox(&mut self, verb: &str, name: &str, rest: &str) -> Result<(Vec<Vec<u8>>, String), String> {
         let mut c = format!("{verb} ").into_bytes();
@@ -247,6 +274,18 @@ fn quoted(it: &mut impl Iterator<Item = char>) -> String {
         }
     }
     w
+}
+
+/// `* METADATA mailbox (... entry "value" ...)` → the entry's value (quoted
+/// or atom; NIL is none).
+pub(super) fn metadata_value(resp: &[u8], entry: &str) -> Option<String> {
+    let t = String::from_utf8_lossy(resp);
+    if !t.starts_with("* METADATA ") {
+        return None;
+    }
+    let w = words(&t.replace(['(', ')'], " "));
+    let i = w.iter().position(|x| x.eq_ignore_ascii_case(entry))?;
+    w.get(i + 1).filter(|v| !v.eq_ignore_ascii_case("NIL")).cloned()
 }
 
 /// The words of a response line: atoms and quoted strings.

@@ -772,6 +772,15 @@ mod tests {
         let acl = parse_acl(&[b"* ACL \"INBOX.Old mail\" u7 lrswipkxtecdan \"group:staff\" lrs\r\n".to_vec()]);
         assert_eq!(acl.get("u7").map(String::as_str), Some("lrswipkxtecdan"));
         assert_eq!(acl.get("group:staff").map(String::as_str), Some("lrs"));
+        // The real Cyrus front end's answer, and a back end's.
+        let e = "/shared/vendor/cmu/cyrus-imapd/server";
+        let cyrus = b"* METADATA user.u7 (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127.0.0.5\")\r\n";
+        assert_eq!(metadata_value(cyrus, e).as_deref(), Some("127.0.0.5"));
+        assert_eq!(
+            metadata_value(b"* METADATA INBOX (\"/shared/vendor/cmu/cyrus-imapd/server\" NIL)\r\n", e),
+            None
+        );
+        assert_eq!(metadata_value(b"* LIST () \".\" x\r\n", e), None);
     }
 
     #[test]

@@ -104,6 +104,16 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
         .ok_or_else(|| format!("{user}: a spool source needs -A admin:password for the destination"))?;
     let mut dst = Imap::connect(&o.dest).await?;
     dst.login("", admin, pw).await?;
+    // Through a Murder front end: a user who has a back end already is
+    // written there directly (XAPPLY is a back end's command); a new one
+    // goes through the front end, which passes the commands to the back
+    // end it places new users on, and that back end tells the MUPDATE
+    // master.  (Shared mailboxes follow the first of them.)
+    if let Some(server) = dst.murder_server(&plan[0].0.header.name).await? {
+        let _ = dst.cmd(b"LOGOUT").await;
+        dst = Imap::connect(&server).await?;
+        dst.login("", admin, pw).await?;
+    }
     for (m, ix, live) in &plan {
         let h = &m.header;
         let mb = XMailbox {
