@@ -778,3 +778,63 @@ print('ok')
     let out = probe(b.imap_port, "yes1", &[]);
     assert!(out.contains("select NO"), "{out}");
 }
+
+/// A Murder whose nodes take groups from the directory (`auth_mech:
+/// pts`): a folder on one back end shared with a group shows in the LIST
+/// of a member whose INBOX is on the other, through the front end, and
+/// opens there; others do not see it.
+#[test]
+fn group_folders_across_a_murder() {
+    if !can_run(
+        "ldap groups in a murder",
+        &["/usr/sbin/slapd", "/usr/bin/ldapmodify", "/usr/bin/unshare"],
+    ) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let slapd = Slapd::start_with(&d.path().join("slapd"), None, "");
+    let url = slapd.url();
+    let mut ldif = format!("dn: ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n\n");
+    for u in ["u7", "yes1", "md5u"] {
+        ldif.push_str(&format!(
+            "dn: uid={u},ou=people,{LDAP_BASE}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u}\nsn: {u}\n\n"
+        ));
+    }
+    ldif.push_str(&format!(
+        "dn: cn=Staff,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: Staff\ngidNumber: 20000\nmemberUid: u7\n"
+    ));
+    ldapmodify(&url, &ldif);
+    let pts = format!(
+        "auth_mech: pts\npts_module: ldap\nldap_uri: {url}\nldap_sasl: no\n\
+         ldap_base: ou=people,{LDAP_BASE}\nldap_filter: (uid=%u)\nldap_group_base: ou=groups,{LDAP_BASE}\n\
+         ldap_group_filter: (cn=%u)\nldap_timeout: 3\nldap_member_method: filter\n\
+         ldap_member_base: ou=groups,{LDAP_BASE}\nldap_member_filter: (memberUid=%u)\nldap_member_attribute: cn\n"
+    );
+    let t = d.path().join("murder");
+    std::fs::create_dir_all(&t).unwrap();
+    let mu = harness::murder::Murder::start_with(
+        &t,
+        &format!("proxyservers: md5u\nproxy_authname: md5u\nproxy_password: testpw\n{pts}"),
+        &format!("proxy_authname: md5u\nproxy_password: testpw\n{pts}"),
+    );
+    // The folder is on the second back end (yes1's), u7's INBOX on the first.
+    let out = harness::murder::imap_admin(
+        mu.backs[1].imap_port,
+        &["CREATE projects", "SETACL projects group:Staff lrs", "DELETEACL projects anyone"],
+    );
+    assert_eq!(out.matches("-> OK").count(), 3, "{out}");
+    let out = python(
+        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('md5u', 'testpw')\n\
+         print(M.append('projects', None, None, b'Subject: plan\\r\\n\\r\\nthe plan\\r\\n'))\n",
+        &[&mu.backs[1].imap_port.to_string()],
+    );
+    assert!(out.contains("'OK'"), "{out}");
+    let (_proxyd, fe) = mu.front("proxyd", &[]);
+    let visit = "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login(sys.argv[2], 'testpw')\n\
+                 print('list', M.list('\"\"', '*'))\nprint('select', M.select('\"Shared Folders.projects\"', readonly=True))\n";
+    let out = python(visit, &[&fe.to_string(), "u7"]);
+    assert!(out.contains(" \"Shared Folders.projects\"'"), "a Staff member lists it: {out}");
+    assert!(out.contains("select ('OK', [b'1'])"), "{out}");
+    let out = python(visit, &[&fe.to_string(), "yes1"]);
+    assert!(!out.contains("projects'") && out.contains("select ('NO'"), "{out}");
+}

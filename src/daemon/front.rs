@@ -22,6 +22,9 @@ pub struct Front {
     lookup: Lookup,
     kick: PathBuf,
     sessions: std::sync::atomic::AtomicU64,
+    /// `auth_mech: pts`: users' `group:` identifiers, so that LIST
+    /// reaches the back ends of folders shared with their groups.
+    pts: Option<crate::auth::pts::Pts>,
 }
 
 /// Whether imapd.conf makes this host a dedicated front end (Cyrus:
@@ -49,7 +52,9 @@ impl Front {
         let conf = ImapdConf::load(config, Some(&ident)).map_err(|e| e.to_string())?;
         let log = Arc::new(Logger::for_cyrus(&conf, &ident)?);
         let configdir = PathBuf::from(conf.path_option("configdirectory").unwrap_or_default());
+        let pts = crate::auth::pts::from_conf(&conf)?;
         Ok(Front {
+            pts,
             servername: super::cyrus::servername(&conf),
             lookup: Lookup::new(&configdir.join(crate::store::murder::FILE)),
             kick: configdir.join("socket/mupdate.target"),
@@ -83,11 +88,30 @@ impl Front {
         Ok(None)
     }
 
-    /// The back ends holding mailboxes `user` may see (by ACL: the user
-    /// or anyone; every back end for an admin), from the replica.
+    /// The back ends holding mailboxes `user` may see (by ACL: the user,
+    /// anyone, or one of the user's groups under `auth_mech: pts`; every
+    /// back end for an admin), from the replica.  When the directory
+    /// cannot be asked, the groups' back ends are left out (logged); the
+    /// back ends themselves decide what is shown.
     pub async fn list_servers(&self, user: &str) -> Vec<String> {
         let admin = self.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
-        let ids: Vec<&str> = if admin { Vec::new() } else { vec![user, "anyone", "anonymous"] };
+        let mut groups = Vec::new();
+        if let (Some(pts), false) = (&self.pts, admin) {
+            match pts.groups(user).await {
+                Ok((g, note)) => {
+                    if let Some(n) = note {
+                        self.log
+                            .warning(&format!("ptload(): groups of {user}: {n}; using the expired cached list"));
+                    }
+                    groups = g;
+                }
+                Err(e) => self
+                    .log
+                    .error(&format!("ptload(): groups of {user}: {e}; LIST without their folders")),
+            }
+        }
+        let mut ids: Vec<&str> = if admin { Vec::new() } else { vec![user, "anyone", "anonymous"] };
+        ids.extend(groups.iter().map(String::as_str));
         match tokio::task::block_in_place(|| self.lookup.servers_for(&ids)) {
             Ok(v) => v,
             Err(e) => {
