@@ -327,3 +327,66 @@ fn referrals_for_clients_that_use_rlist() {
     );
     assert!(out.contains("\nt3 OK"), "{out}");
 }
+
+/// Mailbox names sent as literals (synchronizing, where the front end
+/// gives the `+` itself, and LITERAL+) are routed like quoted ones: SELECT,
+/// STATUS, APPEND and COPY reach the back end holding the mailbox.
+#[test]
+fn literal_mailbox_names_are_routed() {
+    if !can_run("proxyd literal names", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mu = Murder::start(t.path());
+    let (_imap, f) = mu.front("imapd", &[]);
+    let out = python(
+        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))\nM.login('yes1', 'testpw')\n\
+         print(M.create('proj'))\nprint(M.setacl('proj', 'u7', 'lrswi'))\n\
+         print(M.append('proj', None, None, b'Subject: in proj\\r\\n\\r\\nx\\r\\n'))\nM.logout()\n",
+        &[&f.to_string()],
+    );
+    assert!(!out.contains("'NO'"), "{out}");
+    // A client that waits for each continuation, as the RFC says.
+    let script = r#"
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+f = s.makefile('rb')
+def line():
+    l = f.readline()
+    print('S:', l.decode().rstrip())
+    return l
+def until(tag):
+    while not line().startswith(tag.encode() + b' '):
+        pass
+line()
+s.sendall(b'a1 LOGIN u7 testpw\r\n'); until('a1')
+name = b'Other Users.yes1.proj'
+s.sendall(b'a2 SELECT {%d}\r\n' % len(name))
+assert line().startswith(b'+ '), 'continuation'
+s.sendall(name + b'\r\n'); until('a2')
+s.sendall(b'a3 STATUS {%d+}\r\n%s (MESSAGES)\r\n' % (len(name), name)); until('a3')
+msg = b'Subject: appended\r\n\r\ny\r\n'
+s.sendall(b'a4 APPEND {%d+}\r\n%s {%d}\r\n' % (len(name), name, len(msg)))
+assert line().startswith(b'+ '), 'the back end asks for the message'
+s.sendall(msg + b'\r\n'); until('a4')
+s.sendall(b'a5 COPY 1 {5}\r\n')
+assert line().startswith(b'+ ')
+s.sendall(b'INBOX\r\n'); until('a5')
+s.sendall(b'a6 SELECT INBOX\r\n'); until('a6')
+s.sendall(b'a7 LOGOUT\r\n'); until('a7')
+"#;
+    let out = python(script, &[&f.to_string()]);
+    assert!(out.contains("S: * 1 EXISTS") && out.contains("S: a2 OK [READ-WRITE]"), "{out}");
+    assert!(out.contains("S: * STATUS \"Other Users.yes1.proj\" (MESSAGES 1)"), "{out}");
+    assert!(out.contains("S: a4 OK [APPENDUID"), "{out}");
+    assert!(out.contains("S: a5 OK [COPYUID"), "{out}");
+    let inbox = out.split("a5 OK").nth(1).unwrap_or("");
+    assert!(inbox.contains("S: * 1 EXISTS") && inbox.contains("S: a6 OK"), "{out}");
+    // The APPEND went to yes1's folder on the other back end.
+    let out = python(
+        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))\nM.login('yes1', 'testpw')\n\
+         print(M.select('proj'))\nM.logout()\n",
+        &[&mu.backs[1].imap_port.to_string()],
+    );
+    assert!(out.contains("('OK', [b'2'])"), "{out}");
+}

@@ -15,7 +15,7 @@
 //! command answers its literal continuations.
 
 use super::front::{Front, BACKEND_TIMEOUT};
-use crate::proto::imap::stream::{head_words, Arg, ClientScan, Piece, ServerScan};
+use crate::proto::imap::stream::{head_words, Arg, ClientScan, NameLiteral, Piece, ServerScan};
 use crate::store::murder::State;
 use crate::store::names::Namespace;
 use std::collections::HashMap;
@@ -86,6 +86,20 @@ pub struct Router {
     status_referral: bool,
     /// The user is one of `admins`.
     admin: bool,
+}
+
+/// A command routed by the mailbox its argument names, when that name
+/// is a short literal ending the first line.
+fn name_literal(line: &[u8]) -> Option<NameLiteral> {
+    let h = head_words(line, 0)?;
+    let pos = match h.name.as_str() {
+        "SELECT" | "EXAMINE" | "STATUS" | "APPEND" | "DELETE" | "RENAME" | "CREATE" | "GETACL" | "SETACL" | "DELETEACL" | "LISTRIGHTS"
+        | "MYRIGHTS" | "GETQUOTAROOT" | "GETQUOTA" | "SETQUOTA" | "SETMETADATA" | "GETMETADATA" | "XFER" | "LOCALDELETE"
+        | "MUPDATEPUSH" | "RECONSTRUCT" => 0,
+        "COPY" | "MOVE" => 1,
+        _ => return None,
+    };
+    NameLiteral::start(line, pos)
 }
 
 /// The METADATA entry naming a mailbox's back end (Cyrus's
@@ -385,11 +399,44 @@ impl Router {
         let mut held: Option<(Vec<u8>, Route)> = None;
         // Where the rest of the current command goes (None: dropped).
         let mut target: Option<String> = Some(self.cur.clone());
+        // A command routed by a mailbox name sent as a literal, gathered
+        // up to the end of that name's line before it is routed.
+        let mut gather: Option<NameLiteral> = None;
         loop {
             // Route and forward what the client has sent.
             while held.is_none() {
+                if let Some(g) = gather.as_mut().filter(|g| g.sync && !g.acked) {
+                    // The client waits for a continuation before the name;
+                    // it is ours to give, once the back end in use has
+                    // answered everything (no interleaving).
+                    if !self.conns.get(&self.cur).is_none_or(Back::quiet) {
+                        break;
+                    }
+                    if cw.write_all(b"+ go ahead\r\n").await.is_err() || cw.flush().await.is_err() {
+                        return;
+                    }
+                    g.acked = true;
+                }
                 let Some(p) = scan.next(&inq) else { break };
                 match p {
+                    Piece::Pass(n) if gather.is_some() => {
+                        let g = gather.as_mut().expect("gathering");
+                        g.bytes.extend(inq.drain(..n));
+                        if g.complete(&scan) {
+                            let (fwd, line) = gather.take().expect("gathering").finish();
+                            let r = self.route(&line).await;
+                            held = Some((fwd, r));
+                        } else if g.bytes.len() > crate::proto::imap::stream::MAX_HEAD {
+                            // No end of line in sight: sent on unrouted,
+                            // the rest following as it comes.
+                            let (fwd, _) = gather.take().expect("gathering").finish();
+                            let r = Route {
+                                server: self.cur.clone(),
+                                ..Route::default()
+                            };
+                            held = Some((fwd, r));
+                        }
+                    }
                     Piece::Pass(n) => {
                         if let Some(t) = &target {
                             let b = self.conns.get_mut(t).expect("target is connected");
@@ -401,6 +448,10 @@ impl Router {
                     }
                     Piece::Head(n) => {
                         let line: Vec<u8> = inq.drain(..n).collect();
+                        if let Some(g) = name_literal(&line) {
+                            gather = Some(g);
+                            continue;
+                        }
                         let r = self.route(&line).await;
                         held = Some((line, r));
                     }

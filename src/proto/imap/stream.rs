@@ -76,6 +76,89 @@ impl ClientScan {
     pub fn idle(&self) -> bool {
         self.lit_left == 0 && !self.in_cmd && !self.long_line
     }
+
+    /// Whether the last line read ended in a literal still to come.
+    pub fn literal_pending(&self) -> bool {
+        self.lit_left > 0
+    }
+}
+
+/// The longest literal taken as a mailbox name to route by.
+pub const NAME_LITERAL_MAX: u64 = 1024;
+
+/// A command whose routing mailbox name is a literal (`SELECT {5}`,
+/// `COPY 1:3 {8+}`): its bytes are gathered up to the end of the line
+/// after that literal (or up to the next literal's marker, an APPEND's
+/// message), so that the proxy can route it like a quoted name.
+#[derive(Debug)]
+pub struct NameLiteral {
+    /// The command so far (first line, literal, rest of line).
+    pub bytes: Vec<u8>,
+    /// Where the name's `{n}` marker starts in `bytes`.
+    marker_at: usize,
+    /// Where the literal's data starts.
+    data_at: usize,
+    len: usize,
+    /// A synchronizing literal: the proxy sends the `+` itself...
+    pub sync: bool,
+    /// ... and has sent it.
+    pub acked: bool,
+}
+
+impl NameLiteral {
+    /// For a first line whose argument `pos` (the mailbox name that
+    /// routes it) is a short literal ending the line.
+    pub fn start(line: &[u8], pos: usize) -> Option<NameLiteral> {
+        let h = head_words(line, pos + 2)?;
+        if h.args.len() != pos + 1 || h.args[pos] != Arg::Literal {
+            return None;
+        }
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let (n, nonsync) = crate::proto::imap::command::literal_marker(body)?;
+        if n > NAME_LITERAL_MAX {
+            return None;
+        }
+        Some(NameLiteral {
+            bytes: line.to_vec(),
+            marker_at: body.iter().rposition(|&c| c == b'{')?,
+            data_at: line.len(),
+            len: n as usize,
+            sync: !nonsync,
+            acked: false,
+        })
+    }
+
+    /// Whether the gathered bytes reach the end of the name's line
+    /// (`scan` has read them all).
+    pub fn complete(&self, scan: &ClientScan) -> bool {
+        self.bytes.len() > self.data_at + self.len && self.bytes.ends_with(b"\n") && (scan.idle() || scan.literal_pending())
+    }
+
+    /// The bytes to send on (a synchronizing marker made non-synchronizing:
+    /// the client has had its `+`) and the line to route by (the name as
+    /// a quoted string).
+    pub fn finish(self) -> (Vec<u8>, Vec<u8>) {
+        let mut fwd = self.bytes.clone();
+        if self.sync {
+            // Before the marker's `}` (the line ends `}\r\n` or `}\n`).
+            let close = self.data_at - 2 - usize::from(fwd[..self.data_at].ends_with(b"\r\n"));
+            fwd.insert(close, b'+');
+        }
+        let end = (self.data_at + self.len).min(self.bytes.len());
+        let name = &self.bytes[self.data_at..end];
+        let mut line = self.bytes[..self.marker_at].to_vec();
+        line.push(b'"');
+        for &c in name {
+            if c == b'"' || c == b'\\' {
+                line.push(b'\\');
+            }
+            line.push(c);
+        }
+        line.push(b'"');
+        line.extend_from_slice(&self.bytes[end..]);
+        (fwd, line)
+    }
 }
 
 /// An argument of a command head.
@@ -345,6 +428,46 @@ pub fn fetched(resp: &[u8]) -> Option<Fetched> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feeds `input` through a scanner into a NameLiteral started on its
+    /// first line; the forwarded bytes and the routing line once complete.
+    fn gathered(input: &[u8], pos: usize) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        let mut s = ClientScan::default();
+        let mut buf = input.to_vec();
+        let Some(Piece::Head(n)) = s.next(&buf) else { return None };
+        let mut g = NameLiteral::start(&buf[..n], pos)?;
+        buf.drain(..n);
+        while !g.complete(&s) {
+            let Some(Piece::Pass(n)) = s.next(&buf) else { return None };
+            g.bytes.extend(buf.drain(..n));
+        }
+        let (fwd, line) = g.finish();
+        Some((fwd, line, buf))
+    }
+
+    #[test]
+    fn literal_mailbox_names_are_gathered() {
+        let (fwd, line, rest) = gathered(b"a SELECT {5}\r\nINBOX\r\nb NOOP\r\n", 0).unwrap();
+        assert_eq!(fwd, b"a SELECT {5+}\r\nINBOX\r\n");
+        assert_eq!(line, b"a SELECT \"INBOX\"\r\n");
+        assert_eq!(rest, b"b NOOP\r\n");
+        let (fwd, line, _) = gathered(b"a STATUS {8+}\r\nSh\"ared\\ (MESSAGES)\r\n", 0).unwrap();
+        assert_eq!(fwd, b"a STATUS {8+}\r\nSh\"ared\\ (MESSAGES)\r\n");
+        assert_eq!(line, b"a STATUS \"Sh\\\"ared\\\\\" (MESSAGES)\r\n");
+        assert_eq!(head_words(&line, 1).unwrap().args, vec![Arg::Str("Sh\"ared\\".into())]);
+        // APPEND: up to the message's literal, which passes as it comes.
+        let (fwd, line, rest) = gathered(b"a APPEND {4}\r\nWork (\\Seen) {3}\r\nabc\r\n", 0).unwrap();
+        assert_eq!(fwd, b"a APPEND {4+}\r\nWork (\\Seen) {3}\r\n");
+        assert_eq!(line, b"a APPEND \"Work\" (\\Seen) {3}\r\n");
+        assert_eq!(rest, b"abc\r\n");
+        // COPY routes by its second argument.
+        let (_, line, _) = gathered(b"a UID COPY 1:3 {4}\r\nWork\r\n", 1).unwrap();
+        assert_eq!(line, b"a UID COPY 1:3 \"Work\"\r\n");
+        // A literal in another place, or too long for a name, is not.
+        assert!(gathered(b"a COPY {3}\r\n1:3 Work\r\n", 1).is_none());
+        assert!(gathered(b"a SELECT {5000}\r\n", 0).is_none());
+        assert!(gathered(b"a SELECT INBOX\r\n", 0).is_none());
+    }
 
     fn pieces(input: &[u8], chunk: usize) -> Vec<(bool, Vec<u8>)> {
         let mut s = ClientScan::default();
