@@ -106,6 +106,16 @@ pub(super) fn render_fetch(
         sep(&mut out);
         out.extend_from_slice(b"THREADID (NIL)");
     }
+    if has(&FetchItem::Preview) {
+        if let Some(d) = data {
+            sep(&mut out);
+            out.extend_from_slice(b"PREVIEW ");
+            match preview(d) {
+                Some(t) => render::string(&mut out, t.as_bytes()),
+                None => out.extend_from_slice(b"NIL"),
+            }
+        }
+    }
     // RFC822.HEADER, RFC822.TEXT and RFC822 come before the sections.
     let rfc822: Vec<&FetchItem> = [FetchItem::Rfc822Header, FetchItem::Rfc822Text, FetchItem::Rfc822]
         .iter()
@@ -276,4 +286,141 @@ pub(super) fn imap_date(t: i64) -> String {
 pub(super) fn email_id(guid: &[u8]) -> String {
     let g: String = guid.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("M{g}")
+}
+
+/// The longest PREVIEW (RFC 8970: at most 256 characters).
+const PREVIEW_CHARS: usize = 256;
+
+/// PREVIEW text (RFC 8970): the first text/plain part (else the first
+/// text/html one, its markup removed) decoded to UTF-8, runs of white
+/// space made one space, at most PREVIEW_CHARS characters; None when the
+/// message has no text part.
+pub(super) fn preview(data: &[u8]) -> Option<String> {
+    let p = mime::parse(data);
+    let mut leaves = Vec::new();
+    let mut stack = vec![&p];
+    while let Some(part) = stack.pop() {
+        if let Some(m) = &part.message {
+            stack.push(m);
+        } else if part.children.is_empty() {
+            leaves.push(part);
+        }
+        for c in part.children.iter().rev() {
+            stack.push(c);
+        }
+    }
+    // No Content-Type: text/plain (message/rfc822 in a digest).
+    let is = |part: &&mime::Part, sub: &str| {
+        (part.ctype.ty.is_empty() && !part.default_digest && sub == "plain") || (part.ctype.ty == "text" && part.ctype.subtype == sub)
+    };
+    let (part, html) = match leaves.iter().find(|l| is(l, "plain")) {
+        Some(l) => (*l, false),
+        None => (*leaves.iter().find(|l| is(l, "html"))?, true),
+    };
+    let raw = render::decode_body(data, part).unwrap_or_else(|| part.body(data).to_vec());
+    let latin = part.ctype.param("charset").is_some_and(|c| {
+        c.eq_ignore_ascii_case("iso-8859-1") || c.eq_ignore_ascii_case("windows-1252") || c.eq_ignore_ascii_case("latin1")
+    });
+    let mut text: String = if latin {
+        raw.iter().map(|&b| b as char).collect()
+    } else {
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    if html {
+        text = strip_markup(&text);
+    }
+    let mut out = String::new();
+    let mut n = 0;
+    for w in text.split_whitespace() {
+        for ch in (!out.is_empty()).then_some(' ').into_iter().chain(w.chars()) {
+            if n == PREVIEW_CHARS {
+                return Some(out);
+            }
+            out.push(ch);
+            n += 1;
+        }
+    }
+    Some(out)
+}
+
+/// HTML's text: tags, comments, and style and script elements dropped,
+/// the common entities decoded.
+fn strip_markup(html: &str) -> String {
+    let mut out = String::new();
+    let lower = html.to_ascii_lowercase();
+    let mut i = 0;
+    while i < html.len() {
+        let rest = &lower[i..];
+        if rest.starts_with("<!--") {
+            i += rest.find("-->").map_or(rest.len(), |e| e + 3);
+        } else if rest.starts_with("<style") || rest.starts_with("<script") {
+            let close = if rest.starts_with("<style") { "</style" } else { "</script" };
+            i += rest.find(close).map_or(rest.len(), |e| e + close.len());
+            i += lower[i..].find('>').map_or(lower.len() - i, |e| e + 1);
+        } else if rest.starts_with('<') {
+            i += rest.find('>').map_or(rest.len(), |e| e + 1);
+            out.push(' ');
+        } else if rest.starts_with('&') {
+            let ent = rest[1..].find(';').filter(|e| *e <= 8).map(|e| &rest[1..e + 1]);
+            let ch = match ent {
+                Some("amp") => Some('&'),
+                Some("lt") => Some('<'),
+                Some("gt") => Some('>'),
+                Some("quot") => Some('"'),
+                Some("apos") => Some('\''),
+                Some("nbsp") => Some(' '),
+                Some(e) if e.starts_with('#') => {
+                    let num = e[1..]
+                        .strip_prefix('x')
+                        .map_or_else(|| e[1..].parse().ok(), |h| u32::from_str_radix(h, 16).ok());
+                    num.and_then(char::from_u32)
+                }
+                _ => None,
+            };
+            match (ch, ent) {
+                (Some(c), Some(e)) => {
+                    out.push(c);
+                    i += e.len() + 2;
+                }
+                _ => {
+                    out.push('&');
+                    i += 1;
+                }
+            }
+        } else {
+            let ch = html[i..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preview;
+
+    #[test]
+    fn preview_text() {
+        // The first text/plain part, white space collapsed.
+        let m = b"Subject: x\r\n\r\n  Hello,\r\n\r\n  see   you\ttomorrow.\r\n";
+        assert_eq!(preview(m).as_deref(), Some("Hello, see you tomorrow."));
+        // Quoted-printable Latin-1, decoded to UTF-8.
+        let m =
+            b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe aus K=F6ln\r\n";
+        assert_eq!(preview(m).as_deref(), Some("Grüße aus Köln"));
+        // HTML only: markup, comments, style and entities.
+        let m = b"Content-Type: text/html\r\n\r\n<html><head><style>p{color:red}</style></head><body><!-- c --><p>Fish &amp; chips</p><p>&#8364;5&nbsp;only</p></body></html>\r\n";
+        assert_eq!(preview(m).as_deref(), Some("Fish & chips \u{20ac}5 only"));
+        // multipart/alternative: the plain part wins, wherever it is.
+        let m = b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<b>bold</b>\r\n--b\r\nContent-Type: text/plain\r\n\r\nplain one\r\n--b--\r\n";
+        assert_eq!(preview(m).as_deref(), Some("plain one"));
+        // No text at all: NIL; at most 256 characters, whole characters.
+        let m = b"Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n";
+        assert_eq!(preview(m), None);
+        let long = format!("Subject: x\r\n\r\n{}\r\n", "\u{e9}".repeat(400));
+        let p = preview(long.as_bytes()).unwrap();
+        assert_eq!(p.chars().count(), 256);
+        assert!(p.chars().all(|c| c == '\u{e9}'));
+    }
 }

@@ -541,6 +541,7 @@ impl Session {
                     | FetchItem::BodySection { .. }
                     | FetchItem::Binary { .. }
                     | FetchItem::BinarySize(_)
+                    | FetchItem::Preview
             )
         });
         let needs_cache: u8 = items

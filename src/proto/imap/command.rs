@@ -100,6 +100,8 @@ pub enum FetchItem {
     /// OBJECTID (RFC 8474): always NIL here (no conversations), as Cyrus
     /// without `conversations`.
     ThreadId,
+    /// PREVIEW (RFC 8970), `(LAZY)` or not: computed either way.
+    Preview,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -87,6 +87,27 @@ pub(super) fn fetch_att(p: &mut P, out: &mut Vec<FetchItem>) -> Result<(), Strin
         "SAVEDATE" => out.push(SaveDate),
         "EMAILID" => out.push(EmailId),
         "THREADID" => out.push(ThreadId),
+        "PREVIEW" => {
+            // [SP "(" preview-mod *(SP preview-mod) ")"]; LAZY is the
+            // only modifier.
+            if p.s[p.i..].starts_with(b" (") {
+                p.i += 2;
+                loop {
+                    let st = p.i;
+                    while p.peek().is_some_and(|c| c.is_ascii_alphanumeric()) {
+                        p.i += 1;
+                    }
+                    if !p.s[st..p.i].eq_ignore_ascii_case(b"LAZY") {
+                        return err("Invalid preview modifier");
+                    }
+                    if !p.eat(b' ') {
+                        break;
+                    }
+                }
+                p.expect(b')')?;
+            }
+            out.push(Preview);
+        }
         "BODY" | "BODY.PEEK" => {
             if p.peek() != Some(b'[') {
                 if name == "BODY" {
