@@ -244,7 +244,7 @@ impl Session {
     /// logging in); after login LOGINDISABLED as Cyrus shows it.
     pub fn capabilities_full(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL BINARY CHILDREN CONDSTORE CREATE-SPECIAL-USE ESEARCH LIST-EXTENDED \
+            "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL BINARY CHILDREN CONDSTORE CREATE-SPECIAL-USE ESEARCH ESORT LIST-EXTENDED \
              LIST-MYRIGHTS LIST-STATUS MAILBOX-REFERRALS METADATA MOVE MULTIAPPEND NAMESPACE OBJECTID PREVIEW QRESYNC QUOTA RIGHTS=kxten \
              SAVEDATE SEARCHRES SORT SORT=DISPLAY SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT UTF8=ACCEPT WITHIN XLIST",
         );
@@ -487,8 +487,15 @@ impl Session {
                 unchangedsince,
             } => Box::pin(self.store(&tag, c.uid, set, mode, silent, flags, unchangedsince)).await,
             Kind::Search { ret, charset, key } => Box::pin(self.search(&tag, c.uid, ret, charset, key)).await,
-            Kind::Sort { criteria, charset, key } => Box::pin(self.sort_or_thread(&tag, c.uid, Some(criteria), "", &charset, key)).await,
-            Kind::Thread { algorithm, charset, key } => Box::pin(self.sort_or_thread(&tag, c.uid, None, &algorithm, &charset, key)).await,
+            Kind::Sort {
+                ret,
+                criteria,
+                charset,
+                key,
+            } => Box::pin(self.sort_or_thread(&tag, c.uid, Some(criteria), ret, "", &charset, key)).await,
+            Kind::Thread { algorithm, charset, key } => {
+                Box::pin(self.sort_or_thread(&tag, c.uid, None, None, &algorithm, &charset, key)).await
+            }
             Kind::Copy(set, m) => Box::pin(self.copy(&tag, c.uid, set, &m, false)).await,
             Kind::Move(set, m) => Box::pin(self.copy(&tag, c.uid, set, &m, true)).await,
         }

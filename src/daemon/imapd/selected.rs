@@ -1035,6 +1035,7 @@ impl Session {
         tag: &str,
         uid: bool,
         criteria: Option<Vec<(String, bool)>>,
+        ret: Option<Vec<String>>,
         algorithm: &str,
         charset: &str,
         key: SearchKey,
@@ -1144,7 +1145,40 @@ impl Session {
             Ok(Err(e)) => return self.tagged(tag, &super::mailboxes::store_err(&e)).await,
             Err(_) => return self.tagged(tag, "NO [SERVERBUG] System I/O error").await,
         };
-        let line = if criteria.is_some() {
+        let line = if let (Some(_), Some(opts)) = (&criteria, ret) {
+            // ESORT (RFC 5267) as Cyrus answers it: COUNT, MIN, MAX (the
+            // lowest and highest numbers), then ALL in the sort order.
+            sort::sort(&mut infos, &crit);
+            let nums: Vec<u32> = infos.iter().map(|m| if uid { m.uid } else { m.seq }).collect();
+            let opts = if opts.is_empty() { vec!["ALL".to_string()] } else { opts };
+            if opts.iter().any(|o| o == "SAVE") {
+                if let Some(s) = &mut self.sel {
+                    let mut saved: Vec<u32> = infos.iter().map(|m| m.uid).collect();
+                    saved.sort_unstable();
+                    s.saved = saved;
+                }
+            }
+            let mut l = format!("* ESEARCH (TAG \"{tag}\")");
+            if uid {
+                l.push_str(" UID");
+            }
+            let has = |o: &str| opts.iter().any(|x| x == o);
+            if has("COUNT") {
+                l.push_str(&format!(" COUNT {}", nums.len()));
+            }
+            if let (Some(min), Some(max)) = (nums.iter().min(), nums.iter().max()) {
+                if has("MIN") {
+                    l.push_str(&format!(" MIN {min}"));
+                }
+                if has("MAX") {
+                    l.push_str(&format!(" MAX {max}"));
+                }
+                if has("ALL") {
+                    l.push_str(&format!(" ALL {}", ordered_set(&nums)));
+                }
+            }
+            l
+        } else if criteria.is_some() {
             sort::sort(&mut infos, &crit);
             let mut l = String::from("* SORT");
             for m in &infos {
@@ -1269,4 +1303,27 @@ impl Session {
 #[allow(dead_code)]
 fn _astring_used(o: &mut Vec<u8>) {
     astring(o, b"x");
+}
+
+/// Numbers in their given order as a sequence set: runs of consecutive
+/// ascending numbers as ranges (RFC 5267's ALL for ESORT).
+fn ordered_set(nums: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < nums.len() {
+        let mut j = i;
+        while j + 1 < nums.len() && nums[j + 1] == nums[j].wrapping_add(1) {
+            j += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if j > i {
+            out.push_str(&format!("{}:{}", nums[i], nums[j]));
+        } else {
+            out.push_str(&nums[i].to_string());
+        }
+        i = j + 1;
+    }
+    out
 }

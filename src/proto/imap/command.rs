@@ -20,6 +20,27 @@ fn err<T>(text: impl Into<String>) -> Result<T, String> {
 
 /// `{n}` (synchronising), `{n+}` (LITERAL+), `~{n}` (BINARY) at the end
 /// of a line: (size, non-synchronising).
+/// SEARCH's and SORT's `RETURN (options) ` (RFC 4731, 5267), upper-cased;
+/// None without it.
+fn return_options(p: &mut P) -> Result<Option<Vec<String>>, String> {
+    if !(p.s[p.i..].len() >= 6 && p.s[p.i..p.i + 6].eq_ignore_ascii_case(b"RETURN")) {
+        return Ok(None);
+    }
+    p.atom()?;
+    p.sp()?;
+    p.expect(b'(')?;
+    let mut v = Vec::new();
+    while !p.eat(b')') {
+        v.push(p.atom()?.to_ascii_uppercase());
+        p.eat(b' ');
+        if p.at_end() {
+            return err("Missing ')'");
+        }
+    }
+    p.sp()?;
+    Ok(Some(v))
+}
+
 pub fn literal_marker(line: &[u8]) -> Option<(u64, bool)> {
     let l = line.strip_suffix(b"}")?;
     let open = l.iter().rposition(|&c| c == b'{')?;
@@ -198,6 +219,8 @@ pub enum Kind {
     /// SORT (criteria) charset keys (RFC 5256); REVERSE is a flag on the
     /// criterion after it.
     Sort {
+        /// ESORT (RFC 5267): `RETURN (...)` options; None for a plain SORT.
+        ret: Option<Vec<String>>,
         criteria: Vec<(String, bool)>,
         charset: String,
         key: SearchKey,
@@ -1008,23 +1031,8 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
         }
         "SEARCH" => {
             p.sp()?;
-            let mut ret = None;
+            let ret = return_options(p)?;
             let mut charset = None;
-            if p.s[p.i..].len() >= 6 && p.s[p.i..p.i + 6].eq_ignore_ascii_case(b"RETURN") {
-                p.atom()?;
-                p.sp()?;
-                p.expect(b'(')?;
-                let mut v = Vec::new();
-                while !p.eat(b')') {
-                    v.push(p.atom()?.to_ascii_uppercase());
-                    p.eat(b' ');
-                    if p.at_end() {
-                        return err("Missing ')'");
-                    }
-                }
-                ret = Some(v);
-                p.sp()?;
-            }
             if p.s[p.i..].len() >= 7 && p.s[p.i..p.i + 7].eq_ignore_ascii_case(b"CHARSET") {
                 p.atom()?;
                 p.sp()?;
@@ -1036,6 +1044,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
         }
         "SORT" | "THREAD" => {
             p.sp()?;
+            let ret = if name == "SORT" { return_options(p)? } else { None };
             let mut criteria = Vec::new();
             let mut algorithm = String::new();
             if name == "SORT" {
@@ -1065,7 +1074,12 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             p.sp()?;
             let key = search_keys(p)?;
             if name == "SORT" {
-                Kind::Sort { criteria, charset, key }
+                Kind::Sort {
+                    ret,
+                    criteria,
+                    charset,
+                    key,
+                }
             } else {
                 Kind::Thread { algorithm, charset, key }
             }
