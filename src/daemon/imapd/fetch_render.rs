@@ -28,8 +28,9 @@ pub(super) fn render_fetch(
         }
         first = false;
     };
-    // Cyrus's order: FLAGS, UID, INTERNALDATE, MODSEQ, RFC822.SIZE,
-    // ENVELOPE, BODYSTRUCTURE, BODY, then the sections as requested.
+    // Cyrus's order: FLAGS, UID, DIGEST.SHA1, INTERNALDATE, MODSEQ,
+    // RFC822.SIZE, PREVIEW, EMAILID, THREADID, SAVEDATE, ENVELOPE,
+    // BODYSTRUCTURE, BODY, then the sections as requested.
     let has = |f: &FetchItem| items.contains(f);
     let implicit_flags = seen_changed
         && items.iter().any(|i| {
@@ -50,6 +51,15 @@ pub(super) fn render_fetch(
         sep(&mut out);
         let _ = write!(out, "UID {}", m.uid);
     }
+    if has(&FetchItem::DigestSha1) {
+        if let Some(r) = rec {
+            sep(&mut out);
+            out.extend_from_slice(b"DIGEST.SHA1 ");
+            for b in &r.guid {
+                let _ = write!(out, "{b:02x}");
+            }
+        }
+    }
     if has(&FetchItem::InternalDate) {
         if let Some(r) = rec {
             sep(&mut out);
@@ -66,6 +76,32 @@ pub(super) fn render_fetch(
         if let Some(r) = rec {
             sep(&mut out);
             let _ = write!(out, "RFC822.SIZE {}", r.size);
+        }
+    }
+    if has(&FetchItem::Preview) {
+        if let Some(d) = data {
+            sep(&mut out);
+            out.extend_from_slice(b"PREVIEW ");
+            match preview(d) {
+                Some(t) => render::string(&mut out, t.as_bytes()),
+                None => out.extend_from_slice(b"NIL"),
+            }
+        }
+    }
+    if has(&FetchItem::EmailId) {
+        if let Some(r) = rec {
+            sep(&mut out);
+            out.extend_from_slice(format!("EMAILID ({})", email_id(&r.guid)).as_bytes());
+        }
+    }
+    if has(&FetchItem::ThreadId) {
+        sep(&mut out);
+        out.extend_from_slice(b"THREADID (NIL)");
+    }
+    if has(&FetchItem::SaveDate) {
+        if let Some(r) = rec {
+            sep(&mut out);
+            out.extend_from_slice(format!("SAVEDATE \"{}\"", imap_date(r.savedate)).as_bytes());
         }
     }
     let parsed = data.map(mime::parse);
@@ -89,32 +125,6 @@ pub(super) fn render_fetch(
         out.extend_from_slice(label.as_bytes());
         out.push(b' ');
         out.extend_from_slice(&text);
-    }
-    if has(&FetchItem::SaveDate) {
-        if let Some(r) = rec {
-            sep(&mut out);
-            out.extend_from_slice(format!("SAVEDATE \"{}\"", imap_date(r.savedate)).as_bytes());
-        }
-    }
-    if has(&FetchItem::EmailId) {
-        if let Some(r) = rec {
-            sep(&mut out);
-            out.extend_from_slice(format!("EMAILID ({})", email_id(&r.guid)).as_bytes());
-        }
-    }
-    if has(&FetchItem::ThreadId) {
-        sep(&mut out);
-        out.extend_from_slice(b"THREADID (NIL)");
-    }
-    if has(&FetchItem::Preview) {
-        if let Some(d) = data {
-            sep(&mut out);
-            out.extend_from_slice(b"PREVIEW ");
-            match preview(d) {
-                Some(t) => render::string(&mut out, t.as_bytes()),
-                None => out.extend_from_slice(b"NIL"),
-            }
-        }
     }
     // RFC822.HEADER, RFC822.TEXT and RFC822 come before the sections.
     let rfc822: Vec<&FetchItem> = [FetchItem::Rfc822Header, FetchItem::Rfc822Text, FetchItem::Rfc822]

@@ -104,6 +104,10 @@ pub struct Session {
     logout: bool,
     /// ENABLE QRESYNC was given (RFC 7162): VANISHED replaces EXPUNGE.
     pub qresync: bool,
+    /// CONDSTORE is on for the session (RFC 7162 3.1: ENABLE, SELECT
+    /// (CONDSTORE), or a first FETCH of MODSEQ); every mailbox selected
+    /// then reports MODSEQs.
+    pub condstore: bool,
     /// ENABLE UTF8=ACCEPT (RFC 6855): mailbox names are UTF-8 both ways.
     pub utf8: bool,
     /// ENABLE IMAP4rev2 (RFC 9051): UTF-8 names, no \Recent or RECENT,
@@ -130,6 +134,7 @@ impl Session {
             sid,
             logout: false,
             qresync: false,
+            condstore: false,
             utf8: false,
             rev2: false,
             compressed: false,
@@ -244,9 +249,9 @@ impl Session {
     /// logging in); after login LOGINDISABLED as Cyrus shows it.
     pub fn capabilities_full(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL BINARY CHILDREN CONDSTORE CREATE-SPECIAL-USE ESEARCH ESORT LIST-EXTENDED \
+            "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL BINARY CHILDREN CONDSTORE CREATE-SPECIAL-USE DIGEST=SHA1 ESEARCH ESORT LIST-EXTENDED \
              LIST-MYRIGHTS LIST-STATUS MAILBOX-REFERRALS METADATA MOVE MULTIAPPEND NAMESPACE OBJECTID PREVIEW QRESYNC QUOTA RIGHTS=kxten \
-             SAVEDATE SEARCHRES SORT SORT=DISPLAY SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT UTF8=ACCEPT WITHIN XLIST",
+             SAVEDATE SEARCHRES SORT SORT=DISPLAY SORT=MODSEQ SORT=UID SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES UIDPLUS UNSELECT UTF8=ACCEPT WITHIN XLIST",
         );
         if self.user.is_none() {
             self.push_auth_caps(&mut c);
@@ -383,18 +388,17 @@ impl Session {
                             on.push(cap);
                         }
                     } else if cap == "CONDSTORE" || cap == "QRESYNC" {
-                        // QRESYNC implies CONDSTORE (RFC 7162 3.2.3); Cyrus
-                        // reports both.
+                        // QRESYNC implies CONDSTORE (RFC 7162 3.2.3); as
+                        // Cyrus, ENABLED names what this command turned on.
                         if let Some(s) = &mut self.sel {
                             s.condstore = true;
                         }
-                        if cap == "QRESYNC" {
-                            self.qresync = true;
-                            if !on.iter().any(|c: &String| c == "CONDSTORE") {
-                                on.push("CONDSTORE".into());
-                            }
+                        if !self.condstore {
+                            self.condstore = true;
+                            on.push("CONDSTORE".into());
                         }
-                        if !on.contains(&cap) {
+                        if cap == "QRESYNC" && !self.qresync {
+                            self.qresync = true;
                             on.push(cap);
                         }
                     }

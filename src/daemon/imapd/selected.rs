@@ -166,7 +166,8 @@ impl Session {
         if params.qresync.is_some() && !self.qresync {
             return self.tagged(tag, "BAD Invalid Select modifier QRESYNC").await;
         }
-        let condstore = params.condstore || self.qresync;
+        self.condstore |= params.condstore;
+        let condstore = self.condstore || self.qresync;
         if self.sel.take().is_some() {
             // RFC 7162 3.2.11 / RFC 9051: the old mailbox is closed.
             self.out("* OK [CLOSED] Ok\r\n").await?;
@@ -502,6 +503,14 @@ impl Session {
         }
         let condstore = changedsince.is_some() || items.contains(&FetchItem::ModSeq);
         if condstore {
+            if !self.condstore {
+                // The session's first CONDSTORE-enabling command (RFC 7162
+                // 3.1), in Cyrus's words.
+                self.condstore = true;
+                let hms = self.sel.as_ref().map_or(0, |s| s.modseq);
+                self.out(&format!("* OK [HIGHESTMODSEQ {hms}] CONDSTORE enabled by MODSEQ fetch\r\n"))
+                    .await?;
+            }
             if let Some(s) = &mut self.sel {
                 s.condstore = true;
             }
@@ -556,7 +565,7 @@ impl Session {
         let needs_record = items.iter().any(|i| {
             matches!(
                 i,
-                FetchItem::InternalDate | FetchItem::Rfc822Size | FetchItem::SaveDate | FetchItem::EmailId
+                FetchItem::InternalDate | FetchItem::Rfc822Size | FetchItem::SaveDate | FetchItem::EmailId | FetchItem::DigestSha1
             )
         });
         if sets_seen {
@@ -807,6 +816,7 @@ impl Session {
             }
         }
         if unchangedsince.is_some() {
+            self.condstore = true;
             if let Some(s) = &mut self.sel {
                 s.condstore = true;
             }
@@ -1090,6 +1100,9 @@ impl Session {
         // SORT/THREAD ... ALL (what webmail sends) needs no search: the
         // session's own list is the answer.
         let all: Option<Vec<u32>> = matches!(key, SearchKey::All).then(|| sel.msgs.iter().map(|m| m.uid).collect());
+        let modseqs: Option<std::collections::HashMap<u32, u64>> = keys
+            .contains(&sort::Key::ModSeq)
+            .then(|| sel.msgs.iter().map(|m| (m.uid, m.modseq)).collect());
         let res = tokio::task::spawn_blocking(move || -> Result<Vec<sort::Info>, crate::store::StoreError> {
             let picked: Vec<(u32, u32)> = match all {
                 Some(uids) => uids.into_iter().enumerate().map(|(i, u)| (i as u32 + 1, u)).collect(),
@@ -1132,7 +1145,10 @@ impl Session {
             let out: Vec<sort::Info> = picked
                 .into_iter()
                 .zip(cached)
-                .filter_map(|((seq, uid), k)| k.map(|k| sort::Info { seq, uid, k }))
+                .filter_map(|((seq, uid), k)| {
+                    let modseq = modseqs.as_ref().and_then(|m| m.get(&uid).copied()).unwrap_or(0);
+                    k.map(|k| sort::Info { seq, uid, modseq, k })
+                })
                 .collect();
             if out.len() > 10_000 {
                 super::super::cyrus::trim_after_big_job();

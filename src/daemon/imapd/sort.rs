@@ -13,6 +13,8 @@ pub struct Info {
     /// 1-based sequence number and UID.
     pub seq: u32,
     pub uid: u32,
+    /// The message's MODSEQ now (SORT=MODSEQ).
+    pub modseq: u64,
     pub k: std::sync::Arc<Keys>,
 }
 
@@ -88,6 +90,9 @@ pub enum Key {
     To,
     DisplayFrom,
     DisplayTo,
+    /// SORT=UID and SORT=MODSEQ (Cyrus's): not from the header.
+    Uid,
+    ModSeq,
 }
 
 impl Key {
@@ -102,6 +107,8 @@ impl Key {
             "TO" => Key::To,
             "DISPLAYFROM" => Key::DisplayFrom,
             "DISPLAYTO" => Key::DisplayTo,
+            "UID" => Key::Uid,
+            "MODSEQ" => Key::ModSeq,
             _ => return None,
         })
     }
@@ -359,6 +366,8 @@ pub fn sort(msgs: &mut [Info], criteria: &[(Key, bool)]) {
                 Key::Size => a.size.cmp(&b.size),
                 Key::Subject => a.subject.cmp(&b.subject),
                 Key::To | Key::DisplayFrom | Key::DisplayTo => a.addr_key(k).cmp(b.addr_key(k)),
+                Key::Uid => a.uid.cmp(&b.uid),
+                Key::ModSeq => a.modseq.cmp(&b.modseq),
             };
             let o = if rev { o.reverse() } else { o };
             if o != std::cmp::Ordering::Equal {

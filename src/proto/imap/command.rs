@@ -123,6 +123,8 @@ pub enum FetchItem {
     ThreadId,
     /// PREVIEW (RFC 8970), `(LAZY)` or not: computed either way.
     Preview,
+    /// DIGEST.SHA1 (Cyrus's, capability DIGEST=SHA1): the message's GUID.
+    DigestSha1,
 }
 
 #[derive(Debug, Clone, PartialEq)]

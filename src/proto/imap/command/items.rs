@@ -87,6 +87,7 @@ pub(super) fn fetch_att(p: &mut P, out: &mut Vec<FetchItem>) -> Result<(), Strin
         "SAVEDATE" => out.push(SaveDate),
         "EMAILID" => out.push(EmailId),
         "THREADID" => out.push(ThreadId),
+        "DIGEST.SHA1" => out.push(DigestSha1),
         "PREVIEW" => {
             // [SP "(" preview-mod *(SP preview-mod) ")"]; LAZY is the
             // only modifier.
