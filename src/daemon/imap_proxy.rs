@@ -96,7 +96,7 @@ fn name_literal(line: &[u8]) -> Option<NameLiteral> {
         "SELECT" | "EXAMINE" | "STATUS" | "APPEND" | "DELETE" | "RENAME" | "CREATE" | "GETACL" | "SETACL" | "DELETEACL" | "LISTRIGHTS"
         | "MYRIGHTS" | "GETQUOTAROOT" | "GETQUOTA" | "SETQUOTA" | "SETMETADATA" | "GETMETADATA" | "XFER" | "LOCALDELETE"
         | "MUPDATEPUSH" | "RECONSTRUCT" => 0,
-        "COPY" | "MOVE" => 1,
+        "COPY" | "MOVE" | "XMOVE" => 1,
         _ => return None,
     };
     NameLiteral::start(line, pos)
@@ -309,7 +309,7 @@ impl Router {
                 ..Route::default()
             },
             "LSUB" | "RLSUB" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" => stay(&self.home),
-            "COPY" | "MOVE" => {
+            "COPY" | "MOVE" | "XMOVE" => {
                 let (Some(set), Some(dest)) = (first_str(0), first_str(1)) else {
                     return stay(&self.sel);
                 };
@@ -319,7 +319,7 @@ impl Router {
                         copy: Some(CrossCopy {
                             tag: h.tag.clone(),
                             uid: h.uid,
-                            moving: h.name == "MOVE",
+                            moving: h.name != "COPY",
                             set,
                             dest,
                         }),

@@ -649,7 +649,12 @@ fn cap_name(n: &str) -> String {
 }
 
 fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
-    if uid && !matches!(name, "FETCH" | "STORE" | "COPY" | "MOVE" | "SEARCH" | "EXPUNGE" | "SORT" | "THREAD") {
+    if uid
+        && !matches!(
+            name,
+            "FETCH" | "STORE" | "COPY" | "MOVE" | "XMOVE" | "SEARCH" | "EXPUNGE" | "SORT" | "THREAD"
+        )
+    {
         return err("Unrecognized UID subcommand");
     }
     Ok(match name {
@@ -1165,7 +1170,8 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 unchangedsince,
             }
         }
-        "COPY" | "MOVE" => {
+        // XMOVE: Cyrus's name for MOVE from before RFC 6851.
+        "COPY" | "MOVE" | "XMOVE" => {
             p.sp()?;
             let set = p.seq_set()?;
             p.sp()?;
@@ -1274,6 +1280,13 @@ mod tests {
         assert_eq!(m, "Sent");
         assert_eq!(msgs[0].date, Some((1_772_701_200, 60)));
         assert_eq!(msgs[0].data, b"abc");
+        // SEARCH=FUZZY: the key as given (Cyrus without a search engine
+        // finds nothing at all; the differential test leaves it out).
+        let Kind::Search { key, .. } = k("a SEARCH FUZZY SUBJECT offer") else {
+            panic!()
+        };
+        assert_eq!(key, SearchKey::Header("subject".into(), "offer".into()));
+        assert!(matches!(k("a UID XMOVE 1:3 Other"), Kind::Move(..)));
         let Kind::Search { key, .. } = k("a SEARCH OR FROM x NOT SEEN SINCE 1-Feb-2026 UID 1:5") else {
             panic!()
         };

@@ -250,6 +250,12 @@ fn search_key(p: &mut P, depth: usize) -> Result<SearchKey, String> {
             })
         }
         "SAVEDATESUPPORTED" => Ok(K::SaveDateSupported),
+        // SEARCH=FUZZY (RFC 6203): matched as the key itself (substring
+        // matching is already approximate enough for what clients ask).
+        "FUZZY" => {
+            p.sp()?;
+            search_key(p, depth + 1)
+        }
         "EMAILID" => Ok(K::EmailId(string_arg(p)?)),
         "THREADID" => Ok(K::ThreadId(string_arg(p)?)),
         "UID" => {
