@@ -437,18 +437,6 @@ impl Session {
         }
     }
 
-    /// A sequence set naming messages beyond the mailbox is BAD (RFC 3501).
-    fn seq_in_range(&self, set: &SeqSet, uid: bool) -> bool {
-        if uid {
-            return true;
-        }
-        let n = self.sel.as_ref().map_or(0, |s| s.msgs.len()) as u32;
-        match set {
-            SeqSet::Ranges(r) => r.iter().all(|&(a, b)| (a == u32::MAX || a <= n) && (b == u32::MAX || b <= n)),
-            SeqSet::Saved => true,
-        }
-    }
-
     pub async fn close(&mut self, tag: &str, expunge: bool) -> Res {
         if expunge {
             if let Some(sel) = &self.sel {
@@ -494,9 +482,6 @@ impl Session {
         changedsince: Option<u64>,
         vanished: bool,
     ) -> Res {
-        if !self.seq_in_range(&set, uid) {
-            return self.tagged(tag, "BAD Invalid sequence in FETCH").await;
-        }
         self.sync(false).await?;
         if uid && !items.contains(&FetchItem::Uid) {
             items.insert(0, FetchItem::Uid);
@@ -524,6 +509,11 @@ impl Session {
             Box::pin(self.qresync_report(since, Some(&set), Some(()))).await?;
         }
         let mut idx = self.resolve(&set, uid);
+        // As Cyrus: numbers past the last message are ignored, and a
+        // FETCH by number that names none says so.
+        if idx.is_empty() && !uid {
+            return self.tagged(tag, "NO No matching messages").await;
+        }
         if let Some(cs) = changedsince {
             let sel = self.sel.as_ref().map(|s| s.msgs.clone()).unwrap_or_default();
             idx.retain(|&i| sel[i].modseq > cs);
@@ -742,9 +732,6 @@ impl Session {
         flags: Vec<String>,
         unchangedsince: Option<u64>,
     ) -> Res {
-        if !self.seq_in_range(&set, uid) {
-            return self.tagged(tag, "BAD Invalid sequence in STORE").await;
-        }
         let Some(sel) = &self.sel else { return Ok(()) };
         if sel.readonly {
             return self.tagged(tag, "NO Mailbox is read-only").await;
@@ -1214,9 +1201,6 @@ impl Session {
     }
 
     pub async fn copy(&mut self, tag: &str, uid: bool, set: SeqSet, dest: &str, is_move: bool) -> Res {
-        if !self.seq_in_range(&set, uid) {
-            return self.tagged(tag, "BAD Invalid sequence in COPY").await;
-        }
         let de = match self.lookup_with(dest, 'i').await {
             Ok(e) => e,
             Err(t) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
@@ -1233,7 +1217,8 @@ impl Session {
             .filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid))
             .collect();
         if uids.is_empty() {
-            return self.tagged(tag, "OK Completed").await;
+            // As Cyrus: by number, naming no message is NO; by UID, OK.
+            return self.tagged(tag, if uid { "OK Completed" } else { "NO No matching messages" }).await;
         }
         let dst = de.name.clone();
         let same = dst == src;
