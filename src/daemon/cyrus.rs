@@ -538,8 +538,11 @@ pub fn autocreate_inbox(ctx: &Ctx, inbox: &str) -> Result<(), crate::store::Stor
     let (kb, msgs) = (cfg.autocreate_quota, cfg.autocreate_quota_messages);
     store.create(inbox, None, None)?;
     store.subscribe(inbox, inbox, true)?;
+    // A root either way: with 0, one without limits, as Cyrus makes it.
     if kb > 0 || msgs > 0 {
         store.quota_set(inbox, (kb > 0).then_some(kb), (msgs > 0).then_some(msgs))?;
+    } else {
+        store.quota_root_unlimited(inbox)?;
     }
     let folders = ctx.conf.get("autocreate_inbox_folders").unwrap_or("");
     for f in folders.split('|').map(str::trim).filter(|f| !f.is_empty() && *f != "(null)") {

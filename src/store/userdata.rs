@@ -51,6 +51,21 @@ impl Store {
         Ok(())
     }
 
+    /// A quota root without limits (Cyrus's autocreate with
+    /// `autocreate_quota: 0`: usage is counted, nothing is refused).
+    pub fn quota_root_unlimited(&self, root: &str) -> Result<()> {
+        let oc = self.owner(root)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (bytes, count) = usage_under(&tx, root)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO quota(root, storage_limit, message_limit, storage_used, message_used) VALUES(?1, -1, -1, ?2, ?3)",
+            params![root, bytes, count],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Recomputes the usage of every quota root in `name`'s owner
     /// database (`quota -f`); returns (root, old bytes, new bytes, old
     /// count, new count) for each root that was wrong.

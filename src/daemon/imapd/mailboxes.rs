@@ -451,6 +451,8 @@ impl Session {
         };
         if on && !self.remote_subscriptions() {
             if let Err(t) = self.lookup_with(ext, 'l').await {
+                // Cyrus names the command in this one.
+                let t = t.replace("NO Mailbox does not exist", "NO Subscribe: Mailbox does not exist");
                 return self.tagged(tag, &t).await;
             }
         }
@@ -1176,10 +1178,14 @@ impl Session {
             Err(t) => return self.tagged(tag, &t).await,
         };
         let (owner, dom, is_user) = crate::store::names::owner_of(&e.name);
+        let is_inbox = is_user && e.name.rsplit('!').next() == Some(format!("user.{owner}").as_str());
         let owner_id = if dom.is_empty() { owner } else { format!("{owner}@{dom}") }.replace('^', ".");
         // The owner (and admins) always hold l, k, x, a and n, as Cyrus.
+        // And anyone may post to a user's INBOX (Cyrus lists p as granted).
         let implicit = if (is_user && owner_id == id) || self.ctx.is_admin(id) {
             "lkxcan"
+        } else if id == "anyone" && is_inbox {
+            "p"
         } else {
             ""
         };

@@ -323,6 +323,29 @@ impl Session {
                 }
             };
             let parsed = command::parse(&raw);
+            // Cyrus checks the state before the arguments: a selected-state
+            // command without a mailbox selected says so, even malformed.
+            let needs_mailbox = parsed.is_err()
+                && self.user.is_some()
+                && self.sel.is_none()
+                && crate::proto::imap::stream::head_words(&raw, 0).is_some_and(|h| {
+                    h.uid
+                        || matches!(
+                            h.name.as_str(),
+                            "CHECK"
+                                | "CLOSE"
+                                | "EXPUNGE"
+                                | "SEARCH"
+                                | "FETCH"
+                                | "STORE"
+                                | "COPY"
+                                | "MOVE"
+                                | "XMOVE"
+                                | "UNSELECT"
+                                | "SORT"
+                                | "THREAD"
+                        )
+                });
             // The command owns what it needs (an APPEND's literal too).
             drop(raw);
             match parsed {
@@ -332,6 +355,7 @@ impl Session {
                 Ok(cmd) if matches!(cmd.kind, Kind::Idle) && self.user.is_some() => Box::pin(self.idle(&cmd.tag)).await?,
                 Ok(cmd) => Box::pin(self.dispatch(cmd)).await?,
                 Err(e) => match e.tag {
+                    Some(t) if needs_mailbox => self.tagged(&t, "BAD Please select a mailbox first").await?,
                     Some(t) => self.tagged(&t, &format!("BAD {}", e.text)).await?,
                     None => self.out("* BAD Invalid tag\r\n").await?,
                 },

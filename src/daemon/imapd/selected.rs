@@ -732,6 +732,13 @@ impl Session {
         flags: Vec<String>,
         unchangedsince: Option<u64>,
     ) -> Res {
+        // \Recent and unknown system flags cannot be stored (Cyrus's words).
+        if flags
+            .iter()
+            .any(|f| f.starts_with('\\') && !SYSTEM.iter().any(|(n, _)| n.eq_ignore_ascii_case(f)))
+        {
+            return self.tagged(tag, "BAD Invalid system flag in Store command").await;
+        }
         let Some(sel) = &self.sel else { return Ok(()) };
         if sel.readonly {
             return self.tagged(tag, "NO Mailbox is read-only").await;
@@ -891,7 +898,7 @@ impl Session {
 
     pub async fn search(&mut self, tag: &str, uid: bool, ret: Option<Vec<String>>, charset: Option<String>, key: SearchKey) -> Res {
         if let Some(cs) = &charset {
-            if !matches!(cs.as_str(), "US-ASCII" | "UTF-8") {
+            if !known_charset(cs) {
                 return self
                     .tagged(tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unrecognized character set")
                     .await;
@@ -1037,12 +1044,7 @@ impl Session {
         charset: &str,
         key: SearchKey,
     ) -> Res {
-        // The charset names the search strings' encoding; ASCII strings
-        // read the same in all of these.
-        let known = charset.starts_with("ISO-8859-")
-            || charset.starts_with("WINDOWS-125")
-            || matches!(charset, "US-ASCII" | "UTF-8" | "KOI8-R" | "KOI8-U");
-        if !known {
+        if !known_charset(charset) {
             return self
                 .tagged(tag, "NO [BADCHARSET (US-ASCII UTF-8)] Unrecognized character set")
                 .await;
@@ -1327,4 +1329,10 @@ fn ordered_set(nums: &[u32]) -> String {
         i = j + 1;
     }
     out
+}
+
+/// Charsets SEARCH and SORT take, as Cyrus does: the search strings'
+/// encoding, and ASCII strings read the same in all of these.
+fn known_charset(charset: &str) -> bool {
+    charset.starts_with("ISO-8859-") || charset.starts_with("WINDOWS-125") || matches!(charset, "US-ASCII" | "UTF-8" | "KOI8-R" | "KOI8-U")
 }

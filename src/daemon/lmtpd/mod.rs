@@ -420,6 +420,8 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 store.create(&ib, None, None)?;
                 if quota_kb > 0 || quota_msgs > 0 {
                     store.quota_set(&ib, (quota_kb > 0).then_some(quota_kb), (quota_msgs > 0).then_some(quota_msgs))?;
+                } else {
+                    store.quota_root_unlimited(&ib)?;
                 }
             }
             // +detail delivers into the folder when it exists and its ACL

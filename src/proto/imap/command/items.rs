@@ -150,7 +150,7 @@ pub(super) fn fetch_att(p: &mut P, out: &mut Vec<FetchItem>) -> Result<(), Strin
             }
         }
         "" => return err("Missing required argument"),
-        _ => return err(format!("Invalid fetch attribute {name}")),
+        _ => return err(format!("Invalid Fetch attribute {name}")),
     }
     Ok(())
 }
