@@ -263,6 +263,16 @@ for c in ['UID FETCH 9999 (FLAGS)', 'FETCH 1 (BODY.PEEK[1.2.3])', 'FETCH 1 (BINA
           'LIST "" ""', 'LIST "" "Nope*"', 'LSUB "" "%"', 'CHECK', 'UID SEARCH UID 1:*', 'FETCH * (UID)', 'COPY 1 Nope',
           'APPEND Nope {1+}\r\nx', 'SUBSCRIBE Nope', 'UNSUBSCRIBE Nope', 'DELETE Nope', 'RENAME Nope Nope2', 'BOGUS', 'FETCH']:
     cmd(c)
+cmd('SELECT Shared1')
+for c in ['FETCH 1 (BODY.PEEK[]<0.0>)', 'FETCH 1 (BODY.PEEK[TEXT]<5.10>)', 'FETCH 1 (BODY.PEEK[HEADER.FIELDS ()])',
+          'FETCH 1:2 (FLAGS) (CHANGEDSINCE 1)', 'SEARCH UNDRAFT UNFLAGGED', 'SEARCH HEADER Subject ""',
+          'SEARCH 1:* NOT 2', 'SEARCH UID 9999', 'SEARCH MODSEQ 1',
+          'STORE 1 +FLAGS (a b c)', 'UID STORE 1:* +FLAGS.SILENT (\\Draft) (UNCHANGEDSINCE 1)', 'COPY 1 INBOX',
+          'STATUS Shared1 (MESSAGES UNSEEN)', 'EXAMINE INBOX (BOGUS)', 'SELECT Shared1 (CONDSTORE)', 'UNSELECT', 'CLOSE',
+          'LIST "" "*" RETURN (CHILDREN)', 'LIST "" "&AOQ-"', 'CREATE "a b"', 'DELETE "a b"',
+          'CREATE .bad', 'ID NIL', 'ENABLE BOGUS', 'GETACL Shared1', 'SETACL Shared1 anyone +r', 'GETACL Shared1',
+          'SETACL Shared1 anyone -r', 'DELETEACL Shared1 nobody', 'SETACL Shared1 u7 zz', 'SELECT Shared1']:
+    cmd(c)
 cmd('STORE 2 +FLAGS (\\Seen)')
 cmd('CLOSE')
 cmd('LOGOUT')
@@ -307,11 +317,14 @@ def norm(line):
     line = re.sub(r'MAILBOXID \([^)]*\)', 'MAILBOXID ()', line)
     line = re.sub(r'HIGHESTMODSEQ \d+', 'HIGHESTMODSEQ N', line)
     line = re.sub(r'MODSEQ \(\d+\)', 'MODSEQ (N)', line)
+    line = re.sub(r'\(MODSEQ \d+\)', '(MODSEQ N)', line)
     line = re.sub(r' \(\d+\.\d+ secs?[^)]*\)', '', line)
     line = re.sub(r' \(\d+ msgs in \d+\.\d+ secs\)', '', line)
     # PREVIEW's text: Cyrus 3.6 without a search engine answers NIL; ours
     # gives the text (RFC 8970 allows either).  The item's place is checked.
     line = re.sub(r'SAVEDATE "[^"]*"', 'SAVEDATE "x"', line)
+    # The servers' own identity.
+    line = re.sub(r'^\* ID \(.*\)$', '* ID (...)', line)
     return preview_x(line)
 def preview_x(line):
     out, i = '', 0
@@ -383,7 +396,7 @@ fn same_session_same_answers_as_real_cyrus() {
         let _ = std::fs::copy(&a, format!("{keep}.ours.json"));
         let _ = std::fs::copy(&b, format!("{keep}.cyrus.json"));
     }
-    assert!(report.trim_end().ends_with("DIFFS 0 OF 307"), "{report}");
+    assert!(report.trim_end().ends_with("DIFFS 0 OF 339"), "{report}");
 }
 
 trait TapMkdir {

@@ -427,10 +427,9 @@ impl Session {
                         }
                     }
                 }
+                // Nothing new enabled: no ENABLED response at all, as Cyrus.
                 if !on.is_empty() {
                     self.out(&format!("* ENABLED {}\r\n", on.join(" "))).await?;
-                } else {
-                    self.out("* ENABLED\r\n").await?;
                 }
                 self.tagged(&tag, "OK Completed").await
             }

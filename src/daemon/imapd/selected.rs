@@ -897,6 +897,7 @@ impl Session {
     }
 
     pub async fn search(&mut self, tag: &str, uid: bool, ret: Option<Vec<String>>, charset: Option<String>, key: SearchKey) -> Res {
+        let has_modseq = mentions_modseq(&key);
         if let Some(cs) = &charset {
             if !known_charset(cs) {
                 return self
@@ -953,6 +954,18 @@ impl Session {
                 let mut line = String::from("* SEARCH");
                 for n in &nums {
                     line.push_str(&format!(" {n}"));
+                }
+                // A MODSEQ criterion adds the highest MODSEQ found (RFC 7162
+                // 3.1.5), and is a CONDSTORE-enabling command.
+                if has_modseq {
+                    self.condstore = true;
+                    let max = self
+                        .sel
+                        .as_ref()
+                        .and_then(|s| hits.iter().filter_map(|&(i, _)| s.msgs.get(i).map(|m| m.modseq)).max());
+                    if let Some(m) = max {
+                        line.push_str(&format!(" (MODSEQ {m})"));
+                    }
                 }
                 line.push_str("\r\n");
                 self.out(&line).await?;
@@ -1335,4 +1348,15 @@ fn ordered_set(nums: &[u32]) -> String {
 /// encoding, and ASCII strings read the same in all of these.
 fn known_charset(charset: &str) -> bool {
     charset.starts_with("ISO-8859-") || charset.starts_with("WINDOWS-125") || matches!(charset, "US-ASCII" | "UTF-8" | "KOI8-R" | "KOI8-U")
+}
+
+/// Whether a search names MODSEQ anywhere.
+fn mentions_modseq(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::Not(a) => mentions_modseq(a),
+        SearchKey::Or(a, b) => mentions_modseq(a) || mentions_modseq(b),
+        SearchKey::And(v) => v.iter().any(mentions_modseq),
+        _ => false,
+    }
 }

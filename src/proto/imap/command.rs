@@ -634,7 +634,8 @@ pub fn parse(input: &[u8]) -> Result<Command, ParseError> {
         }
     })?;
     if !p.at_end() {
-        return Err(fail(&tag, format!("Unexpected extra arguments to {}", cap_name(&name))));
+        let uid_ = if uid { "UID " } else { "" };
+        return Err(fail(&tag, format!("Unexpected extra arguments to {uid_}{}", cap_name(&name))));
     }
     Ok(Command { tag, uid, name, kind })
 }
@@ -718,7 +719,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                         }
                         params.qresync = Some((uv as u32, ms, known));
                     } else {
-                        return err("Invalid select parameter");
+                        return err(format!("Invalid {} modifier {a}", cap_name(name)));
                     }
                     if !p.eat(b' ') {
                         break;

@@ -30,6 +30,10 @@ fn section_path(p: &mut P) -> Result<(Vec<u32>, Section), String> {
         "HEADER.FIELDS" | "HEADER.FIELDS.NOT" => {
             p.sp()?;
             p.expect(b'(')?;
+            if p.peek() == Some(b')') {
+                // Cyrus names the item; fetch_att puts it in.
+                return err(format!("Invalid field-name in Fetch {{ATT}}[{name}"));
+            }
             let mut names = Vec::new();
             loop {
                 names.push(p.astr()?);
@@ -58,7 +62,7 @@ fn partial(p: &mut P) -> Result<Option<(u32, u32)>, String> {
     let b = p.number()?;
     p.expect(b'>')?;
     if a > u32::MAX as u64 || b == 0 || b > u32::MAX as u64 {
-        return err("Invalid partial");
+        return err("Invalid body partial");
     }
     Ok(Some((a as u32, b as u32)))
 }
@@ -118,7 +122,7 @@ pub(super) fn fetch_att(p: &mut P, out: &mut Vec<FetchItem>) -> Result<(), Strin
                 return err("Invalid fetch attribute");
             }
             p.expect(b'[')?;
-            let (path, section) = section_path(p)?;
+            let (path, section) = section_path(p).map_err(|e| e.replace("{ATT}", &name))?;
             p.expect(b']')?;
             let partial = partial(p)?;
             out.push(BodySection {
