@@ -370,8 +370,8 @@ fn strip_markup(html: &str) -> String {
         } else if rest.starts_with('<') {
             i += rest.find('>').map_or(rest.len(), |e| e + 1);
             out.push(' ');
-        } else if rest.starts_with('&') {
-            let ent = rest[1..].find(';').filter(|e| *e <= 8).map(|e| &rest[1..e + 1]);
+        } else if let Some(after) = rest.strip_prefix('&') {
+            let ent = after.find(';').filter(|e| *e <= 8).map(|e| &after[..e]);
             let ch = match ent {
                 Some("amp") => Some('&'),
                 Some("lt") => Some('<'),

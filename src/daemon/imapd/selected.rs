@@ -1047,6 +1047,7 @@ impl Session {
     }
 
     /// SORT and THREAD (RFC 5256) over the messages a search selects.
+    #[allow(clippy::too_many_arguments)]
     pub async fn sort_or_thread(
         &mut self,
         tag: &str,

@@ -288,6 +288,6 @@ fn search_key(p: &mut P, depth: usize) -> Result<SearchKey, String> {
             let b = search_key(p, depth + 1)?;
             Ok(K::Or(Box::new(a), Box::new(b)))
         }
-        _ => err(format!("Invalid Search criteria")),
+        _ => err("Invalid Search criteria"),
     }
 }
