@@ -211,6 +211,22 @@ print('logout', M.logout())
     assert!(got[c..d].contains("Subject: for u7"), "{got}");
 }
 
+/// A murder and its front end's imapd (kept running by the returned
+/// process), with yes1's folder `proj` on the second back end shared with
+/// u7 (`rights`), holding one message if `with_message`.
+fn murder_with_proj(t: &std::path::Path, rights: &str, with_message: bool) -> (Murder, Proc, u16) {
+    let mu = Murder::start(t);
+    let (imap, f) = mu.front("imapd", &[]);
+    let out = python(
+        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))\nM.login('yes1', 'testpw')\n\
+         print(M.create('proj'))\nprint(M.setacl('proj', 'u7', sys.argv[2]))\n\
+         if sys.argv[3] == '1': print(M.append('proj', None, None, b'Subject: in proj\\r\\n\\r\\nx\\r\\n'))\nM.logout()\n",
+        &[&f.to_string(), rights, if with_message { "1" } else { "0" }],
+    );
+    assert!(!out.contains("'NO'"), "{out}");
+    (mu, imap, f)
+}
+
 /// MAILBOX-REFERRALS (RFC 2193) as Cyrus's front ends do it: once a
 /// client has used RLIST or RLSUB, SELECT and EXAMINE answer with a
 /// referral to the back end holding the mailbox (and STATUS with
@@ -223,14 +239,7 @@ fn referrals_for_clients_that_use_rlist() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let mu = Murder::start(t.path());
-    let (_imap, f) = mu.front("imapd", &[]);
-    let out = python(
-        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))\nM.login('yes1', 'testpw')\n\
-         print(M.create('proj'))\nprint(M.setacl('proj', 'u7', 'lrs'))\nM.logout()\n",
-        &[&f.to_string()],
-    );
-    assert!(!out.contains("'NO'"), "{out}");
+    let (mu, _imap, f) = murder_with_proj(t.path(), "lrs", false);
     let out = imap_raw(
         f,
         &[
@@ -337,15 +346,7 @@ fn literal_mailbox_names_are_routed() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let mu = Murder::start(t.path());
-    let (_imap, f) = mu.front("imapd", &[]);
-    let out = python(
-        "import imaplib, sys\nM = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))\nM.login('yes1', 'testpw')\n\
-         print(M.create('proj'))\nprint(M.setacl('proj', 'u7', 'lrswi'))\n\
-         print(M.append('proj', None, None, b'Subject: in proj\\r\\n\\r\\nx\\r\\n'))\nM.logout()\n",
-        &[&f.to_string()],
-    );
-    assert!(!out.contains("'NO'"), "{out}");
+    let (mu, _imap, f) = murder_with_proj(t.path(), "lrswi", true);
     // A client that waits for each continuation, as the RFC says.
     let script = r#"
 import socket, sys

@@ -608,6 +608,26 @@ fn probe(port: u16, user: &str, setacl: &[&str]) -> String {
     python(GROUP_PROBE, &args)
 }
 
+/// The users u7, yes1 and md5u (their logins are checked by saslauthd,
+/// shadow; the directory only knows their groups), the group Staff with
+/// u7 in it, and the entries of `more`.
+fn directory_with_groups(url: &str, more: &str) {
+    let mut ldif = format!("dn: ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n\n");
+    for u in ["u7", "yes1", "md5u"] {
+        ldif.push_str(&format!(
+            "dn: uid={u},ou=people,{LDAP_BASE}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u}\nsn: {u}\n\n"
+        ));
+    }
+    ldif.push_str(&format!(
+        "dn: cn=Staff,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: Staff\ngidNumber: 20000\nmemberUid: u7\n"
+    ));
+    if !more.is_empty() {
+        ldif.push('\n');
+        ldif.push_str(more);
+    }
+    ldapmodify(url, &ldif);
+}
+
 fn ldapmodify(url: &str, ldif: &str) {
     let mut child = Command::new("/usr/bin/ldapmodify")
         .args(["-x", "-H", url, "-D", &format!("cn=admin,{LDAP_BASE}"), "-w", "adminpw"])
@@ -639,18 +659,13 @@ fn group_acls_from_ldap() {
     let url = slapd.url();
     // The back end's logins (u7, yes1, md5u) are checked by saslauthd
     // (shadow); the directory only knows their groups.
-    let mut ldif = format!("dn: ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n\n");
-    for u in ["u7", "yes1", "md5u"] {
-        ldif.push_str(&format!(
-            "dn: uid={u},ou=people,{LDAP_BASE}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u}\nsn: {u}\n\n"
-        ));
-    }
-    ldif.push_str(&format!(
-        "dn: cn=Staff,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: Staff\ngidNumber: 20000\nmemberUid: u7\n\n\
-         dn: cn=office,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: office\ngidNumber: 20001\n\n\
-         dn: cn=mailusers,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: mailusers\ngidNumber: 20002\nmemberUid: u7\n"
-    ));
-    ldapmodify(&url, &ldif);
+    directory_with_groups(
+        &url,
+        &format!(
+            "dn: cn=office,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: office\ngidNumber: 20001\n\n\
+             dn: cn=mailusers,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: mailusers\ngidNumber: 20002\nmemberUid: u7\n"
+        ),
+    );
 
     let conf = |method: &str, ttl: u32| {
         let members = if method == "filter" {
@@ -794,16 +809,7 @@ fn group_folders_across_a_murder() {
     let d = tempfile::tempdir().unwrap();
     let slapd = Slapd::start_with(&d.path().join("slapd"), None, "");
     let url = slapd.url();
-    let mut ldif = format!("dn: ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n\n");
-    for u in ["u7", "yes1", "md5u"] {
-        ldif.push_str(&format!(
-            "dn: uid={u},ou=people,{LDAP_BASE}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u}\nsn: {u}\n\n"
-        ));
-    }
-    ldif.push_str(&format!(
-        "dn: cn=Staff,ou=groups,{LDAP_BASE}\nchangetype: add\nobjectClass: posixGroup\ncn: Staff\ngidNumber: 20000\nmemberUid: u7\n"
-    ));
-    ldapmodify(&url, &ldif);
+    directory_with_groups(&url, "");
     let pts = format!(
         "auth_mech: pts\npts_module: ldap\nldap_uri: {url}\nldap_sasl: no\n\
          ldap_base: ou=people,{LDAP_BASE}\nldap_filter: (uid=%u)\nldap_group_base: ou=groups,{LDAP_BASE}\n\
