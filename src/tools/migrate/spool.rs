@@ -151,52 +151,50 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
         dst.xapply(&XApply::Activate(h.name.clone())).await?;
         rep.acls += h.acl.split('\t').filter(|x| !x.is_empty()).count() / 2;
     }
-    {
-        // Quota limits of the user's roots, subscriptions and seen state,
-        // on every pass: a run killed after its last mailbox but before
-        // these would otherwise never send them (the next run finds every
-        // mailbox there already).  The destination applies them
-        // idempotently and says how many subscriptions were new.
-        let mut data = String::new();
-        let roots: BTreeSet<&str> = plan
-            .iter()
-            .map(|(m, _, _)| m.header.quotaroot.as_str())
-            .filter(|r| !r.is_empty())
-            .collect();
-        for root in roots {
-            if let Some((storage, messages)) = cs::quota(&sp.configdir, root)? {
-                data.push_str(&format!("quota\t{root}\t{storage}\t{messages}\n"));
-            }
+    // Quota limits of the user's roots, subscriptions and seen state,
+    // on every pass: a run killed after its last mailbox but before
+    // these would otherwise never send them (the next run finds every
+    // mailbox there already).  The destination applies them
+    // idempotently and says how many subscriptions were new.
+    let mut data = String::new();
+    let roots: BTreeSet<&str> = plan
+        .iter()
+        .map(|(m, _, _)| m.header.quotaroot.as_str())
+        .filter(|r| !r.is_empty())
+        .collect();
+    for root in roots {
+        if let Some((storage, messages)) = cs::quota(&sp.configdir, root)? {
+            data.push_str(&format!("quota\t{root}\t{storage}\t{messages}\n"));
         }
-        let inbox_id = plan
-            .iter()
-            .find(|(m, _, _)| m.header.name == inbox)
-            .map(|(m, _, _)| m.header.uniqueid.clone())
-            .unwrap_or_default();
-        if !shared {
-            for name in cs::subscriptions(&sp.configdir, user, &inbox_id)? {
-                data.push_str(&format!("sub\t{name}\n"));
-            }
-            // The user's \Seen on other users' and shared mailboxes
-            // (kept by mailbox uniqueid, which the migration keeps).
-            match cs::seen(&sp.configdir, user, &inbox_id) {
-                Ok(entries) => {
-                    for (id, t, uids) in entries {
-                        data.push_str(&format!("seen\t{id}\t{t}\t0\t{uids}\n"));
-                    }
-                }
-                Err(e) => {
-                    rep.problems.push(format!("seen state: {e}"));
-                    rep.skipped += 1;
+    }
+    let inbox_id = plan
+        .iter()
+        .find(|(m, _, _)| m.header.name == inbox)
+        .map(|(m, _, _)| m.header.uniqueid.clone())
+        .unwrap_or_default();
+    if !shared {
+        for name in cs::subscriptions(&sp.configdir, user, &inbox_id)? {
+            data.push_str(&format!("sub\t{name}\n"));
+        }
+        // The user's \Seen on other users' and shared mailboxes
+        // (kept by mailbox uniqueid, which the migration keeps).
+        match cs::seen(&sp.configdir, user, &inbox_id) {
+            Ok(entries) => {
+                for (id, t, uids) in entries {
+                    data.push_str(&format!("seen\t{id}\t{t}\t0\t{uids}\n"));
                 }
             }
+            Err(e) => {
+                rep.problems.push(format!("seen state: {e}"));
+                rep.skipped += 1;
+            }
         }
-        if !data.is_empty() {
-            // Shared mailboxes' quotas go with the first of them.
-            let top = if shared { plan[0].0.header.name.clone() } else { inbox.clone() };
-            let status = dst.xapply(&XApply::User(top, data)).await?;
-            rep.subscribed += code_number(&[status.into_bytes()], "XUSER").unwrap_or(0) as usize;
-        }
+    }
+    if !data.is_empty() {
+        // Shared mailboxes' quotas go with the first of them.
+        let top = if shared { plan[0].0.header.name.clone() } else { inbox.clone() };
+        let status = dst.xapply(&XApply::User(top, data)).await?;
+        rep.subscribed += code_number(&[status.into_bytes()], "XUSER").unwrap_or(0) as usize;
     }
     let _ = dst.cmd(b"LOGOUT").await;
     Ok(rep)
