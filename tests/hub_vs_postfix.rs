@@ -513,3 +513,193 @@ fn dns_restriction_replies_match_real_postfix() {
     });
     differential_in(DNS, DNS_SESSIONS, 30, Some(server));
 }
+
+/// Sends the header-rewriting messages: argv[1] the port.
+const HEADER_SENDER: &str = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+hdrs = ("From Sender Reply-To Resent-From Resent-Sender Resent-Reply-To Errors-To Return-Receipt-To "
+        "Disposition-Notification-To To Cc Apparently-To Resent-To Resent-Cc Mail-Followup-To Mail-Reply-To "
+        "Original-Recipient X-Original-To Delivered-To Envelope-To Return-Path Content-Length Resent-Bcc Bcc").split()
+classes = "Subject: classes\n" + "".join("%s: s1@mumail.test, r1@host.mumail.test, joe\n" % h for h in hdrs) + \
+    "Message-Id: <2@x>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\nbody s1@mumail.test\n"
+fold = ("Subject: fold\nFrom: Joe User <joe>\nReply-To: \"Quoted, Name\" <root@host.mumail.test>, x@host.mumail.test (comment here)\n"
+        "To: averyveryverylongname@mumail.test, anotherveryverylongname@mumail.test, short@mumail.test, joe, "
+        "\"Quoted Person\" <joe@host.mumail.test>, (only comment) joe, <joe>, joe <joe> , <@route1,@route2:joe@mumail.test>, "
+        "\"odd local\"@legacy.org, x@[1.2.3.4], joe@host\n"
+        "Cc: undisclosed-recipients:;\nCc: Folded\n Name <old@mumail.test>,\n\tother@example.net\n"
+        "Bcc: a, Group: c@legacy.org, d;, rc@mumail.test\nSender: joe (a (nested) comment)\nX-Other: old@mumail.test\n"
+        "Message-Id: <1@x>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\nbody old@mumail.test\n")
+def send(sender, rcpts, msg, xclient=None):
+    s = smtplib.SMTP('127.0.0.1', port)
+    s.ehlo('client.example')
+    if xclient:
+        code, text = s.docmd('XCLIENT ' + xclient)
+        assert code == 220, (code, text)
+        s.ehlo('client.example')
+    s.sendmail(sender, rcpts, msg.replace('\n', '\r\n').encode())
+    s.quit()
+send('', ['t@y.test'], classes)
+send('s@host.mumail.test', ['t@y.test'], fold)
+send('s1@mumail.test', ['t@y.test', 'r1@mumail.test'], "Subject: missing\n\nbody\n")
+send('', ['t@y.test'], "Subject: null sender\n\nbody\n")
+send('root@host.mumail.test', ['t@y.test'], "Subject: resent\nTo: joe\nResent-To: q\n\nbody\n")
+send('s@host.mumail.test', ['t@y.test'], "Subject: remote\nTo: a, old@mumail.test\nBcc: b\nReturn-Path: <x@y>\n\nbody\n",
+     'ADDR=10.0.0.1 NAME=remote.example')
+"#;
+
+/// Prints the messages an smtp-sink dumped (argv[1] the directory), by
+/// Subject: envelope, then the message after the hub's Received header,
+/// with dates and queue IDs masked.
+const HEADER_COLLECT: &str = r#"
+import os, re, sys
+out = {}
+for f in os.listdir(sys.argv[1]):
+    text = open(os.path.join(sys.argv[1], f), encoding='latin-1').read().replace('\r\n', '\n')
+    env = [l for l in text.split('\n') if l.startswith(('X-Mail-Args', 'X-Rcpt-Args'))]
+    lines = text.split('\n')
+    # Skip the X- lines, the sink's Received and the hub's Received.
+    i, seen = 0, 0
+    while i < len(lines) and seen < 2:
+        if lines[i].startswith('Received:'):
+            seen += 1
+        i += 1
+    while i < len(lines) and lines[i][:1] in (' ', '\t'):
+        i += 1
+    msg = '\n'.join(lines[i:])
+    msg = re.sub(r'<\d{14}\.[0-9A-Za-z]+@', '<STAMP.QID@', msg)
+    msg = re.sub(r'\w{3}, [ \d]\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\w+\)', 'DATE', msg)
+    subj = re.search(r'^Subject: (.*)$', msg, re.M)
+    out[subj.group(1) if subj else f] = '\n'.join(sorted(env)) + '\n' + msg
+for k in sorted(out):
+    print('=== ' + k)
+    print(out[k])
+"#;
+
+/// Header address rewriting (canonical maps per class, masquerading,
+/// local_header_rewrite_clients), dropped headers and added ones: the
+/// same messages through the real Postfix 3.7 and through our hub, each
+/// relaying to its own smtp-sink; the dumped messages must match.
+#[test]
+fn header_rewriting_matches_real_postfix() {
+    const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+    if !can_run("header rewriting vs postfix", &[POSTFIX, SMTP_SINK]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let sink = |name: &str| {
+        let dir = d.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = free_port();
+        let p = Proc::spawn(
+            "smtp-sink",
+            Command::new(SMTP_SINK)
+                .args([
+                    "-u",
+                    "nobody",
+                    "-d",
+                    &format!("{}/m.", dir.display()),
+                    &format!("127.0.0.1:{port}"),
+                    "10",
+                ])
+                .stdout(std::process::Stdio::null()),
+        );
+        wait_tcp(port);
+        (dir, port, p)
+    };
+    let (real_dir, real_sink, _s1) = sink("real-sink");
+    let (our_dir, our_sink, _s2) = sink("our-sink");
+    let conf = |dir: &Path, sink: u16| {
+        format!(
+            "compatibility_level = 3.6\nmyhostname = hub.mumail.test\nmydomain = mumail.test\nmyorigin = $mydomain\n\
+             mydestination =\nmynetworks = 127.0.0.0/8 10.0.0.0/8\ninet_interfaces = loopback-only\n\
+             smtpd_authorized_xclient_hosts = 127.0.0.0/8\nrelayhost = [127.0.0.1]:{sink}\nalias_maps =\n\
+             maillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\n\
+             canonical_maps = inline:{{ {{old@mumail.test = new@mumail.test}}, {{@legacy.org = @mumail.test}}, {{joe = joseph.user}} }}\n\
+             sender_canonical_maps = inline:{{ {{s1@mumail.test = S@mumail.test}} }}\n\
+             recipient_canonical_maps = inline:{{ {{r1@mumail.test = R@mumail.test}}, {{rc@mumail.test = rc2@mumail.test}} }}\n\
+             masquerade_domains = mumail.test\nmasquerade_exceptions = root\n",
+            d = dir.display()
+        )
+    };
+    let send = |port: u16| {
+        let o = Command::new("python3")
+            .args(["-c", HEADER_SENDER, &port.to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let collect = |dir: &Path| {
+        wait_for("6 messages at the sink", std::time::Duration::from_secs(60), || {
+            std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0) >= 6
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let o = Command::new("python3")
+            .args(["-c", HEADER_COLLECT, dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+
+    let pf = d.path().join("postfix");
+    let pport = PostfixInstance::prepare(&pf);
+    std::fs::write(
+        pf.join("main.cf"),
+        format!(
+            "queue_directory = {}\ndata_directory = {}\n{}",
+            pf.join("queue").display(),
+            pf.join("data").display(),
+            conf(&pf, real_sink)
+        ),
+    )
+    .unwrap();
+    let real = {
+        let _inst = PostfixInstance::start(&pf);
+        wait_tcp(pport);
+        send(pport);
+        collect(&real_dir)
+    };
+
+    let hub = d.path().join("hub");
+    open_dir(&hub);
+    let hport = free_port();
+    std::fs::write(
+        hub.join("main.cf"),
+        format!("queue_directory = {}\n{}", hub.join("queue").display(), conf(&hub, our_sink)),
+    )
+    .unwrap();
+    std::fs::write(
+        hub.join("master.cf"),
+        format!("127.0.0.1:{hport} inet n - n - - smtpd\nsmtp unix - - n - - smtp\nrelay unix - - n - - smtp\n"),
+    )
+    .unwrap();
+    let ours = {
+        let mut cmd = Command::new(bin("postfix-master"));
+        let log = std::fs::File::create(hub.join("stderr")).unwrap();
+        cmd.args(["-c", hub.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
+        let _p = Proc::spawn("postfix-master", &mut cmd);
+        wait_tcp(hport);
+        send(hport);
+        collect(&our_dir)
+    };
+    println!("{ours}");
+    // The real run exercised what the test is about.
+    assert!(real.contains("From: Joe User <joseph.user@mumail.test>"), "{real}");
+    assert!(real.contains("=== remote\nX-Mail-Args: <s@mumail.test>"), "{real}");
+    let (r, o): (Vec<&str>, Vec<&str>) = (real.lines().collect(), ours.lines().collect());
+    let diffs: Vec<String> = (0..r.len().max(o.len()))
+        .filter_map(|i| {
+            let (a, b) = (r.get(i).copied().unwrap_or("<none>"), o.get(i).copied().unwrap_or("<none>"));
+            (a != b).then(|| format!("line {i}\nreal: {a}\nours: {b}"))
+        })
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} lines differ:\n{}\n\nreal:\n{real}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}

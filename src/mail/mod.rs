@@ -2,6 +2,7 @@
 //! `global/`).
 
 pub mod addr;
+pub mod addr_list;
 pub mod mime;
 
 /// A secret (password, shared key) that never prints: `Debug` and

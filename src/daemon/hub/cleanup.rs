@@ -5,7 +5,7 @@
 //! recursive `virtual_alias_maps` expansion (virtual(5)) of each
 //! recipient, with `virtual_alias_recursion_limit`,
 //! `virtual_alias_expansion_limit` and duplicate removal.  Also the
-//! `alias_maps` lookups of local(8).  Header addresses are not rewritten.
+//! `alias_maps` lookups of local(8).  Header addresses: `headers.rs`.
 //!
 //! Lookups use mail_addr_find's key order: `user+ext@domain`,
 //! `user@domain`, then for a local domain `user+ext` and `user`, then
@@ -26,8 +26,19 @@ pub struct Rewriter {
     sender_canonical: Maps,
     recipient_canonical: Maps,
     canonical: Maps,
-    canon_sender: bool,
-    canon_recipient: bool,
+    sender_classes: Vec<String>,
+    recipient_classes: Vec<String>,
+    canonical_classes: Vec<String>,
+    masquerade_classes: Vec<String>,
+    masquerade_domains: Vec<String>,
+    masquerade_exceptions: Vec<String>,
+    masquerade_exception_maps: Maps,
+    /// `message_drop_headers`, lower case.
+    pub(super) drop_headers: Vec<String>,
+    pub(super) always_add_missing_headers: bool,
+    pub(super) append_at_myorigin: bool,
+    /// `$mydomain` when `append_dot_mydomain` is on.
+    pub(super) append_dot_mydomain: Option<String>,
     pub virtual_alias: Maps,
     pub alias_maps: Maps,
     propagate: Vec<String>,
@@ -48,15 +59,28 @@ impl Rewriter {
             Maps::open_aliased(&specs, alias_specs).map_err(|e| format!("{n}: {e}"))
         };
         let classes = |n: &str| split_list(&s(n)).into_iter().map(str::to_string).collect::<Vec<_>>();
-        let common = classes("canonical_classes");
+        let lower = |n: &str| classes(n).into_iter().map(|c| c.to_ascii_lowercase()).collect::<Vec<_>>();
+        let exceptions = classes("masquerade_exceptions");
+        let (exception_maps, exception_names): (Vec<String>, Vec<String>) = exceptions.into_iter().partition(|e| e.contains(':'));
+        let exception_maps = Maps::open_aliased(&exception_maps, alias_specs).map_err(|e| format!("masquerade_exceptions: {e}"))?;
+        let yes = |n: &str| params.get_bool(n).map_err(|e| e.to_string());
         let num = |n: &str| params.get_int(n, 1, 0).map(|v| v as usize).map_err(|e| e.to_string());
         Ok(Rewriter {
             conf: conf.clone(),
             sender_canonical: maps("sender_canonical_maps")?,
             recipient_canonical: maps("recipient_canonical_maps")?,
             canonical: maps("canonical_maps")?,
-            canon_sender: common.iter().any(|c| c == "envelope_sender"),
-            canon_recipient: common.iter().any(|c| c == "envelope_recipient"),
+            sender_classes: lower("sender_canonical_classes"),
+            recipient_classes: lower("recipient_canonical_classes"),
+            canonical_classes: lower("canonical_classes"),
+            masquerade_classes: lower("masquerade_classes"),
+            masquerade_domains: lower("masquerade_domains"),
+            masquerade_exceptions: exception_names.into_iter().map(|e| e.to_ascii_lowercase()).collect(),
+            masquerade_exception_maps: exception_maps,
+            drop_headers: lower("message_drop_headers"),
+            always_add_missing_headers: yes("always_add_missing_headers")?,
+            append_at_myorigin: yes("append_at_myorigin")?,
+            append_dot_mydomain: yes("append_dot_mydomain")?.then(|| conf.mydomain.clone()),
             virtual_alias: maps("virtual_alias_maps")?,
             alias_maps: maps("alias_maps")?,
             propagate: classes("propagate_unmatched_extensions"),
@@ -149,10 +173,29 @@ impl Rewriter {
         Ok(Some(out))
     }
 
-    fn canon(&self, first: &Maps, addr: &str) -> Result<String, RewriteError> {
+    pub(super) fn myhostname(&self) -> &str {
+        &self.conf.myhostname
+    }
+
+    pub(super) fn myorigin(&self) -> &str {
+        &self.conf.myorigin
+    }
+
+    /// An address of `class` (`envelope_sender`, `header_recipient`, …)
+    /// through the canonical maps and masquerading that apply to it.
+    pub(super) fn classed(&self, addr: &str, sender: bool, class: &str) -> Result<String, RewriteError> {
+        let (first, classes) = if sender {
+            (&self.sender_canonical, &self.sender_classes)
+        } else {
+            (&self.recipient_canonical, &self.recipient_classes)
+        };
+        let has = |v: &Vec<String>| v.iter().any(|c| c == class);
         let mut a = addr.to_string();
-        for (maps, name) in [(first, "canonical"), (&self.canonical, "canonical")] {
-            match self.map(maps, &a, name) {
+        for (maps, on) in [(first, has(classes)), (&self.canonical, has(&self.canonical_classes))] {
+            if !on {
+                continue;
+            }
+            match self.map(maps, &a, "canonical") {
                 Ok(Some(v)) if !v.is_empty() => a = v[0].clone(),
                 Ok(_) => {}
                 Err(_) => {
@@ -162,15 +205,60 @@ impl Rewriter {
                 }
             }
         }
+        if has(&self.masquerade_classes) {
+            a = self.masquerade(&a)?;
+        }
         Ok(a)
     }
 
-    /// The envelope sender after canonical mapping.
-    pub fn sender(&self, addr: &str) -> Result<String, RewriteError> {
-        if addr.is_empty() || !self.canon_sender {
+    /// masquerade_domains: the subdomain part stripped below the first
+    /// listed domain the address is in (`!domain`: left alone), unless the
+    /// local part is in `masquerade_exceptions`.
+    fn masquerade(&self, addr: &str) -> Result<String, RewriteError> {
+        let Some((local, domain)) = addr.rsplit_once('@') else {
+            return Ok(addr.to_string());
+        };
+        if self.masquerade_domains.is_empty() {
             return Ok(addr.to_string());
         }
-        self.canon(&self.sender_canonical, addr)
+        let user = local.to_ascii_lowercase();
+        if self.masquerade_exceptions.iter().any(|e| *e == user) {
+            return Ok(addr.to_string());
+        }
+        if !self.masquerade_exception_maps.is_empty() {
+            match self.masquerade_exception_maps.lookup_keys(std::slice::from_ref(&user)) {
+                Ok(Some(_)) => return Ok(addr.to_string()),
+                Ok(None) => {}
+                Err(_) => {
+                    return Err(RewriteError(format!(
+                        "masquerade_exceptions map lookup problem for {addr} -- message not accepted, try again later"
+                    )))
+                }
+            }
+        }
+        let d = domain.to_ascii_lowercase();
+        for m in &self.masquerade_domains {
+            let (neg, m) = match m.strip_prefix('!') {
+                Some(x) => (true, x),
+                None => (false, m.as_str()),
+            };
+            let under = d.len() > m.len() && d.ends_with(m) && d.as_bytes()[d.len() - m.len() - 1] == b'.';
+            if neg && (d == m || under) {
+                break;
+            }
+            if !neg && under {
+                return Ok(format!("{local}@{m}"));
+            }
+        }
+        Ok(addr.to_string())
+    }
+
+    /// The envelope sender after canonical mapping and masquerading.
+    pub fn sender(&self, addr: &str) -> Result<String, RewriteError> {
+        if addr.is_empty() {
+            return Ok(addr.to_string());
+        }
+        self.classed(addr, true, "envelope_sender")
     }
 
     /// The envelope as cleanup writes it: sender and recipients rewritten.
@@ -184,11 +272,7 @@ impl Rewriter {
         let mut out: Vec<Recipient> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for r in rcpts {
-            let canon = if self.canon_recipient {
-                self.canon(&self.recipient_canonical, &r.addr)?
-            } else {
-                r.addr.clone()
-            };
+            let canon = self.classed(&r.addr, false, "envelope_recipient")?;
             let mut leaves = Vec::new();
             self.expand(&canon, 0, &mut leaves, &r.addr)?;
             for leaf in leaves {

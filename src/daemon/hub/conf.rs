@@ -225,6 +225,32 @@ pub struct SmtpdConf {
     pub xclient_hosts: Vec<Cidr>,
     pub xforward_hosts: Vec<Cidr>,
     pub discard_ehlo_keywords: Vec<String>,
+    /// `local_header_rewrite_clients`, as written.
+    pub header_rewrite_clients: Vec<String>,
+    pub remote_header_rewrite_domain: String,
+    /// The addresses of `inet_interfaces` (`permit_inet_interfaces`).
+    pub inet_addrs: Vec<std::net::IpAddr>,
+}
+
+/// The addresses `inet_interfaces` stands for: `all` is every
+/// interface's, `loopback-only` 127.0.0.1 and ::1.
+pub fn inet_addrs(v: &str) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    for i in split_list(v) {
+        match i {
+            "all" => out.extend(crate::config::postfix::host::HostFacts::probe().addrs.iter().map(|a| a.addr)),
+            "loopback-only" | "localhost" => {
+                out.push(std::net::Ipv4Addr::LOCALHOST.into());
+                out.push(std::net::Ipv6Addr::LOCALHOST.into());
+            }
+            other => {
+                if let Ok(ip) = other.trim_start_matches('[').trim_end_matches(']').parse() {
+                    out.push(ip);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn restriction_list(v: &str) -> Vec<String> {
@@ -309,6 +335,9 @@ impl SmtpdConf {
                 .into_iter()
                 .map(|k| k.to_ascii_uppercase())
                 .collect(),
+            header_rewrite_clients: restriction_list(&s("local_header_rewrite_clients")),
+            remote_header_rewrite_domain: s("remote_header_rewrite_domain"),
+            inet_addrs: inet_addrs(&s("inet_interfaces")),
         })
     }
 }

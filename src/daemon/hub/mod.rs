@@ -6,6 +6,7 @@
 
 pub mod cleanup;
 pub mod conf;
+pub mod headers;
 pub mod pickup;
 pub mod showq;
 

@@ -89,63 +89,41 @@ impl Pickup {
         let qid = draft.qid.clone();
         let now = crate::util::unix_now();
         let date = crate::util::codec::mail_date(now);
-        let (he, _) = crate::mail::mime::header_end(&r.data);
-        let fields = crate::mail::mime::fields(&r.data[..he.min(r.data.len())]);
-        let has = |n: &str| crate::mail::mime::field(&fields, n).is_some();
         let head = format!(
             "Received: by {} ({}, from userid {uid})\r\n\tid {qid}; {date}\r\n",
             conf.myhostname, conf.mail_name
         );
-        let mut extra = String::new();
-        let mut message_id = crate::mail::mime::field_text(&fields, "message-id");
-        if message_id.is_none() {
-            let (y, mo, d, hh, mi, ss, _) = crate::util::codec::civil(now);
-            let id = format!("<{y:04}{mo:02}{d:02}{hh:02}{mi:02}{ss:02}.{qid}@{}>", conf.myhostname);
-            extra.push_str(&format!("Message-Id: {id}\r\n"));
-            message_id = Some(id);
-        }
-        if !has("date") {
-            extra.push_str(&format!("Date: {date}\r\n"));
-        }
-        if !has("from") {
-            let name = r.fullname.clone().unwrap_or(gecos);
-            let from = if sender.is_empty() {
-                format!("MAILER-DAEMON@{}", conf.myorigin)
-            } else {
-                sender.clone()
-            };
-            if name.is_empty() {
-                extra.push_str(&format!("From: {from}\r\n"));
-            } else {
-                extra.push_str(&format!("From: {name} <{from}>\r\n"));
-            }
-        }
-        let mut full = Vec::with_capacity(r.data.len() + head.len() + extra.len());
-        let body_at = if r.data[..he.min(r.data.len())].ends_with(b"\r\n\r\n") {
-            he - 2
-        } else {
-            he.min(r.data.len())
-        };
-        full.extend_from_slice(head.as_bytes());
-        full.extend_from_slice(&r.data[..body_at]);
-        full.extend_from_slice(extra.as_bytes());
-        if body_at == r.data.len() {
-            // No header/body separator in the input: end the header.
-            full.extend_from_slice(b"\r\n");
-        }
-        full.extend_from_slice(&r.data[body_at..]);
         let rcpts = r
             .rcpts
             .iter()
             .map(|a| Recipient::new(&crate::daemon::qmgr::resolve::canonical(conf, a)))
             .collect();
-        let (env_sender, rcpts) = match self.hub.cleanup.envelope(&sender, rcpts) {
+        let cleanup = &self.hub.cleanup;
+        let name = r.fullname.clone().unwrap_or(gecos);
+        // sendmail(1) input is always in the local header rewrite context.
+        let cleaned = cleanup.envelope(&sender, rcpts).and_then(|(env_sender, rcpts)| {
+            let job = crate::daemon::hub::headers::Job {
+                context: Some(crate::daemon::hub::headers::Context::Local),
+                sender: &env_sender,
+                qid: &qid,
+                now,
+                full_name: &name,
+                end_header: true,
+            };
+            let c = cleanup.headers(&r.data, &job)?;
+            Ok((env_sender, rcpts, c))
+        });
+        let (env_sender, rcpts, cleaned) = match cleaned {
             Ok(v) => v,
             Err(e) => {
                 self.cleanup_log.warning(&format!("{qid}: {}", e.0));
                 return Err("queue file write error".into());
             }
         };
+        let mut full = Vec::with_capacity(cleaned.content.len() + head.len());
+        full.extend_from_slice(head.as_bytes());
+        full.extend_from_slice(&cleaned.content);
+        let message_id = cleaned.message_id;
         let env = Envelope {
             sender: env_sender,
             rcpts,
@@ -161,7 +139,7 @@ impl Pickup {
         self.log
             .info(&format!("{qid}: uid={uid} from=<{}>", r.sender.clone().unwrap_or(user)));
         self.cleanup_log
-            .info(&format!("{qid}: message-id={}", message_id.unwrap_or_default()));
+            .info(&format!("{qid}: message-id={}", message_id.as_deref().unwrap_or("<>")));
         self.hub.qmgr.submit(qid.clone(), QueueName::Incoming, Some((env, full)));
         Ok(qid)
     }

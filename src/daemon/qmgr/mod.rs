@@ -142,6 +142,14 @@ fn rcpt_dsn(r: &crate::queue::Recipient) -> String {
     }
     if let Some((t, a)) = r.orcpt.as_deref().and_then(|o| o.split_once(';')) {
         s.push_str(&format!(" ORCPT={t};{}", crate::proto::smtp::xtext_encode(a)));
+    } else {
+        // Without an ORCPT from the client, Postfix sends the original
+        // recipient (before canonical and virtual mapping).
+        let orig = r.orig.as_deref().unwrap_or(&r.addr);
+        if !orig.is_empty() {
+            let ext = crate::mail::addr_list::external(orig);
+            s.push_str(&format!(" ORCPT=rfc822;{}", crate::proto::smtp::xtext_encode(&ext)));
+        }
     }
     s
 }

@@ -67,7 +67,7 @@ impl Stage {
 pub struct TableCache(Mutex<HashMap<String, std::sync::Arc<Table>>>);
 
 impl TableCache {
-    fn get(&self, spec: &str) -> Result<std::sync::Arc<Table>, crate::tables::TableError> {
+    pub fn get(&self, spec: &str) -> Result<std::sync::Arc<Table>, crate::tables::TableError> {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = m.get(spec) {
             return Ok(t.clone());

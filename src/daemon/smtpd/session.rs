@@ -40,6 +40,8 @@ struct Session<'a> {
     discard: bool,
     out: Vec<u8>,
     ip: IpAddr,
+    /// The socket's peer address (XCLIENT changes `ip` only).
+    sock_ip: IpAddr,
     name: String,
     name_status: NameStatus,
     reverse_status: NameStatus,
@@ -86,6 +88,7 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, peer: s
         discard: false,
         out: Vec::new(),
         ip,
+        sock_ip: ip,
         name: peer.name,
         name_status: peer.status,
         reverse_status: peer.reverse_status,
@@ -1024,43 +1027,23 @@ impl Session<'_> {
         } else {
             head.push_str(&format!(";\r\n\t{date}\r\n"));
         }
-        let (he, _) = crate::mail::mime::header_end(&content);
-        let fields = crate::mail::mime::fields(&content[..he.min(content.len())]);
-        let has = |name: &str| crate::mail::mime::field(&fields, name).is_some();
-        let local_client = self.ip.is_loopback();
-        let mut message_id = None;
-        let mut extra = String::new();
-        if local_client && !has("Message-Id") {
-            let (y, mo, d, hh, mi, ss, _) = crate::util::codec::civil(now);
-            let id = format!("{y:04}{mo:02}{d:02}{hh:02}{mi:02}{ss:02}.{qid}@{}", hub.myhostname);
-            extra.push_str(&format!("Message-Id: <{id}>\r\n"));
-            message_id = Some(format!("<{id}>"));
-        }
-        if local_client && !has("Date") {
-            extra.push_str(&format!("Date: {date}\r\n"));
-        }
-        let mut full = Vec::with_capacity(content.len() + head.len() + extra.len());
-        full.extend_from_slice(head.as_bytes());
-        if he == 0 || he > content.len() {
-            full.extend_from_slice(extra.as_bytes());
-            full.extend_from_slice(&content);
-        } else {
-            // Added headers go after the existing ones, as cleanup appends.
-            let body_at = if content[..he].ends_with(b"\r\n\r\n") { he - 2 } else { he };
-            full.extend_from_slice(&content[..body_at]);
-            full.extend_from_slice(extra.as_bytes());
-            full.extend_from_slice(&content[body_at..]);
-        }
+        let cleanup = &self.d.hub.cleanup;
+        let rewritten = cleanup
+            .envelope(self.sender.as_deref().unwrap_or_default(), std::mem::take(&mut self.rcpts))
+            .and_then(|(sender, rcpts)| {
+                let job = crate::daemon::hub::headers::Job {
+                    context: self.header_context(),
+                    sender: &sender,
+                    qid: &qid,
+                    now,
+                    full_name: "",
+                    end_header: false,
+                };
+                let cleaned = cleanup.headers(&content, &job)?;
+                Ok((sender, rcpts, cleaned))
+            });
         drop(content);
-        if message_id.is_none() {
-            message_id = crate::mail::mime::field_text(&fields, "message-id");
-        }
-        let rewritten = self
-            .d
-            .hub
-            .cleanup
-            .envelope(self.sender.as_deref().unwrap_or_default(), std::mem::take(&mut self.rcpts));
-        let (sender, rcpts) = match rewritten {
+        let (sender, rcpts, cleaned) = match rewritten {
             Ok(v) => v,
             Err(e) => {
                 self.d.cleanup_log.warning(&format!("{qid}: {}", e.0));
@@ -1069,6 +1052,10 @@ impl Session<'_> {
                 return "451 4.3.0 Error: queue file write error".into();
             }
         };
+        let mut full = Vec::with_capacity(cleaned.content.len() + head.len());
+        full.extend_from_slice(head.as_bytes());
+        full.extend_from_slice(&cleaned.content);
+        drop(cleaned.content);
         let mut env = Envelope {
             sender,
             rcpts,
@@ -1095,9 +1082,11 @@ impl Session<'_> {
         self.reset();
         match res {
             Ok(env) => {
-                self.d
-                    .cleanup_log
-                    .info(&format!("{qid}: message-id={}", message_id.unwrap_or_default()));
+                let log = &self.d.cleanup_log;
+                log.info(&format!("{qid}: message-id={}", cleaned.message_id.as_deref().unwrap_or("<>")));
+                if let Some(id) = &cleaned.resent_message_id {
+                    log.info(&format!("{qid}: resent-message-id={id}"));
+                }
                 if hold {
                     let _ = self.d.hub.queue.move_to(&qid, QueueName::Incoming, QueueName::Hold);
                 } else {
@@ -1119,6 +1108,43 @@ impl Session<'_> {
                 "451 4.3.0 Error: queue file write error".into()
             }
         }
+    }
+
+    /// smtpd_check_rewrite: the header rewrite context of this client
+    /// (`local_header_rewrite_clients`, `remote_header_rewrite_domain`).
+    fn header_context(&self) -> Option<crate::daemon::hub::headers::Context> {
+        use crate::daemon::hub::headers::Context;
+        let c = &self.d.conf;
+        let plain = |ip: IpAddr| match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let ip = plain(self.ip);
+        let mut it = c.header_rewrite_clients.iter();
+        while let Some(e) = it.next() {
+            let table = |spec: &str| {
+                self.d
+                    .tables
+                    .get(spec)
+                    .ok()
+                    .and_then(|t| t.lookup(&ip.to_string()).ok().flatten())
+                    .is_some()
+            };
+            let hit = match e.as_str() {
+                // Postfix checks the socket's address here, the XCLIENT one
+                // everywhere else.
+                "permit_inet_interfaces" => c.inet_addrs.contains(&plain(self.sock_ip)),
+                "permit_mynetworks" => crate::daemon::hub::conf::match_networks(&self.d.hub.conf.mynetworks, ip),
+                "permit_sasl_authenticated" => self.sasl.is_some(),
+                "check_address_map" => it.next().is_some_and(|spec| table(spec)),
+                spec if spec.contains(':') => table(spec),
+                _ => false,
+            };
+            if hit {
+                return Some(Context::Local);
+            }
+        }
+        (!c.remote_header_rewrite_domain.is_empty()).then(|| Context::Remote(c.remote_header_rewrite_domain.clone()))
     }
 
     async fn starttls(&mut self) -> R {

@@ -1,0 +1,343 @@
+//! cleanup(8)'s header pass over each new message: the headers named in
+//! `message_drop_headers` go; for a client in the header rewrite context
+//! (`local_header_rewrite_clients`, or any client when
+//! `remote_header_rewrite_domain` is set) the addresses in sender and
+//! recipient headers are completed, canonicalized and masqueraded per
+//! `*_canonical_classes` and `masquerade_classes`; and missing
+//! (Resent-)Message-Id, Date and From headers are appended (also with
+//! `always_add_missing_headers`).
+
+use super::cleanup::{RewriteError, Rewriter};
+
+/// Headers cleanup treats as sender addresses (`header_sender`).
+const SENDER: &[&str] = &[
+    "from",
+    "sender",
+    "reply-to",
+    "resent-from",
+    "resent-sender",
+    "errors-to",
+    "return-receipt-to",
+    "disposition-notification-to",
+    "mail-followup-to",
+];
+/// … and as recipient addresses (`header_recipient`).
+const RECIPIENT: &[&str] = &[
+    "to",
+    "cc",
+    "bcc",
+    "apparently-to",
+    "resent-to",
+    "resent-cc",
+    "resent-bcc",
+    "resent-reply-to",
+];
+
+/// How header addresses are rewritten for this message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Context {
+    /// A local client: bare names get `@$myorigin`, `.$mydomain` per
+    /// `append_dot_mydomain`.
+    Local,
+    /// A remote client with `remote_header_rewrite_domain` set: bare
+    /// names get that domain.
+    Remote(String),
+}
+
+/// What the header pass needs to know about the message.
+pub struct Job<'a> {
+    pub context: Option<Context>,
+    /// The envelope sender after rewriting (for an added From:).
+    pub sender: &'a str,
+    pub qid: &'a str,
+    pub now: i64,
+    /// The sender's full name for an added From: (`sendmail -F`, gecos).
+    pub full_name: &'a str,
+    /// Input that ends inside its header gets the empty line after the
+    /// added headers (pickup's input; smtpd's is left as received).
+    pub end_header: bool,
+}
+
+/// The result: the new header block and the ids to log.
+pub struct Cleaned {
+    pub content: Vec<u8>,
+    pub message_id: Option<String>,
+    pub resent_message_id: Option<String>,
+}
+
+/// Raw header fields (each with its line ends) and the offset of the
+/// body (after the empty line, or the end when there is none).
+fn raw_fields(content: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut out: Vec<&[u8]> = Vec::new();
+    let mut i = 0;
+    let mut start: Option<usize> = None;
+    loop {
+        if i >= content.len() {
+            if let Some(s) = start {
+                out.push(&content[s..]);
+            }
+            return (out, content.len());
+        }
+        let end = content[i..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map(|n| i + n + 1)
+            .unwrap_or(content.len());
+        let line = &content[i..end];
+        let blank = line == b"\r\n" || line == b"\n";
+        let cont = !blank && (line[0] == b' ' || line[0] == b'\t');
+        if !cont {
+            if let Some(s) = start.take() {
+                out.push(&content[s..i]);
+            }
+            if blank {
+                return (out, i);
+            }
+            // A line that is not a header ends the header block.
+            let name_ok = line
+                .iter()
+                .position(|&c| c == b':')
+                .is_some_and(|c| c > 0 && line[..c].iter().all(|&b| b > b' ' && b < 127));
+            if !name_ok {
+                return (out, i);
+            }
+            start = Some(i);
+        }
+        i = end;
+    }
+}
+
+fn name_of(field: &[u8]) -> String {
+    let c = field.iter().position(|&c| c == b':').unwrap_or(0);
+    String::from_utf8_lossy(&field[..c]).trim().to_string()
+}
+
+fn value_of(field: &[u8]) -> &[u8] {
+    let c = field.iter().position(|&c| c == b':').map(|c| c + 1).unwrap_or(0);
+    let mut v = &field[c..];
+    while let Some(r) = v.strip_suffix(b"\n") {
+        v = r.strip_suffix(b"\r").unwrap_or(r);
+    }
+    v
+}
+
+impl Rewriter {
+    /// The header pass.  `content` starts with the message's own headers
+    /// (the Received header is the caller's); the result keeps the body
+    /// bytes as they were.
+    pub fn headers(&self, content: &[u8], job: &Job) -> Result<Cleaned, RewriteError> {
+        let (fields, body_at) = raw_fields(content);
+        let unterminated = body_at == content.len();
+        let mut out = Vec::with_capacity(content.len() + 256);
+        let mut seen = std::collections::HashSet::new();
+        let mut resent = false;
+        let mut message_id = None;
+        let mut resent_message_id = None;
+        for f in &fields {
+            let name = name_of(f);
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with("resent-") {
+                resent = true;
+            }
+            seen.insert(lower.clone());
+            let text = || String::from_utf8_lossy(value_of(f)).trim().to_string();
+            if lower == "message-id" && message_id.is_none() {
+                message_id = Some(text());
+            } else if lower == "resent-message-id" && resent_message_id.is_none() {
+                resent_message_id = Some(text());
+            }
+            if self.drop_headers.iter().any(|d| *d == lower) {
+                continue;
+            }
+            let class = if SENDER.contains(&lower.as_str()) {
+                Some(true)
+            } else if RECIPIENT.contains(&lower.as_str()) {
+                Some(false)
+            } else {
+                None
+            };
+            match (class, &job.context, std::str::from_utf8(value_of(f))) {
+                (Some(sender), Some(ctx), Ok(value)) => {
+                    let new = crate::mail::addr_list::rewrite_field(&name, value, |a| self.header_address(a, sender, ctx).map(Some))?;
+                    match new {
+                        Some(n) => {
+                            out.extend_from_slice(n.as_bytes());
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        None => out.extend_from_slice(f),
+                    }
+                }
+                _ => out.extend_from_slice(f),
+            }
+            if !out.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if job.context.is_some() || self.always_add_missing_headers {
+            let prefix = if resent { "Resent-" } else { "" };
+            let missing = |n: &str| !seen.contains(&format!("{}{n}", prefix.to_ascii_lowercase()));
+            if missing("message-id") {
+                let (y, mo, d, hh, mi, ss, _) = crate::util::codec::civil(job.now);
+                let id = format!("<{y:04}{mo:02}{d:02}{hh:02}{mi:02}{ss:02}.{}@{}>", job.qid, self.myhostname());
+                out.extend_from_slice(format!("{prefix}Message-Id: {id}\r\n").as_bytes());
+                if resent {
+                    resent_message_id = Some(id);
+                } else {
+                    message_id = Some(id);
+                }
+            }
+            if missing("date") {
+                let date = crate::util::codec::mail_date(job.now);
+                out.extend_from_slice(format!("{prefix}Date: {date}\r\n").as_bytes());
+            }
+            if missing("from") {
+                let from = if job.sender.is_empty() {
+                    "MAILER-DAEMON".to_string()
+                } else {
+                    crate::mail::addr_list::external(job.sender)
+                };
+                if job.full_name.is_empty() {
+                    out.extend_from_slice(format!("{prefix}From: {from}\r\n").as_bytes());
+                } else {
+                    out.extend_from_slice(format!("{prefix}From: {} <{from}>\r\n", job.full_name).as_bytes());
+                }
+            }
+        }
+        if unterminated && job.end_header {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(&content[body_at..]);
+        Ok(Cleaned {
+            content: out,
+            message_id,
+            resent_message_id,
+        })
+    }
+
+    /// One header address: completed for the context, then the canonical
+    /// maps and masquerading of its class.
+    fn header_address(&self, addr: &str, sender: bool, ctx: &Context) -> Result<String, RewriteError> {
+        // Source routes go (RFC 5321 C: they are ignored).
+        let mut a = match addr.rsplit_once(':') {
+            Some((route, rest)) if route.starts_with('@') => rest.to_string(),
+            _ => addr.to_string(),
+        };
+        match ctx {
+            Context::Local => {
+                if !a.contains('@') {
+                    if self.append_at_myorigin {
+                        a = format!("{a}@{}", self.myorigin());
+                    }
+                } else if let Some(dom) = self.append_dot_mydomain.as_ref() {
+                    if let Some((l, d)) = a.rsplit_once('@') {
+                        if !d.contains('.') && !d.starts_with('[') && !d.is_empty() {
+                            a = format!("{l}@{d}.{dom}");
+                        }
+                    }
+                }
+            }
+            Context::Remote(domain) => {
+                if !a.contains('@') {
+                    a = format!("{a}@{domain}");
+                }
+            }
+        }
+        if let Some(stripped) = a.strip_suffix('.') {
+            a = stripped.to_string();
+        }
+        let class = if sender { "header_sender" } else { "header_recipient" };
+        self.classed(&a, sender, class)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::postfix::Params;
+    use crate::daemon::hub::conf::HubConf;
+
+    fn rw(extra: &str) -> Rewriter {
+        let mut p = Params::default();
+        let main = format!("myhostname = hub.mumail.test\nmydomain = mumail.test\nmyorigin = $mydomain\nmydestination =\n{extra}");
+        p.main = crate::config::postfix::MainCf::parse("main.cf", main.as_bytes()).unwrap();
+        let conf = HubConf::load(&p).unwrap();
+        Rewriter::load(&p, &conf).unwrap()
+    }
+
+    fn clean(r: &Rewriter, msg: &str, context: Option<Context>, sender: &str) -> String {
+        let c = r
+            .headers(
+                msg.replace('\n', "\r\n").as_bytes(),
+                &Job {
+                    context,
+                    sender,
+                    qid: "ABC123",
+                    now: 1_700_000_000,
+                    full_name: "",
+                    end_header: false,
+                },
+            )
+            .unwrap();
+        String::from_utf8(c.content).unwrap().replace("\r\n", "\n")
+    }
+
+    /// The real Postfix 3.7 on the same configuration: which headers are
+    /// of which class, what is dropped, what is added.
+    #[test]
+    fn classes_drops_and_additions() {
+        let r = rw("sender_canonical_maps = inline:{ {s1@mumail.test = S@mumail.test} }\n\
+                    recipient_canonical_maps = inline:{ {r1@mumail.test = R@mumail.test} }\n\
+                    masquerade_domains = mumail.test\nmasquerade_exceptions = root\n");
+        let names = "From Sender Reply-To Resent-From Resent-Sender Resent-Reply-To Errors-To Return-Receipt-To \
+                     Disposition-Notification-To To Cc Apparently-To Resent-To Resent-Cc Mail-Followup-To Mail-Reply-To \
+                     Original-Recipient X-Original-To Delivered-To Envelope-To Return-Path Content-Length Resent-Bcc Bcc";
+        let mut msg = String::from("Subject: classes\n");
+        for n in names.split(' ') {
+            msg.push_str(&format!("{n}: s1@mumail.test, r1@host.mumail.test\n"));
+        }
+        msg.push_str("Message-Id: <2@x>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\nbody\n");
+        let out = clean(&r, &msg, Some(Context::Local), "");
+        let s = "S@mumail.test, r1@mumail.test";
+        let rc_masq = "s1@mumail.test, r1@mumail.test";
+        let raw = "s1@mumail.test, r1@host.mumail.test";
+        let want = format!(
+            "Subject: classes\nFrom: {s}\nSender: {s}\nReply-To: {s}\nResent-From: {s}\nResent-Sender: {s}\n\
+             Resent-Reply-To: {rc_masq}\nErrors-To: {s}\nReturn-Receipt-To: {s}\nDisposition-Notification-To: {s}\n\
+             To: {rc_masq}\nCc: {rc_masq}\nApparently-To: {rc_masq}\nResent-To: {rc_masq}\nResent-Cc: {rc_masq}\n\
+             Mail-Followup-To: {s}\nMail-Reply-To: {raw}\nOriginal-Recipient: {raw}\nX-Original-To: {raw}\n\
+             Delivered-To: {raw}\nEnvelope-To: {raw}\nMessage-Id: <2@x>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
+             Resent-Message-Id: <20231114221320.ABC123@hub.mumail.test>\n\
+             Resent-Date: Tue, 14 Nov 2023 22:13:20 +0000 (UTC)\n\nbody\n"
+        );
+        // r1@host.mumail.test masquerades to r1@mumail.test, which is not
+        // the recipient_canonical key; a plain r1@mumail.test maps.
+        assert_eq!(out, want);
+        let out = clean(&r, "To: r1@mumail.test\n\nb\n", Some(Context::Local), "s1@mumail.test");
+        assert!(out.starts_with("To: R@mumail.test\n"), "{out}");
+        // No context (a remote client): nothing rewritten or added, but
+        // the dropped headers still go.
+        let out = clean(&r, "To: a, x@host.mumail.test\nBcc: b\nSubject: s\n\nbody\n", None, "s@x");
+        assert_eq!(out, "To: a, x@host.mumail.test\nSubject: s\n\nbody\n");
+        let out = clean(&r, "Subject: s\n\nbody\n", Some(Context::Local), "");
+        assert!(
+            out.ends_with("Date: Tue, 14 Nov 2023 22:13:20 +0000 (UTC)\nFrom: MAILER-DAEMON\n\nbody\n"),
+            "{out}"
+        );
+        let out = clean(&r, "To: joe\nResent-To: q\n\nbody\n", Some(Context::Local), "s@mumail.test");
+        assert!(
+            out.starts_with("To: joe@mumail.test\nResent-To: q@mumail.test\nResent-Message-Id: <"),
+            "{out}"
+        );
+        assert!(out.ends_with("Resent-From: s@mumail.test\n\nbody\n"), "{out}");
+        let out = clean(
+            &r,
+            "To: joe, root@host.mumail.test\n\nb\n",
+            Some(Context::Remote("elsewhere.invalid".into())),
+            "s@x",
+        );
+        assert!(out.starts_with("To: joe@elsewhere.invalid, root@host.mumail.test\n"), "{out}");
+        // No header block at all, and a body that looks like a header.
+        let out = clean(&r, "\nTo: a\n", Some(Context::Local), "s@x");
+        assert!(out.ends_with("From: s@x\n\nTo: a\n"), "{out}");
+    }
+}
