@@ -528,6 +528,35 @@ fn hub_queue_commands() {
     );
     assert!(out.contains(&format!("\"forced_expire\": false, \"sender\": \"c@d.org\", \"recipients\": [{{\"address\": \"u7@mumail.test\", \"delay_reason\": \"{why}\"}}, {{\"address\": \"yes1@mumail.test\", \"delay_reason\": \"{why}\"}}]}}")), "{out}");
 
+    // postsuper -r: the deferred message comes back under a new queue ID
+    // (pickup logs orig_id), with its sender and recipients.
+    let (_, err, rc) = tool("postsuper", &["-c", &c, "-r", &deferred]);
+    assert_eq!((err.as_str(), rc), ("postsuper: Requeued: 1 message\n", 0));
+    let log = hub.log();
+    assert!(
+        log.contains(&format!("postsuper[")) && log.contains(&format!(": {deferred}: requeued")),
+        "{log}"
+    );
+    let tail = format!(": uid=0 from=<c@d.org> orig_id={deferred}");
+    let requeued = log
+        .lines()
+        .find_map(|l| l.strip_suffix(tail.as_str()).filter(|h| h.contains("postfix/pickup[")))
+        .and_then(|h| h.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("{log}"))
+        .to_string();
+    assert_ne!(requeued, deferred);
+    wait_for("requeued message deferred again", Duration::from_secs(20), || {
+        walk(&hub.dir.join("queue/deferred")).iter().any(|p| p.ends_with(&requeued))
+    });
+    let (out, _, _) = tool("postqueue", &["-c", &c, "-p"]);
+    let at = out.find(&format!("{requeued} ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(!out.contains(&format!("{deferred} ")), "{out}");
+    assert!(
+        out[at..].contains("u7@mumail.test") && out[at..].contains("yes1@mumail.test"),
+        "{out}"
+    );
+    let deferred = requeued;
+
     // postsuper: delete the deferred one; release the held one once the
     // back end is back.
     let (_, err, rc) = tool("postsuper", &["-c", &c, "-d", &deferred]);

@@ -300,6 +300,45 @@ impl Queue {
         f.write_all_at(b"1", offset)
     }
 
+    /// postsuper -r: the message gets a new queue ID in `incoming` with
+    /// its pending recipients passed through `rewrite` again (cleanup's
+    /// canonical and virtual mapping); done recipients are dropped, the
+    /// arrival time is kept.  The new file is durable before the old one
+    /// goes, so a crash in between leaves two copies, never none.
+    pub fn requeue(
+        &self,
+        from: QueueName,
+        qid: &str,
+        rewrite: impl FnOnce(Vec<Recipient>) -> Result<Vec<Recipient>, String>,
+    ) -> Result<String, String> {
+        let (mut env, content) = self.read(from, qid).map_err(|e| format!("{e:?}"))?;
+        let pending: Vec<Recipient> = env.rcpts.drain(..).filter(|r| !r.done).collect();
+        if pending.is_empty() {
+            return Err("no recipients left".into());
+        }
+        env.rcpts = rewrite(pending)?;
+        let mut draft = self.create().map_err(|e| format!("{e:?}"))?;
+        let bytes = record::encode(&mut env, &content);
+        let mut f = draft.file.take().ok_or("draft already used")?;
+        let new = draft.qid.clone();
+        let inc = self.dir.join("incoming");
+        (|| -> std::io::Result<()> {
+            std::io::Write::write_all(&mut f, &bytes)?;
+            // The hub may run as another user than the tool (root).
+            let owner = std::fs::metadata(&inc)?;
+            std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
+            f.sync_all()?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+            std::fs::rename(&draft.tmp, inc.join(&new))?;
+            draft.tmp = PathBuf::new();
+            std::fs::File::open(&inc)?.sync_all()
+        })()
+        .map_err(|e| e.to_string())?;
+        std::fs::remove_file(self.path(from, qid)).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(self.defer_log(qid));
+        Ok(new)
+    }
+
     /// Removes a finished queue file.
     pub fn remove(&self, q: QueueName, qid: &str) -> std::io::Result<()> {
         if let Some(j) = &self.journal {

@@ -164,6 +164,12 @@ pub fn postsuper(args: &[String], stdin: &mut dyn std::io::BufRead) -> Output {
     let queue = Queue::open_readonly(&qdir, depth);
     let log = crate::log::Logger::for_postfix(&p, "postsuper").ok();
     let mut stdin_ids: Option<Vec<String>> = None;
+    // -r passes the recipients through cleanup's mapping again.
+    let rewriter = crate::daemon::hub::conf::HubConf::load(&p)
+        .ok()
+        .and_then(|c| crate::daemon::hub::cleanup::Rewriter::load(&p, &c).ok());
+    let pickup_log = crate::log::Logger::for_postfix(&p, "pickup").ok();
+    let mut requeued: Vec<(String, String)> = Vec::new();
     let mut out = Output::default();
     for o in &opts {
         let (op, arg) = match o {
@@ -220,7 +226,21 @@ pub fn postsuper(args: &[String], stdin: &mut dyn std::io::BufRead) -> Output {
                         .is_ok(),
                     "released from hold",
                 ),
-                _ => (queue.move_to(&id, from, QueueName::Incoming).is_ok(), "requeued"),
+                _ => match queue.requeue(from, &id, |r| match &rewriter {
+                    Some(rw) => rw.recipients(r).map_err(|e| e.0),
+                    None => Ok(r),
+                }) {
+                    Ok(new) => {
+                        requeued.push((id.clone(), new));
+                        (true, "requeued")
+                    }
+                    Err(e) => {
+                        if let Some(l) = &log {
+                            l.warning(&format!("{id}: cannot requeue: {e}"));
+                        }
+                        (false, "")
+                    }
+                },
             };
             if ok {
                 if op == 'd' {
@@ -240,6 +260,12 @@ pub fn postsuper(args: &[String], stdin: &mut dyn std::io::BufRead) -> Output {
             _ => format!("Requeued: {n} message{s}"),
         };
         out.stderr.push_str(&format!("postsuper: {summary}\n"));
+    }
+    // pickup(8)'s line for each message that came back with a new ID.
+    for (old, new) in &requeued {
+        if let (Some(l), Ok((env, _))) = (&pickup_log, queue.read(QueueName::Incoming, new)) {
+            l.info(&format!("{new}: uid=0 from=<{}> orig_id={old}", env.sender));
+        }
     }
     // Let the running hub see what moved.
     let _ = ask(&qdir, "rescan");
