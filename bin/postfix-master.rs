@@ -10,12 +10,14 @@
 //!   $MAIL_CONFIG, /etc/postfix), recovers the queue under
 //!   queue_directory, then serves every `inet` service whose command is
 //!   smtpd (with its -o overrides) and delivers queued mail through the
-//!   master.cf transports lmtp, smtp, error, retry and discard. It stays in the
+//!   master.cf transports lmtp, smtp, pipe, error, retry and discard. It stays in the
 //!   foreground; postfix(1) start runs it in the background.
 //!
 //! SECURITY
 //!   Binds the SMTP ports as root, then runs as mail_owner. Writes only
-//!   the queue; never a mailbox.
+//!   the queue; never a mailbox. A helper process started before that
+//!   keeps root only to run pipe(8) commands as their user= and alias
+//!   commands as default_privs.
 //!
 //! DIAGNOSTICS
 //!   Postfix-style log lines tagged $syslog_name/smtpd, /cleanup, /qmgr,

@@ -436,6 +436,133 @@ fn tool(name: &str, args: &[&str]) -> (String, String, i32) {
     )
 }
 
+/// pipe(8): a master.cf `pipe` service runs its command as `user=`
+/// (the hub itself has dropped to mail_owner), with the message on
+/// stdin and its macros expanded; the exit status decides sent, bounced
+/// or deferred as in Postfix.
+#[test]
+fn hub_pipe_transport() {
+    if !can_run("hub pipe transport", &[SWAKS]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = d.path().join("tolist.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{{ echo \"uid=$(id -u) args=$*\"; cat; }} > {o}/$2.msg\n\
+             case \"$2\" in\n  nouser) echo 'no such list'; exit 67;;\n  later) exit 75;;\n  broken) echo oops; exit 1;;\nesac\nexit 0\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = backend(d.path());
+    // local(8): aliases to commands run as default_privs.
+    let hdir = d.path().join("hub");
+    open_dir(&hdir);
+    std::fs::write(
+        hdir.join("aliases"),
+        format!(
+            "postmaster: u7\nlistcmd: \"|{s} x listcmd y\", yes1@mumail.test\ncmdonly: \"|{s} x cmdok y\"\n\
+             badcmd: \"|{s} x nouser y\"\n",
+            s = script.display()
+        ),
+    )
+    .unwrap();
+    let mut hub = Hub::new(
+        &hdir,
+        &b.lmtp_sock,
+        &format!(
+            "relay_domains = lists.test\ntransport_maps = inline:{{ {{lists.test = tolist:lists.test}} }}\n\
+             tolist_destination_recipient_limit = 1\nlocal_recipient_maps = hash:{d}/users, hash:{d}/aliases\n",
+            d = hdir.display()
+        ),
+    );
+    let master = std::fs::read_to_string(hub.dir.join("master.cf")).unwrap();
+    std::fs::write(
+        hub.dir.join("master.cf"),
+        format!(
+            "{master}tolist unix - n n - - pipe flags=FR user=nobody argv={} ${{nexthop}} ${{user}} ${{sender}}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    hub.kill9();
+    hub.start();
+    for to in [
+        "ok@lists.test",
+        "nouser@lists.test",
+        "later@lists.test",
+        "broken@lists.test",
+        "listcmd@mumail.test",
+        "cmdonly@mumail.test",
+        "badcmd@mumail.test",
+    ] {
+        let o = hub.swaks(&["--from", "a@b.org", "--to", to, "--h-Subject", to]);
+        assert!(o.contains("queued as"), "{o}");
+    }
+    let want = [
+        "to=<ok@lists.test>, relay=tolist, delay=",
+        "dsn=2.0.0, status=sent (delivered via tolist service)",
+        "dsn=5.1.1, status=bounced (user unknown. Command output: no such list)",
+        "dsn=4.3.0, status=deferred (temporary failure)",
+        &format!(
+            "dsn=5.3.0, status=bounced (Command died with status 1: \"{}\". Command output: oops)",
+            script.display()
+        ),
+        "to=<cmdonly@mumail.test>, relay=local, delay=",
+        &format!("dsn=2.0.0, status=sent (delivered to command: {} x cmdok y)", script.display()),
+        "to=<badcmd@mumail.test>, relay=local, delay=",
+    ];
+    let t0 = std::time::Instant::now();
+    while !want.iter().all(|w| hub.log().contains(w)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "missing {:?}\n{}",
+            want.iter().filter(|w| !hub.log().contains(*w)).collect::<Vec<_>>(),
+            hub.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let msg = std::fs::read_to_string(out.join("ok.msg")).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    let mut lines = msg.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("uid={nobody} args=lists.test ok a@b.org").as_str()),
+        "{msg}"
+    );
+    assert!(lines.next().unwrap().starts_with("From a@b.org  "), "{msg}");
+    assert_eq!(lines.next(), Some("Return-Path: <a@b.org>"), "{msg}");
+    assert!(msg.contains("\nSubject: ok@lists.test\n") && !msg.contains('\r'), "{msg}");
+    // The alias's command got the message as local(8) gives it; the alias's
+    // address member still got its forwarded copy.
+    let msg = std::fs::read_to_string(out.join("cmdok.msg")).unwrap();
+    let head: Vec<&str> = msg.lines().take(5).collect();
+    assert_eq!(head[0], format!("uid={nobody} args=x cmdok y"), "{msg}");
+    assert!(head[1].starts_with("From a@b.org  "), "{msg}");
+    assert_eq!(
+        &head[2..],
+        [
+            "Return-Path: <a@b.org>",
+            "X-Original-To: cmdonly@mumail.test",
+            "Delivered-To: cmdonly@mumail.test"
+        ],
+        "{msg}"
+    );
+    assert!(out.join("listcmd.msg").exists());
+    wait_for("alias member's copy", Duration::from_secs(30), || {
+        inbox_headers(b.imap_port, "yes1", "SUBJECT") == ["listcmd@mumail.test"]
+    });
+    let log = hub.log();
+    assert!(log.contains("status=bounced (user unknown. Command output: no such list)"), "{log}");
+}
+
 #[test]
 fn hub_queue_commands() {
     if !can_run("hub queue commands", &[SWAKS, "/usr/bin/unshare"]) {

@@ -362,7 +362,7 @@ impl Rewriter {
         };
         let propagate = at > 0 && self.propagate.iter().any(|p| p == "alias");
         Ok(Some(
-            split_list(&value)
+            alias_values(&value)
                 .into_iter()
                 .map(|v| v.trim().trim_matches('"').to_string())
                 .filter(|v| !v.is_empty())
@@ -379,6 +379,37 @@ impl Rewriter {
                 .collect(),
         ))
     }
+}
+
+/// aliases(5) values: separated by commas or white space, except inside
+/// double quotes (`"|/usr/bin/cmd -x arg", bob`).
+fn alias_values(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut esc = false;
+    for c in v.chars() {
+        if esc {
+            cur.push(c);
+            esc = false;
+        } else if c == '\\' && quoted {
+            cur.push(c);
+            esc = true;
+        } else if c == '"' {
+            quoted = !quoted;
+            cur.push(c);
+        } else if !quoted && (c == ',' || c.is_whitespace()) {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -446,6 +477,10 @@ mod tests {
             Some(vec!["|/bin/cat".into(), "/tmp/x".into(), "bob".into(), ":include:/etc/list".into()])
         );
         assert_eq!(r.alias("bob+tag").unwrap(), Some(vec!["bob+tag@elsewhere.net".to_string()]));
+        assert_eq!(
+            super::alias_values("\"|/usr/bin/x -a b, c\", bob,carol  dave"),
+            ["\"|/usr/bin/x -a b, c\"", "bob", "carol", "dave"]
+        );
         assert_eq!(r.alias("carol").unwrap(), None);
         let r = rw("virtual_alias_maps = fail:x\n");
         let e = r.recipients(vec![Recipient::new("a@b.c")]).unwrap_err();

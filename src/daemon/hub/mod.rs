@@ -9,6 +9,7 @@ pub mod conf;
 pub mod headers;
 pub mod pickup;
 pub mod showq;
+pub mod spawn;
 
 use crate::config::postfix::Params;
 use crate::daemon::qmgr::Qmgr;
@@ -268,6 +269,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
 /// start qmgr and every smtpd service; run until SIGTERM.  The process
 /// stays in the foreground (`postfix start` puts it in the background).
 pub fn main(args: &[String]) -> i32 {
+    if std::env::var_os(spawn::HELPER_ENV).is_some() {
+        return spawn::helper_main();
+    }
     let a = match parse_args(args) {
         Ok(a) => a,
         Err(e) => {
@@ -384,6 +388,8 @@ pub fn main(args: &[String]) -> i32 {
                 _ => tokio::spawn(crate::server::run(vec![l], local.clone(), lim, rx.clone())),
             });
         }
+        // pipe(8)'s user= needs a helper that keeps root.
+        qmgr.set_spawner(Arc::new(spawn::Spawner::start()));
         // Privileged ports are bound: drop to mail_owner when root, after
         // giving it the queue (postfix-script's set-permissions).
         if nix::unistd::geteuid().is_root() {

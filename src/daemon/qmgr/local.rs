@@ -3,8 +3,9 @@
 //! expansion as a new message (`status=sent (forwarded as ID)`, with a
 //! `Delivered-To:` header and `owner-` alias senders), loop detection,
 //! and handing everything else to `mailbox_transport` (`passing <…> to
-//! transport=…`).  Delivery to commands, files and mbox mailboxes is not
-//! done by this hub: such recipients are deferred with a reason saying so.
+//! transport=…`), and running an alias's `"|command"` as `default_privs`
+//! (through pipe(8)'s machinery).  Delivery to files and mbox mailboxes is
+//! not done by this hub: such recipients are deferred with a reason.
 
 use super::lmtp::{Outcome, Reply};
 use super::resolve::{self, Class, Dest};
@@ -54,6 +55,21 @@ impl Qmgr {
                 Err(why) => return defer(&why),
                 Ok(false) => {}
                 Ok(true) => {
+                    // `|command` elements run first; the first failure is
+                    // the recipient's outcome (nothing forwarded yet).
+                    let (commands, leaves): (Vec<String>, Vec<String>) = leaves.into_iter().partition(|l| l.starts_with('|'));
+                    let mut last = None;
+                    for c in &commands {
+                        match self.command(qid, env, content, r, &c[1..]).await {
+                            Outcome::Sent(reply) => last = Some(reply),
+                            other => return Step::Done(other),
+                        }
+                    }
+                    if leaves.is_empty() {
+                        if let Some(reply) = last {
+                            return Step::Done(Outcome::Sent(reply));
+                        }
+                    }
                     let (local, _) = resolve::split(&r.addr);
                     let owner = match self.s().cleanup.alias(&format!("owner-{local}")) {
                         Ok(Some(_)) => Some(format!("owner-{local}@{}", self.s().conf.myorigin)),
@@ -122,7 +138,12 @@ impl Qmgr {
                 continue;
             }
             if t.starts_with('|') {
-                return Err(format!("delivery to command is not done by this hub (alias {local})"));
+                let allowed = self.s().params.get("allow_mail_to_commands").unwrap_or_default();
+                if !crate::config::postfix::list::split_list(&allowed).contains(&"alias") {
+                    return Err(format!("mail to command is restricted (alias {local})"));
+                }
+                leaves.push(t);
+                continue;
             }
             if t.starts_with('/') {
                 return Err(format!("delivery to file is not done by this hub (alias {local})"));
@@ -138,6 +159,62 @@ impl Qmgr {
             }
         }
         Ok(true)
+    }
+
+    /// local(8)'s delivery to an alias's `|command`, as `default_privs`.
+    async fn command(&self, qid: &str, env: &Envelope, content: &[u8], r: &Recipient, command: &str) -> Outcome {
+        let settings = self.s();
+        let p = &settings.params;
+        let who = p.get("default_privs").unwrap_or_else(|| "nobody".into());
+        let Some(u) = nix::unistd::User::from_name(&who).ok().flatten().filter(|u| !u.uid.is_root()) else {
+            let why = format!("mail system configuration error: default_privs: unknown or privileged user {who}");
+            return Outcome::Deferred(Reply::local(450, "4.3.5", &why), why);
+        };
+        let (local, domain) = resolve::split(&r.addr);
+        let ext = match resolve::split_ext(&settings.conf, &local) {
+            Some((b, e)) if !b.is_empty() => e.trim_start_matches(|c| settings.conf.recipient_delimiter.contains(c)).to_string(),
+            _ => String::new(),
+        };
+        let orig = r.orig.clone().unwrap_or_else(|| r.addr.clone());
+        let env_vars = vec![
+            format!("HOME={}", u.dir.display()),
+            format!("LOGNAME={}", u.name),
+            format!("USER={}", u.name),
+            format!("SHELL={}", u.shell.display()),
+            "PATH=/usr/bin:/bin".to_string(),
+            format!("SENDER={}", env.sender),
+            format!("RECIPIENT={}", r.addr),
+            format!("LOCAL={local}"),
+            format!("DOMAIN={domain}"),
+            format!("EXTENSION={ext}"),
+            format!("ORIGINAL_RECIPIENT={orig}"),
+        ];
+        let time_limit = p
+            .get_time("local_command_time_limit")
+            .or_else(|_| p.get_time("command_time_limit"))
+            .map(|d| d.as_secs())
+            .unwrap_or(1000);
+        let dir = p.get("command_execution_directory").unwrap_or_default();
+        let conf = super::pipe::PipeConf::local_command(u.uid.as_raw(), u.gid.as_raw(), command, &dir);
+        let rcpts = [r.addr.clone()];
+        let origs = [orig];
+        let ctx = super::pipe::Ctx {
+            qid,
+            service: "local",
+            nexthop: &domain,
+            sender: &env.sender,
+            rcpts: &rcpts,
+            origs: &origs,
+            attrs: &env.attrs,
+            arrival: env.arrival.0,
+            content,
+            time_limit,
+            delimiter: &settings.conf.recipient_delimiter,
+            env: env_vars,
+        };
+        let local_spawner = crate::daemon::hub::spawn::Spawner::start_unprivileged();
+        let spawner = self.spawner.get().map(|s| s.as_ref()).unwrap_or(&local_spawner);
+        super::pipe::deliver(spawner, &conf, &ctx).await
     }
 
     /// A new queue file for the expansion, through cleanup's rewriting

@@ -16,6 +16,7 @@ pub mod connect;
 pub mod lmtp;
 pub mod local;
 mod notice;
+pub mod pipe;
 pub mod resolve;
 
 use crate::config::postfix::Params;
@@ -40,6 +41,8 @@ pub struct Qmgr {
     dests: Mutex<HashMap<Dest, Arc<Semaphore>>>,
     inflight: Mutex<HashSet<String>>,
     active: Arc<Semaphore>,
+    /// Runs pipe(8) commands (as their `user=`).
+    spawner: std::sync::OnceLock<Arc<crate::daemon::hub::spawn::Spawner>>,
 }
 
 /// The queue manager's configuration, replaced as a whole on reload
@@ -134,6 +137,15 @@ fn mail_dsn(env: &Envelope) -> String {
     s
 }
 
+/// What pipe(8) needs to know about the message beyond the envelope
+/// addresses.
+struct Info {
+    qid: String,
+    origs: Vec<String>,
+    attrs: Vec<(String, String)>,
+    arrival: i64,
+}
+
 /// ` NOTIFY=… ORCPT=type;xtext` of a recipient.
 fn rcpt_dsn(r: &crate::queue::Recipient) -> String {
     let mut s = String::new();
@@ -175,6 +187,7 @@ impl Qmgr {
             dests: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashSet::new()),
             active: Arc::new(Semaphore::new(active)),
+            spawner: std::sync::OnceLock::new(),
         })
     }
 
@@ -353,12 +366,21 @@ impl Qmgr {
                 let mail_dsn = mail_dsn(&env);
                 let sender = env.sender.clone();
                 let content = content.clone();
+                let info = Info {
+                    qid: qid.to_string(),
+                    origs: chunk
+                        .iter()
+                        .map(|&i| env.rcpts[i].orig.clone().unwrap_or_else(|| env.rcpts[i].addr.clone()))
+                        .collect(),
+                    attrs: env.attrs.clone(),
+                    arrival: env.arrival.0,
+                };
                 let sem = self.semaphore(&dest, conc);
                 tasks.spawn(async move {
                     let _p = sem.acquire_owned().await;
                     let started = Instant::now();
                     let (command, outcomes, relay, timing, dsn_passed) =
-                        me.deliver(&dest, &sender, &rcpts, &content, &mail_dsn, &rcpt_dsn).await;
+                        me.deliver(&dest, &sender, &rcpts, &content, &mail_dsn, &rcpt_dsn, &info).await;
                     chunk
                         .into_iter()
                         .zip(outcomes)
@@ -430,7 +452,12 @@ impl Qmgr {
             .unwrap_or_default()
     }
 
+    pub fn set_spawner(&self, s: Arc<crate::daemon::hub::spawn::Spawner>) {
+        let _ = self.spawner.set(s);
+    }
+
     /// Runs the transport's agent; (command, outcomes, relay, timing).
+    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         dest: &Dest,
@@ -439,6 +466,7 @@ impl Qmgr {
         content: &[u8],
         mail_dsn: &str,
         rcpt_dsn: &[String],
+        info: &Info,
     ) -> (String, Vec<Outcome>, String, Timing, bool) {
         let command = self.command_of(&dest.transport);
         let all = |o: Outcome| rcpts.iter().map(|_| o.clone()).collect::<Vec<_>>();
@@ -500,6 +528,60 @@ impl Qmgr {
                 let (dsn, text) = reason("4.0.0");
                 let o = Outcome::Deferred(Reply::local(450, &dsn, &text), text.clone());
                 (command, all(o), "none".into(), Timing::default(), false)
+            }
+            "pipe" => {
+                let settings = self.s();
+                let started = Instant::now();
+                let args: Vec<String> = settings
+                    .params
+                    .master
+                    .find(&dest.transport, "unix")
+                    .map(|s| s.argv[1..].to_vec())
+                    .unwrap_or_default();
+                let conf = match pipe::parse(&args) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.agent_log(&command).warning(&format!("{}: {e}", dest.transport));
+                        let why = "mail transport unavailable".to_string();
+                        let o = Outcome::Deferred(Reply::local(450, "4.3.0", &why), why);
+                        return (command, all(o), dest.transport.clone(), Timing::default(), false);
+                    }
+                };
+                let time_limit = settings
+                    .params
+                    .get_time(&format!("{}_time_limit", dest.transport))
+                    .or_else(|_| settings.params.get_time("command_time_limit"))
+                    .map(|d| d.as_secs())
+                    .unwrap_or(1000);
+                let env = crate::config::postfix::list::split_list(&settings.params.get("export_environment").unwrap_or_default())
+                    .into_iter()
+                    .filter_map(|n| match n.split_once('=') {
+                        Some(_) => Some(n.to_string()),
+                        None => std::env::var(n).ok().map(|v| format!("{n}={v}")),
+                    })
+                    .collect();
+                let ctx = pipe::Ctx {
+                    qid: &info.qid,
+                    service: &dest.transport,
+                    nexthop: &dest.nexthop,
+                    sender,
+                    rcpts,
+                    origs: &info.origs,
+                    attrs: &info.attrs,
+                    arrival: info.arrival,
+                    content,
+                    time_limit,
+                    delimiter: &settings.conf.recipient_delimiter,
+                    env,
+                };
+                let local = crate::daemon::hub::spawn::Spawner::start_unprivileged();
+                let spawner = self.spawner.get().map(|s| s.as_ref()).unwrap_or(&local);
+                let o = pipe::deliver(spawner, &conf, &ctx).await;
+                let timing = Timing {
+                    xfer: started.elapsed(),
+                    ..Timing::default()
+                };
+                (command, all(o), dest.transport.clone(), timing, false)
             }
             "discard" => {
                 let text = if dest.nexthop.is_empty() {
