@@ -145,17 +145,18 @@ fn hub_dns_restrictions_mx_routing_and_client_tls() {
 
     // The receiving MX: STARTTLS with a certificate for "localhost",
     // final destination for the test domains, mail discarded.
+    let p2 = free_port();
     let mx = Hub::start(
         &d.path().join("mx"),
         dns_port,
         &format!(
-            "myhostname = mx.mumail.test\nmydestination = relay.test tls.test badname.test\nlocal_recipient_maps =\n\
+            "myhostname = mx.mumail.test\nmydestination = relay.test tls.test badname.test pv.test ps.test\nlocal_recipient_maps =\n\
              local_transport = discard:\nmailbox_transport = discard:\nmynetworks = 127.0.0.0/8\n\
              smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\n",
             cert.display(),
             key.display()
         ),
-        "",
+        &format!("127.0.0.1:{p2} inet n - n - - smtpd\n"),
     );
     let p = mx.port;
     // The hub under test: DNS restrictions on input, MX routing out; the
@@ -168,11 +169,16 @@ fn hub_dns_restrictions_mx_routing_and_client_tls() {
              smtpd_authorized_xclient_hosts = 127.0.0.0/8\n\
              smtpd_client_restrictions = permit_mynetworks, reject_unknown_client_hostname\n\
              smtpd_helo_restrictions = reject_unknown_helo_hostname\n\
-             smtpd_recipient_restrictions = check_recipient_access inline:{{bypass@nx.test=OK}}, reject_rbl_client bl.test=127.0.0.[2..11], \
+             smtpd_recipient_restrictions = check_recipient_access inline:{{bypass@nx.test=OK, pv.test=OK, ps.test=OK}}, reject_rbl_client bl.test=127.0.0.[2..11], \
              reject_unknown_sender_domain, reject_unknown_recipient_domain, permit_mynetworks, reject_unauth_destination\n\
              smtpd_data_restrictions = reject_unauth_pipelining\nsmtpd_relay_restrictions =\n\
              transport_maps = inline:{{relay.test=smtp:relay.test:{p}, tls.test=verify:tls.test:{p}, badname.test=verify:badname.test:{p}, \
-             nx.test=smtp:nx.test:{p}, nullmx.test=smtp:nullmx.test:{p}}}\n"
+             nx.test=smtp:nx.test:{p}, nullmx.test=smtp:nullmx.test:{p}, pv.test=smtp:[127.0.0.1]:{p}, \
+             ps.test=smtp:[127.0.0.1]:{p2}}}\n\
+             smtp_tls_CAfile = {ca}\n\
+             smtp_tls_policy_maps = inline:{{ {{[127.0.0.1]:{p} = secure match=localhost}}, \
+             {{[127.0.0.1]:{p2} = verify match=nomatch.example:other.example}} }}\n",
+            ca = ca.display()
         ),
         &format!(
             "smtp unix - - n - - smtp\n  -o smtp_tls_security_level=may\n  -o smtp_tls_loglevel=1\n\
@@ -301,15 +307,28 @@ print('ok')
         &[&hub.port.to_string()],
     );
     assert!(out.contains("ok"), "{out}");
+    // smtp_tls_policy_maps: per next hop, a level and match= names.
+    for to in ["a@pv.test", "b@ps.test"] {
+        let out = hub.swaks(&["--from", "a@good.test", "--to", to]);
+        assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    }
     // A domain that does not exist bounces at once.
     let out = hub.swaks(&["--from", "a@good.test", "--to", "bypass@nx.test"]);
     assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
 
     wait_for("deliveries", Duration::from_secs(60), || {
         let l = hub.log();
-        ["x@relay.test", "y@tls.test", "z@badname.test", "bypass@nx.test", "w@relay.test"]
-            .iter()
-            .all(|r| l.lines().any(|x| x.contains(&format!("to=<{r}>")) && x.contains("status=")))
+        [
+            "x@relay.test",
+            "y@tls.test",
+            "z@badname.test",
+            "bypass@nx.test",
+            "w@relay.test",
+            "a@pv.test",
+            "b@ps.test",
+        ]
+        .iter()
+        .all(|r| l.lines().any(|x| x.contains(&format!("to=<{r}>")) && x.contains("status=")))
     });
     let log = hub.log();
     let line = |needle: &str| {
@@ -340,6 +359,15 @@ print('ok')
         "{log}"
     );
     assert!(line("to=<y@tls.test>").contains("status=sent"), "{log}");
+    assert!(line("to=<a@pv.test>").contains("status=sent"), "{log}");
+    assert!(
+        log.contains(&format!("Verified TLS connection established to 127.0.0.1[127.0.0.1]:{p}: TLSv1.3")),
+        "{log}"
+    );
+    assert!(
+        line("to=<b@ps.test>").contains("dsn=4.7.5, status=deferred (Server certificate not verified)"),
+        "{log}"
+    );
     let bad = line("to=<z@badname.test>");
     assert!(
         bad.contains("dsn=4.7.5, status=deferred (Server certificate not verified)"),

@@ -1256,7 +1256,7 @@ fn hub_rewrites_addresses_and_expands_aliases() {
         "to=<nowhere@blackhole.test>, orig_to=<gone@mumail.test>, relay=none, delay=",
         "status=sent (gone)",
         "to=<cmd@mumail.test>, relay=local, delay=",
-        "status=deferred (delivery to command is not done by this hub (alias cmd))",
+        "status=sent (delivered to command: /bin/cat)",
         "status=bounced (mail forwarding loop for back@mumail.test)",
     ] {
         assert!(log.contains(want), "{want} in\n{log}");

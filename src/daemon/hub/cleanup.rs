@@ -222,7 +222,7 @@ impl Rewriter {
             return Ok(addr.to_string());
         }
         let user = local.to_ascii_lowercase();
-        if self.masquerade_exceptions.iter().any(|e| *e == user) {
+        if self.masquerade_exceptions.contains(&user) {
             return Ok(addr.to_string());
         }
         if !self.masquerade_exception_maps.is_empty() {

@@ -146,7 +146,7 @@ impl Rewriter {
             } else if lower == "resent-message-id" && resent_message_id.is_none() {
                 resent_message_id = Some(text());
             }
-            if self.drop_headers.iter().any(|d| *d == lower) {
+            if self.drop_headers.contains(&lower) {
                 continue;
             }
             let class = if SENDER.contains(&lower.as_str()) {

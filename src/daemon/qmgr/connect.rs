@@ -38,6 +38,92 @@ pub enum TlsLevel {
     Secure,
 }
 
+/// A next hop's TLS policy: its level and `match=` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub level: TlsLevel,
+    pub matches: Vec<String>,
+}
+
+/// Checks the chain against the CAs and the name against a list: a
+/// name, or `.domain` for any name below it (tried with each of the
+/// certificate's DNS names under that domain, each checked by webpki).
+#[derive(Debug)]
+struct MatchVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    names: Vec<String>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for MatchVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::pki_types::ServerName;
+        let sans: Vec<String> = webpki::EndEntityCert::try_from(end_entity)
+            .map(|c| c.valid_dns_names().map(|n| n.to_ascii_lowercase()).collect())
+            .unwrap_or_default();
+        let mut candidates: Vec<String> = Vec::new();
+        for n in &self.names {
+            if n.starts_with('.') {
+                candidates.extend(sans.iter().filter(|s| s.ends_with(n.as_str()) && s.len() > n.len()).cloned());
+            } else {
+                candidates.push(n.clone());
+            }
+        }
+        let mut last = rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
+        for c in candidates {
+            let Ok(name) = ServerName::try_from(c) else { continue };
+            match self.inner.verify_server_cert(end_entity, intermediates, &name, ocsp, now) {
+                Ok(v) => return Ok(v),
+                Err(e @ rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+                | Err(e @ rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        // No candidate: still report an untrusted chain as such.
+        let probe = ServerName::try_from("invalid.invalid").expect("static name");
+        if let Err(e) = self.inner.verify_server_cert(end_entity, intermediates, &probe, ocsp, now) {
+            let name_only = matches!(
+                e,
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. }
+                )
+            );
+            if !name_only {
+                return Err(e);
+            }
+        }
+        Err(last)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// One client personality's settings (`smtp_*` or `lmtp_*`).
 pub struct ClientConf {
     pub smtp: bool,
@@ -50,8 +136,14 @@ pub struct ClientConf {
     pub tls_loglevel: i64,
     /// No certificate check (may, encrypt).
     tls_any: Arc<rustls::ClientConfig>,
-    /// Chain and name checked against the configured CAs (verify, secure).
-    tls_verify: Option<Arc<rustls::ClientConfig>>,
+    /// The chain checked against the configured CAs (verify, secure).
+    tls_verify: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    /// `*_tls_policy_maps`: per next hop, a level and its attributes.
+    policy_maps: crate::tables::Maps,
+    /// `*_tls_verify_cert_match`, `*_tls_secure_cert_match`.
+    verify_match: Vec<String>,
+    secure_match: Vec<String>,
     pub myhostname: String,
     pub sasl: Option<Sasl>,
 }
@@ -200,14 +292,25 @@ impl ClientConf {
             .with_custom_certificate_verifier(Arc::new(crate::util::tls::NoPeerCheck(provider.clone())))
             .with_no_client_auth();
         let verify = match roots(&get("tls_CAfile"), &get("tls_CApath"))? {
-            Some(store) => Some(Arc::new(
-                rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| format!("TLS: {e}"))?
-                    .with_root_certificates(store)
-                    .with_no_client_auth(),
-            )),
+            Some(store) => Some(
+                rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                    .build()
+                    .map_err(|e| format!("TLS: {e}"))?,
+            ),
             None => None,
+        };
+        let policy_specs: Vec<String> = crate::config::postfix::list::split_list(&get("tls_policy_maps"))
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let policy_maps = crate::tables::Maps::open(&policy_specs).map_err(|e| format!("{pre}_tls_policy_maps: {e}"))?;
+        let list = |n: &str, d: &str| -> Vec<String> {
+            let v = get(n);
+            let v = if v.is_empty() { d.to_string() } else { v };
+            crate::config::postfix::list::split_list(&v)
+                .into_iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect()
         };
         let timeout = p.get_time(&format!("{pre}_connect_timeout")).unwrap_or(Duration::ZERO);
         let sasl = if get("sasl_auth_enable") == "yes" {
@@ -249,31 +352,115 @@ impl ClientConf {
             tls_loglevel: get("tls_loglevel").parse().unwrap_or(0),
             tls_any: Arc::new(any),
             tls_verify: verify,
+            provider,
+            policy_maps,
+            verify_match: list("tls_verify_cert_match", "hostname"),
+            secure_match: list("tls_secure_cert_match", "nexthop, dot-nexthop"),
             myhostname: myhostname.to_string(),
             sasl,
         })
     }
 
+    /// The TLS policy for a next hop (as written in the transport, with
+    /// brackets and port): `*_tls_policy_maps` (the next hop, then for a
+    /// domain its parents as `.parent`), else `*_tls_security_level`.
+    pub fn policy(&self, nexthop: &str) -> Result<Policy, Failure> {
+        let default = Policy {
+            level: self.tls_level,
+            matches: Vec::new(),
+        };
+        if self.policy_maps.is_empty() || nexthop.is_empty() {
+            return Ok(default);
+        }
+        let key = nexthop.to_ascii_lowercase();
+        let mut keys = vec![key.clone()];
+        if !key.starts_with('[') {
+            let host = key.split(':').next().unwrap_or("");
+            if host != key {
+                keys.push(host.to_string());
+            }
+            let mut rest = host;
+            while let Some(i) = rest.find('.') {
+                keys.push(rest[i..].to_string());
+                rest = &rest[i + 1..];
+            }
+        }
+        let value = match self.policy_maps.lookup_keys(&keys) {
+            Ok(None) => return Ok(default),
+            Ok(Some((v, _))) => v,
+            Err(e) => return Err(Failure::defer("4.3.0", format!("TLS policy lookup for {nexthop}: {e}"))),
+        };
+        let mut words = value.split_whitespace();
+        let level = match words.next().unwrap_or("").to_ascii_lowercase().as_str() {
+            "none" => TlsLevel::None,
+            "may" | "dane" => TlsLevel::May,
+            "encrypt" | "dane-only" => TlsLevel::Encrypt,
+            "verify" | "fingerprint" => TlsLevel::Verify,
+            "secure" => TlsLevel::Secure,
+            other => {
+                return Err(Failure::defer(
+                    "4.7.5",
+                    format!("TLS policy lookup for {nexthop}: invalid TLS security level \"{other}\""),
+                ))
+            }
+        };
+        let matches = words
+            .filter_map(|w| w.strip_prefix("match="))
+            .flat_map(|m| m.split(':'))
+            .filter(|m| !m.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        Ok(Policy { level, matches })
+    }
+
     /// The rustls configuration and server name for a TLS session to
-    /// `host` (next hop `domain`).
+    /// `host` (next hop `domain`) under `policy`: for verify and secure,
+    /// the certificate must name one of the policy's `match=` names (or
+    /// `*_tls_verify_cert_match` / `*_tls_secure_cert_match`), where
+    /// `hostname` is the server's name, `nexthop` the next-hop domain and
+    /// `dot-nexthop` any name below it.
     pub fn tls_for(
         &self,
         host: &str,
         ip: IpAddr,
         domain: &str,
+        policy: &Policy,
     ) -> Result<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>), Failure> {
         use rustls::pki_types::ServerName;
         let name_of = |n: &str| ServerName::try_from(n.to_string()).ok();
-        match self.tls_level {
+        let sni = name_of(host).unwrap_or(ServerName::IpAddress(ip.into()));
+        match policy.level {
             TlsLevel::Verify | TlsLevel::Secure => {
-                let Some(cfg) = &self.tls_verify else {
+                let Some(roots) = &self.tls_verify else {
                     return Err(Failure::defer("4.7.5", "Server certificate not trusted"));
                 };
-                let want = if self.tls_level == TlsLevel::Secure { domain } else { host };
-                let name = name_of(want).ok_or_else(|| Failure::defer("4.7.5", "Server certificate not verified"))?;
-                Ok((cfg.clone(), name))
+                let list = match (policy.matches.is_empty(), policy.level) {
+                    (false, _) => &policy.matches,
+                    (true, TlsLevel::Secure) => &self.secure_match,
+                    _ => &self.verify_match,
+                };
+                let names: Vec<String> = list
+                    .iter()
+                    .map(|m| match m.as_str() {
+                        "hostname" => host.to_ascii_lowercase(),
+                        "nexthop" => domain.to_ascii_lowercase(),
+                        "dot-nexthop" => format!(".{}", domain.to_ascii_lowercase()),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                let verifier = Arc::new(MatchVerifier {
+                    inner: roots.clone(),
+                    names,
+                });
+                let cfg = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| Failure::defer("4.7.5", format!("TLS: {e}")))?
+                    .dangerous()
+                    .with_custom_certificate_verifier(verifier)
+                    .with_no_client_auth();
+                Ok((Arc::new(cfg), sni))
             }
-            _ => Ok((self.tls_any.clone(), name_of(host).unwrap_or(ServerName::IpAddress(ip.into())))),
+            _ => Ok((self.tls_any.clone(), sni)),
         }
     }
 

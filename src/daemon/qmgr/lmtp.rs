@@ -285,7 +285,8 @@ async fn greet_and_tls(
         return Err(Failure::defer("4.3.0", format!("host {} refused to talk to me: {}", c.relay, g.text)).into());
     }
     c.lhlo(job.lhlo_name, job.smtp).await.map_err(|e| Failure::defer("4.4.2", e))?;
-    let level = client.tls_level;
+    let policy = client.policy(job.nexthop).map_err(Attempt::from)?;
+    let level = policy.level;
     if plain || level == TlsLevel::None || addr.is_none() {
         return Ok(c);
     }
@@ -317,7 +318,7 @@ async fn greet_and_tls(
     let host = addr.map_or_else(String::new, |a| a.host.clone());
     let ip = addr.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip);
     let domain = if domain.is_empty() { host.as_str() } else { domain };
-    let (cfg, name) = client.tls_for(&host, ip, domain)?;
+    let (cfg, name) = client.tls_for(&host, ip, domain, &policy)?;
     let relay = c.relay.clone();
     let inner = c.io.into_inner();
     let tls = match tokio::time::timeout(TIMEOUT, tokio_rustls::TlsConnector::from(cfg).connect(name, inner)).await {

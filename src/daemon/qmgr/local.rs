@@ -171,7 +171,7 @@ impl Qmgr {
             return Outcome::Deferred(Reply::local(450, "4.3.5", &why), why);
         };
         let (local, domain) = resolve::split(&r.addr);
-        let ext = match resolve::split_ext(&settings.conf, &local) {
+        let ext = match resolve::split_ext(&settings.conf, local) {
             Some((b, e)) if !b.is_empty() => e.trim_start_matches(|c| settings.conf.recipient_delimiter.contains(c)).to_string(),
             _ => String::new(),
         };
