@@ -582,9 +582,77 @@ for k in sorted(out):
 /// relaying to its own smtp-sink; the dumped messages must match.
 #[test]
 fn header_rewriting_matches_real_postfix() {
-    const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
-    if !can_run("header rewriting vs postfix", &[POSTFIX, SMTP_SINK]) {
+    let Some((real, ours)) = through_both(HEADER_SENDER, "", &[], 6) else {
         return;
+    };
+    // The real run exercised what the test is about.
+    assert!(real.contains("From: Joe User <joseph.user@mumail.test>"), "{real}");
+    assert!(real.contains("=== remote\nX-Mail-Args: <s@mumail.test>"), "{real}");
+    same(&real, &ours);
+}
+
+/// header_checks(5) actions, the SMTP replies they give and what reaches
+/// the next hop, against the real Postfix 3.7.
+#[test]
+fn header_checks_match_real_postfix() {
+    const CHECKS: &str = "/^Subject: reject me/ REJECT no spam here\n/^Subject: reject plain/ REJECT\n\
+        /^Subject: reject code/ REJECT 4.7.1 try later\n/^X-Drop:/ IGNORE\n/^X-Old: (.*)/ REPLACE X-New: $1\n\
+        /^X-Pre:/ PREPEND X-Added: yes\n/^Subject: warn me/ WARN careful\n/^Subject: hold me/ HOLD held it\n\
+        /^Subject: discard me/ DISCARD gone\n/^Subject: info me/ INFO noted\n/^To: .*dunno/ DUNNO\n";
+    const SEND: &str = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+for subj, extra in [("reject me", ""), ("reject plain", ""), ("reject code", ""), ("edits", "X-Drop: a\nX-Old: value\nX-Pre: p\nTo: joe, dunno\n"),
+                    ("warn me", ""), ("hold me", ""), ("discard me", ""), ("info me", ""), ("folded", "X-Old: one\n two\n")]:
+    s = smtplib.SMTP('127.0.0.1', port)
+    s.ehlo('client.example')
+    msg = "Subject: %s\n%sFrom: a@x.test\n\nbody\n" % (subj, extra)
+    s.mail('s@x.test'); s.rcpt('t@y.test')
+    try:
+        code, text = s.data(msg.replace("\n", "\r\n").encode())
+    except smtplib.SMTPDataError as e:
+        code, text = e.smtp_code, e.smtp_error
+    text = text.decode()
+    print(subj, code, text.split(' queued as ')[0])
+    s.quit()
+"#;
+    let Some((real, ours)) = through_both(SEND, "header_checks = regexp:{d}/hc\n", &[("hc", CHECKS)], 4) else {
+        return;
+    };
+    assert!(real.contains("reject me 550 5.7.1 no spam here"), "{real}");
+    assert!(real.contains("X-New: value\nX-Added: yes\nX-Pre: p\n"), "{real}");
+    assert!(
+        real.contains("reject: header Subject: reject me from localhost[127.0.0.1]; from=<s@x.test> to=<t@y.test> proto=ESMTP helo=<client.example>: 5.7.1 no spam here"),
+        "{real}"
+    );
+    same(&real, &ours);
+}
+
+fn same(real: &str, ours: &str) {
+    let (r, o): (Vec<&str>, Vec<&str>) = (real.lines().collect(), ours.lines().collect());
+    let diffs: Vec<String> = (0..r.len().max(o.len()))
+        .filter_map(|i| {
+            let (a, b) = (r.get(i).copied().unwrap_or("<none>"), o.get(i).copied().unwrap_or("<none>"));
+            (a != b).then(|| format!("line {i}\nreal: {a}\nours: {b}"))
+        })
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} lines differ:\n{}\n\nreal:\n{real}\nours:\n{ours}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// Runs the Python `sender` (argv[1] the port) against the real Postfix
+/// and against our hub, on the same main.cf (`extra` appended, `{d}` the
+/// config directory; `files` written there), each relaying to its own
+/// smtp-sink; returns each side's sender output and collected messages.
+/// None when the real Postfix is not installed.
+fn through_both(sender: &str, extra: &str, files: &[(&str, &str)], expect: usize) -> Option<(String, String)> {
+    const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+    if !can_run("messages vs postfix", &[POSTFIX, SMTP_SINK]) {
+        return None;
     }
     let d = tempfile::tempdir().unwrap();
     open_dir(d.path());
@@ -612,6 +680,9 @@ fn header_rewriting_matches_real_postfix() {
     let (real_dir, real_sink, _s1) = sink("real-sink");
     let (our_dir, our_sink, _s2) = sink("our-sink");
     let conf = |dir: &Path, sink: u16| {
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
         format!(
             "compatibility_level = 3.6\nmyhostname = hub.mumail.test\nmydomain = mumail.test\nmyorigin = $mydomain\n\
              mydestination =\nmynetworks = 127.0.0.0/8 10.0.0.0/8\ninet_interfaces = loopback-only\n\
@@ -620,22 +691,36 @@ fn header_rewriting_matches_real_postfix() {
              canonical_maps = inline:{{ {{old@mumail.test = new@mumail.test}}, {{@legacy.org = @mumail.test}}, {{joe = joseph.user}} }}\n\
              sender_canonical_maps = inline:{{ {{s1@mumail.test = S@mumail.test}} }}\n\
              recipient_canonical_maps = inline:{{ {{r1@mumail.test = R@mumail.test}}, {{rc@mumail.test = rc2@mumail.test}} }}\n\
-             masquerade_domains = mumail.test\nmasquerade_exceptions = root\n",
+             masquerade_domains = mumail.test\nmasquerade_exceptions = root\n{}",
+            extra.replace("{d}", &dir.display().to_string()),
             d = dir.display()
         )
     };
     let send = |port: u16| {
-        let o = Command::new("python3")
-            .args(["-c", HEADER_SENDER, &port.to_string()])
-            .output()
-            .unwrap();
+        let o = Command::new("python3").args(["-c", sender, &port.to_string()]).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // cleanup's header_checks lines, queue IDs and process IDs masked.
+    let actions = |log: &Path| {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let mut v: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split_once("]: ").map(|(_, rest)| rest))
+            .filter_map(|l| {
+                l.split_once(": ")
+                    .filter(|(_, r)| r.contains(": header "))
+                    .map(|(_, r)| r.to_string())
+            })
+            .collect();
+        v.sort();
+        v.join("\n") + "\n"
     };
     let collect = |dir: &Path| {
-        wait_for("6 messages at the sink", std::time::Duration::from_secs(60), || {
-            std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0) >= 6
+        wait_for("messages at the sink", std::time::Duration::from_secs(60), || {
+            std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0) >= expect
         });
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::thread::sleep(std::time::Duration::from_millis(500));
         let o = Command::new("python3")
             .args(["-c", HEADER_COLLECT, dir.to_str().unwrap()])
             .output()
@@ -659,8 +744,8 @@ fn header_rewriting_matches_real_postfix() {
     let real = {
         let _inst = PostfixInstance::start(&pf);
         wait_tcp(pport);
-        send(pport);
-        collect(&real_dir)
+        let replies = send(pport);
+        replies + &collect(&real_dir) + &actions(&pf.join("maillog"))
     };
 
     let hub = d.path().join("hub");
@@ -682,24 +767,9 @@ fn header_rewriting_matches_real_postfix() {
         cmd.args(["-c", hub.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
         let _p = Proc::spawn("postfix-master", &mut cmd);
         wait_tcp(hport);
-        send(hport);
-        collect(&our_dir)
+        let replies = send(hport);
+        replies + &collect(&our_dir) + &actions(&hub.join("maillog"))
     };
     println!("{ours}");
-    // The real run exercised what the test is about.
-    assert!(real.contains("From: Joe User <joseph.user@mumail.test>"), "{real}");
-    assert!(real.contains("=== remote\nX-Mail-Args: <s@mumail.test>"), "{real}");
-    let (r, o): (Vec<&str>, Vec<&str>) = (real.lines().collect(), ours.lines().collect());
-    let diffs: Vec<String> = (0..r.len().max(o.len()))
-        .filter_map(|i| {
-            let (a, b) = (r.get(i).copied().unwrap_or("<none>"), o.get(i).copied().unwrap_or("<none>"));
-            (a != b).then(|| format!("line {i}\nreal: {a}\nours: {b}"))
-        })
-        .collect();
-    assert!(
-        diffs.is_empty(),
-        "{} lines differ:\n{}\n\nreal:\n{real}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    Some((real, ours))
 }

@@ -33,6 +33,8 @@ pub struct Rewriter {
     masquerade_domains: Vec<String>,
     masquerade_exceptions: Vec<String>,
     masquerade_exception_maps: Maps,
+    /// header_checks(5).
+    pub(super) header_checks: Maps,
     /// `message_drop_headers`, lower case.
     pub(super) drop_headers: Vec<String>,
     pub(super) always_add_missing_headers: bool,
@@ -78,6 +80,7 @@ impl Rewriter {
             masquerade_exceptions: exception_names.into_iter().map(|e| e.to_ascii_lowercase()).collect(),
             masquerade_exception_maps: exception_maps,
             drop_headers: lower("message_drop_headers"),
+            header_checks: maps("header_checks")?,
             always_add_missing_headers: yes("always_add_missing_headers")?,
             append_at_myorigin: yes("append_at_myorigin")?,
             append_dot_mydomain: yes("append_dot_mydomain")?.then(|| conf.mydomain.clone()),

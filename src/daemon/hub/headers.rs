@@ -5,7 +5,9 @@
 //! recipient headers are completed, canonicalized and masqueraded per
 //! `*_canonical_classes` and `masquerade_classes`; and missing
 //! (Resent-)Message-Id, Date and From headers are appended (also with
-//! `always_add_missing_headers`).
+//! `always_add_missing_headers`).  First of all, each header goes through
+//! `header_checks` (header_checks(5): REJECT, HOLD, DISCARD, IGNORE,
+//! REPLACE, PREPEND, WARN, INFO, DUNNO, OK).
 
 use super::cleanup::{RewriteError, Rewriter};
 
@@ -56,6 +58,18 @@ pub struct Job<'a> {
     /// Input that ends inside its header gets the empty line after the
     /// added headers (pickup's input; smtpd's is left as received).
     pub end_header: bool,
+    /// For header_checks log lines: `from {client}; from=<…> to=<…>
+    /// proto=… helo=<…>` after the header.
+    pub log_tail: String,
+}
+
+/// What header_checks decided for the whole message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// `REJECT`: the reply (`550 5.7.1 text`).
+    Reject(String),
+    Hold,
+    Discard,
 }
 
 /// The result: the new header block and the ids to log.
@@ -63,6 +77,9 @@ pub struct Cleaned {
     pub content: Vec<u8>,
     pub message_id: Option<String>,
     pub resent_message_id: Option<String>,
+    pub verdict: Option<Verdict>,
+    /// cleanup log lines (after `QID: `): header_checks actions.
+    pub log: Vec<String>,
 }
 
 /// Raw header fields (each with its line ends) and the offset of the
@@ -107,6 +124,15 @@ fn raw_fields(content: &[u8]) -> (Vec<&[u8]>, usize) {
     }
 }
 
+/// `4.7.1`, `5.7.0`: an enhanced status code.
+fn is_dsn(s: &str) -> bool {
+    let p: Vec<&str> = s.split('.').collect();
+    p.len() == 3
+        && (p[0] == "4" || p[0] == "5")
+        && p.iter()
+            .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn name_of(field: &[u8]) -> String {
     let c = field.iter().position(|&c| c == b':').unwrap_or(0);
     String::from_utf8_lossy(&field[..c]).trim().to_string()
@@ -133,9 +159,75 @@ impl Rewriter {
         let mut resent = false;
         let mut message_id = None;
         let mut resent_message_id = None;
+        let mut verdict = None;
+        let mut log = Vec::new();
         for f in &fields {
-            let name = name_of(f);
-            let lower = name.to_ascii_lowercase();
+            let mut name = name_of(f);
+            let mut lower = name.to_ascii_lowercase();
+            // header_checks: one logical header (continuation lines kept).
+            let mut replaced: Option<Vec<u8>> = None;
+            if !self.header_checks.is_empty() && verdict.is_none() {
+                let logical = String::from_utf8_lossy(f).trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
+                match self.header_checks.lookup_keys(std::slice::from_ref(&logical)) {
+                    Err(_) => {
+                        return Err(RewriteError(format!(
+                            "header_checks map lookup problem -- message not accepted, try again later"
+                        )))
+                    }
+                    Ok(None) => {}
+                    Ok(Some((action, _))) => {
+                        let (word, text) = match action.trim().split_once(char::is_whitespace) {
+                            Some((w, t)) => (w.to_ascii_uppercase(), t.trim().to_string()),
+                            None => (action.trim().to_ascii_uppercase(), String::new()),
+                        };
+                        // Postfix shows a line break inside a header as '?'.
+                        let shown = logical.replace('\n', "?");
+                        let line = |what: &str, text: &str| format!("{what}: header {shown} {}: {text}", job.log_tail);
+                        match word.as_str() {
+                            "REJECT" => {
+                                let (dsn, text) = match text.split_once(' ') {
+                                    Some((d, t)) if is_dsn(d) => (d.to_string(), t.to_string()),
+                                    _ if is_dsn(&text) => (text.clone(), "message content rejected".to_string()),
+                                    _ if text.is_empty() => ("5.7.1".to_string(), "message content rejected".to_string()),
+                                    _ => ("5.7.1".to_string(), text.clone()),
+                                };
+                                let code = if dsn.starts_with('4') { 451 } else { 550 };
+                                log.push(line("reject", &format!("{dsn} {text}")));
+                                verdict = Some(Verdict::Reject(format!("{code} {dsn} {text}")));
+                            }
+                            "HOLD" => {
+                                log.push(line("hold", &text));
+                                verdict = Some(Verdict::Hold);
+                            }
+                            "DISCARD" => {
+                                log.push(line("discard", &text));
+                                verdict = Some(Verdict::Discard);
+                            }
+                            "WARN" => log.push(line("warning", &text)),
+                            "INFO" => log.push(line("info", &text)),
+                            "IGNORE" => continue,
+                            "PREPEND" => {
+                                log.push(line("prepend", &text.replace('\n', "?")));
+                                out.extend_from_slice(text.replace('\n', "\r\n").as_bytes());
+                                out.extend_from_slice(b"\r\n");
+                            }
+                            "REPLACE" => {
+                                log.push(line("replace", &text.replace('\n', "?")));
+                                let mut r = text.replace('\n', "\r\n").into_bytes();
+                                r.extend_from_slice(b"\r\n");
+                                name = name_of(&r);
+                                lower = name.to_ascii_lowercase();
+                                replaced = Some(r);
+                            }
+                            "DUNNO" | "OK" => {}
+                            other => log.push(format!(
+                                "warning: header_checks: unsupported action {other} for header {shown}; ignored"
+                            )),
+                        }
+                    }
+                }
+            }
+            let f: &[u8] = replaced.as_deref().unwrap_or(*f);
             if lower.starts_with("resent-") {
                 resent = true;
             }
@@ -211,6 +303,8 @@ impl Rewriter {
             content: out,
             message_id,
             resent_message_id,
+            verdict,
+            log,
         })
     }
 
@@ -275,6 +369,7 @@ mod tests {
                     now: 1_700_000_000,
                     full_name: "",
                     end_header: false,
+                    log_tail: String::new(),
                 },
             )
             .unwrap();

@@ -109,6 +109,10 @@ impl Pickup {
                 now,
                 full_name: &name,
                 end_header: true,
+                log_tail: format!(
+                    "from local; from=<{env_sender}> to=<{}>",
+                    rcpts.first().map(|r| r.addr.as_str()).unwrap_or_default()
+                ),
             };
             let c = cleanup.headers(&r.data, &job)?;
             Ok((env_sender, rcpts, c))
@@ -120,6 +124,16 @@ impl Pickup {
                 return Err("queue file write error".into());
             }
         };
+        for l in &cleaned.log {
+            self.cleanup_log.info(&format!("{qid}: {l}"));
+        }
+        use crate::daemon::hub::headers::Verdict;
+        match &cleaned.verdict {
+            Some(Verdict::Reject(reply)) => return Err(reply.get(4..).unwrap_or(reply).to_string()),
+            Some(Verdict::Discard) => return Ok(qid),
+            _ => {}
+        }
+        let hold = cleaned.verdict == Some(Verdict::Hold);
         let mut full = Vec::with_capacity(cleaned.content.len() + head.len());
         full.extend_from_slice(head.as_bytes());
         full.extend_from_slice(&cleaned.content);
@@ -140,7 +154,11 @@ impl Pickup {
             .info(&format!("{qid}: uid={uid} from=<{}>", r.sender.clone().unwrap_or(user)));
         self.cleanup_log
             .info(&format!("{qid}: message-id={}", message_id.as_deref().unwrap_or("<>")));
-        self.hub.qmgr.submit(qid.clone(), QueueName::Incoming, Some((env, full)));
+        if hold {
+            let _ = self.hub.queue.move_to(&qid, QueueName::Incoming, QueueName::Hold);
+        } else {
+            self.hub.qmgr.submit(qid.clone(), QueueName::Incoming, Some((env, full)));
+        }
         Ok(qid)
     }
 }

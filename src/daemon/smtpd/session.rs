@@ -1028,6 +1028,16 @@ impl Session<'_> {
             head.push_str(&format!(";\r\n\t{date}\r\n"));
         }
         let cleanup = &self.d.hub.cleanup;
+        let mut log_tail = format!(
+            "from {}; from=<{}> to=<{}> proto={}",
+            self.client(),
+            self.sender.as_deref().unwrap_or_default(),
+            self.rcpts.first().map(|r| r.addr.as_str()).unwrap_or_default(),
+            self.proto()
+        );
+        if let Some(h) = &self.helo {
+            log_tail.push_str(&format!(" helo=<{h}>"));
+        }
         let rewritten = cleanup
             .envelope(self.sender.as_deref().unwrap_or_default(), std::mem::take(&mut self.rcpts))
             .and_then(|(sender, rcpts)| {
@@ -1038,6 +1048,7 @@ impl Session<'_> {
                     now,
                     full_name: "",
                     end_header: false,
+                    log_tail: log_tail.clone(),
                 };
                 let cleaned = cleanup.headers(&content, &job)?;
                 Ok((sender, rcpts, cleaned))
@@ -1052,6 +1063,26 @@ impl Session<'_> {
                 return "451 4.3.0 Error: queue file write error".into();
             }
         };
+        for l in &cleaned.log {
+            self.d.cleanup_log.info(&format!("{qid}: {l}"));
+        }
+        match &cleaned.verdict {
+            Some(crate::daemon::hub::headers::Verdict::Reject(reply)) => {
+                drop(draft);
+                self.reset();
+                return reply.clone();
+            }
+            Some(crate::daemon::hub::headers::Verdict::Discard) => {
+                drop(draft);
+                self.reset();
+                return match bdat_total {
+                    Some(n) => format!("250 2.0.0 Ok: {n} bytes queued as {qid}"),
+                    None => format!("250 2.0.0 Ok: queued as {qid}"),
+                };
+            }
+            Some(crate::daemon::hub::headers::Verdict::Hold) => self.hold = true,
+            None => {}
+        }
         let mut full = Vec::with_capacity(cleaned.content.len() + head.len());
         full.extend_from_slice(head.as_bytes());
         full.extend_from_slice(&cleaned.content);
