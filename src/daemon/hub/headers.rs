@@ -170,9 +170,9 @@ impl Rewriter {
                 let logical = String::from_utf8_lossy(f).trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
                 match self.header_checks.lookup_keys(std::slice::from_ref(&logical)) {
                     Err(_) => {
-                        return Err(RewriteError(format!(
-                            "header_checks map lookup problem -- message not accepted, try again later"
-                        )))
+                        return Err(RewriteError(
+                            "header_checks map lookup problem -- message not accepted, try again later".into(),
+                        ))
                     }
                     Ok(None) => {}
                     Ok(Some((action, _))) => {
