@@ -339,10 +339,19 @@ impl Spawner {
                 output: Vec::new(),
             };
         }
-        rx.await.unwrap_or_else(|_| Outcome {
-            status: Status::Error("command helper exited".into()),
-            output: Vec::new(),
-        })
+        // The helper enforces the time limit; this bound only guards
+        // against a helper that died after taking the request.
+        let bound = std::time::Duration::from_secs(req.timeout.max(1) + 60);
+        match tokio::time::timeout(bound, rx).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(_)) | Err(_) => {
+                pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                Outcome {
+                    status: Status::Error("command helper exited".into()),
+                    output: Vec::new(),
+                }
+            }
+        }
     }
 }
 
