@@ -159,10 +159,16 @@ fn systemd_socket_activation() {
         .arg(&exe)
         .env("MUMAIL_SYSTEMD_CHILD", "1")
         .stdout(std::process::Stdio::null());
-    // SAFETY: only dup2 between fork and exec.
+    // SAFETY: only dup2 and fcntl between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            if fd != 3 && libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // When the listener already is fd 3, dup2 would leave its
+            // close-on-exec flag set and the child would find no socket
+            // (a rare CI failure: the child never answered).
+            if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
