@@ -76,8 +76,10 @@ impl rustls::client::danger::ServerCertVerifier for MatchVerifier {
             }
         }
         let mut last = rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
+        let mut tried = false;
         for c in candidates {
             let Ok(name) = ServerName::try_from(c) else { continue };
+            tried = true;
             match self.inner.verify_server_cert(end_entity, intermediates, &name, ocsp, now) {
                 Ok(v) => return Ok(v),
                 Err(e @ rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
@@ -85,8 +87,12 @@ impl rustls::client::danger::ServerCertVerifier for MatchVerifier {
                 Err(e) => return Err(e),
             }
         }
-        // No candidate: still report an untrusted chain as such.
+        // No candidate was tried: still report an untrusted chain as such
+        // (a tried one already checked the chain).
         let probe = ServerName::try_from("invalid.invalid").expect("static name");
+        if tried {
+            return Err(last);
+        }
         if let Err(e) = self.inner.verify_server_cert(end_entity, intermediates, &probe, ocsp, now) {
             let name_only = matches!(
                 e,

@@ -212,9 +212,7 @@ impl Qmgr {
             delimiter: &settings.conf.recipient_delimiter,
             env: env_vars,
         };
-        let local_spawner = crate::daemon::hub::spawn::Spawner::start_unprivileged();
-        let spawner = self.spawner.get().map(|s| s.as_ref()).unwrap_or(&local_spawner);
-        super::pipe::deliver(spawner, &conf, &ctx).await
+        super::pipe::deliver(&self.spawner(), &conf, &ctx).await
     }
 
     /// A new queue file for the expansion, through cleanup's rewriting

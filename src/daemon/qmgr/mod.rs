@@ -456,6 +456,14 @@ impl Qmgr {
         let _ = self.spawner.set(s);
     }
 
+    /// The hub's command spawner; without one (a hub that never had
+    /// root), commands run in this process.
+    fn spawner(&self) -> Arc<crate::daemon::hub::spawn::Spawner> {
+        self.spawner
+            .get_or_init(|| Arc::new(crate::daemon::hub::spawn::Spawner::start_unprivileged()))
+            .clone()
+    }
+
     /// Runs the transport's agent; (command, outcomes, relay, timing).
     #[allow(clippy::too_many_arguments)]
     async fn deliver(
@@ -574,9 +582,7 @@ impl Qmgr {
                     delimiter: &settings.conf.recipient_delimiter,
                     env,
                 };
-                let local = crate::daemon::hub::spawn::Spawner::start_unprivileged();
-                let spawner = self.spawner.get().map(|s| s.as_ref()).unwrap_or(&local);
-                let o = pipe::deliver(spawner, &conf, &ctx).await;
+                let o = pipe::deliver(&self.spawner(), &conf, &ctx).await;
                 let timing = Timing {
                     xfer: started.elapsed(),
                     ..Timing::default()

@@ -1146,10 +1146,7 @@ impl Session<'_> {
     fn header_context(&self) -> Option<crate::daemon::hub::headers::Context> {
         use crate::daemon::hub::headers::Context;
         let c = &self.d.conf;
-        let plain = |ip: IpAddr| match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
+        let plain = crate::daemon::hub::conf::canonical_ip;
         let ip = plain(self.ip);
         let mut it = c.header_rewrite_clients.iter();
         while let Some(e) = it.next() {
