@@ -7,6 +7,7 @@
 //! (b) the hub alone: the same smtp-source run with delivery discarded
 //!     (`mailbox_transport = discard:`), until smtp-source has its last 250.
 //! fsync stays on everywhere; every 250 follows its own data's fsync.
+//! `BENCH_HUB_OURS_ONLY=1` runs only our pair's part (a), for profiling.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -167,6 +168,14 @@ fn main() {
     let p = start_ours();
     let (oa, oe) = run(hport, ours_be.imap_port, "u7", msgs);
     drop(p);
+    if std::env::var("BENCH_HUB_OURS_ONLY").is_ok() {
+        // For profiling: our pair alone.
+        println!(
+            "(a) end to end   ours:   {oe:6.1} s  {:6.0} msg/s  (smtp-source done after {oa:.1} s)",
+            msgs as f64 / oe
+        );
+        return;
+    }
     write_pf(&format!("lmtp:unix:{}", cyrus.lmtp_sock.display()));
     let inst = PostfixInstance::start(&pf);
     wait_tcp(pport);

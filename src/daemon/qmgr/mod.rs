@@ -224,6 +224,14 @@ impl Qmgr {
                     me.submit(qid, q, None);
                 }
             }
+            let q = me.queue.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    let q = q.clone();
+                    let _ = tokio::task::spawn_blocking(move || q.trim_spares()).await;
+                }
+            });
             loop {
                 me.scan_deferred(false);
                 tokio::time::sleep(me.s().conf.queue_run_delay.max(Duration::from_secs(1))).await;
