@@ -146,7 +146,8 @@ impl Queue {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
             let size = e.metadata().map_or(u64::MAX, |m| m.len());
-            if name.starts_with(SPARE) && spares.files.len() < SPARE_MAX && size <= JOURNAL_MAX as u64 {
+            if name.starts_with(SPARE) && spares.files.len() < SPARE_MAX && size <= JOURNAL_MAX as u64 && spares.bytes + size <= SPARE_BYTES
+            {
                 spares.files.push((e.path(), size));
                 spares.bytes += size;
             } else if name.starts_with('.') {
@@ -451,14 +452,13 @@ impl Queue {
         };
         j.done(qid);
         let path = self.path(q, qid);
-        let size = std::fs::metadata(&path)?.len();
+        let md = std::fs::metadata(&path)?;
+        let size = md.len();
         let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
         if spares.files.len() < SPARE_MAX && size <= JOURNAL_MAX as u64 && spares.bytes + size <= SPARE_BYTES {
-            let spare = self.dir.join("incoming").join(format!(
-                "{SPARE}{}.{}",
-                std::process::id(),
-                TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ));
+            // Named by the inode: no other spare, of this run or an
+            // earlier one, can have that name.
+            let spare = self.dir.join("incoming").join(format!("{SPARE}{:X}", md.ino()));
             std::fs::rename(&path, &spare)?;
             spares.files.push((spare, size));
             spares.bytes += size;
