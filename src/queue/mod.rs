@@ -145,16 +145,20 @@ impl Queue {
         for e in std::fs::read_dir(dir.join("incoming"))? {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                continue;
+            }
+            if !name.starts_with(SPARE) {
+                std::fs::remove_file(e.path())?;
+                rec.removed_temp += 1;
+                continue;
+            }
             let size = e.metadata().map_or(u64::MAX, |m| m.len());
-            if name.starts_with(SPARE) && spares.files.len() < SPARE_MAX && size <= JOURNAL_MAX as u64 && spares.bytes + size <= SPARE_BYTES
-            {
+            if spares.files.len() < SPARE_MAX && size <= JOURNAL_MAX as u64 && spares.bytes + size <= SPARE_BYTES {
                 spares.files.push((e.path(), size));
                 spares.bytes += size;
-            } else if name.starts_with('.') {
+            } else {
                 std::fs::remove_file(e.path())?;
-                if !name.starts_with(SPARE) {
-                    rec.removed_temp += 1;
-                }
             }
         }
         let live = journal::replay(&jdir)?;
@@ -316,10 +320,7 @@ impl Queue {
             let mut f = file.ok_or_else(|| QueueError::Io(std::io::Error::other("draft already used")))?;
             let bytes = record::encode(&mut env, &content);
             drop(content);
-            std::io::Write::write_all(&mut f, &bytes)?;
-            if reused {
-                f.set_len(bytes.len() as u64)?;
-            }
+            write_file(&mut f, &bytes, reused)?;
             let big = bytes.len() > JOURNAL_MAX;
             if big {
                 f.sync_all()?;
@@ -424,10 +425,7 @@ impl Queue {
         let new = draft.qid.clone();
         let inc = self.dir.join("incoming");
         (|| -> std::io::Result<()> {
-            std::io::Write::write_all(&mut f, &bytes)?;
-            if draft.reused {
-                f.set_len(bytes.len() as u64)?;
-            }
+            write_file(&mut f, &bytes, draft.reused)?;
             // The hub may run as another user than the tool (root).
             let owner = std::fs::metadata(&inc)?;
             std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
@@ -530,6 +528,15 @@ fn path_in(dir: &Path, depth: usize, q: QueueName, qid: &str) -> PathBuf {
         }
     }
     p.join(qid)
+}
+
+/// Writes a draft's bytes; a reused (spare) file is cut to their length.
+fn write_file(f: &mut std::fs::File, bytes: &[u8], reused: bool) -> std::io::Result<()> {
+    std::io::Write::write_all(f, bytes)?;
+    if reused {
+        f.set_len(bytes.len() as u64)?;
+    }
+    Ok(())
 }
 
 /// Whether queue file bytes `file` hold the message of journal bytes

@@ -215,8 +215,17 @@ impl Qmgr {
     }
 
     /// Starts the scans: what a previous run left in incoming and active
-    /// now, deferred mail every `queue_run_delay`.
+    /// now, deferred mail every `queue_run_delay`; and the queue's spare
+    /// files trimmed every minute.
     pub fn start(self: &Arc<Self>) {
+        let q = self.queue.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                let q = q.clone();
+                let _ = tokio::task::spawn_blocking(move || q.trim_spares()).await;
+            }
+        });
         let me = self.clone();
         tokio::spawn(async move {
             for q in [QueueName::Active, QueueName::Incoming] {
@@ -224,14 +233,6 @@ impl Qmgr {
                     me.submit(qid, q, None);
                 }
             }
-            let q = me.queue.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
-                    let q = q.clone();
-                    let _ = tokio::task::spawn_blocking(move || q.trim_spares()).await;
-                }
-            });
             loop {
                 me.scan_deferred(false);
                 tokio::time::sleep(me.s().conf.queue_run_delay.max(Duration::from_secs(1))).await;
