@@ -7,7 +7,8 @@
 //! (b) the hub alone: the same smtp-source run with delivery discarded
 //!     (`mailbox_transport = discard:`), until smtp-source has its last 250.
 //! fsync stays on everywhere; every 250 follows its own data's fsync.
-//! `BENCH_HUB_OURS_ONLY=1` runs only our pair's part (a), for profiling.
+//! `BENCH_HUB_OURS_ONLY=1` runs only our pair's part (a), for profiling;
+//! `BENCH_HUB_KEEP=1` leaves the temp dir behind (for runs back to back).
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -107,7 +108,13 @@ fn main() {
         return;
     }
     let msgs = env("BENCH_HUB_MSGS", 10_000);
-    let d = tempfile::tempdir().unwrap();
+    let mut d = tempfile::tempdir().unwrap();
+    // Deleting thousands of files leaves ext4 (without a journal) slow to
+    // allocate inodes for minutes; back-to-back runs keep the directory.
+    if std::env::var("BENCH_HUB_KEEP").is_ok() {
+        d.disable_cleanup(true);
+        println!("keeping {}", d.path().display());
+    }
     open_dir(d.path());
     let ours_be = Backend::start(&d.path().join("ours"), "autocreate_post: yes\n");
     for p in ["ours", "ours/sasl", "ours/conf", "ours/conf/socket"] {

@@ -13,6 +13,7 @@ use super::{Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub struct DeliveryJob {
 #[derive(Default)]
 struct Slot {
     result: Mutex<Option<Result<Delivery>>>,
+    /// Set (under `result`'s lock) when the owner's connection came free
+    /// with this delivery still queued: its thread commits next.
+    kicked: AtomicBool,
     done: Condvar,
 }
 
@@ -80,15 +84,35 @@ impl Store {
                 if !batch.is_empty() {
                     self.commit_batch(&mut c, batch);
                 }
+                drop(c);
+                // Deliveries queued meanwhile found the connection busy:
+                // one of their threads takes it now rather than at its
+                // next poll.
+                self.kick_next(&key);
             }
             let r = slot.result.lock().unwrap_or_else(|p| p.into_inner());
             let (mut r, _) = slot
                 .done
-                .wait_timeout_while(r, Duration::from_millis(2), |r| r.is_none())
+                .wait_timeout_while(r, Duration::from_millis(2), |r| {
+                    r.is_none() && !slot.kicked.swap(false, Ordering::Relaxed)
+                })
                 .unwrap_or_else(|p| p.into_inner());
             if let Some(res) = r.take() {
                 return res;
             }
+        }
+    }
+
+    /// Wakes the thread of the first delivery still queued for `key`.
+    fn kick_next(&self, key: &std::path::Path) {
+        let next = {
+            let p = self.pending.0.lock().unwrap_or_else(|p| p.into_inner());
+            p.get(key).and_then(|v| v.first()).map(|(_, s)| s.clone())
+        };
+        if let Some(s) = next {
+            let _r = s.result.lock().unwrap_or_else(|p| p.into_inner());
+            s.kicked.store(true, Ordering::Relaxed);
+            s.done.notify_all();
         }
     }
 
