@@ -4,6 +4,7 @@
 //! `proxy_password`), and the byte pipe that joins a client to its back
 //! end once both sides have logged in (Cyrus's `bitpipe`).
 
+use super::peer_tls::{needs_starttls, PeerIo};
 use crate::config::cyrus::ImapdConf;
 use crate::log::Logger;
 use crate::store::murder::{server_of, Lookup, State};
@@ -147,20 +148,20 @@ impl Front {
 
     /// Logs in to `server`'s IMAP for `user` (SASL PLAIN as the proxy
     /// identity, the user as authzid); the back end's tagged OK line.
-    pub async fn imap_login(&self, server: &str, user: &str) -> Result<(String, tokio::io::BufReader<tokio::net::TcpStream>), String> {
+    pub async fn imap_login(&self, server: &str, user: &str) -> Result<(String, tokio::io::BufReader<PeerIo>), String> {
         imap_login(&self.conf, server, user).await
     }
 
     /// A TCP connection to `server`'s `service` port (or its own
     /// `host:port`).
-    pub async fn connect(&self, server: &str, service: &str, default_port: u16) -> Result<tokio::net::TcpStream, String> {
+    pub async fn connect(&self, server: &str, service: &str, default_port: u16) -> Result<PeerIo, String> {
         connect_service(server, service, default_port).await
     }
 }
 
 /// A TCP connection to `server`'s `service` port (or its own
 /// `host:port`), as Cyrus reaches its peers.
-pub async fn connect_service(server: &str, service: &str, default_port: u16) -> Result<tokio::net::TcpStream, String> {
+pub async fn connect_service(server: &str, service: &str, default_port: u16) -> Result<PeerIo, String> {
     let port = super::cyrus::service_port(service).unwrap_or(default_port);
     let (host, port) = super::mupdate::client::split_server(server, port);
     let tcp = tokio::time::timeout(BACKEND_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
@@ -168,35 +169,61 @@ pub async fn connect_service(server: &str, service: &str, default_port: u16) -> 
         .map_err(|_| format!("{server}: connect timed out"))?
         .map_err(|e| format!("{server}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    Ok(tcp)
+    Ok(Box::new(tcp))
+}
+
+/// The SASL mechanisms of an IMAP capability list (`AUTH=X` atoms).
+pub fn imap_mechs(caps: &str) -> Vec<String> {
+    caps.split([' ', ']'])
+        .filter_map(|w| w.strip_prefix("AUTH=").or_else(|| w.strip_prefix("auth=")))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Logs in to `server`'s IMAP as `proxy_authname` with SASL PLAIN for
 /// `authzid` (a user, or empty: the proxy identity itself, as XFER logs
 /// in); the server's tagged OK line and the connection.
-pub async fn imap_login(
-    conf: &ImapdConf,
-    server: &str,
-    authzid: &str,
-) -> Result<(String, tokio::io::BufReader<tokio::net::TcpStream>), String> {
+pub async fn imap_login(conf: &ImapdConf, server: &str, authzid: &str) -> Result<(String, tokio::io::BufReader<PeerIo>), String> {
     let tcp = connect_service(server, "imap", 143).await?;
     let mut b = tokio::io::BufReader::new(tcp);
     let greet = backend_line(&mut b).await?;
     if !greet.starts_with("* OK") {
         return Err(format!("greeting {greet}"));
     }
+    // The capabilities: from the greeting, again after STARTTLS.
+    let mut caps = greet;
     // No password for this back end, and it offers GSSAPI: log in with
     // Kerberos credentials (the ccache, or the keytab in
     // `KRB5_CLIENT_KTNAME`) instead of a shared secret.
+    let kerberos = cfg!(feature = "krb5") && caps.contains("AUTH=GSSAPI") && proxy_credentials(conf, server).1.is_empty();
+    let want = if kerberos { "GSSAPI" } else { "PLAIN" };
+    if needs_starttls(server, &imap_mechs(&caps), want, caps.contains(" STARTTLS")) {
+        write_line(&mut b, "S01 STARTTLS").await?;
+        let (_, st) = collect_tagged(&mut b, "S01", 65536).await?;
+        if !st.starts_with("OK") {
+            return Err(format!("STARTTLS: {st}"));
+        }
+        b = tokio::io::BufReader::new(super::peer_tls::handshake(b.into_inner(), server, conf).await?);
+        write_line(&mut b, "C01 CAPABILITY").await?;
+        let (lines, st) = collect_tagged(&mut b, "C01", 65536).await?;
+        if !st.starts_with("OK") {
+            return Err(format!("CAPABILITY: {st}"));
+        }
+        caps = lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
     #[cfg(feature = "krb5")]
-    if greet.contains("AUTH=GSSAPI") && proxy_credentials(conf, server).1.is_empty() {
+    if kerberos {
         let principal = crate::auth::gssapi::named_principal(&proxy_credentials(conf, server).0);
         let (host, _) = super::mupdate::client::split_server(server, 143);
-        let l = authenticate_gssapi(&mut b, "P01", "imap", &host, &principal, authzid, greet.contains("SASL-IR")).await?;
+        let l = authenticate_gssapi(&mut b, "P01", "imap", &host, &principal, authzid, caps.contains("SASL-IR")).await?;
         return Ok((l, b));
     }
     let ir = plain_ir(conf, server, authzid);
-    let l = authenticate_plain(&mut b, "P01", &ir, greet.contains("SASL-IR")).await?;
+    let l = authenticate_plain(&mut b, "P01", &ir, caps.contains("SASL-IR")).await?;
     Ok((l, b))
 }
 
@@ -264,12 +291,11 @@ pub async fn auth_gssapi_lines<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-#[cfg(feature = "krb5")]
-async fn write_line<S: AsyncRead + AsyncWrite + Unpin>(b: &mut tokio::io::BufReader<S>, line: &str) -> Result<(), String> {
-    b.get_mut()
-        .write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())
+/// `line` and CRLF to a peer, flushed (a TLS record goes out now).
+pub async fn write_line<S: AsyncRead + AsyncWrite + Unpin>(b: &mut tokio::io::BufReader<S>, line: &str) -> Result<(), String> {
+    let w = b.get_mut();
+    w.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+    w.flush().await.map_err(|e| e.to_string())
 }
 
 /// `tag AUTHENTICATE PLAIN` with the base64 response `ir` (sent at once
@@ -282,18 +308,15 @@ pub async fn authenticate_plain<S: AsyncRead + AsyncWrite + Unpin>(
     sasl_ir: bool,
 ) -> Result<String, String> {
     let cmd = if sasl_ir {
-        format!("{tag} AUTHENTICATE PLAIN {ir}\r\n")
+        format!("{tag} AUTHENTICATE PLAIN {ir}")
     } else {
-        format!("{tag} AUTHENTICATE PLAIN\r\n")
+        format!("{tag} AUTHENTICATE PLAIN")
     };
-    b.get_mut().write_all(cmd.as_bytes()).await.map_err(|e| e.to_string())?;
+    write_line(b, &cmd).await?;
     loop {
         let l = backend_line(b).await?;
         if l.starts_with('+') {
-            b.get_mut()
-                .write_all(format!("{ir}\r\n").as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
+            write_line(b, ir).await?;
         } else if let Some(rest) = l.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
             return if rest.starts_with("OK") { Ok(l) } else { Err(l) };
         }

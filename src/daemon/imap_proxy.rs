@@ -15,17 +15,17 @@
 //! command answers its literal continuations.
 
 use super::front::{Front, BACKEND_TIMEOUT};
+use super::peer_tls::PeerIo;
 use crate::proto::imap::stream::{head_words, Arg, ClientScan, NameLiteral, Piece, ServerScan};
 use crate::store::murder::State;
 use crate::store::names::Namespace;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// One logged-in back-end connection.
 struct Back {
-    s: TcpStream,
+    s: PeerIo,
     sent: u64,
     scan: ServerScan,
     /// A mailbox is selected there.
@@ -35,6 +35,12 @@ struct Back {
 impl Back {
     fn quiet(&self) -> bool {
         self.scan.tagged >= self.sent
+    }
+
+    /// Bytes to the back end, flushed (over TLS a record goes out now).
+    async fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.s.write_all(data).await?;
+        self.s.flush().await
     }
 }
 
@@ -129,7 +135,7 @@ pub fn referral_url(server: &str, ext: &str) -> String {
 }
 
 impl Router {
-    pub fn new(front: Arc<Front>, user: &str, home: &str, backend: TcpStream) -> Router {
+    pub fn new(front: Arc<Front>, user: &str, home: &str, backend: PeerIo) -> Router {
         let c = &front.conf;
         let virtdomains = !matches!(c.get("virtdomains"), Some("off") | Some("no") | None);
         let alt = c.get_switch("altnamespace") && !c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
@@ -352,10 +358,7 @@ impl Router {
         if !self.enabled.is_empty() {
             self.n += 1;
             let tag = format!("PROXY{}", self.n);
-            b.get_mut()
-                .write_all(format!("{tag} ENABLE {}\r\n", self.enabled.join(" ")).as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
+            super::front::write_line(&mut b, &format!("{tag} ENABLE {}", self.enabled.join(" "))).await?;
             until_tagged(&mut b, &tag).await?;
         }
         self.conns.insert(
@@ -381,7 +384,7 @@ impl Router {
         self.n += 1;
         let tag = format!("PROXY{}", self.n);
         let mut r = tokio::io::BufReader::new(&mut b.s);
-        if r.get_mut().write_all(format!("{tag} UNSELECT\r\n").as_bytes()).await.is_ok() {
+        if super::front::write_line(&mut r, &format!("{tag} UNSELECT")).await.is_ok() {
             let _ = until_tagged(&mut r, &tag).await;
         }
     }
@@ -440,7 +443,7 @@ impl Router {
                     Piece::Pass(n) => {
                         if let Some(t) = &target {
                             let b = self.conns.get_mut(t).expect("target is connected");
-                            if b.s.write_all(&inq[..n]).await.is_err() {
+                            if b.put(&inq[..n]).await.is_err() {
                                 return self.lost(&mut cw).await;
                             }
                         }
@@ -593,7 +596,7 @@ impl Router {
             let Some(b) = self.conns.get_mut(server) else { continue };
             let mut cmd = tag.clone().into_bytes();
             cmd.extend_from_slice(rest);
-            if b.s.write_all(&cmd).await.is_err() {
+            if b.put(&cmd).await.is_err() {
                 continue;
             }
             let got = match tokio::time::timeout(BACKEND_TIMEOUT, collect_until(&mut b.s, &tag)).await {
@@ -625,8 +628,7 @@ impl Router {
         self.n += 1;
         let ftag = format!("PROXY{}", self.n);
         let Some(b) = self.conns.get_mut(&src) else { return false };
-        if b.s
-            .write_all(format!("{ftag} {uid}FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])\r\n", c.set).as_bytes())
+        if b.put(format!("{ftag} {uid}FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])\r\n", c.set).as_bytes())
             .await
             .is_err()
         {
@@ -686,7 +688,7 @@ impl Router {
         }
         cmd.extend_from_slice(b"\r\n");
         let Some(d) = self.conns.get_mut(&dest_server) else { return false };
-        if d.s.write_all(&cmd).await.is_err() {
+        if d.put(&cmd).await.is_err() {
             return false;
         }
         drop(cmd);
@@ -727,7 +729,7 @@ impl Router {
         let store = format!("{stag} UID STORE {src_uids} +FLAGS.SILENT (\\Deleted)\r\n");
         let expunge = format!("{etag} UID EXPUNGE {src_uids}\r\n");
         for (t, cmd) in [(&stag, store), (&etag, expunge)] {
-            if b.s.write_all(cmd.as_bytes()).await.is_err() {
+            if b.put(cmd.as_bytes()).await.is_err() {
                 return false;
             }
             match tokio::time::timeout(BACKEND_TIMEOUT, collect_until(&mut b.s, t)).await {
@@ -770,7 +772,7 @@ impl Router {
         if counts {
             b.sent += 1;
         }
-        b.s.write_all(line).await
+        b.put(line).await
     }
 
     async fn lost<W: AsyncWrite + Unpin>(&mut self, cw: &mut W) {
@@ -788,7 +790,7 @@ fn quote(s: &str) -> String {
 
 /// Reads a back end's responses up to the one tagged `tag` (the whole
 /// reply within 64 MB); a reader on the stream for this one reply.
-async fn collect_until(s: &mut TcpStream, tag: &str) -> Result<(Vec<Vec<u8>>, String), String> {
+async fn collect_until(s: &mut PeerIo, tag: &str) -> Result<(Vec<Vec<u8>>, String), String> {
     super::front::collect_tagged(&mut tokio::io::BufReader::new(s), tag, 64 << 20).await
 }
 

@@ -45,7 +45,7 @@ struct Rcpt {
 
 /// One back end's LMTP connection, kept for the session.
 struct Backend {
-    io: tokio::io::BufReader<tokio::net::TcpStream>,
+    io: tokio::io::BufReader<super::peer_tls::PeerIo>,
     auth_param: bool,
     /// A transaction ended without DATA: RSET before the next one.
     dirty: bool,
@@ -64,14 +64,29 @@ impl LmtpProxy {
         if code != 220 {
             return Err(format!("{server}: greeting {code}"));
         }
-        b.send(format!("LHLO {}\r\n", self.front.servername).as_bytes()).await?;
-        let (code, lines) = b.reply().await?;
-        if code != 250 {
-            return Err(format!("{server}: LHLO {code}"));
+        let mut lines = b.lhlo(server, &self.front.servername).await?;
+        let auth_of = |lines: &[String]| {
+            lines
+                .iter()
+                .find_map(|l| l.get(4..).and_then(|x| x.strip_prefix("AUTH ")).map(str::to_string))
+        };
+        // TLS first when the server name asks for it, or when what we
+        // would log in with is offered only after STARTTLS.
+        let mechs: Vec<String> = auth_of(&lines).unwrap_or_default().split_whitespace().map(str::to_string).collect();
+        let kerberos =
+            cfg!(feature = "krb5") && self.front.credentials(server).1.is_empty() && mechs.iter().any(|m| m.eq_ignore_ascii_case("GSSAPI"));
+        let starttls = lines.iter().any(|l| l.get(4..).is_some_and(|x| x.eq_ignore_ascii_case("STARTTLS")));
+        if super::peer_tls::needs_starttls(server, &mechs, if kerberos { "GSSAPI" } else { "PLAIN" }, starttls) {
+            b.send(b"STARTTLS\r\n").await?;
+            let (code, l) = b.reply().await?;
+            if code != 220 {
+                return Err(format!("{server}: STARTTLS: {}", l.join(" ")));
+            }
+            let io = super::peer_tls::handshake(b.io.into_inner(), server, &self.front.conf).await?;
+            b.io = tokio::io::BufReader::new(io);
+            lines = b.lhlo(server, &self.front.servername).await?;
         }
-        let auth = lines
-            .iter()
-            .find_map(|l| l.get(4..).and_then(|x| x.strip_prefix("AUTH ")).map(str::to_string));
+        let auth = auth_of(&lines);
         if let Some(mechs) = auth {
             b.auth_param = true;
             // No password for this back end: GSSAPI when it offers it.
@@ -101,11 +116,27 @@ impl LmtpProxy {
 }
 
 impl Backend {
+    /// Bytes to the back end, flushed (over TLS a record goes out now).
     async fn send(&mut self, b: &[u8]) -> Result<(), String> {
-        tokio::time::timeout(BACKEND_TIMEOUT, self.io.get_mut().write_all(b))
+        let w = self.io.get_mut();
+        let write = async {
+            w.write_all(b).await?;
+            w.flush().await
+        };
+        tokio::time::timeout(BACKEND_TIMEOUT, write)
             .await
             .map_err(|_| "write timed out".to_string())?
             .map_err(|e| e.to_string())
+    }
+
+    /// LHLO as `name`: the reply's lines.
+    async fn lhlo(&mut self, server: &str, name: &str) -> Result<Vec<String>, String> {
+        self.send(format!("LHLO {name}\r\n").as_bytes()).await?;
+        let (code, lines) = self.reply().await?;
+        if code != 250 {
+            return Err(format!("{server}: LHLO {code}"));
+        }
+        Ok(lines)
     }
 
     /// One (multi-line) reply: its code and lines.

@@ -11,6 +11,7 @@ pub mod lmtpd;
 pub mod lmtpproxy;
 pub mod master;
 pub mod mupdate;
+pub mod peer_tls;
 pub mod pop3d;
 pub mod proxyd;
 pub mod qmgr;

@@ -34,13 +34,13 @@ type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
 type Wr = tokio::io::WriteHalf<Box<dyn Io>>;
 
 /// A logged-in back-end connection and its reply to the login.
-type Backend = (String, tokio::io::BufReader<tokio::net::TcpStream>);
+type Backend = (String, tokio::io::BufReader<super::peer_tls::PeerIo>);
 
 /// Where a login leads: the back end's reply line for the client, and
 /// the logged-in back-end connection.
 struct Joined {
     reply: String,
-    backend: tokio::io::BufReader<tokio::net::TcpStream>,
+    backend: tokio::io::BufReader<super::peer_tls::PeerIo>,
     /// The user (authzid) and their INBOX's back end.
     user: String,
     server: String,
@@ -499,36 +499,50 @@ impl Session {
     }
 
     async fn pop3_backend(&self, server: &str, user: &str) -> Result<Backend, String> {
+        use super::front::write_line;
         let tcp = self.p.front.connect(server, "pop3", 110).await?;
         let mut b = tokio::io::BufReader::new(tcp);
         let greet = backend_line(&mut b).await?;
         if !greet.starts_with("+OK") {
             return Err(format!("greeting {greet}"));
         }
-        // No password for this back end: GSSAPI when its CAPA offers it.
-        #[cfg(feature = "krb5")]
-        if self.p.front.credentials(server).1.is_empty() {
-            b.get_mut().write_all(b"CAPA\r\n").await.map_err(|e| e.to_string())?;
-            let mut gssapi = false;
+        // CAPA, as Cyrus asks it: the SASL mechanisms and STLS.
+        async fn capa(b: &mut tokio::io::BufReader<super::peer_tls::PeerIo>) -> Result<(Vec<String>, bool), String> {
+            write_line(b, "CAPA").await?;
+            let (mut mechs, mut stls) = (Vec::new(), false);
             loop {
-                let l = backend_line(&mut b).await?;
+                let l = backend_line(b).await?;
                 if l == "." || l.starts_with("-ERR") {
-                    break;
+                    return Ok((mechs, stls));
                 }
-                gssapi |= l.starts_with("SASL ") && l.split_whitespace().any(|m| m == "GSSAPI");
-            }
-            if gssapi {
-                let principal = crate::auth::gssapi::named_principal(&self.p.front.credentials(server).0);
-                let (host, _) = super::mupdate::client::split_server(server, 110);
-                let l = super::front::auth_gssapi_lines(&mut b, "pop", &host, &principal, user, ("+ ", "+OK")).await?;
-                return Ok((l, b));
+                if let Some(m) = l.strip_prefix("SASL ") {
+                    mechs = m.split_whitespace().map(str::to_string).collect();
+                }
+                stls |= l.eq_ignore_ascii_case("STLS");
             }
         }
+        let (mut mechs, stls) = capa(&mut b).await?;
+        // No password for this back end: GSSAPI when its CAPA offers it.
+        let kerberos = cfg!(feature = "krb5") && self.p.front.credentials(server).1.is_empty() && mechs.iter().any(|m| m == "GSSAPI");
+        if super::peer_tls::needs_starttls(server, &mechs, if kerberos { "GSSAPI" } else { "PLAIN" }, stls) {
+            write_line(&mut b, "STLS").await?;
+            let l = backend_line(&mut b).await?;
+            if !l.starts_with("+OK") {
+                return Err(format!("STLS: {l}"));
+            }
+            b = tokio::io::BufReader::new(super::peer_tls::handshake(b.into_inner(), server, &self.p.front.conf).await?);
+            mechs = capa(&mut b).await?.0;
+        }
+        #[cfg(feature = "krb5")]
+        if kerberos && mechs.iter().any(|m| m == "GSSAPI") {
+            let principal = crate::auth::gssapi::named_principal(&self.p.front.credentials(server).0);
+            let (host, _) = super::mupdate::client::split_server(server, 110);
+            let l = super::front::auth_gssapi_lines(&mut b, "pop", &host, &principal, user, ("+ ", "+OK")).await?;
+            return Ok((l, b));
+        }
+        let _ = &mechs;
         let ir = self.p.front.plain_for(server, user);
-        b.get_mut()
-            .write_all(format!("AUTH PLAIN {ir}\r\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
+        write_line(&mut b, &format!("AUTH PLAIN {ir}")).await?;
         let l = backend_line(&mut b).await?;
         if l.starts_with("+OK") {
             Ok((l, b))

@@ -568,7 +568,7 @@ pub fn python(script: &str, args: &[&str]) -> String {
     out
 }
 
-/// A CA and a server certificate for `localhost`/127.0.0.1 made with
+/// A CA and a server certificate for `localhost`/127.0.0.1–3 made with
 /// openssl in `dir`: (ca.pem, server.pem, server.key).
 pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
@@ -602,7 +602,12 @@ pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "-subj",
         "/CN=localhost",
     ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    // The Murder fixtures' back ends listen on 127.0.0.2 and 127.0.0.3.
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.3\n",
+    )
+    .unwrap();
     run(&[
         "x509",
         "-req",

@@ -26,17 +26,22 @@ impl Node {
     pub fn start(dir: &Path, mux: &Path, master: bool, extra: &str) -> Node {
         std::fs::create_dir_all(dir.join("conf")).unwrap();
         let conf = dir.join("imapd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "configdirectory: {}/conf\nservername: {}\nadmins: md5u\nallowplaintext: yes\n\
-                 sasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nfailedloginpause: 0\n{extra}",
-                dir.display(),
-                if master { "mupdate-master" } else { "frontend" },
-                mux.display()
-            ),
-        )
-        .unwrap();
+        let base = format!(
+            "configdirectory: {}/conf\nservername: {}\nadmins: md5u\nallowplaintext: yes\n\
+             sasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nfailedloginpause: 0\n",
+            dir.display(),
+            if master { "mupdate-master" } else { "frontend" },
+            mux.display()
+        );
+        // Options in extra replace the base ones (a duplicate is fatal).
+        let keys: Vec<&str> = extra.lines().filter_map(|l| l.split(':').next()).collect();
+        let mut text: String = base
+            .lines()
+            .filter(|l| !keys.contains(&l.split(':').next().unwrap_or("")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(extra);
+        std::fs::write(&conf, text).unwrap();
         let mut n = Node {
             proc: None,
             port: free_port(),
@@ -249,7 +254,9 @@ pub fn imap_admin(port: u16, cmds: &[&str]) -> String {
 
 /// Admin commands (as `md5u`) on `host:port`; each with its result.
 pub fn imap_admin_at(host: &str, port: u16, cmds: &[&str]) -> String {
-    let script = "import imaplib,sys\nM=imaplib.IMAP4(sys.argv[1],int(sys.argv[2]))\nM.login('md5u','testpw')\n\
+    // STARTTLS first where passwords need TLS (the test CA is not checked).
+    let script = "import imaplib,ssl,sys\nM=imaplib.IMAP4(sys.argv[1],int(sys.argv[2]))\n\
+                  if 'LOGINDISABLED' in M.capabilities: M.starttls(ssl._create_unverified_context())\nM.login('md5u','testpw')\n\
                   out=[]\nfor c in sys.argv[3:]:\n    imaplib.Commands.setdefault(c.split(' ')[0], ('AUTH', 'SELECTED'))\n\
                   \x20   typ,data=M._simple_command(*c.split(' ',1)) if ' ' in c else M._simple_command(c)\n    out.append(c+' -> '+typ+' '+repr(data))\nM.logout()\nprint('\\n'.join(out))\n";
     let mut args = vec![host.to_string(), port.to_string()];
@@ -331,8 +338,13 @@ impl Murder {
     /// As `start`, with the back ends' and the front end's proxy login
     /// settings (`proxyservers`, `proxy_authname`, passwords, keytabs).
     pub fn start_with(t: &Path, back_auth: &str, fe_auth: &str) -> Murder {
+        Murder::start_full(t, back_auth, fe_auth, "")
+    }
+
+    /// As `start_with`, with more options for the master.
+    pub fn start_full(t: &Path, back_auth: &str, fe_auth: &str, master_extra: &str) -> Murder {
         let (sasl, mux) = sasl(&t.join("sasl"));
-        let m = Node::start(&t.join("master"), &mux, true, "");
+        let m = Node::start(&t.join("master"), &mux, true, master_extra);
         let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
         let (iport, pport, lport) = (free_port(), free_port(), free_port());
         // The ports by service name, as every node finds its peers (the

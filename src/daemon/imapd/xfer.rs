@@ -23,7 +23,6 @@ use crate::store::xfer::{Incoming, MailboxImage};
 use crate::store::{MailboxEntry, Record, Store, StoreError, FLAG_UNLINKED};
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 /// A RECORDS command carries at most this many message bytes (or one
 /// larger message) and `BATCH_RECORDS` records.
@@ -35,7 +34,7 @@ pub const CAPABILITY: &str = "X-MUMAIL-XFER";
 
 /// A logged-in connection to the target back end.
 struct Peer {
-    b: BufReader<TcpStream>,
+    b: BufReader<crate::daemon::peer_tls::PeerIo>,
     n: u32,
 }
 
@@ -65,6 +64,7 @@ impl Peer {
         }
         wire.extend_from_slice(&body);
         self.b.get_mut().write_all(&wire).await.map_err(|e| e.to_string())?;
+        self.b.get_mut().flush().await.map_err(|e| e.to_string())?;
         let mut untagged = String::new();
         loop {
             let l = backend_line(&mut self.b).await?;

@@ -48,6 +48,8 @@ pub struct Creds {
     /// The authorization id; empty: the authname.
     pub username: String,
     pub password: Secret<Vec<u8>>,
+    /// The TLS client settings (`tls_client_*`), for STARTTLS.
+    pub conf: std::sync::Arc<ImapdConf>,
 }
 
 impl Creds {
@@ -57,6 +59,7 @@ impl Creds {
             authname: get("mupdate_authname"),
             username: get("mupdate_username"),
             password: Secret::new(get("mupdate_password").into_bytes()),
+            conf: std::sync::Arc::new(conf.clone()),
         }
     }
 }
@@ -86,7 +89,9 @@ pub fn default_port(conf: &ImapdConf) -> u16 {
 }
 
 pub struct Client {
-    io: tokio::net::TcpStream,
+    io: crate::daemon::peer_tls::PeerIo,
+    /// The server as named (`host:port[/tls]`).
+    server: String,
     buf: Vec<u8>,
     pos: usize,
     pub banner: Banner,
@@ -106,13 +111,22 @@ impl Client {
             .map_err(|e| ClientError::Connect(format!("{peer}: {e}")))?;
         let _ = io.set_nodelay(true);
         let mut c = Client {
-            io,
+            io: Box::new(io),
+            server: server.to_string(),
             buf: Vec::new(),
             pos: 0,
             banner: Banner::default(),
             next_tag: 0,
             peer,
         };
+        c.read_banner().await?;
+        Ok(c)
+    }
+
+    /// The banner, up to its `* OK` (again after STARTTLS).
+    async fn read_banner(&mut self) -> Result<(), ClientError> {
+        let c = self;
+        c.banner = Banner::default();
         loop {
             match c.response(TIMEOUT).await? {
                 Response::Untagged(t) => {
@@ -130,7 +144,33 @@ impl Client {
                 other => return Err(ClientError::Link(format!("unexpected banner line {other:?}"))),
             }
         }
-        Ok(c)
+        Ok(())
+    }
+
+    /// STARTTLS, the handshake, and the banner the server sends again.
+    async fn starttls(&mut self, creds: &Creds) -> Result<(), ClientError> {
+        self.write(b"S01 STARTTLS\r\n").await?;
+        loop {
+            let line = self.raw_line(TIMEOUT).await?;
+            let text = String::from_utf8_lossy(&line).into_owned();
+            if text.starts_with("S01 OK") {
+                break;
+            }
+            if text.starts_with("S01 ") || text.starts_with("* BYE") {
+                return Err(ClientError::Auth(format!("{}: STARTTLS: {text}", self.peer)));
+            }
+        }
+        if self.pos < self.buf.len() {
+            return Err(ClientError::Link("data after the STARTTLS reply".into()));
+        }
+        self.buf.clear();
+        self.pos = 0;
+        let plain: crate::daemon::peer_tls::PeerIo = Box::new(tokio::io::duplex(1).0);
+        let io = std::mem::replace(&mut self.io, plain);
+        self.io = crate::daemon::peer_tls::handshake(io, &self.server, &creds.conf)
+            .await
+            .map_err(ClientError::Connect)?;
+        self.read_banner().await
     }
 
     /// Connects and logs in: the usual start of every client.
@@ -143,6 +183,13 @@ impl Client {
     /// AUTHENTICATE "PLAIN" with the initial response as a LITERAL+, as
     /// Cyrus's saslclient sends it.
     pub async fn authenticate(&mut self, creds: &Creds) -> Result<(), ClientError> {
+        // TLS first when the server name asks for it, or when what we
+        // would log in with is offered only after STARTTLS.
+        let kerberos = cfg!(feature = "krb5") && creds.password.expose().is_empty() && self.banner.mechs.iter().any(|m| m == "GSSAPI");
+        let want = if kerberos { "GSSAPI" } else { "PLAIN" };
+        if crate::daemon::peer_tls::needs_starttls(&self.server, &self.banner.mechs, want, self.banner.starttls) {
+            self.starttls(creds).await?;
+        }
         // No password and the server offers GSSAPI: Kerberos credentials
         // (the ccache, or the keytab in `KRB5_CLIENT_KTNAME`).
         #[cfg(feature = "krb5")]
@@ -224,7 +271,12 @@ impl Client {
     }
 
     async fn write(&mut self, b: &[u8]) -> Result<(), ClientError> {
-        tokio::time::timeout(TIMEOUT, self.io.write_all(b))
+        let w = &mut self.io;
+        let write = async {
+            w.write_all(b).await?;
+            w.flush().await
+        };
+        tokio::time::timeout(TIMEOUT, write)
             .await
             .map_err(|_| ClientError::Link("write timed out".into()))?
             .map_err(|e| ClientError::Link(format!("write: {e}")))

@@ -5,7 +5,7 @@ use super::*;
 
 /// A small IMAP client over one connection.
 pub(super) struct Imap {
-    pub(super) r: BufReader<TcpStream>,
+    pub(super) r: BufReader<crate::daemon::peer_tls::PeerIo>,
     pub(super) n: u32,
     pub(super) server: String,
     /// CAPABILITY after login, upper-cased.
