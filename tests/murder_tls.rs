@@ -2,8 +2,8 @@
 //! only under TLS (`allowplaintext: no`), so every node that logs in to
 //! a peer must STARTTLS first, as Cyrus's backend_connect does when no
 //! mechanism is usable in the clear: the back ends' pushes and the front
-//! end's replica to the master (MUPDATE), proxyd and pop3proxyd to the
-//! back ends (IMAP, POP3).  The peers' certificates are checked against
+//! end's replica to the master (MUPDATE), proxyd, pop3proxyd and
+//! lmtpproxyd to the back ends (IMAP, POP3, LMTP).  The peers' certificates are checked against
 //! `tls_client_ca_file`: a front end without it reaches no back end.
 
 mod harness;
@@ -89,7 +89,13 @@ for who in ('u7', 'yes1'):
         &[&fpop.to_string()],
     );
     assert!(out.contains("+OK") && out.contains("(1, "), "{out}");
-    // The premise: in the clear, a back end takes no password.
+    // The premise: in the clear, a back end takes no password (LMTP
+    // offers STARTTLS and no PLAIN; IMAP shows LOGINDISABLED).
+    let out = lmtp_session(mu.backs[0].lmtp_port, &["LHLO probe", "AUTH PLAIN AHU3AHRlc3Rwdw==", "QUIT"], "", 0);
+    assert!(
+        out.contains("250-STARTTLS") && !out.contains("PLAIN LOGIN") && out.contains("504 5.5.4"),
+        "{out}"
+    );
     let out = python(
         "import imaplib,sys\nM=imaplib.IMAP4(sys.argv[1],int(sys.argv[2]))\nprint(M.capabilities)\ntry:\n    print(M.authenticate('PLAIN', lambda _: b'\\0u7\\0testpw'))\nexcept Exception as e:\n    print('refused', e)\n",
         &[BACK_IPS[0], &mu.ports.0.to_string()],

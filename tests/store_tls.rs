@@ -1,7 +1,7 @@
 //! TLS on the store: STARTTLS and implicit TLS (imaps) with
 //! `tls_server_cert`/`tls_server_key`, `allowplaintext: no` (LOGINDISABLED
 //! until TLS), Cyrus's imtest over both, and no command injection across
-//! STARTTLS.
+//! STARTTLS; lmtpd's STARTTLS over TCP.
 
 mod harness;
 use harness::*;
@@ -87,5 +87,41 @@ print('ok')
 "#,
         &[&port, ca.to_str().unwrap()],
     );
+    assert!(out.contains("ok"), "{out}");
+
+    // LMTP over TCP: STARTTLS as Cyrus's lmtpd offers it, PLAIN only
+    // under TLS, nothing pipelined after STARTTLS runs inside TLS.
+    let out = python(
+        r#"
+import smtplib, socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+l = smtplib.LMTP('127.0.0.1', port)
+code, caps = l.ehlo('hub')
+assert b'STARTTLS' in caps and b'PLAIN' not in caps, caps
+print(l.docmd('AUTH', 'PLAIN AHU3AHRlc3Rwdw=='))
+print(l.starttls(context=ctx))
+code, caps = l.ehlo('hub')
+assert b'STARTTLS' not in caps and b'AUTH PLAIN LOGIN' in caps, caps
+print(l.login('u7', 'testpw'))
+print(l.sendmail('s@example.org', ['u7'], b'Subject: over TLS\r\n\r\nbody\r\n'))
+print(l.docmd('STARTTLS'))
+l.quit()
+s = socket.create_connection(('127.0.0.1', port)); f = s.makefile('rb')
+f.readline()
+s.sendall(b'LHLO x\r\nSTARTTLS\r\nRSET\r\n')
+while not f.readline().startswith(b'250 '): pass
+l2 = f.readline(); assert l2 == b'220 Begin TLS negotiation now\r\n', l2
+t = ctx.wrap_socket(s, server_hostname='localhost'); tf = t.makefile('rb')
+t.sendall(b'NOOP\r\n')
+l2 = tf.readline(); assert l2.startswith(b'250 2.0.0'), l2   # no reply to RSET: dropped
+print('ok')
+"#,
+        &[&b.lmtp_port.to_string(), ca.to_str().unwrap()],
+    );
+    assert!(out.contains("(504, b'5.5.4 Unrecognized authentication type')"), "{out}");
+    assert!(out.contains("(220, b'Begin TLS negotiation now')"), "{out}");
+    assert!(out.contains("(235, b'Authenticated!')"), "{out}");
+    assert!(out.contains("(454, b'4.3.3 Already successfully executed STARTTLS')"), "{out}");
     assert!(out.contains("ok"), "{out}");
 }

@@ -6,6 +6,7 @@
 use super::cyrus::Ctx;
 use crate::mail::Secret;
 use crate::proto::lmtp::{self, Command, DataReceiver};
+use crate::server::listen::Io;
 use crate::server::Conn;
 use crate::store::{Cached, Delivery, StoreError};
 use crate::util::lines::{Line, LineBuffer};
@@ -50,6 +51,8 @@ impl crate::server::Service for Lmtpd {
             w: BufWriter::new(w),
             buf: LineBuffer::new(MAX_DATA_LINE),
             queue: VecDeque::new(),
+            preauth: unix || self.preauth,
+            tls: false,
             authed: unix || self.preauth,
             ident: "postman".to_string(),
             lhlo: String::new(),
@@ -62,12 +65,19 @@ impl crate::server::Service for Lmtpd {
     }
 }
 
-struct Session<R, W> {
+type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
+type Wr = tokio::io::WriteHalf<Box<dyn Io>>;
+
+struct Session {
     d: Arc<Lmtpd>,
-    r: R,
-    w: BufWriter<W>,
+    r: Rd,
+    w: BufWriter<Wr>,
     buf: LineBuffer,
     queue: VecDeque<Line>,
+    /// Trusted from the start (UNIX socket, `-a`): no STARTTLS, no AUTH.
+    preauth: bool,
+    /// STARTTLS done.
+    tls: bool,
     authed: bool,
     /// Who the LMTP client is for ACLs: `postman` on the socket, else the
     /// authenticated user.
@@ -81,7 +91,7 @@ struct Session<R, W> {
 
 type IoResult = std::io::Result<()>;
 
-impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<R, W> {
+impl Session {
     async fn reply(&mut self, text: &str) -> IoResult {
         self.w.write_all(text.as_bytes()).await?;
         self.w.write_all(b"\r\n").await
@@ -144,15 +154,22 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     // no usable mechanism and defers every delivery.  (No
                     // DSN: Cyrus 3.6 does not advertise it; see the
                     // transcripts.)
+                    if ctx.tls.is_some() && !self.preauth && !self.tls {
+                        lines.push("STARTTLS".into());
+                    }
+                    // Passwords in the clear only under TLS or with
+                    // `allowplaintext`, as Cyrus's SASL properties allow.
                     if !self.authed {
-                        lines.push(
-                            if ctx.gssapi {
-                                "AUTH GSSAPI PLAIN LOGIN"
-                            } else {
-                                "AUTH PLAIN LOGIN"
-                            }
-                            .into(),
-                        );
+                        let mut mechs: Vec<&str> = Vec::new();
+                        if ctx.gssapi {
+                            mechs.push("GSSAPI");
+                        }
+                        if self.plaintext_ok() {
+                            mechs.extend(["PLAIN", "LOGIN"]);
+                        }
+                        if !mechs.is_empty() {
+                            lines.push(format!("AUTH {}", mechs.join(" ")));
+                        }
                     }
                     lines.push("IGNOREQUOTA".into());
                     for l in &lines {
@@ -217,9 +234,67 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     self.w.flush().await?;
                     return Ok(());
                 }
-                Command::StartTls => self.reply("454 4.7.0 TLS not available").await?,
+                Command::StartTls => {
+                    if !self.starttls().await? {
+                        return Ok(());
+                    }
+                }
                 Command::Vrfy | Command::Unknown(_) => self.reply("500 5.5.2 Syntax error").await?,
                 Command::Syntax(r) => self.reply(r).await?,
+            }
+        }
+    }
+
+    /// Passwords in the clear are fine under TLS or with `allowplaintext`.
+    fn plaintext_ok(&self) -> bool {
+        self.tls || self.d.ctx.conf.get_switch("allowplaintext")
+    }
+
+    /// STARTTLS (RFC 3207) with Cyrus lmtpd's replies; the session starts
+    /// over under TLS and input pipelined after the command is dropped.
+    /// False when the connection is gone (a failed handshake).
+    async fn starttls(&mut self) -> std::io::Result<bool> {
+        let acc = match &self.d.ctx.tls {
+            Some(a) if !self.preauth => a.clone(),
+            _ => {
+                self.reply("500 5.5.2 Syntax error").await?;
+                return Ok(true);
+            }
+        };
+        if self.tls {
+            self.reply("454 4.3.3 Already successfully executed STARTTLS").await?;
+            return Ok(true);
+        }
+        if !self.rcpts.is_empty() {
+            self.reply("503 5.5.0 STARTTLS not permitted now").await?;
+            return Ok(true);
+        }
+        self.reply("220 Begin TLS negotiation now").await?;
+        self.w.flush().await?;
+        self.queue.clear();
+        self.buf = LineBuffer::new(MAX_DATA_LINE);
+        let (dr, dw) = tokio::io::split(Box::new(tokio::io::duplex(1).0) as Box<dyn Io>);
+        let r = std::mem::replace(&mut self.r, dr);
+        let w = std::mem::replace(&mut self.w, BufWriter::new(dw)).into_inner();
+        let hs = tokio_rustls::TlsAcceptor::from(acc).accept(r.unsplit(w));
+        match tokio::time::timeout(Duration::from_secs(360), hs).await {
+            Ok(Ok(t)) => {
+                let (r, w) = tokio::io::split(Box::new(t) as Box<dyn Io>);
+                self.r = r;
+                self.w = BufWriter::new(w);
+                self.tls = true;
+                self.lhlo.clear();
+                self.from = None;
+                self.rcpts.clear();
+                Ok(true)
+            }
+            Ok(Err(e)) => {
+                self.d.ctx.log.info(&format!("[lmtpd] STARTTLS failed: {} ({e})", self.peer));
+                Ok(false)
+            }
+            Err(_) => {
+                self.d.ctx.log.info(&format!("[lmtpd] STARTTLS failed: {} (timed out)", self.peer));
+                Ok(false)
             }
         }
     }
@@ -227,6 +302,9 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
     async fn auth(&mut self, mech: &str, ir: Option<String>) -> IoResult {
         if self.authed {
             return self.reply("503 5.5.0 already authenticated").await;
+        }
+        if matches!(mech, "PLAIN" | "LOGIN") && !self.plaintext_ok() {
+            return self.reply("504 5.5.4 Unrecognized authentication type").await;
         }
         #[cfg(feature = "krb5")]
         if mech == "GSSAPI" && self.d.ctx.gssapi {
