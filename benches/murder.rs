@@ -17,6 +17,7 @@
 //! (e) the real Cyrus 3.6 Murder (Debian's cyrus-imapd and cyrus-murder)
 //!     started beside ours: (b) and (c) through its front end and
 //!     directly, printed with our ratios.
+//! `BENCH_MURDER_LMTP_ONLY=1` stops after (b), for profiling.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -330,6 +331,9 @@ fn main() {
         "(b) LMTP 5 KB: direct {direct:.0} msg/s, through the front end {proxied:.0} msg/s = {:.0}% (goal >= 90%; Cyrus 3.6: 12%)",
         100.0 * proxied / direct
     );
+    if std::env::var("BENCH_MURDER_LMTP_ONLY").is_ok() {
+        return;
+    }
 
     // (c) IMAP sessions (u7 and yes1 now hold n messages each).
     let runs = env("BENCH_SESSIONS", 20);

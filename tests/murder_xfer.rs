@@ -227,7 +227,7 @@ print('delivered', ok, 'temporary', temp)
     assert!(!sent.contains("BOUNCED"), "{sent}");
     // Every message is on the target once: 300 before, 40 during.
     let c = inbox_count(mu.backs[1].imap_port, "user.u7");
-    assert!(c.contains("'340'"), "{c}");
+    assert!(c.contains("'340'"), "{c}\n{sent}");
 }
 
 #[test]

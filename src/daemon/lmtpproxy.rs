@@ -447,10 +447,17 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
 
     async fn data(&mut self) -> std::io::Result<()> {
         self.reply("354 go ahead").await?;
+        self.w.flush().await?;
         let max = match self.p.front.conf.get_int("maxmessagesize") {
             n if n > 0 => n as usize,
             _ => 1 << 30,
         };
+        let rcpts = std::mem::take(&mut self.rcpts);
+        let from = self.from.take().unwrap_or_default();
+        // The back ends' MAIL, RCPT and DATA go out now, while the client
+        // sends the message: their replies are in by its final dot.  A
+        // message that never completes drops these connections.
+        let mut begun = self.begin_all(&from, &rcpts).await;
         let mut rx = DataReceiver::new(max);
         loop {
             match self.next_line().await? {
@@ -463,8 +470,9 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                 }
             }
         }
-        let rcpts = std::mem::take(&mut self.rcpts);
-        let from = self.from.take().unwrap_or_default();
+        if rx.too_big {
+            begun.clear();
+        }
         if rx.too_big {
             for _ in &rcpts {
                 self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?;
@@ -484,7 +492,10 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         for server in order {
             let idx: Vec<usize> = (0..rcpts.len()).filter(|&i| rcpts[i].server == server).collect();
             let group: Vec<&Rcpt> = idx.iter().map(|&i| &rcpts[i]).collect();
-            let got = self.deliver(&server, &from, &group, &body).await;
+            let got = match begun.remove(&server) {
+                Some((b, rset)) => self.deliver_begun(&server, b, rset, &from, &group, &body).await,
+                None => self.deliver(&server, &from, &group, &body).await,
+            };
             for (k, &i) in idx.iter().enumerate() {
                 replies[i] = got.get(k).cloned();
             }
@@ -494,6 +505,66 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             self.reply(&r).await?;
         }
         Ok(())
+    }
+
+    /// Starts the transaction on every back end of `rcpts` (one reused
+    /// or new connection each): the back ends and whether RSET went first.
+    /// A back end that cannot be reached or written to is left out: the
+    /// delivery after the body tries it again.
+    async fn begin_all(&mut self, from: &str, rcpts: &[Rcpt]) -> HashMap<String, (Backend, bool)> {
+        let mut out = HashMap::new();
+        for r in rcpts {
+            if out.contains_key(&r.server) {
+                continue;
+            }
+            let b = match self.backends.remove(&r.server) {
+                Some(b) => b,
+                None => match self.p.connect(&r.server).await {
+                    Ok(b) => b,
+                    Err(_) => continue,
+                },
+            };
+            let group: Vec<&Rcpt> = rcpts.iter().filter(|x| x.server == r.server).collect();
+            let mut b = b;
+            if let Ok(rset) = self.begin(&mut b, from, &group).await {
+                out.insert(r.server.clone(), (b, rset));
+            }
+        }
+        out
+    }
+
+    /// The rest of a transaction begun with `begin_all`; a connection
+    /// kept from before that broke before DATA is replaced once.
+    async fn deliver_begun(&mut self, server: &str, b: Backend, rset: bool, from: &str, group: &[&Rcpt], body: &[u8]) -> Vec<String> {
+        match self.finish(b, rset, group, body).await {
+            Ok((b, out)) => {
+                self.backends.insert(server.to_string(), b);
+                out
+            }
+            Err((e, sent_data)) => {
+                self.p.front.log.error(&format!("backend {server}: {e}"));
+                if sent_data {
+                    return vec!["451 4.4.3 Remote server unavailable".into(); group.len()];
+                }
+                // Nothing can have been accepted: once more, afresh.
+                match self.p.connect(server).await {
+                    Ok(b) => match self.transaction(b, from, group, body).await {
+                        Ok((b, out)) => {
+                            self.backends.insert(server.to_string(), b);
+                            out
+                        }
+                        Err((e, _)) => {
+                            self.p.front.log.error(&format!("backend {server}: {e}"));
+                            vec!["451 4.4.3 Remote server unavailable".into(); group.len()]
+                        }
+                    },
+                    Err(e) => {
+                        self.p.front.log.error(&format!("couldn't connect to backend {server}: {e}"));
+                        vec!["451 4.4.3 Remote server unavailable".into(); group.len()]
+                    }
+                }
+            }
+        }
     }
 
     /// One transaction on `server` (a kept connection, or a new one; a
@@ -536,8 +607,13 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         group: &[&Rcpt],
         body: &[u8],
     ) -> Result<(Backend, Vec<String>), (String, bool)> {
-        let e = |s: String| (s, false);
-        // [RSET,] MAIL, every RCPT, DATA: pipelined.
+        let rset = self.begin(&mut b, from, group).await.map_err(|s| (s, false))?;
+        self.finish(b, rset, group, body).await
+    }
+
+    /// [RSET,] MAIL, every RCPT, DATA: pipelined, replies not yet read.
+    /// Whether RSET went first.
+    async fn begin(&self, b: &mut Backend, from: &str, group: &[&Rcpt]) -> Result<bool, String> {
         let rset = b.dirty;
         let mut cmds = String::from(if rset { "RSET\r\n" } else { "" });
         let auth = if b.auth_param {
@@ -559,11 +635,18 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             ));
         }
         cmds.push_str("DATA\r\n");
-        b.send(cmds.as_bytes()).await.map_err(e)?;
+        b.send(cmds.as_bytes()).await?;
+        b.dirty = true;
+        Ok(rset)
+    }
+
+    /// The replies to what `begin` sent, the body, and one reply per
+    /// recipient.
+    async fn finish(&self, mut b: Backend, rset: bool, group: &[&Rcpt], body: &[u8]) -> Result<(Backend, Vec<String>), (String, bool)> {
+        let e = |s: String| (s, false);
         if rset {
             b.reply().await.map_err(e)?;
         }
-        b.dirty = true;
         let (code, lines) = b.reply().await.map_err(e)?;
         if code != 250 {
             // Everything after MAIL fails with it.
