@@ -297,16 +297,8 @@ impl Session {
         self.w.flush().await?;
         self.queue.clear();
         self.buf = LineBuffer::new(MAX_COMMAND);
-        let dummy: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
-        let (dr, dw) = tokio::io::split(dummy);
-        let r = std::mem::replace(&mut self.r, dr);
-        let w = std::mem::replace(&mut self.w, BufWriter::new(dw)).into_inner();
-        match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(r.unsplit(w))).await {
-            Ok(t) => {
-                let t: Box<dyn Io> = Box::new(t);
-                let (r, w) = tokio::io::split(t);
-                self.r = r;
-                self.w = BufWriter::new(w);
+        match crate::server::listen::tls_upgrade_halves(&mut self.r, &mut self.w, acc).await {
+            Ok(()) => {
                 self.tls = true;
                 Ok(true)
             }

@@ -37,6 +37,24 @@ impl Conn {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
+/// STARTTLS/STLS on a connection kept as split halves (pop3d, lmtpd):
+/// rejoins them, runs the server handshake and splits the TLS stream
+/// again.  After a failure the halves are dead ends: drop the connection.
+pub async fn tls_upgrade_halves(
+    r: &mut tokio::io::ReadHalf<Box<dyn Io>>,
+    w: &mut tokio::io::BufWriter<tokio::io::WriteHalf<Box<dyn Io>>>,
+    acc: std::sync::Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    let (dr, dw) = tokio::io::split(Box::new(tokio::io::duplex(1).0) as Box<dyn Io>);
+    let old_r = std::mem::replace(r, dr);
+    let old_w = std::mem::replace(w, tokio::io::BufWriter::new(dw)).into_inner();
+    let t = Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(old_r.unsplit(old_w))).await?;
+    let (nr, nw) = tokio::io::split(Box::new(t) as Box<dyn Io>);
+    *r = nr;
+    *w = tokio::io::BufWriter::new(nw);
+    Ok(())
+}
+
 impl Listener {
     /// `[host]:port`, `host:port`, `0.0.0.0:port`, `[::]:port`.
     pub async fn bind_tcp(addr: &str) -> std::io::Result<Listener> {

@@ -461,6 +461,19 @@ pub struct Backend {
     pub extra: Vec<Proc>,
 }
 
+/// imapd.conf text: `base` with `extra` after it, the options `extra`
+/// sets taken out of `base` (a duplicate option is fatal).
+pub fn merge_conf(base: &str, extra: &str) -> String {
+    let keys: Vec<&str> = extra.lines().filter_map(|l| l.split(':').next()).collect();
+    let mut text: String = base
+        .lines()
+        .filter(|l| !keys.contains(&l.split(':').next().unwrap_or("")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(extra);
+    text
+}
+
 impl Backend {
     pub fn start(dir: &Path, extra_conf: &str) -> Backend {
         std::fs::create_dir_all(dir).unwrap();
@@ -475,15 +488,7 @@ impl Backend {
              lmtpsocket: {d}/conf/socket/lmtp\nautocreate_quota: 0\n",
             run.join("mux").display()
         );
-        // Options in extra_conf replace the base ones (a duplicate is fatal).
-        let keys: Vec<&str> = extra_conf.lines().filter_map(|l| l.split(':').next()).collect();
-        let mut text: String = base
-            .lines()
-            .filter(|l| !keys.contains(&l.split(':').next().unwrap_or("")))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        text.push_str(extra_conf);
-        std::fs::write(&conf, text).unwrap();
+        std::fs::write(&conf, merge_conf(&base, extra_conf)).unwrap();
         let mut b = Backend {
             dir: dir.to_path_buf(),
             conf,

@@ -33,15 +33,7 @@ impl Node {
             if master { "mupdate-master" } else { "frontend" },
             mux.display()
         );
-        // Options in extra replace the base ones (a duplicate is fatal).
-        let keys: Vec<&str> = extra.lines().filter_map(|l| l.split(':').next()).collect();
-        let mut text: String = base
-            .lines()
-            .filter(|l| !keys.contains(&l.split(':').next().unwrap_or("")))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        text.push_str(extra);
-        std::fs::write(&conf, text).unwrap();
+        std::fs::write(&conf, merge_conf(&base, extra)).unwrap();
         let mut n = Node {
             proc: None,
             port: free_port(),

@@ -273,15 +273,9 @@ impl Session {
         self.w.flush().await?;
         self.queue.clear();
         self.buf = LineBuffer::new(MAX_DATA_LINE);
-        let (dr, dw) = tokio::io::split(Box::new(tokio::io::duplex(1).0) as Box<dyn Io>);
-        let r = std::mem::replace(&mut self.r, dr);
-        let w = std::mem::replace(&mut self.w, BufWriter::new(dw)).into_inner();
-        let hs = tokio_rustls::TlsAcceptor::from(acc).accept(r.unsplit(w));
+        let hs = crate::server::listen::tls_upgrade_halves(&mut self.r, &mut self.w, acc);
         match tokio::time::timeout(Duration::from_secs(360), hs).await {
-            Ok(Ok(t)) => {
-                let (r, w) = tokio::io::split(Box::new(t) as Box<dyn Io>);
-                self.r = r;
-                self.w = BufWriter::new(w);
+            Ok(Ok(())) => {
                 self.tls = true;
                 self.lhlo.clear();
                 self.from = None;
