@@ -492,10 +492,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         for server in order {
             let idx: Vec<usize> = (0..rcpts.len()).filter(|&i| rcpts[i].server == server).collect();
             let group: Vec<&Rcpt> = idx.iter().map(|&i| &rcpts[i]).collect();
-            let got = match begun.remove(&server) {
-                Some((b, rset)) => self.deliver_begun(&server, b, rset, &from, &group, &body).await,
-                None => self.deliver(&server, &from, &group, &body).await,
-            };
+            let got = self.deliver(&server, &from, &group, &body, begun.remove(&server)).await;
             for (k, &i) in idx.iter().enumerate() {
                 replies[i] = got.get(k).cloned();
             }
@@ -517,15 +514,8 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
             if out.contains_key(&r.server) {
                 continue;
             }
-            let b = match self.backends.remove(&r.server) {
-                Some(b) => b,
-                None => match self.p.connect(&r.server).await {
-                    Ok(b) => b,
-                    Err(_) => continue,
-                },
-            };
+            let Ok(mut b) = self.backend(&r.server).await else { continue };
             let group: Vec<&Rcpt> = rcpts.iter().filter(|x| x.server == r.server).collect();
-            let mut b = b;
             if let Ok(rset) = self.begin(&mut b, from, &group).await {
                 out.insert(r.server.clone(), (b, rset));
             }
@@ -533,71 +523,45 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         out
     }
 
-    /// The rest of a transaction begun with `begin_all`; a connection
-    /// kept from before that broke before DATA is replaced once.
-    async fn deliver_begun(&mut self, server: &str, b: Backend, rset: bool, from: &str, group: &[&Rcpt], body: &[u8]) -> Vec<String> {
-        match self.finish(b, rset, group, body).await {
-            Ok((b, out)) => {
-                self.backends.insert(server.to_string(), b);
-                out
-            }
-            Err((e, sent_data)) => {
-                self.p.front.log.error(&format!("backend {server}: {e}"));
-                if sent_data {
-                    return vec!["451 4.4.3 Remote server unavailable".into(); group.len()];
-                }
-                // Nothing can have been accepted: once more, afresh.
-                match self.p.connect(server).await {
-                    Ok(b) => match self.transaction(b, from, group, body).await {
-                        Ok((b, out)) => {
-                            self.backends.insert(server.to_string(), b);
-                            out
-                        }
-                        Err((e, _)) => {
-                            self.p.front.log.error(&format!("backend {server}: {e}"));
-                            vec!["451 4.4.3 Remote server unavailable".into(); group.len()]
-                        }
-                    },
-                    Err(e) => {
-                        self.p.front.log.error(&format!("couldn't connect to backend {server}: {e}"));
-                        vec!["451 4.4.3 Remote server unavailable".into(); group.len()]
-                    }
-                }
-            }
+    /// The connection kept for `server`, else a new one.
+    async fn backend(&mut self, server: &str) -> Result<Backend, String> {
+        match self.backends.remove(server) {
+            Some(b) => Ok(b),
+            None => self.p.connect(server).await,
         }
     }
 
-    /// One transaction on `server` (a kept connection, or a new one; a
-    /// kept one that broke is replaced once).  One reply per recipient.
-    async fn deliver(&mut self, server: &str, from: &str, group: &[&Rcpt], body: &[u8]) -> Vec<String> {
+    /// One transaction on `server`: the one `begin_all` started, else on
+    /// a kept connection or a new one.  When the first try breaks before
+    /// DATA (nothing can have been accepted), once more on a new
+    /// connection.  One reply per recipient.
+    async fn deliver(&mut self, server: &str, from: &str, group: &[&Rcpt], body: &[u8], mut begun: Option<(Backend, bool)>) -> Vec<String> {
+        let unavailable = || vec!["451 4.4.3 Remote server unavailable".to_string(); group.len()];
         for attempt in 0..2 {
-            let b = match self.backends.remove(server) {
-                Some(b) => b,
-                None => match self.p.connect(server).await {
-                    Ok(b) => b,
+            let step = match begun.take() {
+                Some((b, rset)) => self.finish(b, rset, group, body).await,
+                None => match self.backend(server).await {
+                    Ok(b) => self.transaction(b, from, group, body).await,
                     Err(e) => {
                         self.p.front.log.error(&format!("couldn't connect to backend {server}: {e}"));
-                        return vec!["451 4.4.3 Remote server unavailable".into(); group.len()];
+                        return unavailable();
                     }
                 },
             };
-            let reused = attempt == 0;
-            match self.transaction(b, from, group, body).await {
+            match step {
                 Ok((b, out)) => {
                     self.backends.insert(server.to_string(), b);
                     return out;
                 }
                 Err((e, sent_data)) => {
                     self.p.front.log.error(&format!("backend {server}: {e}"));
-                    // Retry on a fresh connection only when the message
-                    // cannot have been accepted (DATA not yet sent).
-                    if !(reused && !sent_data) {
-                        return vec!["451 4.4.3 Remote server unavailable".into(); group.len()];
+                    if attempt > 0 || sent_data {
+                        return unavailable();
                     }
                 }
             }
         }
-        vec!["451 4.4.3 Remote server unavailable".into(); group.len()]
+        unavailable()
     }
 
     async fn transaction(
