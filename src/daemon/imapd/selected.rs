@@ -1078,7 +1078,7 @@ impl Session {
                 v
             }
             None => {
-                if !matches!(algorithm, "ORDEREDSUBJECT" | "REFERENCES") {
+                if !matches!(algorithm, "ORDEREDSUBJECT" | "REFERENCES" | "REFS") {
                     return self.tagged(tag, &format!("BAD Invalid Thread algorithm {algorithm}")).await;
                 }
                 Vec::new()
@@ -1205,10 +1205,10 @@ impl Session {
             }
             l
         } else {
-            let threads = if algorithm == "ORDEREDSUBJECT" {
-                sort::ordered_subject(&infos)
-            } else {
-                sort::references(&infos)
+            let threads = match algorithm {
+                "ORDEREDSUBJECT" => sort::ordered_subject(&infos),
+                "REFS" => sort::refs(&infos),
+                _ => sort::references(&infos),
             };
             format!("* THREAD {}", sort::render(&threads, &infos, uid))
         };

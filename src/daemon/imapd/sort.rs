@@ -415,7 +415,79 @@ pub fn ordered_subject(msgs: &[Info]) -> Vec<Node> {
 
 /// THREAD=REFERENCES (RFC 5256 3, the JWZ algorithm without subject
 /// gathering across threads of different roots beyond step 5).
-pub fn references<'a>(msgs: &'a [Info]) -> Vec<Node> {
+pub fn references(msgs: &[Info]) -> Vec<Node> {
+    use std::collections::HashMap;
+    let mut roots = link(msgs);
+    // (5) gather roots by base subject.
+    let mut by_subject: HashMap<String, usize> = HashMap::new();
+    let mut merged: Vec<Node> = Vec::new();
+    for r in roots.drain(..) {
+        let subj = first_msg(&r).map(|m| msgs[m].subject.clone()).unwrap_or_default();
+        if subj.is_empty() {
+            merged.push(r);
+            continue;
+        }
+        match by_subject.get(&subj) {
+            None => {
+                by_subject.insert(subj, merged.len());
+                merged.push(r);
+            }
+            Some(&at) => {
+                let old = std::mem::replace(
+                    &mut merged[at],
+                    Node {
+                        msg: None,
+                        children: vec![],
+                    },
+                );
+                merged[at] = merge(old, r, msgs);
+            }
+        }
+    }
+    for n in merged.iter_mut() {
+        sort_nodes(&mut n.children, msgs);
+    }
+    // (6) threads by the date of their first message.
+    sort_nodes(&mut merged, msgs);
+    merged
+}
+
+/// THREAD=REFS (draft-ietf-morg-inthread, as Cyrus 3.6 does it): the
+/// REFERENCES links without grouping by subject; threads ordered by the
+/// newest arrival time among their messages, replies within a thread by
+/// sent date, then arrival, then sequence number.
+pub fn refs(msgs: &[Info]) -> Vec<Node> {
+    fn newest(n: &Node, msgs: &[Info]) -> i64 {
+        let own = n.msg.map_or(i64::MIN, |m| msgs[m].arrival);
+        n.children.iter().map(|c| newest(c, msgs)).fold(own, i64::max)
+    }
+    fn sort_tree(v: &mut [Node], msgs: &[Info]) {
+        for n in v.iter_mut() {
+            sort_tree(&mut n.children, msgs);
+        }
+        // A dummy (only ever a root) sorts by its first child.
+        let key = |n: &Node| {
+            let m = n.msg.or_else(|| n.children.first().and_then(|c| c.msg));
+            m.map_or((i64::MAX, i64::MAX, 0), |m| (msgs[m].date, msgs[m].arrival, msgs[m].seq))
+        };
+        v.sort_by_key(key);
+    }
+    let mut roots = link(msgs);
+    for r in roots.iter_mut() {
+        sort_tree(&mut r.children, msgs);
+    }
+    // A root's date is the newest arrival in its thread; a dummy root has
+    // no sequence number, so it sorts before a message root on a tie.
+    roots.sort_by_key(|r| {
+        let t = newest(r, msgs);
+        (t, t, r.msg.map_or(0, |m| msgs[m].seq))
+    });
+    roots
+}
+
+/// RFC 5256 3 steps 1 to 4: the messages linked by Message-ID and
+/// References into trees, empty containers pruned; the roots unsorted.
+fn link<'a>(msgs: &'a [Info]) -> Vec<Node> {
     use std::collections::HashMap;
     // Containers: message index and parent/children by container id.
     struct C {
@@ -520,42 +592,10 @@ pub fn references<'a>(msgs: &'a [Info]) -> Vec<Node> {
             None => kids,
         }
     }
-    let mut roots: Vec<Node> = (0..cs.len())
+    (0..cs.len())
         .filter(|&c| cs[c].parent.is_none())
         .flat_map(|c| build(&cs, c, msgs))
-        .collect();
-    // (5) gather roots by base subject.
-    let mut by_subject: HashMap<String, usize> = HashMap::new();
-    let mut merged: Vec<Node> = Vec::new();
-    for r in roots.drain(..) {
-        let subj = first_msg(&r).map(|m| msgs[m].subject.clone()).unwrap_or_default();
-        if subj.is_empty() {
-            merged.push(r);
-            continue;
-        }
-        match by_subject.get(&subj) {
-            None => {
-                by_subject.insert(subj, merged.len());
-                merged.push(r);
-            }
-            Some(&at) => {
-                let old = std::mem::replace(
-                    &mut merged[at],
-                    Node {
-                        msg: None,
-                        children: vec![],
-                    },
-                );
-                merged[at] = merge(old, r, msgs);
-            }
-        }
-    }
-    for n in merged.iter_mut() {
-        sort_nodes(&mut n.children, msgs);
-    }
-    // (6) threads by the date of their first message.
-    sort_nodes(&mut merged, msgs);
-    merged
+        .collect()
 }
 
 fn first_msg(n: &Node) -> Option<usize> {
