@@ -142,6 +142,44 @@ const META_ENTRIES: [&str; 6] = [
     "/shared/vendor/cmu/cyrus-imapd/partition",
 ];
 
+/// `* METADATA name (entry value ...)`, or None when nothing is left to
+/// show; values over `maxsize` are left out, and the longest of them is
+/// returned (RFC 5464 4.2.1's LONGENTRIES).
+fn metadata_line(ext: &str, values: &[(String, Option<Vec<u8>>)], maxsize: Option<u64>) -> (Option<Vec<u8>>, usize) {
+    let mut longest = 0usize;
+    let mut line = b"* METADATA ".to_vec();
+    astring_or_quoted(&mut line, ext.as_bytes());
+    line.extend_from_slice(b" (");
+    let mut shown = 0;
+    for (e, v) in values {
+        if let (Some(max), Some(v)) = (maxsize, v) {
+            if v.len() as u64 > max {
+                longest = longest.max(v.len());
+                continue;
+            }
+        }
+        if shown > 0 {
+            line.push(b' ');
+        }
+        shown += 1;
+        line.push(b'"');
+        line.extend_from_slice(e.as_bytes());
+        line.extend_from_slice(b"\" ");
+        match v {
+            None => line.extend_from_slice(b"NIL"),
+            Some(v) => nstring_value(&mut line, v),
+        }
+    }
+    line.extend_from_slice(b")\r\n");
+    ((shown > 0).then_some(line), longest)
+}
+
+/// RFC 5464 3.2: an entry name is under /shared or /private (any case).
+fn meta_entry_ok(e: &str) -> bool {
+    let l = e.as_bytes();
+    l.len() >= 7 && l[..7].eq_ignore_ascii_case(b"/shared") || l.len() >= 8 && l[..8].eq_ignore_ascii_case(b"/private")
+}
+
 /// A mailbox name in a METADATA response: quoted when empty.
 fn astring_or_quoted(out: &mut Vec<u8>, v: &[u8]) {
     if v.is_empty() {
@@ -610,6 +648,26 @@ impl Session {
                 .tagged(tag, &format!("BAD Invalid Status attributes {}", bad.to_lowercase()))
                 .await;
         }
+        // LIST-METADATA (RFC 9590): RETURN (METADATA (entries)), each
+        // option's entries together. Cyrus's answers: an empty list is an
+        // error; an entry not under /shared or /private, or a METADATA
+        // option given options of its own, gets no METADATA responses.
+        if ret.iter().any(|r| r.starts_with('(')) {
+            return self.tagged(tag, "BAD Invalid syntax in List command").await;
+        }
+        let mut meta: Option<Vec<String>> = None;
+        for r in ret {
+            if let Some(x) = r.strip_prefix("METADATA") {
+                let list = meta.get_or_insert_with(Vec::new);
+                let inner = x.trim().trim_start_matches('(').trim_end_matches(')');
+                let before = list.len();
+                list.extend(inner.split_whitespace().map(|e| e.trim_matches('"').to_ascii_lowercase()));
+                if list.len() == before {
+                    return self.tagged(tag, "BAD Missing metadata entry").await;
+                }
+            }
+        }
+        let meta = meta.filter(|m| m.iter().all(|e| meta_entry_ok(e)));
         let lines: Vec<(Vec<u8>, Option<(String, MailboxEntry)>)> = out
             .iter()
             .map(|(n, attrs)| {
@@ -643,6 +701,13 @@ impl Session {
                 astring(&mut l, self.rights(e).as_bytes());
                 l.extend_from_slice(b"\r\n");
                 self.out_bytes(&l).await?;
+            }
+            if let (Some(entries), Some((ext, e))) = (&meta, myrights_entry) {
+                if let Ok(values) = self.metadata_values(Some(e), entries, "0").await {
+                    if let (Some(l), _) = metadata_line(&ext, &values, None) {
+                        self.out_bytes(&l).await?;
+                    }
+                }
             }
         }
         self.tagged(tag, &format!("OK Completed (0.000 secs {} calls)", n + 1)).await
@@ -946,13 +1011,137 @@ impl Session {
         self.lookup_with(ext, right).await.map(Some)
     }
 
-    /// GETMETADATA (RFC 5464): the entries Cyrus answers — comments,
-    /// special use, and the read-only vendor/cmu/cyrus-imapd size and
-    /// partition — in Cyrus's order; others are NIL.
-    pub async fn getmetadata(&mut self, tag: &str, ext: &str, entries: &[String], maxsize: Option<u64>, depth: &str) -> Res {
-        let _ = depth;
+    /// The entry/value pairs a GETMETADATA, or LIST's `RETURN (METADATA
+    /// ...)`, answers for one mailbox ("" for the server), in Cyrus's
+    /// order. Cyrus asks its annotation table for every entry name asked
+    /// crossed with every attribute asked (`/shared`, `/private`): names in
+    /// the reverse order of the request, and under each name the values
+    /// found (shared, then private) before the ones not found (private,
+    /// then shared), which are NIL. The entries we keep: comments, special
+    /// use, and the read-only vendor/cmu/cyrus-imapd size, partition and
+    /// expire (shared only). `Err` for an entry not under /shared or
+    /// /private.
+    async fn metadata_values(
+        &self,
+        target: Option<MailboxEntry>,
+        entries: &[String],
+        depth: &str,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, String> {
         for e in entries {
-            if !(e.starts_with("/shared") || e.starts_with("/private")) {
+            if !meta_entry_ok(e) {
+                return Err("BAD entry must begin with /shared or /private".into());
+            }
+        }
+        // DEPTH 1 / infinity, and Cyrus's `/private/*` (cyradm's `info`):
+        // the entries we know under each one asked, in our table's order.
+        let mut expanded: Vec<String> = Vec::new();
+        let mut wanted: Vec<String> = Vec::new();
+        for e in entries {
+            let e = e.to_ascii_lowercase();
+            let star = e.strip_suffix("/*");
+            if depth != "0" || star.is_some() {
+                let prefix = format!("{}/", star.unwrap_or(&e).trim_end_matches('/'));
+                for k in META_ENTRIES {
+                    if let Some(rest) = k.strip_prefix(&prefix) {
+                        if (depth == "infinity" || star.is_some() || !rest.contains('/')) && !expanded.iter().any(|x| x == k) {
+                            expanded.push(k.to_string());
+                        }
+                    }
+                }
+            }
+            if star.is_none() {
+                wanted.push(e.clone());
+            }
+        }
+        let pairs: Vec<(String, bool)> = if expanded.is_empty() {
+            // The request crossed out: names in reverse order, each once.
+            let mut names: Vec<&str> = Vec::new();
+            let (mut shared, mut private) = (false, false);
+            for w in wanted.iter().rev() {
+                let (is_shared, name) = match w.strip_prefix("/shared") {
+                    Some(n) => (true, n),
+                    None => (false, w.strip_prefix("/private").unwrap_or(w)),
+                };
+                shared |= is_shared;
+                private |= !is_shared;
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            names
+                .iter()
+                .flat_map(|n| {
+                    let shared_only = n.starts_with("/vendor/cmu/cyrus-imapd/");
+                    [(format!("/shared{n}"), shared), (format!("/private{n}"), private && !shared_only)]
+                })
+                .filter(|(_, asked)| *asked)
+                .map(|(e, _)| (e, true))
+                .collect()
+        } else {
+            for w in wanted {
+                if !expanded.contains(&w) {
+                    expanded.push(w);
+                }
+            }
+            expanded.sort_by_key(|e| META_ENTRIES.iter().position(|o| o == e).unwrap_or(META_ENTRIES.len()));
+            expanded.into_iter().map(|e| (e, false)).collect()
+        };
+        let user = self.user.clone().unwrap_or_default();
+        let name = target.as_ref().map(|e| e.name.clone()).unwrap_or_default();
+        let values = self
+            .blocking(move |s| {
+                let mut out: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+                for (w, _) in &pairs {
+                    let v = match w.as_str() {
+                        "/private/comment" => s.annotation(&name, "/comment", &user)?,
+                        "/shared/comment" => s.annotation(&name, "/comment", "")?,
+                        "/shared/vendor/cmu/cyrus-imapd/expire" => s.annotation(&name, crate::store::expire::EXPIRE_ANNOTATION, "")?,
+                        "/private/specialuse" => s.special_uses()?.get(&name).map(|u| u.clone().into_bytes()),
+                        "/shared/vendor/cmu/cyrus-imapd/size" => match &target {
+                            Some(e) => Some(s.counts(&e.name)?.0.size.to_string().into_bytes()),
+                            None => None,
+                        },
+                        "/shared/vendor/cmu/cyrus-imapd/partition" => target.as_ref().map(|e| e.partition.clone().into_bytes()),
+                        _ => None,
+                    };
+                    out.push((w.clone(), v));
+                }
+                Ok((out, pairs.first().is_some_and(|p| p.1)))
+            })
+            .await?;
+        let (mut values, crossed) = values;
+        if crossed {
+            // Per name (a shared/private pair): found shared, found
+            // private, then NIL private, NIL shared.
+            let mut ordered = Vec::with_capacity(values.len());
+            let mut i = 0;
+            while i < values.len() {
+                let tail = |e: &str| {
+                    e.strip_prefix("/shared")
+                        .or_else(|| e.strip_prefix("/private"))
+                        .unwrap_or(e)
+                        .to_string()
+                };
+                let n = tail(&values[i].0);
+                let mut j = i;
+                while j < values.len() && tail(&values[j].0) == n {
+                    j += 1;
+                }
+                let group = &values[i..j];
+                ordered.extend(group.iter().filter(|v| v.1.is_some()).cloned());
+                ordered.extend(group.iter().rev().filter(|v| v.1.is_none()).cloned());
+                i = j;
+            }
+            values = ordered;
+        }
+        Ok(values)
+    }
+
+    /// GETMETADATA (RFC 5464), answered as Cyrus does (see
+    /// `metadata_values`).
+    pub async fn getmetadata(&mut self, tag: &str, ext: &str, entries: &[String], maxsize: Option<u64>, depth: &str) -> Res {
+        for e in entries {
+            if !meta_entry_ok(e) {
                 return self.tagged(tag, "BAD entry must begin with /shared or /private").await;
             }
         }
@@ -960,88 +1149,12 @@ impl Session {
             Ok(t) => t,
             Err(t) => return self.tagged(tag, &t).await,
         };
-        let user = self.user.clone().unwrap_or_default();
-        let name = target.as_ref().map(|e| e.name.clone()).unwrap_or_default();
-        let entry = target.clone();
-        // DEPTH 1 / infinity: the entries we know under each one asked.
-        let mut wanted: Vec<String> = Vec::new();
-        for e in entries {
-            // Cyrus also takes `/private/*` (cyradm's `info`): everything
-            // under it.
-            let star = e.strip_suffix("/*");
-            if depth != "0" || star.is_some() {
-                let prefix = format!("{}/", star.unwrap_or(e).trim_end_matches('/'));
-                for k in META_ENTRIES {
-                    if let Some(rest) = k.strip_prefix(&prefix) {
-                        if depth == "infinity" || star.is_some() || !rest.contains('/') {
-                            wanted.push(k.to_string());
-                        }
-                    }
-                }
-            }
-            if star.is_none() && !wanted.contains(e) {
-                wanted.push(e.clone());
-            }
-        }
-        let values = self
-            .blocking(move |s| {
-                let mut out: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-                for w in &wanted {
-                    let lw = w.to_ascii_lowercase();
-                    let v = match lw.as_str() {
-                        "/private/comment" => s.annotation(&name, "/comment", &user)?,
-                        "/shared/comment" => s.annotation(&name, "/comment", "")?,
-                        "/shared/vendor/cmu/cyrus-imapd/expire" => s.annotation(&name, crate::store::expire::EXPIRE_ANNOTATION, "")?,
-                        "/private/specialuse" => s.special_uses()?.get(&name).map(|u| u.clone().into_bytes()),
-                        "/shared/vendor/cmu/cyrus-imapd/size" => match &entry {
-                            Some(e) => Some(s.counts(&e.name)?.0.size.to_string().into_bytes()),
-                            None => None,
-                        },
-                        "/shared/vendor/cmu/cyrus-imapd/partition" => entry.as_ref().map(|e| e.partition.clone().into_bytes()),
-                        _ => None,
-                    };
-                    out.push((w.clone(), v));
-                }
-                Ok(out)
-            })
-            .await;
-        let mut values = match values {
+        let values = match self.metadata_values(target, entries, depth).await {
             Ok(v) => v,
             Err(t) => return self.tagged(tag, &t).await,
         };
-        // Cyrus answers in its own table's order.
-        values.sort_by_key(|(e, _)| {
-            META_ENTRIES
-                .iter()
-                .position(|o| o.eq_ignore_ascii_case(e))
-                .unwrap_or(META_ENTRIES.len())
-        });
-        let mut longest = 0usize;
-        let mut line = b"* METADATA ".to_vec();
-        astring_or_quoted(&mut line, ext.as_bytes());
-        line.extend_from_slice(b" (");
-        let mut shown = 0;
-        for (e, v) in &values {
-            if let (Some(max), Some(v)) = (maxsize, v) {
-                if v.len() as u64 > max {
-                    longest = longest.max(v.len());
-                    continue;
-                }
-            }
-            if shown > 0 {
-                line.push(b' ');
-            }
-            shown += 1;
-            line.push(b'"');
-            line.extend_from_slice(e.as_bytes());
-            line.extend_from_slice(b"\" ");
-            match v {
-                None => line.extend_from_slice(b"NIL"),
-                Some(v) => nstring_value(&mut line, v),
-            }
-        }
-        line.extend_from_slice(b")\r\n");
-        if shown > 0 {
+        let (line, longest) = metadata_line(ext, &values, maxsize);
+        if let Some(line) = line {
             self.out_bytes(&line).await?;
         }
         if longest > 0 {
@@ -1054,7 +1167,7 @@ impl Session {
     /// entries for admins only; anything else is refused as Cyrus does.
     pub async fn setmetadata(&mut self, tag: &str, ext: &str, values: Vec<(String, Option<Vec<u8>>)>) -> Res {
         for (e, _) in &values {
-            if !(e.starts_with("/shared") || e.starts_with("/private")) {
+            if !meta_entry_ok(e) {
                 return self.tagged(tag, "BAD entry must begin with /shared or /private").await;
             }
         }

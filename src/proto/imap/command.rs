@@ -942,17 +942,21 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             }
             let mut ret = Vec::new();
             if p.eat(b' ') {
+                if name == "LSUB" || name == "RLSUB" {
+                    return err("Unexpected extra arguments to Lsub");
+                }
                 let r = p.atom()?.to_ascii_uppercase();
                 if r != "RETURN" {
                     return err("Invalid list return option");
                 }
                 p.sp()?;
                 let inner = String::from_utf8_lossy(p.parenthesized()?).to_ascii_uppercase();
-                // STATUS (items) stays one entry: "STATUS (MESSAGES UNSEEN)".
+                // STATUS (items) stays one entry: "STATUS (MESSAGES UNSEEN)";
+                // so does METADATA (entries) (RFC 9590), or METADATA entry.
                 let mut it = inner.split(' ').peekable();
                 while let Some(w) = it.next() {
-                    if w == "STATUS" {
-                        let mut s = String::from("STATUS");
+                    if w == "STATUS" || w == "METADATA" && it.peek().is_some_and(|x| x.starts_with('(')) {
+                        let mut s = String::from(w);
                         for x in it.by_ref() {
                             s.push(' ');
                             s.push_str(x);
@@ -961,6 +965,8 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                             }
                         }
                         ret.push(s);
+                    } else if w == "METADATA" {
+                        ret.push(format!("METADATA {}", it.next().unwrap_or_default()));
                     } else if !w.is_empty() {
                         ret.push(w.to_string());
                     }
