@@ -203,6 +203,13 @@ impl Store {
         Ok(())
     }
 
+    /// Removes one user's annotations of one entry on every mailbox.
+    pub fn delete_annotations(&self, entry: &str, userid: &str) -> Result<()> {
+        let c = lock(&self.list);
+        c.execute("DELETE FROM annot WHERE entry=?1 AND userid=?2", params![entry, userid])?;
+        Ok(())
+    }
+
     // ---- POP3 ----
 
     /// Records a POP3 login on `inbox`; false (and nothing recorded) when

@@ -59,7 +59,8 @@ SUPPORTED_PREFIXES = ("configdirectory", "partition", "defaultpartition", "metap
                       "maxliteral", "maxargssize", "maxlogliterals", "client_timeout", "sieve", "singleinstancestore", "umask",
                       "implicit_owner_rights", "reverseacls", "suppress_capabilities", "conversations", "userdeny_db", "mailbox_",
                       "search_", "sharedprefix", "userprefix", "altprefix", "postuser", "postmaster", "statuscache", "annotation_",
-                      "plaintextloginpause", "plaintextloginalert", "lmtpsocket", "lmtp_", "allowusermoves", "partition_select")
+                      "plaintextloginpause", "plaintextloginalert", "lmtpsocket", "lmtp_", "allowusermoves", "partition_select",
+                      "submitservers")
 # Group membership from LDAP (auth_mech: pts, pts_module: ldap).
 SUPPORTED_NAMES = set("""auth_mech pts_module ptscache_timeout ldap_uri ldap_servers ldap_sasl ldap_base ldap_filter ldap_scope ldap_bind_dn ldap_password ldap_deref ldap_timeout ldap_time_limit ldap_size_limit ldap_start_tls ldap_verify_peer ldap_ca_file ldap_ca_dir ldap_client_cert ldap_client_key ldap_member_method ldap_member_attribute ldap_member_filter ldap_member_base ldap_member_scope ldap_group_base ldap_group_filter ldap_group_scope ldap_domain_base_dn""".split())
 def status(name):

@@ -780,6 +780,16 @@ impl Session {
             Err(t) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
             Err(t) => return self.tagged(tag, &t).await,
         };
+        // CATENATE (RFC 4469): the message put together first.
+        let mut msgs = msgs;
+        for m in &mut msgs {
+            if !m.catenate.is_empty() {
+                match self.catenate(&m.catenate).await {
+                    Ok(d) => m.data = d,
+                    Err(t) => return self.tagged(tag, &t).await,
+                }
+            }
+        }
         // Cyrus refuses bare newlines and NULs in appended messages.
         for m in &msgs {
             if has_bare_newline(&m.data) {
@@ -788,11 +798,14 @@ impl Session {
             if m.data.contains(&0) {
                 return self.tagged(tag, "NO Message contains NUL characters").await;
             }
-            if let Err(t) = crate::mail::mime::strict_check(&m.data) {
-                return self.tagged(tag, &format!("NO {t}")).await;
+            // A CATENATE's message is taken as its parts make it, as
+            // Cyrus does (a part may well end inside a header).
+            if m.catenate.is_empty() {
+                if let Err(t) = crate::mail::mime::strict_check(&m.data) {
+                    return self.tagged(tag, &format!("NO {t}")).await;
+                }
             }
         }
-        let mut msgs = msgs;
         if self.ctx.conf.get_switch("reject8bit") {
             if msgs
                 .iter()

@@ -9,6 +9,7 @@ mod search;
 mod selected;
 pub mod sort;
 pub mod sortcache;
+mod urlauth;
 mod xfer;
 
 use super::cyrus::Ctx;
@@ -249,9 +250,9 @@ impl Session {
     /// logging in); after login LOGINDISABLED as Cyrus shows it.
     pub fn capabilities_full(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL BINARY CHILDREN CONDSTORE CREATE-SPECIAL-USE DIGEST=SHA1 ESEARCH ESORT LIST-EXTENDED \
+            "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL BINARY CATENATE CHILDREN CONDSTORE CREATE-SPECIAL-USE DIGEST=SHA1 ESEARCH ESORT LIST-EXTENDED \
              LIST-METADATA LIST-MYRIGHTS LIST-STATUS MAILBOX-REFERRALS METADATA MOVE MULTIAPPEND NAMESPACE OBJECTID PREVIEW QRESYNC QUOTA RIGHTS=kxten \
-             SAVEDATE SEARCH=FUZZY SEARCHRES SORT SORT=DISPLAY SORT=MODSEQ SORT=UID SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS UIDPLUS UNSELECT UTF8=ACCEPT WITHIN XLIST XMOVE",
+             SAVEDATE SEARCH=FUZZY SEARCHRES SORT SORT=DISPLAY SORT=MODSEQ SORT=UID SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS UIDPLUS UNSELECT URLAUTH UTF8=ACCEPT WITHIN XLIST XMOVE",
         );
         if self.user.is_none() {
             self.push_auth_caps(&mut c);
@@ -433,6 +434,9 @@ impl Session {
                 }
                 self.tagged(&tag, "OK Completed").await
             }
+            Kind::GenUrlAuth(urls) => Box::pin(self.genurlauth(&tag, &urls)).await,
+            Kind::ResetKey(m, _mechs) => Box::pin(self.resetkey(&tag, m.as_deref())).await,
+            Kind::UrlFetch(urls) => Box::pin(self.urlfetch(&tag, &urls)).await,
             Kind::Namespace => {
                 let ns = self.ns.clone().unwrap_or_else(|| Namespace::new(true, true, "", false, ""));
                 let sep = ns.sep;

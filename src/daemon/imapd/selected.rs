@@ -243,7 +243,7 @@ impl Session {
             self.out(&format!("* OK [UNSEEN {}] Ok\r\n", u + 1)).await?;
         }
         self.out(&format!(
-            "* OK [UIDVALIDITY {}] Ok\r\n* OK [UIDNEXT {}] Ok\r\n* OK [HIGHESTMODSEQ {}] Ok\r\n* OK [MAILBOXID ({})] Ok\r\n",
+            "* OK [UIDVALIDITY {}] Ok\r\n* OK [UIDNEXT {}] Ok\r\n* OK [HIGHESTMODSEQ {}] Ok\r\n* OK [MAILBOXID ({})] Ok\r\n* OK [URLMECH INTERNAL] Ok\r\n",
             st.uidvalidity, st.uidnext, st.highestmodseq, st.uniqueid
         ))
         .await?;

@@ -6,6 +6,7 @@
 
 mod items;
 pub mod xapply;
+pub use items::parse_section;
 use items::{fetch_att, search_keys};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +171,16 @@ pub struct AppendMsg {
     pub flags: Vec<String>,
     pub date: Option<(i64, i32)>,
     pub data: Vec<u8>,
+    /// CATENATE (RFC 4469): the parts the message is made of, in order;
+    /// empty for a plain literal (then `data` is the message).
+    pub catenate: Vec<CatPart>,
+}
+
+/// One part of a CATENATE: text given, or a message (part) by IMAP URL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatPart {
+    Text(Vec<u8>),
+    Url(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -250,6 +261,11 @@ pub enum Kind {
     Move(SeqSet, String),
     Idle,
     Namespace,
+    /// URLAUTH (RFC 4467): GENURLAUTH (url, mechanism)..., RESETKEY
+    /// [mailbox [mechanisms]], URLFETCH url...
+    GenUrlAuth(Vec<(String, String)>),
+    ResetKey(Option<String>, Vec<String>),
+    UrlFetch(Vec<String>),
     Id,
     Enable(Vec<String>),
     GetQuota(String),
@@ -668,6 +684,43 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
         "UNSELECT" => Kind::Unselect,
         "IDLE" => Kind::Idle,
         "NAMESPACE" => Kind::Namespace,
+        "GENURLAUTH" => {
+            let mut v = Vec::new();
+            while p.eat(b' ') {
+                let u = p.astr()?;
+                p.sp()?;
+                v.push((u, p.atom()?.to_ascii_uppercase()));
+            }
+            if v.is_empty() {
+                return err("Missing required argument to Genurlauth");
+            }
+            Kind::GenUrlAuth(v)
+        }
+        "RESETKEY" => {
+            let mut mailbox = None;
+            let mut mechs = Vec::new();
+            if p.eat(b' ') {
+                mailbox = Some(self::mailbox(p)?);
+                while p.eat(b' ') {
+                    mechs.push(p.atom()?.to_ascii_uppercase());
+                }
+            }
+            Kind::ResetKey(mailbox, mechs)
+        }
+        "URLFETCH" => {
+            let mut v = Vec::new();
+            while p.eat(b' ') {
+                if p.peek() == Some(b'(') {
+                    // URLAUTH=BINARY's (url params) form is not offered.
+                    return err("Invalid URL in Urlfetch");
+                }
+                v.push(p.astr()?);
+            }
+            if v.is_empty() {
+                return err("Missing required argument to Urlfetch");
+            }
+            Kind::UrlFetch(v)
+        }
         "AUTHENTICATE" => {
             p.sp()?;
             let m = p.atom()?.to_ascii_uppercase();
@@ -1024,11 +1077,53 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 if utf8 {
                     p.i += 6;
                 }
+                // RFC 4469: CATENATE (TEXT literal / URL url ...).
+                let mut catenate = Vec::new();
+                if !utf8 && p.s[p.i..].len() >= 10 && p.s[p.i..p.i + 10].eq_ignore_ascii_case(b"CATENATE (") {
+                    p.i += 10;
+                    loop {
+                        if p.peek() == Some(b')') {
+                            return err("Missing message part data in Append command");
+                        }
+                        let what = p.atom()?.to_ascii_uppercase();
+                        match what.as_str() {
+                            "TEXT" => {
+                                p.sp()?;
+                                catenate.push(CatPart::Text(p.literal()?));
+                            }
+                            "URL" => {
+                                p.sp()?;
+                                let u = p.astr()?;
+                                catenate.push(CatPart::Url(u));
+                            }
+                            _ => return err("Invalid message part type in Append command"),
+                        }
+                        if p.eat(b')') {
+                            break;
+                        }
+                        p.sp()?;
+                    }
+                    if catenate.is_empty() {
+                        return err("Missing catenate part");
+                    }
+                    msgs.push(AppendMsg {
+                        flags,
+                        date,
+                        data: Vec::new(),
+                        catenate,
+                    });
+                    continue;
+                }
                 let data = p.literal()?;
                 if utf8 {
                     p.expect(b')')?;
                 }
-                msgs.push(AppendMsg { flags, date, data });
+                msgs.push(AppendMsg {
+                    flags,
+                    date,
+                    data,
+                    catenate,
+                });
             }
             if msgs.is_empty() {
                 return err("Missing required argument");

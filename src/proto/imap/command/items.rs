@@ -53,6 +53,17 @@ fn section_path(p: &mut P) -> Result<(Vec<u32>, Section), String> {
     Ok((path, sec))
 }
 
+/// A section as FETCH's `BODY[...]` spells it, alone (an IMAP URL's
+/// `;SECTION=`): the part path and what of it.
+pub fn parse_section(s: &[u8]) -> Result<(Vec<u32>, Section), String> {
+    let mut p = P { s, i: 0 };
+    let r = section_path(&mut p)?;
+    if !p.at_end() {
+        return err("Invalid body section");
+    }
+    Ok(r)
+}
+
 fn partial(p: &mut P) -> Result<Option<(u32, u32)>, String> {
     if !p.eat(b'<') {
         return Ok(None);

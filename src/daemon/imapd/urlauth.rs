@@ -1,0 +1,397 @@
+//! IMAP URLs served by imapd: the parts of an APPEND ... CATENATE (RFC
+//! 4469) and URLAUTH (RFC 4467: GENURLAUTH, RESETKEY, URLFETCH), with
+//! Cyrus 3.6's answers. A URLAUTH token is the HMAC-SHA1 of the URL's
+//! rump under a random key kept per mailbox and owner (a private
+//! annotation only imapd reads); RESETKEY removes keys, so that every URL
+//! authorized under them stops working.
+
+use super::mailboxes::rights_of;
+use super::{Res, Session};
+use crate::proto::imap::command::Section;
+use crate::proto::imap::render;
+use crate::proto::imap::url::{self, ImapUrl};
+use crate::store::names::Namespace;
+use crate::store::MailboxEntry;
+
+/// The annotation holding a mailbox access key (per owner).
+const KEY_ENTRY: &str = "/vendor/mumail/urlauthkey";
+
+/// Why a URL gives nothing: the response code's text, as Cyrus words it
+/// (None: a plain `NO text`, no BADURL code).
+pub struct UrlError {
+    pub badurl: bool,
+    pub text: &'static str,
+}
+
+fn bad(text: &'static str) -> UrlError {
+    UrlError { badurl: true, text }
+}
+
+/// A URL in a response: quoted, as Cyrus gives it (a literal if it
+/// cannot be quoted).
+fn quoted(out: &mut Vec<u8>, s: &[u8]) {
+    if s.iter().any(|&c| c == b'"' || c == b'\\' || c == b'\r' || c == b'\n') {
+        out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+        out.extend_from_slice(s);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+    }
+}
+
+fn token_for(key: &[u8], rump: &str) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    let tag = ring::hmac::sign(&k, rump.as_bytes());
+    // A key version byte, then the HMAC, as Cyrus's tokens look.
+    let mut s = String::from("00");
+    for b in tag.as_ref() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// RFC 3339 `2026-12-31T23:59:59Z` / `+01:00` to Unix seconds.
+fn rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if !s.is_ascii() || b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
+    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let off = match rest {
+        "Z" | "z" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) && &r[3..4] == ":" => {
+            let v = r[1..3].parse::<i64>().ok()? * 3600 + r[4..6].parse::<i64>().ok()? * 60;
+            if r.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian).
+    let (yy, mm) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se - off)
+}
+
+impl Session {
+    /// The namespace of `owner` (the session's own when it is the user).
+    fn owner_ns(&self, owner: &str) -> Option<Namespace> {
+        if self.user.as_deref() == Some(owner) {
+            return self.ns.clone();
+        }
+        let cfg = &self.ctx.store.cfg;
+        let alt = cfg.altnamespace && !self.ctx.is_admin(owner);
+        Some(Namespace::new(
+            cfg.unixhierarchysep,
+            alt,
+            owner,
+            cfg.virtdomains,
+            &cfg.defaultdomain,
+        ))
+    }
+
+    /// The mailbox a URL names, seen by `owner`, with the owner's rights.
+    async fn url_mailbox(&self, u: &ImapUrl, owner: &str) -> Result<(MailboxEntry, String), UrlError> {
+        let ns = self.owner_ns(owner).ok_or(bad("Mailbox does not exist"))?;
+        let ext = crate::store::names::utf8_to_mutf7(&u.mailbox);
+        let int = ns.to_internal(&ext).map_err(|_| bad("Mailbox does not exist"))?;
+        let e = self
+            .blocking(move |s| s.lookup(&int))
+            .await
+            .ok()
+            .flatten()
+            .ok_or(bad("Mailbox does not exist"))?;
+        let rights = if self.user.as_deref() == Some(owner) {
+            self.rights(&e)
+        } else if self.ctx.is_admin(owner) {
+            "lrswipkxtecdan".into()
+        } else {
+            rights_of(&e.acl, &[owner, "anyone"])
+        };
+        if !rights.contains('l') {
+            return Err(bad("Mailbox does not exist"));
+        }
+        Ok((e, rights))
+    }
+
+    /// The bytes a message URL names, read with `owner`'s rights.
+    async fn url_bytes(&self, u: &ImapUrl, owner: &str) -> Result<Vec<u8>, UrlError> {
+        let (e, rights) = self.url_mailbox(u, owner).await?;
+        if !rights.contains('r') {
+            return Err(bad("Permission denied"));
+        }
+        let section = match &u.section {
+            // Part numbers, HEADER, TEXT and MIME: Cyrus takes no
+            // HEADER.FIELDS in a URL.
+            Some(s) => match crate::proto::imap::command::parse_section(s.as_bytes()) {
+                Ok((_, Section::HeaderFields(_) | Section::HeaderFieldsNot(_))) | Err(_) => {
+                    return Err(UrlError {
+                        badurl: false,
+                        text: "Syntax error in parameters",
+                    })
+                }
+                Ok(x) => Some(x),
+            },
+            None => None,
+        };
+        let (want_uv, uid) = (u.uidvalidity, u.uid);
+        let (name, partition) = (e.name.clone(), e.partition.clone());
+        let got = self
+            .blocking(move |s| {
+                let (st, recs) = s.index(&name)?;
+                if want_uv.is_some_and(|v| v != st.uidvalidity) {
+                    return Ok(Err(bad("Uidvalidity of mailbox has changed")));
+                }
+                if !recs.iter().any(|r| r.0 == uid) {
+                    return Ok(Err(bad("No such message in mailbox")));
+                }
+                Ok(Ok(std::fs::read(s.message_path(&name, &partition, uid)?)?))
+            })
+            .await
+            .map_err(|_| UrlError {
+                badurl: false,
+                text: "System I/O error",
+            })??;
+        let mut data = match section {
+            None => got,
+            Some((path, sec)) => {
+                let parsed = crate::mail::mime::parse(&got);
+                render::section(&got, &parsed, &path, &sec).ok_or(UrlError {
+                    badurl: false,
+                    text: "Syntax error in parameters",
+                })?
+            }
+        };
+        if let Some((off, len)) = u.partial {
+            let off = off as usize;
+            if off > data.len() || len.is_some_and(|l| off + l as usize > data.len()) {
+                return Err(UrlError {
+                    badurl: false,
+                    text: "System I/O error",
+                });
+            }
+            let end = len.map_or(data.len(), |l| off + l as usize);
+            data = data[off..end].to_vec();
+        }
+        Ok(data)
+    }
+
+    /// A CATENATE's message: its parts put together. Cyrus takes relative
+    /// URLs only (`/mailbox/;UID=n...`), read as the session's user.
+    pub async fn catenate(&self, parts: &[crate::proto::imap::command::CatPart]) -> Result<Vec<u8>, String> {
+        use crate::proto::imap::command::CatPart;
+        let user = self.user.clone().unwrap_or_default();
+        let max = match self.ctx.conf.get_int("maxmessagesize") {
+            n if n > 0 => n as usize,
+            _ => u32::MAX as usize,
+        };
+        let mut out = Vec::new();
+        for p in parts {
+            match p {
+                CatPart::Text(t) => out.extend_from_slice(t),
+                CatPart::Url(s) => {
+                    let fail = |e: UrlError| {
+                        if e.badurl {
+                            let mut l = b"NO [BADURL ".to_vec();
+                            quoted(&mut l, s.as_bytes());
+                            format!("{}] {}", String::from_utf8_lossy(&l), e.text)
+                        } else {
+                            format!("NO {}", e.text)
+                        }
+                    };
+                    if s.len() >= 5 && s.as_bytes()[..5].eq_ignore_ascii_case(b"imap:") {
+                        return Err(fail(bad("Only relative URLs are supported")));
+                    }
+                    let u = url::parse(s).map_err(|_| fail(bad("Mailbox does not exist")))?;
+                    out.extend_from_slice(&self.url_bytes(&u, &user).await.map_err(fail)?);
+                }
+            }
+            if out.len() > max {
+                return Err("NO [TOOBIG] Message too large".into());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The access key of (mailbox, owner), made when `create` and missing.
+    async fn url_key(&self, mailbox: &str, owner: &str, create: bool) -> Option<Vec<u8>> {
+        let (m, o) = (mailbox.to_string(), owner.to_string());
+        let key = self.blocking(move |s| s.annotation(&m, KEY_ENTRY, &o)).await.ok()?;
+        if key.is_some() || !create {
+            return key;
+        }
+        let mut k = vec![0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k).ok()?;
+        let (m, o, v) = (mailbox.to_string(), owner.to_string(), k.clone());
+        self.blocking(move |s| s.set_annotation(&m, KEY_ENTRY, &o, Some(&v))).await.ok()?;
+        Some(k)
+    }
+
+    /// GENURLAUTH url mechanism ...: each rump URL authorized.
+    pub async fn genurlauth(&mut self, tag: &str, urls: &[(String, String)]) -> Res {
+        let user = self.user.clone().unwrap_or_default();
+        let mut line = b"* GENURLAUTH".to_vec();
+        for (s, mech) in urls {
+            if !mech.eq_ignore_ascii_case("INTERNAL") {
+                return self.tagged(tag, &format!("BAD Unknown auth mechanism to Genurlauth {mech}")).await;
+            }
+            let refuse = format!("NO Error authorizing {s}: not a cyrusdb error");
+            let u = match url::parse(s) {
+                Ok(u) if u.access.is_some() && u.mechanism.is_none() && u.user.as_deref() == Some(user.as_str()) => u,
+                _ => return self.tagged(tag, &refuse).await,
+            };
+            if u.host.as_deref().is_some_and(|h| !h.eq_ignore_ascii_case(&self.ctx.servername)) {
+                return self.tagged(tag, &refuse).await;
+            }
+            let Ok((e, _)) = self.url_mailbox(&u, &user).await else {
+                return self.tagged(tag, &refuse).await;
+            };
+            let Some(key) = self.url_key(&e.name, &user, true).await else {
+                return self.tagged(tag, "NO [SERVERBUG] System I/O error").await;
+            };
+            line.push(b' ');
+            quoted(&mut line, format!("{}:internal:{}", u.rump, token_for(&key, &u.rump)).as_bytes());
+        }
+        line.extend_from_slice(b"\r\n");
+        self.out_bytes(&line).await?;
+        self.tagged(tag, "OK Completed").await
+    }
+
+    /// RESETKEY [mailbox [mechanism ...]]: the user's keys removed (all of
+    /// them, or the mailbox's).
+    pub async fn resetkey(&mut self, tag: &str, mailbox: Option<&str>) -> Res {
+        let user = self.user.clone().unwrap_or_default();
+        match mailbox {
+            None => {
+                let u = user.clone();
+                if let Err(t) = self.blocking(move |s| s.delete_annotations(KEY_ENTRY, &u)).await {
+                    return self.tagged(tag, &t).await;
+                }
+                self.tagged(tag, "OK All keys removed").await
+            }
+            Some(m) => {
+                let e = match self.lookup_with(m, 'l').await {
+                    Ok(e) => e,
+                    Err(t) => {
+                        let why = t.strip_prefix("NO ").unwrap_or(&t).to_string();
+                        return self.tagged(tag, &format!("NO Error removing key: {why}")).await;
+                    }
+                };
+                let (n, u) = (e.name.clone(), user.clone());
+                if let Err(t) = self.blocking(move |s| s.set_annotation(&n, KEY_ENTRY, &u, None)).await {
+                    return self.tagged(tag, &t).await;
+                }
+                self.tagged(tag, "OK [URLMECH INTERNAL] key removed").await
+            }
+        }
+    }
+
+    /// Whether an authorized URL may be fetched by this session: the
+    /// access identifier allows it, it has not expired, and its token
+    /// is the one its owner's key gives.
+    async fn url_authorized(&self, u: &ImapUrl) -> bool {
+        let me = self.user.as_deref().unwrap_or("");
+        let (Some(owner), Some(access), Some(mech), Some(token)) = (&u.user, &u.access, &u.mechanism, &u.token) else {
+            return false;
+        };
+        if mech != "INTERNAL" || u.host.as_deref().is_some_and(|h| !h.eq_ignore_ascii_case(&self.ctx.servername)) {
+            return false;
+        }
+        let a = access.to_ascii_lowercase();
+        let allowed = if a == "anonymous" || a == "authuser" {
+            true
+        } else if let Some(who) = a.strip_prefix("user+") {
+            who == me.to_ascii_lowercase()
+        } else if let Some(who) = a.strip_prefix("submit+") {
+            // Only the submit servers (`submitservers`) may resolve
+            // these, on behalf of the named user.
+            let subs = self.ctx.conf.get("submitservers").unwrap_or_default();
+            !who.is_empty() && subs.split([' ', ',']).any(|s| !s.is_empty() && s == me)
+        } else {
+            false
+        };
+        if !allowed {
+            return false;
+        }
+        if let Some(exp) = &u.expire {
+            match rfc3339(exp) {
+                Some(t) if t > crate::util::unix_now() => {}
+                _ => return false,
+            }
+        }
+        let Ok((e, _)) = self.url_mailbox(u, owner).await else {
+            return false;
+        };
+        let Some(key) = self.url_key(&e.name, owner, false).await else {
+            return false;
+        };
+        let want = token_for(&key, &u.rump);
+        // Compared in constant time.
+        let got = token.to_ascii_lowercase();
+        want.len() == got.len() && want.bytes().zip(got.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// URLFETCH url ...: each authorized URL's data, NIL for the others.
+    pub async fn urlfetch(&mut self, tag: &str, urls: &[String]) -> Res {
+        let mut line = b"* URLFETCH".to_vec();
+        for s in urls {
+            line.push(b' ');
+            quoted(&mut line, s.as_bytes());
+            let data = match url::parse(s) {
+                Ok(u) if self.url_authorized(&u).await => {
+                    let owner = u.user.clone().unwrap_or_default();
+                    self.url_bytes(&u, &owner).await.ok()
+                }
+                _ => None,
+            };
+            match data {
+                Some(d) => {
+                    line.extend_from_slice(format!(" {{{}}}\r\n", d.len()).as_bytes());
+                    line.extend_from_slice(&d);
+                }
+                None => line.extend_from_slice(b" NIL"),
+            }
+        }
+        line.extend_from_slice(b"\r\n");
+        self.out_bytes(&line).await?;
+        self.tagged(tag, "OK Completed").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expire_dates() {
+        assert_eq!(rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339("2026-12-03T10:00:00Z"), Some(1_796_292_000));
+        assert_eq!(rfc3339("2026-12-03T11:30:00.25+01:30"), Some(1_796_292_000));
+        assert_eq!(rfc3339("2026-12-03 10:00:00Z"), None);
+        assert_eq!(rfc3339("2026-13-03T10:00:00Z"), None);
+        assert_eq!(rfc3339("2026-12-03T10:00:00"), None);
+    }
+
+    #[test]
+    fn tokens_depend_on_key_and_rump() {
+        let a = token_for(b"k1", "imap://u@h/INBOX/;UID=1;URLAUTH=anonymous");
+        assert_eq!(a.len(), 42);
+        assert_ne!(a, token_for(b"k2", "imap://u@h/INBOX/;UID=1;URLAUTH=anonymous"));
+        assert_ne!(a, token_for(b"k1", "imap://u@h/INBOX/;UID=2;URLAUTH=anonymous"));
+    }
+}
