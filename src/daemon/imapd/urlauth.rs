@@ -27,6 +27,126 @@ fn bad(text: &'static str) -> UrlError {
     UrlError { badurl: true, text }
 }
 
+const SYNTAX: UrlError = UrlError {
+    badurl: false,
+    text: "Syntax error in parameters",
+};
+const IO_ERROR: UrlError = UrlError {
+    badurl: false,
+    text: "System I/O error",
+};
+
+/// A URL's `;SECTION=`, parsed.
+type UrlSection = Option<(Vec<u32>, Section)>;
+
+/// The section, then the partial range, of a message.
+fn extract(msg: Vec<u8>, section: UrlSection, partial: Option<(u32, Option<u32>)>) -> Result<Vec<u8>, UrlError> {
+    let mut data = match section {
+        None => msg,
+        Some((path, sec)) => {
+            let parsed = crate::mail::mime::parse(&msg);
+            render::section(&msg, &parsed, &path, &sec).ok_or(SYNTAX)?
+        }
+    };
+    if let Some((off, len)) = partial {
+        let off = off as usize;
+        if off > data.len() || len.is_some_and(|l| off + l as usize > data.len()) {
+            return Err(IO_ERROR);
+        }
+        let end = len.map_or(data.len(), |l| off + l as usize);
+        data = data[off..end].to_vec();
+    }
+    Ok(data)
+}
+
+/// URLAUTH=BINARY (RFC 5524): what an extended URLFETCH returns for one
+/// URL: `(BODYPARTSTRUCTURE ...)`, then `(BINARY ...)` (the part decoded)
+/// or `(BODY ...)`. A whole message's structure is given, as Cyrus gives
+/// it, as that of a message/rfc822 part holding it.
+fn extended(out: &mut Vec<u8>, msg: &[u8], section: &UrlSection, params: &[String]) -> Option<()> {
+    // A HEADER, TEXT or MIME section has no structure and no decoding:
+    // asked for either, it gives NIL (BODY alone is its bytes).
+    if !matches!(section, None | Some((_, Section::Full))) && params.iter().any(|p| p != "BODY") {
+        return None;
+    }
+    let parsed = crate::mail::mime::parse(msg);
+    let path: &[u32] = section.as_ref().map_or(&[], |(p, _)| p.as_slice());
+    let part = render::find_part(&parsed, path)?;
+    let binary = params.iter().any(|p| p == "BINARY");
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b' ');
+        }
+    };
+    if params.iter().any(|p| p == "BODYPARTSTRUCTURE") {
+        sep(out);
+        out.extend_from_slice(b"(BODYPARTSTRUCTURE ");
+        if path.is_empty() {
+            let (he, _) = crate::mail::mime::header_end(msg);
+            out.extend_from_slice(b"(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 0 ");
+            render::envelope(out, &msg[..he]);
+            out.push(b' ');
+            render::body_structure(out, msg, &parsed, true);
+            out.extend_from_slice(b" 0 NIL NIL NIL NIL)");
+        } else {
+            let mut bs = Vec::new();
+            render::body_structure(&mut bs, msg, part, true);
+            // With BINARY the part is given decoded, and its structure
+            // says so: encoding "BINARY" and the decoded size (Cyrus).
+            if let (true, false, Some(d)) = (
+                binary,
+                part.is_multipart() || part.message.is_some(),
+                render::decode_body(msg, part),
+            ) {
+                let raw = part.body(msg).len();
+                let enc = crate::mail::mime::field_text(&crate::mail::mime::fields(part.header(msg)), "content-transfer-encoding")
+                    .map(|e| e.trim().to_ascii_uppercase())
+                    .unwrap_or_default();
+                let from = format!("\"{enc}\" {raw}");
+                if !enc.is_empty() && enc != "7BIT" && enc != "8BIT" && enc != "BINARY" {
+                    if let Some(i) = bs.windows(from.len()).position(|w| w == from.as_bytes()) {
+                        bs.splice(i..i + from.len(), format!("\"BINARY\" {}", d.len()).into_bytes());
+                    }
+                }
+            }
+            out.extend_from_slice(&bs);
+        }
+        out.push(b')');
+    }
+    let data = |binary: bool| -> Option<Vec<u8>> {
+        match section {
+            Some((p, Section::Full)) if binary && !p.is_empty() => render::decode_body(msg, part),
+            s => extract(msg.to_vec(), s.clone(), None).ok(),
+        }
+    };
+    for (param, binary) in [("BINARY", true), ("BODY", false)] {
+        if params.iter().any(|p| p == param) {
+            sep(out);
+            out.extend_from_slice(format!("({param} ").as_bytes());
+            match data(binary) {
+                Some(d) => {
+                    let tilde = if binary && d.contains(&0) { "~" } else { "" };
+                    out.extend_from_slice(format!("{tilde}{{{}}}\r\n", d.len()).as_bytes());
+                    out.extend_from_slice(&d);
+                }
+                None => out.extend_from_slice(b"NIL"),
+            }
+            out.push(b')');
+        }
+    }
+    Some(())
+}
+
+/// An extended URLFETCH's parameters: each at most once, BODY and BINARY
+/// not together.
+fn params_ok(params: &[String]) -> bool {
+    let known = ["BODYPARTSTRUCTURE", "BINARY", "BODY"];
+    params.iter().all(|p| known.contains(&p.as_str()))
+        && known.iter().all(|k| params.iter().filter(|p| p == k).count() <= 1)
+        && !(params.iter().any(|p| p == "BODY") && params.iter().any(|p| p == "BINARY"))
+}
+
 /// A URL in a response: quoted, as Cyrus gives it (a literal if it
 /// cannot be quoted).
 fn quoted(out: &mut Vec<u8>, s: &[u8]) {
@@ -129,8 +249,9 @@ impl Session {
         Ok((e, rights))
     }
 
-    /// The bytes a message URL names, read with `owner`'s rights.
-    async fn url_bytes(&self, u: &ImapUrl, owner: &str) -> Result<Vec<u8>, UrlError> {
+    /// The message a URL names, read with `owner`'s rights, and the
+    /// section the URL asks for.
+    async fn url_message(&self, u: &ImapUrl, owner: &str) -> Result<(Vec<u8>, UrlSection), UrlError> {
         let (e, rights) = self.url_mailbox(u, owner).await?;
         if !rights.contains('r') {
             return Err(bad("Permission denied"));
@@ -139,12 +260,7 @@ impl Session {
             // Part numbers, HEADER, TEXT and MIME: Cyrus takes no
             // HEADER.FIELDS in a URL.
             Some(s) => match crate::proto::imap::command::parse_section(s.as_bytes()) {
-                Ok((_, Section::HeaderFields(_) | Section::HeaderFieldsNot(_))) | Err(_) => {
-                    return Err(UrlError {
-                        badurl: false,
-                        text: "Syntax error in parameters",
-                    })
-                }
+                Ok((_, Section::HeaderFields(_) | Section::HeaderFieldsNot(_))) | Err(_) => return Err(SYNTAX),
                 Ok(x) => Some(x),
             },
             None => None,
@@ -163,32 +279,14 @@ impl Session {
                 Ok(Ok(std::fs::read(s.message_path(&name, &partition, uid)?)?))
             })
             .await
-            .map_err(|_| UrlError {
-                badurl: false,
-                text: "System I/O error",
-            })??;
-        let mut data = match section {
-            None => got,
-            Some((path, sec)) => {
-                let parsed = crate::mail::mime::parse(&got);
-                render::section(&got, &parsed, &path, &sec).ok_or(UrlError {
-                    badurl: false,
-                    text: "Syntax error in parameters",
-                })?
-            }
-        };
-        if let Some((off, len)) = u.partial {
-            let off = off as usize;
-            if off > data.len() || len.is_some_and(|l| off + l as usize > data.len()) {
-                return Err(UrlError {
-                    badurl: false,
-                    text: "System I/O error",
-                });
-            }
-            let end = len.map_or(data.len(), |l| off + l as usize);
-            data = data[off..end].to_vec();
-        }
-        Ok(data)
+            .map_err(|_| IO_ERROR)??;
+        Ok((got, section))
+    }
+
+    /// The bytes a message URL names, read with `owner`'s rights.
+    async fn url_bytes(&self, u: &ImapUrl, owner: &str) -> Result<Vec<u8>, UrlError> {
+        let (msg, section) = self.url_message(u, owner).await?;
+        extract(msg, section, u.partial)
     }
 
     /// A CATENATE's message: its parts put together. Cyrus takes relative
@@ -346,25 +444,46 @@ impl Session {
         want.len() == got.len() && want.bytes().zip(got.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
-    /// URLFETCH url ...: each authorized URL's data, NIL for the others.
-    pub async fn urlfetch(&mut self, tag: &str, urls: &[String]) -> Res {
+    /// URLFETCH url ...: each authorized URL's data, NIL for the others;
+    /// `(url params)` is URLAUTH=BINARY's form. A bad parameter list ends
+    /// the response at its URL (NIL) and the command with BAD, as Cyrus.
+    pub async fn urlfetch(&mut self, tag: &str, urls: &[(String, Option<Vec<String>>)]) -> Res {
         let mut line = b"* URLFETCH".to_vec();
-        for s in urls {
+        for (s, params) in urls {
             line.push(b' ');
             quoted(&mut line, s.as_bytes());
-            let data = match url::parse(s) {
+            if params.as_ref().is_some_and(|p| !params_ok(p)) {
+                line.extend_from_slice(b" NIL\r\n");
+                self.out_bytes(&line).await?;
+                return self.tagged(tag, "BAD Invalid extended URLFETCH parameters").await;
+            }
+            let msg = match url::parse(s) {
                 Ok(u) if self.url_authorized(&u).await => {
                     let owner = u.user.clone().unwrap_or_default();
-                    self.url_bytes(&u, &owner).await.ok()
+                    self.url_message(&u, &owner).await.ok().map(|m| (u, m))
                 }
                 _ => None,
             };
-            match data {
-                Some(d) => {
-                    line.extend_from_slice(format!(" {{{}}}\r\n", d.len()).as_bytes());
-                    line.extend_from_slice(&d);
+            let Some((u, (msg, section))) = msg else {
+                line.extend_from_slice(b" NIL");
+                continue;
+            };
+            match params.as_deref() {
+                Some(p) if !p.is_empty() => {
+                    let mut ext = Vec::new();
+                    line.push(b' ');
+                    match extended(&mut ext, &msg, &section, p) {
+                        Some(()) => line.extend_from_slice(&ext),
+                        None => line.extend_from_slice(b"NIL"),
+                    }
                 }
-                None => line.extend_from_slice(b" NIL"),
+                _ => match extract(msg, section, u.partial) {
+                    Ok(d) => {
+                        line.extend_from_slice(format!(" {{{}}}\r\n", d.len()).as_bytes());
+                        line.extend_from_slice(&d);
+                    }
+                    Err(_) => line.extend_from_slice(b" NIL"),
+                },
             }
         }
         line.extend_from_slice(b"\r\n");

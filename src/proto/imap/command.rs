@@ -265,7 +265,9 @@ pub enum Kind {
     /// [mailbox [mechanisms]], URLFETCH url...
     GenUrlAuth(Vec<(String, String)>),
     ResetKey(Option<String>, Vec<String>),
-    UrlFetch(Vec<String>),
+    /// URLFETCH's URLs, each with URLAUTH=BINARY's parameters when given
+    /// in its `(url params)` form.
+    UrlFetch(Vec<(String, Option<Vec<String>>)>),
     Id,
     Enable(Vec<String>),
     GetQuota(String),
@@ -710,11 +712,17 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
         "URLFETCH" => {
             let mut v = Vec::new();
             while p.eat(b' ') {
-                if p.peek() == Some(b'(') {
-                    // URLAUTH=BINARY's (url params) form is not offered.
-                    return err("Invalid URL in Urlfetch");
+                if p.eat(b'(') {
+                    let u = p.astr()?;
+                    let mut params = Vec::new();
+                    while p.eat(b' ') {
+                        params.push(p.atom()?.to_ascii_uppercase());
+                    }
+                    p.expect(b')')?;
+                    v.push((u, Some(params)));
+                } else {
+                    v.push((p.astr()?, None));
                 }
-                v.push(p.astr()?);
             }
             if v.is_empty() {
                 return err("Missing required argument to Urlfetch");

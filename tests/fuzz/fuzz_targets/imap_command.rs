@@ -21,7 +21,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                         CatPart::Text(_) => None,
                     })
                     .collect(),
-                Kind::UrlFetch(v) => v,
+                Kind::UrlFetch(v) => v.into_iter().map(|x| x.0).collect(),
                 Kind::GenUrlAuth(v) => v.into_iter().map(|x| x.0).collect(),
                 _ => Vec::new(),
             };
