@@ -391,3 +391,46 @@ s.sendall(b'a7 LOGOUT\r\n'); until('a7')
     );
     assert!(out.contains("('OK', [b'2'])"), "{out}");
 }
+
+/// URLAUTH through proxyd: u7 (first back end) authorizes a URL to a
+/// message of theirs; yes1 (second back end) fetches it through the same
+/// front end, which sends the URLFETCH to the back end of the URL's
+/// mailbox, not to yes1's own.
+#[test]
+fn urlauth_across_back_ends() {
+    if !can_run("proxyd urlauth", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mu = Murder::start(t.path());
+    let (_lmtp, flmtp) = mu.front("lmtpd", &["-a"]);
+    let (_imap, fimap) = mu.front("imapd", &[]);
+    let out = lmtp_session(
+        flmtp,
+        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
+        "Subject: for u7\r\n\r\nthe shared body\r\n",
+        1,
+    );
+    assert!(out.contains("250 2.1.5"), "{out}");
+    let out = python(
+        r#"
+import imaplib, sys, re
+imaplib.Commands['GENURLAUTH'] = ('AUTH', 'SELECTED')
+imaplib.Commands['URLFETCH'] = ('AUTH', 'SELECTED')
+A = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+A.login('u7', 'testpw')
+typ, d = A._simple_command('GENURLAUTH', '"imap://u7@front/INBOX/;UID=1/;SECTION=TEXT;URLAUTH=authuser"', 'INTERNAL')
+assert typ == 'OK', (typ, d)
+url = re.search(r'"([^"]+)"', A.untagged_responses['GENURLAUTH'][0].decode()).group(1)
+B = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+B.login('yes1', 'testpw')
+typ, d = B._simple_command('URLFETCH', '"%s"' % url)
+got = B.untagged_responses.get('URLFETCH')
+print('fetched', typ, got)
+assert typ == 'OK' and got and b'the shared body' in got[0][1], got
+print('ALL OK')
+"#,
+        &[&fimap.to_string()],
+    );
+    assert!(out.contains("ALL OK"), "{out}");
+}

@@ -195,6 +195,26 @@ impl Router {
         (e.state == State::Active && may).then(|| crate::store::murder::server_of(&e.location).to_string())
     }
 
+    /// The server of the mailbox an IMAP URL names (URLAUTH): the URL's
+    /// owner's namespace, else the user's.
+    async fn url_server(&self, url: &str) -> Option<String> {
+        let u = crate::proto::imap::url::parse(url).ok()?;
+        let ext = crate::store::names::utf8_to_mutf7(&u.mailbox);
+        let internal = match u.user.as_deref() {
+            Some(owner) if owner != self.user => {
+                let vd = !self.ns.domain.is_empty() || owner.contains('@');
+                Namespace::new(self.ns.sep == '/', self.ns.alt, owner, vd, &self.ns.domain)
+                    .to_internal(&ext)
+                    .ok()?
+            }
+            _ => self.ns.to_internal(&ext).ok()?,
+        };
+        match self.front.locate(&internal).await {
+            Ok(Some((State::Active, s))) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The server of the closest existing mailbox at or above `ext`.
     async fn parent_server(&self, ext: &str) -> Option<String> {
         let mut internal = self.ns.to_internal(ext).ok()?;
@@ -271,6 +291,16 @@ impl Router {
             | "GETQUOTA" | "SETQUOTA" | "SETMETADATA" | "XFER" | "LOCALDELETE" | "MUPDATEPUSH" | "RECONSTRUCT" => match first_str(0) {
                 Some(m) => stay(&self.server_of(&m).await.unwrap_or_else(|| self.sel.clone())),
                 None => stay(&self.sel),
+            },
+            // URLAUTH: where the (first) URL's mailbox is; RESETKEY where
+            // its mailbox is, or (all keys) at the INBOX's back end.
+            "GENURLAUTH" | "URLFETCH" => match first_str(0) {
+                Some(u) => stay(&self.url_server(&u).await.unwrap_or_else(|| self.home.clone())),
+                None => stay(&self.home),
+            },
+            "RESETKEY" => match first_str(0) {
+                Some(m) => stay(&self.server_of(&m).await.unwrap_or_else(|| self.home.clone())),
+                None => stay(&self.home),
             },
             "GETMETADATA" => {
                 // Cyrus's front ends answer the mailbox's server themselves
