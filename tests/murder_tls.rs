@@ -102,6 +102,62 @@ for who in ('u7', 'yes1'):
     );
     assert!(out.contains("LOGINDISABLED") && out.contains("refused"), "{out}");
 
+    // lmtpproxyd's own STARTTLS (as lmtpd's): with allowplaintext: no a
+    // TCP client (a hub) sees no AUTH until TLS, then delivers as an admin.
+    let conf = std::fs::read_to_string(&mu.fe.conf).unwrap();
+    let mut tls_fe: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("allowplaintext"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    tls_fe.push_str(&format!(
+        "tls_server_cert: {}\ntls_server_key: {}\nallowplaintext: no\n",
+        cert.display(),
+        key.display()
+    ));
+    let conf3 = t.path().join("fe/tls-lmtp.conf");
+    std::fs::write(&conf3, tls_fe).unwrap();
+    let lport = free_port();
+    let l = format!("127.0.0.1:{lport}");
+    let mut cmd = in_namespace(
+        &[(mu.services.clone(), "/etc/services")],
+        &bin("lmtpd"),
+        &["-C", conf3.to_str().unwrap(), "-L", &l],
+    );
+    let f = std::fs::File::create(t.path().join("fe/tls-lmtp.log")).unwrap();
+    cmd.stdout(f.try_clone().unwrap()).stderr(f);
+    let _lp = Proc::spawn("lmtpproxyd", &mut cmd);
+    wait_tcp(lport);
+    let out = python(
+        r#"
+import smtplib, ssl, sys
+l = smtplib.LMTP('127.0.0.1', int(sys.argv[1]))
+code, caps = l.ehlo('hub')
+print('before', l.has_extn('starttls'), l.has_extn('auth'))
+print('plain', l.docmd('AUTH', 'PLAIN AG1kNXUAdGVzdHB3')[0])
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+print('tls', l.starttls(context=ctx)[0])
+l.ehlo('hub')
+print('after', l.has_extn('auth'), l.has_extn('starttls'))
+print('login', l.login('md5u', 'testpw')[0])
+print('send', l.sendmail('s@example.org', ['u7@example.org'], b'Subject: via TLS LMTP\r\n\r\nbody\r\n'))
+print('again', l.docmd('STARTTLS')[0])
+l.quit()
+"#,
+        &[&lport.to_string(), ca.to_str().unwrap()],
+    );
+    for want in [
+        "before True False",
+        "plain 504",
+        "tls 220",
+        "after True False",
+        "login 235",
+        "send {}",
+        "again 454",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+
     // A front end that does not trust the back ends' CA reaches none of
     // them: the client gets a temporary failure, the log says why.
     let conf = std::fs::read_to_string(&mu.fe.conf).unwrap();

@@ -10,6 +10,7 @@
 //! so that the hub queues and retries.
 
 use super::cyrus::check_password;
+use super::lmtpd::{Rd, Wr};
 use crate::mail::Secret;
 use crate::proto::lmtp::{self, Command, DataReceiver};
 use crate::server::Conn;
@@ -35,6 +36,8 @@ pub struct LmtpProxy {
     front: super::front::Front,
     preauth: bool,
     lmtp_port: u16,
+    /// STARTTLS for TCP clients (`tls_server_cert`/`tls_server_key`).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 struct Rcpt {
@@ -181,6 +184,8 @@ impl crate::server::Service for LmtpProxy {
             w: BufWriter::new(w),
             buf: LineBuffer::new(MAX_DATA_LINE),
             queue: VecDeque::new(),
+            trusted: unix || self.preauth,
+            tls: false,
             authed: unix || self.preauth,
             peer,
             from: None,
@@ -196,12 +201,16 @@ impl crate::server::Service for LmtpProxy {
     }
 }
 
-struct Session<R, W> {
+struct Session {
     p: Arc<LmtpProxy>,
-    r: R,
-    w: BufWriter<W>,
+    r: Rd,
+    w: BufWriter<Wr>,
     buf: LineBuffer,
     queue: VecDeque<Line>,
+    /// The UNIX socket or `-a`: no STARTTLS, no AUTH.
+    trusted: bool,
+    /// STARTTLS done.
+    tls: bool,
     authed: bool,
     peer: String,
     sid: String,
@@ -214,7 +223,7 @@ struct Session<R, W> {
     backends: HashMap<String, Backend>,
 }
 
-impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<R, W> {
+impl Session {
     async fn reply(&mut self, text: &str) -> std::io::Result<()> {
         self.w.write_all(text.as_bytes()).await?;
         self.w.write_all(b"\r\n").await
@@ -259,7 +268,12 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                         "PIPELINING".into(),
                         "SIZE".into(),
                     ];
-                    if !self.authed {
+                    if p.tls.is_some() && !self.trusted && !self.tls {
+                        caps.push("STARTTLS".into());
+                    }
+                    // A password in the clear only under TLS or with
+                    // `allowplaintext`, as Cyrus's lmtpd.
+                    if !self.authed && self.plaintext_ok() {
                         caps.push("AUTH PLAIN".into());
                     }
                     caps.push("IGNOREQUOTA".into());
@@ -319,11 +333,30 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
                     self.w.flush().await?;
                     return Ok(());
                 }
-                Command::StartTls => self.reply("454 4.7.0 TLS not available").await?,
+                Command::StartTls => {
+                    let acc = if self.trusted { None } else { p.tls.clone() };
+                    let in_tx = !self.rcpts.is_empty();
+                    let Some(acc) = super::lmtpd::starttls_begin(&mut self.w, acc, self.tls, in_tx).await? else {
+                        continue;
+                    };
+                    self.queue.clear();
+                    self.buf = LineBuffer::new(MAX_DATA_LINE);
+                    if !super::lmtpd::starttls_handshake(&mut self.r, &mut self.w, acc, &p.front.log, "lmtpproxyd", &self.peer).await {
+                        return Ok(());
+                    }
+                    self.tls = true;
+                    self.from = None;
+                    self.rcpts.clear();
+                }
                 Command::Vrfy | Command::Unknown(_) => self.reply("500 5.5.2 Syntax error").await?,
                 Command::Syntax(r) => self.reply(r).await?,
             }
         }
+    }
+
+    /// Passwords in the clear are fine under TLS or with `allowplaintext`.
+    fn plaintext_ok(&self) -> bool {
+        self.tls || self.p.front.conf.get_switch("allowplaintext")
     }
 
     /// AUTH PLAIN for TCP clients (the hub), checked as Cyrus's lmtpd
@@ -332,7 +365,7 @@ impl<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin> Session<
         if self.authed {
             return self.reply("503 5.5.0 already authenticated").await;
         }
-        if mech != "PLAIN" {
+        if mech != "PLAIN" || !self.plaintext_ok() {
             return self.reply("504 5.5.4 Unrecognized authentication type").await;
         }
         let resp = match ir {
@@ -680,10 +713,18 @@ pub fn main(args: &[String]) -> i32 {
     };
     let log = front.log.clone();
     crate::log::install_panic_hook(log.clone());
+    let tls = match super::cyrus::tls_config(&front.conf) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("lmtpproxyd: fatal: {e}");
+            return exit::CONFIG;
+        }
+    };
     let p = Arc::new(LmtpProxy {
         front,
         preauth: a.preauth,
         lmtp_port: 24,
+        tls,
     });
     let specs = if a.listen.is_empty() {
         vec![p.front.conf.path_option("lmtpsocket").unwrap_or_default()]

@@ -65,8 +65,8 @@ impl crate::server::Service for Lmtpd {
     }
 }
 
-type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
-type Wr = tokio::io::WriteHalf<Box<dyn Io>>;
+pub(crate) type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
+pub(crate) type Wr = tokio::io::WriteHalf<Box<dyn Io>>;
 
 struct Session {
     d: Arc<Lmtpd>,
@@ -90,6 +90,51 @@ struct Session {
 }
 
 type IoResult = std::io::Result<()>;
+
+/// STARTTLS's checks and replies as Cyrus's lmtpd gives them (lmtpd and
+/// lmtpproxyd): `500` without TLS (or on a trusted connection), `454`
+/// when done already, `503` within a transaction, else `220` (flushed)
+/// and the acceptor for the handshake.
+pub(crate) async fn starttls_begin(
+    w: &mut BufWriter<Wr>,
+    acc: Option<Arc<rustls::ServerConfig>>,
+    done: bool,
+    in_transaction: bool,
+) -> std::io::Result<Option<Arc<rustls::ServerConfig>>> {
+    let text = match acc {
+        None => "500 5.5.2 Syntax error",
+        Some(_) if done => "454 4.3.3 Already successfully executed STARTTLS",
+        Some(_) if in_transaction => "503 5.5.0 STARTTLS not permitted now",
+        Some(a) => {
+            w.write_all(b"220 Begin TLS negotiation now\r\n").await?;
+            w.flush().await?;
+            return Ok(Some(a));
+        }
+    };
+    w.write_all(text.as_bytes()).await?;
+    w.write_all(b"\r\n").await?;
+    Ok(None)
+}
+
+/// The TLS handshake after `220`, within 360 s; a failure is logged
+/// (`[name] STARTTLS failed: peer (why)`) and ends the connection.
+pub(crate) async fn starttls_handshake(
+    r: &mut Rd,
+    w: &mut BufWriter<Wr>,
+    acc: Arc<rustls::ServerConfig>,
+    log: &crate::log::Logger,
+    name: &str,
+    peer: &str,
+) -> bool {
+    let hs = crate::server::listen::tls_upgrade_halves(r, w, acc);
+    let why = match tokio::time::timeout(Duration::from_secs(360), hs).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_string(),
+    };
+    log.info(&format!("[{name}] STARTTLS failed: {peer} ({why})"));
+    false
+}
 
 impl Session {
     async fn reply(&mut self, text: &str) -> IoResult {
@@ -254,43 +299,20 @@ impl Session {
     /// over under TLS and input pipelined after the command is dropped.
     /// False when the connection is gone (a failed handshake).
     async fn starttls(&mut self) -> std::io::Result<bool> {
-        let acc = match &self.d.ctx.tls {
-            Some(a) if !self.preauth => a.clone(),
-            _ => {
-                self.reply("500 5.5.2 Syntax error").await?;
-                return Ok(true);
-            }
+        let acc = if self.preauth { None } else { self.d.ctx.tls.clone() };
+        let Some(acc) = starttls_begin(&mut self.w, acc, self.tls, !self.rcpts.is_empty()).await? else {
+            return Ok(true);
         };
-        if self.tls {
-            self.reply("454 4.3.3 Already successfully executed STARTTLS").await?;
-            return Ok(true);
-        }
-        if !self.rcpts.is_empty() {
-            self.reply("503 5.5.0 STARTTLS not permitted now").await?;
-            return Ok(true);
-        }
-        self.reply("220 Begin TLS negotiation now").await?;
-        self.w.flush().await?;
         self.queue.clear();
         self.buf = LineBuffer::new(MAX_DATA_LINE);
-        let hs = crate::server::listen::tls_upgrade_halves(&mut self.r, &mut self.w, acc);
-        match tokio::time::timeout(Duration::from_secs(360), hs).await {
-            Ok(Ok(())) => {
-                self.tls = true;
-                self.lhlo.clear();
-                self.from = None;
-                self.rcpts.clear();
-                Ok(true)
-            }
-            Ok(Err(e)) => {
-                self.d.ctx.log.info(&format!("[lmtpd] STARTTLS failed: {} ({e})", self.peer));
-                Ok(false)
-            }
-            Err(_) => {
-                self.d.ctx.log.info(&format!("[lmtpd] STARTTLS failed: {} (timed out)", self.peer));
-                Ok(false)
-            }
+        if !starttls_handshake(&mut self.r, &mut self.w, acc, &self.d.ctx.log, "lmtpd", &self.peer).await {
+            return Ok(false);
         }
+        self.tls = true;
+        self.lhlo.clear();
+        self.from = None;
+        self.rcpts.clear();
+        Ok(true)
     }
 
     async fn auth(&mut self, mech: &str, ir: Option<String>) -> IoResult {
