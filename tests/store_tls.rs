@@ -124,4 +124,13 @@ print('ok')
     assert!(out.contains("(235, b'Authenticated!')"), "{out}");
     assert!(out.contains("(454, b'4.3.3 Already successfully executed STARTTLS')"), "{out}");
     assert!(out.contains("ok"), "{out}");
+    // Each handshake is logged as Cyrus logs it.
+    for log in ["imapd.log", "lmtpd.log"] {
+        let text = std::fs::read_to_string(d.path().join("be").join(log)).unwrap_or_default();
+        assert!(
+            text.lines()
+                .any(|l| l.contains("starttls: TLSv1.3 with cipher TLS_") && l.ends_with(" bits new) no authentication")),
+            "{log}:\n{text}"
+        );
+    }
 }

@@ -518,7 +518,11 @@ pub async fn implicit_tls(
 ) -> Option<Box<dyn crate::server::listen::Io>> {
     let acc = ctx.tls.clone()?;
     match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
-        Ok(t) => Some(Box::new(t)),
+        Ok(t) => {
+            ctx.log
+                .info(&format!("starttls: {}", crate::util::tls::server_summary(t.get_ref().1)));
+            Some(Box::new(t))
+        }
         Err(e) => {
             ctx.log.info(&format!("{service} TLS negotiation failed: {peer}: {e}"));
             None

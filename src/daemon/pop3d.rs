@@ -298,7 +298,8 @@ impl Session {
         self.queue.clear();
         self.buf = LineBuffer::new(MAX_COMMAND);
         match crate::server::listen::tls_upgrade_halves(&mut self.r, &mut self.w, acc).await {
-            Ok(()) => {
+            Ok(summary) => {
+                self.ctx.log.info(&format!("starttls: {summary}"));
                 self.tls = true;
                 Ok(true)
             }

@@ -53,7 +53,11 @@ impl crate::server::Service for Proxyd {
         if self.implicit_tls {
             let Some(acc) = self.tls.clone() else { return };
             match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
-                Ok(t) => io = Box::new(t),
+                Ok(t) => {
+                    let summary = crate::util::tls::server_summary(t.get_ref().1);
+                    self.front.log.info(&format!("starttls: {summary}"));
+                    io = Box::new(t)
+                }
                 Err(e) => {
                     self.front.log.info(&format!("TLS negotiation failed: {peer}: {e}"));
                     return;
@@ -149,7 +153,8 @@ impl Session {
         };
         self.w.flush().await?;
         match super::imapd::io::start_tls(&mut self.input, &mut self.w, acc).await {
-            Ok(()) => {
+            Ok(summary) => {
+                self.p.front.log.info(&format!("starttls: {summary}"));
                 self.tls = true;
                 Ok(())
             }

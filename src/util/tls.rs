@@ -79,6 +79,17 @@ pub fn summary(version: Option<rustls::ProtocolVersion>, suite: Option<rustls::S
     }
 }
 
+/// What Cyrus logs after a server-side handshake (`starttls: ...`):
+/// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits new) no
+/// authentication` (no client certificates are asked for).
+pub fn server_summary(c: &rustls::ServerConnection) -> String {
+    let s = summary(c.protocol_version(), c.negotiated_cipher_suite());
+    match s.strip_suffix(" bits)") {
+        Some(head) => format!("{head} bits new) no authentication"),
+        None => format!("{s} no authentication"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

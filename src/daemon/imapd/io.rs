@@ -282,11 +282,17 @@ fn put_stream(io: Box<dyn crate::server::listen::Io>, input: &mut Input<BoxRd>, 
 /// STARTTLS (IMAP, POP3, MUPDATE): TLS from the next byte on.  Input the
 /// client pipelined after the command is dropped (no injection); the
 /// caller has flushed its OK.
-pub async fn start_tls(input: &mut Input<BoxRd>, w: &mut Output<BoxWr>, acc: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+/// The session's summary is returned for the log (`starttls: ...`).
+pub async fn start_tls(
+    input: &mut Input<BoxRd>,
+    w: &mut Output<BoxWr>,
+    acc: std::sync::Arc<rustls::ServerConfig>,
+) -> std::io::Result<String> {
     let (io, _dropped) = take_stream(input, w);
     let t = tokio_rustls::TlsAcceptor::from(acc).accept(io).await?;
+    let summary = crate::util::tls::server_summary(t.get_ref().1);
     put_stream(Box::new(t), input, w);
-    Ok(())
+    Ok(summary)
 }
 
 /// COMPRESS DEFLATE (RFC 4978): both ways from the next byte on; bytes

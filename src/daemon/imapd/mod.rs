@@ -188,7 +188,8 @@ impl Session {
         self.tagged(tag, "OK Begin TLS negotiation now").await?;
         self.w.flush().await?;
         match io::start_tls(&mut self.input, &mut self.w, acc).await {
-            Ok(()) => {
+            Ok(summary) => {
+                self.ctx.log.info(&format!("starttls: {summary}"));
                 self.tls = true;
                 Ok(())
             }

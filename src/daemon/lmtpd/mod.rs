@@ -128,7 +128,10 @@ pub(crate) async fn starttls_handshake(
 ) -> bool {
     let hs = crate::server::listen::tls_upgrade_halves(r, w, acc);
     let why = match tokio::time::timeout(Duration::from_secs(360), hs).await {
-        Ok(Ok(())) => return true,
+        Ok(Ok(summary)) => {
+            log.info(&format!("starttls: {summary}"));
+            return true;
+        }
         Ok(Err(e)) => e.to_string(),
         Err(_) => "timed out".to_string(),
     };

@@ -585,7 +585,8 @@ impl Session {
         self.tagged(tag, "OK Begin TLS negotiation now").await?;
         self.w.flush().await?;
         match super::imapd::io::start_tls(&mut self.input, &mut self.w, acc).await {
-            Ok(()) => {
+            Ok(summary) => {
+                self.m.log.info(&format!("starttls: {summary}"));
                 self.tls = true;
                 self.banner().await
             }
