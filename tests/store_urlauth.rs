@@ -46,7 +46,9 @@ class S:
             out.append(l)
 
 owner = S(b'u7')
-assert b' URLAUTH' in b' '.join(owner.cmd(b'CAPABILITY')) and b' CATENATE' in b' '.join(owner.cmd(b'CAPABILITY'))
+caps = b' '.join(owner.cmd(b'CAPABILITY')) + b' '
+for c in [b' URLAUTH ', b' URLAUTH=BINARY ', b' CATENATE ', b' THREAD=REFS ', b' LIST-METADATA ', b' X-QUOTA=STORAGE ', b' X-QUOTA=MESSAGE ']:
+    assert c in caps, (c, caps)
 body = b'Subject: secret\r\nFrom: u7@example.test\r\n\r\nthe attachment\r\n'
 owner.cmd(b'APPEND INBOX {%d+}\r\n' % len(body) + body)
 sel = owner.cmd(b'SELECT INBOX')

@@ -263,7 +263,8 @@ impl Session {
         if !self.compressed {
             c.push_str(" COMPRESS=DEFLATE");
         }
-        c.push_str(" IDLE");
+        // Cyrus's names for the quota resources SETQUOTA takes.
+        c.push_str(" X-QUOTA=STORAGE X-QUOTA=MESSAGE IDLE");
         if self.user.as_deref().is_some_and(|u| self.ctx.is_admin(u)) {
             c.push(' ');
             c.push_str(xfer::CAPABILITY);
