@@ -628,6 +628,60 @@ for subj, extra in [("reject me", ""), ("reject plain", ""), ("reject code", "")
     same(&real, &ours);
 }
 
+/// MIME-aware content checks against the real Postfix 3.7: header_checks
+/// reach attachment headers through mime_header_checks (default
+/// `$header_checks`: the classic rule against `.exe` attachments) and an
+/// attached message's headers through nested_header_checks; body_checks
+/// (REJECT, IGNORE, REPLACE, PREPEND, WARN, HOLD) see body lines but not
+/// the headers of parts.
+#[test]
+fn mime_and_body_checks_match_real_postfix() {
+    const HC: &str = "/^Content-(Disposition|Type):.*name *= *\"?[^\"]*\\.(exe|bat)\"?/ REJECT executables are not accepted\n\
+        /^Subject: nested evil/ REJECT 5.7.0 nested message refused\n/^Content-Description: tag me/ PREPEND X-Tagged: part\n";
+    const BC: &str = "/^buy now/ REJECT no spam here\n/^drop this line/ IGNORE\n/^old line (.*)/ REPLACE new line $1\n\
+        /^warn body/ WARN body warning\n/^hold body/ HOLD held body\n/^mark this/ PREPEND marked:\n/^Content-Type: text.plain/ REJECT never for part headers\n";
+    const SEND: &str = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+def mp(subj, part_headers, body):
+    return ("Subject: %s\nFrom: a@x.test\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"BB\"\n\n"
+            "preamble\n--BB\nContent-Type: text/plain\n\n%s\n--BB\n%s\nAAAA\n--BB--\nepilogue\n" % (subj, body, part_headers))
+msgs = [
+    ("exe", mp("exe", "Content-Type: application/octet-stream; name=\"run.exe\"\nContent-Transfer-Encoding: base64\n", "hello")),
+    ("pdf", mp("pdf", "Content-Type: application/pdf; name=\"doc.pdf\"\nContent-Description: tag me\n",
+               "keep\ndrop this line\nold line one\nmark this\nlast")),
+    ("spam", "Subject: spam\nFrom: a@x.test\n\nhello\nbuy now cheap\n"),
+    ("nested", "Subject: nested\nFrom: a@x.test\nMIME-Version: 1.0\nContent-Type: message/rfc822\n\n"
+               "Subject: nested evil\nFrom: b@x.test\n\ninner body\n"),
+    ("nested ok", "Subject: nested ok\nFrom: a@x.test\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=O\n\n"
+                  "--O\nContent-Type: message/rfc822\n\nSubject: inner\nFrom: b@x.test\nContent-Type: text/plain\n\nold line two\n--O--\n"),
+    ("warn", "Subject: warn\nFrom: a@x.test\n\nwarn body here\n"),
+    ("hold", "Subject: hold\nFrom: a@x.test\n\nhold body please\n"),
+    ("plain header", "Subject: plain header\nFrom: a@x.test\nContent-Type: text/plain\n\nContent-Type: text/plain in the body\n"),
+]
+for subj, msg in msgs:
+    s = smtplib.SMTP('127.0.0.1', port)
+    s.ehlo('client.example')
+    s.mail('s@x.test'); s.rcpt('t@y.test')
+    try:
+        code, text = s.data(msg.replace("\n", "\r\n").encode())
+    except smtplib.SMTPDataError as e:
+        code, text = e.smtp_code, e.smtp_error
+    print(subj, code, text.decode().split(' queued as ')[0])
+    s.quit()
+"#;
+    let extra = "header_checks = regexp:{d}/hc\nbody_checks = regexp:{d}/bc\n";
+    let Some((real, ours)) = through_both(SEND, extra, &[("hc", HC), ("bc", BC)], 3) else {
+        return;
+    };
+    // The real run exercised what the test is about.
+    assert!(real.contains("exe 550 5.7.1 executables are not accepted"), "{real}");
+    assert!(real.contains("nested 550 5.7.0 nested message refused"), "{real}");
+    assert!(real.contains("spam 550 5.7.1 no spam here"), "{real}");
+    assert!(real.contains("new line one"), "{real}");
+    same(&real, &ours);
+}
+
 fn same(real: &str, ours: &str) {
     let (r, o): (Vec<&str>, Vec<&str>) = (real.lines().collect(), ours.lines().collect());
     let diffs: Vec<String> = (0..r.len().max(o.len()))
@@ -709,7 +763,7 @@ fn through_both(sender: &str, extra: &str, files: &[(&str, &str)], expect: usize
             .filter_map(|l| l.split_once("]: ").map(|(_, rest)| rest))
             .filter_map(|l| {
                 l.split_once(": ")
-                    .filter(|(_, r)| r.contains(": header "))
+                    .filter(|(_, r)| r.contains(": header ") || r.contains(": body "))
                     .map(|(_, r)| r.to_string())
             })
             .collect();

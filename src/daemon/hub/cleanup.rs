@@ -33,8 +33,14 @@ pub struct Rewriter {
     masquerade_domains: Vec<String>,
     masquerade_exceptions: Vec<String>,
     masquerade_exception_maps: Maps,
-    /// header_checks(5).
-    pub(super) header_checks: Maps,
+    /// header_checks(5): header_checks, mime_header_checks,
+    /// nested_header_checks, body_checks.
+    pub(super) header_checks: super::headers::Checks,
+    pub(super) mime_header_checks: super::headers::Checks,
+    pub(super) nested_header_checks: super::headers::Checks,
+    pub(super) body_checks: super::headers::Checks,
+    /// `body_checks_size_limit`: bytes of each body part checked.
+    pub(super) body_checks_size_limit: usize,
     /// `message_drop_headers`, lower case.
     pub(super) drop_headers: Vec<String>,
     pub(super) always_add_missing_headers: bool,
@@ -60,6 +66,7 @@ impl Rewriter {
             let specs: Vec<String> = split_list(&s(n)).into_iter().map(str::to_string).collect();
             Maps::open_aliased(&specs, alias_specs).map_err(|e| format!("{n}: {e}"))
         };
+        let checks = |n: &'static str| maps(n).map(|m| super::headers::Checks { name: n, maps: m });
         let classes = |n: &str| split_list(&s(n)).into_iter().map(str::to_string).collect::<Vec<_>>();
         let lower = |n: &str| classes(n).into_iter().map(|c| c.to_ascii_lowercase()).collect::<Vec<_>>();
         let exceptions = classes("masquerade_exceptions");
@@ -80,7 +87,11 @@ impl Rewriter {
             masquerade_exceptions: exception_names.into_iter().map(|e| e.to_ascii_lowercase()).collect(),
             masquerade_exception_maps: exception_maps,
             drop_headers: lower("message_drop_headers"),
-            header_checks: maps("header_checks")?,
+            header_checks: checks("header_checks")?,
+            mime_header_checks: checks("mime_header_checks")?,
+            nested_header_checks: checks("nested_header_checks")?,
+            body_checks: checks("body_checks")?,
+            body_checks_size_limit: num("body_checks_size_limit")?,
             always_add_missing_headers: yes("always_add_missing_headers")?,
             append_at_myorigin: yes("append_at_myorigin")?,
             append_dot_mydomain: yes("append_dot_mydomain")?.then(|| conf.mydomain.clone()),

@@ -7,7 +7,11 @@
 //! (Resent-)Message-Id, Date and From headers are appended (also with
 //! `always_add_missing_headers`).  First of all, each header goes through
 //! `header_checks` (header_checks(5): REJECT, HOLD, DISCARD, IGNORE,
-//! REPLACE, PREPEND, WARN, INFO, DUNNO, OK).
+//! REPLACE, PREPEND, WARN, INFO, DUNNO, OK); MIME headers go through
+//! `mime_header_checks`.  Then the body, read as cleanup's MIME processor
+//! reads it: body parts' headers through `mime_header_checks`, attached
+//! messages' through `nested_header_checks`, other lines through
+//! `body_checks`.
 
 use super::cleanup::{RewriteError, Rewriter};
 
@@ -147,7 +151,274 @@ fn value_of(field: &[u8]) -> &[u8] {
     v
 }
 
+/// MIME headers (cleanup's HDR_OPT_MIME): they go through
+/// mime_header_checks wherever they are.
+fn is_mime_header(lower: &str) -> bool {
+    lower.starts_with("content-") || lower == "mime-version"
+}
+
+/// One content-check table and its parameter name (for log lines).
+#[derive(Debug)]
+pub struct Checks {
+    pub name: &'static str,
+    pub maps: crate::tables::Maps,
+}
+
+/// What a check does to the header or body line it matched.
+enum Act {
+    Keep,
+    Ignore,
+    Replace(String),
+    Prepend(String),
+}
+
+/// How a MIME body is being read (for `body`).
+#[derive(Clone, Copy, PartialEq)]
+enum Reading {
+    /// Headers of a body part (`nested`: of an attached message).
+    Headers {
+        nested: bool,
+    },
+    Body,
+}
+
+/// `multipart/x; boundary="b"` → Some(b); and whether the type is
+/// message/rfc822 (its body starts with a message's headers).
+fn cut_of(ctype: Option<&[u8]>) -> (Option<Vec<u8>>, bool) {
+    let Some(v) = ctype else { return (None, false) };
+    let ct = crate::mail::mime::parse_content_type(v);
+    let (ty, sub) = (ct.ty.to_ascii_lowercase(), ct.subtype.to_ascii_lowercase());
+    if ty == "multipart" {
+        return (ct.param("boundary").filter(|b| !b.is_empty()).map(|b| b.as_bytes().to_vec()), false);
+    }
+    (None, ty == "message" && sub == "rfc822")
+}
+
 impl Rewriter {
+    /// One header_checks(5)/body_checks(5) lookup and its action, logged
+    /// as cleanup logs it (`reject: header ...`, `warning: body ...`).
+    fn check(
+        &self,
+        t: &Checks,
+        what: &str,
+        logical: &str,
+        job: &Job,
+        log: &mut Vec<String>,
+        verdict: &mut Option<Verdict>,
+    ) -> Result<Act, RewriteError> {
+        let action = match t.maps.lookup_keys(std::slice::from_ref(&logical.to_string())) {
+            Err(_) => {
+                return Err(RewriteError(format!(
+                    "{} map lookup problem -- message not accepted, try again later",
+                    t.name
+                )))
+            }
+            Ok(None) => return Ok(Act::Keep),
+            Ok(Some((action, _))) => action,
+        };
+        let (word, text) = match action.trim().split_once(char::is_whitespace) {
+            Some((w, t)) => (w.to_ascii_uppercase(), t.trim().to_string()),
+            None => (action.trim().to_ascii_uppercase(), String::new()),
+        };
+        // Postfix shows a line break inside a header as '?'.
+        let shown = logical.replace('\n', "?");
+        let line = |verb: &str, text: &str| format!("{verb}: {what} {shown} {}: {text}", job.log_tail);
+        Ok(match word.as_str() {
+            "REJECT" => {
+                let (dsn, text) = match text.split_once(' ') {
+                    Some((d, t)) if is_dsn(d) => (d.to_string(), t.to_string()),
+                    _ if is_dsn(&text) => (text.clone(), "message content rejected".to_string()),
+                    _ if text.is_empty() => ("5.7.1".to_string(), "message content rejected".to_string()),
+                    _ => ("5.7.1".to_string(), text.clone()),
+                };
+                let code = if dsn.starts_with('4') { 451 } else { 550 };
+                log.push(line("reject", &format!("{dsn} {text}")));
+                *verdict = Some(Verdict::Reject(format!("{code} {dsn} {text}")));
+                Act::Keep
+            }
+            "HOLD" => {
+                log.push(line("hold", &text));
+                *verdict = Some(Verdict::Hold);
+                Act::Keep
+            }
+            "DISCARD" => {
+                log.push(line("discard", &text));
+                *verdict = Some(Verdict::Discard);
+                Act::Keep
+            }
+            "WARN" => {
+                log.push(line("warning", &text));
+                Act::Keep
+            }
+            "INFO" => {
+                log.push(line("info", &text));
+                Act::Keep
+            }
+            "IGNORE" => Act::Ignore,
+            "PREPEND" => {
+                log.push(line("prepend", &text.replace('\n', "?")));
+                Act::Prepend(text)
+            }
+            "REPLACE" => {
+                log.push(line("replace", &text.replace('\n', "?")));
+                Act::Replace(text)
+            }
+            "DUNNO" | "OK" => Act::Keep,
+            other => {
+                log.push(format!(
+                    "warning: {}: unsupported action {other} for {what} {shown}; ignored",
+                    t.name
+                ));
+                Act::Keep
+            }
+        })
+    }
+
+    /// The body after the primary header, as cleanup's MIME processor
+    /// reads it: the headers of each body part through
+    /// mime_header_checks, those of an attached message through
+    /// nested_header_checks (its MIME headers through mime_header_checks),
+    /// every other line through body_checks, up to
+    /// `body_checks_size_limit` bytes of each part.  Boundary lines pass
+    /// unchecked.  The checks stop at the first REJECT, HOLD or DISCARD.
+    fn body(
+        &self,
+        body: &[u8],
+        ctype: Option<&[u8]>,
+        job: &Job,
+        log: &mut Vec<String>,
+        verdict: &mut Option<Verdict>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let mut bounds: Vec<Vec<u8>> = Vec::new();
+        let (b, rfc822) = cut_of(ctype);
+        bounds.extend(b);
+        let mut reading = if rfc822 { Reading::Headers { nested: true } } else { Reading::Body };
+        let mut segment = 0usize;
+        // A part's header being gathered: its lines (with their ends).
+        let mut pending: Vec<u8> = Vec::new();
+        let mut part_ctype: Option<Vec<u8>> = None;
+        // `body` starts with the empty line that ends the primary header.
+        let mut i = if body.starts_with(b"\r\n") {
+            2
+        } else {
+            usize::from(body.starts_with(b"\n"))
+        };
+        out.extend_from_slice(&body[..i]);
+        while i < body.len() {
+            let end = body[i..].iter().position(|&c| c == b'\n').map_or(body.len(), |n| i + n + 1);
+            let raw = &body[i..end];
+            i = end;
+            if verdict.is_some() {
+                out.extend_from_slice(raw);
+                continue;
+            }
+            let line = raw.strip_suffix(b"\n").map(|l| l.strip_suffix(b"\r").unwrap_or(l)).unwrap_or(raw);
+            if let Reading::Headers { nested } = reading {
+                let cont = !line.is_empty() && (line[0] == b' ' || line[0] == b'\t') && !pending.is_empty();
+                if cont {
+                    pending.extend_from_slice(raw);
+                    continue;
+                }
+                if !pending.is_empty() {
+                    let h = std::mem::take(&mut pending);
+                    self.part_header(&h, nested, job, log, verdict, out, &mut part_ctype)?;
+                }
+                if line.is_empty() {
+                    out.extend_from_slice(raw);
+                    let (b, rfc822) = cut_of(part_ctype.take().as_deref());
+                    bounds.extend(b);
+                    reading = if rfc822 { Reading::Headers { nested: true } } else { Reading::Body };
+                    segment = 0;
+                } else {
+                    pending.extend_from_slice(raw);
+                }
+                continue;
+            }
+            // A boundary of any enclosing multipart (its close too).
+            if line.starts_with(b"--") {
+                let t = crate::mail::mime::trim(&line[2..]);
+                if let Some(k) = bounds
+                    .iter()
+                    .rposition(|b| t == b.as_slice() || (t.ends_with(b"--") && &t[..t.len() - 2] == b.as_slice()))
+                {
+                    let close = t.len() != bounds[k].len();
+                    bounds.truncate(if close { k } else { k + 1 });
+                    out.extend_from_slice(raw);
+                    reading = if close { Reading::Body } else { Reading::Headers { nested: false } };
+                    part_ctype = None;
+                    segment = 0;
+                    continue;
+                }
+            }
+            segment += raw.len();
+            if self.body_checks.maps.is_empty() || segment > self.body_checks_size_limit {
+                out.extend_from_slice(raw);
+                continue;
+            }
+            let text = String::from_utf8_lossy(line).into_owned();
+            match self.check(&self.body_checks, "body", &text, job, log, verdict)? {
+                Act::Keep => out.extend_from_slice(raw),
+                Act::Ignore => {}
+                Act::Replace(t) => {
+                    out.extend_from_slice(t.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Act::Prepend(t) => {
+                    out.extend_from_slice(t.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(raw);
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let (nested, h) = (matches!(reading, Reading::Headers { nested: true }), std::mem::take(&mut pending));
+            self.part_header(&h, nested, job, log, verdict, out, &mut part_ctype)?;
+        }
+        Ok(())
+    }
+
+    /// One header of a body part (or of an attached message, `nested`).
+    #[allow(clippy::too_many_arguments)]
+    fn part_header(
+        &self,
+        h: &[u8],
+        nested: bool,
+        job: &Job,
+        log: &mut Vec<String>,
+        verdict: &mut Option<Verdict>,
+        out: &mut Vec<u8>,
+        ctype: &mut Option<Vec<u8>>,
+    ) -> Result<(), RewriteError> {
+        let lower = name_of(h).to_ascii_lowercase();
+        let table = if nested && !is_mime_header(&lower) {
+            &self.nested_header_checks
+        } else {
+            &self.mime_header_checks
+        };
+        let mut kept: Vec<u8> = h.to_vec();
+        if !table.maps.is_empty() && verdict.is_none() {
+            let logical = String::from_utf8_lossy(h).trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
+            match self.check(table, "header", &logical, job, log, verdict)? {
+                Act::Keep => {}
+                Act::Ignore => return Ok(()),
+                Act::Prepend(t) => {
+                    out.extend_from_slice(t.replace('\n', "\r\n").as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Act::Replace(t) => {
+                    kept = t.replace('\n', "\r\n").into_bytes();
+                    kept.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        if name_of(&kept).eq_ignore_ascii_case("content-type") {
+            *ctype = Some(value_of(&kept).to_vec());
+        }
+        out.extend_from_slice(&kept);
+        Ok(())
+    }
+
     /// The header pass.  `content` starts with the message's own headers
     /// (the Received header is the caller's); the result keeps the body
     /// bytes as they were.
@@ -164,66 +435,29 @@ impl Rewriter {
         for f in &fields {
             let mut name = name_of(f);
             let mut lower = name.to_ascii_lowercase();
-            // header_checks: one logical header (continuation lines kept).
+            // header_checks (MIME headers: mime_header_checks): one
+            // logical header (continuation lines kept).
             let mut replaced: Option<Vec<u8>> = None;
-            if !self.header_checks.is_empty() && verdict.is_none() {
+            let table = if is_mime_header(&lower) {
+                &self.mime_header_checks
+            } else {
+                &self.header_checks
+            };
+            if !table.maps.is_empty() && verdict.is_none() {
                 let logical = String::from_utf8_lossy(f).trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
-                match self.header_checks.lookup_keys(std::slice::from_ref(&logical)) {
-                    Err(_) => {
-                        return Err(RewriteError(
-                            "header_checks map lookup problem -- message not accepted, try again later".into(),
-                        ))
+                match self.check(table, "header", &logical, job, &mut log, &mut verdict)? {
+                    Act::Keep => {}
+                    Act::Ignore => continue,
+                    Act::Prepend(t) => {
+                        out.extend_from_slice(t.replace('\n', "\r\n").as_bytes());
+                        out.extend_from_slice(b"\r\n");
                     }
-                    Ok(None) => {}
-                    Ok(Some((action, _))) => {
-                        let (word, text) = match action.trim().split_once(char::is_whitespace) {
-                            Some((w, t)) => (w.to_ascii_uppercase(), t.trim().to_string()),
-                            None => (action.trim().to_ascii_uppercase(), String::new()),
-                        };
-                        // Postfix shows a line break inside a header as '?'.
-                        let shown = logical.replace('\n', "?");
-                        let line = |what: &str, text: &str| format!("{what}: header {shown} {}: {text}", job.log_tail);
-                        match word.as_str() {
-                            "REJECT" => {
-                                let (dsn, text) = match text.split_once(' ') {
-                                    Some((d, t)) if is_dsn(d) => (d.to_string(), t.to_string()),
-                                    _ if is_dsn(&text) => (text.clone(), "message content rejected".to_string()),
-                                    _ if text.is_empty() => ("5.7.1".to_string(), "message content rejected".to_string()),
-                                    _ => ("5.7.1".to_string(), text.clone()),
-                                };
-                                let code = if dsn.starts_with('4') { 451 } else { 550 };
-                                log.push(line("reject", &format!("{dsn} {text}")));
-                                verdict = Some(Verdict::Reject(format!("{code} {dsn} {text}")));
-                            }
-                            "HOLD" => {
-                                log.push(line("hold", &text));
-                                verdict = Some(Verdict::Hold);
-                            }
-                            "DISCARD" => {
-                                log.push(line("discard", &text));
-                                verdict = Some(Verdict::Discard);
-                            }
-                            "WARN" => log.push(line("warning", &text)),
-                            "INFO" => log.push(line("info", &text)),
-                            "IGNORE" => continue,
-                            "PREPEND" => {
-                                log.push(line("prepend", &text.replace('\n', "?")));
-                                out.extend_from_slice(text.replace('\n', "\r\n").as_bytes());
-                                out.extend_from_slice(b"\r\n");
-                            }
-                            "REPLACE" => {
-                                log.push(line("replace", &text.replace('\n', "?")));
-                                let mut r = text.replace('\n', "\r\n").into_bytes();
-                                r.extend_from_slice(b"\r\n");
-                                name = name_of(&r);
-                                lower = name.to_ascii_lowercase();
-                                replaced = Some(r);
-                            }
-                            "DUNNO" | "OK" => {}
-                            other => log.push(format!(
-                                "warning: header_checks: unsupported action {other} for header {shown}; ignored"
-                            )),
-                        }
+                    Act::Replace(t) => {
+                        let mut r = t.replace('\n', "\r\n").into_bytes();
+                        r.extend_from_slice(b"\r\n");
+                        name = name_of(&r);
+                        lower = name.to_ascii_lowercase();
+                        replaced = Some(r);
                     }
                 }
             }
@@ -298,7 +532,19 @@ impl Rewriter {
         if unterminated && job.end_header {
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(&content[body_at..]);
+        let body = &content[body_at..];
+        let checks = [&self.body_checks, &self.mime_header_checks, &self.nested_header_checks];
+        if verdict.is_none() && checks.iter().any(|t| !t.maps.is_empty()) {
+            // The primary header's Content-Type says how the body is cut.
+            let ctype = fields
+                .iter()
+                .rev()
+                .find(|f| name_of(f).eq_ignore_ascii_case("content-type"))
+                .map(|f| value_of(f));
+            self.body(body, ctype, job, &mut log, &mut verdict, &mut out)?;
+        } else {
+            out.extend_from_slice(body);
+        }
         Ok(Cleaned {
             content: out,
             message_id,
@@ -356,6 +602,45 @@ mod tests {
         p.main = crate::config::postfix::MainCf::parse("main.cf", main.as_bytes()).unwrap();
         let conf = HubConf::load(&p).unwrap();
         Rewriter::load(&p, &conf).unwrap()
+    }
+
+    /// The verdict and log of the content checks on one message.
+    fn verdict(r: &Rewriter, msg: &str) -> (Option<Verdict>, Vec<String>) {
+        let job = Job {
+            context: None,
+            sender: "s@x.test",
+            qid: "ABC123",
+            now: 1_700_000_000,
+            full_name: "",
+            end_header: false,
+            log_tail: "from c".into(),
+        };
+        let c = r.headers(msg.replace('\n', "\r\n").as_bytes(), &job).unwrap();
+        (c.verdict, c.log)
+    }
+
+    /// MIME-aware checks: which table sees which line (the cases the
+    /// real Postfix 3.7 comparison in hub_vs_postfix.rs also covers).
+    #[test]
+    fn mime_parts_nested_messages_and_body_lines() {
+        let r = rw("header_checks = inline:{ {Subject: evil = REJECT bad subject} }\n\
+                    body_checks = regexp:{ {/^buy/ REJECT no spam}, {/^Content-Type/ REJECT never} }\n");
+        // An attached message's Subject (nested_header_checks, default
+        // $header_checks), at the top level and inside a multipart.
+        let top = "Subject: ok\nMIME-Version: 1.0\nContent-Type: message/rfc822\n\nSubject: evil\n\nbody\n";
+        assert!(matches!(verdict(&r, top).0, Some(Verdict::Reject(_))), "{:?}", verdict(&r, top));
+        let inner =
+            "Subject: ok\nContent-Type: multipart/mixed; boundary=O\n\n--O\nContent-Type: message/rfc822\n\nSubject: evil\n\nx\n--O--\n";
+        assert!(matches!(verdict(&r, inner).0, Some(Verdict::Reject(_))), "{:?}", verdict(&r, inner));
+        // Part headers are not body lines; body lines are.
+        let parts = "Subject: ok\nContent-Type: multipart/mixed; boundary=O\n\n--O\nContent-Type: text/plain\n\nhello\n--O--\n";
+        assert_eq!(verdict(&r, parts).0, None);
+        let (v, log) = verdict(&r, "Subject: ok\n\nhello\nbuy now\n");
+        assert_eq!(v, Some(Verdict::Reject("550 5.7.1 no spam".into())));
+        assert_eq!(log, vec!["reject: body buy now from c: 5.7.1 no spam".to_string()]);
+        // Past body_checks_size_limit a part is not read.
+        let r = rw("body_checks = regexp:{ {/^buy/ REJECT no spam} }\nbody_checks_size_limit = 10\n");
+        assert_eq!(verdict(&r, "Subject: ok\n\nhello world\nbuy now\n").0, None);
     }
 
     fn clean(r: &Rewriter, msg: &str, context: Option<Context>, sender: &str) -> String {
