@@ -484,6 +484,9 @@ impl Session {
                     Err(_) => line.extend_from_slice(b" NIL"),
                 },
             }
+            // Each URL's data goes out before the next is read: at most
+            // one message is held, however many URLs the command names.
+            self.out_bytes(&std::mem::take(&mut line)).await?;
         }
         line.extend_from_slice(b"\r\n");
         self.out_bytes(&line).await?;
