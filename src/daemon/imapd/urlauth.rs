@@ -147,19 +147,6 @@ fn params_ok(params: &[String]) -> bool {
         && !(params.iter().any(|p| p == "BODY") && params.iter().any(|p| p == "BINARY"))
 }
 
-/// A URL in a response: quoted, as Cyrus gives it (a literal if it
-/// cannot be quoted).
-fn quoted(out: &mut Vec<u8>, s: &[u8]) {
-    if s.iter().any(|&c| c == b'"' || c == b'\\' || c == b'\r' || c == b'\n') {
-        out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
-        out.extend_from_slice(s);
-    } else {
-        out.push(b'"');
-        out.extend_from_slice(s);
-        out.push(b'"');
-    }
-}
-
 fn token_for(key: &[u8], rump: &str) -> String {
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
     let tag = ring::hmac::sign(&k, rump.as_bytes());
@@ -306,7 +293,7 @@ impl Session {
                     let fail = |e: UrlError| {
                         if e.badurl {
                             let mut l = b"NO [BADURL ".to_vec();
-                            quoted(&mut l, s.as_bytes());
+                            render::string(&mut l, s.as_bytes());
                             format!("{}] {}", String::from_utf8_lossy(&l), e.text)
                         } else {
                             format!("NO {}", e.text)
@@ -360,7 +347,7 @@ impl Session {
                 return self.tagged(tag, "NO [SERVERBUG] System I/O error").await;
             };
             line.push(b' ');
-            quoted(&mut line, format!("{}:internal:{}", u.rump, token_for(&key, &u.rump)).as_bytes());
+            render::string(&mut line, format!("{}:internal:{}", u.rump, token_for(&key, &u.rump)).as_bytes());
         }
         line.extend_from_slice(b"\r\n");
         self.out_bytes(&line).await?;
@@ -450,7 +437,7 @@ impl Session {
         let mut line = b"* URLFETCH".to_vec();
         for (s, params) in urls {
             line.push(b' ');
-            quoted(&mut line, s.as_bytes());
+            render::string(&mut line, s.as_bytes());
             if params.as_ref().is_some_and(|p| !params_ok(p)) {
                 line.extend_from_slice(b" NIL\r\n");
                 self.out_bytes(&line).await?;
