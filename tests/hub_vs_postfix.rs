@@ -633,11 +633,12 @@ for subj, extra in [("reject me", ""), ("reject plain", ""), ("reject code", "")
 /// `$header_checks`: the classic rule against `.exe` attachments) and an
 /// attached message's headers through nested_header_checks; body_checks
 /// (REJECT, IGNORE, REPLACE, PREPEND, WARN, HOLD) see body lines but not
-/// the headers of parts.
+/// the headers of parts; REDIRECT and BCC change the recipients.
 #[test]
 fn mime_and_body_checks_match_real_postfix() {
     const HC: &str = "/^Content-(Disposition|Type):.*name *= *\"?[^\"]*\\.(exe|bat)\"?/ REJECT executables are not accepted\n\
-        /^Subject: nested evil/ REJECT 5.7.0 nested message refused\n/^Content-Description: tag me/ PREPEND X-Tagged: part\n";
+        /^Subject: nested evil/ REJECT 5.7.0 nested message refused\n/^Content-Description: tag me/ PREPEND X-Tagged: part\n\
+        /^Subject: redirect me/ REDIRECT other@z.test\n/^Subject: bcc me/ BCC copy@z.test\n/^Subject: bad redirect/ REDIRECT nobody\n";
     const BC: &str = "/^buy now/ REJECT no spam here\n/^drop this line/ IGNORE\n/^old line (.*)/ REPLACE new line $1\n\
         /^warn body/ WARN body warning\n/^hold body/ HOLD held body\n/^mark this/ PREPEND marked:\n/^Content-Type: text.plain/ REJECT never for part headers\n";
     const SEND: &str = r#"
@@ -658,6 +659,9 @@ msgs = [
     ("warn", "Subject: warn\nFrom: a@x.test\n\nwarn body here\n"),
     ("hold", "Subject: hold\nFrom: a@x.test\n\nhold body please\n"),
     ("plain header", "Subject: plain header\nFrom: a@x.test\nContent-Type: text/plain\n\nContent-Type: text/plain in the body\n"),
+    ("redirect me", "Subject: redirect me\nFrom: a@x.test\n\nbody\n"),
+    ("bcc me", "Subject: bcc me\nFrom: a@x.test\n\nbody\n"),
+    ("bad redirect", "Subject: bad redirect\nFrom: a@x.test\n\nbody\n"),
 ]
 for subj, msg in msgs:
     s = smtplib.SMTP('127.0.0.1', port)
@@ -671,7 +675,7 @@ for subj, msg in msgs:
     s.quit()
 "#;
     let extra = "header_checks = regexp:{d}/hc\nbody_checks = regexp:{d}/bc\n";
-    let Some((real, ours)) = through_both(SEND, extra, &[("hc", HC), ("bc", BC)], 3) else {
+    let Some((real, ours)) = through_both(SEND, extra, &[("hc", HC), ("bc", BC)], 6) else {
         return;
     };
     // The real run exercised what the test is about.

@@ -280,6 +280,32 @@ impl Rewriter {
         Ok((self.sender(sender)?, self.recipients(rcpts)?))
     }
 
+    /// header/body_checks' BCC and REDIRECT applied to the recipients:
+    /// each BCC address is added as a recipient (rewritten as any other,
+    /// NOTIFY=NEVER, once); then with REDIRECT every recipient becomes
+    /// that address, the original kept for `orig_to=` and DSN.
+    pub fn check_recipients(&self, mut rcpts: Vec<Recipient>, c: &super::headers::Cleaned) -> Result<Vec<Recipient>, RewriteError> {
+        for b in &c.bcc {
+            let mut r = Recipient::new(b);
+            r.notify = Some("NEVER".into());
+            let added = self.recipients(vec![r])?;
+            for r in added {
+                if !rcpts.iter().any(|x| x.addr.eq_ignore_ascii_case(&r.addr)) {
+                    rcpts.push(r);
+                }
+            }
+        }
+        if let Some(to) = &c.redirect {
+            for r in rcpts.iter_mut() {
+                if r.orig.is_none() {
+                    r.orig = Some(r.addr.clone());
+                }
+                r.addr = to.clone();
+            }
+        }
+        Ok(rcpts)
+    }
+
     /// Every recipient after canonical mapping and virtual alias
     /// expansion, duplicates removed; `orig_to` kept where rewritten.
     pub fn recipients(&self, rcpts: Vec<Recipient>) -> Result<Vec<Recipient>, RewriteError> {

@@ -82,6 +82,10 @@ pub struct Cleaned {
     pub message_id: Option<String>,
     pub resent_message_id: Option<String>,
     pub verdict: Option<Verdict>,
+    /// `REDIRECT addr` (the last one): every recipient becomes it.
+    pub redirect: Option<String>,
+    /// `BCC addr`: recipients added.
+    pub bcc: Vec<String>,
     /// cleanup log lines (after `QID: `): header_checks actions.
     pub log: Vec<String>,
 }
@@ -164,6 +168,14 @@ pub struct Checks {
     pub maps: crate::tables::Maps,
 }
 
+/// What the checks decided for the message as a whole.
+#[derive(Default)]
+pub struct Effects {
+    verdict: Option<Verdict>,
+    redirect: Option<String>,
+    bcc: Vec<String>,
+}
+
 /// What a check does to the header or body line it matched.
 enum Act {
     Keep,
@@ -204,7 +216,7 @@ impl Rewriter {
         logical: &str,
         job: &Job,
         log: &mut Vec<String>,
-        verdict: &mut Option<Verdict>,
+        fx: &mut Effects,
     ) -> Result<Act, RewriteError> {
         let action = match t.maps.lookup_keys(std::slice::from_ref(&logical.to_string())) {
             Err(_) => {
@@ -233,17 +245,17 @@ impl Rewriter {
                 };
                 let code = if dsn.starts_with('4') { 451 } else { 550 };
                 log.push(line("reject", &format!("{dsn} {text}")));
-                *verdict = Some(Verdict::Reject(format!("{code} {dsn} {text}")));
+                fx.verdict = Some(Verdict::Reject(format!("{code} {dsn} {text}")));
                 Act::Keep
             }
             "HOLD" => {
                 log.push(line("hold", &text));
-                *verdict = Some(Verdict::Hold);
+                fx.verdict = Some(Verdict::Hold);
                 Act::Keep
             }
             "DISCARD" => {
                 log.push(line("discard", &text));
-                *verdict = Some(Verdict::Discard);
+                fx.verdict = Some(Verdict::Discard);
                 Act::Keep
             }
             "WARN" => {
@@ -262,6 +274,17 @@ impl Rewriter {
             "REPLACE" => {
                 log.push(line("replace", &text.replace('\n', "?")));
                 Act::Replace(text)
+            }
+            // An address with a local part and a domain, as Postfix
+            // requires; else the action is ignored with a warning.
+            "REDIRECT" | "BCC" if text.contains('@') && !text.contains(char::is_whitespace) => {
+                log.push(line(&word.to_ascii_lowercase(), &text));
+                if word == "REDIRECT" {
+                    fx.redirect = Some(text);
+                } else {
+                    fx.bcc.push(text);
+                }
+                Act::Keep
             }
             "DUNNO" | "OK" => Act::Keep,
             other => {
@@ -287,7 +310,7 @@ impl Rewriter {
         ctype: Option<&[u8]>,
         job: &Job,
         log: &mut Vec<String>,
-        verdict: &mut Option<Verdict>,
+        fx: &mut Effects,
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
         let mut bounds: Vec<Vec<u8>> = Vec::new();
@@ -309,7 +332,7 @@ impl Rewriter {
             let end = body[i..].iter().position(|&c| c == b'\n').map_or(body.len(), |n| i + n + 1);
             let raw = &body[i..end];
             i = end;
-            if verdict.is_some() {
+            if fx.verdict.is_some() {
                 out.extend_from_slice(raw);
                 continue;
             }
@@ -322,7 +345,7 @@ impl Rewriter {
                 }
                 if !pending.is_empty() {
                     let h = std::mem::take(&mut pending);
-                    self.part_header(&h, nested, job, log, verdict, out, &mut part_ctype)?;
+                    self.part_header(&h, nested, job, log, fx, out, &mut part_ctype)?;
                 }
                 if line.is_empty() {
                     out.extend_from_slice(raw);
@@ -357,7 +380,7 @@ impl Rewriter {
                 continue;
             }
             let text = String::from_utf8_lossy(line).into_owned();
-            match self.check(&self.body_checks, "body", &text, job, log, verdict)? {
+            match self.check(&self.body_checks, "body", &text, job, log, fx)? {
                 Act::Keep => out.extend_from_slice(raw),
                 Act::Ignore => {}
                 Act::Replace(t) => {
@@ -373,7 +396,7 @@ impl Rewriter {
         }
         if !pending.is_empty() {
             let (nested, h) = (matches!(reading, Reading::Headers { nested: true }), std::mem::take(&mut pending));
-            self.part_header(&h, nested, job, log, verdict, out, &mut part_ctype)?;
+            self.part_header(&h, nested, job, log, fx, out, &mut part_ctype)?;
         }
         Ok(())
     }
@@ -386,7 +409,7 @@ impl Rewriter {
         nested: bool,
         job: &Job,
         log: &mut Vec<String>,
-        verdict: &mut Option<Verdict>,
+        fx: &mut Effects,
         out: &mut Vec<u8>,
         ctype: &mut Option<Vec<u8>>,
     ) -> Result<(), RewriteError> {
@@ -397,9 +420,9 @@ impl Rewriter {
             &self.mime_header_checks
         };
         let mut kept: Vec<u8> = h.to_vec();
-        if !table.maps.is_empty() && verdict.is_none() {
+        if !table.maps.is_empty() && fx.verdict.is_none() {
             let logical = String::from_utf8_lossy(h).trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
-            match self.check(table, "header", &logical, job, log, verdict)? {
+            match self.check(table, "header", &logical, job, log, fx)? {
                 Act::Keep => {}
                 Act::Ignore => return Ok(()),
                 Act::Prepend(t) => {
@@ -430,7 +453,7 @@ impl Rewriter {
         let mut resent = false;
         let mut message_id = None;
         let mut resent_message_id = None;
-        let mut verdict = None;
+        let mut fx = Effects::default();
         let mut log = Vec::new();
         for f in &fields {
             let mut name = name_of(f);
@@ -443,9 +466,9 @@ impl Rewriter {
             } else {
                 &self.header_checks
             };
-            if !table.maps.is_empty() && verdict.is_none() {
+            if !table.maps.is_empty() && fx.verdict.is_none() {
                 let logical = String::from_utf8_lossy(f).trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
-                match self.check(table, "header", &logical, job, &mut log, &mut verdict)? {
+                match self.check(table, "header", &logical, job, &mut log, &mut fx)? {
                     Act::Keep => {}
                     Act::Ignore => continue,
                     Act::Prepend(t) => {
@@ -534,14 +557,14 @@ impl Rewriter {
         }
         let body = &content[body_at..];
         let checks = [&self.body_checks, &self.mime_header_checks, &self.nested_header_checks];
-        if verdict.is_none() && checks.iter().any(|t| !t.maps.is_empty()) {
+        if fx.verdict.is_none() && checks.iter().any(|t| !t.maps.is_empty()) {
             // The primary header's Content-Type says how the body is cut.
             let ctype = fields
                 .iter()
                 .rev()
                 .find(|f| name_of(f).eq_ignore_ascii_case("content-type"))
                 .map(|f| value_of(f));
-            self.body(body, ctype, job, &mut log, &mut verdict, &mut out)?;
+            self.body(body, ctype, job, &mut log, &mut fx, &mut out)?;
         } else {
             out.extend_from_slice(body);
         }
@@ -549,7 +572,9 @@ impl Rewriter {
             content: out,
             message_id,
             resent_message_id,
-            verdict,
+            verdict: fx.verdict,
+            redirect: fx.redirect,
+            bcc: fx.bcc,
             log,
         })
     }

@@ -146,12 +146,10 @@ struct Info {
     arrival: i64,
 }
 
-/// ` NOTIFY=… ORCPT=type;xtext` of a recipient.
+/// ` ORCPT=type;xtext NOTIFY=…` of a recipient, in the order Postfix's
+/// smtp(8) and lmtp(8) send them.
 fn rcpt_dsn(r: &crate::queue::Recipient) -> String {
     let mut s = String::new();
-    if let Some(n) = &r.notify {
-        s.push_str(&format!(" NOTIFY={n}"));
-    }
     if let Some((t, a)) = r.orcpt.as_deref().and_then(|o| o.split_once(';')) {
         s.push_str(&format!(" ORCPT={t};{}", crate::proto::smtp::xtext_encode(a)));
     } else {
@@ -162,6 +160,9 @@ fn rcpt_dsn(r: &crate::queue::Recipient) -> String {
             let ext = crate::mail::addr_list::external(orig);
             s.push_str(&format!(" ORCPT=rfc822;{}", crate::proto::smtp::xtext_encode(&ext)));
         }
+    }
+    if let Some(n) = &r.notify {
+        s.push_str(&format!(" NOTIFY={n}"));
     }
     s
 }
