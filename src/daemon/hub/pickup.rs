@@ -115,6 +115,7 @@ impl Pickup {
                 ),
             };
             let c = cleanup.headers(&r.data, &job)?;
+            let rcpts = cleanup.check_recipients(rcpts, &c)?;
             Ok((env_sender, rcpts, c))
         });
         let (env_sender, rcpts, cleaned) = match cleaned {
@@ -134,13 +135,7 @@ impl Pickup {
             _ => {}
         }
         let hold = cleaned.verdict == Some(Verdict::Hold);
-        let rcpts = match cleanup.check_recipients(rcpts, &cleaned) {
-            Ok(r) => r,
-            Err(e) => {
-                self.cleanup_log.warning(&format!("{qid}: {}", e.0));
-                return Err("queue file write error".into());
-            }
-        };
+
         let mut full = Vec::with_capacity(cleaned.content.len() + head.len());
         full.extend_from_slice(head.as_bytes());
         full.extend_from_slice(&cleaned.content);

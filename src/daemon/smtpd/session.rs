@@ -1051,6 +1051,7 @@ impl Session<'_> {
                     log_tail: log_tail.clone(),
                 };
                 let cleaned = cleanup.headers(&content, &job)?;
+                let rcpts = cleanup.check_recipients(rcpts, &cleaned)?;
                 Ok((sender, rcpts, cleaned))
             });
         drop(content);
@@ -1083,15 +1084,7 @@ impl Session<'_> {
             Some(crate::daemon::hub::headers::Verdict::Hold) => self.hold = true,
             None => {}
         }
-        let rcpts = match cleanup.check_recipients(rcpts, &cleaned) {
-            Ok(r) => r,
-            Err(e) => {
-                self.d.cleanup_log.warning(&format!("{qid}: {}", e.0));
-                drop(draft);
-                self.reset();
-                return "451 4.3.0 Error: queue file write error".into();
-            }
-        };
+
         let mut full = Vec::with_capacity(cleaned.content.len() + head.len());
         full.extend_from_slice(head.as_bytes());
         full.extend_from_slice(&cleaned.content);
