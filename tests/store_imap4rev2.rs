@@ -10,37 +10,6 @@ const SCRIPT: &str = r#"
 import socket, sys, re
 port = int(sys.argv[1])
 
-class S:
-    def __init__(self):
-        self.s = socket.create_connection(('127.0.0.1', port)); self.s.settimeout(10)
-        self.buf = b''; self.n = 0
-        self.greeting = self.line()
-        self.cmd(b'LOGIN u7 testpw')
-    def line(self):
-        while b'\r\n' not in self.buf:
-            d = self.s.recv(65536)
-            if not d: raise EOFError
-            self.buf += d
-        l, self.buf = self.buf.split(b'\r\n', 1)
-        # A literal at the end of the line: take its bytes too.
-        m = re.search(rb'\{(\d+)\}$', l)
-        if m:
-            k = int(m.group(1))
-            while len(self.buf) < k: self.buf += self.s.recv(65536)
-            l += b'\r\n' + self.buf[:k]; self.buf = self.buf[k:]
-            l += self.line()
-        return l
-    def cmd(self, text, ok=True):
-        self.n += 1; tag = b't%d' % self.n
-        self.s.sendall(tag + b' ' + text + b'\r\n')
-        out = []
-        while True:
-            l = self.line()
-            if l.startswith(tag + b' '):
-                assert (b' OK' in l) == ok, (text, l)
-                return out
-            out.append(l)
-
 plain = S()
 assert b'IMAP4rev2' in plain.greeting, plain.greeting
 caps = b' '.join(plain.cmd(b'CAPABILITY'))
@@ -101,6 +70,6 @@ fn utf8_accept_and_imap4rev2() {
     }
     let d = tempfile::tempdir().unwrap();
     let b = Backend::start(d.path(), "");
-    let out = python(SCRIPT, &[&b.imap_port.to_string()]);
+    let out = python(&format!("{IMAP_SESSION}{SCRIPT}"), &[&b.imap_port.to_string()]);
     assert!(out.contains("ALL OK"), "{out}");
 }

@@ -14,37 +14,6 @@ const SCRIPT: &str = r#"
 import socket, sys, re
 port = int(sys.argv[1])
 
-class S:
-    def __init__(self, user):
-        self.s = socket.create_connection(('127.0.0.1', port)); self.s.settimeout(10)
-        self.buf = b''; self.n = 0
-        self.greeting = self.line()
-        self.cmd(b'LOGIN ' + user + b' testpw')
-    def line(self):
-        while b'\r\n' not in self.buf:
-            d = self.s.recv(65536)
-            if not d: raise EOFError
-            self.buf += d
-        l, self.buf = self.buf.split(b'\r\n', 1)
-        m = re.search(rb'\{(\d+)\}$', l)
-        if m:
-            k = int(m.group(1))
-            while len(self.buf) < k: self.buf += self.s.recv(65536)
-            l += b'\r\n' + self.buf[:k]; self.buf = self.buf[k:]
-            l += self.line()
-        return l
-    def cmd(self, text, ok=True):
-        self.n += 1; tag = b't%d' % self.n
-        self.s.sendall(tag + b' ' + text + b'\r\n')
-        out = []
-        while True:
-            l = self.line()
-            if l.startswith(tag + b' '):
-                assert (b' OK' in l) == ok, (text, l)
-                self.last = l
-                return out
-            out.append(l)
-
 owner = S(b'u7')
 caps = b' '.join(owner.cmd(b'CAPABILITY')) + b' '
 for c in [b' URLAUTH ', b' URLAUTH=BINARY ', b' CATENATE ', b' THREAD=REFS ', b' LIST-METADATA ', b' X-QUOTA=STORAGE ', b' X-QUOTA=MESSAGE ']:
@@ -118,6 +87,6 @@ fn urlauth_between_users_and_catenate() {
     }
     let d = tempfile::tempdir().unwrap();
     let b = Backend::start(d.path(), "submitservers: md5u\nmaxmessagesize: 2048\n");
-    let out = python(SCRIPT, &[&b.imap_port.to_string()]);
+    let out = python(&format!("{IMAP_SESSION}{SCRIPT}"), &[&b.imap_port.to_string()]);
     assert!(out.contains("ALL OK"), "{out}");
 }

@@ -566,6 +566,45 @@ impl Backend {
 }
 
 /// Runs a Python script with `args`; panics with its output on failure.
+/// A raw-socket IMAP session for test scripts (prepend to a script that
+/// sets `port`): `S(user)` logs in (password `testpw`); `cmd(text, ok)`
+/// sends one tagged command, checks OK or not, keeps the tagged line in
+/// `last` and returns the untagged lines, literals inline.
+pub const IMAP_SESSION: &str = r#"
+import socket, re
+class S:
+    def __init__(self, user=b'u7'):
+        self.s = socket.create_connection(('127.0.0.1', port)); self.s.settimeout(10)
+        self.buf = b''; self.n = 0
+        self.greeting = self.line()
+        self.cmd(b'LOGIN ' + user + b' testpw')
+    def line(self):
+        while b'\r\n' not in self.buf:
+            d = self.s.recv(65536)
+            if not d: raise EOFError
+            self.buf += d
+        l, self.buf = self.buf.split(b'\r\n', 1)
+        # A literal at the end of the line: take its bytes too.
+        m = re.search(rb'\{(\d+)\}$', l)
+        if m:
+            k = int(m.group(1))
+            while len(self.buf) < k: self.buf += self.s.recv(65536)
+            l += b'\r\n' + self.buf[:k]; self.buf = self.buf[k:]
+            l += self.line()
+        return l
+    def cmd(self, text, ok=True):
+        self.n += 1; tag = b't%d' % self.n
+        self.s.sendall(tag + b' ' + text + b'\r\n')
+        out = []
+        while True:
+            l = self.line()
+            if l.startswith(tag + b' '):
+                assert (b' OK' in l) == ok, (text, l)
+                self.last = l
+                return out
+            out.append(l)
+"#;
+
 pub fn python(script: &str, args: &[&str]) -> String {
     let o = Command::new("python3").arg("-c").arg(script).args(args).output().unwrap();
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
