@@ -1032,19 +1032,14 @@ impl Session {
     /// found (shared, then private) before the ones not found (private,
     /// then shared), which are NIL. The entries we keep: comments, special
     /// use, and the read-only vendor/cmu/cyrus-imapd size, partition and
-    /// expire (shared only). `Err` for an entry not under /shared or
-    /// /private.
+    /// expire (shared only). The callers have checked that each
+    /// entry is under /shared or /private.
     async fn metadata_values(
         &self,
         target: Option<MailboxEntry>,
         entries: &[String],
         depth: &str,
     ) -> Result<Vec<(String, Option<Vec<u8>>)>, String> {
-        for e in entries {
-            if !meta_entry_ok(e) {
-                return Err("BAD entry must begin with /shared or /private".into());
-            }
-        }
         // DEPTH 1 / infinity, and Cyrus's `/private/*` (cyradm's `info`):
         // the entries we know under each one asked, in our table's order.
         let mut expanded: Vec<String> = Vec::new();
