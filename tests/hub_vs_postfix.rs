@@ -313,6 +313,34 @@ fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) {
         }
     }
     println!("{ours}");
+    // smtpd's policy lines (reject, reject_warning, warn, info, hold),
+    // without time, host, pid and queue id.
+    let policy_lines = |dir: &Path| -> Vec<String> {
+        let log = std::fs::read_to_string(dir.join("maillog")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.split_once("]: ").map(|(_, rest)| rest))
+            .filter_map(|rest| {
+                let (_, tail) = rest.split_once(": ")?;
+                [": reject: ", ": reject_warning: ", ": warn: ", ": info: ", ": hold: "]
+                    .iter()
+                    .any(|k| rest.contains(k) && rest.find(k) == rest.find(": "))
+                    .then(|| tail.to_string())
+            })
+            .collect()
+    };
+    let (real_log, our_log) = (policy_lines(&pf), policy_lines(&hub));
+    if std::env::var_os("MUMAIL_SHOW_LOGS").is_some() {
+        eprintln!("REAL LOG\n{}\nOUR LOG\n{}", real_log.join("\n"), our_log.join("\n"));
+    }
+    for i in 0..real_log.len().max(our_log.len()) {
+        let (a, b) = (
+            real_log.get(i).map_or("<none>", |s| s.as_str()),
+            our_log.get(i).map_or("<none>", |s| s.as_str()),
+        );
+        if a != b {
+            diffs.push(format!("log real: {a}\nlog ours: {b}"));
+        }
+    }
     assert!(r.len() > min, "too few replies from the real Postfix:\n{real}\nours:\n{ours}");
     if !diffs.is_empty() {
         eprintln!(
@@ -353,6 +381,33 @@ QUIT
 EHLO client.example
 QUIT
 ";
+
+const EOD: &str = "smtpd_end_of_data_restrictions = check_sender_access inline:{ {eod@b.org=REJECT no thanks}, {later@b.org=DEFER try later} }, check_client_access inline:{ {127.0.0.1=WARN just a warning} }\n";
+
+const EOD_SESSIONS: &str = "EHLO client.example
+MAIL FROM:<eod@b.org>
+RCPT TO:<u7@mumail.test>
+DATA
+RAW Subject: one\\r\\n\\r\\nbody\\r\\n.\\r\\n
+RSET
+MAIL FROM:<later@b.org>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<yes1@mumail.test>
+RAW BDAT 22 LAST\\r\\nSubject: two\\r\\n\\r\\nbody\\r\\n
+RSET
+MAIL FROM:<fine@b.org>
+RCPT TO:<u7@mumail.test>
+DATA
+RAW Subject: three\\r\\n\\r\\nbody\\r\\n.\\r\\n
+QUIT
+";
+
+/// The RSETs: Postfix keeps a transaction refused at END-OF-MESSAGE open
+/// (a MAIL without RSET gets 503 nested MAIL); ours ends it.
+#[test]
+fn end_of_data_restrictions_match_real_postfix() {
+    differential(EOD, EOD_SESSIONS, 12);
+}
 
 #[test]
 fn rate_limits_match_real_postfix() {

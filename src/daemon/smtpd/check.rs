@@ -48,6 +48,7 @@ enum Stage {
     Sender,
     Recipient,
     Data,
+    EndOfData,
 }
 
 impl Stage {
@@ -58,6 +59,7 @@ impl Stage {
             Stage::Sender => "Sender address",
             Stage::Recipient => "Recipient address",
             Stage::Data => "Data command",
+            Stage::EndOfData => "End-of-data",
         }
     }
 }
@@ -85,9 +87,10 @@ pub struct Checker<'a> {
     /// permit; a pending `defer_if_reject` one: replaces a later 5xx.
     pub defer_if_permit: RefCell<Option<String>>,
     pub defer_if_reject: RefCell<Option<String>>,
-    /// Rejections turned into warnings by `warn_if_reject` (logged by
-    /// the session as `reject_warning`).
-    pub warnings: RefCell<Vec<String>>,
+    /// Lines for the session to log: rejections turned into warnings by
+    /// `warn_if_reject` (`reject_warning`), and the WARN and INFO actions
+    /// of access tables (`warn`, `info`).
+    pub warnings: RefCell<Vec<(&'static str, String)>>,
     /// The recipient was checked against its table by an explicit
     /// `reject_unlisted_recipient`: the implicit check at the end is not
     /// made again (Postfix's `recipient_rcptmap_checked`).
@@ -169,17 +172,17 @@ impl Checker<'_> {
         match up.as_str() {
             "REJECT" => {
                 let text = if rest.is_empty() { "Access denied" } else { rest };
-                let code = self.conf_code("access_map_reject_code", 554);
+                let code = self.conf.access_map_reject_code;
                 self.reject(code, "5.7.1", what, stage, text)
             }
             "DEFER" => {
                 let text = if rest.is_empty() { "Access denied" } else { rest };
-                let code = self.conf_code("access_map_defer_code", 450);
+                let code = self.conf.access_map_defer_code;
                 self.reject(code, "4.7.1", what, stage, text)
             }
             "DEFER_IF_PERMIT" | "DEFER_IF_REJECT" => {
                 let text = if rest.is_empty() { "Service unavailable" } else { rest };
-                let code = self.conf_code("access_map_defer_code", 450);
+                let code = self.conf.access_map_defer_code;
                 if let Verdict::Reject(r) = self.reject(code, "4.7.1", what, stage, text) {
                     let slot = if up == "DEFER_IF_PERMIT" {
                         &self.defer_if_permit
@@ -199,14 +202,17 @@ impl Checker<'_> {
                 self.hold.set(Some(format!("<{what}>: {text}")));
                 Verdict::Dunno
             }
-            "DUNNO" | "WARN" | "INFO" | "PREPEND" => Verdict::Dunno,
+            // Logged by the session as `warn:`/`info:` lines.
+            "WARN" | "INFO" => {
+                self.warnings
+                    .borrow_mut()
+                    .push((if up == "WARN" { "warn" } else { "info" }, rest.to_string()));
+                Verdict::Dunno
+            }
+            "DUNNO" | "PREPEND" => Verdict::Dunno,
             "PERMIT" => Verdict::Permit,
             _ => config_error(what, stage),
         }
-    }
-
-    fn conf_code(&self, _name: &str, default: u16) -> u16 {
-        default
     }
 
     /// access(5) lookups with the key order of each stage.
@@ -252,7 +258,7 @@ impl Checker<'_> {
                     domains(h, &mut keys);
                 }
             }
-            Stage::Sender | Stage::Recipient | Stage::Data => {
+            Stage::Sender | Stage::Recipient | Stage::Data | Stage::EndOfData => {
                 let addr = if stage == Stage::Recipient { f.rcpt } else { f.sender }.unwrap_or("");
                 if addr.is_empty() {
                     keys.push(("<>".into(), true));
@@ -294,6 +300,7 @@ impl Checker<'_> {
             Stage::Sender => f.sender.unwrap_or("").to_string(),
             // smtpd_check_data names the command itself.
             Stage::Data => "DATA".to_string(),
+            Stage::EndOfData => "END-OF-MESSAGE".to_string(),
             Stage::Recipient => f.rcpt.unwrap_or("").to_string(),
         }
     }
@@ -466,7 +473,7 @@ impl Checker<'_> {
             };
             let v = match v {
                 Verdict::Reject(rep) if warn => {
-                    self.warnings.borrow_mut().push(rep);
+                    self.warnings.borrow_mut().push(("reject_warning", rep));
                     Verdict::Dunno
                 }
                 Verdict::Reject(rep) if rep.starts_with('5') => match self.defer_if_reject.borrow().clone() {
@@ -752,6 +759,20 @@ impl Checker<'_> {
     /// `smtpd_data_restrictions` at DATA.
     pub fn data(&self, f: &Facts<'_>) -> Verdict {
         match self.list(&self.conf.data_restrictions, f, Stage::Data) {
+            Verdict::Reject(r) => Verdict::Reject(r),
+            _ => self.pending(),
+        }
+    }
+
+    /// The lookups `end_of_data` will need.
+    pub fn end_of_data_queries(&self, f: &Facts<'_>) -> Vec<Query> {
+        self.queries(&[(&self.conf.end_of_data_restrictions, Stage::EndOfData)], f)
+    }
+
+    /// `smtpd_end_of_data_restrictions` after the message's final dot (or
+    /// last BDAT chunk), before it is queued (smtpd_check_eod).
+    pub fn end_of_data(&self, f: &Facts<'_>) -> Verdict {
+        match self.list(&self.conf.end_of_data_restrictions, f, Stage::EndOfData) {
             Verdict::Reject(r) => Verdict::Reject(r),
             _ => self.pending(),
         }

@@ -492,6 +492,8 @@ impl Session<'_> {
                     Ok(Flow::Go)
                 } else {
                     self.count(name, false);
+                    let shown: String = domain.chars().take(100).collect();
+                    self.d.log.warning(&format!("reject: ETRN {shown}... from {}", self.client()));
                     self.error(&format!("459 <{domain}>: service unavailable")).await
                 }
             }
@@ -593,12 +595,10 @@ impl Session<'_> {
 
     /// A `reject:`/`reject_warning:` line (smtpd_check.c's log_whatsup).
     fn log_whatsup(&self, what: &str, stage: &str, reply: &str, rcpt: Option<&str>) {
-        let mut l = format!(
-            "{}: {what}: {stage} from {}: {reply}; from=<{}>",
-            self.qid_or_noqueue(),
-            self.client(),
-            self.sender.as_deref().unwrap_or("")
-        );
+        let mut l = format!("{}: {what}: {stage} from {}: {reply};", self.qid_or_noqueue(), self.client());
+        if let Some(s) = &self.sender {
+            l.push_str(&format!(" from=<{s}>"));
+        }
         if let Some(r) = rcpt {
             l.push_str(&format!(" to=<{r}>"));
         }
@@ -661,7 +661,14 @@ impl Session<'_> {
         if let Some(n) = mp.size {
             if c.message_size_limit > 0 && n > c.message_size_limit as u64 {
                 self.count("mail", false);
-                return self.error("552 5.3.4 Message size exceeds fixed limit").await;
+                let r = "552 5.3.4 Message size exceeds fixed limit";
+                self.d.log.info(&format!(
+                    "NOQUEUE: reject: MAIL from {}: {r}; from=<{from}> proto={}{}",
+                    self.client(),
+                    self.proto(),
+                    self.helo.as_ref().map(|h| format!(" helo=<{h}>")).unwrap_or_default()
+                ));
+                return self.error(r).await;
             }
         }
         if !mp.smtputf8 && !from.is_ascii() {
@@ -768,8 +775,8 @@ impl Session<'_> {
             let v = checker.rcpt(&self.facts(Some(&addr)));
             (v, checker.hold.take(), checker.warnings.take())
         };
-        for w in warnings {
-            self.log_whatsup("reject_warning", "RCPT", &w, Some(&to));
+        for (kind, w) in warnings {
+            self.log_whatsup(kind, "RCPT", &w, Some(&to));
         }
         if let (Some(text), Verdict::Dunno) = (&hold, &verdict) {
             self.hold = true;
@@ -840,11 +847,21 @@ impl Session<'_> {
         let v = self.d.checker().unlisted(&addr);
         if let Verdict::Reject(r) = v {
             self.count("vrfy", false);
+            self.log_reject("VRFY", &r, Some(&a));
             return self.error(&r).await;
         }
         self.count("vrfy", true);
         self.reply(&format!("252 2.0.0 {a}")).await?;
         Ok(Flow::Go)
+    }
+
+    /// The recipient named by DATA and END-OF-MESSAGE log lines: Postfix's
+    /// smtpd_check_data/eod name it only when there is just one.
+    fn only_rcpt(&self) -> Option<&str> {
+        match self.rcpts.as_slice() {
+            [r] => Some(r.addr.as_str()),
+            _ => None,
+        }
     }
 
     /// The checks shared by DATA and BDAT; a reply when refused.
@@ -857,11 +874,11 @@ impl Session<'_> {
         }
         let checker = self.d.checker();
         let v = checker.data(&self.facts(None));
-        for w in checker.warnings.take() {
-            self.log_whatsup("reject_warning", verb, &w, None);
+        for (kind, w) in checker.warnings.take() {
+            self.log_whatsup(kind, verb, &w, self.only_rcpt());
         }
         if let Verdict::Reject(r) = v {
-            self.log_reject(verb, &r, None);
+            self.log_reject(verb, &r, self.only_rcpt());
             return Some(r);
         }
         None
@@ -997,6 +1014,10 @@ impl Session<'_> {
     /// Message-Id/Date as cleanup does), commits the queue file, hands it
     /// to the queue manager; the reply to send.
     async fn queue(&mut self, content: Vec<u8>, bdat_total: Option<u64>) -> String {
+        if let Some(r) = self.end_of_data().await {
+            self.reset();
+            return r;
+        }
         let Some(draft) = self.draft.take() else {
             self.reset();
             return "451 4.3.0 Error: queue file write error".into();
@@ -1140,6 +1161,34 @@ impl Session<'_> {
                 self.d.log.warning(&format!("{qid}: queue file write error: {e}"));
                 "451 4.3.0 Error: queue file write error".into()
             }
+        }
+    }
+
+    /// `smtpd_end_of_data_restrictions` (smtpd_check_eod): the reply when
+    /// they refuse the message just received. Unlike Postfix, whose smtpd
+    /// keeps the refused transaction open (the next MAIL gets `503 5.5.1
+    /// Error: nested MAIL command` unless the client sends RSET), the
+    /// transaction ends here, as RFC 5321 clients expect.
+    async fn end_of_data(&mut self) -> Option<String> {
+        if self.d.conf.end_of_data_restrictions.is_empty() {
+            return None;
+        }
+        let queries = self.d.checker().end_of_data_queries(&self.facts(None));
+        if !queries.is_empty() {
+            super::dnscheck::fill(crate::dns::Dns::shared(), &mut self.dns, queries).await;
+        }
+        let checker = self.d.checker();
+        let v = checker.end_of_data(&self.facts(None));
+        let last = self.only_rcpt();
+        for (kind, w) in checker.warnings.take() {
+            self.log_whatsup(kind, "END-OF-MESSAGE", &w, last);
+        }
+        match v {
+            Verdict::Reject(r) => {
+                self.log_reject("END-OF-MESSAGE", &r, last);
+                Some(r)
+            }
+            _ => None,
         }
     }
 
