@@ -402,6 +402,47 @@ RAW Subject: three\\r\\n\\r\\nbody\\r\\n.\\r\\n
 QUIT
 ";
 
+const NO_DELAY: &str = "smtpd_delay_reject = no\n\
+    smtpd_client_restrictions = check_client_access inline:{ {127.0.0.1=WARN client seen} }\n\
+    smtpd_helo_restrictions = reject_invalid_helo_hostname, check_helo_access inline:{ {bad.example=REJECT go away}, {warn.example=WARN odd helo} }\n\
+    smtpd_sender_restrictions = reject_non_fqdn_sender, check_sender_access inline:{ {spam@b.org=REJECT no spam} }\n";
+
+const NO_DELAY_SESSIONS: &str = "HELO bad.example
+HELO bad_host!
+EHLO warn.example
+MAIL FROM:<spam@b.org>
+MAIL FROM:<a>
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<x@elsewhere.example>
+DATA
+RAW Subject: one\\r\\n\\r\\nbody\\r\\n.\\r\\n
+QUIT
+
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+QUIT
+";
+
+const CLIENT_REJECT: &str = "smtpd_delay_reject = no\n\
+    smtpd_client_restrictions = check_client_access inline:{ {127.0.0.1=REJECT not you} }\n";
+
+const CLIENT_REJECT_SESSIONS: &str = "EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+NOOP
+RSET
+DATA
+QUIT
+";
+
+/// `smtpd_delay_reject = no`: each list at its own command.
+#[test]
+fn undelayed_restrictions_match_real_postfix() {
+    differential(CLIENT_REJECT, CLIENT_REJECT_SESSIONS, 5);
+    differential(NO_DELAY, NO_DELAY_SESSIONS, 12);
+}
+
 /// The RSETs: Postfix keeps a transaction refused at END-OF-MESSAGE open
 /// (a MAIL without RSET gets 503 nested MAIL); ours ends it.
 #[test]

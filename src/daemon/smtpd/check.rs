@@ -41,6 +41,14 @@ pub struct Facts<'a> {
     pub dns: &'a Answers,
 }
 
+/// The lists that `smtpd_delay_reject = no` runs at their own command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Early {
+    Client,
+    Helo,
+    Sender,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Client,
@@ -759,6 +767,29 @@ impl Checker<'_> {
     /// `smtpd_data_restrictions` at DATA.
     pub fn data(&self, f: &Facts<'_>) -> Verdict {
         match self.list(&self.conf.data_restrictions, f, Stage::Data) {
+            Verdict::Reject(r) => Verdict::Reject(r),
+            _ => self.pending(),
+        }
+    }
+
+    fn early_list(&self, which: Early) -> (&[String], Stage) {
+        match which {
+            Early::Client => (&self.conf.client_restrictions, Stage::Client),
+            Early::Helo => (&self.conf.helo_restrictions, Stage::Helo),
+            Early::Sender => (&self.conf.sender_restrictions, Stage::Sender),
+        }
+    }
+
+    /// The lookups `early` will need.
+    pub fn early_queries(&self, which: Early, f: &Facts<'_>) -> Vec<Query> {
+        self.queries(&[self.early_list(which)], f)
+    }
+
+    /// With `smtpd_delay_reject = no`: the client list at connect, the helo
+    /// list at HELO/EHLO, the sender list at MAIL FROM.
+    pub fn early(&self, which: Early, f: &Facts<'_>) -> Verdict {
+        let (l, st) = self.early_list(which);
+        match self.list(l, f, st) {
             Verdict::Reject(r) => Verdict::Reject(r),
             _ => self.pending(),
         }

@@ -2,7 +2,7 @@
 //! into the queue, AUTH through saslauthd, STARTTLS, XCLIENT/XFORWARD, and
 //! Postfix's `connect`/`client=`/`reject:`/`disconnect` log lines.
 
-use super::check::{Facts, Verdict};
+use super::check::{Early, Facts, Verdict};
 use super::dnscheck::{Answers, NameStatus};
 use super::Smtpd;
 use crate::mail::Secret;
@@ -66,6 +66,9 @@ struct Session<'a> {
     xforward: Vec<(String, String)>,
     /// An access table said HOLD: the message goes to the hold queue.
     hold: bool,
+    /// `smtpd_delay_reject = no` and the client list refused the client at
+    /// connect: every command but QUIT gets 503.
+    access_denied: bool,
 }
 
 enum Flow {
@@ -109,6 +112,7 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, peer: s
         last: "CONNECT",
         xforward: Vec::new(),
         hold: false,
+        access_denied: false,
     };
     d.log.info(&format!("connect from {}", s.client()));
     let refused = if over {
@@ -290,8 +294,19 @@ impl Session<'_> {
     }
 
     async fn session(&mut self) -> std::io::Result<()> {
-        let banner = self.d.conf.banner.clone();
-        self.reply(&format!("220 {banner}")).await?;
+        match self.early(Early::Client, "CONNECT", None).await {
+            // The refusal replaces the greeting; every command but QUIT
+            // is then refused (smtpd_proto's access_denied).
+            Some(r) => {
+                self.access_denied = true;
+                self.errors += 1;
+                self.reply(&r).await?;
+            }
+            None => {
+                let banner = self.d.conf.banner.clone();
+                self.reply(&format!("220 {banner}")).await?;
+            }
+        }
         loop {
             let Some(line) = self.line(self.d.conf.line_length_limit).await? else {
                 self.flush().await?;
@@ -415,6 +430,10 @@ impl Session<'_> {
             _ => "UNKNOWN",
         };
         self.check_pipelining(name);
+        if self.access_denied && name != "quit" {
+            self.count(name, false);
+            return self.error(&format!("503 5.7.0 Error: access denied for {}", self.client())).await;
+        }
         // RFC 3030: after BDAT only BDAT, RSET, QUIT and NOOP.  (MAIL is
         // refused as nested first, as Postfix checks.)
         if self.bdat.is_some() && matches!(name, "rcpt" | "data") {
@@ -440,6 +459,11 @@ impl Session<'_> {
             Command::Helo(h) => {
                 self.reset();
                 self.helo = Some(h);
+                if let Some(r) = self.early(Early::Helo, "HELO", None).await {
+                    self.helo = None;
+                    self.count(name, false);
+                    return self.error(&r).await;
+                }
                 self.esmtp = false;
                 self.count(name, true);
                 let host = self.d.hub.conf.myhostname.clone();
@@ -449,6 +473,11 @@ impl Session<'_> {
             Command::Ehlo(h) => {
                 self.reset();
                 self.helo = Some(h);
+                if let Some(r) = self.early(Early::Helo, "EHLO", None).await {
+                    self.helo = None;
+                    self.count(name, false);
+                    return self.error(&r).await;
+                }
                 self.esmtp = true;
                 self.count(name, true);
                 self.ehlo().await?;
@@ -609,7 +638,7 @@ impl Session<'_> {
         self.d.log.info(&l);
     }
 
-    async fn mail(&mut self, from: String, params: Vec<smtp::Param>) -> R {
+    async fn mail(&mut self, mut from: String, params: Vec<smtp::Param>) -> R {
         let c = &self.d.conf;
         if c.helo_required && self.helo.is_none() {
             self.count("mail", false);
@@ -674,6 +703,16 @@ impl Session<'_> {
         if !mp.smtputf8 && !from.is_ascii() {
             self.count("mail", false);
             return self.error("553 5.6.7 Must declare SMTPUTF8 to send unicode address").await;
+        }
+        if !c.delay_reject {
+            // The sender is named in the checks and their log lines.
+            self.sender = Some(from);
+            let r = self.early(Early::Sender, "MAIL", None).await;
+            from = self.sender.take().unwrap_or_default();
+            if let Some(r) = r {
+                self.count("mail", false);
+                return self.error(&r).await;
+            }
         }
         if !self.d.rate_ok(self.ip, super::Event::Message) {
             self.count("mail", false);
@@ -1160,6 +1199,42 @@ impl Session<'_> {
             Err(e) => {
                 self.d.log.warning(&format!("{qid}: queue file write error: {e}"));
                 "451 4.3.0 Error: queue file write error".into()
+            }
+        }
+    }
+
+    /// One list that `smtpd_delay_reject = no` runs early; the reply when it
+    /// refuses (logged as Postfix does, `stage` naming the command).
+    async fn early(&mut self, which: Early, stage: &str, rcpt: Option<&str>) -> Option<String> {
+        let l = match which {
+            Early::Client => &self.d.conf.client_restrictions,
+            Early::Helo => &self.d.conf.helo_restrictions,
+            Early::Sender => &self.d.conf.sender_restrictions,
+        };
+        if self.d.conf.delay_reject || l.is_empty() {
+            return None;
+        }
+        let queries = self.d.checker().early_queries(which, &self.facts(None));
+        if !queries.is_empty() {
+            super::dnscheck::fill(crate::dns::Dns::shared(), &mut self.dns, queries).await;
+        }
+        let checker = self.d.checker();
+        let v = checker.early(which, &self.facts(None));
+        let hold = checker.hold.take();
+        for (kind, w) in checker.warnings.take() {
+            self.log_whatsup(kind, stage, &w, rcpt);
+        }
+        match v {
+            Verdict::Reject(r) => {
+                self.log_reject(stage, &r, rcpt);
+                Some(r)
+            }
+            _ => {
+                if let Some(text) = hold {
+                    self.hold = true;
+                    self.log_whatsup("hold", stage, &text, rcpt);
+                }
+                None
             }
         }
     }
