@@ -3,6 +3,7 @@
 
 pub mod imap;
 pub mod lmtp;
+pub mod milter;
 pub mod mupdate;
 pub mod saslauthd;
 pub mod smtp;

@@ -185,6 +185,10 @@ pub struct SmtpdConf {
     pub relay_domains_reject_code: u16,
     pub access_map_reject_code: u16,
     pub access_map_defer_code: u16,
+    /// `smtpd_milters` (with the `milter_*` parameters).
+    pub milters: Option<std::sync::Arc<super::milter::MilterConf>>,
+    /// `smtpd_forbidden_commands`.
+    pub forbidden_commands: Vec<String>,
     pub reject_code: u16,
     pub defer_code: u16,
     pub unknown_address_reject_code: u16,
@@ -306,6 +310,8 @@ impl SmtpdConf {
             relay_domains_reject_code: code("relay_domains_reject_code")?,
             access_map_reject_code: code("access_map_reject_code")?,
             access_map_defer_code: code("access_map_defer_code")?,
+            milters: super::milter::MilterConf::load(p, "smtpd_milters")?.map(std::sync::Arc::new),
+            forbidden_commands: restriction_list(&s("smtpd_forbidden_commands")),
             reject_code: code("reject_code")?,
             defer_code: code("defer_code")?,
             unknown_address_reject_code: code("unknown_address_reject_code")?,

@@ -92,7 +92,7 @@ pub struct Cleaned {
 
 /// Raw header fields (each with its line ends) and the offset of the
 /// body (after the empty line, or the end when there is none).
-fn raw_fields(content: &[u8]) -> (Vec<&[u8]>, usize) {
+pub fn raw_fields(content: &[u8]) -> (Vec<&[u8]>, usize) {
     let mut out: Vec<&[u8]> = Vec::new();
     let mut i = 0;
     let mut start: Option<usize> = None;

@@ -7,6 +7,7 @@
 pub mod cleanup;
 pub mod conf;
 pub mod headers;
+pub mod milter;
 pub mod pickup;
 pub mod showq;
 pub mod spawn;

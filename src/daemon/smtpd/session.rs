@@ -69,6 +69,17 @@ struct Session<'a> {
     /// `smtpd_delay_reject = no` and the client list refused the client at
     /// connect: every command but QUIT gets 503.
     access_denied: bool,
+    /// The server's address of the connection.
+    local_ip: IpAddr,
+    /// `smtpd_milters` of this session.
+    milters: Option<crate::daemon::hub::milter::Milters>,
+    /// A transaction ended since the filters last heard: they get an abort
+    /// before the next event.
+    milter_dirty: bool,
+    /// A filter asked to end the session (421 sent).
+    closing: bool,
+    /// A filter refused the connection or HELO: every MAIL gets this.
+    milter_reject: Option<String>,
 }
 
 enum Flow {
@@ -78,11 +89,33 @@ enum Flow {
 
 type R = std::io::Result<Flow>;
 
+/// A MAIL/RCPT event's payload for the filters: `<addr>` and the ESMTP
+/// parameters as given.
+fn esmtp_args(addr: &str, params: &[smtp::Param]) -> Vec<u8> {
+    let mut parts = vec![format!("<{addr}>")];
+    for (k, v) in params {
+        parts.push(match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.clone(),
+        });
+    }
+    crate::proto::milter::strings(&parts)
+}
+
+/// Postfix's is_header(): a header name (printable, no space or colon)
+/// followed by a colon, such as a message header sent as a command.
+fn is_header(word: &str) -> bool {
+    let Some(name) = word.strip_suffix(':') else {
+        return false;
+    };
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
 fn stat_index(name: &str) -> usize {
     STAT_NAMES.iter().position(|n| *n == name).unwrap_or(15)
 }
 
-pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, peer: super::PeerName, over: bool) {
+pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, local: IpAddr, peer: super::PeerName, over: bool) {
     let mut s = Session {
         d,
         io,
@@ -92,6 +125,7 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, peer: s
         out: Vec::new(),
         ip,
         sock_ip: ip,
+        local_ip: local,
         name: peer.name,
         name_status: peer.status,
         reverse_status: peer.reverse_status,
@@ -113,6 +147,10 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, _local: IpAddr, peer: s
         xforward: Vec::new(),
         hold: false,
         access_denied: false,
+        milters: None,
+        milter_dirty: false,
+        closing: false,
+        milter_reject: None,
     };
     d.log.info(&format!("connect from {}", s.client()));
     let refused = if over {
@@ -284,6 +322,7 @@ impl Session<'_> {
     }
 
     fn reset(&mut self) {
+        self.milter_dirty = self.milters.is_some();
         self.sender = None;
         self.params = MailParams::default();
         self.rcpts.clear();
@@ -294,17 +333,51 @@ impl Session<'_> {
     }
 
     async fn session(&mut self) -> std::io::Result<()> {
-        match self.early(Early::Client, "CONNECT", None).await {
-            // The refusal replaces the greeting; every command but QUIT
-            // is then refused (smtpd_proto's access_denied).
-            Some(r) => {
-                self.access_denied = true;
-                self.errors += 1;
-                self.reply(&r).await?;
+        let res = self.session_inner().await;
+        if let Some(m) = self.milters.as_mut() {
+            m.quit().await;
+        }
+        res
+    }
+
+    async fn session_inner(&mut self) -> std::io::Result<()> {
+        if let Some(conf) = self.d.conf.milters.clone() {
+            let facts = crate::daemon::hub::milter::Facts {
+                myhostname: self.d.hub.conf.myhostname.clone(),
+                daemon_addr: self.local_ip.to_string(),
+                client_name: self.name.clone(),
+                client_addr: self.ip.to_string(),
+                ..Default::default()
+            };
+            self.milters = Some(crate::daemon::hub::milter::Milters::new(conf, self.d.log.clone(), facts));
+            let payload = crate::proto::milter::connect(&self.name, Some(self.ip), 0);
+            if let Some(r) = self.milter_event(b'C', payload, "CONNECT", None).await {
+                if self.closing {
+                    self.reply(&r).await?;
+                    return self.flush().await;
+                }
+                self.milter_reject = Some(r);
             }
-            None => {
-                let banner = self.d.conf.banner.clone();
-                self.reply(&format!("220 {banner}")).await?;
+        }
+        {
+            match self.early(Early::Client, "CONNECT", None).await {
+                // The refusal replaces the greeting; every command but QUIT
+                // is then refused (smtpd_proto's access_denied).
+                Some(r) => {
+                    self.access_denied = true;
+                    self.errors += 1;
+                    self.reply(&r).await?;
+                }
+                // A filter refused the connection for good: Postfix's greeting
+                // says so (the session goes on, every MAIL refused).
+                None if self.milter_reject.as_deref().is_some_and(|r| r.starts_with('5')) => {
+                    let host = self.d.hub.conf.myhostname.clone();
+                    self.reply(&format!("554 {host} ESMTP not accepting connections")).await?;
+                }
+                None => {
+                    let banner = self.d.conf.banner.clone();
+                    self.reply(&format!("220 {banner}")).await?;
+                }
             }
         }
         loop {
@@ -313,8 +386,8 @@ impl Session<'_> {
                 return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "lost connection"));
             };
             match self.command(&line).await? {
-                Flow::Go => {}
-                Flow::Quit => {
+                Flow::Go if !self.closing => {}
+                Flow::Go | Flow::Quit => {
                     self.flush().await?;
                     return Ok(());
                 }
@@ -454,6 +527,14 @@ impl Session<'_> {
             }
             Command::Unknown(_) => {
                 self.count("unknown", false);
+                let text = String::from_utf8_lossy(line).into_owned();
+                let word = text.split_whitespace().next().unwrap_or_default();
+                if is_header(word) || self.forbidden(word) {
+                    let shown: String = text.chars().take(100).collect();
+                    self.d.log.warning(&format!("non-SMTP command from {}: {shown}", self.client()));
+                    self.reply("221 2.7.0 Error: I can break rules, too. Goodbye.").await?;
+                    return Ok(Flow::Quit);
+                }
                 self.error("500 5.5.2 Error: command not recognized").await
             }
             Command::Helo(h) => {
@@ -463,6 +544,22 @@ impl Session<'_> {
                     self.helo = None;
                     self.count(name, false);
                     return self.error(&r).await;
+                }
+                if let Some(r) = self.milter_reject.clone() {
+                    // A filter refused the connection or an earlier HELO:
+                    // logged again, the reply stays 250 (EHLO without
+                    // extensions), MAIL gets the refusal.
+                    self.log_whatsup("milter-reject", "HELO", &r, None);
+                } else if self.milters.is_some() {
+                    let payload = crate::proto::milter::strings(&[self.helo.clone().unwrap_or_default()]);
+                    if let Some(r) = self.milter_event(b'H', payload, "HELO", None).await {
+                        if self.closing {
+                            self.helo = None;
+                            self.count(name, false);
+                            return self.error(&r).await;
+                        }
+                        self.milter_reject = Some(r);
+                    }
                 }
                 self.esmtp = false;
                 self.count(name, true);
@@ -477,6 +574,22 @@ impl Session<'_> {
                     self.helo = None;
                     self.count(name, false);
                     return self.error(&r).await;
+                }
+                if let Some(r) = self.milter_reject.clone() {
+                    // A filter refused the connection or an earlier HELO:
+                    // logged again, the reply stays 250 (EHLO without
+                    // extensions), MAIL gets the refusal.
+                    self.log_whatsup("milter-reject", "EHLO", &r, None);
+                } else if self.milters.is_some() {
+                    let payload = crate::proto::milter::strings(&[self.helo.clone().unwrap_or_default()]);
+                    if let Some(r) = self.milter_event(b'H', payload, "EHLO", None).await {
+                        if self.closing {
+                            self.helo = None;
+                            self.count(name, false);
+                            return self.error(&r).await;
+                        }
+                        self.milter_reject = Some(r);
+                    }
                 }
                 self.esmtp = true;
                 self.count(name, true);
@@ -588,6 +701,9 @@ impl Session<'_> {
         }
         kw.push("CHUNKING".into());
         kw.retain(|k| !c.discard_ehlo_keywords.contains(&k.split(' ').next().unwrap_or("").to_string()));
+        if self.milter_reject.as_deref().is_some_and(|r| r.starts_with('5')) {
+            kw.retain(|k| k == "ENHANCEDSTATUSCODES");
+        }
         let mut lines = vec![self.d.hub.conf.myhostname.clone()];
         lines.extend(kw);
         self.out.extend_from_slice(smtp::reply(250, &lines.join("\n")).as_bytes());
@@ -639,6 +755,7 @@ impl Session<'_> {
     }
 
     async fn mail(&mut self, mut from: String, params: Vec<smtp::Param>) -> R {
+        let milter_args = self.milters.is_some().then(|| esmtp_args(&from, &params));
         let c = &self.d.conf;
         if c.helo_required && self.helo.is_none() {
             self.count("mail", false);
@@ -732,6 +849,26 @@ impl Session<'_> {
             ));
             return self.error("452 4.3.1 Insufficient system storage").await;
         }
+        if let Some(r) = self.milter_reject.clone() {
+            self.sender = Some(from);
+            self.log_whatsup("milter-reject", "MAIL", &r, None);
+            self.sender = None;
+            self.count("mail", false);
+            return self.error(&r).await;
+        }
+        if let Some(args) = milter_args {
+            let d = crate::daemon::qmgr::resolve::resolve(&self.d.hub.conf, &from);
+            if let Some(m) = self.milters.as_mut() {
+                m.facts.mail = Some((from.clone(), d.nexthop, d.transport));
+            }
+            self.sender = Some(from);
+            let r = self.milter_event(b'M', args, "MAIL", None).await;
+            from = self.sender.take().unwrap_or_default();
+            if let Some(r) = r {
+                self.count("mail", false);
+                return self.error(&r).await;
+            }
+        }
         self.sender = Some(from);
         self.params = mp;
         self.count("mail", true);
@@ -757,6 +894,7 @@ impl Session<'_> {
     }
 
     async fn rcpt(&mut self, to: String, params: Vec<smtp::Param>) -> R {
+        let milter_args = self.milters.is_some().then(|| esmtp_args(&to, &params));
         if self.sender.is_none() {
             self.count("rcpt", false);
             return self.error("503 5.5.1 Error: need MAIL command").await;
@@ -838,6 +976,16 @@ impl Session<'_> {
             self.log_reject("RCPT", &reply, Some(&to));
             return self.error(&reply).await;
         }
+        if let Some(args) = milter_args {
+            let d = crate::daemon::qmgr::resolve::resolve(&self.d.hub.conf, &addr);
+            if let Some(m) = self.milters.as_mut() {
+                m.facts.rcpt = Some((addr.clone(), d.nexthop, d.transport));
+            }
+            if let Some(r) = self.milter_event(b'R', args, "RCPT", Some(&to)).await {
+                self.count("rcpt", false);
+                return self.error(&r).await;
+            }
+        }
         if self.draft.is_none() {
             match self.d.hub.queue.create() {
                 Ok(dr) => {
@@ -903,6 +1051,24 @@ impl Session<'_> {
         }
     }
 
+    /// `smtpd_forbidden_commands`: words (any case) and tables.
+    fn forbidden(&self, word: &str) -> bool {
+        self.d.conf.forbidden_commands.iter().any(|f| {
+            if f.contains(':') {
+                self.d.tables.get(f).ok().and_then(|t| t.lookup(word).ok().flatten()).is_some()
+            } else {
+                f.eq_ignore_ascii_case(word)
+            }
+        })
+    }
+
+    /// The filters' DATA event.
+    async fn milter_data(&mut self, verb: &str) -> Option<String> {
+        self.milters.as_ref()?;
+        let rcpt = self.only_rcpt().map(str::to_string);
+        self.milter_event(b'T', Vec::new(), verb, rcpt.as_deref()).await
+    }
+
     /// The checks shared by DATA and BDAT; a reply when refused.
     fn refuse_data(&self, verb: &str) -> Option<String> {
         if self.rcpts.is_empty() {
@@ -926,6 +1092,10 @@ impl Session<'_> {
     async fn data(&mut self, args: bool) -> R {
         self.dns_lookups(None).await;
         if let Some(r) = self.refuse_data("DATA") {
+            self.count("data", false);
+            return self.error(&r).await;
+        }
+        if let Some(r) = self.milter_data("DATA").await {
             self.count("data", false);
             return self.error(&r).await;
         }
@@ -978,7 +1148,11 @@ impl Session<'_> {
     async fn bdat(&mut self, n: u64, last: bool) -> R {
         if self.bdat.is_none() {
             self.dns_lookups(None).await;
-            if let Some(r) = self.refuse_data("BDAT") {
+            let refused = match self.refuse_data("BDAT") {
+                Some(r) => Some(r),
+                None => self.milter_data("BDAT").await,
+            };
+            if let Some(r) = refused {
                 // The chunk is read and thrown away (RFC 3030 3).
                 self.skip(n).await?;
                 self.count("bdat", false);
@@ -1145,10 +1319,107 @@ impl Session<'_> {
             None => {}
         }
 
+        let (mut sender, mut rcpts) = (sender, rcpts);
         let mut full = Vec::with_capacity(cleaned.content.len() + head.len());
-        full.extend_from_slice(head.as_bytes());
-        full.extend_from_slice(&cleaned.content);
+        if self.milters.is_some() {
+            let (fields, body_at) = crate::daemon::hub::headers::raw_fields(&cleaned.content);
+            let body = &cleaned.content[body_at..];
+            let ch = match self.milters.as_mut() {
+                Some(m) => {
+                    m.facts.qid = Some(qid.clone());
+                    m.message(head.as_bytes(), &fields, body).await
+                }
+                None => Default::default(),
+            };
+            self.milter_dirty = true;
+            let tail = format!(
+                "; from=<{}> to=<{}> proto={}{}",
+                self.sender.as_deref().unwrap_or_default(),
+                rcpts.first().map(|r| r.addr.as_str()).unwrap_or_default(),
+                self.proto(),
+                self.helo.as_ref().map(|h| format!(" helo=<{h}>")).unwrap_or_default()
+            );
+            let what = |kind: &str, text: &str| format!("{qid}: milter-{kind}: END-OF-MESSAGE from {}: {text}{tail}", self.client());
+            use crate::daemon::hub::milter::Verdict as MV;
+            match &ch.verdict {
+                Some(MV::Reject(r)) => {
+                    // cleanup logs the text without the reply code.
+                    self.d.cleanup_log.info(&what("reject", r.get(4..).unwrap_or(r)));
+                    drop(draft);
+                    self.reset();
+                    return r.clone();
+                }
+                Some(MV::Shutdown) => {
+                    let r = format!("421 4.7.0 {} Error: closing connection", self.d.hub.conf.myhostname);
+                    self.d.cleanup_log.info(&what("reject", &r[4..]));
+                    self.closing = true;
+                    drop(draft);
+                    self.reset();
+                    return r;
+                }
+                Some(MV::Discard) => {
+                    self.d.cleanup_log.info(&what("discard", "milter triggers DISCARD action"));
+                    drop(draft);
+                    self.reset();
+                    return match bdat_total {
+                        Some(n) => format!("250 2.0.0 Ok: {n} bytes queued as {qid}"),
+                        None => format!("250 2.0.0 Ok: queued as {qid}"),
+                    };
+                }
+                Some(MV::Continue) | None => {}
+            }
+            if let Some(reason) = &ch.hold {
+                self.d.cleanup_log.info(&what("hold", reason));
+                self.hold = true;
+            }
+            if let Some(s) = ch.sender {
+                sender = s;
+            }
+            if !ch.del_rcpts.is_empty() {
+                // Postfix matches the address as the client gave it.
+                rcpts.retain(|r| {
+                    let orig = r.orig.as_deref().unwrap_or(&r.addr);
+                    !ch.del_rcpts
+                        .iter()
+                        .any(|d| d.eq_ignore_ascii_case(orig) || d.eq_ignore_ascii_case(&r.addr))
+                });
+            }
+            for a in ch.add_rcpts {
+                if !rcpts.iter().any(|r| r.addr.eq_ignore_ascii_case(&a)) {
+                    rcpts.push(Recipient::new(&a));
+                }
+            }
+            match ch.headers {
+                Some(h) => {
+                    for f in &h {
+                        full.extend_from_slice(f);
+                    }
+                    full.extend_from_slice(b"\r\n");
+                }
+                None => {
+                    full.extend_from_slice(head.as_bytes());
+                    full.extend_from_slice(&cleaned.content[..body_at]);
+                }
+            }
+            full.extend_from_slice(ch.body.as_deref().unwrap_or(body));
+        } else {
+            full.extend_from_slice(head.as_bytes());
+            full.extend_from_slice(&cleaned.content);
+        }
         drop(cleaned.content);
+        if rcpts.is_empty() {
+            // Filters deleted every recipient: nothing to deliver.
+            self.d.cleanup_log.info(&format!(
+                "{qid}: discard: END-OF-MESSAGE from {}: no recipients left",
+                self.client()
+            ));
+            drop(draft);
+            self.reset();
+            return match bdat_total {
+                Some(n) => format!("250 2.0.0 Ok: {n} bytes queued as {qid}"),
+                None => format!("250 2.0.0 Ok: queued as {qid}"),
+            };
+        }
         let mut env = Envelope {
             sender,
             rcpts,
@@ -1199,6 +1470,34 @@ impl Session<'_> {
             Err(e) => {
                 self.d.log.warning(&format!("{qid}: queue file write error: {e}"));
                 "451 4.3.0 Error: queue file write error".into()
+            }
+        }
+    }
+
+    /// One SMTP event for the filters (`C`, `H`, `M`, `R`, `T`): their
+    /// refusal, logged as Postfix's `milter-reject:` line.
+    async fn milter_event(&mut self, code: u8, payload: Vec<u8>, stage: &str, rcpt: Option<&str>) -> Option<String> {
+        use crate::daemon::hub::milter::Verdict as MV;
+        let qid = self.draft.as_ref().map(|d| d.qid.clone());
+        let auth = self.sasl.clone();
+        let dirty = std::mem::take(&mut self.milter_dirty);
+        let m = self.milters.as_mut()?;
+        if dirty {
+            m.abort().await;
+        }
+        m.facts.qid = qid;
+        m.facts.auth = auth;
+        match m.event(code, payload).await {
+            MV::Continue | MV::Discard => None,
+            MV::Reject(r) => {
+                self.log_whatsup("milter-reject", stage, &r, rcpt);
+                Some(r)
+            }
+            MV::Shutdown => {
+                self.closing = true;
+                let r = format!("421 4.7.0 {} Error: closing connection", self.d.hub.conf.myhostname);
+                self.log_whatsup("milter-reject", stage, &r, rcpt);
+                Some(r)
             }
         }
     }
