@@ -1109,3 +1109,151 @@ for subj in ("modify", "plain"):
     assert!(real.contains("X-Ins1: one") && real.contains("new body"), "{real}");
     same(&real, &ours);
 }
+
+/// The real OpenDKIM as `smtpd_milters` of our hub: every message from an
+/// internal client is signed on its way through, the signature goes on
+/// top (before our Received:, where Postfix puts it) and verifies with
+/// the published key (Debian's dkimpy, the key given without DNS).
+#[test]
+fn opendkim_signs_mail_through_our_hub() {
+    const OPENDKIM: &str = "/usr/sbin/opendkim";
+    const GENKEY: &str = "/usr/sbin/opendkim-genkey";
+    const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+    const DKIMPY: &str = "/usr/lib/python3/dist-packages/dkim/__init__.py";
+    if !can_run("opendkim milter", &[OPENDKIM, GENKEY, SMTP_SINK, DKIMPY]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let keys = d.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let st = Command::new(GENKEY)
+        .args(["-b", "1024", "-d", "x.test", "-s", "sel", "-D", keys.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mport = free_port();
+    std::fs::write(
+        d.path().join("opendkim.conf"),
+        format!(
+            "Syslog no\nMode sv\nDomain x.test\nSelector sel\nKeyFile {k}/sel.private\nRequireSafeKeys false\n\
+             Socket inet:{mport}@127.0.0.1\nPidFile {k}/pid\nUserID root\nCanonicalization relaxed/simple\n\
+             InternalHosts 127.0.0.1\nBackground no\n",
+            k = keys.display()
+        ),
+    )
+    .unwrap();
+    let _dkim = Proc::spawn(
+        "opendkim",
+        Command::new(OPENDKIM).args(["-f", "-x", d.path().join("opendkim.conf").to_str().unwrap()]),
+    );
+    wait_tcp(mport);
+
+    let sink_dir = d.path().join("sink");
+    std::fs::create_dir_all(&sink_dir).unwrap();
+    std::fs::set_permissions(&sink_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sport = free_port();
+    let _sink = Proc::spawn(
+        "smtp-sink",
+        Command::new(SMTP_SINK)
+            .args([
+                "-u",
+                "nobody",
+                "-d",
+                &format!("{}/m.", sink_dir.display()),
+                &format!("127.0.0.1:{sport}"),
+                "10",
+            ])
+            .stdout(std::process::Stdio::null()),
+    );
+    wait_tcp(sport);
+
+    let hub = d.path().join("hub");
+    open_dir(&hub);
+    let hport = free_port();
+    std::fs::write(
+        hub.join("main.cf"),
+        format!(
+            "compatibility_level = 3.6\nmyhostname = hub.mumail.test\nmydomain = mumail.test\nmydestination =\n\
+             mynetworks = 127.0.0.0/8\ninet_interfaces = loopback-only\nrelayhost = [127.0.0.1]:{sport}\nalias_maps =\n\
+             queue_directory = {q}\nmaillog_file = {h}/maillog\nsmtpd_milters = inet:127.0.0.1:{mport}\n\
+             non_smtpd_milters = $smtpd_milters\n",
+            q = hub.join("queue").display(),
+            h = hub.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        hub.join("master.cf"),
+        format!("127.0.0.1:{hport} inet n - n - - smtpd\nsmtp unix - - n - - smtp\nrelay unix - - n - - smtp\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin("postfix-master"));
+    cmd.args(["-c", hub.to_str().unwrap()]);
+    let _hub = Proc::spawn("postfix-master", &mut cmd);
+    wait_tcp(hport);
+    let send = r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))
+s.ehlo('client.example')
+msg = ("From: Alice <a@x.test>\r\nTo: c@y.test\r\nSubject: signed\r\nDate: Thu, 03 Dec 2026 08:00:00 +0000\r\n"
+       "Message-Id: <m1@x.test>\r\nX-Folded: one\r\n two\r\n\r\nhello\r\n.leading dot\r\nbye\r\n")
+print(s.sendmail('a@x.test', ['c@y.test'], msg))
+s.quit()
+"#;
+    let o = Command::new("python3").args(["-c", send, &hport.to_string()]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}\nhub log:\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        std::fs::read_to_string(hub.join("maillog")).unwrap_or_default()
+    );
+    // And local submission through sendmail: non_smtpd_milters.
+    let mut c = Command::new(bin("sendmail"))
+        .args(["-C", hub.to_str().unwrap(), "-f", "a@x.test", "c@y.test"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        c.stdin.as_mut().unwrap(),
+        b"From: a@x.test\nTo: c@y.test\nSubject: local\nMessage-Id: <m2@x.test>\n\nlocal body\n",
+    )
+    .unwrap();
+    drop(c.stdin.take());
+    assert!(c.wait().unwrap().success());
+    wait_for("the signed messages at the sink", std::time::Duration::from_secs(60), || {
+        std::fs::read_dir(&sink_dir).map(|r| r.count()).unwrap_or(0) >= 2
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for file in std::fs::read_dir(&sink_dir).unwrap() {
+        verify_dkim(&file.unwrap().path(), &keys.join("sel.txt"));
+    }
+}
+
+/// The message the sink stored carries a DKIM signature above our
+/// Received: that verifies with the key in `key_txt`.
+fn verify_dkim(file: &Path, key_txt: &Path) {
+    let text = std::fs::read_to_string(file).unwrap();
+    // The sink's own lines and Received: come first; then the signature,
+    // then our Received:.
+    let after_sink = text.split_once("Received: from hub.mumail.test").map(|x| x.1).unwrap_or("");
+    let sig_at = after_sink.find("\nDKIM-Signature: ").expect(&text);
+    let ours_at = after_sink.find("\nReceived: ").expect(&text);
+    assert!(sig_at < ours_at, "the signature is not above our Received:\n{text}");
+    let verify = r#"
+import dkim, re, sys
+raw = open(sys.argv[1], 'rb').read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+# From the DKIM-Signature on (the sink's lines and its Received: above it).
+msg = raw[raw.index(b'DKIM-Signature: '):]
+txt = open(sys.argv[2]).read()
+key = ''.join(re.findall(r'"([^"]*)"', txt))
+ok = dkim.verify(msg, dnsfunc=lambda name, timeout=5: key.encode())
+print('verified' if ok else 'FAILED')
+"#;
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", verify, file.to_str().unwrap(), key_txt.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.trim(), "verified", "{}{}\n{text}", out, String::from_utf8_lossy(&o.stderr));
+}

@@ -102,8 +102,8 @@ pub fn macros(stage: u8, pairs: &[(String, String)]) -> Vec<u8> {
     packet(cmd::MACRO, &p)
 }
 
-/// The client's connection: host name, family (`4`, `6`, `U` for unknown),
-/// port, address.
+/// The payload of the connect command: host name, family (`4`, `6`, `U`
+/// for unknown), port, address.
 pub fn connect(host: &str, addr: Option<std::net::IpAddr>, port: u16) -> Vec<u8> {
     let mut p = strings(&[host]);
     match addr {
@@ -114,7 +114,7 @@ pub fn connect(host: &str, addr: Option<std::net::IpAddr>, port: u16) -> Vec<u8>
         }
         None => p.push(b'U'),
     }
-    packet(cmd::CONNECT, &p)
+    p
 }
 
 /// A header as the filter sees it: name, then the value with its one
@@ -348,5 +348,7 @@ mod tests {
         assert_eq!(header(b"Subject", b" hi", false), packet(b'L', b"Subject\0hi\0"));
         assert_eq!(header(b"Subject", b" hi", true), packet(b'L', b"Subject\0 hi\0"));
         assert_eq!(strings(&["a\0b"]), b"a b\0".to_vec());
+        let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(connect("localhost", Some(ip), 25), b"localhost\x004\x00\x19127.0.0.1\x00".to_vec());
     }
 }

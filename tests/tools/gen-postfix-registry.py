@@ -38,6 +38,31 @@ SUPPORTED_PREFIXES = ("smtpd_", "lmtp_", "smtp_", "queue_", "qmgr_", "default_",
                       "error_notice", "2bounce", "setgid_group", "mailbox_", "fallback_",
                       "internal_mail", "enable_long_queue_ids", "strict_", "allow_",
                       "disable_vrfy", "anvil_", "postscreen_", "stress")
+# Supported outside those prefixes.
+SUPPORTED_NAMES = {"non_smtpd_milters", "milter_command_timeout", "milter_connect_macros",
+                   "milter_connect_timeout", "milter_content_timeout", "milter_data_macros",
+                   "milter_default_action", "milter_end_of_data_macros", "milter_end_of_header_macros",
+                   "milter_helo_macros", "milter_macro_daemon_name", "milter_macro_v",
+                   "milter_mail_macros", "milter_rcpt_macros", "always_add_missing_headers", "body_checks",
+                   "body_checks_size_limit", "cyrus_sasl_config_path", "defer_code", "export_environment",
+                   "hash_queue_depth", "header_checks", "maps_rbl_reject_code", "message_drop_headers",
+                   "mime_header_checks", "nested_header_checks", "non_fqdn_reject_code", "rbl_reply_maps",
+                   "relayhost", "remote_header_rewrite_domain"}
+# Under those prefixes but not implemented, and changing how mail is
+# handled: main.cf setting one gets the "not implemented; ignored" warning.
+NOT_IMPLEMENTED = {"smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehlo", "smtpd_proxy_timeout",
+                   "smtpd_milter_maps", "smtpd_sender_login_maps", "smtpd_command_filter",
+                   "smtpd_reject_footer", "smtpd_reject_footer_maps", "smtpd_sasl_authenticated_header",
+                   "smtpd_sasl_exceptions_networks", "smtpd_discard_ehlo_keyword_address_maps",
+                   "hopcount_limit", "header_size_limit", "sender_bcc_maps", "recipient_bcc_maps",
+                   "sender_dependent_relayhost_maps", "sender_dependent_default_transport_maps",
+                   "mailbox_command", "mailbox_command_maps", "fallback_transport", "fallback_transport_maps",
+                   "smtp_tls_per_site", "lmtp_tls_per_site",
+                   "lmtp_header_checks", "lmtp_body_checks", "lmtp_mime_header_checks", "lmtp_generic_maps",
+                   "smtp_header_checks", "smtp_body_checks", "smtp_mime_header_checks", "smtp_generic_maps",
+                   "smtpd_client_auth_rate_limit", "smtpd_client_new_tls_session_rate_limit",
+                   "relay_clientcerts", "smtpd_authorized_verp_clients", "lmtp_fallback_relay",
+                   "smtp_fallback_relay"}
 REJECTED = set()
 
 def postconf_d(master_text):
@@ -74,7 +99,9 @@ for name in sorted(base):
     elif name in BUILD_RHEL:
         cls = "build"
         v = BUILD_RHEL[name]
-    status = "supported" if name.startswith(SUPPORTED_PREFIXES) else "ignored"
+    status = "supported" if name.startswith(SUPPORTED_PREFIXES) or name in SUPPORTED_NAMES else "ignored"
+    if name in NOT_IMPLEMENTED or name.startswith("smtpd_policy_service_"):
+        status = "ignored"
     if name in REJECTED:
         status = "rejected"
     print("%s\t%s\t%s\t%s\t%s" % (name, kind(v), cls, status, v))

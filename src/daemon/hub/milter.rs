@@ -195,6 +195,53 @@ pub struct Changes {
     pub sender: Option<String>,
 }
 
+impl Changes {
+    /// Applies the envelope changes to `sender` and `rcpts` (a deleted
+    /// recipient matches the address as given or as rewritten) and returns
+    /// the message to queue: `head` (our Received:) and `content` (the
+    /// other headers, the blank line at `body_at`, the body) with the
+    /// filters' header and body changes.
+    pub fn apply(
+        self,
+        head: &[u8],
+        content: &[u8],
+        body_at: usize,
+        sender: &mut String,
+        rcpts: &mut Vec<crate::queue::Recipient>,
+    ) -> Vec<u8> {
+        if let Some(s) = self.sender {
+            *sender = s;
+        }
+        rcpts.retain(|r| {
+            let orig = r.orig.as_deref().unwrap_or(&r.addr);
+            !self
+                .del_rcpts
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(orig) || d.eq_ignore_ascii_case(&r.addr))
+        });
+        for a in self.add_rcpts {
+            if !rcpts.iter().any(|r| r.addr.eq_ignore_ascii_case(&a)) {
+                rcpts.push(crate::queue::Recipient::new(&a));
+            }
+        }
+        let mut full = Vec::with_capacity(content.len() + head.len() + 256);
+        match self.headers {
+            Some(h) => {
+                for f in &h {
+                    full.extend_from_slice(f);
+                }
+                full.extend_from_slice(b"\r\n");
+            }
+            None => {
+                full.extend_from_slice(head);
+                full.extend_from_slice(&content[..body_at]);
+            }
+        }
+        full.extend_from_slice(self.body.as_deref().unwrap_or(&content[body_at..]));
+        full
+    }
+}
+
 /// The facts the macros are made of.
 #[derive(Default, Clone)]
 pub struct Facts {

@@ -18,6 +18,8 @@ pub struct Pickup {
     pub log: Arc<Logger>,
     pub cleanup_log: Arc<Logger>,
     pub message_size_limit: usize,
+    /// `non_smtpd_milters`.
+    pub milters: Option<Arc<super::milter::MilterConf>>,
 }
 
 struct Request {
@@ -134,11 +136,29 @@ impl Pickup {
             Some(Verdict::Discard) => return Ok(qid),
             _ => {}
         }
-        let hold = cleaned.verdict == Some(Verdict::Hold);
+        let mut hold = cleaned.verdict == Some(Verdict::Hold);
+        let (mut env_sender, mut rcpts) = (env_sender, rcpts);
 
         let mut full = Vec::with_capacity(cleaned.content.len() + head.len());
-        full.extend_from_slice(head.as_bytes());
-        full.extend_from_slice(&cleaned.content);
+        match &self.milters {
+            Some(conf) => {
+                let filtered = self
+                    .filter(conf, &qid, &head, &cleaned.content, &mut env_sender, &mut rcpts)
+                    .await?;
+                let Some((content, held)) = filtered else {
+                    return Ok(qid);
+                };
+                hold |= held;
+                full = content;
+            }
+            None => {
+                full.extend_from_slice(head.as_bytes());
+                full.extend_from_slice(&cleaned.content);
+            }
+        }
+        if rcpts.is_empty() {
+            return Ok(qid);
+        }
         let message_id = cleaned.message_id;
         let env = Envelope {
             sender: env_sender,
@@ -162,6 +182,86 @@ impl Pickup {
             self.hub.qmgr.submit(qid.clone(), QueueName::Incoming, Some((env, full)));
         }
         Ok(qid)
+    }
+}
+
+impl Pickup {
+    /// `non_smtpd_milters`: the filters see a local connection
+    /// (`localhost [127.0.0.1]`, HELO `localhost`), the envelope and the
+    /// message, as Postfix's cleanup shows them non-SMTP mail.  The
+    /// content to queue and whether to hold it; None when a filter
+    /// discarded the message; an error (sendmail's) when one refused it.
+    async fn filter(
+        &self,
+        conf: &Arc<super::milter::MilterConf>,
+        qid: &str,
+        head: &str,
+        content: &[u8],
+        sender: &mut String,
+        rcpts: &mut Vec<Recipient>,
+    ) -> Result<Option<(Vec<u8>, bool)>, String> {
+        use super::milter::{Milters, Verdict as MV};
+        use crate::proto::milter as m;
+        let hub = &self.hub.conf;
+        let facts = super::milter::Facts {
+            myhostname: hub.myhostname.clone(),
+            daemon_addr: "127.0.0.1".into(),
+            client_name: "localhost".into(),
+            client_addr: "127.0.0.1".into(),
+            qid: Some(qid.to_string()),
+            ..Default::default()
+        };
+        let mut f = Milters::new(conf.clone(), self.cleanup_log.clone(), facts);
+        let localhost: std::net::IpAddr = [127, 0, 0, 1].into();
+        let refused = |v: MV| -> Result<Option<(Vec<u8>, bool)>, String> {
+            match v {
+                MV::Reject(r) => Err(r.get(4..).unwrap_or(&r).to_string()),
+                MV::Shutdown => Err("Service unavailable".into()),
+                MV::Discard => Ok(None),
+                MV::Continue => Ok(Some((Vec::new(), false))),
+            }
+        };
+        let mut steps = vec![
+            (b'C', m::connect("localhost", Some(localhost), 0)),
+            (b'H', m::strings(&["localhost"])),
+            (b'M', m::strings(&[format!("<{sender}>")])),
+        ];
+        for r in rcpts.iter() {
+            steps.push((b'R', m::strings(&[format!("<{}>", r.addr)])));
+        }
+        steps.push((b'T', Vec::new()));
+        for (code, payload) in steps {
+            if code == b'R' {
+                let a = String::from_utf8_lossy(&payload[1..payload.len().saturating_sub(2)]).into_owned();
+                let d = crate::daemon::qmgr::resolve::resolve(hub, &a);
+                f.facts.rcpt = Some((a, d.nexthop, d.transport));
+            } else if code == b'M' {
+                let d = crate::daemon::qmgr::resolve::resolve(hub, sender);
+                f.facts.mail = Some((sender.clone(), d.nexthop, d.transport));
+            }
+            let v = f.event(code, payload).await;
+            if v != MV::Continue {
+                f.quit().await;
+                return refused(v);
+            }
+        }
+        let (fields, body_at) = super::headers::raw_fields(content);
+        let body = &content[body_at..];
+        let ch = f.message(head.as_bytes(), &fields, body).await;
+        f.quit().await;
+        if let Some(v) = ch.verdict.clone() {
+            if v != MV::Continue {
+                if let MV::Reject(r) = &v {
+                    self.cleanup_log.info(&format!(
+                        "{qid}: milter-reject: END-OF-MESSAGE from localhost[127.0.0.1]: {}; from=<{sender}>",
+                        r.get(4..).unwrap_or(r)
+                    ));
+                }
+                return refused(v);
+            }
+        }
+        let held = ch.hold.is_some();
+        Ok(Some((ch.apply(head.as_bytes(), content, body_at, sender, rcpts), held)))
     }
 }
 

@@ -1372,36 +1372,7 @@ impl Session<'_> {
                 self.d.cleanup_log.info(&what("hold", reason));
                 self.hold = true;
             }
-            if let Some(s) = ch.sender {
-                sender = s;
-            }
-            if !ch.del_rcpts.is_empty() {
-                // Postfix matches the address as the client gave it.
-                rcpts.retain(|r| {
-                    let orig = r.orig.as_deref().unwrap_or(&r.addr);
-                    !ch.del_rcpts
-                        .iter()
-                        .any(|d| d.eq_ignore_ascii_case(orig) || d.eq_ignore_ascii_case(&r.addr))
-                });
-            }
-            for a in ch.add_rcpts {
-                if !rcpts.iter().any(|r| r.addr.eq_ignore_ascii_case(&a)) {
-                    rcpts.push(Recipient::new(&a));
-                }
-            }
-            match ch.headers {
-                Some(h) => {
-                    for f in &h {
-                        full.extend_from_slice(f);
-                    }
-                    full.extend_from_slice(b"\r\n");
-                }
-                None => {
-                    full.extend_from_slice(head.as_bytes());
-                    full.extend_from_slice(&cleaned.content[..body_at]);
-                }
-            }
-            full.extend_from_slice(ch.body.as_deref().unwrap_or(body));
+            full = ch.apply(head.as_bytes(), &cleaned.content, body_at, &mut sender, &mut rcpts);
         } else {
             full.extend_from_slice(head.as_bytes());
             full.extend_from_slice(&cleaned.content);
