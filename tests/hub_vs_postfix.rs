@@ -1257,3 +1257,104 @@ print('verified' if ok else 'FAILED')
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(out.trim(), "verified", "{}{}\n{text}", out, String::from_utf8_lossy(&o.stderr));
 }
+
+/// The after-queue content filter pattern (amavisd-new's): main.cf's
+/// `content_filter = smtp:[127.0.0.1]:port` sends every message to the
+/// filter, which hands it back to a reinjection listener with
+/// `-o content_filter=`; a header check's FILTER picks another filter.
+#[test]
+fn content_filter_and_filter_action_route_through_the_filter() {
+    const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+    if !can_run("content filter", &[SMTP_SINK]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let sink_dir = d.path().join("sink");
+    std::fs::create_dir_all(&sink_dir).unwrap();
+    std::fs::set_permissions(&sink_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sport = free_port();
+    let _sink = Proc::spawn(
+        "smtp-sink",
+        Command::new(SMTP_SINK)
+            .args([
+                "-u",
+                "nobody",
+                "-d",
+                &format!("{}/m.", sink_dir.display()),
+                &format!("127.0.0.1:{sport}"),
+                "10",
+            ])
+            .stdout(std::process::Stdio::null()),
+    );
+    wait_tcp(sport);
+    let hub = d.path().join("hub");
+    open_dir(&hub);
+    let (hport, reinject, reinject2) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        hub.join("hc"),
+        format!("/^Subject: refilter/ FILTER smtp:[127.0.0.1]:{reinject2}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        hub.join("main.cf"),
+        format!(
+            "compatibility_level = 3.6\nmyhostname = hub.mumail.test\nmydomain = mumail.test\nmydestination =\n\
+             mynetworks = 127.0.0.0/8\ninet_interfaces = loopback-only\nrelayhost = [127.0.0.1]:{sport}\nalias_maps =\n\
+             queue_directory = {q}\nmaillog_file = {h}/maillog\ncontent_filter = smtp:[127.0.0.1]:{reinject}\n\
+             header_checks = regexp:{h}/hc\n",
+            q = hub.join("queue").display(),
+            h = hub.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        hub.join("master.cf"),
+        format!(
+            "127.0.0.1:{hport} inet n - n - - smtpd\n\
+             127.0.0.1:{reinject} inet n - n - - smtpd\n  -o content_filter=\n  -o receive_override_options=no_header_body_checks,no_unknown_recipient_checks\n\
+             127.0.0.1:{reinject2} inet n - n - - smtpd -o content_filter= -o receive_override_options=no_header_body_checks\n\
+             smtp unix - - n - - smtp\nrelay unix - - n - - smtp\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin("postfix-master"));
+    cmd.args(["-c", hub.to_str().unwrap()]);
+    let _hub = Proc::spawn("postfix-master", &mut cmd);
+    wait_tcp(hport);
+    let send = r#"
+import smtplib, sys
+for subj in ("one", "refilter"):
+    s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))
+    s.sendmail('a@x.test', ['c@y.test'], "Subject: %s\r\nFrom: a@x.test\r\n\r\nbody\r\n" % subj)
+    s.quit()
+"#;
+    let o = Command::new("python3").args(["-c", send, &hport.to_string()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&sink_dir).map(|r| r.count()).unwrap_or(0) < 2 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(15),
+            "not both messages at the sink; hub log:\n{}",
+            std::fs::read_to_string(hub.join("maillog")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = std::fs::read_to_string(hub.join("maillog")).unwrap_or_default();
+    for f in std::fs::read_dir(&sink_dir).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        // Our Received: twice (the first listener, then the reinjection),
+        // the envelope sender kept.
+        assert_eq!(text.matches("by hub.mumail.test (Postfix)").count(), 2, "{text}\n{log}");
+        assert!(text.contains("X-Mail-Args: <a@x.test>"), "{text}");
+    }
+    assert!(log.contains(&format!("relay=127.0.0.1[127.0.0.1]:{reinject},")), "{log}");
+    assert!(log.contains(&format!("relay=127.0.0.1[127.0.0.1]:{reinject2},")), "{log}");
+    assert!(
+        log.contains(&format!(
+            ": filter: header Subject: refilter from localhost[127.0.0.1]; from=<a@x.test> to=<c@y.test> proto=ESMTP helo=<"
+        )),
+        "{log}"
+    );
+}

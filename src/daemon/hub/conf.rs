@@ -189,6 +189,10 @@ pub struct SmtpdConf {
     pub milters: Option<std::sync::Arc<super::milter::MilterConf>>,
     /// `smtpd_forbidden_commands`.
     pub forbidden_commands: Vec<String>,
+    /// `content_filter` (with the service's `-o` overrides).
+    pub content_filter: String,
+    /// `receive_override_options`.
+    pub receive_override: ReceiveOverride,
     pub reject_code: u16,
     pub defer_code: u16,
     pub unknown_address_reject_code: u16,
@@ -261,6 +265,36 @@ pub fn inet_addrs(v: &str) -> Vec<std::net::IpAddr> {
     out
 }
 
+/// `receive_override_options` (what a reinjection listener after a
+/// content filter turns off).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReceiveOverride {
+    pub no_unknown_recipient_checks: bool,
+    pub no_address_mappings: bool,
+    pub no_header_body_checks: bool,
+    pub no_milters: bool,
+    pub no_header_address_rewriting: bool,
+}
+
+impl ReceiveOverride {
+    pub fn parse(v: &str) -> Result<ReceiveOverride, ConfigError> {
+        let mut o = ReceiveOverride::default();
+        for w in split_list(v) {
+            match w {
+                "no_unknown_recipient_checks" => o.no_unknown_recipient_checks = true,
+                "no_address_mappings" => o.no_address_mappings = true,
+                "no_header_body_checks" => o.no_header_body_checks = true,
+                "no_milters" => o.no_milters = true,
+                "no_header_address_rewriting" => o.no_header_address_rewriting = true,
+                // Postfix's own checks with nothing to turn off here.
+                "no_8bit_mime_checks" | "no_smtputf8_checks" => {}
+                _ => return Err(bad("receive_override_options", w)),
+            }
+        }
+        Ok(o)
+    }
+}
+
 fn restriction_list(v: &str) -> Vec<String> {
     split_list(v).into_iter().map(str::to_string).collect()
 }
@@ -283,6 +317,7 @@ impl SmtpdConf {
             "may" | "none" => false,
             v => return Err(bad("smtpd_tls_security_level", v)),
         };
+        let over = ReceiveOverride::parse(&s("receive_override_options"))?;
         Ok(SmtpdConf {
             service: service.to_string(),
             banner: s("smtpd_banner"),
@@ -302,7 +337,7 @@ impl SmtpdConf {
             data_restrictions: restriction_list(&s("smtpd_data_restrictions")),
             end_of_data_restrictions: restriction_list(&s("smtpd_end_of_data_restrictions")),
             relay_before_recipient: p.get_bool("smtpd_relay_before_recipient_restrictions")?,
-            reject_unlisted_recipient: p.get_bool("smtpd_reject_unlisted_recipient")?,
+            reject_unlisted_recipient: p.get_bool("smtpd_reject_unlisted_recipient")? && !over.no_unknown_recipient_checks,
             local_recipient_maps: restriction_list(&s("local_recipient_maps")),
             virtual_mailbox_maps: restriction_list(&s("virtual_mailbox_maps")),
             relay_recipient_maps: restriction_list(&s("relay_recipient_maps")),
@@ -312,6 +347,8 @@ impl SmtpdConf {
             access_map_defer_code: code("access_map_defer_code")?,
             milters: super::milter::MilterConf::load(p, "smtpd_milters")?.map(std::sync::Arc::new),
             forbidden_commands: restriction_list(&s("smtpd_forbidden_commands")),
+            content_filter: s("content_filter"),
+            receive_override: over,
             reject_code: code("reject_code")?,
             defer_code: code("defer_code")?,
             unknown_address_reject_code: code("unknown_address_reject_code")?,

@@ -65,6 +65,9 @@ pub struct Job<'a> {
     /// For header_checks log lines: `from {client}; from=<…> to=<…>
     /// proto=… helo=<…>` after the header.
     pub log_tail: String,
+    /// header_checks and body_checks run (not with
+    /// `receive_override_options = no_header_body_checks`).
+    pub checks: bool,
 }
 
 /// What header_checks decided for the whole message.
@@ -86,6 +89,9 @@ pub struct Cleaned {
     pub redirect: Option<String>,
     /// `BCC addr`: recipients added.
     pub bcc: Vec<String>,
+    /// `FILTER transport:destination` (the last one): the message goes to
+    /// that content filter instead of its recipients' transports.
+    pub filter: Option<String>,
     /// cleanup log lines (after `QID: `): header_checks actions.
     pub log: Vec<String>,
 }
@@ -174,6 +180,7 @@ pub struct Effects {
     verdict: Option<Verdict>,
     redirect: Option<String>,
     bcc: Vec<String>,
+    filter: Option<String>,
 }
 
 /// What a check does to the header or body line it matched.
@@ -284,6 +291,12 @@ impl Rewriter {
                 } else {
                     fx.bcc.push(text);
                 }
+                Act::Keep
+            }
+            // transport:destination, as Postfix requires.
+            "FILTER" if text.contains(':') && !text.contains(char::is_whitespace) => {
+                log.push(line("filter", &text));
+                fx.filter = Some(text);
                 Act::Keep
             }
             "DUNNO" | "OK" => Act::Keep,
@@ -466,7 +479,7 @@ impl Rewriter {
             } else {
                 &self.header_checks
             };
-            if !table.maps.is_empty() && fx.verdict.is_none() {
+            if job.checks && !table.maps.is_empty() && fx.verdict.is_none() {
                 let logical = String::from_utf8_lossy(f).trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
                 match self.check(table, "header", &logical, job, &mut log, &mut fx)? {
                     Act::Keep => {}
@@ -557,7 +570,7 @@ impl Rewriter {
         }
         let body = &content[body_at..];
         let checks = [&self.body_checks, &self.mime_header_checks, &self.nested_header_checks];
-        if fx.verdict.is_none() && checks.iter().any(|t| !t.maps.is_empty()) {
+        if job.checks && fx.verdict.is_none() && checks.iter().any(|t| !t.maps.is_empty()) {
             // The primary header's Content-Type says how the body is cut.
             let ctype = fields
                 .iter()
@@ -575,6 +588,7 @@ impl Rewriter {
             verdict: fx.verdict,
             redirect: fx.redirect,
             bcc: fx.bcc,
+            filter: fx.filter,
             log,
         })
     }
@@ -639,6 +653,7 @@ mod tests {
             full_name: "",
             end_header: false,
             log_tail: "from c".into(),
+            checks: true,
         };
         let c = r.headers(msg.replace('\n', "\r\n").as_bytes(), &job).unwrap();
         (c.verdict, c.log)
@@ -680,6 +695,7 @@ mod tests {
                     full_name: "",
                     end_header: false,
                     log_tail: String::new(),
+                    checks: true,
                 },
             )
             .unwrap();

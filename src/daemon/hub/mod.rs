@@ -207,6 +207,7 @@ fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result
         log: Arc::new(mklog(params, "pickup")?),
         cleanup_log: Arc::new(mklog(params, "cleanup")?),
         message_size_limit: params.get_int("message_size_limit", 0, 0).unwrap_or(10_240_000) as usize,
+        content_filter: params.get("content_filter").unwrap_or_default().trim().to_string(),
         milters: milter::MilterConf::load(params, "non_smtpd_milters")
             .map_err(|e| e.to_string())?
             .map(Arc::new),

@@ -20,6 +20,8 @@ pub struct Pickup {
     pub message_size_limit: usize,
     /// `non_smtpd_milters`.
     pub milters: Option<Arc<super::milter::MilterConf>>,
+    /// `content_filter`.
+    pub content_filter: String,
 }
 
 struct Request {
@@ -111,6 +113,7 @@ impl Pickup {
                 now,
                 full_name: &name,
                 end_header: true,
+                checks: true,
                 log_tail: format!(
                     "from local; from=<{env_sender}> to=<{}>",
                     rcpts.first().map(|r| r.addr.as_str()).unwrap_or_default()
@@ -160,10 +163,15 @@ impl Pickup {
             return Ok(qid);
         }
         let message_id = cleaned.message_id;
+        let mut attrs = vec![("protocol".into(), "pickup".into()), ("uid".into(), uid.to_string())];
+        let filter = cleaned.filter.unwrap_or_else(|| self.content_filter.clone());
+        if !filter.is_empty() {
+            attrs.push(("content_filter".into(), filter));
+        }
         let env = Envelope {
             sender: env_sender,
             rcpts,
-            attrs: vec![("protocol".into(), "pickup".into()), ("uid".into(), uid.to_string())],
+            attrs,
             ..Default::default()
         };
         let full = Arc::new(full);

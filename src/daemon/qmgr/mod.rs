@@ -333,7 +333,22 @@ impl Qmgr {
         let mut unresolved = Vec::new();
         let mut local_results = Vec::new();
         let settings = self.s();
+        // content_filter / FILTER: every recipient goes to the filter
+        // (transport:destination; no destination = the recipient's domain).
+        let filter = env.attr("content_filter").filter(|f| !f.is_empty()).map(|f| {
+            let (t, n) = f.split_once(':').unwrap_or((f, ""));
+            (t.to_string(), n.to_string())
+        });
         for &i in &open {
+            if let Some((t, n)) = &filter {
+                let n = if n.is_empty() {
+                    resolve::split(&env.rcpts[i].addr).1
+                } else {
+                    n.clone()
+                };
+                groups.entry((t.clone(), n)).or_default().push(i);
+                continue;
+            }
             let resolved = match &settings.transport_maps {
                 Ok(maps) => resolve::resolve_with(&settings.conf, maps, &env.rcpts[i].addr),
                 Err(e) => Err(e.clone()),

@@ -341,7 +341,7 @@ impl Session<'_> {
     }
 
     async fn session_inner(&mut self) -> std::io::Result<()> {
-        if let Some(conf) = self.d.conf.milters.clone() {
+        if let Some(conf) = self.d.conf.milters.clone().filter(|_| !self.d.conf.receive_override.no_milters) {
             let facts = crate::daemon::hub::milter::Facts {
                 myhostname: self.d.hub.conf.myhostname.clone(),
                 daemon_addr: self.local_ip.to_string(),
@@ -1272,22 +1272,31 @@ impl Session<'_> {
         if let Some(h) = &self.helo {
             log_tail.push_str(&format!(" helo=<{h}>"));
         }
-        let rewritten = cleanup
-            .envelope(self.sender.as_deref().unwrap_or_default(), std::mem::take(&mut self.rcpts))
-            .and_then(|(sender, rcpts)| {
-                let job = crate::daemon::hub::headers::Job {
-                    context: self.header_context(),
-                    sender: &sender,
-                    qid: &qid,
-                    now,
-                    full_name: "",
-                    end_header: false,
-                    log_tail: log_tail.clone(),
-                };
-                let cleaned = cleanup.headers(&content, &job)?;
-                let rcpts = cleanup.check_recipients(rcpts, &cleaned)?;
-                Ok((sender, rcpts, cleaned))
-            });
+        let over = self.d.conf.receive_override;
+        let envelope = if over.no_address_mappings {
+            Ok((self.sender.clone().unwrap_or_default(), std::mem::take(&mut self.rcpts)))
+        } else {
+            cleanup.envelope(self.sender.as_deref().unwrap_or_default(), std::mem::take(&mut self.rcpts))
+        };
+        let rewritten = envelope.and_then(|(sender, rcpts)| {
+            let job = crate::daemon::hub::headers::Job {
+                checks: !over.no_header_body_checks,
+                context: if over.no_address_mappings || over.no_header_address_rewriting {
+                    None
+                } else {
+                    self.header_context()
+                },
+                sender: &sender,
+                qid: &qid,
+                now,
+                full_name: "",
+                end_header: false,
+                log_tail: log_tail.clone(),
+            };
+            let cleaned = cleanup.headers(&content, &job)?;
+            let rcpts = cleanup.check_recipients(rcpts, &cleaned)?;
+            Ok((sender, rcpts, cleaned))
+        });
         drop(content);
         let (sender, rcpts, cleaned) = match rewritten {
             Ok(v) => v,
@@ -1401,6 +1410,12 @@ impl Session<'_> {
             env.attrs.push(("helo".into(), h.clone()));
         }
         env.attrs.push(("protocol".into(), proto));
+        // content_filter (this service's, e.g. empty on a reinjection
+        // listener), or a header/body check's FILTER.
+        let filter = cleaned.filter.clone().unwrap_or_else(|| self.d.conf.content_filter.clone());
+        if !filter.is_empty() {
+            env.attrs.push(("content_filter".into(), filter));
+        }
         if let Some((m, u)) = &self.sasl {
             env.attrs.push(("sasl_method".into(), m.clone()));
             env.attrs.push(("sasl_username".into(), u.clone()));
