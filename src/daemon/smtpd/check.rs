@@ -99,6 +99,9 @@ pub struct Checker<'a> {
     /// `warn_if_reject` (`reject_warning`), and the WARN and INFO actions
     /// of access tables (`warn`, `info`).
     pub warnings: RefCell<Vec<(&'static str, String)>>,
+    /// access(5) message actions: DISCARD, PREPEND, REDIRECT, BCC, FILTER
+    /// (kind, argument, text for the log line).
+    pub actions: RefCell<Vec<(&'static str, String, String)>>,
     /// The recipient was checked against its table by an explicit
     /// `reject_unlisted_recipient`: the implicit check at the end is not
     /// made again (Postfix's `recipient_rcptmap_checked`).
@@ -205,7 +208,7 @@ impl Checker<'_> {
                 let text = if rest.is_empty() {
                     format!("{} triggers HOLD action", stage.class())
                 } else {
-                    rest.to_string()
+                    format!("{} {rest}", stage.class())
                 };
                 self.hold.set(Some(format!("<{what}>: {text}")));
                 Verdict::Dunno
@@ -217,7 +220,35 @@ impl Checker<'_> {
                     .push((if up == "WARN" { "warn" } else { "info" }, rest.to_string()));
                 Verdict::Dunno
             }
-            "DUNNO" | "PREPEND" => Verdict::Dunno,
+            // Message actions, applied by the session: (kind, argument,
+            // log text).
+            "DISCARD" => {
+                let text = if rest.is_empty() {
+                    format!("{} triggers DISCARD action", stage.class())
+                } else {
+                    format!("{} {rest}", stage.class())
+                };
+                self.actions
+                    .borrow_mut()
+                    .push(("discard", String::new(), format!("<{what}>: {text}")));
+                Verdict::Permit
+            }
+            "PREPEND" if !rest.is_empty() => {
+                self.actions.borrow_mut().push(("prepend", rest.to_string(), String::new()));
+                Verdict::Dunno
+            }
+            "REDIRECT" | "BCC" if rest.contains('@') && !rest.contains(char::is_whitespace) => {
+                let kind = if up == "REDIRECT" { "redirect" } else { "bcc" };
+                let log = format!("<{what}>: {} triggers {up} {rest}", stage.class());
+                self.actions.borrow_mut().push((kind, rest.to_string(), log));
+                Verdict::Dunno
+            }
+            "FILTER" if rest.contains(':') && !rest.contains(char::is_whitespace) => {
+                let log = format!("<{what}>: {} triggers FILTER {rest}", stage.class());
+                self.actions.borrow_mut().push(("filter", rest.to_string(), log));
+                Verdict::Dunno
+            }
+            "DUNNO" => Verdict::Dunno,
             "PERMIT" => Verdict::Permit,
             _ => config_error(what, stage),
         }
@@ -863,6 +894,7 @@ mod tests {
             defer_if_permit: Default::default(),
             defer_if_reject: Default::default(),
             warnings: Default::default(),
+            actions: Default::default(),
             unlisted_done: Default::default(),
             hub: &hub,
             conf: &conf,

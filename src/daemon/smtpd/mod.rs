@@ -148,6 +148,7 @@ impl Smtpd {
             defer_if_permit: Default::default(),
             defer_if_reject: Default::default(),
             warnings: Default::default(),
+            actions: Default::default(),
             unlisted_done: Default::default(),
             hub: &self.hub.conf,
             conf: &self.conf,

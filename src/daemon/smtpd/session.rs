@@ -80,6 +80,8 @@ struct Session<'a> {
     closing: bool,
     /// A filter refused the connection or HELO: every MAIL gets this.
     milter_reject: Option<String>,
+    /// access(5) message actions of this transaction.
+    acts: Acts,
 }
 
 enum Flow {
@@ -88,6 +90,16 @@ enum Flow {
 }
 
 type R = std::io::Result<Flow>;
+
+/// access(5) DISCARD, PREPEND, REDIRECT, BCC and FILTER of a transaction.
+#[derive(Default)]
+struct Acts {
+    discard: bool,
+    prepend: Vec<String>,
+    redirect: Option<String>,
+    bcc: Vec<String>,
+    filter: Option<String>,
+}
 
 /// A MAIL/RCPT event's payload for the filters: `<addr>` and the ESMTP
 /// parameters as given.
@@ -151,6 +163,7 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, local: IpAddr, peer: su
         milter_dirty: false,
         closing: false,
         milter_reject: None,
+        acts: Acts::default(),
     };
     d.log.info(&format!("connect from {}", s.client()));
     let refused = if over {
@@ -323,6 +336,7 @@ impl Session<'_> {
 
     fn reset(&mut self) {
         self.milter_dirty = self.milters.is_some();
+        self.acts = Acts::default();
         self.sender = None;
         self.params = MailParams::default();
         self.rcpts.clear();
@@ -947,15 +961,16 @@ impl Session<'_> {
         }
         let addr = crate::daemon::qmgr::resolve::canonical(&self.d.hub.conf, &to);
         self.dns_lookups(Some(&addr)).await;
-        let (verdict, hold, warnings) = {
+        let (verdict, hold, warnings, actions) = {
             let checker = self.d.checker();
             let v = checker.rcpt(&self.facts(Some(&addr)));
-            (v, checker.hold.take(), checker.warnings.take())
+            (v, checker.hold.take(), checker.warnings.take(), checker.actions.take())
         };
         for (kind, w) in warnings {
             self.log_whatsup(kind, "RCPT", &w, Some(&to));
         }
-        if let (Some(text), Verdict::Dunno) = (&hold, &verdict) {
+        // A message already to be discarded is not held (nor logged so).
+        if let (Some(text), Verdict::Dunno, false) = (&hold, &verdict, self.acts.discard) {
             self.hold = true;
             let l = format!(
                 "{}: hold: RCPT from {}: {text}; from=<{}> to=<{to}> proto={} helo=<{}>",
@@ -966,6 +981,9 @@ impl Session<'_> {
                 self.helo.as_deref().unwrap_or("")
             );
             self.d.log.info(&l);
+        }
+        if !matches!(verdict, Verdict::Reject(_)) {
+            self.take_actions(actions, "RCPT", Some(&to));
         }
         if let Verdict::Reject(mut reply) = verdict {
             // Replies name the address as the client gave it.
@@ -1236,6 +1254,16 @@ impl Session<'_> {
             return "451 4.3.0 Error: queue file write error".into();
         };
         let qid = draft.qid.clone();
+        if self.acts.discard {
+            // access(5) DISCARD: claimed delivered, thrown away.
+            drop(draft);
+            self.reset();
+            return match bdat_total {
+                Some(n) => format!("250 2.0.0 Ok: {n} bytes queued as {qid}"),
+                None => format!("250 2.0.0 Ok: queued as {qid}"),
+            };
+        }
+        let (acts_redirect, acts_bcc) = (self.acts.redirect.clone(), self.acts.bcc.clone());
         let hub = &self.d.hub.conf;
         let now = crate::util::unix_now();
         let date = crate::util::codec::mail_date(now);
@@ -1252,10 +1280,15 @@ impl Session<'_> {
         if self.sasl.is_some() {
             proto.push('A');
         }
-        let mut head = format!(
+        let mut head = String::new();
+        for p in &self.acts.prepend {
+            head.push_str(p);
+            head.push_str("\r\n");
+        }
+        head.push_str(&format!(
             "Received: from {helo} ({} [{addr}])\r\n\tby {} ({}) with {proto} id {qid}",
             self.name, hub.myhostname, hub.mail_name
-        );
+        ));
         if self.rcpts.len() == 1 {
             head.push_str(&format!("\r\n\tfor <{}>; {date}\r\n", self.rcpts[0].addr));
         } else {
@@ -1293,7 +1326,13 @@ impl Session<'_> {
                 end_header: false,
                 log_tail: log_tail.clone(),
             };
-            let cleaned = cleanup.headers(&content, &job)?;
+            let mut cleaned = cleanup.headers(&content, &job)?;
+            // access(5) REDIRECT and BCC; a header check's REDIRECT,
+            // decided later, wins.
+            if cleaned.redirect.is_none() {
+                cleaned.redirect = acts_redirect;
+            }
+            cleaned.bcc.extend(acts_bcc);
             let rcpts = cleanup.check_recipients(rcpts, &cleaned)?;
             Ok((sender, rcpts, cleaned))
         });
@@ -1412,7 +1451,11 @@ impl Session<'_> {
         env.attrs.push(("protocol".into(), proto));
         // content_filter (this service's, e.g. empty on a reinjection
         // listener), or a header/body check's FILTER.
-        let filter = cleaned.filter.clone().unwrap_or_else(|| self.d.conf.content_filter.clone());
+        let filter = cleaned
+            .filter
+            .clone()
+            .or_else(|| self.acts.filter.clone())
+            .unwrap_or_else(|| self.d.conf.content_filter.clone());
         if !filter.is_empty() {
             env.attrs.push(("content_filter".into(), filter));
         }
@@ -1456,6 +1499,24 @@ impl Session<'_> {
             Err(e) => {
                 self.d.log.warning(&format!("{qid}: queue file write error: {e}"));
                 "451 4.3.0 Error: queue file write error".into()
+            }
+        }
+    }
+
+    /// access(5) message actions found by a check: logged as Postfix's
+    /// smtpd does, applied when the message is queued.
+    fn take_actions(&mut self, actions: Vec<(&'static str, String, String)>, stage: &str, rcpt: Option<&str>) {
+        for (kind, arg, text) in actions {
+            if kind != "prepend" {
+                self.log_whatsup(kind, stage, &text, rcpt);
+            }
+            let a = &mut self.acts;
+            match kind {
+                "discard" => a.discard = true,
+                "prepend" => a.prepend.push(arg),
+                "redirect" => a.redirect = Some(arg),
+                "bcc" => a.bcc.push(arg),
+                _ => a.filter = Some(arg),
             }
         }
     }
@@ -1506,6 +1567,10 @@ impl Session<'_> {
         let checker = self.d.checker();
         let v = checker.early(which, &self.facts(None));
         let hold = checker.hold.take();
+        let actions = checker.actions.take();
+        if !matches!(v, Verdict::Reject(_)) {
+            self.take_actions(actions, stage, rcpt);
+        }
         for (kind, w) in checker.warnings.take() {
             self.log_whatsup(kind, stage, &w, rcpt);
         }
