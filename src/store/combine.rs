@@ -56,6 +56,19 @@ impl Store {
     /// Delivers one copy, committed together with the deliveries other
     /// threads make into the same owner meanwhile.
     pub fn deliver_grouped(&self, job: DeliveryJob) -> Result<Delivery> {
+        let name = job.name.clone();
+        let r = self.deliver_grouped_in(job);
+        // Moved away (XFER) or deleted while this delivery waited: its
+        // record was made again under a name no longer listed, where no
+        // one will see it.  Refused (4xx), the retry finds the mailbox
+        // where it is now.
+        if matches!(r, Ok(Delivery::Delivered(_))) && self.lookup(&name)?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        r
+    }
+
+    fn deliver_grouped_in(&self, job: DeliveryJob) -> Result<Delivery> {
         let e = self.lookup(&job.name)?.ok_or(StoreError::NotFound)?;
         self.ensure_state(&e)?;
         let mut job = job;

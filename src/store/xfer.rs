@@ -468,13 +468,23 @@ impl Store {
     /// Removes a mailbox's list entry, special use, annotations and
     /// files (its records are gone already).
     pub(super) fn drop_listed(&self, name: &str, dir: &std::path::Path) -> Result<()> {
-        {
-            let c = lock(&self.list);
-            c.execute("DELETE FROM mbox WHERE name=?1", [name])?;
-            c.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
-            c.execute("DELETE FROM annot WHERE name=?1", [name])?;
-        }
-        // Files go last: the records naming them are gone.
+        self.unlist(name)?;
+        self.remove_files(name, dir);
+        Ok(())
+    }
+
+    /// A mailbox's list entry, special-use and annotations go.
+    fn unlist(&self, name: &str) -> Result<()> {
+        let c = lock(&self.list);
+        c.execute("DELETE FROM mbox WHERE name=?1", [name])?;
+        c.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
+        c.execute("DELETE FROM annot WHERE name=?1", [name])?;
+        Ok(())
+    }
+
+    /// A dropped mailbox's message files and directory (the records
+    /// naming them are gone).
+    fn remove_files(&self, name: &str, dir: &std::path::Path) {
         if let Ok(rd) = std::fs::read_dir(dir) {
             for f in rd.flatten() {
                 let n = f.file_name();
@@ -486,7 +496,6 @@ impl Store {
         }
         let _ = std::fs::remove_dir(dir);
         self.notify(name);
-        Ok(())
     }
 }
 
@@ -499,9 +508,12 @@ pub struct XferLock {
 impl XferLock {
     /// The switch is done: removes the moved mailboxes' records (and,
     /// for a whole user, their subscriptions, seen state, POP3 logins and
-    /// duplicate records) in the locked transaction, then their list
-    /// entries and files.  A delivery that waited on the lock then finds
-    /// no mailbox (lmtpd answers 4xx, the proxy sends it to the target).
+    /// duplicate records) in the locked transaction, their list entries
+    /// before that transaction commits, then their files.  A delivery
+    /// that waited on the lock then finds no mailbox (lmtpd answers 4xx,
+    /// the proxy sends it to the target); one that looked the mailbox up
+    /// before it was unlisted and committed after is refused by
+    /// `deliver_grouped`'s check that the mailbox is still listed.
     pub fn finish(self, store: &Store, moved: &[MailboxEntry], top: &str, whole_user: bool) -> Result<()> {
         let c = self.c;
         for e in moved {
@@ -521,10 +533,15 @@ impl XferLock {
         if whole_user {
             c.execute_batch("DELETE FROM sub; DELETE FROM seen; DELETE FROM pop; DELETE FROM dup;")?;
         }
+        // Unlisted before the commit: no delivery can look the mailbox
+        // up (and so recreate its record) once its records are gone.
+        for e in moved.iter().rev() {
+            store.unlist(&e.name)?;
+        }
         c.execute_batch("COMMIT")?;
         for e in moved.iter().rev() {
             let dir = store.mailbox_dir(&e.name, &e.partition)?;
-            store.drop_listed(&e.name, &dir)?;
+            store.remove_files(&e.name, &dir);
         }
         Ok(())
     }
