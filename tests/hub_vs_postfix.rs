@@ -874,27 +874,7 @@ fn through_both(sender: &str, extra: &str, files: &[(&str, &str)], expect: usize
     }
     let d = tempfile::tempdir().unwrap();
     open_dir(d.path());
-    let sink = |name: &str| {
-        let dir = d.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let port = free_port();
-        let p = Proc::spawn(
-            "smtp-sink",
-            Command::new(SMTP_SINK)
-                .args([
-                    "-u",
-                    "nobody",
-                    "-d",
-                    &format!("{}/m.", dir.display()),
-                    &format!("127.0.0.1:{port}"),
-                    "10",
-                ])
-                .stdout(std::process::Stdio::null()),
-        );
-        wait_tcp(port);
-        (dir, port, p)
-    };
+    let sink = |name: &str| smtp_sink(&d.path().join(name));
     let (real_dir, real_sink, _s1) = sink("real-sink");
     let (our_dir, our_sink, _s2) = sink("our-sink");
     let conf = |dir: &Path, sink: u16| {
@@ -1165,6 +1145,58 @@ for subj in ("modify", "plain"):
     same(&real, &ours);
 }
 
+/// An smtp-sink in `dir/sink` (each message a file): the directory, the
+/// port and the process.
+fn smtp_sink(dir: &Path) -> (std::path::PathBuf, u16, Proc) {
+    let sink_dir = dir.join("sink");
+    std::fs::create_dir_all(&sink_dir).unwrap();
+    std::fs::set_permissions(&sink_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = free_port();
+    let p = Proc::spawn(
+        "smtp-sink",
+        Command::new("/usr/sbin/smtp-sink")
+            .args([
+                "-u",
+                "nobody",
+                "-d",
+                &format!("{}/m.", sink_dir.display()),
+                &format!("127.0.0.1:{port}"),
+                "10",
+            ])
+            .stdout(std::process::Stdio::null()),
+    );
+    wait_tcp(port);
+    (sink_dir, port, p)
+}
+
+/// Our hub in `hub`, relaying everything to the sink on `sink_port`, with
+/// `main` added to main.cf and `services` (plus the smtp and relay
+/// transports) as master.cf; waits for `port`.
+fn relay_hub(hub: &Path, sink_port: u16, main: &str, services: &str, port: u16) -> Proc {
+    open_dir(hub);
+    std::fs::write(
+        hub.join("main.cf"),
+        format!(
+            "compatibility_level = 3.6\nmyhostname = hub.mumail.test\nmydomain = mumail.test\nmydestination =\n\
+             mynetworks = 127.0.0.0/8\ninet_interfaces = loopback-only\nrelayhost = [127.0.0.1]:{sink_port}\nalias_maps =\n\
+             queue_directory = {q}\nmaillog_file = {h}/maillog\n{main}",
+            q = hub.join("queue").display(),
+            h = hub.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        hub.join("master.cf"),
+        format!("{services}smtp unix - - n - - smtp\nrelay unix - - n - - smtp\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin("postfix-master"));
+    cmd.args(["-c", hub.to_str().unwrap()]);
+    let p = Proc::spawn("postfix-master", &mut cmd);
+    wait_tcp(port);
+    p
+}
+
 /// The real OpenDKIM as `smtpd_milters` of our hub: every message from an
 /// internal client is signed on its way through, the signature goes on
 /// top (before our Received:, where Postfix puts it) and verifies with
@@ -1204,49 +1236,17 @@ fn opendkim_signs_mail_through_our_hub() {
     );
     wait_tcp(mport);
 
-    let sink_dir = d.path().join("sink");
-    std::fs::create_dir_all(&sink_dir).unwrap();
-    std::fs::set_permissions(&sink_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let sport = free_port();
-    let _sink = Proc::spawn(
-        "smtp-sink",
-        Command::new(SMTP_SINK)
-            .args([
-                "-u",
-                "nobody",
-                "-d",
-                &format!("{}/m.", sink_dir.display()),
-                &format!("127.0.0.1:{sport}"),
-                "10",
-            ])
-            .stdout(std::process::Stdio::null()),
-    );
-    wait_tcp(sport);
+    let (sink_dir, sport, _sink) = smtp_sink(d.path());
 
     let hub = d.path().join("hub");
-    open_dir(&hub);
     let hport = free_port();
-    std::fs::write(
-        hub.join("main.cf"),
-        format!(
-            "compatibility_level = 3.6\nmyhostname = hub.mumail.test\nmydomain = mumail.test\nmydestination =\n\
-             mynetworks = 127.0.0.0/8\ninet_interfaces = loopback-only\nrelayhost = [127.0.0.1]:{sport}\nalias_maps =\n\
-             queue_directory = {q}\nmaillog_file = {h}/maillog\nsmtpd_milters = inet:127.0.0.1:{mport}\n\
-             non_smtpd_milters = $smtpd_milters\n",
-            q = hub.join("queue").display(),
-            h = hub.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        hub.join("master.cf"),
-        format!("127.0.0.1:{hport} inet n - n - - smtpd\nsmtp unix - - n - - smtp\nrelay unix - - n - - smtp\n"),
-    )
-    .unwrap();
-    let mut cmd = Command::new(bin("postfix-master"));
-    cmd.args(["-c", hub.to_str().unwrap()]);
-    let _hub = Proc::spawn("postfix-master", &mut cmd);
-    wait_tcp(hport);
+    let _hub = relay_hub(
+        &hub,
+        sport,
+        &format!("smtpd_milters = inet:127.0.0.1:{mport}\nnon_smtpd_milters = $smtpd_milters\n"),
+        &format!("127.0.0.1:{hport} inet n - n - - smtpd\n"),
+        hport,
+    );
     let send = r#"
 import smtplib, sys
 s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))
@@ -1325,24 +1325,7 @@ fn content_filter_and_filter_action_route_through_the_filter() {
     }
     let d = tempfile::tempdir().unwrap();
     open_dir(d.path());
-    let sink_dir = d.path().join("sink");
-    std::fs::create_dir_all(&sink_dir).unwrap();
-    std::fs::set_permissions(&sink_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let sport = free_port();
-    let _sink = Proc::spawn(
-        "smtp-sink",
-        Command::new(SMTP_SINK)
-            .args([
-                "-u",
-                "nobody",
-                "-d",
-                &format!("{}/m.", sink_dir.display()),
-                &format!("127.0.0.1:{sport}"),
-                "10",
-            ])
-            .stdout(std::process::Stdio::null()),
-    );
-    wait_tcp(sport);
+    let (sink_dir, sport, _sink) = smtp_sink(d.path());
     let hub = d.path().join("hub");
     open_dir(&hub);
     let (hport, reinject, reinject2) = (free_port(), free_port(), free_port());
@@ -1351,32 +1334,20 @@ fn content_filter_and_filter_action_route_through_the_filter() {
         format!("/^Subject: refilter/ FILTER smtp:[127.0.0.1]:{reinject2}\n"),
     )
     .unwrap();
-    std::fs::write(
-        hub.join("main.cf"),
-        format!(
-            "compatibility_level = 3.6\nmyhostname = hub.mumail.test\nmydomain = mumail.test\nmydestination =\n\
-             mynetworks = 127.0.0.0/8\ninet_interfaces = loopback-only\nrelayhost = [127.0.0.1]:{sport}\nalias_maps =\n\
-             queue_directory = {q}\nmaillog_file = {h}/maillog\ncontent_filter = smtp:[127.0.0.1]:{reinject}\n\
-             header_checks = regexp:{h}/hc\n",
-            q = hub.join("queue").display(),
-            h = hub.display()
+    let _hub = relay_hub(
+        &hub,
+        sport,
+        &format!(
+            "content_filter = smtp:[127.0.0.1]:{reinject}\nheader_checks = regexp:{}/hc\n",
+            hub.display()
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        hub.join("master.cf"),
-        format!(
+        &format!(
             "127.0.0.1:{hport} inet n - n - - smtpd\n\
              127.0.0.1:{reinject} inet n - n - - smtpd\n  -o content_filter=\n  -o receive_override_options=no_header_body_checks,no_unknown_recipient_checks\n\
-             127.0.0.1:{reinject2} inet n - n - - smtpd -o content_filter= -o receive_override_options=no_header_body_checks\n\
-             smtp unix - - n - - smtp\nrelay unix - - n - - smtp\n"
+             127.0.0.1:{reinject2} inet n - n - - smtpd -o content_filter= -o receive_override_options=no_header_body_checks\n"
         ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(bin("postfix-master"));
-    cmd.args(["-c", hub.to_str().unwrap()]);
-    let _hub = Proc::spawn("postfix-master", &mut cmd);
-    wait_tcp(hport);
+        hport,
+    );
     let send = r#"
 import smtplib, sys
 for subj in ("one", "refilter"):
