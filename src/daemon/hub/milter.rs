@@ -320,7 +320,7 @@ impl Milters {
         Some(v)
     }
 
-    fn macros_for(&self, i: usize, stage: u8) -> Option<Vec<u8>> {
+    fn macros_for(&self, i: usize, stage: u8) -> Vec<u8> {
         let names = self.filters[i]
             .symlists
             .iter()
@@ -330,7 +330,7 @@ impl Milters {
             .unwrap_or_default();
         let pairs: Vec<(String, String)> = names.iter().filter_map(|n| self.macro_value(n).map(|v| (n.clone(), v))).collect();
         // Postfix sends the macro packet even when no value is known.
-        Some(m::macros(stage, &pairs))
+        m::macros(stage, &pairs)
     }
 
     fn fail(&mut self, i: usize, why: &str) -> Verdict {
@@ -422,7 +422,7 @@ impl Milters {
             }
             let wait = f.protocol & noreply_flag == 0;
             let t = f.spec.command_timeout;
-            let mut out = self.macros_for(i, code).unwrap_or_default();
+            let mut out = self.macros_for(i, code);
             out.extend_from_slice(&m::packet(code, &payload));
             let f = &mut self.filters[i];
             if let Err(e) = send(f, &out, t).await {
@@ -603,24 +603,24 @@ impl Milters {
                 }
                 // Folded lines reach the filter with bare newlines.
                 let value: Vec<u8> = value.iter().copied().filter(|&b| b != b'\r').collect();
-                let mut out = self.macros_for(i, b'L').unwrap_or_default();
+                let mut out = self.macros_for(i, b'L');
                 out.extend_from_slice(&m::header(name, &value, leadspc));
                 steps.push((out, proto & m::NR_HDR == 0));
             }
         }
         if proto & m::NOEOH == 0 {
-            let mut out = self.macros_for(i, b'N').unwrap_or_default();
+            let mut out = self.macros_for(i, b'N');
             out.extend_from_slice(&m::packet(m::cmd::EOH, b""));
             steps.push((out, proto & m::NR_EOH == 0));
         }
         if proto & m::NOBODY == 0 {
             for chunk in body.chunks(m::CHUNK) {
-                let mut out = self.macros_for(i, b'B').unwrap_or_default();
+                let mut out = self.macros_for(i, b'B');
                 out.extend_from_slice(&m::packet(m::cmd::BODY, chunk));
                 steps.push((out, proto & m::NR_BODY == 0));
             }
         }
-        let mut eom = self.macros_for(i, b'E').unwrap_or_default();
+        let mut eom = self.macros_for(i, b'E');
         eom.extend_from_slice(&m::packet(m::cmd::BODYEOB, b""));
         let f = &mut self.filters[i];
         for (out, wait) in steps {

@@ -72,6 +72,16 @@ impl Stage {
     }
 }
 
+/// The log text of HOLD and DISCARD: `<what>: Class text`, or
+/// `<what>: Class triggers ACTION action` without text.
+fn triggers(what: &str, stage: Stage, action: &str, text: &str) -> String {
+    if text.is_empty() {
+        format!("<{what}>: {} triggers {action} action", stage.class())
+    } else {
+        format!("<{what}>: {} {text}", stage.class())
+    }
+}
+
 /// Tables named in restriction lists, opened once.
 #[derive(Default)]
 pub struct TableCache(Mutex<HashMap<String, std::sync::Arc<Table>>>);
@@ -205,12 +215,7 @@ impl Checker<'_> {
                 Verdict::Dunno
             }
             "HOLD" => {
-                let text = if rest.is_empty() {
-                    format!("{} triggers HOLD action", stage.class())
-                } else {
-                    format!("{} {rest}", stage.class())
-                };
-                self.hold.set(Some(format!("<{what}>: {text}")));
+                self.hold.set(Some(triggers(what, stage, &up, rest)));
                 Verdict::Dunno
             }
             // Logged by the session as `warn:`/`info:` lines.
@@ -223,14 +228,9 @@ impl Checker<'_> {
             // Message actions, applied by the session: (kind, argument,
             // log text).
             "DISCARD" => {
-                let text = if rest.is_empty() {
-                    format!("{} triggers DISCARD action", stage.class())
-                } else {
-                    format!("{} {rest}", stage.class())
-                };
                 self.actions
                     .borrow_mut()
-                    .push(("discard", String::new(), format!("<{what}>: {text}")));
+                    .push(("discard", String::new(), triggers(what, stage, &up, rest)));
                 Verdict::Permit
             }
             "PREPEND" if !rest.is_empty() => {
