@@ -8,7 +8,8 @@
 //! delivery, so a `250` still follows its own data's fsync.
 
 use super::db::Store;
-use super::ops::{charge_quota_as, state_of, sync_dir, Cached, Delivery, NewMessage, QuotaCheck, Staged};
+use super::lifecycle::ensure_state_in;
+use super::ops::{charge_quota_as, sync_dir, Cached, Delivery, MailboxEntry, NewMessage, QuotaCheck, Staged};
 use super::{Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
@@ -31,6 +32,10 @@ pub struct DeliveryJob {
     pub partition: String,
 }
 
+/// A queued delivery: the job, its mailbox's list entry (read before the
+/// owner's lock) and where its result goes.
+type Queued = (DeliveryJob, MailboxEntry, Arc<Slot>);
+
 #[derive(Default)]
 struct Slot {
     result: Mutex<Option<Result<Delivery>>>,
@@ -42,7 +47,7 @@ struct Slot {
 
 /// Deliveries waiting for a commit, per owner database.
 #[derive(Default)]
-pub struct Pending(Mutex<HashMap<PathBuf, Vec<(DeliveryJob, Arc<Slot>)>>>);
+pub struct Pending(Mutex<HashMap<PathBuf, Vec<Queued>>>);
 
 fn copy_err(e: &StoreError) -> StoreError {
     match e {
@@ -69,18 +74,21 @@ impl Store {
     }
 
     fn deliver_grouped_in(&self, job: DeliveryJob) -> Result<Delivery> {
+        // The list entry is read here, before the owner's lock: the mailbox
+        // list is never locked while an owner database is.  Nothing here
+        // waits for the owner's connection (a delivery blocked on it while
+        // a batch commits would miss that batch and the next one, and every
+        // delivery would commit alone): a missing state record is made in
+        // the batch's own transaction.
         let e = self.lookup(&job.name)?.ok_or(StoreError::NotFound)?;
-        self.ensure_state(&e)?;
         let mut job = job;
-        // The partition is read here, before the owner's lock: the mailbox
-        // list is never locked while an owner database is.
         job.partition = e.partition.clone();
         let key = self.owner_db_path(&job.name);
         let oc = self.owner(&job.name)?;
         let slot = Arc::new(Slot::default());
         {
             let mut p = self.pending.0.lock().unwrap_or_else(|p| p.into_inner());
-            p.entry(key.clone()).or_default().push((job, slot.clone()));
+            p.entry(key.clone()).or_default().push((job, e, slot.clone()));
         }
         loop {
             // Whoever holds the connection commits for everyone queued.
@@ -120,7 +128,7 @@ impl Store {
     fn kick_next(&self, key: &std::path::Path) {
         let next = {
             let p = self.pending.0.lock().unwrap_or_else(|p| p.into_inner());
-            p.get(key).and_then(|v| v.first()).map(|(_, s)| s.clone())
+            p.get(key).and_then(|v| v.first()).map(|(_, _, s)| s.clone())
         };
         if let Some(s) = next {
             let _r = s.result.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,15 +137,15 @@ impl Store {
         }
     }
 
-    fn commit_batch(&self, c: &mut Connection, batch: Vec<(DeliveryJob, Arc<Slot>)>) {
+    fn commit_batch(&self, c: &mut Connection, batch: Vec<Queued>) {
         let mut results: Vec<Result<Delivery>> = Vec::with_capacity(batch.len());
         let mut dirs: Vec<PathBuf> = Vec::new();
         let outcome = (|| -> Result<()> {
             let mut tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (job, _) in &batch {
+            for (job, entry, _) in &batch {
                 let r = (|| -> Result<Delivery> {
                     let sp = tx.savepoint()?;
-                    let d = self.deliver_in(&sp, job, &mut dirs)?;
+                    let d = self.deliver_in(&sp, job, entry, &mut dirs)?;
                     sp.commit()?;
                     Ok(d)
                 })();
@@ -159,7 +167,7 @@ impl Store {
                 results.push(Err(copy_err(&e)));
             }
         }
-        for ((job, slot), r) in batch.into_iter().zip(results) {
+        for ((job, _, slot), r) in batch.into_iter().zip(results) {
             if r.is_ok() {
                 self.notify(&job.name);
             }
@@ -169,8 +177,8 @@ impl Store {
     }
 
     /// One delivery inside the batch's transaction (no commit).
-    fn deliver_in(&self, tx: &Connection, job: &DeliveryJob, dirs: &mut Vec<PathBuf>) -> Result<Delivery> {
-        let s = state_of(tx, &job.name)?.ok_or(StoreError::NotFound)?;
+    fn deliver_in(&self, tx: &Connection, job: &DeliveryJob, entry: &MailboxEntry, dirs: &mut Vec<PathBuf>) -> Result<Delivery> {
+        let s = ensure_state_in(tx, entry)?;
         if let Some((msgid, rcpt)) = &job.dup {
             let seen = tx
                 .query_row("SELECT 1 FROM dup WHERE msgid=?1 AND rcpt=?2", params![msgid, rcpt], |_| Ok(true))

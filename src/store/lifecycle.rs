@@ -12,6 +12,18 @@ use super::{MailboxEntry, MailboxState, Result, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::sync::Arc;
 
+/// The state record of `e` in its owner database `c`, made if missing.
+pub(super) fn ensure_state_in(c: &Connection, e: &MailboxEntry) -> Result<MailboxState> {
+    if let Some(s) = state_of(c, &e.name)? {
+        return Ok(s);
+    }
+    c.execute(
+        "INSERT INTO mailbox(name, uniqueid, partition, uidvalidity, uidnext, highestmodseq) VALUES(?1, ?2, ?3, ?4, 1, 1)",
+        params![e.name, e.uniqueid, e.partition, e.uidvalidity as i64],
+    )?;
+    state_of(c, &e.name)?.ok_or(StoreError::NotFound)
+}
+
 impl Store {
     fn next_uidvalidity(c: &Connection) -> Result<u32> {
         let last: i64 = c
@@ -138,14 +150,7 @@ impl Store {
     pub(super) fn ensure_state(&self, e: &MailboxEntry) -> Result<MailboxState> {
         let oc = self.owner(&e.name)?;
         let c = lock(&oc);
-        if let Some(s) = state_of(&c, &e.name)? {
-            return Ok(s);
-        }
-        c.execute(
-            "INSERT INTO mailbox(name, uniqueid, partition, uidvalidity, uidnext, highestmodseq) VALUES(?1, ?2, ?3, ?4, 1, 1)",
-            params![e.name, e.uniqueid, e.partition, e.uidvalidity as i64],
-        )?;
-        state_of(&c, &e.name)?.ok_or(StoreError::NotFound)
+        ensure_state_in(&c, e)
     }
 
     pub fn state(&self, name: &str) -> Result<MailboxState> {

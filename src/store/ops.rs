@@ -1096,6 +1096,56 @@ mod tests {
         s.deliver(name, &plain(&st, &c), QuotaCheck::Strict, None)
     }
 
+    /// Deliveries from many threads into one mailbox whose state record
+    /// is missing (as after a list import): the first batch makes it, and
+    /// every copy gets its own UID.
+    #[test]
+    fn grouped_deliveries_from_many_threads() {
+        let t = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(store(t.path()));
+        s.create("user.fred", None, None).unwrap();
+        {
+            let oc = s.owner("user.fred").unwrap();
+            let c = super::super::db::lock(&oc);
+            assert_eq!(c.execute("DELETE FROM mailbox WHERE name='user.fred'", []).unwrap(), 1);
+        }
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    (0..10)
+                        .map(|j| {
+                            let st = s.stage("default", format!("Subject: {i}/{j}\r\n\r\nx\r\n").as_bytes()).unwrap();
+                            match s
+                                .deliver_grouped(super::super::DeliveryJob {
+                                    name: "user.fred".into(),
+                                    staged: std::sync::Arc::new(st),
+                                    cached: std::sync::Arc::new(Cached::default()),
+                                    internaldate: 1,
+                                    quota: QuotaCheck::Strict,
+                                    dup: None,
+                                    partition: String::new(),
+                                })
+                                .unwrap()
+                            {
+                                Delivery::Delivered(uid) => uid,
+                                other => panic!("{other:?}"),
+                            }
+                        })
+                        .collect::<Vec<u32>>()
+                })
+            })
+            .collect();
+        let mut uids: Vec<u32> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        uids.sort();
+        assert_eq!(uids, (1..=160).collect::<Vec<u32>>());
+        let st = s.state("user.fred").unwrap();
+        assert_eq!((st.exists, st.uidnext), (160, 161));
+        for uid in [1, 80, 160] {
+            assert!(s.message_path("user.fred", "default", uid).unwrap().exists());
+        }
+    }
+
     #[test]
     fn deliver_flags_expunge_copy_quota() {
         let t = tempfile::tempdir().unwrap();
