@@ -131,6 +131,11 @@ pub struct Logger {
     pub facility: u8,
     pub hostname: String,
     pub target: Target,
+    /// For `Target::Syslog`: a datagram socket connected to it, made at the
+    /// first line and again after a send fails (the syslog daemon
+    /// restarted), so that a line costs one send, not a socket, a path
+    /// lookup and a close.
+    conn: Mutex<Option<std::os::unix::net::UnixDatagram>>,
 }
 
 impl Logger {
@@ -145,6 +150,7 @@ impl Logger {
             facility,
             hostname: short,
             target,
+            conn: Mutex::new(None),
         }
     }
 
@@ -179,6 +185,7 @@ impl Logger {
             facility: self.facility,
             hostname: self.hostname.clone(),
             target,
+            conn: Mutex::new(None),
         }
     }
 
@@ -206,10 +213,8 @@ impl Logger {
                     std::process::id(),
                     postfix_text(sev, text)
                 );
-                if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
-                    if sock.send_to(msg.as_bytes(), path).is_err() {
-                        let _ = std::io::stderr().write_all(self.file_line(sev, text, now).as_bytes());
-                    }
+                if self.send_syslog(path, msg.as_bytes()).is_err() {
+                    let _ = std::io::stderr().write_all(self.file_line(sev, text, now).as_bytes());
                 }
             }
             Target::File(f) => {
@@ -225,6 +230,23 @@ impl Logger {
                     std::io::stderr().write_all(format!("{}[{}]: {}\n", self.tag, std::process::id(), postfix_text(sev, text)).as_bytes());
             }
         }
+    }
+
+    /// One datagram to the syslog socket at `path`, over the kept
+    /// connection; a failed send is tried once more on a new one.
+    fn send_syslog(&self, path: &str, msg: &[u8]) -> std::io::Result<()> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = conn.as_ref() {
+            if s.send(msg).is_ok() {
+                return Ok(());
+            }
+            *conn = None;
+        }
+        let s = std::os::unix::net::UnixDatagram::unbound()?;
+        s.connect(path)?;
+        s.send(msg)?;
+        *conn = Some(s);
+        Ok(())
     }
 
     pub fn info(&self, text: &str) {
@@ -354,5 +376,14 @@ mod tests {
         let s = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(s.starts_with("<35>"), "{s}");
         assert!(s.ends_with("]: error: e"), "{s}");
+        // The syslog daemon restarts (a new socket at the same path): the
+        // next line reaches it over a new connection.
+        drop(sock);
+        std::fs::remove_file(&p).unwrap();
+        let sock = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        l.info("again");
+        let n = sock.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with("]: again"));
     }
 }

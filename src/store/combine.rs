@@ -181,16 +181,15 @@ impl Store {
         let s = ensure_state_in(tx, entry)?;
         if let Some((msgid, rcpt)) = &job.dup {
             let seen = tx
-                .query_row("SELECT 1 FROM dup WHERE msgid=?1 AND rcpt=?2", params![msgid, rcpt], |_| Ok(true))
+                .prepare_cached("SELECT 1 FROM dup WHERE msgid=?1 AND rcpt=?2")?
+                .query_row(params![msgid, rcpt], |_| Ok(true))
                 .optional()?
                 .is_some();
             if seen {
                 return Ok(Delivery::Duplicate);
             }
-            tx.execute(
-                "INSERT INTO dup(msgid, rcpt, t) VALUES(?1, ?2, ?3)",
-                params![msgid, rcpt, super::ops::now()],
-            )?;
+            tx.prepare_cached("INSERT INTO dup(msgid, rcpt, t) VALUES(?1, ?2, ?3)")?
+                .execute(params![msgid, rcpt, super::ops::now()])?;
         }
         let bytes = job.staged.size as i64;
         charge_quota_as(tx, &job.name, bytes, 1, job.quota)?;
@@ -198,9 +197,12 @@ impl Store {
             return Err(StoreError::Invalid("staged on another partition"));
         }
         let dir = self.mailbox_dir(&job.name, &job.partition)?;
-        std::fs::create_dir_all(&dir)?;
         let uid = s.uidnext;
         let modseq = s.highestmodseq + 1;
+        // The directory is made only when missing, not tried per message.
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir)?;
+        }
         self.link_into(&job.staged, &dir, uid)?;
         let nm = NewMessage {
             staged: &job.staged,
@@ -211,10 +213,8 @@ impl Store {
             cached: &job.cached,
         };
         Self::insert_record(tx, s.id, uid, modseq, &nm)?;
-        tx.execute(
-            "UPDATE mailbox SET uidnext=?2, highestmodseq=?3, exists_=exists_+1, size=size+?4 WHERE id=?1",
-            params![s.id, uid as i64 + 1, modseq as i64, bytes],
-        )?;
+        tx.prepare_cached("UPDATE mailbox SET uidnext=?2, highestmodseq=?3, exists_=exists_+1, size=size+?4 WHERE id=?1")?
+            .execute(params![s.id, uid as i64 + 1, modseq as i64, bytes])?;
         dirs.push(dir);
         Ok(Delivery::Delivered(uid))
     }

@@ -100,6 +100,9 @@ fn open_db(path: &Path, schema: &str) -> Result<Connection> {
     }
     let c = Connection::open(path).map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
     c.busy_timeout(BUSY_TIMEOUT)?;
+    // Room for every statement the store prepares with `prepare_cached`
+    // (27 in all), so that hot ones are never parsed again.
+    c.set_prepared_statement_cache_capacity(64);
     // Daemons started together (master starts imapd and lmtpd at once)
     // race to create a new database: switching it to WAL takes an
     // exclusive lock that SQLite does not wait for, so retry a while.

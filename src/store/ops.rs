@@ -240,8 +240,10 @@ fn cached_from_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Cached> {
 }
 
 pub(super) fn state_of(c: &Connection, name: &str) -> Result<Option<MailboxState>> {
-    Ok(c.query_row(
+    Ok(c.prepare_cached(
         "SELECT id, name, uniqueid, partition, uidvalidity, uidnext, highestmodseq, recentuid, exists_, size, keywords FROM mailbox WHERE name=?1",
+    )?
+    .query_row(
         [name],
         |r| {
             Ok(MailboxState {
@@ -318,10 +320,8 @@ pub(super) fn charge_quota_as(c: &Connection, name: &str, bytes: i64, count: i64
                 return Err(StoreError::OverQuota);
             }
         }
-        c.execute(
-            "UPDATE quota SET storage_used=max(0, storage_used+?2), message_used=max(0, message_used+?3) WHERE root=?1",
-            params![root, bytes, count],
-        )?;
+        c.prepare_cached("UPDATE quota SET storage_used=max(0, storage_used+?2), message_used=max(0, message_used+?3) WHERE root=?1")?
+            .execute(params![root, bytes, count])?;
     }
     Ok(())
 }
@@ -352,10 +352,8 @@ impl Store {
 
     pub fn lookup(&self, name: &str) -> Result<Option<MailboxEntry>> {
         let c = lock(&self.list);
-        Ok(
-            c.query_row(&format!("SELECT {ENTRY_COLS} FROM mbox WHERE name=?1"), [name], entry_from_row)
-                .optional()?,
-        )
+        let mut st = c.prepare_cached(&format!("SELECT {ENTRY_COLS} FROM mbox WHERE name=?1"))?;
+        Ok(st.query_row([name], entry_from_row).optional()?)
     }
 
     /// Every mailbox whose internal name starts with `prefix`, sorted.
@@ -407,10 +405,17 @@ impl Store {
     fn stage_unsynced(&self, partition: &str, data: &[u8]) -> Result<(std::fs::File, Staged)> {
         let root = self.partition_root(partition)?;
         let dir = root.join("stage.");
-        std::fs::create_dir_all(&dir)?;
         let n = self.stage_seq.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{}-{}-{n}", std::process::id(), now()));
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(&path);
+        // The directory is made only when missing, not tried per message.
+        let mut f = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir)?;
+                create()?
+            }
+            r => r?,
+        };
         let (he, _) = crate::mail::mime::header_end(data);
         let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, data)
             .as_ref()
@@ -1000,10 +1005,11 @@ struct Row<'a> {
 }
 
 fn insert_row(tx: &Connection, mbox: i64, uid: u32, modseq: u64, r: &Row<'_>, cached: &Cached) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body)
          VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        params![
+    )?
+    .execute(params![
             mbox,
             uid as i64,
             modseq as i64,
@@ -1018,8 +1024,7 @@ fn insert_row(tx: &Connection, mbox: i64, uid: u32, modseq: u64, r: &Row<'_>, ca
             cached.envelope,
             cached.bodystructure,
             cached.body
-        ],
-    )?;
+    ])?;
     Ok(())
 }
 
