@@ -798,9 +798,10 @@ for subj, extra in [("reject me", ""), ("reject plain", ""), ("reject code", "")
 fn mime_and_body_checks_match_real_postfix() {
     const HC: &str = "/^Content-(Disposition|Type):.*name *= *\"?[^\"]*\\.(exe|bat)\"?/ REJECT executables are not accepted\n\
         /^Subject: nested evil/ REJECT 5.7.0 nested message refused\n/^Content-Description: tag me/ PREPEND X-Tagged: part\n\
-        /^Subject: redirect me/ REDIRECT other@z.test\n/^Subject: bcc me/ BCC copy@z.test\n/^Subject: bad redirect/ REDIRECT nobody\n";
+        /^Subject: redirect me/ REDIRECT other@z.test\n/^Subject: bcc me/ BCC copy@z.test\n/^Subject: bad redirect/ REDIRECT nobody\n\
+        /^X-Strip-Me:/ STRIP stripped it\n/^X-Strip-Quiet:/ STRIP\n/^Subject: pass me/ PASS trusted sender\n";
     const BC: &str = "/^buy now/ REJECT no spam here\n/^drop this line/ IGNORE\n/^old line (.*)/ REPLACE new line $1\n\
-        /^warn body/ WARN body warning\n/^hold body/ HOLD held body\n/^mark this/ PREPEND marked:\n/^Content-Type: text.plain/ REJECT never for part headers\n";
+        /^warn body/ WARN body warning\n/^hold body/ HOLD held body\n/^mark this/ PREPEND marked:\n/^Content-Type: text.plain/ REJECT never for part headers\n/^strip this line/ STRIP\n";
     const SEND: &str = r#"
 import smtplib, sys
 port = int(sys.argv[1])
@@ -822,6 +823,9 @@ msgs = [
     ("redirect me", "Subject: redirect me\nFrom: a@x.test\n\nbody\n"),
     ("bcc me", "Subject: bcc me\nFrom: a@x.test\n\nbody\n"),
     ("bad redirect", "Subject: bad redirect\nFrom: a@x.test\n\nbody\n"),
+    ("strip", "Subject: strip\nX-Strip-Me: yes\nX-Strip-Quiet: 1\nFrom: a@x.test\n\nkeep\nstrip this line now\nend\n"),
+    ("pass me", "Subject: pass me\nFrom: a@x.test\n\nbuy now cheap\nold line three\n"),
+    ("redirect me too", "Subject: redirect me too\nFrom: a@x.test\n\nbuy now cheap\n"),
 ]
 for subj, msg in msgs:
     s = smtplib.SMTP('127.0.0.1', port)
@@ -1382,5 +1386,122 @@ for subj in ("one", "refilter"):
             ": filter: header Subject: refilter from localhost[127.0.0.1]; from=<a@x.test> to=<c@y.test> proto=ESMTP helo=<"
         )),
         "{log}"
+    );
+}
+
+/// A policy server (SMTPD_POLICY_README) that records each request
+/// (argv[2]) and answers by the recipient's `+extension`.
+const POLICY: &str = r#"
+import socket, sys, threading
+port, record = int(sys.argv[1]), sys.argv[2]
+lock = threading.Lock()
+def answer(req):
+    rcpt = req.get("recipient", "")
+    ext = rcpt.split("@")[0].partition("+")[2]
+    return {"reject": "REJECT policy says no", "code": "554 5.7.2 custom refusal",
+            "defer": "DEFER_IF_PERMIT Service temporarily unavailable", "prepend": "PREPEND X-Policy: tagged",
+            "warn": "WARN policy warning", "okay": "OK", "hold": "HOLD held by policy",
+            "empty": "", "lower": "reject lower case"}.get(ext, "DUNNO")
+def serve(c):
+    f = c.makefile("rb")
+    while True:
+        req, lines = {}, []
+        while True:
+            l = f.readline()
+            if not l:
+                return
+            l = l.decode().rstrip("\n")
+            if l == "":
+                break
+            k, _, v = l.partition("=")
+            req[k] = v
+            lines.append(l)
+        with lock:
+            with open(record, "a") as out:
+                out.write("\n".join(lines) + "\n--\n")
+        c.sendall(("action=%s\n\n" % answer(req)).encode())
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port)); s.listen(16)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// check_policy_service: both servers ask the same policy server.  The
+/// replies and log lines match the real Postfix's, and so do the requests
+/// (attribute names, order and values), but for the ports, the instance
+/// and the queue ID's value.
+#[test]
+fn policy_service_matches_real_postfix() {
+    if !can_run("policy vs postfix", &[POSTFIX]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("requests");
+    let port = free_port();
+    let _p = Proc::spawn(
+        "policy",
+        Command::new("python3").args(["-c", POLICY, &port.to_string(), rec.to_str().unwrap()]),
+    );
+    wait_tcp(port);
+    let sessions = "EHLO client.example\nMAIL FROM:<a@b.org> SIZE=100\nRCPT TO:<u7+reject@mumail.test>\n\
+        RCPT TO:<u7+code@mumail.test>\nRCPT TO:<u7+warn@mumail.test>\nRCPT TO:<u7+lower@mumail.test>\n\
+        RCPT TO:<u7+okay@mumail.test>\nRCPT TO:<u7+prepend@mumail.test>\nRCPT TO:<u7+empty@mumail.test>\n\
+        RCPT TO:<u7+defer@mumail.test>\nDATA\nRAW Subject: x\\r\\n\\r\\nbody\\r\\n.\\r\\nQUIT\n\n\
+        HELO other.example\nMAIL FROM:<>\nRCPT TO:<u7@mumail.test>\nRCPT TO:<u7+hold@mumail.test>\nDATA\n\
+        RAW Subject: y\\r\\n\\r\\nbody\\r\\n.\\r\\nQUIT\n";
+    differential(
+        &format!(
+            "smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{port}, permit\n\
+             smtpd_data_restrictions = check_policy_service {{ inet:127.0.0.1:{port}, policy_context=data }}\n"
+        ),
+        sessions,
+        12,
+    );
+    // The requests, by server (server_port), volatile values masked.
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let mut by_server: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for req in text.split("--\n").filter(|r| !r.trim().is_empty()) {
+        let server = req.lines().find_map(|l| l.strip_prefix("server_port=")).unwrap_or("").to_string();
+        let masked: Vec<String> = req
+            .lines()
+            .map(|l| match l.split_once('=') {
+                Some((k @ ("client_port" | "server_port" | "instance"), _)) => format!("{k}=*"),
+                Some(("queue_id", v)) => format!("queue_id={}", if v.is_empty() { "" } else { "*" }),
+                _ => l.to_string(),
+            })
+            .collect();
+        by_server.entry(server).or_default().push(masked.join("\n"));
+    }
+    assert_eq!(by_server.len(), 2, "requests from both servers:\n{text}");
+    // Ours ran last: its server asked the last request.
+    let last_port = text.rsplit("server_port=").next().unwrap().lines().next().unwrap().to_string();
+    let ours = by_server.remove(&last_port).unwrap();
+    let real = by_server.into_values().next().unwrap();
+    assert!(ours.len() >= 12, "{ours:?}");
+    // The real Postfix may have run the sessions more than once.
+    let real = &real[real.len() - ours.len()..];
+    for (r, o) in real.iter().zip(&ours) {
+        assert_eq!(r, o, "request differs:\nreal:\n{r}\nours:\n{o}");
+    }
+
+    // A server that cannot be reached: its default action, per service too.
+    let dead = free_port();
+    let sessions = "EHLO client.example\nMAIL FROM:<a@b.org>\nRCPT TO:<u7@mumail.test>\nQUIT\n";
+    differential(
+        &format!(
+            "smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{dead}, permit\n\
+             smtpd_policy_service_try_limit = 1\n"
+        ),
+        sessions,
+        4,
+    );
+    differential(
+        &format!(
+            "smtpd_recipient_restrictions = check_policy_service {{ inet:127.0.0.1:{dead}, default_action=DUNNO, try_limit=1 }}, reject\n"
+        ),
+        sessions,
+        4,
     );
 }

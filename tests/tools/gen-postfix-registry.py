@@ -100,7 +100,7 @@ for name in sorted(base):
         cls = "build"
         v = BUILD_RHEL[name]
     status = "supported" if name.startswith(SUPPORTED_PREFIXES) or name in SUPPORTED_NAMES else "ignored"
-    if name in NOT_IMPLEMENTED or name.startswith("smtpd_policy_service_"):
+    if name in NOT_IMPLEMENTED:
         status = "ignored"
     if name in REJECTED:
         status = "rejected"

@@ -176,6 +176,8 @@ pub struct SmtpdConf {
     pub data_restrictions: Vec<String>,
     /// `smtpd_end_of_data_restrictions`.
     pub end_of_data_restrictions: Vec<String>,
+    /// `smtpd_policy_service_*`: the defaults of `check_policy_service`.
+    pub policy: crate::daemon::smtpd::policy::Defaults,
     pub relay_before_recipient: bool,
     pub reject_unlisted_recipient: bool,
     pub local_recipient_maps: Vec<String>,
@@ -336,6 +338,7 @@ impl SmtpdConf {
             recipient_restrictions: restriction_list(&s("smtpd_recipient_restrictions")),
             data_restrictions: restriction_list(&s("smtpd_data_restrictions")),
             end_of_data_restrictions: restriction_list(&s("smtpd_end_of_data_restrictions")),
+            policy: crate::daemon::smtpd::policy::Defaults::load(p)?,
             relay_before_recipient: p.get_bool("smtpd_relay_before_recipient_restrictions")?,
             reject_unlisted_recipient: p.get_bool("smtpd_reject_unlisted_recipient")? && !over.no_unknown_recipient_checks,
             local_recipient_maps: restriction_list(&s("local_recipient_maps")),

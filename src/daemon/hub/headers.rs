@@ -178,9 +178,19 @@ pub struct Checks {
 #[derive(Default)]
 pub struct Effects {
     verdict: Option<Verdict>,
+    /// PASS (or REDIRECT) turned the header and body checks off for the
+    /// rest of the message, as cleanup clears its filter flags.
+    pass: bool,
     redirect: Option<String>,
     bcc: Vec<String>,
     filter: Option<String>,
+}
+
+impl Effects {
+    /// No more header or body checks for this message.
+    fn stopped(&self) -> bool {
+        self.verdict.is_some() || self.pass
+    }
 }
 
 /// What a check does to the header or body line it matched.
@@ -241,7 +251,15 @@ impl Rewriter {
         };
         // Postfix shows a line break inside a header as '?'.
         let shown = logical.replace('\n', "?");
-        let line = |verb: &str, text: &str| format!("{verb}: {what} {shown} {}: {text}", job.log_tail);
+        // cleanup_act_log: `: <text>` only when there is a text.
+        let line = |verb: &str, text: &str| {
+            let mut l = format!("{verb}: {what} {shown} {}", job.log_tail);
+            if !text.is_empty() {
+                l.push_str(": ");
+                l.push_str(text);
+            }
+            l
+        };
         Ok(match word.as_str() {
             "REJECT" => {
                 let (dsn, text) = match text.split_once(' ') {
@@ -274,6 +292,15 @@ impl Rewriter {
                 Act::Keep
             }
             "IGNORE" => Act::Ignore,
+            "STRIP" => {
+                log.push(line("strip", &text));
+                Act::Ignore
+            }
+            "PASS" => {
+                log.push(line("pass", &text));
+                fx.pass = true;
+                Act::Keep
+            }
             "PREPEND" => {
                 log.push(line("prepend", &text.replace('\n', "?")));
                 Act::Prepend(text)
@@ -288,6 +315,7 @@ impl Rewriter {
                 log.push(line(&word.to_ascii_lowercase(), &text));
                 if word == "REDIRECT" {
                     fx.redirect = Some(text);
+                    fx.pass = true;
                 } else {
                     fx.bcc.push(text);
                 }
@@ -345,7 +373,7 @@ impl Rewriter {
             let end = body[i..].iter().position(|&c| c == b'\n').map_or(body.len(), |n| i + n + 1);
             let raw = &body[i..end];
             i = end;
-            if fx.verdict.is_some() {
+            if fx.stopped() {
                 out.extend_from_slice(raw);
                 continue;
             }
@@ -433,7 +461,7 @@ impl Rewriter {
             &self.mime_header_checks
         };
         let mut kept: Vec<u8> = h.to_vec();
-        if !table.maps.is_empty() && fx.verdict.is_none() {
+        if !table.maps.is_empty() && !fx.stopped() {
             let logical = String::from_utf8_lossy(h).trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
             match self.check(table, "header", &logical, job, log, fx)? {
                 Act::Keep => {}
@@ -479,7 +507,7 @@ impl Rewriter {
             } else {
                 &self.header_checks
             };
-            if job.checks && !table.maps.is_empty() && fx.verdict.is_none() {
+            if job.checks && !table.maps.is_empty() && !fx.stopped() {
                 let logical = String::from_utf8_lossy(f).trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
                 match self.check(table, "header", &logical, job, &mut log, &mut fx)? {
                     Act::Keep => {}
@@ -570,7 +598,7 @@ impl Rewriter {
         }
         let body = &content[body_at..];
         let checks = [&self.body_checks, &self.mime_header_checks, &self.nested_header_checks];
-        if job.checks && fx.verdict.is_none() && checks.iter().any(|t| !t.maps.is_empty()) {
+        if job.checks && !fx.stopped() && checks.iter().any(|t| !t.maps.is_empty()) {
             // The primary header's Content-Type says how the body is cut.
             let ctype = fields
                 .iter()

@@ -50,7 +50,7 @@ pub struct MilterConf {
 }
 
 /// A per-filter time (`10s`, `2m`; a bare number is seconds).
-fn parse_time(v: &str) -> Option<Duration> {
+pub(crate) fn parse_time(v: &str) -> Option<Duration> {
     let (num, mult) = match v.chars().last()? {
         's' => (&v[..v.len() - 1], 1),
         'm' => (&v[..v.len() - 1], 60),

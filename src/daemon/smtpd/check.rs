@@ -21,6 +21,9 @@ pub enum Verdict {
     Permit,
     /// A complete reply line (code, DSN, text).
     Reject(String),
+    /// The answer of this policy service (`check_policy_service`'s
+    /// argument) is needed: the session asks it and evaluates again.
+    Need(String),
 }
 
 /// What the checks see of the session.
@@ -39,6 +42,9 @@ pub struct Facts<'a> {
     pub ill_pipelining: bool,
     /// DNS answers looked up for the restrictions (see `queries`).
     pub dns: &'a Answers,
+    /// The actions policy servers answered to this command's request, by
+    /// `check_policy_service` argument.
+    pub policy: &'a HashMap<String, String>,
 }
 
 /// The lists that `smtpd_delay_reject = no` runs at their own command.
@@ -507,6 +513,15 @@ impl Checker<'_> {
                         self.access(spec, f, st)
                     }
                 }
+                "check_policy_service" => {
+                    let Some(arg) = it.next() else {
+                        return config_error(&self.what(f, stage), stage);
+                    };
+                    match f.policy.get(arg.as_str()) {
+                        Some(action) => self.action(action, &self.what(f, stage), stage),
+                        None => return Verdict::Need(arg.clone()),
+                    }
+                }
                 "reject_unauth_pipelining" | "reject_unlisted_sender" => Verdict::Dunno,
                 _ => return config_error(&self.what(f, stage), stage),
             };
@@ -772,8 +787,8 @@ impl Checker<'_> {
     pub fn rcpt(&self, f: &Facts<'_>) -> Verdict {
         self.unlisted_done.set(false);
         for (l, st) in self.rcpt_lists() {
-            if let Verdict::Reject(r) = self.list(l, f, st) {
-                return Verdict::Reject(r);
+            if let v @ (Verdict::Reject(_) | Verdict::Need(_)) = self.list(l, f, st) {
+                return v;
             }
         }
         if self.conf.reject_unlisted_recipient && !self.unlisted_done.get() {
@@ -798,7 +813,7 @@ impl Checker<'_> {
     /// `smtpd_data_restrictions` at DATA.
     pub fn data(&self, f: &Facts<'_>) -> Verdict {
         match self.list(&self.conf.data_restrictions, f, Stage::Data) {
-            Verdict::Reject(r) => Verdict::Reject(r),
+            v @ (Verdict::Reject(_) | Verdict::Need(_)) => v,
             _ => self.pending(),
         }
     }
@@ -821,7 +836,7 @@ impl Checker<'_> {
     pub fn early(&self, which: Early, f: &Facts<'_>) -> Verdict {
         let (l, st) = self.early_list(which);
         match self.list(l, f, st) {
-            Verdict::Reject(r) => Verdict::Reject(r),
+            v @ (Verdict::Reject(_) | Verdict::Need(_)) => v,
             _ => self.pending(),
         }
     }
@@ -835,7 +850,7 @@ impl Checker<'_> {
     /// last BDAT chunk), before it is queued (smtpd_check_eod).
     pub fn end_of_data(&self, f: &Facts<'_>) -> Verdict {
         match self.list(&self.conf.end_of_data_restrictions, f, Stage::EndOfData) {
-            Verdict::Reject(r) => Verdict::Reject(r),
+            v @ (Verdict::Reject(_) | Verdict::Need(_)) => v,
             _ => self.pending(),
         }
     }
@@ -905,6 +920,7 @@ mod tests {
             cleanup: &rw,
         };
         let answers = Answers::default();
+        let no_policy = HashMap::new();
         let facts = |addr: &str, rcpt: &'static str, sender: &'static str| Facts {
             client_name: "unknown",
             name_status: NameStatus::Perm,
@@ -916,6 +932,7 @@ mod tests {
             rcpt: Some(rcpt),
             ill_pipelining: false,
             dns: &answers,
+            policy: &no_policy,
         };
         assert_eq!(c.rcpt(&facts("192.0.2.1", "alice+x@example.com", "a@b.org")), Verdict::Dunno);
         assert_eq!(

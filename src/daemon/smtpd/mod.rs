@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod dnscheck;
+pub mod policy;
 mod session;
 
 use crate::daemon::hub::conf::{match_networks, SmtpdConf};
@@ -39,6 +40,10 @@ pub struct Smtpd {
     conns: Mutex<HashMap<IpAddr, usize>>,
     /// Events per client address in the current rate window (anvil).
     rates: Mutex<HashMap<IpAddr, Rate>>,
+    /// Kept connections to policy servers (`check_policy_service`).
+    pub policy: policy::Pool,
+    /// Some restriction list names `check_policy_service`.
+    pub has_policy: bool,
 }
 
 /// One client's events in the current `anvil_rate_time_unit` window.
@@ -125,7 +130,20 @@ impl Smtpd {
         gssapi: bool,
     ) -> Result<Smtpd, String> {
         let maps = |v: &[String], name: &str| Maps::open_aliased(v, &hub.conf.alias_maps).map_err(|e| format!("{name}: {e}"));
+        let has_policy = [
+            &conf.client_restrictions,
+            &conf.helo_restrictions,
+            &conf.sender_restrictions,
+            &conf.recipient_restrictions,
+            &conf.relay_restrictions,
+            &conf.data_restrictions,
+            &conf.end_of_data_restrictions,
+        ]
+        .iter()
+        .any(|l| l.iter().any(|r| r == "check_policy_service"));
         Ok(Smtpd {
+            policy: policy::Pool::default(),
+            has_policy,
             local_maps: maps(&conf.local_recipient_maps, "local_recipient_maps")?,
             virtual_maps: maps(&conf.virtual_mailbox_maps, "virtual_mailbox_maps")?,
             relay_maps: maps(&conf.relay_recipient_maps, "relay_recipient_maps")?,
@@ -315,12 +333,14 @@ fn reverse(sa: &std::net::SocketAddr) -> Result<String, bool> {
 
 impl crate::server::Service for Smtpd {
     async fn serve(self: Arc<Self>, conn: crate::server::Conn) {
-        let (ip, local) = match &conn {
+        // (client address, server address, client port, server port)
+        let (ip, local, ports) = match &conn {
             crate::server::Conn::Tcp(s, a) => (
                 crate::daemon::hub::conf::canonical_ip(a.ip()),
                 s.local_addr().map(|l| l.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                (a.port(), s.local_addr().map(|l| l.port()).unwrap_or(0)),
             ),
-            crate::server::Conn::Unix(_) => (IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 1])),
+            crate::server::Conn::Unix(_) => (IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 1]), (0, 0)),
         };
         let _guard = ConnGuard(&self, ip);
         let over = !self.admit(ip);
@@ -330,6 +350,6 @@ impl crate::server::Service for Smtpd {
             PeerName::unknown(dnscheck::NameStatus::Perm)
         };
         let io = conn.into_io();
-        session::run(&self, io, ip, local, name, over).await;
+        session::run(&self, io, ip, local, ports, name, over).await;
     }
 }

@@ -84,6 +84,23 @@ struct Session<'a> {
     milter_reject: Option<String>,
     /// access(5) message actions of this transaction.
     acts: Acts,
+    /// Policy servers' actions for the command being checked.
+    policy: std::collections::HashMap<String, String>,
+    /// (client port, server port) of the connection.
+    ports: (u16, u16),
+    /// When the session began (the policy request's `instance`).
+    started: std::time::Duration,
+    /// Transactions begun (MAIL commands accepted) in this session.
+    transactions: u32,
+}
+
+/// Which checks a policy lookup runs ahead of.
+#[derive(Clone, Copy)]
+pub(super) enum Eval {
+    Rcpt,
+    Data,
+    Early(Early),
+    EndOfData,
 }
 
 enum Flow {
@@ -129,7 +146,10 @@ fn stat_index(name: &str) -> usize {
     STAT_NAMES.iter().position(|n| *n == name).unwrap_or(15)
 }
 
-pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, local: IpAddr, peer: super::PeerName, over: bool) {
+pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, local: IpAddr, ports: (u16, u16), peer: super::PeerName, over: bool) {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut s = Session {
         d,
         io,
@@ -166,6 +186,10 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, local: IpAddr, peer: su
         closing: false,
         milter_reject: None,
         acts: Acts::default(),
+        policy: Default::default(),
+        ports,
+        started,
+        transactions: 0,
     };
     d.log.info(&format!("connect from {}", s.client()));
     let refused = if over {
@@ -458,6 +482,104 @@ impl Session<'_> {
         }
     }
 
+    /// Asks the policy servers that the checks of `which` reach, in their
+    /// order, each once for this command: the checks run dry until they
+    /// get past every `check_policy_service` they meet.  A server is asked
+    /// only if the evaluation gets to it, as in Postfix.
+    pub(super) async fn policy_lookups(&mut self, which: Eval, state: &str, rcpt: Option<&str>) {
+        self.policy.clear();
+        if !self.d.has_policy {
+            return;
+        }
+        // Each round answers one more service; a list has only so many.
+        for _ in 0..32 {
+            let need = {
+                let c = self.d.checker();
+                let f = self.facts(rcpt);
+                match which {
+                    Eval::Rcpt => c.rcpt(&f),
+                    Eval::Data => c.data(&f),
+                    Eval::Early(e) => c.early(e, &f),
+                    Eval::EndOfData => c.end_of_data(&f),
+                }
+            };
+            let Verdict::Need(arg) = need else { return };
+            let queue_dir = std::path::Path::new(&self.d.hub.conf.queue_directory);
+            let action = match self.d.conf.policy.service(&arg, queue_dir) {
+                Ok(svc) => {
+                    let req = self.policy_request(state, rcpt, &svc.policy_context);
+                    self.d.policy.ask(&svc, &req, &self.d.log).await
+                }
+                Err(e) => {
+                    self.d.log.warning(&format!("restriction check_policy_service: {e}"));
+                    "451 4.3.5 Server configuration error".to_string()
+                }
+            };
+            self.policy.insert(arg, action);
+        }
+    }
+
+    /// The policy delegation request of this command (SMTPD_POLICY_README).
+    fn policy_request(&self, state: &str, rcpt: Option<&str>, context: &str) -> String {
+        let (method, user) = match &self.sasl {
+            Some((m, u)) => (m.clone(), u.clone()),
+            None => (String::new(), String::new()),
+        };
+        let qid = self.draft.as_ref().map(|d| d.qid.clone()).unwrap_or_default();
+        let attrs: Vec<(&str, String)> = vec![
+            ("request", "smtpd_access_policy".into()),
+            ("protocol_state", state.into()),
+            ("protocol_name", self.proto().into()),
+            ("client_address", self.ip.to_string()),
+            ("client_name", self.name.clone()),
+            ("client_port", self.ports.0.to_string()),
+            ("reverse_client_name", self.name.clone()),
+            ("server_address", self.local_ip.to_string()),
+            ("server_port", self.ports.1.to_string()),
+            ("helo_name", self.helo.clone().unwrap_or_default()),
+            ("sender", self.sender.clone().unwrap_or_default()),
+            ("recipient", rcpt.unwrap_or_default().to_string()),
+            // Non-zero only at DATA and END-OF-MESSAGE (SMTPD_POLICY_README).
+            (
+                "recipient_count",
+                if matches!(state, "DATA" | "BDAT" | "END-OF-MESSAGE") {
+                    self.rcpts.len()
+                } else {
+                    0
+                }
+                .to_string(),
+            ),
+            ("queue_id", qid),
+            (
+                "instance",
+                format!(
+                    "{:x}.{:x}.{:x}.{}",
+                    std::process::id(),
+                    self.started.as_secs(),
+                    self.started.subsec_micros(),
+                    self.transactions
+                ),
+            ),
+            ("size", self.params.size.unwrap_or(0).to_string()),
+            ("etrn_domain", String::new()),
+            ("stress", String::new()),
+            ("sasl_method", method),
+            ("sasl_username", user),
+            ("sasl_sender", String::new()),
+            ("ccert_subject", String::new()),
+            ("ccert_issuer", String::new()),
+            ("ccert_fingerprint", String::new()),
+            ("ccert_pubkey_fingerprint", String::new()),
+            ("encryption_protocol", String::new()),
+            ("encryption_cipher", String::new()),
+            ("encryption_keysize", "0".into()),
+            // Postfix 3.7 ends here (3.8 adds compatibility_level and
+            // mail_version).
+            ("policy_context", context.into()),
+        ];
+        super::policy::request(&attrs)
+    }
+
     async fn error(&mut self, reply: &str) -> R {
         self.errors += 1;
         self.reply(reply).await?;
@@ -717,6 +839,7 @@ impl Session<'_> {
             reverse_status: self.reverse_status,
             ill_pipelining: self.ill_pipelining,
             dns: &self.dns,
+            policy: &self.policy,
             client_addr: self.ip,
             helo: self.helo.as_deref(),
             sasl_user: self.sasl.as_ref().map(|(_, u)| u.as_str()),
@@ -871,6 +994,7 @@ impl Session<'_> {
         }
         self.sender = Some(from);
         self.params = mp;
+        self.transactions += 1;
         self.count("mail", true);
         self.reply("250 2.1.0 Ok").await?;
         Ok(Flow::Go)
@@ -947,6 +1071,7 @@ impl Session<'_> {
         }
         let addr = crate::daemon::qmgr::resolve::canonical(&self.d.hub.conf, &to);
         self.dns_lookups(Some(&addr)).await;
+        self.policy_lookups(Eval::Rcpt, "RCPT", Some(&addr)).await;
         let (verdict, hold, warnings, actions) = {
             let checker = self.d.checker();
             let v = checker.rcpt(&self.facts(Some(&addr)));
@@ -956,8 +1081,11 @@ impl Session<'_> {
             self.log_whatsup(kind, "RCPT", &w, Some(&to));
         }
         // A message already to be discarded is not held (nor logged so).
-        if let (Some(text), Verdict::Dunno, false) = (&hold, &verdict, self.acts.discard) {
-            self.hold = true;
+        // The action is logged when found, as Postfix does, even if a
+        // later restriction rejects the recipient; only an accepted
+        // recipient holds the message.
+        if let (Some(text), false) = (&hold, self.acts.discard) {
+            self.hold |= !matches!(verdict, Verdict::Reject(_));
             let l = format!(
                 "{}: hold: RCPT from {}: {text}; from=<{}> to=<{to}> proto={} helo=<{}>",
                 self.qid_or_noqueue(),

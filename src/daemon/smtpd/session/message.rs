@@ -54,6 +54,7 @@ impl Session<'_> {
 
     pub(super) async fn data(&mut self, args: bool) -> R {
         self.dns_lookups(None).await;
+        self.policy_lookups(Eval::Data, "DATA", None).await;
         if let Some(r) = self.refuse_data("DATA") {
             self.count("data", false);
             return self.error(&r).await;
@@ -111,6 +112,7 @@ impl Session<'_> {
     pub(super) async fn bdat(&mut self, n: u64, last: bool) -> R {
         if self.bdat.is_none() {
             self.dns_lookups(None).await;
+            self.policy_lookups(Eval::Data, "BDAT", None).await;
             let refused = match self.refuse_data("BDAT") {
                 Some(r) => Some(r),
                 None => self.milter_data("BDAT").await,
@@ -509,6 +511,7 @@ impl Session<'_> {
         if !queries.is_empty() {
             crate::daemon::smtpd::dnscheck::fill(crate::dns::Dns::shared(), &mut self.dns, queries).await;
         }
+        self.policy_lookups(Eval::Early(which), stage, rcpt).await;
         let checker = self.d.checker();
         let v = checker.early(which, &self.facts(None));
         let hold = checker.hold.take();
@@ -547,6 +550,7 @@ impl Session<'_> {
         if !queries.is_empty() {
             crate::daemon::smtpd::dnscheck::fill(crate::dns::Dns::shared(), &mut self.dns, queries).await;
         }
+        self.policy_lookups(Eval::EndOfData, "END-OF-MESSAGE", None).await;
         let checker = self.d.checker();
         let v = checker.end_of_data(&self.facts(None));
         let last = self.only_rcpt();
