@@ -37,6 +37,24 @@ impl Conn {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
+/// A client connection to a Postfix-style endpoint (milters, policy
+/// servers): `inet:host:port` (the host may be `[address]`) or
+/// `unix:path` (a bare path is a UNIX socket too).
+pub async fn connect_endpoint(endpoint: &str) -> std::io::Result<Box<dyn Io>> {
+    if let Some(rest) = endpoint.strip_prefix("inet:") {
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad endpoint \"{endpoint}\""));
+        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let s = tokio::net::TcpStream::connect((host, port)).await?;
+        let _ = s.set_nodelay(true);
+        Ok(Box::new(s))
+    } else {
+        let path = endpoint.strip_prefix("unix:").unwrap_or(endpoint);
+        Ok(Box::new(tokio::net::UnixStream::connect(path).await?))
+    }
+}
+
 /// STARTTLS/STLS on a connection kept as split halves (pop3d, lmtpd):
 /// rejoins them, runs the server handshake and splits the TLS stream
 /// again.  After a failure the halves are dead ends: drop the connection.

@@ -12,8 +12,9 @@
 use crate::config::postfix::list::{split_list, strip_braces};
 use crate::config::postfix::Params;
 use crate::proto::milter::{self as m, Reply};
+use crate::server::listen::Io;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 pub const REJECT: &str = "550 5.7.1 Command rejected";
 pub const TEMPFAIL: &str = "451 4.7.1 Service unavailable - try again later";
@@ -145,9 +146,6 @@ impl MilterConf {
     }
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
     Live,
@@ -162,7 +160,7 @@ enum State {
 
 struct Filter {
     spec: Spec,
-    io: Option<Box<dyn Stream>>,
+    io: Option<Box<dyn Io>>,
     protocol: u32,
     actions: u32,
     symlists: Vec<(u8, Vec<String>)>,
@@ -348,19 +346,9 @@ impl Milters {
     async fn open(&mut self, i: usize) -> Result<(), String> {
         let spec = self.filters[i].spec.clone();
         let connect = async {
-            let io: Box<dyn Stream> = if let Some(rest) = spec.endpoint.strip_prefix("inet:") {
-                let (host, port) = rest.rsplit_once(':').ok_or("bad inet: endpoint")?;
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                Box::new(
-                    tokio::net::TcpStream::connect((host, port.parse::<u16>().map_err(|_| "bad port")?))
-                        .await
-                        .map_err(|e| e.to_string())?,
-                )
-            } else {
-                let path = spec.endpoint.strip_prefix("unix:").unwrap_or(&spec.endpoint);
-                Box::new(tokio::net::UnixStream::connect(path).await.map_err(|e| e.to_string())?)
-            };
-            Ok::<_, String>(io)
+            crate::server::listen::connect_endpoint(&spec.endpoint)
+                .await
+                .map_err(|e| e.to_string())
         };
         let io = tokio::time::timeout(spec.connect_timeout, connect)
             .await

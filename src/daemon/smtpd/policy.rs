@@ -13,6 +13,7 @@ use crate::config::postfix::Params;
 use crate::config::ConfigError;
 use crate::daemon::hub::milter::parse_time;
 use crate::log::Logger;
+use crate::server::listen::{connect_endpoint, Io};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,9 +22,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 /// A reply line longer than this, or a reply of more lines, is an error.
 const LINE_MAX: usize = 4096;
 const LINES_MAX: usize = 100;
-
-trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// One policy service as named in a restriction list, with the
 /// `smtpd_policy_service_*` settings (or its own `{ ..., name=value }`).
@@ -107,7 +105,7 @@ impl Defaults {
 }
 
 struct Conn {
-    io: BufReader<Box<dyn Stream>>,
+    io: BufReader<Box<dyn Io>>,
     born: Instant,
     used: Instant,
     requests: u32,
@@ -163,7 +161,7 @@ impl Pool {
         let mut c = match self.take(s) {
             Some(c) => c,
             None => Conn {
-                io: BufReader::new(connect(&s.endpoint).await?),
+                io: BufReader::new(connect_endpoint(&s.endpoint).await?),
                 born: Instant::now(),
                 used: Instant::now(),
                 requests: 0,
@@ -200,22 +198,6 @@ impl Pool {
         self.put(s, c);
         // `action=` with no value is DUNNO, as the real smtpd takes it.
         Ok(action.map(|a| if a.is_empty() { "DUNNO".to_string() } else { a }))
-    }
-}
-
-async fn connect(endpoint: &str) -> std::io::Result<Box<dyn Stream>> {
-    if let Some(rest) = endpoint.strip_prefix("inet:") {
-        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, ""));
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port: u16 = port
-            .parse()
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad port"))?;
-        let s = tokio::net::TcpStream::connect((host, port)).await?;
-        let _ = s.set_nodelay(true);
-        Ok(Box::new(s))
-    } else {
-        let path = endpoint.strip_prefix("unix:").unwrap_or(endpoint);
-        Ok(Box::new(tokio::net::UnixStream::connect(path).await?))
     }
 }
 
