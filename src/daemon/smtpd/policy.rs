@@ -158,15 +158,30 @@ impl Pool {
     }
 
     async fn once(&self, s: &Service, request: &str) -> std::io::Result<Option<String>> {
-        let mut c = match self.take(s) {
-            Some(c) => c,
-            None => Conn {
-                io: BufReader::new(connect_endpoint(&s.endpoint).await?),
-                born: Instant::now(),
-                used: Instant::now(),
-                requests: 0,
-            },
+        if let Some(c) = self.take(s) {
+            match self.exchange(s, c, request).await {
+                // A kept connection the server has closed meanwhile: once
+                // more on a new one, not counted as a try (as Postfix's
+                // client reconnects).
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                    ) => {}
+                r => return r,
+            }
+        }
+        let c = Conn {
+            io: BufReader::new(connect_endpoint(&s.endpoint).await?),
+            born: Instant::now(),
+            used: Instant::now(),
+            requests: 0,
         };
+        self.exchange(s, c, request).await
+    }
+
+    /// One request and its reply over `c`, which is kept if all went well.
+    async fn exchange(&self, s: &Service, mut c: Conn, request: &str) -> std::io::Result<Option<String>> {
         c.io.get_mut().write_all(request.as_bytes()).await?;
         c.io.get_mut().flush().await?;
         let mut action = None;
@@ -306,5 +321,35 @@ mod tests {
         assert_eq!(pool.ask(&s, &req, &log).await, "451 4.3.5 Server configuration problem");
         // A bad reply drops the connection: the retry made a new one.
         assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// A server that closes every connection after one answer: the kept
+    /// connection is found closed and the request goes over a new one at
+    /// once, without a try counted (try_limit 1 would give the default).
+    #[tokio::test]
+    async fn a_kept_connection_closed_by_the_server_is_replaced() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = l.accept().await.unwrap();
+                let mut r = BufReader::new(s);
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\n" {
+                        break;
+                    }
+                }
+                let _ = r.get_mut().write_all(b"action=OK\n\n").await;
+            }
+        });
+        let d = defaults("smtpd_policy_service_try_limit = 1\n");
+        let s = d.service(&format!("inet:127.0.0.1:{port}"), std::path::Path::new("/")).unwrap();
+        let pool = Pool::default();
+        let log = Logger::new("test", 2, crate::log::Target::Stderr);
+        let req = request(&[("request", "smtpd_access_policy".into())]);
+        for _ in 0..3 {
+            assert_eq!(pool.ask(&s, &req, &log).await, "OK");
+        }
     }
 }
