@@ -642,14 +642,23 @@ fn real_cyrus_backend_through_our_front_end() {
     let m = Node::start(&t.path().join("master"), &mux, true, "");
     let (iport, lport) = (free_port(), free_port());
     let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
-    let _cy = cyrus_node(
+    // Every node finds the others' IMAP and LMTP at these ports (the same
+    // on each address), as in a real murder's /etc/services.
+    let services = t.path().join("services");
+    std::fs::write(&services, format!("imap {iport}/tcp\nlmtp {lport}/tcp\n")).unwrap();
+    let _cy = cyrus_node_in(
         &t.path().join("cyrus-b"),
         &mux,
         "127.0.0.4",
-        &format!("mupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\nlmtp_admins: md5u\n", m.port),
+        &format!(
+            "mupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\nlmtp_admins: md5u\n\
+             allowusermoves: yes\nproxy_authname: md5u\nproxy_password: testpw\n",
+            m.port
+        ),
         &format!(
             "  imap cmd=\"imapd -C CONF\" listen=\"127.0.0.4:{iport}\" prefork=0\n  lmtp cmd=\"lmtpd -C CONF\" listen=\"127.0.0.4:{lport}\" prefork=0\n"
         ),
+        &[(services.clone(), "/etc/services")],
     );
     let ready = Instant::now();
     while TcpStream::connect(("127.0.0.4", iport)).is_err() {
@@ -665,8 +674,6 @@ fn real_cyrus_backend_through_our_front_end() {
         false,
         &format!("mupdate_server: 127.0.0.1:{}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nmupdate_retry_delay: 1\nunixhierarchysep: no\n", m.port),
     );
-    let services = t.path().join("services");
-    std::fs::write(&services, format!("imap {iport}/tcp\nlmtp {lport}/tcp\n")).unwrap();
     let start = |prog: &str, flags: &[&str]| {
         let port = free_port();
         let log = std::fs::File::create(t.path().join(format!("fe-{prog}.log"))).unwrap();
@@ -710,14 +717,16 @@ fn real_cyrus_backend_through_our_front_end() {
             m.port
         ),
     );
-    let log = std::fs::File::create(ours.dir.join("imapd-7.log")).unwrap();
-    let mut cmd = Command::new(bin("imapd"));
-    cmd.arg("-C")
-        .arg(&ours.conf)
-        .args(["-L", &format!("127.0.0.7:{iport}")])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    ours.extra.push(Proc::spawn("imapd", &mut cmd));
+    for (prog, port) in [("imapd", iport), ("lmtpd", lport)] {
+        let log = std::fs::File::create(ours.dir.join(format!("{prog}-7.log"))).unwrap();
+        let mut cmd = Command::new(bin(prog));
+        cmd.arg("-C")
+            .arg(&ours.conf)
+            .args(["-L", &format!("127.0.0.7:{port}")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        ours.extra.push(Proc::spawn(prog, &mut cmd));
+    }
     assert!(!imap_admin(ours.imap_port, &["CREATE user.yes1"]).contains("-> NO"));
     let share = |user: &str, folder: &str, with: &str| {
         python(
@@ -755,6 +764,90 @@ fn real_cyrus_backend_through_our_front_end() {
         out.contains("Other Users.u7.cyrusshare") && out.contains(" oursshare'"),
         "LIST across both: {out}"
     );
+
+    // The Cyrus back end moves u7 to ours (XFER; ours shows no
+    // X-REPLICATION, so Cyrus sends LOCALCREATE, its files by UNDUMP,
+    // the ACLs, then MUPDATEPUSH).  What u7 sees through the front end
+    // is the same before and after: UIDVALIDITY, UIDs, flags, dates,
+    // messages, subscriptions, the ACL, the quota, an annotation.
+    let prep = "import imaplib,sys\nimaplib.Commands['SETMETADATA']=('AUTH','SELECTED')\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\n\
+                M.select('INBOX')\nprint(M.store('1','+FLAGS','(\\\\Flagged $Work)'))\n\
+                print(M.append('INBOX','(\\\\Seen)','\"01-Feb-2021 10:00:00 +0000\"',b'Subject: second\\r\\n\\r\\ny\\r\\n'))\n\
+                print(M.append('INBOX',None,None,b'Subject: gone\\r\\n\\r\\nz\\r\\n'))\n\
+                M.select('INBOX')\nprint(M.store('3','+FLAGS','(\\\\Deleted)'))\nprint(M.expunge())\n\
+                print(M.subscribe('cyrusshare'))\n\
+                print(M._simple_command('SETMETADATA','cyrusshare','(/shared/comment \"before the move\")'))\n";
+    let out = python(prep, &[&fi.to_string()]);
+    assert!(!out.contains("'NO'") && !out.contains("'BAD'"), "{out}");
+    let out = imap_admin_at("127.0.0.4", iport, &["SETQUOTA user.u7 (STORAGE 50000)"]);
+    assert!(out.contains("-> OK"), "{out}");
+    let snapshot = "import imaplib,sys,hashlib,re\nimaplib.Commands['GETMETADATA']=('AUTH','SELECTED')\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\n\
+                    for f in ['INBOX','cyrusshare']:\n\
+                    \x20   print(f, M.status(f,'(MESSAGES UIDNEXT UIDVALIDITY)')[1])\n\
+                    \x20   M.select(f, readonly=True)\n\
+                    \x20   typ,data=M.fetch('1:*','(UID FLAGS INTERNALDATE BODY.PEEK[])')\n\
+                    \x20   for d in data:\n\
+                    \x20       if isinstance(d, tuple):\n\
+                    \x20           h=d[0].decode()\n\
+                    \x20           fl=sorted(re.search(r'FLAGS \\(([^)]*)\\)', h).group(1).split())\n\
+                    \x20           print(f, re.search(r'UID (\\d+)', h).group(1), fl, re.search(r'INTERNALDATE \"([^\"]*)\"', h).group(1), hashlib.sha1(d[1]).hexdigest())\n\
+                    print('lsub', sorted(M.lsub()[1]))\n\
+                    print('acl', sorted(M.getacl('cyrusshare')[1][0].split()[1:]))\n\
+                    print('quota', M.getquotaroot('INBOX')[1])\n\
+                    typ,dat=M._simple_command('GETMETADATA','cyrusshare','/shared/comment')\n\
+                    print('meta', M._untagged_response(typ,dat,'METADATA')[1])\n";
+    let before = python(snapshot, &[&fi.to_string()]);
+    for want in [
+        "$Work",
+        "before the move",
+        "STORAGE",
+        "50000",
+        "yes1",
+        "lrsi",
+        "cyrusshare",
+        " 1-Feb-2021 10:00:00",
+    ] {
+        assert!(before.contains(want), "{want} missing: {before}");
+    }
+    let out = imap_admin_at("127.0.0.4", iport, &["XFER user.u7 127.0.0.7"]);
+    assert!(out.contains("-> OK") && !out.contains("-> NO"), "XFER from Cyrus: {out}");
+    // The front end's copy of the master's list follows.
+    let moved = Instant::now();
+    loop {
+        let after = python(snapshot, &[&fi.to_string()]);
+        if after == before {
+            break;
+        }
+        assert!(
+            moved.elapsed() < Duration::from_secs(20),
+            "after the XFER:\n{after}\nbefore:\n{before}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Ours holds u7 now, the Cyrus back end no more.
+    assert!(imap_admin_at("127.0.0.7", iport, &["SELECT user.u7"]).contains("-> OK"));
+    assert!(imap_admin_at("127.0.0.4", iport, &["SELECT user.u7"]).contains("-> NO"));
+    // Mail for u7 through the front end lands on ours; yes1 still reads
+    // u7's folder, on ours now.
+    let msg = "From: s@example.org\r\nSubject: after the move\r\nMessage-ID: <c2@example.org>\r\n\r\nbody\r\n";
+    let out = lmtp_session(
+        fl,
+        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
+        msg,
+        1,
+    );
+    assert!(out.replace("\r\n", "\n").contains("354 go ahead\n250 2.1.5"), "{out}");
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\nprint(M.select('INBOX'))\n\
+         print(M.fetch('3','(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\n",
+        &[&fi.to_string()],
+    );
+    assert!(
+        out.contains("('OK', [b'3'])") && out.contains("UID 4 ") && out.contains("after the move"),
+        "{out}"
+    );
+    let out = python(visit, &[&fi.to_string(), "yes1", "\"Other Users.u7.cyrusshare\""]);
+    assert!(out.contains("Subject: in cyrusshare"), "{out}");
 }
 
 /// Our back ends registered with the real Cyrus master and served

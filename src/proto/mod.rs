@@ -1,6 +1,7 @@
 //! Sans-I/O protocol codecs: bytes in, events out; no tokio, no storage.
 //! Each codec is fuzzable on its own (`tests/fuzz/`).
 
+pub mod dlist;
 pub mod imap;
 pub mod lmtp;
 pub mod milter;

@@ -166,6 +166,11 @@ impl Store {
                 return Err(StoreError::NotFound);
             }
         }
+        // An arriving mailbox (an XFER here under way) tells the master
+        // when it opens.
+        if e.mbtype == super::xfer::ARRIVING {
+            return Ok(());
+        }
         let activate = DirOp::Activate {
             name: name.to_string(),
             partition: e.partition.clone(),

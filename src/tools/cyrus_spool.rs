@@ -22,9 +22,9 @@ const FLAG_EXPUNGED: u32 = 1 << 31;
 /// Answered, Flagged, Deleted, Draft, Seen.
 const SYSTEM_FLAGS: u32 = 0x1f;
 /// The largest index file read (a million records and then some).
-const MAX_INDEX: u64 = 256 << 20;
+pub const MAX_INDEX: u64 = 256 << 20;
 /// The largest header, quota or subscription file read.
-const MAX_SMALL: u64 = 4 << 20;
+pub const MAX_SMALL: u64 = 4 << 20;
 
 /// A `cyrus.header`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,131 +96,7 @@ fn be64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(a))
 }
 
-/// A dlist value: an atom or string, a list `( … )`, or a key-value list
-/// `%( key value … )`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dlist {
-    Atom(String),
-    List(Vec<Dlist>),
-    Kv(Vec<(String, Dlist)>),
-}
-
-impl Dlist {
-    pub fn get(&self, key: &str) -> Option<&Dlist> {
-        match self {
-            Dlist::Kv(v) => v.iter().find(|(k, _)| k == key).map(|(_, d)| d),
-            _ => None,
-        }
-    }
-    pub fn text(&self) -> Option<&str> {
-        match self {
-            Dlist::Atom(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-/// Parses one dlist value (Cyrus's `dlist_parsemap` text form: atoms,
-/// "quoted strings" with `\` escapes, `{n}` / `{n+}` literals).
-pub fn parse_dlist(s: &[u8]) -> Result<Dlist, String> {
-    let mut p = 0usize;
-    let d = dlist_value(s, &mut p, 0)?;
-    Ok(d)
-}
-
-fn skip_space(s: &[u8], p: &mut usize) {
-    while *p < s.len() && matches!(s[*p], b' ' | b'\r' | b'\n' | b'\t') {
-        *p += 1;
-    }
-}
-
-fn dlist_value(s: &[u8], p: &mut usize, depth: usize) -> Result<Dlist, String> {
-    if depth > 32 {
-        return Err("dlist nested too deeply".into());
-    }
-    skip_space(s, p);
-    match s.get(*p) {
-        None => Err("dlist: unexpected end".into()),
-        Some(b'%') if s.get(*p + 1) == Some(&b'(') => {
-            *p += 2;
-            let mut kv = Vec::new();
-            loop {
-                skip_space(s, p);
-                match s.get(*p) {
-                    Some(b')') => {
-                        *p += 1;
-                        return Ok(Dlist::Kv(kv));
-                    }
-                    None => return Err("dlist: unclosed %(".into()),
-                    _ => {}
-                }
-                let Dlist::Atom(k) = dlist_value(s, p, depth + 1)? else {
-                    return Err("dlist: key is not an atom".into());
-                };
-                let v = dlist_value(s, p, depth + 1)?;
-                kv.push((k, v));
-            }
-        }
-        Some(b'(') => {
-            *p += 1;
-            let mut v = Vec::new();
-            loop {
-                skip_space(s, p);
-                match s.get(*p) {
-                    Some(b')') => {
-                        *p += 1;
-                        return Ok(Dlist::List(v));
-                    }
-                    None => return Err("dlist: unclosed (".into()),
-                    _ => v.push(dlist_value(s, p, depth + 1)?),
-                }
-            }
-        }
-        Some(b'"') => {
-            *p += 1;
-            let mut out = Vec::new();
-            while let Some(&c) = s.get(*p) {
-                *p += 1;
-                match c {
-                    b'"' => return Ok(Dlist::Atom(String::from_utf8_lossy(&out).into_owned())),
-                    b'\\' => {
-                        if let Some(&n) = s.get(*p) {
-                            out.push(n);
-                            *p += 1;
-                        }
-                    }
-                    c => out.push(c),
-                }
-            }
-            Err("dlist: unclosed string".into())
-        }
-        Some(b'{') => {
-            let end = s[*p..].iter().position(|&c| c == b'}').ok_or("dlist: bad literal")? + *p;
-            let n: usize = std::str::from_utf8(&s[*p + 1..end])
-                .ok()
-                .map(|t| t.trim_end_matches('+'))
-                .and_then(|t| t.parse().ok())
-                .ok_or("dlist: bad literal length")?;
-            let mut q = end + 1;
-            if s.get(q) == Some(&b'\r') {
-                q += 1;
-            }
-            if s.get(q) == Some(&b'\n') {
-                q += 1;
-            }
-            let body = s.get(q..q + n).ok_or("dlist: short literal")?;
-            *p = q + n;
-            Ok(Dlist::Atom(String::from_utf8_lossy(body).into_owned()))
-        }
-        Some(_) => {
-            let start = *p;
-            while *p < s.len() && !matches!(s[*p], b' ' | b'(' | b')' | b'\r' | b'\n' | b'\t') {
-                *p += 1;
-            }
-            Ok(Dlist::Atom(String::from_utf8_lossy(&s[start..*p]).into_owned()))
-        }
-    }
-}
+pub use crate::proto::dlist::{parse as parse_dlist, Dlist};
 
 /// Parses a `cyrus.header`: the 3.6 dlist line or the ≤3.4 text lines
 /// (`quotaroot TAB uniqueid`, keyword names, ACL).  `name` is what the
@@ -537,10 +413,6 @@ pub fn parse_flat(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
-/// The user's subscriptions as internal names.  3.6 keeps them in
-/// `user/uuid/<a>/<b>/<inbox uniqueid>/sub.db` under `N` keys relative
-/// to the user (`INBOX\x1fSent`); older releases in `user/<h>/<user>.sub`
-/// under internal names.
 /// A key and its value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -645,7 +517,12 @@ pub fn seen(configdir: &Path, user: &str, inbox_uniqueid: &str) -> Result<Vec<(S
         return Ok(Vec::new());
     };
     let data = read_limited(&p, 64 << 20)?;
-    let pairs = parse_twoskip(&data).map_err(|e| format!("{}: {e}", p.display()))?;
+    parse_seen(&data).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// The entries of a `seen.db` (twoskip) as `seen` gives them.
+pub fn parse_seen(data: &[u8]) -> Result<Vec<(String, i64, String)>, String> {
+    let pairs = parse_twoskip(data)?;
     Ok(pairs
         .into_iter()
         .filter_map(|(k, v)| {
@@ -664,8 +541,11 @@ pub fn seen(configdir: &Path, user: &str, inbox_uniqueid: &str) -> Result<Vec<(S
         .collect())
 }
 
+/// The user's subscriptions as internal names.  3.6 keeps them in
+/// `user/uuid/<a>/<b>/<inbox uniqueid>/sub.db` under `N` keys relative
+/// to the user (`INBOX\x1fSent`); older releases in `user/<h>/<user>.sub`
+/// under internal names.
 pub fn subscriptions(configdir: &Path, user: &str, inbox_uniqueid: &str) -> Result<Vec<String>, String> {
-    let inbox = inbox_of(user);
     let id = inbox_uniqueid.as_bytes();
     if id.len() >= 2 {
         let p = configdir
@@ -675,27 +555,7 @@ pub fn subscriptions(configdir: &Path, user: &str, inbox_uniqueid: &str) -> Resu
             .join(inbox_uniqueid)
             .join("sub.db");
         if p.is_file() {
-            let data = read_limited(&p, MAX_SMALL)?;
-            let (domain, _) = inbox.split_once('!').map_or((None, inbox.as_str()), |(d, r)| (Some(d), r));
-            return Ok(parse_flat(&data)
-                .into_iter()
-                .filter_map(|(k, _)| k.strip_prefix(b"N").map(|k| String::from_utf8_lossy(k).into_owned()))
-                .map(|k| {
-                    let parts: Vec<String> = k.split('\x1f').map(|c| c.replace('.', "^")).collect();
-                    let name = if parts.first().map(String::as_str) == Some("INBOX") {
-                        std::iter::once(inbox.rsplit('!').next().unwrap_or(&inbox).to_string())
-                            .chain(parts[1..].iter().cloned())
-                            .collect::<Vec<_>>()
-                            .join(".")
-                    } else {
-                        parts.join(".")
-                    };
-                    match domain {
-                        Some(d) if !name.contains('!') => format!("{d}!{name}"),
-                        _ => name,
-                    }
-                })
-                .collect());
+            return Ok(parse_subs(&read_limited(&p, MAX_SMALL)?, user, true));
         }
     }
     let local = user.split('@').next().unwrap_or(user);
@@ -706,12 +566,41 @@ pub fn subscriptions(configdir: &Path, user: &str, inbox_uniqueid: &str) -> Resu
     if !p.is_file() {
         return Ok(Vec::new());
     }
-    let data = read_limited(&p, MAX_SMALL)?;
-    Ok(parse_flat(&data)
+    Ok(parse_subs(&read_limited(&p, MAX_SMALL)?, user, false))
+}
+
+/// A subscription file's names as internal names: `uuid_layout` (3.6)
+/// keys are `N` + the name relative to `user`'s INBOX, older ones
+/// internal names.
+pub fn parse_subs(data: &[u8], user: &str, uuid_layout: bool) -> Vec<String> {
+    let inbox = inbox_of(user);
+    if uuid_layout {
+        let (domain, _) = inbox.split_once('!').map_or((None, inbox.as_str()), |(d, r)| (Some(d), r));
+        return parse_flat(data)
+            .into_iter()
+            .filter_map(|(k, _)| k.strip_prefix(b"N").map(|k| String::from_utf8_lossy(k).into_owned()))
+            .map(|k| {
+                let parts: Vec<String> = k.split('\x1f').map(|c| c.replace('.', "^")).collect();
+                let name = if parts.first().map(String::as_str) == Some("INBOX") {
+                    std::iter::once(inbox.rsplit('!').next().unwrap_or(&inbox).to_string())
+                        .chain(parts[1..].iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                } else {
+                    parts.join(".")
+                };
+                match domain {
+                    Some(d) if !name.contains('!') => format!("{d}!{name}"),
+                    _ => name,
+                }
+            })
+            .collect();
+    }
+    parse_flat(data)
         .into_iter()
         .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
         .filter(|k| !k.starts_with('\x1f'))
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -218,7 +218,11 @@ impl<R: AsyncRead + Unpin> Input<R> {
             let Some(line) = self.line(MAX_LINE, idle).await? else {
                 return Ok(Frame::LineTooLong);
             };
-            let marker = literal_marker(&line);
+            let mut marker = literal_marker(&line);
+            if marker.is_none() && is_syncapply(if cmd.is_empty() { &line } else { &cmd }) {
+                // A Cyrus replication upload's message file: sent at once.
+                marker = crate::proto::dlist::file_marker(&line).map(|n| (n, true));
+            }
             cmd.extend_from_slice(&line);
             let Some((n, nonsync)) = marker else {
                 return Ok(Frame::Command(cmd));
@@ -255,9 +259,16 @@ impl<R: AsyncRead + Unpin> Input<R> {
 fn is_append(cmd: &[u8]) -> bool {
     let mut it = cmd.split(|&c| c == b' ');
     it.next();
-    // XAPPLY (XFER's transfer, admins only) carries message files too.
+    // XAPPLY and SYNCAPPLY (XFER's transfers, admins only) carry message
+    // files too.
     it.next()
-        .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND") || w.eq_ignore_ascii_case(b"XAPPLY"))
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND") || w.eq_ignore_ascii_case(b"XAPPLY") || w.eq_ignore_ascii_case(b"SYNCAPPLY"))
+}
+
+fn is_syncapply(cmd: &[u8]) -> bool {
+    cmd.split(|&c| c == b' ')
+        .nth(1)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"SYNCAPPLY"))
 }
 
 type BoxRd = tokio::io::ReadHalf<Box<dyn crate::server::listen::Io>>;

@@ -920,6 +920,9 @@ impl Session {
         if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
             return self.tagged(tag, "NO Permission denied").await;
         }
+        // `+root` (Cyrus's XFER sends it ahead of the mailboxes): the root
+        // is set even where no mailbox is yet.
+        let root = root.strip_prefix('+').unwrap_or(root);
         let int = self.internal(root).unwrap_or_else(|_| root.to_string());
         let mut storage = None;
         let mut messages = None;

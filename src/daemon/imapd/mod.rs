@@ -9,6 +9,7 @@ mod search;
 mod selected;
 pub mod sort;
 pub mod sortcache;
+mod sync;
 mod urlauth;
 mod xfer;
 
@@ -116,6 +117,9 @@ pub struct Session {
     pub rev2: bool,
     /// COMPRESS DEFLATE is on.
     compressed: bool,
+    /// Messages a Cyrus back end uploaded for its XFER (SYNCAPPLY
+    /// MESSAGE), by GUID; their files go when the session ends.
+    sync_stash: std::collections::HashMap<String, crate::store::Staged>,
 }
 
 pub type Res = Result<(), ReadError>;
@@ -139,6 +143,7 @@ impl Session {
             utf8: false,
             rev2: false,
             compressed: false,
+            sync_stash: Default::default(),
         }
     }
 
@@ -268,6 +273,9 @@ impl Session {
         if self.user.as_deref().is_some_and(|u| self.ctx.is_admin(u)) {
             c.push(' ');
             c.push_str(xfer::CAPABILITY);
+            // A Cyrus back end moves users here with its replication
+            // commands (see `sync`).
+            c.push_str(" X-REPLICATION");
         }
         // APPENDLIMIT (RFC 7889): the largest message APPEND takes.
         let limit = match self.ctx.conf.get_int("maxmessagesize") {
@@ -492,6 +500,11 @@ impl Session {
             Kind::LocalDelete(m) => Box::pin(self.localdelete(&tag, &m)).await,
             Kind::MupdatePush(m) => Box::pin(self.mupdatepush(&tag, &m)).await,
             Kind::XApply(x) => Box::pin(self.xapply(&tag, x)).await,
+            Kind::Sync { apply, body } => Box::pin(self.replication(&tag, apply, body)).await,
+            Kind::SyncRestart => {
+                self.sync_stash.clear();
+                self.tagged(&tag, "OK success").await
+            }
             _ if self.sel.is_none() => self.tagged(&tag, "BAD Please select a mailbox first").await,
             Kind::Check => {
                 Box::pin(self.sync(true)).await?;

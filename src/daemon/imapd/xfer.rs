@@ -394,6 +394,12 @@ impl Session {
         let res = self
             .blocking(move |s| {
                 let e = s.lookup(&name)?.ok_or(StoreError::NotFound)?;
+                // The last step of a Cyrus back end's XFER to this one
+                // (see undump): the mailbox opens here and the master is
+                // pointed at it.
+                if e.mbtype == crate::store::xfer::ARRIVING {
+                    return s.activate_import(&name).map(|_| ());
+                }
                 s.push(&[crate::store::murder::DirOp::Activate {
                     name: e.name,
                     partition: e.partition,

@@ -301,6 +301,15 @@ pub enum Kind {
     MupdatePush(String),
     /// The receiving half of XFER (see `xapply`).
     XApply(xapply::XApply),
+    /// Cyrus's replication commands over IMAP (admins), as a Cyrus back
+    /// end sends them when it moves a user here by XFER: SYNCGET or
+    /// SYNCAPPLY (`apply`), the dlist `KEY value` after it.
+    Sync {
+        apply: bool,
+        body: Vec<u8>,
+    },
+    /// SYNCRESTART: forget what earlier SYNCAPPLY RESERVE/MESSAGE left.
+    SyncRestart,
 }
 
 /// SELECT/EXAMINE parameters: CONDSTORE and QRESYNC (RFC 7162).
@@ -345,6 +354,12 @@ impl<'a> P<'a> {
         } else {
             err("Invalid whitespace")
         }
+    }
+    /// Everything left (the parse ends here).
+    fn rest(&mut self) -> &'a [u8] {
+        let r = &self.s[self.i..];
+        self.i = self.s.len();
+        r
     }
     fn eat(&mut self, c: u8) -> bool {
         if self.peek() == Some(c) {
@@ -936,6 +951,14 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             }
         }
         "XAPPLY" => Kind::XApply(xapply::parse(p)?),
+        "SYNCAPPLY" | "SYNCGET" => {
+            p.sp()?;
+            Kind::Sync {
+                apply: name == "SYNCAPPLY",
+                body: p.rest().to_vec(),
+            }
+        }
+        "SYNCRESTART" => Kind::SyncRestart,
         "SETACL" | "DELETEACL" | "LISTRIGHTS" => {
             p.sp()?;
             let m = mailbox(p)?;
