@@ -713,18 +713,17 @@ fn real_cyrus_backend_through_our_front_end() {
     let mut ours = Backend::start(
         &t.path().join("ours"),
         &format!(
-            "servername: 127.0.0.7\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\n",
+            "servername: 127.0.0.7\nunixhierarchysep: no\nmupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\nproxy_authname: md5u\nproxy_password: testpw\n",
             m.port
         ),
     );
     for (prog, port) in [("imapd", iport), ("lmtpd", lport)] {
         let log = std::fs::File::create(ours.dir.join(format!("{prog}-7.log"))).unwrap();
-        let mut cmd = Command::new(bin(prog));
-        cmd.arg("-C")
-            .arg(&ours.conf)
-            .args(["-L", &format!("127.0.0.7:{port}")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        // In the namespace too: an XFER from here finds the Cyrus back
+        // end's IMAP port the same way.
+        let (conf, listen) = (ours.conf.to_str().unwrap().to_string(), format!("127.0.0.7:{port}"));
+        let mut cmd = in_namespace(&[(services.clone(), "/etc/services")], &bin(prog), &["-C", &conf, "-L", &listen]);
+        cmd.stdout(log.try_clone().unwrap()).stderr(log);
         ours.extra.push(Proc::spawn(prog, &mut cmd));
     }
     assert!(!imap_admin(ours.imap_port, &["CREATE user.yes1"]).contains("-> NO"));
@@ -812,21 +811,25 @@ fn real_cyrus_backend_through_our_front_end() {
     let out = imap_admin_at("127.0.0.4", iport, &["XFER user.u7 127.0.0.7"]);
     assert!(out.contains("-> OK") && !out.contains("-> NO"), "XFER from Cyrus: {out}");
     // The front end's copy of the master's list follows.
-    let moved = Instant::now();
-    loop {
-        let after = python(snapshot, &[&fi.to_string()]);
-        if after == before {
-            break;
+    let same_as = |before: &str| {
+        let moved = Instant::now();
+        loop {
+            let after = python(snapshot, &[&fi.to_string()]);
+            if after == before {
+                break;
+            }
+            assert!(
+                moved.elapsed() < Duration::from_secs(20),
+                "after the XFER:\n{after}\nbefore:\n{before}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
         }
-        assert!(
-            moved.elapsed() < Duration::from_secs(20),
-            "after the XFER:\n{after}\nbefore:\n{before}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    // Ours holds u7 now, the Cyrus back end no more.
-    assert!(imap_admin_at("127.0.0.7", iport, &["SELECT user.u7"]).contains("-> OK"));
-    assert!(imap_admin_at("127.0.0.4", iport, &["SELECT user.u7"]).contains("-> NO"));
+    };
+    same_as(&before);
+    // Ours holds u7 now, the Cyrus back end no more (GETACL: a Cyrus
+    // admin may not SELECT a user's mailbox).
+    assert!(imap_admin_at("127.0.0.7", iport, &["GETACL user.u7"]).contains("-> OK"));
+    assert!(imap_admin_at("127.0.0.4", iport, &["GETACL user.u7"]).contains("-> NO"));
     // Mail for u7 through the front end lands on ours; yes1 still reads
     // u7's folder, on ours now.
     let msg = "From: s@example.org\r\nSubject: after the move\r\nMessage-ID: <c2@example.org>\r\n\r\nbody\r\n";
@@ -848,6 +851,41 @@ fn real_cyrus_backend_through_our_front_end() {
     );
     let out = python(visit, &[&fi.to_string(), "yes1", "\"Other Users.u7.cyrusshare\""]);
     assert!(out.contains("Subject: in cyrusshare"), "{out}");
+
+    // And back: our XFER to the Cyrus back end speaks its replication
+    // commands (it shows X-REPLICATION, not X-MUMAIL-XFER).
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\nM.select('INBOX')\n\
+         print(M.store('2','+FLAGS','(\\\\Answered back)'))\nprint(M.create('madeonours'))\n",
+        &[&fi.to_string()],
+    );
+    assert!(!out.contains("'NO'"), "{out}");
+    let mid = python(snapshot, &[&fi.to_string()]);
+    assert!(mid.contains("UIDNEXT 5") && mid.contains("'back'"), "{mid}");
+    let out = imap_admin_at("127.0.0.7", iport, &["XFER user.u7 127.0.0.4"]);
+    assert!(out.contains("-> OK") && !out.contains("-> NO"), "XFER to Cyrus: {out}");
+    same_as(&mid);
+    let out = imap_admin_at("127.0.0.4", iport, &["GETACL user.u7", "GETACL user.u7.madeonours"]);
+    assert!(!out.contains("-> NO"), "{out}");
+    assert!(imap_admin_at("127.0.0.7", iport, &["GETACL user.u7"]).contains("-> NO"));
+    // Mail for u7 lands on Cyrus again, after the moved UIDs.
+    let out = lmtp_session(
+        fl,
+        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
+        msg,
+        1,
+    );
+    assert!(
+        out.replace("\r\n", "\n")
+            .contains("354 go ahead\n250 2.1.5 Success SESSIONID=<127.0.0.4-"),
+        "{out}"
+    );
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\nprint(M.select('INBOX'))\n\
+         print(M.fetch('4','(UID)'))\n",
+        &[&fi.to_string()],
+    );
+    assert!(out.contains("('OK', [b'4'])") && out.contains("UID 5)"), "{out}");
 }
 
 /// Our back ends registered with the real Cyrus master and served

@@ -12,6 +12,7 @@ pub mod sortcache;
 mod sync;
 mod urlauth;
 mod xfer;
+mod xfer_sync;
 
 use super::cyrus::Ctx;
 use crate::mail::Secret;

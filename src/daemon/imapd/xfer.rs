@@ -26,16 +26,19 @@ use tokio::io::{AsyncWriteExt, BufReader};
 
 /// A RECORDS command carries at most this many message bytes (or one
 /// larger message) and `BATCH_RECORDS` records.
-const BATCH_BYTES: usize = 4 << 20;
-const BATCH_RECORDS: usize = 1000;
+pub(super) const BATCH_BYTES: usize = 4 << 20;
+pub(super) const BATCH_RECORDS: usize = 1000;
 
 /// The capability a target must show (to admins) to take an XFER.
 pub const CAPABILITY: &str = "X-MUMAIL-XFER";
 
 /// A logged-in connection to the target back end.
-struct Peer {
+pub(super) struct Peer {
     b: BufReader<crate::daemon::peer_tls::PeerIo>,
     n: u32,
+    /// A Cyrus back end: XFER speaks its replication commands
+    /// (xfer_sync.rs), not XAPPLY.
+    cyrus: bool,
 }
 
 impl Peer {
@@ -44,10 +47,16 @@ impl Peer {
         let (_, b) = crate::daemon::front::imap_login(&ctx.conf, server, "")
             .await
             .map_err(|e| format!("couldn't authenticate to backend server {server}: {e}"))?;
-        let mut p = Peer { b, n: 0 };
+        let mut p = Peer { b, n: 0, cyrus: false };
         let caps = p.call(b"CAPABILITY\r\n".to_vec(), true).await?;
-        if !caps.split_whitespace().any(|c| c.eq_ignore_ascii_case(CAPABILITY)) {
-            return Err(format!("{server} does not take XFER from this server (no {CAPABILITY})"));
+        let has = |want: &str| caps.split_whitespace().any(|c| c.eq_ignore_ascii_case(want));
+        if !has(CAPABILITY) {
+            if !has("X-REPLICATION") {
+                return Err(format!(
+                    "{server} does not take XFER from this server (neither {CAPABILITY} nor X-REPLICATION)"
+                ));
+            }
+            p.cyrus = true;
         }
         Ok(p)
     }
@@ -55,7 +64,7 @@ impl Peer {
     /// Sends one command (`add_tag`: `body` is the command without its
     /// tag; else the caller rendered it with the next tag) and waits for
     /// its tagged reply; returns the untagged lines.
-    async fn call(&mut self, body: Vec<u8>, add_tag: bool) -> Result<String, String> {
+    pub(super) async fn call(&mut self, body: Vec<u8>, add_tag: bool) -> Result<String, String> {
         self.n += 1;
         let tag = format!("X{}", self.n);
         let mut wire = Vec::with_capacity(body.len() + 8);
@@ -89,7 +98,7 @@ impl Peer {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     store: &Arc<Store>,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, String> {
@@ -101,11 +110,20 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// What the source has sent of one mailbox.
-struct Sent {
-    entry: MailboxEntry,
-    highestmodseq: u64,
+pub(super) struct Sent {
+    pub entry: MailboxEntry,
+    pub highestmodseq: u64,
     /// Files of UIDs below this are at the target.
-    uidnext: u32,
+    pub uidnext: u32,
+}
+
+/// Sends what changed of one mailbox, in the target's words.
+async fn send_any(store: &Arc<Store>, peer: &mut Peer, sent: &mut Sent, part: &str) -> Result<usize, String> {
+    if peer.cyrus {
+        super::xfer_sync::send_mailbox(store, peer, sent, part).await
+    } else {
+        send_changes(store, peer, sent).await
+    }
 }
 
 /// Sends the records of `name` changed after `sent.highestmodseq` (all
@@ -226,19 +244,21 @@ async fn run(ctx: Arc<Ctx>, top: String, server: String, part: String) -> Result
         ctx.log.info("XFER: dumping mailboxes to destination");
         for e in &all {
             let n = e.name.clone();
-            let img = blocking(&store, move |s| s.export_mailbox(&n)).await?;
-            peer.apply(&XApply::Mailbox(image_to_wire(img, &part))).await?;
+            if !peer.cyrus {
+                let img = blocking(&store, move |s| s.export_mailbox(&n)).await?;
+                peer.apply(&XApply::Mailbox(image_to_wire(img, &part))).await?;
+            }
             sent.push(Sent {
                 entry: e.clone(),
                 highestmodseq: 0,
                 uidnext: 0,
             });
             let last = sent.last_mut().expect("pushed");
-            moved += send_changes(&store, &mut peer, last).await?;
+            moved += send_any(&store, &mut peer, last, &part).await?;
         }
         // What changed during the bulk pass, without stopping anyone.
         for s in sent.iter_mut() {
-            send_changes(&store, &mut peer, s).await?;
+            send_any(&store, &mut peer, s, &part).await?;
         }
         Ok(())
     }
@@ -255,15 +275,21 @@ async fn run(ctx: Arc<Ctx>, top: String, server: String, part: String) -> Result
     let mut activated: Vec<MailboxEntry> = Vec::new();
     let res: Result<(), String> = async {
         for s in sent.iter_mut() {
-            send_changes(&store, &mut peer, s).await?;
+            send_any(&store, &mut peer, s, &part).await?;
         }
         let t = top.clone();
         let data = blocking(&store, move |s| s.export_userdata(&t, whole_user)).await?;
-        if !data.is_empty() {
+        if peer.cyrus {
+            super::xfer_sync::send_userdata(&mut peer, &top, &data).await?;
+        } else if !data.is_empty() {
             peer.apply(&XApply::User(top.clone(), data)).await?;
         }
         for s in &sent {
-            peer.apply(&XApply::Activate(s.entry.name.clone())).await?;
+            if peer.cyrus {
+                super::xfer_sync::activate(&ctx, &mut peer, &s.entry.name).await?;
+            } else {
+                peer.apply(&XApply::Activate(s.entry.name.clone())).await?;
+            }
             activated.push(s.entry.clone());
         }
         Ok(())
