@@ -259,3 +259,83 @@ fn an_xfer_that_cannot_finish_leaves_the_source_as_it_was() {
     assert!(out.contains("-> OK"), "{out}");
     assert_eq!(snapshot("127.0.0.3", iport, &boxes), before);
 }
+
+/// The receiving half of a Cyrus back end's XFER, driven by hand over a
+/// raw socket: a streamed SYNCAPPLY MESSAGE whose second file does not
+/// match its GUID is refused (the first is kept: RESERVE no longer asks
+/// for it); a non-admin's upload is read and refused without harm to the
+/// session; a mailbox arrives by LOCAL_MAILBOX with its UIDs, flags and
+/// message, and MUPDATEPUSH activates it; a file list that cannot be
+/// followed closes the connection.
+#[test]
+fn cyrus_replication_commands_by_hand() {
+    let t = tempfile::tempdir().unwrap();
+    let b = Backend::start(t.path(), "");
+    let script = r#"
+import socket, sys, hashlib, time
+def session(user):
+    s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+    f = s.makefile('rb')
+    f.readline()
+    s.sendall(('L LOGIN %s testpw\r\n' % user).encode())
+    while not f.readline().startswith(b'L '): pass
+    return s, f
+def run(s, f, tag, data):
+    s.sendall(data)
+    out = []
+    while True:
+        l = f.readline()
+        if not l:
+            out.append('EOF'); break
+        out.append(l.decode().rstrip())
+        if l.startswith(tag.encode() + b' '): break
+    print(tag, out)
+good = b'Subject: by hand\r\n\r\nhello\r\n'
+g = hashlib.sha1(good).hexdigest()
+s, f = session('md5u')
+run(s, f, 'S1', b'S1 SYNCAPPLY MESSAGE (%{default ' + g.encode() + b' %d}\r\n' % len(good) + good
+    + b' %{default 0123456789012345678901234567890123456789 3}\r\nabc)\r\n')
+run(s, f, 'S2', b'S2 SYNCAPPLY RESERVE %(PARTITION default MBOXNAME (user.hand) GUID (' + g.encode()
+    + b' 0123456789012345678901234567890123456789))\r\n')
+box = (b'S3 SYNCAPPLY LOCAL_MAILBOX %(UNIQUEID 4f7c0ffee MBOXNAME user.hand LAST_UID 7 HIGHESTMODSEQ 9 '
+       b'RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 UIDVALIDITY 1234567 PARTITION default '
+       b'ACL "hand\tlrswipkxtecdan\t" OPTIONS P RECORD (%(UID 7 MODSEQ 8 LAST_UPDATED 1 FLAGS (\\Flagged kw1) '
+       b'INTERNALDATE 1600000000 SIZE ' + str(len(good)).encode() + b' GUID ' + g.encode() + b')))\r\n')
+run(s, f, 'S3', box)
+run(s, f, 'S4', b'S4 SELECT user/hand\r\n')
+run(s, f, 'S5', b'S5 MUPDATEPUSH user/hand\r\n')
+run(s, f, 'S6', b'S6 SELECT user/hand\r\n')
+run(s, f, 'S7', b'S7 UID FETCH 7 (FLAGS BODY.PEEK[])\r\n')
+u, uf = session('u7')
+run(u, uf, 'U1', b'U1 SYNCAPPLY MESSAGE (%{default ' + g.encode() + b' %d}\r\n' % len(good) + good + b')\r\n')
+run(u, uf, 'U2', b'U2 NOOP\r\n')
+# Read to the end: the tagged BAD, the BYE, then the connection closes.
+run(s, f, 'S8 X', b'S8 SYNCAPPLY MESSAGE (junk %{default ' + g.encode() + b' 3}\r\nabc)\r\n')
+"#;
+    let out = python(script, &[&b.imap_port.to_string()]);
+    let line = |tag: &str| out.lines().find(|l| l.starts_with(&format!("{tag} "))).unwrap_or("").to_string();
+    assert!(line("S1").contains("S1 NO IMAP_SYNC_CHECKSUM"), "{out}");
+    assert!(
+        line("S2").contains("* MISSING (0123456789012345678901234567890123456789)") && line("S2").contains("S2 OK"),
+        "{out}"
+    );
+    assert!(line("S3").contains("S3 OK success"), "{out}");
+    // Arriving (the master is not told yet), already readable here.
+    assert!(line("S4").contains("[UIDVALIDITY 1234567]"), "{out}");
+    assert!(line("S5").contains("S5 OK"), "{out}");
+    assert!(
+        line("S6").contains("[UIDVALIDITY 1234567]") && line("S6").contains("S6 OK"),
+        "{out}"
+    );
+    assert!(
+        line("S7").contains("\\\\Flagged kw1") || line("S7").contains("kw1 \\\\Flagged"),
+        "{out}"
+    );
+    assert!(line("S7").contains("hello"), "{out}");
+    assert!(
+        line("U1").contains("U1 NO Permission denied") && line("U2").contains("U2 OK"),
+        "{out}"
+    );
+    let s8 = line("S8");
+    assert!(s8.contains("S8 BAD") && s8.contains("* BYE") && s8.contains("EOF"), "{out}");
+}

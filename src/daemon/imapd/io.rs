@@ -190,7 +190,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
         Ok(v)
     }
 
-    async fn discard(&mut self, mut n: u64, idle: Duration) -> Result<(), ReadError> {
+    pub async fn discard(&mut self, mut n: u64, idle: Duration) -> Result<(), ReadError> {
         while n > 0 {
             if self.pos >= self.buf.len() {
                 self.buf.clear();
@@ -213,16 +213,51 @@ impl<R: AsyncRead + Unpin> Input<R> {
         max_total: usize,
         idle: Duration,
     ) -> Result<Frame, ReadError> {
+        self.command_after(None, w, max_append, max_total, idle).await
+    }
+
+    /// `command`, except that a Cyrus back end's `SYNCAPPLY MESSAGE` (its
+    /// XFER's upload, as big as a mailbox) comes back as `Err((tag,
+    /// first line))` with its files still unread, to be streamed.
+    pub async fn command_or_upload<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut Output<W>,
+        max_append: u64,
+        max_total: usize,
+        idle: Duration,
+    ) -> Result<Result<Frame, (String, Vec<u8>)>, ReadError> {
+        let Some(line) = self.line(MAX_LINE, idle).await? else {
+            return Ok(Ok(Frame::LineTooLong));
+        };
+        let mut words = line.splitn(4, |&c| c == b' ');
+        let (tag, w1, w2) = (words.next(), words.next(), words.next());
+        if let (Some(tag), Some(w1), Some(w2)) = (tag, w1, w2) {
+            if w1.eq_ignore_ascii_case(b"SYNCAPPLY") && w2.eq_ignore_ascii_case(b"MESSAGE") && !tag.is_empty() {
+                let tag = String::from_utf8_lossy(tag).into_owned();
+                return Ok(Err((tag, line)));
+            }
+        }
+        self.command_after(Some(line), w, max_append, max_total, idle).await.map(Ok)
+    }
+
+    async fn command_after<W: AsyncWrite + Unpin>(
+        &mut self,
+        mut first: Option<Vec<u8>>,
+        w: &mut Output<W>,
+        max_append: u64,
+        max_total: usize,
+        idle: Duration,
+    ) -> Result<Frame, ReadError> {
         let mut cmd: Vec<u8> = Vec::new();
         loop {
-            let Some(line) = self.line(MAX_LINE, idle).await? else {
-                return Ok(Frame::LineTooLong);
+            let line = match first.take() {
+                Some(l) => l,
+                None => match self.line(MAX_LINE, idle).await? {
+                    Some(l) => l,
+                    None => return Ok(Frame::LineTooLong),
+                },
             };
-            let mut marker = literal_marker(&line);
-            if marker.is_none() && is_syncapply(if cmd.is_empty() { &line } else { &cmd }) {
-                // A Cyrus replication upload's message file: sent at once.
-                marker = crate::proto::dlist::file_marker(&line).map(|n| (n, true));
-            }
+            let marker = literal_marker(&line);
             cmd.extend_from_slice(&line);
             let Some((n, nonsync)) = marker else {
                 return Ok(Frame::Command(cmd));
@@ -263,12 +298,6 @@ fn is_append(cmd: &[u8]) -> bool {
     // files too.
     it.next()
         .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND") || w.eq_ignore_ascii_case(b"XAPPLY") || w.eq_ignore_ascii_case(b"SYNCAPPLY"))
-}
-
-fn is_syncapply(cmd: &[u8]) -> bool {
-    cmd.split(|&c| c == b' ')
-        .nth(1)
-        .is_some_and(|w| w.eq_ignore_ascii_case(b"SYNCAPPLY"))
 }
 
 type BoxRd = tokio::io::ReadHalf<Box<dyn crate::server::listen::Io>>;

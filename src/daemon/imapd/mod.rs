@@ -316,9 +316,16 @@ impl Session {
             // only while a command is awaited, not during IDLE or a command.
             let frame = Box::pin(
                 self.input
-                    .command(&mut self.w, max_append, (max_append as usize).saturating_mul(4), idle),
+                    .command_or_upload(&mut self.w, max_append, (max_append as usize).saturating_mul(4), idle),
             )
             .await?;
+            let frame = match frame {
+                Ok(f) => f,
+                Err((tag, first)) => {
+                    Box::pin(self.sync_upload(&tag, first, max_append, idle)).await?;
+                    continue;
+                }
+            };
             let raw = match frame {
                 Frame::Command(c) => c,
                 Frame::LineTooLong => {

@@ -28,6 +28,7 @@ use crate::store::xfer::{Incoming, MailboxImage, ARRIVING};
 use crate::store::{MailboxEntry, Record, StoreError, FLAG_EXPUNGED};
 use crate::tools::cyrus_spool as cs;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Records are written in batches of this many message bytes (or one
 /// larger message) or this many records.
@@ -106,7 +107,6 @@ impl Session {
             // Nothing is reported: the source sends each mailbox whole.
             (false, _) => Ok(()),
             (true, "RESERVE") => self.sync_reserve(&v).await,
-            (true, "MESSAGE") => self.sync_message(v).await,
             (true, "MAILBOX") => self.sync_mailbox(&v).await,
             (true, "QUOTA") => self.sync_quota(&v).await,
             (true, "SUB" | "UNSUB") => self.sync_sub(&v, key == "SUB").await,
@@ -154,26 +154,102 @@ impl Session {
         Ok(())
     }
 
-    /// MESSAGE: files staged, each checked against its GUID.
-    async fn sync_message(&mut self, v: Dlist) -> Result<(), String> {
-        let Dlist::List(files) = v else { return Err(bad("MESSAGE")) };
-        let mut datas = Vec::new();
-        for f in files {
-            let Dlist::File { guid, data, .. } = f else {
-                return Err(bad("MESSAGE"));
-            };
-            datas.push((guid.to_ascii_lowercase(), data));
+    /// SYNCAPPLY MESSAGE, read as a stream (a mailbox's new messages in
+    /// one command): `(%{partition guid size} CRLF bytes …)`, one file at
+    /// a time, each checked against its GUID (SHA-1) and staged, synced,
+    /// in batches.  `first` is the command's first line.  A list that
+    /// cannot be followed gets BAD and the connection is closed (what
+    /// follows could be message data).
+    pub async fn sync_upload(&mut self, tag: &str, first: Vec<u8>, max_message: u64, idle: Duration) -> Res {
+        let mut err: Option<String> = None;
+        if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
+            err = Some("Permission denied".into());
         }
+        let mut line = first;
+        let mut seg = 0usize;
+        let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut pending_bytes = 0usize;
+        loop {
+            let marker = dlist::file_marker(&line);
+            let text_end = match marker {
+                Some(_) => line.windows(2).rposition(|w| w == b"%{").unwrap_or(line.len()),
+                None => line.len(),
+            };
+            let mut text: &[u8] = &line[..text_end];
+            if seg == 0 {
+                // `tag SYNCAPPLY MESSAGE ` before the list.
+                text = text.splitn(4, |&c| c == b' ').nth(3).unwrap_or(b"");
+            }
+            let text: Vec<u8> = text.iter().copied().filter(|&c| c != b' ').collect();
+            let ok = match (seg, marker.is_some()) {
+                (0, true) => text == b"(",
+                (0, false) => text == b"()",
+                (_, true) => text.is_empty(),
+                (_, false) => text == b")",
+            };
+            if !ok {
+                self.ctx.log.error("SYNCAPPLY MESSAGE: invalid file list; connection closed");
+                self.tagged(tag, "BAD IMAP_PROTOCOL_ERROR Invalid file list").await?;
+                self.out("* BYE Invalid file list\r\n").await?;
+                self.logout = true;
+                return Ok(());
+            }
+            let Some(n) = marker else { break };
+            let inner = String::from_utf8_lossy(&line[text_end + 2..line.len() - 1]).into_owned();
+            let guid = inner.split(' ').nth(1).unwrap_or("").to_ascii_lowercase();
+            if err.is_some() || n > max_message {
+                self.input.discard(n, idle).await?;
+                if err.is_none() {
+                    err = Some(format!("IMAP_MESSAGE_TOO_LARGE message {guid} is over maxmessagesize"));
+                }
+            } else {
+                let data = self.input.exact(n as usize, idle).await?;
+                pending_bytes += data.len();
+                pending.push((guid, data));
+                if pending.len() >= BATCH_RECORDS || pending_bytes >= BATCH_BYTES {
+                    if let Err(e) = self.stash(std::mem::take(&mut pending)).await {
+                        err = Some(e);
+                    }
+                    pending_bytes = 0;
+                }
+            }
+            line = match self.input.line(crate::daemon::imapd::io::MAX_LINE, idle).await? {
+                Some(l) => l,
+                None => {
+                    self.tagged(tag, "BAD IMAP_PROTOCOL_ERROR Line too long").await?;
+                    self.out("* BYE Invalid file list\r\n").await?;
+                    self.logout = true;
+                    return Ok(());
+                }
+            };
+            seg += 1;
+        }
+        if err.is_none() && !pending.is_empty() {
+            if let Err(e) = self.stash(pending).await {
+                err = Some(e);
+            }
+        }
+        match err {
+            None => self.tagged(tag, "OK success").await,
+            Some(t) => {
+                self.ctx.log.error(&format!("SYNCAPPLY MESSAGE: {t}"));
+                self.tagged(tag, &format!("NO {t}")).await
+            }
+        }
+    }
+
+    /// Stages uploaded messages (synced) into this session's stash, each
+    /// checked against its GUID.
+    async fn stash(&mut self, files: Vec<(String, Vec<u8>)>) -> Result<(), String> {
         let part = self.ctx.store.cfg.defaultpartition.clone();
-        let staged = self
+        let (guids, staged) = self
             .blocking(move |s| {
-                let refs: Vec<&[u8]> = datas.iter().map(|(_, d)| d.as_slice()).collect();
+                let refs: Vec<&[u8]> = files.iter().map(|(_, d)| d.as_slice()).collect();
                 let st = s.stage_many(&part, &refs)?;
-                let guids: Vec<String> = datas.into_iter().map(|(g, _)| g).collect();
-                Ok((guids, st))
+                Ok((files.into_iter().map(|(g, _)| g).collect::<Vec<String>>(), st))
             })
             .await?;
-        for (g, st) in staged.0.into_iter().zip(staged.1) {
+        for (g, st) in guids.into_iter().zip(staged) {
             if hex(&st.guid) != g {
                 return Err(format!("IMAP_SYNC_CHECKSUM message {g} does not match its GUID"));
             }
