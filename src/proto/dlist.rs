@@ -275,7 +275,7 @@ pub fn render(d: &Dlist, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b' ');
                 }
-                out.extend_from_slice(k.as_bytes());
+                render(&Dlist::Atom(k.as_bytes().to_vec()), out);
                 out.push(b' ');
                 render(x, out);
             }

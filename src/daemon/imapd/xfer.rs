@@ -12,6 +12,10 @@
 //! authoritative; the target's arriving copies are removed, or replaced
 //! by the next XFER.
 //!
+//! A target that shows `X-REPLICATION` instead (a Cyrus 3.x back end)
+//! gets the same passes in Cyrus's replication commands (xfer_sync.rs);
+//! a Cyrus back end moving users here is answered by sync.rs.
+//!
 //! Also here: LOCALDELETE and MUPDATEPUSH (Cyrus's admin commands), and
 //! XAPPLY, the target's half.
 
