@@ -412,7 +412,22 @@ pub fn serve_until_term<S: crate::server::Service>(
     max_conns: usize,
     start: impl FnOnce() + Send,
 ) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    serve_until_term_on(prog, log, specs, svc, max_conns, start, tokio::runtime::Builder::new_multi_thread())
+}
+
+/// `serve_until_term` on a runtime of the caller's kind (lmtpproxyd's is
+/// single-threaded: each message crosses it twice, and a wake-up on
+/// another thread costs more there than the work).
+pub fn serve_until_term_on<S: crate::server::Service>(
+    prog: &str,
+    log: &Arc<Logger>,
+    specs: &[String],
+    svc: Arc<S>,
+    max_conns: usize,
+    start: impl FnOnce() + Send,
+    mut builder: tokio::runtime::Builder,
+) -> i32 {
+    let rt = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{prog}: {e}");
