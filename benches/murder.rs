@@ -117,6 +117,11 @@ fn reply(r: &mut BufReader<TcpStream>) -> String {
 
 /// `n` messages to `rcpt` over one LMTP connection: seconds.
 fn lmtp_run(host: &str, port: u16, rcpt: &str, n: usize, auth: bool, base: usize) -> f64 {
+    lmtp_run_sized(host, port, rcpt, n, auth, base, 5000)
+}
+
+/// `lmtp_run` with messages of `size` bytes.
+fn lmtp_run_sized(host: &str, port: u16, rcpt: &str, n: usize, auth: bool, base: usize, size: usize) -> f64 {
     let s = TcpStream::connect((host, port)).unwrap();
     let _ = s.set_nodelay(true);
     let mut r = BufReader::new(s.try_clone().unwrap());
@@ -135,7 +140,7 @@ fn lmtp_run(host: &str, port: u16, rcpt: &str, n: usize, auth: bool, base: usize
             .unwrap();
         let (a, b, c) = (reply(&mut r), reply(&mut r), reply(&mut r));
         assert!(a.starts_with("250") && b.starts_with("250") && c.starts_with("354"), "{a}{b}{c}");
-        let mut m = message(base + i + rcpt.len() * 1_000_000, 5000);
+        let mut m = message(base + i + rcpt.len() * 1_000_000, size);
         m.extend_from_slice(b".\r\n");
         w.write_all(&m).unwrap();
         let e = reply(&mut r);
@@ -331,6 +336,29 @@ fn main() {
         "(b) LMTP 5 KB: direct {direct:.0} msg/s, through the front end {proxied:.0} msg/s = {:.0}% (goal >= 90%; Cyrus 3.6: 12%)",
         100.0 * proxied / direct
     );
+    // Other sizes (`BENCH_LMTP_SIZES=1000,100000,1000000`), after the
+    // 5 KB figure so that (c) sees the same mailboxes either way.
+    let sizes: Vec<usize> = std::env::var("BENCH_LMTP_SIZES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    for (j, size) in sizes.into_iter().enumerate() {
+        let count = (n / rounds).min(50_000_000 / rounds / size.max(1)).max(20);
+        let (mut td, mut tp) = (0.0, 0.0);
+        for k in 0..rounds {
+            let base = 10_000_000 * (j + 1) + k * count;
+            td += lmtp_run_sized("127.0.0.1", b.lmtp_port, "u7", count, true, base, size);
+            tp += lmtp_run_sized("127.0.0.1", flport, "yes1", count, false, base, size);
+        }
+        let m = (count * rounds) as f64;
+        println!(
+            "(b) LMTP {size} B: direct {:.0} msg/s, through the front end {:.0} msg/s = {:.0}% (goal >= 90%)",
+            m / td,
+            m / tp,
+            100.0 * td / tp
+        );
+    }
     if std::env::var("BENCH_MURDER_LMTP_ONLY").is_ok() {
         return;
     }

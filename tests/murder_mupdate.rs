@@ -541,6 +541,41 @@ fn lmtp_through_our_front_end_reaches_each_users_back_end() {
     );
     let c = inbox_count(backs[0].imap_port, "user.alice");
     assert!(c.contains("'2'"), "alice: {c}");
+    // The message is passed on in raw chunks: one of 300 KB with
+    // dot-stuffed lines, its final dot and the next commands in one
+    // write; the back end stores it un-stuffed, and RSET and NOOP after it
+    // are answered.
+    let script = r#"
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+f = s.makefile('rb')
+def reply():
+    out = []
+    while True:
+        l = f.readline().decode()
+        out.append(l.rstrip())
+        if l[3:4] != '-':
+            return ' | '.join(out)
+reply()
+s.sendall(b'LHLO hub\r\n'); reply()
+s.sendall(b'MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n')
+print(reply(), reply(), reply())
+body = b'Subject: big\r\nMessage-ID: <m3@example.org>\r\n\r\n' + b'..starts with a dot\r\n' * 15000
+s.sendall(body + b'.\r\nRSET\r\nNOOP\r\n')
+print('final', reply()); print('rset', reply()); print('noop', reply())
+"#;
+    let out = python(script, &[&fport.to_string()]);
+    assert!(out.contains("354 go ahead"), "{out}");
+    assert!(
+        out.contains("final 250 2.1.5 Success") && out.contains("rset 250") && out.contains("noop 250"),
+        "{out}"
+    );
+    let fetched = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('md5u','testpw')\nM.select('user.alice')\n\
+         t,d=M.fetch('3','(RFC822.SIZE BODY.PEEK[TEXT]<0.40>)')\nprint(d)\n",
+        &[&backs[0].imap_port.to_string()],
+    );
+    assert!(fetched.contains(".starts with a dot\\r\\n.starts"), "{fetched}");
 }
 
 #[test]

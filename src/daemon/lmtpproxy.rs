@@ -12,7 +12,7 @@
 use super::cyrus::check_password;
 use super::lmtpd::{Rd, Wr};
 use crate::mail::Secret;
-use crate::proto::lmtp::{self, Command, DataReceiver};
+use crate::proto::lmtp::{self, Command};
 use crate::server::Conn;
 use crate::store::murder::State;
 use crate::util::lines::{Line, LineBuffer};
@@ -487,51 +487,147 @@ impl Session {
         };
         let rcpts = std::mem::take(&mut self.rcpts);
         let from = self.from.take().unwrap_or_default();
+        let group_of = |server: &str| -> Vec<usize> { (0..rcpts.len()).filter(|&i| rcpts[i].server == server).collect() };
         // The back ends' MAIL, RCPT and DATA go out now, while the client
-        // sends the message: their replies are in by its final dot.  A
-        // message that never completes drops these connections.
-        let mut begun = self.begin_all(&from, &rcpts).await;
-        let mut rx = DataReceiver::new(max);
-        loop {
-            match self.next_line().await? {
-                None => return Ok(()),
-                Some(Line::TooLong) => rx.too_big = true,
-                Some(Line::Complete(l)) => {
-                    if rx.line(&l) {
-                        break;
-                    }
+        // sends the message, and their answers are read: a back end that
+        // says 354 gets the message as it arrives, so that a big one
+        // crosses both hops at once.  A message that never completes
+        // drops these connections (the back ends discard the
+        // transaction).
+        let begun = self.begin_all(&from, &rcpts).await;
+        let mut open: Vec<(String, Backend, Vec<Option<String>>)> = Vec::new();
+        let mut answered: HashMap<String, Vec<String>> = HashMap::new();
+        for (server, (mut b, rset)) in begun {
+            let idx = group_of(&server);
+            let group: Vec<&Rcpt> = idx.iter().map(|&i| &rcpts[i]).collect();
+            match self.accept(&mut b, rset, &group).await {
+                Ok(Accepted::Ready(refusals)) => open.push((server, b, refusals)),
+                Ok(Accepted::Done(replies)) => {
+                    self.backends.insert(server.clone(), b);
+                    answered.insert(server, replies);
                 }
+                // Broken before the message: a new connection once it is in.
+                Err(e) => self.p.front.log.error(&format!("backend {server}: {e}")),
             }
         }
-        if rx.too_big {
-            begun.clear();
+        // The message as the client sends it (dot-stuffed, final dot
+        // included), read in raw chunks and passed on as it comes.  What
+        // was already read as lines goes first.
+        let mut pending: Vec<u8> = Vec::new();
+        let mut too_big = false;
+        while let Some(l) = self.queue.pop_front() {
+            match l {
+                Line::Complete(l) => {
+                    pending.extend_from_slice(&l);
+                    pending.extend_from_slice(b"\r\n");
+                }
+                Line::TooLong => too_big = true,
+            }
         }
-        if rx.too_big {
+        pending.extend_from_slice(&self.buf.take_pending());
+        let mut end = lmtp::DataEnd::default();
+        let mut body: Vec<u8> = Vec::new();
+        let (mut size, mut sent) = (0usize, 0usize);
+        let mut broken: HashMap<String, String> = HashMap::new();
+        let mut chunk = vec![0u8; FORWARD_CHUNK];
+        loop {
+            let data: &[u8] = if !pending.is_empty() {
+                &pending
+            } else {
+                let n = match tokio::time::timeout(IDLE, self.r.read(&mut chunk)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
+                };
+                if n == 0 {
+                    return Ok(());
+                }
+                &chunk[..n]
+            };
+            let (part, rest) = match end.scan(data) {
+                Some(e) => (&data[..e], Some(data[e..].to_vec())),
+                None => (data, None),
+            };
+            size += part.len();
+            if size > max.saturating_add(3) {
+                too_big = true;
+            }
+            if !too_big {
+                body.extend_from_slice(part);
+            }
+            let done = rest.is_some();
+            if let Some(rest) = rest {
+                // Pipelined commands after the message.
+                let lines = self.buf.feed(&rest);
+                self.queue.extend(lines);
+            }
+            pending.clear();
+            if done {
+                break;
+            }
+            if !too_big && body.len() - sent >= FORWARD_CHUNK && !open.is_empty() {
+                for (server, b, _) in open.iter_mut() {
+                    if broken.contains_key(server.as_str()) {
+                        continue;
+                    }
+                    if let Err(e) = b.send(&body[sent..]).await {
+                        broken.insert(server.clone(), e);
+                    }
+                }
+                sent = body.len();
+            }
+        }
+        if too_big {
             for _ in &rcpts {
                 self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?;
             }
             return Ok(());
         }
-        // The body once, dot-stuffed, for every back end.
-        let body = lmtp::dot_stuff(&rx.data);
-        // Recipients grouped per back end, replies in the client's order.
+        let mut replies: Vec<Option<String>> = vec![None; rcpts.len()];
+        let unavailable = "451 4.4.3 Remote server unavailable".to_string();
+        // The rest of the message to the back ends that have the start.
+        for (server, mut b, refusals) in open {
+            let idx = group_of(&server);
+            let got = match broken.remove(&server) {
+                Some(e) => Err(e),
+                None => match b.send(&body[sent..]).await {
+                    Ok(()) => self.complete(&mut b, refusals).await,
+                    Err(e) => Err(e),
+                },
+            };
+            match got {
+                Ok(got) => {
+                    self.backends.insert(server.clone(), b);
+                    answered.insert(server, got);
+                }
+                Err(e) => {
+                    self.p.front.log.error(&format!("backend {server}: {e}"));
+                    answered.insert(server, vec![unavailable.clone(); idx.len()]);
+                }
+            }
+        }
+        // Back ends not reached yet (or broken before the message): one
+        // transaction now, with a retry on a new connection.
         let mut order: Vec<String> = Vec::new();
         for r in &rcpts {
             if !order.contains(&r.server) {
                 order.push(r.server.clone());
             }
         }
-        let mut replies: Vec<Option<String>> = vec![None; rcpts.len()];
         for server in order {
-            let idx: Vec<usize> = (0..rcpts.len()).filter(|&i| rcpts[i].server == server).collect();
-            let group: Vec<&Rcpt> = idx.iter().map(|&i| &rcpts[i]).collect();
-            let got = self.deliver(&server, &from, &group, &body, begun.remove(&server)).await;
+            let idx = group_of(&server);
+            let got = match answered.remove(&server) {
+                Some(g) => g,
+                None => {
+                    let group: Vec<&Rcpt> = idx.iter().map(|&i| &rcpts[i]).collect();
+                    self.deliver(&server, &from, &group, &body).await
+                }
+            };
             for (k, &i) in idx.iter().enumerate() {
                 replies[i] = got.get(k).cloned();
             }
         }
         for r in replies {
-            let r = r.unwrap_or_else(|| "451 4.4.3 Remote server unavailable".into());
+            let r = r.unwrap_or_else(|| unavailable.clone());
             self.reply(&r).await?;
         }
         Ok(())
@@ -564,22 +660,19 @@ impl Session {
         }
     }
 
-    /// One transaction on `server`: the one `begin_all` started, else on
-    /// a kept connection or a new one.  When the first try breaks before
+    /// One transaction on `server`, on a kept connection or a new one.
+    /// When the first try breaks before
     /// DATA (nothing can have been accepted), once more on a new
     /// connection.  One reply per recipient.
-    async fn deliver(&mut self, server: &str, from: &str, group: &[&Rcpt], body: &[u8], mut begun: Option<(Backend, bool)>) -> Vec<String> {
+    async fn deliver(&mut self, server: &str, from: &str, group: &[&Rcpt], body: &[u8]) -> Vec<String> {
         let unavailable = || vec!["451 4.4.3 Remote server unavailable".to_string(); group.len()];
         for attempt in 0..2 {
-            let step = match begun.take() {
-                Some((b, rset)) => self.finish(b, rset, group, body).await,
-                None => match self.backend(server).await {
-                    Ok(b) => self.transaction(b, from, group, body).await,
-                    Err(e) => {
-                        self.p.front.log.error(&format!("couldn't connect to backend {server}: {e}"));
-                        return unavailable();
-                    }
-                },
+            let step = match self.backend(server).await {
+                Ok(b) => self.transaction(b, from, group, body).await,
+                Err(e) => {
+                    self.p.front.log.error(&format!("couldn't connect to backend {server}: {e}"));
+                    return unavailable();
+                }
             };
             match step {
                 Ok((b, out)) => {
@@ -640,11 +733,23 @@ impl Session {
     /// The replies to what `begin` sent, the body, and one reply per
     /// recipient.
     async fn finish(&self, mut b: Backend, rset: bool, group: &[&Rcpt], body: &[u8]) -> Result<(Backend, Vec<String>), (String, bool)> {
-        let e = |s: String| (s, false);
-        if rset {
-            b.reply().await.map_err(e)?;
+        match self.accept(&mut b, rset, group).await.map_err(|s| (s, false))? {
+            Accepted::Done(replies) => Ok((b, replies)),
+            Accepted::Ready(refusals) => {
+                b.send(body).await.map_err(|s| (s, true))?;
+                let replies = self.complete(&mut b, refusals).await.map_err(|s| (s, true))?;
+                Ok((b, replies))
+            }
         }
-        let (code, lines) = b.reply().await.map_err(e)?;
+    }
+
+    /// The replies to what `begin` sent: ready for the message (354,
+    /// with each recipient's refusal or None), or already answered.
+    async fn accept(&self, b: &mut Backend, rset: bool, group: &[&Rcpt]) -> Result<Accepted, String> {
+        if rset {
+            b.reply().await?;
+        }
+        let (code, lines) = b.reply().await?;
         if code != 250 {
             // Everything after MAIL fails with it.
             for _ in group {
@@ -652,37 +757,53 @@ impl Session {
             }
             let _ = b.reply().await;
             let text = lines.join("\r\n");
-            return Ok((b, vec![temp_if_unknown(&text); group.len()]));
+            return Ok(Accepted::Done(vec![temp_if_unknown(&text); group.len()]));
         }
         let mut out: Vec<Option<String>> = Vec::with_capacity(group.len());
         for _ in group {
-            let (code, lines) = b.reply().await.map_err(e)?;
+            let (code, lines) = b.reply().await?;
             out.push(if code == 250 {
                 None
             } else {
                 Some(temp_if_unknown(&lines.join("\r\n")))
             });
         }
-        let (code, lines) = b.reply().await.map_err(e)?;
+        let (code, lines) = b.reply().await?;
         if code != 354 {
             let text = lines.join("\r\n");
-            return Ok((b, out.into_iter().map(|o| o.unwrap_or_else(|| text.clone())).collect()));
+            return Ok(Accepted::Done(out.into_iter().map(|o| o.unwrap_or_else(|| text.clone())).collect()));
         }
         b.dirty = false;
-        b.send(body).await.map_err(|s| (s, true))?;
-        let mut result = Vec::with_capacity(group.len());
-        for o in out {
+        Ok(Accepted::Ready(out))
+    }
+
+    /// After the message (final dot included) went: one reply per
+    /// recipient the back end took.
+    async fn complete(&self, b: &mut Backend, refusals: Vec<Option<String>>) -> Result<Vec<String>, String> {
+        let mut result = Vec::with_capacity(refusals.len());
+        for o in refusals {
             match o {
                 Some(refused) => result.push(refused),
                 None => {
-                    let (_, lines) = b.reply().await.map_err(|s| (s, true))?;
+                    let (_, lines) = b.reply().await?;
                     result.push(temp_if_unknown(&lines.join("\r\n")));
                 }
             }
         }
-        Ok((b, result))
+        Ok(result)
     }
 }
+
+/// What a back end answered to MAIL, RCPT and DATA.
+enum Accepted {
+    /// 354: the message may come; each recipient's refusal, if any.
+    Ready(Vec<Option<String>>),
+    /// No message: one reply per recipient.
+    Done(Vec<String>),
+}
+
+/// The message goes on to the back ends in pieces of this size.
+const FORWARD_CHUNK: usize = 64 * 1024;
 
 /// A back end that does not know a mailbox the directory places on it:
 /// out-of-date MUPDATE data, so a temporary failure (Cyrus's

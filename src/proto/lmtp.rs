@@ -151,6 +151,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn data_end_in_any_chunking() {
+        let msg = b"Subject: x\r\n\r\n..dot\r\n.x\r\nbody\n.\rno\r\n.\r\nNEXT\r\n";
+        let end = msg.len() - b"NEXT\r\n".len();
+        for split in 0..msg.len() {
+            let mut d = DataEnd::default();
+            let found = match d.scan(&msg[..split]) {
+                Some(e) => Some(e),
+                None => d.scan(&msg[split..]).map(|e| e + split),
+            };
+            assert_eq!(found, Some(end), "split at {split}");
+        }
+        assert_eq!(DataEnd::default().scan(b".\r\nRSET\r\n"), Some(3));
+        assert_eq!(DataEnd::default().scan(b"a\n.\nb"), Some(4));
+        assert_eq!(DataEnd::default().scan(b"a.\r\n.."), None);
+    }
+
+    #[test]
     fn commands() {
         assert_eq!(parse(b"LHLO x.example"), Command::Lhlo("x.example".into()));
         assert_eq!(
@@ -188,6 +205,61 @@ mod tests {
 
 /// A message as DATA sends it: leading dots doubled, a final CRLF, then
 /// the `.` line.
+/// Finds the end of a message in DATA's raw, still dot-stuffed input
+/// (the line `.`, ended by CRLF or a bare LF), chunk by chunk: a proxy
+/// passes the bytes on as they are.
+#[derive(Debug, Clone)]
+pub struct DataEnd {
+    bol: bool,
+    /// 1: a `.` at the start of a line; 2: `.` CR.
+    dot: u8,
+}
+
+impl Default for DataEnd {
+    fn default() -> Self {
+        DataEnd { bol: true, dot: 0 }
+    }
+}
+
+impl DataEnd {
+    /// Where in `chunk` the message ends (just after the final line's
+    /// LF), if it does.
+    pub fn scan(&mut self, chunk: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < chunk.len() {
+            let c = chunk[i];
+            if self.dot > 0 {
+                match (self.dot, c) {
+                    (_, b'\n') => return Some(i + 1),
+                    (1, b'\r') => {
+                        self.dot = 2;
+                        i += 1;
+                        continue;
+                    }
+                    _ => self.dot = 0,
+                }
+            } else if self.bol && c == b'.' {
+                self.dot = 1;
+                self.bol = false;
+                i += 1;
+                continue;
+            }
+            if c == b'\n' {
+                self.bol = true;
+                i += 1;
+                continue;
+            }
+            // Inside a line: on to its end.
+            self.bol = false;
+            match memchr::memchr(b'\n', &chunk[i..]) {
+                Some(k) => i += k,
+                None => return None,
+            }
+        }
+        None
+    }
+}
+
 pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 64);
     let mut bol = true;

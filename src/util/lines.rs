@@ -32,6 +32,13 @@ impl LineBuffer {
         self.buf.len()
     }
 
+    /// Takes the bytes held that are not yet a complete line (a caller
+    /// switching to raw reads).
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        self.discarding = false;
+        std::mem::take(&mut self.buf)
+    }
+
     /// Adds input; returns the lines it completes.
     pub fn feed(&mut self, mut data: &[u8]) -> Vec<Line> {
         let mut out = Vec::new();
