@@ -722,18 +722,19 @@ fn real_cyrus_backend_through_our_front_end() {
         (p, port)
     };
     let (_l, fl) = start("lmtpd", &["-a"]);
+    // One message to u7 through the front end's LMTP: the transcript.
+    let deliver_u7 = |msg: &str| {
+        lmtp_session(
+            fl,
+            &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
+            msg,
+            1,
+        )
+        .replace("\r\n", "\n")
+    };
     let msg = "From: s@example.org\r\nSubject: to cyrus via our proxy\r\nMessage-ID: <c1@example.org>\r\n\r\nbody\r\n";
-    let out = lmtp_session(
-        fl,
-        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
-        msg,
-        1,
-    );
-    assert!(
-        out.replace("\r\n", "\n")
-            .contains("354 go ahead\n250 2.1.5 Success SESSIONID=<127.0.0.4-"),
-        "{out}"
-    );
+    let out = deliver_u7(msg);
+    assert!(out.contains("354 go ahead\n250 2.1.5 Success SESSIONID=<127.0.0.4-"), "{out}");
     let (_i, fi) = start("imapd", &[]);
     let out = python(
         "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nprint(M.login('u7','testpw'))\nprint(M.select('INBOX'))\nprint(M.fetch('1','(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\nprint(M.logout())\n",
@@ -867,14 +868,8 @@ fn real_cyrus_backend_through_our_front_end() {
     assert!(imap_admin_at("127.0.0.4", iport, &["GETACL user.u7"]).contains("-> NO"));
     // Mail for u7 through the front end lands on ours; yes1 still reads
     // u7's folder, on ours now.
-    let msg = "From: s@example.org\r\nSubject: after the move\r\nMessage-ID: <c2@example.org>\r\n\r\nbody\r\n";
-    let out = lmtp_session(
-        fl,
-        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
-        msg,
-        1,
-    );
-    assert!(out.replace("\r\n", "\n").contains("354 go ahead\n250 2.1.5"), "{out}");
+    let out = deliver_u7("From: s@example.org\r\nSubject: after the move\r\nMessage-ID: <c2@example.org>\r\n\r\nbody\r\n");
+    assert!(out.contains("354 go ahead\n250 2.1.5"), "{out}");
     let out = python(
         "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\nprint(M.select('INBOX'))\n\
          print(M.fetch('3','(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\n",
@@ -904,17 +899,8 @@ fn real_cyrus_backend_through_our_front_end() {
     assert!(!out.contains("-> NO"), "{out}");
     assert!(imap_admin_at("127.0.0.7", iport, &["GETACL user.u7"]).contains("-> NO"));
     // Mail for u7 lands on Cyrus again, after the moved UIDs.
-    let out = lmtp_session(
-        fl,
-        &["LHLO hub", "MAIL FROM:<s@example.org>", "RCPT TO:<u7@example.org>", "DATA", "QUIT"],
-        msg,
-        1,
-    );
-    assert!(
-        out.replace("\r\n", "\n")
-            .contains("354 go ahead\n250 2.1.5 Success SESSIONID=<127.0.0.4-"),
-        "{out}"
-    );
+    let out = deliver_u7("From: s@example.org\r\nSubject: back on cyrus\r\nMessage-ID: <c3@example.org>\r\n\r\nbody\r\n");
+    assert!(out.contains("354 go ahead\n250 2.1.5 Success SESSIONID=<127.0.0.4-"), "{out}");
     let out = python(
         "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\nprint(M.select('INBOX'))\n\
          print(M.fetch('4','(UID)'))\n",

@@ -402,7 +402,9 @@ pub async fn bind_listeners(specs: &[String]) -> Result<Vec<crate::server::Liste
 }
 
 /// Serves `svc` until SIGTERM on systemd's sockets, master's, or `specs`,
-/// in a multi-threaded runtime; `start` runs inside it first (tasks the
+/// in a multi-threaded runtime, or a single-threaded one (lmtpproxyd's:
+/// each message crosses it twice, and a wake-up on another thread costs
+/// more there than the work); `start` runs inside it first (tasks the
 /// daemon needs beside its connections).  The exit code.
 pub fn serve_until_term<S: crate::server::Service>(
     prog: &str,
@@ -411,22 +413,13 @@ pub fn serve_until_term<S: crate::server::Service>(
     svc: Arc<S>,
     max_conns: usize,
     start: impl FnOnce() + Send,
+    single_thread: bool,
 ) -> i32 {
-    serve_until_term_on(prog, log, specs, svc, max_conns, start, tokio::runtime::Builder::new_multi_thread())
-}
-
-/// `serve_until_term` on a runtime of the caller's kind (lmtpproxyd's is
-/// single-threaded: each message crosses it twice, and a wake-up on
-/// another thread costs more there than the work).
-pub fn serve_until_term_on<S: crate::server::Service>(
-    prog: &str,
-    log: &Arc<Logger>,
-    specs: &[String],
-    svc: Arc<S>,
-    max_conns: usize,
-    start: impl FnOnce() + Send,
-    mut builder: tokio::runtime::Builder,
-) -> i32 {
+    let mut builder = if single_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     let rt = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {

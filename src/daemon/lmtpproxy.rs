@@ -855,13 +855,5 @@ pub fn main(args: &[String]) -> i32 {
     // One thread: a proxied message is a relay of short waits, and waking
     // a task on another thread costs more than its work (the bench's
     // proxied LMTP rate).  Nothing here blocks the thread.
-    super::cyrus::serve_until_term_on(
-        "lmtpproxyd",
-        &log,
-        &specs,
-        p,
-        super::cyrus::max_conns(),
-        || {},
-        tokio::runtime::Builder::new_current_thread(),
-    )
+    super::cyrus::serve_until_term("lmtpproxyd", &log, &specs, p, super::cyrus::max_conns(), || {}, true)
 }

@@ -625,5 +625,5 @@ pub fn main(prog: &str, args: &[String], pop3: bool) -> i32 {
     } else {
         a.listen.clone()
     };
-    super::cyrus::serve_until_term(prog, &front.log, &specs, svc, super::cyrus::max_conns(), || {})
+    super::cyrus::serve_until_term(prog, &front.log, &specs, svc, super::cyrus::max_conns(), || {}, false)
 }

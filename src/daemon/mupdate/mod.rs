@@ -892,5 +892,5 @@ pub fn main(args: &[String]) -> i32 {
     };
     // The connection limit is mupdate_connections_max's, answered with
     // Cyrus's BYE in `serve`.
-    super::cyrus::serve_until_term("mupdate", &log, &specs, m, 0, start)
+    super::cyrus::serve_until_term("mupdate", &log, &specs, m, 0, start, false)
 }
