@@ -245,18 +245,9 @@ pub fn render(d: &Dlist, out: &mut Vec<u8>) {
                     .all(|&c| c > b' ' && c < 0x7f && !matches!(c, b'(' | b')' | b'{' | b'}' | b'"' | b'\\' | b'%' | b'*'));
             if atom {
                 out.extend_from_slice(s);
-            } else if s.iter().all(|&c| c >= b' ' && c < 0x7f) {
-                out.push(b'"');
-                for &c in s {
-                    if c == b'"' || c == b'\\' {
-                        out.push(b'\\');
-                    }
-                    out.push(c);
-                }
-                out.push(b'"');
             } else {
-                out.extend_from_slice(format!("{{{}+}}\r\n", s.len()).as_bytes());
-                out.extend_from_slice(s);
+                // Quoted, else a `{n+}` literal: Cyrus reads either.
+                crate::proto::imap::render::client_string(out, s);
             }
         }
         Dlist::List(v) => {

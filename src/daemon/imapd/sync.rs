@@ -85,10 +85,6 @@ fn record(d: &Dlist) -> Result<(Record, String), String> {
     ))
 }
 
-fn hex(v: &[u8]) -> String {
-    v.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Session {
     pub async fn replication(&mut self, tag: &str, apply: bool, body: Vec<u8>) -> Res {
         if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
@@ -250,7 +246,7 @@ impl Session {
             })
             .await?;
         for (g, st) in guids.into_iter().zip(staged) {
-            if hex(&st.guid) != g {
+            if crate::util::codec::hex(&st.guid) != g {
                 return Err(format!("IMAP_SYNC_CHECKSUM message {g} does not match its GUID"));
             }
             self.sync_stash.insert(g, st);

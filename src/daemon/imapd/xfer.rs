@@ -187,7 +187,6 @@ async fn send_changes(store: &Arc<Store>, peer: &mut Peer, sent: &mut Sent) -> R
 }
 
 fn image_to_wire(img: MailboxImage, partition: &str) -> XMailbox {
-    let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
     XMailbox {
         name: img.entry.name,
         partition: partition.to_string(),
@@ -200,7 +199,7 @@ fn image_to_wire(img: MailboxImage, partition: &str) -> XMailbox {
             .annotations
             .iter()
             .filter(|(e, u, _)| !e.contains(['\t', '\n']) && !u.contains(['\t', '\n']))
-            .map(|(e, u, v)| format!("{e}\t{u}\t{}\n", hex(v)))
+            .map(|(e, u, v)| format!("{e}\t{u}\t{}\n", crate::util::codec::hex(v)))
             .collect(),
     }
 }

@@ -19,6 +19,7 @@
 use super::xfer::{Peer, Sent, BATCH_BYTES, BATCH_RECORDS};
 use crate::proto::dlist::{render, Dlist};
 use crate::store::{MailboxEntry, Store, FLAG_EXPUNGED, FLAG_UNLINKED};
+use crate::util::codec::hex;
 use std::sync::Arc;
 
 fn atom(s: impl Into<Vec<u8>>) -> Dlist {
@@ -31,10 +32,6 @@ fn num(n: impl ToString) -> Dlist {
 
 fn kv(items: Vec<(&str, Dlist)>) -> Dlist {
     Dlist::Kv(items.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
-}
-
-fn hex(v: &[u8]) -> String {
-    v.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A record's FLAGS as Cyrus writes them.
@@ -101,7 +98,13 @@ pub(super) async fn send_mailbox(store: &Arc<Store>, peer: &mut Peer, sent: &mut
                 let r = &recs2[j];
                 let b = std::fs::read(s.message_path(&e2.name, &e2.partition, r.uid)?)?;
                 bytes += b.len();
-                let guid = hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &b).as_ref());
+                // The GUID stored at delivery (the file's SHA-1); computed
+                // only for a record that has none.
+                let guid = if r.guid.is_empty() {
+                    hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &b).as_ref())
+                } else {
+                    hex(&r.guid)
+                };
                 out.push((r.uid, guid, b));
                 j += 1;
             }
