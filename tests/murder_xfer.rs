@@ -27,7 +27,7 @@ for mb in sys.argv[3:]:
     typ, _ = M.select(mb, readonly=True)
     if typ != 'OK':
         continue
-    typ, data = M.uid('FETCH', '1:*', '(FLAGS INTERNALDATE RFC822.SIZE MODSEQ BODY.PEEK[])')
+    typ, data = M.uid('FETCH', '1:*', '(FLAGS INTERNALDATE RFC822.SIZE MODSEQ ANNOTATION (/comment value.shared) BODY.PEEK[])')
     for d in data:
         if isinstance(d, tuple):
             print(mb, d[0].decode().split(' BODY')[0], hashlib.sha1(d[1]).hexdigest())
@@ -78,6 +78,8 @@ print(M.store('1', '+FLAGS', '(\\Seen)'))
 print(M.store('2', '+FLAGS', '(\\Flagged Junk)'))
 print(M.store('3', '+FLAGS', '(\\Deleted)'))
 print(M.expunge())
+# RFC 5257 annotations, the user's own and a shared one.
+print(M.store('2', 'ANNOTATION', '(/comment (value.priv "u7 note" value.shared "shared note"))'))
 print(M.logout())
 "#,
         &[&front_imap.to_string()],
@@ -105,6 +107,7 @@ fn cyradm_xfer_moves_a_user_with_everything() {
         "{before}"
     );
     assert!(before.contains(" 5000)"), "{before}");
+    assert!(before.contains("ANNOTATION (/comment (value.shared \"shared note\"))"), "{before}");
 
     // Refused: a user who is not an admin, a server that is not there.
     let out = python(
@@ -135,11 +138,16 @@ print(M.login('u7', 'testpw'))
 print(M.lsub())
 print(M.select('INBOX'))
 print(M.fetch('1:*', '(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))
+print(M.fetch('2', '(ANNOTATION (/comment value))'))
 print(M.logout())
 "#,
         &[&fimap.to_string()],
     );
     assert!(out.contains("SESSIONID=<127.0.0.3-"), "{out}");
+    assert!(
+        out.contains("ANNOTATION (/comment (value.shared \"shared note\" value.priv \"u7 note\"))"),
+        "annotations moved: {out}"
+    );
     assert!(out.contains("\".\" Sent'"), "subscriptions moved: {out}");
     assert!(out.contains("Subject: m5") && out.contains("\\\\Flagged Junk"), "{out}");
     assert!(out.contains("(FLAGS (\\\\Seen)"), "the owner's \\Seen moved: {out}");

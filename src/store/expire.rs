@@ -153,6 +153,7 @@ impl Store {
                     "UPDATE msg SET flags=flags | ?3 WHERE mailbox=?1 AND uid=?2",
                     params![id, *u as i64, FLAG_UNLINKED as i64],
                 )?;
+                tx.execute("DELETE FROM msgannot WHERE mailbox=?1 AND uid=?2", params![id, *u as i64])?;
             }
             tx.commit()?;
             drop(c);

@@ -237,6 +237,7 @@ impl Store {
                 )?;
                 charge_quota(&tx, name, -bytes, -count, true)?;
                 tx.execute("DELETE FROM msg WHERE mailbox=?1", [s.id])?;
+                tx.execute("DELETE FROM msgannot WHERE mailbox=?1", [s.id])?;
                 tx.execute("DELETE FROM mailbox WHERE id=?1", [s.id])?;
                 tx.execute("DELETE FROM quota WHERE root=?1", [name])?;
             }

@@ -24,6 +24,7 @@ mod db;
 pub mod expire;
 pub mod lifecycle;
 mod mboxlist;
+pub mod msgannot;
 pub mod murder;
 pub mod names;
 pub mod ops;

@@ -871,7 +871,7 @@ impl Store {
         let sdir = self.mailbox_dir(src, &se.partition)?;
         let ddir = self.mailbox_dir(dst, &de.partition)?;
         // Read the source records first (another owner database, maybe).
-        let srcs: Vec<(Record, Cached)> = {
+        let srcs: (Vec<(Record, Cached)>, Vec<super::msgannot::MsgAnnot>) = {
             let ss = self.state(src)?;
             let oc = self.owner(src)?;
             let c = lock(&oc);
@@ -889,8 +889,10 @@ impl Store {
                     v.push(x);
                 }
             }
-            v
+            let found: Vec<u32> = v.iter().map(|(r, _)| r.uid).collect();
+            (v, super::msgannot::read(&c, ss.id, &found, None)?)
         };
+        let (srcs, annots) = srcs;
         let oc = self.owner(dst)?;
         let mut c = lock(&oc);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -923,6 +925,8 @@ impl Store {
             pairs.push((r.uid, uid));
             uid += 1;
         }
+        // Annotations go with the message (Cyrus copies everyone's).
+        super::msgannot::insert_mapped(&tx, ds.id, &annots, &pairs)?;
         commit_added(tx, &ddir, ds.id, uid, modseq, pairs.len(), bytes)?;
         drop(c);
         self.notify(dst);
@@ -1242,5 +1246,57 @@ mod tests {
             Delivery::Duplicate
         );
         assert_eq!(std::fs::read(dir.join("1.")).unwrap(), b"Message-ID: <a@b>\r\n\r\nhi\r\n");
+    }
+
+    #[test]
+    fn message_annotations_stored_copied_and_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store(d.path());
+        s.create("user.fred", None, None).unwrap();
+        s.create("user.fred.Other", None, None).unwrap();
+        let msg = b"Subject: a\r\n\r\nbody\r\n";
+        put(&s, "user.fred", msg).unwrap();
+        put(&s, "user.fred", msg).unwrap();
+        let before = s.state("user.fred").unwrap().highestmodseq;
+        let w = vec![
+            ("/comment".to_string(), "".to_string(), b"shared".to_vec()),
+            ("/comment".to_string(), "fred".to_string(), b"mine".to_vec()),
+        ];
+        let (changed, failed) = s.store_msg_annotations("user.fred", &[1], &w, None).unwrap();
+        assert_eq!((changed.len(), failed.len()), (1, 0));
+        assert!(changed[0].modseq > before);
+        // The same values again change nothing.
+        let (changed, _) = s.store_msg_annotations("user.fred", &[1], &w, None).unwrap();
+        assert!(changed.is_empty());
+        // Another user sees the shared value only; shared sorts first.
+        let a = s.msg_annotations("user.fred", &[1, 2], Some("fred")).unwrap();
+        assert_eq!(a.iter().map(|a| a.userid.as_str()).collect::<Vec<_>>(), ["", "fred"]);
+        let b = s.msg_annotations("user.fred", &[1], Some("joe")).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].value, b"shared");
+        // UNCHANGEDSINCE below the message's modseq refuses it.
+        let (c, f) = s
+            .store_msg_annotations(
+                "user.fred",
+                &[1, 2],
+                &[("/altsubject".into(), "".into(), b"x".to_vec())],
+                Some(before),
+            )
+            .unwrap();
+        assert_eq!(f, [1]);
+        assert_eq!(c.iter().map(|r| r.uid).collect::<Vec<_>>(), [2]);
+        // COPY carries every user's annotations.
+        let (_, pairs) = s.copy("user.fred", "user.fred.Other", &[1], false).unwrap();
+        let copied = s.msg_annotations("user.fred.Other", &[pairs[0].1], None).unwrap();
+        assert_eq!(copied.len(), 2);
+        // An empty value removes.
+        s.store_msg_annotations("user.fred", &[1], &[("/comment".into(), "fred".into(), Vec::new())], None)
+            .unwrap();
+        assert_eq!(s.msg_annotations("user.fred", &[1], None).unwrap().len(), 1);
+        // Deleting the mailbox takes its annotations with it.
+        s.delete_now("user.fred.Other").unwrap();
+        s.create("user.fred.Other", None, None).unwrap();
+        put(&s, "user.fred.Other", msg).unwrap();
+        assert!(s.msg_annotations("user.fred.Other", &[1], None).unwrap().is_empty());
     }
 }

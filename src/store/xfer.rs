@@ -174,6 +174,7 @@ impl Store {
             // A record of the same name left by an older failure goes.
             if let Some(s) = state_of(&tx, name)? {
                 tx.execute("DELETE FROM msg WHERE mailbox=?1", [s.id])?;
+                tx.execute("DELETE FROM msgannot WHERE mailbox=?1", [s.id])?;
                 tx.execute("DELETE FROM mailbox WHERE id=?1", [s.id])?;
             }
             tx.execute(
@@ -457,7 +458,7 @@ impl Store {
         Ok(out)
     }
 
-    fn arriving(&self, name: &str) -> Result<MailboxEntry> {
+    pub(super) fn arriving(&self, name: &str) -> Result<MailboxEntry> {
         match self.lookup(name)? {
             Some(e) if e.mbtype == ARRIVING => Ok(e),
             Some(_) => Err(StoreError::Exists),
@@ -519,6 +520,7 @@ impl XferLock {
         for e in moved {
             if let Some(s) = state_of(&c, &e.name)? {
                 c.execute("DELETE FROM msg WHERE mailbox=?1", [s.id])?;
+                c.execute("DELETE FROM msgannot WHERE mailbox=?1", [s.id])?;
                 c.execute("DELETE FROM mailbox WHERE id=?1", [s.id])?;
             }
         }

@@ -17,6 +17,7 @@ pub(super) fn render_fetch(
     items: &[FetchItem],
     recent: bool,
     seen_changed: bool,
+    annotation: Option<&[u8]>,
 ) -> Vec<u8> {
     use std::io::Write as _;
     let mut out = Vec::with_capacity(512);
@@ -29,7 +30,7 @@ pub(super) fn render_fetch(
         first = false;
     };
     // Cyrus's order: FLAGS, UID, DIGEST.SHA1, INTERNALDATE, MODSEQ,
-    // RFC822.SIZE, PREVIEW, EMAILID, THREADID, SAVEDATE, ENVELOPE,
+    // RFC822.SIZE, ANNOTATION, PREVIEW, EMAILID, THREADID, SAVEDATE, ENVELOPE,
     // BODYSTRUCTURE, BODY, then the sections as requested.
     let has = |f: &FetchItem| items.contains(f);
     let implicit_flags = seen_changed
@@ -77,6 +78,10 @@ pub(super) fn render_fetch(
             sep(&mut out);
             let _ = write!(out, "RFC822.SIZE {}", r.size);
         }
+    }
+    if let Some(a) = annotation {
+        sep(&mut out);
+        out.extend_from_slice(a);
     }
     if has(&FetchItem::Preview) {
         if let Some(d) = data {

@@ -422,6 +422,7 @@ impl Session {
                 // Deleting the selected mailbox expunges its messages from
                 // this session's view first, as Cyrus reports it.
                 if let Some(sel) = self.sel.take_if(|s| s.name == e.name) {
+                    self.deleted_selected = true;
                     for _ in 0..sel.msgs.len() {
                         self.out("* 1 EXPUNGE\r\n").await?;
                     }
@@ -818,6 +819,21 @@ impl Session {
                 crate::mail::mime::munge_8bit_header(&mut m.data);
             }
         }
+        // ANNOTATION (RFC 5257): checked before anything is written.
+        let mut annotations = Vec::new();
+        if msgs.iter().any(|m| !m.annotations.is_empty()) {
+            let rights = self.rights(&e);
+            let user = self.user.clone().unwrap_or_default();
+            for m in &msgs {
+                match super::annotate::writes(&m.annotations, &user, &rights) {
+                    Ok(w) => annotations.push(w),
+                    Err(super::annotate::Refused::Permission) => return self.tagged(tag, "NO Permission denied").await,
+                    Err(super::annotate::Refused::TooBig) => {
+                        return self.tagged(tag, "NO [ANNOTATE TOOBIG] Annotation value too large").await
+                    }
+                }
+            }
+        }
         let name = e.name.clone();
         let partition = e.partition.clone();
         let now = std::time::SystemTime::now()
@@ -853,7 +869,15 @@ impl Session {
                         }
                     })
                     .collect();
-                s.append(&name, &news, false)
+                let (uv, uids) = s.append(&name, &news, false)?;
+                // The annotations right after their messages (a crash in
+                // between leaves the messages without them).
+                for (uid, w) in uids.iter().zip(&annotations) {
+                    if !w.is_empty() {
+                        s.store_msg_annotations(&name, &[*uid], w, None)?;
+                    }
+                }
+                Ok((uv, uids))
             })
             .await;
         match res {

@@ -2,6 +2,7 @@
 //! (greeting, CAPABILITY, OK texts, error texts), so that clients and the
 //! Murder front ends that parse them see no difference.
 
+mod annotate;
 mod fetch_render;
 pub mod io;
 pub mod mailboxes;
@@ -107,6 +108,9 @@ pub struct Session {
     logout: bool,
     /// ENABLE QRESYNC was given (RFC 7162): VANISHED replaces EXPUNGE.
     pub qresync: bool,
+    /// The selected mailbox was deleted by this session: as Cyrus, the
+    /// next SELECT still reports it `[CLOSED]`.
+    pub deleted_selected: bool,
     /// CONDSTORE is on for the session (RFC 7162 3.1: ENABLE, SELECT
     /// (CONDSTORE), or a first FETCH of MODSEQ); every mailbox selected
     /// then reports MODSEQs.
@@ -140,6 +144,7 @@ impl Session {
             sid,
             logout: false,
             qresync: false,
+            deleted_selected: false,
             condstore: false,
             utf8: false,
             rev2: false,
@@ -257,7 +262,7 @@ impl Session {
     /// logging in); after login LOGINDISABLED as Cyrus shows it.
     pub fn capabilities_full(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL BINARY CATENATE CHILDREN CONDSTORE CREATE-SPECIAL-USE DIGEST=SHA1 ESEARCH ESORT LIST-EXTENDED \
+            "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL ANNOTATE-EXPERIMENT-1 BINARY CATENATE CHILDREN CONDSTORE CREATE-SPECIAL-USE DIGEST=SHA1 ESEARCH ESORT LIST-EXTENDED \
              LIST-METADATA LIST-MYRIGHTS LIST-STATUS MAILBOX-REFERRALS METADATA MOVE MULTIAPPEND NAMESPACE OBJECTID PREVIEW QRESYNC QUOTA RIGHTS=kxten \
              SAVEDATE SEARCH=FUZZY SEARCHRES SORT SORT=DISPLAY SORT=MODSEQ SORT=UID SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS UIDPLUS UNSELECT URLAUTH URLAUTH=BINARY UTF8=ACCEPT WITHIN XLIST XMOVE",
         );
@@ -544,9 +549,15 @@ impl Session {
             Kind::Sort {
                 ret,
                 criteria,
+                annotations,
                 charset,
                 key,
-            } => Box::pin(self.sort_or_thread(&tag, c.uid, Some(criteria), ret, "", &charset, key)).await,
+            } => Box::pin(self.sort_or_thread(&tag, c.uid, Some((criteria, annotations)), ret, "", &charset, key)).await,
+            Kind::StoreAnnotation {
+                set,
+                annotations,
+                unchangedsince,
+            } => Box::pin(self.store_annotation(&tag, c.uid, set, annotations, unchangedsince)).await,
             Kind::Thread { algorithm, charset, key } => {
                 Box::pin(self.sort_or_thread(&tag, c.uid, None, None, &algorithm, &charset, key)).await
             }

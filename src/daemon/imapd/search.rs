@@ -5,6 +5,7 @@
 use crate::mail::mime;
 use crate::proto::imap::command::{SearchKey, SeqSet};
 use crate::proto::imap::render;
+use crate::store::msgannot::MsgAnnot;
 use crate::store::{Record, FLAG_SEEN};
 
 /// What a search runs over: the session's view of the mailbox.
@@ -15,6 +16,8 @@ pub(super) struct HitQuery {
     pub(super) recent_above: u32,
     pub(super) saved: Vec<u32>,
     pub(super) seen: Option<std::collections::BTreeSet<u32>>,
+    /// Whose private annotations SEARCH ANNOTATION sees.
+    pub(super) user: String,
 }
 
 impl HitQuery {
@@ -39,6 +42,12 @@ impl HitQuery {
         let max_uid = self.uids.last().copied().unwrap_or(0);
         let n = self.uids.len() as u32;
         let now = crate::util::unix_now();
+        let mut annots: std::collections::HashMap<u32, Vec<MsgAnnot>> = Default::default();
+        if key_needs_annotations(key) {
+            for a in store.msg_annotations(&self.name, &self.uids, Some(&self.user))? {
+                annots.entry(a.uid).or_default().push(a);
+            }
+        }
         let mut hits = Vec::new();
         for (i, r) in recs.iter().enumerate() {
             let data = if needs_file {
@@ -55,6 +64,8 @@ impl HitQuery {
                 saved: &self.saved,
                 data: data.as_deref(),
                 now,
+                annots: annots.get(&r.uid).map(Vec::as_slice).unwrap_or_default(),
+                user: &self.user,
             };
             if matches_key(key, r, &ctx) {
                 hits.push(i);
@@ -73,6 +84,19 @@ struct MatchCtx<'a> {
     data: Option<&'a [u8]>,
     /// The time of the search (WITHIN's OLDER/YOUNGER).
     now: i64,
+    /// The message's annotations the user may see (SEARCH ANNOTATION).
+    annots: &'a [MsgAnnot],
+    user: &'a str,
+}
+
+fn key_needs_annotations(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::Annotation(..) => true,
+        SearchKey::Not(a) => key_needs_annotations(a),
+        SearchKey::Or(a, b) => key_needs_annotations(a) || key_needs_annotations(b),
+        SearchKey::And(v) => v.iter().any(key_needs_annotations),
+        _ => false,
+    }
 }
 
 pub(super) fn key_needs_file(k: &SearchKey) -> bool {
@@ -354,6 +378,7 @@ fn matches_key(k: &SearchKey, r: &Record, c: &MatchCtx) -> bool {
         K::EmailId(id) => super::fetch_render::email_id(&r.guid) == *id,
         K::ThreadId(_) => false,
         K::ModSeq(m) => r.modseq >= *m,
+        K::Annotation(entry, attrib, v) => super::annotate::matches(entry, attrib, v, c.annots, c.user),
         K::Header(name, v) => {
             let Some(data) = c.data else { return false };
             let (he, _) = mime::header_end(data);

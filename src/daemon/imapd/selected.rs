@@ -168,7 +168,7 @@ impl Session {
         }
         self.condstore |= params.condstore;
         let condstore = self.condstore || self.qresync;
-        if self.sel.take().is_some() {
+        if self.sel.take().is_some() | std::mem::take(&mut self.deleted_selected) {
             // RFC 7162 3.2.11 / RFC 9051: the old mailbox is closed.
             self.out("* OK [CLOSED] Ok\r\n").await?;
         }
@@ -243,8 +243,12 @@ impl Session {
             self.out(&format!("* OK [UNSEEN {}] Ok\r\n", u + 1)).await?;
         }
         self.out(&format!(
-            "* OK [UIDVALIDITY {}] Ok\r\n* OK [UIDNEXT {}] Ok\r\n* OK [HIGHESTMODSEQ {}] Ok\r\n* OK [MAILBOXID ({})] Ok\r\n* OK [URLMECH INTERNAL] Ok\r\n",
-            st.uidvalidity, st.uidnext, st.highestmodseq, st.uniqueid
+            "* OK [UIDVALIDITY {}] Ok\r\n* OK [UIDNEXT {}] Ok\r\n* OK [HIGHESTMODSEQ {}] Ok\r\n* OK [MAILBOXID ({})] Ok\r\n* OK [URLMECH INTERNAL] Ok\r\n* OK [ANNOTATIONS {}] Ok\r\n",
+            st.uidvalidity,
+            st.uidnext,
+            st.highestmodseq,
+            st.uniqueid,
+            super::annotate::MAX_SIZE
         ))
         .await?;
         self.sel = Some(Selected {
@@ -610,8 +614,26 @@ impl Session {
                 }
             }
         }
+        // ANNOTATION (RFC 5257): what was asked (the first such item).
+        let annot_req = items.iter().find_map(|i| match i {
+            FetchItem::Annotation { entries, attribs } => Some((entries.clone(), attribs.clone())),
+            _ => None,
+        });
+        let user = self.user.clone().unwrap_or_default();
         for chunk in idx.chunks(FETCH_CHUNK) {
             let uids: Vec<u32> = chunk.iter().filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid)).collect();
+            let mut annots: std::collections::HashMap<u32, Vec<crate::store::msgannot::MsgAnnot>> = Default::default();
+            if annot_req.is_some() {
+                let (n, u2, who) = (name.clone(), uids.clone(), user.clone());
+                match self.blocking(move |s| s.msg_annotations(&n, &u2, Some(&who))).await {
+                    Ok(v) => {
+                        for a in v {
+                            annots.entry(a.uid).or_default().push(a);
+                        }
+                    }
+                    Err(t) => return self.tagged(tag, &t).await,
+                }
+            }
             let n = name.clone();
             let u2 = uids.clone();
             let part = self.sel.as_ref().map(|s| s.partition.clone()).unwrap_or_default();
@@ -692,7 +714,23 @@ impl Session {
                         _ => None,
                     };
                     let recent = m.uid > sel.recent_above;
-                    render_fetch(i + 1, m, rec, cache, data.as_deref(), &items, recent, sets_seen)
+                    let annotation = annot_req.as_ref().map(|(e, a)| {
+                        let mine = annots.get(&m.uid).map(Vec::as_slice).unwrap_or_default();
+                        let mut o = Vec::new();
+                        super::annotate::render(&mut o, &super::annotate::fetch(e, a, mine, &user));
+                        o
+                    });
+                    render_fetch(
+                        i + 1,
+                        m,
+                        rec,
+                        cache,
+                        data.as_deref(),
+                        &items,
+                        recent,
+                        sets_seen,
+                        annotation.as_deref(),
+                    )
                 };
                 self.out_bytes(&line).await?;
             }
@@ -851,13 +889,27 @@ impl Session {
         let mut touched: Vec<u32> = changed.iter().map(|r| r.uid).chain(seen_changed.iter().copied()).collect();
         touched.sort_unstable();
         touched.dedup();
+        lines.extend(self.changed_lines(uid, &touched, &changed));
+        for l in lines {
+            self.out(&l).await?;
+        }
+        self.store_done(tag, uid, &failed).await
+    }
+
+    /// The FETCH (FLAGS [UID] [MODSEQ]) lines a STORE sends for the
+    /// messages it changed (`changed` has their new records); the
+    /// session's own change is not news to it afterwards.
+    fn changed_lines(&mut self, uid: bool, touched: &[u32], changed: &[crate::store::Record]) -> Vec<String> {
+        let qresync = self.qresync;
+        let Some(sel) = &mut self.sel else { return Vec::new() };
+        let mut lines = Vec::new();
         for u in touched {
-            if let Ok(i) = sel.msgs.binary_search_by_key(&u, |m| m.uid) {
+            if let Ok(i) = sel.msgs.binary_search_by_key(u, |m| m.uid) {
                 let m = &sel.msgs[i];
                 let mut l = format!("* {} FETCH (", i + 1);
                 let mut parts = vec![format!("FLAGS {}", flags_text(m.flags, &m.keywords, m.uid > sel.recent_above))];
                 // With QRESYNC every FETCH carries the UID (RFC 7162 3.2.4).
-                if uid || self.qresync {
+                if uid || qresync {
                     parts.push(format!("UID {}", m.uid));
                 }
                 if sel.condstore {
@@ -868,18 +920,20 @@ impl Session {
                 lines.push(l);
             }
         }
-        // Our own change is not news to us.
         if let Some(max) = changed.iter().map(|r| r.modseq).max() {
             if max == sel.modseq + 1 {
                 sel.modseq = max;
             }
         }
-        for l in lines {
-            self.out(&l).await?;
-        }
+        lines
+    }
+
+    /// A STORE's tagged answer: `[MODIFIED set]` for the messages
+    /// UNCHANGEDSINCE kept (RFC 7162 3.1.3).
+    async fn store_done(&mut self, tag: &str, uid: bool, failed: &[u32]) -> Res {
         if !failed.is_empty() {
             let set = if uid {
-                uid_set(&failed)
+                uid_set(failed)
             } else {
                 let sel = self.sel.as_ref();
                 let seqs: Vec<u32> = failed
@@ -894,6 +948,69 @@ impl Session {
             return self.tagged(tag, &format!("OK [MODIFIED {set}] Conditional STORE failed")).await;
         }
         self.tagged(tag, "OK Completed").await
+    }
+
+    /// STORE ... ANNOTATION (RFC 5257): every write checked first (an
+    /// unknown entry or attribute, or a missing right, refuses the whole
+    /// command, as Cyrus), then applied to each message in one
+    /// transaction; each changed message gets a new MODSEQ and a FETCH.
+    pub async fn store_annotation(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: SeqSet,
+        annotations: crate::proto::imap::command::AnnotationSet,
+        unchangedsince: Option<u64>,
+    ) -> Res {
+        let Some(sel) = &self.sel else { return Ok(()) };
+        if sel.readonly {
+            return self.tagged(tag, "NO Mailbox is read-only").await;
+        }
+        let name = sel.name.clone();
+        let rights = self
+            .ctx
+            .store
+            .lookup(&name)
+            .ok()
+            .flatten()
+            .map(|e| self.rights(&e))
+            .unwrap_or_default();
+        let user = self.user.clone().unwrap_or_default();
+        let writes = match super::annotate::writes(&annotations, &user, &rights) {
+            Ok(w) => w,
+            Err(super::annotate::Refused::Permission) => return self.tagged(tag, "NO Permission denied").await,
+            Err(super::annotate::Refused::TooBig) => return self.tagged(tag, "NO [ANNOTATE TOOBIG] Annotation value too large").await,
+        };
+        if unchangedsince.is_some() {
+            self.condstore = true;
+            if let Some(s) = &mut self.sel {
+                s.condstore = true;
+            }
+        }
+        let uids: Vec<u32> = self
+            .resolve(&set, uid)
+            .iter()
+            .filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid))
+            .collect();
+        let (changed, failed) = match self
+            .blocking(move |s| s.store_msg_annotations(&name, &uids, &writes, unchangedsince))
+            .await
+        {
+            Ok(v) => v,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        if let Some(sel) = &mut self.sel {
+            for r in &changed {
+                if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
+                    sel.msgs[i].modseq = r.modseq;
+                }
+            }
+        }
+        let touched: Vec<u32> = changed.iter().map(|r| r.uid).collect();
+        for l in self.changed_lines(uid, &touched, &changed) {
+            self.out(&l).await?;
+        }
+        self.store_done(tag, uid, &failed).await
     }
 
     pub async fn search(&mut self, tag: &str, uid: bool, ret: Option<Vec<String>>, charset: Option<String>, key: SearchKey) -> Res {
@@ -923,6 +1040,7 @@ impl Session {
             recent_above,
             saved,
             seen,
+            user: self.user.clone().unwrap_or_default(),
         };
         let res = tokio::task::spawn_blocking(move || -> Result<Vec<(usize, u32)>, crate::store::StoreError> {
             let (recs, hits) = q.hits(&store, &key2, needs_file)?;
@@ -1052,7 +1170,7 @@ impl Session {
         &mut self,
         tag: &str,
         uid: bool,
-        criteria: Option<Vec<(String, bool)>>,
+        criteria: Option<(Vec<(String, bool)>, Vec<(String, String)>)>,
         ret: Option<Vec<String>>,
         algorithm: &str,
         charset: &str,
@@ -1064,9 +1182,16 @@ impl Session {
                 .await;
         }
         let crit: Vec<(sort::Key, bool)> = match &criteria {
-            Some(c) => {
+            Some((c, _)) => {
                 let mut v = Vec::new();
+                let mut annotation = 0;
                 for (k, rev) in c {
+                    if k == "ANNOTATION" {
+                        // RFC 5257: the n-th ANNOTATION criterion's value.
+                        v.push((sort::Key::Annotation(annotation), *rev));
+                        annotation += 1;
+                        continue;
+                    }
                     match sort::Key::parse(k) {
                         Some(key) => v.push((key, *rev)),
                         None => {
@@ -1093,6 +1218,7 @@ impl Session {
             recent_above: sel.recent_above,
             saved: sel.saved.clone(),
             seen: sel.seen.as_ref().map(|v| v.uids.clone()),
+            user: self.user.clone().unwrap_or_default(),
         };
         let store = self.ctx.store.clone();
         let ctx = self.ctx.clone();
@@ -1106,6 +1232,8 @@ impl Session {
         let modseqs: Option<std::collections::HashMap<u32, u64>> = keys
             .contains(&sort::Key::ModSeq)
             .then(|| sel.msgs.iter().map(|m| (m.uid, m.modseq)).collect());
+        let annot_keys: Vec<(String, String)> = criteria.as_ref().map(|c| c.1.clone()).unwrap_or_default();
+        let user = self.user.clone().unwrap_or_default();
         let res = tokio::task::spawn_blocking(move || -> Result<Vec<sort::Info>, crate::store::StoreError> {
             let picked: Vec<(u32, u32)> = match all {
                 Some(uids) => uids.into_iter().enumerate().map(|(i, u)| (i as u32 + 1, u)).collect(),
@@ -1145,12 +1273,30 @@ impl Session {
                     ctx.sort_cache.put(&q.name, uidvalidity, count, fresh);
                 }
             }
+            // ANNOTATION keys: each message's values, read for this sort.
+            let mut annots: std::collections::HashMap<u32, Vec<crate::store::msgannot::MsgAnnot>> = Default::default();
+            if !annot_keys.is_empty() {
+                for a in store.msg_annotations(&q.name, &uids, Some(&user))? {
+                    annots.entry(a.uid).or_default().push(a);
+                }
+            }
             let out: Vec<sort::Info> = picked
                 .into_iter()
                 .zip(cached)
                 .filter_map(|((seq, uid), k)| {
                     let modseq = modseqs.as_ref().and_then(|m| m.get(&uid).copied()).unwrap_or(0);
-                    k.map(|k| sort::Info { seq, uid, modseq, k })
+                    let mine = annots.get(&uid).map(Vec::as_slice).unwrap_or_default();
+                    let annot = annot_keys
+                        .iter()
+                        .map(|(e, a)| super::annotate::sort_value(e, a, mine, &user))
+                        .collect();
+                    k.map(|k| sort::Info {
+                        seq,
+                        uid,
+                        modseq,
+                        annot,
+                        k,
+                    })
                 })
                 .collect();
             if out.len() > 10_000 {

@@ -15,6 +15,8 @@ pub struct Info {
     pub uid: u32,
     /// The message's MODSEQ now (SORT=MODSEQ).
     pub modseq: u64,
+    /// The values of the SORT's ANNOTATION criteria (RFC 5257), in order.
+    pub annot: Vec<Vec<u8>>,
     pub k: std::sync::Arc<Keys>,
 }
 
@@ -93,6 +95,8 @@ pub enum Key {
     /// SORT=UID and SORT=MODSEQ (Cyrus's): not from the header.
     Uid,
     ModSeq,
+    /// The n-th ANNOTATION criterion (RFC 5257): `Info::annot[n]`.
+    Annotation(usize),
 }
 
 impl Key {
@@ -368,6 +372,7 @@ pub fn sort(msgs: &mut [Info], criteria: &[(Key, bool)]) {
                 Key::To | Key::DisplayFrom | Key::DisplayTo => a.addr_key(k).cmp(b.addr_key(k)),
                 Key::Uid => a.uid.cmp(&b.uid),
                 Key::ModSeq => a.modseq.cmp(&b.modseq),
+                Key::Annotation(n) => a.annot.get(n).cmp(&b.annot.get(n)),
             };
             let o = if rev { o.reverse() } else { o };
             if o != std::cmp::Ordering::Equal {

@@ -119,6 +119,9 @@ pub(super) struct Sent {
     pub highestmodseq: u64,
     /// Files of UIDs below this are at the target.
     pub uidnext: u32,
+    /// Message annotations were sent (later passes then send them for
+    /// every changed record, so that removals reach the target too).
+    pub had_annots: bool,
 }
 
 /// Sends what changed of one mailbox, in the target's words.
@@ -142,7 +145,7 @@ async fn send_changes(store: &Arc<Store>, peer: &mut Peer, sent: &mut Sent) -> R
     let mut i = 0;
     while i < recs.len() {
         let (recs2, e, from_uid) = (recs.clone(), sent.entry.clone(), sent.uidnext);
-        let (batch, next) = blocking(store, move |s| {
+        let batch = blocking(store, move |s| {
             let mut out = Vec::new();
             let mut bytes = 0usize;
             let mut j = i;
@@ -167,10 +170,23 @@ async fn send_changes(store: &Arc<Store>, peer: &mut Peer, sent: &mut Sent) -> R
                 });
                 j += 1;
             }
-            Ok((out, j))
+            let uids: Vec<u32> = out.iter().map(|r| r.uid).collect();
+            let annots = s.msg_annotations(&e.name, &uids, None)?;
+            Ok((out, j, uids, annots))
         })
         .await?;
+        let (batch, next, uids, annots) = (batch.0, batch.1, batch.2, batch.3);
         peer.apply(&XApply::Records(sent.entry.name.clone(), batch)).await?;
+        if !annots.is_empty() || sent.had_annots {
+            sent.had_annots = true;
+            let data: String = annots
+                .iter()
+                .filter(|a| !a.entry.contains(['\t', '\n']) && !a.userid.contains(['\t', '\n']))
+                .map(|a| format!("{}\t{}\t{}\t{}\n", a.uid, a.entry, a.userid, crate::util::codec::hex(&a.value)))
+                .collect();
+            peer.apply(&XApply::Annots(sent.entry.name.clone(), crate::store::uid_ranges(&uids), data))
+                .await?;
+        }
         i = next;
     }
     peer.apply(&XApply::State {
@@ -204,6 +220,34 @@ fn image_to_wire(img: MailboxImage, partition: &str) -> XMailbox {
     }
 }
 
+/// ANNOTS's `uid TAB entry TAB userid TAB hex(value)` lines.
+fn parse_annots(data: &str) -> Option<Vec<crate::store::msgannot::MsgAnnot>> {
+    let mut out = Vec::new();
+    for line in data.lines().filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 4 {
+            return None;
+        }
+        out.push(crate::store::msgannot::MsgAnnot {
+            uid: f[0].parse().ok()?,
+            entry: f[1].to_string(),
+            userid: f[2].to_string(),
+            value: unhex(f[3])?,
+        });
+    }
+    Some(out)
+}
+
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    if h.len() % 2 != 0 {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 fn wire_to_image(m: XMailbox) -> Option<MailboxImage> {
     let mut annotations = Vec::new();
     for line in m.annotations.lines().filter(|l| !l.is_empty()) {
@@ -211,11 +255,7 @@ fn wire_to_image(m: XMailbox) -> Option<MailboxImage> {
         if f.len() != 3 || f[2].len() % 2 != 0 {
             return None;
         }
-        let v: Option<Vec<u8>> = (0..f[2].len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(f[2].get(i..i + 2)?, 16).ok())
-            .collect();
-        annotations.push((f[0].to_string(), f[1].to_string(), v?));
+        annotations.push((f[0].to_string(), f[1].to_string(), unhex(f[2])?));
     }
     Some(MailboxImage {
         entry: MailboxEntry {
@@ -255,6 +295,7 @@ async fn run(ctx: Arc<Ctx>, top: String, server: String, part: String) -> Result
                 entry: e.clone(),
                 highestmodseq: 0,
                 uidnext: 0,
+                had_annots: false,
             });
             let last = sent.last_mut().expect("pushed");
             moved += send_any(&store, &mut peer, last, &part).await?;
@@ -496,6 +537,13 @@ impl Session {
                     Err(t) => self.tagged(tag, &t).await,
                 };
             }
+            XApply::Annots(name, uids, data) => match parse_annots(&data) {
+                Some(annots) => {
+                    let uids = crate::store::parse_uid_ranges(&uids);
+                    self.blocking(move |s| s.import_msg_annotations(&name, &uids, &annots)).await
+                }
+                None => Err("BAD Invalid annotations".to_string()),
+            },
             XApply::Activate(name) => {
                 let n = name.clone();
                 let r = self.blocking(move |s| s.activate_import(&n).map(|_| ())).await;

@@ -7,7 +7,7 @@
 mod items;
 pub mod xapply;
 pub use items::parse_section;
-use items::{fetch_att, search_keys};
+use items::{att_annotate, fetch_att, search_keys};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseError {
@@ -126,7 +126,17 @@ pub enum FetchItem {
     Preview,
     /// DIGEST.SHA1 (Cyrus's, capability DIGEST=SHA1): the message's GUID.
     DigestSha1,
+    /// ANNOTATION (entries attribs) (RFC 5257): entry patterns (`*` and
+    /// `%` wildcards) and attribute names as given.
+    Annotation {
+        entries: Vec<String>,
+        attribs: Vec<String>,
+    },
 }
+
+/// RFC 5257 att-annotate: entries, each with (attribute, value) pairs; a
+/// NIL value removes.
+pub type AnnotationSet = Vec<(String, Vec<(String, Option<Vec<u8>>)>)>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SearchKey {
@@ -161,6 +171,8 @@ pub enum SearchKey {
     Body(String),
     Text(String),
     ModSeq(u64),
+    /// ANNOTATION entry attrib value (RFC 5257).
+    Annotation(String, String, Vec<u8>),
     Not(Box<SearchKey>),
     Or(Box<SearchKey>, Box<SearchKey>),
     And(Vec<SearchKey>),
@@ -174,6 +186,8 @@ pub struct AppendMsg {
     /// CATENATE (RFC 4469): the parts the message is made of, in order;
     /// empty for a plain literal (then `data` is the message).
     pub catenate: Vec<CatPart>,
+    /// ANNOTATION (RFC 5257) to set on the new message.
+    pub annotations: AnnotationSet,
 }
 
 /// One part of a CATENATE: text given, or a message (part) by IMAP URL.
@@ -235,6 +249,9 @@ pub enum Kind {
         /// ESORT (RFC 5267): `RETURN (...)` options; None for a plain SORT.
         ret: Option<Vec<String>>,
         criteria: Vec<(String, bool)>,
+        /// The (entry, attribute) of each ANNOTATION criterion, in order
+        /// (RFC 5257).
+        annotations: Vec<(String, String)>,
         charset: String,
         key: SearchKey,
     },
@@ -255,6 +272,12 @@ pub enum Kind {
         mode: StoreMode,
         silent: bool,
         flags: Vec<String>,
+        unchangedsince: Option<u64>,
+    },
+    /// STORE set [(UNCHANGEDSINCE n)] ANNOTATION (...) (RFC 5257).
+    StoreAnnotation {
+        set: SeqSet,
+        annotations: AnnotationSet,
         unchangedsince: Option<u64>,
     },
     Copy(SeqSet, String),
@@ -1102,6 +1125,13 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                     date = Some(p.date_time()?);
                     p.sp()?;
                 }
+                // RFC 5257: ANNOTATION (entry (attrib value ...) ...).
+                let mut annotations = Vec::new();
+                if p.s[p.i..].len() >= 11 && p.s[p.i..p.i + 11].eq_ignore_ascii_case(b"ANNOTATION ") {
+                    p.i += 11;
+                    annotations = att_annotate(p)?;
+                    p.sp()?;
+                }
                 // RFC 6855 4: `UTF8 (~{n}...)` carries a message with
                 // UTF-8 headers.
                 let utf8 = p.s[p.i..].len() >= 6 && p.s[p.i..p.i + 6].eq_ignore_ascii_case(b"UTF8 (");
@@ -1142,6 +1172,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                         date,
                         data: Vec::new(),
                         catenate,
+                        annotations,
                     });
                     continue;
                 }
@@ -1154,6 +1185,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                     date,
                     data,
                     catenate,
+                    annotations,
                 });
             }
             if msgs.is_empty() {
@@ -1186,6 +1218,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             p.sp()?;
             let ret = if name == "SORT" { return_options(p)? } else { None };
             let mut criteria = Vec::new();
+            let mut annotations = Vec::new();
             let mut algorithm = String::new();
             if name == "SORT" {
                 p.expect(b'(')?;
@@ -1194,6 +1227,13 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                     let w = p.atom()?.to_ascii_uppercase();
                     if w == "REVERSE" {
                         reverse = true;
+                    } else if w == "ANNOTATION" {
+                        p.sp()?;
+                        let entry = p.astr()?;
+                        p.sp()?;
+                        annotations.push((entry, p.astr()?));
+                        criteria.push((w, reverse));
+                        reverse = false;
                     } else {
                         criteria.push((w, reverse));
                         reverse = false;
@@ -1217,6 +1257,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 Kind::Sort {
                     ret,
                     criteria,
+                    annotations,
                     charset,
                     key,
                 }
@@ -1283,6 +1324,14 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 p.sp()?;
             }
             let item = p.atom()?.to_ascii_uppercase();
+            if item == "ANNOTATION" {
+                p.sp()?;
+                return Ok(Kind::StoreAnnotation {
+                    set,
+                    annotations: att_annotate(p)?,
+                    unchangedsince,
+                });
+            }
             let (mode, rest) = match item.as_bytes().first() {
                 Some(b'+') => (StoreMode::Add, &item[1..]),
                 Some(b'-') => (StoreMode::Remove, &item[1..]),

@@ -103,6 +103,20 @@ pub(super) fn fetch_att(p: &mut P, out: &mut Vec<FetchItem>) -> Result<(), Strin
         "EMAILID" => out.push(EmailId),
         "THREADID" => out.push(ThreadId),
         "DIGEST.SHA1" => out.push(DigestSha1),
+        // RFC 5257: ANNOTATION (entries attribs), each one name or a list.
+        "ANNOTATION" => {
+            if !p.s[p.i..].starts_with(b" (") {
+                return err("invalid Annotation");
+            }
+            p.i += 2;
+            let entries = annotation_names(p)?;
+            if !p.eat(b' ') {
+                return err("Missing annotation attribute(s)");
+            }
+            let attribs = annotation_names(p)?;
+            p.expect(b')')?;
+            out.push(Annotation { entries, attribs });
+        }
         "PREVIEW" => {
             // [SP "(" preview-mod *(SP preview-mod) ")"]; LAZY is the
             // only modifier.
@@ -272,6 +286,14 @@ fn search_key(p: &mut P, depth: usize) -> Result<SearchKey, String> {
             search_key(p, depth + 1)
         }
         "EMAILID" => Ok(K::EmailId(string_arg(p)?)),
+        "ANNOTATION" => {
+            p.sp()?;
+            let entry = p.astr()?;
+            p.sp()?;
+            let attrib = p.astr()?;
+            p.sp()?;
+            Ok(K::Annotation(entry, attrib, p.astring()?))
+        }
         "THREADID" => Ok(K::ThreadId(string_arg(p)?)),
         "UID" => {
             p.sp()?;
@@ -300,5 +322,57 @@ fn search_key(p: &mut P, depth: usize) -> Result<SearchKey, String> {
             Ok(K::Or(Box::new(a), Box::new(b)))
         }
         _ => err("Invalid Search criteria"),
+    }
+}
+
+/// RFC 5257 entries or attribs: one name (wildcards allowed) or a
+/// parenthesised list of them.
+fn annotation_names(p: &mut P) -> Result<Vec<String>, String> {
+    if !p.eat(b'(') {
+        return Ok(vec![p.list_mailbox()?]);
+    }
+    let mut v = Vec::new();
+    loop {
+        v.push(p.list_mailbox()?);
+        if p.eat(b')') {
+            return Ok(v);
+        }
+        p.sp()?;
+    }
+}
+
+/// RFC 5257 att-annotate: `(entry (attrib value ...) ...)`, a value an
+/// nstring (NIL removes).
+pub(super) fn att_annotate(p: &mut P) -> Result<AnnotationSet, String> {
+    p.expect(b'(')?;
+    let mut out = Vec::new();
+    loop {
+        let entry = p.astr()?;
+        p.sp()?;
+        if !p.eat(b'(') {
+            return err("Missing annotation attribute-values list");
+        }
+        let mut values = Vec::new();
+        loop {
+            let attrib = p.astr()?;
+            p.sp()?;
+            let rest = &p.s[p.i..];
+            let value = if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"NIL") && !rest.get(3).is_some_and(|&c| is_atom_char(c)) {
+                p.i += 3;
+                None
+            } else {
+                Some(p.string()?)
+            };
+            values.push((attrib, value));
+            if p.eat(b')') {
+                break;
+            }
+            p.sp()?;
+        }
+        out.push((entry, values));
+        if p.eat(b')') {
+            return Ok(out);
+        }
+        p.sp()?;
     }
 }

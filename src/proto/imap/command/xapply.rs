@@ -11,7 +11,12 @@
 //! XAPPLY STATE name uidnext highestmodseq recentuid keywords
 //! XAPPLY USER inbox data
 //! XAPPLY ACTIVATE name
+//! XAPPLY ANNOTS name uids data
 //! ```
+//!
+//! ANNOTS replaces the per-message annotations (RFC 5257) of the listed
+//! UIDs (`1,3:5`) by `data`'s `uid TAB entry TAB userid TAB hex(value)`
+//! lines; it follows the RECORDS of those UIDs.
 //!
 //! mumail-migrate's later passes from a Cyrus spool write into active
 //! mailboxes with two more, keeping the source's UIDs:
@@ -77,6 +82,8 @@ pub enum XApply {
     },
     User(String, String),
     Activate(String),
+    /// Per-message annotations: mailbox, UID set, lines.
+    Annots(String, String, String),
     Merge {
         name: String,
         uidvalidity: u32,
@@ -233,6 +240,12 @@ pub(super) fn parse(p: &mut P) -> Result<XApply, String> {
             XApply::User(name, text(p)?)
         }
         "ACTIVATE" => XApply::Activate(name),
+        "ANNOTS" => {
+            p.sp()?;
+            let uids = p.atom()?;
+            p.sp()?;
+            XApply::Annots(name, uids, text(p)?)
+        }
         _ => return err("Unrecognized XAPPLY item"),
     })
 }
@@ -318,6 +331,14 @@ pub fn render(tag: &str, x: &XApply) -> Vec<u8> {
         XApply::Activate(name) => {
             out.extend_from_slice(b"ACTIVATE ");
             client_string(&mut out, name.as_bytes());
+        }
+        XApply::Annots(name, uids, data) => {
+            out.extend_from_slice(b"ANNOTS ");
+            client_string(&mut out, name.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(uids.as_bytes());
+            out.push(b' ');
+            client_string(&mut out, data.as_bytes());
         }
     }
     out.extend_from_slice(b"\r\n");
