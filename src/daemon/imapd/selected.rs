@@ -161,6 +161,10 @@ fn db_version(path: &std::path::Path) -> Option<(i128, u64)> {
     crate::store::wal_version(path)
 }
 
+/// SORT's criteria (REVERSE flags) and its ANNOTATION criteria's
+/// (entry, attribute) pairs.
+type SortCriteria = (Vec<(String, bool)>, Vec<(String, String)>);
+
 impl Session {
     pub async fn select(&mut self, tag: &str, ext: &str, examine: bool, params: crate::proto::imap::command::SelectParams) -> Res {
         if params.qresync.is_some() && !self.qresync {
@@ -1170,7 +1174,7 @@ impl Session {
         &mut self,
         tag: &str,
         uid: bool,
-        criteria: Option<(Vec<(String, bool)>, Vec<(String, String)>)>,
+        criteria: Option<SortCriteria>,
         ret: Option<Vec<String>>,
         algorithm: &str,
         charset: &str,

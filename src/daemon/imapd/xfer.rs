@@ -232,30 +232,20 @@ fn parse_annots(data: &str) -> Option<Vec<crate::store::msgannot::MsgAnnot>> {
             uid: f[0].parse().ok()?,
             entry: f[1].to_string(),
             userid: f[2].to_string(),
-            value: unhex(f[3])?,
+            value: crate::util::codec::unhex(f[3])?,
         });
     }
     Some(out)
-}
-
-fn unhex(h: &str) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 {
-        return None;
-    }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn wire_to_image(m: XMailbox) -> Option<MailboxImage> {
     let mut annotations = Vec::new();
     for line in m.annotations.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 3 || f[2].len() % 2 != 0 {
+        if f.len() != 3 {
             return None;
         }
-        annotations.push((f[0].to_string(), f[1].to_string(), unhex(f[2])?));
+        annotations.push((f[0].to_string(), f[1].to_string(), crate::util::codec::unhex(f[2])?));
     }
     Some(MailboxImage {
         entry: MailboxEntry {
