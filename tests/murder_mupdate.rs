@@ -810,6 +810,7 @@ fn real_cyrus_backend_through_our_front_end() {
                 print(M.append('INBOX','(\\\\Seen)','\"01-Feb-2021 10:00:00 +0000\"',b'Subject: second\\r\\n\\r\\ny\\r\\n'))\n\
                 print(M.append('INBOX',None,None,b'Subject: gone\\r\\n\\r\\nz\\r\\n'))\n\
                 M.select('INBOX')\nprint(M.store('3','+FLAGS','(\\\\Deleted)'))\nprint(M.expunge())\n\
+                print(M.store('1','ANNOTATION','(/comment (value.priv \"cyrus note\" value.shared \"cyrus shared\"))'))\n\
                 print(M.subscribe('cyrusshare'))\n\
                 print(M._simple_command('SETMETADATA','cyrusshare','(/shared/comment \"before the move\")'))\n";
     let out = python(prep, &[&fi.to_string()]);
@@ -820,12 +821,13 @@ fn real_cyrus_backend_through_our_front_end() {
                     for f in ['INBOX','cyrusshare']:\n\
                     \x20   print(f, M.status(f,'(MESSAGES UIDNEXT UIDVALIDITY)')[1])\n\
                     \x20   M.select(f, readonly=True)\n\
-                    \x20   typ,data=M.fetch('1:*','(UID FLAGS INTERNALDATE BODY.PEEK[])')\n\
+                    \x20   typ,data=M.fetch('1:*','(UID FLAGS INTERNALDATE ANNOTATION (/comment value) BODY.PEEK[])')\n\
                     \x20   for d in data:\n\
                     \x20       if isinstance(d, tuple):\n\
                     \x20           h=d[0].decode()\n\
                     \x20           fl=sorted(re.search(r'FLAGS \\(([^)]*)\\)', h).group(1).split())\n\
                     \x20           print(f, re.search(r'UID (\\d+)', h).group(1), fl, re.search(r'INTERNALDATE \"([^\"]*)\"', h).group(1), hashlib.sha1(d[1]).hexdigest())\n\
+                    \x20           print(f, re.search(r'ANNOTATION \\(.*\\)\\) ', h).group(0))\n\
                     print('lsub', sorted(M.lsub()[1]))\n\
                     print('acl', sorted(M.getacl('cyrusshare')[1][0].split()[1:]))\n\
                     print('quota', M.getquotaroot('INBOX')[1])\n\
@@ -834,6 +836,7 @@ fn real_cyrus_backend_through_our_front_end() {
     let before = python(snapshot, &[&fi.to_string()]);
     for want in [
         "$Work",
+        "ANNOTATION (/comment (value.shared \"cyrus shared\" value.priv \"cyrus note\"))",
         "before the move",
         "STORAGE",
         "50000",

@@ -24,6 +24,7 @@
 
 use super::{Res, Session};
 use crate::proto::dlist::{self, Dlist};
+use crate::store::msgannot::MsgAnnot;
 use crate::store::xfer::{Incoming, MailboxImage, ARRIVING};
 use crate::store::{MailboxEntry, Record, StoreError, FLAG_EXPUNGED};
 use crate::tools::cyrus_spool as cs;
@@ -46,6 +47,27 @@ const SYSTEM: [(&str, u32); 5] = [
 
 fn bad(what: &str) -> String {
     format!("IMAP_PROTOCOL_BAD_PARAMETERS {what}")
+}
+
+/// A RECORD's message annotations (RFC 5257): `ANNOTATIONS (%(ENTRY …
+/// USERID … MODSEQ … VALUE …) …)`, as Cyrus sends a mailbox's.
+fn record_annotations(d: &Dlist, uid: u32) -> Vec<MsgAnnot> {
+    let mut out = Vec::new();
+    for a in d.get("ANNOTATIONS").map(Dlist::items).unwrap_or_default() {
+        let (Some(entry), Some(value)) = (a.text_of("ENTRY"), a.get("VALUE").and_then(Dlist::bytes)) else {
+            continue;
+        };
+        if value.is_empty() {
+            continue;
+        }
+        out.push(MsgAnnot {
+            uid,
+            entry: entry.to_string(),
+            userid: a.text_of("USERID").unwrap_or("").to_string(),
+            value: value.to_vec(),
+        });
+    }
+    out
 }
 
 /// A RECORD of an APPLY MAILBOX as this store keeps it, and its GUID.
@@ -272,9 +294,13 @@ impl Session {
         let acl = v.text_of("ACL").unwrap_or("").to_string();
         let partition = v.text_of("PARTITION").unwrap_or("").to_string();
         let mut records = Vec::new();
+        let mut msg_annots = Vec::new();
         for r in v.get("RECORD").map(Dlist::items).unwrap_or_default() {
-            records.push(record(r)?);
+            let rec = record(r)?;
+            msg_annots.extend(record_annotations(r, rec.0.uid));
+            records.push(rec);
         }
+        let record_uids: Vec<u32> = records.iter().map(|(r, _)| r.uid).collect();
         let mut annotations = Vec::new();
         for a in v.get("ANNOTATIONS").map(Dlist::items).unwrap_or_default() {
             let (Some(entry), Some(value)) = (a.text_of("ENTRY"), a.get("VALUE").and_then(Dlist::bytes)) else {
@@ -365,6 +391,8 @@ impl Session {
                 flush(&mut batch)?;
             }
             s.import_state(&name, last_uid.saturating_add(1), highestmodseq, recentuid, &keywords.join(" "))?;
+            // Every record comes each time: its annotations are replaced.
+            s.import_msg_annotations(&name, &record_uids, &msg_annots)?;
             for (entry, userid, value) in &annotations {
                 if entry == "/specialuse" {
                     s.set_special_use(&name, String::from_utf8_lossy(value).trim())?;

@@ -125,6 +125,23 @@ pub(super) async fn send_mailbox(store: &Arc<Store>, peer: &mut Peer, sent: &mut
         apply(peer, "MESSAGE", &Dlist::List(list)).await?;
         i = next;
     }
+    // Message annotations (everyone's) ride in their RECORD.
+    let (n, uids) = (e.name.clone(), recs.iter().map(|r| r.uid).collect::<Vec<u32>>());
+    let mut annots: std::collections::HashMap<u32, Vec<Dlist>> = Default::default();
+    let found = super::xfer::blocking(store, move |s| s.msg_annotations(&n, &uids, None)).await?;
+    let modseqs: std::collections::HashMap<u32, u64> = if found.is_empty() {
+        Default::default()
+    } else {
+        recs.iter().map(|r| (r.uid, r.modseq)).collect()
+    };
+    for a in found {
+        annots.entry(a.uid).or_default().push(kv(vec![
+            ("ENTRY", atom(a.entry)),
+            ("USERID", atom(a.userid)),
+            ("MODSEQ", num(modseqs.get(&a.uid).copied().unwrap_or(1))),
+            ("VALUE", Dlist::Atom(a.value)),
+        ]));
+    }
     let mut records = Vec::new();
     for r in &recs {
         let expunged = r.flags & (FLAG_EXPUNGED | FLAG_UNLINKED) != 0;
@@ -137,7 +154,7 @@ pub(super) async fn send_mailbox(store: &Arc<Store>, peer: &mut Peer, sent: &mut
             None if !r.guid.is_empty() => hex(&r.guid),
             None => continue,
         };
-        records.push(kv(vec![
+        let mut fields = vec![
             ("UID", num(r.uid)),
             ("MODSEQ", num(r.modseq)),
             ("LAST_UPDATED", num(r.savedate.max(r.internaldate))),
@@ -145,7 +162,11 @@ pub(super) async fn send_mailbox(store: &Arc<Store>, peer: &mut Peer, sent: &mut
             ("INTERNALDATE", num(r.internaldate)),
             ("SIZE", num(r.size)),
             ("GUID", atom(guid)),
-        ]));
+        ];
+        if let Some(a) = annots.remove(&r.uid) {
+            fields.push(("ANNOTATIONS", Dlist::List(a)));
+        }
+        records.push(kv(fields));
     }
     let (entry, specialuse, annotations) = (img.entry, img.specialuse, img.annotations);
     let last_uid = state.uidnext.saturating_sub(1);
