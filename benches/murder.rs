@@ -17,6 +17,13 @@
 //! (e) the real Cyrus 3.6 Murder (Debian's cyrus-imapd and cyrus-murder)
 //!     started beside ours: (b) and (c) through its front end and
 //!     directly, printed with our ratios.
+//! (f) an imaptest-style load (imaptest is not packaged in Debian 12):
+//!     BENCH_LOAD_CLIENTS (10) clients on one mailbox for BENCH_LOAD_SECS
+//!     (10) seconds, each session imaptest's default command mix (LOGIN,
+//!     LIST half the time, SELECT, FETCH flags, FETCH a body, STORE \Seen
+//!     half the time, STORE \Deleted, EXPUNGE, APPEND, STATUS half the
+//!     time, LOGOUT), direct and through the front end: commands/s and
+//!     the ratio (goal >= 90%).
 //! `BENCH_MURDER_LMTP_ONLY=1` stops after (b), for profiling.
 
 #[path = "../tests/harness/mod.rs"]
@@ -199,6 +206,176 @@ fn imap_phases(host: &str, port: u16, user: &str, msgs: usize) -> Vec<f64> {
     until(&mut r, "e");
     lap(&mut phases);
     phases
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and
+    // stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    f.get(10).zip(f.get(11)).map_or(0.0, |(u, s)| (u + s) as f64 / hz)
+}
+
+/// Reads one response line, with any literals it carries.
+fn read_response(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let start = out.len();
+        if r.read_until(b'\n', &mut out).ok()? == 0 {
+            return None;
+        }
+        let line = &out[start..];
+        let lit = line
+            .strip_suffix(b"}\r\n")
+            .and_then(|l| l.iter().rposition(|&c| c == b'{').map(|i| &l[i + 1..]))
+            .and_then(|d| std::str::from_utf8(d).ok()?.parse::<usize>().ok());
+        match lit {
+            Some(n) => {
+                let at = out.len();
+                out.resize(at + n, 0);
+                r.read_exact(&mut out[at..]).ok()?;
+            }
+            None => return Some(out),
+        }
+    }
+}
+
+/// A load client's connection: tags, the last EXISTS, commands done.
+struct LoadConn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    tag: u32,
+    exists: u64,
+}
+
+impl LoadConn {
+    fn cmd(&mut self, c: &[u8], done: &mut u64) -> bool {
+        self.tag += 1;
+        let t = format!("t{}", self.tag);
+        let mut line = format!("{t} ").into_bytes();
+        line.extend_from_slice(c);
+        line.extend_from_slice(b"\r\n");
+        if self.w.write_all(&line).is_err() {
+            eprintln!("(f) {}: cannot write", String::from_utf8_lossy(&c[..c.len().min(40)]));
+            return false;
+        }
+        loop {
+            let Some(l) = read_response(&mut self.r) else {
+                eprintln!("(f) {}: connection closed", String::from_utf8_lossy(&c[..c.len().min(40)]));
+                return false;
+            };
+            if let Some(n) = std::str::from_utf8(&l)
+                .ok()
+                .and_then(|s| s.strip_prefix("* ")?.strip_suffix(" EXISTS\r\n")?.parse().ok())
+            {
+                self.exists = n;
+            }
+            if l.starts_with(format!("{t} ").as_bytes()) {
+                if !l.starts_with(format!("{t} OK").as_bytes()) {
+                    eprintln!(
+                        "(f) {} -> {}",
+                        String::from_utf8_lossy(&c[..c.len().min(40)]),
+                        String::from_utf8_lossy(&l).trim_end()
+                    );
+                    return false;
+                }
+                *done += 1;
+                return true;
+            }
+        }
+    }
+}
+
+/// One client of the imaptest-style load until `until`; returns the
+/// commands it completed.
+fn load_client(host: &str, port: u16, mailbox: &str, seed: u64, until: Instant) -> u64 {
+    let mut x = seed | 1;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n.max(1)
+    };
+    let mut done = 0u64;
+    let mut session = 0u64;
+    while Instant::now() < until {
+        let Ok(s) = TcpStream::connect((host, port)) else { break };
+        let _ = s.set_nodelay(true);
+        let mut c = LoadConn {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+            tag: 0,
+            exists: 0,
+        };
+        if read_response(&mut c.r).is_none() {
+            break;
+        }
+        session += 1;
+        let half = session.is_multiple_of(2);
+        let msg = format!(
+            "From: load@example.org\r\nSubject: load {seed} {session}\r\n\r\n{}\r\n",
+            "x".repeat(1000)
+        );
+        let d = &mut done;
+        let mut ok = c.cmd(b"LOGIN u7 testpw", d);
+        if ok && half {
+            ok = c.cmd(b"LIST \"\" \"*\"", d);
+        }
+        ok = ok && c.cmd(format!("SELECT {mailbox}").as_bytes(), d);
+        ok = ok && c.cmd(b"FETCH 1:* (UID FLAGS)", d);
+        if ok && c.exists > 0 {
+            let n = 1 + rnd(c.exists);
+            ok = c.cmd(format!("FETCH {n} (UID RFC822.SIZE BODY.PEEK[])").as_bytes(), d);
+            if ok && !half {
+                let n = 1 + rnd(c.exists);
+                ok = c.cmd(format!("STORE {n} +FLAGS (\\Seen)").as_bytes(), d);
+            }
+            // The oldest messages go, so that the mailbox stays at about
+            // 100 however the sessions interleave.
+            let k = c.exists.saturating_sub(99).max(1);
+            ok = ok && c.cmd(format!("STORE 1:{k} +FLAGS (\\Deleted)").as_bytes(), d);
+            ok = ok && c.cmd(b"EXPUNGE", d);
+        }
+        let mut append = format!("APPEND {mailbox} {{{}+}}\r\n", msg.len()).into_bytes();
+        append.extend_from_slice(msg.as_bytes());
+        ok = ok && c.cmd(&append, d);
+        if ok && half {
+            ok = c.cmd(format!("STATUS {mailbox} (MESSAGES UNSEEN)").as_bytes(), d);
+        }
+        if !ok || !c.cmd(b"LOGOUT", d) {
+            eprintln!("(f) a session failed; this client stops");
+            break;
+        }
+    }
+    done
+}
+
+/// (f)'s mailbox for u7, filled with 100 messages: INBOX.load, or load
+/// under altnamespace.  Its name.
+fn fill_load(host: &str, port: u16) -> String {
+    let fill = "import imaplib,sys\nM=imaplib.IMAP4(sys.argv[1],int(sys.argv[2]))\nM.login('u7','testpw')\n\
+                name='INBOX.load' if M.create('INBOX.load')[0]=='OK' else 'load'\nM.create(name)\n\
+                for i in range(100):\n    M.append(name, None, None, b'From: f@example.org\\r\\nSubject: fill %d\\r\\n\\r\\n' % i + b'y' * 2000 + b'\\r\\n')\nprint('mailbox', name)\n";
+    let out = python(fill, &[host, &port.to_string()]);
+    out.split_whitespace().last().unwrap_or("INBOX.load").to_string()
+}
+
+/// The imaptest-style load: commands per second of `clients` clients.
+fn load_run(host: &str, port: u16, mailbox: &str, clients: usize, secs: u64) -> f64 {
+    let start = Instant::now();
+    let until = start + Duration::from_secs(secs);
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let (host, mailbox) = (host.to_string(), mailbox.to_string());
+            std::thread::spawn(move || load_client(&host, port, &mailbox, 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1), until))
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    total as f64 / start.elapsed().as_secs_f64()
 }
 
 fn main() {
@@ -402,6 +579,59 @@ fn main() {
         100.0 * (p - d) / d
     );
 
+    // (f) the imaptest-style load, on a mailbox of 100 messages that
+    // each session keeps at about that size (it expunges one, appends one).
+    let clients = env("BENCH_LOAD_CLIENTS", 10);
+    let secs = env("BENCH_LOAD_SECS", 10) as u64;
+    let mailbox = fill_load("127.0.0.1", b.imap_port);
+    // Where the CPU goes: the front end, the back end's two imapd (the
+    // direct one and the one the front end reaches), its saslauthd.
+    let pids: Vec<u32> = [
+        Some(fi.child.id()),
+        b.imapd.as_ref().map(|p| p.child.id()),
+        b.extra.first().map(|p| p.child.id()),
+        b.sasl.as_ref().map(|p| p.child.id()),
+    ]
+    .into_iter()
+    .map(|p| p.unwrap_or(0))
+    .collect();
+    let cpu = || pids.iter().map(|&p| cpu_s(p)).collect::<Vec<f64>>();
+    let (mut ld, mut lp) = (0.0, 0.0);
+    let (mut cd, mut cp) = (vec![0.0; 4], vec![0.0; 4]);
+    let add = |acc: &mut Vec<f64>, a: &[f64], b: &[f64]| {
+        for i in 0..acc.len() {
+            acc[i] += b[i] - a[i];
+        }
+    };
+    let load_rounds = 4u64;
+    for _ in 0..load_rounds {
+        let c0 = cpu();
+        ld += load_run("127.0.0.1", b.imap_port, &mailbox, clients, secs / load_rounds);
+        let c1 = cpu();
+        lp += load_run("127.0.0.1", fiport, &mailbox, clients, secs / load_rounds);
+        let c2 = cpu();
+        add(&mut cd, &c0, &c1);
+        add(&mut cp, &c1, &c2);
+    }
+    println!(
+        "(f) imaptest-style load, {clients} clients on one mailbox: direct {:.0} commands/s, through the front end {:.0} commands/s = {:.0}% (goal >= 90%; Cyrus 3.6 imaptest: 63-95%)",
+        ld / load_rounds as f64,
+        lp / load_rounds as f64,
+        100.0 * lp / ld
+    );
+    let per = |c: &[f64], rate: f64| {
+        let cmds = rate * (secs / load_rounds) as f64;
+        c.iter()
+            .map(|x| format!("{:.0}", x * 1e6 / cmds.max(1.0)))
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    println!(
+        "    CPU us per command, front end/back end direct imapd/back end proxied imapd/back end saslauthd: direct {}, proxied {}",
+        per(&cd, ld),
+        per(&cp, lp)
+    );
+
     // (d) proxied IDLE sessions: the proxy holds two descriptors per
     // session, so the descriptor limit bounds how many fit.
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -518,6 +748,23 @@ fn main() {
         ps.push(imap_session("127.0.0.1", cfi, "u7", n));
     }
     let (cd, cp) = (median(&mut ds), median(&mut ps));
+    // (f) on the Cyrus Murder: the mailbox is INBOX.load or, under
+    // altnamespace, load.
+    let cname = fill_load("127.0.0.4", ci);
+    // The front end's replica learns the new mailbox within 5 s.
+    std::thread::sleep(Duration::from_secs(6));
+    let (mut cld, mut clp) = (0.0, 0.0);
+    for _ in 0..load_rounds {
+        cld += load_run("127.0.0.4", ci, &cname, clients, secs / load_rounds);
+        clp += load_run("127.0.0.1", cfi, &cname, clients, secs / load_rounds);
+    }
+    println!(
+        "(e) the real Cyrus 3.6 Murder, (f)'s load: direct {:.0} commands/s, through its front end {:.0} commands/s = {:.0}% (ours: {:.0}%)",
+        cld / load_rounds as f64,
+        clp / load_rounds as f64,
+        100.0 * clp / cld,
+        100.0 * lp / ld
+    );
     println!(
         "(e) the real Cyrus 3.6 Murder, same runs: LMTP 5 KB direct {cdirect:.0} msg/s, through its front end {cproxied:.0} msg/s = {:.0}% (ours: {:.0}%); IMAP session direct {:.1} ms, through its front end {:.1} ms = {:+.1}% (ours: {:+.1}%)",
         100.0 * cproxied / cdirect,

@@ -118,7 +118,7 @@ impl Front {
         }
         let mut ids: Vec<&str> = if admin { Vec::new() } else { vec![user, "anyone", "anonymous"] };
         ids.extend(groups.iter().map(String::as_str));
-        match tokio::task::block_in_place(|| self.lookup.servers_for(&ids)) {
+        match crate::util::block_inline(|| self.lookup.servers_for(&ids)) {
             Ok(v) => v,
             Err(e) => {
                 self.log.error(&format!("IOERROR: listing servers for {user}: {e}"));

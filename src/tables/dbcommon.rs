@@ -330,10 +330,7 @@ pub fn run<T: Send + 'static>(limit: Duration, fut: impl Future<Output = Result<
         rx.recv_timeout(limit + Duration::from_secs(1))
             .unwrap_or_else(|_| Err(format!("timed out after {} s", limit.as_secs())))
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
-        _ => wait(),
-    }
+    crate::util::block_inline(wait)
 }
 
 #[cfg(test)]

@@ -52,3 +52,14 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     }
     std::hint::black_box(diff) == 0
 }
+
+/// Runs blocking `f` from async code: on a multi-threaded runtime the
+/// worker's other tasks move elsewhere meanwhile (`block_in_place`); a
+/// single-threaded runtime (which `block_in_place` would panic on) simply
+/// waits.
+pub fn block_inline<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
