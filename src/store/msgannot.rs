@@ -6,7 +6,7 @@
 //! does, so CONDSTORE clients and other sessions see it.
 
 use super::db::lock;
-use super::ops::{record_from_row, state_of, REC_COLS};
+use super::ops::state_of;
 use super::{Record, Result, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -80,60 +80,40 @@ impl Store {
         writes: &[AnnotWrite],
         unchangedsince: Option<u64>,
     ) -> Result<(Vec<Record>, Vec<u32>)> {
-        let oc = self.owner(name)?;
-        let mut c = lock(&oc);
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
-        let modseq = s.highestmodseq + 1;
-        let mut changed = Vec::new();
-        let mut failed = Vec::new();
-        {
-            let mut get = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND uid=?2"))?;
-            let mut old = tx.prepare_cached("SELECT value FROM msgannot WHERE mailbox=?1 AND uid=?2 AND entry=?3 AND userid=?4")?;
-            let mut put =
-                tx.prepare_cached("INSERT OR REPLACE INTO msgannot(mailbox, uid, entry, userid, value) VALUES(?1, ?2, ?3, ?4, ?5)")?;
-            let mut del = tx.prepare_cached("DELETE FROM msgannot WHERE mailbox=?1 AND uid=?2 AND entry=?3 AND userid=?4")?;
-            let mut bump = tx.prepare_cached("UPDATE msg SET modseq=?3 WHERE mailbox=?1 AND uid=?2")?;
-            for &u in uids {
-                let Some(mut r) = get.query_row(params![s.id, u as i64], record_from_row).optional()? else {
-                    continue;
-                };
-                if r.expunged() {
-                    continue;
-                }
-                if unchangedsince.is_some_and(|us| r.modseq > us) {
-                    failed.push(u);
-                    continue;
-                }
+        self.change_each(
+            name,
+            uids,
+            unchangedsince,
+            |_, _| Ok(()),
+            |tx, id, r, modseq| {
+                let u = r.uid as i64;
                 let mut touched = false;
                 for (entry, userid, value) in writes {
-                    let was: Option<Vec<u8>> = old.query_row(params![s.id, u as i64, entry, userid], |x| x.get(0)).optional()?;
+                    let was: Option<Vec<u8>> = tx
+                        .prepare_cached("SELECT value FROM msgannot WHERE mailbox=?1 AND uid=?2 AND entry=?3 AND userid=?4")?
+                        .query_row(params![id, u, entry, userid], |x| x.get(0))
+                        .optional()?;
                     if was.as_deref().unwrap_or_default() == value.as_slice() {
                         continue;
                     }
                     if value.is_empty() {
-                        del.execute(params![s.id, u as i64, entry, userid])?;
+                        tx.prepare_cached("DELETE FROM msgannot WHERE mailbox=?1 AND uid=?2 AND entry=?3 AND userid=?4")?
+                            .execute(params![id, u, entry, userid])?;
                     } else {
-                        put.execute(params![s.id, u as i64, entry, userid, value])?;
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO msgannot(mailbox, uid, entry, userid, value) VALUES(?1, ?2, ?3, ?4, ?5)",
+                        )?
+                        .execute(params![id, u, entry, userid, value])?;
                     }
                     touched = true;
                 }
                 if touched {
-                    bump.execute(params![s.id, u as i64, modseq as i64])?;
-                    r.modseq = modseq;
-                    changed.push(r);
+                    tx.prepare_cached("UPDATE msg SET modseq=?3 WHERE mailbox=?1 AND uid=?2")?
+                        .execute(params![id, u, modseq as i64])?;
                 }
-            }
-        }
-        if !changed.is_empty() {
-            tx.execute("UPDATE mailbox SET highestmodseq=?2 WHERE id=?1", params![s.id, modseq as i64])?;
-        }
-        tx.commit()?;
-        drop(c);
-        if !changed.is_empty() {
-            self.notify(name);
-        }
-        Ok((changed, failed))
+                Ok(touched)
+            },
+        )
     }
 
     /// XFER's ANNOTS on an arriving mailbox: the annotations of `uids`

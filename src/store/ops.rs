@@ -708,6 +708,57 @@ impl Store {
         Ok(())
     }
 
+    /// One STORE's change, in one transaction: `before` runs first; then
+    /// each live record of `uids` not modified after `unchangedsince`
+    /// (CONDSTORE) goes to `change` with the new MODSEQ, which writes what
+    /// it changes (the MODSEQ with it) and says whether it did.  Returns
+    /// the changed records and the UIDs `unchangedsince` kept.
+    pub(super) fn change_each(
+        &self,
+        name: &str,
+        uids: &[u32],
+        unchangedsince: Option<u64>,
+        before: impl FnOnce(&Connection, &MailboxState) -> Result<()>,
+        mut change: impl FnMut(&Connection, i64, &mut Record, u64) -> Result<bool>,
+    ) -> Result<(Vec<Record>, Vec<u32>)> {
+        let oc = self.owner(name)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
+        let modseq = s.highestmodseq + 1;
+        let mut changed = Vec::new();
+        let mut failed = Vec::new();
+        before(&tx, &s)?;
+        {
+            let mut get = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND uid=?2"))?;
+            for &u in uids {
+                let Some(mut r) = get.query_row(params![s.id, u as i64], record_from_row).optional()? else {
+                    continue;
+                };
+                if r.expunged() {
+                    continue;
+                }
+                if unchangedsince.is_some_and(|us| r.modseq > us) {
+                    failed.push(u);
+                    continue;
+                }
+                if change(&tx, s.id, &mut r, modseq)? {
+                    r.modseq = modseq;
+                    changed.push(r);
+                }
+            }
+        }
+        if !changed.is_empty() {
+            tx.execute("UPDATE mailbox SET highestmodseq=?2 WHERE id=?1", params![s.id, modseq as i64])?;
+        }
+        tx.commit()?;
+        drop(c);
+        if !changed.is_empty() {
+            self.notify(name);
+        }
+        Ok((changed, failed))
+    }
+
     /// Changes flags on `uids`; returns the records that changed (new
     /// state and modseq).  `unchangedsince` (CONDSTORE) skips records
     /// modified after it and reports them in the second list.
@@ -720,79 +771,50 @@ impl Store {
         keywords: &[String],
         unchangedsince: Option<u64>,
     ) -> Result<(Vec<Record>, Vec<u32>)> {
-        let oc = self.owner(name)?;
-        let mut c = lock(&oc);
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
-        let modseq = s.highestmodseq + 1;
-        let mut changed = Vec::new();
-        let mut failed = Vec::new();
-        if op != FlagOp::Remove {
-            define_keywords(&tx, &s, keywords.iter().map(String::as_str))?;
-        }
-        {
-            let mut get = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND uid=?2"))?;
-            let mut put = tx.prepare_cached("UPDATE msg SET flags=?3, keywords=?4, modseq=?5 WHERE mailbox=?1 AND uid=?2")?;
-            for &u in uids {
-                let Some(mut r) = get.query_row(params![s.id, u as i64], record_from_row).optional()? else {
-                    continue;
-                };
-                if r.expunged() {
-                    continue;
-                }
-                if let Some(us) = unchangedsince {
-                    if r.modseq > us {
-                        failed.push(u);
-                        continue;
-                    }
-                }
-                let mut kw: Vec<String> = r.keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect();
-                let nf = match op {
-                    FlagOp::Add => {
-                        for k in keywords {
-                            if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                                kw.push(k.clone());
-                            }
-                        }
-                        r.flags | flags
-                    }
-                    FlagOp::Remove => {
-                        kw.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
-                        r.flags & !flags
-                    }
-                    FlagOp::Replace | FlagOp::ReplaceKeeping(_) => {
-                        kw.clear();
-                        for k in keywords {
-                            if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                                kw.push(k.clone());
-                            }
-                        }
-                        match op {
-                            FlagOp::ReplaceKeeping(mask) => (flags & !mask) | (r.flags & mask),
-                            _ => flags,
-                        }
-                    }
-                };
-                let nk = kw.join(" ");
-                if nf == r.flags && nk == r.keywords {
-                    continue;
-                }
-                put.execute(params![s.id, u as i64, nf as i64, nk, modseq as i64])?;
-                r.flags = nf;
-                r.keywords = nk;
-                r.modseq = modseq;
-                changed.push(r);
+        let before = |tx: &Connection, s: &MailboxState| {
+            if op != FlagOp::Remove {
+                define_keywords(tx, s, keywords.iter().map(String::as_str))?;
             }
-        }
-        if !changed.is_empty() {
-            tx.execute("UPDATE mailbox SET highestmodseq=?2 WHERE id=?1", params![s.id, modseq as i64])?;
-        }
-        tx.commit()?;
-        drop(c);
-        if !changed.is_empty() {
-            self.notify(name);
-        }
-        Ok((changed, failed))
+            Ok(())
+        };
+        self.change_each(name, uids, unchangedsince, before, |tx, id, r, modseq| {
+            let mut kw: Vec<String> = r.keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect();
+            let nf = match op {
+                FlagOp::Add => {
+                    for k in keywords {
+                        if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                            kw.push(k.clone());
+                        }
+                    }
+                    r.flags | flags
+                }
+                FlagOp::Remove => {
+                    kw.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+                    r.flags & !flags
+                }
+                FlagOp::Replace | FlagOp::ReplaceKeeping(_) => {
+                    kw.clear();
+                    for k in keywords {
+                        if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                            kw.push(k.clone());
+                        }
+                    }
+                    match op {
+                        FlagOp::ReplaceKeeping(mask) => (flags & !mask) | (r.flags & mask),
+                        _ => flags,
+                    }
+                }
+            };
+            let nk = kw.join(" ");
+            if nf == r.flags && nk == r.keywords {
+                return Ok(false);
+            }
+            tx.prepare_cached("UPDATE msg SET flags=?3, keywords=?4, modseq=?5 WHERE mailbox=?1 AND uid=?2")?
+                .execute(params![id, r.uid as i64, nf as i64, nk, modseq as i64])?;
+            r.flags = nf;
+            r.keywords = nk;
+            Ok(true)
+        })
     }
 
     /// Expunges messages flagged `\Deleted` (only among `uids` if given);

@@ -1,6 +1,7 @@
-//! ANNOTATE-EXPERIMENT-1 (RFC 5257) rules for the selected mailbox: the
-//! message entries Cyrus 3.6 defines, who may store what, the FETCH
-//! ANNOTATION answer in Cyrus's order, SEARCH and SORT values.
+//! ANNOTATE-EXPERIMENT-1 (RFC 5257) for the selected mailbox: the message
+//! entries Cyrus 3.6 defines, who may store what, the FETCH ANNOTATION
+//! answer in Cyrus's order, SEARCH and SORT values, and the STORE ...
+//! ANNOTATION command.
 //!
 //! Cyrus's answer order (checked against the real server): each requested
 //! pattern adds the defined entries it matches (most recent first) and,
@@ -10,6 +11,8 @@
 //! a value already listed is not listed again, and values of one entry
 //! in a row form one group.
 
+use super::Res;
+use crate::proto::imap::command::SeqSet;
 use crate::store::msgannot::{AnnotWrite, MsgAnnot};
 
 const VALUE_SHARED: u8 = 1;
@@ -284,6 +287,71 @@ pub fn sort_value(entry: &str, attrib: &str, stored: &[MsgAnnot], user: &str) ->
         .find(|a| a.entry == entry && a.userid == userid)
         .map(|a| a.value.clone())
         .unwrap_or_default()
+}
+
+impl super::Session {
+    /// STORE ... ANNOTATION (RFC 5257): every write checked first (an
+    /// unknown entry or attribute, or a missing right, refuses the whole
+    /// command, as Cyrus), then applied to each message in one
+    /// transaction; each changed message gets a new MODSEQ and a FETCH.
+    pub async fn store_annotation(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: SeqSet,
+        annotations: crate::proto::imap::command::AnnotationSet,
+        unchangedsince: Option<u64>,
+    ) -> Res {
+        let Some(sel) = &self.sel else { return Ok(()) };
+        if sel.readonly {
+            return self.tagged(tag, "NO Mailbox is read-only").await;
+        }
+        let name = sel.name.clone();
+        let rights = self
+            .ctx
+            .store
+            .lookup(&name)
+            .ok()
+            .flatten()
+            .map(|e| self.rights(&e))
+            .unwrap_or_default();
+        let user = self.user.clone().unwrap_or_default();
+        let writes = match writes(&annotations, &user, &rights) {
+            Ok(w) => w,
+            Err(Refused::Permission) => return self.tagged(tag, "NO Permission denied").await,
+            Err(Refused::TooBig) => return self.tagged(tag, "NO [ANNOTATE TOOBIG] Annotation value too large").await,
+        };
+        if unchangedsince.is_some() {
+            self.condstore = true;
+            if let Some(s) = &mut self.sel {
+                s.condstore = true;
+            }
+        }
+        let uids: Vec<u32> = self
+            .resolve(&set, uid)
+            .iter()
+            .filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid))
+            .collect();
+        let (changed, failed) = match self
+            .blocking(move |s| s.store_msg_annotations(&name, &uids, &writes, unchangedsince))
+            .await
+        {
+            Ok(v) => v,
+            Err(t) => return self.tagged(tag, &t).await,
+        };
+        if let Some(sel) = &mut self.sel {
+            for r in &changed {
+                if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
+                    sel.msgs[i].modseq = r.modseq;
+                }
+            }
+        }
+        let touched: Vec<u32> = changed.iter().map(|r| r.uid).collect();
+        for l in self.changed_lines(uid, &touched, &changed) {
+            self.out(&l).await?;
+        }
+        self.store_done(tag, uid, &failed).await
+    }
 }
 
 #[cfg(test)]

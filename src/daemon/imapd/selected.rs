@@ -411,7 +411,7 @@ impl Session {
     }
 
     /// The indexes (0-based) a set names.
-    fn resolve(&self, set: &SeqSet, uid: bool) -> Vec<usize> {
+    pub(super) fn resolve(&self, set: &SeqSet, uid: bool) -> Vec<usize> {
         let Some(sel) = &self.sel else { return Vec::new() };
         let n = sel.msgs.len();
         match set {
@@ -903,7 +903,7 @@ impl Session {
     /// The FETCH (FLAGS [UID] [MODSEQ]) lines a STORE sends for the
     /// messages it changed (`changed` has their new records); the
     /// session's own change is not news to it afterwards.
-    fn changed_lines(&mut self, uid: bool, touched: &[u32], changed: &[crate::store::Record]) -> Vec<String> {
+    pub(super) fn changed_lines(&mut self, uid: bool, touched: &[u32], changed: &[crate::store::Record]) -> Vec<String> {
         let qresync = self.qresync;
         let Some(sel) = &mut self.sel else { return Vec::new() };
         let mut lines = Vec::new();
@@ -934,7 +934,7 @@ impl Session {
 
     /// A STORE's tagged answer: `[MODIFIED set]` for the messages
     /// UNCHANGEDSINCE kept (RFC 7162 3.1.3).
-    async fn store_done(&mut self, tag: &str, uid: bool, failed: &[u32]) -> Res {
+    pub(super) async fn store_done(&mut self, tag: &str, uid: bool, failed: &[u32]) -> Res {
         if !failed.is_empty() {
             let set = if uid {
                 uid_set(failed)
@@ -952,69 +952,6 @@ impl Session {
             return self.tagged(tag, &format!("OK [MODIFIED {set}] Conditional STORE failed")).await;
         }
         self.tagged(tag, "OK Completed").await
-    }
-
-    /// STORE ... ANNOTATION (RFC 5257): every write checked first (an
-    /// unknown entry or attribute, or a missing right, refuses the whole
-    /// command, as Cyrus), then applied to each message in one
-    /// transaction; each changed message gets a new MODSEQ and a FETCH.
-    pub async fn store_annotation(
-        &mut self,
-        tag: &str,
-        uid: bool,
-        set: SeqSet,
-        annotations: crate::proto::imap::command::AnnotationSet,
-        unchangedsince: Option<u64>,
-    ) -> Res {
-        let Some(sel) = &self.sel else { return Ok(()) };
-        if sel.readonly {
-            return self.tagged(tag, "NO Mailbox is read-only").await;
-        }
-        let name = sel.name.clone();
-        let rights = self
-            .ctx
-            .store
-            .lookup(&name)
-            .ok()
-            .flatten()
-            .map(|e| self.rights(&e))
-            .unwrap_or_default();
-        let user = self.user.clone().unwrap_or_default();
-        let writes = match super::annotate::writes(&annotations, &user, &rights) {
-            Ok(w) => w,
-            Err(super::annotate::Refused::Permission) => return self.tagged(tag, "NO Permission denied").await,
-            Err(super::annotate::Refused::TooBig) => return self.tagged(tag, "NO [ANNOTATE TOOBIG] Annotation value too large").await,
-        };
-        if unchangedsince.is_some() {
-            self.condstore = true;
-            if let Some(s) = &mut self.sel {
-                s.condstore = true;
-            }
-        }
-        let uids: Vec<u32> = self
-            .resolve(&set, uid)
-            .iter()
-            .filter_map(|&i| self.sel.as_ref().map(|s| s.msgs[i].uid))
-            .collect();
-        let (changed, failed) = match self
-            .blocking(move |s| s.store_msg_annotations(&name, &uids, &writes, unchangedsince))
-            .await
-        {
-            Ok(v) => v,
-            Err(t) => return self.tagged(tag, &t).await,
-        };
-        if let Some(sel) = &mut self.sel {
-            for r in &changed {
-                if let Ok(i) = sel.msgs.binary_search_by_key(&r.uid, |m| m.uid) {
-                    sel.msgs[i].modseq = r.modseq;
-                }
-            }
-        }
-        let touched: Vec<u32> = changed.iter().map(|r| r.uid).collect();
-        for l in self.changed_lines(uid, &touched, &changed) {
-            self.out(&l).await?;
-        }
-        self.store_done(tag, uid, &failed).await
     }
 
     pub async fn search(&mut self, tag: &str, uid: bool, ret: Option<Vec<String>>, charset: Option<String>, key: SearchKey) -> Res {
