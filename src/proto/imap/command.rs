@@ -499,6 +499,29 @@ impl<'a> P<'a> {
             _ => Ok(self.atom_with(b"]")?.to_vec()),
         }
     }
+    /// `name value` pairs up to the closing `)` (the `(` taken), each
+    /// value an nstring (NIL is None): SETMETADATA's entries, RFC 5257's
+    /// attributes.
+    fn name_values(&mut self) -> Result<Vec<(String, Option<Vec<u8>>)>, String> {
+        let mut v = Vec::new();
+        loop {
+            let name = self.astr()?;
+            self.sp()?;
+            let value = if self.peek().is_some_and(|c| c == b'N' || c == b'n') {
+                if !self.atom()?.eq_ignore_ascii_case("NIL") {
+                    return err("Invalid value");
+                }
+                None
+            } else {
+                Some(self.string()?)
+            };
+            v.push((name, value));
+            if self.eat(b')') {
+                return Ok(v);
+            }
+            self.sp()?;
+        }
+    }
     fn astr(&mut self) -> Result<String, String> {
         let v = self.astring()?;
         String::from_utf8(v).map_err(|_| "Invalid characters".to_string())
@@ -917,26 +940,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             let m = mailbox(p)?;
             p.sp()?;
             p.expect(b'(')?;
-            let mut v = Vec::new();
-            loop {
-                let entry = p.astr()?;
-                p.sp()?;
-                let value = if p.peek().is_some_and(|c| c == b'N' || c == b'n') {
-                    let a = p.atom()?;
-                    if !a.eq_ignore_ascii_case("NIL") {
-                        return err("Invalid value");
-                    }
-                    None
-                } else {
-                    Some(p.string()?)
-                };
-                v.push((entry, value));
-                if p.eat(b')') {
-                    break;
-                }
-                p.sp()?;
-            }
-            Kind::SetMetadata(m, v)
+            Kind::SetMetadata(m, p.name_values()?)
         }
         "RECONSTRUCT" => {
             p.sp()?;

@@ -352,24 +352,7 @@ pub(super) fn att_annotate(p: &mut P) -> Result<AnnotationSet, String> {
         if !p.eat(b'(') {
             return err("Missing annotation attribute-values list");
         }
-        let mut values = Vec::new();
-        loop {
-            let attrib = p.astr()?;
-            p.sp()?;
-            let rest = &p.s[p.i..];
-            let value = if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"NIL") && !rest.get(3).is_some_and(|&c| is_atom_char(c)) {
-                p.i += 3;
-                None
-            } else {
-                Some(p.string()?)
-            };
-            values.push((attrib, value));
-            if p.eat(b')') {
-                break;
-            }
-            p.sp()?;
-        }
-        out.push((entry, values));
+        out.push((entry, p.name_values()?));
         if p.eat(b')') {
             return Ok(out);
         }
