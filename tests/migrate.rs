@@ -329,6 +329,10 @@ M.store('3', '+FLAGS', '\\Deleted')
 assert M.append('shared.news', '(\\Flagged)', imaplib.Time2Internaldate(1450000000), b'Subject: news\r\n\r\nnews\r\n')[0] == 'OK'
 assert M.setacl('INBOX.Sent', 'yes1', 'lrs')[0] == 'OK'
 assert M.subscribe('INBOX.Sent')[0] == 'OK'
+imaplib.Commands['SETMETADATA'] = ('AUTH', 'SELECTED')
+assert M._simple_command('SETMETADATA', 'INBOX.Sent', '(/private/specialuse "\\\\Sent" /private/comment "mine" /shared/comment "ours")')[0] == 'OK'
+M.select('INBOX.Sent')
+assert M._simple_command('STORE', '1', 'ANNOTATION', '(/comment (value.priv "pc" value.shared "sc"))')[0] == 'OK'
 "#,
     );
     as_user(
@@ -399,6 +403,30 @@ assert M.subscribe('INBOX.Sent')[0] == 'OK'
         "yes1 has all but the damaged record"
     );
     assert_eq!(uid_snapshot_of(ours.imap_port, "u7", "shared*"), shared_before);
+    // Cyrus's annotations.db (special use, METADATA, the owner's private
+    // values under its placeholder) and the mailbox's cyrus.annotations
+    // (RFC 5257) came along.
+    let annotations = |port: u16| {
+        as_user(
+            port,
+            "u7",
+            "imaplib.Commands['GETMETADATA'] = ('AUTH', 'SELECTED')\n\
+             print(M.list('\"\"', 'INBOX.Sent')[1])\n\
+             print(M._simple_command('GETMETADATA', 'INBOX.Sent', '(/private/specialuse /private/comment /shared/comment)'), M._untagged_response('OK', [None], 'METADATA'))\n\
+             M.select('INBOX.Sent', readonly=True)\n\
+             print(M.fetch('1', '(ANNOTATION (/comment (value.priv value.shared)))')[1])",
+        )
+    };
+    let (theirs, mine) = (annotations(cyrus.imap_port), annotations(ours.imap_port));
+    assert_eq!(mine, theirs);
+    for want in [
+        "\\Sent",
+        "/private/comment\" \"mine",
+        "/shared/comment\" \"ours",
+        "value.shared \"sc\" value.priv \"pc\"",
+    ] {
+        assert!(mine.contains(want), "{want}: {mine}");
+    }
     // Nothing changed: a second pass copies, reflags and removes nothing.
     let out = migrate_spool(&conf, ours.imap_port, &[]);
     assert!(

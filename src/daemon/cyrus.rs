@@ -347,15 +347,30 @@ fn proxy_cache_key(service: &str, user: &str, password: &Secret<Vec<u8>>) -> Vec
 /// Cyrus connects to its peers by service name.  `MUMAIL_SERVICES` names
 /// another file in that format (a murder on one host's loopback
 /// addresses, without editing /etc/services).
+/// The file is read again only when its size or modification time
+/// changes (a front end looks a port up for every back-end connection).
 pub fn service_port(name: &str) -> Option<u16> {
+    type Cached = Option<(String, std::time::SystemTime, u64, String)>;
+    static CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
     let file = std::env::var("MUMAIL_SERVICES").unwrap_or_else(|_| "/etc/services".into());
-    let text = std::fs::read_to_string(file).ok()?;
+    let meta = std::fs::metadata(&file).ok()?;
+    let (mtime, len) = (meta.modified().ok()?, meta.len());
+    let mut c = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if !matches!(&*c, Some((f, m, l, _)) if *f == file && *m == mtime && *l == len) {
+        let text = std::fs::read_to_string(&file).ok()?;
+        *c = Some((file, mtime, len, text));
+    }
+    services_port(c.as_ref().map(|(_, _, _, t)| t.as_str())?, name)
+}
+
+/// A TCP port in services(5) text: `name port/proto [aliases...]`, by
+/// name or alias, as getservbyname(3) finds it.
+fn services_port(text: &str, name: &str) -> Option<u16> {
     text.lines().find_map(|line| {
         let mut it = line.split('#').next().unwrap_or("").split_whitespace();
-        if it.next() != Some(name) {
-            return None;
-        }
-        it.next()?.strip_suffix("/tcp")?.parse().ok()
+        let first = it.next()?;
+        let port = it.next()?.strip_suffix("/tcp")?;
+        (first == name || it.any(|alias| alias == name)).then(|| port.parse().ok())?
     })
 }
 
@@ -667,4 +682,17 @@ pub fn run_service<S: crate::server::Service>(
         crate::server::run(listeners, svc, limits, rx).await;
         0
     })
+}
+
+#[cfg(test)]
+mod services_tests {
+    #[test]
+    fn names_aliases_and_protocols() {
+        let t = "# comment\nimap\t\t143/tcp\t\timap2 # Interim\nlmtp 24/udp\nlmtp 2003/tcp\nmupdate 3905/tcp\n";
+        assert_eq!(super::services_port(t, "imap"), Some(143));
+        assert_eq!(super::services_port(t, "imap2"), Some(143));
+        assert_eq!(super::services_port(t, "lmtp"), Some(2003));
+        assert_eq!(super::services_port(t, "Interim"), None);
+        assert_eq!(super::services_port(t, "pop3"), None);
+    }
 }

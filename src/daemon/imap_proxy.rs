@@ -30,6 +30,10 @@ struct Back {
     scan: ServerScan,
     /// A mailbox is selected there.
     selected: bool,
+    /// What the client sent for this back end since the last flush: the
+    /// pieces of one read (a command line, its literal, the line's end)
+    /// go out in one write, so the back end wakes once for them.
+    out: Vec<u8>,
 }
 
 impl Back {
@@ -37,9 +41,23 @@ impl Back {
         self.scan.tagged >= self.sent
     }
 
-    /// Bytes to the back end, flushed (over TLS a record goes out now).
+    /// Bytes to the back end, flushed (over TLS a record goes out now),
+    /// after anything queued.
     async fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.s.write_all(data).await?;
+        self.out.extend_from_slice(data);
+        self.flush_out().await
+    }
+
+    /// Sends what is queued.
+    async fn flush_out(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.s.write_all(&self.out).await?;
+        self.out.clear();
+        if self.out.capacity() > 64 * 1024 {
+            self.out = Vec::new();
+        }
         self.s.flush().await
     }
 }
@@ -157,6 +175,7 @@ impl Router {
                 sent: 0,
                 scan: ServerScan::default(),
                 selected: false,
+                out: Vec::new(),
             },
         );
         Router {
@@ -398,6 +417,7 @@ impl Router {
                 sent: 0,
                 scan: ServerScan::default(),
                 selected: false,
+                out: Vec::new(),
             },
         );
         Ok(())
@@ -473,9 +493,7 @@ impl Router {
                     Piece::Pass(n) => {
                         if let Some(t) = &target {
                             let b = self.conns.get_mut(t).expect("target is connected");
-                            if b.put(&inq[..n]).await.is_err() {
-                                return self.lost(&mut cw).await;
-                            }
+                            b.out.extend_from_slice(&inq[..n]);
                         }
                         inq.drain(..n);
                     }
@@ -489,6 +507,9 @@ impl Router {
                         held = Some((line, r));
                     }
                 }
+            }
+            if self.flush_queued().await.is_err() {
+                return self.lost(&mut cw).await;
             }
             if let Some((line, r)) = held.take() {
                 let line = r.rewrite.clone().unwrap_or(line);
@@ -558,6 +579,9 @@ impl Router {
             }
             if target.is_none() && scan.idle() {
                 target = Some(self.cur.clone());
+            }
+            if self.flush_queued().await.is_err() {
+                return self.lost(&mut cw).await;
             }
             let reading_client = held.is_none();
             let cur = self.cur.clone();
@@ -802,7 +826,17 @@ impl Router {
         if counts {
             b.sent += 1;
         }
-        b.put(line).await
+        b.out.extend_from_slice(line);
+        Ok(())
+    }
+
+    /// Sends what is queued for every back end: before anything waits on
+    /// a back end's answer.
+    async fn flush_queued(&mut self) -> std::io::Result<()> {
+        for b in self.conns.values_mut() {
+            b.flush_out().await?;
+        }
+        Ok(())
     }
 
     async fn lost<W: AsyncWrite + Unpin>(&mut self, cw: &mut W) {

@@ -13,6 +13,7 @@
 //! subscriptions from the user's flat `sub` file (3.6 `user/uuid/…/sub.db`
 //! or older `user/<h>/<user>.sub`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The header text every cyrus.header starts with.
@@ -487,6 +488,72 @@ pub fn parse_twoskip(b: &[u8]) -> Result<Vec<KeyValue>, String> {
         at = next;
     }
     Ok(out)
+}
+
+/// One annotation of Cyrus's `annotations.db` or `cyrus.annotations`:
+/// entry (`/comment`, `/specialuse`), userid (empty: shared; Cyrus's
+/// `[.OwNeR.]`: the mailbox owner's private value), value.
+pub type Annotation = (String, String, Vec<u8>);
+
+/// The placeholder userid under which Cyrus keeps the mailbox owner's
+/// private annotations.
+pub const OWNER_PLACEHOLDER: &str = "[.OwNeR.]";
+
+/// An annotation record's value: its length in the first four bytes of
+/// an 8-byte native `unsigned long` field (big-endian, as Cyrus writes it
+/// with htonl), then the value (then content type, modtime and modseq,
+/// not needed here).
+pub fn annotation_value(v: &[u8]) -> Option<Vec<u8>> {
+    let len = be32(v, 0)? as usize;
+    v.get(8..8usize.checked_add(len)?).map(<[u8]>::to_vec)
+}
+
+/// A key `first NUL entry NUL userid NUL` (first: a mailbox uniqueid,
+/// or its name before 3.x; a UID in cyrus.annotations).
+fn annotation_key(k: &[u8]) -> Option<(&[u8], String, String)> {
+    let mut it = k.split(|&b| b == 0);
+    let first = it.next()?;
+    let entry = String::from_utf8(it.next()?.to_vec()).ok()?;
+    let userid = String::from_utf8(it.next()?.to_vec()).ok()?;
+    (!entry.is_empty()).then_some((first, entry, userid))
+}
+
+/// Mailbox annotations from a twoskip `annotations.db`, by the key's
+/// first part (a mailbox uniqueid in 3.x, the mailbox name before).
+/// Server annotations (empty first part) are left out.
+pub fn mailbox_annotations(data: &[u8]) -> Result<HashMap<String, Vec<Annotation>>, String> {
+    let mut out: HashMap<String, Vec<Annotation>> = HashMap::new();
+    for (k, v) in parse_twoskip(data)? {
+        let Some((first, entry, userid)) = annotation_key(&k) else {
+            continue;
+        };
+        let (Ok(first), Some(value)) = (std::str::from_utf8(first), annotation_value(&v)) else {
+            continue;
+        };
+        if !first.is_empty() {
+            out.entry(first.to_string()).or_default().push((entry, userid, value));
+        }
+    }
+    Ok(out)
+}
+
+/// A mailbox's per-message annotations (RFC 5257) from its twoskip
+/// `cyrus.annotations` (3.0+): (UID, annotation); None without the file.
+pub fn message_annotations(dir: &Path) -> Result<Option<Vec<(u32, Annotation)>>, String> {
+    let path = dir.join("cyrus.annotations");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let data = read_limited(&path, 1 << 30)?;
+    let mut out = Vec::new();
+    for (k, v) in parse_twoskip(&data).map_err(|e| format!("{}: {e}", path.display()))? {
+        let Some((uid, entry, userid)) = annotation_key(&k) else { continue };
+        let (Some(uid), Some(value)) = (std::str::from_utf8(uid).ok().and_then(|u| u.parse().ok()), annotation_value(&v)) else {
+            continue;
+        };
+        out.push((uid, (entry, userid, value)));
+    }
+    Ok(Some(out))
 }
 
 /// A user's \Seen state on other users' and shared mailboxes (the

@@ -555,10 +555,10 @@ impl Session {
         };
         let names: Vec<&str> = vis.iter().map(|(x, _)| x.as_str()).collect();
         // RFC 6154: with specialusealways (Cyrus 3.6's default) every LIST
-        // shows them; else RETURN (SPECIAL-USE) or the selection option.
+        // shows them, and LSUB too (as the real Cyrus 3.6 answers); else
+        // RETURN (SPECIAL-USE) or the selection option.
         let special_only = select.iter().any(|s| s == "SPECIAL-USE");
-        let show_special =
-            !lsub && (xlist || special_only || ret.iter().any(|r| r == "SPECIAL-USE") || self.ctx.conf.get_switch("specialusealways"));
+        let show_special = xlist || special_only || ret.iter().any(|r| r == "SPECIAL-USE") || self.ctx.conf.get_switch("specialusealways");
         let uses = if show_special {
             self.blocking(|s| s.special_uses()).await.unwrap_or_default()
         } else {

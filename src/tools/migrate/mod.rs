@@ -19,7 +19,7 @@
 use crate::daemon::front::collect_tagged;
 use crate::proto::imap::stream::{fetched, Fetched};
 use crate::util::getopt::{getopt, Opt};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

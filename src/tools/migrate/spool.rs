@@ -7,6 +7,9 @@ use super::*;
 pub(super) struct Spool {
     pub(super) configdir: PathBuf,
     pub(super) boxes: Vec<crate::tools::cyrus_spool::Mailbox>,
+    /// Mailbox annotations (`annotations.db`: special use, METADATA), by
+    /// mailbox uniqueid (3.x) or name; or why they could not be read.
+    pub(super) annotations: Result<HashMap<String, Vec<crate::tools::cyrus_spool::Annotation>>, String>,
 }
 
 impl Spool {
@@ -17,9 +20,22 @@ impl Spool {
         if roots.is_empty() {
             return Err(format!("{conf}: no partition-* option is set"));
         }
+        let db = c
+            .get("annotation_db_path")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| configdir.join("annotations.db"));
+        let annotations = if db.exists() {
+            crate::tools::cyrus_spool::read_limited(&db, 1 << 30)
+                .and_then(|d| crate::tools::cyrus_spool::mailbox_annotations(&d))
+                .map_err(|e| format!("{}: {e}", db.display()))
+        } else {
+            Ok(HashMap::new())
+        };
         Ok(Spool {
             configdir,
             boxes: crate::tools::cyrus_spool::mailboxes(&roots)?,
+            annotations,
         })
     }
 }
@@ -116,6 +132,13 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
     }
     for (m, ix, live) in &plan {
         let h = &m.header;
+        let (specialuse, annotations) = match &sp.annotations {
+            Ok(all) => mailbox_annotations(all, h),
+            Err(e) => {
+                rep.problems.push(format!("{}: mailbox annotations: {e}", h.name));
+                Default::default()
+            }
+        };
         let mb = XMailbox {
             name: h.name.clone(),
             partition: String::new(),
@@ -123,13 +146,15 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
             uidvalidity: ix.uidvalidity,
             created: ix.uidvalidity as i64,
             acl: h.acl.clone(),
-            specialuse: String::new(),
-            annotations: String::new(),
+            specialuse,
+            annotations,
         };
         match dst.xapply(&XApply::Mailbox(mb)).await {
             Ok(_) => {}
             Err(e) if e.contains("already exists") => {
                 // Copied by an earlier pass: bring it up to date.
+                // (Annotations come with a mailbox's first pass only: the
+                // destination takes them for an arriving mailbox.)
                 merge_spool_mailbox(o, &mut dst, m, ix, live, user, &mut rep).await?;
                 continue;
             }
@@ -140,6 +165,7 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
             XApply::Records(h.name.clone(), records)
         })
         .await?;
+        send_message_annotations(&mut dst, m, live, &mut rep).await?;
         dst.xapply(&XApply::State {
             name: h.name.clone(),
             uidnext: ix.last_uid.saturating_add(1),
@@ -198,6 +224,75 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
     }
     let _ = dst.cmd(b"LOGOUT").await;
     Ok(rep)
+}
+
+/// A mailbox's special use and other annotations (METADATA) from
+/// `annotations.db`, for XAPPLY MAILBOX: the owner's `/specialuse`, and
+/// `entry TAB userid TAB hex(value)` lines with Cyrus's owner placeholder
+/// replaced by the owner.
+fn mailbox_annotations(
+    all: &HashMap<String, Vec<crate::tools::cyrus_spool::Annotation>>,
+    h: &crate::tools::cyrus_spool::Header,
+) -> (String, String) {
+    use crate::tools::cyrus_spool as cs;
+    let owner = cs::owner(&h.name).unwrap_or_default();
+    let found = all.get(&h.uniqueid).or_else(|| all.get(&h.name));
+    let (mut specialuse, mut lines) = (String::new(), String::new());
+    for (entry, userid, value) in found.into_iter().flatten() {
+        let userid = if userid == cs::OWNER_PLACEHOLDER {
+            owner.as_str()
+        } else {
+            userid.as_str()
+        };
+        if entry == "/specialuse" {
+            if userid == owner && !owner.is_empty() {
+                specialuse = String::from_utf8_lossy(value).trim().to_string();
+            }
+        } else if !entry.contains(['\t', '\n']) && !userid.contains(['\t', '\n']) {
+            lines.push_str(&format!("{entry}\t{userid}\t{}\n", crate::util::codec::hex(value)));
+        }
+    }
+    (specialuse, lines)
+}
+
+/// A mailbox's per-message annotations (its `cyrus.annotations`) for
+/// the records copied (XAPPLY ANNOTS, while the mailbox is arriving).
+async fn send_message_annotations(
+    dst: &mut Imap,
+    m: &crate::tools::cyrus_spool::Mailbox,
+    live: &[crate::tools::cyrus_spool::IndexRecord],
+    rep: &mut Report,
+) -> Result<(), String> {
+    use crate::proto::imap::command::xapply::XApply;
+    use crate::tools::cyrus_spool as cs;
+    // No file: nothing to send (a destination that predates ANNOTS is
+    // not asked).
+    let found = match cs::message_annotations(&m.dir) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            rep.problems.push(format!("{}: message annotations: {e}", m.header.name));
+            return Ok(());
+        }
+    };
+    let owner = cs::owner(&m.header.name).unwrap_or_default();
+    let uids: BTreeSet<u32> = live.iter().map(|r| r.uid).collect();
+    let mut data = String::new();
+    for (uid, (entry, userid, value)) in found.iter().filter(|(u, _)| uids.contains(u)) {
+        let userid = if userid == cs::OWNER_PLACEHOLDER {
+            owner.as_str()
+        } else {
+            userid.as_str()
+        };
+        if entry.contains(['\t', '\n']) || userid.contains(['\t', '\n']) {
+            continue;
+        }
+        data.push_str(&format!("{uid}\t{entry}\t{userid}\t{}\n", crate::util::codec::hex(value)));
+    }
+    let uids: Vec<u32> = uids.into_iter().collect();
+    dst.xapply(&XApply::Annots(m.header.name.clone(), crate::store::uid_ranges(&uids), data))
+        .await
+        .map(|_| ())
 }
 
 /// A later pass over a mailbox an earlier pass copied: the destination
