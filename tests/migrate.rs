@@ -156,6 +156,8 @@ M.append('"INBOX.Old mail"', '(\\Flagged)', imaplib.Time2Internaldate(1600000000
 assert M.setacl('INBOX.Sent', 'yes1', 'lrs')[0] == 'OK'
 assert M.subscribe('INBOX.Sent')[0] == 'OK'
 assert M.subscribe('"INBOX.Old mail"')[0] == 'OK'
+imaplib.Commands['SETMETADATA'] = ('AUTH', 'SELECTED')
+assert M._simple_command('SETMETADATA', 'INBOX.Sent', '(/private/specialuse "\\\\Sent")')[0] == 'OK'
 "#,
     );
     let before = snapshot(cyrus.imap_port, "u7");
@@ -178,9 +180,11 @@ assert M.subscribe('"INBOX.Old mail"')[0] == 'OK'
     let seen = as_user(
         ours.imap_port,
         "u7",
-        "print(M.getacl('INBOX.Sent'))\nprint(sorted(M.lsub('\"\"', '*')[1]))",
+        "print(M.getacl('INBOX.Sent'))\nprint(sorted(M.lsub('\"\"', '*')[1]))\nprint(M.list('\"\"', 'INBOX.Sent')[1])",
     );
     assert!(seen.contains("yes1 lrs"), "{seen}");
+    // And the folder's special use (RFC 6154).
+    assert!(seen.contains("(\\\\HasNoChildren \\\\Sent) \".\" INBOX.Sent"), "{seen}");
     assert!(seen.contains("INBOX.Sent") && seen.contains("INBOX.Old mail"), "{seen}");
     let quota = as_user(ours.imap_port, "u7", "print(M.getquotaroot('INBOX'))");
     assert!(quota.contains("STORAGE 0 1000"), "{quota}");

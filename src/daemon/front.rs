@@ -386,10 +386,13 @@ impl Buf {
         Buf(vec![0; Self::SMALL])
     }
 
+    /// A read that filled the buffer goes straight to the large one (a
+    /// FETCH answer of 200 KB is then four reads, not eight); one that
+    /// used less than an eighth of a large buffer goes back to the small.
     pub fn after_read(&mut self, n: usize) {
         let len = self.0.len();
         if n == len && len < Self::LARGE {
-            self.0 = vec![0; len * 4];
+            self.0 = vec![0; Self::LARGE];
         } else if n < len / 8 && len > Self::SMALL {
             self.0 = vec![0; Self::SMALL];
         }

@@ -270,21 +270,35 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
     // Dovecot or an altnamespace Cyrus).
     let sns = namespaces(&mut src).await?;
     let dns = namespaces(&mut dst).await?;
-    let (list, _) = src.cmd(b"LIST \"\" \"*\"").await?;
-    let mut folders: Vec<(String, String)> = list
+    // With their special uses (RFC 6154: \Sent, \Trash...), which
+    // clients find their folders by.
+    let list_cmd: &[u8] = if src.caps.contains("SPECIAL-USE") {
+        b"LIST \"\" \"*\" RETURN (SPECIAL-USE)"
+    } else {
+        b"LIST \"\" \"*\""
+    };
+    let (list, _) = src.cmd(list_cmd).await?;
+    let mut folders: Vec<(String, String, String)> = list
         .iter()
         .filter_map(|r| parse_list(r, "LIST"))
         .filter(|(a, _, _)| !a.to_ascii_lowercase().contains("\\noselect"))
-        .filter_map(|(_, _, n)| sns.relative(&n).map(|rel| (n, dns.absolute(&rel))))
+        .filter_map(|(a, _, n)| sns.relative(&n).map(|rel| (n, dns.absolute(&rel), special_uses(&a))))
         .collect();
     folders.sort();
     let mut rep = Report {
         user: user.to_string(),
         ..Report::default()
     };
-    for (folder, target) in folders {
+    let mut uses = Vec::new();
+    for (folder, target, special) in folders {
         rep.folders += 1;
         migrate_folder(o, &mut Source::Imap(&mut src), &mut dst, &mut st, &folder, &target, &mut rep).await?;
+        if !special.is_empty() && !target.eq_ignore_ascii_case("INBOX") {
+            uses.push((target, special));
+        }
+    }
+    if !o.dry_run && !uses.is_empty() {
+        set_special_uses(&mut dst, &uses, &mut rep).await;
     }
     if !o.dry_run {
         // Subscriptions the destination does not have yet.
@@ -314,6 +328,46 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
     let _ = src.cmd(b"LOGOUT").await;
     let _ = dst.cmd(b"LOGOUT").await;
     Ok(rep)
+}
+
+/// The special-use attributes (RFC 6154) among a LIST response's
+/// attributes, in a canonical spelling and order (`\\Drafts \\Trash`).
+fn special_uses(attrs: &str) -> String {
+    const USES: [&str; 7] = ["\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"];
+    let mut found: Vec<&str> = attrs
+        .split_whitespace()
+        .filter_map(|a| USES.iter().find(|u| u.eq_ignore_ascii_case(a)).copied())
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found.join(" ")
+}
+
+/// Gives the destination folders the special uses they have at the
+/// source (SETMETADATA /private/specialuse, as the user), where they
+/// differ; a folder the destination refuses is reported, not fatal.
+async fn set_special_uses(dst: &mut Imap, uses: &[(String, String)], rep: &mut Report) {
+    let have: BTreeMap<String, String> = match dst.cmd(b"LIST \"\" \"*\" RETURN (SPECIAL-USE)").await {
+        Ok((l, _)) => l
+            .iter()
+            .filter_map(|r| parse_list(r, "LIST"))
+            .map(|(a, _, n)| (n, special_uses(&a)))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    for (target, want) in uses {
+        if have.get(target) == Some(want) {
+            continue;
+        }
+        let mut c = b"SETMETADATA ".to_vec();
+        crate::proto::imap::render::client_string(&mut c, target.as_bytes());
+        c.extend_from_slice(b" (/private/specialuse ");
+        crate::proto::imap::render::client_string(&mut c, want.as_bytes());
+        c.push(b')');
+        if let Err(e) = dst.cmd(&c).await {
+            rep.problems.push(format!("{target}: special use {want}: {e}"));
+        }
+    }
 }
 
 /// Where a folder's messages come from: an IMAP session, or a local
@@ -749,6 +803,13 @@ mod tests {
             (5, 1),
         ]);
         assert_eq!(b, vec![vec![1], vec![2], vec![3, 4], vec![5]]);
+    }
+
+    #[test]
+    fn special_use_attributes() {
+        assert_eq!(special_uses("\\HasNoChildren \\sent"), "\\Sent");
+        assert_eq!(special_uses("\\Trash \\Junk \\Marked \\Trash"), "\\Junk \\Trash");
+        assert_eq!(special_uses("\\Noselect \\HasChildren"), "");
     }
 
     #[test]
