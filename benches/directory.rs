@@ -70,7 +70,11 @@ fn client(port: u16, users: usize, n: usize, seed: u64) -> (Vec<Duration>, usize
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let k = (x >> 33) as usize;
         // One in ten is not in the directory.
-        let user = if k % 10 == 0 { users + 1 + k % users } else { 1 + k % users };
+        let user = if k.is_multiple_of(10) {
+            users + 1 + k % users
+        } else {
+            1 + k % users
+        };
         let t = Instant::now();
         w.write_all(format!("RCPT TO:<u{user}@mumail.test>\r\n").as_bytes()).unwrap();
         let a = reply(&mut r);

@@ -220,9 +220,8 @@ fn main() {
     let cyrus = CyrusServer::start(&d.path().join("cyrus"), &d.path().join("ours/sasl/mux"), "autocreate_post: yes\n");
     let users: Vec<String> = (0..100).map(|i| format!("bench{i}")).collect();
     println!(
-        "store benchmark: {} cores, ours vs Cyrus {}",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "3.6 (Debian)"
+        "store benchmark: {} cores, ours vs Cyrus 3.6 (Debian)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
     // (a) LMTP. One warm-up delivery per mailbox (autocreate) first.

@@ -30,7 +30,7 @@ fn env(n: &str, d: usize) -> usize {
 /// 2 KB bodies.
 fn message(i: usize) -> Vec<u8> {
     let topic = i / 20;
-    let refs = if i % 20 == 0 {
+    let refs = if i.is_multiple_of(20) {
         String::new()
     } else {
         format!(
@@ -39,7 +39,7 @@ fn message(i: usize) -> Vec<u8> {
             i - 1
         )
     };
-    let re = if i % 20 == 0 { "" } else { "Re: " };
+    let re = if i.is_multiple_of(20) { "" } else { "Re: " };
     let day = 1 + (i * 7919) % 28;
     let mut m = format!(
         "From: User {u} <user{u}@bench.example>\r\nTo: list@bench.example\r\nSubject: {re}topic {topic}\r\n\

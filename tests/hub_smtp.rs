@@ -195,15 +195,15 @@ fn hub_replies_restrictions_and_delivery() {
         "postfix/smtpd[".to_string(),
         "connect from localhost[127.0.0.1]".to_string(),
         format!("{qid}: client=localhost[127.0.0.1]"),
-        format!("postfix/cleanup["),
+        "postfix/cleanup[".to_string(),
         format!("{qid}: message-id=<first@t>"),
         format!("{qid}: from=<a@b.org>, size="),
-        format!("nrcpt=1 (queue active)"),
+        "nrcpt=1 (queue active)".to_string(),
         format!(
             "{qid}: to=<u7+x@mumail.test>, relay=hub.mumail.test[{}], delay=",
             b.lmtp_sock.display()
         ),
-        format!("status=sent (250 2.1.5 "),
+        "status=sent (250 2.1.5 ".to_string(),
         format!("{qid}: removed"),
         "disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5".to_string(),
     ] {
@@ -661,7 +661,7 @@ fn hub_queue_commands() {
     assert_eq!((err.as_str(), rc), ("postsuper: Requeued: 1 message\n", 0));
     let log = hub.log();
     assert!(
-        log.contains(&format!("postsuper[")) && log.contains(&format!(": {deferred}: requeued")),
+        log.contains(&"postsuper[".to_string()) && log.contains(&format!(": {deferred}: requeued")),
         "{log}"
     );
     let tail = format!(": uid=0 from=<c@d.org> orig_id={deferred}");

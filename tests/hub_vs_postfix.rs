@@ -1382,9 +1382,9 @@ for subj in ("one", "refilter"):
     assert!(log.contains(&format!("relay=127.0.0.1[127.0.0.1]:{reinject},")), "{log}");
     assert!(log.contains(&format!("relay=127.0.0.1[127.0.0.1]:{reinject2},")), "{log}");
     assert!(
-        log.contains(&format!(
-            ": filter: header Subject: refilter from localhost[127.0.0.1]; from=<a@x.test> to=<c@y.test> proto=ESMTP helo=<"
-        )),
+        log.contains(
+            &": filter: header Subject: refilter from localhost[127.0.0.1]; from=<a@x.test> to=<c@y.test> proto=ESMTP helo=<".to_string()
+        ),
         "{log}"
     );
 }

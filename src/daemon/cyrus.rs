@@ -554,8 +554,8 @@ pub async fn implicit_tls(
 }
 
 /// Cyrus's autocreate at login (imapd, pop3d): with `autocreate_quota`
-/// >= 0 a missing INBOX is created, subscribed, given the quota and the
-/// `autocreate_inbox_folders`.  Blocking (store calls).
+/// at 0 or more a missing INBOX is created, subscribed, given the quota
+/// and the `autocreate_inbox_folders`.  Blocking (store calls).
 pub fn autocreate_inbox(ctx: &Ctx, inbox: &str) -> Result<(), crate::store::StoreError> {
     let store = &ctx.store;
     let cfg = &store.cfg;

@@ -378,6 +378,12 @@ pub async fn backend_line<R: AsyncRead + Unpin>(r: &mut tokio::io::BufReader<R>)
 /// idle sessions hold 1 KB per direction, not 8 or 16).
 pub struct Buf(pub Vec<u8>);
 
+impl Default for Buf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Buf {
     const SMALL: usize = 1024;
     const LARGE: usize = 64 * 1024;

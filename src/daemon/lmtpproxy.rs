@@ -709,9 +709,7 @@ impl Session {
         let auth = if b.auth_param {
             format!(
                 " AUTH={}",
-                self.auth_user
-                    .as_deref()
-                    .map_or("<>".to_string(), |u| crate::proto::smtp::xtext_encode(u))
+                self.auth_user.as_deref().map_or("<>".to_string(), crate::proto::smtp::xtext_encode)
             )
         } else {
             String::new()

@@ -289,11 +289,9 @@ fn parse_part(msg: &[u8], start: usize, end: usize, default_digest: bool, depth:
             *budget -= 1;
             part.children.push(parse_part(msg, s, e, digest, depth + 1, budget));
         }
-    } else if ty == "message" && (sub == "rfc822" || sub == "global") {
-        if *budget > 0 {
-            *budget -= 1;
-            part.message = Some(Box::new(parse_part(msg, part.body_start, end, false, depth + 1, budget)));
-        }
+    } else if ty == "message" && (sub == "rfc822" || sub == "global") && *budget > 0 {
+        *budget -= 1;
+        part.message = Some(Box::new(parse_part(msg, part.body_start, end, false, depth + 1, budget)));
     }
     part
 }

@@ -73,7 +73,7 @@ fn basic_to_extended(p: &str) -> String {
 }
 
 /// Compiles a pattern with its flags; returns the rest of the line.
-fn compile<'a>(s: &'a str, pcre: bool) -> Result<(Regex, &'a str), String> {
+fn compile(s: &str, pcre: bool) -> Result<(Regex, &str), String> {
     let (pat, rest) = delimited(s)?;
     let flag_end = rest.find(|c: char| c.is_whitespace() || c == '!').unwrap_or(rest.len());
     let (flags, rest) = rest.split_at(flag_end);

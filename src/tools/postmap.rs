@@ -158,7 +158,7 @@ fn run(prog: Prog, args: &[String], stdin: &mut dyn BufRead) -> Output {
         out.status = if found { 0 } else { 1 };
         return out;
     }
-    if opts.iter().any(|o| *o == Opt::Flag('s')) {
+    if opts.contains(&Opt::Flag('s')) {
         for t in &tables {
             match t.entries() {
                 Ok(Some(es)) => {

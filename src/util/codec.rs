@@ -34,7 +34,7 @@ pub fn base64_encode(data: &[u8]) -> String {
 /// Strict decoding (SASL responses): None on any bad character or length.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return None;
     }
     let val = |c: u8| B64.iter().position(|&x| x == c).map(|p| p as u32);

@@ -64,7 +64,7 @@ pub fn listen_addrs(service: &str, inet_interfaces: &str) -> Result<Vec<String>,
         Some(h) => vec![h],
         None => {
             let list = crate::config::postfix::list::split_list(inet_interfaces);
-            if list.iter().any(|i| *i == "all") {
+            if list.contains(&"all") {
                 vec!["0.0.0.0".into()]
             } else {
                 list.iter()

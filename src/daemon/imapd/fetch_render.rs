@@ -263,17 +263,17 @@ pub(super) fn push_imap_date(out: &mut Vec<u8>, t: i64) {
         out.push(if v >= 10 { b'0' + (v / 10 % 10) as u8 } else { pad });
         out.push(b'0' + (v % 10) as u8);
     };
-    two(out, d as u32, b' ');
+    two(out, d, b' ');
     out.push(b'-');
     out.extend_from_slice(MONTHS[(mo as usize).clamp(1, 12) - 1].as_bytes());
     out.push(b'-');
     use std::io::Write as _;
     let _ = write!(out, "{y} ");
-    two(out, hh as u32, b'0');
+    two(out, hh, b'0');
     out.push(b':');
-    two(out, mm as u32, b'0');
+    two(out, mm, b'0');
     out.push(b':');
-    two(out, ss as u32, b'0');
+    two(out, ss, b'0');
     let a = off.unsigned_abs();
     let _ = write!(out, " {}{:02}{:02}", if off < 0 { '-' } else { '+' }, a / 60, a % 60);
 }

@@ -518,7 +518,7 @@ impl Session {
         let all = self.blocking(move |s| s.list_prefix(&prefix)).await?;
         Ok(all
             .into_iter()
-            .filter(|e| dom.is_empty() == !e.name.contains('!'))
+            .filter(|e| dom.is_empty() != e.name.contains('!'))
             .filter(|e| self.rights(e).contains('l'))
             .filter_map(|e| self.external(&e.name).map(|x| (x, e)))
             .collect())

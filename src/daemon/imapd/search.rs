@@ -228,7 +228,7 @@ pub(super) fn decoded_field(v: &[u8]) -> Vec<u8> {
                     while i < tb.len() {
                         match tb[i] {
                             b'_' => b.push(b' '),
-                            b'=' if i + 2 < tb.len() + 0 && i + 2 <= tb.len() - 1 => {
+                            b'=' if i + 2 < tb.len() => {
                                 if let Ok(x) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
                                     b.push(x);
                                     i += 2;

@@ -224,7 +224,7 @@ pub fn base_subject(raw: &str) -> (String, bool) {
 /// subj-blob = "[" *BLOBCHAR "]" *WSP
 fn strip_blob(s: &str) -> Option<String> {
     let rest = s.strip_prefix('[')?;
-    let end = rest.find(|c| c == ']' || c == '[')?;
+    let end = rest.find([']', '['])?;
     if rest.as_bytes()[end] != b']' {
         return None;
     }
