@@ -497,7 +497,17 @@ pub type Annotation = (String, String, Vec<u8>);
 
 /// The placeholder userid under which Cyrus keeps the mailbox owner's
 /// private annotations.
-pub const OWNER_PLACEHOLDER: &str = "[.OwNeR.]";
+const OWNER_PLACEHOLDER: &str = "[.OwNeR.]";
+
+/// An annotation's userid, Cyrus's owner placeholder replaced by the
+/// owner of `mailbox` (empty for a shared mailbox).
+pub fn annotation_userid(userid: &str, mailbox: &str) -> String {
+    if userid == OWNER_PLACEHOLDER {
+        owner(mailbox).unwrap_or_default()
+    } else {
+        userid.to_string()
+    }
+}
 
 /// An annotation record's value: its length in the first four bytes of
 /// an 8-byte native `unsigned long` field (big-endian, as Cyrus writes it
@@ -800,6 +810,27 @@ mod tests {
         commit(&mut b, 0x1d0);
         assert_eq!(b.len(), 0x248);
         b
+    }
+
+    #[test]
+    fn annotation_records() {
+        // Key and value as Cyrus 3.6 wrote them to annotations.db.
+        let key = b"t6i2xyqgh23gxrbvk4tkv09c\0/comment\0[.OwNeR.]\0";
+        let mut val = vec![0, 0, 0, 4, 0, 0, 0, 0];
+        val.extend_from_slice(b"mine\0text/plain\0");
+        val.extend_from_slice(&[0; 17]);
+        let (first, entry, userid) = annotation_key(key).unwrap();
+        assert_eq!(
+            (first, entry.as_str(), userid.as_str()),
+            (&b"t6i2xyqgh23gxrbvk4tkv09c"[..], "/comment", "[.OwNeR.]")
+        );
+        assert_eq!(annotation_value(&val).as_deref(), Some(&b"mine"[..]));
+        assert_eq!(annotation_value(&val[..10]), None, "a value shorter than its length");
+        assert_eq!(annotation_key(b"2\0\0\0"), None, "no entry");
+        assert_eq!(annotation_userid(&userid, "user.u7.Sent"), "u7");
+        assert_eq!(annotation_userid(&userid, "example.org!user.a^b"), "a.b@example.org");
+        assert_eq!(annotation_userid("", "user.u7"), "");
+        assert_eq!(annotation_userid("yes1", "user.u7"), "yes1");
     }
 
     #[test]

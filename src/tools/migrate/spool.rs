@@ -239,11 +239,7 @@ fn mailbox_annotations(
     let found = all.get(&h.uniqueid).or_else(|| all.get(&h.name));
     let (mut specialuse, mut lines) = (String::new(), String::new());
     for (entry, userid, value) in found.into_iter().flatten() {
-        let userid = if userid == cs::OWNER_PLACEHOLDER {
-            owner.as_str()
-        } else {
-            userid.as_str()
-        };
+        let userid = cs::annotation_userid(userid, &h.name);
         if entry == "/specialuse" {
             if userid == owner && !owner.is_empty() {
                 specialuse = String::from_utf8_lossy(value).trim().to_string();
@@ -275,15 +271,10 @@ async fn send_message_annotations(
             return Ok(());
         }
     };
-    let owner = cs::owner(&m.header.name).unwrap_or_default();
     let uids: BTreeSet<u32> = live.iter().map(|r| r.uid).collect();
     let mut data = String::new();
     for (uid, (entry, userid, value)) in found.iter().filter(|(u, _)| uids.contains(u)) {
-        let userid = if userid == cs::OWNER_PLACEHOLDER {
-            owner.as_str()
-        } else {
-            userid.as_str()
-        };
+        let userid = cs::annotation_userid(userid, &m.header.name);
         if entry.contains(['\t', '\n']) || userid.contains(['\t', '\n']) {
             continue;
         }
