@@ -518,8 +518,24 @@ pub fn annotation_value(v: &[u8]) -> Option<Vec<u8>> {
     v.get(8..8usize.checked_add(len)?).map(<[u8]>::to_vec)
 }
 
-/// A key `first NUL entry NUL userid NUL` (first: a mailbox uniqueid,
-/// or its name before 3.x; a UID in cyrus.annotations).
+/// The records of a twoskip annotation database: (the key's first part,
+/// annotation).  The key is `first NUL entry NUL userid NUL` (first: a
+/// mailbox uniqueid, or its name before 3.x, in annotations.db; a UID in
+/// cyrus.annotations); records that do not parse are left out.
+fn annotation_records(data: &[u8]) -> Result<Vec<(String, Annotation)>, String> {
+    let mut out = Vec::new();
+    for (k, v) in parse_twoskip(data)? {
+        let Some((first, entry, userid)) = annotation_key(&k) else {
+            continue;
+        };
+        let (Ok(first), Some(value)) = (std::str::from_utf8(first), annotation_value(&v)) else {
+            continue;
+        };
+        out.push((first.to_string(), (entry, userid, value)));
+    }
+    Ok(out)
+}
+
 fn annotation_key(k: &[u8]) -> Option<(&[u8], String, String)> {
     let mut it = k.split(|&b| b == 0);
     let first = it.next()?;
@@ -528,20 +544,14 @@ fn annotation_key(k: &[u8]) -> Option<(&[u8], String, String)> {
     (!entry.is_empty()).then_some((first, entry, userid))
 }
 
-/// Mailbox annotations from a twoskip `annotations.db`, by the key's
-/// first part (a mailbox uniqueid in 3.x, the mailbox name before).
-/// Server annotations (empty first part) are left out.
+/// Mailbox annotations from a twoskip `annotations.db`, by mailbox
+/// uniqueid (3.x) or name (before).  Server annotations (empty first
+/// part) are left out.
 pub fn mailbox_annotations(data: &[u8]) -> Result<HashMap<String, Vec<Annotation>>, String> {
     let mut out: HashMap<String, Vec<Annotation>> = HashMap::new();
-    for (k, v) in parse_twoskip(data)? {
-        let Some((first, entry, userid)) = annotation_key(&k) else {
-            continue;
-        };
-        let (Ok(first), Some(value)) = (std::str::from_utf8(first), annotation_value(&v)) else {
-            continue;
-        };
+    for (first, a) in annotation_records(data)? {
         if !first.is_empty() {
-            out.entry(first.to_string()).or_default().push((entry, userid, value));
+            out.entry(first).or_default().push(a);
         }
     }
     Ok(out)
@@ -555,15 +565,10 @@ pub fn message_annotations(dir: &Path) -> Result<Option<Vec<(u32, Annotation)>>,
         return Ok(None);
     }
     let data = read_limited(&path, 1 << 30)?;
-    let mut out = Vec::new();
-    for (k, v) in parse_twoskip(&data).map_err(|e| format!("{}: {e}", path.display()))? {
-        let Some((uid, entry, userid)) = annotation_key(&k) else { continue };
-        let (Some(uid), Some(value)) = (std::str::from_utf8(uid).ok().and_then(|u| u.parse().ok()), annotation_value(&v)) else {
-            continue;
-        };
-        out.push((uid, (entry, userid, value)));
-    }
-    Ok(Some(out))
+    let records = annotation_records(&data).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(
+        records.into_iter().filter_map(|(uid, a)| Some((uid.parse().ok()?, a))).collect(),
+    ))
 }
 
 /// A user's \Seen state on other users' and shared mailboxes (the

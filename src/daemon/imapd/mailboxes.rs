@@ -93,8 +93,8 @@ fn acl_entry<'a>(acl: &'a str, id: &str) -> Option<&'a str> {
 }
 
 /// The special-use attributes of RFC 6154 (and RFC 8457's \Important)
-/// that CREATE accepts.
-const SPECIAL_USES: [&str; 8] = [
+/// that CREATE accepts (and mumail-migrate carries over).
+pub const SPECIAL_USES: [&str; 8] = [
     "\\All",
     "\\Archive",
     "\\Drafts",

@@ -333,10 +333,10 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
 /// The special-use attributes (RFC 6154) among a LIST response's
 /// attributes, in a canonical spelling and order (`\\Drafts \\Trash`).
 fn special_uses(attrs: &str) -> String {
-    const USES: [&str; 7] = ["\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"];
+    use crate::daemon::imapd::mailboxes::SPECIAL_USES;
     let mut found: Vec<&str> = attrs
         .split_whitespace()
-        .filter_map(|a| USES.iter().find(|u| u.eq_ignore_ascii_case(a)).copied())
+        .filter_map(|a| SPECIAL_USES.iter().find(|u| u.eq_ignore_ascii_case(a)).copied())
         .collect();
     found.sort_unstable();
     found.dedup();
