@@ -99,14 +99,14 @@ fn cyradm_xfer_moves_a_user_with_everything() {
     fill_u7(fimap, flmtp);
     let (iport, _, _) = mu.ports;
     let boxes = ["user.u7", "user.u7.Sent"];
-    assert!(imap_admin(mu.backs[0].imap_port, &["SETQUOTA user.u7 (STORAGE 5000)"]).contains("-> OK"));
+    assert!(imap_admin(mu.backs[0].imap_port, &["SETQUOTA user.u7 (STORAGE 5000 X-NUM-FOLDERS 50)"]).contains("-> OK"));
     let before = snapshot("127.0.0.2", iport, &boxes);
     assert!(before.contains("MESSAGES 4 ") && before.contains("UIDNEXT 6 "), "{before}");
     assert!(
         before.contains("(\\Recent \\Flagged Junk)") && before.contains("$Forwarded"),
         "{before}"
     );
-    assert!(before.contains(" 5000)"), "{before}");
+    assert!(before.contains(" 5000 X-NUM-FOLDERS 2 50)"), "{before}");
     assert!(before.contains("ANNOTATION (/comment (value.shared \"shared note\"))"), "{before}");
 
     // Refused: a user who is not an admin, a server that is not there.

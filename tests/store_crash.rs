@@ -119,6 +119,11 @@ fn kill_9_during_lmtp_load_loses_nothing_acknowledged() {
         .unwrap();
     let q = String::from_utf8_lossy(&o.stdout);
     assert!(!q.contains("was"), "{q}");
+    // Cyrus 3.x's report: all four resources of the root, one line each.
+    assert!(q.starts_with("   Quota   % Used     Used             Resource Root\n"), "{q}");
+    for res in ["STORAGE", "MESSAGE", "X-ANNOTATION-STORAGE", "X-NUM-FOLDERS"] {
+        assert!(q.lines().any(|l| l.ends_with(&format!("{res:>20} user.u7"))), "{res}: {q}");
+    }
 }
 
 #[test]

@@ -513,6 +513,110 @@ for (c1, l1), (c2, l2) in zip(ours, theirs):
 print('DIFFS', diffs, 'OF', len(ours))
 "#;
 
+/// Quota resources (X-QUOTA=...) as an admin sets them and a user meets
+/// them: two connections, the same [command, [response lines]] JSON.
+const QUOTA_SESSION: &str = r#"
+import socket, sys, json, re
+port = int(sys.argv[1])
+log = []
+class Conn:
+    def __init__(self, who):
+        self.s = socket.create_connection(('127.0.0.1', port)); self.s.settimeout(30)
+        self.buf = b''; self.n = 0; self.who = who
+        self.readline()
+    def readline(self):
+        while b'\r\n' not in self.buf:
+            d = self.s.recv(65536)
+            if not d: raise EOFError('closed')
+            self.buf += d
+        l, self.buf = self.buf.split(b'\r\n', 1)
+        return l
+    def cmd(self, text, literal=None, after=b''):
+        self.n += 1
+        tag = '%s%03d' % (self.who, self.n)
+        data = ('%s %s' % (tag, text)).encode()
+        if literal is not None:
+            data += b' {%d+}\r\n' % len(literal) + literal + after
+        self.s.sendall(data + b'\r\n')
+        out = []
+        while True:
+            l = self.readline()
+            out.append(l.decode('latin-1'))
+            if l.startswith(tag.encode() + b' '):
+                break
+        log.append([self.who + ': ' + text, out])
+        return out
+u = Conn('u'); u.cmd('LOGIN u7 testpw')
+a = Conn('a'); a.cmd('LOGIN md5u testpw')
+a.cmd('SETQUOTA user/u7 (STORAGE 1000 x-num-folders 3 X-ANNOTATION-STORAGE 1)')
+a.cmd('GETQUOTAROOT user/u7')
+u.cmd('CREATE INBOX/b')
+u.cmd('CREATE INBOX/c')
+u.cmd('GETQUOTAROOT INBOX')
+u.cmd('CREATE INBOX/d')
+a.cmd('CREATE user/u7/e')
+u.cmd('SETMETADATA INBOX/b (/shared/comment', b'x' * 1000, b')')
+u.cmd('SETMETADATA INBOX (/private/comment', b'y' * 100, b')')
+u.cmd('SETMETADATA INBOX/c (/private/comment', b'z' * 1000, b')')
+u.cmd('APPEND INBOX', b'Subject: quota\r\n\r\nhello\r\n')
+sel = u.cmd('SELECT INBOX')
+log[-1][1] = [l for l in sel if 'ALERT' in l or l.startswith('u0')]
+u.cmd('STORE 1 ANNOTATION (/comment (value.priv', b'w' * 100, b'))')
+u.cmd('SETMETADATA INBOX/b (/shared/comment NIL)')
+u.cmd('STORE 1 ANNOTATION (/comment (value.priv', b'w' * 100, b'))')
+u.cmd('GETQUOTAROOT INBOX')
+u.cmd('DELETE INBOX/c')
+u.cmd('GETQUOTA INBOX')
+u.cmd('CREATE INBOX/d')
+u.cmd('CREATE INBOX/e')
+a.cmd('SETQUOTA user/u7 (X-NUM-FOLDERS -1 STORAGE 10)')
+a.cmd('GETQUOTA user/u7')
+a.cmd('SETQUOTA user/u7 ()')
+a.cmd('GETQUOTA user/u7')
+a.cmd('GETQUOTAROOT user/u7')
+a.cmd('SETQUOTA user/u7 (STORAGE 100 MESSAGE 10 X-NUM-FOLDERS 20 X-ANNOTATION-STORAGE 5)')
+a.cmd('GETQUOTA user/u7')
+a.cmd('GETQUOTA user/u7')
+# Last: Cyrus's parser leaves the rest of this line as a next command.
+a.cmd('SETQUOTA user/u7 (FOO 1)')
+print(json.dumps(log))
+"#;
+
+/// The quota resources Cyrus 3.6 offers (X-QUOTA=X-ANNOTATION-STORAGE
+/// and X-QUOTA=X-NUM-FOLDERS besides STORAGE and MESSAGE): limits, usage,
+/// refusals and SELECT's alerts answer as the real Cyrus's.  Cyrus
+/// refuses without the [OVERQUOTA] code: that difference is normalised.
+#[test]
+fn quota_resources_as_real_cyrus() {
+    if !can_run("cyrus differential", &[CYRUS_MASTER, "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let ours = Backend::start(&d.path().join("ours").tap_mkdir(), "");
+    let mux = d.path().join("ours/sasl/mux");
+    open_dir(&d.path().join("ours"));
+    open_dir(&d.path().join("ours/sasl"));
+    let cyrus = CyrusServer::start(&d.path().join("cyrus"), &mux, "");
+    let ours_out = python(QUOTA_SESSION, &[&ours.imap_port.to_string()]);
+    let theirs_out = python(QUOTA_SESSION, &[&cyrus.imap_port.to_string()]);
+    // The refusals and alerts happened on ours (not only "the same").
+    for want in [
+        "u005 NO [OVERQUOTA] Over quota",
+        "* NO [ALERT] Mailbox is at 97% of X-ANNOTATION-STORAGE quota",
+        "* NO [ALERT] Mailbox is at 100% of X-NUM-FOLDERS quota",
+        "* QUOTA user/u7 (STORAGE 0 100 MESSAGE 1 10 X-ANNOTATION-STORAGE 0 5 X-NUM-FOLDERS 3 20)",
+    ] {
+        assert!(ours_out.contains(want), "{want} not in {ours_out}");
+    }
+    let a = d.path().join("ours.json");
+    let b = d.path().join("cyrus.json");
+    std::fs::write(&a, ours_out.replace("NO [OVERQUOTA] Over quota", "NO Over quota")).unwrap();
+    std::fs::write(&b, theirs_out).unwrap();
+    let report = python(NORMALISE, &[a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(report.trim_end().ends_with("DIFFS 0 OF 31"), "{report}");
+}
+
 fn open_dir(p: &Path) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

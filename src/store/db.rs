@@ -86,7 +86,9 @@ CREATE TABLE IF NOT EXISTS quota(
   storage_limit INTEGER NOT NULL DEFAULT -1,
   message_limit INTEGER NOT NULL DEFAULT -1,
   storage_used INTEGER NOT NULL DEFAULT 0,
-  message_used INTEGER NOT NULL DEFAULT 0
+  message_used INTEGER NOT NULL DEFAULT 0,
+  annot_limit INTEGER NOT NULL DEFAULT -1,
+  folders_limit INTEGER NOT NULL DEFAULT -1
 );
 CREATE TABLE IF NOT EXISTS sub(name TEXT PRIMARY KEY NOT NULL);
 CREATE TABLE IF NOT EXISTS pop(mailbox TEXT PRIMARY KEY NOT NULL, last_login INTEGER NOT NULL);
@@ -129,7 +131,39 @@ fn init_db(c: &Connection, schema: &str) -> rusqlite::Result<()> {
         c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
     }
     c.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
-    c.execute_batch(schema)
+    c.execute_batch(schema)?;
+    if schema == OWNER_SCHEMA {
+        add_columns(
+            c,
+            "quota",
+            &[
+                ("annot_limit", "INTEGER NOT NULL DEFAULT -1"),
+                ("folders_limit", "INTEGER NOT NULL DEFAULT -1"),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Columns a table gained after databases were made with it (an older
+/// mumail's): added once; a daemon racing to add the same one finds it
+/// there.
+fn add_columns(c: &Connection, table: &str, cols: &[(&str, &str)]) -> rusqlite::Result<()> {
+    let have: Vec<String> = {
+        let mut st = c.prepare(&format!("PRAGMA table_info({table})"))?;
+        let v = st.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+        v
+    };
+    for (name, decl) in cols {
+        if have.iter().any(|h| h == name) {
+            continue;
+        }
+        match c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {decl}")) {
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("duplicate column") => {}
+            r => r?,
+        }
+    }
+    Ok(())
 }
 
 impl Store {

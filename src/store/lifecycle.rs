@@ -37,11 +37,19 @@ impl Store {
 
     /// Creates a mailbox.  `acl` defaults to the owner's full rights for
     /// personal mailboxes and to nothing for shared ones.
+    /// A quota root's X-NUM-FOLDERS limit is held against it.
     pub fn create(&self, name: &str, partition: Option<&str>, acl: Option<&str>) -> Result<MailboxEntry> {
+        self.create_with(name, partition, acl, true)
+    }
+
+    fn create_with(&self, name: &str, partition: Option<&str>, acl: Option<&str>, folders_quota: bool) -> Result<MailboxEntry> {
         let partition = partition.unwrap_or(&self.cfg.defaultpartition).to_string();
         let dir = self.mailbox_dir(name, &partition)?;
         if self.lookup(name)?.is_some() {
             return Err(StoreError::Exists);
+        }
+        if folders_quota {
+            self.check_folders(name, 1, None)?;
         }
         // A back end reserves the name with the MUPDATE master first: a
         // name taken elsewhere, or no master, and nothing is created.
@@ -269,6 +277,7 @@ impl Store {
                 return Err(StoreError::Exists);
             }
         }
+        self.check_folders(new, all.len() as i64, Some(old))?;
         // The master reserves the new names first (Cyrus's order).
         let reserve: Vec<DirOp> = all
             .iter()
@@ -383,6 +392,9 @@ impl Store {
                 return Err(StoreError::Exists);
             }
         }
+        // Held against the destination's X-NUM-FOLDERS once, for the whole
+        // subtree (the roots it carries over come along unchecked).
+        self.check_folders(new, all.len() as i64, None)?;
         let ident = |n: &str| {
             let (u, d, is_user) = names::owner_of(n);
             is_user.then(|| if d.is_empty() { u } else { format!("{u}@{d}") }.replace('^', "."))
@@ -402,13 +414,12 @@ impl Store {
                 acl = out;
             }
             let to = target(&e.name);
-            self.create(&to, Some(&e.partition), Some(&acl))?;
+            self.create_with(&to, Some(&e.partition), Some(&acl), false)?;
             if let Some(u) = self.special_uses()?.get(&e.name) {
                 self.set_special_use(&to, u)?;
             }
             if let Some(q) = self.quota_get(&e.name)? {
-                let lim = |v: i64| (v >= 0).then_some(v);
-                self.quota_set(&to, lim(q.storage_limit), lim(q.message_limit))?;
+                self.quota_set_limits(&to, q.limits())?;
             }
             let (_, rows) = self.index(&e.name)?;
             let uids: Vec<u32> = rows.iter().map(|r| r.0).collect();

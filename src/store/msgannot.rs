@@ -80,6 +80,14 @@ impl Store {
         writes: &[AnnotWrite],
         unchangedsince: Option<u64>,
     ) -> Result<(Vec<Record>, Vec<u32>)> {
+        // Growth is held against X-ANNOTATION-STORAGE (the whole command
+        // is refused once it would pass a limit).
+        let headroom = if writes.iter().any(|w| !w.2.is_empty()) {
+            self.annotation_headroom(name)?
+        } else {
+            None
+        };
+        let mut more = 0i64;
         self.change_each(
             name,
             uids,
@@ -95,6 +103,10 @@ impl Store {
                         .optional()?;
                     if was.as_deref().unwrap_or_default() == value.as_slice() {
                         continue;
+                    }
+                    more += value.len() as i64 - was.as_ref().map_or(0, |w| w.len() as i64);
+                    if headroom.is_some_and(|h| more > h) {
+                        return Err(StoreError::OverQuota);
                     }
                     if value.is_empty() {
                         tx.prepare_cached("DELETE FROM msgannot WHERE mailbox=?1 AND uid=?2 AND entry=?3 AND userid=?4")?

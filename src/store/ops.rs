@@ -126,6 +126,42 @@ pub struct Quota {
     /// Bytes.
     pub storage_used: i64,
     pub message_used: i64,
+    /// X-ANNOTATION-STORAGE (KB) and X-NUM-FOLDERS limits; -1 = none.
+    pub annot_limit: i64,
+    pub folders_limit: i64,
+    /// Bytes of annotation values (mailbox and message) and mailboxes
+    /// under the root: counted when asked for (`Store::quota_roots`),
+    /// only for a resource with a limit; 0 otherwise.
+    pub annot_used: i64,
+    pub folders_used: i64,
+}
+
+impl Quota {
+    pub fn limits(&self) -> QuotaLimits {
+        let lim = |v: i64| (v >= 0).then_some(v);
+        QuotaLimits {
+            storage: lim(self.storage_limit),
+            message: lim(self.message_limit),
+            annot: lim(self.annot_limit),
+            folders: lim(self.folders_limit),
+        }
+    }
+}
+
+/// The limits of a quota root by resource (Cyrus's STORAGE in KB,
+/// MESSAGE, X-ANNOTATION-STORAGE in KB, X-NUM-FOLDERS); None = no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaLimits {
+    pub storage: Option<i64>,
+    pub message: Option<i64>,
+    pub annot: Option<i64>,
+    pub folders: Option<i64>,
+}
+
+impl QuotaLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == QuotaLimits::default()
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -1175,6 +1211,61 @@ mod tests {
         for uid in [1, 80, 160] {
             assert!(s.message_path("user.fred", "default", uid).unwrap().exists());
         }
+    }
+
+    #[test]
+    fn folder_and_annotation_quota_on_an_older_database() {
+        let t = tempfile::tempdir().unwrap();
+        let path = {
+            let s = store(t.path());
+            s.create("user.fred", None, None).unwrap();
+            s.owner_db_path("user.fred")
+        };
+        // A database from before the X- resources, with a root in it.
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "ALTER TABLE quota DROP COLUMN annot_limit; ALTER TABLE quota DROP COLUMN folders_limit; \
+                 INSERT INTO quota(root, storage_limit, message_limit) VALUES('user.fred', 100, -1);",
+            )
+            .unwrap();
+        }
+        let s = store(t.path());
+        let q = s.quota_get("user.fred").unwrap().unwrap();
+        assert_eq!((q.storage_limit, q.annot_limit, q.folders_limit), (100, -1, -1));
+        let l = QuotaLimits {
+            storage: Some(100),
+            annot: Some(1),
+            folders: Some(2),
+            ..QuotaLimits::default()
+        };
+        s.quota_set_limits("user.fred", l).unwrap();
+        assert_eq!(s.quota_get("user.fred").unwrap().unwrap().limits(), l);
+        s.create("user.fred.a", None, None).unwrap();
+        assert!(matches!(s.create("user.fred.b", None, None), Err(StoreError::OverQuota)));
+        // Within the root a rename adds nothing; from elsewhere it does.
+        s.rename("user.fred.a", "user.fred.c").unwrap();
+        s.create("shared", None, None).unwrap();
+        assert!(matches!(s.rename("shared", "user.fred.s"), Err(StoreError::OverQuota)));
+        assert_eq!(s.quota_get("user.fred").unwrap().unwrap().folders_used, 2);
+        // 1 KB of annotations: mailbox and message values together.
+        let big = |n: usize| vec![b'x'; n];
+        let w = |n| vec![("/comment".to_string(), String::new(), Some(big(n)))];
+        s.set_annotations("user.fred.c", &w(1000)).unwrap();
+        assert!(matches!(s.set_annotations("user.fred", &w(100)), Err(StoreError::OverQuota)));
+        assert_eq!(put(&s, "user.fred", b"Subject: a\r\n\r\nx\r\n").unwrap(), Delivery::Delivered(1));
+        let m = |n| vec![("/comment".to_string(), String::new(), big(n))];
+        assert!(matches!(
+            s.store_msg_annotations("user.fred", &[1], &m(100), None),
+            Err(StoreError::OverQuota)
+        ));
+        // Smaller replaces larger; removing frees the room.
+        s.set_annotations("user.fred.c", &w(900)).unwrap();
+        s.store_msg_annotations("user.fred", &[1], &m(100), None).unwrap();
+        assert_eq!(s.quota_get("user.fred").unwrap().unwrap().annot_used, 1000);
+        s.set_annotations("user.fred.c", &[("/comment".into(), String::new(), None)])
+            .unwrap();
+        assert_eq!(s.quota_get("user.fred").unwrap().unwrap().annot_used, 100);
     }
 
     #[test]

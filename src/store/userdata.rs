@@ -2,30 +2,115 @@
 //! \Seen sets, special use, annotations, POP3 logins, subscriptions.
 
 use super::db::lock;
-use super::ops::{covers, not_durable, now, parse_uid_ranges, uid_ranges, usage_under, Quota};
-use super::{Result, Store};
+use super::ops::{covers, not_durable, now, parse_uid_ranges, uid_ranges, usage_under, Quota, QuotaLimits};
+use super::{Result, Store, StoreError};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 impl Store {
     // ---- quota ----
 
-    /// The quota roots covering `name` (in this owner's database).
+    /// The quota roots covering `name` (in this owner's database), with
+    /// the usage of X-ANNOTATION-STORAGE and X-NUM-FOLDERS counted where
+    /// they have a limit.
     pub fn quota_roots(&self, name: &str) -> Result<Vec<Quota>> {
+        self.quota_roots_counting(name, false)
+    }
+
+    /// `quota_get` with every resource's usage counted, limited or not
+    /// (the `quota` report).
+    pub fn quota_report(&self, root: &str) -> Result<Option<Quota>> {
+        Ok(self.quota_roots_counting(root, true)?.into_iter().find(|q| q.root == root))
+    }
+
+    fn quota_roots_counting(&self, name: &str, all: bool) -> Result<Vec<Quota>> {
         let oc = self.owner(name)?;
+        let mut v: Vec<Quota> = {
+            let c = lock(&oc);
+            let mut st = c.prepare_cached(
+                "SELECT root, storage_limit, message_limit, storage_used, message_used, annot_limit, folders_limit FROM quota ORDER BY root",
+            )?;
+            let v = st
+                .query_map([], |r| {
+                    Ok(Quota {
+                        root: r.get(0)?,
+                        storage_limit: r.get(1)?,
+                        message_limit: r.get(2)?,
+                        storage_used: r.get(3)?,
+                        message_used: r.get(4)?,
+                        annot_limit: r.get(5)?,
+                        folders_limit: r.get(6)?,
+                        annot_used: 0,
+                        folders_used: 0,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            v.into_iter().filter(|q| covers(&q.root, name)).collect()
+        };
+        for q in v.iter_mut() {
+            if all || q.annot_limit >= 0 {
+                q.annot_used = self.annotation_bytes_under(&q.root)?;
+            }
+            if all || q.folders_limit >= 0 {
+                let c = lock(&oc);
+                q.folders_used = under(&c, "SELECT count(*) FROM mailbox", "name", &q.root)?;
+            }
+        }
+        Ok(v)
+    }
+
+    /// Bytes of annotation values on the mailboxes under `root` and on
+    /// their messages (what Cyrus counts as X-ANNOTATION-STORAGE).
+    fn annotation_bytes_under(&self, root: &str) -> Result<i64> {
+        // One database at a time: the list's lock is never held with an
+        // owner's.
+        let on_mailboxes = {
+            let c = lock(&self.list);
+            under(&c, "SELECT coalesce(sum(length(value)),0) FROM annot", "name", root)?
+        };
+        let oc = self.owner(root)?;
         let c = lock(&oc);
-        let mut st = c.prepare_cached("SELECT root, storage_limit, message_limit, storage_used, message_used FROM quota ORDER BY root")?;
-        let v = st
-            .query_map([], |r| {
-                Ok(Quota {
-                    root: r.get(0)?,
-                    storage_limit: r.get(1)?,
-                    message_limit: r.get(2)?,
-                    storage_used: r.get(3)?,
-                    message_used: r.get(4)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v.into_iter().filter(|q| covers(&q.root, name)).collect())
+        let on_messages = under(
+            &c,
+            "SELECT coalesce(sum(length(a.value)),0) FROM msgannot a JOIN mailbox m ON a.mailbox=m.id",
+            "m.name",
+            root,
+        )?;
+        Ok(on_mailboxes + on_messages)
+    }
+
+    /// Refuses (OverQuota) when `adding` mailboxes at `name` would pass
+    /// the X-NUM-FOLDERS limit of a root covering it; a root that covers
+    /// `from` (a rename within it) already counts them.
+    pub(super) fn check_folders(&self, name: &str, adding: i64, from: Option<&str>) -> Result<()> {
+        for q in self.quota_roots(name)? {
+            if q.folders_limit >= 0 && !from.is_some_and(|f| covers(&q.root, f)) && q.folders_used + adding > q.folders_limit {
+                return Err(StoreError::OverQuota);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses (OverQuota) `more` bytes of annotations on `name` when a
+    /// root covering it has an X-ANNOTATION-STORAGE limit they would pass.
+    pub(super) fn check_annotations(&self, name: &str, more: i64) -> Result<()> {
+        if more <= 0 || name.is_empty() {
+            return Ok(());
+        }
+        match self.annotation_headroom(name)? {
+            Some(h) if more > h => Err(StoreError::OverQuota),
+            _ => Ok(()),
+        }
+    }
+
+    /// How many more bytes of annotations fit under the X-ANNOTATION-STORAGE
+    /// limits covering `name`; None without one.
+    pub(super) fn annotation_headroom(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .quota_roots(name)?
+            .iter()
+            .filter(|q| q.annot_limit >= 0)
+            .map(|q| q.annot_limit * 1024 - q.annot_used)
+            .min())
     }
 
     pub fn quota_get(&self, root: &str) -> Result<Option<Quota>> {
@@ -35,16 +120,32 @@ impl Store {
     /// Sets (or with both limits None, removes) a quota root; usage is
     /// recomputed from the records.
     pub fn quota_set(&self, root: &str, storage_kb: Option<i64>, messages: Option<i64>) -> Result<()> {
+        self.quota_set_limits(
+            root,
+            QuotaLimits {
+                storage: storage_kb,
+                message: messages,
+                ..QuotaLimits::default()
+            },
+        )
+    }
+
+    /// Sets every limit of a quota root at once (SETQUOTA replaces them
+    /// all, as Cyrus); with none, removes the root.  Usage is recomputed
+    /// from the records.
+    pub fn quota_set_limits(&self, root: &str, l: QuotaLimits) -> Result<()> {
         let oc = self.owner(root)?;
         let mut c = lock(&oc);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if storage_kb.is_none() && messages.is_none() {
+        if l.is_empty() {
             tx.execute("DELETE FROM quota WHERE root=?1", [root])?;
         } else {
             let (bytes, count) = usage_under(&tx, root)?;
+            let n = |v: Option<i64>| v.unwrap_or(-1);
             tx.execute(
-                "INSERT OR REPLACE INTO quota(root, storage_limit, message_limit, storage_used, message_used) VALUES(?1, ?2, ?3, ?4, ?5)",
-                params![root, storage_kb.unwrap_or(-1), messages.unwrap_or(-1), bytes, count],
+                "INSERT OR REPLACE INTO quota(root, storage_limit, message_limit, storage_used, message_used, annot_limit, folders_limit) \
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![root, n(l.storage), n(l.message), bytes, count, n(l.annot), n(l.folders)],
             )?;
         }
         tx.commit()?;
@@ -203,6 +304,22 @@ impl Store {
         Ok(())
     }
 
+    /// SETMETADATA's writes (entry, userid, value or None to remove) on
+    /// one mailbox; refused as a whole (OverQuota) when their growth would
+    /// pass an X-ANNOTATION-STORAGE limit covering the mailbox.
+    pub fn set_annotations(&self, name: &str, writes: &[(String, String, Option<Vec<u8>>)]) -> Result<()> {
+        let mut more = 0i64;
+        for (entry, userid, v) in writes {
+            let was = self.annotation(name, entry, userid)?.map_or(0, |o| o.len() as i64);
+            more += v.as_ref().map_or(0, |v| v.len() as i64) - was;
+        }
+        self.check_annotations(name, more)?;
+        for (entry, userid, v) in writes {
+            self.set_annotation(name, entry, userid, v.as_deref())?;
+        }
+        Ok(())
+    }
+
     /// Removes one user's annotations of one entry on every mailbox.
     pub fn delete_annotations(&self, entry: &str, userid: &str) -> Result<()> {
         let c = lock(&self.list);
@@ -259,4 +376,13 @@ impl Store {
         c.execute_batch("DELETE FROM sub; DELETE FROM seen; DELETE FROM pop;")?;
         Ok(())
     }
+}
+
+/// `select` (a one-column aggregate) over the rows whose `col` is `root`
+/// or a mailbox under it.
+fn under(c: &rusqlite::Connection, select: &str, col: &str, root: &str) -> Result<i64> {
+    // The names under `root.` sort between it and `root/` ('/' follows '.').
+    let sql = format!("{select} WHERE {col}=?1 OR ({col}>?2 AND {col}<?3)");
+    Ok(c.prepare_cached(&sql)?
+        .query_row(params![root, format!("{root}."), format!("{root}/")], |r| r.get(0))?)
 }

@@ -90,11 +90,25 @@ impl Store {
         let c = lock(&oc);
         let mut out = String::new();
         let clean = |s: &str| !s.contains(['\t', '\n', '\r']);
-        let mut st = c.prepare("SELECT root, storage_limit, message_limit FROM quota ORDER BY root")?;
-        for q in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))? {
-            let (root, sl, ml) = q?;
+        let mut st = c.prepare("SELECT root, storage_limit, message_limit, annot_limit, folders_limit FROM quota ORDER BY root")?;
+        for q in st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })? {
+            let (root, sl, ml, al, fl) = q?;
             if covers(top, &root) && clean(&root) {
-                out.push_str(&format!("quota\t{root}\t{sl}\t{ml}\n"));
+                // X-ANNOTATION-STORAGE and X-NUM-FOLDERS only where set (a
+                // target from before them takes the four-field line).
+                if al < 0 && fl < 0 {
+                    out.push_str(&format!("quota\t{root}\t{sl}\t{ml}\n"));
+                } else {
+                    out.push_str(&format!("quota\t{root}\t{sl}\t{ml}\t{al}\t{fl}\n"));
+                }
             }
         }
         if whole_user {
@@ -329,7 +343,8 @@ impl Store {
                 let f: Vec<&str> = line.split('\t').collect();
                 let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok()).ok_or(StoreError::Invalid("user data"));
                 match (f[0], f.len()) {
-                    ("quota", 4) => quotas.push((f[1].to_string(), num(2)?, num(3)?)),
+                    ("quota", 4) => quotas.push((f[1].to_string(), [num(2)?, num(3)?, -1, -1])),
+                    ("quota", 6) => quotas.push((f[1].to_string(), [num(2)?, num(3)?, num(4)?, num(5)?])),
                     ("sub", 2) => {
                         subscribed += tx.execute("INSERT OR IGNORE INTO sub(name) VALUES(?1)", [f[1]])?;
                     }
@@ -356,10 +371,16 @@ impl Store {
             }
             tx.commit()?;
         }
-        for (root, sl, ml) in quotas {
+        for (root, [sl, ml, al, fl]) in quotas {
             let lim = |v: i64| (v >= 0).then_some(v);
-            if lim(sl).is_some() || lim(ml).is_some() {
-                self.quota_set(&root, lim(sl), lim(ml))?;
+            let l = super::QuotaLimits {
+                storage: lim(sl),
+                message: lim(ml),
+                annot: lim(al),
+                folders: lim(fl),
+            };
+            if !l.is_empty() {
+                self.quota_set_limits(&root, l)?;
             }
         }
         Ok(subscribed)

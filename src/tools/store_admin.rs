@@ -168,38 +168,27 @@ pub fn quota(args: &[String]) -> Output {
                 }
             }
         }
-        if let Ok(Some(q)) = store.quota_get(n) {
+        if let Ok(Some(q)) = store.quota_report(n) {
             roots.push(q);
         }
     }
-    out.stdout.push_str("   Quota   % Used     Used Resource Root\n");
+    // Cyrus 3.x's report: every resource of every root, usage in KB for
+    // the storage ones.
+    out.stdout.push_str("   Quota   % Used     Used             Resource Root\n");
     for q in roots {
-        if q.storage_limit >= 0 {
-            let used = q.storage_used / 1024;
-            let pct = if q.storage_limit > 0 { used * 100 / q.storage_limit } else { 0 };
-            out.stdout
-                .push_str(&format!("{:8} {:8} {:8} {:<8} {}\n", q.storage_limit, pct, used, "STORAGE", q.root));
-        }
-        if q.message_limit >= 0 {
-            let pct = if q.message_limit > 0 {
-                q.message_used * 100 / q.message_limit
-            } else {
-                0
+        let res = [
+            ("STORAGE", q.storage_limit, q.storage_used / 1024),
+            ("MESSAGE", q.message_limit, q.message_used),
+            ("X-ANNOTATION-STORAGE", q.annot_limit, q.annot_used / 1024),
+            ("X-NUM-FOLDERS", q.folders_limit, q.folders_used),
+        ];
+        for (name, limit, used) in res {
+            let head = match limit {
+                l if l > 0 => format!(" {l:7} {:8}", used * 100 / l),
+                0 => "       0         ".to_string(),
+                _ => " ".repeat(17),
             };
-            out.stdout.push_str(&format!(
-                "{:8} {:8} {:8} {:<8} {}\n",
-                q.message_limit, pct, q.message_used, "MESSAGE", q.root
-            ));
-        }
-        if q.storage_limit < 0 && q.message_limit < 0 {
-            out.stdout.push_str(&format!(
-                "{:>8} {:>8} {:8} {:<8} {}\n",
-                "",
-                "",
-                q.storage_used / 1024,
-                "STORAGE",
-                q.root
-            ));
+            out.stdout.push_str(&format!("{head} {used:8} {name:>20} {}\n", q.root));
         }
     }
     out

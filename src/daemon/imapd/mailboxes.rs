@@ -897,9 +897,9 @@ impl Session {
             Ok(i) => i,
             Err(_) => root.to_string(),
         };
-        let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
-        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
-        if !admin && int != inbox {
+        // As Cyrus: admins (and a proxy acting for a user) only; users
+        // ask with GETQUOTAROOT.
+        if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) && !self.proxyadmin {
             return self.tagged(tag, "NO Permission denied").await;
         }
         let r = int.clone();
@@ -948,16 +948,25 @@ impl Session {
         // is set even where no mailbox is yet.
         let root = root.strip_prefix('+').unwrap_or(root);
         let int = self.internal(root).unwrap_or_else(|_| root.to_string());
-        let mut storage = None;
-        let mut messages = None;
+        // The limits given replace all of the root's (a resource left out
+        // or set to -1 has none), as Cyrus.
+        let mut l = crate::store::QuotaLimits::default();
         for (r, n) in res {
-            match r.as_str() {
-                "STORAGE" => storage = Some(*n),
-                "MESSAGE" => messages = Some(*n),
+            let v = (*n >= 0).then_some(*n);
+            match r.to_ascii_uppercase().as_str() {
+                "STORAGE" => l.storage = v,
+                "MESSAGE" => l.message = v,
+                "X-ANNOTATION-STORAGE" => l.annot = v,
+                "X-NUM-FOLDERS" => l.folders = v,
                 _ => return self.tagged(tag, "NO Unsupported quota resource").await,
             }
         }
-        match self.blocking(move |s| s.quota_set(&int, storage, messages)).await {
+        // No limit left: the root stays, without limits, as in Cyrus 3.x
+        // (its usage is still counted).
+        if l.is_empty() {
+            l.storage = Some(-1);
+        }
+        match self.blocking(move |s| s.quota_set_limits(&int, l)).await {
             Ok(()) => self.tagged(tag, "OK Completed").await,
             Err(t) => self.tagged(tag, &t).await,
         }
@@ -1255,9 +1264,7 @@ impl Session {
         }
         let r = self
             .blocking(move |s| {
-                for (entry, uid, v) in &ops {
-                    s.set_annotation(&name, entry, uid, v.as_deref())?;
-                }
+                s.set_annotations(&name, &ops)?;
                 if let Some(u) = special {
                     s.set_special_use(&name, u.as_deref().unwrap_or(""))?;
                 }
@@ -1386,6 +1393,12 @@ fn quota_line(root: &str, q: &crate::store::Quota) -> String {
     }
     if q.message_limit >= 0 {
         parts.push(format!("MESSAGE {} {}", q.message_used, q.message_limit));
+    }
+    if q.annot_limit >= 0 {
+        parts.push(format!("X-ANNOTATION-STORAGE {} {}", q.annot_used / 1024, q.annot_limit));
+    }
+    if q.folders_limit >= 0 {
+        parts.push(format!("X-NUM-FOLDERS {} {}", q.folders_used, q.folders_limit));
     }
     let mut line = b"* QUOTA ".to_vec();
     astring(&mut line, root.as_bytes());

@@ -125,6 +125,12 @@ pub struct Session {
     /// Messages a Cyrus back end uploaded for its XFER (SYNCAPPLY
     /// MESSAGE), by GUID; their files go when the session ends.
     sync_stash: std::collections::HashMap<String, crate::store::Staged>,
+    /// The quota root last warned about on SELECT and when it may be
+    /// again (as Cyrus: at most every ten minutes for the same root).
+    pub quota_warned: Option<(String, std::time::Instant)>,
+    /// Logged in by an admin or a proxy server on the user's behalf
+    /// (Cyrus's proxyadmin: GETQUOTA is allowed, as for an admin).
+    pub proxyadmin: bool,
 }
 
 pub type Res = Result<(), ReadError>;
@@ -150,6 +156,8 @@ impl Session {
             rev2: false,
             compressed: false,
             sync_stash: Default::default(),
+            quota_warned: None,
+            proxyadmin: false,
         }
     }
 
@@ -275,7 +283,7 @@ impl Session {
             c.push_str(" COMPRESS=DEFLATE");
         }
         // Cyrus's names for the quota resources SETQUOTA takes.
-        c.push_str(" X-QUOTA=STORAGE X-QUOTA=MESSAGE IDLE");
+        c.push_str(" X-QUOTA=STORAGE X-QUOTA=MESSAGE X-QUOTA=X-ANNOTATION-STORAGE X-QUOTA=X-NUM-FOLDERS IDLE");
         if self.user.as_deref().is_some_and(|u| self.ctx.is_admin(u)) {
             c.push(' ');
             c.push_str(xfer::CAPABILITY);
@@ -627,6 +635,7 @@ impl Session {
             }
         };
         self.user = Some(authzid.to_string());
+        self.proxyadmin = authzid != authcid;
         self.ns = Some(ns.clone());
         self.ctx.log.info(&format!(
             "login: {} {authzid} {mech} User logged in SESSIONID=<{}>",

@@ -415,9 +415,13 @@ impl Session {
                 .and_then(|t| t.parse::<i64>().ok())
                 .filter(|&n| n >= 0)
         };
-        let storage = limit("STORAGE").or_else(|| limit("LIMIT"));
-        let messages = limit("MESSAGE");
-        self.blocking(move |s| s.quota_set(&root, storage, messages)).await
+        let l = crate::store::QuotaLimits {
+            storage: limit("STORAGE").or_else(|| limit("LIMIT")),
+            message: limit("MESSAGE"),
+            annot: limit("X-ANNOTATION-STORAGE"),
+            folders: limit("X-NUM-FOLDERS"),
+        };
+        self.blocking(move |s| s.quota_set_limits(&root, l)).await
     }
 
     async fn sync_sub(&mut self, v: &Dlist, on: bool) -> Result<(), String> {

@@ -245,16 +245,15 @@ pub(super) async fn send_userdata(peer: &mut Peer, top: &str, data: &str) -> Res
     for line in data.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         match (f[0], f.len()) {
-            ("quota", 4) => {
+            ("quota", 4 | 6) => {
                 let mut items = vec![("ROOT", atom(f[1]))];
-                if let Ok(n) = f[2].parse::<i64>() {
-                    if n >= 0 {
-                        items.push(("STORAGE", num(n)));
-                    }
-                }
-                if let Ok(n) = f[3].parse::<i64>() {
-                    if n >= 0 {
-                        items.push(("MESSAGE", num(n)));
+                // Cyrus's resource names, in its order.
+                for (i, res) in ["STORAGE", "MESSAGE", "X-ANNOTATION-STORAGE", "X-NUM-FOLDERS"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if let Some(n) = f.get(2 + i).and_then(|v| v.parse::<i64>().ok()).filter(|&n| n >= 0) {
+                        items.push((res, num(n)));
                     }
                 }
                 apply(peer, "QUOTA", &kv(items)).await?;

@@ -1009,8 +1009,10 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             while !p.eat(b')') {
                 let res = p.atom()?.to_ascii_uppercase();
                 p.sp()?;
-                let n = p.number()? as i64;
-                v.push((res, n));
+                // Cyrus takes -1 (or any negative) for "no limit".
+                let neg = p.eat(b'-');
+                let n = i64::try_from(p.number()?).unwrap_or(i64::MAX);
+                v.push((res, if neg { -1 } else { n }));
                 p.eat(b' ');
             }
             Kind::SetQuota(root, v)

@@ -66,6 +66,17 @@ fn common_commands() {
         panic!()
     };
     assert!(matches!(key, SearchKey::And(ref v) if v.len() == 3));
+    assert_eq!(
+        k("a SETQUOTA user/fred (storage 100 X-NUM-FOLDERS -1 x-annotation-storage 5)"),
+        Kind::SetQuota(
+            "user/fred".into(),
+            vec![
+                ("STORAGE".into(), 100),
+                ("X-NUM-FOLDERS".into(), -1),
+                ("X-ANNOTATION-STORAGE".into(), 5)
+            ]
+        )
+    );
     assert!(matches!(k("a LIST \"\" *"), Kind::List { .. }));
     assert!(matches!(
         k("a LIST (SUBSCRIBED) \"\" (INBOX %) RETURN (CHILDREN STATUS (MESSAGES))"),
