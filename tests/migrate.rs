@@ -136,7 +136,7 @@ fn a_user_moves_from_cyrus_and_stays_in_sync() {
             "CREATE user.u7",
             "CREATE user.u7.Sent",
             "CREATE \"user.u7.Old mail\"",
-            "SETQUOTA user.u7 (STORAGE 1000)",
+            "SETQUOTA user.u7 (STORAGE 1000 X-NUM-FOLDERS 10)",
         ],
     );
     assert_eq!(created.matches("-> OK").count(), 4, "{created}");
@@ -174,7 +174,7 @@ assert M._simple_command('SETMETADATA', 'INBOX.Sent', '(/private/specialuse "\\\
 
     let out = migrate(cyrus.imap_port, ours.imap_port, &state, &[]);
     assert!(out.contains("u7: 3 folders, 5 copied"), "{out}");
-    assert!(out.contains(" 2 subscriptions, quota STORAGE 1000\n"), "{out}");
+    assert!(out.contains(" 2 subscriptions, quota STORAGE 1000 X-NUM-FOLDERS 10\n"), "{out}");
     assert_eq!(snapshot(ours.imap_port, "u7"), before);
     // The ACL entry and the subscriptions came along.
     let seen = as_user(
@@ -187,7 +187,7 @@ assert M._simple_command('SETMETADATA', 'INBOX.Sent', '(/private/specialuse "\\\
     assert!(seen.contains("(\\\\HasNoChildren \\\\Sent) \".\" INBOX.Sent"), "{seen}");
     assert!(seen.contains("INBOX.Sent") && seen.contains("INBOX.Old mail"), "{seen}");
     let quota = as_user(ours.imap_port, "u7", "print(M.getquotaroot('INBOX'))");
-    assert!(quota.contains("STORAGE 0 1000"), "{quota}");
+    assert!(quota.contains("STORAGE 0 1000 X-NUM-FOLDERS 3 10)"), "{quota}");
 
     // Nothing changed: nothing is copied or set.
     let out = migrate(cyrus.imap_port, ours.imap_port, &state, &[]);
@@ -311,7 +311,7 @@ fn a_cyrus_spool_moves_with_its_uids() {
             "CREATE user.u7.Sent",
             "CREATE \"user.u7.Old mail\"",
             "CREATE user.yes1",
-            "SETQUOTA user.u7 (STORAGE 1000)",
+            "SETQUOTA user.u7 (STORAGE 1000 X-NUM-FOLDERS 10 X-ANNOTATION-STORAGE 100)",
             "CREATE shared.news",
             "SETACL shared.news u7 lrswi",
         ],
@@ -423,6 +423,9 @@ assert M._simple_command('STORE', '1', 'ANNOTATION', '(/comment (value.priv "pc"
     };
     let (theirs, mine) = (annotations(cyrus.imap_port), annotations(ours.imap_port));
     assert_eq!(mine, theirs);
+    // The quota root's limits, the X- resources too (Cyrus's quota file).
+    let quota = as_user(ours.imap_port, "u7", "print(M.getquotaroot('INBOX'))");
+    assert!(quota.contains("X-ANNOTATION-STORAGE 0 100 X-NUM-FOLDERS 3 10)"), "{quota}");
     for want in [
         "\\Sent",
         "/private/comment\" \"mine",

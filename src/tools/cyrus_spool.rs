@@ -346,9 +346,10 @@ fn hash_letter(s: &str) -> char {
     }
 }
 
-/// Storage limit (KB) and message limit of a quota root (`-1`: none);
+/// The limits of a quota root (`-1`: none) in Cyrus's resource order:
+/// STORAGE (KB), MESSAGE, X-ANNOTATION-STORAGE (KB), X-NUM-FOLDERS;
 /// None when the root has no quota file.
-pub fn quota(configdir: &Path, root: &str) -> Result<Option<(i64, i64)>, String> {
+pub fn quota(configdir: &Path, root: &str) -> Result<Option<[i64; 4]>, String> {
     let (dom, r) = match root.split_once('!') {
         Some((d, r)) => (Some(d), r),
         None => (None, root),
@@ -366,9 +367,9 @@ pub fn quota(configdir: &Path, root: &str) -> Result<Option<(i64, i64)>, String>
     Ok(Some(parse_quota(&data).map_err(|e| format!("{}: {e}", p.display()))?))
 }
 
-/// A quotalegacy value: `%(S (used limit) M (used [limit]) …)` or the
-/// old `used limit [M used limit]`.
-pub fn parse_quota(data: &[u8]) -> Result<(i64, i64), String> {
+/// A quotalegacy value: `%(S (used limit) M (used [limit]) AS (…) NF (…)
+/// …)` or the old `used limit [M used limit]`.
+pub fn parse_quota(data: &[u8]) -> Result<[i64; 4], String> {
     let limit = |l: Option<&Dlist>| -> i64 {
         match l {
             Some(Dlist::List(v)) => v.get(1).and_then(Dlist::text).and_then(|t| t.parse().ok()).unwrap_or(-1),
@@ -377,7 +378,7 @@ pub fn parse_quota(data: &[u8]) -> Result<(i64, i64), String> {
     };
     if data.starts_with(b"%(") {
         let d = parse_dlist(data)?;
-        return Ok((limit(d.get("S")), limit(d.get("M"))));
+        return Ok([limit(d.get("S")), limit(d.get("M")), limit(d.get("AS")), limit(d.get("NF"))]);
     }
     let text = String::from_utf8_lossy(data);
     let w: Vec<&str> = text.split_whitespace().collect();
@@ -386,7 +387,7 @@ pub fn parse_quota(data: &[u8]) -> Result<(i64, i64), String> {
         Some(i) => w.get(i + 2).and_then(|t| t.parse().ok()).unwrap_or(-1),
         None => -1,
     };
-    Ok((storage, messages))
+    Ok([storage, messages, -1, -1])
 }
 
 /// Decodes a cyrusdb `flat` file into (key, value) pairs.
@@ -882,10 +883,17 @@ mod tests {
         assert_eq!(owner("example.com!user.j^doe").as_deref(), Some("j.doe@example.com"));
         assert_eq!(owner("shared.news"), None);
         assert_eq!(inbox_of("j.doe@example.com"), "example.com!user.j^doe");
-        assert_eq!(parse_quota(b"%(S (112 1000) M (5) AS (0) NF (3) MODSEQ 11)").unwrap(), (1000, -1));
-        assert_eq!(parse_quota(b"%(S (1 -1) M (5 100))").unwrap(), (-1, 100));
-        assert_eq!(parse_quota(b"2048 10240 M 3 500").unwrap(), (10240, 500));
-        assert_eq!(parse_quota(b"2048 -1").unwrap(), (-1, -1));
+        assert_eq!(
+            parse_quota(b"%(S (112 1000) M (5) AS (0) NF (3) MODSEQ 11)").unwrap(),
+            [1000, -1, -1, -1]
+        );
+        assert_eq!(parse_quota(b"%(S (1 -1) M (5 100))").unwrap(), [-1, 100, -1, -1]);
+        assert_eq!(
+            parse_quota(b"%(S (0 100) M (1) AS (0 5) NF (3 20) MODSEQ 4)").unwrap(),
+            [100, -1, 5, 20]
+        );
+        assert_eq!(parse_quota(b"2048 10240 M 3 500").unwrap(), [10240, 500, -1, -1]);
+        assert_eq!(parse_quota(b"2048 -1").unwrap(), [-1, -1, -1, -1]);
         let flat = b"\x1fVER\x1f\t2\nNINBOX\x1fSent\t\nNa\xff\x89b\t\n";
         let kv = parse_flat(flat);
         assert_eq!(kv[1].0, b"NINBOX\x1fSent".to_vec());
