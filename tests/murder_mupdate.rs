@@ -821,12 +821,12 @@ fn real_cyrus_backend_through_our_front_end() {
                     for f in ['INBOX','cyrusshare']:\n\
                     \x20   print(f, M.status(f,'(MESSAGES UIDNEXT UIDVALIDITY)')[1])\n\
                     \x20   M.select(f, readonly=True)\n\
-                    \x20   typ,data=M.fetch('1:*','(UID FLAGS INTERNALDATE ANNOTATION (/comment value) BODY.PEEK[])')\n\
+                    \x20   typ,data=M.fetch('1:*','(UID FLAGS INTERNALDATE CREATEDMODSEQ ANNOTATION (/comment value) BODY.PEEK[])')\n\
                     \x20   for d in data:\n\
                     \x20       if isinstance(d, tuple):\n\
                     \x20           h=d[0].decode()\n\
                     \x20           fl=sorted(re.search(r'FLAGS \\(([^)]*)\\)', h).group(1).split())\n\
-                    \x20           print(f, re.search(r'UID (\\d+)', h).group(1), fl, re.search(r'INTERNALDATE \"([^\"]*)\"', h).group(1), hashlib.sha1(d[1]).hexdigest())\n\
+                    \x20           print(f, re.search(r'UID (\\d+)', h).group(1), fl, re.search(r'INTERNALDATE \"([^\"]*)\"', h).group(1), re.search(r'CREATEDMODSEQ \\(\\d+\\)', h).group(0), hashlib.sha1(d[1]).hexdigest())\n\
                     \x20           print(f, re.search(r'ANNOTATION \\(.*\\)\\) ', h).group(0))\n\
                     print('lsub', sorted(M.lsub()[1]))\n\
                     print('acl', sorted(M.getacl('cyrusshare')[1][0].split()[1:]))\n\

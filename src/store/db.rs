@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS mailbox(
   uidvalidity INTEGER NOT NULL,
   uidnext INTEGER NOT NULL,
   highestmodseq INTEGER NOT NULL,
+  createdmodseq INTEGER NOT NULL DEFAULT 1,
   recentuid INTEGER NOT NULL DEFAULT 0,
   exists_ INTEGER NOT NULL DEFAULT 0,
   size INTEGER NOT NULL DEFAULT 0,
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS msg(
   envelope TEXT,
   bodystructure TEXT,
   body TEXT,
+  createdmodseq INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(mailbox, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS msg_modseq ON msg(mailbox, modseq);
@@ -141,6 +143,10 @@ fn init_db(c: &Connection, schema: &str) -> rusqlite::Result<()> {
                 ("folders_limit", "INTEGER NOT NULL DEFAULT -1"),
             ],
         )?;
+        // X-CREATEDMODSEQ: a mailbox's and a message's MODSEQ when made
+        // (0 for a message stored before it was kept, as Cyrus).
+        add_columns(c, "mailbox", &[("createdmodseq", "INTEGER NOT NULL DEFAULT 1")])?;
+        add_columns(c, "msg", &[("createdmodseq", "INTEGER NOT NULL DEFAULT 0")])?;
     }
     Ok(())
 }

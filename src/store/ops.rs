@@ -35,6 +35,8 @@ pub struct MailboxState {
     pub uidvalidity: u32,
     pub uidnext: u32,
     pub highestmodseq: u64,
+    /// The MODSEQ the mailbox was made with (X-CREATEDMODSEQ).
+    pub createdmodseq: u64,
     pub recentuid: u32,
     pub exists: u32,
     pub size: u64,
@@ -59,6 +61,9 @@ pub struct Record {
     pub size: u64,
     pub header_size: u64,
     pub guid: Vec<u8>,
+    /// The MODSEQ the message was stored with (X-CREATEDMODSEQ); 0 when
+    /// not known (stored by an older mumail).
+    pub createdmodseq: u64,
 }
 
 impl Record {
@@ -249,7 +254,7 @@ pub(super) fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<MailboxEntry
 }
 
 pub(super) const ENTRY_COLS: &str = "name, uniqueid, partition, acl, mbtype, server, uidvalidity";
-pub(super) const REC_COLS: &str = "uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid";
+pub(super) const REC_COLS: &str = "uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, createdmodseq";
 
 pub(super) fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -263,6 +268,7 @@ pub(super) fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<Record> {
         size: r.get::<_, i64>(7)? as u64,
         header_size: r.get::<_, i64>(8)? as u64,
         guid: r.get(9)?,
+        createdmodseq: r.get::<_, i64>(10)? as u64,
     })
 }
 
@@ -277,7 +283,7 @@ fn cached_from_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Cached> {
 
 pub(super) fn state_of(c: &Connection, name: &str) -> Result<Option<MailboxState>> {
     Ok(c.prepare_cached(
-        "SELECT id, name, uniqueid, partition, uidvalidity, uidnext, highestmodseq, recentuid, exists_, size, keywords FROM mailbox WHERE name=?1",
+        "SELECT id, name, uniqueid, partition, uidvalidity, uidnext, highestmodseq, recentuid, exists_, size, keywords, createdmodseq FROM mailbox WHERE name=?1",
     )?
     .query_row(
         [name],
@@ -294,6 +300,7 @@ pub(super) fn state_of(c: &Connection, name: &str) -> Result<Option<MailboxState
                 exists: r.get::<_, i64>(8)? as u32,
                 size: r.get::<_, i64>(9)? as u64,
                 keywords: r.get::<_, String>(10)?.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect(),
+                createdmodseq: r.get::<_, i64>(11)? as u64,
             })
         },
     )
@@ -500,6 +507,7 @@ impl Store {
             size: st.size,
             header_size: st.header_size,
             guid: &st.guid,
+            createdmodseq: None,
         };
         insert_row(tx, mbox, uid, modseq, &row, m.cached)
     }
@@ -688,7 +696,7 @@ fn fetch_rows_in(c: &Connection, mbox_id: i64, uids: &[u32], cache: u8) -> Resul
         let v = st
             .query_map(params![mbox_id, lo as i64, hi as i64, FLAG_EXPUNGED as i64], |r| {
                 let rec = record_from_row(r)?;
-                let cached = if with_cache { Some(cached_from_row(r, 10)?) } else { None };
+                let cached = if with_cache { Some(cached_from_row(r, 11)?) } else { None };
                 Ok((rec, cached))
             })?
             .filter_map(|r| r.ok())
@@ -940,7 +948,7 @@ impl Store {
             for &u in uids {
                 if let Some(x) = st
                     .query_row(params![ss.id, u as i64, FLAG_EXPUNGED as i64], |r| {
-                        Ok((record_from_row(r)?, cached_from_row(r, 10)?))
+                        Ok((record_from_row(r)?, cached_from_row(r, 11)?))
                     })
                     .optional()?
                 {
@@ -978,6 +986,7 @@ impl Store {
                 size: r.size,
                 header_size: r.header_size,
                 guid: &r.guid,
+                createdmodseq: Some(r.createdmodseq),
             };
             insert_row(&tx, ds.id, uid, modseq, &row, cached)?;
             pairs.push((r.uid, uid));
@@ -1064,12 +1073,15 @@ struct Row<'a> {
     size: u64,
     header_size: u64,
     guid: &'a [u8],
+    /// A copy keeps the original's (as Cyrus); None for a new message:
+    /// the MODSEQ it is stored with.
+    createdmodseq: Option<u64>,
 }
 
 fn insert_row(tx: &Connection, mbox: i64, uid: u32, modseq: u64, r: &Row<'_>, cached: &Cached) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body, createdmodseq)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
             mbox,
@@ -1085,7 +1097,8 @@ fn insert_row(tx: &Connection, mbox: i64, uid: u32, modseq: u64, r: &Row<'_>, ca
             r.guid,
             cached.envelope,
             cached.bodystructure,
-            cached.body
+            cached.body,
+            r.createdmodseq.unwrap_or(modseq) as i64
     ])?;
     Ok(())
 }
@@ -1219,18 +1232,24 @@ mod tests {
         let path = {
             let s = store(t.path());
             s.create("user.fred", None, None).unwrap();
+            put(&s, "user.fred", b"Subject: old\r\n\r\nx\r\n").unwrap();
             s.owner_db_path("user.fred")
         };
-        // A database from before the X- resources, with a root in it.
+        // A database from before the X- resources and CREATEDMODSEQ, with
+        // a root and a message in it.
         {
             let c = Connection::open(&path).unwrap();
             c.execute_batch(
                 "ALTER TABLE quota DROP COLUMN annot_limit; ALTER TABLE quota DROP COLUMN folders_limit; \
+                 ALTER TABLE msg DROP COLUMN createdmodseq; ALTER TABLE mailbox DROP COLUMN createdmodseq; \
                  INSERT INTO quota(root, storage_limit, message_limit) VALUES('user.fred', 100, -1);",
             )
             .unwrap();
         }
         let s = store(t.path());
+        // Not known for the older message (0, as Cyrus answers then).
+        assert_eq!(s.records("user.fred").unwrap()[0].createdmodseq, 0);
+        assert_eq!(s.state("user.fred").unwrap().createdmodseq, 1);
         let q = s.quota_get("user.fred").unwrap().unwrap();
         assert_eq!((q.storage_limit, q.annot_limit, q.folders_limit), (100, -1, -1));
         let l = QuotaLimits {
@@ -1253,7 +1272,6 @@ mod tests {
         let w = |n| vec![("/comment".to_string(), String::new(), Some(big(n)))];
         s.set_annotations("user.fred.c", &w(1000)).unwrap();
         assert!(matches!(s.set_annotations("user.fred", &w(100)), Err(StoreError::OverQuota)));
-        assert_eq!(put(&s, "user.fred", b"Subject: a\r\n\r\nx\r\n").unwrap(), Delivery::Delivered(1));
         let m = |n| vec![("/comment".to_string(), String::new(), big(n))];
         assert!(matches!(
             s.store_msg_annotations("user.fred", &[1], &m(100), None),
@@ -1266,6 +1284,29 @@ mod tests {
         s.set_annotations("user.fred.c", &[("/comment".into(), String::new(), None)])
             .unwrap();
         assert_eq!(s.quota_get("user.fred").unwrap().unwrap().annot_used, 100);
+    }
+
+    #[test]
+    fn createdmodseq_stays_and_copies_keep_it() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create("user.fred", None, None).unwrap();
+        s.create("user.fred.Sent", None, None).unwrap();
+        put(&s, "user.fred", b"Subject: a\r\n\r\nx\r\n").unwrap();
+        put(&s, "user.fred", b"Subject: b\r\n\r\ny\r\n").unwrap();
+        let r = s.records("user.fred").unwrap();
+        assert_eq!((r[0].createdmodseq, r[1].createdmodseq), (r[0].modseq, r[1].modseq));
+        assert!(r[1].createdmodseq > r[0].createdmodseq);
+        // A flag change moves MODSEQ, not CREATEDMODSEQ.
+        s.store_flags("user.fred", &[1], FlagOp::Add, FLAG_SEEN, &[], None).unwrap();
+        let after = s.records("user.fred").unwrap();
+        assert!(after[0].modseq > r[0].modseq);
+        assert_eq!(after[0].createdmodseq, r[0].createdmodseq);
+        // A copy keeps the original's, as Cyrus.
+        s.copy("user.fred", "user.fred.Sent", &[1], false).unwrap();
+        let copied = s.records("user.fred.Sent").unwrap();
+        assert_eq!(copied[0].createdmodseq, r[0].createdmodseq);
+        assert_eq!(s.state("user.fred.Sent").unwrap().createdmodseq, 1);
     }
 
     #[test]

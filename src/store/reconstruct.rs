@@ -147,8 +147,8 @@ impl Store {
                             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                             .map_or(0, |d| d.as_secs() as i64);
                         tx.execute(
-                            "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body)
-                             VALUES(?1, ?2, ?3, 0, '', ?4, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                            "INSERT INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, envelope, bodystructure, body, createdmodseq)
+                             VALUES(?1, ?2, ?3, 0, '', ?4, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?3)",
                             params![s.id, *u as i64, modseq as i64, mtime, data.len() as i64, he as i64, guid, cached.envelope, cached.bodystructure, cached.body],
                         )?;
                         changed = true;

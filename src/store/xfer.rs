@@ -249,8 +249,8 @@ impl Store {
             let x = &r.rec;
             let insert = |size: u64, header_size: u64, guid: &[u8]| {
                 tx.execute(
-                    "INSERT OR REPLACE INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid)
-                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT OR REPLACE INTO msg(mailbox, uid, modseq, flags, keywords, internaldate, tz, savedate, size, header_size, guid, createdmodseq)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         s.id,
                         x.uid as i64,
@@ -262,7 +262,8 @@ impl Store {
                         x.savedate,
                         size as i64,
                         header_size as i64,
-                        guid
+                        guid,
+                        x.createdmodseq as i64
                     ],
                 )
             };
@@ -300,6 +301,18 @@ impl Store {
                 let _ = std::fs::remove_file(dir.join(format!("{}.", r.rec.uid)));
             }
         }
+        Ok(())
+    }
+
+    /// An arriving mailbox's MODSEQ at creation, as a Cyrus source has it.
+    pub fn import_createdmodseq(&self, name: &str, createdmodseq: u64) -> Result<()> {
+        self.arriving(name)?;
+        let oc = self.owner(name)?;
+        let c = lock(&oc);
+        c.execute(
+            "UPDATE mailbox SET createdmodseq=?2 WHERE name=?1",
+            params![name, createdmodseq as i64],
+        )?;
         Ok(())
     }
 

@@ -30,7 +30,8 @@ pub(super) fn render_fetch(
         first = false;
     };
     // Cyrus's order: FLAGS, UID, DIGEST.SHA1, INTERNALDATE, MODSEQ,
-    // RFC822.SIZE, ANNOTATION, PREVIEW, EMAILID, THREADID, SAVEDATE, ENVELOPE,
+    // RFC822.SIZE, ANNOTATION, PREVIEW, EMAILID, THREADID, SAVEDATE,
+    // CREATEDMODSEQ, ENVELOPE,
     // BODYSTRUCTURE, BODY, then the sections as requested.
     let has = |f: &FetchItem| items.contains(f);
     let implicit_flags = seen_changed
@@ -107,6 +108,12 @@ pub(super) fn render_fetch(
         if let Some(r) = rec {
             sep(&mut out);
             out.extend_from_slice(format!("SAVEDATE \"{}\"", imap_date(r.savedate)).as_bytes());
+        }
+    }
+    if has(&FetchItem::CreatedModSeq) {
+        if let Some(r) = rec {
+            sep(&mut out);
+            let _ = write!(out, "CREATEDMODSEQ ({})", r.createdmodseq);
         }
     }
     let parsed = data.map(mime::parse);

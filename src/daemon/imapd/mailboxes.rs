@@ -118,16 +118,19 @@ fn special_use_list(uses: &[String]) -> Result<String, &'static str> {
     Ok(out.join(" "))
 }
 
-/// STATUS items, in the order Cyrus answers them.
-const STATUS_ITEMS: [&str; 9] = [
+/// STATUS items, in the order Cyrus 3.6 answers them (whatever the
+/// order asked).
+const STATUS_ITEMS: [&str; 10] = [
     "MESSAGES",
     "RECENT",
     "UIDNEXT",
     "UIDVALIDITY",
-    "UNSEEN",
-    "HIGHESTMODSEQ",
-    "SIZE",
     "MAILBOXID",
+    "UNSEEN",
+    "SIZE",
+    // Cyrus's X-CREATEDMODSEQ.
+    "CREATEDMODSEQ",
+    "HIGHESTMODSEQ",
     // IMAP4rev2 (RFC 9051 6.3.11): messages with \Deleted.
     "DELETED",
 ];
@@ -763,6 +766,7 @@ impl Session {
                 "UIDNEXT" => parts.push(format!("UIDNEXT {}", st.uidnext)),
                 "UIDVALIDITY" => parts.push(format!("UIDVALIDITY {}", st.uidvalidity)),
                 "UNSEEN" => parts.push(format!("UNSEEN {unseen}")),
+                "CREATEDMODSEQ" => parts.push(format!("CREATEDMODSEQ {}", st.createdmodseq)),
                 "HIGHESTMODSEQ" => parts.push(format!("HIGHESTMODSEQ {}", st.highestmodseq)),
                 "SIZE" => parts.push(format!("SIZE {}", st.size)),
                 "DELETED" => parts.push(format!("DELETED {deleted}")),

@@ -568,7 +568,12 @@ impl Session {
         let needs_record = items.iter().any(|i| {
             matches!(
                 i,
-                FetchItem::InternalDate | FetchItem::Rfc822Size | FetchItem::SaveDate | FetchItem::EmailId | FetchItem::DigestSha1
+                FetchItem::InternalDate
+                    | FetchItem::Rfc822Size
+                    | FetchItem::SaveDate
+                    | FetchItem::CreatedModSeq
+                    | FetchItem::EmailId
+                    | FetchItem::DigestSha1
             )
         });
         if sets_seen {

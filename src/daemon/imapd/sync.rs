@@ -57,7 +57,9 @@ fn record_annotations(d: &Dlist, uid: u32) -> Vec<MsgAnnot> {
         let (Some(entry), Some(value)) = (a.text_of("ENTRY"), a.get("VALUE").and_then(Dlist::bytes)) else {
             continue;
         };
-        if value.is_empty() {
+        // Cyrus sends record fields of its own as annotations (thrid,
+        // savedate, createdmodseq): not the user's annotations.
+        if value.is_empty() || VIRTUAL_ANNOTATIONS.iter().any(|v| entry.eq_ignore_ascii_case(v)) {
             continue;
         }
         out.push(MsgAnnot {
@@ -68,6 +70,27 @@ fn record_annotations(d: &Dlist, uid: u32) -> Vec<MsgAnnot> {
         });
     }
     out
+}
+
+/// Record fields Cyrus 3.x sends among a RECORD's ANNOTATIONS.
+const VIRTUAL_ANNOTATIONS: [&str; 3] = [
+    "/vendor/cmu/cyrus-imapd/thrid",
+    "/vendor/cmu/cyrus-imapd/savedate",
+    "/vendor/cmu/cyrus-imapd/createdmodseq",
+];
+
+/// A virtual annotation's number (`/vendor/cmu/cyrus-imapd/<name>`).
+fn virtual_number(d: &Dlist, name: &str) -> Option<u64> {
+    d.get("ANNOTATIONS")
+        .map(Dlist::items)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| {
+            a.text_of("ENTRY")
+                .is_some_and(|e| e.eq_ignore_ascii_case(&format!("/vendor/cmu/cyrus-imapd/{name}")))
+        })
+        .and_then(|a| a.get("VALUE").and_then(Dlist::bytes))
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
 }
 
 /// A RECORD of an APPLY MAILBOX as this store keeps it, and its GUID.
@@ -98,10 +121,11 @@ fn record(d: &Dlist) -> Result<(Record, String), String> {
             keywords: keywords.join(" "),
             internaldate,
             tz: crate::util::codec::local_offset_min(internaldate),
-            savedate: d.num_of("SAVEDATE").unwrap_or(0) as i64,
+            savedate: d.num_of("SAVEDATE").or_else(|| virtual_number(d, "savedate")).unwrap_or(0) as i64,
             size: d.num_of("SIZE").unwrap_or(0),
             header_size: 0,
             guid: Vec::new(),
+            createdmodseq: virtual_number(d, "createdmodseq").unwrap_or(0),
         },
         d.text_of("GUID").unwrap_or("").to_ascii_lowercase(),
     ))
@@ -290,6 +314,7 @@ impl Session {
             .ok_or_else(|| bad("UIDVALIDITY"))? as u32;
         let last_uid = v.num_of("LAST_UID").ok_or_else(|| bad("LAST_UID"))?.min(u32::MAX as u64 - 1) as u32;
         let highestmodseq = v.num_of("HIGHESTMODSEQ").ok_or_else(|| bad("HIGHESTMODSEQ"))?;
+        let createdmodseq = v.num_of("CREATEDMODSEQ").filter(|&m| m > 0);
         let recentuid = v.num_of("RECENTUID").unwrap_or(0).min(u32::MAX as u64) as u32;
         let acl = v.text_of("ACL").unwrap_or("").to_string();
         let partition = v.text_of("PARTITION").unwrap_or("").to_string();
@@ -391,6 +416,9 @@ impl Session {
                 flush(&mut batch)?;
             }
             s.import_state(&name, last_uid.saturating_add(1), highestmodseq, recentuid, &keywords.join(" "))?;
+            if let Some(m) = createdmodseq {
+                s.import_createdmodseq(&name, m)?;
+            }
             // Every record comes each time: its annotations are replaced.
             s.import_msg_annotations(&name, &record_uids, &msg_annots)?;
             for (entry, userid, value) in &annotations {

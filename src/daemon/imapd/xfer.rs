@@ -502,6 +502,9 @@ impl Session {
                                 size: 0,
                                 header_size: 0,
                                 guid: Vec::new(),
+                                // Not carried between mumail back ends:
+                                // the MODSEQ it arrives with.
+                                createdmodseq: r.modseq,
                             },
                             body: r.body.as_deref(),
                         })

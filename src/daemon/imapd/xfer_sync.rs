@@ -163,7 +163,17 @@ pub(super) async fn send_mailbox(store: &Arc<Store>, peer: &mut Peer, sent: &mut
             ("SIZE", num(r.size)),
             ("GUID", atom(guid)),
         ];
-        if let Some(a) = annots.remove(&r.uid) {
+        let mut a = annots.remove(&r.uid).unwrap_or_default();
+        // Cyrus takes a record's CREATEDMODSEQ as an annotation of its own.
+        if r.createdmodseq > 0 {
+            a.push(kv(vec![
+                ("ENTRY", atom("/vendor/cmu/cyrus-imapd/createdmodseq")),
+                ("USERID", atom("")),
+                ("MODSEQ", num(0)),
+                ("VALUE", num(r.createdmodseq)),
+            ]));
+        }
+        if !a.is_empty() {
             fields.push(("ANNOTATIONS", Dlist::List(a)));
         }
         records.push(kv(fields));

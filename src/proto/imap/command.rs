@@ -117,6 +117,9 @@ pub enum FetchItem {
     },
     BinarySize(Vec<u32>),
     ModSeq,
+    /// CREATEDMODSEQ (Cyrus's X-CREATEDMODSEQ): the MODSEQ the message
+    /// was stored with.
+    CreatedModSeq,
     SaveDate,
     EmailId,
     /// OBJECTID (RFC 8474): always NIL here (no conversations), as Cyrus

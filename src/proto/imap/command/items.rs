@@ -99,6 +99,7 @@ pub(super) fn fetch_att(p: &mut P, out: &mut Vec<FetchItem>) -> Result<(), Strin
         "RFC822.HEADER" => out.push(Rfc822Header),
         "RFC822.TEXT" => out.push(Rfc822Text),
         "MODSEQ" => out.push(ModSeq),
+        "CREATEDMODSEQ" => out.push(CreatedModSeq),
         "SAVEDATE" => out.push(SaveDate),
         "EMAILID" => out.push(EmailId),
         "THREADID" => out.push(ThreadId),
