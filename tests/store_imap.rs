@@ -710,6 +710,56 @@ print('ok')
     assert!(out.contains("ok"), "{out}");
 }
 
+/// Cyrus's SCAN (LIST of the mailboxes with a message containing a
+/// text): the text found in a header or a body, case folded; a folder of
+/// another user listed only where the user may read it; an empty text
+/// lists every mailbox the pattern matches.  (The real Cyrus 3.6 offers
+/// SCAN but its imapd dies on it, so there is no differential.)
+#[test]
+fn scan_lists_the_mailboxes_with_the_text() {
+    if !can_run("scan", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "");
+    let out = python(
+        r#"
+import imaplib, sys
+imaplib.Commands['SCAN'] = ('AUTH', 'SELECTED')
+def scan(M, *args):
+    typ, r = M._simple_command('SCAN', *args)
+    assert typ == 'OK', (typ, r)
+    return sorted(x.decode() for x in M._untagged_response(typ, r, 'LIST')[1] if x)
+Y = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); Y.login('yes1', 'testpw')
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')
+assert b' SCAN ' in b' '.join(M._simple_command('CAPABILITY') and M.untagged_responses['CAPABILITY']) + b' '
+for f in ('Work', 'Work/Old', 'Private'):
+    assert M.create(f)[0] == 'OK'
+M.append('INBOX', None, None, b'Subject: hello\r\n\r\nnothing here\r\n')
+M.append('Work', None, None, b'Subject: budget\r\n\r\nThe NEEDLE is in this body\r\n')
+M.append('Work/Old', None, None, b'Subject: A needle in the subject\r\n\r\nx\r\n')
+M.append('Private', None, None, b'Subject: private\r\n\r\nneedle too\r\n')
+assert M.setacl('Work', 'yes1', 'lr')[0] == 'OK'
+assert M.setacl('Private', 'yes1', 'l')[0] == 'OK'
+print('u7', scan(M, '""', '*', 'needle'))
+print('u7 work', scan(M, '""', 'Work*', 'needle'))
+print('u7 none', scan(M, '""', '*', 'haystack'))
+print('u7 all', scan(M, '""', '%', '""'))
+print('yes1', scan(Y, '""', '*', 'needle'))
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    for want in [
+        r#"u7 ['(\\HasChildren) "/" Work', '(\\HasNoChildren) "/" Private', '(\\HasNoChildren) "/" Work/Old']"#,
+        r#"u7 work ['(\\HasChildren) "/" Work', '(\\HasNoChildren) "/" Work/Old']"#,
+        "u7 none []",
+        r#"u7 all ['(\\HasChildren) "/" Work', '(\\HasNoChildren) "/" INBOX', '(\\HasNoChildren) "/" Private']"#,
+        r#"yes1 ['(\\HasNoChildren) "/" "Other Users/u7/Work"']"#,
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
+}
+
 /// COMPRESS=DEFLATE (RFC 4978) with Python's zlib as the client: a whole
 /// session compressed both ways (the first compressed command pipelined
 /// behind COMPRESS itself), then a client sending garbage after COMPRESS

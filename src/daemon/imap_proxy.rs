@@ -363,7 +363,8 @@ impl Router {
                 merge: first_str(1).is_none_or(|p| !p.is_empty()),
                 ..Route::default()
             },
-            "LSUB" | "RLSUB" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" => stay(&self.home),
+            // SCAN: what the INBOX's back end holds (not merged).
+            "LSUB" | "RLSUB" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" | "SCAN" => stay(&self.home),
             "COPY" | "MOVE" | "XMOVE" => {
                 let (Some(set), Some(dest)) = (first_str(0), first_str(1)) else {
                     return stay(&self.sel);

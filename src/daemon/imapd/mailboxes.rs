@@ -528,7 +528,20 @@ impl Session {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub async fn list(&mut self, tag: &str, reference: &str, patterns: &[String], select: &[String], ret: &[String], lsub: bool) -> Res {
+    /// LIST, LSUB, XLIST, and Cyrus's SCAN (`scan`: only the mailboxes
+    /// the user may read with a message whose text has it; all of them
+    /// for an empty text).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list(
+        &mut self,
+        tag: &str,
+        reference: &str,
+        patterns: &[String],
+        select: &[String],
+        ret: &[String],
+        lsub: bool,
+        scan: Option<String>,
+    ) -> Res {
         let sep = self.ns.as_ref().map_or('/', |n| n.sep);
         // XLIST (the pre-RFC 6154 Gmail form, still sent by old clients):
         // LIST with the special uses and \Inbox, as Cyrus answers it.
@@ -686,6 +699,12 @@ impl Session {
         drop(out);
         let myrights = ret.iter().any(|r| r == "MYRIGHTS");
         for (line, entry) in lines {
+            if let Some(text) = &scan {
+                let Some((_, e)) = entry.as_ref() else { continue };
+                if !self.rights(e).contains('r') || !self.scan_hit(e, text).await {
+                    continue;
+                }
+            }
             self.out_bytes(&line).await?;
             let myrights_entry = entry.clone();
             if let (Some((ext, e)), Some(items)) = (entry, &status_items) {
@@ -715,6 +734,30 @@ impl Session {
             }
         }
         self.tagged(tag, &format!("OK Completed (0.000 secs {} calls)", n + 1)).await
+    }
+
+    /// Whether a message of `e` has `text` (SEARCH TEXT's matching).
+    async fn scan_hit(&mut self, e: &MailboxEntry, text: &str) -> bool {
+        if text.is_empty() {
+            return true;
+        }
+        let q = super::search::HitQuery {
+            name: e.name.clone(),
+            partition: e.partition.clone(),
+            uids: Vec::new(),
+            recent_above: u32::MAX,
+            saved: Vec::new(),
+            seen: None,
+            user: self.user.clone().unwrap_or_default(),
+        };
+        let key = crate::proto::imap::command::SearchKey::Text(text.to_string());
+        self.blocking(move |s| {
+            let mut q = q;
+            q.uids = s.index(&q.name)?.1.into_iter().map(|r| r.0).collect();
+            Ok(!q.hits(s, &key, true)?.1.is_empty())
+        })
+        .await
+        .unwrap_or(false)
     }
 
     pub async fn status(&mut self, tag: &str, ext: &str, items: &[String]) -> Res {

@@ -272,7 +272,7 @@ impl Session {
         let mut c = String::from(
             "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE ACL ANNOTATE-EXPERIMENT-1 BINARY CATENATE CHILDREN CONDSTORE CREATE-SPECIAL-USE DIGEST=SHA1 ESEARCH ESORT LIST-EXTENDED \
              LIST-METADATA LIST-MYRIGHTS LIST-STATUS MAILBOX-REFERRALS METADATA MOVE MULTIAPPEND NAMESPACE NO_ATOMIC_RENAME OBJECTID PREVIEW QRESYNC QUOTA RIGHTS=kxten \
-             SAVEDATE SEARCH=FUZZY SEARCHRES SORT SORT=DISPLAY SORT=MODSEQ SORT=UID SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS UIDPLUS UNSELECT URLAUTH URLAUTH=BINARY UTF8=ACCEPT WITHIN X-CREATEDMODSEQ XLIST XMOVE",
+             SAVEDATE SEARCH=FUZZY SEARCHRES SORT SORT=DISPLAY SORT=MODSEQ SORT=UID SPECIAL-USE STATUS=SIZE THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS UIDPLUS UNSELECT URLAUTH URLAUTH=BINARY UTF8=ACCEPT WITHIN SCAN X-CREATEDMODSEQ XLIST XMOVE",
         );
         if self.user.is_none() {
             self.push_auth_caps(&mut c);
@@ -496,8 +496,9 @@ impl Session {
                 patterns,
                 select,
                 ret,
-            } => Box::pin(self.list(&tag, &reference, &patterns, &select, &ret, false)).await,
-            Kind::Lsub(r, p) => Box::pin(self.list(&tag, &r, &[p], &["SUBSCRIBED".into()], &[], true)).await,
+            } => Box::pin(self.list(&tag, &reference, &patterns, &select, &ret, false, None)).await,
+            Kind::Lsub(r, p) => Box::pin(self.list(&tag, &r, &[p], &["SUBSCRIBED".into()], &[], true, None)).await,
+            Kind::Scan(r, p, text) => Box::pin(self.list(&tag, &r, &[p], &[], &[], false, Some(text))).await,
             Kind::Status(m, items) => Box::pin(self.status(&tag, &m, &items)).await,
             Kind::Append(m, msgs) => Box::pin(self.append(&tag, &m, msgs)).await,
             Kind::GetQuota(root) => Box::pin(self.getquota(&tag, &root)).await,

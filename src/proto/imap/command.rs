@@ -235,6 +235,9 @@ pub enum Kind {
         ret: Vec<String>,
     },
     Lsub(String, String),
+    /// Cyrus's SCAN reference pattern text: LIST of the mailboxes with a
+    /// message whose text has `text`.
+    Scan(String, String, String),
     Status(String, Vec<String>),
     Append(String, Vec<AppendMsg>),
     Check,
@@ -1103,6 +1106,15 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                     ret,
                 }
             }
+        }
+        "SCAN" => {
+            p.sp()?;
+            let reference = String::from_utf8(p.astring()?).map_err(|_| "Invalid reference")?;
+            p.sp()?;
+            let pattern = p.list_mailbox()?;
+            p.sp()?;
+            let text = String::from_utf8_lossy(&p.astring()?).into_owned();
+            Kind::Scan(reference, pattern, text)
         }
         "STATUS" => {
             p.sp()?;
