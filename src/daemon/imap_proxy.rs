@@ -76,6 +76,9 @@ struct Route {
     /// Answered here, not sent on (a referral); `select`: the selected
     /// mailbox is closed first.
     answer: Option<String>,
+    /// LOGOUT: the client is answered here at once, then the back ends
+    /// are logged out (one wait fewer than relaying a back end's answer).
+    logout: bool,
 }
 
 /// A COPY or MOVE whose target is on another back end than the selected
@@ -260,6 +263,14 @@ impl Router {
         };
         if matches!(h.name.as_str(), "RLIST" | "RLSUB") && self.may_refer {
             self.referrals = true;
+        }
+        if h.name == "LOGOUT" {
+            return Route {
+                server: self.cur.clone(),
+                answer: Some(format!("* BYE LOGOUT received\r\n{} OK Completed\r\n", h.tag)),
+                logout: true,
+                ..Route::default()
+            };
         }
         // A client that follows referrals is sent to the back end itself.
         let refer = matches!(h.name.as_str(), "SELECT" | "EXAMINE") || (h.name == "STATUS" && self.status_referral);
@@ -515,11 +526,11 @@ impl Router {
             if let Some((line, r)) = held.take() {
                 let line = r.rewrite.clone().unwrap_or(line);
                 let quiet = self.conns.get(&self.cur).is_none_or(Back::quiet);
-                if let Some(answer) = &r.answer {
-                    if !quiet {
-                        held = Some((line, r));
-                        continue;
-                    }
+                if r.answer.is_some() && !quiet {
+                    // Answered once what the back end owes has come (read
+                    // below).
+                    held = Some((line, r));
+                } else if let Some(answer) = &r.answer {
                     if r.select {
                         // A SELECT that fails closes the mailbox selected.
                         let sel = self.sel.clone();
@@ -528,11 +539,16 @@ impl Router {
                     if cw.write_all(answer.as_bytes()).await.is_err() || cw.flush().await.is_err() {
                         return;
                     }
+                    if r.logout {
+                        let _ = cw.shutdown().await;
+                        drop((cr, cw));
+                        self.logout_backends().await;
+                        return;
+                    }
                     // The rest of this command (its literals) goes nowhere.
                     target = None;
                     continue;
-                }
-                if r.server == self.cur && !r.merge && r.copy.is_none() && (!r.select || self.sel == r.server) {
+                } else if r.server == self.cur && !r.merge && r.copy.is_none() && (!r.select || self.sel == r.server) {
                     if let Some(b) = self.conns.get_mut(&r.server).filter(|_| r.select) {
                         b.selected = true;
                     }
@@ -541,8 +557,7 @@ impl Router {
                         return self.lost(&mut cw).await;
                     }
                     continue;
-                }
-                if !quiet {
+                } else if !quiet {
                     held = Some((line, r));
                 } else {
                     if r.merge && !self.merge_list(&line, &mut cw).await {
@@ -838,6 +853,20 @@ impl Router {
             b.flush_out().await?;
         }
         Ok(())
+    }
+
+    /// Logs out of every back end, as Cyrus's proxyd does at LOGOUT (each
+    /// answers and closes; a back end slower than 5 s is left).
+    async fn logout_backends(&mut self) {
+        for b in self.conns.values_mut() {
+            let done = async {
+                b.put(b"Z LOGOUT\r\n").await?;
+                let mut sink = [0u8; 512];
+                while b.s.read(&mut sink).await? > 0 {}
+                Ok::<_, std::io::Error>(())
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done).await;
+        }
     }
 
     async fn lost<W: AsyncWrite + Unpin>(&mut self, cw: &mut W) {
