@@ -84,7 +84,7 @@ fn virtual_number(d: &Dlist, name: &str) -> Option<u64> {
     d.get("ANNOTATIONS")
         .map(Dlist::items)
         .unwrap_or_default()
-        .into_iter()
+        .iter()
         .find(|a| {
             a.text_of("ENTRY")
                 .is_some_and(|e| e.eq_ignore_ascii_case(&format!("/vendor/cmu/cyrus-imapd/{name}")))
