@@ -1019,7 +1019,11 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 let neg = p.eat(b'-');
                 let n = i64::try_from(p.number()?).unwrap_or(i64::MAX);
                 v.push((res, if neg { -1 } else { n }));
-                p.eat(b' ');
+                // A space or the end after each limit (cyradm 3.6 sends
+                // "10STORAGE" for two resources: refused, as Cyrus does).
+                if !p.eat(b' ') && !p.s[p.i..].starts_with(b")") {
+                    return err("Invalid quota list in Setquota");
+                }
             }
             Kind::SetQuota(root, v)
         }

@@ -77,6 +77,14 @@ fn common_commands() {
             ]
         )
     );
+    // cyradm's single resource (a space before the parenthesis) is taken,
+    // its run-together pairs are not.
+    assert_eq!(
+        k("5 SETQUOTA user/u7 (STORAGE 5000 )"),
+        Kind::SetQuota("user/u7".into(), vec![("STORAGE".into(), 5000)])
+    );
+    let e = parse(b"5 SETQUOTA user/u7 (X-NUM-FOLDERS 10STORAGE 5000 )").unwrap_err();
+    assert_eq!(e.text, "Invalid quota list in Setquota");
     assert!(matches!(k("a LIST \"\" *"), Kind::List { .. }));
     assert!(matches!(
         k("a LIST (SUBSCRIBED) \"\" (INBOX %) RETURN (CHILDREN STATUS (MESSAGES))"),
