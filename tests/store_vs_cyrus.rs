@@ -597,12 +597,7 @@ fn quota_resources_as_real_cyrus() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    open_dir(d.path());
-    let ours = Backend::start(&d.path().join("ours").tap_mkdir(), "");
-    let mux = d.path().join("ours/sasl/mux");
-    open_dir(&d.path().join("ours"));
-    open_dir(&d.path().join("ours/sasl"));
-    let cyrus = CyrusServer::start(&d.path().join("cyrus"), &mux, "");
+    let (ours, cyrus) = ours_and_cyrus(d.path());
     let ours_out = python(QUOTA_SESSION, &[&ours.imap_port.to_string()]);
     let theirs_out = python(QUOTA_SESSION, &[&cyrus.imap_port.to_string()]);
     // The refusals and alerts happened on ours (not only "the same").
@@ -626,19 +621,24 @@ fn open_dir(p: &Path) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Our back end and the real Cyrus 3.6 side by side in `d`, Cyrus
+/// checking passwords through our saslauthd.
+fn ours_and_cyrus(d: &Path) -> (Backend, CyrusServer) {
+    open_dir(d);
+    let ours = Backend::start(&d.join("ours").tap_mkdir(), "");
+    open_dir(&d.join("ours"));
+    open_dir(&d.join("ours/sasl"));
+    let cyrus = CyrusServer::start(&d.join("cyrus"), &d.join("ours/sasl/mux"), "");
+    (ours, cyrus)
+}
+
 #[test]
 fn same_session_same_answers_as_real_cyrus() {
     if !can_run("cyrus differential", &[CYRUS_MASTER, "/usr/bin/unshare"]) {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    open_dir(d.path());
-    let ours = Backend::start(&d.path().join("ours").tap_mkdir(), "");
-    let mux = d.path().join("ours/sasl/mux");
-    open_dir(&d.path().join("ours"));
-    open_dir(&d.path().join("ours/sasl"));
-
-    let cyrus = CyrusServer::start(&d.path().join("cyrus"), &mux, "");
+    let (ours, cyrus) = ours_and_cyrus(d.path());
     let iport = cyrus.imap_port;
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/messages");
     let ours_out = python(SESSION, &[&ours.imap_port.to_string(), corpus.to_str().unwrap()]);
