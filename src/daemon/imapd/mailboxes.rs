@@ -1,5 +1,5 @@
 //! Mailbox-level commands: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST,
-//! LSUB, STATUS, APPEND, quota and ACL queries; name translation and
+//! LSUB, STATUS, APPEND and ACL queries (quota: `quota.rs`); name translation and
 //! rights checks.
 
 use super::{Res, Session};
@@ -939,86 +939,6 @@ impl Session {
         }
     }
 
-    pub async fn getquota(&mut self, tag: &str, root: &str) -> Res {
-        let int = match self.internal(root) {
-            Ok(i) => i,
-            Err(_) => root.to_string(),
-        };
-        // As Cyrus: admins (and a proxy acting for a user) only; users
-        // ask with GETQUOTAROOT.
-        if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) && !self.proxyadmin {
-            return self.tagged(tag, "NO Permission denied").await;
-        }
-        let r = int.clone();
-        match self.blocking(move |s| s.quota_get(&r)).await {
-            Ok(Some(q)) => {
-                let line = quota_line(root, &q);
-                self.out(&line).await?;
-                self.tagged(tag, "OK Completed").await
-            }
-            Ok(None) => self.tagged(tag, "NO Quota root does not exist").await,
-            Err(t) => self.tagged(tag, &t).await,
-        }
-    }
-
-    pub async fn getquotaroot(&mut self, tag: &str, ext: &str) -> Res {
-        let e = match self.lookup_with(ext, 'r').await {
-            Ok(e) => e,
-            Err(t) => return self.tagged(tag, &t).await,
-        };
-        let name = e.name.clone();
-        let roots = match self.blocking(move |s| s.quota_roots(&name)).await {
-            Ok(r) => r,
-            Err(t) => return self.tagged(tag, &t).await,
-        };
-        let mut line = b"* QUOTAROOT ".to_vec();
-        astring(&mut line, ext.as_bytes());
-        for q in &roots {
-            line.push(b' ');
-            let x = self.external(&q.root).unwrap_or_else(|| q.root.clone());
-            astring(&mut line, x.as_bytes());
-        }
-        line.extend_from_slice(b"\r\n");
-        self.out_bytes(&line).await?;
-        for q in &roots {
-            let x = self.external(&q.root).unwrap_or_else(|| q.root.clone());
-            self.out(&quota_line(&x, q)).await?;
-        }
-        self.tagged(tag, "OK Completed").await
-    }
-
-    pub async fn setquota(&mut self, tag: &str, root: &str, res: &[(String, i64)]) -> Res {
-        if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
-            return self.tagged(tag, "NO Permission denied").await;
-        }
-        // `+root` (Cyrus's XFER sends it ahead of the mailboxes): the root
-        // is set even where no mailbox is yet.
-        let root = root.strip_prefix('+').unwrap_or(root);
-        let int = self.internal(root).unwrap_or_else(|_| root.to_string());
-        // The limits given replace all of the root's (a resource left out
-        // or set to -1 has none), as Cyrus.
-        let mut l = crate::store::QuotaLimits::default();
-        for (r, n) in res {
-            let v = (*n >= 0).then_some(*n);
-            match r.to_ascii_uppercase().as_str() {
-                "STORAGE" => l.storage = v,
-                "MESSAGE" => l.message = v,
-                "X-ANNOTATION-STORAGE" => l.annot = v,
-                "X-NUM-FOLDERS" => l.folders = v,
-                _ => return self.tagged(tag, "NO Unsupported quota resource").await,
-            }
-        }
-        // No limit left: the root stays, without limits, as in Cyrus 3.x
-        // (its usage is still counted).
-        if l.is_empty() {
-            l.storage = Some(-1);
-        }
-        match self.blocking(move |s| s.quota_set_limits(&int, l)).await {
-            Ok(()) => self.tagged(tag, "OK Completed").await,
-            Err(t) => self.tagged(tag, &t).await,
-        }
-    }
-
     pub async fn getacl(&mut self, tag: &str, ext: &str) -> Res {
         let e = match self.lookup_with(ext, 'a').await {
             Ok(e) => e,
@@ -1431,25 +1351,6 @@ fn self_log_store(e: &StoreError) {
     // Store failures that are not the client's fault go to stderr too, so
     // a daemon run by hand shows them.
     eprintln!("IOERROR: {e}");
-}
-
-fn quota_line(root: &str, q: &crate::store::Quota) -> String {
-    let mut parts = Vec::new();
-    if q.storage_limit >= 0 {
-        parts.push(format!("STORAGE {} {}", q.storage_used / 1024, q.storage_limit));
-    }
-    if q.message_limit >= 0 {
-        parts.push(format!("MESSAGE {} {}", q.message_used, q.message_limit));
-    }
-    if q.annot_limit >= 0 {
-        parts.push(format!("X-ANNOTATION-STORAGE {} {}", q.annot_used / 1024, q.annot_limit));
-    }
-    if q.folders_limit >= 0 {
-        parts.push(format!("X-NUM-FOLDERS {} {}", q.folders_used, q.folders_limit));
-    }
-    let mut line = b"* QUOTA ".to_vec();
-    astring(&mut line, root.as_bytes());
-    format!("{} ({})\r\n", String::from_utf8_lossy(&line), parts.join(" "))
 }
 
 /// Cyrus sorts LIST output by name with INBOX first.

@@ -6,6 +6,7 @@ mod annotate;
 mod fetch_render;
 pub mod io;
 pub mod mailboxes;
+mod quota;
 mod search;
 mod selected;
 pub mod sort;
