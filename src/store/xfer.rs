@@ -81,6 +81,18 @@ impl Store {
         })
     }
 
+    /// The `quota` line of `export_userdata` for a root's limits (STORAGE,
+    /// MESSAGE, X-ANNOTATION-STORAGE, X-NUM-FOLDERS; -1: none).  The X-
+    /// resources only where limited: the four-field line is what a
+    /// target from before them takes.
+    pub fn quota_userdata_line(root: &str, [sl, ml, al, fl]: [i64; 4]) -> String {
+        if al < 0 && fl < 0 {
+            format!("quota\t{root}\t{sl}\t{ml}\n")
+        } else {
+            format!("quota\t{root}\t{sl}\t{ml}\t{al}\t{fl}\n")
+        }
+    }
+
     /// What moves with the mailboxes under `top` besides them, as
     /// tab-separated lines: quota roots under it; for a whole user also
     /// subscriptions, seen state, POP3 logins and duplicate-delivery
@@ -102,13 +114,7 @@ impl Store {
         })? {
             let (root, sl, ml, al, fl) = q?;
             if covers(top, &root) && clean(&root) {
-                // X-ANNOTATION-STORAGE and X-NUM-FOLDERS only where set (a
-                // target from before them takes the four-field line).
-                if al < 0 && fl < 0 {
-                    out.push_str(&format!("quota\t{root}\t{sl}\t{ml}\n"));
-                } else {
-                    out.push_str(&format!("quota\t{root}\t{sl}\t{ml}\t{al}\t{fl}\n"));
-                }
+                out.push_str(&Self::quota_userdata_line(&root, [sl, ml, al, fl]));
             }
         }
         if whole_user {

@@ -81,14 +81,12 @@ const VIRTUAL_ANNOTATIONS: [&str; 3] = [
 
 /// A virtual annotation's number (`/vendor/cmu/cyrus-imapd/<name>`).
 fn virtual_number(d: &Dlist, name: &str) -> Option<u64> {
+    let entry = format!("/vendor/cmu/cyrus-imapd/{name}");
     d.get("ANNOTATIONS")
         .map(Dlist::items)
         .unwrap_or_default()
         .iter()
-        .find(|a| {
-            a.text_of("ENTRY")
-                .is_some_and(|e| e.eq_ignore_ascii_case(&format!("/vendor/cmu/cyrus-imapd/{name}")))
-        })
+        .find(|a| a.text_of("ENTRY").is_some_and(|e| e.eq_ignore_ascii_case(&entry)))
         .and_then(|a| a.get("VALUE").and_then(Dlist::bytes))
         .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
 }

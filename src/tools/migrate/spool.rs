@@ -189,14 +189,8 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
         .filter(|r| !r.is_empty())
         .collect();
     for root in roots {
-        if let Some([storage, messages, annot, folders]) = cs::quota(&sp.configdir, root)? {
-            // The X- resources only where limited (the four-field line is
-            // what a destination from before them takes).
-            if annot < 0 && folders < 0 {
-                data.push_str(&format!("quota\t{root}\t{storage}\t{messages}\n"));
-            } else {
-                data.push_str(&format!("quota\t{root}\t{storage}\t{messages}\t{annot}\t{folders}\n"));
-            }
+        if let Some(limits) = cs::quota(&sp.configdir, root)? {
+            data.push_str(&crate::store::Store::quota_userdata_line(root, limits));
         }
     }
     let inbox_id = plan
