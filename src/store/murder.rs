@@ -142,6 +142,7 @@ impl MurderDb {
     pub fn open(path: &Path) -> Result<MurderDb> {
         let e = |err| MurderDbError::Db(path.to_path_buf(), err);
         let c = Connection::open(path).map_err(e)?;
+        super::db::stable_plans(&c).map_err(e)?;
         c.busy_timeout(std::time::Duration::from_secs(20)).map_err(e)?;
         c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;").map_err(e)?;
         c.execute_batch(SCHEMA).map_err(e)?;
@@ -287,6 +288,7 @@ impl Lookup {
             Some(c) => c,
             None => {
                 let c = Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(e)?;
+                super::db::stable_plans(&c).map_err(e)?;
                 c.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
                 c
             }

@@ -162,6 +162,7 @@ impl Store {
     /// waits until `finish` or drop.
     pub fn xfer_lock(&self, top: &str) -> Result<XferLock> {
         let c = Connection::open(self.owner_db_path(top))?;
+        super::db::stable_plans(&c)?;
         c.busy_timeout(std::time::Duration::from_secs(20))?;
         c.execute_batch("BEGIN IMMEDIATE")?;
         Ok(XferLock { c })
