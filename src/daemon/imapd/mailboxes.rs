@@ -796,6 +796,13 @@ impl Session {
                 Ok((st, unseen, recent, deleted))
             })
             .await?;
+        // The selected mailbox's \Recent are this session's, as Cyrus
+        // answers from the open index (the database has already passed
+        // them to this session).
+        let recent = match self.sel.as_ref().filter(|s| s.name == e.name) {
+            Some(sel) => sel.msgs.iter().filter(|m| m.uid > sel.recent_above).count() as u32,
+            None => recent,
+        };
         if let Some(bad) = items.iter().find(|i| !STATUS_ITEMS.contains(&i.as_str())) {
             return Err(format!("BAD Invalid Status attributes {}", bad.to_lowercase()));
         }
