@@ -1296,9 +1296,11 @@ impl Session {
             l
         } else if criteria.is_some() {
             sort::sort(&mut infos, &crit);
-            let mut l = String::from("* SORT");
+            let mut l = String::with_capacity(8 + infos.len() * 7);
+            l.push_str("* SORT");
             for m in &infos {
-                l.push_str(&format!(" {}", if uid { m.uid } else { m.seq }));
+                use std::fmt::Write;
+                let _ = write!(l, " {}", if uid { m.uid } else { m.seq });
             }
             l
         } else {

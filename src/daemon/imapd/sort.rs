@@ -421,13 +421,12 @@ pub fn ordered_subject(msgs: &[Info]) -> Vec<Node> {
 /// THREAD=REFERENCES (RFC 5256 3, the JWZ algorithm without subject
 /// gathering across threads of different roots beyond step 5).
 pub fn references(msgs: &[Info]) -> Vec<Node> {
-    use std::collections::HashMap;
     let mut roots = link(msgs);
     // (5) gather roots by base subject.
-    let mut by_subject: HashMap<String, usize> = HashMap::new();
-    let mut merged: Vec<Node> = Vec::new();
+    let mut by_subject: Map<&str, usize> = Map::default();
+    let mut merged: Vec<Node> = Vec::with_capacity(roots.len());
     for r in roots.drain(..) {
-        let subj = first_msg(&r).map(|m| msgs[m].subject.clone()).unwrap_or_default();
+        let subj = first_msg(&r).map_or("", |m| msgs[m].subject.as_str());
         if subj.is_empty() {
             merged.push(r);
             continue;
@@ -493,16 +492,15 @@ pub fn refs(msgs: &[Info]) -> Vec<Node> {
 /// RFC 5256 3 steps 1 to 4: the messages linked by Message-ID and
 /// References into trees, empty containers pruned; the roots unsorted.
 fn link<'a>(msgs: &'a [Info]) -> Vec<Node> {
-    use std::collections::HashMap;
     // Containers: message index and parent/children by container id.
     struct C {
         msg: Option<usize>,
         parent: Option<usize>,
         children: Vec<usize>,
     }
-    let mut cs: Vec<C> = Vec::new();
+    let mut cs: Vec<C> = Vec::with_capacity(msgs.len());
     // Ids borrowed from the messages: no copy per lookup.
-    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    let mut by_id: Map<&str, usize> = Map::with_capacity_and_hasher(msgs.len(), Default::default());
     let mut get = |cs: &mut Vec<C>, id: &'a str| -> usize {
         *by_id.entry(id).or_insert_with(|| {
             cs.push(C {
@@ -577,31 +575,40 @@ fn link<'a>(msgs: &'a [Info]) -> Vec<Node> {
             }
         }
     }
-    // (2) roots; (4) prune empty containers.
-    fn build(cs: &[C], c: usize, msgs: &[Info]) -> Vec<Node> {
-        let mut kids: Vec<Node> = cs[c].children.iter().flat_map(|&k| build(cs, k, msgs)).collect();
+    // (2) roots; (4) prune empty containers.  The nodes of container `c`
+    // are pushed onto `out` (none, one, or its promoted children).
+    fn build(cs: &[C], c: usize, msgs: &[Info], out: &mut Vec<Node>) {
+        let mut kids: Vec<Node> = Vec::with_capacity(cs[c].children.len());
+        for &k in &cs[c].children {
+            build(cs, k, msgs, &mut kids);
+        }
         match cs[c].msg {
-            Some(m) => vec![Node {
-                msg: Some(m),
-                children: {
-                    sort_nodes(&mut kids, msgs);
-                    kids
-                },
-            }],
+            Some(m) => {
+                sort_nodes(&mut kids, msgs);
+                out.push(Node {
+                    msg: Some(m),
+                    children: kids,
+                });
+            }
             // An empty container: promote its children, unless it is a root
             // with several children (then it stays as a dummy).
             None if cs[c].parent.is_none() && kids.len() > 1 => {
                 sort_nodes(&mut kids, msgs);
-                vec![Node { msg: None, children: kids }]
+                out.push(Node { msg: None, children: kids });
             }
-            None => kids,
+            None => out.append(&mut kids),
         }
     }
-    (0..cs.len())
-        .filter(|&c| cs[c].parent.is_none())
-        .flat_map(|c| build(&cs, c, msgs))
-        .collect()
+    let mut roots = Vec::new();
+    for c in (0..cs.len()).filter(|&c| cs[c].parent.is_none()) {
+        build(&cs, c, msgs, &mut roots);
+    }
+    roots
 }
+
+/// SORT/THREAD's in-memory maps: a fast hash, seeded per process (the
+/// message ids and subjects come from senders).
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 fn first_msg(n: &Node) -> Option<usize> {
     n.msg.or_else(|| n.children.iter().filter_map(first_msg).next())
@@ -661,7 +668,8 @@ pub fn render(threads: &[Node], msgs: &[Info], uid: bool) -> String {
     fn one(n: &Node, msgs: &[Info], uid: bool, out: &mut String) {
         // A chain of single children prints flat: (1 2 3).
         if let Some(m) = n.msg {
-            out.push_str(&(if uid { msgs[m].uid } else { msgs[m].seq }).to_string());
+            use std::fmt::Write;
+            let _ = write!(out, "{}", if uid { msgs[m].uid } else { msgs[m].seq });
         }
         match n.children.len() {
             0 => {}
@@ -683,7 +691,7 @@ pub fn render(threads: &[Node], msgs: &[Info], uid: bool) -> String {
             }
         }
     }
-    let mut out = String::new();
+    let mut out = String::with_capacity(msgs.len() * 8);
     for t in threads {
         out.push('(');
         one(t, msgs, uid, &mut out);

@@ -27,7 +27,8 @@ struct Inner {
 }
 
 struct Mailbox {
-    keys: HashMap<u32, Arc<Keys>>,
+    /// By UID (server-assigned: a fast hash is safe).
+    keys: HashMap<u32, Arc<Keys>, foldhash::fast::FixedState>,
     used: u64,
 }
 
@@ -72,7 +73,7 @@ impl SortCache {
             }
         }
         let b = g.boxes.entry(key).or_insert_with(|| Mailbox {
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             used: tick,
         });
         b.used = tick;
