@@ -43,6 +43,9 @@ impl Store {
     }
 
     fn create_with(&self, name: &str, partition: Option<&str>, acl: Option<&str>, folders_quota: bool) -> Result<MailboxEntry> {
+        if names::is_users_top(name) {
+            return Err(StoreError::Invalid("the top of the users' hierarchy is not a mailbox"));
+        }
         let partition = partition.unwrap_or(&self.cfg.defaultpartition).to_string();
         let dir = self.mailbox_dir(name, &partition)?;
         if self.lookup(name)?.is_some() {

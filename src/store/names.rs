@@ -383,6 +383,12 @@ pub fn owner_of(internal: &str) -> (String, String, bool) {
     (first.to_string(), dom, false)
 }
 
+/// `user` (or `domain!user`): the top of the users' hierarchy, which
+/// Cyrus refuses as a mailbox name and as a quota root.
+pub fn is_users_top(internal: &str) -> bool {
+    internal.rsplit_once('!').map_or(internal, |(_, r)| r) == "user"
+}
+
 /// `user.fred.Sent` → `user.fred` (quota root of a user's mailboxes).
 pub fn user_root(internal: &str) -> Option<String> {
     let (u, d, is_user) = owner_of(internal);

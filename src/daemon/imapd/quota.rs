@@ -60,8 +60,12 @@ impl Session {
         }
         // `+root` (Cyrus's XFER sends it ahead of the mailboxes): the root
         // is set even where no mailbox is yet.
+        let forced = root.starts_with('+');
         let root = root.strip_prefix('+').unwrap_or(root);
         let int = self.internal(root).unwrap_or_else(|_| root.to_string());
+        if crate::store::names::is_users_top(&int) {
+            return self.tagged(tag, "NO Invalid mailbox name").await;
+        }
         // The limits given replace all of the root's (a resource left out
         // or set to -1 has none), as Cyrus.
         let mut l = crate::store::QuotaLimits::default();
@@ -80,7 +84,17 @@ impl Session {
         if l.is_empty() {
             l.storage = Some(-1);
         }
-        match self.blocking(move |s| s.quota_set_limits(&int, l)).await {
+        // A new root, unforced, needs its mailbox or mailboxes under it
+        // (Cyrus's mboxlist_setquotas).
+        let r = self
+            .blocking(move |s| {
+                if !forced && s.quota_get(&int)?.is_none() && s.lookup(&int)?.is_none() && s.list_prefix(&format!("{int}."))?.is_empty() {
+                    return Err(crate::store::StoreError::NotFound);
+                }
+                s.quota_set_limits(&int, l)
+            })
+            .await;
+        match r {
             Ok(()) => self.tagged(tag, "OK Completed").await,
             Err(t) => self.tagged(tag, &t).await,
         }
