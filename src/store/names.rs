@@ -71,6 +71,14 @@ impl Namespace {
         let comps: Vec<&str> = ext.split(self.sep).collect();
         for c in &comps {
             check_component(c)?;
+            // `^` stands for `.` inside a component when `/` separates
+            // (Cyrus refuses it); a component is one directory of the spool.
+            if self.sep == '/' && c.contains('^') {
+                return Err(NameError::Invalid);
+            }
+            if c.len() > MAX_COMPONENT {
+                return Err(NameError::TooLong);
+            }
         }
         let enc = |cs: &[&str]| cs.iter().map(|c| encode_component(c, self.sep)).collect::<Vec<_>>().join(".");
         let first = comps[0];
@@ -167,6 +175,9 @@ pub fn user_inbox(userid: &str, unixhierarchysep: bool, virtdomains: bool, defau
         format!("{d}!user.{}", encode_component(&u, sep))
     })
 }
+
+/// The longest component of a name: a directory name on the spool.
+const MAX_COMPONENT: usize = 255;
 
 fn check_component(c: &str) -> Result<(), NameError> {
     if c.is_empty() || c == "." || c == ".." {
@@ -291,9 +302,14 @@ pub fn valid_mutf7(s: &str) -> bool {
             if j >= b.len() {
                 return false;
             }
-            // A run must decode to whole UTF-16 units.
+            // A run must decode to whole UTF-16 units, none of them a
+            // character that stands for itself (RFC 3501 5.1.3: `&AGE-`
+            // for `a` is not valid; Cyrus refuses it).
             let n = j - st;
             if n > 0 && (n * 6) % 16 >= 6 {
+                return false;
+            }
+            if n > 0 && mutf7_to_utf8(&s[i..=j]).is_none_or(|d| d.chars().any(|c| (' '..='~').contains(&c))) {
                 return false;
             }
             i = j + 1;

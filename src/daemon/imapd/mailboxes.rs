@@ -281,7 +281,14 @@ impl Session {
     /// Looks a mailbox up and checks a right; Cyrus answers "Mailbox does
     /// not exist" when even `l` is missing, so as not to leak names.
     pub async fn lookup_with(&self, ext: &str, right: char) -> Result<MailboxEntry, String> {
-        let int = self.internal(ext)?;
+        // As Cyrus: a trailing separator is dropped, and a name that
+        // cannot be a mailbox is one that does not exist.
+        let sep = self.ns.as_ref().map_or('/', |n| n.sep);
+        let ext = if ext.len() > 1 { ext.strip_suffix(sep).unwrap_or(ext) } else { ext };
+        let int = match self.internal(ext) {
+            Err("NO Invalid mailbox name") => return Err("NO Mailbox does not exist".into()),
+            r => r?,
+        };
         let store = self.ctx.store.clone();
         let e = tokio::task::spawn_blocking(move || store.lookup(&int))
             .await
@@ -353,6 +360,13 @@ impl Session {
         if !self.may_create(&int).await {
             return self.tagged(tag, "NO Permission denied").await;
         }
+        // A folder of a user who has no INBOX (no such user) is not made,
+        // even by an admin (Cyrus's mboxlist_create_namecheck).
+        if let Some(root) = crate::store::names::user_root(&int).filter(|r| *r != int) {
+            if self.blocking(move |s| s.lookup(&root)).await.is_ok_and(|r| r.is_none()) {
+                return self.tagged(tag, "NO Permission denied").await;
+            }
+        }
         if let Some(p) = &partition {
             // Only admins place mailboxes, as in Cyrus.
             if !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
@@ -388,7 +402,7 @@ impl Session {
         };
         let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
         if e.name == inbox && !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
-            return self.tagged(tag, "NO Permission denied").await;
+            return self.tagged(tag, "NO Operation is not supported on mailbox").await;
         }
         // specialuse_protect: a mailbox with one of those uses stays.
         let protect = self.ctx.conf.get("specialuse_protect").unwrap_or("").to_string();
@@ -402,6 +416,14 @@ impl Session {
         // An admin deleting a user's INBOX deletes the user: every
         // mailbox of theirs, and their subscriptions and seen state.
         let whole_user = e.name == crate::store::names::user_root(&e.name).unwrap_or_default();
+        // With delayed delete (Cyrus 3.x's default), any other mailbox
+        // with mailboxes under it stays, as the real Cyrus 3.6 answers.
+        if !whole_user && self.ctx.store.cfg.delete_mode == crate::store::DeleteMode::Delayed {
+            let under = format!("{name}.");
+            if self.blocking(move |s| s.list_prefix(&under)).await.is_ok_and(|v| !v.is_empty()) {
+                return self.tagged(tag, "NO [HASCHILDREN] Mailbox has inferior hierarchical names").await;
+            }
+        }
         match self
             .blocking(move |s| {
                 if whole_user {
@@ -448,7 +470,15 @@ impl Session {
         if !self.may_create(&to_int).await {
             return self.tagged(tag, "NO Permission denied").await;
         }
+        // (Cyrus's words for a user's rename onto the same name.)
         let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        if to_int == e.name && e.name != inbox && !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
+        let to_probe = to_int.clone();
+        if self.blocking(move |s| s.lookup(&to_probe)).await.is_ok_and(|t| t.is_some()) {
+            return self.tagged(tag, "NO Mailbox already exists").await;
+        }
         let from_int = e.name.clone();
         if e.name == inbox {
             // RFC 3501 6.3.5: renaming INBOX moves its messages.
@@ -476,10 +506,28 @@ impl Session {
         if self.sel.as_ref().is_some_and(|s| s.name == from_int) {
             self.sel = None;
         }
+        let under = format!("{from_int}.");
+        let mut children: Vec<String> = self
+            .blocking(move |s| s.list_prefix(&under))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        children.sort_by(|a, b| a.replace('.', "\x1f").cmp(&b.replace('.', "\x1f")));
+        let (old_top, new_top) = (from_int.clone(), to_int.clone());
         match self.blocking(move |s| s.rename(&from_int, &to_int)).await {
             Ok(()) => {
-                // Cyrus reports each rename before completing.
-                self.out_bytes(format!("* OK rename {from} {to}\r\n").as_bytes()).await?;
+                // Cyrus reports each rename before completing: the
+                // mailbox, then every one under it.
+                let mut lines = format!("* OK rename {from} {to}\r\n");
+                for c in &children {
+                    let moved = format!("{new_top}{}", &c[old_top.len()..]);
+                    if let (Some(a), Some(b)) = (self.external(c), self.external(&moved)) {
+                        lines.push_str(&format!("* OK rename {a} {b}\r\n"));
+                    }
+                }
+                self.out_bytes(lines.as_bytes()).await?;
                 self.tagged(tag, "OK Completed").await
             }
             Err(t) => self.tagged(tag, &t).await,
@@ -620,10 +668,23 @@ impl Session {
                 }
                 let int = self.internal(&n).unwrap_or_default();
                 let is_sub = subs.contains(&int);
+                let child_prefix = format!("{n}{sep}");
+                if lsub && !is_sub {
+                    // RFC 3501 6.3.9: `foo/bar` subscribed and `foo` not, a
+                    // `%` that stops at foo returns foo as \Noselect (Cyrus
+                    // adds \HasChildren).
+                    let under = subs
+                        .iter()
+                        .filter_map(|s| self.external(s))
+                        .any(|x| x.starts_with(&child_prefix) && !wild_match(fb, x.as_bytes(), sep as u8));
+                    if under {
+                        out.push((n, vec!["\\Noselect", "\\HasChildren"]));
+                    }
+                    continue;
+                }
                 if subscribed_only && !is_sub {
                     continue;
                 }
-                let child_prefix = format!("{n}{sep}");
                 let has_children = names.iter().any(|x| x.starts_with(&child_prefix));
                 let mut attrs = Vec::new();
                 if !exists {
@@ -649,7 +710,8 @@ impl Session {
                 out.push((n, attrs));
             }
         }
-        out.sort_by(|a, b| list_order(&a.0, &b.0));
+        let sep = self.ns.as_ref().map_or('/', |n| n.sep);
+        out.sort_by(|a, b| list_order(&a.0, &b.0, sep));
         // LIST-STATUS (RFC 5819): RETURN (STATUS (items)).
         let status_items: Option<Vec<String>> = ret.iter().find_map(|r| {
             r.strip_prefix("STATUS").map(|x| {
@@ -1360,12 +1422,17 @@ fn self_log_store(e: &StoreError) {
     eprintln!("IOERROR: {e}");
 }
 
-/// Cyrus sorts LIST output by name with INBOX first.
-fn list_order(a: &str, b: &str) -> std::cmp::Ordering {
+/// Cyrus sorts LIST output by name with INBOX first, the hierarchy
+/// separator before any other character (its mailbox list keys hold it
+/// as 0x1f): `a`, `a/b`, `a/b/c`, then `a.b`.
+fn list_order(a: &str, b: &str, sep: char) -> std::cmp::Ordering {
     match (a == "INBOX", b == "INBOX") {
         (true, false) => std::cmp::Ordering::Less,
         (false, true) => std::cmp::Ordering::Greater,
-        _ => a.cmp(b),
+        _ => {
+            let low = move |c: char| if c == sep { '\x1f' } else { c };
+            a.chars().map(low).cmp(b.chars().map(low))
+        }
     }
 }
 
