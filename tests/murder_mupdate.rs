@@ -605,7 +605,7 @@ fn imap_and_pop3_through_our_front_end() {
     // Each user reaches their own back end through the same front end.
     let script = "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nprint(M.welcome)\n\
                   print(M.login(sys.argv[2],'testpw'))\nprint(M.select('INBOX'))\n\
-                  print(M.fetch('1','(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\nprint(M.create('INBOX.Sent'))\nprint(M.list())\nprint(M.logout())\n";
+                  print(M.fetch('1','(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\nprint(M.create('Sent'))\nprint(M.list())\nprint(M.logout())\n";
     let out = python(script, &[&iport.to_string(), "u7"]);
     assert!(
         out.contains("frontend Cyrus IMAP") && out.contains("MUPDATE=mupdate://127.0.0.1:"),

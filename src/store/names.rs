@@ -88,8 +88,13 @@ impl Namespace {
             return Ok(if comps.len() == 1 {
                 inbox
             } else if self.alt {
-                // altnamespace: INBOX's children are personal folders.
-                format!("{inbox}.{}", enc(&comps[1..]))
+                // altnamespace (Cyrus 3.x): INBOX's own children live under
+                // `user.name.INBOX`, apart from the personal folders beside
+                // it; `INBOX/INBOX` is no name.
+                if comps[1].eq_ignore_ascii_case("INBOX") {
+                    return Err(NameError::Invalid);
+                }
+                format!("{inbox}.INBOX.{}", enc(&comps[1..]))
             } else {
                 format!("{inbox}.{}", enc(&comps[1..]))
             });
@@ -449,6 +454,11 @@ mod tests {
         assert_eq!(ns.to_internal("Shared Folders/news").unwrap(), "news");
         assert_eq!(ns.to_external("user.fred.a^b.c").unwrap(), "a.b/c");
         assert_eq!(ns.to_external("user.bob").unwrap(), "Other Users/bob");
+        // INBOX's children are not the folders beside it (Cyrus 3.x).
+        assert_eq!(ns.to_internal("INBOX/Sent").unwrap(), "user.fred.INBOX.Sent");
+        assert_eq!(ns.to_internal("inbox/a/b").unwrap(), "user.fred.INBOX.a.b");
+        assert_eq!(ns.to_external("user.fred.INBOX.a.b").unwrap(), "INBOX/a/b");
+        assert_eq!(ns.to_internal("INBOX/inbox"), Err(NameError::Invalid));
         let ns = Namespace::new(false, false, "fred", false, "");
         assert_eq!(ns.to_internal("INBOX.Sent").unwrap(), "user.fred.Sent");
         assert_eq!(ns.to_internal("user.bob.x").unwrap(), "user.bob.x");
@@ -459,12 +469,16 @@ mod tests {
     #[test]
     fn bad_names() {
         let ns = Namespace::new(true, true, "fred", false, "");
-        for bad in ["", "a//b", "../x", "a/./b", "x\0y", "x\ty", "a*", "a%", "&Jjo", "&A-", "é"] {
+        for bad in [
+            "", "a//b", "../x", "a/./b", "x\0y", "x\ty", "a*", "a%", "&Jjo", "&A-", "é", "a^b", "&AGE-",
+        ] {
             assert!(ns.to_internal(bad).is_err(), "{bad:?}");
         }
         assert!(ns.to_internal("&Jjo-").is_ok());
         assert!(ns.to_internal("A&-B").is_ok());
         assert_eq!(ns.to_internal(&"x".repeat(MAX_NAME + 1)), Err(NameError::TooLong));
+        assert_eq!(ns.to_internal(&"x".repeat(MAX_COMPONENT + 1)), Err(NameError::TooLong));
+        assert!(ns.to_internal(&"x".repeat(MAX_COMPONENT)).is_ok());
     }
 
     #[test]

@@ -1422,18 +1422,17 @@ fn self_log_store(e: &StoreError) {
     eprintln!("IOERROR: {e}");
 }
 
-/// Cyrus sorts LIST output by name with INBOX first, the hierarchy
-/// separator before any other character (its mailbox list keys hold it
-/// as 0x1f): `a`, `a/b`, `a/b/c`, then `a.b`.
+/// Cyrus sorts LIST output by name with INBOX and its own children
+/// first, the hierarchy separator before any other character (its
+/// mailbox list keys hold it as 0x1f): `a`, `a/b`, `a/b/c`, then `a.b`.
 fn list_order(a: &str, b: &str, sep: char) -> std::cmp::Ordering {
-    match (a == "INBOX", b == "INBOX") {
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => {
-            let low = move |c: char| if c == sep { '\x1f' } else { c };
-            a.chars().map(low).cmp(b.chars().map(low))
-        }
-    }
+    let rank = |n: &str| match n.strip_prefix("INBOX") {
+        Some("") => 0,
+        Some(r) if r.starts_with(sep) => 1,
+        _ => 2,
+    };
+    let low = move |c: char| if c == sep { '\x1f' } else { c };
+    rank(a).cmp(&rank(b)).then_with(|| a.chars().map(low).cmp(b.chars().map(low)))
 }
 
 /// An atom when possible, else a quoted string or literal.
