@@ -283,13 +283,15 @@ impl Session {
                     let sid = self.sid.clone();
                     self.reply(&format!("250 Ok SESSIONID=<{sid}>")).await?;
                 }
-                Command::HeloEhlo => self.reply("500 5.5.1 Command unrecognized; use LHLO").await?,
+                Command::HeloEhlo => self.reply(super::lmtpd::SYNTAX).await?,
                 Command::Auth(mech, ir) => self.auth(&mech, ir).await?,
                 Command::Mail(from, params) => {
                     if !self.authed {
                         self.reply("530 Authentication required").await?;
                     } else if self.from.is_some() {
                         self.reply("503 5.5.1 Nested MAIL command").await?;
+                    } else if let Some(e) = super::lmtpd::mail_params_error(&params, self.max_message_size()) {
+                        self.reply(&e).await?;
                     } else {
                         self.auth_user = params
                             .iter()
@@ -305,6 +307,10 @@ impl Session {
                         self.reply("503 5.5.1 Need MAIL command").await?;
                     } else if self.rcpts.len() >= MAX_RCPT {
                         self.reply("452 4.5.3 Too many recipients").await?;
+                    } else if let Some(e) = super::lmtpd::rcpt_params_error(&params) {
+                        self.reply(e).await?;
+                    } else if to.is_empty() {
+                        self.reply(super::lmtpd::UNKNOWN).await?;
                     } else {
                         let ignore = params.iter().any(|(k, _)| k == "IGNOREQUOTA");
                         let r = self.rcpt(&to, ignore).await;
@@ -312,10 +318,10 @@ impl Session {
                     }
                 }
                 Command::Data => {
-                    if self.from.is_none() {
-                        self.reply("503 5.5.1 Need MAIL command").await?;
-                    } else if self.rcpts.is_empty() {
+                    if self.rcpts.is_empty() {
                         self.reply("503 5.5.1 No recipients").await?;
+                    } else if self.from.is_none() {
+                        self.reply("503 5.5.1 Need MAIL command").await?;
                     } else {
                         self.data().await?;
                     }
@@ -348,7 +354,8 @@ impl Session {
                     self.from = None;
                     self.rcpts.clear();
                 }
-                Command::Vrfy | Command::Unknown(_) => self.reply("500 5.5.2 Syntax error").await?,
+                Command::Vrfy => self.reply(super::lmtpd::VRFY).await?,
+                Command::Unknown(_) => self.reply(super::lmtpd::SYNTAX).await?,
                 Command::Syntax(r) => self.reply(r).await?,
             }
         }
@@ -443,7 +450,7 @@ impl Session {
             match self.p.front.entry(name).await {
                 Ok(Some(e)) if e.state == State::Active => {
                     if !self.admin && !super::lmtpd::acl_allows(&e.acl, &["anyone", "postman"], 'p') {
-                        return "550 5.7.1 Permission denied".into();
+                        return super::lmtpd::NO_POST.into();
                     }
                 }
                 Ok(_) => {}
@@ -478,13 +485,18 @@ impl Session {
         }
     }
 
+    /// `maxmessagesize` in bytes (unset: 1 GiB, as every read has a limit).
+    fn max_message_size(&self) -> usize {
+        match self.p.front.conf.get_int("maxmessagesize") {
+            n if n > 0 => n as usize,
+            _ => 1 << 30,
+        }
+    }
+
     async fn data(&mut self) -> std::io::Result<()> {
         self.reply("354 go ahead").await?;
         self.w.flush().await?;
-        let max = match self.p.front.conf.get_int("maxmessagesize") {
-            n if n > 0 => n as usize,
-            _ => 1 << 30,
-        };
+        let max = self.max_message_size();
         let rcpts = std::mem::take(&mut self.rcpts);
         let from = self.from.take().unwrap_or_default();
         let group_of = |server: &str| -> Vec<usize> { (0..rcpts.len()).filter(|&i| rcpts[i].server == server).collect() };

@@ -42,9 +42,8 @@ fn split_path(arg: &str) -> Option<(String, Vec<(String, Option<String>)>)> {
         let e = end?;
         (r[..e].to_string(), &r[e + 1..])
     } else {
-        // Lenient: a bare address (Postfix's lmtp client always brackets).
-        let e = arg.find(' ').unwrap_or(arg.len());
-        (arg[..e].to_string(), &arg[e..])
+        // A path needs its brackets (Cyrus: 501).
+        return None;
     };
     let mut params = Vec::new();
     for p in rest.split_whitespace() {
@@ -86,7 +85,8 @@ pub fn parse(line: &[u8]) -> Command {
             }
             match split_path(&arg[want.len()..]) {
                 Some((p, params)) if v == "MAIL" => Command::Mail(p, params),
-                Some((p, params)) if !p.is_empty() => Command::Rcpt(p, params),
+                // `<>` is a recipient no mailbox has (Cyrus: 550 unknown).
+                Some((p, params)) => Command::Rcpt(p, params),
                 _ => Command::Syntax("501 5.5.4 Syntax error in parameters"),
             }
         }
@@ -183,7 +183,8 @@ mod tests {
             Command::Rcpt("\"a>b\"@c".into(), vec![("IGNOREQUOTA".into(), None)])
         );
         assert_eq!(parse(b"RCPT TO:<@r1,@r2:u@d>"), Command::Rcpt("u@d".into(), vec![]));
-        assert!(matches!(parse(b"RCPT TO:<>"), Command::Syntax(_)));
+        assert_eq!(parse(b"RCPT TO:<>"), Command::Rcpt(String::new(), vec![]));
+        assert!(matches!(parse(b"RCPT TO:u@d"), Command::Syntax(_)));
         assert!(matches!(parse(b"RCPT FOO"), Command::Syntax(_)));
         assert_eq!(parse(b"EHLO x"), Command::HeloEhlo);
         assert_eq!(parse(b"XYZZY"), Command::Unknown("XYZZY".into()));

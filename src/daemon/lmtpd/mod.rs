@@ -23,6 +23,48 @@ const MAX_COMMAND: usize = 4096;
 const MAX_DATA_LINE: usize = 1 << 20;
 /// Most recipients per transaction.
 const MAX_RCPT: usize = 1000;
+/// Cyrus lmtpd's replies to an unknown command (HELO and EHLO too) and
+/// to VRFY.
+pub const SYNTAX: &str = "500 5.5.2 Syntax error";
+pub const VRFY: &str = "252 2.3.3 try RCPT to attempt delivery";
+
+/// MAIL's parameters as Cyrus lmtpd takes them (SIZE, BODY=7BIT or
+/// 8BITMIME, AUTH): the refusal, if any.
+pub fn mail_params_error(params: &[(String, Option<String>)], max: usize) -> Option<String> {
+    for (k, v) in params {
+        match (k.as_str(), v.as_deref()) {
+            ("SIZE", Some(n)) => match n.parse::<u64>() {
+                Ok(n) if n > max as u64 => {
+                    return Some(format!("552 5.2.3 Message SIZE exceeds fixed maximum message size ({max})"));
+                }
+                Ok(_) => {}
+                Err(_) => return Some("501 5.5.4 Syntax error in parameters".into()),
+            },
+            ("BODY", Some(b)) if b.eq_ignore_ascii_case("7BIT") || b.eq_ignore_ascii_case("8BITMIME") => {}
+            ("BODY", _) => return Some("501 5.5.4 Unrecognized BODY type".into()),
+            ("AUTH", Some(_)) => {}
+            _ => return Some("501 5.5.4 Unrecognized parameters".into()),
+        }
+    }
+    None
+}
+
+/// RCPT's: only IGNOREQUOTA (no DSN, as Cyrus lmtpd).
+pub fn rcpt_params_error(params: &[(String, Option<String>)]) -> Option<&'static str> {
+    params
+        .iter()
+        .any(|(k, _)| k != "IGNOREQUOTA")
+        .then_some("501 5.5.4 Unrecognized parameters")
+}
+
+/// Cyrus lmtpd's reply to a recipient with no mailbox.
+pub const UNKNOWN: &str = "550-Mailbox unknown.  Either there is no mailbox associated with this\r\n\
+                       550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown";
+/// ... and to one whose mailbox the sender may not post to.
+pub const NO_POST: &str = "550-You do not have permission to post a message to this mailbox.\r\n\
+                           550-Please contact the owner of this mailbox in order to submit\r\n\
+                           550-your message, or postmaster if you believe you\r\n\
+                           550-received this message in error.\r\n550 5.7.1 Permission denied";
 const IDLE: Duration = Duration::from_secs(300);
 
 pub struct Lmtpd {
@@ -226,24 +268,16 @@ impl Session {
                     let sid = self.sid.clone();
                     self.reply(&format!("250 Ok SESSIONID=<{sid}>")).await?;
                 }
-                Command::HeloEhlo => self.reply("500 5.5.1 Command unrecognized; use LHLO").await?,
+                // Cyrus lmtpd's words for HELO/EHLO (RFC 2033 4.1 refuses them).
+                Command::HeloEhlo => self.reply(SYNTAX).await?,
                 Command::Auth(mech, ir) => self.auth(&mech, ir).await?,
                 Command::Mail(from, params) => {
                     if !self.authed {
                         self.reply("530 Authentication required").await?;
                     } else if self.from.is_some() {
                         self.reply("503 5.5.1 Nested MAIL command").await?;
-                    } else if let Some(sz) = params.iter().find(|(k, _)| k == "SIZE").and_then(|(_, v)| v.as_deref()) {
-                        match sz.parse::<u64>() {
-                            Ok(n) if n as usize > ctx.max_message_size() => {
-                                self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?
-                            }
-                            Ok(_) => {
-                                self.from = Some(from);
-                                self.reply("250 2.1.0 ok").await?;
-                            }
-                            Err(_) => self.reply("501 5.5.4 Syntax error in parameters").await?,
-                        }
+                    } else if let Some(e) = mail_params_error(&params, ctx.max_message_size()) {
+                        self.reply(&e).await?;
                     } else {
                         self.from = Some(from);
                         self.reply("250 2.1.0 ok").await?;
@@ -254,17 +288,24 @@ impl Session {
                         self.reply("503 5.5.1 Need MAIL command").await?;
                     } else if self.rcpts.len() >= MAX_RCPT {
                         self.reply("452 4.5.3 Too many recipients").await?;
+                    } else if let Some(e) = rcpt_params_error(&params) {
+                        self.reply(e).await?;
                     } else {
                         let ignore = params.iter().any(|(k, _)| k == "IGNOREQUOTA");
-                        let r = self.rcpt(&to, ignore).await;
+                        let r = if to.is_empty() {
+                            UNKNOWN.to_string()
+                        } else {
+                            self.rcpt(&to, ignore).await
+                        };
                         self.reply(&r).await?;
                     }
                 }
                 Command::Data => {
-                    if self.from.is_none() {
-                        self.reply("503 5.5.1 Need MAIL command").await?;
-                    } else if self.rcpts.is_empty() {
+                    // (Cyrus asks for recipients first, with or without MAIL.)
+                    if self.rcpts.is_empty() {
                         self.reply("503 5.5.1 No recipients").await?;
+                    } else if self.from.is_none() {
+                        self.reply("503 5.5.1 Need MAIL command").await?;
                     } else {
                         self.data().await?;
                     }
@@ -287,7 +328,8 @@ impl Session {
                         return Ok(());
                     }
                 }
-                Command::Vrfy | Command::Unknown(_) => self.reply("500 5.5.2 Syntax error").await?,
+                Command::Vrfy => self.reply(VRFY).await?,
+                Command::Unknown(_) => self.reply(SYNTAX).await?,
                 Command::Syntax(r) => self.reply(r).await?,
             }
         }
@@ -472,7 +514,7 @@ impl Session {
         } else {
             user.clone()
         };
-        let unknown = "550-Mailbox unknown.  Either there is no mailbox associated with this\r\n550-name or you do not have authorization to see it.\r\n550 5.1.1 User unknown".to_string();
+        let unknown = UNKNOWN.to_string();
         // `postuser+folder` (by default `+folder`): a shared folder.
         if let Some(name) = shared_folder(&ctx.conf, &user, detail.as_deref(), &domain) {
             return self.rcpt_shared(to, name, ignore_quota, &unknown).await;
@@ -600,7 +642,7 @@ impl Session {
                 });
                 "250 2.1.5 ok".to_string()
             }
-            Ok(Ok(None)) => "550 5.7.1 Permission denied".to_string(),
+            Ok(Ok(None)) => NO_POST.to_string(),
             Ok(Err(StoreError::NotFound)) => unknown.to_string(),
             _ => "451 4.3.0 System I/O error".to_string(),
         }
