@@ -30,7 +30,7 @@ stop() {
 if [ "${1:-}" = stop ]; then stop; echo "stopped"; exit 0; fi
 command -v cargo >/dev/null || { echo "cargo (Rust 1.95) is required" >&2; exit 1; }
 need=""
-for p in libkrb5-dev libpam0g-dev libcrypt-dev slapd ldap-utils; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+for p in libkrb5-dev libpam0g-dev libcrypt-dev zlib1g-dev pkgconf slapd ldap-utils; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
 if [ -n "$need" ]; then
   [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; }
   echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
