@@ -148,33 +148,45 @@ fn best_of_3(port: u16, cmd: &str) -> f64 {
         .fold(f64::MAX, f64::min)
 }
 
+/// A POP3 connection past its greeting: (reader, writer).
+fn pop_connect(port: u16) -> (BufReader<TcpStream>, TcpStream) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    (r, s)
+}
+
+/// One `+OK` line.
+fn pop_ok(r: &mut BufReader<TcpStream>) {
+    let mut l = String::new();
+    r.read_line(&mut l).unwrap();
+    assert!(l.starts_with("+OK"), "{l}");
+}
+
+/// USER/PASS as yes1.
+fn pop_login(r: &mut BufReader<TcpStream>, w: &mut TcpStream) {
+    w.write_all(b"USER yes1\r\n").unwrap();
+    pop_ok(r);
+    w.write_all(b"PASS testpw\r\n").unwrap();
+    pop_ok(r);
+}
+
 /// POP3 session: USER/PASS, then `n` NOOPs, lock-step: the round-trip
 /// floor under (c); seconds, best of 3.
 fn pop_noops(port: u16, n: usize) -> f64 {
     (0..3)
         .map(|_| {
-            let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut w = s;
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            let ok = |r: &mut BufReader<TcpStream>| {
-                let mut l = String::new();
-                r.read_line(&mut l).unwrap();
-                assert!(l.starts_with("+OK"), "{l}");
-            };
-            w.write_all(b"USER yes1\r\n").unwrap();
-            ok(&mut r);
-            w.write_all(b"PASS testpw\r\n").unwrap();
-            ok(&mut r);
+            let (mut r, mut w) = pop_connect(port);
+            pop_login(&mut r, &mut w);
             let t = Instant::now();
             for _ in 0..n {
                 w.write_all(b"NOOP\r\n").unwrap();
-                ok(&mut r);
+                pop_ok(&mut r);
             }
             let secs = t.elapsed().as_secs_f64();
             w.write_all(b"QUIT\r\n").unwrap();
-            ok(&mut r);
+            pop_ok(&mut r);
             secs
         })
         .fold(f64::MAX, f64::min)
@@ -184,17 +196,9 @@ fn pop_noops(port: u16, n: usize) -> f64 {
 fn pop_session(port: u16, n: usize) -> f64 {
     (0..3)
         .map(|_| {
-            let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut w = s;
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
+            let (mut r, mut w) = pop_connect(port);
             let t = Instant::now();
-            let ok = |r: &mut BufReader<TcpStream>| {
-                let mut l = String::new();
-                r.read_line(&mut l).unwrap();
-                assert!(l.starts_with("+OK"), "{l}");
-            };
+            let ok = pop_ok;
             let multi = |r: &mut BufReader<TcpStream>| {
                 let mut total = 0;
                 loop {
@@ -206,10 +210,7 @@ fn pop_session(port: u16, n: usize) -> f64 {
                     total += l.len();
                 }
             };
-            w.write_all(b"USER yes1\r\n").unwrap();
-            ok(&mut r);
-            w.write_all(b"PASS testpw\r\n").unwrap();
-            ok(&mut r);
+            pop_login(&mut r, &mut w);
             w.write_all(b"UIDL\r\n").unwrap();
             ok(&mut r);
             multi(&mut r);

@@ -1,5 +1,5 @@
 //! Mailbox-level commands: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST,
-//! LSUB, STATUS, APPEND and ACL queries (quota: `quota.rs`); name translation and
+//! LSUB, STATUS, APPEND and ACL queries (quota: `quota.rs`; ACL strings: `acl.rs`); name translation and
 //! rights checks.
 
 use super::{Res, Session};
@@ -8,89 +8,8 @@ use crate::proto::imap::render;
 use crate::store::names::NameError;
 use crate::store::{Cached, MailboxEntry, NewMessage, StoreError};
 
-/// Rights of an id in a Cyrus ACL string (`id\trights\t…`), with
-/// negative entries (`-id`) removing rights.
-pub fn rights_of(acl: &str, ids: &[&str]) -> String {
-    let mut pos = String::new();
-    let mut neg = String::new();
-    let mut it = acl.split('\t');
-    while let (Some(id), Some(r)) = (it.next(), it.next()) {
-        if let Some(n) = id.strip_prefix('-') {
-            if ids.contains(&n) {
-                neg.push_str(r);
-            }
-        } else if ids.contains(&id) {
-            pos.push_str(r);
-        }
-    }
-    let all = "lrswipkxtecdan";
-    all.chars().filter(|c| pos.contains(*c) && !neg.contains(*c)).collect()
-}
-
-/// RFC 4314 rights text in Cyrus's canonical order (`lrswipkxte`, the
-/// legacy `c` and `d` when `k` / `t` are present, then `a`, `n` and the
-/// user-defined digits); `c` sets `k` and `x`, `d` sets `t` and `e`, as
-/// Cyrus does (RFC 4314 2.1.1).  Err(letter) for one that is not a right.
-pub fn canonical_rights(r: &str) -> Result<String, char> {
-    let mut set = std::collections::BTreeSet::new();
-    for c in r.chars() {
-        match c {
-            'l' | 'r' | 's' | 'w' | 'i' | 'p' | 'k' | 'x' | 't' | 'e' | 'a' | 'n' | '0'..='9' => {
-                set.insert(c);
-            }
-            'c' => {
-                set.insert('k');
-                set.insert('x');
-            }
-            'd' => {
-                set.insert('t');
-                set.insert('e');
-            }
-            other => return Err(other),
-        }
-    }
-    let mut out: String = "lrswipkxte".chars().filter(|c| set.contains(c)).collect();
-    if set.contains(&'k') {
-        out.push('c');
-    }
-    if set.contains(&'t') {
-        out.push('d');
-    }
-    out.extend("an0123456789".chars().filter(|c| set.contains(c)));
-    Ok(out)
-}
-
-/// An ACL string with `id`'s entry replaced (None removes it).
-pub fn acl_with(acl: &str, id: &str, rights: Option<&str>) -> String {
-    let mut out = String::new();
-    let mut done = false;
-    let mut it = acl.split('\t');
-    while let (Some(who), Some(r)) = (it.next(), it.next()) {
-        if who == id {
-            if let (Some(nr), false) = (rights, done) {
-                out.push_str(&format!("{who}\t{nr}\t"));
-            }
-            done = true;
-        } else {
-            out.push_str(&format!("{who}\t{r}\t"));
-        }
-    }
-    if let (Some(nr), false) = (rights, done) {
-        out.push_str(&format!("{id}\t{nr}\t"));
-    }
-    out
-}
-
-/// `id`'s current rights text in an ACL.
-fn acl_entry<'a>(acl: &'a str, id: &str) -> Option<&'a str> {
-    let mut it = acl.split('\t');
-    while let (Some(who), Some(r)) = (it.next(), it.next()) {
-        if who == id {
-            return Some(r);
-        }
-    }
-    None
-}
+use super::acl::acl_entry;
+pub use super::acl::{acl_with, canonical_rights, rights_of};
 
 /// The special-use attributes of RFC 6154 (and RFC 8457's \Important)
 /// that CREATE accepts (and mumail-migrate carries over).
@@ -618,6 +537,13 @@ impl Session {
             Vec::new()
         };
         let names: Vec<&str> = vis.iter().map(|(x, _)| x.as_str()).collect();
+        // LSUB's unsubscribed parents are found among these.
+        let mut subs_ext: Vec<String> = if lsub {
+            subs.iter().filter_map(|s| self.external(s)).collect()
+        } else {
+            Vec::new()
+        };
+        subs_ext.sort_unstable();
         // RFC 6154: with specialusealways (Cyrus 3.6's default) every LIST
         // shows them, and LSUB too (as the real Cyrus 3.6 answers); else
         // RETURN (SPECIAL-USE) or the selection option.
@@ -673,10 +599,11 @@ impl Session {
                     // RFC 3501 6.3.9: `foo/bar` subscribed and `foo` not, a
                     // `%` that stops at foo returns foo as \Noselect (Cyrus
                     // adds \HasChildren).
-                    let under = subs
+                    let from = subs_ext.partition_point(|x| x.as_str() < child_prefix.as_str());
+                    let under = subs_ext[from..]
                         .iter()
-                        .filter_map(|s| self.external(s))
-                        .any(|x| x.starts_with(&child_prefix) && !wild_match(fb, x.as_bytes(), sep as u8));
+                        .take_while(|x| x.starts_with(&child_prefix))
+                        .any(|x| !wild_match(fb, x.as_bytes(), sep as u8));
                     if under {
                         out.push((n, vec!["\\Noselect", "\\HasChildren"]));
                     }

@@ -2,6 +2,7 @@
 //! (greeting, CAPABILITY, OK texts, error texts), so that clients and the
 //! Murder front ends that parse them see no difference.
 
+mod acl;
 mod annotate;
 mod fetch_render;
 pub mod io;
