@@ -632,11 +632,9 @@ print(json.dumps(log))
 /// refuses without the [OVERQUOTA] code: that difference is normalised.
 #[test]
 fn quota_resources_as_real_cyrus() {
-    if !can_run("cyrus differential", &[CYRUS_MASTER, "/usr/bin/unshare"]) {
+    let Some((d, ours, cyrus)) = ours_and_cyrus_here() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let (ours, cyrus) = ours_and_cyrus(d.path());
+    };
     let script = [CONN, QUOTA_SESSION].concat();
     let ours_out = python(&script, &[&ours.imap_port.to_string()]);
     let theirs_out = python(&script, &[&cyrus.imap_port.to_string()]);
@@ -694,11 +692,9 @@ print(json.dumps(log))
 /// user and by an admin) answer as the real Cyrus's.
 #[test]
 fn mailbox_names_as_real_cyrus() {
-    if !can_run("cyrus differential", &[CYRUS_MASTER, "/usr/bin/unshare"]) {
+    let Some((d, ours, cyrus)) = ours_and_cyrus_here() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let (ours, cyrus) = ours_and_cyrus(d.path());
+    };
     let script = [CONN, NAMES_SESSION].concat();
     let ours_out = python(&script, &[&ours.imap_port.to_string()]);
     let theirs_out = python(&script, &[&cyrus.imap_port.to_string()]);
@@ -808,11 +804,9 @@ print(json.dumps(log))
 /// 3.6's lmtpd.
 #[test]
 fn lmtp_as_real_cyrus() {
-    if !can_run("cyrus differential", &[CYRUS_MASTER, "/usr/bin/unshare"]) {
+    let Some((d, ours, cyrus)) = ours_and_cyrus_here() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let (ours, cyrus) = ours_and_cyrus(d.path());
+    };
     let ours_out = python(LMTP_SESSION, &[ours.lmtp_sock.to_str().unwrap(), &ours.imap_port.to_string()]);
     let theirs_out = python(LMTP_SESSION, &[cyrus.lmtp_sock.to_str().unwrap(), &cyrus.imap_port.to_string()]);
     // Cyrus offers AUTH EXTERNAL on its UNIX socket; we do not (lmtpd.rs
@@ -842,6 +836,18 @@ fn open_dir(p: &Path) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Our back end and the real Cyrus 3.6 side by side in a new temporary
+/// directory (dropped last); None, with the skip said, where Cyrus or
+/// unshare is missing.
+fn ours_and_cyrus_here() -> Option<(tempfile::TempDir, Backend, CyrusServer)> {
+    if !can_run("cyrus differential", &[CYRUS_MASTER, "/usr/bin/unshare"]) {
+        return None;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (ours, cyrus) = ours_and_cyrus(d.path());
+    Some((d, ours, cyrus))
+}
+
 /// Our back end and the real Cyrus 3.6 side by side in `d`, Cyrus
 /// checking passwords through our saslauthd.
 fn ours_and_cyrus(d: &Path) -> (Backend, CyrusServer) {
@@ -855,11 +861,9 @@ fn ours_and_cyrus(d: &Path) -> (Backend, CyrusServer) {
 
 #[test]
 fn same_session_same_answers_as_real_cyrus() {
-    if !can_run("cyrus differential", &[CYRUS_MASTER, "/usr/bin/unshare"]) {
+    let Some((d, ours, cyrus)) = ours_and_cyrus_here() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let (ours, cyrus) = ours_and_cyrus(d.path());
+    };
     let iport = cyrus.imap_port;
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/messages");
     let ours_out = python(SESSION, &[&ours.imap_port.to_string(), corpus.to_str().unwrap()]);

@@ -205,7 +205,7 @@ impl Session {
         let sep = self.ns.as_ref().map_or('/', |n| n.sep);
         let ext = if ext.len() > 1 { ext.strip_suffix(sep).unwrap_or(ext) } else { ext };
         let int = match self.internal(ext) {
-            Err("NO Invalid mailbox name") => return Err("NO Mailbox does not exist".into()),
+            Err(e) if e == name_err(NameError::Invalid) => return Err("NO Mailbox does not exist".into()),
             r => r?,
         };
         let store = self.ctx.store.clone();
