@@ -7,9 +7,11 @@
 //!     figure is the server's, not the client's disk);
 //! (b) SORT (DATE) and THREAD=REFERENCES on that mailbox: seconds, best of
 //!     3 (so every server has its caches warm);
-//! (c) POP3 UIDL + RETR of BENCH_POP (1000) messages: seconds, best of 3;
-//!     beside it, as many NOOPs in one session: the client's lock-step
-//!     round-trip floor on that server.
+//! (c) POP3 UIDL + RETR of BENCH_POP (1000) messages, from after the
+//!     login to QUIT's reply: seconds, best of 3; beside it, the login
+//!     (a password hash: yescrypt through saslauthd for ours and Cyrus, in
+//!     clear for Dovecot) and as many NOOPs in one session: the client's
+//!     lock-step round-trip floor on that server.
 //! Goal (issue 5): at least 2x the faster of Cyrus and Dovecot on each.
 //! Dovecot runs from tests/harness/dovecot.rs (dovecot-core installed,
 //! its imap and pop3 programs unpacked from Debian's packages).
@@ -192,12 +194,15 @@ fn pop_noops(port: u16, n: usize) -> f64 {
         .fold(f64::MAX, f64::min)
 }
 
-/// POP3 session: USER/PASS, UIDL, RETR 1..n, QUIT; seconds, best of 3.
-fn pop_session(port: u16, n: usize) -> f64 {
+/// POP3 session: USER/PASS, then UIDL, RETR 1..n, QUIT timed; seconds,
+/// best of 3, and the best login's.  The login is left out of the figure:
+/// its cost is the password hash (yes1's is yescrypt, checked by saslauthd
+/// for ours and Cyrus; Dovecot's passwd-file has it in clear), not POP3.
+fn pop_session(port: u16, n: usize) -> (f64, f64) {
     (0..3)
         .map(|_| {
-            let (mut r, mut w) = pop_connect(port);
             let t = Instant::now();
+            let (mut r, mut w) = pop_connect(port);
             let ok = pop_ok;
             let multi = |r: &mut BufReader<TcpStream>| {
                 let mut total = 0;
@@ -211,6 +216,8 @@ fn pop_session(port: u16, n: usize) -> f64 {
                 }
             };
             pop_login(&mut r, &mut w);
+            let login = t.elapsed().as_secs_f64();
+            let t = Instant::now();
             w.write_all(b"UIDL\r\n").unwrap();
             ok(&mut r);
             multi(&mut r);
@@ -221,9 +228,9 @@ fn pop_session(port: u16, n: usize) -> f64 {
             }
             w.write_all(b"QUIT\r\n").unwrap();
             ok(&mut r);
-            t.elapsed().as_secs_f64()
+            (login, t.elapsed().as_secs_f64())
         })
-        .fold(f64::MAX, f64::min)
+        .fold((f64::MAX, f64::MAX), |a, b| (a.0.min(b.0), a.1.min(b.1)))
 }
 
 fn main() {
@@ -268,11 +275,11 @@ fn main() {
         let (m, m_cpu) = mbsync_pull(*port, &d.path().join(format!("mbsync-{name}")));
         let s = best_of_3(*port, "SORT (DATE) UTF-8 ALL");
         let th = best_of_3(*port, "THREAD REFERENCES UTF-8 ALL");
-        let p = pop_session(*pport, pop);
+        let (login, p) = pop_session(*pport, pop);
         let floor = pop_noops(*pport, pop);
         println!(
             "   {name:8} (a) mbsync pull {m:.2} s (mbsync's own CPU {m_cpu:.2} s)  (b) SORT DATE {s:.3} s, THREAD REFERENCES {th:.3} s  (c) POP3 UIDL+RETR {p:.3} s \
-             (as many NOOPs: {floor:.3} s)"
+             (as many NOOPs: {floor:.3} s; the login before, not counted: {login:.3} s)"
         );
         table.push((name, vec![m, s, th, p]));
     }

@@ -37,7 +37,10 @@ struct Msg {
 
 struct Drop_ {
     inbox: String,
-    partition: String,
+    /// The mailbox's directory in its partition, and its owner database:
+    /// found once, not at every RETR.
+    dir: std::path::PathBuf,
+    db: std::path::PathBuf,
     uidvalidity: u32,
     msgs: Vec<Msg>,
     /// The owner database's WAL (mtime, size) when the drop was read: while
@@ -57,6 +60,19 @@ struct Session {
     /// The name given by USER, waiting for PASS.
     user: Option<String>,
     drop: Option<Drop_>,
+    /// poptimeout.
+    idle: Duration,
+}
+
+/// poptimeout, in minutes, floored at 10 as Cyrus does.
+fn idle(ctx: &Ctx) -> Duration {
+    let m = ctx
+        .conf
+        .get("poptimeout")
+        .and_then(|v| crate::config::cyrus::options::parse_duration(v, 'm'))
+        .unwrap_or(600)
+        .max(600);
+    Duration::from_secs(m as u64)
 }
 
 type IoResult = std::io::Result<()>;
@@ -83,6 +99,7 @@ impl crate::server::Service for Pop3d {
             sid: self.ctx.session_id(),
             user: None,
             drop: None,
+            idle: idle(&self.ctx),
         };
         if let Err(e) = s.run().await {
             if e.kind() == std::io::ErrorKind::TimedOut {
@@ -93,23 +110,27 @@ impl crate::server::Service for Pop3d {
     }
 }
 
-/// A message file, at most `size` bytes (its record's size): one read
+/// An open message file, at most `size` bytes (its record's size): one read
 /// into a buffer of that size, not read_to_end's doubling from 32 bytes
 /// (eight system calls for a 2 KB message).
-fn read_sized(path: &std::path::Path, size: u64) -> std::io::Result<Vec<u8>> {
+fn read_sized(f: std::fs::File, size: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut v = Vec::with_capacity(size.min(MAX_PREALLOC) as usize);
-    std::fs::File::open(path)?.take(size).read_to_end(&mut v)?;
+    f.take(size).read_to_end(&mut v)?;
     Ok(v)
 }
 
 /// The most read_sized reserves ahead; a larger message grows as it is read.
 const MAX_PREALLOC: u64 = 16 << 20;
 
-/// RFC 1939 byte-stuffing of a message (or its first lines) for RETR/TOP:
-/// CRLF line ends, a leading '.' doubled, then the terminating ".".
+/// The reply to RETR or TOP: `+OK Message follows`, then the message (or
+/// its first lines) byte-stuffed as RFC 1939 says: CRLF line ends, a
+/// leading '.' doubled, then the terminating ".".  One buffer, so that the
+/// reply leaves in one send.
 fn stuffed(data: &[u8], body_lines: Option<usize>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 50 + 8);
+    const OK: &[u8] = b"+OK Message follows\r\n";
+    let mut out = Vec::with_capacity(OK.len() + data.len() + data.len() / 50 + 8);
+    out.extend_from_slice(OK);
     let mut in_body = false;
     let mut body_seen = 0usize;
     let mut rest = data;
@@ -145,24 +166,11 @@ impl Session {
         self.w.write_all(b"\r\n").await
     }
 
-    fn idle(&self) -> Duration {
-        // poptimeout in minutes, floored at 10 as Cyrus does.
-        let m = self
-            .ctx
-            .conf
-            .get("poptimeout")
-            .and_then(|v| crate::config::cyrus::options::parse_duration(v, 'm'))
-            .unwrap_or(600)
-            .max(600);
-        Duration::from_secs(m as u64)
-    }
-
     async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
         if self.queue.is_empty() {
             self.w.flush().await?;
         }
-        let idle = self.idle();
-        crate::server::read_line(&mut self.r, &mut self.buf, &mut self.queue, idle).await
+        crate::server::read_line(&mut self.r, &mut self.buf, &mut self.queue, self.idle).await
     }
 
     fn plaintext_ok(&self) -> bool {
@@ -526,6 +534,10 @@ impl Session {
             if !ctx.store.pop_login(&ib, minpoll.as_secs() as i64)? {
                 return Ok(Err("-ERR [LOGIN-DELAY] Minimum time between mail checks violation"));
             }
+            // The version is taken before the index is read: a change
+            // between the two shows as a change.
+            let db = ctx.store.owner_db_path(&ib);
+            let wal = crate::store::wal_version(&db);
             let (st, rows) = ctx.store.index(&ib)?;
             let uids: Vec<u32> = rows
                 .iter()
@@ -533,11 +545,12 @@ impl Session {
                 .map(|r| r.0)
                 .collect();
             let recs = ctx.store.records_for(&ib, &uids)?;
-            let wal = crate::store::wal_version(&ctx.store.owner_db_path(&ib));
+            let dir = ctx.store.mailbox_dir(&ib, &e.partition)?;
             Ok(Ok(Drop_ {
                 wal,
+                dir,
+                db,
                 inbox: ib,
-                partition: e.partition,
                 uidvalidity: st.uidvalidity,
                 msgs: recs
                     .into_iter()
@@ -662,36 +675,37 @@ impl Session {
                     }
                 };
                 let (uid, size) = (d.msgs[i].uid, d.msgs[i].size);
-                let path = self.ctx.store.message_path(&inbox, &d.partition, uid);
                 // Every read has a limit: the record's size.  A message
                 // another session expunged is gone even while delayed
                 // expunge keeps its file.
-                let (store, name, seen) = (self.ctx.store.clone(), inbox.clone(), d.wal);
+                let file = format!("{uid}.");
                 // Nothing changed since login and a small message: read it
                 // here (a page-cache read costs less than a hand-off to the
                 // blocking pool and back).
-                let quick = size <= 64 * 1024 && crate::store::wal_version(&store.owner_db_path(&name)) == seen;
-                let data = match path {
-                    Ok(p) if quick => read_sized(&p, size).ok(),
-                    Ok(p) => tokio::task::spawn_blocking(move || {
-                        let changed = crate::store::wal_version(&store.owner_db_path(&name)) != seen;
+                let quick = size <= 64 * 1024 && crate::store::wal_version(&d.db) == d.wal;
+                let data = if quick {
+                    std::fs::File::open(d.dir.join(&file))
+                        .and_then(|f| read_sized(f, size))
+                        .ok()
+                        .map(|v| stuffed(&v, top))
+                } else {
+                    let (store, name, seen, db, p) = (self.ctx.store.clone(), inbox.clone(), d.wal, d.db.clone(), d.dir.join(&file));
+                    tokio::task::spawn_blocking(move || {
+                        let changed = crate::store::wal_version(&db) != seen;
                         if changed && store.records_for(&name, &[uid]).map(|r| r.is_empty()).unwrap_or(true) {
                             return Err(std::io::ErrorKind::NotFound.into());
                         }
-                        read_sized(&p, size)
+                        read_sized(std::fs::File::open(&p)?, size).map(|v| stuffed(&v, top))
                     })
                     .await
                     .ok()
-                    .and_then(|r| r.ok()),
-                    Err(_) => None,
+                    .and_then(|r| r.ok())
                 };
-                let Some(data) = data else {
+                let Some(out) = data else {
                     // Expunged by another session since login.
                     self.reply("-ERR [SYS/PERM] Message no longer exists").await?;
                     return Ok(true);
                 };
-                self.reply("+OK Message follows").await?;
-                let out = stuffed(&data, top);
                 self.w.write_all(&out).await?;
                 if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") {
                     let store = self.ctx.store.clone();
@@ -750,11 +764,14 @@ mod tests {
     fn byte_stuffing_and_top() {
         let m = b"Subject: x\r\n.hidden: y\r\n\r\nline 1\n.dot line\r\nline 3\r\n";
         assert_eq!(
-            stuffed(m, None),
-            b"Subject: x\r\n..hidden: y\r\n\r\nline 1\r\n..dot line\r\nline 3\r\n.\r\n".to_vec()
+            &stuffed(m, None)[21..],
+            b"Subject: x\r\n..hidden: y\r\n\r\nline 1\r\n..dot line\r\nline 3\r\n.\r\n"
         );
-        assert_eq!(stuffed(m, Some(0)), b"Subject: x\r\n..hidden: y\r\n\r\n.\r\n".to_vec());
-        assert_eq!(stuffed(m, Some(1)), b"Subject: x\r\n..hidden: y\r\n\r\nline 1\r\n.\r\n".to_vec());
-        assert_eq!(stuffed(b"no newline at end", None), b"no newline at end\r\n.\r\n".to_vec());
+        assert_eq!(&stuffed(m, Some(0))[21..], b"Subject: x\r\n..hidden: y\r\n\r\n.\r\n");
+        assert_eq!(&stuffed(m, Some(1))[21..], b"Subject: x\r\n..hidden: y\r\n\r\nline 1\r\n.\r\n");
+        assert_eq!(
+            stuffed(b"no newline at end", None),
+            b"+OK Message follows\r\nno newline at end\r\n.\r\n".to_vec()
+        );
     }
 }
