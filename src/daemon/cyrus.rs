@@ -274,15 +274,6 @@ impl Ctx {
         let specs = if specs.is_empty() { default } else { specs };
         bind_listeners(specs).await
     }
-
-    /// `maxmessagesize` in bytes (0: no limit → 1 GiB bound, as every read
-    /// has a limit).
-    pub fn max_message_size(&self) -> usize {
-        match self.conf.get_int("maxmessagesize") {
-            n if n > 0 => n as usize,
-            _ => 1 << 30,
-        }
-    }
 }
 
 /// Checks a password with `sasl_pwcheck_method` (saslauthd only) for

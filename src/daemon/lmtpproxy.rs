@@ -290,7 +290,7 @@ impl Session {
                         self.reply("530 Authentication required").await?;
                     } else if self.from.is_some() {
                         self.reply("503 5.5.1 Nested MAIL command").await?;
-                    } else if let Some(e) = super::lmtpd::mail_params_error(&params, self.max_message_size()) {
+                    } else if let Some(e) = super::lmtpd::mail_params_error(&params, self.p.front.conf.max_message_size()) {
                         self.reply(&e).await?;
                     } else {
                         self.auth_user = params
@@ -485,18 +485,10 @@ impl Session {
         }
     }
 
-    /// `maxmessagesize` in bytes (unset: 1 GiB, as every read has a limit).
-    fn max_message_size(&self) -> usize {
-        match self.p.front.conf.get_int("maxmessagesize") {
-            n if n > 0 => n as usize,
-            _ => 1 << 30,
-        }
-    }
-
     async fn data(&mut self) -> std::io::Result<()> {
         self.reply("354 go ahead").await?;
         self.w.flush().await?;
-        let max = self.max_message_size();
+        let max = self.p.front.conf.max_message_size();
         let rcpts = std::mem::take(&mut self.rcpts);
         let from = self.from.take().unwrap_or_default();
         let group_of = |server: &str| -> Vec<usize> { (0..rcpts.len()).filter(|&i| rcpts[i].server == server).collect() };

@@ -110,13 +110,13 @@ impl crate::server::Service for Pop3d {
     }
 }
 
-/// An open message file, at most `size` bytes (its record's size): one read
+/// A message file, at most `size` bytes (its record's size): one read
 /// into a buffer of that size, not read_to_end's doubling from 32 bytes
 /// (eight system calls for a 2 KB message).
-fn read_sized(f: std::fs::File, size: u64) -> std::io::Result<Vec<u8>> {
+fn read_sized(path: &std::path::Path, size: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut v = Vec::with_capacity(size.min(MAX_PREALLOC) as usize);
-    f.take(size).read_to_end(&mut v)?;
+    std::fs::File::open(path)?.take(size).read_to_end(&mut v)?;
     Ok(v)
 }
 
@@ -678,24 +678,21 @@ impl Session {
                 // Every read has a limit: the record's size.  A message
                 // another session expunged is gone even while delayed
                 // expunge keeps its file.
-                let file = format!("{uid}.");
+                let p = crate::store::message_file(&d.dir, uid);
                 // Nothing changed since login and a small message: read it
                 // here (a page-cache read costs less than a hand-off to the
                 // blocking pool and back).
                 let quick = size <= 64 * 1024 && crate::store::wal_version(&d.db) == d.wal;
                 let data = if quick {
-                    std::fs::File::open(d.dir.join(&file))
-                        .and_then(|f| read_sized(f, size))
-                        .ok()
-                        .map(|v| stuffed(&v, top))
+                    read_sized(&p, size).ok().map(|v| stuffed(&v, top))
                 } else {
-                    let (store, name, seen, db, p) = (self.ctx.store.clone(), inbox.clone(), d.wal, d.db.clone(), d.dir.join(&file));
+                    let (store, name, seen, db) = (self.ctx.store.clone(), inbox.clone(), d.wal, d.db.clone());
                     tokio::task::spawn_blocking(move || {
                         let changed = crate::store::wal_version(&db) != seen;
                         if changed && store.records_for(&name, &[uid]).map(|r| r.is_empty()).unwrap_or(true) {
                             return Err(std::io::ErrorKind::NotFound.into());
                         }
-                        read_sized(std::fs::File::open(&p)?, size).map(|v| stuffed(&v, top))
+                        read_sized(&p, size).map(|v| stuffed(&v, top))
                     })
                     .await
                     .ok()

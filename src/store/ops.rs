@@ -369,6 +369,12 @@ pub(super) fn charge_quota_as(c: &Connection, name: &str, bytes: i64, count: i64
     Ok(())
 }
 
+/// The file of message `uid` in a mailbox's spool directory (`<uid>.`,
+/// as Cyrus names it).
+pub fn message_file(dir: &Path, uid: u32) -> PathBuf {
+    dir.join(format!("{uid}."))
+}
+
 impl Store {
     fn partition_root(&self, partition: &str) -> Result<&Path> {
         self.cfg
@@ -388,7 +394,7 @@ impl Store {
 
     /// The file of one message (`<uid>.`).
     pub fn message_path(&self, name: &str, partition: &str, uid: u32) -> Result<PathBuf> {
-        Ok(self.mailbox_dir(name, partition)?.join(format!("{uid}.")))
+        Ok(message_file(&self.mailbox_dir(name, partition)?, uid))
     }
 
     // ---- the mailbox list ----
@@ -477,7 +483,7 @@ impl Store {
 
     /// Links a staged file as `<uid>.` (replacing an uncommitted leftover).
     pub(super) fn link_into(&self, staged: &Staged, dir: &Path, uid: u32) -> Result<()> {
-        let target = dir.join(format!("{uid}."));
+        let target = message_file(dir, uid);
         match std::fs::hard_link(&staged.path, &target) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -921,7 +927,7 @@ impl Store {
         let out: Vec<u32> = gone.iter().map(|r| r.uid).collect();
         if unlink {
             for u in &out {
-                let _ = std::fs::remove_file(dir.join(format!("{u}.")));
+                let _ = std::fs::remove_file(message_file(&dir, *u));
             }
         }
         self.notify(name);

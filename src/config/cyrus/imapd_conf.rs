@@ -278,6 +278,15 @@ impl ImapdConf {
         self.get(name).and_then(parse_int).unwrap_or(0)
     }
 
+    /// `maxmessagesize` in bytes; unset or 0: 1 GiB, as every read has a
+    /// limit.
+    pub fn max_message_size(&self) -> usize {
+        match self.get_int("maxmessagesize") {
+            n if n > 0 => n as usize,
+            _ => 1 << 30,
+        }
+    }
+
     /// An overflow key (`partition-default`, `sasl_pwcheck_method`, …),
     /// the service-specific spelling first.
     pub fn overflow(&self, key: &str) -> Option<&str> {

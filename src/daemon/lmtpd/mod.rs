@@ -276,7 +276,7 @@ impl Session {
                         self.reply("530 Authentication required").await?;
                     } else if self.from.is_some() {
                         self.reply("503 5.5.1 Nested MAIL command").await?;
-                    } else if let Some(e) = mail_params_error(&params, ctx.max_message_size()) {
+                    } else if let Some(e) = mail_params_error(&params, ctx.conf.max_message_size()) {
                         self.reply(&e).await?;
                     } else {
                         self.from = Some(from);
@@ -659,7 +659,7 @@ impl Session {
     async fn data(&mut self) -> IoResult {
         let ctx = self.d.ctx.clone();
         self.reply("354 go ahead").await?;
-        let mut rx = DataReceiver::new(ctx.max_message_size());
+        let mut rx = DataReceiver::new(ctx.conf.max_message_size());
         loop {
             match self.next_line().await? {
                 None => return Ok(()),
