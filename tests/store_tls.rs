@@ -134,3 +134,104 @@ print('ok')
         );
     }
 }
+
+/// POP3 under STLS runs its TRANSACTION state on the event loop, a plain
+/// session on a thread of its own: both answer alike, for small and large
+/// (over 64 KB) messages, DELE and QUIT's expunge, a message another
+/// session expunged, and commands pipelined with PASS.
+#[test]
+fn pop3_under_stls_and_plain_alike() {
+    if !can_run("pop3 tls", &["/usr/bin/openssl", "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let certs = d.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = make_certs(&certs);
+    let mut b = Backend::start(
+        &d.path().join("be"),
+        &format!("tls_server_cert: {}\ntls_server_key: {}\n", cert.display(), key.display()),
+    );
+    let pport = b.start_pop3d();
+    let out = python(
+        r#"
+import imaplib, poplib, smtplib, socket, ssl, sys
+pport, iport, lmtp, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+M = imaplib.IMAP4('127.0.0.1', iport); M.login('u7', 'testpw')
+l = smtplib.LMTP(lmtp)
+bodies = [b'small\r\n.dot\r\n', b'y' * 100 + b'\r\n' + (b'z' * 998 + b'\r\n') * 100, b'third\r\n', b'fourth\r\n', b'fifth\r\n']
+for i, body in enumerate(bodies):
+    l.sendmail('a@example.test', ['u7'], b'Subject: m%d\r\n\r\n' % i + body)
+l.quit()
+ctx = ssl.create_default_context(cafile=ca)
+
+def session(tls):
+    P = poplib.POP3('127.0.0.1', pport)
+    if tls:
+        P.stls(context=ctx)
+    P.user('u7'); P.pass_('testpw')
+    r = [P.stat(), P.uidl()[1], P.list()[1]]
+    for n in (1, 2):
+        resp, lines, octets = P.retr(n)
+        r.append((resp, len(lines), lines[-2:]))
+    r.append(P.top(2, 1)[1])
+    return P, r
+
+# The same answers under TLS and in the clear.
+P, a = session(True); P.quit()
+P, b = session(False); P.quit()
+assert a == b, (a, b)
+# lmtpd adds Return-Path and Received.
+assert a[0][0] == 5 and a[0][1] > sum(len(x) for x in bodies), a[0]
+# poplib takes the stuffed dot off again.
+assert a[3][2] == [b'small', b'.dot'], a[3]
+assert a[4][2] == [b'z' * 998] * 2, a[4][2][-1][:10]
+assert a[5][-2:] == [b'', b'y' * 100], a[5][-2:]
+
+# An IMAP EXPUNGE while each session has the message listed: RETR says
+# it is gone, the session goes on; DELE + QUIT expunges.
+for tls in (True, False):
+    P, _ = session(tls)
+    M.select('INBOX'); M.store('1', '+FLAGS', '\\Deleted'); M.expunge()
+    try:
+        P.retr(1); print('RETR of an expunged message answered +OK')
+    except poplib.error_proto as e:
+        print('gone', tls, e)
+    print('stat', tls, P.stat())
+    print('dele', tls, P.dele(2))
+    print('quit', tls, P.quit())
+M.select('INBOX'); print('left', M.search(None, 'ALL')[1])
+
+# Commands pipelined with PASS, in one send, on a plain connection.
+s = socket.create_connection(('127.0.0.1', pport)); f = s.makefile('rb')
+f.readline()
+s.sendall(b'USER u7\r\nPASS testpw\r\nSTAT\r\nUIDL\r\nRETR 1\r\n' + b'x' * 9000 + b'\r\nNOOP\r\nQUIT\r\n')
+data = b''
+while True:
+    c = s.recv(65536)
+    if not c: break
+    data += c
+print(repr(data.split(b'\r\n')[:4]))
+print('too long' if b'-ERR Line too long\r\n+OK\r\n+OK\r\n' in data else 'no too-long reply', data.endswith(b'+OK\r\n'))
+"#,
+        &[
+            &pport.to_string(),
+            &b.imap_port.to_string(),
+            b.lmtp_sock.to_str().unwrap(),
+            ca.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("gone True b'-ERR [SYS/PERM] Message no longer exists'"), "{out}");
+    assert!(out.contains("gone False b'-ERR [SYS/PERM] Message no longer exists'"), "{out}");
+    assert!(out.contains("dele True b'+OK message deleted'"), "{out}");
+    assert!(out.contains("quit False b'+OK'"), "{out}");
+    // Of five: m0 expunged by IMAP and m1 DELEted while under TLS, m2
+    // expunged by IMAP and m3 DELEted while in the clear.
+    assert!(out.contains("left [b'1']"), "{out}");
+    assert!(
+        out.contains("'+OK Name is a valid mailbox', b'+OK Mailbox locked and ready"),
+        "{out}"
+    );
+    assert!(out.contains("b'+OK 1 "), "{out}");
+    assert!(out.contains("too long True"), "{out}");
+}

@@ -34,8 +34,16 @@ impl Conn {
     }
 }
 
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {
+    /// The stream itself, for a caller that takes it out of the event loop
+    /// (a plain TCP or UNIX stream, found by downcasting).
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Io for T {
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
 
 /// A client connection to a Postfix-style endpoint (milters, policy
 /// servers): `inet:host:port` (the host may be `[address]`) or
