@@ -608,22 +608,27 @@ impl Session {
             return;
         }
         let io = r.unsplit(w.into_inner()).into_any();
-        let stream: Box<dyn Blocking> = match io.downcast::<tokio::net::TcpStream>() {
+        // The thread's stream, and a second handle on the same socket that
+        // cuts it if this task is dropped first (a drain's deadline), so
+        // that no thread outlives its connection's task.
+        let (stream, cut): (Box<dyn Blocking>, CutOnDrop) = match io.downcast::<tokio::net::TcpStream>() {
             Ok(t) => match t.into_std().and_then(|s| {
                 s.set_nonblocking(false)?;
                 s.set_read_timeout(Some(idle))?;
-                Ok(s)
+                let c = s.try_clone()?;
+                Ok((s, c))
             }) {
-                Ok(s) => Box::new(s),
+                Ok((s, c)) => (Box::new(s), CutOnDrop::Tcp(c)),
                 Err(_) => return,
             },
             Err(io) => match io.downcast::<tokio::net::UnixStream>() {
                 Ok(u) => match u.into_std().and_then(|s| {
                     s.set_nonblocking(false)?;
                     s.set_read_timeout(Some(idle))?;
-                    Ok(s)
+                    let c = s.try_clone()?;
+                    Ok((s, c))
                 }) {
-                    Ok(s) => Box::new(s),
+                    Ok((s, c)) => (Box::new(s), CutOnDrop::Unix(c)),
                     Err(_) => return,
                 },
                 Err(_) => return,
@@ -636,13 +641,29 @@ impl Session {
             let _ = tx.send(());
         });
         match spawned {
-            // The session's task lasts as long as its thread (shutdown
-            // drains it).
+            // The session's task lasts as long as its thread.
             Ok(_) => {
                 let _ = rx.await;
             }
             Err(e) => ctx.log.error(&format!("IOERROR: creating a session thread: {e}")),
         }
+        drop(cut);
+    }
+}
+
+/// A second handle on a session thread's socket: dropped, it shuts the
+/// socket down, which ends the thread's blocking read.
+enum CutOnDrop {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Drop for CutOnDrop {
+    fn drop(&mut self) {
+        let _ = match self {
+            CutOnDrop::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            CutOnDrop::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        };
     }
 }
 
