@@ -15,11 +15,19 @@ use std::time::Duration;
 const OWNER_CACHE: usize = 256;
 /// How long a writer waits for another process's transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Idle read-only connections kept per owner database and in all, for
+/// reads while an owner's connection is busy (another session's commit
+/// waiting on its fsync); each caches at most READER_CACHE_KB of pages.
+const READERS_PER_DB: usize = 2;
+const READERS: usize = 64;
+const READER_CACHE_KB: u32 = 512;
 
 pub struct Store {
     pub cfg: StoreConfig,
     pub(super) list: Mutex<Connection>,
     owners: Mutex<HashMap<PathBuf, Arc<Mutex<Connection>>>>,
+    /// Idle read-only connections per owner database (see `read`).
+    readers: Mutex<HashMap<PathBuf, Vec<Connection>>>,
     pub(super) stage_seq: AtomicU64,
     /// Per owner database: a counter bumped after each committed change
     /// made in this process (IDLE wakes on it).
@@ -127,6 +135,17 @@ fn open_db(path: &Path, schema: &str) -> Result<Connection> {
     }
 }
 
+/// A read-only connection to an owner database that exists.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let c = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
+    stable_plans(&c)?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
+    c.set_prepared_statement_cache_capacity(64);
+    c.execute_batch(&format!("PRAGMA query_only=1; PRAGMA cache_size=-{READER_CACHE_KB}"))?;
+    Ok(c)
+}
+
 /// Query plans that do not depend on bound values (SQLite's QPSG).
 /// Without it, SQLite 3.54 marks a statement such as `... WHERE
 /// mailbox=?1 ... ORDER BY uid` to be planned again whenever ?1 is bound
@@ -192,6 +211,7 @@ impl Store {
             cfg,
             list: Mutex::new(list),
             owners: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
             stage_seq: AtomicU64::new(0),
             watchers: Mutex::new(HashMap::new()),
             pending: Default::default(),
@@ -254,6 +274,51 @@ impl Store {
         let c = Arc::new(Mutex::new(open_db(&path, OWNER_SCHEMA)?));
         cache.insert(path, c.clone());
         Ok(c)
+    }
+
+    /// Runs a read on `internal`'s owner database: on its connection if
+    /// that is free at once, else on a read-only connection of its own,
+    /// which WAL lets read the last commit while another session's commit
+    /// holds the connection through its fsync (sessions on one mailbox no
+    /// longer queue their reads behind each other's writes).
+    pub(super) fn read<T>(&self, internal: &str, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let oc = self.owner(internal)?;
+        match oc.try_lock() {
+            Ok(mut c) => return f(&mut c),
+            Err(std::sync::TryLockError::Poisoned(p)) => return f(&mut p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        let path = self.owner_db_path(internal);
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&path)
+            .and_then(Vec::pop);
+        let mut c = match idle {
+            Some(c) => c,
+            None => open_reader(&path)?,
+        };
+        let r = f(&mut c);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        pool.retain(|_, v| !v.is_empty());
+        let total: usize = pool.values().map(Vec::len).sum();
+        let idle = pool.entry(path).or_default();
+        if idle.len() < READERS_PER_DB && total < READERS {
+            idle.push(c);
+        }
+        r
+    }
+
+    /// Idle read-only connections kept for `internal`'s owner database.
+    #[cfg(test)]
+    pub(super) fn readers_idle(&self, internal: &str) -> usize {
+        let path = self.owner_db_path(internal);
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&path)
+            .map_or(0, Vec::len)
     }
 
     /// A receiver that changes after every committed change this process

@@ -159,6 +159,10 @@ impl Store {
     /// The owner database's row for a listed mailbox, created if a crash
     /// came between the list commit and the owner commit.
     pub(super) fn ensure_state(&self, e: &MailboxEntry) -> Result<MailboxState> {
+        // Nearly always there: a read, which need not wait for a commit.
+        if let Some(s) = self.read(&e.name, |c| state_of(c, &e.name))? {
+            return Ok(s);
+        }
         let oc = self.owner(&e.name)?;
         let c = lock(&oc);
         ensure_state_in(&c, e)

@@ -600,37 +600,37 @@ impl Store {
     /// Live records (no tombstones), in UID order.
     pub fn records(&self, name: &str) -> Result<Vec<Record>> {
         let s = self.state(name)?;
-        let oc = self.owner(name)?;
-        let c = lock(&oc);
-        let mut st = c.prepare_cached(&format!(
-            "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid"
-        ))?;
-        let v = st
-            .query_map(params![s.id, FLAG_EXPUNGED as i64], record_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v)
+        self.read(name, |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid"
+            ))?;
+            let v = st
+                .query_map(params![s.id, FLAG_EXPUNGED as i64], record_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(v)
+        })
     }
 
     /// Live records of some UIDs (sorted input), in UID order.
     pub fn records_for(&self, name: &str, uids: &[u32]) -> Result<Vec<Record>> {
         let s = self.state(name)?;
-        let oc = self.owner(name)?;
-        let c = lock(&oc);
         let (lo, hi) = match (uids.first(), uids.last()) {
             (Some(a), Some(b)) => (*a.min(b), *a.max(b)),
             _ => return Ok(Vec::new()),
         };
-        let mut st = c.prepare_cached(&format!(
-            "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND uid BETWEEN ?2 AND ?3 AND flags & ?4 = 0 ORDER BY uid"
-        ))?;
         let mut want: Vec<u32> = uids.to_vec();
         want.sort_unstable();
-        let v = st
-            .query_map(params![s.id, lo as i64, hi as i64, FLAG_EXPUNGED as i64], record_from_row)?
-            .filter_map(|r| r.ok())
-            .filter(|r| want.binary_search(&r.uid).is_ok())
-            .collect();
-        Ok(v)
+        self.read(name, |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND uid BETWEEN ?2 AND ?3 AND flags & ?4 = 0 ORDER BY uid"
+            ))?;
+            let v = st
+                .query_map(params![s.id, lo as i64, hi as i64, FLAG_EXPUNGED as i64], record_from_row)?
+                .filter_map(|r| r.ok())
+                .filter(|r| want.binary_search(&r.uid).is_ok())
+                .collect();
+            Ok(v)
+        })
     }
 
     /// What SELECT needs of every live message, UID order: (uid, flags,
@@ -638,27 +638,27 @@ impl Store {
     pub fn index(&self, name: &str) -> Result<(MailboxState, Vec<(u32, u32, String, u64)>)> {
         let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
         self.ensure_state(&e)?;
-        let oc = self.owner(name)?;
-        let mut c = lock(&oc);
-        let tx = c.transaction()?;
-        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
-        let v = {
-            let mut st =
-                tx.prepare_cached("SELECT uid, flags, keywords, modseq FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid")?;
-            let v = st
-                .query_map(params![s.id, FLAG_EXPUNGED as i64], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u32,
-                        r.get::<_, i64>(1)? as u32,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)? as u64,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            v
-        };
-        tx.commit()?;
-        Ok((s, v))
+        self.read(name, |c| {
+            let tx = c.transaction()?;
+            let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
+            let v = {
+                let mut st =
+                    tx.prepare_cached("SELECT uid, flags, keywords, modseq FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid")?;
+                let v = st
+                    .query_map(params![s.id, FLAG_EXPUNGED as i64], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)? as u32,
+                            r.get::<_, i64>(1)? as u32,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)? as u64,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                v
+            };
+            tx.commit()?;
+            Ok((s, v))
+        })
     }
 
     /// Live records of some UIDs (sorted) with their cached items when
@@ -666,9 +666,7 @@ impl Store {
     /// `cache` says which cached texts to read: bit 0 ENVELOPE, bit 1
     /// BODYSTRUCTURE, bit 2 BODY (0 = none, no Cached at all).
     pub fn fetch_rows(&self, name: &str, mbox_id: i64, uids: &[u32], cache: u8) -> Result<Vec<(Record, Option<Cached>)>> {
-        let oc = self.owner(name)?;
-        let c = lock(&oc);
-        fetch_rows_in(&c, mbox_id, uids, cache)
+        self.read(name, |c| fetch_rows_in(c, mbox_id, uids, cache))
     }
 
     /// `fetch_rows` only if the owner's connection is open and free at
@@ -718,33 +716,33 @@ impl Store {
     pub fn changes_since(&self, name: &str, modseq: u64) -> Result<(MailboxState, Vec<Record>)> {
         let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
         self.ensure_state(&e)?;
-        let oc = self.owner(name)?;
-        let mut c = lock(&oc);
-        let tx = c.transaction()?;
-        let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
-        let v = {
-            let mut st = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND modseq > ?2 ORDER BY uid"))?;
-            let v = st
-                .query_map(params![s.id, modseq as i64], record_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            v
-        };
-        tx.commit()?;
-        Ok((s, v))
+        self.read(name, |c| {
+            let tx = c.transaction()?;
+            let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
+            let v = {
+                let mut st = tx.prepare_cached(&format!("SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND modseq > ?2 ORDER BY uid"))?;
+                let v = st
+                    .query_map(params![s.id, modseq as i64], record_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                v
+            };
+            tx.commit()?;
+            Ok((s, v))
+        })
     }
 
     /// The cached ENVELOPE/BODYSTRUCTURE/BODY of some UIDs.
     pub fn cached(&self, name: &str, mbox_id: i64, uids: &[u32]) -> Result<Vec<(u32, Cached)>> {
-        let oc = self.owner(name)?;
-        let c = lock(&oc);
-        let mut st = c.prepare_cached("SELECT envelope, bodystructure, body FROM msg WHERE mailbox=?1 AND uid=?2")?;
-        let mut out = Vec::with_capacity(uids.len());
-        for &u in uids {
-            if let Some(x) = st.query_row(params![mbox_id, u as i64], |r| cached_from_row(r, 0)).optional()? {
-                out.push((u, x));
+        self.read(name, |c| {
+            let mut st = c.prepare_cached("SELECT envelope, bodystructure, body FROM msg WHERE mailbox=?1 AND uid=?2")?;
+            let mut out = Vec::with_capacity(uids.len());
+            for &u in uids {
+                if let Some(x) = st.query_row(params![mbox_id, u as i64], |r| cached_from_row(r, 0)).optional()? {
+                    out.push((u, x));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Replaces the cached items of one message (after a cache upgrade).
@@ -1041,19 +1039,19 @@ impl Store {
     /// Counts for STATUS: (state, unseen, recent).
     pub fn counts(&self, name: &str) -> Result<(MailboxState, u32, u32)> {
         let s = self.state(name)?;
-        let oc = self.owner(name)?;
-        let c = lock(&oc);
-        let unseen: i64 = c.query_row(
-            "SELECT count(*) FROM msg WHERE mailbox=?1 AND flags & ?2 = 0",
-            params![s.id, (FLAG_EXPUNGED | FLAG_SEEN) as i64],
-            |r| r.get(0),
-        )?;
-        let recent: i64 = c.query_row(
-            "SELECT count(*) FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 AND uid > ?3",
-            params![s.id, FLAG_EXPUNGED as i64, s.recentuid as i64],
-            |r| r.get(0),
-        )?;
-        Ok((s, unseen as u32, recent as u32))
+        self.read(name, |c| {
+            let unseen: i64 = c.query_row(
+                "SELECT count(*) FROM msg WHERE mailbox=?1 AND flags & ?2 = 0",
+                params![s.id, (FLAG_EXPUNGED | FLAG_SEEN) as i64],
+                |r| r.get(0),
+            )?;
+            let recent: i64 = c.query_row(
+                "SELECT count(*) FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 AND uid > ?3",
+                params![s.id, FLAG_EXPUNGED as i64, s.recentuid as i64],
+                |r| r.get(0),
+            )?;
+            Ok((s, unseen as u32, recent as u32))
+        })
     }
 }
 
@@ -1180,6 +1178,46 @@ mod tests {
         let st = s.stage("default", body)?;
         let c = Cached::default();
         s.deliver(name, &plain(&st, &c), QuotaCheck::Strict, None)
+    }
+
+    /// While the owner's connection is held (another session's commit in
+    /// its fsync), reads go on on a read-only connection and see the last
+    /// commit; what the held connection has not committed they do not see.
+    #[test]
+    fn reads_go_on_while_the_owner_connection_is_busy() {
+        let t = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(store(t.path()));
+        s.create("user.fred", None, None).unwrap();
+        put(&s, "user.fred", b"Subject: one\r\n\r\nbody\r\n").unwrap();
+        let oc = s.owner("user.fred").unwrap();
+        let mut held = super::super::db::lock(&oc);
+        // An uncommitted change on the held connection.
+        let tx = held.transaction().unwrap();
+        tx.execute("UPDATE msg SET flags = flags | ?1", [FLAG_SEEN as i64]).unwrap();
+        let (done, got) = std::sync::mpsc::channel();
+        let reader = s.clone();
+        std::thread::spawn(move || {
+            let r = (|| -> Result<_> {
+                let (st, idx) = reader.index("user.fred")?;
+                let recs = reader.records_for("user.fred", &[1])?;
+                let (_, unseen, _) = reader.counts("user.fred")?;
+                let rows = reader.fetch_rows("user.fred", st.id, &[1], 0)?;
+                Ok((st.exists, idx.len(), recs.len(), unseen, rows.len(), idx[0].1 & FLAG_SEEN))
+            })();
+            let _ = done.send(r.map_err(|e| e.to_string()));
+        });
+        let r = got
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the reads waited for the held connection");
+        assert_eq!(r.unwrap(), (1, 1, 1, 1, 1, 0));
+        tx.rollback().unwrap();
+        drop(held);
+        // The read-only connection is kept for the next time, and refuses
+        // to write.
+        assert_eq!(s.readers_idle("user.fred"), 1);
+        let _held = super::super::db::lock(&oc);
+        let w = s.read("user.fred", |c| Ok(c.execute("UPDATE msg SET flags = 0", [])?));
+        assert!(w.is_err(), "{w:?}");
     }
 
     /// Deliveries from many threads into one mailbox whose state record
