@@ -103,8 +103,8 @@ impl crate::server::Service for Pop3d {
             idle: idle(&self.ctx),
         };
         match s.run().await {
-            Ok(true) => s.into_thread().await,
-            Ok(false) => {}
+            Ok(Some(slot)) => s.into_thread(slot).await,
+            Ok(None) => {}
             Err(e) => {
                 if e.kind() == std::io::ErrorKind::TimedOut {
                     let _ = s.reply("-ERR [SYS/TEMP] autologout; idle for too long").await;
@@ -181,9 +181,10 @@ impl Session {
         self.tls || self.ctx.conf.get_switch("allowplaintext")
     }
 
-    /// The session until it ends (false), or until a login on a plain
-    /// connection (true: it goes on on a thread of its own).
-    async fn run(&mut self) -> std::io::Result<bool> {
+    /// The session until it ends (None), or until a login on a plain
+    /// connection while a thread's place is free (it goes on on a thread
+    /// of its own).
+    async fn run(&mut self) -> std::io::Result<Option<ThreadSlot>> {
         let host = self.ctx.servername.clone();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -197,7 +198,7 @@ impl Session {
         .await?;
         loop {
             let line = match self.next_line().await? {
-                None => return Ok(false),
+                None => return Ok(None),
                 Some(Line::TooLong) => {
                     self.reply("-ERR Line too long").await?;
                     continue;
@@ -207,13 +208,15 @@ impl Session {
             let (cmd, arg) = split_command(&line);
             if self.txn.is_none() {
                 if !self.unauthenticated(&cmd, arg).await? {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                if self.txn.is_some() && !self.tls && ThreadSlot::take() {
-                    return Ok(true);
+                if self.txn.is_some() && !self.tls {
+                    if let Some(slot) = ThreadSlot::take() {
+                        return Ok(Some(slot));
+                    }
                 }
             } else if !self.transaction(&cmd, arg).await? {
-                return Ok(false);
+                return Ok(None);
             }
         }
     }
@@ -591,7 +594,7 @@ impl Session {
 
     /// After login on a plain connection: the session goes on on a thread
     /// of its own (see `serve_thread`).
-    async fn into_thread(self) {
+    async fn into_thread(self, slot: ThreadSlot) {
         let Session {
             ctx,
             r,
@@ -602,7 +605,6 @@ impl Session {
             idle,
             ..
         } = self;
-        let guard = ThreadSlot;
         let Some(txn) = txn else { return };
         if w.flush().await.is_err() {
             return;
@@ -611,32 +613,27 @@ impl Session {
         // The thread's stream, and a second handle on the same socket that
         // cuts it if this task is dropped first (a drain's deadline), so
         // that no thread outlives its connection's task.
-        let (stream, cut): (Box<dyn Blocking>, CutOnDrop) = match io.downcast::<tokio::net::TcpStream>() {
-            Ok(t) => match t.into_std().and_then(|s| {
-                s.set_nonblocking(false)?;
-                s.set_read_timeout(Some(idle))?;
-                let c = s.try_clone()?;
-                Ok((s, c))
-            }) {
-                Ok((s, c)) => (Box::new(s), CutOnDrop::Tcp(c)),
-                Err(_) => return,
-            },
-            Err(io) => match io.downcast::<tokio::net::UnixStream>() {
-                Ok(u) => match u.into_std().and_then(|s| {
+        macro_rules! blocking {
+            ($stream:expr, $kind:ident) => {
+                $stream.into_std().and_then(|s| {
                     s.set_nonblocking(false)?;
                     s.set_read_timeout(Some(idle))?;
                     let c = s.try_clone()?;
-                    Ok((s, c))
-                }) {
-                    Ok((s, c)) => (Box::new(s), CutOnDrop::Unix(c)),
-                    Err(_) => return,
-                },
+                    Ok((Box::new(s) as Box<dyn Blocking>, CutOnDrop::$kind(c)))
+                })
+            };
+        }
+        let made = match io.downcast::<tokio::net::TcpStream>() {
+            Ok(t) => blocking!(t, Tcp),
+            Err(io) => match io.downcast::<tokio::net::UnixStream>() {
+                Ok(u) => blocking!(u, Unix),
                 Err(_) => return,
             },
         };
+        let Ok((stream, cut)) = made else { return };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new().name("pop3d".into()).spawn(move || {
-            let _guard = guard;
+            let _slot = slot;
             serve_thread(txn, stream, buf, queue);
             let _ = tx.send(());
         });
@@ -680,11 +677,12 @@ const MAX_THREADS: usize = 1024;
 struct ThreadSlot;
 
 impl ThreadSlot {
-    fn take() -> bool {
+    fn take() -> Option<ThreadSlot> {
         use std::sync::atomic::Ordering;
         THREADS
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_THREADS).then_some(n + 1))
-            .is_ok()
+            .ok()
+            .map(|_| ThreadSlot)
     }
 }
 

@@ -369,6 +369,17 @@ pub(super) fn charge_quota_as(c: &Connection, name: &str, bytes: i64, count: i64
     Ok(())
 }
 
+/// A mailbox's live records (no tombstones), in UID order.
+fn live_records(c: &Connection, mbox_id: i64) -> Result<Vec<Record>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid"
+    ))?;
+    let v = st
+        .query_map(params![mbox_id, FLAG_EXPUNGED as i64], record_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(v)
+}
+
 /// The file of message `uid` in a mailbox's spool directory (`<uid>.`,
 /// as Cyrus names it).
 pub fn message_file(dir: &Path, uid: u32) -> PathBuf {
@@ -600,15 +611,7 @@ impl Store {
     /// Live records (no tombstones), in UID order.
     pub fn records(&self, name: &str) -> Result<Vec<Record>> {
         let s = self.state(name)?;
-        self.read(name, |c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid"
-            ))?;
-            let v = st
-                .query_map(params![s.id, FLAG_EXPUNGED as i64], record_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(v)
-        })
+        self.read(name, |c| live_records(c, s.id))
     }
 
     /// Live records of some UIDs (sorted input), in UID order.
@@ -886,15 +889,7 @@ impl Store {
         let mut c = lock(&oc);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let s = state_of(&tx, name)?.ok_or(StoreError::NotFound)?;
-        let recs: Vec<Record> = {
-            let mut st = tx.prepare_cached(&format!(
-                "SELECT {REC_COLS} FROM msg WHERE mailbox=?1 AND flags & ?2 = 0 ORDER BY uid"
-            ))?;
-            let v = st
-                .query_map(params![s.id, FLAG_EXPUNGED as i64], record_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            v
-        };
+        let recs = live_records(&tx, s.id)?;
         let gone: Vec<&Record> = recs.iter().filter(|r| want(r)).collect();
         if gone.is_empty() {
             return Ok(Vec::new());
