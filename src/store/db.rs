@@ -262,17 +262,21 @@ impl Store {
     }
 
     pub(super) fn owner(&self, internal: &str) -> Result<Arc<Mutex<Connection>>> {
-        let path = self.owner_db_path(internal);
+        self.owner_at(&self.owner_db_path(internal))
+    }
+
+    /// The open connection to the owner database at `path`.
+    fn owner_at(&self, path: &Path) -> Result<Arc<Mutex<Connection>>> {
         let mut cache = self.owners.lock().map_err(|_| StoreError::Db("owner cache poisoned".into()))?;
-        if let Some(c) = cache.get(&path) {
+        if let Some(c) = cache.get(path) {
             return Ok(c.clone());
         }
         if cache.len() >= OWNER_CACHE {
             // Close connections nobody holds.
             cache.retain(|_, c| Arc::strong_count(c) > 1);
         }
-        let c = Arc::new(Mutex::new(open_db(&path, OWNER_SCHEMA)?));
-        cache.insert(path, c.clone());
+        let c = Arc::new(Mutex::new(open_db(path, OWNER_SCHEMA)?));
+        cache.insert(path.to_path_buf(), c.clone());
         Ok(c)
     }
 
@@ -282,13 +286,13 @@ impl Store {
     /// holds the connection through its fsync (sessions on one mailbox no
     /// longer queue their reads behind each other's writes).
     pub(super) fn read<T>(&self, internal: &str, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let oc = self.owner(internal)?;
+        let path = self.owner_db_path(internal);
+        let oc = self.owner_at(&path)?;
         match oc.try_lock() {
             Ok(mut c) => return f(&mut c),
             Err(std::sync::TryLockError::Poisoned(p)) => return f(&mut p.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => {}
         }
-        let path = self.owner_db_path(internal);
         let idle = self
             .readers
             .lock()
