@@ -828,3 +828,73 @@ print('ok')
         "{out}"
     );
 }
+
+/// imapd.conf options that change what a session sees, as Cyrus reads
+/// them: `username_tolower` (on by default: `U7` is u7, checked and
+/// logged in as u7, with u7's INBOX), `suppress_capabilities` (left out of
+/// every capability list) and `imapidresponse` (off: `* ID NIL`).
+#[test]
+fn username_case_capability_suppression_and_id_response() {
+    if !can_run("imapd.conf session options", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut b = Backend::start(
+        &d.path().join("b"),
+        "suppress_capabilities: XMOVE COMPRESS=DEFLATE SASL-IR\nimapidresponse: no\n",
+    );
+    let pop = b.start_pop3d();
+    let out = python(
+        r#"
+import imaplib, poplib, sys
+imaplib.Commands['ID'] = ('NONAUTH', 'AUTH', 'SELECTED')
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+pre = M.capabilities
+assert 'SASL-IR' not in pre and 'IMAP4REV1' in pre, pre
+M.login('U7', 'testpw')
+typ, caps = M.capability()
+caps = caps[0].decode().split()
+assert 'XMOVE' not in caps and 'COMPRESS=DEFLATE' not in caps, caps
+assert 'IDLE' in caps and 'XLIST' in caps, caps
+typ, acl = M.getacl('INBOX')
+print('acl', acl[0].decode())
+typ, data = M._simple_command('ID', 'NIL')
+print('id', M.untagged_responses.get('ID'))
+M.logout()
+P = poplib.POP3('127.0.0.1', int(sys.argv[2]))
+P.user('U7'); P.pass_('testpw')
+print('pop', P.stat())
+P.quit()
+"#,
+        &[&b.imap_port.to_string(), &pop.to_string()],
+    );
+    // The owner in the ACL is u7: the INBOX is u7's, not a new U7's.
+    assert!(out.contains("acl INBOX u7 lrswipkxtecdan"), "{out}");
+    assert!(out.contains("id [b'NIL']"), "{out}");
+    assert!(out.contains("pop (0, 0)"), "{out}");
+    let log = std::fs::read_to_string(d.path().join("b/imapd.log")).unwrap();
+    assert!(log.contains(" u7 plaintext User logged in"), "{log}");
+    assert!(!log.contains("U7"), "{log}");
+
+    // username_tolower: no keeps the case, as Cyrus: U7 is another user,
+    // whom saslauthd does not know.
+    let mut c = Backend::start(&d.path().join("c"), "username_tolower: no\n");
+    let _ = c.start_pop3d();
+    let out = python(
+        r#"
+import imaplib, sys
+imaplib.Commands['ID'] = ('NONAUTH', 'AUTH', 'SELECTED')
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+try:
+    M.login('U7', 'testpw'); print('in')
+except imaplib.IMAP4.error as e:
+    print('refused', e)
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+typ, data = M._simple_command('ID', 'NIL')
+print('id', M.untagged_responses.get('ID'))
+"#,
+        &[&c.imap_port.to_string()],
+    );
+    assert!(out.contains("refused"), "{out}");
+    assert!(out.contains("Cyrus IMAPD"), "{out}");
+}

@@ -276,6 +276,29 @@ impl Ctx {
     }
 }
 
+/// A capability list without those `suppress_capabilities` names (as they
+/// appear in the list, case and all), as Cyrus leaves them out of every
+/// capability response.
+pub fn suppress_capabilities(conf: &ImapdConf, caps: String) -> String {
+    let Some(drop) = conf.get("suppress_capabilities").filter(|s| !s.trim().is_empty()) else {
+        return caps;
+    };
+    let drop: Vec<&str> = drop.split_whitespace().collect();
+    caps.split_whitespace().filter(|c| !drop.contains(c)).collect::<Vec<_>>().join(" ")
+}
+
+/// A user name as Cyrus canonicalises it before the password check and
+/// everything after (`username_tolower`, on by default: directories such
+/// as Active Directory ignore case, so `JSmith` and `jsmith` are one user
+/// with one INBOX).
+pub fn canon_userid(conf: &ImapdConf, user: &str) -> String {
+    if conf.get_switch("username_tolower") {
+        user.to_ascii_lowercase()
+    } else {
+        user.to_string()
+    }
+}
+
 /// Checks a password with `sasl_pwcheck_method` (saslauthd only) for
 /// SASL service `service`.  `Err` is a temporary failure.
 pub async fn check_password(conf: &ImapdConf, service: &str, user: &str, password: &Secret<Vec<u8>>) -> Result<bool, String> {

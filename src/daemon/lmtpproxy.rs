@@ -391,7 +391,7 @@ impl Session {
         let Some(parts) = parts.filter(|p| p.len() == 3) else {
             return self.reply("501 5.5.4 Syntax error in parameters").await;
         };
-        let user = String::from_utf8_lossy(&parts[1]).into_owned();
+        let user = super::cyrus::canon_userid(&self.p.front.conf, &String::from_utf8_lossy(&parts[1]));
         let admin = self.p.front.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
         match check_password(&self.p.front.conf, "lmtp", &user, &Secret::new(parts[2].clone())).await {
             Ok(true) if admin => {

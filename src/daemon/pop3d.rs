@@ -46,6 +46,8 @@ struct Drop_ {
     /// The owner database's WAL (mtime, size) when the drop was read: while
     /// it is unchanged no message can have been expunged since.
     wal: Option<(i128, u64)>,
+    /// How far message files were read ahead of RETR.
+    ahead: crate::store::ReadAhead,
 }
 
 struct Session {
@@ -114,19 +116,6 @@ impl crate::server::Service for Pop3d {
         }
     }
 }
-
-/// A message file, at most `size` bytes (its record's size): one read
-/// into a buffer of that size, not read_to_end's doubling from 32 bytes
-/// (eight system calls for a 2 KB message).
-fn read_sized(path: &std::path::Path, size: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut v = Vec::with_capacity(size.min(MAX_PREALLOC) as usize);
-    std::fs::File::open(path)?.take(size).read_to_end(&mut v)?;
-    Ok(v)
-}
-
-/// The most read_sized reserves ahead; a larger message grows as it is read.
-const MAX_PREALLOC: u64 = 16 << 20;
 
 /// The reply to RETR or TOP, appended to `out`: `+OK Message follows`,
 /// then the message (or its first lines) byte-stuffed as RFC 1939 says:
@@ -448,6 +437,10 @@ impl Session {
     /// Opens `user`'s maildrop after checking `authc`'s password (None:
     /// the mechanism has proved who `authc` is).
     async fn login_as(&mut self, user: &str, authc: &str, pass: Option<Secret<Vec<u8>>>, mech: &str) -> IoResult {
+        let (user, authc) = (
+            &super::cyrus::canon_userid(&self.ctx.conf, user),
+            &super::cyrus::canon_userid(&self.ctx.conf, authc),
+        );
         let checked = match &pass {
             Some(p) => self.ctx.check_password(authc, p).await,
             None => Ok(true),
@@ -526,6 +519,7 @@ impl Session {
                 db,
                 inbox: ib,
                 uidvalidity: st.uidvalidity,
+                ahead: Default::default(),
                 msgs: recs
                     .into_iter()
                     .map(|r| Msg {
@@ -939,15 +933,22 @@ impl Txn {
                 let data = if gone {
                     None
                 } else {
-                    read_sized(&crate::store::message_file(&d.dir, uid), size).ok()
+                    crate::store::read_message_cold(&crate::store::message_file(&d.dir, uid), size).ok()
                 };
-                let Some(data) = data else {
+                let Some((data, cold)) = data else {
                     reply(out, "-ERR [SYS/PERM] Message no longer exists");
                     return true;
                 };
                 stuffed(&data, top, out);
                 if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") {
                     let _ = store.store_flags(&d.inbox, &[uid], FlagOp::Add, FLAG_SEEN, &[], None);
+                }
+                // A client taking the maildrop message by message, from a
+                // mailbox on disk: the next ones are read ahead.
+                let d = &mut self.drop;
+                let ahead = d.ahead.after(i, d.msgs.len(), cold);
+                if !ahead.is_empty() {
+                    crate::store::read_ahead(d.msgs[ahead].iter().map(|m| crate::store::message_file(&d.dir, m.uid)).collect());
                 }
             }
             "DELE" => match self.msg_no(arg) {

@@ -143,7 +143,7 @@ impl Session {
         c.push_str(" SASL-IR");
         let m = self.p.front.conf.get("mupdate_server").unwrap_or("");
         c.push_str(&format!(" MUPDATE=mupdate://{m}/"));
-        c
+        super::cyrus::suppress_capabilities(&self.p.front.conf, c)
     }
 
     /// TLS on the client side, after the OK (pipelined plaintext dropped).
@@ -343,6 +343,10 @@ impl Session {
         pass: Vec<u8>,
         mech: &str,
     ) -> Result<Option<Joined>, ReadError> {
+        let (authzid, authcid) = (
+            &super::cyrus::canon_userid(&self.p.front.conf, authzid),
+            &super::cyrus::canon_userid(&self.p.front.conf, authcid),
+        );
         let (server, backend) = match self.authorize(authzid, authcid, pass, mech).await {
             Ok(v) => v,
             Err("temporary failure") | Err("mailbox is being moved") => {
@@ -468,6 +472,10 @@ impl Session {
     }
 
     async fn pop3_login(&mut self, authzid: &str, authcid: &str, pass: Vec<u8>, mech: &str) -> Result<Option<Joined>, ReadError> {
+        let (authzid, authcid) = (
+            &super::cyrus::canon_userid(&self.p.front.conf, authzid),
+            &super::cyrus::canon_userid(&self.p.front.conf, authcid),
+        );
         let (server, backend) = match self.authorize(authzid, authcid, pass, mech).await {
             Ok(v) => v,
             Err("authentication failure") | Err("authorization failure") => {

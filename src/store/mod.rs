@@ -28,6 +28,7 @@ pub mod msgannot;
 pub mod murder;
 pub mod names;
 pub mod ops;
+mod readahead;
 pub mod reconstruct;
 mod userdata;
 pub mod userdeny;
@@ -36,6 +37,7 @@ pub mod xfer;
 pub use combine::DeliveryJob;
 pub use db::{wal_version, Store};
 pub use ops::*;
+pub use readahead::{read_ahead, read_message, read_message_cold, read_messages, ReadAhead};
 
 use std::path::PathBuf;
 

@@ -20,7 +20,8 @@ pub(super) fn render_fetch(
     annotation: Option<&[u8]>,
 ) -> Vec<u8> {
     use std::io::Write as _;
-    let mut out = Vec::with_capacity(512);
+    // Room for the message too when it is sent whole (BODY[], mbsync's).
+    let mut out = Vec::with_capacity(512 + data.map_or(0, <[u8]>::len));
     let _ = write!(out, "* {seq} FETCH (");
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
@@ -116,7 +117,10 @@ pub(super) fn render_fetch(
             let _ = write!(out, "CREATEDMODSEQ ({})", r.createdmodseq);
         }
     }
-    let parsed = data.map(mime::parse);
+    // The MIME structure is parsed only for a section that needs it (not
+    // for the whole message, BODY[] or BINARY[]).
+    let parsed = std::cell::OnceCell::new();
+    let parse = |d: &[u8]| -> &mime::Part { parsed.get_or_init(|| mime::parse(d)) };
     for (item, label, idx) in [
         (FetchItem::Envelope, "ENVELOPE", 0),
         (FetchItem::BodyStructure, "BODYSTRUCTURE", 1),
@@ -181,40 +185,39 @@ pub(super) fn render_fetch(
                     label.push_str(&sname);
                 }
                 label.push(']');
-                let bytes = match (data, &parsed) {
-                    (Some(d), Some(p)) => render::section(d, p, path, section),
-                    _ => None,
+                let owned;
+                let bytes = match data {
+                    Some(d) if path.is_empty() && matches!(section, Section::Full) => Some(d),
+                    Some(d) => {
+                        owned = render::section(d, parse(d), path, section);
+                        owned.as_deref()
+                    }
+                    None => None,
                 };
-                emit_partial(&mut out, &label, bytes.as_deref(), *partial, false);
+                emit_partial(&mut out, &label, bytes, *partial, false);
             }
             FetchItem::Binary { path, partial, .. } => {
                 sep(&mut out);
                 let label = format!("BINARY[{}]", path.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("."));
-                let bytes = match (data, &parsed) {
-                    (Some(d), Some(p)) => render::find_part(p, path).and_then(|part| {
-                        if path.is_empty() {
-                            Some(d.to_vec())
-                        } else {
-                            render::decode_body(d, part)
-                        }
-                    }),
-                    _ => None,
+                let owned;
+                let bytes = match data {
+                    Some(d) if path.is_empty() => Some(d),
+                    Some(d) => {
+                        owned = render::find_part(parse(d), path).and_then(|part| render::decode_body(d, part));
+                        owned.as_deref()
+                    }
+                    None => None,
                 };
-                emit_partial(&mut out, &label, bytes.as_deref(), *partial, true);
+                emit_partial(&mut out, &label, bytes, *partial, true);
             }
             FetchItem::BinarySize(path) => {
                 sep(&mut out);
-                let n = match (data, &parsed) {
-                    (Some(d), Some(p)) => render::find_part(p, path)
-                        .and_then(|part| {
-                            if path.is_empty() {
-                                Some(d.to_vec())
-                            } else {
-                                render::decode_body(d, part)
-                            }
-                        })
+                let n = match data {
+                    Some(d) if path.is_empty() => d.len(),
+                    Some(d) => render::find_part(parse(d), path)
+                        .and_then(|part| render::decode_body(d, part))
                         .map_or(0, |b| b.len()),
-                    _ => 0,
+                    None => 0,
                 };
                 out.extend_from_slice(
                     format!(

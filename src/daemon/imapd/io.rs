@@ -54,6 +54,9 @@ pub struct Input<R> {
     r: R,
     buf: Vec<u8>,
     pos: usize,
+    /// Reads of the stream so far: commands read in one go were sent
+    /// together (pipelined).
+    fills: u64,
 }
 
 #[derive(Debug)]
@@ -86,7 +89,13 @@ impl<R: AsyncRead + Unpin> Input<R> {
             r,
             buf: Vec::new(),
             pos: 0,
+            fills: 0,
         }
+    }
+
+    /// How many times the stream has been read.
+    pub fn fills(&self) -> u64 {
+        self.fills
     }
 
     /// The stream, dropping anything buffered (STARTTLS).
@@ -154,6 +163,7 @@ impl<R: AsyncRead + Unpin> Input<R> {
         if n == 0 {
             return Err(ReadError::Eof);
         }
+        self.fills += 1;
         Ok(())
     }
 

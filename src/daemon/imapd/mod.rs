@@ -247,7 +247,7 @@ impl Session {
         if self.user.is_none() {
             let mut c = String::from("IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE");
             self.push_auth_caps(&mut c);
-            return c;
+            return super::cyrus::suppress_capabilities(&self.ctx.conf, c);
         }
         self.capabilities_full()
     }
@@ -299,7 +299,7 @@ impl Session {
             _ => u32::MAX as u64,
         };
         c.push_str(&format!(" APPENDLIMIT={limit}"));
-        c
+        super::cyrus::suppress_capabilities(&self.ctx.conf, c)
     }
 
     async fn run(&mut self) -> Res {
@@ -419,6 +419,10 @@ impl Session {
             Kind::Logout => {
                 self.out("* BYE LOGOUT received\r\n").await?;
                 self.logout = true;
+                self.tagged(&tag, "OK Completed").await
+            }
+            Kind::Id if !self.ctx.conf.get_switch("imapidresponse") => {
+                self.out("* ID NIL\r\n").await?;
                 self.tagged(&tag, "OK Completed").await
             }
             Kind::Id => {
@@ -589,6 +593,10 @@ impl Session {
     /// Logs `authcid` in as `authzid`: the password is checked unless
     /// the mechanism has already proved who it is (`None`: GSSAPI).
     async fn check_and_login(&mut self, tag: &str, authzid: &str, authcid: &str, pass: Option<Secret<Vec<u8>>>, mech: &str) -> Res {
+        let (authzid, authcid) = (
+            &super::cyrus::canon_userid(&self.ctx.conf, authzid),
+            &super::cyrus::canon_userid(&self.ctx.conf, authcid),
+        );
         if authzid != authcid {
             let proxies = self.ctx.conf.get("proxyservers").unwrap_or("").to_string();
             if !self.ctx.is_admin(authcid) && !proxies.split_whitespace().any(|p| p == authcid) {

@@ -52,7 +52,7 @@ impl HitQuery {
         for (i, r) in recs.iter().enumerate() {
             let data = if needs_file {
                 let p = store.message_path(&self.name, &self.partition, r.uid)?;
-                std::fs::read(p).ok()
+                crate::store::read_message(&p, r.size).ok()
             } else {
                 None
             };

@@ -41,6 +41,11 @@ pub struct Selected {
     pub keywords: Vec<String>,
     /// (mtime, len) of the owner database's WAL when last synced.
     pub version: Option<(i128, u64)>,
+    /// The session's input read count when the database was last looked
+    /// at (Input::fills).
+    pub looked_at: u64,
+    /// How far message files were read ahead of the session's FETCHes.
+    pub ahead: crate::store::ReadAhead,
     /// A reader who does not own the mailbox sees their own \Seen.
     pub seen: Option<Box<SeenView>>,
     /// The user's rights on the mailbox when selected.
@@ -274,6 +279,8 @@ impl Session {
             saved: Vec::new(),
             keywords,
             version,
+            looked_at: self.input.fills(),
+            ahead: Default::default(),
             seen,
             rights: rights.clone().into_boxed_str(),
         });
@@ -293,16 +300,31 @@ impl Session {
         .await
     }
 
+    /// `sync(false)` before a FETCH, but not again for a command that came
+    /// in the same read of the client's input as the last look (mbsync
+    /// pipelines a FETCH per message): that look was taken after the
+    /// whole command had arrived, so it already saw whatever the client
+    /// could have waited for before sending it.  NOOP, CHECK, IDLE and the
+    /// session's own changes always look.
+    async fn sync_pipelined(&mut self) -> Res {
+        if self.sel.as_ref().is_some_and(|s| s.looked_at == self.input.fills()) {
+            return Ok(());
+        }
+        self.sync(false).await
+    }
+
     /// Brings the session's view up to date, reporting new messages, flag
     /// changes and (when allowed) expunges.
     pub async fn sync(&mut self, allow_expunge: bool) -> Res {
-        let Some(sel) = &self.sel else { return Ok(()) };
+        let fills = self.input.fills();
+        let Some(sel) = &mut self.sel else { return Ok(()) };
+        sel.looked_at = fills;
         let name = sel.name.clone();
         let since = sel.modseq;
         let dbp = self.ctx.store.owner_db_path(&name);
         // Nothing committed to the owner's database since the last look
         // (its WAL unchanged): nothing to report.  One stat instead of a
-        // query per command (mbsync sends a FETCH per message).
+        // query per command.
         if sel.version.is_some() && db_version(&dbp) == sel.version {
             return Ok(());
         }
@@ -495,7 +517,7 @@ impl Session {
         changedsince: Option<u64>,
         vanished: bool,
     ) -> Res {
-        self.sync(false).await?;
+        self.sync_pipelined().await?;
         if uid && !items.contains(&FetchItem::Uid) {
             items.insert(0, FetchItem::Uid);
         }
@@ -662,20 +684,13 @@ impl Session {
                     .and_then(|r| r.ok())
                     .filter(|rows| !needs_file || rows.iter().map(|r| r.0.size).sum::<u64>() <= INLINE_READ_MAX)
                     .map(|rows| {
-                        let files = needs_file.then(|| {
-                            rows.iter()
-                                .map(|r| {
-                                    let p = self.ctx.store.message_path(&name, &part, r.0.uid).ok()?;
-                                    std::fs::read(p).ok()
-                                })
-                                .collect::<Vec<_>>()
-                        });
+                        let files = needs_file.then(|| message_files(&self.ctx.store, &name, &part, &rows));
                         (rows, files)
                     })
             } else {
                 None
             };
-            let (rows, mut files) = if let Some(v) = inline {
+            let (rows, files) = if let Some(v) = inline {
                 v
             } else if needs_record || needs_file || needs_cache != 0 {
                 // Small bodies are read in the same trip to the blocking
@@ -685,11 +700,7 @@ impl Session {
                     .blocking(move |s| {
                         let rows = s.fetch_rows(&n, id, &u2, needs_cache)?;
                         let total: u64 = rows.iter().map(|r| r.0.size).sum();
-                        let files = (needs_file && total <= PREFETCH_MAX).then(|| {
-                            rows.iter()
-                                .map(|r| s.message_path(&n, &part, r.0.uid).ok().and_then(|p| std::fs::read(p).ok()))
-                                .collect::<Vec<_>>()
-                        });
+                        let files = (needs_file && total <= PREFETCH_MAX).then(|| message_files(s, &n, &part, &rows));
                         Ok((rows, files))
                     })
                     .await;
@@ -700,6 +711,20 @@ impl Session {
             } else {
                 (Vec::new(), None)
             };
+            let (mut files, cold) = match files {
+                Some((f, cold)) => (Some(f), cold),
+                None => (None, false),
+            };
+            if let (Some(sel), Some(&last)) = (self.sel.as_mut(), chunk.last()) {
+                let ahead = sel.ahead.after(last, sel.msgs.len(), cold);
+                if !ahead.is_empty() {
+                    let paths: Vec<std::path::PathBuf> = sel.msgs[ahead]
+                        .iter()
+                        .filter_map(|m| self.ctx.store.message_path(&sel.name, &sel.partition, m.uid).ok())
+                        .collect();
+                    crate::store::read_ahead(paths);
+                }
+            }
             let mut next_row = 0;
             for &i in chunk {
                 let line = {
@@ -753,6 +778,21 @@ impl Session {
     }
 }
 
+/// The message files of a FETCH chunk's rows (None for one that cannot be
+/// read), and whether any was cold (read_messages).
+fn message_files(
+    store: &crate::store::Store,
+    name: &str,
+    partition: &str,
+    rows: &[(Record, Option<crate::store::Cached>)],
+) -> (Vec<Option<Vec<u8>>>, bool) {
+    let files: Vec<(std::path::PathBuf, u64)> = rows
+        .iter()
+        .map(|r| (store.message_path(name, partition, r.0.uid).unwrap_or_default(), r.0.size))
+        .collect();
+    crate::store::read_messages(&files)
+}
+
 /// Bodies of a FETCH chunk up to this total are read with its records.
 const PREFETCH_MAX: u64 = 1 << 20;
 /// ... and without leaving the async worker, for up to four messages.
@@ -764,7 +804,10 @@ impl Session {
         let path = self.ctx.store.message_path(&sel.name, &sel.partition, m.uid).ok()?;
         let size = rec.map(|r| r.size)?;
         // Every read has a limit: the record's size bounds it.
-        let data = tokio::task::spawn_blocking(move || std::fs::read(&path)).await.ok()?.ok()?;
+        let data = tokio::task::spawn_blocking(move || crate::store::read_message(&path, size))
+            .await
+            .ok()?
+            .ok()?;
         if data.len() as u64 != size {
             self.ctx
                 .log

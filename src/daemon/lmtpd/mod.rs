@@ -412,6 +412,7 @@ impl Session {
             }
             _ => return self.reply("504 5.5.4 Unrecognized authentication type").await,
         };
+        let user = super::cyrus::canon_userid(&self.d.ctx.conf, &user);
         match self.d.ctx.check_password(&user, &Secret::new(pass)).await {
             Ok(true) => {
                 self.authed = true;

@@ -484,6 +484,10 @@ impl Session {
             };
             (String::new(), String::from_utf8_lossy(&u).into_owned(), p)
         };
+        let (authzid, authcid) = (
+            super::cyrus::canon_userid(&self.m.conf, &authzid),
+            super::cyrus::canon_userid(&self.m.conf, &authcid),
+        );
         let user = if authzid.is_empty() { authcid.clone() } else { authzid };
         let ok = super::cyrus::check_password(&self.m.conf, "mupdate", &authcid, &Secret::new(password)).await;
         let why = match ok {
