@@ -288,6 +288,21 @@ pub(super) fn push_imap_date(out: &mut Vec<u8>, t: i64) {
     let _ = write!(out, " {}{:02}{:02}", if off < 0 { '-' } else { '+' }, a / 60, a % 60);
 }
 
+/// The message files of a FETCH chunk's rows (None for one that cannot be
+/// read), and whether any was cold (read_messages).
+pub(super) fn message_files(
+    store: &crate::store::Store,
+    name: &str,
+    partition: &str,
+    rows: &[(Record, Option<crate::store::Cached>)],
+) -> (Vec<Option<Vec<u8>>>, bool) {
+    let files: Vec<(std::path::PathBuf, u64)> = rows
+        .iter()
+        .map(|r| (store.message_path(name, partition, r.0.uid).unwrap_or_default(), r.0.size))
+        .collect();
+    crate::store::read_messages(&files)
+}
+
 #[cfg(test)]
 #[test]
 fn push_imap_date_matches_imap_date() {

@@ -684,7 +684,7 @@ impl Session {
                     .and_then(|r| r.ok())
                     .filter(|rows| !needs_file || rows.iter().map(|r| r.0.size).sum::<u64>() <= INLINE_READ_MAX)
                     .map(|rows| {
-                        let files = needs_file.then(|| message_files(&self.ctx.store, &name, &part, &rows));
+                        let files = needs_file.then(|| super::fetch_render::message_files(&self.ctx.store, &name, &part, &rows));
                         (rows, files)
                     })
             } else {
@@ -700,7 +700,7 @@ impl Session {
                     .blocking(move |s| {
                         let rows = s.fetch_rows(&n, id, &u2, needs_cache)?;
                         let total: u64 = rows.iter().map(|r| r.0.size).sum();
-                        let files = (needs_file && total <= PREFETCH_MAX).then(|| message_files(s, &n, &part, &rows));
+                        let files = (needs_file && total <= PREFETCH_MAX).then(|| super::fetch_render::message_files(s, &n, &part, &rows));
                         Ok((rows, files))
                     })
                     .await;
@@ -776,21 +776,6 @@ impl Session {
         }
         self.tagged(tag, "OK Completed (0.000 sec)").await
     }
-}
-
-/// The message files of a FETCH chunk's rows (None for one that cannot be
-/// read), and whether any was cold (read_messages).
-fn message_files(
-    store: &crate::store::Store,
-    name: &str,
-    partition: &str,
-    rows: &[(Record, Option<crate::store::Cached>)],
-) -> (Vec<Option<Vec<u8>>>, bool) {
-    let files: Vec<(std::path::PathBuf, u64)> = rows
-        .iter()
-        .map(|r| (store.message_path(name, partition, r.0.uid).unwrap_or_default(), r.0.size))
-        .collect();
-    crate::store::read_messages(&files)
 }
 
 /// Bodies of a FETCH chunk up to this total are read with its records.
