@@ -715,7 +715,8 @@ impl Session {
                 Some((f, cold)) => (Some(f), cold),
                 None => (None, false),
             };
-            if let (Some(sel), Some(&last)) = (self.sel.as_mut(), chunk.last()) {
+            // Reading ahead serves FETCHes of message files only.
+            if let (true, Some(sel), Some(&last)) = (needs_file, self.sel.as_mut(), chunk.last()) {
                 let ahead = sel.ahead.after(last, sel.msgs.len(), cold);
                 if !ahead.is_empty() {
                     let paths: Vec<std::path::PathBuf> = sel.msgs[ahead]
