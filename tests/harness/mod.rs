@@ -90,8 +90,27 @@ pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// A TCP port that no other test of this process has been given and that
+/// is free on loopback now.  It comes from below the kernel's ephemeral
+/// range (32768-60999), so that neither another test's free_port nor an
+/// outgoing connection's local port can take it before the daemon binds
+/// it: a daemon that found its port taken left wait_tcp talking to another
+/// test's daemon (two tests of one binary then saw each other's mail).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Test binaries run one after another; each starts somewhere else.
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(k < SPAN, "no free test port left");
+        let port = (LOW + (start + k) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn wait_tcp(port: u16) {
