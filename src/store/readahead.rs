@@ -36,7 +36,7 @@ pub fn read_message(path: &Path, size: u64) -> std::io::Result<Vec<u8>> {
 /// memory is read by it at once, and a cold one says so and is then read
 /// as usual.
 pub fn read_message_cold(path: &Path, size: u64) -> std::io::Result<(Vec<u8>, bool)> {
-    let f = File::open(path)?;
+    let mut f = File::open(path)?;
     let want = size.min(MAX_PREALLOC) as usize;
     let mut v: Vec<u8> = Vec::with_capacity(want);
     let mut cold = false;
@@ -50,7 +50,7 @@ pub fn read_message_cold(path: &Path, size: u64) -> std::io::Result<(Vec<u8>, bo
         let n = unsafe { libc::preadv2(f.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
         if n >= 0 {
             unsafe { v.set_len(n as usize) };
-            cold = (n as usize) < want && (n as u64) < size;
+            cold = (n as usize) < want;
         } else {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {
@@ -65,7 +65,7 @@ pub fn read_message_cold(path: &Path, size: u64) -> std::io::Result<(Vec<u8>, bo
         }
     }
     let done = v.len() as u64;
-    let mut f = f;
+    // preadv2 leaves the file offset where it was.
     if done > 0 {
         use std::io::Seek;
         f.seek(std::io::SeekFrom::Start(done))?;
