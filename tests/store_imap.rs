@@ -898,3 +898,124 @@ print('id', M.untagged_responses.get('ID'))
     assert!(out.contains("refused"), "{out}");
     assert!(out.contains("Cyrus IMAPD"), "{out}");
 }
+
+/// Cyrus's login and ACL policy options: `failedloginpause` (a failed
+/// login waits before its NO, and other sessions do not wait with it),
+/// `uidl_format` (POP3 UIDLs as Dovecot spelled them), `anyoneuseracl`
+/// (off: only admins grant rights to `anyone`), `allowsetacl` (off: no
+/// SETACL at all), `tcp_keepalive` (probes on accepted connections, seen
+/// in the kernel's socket table), `plaintextloginpause`.
+#[test]
+fn login_pause_uidl_format_acl_policy_and_keepalive() {
+    if !can_run("imapd.conf policy options", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut b = Backend::start(
+        &d.path().join("b"),
+        "failedloginpause: 2\nuidl_format: dovecot\nanyoneuseracl: no\ntcp_keepalive: yes\ntcp_keepalive_idle: 77\n",
+    );
+    let pop = b.start_pop3d();
+    let out = python(
+        r#"
+import imaplib, poplib, sys, threading, time
+port, pop = int(sys.argv[1]), int(sys.argv[2])
+done = []
+def bad():
+    M = imaplib.IMAP4('127.0.0.1', port)
+    t = time.time()
+    try:
+        M.login('u7', 'wrong')
+    except imaplib.IMAP4.error as e:
+        done.append(('bad', time.time() - t, str(e)))
+th = threading.Thread(target=bad); th.start()
+time.sleep(0.3)
+M = imaplib.IMAP4('127.0.0.1', port)
+M.login('u7', 'testpw')
+done.append(('good',))
+th.join()
+print('order', [x[0] for x in done])
+print('pause %.1f' % done[1][1], done[1][2])
+# The server's side of this connection has its keepalive timer on.
+me = M.sock.getsockname()[1]
+for l in open('/proc/net/tcp').read().splitlines()[1:]:
+    f = l.split()
+    if int(f[1].split(':')[1], 16) == port and int(f[2].split(':')[1], 16) == me:
+        print('timer', f[5].split(':')[0])
+M.append('INBOX', None, None, b'Subject: x\r\n\r\nbody\r\n')
+typ, st = M.status('INBOX', '(UIDVALIDITY)')
+print('status', st[0].decode())
+for who in ['anyone', 'u8']:
+    typ, r = M._simple_command('SETACL', 'INBOX', who, 'lr')
+    print('setacl', who, typ, r)
+M.logout()
+A = imaplib.IMAP4('127.0.0.1', port)
+A.login('md5u', 'testpw')
+typ, r = A._simple_command('SETACL', 'user/u7', 'anyone', 'lr')
+print('admin setacl anyone', typ)
+typ, acl = A.getacl('user/u7')
+print('acl', acl[0].decode())
+A.logout()
+P = poplib.POP3('127.0.0.1', pop)
+P.user('u7'); P.pass_('testpw')
+print('uidl', P.uidl()[1])
+P.quit()
+"#,
+        &[&b.imap_port.to_string(), &pop.to_string()],
+    );
+    assert!(out.contains("order ['good', 'bad']"), "{out}");
+    let pause: f64 = out.split("pause ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(pause >= 2.0, "{out}");
+    assert!(out.contains("Login failed: authentication failure"), "{out}");
+    assert!(out.contains("timer 02"), "keepalive timer (02) on the server's socket: {out}");
+    assert!(out.contains("setacl anyone NO [b'Permission denied']"), "{out}");
+    assert!(out.contains("setacl u8 OK"), "{out}");
+    assert!(out.contains("admin setacl anyone OK"), "{out}");
+    assert!(out.contains(" anyone lr"), "{out}");
+    let uidvalidity: u32 = out
+        .split("UIDVALIDITY ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(out.contains(&format!("uidl [b'1 {:08x}{uidvalidity:08x}']", 1)), "{out}");
+
+    // allowsetacl: no takes SETACL and DELETEACL away from everyone.
+    // plaintextloginpause: a LOGIN without TLS waits after success.
+    let c = Backend::start(&d.path().join("c"), "allowsetacl: no\nplaintextloginpause: 1\n");
+    let out = python(
+        r#"
+import imaplib, sys, time
+A = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+t = time.time()
+A.login('md5u', 'testpw')
+print('login took %.1f' % (time.time() - t))
+A.create('user/u7')
+for cmd, args in [('SETACL', ('user/u7', 'u8', 'lr')), ('DELETEACL', ('user/u7', 'u7'))]:
+    try:
+        typ, r = A._simple_command(cmd, *args)
+        print(cmd, typ, r)
+    except imaplib.IMAP4.error as e:
+        print(cmd, 'NO', e)
+typ, acl = A.getacl('user/u7')
+print('acl', acl[0].decode())
+"#,
+        &[&c.imap_port.to_string()],
+    );
+    assert!(out.contains("SETACL NO [b'Permission denied']"), "{out}");
+    assert!(out.contains("DELETEACL NO [b'Permission denied']"), "{out}");
+    let took: f64 = out
+        .split("login took ")
+        .nth(1)
+        .unwrap()
+        .split('\n')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(took >= 1.0, "{out}");
+    assert!(out.contains("acl user/u7 u7 lrswipkxtecdan") && !out.contains("u8"), "{out}");
+}

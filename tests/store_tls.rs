@@ -235,3 +235,87 @@ print('too long' if b'-ERR Line too long\r\n+OK\r\n+OK\r\n' in data else 'no too
     assert!(out.contains("b'+OK 1 "), "{out}");
     assert!(out.contains("too long True"), "{out}");
 }
+
+/// `tls_required`: before TLS no mechanism of any kind is offered or
+/// taken, even with `allowplaintext` on (Cyrus's replies: LOGIN "only
+/// available under a layer", AUTHENTICATE likewise, POP3 USER and AUTH
+/// refused with `[AUTH]`); after STARTTLS/STLS everything is back.
+/// `plaintextloginpause` does not touch a login under TLS.
+#[test]
+fn tls_required_offers_nothing_before_tls() {
+    if !can_run("tls_required", &["/usr/bin/openssl", "/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let certs = d.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = make_certs(&certs);
+    let mut b = Backend::start(
+        &d.path().join("be"),
+        &format!(
+            "allowplaintext: yes\ntls_required: yes\nplaintextloginpause: 30\ntls_server_cert: {}\ntls_server_key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let pport = b.start_pop3d();
+    let out = python(
+        r#"
+import socket, ssl, sys, time
+iport, pport, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+s = socket.create_connection(('127.0.0.1', iport)); f = s.makefile('rb')
+greet = f.readline()
+print('greet', greet)
+s.sendall(b'a LOGIN u7 testpw\r\n'); print('a', f.readline())
+s.sendall(b'b AUTHENTICATE PLAIN AHU3AHRlc3Rwdw==\r\n'); print('b', f.readline())
+s.sendall(b'c STARTTLS\r\n'); f.readline()
+t = ctx.wrap_socket(s, server_hostname='localhost'); tf = t.makefile('rb')
+t.sendall(b'd CAPABILITY\r\n'); print('caps', tf.readline()); tf.readline()
+start = time.time()
+t.sendall(b'e LOGIN u7 testpw\r\n'); print('e', tf.readline()[:5], time.time() - start < 20)
+
+s = socket.create_connection(('127.0.0.1', pport)); f = s.makefile('rb')
+f.readline()
+def capa(w, r):
+    w.sendall(b'CAPA\r\n'); out = []
+    while True:
+        l = r.readline()
+        if l == b'.\r\n': return out
+        out.append(l.strip().decode())
+print('capa', capa(s, f))
+s.sendall(b'USER u7\r\n'); print('user', f.readline())
+s.sendall(b'AUTH PLAIN AHU3AHRlc3Rwdw==\r\n'); print('auth', f.readline())
+s.sendall(b'STLS\r\n'); f.readline()
+t = ctx.wrap_socket(s, server_hostname='localhost'); tf = t.makefile('rb')
+print('tls capa', capa(t, tf))
+t.sendall(b'USER u7\r\n'); tf.readline()
+t.sendall(b'PASS testpw\r\n'); print('pass', tf.readline()[:3])
+"#,
+        &[&b.imap_port.to_string(), &pport.to_string(), ca.to_str().unwrap()],
+    );
+    let greet = out.lines().find(|l| l.starts_with("greet")).unwrap();
+    assert!(greet.contains("STARTTLS") && greet.contains("LOGINDISABLED"), "{out}");
+    assert!(!greet.contains("AUTH=") && !greet.contains("SASL-IR"), "{out}");
+    assert!(out.contains("a b'a NO Login only available under a layer\\r\\n'"), "{out}");
+    assert!(out.contains("b b'b NO Authenticate only available under a layer\\r\\n'"), "{out}");
+    let caps = out.lines().find(|l| l.starts_with("caps")).unwrap();
+    assert!(caps.contains("AUTH=PLAIN") && !caps.contains("LOGINDISABLED"), "{out}");
+    assert!(out.contains("e b'e OK ' True"), "{out}");
+    let capa = out.lines().find(|l| l.starts_with("capa")).unwrap();
+    assert!(
+        capa.contains("'STLS'") && !capa.contains("SASL") && !capa.contains("'USER'"),
+        "{out}"
+    );
+    assert!(
+        out.contains("user b'-ERR [AUTH] USER command only available under a layer\\r\\n'"),
+        "{out}"
+    );
+    assert!(
+        out.contains("auth b'-ERR [AUTH] AUTH command only available under a layer\\r\\n'"),
+        "{out}"
+    );
+    let capa = out.lines().find(|l| l.starts_with("tls capa")).unwrap();
+    assert!(capa.contains("'SASL PLAIN LOGIN'") && capa.contains("'USER'"), "{out}");
+    assert!(out.contains("pass b'+OK'"), "{out}");
+}

@@ -399,6 +399,23 @@ pub fn servername(conf: &ImapdConf) -> String {
     }
 }
 
+/// `client_timeout` (10 s): how long a connection to a peer (a back end,
+/// the MUPDATE master) may take to open.
+pub fn client_timeout(conf: &ImapdConf) -> std::time::Duration {
+    std::time::Duration::from_secs(conf.get_secs("client_timeout", 's').unwrap_or(10).clamp(1, 3600) as u64)
+}
+
+/// `tcp_keepalive` and its `_idle`, `_intvl`, `_cnt` (seconds, probes;
+/// 0: the system's default), for the accepted connections.
+pub fn keepalive(conf: &ImapdConf) -> Option<crate::server::Keepalive> {
+    let n = |k: &str| conf.get_secs(k, 's').unwrap_or(0).clamp(0, u32::MAX as i64) as u32;
+    conf.get_switch("tcp_keepalive").then(|| crate::server::Keepalive {
+        idle: n("tcp_keepalive_idle"),
+        intvl: n("tcp_keepalive_intvl"),
+        cnt: n("tcp_keepalive_cnt"),
+    })
+}
+
 /// The listeners for a daemon without a store: systemd's, master's fd,
 /// else `specs` (`host:port`, `port`, `/path`).
 pub async fn bind_listeners(specs: &[String]) -> Result<Vec<crate::server::Listener>, String> {
@@ -440,7 +457,7 @@ pub fn serve_until_term<S: crate::server::Service>(
     log: &Arc<Logger>,
     specs: &[String],
     svc: Arc<S>,
-    max_conns: usize,
+    limits: crate::server::Limits,
     start: impl FnOnce() + Send,
     single_thread: bool,
 ) -> i32 {
@@ -471,10 +488,6 @@ pub fn serve_until_term<S: crate::server::Service>(
             crate::server::signals(|| {}).await;
             sd.trigger();
         });
-        let limits = crate::server::Limits {
-            max_conns,
-            ..Default::default()
-        };
         crate::server::run(listeners, svc, limits, rx).await;
         0
     })
@@ -691,6 +704,7 @@ pub fn run_service<S: crate::server::Service>(
         });
         let limits = crate::server::Limits {
             max_conns: max_conns(),
+            keepalive: keepalive(&ctx.conf),
             ..Default::default()
         };
         crate::server::run(listeners, svc, limits, rx).await;

@@ -857,5 +857,10 @@ pub fn main(args: &[String]) -> i32 {
     // One thread: a proxied message is a relay of short waits, and waking
     // a task on another thread costs more than its work (the bench's
     // proxied LMTP rate).  Nothing here blocks the thread.
-    super::cyrus::serve_until_term("lmtpproxyd", &log, &specs, p, super::cyrus::max_conns(), || {}, true)
+    let limits = crate::server::Limits {
+        max_conns: super::cyrus::max_conns(),
+        keepalive: super::cyrus::keepalive(&p.front.conf),
+        ..Default::default()
+    };
+    super::cyrus::serve_until_term("lmtpproxyd", &log, &specs, p, limits, || {}, true)
 }

@@ -170,6 +170,11 @@ impl Session {
         self.tls || self.ctx.conf.get_switch("allowplaintext")
     }
 
+    /// `tls_required`: no authentication of any kind before TLS.
+    fn tls_required(&self) -> bool {
+        !self.tls && self.ctx.conf.get_switch("tls_required")
+    }
+
     /// The session until it ends (None), or until a login on a plain
     /// connection while a thread's place is free (it goes on on a thread
     /// of its own).
@@ -228,7 +233,7 @@ impl Session {
                 }
             }
             "USER" => {
-                if !self.plaintext_ok() {
+                if !self.plaintext_ok() || self.tls_required() {
                     self.reply("-ERR [AUTH] USER command only available under a layer").await?;
                 } else if self.user.is_some() {
                     self.reply("-ERR [AUTH] Must give PASS command").await?;
@@ -259,8 +264,8 @@ impl Session {
 
     async fn capa(&mut self) -> IoResult {
         let before = BeforeLogin {
-            gssapi: self.ctx.gssapi,
-            plaintext: self.plaintext_ok(),
+            gssapi: self.ctx.gssapi && !self.tls_required(),
+            plaintext: self.plaintext_ok() && !self.tls_required(),
             stls: self.ctx.tls.is_some() && !self.tls,
         };
         let text = capa_text(&self.ctx, Some(before));
@@ -304,6 +309,9 @@ impl Session {
     /// AUTH (RFC 5034): PLAIN (with an initial response or after "+ ")
     /// and LOGIN; AUTH alone lists the mechanisms.
     async fn auth(&mut self, arg: Option<String>) -> IoResult {
+        if self.tls_required() {
+            return self.reply("-ERR [AUTH] AUTH command only available under a layer").await;
+        }
         let Some(arg) = arg else {
             self.reply("+OK List of supported mechanisms follows").await?;
             if self.ctx.gssapi {
@@ -412,6 +420,7 @@ impl Session {
                         Ok(u) => u,
                         Err(e) => {
                             self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.peer));
+                            tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                             return self.reply("-ERR [AUTH] Invalid login").await;
                         }
                     };
@@ -428,6 +437,7 @@ impl Session {
                     self.ctx
                         .log
                         .info(&format!("badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]", self.peer));
+                    tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                     return self.reply("-ERR [AUTH] authenticating: generic failure").await;
                 }
             }
@@ -452,7 +462,7 @@ impl Session {
                     "badlogin: {} {mech} {user} [SASL(-13): authentication failure: checkpass failed]",
                     self.peer
                 ));
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                 return self.reply("-ERR [AUTH] Invalid login").await;
             }
             Err(e) => {
@@ -537,6 +547,9 @@ impl Session {
                     "login: {} {user} {mech} User logged in SESSIONID=<{}>",
                     self.peer, self.sid
                 ));
+                if mech == "plaintext" && !self.tls {
+                    tokio::time::sleep(self.ctx.conf.plaintext_login_pause()).await;
+                }
                 self.txn = Some(Txn {
                     ctx: self.ctx.clone(),
                     drop: d,
@@ -783,6 +796,20 @@ fn capa_text(ctx: &Ctx, before: Option<BeforeLogin>) -> String {
     text
 }
 
+/// A message's UIDL as `uidl_format` spells it, as Cyrus does: `cyrus`
+/// UIDVALIDITY.UID, `uidonly` UID, `dovecot` the two as 8 lower-case hex
+/// digits each (UID first), `courier` UIDVALIDITY-UID.  Sites that moved
+/// from Dovecot or Courier keep their clients' UIDLs with it.
+fn uidl(out: &mut String, format: &str, uidvalidity: u32, uid: u32) -> std::fmt::Result {
+    use std::fmt::Write;
+    match format {
+        "uidonly" => write!(out, "{uid}"),
+        "dovecot" => write!(out, "{uid:08x}{uidvalidity:08x}"),
+        "courier" => write!(out, "{uidvalidity}-{uid}"),
+        _ => write!(out, "{uidvalidity}.{uid}"),
+    }
+}
+
 /// popminpoll.
 fn minpoll(ctx: &Ctx) -> Duration {
     ctx.conf
@@ -845,6 +872,7 @@ impl Txn {
         };
         let d = &self.drop;
         let uidvalidity = d.uidvalidity;
+        let uidl_format = self.ctx.conf.get("uidl_format").unwrap_or("cyrus");
         match cmd {
             "QUIT" => {
                 let dele: Vec<u32> = d.msgs.iter().filter(|m| m.deleted).map(|m| m.uid).collect();
@@ -872,7 +900,7 @@ impl Txn {
                     let _ = if cmd == "LIST" {
                         write!(out, "{} {}", i + 1, m.size)
                     } else {
-                        write!(out, "{} {uidvalidity}.{}", i + 1, m.uid)
+                        write!(out, "{} ", i + 1).and_then(|_| uidl(out, uidl_format, uidvalidity, m.uid))
                     };
                 };
                 let mut text = String::new();
@@ -992,12 +1020,25 @@ pub fn main(args: &[String]) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::stuffed;
+    use super::{stuffed, uidl};
 
     fn stuff(data: &[u8], top: Option<usize>) -> Vec<u8> {
         let mut out = Vec::new();
         stuffed(data, top, &mut out);
         out
+    }
+
+    #[test]
+    fn uidl_formats() {
+        let f = |format| {
+            let mut s = String::new();
+            uidl(&mut s, format, 1700000000, 42).unwrap();
+            s
+        };
+        assert_eq!(f("cyrus"), "1700000000.42");
+        assert_eq!(f("uidonly"), "42");
+        assert_eq!(f("dovecot"), "0000002a6553f100");
+        assert_eq!(f("courier"), "1700000000-42");
     }
 
     #[test]

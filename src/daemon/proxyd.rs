@@ -127,7 +127,12 @@ impl Session {
     }
 
     fn plaintext_ok(&self) -> bool {
-        self.tls || self.p.front.conf.get_switch("allowplaintext")
+        !self.tls_required() && (self.tls || self.p.front.conf.get_switch("allowplaintext"))
+    }
+
+    /// `tls_required`: no authentication of any kind before TLS.
+    fn tls_required(&self) -> bool {
+        !self.tls && self.p.front.conf.get_switch("tls_required")
     }
 
     fn imap_caps(&self) -> String {
@@ -140,7 +145,9 @@ impl Session {
         } else {
             c.push_str(" LOGINDISABLED");
         }
-        c.push_str(" SASL-IR");
+        if !self.tls_required() {
+            c.push_str(" SASL-IR");
+        }
         let m = self.p.front.conf.get("mupdate_server").unwrap_or("");
         c.push_str(&format!(" MUPDATE=mupdate://{m}/"));
         super::cyrus::suppress_capabilities(&self.p.front.conf, c)
@@ -179,7 +186,7 @@ impl Session {
                     "badlogin: {} {mech} {authcid} [SASL(-13): authentication failure: checkpass failed]",
                     self.peer
                 ));
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(front.conf.failed_login_pause()).await;
                 Err("authentication failure")
             }
             Err(e) => {
@@ -303,6 +310,9 @@ impl Session {
                         return Ok(Some(j));
                     }
                 }
+                Kind::Authenticate(..) if self.tls_required() => {
+                    self.out(&format!("{tag} NO Authenticate only available under a layer\r\n")).await?;
+                }
                 Kind::Authenticate(mech, ir) if mech.eq_ignore_ascii_case("PLAIN") => {
                     if !self.plaintext_ok() {
                         self.out(&format!("{tag} NO Authentication failed: encryption needed\r\n")).await?;
@@ -365,6 +375,9 @@ impl Session {
                     "login: {} {authzid} {mech} User logged in SESSIONID=<{}> via {server}",
                     self.peer, self.sid
                 ));
+                if mech == "plaintext" && !self.tls {
+                    tokio::time::sleep(self.p.front.conf.plaintext_login_pause()).await;
+                }
                 // The back end's OK, under the client's tag.
                 let text = ok.split_once(' ').map_or("OK", |(_, t)| t);
                 Ok(Some(Joined {
@@ -438,6 +451,8 @@ impl Session {
                     user = arg.map(str::to_string);
                     self.out("+OK Name is a valid mailbox\r\n").await?;
                 }
+                "USER" => self.out("-ERR [AUTH] USER command only available under a layer\r\n").await?,
+                "AUTH" if self.tls_required() => self.out("-ERR [AUTH] AUTH command only available under a layer\r\n").await?,
                 "PASS" => {
                     let Some(u) = user.take() else {
                         self.out("-ERR [AUTH] Must give USER command\r\n").await?;
@@ -493,6 +508,9 @@ impl Session {
                     .front
                     .log
                     .info(&format!("login: {} {authzid} {mech} User logged in via {server}", self.peer));
+                if mech == "USER" && !self.tls {
+                    tokio::time::sleep(self.p.front.conf.plaintext_login_pause()).await;
+                }
                 Ok(Some(Joined {
                     reply: ok,
                     backend,
@@ -633,5 +651,10 @@ pub fn main(prog: &str, args: &[String], pop3: bool) -> i32 {
     } else {
         a.listen.clone()
     };
-    super::cyrus::serve_until_term(prog, &front.log, &specs, svc, super::cyrus::max_conns(), || {}, false)
+    let limits = crate::server::Limits {
+        max_conns: super::cyrus::max_conns(),
+        keepalive: super::cyrus::keepalive(&front.conf),
+        ..Default::default()
+    };
+    super::cyrus::serve_until_term(prog, &front.log, &specs, svc, limits, || {}, false)
 }

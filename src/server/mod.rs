@@ -26,6 +26,35 @@ pub struct Limits {
     pub session_timeout: Option<Duration>,
     /// How long a drain may take on shutdown before connections are cut.
     pub drain_timeout: Duration,
+    /// TCP keepalive on accepted connections.
+    pub keepalive: Option<Keepalive>,
+}
+
+/// TCP keepalive (Cyrus's `tcp_keepalive`): seconds idle before the first
+/// probe, seconds between probes, probes before the connection is given
+/// up; 0 leaves the system's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Keepalive {
+    pub idle: u32,
+    pub intvl: u32,
+    pub cnt: u32,
+}
+
+impl Keepalive {
+    pub fn apply(&self, s: &impl std::os::fd::AsFd) -> nix::Result<()> {
+        use nix::sys::socket::{setsockopt, sockopt};
+        setsockopt(s, sockopt::KeepAlive, &true)?;
+        if self.idle > 0 {
+            setsockopt(s, sockopt::TcpKeepIdle, &self.idle)?;
+        }
+        if self.intvl > 0 {
+            setsockopt(s, sockopt::TcpKeepInterval, &self.intvl)?;
+        }
+        if self.cnt > 0 {
+            setsockopt(s, sockopt::TcpKeepCount, &self.cnt)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {
@@ -34,6 +63,7 @@ impl Default for Limits {
             max_conns: 100,
             session_timeout: None,
             drain_timeout: Duration::from_secs(10),
+            keepalive: None,
         }
     }
 }
@@ -149,6 +179,7 @@ pub async fn run<S: Service>(listeners: Vec<Listener>, service: Arc<S>, limits: 
     for l in listeners {
         let permits = permits.clone();
         let tx = conn_tx.clone();
+        let keepalive = limits.keepalive;
         acceptors.spawn(async move {
             loop {
                 // The permit is taken before accept: over the limit, new
@@ -158,6 +189,9 @@ pub async fn run<S: Service>(listeners: Vec<Listener>, service: Arc<S>, limits: 
                 };
                 match l.accept().await {
                     Ok(c) => {
+                        if let (Some(k), Conn::Tcp(s, _)) = (keepalive, &c) {
+                            let _ = k.apply(s);
+                        }
                         if tx.send((c, permit)).await.is_err() {
                             return;
                         }

@@ -278,6 +278,25 @@ impl ImapdConf {
         self.get(name).and_then(parse_int).unwrap_or(0)
     }
 
+    /// A duration option in seconds, a bare number read in `unit` (`s`,
+    /// `m`, `d`) as Cyrus reads that option; None when unset without a
+    /// default.
+    pub fn get_secs(&self, name: &str, unit: char) -> Option<i64> {
+        self.get(name).and_then(|v| parse_duration(v, unit))
+    }
+
+    /// `failedloginpause` (3 s): how long a failed login waits before its
+    /// reply, to slow down password guessing.  At most a minute here.
+    pub fn failed_login_pause(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.get_secs("failedloginpause", 's').unwrap_or(3).clamp(0, 60) as u64)
+    }
+
+    /// `plaintextloginpause` (unset): how long a successful plaintext
+    /// login without TLS waits before its reply.  At most a minute here.
+    pub fn plaintext_login_pause(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.get_secs("plaintextloginpause", 's').unwrap_or(0).clamp(0, 60) as u64)
+    }
+
     /// `maxmessagesize` in bytes; unset or 0: 1 GiB, as every read has a
     /// limit.
     pub fn max_message_size(&self) -> usize {

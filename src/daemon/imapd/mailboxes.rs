@@ -956,11 +956,20 @@ impl Session {
 
     /// SETACL / DELETEACL (RFC 4314): needs `a`; `+`/`-` prefixes add to
     /// or take from the identifier's rights; empty rights remove it.
+    /// `allowsetacl: no` disallows both at all; `anyoneuseracl: no`
+    /// leaves `anyone` to admins.
     pub async fn setacl(&mut self, tag: &str, ext: &str, id: &str, rights: Option<&str>) -> Res {
+        if !self.ctx.conf.get_switch("allowsetacl") {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
         let e = match self.lookup_with(ext, 'a').await {
             Ok(e) => e,
             Err(t) => return self.tagged(tag, &t).await,
         };
+        let admin = self.user.as_deref().is_some_and(|u| self.ctx.is_admin(u));
+        if !admin && id.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("anyone")) && !self.ctx.conf.get_switch("anyoneuseracl") {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
         if id.is_empty() || id.contains(['\t', '\r', '\n', '\0']) || id == "-" {
             return self.tagged(tag, "NO Invalid identifier").await;
         }

@@ -256,6 +256,11 @@ impl Session {
         if self.ctx.tls.is_some() && !self.tls {
             c.push_str(" STARTTLS");
         }
+        if self.tls_required() {
+            // No mechanism at all before TLS.
+            c.push_str(" LOGINDISABLED");
+            return;
+        }
         if self.ctx.gssapi {
             c.push_str(" AUTH=GSSAPI");
         }
@@ -265,6 +270,11 @@ impl Session {
             c.push_str(" LOGINDISABLED");
         }
         c.push_str(" SASL-IR");
+    }
+
+    /// `tls_required`: no authentication of any kind before TLS.
+    fn tls_required(&self) -> bool {
+        !self.tls && self.ctx.conf.get_switch("tls_required")
     }
 
     /// What the CAPABILITY command answers, before and after login: every
@@ -582,7 +592,7 @@ impl Session {
     }
 
     async fn login(&mut self, tag: &str, user: &str, pass: Secret<Vec<u8>>) -> Res {
-        if !self.plaintext_ok() {
+        if !self.plaintext_ok() || self.tls_required() {
             return self.tagged(tag, "NO Login only available under a layer").await;
         }
         self.check_and_login(tag, user, user, Some(pass), "plaintext").await
@@ -614,8 +624,7 @@ impl Session {
                     "badlogin: {} {mech} [SASL(-13): authentication failure: checkpass failed]",
                     self.peer
                 ));
-                // Cyrus slows down failed logins.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                 return self.tagged(tag, "NO Login failed: authentication failure").await;
             }
             Err(e) => {
@@ -652,6 +661,9 @@ impl Session {
             "login: {} {authzid} {mech} User logged in SESSIONID=<{}>",
             self.peer, self.sid
         ));
+        if mech == "plaintext" && !self.tls {
+            tokio::time::sleep(self.ctx.conf.plaintext_login_pause()).await;
+        }
         // autocreate_quota >= 0: the INBOX is created at first login.
         let (ctx, inbox) = (self.ctx.clone(), ns.inbox());
         if ctx.autocreate_allowed(authzid).await.unwrap_or(false) {
@@ -691,6 +703,7 @@ impl Session {
                         Ok(u) => u,
                         Err(e) => {
                             self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.peer));
+                            tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                             return self.tagged(tag, "NO Login failed: authentication failure").await;
                         }
                     };
@@ -701,6 +714,7 @@ impl Session {
                     self.ctx
                         .log
                         .info(&format!("badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]", self.peer));
+                    tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                     return self.tagged(tag, "NO Login failed: generic failure").await;
                 }
             }
@@ -726,6 +740,9 @@ impl Session {
     }
 
     async fn authenticate(&mut self, tag: &str, mech: &str, ir: Option<String>) -> Res {
+        if self.tls_required() {
+            return self.tagged(tag, "NO Authenticate only available under a layer").await;
+        }
         #[cfg(feature = "krb5")]
         if mech == "GSSAPI" && self.ctx.gssapi {
             return self.authenticate_gssapi(tag, ir).await;

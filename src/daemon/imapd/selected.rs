@@ -1411,7 +1411,11 @@ impl Session {
                 self.w.flush().await?;
             }
         }
-        let idle = self.idle_timeout();
+        // imapidletimeout (minutes), else `timeout`'s.
+        let idle = match self.ctx.conf.get_secs("imapidletimeout", 'm') {
+            Some(m) if m > 0 => Duration::from_secs(m as u64),
+            _ => self.idle_timeout(),
+        };
         loop {
             let changed = async {
                 match &mut watch {

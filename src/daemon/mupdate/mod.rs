@@ -498,13 +498,7 @@ impl Session {
         };
         if let Some((text, detail)) = why {
             self.m.log.info(&format!("badlogin: {} {mech} [{authcid}] {detail}", self.peer));
-            let pause = self
-                .m
-                .conf
-                .get("failedloginpause")
-                .and_then(|v| crate::config::cyrus::options::parse_duration(v, 's'))
-                .unwrap_or(3);
-            tokio::time::sleep(Duration::from_secs(pause.clamp(0, 60) as u64)).await;
+            tokio::time::sleep(self.m.conf.failed_login_pause()).await;
             return self.tagged(tag, &format!("NO \"{text}\"")).await;
         }
         self.m.log.info(&format!(
@@ -896,5 +890,10 @@ pub fn main(args: &[String]) -> i32 {
     };
     // The connection limit is mupdate_connections_max's, answered with
     // Cyrus's BYE in `serve`.
-    super::cyrus::serve_until_term("mupdate", &log, &specs, m, 0, start, false)
+    let limits = crate::server::Limits {
+        max_conns: 0,
+        keepalive: super::cyrus::keepalive(&m.conf),
+        ..Default::default()
+    };
+    super::cyrus::serve_until_term("mupdate", &log, &specs, m, limits, start, false)
 }
