@@ -437,3 +437,86 @@ print('ALL OK')
     );
     assert!(out.contains("ALL OK"), "{out}");
 }
+
+/// Where a new mailbox without a parent goes, as Cyrus's front end puts
+/// it: the back end of `serverlist` with the most free space, from each
+/// back end's `freespace/total` server annotation; a back end that does
+/// not answer is left out (here the first of the list, where nothing
+/// listens).  Both an admin's CREATE of a new user and a new user's first
+/// login through the front end (the back end autocreates the INBOX) land
+/// there, not on the first of the list nor on the admin's back end.
+#[test]
+fn new_mailboxes_go_to_the_freest_back_end_of_serverlist() {
+    if !can_run("serverlist placement", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mu = Murder::start_with(
+        t.path(),
+        "proxyservers: md5u\nproxy_authname: md5u\nproxy_password: testpw\n",
+        "proxy_authname: md5u\nproxy_password: testpw\nserverlist: 127.0.0.9 127.0.0.2\n",
+    );
+    let (_imap, fimap) = mu.front("imapd", &[]);
+    // A back end's free space, as the front end asks it.
+    let out = imap_raw(
+        mu.backs[0].imap_port,
+        &[
+            "LOGIN md5u testpw",
+            "GETMETADATA \"\" (/shared/vendor/cmu/cyrus-imapd/freespace/total /shared/vendor/cmu/cyrus-imapd/freespace)",
+        ],
+    );
+    let line = out.lines().find(|l| l.starts_with("* METADATA")).unwrap_or_else(|| panic!("{out}"));
+    let q: Vec<&str> = line.split('"').collect();
+    // * METADATA "" ("/shared/.../freespace" "N" "/shared/.../freespace/total" "A;T")
+    let total = q
+        .iter()
+        .position(|s| s.ends_with("freespace/total"))
+        .map(|i| q[i + 2])
+        .unwrap_or_else(|| panic!("{out}"));
+    let free = q
+        .iter()
+        .position(|s| s.ends_with("cyrus-imapd/freespace"))
+        .map(|i| q[i + 2])
+        .unwrap_or_else(|| panic!("{out}"));
+    let (a, tt) = total.split_once(';').unwrap_or_else(|| panic!("{out}"));
+    let (a, tt): (u64, u64) = (a.parse().unwrap(), tt.parse().unwrap());
+    assert!(tt > 0 && a <= tt && free.parse::<u64>().unwrap() == a, "{out}");
+
+    // yes1's mailbox goes away on the second back end: at the next login
+    // through the front end it is made again, on the first.
+    assert!(!imap_admin(mu.backs[1].imap_port, &["DELETE user.yes1"]).contains("-> NO"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = python(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+print('login', M.login('yes1', 'testpw'))
+print('select', M.select('INBOX'))
+M.logout()
+A = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+A.login('md5u', 'testpw')
+print('create', A.create('user.newbie'))
+imaplib.Commands['GETMETADATA'] = ('AUTH', 'SELECTED')
+for m in ['user.newbie', 'user.yes1']:
+    A._simple_command('GETMETADATA', m, '/shared/vendor/cmu/cyrus-imapd/server')
+    print('server', m, A.untagged_responses.pop('METADATA', None))
+"#,
+        &[&fimap.to_string()],
+    );
+    assert!(out.contains("login ('OK'"), "{out}");
+    assert!(out.contains("select ('OK'"), "{out}");
+    assert!(out.contains("create ('OK'"), "{out}");
+    assert!(
+        out.contains("server user.newbie [b'user.newbie (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127.0.0.2\")']"),
+        "{out}"
+    );
+    assert!(
+        out.contains("server user.yes1 [b'user.yes1 (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127.0.0.2\")']"),
+        "{out}"
+    );
+    let fe_log = std::fs::read_to_string(mu.fe.dir.join("imapd.log")).unwrap_or_default();
+    assert!(
+        fe_log.contains("serverlist: 127.0.0.9: no free space reported; left out"),
+        "{fe_log}"
+    );
+}

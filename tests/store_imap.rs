@@ -1019,3 +1019,52 @@ print('acl', acl[0].decode())
     assert!(took >= 1.0, "{out}");
     assert!(out.contains("acl user/u7 u7 lrswipkxtecdan") && !out.contains("u8"), "{out}");
 }
+
+/// A new mailbox's partition, as Cyrus places it: a child takes its
+/// parent's partition; a mailbox without a parent and without a named
+/// partition goes where `partition_select_mode` puts it among the
+/// partitions not in `partition_select_exclude` when `defaultpartition`
+/// is unset.  An admin may still name a partition.
+#[test]
+fn children_take_their_parents_partition() {
+    if !can_run("partition placement", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let b = Backend::start(
+        &p.join("b"),
+        &format!(
+            "partition-default: {}\npartition-p2: {}\npartition_select_exclude: default\n",
+            p.join("b/spool").display(),
+            p.join("b/spool2").display()
+        ),
+    );
+    let out = python(
+        r#"
+import imaplib, sys
+imaplib.Commands['GETMETADATA'] = ('AUTH', 'SELECTED')
+A = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+A.login('md5u', 'testpw')
+for args in [('user/u7',), ('user/u7/a',), ('user/yes1', 'default'), ('user/yes1/b',), ('user/yes1/b/c',)]:
+    print('create', args, A._simple_command('CREATE', *args)[0])
+for m in ['user/u7', 'user/u7/a', 'user/yes1', 'user/yes1/b', 'user/yes1/b/c']:
+    A._simple_command('GETMETADATA', m, '/shared/vendor/cmu/cyrus-imapd/partition')
+    print('partition', A.untagged_responses.pop('METADATA', None))
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    assert!(!out.contains("NO"), "{out}");
+    for (m, part) in [
+        ("user/u7", "p2"),
+        ("user/u7/a", "p2"),
+        ("user/yes1", "default"),
+        ("user/yes1/b", "default"),
+        ("user/yes1/b/c", "default"),
+    ] {
+        assert!(
+            out.contains(&format!("[b'{m} (\"/shared/vendor/cmu/cyrus-imapd/partition\" \"{part}\")']")),
+            "{m} on {part}: {out}"
+        );
+    }
+}

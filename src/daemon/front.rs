@@ -140,6 +140,50 @@ impl Front {
         .ok()
     }
 
+    /// The back end for a new mailbox that has no parent (a new user's
+    /// INBOX, a new top-level shared folder), as Cyrus's front end picks
+    /// it: `defaultserver` when set, else one of `serverlist` by
+    /// `serverlist_select_mode` (default freespace-most) and
+    /// `serverlist_select_soft_usage_limit`, from the free space each back
+    /// end reports (its `freespace/total` or `freespace/percent/most`
+    /// server annotation, asked as the proxy identity).  None without
+    /// either option, or when no back end answers.
+    pub async fn new_mailbox_server(&self) -> Option<String> {
+        use crate::store::placement::{choose, roll, Mode, Space};
+        if let Some(s) = self.conf.get("defaultserver").filter(|s| !s.is_empty()) {
+            return Some(s.to_string());
+        }
+        let servers: Vec<String> = self.conf.get("serverlist")?.split_whitespace().map(str::to_string).collect();
+        let mode = Mode::parse(self.conf.get("serverlist_select_mode").unwrap_or("freespace-most"));
+        let spaces: Vec<Option<Space>> = if mode == Mode::Random {
+            servers.iter().map(|_| Some(Space { fs: 0, avail: 1, total: 1 })).collect()
+        } else {
+            let entry = if mode == Mode::FreespaceMost {
+                "freespace/total"
+            } else {
+                "freespace/percent/most"
+            };
+            let asks = servers.iter().enumerate().map(|(i, server)| async move {
+                let space = tokio::time::timeout(super::cyrus::client_timeout(&self.conf), server_space(&self.conf, server, entry))
+                    .await
+                    .ok()
+                    .flatten();
+                if space.is_none() {
+                    self.log.warning(&format!("serverlist: {server}: no free space reported; left out"));
+                }
+                // Each back end is a place of its own.
+                space.map(|(avail, total)| Space {
+                    fs: i as u64,
+                    avail,
+                    total,
+                })
+            });
+            join_all(asks).await
+        };
+        let soft = self.conf.get_int("serverlist_select_soft_usage_limit");
+        choose(mode, &spaces, soft, roll()).map(|i| servers[i].clone())
+    }
+
     /// `proxy_authname` and its password for `server` (`<shorthost>_password`,
     /// else `proxy_password`).
     pub fn credentials(&self, server: &str) -> (String, String) {
@@ -176,6 +220,51 @@ pub async fn connect_service(server: &str, service: &str, default_port: u16, tim
         .map_err(|e| format!("{server}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
     Ok(Box::new(tcp))
+}
+
+/// A back end's free space (KiB: available, total) from its server
+/// annotation `/shared/vendor/cmu/cyrus-imapd/<entry>` ("avail;total"),
+/// asked as the proxy identity (which autocreates nothing).
+async fn server_space(conf: &ImapdConf, server: &str, entry: &str) -> Option<(u64, u64)> {
+    let (_, mut b) = imap_login(conf, server, "").await.ok()?;
+    let cmd = format!("F1 GETMETADATA \"\" (\"/shared/vendor/cmu/cyrus-imapd/{entry}\")\r\nF2 LOGOUT\r\n");
+    b.get_mut().write_all(cmd.as_bytes()).await.ok()?;
+    let mut found = None;
+    loop {
+        let l = backend_line(&mut b).await.ok()?;
+        if l.starts_with("F1 ") {
+            return found;
+        }
+        if l.starts_with("* METADATA ") {
+            // The value is the line's last quoted string.
+            let v = l.rsplit('"').nth(1).unwrap_or("");
+            found = v.split_once(';').and_then(|(a, t)| Some((a.parse().ok()?, t.parse().ok()?)));
+        }
+    }
+}
+
+/// Runs the futures together; their outputs in order.
+async fn join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = fs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in pinned.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 /// The SASL mechanisms of an IMAP capability list (`AUTH=X` atoms).

@@ -361,8 +361,14 @@ impl Router {
                     None => stay(&self.sel),
                 }
             }
+            // Under a parent: the parent's back end.  Without one (a new
+            // user, a new top-level folder): the one Cyrus's front end
+            // picks (`defaultserver`, else the freest of `serverlist`).
             "CREATE" => match first_str(0) {
-                Some(m) => stay(&self.parent_server(&m).await.unwrap_or_else(|| self.home.clone())),
+                Some(m) => match self.parent_server(&m).await {
+                    Some(s) => stay(&s),
+                    None => stay(&self.front.new_mailbox_server().await.unwrap_or_else(|| self.home.clone())),
+                },
                 None => stay(&self.home),
             },
             // The INBOX's back end answers, with what the others hold of

@@ -205,19 +205,17 @@ impl Session {
         match front.locate(&inbox).await {
             Ok(Some((State::Active, server))) => Ok(server),
             Ok(Some((State::Reserved, _))) => Err("mailbox is being moved"),
-            // No mailbox yet: the first of `serverlist` creates it (the
-            // back end's autocreate), as Cyrus picks a server for it; an
-            // admin without a mailbox starts on any back end (commands
-            // naming mailboxes go where those are).
-            Ok(None) => match front
-                .conf
-                .get("serverlist")
-                .and_then(|l| l.split_whitespace().next().map(str::to_string))
-            {
+            // No mailbox yet: the back end Cyrus would pick for it
+            // (`defaultserver`, else the freest of `serverlist`) creates
+            // it at login (its autocreate); an admin without a mailbox
+            // starts on any back end (commands naming mailboxes go where
+            // those are).
+            Ok(None) => match front.new_mailbox_server().await {
                 Some(s) => Ok(s),
                 None if front.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user) => {
                     front.list_servers(user).await.into_iter().next().ok_or("no mailbox")
                 }
+                None if front.conf.get("serverlist").is_some() => Err("temporary failure"),
                 None => Err("no mailbox"),
             },
             Err(e) => {

@@ -46,7 +46,10 @@ impl Store {
         if names::is_users_top(name) {
             return Err(StoreError::Invalid("the top of the users' hierarchy is not a mailbox"));
         }
-        let partition = partition.unwrap_or(&self.cfg.defaultpartition).to_string();
+        let partition = match partition {
+            Some(p) => p.to_string(),
+            None => self.partition_for(name)?,
+        };
         let dir = self.mailbox_dir(name, &partition)?;
         if self.lookup(name)?.is_some() {
             return Err(StoreError::Exists);
@@ -202,6 +205,60 @@ impl Store {
 
     /// The closest existing mailbox above `name` (`user.fred.a` for
     /// `user.fred.a.b` if it exists, else `user.fred`, …).
+    /// The partition of a new mailbox that names none, as Cyrus finds it:
+    /// its nearest parent's, else `defaultpartition`, else the one
+    /// `partition_select_mode` picks.
+    pub fn partition_for(&self, name: &str) -> Result<String> {
+        if let Some(p) = self.nearest_parent(name)? {
+            if self.cfg.partition_root(&p.partition).is_some() {
+                return Ok(p.partition);
+            }
+        }
+        let pl = &self.cfg.placement;
+        if pl.default_set {
+            return Ok(self.cfg.defaultpartition.clone());
+        }
+        let parts: Vec<&(String, std::path::PathBuf)> = self.cfg.partitions.iter().filter(|(n, _)| !pl.exclude.contains(n)).collect();
+        let spaces: Vec<_> = parts
+            .iter()
+            .map(|(_, root)| {
+                // A partition not made yet is made, as Cyrus does, to be measured.
+                let _ = std::fs::create_dir_all(root);
+                super::placement::Space::of(root)
+            })
+            .collect();
+        Ok(
+            super::placement::choose(pl.mode, &spaces, pl.soft_usage_limit, super::placement::roll())
+                .map_or_else(|| self.cfg.defaultpartition.clone(), |i| parts[i].0.clone()),
+        )
+    }
+
+    /// The partitions' free space in KiB, as Cyrus's server annotations
+    /// `freespace` and `freespace/total` report it (one file system
+    /// counted once, `partition_select_exclude` left out): (free, total)
+    /// summed, and (free, total) of the partition with the highest free
+    /// share (`freespace/percent/most`).
+    pub fn free_space(&self) -> ((u64, u64), (u64, u64)) {
+        let pl = &self.cfg.placement;
+        let mut seen: Vec<u64> = Vec::new();
+        let (mut sum, mut best, mut best_share) = ((0, 0), (0, 0), 0.0);
+        for (name, root) in &self.cfg.partitions {
+            let Some(s) = super::placement::Space::of(root).filter(|_| !pl.exclude.contains(name)) else {
+                continue;
+            };
+            if seen.contains(&s.fs) {
+                continue;
+            }
+            seen.push(s.fs);
+            sum = (sum.0 + s.avail, sum.1 + s.total);
+            let share = s.avail as f64 * 100.0 / s.total as f64;
+            if share > best_share && share <= 100.0 {
+                (best, best_share) = ((s.avail, s.total), share);
+            }
+        }
+        (sum, best)
+    }
+
     pub fn nearest_parent(&self, name: &str) -> Result<Option<MailboxEntry>> {
         let mut n = name;
         while let Some((p, _)) = n.rsplit_once('.') {

@@ -28,6 +28,7 @@ pub mod msgannot;
 pub mod murder;
 pub mod names;
 pub mod ops;
+pub mod placement;
 mod readahead;
 pub mod reconstruct;
 mod userdata;
@@ -97,6 +98,32 @@ pub struct StoreConfig {
     /// `defaultacl` in internal form (`id\trights\t…`): the ACL of a new
     /// top-level non-user mailbox.
     pub defaultacl: String,
+    /// How a new mailbox without a parent finds its partition.
+    pub placement: Placement,
+}
+
+/// The partition of a new mailbox that names none and has no parent
+/// (whose partition it would take): `defaultpartition` when set, else
+/// one chosen by `partition_select_mode` among the partitions not in
+/// `partition_select_exclude`, as Cyrus does.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// `defaultpartition` was set (or there is one partition only).
+    pub default_set: bool,
+    pub mode: placement::Mode,
+    pub exclude: Vec<String>,
+    pub soft_usage_limit: i64,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement {
+            default_set: true,
+            mode: placement::Mode::FreespaceMost,
+            exclude: Vec::new(),
+            soft_usage_limit: 0,
+        }
+    }
 }
 
 impl StoreConfig {
@@ -106,9 +133,24 @@ impl StoreConfig {
             return Err(format!("{}: configdirectory is not set", c.path));
         }
         let partitions: Vec<(String, PathBuf)> = c.partitions().into_iter().map(|(n, p)| (n.to_string(), PathBuf::from(p))).collect();
-        let defaultpartition = match c.get("defaultpartition") {
-            Some(p) if !p.is_empty() && p != "(null)" => p.to_string(),
-            _ => partitions.first().map(|(n, _)| n.clone()).unwrap_or_else(|| "default".into()),
+        let (defaultpartition, default_set) = match c.get("defaultpartition") {
+            Some(p) if !p.is_empty() && p != "(null)" => (p.to_string(), true),
+            _ => (
+                partitions.first().map(|(n, _)| n.clone()).unwrap_or_else(|| "default".into()),
+                partitions.len() < 2,
+            ),
+        };
+        let placement = Placement {
+            default_set,
+            mode: placement::Mode::parse(c.get("partition_select_mode").unwrap_or("freespace-most")),
+            exclude: c
+                .get("partition_select_exclude")
+                .unwrap_or("")
+                .split([' ', ',', '\t'])
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+            soft_usage_limit: c.get_int("partition_select_soft_usage_limit"),
         };
         let int = |n: &str| c.get(n).and_then(crate::config::cyrus::options::parse_int).unwrap_or(0);
         Ok(StoreConfig {
@@ -150,6 +192,7 @@ impl StoreConfig {
                     .map(|p| format!("{}\t{}\t", p[0], p[1]))
                     .collect()
             },
+            placement,
         })
     }
 

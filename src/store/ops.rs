@@ -1154,6 +1154,7 @@ mod tests {
             delete_mode: super::super::DeleteMode::Delayed,
             deletedprefix: "DELETED".into(),
             defaultacl: "anyone\tlrs\t".into(),
+            placement: Default::default(),
         })
         .unwrap()
     }

@@ -1118,6 +1118,19 @@ impl Session {
                             None => None,
                         },
                         "/shared/vendor/cmu/cyrus-imapd/partition" => target.as_ref().map(|e| e.partition.clone().into_bytes()),
+                        // The server's free space (KiB), which a Murder
+                        // front end asks to place a new mailbox.
+                        "/shared/vendor/cmu/cyrus-imapd/freespace" if target.is_none() => {
+                            Some(s.free_space().0 .0.to_string().into_bytes())
+                        }
+                        "/shared/vendor/cmu/cyrus-imapd/freespace/total" if target.is_none() => {
+                            let (a, t) = s.free_space().0;
+                            Some(format!("{a};{t}").into_bytes())
+                        }
+                        "/shared/vendor/cmu/cyrus-imapd/freespace/percent/most" if target.is_none() => {
+                            let (a, t) = s.free_space().1;
+                            Some(format!("{a};{t}").into_bytes())
+                        }
                         _ => None,
                     };
                     out.push((w.clone(), v));
