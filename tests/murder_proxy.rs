@@ -445,6 +445,7 @@ print('ALL OK')
 /// listens).  Both an admin's CREATE of a new user and a new user's first
 /// login through the front end (the back end autocreates the INBOX) land
 /// there, not on the first of the list nor on the admin's back end.
+/// Also the front end's `maxlogins_per_user`.
 #[test]
 fn new_mailboxes_go_to_the_freest_back_end_of_serverlist() {
     if !can_run("serverlist placement", &[]) {
@@ -454,7 +455,7 @@ fn new_mailboxes_go_to_the_freest_back_end_of_serverlist() {
     let mu = Murder::start_with(
         t.path(),
         "proxyservers: md5u\nproxy_authname: md5u\nproxy_password: testpw\n",
-        "proxy_authname: md5u\nproxy_password: testpw\nserverlist: 127.0.0.9 127.0.0.2\n",
+        "proxy_authname: md5u\nproxy_password: testpw\nserverlist: 127.0.0.9 127.0.0.2\nmaxlogins_per_user: 1\n",
     );
     let (_imap, fimap) = mu.front("imapd", &[]);
     // A back end's free space, as the front end asks it.
@@ -500,6 +501,15 @@ imaplib.Commands['GETMETADATA'] = ('AUTH', 'SELECTED')
 for m in ['user.newbie', 'user.yes1']:
     A._simple_command('GETMETADATA', m, '/shared/vendor/cmu/cyrus-imapd/server')
     print('server', m, A.untagged_responses.pop('METADATA', None))
+# maxlogins_per_user: 1 on the front end: a second session of md5u waits
+# for the first to end.
+B = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+try:
+    B.login('md5u', 'testpw'); print('second in')
+except imaplib.IMAP4.error as e:
+    print('second refused', e)
+A.logout()
+print('after logout', B.login('md5u', 'testpw')[0])
 "#,
         &[&fimap.to_string()],
     );
@@ -514,6 +524,11 @@ for m in ['user.newbie', 'user.yes1']:
         out.contains("server user.yes1 [b'user.yes1 (\"/shared/vendor/cmu/cyrus-imapd/server\" \"127.0.0.2\")']"),
         "{out}"
     );
+    assert!(
+        out.contains("second refused b'Too many open connections (1 of 1 for md5u)'"),
+        "{out}"
+    );
+    assert!(out.contains("after logout OK"), "{out}");
     let fe_log = std::fs::read_to_string(mu.fe.dir.join("imapd.log")).unwrap_or_default();
     assert!(
         fe_log.contains("serverlist: 127.0.0.9: no free space reported; left out"),

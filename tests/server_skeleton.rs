@@ -64,6 +64,7 @@ async fn skeleton_behaviour() {
         max_conns: 2,
         session_timeout: Some(Duration::from_secs(30)),
         drain_timeout: Duration::from_secs(2),
+        keepalive: None,
     };
     let srv = tokio::spawn(server::run(vec![l], Arc::new(Echo), limits, rx));
     let addr = format!("127.0.0.1:{port}");

@@ -904,7 +904,8 @@ print('id', M.untagged_responses.get('ID'))
 /// `uidl_format` (POP3 UIDLs as Dovecot spelled them), `anyoneuseracl`
 /// (off: only admins grant rights to `anyone`), `allowsetacl` (off: no
 /// SETACL at all), `tcp_keepalive` (probes on accepted connections, seen
-/// in the kernel's socket table), `plaintextloginpause`.
+/// in the kernel's socket table), `plaintextloginpause`,
+/// `maxlogins_per_user`.
 #[test]
 fn login_pause_uidl_format_acl_policy_and_keepalive() {
     if !can_run("imapd.conf policy options", &["/usr/bin/unshare"]) {
@@ -985,7 +986,13 @@ P.quit()
 
     // allowsetacl: no takes SETACL and DELETEACL away from everyone.
     // plaintextloginpause: a LOGIN without TLS waits after success.
-    let c = Backend::start(&d.path().join("c"), "allowsetacl: no\nplaintextloginpause: 1\n");
+    // maxlogins_per_user: a third session of u7 is refused until one of
+    // the two ends; POP3 sessions are counted apart.
+    let mut c = Backend::start(
+        &d.path().join("c"),
+        "allowsetacl: no\nplaintextloginpause: 1\nmaxlogins_per_user: 2\n",
+    );
+    let cpop = c.start_pop3d();
     let out = python(
         r#"
 import imaplib, sys, time
@@ -1002,9 +1009,28 @@ for cmd, args in [('SETACL', ('user/u7', 'u8', 'lr')), ('DELETEACL', ('user/u7',
         print(cmd, 'NO', e)
 typ, acl = A.getacl('user/u7')
 print('acl', acl[0].decode())
+plain = lambda x: b'\0u7\0testpw'
+S = []
+for i in range(2):
+    M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.authenticate('PLAIN', plain); S.append(M)
+M3 = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+try:
+    M3.authenticate('PLAIN', plain); print('third in')
+except imaplib.IMAP4.error as e:
+    print('third refused', e)
+import poplib
+P = poplib.POP3('127.0.0.1', int(sys.argv[2])); P.user('u7'); print('pop', P.pass_('testpw')[:3])
+S[0].logout()
+time.sleep(0.3)
+print('after logout', M3.authenticate('PLAIN', plain)[0])
 "#,
-        &[&c.imap_port.to_string()],
+        &[&c.imap_port.to_string(), &cpop.to_string()],
     );
+    assert!(out.contains("third refused Too many open connections (2 of 2 for u7)"), "{out}");
+    assert!(out.contains("pop b'+OK'"), "{out}");
+    assert!(out.contains("after logout OK"), "{out}");
+    let log = std::fs::read_to_string(d.path().join("c/imapd.log")).unwrap();
+    assert!(log.contains("Too many open connections (2 of 2 for u7)"), "{log}");
     assert!(out.contains("SETACL NO [b'Permission denied']"), "{out}");
     assert!(out.contains("DELETEACL NO [b'Permission denied']"), "{out}");
     let took: f64 = out

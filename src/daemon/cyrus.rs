@@ -27,8 +27,74 @@ pub struct Ctx {
     pub pts: Option<Arc<crate::auth::pts::Pts>>,
     /// imapd's SORT/THREAD keys, shared by its sessions.
     pub sort_cache: super::imapd::sortcache::SortCache,
+    /// Logged-in sessions, for `maxlogins_per_user` and `_per_host`.
+    pub logins: Logins,
     sessions: AtomicU64,
     started: u64,
+}
+
+/// The sessions of this daemon that are logged in, per user and per
+/// client host, as Cyrus counts its processes for `maxlogins_per_user`
+/// and `maxlogins_per_host` (each service apart: imapd's sessions do
+/// not count against pop3d's).
+#[derive(Default)]
+pub struct Logins(Arc<std::sync::Mutex<LoginCounts>>);
+
+#[derive(Default)]
+pub struct LoginCounts {
+    users: std::collections::HashMap<String, usize>,
+    hosts: std::collections::HashMap<String, usize>,
+}
+
+/// A logged-in session's place in `Logins`, given back when dropped.
+pub struct LoginSlot {
+    counts: Arc<std::sync::Mutex<LoginCounts>>,
+    user: String,
+    host: String,
+}
+
+impl Logins {
+    /// Counts `user`'s login from `host`, unless the sessions already
+    /// logged in reach a limit: then Cyrus's words for the refusal, which
+    /// go inside "Too many open connections (...)".
+    pub fn admit(&self, conf: &ImapdConf, user: &str, host: &str) -> Result<LoginSlot, String> {
+        let (max_user, max_host) = (conf.get_int("maxlogins_per_user"), conf.get_int("maxlogins_per_host"));
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (n_user, n_host) = (c.users.get(user).copied().unwrap_or(0), c.hosts.get(host).copied().unwrap_or(0));
+        let over = |n: usize, max: i64| max > 0 && n as i64 >= max;
+        if over(n_host, max_host) || over(n_user, max_user) {
+            let mut parts = Vec::new();
+            if max_host > 0 {
+                parts.push(format!("{n_host} of {max_host} from {host}"));
+            }
+            if max_user > 0 {
+                parts.push(format!("{n_user} of {max_user} for {user}"));
+            }
+            return Err(parts.join(", "));
+        }
+        *c.users.entry(user.to_string()).or_default() += 1;
+        *c.hosts.entry(host.to_string()).or_default() += 1;
+        Ok(LoginSlot {
+            counts: self.0.clone(),
+            user: user.to_string(),
+            host: host.to_string(),
+        })
+    }
+}
+
+impl Drop for LoginSlot {
+    fn drop(&mut self) {
+        let mut guard = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let c = &mut *guard;
+        for (map, key) in [(&mut c.users, &self.user), (&mut c.hosts, &self.host)] {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
 }
 
 /// Command-line options common to the store daemons: `-C imapd.conf`
@@ -146,6 +212,7 @@ impl Ctx {
             servername,
             sasl_service: sasl_service.to_string(),
             sort_cache: Default::default(),
+            logins: Logins::default(),
             sessions: AtomicU64::new(0),
             started,
         })

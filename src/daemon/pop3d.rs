@@ -37,15 +37,16 @@ struct Msg {
 
 struct Drop_ {
     inbox: String,
-    /// The mailbox's directory in its partition, and its owner database:
-    /// found once, not at every RETR.
+    /// The mailbox's directory in its partition: found once, not at
+    /// every RETR.
     dir: std::path::PathBuf,
-    db: std::path::PathBuf,
     uidvalidity: u32,
     msgs: Vec<Msg>,
     /// The owner database's WAL (mtime, size) when the drop was read: while
     /// it is unchanged no message can have been expunged since.
     wal: Option<(i128, u64)>,
+    /// That WAL, watched.
+    watch: crate::store::WalWatch,
     /// How far message files were read ahead of RETR.
     ahead: crate::store::ReadAhead,
 }
@@ -514,7 +515,8 @@ impl Session {
             // The version is taken before the index is read: a change
             // between the two shows as a change.
             let db = ctx.store.owner_db_path(&ib);
-            let wal = crate::store::wal_version(&db);
+            let mut watch = crate::store::WalWatch::new(&db);
+            let wal = watch.version();
             let (st, rows) = ctx.store.index(&ib)?;
             let uids: Vec<u32> = rows
                 .iter()
@@ -525,8 +527,8 @@ impl Session {
             let dir = ctx.store.mailbox_dir(&ib, &e.partition)?;
             Ok(Ok(Drop_ {
                 wal,
+                watch,
                 dir,
-                db,
                 inbox: ib,
                 uidvalidity: st.uidvalidity,
                 ahead: Default::default(),
@@ -543,6 +545,13 @@ impl Session {
         .await;
         match res {
             Ok(Ok(Ok(d))) => {
+                let slot = match self.ctx.logins.admit(&self.ctx.conf, user, &self.peer) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        self.ctx.log.error(&format!("Too many open connections ({why})"));
+                        return self.reply(&format!("-ERR Too many open connections ({why})")).await;
+                    }
+                };
                 self.ctx.log.info(&format!(
                     "login: {} {user} {mech} User logged in SESSIONID=<{}>",
                     self.peer, self.sid
@@ -553,6 +562,7 @@ impl Session {
                 self.txn = Some(Txn {
                     ctx: self.ctx.clone(),
                     drop: d,
+                    _slot: slot,
                 });
                 let sid = self.sid.clone();
                 self.reply(&format!("+OK Mailbox locked and ready SESSIONID=<{sid}>")).await
@@ -824,6 +834,8 @@ fn minpoll(ctx: &Ctx) -> Duration {
 struct Txn {
     ctx: Arc<Ctx>,
     drop: Drop_,
+    /// This session's count in `maxlogins_per_user`/`_per_host`.
+    _slot: super::cyrus::LoginSlot,
 }
 
 /// The largest message a RETR reads on the event loop.
@@ -846,17 +858,16 @@ impl Txn {
     /// RETR or TOP of a large message or after another session changed
     /// the mailbox.  A page-cache read of a small message costs less than
     /// a hand-off to the blocking pool and back.
-    fn may_block(&self, cmd: &str, arg: Option<&str>) -> bool {
-        let d = &self.drop;
+    fn may_block(&mut self, cmd: &str, arg: Option<&str>) -> bool {
         match cmd {
-            "QUIT" => d.msgs.iter().any(|m| m.deleted),
+            "QUIT" => self.drop.msgs.iter().any(|m| m.deleted),
             "RETR" | "TOP" => {
                 if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") {
                     return true;
                 }
                 let num = arg.unwrap_or("").split_whitespace().next();
                 match self.msg_no(num) {
-                    Ok(i) => d.msgs[i].size > QUICK_READ || crate::store::wal_version(&d.db) != d.wal,
+                    Ok(i) => self.drop.msgs[i].size > QUICK_READ || self.drop.watch.version() != self.drop.wal,
                     Err(_) => false,
                 }
             }
@@ -956,8 +967,9 @@ impl Txn {
                 // another session expunged is gone even while delayed
                 // expunge keeps its file.
                 let store = &self.ctx.store;
-                let gone =
-                    crate::store::wal_version(&d.db) != d.wal && store.records_for(&d.inbox, &[uid]).map(|r| r.is_empty()).unwrap_or(true);
+                let changed = self.drop.watch.version() != self.drop.wal;
+                let d = &self.drop;
+                let gone = changed && store.records_for(&d.inbox, &[uid]).map(|r| r.is_empty()).unwrap_or(true);
                 let data = if gone {
                     None
                 } else {

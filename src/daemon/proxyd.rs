@@ -28,6 +28,8 @@ pub struct Proxyd {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub implicit_tls: bool,
     pub pop3: bool,
+    /// Logged-in sessions, for `maxlogins_per_user` and `_per_host`.
+    pub logins: super::cyrus::Logins,
 }
 
 type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
@@ -44,6 +46,9 @@ struct Joined {
     /// The user (authzid) and their INBOX's back end.
     user: String,
     server: String,
+    /// The session's count in `maxlogins_per_user`/`_per_host`, kept
+    /// while it lasts.
+    _slot: super::cyrus::LoginSlot,
 }
 
 impl crate::server::Service for Proxyd {
@@ -369,6 +374,14 @@ impl Session {
         };
         match backend {
             Ok((ok, backend)) => {
+                let slot = match self.p.logins.admit(&self.p.front.conf, authzid, &self.peer) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        self.p.front.log.error(&format!("Too many open connections ({why})"));
+                        self.out(&format!("{tag} NO Too many open connections ({why})\r\n")).await?;
+                        return Ok(None);
+                    }
+                };
                 self.p.front.log.info(&format!(
                     "login: {} {authzid} {mech} User logged in SESSIONID=<{}> via {server}",
                     self.peer, self.sid
@@ -383,6 +396,7 @@ impl Session {
                     backend,
                     user: authzid.to_string(),
                     server,
+                    _slot: slot,
                 }))
             }
             Err(e) => {
@@ -502,6 +516,14 @@ impl Session {
         };
         match backend {
             Ok((ok, backend)) => {
+                let slot = match self.p.logins.admit(&self.p.front.conf, authzid, &self.peer) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        self.p.front.log.error(&format!("Too many open connections ({why})"));
+                        self.out(&format!("-ERR Too many open connections ({why})\r\n")).await?;
+                        return Ok(None);
+                    }
+                };
                 self.p
                     .front
                     .log
@@ -514,6 +536,7 @@ impl Session {
                     backend,
                     user: authzid.to_string(),
                     server,
+                    _slot: slot,
                 }))
             }
             Err(e) => {
@@ -642,6 +665,7 @@ pub fn main(prog: &str, args: &[String], pop3: bool) -> i32 {
         tls,
         implicit_tls: a.tls,
         pop3,
+        logins: Default::default(),
     });
     let default = if pop3 { "110" } else { "143" };
     let specs = if a.listen.is_empty() {

@@ -36,7 +36,7 @@ pub mod userdeny;
 pub mod xfer;
 
 pub use combine::DeliveryJob;
-pub use db::{wal_version, Store};
+pub use db::{wal_version, Store, WalWatch};
 pub use ops::*;
 pub use readahead::{read_ahead, read_message, read_message_cold, read_messages, ReadAhead};
 

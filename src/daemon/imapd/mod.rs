@@ -133,6 +133,8 @@ pub struct Session {
     /// Logged in by an admin or a proxy server on the user's behalf
     /// (Cyrus's proxyadmin: GETQUOTA is allowed, as for an admin).
     pub proxyadmin: bool,
+    /// This session's count in `maxlogins_per_user`/`_per_host`.
+    login_slot: Option<super::cyrus::LoginSlot>,
 }
 
 pub type Res = Result<(), ReadError>;
@@ -160,6 +162,7 @@ impl Session {
             sync_stash: Default::default(),
             quota_warned: None,
             proxyadmin: false,
+            login_slot: None,
         }
     }
 
@@ -654,6 +657,13 @@ impl Session {
                     .await;
             }
         };
+        match self.ctx.logins.admit(&self.ctx.conf, authzid, &self.peer) {
+            Ok(slot) => self.login_slot = Some(slot),
+            Err(why) => {
+                self.ctx.log.error(&format!("Too many open connections ({why})"));
+                return self.tagged(tag, &format!("NO Too many open connections ({why})")).await;
+            }
+        }
         self.user = Some(authzid.to_string());
         self.proxyadmin = authzid != authcid;
         self.ns = Some(ns.clone());

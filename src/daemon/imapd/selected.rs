@@ -41,6 +41,8 @@ pub struct Selected {
     pub keywords: Vec<String>,
     /// (mtime, len) of the owner database's WAL when last synced.
     pub version: Option<(i128, u64)>,
+    /// That WAL, watched.
+    pub wal: crate::store::WalWatch,
     /// The session's input read count when the database was last looked
     /// at (Input::fills).
     pub looked_at: u64,
@@ -194,6 +196,7 @@ impl Session {
             self.warn_about_quota(&name).await?;
         }
         let dbp = self.ctx.store.owner_db_path(&name);
+        let wal = crate::store::WalWatch::new(&dbp);
         let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
         let reader = (!owns(&inbox, &e.name)).then(|| (inbox.clone(), e.uniqueid.clone()));
         let r2 = reader.clone();
@@ -279,6 +282,7 @@ impl Session {
             saved: Vec::new(),
             keywords,
             version,
+            wal,
             looked_at: self.input.fills(),
             ahead: Default::default(),
             seen,
@@ -319,15 +323,15 @@ impl Session {
         let fills = self.input.fills();
         let Some(sel) = &mut self.sel else { return Ok(()) };
         sel.looked_at = fills;
+        // Nothing committed to the owner's database since the last look
+        // (its WAL unchanged): nothing to report.  One fstat instead of a
+        // query per command.
+        if sel.version.is_some() && sel.wal.version() == sel.version {
+            return Ok(());
+        }
         let name = sel.name.clone();
         let since = sel.modseq;
         let dbp = self.ctx.store.owner_db_path(&name);
-        // Nothing committed to the owner's database since the last look
-        // (its WAL unchanged): nothing to report.  One stat instead of a
-        // query per command.
-        if sel.version.is_some() && db_version(&dbp) == sel.version {
-            return Ok(());
-        }
         let res = self.blocking(move |s| Ok((db_version(&dbp), s.changes_since(&name, since)?))).await;
         let (version, (st, recs)) = match res {
             Ok(v) => v,
