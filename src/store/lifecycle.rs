@@ -203,8 +203,6 @@ impl Store {
         Ok(())
     }
 
-    /// The closest existing mailbox above `name` (`user.fred.a` for
-    /// `user.fred.a.b` if it exists, else `user.fred`, …).
     /// The partition of a new mailbox that names none, as Cyrus finds it:
     /// its nearest parent's, else `defaultpartition`, else the one
     /// `partition_select_mode` picks.
@@ -259,6 +257,8 @@ impl Store {
         (sum, best)
     }
 
+    /// The closest existing mailbox above `name` (`user.fred.a` for
+    /// `user.fred.a.b` if it exists, else `user.fred`, …).
     pub fn nearest_parent(&self, name: &str) -> Result<Option<MailboxEntry>> {
         let mut n = name;
         while let Some((p, _)) = n.rsplit_once('.') {
