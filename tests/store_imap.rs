@@ -239,13 +239,14 @@ rt(b'\r\n', b'* BAD Invalid tag')
 rt(b'a3 LOGIN u7 testpw\r\n', b'a3 OK')
 rt(b'a4 FETCH 1 FLAGS\r\n', b'a4 BAD Please select a mailbox first')
 rt(b'a5 NOOP extra\r\n', b'a5 BAD Unexpected extra arguments to Noop')
-# Literals: over maxmessagesize refused before it is sent, or discarded.
-rt(b'a6 APPEND INBOX {20000}\r\n', b'a6 NO [TOOBIG]')
-s.sendall(b'a7 APPEND INBOX {20000+}\r\n' + b'x' * 20000 + b'\r\n')
-l = f.readline(); assert l.startswith(b'a7 NO [TOOBIG]'), l
-rt(b'a8 LOGIN {100000}\r\n', b'a8 BAD Literal too large')
-# A line over the limit.
-s.sendall(b'a9 NOOP ' + b'x' * 70000 + b'\r\n')
+# Literals: over maxmessagesize refused before it is sent (one sent
+# unasked ends the session: below), over maxliteral (128 KiB) likewise.
+rt(b'a6 APPEND INBOX {20000}\r\n', b'a6 NO [TOOBIG] Message size exceeds fixed limit')
+rt(b'a8 LOGIN {140000}\r\n', b'a8 NO [TOOBIG] Literal size exceeds fixed limit in LOGIN')
+# A word of 100,000 bytes is within maxword (128 KiB); a line of words
+# over twice that is refused whole, and the session goes on.
+rt(b'a9 NOOP ' + b'x' * 100000 + b'\r\n', b'a9 BAD Unexpected extra arguments to Noop')
+s.sendall(b'a9 NOOP ' + b'x ' * 140000 + b'\r\n')
 l = f.readline(); assert l == b'* BAD Line too long\r\n', l
 # Mailbox names with .., empty parts, control characters, bad mUTF-7.
 for name in [b'a/../b', b'a//b', b'"x\x01y"', b'&Jjo', b'"a\\"/..', b'*']:
@@ -258,6 +259,15 @@ rt(b'b4 SELECT INBOX\r\n', b'b4 OK [READ-WRITE]')
 rt(b'b5 FETCH 5 FLAGS\r\n', b'b5 NO No matching messages')
 rt(b'b55 FETCH 0 FLAGS\r\n', b'b55 BAD Invalid sequence')
 rt(b'b6 LOGOUT\r\n', b'* BYE')
+# A message over maxmessagesize sent unasked: refused, and the session
+# ends (Cyrus's replies), without a reset that would lose them.
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); s.settimeout(20)
+f = s.makefile('rb'); f.readline()
+rt(b'c1 LOGIN u7 testpw\r\n', b'c1 OK')
+s.sendall(b'c2 APPEND INBOX {20000+}\r\n' + b'x' * 20000 + b'\r\n')
+assert f.readline() == b'c2 NO [TOOBIG] Message size exceeds fixed limit\r\n'
+assert f.readline() == b'* BYE [TOOBIG] Message size exceeds fixed limit\r\n'
+assert f.readline() == b''
 print('survived')
 "#,
         &[&b.imap_port.to_string()],

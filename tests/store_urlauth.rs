@@ -76,7 +76,7 @@ assert b'[BADURL ' in other.last, other.last
 # The whole message is bounded by maxmessagesize.
 big = b'x' * 3000
 owner.cmd(b'APPEND Drafts CATENATE (URL "/INBOX/;UID=1" TEXT {%d+}\r\n' % len(big) + big + b')', ok=False)
-assert owner.last.endswith(b'NO [TOOBIG] Message too large'), owner.last
+assert owner.last.endswith(b'NO [TOOBIG] Message size exceeds fixed limit'), owner.last
 print('ALL OK')
 "#;
 

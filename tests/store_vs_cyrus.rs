@@ -816,6 +816,114 @@ fn lmtp_as_real_cyrus() {
     assert!(report.trim_end().ends_with("DIFFS 0 OF 44"), "{report}");
 }
 
+/// The command bounds of imapd.conf (`maxliteral`, `maxword`,
+/// `maxquoted`, `maxargssize`, `literalminus`, `maxmessagesize`) met
+/// and passed, before and after login, by synchronising and
+/// non-synchronising literals: one line per exchange, as the session
+/// read it (up to a tagged reply, a continuation or the server's close).
+const BOUNDS_SESSION: &str = r#"
+import socket, sys, time, re
+port = int(sys.argv[1])
+def conn():
+    s = socket.create_connection(('127.0.0.1', port)); s.settimeout(5)
+    s.recv(65536)
+    return s
+def read_reply(s, tag):
+    # Reads until the tagged reply, a continuation or EOF.
+    out = b''
+    while True:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            return out + b'<TIMEOUT>'
+        if not d:
+            return out + b'<EOF>'
+        out += d
+        if re.search(rb'(^|\r\n)(' + re.escape(tag) + rb' [^\r\n]*|\+ [^\r\n]*)\r\n$', out):
+            return out
+def case(name, steps, login=True):
+    s = conn()
+    if login:
+        s.sendall(b'L LOGIN u7 testpw\r\n'); read_reply(s, b'L')
+    print('==', name)
+    for data in steps:
+        tag = data.split(b' ', 1)[0]
+        try:
+            s.sendall(data)
+        except OSError as e:
+            print('  send failed'); break
+        r = re.sub(rb'in [0-9.]+ secs', b'in X secs', read_reply(s, tag))
+        r = re.sub(rb'\[UIDVALIDITY \d+\]|\[MAILBOXID \([^)]*\)\]|\[APPENDUID \d+ \d+\]', b'[V]', r)
+        print('  ', data[:40], '->', r)
+        if r.endswith(b'<EOF>'):
+            break
+    s.close()
+sel = b's SELECT INBOX\r\n'
+q = lambda n: b'"' + b'q' * n + b'"'
+case('sync literal over maxliteral before login', [b'a LOGIN u7 {1001}\r\n', b'n NOOP\r\n'], login=False)
+case('sync literal at maxliteral', [b'a SELECT {1000}\r\n', b'x' * 1000 + b'\r\n', b'n NOOP\r\n'])
+case('sync literal over maxliteral', [b'a SELECT {1001}\r\n', b'n NOOP\r\n'])
+case('UID COPY', [sel, b'a UID COPY 1 {2000}\r\n', b'n NOOP\r\n'])
+case('UID SEARCH', [sel, b'a UID SEARCH SUBJECT {2000}\r\n', b'n NOOP\r\n'])
+case('GETQUOTAROOT', [b'a GETQUOTAROOT {2000}\r\n', b'n NOOP\r\n'])
+case('nonsync literal over maxliteral', [b'a SELECT {1001+}\r\n' + b'x' * 1001 + b'\r\n', b'n NOOP\r\n'])
+case('nonsync literal over 4K', [b'a SELECT {5000+}\r\n' + b'x' * 5000 + b'\r\n', b'n NOOP\r\n'])
+case('word at maxword', [b'a SELECT ' + b'w' * 2000 + b'\r\n', b'n NOOP\r\n'])
+case('word over maxword', [b'a SELECT ' + b'w' * 2001 + b'\r\n', b'n NOOP\r\n'])
+case('sequence set over maxword', [sel, b'a UID FETCH ' + b','.join(b'%d' % (i * 2) for i in range(1, 600)) + b' FLAGS\r\n'])
+case('quoted at maxquoted', [b'a SELECT ' + q(2000) + b'\r\n', b'n NOOP\r\n'])
+case('quoted over maxquoted', [b'a SELECT ' + q(2001) + b'\r\n', b'n NOOP\r\n'])
+case('quoted over maxquoted before login', [b'a LOGIN u7 ' + q(2001) + b'\r\n', b'n NOOP\r\n'], login=False)
+case('arguments under maxargssize', [sel, b'a SEARCH SUBJECT ' + q(1990) + b' SUBJECT ' + q(1990) + b' SUBJECT ' + q(900) + b'\r\n', b'n NOOP\r\n'])
+case('arguments over maxargssize', [sel, b'a SEARCH SUBJECT ' + q(1990) + b' SUBJECT ' + q(1990) + b' SUBJECT ' + q(1100) + b'\r\n', b'n NOOP\r\n'])
+case('arguments with a literal over maxargssize', [sel, b'a SEARCH SUBJECT ' + q(1990) + b' SUBJECT ' + q(1990) + b' SUBJECT {999+}\r\n' + b'l' * 999 + b'\r\n', b'n NOOP\r\n'])
+case('many words over maxargssize', [sel, b'a SEARCH' + b' ALL' * 1300 + b'\r\n', b'n NOOP\r\n'])
+case('APPEND at maxmessagesize', [b'a APPEND INBOX {3000+}\r\n' + b'Subject: x\r\n\r\n' + b'b' * 2986 + b'\r\n', b'n NOOP\r\n'])
+case('APPEND sync over maxmessagesize', [b'a APPEND INBOX {3001}\r\n', b'n NOOP\r\n'])
+case('APPEND nonsync over maxmessagesize', [b'a APPEND INBOX {3001+}\r\n' + b'b' * 3001 + b'\r\n', b'n NOOP\r\n'])
+case('APPEND nonsync over 4K', [b'a APPEND INBOX {5000+}\r\n' + b'b' * 5000 + b'\r\n', b'n NOOP\r\n'])
+case('APPEND junk', [b'a APPEND INBOX {14+}\r\nSubject: x\r\n\r\nX\r\n', b'n NOOP\r\n'])
+case('capability', [b'c CAPABILITY\r\n'])
+"#;
+
+const BOUNDS_CONF: &str = "maxliteral: 1000\nmaxword: 2000\nmaxquoted: 2000\nmaxargssize: 5000\nmaxmessagesize: 3000\nliteralminus: yes\n";
+
+/// The command bounds answer as the real Cyrus's: the same refusals (a
+/// tagged NO for a synchronising literal, the session ended with
+/// Cyrus's BYE for what is already on its way), at the same sizes.
+/// One difference on purpose: under `literalminus` we advertise LITERAL-
+/// as imapd.conf(5) says, where Cyrus 3.6 still says LITERAL+ (and then
+/// ends the session of a client that believed it).
+#[test]
+fn command_bounds_as_real_cyrus() {
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_with(BOUNDS_CONF) else {
+        return;
+    };
+    let ours_out = python(BOUNDS_SESSION, &[&ours.imap_port.to_string()]);
+    let theirs_out = python(BOUNDS_SESSION, &[&cyrus.imap_port.to_string()]);
+    for want in [
+        "a NO [TOOBIG] Literal size exceeds fixed limit in LOGIN",
+        "a NO [TOOBIG] Literal size exceeds fixed limit in Select",
+        "a NO [TOOBIG] Literal size exceeds fixed limit in Uid",
+        "a NO [TOOBIG] Literal size exceeds fixed limit in Search",
+        "* BYE [TOOBIG] Literal size exceeds fixed limit\\r\\n<EOF>",
+        "* BYE [TOOBIG] Non-synchronizing literal size exceeds 4K\\r\\n<EOF>",
+        "* BYE [TOOBIG] Word too long\\r\\n<EOF>",
+        "* BYE [TOOBIG] Quoted value too long\\r\\n<EOF>",
+        "* BYE [TOOBIG] Command arguments total size exceeds fixed limit\\r\\n<EOF>",
+        "a NO [TOOBIG] Message size exceeds fixed limit\\r\\n* BYE [TOOBIG] Message size exceeds fixed limit\\r\\n<EOF>",
+        "a OK [V] Completed",
+        "a BAD junk after literal",
+    ] {
+        assert!(ours_out.contains(want), "{want} not in {ours_out}");
+    }
+    let (ours_caps, ours_rest) = ours_out.rsplit_once("== capability").unwrap();
+    let (theirs_caps, theirs_rest) = theirs_out.rsplit_once("== capability").unwrap();
+    assert_eq!(ours_caps, theirs_caps);
+    assert!(ours_rest.contains(" LITERAL- ") && !ours_rest.contains("LITERAL+"), "{ours_rest}");
+    assert!(theirs_rest.contains(" LITERAL+ "), "{theirs_rest}");
+}
+
 /// The two sessions' JSON compared after NORMALISE: the report, ending
 /// `DIFFS n OF m`.  `MUMAIL_KEEP_DIFF=path` keeps it and both sides.
 fn differential(d: &Path, ours_out: &str, theirs_out: &str) -> String {
@@ -840,22 +948,27 @@ fn open_dir(p: &Path) {
 /// directory (dropped last); None, with the skip said, where Cyrus or
 /// unshare is missing.
 fn ours_and_cyrus_here() -> Option<(tempfile::TempDir, Backend, CyrusServer)> {
+    ours_and_cyrus_with("")
+}
+
+/// `ours_and_cyrus_here` with `extra` imapd.conf lines on both.
+fn ours_and_cyrus_with(extra: &str) -> Option<(tempfile::TempDir, Backend, CyrusServer)> {
     if !can_run("cyrus differential", &[CYRUS_MASTER, "/usr/bin/unshare"]) {
         return None;
     }
     let d = tempfile::tempdir().unwrap();
-    let (ours, cyrus) = ours_and_cyrus(d.path());
+    let (ours, cyrus) = ours_and_cyrus(d.path(), extra);
     Some((d, ours, cyrus))
 }
 
 /// Our back end and the real Cyrus 3.6 side by side in `d`, Cyrus
 /// checking passwords through our saslauthd.
-fn ours_and_cyrus(d: &Path) -> (Backend, CyrusServer) {
+fn ours_and_cyrus(d: &Path, extra: &str) -> (Backend, CyrusServer) {
     open_dir(d);
-    let ours = Backend::start(&d.join("ours").tap_mkdir(), "");
+    let ours = Backend::start(&d.join("ours").tap_mkdir(), extra);
     open_dir(&d.join("ours"));
     open_dir(&d.join("ours/sasl"));
-    let cyrus = CyrusServer::start(&d.join("cyrus"), &d.join("ours/sasl/mux"), "");
+    let cyrus = CyrusServer::start(&d.join("cyrus"), &d.join("ours/sasl/mux"), extra);
     (ours, cyrus)
 }
 

@@ -29,6 +29,9 @@ pub struct Ctx {
     pub sort_cache: super::imapd::sortcache::SortCache,
     /// Logged-in sessions, for `maxlogins_per_user` and `_per_host`.
     pub logins: Logins,
+    /// The bounds on an IMAP command as read (`maxliteral`, `maxword`,
+    /// `maxquoted`, `maxargssize`, `literalminus`, `maxmessagesize`).
+    pub limits: super::imapd::io::CommandLimits,
     sessions: AtomicU64,
     started: u64,
 }
@@ -202,7 +205,13 @@ impl Ctx {
         let tls = tls_config(&conf)?;
         let gssapi = gssapi_setup(&conf, &log);
         let pts = crate::auth::pts::from_conf(&conf)?.map(Arc::new);
+        let append = match conf.get_int("maxmessagesize") {
+            n if n > 0 => n as u64,
+            _ => super::imapd::DEFAULT_APPEND_MAX,
+        };
+        let limits = super::imapd::io::CommandLimits::from_conf(&conf, append);
         Ok(Ctx {
+            limits,
             tls,
             gssapi,
             pts,
@@ -343,10 +352,16 @@ impl Ctx {
     }
 }
 
-/// A capability list without those `suppress_capabilities` names (as they
-/// appear in the list, case and all), as Cyrus leaves them out of every
-/// capability response.
-pub fn suppress_capabilities(conf: &ImapdConf, caps: String) -> String {
+/// A capability list as imapd.conf makes it: LITERAL- in place of
+/// LITERAL+ under `literalminus` (RFC 7888), and without those
+/// `suppress_capabilities` names (as they appear in the list, case and
+/// all), as Cyrus leaves them out of every capability response.
+pub fn configured_capabilities(conf: &ImapdConf, caps: String) -> String {
+    let caps = if conf.get_switch("literalminus") {
+        caps.replacen("LITERAL+", "LITERAL-", 1)
+    } else {
+        caps
+    };
     let Some(drop) = conf.get("suppress_capabilities").filter(|s| !s.trim().is_empty()) else {
         return caps;
     };

@@ -11,7 +11,7 @@
 //! LIST merged across back ends, cross-back-end COPY/MOVE, referrals.
 
 use super::front::{backend_line, pipe, Front};
-use super::imapd::io::{Frame, Input, Output, ReadError, MAX_SMALL_LITERAL};
+use super::imapd::io::{CommandLimits, Frame, Input, Output, ReadError, MAX_SMALL_LITERAL};
 use crate::mail::Secret;
 use crate::proto::imap::command::{self, Kind};
 use crate::server::listen::Io;
@@ -30,6 +30,9 @@ pub struct Proxyd {
     pub pop3: bool,
     /// Logged-in sessions, for `maxlogins_per_user` and `_per_host`.
     pub logins: super::cyrus::Logins,
+    /// The bounds on a command before login (`maxliteral`, `maxword`,
+    /// `maxquoted`, `literalminus`); after it the back end's apply.
+    pub limits: CommandLimits,
 }
 
 type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
@@ -131,6 +134,16 @@ impl Session {
         Ok(())
     }
 
+    /// Ends the session as Cyrus's `fatal` does: an untagged BYE with
+    /// the reason, which is logged.
+    async fn fatal(&mut self, why: &str) -> Result<(), ReadError> {
+        self.p.front.log.error(&format!("Fatal error: {why}"));
+        self.out(&format!("* BYE {why}\r\n")).await?;
+        self.w.shutdown().await?;
+        self.input.drain(1 << 20, Duration::from_secs(2)).await;
+        Ok(())
+    }
+
     fn plaintext_ok(&self) -> bool {
         !self.tls_required() && (self.tls || self.p.front.conf.get_switch("allowplaintext"))
     }
@@ -155,7 +168,7 @@ impl Session {
         }
         let m = self.p.front.conf.get("mupdate_server").unwrap_or("");
         c.push_str(&format!(" MUPDATE=mupdate://{m}/"));
-        super::cyrus::suppress_capabilities(&self.p.front.conf, c)
+        super::cyrus::configured_capabilities(&self.p.front.conf, c)
     }
 
     /// TLS on the client side, after the OK (pipelined plaintext dropped).
@@ -266,19 +279,28 @@ impl Session {
         self.out(&greet).await?;
         loop {
             self.w.flush().await?;
-            let raw = match self
-                .input
-                .command(&mut self.w, MAX_SMALL_LITERAL, 4 * MAX_SMALL_LITERAL as usize, PREAUTH_IDLE)
-                .await?
-            {
+            let limits = self.p.limits;
+            let raw = match self.input.command(&mut self.w, &limits, PREAUTH_IDLE).await? {
                 Frame::Command(c) => c,
                 Frame::LineTooLong => {
                     self.out("* BAD Line too long\r\n").await?;
                     continue;
                 }
-                Frame::LiteralTooBig(tag, _, _) => {
-                    self.out(&format!("{tag} NO Literal too large\r\n")).await?;
-                    continue;
+                Frame::LiteralTooBig(t) => {
+                    if let Some(r) = t.reply() {
+                        self.out(&format!("{} {r}\r\n", t.tag)).await?;
+                    }
+                    match t.bye() {
+                        Some(why) => {
+                            self.fatal(why).await?;
+                            return Ok(None);
+                        }
+                        None => continue,
+                    }
+                }
+                Frame::Fatal(why) => {
+                    self.fatal(why).await?;
+                    return Ok(None);
                 }
             };
             let cmd = match command::parse(&raw) {
@@ -666,6 +688,7 @@ pub fn main(prog: &str, args: &[String], pop3: bool) -> i32 {
         implicit_tls: a.tls,
         pop3,
         logins: Default::default(),
+        limits: CommandLimits::from_conf(&front.conf, MAX_SMALL_LITERAL).without_args(),
     });
     let default = if pop3 { "110" } else { "143" };
     let specs = if a.listen.is_empty() {

@@ -35,7 +35,7 @@ pub use super::lmtpd::CYRUS_VERSION;
 /// Unauthenticated sessions are cut after this long idle.
 const PREAUTH_IDLE: Duration = Duration::from_secs(60);
 /// Largest APPEND kept in memory when `maxmessagesize` is unset.
-const DEFAULT_APPEND_MAX: u64 = 64 << 20;
+pub const DEFAULT_APPEND_MAX: u64 = 64 << 20;
 
 pub struct Imapd {
     pub ctx: Arc<Ctx>,
@@ -180,6 +180,17 @@ impl Session {
         self.out(&format!("{tag} {text}\r\n")).await
     }
 
+    /// Ends the session as Cyrus's `fatal` does: an untagged BYE with
+    /// the reason, which is logged.
+    async fn fatal(&mut self, why: &str) -> Res {
+        self.ctx.log.error(&format!("Fatal error: {why}"));
+        self.out(&format!("* BYE {why}\r\n")).await?;
+        self.w.shutdown().await?;
+        self.input.drain(1 << 20, Duration::from_secs(2)).await;
+        self.logout = true;
+        Ok(())
+    }
+
     fn idle_timeout(&self) -> Duration {
         if self.user.is_none() {
             return PREAUTH_IDLE;
@@ -250,7 +261,7 @@ impl Session {
         if self.user.is_none() {
             let mut c = String::from("IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE");
             self.push_auth_caps(&mut c);
-            return super::cyrus::suppress_capabilities(&self.ctx.conf, c);
+            return super::cyrus::configured_capabilities(&self.ctx.conf, c);
         }
         self.capabilities_full()
     }
@@ -312,7 +323,7 @@ impl Session {
             _ => u32::MAX as u64,
         };
         c.push_str(&format!(" APPENDLIMIT={limit}"));
-        super::cyrus::suppress_capabilities(&self.ctx.conf, c)
+        super::cyrus::configured_capabilities(&self.ctx.conf, c)
     }
 
     async fn run(&mut self) -> Res {
@@ -335,22 +346,19 @@ impl Session {
                 self.w.flush().await?;
                 self.input.shrink();
             }
-            let max_append = match self.ctx.conf.get_int("maxmessagesize") {
-                n if n > 0 => n as u64,
-                _ => DEFAULT_APPEND_MAX,
+            let limits = if self.user.is_some() {
+                self.ctx.limits
+            } else {
+                self.ctx.limits.without_args()
             };
             let idle = self.idle_timeout();
             // Boxed: the read's state (its small buffer, the timer) exists
             // only while a command is awaited, not during IDLE or a command.
-            let frame = Box::pin(
-                self.input
-                    .command_or_upload(&mut self.w, max_append, (max_append as usize).saturating_mul(4), idle),
-            )
-            .await?;
+            let frame = Box::pin(self.input.command_or_upload(&mut self.w, &limits, idle)).await?;
             let frame = match frame {
                 Ok(f) => f,
                 Err((tag, first)) => {
-                    Box::pin(self.sync_upload(&tag, first, max_append, idle)).await?;
+                    Box::pin(self.sync_upload(&tag, first, limits.append, idle)).await?;
                     continue;
                 }
             };
@@ -360,14 +368,16 @@ impl Session {
                     self.out("* BAD Line too long\r\n").await?;
                     continue;
                 }
-                Frame::LiteralTooBig(tag, _, append) => {
-                    if append {
-                        self.tagged(&tag, "NO [TOOBIG] Message too large").await?;
-                    } else {
-                        self.tagged(&tag, "BAD Literal too large").await?;
+                Frame::LiteralTooBig(t) => {
+                    if let Some(r) = t.reply() {
+                        self.tagged(&t.tag, &r).await?;
                     }
-                    continue;
+                    match t.bye() {
+                        Some(why) => return self.fatal(why).await,
+                        None => continue,
+                    }
                 }
+                Frame::Fatal(why) => return self.fatal(why).await,
             };
             let parsed = command::parse(&raw);
             // Cyrus checks the state before the arguments: a selected-state
@@ -867,7 +877,8 @@ mod size_tests {
         let selected = std::mem::size_of::<Selected>();
         let run = std::mem::size_of_val(&s.run());
         let idle = std::mem::size_of_val(&s.idle("a"));
-        let cmd = std::mem::size_of_val(&s.input.command(&mut s.w, 1, 1, Duration::from_secs(1)));
+        let limits = io::CommandLimits::fixed(1);
+        let cmd = std::mem::size_of_val(&s.input.command(&mut s.w, &limits, Duration::from_secs(1)));
         let svc = Arc::new(Imapd { ctx, implicit_tls: false });
         let (c, _d) = tokio::net::UnixStream::pair().unwrap();
         let serve = std::mem::size_of_val(&crate::server::Service::serve(svc, crate::server::Conn::Unix(c)));

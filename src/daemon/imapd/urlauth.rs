@@ -307,7 +307,7 @@ impl Session {
                 }
             }
             if out.len() > max {
-                return Err("NO [TOOBIG] Message too large".into());
+                return Err("NO [TOOBIG] Message size exceeds fixed limit".into());
             }
         }
         Ok(out)

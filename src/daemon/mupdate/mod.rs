@@ -14,7 +14,7 @@ pub mod client;
 pub mod push;
 mod slave;
 
-use super::imapd::io::{Frame, Input, Output, ReadError, MAX_LINE, MAX_SMALL_LITERAL};
+use super::imapd::io::{CommandLimits, Frame, Input, Output, ReadError, MAX_LINE, MAX_SMALL_LITERAL};
 use crate::config::cyrus::ImapdConf;
 use crate::log::Logger;
 use crate::mail::Secret;
@@ -245,7 +245,7 @@ impl Session {
                 self.input.shrink();
                 match self
                     .input
-                    .command(&mut self.w, MAX_SMALL_LITERAL, 4 * MAX_SMALL_LITERAL as usize, IDLE)
+                    .command(&mut self.w, &CommandLimits::fixed(MAX_SMALL_LITERAL), IDLE)
                     .await?
                 {
                     Frame::Command(c) => c,
@@ -253,8 +253,16 @@ impl Session {
                         self.out(b"* BAD \"Line too long\"\r\n").await?;
                         continue;
                     }
-                    Frame::LiteralTooBig(tag, _, _) => {
-                        self.tagged(&tag, "BAD \"Literal too large\"").await?;
+                    Frame::LiteralTooBig(t) => {
+                        self.tagged(&t.tag, "BAD \"Literal too large\"").await?;
+                        // One sent unasked is on its way: the session ends,
+                        // as Cyrus's does.
+                        self.done = t.nonsync;
+                        continue;
+                    }
+                    Frame::Fatal(why) => {
+                        self.out(format!("* BYE \"{why}\"\r\n").as_bytes()).await?;
+                        self.done = true;
                         continue;
                     }
                 }

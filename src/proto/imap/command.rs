@@ -726,7 +726,7 @@ pub fn parse(input: &[u8]) -> Result<Command, ParseError> {
 }
 
 /// Cyrus's spelling of a command name in error texts (`Select`, `Uid Fetch`).
-fn cap_name(n: &str) -> String {
+pub fn cap_name(n: &str) -> String {
     let mut s = n.to_ascii_lowercase();
     if let Some(f) = s.get_mut(0..1) {
         f.make_ascii_uppercase();
@@ -1204,6 +1204,11 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 let data = p.literal()?;
                 if utf8 {
                     p.expect(b')')?;
+                }
+                // Cyrus's words when the message is not followed by the
+                // next one or the line's end.
+                if !p.at_end() && p.peek() != Some(b' ') {
+                    return err("junk after literal");
                 }
                 msgs.push(AppendMsg {
                     flags,
