@@ -924,6 +924,61 @@ fn command_bounds_as_real_cyrus() {
     assert!(theirs_rest.contains(" LITERAL+ "), "{theirs_rest}");
 }
 
+/// `+detail` deliveries under `lmtp_fuzzy_mailbox_match` and
+/// `lmtp_exclude_specialuse`: which folder each message ends in.
+const FUZZY_SESSION: &str = r#"
+import imaplib, smtplib, sys, json
+sock, port = sys.argv[1], int(sys.argv[2])
+M = imaplib.IMAP4('127.0.0.1', port); M.login('u7', 'testpw')
+for f in ('Lists', 'Mailing-Lists', 'Deep', 'Deep/Sub', 'Closed'):
+    assert M.create(f)[0] == 'OK', f
+typ, r = M._simple_command('CREATE', 'Junk', '(USE (\\Junk))'); assert typ == 'OK', r
+typ, r = M._simple_command('CREATE', 'Archive', '(USE (\\Archive))'); assert typ == 'OK', r
+for f in ('Lists', 'Mailing-Lists', 'Deep', 'Deep/Sub', 'Junk', 'Archive'):
+    assert M.setacl(f, 'anyone', 'p')[0] == 'OK', f
+l = smtplib.LMTP(sock)
+refused = []
+for detail in ('Lists', 'lists', 'LISTS', 'mailing_lists', 'MAILING-LISTS', 'mailing.lists', 'deep/sub', 'Deep/SUB',
+               'deep/nosuch', 'Deeper', 'Junk', 'junk', 'Archive', 'closed', 'nosuch'):
+    to = 'u7+' + detail
+    try:
+        l.sendmail('a@b', [to + '@example.org'], ('Subject: ' + detail + '\r\n\r\nx\r\n').encode())
+    except smtplib.SMTPRecipientsRefused as e:
+        refused.append([detail, list(e.recipients.values())[0][0]])
+l.quit()
+out = {'refused': refused}
+for f in ('INBOX', 'Lists', 'Mailing-Lists', 'Deep', 'Deep/Sub', 'Junk', 'Archive', 'Closed'):
+    M.select(f)
+    typ, r = M.fetch('1:*', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+    out[f] = sorted(x[1].decode().strip() for x in r if isinstance(x, tuple))
+print(json.dumps(out, sort_keys=True))
+"#;
+
+/// `lmtp_fuzzy_mailbox_match` and `lmtp_exclude_specialuse` deliver
+/// `+detail` mail to the same folders as the real Cyrus: a missing
+/// folder matched whatever the case and `-`, `_` or space, level by
+/// level (the deepest match, else INBOX); a folder whose special use is
+/// excluded, or that the client may not post to, is passed over for
+/// INBOX.
+#[test]
+fn fuzzy_plus_detail_as_real_cyrus() {
+    let conf = "lmtp_fuzzy_mailbox_match: yes\nlmtp_exclude_specialuse: \\Snoozed \\Junk\n";
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_with(conf) else {
+        return;
+    };
+    let ours_out = python(FUZZY_SESSION, &[ours.lmtp_sock.to_str().unwrap(), &ours.imap_port.to_string()]);
+    let theirs_out = python(FUZZY_SESSION, &[cyrus.lmtp_sock.to_str().unwrap(), &cyrus.imap_port.to_string()]);
+    for want in [
+        r#""Lists": ["Subject: LISTS", "Subject: Lists", "Subject: lists"]"#,
+        r#""Deep/Sub": ["Subject: Deep/SUB", "Subject: deep/sub"]"#,
+        r#""Junk": []"#,
+        r#""Archive": ["Subject: Archive"]"#,
+    ] {
+        assert!(ours_out.contains(want), "{want} not in {ours_out}");
+    }
+    assert_eq!(ours_out, theirs_out);
+}
+
 /// The two sessions' JSON compared after NORMALISE: the report, ending
 /// `DIFFS n OF m`.  `MUMAIL_KEEP_DIFF=path` keeps it and both sides.
 fn differential(d: &Path, ours_out: &str, theirs_out: &str) -> String {

@@ -264,6 +264,13 @@ impl Store {
         Ok(())
     }
 
+    /// One mailbox's special-use attributes (`\Sent \Archive`), if any.
+    pub fn special_use(&self, name: &str) -> Result<Option<String>> {
+        let c = lock(&self.list);
+        let mut st = c.prepare_cached("SELECT uses FROM specialuse WHERE name=?1")?;
+        Ok(st.query_row([name], |r| r.get(0)).optional()?)
+    }
+
     /// Every mailbox's special-use attributes (`\Sent \Archive`).
     pub fn special_uses(&self) -> Result<std::collections::HashMap<String, String>> {
         let c = lock(&self.list);

@@ -8,7 +8,7 @@ use crate::mail::Secret;
 use crate::proto::lmtp::{self, Command, DataReceiver};
 use crate::server::listen::Io;
 use crate::server::Conn;
-use crate::store::{Cached, Delivery, StoreError};
+use crate::store::{Cached, Delivery, MailboxEntry, StoreError};
 use crate::util::lines::{Line, LineBuffer};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -552,6 +552,14 @@ impl Session {
             format!("{inbox}.{}", parts.join("."))
         });
         let who = self.ident.clone();
+        let fuzzy = ctx.conf.get_switch("lmtp_fuzzy_mailbox_match");
+        let excluded: Vec<String> = ctx
+            .conf
+            .get("lmtp_exclude_specialuse")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         let res = tokio::task::spawn_blocking(move || -> Result<(String, bool), StoreError> {
             if store.lookup(&ib)?.is_none() {
                 if !autocreate {
@@ -564,14 +572,23 @@ impl Session {
                     store.quota_root_unlimited(&ib)?;
                 }
             }
-            // +detail delivers into the folder when it exists and its ACL
-            // lets anyone, or the LMTP client's identity, post ('p'), as
-            // Cyrus; else into INBOX.
+            // +detail delivers into the folder when it exists (under
+            // `lmtp_fuzzy_mailbox_match`, when one is near enough), its
+            // ACL lets anyone, or the LMTP client's identity, post ('p'),
+            // and its special use is not one of `lmtp_exclude_specialuse`,
+            // as Cyrus; else into INBOX.
             let mut target = ib.clone();
             if let Some(db) = detail_box {
-                if let Some(e) = store.lookup(&db)? {
-                    if acl_allows(&e.acl, &["anyone", &who], 'p') {
-                        target = db;
+                let found = match store.lookup(&db)? {
+                    Some(e) => Some(e),
+                    None if fuzzy => fuzzy_match(store.list_prefix(&format!("{ib}."))?, &ib, &db),
+                    None => None,
+                };
+                if let Some(e) = found {
+                    let uses = store.special_use(&e.name)?.unwrap_or_default();
+                    let excluded = uses.split_whitespace().any(|u| excluded.iter().any(|x| x.eq_ignore_ascii_case(u)));
+                    if !excluded && acl_allows(&e.acl, &["anyone", &who], 'p') {
+                        target = e.name;
                     }
                 }
             }
@@ -863,6 +880,40 @@ pub fn shared_folder(conf: &crate::config::cyrus::ImapdConf, user: &str, detail:
     } else {
         name
     })
+}
+
+/// `lmtp_fuzzy_mailbox_match`: among `mailboxes` (the user's, below
+/// `inbox`, sorted), the first that matches the most leading levels of
+/// `want`, a level matching when it differs only in case or in which of
+/// `-`, `_` and space it has (Cyrus's rule); None when not even the first
+/// level matches.
+fn fuzzy_match(mailboxes: Vec<MailboxEntry>, inbox: &str, want: &str) -> Option<MailboxEntry> {
+    fn level_eq(a: &str, b: &str) -> bool {
+        let space = |c: u8| matches!(c, b'-' | b'_' | b' ');
+        a.len() == b.len()
+            && a.bytes()
+                .zip(b.bytes())
+                .all(|(x, y)| x.eq_ignore_ascii_case(&y) || (space(x) && space(y)))
+    }
+    let levels = |name: &str| -> Vec<String> {
+        name.strip_prefix(inbox)
+            .and_then(|r| r.strip_prefix('.'))
+            .map_or(Vec::new(), |r| r.split('.').map(str::to_string).collect())
+    };
+    let want = levels(want);
+    let mut best: Option<(usize, MailboxEntry)> = None;
+    for e in mailboxes {
+        let have = levels(&e.name);
+        let depth = want.iter().zip(have.iter()).take_while(|(w, h)| level_eq(w, h)).count();
+        if depth > best.as_ref().map_or(0, |b| b.0) {
+            let full = depth == want.len();
+            best = Some((depth, e));
+            if full {
+                break;
+            }
+        }
+    }
+    best.map(|b| b.1)
 }
 
 pub fn acl_allows(acl: &str, ids: &[&str], right: char) -> bool {
