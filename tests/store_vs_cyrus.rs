@@ -979,6 +979,66 @@ fn fuzzy_plus_detail_as_real_cyrus() {
     assert_eq!(ours_out, theirs_out);
 }
 
+/// POP3 logins naming a folder (`user+folder`) under `popsubfolders`,
+/// by USER/PASS and by AUTH PLAIN (as authorization or authentication
+/// identity): the answer and the maildrop each one gets.
+const POPSUB_SESSION: &str = r#"
+import imaplib, poplib, sys, json
+iport, pport = int(sys.argv[1]), int(sys.argv[2])
+M = imaplib.IMAP4('127.0.0.1', iport); M.login('u7', 'testpw')
+for f in ('Sub', 'Sub/Deep', 'Other'):
+    M.create(f)
+M.append('INBOX', None, None, b'Subject: in inbox\r\n\r\nx\r\n')
+M.append('Sub', None, None, b'Subject: in sub\r\n\r\nx\r\n')
+M.append('Sub/Deep', None, None, b'Subject: in deep\r\n\r\nx\r\n')
+log = []
+def pop(user, pw='testpw', auth=None):
+    P = poplib.POP3('127.0.0.1', pport)
+    try:
+        if auth:
+            r = P._shortcmd('AUTH PLAIN ' + auth)
+        else:
+            P.user(user)
+            r = P.pass_(pw)
+        st = P.stat()
+        msgs = [b' '.join(P.retr(i + 1)[1][:1]).decode() for i in range(st[0])]
+        log.append([user, r.decode().split(' SESSIONID')[0], st[0], msgs])
+        P.quit()
+    except poplib.error_proto as e:
+        log.append([user, str(e)])
+for u in ('u7', 'u7+Sub', 'u7+sub', 'u7+Sub/Deep', 'u7+Sub.Deep', 'u7+Nosuch', 'u7+', 'u7+Other', 'U7+Sub'):
+    pop(u)
+pop('u7+Sub', pw='wrong')
+import base64
+pop('plain authz', auth=base64.b64encode(b'u7+Sub\0u7\0testpw').decode())
+pop('plain authc', auth=base64.b64encode(b'\0u7+Sub\0testpw').decode())
+print(json.dumps(log))
+"#;
+
+/// `popsubfolders` serves the same folders as the real Cyrus's pop3d,
+/// with the same answers.  One text differs on purpose: for a folder
+/// that does not exist Cyrus (with `autocreate_quota` set) says "Mailbox
+/// already exists", the error of its attempt to create the INBOX that
+/// does exist; we say "Mailbox does not exist".
+#[test]
+fn pop3_subfolders_as_real_cyrus() {
+    let Some((_d, mut ours, cyrus)) = ours_and_cyrus_with("popsubfolders: yes\n") else {
+        return;
+    };
+    let pop = ours.start_pop3d();
+    let ours_out = python(POPSUB_SESSION, &[&ours.imap_port.to_string(), &pop.to_string()]);
+    let theirs_out = python(POPSUB_SESSION, &[&cyrus.imap_port.to_string(), &cyrus.pop3_port.to_string()]);
+    for want in [
+        r#"["u7+Sub", "+OK Mailbox locked and ready", 1, ["Subject: in sub"]]"#,
+        r#"["u7+Sub/Deep", "+OK Mailbox locked and ready", 1, ["Subject: in deep"]]"#,
+        r#"["plain authz", "+OK Mailbox locked and ready", 1, ["Subject: in sub"]]"#,
+        r#"["u7+Nosuch", "b'-ERR [SYS/TEMP] Unable to open maildrop: Mailbox does not exist'"]"#,
+    ] {
+        assert!(ours_out.contains(want), "{want} not in {ours_out}");
+    }
+    assert_eq!(ours_out, theirs_out.replace("Mailbox already exists", "Mailbox does not exist"));
+}
+
 /// The two sessions' JSON compared after NORMALISE: the report, ending
 /// `DIFFS n OF m`.  `MUMAIL_KEEP_DIFF=path` keeps it and both sides.
 fn differential(d: &Path, ours_out: &str, theirs_out: &str) -> String {

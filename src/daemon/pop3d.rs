@@ -62,6 +62,9 @@ struct Session {
     sid: String,
     /// The name given by USER, waiting for PASS.
     user: Option<String>,
+    /// `popsubfolders`: the folder named in the login (`u7+Lists`),
+    /// served in place of INBOX.
+    subfolder: Option<String>,
     /// Logged in.
     txn: Option<Txn>,
     /// poptimeout.
@@ -102,6 +105,7 @@ impl crate::server::Service for Pop3d {
             peer,
             sid: self.ctx.session_id(),
             user: None,
+            subfolder: None,
             txn: None,
             idle: idle(&self.ctx),
         };
@@ -353,10 +357,9 @@ impl Session {
                 let [authz, authc, pass] = parts[..] else {
                     return self.reply("-ERR [AUTH] authenticating: bad protocol / cancel").await;
                 };
-                let (authz, authc) = (
-                    String::from_utf8_lossy(authz).into_owned(),
-                    String::from_utf8_lossy(authc).into_owned(),
-                );
+                let (authz, zsub) = self.split_subfolder(&String::from_utf8_lossy(authz));
+                let (authc, csub) = self.split_subfolder(&String::from_utf8_lossy(authc));
+                self.subfolder = if authz.is_empty() { csub } else { zsub };
                 // A Murder front end logs in as proxy_authname for the
                 // user: allowed to admins and `proxyservers`, as Cyrus.
                 if !authz.is_empty() && authz != authc {
@@ -366,7 +369,7 @@ impl Session {
                     }
                     return self.login_as(&authz, &authc, Some(Secret::new(pass.to_vec())), "PLAIN").await;
                 }
-                self.login(&authc, Secret::new(pass.to_vec()), "PLAIN").await
+                self.login_as(&authc, &authc, Some(Secret::new(pass.to_vec())), "PLAIN").await
             }
             "LOGIN" => {
                 let user = match ir {
@@ -390,7 +393,25 @@ impl Session {
     }
 
     async fn login(&mut self, user: &str, pass: Secret<Vec<u8>>, mech: &str) -> IoResult {
-        self.login_as(user, user, Some(pass), mech).await
+        let (user, sub) = self.split_subfolder(user);
+        self.subfolder = sub;
+        self.login_as(&user, &user, Some(pass), mech).await
+    }
+
+    /// `popsubfolders`: `user+folder` (with `virtdomains`,
+    /// `user+folder@domain`) is the user and one of their folders; the
+    /// folder is taken out of the name before the password check, as
+    /// Cyrus's does.
+    fn split_subfolder(&self, id: &str) -> (String, Option<String>) {
+        let Some(plus) = id.find('+').filter(|_| self.ctx.conf.get_switch("popsubfolders")) else {
+            return (id.to_string(), None);
+        };
+        let end = if self.ctx.store.cfg.virtdomains {
+            id[plus..].find('@').map_or(id.len(), |n| plus + n)
+        } else {
+            id.len()
+        };
+        (format!("{}{}", &id[..plus], &id[end..]), Some(id[plus + 1..end].to_string()))
     }
 
     /// AUTH GSSAPI (RFC 4752 over RFC 5034).
@@ -497,13 +518,24 @@ impl Session {
         let create = ctx.autocreate_allowed(user).await.unwrap_or(false);
         let who = user.to_string();
         let ib = inbox.clone();
+        // `popsubfolders`: `user+folder` serves that folder (`user+`,
+        // INBOX).
+        let mb = match self.subfolder.take().filter(|f| !f.is_empty()) {
+            Some(f) => crate::store::names::detail_mailbox(&inbox, &f, cfg.unixhierarchysep),
+            None => inbox.clone(),
+        };
         let res = tokio::task::spawn_blocking(move || -> Result<Result<Drop_, &'static str>, StoreError> {
             if create {
                 super::cyrus::autocreate_inbox(&ctx, &ib)?;
             }
-            let Some(e) = ctx.store.lookup(&ib)? else {
-                return Ok(Err("-ERR [SYS/PERM] Unable to locate maildrop"));
+            let Some(e) = ctx.store.lookup(&mb)? else {
+                return Ok(Err(if mb == ib {
+                    "-ERR [SYS/PERM] Unable to locate maildrop"
+                } else {
+                    "-ERR [SYS/TEMP] Unable to open maildrop: Mailbox does not exist"
+                }));
             };
+            let ib = mb;
             let mut ids: Vec<&str> = vec![&who, "anyone"];
             ids.extend(groups.iter().map(String::as_str));
             if useacl && !super::imapd::mailboxes::rights_of(&e.acl, &ids).contains('r') {

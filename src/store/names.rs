@@ -166,6 +166,18 @@ pub fn split_userid(userid: &str, virtdomains: bool, defaultdomain: &str) -> (St
     (userid.to_string(), String::new())
 }
 
+/// The internal name of a user's folder given as `detail` in an address
+/// or a login (`u7+Lists/2024`): its levels split at the hierarchy
+/// separator, a `.` within a level kept as `^` under `unixhierarchysep`.
+pub fn detail_mailbox(inbox: &str, detail: &str, unixhierarchysep: bool) -> String {
+    let sep = if unixhierarchysep { '/' } else { '.' };
+    let parts: Vec<String> = detail
+        .split(sep)
+        .map(|c| if unixhierarchysep { c.replace('.', "^") } else { c.to_string() })
+        .collect();
+    format!("{inbox}.{}", parts.join("."))
+}
+
 /// A user's INBOX from a userid (LMTP recipients, admin tools).
 pub fn user_inbox(userid: &str, unixhierarchysep: bool, virtdomains: bool, defaultdomain: &str) -> Result<String, NameError> {
     let (u, d) = split_userid(userid, virtdomains, defaultdomain);

@@ -543,14 +543,7 @@ impl Session {
         }
         let quota_kb = cfg.autocreate_quota;
         let quota_msgs = cfg.autocreate_quota_messages;
-        let sep = if cfg.unixhierarchysep { '/' } else { '.' };
-        let detail_box = detail.map(|d| {
-            let parts: Vec<String> = d
-                .split(sep)
-                .map(|c| if sep == '/' { c.replace('.', "^") } else { c.to_string() })
-                .collect();
-            format!("{inbox}.{}", parts.join("."))
-        });
+        let detail_box = detail.map(|d| crate::store::names::detail_mailbox(&inbox, &d, cfg.unixhierarchysep));
         let who = self.ident.clone();
         let fuzzy = ctx.conf.get_switch("lmtp_fuzzy_mailbox_match");
         let excluded: Vec<String> = ctx
