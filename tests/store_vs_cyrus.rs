@@ -1039,6 +1039,79 @@ fn pop3_subfolders_as_real_cyrus() {
     assert_eq!(ours_out, theirs_out.replace("Mailbox already exists", "Mailbox does not exist"));
 }
 
+/// What a server tells of itself: the IMAP, POP3 and LMTP greetings,
+/// IMAP's ID, POP3's CAPA and the Received header of a delivery, the
+/// capability lists and challenges left out.
+const SERVERINFO_SESSION: &str = r#"
+import socket, sys, json, re, time, imaplib
+iport, pport, lsock = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+M = imaplib.IMAP4('127.0.0.1', iport); M.login('u7', 'testpw')
+out = []
+def until(s, end):
+    data = b''
+    while not data.endswith(end):
+        try:
+            d = s.recv(4096)
+        except socket.timeout:
+            raise Exception('timed out after %r' % data)
+        if not d: break
+        data += d
+    return data.decode()
+s = socket.create_connection(('127.0.0.1', iport)); s.settimeout(10)
+out.append(re.sub(r'\[CAPABILITY [^]]*\]', '[CAPABILITY]', until(s, b'\r\n')))
+s.sendall(b'a ID NIL\r\n'); out.append(until(s, b'a OK Completed\r\n'))
+s = socket.create_connection(('127.0.0.1', pport)); s.settimeout(10)
+out.append(re.sub(r'<[^>]*>', '<challenge>', until(s, b'\r\n')))
+s.sendall(b'CAPA\r\n'); out.append([l for l in until(s, b'\r\n.\r\n').split('\r\n') if l.startswith('IMPLEMENTATION')])
+s = socket.socket(socket.AF_UNIX); s.connect(lsock); s.settimeout(10)
+out.append(until(s, b'\r\n'))
+s.sendall(b'LHLO x\r\n'); until(s, b'>\r\n')
+s.sendall(b'MAIL FROM:<a@b>\r\nRCPT TO:<u7>\r\nDATA\r\n'); until(s, b'354 go ahead\r\n')
+s.sendall(b'Subject: si\r\n\r\nx\r\n.\r\n'); until(s, b'\r\n')
+M.select('INBOX')
+typ, r = M.fetch('1', '(BODY.PEEK[HEADER.FIELDS (RECEIVED)])')
+out.append(r[0][1].decode().split(' with ')[0])
+print(json.dumps(out))
+"#;
+
+/// `serverinfo: min` and `off` leave out of greetings, ID, CAPA and the
+/// Received header what the real Cyrus leaves out: the product and
+/// version (min), and the server name too (off; LMTP keeps it).
+#[test]
+fn serverinfo_as_real_cyrus() {
+    for (value, want) in [
+        (
+            "min",
+            r#"["* OK [CAPABILITY] backend1 server ready\r\n", "* ID (\"name\" \"Cyrus IMAPD\" \"vendor\" \"#,
+        ),
+        (
+            "off",
+            r#"["* OK [CAPABILITY] server ready\r\n", "* ID NIL\r\na OK Completed\r\n", "+OK server ready <challenge>\r\n", [], "220 backend1 server ready\r\n", "Received: from x ([unix socket])\r\n\t by backend1"]"#,
+        ),
+    ] {
+        let Some((_d, mut ours, cyrus)) = ours_and_cyrus_with(&format!("serverinfo: {value}\n")) else {
+            return;
+        };
+        let pop = ours.start_pop3d();
+        let ours_out = python(
+            SERVERINFO_SESSION,
+            &[&ours.imap_port.to_string(), &pop.to_string(), ours.lmtp_sock.to_str().unwrap()],
+        );
+        let theirs_out = python(
+            SERVERINFO_SESSION,
+            &[
+                &cyrus.imap_port.to_string(),
+                &cyrus.pop3_port.to_string(),
+                cyrus.lmtp_sock.to_str().unwrap(),
+            ],
+        );
+        assert!(ours_out.contains(want), "{value}: {want} not in {ours_out}");
+        assert!(!ours_out.contains("3.6.1"), "{value}: {ours_out}");
+        // Our ID names us as the vendor.
+        assert_eq!(ours_out, theirs_out.replace(r#"\"Project Cyrus\""#, r#"\"mumail\""#), "{value}");
+    }
+}
+
 /// The two sessions' JSON compared after NORMALISE: the report, ending
 /// `DIFFS n OF m`.  `MUMAIL_KEEP_DIFF=path` keeps it and both sides.
 fn differential(d: &Path, ours_out: &str, theirs_out: &str) -> String {

@@ -352,6 +352,43 @@ impl Ctx {
     }
 }
 
+/// `serverinfo` (on, min, off): how much of itself a server tells its
+/// clients in greetings, POP3's CAPA and IMAP's ID, as Cyrus: on, the
+/// server name, product and version; min, the server name; off, nothing
+/// (LMTP, whose clients are the mail hubs, keeps the server name).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ServerInfo {
+    On,
+    Min,
+    Off,
+}
+
+impl ServerInfo {
+    pub fn of(conf: &ImapdConf) -> ServerInfo {
+        match conf.get("serverinfo").map(str::to_ascii_lowercase).as_deref() {
+            Some("off") => ServerInfo::Off,
+            Some("min") => ServerInfo::Min,
+            _ => ServerInfo::On,
+        }
+    }
+
+    /// What a greeting says before "server ready": `host Cyrus IMAP
+    /// 3.6.1 `, `host ` or nothing (`product`: IMAP, POP3, LMTP).
+    pub fn greeting(self, host: &str, product: &str) -> String {
+        match self {
+            ServerInfo::On => format!("{host} Cyrus {product} {} ", super::lmtpd::CYRUS_VERSION),
+            ServerInfo::Min => format!("{host} "),
+            ServerInfo::Off if product == "LMTP" => format!("{host} "),
+            ServerInfo::Off => String::new(),
+        }
+    }
+
+    /// POP3 CAPA's IMPLEMENTATION line (with CRLF), only when on.
+    pub fn implementation(self) -> Option<String> {
+        (self == ServerInfo::On).then(|| format!("IMPLEMENTATION Cyrus POP3 {}", super::lmtpd::CYRUS_VERSION))
+    }
+}
+
 /// A capability list as imapd.conf makes it: LITERAL- in place of
 /// LITERAL+ under `literalminus` (RFC 7888), and without those
 /// `suppress_capabilities` names (as they appear in the list, case and

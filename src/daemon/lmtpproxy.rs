@@ -239,9 +239,8 @@ impl Session {
     async fn run(&mut self) -> std::io::Result<()> {
         let p = self.p.clone();
         self.reply(&format!(
-            "220 {} Cyrus LMTP {} server ready",
-            p.front.servername,
-            super::lmtpd::CYRUS_VERSION
+            "220 {}server ready",
+            super::cyrus::ServerInfo::of(&p.front.conf).greeting(&p.front.servername, "LMTP")
         ))
         .await?;
         loop {

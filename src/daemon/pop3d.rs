@@ -9,7 +9,6 @@
 //! `popexpiretime`, `allowplaintext`, `autocreate_quota` as in Cyrus.
 
 use super::cyrus::Ctx;
-use super::lmtpd::CYRUS_VERSION;
 use crate::mail::Secret;
 use crate::server::listen::Io;
 use crate::server::Conn;
@@ -191,7 +190,8 @@ impl Session {
         let mut rnd = [0u8; 8];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd);
         self.reply(&format!(
-            "+OK {host} Cyrus POP3 {CYRUS_VERSION} server ready <{}.{now}@{host}>",
+            "+OK {}server ready <{}.{now}@{host}>",
+            super::cyrus::ServerInfo::of(&self.ctx.conf).greeting(&host, "POP3"),
             u64::from_le_bytes(rnd)
         ))
         .await?;
@@ -831,7 +831,7 @@ fn capa_text(ctx: &Ctx, before: Option<BeforeLogin>) -> String {
     if before.as_ref().is_some_and(|b| b.plaintext) {
         lines.push("USER".into());
     }
-    lines.push(format!("IMPLEMENTATION Cyrus POP3 {CYRUS_VERSION}"));
+    lines.extend(super::cyrus::ServerInfo::of(&ctx.conf).implementation());
     lines.push(".".into());
     let mut text = lines.join("\r\n");
     text.push_str("\r\n");

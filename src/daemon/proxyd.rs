@@ -10,6 +10,7 @@
 //! (`imap_proxy`): other users' and shared folders on other back ends,
 //! LIST merged across back ends, cross-back-end COPY/MOVE, referrals.
 
+use super::cyrus::ServerInfo;
 use super::front::{backend_line, pipe, Front};
 use super::imapd::io::{CommandLimits, Frame, Input, Output, ReadError, MAX_SMALL_LITERAL};
 use crate::mail::Secret;
@@ -271,10 +272,9 @@ impl Session {
 
     async fn imap(&mut self) -> Result<Option<Joined>, ReadError> {
         let greet = format!(
-            "* OK [CAPABILITY {}] {} Cyrus IMAP {} server ready\r\n",
+            "* OK [CAPABILITY {}] {}server ready\r\n",
             self.imap_caps(),
-            self.p.front.servername,
-            super::lmtpd::CYRUS_VERSION
+            ServerInfo::of(&self.p.front.conf).greeting(&self.p.front.servername, "IMAP"),
         );
         self.out(&greet).await?;
         loop {
@@ -445,8 +445,8 @@ impl Session {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.out(&format!(
-            "+OK {host} Cyrus POP3 {} server ready <{}.{now}@{host}>\r\n",
-            super::lmtpd::CYRUS_VERSION,
+            "+OK {}server ready <{}.{now}@{host}>\r\n",
+            ServerInfo::of(&self.p.front.conf).greeting(&host, "POP3"),
             std::process::id()
         ))
         .await?;
@@ -469,7 +469,11 @@ impl Session {
                         c.push_str("SASL PLAIN\r\nUSER\r\n");
                     }
                     c.push_str("TOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n");
-                    c.push_str(&format!("IMPLEMENTATION Cyrus POP3 {}\r\n.\r\n", super::lmtpd::CYRUS_VERSION));
+                    if let Some(i) = ServerInfo::of(&self.p.front.conf).implementation() {
+                        c.push_str(&i);
+                        c.push_str("\r\n");
+                    }
+                    c.push_str(".\r\n");
                     self.out(&c).await?;
                 }
                 "STLS" if self.p.tls.is_some() && !self.tls => {

@@ -17,7 +17,7 @@ mod urlauth;
 mod xfer;
 mod xfer_sync;
 
-use super::cyrus::Ctx;
+use super::cyrus::{Ctx, ServerInfo};
 use crate::mail::Secret;
 use crate::proto::imap::command::{self, Command, Kind};
 use crate::server::listen::Io;
@@ -329,15 +329,15 @@ impl Session {
     async fn run(&mut self) -> Res {
         let greet = if self.user.is_some() {
             format!(
-                "* PREAUTH [CAPABILITY {}] {} Cyrus IMAP {CYRUS_VERSION} server ready\r\n",
+                "* PREAUTH [CAPABILITY {}] {}server ready\r\n",
                 self.capabilities(),
-                self.ctx.servername
+                ServerInfo::of(&self.ctx.conf).greeting(&self.ctx.servername, "IMAP")
             )
         } else {
             format!(
-                "* OK [CAPABILITY {}] {} Cyrus IMAP {CYRUS_VERSION} server ready\r\n",
+                "* OK [CAPABILITY {}] {}server ready\r\n",
                 self.capabilities(),
-                self.ctx.servername
+                ServerInfo::of(&self.ctx.conf).greeting(&self.ctx.servername, "IMAP")
             )
         };
         self.out(&greet).await?;
@@ -444,13 +444,18 @@ impl Session {
                 self.logout = true;
                 self.tagged(&tag, "OK Completed").await
             }
-            Kind::Id if !self.ctx.conf.get_switch("imapidresponse") => {
+            Kind::Id if !self.ctx.conf.get_switch("imapidresponse") || ServerInfo::of(&self.ctx.conf) == ServerInfo::Off => {
                 self.out("* ID NIL\r\n").await?;
                 self.tagged(&tag, "OK Completed").await
             }
             Kind::Id => {
+                // serverinfo min: without the version.
+                let version = match ServerInfo::of(&self.ctx.conf) {
+                    ServerInfo::On => format!(" \"version\" \"{CYRUS_VERSION}\""),
+                    _ => String::new(),
+                };
                 self.out(&format!(
-                    "* ID (\"name\" \"Cyrus IMAPD\" \"version\" \"{CYRUS_VERSION}\" \"vendor\" \"mumail\" \"support-url\" \"https://www.cyrusimap.org\")\r\n"
+                    "* ID (\"name\" \"Cyrus IMAPD\"{version} \"vendor\" \"mumail\" \"support-url\" \"https://www.cyrusimap.org\")\r\n"
                 ))
                 .await?;
                 self.tagged(&tag, "OK Completed").await

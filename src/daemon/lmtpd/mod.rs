@@ -207,8 +207,11 @@ impl Session {
 
     async fn run(&mut self) -> IoResult {
         let ctx = self.d.ctx.clone();
-        self.reply(&format!("220 {} Cyrus LMTP {CYRUS_VERSION} server ready", ctx.servername))
-            .await?;
+        self.reply(&format!(
+            "220 {}server ready",
+            super::cyrus::ServerInfo::of(&ctx.conf).greeting(&ctx.servername, "LMTP")
+        ))
+        .await?;
         loop {
             let line = match self.next_line().await? {
                 None => return Ok(()),
@@ -720,9 +723,14 @@ impl Session {
             format!("[{}]", self.peer)
         };
         let date = rfc822_date();
+        // The version only under `serverinfo: on`, as Cyrus.
+        let version = match super::cyrus::ServerInfo::of(&ctx.conf) {
+            super::cyrus::ServerInfo::On => format!(" (Cyrus {CYRUS_VERSION})"),
+            _ => String::new(),
+        };
         msg.extend_from_slice(
             format!(
-                "Received: from {} ({client})\r\n\t by {} (Cyrus {CYRUS_VERSION}) with LMTPA;\r\n\t {date}\r\nX-Cyrus-Session-Id: {}\r\n",
+                "Received: from {} ({client})\r\n\t by {}{version} with LMTPA;\r\n\t {date}\r\nX-Cyrus-Session-Id: {}\r\n",
                 self.lhlo, ctx.servername, self.sid
             )
             .as_bytes(),
