@@ -1112,6 +1112,57 @@ fn serverinfo_as_real_cyrus() {
     }
 }
 
+/// SETACL, DELETEACL, MYRIGHTS, GETACL, LISTRIGHTS and SELECT by a
+/// user on their own INBOX and folders, with their own rights taken
+/// away by themselves and by an admin.
+const OWNER_RIGHTS_SESSION: &str = r#"
+import imaplib, sys, re
+iport = int(sys.argv[1])
+imaplib.Commands['LISTRIGHTS'] = ('AUTH', 'SELECTED')
+imaplib.Commands['MYRIGHTS'] = ('AUTH', 'SELECTED')
+def run(M, *a):
+    typ, r = M._simple_command(*a)
+    u = {k: v for k, v in M.untagged_responses.items() if k in ('ACL', 'MYRIGHTS', 'LIST', 'EXISTS', 'LISTRIGHTS')}
+    M.untagged_responses.clear()
+    line = '%r %s %r %r' % (a, typ, r, u)
+    print(re.sub(r'MAILBOXID \([^)]*\)|[0-9.]+ secs [0-9]+ calls', 'X', line))
+M = imaplib.IMAP4('127.0.0.1', iport); M.login('u7', 'testpw')
+A = imaplib.IMAP4('127.0.0.1', iport); A.login('md5u', 'testpw')
+run(M, 'CREATE', 'F'); run(M, 'CREATE', 'G')
+for mb in ('INBOX', 'F'):
+    for r in ('""', 'lr', 'lrswipkxtecdan', '-w', '+w', 'lkxan', '-lkxan', 'lrswipkxte'):
+        run(M, 'SETACL', mb, 'u7', r); run(M, 'MYRIGHTS', mb)
+    run(M, 'DELETEACL', mb, 'u7'); run(M, 'MYRIGHTS', mb); run(M, 'GETACL', mb)
+run(M, 'SETACL', 'G', 'u7', 'lrswipkxtecdan')
+run(A, 'SETACL', 'user/u7/G', 'u7', '""'); run(A, 'GETACL', 'user/u7/G')
+run(M, 'MYRIGHTS', 'G'); run(M, 'GETACL', 'G'); run(M, 'SELECT', 'G'); run(M, 'LIST', '""', 'G'); run(M, 'LISTRIGHTS', 'G', 'u7')
+run(M, 'SETACL', 'G', 'u7', 'lr'); run(M, 'MYRIGHTS', 'G'); run(M, 'SELECT', 'G')
+run(M, 'SETACL', 'G', 'anyone', 'lr'); run(M, 'SETACL', 'G', '-u7', 'r'); run(M, 'MYRIGHTS', 'G'); run(M, 'SETACL', 'G', '-u7', 'l'); run(M, 'MYRIGHTS', 'G')
+run(M, 'DELETE', 'G')
+"#;
+
+/// The owner of a mailbox keeps `implicit_owner_rights` (lkxan) as the
+/// real Cyrus does: a user cannot take them from themselves ("NO
+/// Permission denied"), an admin's change keeps them, and they count
+/// whatever the ACL says (a user could lock themselves out of their own
+/// INBOX before).
+#[test]
+fn owner_rights_as_real_cyrus() {
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_here() else {
+        return;
+    };
+    let ours_out = python(OWNER_RIGHTS_SESSION, &[&ours.imap_port.to_string()]);
+    let theirs_out = python(OWNER_RIGHTS_SESSION, &[&cyrus.imap_port.to_string()]);
+    for want in [
+        "('SETACL', 'INBOX', 'u7', '\"\"') NO [b'Permission denied']",
+        "('MYRIGHTS', 'G') OK [b'Completed'] {'MYRIGHTS': [b'G lkxcan']}",
+        "{'ACL': [b'user/u7/G u7 lkxcan']}",
+    ] {
+        assert!(ours_out.contains(want), "{want} not in {ours_out}");
+    }
+    assert_eq!(ours_out, theirs_out);
+}
+
 /// The two sessions' JSON compared after NORMALISE: the report, ending
 /// `DIFFS n OF m`.  `MUMAIL_KEEP_DIFF=path` keeps it and both sides.
 fn differential(d: &Path, ours_out: &str, theirs_out: &str) -> String {

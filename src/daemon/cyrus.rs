@@ -339,6 +339,13 @@ impl Ctx {
         self.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user)
     }
 
+    /// `implicit_owner_rights` (lkxan) in canonical form: the rights a
+    /// user always holds on their own mailboxes, whatever the ACL says.
+    pub fn implicit_owner_rights(&self) -> String {
+        let r = self.conf.get("implicit_owner_rights").unwrap_or("lkxan");
+        super::imapd::mailboxes::canonical_rights(r).unwrap_or_else(|_| "lkxcan".into())
+    }
+
     /// Checks a password with `sasl_pwcheck_method` (saslauthd only).
     /// `Err` is a temporary failure.
     pub async fn check_password(&self, user: &str, password: &Secret<Vec<u8>>) -> Result<bool, String> {

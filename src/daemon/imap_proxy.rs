@@ -207,13 +207,18 @@ impl Router {
         }
     }
 
-    /// The server of an active mailbox the user may look up (admins, or
-    /// `l` for the user or anyone in its ACL; groups are the back ends'
-    /// to resolve, so those are left to them).
+    /// The server of an active mailbox the user may look up (admins, the
+    /// owner, or `l` for the user or anyone in its ACL; groups are the
+    /// back ends' to resolve, so those are left to them).
     async fn visible_server(&self, ext: &str) -> Option<String> {
         let internal = self.ns.to_internal(ext).ok()?;
         let e = self.front.entry(&internal).await.ok()??;
-        let may = self.admin || crate::daemon::imapd::mailboxes::rights_of(&e.acl, &[&self.user, "anyone"]).contains('l');
+        use crate::daemon::imapd::mailboxes::{mailbox_owner, rights_of};
+        // The owner holds `implicit_owner_rights` (lkxan) whatever the ACL.
+        let implicit_l = self.front.conf.get("implicit_owner_rights").unwrap_or("lkxan").contains('l');
+        let may = self.admin
+            || (implicit_l && mailbox_owner(&internal).as_deref() == Some(self.user.as_str()))
+            || rights_of(&e.acl, &[&self.user, "anyone"]).contains('l');
         (e.state == State::Active && may).then(|| crate::store::murder::server_of(&e.location).to_string())
     }
 

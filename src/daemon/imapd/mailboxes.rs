@@ -11,6 +11,13 @@ use crate::store::{Cached, MailboxEntry, NewMessage, StoreError};
 use super::acl::acl_entry;
 pub use super::acl::{acl_with, canonical_rights, rights_of};
 
+/// The user owning a mailbox (`user.fred.Sent`: fred, with `@domain`
+/// under virtdomains), None for a shared one.
+pub fn mailbox_owner(name: &str) -> Option<String> {
+    let (owner, dom, is_user) = crate::store::names::owner_of(name);
+    is_user.then(|| if dom.is_empty() { owner } else { format!("{owner}@{dom}") }.replace('^', "."))
+}
+
 /// The special-use attributes of RFC 6154 (and RFC 8457's \Important)
 /// that CREATE accepts (and mumail-migrate carries over).
 pub const SPECIAL_USES: [&str; 8] = [
@@ -194,7 +201,13 @@ impl Session {
         }
         let mut ids: Vec<&str> = vec![user, "anyone"];
         ids.extend(self.groups.iter().map(String::as_str));
-        rights_of(&e.acl, &ids)
+        let rights = rights_of(&e.acl, &ids);
+        // The owner always holds `implicit_owner_rights`, as Cyrus: an ACL
+        // cannot lock a user out of their own mailboxes.
+        if mailbox_owner(&e.name).as_deref() == Some(user) {
+            return canonical_rights(&format!("{rights}{}", self.ctx.implicit_owner_rights())).unwrap_or(rights);
+        }
+        rights
     }
 
     /// Looks a mailbox up and checks a right; Cyrus answers "Mailbox does
@@ -1016,6 +1029,19 @@ impl Session {
                 (!merged.is_empty()).then_some(merged)
             }
         };
+        // The owner's own entry on their mailboxes keeps the implicit
+        // rights: a user may not take them away (Cyrus's "Permission
+        // denied"); an admin's change keeps them.
+        let new = if mailbox_owner(&e.name).as_deref() == Some(id.as_str()) {
+            let implicit = self.ctx.implicit_owner_rights();
+            let has = new.unwrap_or_default();
+            if !admin && !implicit.chars().all(|c| has.contains(c)) {
+                return self.tagged(tag, "NO Permission denied").await;
+            }
+            canonical_rights(&format!("{has}{implicit}")).ok()
+        } else {
+            new
+        };
         let acl = acl_with(&e.acl, &id, new.as_deref());
         let name = e.name.clone();
         match self.blocking(move |s| s.set_acl(&name, &acl)).await {
@@ -1317,17 +1343,17 @@ impl Session {
             Ok(e) => e,
             Err(t) => return self.tagged(tag, &t).await,
         };
-        let (owner, dom, is_user) = crate::store::names::owner_of(&e.name);
+        let (owner, _, is_user) = crate::store::names::owner_of(&e.name);
         let is_inbox = is_user && e.name.rsplit('!').next() == Some(format!("user.{owner}").as_str());
-        let owner_id = if dom.is_empty() { owner } else { format!("{owner}@{dom}") }.replace('^', ".");
-        // The owner (and admins) always hold l, k, x, a and n, as Cyrus.
-        // And anyone may post to a user's INBOX (Cyrus lists p as granted).
-        let implicit = if (is_user && owner_id == id) || self.ctx.is_admin(id) {
-            "lkxcan"
+        // The owner always holds `implicit_owner_rights` (l, k, x, a and
+        // n), admins those too, as Cyrus.  And anyone may post to a user's
+        // INBOX (Cyrus lists p as granted).
+        let implicit = if mailbox_owner(&e.name).as_deref() == Some(id) || self.ctx.is_admin(id) {
+            self.ctx.implicit_owner_rights()
         } else if id == "anyone" && is_inbox {
-            "p"
+            "p".into()
         } else {
-            ""
+            String::new()
         };
         let all = "lrswipkxtecdan0123456789";
         let mut line = b"* LISTRIGHTS ".to_vec();
