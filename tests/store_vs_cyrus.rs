@@ -1163,6 +1163,82 @@ fn owner_rights_as_real_cyrus() {
     assert_eq!(ours_out, theirs_out);
 }
 
+/// The alternate namespace with other prefixes, an extra special use,
+/// the plaintext login alert, and the tagged replies of LOGIN and
+/// AUTHENTICATE.
+const PREFIXES_SESSION: &str = r#"
+import imaplib, sys, re, socket, time
+iport = int(sys.argv[1])
+imaplib.Commands['SETMETADATA'] = ('AUTH', 'SELECTED')
+out = []
+def run(M, *a):
+    try:
+        typ, r = M._simple_command(*a)
+    except imaplib.IMAP4.error as e:
+        typ, r = 'BAD', str(e)
+    u = {k: v for k, v in sorted(M.untagged_responses.items()) if k in ('LIST', 'LSUB', 'NAMESPACE', 'STATUS', 'ALERT', 'OK')}
+    M.untagged_responses.clear()
+    line = '%r %s %r %r' % (a, typ, r, u)
+    out.append(re.sub(r'MAILBOXID \([^)]*\)|[0-9.]+ secs( [0-9]+ calls)?|UIDVALIDITY \d+', 'X', line))
+A = imaplib.IMAP4('127.0.0.1', iport); A.login('md5u', 'testpw')
+run(A, 'CREATE', 'news'); run(A, 'SETACL', 'news', 'anyone', 'lrs')
+Y = imaplib.IMAP4('127.0.0.1', iport); Y.login('yes1', 'testpw')
+run(Y, 'CREATE', 'proj'); run(Y, 'SETACL', 'proj', 'u7', 'lrs')
+M = imaplib.IMAP4('127.0.0.1', iport); M.login('u7', 'testpw'); M.untagged_responses.clear()
+run(M, 'NAMESPACE')
+run(M, 'LIST', '""', '*')
+run(M, 'LIST', '""', '%')
+run(M, 'LIST', '""', 'Others/%')
+run(M, 'STATUS', 'Others/yes1/proj', '(MESSAGES)')
+run(M, 'STATUS', 'Public/news', '(MESSAGES)')
+run(M, 'STATUS', '"Other Users/yes1/proj"', '(MESSAGES)')
+run(M, 'SUBSCRIBE', 'Public/news'); run(M, 'LSUB', '""', '*')
+run(M, 'CREATE', 'X1', '(USE (\\Foo))'); run(M, 'CREATE', 'X2', '(USE (\\Bar))'); run(M, 'CREATE', 'X3', '(USE (\\foo))')
+run(M, 'CREATE', 'S1', '(USE (\\Sent))'); run(M, 'CREATE', 'S2', '(USE (\\Sent))'); run(M, 'CREATE', 'S3')
+run(M, 'SETMETADATA', 'S3', '(/private/specialuse "\\\\Sent")'); run(M, 'SETMETADATA', 'S3', '(/private/specialuse "\\\\Junk")')
+run(M, 'SETMETADATA', 'S3', '(/private/specialuse "\\\\Sent \\\\Drafts")'); run(M, 'RENAME', 'S1', 'S1b')
+run(M, 'LIST', '(SPECIAL-USE)', '""', '*')
+for login in (b'a LOGIN u7 testpw\r\n', b'a AUTHENTICATE PLAIN AHU3AHRlc3Rwdw==\r\n'):
+    s = socket.create_connection(('127.0.0.1', iport)); s.settimeout(10); s.recv(4096)
+    s.sendall(login)
+    data = b''
+    while b'a OK' not in data:
+        data += s.recv(65536)
+    s.sendall(b'b NOOP\r\n')
+    while not data.endswith(b'b OK Completed\r\n'):
+        try:
+            data += s.recv(65536)
+        except socket.timeout:
+            raise Exception('timed out after %r' % data)
+    out.append(re.sub(rb'\[CAPABILITY [^]]*\]|SESSIONID=<[^>]*>', b'X', data).decode())
+print('\n'.join(out))
+"#;
+
+/// `userprefix` and `sharedprefix` name the alternate namespace's other
+/// users and shared folders, `specialuse_extra` admits more special
+/// uses, `plaintextloginalert` follows a LOGIN without TLS, and
+/// AUTHENTICATE's tagged reply is Cyrus's "Success (no protection)": all
+/// as the real Cyrus.
+#[test]
+fn namespace_prefixes_and_login_replies_as_real_cyrus() {
+    let conf =
+        "altnamespace: yes\nuserprefix: Others\nsharedprefix: Public\nspecialuse_extra: \\Foo\nplaintextloginalert: Please use TLS\n";
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_with(conf) else {
+        return;
+    };
+    let ours_out = python(PREFIXES_SESSION, &[&ours.imap_port.to_string()]);
+    let theirs_out = python(PREFIXES_SESSION, &[&cyrus.imap_port.to_string()]);
+    for want in [
+        r#"(("" "/")) (("Others/" "/")) (("Public/" "/"))"#,
+        "('CREATE', 'X1', '(USE (\\\\Foo))') OK",
+        "User logged in X\r\n* OK [ALERT] Please use TLS\r\n",
+        "Success (no protection) X\r\n",
+    ] {
+        assert!(ours_out.contains(want), "{want} not in {ours_out}");
+    }
+    assert_eq!(ours_out, theirs_out);
+}
+
 /// The two sessions' JSON compared after NORMALISE: the report, ending
 /// `DIFFS n OF m`.  `MUMAIL_KEEP_DIFF=path` keeps it and both sides.
 fn differential(d: &Path, ours_out: &str, theirs_out: &str) -> String {

@@ -166,7 +166,8 @@ impl Router {
             user,
             virtdomains,
             c.get("defaultdomain").unwrap_or(""),
-        );
+        )
+        .with_prefixes(c.get("userprefix"), c.get("sharedprefix"));
         let may_refer = !c.get_switch("proxyd_disable_mailbox_referrals");
         let status_referral = c.get_switch("proxyd_allow_status_referral");
         let admin = c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
@@ -231,6 +232,7 @@ impl Router {
             Some(owner) if owner != self.user => {
                 let vd = !self.ns.domain.is_empty() || owner.contains('@');
                 Namespace::new(self.ns.sep == '/', self.ns.alt, owner, vd, &self.ns.domain)
+                    .with_prefixes(Some(&self.ns.other_users), Some(&self.ns.shared))
                     .to_internal(&ext)
                     .ok()?
             }

@@ -34,6 +34,10 @@ pub struct Namespace {
     /// The user's local part, and domain ("" when none).
     pub user: String,
     pub domain: String,
+    /// With `alt`: the prefixes of other users' and of shared mailboxes
+    /// (`userprefix`, `sharedprefix`).
+    pub other_users: String,
+    pub shared: String,
 }
 
 impl Namespace {
@@ -44,7 +48,22 @@ impl Namespace {
             alt: altnamespace,
             user,
             domain,
+            other_users: OTHER_USERS.into(),
+            shared: SHARED_FOLDERS.into(),
         }
+    }
+
+    /// With imapd.conf's `userprefix` and `sharedprefix` (when set and
+    /// not empty) for the alternate namespace's other users and shared
+    /// mailboxes.
+    pub fn with_prefixes(mut self, userprefix: Option<&str>, sharedprefix: Option<&str>) -> Namespace {
+        if let Some(p) = userprefix.filter(|p| !p.is_empty()) {
+            self.other_users = p.to_string();
+        }
+        if let Some(p) = sharedprefix.filter(|p| !p.is_empty()) {
+            self.shared = p.to_string();
+        }
+        self
     }
 
     fn dom_prefix(&self) -> String {
@@ -100,13 +119,13 @@ impl Namespace {
             });
         }
         if self.alt {
-            if first == OTHER_USERS {
+            if first == self.other_users {
                 if comps.len() < 2 {
                     return Err(NameError::Invalid);
                 }
                 return Ok(format!("{dp}user.{}", enc(&comps[1..])));
             }
-            if first == SHARED_FOLDERS {
+            if first == self.shared {
                 if comps.len() < 2 {
                     return Err(NameError::Invalid);
                 }
@@ -143,9 +162,9 @@ impl Namespace {
         }
         if self.alt {
             if comps[0] == "user" {
-                return Some(format!("{OTHER_USERS}{s}{}", comps[1..].join(&s)));
+                return Some(format!("{}{s}{}", self.other_users, comps[1..].join(&s)));
             }
-            return Some(format!("{SHARED_FOLDERS}{s}{}", comps.join(&s)));
+            return Some(format!("{}{s}{}", self.shared, comps.join(&s)));
         }
         Some(comps.join(&s))
     }

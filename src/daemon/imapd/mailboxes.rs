@@ -31,12 +31,18 @@ pub const SPECIAL_USES: [&str; 8] = [
     "\\Trash",
 ];
 
-/// CREATE's USE list, canonically spelled and space-separated.
-fn special_use_list(uses: &[String]) -> Result<String, &'static str> {
-    let mut out: Vec<&str> = Vec::new();
+/// CREATE's USE list, canonically spelled and space-separated; `extra`
+/// is `specialuse_extra`, more attributes the site allows.
+fn special_use_list<'a>(uses: &[String], extra: &'a str) -> Result<String, &'static str> {
+    let mut out: Vec<&'a str> = Vec::new();
     for u in uses {
-        match SPECIAL_USES.iter().find(|s| s.eq_ignore_ascii_case(u)) {
-            Some(s) if !out.contains(s) => out.push(s),
+        match SPECIAL_USES
+            .iter()
+            .copied()
+            .chain(extra.split_whitespace())
+            .find(|s| s.eq_ignore_ascii_case(u))
+        {
+            Some(s) if !out.contains(&s) => out.push(s),
             Some(_) => {}
             None => return Err("NO [USEATTR] Invalid annotation entry"),
         }
@@ -189,6 +195,25 @@ impl Session {
         Some(e)
     }
 
+    /// Whether another mailbox of the same user already has one of
+    /// `uses` (a special use names one mailbox per user, as Cyrus
+    /// keeps it).
+    async fn special_use_conflict(&self, int: &str, uses: &str) -> bool {
+        let Some(owner) = mailbox_owner(int) else {
+            return false;
+        };
+        if uses.is_empty() {
+            return false;
+        }
+        let all = self.blocking(|s| s.special_uses()).await.unwrap_or_default();
+        all.iter().any(|(name, u)| {
+            name != int
+                && mailbox_owner(name).as_deref() == Some(owner.as_str())
+                && u.split_whitespace()
+                    .any(|x| uses.split_whitespace().any(|y| x.eq_ignore_ascii_case(y)))
+        })
+    }
+
     /// The logged-in user's rights on a mailbox.
     /// Mailboxes kept by a delayed DELETE are for admins only.
     pub fn rights(&self, e: &MailboxEntry) -> String {
@@ -308,10 +333,13 @@ impl Session {
                 return self.tagged(tag, "NO Invalid partition name").await;
             }
         }
-        let uses = match special_use_list(&uses) {
+        let uses = match special_use_list(&uses, self.ctx.conf.get("specialuse_extra").unwrap_or("")) {
             Ok(u) => u,
             Err(t) => return self.tagged(tag, t).await,
         };
+        if self.special_use_conflict(&int, &uses).await {
+            return self.tagged(tag, "NO [USEATTR] SPECIAL-USE flag conflict").await;
+        }
         let r = self
             .blocking(move |s| {
                 let e = s.create(&int, partition.as_deref(), None)?;
@@ -568,6 +596,8 @@ impl Session {
             Default::default()
         };
         let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+        let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+        let own = |int: &str| !inbox.is_empty() && (int == inbox || int.strip_prefix(inbox.as_str()).is_some_and(|r| r.starts_with('.')));
         for pat in patterns {
             let full = format!("{reference}{pat}");
             let fb = full.as_bytes();
@@ -606,6 +636,13 @@ impl Session {
                     continue;
                 }
                 let int = self.internal(&n).unwrap_or_default();
+                // RFC 3501 6.3.8: levels of hierarchy that are not
+                // mailboxes come back for `%`; for `*` Cyrus lists none
+                // outside the user's own (the other users' and shared
+                // prefixes, another user's root).
+                if !exists && fb.contains(&b'*') && !own(&int) {
+                    continue;
+                }
                 let is_sub = subs.contains(&int);
                 let child_prefix = format!("{n}{sep}");
                 if lsub && !is_sub {
@@ -1263,7 +1300,10 @@ impl Session {
                     None => special = Some(None),
                     Some(v) => {
                         let words: Vec<String> = String::from_utf8_lossy(&v).split_whitespace().map(String::from).collect();
-                        match special_use_list(&words) {
+                        match special_use_list(&words, self.ctx.conf.get("specialuse_extra").unwrap_or("")) {
+                            Ok(u) if self.special_use_conflict(&name, &u).await => {
+                                return self.tagged(tag, "NO SPECIAL-USE flag conflict").await
+                            }
                             Ok(u) => special = Some(Some(u)),
                             // METADATA's wording has no response code.
                             Err(_) => return self.tagged(tag, "NO Invalid annotation entry").await,

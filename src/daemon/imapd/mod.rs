@@ -80,13 +80,10 @@ where
         let cfg = &ctx.store.cfg;
         s.user = Some(u.to_string());
         s.groups = ctx.groups(u).await.unwrap_or_default();
-        s.ns = Some(Namespace::new(
-            cfg.unixhierarchysep,
-            cfg.altnamespace,
-            u,
-            cfg.virtdomains,
-            &cfg.defaultdomain,
-        ));
+        s.ns = Some(
+            Namespace::new(cfg.unixhierarchysep, cfg.altnamespace, u, cfg.virtdomains, &cfg.defaultdomain)
+                .with_prefixes(ctx.conf.get("userprefix"), ctx.conf.get("sharedprefix")),
+        );
     }
     let _ = s.run().await;
 }
@@ -508,8 +505,7 @@ impl Session {
                 let line = if ns.alt {
                     format!(
                         "* NAMESPACE ((\"\" \"{sep}\")) ((\"{}{sep}\" \"{sep}\")) ((\"{}{sep}\" \"{sep}\"))\r\n",
-                        crate::store::names::OTHER_USERS,
-                        crate::store::names::SHARED_FOLDERS
+                        ns.other_users, ns.shared
                     )
                 } else {
                     format!("* NAMESPACE ((\"INBOX{sep}\" \"{sep}\")) ((\"user{sep}\" \"{sep}\")) ((\"\" \"{sep}\"))\r\n")
@@ -660,7 +656,8 @@ impl Session {
         let cfg = &self.ctx.store.cfg;
         // Admins get the standard namespace (`user/<name>`), as in Cyrus.
         let alt = cfg.altnamespace && !self.ctx.is_admin(authzid);
-        let ns = Namespace::new(cfg.unixhierarchysep, alt, authzid, cfg.virtdomains, &cfg.defaultdomain);
+        let ns = Namespace::new(cfg.unixhierarchysep, alt, authzid, cfg.virtdomains, &cfg.defaultdomain)
+            .with_prefixes(self.ctx.conf.get("userprefix"), self.ctx.conf.get("sharedprefix"));
         self.groups = match self.ctx.groups(authzid).await {
             Ok(g) => g,
             Err(_) => {
@@ -696,8 +693,23 @@ impl Session {
         }
         let caps = self.capabilities();
         let sid = self.sid.clone();
-        self.tagged(tag, &format!("OK [CAPABILITY {caps}] User logged in SESSIONID=<{sid}>"))
-            .await
+        // Cyrus's words: LOGIN's, or AUTHENTICATE's with the protection
+        // the session has (no mechanism here negotiates a layer).
+        let done = match (mech, self.tls) {
+            ("plaintext", _) => "User logged in",
+            (_, true) => "Success (tls protection)",
+            (_, false) => "Success (no protection)",
+        };
+        self.tagged(tag, &format!("OK [CAPABILITY {caps}] {done} SESSIONID=<{sid}>"))
+            .await?;
+        // `plaintextloginalert`: after a LOGIN without TLS, as Cyrus.
+        if mech == "plaintext" && !self.tls {
+            if let Some(alert) = self.ctx.conf.get("plaintextloginalert").filter(|a| !a.is_empty()) {
+                let line = format!("* OK [ALERT] {alert}\r\n");
+                self.out(&line).await?;
+            }
+        }
+        Ok(())
     }
 
     /// AUTHENTICATE GSSAPI (RFC 4752): tokens as `+ base64` challenges.

@@ -203,13 +203,10 @@ impl Session {
         }
         let cfg = &self.ctx.store.cfg;
         let alt = cfg.altnamespace && !self.ctx.is_admin(owner);
-        Some(Namespace::new(
-            cfg.unixhierarchysep,
-            alt,
-            owner,
-            cfg.virtdomains,
-            &cfg.defaultdomain,
-        ))
+        Some(
+            Namespace::new(cfg.unixhierarchysep, alt, owner, cfg.virtdomains, &cfg.defaultdomain)
+                .with_prefixes(self.ctx.conf.get("userprefix"), self.ctx.conf.get("sharedprefix")),
+        )
     }
 
     /// The mailbox a URL names, seen by `owner`, with the owner's rights.
