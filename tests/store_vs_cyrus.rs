@@ -1239,6 +1239,54 @@ fn namespace_prefixes_and_login_replies_as_real_cyrus() {
     assert_eq!(ours_out, theirs_out);
 }
 
+/// A session whose selected mailbox another session deletes, then one
+/// whose selected mailbox is renamed away: what their next commands get.
+const VANISHED_SESSION: &str = r#"
+import imaplib, socket, sys, re
+iport = int(sys.argv[1])
+M2 = imaplib.IMAP4('127.0.0.1', iport); M2.login('u7', 'testpw')
+out = []
+for name, act in (('Gone', 'DELETE Gone'), ('Moved', 'RENAME Moved Moved2'), ('Kept', 'CREATE Other')):
+    M2._simple_command('CREATE', name)
+    s = socket.create_connection(('127.0.0.1', iport)); s.settimeout(10); s.recv(4096)
+    f = s.makefile('rb')
+    def cmd(line):
+        s.sendall(line + b'\r\n')
+        got = []
+        while True:
+            l = f.readline()
+            got.append(l)
+            if not l or l.startswith(line.split(b' ')[0] + b' '):
+                return got
+    cmd(b'a LOGIN u7 testpw')
+    cmd(b'b SELECT ' + name.encode())
+    M2._simple_command(*act.split(' ', 1))
+    for c in (b'c NOOP', b'd NOOP'):
+        got = cmd(c)
+        out.append([name, c.decode(), [re.sub(rb'\d+', b'N', l).decode() for l in got]])
+print('\n'.join(map(str, out)))
+"#;
+
+/// `disconnect_on_vanished_mailbox`: a session whose selected mailbox was
+/// deleted or renamed by another gets Cyrus's "* BYE Fatal error: Mailbox
+/// has been (re)moved" at its next command, and the connection closes.
+#[test]
+fn vanished_mailbox_disconnects_as_real_cyrus() {
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_with("disconnect_on_vanished_mailbox: yes\n") else {
+        return;
+    };
+    let ours_out = python(VANISHED_SESSION, &[&ours.imap_port.to_string()]);
+    let theirs_out = python(VANISHED_SESSION, &[&cyrus.imap_port.to_string()]);
+    for want in [
+        "['Gone', 'c NOOP', ['* BYE Fatal error: Mailbox has been (re)moved\\r\\n', '']]",
+        "['Moved', 'c NOOP', ['* BYE Fatal error: Mailbox has been (re)moved\\r\\n', '']]",
+        "['Kept', 'd NOOP', ['d OK Completed\\r\\n']]",
+    ] {
+        assert!(ours_out.contains(want), "{want} not in {ours_out}");
+    }
+    assert_eq!(ours_out, theirs_out);
+}
+
 /// The two sessions' JSON compared after NORMALISE: the report, ending
 /// `DIFFS n OF m`.  `MUMAIL_KEEP_DIFF=path` keeps it and both sides.
 fn differential(d: &Path, ours_out: &str, theirs_out: &str) -> String {

@@ -164,8 +164,8 @@ const UNLIMITED: u64 = i32::MAX as u64;
 const LINE_CAP: usize = 64 << 20;
 
 impl CommandLimits {
-    /// Fixed bounds for a reader that has no imapd.conf of its own (the
-    /// MUPDATE server, a front end before login uses `from_conf`).
+    /// Fixed bounds, for the MUPDATE server: `literal` for every literal,
+    /// words and quoted strings up to `MAX_LINE`.
     pub fn fixed(literal: u64) -> CommandLimits {
         CommandLimits {
             append: literal,

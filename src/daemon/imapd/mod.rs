@@ -376,6 +376,15 @@ impl Session {
                 }
                 Frame::Fatal(why) => return self.fatal(why).await,
             };
+            // `disconnect_on_vanished_mailbox`: the selected mailbox deleted
+            // or renamed by another session ends this one at its next
+            // command, as Cyrus.
+            if self.sel.is_some() && self.ctx.conf.get_switch("disconnect_on_vanished_mailbox") {
+                let name = self.sel.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                if let Ok(None) = self.blocking(move |s| s.lookup(&name)).await {
+                    return self.fatal("Fatal error: Mailbox has been (re)moved").await;
+                }
+            }
             let parsed = command::parse(&raw);
             // Cyrus checks the state before the arguments: a selected-state
             // command without a mailbox selected says so, even malformed.
