@@ -1287,6 +1287,78 @@ fn vanished_mailbox_disconnects_as_real_cyrus() {
     assert_eq!(ours_out, theirs_out);
 }
 
+/// Every kind of write under `readonly` on a mailbox holding a message
+/// delivered by LMTP (which `readonly` does not stop).
+const READONLY_SESSION: &str = r#"
+import socket, sys, re, smtplib
+iport, lsock, pport = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s0 = socket.create_connection(('127.0.0.1', iport)); s0.settimeout(10); s0.recv(4096)
+s0.sendall(b'a LOGIN u7 testpw\r\n'); s0.recv(65536)
+l = smtplib.LMTP(lsock); l.sendmail('a@b', ['u7'], b'Subject: ro\r\nMessage-ID: <ro@b>\r\n\r\nbody\r\n'); l.quit()
+out = []
+for user in (b'u7',):
+    s = socket.create_connection(('127.0.0.1', iport)); s.settimeout(10)
+    f = s.makefile('rb'); f.readline()
+    def cmd(line):
+        s.sendall(line + b'\r\n')
+        got = []
+        while True:
+            l = f.readline()
+            got.append(re.sub(rb'UIDVALIDITY \d+|MAILBOXID \([^)]*\)|[0-9.]+ secs?( \d+ calls)?|\[CAPABILITY [^]]*\]|SESSIONID=<[^>]*>|Cyrus [0-9][^)]*', b'X', l).decode())
+            if not l or l.startswith(line.split(b' ')[0] + b' '):
+                return got
+    cmd(b'a LOGIN ' + user + b' testpw')
+    mbox = b'INBOX'
+    for c in [b'b SELECT ' + mbox, b'c FETCH 1 (FLAGS BODY[TEXT])', b'd FETCH 1 FLAGS', b'e STORE 1 +FLAGS (\\Deleted)',
+              b'f EXPUNGE', b'g COPY 1 ' + mbox, b'h MOVE 1 ' + mbox, b'i CREATE ' + mbox + b'/x', b'j DELETE ' + mbox,
+              b'k RENAME ' + mbox + b' ' + mbox + b'2', b'l SETMETADATA ' + mbox + b' (/private/comment "x")',
+              b'm SETQUOTA user/u7 (STORAGE 100)', b'n SUBSCRIBE ' + mbox, b'o SETACL ' + mbox + b' anyone lr',
+              b'p EXAMINE ' + mbox, b'q STATUS ' + mbox + b' (MESSAGES UNSEEN)', b'r LOGOUT']:
+        out.append([user.decode(), c.decode(), cmd(c)])
+import poplib
+for _ in range(2):
+    P = poplib.POP3('127.0.0.1', pport); P.user('u7'); P.pass_('testpw')
+    try:
+        out.append(['pop3', P.stat()[0], P.dele(1)])
+    except poplib.error_proto as e:
+        out.append(['pop3', str(e)])
+    P.quit()
+print('\n'.join(map(str, out)))
+"#;
+
+/// `readonly`: SELECT examines, and every write (CREATE, DELETE,
+/// RENAME, APPEND, COPY, MOVE, STORE, EXPUNGE, SETACL, SETQUOTA,
+/// SETMETADATA, SUBSCRIBE, POP3's DELE) is refused with the real Cyrus's
+/// words; LMTP still delivers.
+#[test]
+fn readonly_as_real_cyrus() {
+    let Some((_d, mut ours, cyrus)) = ours_and_cyrus_with("readonly: yes\n") else {
+        return;
+    };
+    let pop = ours.start_pop3d().to_string();
+    let ours_out = python(
+        READONLY_SESSION,
+        &[&ours.imap_port.to_string(), ours.lmtp_sock.to_str().unwrap(), &pop],
+    );
+    let theirs_out = python(
+        READONLY_SESSION,
+        &[
+            &cyrus.imap_port.to_string(),
+            cyrus.lmtp_sock.to_str().unwrap(),
+            &cyrus.pop3_port.to_string(),
+        ],
+    );
+    for want in [
+        "['u7', 'i CREATE INBOX/x', ['i NO This connection is configured for read-only access\\r\\n']]",
+        "b OK [READ-ONLY] Completed",
+        "['pop3', \"b'-ERR [SYS/PERM] This connection is configured for read-only access'\"]",
+        "['u7', 'd FETCH 1 FLAGS', ['* 1 FETCH (FLAGS (\\\\Recent))\\r\\n', 'd OK Completed (X)\\r\\n']]",
+    ] {
+        assert!(ours_out.contains(want), "{want} not in {ours_out}");
+    }
+    assert_eq!(ours_out, theirs_out);
+}
+
 /// The two sessions' JSON compared after NORMALISE: the report, ending
 /// `DIFFS n OF m`.  `MUMAIL_KEEP_DIFF=path` keeps it and both sides.
 fn differential(d: &Path, ours_out: &str, theirs_out: &str) -> String {

@@ -894,7 +894,7 @@ impl Txn {
         match cmd {
             "QUIT" => self.drop.msgs.iter().any(|m| m.deleted),
             "RETR" | "TOP" => {
-                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") {
+                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") && !self.ctx.conf.get_switch("readonly") {
                     return true;
                 }
                 let num = arg.unwrap_or("").split_whitespace().next();
@@ -1012,7 +1012,7 @@ impl Txn {
                     return true;
                 };
                 stuffed(&data, top, out);
-                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") {
+                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") && !self.ctx.conf.get_switch("readonly") {
                     let _ = store.store_flags(&d.inbox, &[uid], FlagOp::Add, FLAG_SEEN, &[], None);
                 }
                 // A client taking the maildrop message by message, from a
@@ -1022,6 +1022,10 @@ impl Txn {
                 if !ahead.is_empty() {
                     crate::store::read_ahead(d.msgs[ahead].iter().map(|m| crate::store::message_file(&d.dir, m.uid)).collect());
                 }
+            }
+            // `readonly`: nothing is deleted, as Cyrus.
+            "DELE" if self.ctx.conf.get_switch("readonly") => {
+                reply(out, "-ERR [SYS/PERM] This connection is configured for read-only access")
             }
             "DELE" => match self.msg_no(arg) {
                 Ok(i) => {

@@ -36,6 +36,8 @@ pub use super::lmtpd::CYRUS_VERSION;
 const PREAUTH_IDLE: Duration = Duration::from_secs(60);
 /// Largest APPEND kept in memory when `maxmessagesize` is unset.
 pub const DEFAULT_APPEND_MAX: u64 = 64 << 20;
+/// Cyrus's refusal of a write under `readonly`.
+const READONLY: &str = "NO This connection is configured for read-only access";
 
 pub struct Imapd {
     pub ctx: Arc<Ctx>,
@@ -283,6 +285,11 @@ impl Session {
         c.push_str(" SASL-IR");
     }
 
+    /// `readonly`: the whole server is read-only to IMAP.
+    fn readonly(&self) -> bool {
+        self.ctx.conf.get_switch("readonly")
+    }
+
     /// `tls_required`: no authentication of any kind before TLS.
     fn tls_required(&self) -> bool {
         !self.tls && self.ctx.conf.get_switch("tls_required")
@@ -522,6 +529,25 @@ impl Session {
                 self.out(&line).await?;
                 self.tagged(&tag, "OK Completed").await
             }
+            // `readonly`: every mailbox is examined, nothing is written,
+            // as Cyrus (for a migration's last look at the old store).
+            Kind::Select(m, sp) if self.readonly() => Box::pin(self.select(&tag, &m, true, sp)).await,
+            Kind::Create(..)
+            | Kind::Delete(..)
+            | Kind::Rename(..)
+            | Kind::Subscribe(..)
+            | Kind::Unsubscribe(..)
+            | Kind::Append(..)
+            | Kind::SetQuota(..)
+            | Kind::SetAcl(..)
+            | Kind::DeleteAcl(..)
+            | Kind::SetMetadata(..)
+            | Kind::Reconstruct(..)
+            | Kind::Xfer(..)
+                if self.readonly() =>
+            {
+                self.tagged(&tag, READONLY).await
+            }
             Kind::Select(m, sp) => Box::pin(self.select(&tag, &m, false, sp)).await,
             Kind::Examine(m, sp) => Box::pin(self.select(&tag, &m, true, sp)).await,
             Kind::Create(m, part, uses) => Box::pin(self.create(&tag, &m, part, uses)).await,
@@ -567,6 +593,9 @@ impl Session {
                 self.tagged(&tag, "OK success").await
             }
             _ if self.sel.is_none() => self.tagged(&tag, "BAD Please select a mailbox first").await,
+            Kind::Copy(..) | Kind::Move(..) | Kind::Store { .. } | Kind::StoreAnnotation { .. } | Kind::Expunge(..) if self.readonly() => {
+                self.tagged(&tag, READONLY).await
+            }
             Kind::Check => {
                 Box::pin(self.sync(true)).await?;
                 self.tagged(&tag, "OK Completed").await
