@@ -1,6 +1,14 @@
 //! Cyrus ACL strings (`id\trights\t…`): the rights an identity holds
 //! (negative `-id` entries taken away), RFC 4314 rights in Cyrus's
-//! canonical form, and an ACL with one entry changed.
+//! canonical form, an ACL with one entry changed, and a mailbox's owner
+//! (who holds `implicit_owner_rights`).
+
+/// The user owning a mailbox (`user.fred.Sent`: fred, with `@domain`
+/// under virtdomains), None for a shared one.
+pub fn mailbox_owner(name: &str) -> Option<String> {
+    let (owner, dom, is_user) = crate::store::names::owner_of(name);
+    is_user.then(|| if dom.is_empty() { owner } else { format!("{owner}@{dom}") }.replace('^', "."))
+}
 
 /// Rights of an id in a Cyrus ACL string (`id\trights\t…`), with
 /// negative entries (`-id`) removing rights.

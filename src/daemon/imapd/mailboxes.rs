@@ -1,6 +1,6 @@
 //! Mailbox-level commands: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST,
-//! LSUB, STATUS, APPEND and ACL queries (quota: `quota.rs`; ACL strings: `acl.rs`); name translation and
-//! rights checks.
+//! LSUB, STATUS, APPEND and ACL queries (quota: `quota.rs`; ACL strings: `acl.rs`; special use:
+//! `specialuse.rs`); name translation and rights checks.
 
 use super::{Res, Session};
 use crate::proto::imap::command::AppendMsg;
@@ -9,46 +9,9 @@ use crate::store::names::NameError;
 use crate::store::{Cached, MailboxEntry, NewMessage, StoreError};
 
 use super::acl::acl_entry;
-pub use super::acl::{acl_with, canonical_rights, rights_of};
-
-/// The user owning a mailbox (`user.fred.Sent`: fred, with `@domain`
-/// under virtdomains), None for a shared one.
-pub fn mailbox_owner(name: &str) -> Option<String> {
-    let (owner, dom, is_user) = crate::store::names::owner_of(name);
-    is_user.then(|| if dom.is_empty() { owner } else { format!("{owner}@{dom}") }.replace('^', "."))
-}
-
-/// The special-use attributes of RFC 6154 (and RFC 8457's \Important)
-/// that CREATE accepts (and mumail-migrate carries over).
-pub const SPECIAL_USES: [&str; 8] = [
-    "\\All",
-    "\\Archive",
-    "\\Drafts",
-    "\\Flagged",
-    "\\Important",
-    "\\Junk",
-    "\\Sent",
-    "\\Trash",
-];
-
-/// CREATE's USE list, canonically spelled and space-separated; `extra`
-/// is `specialuse_extra`, more attributes the site allows.
-fn special_use_list<'a>(uses: &[String], extra: &'a str) -> Result<String, &'static str> {
-    let mut out: Vec<&'a str> = Vec::new();
-    for u in uses {
-        match SPECIAL_USES
-            .iter()
-            .copied()
-            .chain(extra.split_whitespace())
-            .find(|s| s.eq_ignore_ascii_case(u))
-        {
-            Some(s) if !out.contains(&s) => out.push(s),
-            Some(_) => {}
-            None => return Err("NO [USEATTR] Invalid annotation entry"),
-        }
-    }
-    Ok(out.join(" "))
-}
+pub use super::acl::{acl_with, canonical_rights, mailbox_owner, rights_of};
+use super::specialuse::special_use_list;
+pub use super::specialuse::SPECIAL_USES;
 
 /// STATUS items, in the order Cyrus 3.6 answers them (whatever the
 /// order asked).
@@ -193,25 +156,6 @@ impl Session {
             return Some(crate::store::names::mutf7_to_utf8(&e).unwrap_or(e));
         }
         Some(e)
-    }
-
-    /// Whether another mailbox of the same user already has one of
-    /// `uses` (a special use names one mailbox per user, as Cyrus
-    /// keeps it).
-    async fn special_use_conflict(&self, int: &str, uses: &str) -> bool {
-        let Some(owner) = mailbox_owner(int) else {
-            return false;
-        };
-        if uses.is_empty() {
-            return false;
-        }
-        let all = self.blocking(|s| s.special_uses()).await.unwrap_or_default();
-        all.iter().any(|(name, u)| {
-            name != int
-                && mailbox_owner(name).as_deref() == Some(owner.as_str())
-                && u.split_whitespace()
-                    .any(|x| uses.split_whitespace().any(|y| x.eq_ignore_ascii_case(y)))
-        })
     }
 
     /// The logged-in user's rights on a mailbox.

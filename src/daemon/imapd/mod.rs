@@ -12,6 +12,7 @@ mod search;
 mod selected;
 pub mod sort;
 pub mod sortcache;
+mod specialuse;
 mod sync;
 mod urlauth;
 mod xfer;
