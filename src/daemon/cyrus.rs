@@ -32,6 +32,13 @@ pub struct Ctx {
     /// The bounds on an IMAP command as read (`maxliteral`, `maxword`,
     /// `maxquoted`, `maxargssize`, `literalminus`, `maxmessagesize`).
     pub limits: super::imapd::io::CommandLimits,
+    /// Read once from imapd.conf, for the paths that ask per command or
+    /// per mailbox: `implicit_owner_rights` (canonical), `serverinfo`,
+    /// `readonly`, `disconnect_on_vanished_mailbox`.
+    pub implicit_rights: String,
+    pub server_info: ServerInfo,
+    pub readonly: bool,
+    pub disconnect_on_vanished: bool,
     sessions: AtomicU64,
     started: u64,
 }
@@ -210,8 +217,14 @@ impl Ctx {
             _ => super::imapd::DEFAULT_APPEND_MAX,
         };
         let limits = super::imapd::io::CommandLimits::from_conf(&conf, append);
+        let implicit_rights = super::imapd::mailboxes::canonical_rights(conf.get("implicit_owner_rights").unwrap_or("lkxan"))
+            .unwrap_or_else(|_| "lkxcan".into());
         Ok(Ctx {
             limits,
+            implicit_rights,
+            server_info: ServerInfo::of(&conf),
+            readonly: conf.get_switch("readonly"),
+            disconnect_on_vanished: conf.get_switch("disconnect_on_vanished_mailbox"),
             tls,
             gssapi,
             pts,
@@ -337,13 +350,6 @@ impl Ctx {
     /// `admins` (or `<service>_admins`), space-separated.
     pub fn is_admin(&self, user: &str) -> bool {
         self.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user)
-    }
-
-    /// `implicit_owner_rights` (lkxan) in canonical form: the rights a
-    /// user always holds on their own mailboxes, whatever the ACL says.
-    pub fn implicit_owner_rights(&self) -> String {
-        let r = self.conf.get("implicit_owner_rights").unwrap_or("lkxan");
-        super::imapd::mailboxes::canonical_rights(r).unwrap_or_else(|_| "lkxcan".into())
     }
 
     /// Checks a password with `sasl_pwcheck_method` (saslauthd only).

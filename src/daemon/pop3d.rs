@@ -191,7 +191,7 @@ impl Session {
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd);
         self.reply(&format!(
             "+OK {}server ready <{}.{now}@{host}>",
-            super::cyrus::ServerInfo::of(&self.ctx.conf).greeting(&host, "POP3"),
+            self.ctx.server_info.greeting(&host, "POP3"),
             u64::from_le_bytes(rnd)
         ))
         .await?;
@@ -831,7 +831,7 @@ fn capa_text(ctx: &Ctx, before: Option<BeforeLogin>) -> String {
     if before.as_ref().is_some_and(|b| b.plaintext) {
         lines.push("USER".into());
     }
-    lines.extend(super::cyrus::ServerInfo::of(&ctx.conf).implementation());
+    lines.extend(ctx.server_info.implementation());
     lines.push(".".into());
     let mut text = lines.join("\r\n");
     text.push_str("\r\n");
@@ -894,7 +894,7 @@ impl Txn {
         match cmd {
             "QUIT" => self.drop.msgs.iter().any(|m| m.deleted),
             "RETR" | "TOP" => {
-                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") && !self.ctx.conf.get_switch("readonly") {
+                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") && !self.ctx.readonly {
                     return true;
                 }
                 let num = arg.unwrap_or("").split_whitespace().next();
@@ -1012,7 +1012,7 @@ impl Txn {
                     return true;
                 };
                 stuffed(&data, top, out);
-                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") && !self.ctx.conf.get_switch("readonly") {
+                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") && !self.ctx.readonly {
                     let _ = store.store_flags(&d.inbox, &[uid], FlagOp::Add, FLAG_SEEN, &[], None);
                 }
                 // A client taking the maildrop message by message, from a
@@ -1024,9 +1024,7 @@ impl Txn {
                 }
             }
             // `readonly`: nothing is deleted, as Cyrus.
-            "DELE" if self.ctx.conf.get_switch("readonly") => {
-                reply(out, "-ERR [SYS/PERM] This connection is configured for read-only access")
-            }
+            "DELE" if self.ctx.readonly => reply(out, "-ERR [SYS/PERM] This connection is configured for read-only access"),
             "DELE" => match self.msg_no(arg) {
                 Ok(i) => {
                     self.drop.msgs[i].deleted = true;

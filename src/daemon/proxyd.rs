@@ -135,6 +135,20 @@ impl Session {
         Ok(())
     }
 
+    /// Counts `authzid`'s login in `maxlogins_per_user`/`_per_host`; past
+    /// a limit, logs and answers `refusal` ("tag NO", "-ERR") with
+    /// Cyrus's words and gives None.
+    async fn admit(&mut self, authzid: &str, refusal: &str) -> Result<Option<super::cyrus::LoginSlot>, ReadError> {
+        match self.p.logins.admit(&self.p.front.conf, authzid, &self.peer) {
+            Ok(s) => Ok(Some(s)),
+            Err(why) => {
+                self.p.front.log.error(&format!("Too many open connections ({why})"));
+                self.out(&format!("{refusal} Too many open connections ({why})\r\n")).await?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Ends the session as Cyrus's `fatal` does: an untagged BYE with
     /// the reason, which is logged.
     async fn fatal(&mut self, why: &str) -> Result<(), ReadError> {
@@ -396,13 +410,8 @@ impl Session {
         };
         match backend {
             Ok((ok, backend)) => {
-                let slot = match self.p.logins.admit(&self.p.front.conf, authzid, &self.peer) {
-                    Ok(s) => s,
-                    Err(why) => {
-                        self.p.front.log.error(&format!("Too many open connections ({why})"));
-                        self.out(&format!("{tag} NO Too many open connections ({why})\r\n")).await?;
-                        return Ok(None);
-                    }
+                let Some(slot) = self.admit(authzid, &format!("{tag} NO")).await? else {
+                    return Ok(None);
                 };
                 self.p.front.log.info(&format!(
                     "login: {} {authzid} {mech} User logged in SESSIONID=<{}> via {server}",
@@ -542,13 +551,8 @@ impl Session {
         };
         match backend {
             Ok((ok, backend)) => {
-                let slot = match self.p.logins.admit(&self.p.front.conf, authzid, &self.peer) {
-                    Ok(s) => s,
-                    Err(why) => {
-                        self.p.front.log.error(&format!("Too many open connections ({why})"));
-                        self.out(&format!("-ERR Too many open connections ({why})\r\n")).await?;
-                        return Ok(None);
-                    }
+                let Some(slot) = self.admit(authzid, "-ERR").await? else {
+                    return Ok(None);
                 };
                 self.p
                     .front

@@ -174,7 +174,7 @@ impl Session {
         // The owner always holds `implicit_owner_rights`, as Cyrus: an ACL
         // cannot lock a user out of their own mailboxes.
         if mailbox_owner(&e.name).as_deref() == Some(user) {
-            return canonical_rights(&format!("{rights}{}", self.ctx.implicit_owner_rights())).unwrap_or(rights);
+            return canonical_rights(&format!("{rights}{}", self.ctx.implicit_rights)).unwrap_or(rights);
         }
         rights
     }
@@ -1014,7 +1014,7 @@ impl Session {
         // rights: a user may not take them away (Cyrus's "Permission
         // denied"); an admin's change keeps them.
         let new = if mailbox_owner(&e.name).as_deref() == Some(id.as_str()) {
-            let implicit = self.ctx.implicit_owner_rights();
+            let implicit = &self.ctx.implicit_rights;
             let has = new.unwrap_or_default();
             if !admin && !implicit.chars().all(|c| has.contains(c)) {
                 return self.tagged(tag, "NO Permission denied").await;
@@ -1333,7 +1333,7 @@ impl Session {
         // n), admins those too, as Cyrus.  And anyone may post to a user's
         // INBOX (Cyrus lists p as granted).
         let implicit = if mailbox_owner(&e.name).as_deref() == Some(id) || self.ctx.is_admin(id) {
-            self.ctx.implicit_owner_rights()
+            self.ctx.implicit_rights.clone()
         } else if id == "anyone" && is_inbox {
             "p".into()
         } else {

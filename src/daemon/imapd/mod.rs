@@ -288,7 +288,7 @@ impl Session {
 
     /// `readonly`: the whole server is read-only to IMAP.
     fn readonly(&self) -> bool {
-        self.ctx.conf.get_switch("readonly")
+        self.ctx.readonly
     }
 
     /// `tls_required`: no authentication of any kind before TLS.
@@ -336,13 +336,13 @@ impl Session {
             format!(
                 "* PREAUTH [CAPABILITY {}] {}server ready\r\n",
                 self.capabilities(),
-                ServerInfo::of(&self.ctx.conf).greeting(&self.ctx.servername, "IMAP")
+                self.ctx.server_info.greeting(&self.ctx.servername, "IMAP")
             )
         } else {
             format!(
                 "* OK [CAPABILITY {}] {}server ready\r\n",
                 self.capabilities(),
-                ServerInfo::of(&self.ctx.conf).greeting(&self.ctx.servername, "IMAP")
+                self.ctx.server_info.greeting(&self.ctx.servername, "IMAP")
             )
         };
         self.out(&greet).await?;
@@ -387,7 +387,7 @@ impl Session {
             // `disconnect_on_vanished_mailbox`: the selected mailbox deleted
             // or renamed by another session ends this one at its next
             // command, as Cyrus.
-            if self.sel.is_some() && self.ctx.conf.get_switch("disconnect_on_vanished_mailbox") {
+            if self.sel.is_some() && self.ctx.disconnect_on_vanished {
                 let name = self.sel.as_ref().map(|s| s.name.clone()).unwrap_or_default();
                 if let Ok(None) = self.blocking(move |s| s.lookup(&name)).await {
                     return self.fatal("Fatal error: Mailbox has been (re)moved").await;
@@ -458,13 +458,13 @@ impl Session {
                 self.logout = true;
                 self.tagged(&tag, "OK Completed").await
             }
-            Kind::Id if !self.ctx.conf.get_switch("imapidresponse") || ServerInfo::of(&self.ctx.conf) == ServerInfo::Off => {
+            Kind::Id if !self.ctx.conf.get_switch("imapidresponse") || self.ctx.server_info == ServerInfo::Off => {
                 self.out("* ID NIL\r\n").await?;
                 self.tagged(&tag, "OK Completed").await
             }
             Kind::Id => {
                 // serverinfo min: without the version.
-                let version = match ServerInfo::of(&self.ctx.conf) {
+                let version = match self.ctx.server_info {
                     ServerInfo::On => format!(" \"version\" \"{CYRUS_VERSION}\""),
                     _ => String::new(),
                 };

@@ -207,11 +207,8 @@ impl Session {
 
     async fn run(&mut self) -> IoResult {
         let ctx = self.d.ctx.clone();
-        self.reply(&format!(
-            "220 {}server ready",
-            super::cyrus::ServerInfo::of(&ctx.conf).greeting(&ctx.servername, "LMTP")
-        ))
-        .await?;
+        self.reply(&format!("220 {}server ready", ctx.server_info.greeting(&ctx.servername, "LMTP")))
+            .await?;
         loop {
             let line = match self.next_line().await? {
                 None => return Ok(()),
@@ -724,7 +721,7 @@ impl Session {
         };
         let date = rfc822_date();
         // The version only under `serverinfo: on`, as Cyrus.
-        let version = match super::cyrus::ServerInfo::of(&ctx.conf) {
+        let version = match ctx.server_info {
             super::cyrus::ServerInfo::On => format!(" (Cyrus {CYRUS_VERSION})"),
             _ => String::new(),
         };
