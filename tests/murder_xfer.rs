@@ -72,6 +72,9 @@ M.login('u7', 'testpw')
 print(M.create('Sent'))
 print(M.subscribe('Sent'))
 print(M.setacl('Sent', 'yes1', 'lrs'))
+# The admin's snapshots read what the ACL lets them (as in Cyrus).
+print(M.setacl('INBOX', 'md5u', 'lr'))
+print(M.setacl('Sent', 'md5u', 'lr'))
 print(M.append('Sent', '(\\Seen $Forwarded)', '"01-Feb-2020 10:11:12 +0100"', b'From: u7@example.org\r\nSubject: sent\r\n\r\nsent body\r\n'))
 M.select('INBOX')
 print(M.store('1', '+FLAGS', '(\\Seen)'))
@@ -252,6 +255,7 @@ fn an_xfer_that_cannot_finish_leaves_the_source_as_it_was() {
     );
     assert!(out.contains("{}"), "{out}");
     let boxes = ["user.alice"];
+    assert!(imap_admin(mu.backs[0].imap_port, &["SETACL user.alice md5u lr"]).contains("-> OK"));
     let before = snapshot("127.0.0.2", iport, &boxes);
     // The master is down: the target cannot take over, so nothing moves.
     mu._master.kill();
@@ -307,7 +311,7 @@ run(s, f, 'S2', b'S2 SYNCAPPLY RESERVE %(PARTITION default MBOXNAME (user.hand) 
     + b' 0123456789012345678901234567890123456789))\r\n')
 box = (b'S3 SYNCAPPLY LOCAL_MAILBOX %(UNIQUEID 4f7c0ffee MBOXNAME user.hand LAST_UID 7 HIGHESTMODSEQ 9 '
        b'RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 UIDVALIDITY 1234567 PARTITION default '
-       b'ACL "hand\tlrswipkxtecdan\t" OPTIONS P RECORD (%(UID 7 MODSEQ 8 LAST_UPDATED 1 FLAGS (\\Flagged kw1) '
+       b'ACL "hand\tlrswipkxtecdan\tmd5u\tlr\t" OPTIONS P RECORD (%(UID 7 MODSEQ 8 LAST_UPDATED 1 FLAGS (\\Flagged kw1) '
        b'INTERNALDATE 1600000000 SIZE ' + str(len(good)).encode() + b' GUID ' + g.encode() + b')))\r\n')
 run(s, f, 'S3', box)
 run(s, f, 'S4', b'S4 SELECT user/hand\r\n')

@@ -125,14 +125,16 @@ fn delayed_delete_and_expire_annotation() {
     assert!(out.contains("DEL ('OK'"), "{out}");
     assert!(!out.contains("\"Gone\"") && out.contains(" Child'"), "{out}");
     assert!(out.contains("SEL ('NO'"), "{out}");
-    // The admin sees it under DELETED with its message; the user's
-    // quota no longer counts it.
+    // The admin sees it under DELETED with its message (once the ACL
+    // lets it read, as in Cyrus); the user's quota no longer counts it.
     let out = imap(
         b.imap_port,
         "md5u",
         "typ, l = M.list('\"\"', 'DELETED/*'); print('L', l)\n\
-         name = l[-1].decode().split(' ')[-1]; print('S', M.status(name, '(MESSAGES)'))",
+         name = l[-1].decode().split(' ')[-1]; print('S0', M.status(name, '(MESSAGES)'))\n\
+         M.setacl(name, 'md5u', 'lr'); print('S', M.status(name, '(MESSAGES)'))",
     );
+    assert!(out.contains("S0 ('NO', [b'Permission denied'])"), "{out}");
     assert!(out.contains("DELETED/user/u7/Gone/"), "{out}");
     assert!(out.contains("(MESSAGES 1)"), "{out}");
     let (rc, _, e) = tool("cyr_expire", &conf, &["-v", "-D", "1d"]);

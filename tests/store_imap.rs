@@ -1104,3 +1104,65 @@ for m in ['user/u7', 'user/u7/a', 'user/yes1', 'user/yes1/b', 'user/yes1/b/c']:
         );
     }
 }
+
+/// Failed logins are logged in Cyrus's words, with the client as
+/// `name [addr]`: the real fail2ban's `cyrus-imap` filter finds every
+/// one (LOGIN, AUTHENTICATE PLAIN, POP3 USER/PASS and AUTH PLAIN) and
+/// the address, and no successful login.
+#[test]
+fn failed_logins_feed_fail2ban() {
+    const FILTER: &str = "/etc/fail2ban/filter.d/cyrus-imap.conf";
+    if !can_run("fail2ban", &["/usr/bin/fail2ban-regex", FILTER]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut b = Backend::start(&d.path().join("b"), "failedloginpause: 0\n");
+    let pop = b.start_pop3d();
+    let out = python(
+        r#"
+import imaplib, poplib, sys, base64
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+try: M.login('u7', 'wrong')
+except imaplib.IMAP4.error as e: print('imap login', e)
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+try: M.authenticate('PLAIN', lambda _: b'\0yes1\0wrong')
+except imaplib.IMAP4.error as e: print('imap plain', e)
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw'); M.logout()
+P = poplib.POP3('127.0.0.1', int(sys.argv[2])); P.user('u7')
+try: P.pass_('wrong')
+except poplib.error_proto as e: print('pop pass', e)
+P = poplib.POP3('127.0.0.1', int(sys.argv[2]))
+try: P._shortcmd('AUTH PLAIN ' + base64.b64encode(b'\0yes1\0wrong').decode())
+except poplib.error_proto as e: print('pop plain', e)
+P = poplib.POP3('127.0.0.1', int(sys.argv[2])); P.user('u7'); P.pass_('testpw'); P.quit()
+"#,
+        &[&b.imap_port.to_string(), &pop.to_string()],
+    );
+    for what in ["imap login", "imap plain", "pop pass", "pop plain"] {
+        assert!(out.contains(what), "{out}");
+    }
+    for (log, name) in [("imapd.log", "imap"), ("pop3d.log", "pop3")] {
+        let path = d.path().join("b").join(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Cyrus's client text: the name of 127.0.0.1 from /etc/hosts.
+        assert!(
+            text.contains("badlogin: localhost [127.0.0.1] plaintext u7 SASL(-13): authentication failure: checkpass failed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("badlogin: localhost [127.0.0.1] PLAIN [SASL(-13): authentication failure: "),
+            "{text}"
+        );
+        assert!(
+            text.contains("login: localhost [127.0.0.1] u7 plaintext User logged in SESSIONID=<"),
+            "{text}"
+        );
+        let o = std::process::Command::new("fail2ban-regex")
+            .args(["--print-all-matched", path.to_str().unwrap(), FILTER])
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&o.stdout);
+        assert!(report.contains("Failregex: 2 total"), "{name}: {report}\n{text}");
+        assert!(report.contains(" 2 matched,"), "{name}: {report}");
+    }
+}

@@ -30,12 +30,16 @@ fn postfix_lmtp_client_delivers_and_defers_over_quota() {
     for sub in ["conf", "conf/socket"] {
         open_dir(&be.join(sub));
     }
-    // INBOXes by first login; md5u (an admin) fills its own 1 KB quota.
+    // INBOXes by first login (an admin's made by hand, as Cyrus gives
+    // admins none); md5u (an admin) fills its own 1 KB quota.
     python(
         r#"
 import imaplib, smtplib, sys
 for u in ('u7', 'yes1', 'md5u'):
-    M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login(u, 'testpw'); M.logout()
+    M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login(u, 'testpw')
+    if u == 'md5u':
+        assert M.create('user/md5u')[0] == 'OK'
+    M.logout()
 l = smtplib.LMTP(sys.argv[2]); l.sendmail('a@b', ['md5u'], b'Subject: big\r\n\r\n' + b'x' * 2000 + b'\r\n'); l.quit()
 M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('md5u', 'testpw')
 typ, data = M.setquota('user/md5u', '(STORAGE 1)')

@@ -1429,3 +1429,153 @@ impl TapMkdir for std::path::PathBuf {
         self
     }
 }
+
+/// What an admin (`admins: md5u`) may do to mailboxes whose ACL does not
+/// name it: see them and administer them (MYRIGHTS `la`), create and
+/// rename anywhere, but read, write, post or delete only what the ACL
+/// grants; APPEND and SUBSCRIBE go by the ACL alone; LISTRIGHTS lists
+/// no implicit right for an admin; an admin gets no INBOX at login.
+const ADMIN_RIGHTS_SESSION: &str = r#"
+import imaplib, sys, re
+iport = int(sys.argv[1])
+for c in ('MYRIGHTS', 'GETACL', 'SETACL', 'LISTRIGHTS', 'GETMETADATA', 'SETMETADATA', 'GETQUOTAROOT', 'SETQUOTA', 'GETQUOTA', 'DELETEACL'):
+    imaplib.Commands[c] = ('AUTH', 'SELECTED')
+out = []
+def run(M, *a):
+    try:
+        typ, r = M._simple_command(*a)
+    except imaplib.IMAP4.error as e:
+        typ, r = 'BAD', str(e)
+    u = {k: v for k, v in sorted(M.untagged_responses.items())
+         if k in ('LIST', 'LSUB', 'MYRIGHTS', 'ACL', 'STATUS', 'EXISTS', 'QUOTA', 'QUOTAROOT', 'LISTRIGHTS')}
+    M.untagged_responses.clear()
+    line = '%r %s %r %r' % (a, typ, r, u)
+    out.append(re.sub(r'MAILBOXID \([^)]*\)|[0-9.]+ secs( [0-9]+ calls)?|APPENDUID \d+ \d+|/[0-9A-F]{8}\b', 'X', line))
+U = imaplib.IMAP4('127.0.0.1', iport); U.login('u7', 'testpw')
+run(U, 'CREATE', 'Sub'); run(U, 'CREATE', 'Sub/Deep'); run(U, 'CREATE', 'Priv')
+run(U, 'SETACL', 'Sub', 'anyone', 'lr')
+# Cyrus takes any quoted character as itself ("\S" is "S").
+run(U, 'CREATE', '"Quo\\ted"'); run(U, 'LIST', '""', 'Quo*')
+A = imaplib.IMAP4('127.0.0.1', iport); A.login('md5u', 'testpw')
+run(A, 'LIST', '""', '*')
+run(A, 'SELECT', 'INBOX')
+for mb in ('user/u7', 'user/u7/Sub', 'user/u7/Priv'):
+    run(A, 'MYRIGHTS', mb)
+    run(A, 'LISTRIGHTS', mb, 'md5u')
+    run(A, 'LISTRIGHTS', mb, 'yes1')
+    run(A, 'STATUS', mb, '(MESSAGES)')
+    run(A, 'EXAMINE', mb)
+    run(A, 'APPEND', mb, '{18+}\r\nSubject: x\r\n\r\nhi\r\n')
+    run(A, 'GETQUOTAROOT', mb)
+    run(A, 'SETMETADATA', mb, '(/shared/comment "hi")')
+run(A, 'SUBSCRIBE', 'user/u7/Sub'); run(A, 'SUBSCRIBE', 'user/u7/Priv'); run(A, 'LSUB', '""', '*')
+run(A, 'CREATE', 'user/u7/AdminMade'); run(A, 'GETACL', 'user/u7/AdminMade')
+run(A, 'CREATE', 'shared1'); run(A, 'GETACL', 'shared1'); run(A, 'MYRIGHTS', 'shared1')
+run(A, 'SETACL', 'shared1', 'anyone', '""'); run(A, 'MYRIGHTS', 'shared1'); run(A, 'LISTRIGHTS', 'shared1', 'md5u')
+run(A, 'SELECT', 'shared1'); run(A, 'APPEND', 'shared1', '{18+}\r\nSubject: y\r\n\r\nhi\r\n')
+run(A, 'SETACL', 'shared1', 'md5u', 'lrsip'); run(A, 'APPEND', 'shared1', '{18+}\r\nSubject: y\r\n\r\nhi\r\n')
+run(A, 'SELECT', 'shared1'); run(A, 'COPY', '1', 'user/u7/Sub'); run(A, 'COPY', '1', 'user/u7/Nosuch'); run(A, 'UNSELECT')
+run(A, 'RENAME', 'user/u7/Priv', 'shared2'); run(A, 'GETACL', 'shared2'); run(A, 'RENAME', 'shared2', 'user/u7/Priv')
+run(A, 'DELETE', 'user/u7/Sub/Deep'); run(A, 'DELETE', 'shared1'); run(A, 'DELETE', 'user/u7')
+run(A, 'SETACL', 'shared1', 'md5u', 'lrsipx'); run(A, 'DELETE', 'shared1')
+run(A, 'SETACL', 'user/u7/Sub/Deep', 'md5u', 'x'); run(A, 'DELETE', 'user/u7/Sub/Deep')
+run(A, 'LIST', '""', '*')
+print('\n'.join(out))
+"#;
+
+#[test]
+fn admin_rights_as_real_cyrus() {
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_here() else {
+        return;
+    };
+    let ours_out = python(ADMIN_RIGHTS_SESSION, &[&ours.imap_port.to_string()]);
+    let theirs_out = python(ADMIN_RIGHTS_SESSION, &[&cyrus.imap_port.to_string()]);
+    for want in [
+        "('MYRIGHTS', 'user/u7/Sub') OK [b'Completed'] {'MYRIGHTS': [b'user/u7/Sub lra']}",
+        "('EXAMINE', 'user/u7/Priv') NO [b'Permission denied']",
+        "('SELECT', 'INBOX') NO [b'Mailbox does not exist']",
+    ] {
+        assert!(ours_out.contains(want), "{want} not in {ours_out}");
+    }
+    for (o, t) in ours_out.lines().zip(theirs_out.lines()) {
+        assert_eq!(o, t, "first difference (ours, then Cyrus)");
+    }
+    assert_eq!(ours_out, theirs_out);
+}
+
+/// What lmtpd adds to a message: a Message-ID where there is none
+/// (`<cmu-lmtpd-PID-TIME-N@servername>`), a Date where there is none,
+/// both at the end of the header; an empty Message-ID refused; the
+/// sender's Return-Path replaced; duplicates found by Message-ID.
+const LMTPD_FIELDS_SESSION: &str = r#"
+import imaplib, sys, socket, re
+sock = sys.argv[1]; iport = int(sys.argv[2])
+def lmtp(msg):
+    s = socket.socket(socket.AF_UNIX); s.connect(sock); f = s.makefile('rb')
+    def rd():
+        out = []
+        while True:
+            l = f.readline().decode().rstrip()
+            out.append(l)
+            if l[3:4] != '-':
+                return out
+    rd(); s.sendall(b'LHLO x\r\n'); rd()
+    s.sendall(b'MAIL FROM:<a@b.c>\r\n'); rd()
+    s.sendall(b'RCPT TO:<u7>\r\n'); rd()
+    s.sendall(b'DATA\r\n'); rd()
+    s.sendall(msg + b'\r\n.\r\n')
+    r = re.sub(r'SESSIONID=<[^>]*>', 'SID', rd()[0])
+    s.sendall(b'QUIT\r\n'); s.close()
+    return r
+imaplib.IMAP4('127.0.0.1', iport).login('u7', 'testpw')
+for c in [
+    b'Subject: one\r\nFrom: a@b.c\r\n\r\nbody',
+    b'Subject: two\r\nMessage-ID:\r\n\r\nbody',
+    b'Subject: three\r\nMessage-ID:   \r\n\r\nbody',
+    b'Subject: four\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\r\nbody',
+    b'Subject: five\r\nMessage-ID: <x@y>\r\n\r\nbody',
+    b'Subject: six\r\n\r\n',
+    b'Subject: seven',
+    b'Subject: eight\r\nMessage-Id: <a@b>\r\nResent-Message-ID: <r@b>\r\n\r\nx',
+    b'Subject: nine\r\nMessage-Id: <a@b>\r\nResent-Message-ID: <r@b>\r\n\r\nx',
+    b'Subject: ten\r\nMessage-Id: <a@b>\r\n\r\nx',
+    b'Subject: eleven\r\nResent-Message-ID:\r\n\r\nx',
+    b'Return-Path: <old@x>\r\nReceived: from a by b; Thu, 01 Jan 2026 00:00:00 +0000\r\nSubject: twelve\r\n\r\nx',
+]:
+    print(c.split(b'\r\n')[0], lmtp(c))
+M = imaplib.IMAP4('127.0.0.1', iport); M.login('u7', 'testpw'); M.select('INBOX')
+typ, d = M.fetch('1:*', '(BODY.PEEK[HEADER])')
+for x in d:
+    if isinstance(x, tuple):
+        h = x[1].decode()
+        h = re.sub(r'<cmu-lmtpd-\d+-\d+-\d+@[^>]+>', '<cmu-lmtpd-PID-TIME-N@HOST>', h)
+        h = re.sub(r'(Date: )[^\r\n]*', r'\1D', h)
+        h = re.sub(r'(X-Cyrus-Session-Id: )[^\r\n]*', r'\1S', h)
+        h = re.sub(r'Received: .*\r\n(\t.*\r\n)*', 'RECEIVED\r\n', h)
+        # Cyrus's lmtpd, built with Sieve, says so; ours runs no Sieve.
+        h = h.replace('X-Sieve: CMU Sieve 3.0\r\n', '')
+        print(repr(h))
+"#;
+
+#[test]
+fn lmtpd_added_fields_as_real_cyrus() {
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_here() else {
+        return;
+    };
+    let ours_out = python(
+        LMTPD_FIELDS_SESSION,
+        &[ours.lmtp_sock.to_str().unwrap(), &ours.imap_port.to_string()],
+    );
+    let theirs_out = python(
+        LMTPD_FIELDS_SESSION,
+        &[cyrus.lmtp_sock.to_str().unwrap(), &cyrus.imap_port.to_string()],
+    );
+    assert!(
+        ours_out.contains("Message-ID: <cmu-lmtpd-PID-TIME-N@HOST>\\r\\nDate: D\\r\\n\\r\\n"),
+        "{ours_out}"
+    );
+    for (o, t) in ours_out.lines().zip(theirs_out.lines()) {
+        assert_eq!(o, t, "first difference (ours, then Cyrus)");
+    }
+    assert_eq!(ours_out, theirs_out);
+}

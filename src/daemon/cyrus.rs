@@ -856,3 +856,14 @@ mod services_tests {
         assert_eq!(super::services_port(t, "pop3"), None);
     }
 }
+
+/// Cyrus's log line for a wrong password (fail2ban's `cyrus-imap` filter
+/// reads it): the user and SASL's detail for LOGIN/USER+PASS
+/// (`plaintext`), the mechanism and the bracketed error for AUTHENTICATE.
+pub fn badlogin_line(host: &str, mech: &str, user: &str) -> String {
+    if mech == "plaintext" {
+        format!("badlogin: {host} plaintext {user} SASL(-13): authentication failure: checkpass failed")
+    } else {
+        format!("badlogin: {host} {mech} [SASL(-13): authentication failure: Password verification failed]")
+    }
+}

@@ -67,7 +67,8 @@ impl LmtpProxy {
         if code != 220 {
             return Err(format!("{server}: greeting {code}"));
         }
-        let mut lines = b.lhlo(server, &self.front.servername).await?;
+        // Cyrus's front end names itself so (the back end's Received).
+        let mut lines = b.lhlo(server, "lmtpproxyd").await?;
         let auth_of = |lines: &[String]| {
             lines
                 .iter()
@@ -87,7 +88,7 @@ impl LmtpProxy {
             }
             let io = super::peer_tls::handshake(b.io.into_inner(), server, &self.front.conf).await?;
             b.io = tokio::io::BufReader::new(io);
-            lines = b.lhlo(server, &self.front.servername).await?;
+            lines = b.lhlo(server, "lmtpproxyd").await?;
         }
         let auth = auth_of(&lines);
         if let Some(mechs) = auth {
@@ -187,7 +188,9 @@ impl crate::server::Service for LmtpProxy {
             trusted: unix || self.preauth,
             tls: false,
             authed: unix || self.preauth,
+            host: crate::server::peer::ClientHost::new(&peer),
             peer,
+            lhlo: String::new(),
             from: None,
             auth_user: None,
             admin: false,
@@ -213,6 +216,10 @@ struct Session {
     tls: bool,
     authed: bool,
     peer: String,
+    /// Cyrus's client host text, `name [addr]`, for logs and Received.
+    host: crate::server::peer::ClientHost,
+    /// The client's LHLO name, for the Received field.
+    lhlo: String,
     sid: String,
     from: Option<String>,
     /// MAIL's AUTH= parameter, passed on.
@@ -257,7 +264,8 @@ impl Session {
                 continue;
             }
             match lmtp::parse(&line) {
-                Command::Lhlo(_) => {
+                Command::Lhlo(h) => {
+                    self.lhlo = h;
                     self.from = None;
                     self.rcpts.clear();
                     let mut caps = vec![
@@ -396,14 +404,17 @@ impl Session {
             Ok(true) if admin => {
                 self.authed = true;
                 self.admin = true;
-                self.p.front.log.info(&format!("login: {} {user} PLAIN User logged in", self.peer));
-                self.reply("235 Authenticated!").await
-            }
-            Ok(_) => {
                 self.p
                     .front
                     .log
-                    .info(&format!("badlogin: {} PLAIN [SASL(-13): authentication failure]", self.peer));
+                    .info(&format!("login: {} {user} PLAIN User logged in", self.host.get().await));
+                self.reply("235 Authenticated!").await
+            }
+            Ok(_) => {
+                self.p.front.log.info(&format!(
+                    "badlogin: {} PLAIN [SASL(-13): authentication failure]",
+                    self.host.get().await
+                ));
                 self.reply("535 5.7.8 Authentication failed").await
             }
             Err(e) => {
@@ -530,6 +541,11 @@ impl Session {
         pending.extend_from_slice(&self.buf.take_pending());
         let mut end = lmtp::DataEnd::default();
         let mut body: Vec<u8> = Vec::new();
+        // Held back until its header is complete: Cyrus's lmtpproxyd adds
+        // its trace fields, and a Message-ID and a Date where missing.
+        let mut dressed = false;
+        let mut scanned = 0usize;
+        let mut refused: Option<&'static str> = None;
         let (mut size, mut sent) = (0usize, 0usize);
         let mut broken: HashMap<String, String> = HashMap::new();
         let mut chunk = vec![0u8; FORWARD_CHUNK];
@@ -554,7 +570,7 @@ impl Session {
             if size > max.saturating_add(3) {
                 too_big = true;
             }
-            if !too_big {
+            if !too_big && refused.is_none() {
                 body.extend_from_slice(part);
             }
             let done = rest.is_some();
@@ -564,10 +580,23 @@ impl Session {
                 self.queue.extend(lines);
             }
             pending.clear();
+            if !too_big && refused.is_none() && !dressed && (done || header_complete(&body, &mut scanned)) {
+                let client = self.host.get().await;
+                match self.dress(client, &from, &body, done) {
+                    Ok(b) => {
+                        body = b;
+                        dressed = true;
+                    }
+                    Err(r) => {
+                        refused = Some(r);
+                        body = Vec::new();
+                    }
+                }
+            }
             if done {
                 break;
             }
-            if !too_big && body.len() - sent >= FORWARD_CHUNK && !open.is_empty() {
+            if !too_big && dressed && body.len() - sent >= FORWARD_CHUNK && !open.is_empty() {
                 for (server, b, _) in open.iter_mut() {
                     if broken.contains_key(server.as_str()) {
                         continue;
@@ -582,6 +611,13 @@ impl Session {
         if too_big {
             for _ in &rcpts {
                 self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?;
+            }
+            return Ok(());
+        }
+        if let Some(r) = refused {
+            // The back ends' transactions go with their connections.
+            for _ in &rcpts {
+                self.reply(r).await?;
             }
             return Ok(());
         }
@@ -634,6 +670,28 @@ impl Session {
             self.reply(&r).await?;
         }
         Ok(())
+    }
+
+    /// The message (dot-stuffed, `complete` with its final dot) with the
+    /// trace fields before it and a Message-ID and a Date at the end of
+    /// its header where missing, as Cyrus's lmtpproxyd passes it on.
+    fn dress(&self, client: &str, from: &str, body: &[u8], complete: bool) -> Result<Vec<u8>, &'static str> {
+        let front = &self.p.front;
+        let date = super::lmtpd::trace::date_now();
+        let version =
+            matches!(super::cyrus::ServerInfo::of(&front.conf), super::cyrus::ServerInfo::On).then_some(super::lmtpd::CYRUS_VERSION);
+        let t = super::lmtpd::trace::Trace {
+            from,
+            lhlo: &self.lhlo,
+            client,
+            servername: &front.servername,
+            version,
+            sid: &self.sid,
+        };
+        let content = if complete { body.len().saturating_sub(3) } else { body.len() };
+        let mut out = t.dress(&body[..content], &date)?;
+        out.extend_from_slice(&body[content..]);
+        Ok(out)
     }
 
     /// Starts the transaction on every back end of `rcpts` (one reused
@@ -809,6 +867,17 @@ const FORWARD_CHUNK: usize = 64 * 1024;
 /// A back end that does not know a mailbox the directory places on it:
 /// out-of-date MUPDATE data, so a temporary failure (Cyrus's
 /// `tempfail_unknown_mailbox`).
+/// Whether a (dot-stuffed) message's header has ended with an empty
+/// line; `scanned` is how far earlier calls looked.
+fn header_complete(b: &[u8], scanned: &mut usize) -> bool {
+    if b.starts_with(b"\r\n") || b.starts_with(b"\n") {
+        return true;
+    }
+    let from = (*scanned).min(b.len());
+    *scanned = b.len().saturating_sub(2);
+    b[from..].windows(2).any(|w| w == b"\n\n") || b[from..].windows(3).any(|w| w == b"\n\r\n")
+}
+
 fn temp_if_unknown(reply: &str) -> String {
     if reply.starts_with("550") && reply.contains("5.1.1") {
         "451 4.2.1 Mailbox has been moved to another server".into()

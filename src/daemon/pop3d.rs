@@ -57,7 +57,10 @@ struct Session {
     buf: LineBuffer,
     queue: VecDeque<Line>,
     tls: bool,
+    /// The client's address ("unix" for a UNIX socket).
     peer: String,
+    /// Cyrus's client host text, `name [addr]`, for log lines.
+    host: crate::server::peer::ClientHost,
     sid: String,
     /// The name given by USER, waiting for PASS.
     user: Option<String>,
@@ -101,6 +104,7 @@ impl crate::server::Service for Pop3d {
             buf: LineBuffer::new(MAX_COMMAND),
             queue: VecDeque::new(),
             tls: self.implicit_tls,
+            host: crate::server::peer::ClientHost::new(&peer),
             peer,
             sid: self.ctx.session_id(),
             user: None,
@@ -298,7 +302,9 @@ impl Session {
                 Ok(true)
             }
             Err(e) => {
-                self.ctx.log.info(&format!("STLS negotiation failed: {}: {e}", self.peer));
+                self.ctx
+                    .log
+                    .info(&format!("STLS negotiation failed: {}: {e}", self.host.get().await));
                 Ok(false)
             }
         }
@@ -441,7 +447,7 @@ impl Session {
                     let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
                         Ok(u) => u,
                         Err(e) => {
-                            self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.peer));
+                            self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.host.get().await));
                             tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                             return self.reply("-ERR [AUTH] Invalid login").await;
                         }
@@ -456,9 +462,10 @@ impl Session {
                     return self.login_as(&user, &user, None, "GSSAPI").await;
                 }
                 Err(e) => {
-                    self.ctx
-                        .log
-                        .info(&format!("badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]", self.peer));
+                    self.ctx.log.info(&format!(
+                        "badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]",
+                        self.host.get().await
+                    ));
                     tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                     return self.reply("-ERR [AUTH] authenticating: generic failure").await;
                 }
@@ -480,23 +487,21 @@ impl Session {
         match checked {
             Ok(true) => {}
             Ok(false) => {
-                self.ctx.log.info(&format!(
-                    "badlogin: {} {mech} {user} [SASL(-13): authentication failure: checkpass failed]",
-                    self.peer
-                ));
+                self.ctx.log.info(&super::cyrus::badlogin_line(self.host.get().await, mech, authc));
                 tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                 return self.reply("-ERR [AUTH] Invalid login").await;
             }
             Err(e) => {
-                self.ctx.log.warning(&format!("login: {}: {e}", self.peer));
+                self.ctx.log.warning(&format!("login: {}: {e}", self.host.get().await));
                 return self.reply("-ERR [SYS/TEMP] Unable to check password").await;
             }
         }
         let (ctx, who) = (self.ctx.clone(), user.to_string());
         if let Ok(Some(msg)) = tokio::task::spawn_blocking(move || ctx.denied(&who, "pop3")).await {
-            self.ctx
-                .log
-                .info(&format!("badlogin: {} {mech} {user} [user denied by cyr_deny]", self.peer));
+            self.ctx.log.info(&format!(
+                "badlogin: {} {mech} {user} [user denied by cyr_deny]",
+                self.host.get().await
+            ));
             return self.reply(&format!("-ERR [AUTH] {msg}")).await;
         }
         let cfg = &self.ctx.store.cfg;
@@ -586,7 +591,8 @@ impl Session {
                 };
                 self.ctx.log.info(&format!(
                     "login: {} {user} {mech} User logged in SESSIONID=<{}>",
-                    self.peer, self.sid
+                    self.host.get().await,
+                    self.sid
                 ));
                 if mech == "plaintext" && !self.tls {
                     tokio::time::sleep(self.ctx.conf.plaintext_login_pause()).await;

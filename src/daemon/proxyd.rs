@@ -78,6 +78,7 @@ impl crate::server::Service for Proxyd {
             p: self.clone(),
             input: Input::new(r),
             w: Output::new(w),
+            host: crate::server::peer::ClientHost::new(&peer),
             peer,
             tls: self.implicit_tls,
             sid: self.front.session_id(),
@@ -124,7 +125,10 @@ struct Session {
     p: Arc<Proxyd>,
     input: Input<Rd>,
     w: Output<Wr>,
+    /// The client's address.
     peer: String,
+    /// Cyrus's client host text, `name [addr]`, for log lines.
+    host: crate::server::peer::ClientHost,
     tls: bool,
     sid: String,
 }
@@ -199,7 +203,10 @@ impl Session {
                 Ok(())
             }
             Err(e) => {
-                self.p.front.log.info(&format!("STARTTLS negotiation failed: {}: {e}", self.peer));
+                self.p
+                    .front
+                    .log
+                    .info(&format!("STARTTLS negotiation failed: {}: {e}", self.host.get().await));
                 Err(ReadError::Eof)
             }
         }
@@ -215,15 +222,12 @@ impl Session {
         match super::cyrus::check_password(&front.conf, service, authcid, &Secret::new(pass)).await {
             Ok(true) => Ok(()),
             Ok(false) => {
-                front.log.info(&format!(
-                    "badlogin: {} {mech} {authcid} [SASL(-13): authentication failure: checkpass failed]",
-                    self.peer
-                ));
+                front.log.info(&super::cyrus::badlogin_line(self.host.get().await, mech, authcid));
                 tokio::time::sleep(front.conf.failed_login_pause()).await;
                 Err("authentication failure")
             }
             Err(e) => {
-                front.log.warning(&format!("login: {}: {e}", self.peer));
+                front.log.warning(&format!("login: {}: {e}", self.host.get().await));
                 Err("temporary failure")
             }
         }
@@ -415,7 +419,8 @@ impl Session {
                 };
                 self.p.front.log.info(&format!(
                     "login: {} {authzid} {mech} User logged in SESSIONID=<{}> via {server}",
-                    self.peer, self.sid
+                    self.host.get().await,
+                    self.sid
                 ));
                 if mech == "plaintext" && !self.tls {
                     tokio::time::sleep(self.p.front.conf.plaintext_login_pause()).await;
@@ -554,10 +559,10 @@ impl Session {
                 let Some(slot) = self.admit(authzid, "-ERR").await? else {
                     return Ok(None);
                 };
-                self.p
-                    .front
-                    .log
-                    .info(&format!("login: {} {authzid} {mech} User logged in via {server}", self.peer));
+                self.p.front.log.info(&format!(
+                    "login: {} {authzid} {mech} User logged in via {server}",
+                    self.host.get().await
+                ));
                 if mech == "USER" && !self.tls {
                     tokio::time::sleep(self.p.front.conf.plaintext_login_pause()).await;
                 }

@@ -8,6 +8,7 @@
 
 pub mod deflate;
 pub mod listen;
+pub mod peer;
 pub mod privs;
 
 pub use listen::{Conn, Listener};

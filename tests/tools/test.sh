@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 # Real peers and clients the tests drive, and the RPM tools (rpmbuild,
 # rpmlint, mandoc, systemd-analyze) for the packaging tests (Debian 12 names).
-packages="postfix opendkim opendkim-tools python3-dkim cyrus-common cyrus-imapd cyrus-pop3d cyrus-clients cyrus-admin cyrus-murder swaks sasl2-bin slapd ldap-utils krb5-kdc krb5-admin-server krb5-user libkrb5-dev libpam0g-dev libpam-krb5 libcrypt-dev zlib1g-dev pkgconf util-linux isync offlineimap3 fetchmail dovecot-core pflogsumm libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base libsasl2-modules-gssapi-mit python3-gssapi postfix-ldap postfix-mysql mariadb-server mariadb-client rpm rpmlint mandoc man-db file systemd"
+packages="postfix opendkim opendkim-tools python3-dkim cyrus-common cyrus-imapd cyrus-pop3d cyrus-clients cyrus-admin cyrus-murder swaks sasl2-bin slapd ldap-utils krb5-kdc krb5-admin-server krb5-user libkrb5-dev libpam0g-dev libpam-krb5 libcrypt-dev zlib1g-dev pkgconf util-linux isync offlineimap3 fetchmail dovecot-core pflogsumm libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base libsasl2-modules-gssapi-mit python3-gssapi postfix-ldap postfix-mysql mariadb-server mariadb-client rpm rpmlint mandoc man-db file systemd fail2ban"
 need=""
 for p in $packages; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"

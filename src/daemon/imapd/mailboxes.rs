@@ -5,7 +5,7 @@
 use super::{Res, Session};
 use crate::proto::imap::command::AppendMsg;
 use crate::proto::imap::render;
-use crate::store::names::NameError;
+use crate::store::names::{NameError, Namespace};
 use crate::store::{Cached, MailboxEntry, NewMessage, StoreError};
 
 use super::acl::acl_entry;
@@ -158,57 +158,75 @@ impl Session {
         Some(e)
     }
 
-    /// The logged-in user's rights on a mailbox.
+    /// The logged-in user's rights on a mailbox, as Cyrus's MYRIGHTS:
+    /// the ACL's, the owner's `implicit_owner_rights`, and an admin's
+    /// implicit `l` and `a` (an admin reads, writes or deletes only what
+    /// the ACL grants, as in Cyrus: `sam user/fred cyrus x` before `dm`).
     /// Mailboxes kept by a delayed DELETE are for admins only.
     pub fn rights(&self, e: &MailboxEntry) -> String {
+        self.rights_with(e, true)
+    }
+
+    /// `admin_implicit` false: without an admin's `la` (Cyrus checks the
+    /// bare ACL for APPEND, COPY's target and SUBSCRIBE).
+    pub fn rights_with(&self, e: &MailboxEntry, admin_implicit: bool) -> String {
         let user = self.user.as_deref().unwrap_or("");
-        if self.ctx.is_admin(user) {
-            return "lrswipkxtecdan".into();
-        }
-        if self.ctx.store.cfg.is_deleted(&e.name) {
+        let admin = self.ctx.is_admin(user);
+        if !admin && self.ctx.store.cfg.is_deleted(&e.name) {
             return String::new();
         }
         let mut ids: Vec<&str> = vec![user, "anyone"];
         ids.extend(self.groups.iter().map(String::as_str));
-        let rights = rights_of(&e.acl, &ids);
+        let mut rights = rights_of(&e.acl, &ids);
         // The owner always holds `implicit_owner_rights`, as Cyrus: an ACL
         // cannot lock a user out of their own mailboxes.
         if mailbox_owner(&e.name).as_deref() == Some(user) {
-            return canonical_rights(&format!("{rights}{}", self.ctx.implicit_rights)).unwrap_or(rights);
+            rights.push_str(&self.ctx.implicit_rights);
         }
-        rights
+        if admin && admin_implicit {
+            rights.push_str("la");
+        }
+        canonical_rights(&rights).unwrap_or(rights)
     }
 
     /// Looks a mailbox up and checks a right; Cyrus answers "Mailbox does
     /// not exist" when even `l` is missing, so as not to leak names.
     pub async fn lookup_with(&self, ext: &str, right: char) -> Result<MailboxEntry, String> {
+        self.lookup_checked(ext, right, true).await.map_err(|(t, _)| t)
+    }
+
+    /// `lookup_with`, with or without an admin's implicit rights
+    /// (`rights_with`); an error says whether the mailbox exists.
+    pub async fn lookup_checked(&self, ext: &str, right: char, admin_implicit: bool) -> Result<MailboxEntry, (String, bool)> {
+        let no = |t: &str| (t.to_string(), false);
         // As Cyrus: a trailing separator is dropped, and a name that
         // cannot be a mailbox is one that does not exist.
         let sep = self.ns.as_ref().map_or('/', |n| n.sep);
         let ext = if ext.len() > 1 { ext.strip_suffix(sep).unwrap_or(ext) } else { ext };
         let int = match self.internal(ext) {
-            Err(e) if e == name_err(NameError::Invalid) => return Err("NO Mailbox does not exist".into()),
-            r => r?,
+            Err(e) if e == name_err(NameError::Invalid) => return Err(no("NO Mailbox does not exist")),
+            Err(e) => return Err(no(e)),
+            Ok(i) => i,
         };
         let store = self.ctx.store.clone();
         let e = tokio::task::spawn_blocking(move || store.lookup(&int))
             .await
-            .map_err(|_| "NO [SERVERBUG] System I/O error".to_string())?
-            .map_err(|e| store_err(&e))?
-            .ok_or_else(|| "NO Mailbox does not exist".to_string())?;
-        let r = self.rights(&e);
+            .map_err(|_| no("NO [SERVERBUG] System I/O error"))?
+            .map_err(|e| no(&store_err(&e)))?
+            .ok_or_else(|| no("NO Mailbox does not exist"))?;
+        let r = self.rights_with(&e, admin_implicit);
         if !r.contains(right) {
             // Logged, so that an admin can see who tried what.
             self.ctx.log.info(&format!(
                 "{} {}: permission denied: right '{right}' on {} (has '{r}')",
-                self.peer,
+                self.host.get().await,
                 self.user.as_deref().unwrap_or(""),
                 e.name
             ));
             if !r.contains('l') {
-                return Err("NO Mailbox does not exist".into());
+                return Err(("NO Mailbox does not exist".into(), true));
             }
-            return Err("NO Permission denied".into());
+            return Err(("NO Permission denied".into(), true));
         }
         Ok(e)
     }
@@ -300,12 +318,14 @@ impl Session {
     }
 
     pub async fn delete(&mut self, tag: &str, ext: &str) -> Res {
-        let e = match self.lookup_with(ext, 'x').await {
+        // An admin needs `x` too, as in Cyrus, but hears of children first.
+        let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
+        let e = match self.lookup_with(ext, if admin { 'l' } else { 'x' }).await {
             Ok(e) => e,
             Err(t) => return self.tagged(tag, &t).await,
         };
         let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
-        if e.name == inbox && !self.ctx.is_admin(self.user.as_deref().unwrap_or("")) {
+        if e.name == inbox && !admin {
             return self.tagged(tag, "NO Operation is not supported on mailbox").await;
         }
         // specialuse_protect: a mailbox with one of those uses stays.
@@ -327,6 +347,9 @@ impl Session {
             if self.blocking(move |s| s.list_prefix(&under)).await.is_ok_and(|v| !v.is_empty()) {
                 return self.tagged(tag, "NO [HASCHILDREN] Mailbox has inferior hierarchical names").await;
             }
+        }
+        if admin && !self.rights(&e).contains('x') {
+            return self.tagged(tag, "NO Permission denied").await;
         }
         match self
             .blocking(move |s| {
@@ -363,7 +386,9 @@ impl Session {
     }
 
     pub async fn rename(&mut self, tag: &str, from: &str, to: &str) -> Res {
-        let e = match self.lookup_with(from, 'x').await {
+        // Admins rename what they can see, as in Cyrus.
+        let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
+        let e = match self.lookup_with(from, if admin { 'l' } else { 'x' }).await {
             Ok(e) => e,
             Err(t) => return self.tagged(tag, &t).await,
         };
@@ -394,7 +419,6 @@ impl Session {
                 Err(t) => self.tagged(tag, &t).await,
             };
         }
-        let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
         let (fo, tow) = (crate::store::names::owner_of(&from_int), crate::store::names::owner_of(&to_int));
         if (fo.0 != tow.0 || fo.1 != tow.1 || fo.2 != tow.2) && !admin {
             return self.tagged(tag, "NO Permission denied").await;
@@ -444,7 +468,7 @@ impl Session {
             Err(t) => return self.tagged(tag, t).await,
         };
         if on && !self.remote_subscriptions() {
-            if let Err(t) = self.lookup_with(ext, 'l').await {
+            if let Err((t, _)) = self.lookup_checked(ext, 'l', false).await {
                 // Cyrus names the command in this one.
                 let t = t.replace("NO Mailbox does not exist", "NO Subscribe: Mailbox does not exist");
                 return self.tagged(tag, &t).await;
@@ -631,8 +655,7 @@ impl Session {
                 out.push((n, attrs));
             }
         }
-        let sep = self.ns.as_ref().map_or('/', |n| n.sep);
-        out.sort_by(|a, b| list_order(&a.0, &b.0, sep));
+        out.sort_by(|a, b| list_order(&a.0, &b.0, self.ns.as_ref()));
         // LIST-STATUS (RFC 5819): RETURN (STATUS (items)).
         let status_items: Option<Vec<String>> = ret.iter().find_map(|r| {
             r.strip_prefix("STATUS").map(|x| {
@@ -813,10 +836,10 @@ impl Session {
     }
 
     pub async fn append(&mut self, tag: &str, ext: &str, msgs: Vec<AppendMsg>) -> Res {
-        let e = match self.lookup_with(ext, 'i').await {
+        let e = match self.lookup_checked(ext, 'i', false).await {
             Ok(e) => e,
-            Err(t) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
-            Err(t) => return self.tagged(tag, &t).await,
+            Err((t, false)) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
+            Err((t, _)) => return self.tagged(tag, &t).await,
         };
         // CATENATE (RFC 4469): the message put together first.
         let mut msgs = msgs;
@@ -1330,11 +1353,12 @@ impl Session {
         let (owner, _, is_user) = crate::store::names::owner_of(&e.name);
         let is_inbox = is_user && e.name.rsplit('!').next() == Some(format!("user.{owner}").as_str());
         // The owner always holds `implicit_owner_rights` (l, k, x, a and
-        // n), admins those too, as Cyrus.  And anyone may post to a user's
-        // INBOX (Cyrus lists p as granted).
-        let implicit = if mailbox_owner(&e.name).as_deref() == Some(id) || self.ctx.is_admin(id) {
+        // n), as Cyrus; an admin's implicit rights are not listed.  And
+        // anyone else may post to a user's INBOX (Cyrus lists p as
+        // granted).
+        let implicit = if mailbox_owner(&e.name).as_deref() == Some(id) {
             self.ctx.implicit_rights.clone()
-        } else if id == "anyone" && is_inbox {
+        } else if is_inbox {
             "p".into()
         } else {
             String::new()
@@ -1381,14 +1405,30 @@ fn self_log_store(e: &StoreError) {
     eprintln!("IOERROR: {e}");
 }
 
-/// Cyrus sorts LIST output by name with INBOX and its own children
-/// first, the hierarchy separator before any other character (its
-/// mailbox list keys hold it as 0x1f): `a`, `a/b`, `a/b/c`, then `a.b`.
-fn list_order(a: &str, b: &str, sep: char) -> std::cmp::Ordering {
+/// Cyrus's LIST order: INBOX, its children, the user's other mailboxes
+/// (the alternate namespace's), other users' (`user/...`, or the
+/// alternate namespace's other-users prefix), then shared ones; by name within each, the hierarchy separator before any
+/// other character (its mailbox list keys hold it as 0x1f): `a`, `a/b`,
+/// `a/b/c`, then `a.b`.
+fn list_order(a: &str, b: &str, ns: Option<&Namespace>) -> std::cmp::Ordering {
+    let sep = ns.map_or('/', |n| n.sep);
+    let under = |n: &str, p: &str| n.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with(sep));
     let rank = |n: &str| match n.strip_prefix("INBOX") {
         Some("") => 0,
         Some(r) if r.starts_with(sep) => 1,
-        _ => 2,
+        _ => match ns {
+            Some(ns) if ns.alt => {
+                if under(n, &ns.other_users) {
+                    3
+                } else if under(n, &ns.shared) {
+                    4
+                } else {
+                    2
+                }
+            }
+            _ if under(n, "user") => 3,
+            _ => 4,
+        },
     };
     let low = move |c: char| if c == sep { '\x1f' } else { c };
     rank(a).cmp(&rank(b)).then_with(|| a.chars().map(low).cmp(b.chars().map(low)))

@@ -100,7 +100,10 @@ pub struct Session {
     pub w: Output<Wr>,
     /// TLS is on (implicit or after STARTTLS).
     tls: bool,
+    /// The client's address ("unix" for a UNIX socket).
     peer: String,
+    /// Cyrus's client host text, `name [addr]`, for log lines.
+    host: crate::server::peer::ClientHost,
     pub user: Option<String>,
     /// The user's `group:` identifiers (auth_unix), for ACLs.
     pub groups: Vec<String>,
@@ -146,6 +149,7 @@ impl Session {
             input: Input::new(r),
             w: Output::new(w),
             tls,
+            host: crate::server::peer::ClientHost::new(&peer),
             peer,
             user: None,
             groups: Vec::new(),
@@ -229,7 +233,9 @@ impl Session {
                 Ok(())
             }
             Err(e) => {
-                self.ctx.log.info(&format!("STARTTLS negotiation failed: {}: {e}", self.peer));
+                self.ctx
+                    .log
+                    .info(&format!("STARTTLS negotiation failed: {}: {e}", self.host.get().await));
                 self.logout = true;
                 Err(ReadError::Eof)
             }
@@ -673,23 +679,23 @@ impl Session {
         match checked {
             Ok(true) => {}
             Ok(false) => {
-                self.ctx.log.info(&format!(
-                    "badlogin: {} {mech} [SASL(-13): authentication failure: checkpass failed]",
-                    self.peer
-                ));
+                self.ctx
+                    .log
+                    .info(&super::cyrus::badlogin_line(self.host.get().await, mech, authcid));
                 tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                 return self.tagged(tag, "NO Login failed: authentication failure").await;
             }
             Err(e) => {
-                self.ctx.log.warning(&format!("login: {}: {e}", self.peer));
+                self.ctx.log.warning(&format!("login: {}: {e}", self.host.get().await));
                 return self.tagged(tag, "NO [UNAVAILABLE] Login failed: temporary failure").await;
             }
         }
         let (ctx, who) = (self.ctx.clone(), authzid.to_string());
         if let Ok(Some(msg)) = tokio::task::spawn_blocking(move || ctx.denied(&who, "imap")).await {
-            self.ctx
-                .log
-                .info(&format!("badlogin: {} {mech} {authzid} [user denied by cyr_deny]", self.peer));
+            self.ctx.log.info(&format!(
+                "badlogin: {} {mech} {authzid} [user denied by cyr_deny]",
+                self.host.get().await
+            ));
             return self.tagged(tag, &format!("NO {msg}")).await;
         }
         let cfg = &self.ctx.store.cfg;
@@ -720,14 +726,16 @@ impl Session {
         self.ns = Some(ns.clone());
         self.ctx.log.info(&format!(
             "login: {} {authzid} {mech} User logged in SESSIONID=<{}>",
-            self.peer, self.sid
+            self.host.get().await,
+            self.sid
         ));
         if mech == "plaintext" && !self.tls {
             tokio::time::sleep(self.ctx.conf.plaintext_login_pause()).await;
         }
-        // autocreate_quota >= 0: the INBOX is created at first login.
+        // autocreate_quota >= 0: the INBOX is created at first login
+        // (not an admin's, as Cyrus).
         let (ctx, inbox) = (self.ctx.clone(), ns.inbox());
-        if ctx.autocreate_allowed(authzid).await.unwrap_or(false) {
+        if !ctx.is_admin(authzid) && ctx.autocreate_allowed(authzid).await.unwrap_or(false) {
             let _ = tokio::task::spawn_blocking(move || super::cyrus::autocreate_inbox(&ctx, &inbox)).await;
         }
         let caps = self.capabilities();
@@ -778,7 +786,7 @@ impl Session {
                     let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
                         Ok(u) => u,
                         Err(e) => {
-                            self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.peer));
+                            self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.host.get().await));
                             tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                             return self.tagged(tag, "NO Login failed: authentication failure").await;
                         }
@@ -787,9 +795,10 @@ impl Session {
                     return self.check_and_login(tag, &authzid, &user, None, "GSSAPI").await;
                 }
                 Err(e) => {
-                    self.ctx
-                        .log
-                        .info(&format!("badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]", self.peer));
+                    self.ctx.log.info(&format!(
+                        "badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]",
+                        self.host.get().await
+                    ));
                     tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
                     return self.tagged(tag, "NO Login failed: generic failure").await;
                 }

@@ -29,7 +29,9 @@ impl Session {
     }
 
     pub async fn getquotaroot(&mut self, tag: &str, ext: &str) -> Res {
-        let e = match self.lookup_with(ext, 'r').await {
+        // Admins see any mailbox's quota, as in Cyrus.
+        let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
+        let e = match self.lookup_with(ext, if admin { 'l' } else { 'r' }).await {
             Ok(e) => e,
             Err(t) => return self.tagged(tag, &t).await,
         };

@@ -1349,10 +1349,10 @@ impl Session {
     }
 
     pub async fn copy(&mut self, tag: &str, uid: bool, set: SeqSet, dest: &str, is_move: bool) -> Res {
-        let de = match self.lookup_with(dest, 'i').await {
+        let de = match self.lookup_checked(dest, 'i', false).await {
             Ok(e) => e,
-            Err(t) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
-            Err(t) => return self.tagged(tag, &t).await,
+            Err((t, false)) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
+            Err((t, _)) => return self.tagged(tag, &t).await,
         };
         let Some(sel) = &self.sel else { return Ok(()) };
         if is_move && sel.readonly {

@@ -3,6 +3,8 @@
 //! must AUTH unless `-a`.  One reply per accepted recipient after DATA;
 //! each `250` follows the durable commit of that recipient's copy.
 
+pub(super) mod trace;
+
 use super::cyrus::Ctx;
 use crate::mail::Secret;
 use crate::proto::lmtp::{self, Command, DataReceiver};
@@ -98,6 +100,7 @@ impl crate::server::Service for Lmtpd {
             authed: unix || self.preauth,
             ident: "postman".to_string(),
             lhlo: String::new(),
+            host: crate::server::peer::ClientHost::new(&peer),
             peer,
             sid: self.ctx.session_id(),
             from: None,
@@ -126,6 +129,8 @@ struct Session {
     ident: String,
     lhlo: String,
     peer: String,
+    /// Cyrus's client host text, `name [addr]`, for logs and Received.
+    host: crate::server::peer::ClientHost,
     sid: String,
     from: Option<String>,
     rcpts: Vec<Rcpt>,
@@ -417,14 +422,17 @@ impl Session {
             Ok(true) => {
                 self.authed = true;
                 self.ident = user.clone();
-                self.d.ctx.log.info(&format!("login: {} {user} {mech} User logged in", self.peer));
-                self.reply("235 Authenticated!").await
-            }
-            Ok(false) => {
                 self.d
                     .ctx
                     .log
-                    .info(&format!("badlogin: {} {mech} [SASL(-13): authentication failure]", self.peer));
+                    .info(&format!("login: {} {user} {mech} User logged in", self.host.get().await));
+                self.reply("235 Authenticated!").await
+            }
+            Ok(false) => {
+                self.d.ctx.log.info(&format!(
+                    "badlogin: {} {mech} [SASL(-13): authentication failure]",
+                    self.host.get().await
+                ));
                 self.reply("535 5.7.8 Authentication failed").await
             }
             Err(e) => {
@@ -467,7 +475,10 @@ impl Session {
                     Ok(user) if a.authzid.is_empty() || a.authzid == user => {
                         self.authed = true;
                         self.ident = user.clone();
-                        self.d.ctx.log.info(&format!("login: {} {user} GSSAPI User logged in", self.peer));
+                        self.d
+                            .ctx
+                            .log
+                            .info(&format!("login: {} {user} GSSAPI User logged in", self.host.get().await));
                         return self.reply("235 Authenticated!").await;
                     }
                     Ok(user) => format!("{user} may not act as {}", a.authzid),
@@ -475,7 +486,10 @@ impl Session {
                 },
                 Err(e) => e,
             };
-            self.d.ctx.log.info(&format!("badlogin: {} GSSAPI [{failure}]", self.peer));
+            self.d
+                .ctx
+                .log
+                .info(&format!("badlogin: {} GSSAPI [{failure}]", self.host.get().await));
             return self.reply("535 5.7.8 Authentication failed").await;
         }
     }
@@ -710,45 +724,27 @@ impl Session {
             crate::mail::mime::munge_8bit_header(&mut rx.data);
         }
         let from = self.from.take().unwrap_or_default();
-        let mut msg = Vec::with_capacity(rx.data.len() + 256);
-        msg.extend_from_slice(format!("Return-Path: <{from}>\r\n").as_bytes());
-        // Cyrus's trace lines: Received (continuations "\t "), then the
-        // session id; a Date is added at the end of a header without one.
-        let client = if self.peer == "unix" {
-            "[unix socket]".to_string()
-        } else {
-            format!("[{}]", self.peer)
-        };
-        let date = rfc822_date();
+        let date = trace::date_now();
         // The version only under `serverinfo: on`, as Cyrus.
-        let version = match ctx.server_info {
-            super::cyrus::ServerInfo::On => format!(" (Cyrus {CYRUS_VERSION})"),
-            _ => String::new(),
+        let version = matches!(ctx.server_info, super::cyrus::ServerInfo::On).then_some(CYRUS_VERSION);
+        let t = trace::Trace {
+            from: &from,
+            lhlo: &self.lhlo,
+            client: self.host.get().await,
+            servername: &ctx.servername,
+            version,
+            sid: &self.sid,
         };
-        msg.extend_from_slice(
-            format!(
-                "Received: from {} ({client})\r\n\t by {}{version} with LMTPA;\r\n\t {date}\r\nX-Cyrus-Session-Id: {}\r\n",
-                self.lhlo, ctx.servername, self.sid
-            )
-            .as_bytes(),
-        );
-        let (hend, _) = crate::mail::mime::header_end(&rx.data);
-        let has_date = crate::mail::mime::field(&crate::mail::mime::fields(&rx.data[..hend]), "date").is_some();
-        if has_date {
-            msg.extend_from_slice(&rx.data);
-        } else {
-            // Before the empty line that ends the header (or at the end).
-            let blank = if rx.data[..hend].ends_with(b"\r\n\r\n") || hend == 2 && rx.data.starts_with(b"\r\n") {
-                hend - 2
-            } else if rx.data[..hend].ends_with(b"\n\n") || hend == 1 && rx.data.starts_with(b"\n") {
-                hend - 1
-            } else {
-                hend
-            };
-            msg.extend_from_slice(&rx.data[..blank]);
-            msg.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
-            msg.extend_from_slice(&rx.data[blank..]);
-        }
+        let msg = match t.dress(&rx.data, &date) {
+            Ok(m) => m,
+            Err(r) => {
+                for _ in 0..n {
+                    self.reply(r).await?;
+                }
+                self.rcpts.clear();
+                return Ok(());
+            }
+        };
         drop(rx);
         let rcpts = std::mem::take(&mut self.rcpts);
         let store = ctx.store.clone();
@@ -928,14 +924,6 @@ pub fn acl_allows(acl: &str, ids: &[&str], right: char) -> bool {
         }
     }
     granted && !denied
-}
-
-fn rfc822_date() -> String {
-    // The server's local time with its zone, as Cyrus writes it.
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    crate::util::rfc822_date(t, crate::util::codec::local_offset_min(t))
 }
 
 pub fn main(args: &[String]) -> i32 {

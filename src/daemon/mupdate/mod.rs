@@ -183,6 +183,8 @@ struct Session {
     m: Arc<Mupdate>,
     input: Input<Rd>,
     w: Output<Wr>,
+    /// The client's address; Cyrus's `name [addr]` once a log line
+    /// needed it (`host`).
     peer: String,
     user: Option<String>,
     tls: bool,
@@ -193,6 +195,16 @@ struct Session {
 }
 
 impl Session {
+    /// Cyrus's client host text for log lines, looked up at first use
+    /// (not per connection: a slot of `mupdate_connections_max` is not
+    /// held for a lookup).
+    async fn host(&mut self) -> String {
+        if !self.peer.contains('[') {
+            self.peer = crate::server::peer::cyrus_clienthost(&self.peer).await;
+        }
+        self.peer.clone()
+    }
+
     async fn out(&mut self, b: &[u8]) -> Res {
         self.w.write_all(b).await?;
         Ok(())
@@ -505,13 +517,14 @@ impl Session {
             Err(e) => Some(("generic failure", e)),
         };
         if let Some((text, detail)) = why {
-            self.m.log.info(&format!("badlogin: {} {mech} [{authcid}] {detail}", self.peer));
+            let host = self.host().await;
+            self.m.log.info(&format!("badlogin: {host} {mech} [{authcid}] {detail}"));
             tokio::time::sleep(self.m.conf.failed_login_pause()).await;
             return self.tagged(tag, &format!("NO \"{text}\"")).await;
         }
+        let host = self.host().await;
         self.m.log.info(&format!(
-            "login: {} {user} {mech}{} User logged in",
-            self.peer,
+            "login: {host} {user} {mech}{} User logged in",
             if self.tls { "+TLS" } else { "" }
         ));
         self.user = Some(user);
@@ -558,9 +571,9 @@ impl Session {
                         if who != user {
                             break (format!("[{user}] may not act as {who}"), "authorization failure");
                         }
+                        let host = self.host().await;
                         self.m.log.info(&format!(
-                            "login: {} {who} GSSAPI{} User logged in",
-                            self.peer,
+                            "login: {host} {who} GSSAPI{} User logged in",
                             if self.tls { "+TLS" } else { "" }
                         ));
                         self.user = Some(who);
@@ -571,7 +584,8 @@ impl Session {
                 Err(e) => break (e, "generic failure"),
             }
         };
-        self.m.log.info(&format!("badlogin: {} GSSAPI {}", self.peer, failure.0));
+        let host = self.host().await;
+        self.m.log.info(&format!("badlogin: {host} GSSAPI {}", failure.0));
         self.tagged(tag, &format!("NO \"{}\"", failure.1)).await
     }
 
@@ -597,7 +611,8 @@ impl Session {
                 self.banner().await
             }
             Err(e) => {
-                self.m.log.info(&format!("TLS negotiation failed: {}: {e}", self.peer));
+                let host = self.host().await;
+                self.m.log.info(&format!("TLS negotiation failed: {host}: {e}"));
                 self.done = true;
                 Err(ReadError::Eof)
             }

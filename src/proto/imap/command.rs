@@ -454,7 +454,9 @@ impl<'a> P<'a> {
                 Some(b'\\') => {
                     self.i += 1;
                     match self.peek() {
-                        Some(c @ (b'"' | b'\\')) => {
+                        // RFC 3501 quotes only '"' and '\\'; Cyrus takes
+                        // any quoted byte as itself, and clients rely on it.
+                        Some(c) if c != b'\r' && c != b'\n' => {
                             out.push(c);
                             self.i += 1;
                         }

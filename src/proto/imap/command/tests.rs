@@ -107,3 +107,11 @@ fn errors_carry_tag_and_cyrus_text() {
     let deep = format!("a SEARCH {}ALL{}", "(".repeat(200), ")".repeat(200));
     assert!(parse(deep.as_bytes()).is_err());
 }
+
+#[test]
+fn quoted_strings_take_any_escaped_byte_as_cyrus() {
+    assert_eq!(k(r#"a LOGIN fred "a\"b\\c""#), Kind::Login("fred".into(), br#"a"b\c"#.to_vec()));
+    assert_eq!(k(r#"a LOGIN fred "p\w\%d""#), Kind::Login("fred".into(), b"pw%d".to_vec()));
+    assert!(parse(br#"a LOGIN fred "abc\"#).is_err());
+    assert!(parse(b"a LOGIN fred \"abc").is_err());
+}
