@@ -1,7 +1,7 @@
 //! The fields Cyrus's lmtpd puts on every message it takes, as lmtpd and as
 //! a Murder front end's lmtpproxyd: Return-Path, Received and
 //! X-Cyrus-Session-Id before the message; a Message-ID and a Date at the
-//! end of a header that has none.
+//! end of a header that has none; the sender's Return-Path replaced.
 
 use crate::mail::mime;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,16 +24,14 @@ pub struct Trace<'a> {
 
 impl Trace<'_> {
     /// Return-Path, Received (continuations "\t "), X-Cyrus-Session-Id.
-    pub fn prefix(&self, date: &str) -> String {
+    fn prefix(&self, date: &str) -> String {
         let version = self.version.map(|v| format!(" (Cyrus {v})")).unwrap_or_default();
         format!(
             "Return-Path: <{}>\r\nReceived: from {} ({})\r\n\t by {}{version} with LMTPA;\r\n\t {date}\r\nX-Cyrus-Session-Id: {}\r\n",
             self.from, self.lhlo, self.client, self.servername, self.sid
         )
     }
-}
 
-impl Trace<'_> {
     /// The message as Cyrus's lmtpd stores or passes it on: the trace
     /// fields first, the sender's Return-Path fields dropped (the new one
     /// replaces them), a Message-ID and a Date added at the end of a
