@@ -1579,3 +1579,54 @@ fn lmtpd_added_fields_as_real_cyrus() {
     }
     assert_eq!(ours_out, theirs_out);
 }
+
+/// `lmtp_catchall_mailbox`: mail for users who have no mailbox (with or
+/// without a +detail, by any form of address) lands in that user's INBOX;
+/// a known user's missing folder still means their own INBOX.
+const CATCHALL_SESSION: &str = r#"
+import imaplib, sys, socket, re
+sock, iport = sys.argv[1], int(sys.argv[2])
+imaplib.IMAP4('127.0.0.1', iport).login('u7', 'testpw')
+imaplib.IMAP4('127.0.0.1', iport).login('yes1', 'testpw')
+def lmtp(rcpts, subj):
+    s = socket.socket(socket.AF_UNIX); s.connect(sock); f = s.makefile('rb')
+    def rd():
+        out = []
+        while True:
+            l = f.readline().decode().rstrip()
+            out.append(l)
+            if l[3:4] != '-':
+                return ' | '.join(out)
+    rd(); s.sendall(b'LHLO x\r\n'); rd()
+    s.sendall(b'MAIL FROM:<a@b.c>\r\n'); print('MAIL', rd())
+    ok = 0
+    for r in rcpts:
+        s.sendall(b'RCPT TO:<%s>\r\n' % r.encode()); x = rd(); print('RCPT', r, x)
+        ok += x.startswith('250')
+    s.sendall(b'DATA\r\n'); print('DATA', rd())
+    if ok:
+        s.sendall(b'Subject: ' + subj.encode() + b'\r\nMessage-ID: <' + subj.encode() + b'@x>\r\n\r\nbody\r\n.\r\n')
+        for _ in range(ok):
+            print('  ->', re.sub(r'SESSIONID=<[^>]*>', 'SID', rd()))
+    s.sendall(b'QUIT\r\n'); s.close()
+lmtp(['nosuch@example.org'], 's1')
+lmtp(['nosuch+foo@example.org'], 's2')
+lmtp(['u7+nosuchfolder@example.org'], 's3')
+lmtp(['yes1@example.org', 'nobody2'], 's4')
+lmtp(['user.nosuch'], 's5')
+for u in ('u7', 'yes1'):
+    M = imaplib.IMAP4('127.0.0.1', iport); M.login(u, 'testpw'); M.select('INBOX')
+    typ, d = M.fetch('1:*', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+    print(u, [x[1] for x in d if isinstance(x, tuple)])
+"#;
+
+#[test]
+fn lmtp_catchall_mailbox_as_real_cyrus() {
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_with("lmtp_catchall_mailbox: u7\n") else {
+        return;
+    };
+    let ours_out = python(CATCHALL_SESSION, &[ours.lmtp_sock.to_str().unwrap(), &ours.imap_port.to_string()]);
+    let theirs_out = python(CATCHALL_SESSION, &[cyrus.lmtp_sock.to_str().unwrap(), &cyrus.imap_port.to_string()]);
+    assert!(ours_out.contains("u7 [b'Subject: s1\\r\\n\\r\\n', b'Subject: s2"), "{ours_out}");
+    assert_eq!(ours_out, theirs_out);
+}

@@ -622,7 +622,20 @@ impl Session {
                 });
                 "250 2.1.5 ok".to_string()
             }
-            Ok(Err(StoreError::NotFound)) => unknown,
+            // `lmtp_catchall_mailbox`: mail for a user without a mailbox
+            // goes to that user's INBOX (any +detail aside), as Cyrus.
+            Ok(Err(StoreError::NotFound)) => match ctx.conf.get("lmtp_catchall_mailbox").filter(|c| !c.is_empty() && *c != userid) {
+                Some(catchall) => {
+                    let reply = Box::pin(self.rcpt(catchall, ignore_quota)).await;
+                    if reply.starts_with("250") {
+                        if let Some(r) = self.rcpts.last_mut() {
+                            r.addr = to.to_string();
+                        }
+                    }
+                    reply
+                }
+                None => unknown,
+            },
             Ok(Err(e)) => {
                 ctx.log.error(&format!("IOERROR: verifying recipient {to}: {e}"));
                 "451 4.3.0 System I/O error".to_string()
