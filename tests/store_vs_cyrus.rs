@@ -1630,3 +1630,36 @@ fn lmtp_catchall_mailbox_as_real_cyrus() {
     assert!(ours_out.contains("u7 [b'Subject: s1\\r\\n\\r\\n', b'Subject: s2"), "{ours_out}");
     assert_eq!(ours_out, theirs_out);
 }
+
+/// `imapmagicplus`: `u7+anything` logs in as u7; `u7+` (nothing after
+/// the plus) then lists only the subscribed mailboxes.
+const MAGICPLUS_SESSION: &str = r#"
+import imaplib, sys, re
+iport = int(sys.argv[1])
+M = imaplib.IMAP4('127.0.0.1', iport); M.login('u7', 'testpw')
+for f in ('Sub', 'Sub/x', 'Work', 'Work/y'):
+    M.create(f)
+M.subscribe('Sub'); M.subscribe('Work')
+for u in ('u7+', 'u7+Sub', 'u7+nosuch'):
+    try:
+        M = imaplib.IMAP4('127.0.0.1', iport); print(u, M.login(u, 'testpw')[0])
+    except imaplib.IMAP4.error as e:
+        print(u, 'NO', e); continue
+    for cmd in (('LIST', '""', '*'), ('LSUB', '""', '*'), ('LIST', '(SUBSCRIBED)', '""', '*'), ('SELECT', 'Work'), ('NAMESPACE',)):
+        typ, r = M._simple_command(*cmd)
+        got = {k: v for k, v in M.untagged_responses.items() if k in ('LIST', 'LSUB', 'NAMESPACE')}
+        M.untagged_responses.clear()
+        print('  ', cmd, typ, re.sub(r'[0-9.]+ secs( [0-9]+ calls)?', 'X', repr(r)), got)
+"#;
+
+#[test]
+fn imapmagicplus_as_real_cyrus() {
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_with("imapmagicplus: yes\n") else {
+        return;
+    };
+    let ours_out = python(MAGICPLUS_SESSION, &[&ours.imap_port.to_string()]);
+    let theirs_out = python(MAGICPLUS_SESSION, &[&cyrus.imap_port.to_string()]);
+    assert!(ours_out.contains("u7+ OK"), "{ours_out}");
+    assert!(ours_out.contains("b'(\\\\Subscribed \\\\HasChildren) \"/\" Sub'"), "{ours_out}");
+    assert_eq!(ours_out, theirs_out);
+}

@@ -136,6 +136,9 @@ pub struct Session {
     /// Logged in by an admin or a proxy server on the user's behalf
     /// (Cyrus's proxyadmin: GETQUOTA is allowed, as for an admin).
     pub proxyadmin: bool,
+    /// `imapmagicplus`: logged in as `user+` (empty after the plus):
+    /// LIST shows the subscribed mailboxes only, as Cyrus.
+    magic_subscribed: bool,
     /// This session's count in `maxlogins_per_user`/`_per_host`.
     login_slot: Option<super::cyrus::LoginSlot>,
 }
@@ -166,6 +169,7 @@ impl Session {
             sync_stash: Default::default(),
             quota_warned: None,
             proxyadmin: false,
+            magic_subscribed: false,
             login_slot: None,
         }
     }
@@ -568,6 +572,15 @@ impl Session {
                 patterns,
                 select,
                 ret,
+            } if self.magic_subscribed && select.is_empty() && ret.is_empty() => {
+                let (select, ret) = (vec!["SUBSCRIBED".to_string()], vec!["CHILDREN".to_string()]);
+                Box::pin(self.list(&tag, &reference, &patterns, &select, &ret, false, None)).await
+            }
+            Kind::List {
+                reference,
+                patterns,
+                select,
+                ret,
             } => Box::pin(self.list(&tag, &reference, &patterns, &select, &ret, false, None)).await,
             Kind::Lsub(r, p) => Box::pin(self.list(&tag, &r, &[p], &["SUBSCRIBED".into()], &[], true, None)).await,
             Kind::Scan(r, p, text) => Box::pin(self.list(&tag, &r, &[p], &[], &[], false, Some(text))).await,
@@ -662,6 +675,22 @@ impl Session {
     /// Logs `authcid` in as `authzid`: the password is checked unless
     /// the mechanism has already proved who it is (`None`: GSSAPI).
     async fn check_and_login(&mut self, tag: &str, authzid: &str, authcid: &str, pass: Option<Secret<Vec<u8>>>, mech: &str) -> Res {
+        // `imapmagicplus`: `user+anything` logs in as `user`; `user+`
+        // then lists only subscribed mailboxes (Cyrus 3.6).
+        let magic = self.ctx.conf.get_switch("imapmagicplus");
+        let strip = |id: &str| -> (String, Option<bool>) {
+            let (local, domain) = id.rsplit_once('@').map_or((id, ""), |(l, d)| (l, d));
+            match local.split_once('+') {
+                Some((u, rest)) if magic && !u.is_empty() => {
+                    let at = if domain.is_empty() { String::new() } else { format!("@{domain}") };
+                    (format!("{u}{at}"), Some(rest.is_empty()))
+                }
+                _ => (id.to_string(), None),
+            }
+        };
+        let ((authzid, plus), (authcid, _)) = (strip(authzid), strip(authcid));
+        self.magic_subscribed = plus == Some(true);
+        let (authzid, authcid) = (authzid.as_str(), authcid.as_str());
         let (authzid, authcid) = (
             &super::cyrus::canon_userid(&self.ctx.conf, authzid),
             &super::cyrus::canon_userid(&self.ctx.conf, authcid),
