@@ -536,3 +536,66 @@ print('after logout', B.login('md5u', 'testpw')[0])
         "{fe_log}"
     );
 }
+
+/// `popsubfolders` through the POP3 front end: `u7+Lists` is found where
+/// u7 lives, logs in with u7's password, and the back end serves the
+/// folder.
+#[test]
+fn pop3_subfolders_through_the_front_end() {
+    if !can_run("pop3proxyd", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mut mu = Murder::start(t.path());
+    for i in 0..2 {
+        let mut c = std::fs::read_to_string(&mu.backs[i].conf).unwrap();
+        c.push_str("popsubfolders: yes\n");
+        std::fs::write(&mu.backs[i].conf, c).unwrap();
+        mu.backs[i].extra.clear();
+        mu.restart_back(i);
+    }
+    let mut c = std::fs::read_to_string(&mu.fe.conf).unwrap();
+    c.push_str("popsubfolders: yes\n");
+    std::fs::write(&mu.fe.conf, c).unwrap();
+    // u7 (on the first back end) files a message in Lists.
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\n\
+         M.authenticate('PLAIN',lambda _: b'u7\\0md5u\\0testpw')\nprint(M.create('Lists'))\n\
+         print(M.append('Lists',None,None,b'Subject: on the list\\r\\n\\r\\nlist body\\r\\n'))\n",
+        &[&mu.backs[0].imap_port.to_string()],
+    );
+    assert!(!out.contains("'NO'"), "{out}");
+    let (_pop, pport) = mu.front("pop3d", &[]);
+    let out = python(
+        r#"
+import poplib, sys, base64
+P = poplib.POP3('127.0.0.1', int(sys.argv[1])); P.user('u7+Lists')
+try:
+    print('pass', P.pass_('testpw'))
+except poplib.error_proto as e:
+    print('pass', e); sys.exit(0)
+print('stat', P.stat()); print('retr', b'|'.join(P.retr(1)[1])); P.quit()
+P = poplib.POP3('127.0.0.1', int(sys.argv[1]))
+print('auth', P._shortcmd('AUTH PLAIN ' + base64.b64encode(b'u7+Lists\0u7\0testpw').decode()))
+print('stat2', P.stat()); P.quit()
+P = poplib.POP3('127.0.0.1', int(sys.argv[1])); P.user('u7'); P.pass_('testpw'); print('inbox', P.stat()); P.quit()
+P = poplib.POP3('127.0.0.1', int(sys.argv[1])); P.user('u7+Lists')
+try:
+    P.pass_('wrong')
+except poplib.error_proto as e:
+    print('wrong', e)
+"#,
+        &[&pport.to_string()],
+    );
+    let logs = || {
+        let fe = std::fs::read_to_string(t.path().join("fe/pop3d.log")).unwrap_or_default();
+        let b = std::fs::read_to_string(mu.backs[0].dir.join("pop3d-fe.log")).unwrap_or_default();
+        format!("{fe}\n{b}")
+    };
+    assert!(out.contains("pass b'+OK"), "{out}{}", logs());
+    assert!(out.contains("stat (1, "), "{out}");
+    assert!(out.contains("Subject: on the list") && out.contains("list body"), "{out}");
+    assert!(out.contains("auth b'+OK") && out.contains("stat2 (1, "), "{out}");
+    assert!(out.contains("inbox (0, 0)"), "{out}");
+    assert!(out.contains("wrong b'-ERR [AUTH]"), "{out}");
+}

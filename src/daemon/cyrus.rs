@@ -867,3 +867,25 @@ pub fn badlogin_line(host: &str, mech: &str, user: &str) -> String {
         format!("badlogin: {host} {mech} [SASL(-13): authentication failure: Password verification failed]")
     }
 }
+
+/// `popsubfolders`: `user+folder` (with `virtdomains`,
+/// `user+folder@domain`) is the user and one of their folders.
+pub fn split_subfolder(id: &str, virtdomains: bool) -> (String, Option<String>) {
+    let Some(plus) = id.find('+') else {
+        return (id.to_string(), None);
+    };
+    let end = if virtdomains {
+        id[plus..].find('@').map_or(id.len(), |n| plus + n)
+    } else {
+        id.len()
+    };
+    (format!("{}{}", &id[..plus], &id[end..]), Some(id[plus + 1..end].to_string()))
+}
+
+/// `user` with `+folder` put back (before any `@domain`).
+pub fn join_subfolder(user: &str, folder: &str) -> String {
+    match user.split_once('@') {
+        Some((l, d)) => format!("{l}+{folder}@{d}"),
+        None => format!("{user}+{folder}"),
+    }
+}

@@ -409,15 +409,10 @@ impl Session {
     /// folder is taken out of the name before the password check, as
     /// Cyrus's does.
     fn split_subfolder(&self, id: &str) -> (String, Option<String>) {
-        let Some(plus) = id.find('+').filter(|_| self.ctx.conf.get_switch("popsubfolders")) else {
+        if !self.ctx.conf.get_switch("popsubfolders") {
             return (id.to_string(), None);
-        };
-        let end = if self.ctx.store.cfg.virtdomains {
-            id[plus..].find('@').map_or(id.len(), |n| plus + n)
-        } else {
-            id.len()
-        };
-        (format!("{}{}", &id[..plus], &id[end..]), Some(id[plus + 1..end].to_string()))
+        }
+        super::cyrus::split_subfolder(id, self.ctx.store.cfg.virtdomains)
     }
 
     /// AUTH GSSAPI (RFC 4752 over RFC 5034).

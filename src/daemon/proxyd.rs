@@ -272,8 +272,21 @@ impl Session {
         pass: Vec<u8>,
         mech: &str,
     ) -> Result<(String, Result<Backend, String>), &'static str> {
+        // `popsubfolders`: `user+folder` lives where the user does and
+        // logs in as the user; the back end gets the whole name and serves
+        // the folder.
+        let conf = &self.p.front.conf;
+        let (user, base_authcid) = if self.p.pop3 && conf.get_switch("popsubfolders") {
+            let vd = !matches!(conf.get("virtdomains"), Some("off") | Some("no") | None);
+            (
+                super::cyrus::split_subfolder(authzid, vd).0,
+                super::cyrus::split_subfolder(authcid, vd).0,
+            )
+        } else {
+            (authzid.to_string(), authcid.to_string())
+        };
         let join = async {
-            let server = self.place(authzid).await?;
+            let server = self.place(&user).await?;
             let b = if self.p.pop3 {
                 self.pop3_backend(&server, authzid).await
             } else {
@@ -281,7 +294,8 @@ impl Session {
             };
             Ok::<_, &'static str>((server, b))
         };
-        let (checked, joined) = tokio::join!(self.check(authzid, authcid, pass, mech), join);
+        let check_zid = if authzid == authcid { base_authcid.as_str() } else { user.as_str() };
+        let (checked, joined) = tokio::join!(self.check(check_zid, &base_authcid, pass, mech), join);
         checked?;
         joined
     }
@@ -539,10 +553,20 @@ impl Session {
     }
 
     async fn pop3_login(&mut self, authzid: &str, authcid: &str, pass: Vec<u8>, mech: &str) -> Result<Option<Joined>, ReadError> {
-        let (authzid, authcid) = (
-            &super::cyrus::canon_userid(&self.p.front.conf, authzid),
-            &super::cyrus::canon_userid(&self.p.front.conf, authcid),
-        );
+        // `popsubfolders`: the user part is canonical, the folder keeps
+        // its case.
+        let conf = &self.p.front.conf;
+        let canon = |id: &str| {
+            if !conf.get_switch("popsubfolders") {
+                return super::cyrus::canon_userid(conf, id);
+            }
+            let vd = !matches!(conf.get("virtdomains"), Some("off") | Some("no") | None);
+            match super::cyrus::split_subfolder(id, vd) {
+                (u, Some(f)) => super::cyrus::join_subfolder(&super::cyrus::canon_userid(conf, &u), &f),
+                (u, None) => super::cyrus::canon_userid(conf, &u),
+            }
+        };
+        let (authzid, authcid) = (&canon(authzid), &canon(authcid));
         let (server, backend) = match self.authorize(authzid, authcid, pass, mech).await {
             Ok(v) => v,
             Err("authentication failure") | Err("authorization failure") => {
