@@ -127,14 +127,18 @@ impl Front {
         }
     }
 
+    /// `virtdomains` is on (`userid` or `on`).
+    pub fn virtdomains(&self) -> bool {
+        !matches!(self.conf.get("virtdomains"), Some("off") | Some("no") | None)
+    }
+
     /// A user's INBOX name in this configuration.
     pub fn inbox_of(&self, user: &str) -> Option<String> {
         let c = &self.conf;
-        let virtdomains = !matches!(c.get("virtdomains"), Some("off") | Some("no") | None);
         crate::store::names::user_inbox(
             user,
             c.get_switch("unixhierarchysep"),
-            virtdomains,
+            self.virtdomains(),
             c.get("defaultdomain").unwrap_or(""),
         )
         .ok()

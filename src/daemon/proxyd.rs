@@ -277,7 +277,7 @@ impl Session {
         // the folder.
         let conf = &self.p.front.conf;
         let (user, base_authcid) = if self.p.pop3 && conf.get_switch("popsubfolders") {
-            let vd = !matches!(conf.get("virtdomains"), Some("off") | Some("no") | None);
+            let vd = self.p.front.virtdomains();
             (
                 super::cyrus::split_subfolder(authzid, vd).0,
                 super::cyrus::split_subfolder(authcid, vd).0,
@@ -560,7 +560,7 @@ impl Session {
             if !conf.get_switch("popsubfolders") {
                 return super::cyrus::canon_userid(conf, id);
             }
-            let vd = !matches!(conf.get("virtdomains"), Some("off") | Some("no") | None);
+            let vd = self.p.front.virtdomains();
             match super::cyrus::split_subfolder(id, vd) {
                 (u, Some(f)) => super::cyrus::join_subfolder(&super::cyrus::canon_userid(conf, &u), &f),
                 (u, None) => super::cyrus::canon_userid(conf, &u),

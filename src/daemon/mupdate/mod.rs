@@ -159,7 +159,7 @@ impl crate::server::Service for Mupdate {
             m: self.clone(),
             input: Input::new(r),
             w: Output::new(w),
-            peer,
+            host: crate::server::peer::ClientHost::new(&peer),
             user: None,
             tls: false,
             compressed: false,
@@ -183,9 +183,10 @@ struct Session {
     m: Arc<Mupdate>,
     input: Input<Rd>,
     w: Output<Wr>,
-    /// The client's address; Cyrus's `name [addr]` once a log line
-    /// needed it (`host`).
-    peer: String,
+    /// Cyrus's client host text, `name [addr]`, for log lines (looked
+    /// up at first use: a slot of `mupdate_connections_max` is not held
+    /// for a lookup).
+    host: crate::server::peer::ClientHost,
     user: Option<String>,
     tls: bool,
     compressed: bool,
@@ -195,16 +196,6 @@ struct Session {
 }
 
 impl Session {
-    /// Cyrus's client host text for log lines, looked up at first use
-    /// (not per connection: a slot of `mupdate_connections_max` is not
-    /// held for a lookup).
-    async fn host(&mut self) -> String {
-        if !self.peer.contains('[') {
-            self.peer = crate::server::peer::cyrus_clienthost(&self.peer).await;
-        }
-        self.peer.clone()
-    }
-
     async fn out(&mut self, b: &[u8]) -> Res {
         self.w.write_all(b).await?;
         Ok(())
@@ -517,12 +508,12 @@ impl Session {
             Err(e) => Some(("generic failure", e)),
         };
         if let Some((text, detail)) = why {
-            let host = self.host().await;
+            let host = self.host.get().await;
             self.m.log.info(&format!("badlogin: {host} {mech} [{authcid}] {detail}"));
             tokio::time::sleep(self.m.conf.failed_login_pause()).await;
             return self.tagged(tag, &format!("NO \"{text}\"")).await;
         }
-        let host = self.host().await;
+        let host = self.host.get().await;
         self.m.log.info(&format!(
             "login: {host} {user} {mech}{} User logged in",
             if self.tls { "+TLS" } else { "" }
@@ -571,7 +562,7 @@ impl Session {
                         if who != user {
                             break (format!("[{user}] may not act as {who}"), "authorization failure");
                         }
-                        let host = self.host().await;
+                        let host = self.host.get().await;
                         self.m.log.info(&format!(
                             "login: {host} {who} GSSAPI{} User logged in",
                             if self.tls { "+TLS" } else { "" }
@@ -584,7 +575,7 @@ impl Session {
                 Err(e) => break (e, "generic failure"),
             }
         };
-        let host = self.host().await;
+        let host = self.host.get().await;
         self.m.log.info(&format!("badlogin: {host} GSSAPI {}", failure.0));
         self.tagged(tag, &format!("NO \"{}\"", failure.1)).await
     }
@@ -611,7 +602,7 @@ impl Session {
                 self.banner().await
             }
             Err(e) => {
-                let host = self.host().await;
+                let host = self.host.get().await;
                 self.m.log.info(&format!("TLS negotiation failed: {host}: {e}"));
                 self.done = true;
                 Err(ReadError::Eof)
