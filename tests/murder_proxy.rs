@@ -108,6 +108,17 @@ print('logout', M.logout())
     ] {
         assert_eq!(list.matches(name).count(), 1, "{name} in {list}");
     }
+    // In Cyrus's LIST order, as a Cyrus front end answers: the INBOX,
+    // other users' mailboxes, shared ones (not one back end's answer
+    // after the other's).
+    let at = |name: &str| list.find(name).unwrap_or(usize::MAX);
+    assert!(
+        at("\" INBOX'") < at("\"Other Users.yes1.proj\"'")
+            && at("\"Other Users.yes1.proj\"'") < at("\"Other Users.yes1.proj.sub\"'")
+            && at("\"Other Users.yes1.proj.sub\"'") < at("\"Shared Folders.closed\"'")
+            && at("\"Shared Folders.closed\"'") < at("\"Shared Folders.news\"'"),
+        "LIST order: {list}"
+    );
     assert!(
         out.contains("delim ('OK', [b'(\\\\Noselect) \".\" \"\"'])"),
         "the delimiter once: {out}"

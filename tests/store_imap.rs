@@ -86,7 +86,7 @@ print(f.read().decode())
 "#,
         &[&lport],
     );
-    assert!(out.contains("530 Authentication required"), "{out}");
+    assert!(out.contains("430 Authentication required"), "soft_noauth: {out}");
 
     // imtest: Cyrus's own client logs in and runs commands.
     let iport = b.imap_port.to_string();

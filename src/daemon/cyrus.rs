@@ -191,6 +191,7 @@ impl Ctx {
     pub fn load(config: &str, ident: &str, sasl_service: &str) -> Result<Ctx, String> {
         let ident = std::env::var("CYRUS_SERVICE").unwrap_or_else(|_| ident.to_string());
         let conf = ImapdConf::load(config, Some(&ident)).map_err(|e| e.to_string())?;
+        conf.apply_umask();
         let log = Arc::new(Logger::for_cyrus(&conf, &ident)?);
         for w in conf.warnings.iter().chain(conf.status_warnings().iter()) {
             log.warning(w);
@@ -563,9 +564,7 @@ pub async fn bind_listeners(specs: &[String]) -> Result<Vec<crate::server::Liste
     for s in specs {
         if s.starts_with('/') {
             let p = std::path::Path::new(s);
-            if let Some(d) = p.parent() {
-                let _ = std::fs::create_dir_all(d);
-            }
+            crate::server::Listener::make_socket_dir(p);
             out.push(crate::server::Listener::bind_unix(p, 0o777).map_err(|e| format!("bind {s}: {e}"))?);
         } else {
             let addr = if s.contains(':') { s.clone() } else { format!("0.0.0.0:{s}") };

@@ -51,6 +51,7 @@ impl Front {
     pub fn load(config: &str, ident: &str) -> Result<Front, String> {
         let ident = std::env::var("CYRUS_SERVICE").unwrap_or_else(|_| ident.to_string());
         let conf = ImapdConf::load(config, Some(&ident)).map_err(|e| e.to_string())?;
+        conf.apply_umask();
         let log = Arc::new(Logger::for_cyrus(&conf, &ident)?);
         let configdir = PathBuf::from(conf.path_option("configdirectory").unwrap_or_default());
         let pts = crate::auth::pts::from_conf(&conf)?;

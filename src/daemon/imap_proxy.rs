@@ -573,8 +573,16 @@ impl Router {
                 } else if !quiet {
                     held = Some((line, r));
                 } else {
-                    if r.merge && !self.merge_list(&line, &mut cw).await {
-                        return;
+                    if r.merge {
+                        match self.merge_list(&line, &mut cw).await {
+                            Merged::Answered => {
+                                target = None;
+                                continue;
+                            }
+                            Merged::Gone => return,
+                            Merged::Lost => return self.lost(&mut cw).await,
+                            Merged::No => {}
+                        }
                     }
                     if let Some(c) = &r.copy {
                         if !self.cross_copy(c, &mut cw).await {
@@ -650,21 +658,32 @@ impl Router {
         }
     }
 
-    /// Sends a LIST to every other back end holding mailboxes the user
-    /// may see and passes their untagged answers to the client (the
-    /// INBOX's back end then answers, with the tagged reply).  False
-    /// when the client is gone.
-    async fn merge_list<W: AsyncWrite + Unpin>(&mut self, line: &[u8], cw: &mut W) -> bool {
-        let Some(h) = head_words(line, 0) else { return true };
+    /// Answers a LIST from every back end holding mailboxes the user may
+    /// see, the INBOX's last: their answers in one list, each mailbox
+    /// once, in Cyrus's LIST order (as a Cyrus front end answers from its
+    /// copy of the mailbox list), a LIST-STATUS answer after its
+    /// mailbox's; then the INBOX's back end's tagged reply.  Other news
+    /// (of the selected mailbox) goes first.
+    async fn merge_list<W: AsyncWrite + Unpin>(&mut self, line: &[u8], cw: &mut W) -> Merged {
+        use crate::proto::imap::stream::{listed, Listed};
+        let Some(h) = head_words(line, 0) else { return Merged::No };
         let rest = &line[h.tag.len()..];
         let body = rest.strip_suffix(b"\r\n").unwrap_or(rest);
         if crate::proto::imap::command::literal_marker(body).is_some() {
-            return true;
+            return Merged::No;
         }
-        let servers = self.front.list_servers(&self.user).await;
-        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let home = self.home.clone();
-        for server in servers.iter().filter(|s| **s != home) {
+        let mut servers: Vec<String> = self.front.list_servers(&self.user).await;
+        servers.retain(|s| *s != home);
+        servers.push(home.clone());
+        // Each mailbox's LIST response with what came after it about the
+        // same mailbox; responses about nothing listed.
+        let mut items: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+        let mut at: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut news: Vec<Vec<u8>> = Vec::new();
+        let mut status = String::new();
+        for server in &servers {
+            let is_home = *server == home;
             if let Err(e) = tokio::time::timeout(BACKEND_TIMEOUT, self.open(server))
                 .await
                 .unwrap_or(Err("timed out".into()))
@@ -672,6 +691,9 @@ impl Router {
                 self.front
                     .log
                     .error(&format!("couldn't authenticate to backend server {server}: {e}"));
+                if is_home {
+                    status = "NO [UNAVAILABLE] Server(s) unavailable to complete operation".into();
+                }
                 continue;
             }
             self.n += 1;
@@ -679,23 +701,69 @@ impl Router {
             let Some(b) = self.conns.get_mut(server) else { continue };
             let mut cmd = tag.clone().into_bytes();
             cmd.extend_from_slice(rest);
-            if b.put(&cmd).await.is_err() {
-                continue;
-            }
-            let got = match tokio::time::timeout(BACKEND_TIMEOUT, collect_until(&mut b.s, &tag)).await {
-                Ok(Ok((v, _))) => v,
+            let got = match b.put(&cmd).await {
+                Ok(()) => tokio::time::timeout(BACKEND_TIMEOUT, collect_until(&mut b.s, &tag)).await,
+                Err(e) => Ok(Err(e.to_string())),
+            };
+            let resps = match got {
+                Ok(Ok((v, st))) => {
+                    if is_home {
+                        status = st;
+                    }
+                    v
+                }
+                _ if is_home => return Merged::Lost,
                 _ => {
                     self.conns.remove(server);
                     continue;
                 }
             };
-            for resp in got {
-                if seen.insert(resp.clone()) && cw.write_all(&resp).await.is_err() {
-                    return false;
+            let mut last: Option<usize> = None;
+            for resp in resps {
+                match listed(&resp) {
+                    Some(Listed::Mailbox(name)) => match at.get(&name) {
+                        // A mailbox two back ends list (a parent one of
+                        // them only holds children of): its own server's
+                        // answer wins over a placeholder.
+                        Some(&k) => {
+                            let placeholder = |r: &[u8]| {
+                                let attrs = r.split(|&c| c == b')').next().unwrap_or(r).to_ascii_lowercase();
+                                let has = |a: &[u8]| attrs.windows(a.len()).any(|w| w == a);
+                                has(b"\\noselect") || has(b"\\nonexistent")
+                            };
+                            if placeholder(&items[k].1[0]) && !placeholder(&resp) {
+                                items[k].1[0] = resp;
+                            }
+                            last = Some(k);
+                        }
+                        None => {
+                            at.insert(name.clone(), items.len());
+                            last = Some(items.len());
+                            items.push((name, vec![resp]));
+                        }
+                    },
+                    Some(Listed::Status(name)) => match at.get(&name).copied().or(last) {
+                        Some(k) => items[k].1.push(resp),
+                        None => news.push(resp),
+                    },
+                    None => news.push(resp),
                 }
             }
         }
-        true
+        items.sort_by(|a, b| {
+            crate::store::names::list_order(&String::from_utf8_lossy(&a.0), &String::from_utf8_lossy(&b.0), Some(&self.ns))
+        });
+        let mut out: Vec<u8> = news.concat();
+        for (_, resps) in items {
+            for r in resps {
+                out.extend_from_slice(&r);
+            }
+        }
+        out.extend_from_slice(format!("{} {status}\r\n", h.tag).as_bytes());
+        if cw.write_all(&out).await.is_err() || cw.flush().await.is_err() {
+            return Merged::Gone;
+        }
+        Merged::Answered
     }
 
     /// COPY/MOVE to another back end: the messages are fetched from the
@@ -886,6 +954,19 @@ impl Router {
         let _ = cw.write_all(b"* BYE Lost connection to the mailbox server\r\n").await;
         let _ = cw.flush().await;
     }
+}
+
+/// How `merge_list` ended.
+enum Merged {
+    /// The client has the whole answer.
+    Answered,
+    /// Not merged (a literal in the command): the INBOX's back end
+    /// answers alone.
+    No,
+    /// The client is gone.
+    Gone,
+    /// The INBOX's back end is lost.
+    Lost,
 }
 
 /// A mailbox name as a client's IMAP string.

@@ -25,8 +25,6 @@ const MAX_COMMAND: usize = 4096;
 const MAX_DATA_LINE: usize = 1 << 20;
 const MAX_RCPT: usize = 1000;
 const IDLE: Duration = Duration::from_secs(300);
-/// A back end's reply, or its connection, within this.
-const BACKEND_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest reply line from a back end.
 const MAX_REPLY_LINE: usize = 4096;
 
@@ -52,6 +50,9 @@ struct Backend {
     auth_param: bool,
     /// A transaction ended without DATA: RSET before the next one.
     dirty: bool,
+    /// A write to it, or a reply line from it, within this
+    /// (`lmtptxn_timeout`, 5 minutes).
+    timeout: Duration,
 }
 
 impl LmtpProxy {
@@ -59,6 +60,7 @@ impl LmtpProxy {
     async fn connect(&self, server: &str) -> Result<Backend, String> {
         let tcp = self.front.connect(server, "lmtp", self.lmtp_port).await?;
         let mut b = Backend {
+            timeout: Duration::from_secs(self.front.conf.get_secs("lmtptxn_timeout", 's').unwrap_or(300).clamp(1, 86400) as u64),
             io: tokio::io::BufReader::new(tcp),
             auth_param: false,
             dirty: false,
@@ -127,7 +129,7 @@ impl Backend {
             w.write_all(b).await?;
             w.flush().await
         };
-        tokio::time::timeout(BACKEND_TIMEOUT, write)
+        tokio::time::timeout(self.timeout, write)
             .await
             .map_err(|_| "write timed out".to_string())?
             .map_err(|e| e.to_string())
@@ -149,13 +151,10 @@ impl Backend {
         let mut lines = Vec::new();
         loop {
             let mut l = Vec::new();
-            let n = tokio::time::timeout(
-                BACKEND_TIMEOUT,
-                (&mut self.io).take(MAX_REPLY_LINE as u64).read_until(b'\n', &mut l),
-            )
-            .await
-            .map_err(|_| "timed out waiting for the back end".to_string())?
-            .map_err(|e| e.to_string())?;
+            let n = tokio::time::timeout(self.timeout, (&mut self.io).take(MAX_REPLY_LINE as u64).read_until(b'\n', &mut l))
+                .await
+                .map_err(|_| "timed out waiting for the back end".to_string())?
+                .map_err(|e| e.to_string())?;
             if n == 0 || !l.ends_with(b"\n") {
                 return Err("connection closed by the back end".into());
             }
@@ -294,7 +293,7 @@ impl Session {
                 Command::Auth(mech, ir) => self.auth(&mech, ir).await?,
                 Command::Mail(from, params) => {
                     if !self.authed {
-                        self.reply("530 Authentication required").await?;
+                        self.reply(super::lmtpd::noauth(&self.p.front.conf)).await?;
                     } else if self.from.is_some() {
                         self.reply("503 5.5.1 Nested MAIL command").await?;
                     } else if let Some(e) = super::lmtpd::mail_params_error(&params, self.p.front.conf.max_message_size()) {

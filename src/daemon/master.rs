@@ -210,9 +210,7 @@ fn bind(listen: &Listen) -> Result<OwnedFd, String> {
     match listen {
         Listen::Path(p) => {
             let path = std::path::Path::new(p);
-            if let Some(d) = path.parent() {
-                let _ = std::fs::create_dir_all(d);
-            }
+            crate::server::Listener::make_socket_dir(path);
             let _ = std::fs::remove_file(path);
             let l = std::os::unix::net::UnixListener::bind(path).map_err(|e| format!("unable to bind to {p}: {e}"))?;
             use std::os::unix::fs::PermissionsExt;
@@ -310,7 +308,10 @@ pub fn main(args: &[String]) -> i32 {
     }
     let log = crate::config::cyrus::ImapdConf::load(&imapd_conf, Some("master"))
         .ok()
-        .and_then(|c| crate::log::Logger::for_cyrus(&c, "master").ok())
+        .and_then(|c| {
+            c.apply_umask();
+            crate::log::Logger::for_cyrus(&c, "master").ok()
+        })
         .unwrap_or_else(|| crate::log::Logger::new("cyrus/master", 22, crate::log::Target::Stderr));
     let conf = match CyrusConf::load(&cyrus_conf).and_then(|c| c.service_entries().map(|s| (c, s))) {
         Ok(v) => v,

@@ -88,6 +88,18 @@ impl Listener {
         Ok(Listener::Tcp(TcpListener::bind(addr).await?))
     }
 
+    /// Makes the directory a UNIX socket will be bound in when it is
+    /// missing, open to the socket's clients (an MTA's LMTP client): the
+    /// umask (077, as Cyrus's) would close it.
+    pub fn make_socket_dir(path: &std::path::Path) {
+        let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) else {
+            return;
+        };
+        if std::fs::create_dir_all(d).is_ok() {
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+
     /// A UNIX socket at `path` (a stale socket file is replaced), chmod `mode`.
     pub fn bind_unix(path: &std::path::Path, mode: u32) -> std::io::Result<Listener> {
         if let Ok(m) = std::fs::symlink_metadata(path) {

@@ -40,6 +40,35 @@ pub struct Namespace {
     pub shared: String,
 }
 
+/// Cyrus's LIST order: INBOX, its children, the user's other mailboxes
+/// (the alternate namespace's), other users' (`user/...`, or the
+/// alternate namespace's other-users prefix), then shared ones; by name within each, the hierarchy separator before any
+/// other character (its mailbox list keys hold it as 0x1f): `a`, `a/b`,
+/// `a/b/c`, then `a.b`.
+pub fn list_order(a: &str, b: &str, ns: Option<&Namespace>) -> std::cmp::Ordering {
+    let sep = ns.map_or('/', |n| n.sep);
+    let under = |n: &str, p: &str| n.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with(sep));
+    let rank = |n: &str| match n.strip_prefix("INBOX") {
+        Some("") => 0,
+        Some(r) if r.starts_with(sep) => 1,
+        _ => match ns {
+            Some(ns) if ns.alt => {
+                if under(n, &ns.other_users) {
+                    3
+                } else if under(n, &ns.shared) {
+                    4
+                } else {
+                    2
+                }
+            }
+            _ if under(n, "user") => 3,
+            _ => 4,
+        },
+    };
+    let low = move |c: char| if c == sep { '\x1f' } else { c };
+    rank(a).cmp(&rank(b)).then_with(|| a.chars().map(low).cmp(b.chars().map(low)))
+}
+
 impl Namespace {
     pub fn new(unixhierarchysep: bool, altnamespace: bool, userid: &str, virtdomains: bool, defaultdomain: &str) -> Namespace {
         let (user, domain) = split_userid(userid, virtdomains, defaultdomain);

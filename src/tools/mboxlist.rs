@@ -210,7 +210,10 @@ fn mupdate_sync(
     use crate::daemon::mupdate::client::{default_port, Client, Creds};
     let mut out = Output::default();
     let conf = match crate::config::cyrus::ImapdConf::load(config, Some("ctl_mboxlist")) {
-        Ok(c) => c,
+        Ok(c) => {
+            c.apply_umask();
+            c
+        }
         Err(e) => {
             out.stderr.push_str(&format!("fatal error: {e}\n"));
             out.status = crate::util::exit::CONFIG;
@@ -356,7 +359,10 @@ pub fn cyr_deny(args: &[String]) -> Output {
         return Output::usage(CYR_DENY_USAGE);
     }
     let conf = match crate::config::cyrus::ImapdConf::load(&config, Some("cyr_deny")) {
-        Ok(c) => c,
+        Ok(c) => {
+            c.apply_umask();
+            c
+        }
         Err(e) => {
             out.stderr.push_str(&format!("fatal error: {e}\n"));
             out.status = crate::util::exit::CONFIG;

@@ -8,6 +8,7 @@ use crate::util::getopt::{getopt, Opt};
 
 fn open(config: &str) -> Result<Store, String> {
     let conf = ImapdConf::load(config, Some("reconstruct")).map_err(|e| e.to_string())?;
+    conf.apply_umask();
     let sc = StoreConfig::from_imapd(&conf)?;
     Store::open(sc).map_err(|e| e.to_string())
 }

@@ -699,6 +699,8 @@ pub struct CyrusServer {
     pub imap_port: u16,
     pub pop3_port: u16,
     pub lmtp_sock: PathBuf,
+    /// lmtpd on TCP too (clients must authenticate there).
+    pub lmtp_port: u16,
 }
 
 pub const CYRUS_MASTER: &str = "/usr/lib/cyrus/bin/master";
@@ -713,6 +715,7 @@ impl CyrusServer {
         }
         let iport = free_port();
         let pport = free_port();
+        let lport = free_port();
         let c = dir.display();
         std::fs::write(
             dir.join("imapd.conf"),
@@ -729,7 +732,8 @@ impl CyrusServer {
             format!(
                 "START {{\n  recover cmd=\"ctl_cyrusdb -C {c}/imapd.conf -r\"\n}}\nSERVICES {{\n  imap cmd=\"imapd -C {c}/imapd.conf\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=20000\n  \
                  lmtpunix cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"{c}/run/lmtp.sock\" prefork=0 maxchild=100\n  \
-                 pop3 cmd=\"pop3d -C {c}/imapd.conf\" listen=\"127.0.0.1:{pport}\" prefork=0 maxchild=100\n}}\n"
+                 pop3 cmd=\"pop3d -C {c}/imapd.conf\" listen=\"127.0.0.1:{pport}\" prefork=0 maxchild=100\n  \
+                 lmtp cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"127.0.0.1:{lport}\" prefork=0 maxchild=100\n}}\n"
             ),
         )
         .unwrap();
@@ -746,6 +750,7 @@ impl CyrusServer {
         let master = Proc::spawn("cyrus master", &mut cmd);
         wait_tcp(iport);
         wait_tcp(pport);
+        wait_tcp(lport);
         let lmtp_sock = dir.join("run/lmtp.sock");
         wait_for("cyrus lmtp socket", Duration::from_secs(20), || lmtp_sock.exists());
         CyrusServer {
@@ -753,6 +758,7 @@ impl CyrusServer {
             imap_port: iport,
             pop3_port: pport,
             lmtp_sock,
+            lmtp_port: lport,
         }
     }
 }

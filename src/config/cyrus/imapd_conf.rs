@@ -47,6 +47,20 @@ impl ImapdConf {
         Ok(c)
     }
 
+    /// Sets the process's file creation mask from `umask` (its octal
+    /// digits; default 077), as every Cyrus program does once it has read
+    /// imapd.conf: mail, indexes and databases are the server user's
+    /// alone.  Sockets are chmod-ed where they are made.  Called by the
+    /// daemons and tools, not by `load`, which tests call in-process.
+    pub fn apply_umask(&self) {
+        let text = self.get("umask").unwrap_or("077");
+        let mask = text
+            .bytes()
+            .filter(|c| (b'0'..=b'7').contains(c))
+            .fold(0u32, |m, c| (m << 3 | u32::from(c - b'0')) & 0o7777);
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask as nix::libc::mode_t));
+    }
+
     /// Parses text directly (tests, fuzzing); `@include` still reads files.
     pub fn parse(path: &str, data: &[u8], ident: Option<&str>) -> Result<ImapdConf, ConfigError> {
         let mut c = ImapdConf {

@@ -5,7 +5,7 @@
 use super::{Res, Session};
 use crate::proto::imap::command::AppendMsg;
 use crate::proto::imap::render;
-use crate::store::names::{NameError, Namespace};
+use crate::store::names::NameError;
 use crate::store::{Cached, MailboxEntry, NewMessage, StoreError};
 
 use super::acl::acl_entry;
@@ -655,7 +655,7 @@ impl Session {
                 out.push((n, attrs));
             }
         }
-        out.sort_by(|a, b| list_order(&a.0, &b.0, self.ns.as_ref()));
+        out.sort_by(|a, b| crate::store::names::list_order(&a.0, &b.0, self.ns.as_ref()));
         // LIST-STATUS (RFC 5819): RETURN (STATUS (items)).
         let status_items: Option<Vec<String>> = ret.iter().find_map(|r| {
             r.strip_prefix("STATUS").map(|x| {
@@ -1403,35 +1403,6 @@ fn self_log_store(e: &StoreError) {
     // Store failures that are not the client's fault go to stderr too, so
     // a daemon run by hand shows them.
     eprintln!("IOERROR: {e}");
-}
-
-/// Cyrus's LIST order: INBOX, its children, the user's other mailboxes
-/// (the alternate namespace's), other users' (`user/...`, or the
-/// alternate namespace's other-users prefix), then shared ones; by name within each, the hierarchy separator before any
-/// other character (its mailbox list keys hold it as 0x1f): `a`, `a/b`,
-/// `a/b/c`, then `a.b`.
-fn list_order(a: &str, b: &str, ns: Option<&Namespace>) -> std::cmp::Ordering {
-    let sep = ns.map_or('/', |n| n.sep);
-    let under = |n: &str, p: &str| n.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with(sep));
-    let rank = |n: &str| match n.strip_prefix("INBOX") {
-        Some("") => 0,
-        Some(r) if r.starts_with(sep) => 1,
-        _ => match ns {
-            Some(ns) if ns.alt => {
-                if under(n, &ns.other_users) {
-                    3
-                } else if under(n, &ns.shared) {
-                    4
-                } else {
-                    2
-                }
-            }
-            _ if under(n, "user") => 3,
-            _ => 4,
-        },
-    };
-    let low = move |c: char| if c == sep { '\x1f' } else { c };
-    rank(a).cmp(&rank(b)).then_with(|| a.chars().map(low).cmp(b.chars().map(low)))
 }
 
 /// An atom when possible, else a quoted string or literal.

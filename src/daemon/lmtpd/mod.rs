@@ -28,6 +28,17 @@ const MAX_RCPT: usize = 1000;
 /// Cyrus lmtpd's replies to an unknown command (HELO and EHLO too) and
 /// to VRFY.
 pub const SYNTAX: &str = "500 5.5.2 Syntax error";
+
+/// The reply to MAIL before AUTH on TCP: temporary with `soft_noauth`
+/// (default yes, as Cyrus), so that a hub whose LMTP login is missing or
+/// wrong queues the mail rather than bouncing it.
+pub fn noauth(conf: &crate::config::cyrus::ImapdConf) -> &'static str {
+    if conf.get_switch("soft_noauth") {
+        "430 Authentication required"
+    } else {
+        "530 Authentication required"
+    }
+}
 pub const VRFY: &str = "252 2.3.3 try RCPT to attempt delivery";
 
 /// MAIL's parameters as Cyrus lmtpd takes them (SIZE, BODY=7BIT or
@@ -278,7 +289,7 @@ impl Session {
                 Command::Auth(mech, ir) => self.auth(&mech, ir).await?,
                 Command::Mail(from, params) => {
                     if !self.authed {
-                        self.reply("530 Authentication required").await?;
+                        self.reply(noauth(&ctx.conf)).await?;
                     } else if self.from.is_some() {
                         self.reply("503 5.5.1 Nested MAIL command").await?;
                     } else if let Some(e) = mail_params_error(&params, ctx.conf.max_message_size()) {

@@ -818,7 +818,10 @@ pub fn main(args: &[String]) -> i32 {
     };
     let ident = std::env::var("CYRUS_SERVICE").unwrap_or_else(|_| "mupdate".into());
     let conf = match ImapdConf::load(&a.config, Some(&ident)) {
-        Ok(c) => c,
+        Ok(c) => {
+            c.apply_umask();
+            c
+        }
         Err(e) => {
             eprintln!("mupdate: fatal: {e}");
             return exit::CONFIG;

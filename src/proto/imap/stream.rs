@@ -425,6 +425,92 @@ pub fn fetched(resp: &[u8]) -> Option<Fetched> {
     })
 }
 
+/// What a LIST-family or STATUS response names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// `* LIST (attrs) delim name ...` (also XLIST, LSUB): the name.
+    Mailbox(Vec<u8>),
+    /// `* STATUS name (...)`: the name.
+    Status(Vec<u8>),
+}
+
+/// Parses one whole response (literals included, as `collect_tagged`
+/// gives them) far enough to say which mailbox it is about; None for
+/// any other response.
+pub fn listed(resp: &[u8]) -> Option<Listed> {
+    let starts = |p: &[u8]| resp.len() >= p.len() && resp[..p.len()].eq_ignore_ascii_case(p);
+    if starts(b"* STATUS ") {
+        return astring_at(resp, 9).map(Listed::Status);
+    }
+    let at = [&b"* LIST ("[..], b"* XLIST (", b"* LSUB ("].iter().find(|p| starts(p))?.len();
+    let mut i = at + resp[at..].iter().position(|&c| c == b')')? + 1;
+    if resp.get(i) != Some(&b' ') {
+        return None;
+    }
+    i += 1;
+    // The hierarchy delimiter: NIL or a quoted character.
+    if resp[i..].len() >= 3 && resp[i..i + 3].eq_ignore_ascii_case(b"NIL") {
+        i += 3;
+    } else if resp.get(i) == Some(&b'"') {
+        i += 1;
+        if resp.get(i) == Some(&b'\\') {
+            i += 1;
+        }
+        i += 1;
+        if resp.get(i) != Some(&b'"') {
+            return None;
+        }
+        i += 1;
+    } else {
+        return None;
+    }
+    if resp.get(i) != Some(&b' ') {
+        return None;
+    }
+    astring_at(resp, i + 1).map(Listed::Mailbox)
+}
+
+/// The atom, quoted string or literal at `i` of a whole response.
+fn astring_at(resp: &[u8], mut i: usize) -> Option<Vec<u8>> {
+    match resp.get(i)? {
+        b'"' => {
+            let mut s = Vec::new();
+            i += 1;
+            loop {
+                match *resp.get(i)? {
+                    b'"' => return Some(s),
+                    b'\\' => {
+                        s.push(*resp.get(i + 1)?);
+                        i += 2;
+                    }
+                    c => {
+                        s.push(c);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        b'{' | b'~' => {
+            let open = i + resp[i..].iter().position(|&c| c == b'{')?;
+            let close = open + resp[open..].iter().position(|&c| c == b'}')?;
+            let n: usize = std::str::from_utf8(&resp[open + 1..close])
+                .ok()?
+                .trim_end_matches('+')
+                .parse()
+                .ok()?;
+            let start = close + 3;
+            if resp.get(close + 1..start)? != b"\r\n" {
+                return None;
+            }
+            resp.get(start..start.checked_add(n)?).map(<[u8]>::to_vec)
+        }
+        _ => {
+            let end = resp[i..].iter().position(|c| b" ()\r\n".contains(c)).map_or(resp.len(), |n| i + n);
+            (end > i).then(|| resp[i..end].to_vec())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +529,23 @@ mod tests {
         }
         let (fwd, line) = g.finish();
         Some((fwd, line, buf))
+    }
+
+    #[test]
+    fn listed_names() {
+        let m = |s: &str| Some(Listed::Mailbox(s.as_bytes().to_vec()));
+        assert_eq!(listed(b"* LIST (\\HasNoChildren) \"/\" INBOX\r\n"), m("INBOX"));
+        assert_eq!(listed(b"* list () \".\" \"a \\\"b\\\\\"\r\n"), m("a \"b\\"));
+        assert_eq!(listed(b"* LIST (\\Noselect) NIL {5}\r\nx y z\r\n"), m("x y z"));
+        assert_eq!(listed(b"* LIST () \"\\\\\" Work (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"), m("Work"));
+        assert_eq!(listed(b"* LSUB () \"/\" Sent\r\n"), m("Sent"));
+        assert_eq!(
+            listed(b"* STATUS \"Other Users/u7\" (MESSAGES 1)\r\n"),
+            Some(Listed::Status(b"Other Users/u7".to_vec()))
+        );
+        assert_eq!(listed(b"* 3 EXISTS\r\n"), None);
+        assert_eq!(listed(b"* LIST (\\X) \"/\" {9}\r\nshort\r\n"), None);
+        assert_eq!(listed(b"* LIST (\\X"), None);
     }
 
     #[test]
