@@ -133,11 +133,18 @@ fn stuffed(data: &[u8], body_lines: Option<usize>, out: &mut Vec<u8>) {
     const OK: &[u8] = b"+OK Message follows\r\n";
     out.reserve(OK.len() + data.len() + data.len() / 50 + 8);
     out.extend_from_slice(OK);
+    // A whole message already in POP3's form (the store keeps CRLF line
+    // ends): one copy.
+    if body_lines.is_none() && pop_ready(data) {
+        out.extend_from_slice(data);
+        out.extend_from_slice(b".\r\n");
+        return;
+    }
     let mut in_body = false;
     let mut body_seen = 0usize;
     let mut rest = data;
     while !rest.is_empty() {
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+        let (line, next) = match memchr::memchr(b'\n', rest) {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &rest[rest.len()..]),
         };
@@ -159,6 +166,17 @@ fn stuffed(data: &[u8], body_lines: Option<usize>, out: &mut Vec<u8>) {
         rest = next;
     }
     out.extend_from_slice(b".\r\n");
+}
+
+/// Whether `data` needs no stuffing: every line ends in CRLF and none
+/// starts with '.'.
+fn pop_ready(data: &[u8]) -> bool {
+    if data.is_empty() {
+        return true;
+    }
+    data[0] != b'.'
+        && data.ends_with(b"\r\n")
+        && memchr::memchr_iter(b'\n', data).all(|i| i > 0 && data[i - 1] == b'\r' && data.get(i + 1) != Some(&b'.'))
 }
 
 impl Session {
@@ -593,6 +611,8 @@ impl Session {
                     tokio::time::sleep(self.ctx.conf.plaintext_login_pause()).await;
                 }
                 self.txn = Some(Txn {
+                    mark_seen: self.ctx.conf.get_switch("popuseimapflags") && !self.ctx.readonly,
+                    uidl_format: self.ctx.conf.get("uidl_format").unwrap_or("cyrus").to_string(),
                     ctx: self.ctx.clone(),
                     drop: d,
                     _slot: slot,
@@ -867,6 +887,10 @@ fn minpoll(ctx: &Ctx) -> Duration {
 struct Txn {
     ctx: Arc<Ctx>,
     drop: Drop_,
+    /// `popuseimapflags` on a writable connection: RETR sets \Seen.
+    mark_seen: bool,
+    /// `uidl_format`.
+    uidl_format: String,
     /// This session's count in `maxlogins_per_user`/`_per_host`.
     _slot: super::cyrus::LoginSlot,
 }
@@ -895,7 +919,7 @@ impl Txn {
         match cmd {
             "QUIT" => self.drop.msgs.iter().any(|m| m.deleted),
             "RETR" | "TOP" => {
-                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") && !self.ctx.readonly {
+                if cmd == "RETR" && self.mark_seen {
                     return true;
                 }
                 let num = arg.unwrap_or("").split_whitespace().next();
@@ -916,7 +940,7 @@ impl Txn {
         };
         let d = &self.drop;
         let uidvalidity = d.uidvalidity;
-        let uidl_format = self.ctx.conf.get("uidl_format").unwrap_or("cyrus");
+        let uidl_format = self.uidl_format.as_str();
         match cmd {
             "QUIT" => {
                 let dele: Vec<u32> = d.msgs.iter().filter(|m| m.deleted).map(|m| m.uid).collect();
@@ -1013,7 +1037,7 @@ impl Txn {
                     return true;
                 };
                 stuffed(&data, top, out);
-                if cmd == "RETR" && self.ctx.conf.get_switch("popuseimapflags") && !self.ctx.readonly {
+                if cmd == "RETR" && self.mark_seen {
                     let _ = store.store_flags(&d.inbox, &[uid], FlagOp::Add, FLAG_SEEN, &[], None);
                 }
                 // A client taking the maildrop message by message, from a
@@ -1097,6 +1121,14 @@ mod tests {
         );
         assert_eq!(&stuff(m, Some(0))[21..], b"Subject: x\r\n..hidden: y\r\n\r\n.\r\n");
         assert_eq!(&stuff(m, Some(1))[21..], b"Subject: x\r\n..hidden: y\r\n\r\nline 1\r\n.\r\n");
+        // Already in form: copied whole; TOP of it as line by line.
+        let m = b"Subject: x\r\n\r\nline.1\r\n\r\n";
+        assert_eq!(&stuff(m, None)[21..], b"Subject: x\r\n\r\nline.1\r\n\r\n.\r\n");
+        assert_eq!(&stuff(m, Some(1))[21..], b"Subject: x\r\n\r\nline.1\r\n.\r\n");
+        for bad in [&b".x\r\n"[..], b"a\r\n.b\r\n", b"a\nb\r\n", b"a\r\nb", b"\n"] {
+            assert!(!super::pop_ready(bad), "{bad:?}");
+        }
+        assert!(super::pop_ready(b"") && super::pop_ready(b"a\r\r\n"));
         assert_eq!(
             stuff(b"no newline at end", None),
             b"+OK Message follows\r\nno newline at end\r\n.\r\n".to_vec()

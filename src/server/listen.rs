@@ -92,11 +92,8 @@ impl Listener {
     /// missing, open to the socket's clients (an MTA's LMTP client): the
     /// umask (077, as Cyrus's) would close it.
     pub fn make_socket_dir(path: &std::path::Path) {
-        let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) else {
-            return;
-        };
-        if std::fs::create_dir_all(d).is_ok() {
-            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+        if let Some(d) = path.parent() {
+            let _ = crate::util::make_open_dir(d);
         }
     }
 

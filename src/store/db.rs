@@ -205,7 +205,9 @@ fn add_columns(c: &Connection, table: &str, cols: &[(&str, &str)]) -> rusqlite::
 
 impl Store {
     pub fn open(cfg: StoreConfig) -> Result<Store> {
-        std::fs::create_dir_all(&cfg.configdir)?;
+        // Open to others' programs: the MTA reaches lmtpd's socket in it
+        // (the files in it are the server's alone, by the umask).
+        crate::util::make_open_dir(&cfg.configdir)?;
         let list = open_db(&cfg.configdir.join("mailboxes.sqlite3"), LIST_SCHEMA)?;
         Ok(Store {
             cfg,

@@ -16,6 +16,25 @@ pub mod json;
 pub mod lines;
 pub mod tls;
 
+/// Makes `dir` and its missing parents searchable by all (0755) whatever
+/// the umask: a directory other users' programs go through (the
+/// configuration directory an MTA's LMTP client reaches a socket in).
+/// One that exists is left as it is.
+pub fn make_open_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        make_open_dir(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The C library's text for an I/O error ("No such file or directory"),
 /// without Rust's " (os error N)" suffix, as the originals print it.
 pub fn strerror(err: &std::io::Error) -> String {
