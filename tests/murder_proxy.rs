@@ -349,6 +349,21 @@ fn referrals_for_clients_that_use_rlist() {
         "{out}"
     );
     assert!(out.contains("\nt3 OK"), "{out}");
+
+    // client_bind: the front end reaches its back ends from the address
+    // client_bind_name gives, as the back end's login line shows.
+    let log = mu.backs[0].dir.join("imapd-fe.log");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("[127.0.0.9]"));
+    conf.push_str("client_bind: yes\nclient_bind_name: 127.0.0.9\n");
+    std::fs::write(&mu.fe.conf, &conf).unwrap();
+    let (_imap4, f4) = mu.front("imapd", &[]);
+    let out = imap_raw(f4, &["LOGIN u7 testpw", "SELECT INBOX", "LOGOUT"]);
+    assert!(out.contains("\nt2 OK"), "{out}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.lines().any(|l| l.contains("login: ") && l.contains("[127.0.0.9] u7 ")),
+        "{logged}"
+    );
 }
 
 /// Mailbox names sent as literals (synchronizing, where the front end

@@ -522,6 +522,56 @@ fn services_port(text: &str, name: &str) -> Option<u16> {
 }
 
 /// `servername`, else the host name.
+/// `client_bind` (off): the local address our connections to peers (back
+/// ends, the MUPDATE master) come from: `client_bind_name`, else
+/// `servername`, an address or a name resolved.  None: the kernel's
+/// choice (also when the name does not resolve).
+pub async fn client_bind(conf: &ImapdConf) -> Option<std::net::IpAddr> {
+    if !conf.get_switch("client_bind") {
+        return None;
+    }
+    let name = match conf.get("client_bind_name") {
+        Some(n) if !n.is_empty() && n != "(null)" => n.to_string(),
+        _ => servername(conf),
+    };
+    if let Ok(ip) = name.parse() {
+        return Some(ip);
+    }
+    let found = tokio::net::lookup_host((name.as_str(), 0)).await.ok()?.next();
+    found.map(|a| a.ip())
+}
+
+/// A TCP connection to `host:port`, from the address `from` when given
+/// (`client_bind`) and the peer has one of its family; when that address
+/// cannot be bound, from the kernel's choice.
+pub async fn tcp_connect(host: &str, port: u16, from: Option<std::net::IpAddr>) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(local) = from else {
+        return tokio::net::TcpStream::connect((host, port)).await;
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let sock = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if sock.bind(std::net::SocketAddr::new(local, 0)).is_err() {
+            return tokio::net::TcpStream::connect(addr).await;
+        }
+        match sock.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        None => tokio::net::TcpStream::connect((host, port)).await,
+    }
+}
+
 pub fn servername(conf: &ImapdConf) -> String {
     match conf.get("servername") {
         Some(s) if !s.is_empty() && s != "(null)" => s.to_string(),

@@ -209,17 +209,24 @@ impl Front {
     /// A TCP connection to `server`'s `service` port (or its own
     /// `host:port`).
     pub async fn connect(&self, server: &str, service: &str, default_port: u16) -> Result<PeerIo, String> {
-        connect_service(server, service, default_port, super::cyrus::client_timeout(&self.conf)).await
+        let from = super::cyrus::client_bind(&self.conf).await;
+        connect_service(server, service, default_port, super::cyrus::client_timeout(&self.conf), from).await
     }
 }
 
 /// A TCP connection to `server`'s `service` port (or its own
 /// `host:port`), as Cyrus reaches its peers, given up after `timeout`
-/// (`client_timeout`).
-pub async fn connect_service(server: &str, service: &str, default_port: u16, timeout: Duration) -> Result<PeerIo, String> {
+/// (`client_timeout`); from the address `from` (`client_bind`).
+pub async fn connect_service(
+    server: &str,
+    service: &str,
+    default_port: u16,
+    timeout: Duration,
+    from: Option<std::net::IpAddr>,
+) -> Result<PeerIo, String> {
     let port = super::cyrus::service_port(service).unwrap_or(default_port);
     let (host, port) = super::mupdate::client::split_server(server, port);
-    let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port)))
+    let tcp = tokio::time::timeout(timeout, super::cyrus::tcp_connect(&host, port, from))
         .await
         .map_err(|_| format!("{server}: connect timed out"))?
         .map_err(|e| format!("{server}:{port}: {e}"))?;
@@ -284,7 +291,8 @@ pub fn imap_mechs(caps: &str) -> Vec<String> {
 /// `authzid` (a user, or empty: the proxy identity itself, as XFER logs
 /// in); the server's tagged OK line and the connection.
 pub async fn imap_login(conf: &ImapdConf, server: &str, authzid: &str) -> Result<(String, tokio::io::BufReader<PeerIo>), String> {
-    let tcp = connect_service(server, "imap", 143, super::cyrus::client_timeout(conf)).await?;
+    let from = super::cyrus::client_bind(conf).await;
+    let tcp = connect_service(server, "imap", 143, super::cyrus::client_timeout(conf), from).await?;
     let mut b = tokio::io::BufReader::new(tcp);
     let greet = backend_line(&mut b).await?;
     if !greet.starts_with("* OK") {

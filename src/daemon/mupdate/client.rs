@@ -101,11 +101,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `server` and reads its banner.
-    pub async fn connect(server: &str, default_port: u16) -> Result<Client, ClientError> {
+    /// Connects to `server` (from the address `from`, `client_bind`) and
+    /// reads its banner.
+    pub async fn connect(server: &str, default_port: u16, from: Option<std::net::IpAddr>) -> Result<Client, ClientError> {
         let (host, port) = split_server(server, default_port);
         let peer = format!("{host}:{port}");
-        let io = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
+        let io = tokio::time::timeout(TIMEOUT, crate::daemon::cyrus::tcp_connect(&host, port, from))
             .await
             .map_err(|_| ClientError::Connect(format!("{peer}: timed out")))?
             .map_err(|e| ClientError::Connect(format!("{peer}: {e}")))?;
@@ -175,7 +176,8 @@ impl Client {
 
     /// Connects and logs in: the usual start of every client.
     pub async fn login(server: &str, default_port: u16, creds: &Creds) -> Result<Client, ClientError> {
-        let mut c = Client::connect(server, default_port).await?;
+        let from = crate::daemon::cyrus::client_bind(&creds.conf).await;
+        let mut c = Client::connect(server, default_port, from).await?;
         c.authenticate(creds).await?;
         Ok(c)
     }

@@ -15,7 +15,7 @@ pub(super) struct Imap {
 impl Imap {
     pub(super) async fn connect(server: &str) -> Result<Imap, String> {
         let mut r =
-            BufReader::new(crate::daemon::front::connect_service(server, "imap", 143, crate::daemon::front::BACKEND_TIMEOUT).await?);
+            BufReader::new(crate::daemon::front::connect_service(server, "imap", 143, crate::daemon::front::BACKEND_TIMEOUT, None).await?);
         let greet = crate::daemon::front::backend_line(&mut r).await?;
         if !greet.starts_with("* OK") {
             return Err(format!("{server}: greeting {greet}"));
