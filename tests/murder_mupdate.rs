@@ -1000,13 +1000,30 @@ fn our_backends_behind_a_cyrus_front_end(our_master: bool) {
         }
         backs.push(b);
     }
-    assert!(!imap_admin(backs[0].imap_port, &["CREATE user.u7"]).contains("-> NO"));
-    // yes1 lives on the other back end and shares a folder with u7.
     assert!(!imap_admin(
-        backs[1].imap_port,
-        &["CREATE user.yes1", "CREATE user.yes1.proj", "SETACL user.yes1.proj u7 lrs"]
+        backs[0].imap_port,
+        &[
+            "CREATE user.u7",
+            "CREATE user.u7.Work",
+            "CREATE user.u7.Work.sub",
+            "CREATE user.u7.Archive"
+        ]
     )
     .contains("-> NO"));
+    // yes1 lives on the other back end and shares a folder with u7, and a
+    // shared folder is there too.
+    assert!(!imap_admin(
+        backs[1].imap_port,
+        &[
+            "CREATE user.yes1",
+            "CREATE user.yes1.proj",
+            "SETACL user.yes1.proj u7 lrs",
+            "CREATE news",
+            "SETACL news anyone lrs",
+        ]
+    )
+    .contains("-> NO"));
+    let services_copy = services.clone();
     let (fi, fl) = (free_port(), free_port());
     let _fe = cyrus_node_in(
         &t.path().join("cyrus-fe"),
@@ -1051,6 +1068,51 @@ fn our_backends_behind_a_cyrus_front_end(our_master: bool) {
     );
     assert!(out.contains("select ('OK', [b'0'])"), "{out}");
     assert!(out.contains("Other Users.yes1.proj") && out.contains(" INBOX"), "{out}");
+    if our_master {
+        // Our front end on the same master and back ends lists what the
+        // Cyrus front end lists, in its order.
+        let fe = Node::start(
+            &t.path().join("our-fe"),
+            &mux,
+            false,
+            &format!("mupdate_server: 127.0.0.1:{mport}\n{creds}proxy_authname: md5u\nproxy_password: testpw\nunixhierarchysep: no\n"),
+        );
+        let oi = free_port();
+        let l = format!("127.0.0.1:{oi}");
+        let mut cmd = in_namespace(
+            &[(services_copy, "/etc/services")],
+            &bin("imapd"),
+            &["-C", fe.conf.to_str().unwrap(), "-L", &l],
+        );
+        let _imapd = Proc::spawn("imapd", &mut cmd);
+        wait_tcp(oi);
+        let cmds = [
+            "LOGIN u7 testpw",
+            "LIST \"\" \"*\"",
+            "LIST \"\" \"%\"",
+            "LIST \"\" \"Other Users.*\"",
+            "LOGOUT",
+        ];
+        let theirs = imap_raw(fi, &cmds);
+        let mut ours = String::new();
+        wait_for("our front end lists as the Cyrus one", Duration::from_secs(20), || {
+            ours = imap_raw(oi, &cmds);
+            ours.contains("Shared Folders.news")
+        });
+        // After the login; a tagged OK's timing (Cyrus's "(0.001 secs 5
+        // calls)") left out.
+        let tail = |s: &str| {
+            let rest = s.split_once("\nt0 OK").and_then(|(_, t)| t.split_once('\n')).map_or("", |(_, r)| r);
+            rest.lines()
+                .map(|l| match l.split_once(" OK Completed") {
+                    Some((tag, _)) if !tag.starts_with('*') => format!("{tag} OK Completed\n"),
+                    _ => format!("{l}\n"),
+                })
+                .collect::<String>()
+        };
+        assert!(ours.contains("\"Other Users.yes1.proj\"\n"), "{ours}");
+        assert_eq!(tail(&ours), tail(&theirs));
+    }
     // Referrals once the client has used RLIST (the same words as ours,
     // tests/murder_proxy.rs).
     let out = imap_raw(

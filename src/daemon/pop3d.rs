@@ -32,6 +32,8 @@ struct Msg {
     uid: u32,
     size: u64,
     deleted: bool,
+    /// Expunged by another session since the drop was read.
+    gone: bool,
 }
 
 struct Drop_ {
@@ -588,6 +590,7 @@ impl Session {
                         uid: r.uid,
                         size: r.size,
                         deleted: false,
+                        gone: false,
                     })
                     .collect(),
             }))
@@ -1024,9 +1027,29 @@ impl Txn {
                 // another session expunged is gone even while delayed
                 // expunge keeps its file.
                 let store = &self.ctx.store;
-                let changed = self.drop.watch.version() != self.drop.wal;
+                let now = self.drop.watch.version();
+                let mut unsure = false;
+                if now != self.drop.wal {
+                    // The database changed since the drop was read (another
+                    // session, a checkpoint): which of its messages are
+                    // still there, asked once for all, and then at this
+                    // version, so that the next RETRs need not ask again.
+                    let d = &mut self.drop;
+                    let uids: Vec<u32> = d.msgs.iter().map(|m| m.uid).collect();
+                    match store.records_for(&d.inbox, &uids) {
+                        Ok(recs) => {
+                            let live: std::collections::HashSet<u32> = recs.iter().map(|r| r.uid).collect();
+                            for m in &mut d.msgs {
+                                m.gone = !live.contains(&m.uid);
+                            }
+                            d.wal = now;
+                        }
+                        // Not known: not served this time.
+                        Err(_) => unsure = true,
+                    }
+                }
                 let d = &self.drop;
-                let gone = changed && store.records_for(&d.inbox, &[uid]).map(|r| r.is_empty()).unwrap_or(true);
+                let gone = unsure || d.msgs[i].gone;
                 let data = if gone {
                     None
                 } else {
