@@ -625,3 +625,58 @@ except poplib.error_proto as e:
     assert!(out.contains("inbox (0, 0)"), "{out}");
     assert!(out.contains("wrong b'-ERR [AUTH]"), "{out}");
 }
+
+/// `imapmagicplus` through the front end, as a Cyrus front end does it:
+/// `u7+anything` logs in as u7 (password, routing) and the back ends are
+/// asked for `u7+anything`; `u7+` (nothing after the plus) lists only the
+/// subscribed mailboxes, which live with the INBOX.
+#[test]
+fn imapmagicplus_through_the_front_end() {
+    if !can_run("proxyd imapmagicplus", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (mut mu, _imap, _f) = murder_with_proj(t.path(), "lrs", false);
+    for i in 0..2 {
+        let mut c = std::fs::read_to_string(&mu.backs[i].conf).unwrap();
+        c.push_str("imapmagicplus: yes\n");
+        std::fs::write(&mu.backs[i].conf, c).unwrap();
+        mu.backs[i].extra.clear();
+        mu.restart_back(i);
+    }
+    let mut c = std::fs::read_to_string(&mu.fe.conf).unwrap();
+    c.push_str("imapmagicplus: yes\n");
+    std::fs::write(&mu.fe.conf, c).unwrap();
+    let (_imap2, f) = mu.front("imapd", &[]);
+    let out = python(
+        r#"
+import imaplib, sys
+port = int(sys.argv[1])
+M = imaplib.IMAP4('127.0.0.1', port); M.login('u7', 'testpw')
+for f in ('Sub', 'Work'):
+    M.create(f)
+M.subscribe('Sub'); M.logout()
+for u in ('u7+', 'u7+Work', 'U7+x'):
+    M = imaplib.IMAP4('127.0.0.1', port)
+    print(u, M.login(u, 'testpw')[0])
+    print(u, 'list', sorted(M.list()[1]))
+    print(u, 'select', M.select('Work'))
+    M.logout()
+try:
+    imaplib.IMAP4('127.0.0.1', port).login('u7+', 'wrong')
+except imaplib.IMAP4.error as e:
+    print('wrong', e)
+"#,
+        &[&f.to_string()],
+    );
+    assert!(out.contains("u7+ OK"), "{out}");
+    let line = |p: &str| out.lines().find(|l| l.starts_with(p)).unwrap_or("").to_string();
+    let sub = line("u7+ list");
+    assert!(sub.contains("Sub") && !sub.contains("Work") && !sub.contains("yes1.proj"), "{out}");
+    for u in ["u7+Work", "U7+x"] {
+        let all = line(&format!("{u} list"));
+        assert!(all.contains("Work") && all.contains("Other Users.yes1.proj"), "{out}");
+        assert!(line(&format!("{u} select")).contains("'OK'"), "{out}");
+    }
+    assert!(out.contains("wrong b'Login failed: authentication failure'"), "{out}");
+}

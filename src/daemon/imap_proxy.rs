@@ -94,6 +94,10 @@ struct CrossCopy {
 pub struct Router {
     front: Arc<Front>,
     user: String,
+    /// Who the back ends log in (see `new`).
+    login_as: String,
+    /// Logged in as `user+`: LIST is the INBOX back end's alone.
+    subscribed_only: bool,
     ns: Namespace,
     home: String,
     /// The back end of the selected mailbox (or home).
@@ -156,7 +160,10 @@ pub fn referral_url(server: &str, ext: &str) -> String {
 }
 
 impl Router {
-    pub fn new(front: Arc<Front>, user: &str, home: &str, backend: PeerIo) -> Router {
+    /// `user`'s session, with `home` (their INBOX's back end) logged in
+    /// on `backend`; the other back ends are logged in as `login_as` (the
+    /// user, or the `user+detail` an `imapmagicplus` login gave).
+    pub fn new(front: Arc<Front>, user: &str, login_as: &str, home: &str, backend: PeerIo) -> Router {
         let c = &front.conf;
         let virtdomains = !matches!(c.get("virtdomains"), Some("off") | Some("no") | None);
         let alt = c.get_switch("altnamespace") && !c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
@@ -182,9 +189,14 @@ impl Router {
                 out: Vec::new(),
             },
         );
+        // `imapmagicplus` with nothing after the plus: LIST shows the
+        // subscribed mailboxes, which live with the INBOX.
+        let subscribed_only = login_as != user && login_as.split('@').next().is_some_and(|l| l.ends_with('+'));
         Router {
             front,
             user: user.to_string(),
+            login_as: login_as.to_string(),
+            subscribed_only,
             ns,
             home: home.to_string(),
             sel: home.to_string(),
@@ -384,7 +396,7 @@ impl Router {
             // back end says it once.)
             "LIST" | "XLIST" | "RLIST" => Route {
                 server: self.home.clone(),
-                merge: first_str(1).is_none_or(|p| !p.is_empty()),
+                merge: !self.subscribed_only && first_str(1).is_none_or(|p| !p.is_empty()),
                 ..Route::default()
             },
             // SCAN: what the INBOX's back end holds (not merged).
@@ -428,7 +440,7 @@ impl Router {
         if self.conns.contains_key(server) {
             return Ok(());
         }
-        let (_, mut b) = self.front.imap_login(server, &self.user).await?;
+        let (_, mut b) = self.front.imap_login(server, &self.login_as).await?;
         if !self.enabled.is_empty() {
             self.n += 1;
             let tag = format!("PROXY{}", self.n);

@@ -50,6 +50,10 @@ struct Joined {
     /// The user (authzid) and their INBOX's back end.
     user: String,
     server: String,
+    /// Who the back ends are asked to log in: the user, or with
+    /// `imapmagicplus` the name given (`user+`, `user+detail`), which the
+    /// back end takes as Cyrus's does.
+    login_as: String,
     /// The session's count in `maxlogins_per_user`/`_per_host`, kept
     /// while it lasts.
     _slot: super::cyrus::LoginSlot,
@@ -115,7 +119,7 @@ impl crate::server::Service for Proxyd {
             pipe(client, backend.into_inner(), lost, b"+OK").await;
         } else {
             // IMAP: each command to the back end of the mailbox it names.
-            let router = super::imap_proxy::Router::new(self.front.clone(), &j.user, &j.server, backend.into_inner());
+            let router = super::imap_proxy::Router::new(self.front.clone(), &j.user, &j.login_as, &j.server, backend.into_inner());
             router.run(client, pending).await;
         }
     }
@@ -233,6 +237,20 @@ impl Session {
         }
     }
 
+    /// A login name made canonical (`username_tolower`, the default
+    /// domain); with `+detail` allowed (`plus_names`), the user part only:
+    /// the detail keeps its case (a POP3 folder's name).
+    fn canon(&self, id: &str) -> String {
+        let conf = &self.p.front.conf;
+        if !plus_names(conf, self.p.pop3) {
+            return super::cyrus::canon_userid(conf, id);
+        }
+        match super::cyrus::split_subfolder(id, self.p.front.virtdomains()) {
+            (u, Some(f)) => super::cyrus::join_subfolder(&super::cyrus::canon_userid(conf, &u), &f),
+            (u, None) => super::cyrus::canon_userid(conf, &u),
+        }
+    }
+
     /// The back end of `user`'s INBOX.
     async fn place(&self, user: &str) -> Result<String, &'static str> {
         let front = &self.p.front;
@@ -272,11 +290,12 @@ impl Session {
         pass: Vec<u8>,
         mech: &str,
     ) -> Result<(String, Result<Backend, String>), &'static str> {
-        // `popsubfolders`: `user+folder` lives where the user does and
-        // logs in as the user; the back end gets the whole name and serves
-        // the folder.
+        // `popsubfolders` (POP3), `imapmagicplus` (IMAP): `user+folder`
+        // lives where the user does and logs in as the user; the back end
+        // gets the whole name and serves the folder (or, over IMAP, the
+        // view the plus asks for).
         let conf = &self.p.front.conf;
-        let (user, base_authcid) = if self.p.pop3 && conf.get_switch("popsubfolders") {
+        let (user, base_authcid) = if plus_names(conf, self.p.pop3) {
             let vd = self.p.front.virtdomains();
             (
                 super::cyrus::split_subfolder(authzid, vd).0,
@@ -410,10 +429,7 @@ impl Session {
         pass: Vec<u8>,
         mech: &str,
     ) -> Result<Option<Joined>, ReadError> {
-        let (authzid, authcid) = (
-            &super::cyrus::canon_userid(&self.p.front.conf, authzid),
-            &super::cyrus::canon_userid(&self.p.front.conf, authcid),
-        );
+        let (authzid, authcid) = (&self.canon(authzid), &self.canon(authcid));
         let (server, backend) = match self.authorize(authzid, authcid, pass, mech).await {
             Ok(v) => v,
             Err("temporary failure") | Err("mailbox is being moved") => {
@@ -441,10 +457,16 @@ impl Session {
                 }
                 // The back end's OK, under the client's tag.
                 let text = ok.split_once(' ').map_or("OK", |(_, t)| t);
+                let user = if plus_names(&self.p.front.conf, false) {
+                    super::cyrus::split_subfolder(authzid, self.p.front.virtdomains()).0
+                } else {
+                    authzid.to_string()
+                };
                 Ok(Some(Joined {
                     reply: format!("{tag} {text}"),
                     backend,
-                    user: authzid.to_string(),
+                    user,
+                    login_as: authzid.to_string(),
                     server,
                     _slot: slot,
                 }))
@@ -553,20 +575,7 @@ impl Session {
     }
 
     async fn pop3_login(&mut self, authzid: &str, authcid: &str, pass: Vec<u8>, mech: &str) -> Result<Option<Joined>, ReadError> {
-        // `popsubfolders`: the user part is canonical, the folder keeps
-        // its case.
-        let conf = &self.p.front.conf;
-        let canon = |id: &str| {
-            if !conf.get_switch("popsubfolders") {
-                return super::cyrus::canon_userid(conf, id);
-            }
-            let vd = self.p.front.virtdomains();
-            match super::cyrus::split_subfolder(id, vd) {
-                (u, Some(f)) => super::cyrus::join_subfolder(&super::cyrus::canon_userid(conf, &u), &f),
-                (u, None) => super::cyrus::canon_userid(conf, &u),
-            }
-        };
-        let (authzid, authcid) = (&canon(authzid), &canon(authcid));
+        let (authzid, authcid) = (&self.canon(authzid), &self.canon(authcid));
         let (server, backend) = match self.authorize(authzid, authcid, pass, mech).await {
             Ok(v) => v,
             Err("authentication failure") | Err("authorization failure") => {
@@ -594,6 +603,7 @@ impl Session {
                     reply: ok,
                     backend,
                     user: authzid.to_string(),
+                    login_as: authzid.to_string(),
                     server,
                     _slot: slot,
                 }))
@@ -665,6 +675,12 @@ impl Session {
 
 /// A SASL PLAIN response (base64, `=` for empty): authzid (the authcid
 /// when empty), authcid, password.
+/// Whether login names may carry a `+detail` for the back end:
+/// `popsubfolders` for POP3, `imapmagicplus` for IMAP.
+fn plus_names(conf: &crate::config::cyrus::ImapdConf, pop3: bool) -> bool {
+    conf.get_switch(if pop3 { "popsubfolders" } else { "imapmagicplus" })
+}
+
 fn plain_response(resp: &[u8]) -> Option<(String, String, Vec<u8>)> {
     let raw = if resp == b"=" {
         Vec::new()
