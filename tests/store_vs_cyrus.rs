@@ -1739,3 +1739,43 @@ fn lmtp_noauth_and_umask_as_real_cyrus() {
         }
     }
 }
+
+/// Subscriptions outlive DELETE and RENAME (Cyrus's default
+/// `delete_unsubscribe: no`): LSUB hides the ones that do not exist, LIST
+/// (SUBSCRIBED) shows them \NonExistent (RFC 5258 3.1); LSUB says
+/// \HasChildren of a mailbox with subscribed children.
+const SUBSCRIPTIONS_SESSION: &str = r#"
+import imaplib, sys, re
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')
+for f in ('A', 'A/b', 'C', 'D', 'D/e'):
+    print('create', f, M.create(f)[0], M.subscribe(f) if f != 'D/e' else '')
+print('lsub', M.lsub())
+print('lsub %', M.lsub('""', '%'))
+print('delete C', M.delete('C'))
+print('rename A Z', M.rename('A', 'Z'))
+print('lsub', M.lsub())
+print('list', M.list())
+# (Not RECURSIVEMATCH with '*': Cyrus 3.6 then calls a parent whose only
+# children are subscribed ones that do not exist \HasNoChildren, unlike
+# its answer to the same without RECURSIVEMATCH.)
+for sel, pat in (('(SUBSCRIBED)', '*'), ('(SUBSCRIBED)', '%'), ('(SUBSCRIBED RECURSIVEMATCH)', '%')):
+        typ, r = M._simple_command('LIST', sel, '""', pat)
+        print('list', sel, pat, typ, re.sub(r' \(.*secs.*\)', '', r[-1].decode()), sorted(M.untagged_responses.pop('LIST', [])))
+print('unsubscribe gone', M.unsubscribe('C'))
+print('lsub', M.lsub(), M.list('""', 'C'))
+"#;
+
+#[test]
+fn subscriptions_as_real_cyrus() {
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_here() else {
+        return;
+    };
+    let ours_out = python(SUBSCRIPTIONS_SESSION, &[&ours.imap_port.to_string()]);
+    let theirs_out = python(SUBSCRIPTIONS_SESSION, &[&cyrus.imap_port.to_string()]);
+    assert!(
+        ours_out.contains(r#"b'(\\NonExistent \\Subscribed \\HasChildren) "/" A'"#),
+        "{ours_out}"
+    );
+    assert!(ours_out.contains(r#"b'(\\HasChildren) "/" A'"#), "{ours_out}");
+    assert_eq!(ours_out, theirs_out);
+}

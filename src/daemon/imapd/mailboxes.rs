@@ -546,13 +546,6 @@ impl Session {
             Vec::new()
         };
         let names: Vec<&str> = vis.iter().map(|(x, _)| x.as_str()).collect();
-        // LSUB's unsubscribed parents are found among these.
-        let mut subs_ext: Vec<String> = if lsub {
-            subs.iter().filter_map(|s| self.external(s)).collect()
-        } else {
-            Vec::new()
-        };
-        subs_ext.sort_unstable();
         // RFC 6154: with specialusealways (Cyrus 3.6's default) every LIST
         // shows them, and LSUB too (as the real Cyrus 3.6 answers); else
         // RETURN (SPECIAL-USE) or the selection option.
@@ -564,6 +557,14 @@ impl Session {
             Default::default()
         };
         let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+        // RECURSIVEMATCH (with SUBSCRIBED): parents the pattern matches
+        // of subscribed mailboxes it does not, with CHILDINFO.
+        let recursive = subscribed_only && select.iter().any(|s| s == "RECURSIVEMATCH");
+        let mut with_childinfo: Vec<String> = Vec::new();
+        // The subscriptions by external name, sorted: LSUB's unsubscribed
+        // parents and the children that count are found among these.
+        let mut subs_all: Vec<String> = subs.iter().filter_map(|s| self.external(s)).collect();
+        subs_all.sort_unstable();
         let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
         let own = |int: &str| !inbox.is_empty() && (int == inbox || int.strip_prefix(inbox.as_str()).is_some_and(|r| r.starts_with('.')));
         for pat in patterns {
@@ -593,6 +594,18 @@ impl Session {
                         }
                     }
                 }
+            } else if subscribed_only && !lsub {
+                // RFC 5258 3.1: subscribed mailboxes that do not exist (any
+                // more: a DELETE or RENAME keeps the subscription, as
+                // Cyrus's default `delete_unsubscribe: no`) are listed
+                // \NonExistent.
+                for int in &subs {
+                    if let Some(x) = self.external(int) {
+                        if !cands.iter().any(|(c, _)| *c == x) {
+                            cands.push((x, false));
+                        }
+                    }
+                }
             }
             for (n, exists) in cands {
                 let m = if n == "INBOX" {
@@ -604,21 +617,30 @@ impl Session {
                     continue;
                 }
                 let int = self.internal(&n).unwrap_or_default();
+                let is_sub = subs.contains(&int);
                 // RFC 3501 6.3.8: levels of hierarchy that are not
                 // mailboxes come back for `%`; for `*` Cyrus lists none
                 // outside the user's own (the other users' and shared
                 // prefixes, another user's root).
-                if !exists && fb.contains(&b'*') && !own(&int) {
+                if !exists && fb.contains(&b'*') && !own(&int) && !(subscribed_only && is_sub) {
                     continue;
                 }
-                let is_sub = subs.contains(&int);
                 let child_prefix = format!("{n}{sep}");
+                // A subscribed mailbox below this one that the pattern does
+                // not reach (RFC 5258 RECURSIVEMATCH's CHILDINFO).
+                let sub_below = || {
+                    let from = subs_all.partition_point(|x| x.as_str() < child_prefix.as_str());
+                    subs_all[from..]
+                        .iter()
+                        .take_while(|x| x.starts_with(&child_prefix))
+                        .any(|x| !wild_match(fb, x.as_bytes(), sep as u8))
+                };
                 if lsub && !is_sub {
                     // RFC 3501 6.3.9: `foo/bar` subscribed and `foo` not, a
                     // `%` that stops at foo returns foo as \Noselect (Cyrus
                     // adds \HasChildren).
-                    let from = subs_ext.partition_point(|x| x.as_str() < child_prefix.as_str());
-                    let under = subs_ext[from..]
+                    let from = subs_all.partition_point(|x| x.as_str() < child_prefix.as_str());
+                    let under = subs_all[from..]
                         .iter()
                         .take_while(|x| x.starts_with(&child_prefix))
                         .any(|x| !wild_match(fb, x.as_bytes(), sep as u8));
@@ -627,22 +649,32 @@ impl Session {
                     }
                     continue;
                 }
-                if subscribed_only && !is_sub {
+                let childinfo = recursive && sub_below();
+                if subscribed_only && !is_sub && !childinfo {
                     continue;
                 }
-                let has_children = names.iter().any(|x| x.starts_with(&child_prefix));
+                if childinfo {
+                    with_childinfo.push(n.clone());
+                }
+                // Under SUBSCRIBED, subscribed children count as children
+                // (as Cyrus answers); in LSUB only those do, and only
+                // \HasChildren is said (Cyrus 3.6).
+                let has_children = (!lsub && names.iter().any(|x| x.starts_with(&child_prefix)))
+                    || ((lsub || subscribed_only) && subs_all.iter().any(|x| x.starts_with(&child_prefix)));
                 let mut attrs = Vec::new();
                 if !exists {
                     if lsub {
                         continue;
                     }
-                    attrs.push("\\Noselect");
+                    attrs.push(if subscribed_only { "\\NonExistent" } else { "\\Noselect" });
                 }
-                if is_sub && ret.iter().any(|r| r == "SUBSCRIBED") || (subscribed_only && !lsub) {
+                if is_sub && (ret.iter().any(|r| r == "SUBSCRIBED") || (subscribed_only && !lsub)) {
                     attrs.push("\\Subscribed");
                 }
                 if !lsub {
                     attrs.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+                } else if has_children {
+                    attrs.push("\\HasChildren");
                 }
                 let special = uses.get(&int).map(String::as_str).unwrap_or("");
                 if special_only && special.is_empty() {
@@ -696,6 +728,9 @@ impl Session {
             .map(|(n, attrs)| {
                 let mut line = format!("* {cmd} ({}) \"{sep}\" ", attrs.join(" ")).into_bytes();
                 astring(&mut line, n.as_bytes());
+                if with_childinfo.contains(n) {
+                    line.extend_from_slice(b" (CHILDINFO (\"SUBSCRIBED\"))");
+                }
                 line.extend_from_slice(b"\r\n");
                 let entry = vis.iter().find(|(x, _)| x == n).map(|(x, e)| (x.clone(), e.clone()));
                 (line, entry.filter(|_| !attrs.contains(&"\\Noselect")))
