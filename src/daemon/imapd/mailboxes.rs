@@ -626,30 +626,23 @@ impl Session {
                     continue;
                 }
                 let child_prefix = format!("{n}{sep}");
-                // A subscribed mailbox below this one that the pattern does
-                // not reach (RFC 5258 RECURSIVEMATCH's CHILDINFO).
-                let sub_below = || {
-                    let from = subs_all.partition_point(|x| x.as_str() < child_prefix.as_str());
-                    subs_all[from..]
-                        .iter()
-                        .take_while(|x| x.starts_with(&child_prefix))
-                        .any(|x| !wild_match(fb, x.as_bytes(), sep as u8))
-                };
+                // The subscribed mailboxes below this one; whether one of
+                // them is out of the pattern's reach (LSUB's \Noselect
+                // parents, RECURSIVEMATCH's CHILDINFO).
+                let from = subs_all.partition_point(|x| x.as_str() < child_prefix.as_str());
+                let mut subs_below = subs_all[from..].iter().take_while(|x| x.starts_with(&child_prefix)).peekable();
+                let has_sub_below = subs_below.peek().is_some();
+                let sub_below_unmatched = subs_below.any(|x| !wild_match(fb, x.as_bytes(), sep as u8));
                 if lsub && !is_sub {
                     // RFC 3501 6.3.9: `foo/bar` subscribed and `foo` not, a
                     // `%` that stops at foo returns foo as \Noselect (Cyrus
                     // adds \HasChildren).
-                    let from = subs_all.partition_point(|x| x.as_str() < child_prefix.as_str());
-                    let under = subs_all[from..]
-                        .iter()
-                        .take_while(|x| x.starts_with(&child_prefix))
-                        .any(|x| !wild_match(fb, x.as_bytes(), sep as u8));
-                    if under {
+                    if sub_below_unmatched {
                         out.push((n, vec!["\\Noselect", "\\HasChildren"]));
                     }
                     continue;
                 }
-                let childinfo = recursive && sub_below();
+                let childinfo = recursive && sub_below_unmatched;
                 if subscribed_only && !is_sub && !childinfo {
                     continue;
                 }
@@ -659,8 +652,8 @@ impl Session {
                 // Under SUBSCRIBED, subscribed children count as children
                 // (as Cyrus answers); in LSUB only those do, and only
                 // \HasChildren is said (Cyrus 3.6).
-                let has_children = (!lsub && names.iter().any(|x| x.starts_with(&child_prefix)))
-                    || ((lsub || subscribed_only) && subs_all.iter().any(|x| x.starts_with(&child_prefix)));
+                let has_children =
+                    (!lsub && names.iter().any(|x| x.starts_with(&child_prefix))) || ((lsub || subscribed_only) && has_sub_below);
                 let mut attrs = Vec::new();
                 if !exists {
                     if lsub {

@@ -381,18 +381,7 @@ pub fn fetched(resp: &[u8]) -> Option<Fetched> {
         return None;
     }
     let b = find(resp, b"BODY[] {")?;
-    let open = b + 7;
-    let close = open + resp[open..].iter().position(|&c| c == b'}')?;
-    let n: usize = std::str::from_utf8(&resp[open + 1..close])
-        .ok()?
-        .trim_end_matches('+')
-        .parse()
-        .ok()?;
-    let start = close + 3;
-    let end = start.checked_add(n)?;
-    if resp.get(close + 1..start)? != b"\r\n" || resp.len() < end {
-        return None;
-    }
+    let (start, end) = literal_data(resp, b + 7)?;
     let body = resp[start..end].to_vec();
     // The other items, before and after the literal.
     let mut text = resp[..b].to_vec();
@@ -470,6 +459,21 @@ pub fn listed(resp: &[u8]) -> Option<Listed> {
     astring_at(resp, i + 1).map(Listed::Mailbox)
 }
 
+/// Where the data of the literal whose `{` is at `open` lies in a whole
+/// response: (start, end); None when the marker is malformed or the data
+/// is short.
+fn literal_data(resp: &[u8], open: usize) -> Option<(usize, usize)> {
+    let close = open + resp.get(open..)?.iter().position(|&c| c == b'}')?;
+    let n: usize = std::str::from_utf8(&resp[open + 1..close])
+        .ok()?
+        .trim_end_matches('+')
+        .parse()
+        .ok()?;
+    let start = close + 3;
+    let end = start.checked_add(n)?;
+    (resp.get(close + 1..start)? == b"\r\n" && resp.len() >= end).then_some((start, end))
+}
+
 /// The atom, quoted string or literal at `i` of a whole response.
 fn astring_at(resp: &[u8], mut i: usize) -> Option<Vec<u8>> {
     match resp.get(i)? {
@@ -492,17 +496,7 @@ fn astring_at(resp: &[u8], mut i: usize) -> Option<Vec<u8>> {
         }
         b'{' | b'~' => {
             let open = i + resp[i..].iter().position(|&c| c == b'{')?;
-            let close = open + resp[open..].iter().position(|&c| c == b'}')?;
-            let n: usize = std::str::from_utf8(&resp[open + 1..close])
-                .ok()?
-                .trim_end_matches('+')
-                .parse()
-                .ok()?;
-            let start = close + 3;
-            if resp.get(close + 1..start)? != b"\r\n" {
-                return None;
-            }
-            resp.get(start..start.checked_add(n)?).map(<[u8]>::to_vec)
+            literal_data(resp, open).map(|(start, end)| resp[start..end].to_vec())
         }
         _ => {
             let end = resp[i..].iter().position(|c| b" ()\r\n".contains(c)).map_or(resp.len(), |n| i + n);
