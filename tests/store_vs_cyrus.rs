@@ -896,11 +896,9 @@ const BOUNDS_CONF: &str = "maxliteral: 1000\nmaxword: 2000\nmaxquoted: 2000\nmax
 /// ends the session of a client that believed it).
 #[test]
 fn command_bounds_as_real_cyrus() {
-    let Some((_d, ours, cyrus)) = ours_and_cyrus_with(BOUNDS_CONF) else {
+    let Some((ours_out, theirs_out)) = imap_answers(BOUNDS_SESSION, BOUNDS_CONF) else {
         return;
     };
-    let ours_out = python(BOUNDS_SESSION, &[&ours.imap_port.to_string()]);
-    let theirs_out = python(BOUNDS_SESSION, &[&cyrus.imap_port.to_string()]);
     for want in [
         "a NO [TOOBIG] Literal size exceeds fixed limit in LOGIN",
         "a NO [TOOBIG] Literal size exceeds fixed limit in Select",
@@ -1148,11 +1146,9 @@ run(M, 'DELETE', 'G')
 /// INBOX before).
 #[test]
 fn owner_rights_as_real_cyrus() {
-    let Some((_d, ours, cyrus)) = ours_and_cyrus_here() else {
+    let Some((ours_out, theirs_out)) = imap_answers(OWNER_RIGHTS_SESSION, "") else {
         return;
     };
-    let ours_out = python(OWNER_RIGHTS_SESSION, &[&ours.imap_port.to_string()]);
-    let theirs_out = python(OWNER_RIGHTS_SESSION, &[&cyrus.imap_port.to_string()]);
     for want in [
         "('SETACL', 'INBOX', 'u7', '\"\"') NO [b'Permission denied']",
         "('MYRIGHTS', 'G') OK [b'Completed'] {'MYRIGHTS': [b'G lkxcan']}",
@@ -1223,11 +1219,9 @@ print('\n'.join(out))
 fn namespace_prefixes_and_login_replies_as_real_cyrus() {
     let conf =
         "altnamespace: yes\nuserprefix: Others\nsharedprefix: Public\nspecialuse_extra: \\Foo\nplaintextloginalert: Please use TLS\n";
-    let Some((_d, ours, cyrus)) = ours_and_cyrus_with(conf) else {
+    let Some((ours_out, theirs_out)) = imap_answers(PREFIXES_SESSION, conf) else {
         return;
     };
-    let ours_out = python(PREFIXES_SESSION, &[&ours.imap_port.to_string()]);
-    let theirs_out = python(PREFIXES_SESSION, &[&cyrus.imap_port.to_string()]);
     for want in [
         r#"(("" "/")) (("Others/" "/")) (("Public/" "/"))"#,
         "('CREATE', 'X1', '(USE (\\\\Foo))') OK",
@@ -1272,11 +1266,9 @@ print('\n'.join(map(str, out)))
 /// has been (re)moved" at its next command, and the connection closes.
 #[test]
 fn vanished_mailbox_disconnects_as_real_cyrus() {
-    let Some((_d, ours, cyrus)) = ours_and_cyrus_with("disconnect_on_vanished_mailbox: yes\n") else {
+    let Some((ours_out, theirs_out)) = imap_answers(VANISHED_SESSION, "disconnect_on_vanished_mailbox: yes\n") else {
         return;
     };
-    let ours_out = python(VANISHED_SESSION, &[&ours.imap_port.to_string()]);
-    let theirs_out = python(VANISHED_SESSION, &[&cyrus.imap_port.to_string()]);
     for want in [
         "['Gone', 'c NOOP', ['* BYE Fatal error: Mailbox has been (re)moved\\r\\n', '']]",
         "['Moved', 'c NOOP', ['* BYE Fatal error: Mailbox has been (re)moved\\r\\n', '']]",
@@ -1396,6 +1388,17 @@ fn ours_and_cyrus_with(extra: &str) -> Option<(tempfile::TempDir, Backend, Cyrus
     Some((d, ours, cyrus))
 }
 
+/// An IMAP script (given the server's port) run against our back end and
+/// then the real Cyrus, `extra` imapd.conf lines on both: the two
+/// outputs.  None when Cyrus cannot run here.
+fn imap_answers(script: &str, extra: &str) -> Option<(String, String)> {
+    let (_d, ours, cyrus) = ours_and_cyrus_with(extra)?;
+    Some((
+        python(script, &[&ours.imap_port.to_string()]),
+        python(script, &[&cyrus.imap_port.to_string()]),
+    ))
+}
+
 /// Our back end and the real Cyrus 3.6 side by side in `d`, Cyrus
 /// checking passwords through our saslauthd.
 fn ours_and_cyrus(d: &Path, extra: &str) -> (Backend, CyrusServer) {
@@ -1485,11 +1488,9 @@ print('\n'.join(out))
 
 #[test]
 fn admin_rights_as_real_cyrus() {
-    let Some((_d, ours, cyrus)) = ours_and_cyrus_here() else {
+    let Some((ours_out, theirs_out)) = imap_answers(ADMIN_RIGHTS_SESSION, "") else {
         return;
     };
-    let ours_out = python(ADMIN_RIGHTS_SESSION, &[&ours.imap_port.to_string()]);
-    let theirs_out = python(ADMIN_RIGHTS_SESSION, &[&cyrus.imap_port.to_string()]);
     for want in [
         "('MYRIGHTS', 'user/u7/Sub') OK [b'Completed'] {'MYRIGHTS': [b'user/u7/Sub lra']}",
         "('EXAMINE', 'user/u7/Priv') NO [b'Permission denied']",
@@ -1654,11 +1655,9 @@ for u in ('u7+', 'u7+Sub', 'u7+nosuch'):
 
 #[test]
 fn imapmagicplus_as_real_cyrus() {
-    let Some((_d, ours, cyrus)) = ours_and_cyrus_with("imapmagicplus: yes\n") else {
+    let Some((ours_out, theirs_out)) = imap_answers(MAGICPLUS_SESSION, "imapmagicplus: yes\n") else {
         return;
     };
-    let ours_out = python(MAGICPLUS_SESSION, &[&ours.imap_port.to_string()]);
-    let theirs_out = python(MAGICPLUS_SESSION, &[&cyrus.imap_port.to_string()]);
     assert!(ours_out.contains("u7+ OK"), "{ours_out}");
     assert!(ours_out.contains("b'(\\\\Subscribed \\\\HasChildren) \"/\" Sub'"), "{ours_out}");
     assert_eq!(ours_out, theirs_out);
@@ -1767,11 +1766,9 @@ print('lsub', M.lsub(), M.list('""', 'C'))
 
 #[test]
 fn subscriptions_as_real_cyrus() {
-    let Some((_d, ours, cyrus)) = ours_and_cyrus_here() else {
+    let Some((ours_out, theirs_out)) = imap_answers(SUBSCRIPTIONS_SESSION, "") else {
         return;
     };
-    let ours_out = python(SUBSCRIPTIONS_SESSION, &[&ours.imap_port.to_string()]);
-    let theirs_out = python(SUBSCRIPTIONS_SESSION, &[&cyrus.imap_port.to_string()]);
     assert!(
         ours_out.contains(r#"b'(\\NonExistent \\Subscribed \\HasChildren) "/" A'"#),
         "{ours_out}"

@@ -3,46 +3,15 @@
 
 /// The PTR name of an address; Err(true) for a temporary failure.
 pub fn reverse(sa: &std::net::SocketAddr) -> Result<String, bool> {
-    let (storage, len) = match sa {
-        std::net::SocketAddr::V4(a) => {
-            // SAFETY: a zeroed sockaddr_in is valid; the fields are set below.
-            let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            s.sin_family = libc::AF_INET as libc::sa_family_t;
-            s.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-            let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            // SAFETY: sockaddr_storage is larger than sockaddr_in.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    &s as *const _ as *const u8,
-                    &mut st as *mut _ as *mut u8,
-                    std::mem::size_of::<libc::sockaddr_in>(),
-                )
-            };
-            (st, std::mem::size_of::<libc::sockaddr_in>())
-        }
-        std::net::SocketAddr::V6(a) => {
-            // SAFETY: as above, for sockaddr_in6.
-            let mut s: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            s.sin6_addr.s6_addr = a.ip().octets();
-            let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    &s as *const _ as *const u8,
-                    &mut st as *mut _ as *mut u8,
-                    std::mem::size_of::<libc::sockaddr_in6>(),
-                )
-            };
-            (st, std::mem::size_of::<libc::sockaddr_in6>())
-        }
-    };
+    use nix::sys::socket::{SockaddrLike, SockaddrStorage};
+    let addr = SockaddrStorage::from(*sa);
     let mut host = [0 as libc::c_char; 1025];
-    // SAFETY: storage/len describe a valid socket address; host is a
-    // writable buffer of the length given.
+    // SAFETY: addr is a valid socket address of the length given; host
+    // is a writable buffer of the length given.
     let rc = unsafe {
         libc::getnameinfo(
-            &storage as *const _ as *const libc::sockaddr,
-            len as libc::socklen_t,
+            addr.as_ptr(),
+            addr.len(),
             host.as_mut_ptr(),
             host.len() as libc::socklen_t,
             std::ptr::null_mut(),
