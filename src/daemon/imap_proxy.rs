@@ -67,8 +67,9 @@ impl Back {
 struct Route {
     server: String,
     select: bool,
-    /// LIST: the other back ends' answers are merged in first.
-    merge: bool,
+    /// LIST: the back ends whose answers are merged (the INBOX's
+    /// last); None when the INBOX's back end answers alone.
+    merge: Option<Vec<String>>,
     /// COPY/MOVE into a mailbox on another back end.
     copy: Option<CrossCopy>,
     /// The line to send instead of the client's.
@@ -394,11 +395,24 @@ impl Router {
             // the pattern merged in; subscriptions live with the INBOX.
             // (Not for the hierarchy delimiter, `LIST "" ""`: the INBOX's
             // back end says it once.)
-            "LIST" | "XLIST" | "RLIST" => Route {
-                server: self.home.clone(),
-                merge: !self.subscribed_only && first_str(1).is_none_or(|p| !p.is_empty()),
-                ..Route::default()
-            },
+            // A user who may see mailboxes on the INBOX's back end only
+            // gets its answer as it comes (it is in Cyrus's order already).
+            "LIST" | "XLIST" | "RLIST" => {
+                let mut merge = None;
+                if !self.subscribed_only && first_str(1).is_none_or(|p| !p.is_empty()) {
+                    let mut servers = self.front.list_servers(&self.user).await;
+                    servers.retain(|s| *s != self.home);
+                    if !servers.is_empty() {
+                        servers.push(self.home.clone());
+                        merge = Some(servers);
+                    }
+                }
+                Route {
+                    server: self.home.clone(),
+                    merge,
+                    ..Route::default()
+                }
+            }
             // SCAN: what the INBOX's back end holds (not merged).
             "LSUB" | "RLSUB" | "SUBSCRIBE" | "UNSUBSCRIBE" | "NAMESPACE" | "SCAN" => stay(&self.home),
             "COPY" | "MOVE" | "XMOVE" => {
@@ -514,7 +528,7 @@ impl Router {
                         g.bytes.extend(inq.drain(..n));
                         if g.complete(&scan) {
                             let (fwd, line) = gather.take().expect("gathering").finish();
-                            let r = self.route(&line).await;
+                            let r = Box::pin(self.route(&line)).await;
                             held = Some((fwd, r));
                         } else if g.bytes.len() > crate::proto::imap::stream::MAX_HEAD {
                             // No end of line in sight: sent on unrouted,
@@ -540,13 +554,13 @@ impl Router {
                             gather = Some(g);
                             continue;
                         }
-                        let r = self.route(&line).await;
+                        let r = Box::pin(self.route(&line)).await;
                         held = Some((line, r));
                     }
                 }
             }
             if self.flush_queued().await.is_err() {
-                return self.lost(&mut cw).await;
+                return Box::pin(self.lost(&mut cw)).await;
             }
             if let Some((line, r)) = held.take() {
                 let line = r.rewrite.clone().unwrap_or(line);
@@ -559,7 +573,7 @@ impl Router {
                     if r.select {
                         // A SELECT that fails closes the mailbox selected.
                         let sel = self.sel.clone();
-                        self.unselect(&sel).await;
+                        Box::pin(self.unselect(&sel)).await;
                     }
                     if cw.write_all(answer.as_bytes()).await.is_err() || cw.flush().await.is_err() {
                         return;
@@ -567,46 +581,46 @@ impl Router {
                     if r.logout {
                         let _ = cw.shutdown().await;
                         drop((cr, cw));
-                        self.logout_backends().await;
+                        Box::pin(self.logout_backends()).await;
                         return;
                     }
                     // The rest of this command (its literals) goes nowhere.
                     target = None;
                     continue;
-                } else if r.server == self.cur && !r.merge && r.copy.is_none() && (!r.select || self.sel == r.server) {
+                } else if r.server == self.cur && r.merge.is_none() && r.copy.is_none() && (!r.select || self.sel == r.server) {
                     if let Some(b) = self.conns.get_mut(&r.server).filter(|_| r.select) {
                         b.selected = true;
                     }
                     target = Some(self.cur.clone());
                     if self.send(&line).await.is_err() {
-                        return self.lost(&mut cw).await;
+                        return Box::pin(self.lost(&mut cw)).await;
                     }
                     continue;
                 } else if !quiet {
                     held = Some((line, r));
                 } else {
-                    if r.merge {
-                        match self.merge_list(&line, &mut cw).await {
+                    if let Some(servers) = &r.merge {
+                        match Box::pin(self.merge_list(&line, servers, &mut cw)).await {
                             Merged::Answered => {
                                 target = None;
                                 continue;
                             }
                             Merged::Gone => return,
-                            Merged::Lost => return self.lost(&mut cw).await,
+                            Merged::Lost => return Box::pin(self.lost(&mut cw)).await,
                             Merged::No => {}
                         }
                     }
                     if let Some(c) = &r.copy {
-                        if !self.cross_copy(c, &mut cw).await {
-                            return self.lost(&mut cw).await;
+                        if !Box::pin(self.cross_copy(c, &mut cw)).await {
+                            return Box::pin(self.lost(&mut cw)).await;
                         }
                         continue;
                     }
-                    match self.switch(&line, &r).await {
+                    match Box::pin(self.switch(&line, &r)).await {
                         Ok(()) => {
                             target = Some(self.cur.clone());
                             if self.send(&line).await.is_err() {
-                                return self.lost(&mut cw).await;
+                                return Box::pin(self.lost(&mut cw)).await;
                             }
                         }
                         Err(e) => {
@@ -630,7 +644,7 @@ impl Router {
                 target = Some(self.cur.clone());
             }
             if self.flush_queued().await.is_err() {
-                return self.lost(&mut cw).await;
+                return Box::pin(self.lost(&mut cw)).await;
             }
             let reading_client = held.is_none();
             let cur = self.cur.clone();
@@ -676,7 +690,7 @@ impl Router {
     /// copy of the mailbox list), a LIST-STATUS answer after its
     /// mailbox's; then the INBOX's back end's tagged reply.  Other news
     /// (of the selected mailbox) goes first.
-    async fn merge_list<W: AsyncWrite + Unpin>(&mut self, line: &[u8], cw: &mut W) -> Merged {
+    async fn merge_list<W: AsyncWrite + Unpin>(&mut self, line: &[u8], servers: &[String], cw: &mut W) -> Merged {
         use crate::proto::imap::stream::{listed, Listed};
         let Some(h) = head_words(line, 0) else { return Merged::No };
         let rest = &line[h.tag.len()..];
@@ -685,16 +699,13 @@ impl Router {
             return Merged::No;
         }
         let home = self.home.clone();
-        let mut servers: Vec<String> = self.front.list_servers(&self.user).await;
-        servers.retain(|s| *s != home);
-        servers.push(home.clone());
         // Each mailbox's LIST response with what came after it about the
         // same mailbox; responses about nothing listed.
         let mut items: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
         let mut at: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut news: Vec<Vec<u8>> = Vec::new();
         let mut status = String::new();
-        for server in &servers {
+        for server in servers {
             let is_home = *server == home;
             if let Err(e) = tokio::time::timeout(BACKEND_TIMEOUT, self.open(server))
                 .await

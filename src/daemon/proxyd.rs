@@ -87,7 +87,7 @@ impl crate::server::Service for Proxyd {
             tls: self.implicit_tls,
             sid: self.front.session_id(),
         };
-        let joined = if self.pop3 { s.pop3().await } else { s.imap().await };
+        let joined = if self.pop3 { Box::pin(s.pop3()).await } else { Box::pin(s.imap()).await };
         let Ok(Some(j)) = joined else {
             let _ = s.w.flush().await;
             return;
@@ -116,11 +116,11 @@ impl crate::server::Service for Proxyd {
         }
         if self.pop3 {
             let lost = "-ERR [SYS/TEMP] Lost connection to the mailbox server\r\n";
-            pipe(client, backend.into_inner(), lost, b"+OK").await;
+            Box::pin(pipe(client, backend.into_inner(), lost, b"+OK")).await;
         } else {
             // IMAP: each command to the back end of the mailbox it names.
             let router = super::imap_proxy::Router::new(self.front.clone(), &j.user, &j.login_as, &j.server, backend.into_inner());
-            router.run(client, pending).await;
+            Box::pin(router.run(client, pending)).await;
         }
     }
 }

@@ -211,7 +211,11 @@ pub async fn run<S: Service>(listeners: Vec<Listener>, service: Arc<S>, limits: 
                 let svc = service.clone();
                 let deadline = limits.session_timeout;
                 tasks.spawn(async move {
-                    let work = svc.serve(conn);
+                    // The session's future in its own allocation: held
+                    // inline, the timeout's copy would double the task
+                    // (the compiler keeps both slots), and idle sessions
+                    // are mostly that.
+                    let work = Box::pin(svc.serve(conn));
                     match deadline {
                         Some(d) => { let _ = tokio::time::timeout(d, work).await; }
                         None => work.await,
