@@ -645,18 +645,21 @@ fn imapmagicplus_through_the_front_end() {
         mu.restart_back(i);
     }
     let mut c = std::fs::read_to_string(&mu.fe.conf).unwrap();
-    c.push_str("imapmagicplus: yes\n");
+    // maxlogins_per_user counts the user whatever `+detail` they give.
+    c.push_str("imapmagicplus: yes\nmaxlogins_per_user: 1\n");
     std::fs::write(&mu.fe.conf, c).unwrap();
     let (_imap2, f) = mu.front("imapd", &[]);
     let out = python(
         r#"
-import imaplib, sys
+import imaplib, sys, time
 port = int(sys.argv[1])
 M = imaplib.IMAP4('127.0.0.1', port); M.login('u7', 'testpw')
 for f in ('Sub', 'Work'):
     M.create(f)
 M.subscribe('Sub'); M.logout()
 for u in ('u7+', 'u7+Work', 'U7+x'):
+    # The session's count goes once the back ends are logged out.
+    time.sleep(0.5)
     M = imaplib.IMAP4('127.0.0.1', port)
     print(u, M.login(u, 'testpw')[0])
     print(u, 'list', sorted(M.list()[1]))
@@ -666,6 +669,13 @@ try:
     imaplib.IMAP4('127.0.0.1', port).login('u7+', 'wrong')
 except imaplib.IMAP4.error as e:
     print('wrong', e)
+time.sleep(0.5)
+M = imaplib.IMAP4('127.0.0.1', port); M.login('u7+a', 'testpw')
+try:
+    imaplib.IMAP4('127.0.0.1', port).login('u7+b', 'testpw')
+except imaplib.IMAP4.error as e:
+    print('second', e)
+M.logout()
 "#,
         &[&f.to_string()],
     );
@@ -679,4 +689,5 @@ except imaplib.IMAP4.error as e:
         assert!(line(&format!("{u} select")).contains("'OK'"), "{out}");
     }
     assert!(out.contains("wrong b'Login failed: authentication failure'"), "{out}");
+    assert!(out.contains("second b'Too many open connections (1 of 1 for u7)'"), "{out}");
 }

@@ -87,7 +87,11 @@ impl crate::server::Service for Proxyd {
             tls: self.implicit_tls,
             sid: self.front.session_id(),
         };
-        let joined = if self.pop3 { Box::pin(s.pop3()).await } else { Box::pin(s.imap()).await };
+        let joined = if self.pop3 {
+            Box::pin(s.pop3()).await
+        } else {
+            Box::pin(s.imap()).await
+        };
         let Ok(Some(j)) = joined else {
             let _ = s.w.flush().await;
             return;
@@ -146,6 +150,16 @@ impl Session {
     /// Counts `authzid`'s login in `maxlogins_per_user`/`_per_host`; past
     /// a limit, logs and answers `refusal` ("tag NO", "-ERR") with
     /// Cyrus's words and gives None.
+    /// The user a login name stands for: without `+detail` where
+    /// `imapmagicplus` (IMAP) or `popsubfolders` (POP3) allow it.
+    fn base_user(&self, authzid: &str) -> String {
+        if plus_names(&self.p.front.conf, self.p.pop3) {
+            super::cyrus::split_subfolder(authzid, self.p.front.virtdomains()).0
+        } else {
+            authzid.to_string()
+        }
+    }
+
     async fn admit(&mut self, authzid: &str, refusal: &str) -> Result<Option<super::cyrus::LoginSlot>, ReadError> {
         match self.p.logins.admit(&self.p.front.conf, authzid, &self.peer) {
             Ok(s) => Ok(Some(s)),
@@ -444,7 +458,10 @@ impl Session {
         };
         match backend {
             Ok((ok, backend)) => {
-                let Some(slot) = self.admit(authzid, &format!("{tag} NO")).await? else {
+                let user = self.base_user(authzid);
+                // `maxlogins_per_user` counts the user, whatever `+detail`
+                // they gave, as Cyrus's (and our back ends) do.
+                let Some(slot) = self.admit(&user, &format!("{tag} NO")).await? else {
                     return Ok(None);
                 };
                 self.p.front.log.info(&format!(
@@ -457,11 +474,6 @@ impl Session {
                 }
                 // The back end's OK, under the client's tag.
                 let text = ok.split_once(' ').map_or("OK", |(_, t)| t);
-                let user = if plus_names(&self.p.front.conf, false) {
-                    super::cyrus::split_subfolder(authzid, self.p.front.virtdomains()).0
-                } else {
-                    authzid.to_string()
-                };
                 Ok(Some(Joined {
                     reply: format!("{tag} {text}"),
                     backend,
@@ -589,7 +601,7 @@ impl Session {
         };
         match backend {
             Ok((ok, backend)) => {
-                let Some(slot) = self.admit(authzid, "-ERR").await? else {
+                let Some(slot) = self.admit(&self.base_user(authzid), "-ERR").await? else {
                     return Ok(None);
                 };
                 self.p.front.log.info(&format!(
