@@ -1776,3 +1776,71 @@ fn subscriptions_as_real_cyrus() {
     assert!(ours_out.contains(r#"b'(\\HasChildren) "/" A'"#), "{ours_out}");
     assert_eq!(ours_out, theirs_out);
 }
+
+/// `delete_unsubscribe: yes`: a DELETE takes the deleting user's
+/// subscription to that mailbox with it (not its parent's or others').
+const DELETE_UNSUBSCRIBE_SESSION: &str = r#"
+import imaplib, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')
+for f in ('C', 'C/x', 'K'):
+    print('create', f, M.create(f)[0], M.subscribe(f)[0])
+print('delete C/x', M.delete('C/x'))
+print('delete K', M.delete('K'))
+typ, r = M._simple_command('LIST', '(SUBSCRIBED)', '""', '*')
+print('list', typ, sorted(M.untagged_responses.pop('LIST', [])))
+print('lsub', M.lsub())
+"#;
+
+#[test]
+fn delete_unsubscribe_as_real_cyrus() {
+    let Some((ours_out, theirs_out)) = imap_answers(DELETE_UNSUBSCRIBE_SESSION, "delete_unsubscribe: yes\n") else {
+        return;
+    };
+    let list = ours_out
+        .lines()
+        .find(|l| l.starts_with("list OK [b'"))
+        .unwrap_or_else(|| panic!("{ours_out}"));
+    assert!(
+        list.contains(r#"/" C'"#) && !list.contains(r#"/" K'"#) && !list.contains("C/x"),
+        "{ours_out}"
+    );
+    assert_eq!(ours_out, theirs_out);
+}
+
+/// Envelope addresses under Cyrus lmtpd's rules: `lmtp_strict_rfc2821`
+/// (on) refuses 8-bit local parts (501), off makes each such byte `X`;
+/// the characters and domains its address parser refuses.
+const LMTP_ADDRESSES: &str = r#"
+import imaplib, re, socket, sys
+imaplib.IMAP4('127.0.0.1', int(sys.argv[2])).login('u7', 'testpw')
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rb')
+def cmd(c):
+    s.sendall(c + b'\r\n')
+    while True:
+        l = f.readline()
+        if len(l) < 4 or l[3:4] != b'-':
+            print(repr(c), '->', re.sub(r'SESSIONID=<[^>]*>', 'SESSIONID=<>', l.decode('latin-1').strip()))
+            return
+f.readline()
+for c in (b'LHLO x', b'RCPT TO:<a b@c>', b'MAIL FROM:<a@example.org>', b'RCPT TO:<u7>', b'RCPT TO:<u\xfc7>', b'RCPT TO:<u\xfc7@example.org>',
+          b'RCPT TO:<"u\xfc7">', b'RCPT TO:<a b@c>', b'RCPT TO:<u7(x)>', b'RCPT TO:<u7@c_d.org>', b'RCPT TO:<u7@[127.0.0.1]>',
+          b'RCPT TO:<@r1.example:u7>', b'RCPT TO:<u7>x', b'RCPT TO:<u7@\xe9x.org>', b'RSET', b'MAIL FROM:<b\xe4r@x.example>',
+          b'MAIL FROM:<a;b@x.example>', b'MAIL FROM:<a@x.example>', b'RCPT TO:<u7+d\xe9tail>', b'QUIT'):
+    cmd(c)
+"#;
+
+#[test]
+fn lmtp_addresses_as_real_cyrus() {
+    for extra in ["", "lmtp_strict_rfc2821: no\n"] {
+        let Some((_d, ours, cyrus)) = ours_and_cyrus_with(extra) else {
+            return;
+        };
+        let run = |sock: &Path, port: u16| python(LMTP_ADDRESSES, &[sock.to_str().unwrap(), &port.to_string()]);
+        let ours_out = run(&ours.lmtp_sock, ours.imap_port);
+        let theirs_out = run(&cyrus.lmtp_sock, cyrus.imap_port);
+        let strict = extra.is_empty();
+        assert!(ours_out.contains(r"b'RCPT TO:<u7>' -> 250"), "{ours_out}");
+        assert_eq!(ours_out.contains(r"b'RCPT TO:<u\xfc7>' -> 501"), strict, "{ours_out}");
+        assert_eq!(ours_out, theirs_out);
+    }
+}

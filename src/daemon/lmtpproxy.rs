@@ -262,7 +262,7 @@ impl Session {
                 self.reply("500 5.5.2 Line too long").await?;
                 continue;
             }
-            match lmtp::parse(&line) {
+            match lmtp::parse_with(&line, self.p.front.conf.get_switch("lmtp_strict_rfc2821")) {
                 Command::Lhlo(h) => {
                     self.lhlo = h;
                     self.from = None;
@@ -362,7 +362,11 @@ impl Session {
                 }
                 Command::Vrfy => self.reply(super::lmtpd::VRFY).await?,
                 Command::Unknown(_) => self.reply(super::lmtpd::SYNTAX).await?,
-                Command::Syntax(r) => self.reply(r).await?,
+                Command::Syntax(r) => {
+                    let (authed, in_mail, n) = (self.authed, self.from.is_some(), self.rcpts.len());
+                    let r = super::lmtpd::bad_path_reply(&line, &self.p.front.conf, authed, in_mail, n, r);
+                    self.reply(r).await?
+                }
             }
         }
     }

@@ -23,28 +23,107 @@ pub enum Command {
     Syntax(&'static str),
 }
 
-fn split_path(arg: &str) -> Option<(String, Vec<(String, Option<String>)>)> {
-    let arg = arg.trim_start();
-    let (path, rest) = if let Some(r) = arg.strip_prefix('<') {
-        // A quoted local part may hold '>'.
-        let mut in_q = false;
-        let mut end = None;
-        for (i, c) in r.char_indices() {
-            match c {
-                '"' => in_q = !in_q,
-                '>' if !in_q => {
-                    end = Some(i);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let e = end?;
-        (r[..e].to_string(), &r[e + 1..])
-    } else {
-        // A path needs its brackets (Cyrus: 501).
+/// The length of the path at the start of `b` (`<`...`>`) under Cyrus
+/// lmtpd's rules for envelope addresses: an optional source route of
+/// `@domain` hops, a local part either quoted (anything, `\` escaping)
+/// or of printable ASCII without `<>()[]\,;:"`, a domain of letters,
+/// digits, `.` and `-` or an `[address literal]`, then the end or a
+/// space.  With `strict` off (`lmtp_strict_rfc2821: no`) each 8-bit byte
+/// of an unquoted local part becomes `X` (so that an MTA that lets them
+/// through does not make us refuse, and it bounce, the mail); with it on,
+/// such an address is refused.
+fn cyrus_path(b: &mut [u8], strict: bool) -> Option<usize> {
+    let mut p = 0;
+    if at(b, p) != b'<' {
         return None;
+    }
+    p += 1;
+    let domain = |b: &[u8], mut p: usize| -> Option<usize> {
+        if at(b, p) == b'[' {
+            p += 1;
+            while at(b, p).is_ascii_digit() || at(b, p) == b'.' {
+                p += 1;
+            }
+            if at(b, p) != b']' {
+                return None;
+            }
+            Some(p + 1)
+        } else {
+            while at(b, p).is_ascii_alphanumeric() || at(b, p) == b'.' || at(b, p) == b'-' {
+                p += 1;
+            }
+            Some(p)
+        }
     };
+    // at-domain-list
+    while at(b, p) == b'@' {
+        p = domain(b, p + 1)?;
+        if (at(b, p) == b',' && at(b, p + 1) == b'@') || (at(b, p) == b':' && at(b, p + 1) != b'@') {
+            p += 1;
+        } else {
+            return None;
+        }
+    }
+    // local-part
+    if at(b, p) == b'"' {
+        p += 1;
+        while p < b.len() && b[p] != b'"' {
+            if b[p] == b'\\' {
+                p += 1;
+                if p >= b.len() {
+                    return None;
+                }
+            }
+            p += 1;
+        }
+        if p >= b.len() {
+            return None;
+        }
+        p += 1;
+    } else {
+        while p < b.len() && b[p] != b'@' && b[p] != b'>' {
+            if b[p] == b'\\' {
+                p += 1;
+                if p >= b.len() {
+                    return None;
+                }
+            } else {
+                if b[p] >= 0x80 && !strict {
+                    b[p] = b'X';
+                }
+                if b[p] <= b' ' || b[p] >= 0x80 || b"<>()[]\\,;:\"".contains(&b[p]) {
+                    return None;
+                }
+            }
+            p += 1;
+        }
+    }
+    if at(b, p) == b'@' {
+        p = domain(b, p + 1)?;
+    }
+    if at(b, p) != b'>' {
+        return None;
+    }
+    p += 1;
+    if p < b.len() && b[p] != b' ' {
+        return None;
+    }
+    Some(p)
+}
+
+/// The byte at `p`, NUL past the end (as C's string walk sees it).
+fn at(b: &[u8], p: usize) -> u8 {
+    b.get(p).copied().unwrap_or(0)
+}
+
+fn split_path(arg: &[u8], strict: bool) -> Option<(String, Vec<(String, Option<String>)>)> {
+    let start = arg.iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(arg.len());
+    let mut arg = arg[start..].to_vec();
+    // A path needs its brackets and Cyrus's address rules (else 501).
+    let end = cyrus_path(&mut arg, strict)?;
+    let path = String::from_utf8_lossy(&arg[1..end - 1]).into_owned();
+    let rest = String::from_utf8_lossy(&arg[end..]).into_owned();
+    let rest = rest.as_str();
     let mut params = Vec::new();
     for p in rest.split_whitespace() {
         match p.split_once('=') {
@@ -60,8 +139,15 @@ fn split_path(arg: &str) -> Option<(String, Vec<(String, Option<String>)>)> {
     Some((path, params))
 }
 
-/// Parses one command line (without CRLF).
+/// Parses one command line (without CRLF), addresses under
+/// `lmtp_strict_rfc2821` (on).
 pub fn parse(line: &[u8]) -> Command {
+    parse_with(line, true)
+}
+
+/// `parse` with `lmtp_strict_rfc2821` as given (see `cyrus_path`).
+pub fn parse_with(line: &[u8], strict_rfc2821: bool) -> Command {
+    let raw = line;
     let line = String::from_utf8_lossy(line);
     let line = line.trim_end_matches([' ', '\t']);
     let (verb, arg) = match line.find(' ') {
@@ -83,7 +169,14 @@ pub fn parse(line: &[u8]) -> Command {
             if arg.len() < want.len() || !arg[..want.len()].eq_ignore_ascii_case(want) {
                 return Command::Syntax("501 5.5.4 Syntax error in parameters");
             }
-            match split_path(&arg[want.len()..]) {
+            // The address from the raw bytes: where the line is not
+            // UTF-8, `arg`'s offsets are not the line's.
+            let verb_end = raw.iter().position(|&c| c == b' ').map_or(raw.len(), |i| i + 1);
+            let mut raw_arg = raw.get(verb_end + want.len()..).unwrap_or(b"");
+            while let [rest @ .., b' ' | b'\t'] = raw_arg {
+                raw_arg = rest;
+            }
+            match split_path(raw_arg, strict_rfc2821) {
                 Some((p, params)) if v == "MAIL" => Command::Mail(p, params),
                 // `<>` is a recipient no mailbox has (Cyrus: 550 unknown).
                 Some((p, params)) => Command::Rcpt(p, params),
@@ -188,6 +281,48 @@ mod tests {
         assert!(matches!(parse(b"RCPT FOO"), Command::Syntax(_)));
         assert_eq!(parse(b"EHLO x"), Command::HeloEhlo);
         assert_eq!(parse(b"XYZZY"), Command::Unknown("XYZZY".into()));
+    }
+
+    #[test]
+    fn addresses_as_cyrus_lmtpd() {
+        // 8-bit in the local part: refused, or each byte made X.
+        let line = b"RCPT TO:<m\xfcller\xc3\xa9@example.org> NOTIFY=NEVER";
+        assert!(matches!(parse(line), Command::Syntax(_)));
+        assert_eq!(
+            parse_with(line, false),
+            Command::Rcpt("mXllerXX@example.org".into(), vec![("NOTIFY".into(), Some("NEVER".into()))])
+        );
+        assert_eq!(
+            parse_with(b"MAIL FROM:<b\xe4r@x.example>", false),
+            Command::Mail("bXr@x.example".into(), vec![])
+        );
+        // Inside quotes anything goes; a domain is ASCII either way.
+        assert!(matches!(parse(b"RCPT TO:<\"m\xfcller\"@example.org>"), Command::Rcpt(..)));
+        assert!(matches!(parse_with(b"RCPT TO:<u@\xe9x.org>", false), Command::Syntax(_)));
+        for bad in [
+            &b"RCPT TO:<a b@c>"[..],
+            b"RCPT TO:<a(b)@c>",
+            b"RCPT TO:<a,b@c>",
+            b"RCPT TO:<a;b@c>",
+            b"RCPT TO:<u@c_d.org>",
+            b"RCPT TO:<u@[1.2.3.4>",
+            b"RCPT TO:<u@d>x",
+            b"RCPT TO:<@r1;u@d>",
+            b"RCPT TO:<\"open@d>",
+        ] {
+            assert!(matches!(parse(bad), Command::Syntax(_)), "{}", String::from_utf8_lossy(bad));
+        }
+        for good in [
+            &b"RCPT TO:<u+detail@d.example>"[..],
+            b"RCPT TO:<a\\ b@c>",
+            b"RCPT TO:<u@[192.0.2.1]>",
+            b"RCPT TO:<@r1.example:u@d>",
+            b"RCPT TO:<postmaster>",
+            b"RCPT TO:<u@d>  ",
+            b"MAIL FROM:<a.b-c=d@e> BODY=8BITMIME",
+        ] {
+            assert!(!matches!(parse(good), Command::Syntax(_)), "{}", String::from_utf8_lossy(good));
+        }
     }
 
     #[test]

@@ -379,6 +379,19 @@ impl Session {
                         self.out("* 1 EXPUNGE\r\n").await?;
                     }
                 }
+                // `delete_unsubscribe`: the deleting user's subscription
+                // to it goes too, as Cyrus's (not other users', not its
+                // children's), where that user's INBOX is.
+                if self.ctx.conf.get_switch("delete_unsubscribe") {
+                    let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
+                    let gone = e.name.clone();
+                    let _ = self
+                        .blocking(move |s| match s.lookup(&inbox)? {
+                            Some(_) => s.subscribe(&inbox, &gone, false),
+                            None => Ok(()),
+                        })
+                        .await;
+                }
                 self.tagged(tag, "OK Completed").await
             }
             Err(t) => self.tagged(tag, &t).await,

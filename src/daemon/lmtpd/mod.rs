@@ -41,6 +41,28 @@ pub fn noauth(conf: &crate::config::cyrus::ImapdConf) -> &'static str {
 }
 pub const VRFY: &str = "252 2.3.3 try RCPT to attempt delivery";
 
+/// The reply to a MAIL or RCPT whose arguments are bad, in Cyrus
+/// lmtpengine's order: the session's state is checked before the
+/// address (no login, a nested MAIL, RCPT before MAIL, too many
+/// recipients), then `syntax`.
+pub fn bad_path_reply(
+    line: &[u8],
+    conf: &crate::config::cyrus::ImapdConf,
+    authed: bool,
+    in_mail: bool,
+    rcpts: usize,
+    syntax: &'static str,
+) -> &'static str {
+    let verb = line.get(..5).map(|v| v.to_ascii_uppercase());
+    match verb.as_deref() {
+        Some(b"MAIL ") if !authed => noauth(conf),
+        Some(b"MAIL ") if in_mail => "503 5.5.1 Nested MAIL command",
+        Some(b"RCPT ") if !in_mail => "503 5.5.1 Need MAIL command",
+        Some(b"RCPT ") if rcpts >= MAX_RCPT => "452 4.5.3 Too many recipients",
+        _ => syntax,
+    }
+}
+
 /// MAIL's parameters as Cyrus lmtpd takes them (SIZE, BODY=7BIT or
 /// 8BITMIME, AUTH): the refusal, if any.
 pub fn mail_params_error(params: &[(String, Option<String>)], max: usize) -> Option<String> {
@@ -238,7 +260,7 @@ impl Session {
                 self.reply("500 5.5.2 Line too long").await?;
                 continue;
             }
-            match lmtp::parse(&line) {
+            match lmtp::parse_with(&line, ctx.conf.get_switch("lmtp_strict_rfc2821")) {
                 Command::Lhlo(h) => {
                     self.lhlo = h;
                     self.from = None;
@@ -346,7 +368,10 @@ impl Session {
                 }
                 Command::Vrfy => self.reply(VRFY).await?,
                 Command::Unknown(_) => self.reply(SYNTAX).await?,
-                Command::Syntax(r) => self.reply(r).await?,
+                Command::Syntax(r) => {
+                    let r = bad_path_reply(&line, &ctx.conf, self.authed, self.from.is_some(), self.rcpts.len(), r);
+                    self.reply(r).await?
+                }
             }
         }
     }
