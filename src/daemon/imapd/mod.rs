@@ -7,6 +7,7 @@ mod annotate;
 mod fetch_render;
 pub mod io;
 pub mod mailboxes;
+mod metadata;
 mod quota;
 mod search;
 mod selected;
