@@ -23,7 +23,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
 const MAX_COMMAND: usize = 4096;
 const MAX_DATA_LINE: usize = 1 << 20;
-const MAX_RCPT: usize = 1000;
 const IDLE: Duration = Duration::from_secs(300);
 /// Longest reply line from a back end.
 const MAX_REPLY_LINE: usize = 4096;
@@ -249,6 +248,7 @@ impl Session {
             super::cyrus::ServerInfo::of(&p.front.conf).greeting(&p.front.servername, "LMTP")
         ))
         .await?;
+        let strict_addresses = self.p.front.conf.get_switch("lmtp_strict_rfc2821");
         loop {
             let line = match self.next_line().await? {
                 None => return Ok(()),
@@ -262,7 +262,7 @@ impl Session {
                 self.reply("500 5.5.2 Line too long").await?;
                 continue;
             }
-            match lmtp::parse_with(&line, self.p.front.conf.get_switch("lmtp_strict_rfc2821")) {
+            match lmtp::parse_with(&line, strict_addresses) {
                 Command::Lhlo(h) => {
                     self.lhlo = h;
                     self.from = None;
@@ -292,10 +292,8 @@ impl Session {
                 Command::HeloEhlo => self.reply(super::lmtpd::SYNTAX).await?,
                 Command::Auth(mech, ir) => self.auth(&mech, ir).await?,
                 Command::Mail(from, params) => {
-                    if !self.authed {
-                        self.reply(super::lmtpd::noauth(&self.p.front.conf)).await?;
-                    } else if self.from.is_some() {
-                        self.reply("503 5.5.1 Nested MAIL command").await?;
+                    if let Some(r) = super::lmtpd::mail_refusal(&self.p.front.conf, self.authed, self.from.is_some()) {
+                        self.reply(r).await?;
                     } else if let Some(e) = super::lmtpd::mail_params_error(&params, self.p.front.conf.max_message_size()) {
                         self.reply(&e).await?;
                     } else {
@@ -309,10 +307,8 @@ impl Session {
                     }
                 }
                 Command::Rcpt(to, params) => {
-                    if self.from.is_none() {
-                        self.reply("503 5.5.1 Need MAIL command").await?;
-                    } else if self.rcpts.len() >= MAX_RCPT {
-                        self.reply("452 4.5.3 Too many recipients").await?;
+                    if let Some(r) = super::lmtpd::rcpt_refusal(self.from.is_some(), self.rcpts.len()) {
+                        self.reply(r).await?;
                     } else if let Some(e) = super::lmtpd::rcpt_params_error(&params) {
                         self.reply(e).await?;
                     } else if to.is_empty() {

@@ -24,7 +24,7 @@ const MAX_COMMAND: usize = 4096;
 /// Longest line inside DATA that is stored (longer lines are an error).
 const MAX_DATA_LINE: usize = 1 << 20;
 /// Most recipients per transaction.
-const MAX_RCPT: usize = 1000;
+pub const MAX_RCPT: usize = 1000;
 /// Cyrus lmtpd's replies to an unknown command (HELO and EHLO too) and
 /// to VRFY.
 pub const SYNTAX: &str = "500 5.5.2 Syntax error";
@@ -41,10 +41,32 @@ pub fn noauth(conf: &crate::config::cyrus::ImapdConf) -> &'static str {
 }
 pub const VRFY: &str = "252 2.3.3 try RCPT to attempt delivery";
 
-/// The reply to a MAIL or RCPT whose arguments are bad, in Cyrus
-/// lmtpengine's order: the session's state is checked before the
-/// address (no login, a nested MAIL, RCPT before MAIL, too many
-/// recipients), then `syntax`.
+/// Why a MAIL is refused before its arguments are looked at, in Cyrus
+/// lmtpengine's order: no login, then a transaction already open.
+pub fn mail_refusal(conf: &crate::config::cyrus::ImapdConf, authed: bool, in_mail: bool) -> Option<&'static str> {
+    if !authed {
+        Some(noauth(conf))
+    } else if in_mail {
+        Some("503 5.5.1 Nested MAIL command")
+    } else {
+        None
+    }
+}
+
+/// Why a RCPT is refused before its arguments are looked at: no MAIL,
+/// then too many recipients.
+pub fn rcpt_refusal(in_mail: bool, rcpts: usize) -> Option<&'static str> {
+    if !in_mail {
+        Some("503 5.5.1 Need MAIL command")
+    } else if rcpts >= MAX_RCPT {
+        Some("452 4.5.3 Too many recipients")
+    } else {
+        None
+    }
+}
+
+/// The reply to a MAIL or RCPT whose arguments are bad: the session's
+/// state is checked before the address, as Cyrus does, then `syntax`.
 pub fn bad_path_reply(
     line: &[u8],
     conf: &crate::config::cyrus::ImapdConf,
@@ -54,13 +76,12 @@ pub fn bad_path_reply(
     syntax: &'static str,
 ) -> &'static str {
     let verb = line.get(..5).map(|v| v.to_ascii_uppercase());
-    match verb.as_deref() {
-        Some(b"MAIL ") if !authed => noauth(conf),
-        Some(b"MAIL ") if in_mail => "503 5.5.1 Nested MAIL command",
-        Some(b"RCPT ") if !in_mail => "503 5.5.1 Need MAIL command",
-        Some(b"RCPT ") if rcpts >= MAX_RCPT => "452 4.5.3 Too many recipients",
-        _ => syntax,
-    }
+    let early = match verb.as_deref() {
+        Some(b"MAIL ") => mail_refusal(conf, authed, in_mail),
+        Some(b"RCPT ") => rcpt_refusal(in_mail, rcpts),
+        _ => None,
+    };
+    early.unwrap_or(syntax)
 }
 
 /// MAIL's parameters as Cyrus lmtpd takes them (SIZE, BODY=7BIT or
@@ -247,6 +268,7 @@ impl Session {
         let ctx = self.d.ctx.clone();
         self.reply(&format!("220 {}server ready", ctx.server_info.greeting(&ctx.servername, "LMTP")))
             .await?;
+        let strict_addresses = ctx.conf.get_switch("lmtp_strict_rfc2821");
         loop {
             let line = match self.next_line().await? {
                 None => return Ok(()),
@@ -260,7 +282,7 @@ impl Session {
                 self.reply("500 5.5.2 Line too long").await?;
                 continue;
             }
-            match lmtp::parse_with(&line, ctx.conf.get_switch("lmtp_strict_rfc2821")) {
+            match lmtp::parse_with(&line, strict_addresses) {
                 Command::Lhlo(h) => {
                     self.lhlo = h;
                     self.from = None;
@@ -310,10 +332,8 @@ impl Session {
                 Command::HeloEhlo => self.reply(SYNTAX).await?,
                 Command::Auth(mech, ir) => self.auth(&mech, ir).await?,
                 Command::Mail(from, params) => {
-                    if !self.authed {
-                        self.reply(noauth(&ctx.conf)).await?;
-                    } else if self.from.is_some() {
-                        self.reply("503 5.5.1 Nested MAIL command").await?;
+                    if let Some(r) = mail_refusal(&ctx.conf, self.authed, self.from.is_some()) {
+                        self.reply(r).await?;
                     } else if let Some(e) = mail_params_error(&params, ctx.conf.max_message_size()) {
                         self.reply(&e).await?;
                     } else {
@@ -322,10 +342,8 @@ impl Session {
                     }
                 }
                 Command::Rcpt(to, params) => {
-                    if self.from.is_none() {
-                        self.reply("503 5.5.1 Need MAIL command").await?;
-                    } else if self.rcpts.len() >= MAX_RCPT {
-                        self.reply("452 4.5.3 Too many recipients").await?;
+                    if let Some(r) = rcpt_refusal(self.from.is_some(), self.rcpts.len()) {
+                        self.reply(r).await?;
                     } else if let Some(e) = rcpt_params_error(&params) {
                         self.reply(e).await?;
                     } else {
