@@ -24,7 +24,8 @@
 //!     half the time, STORE \Deleted, EXPUNGE, APPEND, STATUS half the
 //!     time, LOGOUT), direct and through the front end: commands/s and
 //!     the ratio (goal >= 90%).
-//! `BENCH_MURDER_LMTP_ONLY=1` stops after (b), for profiling.
+//! `BENCH_MURDER_LMTP_ONLY=1` stops after (b), for profiling;
+//! `BENCH_MURDER_NO_CYRUS=1` leaves out (e).
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -252,8 +253,31 @@ struct LoadConn {
     exists: u64,
 }
 
+/// With BENCH_LOAD_DETAIL: (f)'s time per command name (count, seconds).
+static DETAIL: std::sync::Mutex<std::collections::BTreeMap<String, (u64, f64)>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn detail(what: &str, since: Instant) {
+    if std::env::var_os("BENCH_LOAD_DETAIL").is_some() {
+        let mut d = DETAIL.lock().unwrap();
+        let e = d.entry(what.to_string()).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += since.elapsed().as_secs_f64();
+    }
+}
+
+/// The per-command times since the last call, as `NAME us` pairs.
+fn take_detail() -> String {
+    let d = std::mem::take(&mut *DETAIL.lock().unwrap());
+    d.iter()
+        .map(|(k, (n, t))| format!("{k} {:.0}", t * 1e6 / *n as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl LoadConn {
     fn cmd(&mut self, c: &[u8], done: &mut u64) -> bool {
+        let t0 = Instant::now();
+        let what = String::from_utf8_lossy(c.split(|&b| b == b' ').next().unwrap_or(b"")).to_string();
         self.tag += 1;
         let t = format!("t{}", self.tag);
         let mut line = format!("{t} ").into_bytes();
@@ -284,6 +308,7 @@ impl LoadConn {
                     return false;
                 }
                 *done += 1;
+                detail(&what, t0);
                 return true;
             }
         }
@@ -303,6 +328,7 @@ fn load_client(host: &str, port: u16, mailbox: &str, seed: u64, until: Instant) 
     let mut done = 0u64;
     let mut session = 0u64;
     while Instant::now() < until {
+        let t0 = Instant::now();
         let Ok(s) = TcpStream::connect((host, port)) else { break };
         let _ = s.set_nodelay(true);
         let mut c = LoadConn {
@@ -314,6 +340,7 @@ fn load_client(host: &str, port: u16, mailbox: &str, seed: u64, until: Instant) 
         if read_response(&mut c.r).is_none() {
             break;
         }
+        detail("greeting", t0);
         session += 1;
         let half = session.is_multiple_of(2);
         let msg = format!(
@@ -629,6 +656,14 @@ fn main() {
         add(&mut cd, &c0, &c1);
         add(&mut cp, &c1, &c2);
     }
+    if std::env::var_os("BENCH_LOAD_DETAIL").is_some() {
+        // Once more, one phase at a time, for the per-command figures.
+        take_detail();
+        load_run("127.0.0.1", b.imap_port, &mailbox, clients, secs / load_rounds);
+        println!("    us per command, direct: {}", take_detail());
+        load_run("127.0.0.1", fiport, &mailbox, clients, secs / load_rounds);
+        println!("    us per command, proxied: {}", take_detail());
+    }
     println!(
         "(f) imaptest-style load, {clients} clients on one mailbox: direct {:.0} commands/s, through the front end {:.0} commands/s = {:.0}% (goal >= 90%; Cyrus 3.6 imaptest: 63-95%)",
         ld / load_rounds as f64,
@@ -696,6 +731,9 @@ fn main() {
     // (e) The real Cyrus 3.6 Murder on this machine, the same runs: its
     // master, a back end (127.0.0.4) and a front end (replica, imapd and
     // lmtpd proxying) in a namespace naming the back end's ports.
+    if std::env::var("BENCH_MURDER_NO_CYRUS").is_ok() {
+        return;
+    }
     if !Path::new(CYRUS_MASTER).exists() || !Path::new("/usr/lib/cyrus/bin/mupdate").exists() {
         println!("(e) the real Cyrus Murder: not installed (cyrus-imapd, cyrus-murder)");
         return;

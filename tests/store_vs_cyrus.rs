@@ -1844,3 +1844,63 @@ fn lmtp_addresses_as_real_cyrus() {
         assert_eq!(ours_out, theirs_out);
     }
 }
+
+/// Autocreate as Cyrus's autocreate_user: at a first login (u7) and at a
+/// first delivery with `autocreate_post` (yes1), the INBOX and the
+/// `autocreate_inbox_folders` are made, only the folders also in
+/// `autocreate_subscribe_folders` subscribed, and the shared folders of
+/// `autocreate_subscribe_sharedfolders` (or all of them, `_all`) that
+/// exist and that the user may see; an admin gets no INBOX.  The LIST and
+/// LSUB each user then sees, against the real Cyrus 3.6.
+const AUTOCREATE: &str = r#"
+import imaplib, smtplib, sys
+A = imaplib.IMAP4('127.0.0.1', int(sys.argv[2])); A.login('md5u', 'testpw')
+d = A.list('""', '""')[1][0].split(b'"')[1].decode()
+for n in ['news', 'hidden', 'board']:
+    A.create('shared' + d + n)
+A.setacl('shared' + d + 'news', 'anyone', 'lr')
+A.setacl('shared' + d + 'board', 'anyone', 'lrs')
+A.deleteacl('shared' + d + 'hidden', 'anyone')
+L = smtplib.LMTP(sys.argv[1])
+L.sendmail('a@example.org', ['yes1'], b'Subject: first\r\n\r\nhello\r\n')
+L.quit()
+for u in ['u7', 'yes1']:
+    M = imaplib.IMAP4('127.0.0.1', int(sys.argv[2])); M.login(u, 'testpw')
+    # Cyrus writes the use of `xlist-sent` as given (\sent); ours is
+    # RFC 6154's \Sent.  Cyrus 3.6 also lists the intermediate `shared`
+    # (that no one created) under `*`; we do not (known, not autocreate's).
+    norm = lambda r: sorted(x.replace(b'\\sent', b'\\Sent') for x in r if not x.endswith(b'Folders/shared"'))
+    print(u, 'LSUB', norm(M.lsub('""', '*')[1]))
+    print(u, 'LIST', norm(M.list('""', '*')[1]))
+    print(u, 'SELECT', M.select('INBOX'))
+    M.logout()
+print('md5u INBOX', A.list('""', 'user' + d + 'md5u')[1])
+"#;
+
+#[test]
+fn autocreate_as_real_cyrus() {
+    let common = "autocreate_post: yes\nautocreate_inbox_folders: Sent | Drafts | Trash\n\
+                  autocreate_subscribe_folders: Sent|Trash\nxlist-sent: Sent\n";
+    for shared in [
+        "autocreate_subscribe_sharedfolders: shared.news | shared.hidden | shared.missing\n",
+        "autocreate_subscribe_sharedfolders_all: yes\n",
+    ] {
+        let Some((_d, ours, cyrus)) = ours_and_cyrus_with(&format!("{common}{shared}")) else {
+            return;
+        };
+        let run = |sock: &Path, port: u16| python(AUTOCREATE, &[sock.to_str().unwrap(), &port.to_string()]);
+        let ours_out = run(&ours.lmtp_sock, ours.imap_port);
+        let theirs_out = run(&cyrus.lmtp_sock, cyrus.imap_port);
+        // Subscribed: INBOX, Sent, Trash (not Drafts), shared.news, and
+        // with `_all` shared.board too; never shared.hidden.
+        assert!(ours_out.contains("Sent") && ours_out.contains("Drafts"), "{ours_out}");
+        let lsub = ours_out.lines().find(|l| l.starts_with("u7 LSUB")).unwrap_or("");
+        assert!(
+            lsub.contains("Trash") && !lsub.contains("Drafts") && lsub.contains("news"),
+            "{ours_out}"
+        );
+        assert_eq!(lsub.contains("board"), shared.contains("_all"), "{ours_out}");
+        assert!(!lsub.contains("hidden"), "{ours_out}");
+        assert_eq!(ours_out, theirs_out);
+    }
+}

@@ -761,41 +761,147 @@ pub async fn implicit_tls(
     }
 }
 
-/// Cyrus's autocreate at login (imapd, pop3d): with `autocreate_quota`
-/// at 0 or more a missing INBOX is created, subscribed, given the quota
-/// and the `autocreate_inbox_folders`.  Blocking (store calls).
-pub fn autocreate_inbox(ctx: &Ctx, inbox: &str) -> Result<(), crate::store::StoreError> {
+/// Cyrus's autocreate (autocreate_user): at login (imapd, pop3d) and, with
+/// `autocreate_post`, at delivery (lmtpd).  With `autocreate_quota` at 0
+/// or more a missing INBOX is created (not for `admins` or
+/// `proxyservers`), subscribed and given the quota; then the
+/// `autocreate_inbox_folders`, those also in `autocreate_subscribe_folders`
+/// subscribed, each with the special use an `xlist-<use>` line names;
+/// then the shared folders of `autocreate_subscribe_sharedfolders` (or,
+/// with `autocreate_subscribe_sharedfolders_all`, every shared folder)
+/// that the user may see (`l` for the user, anyone or one of `groups`).
+/// Logged in Cyrus's words.  Blocking (store calls).
+pub fn autocreate_inbox(ctx: &Ctx, inbox: &str, groups: &[String]) -> Result<(), crate::store::StoreError> {
     let store = &ctx.store;
     let cfg = &store.cfg;
     if cfg.autocreate_quota < 0 || store.lookup(inbox)?.is_some() {
         return Ok(());
     }
-    let (kb, msgs) = (cfg.autocreate_quota, cfg.autocreate_quota_messages);
-    store.create(inbox, None, None)?;
-    store.subscribe(inbox, inbox, true)?;
-    // A root either way: with 0, one without limits, as Cyrus makes it.
-    if kb > 0 || msgs > 0 {
-        store.quota_set(inbox, (kb > 0).then_some(kb), (msgs > 0).then_some(msgs))?;
-    } else {
-        store.quota_root_unlimited(inbox)?;
+    let Some(user) = super::imapd::mailboxes::mailbox_owner(inbox) else {
+        return Ok(());
+    };
+    let proxy = ctx.conf.get("proxyservers").unwrap_or("").split_whitespace().any(|p| p == user);
+    if ctx.is_admin(&user) || proxy {
+        return Ok(());
     }
-    let folders = ctx.conf.get("autocreate_inbox_folders").unwrap_or("");
-    for f in folders.split('|').map(str::trim).filter(|f| !f.is_empty() && *f != "(null)") {
+    let (kb, msgs) = (cfg.autocreate_quota, cfg.autocreate_quota_messages);
+    if let Err(e) = store.create(inbox, None, None).and_then(|_| store.subscribe(inbox, inbox, true)) {
+        ctx.log.error(&format!("autocreateinbox: User {user}, INBOX failed. {e}"));
+        return Err(e);
+    }
+    // A root either way: with 0, one without limits, as Cyrus makes it.
+    let quota = if kb > 0 || msgs > 0 {
+        store.quota_set(inbox, (kb > 0).then_some(kb), (msgs > 0).then_some(msgs))
+    } else {
+        store.quota_root_unlimited(inbox)
+    };
+    if let Err(e) = quota {
+        ctx.log.error(&format!("autocreateinbox: User {user}, QUOTA failed. {e}"));
+        return Err(e);
+    }
+    ctx.log
+        .info(&format!("autocreateinbox: User {user}, INBOX was successfully created"));
+    let list = |opt: &str| -> Vec<String> {
+        ctx.conf
+            .get(opt)
+            .unwrap_or("")
+            .split('|')
+            .map(str::trim)
+            .filter(|f| !f.is_empty() && *f != "(null)")
+            .map(str::to_string)
+            .collect()
+    };
+    let subscribe = list("autocreate_subscribe_folders");
+    let (mut created, mut subscribed) = (0, 0);
+    for f in list("autocreate_inbox_folders") {
         let n = format!("{inbox}.{f}");
-        let _ = store.create(&n, None, None);
-        let _ = store.subscribe(inbox, &n, true);
+        if let Err(e) = store.create(&n, None, None) {
+            ctx.log
+                .warning(&format!("autocreateinbox: User {user}, subfolder {f} creation failed. {e}"));
+            continue;
+        }
+        created += 1;
+        ctx.log
+            .info(&format!("autocreateinbox: User {user}, subfolder {f} creation succeeded."));
+        if subscribe.contains(&f) {
+            match store.subscribe(inbox, &n, true) {
+                Ok(()) => {
+                    subscribed += 1;
+                    ctx.log
+                        .info(&format!("autocreateinbox: User {user}, subscription to {f} succeeded"));
+                }
+                Err(e) => ctx
+                    .log
+                    .warning(&format!("autocreateinbox: User {user}, subscription to  {f} failed. {e}")),
+            }
+        }
         // `xlist-<use>: <folder>` gives an autocreated folder its special
         // use, as in Cyrus 3.
         let uses: Vec<String> = ["All", "Archive", "Drafts", "Flagged", "Important", "Junk", "Sent", "Trash"]
             .iter()
-            .filter(|u| ctx.conf.overflow(&format!("xlist-{}", u.to_ascii_lowercase())) == Some(f))
+            .filter(|u| ctx.conf.overflow(&format!("xlist-{}", u.to_ascii_lowercase())) == Some(f.as_str()))
             .map(|u| format!("\\{u}"))
             .collect();
         if !uses.is_empty() {
-            let _ = store.set_special_use(&n, &uses.join(" "));
+            match store.set_special_use(&n, &uses.join(" ")) {
+                Ok(_) => ctx.log.info(&format!("autocreate: set specialuse {} for {n}", uses.join(" "))),
+                Err(_) => ctx
+                    .log
+                    .warning(&format!("autocreate: failed to set specialuse {} for {n}", uses.join(" "))),
+            }
         }
     }
+    if created > 0 {
+        ctx.log.info(&format!(
+            "User {user}, Inbox subfolders, created {created}, subscribed {subscribed}"
+        ));
+    }
+    autosubscribe_shared(ctx, inbox, &user, groups, &list("autocreate_subscribe_sharedfolders"));
     Ok(())
+}
+
+/// The shared-folder half of autocreate: the named shared folders (Cyrus
+/// internal names, `shared.news`), or every one under
+/// `autocreate_subscribe_sharedfolders_all`, that exist here and that
+/// `user` may see; user mailboxes and deleted ones are never subscribed.
+/// Only a named folder's result is logged, as Cyrus.
+fn autosubscribe_shared(ctx: &Ctx, inbox: &str, user: &str, groups: &[String], named: &[String]) {
+    let store = &ctx.store;
+    let all = ctx.conf.get_switch("autocreate_subscribe_sharedfolders_all");
+    if !all && named.is_empty() {
+        return;
+    }
+    let mut ids: Vec<&str> = vec![user, "anyone"];
+    ids.extend(groups.iter().map(String::as_str));
+    let deleted = format!("{}.", store.cfg.deletedprefix);
+    let shared = |name: &str| {
+        let bare = name.rsplit_once('!').map_or(name, |(_, r)| r);
+        !crate::store::names::owner_of(name).2 && !bare.starts_with(&deleted)
+    };
+    let candidates: Vec<crate::store::MailboxEntry> = if all {
+        store.list_prefix("").unwrap_or_default()
+    } else {
+        named.iter().filter_map(|n| store.lookup(n).ok().flatten()).collect()
+    };
+    for e in candidates {
+        let visible = super::imapd::mailboxes::rights_of(&e.acl, &ids).contains('l');
+        if !shared(&e.name) || !visible {
+            continue;
+        }
+        let r = store.subscribe(inbox, &e.name, true);
+        if all {
+            continue;
+        }
+        match r {
+            Ok(()) => ctx
+                .log
+                .info(&format!("autosubscribe: User {user} to folder {}, subscription succeeded", e.name)),
+            Err(err) => ctx.log.warning(&format!(
+                "autosubscribe: User {user} to folder {}, subscription failed: {err}",
+                e.name
+            )),
+        }
+    }
 }
 
 /// glibc gives each thread that allocates its own arena and keeps what

@@ -538,6 +538,7 @@ impl Session {
         let create = ctx.autocreate_allowed(user).await.unwrap_or(false);
         let who = user.to_string();
         let ib = inbox.clone();
+        let autogroups = groups.clone();
         // `popsubfolders`: `user+folder` serves that folder (`user+`,
         // INBOX).
         let mb = match self.subfolder.take().filter(|f| !f.is_empty()) {
@@ -546,7 +547,7 @@ impl Session {
         };
         let res = tokio::task::spawn_blocking(move || -> Result<Result<Drop_, &'static str>, StoreError> {
             if create {
-                super::cyrus::autocreate_inbox(&ctx, &ib)?;
+                super::cyrus::autocreate_inbox(&ctx, &ib, &autogroups)?;
             }
             let Some(e) = ctx.store.lookup(&mb)? else {
                 return Ok(Err(if mb == ib {

@@ -764,9 +764,9 @@ impl Session {
         }
         // autocreate_quota >= 0: the INBOX is created at first login
         // (not an admin's, as Cyrus).
-        let (ctx, inbox) = (self.ctx.clone(), ns.inbox());
+        let (ctx, inbox, groups) = (self.ctx.clone(), ns.inbox(), self.groups.clone());
         if !ctx.is_admin(authzid) && ctx.autocreate_allowed(authzid).await.unwrap_or(false) {
-            let _ = tokio::task::spawn_blocking(move || super::cyrus::autocreate_inbox(&ctx, &inbox)).await;
+            let _ = tokio::task::spawn_blocking(move || super::cyrus::autocreate_inbox(&ctx, &inbox, &groups)).await;
         }
         let caps = self.capabilities();
         let sid = self.sid.clone();

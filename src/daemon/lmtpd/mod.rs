@@ -595,7 +595,10 @@ impl Session {
         let ib = inbox.clone();
         let strict = ctx.conf.get_switch("lmtp_strict_quota");
         let mut autocreate = ctx.conf.get_switch("autocreate_post") && cfg.autocreate_quota >= 0;
-        if autocreate && ctx.conf.get("autocreate_users").is_some_and(|l| !l.eq_ignore_ascii_case("anyone")) {
+        // The user's groups, for the shared folders an autocreate
+        // subscribes (`l` for a group).
+        let mut groups = Vec::new();
+        if autocreate {
             // Only a missing INBOX asks whether its user may have one.
             let (s, ib) = (ctx.store.clone(), inbox.clone());
             let exists = tokio::task::spawn_blocking(move || s.lookup(&ib).map(|e| e.is_some()))
@@ -607,10 +610,10 @@ impl Session {
                     Ok(ok) => autocreate = ok,
                     Err(_) => return "451 4.3.0 Temporary failure: the directory cannot be asked".to_string(),
                 }
+                groups = ctx.groups(&userid).await.unwrap_or_default();
             }
         }
-        let quota_kb = cfg.autocreate_quota;
-        let quota_msgs = cfg.autocreate_quota_messages;
+        let actx = ctx.clone();
         let detail_box = detail.map(|d| crate::store::names::detail_mailbox(&inbox, &d, cfg.unixhierarchysep));
         let who = self.ident.clone();
         let fuzzy = ctx.conf.get_switch("lmtp_fuzzy_mailbox_match");
@@ -626,11 +629,11 @@ impl Session {
                 if !autocreate {
                     return Err(StoreError::NotFound);
                 }
-                store.create(&ib, None, None)?;
-                if quota_kb > 0 || quota_msgs > 0 {
-                    store.quota_set(&ib, (quota_kb > 0).then_some(quota_kb), (quota_msgs > 0).then_some(quota_msgs))?;
-                } else {
-                    store.quota_root_unlimited(&ib)?;
+                // As at a first login: subscriptions, folders, shared
+                // folders (Cyrus's lmtpd calls the same autocreate).
+                crate::daemon::cyrus::autocreate_inbox(&actx, &ib, &groups)?;
+                if store.lookup(&ib)?.is_none() {
+                    return Err(StoreError::NotFound);
                 }
             }
             // +detail delivers into the folder when it exists (under
