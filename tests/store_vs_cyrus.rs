@@ -1904,3 +1904,37 @@ fn autocreate_as_real_cyrus() {
         assert_eq!(ours_out, theirs_out);
     }
 }
+
+/// `specialuse_nochildren`: no folder under a mailbox (the closest one
+/// above that exists) with one of those special uses, for its owner;
+/// an admin may; other uses and RENAME into one as Cyrus 3.6.
+const NOCHILDREN: &str = r#"
+import imaplib, re, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')
+d = M.list('""', '""')[1][0].split(b'"')[1].decode()
+norm = lambda x: re.sub(r'MAILBOXID \([^)]*\)', 'MAILBOXID (id)', str(x))
+def run(*c):
+    typ, r = M._simple_command(*c)
+    print(c, typ, norm(r))
+run('CREATE', 'Bin (USE (\\Trash))')
+run('CREATE', 'Notes (USE (\\Drafts))')
+run('CREATE', 'Plain')
+for n in ['Bin' + d + 'sub', 'Bin' + d + 'a' + d + 'b', 'Notes' + d + 'sub', 'Plain' + d + 'sub']:
+    run('CREATE', n)
+run('RENAME', 'Plain', 'Bin' + d + 'Plain')
+run('RENAME', 'Notes' + d + 'sub', 'Bin' + d + 'moved')
+print(sorted(M.list('""', '*')[1]))
+A = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); A.login('md5u', 'testpw')
+print('admin', norm(A.create('user' + d + 'u7' + d + 'Bin' + d + 'byadmin')))
+"#;
+
+#[test]
+fn specialuse_nochildren_as_real_cyrus() {
+    let Some((ours, theirs)) = imap_answers(NOCHILDREN, "specialuse_nochildren: \\Trash \\Junk\n") else {
+        return;
+    };
+    assert!(ours.contains("('CREATE', 'Bin/sub') NO [b'Permission denied']"), "{ours}");
+    assert!(ours.contains("('CREATE', 'Notes/sub') OK"), "{ours}");
+    assert!(ours.contains("admin ('OK'"), "{ours}");
+    assert_eq!(ours, theirs);
+}

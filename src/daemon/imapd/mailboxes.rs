@@ -208,7 +208,7 @@ impl Session {
             Ok(i) => i,
             Err(e) => return self.tagged(tag, e).await,
         };
-        if !self.may_create(&int).await {
+        if !self.may_create(&int).await || self.nochildren_refused(&int).await {
             return self.tagged(tag, "NO Permission denied").await;
         }
         // A folder of a user who has no INBOX (no such user) is not made,
@@ -352,6 +352,9 @@ impl Session {
         let to_probe = to_int.clone();
         if self.blocking(move |s| s.lookup(&to_probe)).await.is_ok_and(|t| t.is_some()) {
             return self.tagged(tag, "NO Mailbox already exists").await;
+        }
+        if self.nochildren_refused(&to_int).await {
+            return self.tagged(tag, "NO Permission denied").await;
         }
         let from_int = e.name.clone();
         if e.name == inbox {

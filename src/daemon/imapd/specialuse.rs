@@ -38,6 +38,37 @@ pub(super) fn special_use_list<'a>(uses: &[String], extra: &'a str) -> Result<St
 }
 
 impl Session {
+    /// `specialuse_nochildren`: whether `int` would be made under a
+    /// mailbox (the closest that exists above it) whose special use is
+    /// one of the option's, which Cyrus refuses (Permission denied) to
+    /// anyone but an admin working outside their own mailboxes.  Uses
+    /// compare without regard to case.
+    pub(super) async fn nochildren_refused(&self, int: &str) -> bool {
+        let forbidden: Vec<String> = match self.ctx.conf.get("specialuse_nochildren") {
+            Some(f) if !f.trim().is_empty() => f.split_whitespace().map(str::to_string).collect(),
+            _ => return false,
+        };
+        let user = self.user.clone().unwrap_or_default();
+        if self.ctx.is_admin(&user) && mailbox_owner(int).as_deref() != Some(user.as_str()) {
+            return false;
+        }
+        let name = int.to_string();
+        let uses = self
+            .blocking(move |s| {
+                let mut at = name.as_str();
+                while let Some((parent, _)) = at.rsplit_once('.') {
+                    if s.lookup(parent)?.is_some() {
+                        return Ok(s.special_use(parent)?.unwrap_or_default());
+                    }
+                    at = parent;
+                }
+                Ok(String::new())
+            })
+            .await
+            .unwrap_or_default();
+        uses.split_whitespace().any(|u| forbidden.iter().any(|f| f.eq_ignore_ascii_case(u)))
+    }
+
     /// Whether another mailbox of the same user already has one of
     /// `uses` (a special use names one mailbox per user, as Cyrus
     /// keeps it).
