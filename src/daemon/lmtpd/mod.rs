@@ -598,18 +598,28 @@ impl Session {
         // The user's groups, for the shared folders an autocreate
         // subscribes (`l` for a group).
         let mut groups = Vec::new();
-        if autocreate {
-            // Only a missing INBOX asks whether its user may have one.
+        let restricted = ctx.conf.get("autocreate_users").is_some_and(|l| !l.eq_ignore_ascii_case("anyone"));
+        let shared_subs = ctx.conf.get_switch("autocreate_subscribe_sharedfolders_all")
+            || ctx
+                .conf
+                .get("autocreate_subscribe_sharedfolders")
+                .is_some_and(|s| !s.trim().is_empty());
+        if autocreate && (restricted || shared_subs) {
+            // Only a missing INBOX asks whether its user may have one
+            // (and, for the shared folders, the user's groups): a
+            // delivery to an existing one stays one store call.
             let (s, ib) = (ctx.store.clone(), inbox.clone());
             let exists = tokio::task::spawn_blocking(move || s.lookup(&ib).map(|e| e.is_some()))
                 .await
                 .map_or(Ok(false), |r| r)
                 .unwrap_or(false);
-            if !exists {
+            if !exists && restricted {
                 match ctx.autocreate_allowed(&userid).await {
                     Ok(ok) => autocreate = ok,
                     Err(_) => return "451 4.3.0 Temporary failure: the directory cannot be asked".to_string(),
                 }
+            }
+            if !exists && shared_subs {
                 groups = ctx.groups(&userid).await.unwrap_or_default();
             }
         }
