@@ -471,7 +471,8 @@ print('ALL OK')
 /// listens).  Both an admin's CREATE of a new user and a new user's first
 /// login through the front end (the back end autocreates the INBOX) land
 /// there, not on the first of the list nor on the admin's back end.
-/// Also the front end's `maxlogins_per_user`.
+/// Also the front end's `maxlogins_per_user`, and its
+/// `sasl_minimum_layer` (no mechanism without TLS, LOGIN still works).
 #[test]
 fn new_mailboxes_go_to_the_freest_back_end_of_serverlist() {
     if !can_run("serverlist placement", &[]) {
@@ -481,7 +482,7 @@ fn new_mailboxes_go_to_the_freest_back_end_of_serverlist() {
     let mu = Murder::start_with(
         t.path(),
         "proxyservers: md5u\nproxy_authname: md5u\nproxy_password: testpw\n",
-        "proxy_authname: md5u\nproxy_password: testpw\nserverlist: 127.0.0.9 127.0.0.2\nmaxlogins_per_user: 1\n",
+        "proxy_authname: md5u\nproxy_password: testpw\nserverlist: 127.0.0.9 127.0.0.2\nmaxlogins_per_user: 1\nsasl_minimum_layer: 1\n",
     );
     let (_imap, fimap) = mu.front("imapd", &[]);
     // A back end's free space, as the front end asks it.
@@ -518,6 +519,9 @@ fn new_mailboxes_go_to_the_freest_back_end_of_serverlist() {
         r#"
 import imaplib, sys
 M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+caps = M.capability()[1][0]
+print('fe mechanisms', b'AUTH=' in caps or b'SASL-IR' in caps)
+print('fe authenticate', M._simple_command('AUTHENTICATE', 'PLAIN', 'AHllczEAdGVzdHB3'))
 print('login', M.login('yes1', 'testpw'))
 print('select', M.select('INBOX'))
 M.logout()
@@ -539,6 +543,11 @@ A.logout()
 print('after logout', B.login('md5u', 'testpw')[0])
 "#,
         &[&fimap.to_string()],
+    );
+    assert!(out.contains("fe mechanisms False"), "{out}");
+    assert!(
+        out.contains("fe authenticate ('NO', [b'mechanism too weak for this user'])"),
+        "{out}"
     );
     assert!(out.contains("login ('OK'"), "{out}");
     assert!(out.contains("select ('OK'"), "{out}");

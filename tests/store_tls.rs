@@ -319,3 +319,77 @@ t.sendall(b'PASS testpw\r\n'); print('pass', tf.readline()[:3])
     assert!(capa.contains("'SASL PLAIN LOGIN'") && capa.contains("'USER'"), "{out}");
     assert!(out.contains("pass b'+OK'"), "{out}");
 }
+
+/// `sasl_minimum_layer`: TLS's strength (the cipher's bits, Cyrus's
+/// external SSF) counts.  At 128, STARTTLS/STLS bring the mechanisms
+/// back (IMAP AUTH=PLAIN and SASL-IR, POP3's SASL line) and AUTHENTICATE
+/// / AUTH work; at 512 no cipher is strong enough and they stay refused.
+#[test]
+fn sasl_minimum_layer_counts_tls() {
+    if !can_run("sasl_minimum_layer", &["/usr/bin/openssl", "/usr/bin/unshare"]) {
+        return;
+    }
+    for (min, after_tls) in [(128, true), (512, false)] {
+        let d = tempfile::tempdir().unwrap();
+        let certs = d.path().join("certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        let (ca, cert, key) = make_certs(&certs);
+        let mut b = Backend::start(
+            &d.path().join("be"),
+            &format!(
+                "sasl_minimum_layer: {min}\ntls_server_cert: {}\ntls_server_key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+        );
+        let pport = b.start_pop3d();
+        let out = python(
+            r#"
+import socket, ssl, sys
+iport, pport, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+s = socket.create_connection(('127.0.0.1', iport)); f = s.makefile('rb')
+print('greet', f.readline())
+s.sendall(b'a AUTHENTICATE PLAIN AHU3AHRlc3Rwdw==\r\n'); print('a', f.readline())
+s.sendall(b'c STARTTLS\r\n'); f.readline()
+t = ctx.wrap_socket(s, server_hostname='localhost'); tf = t.makefile('rb')
+t.sendall(b'd CAPABILITY\r\n'); print('caps', tf.readline()); tf.readline()
+t.sendall(b'e AUTHENTICATE PLAIN AHU3AHRlc3Rwdw==\r\n'); print('e', tf.readline()[:4])
+
+s = socket.create_connection(('127.0.0.1', pport)); f = s.makefile('rb')
+f.readline()
+def capa(w, r):
+    w.sendall(b'CAPA\r\n'); out = []
+    while True:
+        l = r.readline()
+        if l == b'.\r\n': return out
+        out.append(l.strip().decode())
+print('capa', capa(s, f))
+s.sendall(b'AUTH PLAIN AHU3AHRlc3Rwdw==\r\n'); print('auth', f.readline())
+s.sendall(b'STLS\r\n'); f.readline()
+t = ctx.wrap_socket(s, server_hostname='localhost'); tf = t.makefile('rb')
+print('tls capa', capa(t, tf))
+t.sendall(b'AUTH PLAIN AHU3AHRlc3Rwdw==\r\n'); print('tls auth', tf.readline()[:3])
+"#,
+            &[&b.imap_port.to_string(), &pport.to_string(), ca.to_str().unwrap()],
+        );
+        let greet = out.lines().find(|l| l.starts_with("greet")).unwrap();
+        assert!(
+            greet.contains("STARTTLS") && !greet.contains("AUTH=") && !greet.contains("SASL-IR"),
+            "{out}"
+        );
+        assert!(out.contains("a b'a NO mechanism too weak for this user\\r\\n'"), "{out}");
+        let caps = out.lines().find(|l| l.starts_with("caps")).unwrap();
+        assert_eq!(caps.contains("AUTH=PLAIN") && caps.contains("SASL-IR"), after_tls, "{out}");
+        assert_eq!(out.contains("e b'e OK'"), after_tls, "{out}");
+        let capa = out.lines().find(|l| l.starts_with("capa")).unwrap();
+        assert!(!capa.contains("SASL") && capa.contains("'USER'"), "{out}");
+        assert!(
+            out.contains("auth b'-ERR [AUTH] authenticating: mechanism too weak for this user\\r\\n'"),
+            "{out}"
+        );
+        let capa = out.lines().find(|l| l.starts_with("tls capa")).unwrap();
+        assert_eq!(capa.contains("'SASL PLAIN LOGIN'"), after_tls, "{out}");
+        assert_eq!(out.contains("tls auth b'+OK'"), after_tls, "{out}");
+    }
+}

@@ -1938,3 +1938,50 @@ fn specialuse_nochildren_as_real_cyrus() {
     assert!(ours.contains("admin ('OK'"), "{ours}");
     assert_eq!(ours, theirs);
 }
+
+/// `sasl_minimum_layer` above what a connection without TLS has (0):
+/// IMAP, POP3 and LMTP offer no SASL mechanism (nor SASL-IR), refuse
+/// AUTHENTICATE/AUTH, and still take LOGIN and USER/PASS, as Cyrus 3.6
+/// (its LMTP over TCP then has no way in at all).
+const MIN_LAYER: &str = r#"
+import imaplib, poplib, smtplib, sys
+iport, pport, lport = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+M = imaplib.IMAP4('127.0.0.1', iport)
+print('greeting AUTH=', b'AUTH=' in M.welcome, 'SASL-IR', b'SASL-IR' in M.welcome)
+caps = M.capability()[1][0].split()
+print('CAPABILITY', [c for c in caps if c.startswith(b'AUTH=') or c in (b'SASL-IR', b'LOGINDISABLED')])
+print('AUTHENTICATE', M._simple_command('AUTHENTICATE', 'PLAIN', 'AHU3AHRlc3Rwdw=='))
+print('LOGIN', M.login('u7', 'testpw')[0])
+M.logout()
+P = poplib.POP3('127.0.0.1', pport)
+print('CAPA', [c for c in P.capa() if c in ('SASL', 'USER')])
+try:
+    P._shortcmd('AUTH PLAIN AHU3AHRlc3Rwdw==')
+except poplib.error_proto as e:
+    print('AUTH', e)
+print('AUTH list', P._longcmd('AUTH')[1])
+P.user('u7'); print('PASS', P.pass_('testpw')[:3])
+P.quit()
+L = smtplib.LMTP('127.0.0.1', lport)
+L.ehlo_or_helo_if_needed()
+print('LHLO AUTH', L.has_extn('auth'))
+print('LMTP AUTH', L.docmd('AUTH', 'PLAIN AHU3AHRlc3Rwdw=='))
+"#;
+
+#[test]
+fn sasl_minimum_layer_as_real_cyrus() {
+    let Some((_d, mut ours, cyrus)) = ours_and_cyrus_with("sasl_minimum_layer: 1\n") else {
+        return;
+    };
+    let pport = ours.start_pop3d();
+    let run = |i: u16, p: u16, l: u16| python(MIN_LAYER, &[&i.to_string(), &p.to_string(), &l.to_string()]);
+    let ours_out = run(ours.imap_port, pport, ours.lmtp_port);
+    let theirs_out = run(cyrus.imap_port, cyrus.pop3_port, cyrus.lmtp_port);
+    assert!(ours_out.contains("CAPABILITY []"), "{ours_out}");
+    assert!(
+        ours_out.contains("AUTHENTICATE ('NO', [b'mechanism too weak for this user'])"),
+        "{ours_out}"
+    );
+    assert!(ours_out.contains("LOGIN OK"), "{ours_out}");
+    assert_eq!(ours_out, theirs_out);
+}

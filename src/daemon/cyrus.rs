@@ -746,19 +746,31 @@ pub async fn implicit_tls(
     io: Box<dyn crate::server::listen::Io>,
     peer: &str,
     service: &str,
-) -> Option<Box<dyn crate::server::listen::Io>> {
+) -> Option<(Box<dyn crate::server::listen::Io>, u32)> {
     let acc = ctx.tls.clone()?;
     match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
         Ok(t) => {
             ctx.log
                 .info(&format!("starttls: {}", crate::util::tls::server_summary(t.get_ref().1)));
-            Some(Box::new(t))
+            let ssf = crate::util::tls::server_ssf(t.get_ref().1);
+            Some((Box::new(t), ssf))
         }
         Err(e) => {
             ctx.log.info(&format!("{service} TLS negotiation failed: {peer}: {e}"));
             None
         }
     }
+}
+
+/// `sasl_minimum_layer`: whether SASL mechanisms may be used on a
+/// session whose TLS gives `ssf` (the cipher's bits, 0 without TLS).
+/// None of ours negotiates a layer of its own, so below the minimum
+/// none is offered and AUTHENTICATE answers "mechanism too weak for this
+/// user", as Cyrus; the plaintext LOGIN/USER commands are not affected
+/// (Cyrus 3.6 lets them through too).
+pub fn sasl_layer_ok(conf: &ImapdConf, ssf: u32) -> bool {
+    let min = conf.get_int("sasl_minimum_layer");
+    min <= 0 || i64::from(ssf) >= min
 }
 
 /// Cyrus's autocreate (autocreate_user): at login (imapd, pop3d) and, with

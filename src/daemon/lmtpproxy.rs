@@ -349,7 +349,10 @@ impl Session {
                     };
                     self.queue.clear();
                     self.buf = LineBuffer::new(MAX_DATA_LINE);
-                    if !super::lmtpd::starttls_handshake(&mut self.r, &mut self.w, acc, &p.front.log, "lmtpproxyd", &self.peer).await {
+                    if super::lmtpd::starttls_handshake(&mut self.r, &mut self.w, acc, &p.front.log, "lmtpproxyd", &self.peer)
+                        .await
+                        .is_none()
+                    {
                         return Ok(());
                     }
                     self.tls = true;

@@ -59,6 +59,8 @@ struct Session {
     buf: LineBuffer,
     queue: VecDeque<Line>,
     tls: bool,
+    /// Its strength for `sasl_minimum_layer` (0 without TLS).
+    ssf: u32,
     /// The client's address ("unix" for a UNIX socket).
     peer: String,
     /// Cyrus's client host text, `name [addr]`, for log lines.
@@ -92,11 +94,12 @@ impl crate::server::Service for Pop3d {
     async fn serve(self: Arc<Self>, conn: Conn) {
         let peer = conn.peer();
         let mut io = conn.into_io();
+        let mut ssf = 0;
         if self.implicit_tls {
-            let Some(t) = super::cyrus::implicit_tls(&self.ctx, io, &peer, "pop3s").await else {
+            let Some((t, bits)) = super::cyrus::implicit_tls(&self.ctx, io, &peer, "pop3s").await else {
                 return;
             };
-            io = t;
+            (io, ssf) = (t, bits);
         }
         let (r, w) = tokio::io::split(io);
         let mut s = Session {
@@ -106,6 +109,7 @@ impl crate::server::Service for Pop3d {
             buf: LineBuffer::new(MAX_COMMAND),
             queue: VecDeque::new(),
             tls: self.implicit_tls,
+            ssf,
             host: crate::server::peer::ClientHost::new(&peer),
             peer,
             sid: self.ctx.session_id(),
@@ -294,6 +298,7 @@ impl Session {
     async fn capa(&mut self) -> IoResult {
         let before = BeforeLogin {
             gssapi: self.ctx.gssapi && !self.tls_required(),
+            sasl: super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf),
             plaintext: self.plaintext_ok() && !self.tls_required(),
             stls: self.ctx.tls.is_some() && !self.tls,
         };
@@ -316,9 +321,10 @@ impl Session {
         self.queue.clear();
         self.buf = LineBuffer::new(MAX_COMMAND);
         match crate::server::listen::tls_upgrade_halves(&mut self.r, &mut self.w, acc).await {
-            Ok(summary) => {
+            Ok((summary, ssf)) => {
                 self.ctx.log.info(&format!("starttls: {summary}"));
                 self.tls = true;
+                self.ssf = ssf;
                 Ok(true)
             }
             Err(e) => {
@@ -343,12 +349,13 @@ impl Session {
         if self.tls_required() {
             return self.reply("-ERR [AUTH] AUTH command only available under a layer").await;
         }
+        let layer = super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf);
         let Some(arg) = arg else {
             self.reply("+OK List of supported mechanisms follows").await?;
-            if self.ctx.gssapi {
+            if self.ctx.gssapi && layer {
                 self.reply("GSSAPI").await?;
             }
-            if self.plaintext_ok() {
+            if self.plaintext_ok() && layer {
                 self.reply("PLAIN").await?;
                 self.reply("LOGIN").await?;
             }
@@ -358,6 +365,10 @@ impl Session {
             Some((m, i)) => (m.to_ascii_uppercase(), Some(i.to_string())),
             None => (arg.to_ascii_uppercase(), None),
         };
+        let known = ["PLAIN", "LOGIN"].contains(&mech.as_str()) || (mech == "GSSAPI" && self.ctx.gssapi);
+        if known && !layer {
+            return self.reply("-ERR [AUTH] authenticating: mechanism too weak for this user").await;
+        }
         #[cfg(feature = "krb5")]
         if mech == "GSSAPI" && self.ctx.gssapi {
             return self.auth_gssapi(ir).await;
@@ -823,6 +834,8 @@ fn split_command(line: &[u8]) -> (String, Option<String>) {
 /// What CAPA lists before login: SASL mechanisms, STLS and USER.
 struct BeforeLogin {
     gssapi: bool,
+    /// `sasl_minimum_layer` is met: SASL mechanisms may be listed.
+    sasl: bool,
     plaintext: bool,
     stls: bool,
 }
@@ -838,7 +851,7 @@ fn capa_text(ctx: &Ctx, before: Option<BeforeLogin>) -> String {
         if b.plaintext {
             mechs.extend(["PLAIN", "LOGIN"]);
         }
-        if !mechs.is_empty() {
+        if !mechs.is_empty() && b.sasl {
             lines.push(format!("SASL {}", mechs.join(" ")));
         }
         if b.stls {

@@ -63,12 +63,14 @@ impl crate::server::Service for Proxyd {
     async fn serve(self: Arc<Self>, conn: Conn) {
         let peer = conn.peer();
         let mut io = conn.into_io();
+        let mut ssf = 0;
         if self.implicit_tls {
             let Some(acc) = self.tls.clone() else { return };
             match Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(io)).await {
                 Ok(t) => {
                     let summary = crate::util::tls::server_summary(t.get_ref().1);
                     self.front.log.info(&format!("starttls: {summary}"));
+                    ssf = crate::util::tls::server_ssf(t.get_ref().1);
                     io = Box::new(t)
                 }
                 Err(e) => {
@@ -85,6 +87,7 @@ impl crate::server::Service for Proxyd {
             host: crate::server::peer::ClientHost::new(&peer),
             peer,
             tls: self.implicit_tls,
+            ssf,
             sid: self.front.session_id(),
         };
         let joined = if self.pop3 {
@@ -138,6 +141,8 @@ struct Session {
     /// Cyrus's client host text, `name [addr]`, for log lines.
     host: crate::server::peer::ClientHost,
     tls: bool,
+    /// Its strength for `sasl_minimum_layer` (0 without TLS).
+    ssf: u32,
     sid: String,
 }
 
@@ -190,17 +195,24 @@ impl Session {
         !self.tls && self.p.front.conf.get_switch("tls_required")
     }
 
+    /// `sasl_minimum_layer` is met by this session's TLS.
+    fn sasl_layer_ok(&self) -> bool {
+        super::cyrus::sasl_layer_ok(&self.p.front.conf, self.ssf)
+    }
+
     fn imap_caps(&self) -> String {
         let mut c = String::from("IMAP4rev1 LITERAL+ ID ENABLE");
         if self.p.tls.is_some() && !self.tls {
             c.push_str(" STARTTLS");
         }
-        if self.plaintext_ok() {
-            c.push_str(" AUTH=PLAIN");
-        } else {
+        // No mechanism (nor SASL-IR) below `sasl_minimum_layer`.
+        let layer = self.sasl_layer_ok();
+        if !self.plaintext_ok() {
             c.push_str(" LOGINDISABLED");
+        } else if layer {
+            c.push_str(" AUTH=PLAIN");
         }
-        if !self.tls_required() {
+        if !self.tls_required() && layer {
             c.push_str(" SASL-IR");
         }
         let m = self.p.front.conf.get("mupdate_server").unwrap_or("");
@@ -215,9 +227,10 @@ impl Session {
         };
         self.w.flush().await?;
         match super::imapd::io::start_tls(&mut self.input, &mut self.w, acc).await {
-            Ok(summary) => {
+            Ok((summary, ssf)) => {
                 self.p.front.log.info(&format!("starttls: {summary}"));
                 self.tls = true;
+                self.ssf = ssf;
                 Ok(())
             }
             Err(e) => {
@@ -403,6 +416,9 @@ impl Session {
                 Kind::Authenticate(..) if self.tls_required() => {
                     self.out(&format!("{tag} NO Authenticate only available under a layer\r\n")).await?;
                 }
+                Kind::Authenticate(mech, _) if mech.eq_ignore_ascii_case("PLAIN") && !self.sasl_layer_ok() => {
+                    self.out(&format!("{tag} NO mechanism too weak for this user\r\n")).await?
+                }
                 Kind::Authenticate(mech, ir) if mech.eq_ignore_ascii_case("PLAIN") => {
                     if !self.plaintext_ok() {
                         self.out(&format!("{tag} NO Authentication failed: encryption needed\r\n")).await?;
@@ -528,7 +544,10 @@ impl Session {
                         c.push_str("STLS\r\n");
                     }
                     if self.plaintext_ok() {
-                        c.push_str("SASL PLAIN\r\nUSER\r\n");
+                        if self.sasl_layer_ok() {
+                            c.push_str("SASL PLAIN\r\n");
+                        }
+                        c.push_str("USER\r\n");
                     }
                     c.push_str("TOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n");
                     if let Some(i) = ServerInfo::of(&self.p.front.conf).implementation() {
@@ -553,6 +572,9 @@ impl Session {
                 }
                 "USER" => self.out("-ERR [AUTH] USER command only available under a layer\r\n").await?,
                 "AUTH" if self.tls_required() => self.out("-ERR [AUTH] AUTH command only available under a layer\r\n").await?,
+                "AUTH" if !self.sasl_layer_ok() && arg.is_some_and(|a| a.to_ascii_uppercase().starts_with("PLAIN")) => {
+                    self.out("-ERR [AUTH] authenticating: mechanism too weak for this user\r\n").await?
+                }
                 "PASS" => {
                     let Some(u) = user.take() else {
                         self.out("-ERR [AUTH] Must give USER command\r\n").await?;

@@ -70,16 +70,17 @@ pub async fn tls_upgrade_halves(
     r: &mut tokio::io::ReadHalf<Box<dyn Io>>,
     w: &mut tokio::io::BufWriter<tokio::io::WriteHalf<Box<dyn Io>>>,
     acc: std::sync::Arc<rustls::ServerConfig>,
-) -> std::io::Result<String> {
+) -> std::io::Result<(String, u32)> {
     let (dr, dw) = tokio::io::split(Box::new(tokio::io::duplex(1).0) as Box<dyn Io>);
     let old_r = std::mem::replace(r, dr);
     let old_w = std::mem::replace(w, tokio::io::BufWriter::new(dw)).into_inner();
     let t = Box::pin(tokio_rustls::TlsAcceptor::from(acc).accept(old_r.unsplit(old_w))).await?;
     let summary = crate::util::tls::server_summary(t.get_ref().1);
+    let ssf = crate::util::tls::server_ssf(t.get_ref().1);
     let (nr, nw) = tokio::io::split(Box::new(t) as Box<dyn Io>);
     *r = nr;
     *w = tokio::io::BufWriter::new(nw);
-    Ok(summary)
+    Ok((summary, ssf))
 }
 
 impl Listener {

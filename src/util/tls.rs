@@ -79,6 +79,12 @@ pub fn summary(version: Option<rustls::ProtocolVersion>, suite: Option<rustls::S
     }
 }
 
+/// The strength of a server-side TLS session as Cyrus gives it to SASL
+/// (the external SSF): the cipher's key bits, 0 before the handshake.
+pub fn server_ssf(c: &rustls::ServerConnection) -> u32 {
+    c.negotiated_cipher_suite().map_or(0, |s| openssl_cipher(s.suite()).1)
+}
+
 /// What Cyrus logs after a server-side handshake (`starttls: ...`):
 /// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits new) no
 /// authentication` (no client certificates are asked for).

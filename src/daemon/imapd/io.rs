@@ -553,17 +553,19 @@ fn put_stream(io: Box<dyn crate::server::listen::Io>, input: &mut Input<BoxRd>, 
 /// STARTTLS (IMAP, POP3, MUPDATE): TLS from the next byte on.  Input the
 /// client pipelined after the command is dropped (no injection); the
 /// caller has flushed its OK.
-/// The session's summary is returned for the log (`starttls: ...`).
+/// The session's summary is returned for the log (`starttls: ...`), with
+/// its strength (`util::tls::server_ssf`).
 pub async fn start_tls(
     input: &mut Input<BoxRd>,
     w: &mut Output<BoxWr>,
     acc: std::sync::Arc<rustls::ServerConfig>,
-) -> std::io::Result<String> {
+) -> std::io::Result<(String, u32)> {
     let (io, _dropped) = take_stream(input, w);
     let t = tokio_rustls::TlsAcceptor::from(acc).accept(io).await?;
     let summary = crate::util::tls::server_summary(t.get_ref().1);
+    let ssf = crate::util::tls::server_ssf(t.get_ref().1);
     put_stream(Box::new(t), input, w);
-    Ok(summary)
+    Ok((summary, ssf))
 }
 
 /// COMPRESS DEFLATE (RFC 4978): both ways from the next byte on; bytes

@@ -51,14 +51,16 @@ impl crate::server::Service for Imapd {
     async fn serve(self: Arc<Self>, conn: Conn) {
         let peer = conn.peer();
         let mut io = conn.into_io();
+        let mut ssf = 0;
         if self.implicit_tls {
-            let Some(t) = super::cyrus::implicit_tls(&self.ctx, io, &peer, "imaps").await else {
+            let Some((t, bits)) = super::cyrus::implicit_tls(&self.ctx, io, &peer, "imaps").await else {
                 return;
             };
-            io = t;
+            (io, ssf) = (t, bits);
         }
         let (r, w) = tokio::io::split(io);
         let mut s = Session::new(self.ctx.clone(), r, w, self.implicit_tls, peer, self.ctx.session_id());
+        s.ssf = ssf;
         match s.run().await {
             Ok(()) | Err(ReadError::Eof) => {}
             Err(ReadError::Timeout) => {
@@ -101,6 +103,9 @@ pub struct Session {
     pub w: Output<Wr>,
     /// TLS is on (implicit or after STARTTLS).
     tls: bool,
+    /// Its strength for `sasl_minimum_layer` (the cipher's bits; 0
+    /// without TLS).
+    ssf: u32,
     /// The client's address ("unix" for a UNIX socket).
     peer: String,
     /// Cyrus's client host text, `name [addr]`, for log lines.
@@ -153,6 +158,7 @@ impl Session {
             input: Input::new(r),
             w: Output::new(w),
             tls,
+            ssf: 0,
             host: crate::server::peer::ClientHost::new(&peer),
             peer,
             user: None,
@@ -232,9 +238,10 @@ impl Session {
         self.tagged(tag, "OK Begin TLS negotiation now").await?;
         self.w.flush().await?;
         match io::start_tls(&mut self.input, &mut self.w, acc).await {
-            Ok(summary) => {
+            Ok((summary, ssf)) => {
                 self.ctx.log.info(&format!("starttls: {summary}"));
                 self.tls = true;
+                self.ssf = ssf;
                 Ok(())
             }
             Err(e) => {
@@ -286,15 +293,20 @@ impl Session {
             c.push_str(" LOGINDISABLED");
             return;
         }
-        if self.ctx.gssapi {
+        // Below `sasl_minimum_layer` no mechanism is offered (nor
+        // SASL-IR), as Cyrus; LOGIN stays.
+        let layer = super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf);
+        if self.ctx.gssapi && layer {
             c.push_str(" AUTH=GSSAPI");
         }
-        if self.plaintext_ok() {
-            c.push_str(" AUTH=PLAIN AUTH=LOGIN");
-        } else {
+        if !self.plaintext_ok() {
             c.push_str(" LOGINDISABLED");
+        } else if layer {
+            c.push_str(" AUTH=PLAIN AUTH=LOGIN");
         }
-        c.push_str(" SASL-IR");
+        if layer {
+            c.push_str(" SASL-IR");
+        }
     }
 
     /// `readonly`: the whole server is read-only to IMAP.
@@ -857,6 +869,10 @@ impl Session {
     async fn authenticate(&mut self, tag: &str, mech: &str, ir: Option<String>) -> Res {
         if self.tls_required() {
             return self.tagged(tag, "NO Authenticate only available under a layer").await;
+        }
+        let known = ["PLAIN", "LOGIN"].contains(&mech) || (mech == "GSSAPI" && self.ctx.gssapi);
+        if known && !super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf) {
+            return self.tagged(tag, "NO mechanism too weak for this user").await;
         }
         #[cfg(feature = "krb5")]
         if mech == "GSSAPI" && self.ctx.gssapi {

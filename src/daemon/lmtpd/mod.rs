@@ -151,6 +151,7 @@ impl crate::server::Service for Lmtpd {
             queue: VecDeque::new(),
             preauth: unix || self.preauth,
             tls: false,
+            ssf: 0,
             authed: unix || self.preauth,
             ident: "postman".to_string(),
             lhlo: String::new(),
@@ -177,6 +178,8 @@ struct Session {
     preauth: bool,
     /// STARTTLS done.
     tls: bool,
+    /// Its strength for `sasl_minimum_layer` (0 without TLS).
+    ssf: u32,
     authed: bool,
     /// Who the LMTP client is for ACLs: `postman` on the socket, else the
     /// authenticated user.
@@ -217,8 +220,9 @@ pub(crate) async fn starttls_begin(
     Ok(None)
 }
 
-/// The TLS handshake after `220`, within 360 s; a failure is logged
-/// (`[name] STARTTLS failed: peer (why)`) and ends the connection.
+/// The TLS handshake after `220`, within 360 s: the session's strength
+/// (`util::tls::server_ssf`); a failure is logged (`[name] STARTTLS
+/// failed: peer (why)`) and ends the connection (None).
 pub(crate) async fn starttls_handshake(
     r: &mut Rd,
     w: &mut BufWriter<Wr>,
@@ -226,18 +230,18 @@ pub(crate) async fn starttls_handshake(
     log: &crate::log::Logger,
     name: &str,
     peer: &str,
-) -> bool {
+) -> Option<u32> {
     let hs = crate::server::listen::tls_upgrade_halves(r, w, acc);
     let why = match tokio::time::timeout(Duration::from_secs(360), hs).await {
-        Ok(Ok(summary)) => {
+        Ok(Ok((summary, ssf))) => {
             log.info(&format!("starttls: {summary}"));
-            return true;
+            return Some(ssf);
         }
         Ok(Err(e)) => e.to_string(),
         Err(_) => "timed out".to_string(),
     };
     log.info(&format!("[{name}] STARTTLS failed: {peer} ({why})"));
-    false
+    None
 }
 
 impl Session {
@@ -309,7 +313,8 @@ impl Session {
                     }
                     // Passwords in the clear only under TLS or with
                     // `allowplaintext`, as Cyrus's SASL properties allow.
-                    if !self.authed {
+                    // (None below `sasl_minimum_layer`.)
+                    if !self.authed && super::cyrus::sasl_layer_ok(&ctx.conf, self.ssf) {
                         let mut mechs: Vec<&str> = Vec::new();
                         if ctx.gssapi {
                             mechs.push("GSSAPI");
@@ -409,10 +414,11 @@ impl Session {
         };
         self.queue.clear();
         self.buf = LineBuffer::new(MAX_DATA_LINE);
-        if !starttls_handshake(&mut self.r, &mut self.w, acc, &self.d.ctx.log, "lmtpd", &self.peer).await {
+        let Some(ssf) = starttls_handshake(&mut self.r, &mut self.w, acc, &self.d.ctx.log, "lmtpd", &self.peer).await else {
             return Ok(false);
-        }
+        };
         self.tls = true;
+        self.ssf = ssf;
         self.lhlo.clear();
         self.from = None;
         self.rcpts.clear();
@@ -422,6 +428,12 @@ impl Session {
     async fn auth(&mut self, mech: &str, ir: Option<String>) -> IoResult {
         if self.authed {
             return self.reply("503 5.5.0 already authenticated").await;
+        }
+        // A mechanism below `sasl_minimum_layer`: Cyrus's lmtpd words
+        // libsasl's "too weak" so.
+        let known = matches!(mech, "PLAIN" | "LOGIN") || (mech == "GSSAPI" && self.d.ctx.gssapi);
+        if known && !super::cyrus::sasl_layer_ok(&self.d.ctx.conf, self.ssf) {
+            return self.reply("501 5.5.4 undefined error!").await;
         }
         if matches!(mech, "PLAIN" | "LOGIN") && !self.plaintext_ok() {
             return self.reply("504 5.5.4 Unrecognized authentication type").await;

@@ -119,9 +119,14 @@ impl Mupdate {
     }
 
     /// The SASL mechanisms offered: PLAIN and LOGIN when passwords may be
-    /// sent (TLS, or `allowplaintext`), filtered by `sasl_mech_list`.
-    fn mechs(&self, tls: bool) -> Vec<&'static str> {
+    /// sent (TLS, or `allowplaintext`), filtered by `sasl_mech_list`;
+    /// none when the session's TLS strength `ssf` is below
+    /// `sasl_minimum_layer`.
+    fn mechs(&self, tls: bool, ssf: u32) -> Vec<&'static str> {
         let mut out = Vec::new();
+        if !super::cyrus::sasl_layer_ok(&self.conf, ssf) {
+            return out;
+        }
         if self.gssapi {
             out.push("GSSAPI");
         }
@@ -162,6 +167,7 @@ impl crate::server::Service for Mupdate {
             host: crate::server::peer::ClientHost::new(&peer),
             user: None,
             tls: false,
+            ssf: 0,
             compressed: false,
             stream: None,
             done: false,
@@ -189,6 +195,8 @@ struct Session {
     host: crate::server::peer::ClientHost,
     user: Option<String>,
     tls: bool,
+    /// Its strength for `sasl_minimum_layer` (0 without TLS).
+    ssf: u32,
     compressed: bool,
     /// UPDATE is running: its tag and stream.
     stream: Option<(String, Arc<Stream>)>,
@@ -207,7 +215,7 @@ impl Session {
 
     async fn banner(&mut self) -> Res {
         let m = self.m.clone();
-        let mechs = m.mechs(self.tls);
+        let mechs = m.mechs(self.tls, self.ssf);
         let mut b = if mechs.is_empty() {
             "* AUTH\r\n".to_string()
         } else {
@@ -439,7 +447,7 @@ impl Session {
     /// AUTHENTICATE with challenges as bare base64 lines (no `+ `), the
     /// way Cyrus's mupdate runs SASL.  Only `admins` may log in.
     async fn authenticate(&mut self, tag: &str, mech: &str, initial: Option<Vec<u8>>) -> Res {
-        if !self.m.mechs(self.tls).contains(&mech) {
+        if !self.m.mechs(self.tls, self.ssf).contains(&mech) {
             return self.tagged(tag, "NO \"no mechanism available\"").await;
         }
         let decode = |b: &[u8]| -> Option<Vec<u8>> {
@@ -596,9 +604,10 @@ impl Session {
         self.tagged(tag, "OK Begin TLS negotiation now").await?;
         self.w.flush().await?;
         match super::imapd::io::start_tls(&mut self.input, &mut self.w, acc).await {
-            Ok(summary) => {
+            Ok((summary, ssf)) => {
                 self.m.log.info(&format!("starttls: {summary}"));
                 self.tls = true;
+                self.ssf = ssf;
                 self.banner().await
             }
             Err(e) => {
