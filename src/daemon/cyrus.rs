@@ -773,6 +773,14 @@ pub fn sasl_layer_ok(conf: &ImapdConf, ssf: u32) -> bool {
     min <= 0 || i64::from(ssf) >= min
 }
 
+/// Whether an AUTHENTICATE/AUTH with `mech` (upper case) is one of our
+/// mechanisms refused for `sasl_minimum_layer` (libsasl's "too weak";
+/// an unknown one gets each protocol's usual refusal).
+pub fn sasl_too_weak(ctx: &Ctx, mech: &str, ssf: u32) -> bool {
+    let ours = matches!(mech, "PLAIN" | "LOGIN") || (mech == "GSSAPI" && ctx.gssapi);
+    ours && !sasl_layer_ok(&ctx.conf, ssf)
+}
+
 /// Cyrus's autocreate (autocreate_user): at login (imapd, pop3d) and, with
 /// `autocreate_post`, at delivery (lmtpd).  With `autocreate_quota` at 0
 /// or more a missing INBOX is created (not for `admins` or

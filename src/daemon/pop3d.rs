@@ -365,8 +365,7 @@ impl Session {
             Some((m, i)) => (m.to_ascii_uppercase(), Some(i.to_string())),
             None => (arg.to_ascii_uppercase(), None),
         };
-        let known = ["PLAIN", "LOGIN"].contains(&mech.as_str()) || (mech == "GSSAPI" && self.ctx.gssapi);
-        if known && !layer {
+        if super::cyrus::sasl_too_weak(&self.ctx, &mech, self.ssf) {
             return self.reply("-ERR [AUTH] authenticating: mechanism too weak for this user").await;
         }
         #[cfg(feature = "krb5")]

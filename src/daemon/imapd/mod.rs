@@ -870,8 +870,7 @@ impl Session {
         if self.tls_required() {
             return self.tagged(tag, "NO Authenticate only available under a layer").await;
         }
-        let known = ["PLAIN", "LOGIN"].contains(&mech) || (mech == "GSSAPI" && self.ctx.gssapi);
-        if known && !super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf) {
+        if super::cyrus::sasl_too_weak(&self.ctx, mech, self.ssf) {
             return self.tagged(tag, "NO mechanism too weak for this user").await;
         }
         #[cfg(feature = "krb5")]

@@ -431,8 +431,7 @@ impl Session {
         }
         // A mechanism below `sasl_minimum_layer`: Cyrus's lmtpd words
         // libsasl's "too weak" so.
-        let known = matches!(mech, "PLAIN" | "LOGIN") || (mech == "GSSAPI" && self.d.ctx.gssapi);
-        if known && !super::cyrus::sasl_layer_ok(&self.d.ctx.conf, self.ssf) {
+        if super::cyrus::sasl_too_weak(&self.d.ctx, mech, self.ssf) {
             return self.reply("501 5.5.4 undefined error!").await;
         }
         if matches!(mech, "PLAIN" | "LOGIN") && !self.plaintext_ok() {
