@@ -1985,3 +1985,26 @@ fn sasl_minimum_layer_as_real_cyrus() {
     assert!(ours_out.contains("LOGIN OK"), "{ours_out}");
     assert_eq!(ours_out, theirs_out);
 }
+
+/// `tls_required` in lmtpd over TCP, before STARTTLS: PLAIN and LOGIN
+/// still listed in LHLO (as Cyrus 3.6 lists them), AUTH refused, so MAIL
+/// finds the session unauthenticated.
+const LMTP_TLS_REQUIRED: &str = r#"
+import smtplib, sys
+L = smtplib.LMTP('127.0.0.1', int(sys.argv[1]))
+L.ehlo_or_helo_if_needed()
+print('LHLO AUTH', L.esmtp_features.get('auth'))
+print('AUTH', L.docmd('AUTH', 'PLAIN AHU3AHRlc3Rwdw=='))
+print('MAIL', L.docmd('MAIL', 'FROM:<a@b.c>'))
+"#;
+
+#[test]
+fn lmtp_tls_required_as_real_cyrus() {
+    let Some((_d, ours, cyrus)) = ours_and_cyrus_with("tls_required: yes\n") else {
+        return;
+    };
+    let ours_out = python(LMTP_TLS_REQUIRED, &[&ours.lmtp_port.to_string()]);
+    let theirs_out = python(LMTP_TLS_REQUIRED, &[&cyrus.lmtp_port.to_string()]);
+    assert!(ours_out.contains("AUTH (501, b'5.5.4 undefined error!')"), "{ours_out}");
+    assert_eq!(ours_out, theirs_out);
+}

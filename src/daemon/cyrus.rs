@@ -777,8 +777,12 @@ pub fn sasl_layer_ok(conf: &ImapdConf, ssf: u32) -> bool {
 /// mechanisms refused for `sasl_minimum_layer` (libsasl's "too weak";
 /// an unknown one gets each protocol's usual refusal).
 pub fn sasl_too_weak(ctx: &Ctx, mech: &str, ssf: u32) -> bool {
-    let ours = matches!(mech, "PLAIN" | "LOGIN") || (mech == "GSSAPI" && ctx.gssapi);
-    ours && !sasl_layer_ok(&ctx.conf, ssf)
+    our_mech(ctx, mech) && !sasl_layer_ok(&ctx.conf, ssf)
+}
+
+/// `mech` (upper case) is one of the SASL mechanisms this server has.
+pub fn our_mech(ctx: &Ctx, mech: &str) -> bool {
+    matches!(mech, "PLAIN" | "LOGIN") || (mech == "GSSAPI" && ctx.gssapi)
 }
 
 /// Cyrus's autocreate (autocreate_user): at login (imapd, pop3d) and, with

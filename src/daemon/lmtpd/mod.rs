@@ -429,9 +429,11 @@ impl Session {
         if self.authed {
             return self.reply("503 5.5.0 already authenticated").await;
         }
-        // A mechanism below `sasl_minimum_layer`: Cyrus's lmtpd words
-        // libsasl's "too weak" so.
-        if super::cyrus::sasl_too_weak(&self.d.ctx, mech, self.ssf) {
+        // A mechanism below `sasl_minimum_layer`, or any before STARTTLS
+        // under `tls_required` (which Cyrus's lmtpd still lists in LHLO):
+        // Cyrus's lmtpd words libsasl's "too weak" so.
+        let before_tls = !self.tls && self.d.ctx.conf.get_switch("tls_required");
+        if super::cyrus::sasl_too_weak(&self.d.ctx, mech, self.ssf) || (before_tls && super::cyrus::our_mech(&self.d.ctx, mech)) {
             return self.reply("501 5.5.4 undefined error!").await;
         }
         if matches!(mech, "PLAIN" | "LOGIN") && !self.plaintext_ok() {
