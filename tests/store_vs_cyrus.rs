@@ -2008,3 +2008,50 @@ fn lmtp_tls_required_as_real_cyrus() {
     assert!(ours_out.contains("AUTH (501, b'5.5.4 undefined error!')"), "{ours_out}");
     assert_eq!(ours_out, theirs_out);
 }
+
+/// `popminpoll` (1 minute) as Cyrus's pop3d keeps it: the time of a
+/// login is recorded when its session QUITs (a dropped session does not
+/// count), and a login within the minimum after it is refused; with
+/// `poppollpadding` N, N logins may come close together before the
+/// minimum bites (one slot back per `popminpoll`).
+const POP_MINPOLL: &str = r#"
+import poplib, sys
+port = int(sys.argv[1])
+def session(quit):
+    P = poplib.POP3('127.0.0.1', port)
+    P.user('u7')
+    try:
+        r = P.pass_('testpw')
+    except poplib.error_proto as e:
+        return 'refused %s' % e
+    if quit:
+        P.quit()
+    else:
+        P.sock.close()
+    return 'in'
+print('dropped', session(False))
+for i in range(5):
+    print(i, session(True))
+"#;
+
+#[test]
+fn pop_minpoll_as_real_cyrus() {
+    for extra in ["popminpoll: 1\n", "popminpoll: 1\npoppollpadding: 3\n"] {
+        let Some((_d, mut ours, cyrus)) = ours_and_cyrus_with(extra) else {
+            return;
+        };
+        let pport = ours.start_pop3d();
+        let ours_out = python(POP_MINPOLL, &[&pport.to_string()]);
+        let theirs_out = python(POP_MINPOLL, &[&cyrus.pop3_port.to_string()]);
+        // The dropped session does not count; then one login (three
+        // with the padding) before the refusals.
+        let last_in = if extra.contains("padding") {
+            "2 in\n3 refused"
+        } else {
+            "0 in\n1 refused"
+        };
+        assert!(ours_out.starts_with("dropped in\n") && ours_out.contains(last_in), "{ours_out}");
+        assert!(ours_out.contains("Logins must be at least 1 minute apart"), "{ours_out}");
+        assert_eq!(ours_out, theirs_out);
+    }
+}

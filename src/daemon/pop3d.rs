@@ -5,7 +5,7 @@
 //! `uidvalidity.uid`, stable across sessions and IMAP activity.  QUIT
 //! expunges what was DELEted; a message expunged meanwhile by an IMAP
 //! session answers `-ERR` instead of breaking the session.
-//! `popminpoll`, `poptimeout`, `popuseimapflags`, `popuseacl`,
+//! `popminpoll` (with `poppollpadding`), `poptimeout`, `popuseimapflags`, `popuseacl`,
 //! `popexpiretime`, `allowplaintext`, `autocreate_quota` as in Cyrus.
 
 use super::cyrus::Ctx;
@@ -535,6 +535,13 @@ impl Session {
         };
         let ctx = self.ctx.clone();
         let minpoll = minpoll(&ctx);
+        let login_time = crate::util::unix_now();
+        // Cyrus's words, with the minimum in minutes.
+        let mins = minpoll.as_secs() / 60;
+        let delay = format!(
+            "-ERR [LOGIN-DELAY] Logins must be at least {mins} minute{} apart",
+            if mins == 1 { "" } else { "s" }
+        );
         let useflags = ctx.conf.get_switch("popuseimapflags");
         let useacl = ctx.conf.get_switch("popuseacl");
         let groups = if useacl {
@@ -572,8 +579,8 @@ impl Session {
             if useacl && !super::imapd::mailboxes::rights_of(&e.acl, &ids).contains('r') {
                 return Ok(Err("-ERR [SYS/PERM] Unable to locate maildrop"));
             }
-            if !ctx.store.pop_login(&ib, minpoll.as_secs() as i64)? {
-                return Ok(Err("-ERR [LOGIN-DELAY] Minimum time between mail checks violation"));
+            if !ctx.store.pop_may_login(&ib, minpoll.as_secs() as i64, login_time)? {
+                return Ok(Err(LOGIN_DELAY));
             }
             // The version is taken before the index is read: a change
             // between the two shows as a change.
@@ -629,11 +636,14 @@ impl Session {
                     uidl_format: self.ctx.conf.get("uidl_format").unwrap_or("cyrus").to_string(),
                     ctx: self.ctx.clone(),
                     drop: d,
+                    login_time,
+                    minpoll: minpoll.as_secs() as i64,
                     _slot: slot,
                 });
                 let sid = self.sid.clone();
                 self.reply(&format!("+OK Mailbox locked and ready SESSIONID=<{sid}>")).await
             }
+            Ok(Ok(Err(LOGIN_DELAY))) => self.reply(&delay).await,
             Ok(Ok(Err(text))) => self.reply(text).await,
             Ok(Err(e)) => {
                 self.ctx.log.error(&format!("IOERROR: opening {inbox}: {e}"));
@@ -907,9 +917,17 @@ struct Txn {
     mark_seen: bool,
     /// `uidl_format`.
     uidl_format: String,
+    /// When the session logged in (Unix seconds) and `popminpoll` in
+    /// seconds: QUIT records the login for the next one's check.
+    login_time: i64,
+    minpoll: i64,
     /// This session's count in `maxlogins_per_user`/`_per_host`.
     _slot: super::cyrus::LoginSlot,
 }
+
+/// The refusal a login gets within `popminpoll` (worded in full by the
+/// session, which knows the minimum).
+const LOGIN_DELAY: &str = "-ERR [LOGIN-DELAY]";
 
 /// The largest message a RETR reads on the event loop.
 const QUICK_READ: u64 = 64 * 1024;
@@ -933,7 +951,7 @@ impl Txn {
     /// a hand-off to the blocking pool and back.
     fn may_block(&mut self, cmd: &str, arg: Option<&str>) -> bool {
         match cmd {
-            "QUIT" => self.drop.msgs.iter().any(|m| m.deleted),
+            "QUIT" => self.minpoll > 0 || self.drop.msgs.iter().any(|m| m.deleted),
             "RETR" | "TOP" => {
                 if cmd == "RETR" && self.mark_seen {
                     return true;
@@ -960,6 +978,16 @@ impl Txn {
         match cmd {
             "QUIT" => {
                 let dele: Vec<u32> = d.msgs.iter().filter(|m| m.deleted).map(|m| m.uid).collect();
+                if self.minpoll > 0 {
+                    // `popminpoll` counts sessions that end with QUIT, from
+                    // their login (Cyrus's pop3d).
+                    let padding = self.ctx.conf.get_int("poppollpadding");
+                    if let Err(e) = self.ctx.store.pop_quit(&d.inbox, self.login_time, self.minpoll, padding) {
+                        self.ctx
+                            .log
+                            .error(&format!("IOERROR: recording the POP3 login on {}: {e}", d.inbox));
+                    }
+                }
                 let ok = dele.is_empty() || self.ctx.store.expunge_uids(&d.inbox, &dele).is_ok();
                 reply(
                     out,

@@ -336,22 +336,47 @@ impl Store {
 
     // ---- POP3 ----
 
-    /// Records a POP3 login on `inbox`; false (and nothing recorded) when
-    /// the previous one was less than `minpoll` seconds ago (`popminpoll`).
-    pub fn pop_login(&self, inbox: &str, minpoll: i64) -> Result<bool> {
+    /// Whether a POP3 login on `inbox` may go ahead under `popminpoll`
+    /// (`minpoll` seconds): not when the recorded login time (see
+    /// `pop_quit`) plus the minimum is still ahead of `now`, as Cyrus.
+    pub fn pop_may_login(&self, inbox: &str, minpoll: i64, now: i64) -> Result<bool> {
+        if minpoll <= 0 {
+            return Ok(true);
+        }
+        let oc = self.owner(inbox)?;
+        let c = lock(&oc);
+        let last: Option<i64> = c
+            .query_row("SELECT last_login FROM pop WHERE mailbox=?1", [inbox], |r| r.get(0))
+            .optional()?;
+        Ok(last.is_none_or(|l| l + minpoll <= now))
+    }
+
+    /// Records, at the QUIT of a session that logged in at `login`, the
+    /// time `pop_may_login` measures from, as Cyrus's pop3d does: the
+    /// login time; with `poppollpadding` (`padding` > 1) a slot of
+    /// `minpoll` is taken instead, from no earlier than `padding` slots
+    /// before the login, so that `padding` logins may come close together.
+    pub fn pop_quit(&self, inbox: &str, login: i64, minpoll: i64, padding: i64) -> Result<()> {
         let oc = self.owner(inbox)?;
         let mut c = lock(&oc);
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let last: Option<i64> = tx
+        let last: i64 = tx
             .query_row("SELECT last_login FROM pop WHERE mailbox=?1", [inbox], |r| r.get(0))
-            .optional()?;
-        let t = now();
-        if minpoll > 0 && last.is_some_and(|l| t - l < minpoll) {
-            return Ok(false);
-        }
+            .optional()?
+            .unwrap_or(0);
+        let t = if minpoll > 0 && padding > 1 {
+            let earliest = login - minpoll * padding;
+            if last < earliest {
+                earliest + minpoll
+            } else {
+                last + minpoll
+            }
+        } else {
+            login
+        };
         tx.execute("INSERT OR REPLACE INTO pop(mailbox, last_login) VALUES(?1, ?2)", params![inbox, t])?;
         tx.commit()?;
-        Ok(true)
+        Ok(())
     }
 
     // ---- subscriptions (kept in the subscriber's database) ----
