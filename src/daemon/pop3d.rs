@@ -536,12 +536,6 @@ impl Session {
         let ctx = self.ctx.clone();
         let minpoll = minpoll(&ctx);
         let login_time = crate::util::unix_now();
-        // Cyrus's words, with the minimum in minutes.
-        let mins = minpoll.as_secs() / 60;
-        let delay = format!(
-            "-ERR [LOGIN-DELAY] Logins must be at least {mins} minute{} apart",
-            if mins == 1 { "" } else { "s" }
-        );
         let useflags = ctx.conf.get_switch("popuseimapflags");
         let useacl = ctx.conf.get_switch("popuseacl");
         let groups = if useacl {
@@ -643,7 +637,13 @@ impl Session {
                 let sid = self.sid.clone();
                 self.reply(&format!("+OK Mailbox locked and ready SESSIONID=<{sid}>")).await
             }
-            Ok(Ok(Err(LOGIN_DELAY))) => self.reply(&delay).await,
+            Ok(Ok(Err(LOGIN_DELAY))) => {
+                // Cyrus's words, with the minimum in minutes.
+                let mins = minpoll.as_secs() / 60;
+                let s = if mins == 1 { "" } else { "s" };
+                self.reply(&format!("{LOGIN_DELAY} Logins must be at least {mins} minute{s} apart"))
+                    .await
+            }
             Ok(Ok(Err(text))) => self.reply(text).await,
             Ok(Err(e)) => {
                 self.ctx.log.error(&format!("IOERROR: opening {inbox}: {e}"));
