@@ -247,18 +247,7 @@ fn tls_required_offers_nothing_before_tls() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let certs = d.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (ca, cert, key) = make_certs(&certs);
-    let mut b = Backend::start(
-        &d.path().join("be"),
-        &format!(
-            "allowplaintext: yes\ntls_required: yes\nplaintextloginpause: 30\ntls_server_cert: {}\ntls_server_key: {}\n",
-            cert.display(),
-            key.display()
-        ),
-    );
-    let pport = b.start_pop3d();
+    let (b, ca, pport) = tls_backend(d.path(), "allowplaintext: yes\ntls_required: yes\nplaintextloginpause: 30\n");
     let out = python(
         r#"
 import socket, ssl, sys, time
@@ -320,6 +309,20 @@ t.sendall(b'PASS testpw\r\n'); print('pass', tf.readline()[:3])
     assert!(out.contains("pass b'+OK'"), "{out}");
 }
 
+/// A back end in `d` with a certificate (imapd.conf `extra` lines too)
+/// and a pop3d: the back end, the CA file and pop3d's port.
+fn tls_backend(d: &std::path::Path, extra: &str) -> (Backend, std::path::PathBuf, u16) {
+    let certs = d.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = make_certs(&certs);
+    let mut b = Backend::start(
+        &d.join("be"),
+        &format!("{extra}tls_server_cert: {}\ntls_server_key: {}\n", cert.display(), key.display()),
+    );
+    let pport = b.start_pop3d();
+    (b, ca, pport)
+}
+
 /// `sasl_minimum_layer`: TLS's strength (the cipher's bits, Cyrus's
 /// external SSF) counts.  At 128, STARTTLS/STLS bring the mechanisms
 /// back (IMAP AUTH=PLAIN and SASL-IR, POP3's SASL line) and AUTHENTICATE
@@ -331,18 +334,7 @@ fn sasl_minimum_layer_counts_tls() {
     }
     for (min, after_tls) in [(128, true), (512, false)] {
         let d = tempfile::tempdir().unwrap();
-        let certs = d.path().join("certs");
-        std::fs::create_dir_all(&certs).unwrap();
-        let (ca, cert, key) = make_certs(&certs);
-        let mut b = Backend::start(
-            &d.path().join("be"),
-            &format!(
-                "sasl_minimum_layer: {min}\ntls_server_cert: {}\ntls_server_key: {}\n",
-                cert.display(),
-                key.display()
-            ),
-        );
-        let pport = b.start_pop3d();
+        let (b, ca, pport) = tls_backend(d.path(), &format!("sasl_minimum_layer: {min}\n"));
         let out = python(
             r#"
 import socket, ssl, sys
