@@ -68,6 +68,8 @@ print('fetch-proj', M.fetch('1', '(FLAGS BODY.PEEK[TEXT])'))
 print('append-proj', M.append('"Other Users.yes1.proj"', None, None, b'Subject: from u7\r\n\r\nu7 wrote this\r\n'))
 print('myrights', M.myrights('"Other Users.yes1.proj"'))
 print('create-sub', M.create('"Other Users.yes1.proj.sub"'))
+print('create-deep', M.create('deep.er'))
+print('select-deep', M.select('deep'))
 print('noop-proj', M.noop())
 print('list', M.list())
 print('delim', M.list('""', '""'))
@@ -96,6 +98,9 @@ print('logout', M.logout())
     assert!(out.contains("append-proj ('OK'"), "{out}");
     assert!(out.contains("noop-proj ('OK'"), "{out}");
     assert!(out.contains("create-sub ('OK'"), "{out}");
+    // The level made with deep.er is a mailbox the front end knows
+    // (its back end told the master), as with real Cyrus 3.6 back ends.
+    assert!(out.contains("select-deep ('OK', [b'0'])"), "{out}");
     assert!(out.contains("select-inbox2 ('OK', [b'1'])"), "{out}");
     // LIST shows the user's own tree and what the other back end holds
     // for them, once each.

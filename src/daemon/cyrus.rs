@@ -838,8 +838,15 @@ pub fn autocreate_inbox(ctx: &Ctx, inbox: &str, groups: &[String]) -> Result<(),
     let subscribe = list("autocreate_subscribe_folders");
     let (mut created, mut subscribed) = (0, 0);
     for f in list("autocreate_inbox_folders") {
+        // Folders are named as internal names are ('.' between levels):
+        // with `unixhierarchysep` a '/' makes no valid name, as in Cyrus.
         let n = format!("{inbox}.{f}");
-        if let Err(e) = store.create(&n, None, None) {
+        let made = if f.contains('/') && ctx.conf.get_switch("unixhierarchysep") {
+            Err(crate::store::StoreError::Invalid("a '/' in a folder name"))
+        } else {
+            store.create_path(&n, None)
+        };
+        if let Err(e) = made {
             ctx.log
                 .warning(&format!("autocreateinbox: User {user}, subfolder {f} creation failed. {e}"));
             continue;

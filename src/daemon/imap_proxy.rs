@@ -264,8 +264,7 @@ impl Router {
             if let Ok(Some((State::Active, s))) = self.front.locate(&internal).await {
                 return Some(s);
             }
-            let (p, _) = internal.rsplit_once('.')?;
-            internal = p.to_string();
+            internal = crate::store::names::parent(&internal)?.to_string();
         }
     }
 

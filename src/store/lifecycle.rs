@@ -261,13 +261,55 @@ impl Store {
     /// `user.fred.a.b` if it exists, else `user.fred`, …).
     pub fn nearest_parent(&self, name: &str) -> Result<Option<MailboxEntry>> {
         let mut n = name;
-        while let Some((p, _)) = n.rsplit_once('.') {
+        while let Some(p) = names::parent(n) {
             if let Some(e) = self.lookup(p)? {
                 return Ok(Some(e));
             }
             n = p;
         }
         Ok(None)
+    }
+
+    /// The levels missing between `name` and its nearest existing parent,
+    /// top down (`user.fred.a`, `user.fred.a.b` for `user.fred.a.b.c` when
+    /// only `user.fred` exists); never a user's INBOX nor the users' top,
+    /// nor `user.fred.INBOX` (which `altnamespace` shows as the INBOX
+    /// its children are under).
+    pub fn missing_parents(&self, name: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut n = name;
+        while let Some(p) = names::parent(n) {
+            let inbox_level = |root: String| p == root || p.strip_prefix(root.as_str()) == Some(".INBOX");
+            if names::is_users_top(p) || names::user_root(p).is_some_and(inbox_level) || self.lookup(p)?.is_some() {
+                break;
+            }
+            out.push(p.to_string());
+            n = p;
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// As Cyrus 3.6's CREATE, RENAME and autocreate: the levels missing
+    /// above `name` are made first, each as a CREATE of its own (the
+    /// nearest parent's ACL, `defaultacl` for a shared top, told to the
+    /// MUPDATE master, counted against X-NUM-FOLDERS), so that they are
+    /// mailboxes, not `\Noselect` holes.  One refused stops there; the
+    /// levels made before it stay, as in Cyrus.
+    pub fn create_parents(&self, name: &str, partition: Option<&str>) -> Result<()> {
+        for p in self.missing_parents(name)? {
+            self.create(&p, partition, None)?;
+        }
+        Ok(())
+    }
+
+    /// `create_parents`, then the mailbox itself.
+    pub fn create_path(&self, name: &str, partition: Option<&str>) -> Result<MailboxEntry> {
+        if self.lookup(name)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        self.create_parents(name, partition)?;
+        self.create(name, partition, None)
     }
 
     /// DELETE: with `delete_mode: delayed` (the default) the mailbox is
@@ -439,10 +481,10 @@ impl Store {
     }
 
     /// A rename into another owner's database: each mailbox of the
-    /// subtree is created at its new name (ACL with the old owner's entry
-    /// given to the new one), its messages copied (hard links, flags and
-    /// dates kept, new UIDs under a new UIDVALIDITY), quota roots carried
-    /// over, then the old subtree deleted.  A crash part-way leaves the
+    /// subtree is created at its new name (for a whole user, ACL with the
+    /// old owner's entry given to the new one), its messages copied (hard
+    /// links, flags and dates kept, new UIDs under a new UIDVALIDITY),
+    /// quota roots carried over, then the old subtree deleted.  A crash part-way leaves the
     /// messages in both places, never in neither.
     fn move_across(&self, old: &str, new: &str) -> Result<()> {
         let mut all: Vec<MailboxEntry> = self.list_prefix(old)?.into_iter().filter(|e| covers(old, &e.name)).collect();
@@ -463,17 +505,29 @@ impl Store {
             let (u, d, is_user) = names::owner_of(n);
             is_user.then(|| if d.is_empty() { u } else { format!("{u}@{d}") }.replace('^', "."))
         };
-        let (from_id, to_id) = (ident(old), ident(new));
+        // The owner's entries follow only a whole user (their INBOX and
+        // everything under it), as Cyrus's rename of a user; a folder
+        // moved to another user keeps its ACL as it was.
+        let whole_user = names::user_root(old).as_deref() == Some(old);
+        let (from_id, to_id) = if whole_user { (ident(old), ident(new)) } else { (None, None) };
         for e in &all {
             let mut acl = e.acl.clone();
             if let (Some(f), Some(t)) = (&from_id, &to_id) {
+                // The old owner's entry goes, the new owner's comes last
+                // (Cyrus's order).
                 let parts: Vec<&str> = acl.split('\t').collect();
-                let mut out = String::new();
+                let (mut out, mut owner) = (String::new(), None);
                 for pair in parts.chunks(2) {
                     if pair.len() == 2 {
-                        let who = if pair[0] == f { t.as_str() } else { pair[0] };
-                        out.push_str(&format!("{who}\t{}\t", pair[1]));
+                        if pair[0] == f {
+                            owner = Some(pair[1]);
+                        } else {
+                            out.push_str(&format!("{}\t{}\t", pair[0], pair[1]));
+                        }
                     }
+                }
+                if let Some(r) = owner {
+                    out.push_str(&format!("{t}\t{r}\t"));
                 }
                 acl = out;
             }

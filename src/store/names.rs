@@ -470,6 +470,13 @@ pub fn is_users_top(internal: &str) -> bool {
     internal.rsplit_once('!').map_or(internal, |(_, r)| r) == "user"
 }
 
+/// The name one level up (`user.fred` for `user.fred.Sent`), never
+/// splitting a domain (`example.com!user` has none).
+pub fn parent(internal: &str) -> Option<&str> {
+    let start = internal.find('!').map_or(0, |i| i + 1);
+    internal[start..].rfind('.').map(|i| &internal[..start + i])
+}
+
 /// `user.fred.Sent` → `user.fred` (quota root of a user's mailboxes).
 pub fn user_root(internal: &str) -> Option<String> {
     let (u, d, is_user) = owner_of(internal);
@@ -487,6 +494,14 @@ pub fn user_root(internal: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_keeps_the_domain_whole() {
+        assert_eq!(parent("user.fred.a.b"), Some("user.fred.a"));
+        assert_eq!(parent("example.com!user.fred"), Some("example.com!user"));
+        assert_eq!(parent("example.com!user"), None);
+        assert_eq!(parent("shared"), None);
+    }
 
     #[test]
     fn cyrus_hash_examples() {

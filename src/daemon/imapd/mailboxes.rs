@@ -179,8 +179,8 @@ impl Session {
             })
     }
 
-    /// Users create under their own hierarchy; the parent's `k` right (or
-    /// being admin) allows others.
+    /// Users create under their own hierarchy; the nearest existing
+    /// parent's `k` right (or being admin) allows others.
     async fn may_create(&self, int: &str) -> bool {
         let user = self.user.clone().unwrap_or_default();
         if self.ctx.is_admin(&user) {
@@ -190,11 +190,11 @@ impl Session {
         if int == inbox || int.starts_with(&format!("{inbox}.")) {
             return true;
         }
-        let Some(p) = int.rsplit_once('.').map(|(p, _)| p.to_string()) else {
-            return false;
-        };
+        // The nearest existing level above, as Cyrus: the levels between
+        // are made with the mailbox.
+        let p = int.to_string();
         let store = self.ctx.store.clone();
-        let pe = tokio::task::spawn_blocking(move || store.lookup(&p))
+        let pe = tokio::task::spawn_blocking(move || store.nearest_parent(&p))
             .await
             .ok()
             .and_then(|r| r.ok())
@@ -236,7 +236,7 @@ impl Session {
         }
         let r = self
             .blocking(move |s| {
-                let e = s.create(&int, partition.as_deref(), None)?;
+                let e = s.create_path(&int, partition.as_deref())?;
                 if !uses.is_empty() {
                     s.set_special_use(&int, &uses)?;
                 }
@@ -245,7 +245,11 @@ impl Session {
             .await;
         match r {
             Ok(e) => self.tagged(tag, &format!("OK [MAILBOXID ({})] Completed", e.uniqueid)).await,
-            Err(e) => self.tagged(tag, &e).await,
+            // Cyrus's CREATE gives no response code for X-NUM-FOLDERS.
+            Err(e) => {
+                self.tagged(tag, e.strip_prefix("NO [OVERQUOTA] ").map_or(&e, |_| "NO Over quota"))
+                    .await
+            }
         }
     }
 
@@ -359,7 +363,13 @@ impl Session {
         let from_int = e.name.clone();
         if e.name == inbox {
             // RFC 3501 6.3.5: renaming INBOX moves its messages.
-            return match self.blocking(move |s| s.rename_inbox(&from_int, &to_int)).await {
+            return match self
+                .blocking(move |s| {
+                    s.create_parents(&to_int, None)?;
+                    s.rename_inbox(&from_int, &to_int)
+                })
+                .await
+            {
                 Ok(()) => {
                     self.out_bytes(format!("* OK rename {from} {to}\r\n").as_bytes()).await?;
                     self.tagged(tag, "OK Completed").await
@@ -392,7 +402,18 @@ impl Session {
             .collect();
         children.sort_by(|a, b| a.replace('.', "\x1f").cmp(&b.replace('.', "\x1f")));
         let (old_top, new_top) = (from_int.clone(), to_int.clone());
-        match self.blocking(move |s| s.rename(&from_int, &to_int)).await {
+        // The levels missing above the new name are made first (not when
+        // renaming into itself, which fails).
+        let into_itself = to_int.starts_with(&format!("{from_int}."));
+        match self
+            .blocking(move |s| {
+                if !into_itself {
+                    s.create_parents(&to_int, None)?;
+                }
+                s.rename(&from_int, &to_int)
+            })
+            .await
+        {
             Ok(()) => {
                 // Cyrus reports each rename before completing: the
                 // mailbox, then every one under it.

@@ -55,14 +55,10 @@ impl Session {
         let name = int.to_string();
         let uses = self
             .blocking(move |s| {
-                let mut at = name.as_str();
-                while let Some((parent, _)) = at.rsplit_once('.') {
-                    if s.lookup(parent)?.is_some() {
-                        return Ok(s.special_use(parent)?.unwrap_or_default());
-                    }
-                    at = parent;
-                }
-                Ok(String::new())
+                Ok(match s.nearest_parent(&name)? {
+                    Some(p) => s.special_use(&p.name)?.unwrap_or_default(),
+                    None => String::new(),
+                })
             })
             .await
             .unwrap_or_default();
