@@ -445,10 +445,13 @@ typ, r = A.rename('user/u7', 'user/zz'); assert typ == 'NO' and b'not supported'
 A.logout()
 Y = imaplib.IMAP4('127.0.0.1', port); Y.login('yes1', 'testpw')
 # A folder moved to another user keeps its ACL (Cyrus 3.6): its new
-# owner holds only the implicit owner rights until they grant more.
+# owner sees it in GETACL, but nothing else until an admin grants more.
 typ, r = Y.getacl('FromU7'); assert b'u7 lrswipkxtecdan' in r[0] and b'yes1' not in r[0], r
 typ, r = Y.select('FromU7'); assert typ == 'NO', r
-typ, r = Y.setacl('FromU7', 'yes1', 'lrswipkxtecdan'); assert typ == 'OK', r
+typ, r = Y.setacl('FromU7', 'yes1', 'lrswipkxtecdan'); assert typ == 'NO', r
+A = imaplib.IMAP4('127.0.0.1', port); A.login('md5u', 'testpw')
+typ, r = A.setacl('user/yes1/FromU7', 'yes1', 'lrswipkxtecdan'); assert typ == 'OK', r
+A.logout()
 typ, r = Y.select('FromU7'); assert r == [b'3'], r
 typ, r = Y.fetch('2', '(FLAGS)'); assert b'\\Flagged' in r[0] and b'$Work' in r[0], r
 Y.logout()

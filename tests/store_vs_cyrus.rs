@@ -2189,3 +2189,75 @@ fn mailbox_ancestors_as_real_cyrus() {
     assert!(!ours.contains("deep"), "{ours}");
     assert_eq!(ours, theirs);
 }
+
+/// The ACL as written decides, as in Cyrus 3.6: a folder an admin moved
+/// in from another user has no entry for its new owner, who then holds
+/// `implicit_owner_rights` for MYRIGHTS, GETACL and LISTRIGHTS only
+/// (LIST, STATUS, SELECT, APPEND, SETACL, RENAME do not see it; DELETE
+/// is refused).  GETMETADATA answers for a mailbox that exists, with
+/// values only where the user has `r`.
+const ACL_AS_WRITTEN: &str = r#"
+import imaplib, re, sys
+port = int(sys.argv[1])
+norm = lambda x: re.sub(r'MAILBOXID \([^)]*\)', 'MAILBOXID (id)', re.sub(r' \(\d+\.\d+ secs( \d+ calls)?\)', '', str(x)))
+for c in ('LISTRIGHTS', 'GETMETADATA', 'SETMETADATA'):
+    imaplib.Commands[c] = ('AUTH', 'SELECTED')
+def conn(u):
+    C = imaplib.IMAP4('127.0.0.1', port); C.login(u, 'testpw'); return C
+M, U, A = conn('yes1'), conn('u7'), conn('md5u')
+def run(who, C, *c):
+    typ, r = C._simple_command(*c)
+    out = [(k, C.untagged_responses.pop(k)) for k in ('LIST', 'LSUB', 'ACL', 'MYRIGHTS', 'STATUS', 'LISTRIGHTS', 'METADATA') if k in C.untagged_responses]
+    C.untagged_responses.clear()
+    print(who, c, typ, norm(r), norm(out))
+run('admin', A, 'CREATE', 'user/u7/v')
+run('admin', A, 'DELETEACL', 'user/u7/v', 'u7')
+run('admin', A, 'GETACL', 'user/u7/v')
+for n in '12345':
+    run('admin', A, 'CREATE', 'user/yes1/m' + n)
+    run('admin', A, 'RENAME', 'user/yes1/m' + n, 'user/u7/p' + n)
+run('yes1', M, 'SETMETADATA', '"Other Users/u7/p5"', '(/shared/comment "sh")')
+run('u7', U, 'LIST', '""', '*')
+run('u7', U, 'SUBSCRIBE', 'p1')
+run('u7', U, 'STATUS', 'p1', '(MESSAGES)')
+run('u7', U, 'EXAMINE', 'p1')
+print('append', U.append('p1', None, None, b'Subject: x\r\n\r\nbody\r\n'))
+run('u7', U, 'CREATE', 'p1/kid')
+run('u7', U, 'MYRIGHTS', 'p2')
+run('u7', U, 'GETACL', 'p2')
+run('u7', U, 'LISTRIGHTS', 'p2', 'u7')
+run('u7', U, 'SETACL', 'p2', 'u7', 'lr')
+run('u7', U, 'RENAME', 'p3', 'p3b')
+run('u7', U, 'DELETE', 'p4')
+run('u7', U, 'GETQUOTAROOT', 'p5')
+run('u7', U, 'GETMETADATA', 'p5', '/shared/comment')
+run('u7', U, 'SETMETADATA', 'p5', '(/private/comment "hi")')
+run('u7', U, 'LIST', '""', '*', 'RETURN', '(MYRIGHTS)')
+run('yes1', M, 'CREATE', 'x')
+run('yes1', M, 'SETMETADATA', 'x', '(/shared/comment "sh" /private/comment "pr")')
+run('yes1', M, 'CREATE', 'y')
+run('yes1', M, 'SETACL', 'y', 'u7', 'l')
+run('yes1', M, 'SETMETADATA', 'y', '(/shared/comment "sh")')
+run('yes1', M, 'CREATE', 'z')
+run('yes1', M, 'SETACL', 'z', 'u7', 'lr')
+run('yes1', M, 'SETMETADATA', 'z', '(/shared/comment "sh")')
+for m in ('x', 'y', 'z', 'nonexist'):
+    run('u7', U, 'GETMETADATA', '"Other Users/yes1/%s"' % m, '/shared/comment')
+"#;
+
+#[test]
+fn acl_as_written_as_real_cyrus() {
+    let Some((ours, theirs)) = imap_answers(ACL_AS_WRITTEN, "") else {
+        return;
+    };
+    assert!(
+        ours.contains("u7 ('MYRIGHTS', 'p2') OK [b'Completed'] [('MYRIGHTS', [b'p2 lkxcan'])]"),
+        "{ours}"
+    );
+    assert!(ours.contains("u7 ('EXAMINE', 'p1') NO [b'Mailbox does not exist']"), "{ours}");
+    assert!(
+        ours.contains(r#"[('METADATA', [b'"Other Users/yes1/z" ("/shared/comment" "sh")'])]"#),
+        "{ours}"
+    );
+    assert_eq!(ours, theirs);
+}

@@ -33,6 +33,19 @@ const STATUS_ITEMS: [&str; 10] = [
 ];
 
 /// Store errors as Cyrus words them.
+/// Which implicit rights `Session::rights_with` adds to the ACL's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Implicit {
+    /// The ACL as written (Cyrus's check for APPEND, COPY's target and
+    /// SUBSCRIBE).
+    None,
+    /// An admin's `l` and `a`: every other command.
+    Admin,
+    /// Those and the owner's `implicit_owner_rights`: MYRIGHTS, GETACL,
+    /// LISTRIGHTS, and whether DELETE sees the mailbox.
+    AclView,
+}
+
 pub fn store_err(e: &StoreError) -> String {
     match e {
         StoreError::NotFound => "NO Mailbox does not exist".into(),
@@ -90,18 +103,16 @@ impl Session {
         Some(e)
     }
 
-    /// The logged-in user's rights on a mailbox, as Cyrus's MYRIGHTS:
-    /// the ACL's, the owner's `implicit_owner_rights`, and an admin's
-    /// implicit `l` and `a` (an admin reads, writes or deletes only what
-    /// the ACL grants, as in Cyrus: `sam user/fred cyrus x` before `dm`).
-    /// Mailboxes kept by a delayed DELETE are for admins only.
+    /// The logged-in user's rights on a mailbox: the ACL's and an
+    /// admin's implicit `l` and `a` (an admin reads, writes or deletes
+    /// only what the ACL grants, as in Cyrus: `sam user/fred cyrus x`
+    /// before `dm`).  Mailboxes kept by a delayed DELETE are for admins
+    /// only.
     pub fn rights(&self, e: &MailboxEntry) -> String {
-        self.rights_with(e, true)
+        self.rights_with(e, Implicit::Admin)
     }
 
-    /// `admin_implicit` false: without an admin's `la` (Cyrus checks the
-    /// bare ACL for APPEND, COPY's target and SUBSCRIBE).
-    pub fn rights_with(&self, e: &MailboxEntry, admin_implicit: bool) -> String {
+    pub fn rights_with(&self, e: &MailboxEntry, implicit: Implicit) -> String {
         let user = self.user.as_deref().unwrap_or("");
         let admin = self.ctx.is_admin(user);
         if !admin && self.ctx.store.cfg.is_deleted(&e.name) {
@@ -110,12 +121,14 @@ impl Session {
         let mut ids: Vec<&str> = vec![user, "anyone"];
         ids.extend(self.groups.iter().map(String::as_str));
         let mut rights = rights_of(&e.acl, &ids);
-        // The owner always holds `implicit_owner_rights`, as Cyrus: an ACL
-        // cannot lock a user out of their own mailboxes.
-        if mailbox_owner(&e.name).as_deref() == Some(user) {
+        // The owner's `implicit_owner_rights` count where the ACL lacks
+        // them (a folder an admin moved from another user) only for
+        // MYRIGHTS, GETACL and LISTRIGHTS, as in Cyrus 3.6; SETACL and
+        // DELETEACL keep them in the ACL itself.
+        if implicit == Implicit::AclView && mailbox_owner(&e.name).as_deref() == Some(user) {
             rights.push_str(&self.ctx.implicit_rights);
         }
-        if admin && admin_implicit {
+        if admin && implicit != Implicit::None {
             rights.push_str("la");
         }
         canonical_rights(&rights).unwrap_or(rights)
@@ -124,12 +137,12 @@ impl Session {
     /// Looks a mailbox up and checks a right; Cyrus answers "Mailbox does
     /// not exist" when even `l` is missing, so as not to leak names.
     pub async fn lookup_with(&self, ext: &str, right: char) -> Result<MailboxEntry, String> {
-        self.lookup_checked(ext, right, true).await.map_err(|(t, _)| t)
+        self.lookup_checked(ext, right, Implicit::Admin).await.map_err(|(t, _)| t)
     }
 
-    /// `lookup_with`, with or without an admin's implicit rights
+    /// `lookup_with`, with the implicit rights `implicit` says
     /// (`rights_with`); an error says whether the mailbox exists.
-    pub async fn lookup_checked(&self, ext: &str, right: char, admin_implicit: bool) -> Result<MailboxEntry, (String, bool)> {
+    pub async fn lookup_checked(&self, ext: &str, right: char, implicit: Implicit) -> Result<MailboxEntry, (String, bool)> {
         let no = |t: &str| (t.to_string(), false);
         // As Cyrus: a trailing separator is dropped, and a name that
         // cannot be a mailbox is one that does not exist.
@@ -146,7 +159,7 @@ impl Session {
             .map_err(|_| no("NO [SERVERBUG] System I/O error"))?
             .map_err(|e| no(&store_err(&e)))?
             .ok_or_else(|| no("NO Mailbox does not exist"))?;
-        let r = self.rights_with(&e, admin_implicit);
+        let r = self.rights_with(&e, implicit);
         if !r.contains(right) {
             // Logged, so that an admin can see who tried what.
             self.ctx.log.info(&format!(
@@ -255,11 +268,16 @@ impl Session {
 
     pub async fn delete(&mut self, tag: &str, ext: &str) -> Res {
         // An admin needs `x` too, as in Cyrus, but hears of children first.
+        // The owner sees their mailbox whatever its ACL, as Cyrus 3.6, but
+        // deletes it only with `x` in the ACL.
         let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
-        let e = match self.lookup_with(ext, if admin { 'l' } else { 'x' }).await {
+        let e = match self.lookup_checked(ext, if admin { 'l' } else { 'x' }, Implicit::AclView).await {
             Ok(e) => e,
-            Err(t) => return self.tagged(tag, &t).await,
+            Err((t, _)) => return self.tagged(tag, &t).await,
         };
+        if !admin && !self.rights(&e).contains('x') {
+            return self.tagged(tag, "NO Permission denied").await;
+        }
         let inbox = self.ns.as_ref().map(|n| n.inbox()).unwrap_or_default();
         if e.name == inbox && !admin {
             return self.tagged(tag, "NO Operation is not supported on mailbox").await;
@@ -437,7 +455,7 @@ impl Session {
             Err(t) => return self.tagged(tag, t).await,
         };
         if on && !self.remote_subscriptions() {
-            if let Err((t, _)) = self.lookup_checked(ext, 'l', false).await {
+            if let Err((t, _)) = self.lookup_checked(ext, 'l', Implicit::None).await {
                 // Cyrus names the command in this one.
                 let t = t.replace("NO Mailbox does not exist", "NO Subscribe: Mailbox does not exist");
                 return self.tagged(tag, &t).await;
@@ -833,7 +851,7 @@ impl Session {
     }
 
     pub async fn append(&mut self, tag: &str, ext: &str, msgs: Vec<AppendMsg>) -> Res {
-        let e = match self.lookup_checked(ext, 'i', false).await {
+        let e = match self.lookup_checked(ext, 'i', Implicit::None).await {
             Ok(e) => e,
             Err((t, false)) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
             Err((t, _)) => return self.tagged(tag, &t).await,
@@ -950,7 +968,7 @@ impl Session {
     }
 
     pub async fn getacl(&mut self, tag: &str, ext: &str) -> Res {
-        let e = match self.lookup_with(ext, 'a').await {
+        let e = match self.lookup_checked(ext, 'a', Implicit::AclView).await.map_err(|(t, _)| t) {
             Ok(e) => e,
             Err(t) => return self.tagged(tag, &t).await,
         };
@@ -1102,7 +1120,7 @@ impl Session {
 
     /// LISTRIGHTS: the rights always granted, then each optional one.
     pub async fn listrights(&mut self, tag: &str, ext: &str, id: &str) -> Res {
-        let e = match self.lookup_with(ext, 'a').await {
+        let e = match self.lookup_checked(ext, 'a', Implicit::AclView).await.map_err(|(t, _)| t) {
             Ok(e) => e,
             Err(t) => return self.tagged(tag, &t).await,
         };
@@ -1140,11 +1158,11 @@ impl Session {
     }
 
     pub async fn myrights(&mut self, tag: &str, ext: &str) -> Res {
-        let e = match self.lookup_with(ext, 'l').await {
+        let e = match self.lookup_checked(ext, 'l', Implicit::AclView).await {
             Ok(e) => e,
-            Err(t) => return self.tagged(tag, &t).await,
+            Err((t, _)) => return self.tagged(tag, &t).await,
         };
-        let r = self.rights(&e);
+        let r = self.rights_with(&e, Implicit::AclView);
         let mut line = b"* MYRIGHTS ".to_vec();
         astring(&mut line, ext.as_bytes());
         line.push(b' ');

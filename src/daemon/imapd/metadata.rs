@@ -227,13 +227,23 @@ impl Session {
                 return self.tagged(tag, "BAD entry must begin with /shared or /private").await;
             }
         }
-        let target = match self.metadata_target(ext, 'l').await {
-            Ok(t) => t,
-            Err(t) => return self.tagged(tag, &t).await,
+        // As Cyrus 3.6: a mailbox that exists answers, but only with `r`
+        // (or to an admin) does it show any value.
+        let admin = self.ctx.is_admin(self.user.as_deref().unwrap_or(""));
+        let target = match ext.is_empty() {
+            true => Some(None),
+            false => match self.lookup_checked(ext, 'l', super::mailboxes::Implicit::Admin).await {
+                Ok(e) => (admin || self.rights(&e).contains('r')).then_some(Some(e)),
+                Err((_, true)) => None,
+                Err((t, false)) => return self.tagged(tag, &t).await,
+            },
         };
-        let values = match self.metadata_values(target, entries, depth).await {
-            Ok(v) => v,
-            Err(t) => return self.tagged(tag, &t).await,
+        let values = match target {
+            Some(target) => match self.metadata_values(target, entries, depth).await {
+                Ok(v) => v,
+                Err(t) => return self.tagged(tag, &t).await,
+            },
+            None => Vec::new(),
         };
         let (line, longest) = metadata_line(ext, &values, maxsize);
         if let Some(line) = line {

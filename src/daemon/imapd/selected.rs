@@ -1349,7 +1349,7 @@ impl Session {
     }
 
     pub async fn copy(&mut self, tag: &str, uid: bool, set: SeqSet, dest: &str, is_move: bool) -> Res {
-        let de = match self.lookup_checked(dest, 'i', false).await {
+        let de = match self.lookup_checked(dest, 'i', super::mailboxes::Implicit::None).await {
             Ok(e) => e,
             Err((t, false)) if t == "NO Mailbox does not exist" => return self.tagged(tag, "NO [TRYCREATE] Mailbox does not exist").await,
             Err((t, _)) => return self.tagged(tag, &t).await,
