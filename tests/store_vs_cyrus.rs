@@ -2261,3 +2261,67 @@ fn acl_as_written_as_real_cyrus() {
     );
     assert_eq!(ours, theirs);
 }
+
+/// LIST with subscriptions and levels the user may not see, in the
+/// plain and in RFC 5258's extended syntax (any selection option,
+/// pattern list or RETURN, even empty: Cyrus then says \NonExistent
+/// where a plain LIST says \Noselect).  Left out, where Cyrus differs
+/// from RFC 5258 and we keep to the RFC: RECURSIVEMATCH's existing but
+/// unsubscribed parent (Cyrus: \NonExistent) and RETURN (STATUS) for a
+/// level that is no mailbox (Cyrus answers a STATUS for it).
+const EXTENDED_LIST: &str = r#"
+import imaplib, re, sys
+port = int(sys.argv[1])
+norm = lambda x: re.sub(r'MAILBOXID \([^)]*\)', 'MAILBOXID (id)', re.sub(r' \(\d+\.\d+ secs( \d+ calls)?\)', '', str(x)))
+def conn(u):
+    C = imaplib.IMAP4('127.0.0.1', port); C.login(u, 'testpw'); return C
+M, U = conn('yes1'), conn('u7')
+def run(who, C, *c):
+    typ, r = C._simple_command(*c)
+    out = [(k, C.untagged_responses.pop(k)) for k in ('LIST', 'LSUB', 'STATUS') if k in C.untagged_responses]
+    C.untagged_responses.clear()
+    print(who, c, typ, norm(r), norm(out))
+q = lambda s: '"' + s + '"'
+run('yes1', M, 'CREATE', 'a/b/c')
+run('yes1', M, 'CREATE', 'd/e')
+run('yes1', M, 'SUBSCRIBE', 'a/b/c')
+run('yes1', M, 'SUBSCRIBE', 'd')
+run('yes1', M, 'SETACL', 'a/b/c', 'u7', 'lr')
+for args in [('""', '*'), ('""', '%'), ('(SUBSCRIBED)', '""', '*'), ('(SUBSCRIBED)', '""', '%'),
+             ('""', '*', 'RETURN', '(CHILDREN)'), ('""', '%', 'RETURN', '(SUBSCRIBED)'), ('""', 'a/%', 'RETURN', '(STATUS (MESSAGES UIDNEXT))'),
+             ('(REMOTE)', '""', '*'), ('""', '("a" "d/*")'), ('(SUBSCRIBED RECURSIVEMATCH)', '""', '*')]:
+    run('yes1', M, 'LIST', *args)
+run('yes1', M, 'LSUB', '""', '*')
+run('yes1', M, 'LSUB', '""', '%')
+run('u7', U, 'SUBSCRIBE', q('Other Users/yes1/a/b/c'))
+for p in ('*', 'Other Users/%', 'Other Users/yes1/%'):
+    run('u7', U, 'LSUB', '""', q(p))
+run('u7', U, 'LIST', '(SUBSCRIBED RECURSIVEMATCH)', '""', q('Other Users/%'))
+run('u7', U, 'LIST', '(SUBSCRIBED RECURSIVEMATCH)', '""', q('Other Users/yes1/%'))
+for args in [('""', q('Other Users/%')), ('""', q('Other Users/%'), 'RETURN', '()'), ('()', '""', q('Other Users/%')),
+             ('""', '(' + q('Other Users/%') + ')'), ('""', '(' + q('Other Users/%') + ' "INBOX")'),
+             ('""', q('Other Users/%'), 'RETURN', '(SUBSCRIBED)'), ('""', q('Other Users/%'), 'RETURN', '(CHILDREN)'),
+             ('""', q('Other Users/yes1/a/%'), 'RETURN', '(CHILDREN)'), ('""', q('Other Users/*'), 'RETURN', '(CHILDREN)'),
+             ('(REMOTE)', '""', q('Other Users/%')), ('""', q('Other Users/%'), 'RETURN', '(MYRIGHTS)'),
+             ('""', q('Other Users/yes1/a/%'))]:
+    run('u7', U, 'LIST', *args)
+run('yes1', M, 'DELETE', 'a/b/c')
+run('yes1', M, 'LIST', '(SUBSCRIBED)', '""', '*')
+run('yes1', M, 'RENAME', 'd', 'dd')
+run('yes1', M, 'LSUB', '""', '*')
+"#;
+
+#[test]
+fn extended_list_as_real_cyrus() {
+    let Some((ours, theirs)) = imap_answers(EXTENDED_LIST, "") else {
+        return;
+    };
+    assert!(ours.contains(r#"u7 ('LIST', '()', '""', '"Other Users/%"') OK [b'Completed'] [('LIST', [b'(\\NonExistent \\HasChildren) "/" "Other Users/yes1"'])]"#), "{ours}");
+    assert!(
+        ours.contains(
+            r#"u7 ('LIST', '""', '"Other Users/%"') OK [b'Completed'] [('LIST', [b'(\\Noselect \\HasChildren) "/" "Other Users/yes1"'])]"#
+        ),
+        "{ours}"
+    );
+    assert_eq!(ours, theirs);
+}

@@ -646,7 +646,10 @@ impl Session {
                     if lsub {
                         continue;
                     }
-                    attrs.push(if subscribed_only { "\\NonExistent" } else { "\\Noselect" });
+                    // (Cyrus says \NonExistent in any LIST of RFC 5258's
+                    // extended syntax, \Noselect in a plain one.)
+                    let extended = subscribed_only || ret.iter().any(|r| r == "EXTENDED");
+                    attrs.push(if extended { "\\NonExistent" } else { "\\Noselect" });
                 }
                 if is_sub && (ret.iter().any(|r| r == "SUBSCRIBED") || (subscribed_only && !lsub)) {
                     attrs.push("\\Subscribed");

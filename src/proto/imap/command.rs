@@ -1041,7 +1041,12 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
         "LIST" | "LSUB" | "XLIST" | "RLIST" | "RLSUB" => {
             p.sp()?;
             let mut select = Vec::new();
+            // RFC 5258's extended syntax (selection options, a list of
+            // patterns, RETURN: any of them, even empty) is told to the
+            // server as the option "EXTENDED" in `ret`.
+            let mut extended = false;
             if name == "LIST" && p.eat(b'(') {
+                extended = true;
                 while !p.eat(b')') {
                     select.push(p.atom()?.to_ascii_uppercase());
                     p.eat(b' ');
@@ -1055,6 +1060,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             p.sp()?;
             let mut patterns = Vec::new();
             if p.eat(b'(') {
+                extended = true;
                 loop {
                     patterns.push(p.list_mailbox()?);
                     if !p.eat(b' ') {
@@ -1074,6 +1080,7 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
                 if r != "RETURN" {
                     return err("Invalid list return option");
                 }
+                extended = true;
                 p.sp()?;
                 let inner = String::from_utf8_lossy(p.parenthesized()?).to_ascii_uppercase();
                 // STATUS (items) stays one entry: "STATUS (MESSAGES UNSEEN)";
@@ -1104,6 +1111,9 @@ fn parse_args(p: &mut P, name: &str, uid: bool) -> Result<Kind, String> {
             } else {
                 if name == "XLIST" {
                     ret.push("XLIST".into());
+                }
+                if extended && name == "LIST" {
+                    ret.push("EXTENDED".into());
                 }
                 Kind::List {
                     reference,
