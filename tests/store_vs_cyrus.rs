@@ -2325,3 +2325,113 @@ fn extended_list_as_real_cyrus() {
     );
     assert_eq!(ours, theirs);
 }
+
+/// Mailboxes for `mbpath`: users' folders and a shared one.
+const MBPATH_SETUP: &str = r#"
+import imaplib, sys
+port = int(sys.argv[1])
+for u in ('u7', 'yes1'):
+    M = imaplib.IMAP4('127.0.0.1', port); M.login(u, 'testpw')
+    M.create('Sent'); M.create('a/b'); M.logout()
+A = imaplib.IMAP4('127.0.0.1', port); A.login('md5u', 'testpw'); print(A.create('shared/news')[0])
+"#;
+
+/// `mbpath` prints the same paths as the real Cyrus 3.6's for the
+/// layout both keep (`mailbox_legacy_dirs: yes`), with the same errors
+/// and exit statuses; `cyr_df` has Cyrus's header and columns.
+#[test]
+fn mbpath_as_real_cyrus() {
+    let Some((d, ours, cyrus)) = ours_and_cyrus_with("mailbox_legacy_dirs: yes\n") else {
+        return;
+    };
+    for port in [ours.imap_port, cyrus.imap_port] {
+        assert!(python(MBPATH_SETUP, &[&port.to_string()]).contains("OK"));
+    }
+    let ours_root = d.path().join("ours").display().to_string();
+    let cyrus_root = d.path().join("cyrus").display().to_string();
+    let cyrus_conf = d.path().join("cyrus/imapd.conf");
+    let run = |theirs: bool, args: &[&str]| {
+        let o = if theirs {
+            std::process::Command::new("runuser")
+                .args(["-u", "cyrus", "--", "/usr/lib/cyrus/bin/mbpath", "-C", cyrus_conf.to_str().unwrap()])
+                .args(args)
+                .output()
+                .unwrap()
+        } else {
+            std::process::Command::new(bin("mbpath"))
+                .args(["-C", ours.conf.to_str().unwrap()])
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let text = format!(
+            "{args:?} -> {}\n{}{}",
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // The two trees' roots (and sieve directories) named alike.
+        text.replace(&format!("{cyrus_root}/config/sieve"), "SIEVE")
+            .replace("/usr/sieve", "SIEVE")
+            .replace(&format!("{cyrus_root}/config"), "CONFIG")
+            .replace(&format!("{ours_root}/conf"), "CONFIG")
+            .replace(&format!("{cyrus_root}/spool"), "SPOOL")
+            .replace(&format!("{ours_root}/spool"), "SPOOL")
+    };
+    let cases: &[&[&str]] = &[
+        &["user/u7"],
+        &["-a", "user/u7"],
+        &["-a", "user/u7/a/b"],
+        &["-a", "shared/news"],
+        &["-j", "user/u7/Sent"],
+        &["-j", "shared/news"],
+        &["-u", "u7", "yes1"],
+        &["-m", "user/u7"],
+        &["-S", "-u", "yes1"],
+        &["-U", "-u", "yes1"],
+        &["user.u7"],
+        &["user/nosuch", "user/u7"],
+        &["user/u7", "user/nosuch"],
+        &["-q", "user/u7", "user/nosuch", "user/yes1"],
+        &["-s", "user/nosuch", "user/u7"],
+        &["-u", "nosuch"],
+        &[],
+    ];
+    let mut ours_out = String::new();
+    let mut theirs_out = String::new();
+    for c in cases {
+        ours_out.push_str(&run(false, c));
+        theirs_out.push_str(&run(true, c));
+    }
+    assert!(
+        ours_out.contains("[\"-a\", \"user/u7/a/b\"] -> 0\nArchive: SPOOL/u/user/u7/a/b\n"),
+        "{ours_out}"
+    );
+    assert!(ours_out.contains("Invalid mailbox name: 'user/nosuch'"), "{ours_out}");
+    assert_eq!(ours_out, theirs_out);
+    // cyr_df: Cyrus's header, then the one partition.
+    let o = std::process::Command::new(bin("cyr_df"))
+        .args(["-C", ours.conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let df = String::from_utf8_lossy(&o.stdout).to_string();
+    let c = std::process::Command::new("runuser")
+        .args(["-u", "cyrus", "--", "/usr/lib/cyrus/bin/cyr_df", "-C", cyrus_conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let cdf = String::from_utf8_lossy(&c.stdout).to_string();
+    assert_eq!(df.lines().next(), cdf.lines().next(), "{df}{cdf}");
+    let line = df.lines().nth(1).unwrap_or_default();
+    assert!(
+        line.starts_with("default      ") && line.ends_with(&format!("% {ours_root}/spool")),
+        "{df}"
+    );
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let n = |i: usize| fields[i].parse::<u64>().unwrap();
+    assert!(n(1) > 0 && n(2) + n(3) <= n(1), "{df}");
+    assert_eq!(
+        line.len() - ours_root.len(),
+        cdf.lines().nth(1).unwrap().len() - cyrus_root.len(),
+        "{df}{cdf}"
+    );
+}

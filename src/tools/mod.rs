@@ -6,6 +6,7 @@ pub mod cyrus_spool;
 pub mod expire;
 pub mod local_source;
 pub mod mboxlist;
+pub mod mbpath;
 pub mod migrate;
 pub mod postconf;
 pub mod postfix_ctl;
