@@ -83,6 +83,7 @@ fn plan(
         }
     };
     for s in &mut services {
+        s.argv = packaged_argv(std::mem::take(&mut s.argv));
         with_c(&mut s.argv);
     }
     let mut running: Vec<Running> = Vec::new();
@@ -131,7 +132,7 @@ fn plan(
     }
     for e in &cf.daemon {
         if let Some(cmd) = e.get("cmd") {
-            let mut argv: Vec<String> = cmd.split_whitespace().map(String::from).collect();
+            let mut argv = packaged_argv(cmd.split_whitespace().map(String::from).collect());
             with_c(&mut argv);
             if argv.first().and_then(|p| resolve(p)).is_some() {
                 running.push(Running {
@@ -185,6 +186,41 @@ fn resolve(prog: &str) -> Option<std::path::PathBuf> {
     }
     dirs.push("/usr/libexec/mumail".into());
     dirs.into_iter().map(|d| d.join(prog)).find(|c| c.exists())
+}
+
+/// A cmd as a distribution's cyrus.conf writes it, for our programs:
+/// the `cyrus <prog>` wrapper of Fedora/RHEL and Debian
+/// (`/usr/sbin/cyrus expire -E 3`; `expire` is `cyr_expire`) and Cyrus's
+/// own directories (`/usr/libexec/cyrus-imapd/lmtpd`, Debian's
+/// `/usr/lib/cyrus/bin/lmtpd`) name the program of ours of that name, so
+/// that an existing cyrus.conf keeps its services and EVENTS, and a
+/// Cyrus installed beside us is never run against our store.  Other
+/// programs stay as written (and are skipped unless they exist).
+fn packaged_argv(mut argv: Vec<String>) -> Vec<String> {
+    const CYRUS_DIRS: &[&str] = &[
+        "/usr/libexec/cyrus-imapd",
+        "/usr/lib/cyrus-imapd",
+        "/usr/lib/cyrus/bin",
+        "/usr/cyrus/bin",
+    ];
+    let Some((dir, base)) = argv
+        .first()
+        .and_then(|f| f.rsplit_once('/'))
+        .map(|(d, b)| (d.to_string(), b.to_string()))
+    else {
+        return argv;
+    };
+    if base == "cyrus" && dir.ends_with("sbin") && argv.len() > 1 {
+        let prog = if argv[1] == "expire" { "cyr_expire" } else { argv[1].as_str() };
+        if OURS.contains(&prog) {
+            let prog = prog.to_string();
+            argv.remove(0);
+            argv[0] = prog;
+        }
+    } else if CYRUS_DIRS.contains(&dir.as_str()) && OURS.contains(&base.as_str()) {
+        argv[0] = base;
+    }
+    argv
 }
 
 /// A port number or a name from /etc/services.
@@ -269,12 +305,12 @@ fn spawn(r: &mut Running, log: &crate::log::Logger) {
 
 fn run_to_completion(e: &Entry, log: &crate::log::Logger) {
     let Some(cmd) = e.get("cmd") else { return };
-    let argv: Vec<&str> = cmd.split_whitespace().collect();
+    let argv = packaged_argv(cmd.split_whitespace().map(String::from).collect());
     let Some(prog) = argv.first().and_then(|p| resolve(p)) else {
         log.warning(&format!(
             "{}: {} is not part of mumail; skipped",
             e.name,
-            argv.first().unwrap_or(&"")
+            argv.first().map_or("", String::as_str)
         ));
         return;
     };
