@@ -156,6 +156,7 @@ const LAYOUT: &[(&str, &[&str])] = &[
             "/usr/sbin/cyr_expire",
             "/usr/sbin/cyr_info",
             "/usr/sbin/cyr_quota",
+            "/usr/sbin/deliver",
             "/usr/sbin/ipurge",
             "/usr/sbin/mbexamine",
             "/usr/sbin/mbpath",

@@ -2435,3 +2435,124 @@ fn mbpath_as_real_cyrus() {
         "{df}{cdf}"
     );
 }
+
+/// Folders for `deliver`: Inbound takes anyone's posts (`p`), Sent does
+/// not; a shared folder anyone may post to; yes1 at a 1 KB quota.
+const DELIVER_SETUP: &str = r#"
+import imaplib, sys
+port = int(sys.argv[1])
+for u in ('u7', 'yes1'):
+    M = imaplib.IMAP4('127.0.0.1', port); M.login(u, 'testpw')
+    M.create('Sent'); M.create('Inbound'); M.setacl('Inbound', 'anyone', 'p'); M.logout()
+A = imaplib.IMAP4('127.0.0.1', port); A.login('md5u', 'testpw')
+print(A.create('shared/news')[0], A.setacl('shared/news', 'anyone', 'lrp')[0], A.setquota('user/yes1', '(STORAGE 1)')[0])
+"#;
+
+/// What each folder holds after `deliver`: Return-Path and text.
+const DELIVER_READ: &str = r#"
+import imaplib, sys
+port = int(sys.argv[1])
+for u, folders in (('u7', ('INBOX', 'Sent', 'Inbound')), ('yes1', ('INBOX',)), ('md5u', ('shared/news',))):
+    M = imaplib.IMAP4('127.0.0.1', port); M.login(u, 'testpw')
+    if u == 'md5u':
+        M.setacl('shared/news', 'md5u', 'lr')
+    for f in folders:
+        typ, d = M.select(f, readonly=True)
+        print(u, f, d)
+        if int(d[0]):
+            typ, r = M.fetch('1:*', '(BODY.PEEK[HEADER.FIELDS (RETURN-PATH)] BODY.PEEK[TEXT])')
+            print([x[1] for x in r if isinstance(x, tuple)])
+"#;
+
+/// Cyrus's `deliver` (Postfix's `pipe` to `deliver -e -r ${sender} -m
+/// ${extension} ${user}`): ours into our lmtpd and the real one into the
+/// real Cyrus lmtpd give the same exit statuses and messages, and leave
+/// the same messages in the same folders.
+#[test]
+fn deliver_as_real_cyrus() {
+    let Some((d, ours, cyrus)) = ours_and_cyrus_here() else {
+        return;
+    };
+    for port in [ours.imap_port, cyrus.imap_port] {
+        assert!(python(DELIVER_SETUP, &[&port.to_string()]).contains("OK OK OK"));
+    }
+    let cyrus_conf = d.path().join("cyrus/imapd.conf");
+    let big = format!("Subject: big\n\n{}\n", "x".repeat(3000));
+    let cases: &[(&[&str], &str)] = &[
+        (&["-r", "s@example.org", "u7"], "Subject: one\n\nplain\n"),
+        (
+            &["-e", "-r", "s@example.org", "-m", "Sent", "u7"],
+            "Subject: two\n\nno p on Sent: INBOX\n",
+        ),
+        (
+            &["-e", "-r", "s@example.org", "-m", "Inbound", "u7"],
+            "Subject: three\n\nInbound\n.hidden dot\n",
+        ),
+        (&["-r", "<>", "-m", "", "u7"], "Subject: four\n\nnull sender\n"),
+        (&["-r", "s@example.org", "nosuch"], "Subject: five\n\nnobody\n"),
+        (&["-r", "s@example.org", "u7", "nosuch", "yes1"], "Subject: six\n\nthree at once\n"),
+        (&["-r", "s@example.org", "-m", "shared/news"], "Subject: seven\n\nnews\n"),
+        (&["-r", "s@example.org", "yes1"], &big),
+        (&["-r", "s@example.org", "yes1", "u7"], &big),
+        (&["-q", "-r", "s@example.org", "yes1"], "Subject: eight\n\nover quota but -q\n"),
+        (&["-r", "s@example.org"], ""),
+        (&["-E", "5", "u7"], ""),
+    ];
+    let run = |theirs: bool, args: &[&str], msg: &str| {
+        use std::io::Write;
+        let mut cmd = if theirs {
+            let mut c = std::process::Command::new("runuser");
+            c.args([
+                "-u",
+                "cyrus",
+                "--",
+                "/usr/lib/cyrus/bin/deliver",
+                "-C",
+                cyrus_conf.to_str().unwrap(),
+            ]);
+            c
+        } else {
+            let mut c = std::process::Command::new(bin("deliver"));
+            c.args(["-C", ours.conf.to_str().unwrap()]);
+            c
+        };
+        let mut child = cmd
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(msg.as_bytes());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).replace("/usr/lib/cyrus/bin/deliver", "deliver");
+        // (The version in the usage text is each one's own.)
+        let err: String = err
+            .lines()
+            .filter(|l| !l.starts_with("421 4.3.0 3.6.1-"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        format!(
+            "{args:?} -> {}\n{}{err}",
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout)
+        )
+    };
+    let (mut ours_out, mut theirs_out) = (String::new(), String::new());
+    for (args, msg) in cases {
+        ours_out.push_str(&run(false, args, msg));
+        theirs_out.push_str(&run(true, args, msg));
+    }
+    ours_out.push_str(&python(DELIVER_READ, &[&ours.imap_port.to_string()]));
+    theirs_out.push_str(&python(DELIVER_READ, &[&cyrus.imap_port.to_string()]));
+    assert!(
+        ours_out.contains("[\"-r\", \"s@example.org\", \"nosuch\"] -> 65\nnosuch: Mailbox does not exist\n"),
+        "{ours_out}"
+    );
+    assert!(
+        ours_out.contains("[\"-r\", \"s@example.org\", \"yes1\", \"u7\"] -> 75\n"),
+        "{ours_out}"
+    );
+    assert!(ours_out.contains("u7 Inbound [b'1']"), "{ours_out}");
+    assert_eq!(ours_out, theirs_out);
+}

@@ -308,7 +308,7 @@ pub fn cyr_df(args: &[String]) -> Output {
                 let blocks = s.blocks() * k / 1024;
                 let used = (s.blocks() - s.blocks_free()) * k / 1024;
                 let avail = s.blocks_available() * k / 1024;
-                let pct = if used + avail > 0 { used * 100 / (used + avail) } else { 0 };
+                let pct = (used * 100).checked_div(used + avail).unwrap_or(0);
                 out.stdout
                     .push_str(&format!("{name:<12} {blocks:>12} {used:>12} {avail:>12} {pct:>3}% {path}\n"));
             }

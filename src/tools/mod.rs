@@ -3,6 +3,7 @@
 
 pub mod cyr_info;
 pub mod cyrus_spool;
+pub mod deliver;
 pub mod expire;
 pub mod local_source;
 pub mod mboxlist;
