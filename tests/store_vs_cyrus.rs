@@ -2057,25 +2057,35 @@ fn pop_minpoll_as_real_cyrus() {
     }
 }
 
+/// The prelude of the scripts below (given the server's port): `conn`
+/// logs a user in; `run(who, C, command, args...)` prints the command, its
+/// tagged reply (SELECT: the message count) and the untagged data that
+/// matter here (`KEYS`), with timings and MAILBOXIDs left out.
+const USERS_SESSION: &str = r#"
+import imaplib, re, sys
+port = int(sys.argv[1])
+norm = lambda x: re.sub(r'MAILBOXID \([^)]*\)', 'MAILBOXID (id)', re.sub(r' \(\d+\.\d+ secs( \d+ calls)?\)', '', str(x)))
+for c in ('LISTRIGHTS', 'GETMETADATA', 'SETMETADATA'):
+    imaplib.Commands[c] = ('AUTH', 'SELECTED')
+def conn(u):
+    C = imaplib.IMAP4('127.0.0.1', port); C.login(u, 'testpw'); return C
+KEYS = ('LIST', 'LSUB', 'ACL', 'MYRIGHTS', 'STATUS', 'QUOTAROOT', 'QUOTA', 'LISTRIGHTS', 'METADATA')
+def run(who, C, *c):
+    typ, r = C._simple_command(*c)
+    if c[0] == 'SELECT':
+        r = C.untagged_responses.get('EXISTS', [])
+    out = [(k, C.untagged_responses.pop(k)) for k in KEYS if k in C.untagged_responses]
+    C.untagged_responses.clear()
+    print(who, c, typ, norm(r), norm(out))
+q = lambda s: '"' + s + '"'
+"#;
+
 /// Cyrus 3.6 makes the levels missing above a new mailbox as mailboxes of
 /// their own (CREATE, RENAME's new name, autocreate's folders): each
 /// with the ACL a CREATE of it would get, counted against X-NUM-FOLDERS,
 /// selectable, and staying when their children go.
 const ANCESTORS: &str = r#"
-import imaplib, re, sys
-port = int(sys.argv[1])
-norm = lambda x: re.sub(r'MAILBOXID \([^)]*\)', 'MAILBOXID (id)', re.sub(r' \(\d+\.\d+ secs( \d+ calls)?\)', '', str(x)))
-def conn(u):
-    C = imaplib.IMAP4('127.0.0.1', port); C.login(u, 'testpw'); return C
 M, U, A = conn('yes1'), conn('u7'), conn('md5u')
-def run(who, C, *c):
-    typ, r = C._simple_command(*c)
-    if c[0] == 'SELECT':
-        r = C.untagged_responses.get('EXISTS', [])
-    out = [(k, C.untagged_responses.pop(k)) for k in ('LIST', 'LSUB', 'ACL', 'MYRIGHTS', 'STATUS', 'QUOTAROOT', 'QUOTA') if k in C.untagged_responses]
-    C.untagged_responses.clear()
-    print(who, c, typ, norm(r), norm(out))
-q = lambda s: '"' + s + '"'
 run('yes1', M, 'CREATE', 'a/b')
 for p in ('*', '%'):
     run('yes1', M, 'LIST', '""', p)
@@ -2151,8 +2161,9 @@ fn mailbox_ancestors_as_real_cyrus() {
     let Some((_d, back, cyrus)) = ours_and_cyrus_here() else {
         return;
     };
-    let ours = python(ANCESTORS, &[&back.imap_port.to_string()]);
-    let theirs = python(ANCESTORS, &[&cyrus.imap_port.to_string()]);
+    let script = [USERS_SESSION, ANCESTORS].concat();
+    let ours = python(&script, &[&back.imap_port.to_string()]);
+    let theirs = python(&script, &[&cyrus.imap_port.to_string()]);
     assert!(
         ours.contains(
             r#"yes1 ('LIST', '""', '%') OK [b'Completed'] [('LIST', [b'(\\HasNoChildren) "/" INBOX', b'(\\HasChildren) "/" a'])]"#
@@ -2197,19 +2208,7 @@ fn mailbox_ancestors_as_real_cyrus() {
 /// is refused).  GETMETADATA answers for a mailbox that exists, with
 /// values only where the user has `r`.
 const ACL_AS_WRITTEN: &str = r#"
-import imaplib, re, sys
-port = int(sys.argv[1])
-norm = lambda x: re.sub(r'MAILBOXID \([^)]*\)', 'MAILBOXID (id)', re.sub(r' \(\d+\.\d+ secs( \d+ calls)?\)', '', str(x)))
-for c in ('LISTRIGHTS', 'GETMETADATA', 'SETMETADATA'):
-    imaplib.Commands[c] = ('AUTH', 'SELECTED')
-def conn(u):
-    C = imaplib.IMAP4('127.0.0.1', port); C.login(u, 'testpw'); return C
 M, U, A = conn('yes1'), conn('u7'), conn('md5u')
-def run(who, C, *c):
-    typ, r = C._simple_command(*c)
-    out = [(k, C.untagged_responses.pop(k)) for k in ('LIST', 'LSUB', 'ACL', 'MYRIGHTS', 'STATUS', 'LISTRIGHTS', 'METADATA') if k in C.untagged_responses]
-    C.untagged_responses.clear()
-    print(who, c, typ, norm(r), norm(out))
 run('admin', A, 'CREATE', 'user/u7/v')
 run('admin', A, 'DELETEACL', 'user/u7/v', 'u7')
 run('admin', A, 'GETACL', 'user/u7/v')
@@ -2247,7 +2246,7 @@ for m in ('x', 'y', 'z', 'nonexist'):
 
 #[test]
 fn acl_as_written_as_real_cyrus() {
-    let Some((ours, theirs)) = imap_answers(ACL_AS_WRITTEN, "") else {
+    let Some((ours, theirs)) = imap_answers(&[USERS_SESSION, ACL_AS_WRITTEN].concat(), "") else {
         return;
     };
     assert!(
@@ -2268,20 +2267,11 @@ fn acl_as_written_as_real_cyrus() {
 /// where a plain LIST says \Noselect).  Left out, where Cyrus differs
 /// from RFC 5258 and we keep to the RFC: RECURSIVEMATCH's existing but
 /// unsubscribed parent (Cyrus: \NonExistent) and RETURN (STATUS) for a
-/// level that is no mailbox (Cyrus answers a STATUS for it).
+/// level that is no mailbox (Cyrus answers a STATUS for it; RETURN
+/// (MYRIGHTS) gets rights too, which are not looked at here).
 const EXTENDED_LIST: &str = r#"
-import imaplib, re, sys
-port = int(sys.argv[1])
-norm = lambda x: re.sub(r'MAILBOXID \([^)]*\)', 'MAILBOXID (id)', re.sub(r' \(\d+\.\d+ secs( \d+ calls)?\)', '', str(x)))
-def conn(u):
-    C = imaplib.IMAP4('127.0.0.1', port); C.login(u, 'testpw'); return C
+KEYS = ('LIST', 'LSUB', 'STATUS')
 M, U = conn('yes1'), conn('u7')
-def run(who, C, *c):
-    typ, r = C._simple_command(*c)
-    out = [(k, C.untagged_responses.pop(k)) for k in ('LIST', 'LSUB', 'STATUS') if k in C.untagged_responses]
-    C.untagged_responses.clear()
-    print(who, c, typ, norm(r), norm(out))
-q = lambda s: '"' + s + '"'
 run('yes1', M, 'CREATE', 'a/b/c')
 run('yes1', M, 'CREATE', 'd/e')
 run('yes1', M, 'SUBSCRIBE', 'a/b/c')
@@ -2313,7 +2303,7 @@ run('yes1', M, 'LSUB', '""', '*')
 
 #[test]
 fn extended_list_as_real_cyrus() {
-    let Some((ours, theirs)) = imap_answers(EXTENDED_LIST, "") else {
+    let Some((ours, theirs)) = imap_answers(&[USERS_SESSION, EXTENDED_LIST].concat(), "") else {
         return;
     };
     assert!(ours.contains(r#"u7 ('LIST', '()', '""', '"Other Users/%"') OK [b'Completed'] [('LIST', [b'(\\NonExistent \\HasChildren) "/" "Other Users/yes1"'])]"#), "{ours}");
