@@ -297,7 +297,7 @@ fn master_runs_services_from_cyrus_conf() {
     std::fs::write(
         d.path().join("cyrus.conf"),
         format!(
-            "START {{\n  recover cmd=\"ctl_cyrusdb -r\"\n  delprune cmd=\"/usr/sbin/cyrus expire -C {} -E 3\"\n}}\nSERVICES {{\n  imap cmd=\"imapd\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=50\n  \
+            "START {{\n  recover cmd=\"/usr/sbin/cyrus ctl_cyrusdb -r\"\n  delprune cmd=\"/usr/sbin/cyrus expire -C {} -E 3\"\n}}\nSERVICES {{\n  imap cmd=\"imapd\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=50\n  \
              lmtpunix cmd=\"/usr/libexec/cyrus-imapd/lmtpd\" listen=\"{}\"\n  pop3 cmd=\"/usr/lib/cyrus/bin/pop3d\" listen=\"127.0.0.1:0\"\n}}\nEVENTS {{\n  checkpoint cmd=\"ctl_cyrusdb -c\" period=30\n}}\n",
             b.conf.display(),
             sock.display()

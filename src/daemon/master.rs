@@ -211,11 +211,10 @@ fn packaged_argv(mut argv: Vec<String>) -> Vec<String> {
         return argv;
     };
     if base == "cyrus" && dir.ends_with("sbin") && argv.len() > 1 {
-        let prog = if argv[1] == "expire" { "cyr_expire" } else { argv[1].as_str() };
-        if OURS.contains(&prog) {
-            let prog = prog.to_string();
-            argv.remove(0);
-            argv[0] = prog;
+        // (A program not ours is then named alone, and skipped.)
+        argv.remove(0);
+        if argv[0] == "expire" {
+            argv[0] = "cyr_expire".into();
         }
     } else if CYRUS_DIRS.contains(&dir.as_str()) && OURS.contains(&base.as_str()) {
         argv[0] = base;
