@@ -2131,6 +2131,9 @@ run('u7', U, 'GETQUOTAROOT', 'INBOX')
 run('u7', U, 'CREATE', 'e1/e2/e3/e4/e5')
 run('u7', U, 'LIST', '""', 'e*')
 run('u7', U, 'GETQUOTAROOT', 'INBOX')
+# An admin's view: users', shared, then what delayed DELETE keeps.
+typ, r = A.list('""', '*')
+print('admin LIST', [re.sub(rb'/[0-9A-F]{8}$', b'/X', x) for x in r])
 "#;
 
 /// RENAME INBOX to a name with missing levels (the real Cyrus 3.6.1
@@ -2175,6 +2178,12 @@ fn mailbox_ancestors_as_real_cyrus() {
         "{ours}"
     );
     assert!(ours.contains("u7 ('CREATE', 'e1/e2/e3/e4/e5') NO [b'Over quota']"), "{ours}");
+    let admin = ours.lines().find(|l| l.starts_with("admin LIST")).unwrap_or_default();
+    let at = |n: &str| admin.find(n).unwrap_or(usize::MAX);
+    assert!(
+        at("user/yes1/a") < at("shared/deep/x/y") && at("shared/deep/x/y") < at("DELETED/user/yes1/c/d/e/X"),
+        "{admin}"
+    );
     assert_eq!(ours, theirs);
     let out = python(ANCESTORS_INBOX, &[&back.imap_port.to_string()]);
     assert!(out.contains("rename ('OK'"), "{out}");

@@ -38,17 +38,24 @@ pub struct Namespace {
     /// (`userprefix`, `sharedprefix`).
     pub other_users: String,
     pub shared: String,
+    /// `deletedprefix`: an admin's LIST shows what a delayed DELETE
+    /// keeps there after everything else, as Cyrus.
+    pub deleted: String,
 }
 
 /// Cyrus's LIST order: INBOX, its children, the user's other mailboxes
 /// (the alternate namespace's), other users' (`user/...`, or the
-/// alternate namespace's other-users prefix), then shared ones; by name within each, the hierarchy separator before any
+/// alternate namespace's other-users prefix), then shared ones, then (for
+/// an admin) those `deletedprefix` keeps; by name within each, the hierarchy separator before any
 /// other character (its mailbox list keys hold it as 0x1f): `a`, `a/b`,
 /// `a/b/c`, then `a.b`.
 pub fn list_order(a: &str, b: &str, ns: Option<&Namespace>) -> std::cmp::Ordering {
     let sep = ns.map_or('/', |n| n.sep);
     let under = |n: &str, p: &str| n.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with(sep));
     let rank = |n: &str| match n.strip_prefix("INBOX") {
+        // (An admin's standard namespace: with `altnamespace` a top-level
+        // DELETED is somebody's folder.)
+        _ if ns.is_some_and(|ns| !ns.alt && under(n, &ns.deleted)) => 5,
         Some("") => 0,
         Some(r) if r.starts_with(sep) => 1,
         _ => match ns {
@@ -79,7 +86,14 @@ impl Namespace {
             domain,
             other_users: OTHER_USERS.into(),
             shared: SHARED_FOLDERS.into(),
+            deleted: "DELETED".into(),
         }
+    }
+
+    /// With imapd.conf's `deletedprefix`.
+    pub fn with_deleted(mut self, deletedprefix: &str) -> Namespace {
+        self.deleted = deletedprefix.to_string();
+        self
     }
 
     /// With imapd.conf's `userprefix` and `sharedprefix` (when set and

@@ -88,7 +88,8 @@ where
         s.groups = ctx.groups(u).await.unwrap_or_default();
         s.ns = Some(
             Namespace::new(cfg.unixhierarchysep, cfg.altnamespace, u, cfg.virtdomains, &cfg.defaultdomain)
-                .with_prefixes(ctx.conf.get("userprefix"), ctx.conf.get("sharedprefix")),
+                .with_prefixes(ctx.conf.get("userprefix"), ctx.conf.get("sharedprefix"))
+                .with_deleted(&cfg.deletedprefix),
         );
     }
     let _ = s.run().await;
@@ -744,7 +745,8 @@ impl Session {
         // Admins get the standard namespace (`user/<name>`), as in Cyrus.
         let alt = cfg.altnamespace && !self.ctx.is_admin(authzid);
         let ns = Namespace::new(cfg.unixhierarchysep, alt, authzid, cfg.virtdomains, &cfg.defaultdomain)
-            .with_prefixes(self.ctx.conf.get("userprefix"), self.ctx.conf.get("sharedprefix"));
+            .with_prefixes(self.ctx.conf.get("userprefix"), self.ctx.conf.get("sharedprefix"))
+            .with_deleted(&cfg.deletedprefix);
         self.groups = match self.ctx.groups(authzid).await {
             Ok(g) => g,
             Err(_) => {
