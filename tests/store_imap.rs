@@ -297,8 +297,9 @@ fn master_runs_services_from_cyrus_conf() {
     std::fs::write(
         d.path().join("cyrus.conf"),
         format!(
-            "START {{\n  recover cmd=\"/usr/sbin/cyrus ctl_cyrusdb -r\"\n  delprune cmd=\"/usr/sbin/cyrus expire -C {} -E 3\"\n}}\nSERVICES {{\n  imap cmd=\"imapd\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=50\n  \
+            "START {{\n  recover cmd=\"/usr/sbin/cyrus ctl_cyrusdb -r\"\n  delprune cmd=\"/usr/sbin/cyrus expire -C {} -E 3\"\n  dupprune cmd=\"/usr/lib/cyrus/bin/ctl_deliver -C {} -E 3\"\n}}\nSERVICES {{\n  imap cmd=\"imapd\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=50\n  \
              lmtpunix cmd=\"/usr/libexec/cyrus-imapd/lmtpd\" listen=\"{}\"\n  pop3 cmd=\"/usr/lib/cyrus/bin/pop3d\" listen=\"127.0.0.1:0\"\n}}\nEVENTS {{\n  checkpoint cmd=\"ctl_cyrusdb -c\" period=30\n}}\n",
+            b.conf.display(),
             b.conf.display(),
             sock.display()
         ),
@@ -390,12 +391,16 @@ print('ok')
     wait_for("the retired imapd to exit", std::time::Duration::from_secs(10), || imapds() == 2);
     let mlog = std::fs::read_to_string(d.path().join("master.log")).unwrap();
     assert!(mlog.contains("reloading configuration"), "{mlog}");
-    // The distributions' `/usr/sbin/cyrus expire`, RHEL's
+    // The distributions' `/usr/sbin/cyrus expire`, Cyrus 2.x's
+    // `ctl_deliver -E`, RHEL's
     // `/usr/libexec/cyrus-imapd/lmtpd` and Debian's `/usr/lib/cyrus/bin/pop3d`
     // (the real Cyrus's, installed here) ran as ours; what is not ours is
     // skipped.
     assert!(mlog.contains("recover: ctl_cyrusdb is not part of mumail; skipped"), "{mlog}");
-    assert!(!mlog.contains("delprune") && !mlog.contains("cyrus-imapd"), "{mlog}");
+    assert!(
+        !mlog.contains("delprune") && !mlog.contains("dupprune") && !mlog.contains("cyrus-imapd"),
+        "{mlog}"
+    );
     assert!(mlog.contains(&format!("name:pop3 path:{}", bin("pop3d").display())), "{mlog}");
 
     // SIGTERM stops master and its services.

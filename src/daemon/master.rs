@@ -203,21 +203,25 @@ fn packaged_argv(mut argv: Vec<String>) -> Vec<String> {
         "/usr/lib/cyrus/bin",
         "/usr/cyrus/bin",
     ];
-    let Some((dir, base)) = argv
+    if let Some((dir, base)) = argv
         .first()
         .and_then(|f| f.rsplit_once('/'))
         .map(|(d, b)| (d.to_string(), b.to_string()))
-    else {
-        return argv;
-    };
-    if base == "cyrus" && dir.ends_with("sbin") && argv.len() > 1 {
-        // (A program not ours is then named alone, and skipped.)
-        argv.remove(0);
-        if argv[0] == "expire" {
-            argv[0] = "cyr_expire".into();
+    {
+        if base == "cyrus" && dir.ends_with("sbin") && argv.len() > 1 {
+            // (A program not ours is then named alone, and skipped.)
+            argv.remove(0);
+            if argv[0] == "expire" {
+                argv[0] = "cyr_expire".into();
+            }
+        } else if CYRUS_DIRS.contains(&dir.as_str()) && (OURS.contains(&base.as_str()) || base == "ctl_deliver") {
+            argv[0] = base;
         }
-    } else if CYRUS_DIRS.contains(&dir.as_str()) && OURS.contains(&base.as_str()) {
-        argv[0] = base;
+    }
+    // Cyrus 2.x's EVENTS expire duplicate-delivery records with
+    // `ctl_deliver -E days`, which is `cyr_expire -E days`.
+    if argv.first().is_some_and(|p| p == "ctl_deliver") && argv.iter().any(|a| a == "-E") {
+        argv[0] = "cyr_expire".into();
     }
     argv
 }
