@@ -873,21 +873,7 @@ print('ok', ok, 'full', full)
 }
 
 fn tool_in(name: &str, args: &[&str], input: &str) -> (String, String, i32) {
-    use std::io::Write;
-    let mut c = Command::new(bin(name))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-        o.status.code().unwrap_or(-1),
-    )
+    run_with_input(Command::new(bin(name)).args(args), input)
 }
 
 /// sendmail, postmap and the postfix control command against a hub.

@@ -2498,7 +2498,6 @@ fn deliver_as_real_cyrus() {
         (&["-E", "5", "u7"], ""),
     ];
     let run = |theirs: bool, args: &[&str], msg: &str| {
-        use std::io::Write;
         let mut cmd = if theirs {
             let mut c = std::process::Command::new("runuser");
             c.args([
@@ -2515,27 +2514,15 @@ fn deliver_as_real_cyrus() {
             c.args(["-C", ours.conf.to_str().unwrap()]);
             c
         };
-        let mut child = cmd
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _ = child.stdin.take().unwrap().write_all(msg.as_bytes());
-        let o = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).replace("/usr/lib/cyrus/bin/deliver", "deliver");
+        let (out, err, rc) = run_with_input(cmd.args(args), msg);
+        let err = err.replace("/usr/lib/cyrus/bin/deliver", "deliver");
         // (The version in the usage text is each one's own.)
         let err: String = err
             .lines()
             .filter(|l| !l.starts_with("421 4.3.0 3.6.1-"))
             .map(|l| format!("{l}\n"))
             .collect();
-        format!(
-            "{args:?} -> {}\n{}{err}",
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout)
-        )
+        format!("{args:?} -> {rc}\n{out}{err}")
     };
     let (mut ours_out, mut theirs_out) = (String::new(), String::new());
     for (args, msg) in cases {

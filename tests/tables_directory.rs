@@ -19,22 +19,8 @@ const REAL_POSTMAP: &str = "/usr/sbin/postmap";
 
 /// (stdout, exit code, stderr) of a postmap.
 fn postmap(program: &Path, cfg: &Path, args: &[&str], stdin: &str) -> (String, i32, String) {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(["-c", cfg.to_str().unwrap()])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    let (out, err, rc) = run_with_input(Command::new(program).args(["-c", cfg.to_str().unwrap()]).args(args), stdin);
+    (out, rc, err)
 }
 
 /// Runs each case (config body, keys) through both postmaps and asserts

@@ -763,6 +763,26 @@ impl CyrusServer {
     }
 }
 
+/// Runs `cmd` with `input` on its standard input: (stdout, stderr, exit
+/// status, -1 when killed by a signal).
+pub fn run_with_input(cmd: &mut Command, input: &str) -> (String, String, i32) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // (A program that exits before reading it all closes the pipe.)
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let o = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
 /// Runs a client program (imtest, lmtptest, ...), feeding `input` on its
 /// stdin; returns stdout and stderr together.
 pub fn run_client(prog: &str, args: &[&str], input: &str) -> String {
