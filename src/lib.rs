@@ -21,6 +21,7 @@ pub mod mail;
 pub mod proto;
 pub mod queue;
 pub mod server;
+pub mod sieve;
 pub mod store;
 pub mod tables;
 pub mod tools;

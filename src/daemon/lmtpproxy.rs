@@ -689,6 +689,7 @@ impl Session {
             servername: &front.servername,
             version,
             sid: &self.sid,
+            sieve: false,
         };
         let content = if complete { body.len().saturating_sub(3) } else { body.len() };
         let mut out = t.dress(&body[..content], &date)?;

@@ -607,3 +607,62 @@ mod tests {
         assert!(d <= MAX_DEPTH);
     }
 }
+
+/// Header field values with RFC 2047 encoded words decoded (UTF-8 and
+/// Latin-1 charsets; others left raw).
+pub fn decode_words(v: &[u8]) -> Vec<u8> {
+    let s = String::from_utf8_lossy(v);
+    let mut out = String::new();
+    let mut rest: &str = &s;
+    while let Some(st) = rest.find("=?") {
+        out.push_str(&rest[..st]);
+        let tail = &rest[st + 2..];
+        let parts: Vec<&str> = tail.splitn(4, '?').collect();
+        if parts.len() == 4 && parts[3].starts_with('=') {
+            let (cs, enc, text) = (parts[0].to_ascii_lowercase(), parts[1].to_ascii_uppercase(), parts[2]);
+            let bytes = match enc.as_str() {
+                "B" => crate::util::base64_decode(text).unwrap_or_default(),
+                "Q" => {
+                    let mut b = Vec::new();
+                    let tb = text.as_bytes();
+                    let mut i = 0;
+                    while i < tb.len() {
+                        match tb[i] {
+                            b'_' => b.push(b' '),
+                            b'=' if i + 2 < tb.len() => {
+                                if let Ok(x) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                                    b.push(x);
+                                    i += 2;
+                                } else {
+                                    b.push(b'=');
+                                }
+                            }
+                            c => b.push(c),
+                        }
+                        i += 1;
+                    }
+                    b
+                }
+                _ => Vec::new(),
+            };
+            let dec = if cs.starts_with("iso-8859-1") || cs == "latin1" {
+                bytes.iter().map(|&c| c as char).collect()
+            } else {
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            out.push_str(&dec);
+            let consumed = parts[0].len() + parts[1].len() + parts[2].len() + 3 + 1;
+            rest = &tail[consumed.min(tail.len())..];
+            // Blanks between adjacent encoded words vanish (RFC 2047 6.2).
+            let t = rest.trim_start();
+            if t.starts_with("=?") {
+                rest = t;
+            }
+        } else {
+            out.push_str("=?");
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out.into_bytes()
+}

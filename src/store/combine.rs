@@ -30,6 +30,9 @@ pub struct DeliveryJob {
     pub dup: Option<(String, String)>,
     /// Filled in by `deliver_grouped`.
     pub partition: String,
+    /// System flags (`FLAG_*`) and keywords (space-separated) it gets.
+    pub flags: u32,
+    pub keywords: String,
 }
 
 /// A queued delivery: the job, its mailbox's list entry (read before the
@@ -206,8 +209,8 @@ impl Store {
         self.link_into(&job.staged, &dir, uid)?;
         let nm = NewMessage {
             staged: &job.staged,
-            flags: 0,
-            keywords: String::new(),
+            flags: job.flags,
+            keywords: job.keywords.clone(),
             internaldate: job.internaldate,
             tz: 0,
             cached: &job.cached,

@@ -461,6 +461,26 @@ pub fn user_state_base(configdir: &Path, user: &str, domain: &str, fulldirhash: 
     p
 }
 
+/// A mailbox owner's Sieve directory (Cyrus's `mailbox_legacy_dirs`
+/// layout): `<sievedir>[/domain/<h>/<domain>]/<h>/<user>`.
+pub fn sieve_dir(sievedir: &Path, internal: &str, fulldirhash: bool) -> PathBuf {
+    let (user, domain, is_user) = owner_of(internal);
+    let hash = |s: &str| dir_hash(s, fulldirhash).to_string();
+    let mut p = sievedir.to_path_buf();
+    if !domain.is_empty() {
+        p.push("domain");
+        p.push(hash(&domain));
+        p.push(&domain);
+    }
+    if is_user {
+        p.push(hash(&user));
+        p.push(&user);
+    } else {
+        p.push("global");
+    }
+    p
+}
+
 /// The owner of an internal name: `(user, domain)` for `user.*`, or
 /// `("", top)` for shared hierarchies.  Keys the per-owner database.
 pub fn owner_of(internal: &str) -> (String, String, bool) {

@@ -1245,6 +1245,8 @@ mod tests {
                                     quota: QuotaCheck::Strict,
                                     dup: None,
                                     partition: String::new(),
+                                    flags: 0,
+                                    keywords: String::new(),
                                 })
                                 .unwrap()
                             {

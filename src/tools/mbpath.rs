@@ -47,23 +47,16 @@ fn paths_of(store: &Store, sievedir: &Path, internal: &str, partition: &str) -> 
     let (user, domain, is_user) = names::owner_of(internal);
     let cfg = &store.cfg;
     let hash = |s: &str| names::dir_hash(s, cfg.fulldirhash).to_string();
-    let mut sieve = sievedir.to_path_buf();
+    let sieve = names::sieve_dir(sievedir, internal, cfg.fulldirhash);
     let mut udir = cfg.configdir.clone();
     if !domain.is_empty() {
-        sieve.push("domain");
-        sieve.push(hash(&domain));
-        sieve.push(&domain);
         udir.push("domain");
         udir.push(hash(&domain));
         udir.push(&domain);
     }
     if is_user {
-        sieve.push(hash(&user));
-        sieve.push(&user);
         udir.push("user");
         udir.push(hash(&user));
-    } else {
-        sieve.push("global");
     }
     let owner = is_user.then(|| {
         let local = user.replace('^', ".");

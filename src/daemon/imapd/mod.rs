@@ -11,6 +11,7 @@ mod metadata;
 mod quota;
 mod search;
 mod selected;
+pub use selected::parse_flags;
 pub mod sort;
 pub mod sortcache;
 mod specialuse;

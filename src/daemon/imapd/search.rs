@@ -207,65 +207,6 @@ pub fn fold(s: &str) -> String {
     out
 }
 
-/// Header field values with RFC 2047 encoded words decoded (UTF-8 and
-/// Latin-1 charsets; others left raw).
-pub(super) fn decoded_field(v: &[u8]) -> Vec<u8> {
-    let s = String::from_utf8_lossy(v);
-    let mut out = String::new();
-    let mut rest: &str = &s;
-    while let Some(st) = rest.find("=?") {
-        out.push_str(&rest[..st]);
-        let tail = &rest[st + 2..];
-        let parts: Vec<&str> = tail.splitn(4, '?').collect();
-        if parts.len() == 4 && parts[3].starts_with('=') {
-            let (cs, enc, text) = (parts[0].to_ascii_lowercase(), parts[1].to_ascii_uppercase(), parts[2]);
-            let bytes = match enc.as_str() {
-                "B" => crate::util::base64_decode(text).unwrap_or_default(),
-                "Q" => {
-                    let mut b = Vec::new();
-                    let tb = text.as_bytes();
-                    let mut i = 0;
-                    while i < tb.len() {
-                        match tb[i] {
-                            b'_' => b.push(b' '),
-                            b'=' if i + 2 < tb.len() => {
-                                if let Ok(x) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                                    b.push(x);
-                                    i += 2;
-                                } else {
-                                    b.push(b'=');
-                                }
-                            }
-                            c => b.push(c),
-                        }
-                        i += 1;
-                    }
-                    b
-                }
-                _ => Vec::new(),
-            };
-            let dec = if cs.starts_with("iso-8859-1") || cs == "latin1" {
-                bytes.iter().map(|&c| c as char).collect()
-            } else {
-                String::from_utf8_lossy(&bytes).into_owned()
-            };
-            out.push_str(&dec);
-            let consumed = parts[0].len() + parts[1].len() + parts[2].len() + 3 + 1;
-            rest = &tail[consumed.min(tail.len())..];
-            // Blanks between adjacent encoded words vanish (RFC 2047 6.2).
-            let t = rest.trim_start();
-            if t.starts_with("=?") {
-                rest = t;
-            }
-        } else {
-            out.push_str("=?");
-            rest = tail;
-        }
-    }
-    out.push_str(rest);
-    out.into_bytes()
-}
-
 /// A message's header block, read in pieces until the blank line (at most
 /// `size` bytes and 1 MB).
 pub(super) fn read_header(path: &std::path::Path, size: u64) -> Vec<u8> {
@@ -299,7 +240,7 @@ fn body_text_matches(data: &[u8], needle: &str) -> bool {
         }
         if let Some(m) = &part.message {
             stack.push(m);
-            if contains_ci(&decoded_field(m.header(data)), needle.as_bytes()) {
+            if contains_ci(&crate::mail::mime::decode_words(m.header(data)), needle.as_bytes()) {
                 return true;
             }
         }
@@ -385,12 +326,14 @@ fn matches_key(k: &SearchKey, r: &Record, c: &MatchCtx) -> bool {
             mime::fields(&data[..he])
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .any(|(_, val)| contains_ci(val, v.as_bytes()) || contains_ci(&decoded_field(val), v.as_bytes()))
+                .any(|(_, val)| contains_ci(val, v.as_bytes()) || contains_ci(&crate::mail::mime::decode_words(val), v.as_bytes()))
         }
         K::Body(v) => c.data.is_some_and(|d| body_text_matches(d, v)),
         K::Text(v) => c.data.is_some_and(|d| {
             let (he, _) = mime::header_end(d);
-            contains_ci(&d[..he], v.as_bytes()) || contains_ci(&decoded_field(&d[..he]), v.as_bytes()) || body_text_matches(d, v)
+            contains_ci(&d[..he], v.as_bytes())
+                || contains_ci(&crate::mail::mime::decode_words(&d[..he]), v.as_bytes())
+                || body_text_matches(d, v)
         }),
         K::Not(a) => !matches_key(a, r, c),
         K::Or(a, b) => matches_key(a, r, c) || matches_key(b, r, c),

@@ -4,9 +4,10 @@
 
 use super::fetch_render::render_fetch;
 use super::mailboxes::{astring, uid_set};
-use super::search::{decoded_field, key_needs_file, read_header, HitQuery};
+use super::search::{key_needs_file, read_header, HitQuery};
 use super::sort;
 use super::{Res, Session};
+use crate::mail::mime::decode_words as decoded_field;
 use crate::proto::imap::command::{FetchItem, SearchKey, SeqSet, StoreMode};
 use crate::store::{FlagOp, Record, FLAG_ANSWERED, FLAG_DELETED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN};
 use std::time::Duration;

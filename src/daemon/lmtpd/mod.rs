@@ -3,6 +3,7 @@
 //! must AUTH unless `-a`.  One reply per accepted recipient after DATA;
 //! each `250` follows the durable commit of that recipient's copy.
 
+mod sieve;
 pub(super) mod trace;
 
 use super::cyrus::Ctx;
@@ -16,6 +17,31 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
+
+/// A Sieve reject as the LMTP reply: a line per line of the reason, as
+/// Cyrus answers.
+fn reject_reply(reason: &str) -> String {
+    let lines: Vec<&str> = reason.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines = if lines.is_empty() { vec!["Rejected"] } else { lines };
+    let n = lines.len();
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("550{}5.7.1 {l}", if i + 1 < n { '-' } else { ' ' }))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// The message without the Return-Path lmtpd put first (a redirect's
+/// sender is the envelope's).
+fn without_return_path(msg: &[u8]) -> &[u8] {
+    if msg.len() > 12 && msg[..12].eq_ignore_ascii_case(b"Return-Path:") {
+        if let Some(i) = memchr::memchr(b'\n', msg) {
+            return &msg[i + 1..];
+        }
+    }
+    msg
+}
 
 /// Version shown in greetings; Cyrus's format so that peers parse it.
 pub const CYRUS_VERSION: &str = concat!("3.6.1-mumail-", env!("CARGO_PKG_VERSION"));
@@ -135,6 +161,10 @@ struct Rcpt {
     ignore_quota: bool,
     /// For duplicate suppression: the user part.
     user: String,
+    /// The user's INBOX (empty for a shared folder), for Sieve.
+    inbox: String,
+    /// `mailbox` is the INBOX because the +detail folder refused the post.
+    keep_refused: bool,
 }
 
 impl crate::server::Service for Lmtpd {
@@ -647,7 +677,7 @@ impl Session {
             .split_whitespace()
             .map(str::to_string)
             .collect();
-        let res = tokio::task::spawn_blocking(move || -> Result<(String, bool), StoreError> {
+        let res = tokio::task::spawn_blocking(move || -> Result<(String, bool, bool), StoreError> {
             if store.lookup(&ib)?.is_none() {
                 if !autocreate {
                     return Err(StoreError::NotFound);
@@ -665,6 +695,7 @@ impl Session {
             // and its special use is not one of `lmtp_exclude_specialuse`,
             // as Cyrus; else into INBOX.
             let mut target = ib.clone();
+            let mut refused = false;
             if let Some(db) = detail_box {
                 let found = match store.lookup(&db)? {
                     Some(e) => Some(e),
@@ -676,6 +707,8 @@ impl Session {
                     let excluded = uses.split_whitespace().any(|u| excluded.iter().any(|x| x.eq_ignore_ascii_case(u)));
                     if !excluded && acl_allows(&e.acl, &["anyone", &who], 'p') {
                         target = e.name;
+                    } else {
+                        refused = true;
                     }
                 }
             }
@@ -686,11 +719,11 @@ impl Session {
                 (q.storage_limit >= 0 && full(q.storage_used, q.storage_limit * 1024))
                     || (q.message_limit >= 0 && full(q.message_used, q.message_limit))
             });
-            Ok((target, over))
+            Ok((target, over, refused))
         })
         .await;
         match res {
-            Ok(Ok((mailbox, over))) => {
+            Ok(Ok((mailbox, over, keep_refused))) => {
                 if over && !ignore_quota {
                     return self.quota_reply(&ctx);
                 }
@@ -699,6 +732,8 @@ impl Session {
                     mailbox,
                     ignore_quota,
                     user: userid,
+                    inbox,
+                    keep_refused,
                 });
                 "250 2.1.5 ok".to_string()
             }
@@ -757,6 +792,8 @@ impl Session {
                     mailbox: name,
                     ignore_quota,
                     user: String::new(),
+                    inbox: String::new(),
+                    keep_refused: false,
                 });
                 "250 2.1.5 ok".to_string()
             }
@@ -827,6 +864,7 @@ impl Session {
             servername: &ctx.servername,
             version,
             sid: &self.sid,
+            sieve: true,
         };
         let msg = match t.dress(&rx.data, &date) {
             Ok(m) => m,
@@ -846,6 +884,9 @@ impl Session {
         let sid = self.sid.clone();
         let over_perm = ctx.conf.get_switch("lmtp_over_quota_perm_failure");
         let strict = ctx.conf.get_switch("lmtp_strict_quota");
+        let sievedir = std::path::PathBuf::from(ctx.conf.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into()));
+        let sendmail = ctx.conf.get("sendmail").unwrap_or("/usr/lib/sendmail").to_string();
+        let env_from = from.clone();
         let replies = tokio::task::spawn_blocking(move || {
             let (env, bs, body) = crate::proto::imap::render::cache_items(&msg);
             let cached = std::sync::Arc::new(Cached {
@@ -861,68 +902,141 @@ impl Session {
             let mut staged: Vec<std::sync::Arc<crate::store::Staged>> = Vec::new();
             let mut out = Vec::with_capacity(rcpts.len());
             for r in &rcpts {
-                let res = (|| -> Result<Delivery, StoreError> {
-                    let e = store.lookup(&r.mailbox)?.ok_or(StoreError::NotFound)?;
-                    let st = match staged.iter().position(|s| s.partition == e.partition) {
-                        Some(i) => staged[i].clone(),
-                        None => {
-                            let s = std::sync::Arc::new(store.stage(&e.partition, &msg)?);
-                            staged.push(s.clone());
-                            s
+                // Where this copy goes: the mailbox RCPT chose, or where
+                // the user's Sieve script sends it.
+                let mut plan = sieve::Plan {
+                    deliveries: vec![(r.mailbox.clone(), Vec::new())],
+                    ..Default::default()
+                };
+                if !r.inbox.is_empty() {
+                    match sieve::active(&sievedir, &r.inbox, store.cfg.fulldirhash) {
+                        None => {}
+                        Some(Err(e)) => log.error(&format!("sieve: {e} (delivered as without a script)")),
+                        Some(Ok(script)) => {
+                            let cfg = &store.cfg;
+                            let ns = crate::store::names::Namespace::new(
+                                cfg.unixhierarchysep,
+                                cfg.altnamespace,
+                                &r.user,
+                                cfg.virtdomains,
+                                &cfg.defaultdomain,
+                            );
+                            let m = crate::sieve::Message {
+                                fields: &f,
+                                size: msg.len() as u64,
+                                env_from: &env_from,
+                                env_to: &r.addr,
+                            };
+                            let rcpt = sieve::Recipient {
+                                userid: &r.user,
+                                inbox: &r.inbox,
+                                keep: &r.mailbox,
+                                keep_refused: r.keep_refused,
+                            };
+                            let open =
+                                |name: &str| matches!(store.lookup(name), Ok(Some(e)) if acl_allows(&e.acl, &["anyone", &r.user], 'p'));
+                            plan = sieve::plan(&script, &m, &rcpt, &ns, open);
+                            for n in &plan.notes {
+                                log.info(&format!("{n} id {}", msgid.as_deref().unwrap_or("<nomsgid>")));
+                            }
+                        }
+                    }
+                }
+                if let Some(reason) = &plan.reject {
+                    log.info(&format!(
+                        "sieve LMTP rejected: {} for {}",
+                        msgid.as_deref().unwrap_or("<nomsgid>"),
+                        r.addr
+                    ));
+                    out.push(reject_reply(reason));
+                    continue;
+                }
+                for to in &plan.redirects {
+                    match sieve::sendmail(&sendmail, &env_from, to, without_return_path(&msg)) {
+                        Ok(()) => log.info(&format!("sieve redirected: {} to: {to}", msgid.as_deref().unwrap_or("<nomsgid>"))),
+                        Err(e) => {
+                            log.error(&format!("sieve redirect to {to} failed: {e}"));
+                            match plan.deliveries.iter_mut().find(|(n, _)| *n == r.inbox) {
+                                Some((_, fl)) => fl.push(sieve::FAILED.to_string()),
+                                None => plan.deliveries.push((r.inbox.clone(), vec![sieve::FAILED.to_string()])),
+                            }
+                        }
+                    }
+                }
+                let mut reply = format!("250 2.1.5 Success SESSIONID=<{sid}>");
+                for (mailbox, flags) in &plan.deliveries {
+                    let (bits, mut keywords) = crate::daemon::imapd::parse_flags(flags);
+                    // Only what IMAP can show as a keyword (an atom).
+                    keywords.retain(|k| k.bytes().all(|c| c > b' ' && c < 127 && !b"(){%*\"\\]".contains(&c)));
+                    let res = (|| -> Result<Delivery, StoreError> {
+                        let e = store.lookup(mailbox)?.ok_or(StoreError::NotFound)?;
+                        let st = match staged.iter().position(|s| s.partition == e.partition) {
+                            Some(i) => staged[i].clone(),
+                            None => {
+                                let s = std::sync::Arc::new(store.stage(&e.partition, &msg)?);
+                                staged.push(s.clone());
+                                s
+                            }
+                        };
+                        let dup = match (&msgid, dupsup) {
+                            (Some(id), true) if !id.is_empty() => Some((id.clone(), mailbox.clone())),
+                            _ => None,
+                        };
+                        let quota = if r.ignore_quota {
+                            crate::store::QuotaCheck::Ignore
+                        } else if strict {
+                            crate::store::QuotaCheck::Strict
+                        } else {
+                            crate::store::QuotaCheck::NotAlreadyOver
+                        };
+                        // Committed together with other sessions' deliveries
+                        // into the same owner (one fsync for the group).
+                        store.deliver_grouped(crate::store::DeliveryJob {
+                            name: mailbox.clone(),
+                            staged: st,
+                            cached: cached.clone(),
+                            internaldate: now,
+                            quota,
+                            dup,
+                            partition: String::new(),
+                            flags: bits,
+                            keywords: keywords.join(" "),
+                        })
+                    })();
+                    let failed = match res {
+                        Ok(Delivery::Delivered(uid)) => {
+                            log.info(&format!(
+                                "Delivered: {} to mailbox: {mailbox} uid={uid} sessionid=<{sid}>",
+                                msgid.as_deref().unwrap_or("<nomsgid>"),
+                            ));
+                            None
+                        }
+                        Ok(Delivery::Duplicate) => {
+                            log.info(&format!(
+                                "dupelim: eliminated duplicate message to {mailbox} id {} (delivery)",
+                                msgid.as_deref().unwrap_or("")
+                            ));
+                            None
+                        }
+                        Err(StoreError::OverQuota) if over_perm => Some(format!("552 5.2.2 Over quota SESSIONID=<{sid}>")),
+                        Err(StoreError::OverQuota) => Some(format!("452 4.2.2 Over quota SESSIONID=<{sid}>")),
+                        // It was there at RCPT: moved away (XFER) or deleted
+                        // since.  Temporary, as Cyrus answers a moved mailbox:
+                        // the retry finds it where it is now, or gets 550.
+                        Err(StoreError::NotFound) => Some(format!("451 4.2.1 Mailbox Moved SESSIONID=<{sid}>")),
+                        Err(e) => {
+                            log.error(&format!("IOERROR: delivering to {mailbox} ({}): {e}", r.addr));
+                            Some(format!("451 4.3.0 System I/O error SESSIONID=<{sid}>"))
                         }
                     };
-                    let dup = match (&msgid, dupsup) {
-                        (Some(id), true) if !id.is_empty() => Some((id.clone(), r.mailbox.clone())),
-                        _ => None,
-                    };
-                    let quota = if r.ignore_quota {
-                        crate::store::QuotaCheck::Ignore
-                    } else if strict {
-                        crate::store::QuotaCheck::Strict
-                    } else {
-                        crate::store::QuotaCheck::NotAlreadyOver
-                    };
-                    // Committed together with other sessions' deliveries
-                    // into the same owner (one fsync for the group).
-                    store.deliver_grouped(crate::store::DeliveryJob {
-                        name: r.mailbox.clone(),
-                        staged: st,
-                        cached: cached.clone(),
-                        internaldate: now,
-                        quota,
-                        dup,
-                        partition: String::new(),
-                    })
-                })();
-                let reply = match res {
-                    Ok(Delivery::Delivered(uid)) => {
-                        log.info(&format!(
-                            "Delivered: {} to mailbox: {} uid={uid} sessionid=<{sid}>",
-                            msgid.as_deref().unwrap_or("<nomsgid>"),
-                            r.mailbox
-                        ));
-                        format!("250 2.1.5 Success SESSIONID=<{sid}>")
+                    // The first failure answers for the recipient (a retry
+                    // finds the copies made in their folders as duplicates).
+                    if let Some(f) = failed {
+                        if reply.starts_with('2') {
+                            reply = f;
+                        }
                     }
-                    Ok(Delivery::Duplicate) => {
-                        log.info(&format!(
-                            "dupelim: eliminated duplicate message to {} id {} (delivery)",
-                            r.mailbox,
-                            msgid.as_deref().unwrap_or("")
-                        ));
-                        format!("250 2.1.5 Success SESSIONID=<{sid}>")
-                    }
-                    Err(StoreError::OverQuota) if over_perm => format!("552 5.2.2 Over quota SESSIONID=<{sid}>"),
-                    Err(StoreError::OverQuota) => format!("452 4.2.2 Over quota SESSIONID=<{sid}>"),
-                    // It was there at RCPT: moved away (XFER) or deleted
-                    // since.  Temporary, as Cyrus answers a moved mailbox:
-                    // the retry finds it where it is now, or gets 550.
-                    Err(StoreError::NotFound) => format!("451 4.2.1 Mailbox Moved SESSIONID=<{sid}>"),
-                    Err(e) => {
-                        log.error(&format!("IOERROR: delivering to {} ({}): {e}", r.mailbox, r.addr));
-                        format!("451 4.3.0 System I/O error SESSIONID=<{sid}>")
-                    }
-                };
-                let _ = &r.user;
+                }
                 out.push(reply);
             }
             out

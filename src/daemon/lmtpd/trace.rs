@@ -20,14 +20,19 @@ pub struct Trace<'a> {
     /// The version in the Received field (`serverinfo: on`).
     pub version: Option<&'a str>,
     pub sid: &'a str,
+    /// `X-Sieve: CMU Sieve 3.0` after the session id: a back end's lmtpd
+    /// (built with Sieve) adds it to every message, a front end's not.
+    pub sieve: bool,
 }
 
 impl Trace<'_> {
-    /// Return-Path, Received (continuations "\t "), X-Cyrus-Session-Id.
+    /// Return-Path, Received (continuations "\t "), X-Cyrus-Session-Id,
+    /// X-Sieve.
     fn prefix(&self, date: &str) -> String {
         let version = self.version.map(|v| format!(" (Cyrus {v})")).unwrap_or_default();
+        let sieve = if self.sieve { "X-Sieve: CMU Sieve 3.0\r\n" } else { "" };
         format!(
-            "Return-Path: <{}>\r\nReceived: from {} ({})\r\n\t by {}{version} with LMTPA;\r\n\t {date}\r\nX-Cyrus-Session-Id: {}\r\n",
+            "Return-Path: <{}>\r\nReceived: from {} ({})\r\n\t by {}{version} with LMTPA;\r\n\t {date}\r\nX-Cyrus-Session-Id: {}\r\n{sieve}",
             self.from, self.lhlo, self.client, self.servername, self.sid
         )
     }
@@ -107,6 +112,7 @@ mod tests {
             servername: "mx",
             version: None,
             sid: "sid1",
+            sieve: false,
         }
     }
 

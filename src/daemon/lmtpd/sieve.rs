@@ -1,0 +1,268 @@
+//! lmtpd's Sieve: a recipient's active script, found where Cyrus keeps it
+//! (`sievedir`, `mailbox_legacy_dirs` layout: `<sievedir>/u/user/defaultbc`
+//! linking to `<name>.bc`, whose source `<name>.script` is what runs),
+//! decides where the message goes.  What cannot be done (a missing
+//! folder, no right to post, a failed redirect, a script that does not
+//! compile) falls back to the INBOX with `$SieveFailed`, as Cyrus 3.6.
+
+use crate::sieve::{self, Action};
+use std::path::Path;
+
+/// The largest script read (Cyrus's `sieve_maxscriptsize` is in KB and
+/// defaults to 32; this is a bound on the read, not that limit).
+const MAX_SCRIPT: u64 = 1 << 20;
+
+pub const FAILED: &str = "$SieveFailed";
+
+/// The active script of the user whose INBOX is `inbox`: None without one;
+/// Err(reason) for one that cannot be read or does not compile.
+pub fn active(sievedir: &Path, inbox: &str, fulldirhash: bool) -> Option<Result<sieve::Script, String>> {
+    use std::io::Read;
+    let dir = crate::store::names::sieve_dir(sievedir, inbox, fulldirhash);
+    let link = std::fs::read_link(dir.join("defaultbc")).ok()?;
+    let name = link.file_name()?.to_string_lossy().into_owned();
+    let stem = name.strip_suffix(".bc").unwrap_or(&name);
+    let path = dir.join(format!("{stem}.script"));
+    let mut src = Vec::new();
+    let read = std::fs::File::open(&path).and_then(|f| f.take(MAX_SCRIPT + 1).read_to_end(&mut src));
+    if let Err(e) = read {
+        return Some(Err(format!("{}: {e}", path.display())));
+    }
+    if src.len() as u64 > MAX_SCRIPT {
+        return Some(Err(format!("{}: larger than {MAX_SCRIPT} bytes", path.display())));
+    }
+    Some(sieve::parse(&src).map_err(|e| format!("{}: {e}", path.display())))
+}
+
+/// Where one recipient's copy goes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// (internal mailbox, flag names).
+    pub deliveries: Vec<(String, Vec<String>)>,
+    /// `reject`/`ereject`: the LMTP refusal's text.
+    pub reject: Option<String>,
+    pub redirects: Vec<String>,
+    /// Log lines (runtime failures, discards).
+    pub notes: Vec<String>,
+}
+
+/// What lmtpd knows of a recipient.
+pub struct Recipient<'a> {
+    pub userid: &'a str,
+    pub inbox: &'a str,
+    /// Where a keep goes: the +detail folder or the INBOX.
+    pub keep: &'a str,
+    /// A +detail folder that exists but refused the post.
+    pub keep_refused: bool,
+}
+
+/// Runs `script` for one recipient.  `open` answers whether the user may
+/// file into an internal mailbox name (it exists and grants them `p`).
+pub fn plan(
+    script: &sieve::Script,
+    msg: &sieve::Message<'_>,
+    r: &Recipient<'_>,
+    ns: &crate::store::names::Namespace,
+    mut open: impl FnMut(&str) -> bool,
+) -> Plan {
+    let mut p = Plan::default();
+    let actions = match sieve::run(script, msg) {
+        Ok(a) => a,
+        Err(e) => {
+            p.notes.push(format!("sieve runtime error for {}: {e}", r.userid));
+            p.deliveries.push((r.inbox.to_string(), vec![FAILED.to_string()]));
+            return p;
+        }
+    };
+    let mut failed: Option<Vec<String>> = None;
+    let mut fail = |flags: &[String], why: String, p: &mut Plan| {
+        p.notes.push(format!("sieve runtime error for {}: {why}", r.userid));
+        let f = failed.get_or_insert_with(Vec::new);
+        for x in flags {
+            if !f.iter().any(|y| y.eq_ignore_ascii_case(x)) {
+                f.push(x.clone());
+            }
+        }
+    };
+    for a in actions {
+        match a {
+            Action::Keep { flags } => {
+                if r.keep_refused {
+                    fail(&flags, format!("keep into {}: permission denied", r.keep), &mut p);
+                } else {
+                    add(&mut p.deliveries, r.keep, flags);
+                }
+            }
+            Action::FileInto { mailbox, flags, .. } => match ns.to_internal(&mailbox) {
+                Ok(name) if open(&name) => add(&mut p.deliveries, &name, flags),
+                _ => fail(
+                    &flags,
+                    format!("fileinto {mailbox}: mailbox does not exist or permission denied"),
+                    &mut p,
+                ),
+            },
+            Action::Discard => p.notes.push(format!("sieve discarded message for {}", r.userid)),
+            Action::Reject { reason, .. } => p.reject = Some(reason),
+            Action::Redirect { addr } => p.redirects.push(addr),
+            Action::Vacation(_) => {}
+        }
+    }
+    if let Some(mut flags) = failed {
+        flags.push(FAILED.to_string());
+        add(&mut p.deliveries, r.inbox, flags);
+    }
+    p
+}
+
+/// A delivery into `name`, merged with one there already (flags joined).
+fn add(d: &mut Vec<(String, Vec<String>)>, name: &str, flags: Vec<String>) {
+    match d.iter_mut().find(|(n, _)| n == name) {
+        Some((_, f)) => {
+            for x in flags {
+                if !f.iter().any(|y| y.eq_ignore_ascii_case(&x)) {
+                    f.push(x);
+                }
+            }
+        }
+        None => d.push((name.to_string(), flags)),
+    }
+}
+
+/// Hands a message to the `sendmail` program as Cyrus 3.6 does: `-bs`,
+/// an SMTP conversation on its standard input and output (`EHLO
+/// localhost`, the envelope, the message with `X-Sieve-Action: redirect`
+/// first).  Ok once the message was accepted; a minute for it all.
+pub fn sendmail(program: &str, from: &str, to: &str, msg: &[u8]) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = std::process::Command::new(program)
+        .arg("-bs")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let dog = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    let (Some(mut w), Some(out)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(format!("{program}: no pipes"));
+    };
+    let mut r = BufReader::new(out);
+    // One reply (its last line), its first digit checked.
+    let mut expect = |want: u8, what: &str| -> Result<(), String> {
+        loop {
+            let mut line = String::new();
+            let n = (&mut r).take(4096).read_line(&mut line).map_err(|e| format!("{program}: {e}"))?;
+            if n == 0 {
+                return Err(format!("{program} closed the connection after {what}"));
+            }
+            if line.as_bytes().get(3) == Some(&b'-') {
+                continue;
+            }
+            return if line.as_bytes().first() == Some(&want) {
+                Ok(())
+            } else {
+                Err(format!("{program} answered {what}: {}", line.trim_end()))
+            };
+        }
+    };
+    let res = (|| -> Result<(), String> {
+        let io = |e: std::io::Error| format!("{program}: {e}");
+        expect(b'2', "the connection")?;
+        for (cmd, want) in [
+            ("EHLO localhost".to_string(), b'2'),
+            (format!("MAIL FROM:<{from}>"), b'2'),
+            (format!("RCPT TO:<{to}>"), b'2'),
+            ("DATA".to_string(), b'3'),
+        ] {
+            w.write_all(format!("{cmd}\r\n").as_bytes()).map_err(io)?;
+            w.flush().map_err(io)?;
+            expect(want, &cmd)?;
+        }
+        let mut data = b"X-Sieve-Action: redirect\r\n".to_vec();
+        for line in msg.split_inclusive(|&c| c == b'\n') {
+            if line.first() == Some(&b'.') {
+                data.push(b'.');
+            }
+            data.extend_from_slice(line);
+        }
+        if !data.ends_with(b"\n") {
+            data.extend_from_slice(b"\r\n");
+        }
+        data.extend_from_slice(b".\r\n");
+        w.write_all(&data).map_err(io)?;
+        w.flush().map_err(io)?;
+        expect(b'2', "the message")?;
+        let _ = w.write_all(b"QUIT\r\n");
+        let _ = w.flush();
+        let _ = expect(b'2', "QUIT");
+        Ok(())
+    })();
+    drop(w);
+    drop(tx);
+    let _ = dog.join();
+    let _ = child.wait();
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_fall_back_to_the_inbox_flagged() {
+        let s = sieve::parse(
+            br#"require ["fileinto", "imap4flags"];
+addflag "\\Flagged";
+fileinto "INBOX.there";
+fileinto "INBOX.missing";
+keep;"#,
+        )
+        .unwrap();
+        let f = crate::mail::mime::fields(b"Subject: x\r\n\r\n");
+        let m = sieve::Message {
+            fields: &f,
+            size: 10,
+            env_from: "a@b",
+            env_to: "u7+f@x",
+        };
+        let ns = crate::store::names::Namespace::new(false, false, "u7", false, "");
+        let r = Recipient {
+            userid: "u7",
+            inbox: "user.u7",
+            keep: "user.u7.f",
+            keep_refused: true,
+        };
+        let p = plan(&s, &m, &r, &ns, |n| n == "user.u7.there");
+        assert_eq!(
+            p.deliveries,
+            vec![
+                ("user.u7.there".to_string(), vec!["\\Flagged".to_string()]),
+                ("user.u7".to_string(), vec!["\\Flagged".to_string(), FAILED.to_string()]),
+            ]
+        );
+        assert_eq!(p.notes.len(), 2);
+    }
+
+    #[test]
+    fn the_script_is_the_one_defaultbc_names() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = crate::store::names::sieve_dir(d.path(), "user.u7", false);
+        assert_eq!(dir, d.path().join("u/u7"));
+        assert_eq!(
+            crate::store::names::sieve_dir(d.path(), "example.com!user.a^b", false),
+            d.path().join("domain/e/example.com/a/a^b")
+        );
+        assert!(active(d.path(), "user.u7", false).is_none());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("main.script"), "discard;").unwrap();
+        std::os::unix::fs::symlink("main.bc", dir.join("defaultbc")).unwrap();
+        assert!(matches!(active(d.path(), "user.u7", false), Some(Ok(_))));
+        std::fs::write(dir.join("main.script"), "nonsense").unwrap();
+        assert!(matches!(active(d.path(), "user.u7", false), Some(Err(e)) if e.contains("line 1")));
+    }
+}

@@ -1,0 +1,915 @@
+//! Sieve's grammar (RFC 5228 section 8) into checked commands: the lexer,
+//! the generic command/test/argument tree, then each command and test
+//! checked for its arguments and its `require`.  Errors name the line.
+
+use super::{AddrPart, Cmd, Cmp, FlagOp, Match, Rel, Script, Test, Vacation};
+
+/// At most this many nested blocks and tests (a script is untrusted).
+const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    pub line: usize,
+    pub msg: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.msg)
+    }
+}
+
+fn err<T>(line: usize, msg: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError { line, msg: msg.into() })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Tag(String),
+    Num(u64),
+    Str(String),
+    Punct(u8),
+}
+
+fn lex(src: &[u8]) -> Result<Vec<(Tok, usize)>, ParseError> {
+    let mut out = Vec::new();
+    let (mut i, mut line) = (0usize, 1usize);
+    while i < src.len() {
+        let c = src[i];
+        match c {
+            b'\n' => {
+                line += 1;
+                i += 1;
+            }
+            b' ' | b'\t' | b'\r' => i += 1,
+            b'#' => {
+                while i < src.len() && src[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if src.get(i + 1) == Some(&b'*') => {
+                let start = line;
+                i += 2;
+                loop {
+                    if i + 1 >= src.len() {
+                        return err(start, "unterminated comment");
+                    }
+                    if src[i] == b'*' && src[i + 1] == b'/' {
+                        i += 2;
+                        break;
+                    }
+                    if src[i] == b'\n' {
+                        line += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'"' => {
+                let start = line;
+                let mut s = Vec::new();
+                i += 1;
+                loop {
+                    let Some(&c) = src.get(i) else {
+                        return err(start, "unterminated string");
+                    };
+                    i += 1;
+                    match c {
+                        b'"' => break,
+                        // An escape keeps the next character, whatever it
+                        // is (RFC 5228 2.4.2).
+                        b'\\' => {
+                            let Some(&n) = src.get(i) else {
+                                return err(start, "unterminated string");
+                            };
+                            if n == b'\n' {
+                                line += 1;
+                            }
+                            s.push(n);
+                            i += 1;
+                        }
+                        b'\n' => {
+                            line += 1;
+                            s.push(c);
+                        }
+                        _ => s.push(c),
+                    }
+                }
+                out.push((Tok::Str(utf8(s, start)?), start));
+            }
+            b'0'..=b'9' => {
+                let st = i;
+                while i < src.len() && src[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let mut n: u64 = std::str::from_utf8(&src[st..i])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(ParseError {
+                        line,
+                        msg: "number too large".into(),
+                    })?;
+                let mul = match src.get(i).map(u8::to_ascii_uppercase) {
+                    Some(b'K') => 1 << 10,
+                    Some(b'M') => 1 << 20,
+                    Some(b'G') => 1 << 30,
+                    _ => 1,
+                };
+                if mul > 1 {
+                    i += 1;
+                }
+                n = n.checked_mul(mul).ok_or(ParseError {
+                    line,
+                    msg: "number too large".into(),
+                })?;
+                out.push((Tok::Num(n), line));
+            }
+            b':' => {
+                let st = i + 1;
+                i = ident_end(src, st);
+                if i == st {
+                    return err(line, "a tag needs a name after ':'");
+                }
+                out.push((Tok::Tag(String::from_utf8_lossy(&src[st..i]).to_ascii_lowercase()), line));
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let st = i;
+                i = ident_end(src, st);
+                let word = String::from_utf8_lossy(&src[st..i]).to_ascii_lowercase();
+                if word == "text" && src.get(i) == Some(&b':') {
+                    let start = line;
+                    i += 1;
+                    // Blanks, then a comment or the end of the line.
+                    while i < src.len() && (src[i] == b' ' || src[i] == b'\t') {
+                        i += 1;
+                    }
+                    if src.get(i) == Some(&b'#') {
+                        while i < src.len() && src[i] != b'\n' {
+                            i += 1;
+                        }
+                    }
+                    if src.get(i) == Some(&b'\r') {
+                        i += 1;
+                    }
+                    if src.get(i) != Some(&b'\n') {
+                        return err(line, "text: must end its line");
+                    }
+                    i += 1;
+                    line += 1;
+                    let mut s = Vec::new();
+                    loop {
+                        if i >= src.len() {
+                            return err(start, "unterminated text: (no line with a single '.')");
+                        }
+                        let end = src[i..].iter().position(|&c| c == b'\n').map_or(src.len(), |p| i + p);
+                        let mut l = &src[i..end];
+                        l = l.strip_suffix(b"\r").unwrap_or(l);
+                        i = (end + 1).min(src.len());
+                        line += 1;
+                        if l == b"." {
+                            break;
+                        }
+                        // Dot-stuffing: a line starting with '.' has one more.
+                        let l = if l.starts_with(b"..") { &l[1..] } else { l };
+                        s.extend_from_slice(l);
+                        s.extend_from_slice(b"\r\n");
+                    }
+                    out.push((Tok::Str(utf8(s, start)?), start));
+                } else {
+                    out.push((Tok::Ident(word), line));
+                }
+            }
+            b'[' | b']' | b'(' | b')' | b',' | b';' | b'{' | b'}' => {
+                out.push((Tok::Punct(c), line));
+                i += 1;
+            }
+            _ => return err(line, format!("unexpected character '{}'", c.escape_ascii())),
+        }
+    }
+    Ok(out)
+}
+
+fn ident_end(src: &[u8], mut i: usize) -> usize {
+    while i < src.len() && (src[i].is_ascii_alphanumeric() || src[i] == b'_') {
+        i += 1;
+    }
+    i
+}
+
+fn utf8(s: Vec<u8>, line: usize) -> Result<String, ParseError> {
+    String::from_utf8(s).or_else(|_| err(line, "string is not UTF-8"))
+}
+
+/// An argument as written.
+#[derive(Debug, Clone)]
+enum Arg {
+    Tag(String),
+    Num(u64),
+    /// A string list; `bool`: written as a single string.
+    Strs(Vec<String>, bool),
+}
+
+#[derive(Debug)]
+struct Generic {
+    name: String,
+    line: usize,
+    args: Vec<Arg>,
+    tests: Vec<Generic>,
+    block: Option<Vec<Generic>>,
+}
+
+struct Parser {
+    toks: Vec<(Tok, usize)>,
+    pos: usize,
+    last_line: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|t| &t.0)
+    }
+    fn line(&self) -> usize {
+        self.toks.get(self.pos).map_or(self.last_line, |t| t.1)
+    }
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).map(|t| t.0.clone());
+        self.pos += 1;
+        t
+    }
+    fn punct(&mut self, c: u8) -> bool {
+        if self.peek() == Some(&Tok::Punct(c)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn commands(&mut self, depth: usize, top: bool) -> Result<Vec<Generic>, ParseError> {
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None if top => return Ok(out),
+                None => return err(self.line(), "missing '}'"),
+                Some(Tok::Punct(b'}')) if !top => return Ok(out),
+                Some(Tok::Ident(_)) => out.push(self.command(depth)?),
+                Some(t) => return err(self.line(), format!("syntax error, unexpected {}", describe(t))),
+            }
+        }
+    }
+
+    fn command(&mut self, depth: usize) -> Result<Generic, ParseError> {
+        if depth > MAX_DEPTH {
+            return err(self.line(), "blocks nested too deep");
+        }
+        let line = self.line();
+        let Some(Tok::Ident(name)) = self.next() else {
+            return err(line, "syntax error, expecting a command");
+        };
+        let (args, tests) = self.arguments(depth)?;
+        let block = if self.punct(b';') {
+            None
+        } else if self.punct(b'{') {
+            let b = self.commands(depth + 1, false)?;
+            if !self.punct(b'}') {
+                return err(self.line(), "missing '}'");
+            }
+            Some(b)
+        } else {
+            let l = self.line();
+            return match self.peek() {
+                Some(t) => err(l, format!("syntax error, unexpected {}, expecting ';' or '{{'", describe(t))),
+                None => err(l, "syntax error, missing ';'"),
+            };
+        };
+        Ok(Generic {
+            name,
+            line,
+            args,
+            tests,
+            block,
+        })
+    }
+
+    fn arguments(&mut self, depth: usize) -> Result<(Vec<Arg>, Vec<Generic>), ParseError> {
+        let mut args = Vec::new();
+        loop {
+            match self.peek() {
+                Some(Tok::Tag(_)) => {
+                    let Some(Tok::Tag(t)) = self.next() else { unreachable!() };
+                    args.push(Arg::Tag(t));
+                }
+                Some(Tok::Num(_)) => {
+                    let Some(Tok::Num(n)) = self.next() else { unreachable!() };
+                    args.push(Arg::Num(n));
+                }
+                Some(Tok::Str(_)) => {
+                    let Some(Tok::Str(s)) = self.next() else { unreachable!() };
+                    args.push(Arg::Strs(vec![s], true));
+                }
+                Some(Tok::Punct(b'[')) => {
+                    self.pos += 1;
+                    let mut l = Vec::new();
+                    loop {
+                        let line = self.line();
+                        match self.next() {
+                            Some(Tok::Str(s)) => l.push(s),
+                            _ => return err(line, "syntax error in string list"),
+                        }
+                        if self.punct(b',') {
+                            continue;
+                        }
+                        if self.punct(b']') {
+                            break;
+                        }
+                        return err(self.line(), "syntax error in string list, expecting ',' or ']'");
+                    }
+                    args.push(Arg::Strs(l, false));
+                }
+                _ => break,
+            }
+        }
+        let mut tests = Vec::new();
+        match self.peek() {
+            Some(Tok::Ident(_)) => tests.push(self.test(depth + 1)?),
+            Some(Tok::Punct(b'(')) => {
+                self.pos += 1;
+                loop {
+                    tests.push(self.test(depth + 1)?);
+                    if self.punct(b',') {
+                        continue;
+                    }
+                    if self.punct(b')') {
+                        break;
+                    }
+                    return err(self.line(), "syntax error in test list, expecting ',' or ')'");
+                }
+            }
+            _ => {}
+        }
+        Ok((args, tests))
+    }
+
+    fn test(&mut self, depth: usize) -> Result<Generic, ParseError> {
+        if depth > MAX_DEPTH {
+            return err(self.line(), "tests nested too deep");
+        }
+        let line = self.line();
+        let Some(Tok::Ident(name)) = self.next() else {
+            return err(line, "syntax error, expecting a test");
+        };
+        let (args, tests) = self.arguments(depth)?;
+        Ok(Generic {
+            name,
+            line,
+            args,
+            tests,
+            block: None,
+        })
+    }
+}
+
+fn describe(t: &Tok) -> String {
+    match t {
+        Tok::Ident(s) => format!("identifier {s}"),
+        Tok::Tag(s) => format!("tag :{s}"),
+        Tok::Num(n) => format!("number {n}"),
+        Tok::Str(_) => "string".into(),
+        Tok::Punct(c) => format!("'{}'", *c as char),
+    }
+}
+
+/// The extensions a script may `require`.
+pub const EXTENSIONS: &[&str] = &[
+    "fileinto",
+    "reject",
+    "ereject",
+    "envelope",
+    "imap4flags",
+    "copy",
+    "subaddress",
+    "relational",
+    "regex",
+    "comparator-i;ascii-numeric",
+    "comparator-i;octet",
+    "comparator-i;ascii-casemap",
+];
+
+/// Parses and checks a script.
+pub fn parse(src: &[u8]) -> Result<Script, ParseError> {
+    let toks = lex(src)?;
+    let last_line = toks.last().map_or(1, |t| t.1);
+    let mut p = Parser { toks, pos: 0, last_line };
+    let generic = p.commands(0, true)?;
+    let mut c = Checker {
+        requires: Vec::new(),
+        requires_done: false,
+    };
+    let cmds = c.block(generic)?;
+    Ok(Script {
+        cmds,
+        requires: c.requires,
+    })
+}
+
+struct Checker {
+    requires: Vec<String>,
+    requires_done: bool,
+}
+
+/// Tagged arguments and positional ones of a command or test, taken as
+/// they are recognised.
+struct Args {
+    line: usize,
+    name: String,
+    tags: Vec<(String, Option<Arg>)>,
+    pos: std::collections::VecDeque<Arg>,
+}
+
+impl Args {
+    fn tag(&mut self, t: &str) -> Option<Option<Arg>> {
+        let i = self.tags.iter().position(|(n, _)| n == t)?;
+        Some(self.tags.remove(i).1)
+    }
+    fn has(&mut self, t: &str) -> bool {
+        self.tag(t).is_some()
+    }
+    fn strs(&mut self, what: &str) -> Result<Vec<String>, ParseError> {
+        match self.pos.pop_front() {
+            Some(Arg::Strs(l, _)) => Ok(l),
+            _ => err(self.line, format!("{}: missing {what}", self.name)),
+        }
+    }
+    fn string(&mut self, what: &str) -> Result<String, ParseError> {
+        match self.pos.pop_front() {
+            Some(Arg::Strs(mut l, true)) => Ok(l.remove(0)),
+            Some(Arg::Strs(..)) => err(self.line, format!("{}: {what} must be a single string", self.name)),
+            _ => err(self.line, format!("{}: missing {what}", self.name)),
+        }
+    }
+    fn tag_string(&mut self, t: &str) -> Result<Option<String>, ParseError> {
+        match self.tag(t) {
+            None => Ok(None),
+            Some(Some(Arg::Strs(mut l, true))) => Ok(Some(l.remove(0))),
+            Some(_) => err(self.line, format!("{}: :{t} needs a string", self.name)),
+        }
+    }
+    fn done(self) -> Result<(), ParseError> {
+        if let Some((t, _)) = self.tags.first() {
+            return err(self.line, format!("{}: unexpected tag :{t}", self.name));
+        }
+        if !self.pos.is_empty() {
+            return err(self.line, format!("{}: too many arguments", self.name));
+        }
+        Ok(())
+    }
+}
+
+/// Tags that take a value, per tag name.
+fn tag_takes_value(t: &str) -> bool {
+    matches!(
+        t,
+        "comparator" | "value" | "count" | "flags" | "days" | "seconds" | "subject" | "from" | "addresses" | "handle" | "over" | "under"
+    )
+}
+
+impl Checker {
+    fn need(&self, ext: &str, line: usize, what: &str) -> Result<(), ParseError> {
+        if self.requires.iter().any(|r| r == ext) {
+            Ok(())
+        } else {
+            err(line, format!("{what} requires \"{ext}\""))
+        }
+    }
+
+    fn args(&self, g: &mut Generic) -> Result<Args, ParseError> {
+        let mut tags = Vec::new();
+        let mut pos = std::collections::VecDeque::new();
+        let mut it = std::mem::take(&mut g.args).into_iter().peekable();
+        while let Some(a) = it.next() {
+            match a {
+                Arg::Tag(t) => {
+                    if tags.iter().any(|(n, _): &(String, Option<Arg>)| *n == t) {
+                        return err(g.line, format!("{}: :{t} given twice", g.name));
+                    }
+                    let v = if tag_takes_value(&t) {
+                        match it.next() {
+                            Some(v @ (Arg::Strs(..) | Arg::Num(_))) => Some(v),
+                            _ => return err(g.line, format!("{}: :{t} needs a value", g.name)),
+                        }
+                    } else {
+                        None
+                    };
+                    tags.push((t, v));
+                }
+                a => pos.push_back(a),
+            }
+        }
+        Ok(Args {
+            line: g.line,
+            name: g.name.clone(),
+            tags,
+            pos,
+        })
+    }
+
+    fn block(&mut self, gs: Vec<Generic>) -> Result<Vec<Cmd>, ParseError> {
+        let mut out: Vec<Cmd> = Vec::new();
+        for mut g in gs {
+            if g.name != "require" {
+                self.requires_done = true;
+            }
+            let name = g.name.clone();
+            let line = g.line;
+            if g.block.is_some() && !matches!(name.as_str(), "if" | "elsif" | "else") {
+                return err(line, format!("{name}: a block after a command that takes none"));
+            }
+            if !matches!(name.as_str(), "if" | "elsif") && !g.tests.is_empty() {
+                return err(line, format!("{name}: takes no test"));
+            }
+            let cmd = match name.as_str() {
+                "require" => {
+                    if self.requires_done {
+                        return err(line, "require must come before any other command");
+                    }
+                    let mut a = self.args(&mut g)?;
+                    for ext in a.strs("extension list")? {
+                        let ext = ext.to_ascii_lowercase();
+                        if !EXTENSIONS.contains(&ext.as_str()) {
+                            return err(line, format!("Unsupported feature in require line: {ext}"));
+                        }
+                        if !self.requires.contains(&ext) {
+                            self.requires.push(ext);
+                        }
+                    }
+                    a.done()?;
+                    continue;
+                }
+                "if" | "elsif" | "else" => {
+                    let block = g.block.take().ok_or(ParseError {
+                        line,
+                        msg: format!("{name}: missing block"),
+                    })?;
+                    if !g.args.is_empty() {
+                        return err(line, format!("{name}: unexpected arguments"));
+                    }
+                    let test = if name == "else" {
+                        if !g.tests.is_empty() {
+                            return err(line, "else: takes no test");
+                        }
+                        None
+                    } else {
+                        if g.tests.len() != 1 {
+                            return err(line, format!("{name}: needs one test"));
+                        }
+                        Some(self.test(g.tests.remove(0))?)
+                    };
+                    let body = self.block(block)?;
+                    if name == "if" {
+                        out.push(Cmd::If {
+                            branches: vec![(test.expect("if has a test"), body)],
+                            otherwise: None,
+                        });
+                    } else {
+                        match out.last_mut() {
+                            Some(Cmd::If { branches, otherwise }) if otherwise.is_none() => match test {
+                                Some(t) => branches.push((t, body)),
+                                None => *otherwise = Some(body),
+                            },
+                            _ => return err(line, format!("{name} without if")),
+                        }
+                    }
+                    continue;
+                }
+                "stop" => {
+                    self.args(&mut g)?.done()?;
+                    Cmd::Stop
+                }
+                "keep" => {
+                    let mut a = self.args(&mut g)?;
+                    let flags = self.flags_tag(&mut a)?;
+                    a.done()?;
+                    Cmd::Keep { flags }
+                }
+                "discard" => {
+                    self.args(&mut g)?.done()?;
+                    Cmd::Discard
+                }
+                "fileinto" => {
+                    self.need("fileinto", line, "fileinto")?;
+                    let mut a = self.args(&mut g)?;
+                    let copy = a.has("copy");
+                    if copy {
+                        self.need("copy", line, ":copy")?;
+                    }
+                    let create = a.has("create");
+                    if create {
+                        self.need("mailbox", line, ":create")?;
+                    }
+                    let flags = self.flags_tag(&mut a)?;
+                    let mailbox = a.string("mailbox name")?;
+                    a.done()?;
+                    Cmd::FileInto {
+                        mailbox,
+                        copy,
+                        create,
+                        flags,
+                    }
+                }
+                "redirect" => {
+                    let mut a = self.args(&mut g)?;
+                    let copy = a.has("copy");
+                    if copy {
+                        self.need("copy", line, ":copy")?;
+                    }
+                    let addr = a.string("address")?;
+                    a.done()?;
+                    if !addr.contains('@') && addr.trim().is_empty() {
+                        return err(line, "redirect: empty address");
+                    }
+                    Cmd::Redirect { addr, copy }
+                }
+                "reject" | "ereject" => {
+                    self.need(&name, line, &name)?;
+                    let mut a = self.args(&mut g)?;
+                    let reason = a.string("reason")?;
+                    a.done()?;
+                    Cmd::Reject {
+                        reason,
+                        ereject: name == "ereject",
+                    }
+                }
+                "setflag" | "addflag" | "removeflag" => {
+                    self.need("imap4flags", line, &name)?;
+                    let mut a = self.args(&mut g)?;
+                    let flags = a.strs("flag list")?;
+                    a.done()?;
+                    let op = match name.as_str() {
+                        "setflag" => FlagOp::Set,
+                        "addflag" => FlagOp::Add,
+                        _ => FlagOp::Remove,
+                    };
+                    Cmd::Flags { op, flags }
+                }
+                "vacation" => {
+                    self.need("vacation", line, "vacation")?;
+                    let mut a = self.args(&mut g)?;
+                    let days = match a.tag("days") {
+                        Some(Some(Arg::Num(n))) => Some(n.saturating_mul(86_400)),
+                        Some(_) => return err(line, "vacation: :days needs a number"),
+                        None => None,
+                    };
+                    let seconds = match a.tag("seconds") {
+                        Some(Some(Arg::Num(n))) => {
+                            self.need("vacation-seconds", line, ":seconds")?;
+                            Some(n)
+                        }
+                        Some(_) => return err(line, "vacation: :seconds needs a number"),
+                        None => None,
+                    };
+                    if days.is_some() && seconds.is_some() {
+                        return err(line, "vacation: :days and :seconds together");
+                    }
+                    let subject = a.tag_string("subject")?;
+                    let from = a.tag_string("from")?;
+                    let handle = a.tag_string("handle")?;
+                    let addresses = match a.tag("addresses") {
+                        Some(Some(Arg::Strs(l, _))) => l,
+                        Some(_) => return err(line, "vacation: :addresses needs a string list"),
+                        None => Vec::new(),
+                    };
+                    let mime = a.has("mime");
+                    let reason = a.string("reason")?;
+                    a.done()?;
+                    Cmd::Vacation(Vacation {
+                        period: days.or(seconds),
+                        subject,
+                        from,
+                        handle,
+                        addresses,
+                        mime,
+                        reason,
+                    })
+                }
+                _ => return err(line, format!("Unknown command: {name}")),
+            };
+            if g.block.is_some() {
+                return err(line, format!("{name}: unexpected block"));
+            }
+            out.push(cmd);
+        }
+        Ok(out)
+    }
+
+    fn flags_tag(&self, a: &mut Args) -> Result<Option<Vec<String>>, ParseError> {
+        match a.tag("flags") {
+            None => Ok(None),
+            Some(Some(Arg::Strs(l, _))) => {
+                self.need("imap4flags", a.line, ":flags")?;
+                Ok(Some(l))
+            }
+            Some(_) => err(a.line, format!("{}: :flags needs a string list", a.name)),
+        }
+    }
+
+    /// :comparator and the match type of a test.
+    fn cmp_match(&self, a: &mut Args) -> Result<(Cmp, Match), ParseError> {
+        let cmp = match a.tag("comparator") {
+            None => Cmp::Casemap,
+            Some(Some(Arg::Strs(l, true))) => match l[0].to_ascii_lowercase().as_str() {
+                "i;ascii-casemap" => Cmp::Casemap,
+                "i;octet" => Cmp::Octet,
+                "i;ascii-numeric" => {
+                    self.need("comparator-i;ascii-numeric", a.line, "i;ascii-numeric")?;
+                    Cmp::Numeric
+                }
+                c => return err(a.line, format!("{}: unknown comparator \"{c}\"", a.name)),
+            },
+            Some(_) => return err(a.line, format!("{}: :comparator needs a string", a.name)),
+        };
+        let mut found: Vec<Match> = Vec::new();
+        for t in ["is", "contains", "matches", "regex"] {
+            if a.has(t) {
+                if t == "regex" {
+                    self.need("regex", a.line, ":regex")?;
+                }
+                found.push(match t {
+                    "is" => Match::Is,
+                    "contains" => Match::Contains,
+                    "matches" => Match::Matches,
+                    _ => Match::Regex(Vec::new()),
+                });
+            }
+        }
+        for t in ["value", "count"] {
+            match a.tag(t) {
+                None => {}
+                Some(Some(Arg::Strs(l, true))) => {
+                    self.need("relational", a.line, &format!(":{t}"))?;
+                    let rel = match l[0].to_ascii_lowercase().as_str() {
+                        "gt" => Rel::Gt,
+                        "ge" => Rel::Ge,
+                        "lt" => Rel::Lt,
+                        "le" => Rel::Le,
+                        "eq" => Rel::Eq,
+                        "ne" => Rel::Ne,
+                        o => return err(a.line, format!("{}: unknown relation \"{o}\"", a.name)),
+                    };
+                    found.push(if t == "value" { Match::Value(rel) } else { Match::Count(rel) });
+                }
+                Some(_) => return err(a.line, format!("{}: :{t} needs a string", a.name)),
+            }
+        }
+        if found.len() > 1 {
+            return err(a.line, format!("{}: more than one match type", a.name));
+        }
+        Ok((cmp, found.pop().unwrap_or(Match::Is)))
+    }
+
+    fn addr_part(&self, a: &mut Args) -> Result<AddrPart, ParseError> {
+        let mut found = Vec::new();
+        for (t, p) in [
+            ("all", AddrPart::All),
+            ("localpart", AddrPart::Local),
+            ("domain", AddrPart::Domain),
+            ("user", AddrPart::User),
+            ("detail", AddrPart::Detail),
+        ] {
+            if a.has(t) {
+                if matches!(p, AddrPart::User | AddrPart::Detail) {
+                    self.need("subaddress", a.line, &format!(":{t}"))?;
+                }
+                found.push(p);
+            }
+        }
+        if found.len() > 1 {
+            return err(a.line, format!("{}: more than one address part", a.name));
+        }
+        Ok(found.pop().unwrap_or(AddrPart::All))
+    }
+
+    /// The keys, regexes compiled.
+    fn keys(&self, a: &mut Args, m: &mut Match, cmp: Cmp) -> Result<Vec<String>, ParseError> {
+        let keys = a.strs("key list")?;
+        if let Match::Regex(res) = m {
+            for k in &keys {
+                let re = regex::RegexBuilder::new(k)
+                    .case_insensitive(cmp == Cmp::Casemap)
+                    .size_limit(1 << 20)
+                    .build()
+                    .or_else(|e| err(a.line, format!("{}: bad regular expression \"{k}\": {e}", a.name)))?;
+                res.push(re);
+            }
+        }
+        Ok(keys)
+    }
+
+    fn test(&mut self, mut g: Generic) -> Result<Test, ParseError> {
+        let line = g.line;
+        let name = g.name.clone();
+        let tests = std::mem::take(&mut g.tests);
+        let subs =
+            |c: &mut Checker, tests: Vec<Generic>| -> Result<Vec<Test>, ParseError> { tests.into_iter().map(|t| c.test(t)).collect() };
+        if !matches!(name.as_str(), "allof" | "anyof" | "not") && !tests.is_empty() {
+            return err(line, format!("{name}: takes no test"));
+        }
+        let t = match name.as_str() {
+            "true" | "false" => {
+                self.args(&mut g)?.done()?;
+                if name == "true" {
+                    Test::True
+                } else {
+                    Test::False
+                }
+            }
+            "allof" | "anyof" => {
+                self.args(&mut g)?.done()?;
+                if tests.is_empty() {
+                    return err(line, format!("{name}: needs a test list"));
+                }
+                let l = subs(self, tests)?;
+                if name == "allof" {
+                    Test::AllOf(l)
+                } else {
+                    Test::AnyOf(l)
+                }
+            }
+            "not" => {
+                self.args(&mut g)?.done()?;
+                if tests.len() != 1 {
+                    return err(line, "not: needs one test");
+                }
+                Test::Not(Box::new(subs(self, tests)?.remove(0)))
+            }
+            "exists" => {
+                let mut a = self.args(&mut g)?;
+                let h = a.strs("header list")?;
+                a.done()?;
+                Test::Exists(h)
+            }
+            "size" => {
+                let mut a = self.args(&mut g)?;
+                let over = a.tag("over");
+                let under = a.tag("under");
+                let t = match (over, under) {
+                    (Some(Some(Arg::Num(n))), None) => Test::Size { over: true, limit: n },
+                    (None, Some(Some(Arg::Num(n)))) => Test::Size { over: false, limit: n },
+                    _ => return err(line, "size: needs one of :over or :under with a number"),
+                };
+                a.done()?;
+                t
+            }
+            "header" => {
+                let mut a = self.args(&mut g)?;
+                let (cmp, mut m) = self.cmp_match(&mut a)?;
+                let headers = a.strs("header list")?;
+                let keys = self.keys(&mut a, &mut m, cmp)?;
+                a.done()?;
+                Test::Header { cmp, m, headers, keys }
+            }
+            "address" | "envelope" => {
+                if name == "envelope" {
+                    self.need("envelope", line, "envelope")?;
+                }
+                let mut a = self.args(&mut g)?;
+                let part = self.addr_part(&mut a)?;
+                let (cmp, mut m) = self.cmp_match(&mut a)?;
+                let headers = a.strs("header list")?;
+                let keys = self.keys(&mut a, &mut m, cmp)?;
+                a.done()?;
+                if name == "envelope" {
+                    for h in &headers {
+                        if !matches!(h.to_ascii_lowercase().as_str(), "from" | "to") {
+                            return err(line, format!("envelope: unknown envelope part \"{h}\""));
+                        }
+                    }
+                    Test::Envelope {
+                        part,
+                        cmp,
+                        m,
+                        parts: headers,
+                        keys,
+                    }
+                } else {
+                    Test::Address {
+                        part,
+                        cmp,
+                        m,
+                        headers,
+                        keys,
+                    }
+                }
+            }
+            "hasflag" => {
+                self.need("imap4flags", line, "hasflag")?;
+                let mut a = self.args(&mut g)?;
+                let (cmp, mut m) = self.cmp_match(&mut a)?;
+                let keys = self.keys(&mut a, &mut m, cmp)?;
+                a.done()?;
+                Test::HasFlag { cmp, m, keys }
+            }
+            _ => return err(line, format!("Unknown test: {name}")),
+        };
+        Ok(t)
+    }
+}
