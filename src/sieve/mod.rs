@@ -6,9 +6,8 @@
 //! does it.
 //!
 //! Extensions: fileinto, reject, ereject, envelope, imap4flags, copy,
-//! subaddress, relational, regex and the three comparators.  `vacation`
-//! is parsed but not offered yet (no reply could be sent), nor is
-//! `fileinto :create` (`mailbox`).
+//! subaddress, relational, regex, vacation, vacation-seconds and the three
+//! comparators.  Not `fileinto :create` (`mailbox`) yet.
 
 mod parse;
 

@@ -390,6 +390,8 @@ pub const EXTENSIONS: &[&str] = &[
     "subaddress",
     "relational",
     "regex",
+    "vacation",
+    "vacation-seconds",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",

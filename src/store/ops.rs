@@ -548,6 +548,29 @@ impl Store {
 
     /// Delivers one message (LMTP), suppressing a duplicate of
     /// (Message-ID, recipient) when `dup` is given.
+    /// Sieve vacation's memory (RFC 5230 4.2), kept with the duplicate
+    /// delivery records of the owner of `inbox`: whether `sender` may be
+    /// answered for `key` now; if so, that answer is remembered until
+    /// `until` (moved by XFER, pruned by `cyr_expire -E` after that).
+    pub fn vacation_due(&self, inbox: &str, key: &str, sender: &str, now: i64, until: i64) -> Result<bool> {
+        let oc = self.owner(inbox)?;
+        let mut c = oc.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id = format!("vacation:{key}");
+        let last: Option<i64> = tx
+            .query_row("SELECT t FROM dup WHERE msgid=?1 AND rcpt=?2", params![id, sender], |r| r.get(0))
+            .optional()?;
+        if last.is_some_and(|t| t > now) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO dup(msgid, rcpt, t) VALUES(?1, ?2, ?3)",
+            params![id, sender, until],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     pub fn deliver(&self, name: &str, msg: &NewMessage<'_>, quota: QuotaCheck, dup: Option<(&str, &str)>) -> Result<Delivery> {
         let (_, uids, dupe) = self.append_inner(name, std::slice::from_ref(msg), quota, dup, None)?;
         if dupe {

@@ -887,6 +887,9 @@ impl Session {
         let sievedir = std::path::PathBuf::from(ctx.conf.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into()));
         let sendmail = ctx.conf.get("sendmail").unwrap_or("/usr/lib/sendmail").to_string();
         let env_from = from.clone();
+        let servername = ctx.servername.clone();
+        let vacation_min = ctx.conf.get_secs("sieve_vacation_min_response", 's').unwrap_or(3 * 86_400);
+        let vacation_max = ctx.conf.get_secs("sieve_vacation_max_response", 's').unwrap_or(90 * 86_400);
         let replies = tokio::task::spawn_blocking(move || {
             let (env, bs, body) = crate::proto::imap::render::cache_items(&msg);
             let cached = std::sync::Arc::new(Cached {
@@ -952,7 +955,7 @@ impl Session {
                     continue;
                 }
                 for to in &plan.redirects {
-                    match sieve::sendmail(&sendmail, &env_from, to, without_return_path(&msg)) {
+                    match sieve::sendmail(&sendmail, &env_from, to, b"X-Sieve-Action: redirect\r\n", without_return_path(&msg)) {
                         Ok(()) => log.info(&format!("sieve redirected: {} to: {to}", msgid.as_deref().unwrap_or("<nomsgid>"))),
                         Err(e) => {
                             log.error(&format!("sieve redirect to {to} failed: {e}"));
@@ -1034,6 +1037,26 @@ impl Session {
                     if let Some(f) = failed {
                         if reply.starts_with('2') {
                             reply = f;
+                        }
+                    }
+                }
+                if let (Some(v), true) = (&plan.vacation, reply.starts_with('2')) {
+                    let id = msgid.as_deref().unwrap_or("<nomsgid>");
+                    match sieve::vacation_answer(v, &f, &env_from, &r.user, &servername, &trace::date_now()) {
+                        Err(why) => log.info(&format!("sieve vacation: no answer to {env_from} for {} ({why}) id {id}", r.user)),
+                        Ok(a) => {
+                            let period = v
+                                .period
+                                .map_or(7 * 86_400, |p| p as i64)
+                                .clamp(vacation_min, vacation_max.max(vacation_min));
+                            match store.vacation_due(&r.inbox, &a.key, &a.to.to_ascii_lowercase(), now, now + period) {
+                                Ok(false) => log.info(&format!("sieve vacation: {} answered already for {} id {id}", a.to, r.user)),
+                                Ok(true) => match sieve::sendmail(&sendmail, "", &a.to, b"", &a.msg) {
+                                    Ok(()) => log.info(&format!("sieve vacation: answered {} for {} id {id}", a.to, r.user)),
+                                    Err(e) => log.error(&format!("sieve vacation: answer to {} failed: {e}", a.to)),
+                                },
+                                Err(e) => log.error(&format!("sieve vacation: {} for {}: {e}", a.to, r.user)),
+                            }
                         }
                     }
                 }

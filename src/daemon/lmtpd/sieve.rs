@@ -42,6 +42,7 @@ pub struct Plan {
     /// `reject`/`ereject`: the LMTP refusal's text.
     pub reject: Option<String>,
     pub redirects: Vec<String>,
+    pub vacation: Option<sieve::Vacation>,
     /// Log lines (runtime failures, discards).
     pub notes: Vec<String>,
 }
@@ -104,7 +105,7 @@ pub fn plan(
             Action::Discard => p.notes.push(format!("sieve discarded message for {}", r.userid)),
             Action::Reject { reason, .. } => p.reject = Some(reason),
             Action::Redirect { addr } => p.redirects.push(addr),
-            Action::Vacation(_) => {}
+            Action::Vacation(v) => p.vacation = Some(v),
         }
     }
     if let Some(mut flags) = failed {
@@ -130,9 +131,9 @@ fn add(d: &mut Vec<(String, Vec<String>)>, name: &str, flags: Vec<String>) {
 
 /// Hands a message to the `sendmail` program as Cyrus 3.6 does: `-bs`,
 /// an SMTP conversation on its standard input and output (`EHLO
-/// localhost`, the envelope, the message with `X-Sieve-Action: redirect`
-/// first).  Ok once the message was accepted; a minute for it all.
-pub fn sendmail(program: &str, from: &str, to: &str, msg: &[u8]) -> Result<(), String> {
+/// localhost`, the envelope, `prefix` and the message).  Ok once the
+/// message was accepted; a minute for it all.
+pub fn sendmail(program: &str, from: &str, to: &str, prefix: &[u8], msg: &[u8]) -> Result<(), String> {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut child = std::process::Command::new(program)
         .arg("-bs")
@@ -183,7 +184,7 @@ pub fn sendmail(program: &str, from: &str, to: &str, msg: &[u8]) -> Result<(), S
             w.flush().map_err(io)?;
             expect(want, &cmd)?;
         }
-        let mut data = b"X-Sieve-Action: redirect\r\n".to_vec();
+        let mut data = prefix.to_vec();
         for line in msg.split_inclusive(|&c| c == b'\n') {
             if line.first() == Some(&b'.') {
                 data.push(b'.');
@@ -208,6 +209,122 @@ pub fn sendmail(program: &str, from: &str, to: &str, msg: &[u8]) -> Result<(), S
     let _ = child.wait();
     res
 }
+
+/// A vacation answer (RFC 5230) to send, or None and why not.
+#[derive(Debug, PartialEq)]
+pub struct Answer {
+    pub to: String,
+    /// What the tracking remembers it by: the handle, else the reason's
+    /// and the options' digest.
+    pub key: String,
+    pub msg: Vec<u8>,
+}
+
+/// The vacation answer Cyrus 3.6 would send: none to a null sender, to a
+/// list or system address (`MAILER-DAEMON`, `owner-*`, `*-request`,
+/// `LISTSERV`, `majordomo`), to a message marked bulk or automatic
+/// (`Precedence`, `Auto-Submitted`, `List-Id`), to one that does not name
+/// the user (`:addresses` or the user's own id) in To, Cc, Bcc or their
+/// Resent- forms, nor to the user themselves.
+pub fn vacation_answer(
+    v: &sieve::Vacation,
+    fields: &[(String, Vec<u8>)],
+    env_from: &str,
+    userid: &str,
+    servername: &str,
+    date: &str,
+) -> Result<Answer, &'static str> {
+    use crate::mail::mime::{field_text, parse_addresses};
+    let sender = env_from.trim_start_matches('<').trim_end_matches('>');
+    if sender.is_empty() {
+        return Err("null sender");
+    }
+    let local = sender.rsplit_once('@').map_or(sender, |(l, _)| l).to_ascii_lowercase();
+    if local == "mailer-daemon" || local == "listserv" || local == "majordomo" || local.starts_with("owner-") || local.ends_with("-request")
+    {
+        return Err("system address");
+    }
+    if field_text(fields, "auto-submitted").is_some_and(|a| !a.eq_ignore_ascii_case("no")) {
+        return Err("automatic message");
+    }
+    if field_text(fields, "precedence").is_some_and(|p| ["junk", "bulk", "list"].iter().any(|x| p.eq_ignore_ascii_case(x))) {
+        return Err("bulk message");
+    }
+    if field_text(fields, "list-id").is_some() {
+        return Err("list message");
+    }
+    let mine: Vec<&str> = v.addresses.iter().map(String::as_str).chain(std::iter::once(userid)).collect();
+    let is_mine = |a: &str| mine.iter().find(|m| m.eq_ignore_ascii_case(a)).copied();
+    if is_mine(sender).is_some() {
+        return Err("the user's own address");
+    }
+    let mut found = None;
+    for (name, value) in fields {
+        let n = name.to_ascii_lowercase();
+        if !matches!(n.as_str(), "to" | "cc" | "bcc" | "resent-to" | "resent-cc" | "resent-bcc") {
+            continue;
+        }
+        for a in parse_addresses(value) {
+            let (Some(mb), Some(host)) = (a.mailbox, a.host) else { continue };
+            let addr = format!("{}@{}", String::from_utf8_lossy(&mb), String::from_utf8_lossy(&host));
+            if let Some(m) = is_mine(&addr) {
+                found = Some(m.to_string());
+                break;
+            }
+        }
+        if found.is_some() {
+            break;
+        }
+    }
+    let Some(me) = found else {
+        return Err("not addressed to the user");
+    };
+    let from = match &v.from {
+        Some(f) if f.contains('<') => f.clone(),
+        Some(f) => format!("<{f}>"),
+        None => format!("<{me}>"),
+    };
+    let subject = match &v.subject {
+        Some(s) => s.clone(),
+        None => format!("Auto: {}", field_text(fields, "subject").unwrap_or_default()),
+    };
+    let key = match &v.handle {
+        Some(h) => format!("h:{h}"),
+        None => {
+            let d = ring::digest::digest(
+                &ring::digest::SHA256,
+                format!("{}\0{subject}\0{from}\0{}", v.reason, v.mime).as_bytes(),
+            );
+            d.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    let mut m = format!(
+        "Message-ID: <cmu-sieve-{}-{}-{}@{servername}>\r\nDate: {date}\r\nX-Sieve: CMU Sieve 3.0\r\nX-Sieve-Action: vacation\r\nFrom: {from}\r\nTo: <{sender}>\r\nSubject: {subject}\r\n",
+        std::process::id(),
+        crate::util::unix_now(),
+        ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    if let Some(id) = field_text(fields, "message-id") {
+        m.push_str(&format!("In-Reply-To: {id}\r\n"));
+    }
+    m.push_str("Auto-Submitted: auto-replied (vacation)\r\nMIME-Version: 1.0\r\n");
+    let reason = v.reason.replace("\r\n", "\n").replace('\n', "\r\n");
+    if v.mime {
+        // The reason is a MIME entity: its own header, then its body.
+        m.push_str(&reason);
+    } else {
+        m.push_str("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+        m.push_str(&reason);
+    }
+    m.push_str("\r\n");
+    Ok(Answer {
+        to: sender.to_string(),
+        key,
+        msg: m.into_bytes(),
+    })
+}
+
+static ANSWERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,16 @@
+#![no_main]
+// A Sieve script (a user's upload, or one moved from a Cyrus server) on
+// any input: never a panic; one that parses runs on a message without
+// one either.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(script) = mumail::sieve::parse(data) {
+        let fields = mumail::mail::mime::fields(b"From: a <a@example.com>\r\nTo: u+x@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?= re: 1\r\nX-Score: 12\r\n\r\n");
+        let msg = mumail::sieve::Message {
+            fields: &fields,
+            size: 4096,
+            env_from: "s@example.net",
+            env_to: "u+x@example.org",
+        };
+        let _ = mumail::sieve::run(&script, &msg);
+    }
+});
