@@ -2551,8 +2551,8 @@ for f in ['INBOX.f1', 'INBOX.f2', 'INBOX.closed']:
     imap.create(f)
 imap.setacl('INBOX.closed', 'u7', 'lr')
 n = [0]
-def lmtp(subject, rcpt='u7', frm='sender@example.org', hfrom='Some One <some@example.org>', extra='', body='body'):
-    n[0] += 1
+def lmtp(subject, rcpt='u7', frm='sender@example.org', hfrom='Some One <some@example.org>', extra='', body='body', again=False):
+    n[0] += 0 if again else 1
     s = socket.socket(socket.AF_UNIX); s.connect(sock); f = s.makefile('rb')
     def cmd(c):
         if c is not None: s.sendall(c.encode() + b'\r\n')
@@ -2567,6 +2567,8 @@ def lmtp(subject, rcpt='u7', frm='sender@example.org', hfrom='Some One <some@exa
     print(subject, rcpt, '->', ' | '.join(l.split(' SESSIONID')[0] for l in r))
 for subj in ['plain', 'tofolder', 'tonofolder', 'toclosed', 'rejectme', 'flagme', 'discardme', 'copyme', 'twice', 'redirectme', 'redirectcopy']:
     lmtp(subj)
+# The same message again (a retried transaction): not redirected twice.
+lmtp('redirectcopy', again=True)
 lmtp('from work', hfrom='"Boss" <boss@Example.COM>')
 lmtp('scored', extra='X-Score: 012\r\n')
 lmtp('scored low', extra='X-Score: 9\r\n')

@@ -955,6 +955,18 @@ impl Session {
                     continue;
                 }
                 for to in &plan.redirects {
+                    // A message redirected once is not again (a retried
+                    // transaction), as Cyrus's duplicate check.
+                    if let (Some(id), true) = (&msgid, dupsup) {
+                        match store.remember_once(&r.inbox, &format!("redirect:{id}"), &to.to_ascii_lowercase(), i64::MIN, now) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                log.info(&format!("dupelim: eliminated duplicate redirect of {id} to {to}"));
+                                continue;
+                            }
+                            Err(e) => log.error(&format!("sieve redirect to {to}: duplicate check: {e}")),
+                        }
+                    }
                     match sieve::sendmail(&sendmail, &env_from, to, b"X-Sieve-Action: redirect\r\n", without_return_path(&msg)) {
                         Ok(()) => log.info(&format!("sieve redirected: {} to: {to}", msgid.as_deref().unwrap_or("<nomsgid>"))),
                         Err(e) => {
@@ -1049,7 +1061,13 @@ impl Session {
                                 .period
                                 .map_or(7 * 86_400, |p| p as i64)
                                 .clamp(vacation_min, vacation_max.max(vacation_min));
-                            match store.vacation_due(&r.inbox, &a.key, &a.to.to_ascii_lowercase(), now, now + period) {
+                            match store.remember_once(
+                                &r.inbox,
+                                &format!("vacation:{}", a.key),
+                                &a.to.to_ascii_lowercase(),
+                                now,
+                                now + period,
+                            ) {
                                 Ok(false) => log.info(&format!("sieve vacation: {} answered already for {} id {id}", a.to, r.user)),
                                 Ok(true) => match sieve::sendmail(&sendmail, "", &a.to, b"", &a.msg) {
                                     Ok(()) => log.info(&format!("sieve vacation: answered {} for {} id {id}", a.to, r.user)),
