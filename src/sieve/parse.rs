@@ -695,9 +695,6 @@ impl Checker {
                 }
                 _ => return err(line, format!("Unknown command: {name}")),
             };
-            if g.block.is_some() {
-                return err(line, format!("{name}: unexpected block"));
-            }
             out.push(cmd);
         }
         Ok(out)

@@ -548,26 +548,6 @@ impl Store {
 
     /// Delivers one message (LMTP), suppressing a duplicate of
     /// (Message-ID, recipient) when `dup` is given.
-    /// Sieve's memory of what it did (a vacation answer, RFC 5230 4.2; a
-    /// redirect), kept with the duplicate delivery records of the owner
-    /// of `inbox` (moved by XFER, pruned by `cyr_expire -E`): false when
-    /// `(id, who)` is remembered with a time after `since`; else true, and
-    /// it is remembered with time `t`.
-    pub fn remember_once(&self, inbox: &str, id: &str, who: &str, since: i64, t: i64) -> Result<bool> {
-        let oc = self.owner(inbox)?;
-        let mut c = oc.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let last: Option<i64> = tx
-            .query_row("SELECT t FROM dup WHERE msgid=?1 AND rcpt=?2", params![id, who], |r| r.get(0))
-            .optional()?;
-        if last.is_some_and(|l| l > since) {
-            return Ok(false);
-        }
-        tx.execute("INSERT OR REPLACE INTO dup(msgid, rcpt, t) VALUES(?1, ?2, ?3)", params![id, who, t])?;
-        tx.commit()?;
-        Ok(true)
-    }
-
     pub fn deliver(&self, name: &str, msg: &NewMessage<'_>, quota: QuotaCheck, dup: Option<(&str, &str)>) -> Result<Delivery> {
         let (_, uids, dupe) = self.append_inner(name, std::slice::from_ref(msg), quota, dup, None)?;
         if dupe {

@@ -1,5 +1,6 @@
 //! The store's per-user and per-mailbox side data: quota roots, readers'
-//! \Seen sets, special use, annotations, POP3 logins, subscriptions.
+//! \Seen sets, special use, annotations, POP3 logins, subscriptions, what
+//! Sieve remembers.
 
 use super::db::lock;
 use super::ops::{covers, not_durable, now, parse_uid_ranges, uid_ranges, usage_under, Quota, QuotaLimits};
@@ -7,6 +8,28 @@ use super::{Result, Store, StoreError};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 impl Store {
+    // ---- Sieve ----
+
+    /// Sieve's memory of what it did (a vacation answer, RFC 5230 4.2; a
+    /// redirect), kept with the duplicate delivery records of the owner
+    /// of `inbox` (moved by XFER, pruned by `cyr_expire -E`): false when
+    /// `(id, who)` is remembered with a time after `since`; else true, and
+    /// it is remembered with time `t`.
+    pub fn remember_once(&self, inbox: &str, id: &str, who: &str, since: i64, t: i64) -> Result<bool> {
+        let oc = self.owner(inbox)?;
+        let mut c = lock(&oc);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: Option<i64> = tx
+            .query_row("SELECT t FROM dup WHERE msgid=?1 AND rcpt=?2", params![id, who], |r| r.get(0))
+            .optional()?;
+        if last.is_some_and(|l| l > since) {
+            return Ok(false);
+        }
+        tx.execute("INSERT OR REPLACE INTO dup(msgid, rcpt, t) VALUES(?1, ?2, ?3)", params![id, who, t])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     // ---- quota ----
 
     /// The quota roots covering `name` (in this owner's database), with

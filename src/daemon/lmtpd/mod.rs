@@ -884,12 +884,8 @@ impl Session {
         let sid = self.sid.clone();
         let over_perm = ctx.conf.get_switch("lmtp_over_quota_perm_failure");
         let strict = ctx.conf.get_switch("lmtp_strict_quota");
-        let sievedir = std::path::PathBuf::from(ctx.conf.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into()));
-        let sendmail = ctx.conf.get("sendmail").unwrap_or("/usr/lib/sendmail").to_string();
+        let filter = sieve::Filter::new(&ctx);
         let env_from = from.clone();
-        let servername = ctx.servername.clone();
-        let vacation_min = ctx.conf.get_secs("sieve_vacation_min_response", 's').unwrap_or(3 * 86_400);
-        let vacation_max = ctx.conf.get_secs("sieve_vacation_max_response", 's').unwrap_or(90 * 86_400);
         let replies = tokio::task::spawn_blocking(move || {
             let (env, bs, body) = crate::proto::imap::render::cache_items(&msg);
             let cached = std::sync::Arc::new(Cached {
@@ -907,74 +903,32 @@ impl Session {
             for r in &rcpts {
                 // Where this copy goes: the mailbox RCPT chose, or where
                 // the user's Sieve script sends it.
-                let mut plan = sieve::Plan {
-                    deliveries: vec![(r.mailbox.clone(), Vec::new())],
-                    ..Default::default()
+                let id = msgid.as_deref().unwrap_or("<nomsgid>");
+                let rcpt = sieve::Recipient {
+                    userid: &r.user,
+                    inbox: &r.inbox,
+                    keep: &r.mailbox,
+                    keep_refused: r.keep_refused,
                 };
-                if !r.inbox.is_empty() {
-                    match sieve::active(&sievedir, &r.inbox, store.cfg.fulldirhash) {
-                        None => {}
-                        Some(Err(e)) => log.error(&format!("sieve: {e} (delivered as without a script)")),
-                        Some(Ok(script)) => {
-                            let cfg = &store.cfg;
-                            let ns = crate::store::names::Namespace::new(
-                                cfg.unixhierarchysep,
-                                cfg.altnamespace,
-                                &r.user,
-                                cfg.virtdomains,
-                                &cfg.defaultdomain,
-                            );
-                            let m = crate::sieve::Message {
-                                fields: &f,
-                                size: msg.len() as u64,
-                                env_from: &env_from,
-                                env_to: &r.addr,
-                            };
-                            let rcpt = sieve::Recipient {
-                                userid: &r.user,
-                                inbox: &r.inbox,
-                                keep: &r.mailbox,
-                                keep_refused: r.keep_refused,
-                            };
-                            let open =
-                                |name: &str| matches!(store.lookup(name), Ok(Some(e)) if acl_allows(&e.acl, &["anyone", &r.user], 'p'));
-                            plan = sieve::plan(&script, &m, &rcpt, &ns, open);
-                            for n in &plan.notes {
-                                log.info(&format!("{n} id {}", msgid.as_deref().unwrap_or("<nomsgid>")));
-                            }
-                        }
-                    }
-                }
+                let sm = crate::sieve::Message {
+                    fields: &f,
+                    size: msg.len() as u64,
+                    env_from: &env_from,
+                    env_to: &r.addr,
+                };
+                let mut plan = filter.plan(&rcpt, &sm, id);
                 if let Some(reason) = &plan.reject {
-                    log.info(&format!(
-                        "sieve LMTP rejected: {} for {}",
-                        msgid.as_deref().unwrap_or("<nomsgid>"),
-                        r.addr
-                    ));
+                    log.info(&format!("sieve LMTP rejected: {id} for {}", r.addr));
                     out.push(reject_reply(reason));
                     continue;
                 }
-                for to in &plan.redirects {
-                    // A message redirected once is not again (a retried
-                    // transaction), as Cyrus's duplicate check.
-                    if let (Some(id), true) = (&msgid, dupsup) {
-                        match store.remember_once(&r.inbox, &format!("redirect:{id}"), &to.to_ascii_lowercase(), i64::MIN, now) {
-                            Ok(true) => {}
-                            Ok(false) => {
-                                log.info(&format!("dupelim: eliminated duplicate redirect of {id} to {to}"));
-                                continue;
-                            }
-                            Err(e) => log.error(&format!("sieve redirect to {to}: duplicate check: {e}")),
-                        }
-                    }
-                    match sieve::sendmail(&sendmail, &env_from, to, b"X-Sieve-Action: redirect\r\n", without_return_path(&msg)) {
-                        Ok(()) => log.info(&format!("sieve redirected: {} to: {to}", msgid.as_deref().unwrap_or("<nomsgid>"))),
-                        Err(e) => {
-                            log.error(&format!("sieve redirect to {to} failed: {e}"));
-                            match plan.deliveries.iter_mut().find(|(n, _)| *n == r.inbox) {
-                                Some((_, fl)) => fl.push(sieve::FAILED.to_string()),
-                                None => plan.deliveries.push((r.inbox.clone(), vec![sieve::FAILED.to_string()])),
-                            }
+                let redirects = std::mem::take(&mut plan.redirects);
+                for to in &redirects {
+                    let dedup = msgid.as_deref().filter(|_| dupsup);
+                    if !filter.redirect(&rcpt, to, &env_from, without_return_path(&msg), dedup, now) {
+                        match plan.deliveries.iter_mut().find(|(n, _)| *n == r.inbox) {
+                            Some((_, fl)) => fl.push(sieve::FAILED.to_string()),
+                            None => plan.deliveries.push((r.inbox.clone(), vec![sieve::FAILED.to_string()])),
                         }
                     }
                 }
@@ -1053,30 +1007,7 @@ impl Session {
                     }
                 }
                 if let (Some(v), true) = (&plan.vacation, reply.starts_with('2')) {
-                    let id = msgid.as_deref().unwrap_or("<nomsgid>");
-                    match sieve::vacation_answer(v, &f, &env_from, &r.user, &servername, &trace::date_now()) {
-                        Err(why) => log.info(&format!("sieve vacation: no answer to {env_from} for {} ({why}) id {id}", r.user)),
-                        Ok(a) => {
-                            let period = v
-                                .period
-                                .map_or(7 * 86_400, |p| p as i64)
-                                .clamp(vacation_min, vacation_max.max(vacation_min));
-                            match store.remember_once(
-                                &r.inbox,
-                                &format!("vacation:{}", a.key),
-                                &a.to.to_ascii_lowercase(),
-                                now,
-                                now + period,
-                            ) {
-                                Ok(false) => log.info(&format!("sieve vacation: {} answered already for {} id {id}", a.to, r.user)),
-                                Ok(true) => match sieve::sendmail(&sendmail, "", &a.to, b"", &a.msg) {
-                                    Ok(()) => log.info(&format!("sieve vacation: answered {} for {} id {id}", a.to, r.user)),
-                                    Err(e) => log.error(&format!("sieve vacation: answer to {} failed: {e}", a.to)),
-                                },
-                                Err(e) => log.error(&format!("sieve vacation: {} for {}: {e}", a.to, r.user)),
-                            }
-                        }
-                    }
+                    filter.vacation(v, &rcpt, &sm, id, now);
                 }
                 out.push(reply);
             }

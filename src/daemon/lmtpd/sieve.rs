@@ -57,6 +57,135 @@ pub struct Recipient<'a> {
     pub keep_refused: bool,
 }
 
+/// What Sieve needs of lmtpd's set-up, read once per message.
+pub struct Filter {
+    store: std::sync::Arc<crate::store::Store>,
+    log: std::sync::Arc<crate::log::Logger>,
+    sievedir: std::path::PathBuf,
+    sendmail: String,
+    servername: String,
+    /// `sieve_vacation_min_response` and `_max_response`, seconds.
+    vacation_period: (i64, i64),
+}
+
+impl Filter {
+    pub fn new(ctx: &crate::daemon::cyrus::Ctx) -> Filter {
+        let c = &ctx.conf;
+        let min = c.get_secs("sieve_vacation_min_response", 's').unwrap_or(3 * 86_400);
+        let max = c.get_secs("sieve_vacation_max_response", 's').unwrap_or(90 * 86_400);
+        Filter {
+            store: ctx.store.clone(),
+            log: ctx.log.clone(),
+            sievedir: c.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into()).into(),
+            sendmail: c.get("sendmail").unwrap_or("/usr/lib/sendmail").to_string(),
+            servername: ctx.servername.clone(),
+            vacation_period: (min, max.max(min)),
+        }
+    }
+
+    /// Where a recipient's copy goes: the user's active script's plan,
+    /// else (no script, or one that does not compile: logged) `keep`.
+    pub fn plan(&self, r: &Recipient<'_>, msg: &sieve::Message<'_>, id: &str) -> Plan {
+        let plain = Plan {
+            deliveries: vec![(r.keep.to_string(), Vec::new())],
+            ..Default::default()
+        };
+        if r.inbox.is_empty() {
+            return plain;
+        }
+        let store = &self.store;
+        match active(&self.sievedir, r.inbox, store.cfg.fulldirhash) {
+            None => plain,
+            Some(Err(e)) => {
+                self.log.error(&format!("sieve: {e} (delivered as without a script)"));
+                plain
+            }
+            Some(Ok(script)) => {
+                let cfg = &store.cfg;
+                let ns = crate::store::names::Namespace::new(
+                    cfg.unixhierarchysep,
+                    cfg.altnamespace,
+                    r.userid,
+                    cfg.virtdomains,
+                    &cfg.defaultdomain,
+                );
+                let open = |name: &str| matches!(store.lookup(name), Ok(Some(e)) if super::acl_allows(&e.acl, &["anyone", r.userid], 'p'));
+                let p = plan(&script, msg, r, &ns, open);
+                for n in &p.notes {
+                    self.log.info(&format!("{n} id {id}"));
+                }
+                p
+            }
+        }
+    }
+
+    /// Redirects a copy (once per Message-ID `dedup` and address, as
+    /// Cyrus's duplicate check: a retried transaction is not redirected
+    /// again); false when it failed.
+    pub fn redirect(&self, r: &Recipient<'_>, to: &str, from: &str, msg: &[u8], dedup: Option<&str>, now: i64) -> bool {
+        if let Some(id) = dedup {
+            match self
+                .store
+                .remember_once(r.inbox, &format!("redirect:{id}"), &to.to_ascii_lowercase(), i64::MIN, now)
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.log.info(&format!("dupelim: eliminated duplicate redirect of {id} to {to}"));
+                    return true;
+                }
+                Err(e) => self.log.error(&format!("sieve redirect to {to}: duplicate check: {e}")),
+            }
+        }
+        match sendmail(&self.sendmail, from, to, b"X-Sieve-Action: redirect\r\n", msg) {
+            Ok(()) => {
+                self.log
+                    .info(&format!("sieve redirected: {} to: {to}", dedup.unwrap_or("<nomsgid>")));
+                true
+            }
+            Err(e) => {
+                self.log.error(&format!("sieve redirect to {to} failed: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Answers `vacation` when due (logged either way).
+    pub fn vacation(&self, v: &sieve::Vacation, r: &Recipient<'_>, msg: &sieve::Message<'_>, id: &str, now: i64) {
+        let date = super::trace::date_now();
+        let a = match vacation_answer(v, msg.fields, msg.env_from, r.userid, &self.servername, &date) {
+            Ok(a) => a,
+            Err(why) => {
+                self.log.info(&format!(
+                    "sieve vacation: no answer to {} for {} ({why}) id {id}",
+                    msg.env_from, r.userid
+                ));
+                return;
+            }
+        };
+        let (min, max) = self.vacation_period;
+        let period = v
+            .period
+            .map_or(7 * 86_400, |p| i64::try_from(p).unwrap_or(i64::MAX))
+            .clamp(min, max);
+        let to = a.to.to_ascii_lowercase();
+        match self
+            .store
+            .remember_once(r.inbox, &format!("vacation:{}", a.key), &to, now, now.saturating_add(period))
+        {
+            Ok(false) => self
+                .log
+                .info(&format!("sieve vacation: {} answered already for {} id {id}", a.to, r.userid)),
+            Ok(true) => match sendmail(&self.sendmail, "", &a.to, b"", &a.msg) {
+                Ok(()) => self
+                    .log
+                    .info(&format!("sieve vacation: answered {} for {} id {id}", a.to, r.userid)),
+                Err(e) => self.log.error(&format!("sieve vacation: answer to {} failed: {e}", a.to)),
+            },
+            Err(e) => self.log.error(&format!("sieve vacation: {} for {}: {e}", a.to, r.userid)),
+        }
+    }
+}
+
 /// Runs `script` for one recipient.  `open` answers whether the user may
 /// file into an internal mailbox name (it exists and grants them `p`).
 pub fn plan(
