@@ -2581,6 +2581,11 @@ lmtp('null sender', frm='')
 lmtp('marked', extra='X-Exists: yes\r\n')
 lmtp('large', body='x' * 3000)
 lmtp('listed', extra='List-Id: <l.example.org>\r\nPrecedence: bulk\r\n')
+b64 = 'Content-Type: multipart/mixed; boundary=bb\r\n'
+lmtp('b64 text', extra=b64, body='--bb\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nc2VjcmV0LXdvcmQgaGVyZQ==\r\n--bb--')
+lmtp('b64 attachment', extra=b64, body='--bb\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nc2VjcmV0LXdvcmQgaGVyZQ==\r\n--bb--')
+lmtp('raw', body='a rawtoken here')
+lmtp('alternative', extra='Content-Type: multipart/alternative; boundary=aa\r\n', body='--aa\r\nContent-Type: text/plain\r\n\r\nplain\r\n--aa\r\nContent-Type: text/html\r\n\r\n<b>htmlword</b>\r\n--aa--')
 lmtp('away')
 lmtp('away')
 lmtp('away', frm='')
@@ -2651,7 +2656,10 @@ while True:
 
 /// The Sieve script of `sieve_as_real_cyrus`.
 const SIEVE_SCRIPT: &str = r#"require ["fileinto", "reject", "imap4flags", "copy", "envelope", "subaddress",
-         "relational", "comparator-i;ascii-numeric", "regex", "vacation"];
+         "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body"];
+if body :text :contains "secret-word" { fileinto "INBOX.f1"; stop; }
+if body :raw :contains "rawtoken" { addflag "raw"; keep; stop; }
+if body :content "text/html" :contains "htmlword" { addflag "html"; keep; stop; }
 # Each subject picks one branch.
 if header :is "subject" "away" { vacation :days 3 :subject "Out of office" :addresses ["u7@example.org"] "I am away."; stop; }
 if header :is "subject" "away2" { vacation :from "boss@example.org" :handle "h" "Plain reason."; stop; }
@@ -2770,6 +2778,9 @@ fn sieve_as_real_cyrus() {
     let b = python(SIEVE_RUN, &[cyrus.lmtp_sock.to_str().unwrap(), &cyrus.imap_port.to_string()]);
     let b_sent = sent_text();
     assert!(a.contains("INBOX.f1 ['Subject: tofolder'] ()"), "{a}");
+    for (x, y) in a.lines().zip(b.lines()) {
+        assert_eq!(x, y, "first difference (ours, then Cyrus)");
+    }
     assert_eq!(a, b);
     // What sendmail was told; the trace fields' times, versions and ids
     // aside.

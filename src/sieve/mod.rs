@@ -6,8 +6,8 @@
 //! does it.
 //!
 //! Extensions: fileinto, reject, ereject, envelope, imap4flags, copy,
-//! subaddress, relational, regex, vacation, vacation-seconds and the three
-//! comparators.  Not `fileinto :create` (`mailbox`) yet.
+//! subaddress, relational, regex, vacation, vacation-seconds, body and the
+//! three comparators.  Not `fileinto :create` (`mailbox`) yet.
 
 mod parse;
 
@@ -98,6 +98,13 @@ pub enum Test {
         m: Match,
         keys: Vec<String>,
     },
+    /// RFC 5173.
+    Body {
+        cmp: Cmp,
+        m: Match,
+        transform: BodyTransform,
+        keys: Vec<String>,
+    },
     Exists(Vec<String>),
     Size {
         over: bool,
@@ -108,6 +115,15 @@ pub enum Test {
     Not(Box<Test>),
     True,
     False,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyTransform {
+    /// The body as it is, after the header.
+    Raw,
+    /// The leaf parts of these types (`text`, `text/html`, `""` for all),
+    /// decoded; `:text` is `Content(["text"])`.
+    Content(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,6 +171,8 @@ pub struct Message<'a> {
     /// The envelope sender (empty for `<>`) and the recipient as given.
     pub env_from: &'a str,
     pub env_to: &'a str,
+    /// The whole message, for `body`.
+    pub raw: &'a [u8],
 }
 
 /// What a script decided, in order.  A `Keep` is the user's INBOX (or the
@@ -376,6 +394,7 @@ impl State {
                 matches(*cmp, m, &values, keys)
             }
             Test::HasFlag { cmp, m, keys } => matches(*cmp, m, &self.flags, keys),
+            Test::Body { cmp, m, transform, keys } => matches(*cmp, m, &body_values(msg.raw, transform), keys),
         }
     }
 }
@@ -385,6 +404,52 @@ impl State {
 fn header_text(v: &[u8]) -> String {
     let d = crate::mail::mime::decode_words(v);
     String::from_utf8_lossy(&d).trim().to_string()
+}
+
+/// What `body` compares: the raw body, or each leaf part of the asked
+/// types with its transfer encoding undone (Latin-1 read as such).
+fn body_values(raw: &[u8], t: &BodyTransform) -> Vec<String> {
+    use crate::mail::mime;
+    let types = match t {
+        BodyTransform::Raw => {
+            let (_, start) = mime::header_end(raw);
+            return vec![String::from_utf8_lossy(&raw[start.min(raw.len())..]).into_owned()];
+        }
+        BodyTransform::Content(types) => types,
+    };
+    let root = mime::parse(raw);
+    let mut out = Vec::new();
+    let mut stack = vec![&root];
+    while let Some(part) = stack.pop() {
+        for c in part.children.iter().rev() {
+            stack.push(c);
+        }
+        if let Some(m) = &part.message {
+            stack.push(m);
+        }
+        if !part.children.is_empty() || part.message.is_some() {
+            continue;
+        }
+        let (ty, sub) = part.effective_type();
+        let wanted = types.iter().any(|t| match t.split_once('/') {
+            _ if t.is_empty() => true,
+            Some((a, b)) => a.eq_ignore_ascii_case(ty) && b.eq_ignore_ascii_case(sub),
+            None => t.eq_ignore_ascii_case(ty),
+        });
+        if !wanted {
+            continue;
+        }
+        let dec = crate::proto::imap::render::decode_body(raw, part).unwrap_or_else(|| part.body(raw).to_vec());
+        let latin = part.ctype.param("charset").is_some_and(|c| {
+            c.eq_ignore_ascii_case("iso-8859-1") || c.eq_ignore_ascii_case("windows-1252") || c.eq_ignore_ascii_case("latin1")
+        });
+        out.push(if latin {
+            dec.iter().map(|&b| b as char).collect()
+        } else {
+            String::from_utf8_lossy(&dec).into_owned()
+        });
+    }
+    out
 }
 
 fn addr_part(part: AddrPart, local: &str, domain: &str) -> Option<String> {
@@ -522,6 +587,7 @@ mod tests {
                 size: 1000,
                 env_from: "sender@example.org",
                 env_to: to,
+                raw: header.as_bytes(),
             },
         )
         .unwrap()
@@ -609,6 +675,7 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 size: 1,
                 env_from: "",
                 env_to: "u",
+                raw: h.as_bytes(),
             };
             run(&s, &m)
         };

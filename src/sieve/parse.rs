@@ -2,7 +2,7 @@
 //! the generic command/test/argument tree, then each command and test
 //! checked for its arguments and its `require`.  Errors name the line.
 
-use super::{AddrPart, Cmd, Cmp, FlagOp, Match, Rel, Script, Test, Vacation};
+use super::{AddrPart, BodyTransform, Cmd, Cmp, FlagOp, Match, Rel, Script, Test, Vacation};
 
 /// At most this many nested blocks and tests (a script is untrusted).
 const MAX_DEPTH: usize = 64;
@@ -392,6 +392,7 @@ pub const EXTENSIONS: &[&str] = &[
     "regex",
     "vacation",
     "vacation-seconds",
+    "body",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -471,7 +472,19 @@ impl Args {
 fn tag_takes_value(t: &str) -> bool {
     matches!(
         t,
-        "comparator" | "value" | "count" | "flags" | "days" | "seconds" | "subject" | "from" | "addresses" | "handle" | "over" | "under"
+        "comparator"
+            | "value"
+            | "count"
+            | "flags"
+            | "days"
+            | "seconds"
+            | "subject"
+            | "from"
+            | "addresses"
+            | "handle"
+            | "over"
+            | "under"
+            | "content"
     )
 }
 
@@ -898,6 +911,27 @@ impl Checker {
                         keys,
                     }
                 }
+            }
+            "body" => {
+                self.need("body", line, "body")?;
+                let mut a = self.args(&mut g)?;
+                let (cmp, mut m) = self.cmp_match(&mut a)?;
+                let raw = a.has("raw");
+                let text = a.has("text");
+                let content = match a.tag("content") {
+                    None => None,
+                    Some(Some(Arg::Strs(l, _))) => Some(l),
+                    Some(_) => return err(line, "body: :content needs a string list"),
+                };
+                let transform = match (raw, text, content) {
+                    (true, false, None) => BodyTransform::Raw,
+                    (false, _, None) => BodyTransform::Content(vec!["text".into()]),
+                    (false, false, Some(l)) => BodyTransform::Content(l),
+                    _ => return err(line, "body: more than one of :raw, :content, :text"),
+                };
+                let keys = self.keys(&mut a, &mut m, cmp)?;
+                a.done()?;
+                Test::Body { cmp, m, transform, keys }
             }
             "hasflag" => {
                 self.need("imap4flags", line, "hasflag")?;

@@ -915,6 +915,7 @@ impl Session {
                     size: msg.len() as u64,
                     env_from: &env_from,
                     env_to: &r.addr,
+                    raw: &msg,
                 };
                 let mut plan = filter.plan(&rcpt, &sm, id);
                 if let Some(reason) = &plan.reject {

@@ -475,6 +475,7 @@ keep;"#,
             size: 10,
             env_from: "a@b",
             env_to: "u7+f@x",
+            raw: b"Subject: x\r\n\r\n",
         };
         let ns = crate::store::names::Namespace::new(false, false, "u7", false, "");
         let r = Recipient {

@@ -4,12 +4,14 @@
 // one either.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(script) = mumail::sieve::parse(data) {
-        let fields = mumail::mail::mime::fields(b"From: a <a@example.com>\r\nTo: u+x@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?= re: 1\r\nX-Score: 12\r\n\r\n");
+        let raw: &[u8] = b"From: a <a@example.com>\r\nTo: u+x@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?= re: 1\r\nX-Score: 12\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--b--\r\n";
+        let fields = mumail::mail::mime::fields(raw);
         let msg = mumail::sieve::Message {
             fields: &fields,
             size: 4096,
             env_from: "s@example.net",
             env_to: "u+x@example.org",
+            raw,
         };
         let _ = mumail::sieve::run(&script, &msg);
     }
