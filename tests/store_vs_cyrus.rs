@@ -2585,6 +2585,9 @@ b64 = 'Content-Type: multipart/mixed; boundary=bb\r\n'
 lmtp('b64 text', extra=b64, body='--bb\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nc2VjcmV0LXdvcmQgaGVyZQ==\r\n--bb--')
 lmtp('b64 attachment', extra=b64, body='--bb\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nc2VjcmV0LXdvcmQgaGVyZQ==\r\n--bb--')
 lmtp('raw', body='a rawtoken here')
+lmtp('mkbox')
+lmtp('mkbox missing')
+lmtp('mbx')
 lmtp('alternative', extra='Content-Type: multipart/alternative; boundary=aa\r\n', body='--aa\r\nContent-Type: text/plain\r\n\r\nplain\r\n--aa\r\nContent-Type: text/html\r\n\r\n<b>htmlword</b>\r\n--aa--')
 lmtp('away')
 lmtp('away')
@@ -2608,7 +2611,8 @@ lmtp('away2', rcpt='u7@example.org', frm='sixth@example.org')
 lmtp('away3', rcpt='u7@example.org', frm='Sixth@example.org', extra='References: <r1@x> <r2@x>\r\n')
 lmtp('away3', frm='u7@example.org')
 lmtp('away4', frm='seventh@example.org')
-for mb in ['INBOX', 'INBOX.f1', 'INBOX.f2', 'INBOX.closed']:
+print(sorted(x.decode() for x in imap.list()[1]))
+for mb in ['INBOX', 'INBOX.f1', 'INBOX.f2', 'INBOX.closed', 'INBOX.made.deep']:
     imap.select(mb, readonly=True)
     t, d = imap.fetch('1:*', '(FLAGS BODY.PEEK[HEADER])')
     for x in d:
@@ -2656,7 +2660,14 @@ while True:
 
 /// The Sieve script of `sieve_as_real_cyrus`.
 const SIEVE_SCRIPT: &str = r#"require ["fileinto", "reject", "imap4flags", "copy", "envelope", "subaddress",
-         "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body"];
+         "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox"];
+if header :is "subject" "mkbox" { fileinto :create "INBOX.made.deep"; stop; }
+if header :is "subject" "mkbox missing" { fileinto "INBOX.made2"; stop; }
+if header :is "subject" "mbx" {
+  if mailboxexists "INBOX.f1" { addflag "f1there"; }
+  if mailboxexists "INBOX.closed" { addflag "closedtoo"; }
+  keep; stop;
+}
 if body :text :contains "secret-word" { fileinto "INBOX.f1"; stop; }
 if body :raw :contains "rawtoken" { addflag "raw"; keep; stop; }
 if body :content "text/html" :contains "htmlword" { addflag "html"; keep; stop; }
@@ -2778,6 +2789,7 @@ fn sieve_as_real_cyrus() {
     let b = python(SIEVE_RUN, &[cyrus.lmtp_sock.to_str().unwrap(), &cyrus.imap_port.to_string()]);
     let b_sent = sent_text();
     assert!(a.contains("INBOX.f1 ['Subject: tofolder'] ()"), "{a}");
+    assert!(a.contains("INBOX.made.deep ['Subject: mkbox'] ()"), "{a}");
     for (x, y) in a.lines().zip(b.lines()) {
         assert_eq!(x, y, "first difference (ours, then Cyrus)");
     }

@@ -6,8 +6,8 @@
 //! does it.
 //!
 //! Extensions: fileinto, reject, ereject, envelope, imap4flags, copy,
-//! subaddress, relational, regex, vacation, vacation-seconds, body and the
-//! three comparators.  Not `fileinto :create` (`mailbox`) yet.
+//! subaddress, relational, regex, vacation, vacation-seconds, body, mailbox
+//! (`fileinto :create`, `mailboxexists`) and the three comparators.
 
 mod parse;
 
@@ -106,6 +106,8 @@ pub enum Test {
         keys: Vec<String>,
     },
     Exists(Vec<String>),
+    /// RFC 5490: each named mailbox exists and takes the user's mail.
+    MailboxExists(Vec<String>),
     Size {
         over: bool,
         limit: u64,
@@ -173,6 +175,9 @@ pub struct Message<'a> {
     pub env_to: &'a str,
     /// The whole message, for `body`.
     pub raw: &'a [u8],
+    /// Whether the user may file into a mailbox (by its name in the
+    /// script), for `mailboxexists`.
+    pub may_file: &'a dyn Fn(&str) -> bool,
 }
 
 /// What a script decided, in order.  A `Keep` is the user's INBOX (or the
@@ -336,6 +341,7 @@ impl State {
             Test::AllOf(l) => l.iter().all(|t| self.test(t, msg)),
             Test::AnyOf(l) => l.iter().any(|t| self.test(t, msg)),
             Test::Exists(hs) => hs.iter().all(|h| msg.fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(h))),
+            Test::MailboxExists(names) => names.iter().all(|n| (msg.may_file)(n)),
             Test::Size { over, limit } => {
                 if *over {
                     msg.size > *limit
@@ -588,6 +594,7 @@ mod tests {
                 env_from: "sender@example.org",
                 env_to: to,
                 raw: header.as_bytes(),
+                may_file: &|_| false,
             },
         )
         .unwrap()
@@ -627,6 +634,28 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
         assert_eq!(outcome(s, h, "u7@x"), vec![Action::Discard]);
         let h = "From: b@other.org\r\nX-Spam-Score: 9\r\nSubject: RE: abcx\r\n\r\n";
         assert_eq!(outcome(s, h, "u7@x"), vec![keep(&["\\Answered"])]);
+    }
+
+    /// RFC 5490: every mailbox named must exist (the real Cyrus 3.6 says
+    /// true when one of them does).
+    #[test]
+    fn mailboxexists_wants_them_all() {
+        let s = parse(b"require \"mailbox\";\nif mailboxexists [\"a\", \"b\"] { discard; }").unwrap();
+        let f = crate::mail::mime::fields(b"Subject: x\r\n\r\n");
+        let with = |known: &[&str]| {
+            let may = |m: &str| known.contains(&m);
+            let m = Message {
+                fields: &f,
+                size: 1,
+                env_from: "",
+                env_to: "u",
+                raw: b"",
+                may_file: &may,
+            };
+            run(&s, &m).unwrap()
+        };
+        assert_eq!(with(&["a", "b"]), vec![Action::Discard]);
+        assert_eq!(with(&["a"]), vec![keep(&[])]);
     }
 
     #[test]
@@ -676,6 +705,7 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 env_from: "",
                 env_to: "u",
                 raw: h.as_bytes(),
+                may_file: &|_| false,
             };
             run(&s, &m)
         };

@@ -393,6 +393,7 @@ pub const EXTENSIONS: &[&str] = &[
     "vacation",
     "vacation-seconds",
     "body",
+    "mailbox",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -858,6 +859,13 @@ impl Checker {
                 let h = a.strs("header list")?;
                 a.done()?;
                 Test::Exists(h)
+            }
+            "mailboxexists" => {
+                self.need("mailbox", line, "mailboxexists")?;
+                let mut a = self.args(&mut g)?;
+                let names = a.strs("mailbox list")?;
+                a.done()?;
+                Test::MailboxExists(names)
             }
             "size" => {
                 let mut a = self.args(&mut g)?;

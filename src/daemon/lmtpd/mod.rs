@@ -916,6 +916,7 @@ impl Session {
                     env_from: &env_from,
                     env_to: &r.addr,
                     raw: &msg,
+                    may_file: &|_| false,
                 };
                 let mut plan = filter.plan(&rcpt, &sm, id);
                 if let Some(reason) = &plan.reject {

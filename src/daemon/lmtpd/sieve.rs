@@ -110,7 +110,24 @@ impl Filter {
                     &cfg.defaultdomain,
                 );
                 let open = |name: &str| matches!(store.lookup(name), Ok(Some(e)) if super::acl_allows(&e.acl, &["anyone", r.userid], 'p'));
-                let p = plan(&script, msg, r, &ns, open);
+                let may_file = |ext: &str| ns.to_internal(ext).is_ok_and(|n| open(&n));
+                let msg = sieve::Message {
+                    may_file: &may_file,
+                    ..*msg
+                };
+                // `fileinto :create`: made as a CREATE would make it (the
+                // levels above too, told to the MUPDATE master).
+                let create = |name: &str| match store.create_path(name, None) {
+                    Ok(_) => {
+                        self.log.info(&format!("sieve: created {name} for {}", r.userid));
+                        open(name)
+                    }
+                    Err(e) => {
+                        self.log.error(&format!("sieve: fileinto :create {name} for {}: {e}", r.userid));
+                        false
+                    }
+                };
+                let p = plan(&script, &msg, r, &ns, open, create);
                 for n in &p.notes {
                     self.log.info(&format!("{n} id {id}"));
                 }
@@ -193,7 +210,8 @@ pub fn plan(
     msg: &sieve::Message<'_>,
     r: &Recipient<'_>,
     ns: &crate::store::names::Namespace,
-    mut open: impl FnMut(&str) -> bool,
+    open: impl Fn(&str) -> bool,
+    mut create: impl FnMut(&str) -> bool,
 ) -> Plan {
     let mut p = Plan::default();
     let actions = match sieve::run(script, msg) {
@@ -223,8 +241,12 @@ pub fn plan(
                     add(&mut p.deliveries, r.keep, flags);
                 }
             }
-            Action::FileInto { mailbox, flags, .. } => match ns.to_internal(&mailbox) {
-                Ok(name) if open(&name) => add(&mut p.deliveries, &name, flags),
+            Action::FileInto {
+                mailbox,
+                flags,
+                create: make,
+            } => match ns.to_internal(&mailbox) {
+                Ok(name) if open(&name) || (make && create(&name)) => add(&mut p.deliveries, &name, flags),
                 _ => fail(
                     &flags,
                     format!("fileinto {mailbox}: mailbox does not exist or permission denied"),
@@ -476,6 +498,7 @@ keep;"#,
             env_from: "a@b",
             env_to: "u7+f@x",
             raw: b"Subject: x\r\n\r\n",
+            may_file: &|_| false,
         };
         let ns = crate::store::names::Namespace::new(false, false, "u7", false, "");
         let r = Recipient {
@@ -484,7 +507,7 @@ keep;"#,
             keep: "user.u7.f",
             keep_refused: true,
         };
-        let p = plan(&s, &m, &r, &ns, |n| n == "user.u7.there");
+        let p = plan(&s, &m, &r, &ns, |n| n == "user.u7.there", |_| false);
         assert_eq!(
             p.deliveries,
             vec![

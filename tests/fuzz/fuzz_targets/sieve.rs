@@ -12,6 +12,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             env_from: "s@example.net",
             env_to: "u+x@example.org",
             raw,
+            may_file: &|m| m.len() % 2 == 0,
         };
         let _ = mumail::sieve::run(&script, &msg);
     }
