@@ -445,15 +445,8 @@ fn body_values(raw: &[u8], t: &BodyTransform) -> Vec<String> {
         if !wanted {
             continue;
         }
-        let dec = crate::proto::imap::render::decode_body(raw, part).unwrap_or_else(|| part.body(raw).to_vec());
-        let latin = part.ctype.param("charset").is_some_and(|c| {
-            c.eq_ignore_ascii_case("iso-8859-1") || c.eq_ignore_ascii_case("windows-1252") || c.eq_ignore_ascii_case("latin1")
-        });
-        out.push(if latin {
-            dec.iter().map(|&b| b as char).collect()
-        } else {
-            String::from_utf8_lossy(&dec).into_owned()
-        });
+        let text = crate::proto::imap::render::decode_text(raw, part).unwrap_or_else(|| part.body(raw).to_vec());
+        out.push(String::from_utf8_lossy(&text).into_owned());
     }
     out
 }

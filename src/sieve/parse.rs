@@ -258,15 +258,28 @@ impl Parser {
         }
     }
 
-    fn command(&mut self, depth: usize) -> Result<Generic, ParseError> {
+    /// A command's or a test's name and arguments (`what` names which,
+    /// and `nested` how too deep a nesting is called, for errors).
+    fn head(&mut self, depth: usize, what: &str, nested: &str) -> Result<Generic, ParseError> {
         if depth > MAX_DEPTH {
-            return err(self.line(), "blocks nested too deep");
+            return err(self.line(), format!("{nested} nested too deep"));
         }
         let line = self.line();
         let Some(Tok::Ident(name)) = self.next() else {
-            return err(line, "syntax error, expecting a command");
+            return err(line, format!("syntax error, expecting a {what}"));
         };
         let (args, tests) = self.arguments(depth)?;
+        Ok(Generic {
+            name,
+            line,
+            args,
+            tests,
+            block: None,
+        })
+    }
+
+    fn command(&mut self, depth: usize) -> Result<Generic, ParseError> {
+        let mut g = self.head(depth, "command", "blocks")?;
         let block = if self.punct(b';') {
             None
         } else if self.punct(b'{') {
@@ -282,13 +295,8 @@ impl Parser {
                 None => err(l, "syntax error, missing ';'"),
             };
         };
-        Ok(Generic {
-            name,
-            line,
-            args,
-            tests,
-            block,
-        })
+        g.block = block;
+        Ok(g)
     }
 
     fn arguments(&mut self, depth: usize) -> Result<(Vec<Arg>, Vec<Generic>), ParseError> {
@@ -351,21 +359,7 @@ impl Parser {
     }
 
     fn test(&mut self, depth: usize) -> Result<Generic, ParseError> {
-        if depth > MAX_DEPTH {
-            return err(self.line(), "tests nested too deep");
-        }
-        let line = self.line();
-        let Some(Tok::Ident(name)) = self.next() else {
-            return err(line, "syntax error, expecting a test");
-        };
-        let (args, tests) = self.arguments(depth)?;
-        Ok(Generic {
-            name,
-            line,
-            args,
-            tests,
-            block: None,
-        })
+        self.head(depth, "test", "tests")
     }
 }
 

@@ -245,15 +245,7 @@ fn body_text_matches(data: &[u8], needle: &str) -> bool {
             }
         }
         if part.children.is_empty() && part.message.is_none() {
-            if let Some(dec) = render::decode_body(data, part) {
-                let latin = part.ctype.param("charset").is_some_and(|c| {
-                    c.eq_ignore_ascii_case("iso-8859-1") || c.eq_ignore_ascii_case("windows-1252") || c.eq_ignore_ascii_case("latin1")
-                });
-                let text: Vec<u8> = if latin {
-                    dec.iter().map(|&b| b as char).collect::<String>().into_bytes()
-                } else {
-                    dec
-                };
+            if let Some(text) = render::decode_text(data, part) {
                 if contains_ci(&text, needle.as_bytes()) {
                     return true;
                 }

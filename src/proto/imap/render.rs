@@ -359,6 +359,21 @@ pub fn decode_body(msg: &[u8], part: &Part) -> Option<Vec<u8>> {
     }
 }
 
+/// A leaf part's text for searching and Sieve's `body`: its transfer
+/// encoding undone, Latin-1 (and windows-1252) read as such into UTF-8;
+/// None for an unknown encoding.
+pub fn decode_text(msg: &[u8], part: &Part) -> Option<Vec<u8>> {
+    let dec = decode_body(msg, part)?;
+    let latin = part.ctype.param("charset").is_some_and(|c| {
+        c.eq_ignore_ascii_case("iso-8859-1") || c.eq_ignore_ascii_case("windows-1252") || c.eq_ignore_ascii_case("latin1")
+    });
+    Some(if latin {
+        dec.iter().map(|&b| b as char).collect::<String>().into_bytes()
+    } else {
+        dec
+    })
+}
+
 fn base64_decode(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let mut acc = 0u32;
