@@ -149,6 +149,8 @@ const LAYOUT: &[(&str, &[&str])] = &[
             "/usr/libexec/mumail/imapd",
             "/usr/libexec/mumail/pop3d",
             "/usr/libexec/mumail/lmtpd",
+            "/usr/libexec/mumail/timsieved",
+            "/usr/share/man/man8/timsieved.8.gz",
             "/usr/libexec/mumail/quota",
             "/usr/sbin/ctl_mboxlist",
             "/usr/sbin/cyr_deny",
@@ -311,7 +313,7 @@ fn rpms_build_lint_install_and_run() {
     assert!(defaults.contains("\nmail_owner = postfix\n"), "postconf -d");
     let v = run(Command::new(r.join("usr/sbin/saslauthd")).arg("-v"));
     assert!(v.starts_with("saslauthd 2.1.28"), "{v}");
-    for d in ["imapd", "pop3d", "lmtpd", "proxyd", "lmtpproxyd", "pop3proxyd"] {
+    for d in ["imapd", "pop3d", "lmtpd", "timsieved", "proxyd", "lmtpproxyd", "pop3proxyd"] {
         let u = run(Command::new(r.join("usr/libexec/mumail").join(d)).arg("-h"));
         assert!(u.starts_with(&format!("usage: {d} [-C alt_config]")), "{d} -h: {u}");
     }

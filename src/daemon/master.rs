@@ -28,6 +28,7 @@ const OURS: &[&str] = &[
     "imapd",
     "lmtpd",
     "pop3d",
+    "timsieved",
     "saslauthd",
     "cyr_expire",
     "ipurge",

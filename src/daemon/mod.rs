@@ -18,3 +18,4 @@ pub mod qmgr;
 pub mod saslauthd;
 pub mod saslauthd_client;
 pub mod smtpd;
+pub mod timsieved;

@@ -4,6 +4,7 @@
 pub mod dlist;
 pub mod imap;
 pub mod lmtp;
+pub mod managesieve;
 pub mod milter;
 pub mod mupdate;
 pub mod saslauthd;

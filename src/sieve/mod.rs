@@ -11,7 +11,7 @@
 
 mod parse;
 
-pub use parse::{parse, ParseError, EXTENSIONS};
+pub use parse::{parse, parse_with, ParseError, EXTENSIONS};
 
 #[derive(Debug)]
 pub struct Script {
@@ -669,7 +669,10 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
     fn bad_scripts_name_the_line() {
         let e = |s: &str| parse(s.as_bytes()).unwrap_err().to_string();
         assert_eq!(e("keep;\nfileinto \"x\";"), "line 2: fileinto requires \"fileinto\"");
-        assert_eq!(e("require \"nosuch\";"), "line 1: Unsupported feature in require line: nosuch");
+        assert_eq!(
+            e("require \"nosuch\";"),
+            "line 1: Unsupported feature(s) in \"require\": \"nosuch\""
+        );
         assert_eq!(e("if true {\nkeep;\n"), "line 2: missing '}'");
         assert_eq!(e("keep\n"), "line 1: syntax error, missing ';'");
         assert_eq!(e("elsif true { keep; }"), "line 1: elsif without if");

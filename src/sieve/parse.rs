@@ -395,6 +395,12 @@ pub const EXTENSIONS: &[&str] = &[
 
 /// Parses and checks a script.
 pub fn parse(src: &[u8]) -> Result<Script, ParseError> {
+    parse_with(src, &|_| true)
+}
+
+/// Parses and checks a script that may `require` only the extensions
+/// `allowed` says yes to (of those we have; `sieve_extensions`).
+pub fn parse_with(src: &[u8], allowed: &dyn Fn(&str) -> bool) -> Result<Script, ParseError> {
     let toks = lex(src)?;
     let last_line = toks.last().map_or(1, |t| t.1);
     let mut p = Parser { toks, pos: 0, last_line };
@@ -402,6 +408,7 @@ pub fn parse(src: &[u8]) -> Result<Script, ParseError> {
     let mut c = Checker {
         requires: Vec::new(),
         requires_done: false,
+        allowed,
     };
     let cmds = c.block(generic)?;
     Ok(Script {
@@ -410,9 +417,10 @@ pub fn parse(src: &[u8]) -> Result<Script, ParseError> {
     })
 }
 
-struct Checker {
+struct Checker<'a> {
     requires: Vec<String>,
     requires_done: bool,
+    allowed: &'a dyn Fn(&str) -> bool,
 }
 
 /// Tagged arguments and positional ones of a command or test, taken as
@@ -483,7 +491,7 @@ fn tag_takes_value(t: &str) -> bool {
     )
 }
 
-impl Checker {
+impl Checker<'_> {
     fn need(&self, ext: &str, line: usize, what: &str) -> Result<(), ParseError> {
         if self.requires.iter().any(|r| r == ext) {
             Ok(())
@@ -543,14 +551,18 @@ impl Checker {
                         return err(line, "require must come before any other command");
                     }
                     let mut a = self.args(&mut g)?;
+                    let mut unsupported = Vec::new();
                     for ext in a.strs("extension list")? {
                         let ext = ext.to_ascii_lowercase();
-                        if !EXTENSIONS.contains(&ext.as_str()) {
-                            return err(line, format!("Unsupported feature in require line: {ext}"));
-                        }
-                        if !self.requires.contains(&ext) {
+                        if !EXTENSIONS.contains(&ext.as_str()) || !(self.allowed)(&ext) {
+                            unsupported.push(format!("\"{ext}\""));
+                        } else if !self.requires.contains(&ext) {
                             self.requires.push(ext);
                         }
+                    }
+                    // Cyrus 3.6's words.
+                    if !unsupported.is_empty() {
+                        return err(line, format!("Unsupported feature(s) in \"require\": {}", unsupported.join(", ")));
                     }
                     a.done()?;
                     continue;

@@ -31,6 +31,7 @@ pub mod ops;
 pub mod placement;
 mod readahead;
 pub mod reconstruct;
+pub mod sievedir;
 mod userdata;
 pub mod userdeny;
 pub mod xfer;

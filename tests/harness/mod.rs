@@ -504,7 +504,7 @@ impl Backend {
         let base = format!(
             "configdirectory: {d}/conf\npartition-default: {d}/spool\nservername: backend1\nhashimapspool: yes\n\
              allowplaintext: yes\nsasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: {}\nadmins: md5u\n\
-             lmtpsocket: {d}/conf/socket/lmtp\nautocreate_quota: 0\n",
+             lmtpsocket: {d}/conf/socket/lmtp\nautocreate_quota: 0\nsievedir: {d}/sieve\n",
             run.join("mux").display()
         );
         std::fs::write(&conf, merge_conf(&base, extra_conf)).unwrap();
@@ -551,17 +551,28 @@ impl Backend {
 
     /// pop3d on a new port (kept until the backend is dropped); the port.
     pub fn start_pop3d(&mut self) -> u16 {
+        self.start_daemon("pop3d")
+    }
+
+    /// timsieved (ManageSieve) on a new port; the port.
+    pub fn start_timsieved(&mut self) -> u16 {
+        self.start_daemon("timsieved")
+    }
+
+    /// One of our daemons on a new port, logging to `<prog>.log` (kept
+    /// until the backend is dropped); the port.
+    pub fn start_daemon(&mut self, prog: &str) -> u16 {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("pop3d.log"))
+            .open(self.dir.join(format!("{prog}.log")))
             .unwrap();
-        let mut cmd = Command::new(bin("pop3d"));
+        let mut cmd = Command::new(bin(prog));
         cmd.args(["-C", self.conf.to_str().unwrap(), "-L", &format!("127.0.0.1:{port}")])
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        self.extra.push(Proc::spawn("pop3d", &mut cmd));
+        self.extra.push(Proc::spawn(prog, &mut cmd));
         wait_tcp(port);
         port
     }
@@ -701,6 +712,8 @@ pub struct CyrusServer {
     pub lmtp_sock: PathBuf,
     /// lmtpd on TCP too (clients must authenticate there).
     pub lmtp_port: u16,
+    /// timsieved (ManageSieve).
+    pub sieve_port: u16,
 }
 
 pub const CYRUS_MASTER: &str = "/usr/lib/cyrus/bin/master";
@@ -716,6 +729,7 @@ impl CyrusServer {
         let iport = free_port();
         let pport = free_port();
         let lport = free_port();
+        let sport = free_port();
         let c = dir.display();
         std::fs::write(
             dir.join("imapd.conf"),
@@ -733,7 +747,8 @@ impl CyrusServer {
                 "START {{\n  recover cmd=\"ctl_cyrusdb -C {c}/imapd.conf -r\"\n}}\nSERVICES {{\n  imap cmd=\"imapd -C {c}/imapd.conf\" listen=\"127.0.0.1:{iport}\" prefork=0 maxchild=20000\n  \
                  lmtpunix cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"{c}/run/lmtp.sock\" prefork=0 maxchild=100\n  \
                  pop3 cmd=\"pop3d -C {c}/imapd.conf\" listen=\"127.0.0.1:{pport}\" prefork=0 maxchild=100\n  \
-                 lmtp cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"127.0.0.1:{lport}\" prefork=0 maxchild=100\n}}\n"
+                 lmtp cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"127.0.0.1:{lport}\" prefork=0 maxchild=100\n  \
+                 sieve cmd=\"timsieved -C {c}/imapd.conf\" listen=\"127.0.0.1:{sport}\" prefork=0 maxchild=100\n}}\n"
             ),
         )
         .unwrap();
@@ -751,6 +766,7 @@ impl CyrusServer {
         wait_tcp(iport);
         wait_tcp(pport);
         wait_tcp(lport);
+        wait_tcp(sport);
         let lmtp_sock = dir.join("run/lmtp.sock");
         wait_for("cyrus lmtp socket", Duration::from_secs(20), || lmtp_sock.exists());
         CyrusServer {
@@ -759,6 +775,7 @@ impl CyrusServer {
             pop3_port: pport,
             lmtp_sock,
             lmtp_port: lport,
+            sieve_port: sport,
         }
     }
 }

@@ -17,20 +17,14 @@ pub const FAILED: &str = "$SieveFailed";
 /// The active script of the user whose INBOX is `inbox`: None without one;
 /// Err(reason) for one that cannot be read or does not compile.
 pub fn active(sievedir: &Path, inbox: &str, fulldirhash: bool) -> Option<Result<sieve::Script, String>> {
-    use std::io::Read;
-    let dir = crate::store::names::sieve_dir(sievedir, inbox, fulldirhash);
-    let link = std::fs::read_link(dir.join("defaultbc")).ok()?;
-    let name = link.file_name()?.to_string_lossy().into_owned();
-    let stem = name.strip_suffix(".bc").unwrap_or(&name);
-    let path = dir.join(format!("{stem}.script"));
-    let mut src = Vec::new();
-    let read = std::fs::File::open(&path).and_then(|f| f.take(MAX_SCRIPT + 1).read_to_end(&mut src));
-    if let Err(e) = read {
-        return Some(Err(format!("{}: {e}", path.display())));
-    }
-    if src.len() as u64 > MAX_SCRIPT {
-        return Some(Err(format!("{}: larger than {MAX_SCRIPT} bytes", path.display())));
-    }
+    let scripts = crate::store::sievedir::Scripts::of(sievedir, inbox, fulldirhash);
+    let name = scripts.active()?;
+    let path = scripts.dir().join(format!("{name}.script"));
+    let src = match scripts.get(&name, MAX_SCRIPT) {
+        Ok(Some(src)) => src,
+        Ok(None) => return Some(Err(format!("{}: No such file or directory", path.display()))),
+        Err(e) => return Some(Err(format!("{}: {e}", path.display()))),
+    };
     Some(sieve::parse(&src).map_err(|e| format!("{}: {e}", path.display())))
 }
 
