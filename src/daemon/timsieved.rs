@@ -149,6 +149,10 @@ impl Session {
                     text,
                 } => {
                     self.no(text).await?;
+                    if discard == u64::MAX {
+                        // A literal no client could send: the line is lost.
+                        return Ok(());
+                    }
                     self.skip(used, discard, to_eol).await?;
                     continue;
                 }

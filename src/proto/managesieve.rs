@@ -187,7 +187,7 @@ fn tokens(buf: &[u8], lim: Limits) -> Tokens {
                         }
                     }
                 };
-                if digits.is_empty() || !plus || digits.len() > 19 {
+                if digits.is_empty() || !plus {
                     // A synchronizing literal's client waits for a
                     // continuation that never comes; Cyrus answers at once.
                     return Tokens::Bad {

@@ -1,0 +1,173 @@
+//! timsieved with real ManageSieve clients: Cyrus's sieveshell uploads
+//! and activates a script that our lmtpd then runs at delivery; sivtest
+//! logs in; STARTTLS re-issues the capabilities; UTF-8 names, replacing
+//! a script at `sieve_maxscripts`, `allowplaintext: no`, and bounded
+//! reads of an over-long line and an over-size literal.  (The replies,
+//! command by command, are compared with the real Cyrus timsieved in
+//! store_vs_cyrus.rs.)
+
+mod harness;
+use harness::*;
+
+const SIEVESHELL: &str = "/usr/bin/sieveshell";
+const SIVTEST: &str = "/usr/lib/cyrus/bin/sivtest";
+
+const SCRIPT: &str = "require [\"fileinto\", \"mailbox\"];\r\n\
+                      if header :contains \"subject\" \"sieve\" { fileinto :create \"Filtered\"; }\r\n";
+
+/// LMTP deliveries on the socket (argv[1]), then each folder's subjects
+/// over IMAP (argv[2]).
+const DELIVER_AND_LOOK: &str = r#"
+import smtplib, imaplib, sys
+imaplib.IMAP4('127.0.0.1', int(sys.argv[2])).login('u7', 'testpw')
+l = smtplib.LMTP(sys.argv[1])
+for subj in ['a sieve test', 'other']:
+    l.sendmail('from@example.org', ['u7'], 'From: from@example.org\r\nSubject: %s\r\n\r\nbody\r\n' % subj)
+l.quit()
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[2])); M.login('u7', 'testpw')
+for box in ['INBOX', 'Filtered']:
+    typ, _ = M.select(box)
+    if typ != 'OK': print(box, 'missing'); continue
+    typ, d = M.fetch('1:*', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+    print(box, sorted(x[1].decode().strip() for x in d if isinstance(x, tuple)))
+"#;
+
+#[test]
+fn sieveshell_puts_a_script_that_lmtpd_runs() {
+    if !can_run("managesieve clients", &[SIEVESHELL, SIVTEST]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut b = Backend::start(d.path(), "");
+    let port = b.start_timsieved();
+    let server = format!("127.0.0.1:{port}");
+    std::fs::write(d.path().join("filter.sieve"), SCRIPT).unwrap();
+    let shell = |cmds: &str| {
+        let o = std::process::Command::new(SIEVESHELL)
+            .args(["-a", "u7", "-u", "u7", "-p", "testpw", "-e", cmds, &server])
+            .current_dir(d.path())
+            .output()
+            .unwrap();
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    let out = shell("put filter.sieve main\nput filter.sieve spare\nactivate main\nlist\n");
+    assert!(out.contains("main  <- active"), "{out}");
+    assert!(out.contains("spare"), "{out}");
+    // Where lmtpd (and Cyrus with legacy directories) finds it.
+    let ud = d.path().join("sieve/u/u7");
+    assert_eq!(std::fs::read_to_string(ud.join("main.script")).unwrap(), SCRIPT);
+    assert_eq!(std::fs::read_link(ud.join("defaultbc")).unwrap(), std::path::Path::new("main.bc"));
+    let got = python(DELIVER_AND_LOOK, &[b.lmtp_sock.to_str().unwrap(), &b.imap_port.to_string()]);
+    assert!(got.contains("INBOX ['Subject: other']"), "{got}");
+    assert!(got.contains("Filtered ['Subject: a sieve test']"), "{got}");
+    // A script that does not compile is refused with the parser's words
+    // (sieveshell prints them) and the stored one stays.
+    std::fs::write(d.path().join("broken.sieve"), "fileinto \"x\";\r\n").unwrap();
+    let out = shell("put broken.sieve main\nget main main.back\ndeactivate\ndelete spare\nlist\n");
+    assert!(out.contains("line 1: fileinto requires \"fileinto\""), "{out}");
+    assert_eq!(std::fs::read_to_string(d.path().join("main.back")).unwrap(), SCRIPT);
+    assert!(out.lines().any(|l| l.trim() == "main"), "{out}");
+    assert!(!out.contains("<- active") && !out.contains("spare"), "{out}");
+    assert!(!ud.join("defaultbc").exists());
+    // sivtest (Cyrus's ManageSieve test client) authenticates by PLAIN.
+    let out = run_client(
+        SIVTEST,
+        &["-a", "u7", "-w", "testpw", "-m", "PLAIN", "-p", &port.to_string(), "127.0.0.1"],
+        "LISTSCRIPTS\r\nLOGOUT\r\n",
+    );
+    assert!(out.contains("Authenticated."), "{out}");
+    assert!(out.contains("\"main\"\r\nOK") || out.contains("\"main\"\nOK"), "{out}");
+    let out = run_client(
+        SIVTEST,
+        &["-a", "u7", "-w", "wrong", "-m", "PLAIN", "-p", &port.to_string(), "127.0.0.1"],
+        "",
+    );
+    assert!(out.contains("NO \"Authentication Error\""), "{out}");
+}
+
+/// STARTTLS, UTF-8 names, replacing at the script limit, bounded reads.
+const SESSION: &str = r#"
+import socket, ssl, sys, base64, re
+port, ca = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(('127.0.0.1', port)); s.settimeout(20); f = s.makefile('rb')
+def resp():
+    out = []
+    while True:
+        l = f.readline()
+        m = re.search(rb'\{(\d+)\}\r\n$', l)
+        if m: l = l + f.read(int(m.group(1))) + f.readline()
+        if not l: out.append(b'<EOF>'); return out
+        out.append(l)
+        if re.match(rb'(OK|NO|BYE)', l): return out
+def cmd(c):
+    s.sendall(c); r = resp(); print('C:', repr(c[:40].split(b'\r')[0])); [print('S:', repr(x)) for x in r]
+print('greeting', resp())
+cmd(b'AUTHENTICATE "PLAIN" "' + base64.b64encode(b'\0u7\0testpw') + b'"\r\n')
+cmd(b'STARTTLS\r\n')
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(s, server_hostname='localhost'); f = s.makefile('rb')
+print('after tls', resp())
+cmd(b'AUTHENTICATE "PLAIN" "' + base64.b64encode(b'\0u7\0testpw') + b'"\r\n')
+cmd(b'STARTTLS\r\n')
+cmd(b'PUTSCRIPT {14+}\r\nvacances \xc3\xa9t\xc3\xa9 "keep;"\r\n')
+cmd(b'PUTSCRIPT "two" "stop;"\r\n')
+cmd(b'PUTSCRIPT "three" "stop;"\r\n')
+cmd(b'PUTSCRIPT "two" "discard;"\r\n')
+cmd(b'LISTSCRIPTS\r\n')
+cmd(b'GETSCRIPT "vacances \xc3\xa9t\xc3\xa9"\r\n')
+cmd(b'NOOP "' + b'a' * 200000 + b'"\r\n')
+cmd(b'PUTSCRIPT "big" {200000+}\r\n' + b'#' * 200000 + b'\r\n')
+cmd(b'GETSCRIPT "two"\r\n')
+cmd(b'PUTSCRIPT "x" {99999999999999999999999+}\r\n')
+cmd(b'LOGOUT\r\n')
+"#;
+
+#[test]
+fn starttls_utf8_names_and_bounded_reads() {
+    let d = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(d.path());
+    let extra = format!(
+        "allowplaintext: no\nsieve_maxscripts: 2\ntls_server_cert: {}\ntls_server_key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let mut b = Backend::start(&d.path().join("b"), &extra);
+    let port = b.start_timsieved();
+    let out = python(SESSION, &[&port.to_string(), ca.to_str().unwrap()]);
+    let expect = [
+        // Without TLS and allowplaintext: no, no mechanism is offered.
+        r#"greeting [b'"IMPLEMENTATION""#,
+        r#"b'"SASL" ""\r\n', b'"SIEVE""#,
+        r#"b'"STARTTLS"\r\n', b'"UNAUTHENTICATE"\r\n', b'OK\r\n']"#,
+        "C: b'AUTHENTICATE \"PLAIN\" \"AHU3AHRlc3Rwdw==\"'\nS: b'NO \"Authentication Error\"\\r\\n'",
+        "S: b'OK \"Begin TLS negotiation now\"\\r\\n'",
+        // RFC 5804 2.2: the capabilities again after TLS, with mechanisms
+        // and without STARTTLS.
+        r#"after tls [b'"IMPLEMENTATION""#,
+        r#"b'"SASL" "PLAIN LOGIN"\r\n'"#,
+        "C: b'AUTHENTICATE \"PLAIN\" \"AHU3AHRlc3Rwdw==\"'\nS: b'OK\\r\\n'",
+        "C: b'STARTTLS'\nS: b'NO \"TLS already active\"\\r\\n'",
+        // UTF-8 names as they are; replacing one at the limit is allowed.
+        "C: b'PUTSCRIPT \"three\" \"stop;\"'\nS: b'NO (QUOTA/MAXSCRIPTS) \"You are only allowed 2 scripts on this server\"\\r\\n'",
+        "C: b'PUTSCRIPT \"two\" \"discard;\"'\nS: b'OK\\r\\n'",
+        "S: b'\"two\"\\r\\n'\nS: b'\"vacances \\xc3\\xa9t\\xc3\\xa9\"\\r\\n'\nS: b'OK\\r\\n'",
+        "S: b'{5}\\r\\nkeep;\\r\\n'",
+        // An over-long line and over-size literals: one NO each, the
+        // session goes on.
+        "C: b'NOOP \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'\nS: b'NO \"Expected a command. Got something else.\"\\r\\n'",
+        "C: b'PUTSCRIPT \"big\" {200000+}'\nS: b'NO \"Did not specify legal script data length\"\\r\\n'",
+        "C: b'PUTSCRIPT \"x\" {99999999999999999999999+}'\nS: b'NO \"Did not specify legal script data length\"\\r\\n'",
+        "S: b'{8}\\r\\ndiscard;\\r\\n'",
+        // A literal no client could send ends the session.
+        "C: b'LOGOUT'\nS: b'<EOF>'",
+    ];
+    for e in expect {
+        assert!(out.contains(e), "missing {e}\n{out}");
+    }
+    let after_tls = out.split("after tls").nth(1).unwrap().lines().next().unwrap();
+    assert!(!after_tls.contains("STARTTLS"), "{out}");
+    let log = std::fs::read_to_string(d.path().join("b/timsieved.log")).unwrap();
+    assert!(log.contains("starttls: "), "{log}");
+    assert!(log.contains("login: localhost [127.0.0.1] u7 PLAIN User logged in"), "{log}");
+    assert!(!log.contains("testpw"), "{log}");
+}
