@@ -705,3 +705,70 @@ M.logout()
     assert!(out.contains("wrong b'Login failed: authentication failure'"), "{out}");
     assert!(out.contains("second b'Too many open connections (1 of 1 for u7)'"), "{out}");
 }
+
+/// ManageSieve on the front end: with `sieve_allowreferrals` (Cyrus's
+/// default) the login is checked and the next command is referred to the
+/// user's back end, as a Cyrus front end does; without, the front end
+/// proxies the session there, and sieveshell's scripts land with each
+/// user's INBOX.
+#[test]
+fn sieve_through_the_front_end() {
+    if !can_run("sieveshell", &["/usr/bin/sieveshell"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mu = Murder::start(t.path());
+    let (_referring, rport) = mu.front("timsieved", &[]);
+    let session = r#"
+import socket, sys, base64
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); f = s.makefile('rb')
+def upto_ok():
+    out = []
+    while True:
+        l = f.readline(); out.append(l)
+        if not l or l.startswith(b'OK') or l.startswith(b'NO') or l.startswith(b'BYE'): return out
+print(upto_ok())
+for user, pw in [(b'u7', b'wrong'), (b'u7', b'testpw')]:
+    s.sendall(b'AUTHENTICATE "PLAIN" "' + base64.b64encode(b'\0' + user + b'\0' + pw) + b'"\r\n'); print(upto_ok())
+s.sendall(b'LISTSCRIPTS\r\n'); print(upto_ok()); print(f.readline())
+"#;
+    let out = python(session, &[&rport.to_string()]);
+    assert!(out.contains("Cyrus timsieved (Murder)"), "{out}");
+    assert!(out.contains("[b'NO \"Authentication Error\"\\r\\n']\n[b'OK\\r\\n']"), "{out}");
+    assert!(
+        out.contains("[b'BYE (REFERRAL \"sieve://127.0.0.2\") \"Try Remote.\"\\r\\n']\nb''"),
+        "{out}"
+    );
+    // Proxied.
+    let mut c = std::fs::read_to_string(&mu.fe.conf).unwrap();
+    c.push_str("sieve_allowreferrals: no\n");
+    std::fs::write(&mu.fe.conf, c).unwrap();
+    let (_proxy, pport) = mu.front("timsieved", &[]);
+    std::fs::write(t.path().join("s.sieve"), "require \"fileinto\";\r\nfileinto \"INBOX.x\";\r\n").unwrap();
+    for user in ["u7", "yes1"] {
+        let o = std::process::Command::new("/usr/bin/sieveshell")
+            .args([
+                "-a",
+                user,
+                "-u",
+                user,
+                "-p",
+                "testpw",
+                "-e",
+                "put s.sieve main\nactivate main\nlist\n",
+            ])
+            .arg(format!("127.0.0.1:{pport}"))
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(out.contains("main  <- active"), "{user}: {out}");
+    }
+    // Each user's script is with their INBOX: u7 on the first back end,
+    // yes1 on the second.
+    let on = |i: usize, user: &str| mu.backs[i].dir.join(format!("sieve/{}/{user}/main.script", &user[..1])).exists();
+    assert!(on(0, "u7") && !on(1, "u7"));
+    assert!(on(1, "yes1") && !on(0, "yes1"));
+    let log = std::fs::read_to_string(mu.backs[1].dir.join("timsieved-fe.log")).unwrap();
+    assert!(log.contains("yes1 PLAIN User logged in"), "{log}");
+}

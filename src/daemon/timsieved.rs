@@ -8,12 +8,23 @@
 //! parser first; `sieve_maxscripts`, `sieve_maxscriptsize` and
 //! `sieve_extensions` as in Cyrus.
 //!
+//! On a Murder front end (`mupdate_server` set, no `proxyservers`) the
+//! login is checked here and the user's scripts are on the back end of
+//! their INBOX: with `sieve_allowreferrals` (Cyrus's default) the next
+//! command is answered `BYE (REFERRAL "sieve://<back end>") "Try
+//! Remote."`, as Cyrus's front end does; without, the session is
+//! proxied there (logged in as `proxy_authname` for the user).
+//!
 //! Where Cyrus 3.6 errs, this does not: replacing a script is not refused
 //! for having `sieve_maxscripts` already, a renamed script leaves no
 //! stale bytecode, UTF-8 names are kept as they are, and a malformed
 //! line gets one NO (not one per token).
 
-use super::cyrus::Ctx;
+use super::cyrus::{Logins, ServerInfo};
+use super::front::Front;
+use super::peer_tls::PeerIo;
+use crate::config::cyrus::ImapdConf;
+use crate::log::Logger;
 use crate::mail::Secret;
 use crate::proto::managesieve::{self as ms, Command, Limits, Parsed};
 use crate::server::listen::Io;
@@ -24,7 +35,36 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 
 pub struct Timsieved {
-    pub ctx: Arc<Ctx>,
+    pub sh: Arc<Shared>,
+}
+
+/// What the sessions share, read once at start.
+pub struct Shared {
+    conf: ImapdConf,
+    log: Arc<Logger>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    server_info: ServerInfo,
+    logins: Logins,
+    /// The naming options (`unixhierarchysep`, `virtdomains`, ...) and
+    /// `configdirectory`: no store is opened.
+    names: crate::store::StoreConfig,
+    sievedir: std::path::PathBuf,
+    servername: String,
+    started: u64,
+    sessions: std::sync::atomic::AtomicU64,
+    /// A Murder front end's replica and back-end credentials.
+    front: Option<Arc<Front>>,
+}
+
+impl Shared {
+    fn session_id(&self) -> String {
+        let n = self.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        format!("{}-{}-{}-{n}", self.servername, self.started, std::process::id())
+    }
+
+    fn is_admin(&self, user: &str) -> bool {
+        self.conf.get("admins").unwrap_or("").split_whitespace().any(|a| a == user)
+    }
 }
 
 /// The extensions our Sieve runs, in Cyrus's order, and the
@@ -47,9 +87,8 @@ const EXTENSIONS: &[(&str, Option<&str>)] = &[
 ];
 
 /// The extensions `sieve_extensions` leaves on.
-fn enabled(ctx: &Ctx) -> Vec<&'static str> {
-    let conf: Vec<String> = ctx
-        .conf
+fn enabled(conf: &ImapdConf) -> Vec<&'static str> {
+    let conf: Vec<String> = conf
         .get("sieve_extensions")
         .unwrap_or("")
         .split_whitespace()
@@ -63,7 +102,7 @@ fn enabled(ctx: &Ctx) -> Vec<&'static str> {
 }
 
 struct Session {
-    ctx: Arc<Ctx>,
+    ctx: Arc<Shared>,
     r: ReadHalf<Box<dyn Io>>,
     w: BufWriter<WriteHalf<Box<dyn Io>>>,
     buf: Vec<u8>,
@@ -72,6 +111,8 @@ struct Session {
     host: crate::server::peer::ClientHost,
     sid: String,
     user: Option<User>,
+    /// A front end's answer to the command after the login.
+    referral: Option<String>,
     idle: Duration,
     lim: Limits,
     /// `sieve_maxscriptsize` in bytes.
@@ -83,7 +124,8 @@ struct Session {
 
 struct User {
     userid: String,
-    scripts: Scripts,
+    /// None on a front end (the scripts are on a back end).
+    scripts: Option<Scripts>,
     _slot: super::cyrus::LoginSlot,
 }
 
@@ -93,6 +135,8 @@ type IoResult = std::io::Result<()>;
 enum Next {
     Go,
     Close,
+    /// A front end logged in to the user's back end: join the two.
+    Proxy(tokio::io::BufReader<PeerIo>),
 }
 
 const AUTH_ERROR: &str = "NO \"Authentication Error\"";
@@ -101,19 +145,20 @@ impl crate::server::Service for Timsieved {
     async fn serve(self: Arc<Self>, conn: Conn) {
         let peer = conn.peer();
         let (r, w) = tokio::io::split(conn.into_io());
-        let c = &self.ctx.conf;
+        let c = &self.sh.conf;
         let max_size = (c.get_int("sieve_maxscriptsize").max(1) as u64).saturating_mul(1024);
         let lit = max_size.min(64 << 20) as usize;
         let mut s = Session {
-            ctx: self.ctx.clone(),
+            ctx: self.sh.clone(),
             r,
             w: BufWriter::new(w),
             buf: Vec::new(),
             tls: false,
             ssf: 0,
             host: crate::server::peer::ClientHost::new(&peer),
-            sid: self.ctx.session_id(),
+            sid: self.sh.session_id(),
             user: None,
+            referral: None,
             idle: Duration::from_secs(c.get_secs("timeout", 'm').unwrap_or(1800).max(60) as u64),
             lim: Limits {
                 line: lit + 8192,
@@ -121,19 +166,37 @@ impl crate::server::Service for Timsieved {
             },
             max_size,
             max_scripts: c.get_int("sieve_maxscripts").max(0) as usize,
-            extensions: enabled(&self.ctx),
+            extensions: enabled(&self.sh.conf),
         };
-        if let Err(e) = s.run().await {
-            if !matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::TimedOut) {
-                self.ctx.log.info(&format!("{}: {e}", s.host.get().await));
+        match s.run().await {
+            Ok(Some(backend)) => {
+                // The back end answers from here on; what the client sent
+                // after AUTHENTICATE goes first.
+                let Session { r, mut w, buf, .. } = s;
+                let _ = w.flush().await;
+                let mut backend = backend;
+                if !buf.is_empty() && backend.get_mut().write_all(&buf).await.is_err() {
+                    return;
+                }
+                let client = r.unsplit(w.into_inner());
+                super::front::pipe(client, backend, "BYE \"Lost connection to back end\"\r\n", b"BYE").await;
+            }
+            Ok(None) => {
+                let _ = s.w.flush().await;
+            }
+            Err(e) => {
+                if !matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::TimedOut) {
+                    self.sh.log.info(&format!("{}: {e}", s.host.get().await));
+                }
+                let _ = s.w.flush().await;
             }
         }
-        let _ = s.w.flush().await;
     }
 }
 
 impl Session {
-    async fn run(&mut self) -> IoResult {
+    /// The session, to its end or to a back end that takes it over.
+    async fn run(&mut self) -> std::io::Result<Option<tokio::io::BufReader<PeerIo>>> {
         self.capabilities().await?;
         loop {
             self.w.flush().await?;
@@ -151,7 +214,7 @@ impl Session {
                     self.no(text).await?;
                     if discard == u64::MAX {
                         // A literal no client could send: the line is lost.
-                        return Ok(());
+                        return Ok(None);
                     }
                     self.skip(used, discard, to_eol).await?;
                     continue;
@@ -161,8 +224,14 @@ impl Session {
                     value
                 }
             };
-            if let Next::Close = self.command(cmd).await? {
-                return Ok(());
+            if let Some(server) = self.referral.take() {
+                self.line(&format!("BYE (REFERRAL \"sieve://{server}\") \"Try Remote.\"")).await?;
+                return Ok(None);
+            }
+            match self.command(cmd).await? {
+                Next::Go => {}
+                Next::Close => return Ok(None),
+                Next::Proxy(b) => return Ok(Some(b)),
             }
         }
     }
@@ -229,9 +298,11 @@ impl Session {
     /// The capability lines and OK (the greeting, CAPABILITY, after
     /// STARTTLS).
     async fn capabilities(&mut self) -> IoResult {
+        // A front end says so, as Cyrus's: "Cyrus timsieved (Murder) ...".
+        let murder = if self.ctx.front.is_some() { " (Murder)" } else { "" };
         let implementation = match self.ctx.server_info {
-            super::cyrus::ServerInfo::On => format!("Cyrus timsieved {}", super::lmtpd::CYRUS_VERSION),
-            _ => "Cyrus timsieved".to_string(),
+            ServerInfo::On => format!("Cyrus timsieved{murder} {}", super::lmtpd::CYRUS_VERSION),
+            _ => format!("Cyrus timsieved{murder}"),
         };
         let mut out = format!("\"IMPLEMENTATION\" \"{implementation}\"\r\n\"VERSION\" \"1.0\"\r\n");
         if self.user.is_none() {
@@ -270,7 +341,7 @@ impl Session {
             }
             Command::StartTls => return self.starttls().await,
             Command::Authenticate { .. } if authed => self.no("Already authenticated").await?,
-            Command::Authenticate { mech, initial } => self.authenticate(&mech, initial).await?,
+            Command::Authenticate { mech, initial } => return self.authenticate(&mech, initial).await,
             _ if !authed => self.no("Authenticate first").await?,
             Command::Unauthenticate => {
                 self.user = None;
@@ -315,7 +386,10 @@ impl Session {
         let Some(user) = &self.user else {
             return self.no("Authenticate first").await;
         };
-        let dir = user.scripts.dir().to_path_buf();
+        let Some(scripts) = &user.scripts else {
+            return self.no("Authenticate first").await;
+        };
+        let dir = scripts.dir().to_path_buf();
         let (max_size, max_scripts) = (self.max_size, self.max_scripts);
         let name_of = |n: &[u8]| sievedir::valid_name(n).map(str::to_string);
         // Checked before the blocking work, which needs no parser.
@@ -477,15 +551,15 @@ impl Session {
         }
     }
 
-    async fn authenticate(&mut self, mech: &str, initial: Option<Vec<u8>>) -> IoResult {
+    async fn authenticate(&mut self, mech: &str, initial: Option<Vec<u8>>) -> std::io::Result<Next> {
         let usable = self.plaintext_ok() && super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf);
         if !usable || !matches!(mech, "PLAIN" | "LOGIN") {
-            return self.line(AUTH_ERROR).await;
+            return self.refuse(AUTH_ERROR).await;
         }
         let initial = match initial {
             Some(i) => match crate::util::base64_decode(&String::from_utf8_lossy(&i)) {
                 Some(d) => Some(d),
-                None => return self.line(AUTH_ERROR).await,
+                None => return self.refuse(AUTH_ERROR).await,
             },
             None => None,
         };
@@ -494,12 +568,12 @@ impl Session {
                 Some(r) => r,
                 None => match self.challenge(b"").await? {
                     Some(r) => r,
-                    None => return self.line(AUTH_ERROR).await,
+                    None => return self.refuse(AUTH_ERROR).await,
                 },
             };
             let parts: Vec<&[u8]> = resp.split(|&b| b == 0).collect();
             let [z, c, p] = parts[..] else {
-                return self.line(AUTH_ERROR).await;
+                return self.refuse(AUTH_ERROR).await;
             };
             (
                 String::from_utf8_lossy(z).into_owned(),
@@ -511,18 +585,18 @@ impl Session {
                 Some(u) => u,
                 None => match self.challenge(b"Username:").await? {
                     Some(u) => u,
-                    None => return self.line(AUTH_ERROR).await,
+                    None => return self.refuse(AUTH_ERROR).await,
                 },
             };
             let Some(pass) = self.challenge(b"Password:").await? else {
-                return self.line(AUTH_ERROR).await;
+                return self.refuse(AUTH_ERROR).await;
             };
             (String::new(), String::from_utf8_lossy(&user).into_owned(), pass)
         };
         self.login(&authz, &authc, Secret::new(pass), mech).await
     }
 
-    async fn login(&mut self, authz: &str, authc: &str, pass: Secret<Vec<u8>>, mech: &str) -> IoResult {
+    async fn login(&mut self, authz: &str, authc: &str, pass: Secret<Vec<u8>>, mech: &str) -> std::io::Result<Next> {
         let conf = &self.ctx.conf;
         let authc = super::cyrus::canon_userid(conf, authc);
         let user = if authz.is_empty() {
@@ -538,57 +612,174 @@ impl Session {
                 self.ctx.log.info(&format!(
                     "badlogin: {host} {mech} {authc} [SASL(-14): authorization failure: {user}]"
                 ));
-                return self.line(AUTH_ERROR).await;
+                return self.refuse(AUTH_ERROR).await;
             }
         }
-        match self.ctx.check_password(&authc, &pass).await {
+        match super::cyrus::check_password(&self.ctx.conf, "sieve", &authc, &pass).await {
             Ok(true) => {}
             Ok(false) => {
                 self.ctx.log.info(&super::cyrus::badlogin_line(&host, mech, &authc));
                 tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
-                return self.line(AUTH_ERROR).await;
+                return self.refuse(AUTH_ERROR).await;
             }
             Err(e) => {
                 self.ctx.log.warning(&format!("login: {host}: {e}"));
-                return self.line("NO (TRYLATER) \"Unable to check password\"").await;
+                return self.refuse("NO (TRYLATER) \"Unable to check password\"").await;
             }
         }
         let (ctx, who) = (self.ctx.clone(), user.clone());
-        if let Ok(Some(_)) = tokio::task::spawn_blocking(move || ctx.denied(&who, "sieve")).await {
+        let denied = move || {
+            let path = crate::store::userdeny::path(&ctx.names.configdir, ctx.conf.get("userdeny_db_path"));
+            crate::store::userdeny::check(&path, &who, "sieve")
+        };
+        if let Ok(Some(_)) = tokio::task::spawn_blocking(denied).await {
             self.ctx
                 .log
                 .info(&format!("badlogin: {host} {mech} {user} [user denied by cyr_deny]"));
-            return self.line(AUTH_ERROR).await;
+            return self.refuse(AUTH_ERROR).await;
         }
-        let cfg = &self.ctx.store.cfg;
+        let cfg = &self.ctx.names;
         let Ok(inbox) = crate::store::names::user_inbox(&user, cfg.unixhierarchysep, cfg.virtdomains, &cfg.defaultdomain) else {
-            return self.line(AUTH_ERROR).await;
+            return self.refuse(AUTH_ERROR).await;
         };
         let slot = match self.ctx.logins.admit(&self.ctx.conf, &user, &host) {
             Ok(s) => s,
-            Err(why) => return self.no(&format!("Too many open connections ({why})")).await,
+            Err(why) => return self.refuse(&format!("NO \"Too many open connections ({why})\"")).await,
         };
-        let sievedir = self.ctx.conf.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into());
-        let scripts = Scripts::of(std::path::Path::new(&sievedir), &inbox, cfg.fulldirhash);
+        let scripts = match &self.ctx.front {
+            None => Some(Scripts::of(&self.ctx.sievedir, &inbox, cfg.fulldirhash)),
+            Some(_) => None,
+        };
         self.ctx
             .log
             .info(&format!("login: {host} {user} {mech} User logged in SESSIONID=<{}>", self.sid));
+        if let Some(front) = self.ctx.front.clone() {
+            // The scripts are on the back end of the user's INBOX.
+            let server = match front.locate(&inbox).await {
+                Ok(Some((_, server))) => server,
+                Ok(None) => {
+                    self.ctx.log.info(&format!("sieve: {user}: no INBOX {inbox} in the mailbox list"));
+                    return self.refuse("NO \"Mailbox does not exist\"").await;
+                }
+                Err(e) => {
+                    self.ctx.log.warning(&format!("sieve: {user}: mailbox list: {e}"));
+                    return self.refuse("NO (TRYLATER) \"Mailbox list unavailable\"").await;
+                }
+            };
+            if self.ctx.conf.get_switch("sieve_allowreferrals") {
+                self.referral = Some(server);
+            } else {
+                match backend_login(&front, &server, &user).await {
+                    Ok(b) => {
+                        self.line("OK").await?;
+                        return Ok(Next::Proxy(b));
+                    }
+                    Err(e) => {
+                        self.ctx.log.warning(&format!("sieve: {user}: back end {server}: {e}"));
+                        return self.refuse("NO (TRYLATER) \"Back end unavailable\"").await;
+                    }
+                }
+            }
+        }
         self.user = Some(User {
             userid: user,
             scripts,
             _slot: slot,
         });
-        self.line("OK").await
+        self.line("OK").await?;
+        Ok(Next::Go)
+    }
+
+    /// A refused AUTHENTICATE: the reply, and the session goes on.
+    async fn refuse(&mut self, reply: &str) -> std::io::Result<Next> {
+        self.line(reply).await?;
+        Ok(Next::Go)
+    }
+}
+
+/// Logs in to `server`'s ManageSieve for `user` as the proxy identity
+/// (SASL PLAIN, the user as authorization identity): the connection,
+/// its capabilities and OK read.
+async fn backend_login(front: &Front, server: &str, user: &str) -> Result<tokio::io::BufReader<PeerIo>, String> {
+    let conn = front.connect(server, "sieve", 4190).await?;
+    let mut b = tokio::io::BufReader::new(conn);
+    let greeting_ok = |l: &str| l == "OK" || l.starts_with("OK ");
+    loop {
+        let l = super::front::backend_line(&mut b).await?;
+        if greeting_ok(&l) {
+            break;
+        }
+        if l.starts_with("NO") || l.starts_with("BYE") {
+            return Err(format!("greeting {l}"));
+        }
+    }
+    let ir = front.plain_for(server, user);
+    super::front::write_line(&mut b, &format!("AUTHENTICATE \"PLAIN\" \"{ir}\"")).await?;
+    let l = super::front::backend_line(&mut b).await?;
+    if greeting_ok(&l) {
+        Ok(b)
+    } else {
+        Err(format!("AUTHENTICATE: {l}"))
     }
 }
 
 pub fn main(args: &[String]) -> i32 {
-    super::cyrus::run_service(
-        "timsieved",
-        args,
-        |_| "sieve",
-        "sieve",
-        |_| vec!["4190".to_string()],
-        |ctx, _| Ok(Timsieved { ctx }),
-    )
+    use crate::util::exit;
+    let a = match super::cyrus::parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("timsieved: {e}");
+            return exit::USAGE;
+        }
+    };
+    let ident = std::env::var("CYRUS_SERVICE").unwrap_or_else(|_| "sieve".to_string());
+    let sh = match load(&a.config, &ident) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("timsieved: fatal: {e}");
+            return exit::CONFIG;
+        }
+    };
+    crate::log::install_panic_hook(sh.log.clone());
+    let specs = if a.listen.is_empty() {
+        vec!["4190".to_string()]
+    } else {
+        a.listen.clone()
+    };
+    let limits = crate::server::Limits {
+        max_conns: super::cyrus::max_conns(),
+        keepalive: super::cyrus::keepalive(&sh.conf),
+        ..Default::default()
+    };
+    let log = sh.log.clone();
+    super::cyrus::serve_until_term("timsieved", &log, &specs, Arc::new(Timsieved { sh }), limits, || {}, false)
+}
+
+/// imapd.conf as service `ident`, and on a front end the Murder side.
+fn load(config: &str, ident: &str) -> Result<Shared, String> {
+    let conf = ImapdConf::load(config, Some(ident)).map_err(|e| e.to_string())?;
+    conf.apply_umask();
+    let log = Arc::new(Logger::for_cyrus(&conf, ident)?);
+    for w in conf.warnings.iter().chain(conf.status_warnings().iter()) {
+        log.warning(w);
+    }
+    let front = if super::front::is_frontend(&conf) {
+        Some(Arc::new(Front::load(config, ident)?))
+    } else {
+        None
+    };
+    let tls = super::cyrus::tls_config(&conf).inspect_err(|e| log.fatal(e))?;
+    Ok(Shared {
+        names: crate::store::StoreConfig::from_imapd(&conf)?,
+        sievedir: conf.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into()).into(),
+        servername: super::cyrus::servername(&conf),
+        server_info: ServerInfo::of(&conf),
+        started: crate::util::unix_now() as u64,
+        sessions: Default::default(),
+        logins: Logins::default(),
+        tls,
+        front,
+        log,
+        conf,
+    })
 }

@@ -332,6 +332,8 @@ pub struct Murder {
     pub services: PathBuf,
     /// The back ends' IMAP, POP3 and LMTP ports.
     pub ports: (u16, u16, u16),
+    /// The back ends' ManageSieve port (timsieved).
+    pub sieve_port: u16,
 }
 
 pub const BACK_IPS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
@@ -356,13 +358,13 @@ impl Murder {
         let (sasl, mux) = sasl(&t.join("sasl"));
         let m = Node::start(&t.join("master"), &mux, true, master_extra);
         let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
-        let (iport, pport, lport) = (free_port(), free_port(), free_port());
+        let (iport, pport, lport, sport) = (free_port(), free_port(), free_port(), free_port());
         // The ports by service name, as every node finds its peers (the
         // front end its back ends, a back end the target of an XFER).
         let services = t.join("services");
         std::fs::write(
             &services,
-            format!("imap {iport}/tcp\npop3 {pport}/tcp\nlmtp {lport}/tcp\nmupdate 3905/tcp\n"),
+            format!("imap {iport}/tcp\npop3 {pport}/tcp\nlmtp {lport}/tcp\nsieve {sport}/tcp\nmupdate 3905/tcp\n"),
         )
         .unwrap();
         let mut backs = Vec::new();
@@ -374,7 +376,7 @@ impl Murder {
                     m.port
                 ),
             );
-            Murder::serve_back(&mut b, ip, (iport, pport, lport));
+            Murder::serve_back(&mut b, ip, (iport, pport, lport), sport);
             backs.push(b);
         }
         assert!(!imap_admin(backs[0].imap_port, &["CREATE user.alice", "CREATE user.u7"]).contains("-> NO"));
@@ -396,12 +398,13 @@ impl Murder {
             fe,
             services,
             ports: (iport, pport, lport),
+            sieve_port: sport,
         }
     }
 
-    /// A back end's IMAP, POP3 and LMTP on its own address.
-    pub fn serve_back(b: &mut Backend, ip: &str, (iport, pport, lport): (u16, u16, u16)) {
-        for (prog, port) in [("lmtpd", lport), ("imapd", iport), ("pop3d", pport)] {
+    /// A back end's IMAP, POP3, LMTP and ManageSieve on its own address.
+    pub fn serve_back(b: &mut Backend, ip: &str, (iport, pport, lport): (u16, u16, u16), sport: u16) {
+        for (prog, port) in [("lmtpd", lport), ("imapd", iport), ("pop3d", pport), ("timsieved", sport)] {
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -421,7 +424,7 @@ impl Murder {
     /// Back end `i` (0 or 1) comes back.
     pub fn restart_back(&mut self, i: usize) {
         let ports = self.ports;
-        Murder::serve_back(&mut self.backs[i], BACK_IPS[i], ports);
+        Murder::serve_back(&mut self.backs[i], BACK_IPS[i], ports, self.sieve_port);
     }
 
     /// One of our store daemons started on the front end's config (so it
