@@ -51,7 +51,7 @@ for b in 127.0.0.2 127.0.0.3; do
   sed -e "s#@RUN@#$run#g" -e "s#@NAME@#$b#g" etc/murder/backend.cyrus.conf >"$run/$b.cyrus.conf"
 done
 # The front end reaches back ends by name and service, as Cyrus does.
-printf 'imap 14300/tcp\npop3 11000/tcp\nlmtp 24024/tcp\nmupdate 13905/tcp\n' >"$run/services"
+printf 'imap 14300/tcp\npop3 11000/tcp\nlmtp 24024/tcp\nsieve 14190/tcp\nmupdate 13905/tcp\n' >"$run/services"
 
 base="dc=mumail,dc=test"
 cat >"$run/slapd/slapd.conf" <<EOC
@@ -171,13 +171,14 @@ echo "== saslauthd (ldap, users u1..u5 / testpw)"
 ./target/debug/testsaslauthd -f "$run/saslauthd/mux" -u u1 -p testpw
 echo "running: slapd on 127.0.0.1:24389, saslauthd on $run/saslauthd/mux"
 echo "         the MUPDATE master on 127.0.0.1:13905"
-echo "         back ends 127.0.0.2 and 127.0.0.3: imapd :14300, pop3d :11000, lmtpd :24024"
-echo "         the front end 127.0.0.1: IMAP :14300, POP3 :11000, LMTP :24024 and $run/frontend/config/socket/lmtp (proxies)"
+echo "         back ends 127.0.0.2 and 127.0.0.3: imapd :14300, pop3d :11000, lmtpd :24024, timsieved :14190"
+echo "         the front end 127.0.0.1: IMAP :14300, POP3 :11000, LMTP :24024, ManageSieve :14190 and $run/frontend/config/socket/lmtp (proxies)"
 echo "         the hub (postfix-master) with smtpd on 127.0.0.1:2525, delivering to the front end; log in $run/postfix/maillog"
 echo "try:     ./target/debug/testsaslauthd -f $run/saslauthd/mux -u u2 -p testpw"
 echo "         swaks --server 127.0.0.1:2525 --to u3@mumail.test --auth PLAIN --auth-user u2 --auth-password testpw"
 echo "         ./target/debug/mailq -C $run/postfix"
 echo "         /usr/lib/cyrus/bin/imtest -a u2 -w testpw -m login -p 14300 127.0.0.1   (cyrus-clients)"
 echo "         /usr/lib/cyrus/bin/pop3test -a u2 -w testpw -m login -p 11000 127.0.0.1"
+echo "         sieveshell -a u2 -u u2 -p testpw 127.0.0.1:14190   (cyrus-admin)"
 echo "         python3 -c \"import imaplib; M=imaplib.IMAP4('127.0.0.1',14300); print(M.login('u2','testpw'))\""
 echo "stop:    sh tests/tools/start.sh stop"
