@@ -988,3 +988,66 @@ for mb in names:
 "#;
     python(script, &[&port.to_string(), user, pattern])
 }
+
+/// Uploads Sieve scripts through a ManageSieve server (argv: port, then
+/// name=script pairs; the first is made active).
+const PUT_SCRIPTS: &str = r#"
+import socket, sys, base64
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); f = s.makefile('rb')
+def upto():
+    while True:
+        l = f.readline()
+        if not l or l[:2] in (b'OK', b'NO', b'BY'): return l
+upto()
+s.sendall(b'AUTHENTICATE "PLAIN" "' + base64.b64encode(b'\0u7\0testpw') + b'"\r\n'); assert upto().startswith(b'OK')
+for i, pair in enumerate(sys.argv[2:]):
+    name, src = pair.split('=', 1)
+    src = src.encode()
+    s.sendall(b'PUTSCRIPT "%s" {%d+}\r\n%s\r\n' % (name.encode(), len(src), src)); print(name, upto())
+    if i == 0:
+        s.sendall(b'SETACTIVE "%s"\r\n' % name.encode()); print('active', upto())
+"#;
+
+/// Sieve scripts move with the mail (`-K`): from a real Cyrus 3.6 spool,
+/// where they are messages of the user's `#sieve` folder (which is not
+/// copied as a folder), and over ManageSieve from the running Cyrus
+/// (`-k`); the active one stays active, and one our lmtpd could not run
+/// (it requires `variables`) is reported and left out.
+#[test]
+fn sieve_scripts_move_with_the_mail() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut ours, cyrus) = ours_and_cyrus(d.path(), "unixhierarchysep: no\naltnamespace: no\n");
+    let sport = ours.start_timsieved();
+    assert!(murder_admin(cyrus.imap_port, &["CREATE user.u7"]).contains("-> OK"));
+    let main = "require [\"fileinto\", \"vacation\"];\r\nif header :contains \"subject\" \"list\" { fileinto \"INBOX.lists\"; }\r\nvacation :days 3 \"away\";\r\n";
+    let out = python(
+        PUT_SCRIPTS,
+        &[
+            &cyrus.sieve_port.to_string(),
+            &format!("main={main}"),
+            "other=stop;\r\n",
+            "fancy=require \"variables\";\r\nset \"a\" \"b\";\r\n",
+        ],
+    );
+    assert_eq!(out.matches("b'OK\\r\\n'").count(), 4, "{out}");
+    let conf = d.path().join("cyrus/imapd.conf");
+    let to = format!("127.0.0.1:{sport}");
+    let ud = ours.dir.join("sieve/u/u7");
+    let check = |out: &str| {
+        assert!(out.contains("u7: left out: sieve script fancy: NO"), "{out}");
+        assert!(out.contains(", 2 sieve scripts\n"), "{out}");
+        assert_eq!(std::fs::read_to_string(ud.join("main.script")).unwrap(), main);
+        assert_eq!(std::fs::read_to_string(ud.join("other.script")).unwrap(), "stop;\r\n");
+        assert!(!ud.join("fancy.script").exists());
+        assert_eq!(std::fs::read_link(ud.join("defaultbc")).unwrap(), std::path::Path::new("main.bc"));
+    };
+    let out = migrate_spool(&conf, ours.imap_port, &["-K", &to, "u7"]);
+    check(&out);
+    let folders = as_user(ours.imap_port, "u7", "print(M.list()[1])");
+    assert!(!folders.contains("sieve"), "{folders}");
+    // Over ManageSieve from the running server.
+    std::fs::remove_dir_all(&ud).unwrap();
+    let from = format!("127.0.0.1:{}", cyrus.sieve_port);
+    let out = migrate(cyrus.imap_port, ours.imap_port, &d.path().join("state"), &["-k", &from, "-K", &to]);
+    check(&out);
+}

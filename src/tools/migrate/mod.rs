@@ -27,12 +27,13 @@ use tokio::io::{AsyncWriteExt, BufReader};
 
 mod client;
 mod record;
+mod sieve;
 mod spool;
 use client::*;
 use record::*;
 use spool::*;
 
-const USAGE: &str = "usage: mumail-migrate {-s source_host[:port] | -C cyrus_imapd.conf | -M maildir | -m mbox_dir [-i inbox]} -d dest_host[:port] [-a admin:password] [-A admin:password] [-u userfile] [-S statedir] [-P parallel] [-n] [user...]";
+const USAGE: &str = "usage: mumail-migrate {-s source_host[:port] | -C cyrus_imapd.conf | -M maildir | -m mbox_dir [-i inbox]} -d dest_host[:port] [-a admin:password] [-A admin:password] [-k source_sieve_host:port] [-K dest_sieve_host:port] [-u userfile] [-S statedir] [-P parallel] [-n] [user...]";
 /// The largest message a migration reads (Cyrus's maxmessagesize scale).
 const MAX_MESSAGE: u64 = 256 << 20;
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -52,6 +53,10 @@ struct Opts {
     spool: Option<Arc<Spool>>,
     /// `-M`/`-m`: the source is each user's Maildir or mbox files.
     local: Option<Local>,
+    /// `-k`/`-K`: the source's and the destination's ManageSieve
+    /// (`host:port`); with `-K` the users' Sieve scripts move too.
+    source_sieve: Option<String>,
+    dest_sieve: Option<String>,
 }
 
 /// A local source's paths, `%u` standing for the user.
@@ -156,6 +161,8 @@ pub struct Report {
     pub problems: Vec<String>,
     /// Quota limits set at the destination (`STORAGE 1000 MESSAGE 50`).
     pub quota: String,
+    /// Sieve scripts stored at the destination (`-K`).
+    pub scripts: usize,
 }
 
 /// Seconds a restarted run waits for messages a killed run had sent.
@@ -327,7 +334,35 @@ async fn migrate_user(o: &Opts, user: &str, password: Option<&str>) -> Result<Re
     }
     let _ = src.cmd(b"LOGOUT").await;
     let _ = dst.cmd(b"LOGOUT").await;
+    // The user's Sieve scripts, from the old server's ManageSieve.
+    if let (Some(from), Some(_)) = (&o.source_sieve, &o.dest_sieve) {
+        let (z, c, p) = login(&o.source_admin)?;
+        let scripts = sieve::fetch(from, &z, &c, &p).await?;
+        move_scripts(o, user, password, &scripts, &mut rep).await?;
+    }
     Ok(rep)
+}
+
+/// Stores a user's scripts through the destination's ManageSieve (`-K`)
+/// as the destination admin for the user, or as the user.
+async fn move_scripts(o: &Opts, user: &str, password: Option<&str>, scripts: &sieve::Scripts, rep: &mut Report) -> Result<(), String> {
+    let Some(to) = &o.dest_sieve else {
+        return Ok(());
+    };
+    if o.dry_run || scripts.list.is_empty() {
+        rep.scripts = scripts.list.len();
+        return Ok(());
+    }
+    let (z, c, p) = match (&o.dest_admin, password) {
+        (Some((a, p)), _) => (user.to_string(), a.clone(), p.clone()),
+        (None, Some(pw)) => (String::new(), user.to_string(), pw.to_string()),
+        (None, None) => return Err(format!("{user}: no password and no admin (-A) for ManageSieve")),
+    };
+    let (stored, problems) = sieve::store(to, &z, &c, &p, scripts).await?;
+    rep.scripts = stored;
+    rep.skipped += problems.len();
+    rep.problems.extend(problems);
+    Ok(())
 }
 
 /// The special-use attributes (RFC 6154) among a LIST response's
@@ -622,7 +657,7 @@ fn read_users(path: &str) -> Result<Vec<(String, Option<String>)>, String> {
 
 pub fn main(args: &[String]) -> i32 {
     use crate::util::exit;
-    let Ok((opts, rest)) = getopt(args, "s:C:M:m:i:d:a:A:u:S:P:nh") else {
+    let Ok((opts, rest)) = getopt(args, "s:C:M:m:i:d:a:A:k:K:u:S:P:nh") else {
         eprintln!("{USAGE}");
         return exit::USAGE;
     };
@@ -636,6 +671,8 @@ pub fn main(args: &[String]) -> i32 {
         progress: Arc::new(Progress::new()),
         spool: None,
         local: None,
+        source_sieve: None,
+        dest_sieve: None,
     };
     let mut inbox: Option<String> = None;
     let mut users: Vec<(String, Option<String>)> = Vec::new();
@@ -657,6 +694,8 @@ pub fn main(args: &[String]) -> i32 {
             Opt::Arg('d', v) => o.dest = v,
             Opt::Arg('a', v) => o.source_admin = pair(&v),
             Opt::Arg('A', v) => o.dest_admin = pair(&v),
+            Opt::Arg('k', v) => o.source_sieve = Some(v),
+            Opt::Arg('K', v) => o.dest_sieve = Some(v),
             Opt::Arg('S', v) => o.state = PathBuf::from(v),
             Opt::Arg('P', v) => parallel = v.parse().unwrap_or(0),
             Opt::Arg('u', v) => match read_users(&v) {
@@ -733,8 +772,13 @@ pub fn main(args: &[String]) -> i32 {
                             println!("{user}: left out: {p}");
                         }
                         let quota = if r.quota.is_empty() { String::new() } else { format!(", quota {}", r.quota) };
+                        let scripts = if o.dest_sieve.is_some() {
+                            format!(", {} sieve scripts", r.scripts)
+                        } else {
+                            String::new()
+                        };
                         println!(
-                            "{user}: {} folders, {} copied ({} bytes), {} reflagged, {} removed, {} skipped, {} ACL entries, {} subscriptions{quota}",
+                            "{user}: {} folders, {} copied ({} bytes), {} reflagged, {} removed, {} skipped, {} ACL entries, {} subscriptions{quota}{scripts}",
                             r.folders, r.copied, r.bytes, r.reflagged, r.removed, r.skipped, r.acls, r.subscribed,
                         );
                     }

@@ -10,6 +10,11 @@ pub(super) struct Spool {
     /// Mailbox annotations (`annotations.db`: special use, METADATA), by
     /// mailbox uniqueid (3.x) or name; or why they could not be read.
     pub(super) annotations: Result<HashMap<String, Vec<crate::tools::cyrus_spool::Annotation>>, String>,
+    /// Where the users' Sieve scripts are (`sievedir`, `fulldirhash`),
+    /// and the name of 3.x's script folder (`sieve_folder`).
+    pub(super) sievedir: PathBuf,
+    pub(super) fulldirhash: bool,
+    pub(super) sieve_folder: String,
 }
 
 impl Spool {
@@ -33,6 +38,9 @@ impl Spool {
             Ok(HashMap::new())
         };
         Ok(Spool {
+            sievedir: PathBuf::from(c.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into())),
+            fulldirhash: c.get_switch("fulldirhash"),
+            sieve_folder: super::sieve::sieve_folder(&c),
             configdir,
             boxes: crate::tools::cyrus_spool::mailboxes(&roots)?,
             annotations,
@@ -62,9 +70,13 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
     let shared = user == SHARED;
     let inbox = if shared { String::new() } else { cs::inbox_of(user) };
     let prefix = format!("{inbox}.");
+    // Cyrus 3.x's script folder holds Sieve scripts, not mail.
+    let sieve_name = format!("{inbox}.{}", sp.sieve_folder);
+    let sieve_box = sp.boxes.iter().find(|m| !shared && m.header.name == sieve_name);
     let boxes: Vec<&cs::Mailbox> = sp
         .boxes
         .iter()
+        .filter(|m| m.header.name != sieve_name || shared)
         .filter(|m| {
             let n = &m.header.name;
             if shared {
@@ -223,6 +235,10 @@ pub(super) async fn migrate_spool_user(o: &Opts, sp: &Spool, user: &str) -> Resu
         rep.subscribed += code_number(&[status.into_bytes()], "XUSER").unwrap_or(0) as usize;
     }
     let _ = dst.cmd(b"LOGOUT").await;
+    if !shared && o.dest_sieve.is_some() {
+        let scripts = super::sieve::from_spool(&sp.sievedir, sp.fulldirhash, &inbox, &inbox_id, sieve_box)?;
+        move_scripts(o, user, None, &scripts, &mut rep).await?;
+    }
     Ok(rep)
 }
 
