@@ -694,23 +694,29 @@ fn real_cyrus_backend_through_our_front_end() {
     let t = cyrus_tempdir();
     let (_sasl, mux) = sasl(&t.path().join("sasl"));
     let m = Node::start(&t.path().join("master"), &mux, true, "");
-    let (iport, lport) = (free_port(), free_port());
+    let (iport, lport, sport) = (free_port(), free_port(), free_port());
     let creds = "mupdate_username: md5u\nmupdate_authname: md5u\nmupdate_password: testpw\n";
     // Every node finds the others' IMAP and LMTP at these ports (the same
     // on each address), as in a real murder's /etc/services.
     let services = t.path().join("services");
-    std::fs::write(&services, format!("imap {iport}/tcp\nlmtp {lport}/tcp\n")).unwrap();
+    std::fs::write(&services, format!("imap {iport}/tcp\nlmtp {lport}/tcp\nsieve {sport}/tcp\n")).unwrap();
+    let cyrus_sieve = t.path().join("cyrus-sieve");
+    std::fs::create_dir_all(&cyrus_sieve).unwrap();
+    let _ = std::process::Command::new("chown")
+        .args(["cyrus", cyrus_sieve.to_str().unwrap()])
+        .status();
     let _cy = cyrus_node_in(
         &t.path().join("cyrus-b"),
         &mux,
         "127.0.0.4",
         &format!(
             "mupdate_server: 127.0.0.1:{}\n{creds}proxyservers: md5u\nlmtp_admins: md5u\n\
-             allowusermoves: yes\nproxy_authname: md5u\nproxy_password: testpw\n",
-            m.port
+             allowusermoves: yes\nproxy_authname: md5u\nproxy_password: testpw\nsievedir: {}\n",
+            m.port,
+            cyrus_sieve.display()
         ),
         &format!(
-            "  imap cmd=\"imapd -C CONF\" listen=\"127.0.0.4:{iport}\" prefork=0\n  lmtp cmd=\"lmtpd -C CONF\" listen=\"127.0.0.4:{lport}\" prefork=0\n"
+            "  imap cmd=\"imapd -C CONF\" listen=\"127.0.0.4:{iport}\" prefork=0\n  lmtp cmd=\"lmtpd -C CONF\" listen=\"127.0.0.4:{lport}\" prefork=0\n  sieve cmd=\"timsieved -C CONF\" listen=\"127.0.0.4:{sport}\" prefork=0\n"
         ),
         &[(services.clone(), "/etc/services")],
     );
@@ -866,8 +872,29 @@ fn real_cyrus_backend_through_our_front_end() {
     ] {
         assert!(before.contains(want), "{want} missing: {before}");
     }
+    // u7's Sieve scripts on the Cyrus back end (its timsieved): they go
+    // with u7 (Cyrus sends SIEVE and ACTIVATE_SIEVE), and ours runs them.
+    let put = r#"
+import socket, sys, base64
+s = socket.create_connection(('127.0.0.4', int(sys.argv[1]))); f = s.makefile('rb')
+def upto():
+    while True:
+        l = f.readline()
+        if not l or l[:2] in (b'OK', b'NO', b'BY'): return l
+upto()
+main = b'require "imap4flags";\r\nif header :contains "subject" "flagme" { addflag "\\\\Flagged"; }\r\n'
+for c in [b'AUTHENTICATE "PLAIN" "' + base64.b64encode(b'\0u7\0testpw') + b'"\r\n',
+          b'PUTSCRIPT "main" {%d+}\r\n%s\r\n' % (len(main), main), b'PUTSCRIPT "other" "stop;"\r\n', b'SETACTIVE "main"\r\n']:
+    s.sendall(c); print(upto())
+"#;
+    let out = python(put, &[&sport.to_string()]);
+    assert_eq!(out.matches("b'OK\\r\\n'").count(), 4, "{out}");
     let out = imap_admin_at("127.0.0.4", iport, &["XFER user.u7 127.0.0.7"]);
     assert!(out.contains("-> OK") && !out.contains("-> NO"), "XFER from Cyrus: {out}");
+    let ud = ours.dir.join("sieve/u/u7");
+    assert!(std::fs::read_to_string(ud.join("main.script")).unwrap().contains("flagme"));
+    assert_eq!(std::fs::read_to_string(ud.join("other.script")).unwrap(), "stop;");
+    assert_eq!(std::fs::read_link(ud.join("defaultbc")).unwrap(), std::path::Path::new("main.bc"));
     // The front end's copy of the master's list follows.
     let same_as = |before: &str| {
         let moved = Instant::now();
@@ -890,17 +917,24 @@ fn real_cyrus_backend_through_our_front_end() {
     assert!(imap_admin_at("127.0.0.4", iport, &["GETACL user.u7"]).contains("-> NO"));
     // Mail for u7 through the front end lands on ours; yes1 still reads
     // u7's folder, on ours now.
-    let out = deliver_u7("From: s@example.org\r\nSubject: after the move\r\nMessage-ID: <c2@example.org>\r\n\r\nbody\r\n");
+    let out = deliver_u7("From: s@example.org\r\nSubject: after the move, flagme\r\nMessage-ID: <c2@example.org>\r\n\r\nbody\r\n");
     assert!(out.contains("354 go ahead\n250 2.1.5"), "{out}");
     let out = python(
         "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\nprint(M.select('INBOX'))\n\
-         print(M.fetch('3','(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\n",
+         print(M.fetch('3','(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))\n",
         &[&fi.to_string()],
     );
     assert!(
         out.contains("('OK', [b'3'])") && out.contains("UID 4 ") && out.contains("after the move"),
         "{out}"
     );
+    assert!(out.contains("\\\\Flagged"), "our lmtpd ran the moved script: {out}");
+    // Marked read, so that the snapshots before and after the move back agree.
+    let out = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\nM.select('INBOX')\nprint(M.store('3','+FLAGS','(\\\\Seen)'))\n",
+        &[&fi.to_string()],
+    );
+    assert!(!out.contains("'NO'"), "{out}");
     let out = python(visit, &[&fi.to_string(), "yes1", "\"Other Users.u7.cyrusshare\""]);
     assert!(out.contains("Subject: in cyrusshare"), "{out}");
 
@@ -921,14 +955,17 @@ fn real_cyrus_backend_through_our_front_end() {
     assert!(!out.contains("-> NO"), "{out}");
     assert!(imap_admin_at("127.0.0.7", iport, &["GETACL user.u7"]).contains("-> NO"));
     // Mail for u7 lands on Cyrus again, after the moved UIDs.
-    let out = deliver_u7("From: s@example.org\r\nSubject: back on cyrus\r\nMessage-ID: <c3@example.org>\r\n\r\nbody\r\n");
+    let out = deliver_u7("From: s@example.org\r\nSubject: back on cyrus, flagme\r\nMessage-ID: <c3@example.org>\r\n\r\nbody\r\n");
     assert!(out.contains("354 go ahead\n250 2.1.5 Success SESSIONID=<127.0.0.4-"), "{out}");
     let out = python(
         "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nM.login('u7','testpw')\nprint(M.select('INBOX'))\n\
-         print(M.fetch('4','(UID)'))\n",
+         print(M.fetch('4','(UID FLAGS)'))\n",
         &[&fi.to_string()],
     );
     assert!(out.contains("('OK', [b'4'])") && out.contains("UID 5)"), "{out}");
+    // The scripts went back with u7 (SIEVE, ACTIVATE_SIEVE) and Cyrus runs them.
+    assert!(out.contains("\\\\Flagged"), "the real Cyrus ran the script moved back: {out}");
+    assert!(!ud.exists());
 }
 
 /// Our back ends registered with the real Cyrus master and served

@@ -122,9 +122,24 @@ fn cyradm_xfer_moves_a_user_with_everything() {
     assert!(out.contains("-> NO"), "{out}");
     assert_eq!(snapshot("127.0.0.2", iport, &boxes), before);
 
+    // u7's Sieve scripts, the active one too.
+    let sieve = |i: usize| mu.backs[i].dir.join("sieve/u/u7");
+    std::fs::create_dir_all(sieve(0)).unwrap();
+    std::fs::write(sieve(0).join("main.script"), "require \"fileinto\";\r\nfileinto \"Sent\";\r\n").unwrap();
+    std::fs::write(sieve(0).join("spare.script"), "keep;\r\n").unwrap();
+    std::os::unix::fs::symlink("main.bc", sieve(0).join("defaultbc")).unwrap();
+
     // The move, as an admin does it.
     let out = cyradm("127.0.0.2", iport, "xfer user.u7 127.0.0.3\n");
     assert!(!out.to_lowercase().contains("error"), "{out}");
+    // The scripts went with the user.
+    assert!(!sieve(0).exists());
+    assert_eq!(std::fs::read_to_string(sieve(1).join("spare.script")).unwrap(), "keep;\r\n");
+    assert!(std::fs::read_to_string(sieve(1).join("main.script")).unwrap().contains("fileinto"));
+    assert_eq!(
+        std::fs::read_link(sieve(1).join("defaultbc")).unwrap(),
+        std::path::Path::new("main.bc")
+    );
     let after = snapshot("127.0.0.3", iport, &boxes);
     assert_eq!(after, before, "the target shows what the source showed");
     let gone = snapshot("127.0.0.2", iport, &boxes);
@@ -162,13 +177,19 @@ print(M.logout())
         1,
     );
     assert!(out.contains("250 2.1.5 Success SESSIONID=<127.0.0.3-"), "{out}");
+    // (The script filed it.)
+    assert!(
+        inbox_count(mu.backs[1].imap_port, "user.u7.Sent").contains("'2'"),
+        "the new back end ran the script"
+    );
     // And back, as an admin moves a user through a front end: RENAME to
     // server!partition, which the front end sends as XFER to the back end
     // holding the mailbox.
     let out = imap_admin(fimap, &["RENAME user.u7 user.u7 127.0.0.2!default"]);
     assert!(out.contains("-> OK"), "{out}");
     assert!(w.call("g", "FIND \"user.u7\"").contains("127.0.0.2!default"));
-    assert!(inbox_count(mu.backs[0].imap_port, "user.u7").contains("'5'"));
+    assert!(inbox_count(mu.backs[0].imap_port, "user.u7").contains("'4'"));
+    assert!(sieve(0).join("main.script").exists() && !sieve(1).exists());
 }
 
 #[test]

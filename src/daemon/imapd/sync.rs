@@ -9,7 +9,7 @@
 //!                                          → * MISSING (guids to upload)
 //! SYNCAPPLY MESSAGE (%{p guid size} bytes …)
 //! SYNCAPPLY MAILBOX %(UNIQUEID … UIDVALIDITY … ACL … RECORD (%(UID … MODSEQ … FLAGS (…) INTERNALDATE … GUID …) …))
-//! SYNCAPPLY QUOTA / SUB / SEEN / ANNOTATION …
+//! SYNCAPPLY QUOTA / SUB / SEEN / ANNOTATION / SIEVE / ACTIVATE_SIEVE …
 //! ```
 //!
 //! run two or three times (the last under the source's lock), then the
@@ -157,11 +157,7 @@ impl Session {
                 let root = v.text().unwrap_or("").to_string();
                 self.blocking(move |s| s.quota_set(&root, None, None)).await
             }
-            // There are no Sieve scripts here: logged, taken.
-            (true, "SIEVE" | "UNSIEVE" | "ACTIVATE_SIEVE" | "UNACTIVATE_SIEVE") => {
-                self.ctx.log.info(&format!("SYNC: {key} ignored: no Sieve scripts are kept here"));
-                Ok(())
-            }
+            (true, "SIEVE" | "UNSIEVE" | "ACTIVATE_SIEVE" | "UNACTIVATE_SIEVE") => self.sync_sieve(&v, &key).await,
             (true, _) => Err(format!("IMAP_PROTOCOL_ERROR Unsupported replication command {key}")),
         };
         match r {
@@ -174,6 +170,41 @@ impl Session {
                 self.tagged(tag, &format!("NO {t}")).await
             }
         }
+    }
+
+    /// A user's Sieve script (`SIEVE %(USERID u FILENAME name.script
+    /// LAST_UPDATE t CONTENT script)`), its removal (`UNSIEVE`), which one
+    /// is active (`ACTIVATE_SIEVE %(USERID u FILENAME name.bc)`) or none
+    /// (`UNACTIVATE_SIEVE`): kept where lmtpd runs them.  Bytecode
+    /// (`name.bc` sent as a SIEVE) is not kept: the source is run.
+    async fn sync_sieve(&mut self, v: &Dlist, key: &str) -> Result<(), String> {
+        let user = v.text_of("USERID").ok_or_else(|| bad("USERID"))?;
+        let file = v.text_of("FILENAME").unwrap_or("");
+        let cfg = &self.ctx.store.cfg;
+        let inbox =
+            crate::store::names::user_inbox(user, cfg.unixhierarchysep, cfg.virtdomains, &cfg.defaultdomain).map_err(|_| bad("USERID"))?;
+        let dir = self.ctx.conf.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into());
+        let scripts = crate::store::sievedir::Scripts::of(std::path::Path::new(&dir), &inbox, cfg.fulldirhash);
+        let stem = file.strip_suffix(".script").or_else(|| file.strip_suffix(".bc"));
+        let name = stem
+            .and_then(|n| crate::store::sievedir::valid_name(n.as_bytes()))
+            .map(str::to_string);
+        let content = v.get("CONTENT").and_then(Dlist::bytes).map(<[u8]>::to_vec);
+        let key = key.to_string();
+        let is_source = file.ends_with(".script");
+        let r = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            match (key.as_str(), name) {
+                ("UNACTIVATE_SIEVE", _) => scripts.set_active(None),
+                ("SIEVE", Some(n)) if is_source => scripts.put(&n, content.as_deref().unwrap_or_default()),
+                ("UNSIEVE", Some(n)) if is_source => scripts.delete(&n).map(|_| ()),
+                ("ACTIVATE_SIEVE", Some(n)) => scripts.set_active(Some(&n)),
+                // Bytecode, or a name that makes no file.
+                _ => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        r.map_err(|e| format!("IMAP_IOERROR {e}"))
     }
 
     /// RESERVE: the GUIDs not uploaded yet in this session are missing.

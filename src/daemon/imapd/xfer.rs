@@ -312,7 +312,11 @@ async fn run(ctx: Arc<Ctx>, top: String, server: String, part: String) -> Result
             send_any(&store, &mut peer, s, &part).await?;
         }
         let t = top.clone();
-        let data = blocking(&store, move |s| s.export_userdata(&t, whole_user)).await?;
+        let mut data = blocking(&store, move |s| s.export_userdata(&t, whole_user)).await?;
+        // A user's Sieve scripts go with them.
+        if whole_user {
+            data.push_str(&sieve_userdata(&ctx, &top)?);
+        }
         if peer.cyrus {
             super::xfer_sync::send_userdata(&mut peer, &top, &data).await?;
         } else if !data.is_empty() {
@@ -338,7 +342,69 @@ async fn run(ctx: Arc<Ctx>, top: String, server: String, part: String) -> Result
     peer.logout().await;
     let (t, entries) = (top.clone(), all.clone());
     blocking(&store, move |s| lock.finish(s, &entries, &t, whole_user)).await?;
+    if whole_user {
+        // The scripts are the target's now.
+        let scripts = sieve_scripts(&ctx, &top);
+        if let Err(e) = std::fs::remove_dir_all(scripts.dir()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                ctx.log.warning(&format!("XFER: {}: {e}", scripts.dir().display()));
+            }
+        }
+    }
     Ok((all.len(), moved))
+}
+
+/// A user's Sieve scripts (`sievedir`).
+fn sieve_scripts(ctx: &Ctx, inbox: &str) -> crate::store::sievedir::Scripts {
+    let dir = ctx.conf.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into());
+    crate::store::sievedir::Scripts::of(std::path::Path::new(&dir), inbox, ctx.store.cfg.fulldirhash)
+}
+
+/// A user's Sieve scripts as XFER user-data lines: `sieve TAB hex(name)
+/// TAB hex(source)` each, `sieveactive TAB hex(name)` for the active one.
+fn sieve_userdata(ctx: &Ctx, inbox: &str) -> Result<String, String> {
+    let s = sieve_scripts(ctx, inbox);
+    let (names, active) = s.list().map_err(|e| format!("{}: {e}", s.dir().display()))?;
+    let mut out = String::new();
+    for n in names {
+        let src = s
+            .get(&n, 1 << 20)
+            .map_err(|e| format!("{}: {e}", s.dir().display()))?
+            .unwrap_or_default();
+        let h = crate::util::codec::hex;
+        out.push_str(&format!("sieve\t{}\t{}\n", h(n.as_bytes()), h(&src)));
+    }
+    if let Some(a) = active {
+        out.push_str(&format!("sieveactive\t{}\n", crate::util::codec::hex(a.as_bytes())));
+    }
+    Ok(out)
+}
+
+/// The target's side of `sieve_userdata`: writes the scripts; the other
+/// lines, for the store.
+pub fn import_sieve_userdata(ctx: &Ctx, inbox: &str, data: &str) -> Result<String, String> {
+    let mut rest = String::new();
+    let s = sieve_scripts(ctx, inbox);
+    let bad = || "NO Invalid user data".to_string();
+    let name = |h: &str| -> Result<String, String> {
+        let n = crate::util::codec::unhex(h).ok_or_else(bad)?;
+        crate::store::sievedir::valid_name(&n).map(str::to_string).ok_or_else(bad)
+    };
+    for line in data.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f[..] {
+            ["sieve", n, src] => {
+                let src = crate::util::codec::unhex(src).ok_or_else(bad)?;
+                s.put(&name(n)?, &src).map_err(|e| format!("NO {e}"))?;
+            }
+            ["sieveactive", n] => s.set_active(Some(&name(n)?)).map_err(|e| format!("NO {e}"))?,
+            _ => {
+                rest.push_str(line);
+                rest.push('\n');
+            }
+        }
+    }
+    Ok(rest)
 }
 
 /// Backs out of a failed XFER: the target's copies go, and the master is
@@ -524,6 +590,13 @@ impl Session {
                     .await
             }
             XApply::User(top, data) => {
+                let ctx = self.ctx.clone();
+                let t = top.clone();
+                let data = match tokio::task::spawn_blocking(move || import_sieve_userdata(&ctx, &t, &data)).await {
+                    Ok(Ok(rest)) => rest,
+                    Ok(Err(t)) => return self.tagged(tag, &t).await,
+                    Err(e) => return self.tagged(tag, &format!("NO {e}")).await,
+                };
                 // The number of new subscriptions, for a migration's report.
                 return match self.blocking(move |s| s.import_userdata(&top, &data)).await {
                     Ok(n) => self.tagged(tag, &format!("OK [XUSER {n}] Completed")).await,

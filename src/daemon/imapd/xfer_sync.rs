@@ -248,8 +248,9 @@ async fn replica_modseq(peer: &mut Peer, name: &str) -> Result<Option<u64>, Stri
         .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok())))
 }
 
-/// `export_userdata` lines (quota, sub, seen) as Cyrus's commands; POP3
-/// logins and duplicate-delivery records have no counterpart there.
+/// `export_userdata` lines (quota, sub, seen, Sieve scripts) as Cyrus's
+/// commands; POP3 logins and duplicate-delivery records have no
+/// counterpart there.
 pub(super) async fn send_userdata(peer: &mut Peer, top: &str, data: &str) -> Result<(), String> {
     let user = crate::tools::cyrus_spool::owner(top).unwrap_or_default();
     for line in data.lines() {
@@ -282,6 +283,32 @@ pub(super) async fn send_userdata(peer: &mut Peer, top: &str, data: &str) -> Res
                     ("SEENUIDS", atom(f[4])),
                 ]);
                 apply(peer, "SEEN", &s).await?;
+            }
+            ("sieve", 3) if !user.is_empty() => {
+                let (Some(name), Some(src)) = (crate::util::codec::unhex(f[1]), crate::util::codec::unhex(f[2])) else {
+                    continue;
+                };
+                let mut file = name;
+                file.extend_from_slice(b".script");
+                let s = kv(vec![
+                    ("USERID", atom(user.clone())),
+                    ("FILENAME", atom(file)),
+                    ("LAST_UPDATE", num(crate::util::unix_now())),
+                    ("CONTENT", atom(src)),
+                ]);
+                apply(peer, "SIEVE", &s).await?;
+            }
+            ("sieveactive", 2) if !user.is_empty() => {
+                let Some(mut file) = crate::util::codec::unhex(f[1]) else {
+                    continue;
+                };
+                file.extend_from_slice(b".bc");
+                apply(
+                    peer,
+                    "ACTIVATE_SIEVE",
+                    &kv(vec![("USERID", atom(user.clone())), ("FILENAME", atom(file))]),
+                )
+                .await?;
             }
             _ => {}
         }
