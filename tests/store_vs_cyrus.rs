@@ -2369,6 +2369,7 @@ fn mbpath_as_real_cyrus() {
         );
         // The two trees' roots (and sieve directories) named alike.
         text.replace(&format!("{cyrus_root}/config/sieve"), "SIEVE")
+            .replace(&format!("{ours_root}/sieve"), "SIEVE")
             .replace("/usr/sieve", "SIEVE")
             .replace(&format!("{cyrus_root}/config"), "CONFIG")
             .replace(&format!("{ours_root}/conf"), "CONFIG")
@@ -2585,6 +2586,8 @@ b64 = 'Content-Type: multipart/mixed; boundary=bb\r\n'
 lmtp('b64 text', extra=b64, body='--bb\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nc2VjcmV0LXdvcmQgaGVyZQ==\r\n--bb--')
 lmtp('b64 attachment', extra=b64, body='--bb\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nc2VjcmV0LXdvcmQgaGVyZQ==\r\n--bb--')
 lmtp('raw', body='a rawtoken here')
+lmtp('var hello and more words')
+lmtp('dated', extra='Date: Wed, 01 Jan 2020 10:00:00 +1100\r\n')
 lmtp('mkbox')
 lmtp('mkbox missing')
 lmtp('mbx')
@@ -2660,7 +2663,20 @@ while True:
 
 /// The Sieve script of `sieve_as_real_cyrus`.
 const SIEVE_SCRIPT: &str = r#"require ["fileinto", "reject", "imap4flags", "copy", "envelope", "subaddress",
-         "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox"];
+         "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox", "variables", "date"];
+if header :matches "subject" "var * and *" {
+  set :upper "first" "${1}"; set :length "n" "${2}";
+  if string :is "${2}" "more words" { addflag "second"; }
+  fileinto :flags "v${first} n${n}" "INBOX.f1"; stop;
+}
+if header :is "subject" "dated" {
+  if date :originalzone "date" "date" "2020-01-01" { addflag "day2020"; }
+  if date :zone "+0000" "date" "hour" "23" { addflag "utc23"; }
+  if date :originalzone "date" "weekday" "3" { addflag "wednesday"; }
+  if currentdate :value "ge" "year" "2024" { addflag "recent"; }
+  if date "x-nosuch" "year" "2020" { addflag "nosuchdate"; }
+  keep; stop;
+}
 if header :is "subject" "mkbox" { fileinto :create "INBOX.made.deep"; stop; }
 if header :is "subject" "mkbox missing" { fileinto "INBOX.made2"; stop; }
 if header :is "subject" "mbx" {
@@ -2790,6 +2806,10 @@ fn sieve_as_real_cyrus() {
     let b_sent = sent_text();
     assert!(a.contains("INBOX.f1 ['Subject: tofolder'] ()"), "{a}");
     assert!(a.contains("INBOX.made.deep ['Subject: mkbox'] ()"), "{a}");
+    for want in ["vHELLO", "n10", "day2020", "utc23", "wednesday", "recent"] {
+        assert!(a.contains(want), "{want}: {a}");
+    }
+    assert!(!a.contains("nosuchdate"), "{a}");
     for (x, y) in a.lines().zip(b.lines()) {
         assert_eq!(x, y, "first difference (ours, then Cyrus)");
     }

@@ -78,6 +78,8 @@ const EXTENSIONS: &[(&str, Option<&str>)] = &[
     ("vacation-seconds", Some("vacation-seconds")),
     ("envelope", Some("envelope")),
     ("body", Some("body")),
+    ("date", Some("date")),
+    ("variables", Some("variables")),
     ("imap4flags", Some("imap4flags")),
     ("mailbox", Some("mailbox")),
     ("relational", Some("relational")),

@@ -49,6 +49,13 @@ pub enum Cmd {
         flags: Vec<String>,
     },
     Vacation(Vacation),
+    /// RFC 5229 `set`: the name (lowercase), the value, the modifiers
+    /// given (`lower`, `upperfirst`, `quotewildcard`, `length`, ...).
+    Set {
+        name: String,
+        value: String,
+        mods: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,6 +112,22 @@ pub enum Test {
         transform: BodyTransform,
         keys: Vec<String>,
     },
+    /// RFC 5229 `string`: strings (variables expanded) against keys.
+    Str {
+        cmp: Cmp,
+        m: Match,
+        source: Vec<String>,
+        keys: Vec<String>,
+    },
+    /// RFC 5260 `date` (a header's date) and `currentdate` (header None).
+    Date {
+        zone: Zone,
+        cmp: Cmp,
+        m: Match,
+        header: Option<String>,
+        part: String,
+        keys: Vec<String>,
+    },
     Exists(Vec<String>),
     /// RFC 5490: each named mailbox exists and takes the user's mail.
     MailboxExists(Vec<String>),
@@ -118,6 +141,22 @@ pub enum Test {
     True,
     False,
 }
+
+/// The zone a date is seen in (RFC 5260 `:zone`, `:originalzone`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    /// The server's.
+    Local,
+    /// The one the header was written in.
+    Original,
+    /// Minutes east of UTC.
+    Fixed(i32),
+}
+
+/// The date parts RFC 5260 names.
+pub const DATE_PARTS: &[&str] = &[
+    "year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601", "std11", "zone", "weekday",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum BodyTransform {
@@ -196,11 +235,18 @@ pub enum Action {
 /// error for actions that cannot go together (RFC 5429: reject with a
 /// delivery).
 pub fn run(script: &Script, msg: &Message<'_>) -> Result<Vec<Action>, String> {
+    run_at(script, msg, crate::util::unix_now() as i64)
+}
+
+/// `run` with `now` (seconds since the epoch) for `currentdate`.
+pub fn run_at(script: &Script, msg: &Message<'_>, now: i64) -> Result<Vec<Action>, String> {
     let mut st = State {
         actions: Vec::new(),
         implicit_keep: true,
         flags: Vec::new(),
         stopped: false,
+        now,
+        vars: script.requires.iter().any(|r| r == "variables").then(Vars::default),
     };
     st.block(&script.cmds, msg);
     if st.implicit_keep {
@@ -227,6 +273,159 @@ struct State {
     /// imap4flags' internal variable.
     flags: Vec<String>,
     stopped: bool,
+    now: i64,
+    /// RFC 5229's variables, when the script requires them.
+    vars: Option<Vars>,
+}
+
+/// The named variables and the match variables (`${0}`, `${1}`, ...).
+#[derive(Default)]
+struct Vars {
+    named: std::collections::HashMap<String, String>,
+    matched: Vec<String>,
+}
+
+/// The longest value a variable keeps (RFC 5229 6 lets servers limit it).
+const MAX_VARIABLE: usize = 65536;
+
+/// `s` with its variable references replaced (`${name}`, `${N}`; one
+/// that names nothing set is empty); anything else is left as it is.
+fn expand(s: &str, v: &Vars) -> String {
+    if !s.contains("${") {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let name = after.find('}').map(|j| &after[..j]).filter(|n| {
+            let digits = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+            let ident = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            digits || ident
+        });
+        match name {
+            Some(n) => {
+                let value = if n.bytes().all(|b| b.is_ascii_digit()) {
+                    n.parse::<usize>().ok().and_then(|i| v.matched.get(i))
+                } else {
+                    v.named.get(&n.to_ascii_lowercase())
+                };
+                out.push_str(value.map_or("", String::as_str));
+                rest = &after[n.len() + 1..];
+            }
+            None => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A `set` value through its modifiers, in RFC 5229's order of
+/// precedence (as the parser lists them).
+fn modify(mut v: String, mods: &[String]) -> String {
+    for m in mods {
+        v = match m.as_str() {
+            "lower" => v.to_lowercase(),
+            "upper" => v.to_uppercase(),
+            "lowerfirst" | "upperfirst" => {
+                let mut c = v.chars();
+                match c.next() {
+                    Some(f) if m == "lowerfirst" => f.to_lowercase().chain(c).collect(),
+                    Some(f) => f.to_uppercase().chain(c).collect(),
+                    None => v,
+                }
+            }
+            "quotewildcard" => v
+                .chars()
+                .flat_map(|c| {
+                    let q = matches!(c, '*' | '?' | '\\');
+                    q.then_some('\\').into_iter().chain(std::iter::once(c))
+                })
+                .collect(),
+            "length" => v.chars().count().to_string(),
+            _ => v,
+        };
+    }
+    v
+}
+
+/// `:matches` with the match variables: what each `*` and `?` of the
+/// pattern took (the leftmost as little as possible), after the whole
+/// value.  None when it does not match.  Bounded: a pattern and value
+/// too large for the search give the whole value only.
+fn glob_captures(fold: bool, p: &str, s: &str) -> Option<Vec<String>> {
+    let pc: Vec<char> = p.chars().collect();
+    let sc: Vec<char> = s.chars().collect();
+    let f = |c: char| if fold { c.to_ascii_lowercase() } else { c };
+    if pc.len() > 1024 || pc.len().saturating_mul(sc.len()) > 1 << 22 {
+        let (pf, sf): (Vec<char>, Vec<char>) = (pc.iter().map(|&c| f(c)).collect(), sc.iter().map(|&c| f(c)).collect());
+        return glob(&pf, &sf).then(|| vec![s.to_string()]);
+    }
+    struct G<'a> {
+        p: &'a [char],
+        s: &'a [char],
+        fold: bool,
+        caps: Vec<String>,
+        dead: std::collections::HashSet<(usize, usize)>,
+    }
+    impl G<'_> {
+        fn eq(&self, a: char, b: char) -> bool {
+            if self.fold {
+                a.eq_ignore_ascii_case(&b)
+            } else {
+                a == b
+            }
+        }
+        fn go(&mut self, pi: usize, si: usize) -> bool {
+            if pi == self.p.len() {
+                return si == self.s.len();
+            }
+            if self.dead.contains(&(pi, si)) {
+                return false;
+            }
+            let ok = match self.p[pi] {
+                '*' => {
+                    let mut found = false;
+                    for end in si..=self.s.len() {
+                        self.caps.push(self.s[si..end].iter().collect());
+                        if self.go(pi + 1, end) {
+                            found = true;
+                            break;
+                        }
+                        self.caps.pop();
+                    }
+                    found
+                }
+                '?' if si < self.s.len() => {
+                    self.caps.push(self.s[si].to_string());
+                    let r = self.go(pi + 1, si + 1);
+                    if !r {
+                        self.caps.pop();
+                    }
+                    r
+                }
+                '\\' if pi + 1 < self.p.len() => si < self.s.len() && self.eq(self.p[pi + 1], self.s[si]) && self.go(pi + 2, si + 1),
+                c => c != '?' && si < self.s.len() && self.eq(c, self.s[si]) && self.go(pi + 1, si + 1),
+            };
+            if !ok {
+                self.dead.insert((pi, si));
+            }
+            ok
+        }
+    }
+    let mut g = G {
+        p: &pc,
+        s: &sc,
+        fold,
+        caps: vec![s.to_string()],
+        dead: Default::default(),
+    };
+    g.go(0, 0).then_some(g.caps)
 }
 
 /// Flag strings as a list: each string may hold several, space-separated;
@@ -259,7 +458,7 @@ impl State {
                 Cmd::Stop => self.stopped = true,
                 Cmd::Keep { flags } => {
                     self.implicit_keep = false;
-                    let flags = flags.as_ref().map_or_else(|| self.flags.clone(), |f| flag_list(f));
+                    let flags = flags.as_ref().map_or_else(|| self.flags.clone(), |f| flag_list(&self.xs(f)));
                     self.push(Action::Keep { flags });
                 }
                 Cmd::Discard => {
@@ -275,9 +474,9 @@ impl State {
                     if !copy {
                         self.implicit_keep = false;
                     }
-                    let flags = flags.as_ref().map_or_else(|| self.flags.clone(), |f| flag_list(f));
+                    let flags = flags.as_ref().map_or_else(|| self.flags.clone(), |f| flag_list(&self.xs(f)));
                     self.push(Action::FileInto {
-                        mailbox: mailbox.clone(),
+                        mailbox: self.x(mailbox),
                         flags,
                         create: *create,
                     });
@@ -286,17 +485,17 @@ impl State {
                     if !copy {
                         self.implicit_keep = false;
                     }
-                    self.push(Action::Redirect { addr: addr.clone() });
+                    self.push(Action::Redirect { addr: self.x(addr) });
                 }
                 Cmd::Reject { reason, ereject } => {
                     self.implicit_keep = false;
                     self.push(Action::Reject {
-                        reason: reason.clone(),
+                        reason: self.x(reason),
                         ereject: *ereject,
                     });
                 }
                 Cmd::Flags { op, flags } => {
-                    let l = flag_list(flags);
+                    let l = flag_list(&self.xs(flags));
                     match op {
                         FlagOp::Set => self.flags = l,
                         FlagOp::Add => {
@@ -311,7 +510,28 @@ impl State {
                 }
                 Cmd::Vacation(v) => {
                     if !self.actions.iter().any(|a| matches!(a, Action::Vacation(_))) {
-                        self.actions.push(Action::Vacation(v.clone()));
+                        let mut v = v.clone();
+                        if self.vars.is_some() {
+                            v.subject = v.subject.map(|x| self.x(&x));
+                            v.from = v.from.map(|x| self.x(&x));
+                            v.handle = v.handle.map(|x| self.x(&x));
+                            v.reason = self.x(&v.reason);
+                            v.addresses = self.xs(&v.addresses);
+                        }
+                        self.actions.push(Action::Vacation(v));
+                    }
+                }
+                Cmd::Set { name, value, mods } => {
+                    let mut v = modify(self.x(value), mods);
+                    if v.len() > MAX_VARIABLE {
+                        let mut end = MAX_VARIABLE;
+                        while !v.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        v.truncate(end);
+                    }
+                    if let Some(vars) = &mut self.vars {
+                        vars.named.insert(name.clone(), v);
                     }
                 }
             }
@@ -333,13 +553,96 @@ impl State {
         }
     }
 
-    fn test(&self, t: &Test, msg: &Message<'_>) -> bool {
+    /// A string with the script's variables expanded (as it is without
+    /// the variables extension).
+    fn x(&self, s: &str) -> String {
+        match &self.vars {
+            Some(v) => expand(s, v),
+            None => s.to_string(),
+        }
+    }
+
+    fn xs(&self, l: &[String]) -> Vec<String> {
+        l.iter().map(|s| self.x(s)).collect()
+    }
+
+    /// A match of values against keys (variables expanded); a
+    /// successful `:matches` or `:regex` sets the match variables.
+    fn check(&mut self, cmp: Cmp, m: &Match, values: &[String], keys: &[String]) -> bool {
+        if self.vars.is_none() {
+            return matches(cmp, m, values, keys);
+        }
+        let keys = self.xs(keys);
+        let caps = match m {
+            Match::Matches => values
+                .iter()
+                .find_map(|v| keys.iter().find_map(|k| glob_captures(cmp == Cmp::Casemap, k, v))),
+            Match::Regex(res) => values.iter().find_map(|v| {
+                res.iter().find_map(|r| {
+                    r.captures(v)
+                        .map(|c| c.iter().map(|g| g.map_or("", |g| g.as_str()).to_string()).collect())
+                })
+            }),
+            _ => return matches(cmp, m, values, &keys),
+        };
+        match (caps, &mut self.vars) {
+            (Some(c), Some(vars)) => {
+                vars.matched = c;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn test(&mut self, t: &Test, msg: &Message<'_>) -> bool {
         match t {
             Test::True => true,
             Test::False => false,
             Test::Not(t) => !self.test(t, msg),
             Test::AllOf(l) => l.iter().all(|t| self.test(t, msg)),
             Test::AnyOf(l) => l.iter().any(|t| self.test(t, msg)),
+            Test::Date {
+                zone,
+                cmp,
+                m,
+                header,
+                part,
+                keys,
+            } => {
+                // The header's date (after a Received field's last `;`),
+                // or now; a missing or unreadable one fails the test.
+                let (t, orig) = match header {
+                    None => (self.now, None),
+                    Some(h) => {
+                        let Some(v) = msg.fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(h)) else {
+                            return false;
+                        };
+                        let text = header_text(&v.1);
+                        let text = text.rsplit(';').next().unwrap_or("").to_string();
+                        match crate::daemon::imapd::sort::parse_date_zone(&text) {
+                            Some((t, off)) => (t, Some(off as i32)),
+                            None => return false,
+                        }
+                    }
+                };
+                let off = match zone {
+                    Zone::Fixed(z) => *z,
+                    Zone::Original => orig.unwrap_or_else(|| crate::util::codec::local_offset_min(t)),
+                    Zone::Local => crate::util::codec::local_offset_min(t),
+                };
+                match date_part(t, off, part) {
+                    Some(v) => self.check(*cmp, m, &[v], keys),
+                    None => false,
+                }
+            }
+            Test::Str { cmp, m, source, keys } => {
+                let mut values = self.xs(source);
+                // RFC 5229 5: an empty string counts 0.
+                if matches!(m, Match::Count(_)) {
+                    values.retain(|v| !v.is_empty());
+                }
+                self.check(*cmp, m, &values, keys)
+            }
             Test::Exists(hs) => hs.iter().all(|h| msg.fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(h))),
             Test::MailboxExists(names) => names.iter().all(|n| (msg.may_file)(n)),
             Test::Size { over, limit } => {
@@ -355,7 +658,7 @@ impl State {
                     .flat_map(|h| msg.fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(h)))
                     .map(|(_, v)| header_text(v))
                     .collect();
-                matches(*cmp, m, &values, keys)
+                self.check(*cmp, m, &values, keys)
             }
             Test::Address {
                 part,
@@ -378,7 +681,7 @@ impl State {
                         }
                     }
                 }
-                matches(*cmp, m, &values, keys)
+                self.check(*cmp, m, &values, keys)
             }
             Test::Envelope { part, cmp, m, parts, keys } => {
                 let mut values = Vec::new();
@@ -397,16 +700,49 @@ impl State {
                         values.push(v);
                     }
                 }
-                matches(*cmp, m, &values, keys)
+                self.check(*cmp, m, &values, keys)
             }
-            Test::HasFlag { cmp, m, keys } => matches(*cmp, m, &self.flags, keys),
-            Test::Body { cmp, m, transform, keys } => matches(*cmp, m, &body_values(msg.raw, transform), keys),
+            Test::HasFlag { cmp, m, keys } => {
+                let flags = self.flags.clone();
+                self.check(*cmp, m, &flags, keys)
+            }
+            Test::Body { cmp, m, transform, keys } => self.check(*cmp, m, &body_values(msg.raw, transform), keys),
         }
     }
 }
 
 /// A header field's value as a script sees it: encoded words decoded,
 /// surrounding blanks gone.
+/// A date part (RFC 5260 4.2) of UTC time `t` seen in zone `off`
+/// (minutes east).
+pub fn date_part(t: i64, off: i32, part: &str) -> Option<String> {
+    let local = t + off as i64 * 60;
+    let (y, mo, d, h, mi, s, wd) = crate::util::codec::civil(local);
+    let zone = format!("{}{:02}{:02}", if off < 0 { '-' } else { '+' }, off.abs() / 60, off.abs() % 60);
+    Some(match part {
+        "year" => format!("{y:04}"),
+        "month" => format!("{mo:02}"),
+        "day" => format!("{d:02}"),
+        "date" => format!("{y:04}-{mo:02}-{d:02}"),
+        // Modified Julian Day: 1970-01-01 is day 40587.
+        "julian" => (local.div_euclid(86400) + 40587).to_string(),
+        "hour" => format!("{h:02}"),
+        "minute" => format!("{mi:02}"),
+        "second" => format!("{s:02}"),
+        "time" => format!("{h:02}:{mi:02}:{s:02}"),
+        "iso8601" => format!(
+            "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}{:02}:{:02}",
+            if off < 0 { '-' } else { '+' },
+            off.abs() / 60,
+            off.abs() % 60
+        ),
+        "std11" => crate::util::codec::rfc822_date(t, off),
+        "zone" => zone,
+        "weekday" => wd.to_string(),
+        _ => return None,
+    })
+}
+
 fn header_text(v: &[u8]) -> String {
     let d = crate::mail::mime::decode_words(v);
     String::from_utf8_lossy(&d).trim().to_string()
@@ -597,6 +933,104 @@ mod tests {
         Action::Keep {
             flags: flags.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn variables_and_match_variables() {
+        let h = "Subject: [acme-users] [fwd] version 1.0 is out\r\nList-Id: Sieve WG <ietf-mta-filters@imc.org>\r\nFrom: Ann <ann@example.org>\r\n\r\n";
+        let go = |script: &str| {
+            outcome(
+                &format!("require [\"fileinto\", \"variables\", \"regex\", \"relational\"];\r\n{script}"),
+                h,
+                "u",
+            )
+        };
+        let into = |m: &str| Action::FileInto {
+            mailbox: m.into(),
+            flags: vec![],
+            create: false,
+        };
+        // RFC 5229's own example: the leftmost `*` takes as little as it can.
+        assert_eq!(
+            go(
+                r#"if header :matches "Subject" "[*] *" { fileinto "INBOX.${1}.x"; set "rest" "${2}"; }
+                  if string :is "${rest}" "[fwd] version 1.0 is out" { fileinto "ok"; }"#
+            ),
+            vec![into("INBOX.acme-users.x"), into("ok")]
+        );
+        assert_eq!(
+            go(r#"if header :matches "List-Id" "*<*@*" { fileinto "lists.${2}"; }"#),
+            vec![into("lists.ietf-mta-filters")]
+        );
+        // Modifiers, in their order of precedence; unknown names are empty.
+        assert_eq!(
+            go(
+                r#"set :upperfirst :lower "a" "hELLO wORLD"; set :length "n" "${a}"; set :quotewildcard "q" "a*b?";
+                  fileinto "${a}/${n}/${q}/${nosuch}/${}";"#
+            ),
+            vec![into(r"Hello world/11/a\*b\?//${}")]
+        );
+        // :regex captures; a failed match leaves the variables as they were.
+        assert_eq!(
+            go(r#"if address :regex "from" "^([a-z]+)@(.*)$" { set "who" "${1}"; }
+                  if header :matches "Subject" "nomatch*" { stop; }
+                  fileinto "${who}-${2}";"#),
+            vec![into("ann-example.org")]
+        );
+        // :count counts non-empty strings.
+        assert_eq!(
+            go(r#"set "e" ""; if string :count "eq" ["${e}", "x"] "1" { fileinto "one"; }"#),
+            vec![into("one")]
+        );
+        // Without the extension, "${...}" is text.
+        let plain = outcome("require \"fileinto\";\r\nfileinto \"${1}\";", h, "u");
+        assert_eq!(plain, vec![into("${1}")]);
+        assert!(parse(b"require \"variables\"; set :lower :upper \"a\" \"b\";").is_err());
+        assert!(parse(b"require \"variables\"; set \"1a\" \"b\";").is_err());
+        assert!(parse(b"set \"a\" \"b\";").is_err());
+    }
+
+    #[test]
+    fn dates_of_headers_and_now() {
+        // Fri, 04 Dec 2026 23:30:00 -0800 is Sat 07:30 UTC.
+        let h = "Date: Fri, 04 Dec 2026 23:30:00 -0800\r\nReceived: from x by y; Tue, 1 Dec 2026 10:00:00 +0000\r\n\r\n";
+        let f = crate::mail::mime::fields(h.as_bytes());
+        let msg = Message {
+            fields: &f,
+            size: 10,
+            env_from: "",
+            env_to: "u",
+            raw: h.as_bytes(),
+            may_file: &|_| false,
+        };
+        let now = 1_796_482_400; // 2026-12-05 14:53:20 UTC
+        let hit = |test: &str| {
+            let script = format!("require [\"date\", \"relational\", \"fileinto\"];\r\nif {test} {{ fileinto \"hit\"; }}\r\n");
+            let s = parse(script.as_bytes()).unwrap_or_else(|e| panic!("{test}: {e}"));
+            run_at(&s, &msg, now).unwrap().iter().any(|a| matches!(a, Action::FileInto { .. }))
+        };
+        assert!(hit(r#"date :originalzone "date" "date" "2026-12-04""#));
+        assert!(hit(r#"date :zone "+0000" "date" "weekday" "6""#));
+        assert!(hit(r#"date :zone "+0100" "date" "iso8601" "2026-12-05T08:30:00+01:00""#));
+        assert!(hit(r#"date :originalzone "date" "zone" "-0800""#));
+        assert!(hit(r#"date :zone "+0000" "received" "date" "2026-12-01""#));
+        assert!(hit(r#"date :zone "+0000" "date" "julian" "61379""#));
+        assert!(hit(r#"currentdate :zone "+0000" "time" "14:53:20""#));
+        assert!(hit(r#"currentdate :zone "+0000" :value "ge" "date" "2026-12-01""#));
+        assert!(!hit(r#"currentdate :zone "+0000" :value "gt" "date" "2026-12-05""#));
+        assert!(hit(r#"currentdate :zone "+0000" :matches "std11" "Sat, 05 Dec 2026 *""#));
+        // A missing or unreadable date fails the test.
+        assert!(!hit(r#"date "x-none" "year" "2026""#));
+        assert!(hit(r#"not date :count "eq" "x-none" "year" "1""#));
+        for bad in [
+            r#"date :zone "CET" "date" "year" "2026""#,
+            r#"currentdate "fortnight" "1""#,
+            r#"currentdate :originalzone "year" "1""#,
+        ] {
+            let script = format!("require \"date\";\r\nif {bad} {{ stop; }}\r\n");
+            assert!(parse(script.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(parse(b"if currentdate \"year\" \"2026\" { stop; }").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the generic command/test/argument tree, then each command and test
 //! checked for its arguments and its `require`.  Errors name the line.
 
-use super::{AddrPart, BodyTransform, Cmd, Cmp, FlagOp, Match, Rel, Script, Test, Vacation};
+use super::{AddrPart, BodyTransform, Cmd, Cmp, FlagOp, Match, Rel, Script, Test, Vacation, Zone};
 
 /// At most this many nested blocks and tests (a script is untrusted).
 const MAX_DEPTH: usize = 64;
@@ -388,6 +388,8 @@ pub const EXTENSIONS: &[&str] = &[
     "vacation-seconds",
     "body",
     "mailbox",
+    "date",
+    "variables",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -488,6 +490,7 @@ fn tag_takes_value(t: &str) -> bool {
             | "over"
             | "under"
             | "content"
+            | "zone"
     )
 }
 
@@ -659,6 +662,36 @@ impl Checker<'_> {
                     Cmd::Reject {
                         reason,
                         ereject: name == "ereject",
+                    }
+                }
+                "set" => {
+                    self.need("variables", line, "set")?;
+                    let mut a = self.args(&mut g)?;
+                    let mut mods = Vec::new();
+                    for group in [
+                        &["lower", "upper"][..],
+                        &["lowerfirst", "upperfirst"],
+                        &["quotewildcard"],
+                        &["length"],
+                    ] {
+                        let given: Vec<&str> = group.iter().copied().filter(|m| a.has(m)).collect();
+                        if given.len() > 1 {
+                            return err(line, format!("set: :{} and :{} together", given[0], given[1]));
+                        }
+                        mods.extend(given.into_iter().map(str::to_string));
+                    }
+                    let name = a.string("variable name")?;
+                    let value = a.string("value")?;
+                    a.done()?;
+                    let ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if !ident {
+                        return err(line, format!("set: invalid variable name \"{name}\""));
+                    }
+                    Cmd::Set {
+                        name: name.to_ascii_lowercase(),
+                        value,
+                        mods,
                     }
                 }
                 "setflag" | "addflag" | "removeflag" => {
@@ -947,6 +980,46 @@ impl Checker<'_> {
                 a.done()?;
                 Test::Body { cmp, m, transform, keys }
             }
+            "string" => {
+                self.need("variables", line, "string")?;
+                let mut a = self.args(&mut g)?;
+                let (cmp, mut m) = self.cmp_match(&mut a)?;
+                let source = a.strs("source list")?;
+                let keys = self.keys(&mut a, &mut m, cmp)?;
+                a.done()?;
+                Test::Str { cmp, m, source, keys }
+            }
+            "date" | "currentdate" => {
+                self.need("date", line, &name)?;
+                let mut a = self.args(&mut g)?;
+                let fixed = a.tag_string("zone")?;
+                let original = a.has("originalzone");
+                let zone = match (fixed, original) {
+                    (None, false) => Zone::Local,
+                    (None, true) if name == "date" => Zone::Original,
+                    (Some(z), false) => Zone::Fixed(zone_minutes(&z).ok_or(ParseError {
+                        line,
+                        msg: format!("{name}: invalid zone \"{z}\""),
+                    })?),
+                    _ => return err(line, format!("{name}: :zone and :originalzone together")),
+                };
+                let (cmp, mut m) = self.cmp_match(&mut a)?;
+                let header = if name == "date" { Some(a.string("header name")?) } else { None };
+                let part = a.string("date part")?.to_ascii_lowercase();
+                if !super::DATE_PARTS.contains(&part.as_str()) {
+                    return err(line, format!("{name}: unknown date part \"{part}\""));
+                }
+                let keys = self.keys(&mut a, &mut m, cmp)?;
+                a.done()?;
+                Test::Date {
+                    zone,
+                    cmp,
+                    m,
+                    header,
+                    part,
+                    keys,
+                }
+            }
             "hasflag" => {
                 self.need("imap4flags", line, "hasflag")?;
                 let mut a = self.args(&mut g)?;
@@ -959,4 +1032,17 @@ impl Checker<'_> {
         };
         Ok(t)
     }
+}
+
+/// A `:zone` value, `+hhmm` or `-hhmm`: minutes east of UTC.
+fn zone_minutes(z: &str) -> Option<i32> {
+    let b = z.as_bytes();
+    if b.len() != 5 || !matches!(b[0], b'+' | b'-') || !b[1..].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let (h, m): (i32, i32) = (z[1..3].parse().ok()?, z[3..].parse().ok()?);
+    if h > 14 || m > 59 {
+        return None;
+    }
+    Some(if b[0] == b'-' { -(h * 60 + m) } else { h * 60 + m })
 }

@@ -120,6 +120,12 @@ impl Key {
 
 /// Parses an RFC 5322 date-time to UTC seconds.
 pub fn parse_date(v: &str) -> Option<i64> {
+    parse_date_zone(v).map(|(t, _)| t)
+}
+
+/// Parses an RFC 5322 date-time: UTC seconds and the zone it was
+/// written in (minutes east of UTC).
+pub fn parse_date_zone(v: &str) -> Option<(i64, i64)> {
     let v = v.split_once(',').map_or(v, |(_, r)| r);
     // Comments and extra blanks.
     let mut clean = String::with_capacity(v.len());
@@ -171,7 +177,7 @@ pub fn parse_date(v: &str) -> Option<i64> {
             _ => 0,
         },
     };
-    Some(crate::util::codec::from_civil(y, m, d, hh, mm, ss) - off_min * 60)
+    Some((crate::util::codec::from_civil(y, m, d, hh, mm, ss) - off_min * 60, off_min))
 }
 
 /// RFC 5256 2.1: the base subject, compared with i;ascii-casemap (so
