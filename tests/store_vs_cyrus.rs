@@ -2587,6 +2587,7 @@ lmtp('b64 text', extra=b64, body='--bb\r\nContent-Type: text/plain\r\nContent-Tr
 lmtp('b64 attachment', extra=b64, body='--bb\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nc2VjcmV0LXdvcmQgaGVyZQ==\r\n--bb--')
 lmtp('raw', body='a rawtoken here')
 lmtp('var hello and more words')
+lmtp('incl')
 lmtp('dated', extra='Date: Wed, 01 Jan 2020 10:00:00 +1100\r\n')
 lmtp('mkbox')
 lmtp('mkbox missing')
@@ -2661,9 +2662,13 @@ while True:
         w('250 ok')
 "#;
 
+/// The script `SIEVE_SCRIPT` includes.
+const SIEVE_LIB: &str = "require [\"fileinto\", \"imap4flags\"];\r\nfileinto :flags \"fromlib\" \"INBOX.f2\";\r\n";
+
 /// The Sieve script of `sieve_as_real_cyrus`.
 const SIEVE_SCRIPT: &str = r#"require ["fileinto", "reject", "imap4flags", "copy", "envelope", "subaddress",
-         "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox", "variables", "date"];
+         "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox", "variables", "date", "include"];
+if header :is "subject" "incl" { include "lib"; include :optional "nolib"; addflag "after"; keep; stop; }
 if header :matches "subject" "var * and *" {
   set :upper "first" "${1}"; set :length "n" "${2}";
   if string :is "${2}" "more words" { addflag "second"; }
@@ -2765,6 +2770,7 @@ fn sieve_as_real_cyrus() {
     let ud = sievedir.join("u/u7");
     std::fs::create_dir_all(&ud).unwrap();
     std::fs::write(ud.join("main.script"), SIEVE_SCRIPT).unwrap();
+    std::fs::write(ud.join("lib.script"), SIEVE_LIB).unwrap();
     std::os::unix::fs::symlink("main.bc", ud.join("defaultbc")).unwrap();
     let cyrus_tool = |tool: &str, args: &[&str], cwd: &Path| {
         let o = std::process::Command::new("runuser")
@@ -2790,6 +2796,8 @@ fn sieve_as_real_cyrus() {
         .status();
     std::fs::write(cd.join("main.script"), SIEVE_SCRIPT).unwrap();
     cyrus_tool("sievec", &["main.script", "main.bc"], &cd);
+    std::fs::write(cd.join("lib.script"), SIEVE_LIB).unwrap();
+    cyrus_tool("sievec", &["lib.script", "lib.bc"], &cd);
     std::os::unix::fs::symlink("main.bc", cd.join("defaultbc")).unwrap();
     let _ = std::process::Command::new("chown")
         .args(["-R", "cyrus", d.join("cyrus/config/sieve").to_str().unwrap()])
@@ -2806,7 +2814,7 @@ fn sieve_as_real_cyrus() {
     let b_sent = sent_text();
     assert!(a.contains("INBOX.f1 ['Subject: tofolder'] ()"), "{a}");
     assert!(a.contains("INBOX.made.deep ['Subject: mkbox'] ()"), "{a}");
-    for want in ["vHELLO", "n10", "day2020", "utc23", "wednesday", "recent"] {
+    for want in ["fromlib", "vHELLO", "n10", "day2020", "utc23", "wednesday", "recent"] {
         assert!(a.contains(want), "{want}: {a}");
     }
     assert!(!a.contains("nosuchdate"), "{a}");

@@ -80,6 +80,7 @@ const EXTENSIONS: &[(&str, Option<&str>)] = &[
     ("body", Some("body")),
     ("date", Some("date")),
     ("variables", Some("variables")),
+    ("include", Some("include")),
     ("imap4flags", Some("imap4flags")),
     ("mailbox", Some("mailbox")),
     ("relational", Some("relational")),

@@ -49,6 +49,20 @@ pub enum Cmd {
         flags: Vec<String>,
     },
     Vacation(Vacation),
+    /// RFC 6609 `include`: another of the user's scripts (or a global
+    /// one) runs here.
+    Include {
+        global: bool,
+        once: bool,
+        optional: bool,
+        name: String,
+    },
+    /// RFC 6609 `return`: back to the including script (the main one:
+    /// `stop`).
+    Return,
+    /// RFC 6609 `global`: these variables are shared with the scripts
+    /// this one includes and is included by.
+    Global(Vec<String>),
     /// RFC 5229 `set`: the name (lowercase), the value, the modifiers
     /// given (`lower`, `upperfirst`, `quotewildcard`, `length`, ...).
     Set {
@@ -217,6 +231,18 @@ pub struct Message<'a> {
     /// Whether the user may file into a mailbox (by its name in the
     /// script), for `mailboxexists`.
     pub may_file: &'a dyn Fn(&str) -> bool,
+    /// The scripts `include` names: (global?, name) to the script, None
+    /// when there is none, Err when it cannot be read or compiled.
+    pub include: &'a dyn Fn(bool, &str) -> Option<Result<Script, String>>,
+}
+
+/// How deep includes may nest, and how many a run may make.
+const MAX_INCLUDE_DEPTH: usize = 10;
+const MAX_INCLUDES: usize = 64;
+
+/// No scripts to include (`Message::include` for callers without any).
+pub fn no_includes(_: bool, _: &str) -> Option<Result<Script, String>> {
+    None
 }
 
 /// What a script decided, in order.  A `Keep` is the user's INBOX (or the
@@ -246,9 +272,17 @@ pub fn run_at(script: &Script, msg: &Message<'_>, now: i64) -> Result<Vec<Action
         flags: Vec::new(),
         stopped: false,
         now,
-        vars: script.requires.iter().any(|r| r == "variables").then(Vars::default),
+        vars: Some(Vars::default()),
+        expanding: script.requires.iter().any(|r| r == "variables"),
+        included: Vec::new(),
+        stack: Vec::new(),
+        returned: false,
+        error: None,
     };
     st.block(&script.cmds, msg);
+    if let Some(e) = st.error {
+        return Err(e);
+    }
     if st.implicit_keep {
         let flags = st.flags.clone();
         st.actions.push(Action::Keep { flags });
@@ -274,8 +308,18 @@ struct State {
     flags: Vec<String>,
     stopped: bool,
     now: i64,
-    /// RFC 5229's variables, when the script requires them.
+    /// RFC 5229's variables.
     vars: Option<Vars>,
+    /// Whether the running script requires them (else `${...}` is text).
+    expanding: bool,
+    /// Scripts included so far (for `:once` and the bound), and the
+    /// includes being run (for loops).
+    included: Vec<(bool, String)>,
+    stack: Vec<(bool, String)>,
+    /// `return` in an included script.
+    returned: bool,
+    /// A runtime error (a missing include): the run stops.
+    error: Option<String>,
 }
 
 /// The named variables and the match variables (`${0}`, `${1}`, ...).
@@ -283,6 +327,28 @@ struct State {
 struct Vars {
     named: std::collections::HashMap<String, String>,
     matched: Vec<String>,
+    /// RFC 6609: the variables shared between scripts, and which names
+    /// the running script declared `global`.
+    globals: std::collections::HashMap<String, String>,
+    declared: std::collections::HashSet<String>,
+}
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<&String> {
+        if self.declared.contains(name) {
+            self.globals.get(name)
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    fn set(&mut self, name: &str, v: String) {
+        if self.declared.contains(name) {
+            self.globals.insert(name.to_string(), v);
+        } else {
+            self.named.insert(name.to_string(), v);
+        }
+    }
 }
 
 /// The longest value a variable keeps (RFC 5229 6 lets servers limit it).
@@ -310,7 +376,7 @@ fn expand(s: &str, v: &Vars) -> String {
                 let value = if n.bytes().all(|b| b.is_ascii_digit()) {
                     n.parse::<usize>().ok().and_then(|i| v.matched.get(i))
                 } else {
-                    v.named.get(&n.to_ascii_lowercase())
+                    v.get(&n.to_ascii_lowercase())
                 };
                 out.push_str(value.map_or("", String::as_str));
                 rest = &after[n.len() + 1..];
@@ -443,7 +509,7 @@ fn flag_list(l: &[String]) -> Vec<String> {
 impl State {
     fn block(&mut self, cmds: &[Cmd], msg: &Message<'_>) {
         for c in cmds {
-            if self.stopped {
+            if self.stopped || self.returned {
                 return;
             }
             match c {
@@ -456,6 +522,19 @@ impl State {
                     }
                 },
                 Cmd::Stop => self.stopped = true,
+                Cmd::Return if self.stack.is_empty() => self.stopped = true,
+                Cmd::Return => self.returned = true,
+                Cmd::Global(names) => {
+                    if let Some(v) = &mut self.vars {
+                        v.declared.extend(names.iter().cloned());
+                    }
+                }
+                Cmd::Include {
+                    global,
+                    once,
+                    optional,
+                    name,
+                } => self.include(*global, *once, *optional, name, msg),
                 Cmd::Keep { flags } => {
                     self.implicit_keep = false;
                     let flags = flags.as_ref().map_or_else(|| self.flags.clone(), |f| flag_list(&self.xs(f)));
@@ -511,7 +590,7 @@ impl State {
                 Cmd::Vacation(v) => {
                     if !self.actions.iter().any(|a| matches!(a, Action::Vacation(_))) {
                         let mut v = v.clone();
-                        if self.vars.is_some() {
+                        if self.expanding {
                             v.subject = v.subject.map(|x| self.x(&x));
                             v.from = v.from.map(|x| self.x(&x));
                             v.handle = v.handle.map(|x| self.x(&x));
@@ -531,7 +610,7 @@ impl State {
                         v.truncate(end);
                     }
                     if let Some(vars) = &mut self.vars {
-                        vars.named.insert(name.clone(), v);
+                        vars.set(name, v);
                     }
                 }
             }
@@ -553,12 +632,62 @@ impl State {
         }
     }
 
+    /// Runs an included script where `include` stands (RFC 6609): its
+    /// own local variables, the globals shared; a missing one is an
+    /// error unless `:optional`, a loop or too many always.
+    fn include(&mut self, global: bool, once: bool, optional: bool, name: &str, msg: &Message<'_>) {
+        let key = (global, name.to_string());
+        if once && self.included.contains(&key) {
+            return;
+        }
+        if self.stack.contains(&key) || self.stack.len() >= MAX_INCLUDE_DEPTH || self.included.len() >= MAX_INCLUDES {
+            self.error = Some(format!("include {name}: loop or too many includes"));
+            self.stopped = true;
+            return;
+        }
+        let script = match (msg.include)(global, name) {
+            Some(Ok(s)) => s,
+            None if optional => return,
+            None => {
+                self.error = Some(format!("include {name}: no such script"));
+                self.stopped = true;
+                return;
+            }
+            Some(Err(e)) => {
+                self.error = Some(format!("include {name}: {e}"));
+                self.stopped = true;
+                return;
+            }
+        };
+        self.included.push(key.clone());
+        self.stack.push(key);
+        // Its variables are its own (the globals excepted), and so are
+        // its match variables.
+        let outer_expanding = std::mem::replace(&mut self.expanding, script.requires.iter().any(|r| r == "variables"));
+        let saved = self.vars.as_mut().map(|v| {
+            (
+                std::mem::take(&mut v.named),
+                std::mem::take(&mut v.matched),
+                std::mem::take(&mut v.declared),
+            )
+        });
+        self.block(&script.cmds, msg);
+        self.returned = false;
+        self.stack.pop();
+        self.expanding = outer_expanding;
+        if let (Some((named, matched, declared)), Some(v)) = (saved, &mut self.vars) {
+            v.named = named;
+            v.matched = matched;
+            v.declared = declared;
+        }
+    }
+
     /// A string with the script's variables expanded (as it is without
     /// the variables extension).
     fn x(&self, s: &str) -> String {
         match &self.vars {
-            Some(v) => expand(s, v),
-            None => s.to_string(),
+            Some(v) if self.expanding => expand(s, v),
+            _ => s.to_string(),
         }
     }
 
@@ -569,7 +698,7 @@ impl State {
     /// A match of values against keys (variables expanded); a
     /// successful `:matches` or `:regex` sets the match variables.
     fn check(&mut self, cmp: Cmp, m: &Match, values: &[String], keys: &[String]) -> bool {
-        if self.vars.is_none() {
+        if !self.expanding {
             return matches(cmp, m, values, keys);
         }
         let keys = self.xs(keys);
@@ -924,6 +1053,7 @@ mod tests {
                 env_to: to,
                 raw: header.as_bytes(),
                 may_file: &|_| false,
+                include: &no_includes,
             },
         )
         .unwrap()
@@ -991,6 +1121,62 @@ mod tests {
     }
 
     #[test]
+    fn includes_and_their_variables() {
+        let h = "Subject: hello\r\n\r\n";
+        let f = crate::mail::mime::fields(h.as_bytes());
+        let lib = |global: bool, n: &str| -> Option<Result<Script, String>> {
+            let src = match (global, n) {
+                (false, "sub") => {
+                    "require [\"fileinto\", \"include\", \"variables\"];\r\nglobal \"who\";\r\nfileinto \"sub-${who}\";\r\nset \"local\" \"x\";\r\nreturn;\r\nfileinto \"never\";"
+                }
+                (true, "spam") => "require \"fileinto\"; fileinto \"spam-${who}\";",
+                (false, "loop") => "require \"include\"; include \"loop\";",
+                (false, "broken") => "fileinto \"x\";",
+                _ => return None,
+            };
+            Some(parse(src.as_bytes()).map_err(|e| e.to_string()))
+        };
+        let go = |script: &str| {
+            let s = parse(script.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            run(
+                &s,
+                &Message {
+                    fields: &f,
+                    size: 10,
+                    env_from: "",
+                    env_to: "u",
+                    raw: h.as_bytes(),
+                    may_file: &|_| false,
+                    include: &lib,
+                },
+            )
+        };
+        let into = |m: &str| Action::FileInto {
+            mailbox: m.into(),
+            flags: vec![],
+            create: false,
+        };
+        // A global variable is shared; a local one is not; `return` ends
+        // the included script; `:once`; a global script without the
+        // variables extension sees "${who}" as text.
+        assert_eq!(
+            go(r#"require ["include", "variables", "fileinto"]; global "who"; set "who" "ann";
+                  include "sub"; include :once "sub"; include :global "spam"; fileinto "after-${local}";"#),
+            Ok(vec![into("sub-ann"), into("spam-${who}"), into("after-")])
+        );
+        assert_eq!(go(r#"require "include"; include :optional "nosuch";"#), Ok(vec![keep(&[])]));
+        assert!(go(r#"require "include"; include "nosuch";"#)
+            .unwrap_err()
+            .contains("no such script"));
+        assert!(go(r#"require "include"; include "loop";"#).unwrap_err().contains("loop"));
+        assert!(go(r#"require "include"; include "broken";"#).is_err());
+        // In the main script, `return` is `stop`.
+        assert_eq!(go(r#"require ["include", "fileinto"]; return; fileinto "x";"#), Ok(vec![keep(&[])]));
+        assert!(parse(b"require \"include\"; global \"x\";").is_err());
+        assert!(parse(b"require \"include\"; include :global :personal \"x\";").is_err());
+    }
+
+    #[test]
     fn dates_of_headers_and_now() {
         // Fri, 04 Dec 2026 23:30:00 -0800 is Sat 07:30 UTC.
         let h = "Date: Fri, 04 Dec 2026 23:30:00 -0800\r\nReceived: from x by y; Tue, 1 Dec 2026 10:00:00 +0000\r\n\r\n";
@@ -1002,6 +1188,7 @@ mod tests {
             env_to: "u",
             raw: h.as_bytes(),
             may_file: &|_| false,
+            include: &no_includes,
         };
         let now = 1_796_482_400; // 2026-12-05 14:53:20 UTC
         let hit = |test: &str| {
@@ -1078,6 +1265,7 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 env_to: "u",
                 raw: b"",
                 may_file: &may,
+                include: &no_includes,
             };
             run(&s, &m).unwrap()
         };
@@ -1136,6 +1324,7 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 env_to: "u",
                 raw: h.as_bytes(),
                 may_file: &|_| false,
+                include: &no_includes,
             };
             run(&s, &m)
         };

@@ -390,6 +390,7 @@ pub const EXTENSIONS: &[&str] = &[
     "mailbox",
     "date",
     "variables",
+    "include",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -609,6 +610,40 @@ impl Checker<'_> {
                 "stop" => {
                     self.args(&mut g)?.done()?;
                     Cmd::Stop
+                }
+                "include" => {
+                    self.need("include", line, "include")?;
+                    let mut a = self.args(&mut g)?;
+                    let global = a.has("global");
+                    if global && a.has("personal") {
+                        return err(line, "include: :global and :personal together");
+                    }
+                    let once = a.has("once");
+                    let optional = a.has("optional");
+                    let name = a.string("script name")?;
+                    a.done()?;
+                    if crate::store::sievedir::valid_name(name.as_bytes()).is_none() {
+                        return err(line, format!("include: invalid script name \"{name}\""));
+                    }
+                    Cmd::Include {
+                        global,
+                        once,
+                        optional,
+                        name,
+                    }
+                }
+                "return" => {
+                    self.need("include", line, "return")?;
+                    self.args(&mut g)?.done()?;
+                    Cmd::Return
+                }
+                "global" => {
+                    self.need("include", line, "global")?;
+                    self.need("variables", line, "global")?;
+                    let mut a = self.args(&mut g)?;
+                    let names = a.strs("variable names")?;
+                    a.done()?;
+                    Cmd::Global(names.iter().map(|n| n.to_ascii_lowercase()).collect())
                 }
                 "keep" => {
                     let mut a = self.args(&mut g)?;

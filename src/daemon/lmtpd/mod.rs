@@ -917,6 +917,7 @@ impl Session {
                     env_to: &r.addr,
                     raw: &msg,
                     may_file: &|_| false,
+                    include: &crate::sieve::no_includes,
                 };
                 let mut plan = filter.plan(&rcpt, &sm, id);
                 if let Some(reason) = &plan.reject {

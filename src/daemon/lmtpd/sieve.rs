@@ -105,8 +105,21 @@ impl Filter {
                 );
                 let open = |name: &str| matches!(store.lookup(name), Ok(Some(e)) if super::acl_allows(&e.acl, &["anyone", r.userid], 'p'));
                 let may_file = |ext: &str| ns.to_internal(ext).is_ok_and(|n| open(&n));
+                // `include`: the user's own scripts, or the global ones
+                // (`<sievedir>/global`).
+                let personal = crate::store::sievedir::Scripts::of(&self.sievedir, r.inbox, store.cfg.fulldirhash);
+                let global = crate::store::sievedir::Scripts::at(self.sievedir.join("global"));
+                let include = |g: bool, name: &str| {
+                    let s = if g { &global } else { &personal };
+                    match s.get(name, MAX_SCRIPT) {
+                        Ok(None) => None,
+                        Ok(Some(src)) => Some(sieve::parse(&src).map_err(|e| e.to_string())),
+                        Err(e) => Some(Err(e.to_string())),
+                    }
+                };
                 let msg = sieve::Message {
                     may_file: &may_file,
+                    include: &include,
                     ..*msg
                 };
                 // `fileinto :create`: made as a CREATE would make it (the
@@ -493,6 +506,7 @@ keep;"#,
             env_to: "u7+f@x",
             raw: b"Subject: x\r\n\r\n",
             may_file: &|_| false,
+            include: &sieve::no_includes,
         };
         let ns = crate::store::names::Namespace::new(false, false, "u7", false, "");
         let r = Recipient {

@@ -13,6 +13,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             env_to: "u+x@example.org",
             raw,
             may_file: &|m| m.len() % 2 == 0,
+            include: &|_, n| (n.len() % 3 == 0).then(|| mumail::sieve::parse(b"require \"fileinto\"; fileinto \"inc\";").map_err(|e| e.to_string())),
         };
         let _ = mumail::sieve::run(&script, &msg);
     }
