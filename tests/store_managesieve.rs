@@ -2,7 +2,8 @@
 //! and activates a script that our lmtpd then runs at delivery; sivtest
 //! logs in; STARTTLS re-issues the capabilities; UTF-8 names, replacing
 //! a script at `sieve_maxscripts`, `allowplaintext: no`, and bounded
-//! reads of an over-long line and an over-size literal.  (The replies,
+//! reads of an over-long line and an over-size literal; a deleted user's
+//! scripts deleted.  (The replies,
 //! command by command, are compared with the real Cyrus timsieved in
 //! store_vs_cyrus.rs.)
 
@@ -83,6 +84,11 @@ fn sieveshell_puts_a_script_that_lmtpd_runs() {
         "",
     );
     assert!(out.contains("NO \"Authentication Error\""), "{out}");
+    // A deleted user's scripts go with them (a new user of that name
+    // must not inherit them).
+    let out = harness::murder::imap_admin(b.imap_port, &["SETACL user/u7 md5u x", "DELETE user/u7"]);
+    assert_eq!(out.matches("-> OK").count(), 2, "{out}");
+    assert!(!ud.exists());
 }
 
 /// STARTTLS, UTF-8 names, replacing at the script limit, bounded reads.

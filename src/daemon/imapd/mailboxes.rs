@@ -325,6 +325,19 @@ impl Session {
             .await
         {
             Ok(()) => {
+                // A deleted user's Sieve scripts go too (Cyrus's
+                // user_deletedata), or a new user of that name would run them.
+                if whole_user {
+                    let dir = self.ctx.conf.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into());
+                    let scripts = crate::store::sievedir::Scripts::of(std::path::Path::new(&dir), &e.name, self.ctx.store.cfg.fulldirhash);
+                    if let Err(err) = std::fs::remove_dir_all(scripts.dir()) {
+                        if err.kind() != std::io::ErrorKind::NotFound {
+                            self.ctx
+                                .log
+                                .error(&format!("DELETE {}: {}: {err}", e.name, scripts.dir().display()));
+                        }
+                    }
+                }
                 // Deleting the selected mailbox expunges its messages from
                 // this session's view first, as Cyrus reports it.
                 if let Some(sel) = self.sel.take_if(|s| s.name == e.name) {
