@@ -60,27 +60,12 @@ enum Token {
     Str(Vec<u8>),
 }
 
-/// How a token ended a line: more tokens follow (SP), or the line ends.
-enum Tokens {
-    Incomplete,
-    Line {
-        used: usize,
-        toks: Vec<Token>,
-    },
-    Bad {
-        used: usize,
-        discard: u64,
-        to_eol: bool,
-        text: &'static str,
-    },
-}
-
 const BAD_LITERAL: &str = "Did not specify legal script data length";
 const BAD_LINE: &str = "Expected a command. Got something else.";
 
 /// The tokens of one line.  A token that is not an atom, a quoted string
 /// or a literal ends the line there (`BAD_LINE`, rest of line skipped).
-fn tokens(buf: &[u8], lim: Limits) -> Tokens {
+fn tokens(buf: &[u8], lim: Limits) -> Parsed<Vec<Token>> {
     let mut toks = Vec::new();
     let mut p = 0;
     // Octets of the line seen outside literals.
@@ -88,62 +73,41 @@ fn tokens(buf: &[u8], lim: Limits) -> Tokens {
     loop {
         let start = p;
         let Some(&c) = buf.get(p) else {
-            return over(plain + (p - start), lim);
+            return over(buf.len(), plain + (p - start), lim);
         };
         match c {
             b'\r' | b'\n' => {
                 if c == b'\r' {
                     match buf.get(p + 1) {
-                        None => return Tokens::Incomplete,
+                        None => return Parsed::Incomplete,
                         Some(b'\n') => p += 1,
-                        Some(_) => {
-                            return Tokens::Bad {
-                                used: p,
-                                discard: 0,
-                                to_eol: true,
-                                text: BAD_LINE,
-                            }
-                        }
+                        Some(_) => return skip(p, BAD_LINE),
                     }
                 }
-                return Tokens::Line { used: p + 1, toks };
+                return Parsed::Done { used: p + 1, value: toks };
             }
             b' ' if !toks.is_empty() && buf.get(p + 1).is_some_and(|&n| n != b'\r' && n != b'\n' && n != b' ') => {
                 p += 1;
                 plain += 1;
                 continue;
             }
-            b' ' if !toks.is_empty() && buf.get(p + 1).is_none() => return over(plain, lim),
+            b' ' if !toks.is_empty() && buf.get(p + 1).is_none() => return over(buf.len(), plain, lim),
             b'"' => {
                 let mut s = Vec::new();
                 p += 1;
                 loop {
                     match buf.get(p) {
-                        None => return over(plain + (p - start), lim),
+                        None => return over(buf.len(), plain + (p - start), lim),
                         Some(b'"') => break,
                         Some(b'\\') => match buf.get(p + 1) {
-                            None => return over(plain + (p - start), lim),
+                            None => return over(buf.len(), plain + (p - start), lim),
                             Some(&e @ (b'"' | b'\\')) => {
                                 s.push(e);
                                 p += 2;
                             }
-                            Some(_) => {
-                                return Tokens::Bad {
-                                    used: p,
-                                    discard: 0,
-                                    to_eol: true,
-                                    text: BAD_LINE,
-                                }
-                            }
+                            Some(_) => return skip(p, BAD_LINE),
                         },
-                        Some(b'\r' | b'\n' | 0) => {
-                            return Tokens::Bad {
-                                used: p,
-                                discard: 0,
-                                to_eol: true,
-                                text: BAD_LINE,
-                            }
-                        }
+                        Some(b'\r' | b'\n' | 0) => return skip(p, BAD_LINE),
                         Some(&b) => {
                             s.push(b);
                             p += 1;
@@ -163,34 +127,20 @@ fn tokens(buf: &[u8], lim: Limits) -> Tokens {
                 let plus = buf.get(q) == Some(&b'+');
                 let close = q + usize::from(plus);
                 match buf.get(close) {
-                    None => return over(plain + (close - start), lim),
+                    None => return over(buf.len(), plain + (close - start), lim),
                     Some(b'}') => {}
-                    Some(_) => {
-                        return Tokens::Bad {
-                            used: p,
-                            discard: 0,
-                            to_eol: true,
-                            text: BAD_LITERAL,
-                        }
-                    }
+                    Some(_) => return skip(p, BAD_LITERAL),
                 }
                 let eol = match (buf.get(close + 1), buf.get(close + 2)) {
                     (Some(b'\n'), _) => close + 2,
                     (Some(b'\r'), Some(b'\n')) => close + 3,
-                    (None, _) | (Some(b'\r'), None) => return over(plain + (close - start), lim),
-                    _ => {
-                        return Tokens::Bad {
-                            used: p,
-                            discard: 0,
-                            to_eol: true,
-                            text: BAD_LITERAL,
-                        }
-                    }
+                    (None, _) | (Some(b'\r'), None) => return over(buf.len(), plain + (close - start), lim),
+                    _ => return skip(p, BAD_LITERAL),
                 };
                 if digits.is_empty() || !plus {
                     // A synchronizing literal's client waits for a
                     // continuation that never comes; Cyrus answers at once.
-                    return Tokens::Bad {
+                    return Parsed::Bad {
                         used: eol,
                         discard: 0,
                         to_eol: false,
@@ -199,7 +149,7 @@ fn tokens(buf: &[u8], lim: Limits) -> Tokens {
                 }
                 let n: u64 = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()).unwrap_or(u64::MAX);
                 if n > lim.literal as u64 {
-                    return Tokens::Bad {
+                    return Parsed::Bad {
                         used: eol,
                         discard: n,
                         to_eol: true,
@@ -208,7 +158,7 @@ fn tokens(buf: &[u8], lim: Limits) -> Tokens {
                 }
                 let n = n as usize;
                 if buf.len() < eol + n {
-                    return Tokens::Incomplete;
+                    return Parsed::Incomplete;
                 }
                 toks.push(Token::Str(buf[eol..eol + n].to_vec()));
                 plain += eol - start;
@@ -219,55 +169,63 @@ fn tokens(buf: &[u8], lim: Limits) -> Tokens {
                     p += 1;
                 }
                 if p == buf.len() {
-                    return over(plain + (p - start), lim);
+                    return over(buf.len(), plain + (p - start), lim);
                 }
                 plain += p - start;
                 toks.push(Token::Atom(String::from_utf8_lossy(&buf[start..p]).into_owned()));
             }
-            _ => {
-                return Tokens::Bad {
-                    used: p,
-                    discard: 0,
-                    to_eol: true,
-                    text: BAD_LINE,
-                }
-            }
+            _ => return skip(p, BAD_LINE),
         }
         if plain > lim.line {
-            return Tokens::Bad {
-                used: p,
-                discard: 0,
-                to_eol: true,
-                text: BAD_LINE,
-            };
+            return skip(p, BAD_LINE);
         }
         // After a token: SP and another, or the end of the line.
         match buf.get(p) {
-            None => return over(plain, lim),
+            None => return over(buf.len(), plain, lim),
             Some(b' ' | b'\r' | b'\n') => {}
-            Some(_) => {
-                return Tokens::Bad {
-                    used: p,
-                    discard: 0,
-                    to_eol: true,
-                    text: BAD_LINE,
-                }
-            }
+            Some(_) => return skip(p, BAD_LINE),
         }
     }
 }
 
 /// An unfinished line: wait for more, unless it is already too long.
-fn over(plain: usize, lim: Limits) -> Tokens {
+fn over<T>(buf_len: usize, plain: usize, lim: Limits) -> Parsed<T> {
     if plain > lim.line {
-        Tokens::Bad {
-            used: 0,
-            discard: 0,
-            to_eol: true,
-            text: BAD_LINE,
-        }
+        // Dropped as read so far, and the rest up to its end.
+        skip(buf_len, BAD_LINE)
     } else {
-        Tokens::Incomplete
+        Parsed::Incomplete
+    }
+}
+
+/// A malformed line: `used` octets, then the rest of the line, dropped.
+fn skip<T>(used: usize, text: &'static str) -> Parsed<T> {
+    Parsed::Bad {
+        used,
+        discard: 0,
+        to_eol: true,
+        text,
+    }
+}
+
+impl<T> Parsed<T> {
+    /// What was parsed, or (not Done) the same answer for another type.
+    fn done<U>(self) -> Result<(usize, T), Parsed<U>> {
+        match self {
+            Parsed::Done { used, value } => Ok((used, value)),
+            Parsed::Incomplete => Err(Parsed::Incomplete),
+            Parsed::Bad {
+                used,
+                discard,
+                to_eol,
+                text,
+            } => Err(Parsed::Bad {
+                used,
+                discard,
+                to_eol,
+                text,
+            }),
+        }
     }
 }
 
@@ -282,24 +240,9 @@ fn bad<T>(used: usize, text: &'static str) -> Parsed<T> {
 
 /// The command at the start of `buf`.
 pub fn parse_command(buf: &[u8], lim: Limits) -> Parsed<Command> {
-    let (used, toks) = match tokens(buf, lim) {
-        Tokens::Incomplete => return Parsed::Incomplete,
-        Tokens::Bad {
-            used,
-            discard,
-            to_eol,
-            text,
-        } => {
-            // An over-long line is dropped as read so far.
-            let used = if used == 0 { buf.len() } else { used };
-            return Parsed::Bad {
-                used,
-                discard,
-                to_eol,
-                text,
-            };
-        }
-        Tokens::Line { used, toks } => (used, toks),
+    let (used, toks) = match tokens(buf, lim).done() {
+        Ok(t) => t,
+        Err(p) => return p,
     };
     let mut it = toks.into_iter();
     let Some(Token::Atom(verb)) = it.next() else {
@@ -429,23 +372,12 @@ pub fn parse_command(buf: &[u8], lim: Limits) -> Parsed<Command> {
 /// A SASL response line: one string (RFC 5804 2.1), its octets as sent
 /// (base64 text, or `*` to cancel).
 pub fn parse_sasl_response(buf: &[u8], lim: Limits) -> Parsed<Vec<u8>> {
-    match tokens(buf, lim) {
-        Tokens::Incomplete => Parsed::Incomplete,
-        Tokens::Bad {
-            used,
-            discard,
-            to_eol,
-            text,
-        } => Parsed::Bad {
-            used: if used == 0 { buf.len() } else { used },
-            discard,
-            to_eol,
-            text,
-        },
-        Tokens::Line { used, toks } => match &toks[..] {
+    match tokens(buf, lim).done() {
+        Ok((used, toks)) => match &toks[..] {
             [Token::Str(s)] => Parsed::Done { used, value: s.clone() },
             _ => bad(used, "Expected string"),
         },
+        Err(p) => p,
     }
 }
 
@@ -466,6 +398,18 @@ pub fn string(s: &[u8]) -> Vec<u8> {
     } else {
         literal(s)
     }
+}
+
+/// A string as a client sends it: quoted when it can be, else a
+/// non-synchronizing literal (`{n+}` CRLF octets).
+pub fn client_string(s: &[u8]) -> Vec<u8> {
+    let q = string(s);
+    if q.first() == Some(&b'"') {
+        return q;
+    }
+    let mut out = format!("{{{}+}}\r\n", s.len()).into_bytes();
+    out.extend_from_slice(s);
+    out
 }
 
 /// `{n}` CRLF and the octets.

@@ -367,9 +367,7 @@ fn expand(s: &str, v: &Vars) -> String {
         let after = &rest[i + 2..];
         let name = after.find('}').map(|j| &after[..j]).filter(|n| {
             let digits = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
-            let ident = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            digits || ident
+            digits || is_identifier(n)
         });
         match name {
             Some(n) => {
@@ -389,6 +387,11 @@ fn expand(s: &str, v: &Vars) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A variable name (RFC 5229 `identifier`).
+pub(crate) fn is_identifier(n: &str) -> bool {
+    n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A `set` value through its modifiers, in RFC 5229's order of

@@ -718,9 +718,7 @@ impl Checker<'_> {
                     let name = a.string("variable name")?;
                     let value = a.string("value")?;
                     a.done()?;
-                    let ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                    if !ident {
+                    if !super::is_identifier(&name) {
                         return err(line, format!("set: invalid variable name \"{name}\""));
                     }
                     Cmd::Set {

@@ -251,9 +251,9 @@ pub(super) async fn fetch(addr: &str, authz: &str, authc: &str, pw: &str) -> Res
             s.active = Some(name.clone());
         }
         let mut get = b"GETSCRIPT ".to_vec();
-        get.extend(ms::string(name.as_bytes()));
+        get.extend(ms::client_string(name.as_bytes()));
         get.extend_from_slice(b"\r\n");
-        let got = c.cmd(&quoted_or_client_literal(&get)).await?;
+        let got = c.cmd(&get).await?;
         if !got.ok() {
             return Err(format!("{addr}: GETSCRIPT {name}: {}", got.text()));
         }
@@ -262,30 +262,6 @@ pub(super) async fn fetch(addr: &str, authz: &str, authc: &str, pw: &str) -> Res
     c.logout().await;
     s.list.sort();
     Ok(s)
-}
-
-/// A command built with `ms::string` (whose literals are a server's,
-/// `{n}`) as a client sends it (`{n+}`).
-fn quoted_or_client_literal(cmd: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(cmd.len() + 4);
-    let mut i = 0;
-    while i < cmd.len() {
-        if cmd[i] == b'{' {
-            if let Some(close) = cmd[i..].iter().position(|&b| b == b'}') {
-                let digits = &cmd[i + 1..i + close];
-                if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) && cmd[i + close + 1..].starts_with(b"\r\n") {
-                    out.push(b'{');
-                    out.extend_from_slice(digits);
-                    out.extend_from_slice(b"+}");
-                    i += close + 1;
-                    continue;
-                }
-            }
-        }
-        out.push(cmd[i]);
-        i += 1;
-    }
-    out
 }
 
 /// Stores `s` through a ManageSieve server, as `authc` for `authz`: how
@@ -297,7 +273,7 @@ pub(super) async fn store(addr: &str, authz: &str, authc: &str, pw: &str, s: &Sc
     let mut active_ok = false;
     for (name, src) in &s.list {
         let mut put = b"PUTSCRIPT ".to_vec();
-        put.extend(quoted_or_client_literal(&ms::string(name.as_bytes())));
+        put.extend(ms::client_string(name.as_bytes()));
         put.extend(format!(" {{{}+}}\r\n", src.len()).into_bytes());
         put.extend_from_slice(src);
         put.extend_from_slice(b"\r\n");
@@ -311,7 +287,7 @@ pub(super) async fn store(addr: &str, authz: &str, authc: &str, pw: &str, s: &Sc
     }
     if let (Some(a), true) = (&s.active, active_ok) {
         let mut set = b"SETACTIVE ".to_vec();
-        set.extend(quoted_or_client_literal(&ms::string(a.as_bytes())));
+        set.extend(ms::client_string(a.as_bytes()));
         set.extend_from_slice(b"\r\n");
         let r = c.cmd(&set).await?;
         if !r.ok() {
@@ -332,10 +308,6 @@ mod tests {
         assert_eq!(literal_len(b"NO {22}"), Some(22));
         assert_eq!(literal_len(b"\"main\" ACTIVE"), None);
         assert_eq!(string_at(b"\"a \\\"b\\\"\" ACTIVE"), Some((b"a \"b\"".to_vec(), &b" ACTIVE"[..])));
-        assert_eq!(
-            quoted_or_client_literal(b"GETSCRIPT {3}\r\na\nb\r\n"),
-            b"GETSCRIPT {3+}\r\na\nb\r\n".to_vec()
-        );
     }
 
     #[test]

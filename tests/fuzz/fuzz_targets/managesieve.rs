@@ -35,15 +35,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     let _ = parse_sasl_response(data, lim);
     if data.len() <= 64 {
-        let enc = string(data);
         let mut line = b"NOOP ".to_vec();
-        if enc.first() == Some(&b'{') {
-            // (A reply's literal is `{n}`; a client's is `{n+}`.)
-            line.extend(format!("{{{}+}}\r\n", data.len()).into_bytes());
-            line.extend_from_slice(data);
-        } else {
-            line.extend(enc);
-        }
+        line.extend(client_string(data));
         line.extend_from_slice(b"\r\n");
         if let Parsed::Done { value: Command::Noop { tag: Some(t) }, .. } = parse_command(&line, lim) {
             if std::str::from_utf8(data).is_ok() {
