@@ -400,18 +400,6 @@ pub fn string(s: &[u8]) -> Vec<u8> {
     }
 }
 
-/// A string as a client sends it: quoted when it can be, else a
-/// non-synchronizing literal (`{n+}` CRLF octets).
-pub fn client_string(s: &[u8]) -> Vec<u8> {
-    let q = string(s);
-    if q.first() == Some(&b'"') {
-        return q;
-    }
-    let mut out = format!("{{{}+}}\r\n", s.len()).into_bytes();
-    out.extend_from_slice(s);
-    out
-}
-
 /// `{n}` CRLF and the octets.
 pub fn literal(s: &[u8]) -> Vec<u8> {
     let mut out = format!("{{{}}}\r\n", s.len()).into_bytes();

@@ -1062,6 +1062,14 @@ mod tests {
         .unwrap()
     }
 
+    fn into(m: &str) -> Action {
+        Action::FileInto {
+            mailbox: m.into(),
+            flags: vec![],
+            create: false,
+        }
+    }
+
     fn keep(flags: &[&str]) -> Action {
         Action::Keep {
             flags: flags.iter().map(|s| s.to_string()).collect(),
@@ -1077,11 +1085,6 @@ mod tests {
                 h,
                 "u",
             )
-        };
-        let into = |m: &str| Action::FileInto {
-            mailbox: m.into(),
-            flags: vec![],
-            create: false,
         };
         // RFC 5229's own example: the leftmost `*` takes as little as it can.
         assert_eq!(
@@ -1153,11 +1156,6 @@ mod tests {
                     include: &lib,
                 },
             )
-        };
-        let into = |m: &str| Action::FileInto {
-            mailbox: m.into(),
-            flags: vec![],
-            create: false,
         };
         // A global variable is shared; a local one is not; `return` ends
         // the included script; `:once`; a global script without the

@@ -8,7 +8,9 @@
 //! script is checked as an upload is.  A script the destination refuses
 //! (an extension it lacks) is reported and left out; the others go on.
 
-use crate::proto::managesieve as ms;
+// A client's strings are IMAP's (quoted, else a `{n+}` literal), which
+// ManageSieve takes too.
+use crate::proto::imap::render::client_string;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The longest response line and literal read (a script is at most
@@ -251,7 +253,7 @@ pub(super) async fn fetch(addr: &str, authz: &str, authc: &str, pw: &str) -> Res
             s.active = Some(name.clone());
         }
         let mut get = b"GETSCRIPT ".to_vec();
-        get.extend(ms::client_string(name.as_bytes()));
+        client_string(&mut get, name.as_bytes());
         get.extend_from_slice(b"\r\n");
         let got = c.cmd(&get).await?;
         if !got.ok() {
@@ -273,7 +275,7 @@ pub(super) async fn store(addr: &str, authz: &str, authc: &str, pw: &str, s: &Sc
     let mut active_ok = false;
     for (name, src) in &s.list {
         let mut put = b"PUTSCRIPT ".to_vec();
-        put.extend(ms::client_string(name.as_bytes()));
+        client_string(&mut put, name.as_bytes());
         put.extend(format!(" {{{}+}}\r\n", src.len()).into_bytes());
         put.extend_from_slice(src);
         put.extend_from_slice(b"\r\n");
@@ -287,7 +289,7 @@ pub(super) async fn store(addr: &str, authz: &str, authc: &str, pw: &str, s: &Sc
     }
     if let (Some(a), true) = (&s.active, active_ok) {
         let mut set = b"SETACTIVE ".to_vec();
-        set.extend(ms::client_string(a.as_bytes()));
+        client_string(&mut set, a.as_bytes());
         set.extend_from_slice(b"\r\n");
         let r = c.cmd(&set).await?;
         if !r.ok() {

@@ -2,7 +2,7 @@
 // The ManageSieve command parser on any input, consumed as timsieved
 // consumes it: never a panic, each step uses no more than it was given
 // and makes progress, a literal over the bound is never kept.  A string
-// as replies render it parses back to itself.
+// as a client sends it (quoted, else `{n+}`) parses back to itself.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     use mumail::proto::managesieve::*;
     let lim = Limits { line: 256, literal: 64 };
@@ -36,7 +36,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = parse_sasl_response(data, lim);
     if data.len() <= 64 {
         let mut line = b"NOOP ".to_vec();
-        line.extend(client_string(data));
+        mumail::proto::imap::render::client_string(&mut line, data);
         line.extend_from_slice(b"\r\n");
         if let Parsed::Done { value: Command::Noop { tag: Some(t) }, .. } = parse_command(&line, lim) {
             if std::str::from_utf8(data).is_ok() {
