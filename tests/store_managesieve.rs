@@ -3,7 +3,8 @@
 //! logs in; STARTTLS re-issues the capabilities; UTF-8 names, replacing
 //! a script at `sieve_maxscripts`, `allowplaintext: no`, and bounded
 //! reads of an over-long line and an over-size literal; a deleted user's
-//! scripts deleted.  (The replies,
+//! scripts deleted; editheader's copy is the recipient's own and
+//! duplicate remembers across deliveries.  (The replies,
 //! command by command, are compared with the real Cyrus timsieved in
 //! store_vs_cyrus.rs.)
 
@@ -176,4 +177,103 @@ fn starttls_utf8_names_and_bounded_reads() {
     assert!(log.contains("starttls: "), "{log}");
     assert!(log.contains("login: localhost [127.0.0.1] u7 PLAIN User logged in"), "{log}");
     assert!(!log.contains("testpw"), "{log}");
+}
+
+/// A script using what Cyrus 3.6 scripts moved here use (editheader,
+/// duplicate), uploaded with sieveshell.
+const EDITING: &str = "require [\"editheader\", \"duplicate\", \"fileinto\", \"mailbox\"];\r\n\
+                       addheader \"X-Filtered\" \"by-script\";\r\n\
+                       deleteheader \"X-Secret\";\r\n\
+                       if duplicate :header \"x-key\" { fileinto :create \"Dups\"; }\r\n";
+
+/// One LMTP transaction to u7 (who has `EDITING`) and yes1 (no script),
+/// then a second message with the same X-Key to u7; each copy's header
+/// and size over IMAP.
+const DELIVER_TWO: &str = r#"
+import smtplib, imaplib, sys
+for u in ['u7', 'yes1']:
+    imaplib.IMAP4('127.0.0.1', int(sys.argv[2])).login(u, 'testpw')
+import socket
+def lmtp(rcpts, subject, mid):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rb')
+    def reply(c=None):
+        if c: s.sendall(c.encode() + b'\r\n')
+        while True:
+            l = f.readline().decode()
+            if l[3:4] != '-': return l.strip()
+    reply(); reply('LHLO x'); reply('MAIL FROM:<from@example.org>')
+    for r in rcpts: reply('RCPT TO:<%s>' % r)
+    reply('DATA')
+    s.sendall(('From: from@example.org\r\nSubject: %s\r\nX-Secret: s3\r\nX-Key: k1\r\nMessage-ID: <%s@x>\r\n\r\nthe body\r\n.\r\n' % (subject, mid)).encode())
+    print([reply().split(' SESSIONID')[0] for r in rcpts])
+    s.close()
+lmtp(['u7', 'yes1'], 'first', 'm1')
+lmtp(['u7'], 'second', 'm2')
+for u in ['u7', 'yes1']:
+    M = imaplib.IMAP4('127.0.0.1', int(sys.argv[2])); M.login(u, 'testpw')
+    for box in ['INBOX', 'Dups']:
+        if M.select(box)[0] != 'OK': continue
+        typ, d = M.fetch('1:*', '(RFC822.SIZE BODY.PEEK[])')
+        for x in d:
+            if isinstance(x, tuple):
+                size = int(x[0].decode().split('RFC822.SIZE ')[1].split()[0])
+                print(u, box, size == len(x[1]), repr(x[1].decode()))
+"#;
+
+#[test]
+fn editheader_and_duplicate_at_delivery() {
+    if !can_run("managesieve clients", &[SIEVESHELL]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut b = Backend::start(d.path(), "");
+    let port = b.start_timsieved();
+    std::fs::write(d.path().join("edit.sieve"), EDITING).unwrap();
+    let o = std::process::Command::new(SIEVESHELL)
+        .args([
+            "-a",
+            "u7",
+            "-u",
+            "u7",
+            "-p",
+            "testpw",
+            "-e",
+            "put edit.sieve main\nactivate main\nlist\n",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("main  <- active"), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    let got = python(DELIVER_TWO, &[b.lmtp_sock.to_str().unwrap(), &b.imap_port.to_string()]);
+    // u7's copy is edited (the new field on top, X-Secret gone) and its
+    // size is its own; yes1's copy of the same transaction is untouched.
+    let line = |who: &str, subject: &str| {
+        got.lines()
+            .find(|l| l.starts_with(who) && l.contains(subject))
+            .unwrap_or_else(|| panic!("{who} {subject}: {got}"))
+            .to_string()
+    };
+    let u7 = line("u7 INBOX", "Subject: first");
+    assert!(u7.contains("True 'X-Filtered: by-script\\r\\nReturn-Path: "), "{got}");
+    assert!(
+        !u7.contains("X-Secret") && u7.contains("X-Key: k1") && u7.ends_with("\\r\\nthe body\\r\\n'"),
+        "{got}"
+    );
+    let y = line("yes1 INBOX", "Subject: first");
+    assert!(
+        y.contains("True ") && y.contains("X-Secret: s3") && !y.contains("X-Filtered"),
+        "{got}"
+    );
+    // The second message's X-Key was seen: filed into Dups.
+    assert!(line("u7 Dups", "Subject: second").contains("X-Filtered"), "{got}");
+    assert!(
+        !got.lines().any(|l| l.starts_with("u7 INBOX") && l.contains("Subject: second")),
+        "{got}"
+    );
+    assert!(
+        got.starts_with("['250 2.1.5 Success', '250 2.1.5 Success']\n['250 2.1.5 Success']\n"),
+        "{got}"
+    );
 }

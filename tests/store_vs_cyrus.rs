@@ -2592,6 +2592,15 @@ lmtp('dated', extra='Date: Wed, 01 Jan 2020 10:00:00 +1100\r\n')
 lmtp('mkbox')
 lmtp('mkbox missing')
 lmtp('mbx')
+lmtp('env')
+lmtp('edit', extra='X-Drop: a\r\nX-Multi: m1\r\nX-Multi: m2\r\nX-Multi: m3\r\nX-Multi: m4\r\nX-Some: good\r\nX-Some: bad one\r\nReceived: from x by y; Wed, 01 Jan 2020 10:00:00 +0000\r\n')
+lmtp('idx', extra='X-Multi: m1\r\nX-Multi: m2\r\nX-Multi: m3\r\nX-Multi: m4\r\nCc: a@x, c@x\r\nCc: b@x\r\nX-Date: Wed, 01 Jan 2020 10:00:00 +0000\r\nX-Date: Fri, 01 Jan 2021 10:00:00 +0000\r\n')
+lmtp('dup', extra='X-Key: k1\r\n')
+lmtp('dup', extra='X-Key: k1\r\n')
+lmtp('dup', again=True)
+lmtp('enc', extra='X-Enc: =?utf-8?q?AB=C3=A9?=\r\n')
+lmtp('have')
+lmtp('err')
 lmtp('alternative', extra='Content-Type: multipart/alternative; boundary=aa\r\n', body='--aa\r\nContent-Type: text/plain\r\n\r\nplain\r\n--aa\r\nContent-Type: text/html\r\n\r\n<b>htmlword</b>\r\n--aa--')
 lmtp('away')
 lmtp('away')
@@ -2626,7 +2635,8 @@ for mb in ['INBOX', 'INBOX.f1', 'INBOX.f2', 'INBOX.closed', 'INBOX.made.deep']:
             h = x[1].decode()
             subj = [l for l in h.split('\r\n') if l.startswith('Subject:')]
             names = [l.split(':')[0] for l in h.split('\r\n') if ':' in l and l[0] not in ' \t']
-            print(mb, subj, '(%s)' % fl, names)
+            xs = [l for l in h.split('\r\n') if l.startswith(('X-Env', 'X-First', 'X-Last', 'X-Have', 'X-Multi', 'X-Some'))]
+            print(mb, subj, '(%s)' % fl, names, xs)
 "#;
 
 /// A `sendmail -bs` that answers SMTP on its standard input and output
@@ -2667,7 +2677,61 @@ const SIEVE_LIB: &str = "require [\"fileinto\", \"imap4flags\"];\r\nfileinto :fl
 
 /// The Sieve script of `sieve_as_real_cyrus`.
 const SIEVE_SCRIPT: &str = r#"require ["fileinto", "reject", "imap4flags", "copy", "envelope", "subaddress",
-         "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox", "variables", "date", "include"];
+         "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox", "variables", "date", "include",
+         "encoded-character", "ihave", "environment", "index", "duplicate", "editheader"];
+if header :is "subject" "env" {
+  if environment :is "domain" "" { addflag "domain"; }
+  if environment :is "host" "backend1" { addflag "host"; }
+  if environment :is "location" "MDA" { addflag "location"; }
+  if environment :is "name" "Cyrus LMTP" { addflag "name"; }
+  if environment :is "phase" "during" { addflag "phase"; }
+  if environment :matches "remote-host" "*" { addflag "rhost"; }
+  if environment :is "remote-host" "" { addflag "rhostempty"; }
+  if environment :matches "remote-ip" "*" { addflag "rip"; }
+  if environment :matches "version" "3.6.1*" { addflag "v36"; }
+  if environment :is "nosuch" "" { addflag "nosuchenv"; }
+  keep; stop;
+}
+if header :is "subject" "edit" {
+  addheader "X-First" "one";
+  addheader :last "X-Last" "two";
+  deleteheader "x-drop";
+  deleteheader :index 1 "x-multi";
+  deleteheader :index 1 :last "x-multi";
+  deleteheader :contains "x-some" "bad";
+  addheader "Received" "from sieve";
+  addheader "auto-submitted" "no";
+  if header :is "x-first" "one" { addflag "seenadded"; }
+  if not exists "x-drop" { addflag "dropped"; }
+  if header :index 2 "x-multi" "m3" { addflag "m3second"; }
+  fileinto "INBOX.f1"; stop;
+}
+if header :is "subject" "idx" {
+  if header :index 2 "x-multi" "m2" { addflag "idx2"; }
+  if header :index 1 :last "x-multi" "m4" { addflag "idxlast"; }
+  if header :index 9 "x-multi" "m4" { addflag "idx9"; }
+  if address :index 2 :localpart "cc" "b" { addflag "addr2"; }
+  if date :index 2 "x-date" "year" "2021" { addflag "date2"; }
+  keep; stop;
+}
+if header :is "subject" "dup" {
+  if duplicate { fileinto "INBOX.f2"; }
+  if duplicate :header "x-key" :handle "h1" { addflag "dupkey"; }
+  if duplicate :uniqueid "fixed" :seconds 60 { addflag "dupfixed"; }
+  keep; stop;
+}
+if header :is "subject" "enc" {
+  if header :is "x-enc" "${hex:41 42}${unicode:e9}" { addflag "encoded"; }
+  if header :is "x-enc" "${hex:zz}" { addflag "notencoded"; }
+  keep; stop;
+}
+if header :is "subject" "have" {
+  if ihave "editheader" { addheader "X-Have" "yes"; }
+  if ihave "nosuch-ext" { nosuchcommand :tag "x"; }
+  if not ihave "nosuch" { addflag "nothave"; }
+  keep; stop;
+}
+if header :is "subject" "err" { addflag "beforeerror"; error "custom failure"; }
 if header :is "subject" "incl" { include "lib"; include :optional "nolib"; addflag "after"; keep; stop; }
 if header :matches "subject" "var * and *" {
   set :upper "first" "${1}"; set :length "n" "${2}";
@@ -2815,6 +2879,21 @@ fn sieve_as_real_cyrus() {
     assert!(a.contains("INBOX.f1 ['Subject: tofolder'] ()"), "{a}");
     assert!(a.contains("INBOX.made.deep ['Subject: mkbox'] ()"), "{a}");
     for want in ["fromlib", "vHELLO", "n10", "day2020", "utc23", "wednesday", "recent"] {
+        assert!(a.contains(want), "{want}: {a}");
+    }
+    // The extensions of Cyrus 3.6 a script moved from it may use.
+    for want in [
+        "(domain host location name phase rhost rhostempty v36)",
+        "(dropped m3second seenadded)",
+        "['X-First: one', 'X-Multi: m2', 'X-Multi: m3', 'X-Some: good', 'X-Last: two']",
+        "(addr2 date2 idx2 idxlast)",
+        "INBOX ['Subject: dup'] () ",
+        "INBOX ['Subject: dup'] (dupfixed dupkey)",
+        "INBOX.f2 ['Subject: dup'] ()",
+        "(encoded)",
+        "(nothave) ['X-Have'",
+        "INBOX ['Subject: err'] ($SieveFailed)",
+    ] {
         assert!(a.contains(want), "{want}: {a}");
     }
     assert!(!a.contains("nosuchdate"), "{a}");

@@ -70,23 +70,29 @@ impl Shared {
 /// The extensions our Sieve runs, in Cyrus's order, and the
 /// `sieve_extensions` name that enables each (None: always on).
 const EXTENSIONS: &[(&str, Option<&str>)] = &[
+    ("encoded-character", None),
     ("comparator-i;ascii-numeric", None),
     ("fileinto", Some("fileinto")),
     ("reject", Some("reject")),
     ("ereject", Some("reject")),
     ("vacation", Some("vacation")),
     ("vacation-seconds", Some("vacation-seconds")),
-    ("envelope", Some("envelope")),
-    ("body", Some("body")),
-    ("date", Some("date")),
-    ("variables", Some("variables")),
     ("include", Some("include")),
+    ("editheader", Some("editheader")),
+    ("envelope", Some("envelope")),
+    ("environment", Some("environment")),
+    ("body", Some("body")),
     ("imap4flags", Some("imap4flags")),
+    ("date", Some("date")),
+    ("ihave", Some("ihave")),
     ("mailbox", Some("mailbox")),
+    ("duplicate", Some("duplicate")),
     ("relational", Some("relational")),
     ("regex", Some("regex")),
     ("subaddress", Some("subaddress")),
     ("copy", Some("copy")),
+    ("index", Some("index")),
+    ("variables", Some("variables")),
 ];
 
 /// The extensions `sieve_extensions` leaves on.

@@ -7,7 +7,9 @@
 //!
 //! Extensions: fileinto, reject, ereject, envelope, imap4flags, copy,
 //! subaddress, relational, regex, vacation, vacation-seconds, body, mailbox
-//! (`fileinto :create`, `mailboxexists`) and the three comparators.
+//! (`fileinto :create`, `mailboxexists`), date, index, variables, include,
+//! editheader, duplicate, environment, ihave, encoded-character and the
+//! three comparators.
 
 mod parse;
 
@@ -26,6 +28,23 @@ pub enum Cmd {
         otherwise: Option<Vec<Cmd>>,
     },
     Stop,
+    /// RFC 5463 `error`: the run fails with this message.
+    Error(String),
+    /// RFC 5293 `addheader`: a field at the top (at the end: `:last`).
+    AddHeader {
+        last: bool,
+        name: String,
+        value: String,
+    },
+    /// RFC 5293 `deleteheader`: the fields of that name (those whose
+    /// value matches one of `keys`; the `index`th only).
+    DeleteHeader {
+        index: Option<Index>,
+        cmp: Cmp,
+        m: Match,
+        name: String,
+        keys: Option<Vec<String>>,
+    },
     Keep {
         flags: Option<Vec<String>>,
     },
@@ -92,9 +111,26 @@ pub struct Vacation {
     pub reason: String,
 }
 
+/// RFC 5260 6 `:index n` (`:last`: counted from the end).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Index {
+    pub n: usize,
+    pub last: bool,
+}
+
+/// What `duplicate` (RFC 7352) tracks: the Message-ID, a header
+/// field's value, or a string of the script's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DupId {
+    MessageId,
+    Header(String),
+    Unique(String),
+}
+
 #[derive(Debug)]
 pub enum Test {
     Address {
+        index: Option<Index>,
         part: AddrPart,
         cmp: Cmp,
         m: Match,
@@ -109,10 +145,32 @@ pub enum Test {
         keys: Vec<String>,
     },
     Header {
+        index: Option<Index>,
         cmp: Cmp,
         m: Match,
         headers: Vec<String>,
         keys: Vec<String>,
+    },
+    /// RFC 5463: whether we have these extensions (`have`: known when
+    /// the script is parsed).
+    Ihave {
+        exts: Vec<String>,
+        have: bool,
+    },
+    /// RFC 5183: an item of the environment (`host`, `location`, ...).
+    Environment {
+        cmp: Cmp,
+        m: Match,
+        name: String,
+        keys: Vec<String>,
+    },
+    /// RFC 7352: whether this message's id was seen before (within
+    /// `seconds`, this `handle`'s own list).
+    Duplicate {
+        handle: String,
+        id: DupId,
+        seconds: Option<u64>,
+        last: bool,
     },
     HasFlag {
         cmp: Cmp,
@@ -135,6 +193,7 @@ pub enum Test {
     },
     /// RFC 5260 `date` (a header's date) and `currentdate` (header None).
     Date {
+        index: Option<Index>,
         zone: Zone,
         cmp: Cmp,
         m: Match,
@@ -234,6 +293,26 @@ pub struct Message<'a> {
     /// The scripts `include` names: (global?, name) to the script, None
     /// when there is none, Err when it cannot be read or compiled.
     pub include: &'a dyn Fn(bool, &str) -> Option<Result<Script, String>>,
+    /// RFC 5183's items (`domain`, `host`, `location`, `name`, `phase`,
+    /// `version`, ...): None for one the server does not have.
+    pub environment: &'a dyn Fn(&str) -> Option<String>,
+    /// RFC 7352: whether (handle, id) is remembered and not expired.
+    pub seen: &'a dyn Fn(&str, &str) -> bool,
+}
+
+/// No environment (`Message::environment` for callers without one).
+pub fn no_environment(_: &str) -> Option<String> {
+    None
+}
+
+/// Nothing remembered (`Message::seen` for callers without a store).
+pub fn never_seen(_: &str, _: &str) -> bool {
+    false
+}
+
+/// A field name `addheader`/`deleteheader` may name (RFC 5322 ftext).
+pub fn valid_field_name(n: &str) -> bool {
+    !n.is_empty() && n.bytes().all(|b| (33..=126).contains(&b) && b != b':')
 }
 
 /// How deep includes may nest, and how many a run may make.
@@ -257,6 +336,30 @@ pub enum Action {
     Discard,
 }
 
+/// What a run decided, and what it leaves to do once the message is
+/// delivered.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub actions: Vec<Action>,
+    /// `duplicate` tests' ids, to remember once the delivery is done.
+    pub tracks: Vec<Track>,
+    /// The header `addheader`/`deleteheader` left (the fields and the
+    /// empty line), when they changed it: the copies delivered carry it.
+    pub header: Option<Vec<u8>>,
+}
+
+/// One id `duplicate` saw (RFC 7352 3): remembered for `seconds` (None:
+/// the server's default) from this message if it is new, or (`last`)
+/// whenever it is seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Track {
+    pub handle: String,
+    pub id: String,
+    pub seconds: Option<u64>,
+    pub last: bool,
+    pub seen: bool,
+}
+
 /// Runs a script on a message: the actions, implicit keep included; an
 /// error for actions that cannot go together (RFC 5429: reject with a
 /// delivery).
@@ -266,6 +369,11 @@ pub fn run(script: &Script, msg: &Message<'_>) -> Result<Vec<Action>, String> {
 
 /// `run` with `now` (seconds since the epoch) for `currentdate`.
 pub fn run_at(script: &Script, msg: &Message<'_>, now: i64) -> Result<Vec<Action>, String> {
+    execute(script, msg, now).map(|o| o.actions)
+}
+
+/// `run_at` with all it decided.
+pub fn execute(script: &Script, msg: &Message<'_>, now: i64) -> Result<Outcome, String> {
     let mut st = State {
         actions: Vec::new(),
         implicit_keep: true,
@@ -278,6 +386,8 @@ pub fn run_at(script: &Script, msg: &Message<'_>, now: i64) -> Result<Vec<Action
         stack: Vec::new(),
         returned: false,
         error: None,
+        edited: None,
+        tracks: Vec::new(),
     };
     st.block(&script.cmds, msg);
     if let Some(e) = st.error {
@@ -298,7 +408,89 @@ pub fn run_at(script: &Script, msg: &Message<'_>, now: i64) -> Result<Vec<Action
     {
         return Err("Reject can not be used with any other action".into());
     }
-    Ok(st.actions)
+    let header = st.edited.map(|e| {
+        let mut h: Vec<u8> = e.raw.concat();
+        h.extend_from_slice(b"\r\n");
+        h
+    });
+    Ok(Outcome {
+        actions: st.actions,
+        tracks: st.tracks,
+        header,
+    })
+}
+
+/// The header as `editheader` changed it: each field parsed (a name of
+/// "" for a line that is not a field) and as it is written.
+struct Edited {
+    fields: Vec<(String, Vec<u8>)>,
+    raw: Vec<Vec<u8>>,
+}
+
+impl Edited {
+    fn of(raw_msg: &[u8]) -> Edited {
+        let (end, _) = crate::mail::mime::header_end(raw_msg);
+        let mut head = &raw_msg[..end];
+        // Without the empty line that ends it.
+        head = head.strip_suffix(b"\r\n").or_else(|| head.strip_suffix(b"\n")).unwrap_or(head);
+        let mut raw: Vec<Vec<u8>> = Vec::new();
+        for line in head.split_inclusive(|&c| c == b'\n') {
+            match raw.last_mut() {
+                Some(last) if matches!(line.first(), Some(b' ' | b'\t')) => last.extend_from_slice(line),
+                _ => raw.push(line.to_vec()),
+            }
+        }
+        for r in &mut raw {
+            if !r.ends_with(b"\n") {
+                r.extend_from_slice(b"\r\n");
+            }
+        }
+        let fields = raw.iter().map(|r| crate::mail::mime::fields(r).pop().unwrap_or_default()).collect();
+        Edited { fields, raw }
+    }
+
+    fn add(&mut self, last: bool, name: &str, value: &str) {
+        let v = encode_header_value(value);
+        let raw = format!("{name}: {v}\r\n").into_bytes();
+        let parsed = crate::mail::mime::fields(&raw).pop().unwrap_or_default();
+        if last {
+            self.fields.push(parsed);
+            self.raw.push(raw);
+        } else {
+            self.fields.insert(0, parsed);
+            self.raw.insert(0, raw);
+        }
+    }
+}
+
+/// An `addheader` value as a field's: unfolded, and in RFC 2047 encoded
+/// words when it is not ASCII.
+fn encode_header_value(v: &str) -> String {
+    let v: String = v.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+    if v.is_ascii() {
+        return v;
+    }
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    for c in v.chars() {
+        let mut e = String::new();
+        if c.is_ascii_alphanumeric() || "!*+-/".contains(c) {
+            e.push(c);
+        } else if c == ' ' {
+            e.push('_');
+        } else {
+            let mut b = [0u8; 4];
+            for x in c.encode_utf8(&mut b).bytes() {
+                e.push_str(&format!("={x:02X}"));
+            }
+        }
+        if cur.len() + e.len() > 63 {
+            words.push(std::mem::take(&mut cur));
+        }
+        cur.push_str(&e);
+    }
+    words.push(cur);
+    words.iter().map(|w| format!("=?UTF-8?Q?{w}?=")).collect::<Vec<_>>().join("\r\n ")
 }
 
 struct State {
@@ -320,6 +512,9 @@ struct State {
     returned: bool,
     /// A runtime error (a missing include): the run stops.
     error: Option<String>,
+    /// The header once `addheader`/`deleteheader` changed it.
+    edited: Option<Edited>,
+    tracks: Vec<Track>,
 }
 
 /// The named variables and the match variables (`${0}`, `${1}`, ...).
@@ -525,6 +720,34 @@ impl State {
                     }
                 },
                 Cmd::Stop => self.stopped = true,
+                Cmd::Error(m) => {
+                    self.error = Some(format!("error: {}", self.x(m)));
+                    self.stopped = true;
+                }
+                Cmd::AddHeader { last, name, value } => {
+                    let (name, value) = (self.x(name), self.x(value));
+                    if valid_field_name(&name) {
+                        self.edited.get_or_insert_with(|| Edited::of(msg.raw)).add(*last, &name, &value);
+                    }
+                }
+                Cmd::DeleteHeader { index, cmp, m, name, keys } => {
+                    let name = self.x(name);
+                    if protected_field(&name) {
+                        continue;
+                    }
+                    let keys = keys.as_ref().map(|k| self.xs(k));
+                    let e = self.edited.get_or_insert_with(|| Edited::of(msg.raw));
+                    let named: Vec<usize> = (0..e.fields.len()).filter(|&i| e.fields[i].0.eq_ignore_ascii_case(&name)).collect();
+                    let mut gone: Vec<usize> = pick(named, *index)
+                        .into_iter()
+                        .filter(|&i| keys.as_ref().is_none_or(|k| matches(*cmp, m, &[header_text(&e.fields[i].1)], k)))
+                        .collect();
+                    gone.sort_unstable();
+                    for i in gone.into_iter().rev() {
+                        e.fields.remove(i);
+                        e.raw.remove(i);
+                    }
+                }
                 Cmd::Return if self.stack.is_empty() => self.stopped = true,
                 Cmd::Return => self.returned = true,
                 Cmd::Global(names) => {
@@ -685,6 +908,25 @@ impl State {
         }
     }
 
+    /// The message's header fields, as `editheader` left them.
+    fn fields<'m>(&'m self, msg: &'m Message<'_>) -> &'m [(String, Vec<u8>)] {
+        self.edited.as_ref().map_or(msg.fields, |e| &e.fields)
+    }
+
+    /// The values of the fields with these names (each name's
+    /// `index`th only), in the order named.
+    fn named<'m>(&'m self, msg: &'m Message<'_>, names: &'m [String], index: Option<Index>) -> impl Iterator<Item = &'m [u8]> + 'm {
+        let fields = self.fields(msg);
+        names.iter().flat_map(move |h| {
+            let all: Vec<&'m [u8]> = fields
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(h))
+                .map(|(_, v)| v.as_slice())
+                .collect();
+            pick(all, index)
+        })
+    }
+
     /// A string with the script's variables expanded (as it is without
     /// the variables extension).
     fn x(&self, s: &str) -> String {
@@ -733,7 +975,35 @@ impl State {
             Test::Not(t) => !self.test(t, msg),
             Test::AllOf(l) => l.iter().all(|t| self.test(t, msg)),
             Test::AnyOf(l) => l.iter().any(|t| self.test(t, msg)),
+            Test::Ihave { have, .. } => *have,
+            Test::Environment { cmp, m, name, keys } => match (msg.environment)(name) {
+                Some(v) => self.check(*cmp, m, &[v], keys),
+                None => false,
+            },
+            Test::Duplicate { handle, id, seconds, last } => {
+                // Absent, the test is false and nothing is tracked.
+                let value = match id {
+                    DupId::MessageId => crate::mail::mime::field(self.fields(msg), "message-id").map(header_text),
+                    DupId::Header(h) => crate::mail::mime::field(self.fields(msg), &self.x(h)).map(header_text),
+                    DupId::Unique(u) => Some(self.x(u)),
+                };
+                let Some(value) = value.filter(|v| !v.is_empty()) else {
+                    return false;
+                };
+                let handle = self.x(handle);
+                // Only earlier runs count, not this one (RFC 7352 3).
+                let seen = (msg.seen)(&handle, &value);
+                self.tracks.push(Track {
+                    handle,
+                    id: value,
+                    seconds: *seconds,
+                    last: *last,
+                    seen,
+                });
+                seen
+            }
             Test::Date {
+                index,
                 zone,
                 cmp,
                 m,
@@ -746,7 +1016,8 @@ impl State {
                 let (t, orig) = match header {
                     None => (self.now, None),
                     Some(h) => {
-                        let Some(v) = msg.fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(h)) else {
+                        let named: Vec<&(String, Vec<u8>)> = self.fields(msg).iter().filter(|(n, _)| n.eq_ignore_ascii_case(h)).collect();
+                        let Some(v) = pick(named, Some(index.unwrap_or(Index { n: 1, last: false }))).pop() else {
                             return false;
                         };
                         let text = header_text(&v.1);
@@ -775,7 +1046,7 @@ impl State {
                 }
                 self.check(*cmp, m, &values, keys)
             }
-            Test::Exists(hs) => hs.iter().all(|h| msg.fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(h))),
+            Test::Exists(hs) => hs.iter().all(|h| self.fields(msg).iter().any(|(n, _)| n.eq_ignore_ascii_case(h))),
             Test::MailboxExists(names) => names.iter().all(|n| (msg.may_file)(n)),
             Test::Size { over, limit } => {
                 if *over {
@@ -784,15 +1055,18 @@ impl State {
                     msg.size < *limit
                 }
             }
-            Test::Header { cmp, m, headers, keys } => {
-                let values: Vec<String> = headers
-                    .iter()
-                    .flat_map(|h| msg.fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(h)))
-                    .map(|(_, v)| header_text(v))
-                    .collect();
+            Test::Header {
+                index,
+                cmp,
+                m,
+                headers,
+                keys,
+            } => {
+                let values: Vec<String> = self.named(msg, headers, *index).map(header_text).collect();
                 self.check(*cmp, m, &values, keys)
             }
             Test::Address {
+                index,
                 part,
                 cmp,
                 m,
@@ -800,10 +1074,7 @@ impl State {
                 keys,
             } => {
                 let mut values = Vec::new();
-                for (_, v) in headers
-                    .iter()
-                    .flat_map(|h| msg.fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(h)))
-                {
+                for v in self.named(msg, headers, *index) {
                     for a in crate::mail::mime::parse_addresses(v) {
                         let (Some(mb), Some(host)) = (a.mailbox, a.host) else { continue };
                         let local = String::from_utf8_lossy(&mb).into_owned();
@@ -843,8 +1114,22 @@ impl State {
     }
 }
 
-/// A header field's value as a script sees it: encoded words decoded,
-/// surrounding blanks gone.
+/// The `index`th of `v` (counted from the end with `:last`), or all.
+fn pick<T>(mut v: Vec<T>, index: Option<Index>) -> Vec<T> {
+    let Some(Index { n, last }) = index else { return v };
+    let i = if last { v.len().checked_sub(n) } else { n.checked_sub(1) };
+    match i {
+        Some(i) if i < v.len() => vec![v.swap_remove(i)],
+        _ => Vec::new(),
+    }
+}
+
+/// Fields `deleteheader` leaves alone (RFC 5293 9: the trace of how the
+/// message came); they may be added.
+pub(crate) fn protected_field(name: &str) -> bool {
+    name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("auto-submitted")
+}
+
 /// A date part (RFC 5260 4.2) of UTC time `t` seen in zone `off`
 /// (minutes east).
 pub fn date_part(t: i64, off: i32, part: &str) -> Option<String> {
@@ -875,6 +1160,8 @@ pub fn date_part(t: i64, off: i32, part: &str) -> Option<String> {
     })
 }
 
+/// A header field's value as a script sees it: encoded words decoded,
+/// surrounding blanks gone.
 fn header_text(v: &[u8]) -> String {
     let d = crate::mail::mime::decode_words(v);
     String::from_utf8_lossy(&d).trim().to_string()
@@ -1057,6 +1344,8 @@ mod tests {
                 raw: header.as_bytes(),
                 may_file: &|_| false,
                 include: &no_includes,
+                environment: &no_environment,
+                seen: &never_seen,
             },
         )
         .unwrap()
@@ -1154,6 +1443,8 @@ mod tests {
                     raw: h.as_bytes(),
                     may_file: &|_| false,
                     include: &lib,
+                    environment: &no_environment,
+                    seen: &never_seen,
                 },
             )
         };
@@ -1190,6 +1481,8 @@ mod tests {
             raw: h.as_bytes(),
             may_file: &|_| false,
             include: &no_includes,
+            environment: &no_environment,
+            seen: &never_seen,
         };
         let now = 1_796_482_400; // 2026-12-05 14:53:20 UTC
         let hit = |test: &str| {
@@ -1267,6 +1560,8 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 raw: b"",
                 may_file: &may,
                 include: &no_includes,
+                environment: &no_environment,
+                seen: &never_seen,
             };
             run(&s, &m).unwrap()
         };
@@ -1326,6 +1621,8 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 raw: h.as_bytes(),
                 may_file: &|_| false,
                 include: &no_includes,
+                environment: &no_environment,
+                seen: &never_seen,
             };
             run(&s, &m)
         };
@@ -1338,5 +1635,164 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 ereject: false
             }])
         );
+    }
+
+    /// Runs `script` on `raw` with an environment and ids seen before.
+    fn exec(script: &str, raw: &str, seen: &dyn Fn(&str, &str) -> bool) -> Result<Outcome, String> {
+        let s = parse(script.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let f = crate::mail::mime::fields(raw.as_bytes());
+        let env = |n: &str| (n == "host").then(|| "mx1.example.org".to_string());
+        let m = Message {
+            fields: &f,
+            size: raw.len() as u64,
+            env_from: "s@example.net",
+            env_to: "u@example.org",
+            raw: raw.as_bytes(),
+            may_file: &|_| true,
+            include: &no_includes,
+            environment: &env,
+            seen,
+        };
+        execute(&s, &m, 0)
+    }
+
+    #[test]
+    fn editheader_changes_what_later_tests_and_the_copy_see() {
+        let raw = "Received: from a\r\n\tby b; x\r\nX-M: 1\r\nSubject: s\r\nX-M: 2\r\nX-M: 3\r\n\r\nbody\r\n";
+        let o = exec(
+            r#"require ["editheader", "index", "variables", "fileinto"];
+               addheader "X-Top" "t";
+               addheader :last "X-End" "café au lait";
+               deleteheader :index 1 :last "x-m";
+               deleteheader :is "X-M" "1";
+               if header :index 1 "x-m" "2" { fileinto "two"; }
+               if exists "X-Top" { fileinto "top"; }
+               set "h" "x-m"; deleteheader "${h}";"#,
+            raw,
+            &never_seen,
+        )
+        .unwrap();
+        assert_eq!(o.actions, vec![into("two"), into("top")]);
+        // The folded field is kept as it was; the added one is encoded.
+        assert_eq!(
+            String::from_utf8(o.header.unwrap()).unwrap(),
+            "X-Top: t\r\nReceived: from a\r\n\tby b; x\r\nSubject: s\r\nX-End: =?UTF-8?Q?caf=C3=A9_au_lait?=\r\n\r\n"
+        );
+        // Received and Auto-Submitted may be added, never deleted.
+        for name in ["received", "Auto-Submitted"] {
+            let e = parse(format!("require \"editheader\"; deleteheader \"{name}\";").as_bytes()).unwrap_err();
+            assert_eq!(e.msg, "MUST NOT delete Received or Auto-Submitted headers");
+        }
+        let o = exec(
+            r#"require ["editheader", "variables"]; set "r" "received"; deleteheader "${r}"; addheader "Received" "x";"#,
+            raw,
+            &never_seen,
+        )
+        .unwrap();
+        assert!(String::from_utf8(o.header.unwrap())
+            .unwrap()
+            .starts_with("Received: x\r\nReceived: from a\r\n\tby b; x\r\n"));
+        // Without editing, no new header.
+        assert_eq!(exec("keep;", raw, &never_seen).unwrap().header, None);
+        assert!(parse(b"require \"editheader\"; addheader \"a b\" \"x\";").is_err());
+        assert!(parse(b"addheader \"a\" \"x\";").is_err());
+    }
+
+    #[test]
+    fn ihave_error_environment_encoded_character() {
+        let raw = "Subject: =?utf-8?q?AB=C3=A9?=\r\n\r\n";
+        // A block under an ihave of what we lack is neither checked nor run.
+        let o = exec(
+            r#"require ["ihave", "fileinto"];
+               if ihave "x-nosuch" { xnosuch :z 1; fileinto "no"; }
+               if ihave ["fileinto", "environment"] { if environment "host" "mx1.example.org" { fileinto "env"; } }
+               if not ihave "nosuch" { fileinto "lacks"; }"#,
+            raw,
+            &never_seen,
+        )
+        .unwrap();
+        assert_eq!(o.actions, vec![into("env"), into("lacks")]);
+        // Outside the block, environment still needs its require.
+        assert!(parse(b"require \"ihave\"; if ihave \"environment\" { keep; } if environment \"host\" \"x\" { keep; }").is_err());
+        // Refused by sieve_extensions: not had.
+        let s = parse_with(b"require \"ihave\"; if ihave \"editheader\" { addheader \"a\" \"b\"; }", &|e| {
+            e != "editheader"
+        })
+        .unwrap();
+        assert!(matches!(&s.cmds[0], Cmd::If { branches, .. } if branches[0].1.is_empty()));
+        // error: a runtime error.
+        assert_eq!(
+            exec(r#"require "ihave"; error "no way";"#, raw, &never_seen),
+            Err("error: no way".into())
+        );
+        // An unknown item fails the test.
+        let o = exec(
+            r#"require ["environment", "fileinto"]; if environment :matches "x" "*" { fileinto "x"; }"#,
+            raw,
+            &never_seen,
+        )
+        .unwrap();
+        assert_eq!(o.actions, vec![keep(&[])]);
+        // Encoded characters: hex bytes and code points; malformed ones
+        // are left as they are; a surrogate is an error.
+        let o = exec(
+            r#"require ["encoded-character", "fileinto"];
+               if header :is "subject" "${hex: 41 42}${Unicode:E9}" { fileinto "${hex:7a}${hex:}${hex:zz}"; }"#,
+            raw,
+            &never_seen,
+        )
+        .unwrap();
+        assert_eq!(o.actions, vec![into("z${hex:}${hex:zz}")]);
+        assert!(parse(b"require \"encoded-character\"; fileinto \"${unicode:D800}\";").is_err());
+        assert!(parse(b"require \"encoded-character\"; fileinto \"${hex:ff}\";").is_err());
+    }
+
+    #[test]
+    fn duplicate_and_index() {
+        let raw = "Message-ID: <m1@x>\r\nX-K: k\r\nDate: Wed, 01 Jan 2020 10:00:00 +0000\r\nDate: Fri, 01 Jan 2021 10:00:00 +0000\r\n\r\n";
+        let script = r#"require ["duplicate", "fileinto", "index", "date"];
+            if duplicate { fileinto "seen-id"; }
+            if duplicate :handle "h" :header "x-k" :seconds 60 :last { fileinto "seen-k"; }
+            if duplicate :uniqueid "u" { fileinto "seen-u"; }
+            if duplicate :header "x-none" { fileinto "never"; }
+            if date :index 2 "date" "year" "2021" { fileinto "second"; }
+            if date :index 1 :last "date" "year" "2021" { fileinto "last"; }
+            if date "date" "year" "2020" { fileinto "first"; }"#;
+        let o = exec(script, raw, &never_seen).unwrap();
+        assert_eq!(o.actions, vec![into("second"), into("last"), into("first")]);
+        assert_eq!(
+            o.tracks,
+            vec![
+                Track {
+                    handle: "".into(),
+                    id: "<m1@x>".into(),
+                    seconds: None,
+                    last: false,
+                    seen: false
+                },
+                Track {
+                    handle: "h".into(),
+                    id: "k".into(),
+                    seconds: Some(60),
+                    last: true,
+                    seen: false
+                },
+                Track {
+                    handle: "".into(),
+                    id: "u".into(),
+                    seconds: None,
+                    last: false,
+                    seen: false
+                },
+            ]
+        );
+        // What was remembered, per handle.
+        let o = exec(script, raw, &|h, id| (h, id) == ("h", "k") || (h, id) == ("", "u")).unwrap();
+        assert_eq!(o.actions[..2], [into("seen-k"), into("seen-u")]);
+        assert!(o.tracks[1].seen && !o.tracks[0].seen);
+        assert!(parse(b"require \"index\"; if header :last \"x\" \"y\" { keep; }").is_err());
+        assert!(parse(b"require \"index\"; if header :index 0 \"x\" \"y\" { keep; }").is_err());
+        assert!(parse(b"if header :index 1 \"x\" \"y\" { keep; }").is_err());
+        assert!(parse(b"require \"duplicate\"; if duplicate :header \"a\" :uniqueid \"b\" { keep; }").is_err());
     }
 }

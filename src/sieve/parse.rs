@@ -2,7 +2,7 @@
 //! the generic command/test/argument tree, then each command and test
 //! checked for its arguments and its `require`.  Errors name the line.
 
-use super::{AddrPart, BodyTransform, Cmd, Cmp, FlagOp, Match, Rel, Script, Test, Vacation, Zone};
+use super::{AddrPart, BodyTransform, Cmd, Cmp, DupId, FlagOp, Index, Match, Rel, Script, Test, Vacation, Zone};
 
 /// At most this many nested blocks and tests (a script is untrusted).
 const MAX_DEPTH: usize = 64;
@@ -391,6 +391,12 @@ pub const EXTENSIONS: &[&str] = &[
     "date",
     "variables",
     "include",
+    "encoded-character",
+    "ihave",
+    "environment",
+    "index",
+    "duplicate",
+    "editheader",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -492,10 +498,18 @@ fn tag_takes_value(t: &str) -> bool {
             | "under"
             | "content"
             | "zone"
+            | "index"
+            | "header"
+            | "uniqueid"
     )
 }
 
 impl Checker<'_> {
+    /// An extension we have and `sieve_extensions` allows.
+    fn supported(&self, ext: &str) -> bool {
+        EXTENSIONS.contains(&ext) && (self.allowed)(ext)
+    }
+
     fn need(&self, ext: &str, line: usize, what: &str) -> Result<(), ParseError> {
         if self.requires.iter().any(|r| r == ext) {
             Ok(())
@@ -507,7 +521,20 @@ impl Checker<'_> {
     fn args(&self, g: &mut Generic) -> Result<Args, ParseError> {
         let mut tags = Vec::new();
         let mut pos = std::collections::VecDeque::new();
-        let mut it = std::mem::take(&mut g.args).into_iter().peekable();
+        let mut args = std::mem::take(&mut g.args);
+        if self.requires.iter().any(|r| r == "encoded-character") {
+            for a in &mut args {
+                if let Arg::Strs(l, _) = a {
+                    for s in l {
+                        *s = decode_encoded(s).ok_or(ParseError {
+                            line: g.line,
+                            msg: format!("{}: an encoded character that is not one", g.name),
+                        })?;
+                    }
+                }
+            }
+        }
+        let mut it = args.into_iter().peekable();
         while let Some(a) = it.next() {
             match a {
                 Arg::Tag(t) => {
@@ -558,7 +585,7 @@ impl Checker<'_> {
                     let mut unsupported = Vec::new();
                     for ext in a.strs("extension list")? {
                         let ext = ext.to_ascii_lowercase();
-                        if !EXTENSIONS.contains(&ext.as_str()) || !(self.allowed)(&ext) {
+                        if !self.supported(&ext) {
                             unsupported.push(format!("\"{ext}\""));
                         } else if !self.requires.contains(&ext) {
                             self.requires.push(ext);
@@ -590,7 +617,21 @@ impl Checker<'_> {
                         }
                         Some(self.test(g.tests.remove(0))?)
                     };
-                    let body = self.block(block)?;
+                    // RFC 5463: a block under `ihave` may use what it
+                    // names without `require`; under an `ihave` of what we
+                    // do not have, it is never run, so not checked.
+                    let body = match &test {
+                        Some(Test::Ihave { exts, have: true }) => {
+                            let before = self.requires.len();
+                            self.requires
+                                .extend(exts.iter().filter(|e| !self.requires.contains(e)).cloned().collect::<Vec<_>>());
+                            let body = self.block(block);
+                            self.requires.truncate(before);
+                            body?
+                        }
+                        Some(Test::Ihave { .. }) => Vec::new(),
+                        _ => self.block(block)?,
+                    };
                     if name == "if" {
                         out.push(Cmd::If {
                             branches: vec![(test.expect("if has a test"), body)],
@@ -610,6 +651,46 @@ impl Checker<'_> {
                 "stop" => {
                     self.args(&mut g)?.done()?;
                     Cmd::Stop
+                }
+                "error" => {
+                    self.need("ihave", line, "error")?;
+                    let mut a = self.args(&mut g)?;
+                    let msg = a.string("message")?;
+                    a.done()?;
+                    Cmd::Error(msg)
+                }
+                "addheader" => {
+                    self.need("editheader", line, "addheader")?;
+                    let mut a = self.args(&mut g)?;
+                    let last = a.has("last");
+                    let name = a.string("field name")?;
+                    let value = a.string("value")?;
+                    a.done()?;
+                    if !super::valid_field_name(&name) {
+                        return err(line, format!("addheader: invalid header field name \"{name}\""));
+                    }
+                    Cmd::AddHeader { last, name, value }
+                }
+                "deleteheader" => {
+                    self.need("editheader", line, "deleteheader")?;
+                    let mut a = self.args(&mut g)?;
+                    let index = self.index_tag(&mut a)?;
+                    let (cmp, mut m) = self.cmp_match(&mut a)?;
+                    let name = a.string("field name")?;
+                    let keys = if a.pos.is_empty() {
+                        None
+                    } else {
+                        Some(self.keys(&mut a, &mut m, cmp)?)
+                    };
+                    a.done()?;
+                    if !super::valid_field_name(&name) {
+                        return err(line, format!("deleteheader: invalid header field name \"{name}\""));
+                    }
+                    // Cyrus 3.6's words.
+                    if super::protected_field(&name) {
+                        return err(line, "MUST NOT delete Received or Auto-Submitted headers");
+                    }
+                    Cmd::DeleteHeader { index, cmp, m, name, keys }
                 }
                 "include" => {
                     self.need("include", line, "include")?;
@@ -797,6 +878,24 @@ impl Checker<'_> {
         }
     }
 
+    /// RFC 5260 6: `:index n` and `:last`.
+    fn index_tag(&self, a: &mut Args) -> Result<Option<Index>, ParseError> {
+        let n = match a.tag("index") {
+            None => None,
+            Some(Some(Arg::Num(n))) if n > 0 => {
+                self.need("index", a.line, ":index")?;
+                Some(usize::try_from(n).unwrap_or(usize::MAX))
+            }
+            Some(_) => return err(a.line, format!("{}: :index needs a number above 0", a.name)),
+        };
+        let last = a.has("last");
+        match n {
+            Some(n) => Ok(Some(Index { n, last })),
+            None if last => err(a.line, format!("{}: :last without :index", a.name)),
+            None => Ok(None),
+        }
+    }
+
     /// :comparator and the match type of a test.
     fn cmp_match(&self, a: &mut Args) -> Result<(Cmp, Match), ParseError> {
         let cmp = match a.tag("comparator") {
@@ -953,17 +1052,62 @@ impl Checker<'_> {
             }
             "header" => {
                 let mut a = self.args(&mut g)?;
+                let index = self.index_tag(&mut a)?;
                 let (cmp, mut m) = self.cmp_match(&mut a)?;
                 let headers = a.strs("header list")?;
                 let keys = self.keys(&mut a, &mut m, cmp)?;
                 a.done()?;
-                Test::Header { cmp, m, headers, keys }
+                Test::Header {
+                    index,
+                    cmp,
+                    m,
+                    headers,
+                    keys,
+                }
+            }
+            "ihave" => {
+                self.need("ihave", line, "ihave")?;
+                let mut a = self.args(&mut g)?;
+                let exts = a.strs("capability list")?;
+                a.done()?;
+                let exts: Vec<String> = exts.iter().map(|e| e.to_ascii_lowercase()).collect();
+                let have = exts.iter().all(|e| self.supported(e));
+                Test::Ihave { exts, have }
+            }
+            "environment" => {
+                self.need("environment", line, "environment")?;
+                let mut a = self.args(&mut g)?;
+                let (cmp, mut m) = self.cmp_match(&mut a)?;
+                let name = a.string("name")?.to_ascii_lowercase();
+                let keys = self.keys(&mut a, &mut m, cmp)?;
+                a.done()?;
+                Test::Environment { cmp, m, name, keys }
+            }
+            "duplicate" => {
+                self.need("duplicate", line, "duplicate")?;
+                let mut a = self.args(&mut g)?;
+                let handle = a.tag_string("handle")?.unwrap_or_default();
+                let id = match (a.tag_string("header")?, a.tag_string("uniqueid")?) {
+                    (None, None) => DupId::MessageId,
+                    (Some(h), None) => DupId::Header(h),
+                    (None, Some(u)) => DupId::Unique(u),
+                    _ => return err(line, "duplicate: :header and :uniqueid together"),
+                };
+                let seconds = match a.tag("seconds") {
+                    None => None,
+                    Some(Some(Arg::Num(n))) => Some(n),
+                    Some(_) => return err(line, "duplicate: :seconds needs a number"),
+                };
+                let last = a.has("last");
+                a.done()?;
+                Test::Duplicate { handle, id, seconds, last }
             }
             "address" | "envelope" => {
                 if name == "envelope" {
                     self.need("envelope", line, "envelope")?;
                 }
                 let mut a = self.args(&mut g)?;
+                let index = if name == "address" { self.index_tag(&mut a)? } else { None };
                 let part = self.addr_part(&mut a)?;
                 let (cmp, mut m) = self.cmp_match(&mut a)?;
                 let headers = a.strs("header list")?;
@@ -984,6 +1128,7 @@ impl Checker<'_> {
                     }
                 } else {
                     Test::Address {
+                        index,
                         part,
                         cmp,
                         m,
@@ -1025,6 +1170,7 @@ impl Checker<'_> {
             "date" | "currentdate" => {
                 self.need("date", line, &name)?;
                 let mut a = self.args(&mut g)?;
+                let index = if name == "date" { self.index_tag(&mut a)? } else { None };
                 let fixed = a.tag_string("zone")?;
                 let original = a.has("originalzone");
                 let zone = match (fixed, original) {
@@ -1045,6 +1191,7 @@ impl Checker<'_> {
                 let keys = self.keys(&mut a, &mut m, cmp)?;
                 a.done()?;
                 Test::Date {
+                    index,
                     zone,
                     cmp,
                     m,
@@ -1078,4 +1225,57 @@ fn zone_minutes(z: &str) -> Option<i32> {
         return None;
     }
     Some(if b[0] == b'-' { -(h * 60 + m) } else { h * 60 + m })
+}
+
+/// RFC 5228 2.4.2.4: `${hex:...}` and `${unicode:...}` in a string
+/// replaced by what they encode; one that is not well formed is left as
+/// it is.  None: it encodes what is not a character (a surrogate, past
+/// U+10FFFF, bytes that are not UTF-8).
+fn decode_encoded(s: &str) -> Option<String> {
+    if !s.contains("${") {
+        return Some(s.to_string());
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.extend_from_slice(rest[..i].as_bytes());
+        let after = &rest[i + 2..];
+        let colon = after.find(':');
+        let close = after.find('}');
+        let decoded = match (colon, close) {
+            (Some(c), Some(e)) if c < e => {
+                let kind = after[..c].to_ascii_lowercase();
+                let body = &after[c + 1..e];
+                let words: Vec<&str> = body.split([' ', '\t', '\r', '\n']).filter(|w| !w.is_empty()).collect();
+                let hex = |w: &&str| w.bytes().all(|b| b.is_ascii_hexdigit());
+                let bytes = match kind.as_str() {
+                    "hex" if !words.is_empty() && words.iter().all(|w| hex(w) && w.len() <= 2) => {
+                        Some(words.iter().map(|w| u8::from_str_radix(w, 16).unwrap_or(0)).collect::<Vec<u8>>())
+                    }
+                    "unicode" if !words.is_empty() && words.iter().all(|w| hex(w) && w.len() <= 8) => {
+                        let mut b = String::new();
+                        for w in &words {
+                            b.push(char::from_u32(u32::from_str_radix(w, 16).ok()?)?);
+                        }
+                        Some(b.into_bytes())
+                    }
+                    _ => None,
+                };
+                bytes.map(|d| (d, e))
+            }
+            _ => None,
+        };
+        match decoded {
+            Some((d, e)) => {
+                out.extend_from_slice(&d);
+                rest = &after[e + 1..];
+            }
+            None => {
+                out.extend_from_slice(b"${");
+                rest = after;
+            }
+        }
+    }
+    out.extend_from_slice(rest.as_bytes());
+    String::from_utf8(out).ok()
 }

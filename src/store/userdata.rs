@@ -30,6 +30,24 @@ impl Store {
         Ok(true)
     }
 
+    /// The time remembered for `(id, who)` (see `remember_once`).
+    pub fn remembered(&self, inbox: &str, id: &str, who: &str) -> Result<Option<i64>> {
+        let oc = self.owner(inbox)?;
+        let c = lock(&oc);
+        Ok(
+            c.query_row("SELECT t FROM dup WHERE msgid=?1 AND rcpt=?2", params![id, who], |r| r.get(0))
+                .optional()?,
+        )
+    }
+
+    /// Remembers `(id, who)` with time `t`, whatever was there.
+    pub fn remember(&self, inbox: &str, id: &str, who: &str, t: i64) -> Result<()> {
+        let oc = self.owner(inbox)?;
+        let c = lock(&oc);
+        c.execute("INSERT OR REPLACE INTO dup(msgid, rcpt, t) VALUES(?1, ?2, ?3)", params![id, who, t])?;
+        Ok(())
+    }
+
     // ---- quota ----
 
     /// The quota roots covering `name` (in this owner's database), with

@@ -884,7 +884,14 @@ impl Session {
         let sid = self.sid.clone();
         let over_perm = ctx.conf.get_switch("lmtp_over_quota_perm_failure");
         let strict = ctx.conf.get_switch("lmtp_strict_quota");
-        let filter = sieve::Filter::new(&ctx);
+        let mut filter = sieve::Filter::new(&ctx);
+        // RFC 5183's remote-host and remote-ip: as Cyrus, an empty host
+        // and no address over the UNIX socket.
+        if let Ok(ip) = self.peer.parse::<std::net::IpAddr>() {
+            let host = self.host.get().await;
+            let name = host.split_once(" [").map_or(host, |(n, _)| n).trim_matches(['[', ']']);
+            filter.remote = (name.to_string(), Some(ip.to_string()));
+        }
         let env_from = from.clone();
         let replies = tokio::task::spawn_blocking(move || {
             let (env, bs, body) = crate::proto::imap::render::cache_items(&msg);
@@ -918,6 +925,8 @@ impl Session {
                     raw: &msg,
                     may_file: &|_| false,
                     include: &crate::sieve::no_includes,
+                    environment: &crate::sieve::no_environment,
+                    seen: &crate::sieve::never_seen,
                 };
                 let mut plan = filter.plan(&rcpt, &sm, id);
                 if let Some(reason) = &plan.reject {
@@ -925,10 +934,27 @@ impl Session {
                     out.push(reject_reply(reason));
                     continue;
                 }
+                // A header `editheader` changed: this recipient's copies
+                // are their own message.
+                let own = plan.header.take().map(|h| {
+                    let body = &msg[crate::mail::mime::header_end(&msg).1.min(msg.len())..];
+                    let data = [&h[..], body].concat();
+                    let (envelope, bodystructure, body) = crate::proto::imap::render::cache_items(&data);
+                    let c = std::sync::Arc::new(Cached {
+                        envelope,
+                        bodystructure,
+                        body,
+                    });
+                    (data, c)
+                });
+                let data: &[u8] = own.as_ref().map_or(&msg[..], |o| &o.0[..]);
+                let cached = own.as_ref().map_or_else(|| cached.clone(), |o| o.1.clone());
+                let mut own_staged = Vec::new();
+                let pool: &mut Vec<std::sync::Arc<crate::store::Staged>> = if own.is_some() { &mut own_staged } else { &mut staged };
                 let redirects = std::mem::take(&mut plan.redirects);
                 for to in &redirects {
                     let dedup = msgid.as_deref().filter(|_| dupsup);
-                    if !filter.redirect(&rcpt, to, &env_from, without_return_path(&msg), dedup, now) {
+                    if !filter.redirect(&rcpt, to, &env_from, without_return_path(data), dedup, now) {
                         match plan.deliveries.iter_mut().find(|(n, _)| *n == r.inbox) {
                             Some((_, fl)) => fl.push(sieve::FAILED.to_string()),
                             None => plan.deliveries.push((r.inbox.clone(), vec![sieve::FAILED.to_string()])),
@@ -942,11 +968,11 @@ impl Session {
                     keywords.retain(|k| k.bytes().all(|c| c > b' ' && c < 127 && !b"(){%*\"\\]".contains(&c)));
                     let res = (|| -> Result<Delivery, StoreError> {
                         let e = store.lookup(mailbox)?.ok_or(StoreError::NotFound)?;
-                        let st = match staged.iter().position(|s| s.partition == e.partition) {
-                            Some(i) => staged[i].clone(),
+                        let st = match pool.iter().position(|s| s.partition == e.partition) {
+                            Some(i) => pool[i].clone(),
                             None => {
-                                let s = std::sync::Arc::new(store.stage(&e.partition, &msg)?);
-                                staged.push(s.clone());
+                                let s = std::sync::Arc::new(store.stage(&e.partition, data)?);
+                                pool.push(s.clone());
                                 s
                             }
                         };
@@ -1011,6 +1037,9 @@ impl Session {
                 }
                 if let (Some(v), true) = (&plan.vacation, reply.starts_with('2')) {
                     filter.vacation(v, &rcpt, &sm, id, now);
+                }
+                if reply.starts_with('2') && !plan.tracks.is_empty() {
+                    filter.track(&r.inbox, &plan.tracks, now);
                 }
                 out.push(reply);
             }

@@ -39,6 +39,10 @@ pub struct Plan {
     pub vacation: Option<sieve::Vacation>,
     /// Log lines (runtime failures, discards).
     pub notes: Vec<String>,
+    /// `duplicate`'s ids, remembered once the copies are delivered.
+    pub tracks: Vec<sieve::Track>,
+    /// The header `editheader` made, for every copy of this recipient's.
+    pub header: Option<Vec<u8>>,
 }
 
 /// What lmtpd knows of a recipient.
@@ -60,7 +64,16 @@ pub struct Filter {
     servername: String,
     /// `sieve_vacation_min_response` and `_max_response`, seconds.
     vacation_period: (i64, i64),
+    /// `sieve_duplicate_max_expiration`, seconds.
+    duplicate_max: i64,
+    /// The LMTP client's host name and address (environment's
+    /// `remote-host`, `remote-ip`).
+    pub remote: (String, Option<String>),
 }
+
+/// How long `duplicate` remembers an id when the script does not say
+/// (RFC 7352 3.1's recommendation).
+const DUPLICATE_DEFAULT: i64 = 7 * 86_400;
 
 impl Filter {
     pub fn new(ctx: &crate::daemon::cyrus::Ctx) -> Filter {
@@ -74,6 +87,41 @@ impl Filter {
             sendmail: c.get("sendmail").unwrap_or("/usr/lib/sendmail").to_string(),
             servername: ctx.servername.clone(),
             vacation_period: (min, max.max(min)),
+            duplicate_max: c.get_secs("sieve_duplicate_max_expiration", 's').unwrap_or(90 * 86_400),
+            remote: (String::new(), None),
+        }
+    }
+
+    /// RFC 5183's items, as Cyrus's lmtpd gives them.
+    fn environment(&self, item: &str) -> Option<String> {
+        Some(match item {
+            "domain" => self.servername.split_once('.').map_or("", |(_, d)| d).to_string(),
+            "host" => self.servername.clone(),
+            "location" => "MDA".into(),
+            "name" => "Cyrus LMTP".into(),
+            "phase" => "during".into(),
+            "version" => super::CYRUS_VERSION.into(),
+            "remote-host" => self.remote.0.clone(),
+            "remote-ip" => return self.remote.1.clone(),
+            _ => return None,
+        })
+    }
+
+    /// Remembers what `duplicate` saw (RFC 7352 3): a new id for its
+    /// period; a known one again only with `:last`.
+    pub fn track(&self, inbox: &str, tracks: &[sieve::Track], now: i64) {
+        for t in tracks {
+            if t.seen && !t.last {
+                continue;
+            }
+            let secs = t
+                .seconds
+                .map_or(DUPLICATE_DEFAULT, |s| i64::try_from(s).unwrap_or(i64::MAX))
+                .min(self.duplicate_max);
+            let key = format!("duplicate:{}", t.handle);
+            if let Err(e) = self.store.remember(inbox, &key, &t.id, now.saturating_add(secs)) {
+                self.log.error(&format!("sieve duplicate: {inbox}: {e}"));
+            }
         }
     }
 
@@ -117,9 +165,14 @@ impl Filter {
                         Err(e) => Some(Err(e.to_string())),
                     }
                 };
+                let environment = |item: &str| self.environment(item);
+                let now = crate::util::unix_now() as i64;
+                let seen = |handle: &str, id: &str| matches!(store.remembered(r.inbox, &format!("duplicate:{handle}"), id), Ok(Some(until)) if until > now);
                 let msg = sieve::Message {
                     may_file: &may_file,
                     include: &include,
+                    environment: &environment,
+                    seen: &seen,
                     ..*msg
                 };
                 // `fileinto :create`: made as a CREATE would make it (the
@@ -221,8 +274,12 @@ pub fn plan(
     mut create: impl FnMut(&str) -> bool,
 ) -> Plan {
     let mut p = Plan::default();
-    let actions = match sieve::run(script, msg) {
-        Ok(a) => a,
+    let actions = match sieve::execute(script, msg, crate::util::unix_now() as i64) {
+        Ok(o) => {
+            p.tracks = o.tracks;
+            p.header = o.header;
+            o.actions
+        }
         Err(e) => {
             p.notes.push(format!("sieve runtime error for {}: {e}", r.userid));
             p.deliveries.push((r.inbox.to_string(), vec![FAILED.to_string()]));
@@ -507,6 +564,8 @@ keep;"#,
             raw: b"Subject: x\r\n\r\n",
             may_file: &|_| false,
             include: &sieve::no_includes,
+            environment: &sieve::no_environment,
+            seen: &sieve::never_seen,
         };
         let ns = crate::store::names::Namespace::new(false, false, "u7", false, "");
         let r = Recipient {

@@ -14,7 +14,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             raw,
             may_file: &|m| m.len() % 2 == 0,
             include: &|_, n| (n.len() % 3 == 0).then(|| mumail::sieve::parse(b"require \"fileinto\"; fileinto \"inc\";").map_err(|e| e.to_string())),
+            environment: &|n| (n == "host").then(|| "mail.example.org".to_string()),
+            seen: &|h, id| (h.len() + id.len()) % 2 == 0,
         };
-        let _ = mumail::sieve::run(&script, &msg);
+        let _ = mumail::sieve::execute(&script, &msg, 1_700_000_000);
     }
 });
