@@ -2551,6 +2551,11 @@ imap = imaplib.IMAP4('127.0.0.1', port); imap.login('u7', 'testpw')
 for f in ['INBOX.f1', 'INBOX.f2', 'INBOX.closed']:
     imap.create(f)
 imap.setacl('INBOX.closed', 'u7', 'lr')
+imaplib.Commands['SETMETADATA'] = ('AUTH', 'SELECTED')
+print(imap._simple_command('CREATE', 'INBOX.Spam (USE (\\Junk))')[0])
+print(imap._simple_command('SETMETADATA', 'INBOX.f1', '(/private/comment "hello" /shared/comment "shared")')[0])
+admin = imaplib.IMAP4('127.0.0.1', port); admin.login('md5u', 'testpw')
+print(admin._simple_command('SETMETADATA', '""', '(/shared/comment "srv")')[0])
 n = [0]
 def lmtp(subject, rcpt='u7', frm='sender@example.org', hfrom='Some One <some@example.org>', extra='', body='body', again=False):
     n[0] += 0 if again else 1
@@ -2593,6 +2598,9 @@ lmtp('mkbox')
 lmtp('mkbox missing')
 lmtp('mbx')
 lmtp('env')
+for subj in ['su', 'su2', 'su3', 'su4', 'mid', 'meta']:
+    lmtp(subj)
+lmtp('awayfcc', frm='fcc@example.org')
 lmtp('edit', extra='X-Drop: a\r\nX-Multi: m1\r\nX-Multi: m2\r\nX-Multi: m3\r\nX-Multi: m4\r\nX-Some: good\r\nX-Some: bad one\r\nReceived: from x by y; Wed, 01 Jan 2020 10:00:00 +0000\r\n')
 lmtp('idx', extra='X-Multi: m1\r\nX-Multi: m2\r\nX-Multi: m3\r\nX-Multi: m4\r\nCc: a@x, c@x\r\nCc: b@x\r\nX-Date: Wed, 01 Jan 2020 10:00:00 +0000\r\nX-Date: Fri, 01 Jan 2021 10:00:00 +0000\r\n')
 lmtp('dup', extra='X-Key: k1\r\n')
@@ -2625,7 +2633,7 @@ lmtp('away3', rcpt='u7@example.org', frm='Sixth@example.org', extra='References:
 lmtp('away3', frm='u7@example.org')
 lmtp('away4', frm='seventh@example.org')
 print(sorted(x.decode() for x in imap.list()[1]))
-for mb in ['INBOX', 'INBOX.f1', 'INBOX.f2', 'INBOX.closed', 'INBOX.made.deep']:
+for mb in ['INBOX', 'INBOX.f1', 'INBOX.f2', 'INBOX.closed', 'INBOX.made.deep', 'INBOX.Spam', 'INBOX.Archive']:
     imap.select(mb, readonly=True)
     t, d = imap.fetch('1:*', '(FLAGS BODY.PEEK[HEADER])')
     for x in d:
@@ -2678,7 +2686,32 @@ const SIEVE_LIB: &str = "require [\"fileinto\", \"imap4flags\"];\r\nfileinto :fl
 /// The Sieve script of `sieve_as_real_cyrus`.
 const SIEVE_SCRIPT: &str = r#"require ["fileinto", "reject", "imap4flags", "copy", "envelope", "subaddress",
          "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox", "variables", "date", "include",
-         "encoded-character", "ihave", "environment", "index", "duplicate", "editheader"];
+         "encoded-character", "ihave", "environment", "index", "duplicate", "editheader",
+         "special-use", "mailboxid", "mboxmetadata", "servermetadata"];
+if header :is "subject" "su" {
+  if specialuse_exists "\\Junk" { addflag "hasjunk"; }
+  if specialuse_exists "INBOX.Spam" "\\Junk" { addflag "spamjunk"; }
+  if specialuse_exists "INBOX.f1" "\\Junk" { addflag "f1junk"; }
+  if specialuse_exists ["\\Junk", "\\Archive"] { addflag "both"; }
+  fileinto :specialuse "\\Junk" "INBOX.f2"; stop;
+}
+if header :is "subject" "su2" { fileinto :specialuse "\\Archive" "INBOX.f2"; stop; }
+if header :is "subject" "su3" { fileinto :specialuse "\\Archive" :create "INBOX.Archive"; stop; }
+if header :is "subject" "su4" { if specialuse_exists "\\Archive" { addflag "archivemade"; } keep; stop; }
+if header :is "subject" "awayfcc" { vacation :fcc "INBOX.f2" :flags "\\Seen kept" :addresses "u7@example.org" "fcc reason"; stop; }
+if header :is "subject" "mid" {
+  if mailboxidexists "nosuchid" { addflag "idthere"; }
+  fileinto :mailboxid "nosuchid" "INBOX.f1"; stop;
+}
+if header :is "subject" "meta" {
+  if metadata "INBOX.f1" "/private/comment" "hello" { addflag "privcomment"; }
+  if metadata :contains "INBOX.f1" "/shared/comment" "har" { addflag "sharedcomment"; }
+  if metadataexists "INBOX.f1" ["/private/comment", "/shared/comment"] { addflag "bothexist"; }
+  if metadataexists "INBOX.f2" "/private/comment" { addflag "f2comment"; }
+  if servermetadata "/shared/comment" "srv" { addflag "srvcomment"; }
+  if servermetadataexists "/shared/nosuch" { addflag "srvnosuch"; }
+  keep; stop;
+}
 if header :is "subject" "env" {
   if environment :is "domain" "" { addflag "domain"; }
   if environment :is "host" "backend1" { addflag "host"; }
@@ -2893,6 +2926,13 @@ fn sieve_as_real_cyrus() {
         "(encoded)",
         "(nothave) ['X-Have'",
         "INBOX ['Subject: err'] ($SieveFailed)",
+        "INBOX.Spam ['Subject: su'] (hasjunk spamjunk)",
+        "INBOX.f2 ['Subject: su2'] ()",
+        "INBOX.Archive ['Subject: su3'] ()",
+        "INBOX ['Subject: su4'] (archivemade)",
+        "INBOX.f1 ['Subject: mid'] ()",
+        "INBOX ['Subject: meta'] (bothexist privcomment sharedcomment srvcomment)",
+        "INBOX.f2 ['Subject: Auto: awayfcc'] (\\Seen kept)",
     ] {
         assert!(a.contains(want), "{want}: {a}");
     }
@@ -2922,7 +2962,7 @@ fn sieve_as_real_cyrus() {
     assert_eq!(a_sent.matches("X-Sieve-Action: redirect").count(), 2, "{a_sent}");
     // Vacation answers: the first to a sender (not again), none to a list,
     // robot or null sender, nor when the user is not named; :from kept.
-    assert_eq!(a_sent.matches("X-Sieve-Action: vacation").count(), 5, "{a_sent}");
+    assert_eq!(a_sent.matches("X-Sieve-Action: vacation").count(), 6, "{a_sent}");
     assert!(a_sent.contains("From: <boss@example.org>"), "{a_sent}");
     for (x, y) in norm(&a_sent).lines().zip(norm(&b_sent).lines()) {
         assert_eq!(x, y, "first difference (ours, then Cyrus)");

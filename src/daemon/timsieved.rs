@@ -86,6 +86,8 @@ const EXTENSIONS: &[(&str, Option<&str>)] = &[
     ("date", Some("date")),
     ("ihave", Some("ihave")),
     ("mailbox", Some("mailbox")),
+    ("mboxmetadata", Some("mboxmetadata")),
+    ("servermetadata", Some("servermetadata")),
     ("duplicate", Some("duplicate")),
     ("relational", Some("relational")),
     ("regex", Some("regex")),
@@ -93,6 +95,9 @@ const EXTENSIONS: &[(&str, Option<&str>)] = &[
     ("copy", Some("copy")),
     ("index", Some("index")),
     ("variables", Some("variables")),
+    ("special-use", Some("special-use")),
+    ("fcc", Some("fcc")),
+    ("mailboxid", Some("mailboxid")),
 ];
 
 /// The extensions `sieve_extensions` leaves on.

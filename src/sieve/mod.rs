@@ -8,8 +8,9 @@
 //! Extensions: fileinto, reject, ereject, envelope, imap4flags, copy,
 //! subaddress, relational, regex, vacation, vacation-seconds, body, mailbox
 //! (`fileinto :create`, `mailboxexists`), date, index, variables, include,
-//! editheader, duplicate, environment, ihave, encoded-character and the
-//! three comparators.
+//! editheader, duplicate, environment, ihave, encoded-character,
+//! special-use, mailboxid, mboxmetadata, servermetadata, fcc and the three
+//! comparators.
 
 mod parse;
 
@@ -54,6 +55,12 @@ pub enum Cmd {
         copy: bool,
         create: bool,
         flags: Option<Vec<String>>,
+        /// RFC 8579 `:specialuse`: the user's mailbox with this use, if
+        /// there is one, rather than `mailbox`.
+        special_use: Option<String>,
+        /// RFC 9042 `:mailboxid`: the mailbox with this id, if there is
+        /// one, rather than `mailbox`.
+        mailbox_id: Option<String>,
     },
     Redirect {
         addr: String,
@@ -109,6 +116,19 @@ pub struct Vacation {
     pub addresses: Vec<String>,
     pub mime: bool,
     pub reason: String,
+    /// RFC 8580 `:fcc`: where a copy of the answer is kept.
+    pub fcc: Option<Fcc>,
+}
+
+/// RFC 8580: a mailbox the sent answer is filed into, chosen as
+/// `fileinto` chooses (`:mailboxid`, `:specialuse`, the name; `:create`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fcc {
+    pub mailbox: String,
+    pub create: bool,
+    pub flags: Vec<String>,
+    pub special_use: Option<String>,
+    pub mailbox_id: Option<String>,
 }
 
 /// RFC 5260 6 `:index n` (`:last`: counted from the end).
@@ -150,6 +170,28 @@ pub enum Test {
         m: Match,
         headers: Vec<String>,
         keys: Vec<String>,
+    },
+    /// RFC 8579: the user has mailboxes with each of these uses (or
+    /// `mailbox` has them all).
+    SpecialUseExists {
+        mailbox: Option<String>,
+        uses: Vec<String>,
+    },
+    /// RFC 9042: mailboxes with each of these ids exist.
+    MailboxIdExists(Vec<String>),
+    /// RFC 5490 `metadata` (a mailbox's annotation) and `servermetadata`
+    /// (mailbox None).
+    Metadata {
+        cmp: Cmp,
+        m: Match,
+        mailbox: Option<String>,
+        entry: String,
+        keys: Vec<String>,
+    },
+    /// RFC 5490 `metadataexists` and `servermetadataexists`.
+    MetadataExists {
+        mailbox: Option<String>,
+        entries: Vec<String>,
     },
     /// RFC 5463: whether we have these extensions (`have`: known when
     /// the script is parsed).
@@ -298,6 +340,46 @@ pub struct Message<'a> {
     pub environment: &'a dyn Fn(&str) -> Option<String>,
     /// RFC 7352: whether (handle, id) is remembered and not expired.
     pub seen: &'a dyn Fn(&str, &str) -> bool,
+    /// What the store answers about the user's mailboxes.
+    pub lookup: &'a dyn Fn(Query<'_>) -> Option<String>,
+}
+
+/// A question about mailboxes (names as the script writes them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Query<'q> {
+    /// The user's mailbox with this special use (`\Junk`), by name.
+    SpecialUse(&'q str),
+    /// Whether this mailbox has this special use (Some when it has).
+    HasSpecialUse(&'q str, &'q str),
+    /// The mailbox with this MAILBOXID, by name.
+    MailboxId(&'q str),
+    /// An annotation (`/private/comment`, `/shared/...`) of a mailbox,
+    /// or (None) of the server.
+    Metadata(Option<&'q str>, &'q str),
+}
+
+/// Nothing known (`Message::lookup` for callers without a store).
+pub fn no_lookup(_: Query<'_>) -> Option<String> {
+    None
+}
+
+impl<'a> Message<'a> {
+    /// A message with nothing around it: no mailboxes, includes,
+    /// environment or memory (fields of the header of `raw`).
+    pub fn plain(fields: &'a [(String, Vec<u8>)], raw: &'a [u8], env_from: &'a str, env_to: &'a str) -> Message<'a> {
+        Message {
+            fields,
+            size: raw.len() as u64,
+            env_from,
+            env_to,
+            raw,
+            may_file: &|_| false,
+            include: &no_includes,
+            environment: &no_environment,
+            seen: &never_seen,
+            lookup: &no_lookup,
+        }
+    }
 }
 
 /// No environment (`Message::environment` for callers without one).
@@ -328,10 +410,23 @@ pub fn no_includes(_: bool, _: &str) -> Option<Result<Script, String>> {
 /// recipient's +detail folder), implicit or not.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Keep { flags: Vec<String> },
-    FileInto { mailbox: String, flags: Vec<String>, create: bool },
-    Redirect { addr: String },
-    Reject { reason: String, ereject: bool },
+    Keep {
+        flags: Vec<String>,
+    },
+    /// `special_use`: given to the mailbox if `create` makes it.
+    FileInto {
+        mailbox: String,
+        flags: Vec<String>,
+        create: bool,
+        special_use: Option<String>,
+    },
+    Redirect {
+        addr: String,
+    },
+    Reject {
+        reason: String,
+        ereject: bool,
+    },
     Vacation(Vacation),
     Discard,
 }
@@ -775,15 +870,26 @@ impl State {
                     copy,
                     create,
                     flags,
+                    special_use,
+                    mailbox_id,
                 } => {
                     if !copy {
                         self.implicit_keep = false;
                     }
                     let flags = flags.as_ref().map_or_else(|| self.flags.clone(), |f| flag_list(&self.xs(f)));
+                    let special_use = special_use.as_ref().map(|u| self.x(u));
+                    // The mailbox with that id, else the one with that
+                    // use, else the one named.
+                    let mailbox = mailbox_id
+                        .as_ref()
+                        .and_then(|id| (msg.lookup)(Query::MailboxId(&self.x(id))))
+                        .or_else(|| special_use.as_ref().and_then(|u| (msg.lookup)(Query::SpecialUse(u))))
+                        .unwrap_or_else(|| self.x(mailbox));
                     self.push(Action::FileInto {
-                        mailbox: self.x(mailbox),
+                        mailbox,
                         flags,
                         create: *create,
+                        special_use,
                     });
                 }
                 Cmd::Redirect { addr, copy } => {
@@ -822,6 +928,18 @@ impl State {
                             v.handle = v.handle.map(|x| self.x(&x));
                             v.reason = self.x(&v.reason);
                             v.addresses = self.xs(&v.addresses);
+                        }
+                        // The fcc mailbox as fileinto picks it.
+                        if let Some(f) = &mut v.fcc {
+                            let special_use = f.special_use.as_ref().map(|u| self.x(u));
+                            f.mailbox = f
+                                .mailbox_id
+                                .as_ref()
+                                .and_then(|id| (msg.lookup)(Query::MailboxId(&self.x(id))))
+                                .or_else(|| special_use.as_ref().and_then(|u| (msg.lookup)(Query::SpecialUse(u))))
+                                .unwrap_or_else(|| self.x(&f.mailbox));
+                            f.flags = flag_list(&self.xs(&f.flags));
+                            f.special_use = special_use;
                         }
                         self.actions.push(Action::Vacation(v));
                     }
@@ -976,6 +1094,33 @@ impl State {
             Test::AllOf(l) => l.iter().all(|t| self.test(t, msg)),
             Test::AnyOf(l) => l.iter().any(|t| self.test(t, msg)),
             Test::Ihave { have, .. } => *have,
+            Test::SpecialUseExists { mailbox, uses } => {
+                let mailbox = mailbox.as_ref().map(|m| self.x(m));
+                self.xs(uses).iter().all(|u| match &mailbox {
+                    Some(m) => (msg.lookup)(Query::HasSpecialUse(m, u)).is_some(),
+                    None => (msg.lookup)(Query::SpecialUse(u)).is_some(),
+                })
+            }
+            Test::MailboxIdExists(ids) => self.xs(ids).iter().all(|id| (msg.lookup)(Query::MailboxId(id)).is_some()),
+            Test::Metadata {
+                cmp,
+                m,
+                mailbox,
+                entry,
+                keys,
+            } => {
+                let mailbox = mailbox.as_ref().map(|b| self.x(b));
+                match (msg.lookup)(Query::Metadata(mailbox.as_deref(), &self.x(entry))) {
+                    Some(v) => self.check(*cmp, m, &[v], keys),
+                    None => false,
+                }
+            }
+            Test::MetadataExists { mailbox, entries } => {
+                let mailbox = mailbox.as_ref().map(|b| self.x(b));
+                self.xs(entries)
+                    .iter()
+                    .all(|e| (msg.lookup)(Query::Metadata(mailbox.as_deref(), e)).is_some())
+            }
             Test::Environment { cmp, m, name, keys } => match (msg.environment)(name) {
                 Some(v) => self.check(*cmp, m, &[v], keys),
                 None => false,
@@ -1346,6 +1491,7 @@ mod tests {
                 include: &no_includes,
                 environment: &no_environment,
                 seen: &never_seen,
+                lookup: &no_lookup,
             },
         )
         .unwrap()
@@ -1356,6 +1502,7 @@ mod tests {
             mailbox: m.into(),
             flags: vec![],
             create: false,
+            special_use: None,
         }
     }
 
@@ -1445,6 +1592,7 @@ mod tests {
                     include: &lib,
                     environment: &no_environment,
                     seen: &never_seen,
+                    lookup: &no_lookup,
                 },
             )
         };
@@ -1483,6 +1631,7 @@ mod tests {
             include: &no_includes,
             environment: &no_environment,
             seen: &never_seen,
+            lookup: &no_lookup,
         };
         let now = 1_796_482_400; // 2026-12-05 14:53:20 UTC
         let hit = |test: &str| {
@@ -1531,6 +1680,7 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
             outcome(s, h, "u7@x"),
             vec![Action::FileInto {
                 mailbox: "INBOX.spam".into(),
+                special_use: None,
                 flags: vec![],
                 create: false
             }]
@@ -1562,6 +1712,7 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 include: &no_includes,
                 environment: &no_environment,
                 seen: &never_seen,
+                lookup: &no_lookup,
             };
             run(&s, &m).unwrap()
         };
@@ -1623,6 +1774,7 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 include: &no_includes,
                 environment: &no_environment,
                 seen: &never_seen,
+                lookup: &no_lookup,
             };
             run(&s, &m)
         };
@@ -1652,6 +1804,7 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
             include: &no_includes,
             environment: &env,
             seen,
+            lookup: &no_lookup,
         };
         execute(&s, &m, 0)
     }
@@ -1794,5 +1947,73 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
         assert!(parse(b"require \"index\"; if header :index 0 \"x\" \"y\" { keep; }").is_err());
         assert!(parse(b"if header :index 1 \"x\" \"y\" { keep; }").is_err());
         assert!(parse(b"require \"duplicate\"; if duplicate :header \"a\" :uniqueid \"b\" { keep; }").is_err());
+    }
+
+    #[test]
+    fn special_use_mailboxid_metadata_fcc() {
+        let raw = "Subject: s\r\n\r\n";
+        let f = crate::mail::mime::fields(raw.as_bytes());
+        let lookup = |q: Query<'_>| match q {
+            Query::SpecialUse("\\Junk") => Some("Spam".to_string()),
+            Query::HasSpecialUse("Spam", "\\Junk") => Some(String::new()),
+            Query::MailboxId("id-1") => Some("ById".to_string()),
+            Query::Metadata(Some("Spam"), "/private/comment") => Some("hello".to_string()),
+            Query::Metadata(None, "/shared/admin") => Some("mailto:x".to_string()),
+            _ => None,
+        };
+        let run = |script: &str| {
+            let s = parse(script.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            let m = Message {
+                lookup: &lookup,
+                ..Message::plain(&f, raw.as_bytes(), "s@x", "u@x")
+            };
+            execute(&s, &m, 0).unwrap().actions
+        };
+        let junk = |m: &str, u: Option<&str>| Action::FileInto {
+            mailbox: m.into(),
+            flags: vec![],
+            create: true,
+            special_use: u.map(String::from),
+        };
+        assert_eq!(
+            run(r#"require ["special-use", "fileinto", "mailbox"];
+                   fileinto :specialuse "\\Junk" :create "Junk";
+                   fileinto :specialuse "\\Archive" :create "Archive";"#),
+            vec![junk("Spam", Some("\\Junk")), junk("Archive", Some("\\Archive"))]
+        );
+        assert_eq!(
+            run(r#"require ["special-use", "mailboxid", "fileinto"];
+                   if allof (specialuse_exists "\\Junk", specialuse_exists "Spam" "\\Junk",
+                             not specialuse_exists ["\\Junk", "\\Archive"], not specialuse_exists "Other" "\\Junk",
+                             mailboxidexists "id-1", not mailboxidexists ["id-1", "id-2"]) {
+                     fileinto :mailboxid "id-1" "Named"; fileinto :mailboxid "id-2" "Named";
+                   }"#),
+            vec![into("ById"), into("Named")]
+        );
+        assert_eq!(
+            run(r#"require ["mboxmetadata", "servermetadata", "fileinto"];
+                   if allof (metadata "Spam" "/private/comment" "hello", metadataexists "Spam" "/private/comment",
+                             not metadataexists "Spam" ["/private/comment", "/shared/comment"],
+                             servermetadata :matches "/shared/admin" "mailto:*", servermetadataexists "/shared/admin",
+                             not metadata "INBOX" "/private/comment" "") { fileinto "yes"; }"#),
+            vec![into("yes")]
+        );
+        let a = run(r#"require ["vacation", "fcc", "special-use", "imap4flags", "mailbox"];
+               vacation :fcc "Sent" :create :specialuse "\\Junk" :flags ["\\Seen", "a b"] "away";"#);
+        let Action::Vacation(v) = &a[0] else { panic!("{a:?}") };
+        assert_eq!(
+            v.fcc,
+            Some(Fcc {
+                mailbox: "Spam".into(),
+                create: true,
+                flags: vec!["\\Seen".into(), "a".into(), "b".into()],
+                special_use: Some("\\Junk".into()),
+                mailbox_id: None,
+            })
+        );
+        // As Cyrus 3.6, :fcc without its require.
+        assert!(parse(b"require \"vacation\"; vacation :fcc \"x\" \"r\";").is_ok());
+        assert!(parse(b"require [\"vacation\", \"fcc\"]; vacation :create \"r\";").is_err());
+        assert!(parse(b"require \"fileinto\"; fileinto :specialuse \"\\\\Junk\" \"x\";").is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! the generic command/test/argument tree, then each command and test
 //! checked for its arguments and its `require`.  Errors name the line.
 
-use super::{AddrPart, BodyTransform, Cmd, Cmp, DupId, FlagOp, Index, Match, Rel, Script, Test, Vacation, Zone};
+use super::{AddrPart, BodyTransform, Cmd, Cmp, DupId, Fcc, FlagOp, Index, Match, Rel, Script, Test, Vacation, Zone};
 
 /// At most this many nested blocks and tests (a script is untrusted).
 const MAX_DEPTH: usize = 64;
@@ -397,6 +397,11 @@ pub const EXTENSIONS: &[&str] = &[
     "index",
     "duplicate",
     "editheader",
+    "special-use",
+    "mailboxid",
+    "mboxmetadata",
+    "servermetadata",
+    "fcc",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -501,6 +506,9 @@ fn tag_takes_value(t: &str) -> bool {
             | "index"
             | "header"
             | "uniqueid"
+            | "specialuse"
+            | "mailboxid"
+            | "fcc"
     )
 }
 
@@ -748,6 +756,14 @@ impl Checker<'_> {
                         self.need("mailbox", line, ":create")?;
                     }
                     let flags = self.flags_tag(&mut a)?;
+                    let special_use = a.tag_string("specialuse")?;
+                    if special_use.is_some() {
+                        self.need("special-use", line, ":specialuse")?;
+                    }
+                    let mailbox_id = a.tag_string("mailboxid")?;
+                    if mailbox_id.is_some() {
+                        self.need("mailboxid", line, ":mailboxid")?;
+                    }
                     let mailbox = a.string("mailbox name")?;
                     a.done()?;
                     Cmd::FileInto {
@@ -755,6 +771,8 @@ impl Checker<'_> {
                         copy,
                         create,
                         flags,
+                        special_use,
+                        mailbox_id,
                     }
                 }
                 "redirect" => {
@@ -848,9 +866,37 @@ impl Checker<'_> {
                         None => Vec::new(),
                     };
                     let mime = a.has("mime");
+                    let fcc = match a.tag_string("fcc")? {
+                        // Cyrus 3.6 takes :fcc without `require "fcc"`;
+                        // so do we, for the scripts written for it.
+                        Some(mailbox) => {
+                            let create = a.has("create");
+                            if create {
+                                self.need("mailbox", line, ":create")?;
+                            }
+                            let special_use = a.tag_string("specialuse")?;
+                            if special_use.is_some() {
+                                self.need("special-use", line, ":specialuse")?;
+                            }
+                            let mailbox_id = a.tag_string("mailboxid")?;
+                            if mailbox_id.is_some() {
+                                self.need("mailboxid", line, ":mailboxid")?;
+                            }
+                            let flags = self.flags_tag(&mut a)?.unwrap_or_default();
+                            Some(Fcc {
+                                mailbox,
+                                create,
+                                flags,
+                                special_use,
+                                mailbox_id,
+                            })
+                        }
+                        None => None,
+                    };
                     let reason = a.string("reason")?;
                     a.done()?;
                     Cmd::Vacation(Vacation {
+                        fcc,
                         period: days.or(seconds),
                         subject,
                         from,
@@ -1064,6 +1110,47 @@ impl Checker<'_> {
                     headers,
                     keys,
                 }
+            }
+            "specialuse_exists" => {
+                self.need("special-use", line, "specialuse_exists")?;
+                let mut a = self.args(&mut g)?;
+                let mailbox = if a.pos.len() > 1 { Some(a.string("mailbox name")?) } else { None };
+                let uses = a.strs("special-use list")?;
+                a.done()?;
+                Test::SpecialUseExists { mailbox, uses }
+            }
+            "mailboxidexists" => {
+                self.need("mailboxid", line, "mailboxidexists")?;
+                let mut a = self.args(&mut g)?;
+                let ids = a.strs("mailbox id list")?;
+                a.done()?;
+                Test::MailboxIdExists(ids)
+            }
+            "metadata" | "servermetadata" => {
+                let server = name == "servermetadata";
+                self.need(if server { "servermetadata" } else { "mboxmetadata" }, line, &name)?;
+                let mut a = self.args(&mut g)?;
+                let (cmp, mut m) = self.cmp_match(&mut a)?;
+                let mailbox = if server { None } else { Some(a.string("mailbox name")?) };
+                let entry = a.string("annotation name")?;
+                let keys = self.keys(&mut a, &mut m, cmp)?;
+                a.done()?;
+                Test::Metadata {
+                    cmp,
+                    m,
+                    mailbox,
+                    entry,
+                    keys,
+                }
+            }
+            "metadataexists" | "servermetadataexists" => {
+                let server = name == "servermetadataexists";
+                self.need(if server { "servermetadata" } else { "mboxmetadata" }, line, &name)?;
+                let mut a = self.args(&mut g)?;
+                let mailbox = if server { None } else { Some(a.string("mailbox name")?) };
+                let entries = a.strs("annotation names")?;
+                a.done()?;
+                Test::MetadataExists { mailbox, entries }
             }
             "ihave" => {
                 self.need("ihave", line, "ihave")?;

@@ -927,6 +927,7 @@ impl Session {
                     include: &crate::sieve::no_includes,
                     environment: &crate::sieve::no_environment,
                     seen: &crate::sieve::never_seen,
+                    lookup: &crate::sieve::no_lookup,
                 };
                 let mut plan = filter.plan(&rcpt, &sm, id);
                 if let Some(reason) = &plan.reject {

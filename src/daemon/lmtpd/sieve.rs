@@ -143,14 +143,7 @@ impl Filter {
                 plain
             }
             Some(Ok(script)) => {
-                let cfg = &store.cfg;
-                let ns = crate::store::names::Namespace::new(
-                    cfg.unixhierarchysep,
-                    cfg.altnamespace,
-                    r.userid,
-                    cfg.virtdomains,
-                    &cfg.defaultdomain,
-                );
+                let ns = self.namespace(r.userid);
                 let open = |name: &str| matches!(store.lookup(name), Ok(Some(e)) if super::acl_allows(&e.acl, &["anyone", r.userid], 'p'));
                 let may_file = |ext: &str| ns.to_internal(ext).is_ok_and(|n| open(&n));
                 // `include`: the user's own scripts, or the global ones
@@ -168,18 +161,26 @@ impl Filter {
                 let environment = |item: &str| self.environment(item);
                 let now = crate::util::unix_now() as i64;
                 let seen = |handle: &str, id: &str| matches!(store.remembered(r.inbox, &format!("duplicate:{handle}"), id), Ok(Some(until)) if until > now);
+                let lookup = |q: sieve::Query<'_>| self.lookup(q, r, &ns);
                 let msg = sieve::Message {
                     may_file: &may_file,
                     include: &include,
                     environment: &environment,
                     seen: &seen,
+                    lookup: &lookup,
                     ..*msg
                 };
                 // `fileinto :create`: made as a CREATE would make it (the
-                // levels above too, told to the MUPDATE master).
-                let create = |name: &str| match store.create_path(name, None) {
+                // levels above too, told to the MUPDATE master), with the
+                // `:specialuse` asked for.
+                let create = |name: &str, special_use: Option<&str>| match store.create_path(name, None) {
                     Ok(_) => {
                         self.log.info(&format!("sieve: created {name} for {}", r.userid));
+                        if let Some(u) = special_use {
+                            if let Err(e) = store.set_special_use(name, u) {
+                                self.log.error(&format!("sieve: special use {u} of {name}: {e}"));
+                            }
+                        }
                         open(name)
                     }
                     Err(e) => {
@@ -192,6 +193,112 @@ impl Filter {
                     self.log.info(&format!("{n} id {id}"));
                 }
                 p
+            }
+        }
+    }
+
+    /// The user's namespace, as their scripts name mailboxes.
+    fn namespace(&self, userid: &str) -> crate::store::names::Namespace {
+        let cfg = &self.store.cfg;
+        crate::store::names::Namespace::new(cfg.unixhierarchysep, cfg.altnamespace, userid, cfg.virtdomains, &cfg.defaultdomain)
+    }
+
+    /// RFC 8580: files a message the script sent (a vacation answer)
+    /// into the `:fcc` mailbox, made first with `:create`; a mailbox the
+    /// user may not post to, or a failure, is logged.
+    fn file_copy(&self, r: &Recipient<'_>, f: &sieve::Fcc, data: &[u8], now: i64) {
+        let store = &self.store;
+        let ns = self.namespace(r.userid);
+        let res = (|| -> Result<u32, String> {
+            let name = ns.to_internal(&f.mailbox).map_err(|e| format!("{e:?}"))?;
+            let mut e = store.lookup(&name).map_err(|e| e.to_string())?;
+            if e.is_none() && f.create {
+                store.create_path(&name, None).map_err(|e| e.to_string())?;
+                if let Some(u) = &f.special_use {
+                    store.set_special_use(&name, u).map_err(|e| e.to_string())?;
+                }
+                e = store.lookup(&name).map_err(|e| e.to_string())?;
+            }
+            let e = e.ok_or("mailbox does not exist")?;
+            if !super::acl_allows(&e.acl, &["anyone", r.userid], 'p') {
+                return Err("permission denied".into());
+            }
+            let (envelope, bodystructure, body) = crate::proto::imap::render::cache_items(data);
+            let cached = crate::store::Cached {
+                envelope,
+                bodystructure,
+                body,
+            };
+            let staged = store.stage(&e.partition, data).map_err(|e| e.to_string())?;
+            let (flags, keywords) = crate::daemon::imapd::parse_flags(&f.flags);
+            let m = crate::store::NewMessage {
+                staged: &staged,
+                flags,
+                keywords: keywords.join(" "),
+                internaldate: now,
+                tz: 0,
+                cached: &cached,
+            };
+            match store.deliver(&name, &m, crate::store::QuotaCheck::NotAlreadyOver, None) {
+                Ok(crate::store::Delivery::Delivered(uid)) => Ok(uid),
+                Ok(crate::store::Delivery::Duplicate) => Ok(0),
+                Err(e) => Err(e.to_string()),
+            }
+        })();
+        match res {
+            Ok(uid) => self
+                .log
+                .info(&format!("sieve fcc: filed into {} uid={uid} for {}", f.mailbox, r.userid)),
+            Err(e) => self.log.error(&format!("sieve fcc: {} for {}: {e}", f.mailbox, r.userid)),
+        }
+    }
+
+    /// The store's answers to a script about the user's mailboxes: by
+    /// special use and MAILBOXID among their own, annotations of those
+    /// they may read (`r`) and of the server.
+    fn lookup(&self, q: sieve::Query<'_>, r: &Recipient<'_>, ns: &crate::store::names::Namespace) -> Option<String> {
+        let store = &self.store;
+        let below = format!("{}.", r.inbox);
+        let mine = |n: &str| n == r.inbox || n.starts_with(&below);
+        let has = |uses: &str, u: &str| uses.split_whitespace().any(|x| x.eq_ignore_ascii_case(u));
+        match q {
+            sieve::Query::SpecialUse(u) => {
+                let all = store.special_uses().ok()?;
+                let mut names: Vec<&String> = all.iter().filter(|(n, v)| mine(n) && has(v, u)).map(|(n, _)| n).collect();
+                names.sort();
+                ns.to_external(names.first()?)
+            }
+            sieve::Query::HasSpecialUse(m, u) => {
+                let name = ns.to_internal(m).ok()?;
+                has(&store.special_use(&name).ok()??, u).then(String::new)
+            }
+            sieve::Query::MailboxId(id) => {
+                let mut own = store.list_prefix(r.inbox).ok()?;
+                own.retain(|e| mine(&e.name) && e.uniqueid == id);
+                ns.to_external(&own.first()?.name)
+            }
+            sieve::Query::Metadata(m, entry) => {
+                let name = match m {
+                    Some(m) => {
+                        let name = ns.to_internal(m).ok()?;
+                        let e = store.lookup(&name).ok()??;
+                        if !mine(&name) && !super::acl_allows(&e.acl, &["anyone", r.userid], 'r') {
+                            return None;
+                        }
+                        name
+                    }
+                    None => String::new(),
+                };
+                let (userid, key) = match (entry.strip_prefix("/private/"), entry.strip_prefix("/shared/")) {
+                    (Some(k), _) => (r.userid, k),
+                    (_, Some(k)) => ("", k),
+                    _ => return None,
+                };
+                if key == "specialuse" && !userid.is_empty() {
+                    return store.special_use(&name).ok()?;
+                }
+                let v = store.annotation(&name, &format!("/{key}"), userid).ok()??;
+                Some(String::from_utf8_lossy(&v).into_owned())
             }
         }
     }
@@ -253,9 +360,13 @@ impl Filter {
                 .log
                 .info(&format!("sieve vacation: {} answered already for {} id {id}", a.to, r.userid)),
             Ok(true) => match sendmail(&self.sendmail, "", &a.to, b"", &a.msg) {
-                Ok(()) => self
-                    .log
-                    .info(&format!("sieve vacation: answered {} for {} id {id}", a.to, r.userid)),
+                Ok(()) => {
+                    self.log
+                        .info(&format!("sieve vacation: answered {} for {} id {id}", a.to, r.userid));
+                    if let Some(f) = &v.fcc {
+                        self.file_copy(r, f, &a.msg, now);
+                    }
+                }
                 Err(e) => self.log.error(&format!("sieve vacation: answer to {} failed: {e}", a.to)),
             },
             Err(e) => self.log.error(&format!("sieve vacation: {} for {}: {e}", a.to, r.userid)),
@@ -271,7 +382,7 @@ pub fn plan(
     r: &Recipient<'_>,
     ns: &crate::store::names::Namespace,
     open: impl Fn(&str) -> bool,
-    mut create: impl FnMut(&str) -> bool,
+    mut create: impl FnMut(&str, Option<&str>) -> bool,
 ) -> Plan {
     let mut p = Plan::default();
     let actions = match sieve::execute(script, msg, crate::util::unix_now() as i64) {
@@ -309,8 +420,9 @@ pub fn plan(
                 mailbox,
                 flags,
                 create: make,
+                special_use,
             } => match ns.to_internal(&mailbox) {
-                Ok(name) if open(&name) || (make && create(&name)) => add(&mut p.deliveries, &name, flags),
+                Ok(name) if open(&name) || (make && create(&name, special_use.as_deref())) => add(&mut p.deliveries, &name, flags),
                 _ => fail(
                     &flags,
                     format!("fileinto {mailbox}: mailbox does not exist or permission denied"),
@@ -566,6 +678,7 @@ keep;"#,
             include: &sieve::no_includes,
             environment: &sieve::no_environment,
             seen: &sieve::never_seen,
+            lookup: &sieve::no_lookup,
         };
         let ns = crate::store::names::Namespace::new(false, false, "u7", false, "");
         let r = Recipient {
@@ -574,7 +687,7 @@ keep;"#,
             keep: "user.u7.f",
             keep_refused: true,
         };
-        let p = plan(&s, &m, &r, &ns, |n| n == "user.u7.there", |_| false);
+        let p = plan(&s, &m, &r, &ns, |n| n == "user.u7.there", |_, _| false);
         assert_eq!(
             p.deliveries,
             vec![

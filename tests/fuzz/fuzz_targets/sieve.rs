@@ -16,6 +16,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             include: &|_, n| (n.len() % 3 == 0).then(|| mumail::sieve::parse(b"require \"fileinto\"; fileinto \"inc\";").map_err(|e| e.to_string())),
             environment: &|n| (n == "host").then(|| "mail.example.org".to_string()),
             seen: &|h, id| (h.len() + id.len()) % 2 == 0,
+            lookup: &|q| match q {
+                mumail::sieve::Query::SpecialUse(u) => (u == "\\Junk").then(|| "INBOX.Junk".to_string()),
+                mumail::sieve::Query::Metadata(_, e) => e.starts_with("/private").then(|| "v".to_string()),
+                _ => None,
+            },
         };
         let _ = mumail::sieve::execute(&script, &msg, 1_700_000_000);
     }
