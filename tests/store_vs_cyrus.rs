@@ -1538,9 +1538,11 @@ for c in [
     b'Subject: five\r\nMessage-ID: <x@y>\r\n\r\nbody',
     b'Subject: six\r\n\r\n',
     b'Subject: seven',
-    b'Subject: eight\r\nMessage-Id: <a@b>\r\nResent-Message-ID: <r@b>\r\n\r\nx',
-    b'Subject: nine\r\nMessage-Id: <a@b>\r\nResent-Message-ID: <r@b>\r\n\r\nx',
-    b'Subject: ten\r\nMessage-Id: <a@b>\r\n\r\nx',
+    # A Date of their own: Cyrus keys duplicates by Message-ID and Date
+    # (one it adds is the second's, so a duplicate a second later is not).
+    b'Subject: eight\r\nMessage-Id: <a@b>\r\nResent-Message-ID: <r@b>\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\r\nx',
+    b'Subject: nine\r\nMessage-Id: <a@b>\r\nResent-Message-ID: <r@b>\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\r\nx',
+    b'Subject: ten\r\nMessage-Id: <a@b>\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\r\nx',
     b'Subject: eleven\r\nResent-Message-ID:\r\n\r\nx',
     b'Return-Path: <old@x>\r\nReceived: from a by b; Thu, 01 Jan 2026 00:00:00 +0000\r\nSubject: twelve\r\n\r\nx',
 ]:
@@ -2559,6 +2561,9 @@ print(admin._simple_command('SETMETADATA', '""', '(/shared/comment "srv")')[0])
 n = [0]
 def lmtp(subject, rcpt='u7', frm='sender@example.org', hfrom='Some One <some@example.org>', extra='', body='body', again=False):
     n[0] += 0 if again else 1
+    # A Date of its own: Cyrus 3.6 keys its duplicate records by
+    # Message-ID and Date, and the Date it adds is the second's.
+    if 'Date:' not in extra: extra += 'Date: Thu, 01 Jan 2026 00:00:00 +0000\r\n'
     s = socket.socket(socket.AF_UNIX); s.connect(sock); f = s.makefile('rb')
     def cmd(c):
         if c is not None: s.sendall(c.encode() + b'\r\n')
@@ -2598,6 +2603,13 @@ lmtp('mkbox')
 lmtp('mkbox missing')
 lmtp('mbx')
 lmtp('env')
+lmtp('note1')
+lmtp('note2')
+lmtp('note3')
+lmtp('note4')
+lmtp('note5')
+lmtp('note6', frm='s6@example.org')
+lmtp('=?utf-8?q?caf=C3=A9?= note7', hfrom='=?utf-8?q?J=C3=B6rg?= <j@example.org>')
 for subj in ['su', 'su2', 'su3', 'su4', 'mid', 'meta']:
     lmtp(subj)
 lmtp('awayfcc', frm='fcc@example.org')
@@ -2653,6 +2665,10 @@ const FAKE_SENDMAIL: &str = r#"#!/usr/bin/python3
 import sys
 out = open('OUT', 'a')
 out.write('ARGS: %s\n' % ' '.join(sys.argv[1:]))
+if '-bs' not in sys.argv:
+    # A message on the standard input (Cyrus's notifyd).
+    out.write(sys.stdin.read().replace('\r\n', '\n') + '--END--\n')
+    sys.exit(0)
 def w(s):
     sys.stdout.write(s + '\r\n'); sys.stdout.flush()
 w('220 fake ESMTP')
@@ -2687,7 +2703,14 @@ const SIEVE_LIB: &str = "require [\"fileinto\", \"imap4flags\"];\r\nfileinto :fl
 const SIEVE_SCRIPT: &str = r#"require ["fileinto", "reject", "imap4flags", "copy", "envelope", "subaddress",
          "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox", "variables", "date", "include",
          "encoded-character", "ihave", "environment", "index", "duplicate", "editheader",
-         "special-use", "mailboxid", "mboxmetadata", "servermetadata"];
+         "special-use", "mailboxid", "mboxmetadata", "servermetadata", "enotify", "fcc"];
+if header :is "subject" "note1" { notify "mailto:n1@example.net"; keep; stop; }
+if header :is "subject" "note4" { notify "mailto:n4@example.net"; fileinto "INBOX.f1"; redirect "r4@example.net"; addflag "x"; fileinto :copy "INBOX.f2"; stop; }
+if header :is "subject" "note5" { discard; notify :message "five" "mailto:n5@example.net"; notify :message "five" "mailto:n5@example.net"; notify :message "again" "mailto:n5@example.net"; stop; }
+if header :is "subject" "note6" { vacation :addresses "u7@example.org" "v6"; notify "mailto:n6@example.net,n7@example.net"; stop; }
+if header :contains "subject" "note7" { notify "mailto:n8@example.net"; keep; stop; }
+if header :is "subject" "note2" { notify :from "me@example.org" :importance "1" :message "Mail from ${1}" :options ["x"] "mailto:n2@example.net?subject=Hey%20there&body=See%20it&cc=c@example.net"; keep; stop; }
+if header :is "subject" "note3" { if valid_notify_method "mailto:a@b" { addflag "valid"; } if valid_notify_method "xmpp:a@b" { addflag "xmpp"; } if notify_method_capability "mailto:a@b" "online" "maybe" { addflag "maybe"; } set :encodeurl "e" "a b&c"; addflag "${e}"; keep; stop; }
 if header :is "subject" "su" {
   if specialuse_exists "\\Junk" { addflag "hasjunk"; }
   if specialuse_exists "INBOX.Spam" "\\Junk" { addflag "spamjunk"; }
@@ -2852,7 +2875,10 @@ fn sieve_as_real_cyrus() {
     let fake = d.join("fake-sendmail");
     std::fs::write(&fake, FAKE_SENDMAIL.replace("OUT", &sent.join("out").display().to_string())).unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let extra = format!("altnamespace: no\nunixhierarchysep: no\nsendmail: {}\n", fake.display());
+    let extra = format!(
+        "altnamespace: no\nunixhierarchysep: no\nsievenotifier: mailto\nsendmail: {}\n",
+        fake.display()
+    );
     let sievedir = d.join("ours/sieve");
     let ours = Backend::start(&d.join("ours").tap_mkdir(), &format!("{extra}sievedir: {}\n", sievedir.display()));
     open_dir(&d.join("ours"));
@@ -2908,7 +2934,14 @@ fn sieve_as_real_cyrus() {
     let a = python(SIEVE_RUN, &[ours.lmtp_sock.to_str().unwrap(), &ours.imap_port.to_string()]);
     let a_sent = sent_text();
     let b = python(SIEVE_RUN, &[cyrus.lmtp_sock.to_str().unwrap(), &cyrus.imap_port.to_string()]);
-    let b_sent = sent_text();
+    // Cyrus's notifyd sends its notifications on its own time.
+    let notes = |t: &str| t.matches("Action(s) taken:").count();
+    let mut b_sent = sent_text();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while notes(&b_sent) < 8 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        b_sent.push_str(&sent_text());
+    }
     assert!(a.contains("INBOX.f1 ['Subject: tofolder'] ()"), "{a}");
     assert!(a.contains("INBOX.made.deep ['Subject: mkbox'] ()"), "{a}");
     for want in ["fromlib", "vHELLO", "n10", "day2020", "utc23", "wednesday", "recent"] {
@@ -2959,15 +2992,111 @@ fn sieve_as_real_cyrus() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    assert_eq!(a_sent.matches("X-Sieve-Action: redirect").count(), 2, "{a_sent}");
+    // Notifications (enotify, `sievenotifier: mailto`): Cyrus's notifyd
+    // gives the message to `sendmail -i`, ours speaks SMTP to `sendmail
+    // -bs`; the messages are compared, Message-ID and Date aside.
+    let (a_notes, a_sent) = notifications(&a_sent);
+    let (b_notes, b_sent) = notifications(&b_sent);
+    let find =
+        |l: &[(Vec<String>, String)], to: &str| -> Vec<String> { l.iter().filter(|(r, _)| r[0] == to).map(|(_, m)| m.clone()).collect() };
+    for to in ["n1@example.net", "n4@example.net", "n8@example.net"] {
+        let (ours, theirs) = (find(&a_notes, to), find(&b_notes, to));
+        assert_eq!(ours.len(), 1, "{to}: {a_notes:?}");
+        // Ours is marked as RFC 5436 asks; Cyrus 3.6's is not.
+        assert!(ours[0].contains("\nAuto-Submitted: auto-notified\n"), "{ours:?}");
+        assert_eq!(ours[0].replace("Auto-Submitted: auto-notified\n", ""), theirs[0], "{to}");
+    }
+    assert!(find(&a_notes, "n4@example.net")[0].ends_with(
+        "\n\nSome One <some@example.org>: note4\n\nAction(s) taken:\nFiled into: INBOX.f1\nRedirected to r4@example.net\nFiled into: INBOX.f2\n\n"
+    ));
+    assert!(find(&a_notes, "n8@example.net")[0].contains("Content-Type: text/plain; charset=UTF-8\n"));
+    // The same notification twice is sent once (RFC 5435 3.9); Cyrus
+    // sends it again.
+    let mut theirs = find(&b_notes, "n5@example.net");
+    theirs.dedup();
+    assert_eq!(
+        find(&a_notes, "n5@example.net")
+            .iter()
+            .map(|m| m.replace("Auto-Submitted: auto-notified\n", ""))
+            .collect::<Vec<_>>(),
+        theirs
+    );
+    // The URI's recipients, subject and body, :from and :importance are
+    // honoured (Cyrus 3.6 hands the whole URI to sendmail as an address).
+    let n2 = a_notes.iter().find(|(r, _)| r[0] == "n2@example.net").expect("n2");
+    assert_eq!(n2.0, ["n2@example.net", "c@example.net"]);
+    for want in [
+        "From: me@example.org\nTo: <n2@example.net>\nCc: <c@example.net>\nSubject: Hey there\n",
+        "Importance: high\n",
+        "\n\nSee it\n\nAction(s) taken:\nKept\n",
+    ] {
+        assert!(n2.1.contains(want), "{want}: {}", n2.1);
+    }
+    let n6 = a_notes.iter().find(|(r, _)| r[0] == "n6@example.net").expect("n6");
+    assert_eq!(n6.0, ["n6@example.net", "n7@example.net"]);
+    assert!(
+        n6.1.contains("To: <n6@example.net>, <n7@example.net>\n") && n6.1.contains("Sent vacation reply\n"),
+        "{}",
+        n6.1
+    );
+    assert_eq!((a_notes.len(), b_notes.len()), (7, 8), "{a_notes:?}");
+    assert_eq!(a_sent.matches("X-Sieve-Action: redirect").count(), 3, "{a_sent}");
     // Vacation answers: the first to a sender (not again), none to a list,
     // robot or null sender, nor when the user is not named; :from kept.
-    assert_eq!(a_sent.matches("X-Sieve-Action: vacation").count(), 6, "{a_sent}");
+    assert_eq!(a_sent.matches("X-Sieve-Action: vacation").count(), 7, "{a_sent}");
     assert!(a_sent.contains("From: <boss@example.org>"), "{a_sent}");
     for (x, y) in norm(&a_sent).lines().zip(norm(&b_sent).lines()) {
         assert_eq!(x, y, "first difference (ours, then Cyrus)");
     }
     assert_eq!(norm(&a_sent), norm(&b_sent));
+}
+
+/// The notifications among what the fake sendmail was given (each run
+/// starts with an `ARGS:` line): (recipients, message without its
+/// Message-ID and Date), and the rest of the text.
+fn notifications(sent: &str) -> (Vec<(Vec<String>, String)>, String) {
+    let mut notes = Vec::new();
+    let mut rest = String::new();
+    for block in sent.split_inclusive('\n').fold(Vec::<String>::new(), |mut v, l| {
+        if l.starts_with("ARGS: ") || v.is_empty() {
+            v.push(String::new());
+        }
+        v.last_mut().unwrap().push_str(l);
+        v
+    }) {
+        if !block.contains("Action(s) taken:") {
+            rest.push_str(&block);
+            continue;
+        }
+        let mut lines = block.lines();
+        let args = lines.next().unwrap_or("");
+        let smtp = args == "ARGS: -bs";
+        let mut rcpts: Vec<String> = if smtp {
+            Vec::new()
+        } else {
+            args.rsplit("-- ").next().unwrap_or("").split(',').map(String::from).collect()
+        };
+        let mut msg = String::new();
+        let mut in_data = !smtp;
+        for l in lines {
+            if l == "--END--" {
+                break;
+            }
+            if !in_data {
+                if let Some(r) = l.strip_prefix("> RCPT TO:<") {
+                    rcpts.push(r.trim_end_matches('>').to_string());
+                }
+                in_data = l == "> DATA";
+                continue;
+            }
+            if !l.starts_with("Message-ID:") && !l.starts_with("Date:") {
+                msg.push_str(l);
+                msg.push('\n');
+            }
+        }
+        notes.push((rcpts, msg));
+    }
+    (notes, rest)
 }
 
 /// A ManageSieve session (port, IMAP port): each command and the reply

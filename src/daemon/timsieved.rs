@@ -77,6 +77,7 @@ const EXTENSIONS: &[(&str, Option<&str>)] = &[
     ("ereject", Some("reject")),
     ("vacation", Some("vacation")),
     ("vacation-seconds", Some("vacation-seconds")),
+    ("enotify", Some("notify")),
     ("include", Some("include")),
     ("editheader", Some("editheader")),
     ("envelope", Some("envelope")),
@@ -328,6 +329,10 @@ impl Session {
             out.push_str(&format!("\"SASL\" \"{mechs}\"\r\n"));
         }
         out.push_str(&format!("\"SIEVE\" \"{}\"\r\n", self.extensions.join(" ")));
+        // RFC 5804 1.7: the notification methods, with enotify.
+        if self.extensions.contains(&"enotify") {
+            out.push_str("\"NOTIFY\" \"mailto\"\r\n");
+        }
         if self.ctx.tls.is_some() && !self.tls && self.user.is_none() {
             out.push_str("\"STARTTLS\"\r\n");
         }

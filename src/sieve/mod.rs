@@ -9,8 +9,8 @@
 //! subaddress, relational, regex, vacation, vacation-seconds, body, mailbox
 //! (`fileinto :create`, `mailboxexists`), date, index, variables, include,
 //! editheader, duplicate, environment, ihave, encoded-character,
-//! special-use, mailboxid, mboxmetadata, servermetadata, fcc and the three
-//! comparators.
+//! special-use, mailboxid, mboxmetadata, servermetadata, fcc, enotify
+//! (mailto) and the three comparators.
 
 mod parse;
 
@@ -31,6 +31,14 @@ pub enum Cmd {
     Stop,
     /// RFC 5463 `error`: the run fails with this message.
     Error(String),
+    /// RFC 5435 `notify`: a notification by `method` (a URI).
+    Notify {
+        from: Option<String>,
+        importance: Option<String>,
+        options: Vec<String>,
+        message: Option<String>,
+        method: String,
+    },
     /// RFC 5293 `addheader`: a field at the top (at the end: `:last`).
     AddHeader {
         last: bool,
@@ -192,6 +200,17 @@ pub enum Test {
     MetadataExists {
         mailbox: Option<String>,
         entries: Vec<String>,
+    },
+    /// RFC 5435 `valid_notify_method`: each URI is one we can notify by.
+    ValidNotifyMethod(Vec<String>),
+    /// RFC 5435 `notify_method_capability`: what a method can do
+    /// (`online`: `maybe` for mailto).
+    NotifyMethodCapability {
+        cmp: Cmp,
+        m: Match,
+        uri: String,
+        capability: String,
+        keys: Vec<String>,
     },
     /// RFC 5463: whether we have these extensions (`have`: known when
     /// the script is parsed).
@@ -429,6 +448,103 @@ pub enum Action {
     },
     Vacation(Vacation),
     Discard,
+    Notify(Notify),
+}
+
+/// A notification to send (RFC 5435), its strings expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notify {
+    pub method: String,
+    pub from: Option<String>,
+    /// 1 high, 2 normal, 3 low.
+    pub importance: u8,
+    pub options: Vec<String>,
+    /// `:message`, else the message's From and Subject.
+    pub message: String,
+}
+
+/// A `mailto:` URI (RFC 6068) as a notification method (RFC 5436).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mailto {
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub subject: Option<String>,
+    pub body: Option<String>,
+}
+
+/// Parses a `mailto:` URI; None when it is not one we can send to (no
+/// recipient, or one that is not an address).
+pub fn mailto(uri: &str) -> Option<Mailto> {
+    let scheme = uri.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("mailto:") {
+        return None;
+    }
+    let rest = &uri[7..];
+    let (to, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let addrs = |s: &str| -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for a in percent_decode(s)?.split(',') {
+            let a = a.trim();
+            if a.is_empty() {
+                continue;
+            }
+            let (local, domain) = a.rsplit_once('@')?;
+            if local.is_empty() || domain.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c)) {
+                return None;
+            }
+            out.push(a.to_string());
+        }
+        Some(out)
+    };
+    let mut m = Mailto {
+        to: addrs(to)?,
+        ..Default::default()
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name)?.to_ascii_lowercase();
+        match name.as_str() {
+            "to" => m.to.extend(addrs(value)?),
+            "cc" => m.cc.extend(addrs(value)?),
+            "bcc" => m.bcc.extend(addrs(value)?),
+            "subject" => m.subject = Some(percent_decode(value)?),
+            "body" => m.body = Some(percent_decode(value)?),
+            _ => {}
+        }
+    }
+    (!m.to.is_empty() || !m.cc.is_empty() || !m.bcc.is_empty()).then_some(m)
+}
+
+/// `%XX` escapes undone (UTF-8 after); None for a broken one.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// RFC 5435 `:encodeurl`: what is not unreserved (RFC 3986) as `%XX`.
+fn encode_url(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// What a run decided, and what it leaves to do once the message is
@@ -707,6 +823,7 @@ fn modify(mut v: String, mods: &[String]) -> String {
                 })
                 .collect(),
             "length" => v.chars().count().to_string(),
+            "encodeurl" => encode_url(&v),
             _ => v,
         };
     }
@@ -818,6 +935,34 @@ impl State {
                 Cmd::Error(m) => {
                     self.error = Some(format!("error: {}", self.x(m)));
                     self.stopped = true;
+                }
+                Cmd::Notify {
+                    from,
+                    importance,
+                    options,
+                    message,
+                    method,
+                } => {
+                    let message = match message {
+                        Some(m) => self.x(m),
+                        // The sender and the subject (Cyrus's default).
+                        None => {
+                            let f = self.fields(msg);
+                            let text = |n: &str| crate::mail::mime::field(f, n).map(header_text).unwrap_or_default();
+                            format!("{}: {}", text("from"), text("subject"))
+                        }
+                    };
+                    let n = Notify {
+                        method: self.x(method),
+                        from: from.as_ref().map(|f| self.x(f)),
+                        importance: importance.as_ref().and_then(|i| self.x(i).parse().ok()).unwrap_or(2),
+                        options: self.xs(options),
+                        message,
+                    };
+                    // The same notification twice is sent once (RFC 5435 3.9).
+                    if !self.actions.iter().any(|a| matches!(a, Action::Notify(o) if *o == n)) {
+                        self.actions.push(Action::Notify(n));
+                    }
                 }
                 Cmd::AddHeader { last, name, value } => {
                     let (name, value) = (self.x(name), self.x(value));
@@ -1094,6 +1239,19 @@ impl State {
             Test::AllOf(l) => l.iter().all(|t| self.test(t, msg)),
             Test::AnyOf(l) => l.iter().any(|t| self.test(t, msg)),
             Test::Ihave { have, .. } => *have,
+            Test::ValidNotifyMethod(uris) => self.xs(uris).iter().all(|u| mailto(u).is_some()),
+            Test::NotifyMethodCapability {
+                cmp,
+                m,
+                uri,
+                capability,
+                keys,
+            } => {
+                if mailto(&self.x(uri)).is_none() || !self.x(capability).eq_ignore_ascii_case("online") {
+                    return false;
+                }
+                self.check(*cmp, m, &["maybe".to_string()], keys)
+            }
             Test::SpecialUseExists { mailbox, uses } => {
                 let mailbox = mailbox.as_ref().map(|m| self.x(m));
                 self.xs(uses).iter().all(|u| match &mailbox {
@@ -2015,5 +2173,65 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
         assert!(parse(b"require \"vacation\"; vacation :fcc \"x\" \"r\";").is_ok());
         assert!(parse(b"require [\"vacation\", \"fcc\"]; vacation :create \"r\";").is_err());
         assert!(parse(b"require \"fileinto\"; fileinto :specialuse \"\\\\Junk\" \"x\";").is_err());
+    }
+
+    #[test]
+    fn enotify() {
+        let raw = "From: =?utf-8?q?J=C3=B6rg?= <j@x>\r\nSubject: hi\r\n\r\n";
+        let o = exec(
+            r#"require ["enotify", "variables", "imap4flags"];
+               notify "mailto:a@example.org";
+               notify "mailto:a@example.org";
+               set :encodeurl :upper "q" "a b&c/é";
+               notify :from "me@x" :importance "1" :options ["o"] :message "see ${q}" "mailto:b@x?subject=S";
+               if valid_notify_method ["mailto:a@b", "mailto:c@d?cc=e@f"] { keep; }
+               if valid_notify_method "xmpp:a@b" { discard; }
+               if notify_method_capability :is "mailto:a@b" "Online" "maybe" { keep :flags "maybe"; }"#,
+            raw,
+            &never_seen,
+        )
+        .unwrap();
+        let n = |method: &str, from: Option<&str>, importance: u8, options: &[&str], message: &str| {
+            Action::Notify(Notify {
+                method: method.into(),
+                from: from.map(String::from),
+                importance,
+                options: options.iter().map(|o| o.to_string()).collect(),
+                message: message.into(),
+            })
+        };
+        assert_eq!(
+            o.actions,
+            vec![
+                // The same notification twice is one.
+                n("mailto:a@example.org", None, 2, &[], "Jörg <j@x>: hi"),
+                n("mailto:b@x?subject=S", Some("me@x"), 1, &["o"], "see A%20B%26C%2F%C3%89"),
+                keep(&["maybe"]),
+            ]
+        );
+        assert_eq!(
+            mailto("MAILTO:a@x,%62@y?cc=c@z&bcc=d@z&subject=Hello%20there&body=b%0Ad&x-other=1"),
+            Some(Mailto {
+                to: vec!["a@x".into(), "b@y".into()],
+                cc: vec!["c@z".into()],
+                bcc: vec!["d@z".into()],
+                subject: Some("Hello there".into()),
+                body: Some("b\nd".into()),
+            })
+        );
+        for bad in [
+            "mailto:",
+            "mailto:nobody",
+            "mailto:a b@x",
+            "mailto:a@x?cc=%zz",
+            "tel:123",
+            "mailto:<a@x>",
+        ] {
+            assert_eq!(mailto(bad), None, "{bad}");
+        }
+        assert!(parse(b"require \"enotify\"; notify :importance \"4\" \"mailto:a@b\";").is_err());
+        // :encodeurl only with enotify.
+        assert!(parse(b"require \"variables\"; set :encodeurl \"a\" \"b\";").is_err());
+        assert!(parse(b"notify \"mailto:a@b\";").is_err());
     }
 }

@@ -402,6 +402,7 @@ pub const EXTENSIONS: &[&str] = &[
     "mboxmetadata",
     "servermetadata",
     "fcc",
+    "enotify",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -509,6 +510,9 @@ fn tag_takes_value(t: &str) -> bool {
             | "specialuse"
             | "mailboxid"
             | "fcc"
+            | "importance"
+            | "options"
+            | "message"
     )
 }
 
@@ -667,6 +671,32 @@ impl Checker<'_> {
                     a.done()?;
                     Cmd::Error(msg)
                 }
+                "notify" => {
+                    self.need("enotify", line, "notify")?;
+                    let mut a = self.args(&mut g)?;
+                    let from = a.tag_string("from")?;
+                    let importance = a.tag_string("importance")?;
+                    if let Some(i) = &importance {
+                        if !i.contains("${") && !matches!(i.as_str(), "1" | "2" | "3") {
+                            return err(line, format!("notify: :importance must be \"1\", \"2\" or \"3\", not \"{i}\""));
+                        }
+                    }
+                    let options = match a.tag("options") {
+                        None => Vec::new(),
+                        Some(Some(Arg::Strs(l, _))) => l,
+                        Some(_) => return err(line, "notify: :options needs a string list"),
+                    };
+                    let message = a.tag_string("message")?;
+                    let method = a.string("method")?;
+                    a.done()?;
+                    Cmd::Notify {
+                        from,
+                        importance,
+                        options,
+                        message,
+                        method,
+                    }
+                }
                 "addheader" => {
                     self.need("editheader", line, "addheader")?;
                     let mut a = self.args(&mut g)?;
@@ -802,10 +832,17 @@ impl Checker<'_> {
                     self.need("variables", line, "set")?;
                     let mut a = self.args(&mut g)?;
                     let mut mods = Vec::new();
+                    // RFC 5435's :encodeurl (precedence 15) with enotify.
+                    let encodeurl: &[&str] = if self.requires.iter().any(|r| r == "enotify") {
+                        &["encodeurl"]
+                    } else {
+                        &[]
+                    };
                     for group in [
                         &["lower", "upper"][..],
                         &["lowerfirst", "upperfirst"],
                         &["quotewildcard"],
+                        encodeurl,
                         &["length"],
                     ] {
                         let given: Vec<&str> = group.iter().copied().filter(|m| a.has(m)).collect();
@@ -1151,6 +1188,29 @@ impl Checker<'_> {
                 let entries = a.strs("annotation names")?;
                 a.done()?;
                 Test::MetadataExists { mailbox, entries }
+            }
+            "valid_notify_method" => {
+                self.need("enotify", line, &name)?;
+                let mut a = self.args(&mut g)?;
+                let uris = a.strs("notification URIs")?;
+                a.done()?;
+                Test::ValidNotifyMethod(uris)
+            }
+            "notify_method_capability" => {
+                self.need("enotify", line, &name)?;
+                let mut a = self.args(&mut g)?;
+                let (cmp, mut m) = self.cmp_match(&mut a)?;
+                let uri = a.string("notification URI")?;
+                let capability = a.string("capability")?;
+                let keys = self.keys(&mut a, &mut m, cmp)?;
+                a.done()?;
+                Test::NotifyMethodCapability {
+                    cmp,
+                    m,
+                    uri,
+                    capability,
+                    keys,
+                }
             }
             "ihave" => {
                 self.need("ihave", line, "ihave")?;

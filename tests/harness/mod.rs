@@ -748,7 +748,8 @@ impl CyrusServer {
                  lmtpunix cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"{c}/run/lmtp.sock\" prefork=0 maxchild=100\n  \
                  pop3 cmd=\"pop3d -C {c}/imapd.conf\" listen=\"127.0.0.1:{pport}\" prefork=0 maxchild=100\n  \
                  lmtp cmd=\"lmtpd -C {c}/imapd.conf\" listen=\"127.0.0.1:{lport}\" prefork=0 maxchild=100\n  \
-                 sieve cmd=\"timsieved -C {c}/imapd.conf\" listen=\"127.0.0.1:{sport}\" prefork=0 maxchild=100\n}}\n"
+                 sieve cmd=\"timsieved -C {c}/imapd.conf\" listen=\"127.0.0.1:{sport}\" prefork=0 maxchild=100\n  \
+                 notify cmd=\"notifyd -C {c}/imapd.conf\" listen=\"{c}/run/notify.sock\" proto=\"udp\" prefork=1\n}}\n"
             ),
         )
         .unwrap();

@@ -1042,6 +1042,11 @@ impl Session {
                 if reply.starts_with('2') && !plan.tracks.is_empty() {
                     filter.track(&r.inbox, &plan.tracks, now);
                 }
+                if reply.starts_with('2') {
+                    for n in &plan.notifies {
+                        filter.notify(n, &plan.taken, &rcpt, id);
+                    }
+                }
                 out.push(reply);
             }
             out

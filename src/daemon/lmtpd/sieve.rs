@@ -43,6 +43,10 @@ pub struct Plan {
     pub tracks: Vec<sieve::Track>,
     /// The header `editheader` made, for every copy of this recipient's.
     pub header: Option<Vec<u8>>,
+    /// `notify` actions, sent once the copies are delivered.
+    pub notifies: Vec<sieve::Notify>,
+    /// What the script did, as a notification lists it (Cyrus's words).
+    pub taken: Vec<String>,
 }
 
 /// What lmtpd knows of a recipient.
@@ -69,7 +73,12 @@ pub struct Filter {
     /// The LMTP client's host name and address (environment's
     /// `remote-host`, `remote-ip`).
     pub remote: (String, Option<String>),
+    /// `sievenotifier`: how `notify` notifies (None: it does not).
+    notifier: Option<String>,
 }
+
+/// Notifications sent by this process (their Message-IDs' counter).
+static NOTIFICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How long `duplicate` remembers an id when the script does not say
 /// (RFC 7352 3.1's recommendation).
@@ -89,6 +98,7 @@ impl Filter {
             vacation_period: (min, max.max(min)),
             duplicate_max: c.get_secs("sieve_duplicate_max_expiration", 's').unwrap_or(90 * 86_400),
             remote: (String::new(), None),
+            notifier: c.get("sievenotifier").filter(|n| !n.is_empty()).map(str::to_ascii_lowercase),
         }
     }
 
@@ -194,6 +204,31 @@ impl Filter {
                 }
                 p
             }
+        }
+    }
+
+    /// Sends a `notify` action's notification (RFC 5435) as Cyrus's
+    /// notifyd does with `sievenotifier: mailto`: a message from the
+    /// null sender naming what the script did; `log` logs it instead;
+    /// without `sievenotifier` nothing is sent, as in Cyrus.
+    pub fn notify(&self, n: &sieve::Notify, taken: &[String], r: &Recipient<'_>, id: &str) {
+        let what = format!("sieve notify for {} to {} id {id}", r.userid, n.method);
+        match self.notifier.as_deref() {
+            None | Some("null") => self.log.info(&format!("{what}: not sent (no sievenotifier)")),
+            Some("log") => self.log.info(&format!("{what}: {}", n.message)),
+            Some("mailto") => {
+                let Some(m) = sieve::mailto(&n.method) else {
+                    self.log.info(&format!("{what}: not a method we notify by"));
+                    return;
+                };
+                let msg = notification(n, &m, taken, &self.servername, &super::trace::date_now());
+                let rcpts: Vec<&str> = m.to.iter().chain(&m.cc).chain(&m.bcc).map(String::as_str).collect();
+                match sendmail_to(&self.sendmail, "", &rcpts, b"", &msg) {
+                    Ok(()) => self.log.info(&format!("{what}: sent")),
+                    Err(e) => self.log.error(&format!("{what}: {e}")),
+                }
+            }
+            Some(other) => self.log.info(&format!("{what}: sievenotifier {other} is not a method we have")),
         }
     }
 
@@ -407,8 +442,22 @@ pub fn plan(
             }
         }
     };
+    // What a notification says was done (Cyrus's lines).
+    p.taken = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Keep { .. } => Some("Kept".to_string()),
+            Action::FileInto { mailbox, .. } => Some(format!("Filed into: {mailbox}")),
+            Action::Redirect { addr } => Some(format!("Redirected to {addr}")),
+            Action::Discard => Some("Discarded".to_string()),
+            Action::Vacation(_) => Some("Sent vacation reply".to_string()),
+            Action::Reject { reason, .. } => Some(format!("Rejected with: {reason}")),
+            Action::Notify(_) => None,
+        })
+        .collect();
     for a in actions {
         match a {
+            Action::Notify(n) => p.notifies.push(n),
             Action::Keep { flags } => {
                 if r.keep_refused {
                     fail(&flags, format!("keep into {}: permission denied", r.keep), &mut p);
@@ -461,6 +510,11 @@ fn add(d: &mut Vec<(String, Vec<String>)>, name: &str, flags: Vec<String>) {
 /// localhost`, the envelope, `prefix` and the message).  Ok once the
 /// message was accepted; a minute for it all.
 pub fn sendmail(program: &str, from: &str, to: &str, prefix: &[u8], msg: &[u8]) -> Result<(), String> {
+    sendmail_to(program, from, &[to], prefix, msg)
+}
+
+/// `sendmail` to several recipients in one transaction.
+pub fn sendmail_to(program: &str, from: &str, to: &[&str], prefix: &[u8], msg: &[u8]) -> Result<(), String> {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut child = std::process::Command::new(program)
         .arg("-bs")
@@ -501,12 +555,10 @@ pub fn sendmail(program: &str, from: &str, to: &str, prefix: &[u8], msg: &[u8]) 
     let res = (|| -> Result<(), String> {
         let io = |e: std::io::Error| format!("{program}: {e}");
         expect(b'2', "the connection")?;
-        for (cmd, want) in [
-            ("EHLO localhost".to_string(), b'2'),
-            (format!("MAIL FROM:<{from}>"), b'2'),
-            (format!("RCPT TO:<{to}>"), b'2'),
-            ("DATA".to_string(), b'3'),
-        ] {
+        let mut cmds = vec![("EHLO localhost".to_string(), b'2'), (format!("MAIL FROM:<{from}>"), b'2')];
+        cmds.extend(to.iter().map(|t| (format!("RCPT TO:<{t}>"), b'2')));
+        cmds.push(("DATA".to_string(), b'3'));
+        for (cmd, want) in cmds {
             w.write_all(format!("{cmd}\r\n").as_bytes()).map_err(io)?;
             w.flush().map_err(io)?;
             expect(want, &cmd)?;
@@ -535,6 +587,53 @@ pub fn sendmail(program: &str, from: &str, to: &str, prefix: &[u8], msg: &[u8]) 
     let _ = dog.join();
     let _ = child.wait();
     res
+}
+
+/// A notification message (RFC 5436) in Cyrus notifyd's layout: its
+/// fixed From and Subject (the URI's `subject` and `:from` instead when
+/// given), the message (the URI's `body` when given), then what was
+/// done; marked `Auto-Submitted: auto-notified` so that no one answers.
+pub fn notification(n: &sieve::Notify, m: &sieve::Mailto, taken: &[String], servername: &str, date: &str) -> Vec<u8> {
+    let clean = |s: &str| s.replace(['\r', '\n'], " ");
+    let list = |l: &[String]| l.iter().map(|a| format!("<{a}>")).collect::<Vec<_>>().join(", ");
+    let from = n
+        .from
+        .as_deref()
+        .map_or_else(|| "Mail Sieve Subsystem <postmaster>".to_string(), clean);
+    let subject = m
+        .subject
+        .as_deref()
+        .map_or_else(|| "[SIEVE] New mail notification".to_string(), clean);
+    let mut out = format!(
+        "Message-ID: <cmu-sieve-{}-{}-{}@{servername}>\r\nDate: {date}\r\nX-Sieve: CMU Sieve 3.0\r\nFrom: {from}\r\n",
+        std::process::id(),
+        crate::util::unix_now(),
+        NOTIFICATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    if !m.to.is_empty() {
+        out.push_str(&format!("To: {}\r\n", list(&m.to)));
+    }
+    if !m.cc.is_empty() {
+        out.push_str(&format!("Cc: {}\r\n", list(&m.cc)));
+    }
+    out.push_str(&format!("Subject: {subject}\r\nAuto-Submitted: auto-notified\r\n"));
+    if n.importance == 1 {
+        out.push_str("Importance: high\r\nX-Priority: 1 (Highest)\r\n");
+    } else if n.importance == 3 {
+        out.push_str("Importance: low\r\nX-Priority: 5 (Lowest)\r\n");
+    }
+    let text = m.body.as_deref().unwrap_or(&n.message).replace("\r\n", "\n").replace('\n', "\r\n");
+    let mut body = format!("{text}\r\n\r\nAction(s) taken:\r\n");
+    for t in taken {
+        body.push_str(&format!("{}\r\n", clean(t)));
+    }
+    body.push_str("\r\n");
+    if !out.is_ascii() || !body.is_ascii() {
+        out.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8BIT\r\n");
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    out.into_bytes()
 }
 
 /// A vacation answer (RFC 5230) to send, or None and why not.
