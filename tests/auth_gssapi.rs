@@ -1,6 +1,6 @@
 //! Kerberos single sign-on (GSSAPI, RFC 4752) against a real MIT KDC
 //! started here: `kinit` from a keytab, then Cyrus's `imtest`, `pop3test`,
-//! `lmtptest` and `mupdatetest -m GSSAPI` and a Python (python3-gssapi)
+//! `lmtptest`, `sivtest` and `mupdatetest -m GSSAPI` and a Python (python3-gssapi)
 //! SMTP client log in to our daemons without a password; a ticket for
 //! another service and an expired ticket are refused; a back end pushes
 //! to the MUPDATE master and a front end logs in to its back ends with
@@ -16,6 +16,7 @@ const IMTEST: &str = "/usr/lib/cyrus/bin/imtest";
 const POP3TEST: &str = "/usr/lib/cyrus/bin/pop3test";
 const MUPDATETEST: &str = "/usr/lib/cyrus/bin/mupdatetest";
 const LMTPTEST: &str = "/usr/lib/cyrus/bin/lmtptest";
+const SIVTEST: &str = "/usr/lib/cyrus/bin/sivtest";
 const SYS_PYTHON: &str = "/usr/bin/python3";
 
 fn client(prog: &str, args: &[&str], env: &[(&str, String)], input: &str) -> String {
@@ -114,6 +115,7 @@ fn gssapi_logins_with_kerberos_tickets() {
             "/usr/sbin/krb5kdc",
             IMTEST,
             POP3TEST,
+            SIVTEST,
             SYS_PYTHON,
             "/usr/lib/python3/dist-packages/gssapi",
             "/usr/bin/kinit",
@@ -135,7 +137,7 @@ fn gssapi_logins_with_kerberos_tickets() {
     let user_keytab = d.path().join("u7.keytab");
     kdc.kadmin("addprinc -pw testpw u7");
     kdc.kadmin(&format!("ktadd -norandkey -k {} u7", user_keytab.display()));
-    for svc in ["imap", "pop", "smtp", "lmtp", "host"] {
+    for svc in ["imap", "pop", "smtp", "lmtp", "sieve", "host"] {
         kdc.kadmin(&format!("addprinc -randkey {svc}/localhost"));
         kdc.kadmin(&format!("ktadd -k {} {svc}/localhost", keytab.display()));
     }
@@ -184,6 +186,18 @@ fn gssapi_logins_with_kerberos_tickets() {
         "QUIT\n",
     );
     assert!(out.contains("AUTH GSSAPI PLAIN LOGIN") && out.contains("Authenticated."), "{out}");
+
+    // sivtest (ManageSieve) the same way.
+    let sieve_port = backend.start_timsieved();
+    let out = client(
+        SIVTEST,
+        &["-m", "GSSAPI", "-a", "u7", "-p", &sieve_port.to_string(), "localhost"],
+        &env,
+        "PUTSCRIPT \"k\" {5+}\r\nkeep;\r\nLISTSCRIPTS\r\nLOGOUT\r\n",
+    );
+    assert!(out.contains("\"SASL\" \"GSSAPI PLAIN LOGIN\""), "{out}");
+    assert!(out.contains("Authenticated.") && out.contains("\"k\""), "{out}");
+    logged(&backend.dir.join("timsieved.log"), "u7 GSSAPI User logged in");
 
     // Python: the right service logs in; a ticket for smtp/ or host/ is
     // refused by the IMAP server even though its key is in the keytab.

@@ -54,6 +54,8 @@ pub struct Shared {
     sessions: std::sync::atomic::AtomicU64,
     /// A Murder front end's replica and back-end credentials.
     front: Option<Arc<Front>>,
+    /// GSSAPI is offered (a keytab, `sasl_mech_list`).
+    gssapi: bool,
 }
 
 impl Shared {
@@ -321,12 +323,15 @@ impl Session {
         };
         let mut out = format!("\"IMPLEMENTATION\" \"{implementation}\"\r\n\"VERSION\" \"1.0\"\r\n");
         if self.user.is_none() {
-            let mechs = if self.plaintext_ok() && super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf) {
-                "PLAIN LOGIN"
-            } else {
-                ""
-            };
-            out.push_str(&format!("\"SASL\" \"{mechs}\"\r\n"));
+            let layer = super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf);
+            let mut mechs = Vec::new();
+            if self.ctx.gssapi && layer {
+                mechs.push("GSSAPI");
+            }
+            if self.plaintext_ok() && layer {
+                mechs.extend(["PLAIN", "LOGIN"]);
+            }
+            out.push_str(&format!("\"SASL\" \"{}\"\r\n", mechs.join(" ")));
         }
         out.push_str(&format!("\"SIEVE\" \"{}\"\r\n", self.extensions.join(" ")));
         // RFC 5804 1.7: the notification methods, with enotify.
@@ -571,6 +576,10 @@ impl Session {
     }
 
     async fn authenticate(&mut self, mech: &str, initial: Option<Vec<u8>>) -> std::io::Result<Next> {
+        #[cfg(feature = "krb5")]
+        if mech == "GSSAPI" && self.ctx.gssapi && super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf) {
+            return self.auth_gssapi(initial).await;
+        }
         let usable = self.plaintext_ok() && super::cyrus::sasl_layer_ok(&self.ctx.conf, self.ssf);
         if !usable || !matches!(mech, "PLAIN" | "LOGIN") {
             return self.refuse(AUTH_ERROR).await;
@@ -612,10 +621,51 @@ impl Session {
             };
             (String::new(), String::from_utf8_lossy(&user).into_owned(), pass)
         };
-        self.login(&authz, &authc, Secret::new(pass), mech).await
+        self.login(&authz, &authc, Some(Secret::new(pass)), mech).await
     }
 
-    async fn login(&mut self, authz: &str, authc: &str, pass: Secret<Vec<u8>>, mech: &str) -> std::io::Result<Next> {
+    /// AUTHENTICATE "GSSAPI" (RFC 4752): the ticket proves who the client
+    /// is; its principal maps to the user (`loginrealms`).
+    #[cfg(feature = "krb5")]
+    async fn auth_gssapi(&mut self, initial: Option<Vec<u8>>) -> std::io::Result<Next> {
+        use crate::auth::gssapi::{Server, Step};
+        let mut server = Server::new("sieve");
+        let mut token = match initial {
+            Some(i) => crate::util::base64_decode(&String::from_utf8_lossy(&i)),
+            None => self.challenge(b"").await?,
+        };
+        loop {
+            let Some(t) = token else {
+                return self.refuse(AUTH_ERROR).await;
+            };
+            match server.step(&t) {
+                Ok(Step::Send(c)) => token = self.challenge(&c).await?,
+                Ok(Step::Done(a)) => {
+                    let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.host.get().await));
+                            tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
+                            return self.refuse(AUTH_ERROR).await;
+                        }
+                    };
+                    return self.login(&a.authzid, &user, None, "GSSAPI").await;
+                }
+                Err(e) => {
+                    self.ctx.log.info(&format!(
+                        "badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]",
+                        self.host.get().await
+                    ));
+                    tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
+                    return self.refuse(AUTH_ERROR).await;
+                }
+            }
+        }
+    }
+
+    /// Logs `authc` in (as `authz` when given and allowed), its password
+    /// checked unless a mechanism proved who it is (`pass` None).
+    async fn login(&mut self, authz: &str, authc: &str, pass: Option<Secret<Vec<u8>>>, mech: &str) -> std::io::Result<Next> {
         let conf = &self.ctx.conf;
         let authc = super::cyrus::canon_userid(conf, authc);
         let user = if authz.is_empty() {
@@ -634,7 +684,11 @@ impl Session {
                 return self.refuse(AUTH_ERROR).await;
             }
         }
-        match super::cyrus::check_password(&self.ctx.conf, "sieve", &authc, &pass).await {
+        let checked = match &pass {
+            Some(p) => super::cyrus::check_password(&self.ctx.conf, "sieve", &authc, p).await,
+            None => Ok(true),
+        };
+        match checked {
             Ok(true) => {}
             Ok(false) => {
                 self.ctx.log.info(&super::cyrus::badlogin_line(&host, mech, &authc));
@@ -788,7 +842,9 @@ fn load(config: &str, ident: &str) -> Result<Shared, String> {
         None
     };
     let tls = super::cyrus::tls_config(&conf).inspect_err(|e| log.fatal(e))?;
+    let gssapi = super::cyrus::gssapi_setup(&conf, &log);
     Ok(Shared {
+        gssapi,
         names: crate::store::StoreConfig::from_imapd(&conf)?,
         sievedir: conf.path_option("sievedir").unwrap_or_else(|| "/usr/sieve".into()).into(),
         servername: super::cyrus::servername(&conf),
