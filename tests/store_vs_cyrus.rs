@@ -2604,6 +2604,9 @@ lmtp('mkbox missing')
 lmtp('mbx')
 lmtp('env')
 lmtp('note1')
+lmtp('d-1')
+lmtp('d-2', body='body text here', frm='env@example.org')
+lmtp('d-3')
 lmtp('note2')
 lmtp('note3')
 lmtp('note4')
@@ -2699,11 +2702,20 @@ while True:
 /// The script `SIEVE_SCRIPT` includes.
 const SIEVE_LIB: &str = "require [\"fileinto\", \"imap4flags\"];\r\nfileinto :flags \"fromlib\" \"INBOX.f2\";\r\n";
 
+/// The older draft notify (Cyrus's "notify"), in a script of its own
+/// that `SIEVE_SCRIPT` includes (a script has enotify's or this one).
+const SIEVE_DRAFT_NOTIFY: &str = r#"require ["notify", "fileinto"];
+if header :is "subject" "d-1" { notify :method "mailto" :options "d1@example.net"; keep; }
+elsif header :is "subject" "d-2" { notify :method "mailto" :options ["d2@example.net"] :message "Got $from$ about $subject$ env $env-from$ text $text[5]$" :high :id "x"; fileinto "INBOX.f1"; }
+elsif header :is "subject" "d-3" { notify :options ["d3@example.net"] :low; keep; }
+"#;
+
 /// The Sieve script of `sieve_as_real_cyrus`.
 const SIEVE_SCRIPT: &str = r#"require ["fileinto", "reject", "imap4flags", "copy", "envelope", "subaddress",
          "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox", "variables", "date", "include",
          "encoded-character", "ihave", "environment", "index", "duplicate", "editheader",
          "special-use", "mailboxid", "mboxmetadata", "servermetadata", "enotify", "fcc"];
+if header :matches "subject" "d-*" { include "dnote"; stop; }
 if header :is "subject" "note1" { notify "mailto:n1@example.net"; keep; stop; }
 if header :is "subject" "note4" { notify "mailto:n4@example.net"; fileinto "INBOX.f1"; redirect "r4@example.net"; addflag "x"; fileinto :copy "INBOX.f2"; stop; }
 if header :is "subject" "note5" { discard; notify :message "five" "mailto:n5@example.net"; notify :message "five" "mailto:n5@example.net"; notify :message "again" "mailto:n5@example.net"; stop; }
@@ -2894,6 +2906,7 @@ fn sieve_as_real_cyrus() {
     std::fs::create_dir_all(&ud).unwrap();
     std::fs::write(ud.join("main.script"), SIEVE_SCRIPT).unwrap();
     std::fs::write(ud.join("lib.script"), SIEVE_LIB).unwrap();
+    std::fs::write(ud.join("dnote.script"), SIEVE_DRAFT_NOTIFY).unwrap();
     std::os::unix::fs::symlink("main.bc", ud.join("defaultbc")).unwrap();
     let cyrus_tool = |tool: &str, args: &[&str], cwd: &Path| {
         let o = std::process::Command::new("runuser")
@@ -2921,6 +2934,8 @@ fn sieve_as_real_cyrus() {
     cyrus_tool("sievec", &["main.script", "main.bc"], &cd);
     std::fs::write(cd.join("lib.script"), SIEVE_LIB).unwrap();
     cyrus_tool("sievec", &["lib.script", "lib.bc"], &cd);
+    std::fs::write(cd.join("dnote.script"), SIEVE_DRAFT_NOTIFY).unwrap();
+    cyrus_tool("sievec", &["dnote.script", "dnote.bc"], &cd);
     std::os::unix::fs::symlink("main.bc", cd.join("defaultbc")).unwrap();
     let _ = std::process::Command::new("chown")
         .args(["-R", "cyrus", d.join("cyrus/config/sieve").to_str().unwrap()])
@@ -2938,7 +2953,7 @@ fn sieve_as_real_cyrus() {
     let notes = |t: &str| t.matches("Action(s) taken:").count();
     let mut b_sent = sent_text();
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while notes(&b_sent) < 8 && std::time::Instant::now() < until {
+    while notes(&b_sent) < 11 && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(100));
         b_sent.push_str(&sent_text());
     }
@@ -2999,7 +3014,14 @@ fn sieve_as_real_cyrus() {
     let (b_notes, b_sent) = notifications(&b_sent);
     let find =
         |l: &[(Vec<String>, String)], to: &str| -> Vec<String> { l.iter().filter(|(r, _)| r[0] == to).map(|(_, m)| m.clone()).collect() };
-    for to in ["n1@example.net", "n4@example.net", "n8@example.net"] {
+    for to in [
+        "n1@example.net",
+        "n4@example.net",
+        "n8@example.net",
+        "d1@example.net",
+        "d2@example.net",
+        "d3@example.net",
+    ] {
         let (ours, theirs) = (find(&a_notes, to), find(&b_notes, to));
         assert_eq!(ours.len(), 1, "{to}: {a_notes:?}");
         // Ours is marked as RFC 5436 asks; Cyrus 3.6's is not.
@@ -3021,13 +3043,12 @@ fn sieve_as_real_cyrus() {
             .collect::<Vec<_>>(),
         theirs
     );
-    // The URI's recipients, subject and body, :from and :importance are
-    // honoured (Cyrus 3.6 hands the whole URI to sendmail as an address).
+    // The URI's recipients, subject and body and :from are honoured
+    // (Cyrus 3.6 hands the whole URI to sendmail as an address).
     let n2 = a_notes.iter().find(|(r, _)| r[0] == "n2@example.net").expect("n2");
     assert_eq!(n2.0, ["n2@example.net", "c@example.net"]);
     for want in [
         "From: me@example.org\nTo: <n2@example.net>\nCc: <c@example.net>\nSubject: Hey there\n",
-        "Importance: high\n",
         "\n\nSee it\n\nAction(s) taken:\nKept\n",
     ] {
         assert!(n2.1.contains(want), "{want}: {}", n2.1);
@@ -3039,7 +3060,8 @@ fn sieve_as_real_cyrus() {
         "{}",
         n6.1
     );
-    assert_eq!((a_notes.len(), b_notes.len()), (7, 8), "{a_notes:?}");
+    assert_eq!((a_notes.len(), b_notes.len()), (10, 11), "{a_notes:?}");
+    assert!(find(&a_notes, "d2@example.net")[0].contains("\n\nGot Some One <some@example.org> about d-2 env env@example.org text body \n"));
     assert_eq!(a_sent.matches("X-Sieve-Action: redirect").count(), 3, "{a_sent}");
     // Vacation answers: the first to a sender (not again), none to a list,
     // robot or null sender, nor when the user is not named; :from kept.

@@ -79,6 +79,7 @@ const EXTENSIONS: &[(&str, Option<&str>)] = &[
     ("ereject", Some("reject")),
     ("vacation", Some("vacation")),
     ("vacation-seconds", Some("vacation-seconds")),
+    ("notify", Some("notify")),
     ("enotify", Some("notify")),
     ("include", Some("include")),
     ("editheader", Some("editheader")),

@@ -10,7 +10,7 @@
 //! (`fileinto :create`, `mailboxexists`), date, index, variables, include,
 //! editheader, duplicate, environment, ihave, encoded-character,
 //! special-use, mailboxid, mboxmetadata, servermetadata, fcc, enotify
-//! (mailto) and the three comparators.
+//! (mailto), the older draft notify and the three comparators.
 
 mod parse;
 
@@ -38,6 +38,24 @@ pub enum Cmd {
         options: Vec<String>,
         message: Option<String>,
         method: String,
+    },
+    /// The older draft notify (draft-martin-sieve-notify-01, Cyrus's
+    /// "notify"): `:method` (None: the server's), `:id`, `:options` (for
+    /// mailto the addresses), priority 1 high, 2 normal, 3 low, and a
+    /// message with `$from$`, `$env-from$`, `$subject$`, `$text[n]$`.
+    DraftNotify {
+        method: Option<String>,
+        id: Option<String>,
+        options: Vec<String>,
+        priority: u8,
+        message: Option<String>,
+    },
+    /// The draft's `denotify`: cancels the notifications so far whose
+    /// `:id` matches (all without a key), of that priority if given.
+    Denotify {
+        m: Match,
+        key: Option<String>,
+        priority: Option<u8>,
     },
     /// RFC 5293 `addheader`: a field at the top (at the end: `:last`).
     AddHeader {
@@ -461,6 +479,8 @@ pub struct Notify {
     pub options: Vec<String>,
     /// `:message`, else the message's From and Subject.
     pub message: String,
+    /// The draft notify's `:id` (for `denotify`).
+    pub id: Option<String>,
 }
 
 /// A `mailto:` URI (RFC 6068) as a notification method (RFC 5436).
@@ -532,6 +552,52 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The draft notify's message: `$from$`, `$env-from$`, `$subject$` and
+/// `$text$` (`$text[n]$`: its first n characters) of the message.
+fn draft_message(template: &str, fields: &[(String, Vec<u8>)], msg: &Message<'_>) -> String {
+    let text = |n: &str| crate::mail::mime::field(fields, n).map(header_text).unwrap_or_default();
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('$') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let name = after[..j].to_ascii_lowercase();
+        let value = match name.as_str() {
+            "from" => Some(text("from")),
+            "env-from" => Some(msg.env_from.trim_start_matches('<').trim_end_matches('>').to_string()),
+            "subject" => Some(text("subject")),
+            n if n == "text" || n.starts_with("text[") && n.ends_with(']') => {
+                let body = body_values(msg.raw, &BodyTransform::Content(vec!["text/plain".into()]))
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                match n.strip_prefix("text[").and_then(|x| x.strip_suffix(']')) {
+                    Some(k) => k.parse::<usize>().ok().map(|k| body.chars().take(k).collect()),
+                    None => Some(body),
+                }
+            }
+            _ => None,
+        };
+        match value {
+            Some(v) => {
+                out.push_str(&v);
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// RFC 5435 `:encodeurl`: what is not unreserved (RFC 3986) as `%XX`.
@@ -958,12 +1024,50 @@ impl State {
                         importance: importance.as_ref().and_then(|i| self.x(i).parse().ok()).unwrap_or(2),
                         options: self.xs(options),
                         message,
+                        id: None,
                     };
                     // The same notification twice is sent once (RFC 5435 3.9).
                     if !self.actions.iter().any(|a| matches!(a, Action::Notify(o) if *o == n)) {
                         self.actions.push(Action::Notify(n));
                     }
                 }
+                Cmd::DraftNotify {
+                    method,
+                    id,
+                    options,
+                    priority,
+                    message,
+                } => {
+                    let template = message.as_deref().unwrap_or("$from$: $subject$");
+                    let n = Notify {
+                        // mailto's options are its addresses; no method:
+                        // the server's (`sievenotifier`), given as "".
+                        method: match method {
+                            Some(m) if m.eq_ignore_ascii_case("mailto") => format!("mailto:{}", options.join(",")),
+                            Some(m) => m.clone(),
+                            None => String::new(),
+                        },
+                        from: None,
+                        importance: *priority,
+                        options: options.clone(),
+                        message: draft_message(template, self.fields(msg), msg),
+                        id: id.clone(),
+                    };
+                    if !self.actions.iter().any(|a| matches!(a, Action::Notify(o) if *o == n)) {
+                        self.actions.push(Action::Notify(n));
+                    }
+                }
+                Cmd::Denotify { m, key, priority } => self.actions.retain(|a| {
+                    let Action::Notify(n) = a else { return true };
+                    let id_matches = match key {
+                        None => true,
+                        Some(k) => {
+                            n.id.as_ref()
+                                .is_some_and(|id| matches(Cmp::Casemap, m, std::slice::from_ref(id), std::slice::from_ref(k)))
+                        }
+                    };
+                    !(id_matches && priority.is_none_or(|p| p == n.importance))
+                }),
                 Cmd::AddHeader { last, name, value } => {
                     let (name, value) = (self.x(name), self.x(value));
                     if valid_field_name(&name) {
@@ -2198,6 +2302,7 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
                 importance,
                 options: options.iter().map(|o| o.to_string()).collect(),
                 message: message.into(),
+                id: None,
             })
         };
         assert_eq!(
@@ -2229,6 +2334,38 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
         ] {
             assert_eq!(mailto(bad), None, "{bad}");
         }
+        // The older draft: :method mailto with the addresses as options,
+        // the server's method without one, $...$ in the message, and
+        // denotify by :id and priority.
+        let o = exec(
+            r#"require "notify";
+               notify :method "mailto" :options ["a@x", "b@x"] :id "one" :message "$from$ / $subject$ / $env-from$ / $text[3]$ / $other$";
+               notify :options "c@x" :id "two" :low;
+               notify :method "mailto" :options "d@x" :id "three" :high;
+               notify :method "mailto" :options "e@x" :id "four" :high;
+               denotify :is "two";
+               denotify :matches "th*" :high;"#,
+            "From: A <a@y>\r\nSubject: S\r\n\r\nbody\r\n",
+            &never_seen,
+        )
+        .unwrap();
+        let methods: Vec<(&str, &str, u8)> = o
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Notify(n) => Some((n.method.as_str(), n.message.as_str(), n.importance)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            methods,
+            [
+                ("mailto:a@x,b@x", "A <a@y> / S / s@example.net / bod / $other$", 2),
+                ("mailto:e@x", "A <a@y>: S", 1)
+            ]
+        );
+        assert!(parse(b"require \"notify\"; notify :low :high;").is_err());
+        assert!(parse(b"denotify;").is_err());
         assert!(parse(b"require \"enotify\"; notify :importance \"4\" \"mailto:a@b\";").is_err());
         // :encodeurl only with enotify.
         assert!(parse(b"require \"variables\"; set :encodeurl \"a\" \"b\";").is_err());

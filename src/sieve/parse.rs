@@ -403,6 +403,7 @@ pub const EXTENSIONS: &[&str] = &[
     "servermetadata",
     "fcc",
     "enotify",
+    "notify",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -513,6 +514,8 @@ fn tag_takes_value(t: &str) -> bool {
             | "importance"
             | "options"
             | "message"
+            | "method"
+            | "id"
     )
 }
 
@@ -670,6 +673,35 @@ impl Checker<'_> {
                     let msg = a.string("message")?;
                     a.done()?;
                     Cmd::Error(msg)
+                }
+                "notify" if !self.requires.iter().any(|r| r == "enotify") && self.requires.iter().any(|r| r == "notify") => {
+                    let mut a = self.args(&mut g)?;
+                    let method = a.tag_string("method")?;
+                    let id = a.tag_string("id")?;
+                    let options = match a.tag("options") {
+                        None => Vec::new(),
+                        Some(Some(Arg::Strs(l, _))) => l,
+                        Some(_) => return err(line, "notify: :options needs a string list"),
+                    };
+                    let priority = self.draft_priority(&mut a)?.unwrap_or(2);
+                    let message = a.tag_string("message")?;
+                    a.done()?;
+                    Cmd::DraftNotify {
+                        method,
+                        id,
+                        options,
+                        priority,
+                        message,
+                    }
+                }
+                "denotify" => {
+                    self.need("notify", line, "denotify")?;
+                    let mut a = self.args(&mut g)?;
+                    let priority = self.draft_priority(&mut a)?;
+                    let (_, m) = self.cmp_match(&mut a)?;
+                    let key = if a.pos.is_empty() { None } else { Some(a.string("id")?) };
+                    a.done()?;
+                    Cmd::Denotify { m, key, priority }
                 }
                 "notify" => {
                     self.need("enotify", line, "notify")?;
@@ -958,6 +990,20 @@ impl Checker<'_> {
                 Ok(Some(l))
             }
             Some(_) => err(a.line, format!("{}: :flags needs a string list", a.name)),
+        }
+    }
+
+    /// The draft notify's `:low`, `:normal`, `:high` (3, 2, 1).
+    fn draft_priority(&self, a: &mut Args) -> Result<Option<u8>, ParseError> {
+        let given: Vec<u8> = [("high", 1), ("normal", 2), ("low", 3)]
+            .into_iter()
+            .filter(|(t, _)| a.has(t))
+            .map(|(_, p)| p)
+            .collect();
+        match given[..] {
+            [] => Ok(None),
+            [p] => Ok(Some(p)),
+            _ => err(a.line, format!("{}: more than one priority", a.name)),
         }
     }
 

@@ -217,7 +217,14 @@ impl Filter {
             None | Some("null") => self.log.info(&format!("{what}: not sent (no sievenotifier)")),
             Some("log") => self.log.info(&format!("{what}: {}", n.message)),
             Some("mailto") => {
-                let Some(m) = sieve::mailto(&n.method) else {
+                // The draft notify without :method: the server's method,
+                // its options the addresses.
+                let uri = if n.method.is_empty() {
+                    format!("mailto:{}", n.options.join(","))
+                } else {
+                    n.method.clone()
+                };
+                let Some(m) = sieve::mailto(&uri) else {
                     self.log.info(&format!("{what}: not a method we notify by"));
                     return;
                 };
@@ -593,6 +600,7 @@ pub fn sendmail_to(program: &str, from: &str, to: &[&str], prefix: &[u8], msg: &
 /// fixed From and Subject (the URI's `subject` and `:from` instead when
 /// given), the message (the URI's `body` when given), then what was
 /// done; marked `Auto-Submitted: auto-notified` so that no one answers.
+/// The importance is not shown, as in Cyrus.
 pub fn notification(n: &sieve::Notify, m: &sieve::Mailto, taken: &[String], servername: &str, date: &str) -> Vec<u8> {
     let clean = |s: &str| s.replace(['\r', '\n'], " ");
     let list = |l: &[String]| l.iter().map(|a| format!("<{a}>")).collect::<Vec<_>>().join(", ");
@@ -617,11 +625,6 @@ pub fn notification(n: &sieve::Notify, m: &sieve::Mailto, taken: &[String], serv
         out.push_str(&format!("Cc: {}\r\n", list(&m.cc)));
     }
     out.push_str(&format!("Subject: {subject}\r\nAuto-Submitted: auto-notified\r\n"));
-    if n.importance == 1 {
-        out.push_str("Importance: high\r\nX-Priority: 1 (Highest)\r\n");
-    } else if n.importance == 3 {
-        out.push_str("Importance: low\r\nX-Priority: 5 (Lowest)\r\n");
-    }
     let text = m.body.as_deref().unwrap_or(&n.message).replace("\r\n", "\n").replace('\n', "\r\n");
     let mut body = format!("{text}\r\n\r\nAction(s) taken:\r\n");
     for t in taken {
