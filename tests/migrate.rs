@@ -1012,7 +1012,7 @@ for i, pair in enumerate(sys.argv[2:]):
 /// where they are messages of the user's `#sieve` folder (which is not
 /// copied as a folder), and over ManageSieve from the running Cyrus
 /// (`-k`); the active one stays active, and one our lmtpd could not run
-/// (it requires `redirect-deliverby`) is reported and left out.
+/// (it requires `vnd.cyrus.jmapquery`) is reported and left out.
 #[test]
 fn sieve_scripts_move_with_the_mail() {
     let d = tempfile::tempdir().unwrap();
@@ -1026,7 +1026,7 @@ fn sieve_scripts_move_with_the_mail() {
             &cyrus.sieve_port.to_string(),
             &format!("main={main}"),
             "other=stop;\r\n",
-            "fancy=require \"redirect-deliverby\";\r\nredirect :bytimerelative 600 \"a@example.org\";\r\n",
+            "fancy=require \"vnd.cyrus.jmapquery\";\r\nif jmapquery \"{\\\"hasAttachment\\\": true}\" { keep; }\r\n",
         ],
     );
     assert_eq!(out.matches("b'OK\\r\\n'").count(), 4, "{out}");

@@ -2604,6 +2604,8 @@ lmtp('mkbox missing')
 lmtp('mbx')
 lmtp('env')
 lmtp('note1')
+for subj in ['rdsn', 'rby', 'rabs']:
+    lmtp(subj)
 lmtp('d-1')
 lmtp('d-2', body='body text here', frm='env@example.org')
 lmtp('d-3')
@@ -2714,7 +2716,11 @@ elsif header :is "subject" "d-3" { notify :options ["d3@example.net"] :low; keep
 const SIEVE_SCRIPT: &str = r#"require ["fileinto", "reject", "imap4flags", "copy", "envelope", "subaddress",
          "relational", "comparator-i;ascii-numeric", "regex", "vacation", "body", "mailbox", "variables", "date", "include",
          "encoded-character", "ihave", "environment", "index", "duplicate", "editheader",
-         "special-use", "mailboxid", "mboxmetadata", "servermetadata", "enotify", "fcc"];
+         "special-use", "mailboxid", "mboxmetadata", "servermetadata", "enotify", "fcc",
+         "redirect-dsn", "redirect-deliverby"];
+if header :is "subject" "rdsn" { redirect :copy :notify "SUCCESS,FAILURE" :ret "HDRS" "dsn@example.net"; }
+if header :is "subject" "rby" { redirect :copy :bytimerelative 600 :bymode "notify" :bytrace "by@example.net"; }
+if header :is "subject" "rabs" { redirect :copy :notify "NEVER" :bytimeabsolute "2030-01-01T00:00:00Z" :bymode "return" "abs@example.net"; }
 if header :matches "subject" "d-*" { include "dnote"; stop; }
 if header :is "subject" "note1" { notify "mailto:n1@example.net"; keep; stop; }
 if header :is "subject" "note4" { notify "mailto:n4@example.net"; fileinto "INBOX.f1"; redirect "r4@example.net"; addflag "x"; fileinto :copy "INBOX.f2"; stop; }
@@ -3062,7 +3068,14 @@ fn sieve_as_real_cyrus() {
     );
     assert_eq!((a_notes.len(), b_notes.len()), (10, 11), "{a_notes:?}");
     assert!(find(&a_notes, "d2@example.net")[0].contains("\n\nGot Some One <some@example.org> about d-2 env env@example.org text body \n"));
-    assert_eq!(a_sent.matches("X-Sieve-Action: redirect").count(), 3, "{a_sent}");
+    assert_eq!(a_sent.matches("X-Sieve-Action: redirect").count(), 6, "{a_sent}");
+    // RFC 6009: the DSN parameters (the MTA offers DSN), no BY= (it
+    // does not offer DELIVERBY).
+    assert!(
+        a_sent.contains("> MAIL FROM:<sender@example.org> RET=HDRS\n> RCPT TO:<dsn@example.net> NOTIFY=SUCCESS,FAILURE\n"),
+        "{a_sent}"
+    );
+    assert!(a_sent.contains("> RCPT TO:<abs@example.net> NOTIFY=NEVER\n"), "{a_sent}");
     // Vacation answers: the first to a sender (not again), none to a list,
     // robot or null sender, nor when the user is not named; :from kept.
     assert_eq!(a_sent.matches("X-Sieve-Action: vacation").count(), 7, "{a_sent}");

@@ -99,6 +99,8 @@ const EXTENSIONS: &[(&str, Option<&str>)] = &[
     ("copy", Some("copy")),
     ("index", Some("index")),
     ("variables", Some("variables")),
+    ("redirect-deliverby", Some("redirect-deliverby")),
+    ("redirect-dsn", Some("redirect-dsn")),
     ("special-use", Some("special-use")),
     ("fcc", Some("fcc")),
     ("mailboxid", Some("mailboxid")),

@@ -10,7 +10,8 @@
 //! (`fileinto :create`, `mailboxexists`), date, index, variables, include,
 //! editheader, duplicate, environment, ihave, encoded-character,
 //! special-use, mailboxid, mboxmetadata, servermetadata, fcc, enotify
-//! (mailto), the older draft notify and the three comparators.
+//! (mailto), the older draft notify, redirect-dsn, redirect-deliverby and
+//! the three comparators.
 
 mod parse;
 
@@ -91,6 +92,8 @@ pub enum Cmd {
     Redirect {
         addr: String,
         copy: bool,
+        /// RFC 6009's `:notify`, `:ret`, `:bytime...`.
+        dsn: RedirectDsn,
     },
     Reject {
         reason: String,
@@ -155,6 +158,50 @@ pub struct Fcc {
     pub flags: Vec<String>,
     pub special_use: Option<String>,
     pub mailbox_id: Option<String>,
+}
+
+/// RFC 6009: what `redirect` asks of the delivery status notices
+/// (`:notify`, `:ret`, given when the MTA offers DSN) and of the time by
+/// which it is delivered (`:bytimerelative` seconds or `:bytimeabsolute`,
+/// `:bymode` return or notify, `:bytrace`; given when it offers DELIVERBY).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedirectDsn {
+    pub notify: Option<String>,
+    pub ret: Option<String>,
+    pub by: Option<ByTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ByTime {
+    /// Seconds after the delivery (relative) or since the epoch.
+    pub time: i64,
+    pub absolute: bool,
+    /// `:bymode "return"` (else notify).
+    pub returns: bool,
+    pub trace: bool,
+}
+
+impl RedirectDsn {
+    /// The MAIL and RCPT parameters (RFC 3461, RFC 2852) for an MTA that
+    /// offers DSN and/or DELIVERBY, `now` seconds since the epoch.
+    pub fn params(&self, dsn: bool, deliverby: bool, now: i64) -> (String, String) {
+        let (mut mail, mut rcpt) = (String::new(), String::new());
+        if dsn {
+            if let Some(r) = &self.ret {
+                mail.push_str(&format!(" RET={}", r.to_ascii_uppercase()));
+            }
+            if let Some(n) = &self.notify {
+                rcpt.push_str(&format!(" NOTIFY={}", n.to_ascii_uppercase().replace(' ', "")));
+            }
+        }
+        if let (true, Some(b)) = (deliverby, self.by) {
+            let secs = if b.absolute { b.time - now } else { b.time };
+            // A time already past can only be notified of.
+            let mode = if b.returns && secs > 0 { 'R' } else { 'N' };
+            mail.push_str(&format!(" BY={secs};{mode}{}", if b.trace { "T" } else { "" }));
+        }
+        (mail, rcpt)
+    }
 }
 
 /// RFC 5260 6 `:index n` (`:last`: counted from the end).
@@ -459,6 +506,7 @@ pub enum Action {
     },
     Redirect {
         addr: String,
+        dsn: RedirectDsn,
     },
     Reject {
         reason: String,
@@ -1141,11 +1189,14 @@ impl State {
                         special_use,
                     });
                 }
-                Cmd::Redirect { addr, copy } => {
+                Cmd::Redirect { addr, copy, dsn } => {
                     if !copy {
                         self.implicit_keep = false;
                     }
-                    self.push(Action::Redirect { addr: self.x(addr) });
+                    self.push(Action::Redirect {
+                        addr: self.x(addr),
+                        dsn: dsn.clone(),
+                    });
                 }
                 Cmd::Reject { reason, ereject } => {
                     self.implicit_keep = false;
@@ -1216,7 +1267,7 @@ impl State {
         let same = |x: &Action| match (x, &a) {
             (Action::Keep { .. }, Action::Keep { .. }) | (Action::Discard, Action::Discard) => true,
             (Action::FileInto { mailbox: m1, .. }, Action::FileInto { mailbox: m2, .. }) => m1 == m2,
-            (Action::Redirect { addr: a1 }, Action::Redirect { addr: a2 }) => a1.eq_ignore_ascii_case(a2),
+            (Action::Redirect { addr: a1, .. }, Action::Redirect { addr: a2, .. }) => a1.eq_ignore_ascii_case(a2),
             _ => false,
         };
         match self.actions.iter().position(same) {
@@ -2370,5 +2421,44 @@ if header :matches "subject" "re: *?x" { setflag "\\Answered"; }
         // :encodeurl only with enotify.
         assert!(parse(b"require \"variables\"; set :encodeurl \"a\" \"b\";").is_err());
         assert!(parse(b"notify \"mailto:a@b\";").is_err());
+    }
+
+    #[test]
+    fn redirect_dsn_and_deliverby() {
+        let dsn = |script: &str| -> RedirectDsn {
+            let s =
+                parse(format!("require [\"redirect-dsn\", \"redirect-deliverby\"]; {script}").as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            match &s.cmds[0] {
+                Cmd::Redirect { dsn, .. } => dsn.clone(),
+                c => panic!("{c:?}"),
+            }
+        };
+        let d = dsn(r#"redirect :notify "success, Failure" :ret "hdrs" :bytimerelative 600 :bymode "return" :bytrace "a@b";"#);
+        assert_eq!(
+            d.params(true, true, 0),
+            (" RET=HDRS BY=600;RT".into(), " NOTIFY=SUCCESS,FAILURE".into())
+        );
+        // Only what the MTA offers.
+        assert_eq!(d.params(false, false, 0), (String::new(), String::new()));
+        assert_eq!(d.params(true, false, 0).0, " RET=HDRS");
+        // An absolute time: seconds from now; one past can only notify.
+        let d = dsn(r#"redirect :bytimeabsolute "2030-01-01T01:00:00+01:00" :bymode "return" "a@b";"#);
+        assert_eq!(d.by.unwrap().time, 1_893_456_000);
+        assert_eq!(d.params(true, true, 1_893_455_000).0, " BY=1000;R");
+        assert_eq!(d.params(true, true, 1_893_457_000).0, " BY=-1000;N");
+        for bad in [
+            r#"redirect :notify "NEVER,SUCCESS" "a@b";"#,
+            r#"redirect :ret "ALL" "a@b";"#,
+            r#"redirect :bymode "return" "a@b";"#,
+            r#"redirect :bytimeabsolute "tomorrow" "a@b";"#,
+            r#"redirect :bytimerelative 1 :bytimeabsolute "2030-01-01T00:00:00Z" "a@b";"#,
+        ] {
+            assert!(
+                parse(format!("require [\"redirect-dsn\", \"redirect-deliverby\"]; {bad}").as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(parse(b"redirect :notify \"NEVER\" \"a@b\";").is_err());
+        assert!(parse(b"redirect :bytimerelative 5 \"a@b\";").is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! the generic command/test/argument tree, then each command and test
 //! checked for its arguments and its `require`.  Errors name the line.
 
-use super::{AddrPart, BodyTransform, Cmd, Cmp, DupId, Fcc, FlagOp, Index, Match, Rel, Script, Test, Vacation, Zone};
+use super::{AddrPart, BodyTransform, ByTime, Cmd, Cmp, DupId, Fcc, FlagOp, Index, Match, RedirectDsn, Rel, Script, Test, Vacation, Zone};
 
 /// At most this many nested blocks and tests (a script is untrusted).
 const MAX_DEPTH: usize = 64;
@@ -404,6 +404,8 @@ pub const EXTENSIONS: &[&str] = &[
     "fcc",
     "enotify",
     "notify",
+    "redirect-dsn",
+    "redirect-deliverby",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -516,6 +518,11 @@ fn tag_takes_value(t: &str) -> bool {
             | "message"
             | "method"
             | "id"
+            | "notify"
+            | "ret"
+            | "bytimerelative"
+            | "bytimeabsolute"
+            | "bymode"
     )
 }
 
@@ -843,12 +850,13 @@ impl Checker<'_> {
                     if copy {
                         self.need("copy", line, ":copy")?;
                     }
+                    let dsn = self.redirect_dsn(&mut a)?;
                     let addr = a.string("address")?;
                     a.done()?;
                     if !addr.contains('@') && addr.trim().is_empty() {
                         return err(line, "redirect: empty address");
                     }
-                    Cmd::Redirect { addr, copy }
+                    Cmd::Redirect { addr, copy, dsn }
                 }
                 "reject" | "ereject" => {
                     self.need(&name, line, &name)?;
@@ -991,6 +999,73 @@ impl Checker<'_> {
             }
             Some(_) => err(a.line, format!("{}: :flags needs a string list", a.name)),
         }
+    }
+
+    /// RFC 6009's tags of `redirect`.
+    fn redirect_dsn(&self, a: &mut Args) -> Result<RedirectDsn, ParseError> {
+        let line = a.line;
+        let notify = a.tag_string("notify")?;
+        let ret = a.tag_string("ret")?;
+        if notify.is_some() || ret.is_some() {
+            self.need("redirect-dsn", line, if notify.is_some() { ":notify" } else { ":ret" })?;
+        }
+        if let Some(n) = &notify {
+            let words: Vec<String> = n.split(',').map(|w| w.trim().to_ascii_uppercase()).collect();
+            let ok = words == ["NEVER"] || words.iter().all(|w| matches!(w.as_str(), "SUCCESS" | "FAILURE" | "DELAY"));
+            if !ok && !n.contains("${") {
+                return err(
+                    line,
+                    format!("redirect: :notify must be NEVER or SUCCESS, FAILURE, DELAY, not \"{n}\""),
+                );
+            }
+        }
+        if let Some(r) = &ret {
+            if !matches!(r.to_ascii_uppercase().as_str(), "FULL" | "HDRS") && !r.contains("${") {
+                return err(line, format!("redirect: :ret must be FULL or HDRS, not \"{r}\""));
+            }
+        }
+        let relative = match a.tag("bytimerelative") {
+            None => None,
+            Some(Some(Arg::Num(n))) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+            Some(_) => return err(line, "redirect: :bytimerelative needs a number"),
+        };
+        let absolute = a.tag_string("bytimeabsolute")?;
+        let mode = a.tag_string("bymode")?;
+        let trace = a.has("bytrace");
+        let time = match (relative, &absolute) {
+            (Some(_), Some(_)) => return err(line, "redirect: :bytimerelative and :bytimeabsolute together"),
+            (Some(n), None) => Some((n, false)),
+            (None, Some(t)) => Some((
+                crate::daemon::imapd::sort::parse_date_zone(t)
+                    .or_else(|| iso8601(t))
+                    .map(|(t, _)| t)
+                    .ok_or(ParseError {
+                        line,
+                        msg: format!("redirect: :bytimeabsolute \"{t}\" is not a date"),
+                    })?,
+                true,
+            )),
+            (None, None) if mode.is_some() || trace => return err(line, "redirect: :bymode or :bytrace without a :bytime"),
+            (None, None) => None,
+        };
+        if time.is_some() {
+            self.need("redirect-deliverby", line, ":bytime")?;
+        }
+        let returns = match mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("notify") => false,
+            Some("return") => true,
+            Some(m) => return err(line, format!("redirect: :bymode must be notify or return, not \"{m}\"")),
+        };
+        Ok(RedirectDsn {
+            notify,
+            ret,
+            by: time.map(|(time, absolute)| ByTime {
+                time,
+                absolute,
+                returns,
+                trace,
+            }),
+        })
     }
 
     /// The draft notify's `:low`, `:normal`, `:high` (3, 2, 1).
@@ -1471,4 +1546,37 @@ fn decode_encoded(s: &str) -> Option<String> {
     }
     out.extend_from_slice(rest.as_bytes());
     String::from_utf8(out).ok()
+}
+
+/// An RFC 3339 date-time (`2030-01-01T00:00:00Z`, `...+02:00`): seconds
+/// since the epoch and the zone's minutes.
+fn iso8601(t: &str) -> Option<(i64, i64)> {
+    let b = t.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, s) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Fractions of a second, then the zone.
+    let mut rest = &t[19..];
+    if let Some(f) = rest.strip_prefix('.') {
+        rest = f.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let off = match rest {
+        "Z" | "z" => 0,
+        z if z.len() == 6 && matches!(&z[..1], "+" | "-") && &z[3..4] == ":" => {
+            let m = z[1..3].parse::<i64>().ok()? * 60 + z[4..6].parse::<i64>().ok()?;
+            if z.starts_with('-') {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => return None,
+    };
+    let utc = crate::util::codec::from_civil(y, mo as u32, d as u32, h as u32, mi as u32, s as u32);
+    Some((utc - off * 60, off))
 }

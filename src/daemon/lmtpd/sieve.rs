@@ -35,7 +35,7 @@ pub struct Plan {
     pub deliveries: Vec<(String, Vec<String>)>,
     /// `reject`/`ereject`: the LMTP refusal's text.
     pub reject: Option<String>,
-    pub redirects: Vec<String>,
+    pub redirects: Vec<(String, sieve::RedirectDsn)>,
     pub vacation: Option<sieve::Vacation>,
     /// Log lines (runtime failures, discards).
     pub notes: Vec<String>,
@@ -230,7 +230,7 @@ impl Filter {
                 };
                 let msg = notification(n, &m, taken, &self.servername, &super::trace::date_now());
                 let rcpts: Vec<&str> = m.to.iter().chain(&m.cc).chain(&m.bcc).map(String::as_str).collect();
-                match sendmail_to(&self.sendmail, "", &rcpts, b"", &msg) {
+                match sendmail_to(&self.sendmail, "", &rcpts, None, b"", &msg) {
                     Ok(()) => self.log.info(&format!("{what}: sent")),
                     Err(e) => self.log.error(&format!("{what}: {e}")),
                 }
@@ -348,7 +348,15 @@ impl Filter {
     /// Redirects a copy (once per Message-ID `dedup` and address, as
     /// Cyrus's duplicate check: a retried transaction is not redirected
     /// again); false when it failed.
-    pub fn redirect(&self, r: &Recipient<'_>, to: &str, from: &str, msg: &[u8], dedup: Option<&str>, now: i64) -> bool {
+    pub fn redirect(
+        &self,
+        r: &Recipient<'_>,
+        (to, dsn): &(String, sieve::RedirectDsn),
+        from: &str,
+        msg: &[u8],
+        dedup: Option<&str>,
+        now: i64,
+    ) -> bool {
         if let Some(id) = dedup {
             match self
                 .store
@@ -362,7 +370,7 @@ impl Filter {
                 Err(e) => self.log.error(&format!("sieve redirect to {to}: duplicate check: {e}")),
             }
         }
-        match sendmail(&self.sendmail, from, to, b"X-Sieve-Action: redirect\r\n", msg) {
+        match sendmail_to(&self.sendmail, from, &[to], Some(dsn), b"X-Sieve-Action: redirect\r\n", msg) {
             Ok(()) => {
                 self.log
                     .info(&format!("sieve redirected: {} to: {to}", dedup.unwrap_or("<nomsgid>")));
@@ -455,7 +463,7 @@ pub fn plan(
         .filter_map(|a| match a {
             Action::Keep { .. } => Some("Kept".to_string()),
             Action::FileInto { mailbox, .. } => Some(format!("Filed into: {mailbox}")),
-            Action::Redirect { addr } => Some(format!("Redirected to {addr}")),
+            Action::Redirect { addr, .. } => Some(format!("Redirected to {addr}")),
             Action::Discard => Some("Discarded".to_string()),
             Action::Vacation(_) => Some("Sent vacation reply".to_string()),
             Action::Reject { reason, .. } => Some(format!("Rejected with: {reason}")),
@@ -487,7 +495,7 @@ pub fn plan(
             },
             Action::Discard => p.notes.push(format!("sieve discarded message for {}", r.userid)),
             Action::Reject { reason, .. } => p.reject = Some(reason),
-            Action::Redirect { addr } => p.redirects.push(addr),
+            Action::Redirect { addr, dsn } => p.redirects.push((addr, dsn)),
             Action::Vacation(v) => p.vacation = Some(v),
         }
     }
@@ -517,11 +525,19 @@ fn add(d: &mut Vec<(String, Vec<String>)>, name: &str, flags: Vec<String>) {
 /// localhost`, the envelope, `prefix` and the message).  Ok once the
 /// message was accepted; a minute for it all.
 pub fn sendmail(program: &str, from: &str, to: &str, prefix: &[u8], msg: &[u8]) -> Result<(), String> {
-    sendmail_to(program, from, &[to], prefix, msg)
+    sendmail_to(program, from, &[to], None, prefix, msg)
 }
 
-/// `sendmail` to several recipients in one transaction.
-pub fn sendmail_to(program: &str, from: &str, to: &[&str], prefix: &[u8], msg: &[u8]) -> Result<(), String> {
+/// `sendmail` to several recipients in one transaction, with a
+/// redirect's DSN and DELIVERBY parameters where the MTA offers them.
+pub fn sendmail_to(
+    program: &str,
+    from: &str,
+    to: &[&str],
+    dsn: Option<&sieve::RedirectDsn>,
+    prefix: &[u8],
+    msg: &[u8],
+) -> Result<(), String> {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut child = std::process::Command::new(program)
         .arg("-bs")
@@ -541,19 +557,23 @@ pub fn sendmail_to(program: &str, from: &str, to: &[&str], prefix: &[u8], msg: &
         return Err(format!("{program}: no pipes"));
     };
     let mut r = BufReader::new(out);
-    // One reply (its last line), its first digit checked.
-    let mut expect = |want: u8, what: &str| -> Result<(), String> {
+    // One reply, its first digit checked: its lines' texts (a few).
+    let mut expect = |want: u8, what: &str| -> Result<Vec<String>, String> {
+        let mut lines = Vec::new();
         loop {
             let mut line = String::new();
             let n = (&mut r).take(4096).read_line(&mut line).map_err(|e| format!("{program}: {e}"))?;
             if n == 0 {
                 return Err(format!("{program} closed the connection after {what}"));
             }
+            if lines.len() < 64 {
+                lines.push(line.get(4..).unwrap_or("").trim_end().to_ascii_uppercase());
+            }
             if line.as_bytes().get(3) == Some(&b'-') {
                 continue;
             }
             return if line.as_bytes().first() == Some(&want) {
-                Ok(())
+                Ok(lines)
             } else {
                 Err(format!("{program} answered {what}: {}", line.trim_end()))
             };
@@ -562,8 +582,15 @@ pub fn sendmail_to(program: &str, from: &str, to: &[&str], prefix: &[u8], msg: &
     let res = (|| -> Result<(), String> {
         let io = |e: std::io::Error| format!("{program}: {e}");
         expect(b'2', "the connection")?;
-        let mut cmds = vec![("EHLO localhost".to_string(), b'2'), (format!("MAIL FROM:<{from}>"), b'2')];
-        cmds.extend(to.iter().map(|t| (format!("RCPT TO:<{t}>"), b'2')));
+        w.write_all(b"EHLO localhost\r\n").map_err(io)?;
+        w.flush().map_err(io)?;
+        let ehlo = expect(b'2', "EHLO localhost")?;
+        let offers = |k: &str| ehlo.iter().any(|l| l.split_whitespace().next() == Some(k));
+        let (mail, rcpt) = dsn.map_or_else(Default::default, |d| {
+            d.params(offers("DSN"), offers("DELIVERBY"), crate::util::unix_now() as i64)
+        });
+        let mut cmds = vec![(format!("MAIL FROM:<{from}>{mail}"), b'2')];
+        cmds.extend(to.iter().map(|t| (format!("RCPT TO:<{t}>{rcpt}"), b'2')));
         cmds.push(("DATA".to_string(), b'3'));
         for (cmd, want) in cmds {
             w.write_all(format!("{cmd}\r\n").as_bytes()).map_err(io)?;
