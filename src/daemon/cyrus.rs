@@ -185,6 +185,14 @@ pub fn gssapi_user(conf: &ImapdConf, principal: &str) -> Result<String, String> 
     )
 }
 
+/// A refused GSSAPI login: the `badlogin` line (`why` in brackets), then
+/// `failedloginpause`, before the caller's refusal.
+#[cfg(feature = "krb5")]
+pub async fn gssapi_refused(conf: &ImapdConf, log: &Logger, host: &str, why: &str) {
+    log.info(&format!("badlogin: {host} GSSAPI [{why}]"));
+    tokio::time::sleep(conf.failed_login_pause()).await;
+}
+
 impl Ctx {
     /// Loads imapd.conf as service `ident` (`CYRUS_SERVICE` when master
     /// starts us) and opens the store.

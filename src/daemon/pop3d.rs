@@ -472,8 +472,8 @@ impl Session {
                     let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
                         Ok(u) => u,
                         Err(e) => {
-                            self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.host.get().await));
-                            tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
+                            let host = self.host.get().await.to_string();
+                            super::cyrus::gssapi_refused(&self.ctx.conf, &self.ctx.log, &host, &e).await;
                             return self.reply("-ERR [AUTH] Invalid login").await;
                         }
                     };
@@ -487,11 +487,9 @@ impl Session {
                     return self.login_as(&user, &user, None, "GSSAPI").await;
                 }
                 Err(e) => {
-                    self.ctx.log.info(&format!(
-                        "badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]",
-                        self.host.get().await
-                    ));
-                    tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
+                    let host = self.host.get().await.to_string();
+                    let why = format!("SASL(-1): generic failure: {e}");
+                    super::cyrus::gssapi_refused(&self.ctx.conf, &self.ctx.log, &host, &why).await;
                     return self.reply("-ERR [AUTH] authenticating: generic failure").await;
                 }
             }

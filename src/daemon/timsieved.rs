@@ -647,19 +647,17 @@ impl Session {
                     let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
                         Ok(u) => u,
                         Err(e) => {
-                            self.ctx.log.info(&format!("badlogin: {} GSSAPI [{e}]", self.host.get().await));
-                            tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
+                            let host = self.host.get().await.to_string();
+                            super::cyrus::gssapi_refused(&self.ctx.conf, &self.ctx.log, &host, &e).await;
                             return self.refuse(AUTH_ERROR).await;
                         }
                     };
                     return self.login(&a.authzid, &user, None, "GSSAPI").await;
                 }
                 Err(e) => {
-                    self.ctx.log.info(&format!(
-                        "badlogin: {} GSSAPI [SASL(-1): generic failure: {e}]",
-                        self.host.get().await
-                    ));
-                    tokio::time::sleep(self.ctx.conf.failed_login_pause()).await;
+                    let host = self.host.get().await.to_string();
+                    let why = format!("SASL(-1): generic failure: {e}");
+                    super::cyrus::gssapi_refused(&self.ctx.conf, &self.ctx.log, &host, &why).await;
                     return self.refuse(AUTH_ERROR).await;
                 }
             }

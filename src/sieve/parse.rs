@@ -2,6 +2,7 @@
 //! the generic command/test/argument tree, then each command and test
 //! checked for its arguments and its `require`.  Errors name the line.
 
+use super::lex::{decode_encoded, describe, lex, Tok};
 use super::{AddrPart, BodyTransform, ByTime, Cmd, Cmp, DupId, Fcc, FlagOp, Index, Match, RedirectDsn, Rel, Script, Test, Vacation, Zone};
 
 /// At most this many nested blocks and tests (a script is untrusted).
@@ -19,185 +20,8 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-fn err<T>(line: usize, msg: impl Into<String>) -> Result<T, ParseError> {
+pub(super) fn err<T>(line: usize, msg: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError { line, msg: msg.into() })
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident(String),
-    Tag(String),
-    Num(u64),
-    Str(String),
-    Punct(u8),
-}
-
-fn lex(src: &[u8]) -> Result<Vec<(Tok, usize)>, ParseError> {
-    let mut out = Vec::new();
-    let (mut i, mut line) = (0usize, 1usize);
-    while i < src.len() {
-        let c = src[i];
-        match c {
-            b'\n' => {
-                line += 1;
-                i += 1;
-            }
-            b' ' | b'\t' | b'\r' => i += 1,
-            b'#' => {
-                while i < src.len() && src[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if src.get(i + 1) == Some(&b'*') => {
-                let start = line;
-                i += 2;
-                loop {
-                    if i + 1 >= src.len() {
-                        return err(start, "unterminated comment");
-                    }
-                    if src[i] == b'*' && src[i + 1] == b'/' {
-                        i += 2;
-                        break;
-                    }
-                    if src[i] == b'\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-            }
-            b'"' => {
-                let start = line;
-                let mut s = Vec::new();
-                i += 1;
-                loop {
-                    let Some(&c) = src.get(i) else {
-                        return err(start, "unterminated string");
-                    };
-                    i += 1;
-                    match c {
-                        b'"' => break,
-                        // An escape keeps the next character, whatever it
-                        // is (RFC 5228 2.4.2).
-                        b'\\' => {
-                            let Some(&n) = src.get(i) else {
-                                return err(start, "unterminated string");
-                            };
-                            if n == b'\n' {
-                                line += 1;
-                            }
-                            s.push(n);
-                            i += 1;
-                        }
-                        b'\n' => {
-                            line += 1;
-                            s.push(c);
-                        }
-                        _ => s.push(c),
-                    }
-                }
-                out.push((Tok::Str(utf8(s, start)?), start));
-            }
-            b'0'..=b'9' => {
-                let st = i;
-                while i < src.len() && src[i].is_ascii_digit() {
-                    i += 1;
-                }
-                let mut n: u64 = std::str::from_utf8(&src[st..i])
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(ParseError {
-                        line,
-                        msg: "number too large".into(),
-                    })?;
-                let mul = match src.get(i).map(u8::to_ascii_uppercase) {
-                    Some(b'K') => 1 << 10,
-                    Some(b'M') => 1 << 20,
-                    Some(b'G') => 1 << 30,
-                    _ => 1,
-                };
-                if mul > 1 {
-                    i += 1;
-                }
-                n = n.checked_mul(mul).ok_or(ParseError {
-                    line,
-                    msg: "number too large".into(),
-                })?;
-                out.push((Tok::Num(n), line));
-            }
-            b':' => {
-                let st = i + 1;
-                i = ident_end(src, st);
-                if i == st {
-                    return err(line, "a tag needs a name after ':'");
-                }
-                out.push((Tok::Tag(String::from_utf8_lossy(&src[st..i]).to_ascii_lowercase()), line));
-            }
-            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                let st = i;
-                i = ident_end(src, st);
-                let word = String::from_utf8_lossy(&src[st..i]).to_ascii_lowercase();
-                if word == "text" && src.get(i) == Some(&b':') {
-                    let start = line;
-                    i += 1;
-                    // Blanks, then a comment or the end of the line.
-                    while i < src.len() && (src[i] == b' ' || src[i] == b'\t') {
-                        i += 1;
-                    }
-                    if src.get(i) == Some(&b'#') {
-                        while i < src.len() && src[i] != b'\n' {
-                            i += 1;
-                        }
-                    }
-                    if src.get(i) == Some(&b'\r') {
-                        i += 1;
-                    }
-                    if src.get(i) != Some(&b'\n') {
-                        return err(line, "text: must end its line");
-                    }
-                    i += 1;
-                    line += 1;
-                    let mut s = Vec::new();
-                    loop {
-                        if i >= src.len() {
-                            return err(start, "unterminated text: (no line with a single '.')");
-                        }
-                        let end = src[i..].iter().position(|&c| c == b'\n').map_or(src.len(), |p| i + p);
-                        let mut l = &src[i..end];
-                        l = l.strip_suffix(b"\r").unwrap_or(l);
-                        i = (end + 1).min(src.len());
-                        line += 1;
-                        if l == b"." {
-                            break;
-                        }
-                        // Dot-stuffing: a line starting with '.' has one more.
-                        let l = if l.starts_with(b"..") { &l[1..] } else { l };
-                        s.extend_from_slice(l);
-                        s.extend_from_slice(b"\r\n");
-                    }
-                    out.push((Tok::Str(utf8(s, start)?), start));
-                } else {
-                    out.push((Tok::Ident(word), line));
-                }
-            }
-            b'[' | b']' | b'(' | b')' | b',' | b';' | b'{' | b'}' => {
-                out.push((Tok::Punct(c), line));
-                i += 1;
-            }
-            _ => return err(line, format!("unexpected character '{}'", c.escape_ascii())),
-        }
-    }
-    Ok(out)
-}
-
-fn ident_end(src: &[u8], mut i: usize) -> usize {
-    while i < src.len() && (src[i].is_ascii_alphanumeric() || src[i] == b'_') {
-        i += 1;
-    }
-    i
-}
-
-fn utf8(s: Vec<u8>, line: usize) -> Result<String, ParseError> {
-    String::from_utf8(s).or_else(|_| err(line, "string is not UTF-8"))
 }
 
 /// An argument as written.
@@ -363,16 +187,6 @@ impl Parser {
     }
 }
 
-fn describe(t: &Tok) -> String {
-    match t {
-        Tok::Ident(s) => format!("identifier {s}"),
-        Tok::Tag(s) => format!("tag :{s}"),
-        Tok::Num(n) => format!("number {n}"),
-        Tok::Str(_) => "string".into(),
-        Tok::Punct(c) => format!("'{}'", *c as char),
-    }
-}
-
 /// The extensions a script may `require`.
 pub const EXTENSIONS: &[&str] = &[
     "fileinto",
@@ -469,6 +283,13 @@ impl Args {
             Some(Arg::Strs(mut l, true)) => Ok(l.remove(0)),
             Some(Arg::Strs(..)) => err(self.line, format!("{}: {what} must be a single string", self.name)),
             _ => err(self.line, format!("{}: missing {what}", self.name)),
+        }
+    }
+    fn tag_strs(&mut self, t: &str) -> Result<Option<Vec<String>>, ParseError> {
+        match self.tag(t) {
+            None => Ok(None),
+            Some(Some(Arg::Strs(l, _))) => Ok(Some(l)),
+            Some(_) => err(self.line, format!("{}: :{t} needs a string list", self.name)),
         }
     }
     fn tag_string(&mut self, t: &str) -> Result<Option<String>, ParseError> {
@@ -685,11 +506,7 @@ impl Checker<'_> {
                     let mut a = self.args(&mut g)?;
                     let method = a.tag_string("method")?;
                     let id = a.tag_string("id")?;
-                    let options = match a.tag("options") {
-                        None => Vec::new(),
-                        Some(Some(Arg::Strs(l, _))) => l,
-                        Some(_) => return err(line, "notify: :options needs a string list"),
-                    };
+                    let options = a.tag_strs("options")?.unwrap_or_default();
                     let priority = self.draft_priority(&mut a)?.unwrap_or(2);
                     let message = a.tag_string("message")?;
                     a.done()?;
@@ -720,11 +537,7 @@ impl Checker<'_> {
                             return err(line, format!("notify: :importance must be \"1\", \"2\" or \"3\", not \"{i}\""));
                         }
                     }
-                    let options = match a.tag("options") {
-                        None => Vec::new(),
-                        Some(Some(Arg::Strs(l, _))) => l,
-                        Some(_) => return err(line, "notify: :options needs a string list"),
-                    };
+                    let options = a.tag_strs("options")?.unwrap_or_default();
                     let message = a.tag_string("message")?;
                     let method = a.string("method")?;
                     a.done()?;
@@ -937,11 +750,7 @@ impl Checker<'_> {
                     let subject = a.tag_string("subject")?;
                     let from = a.tag_string("from")?;
                     let handle = a.tag_string("handle")?;
-                    let addresses = match a.tag("addresses") {
-                        Some(Some(Arg::Strs(l, _))) => l,
-                        Some(_) => return err(line, "vacation: :addresses needs a string list"),
-                        None => Vec::new(),
-                    };
+                    let addresses = a.tag_strs("addresses")?.unwrap_or_default();
                     let mime = a.has("mime");
                     let fcc = match a.tag_string("fcc")? {
                         // Cyrus 3.6 takes :fcc without `require "fcc"`;
@@ -1411,11 +1220,7 @@ impl Checker<'_> {
                 let (cmp, mut m) = self.cmp_match(&mut a)?;
                 let raw = a.has("raw");
                 let text = a.has("text");
-                let content = match a.tag("content") {
-                    None => None,
-                    Some(Some(Arg::Strs(l, _))) => Some(l),
-                    Some(_) => return err(line, "body: :content needs a string list"),
-                };
+                let content = a.tag_strs("content")?;
                 let transform = match (raw, text, content) {
                     (true, false, None) => BodyTransform::Raw,
                     (false, _, None) => BodyTransform::Content(vec!["text".into()]),
@@ -1493,59 +1298,6 @@ fn zone_minutes(z: &str) -> Option<i32> {
         return None;
     }
     Some(if b[0] == b'-' { -(h * 60 + m) } else { h * 60 + m })
-}
-
-/// RFC 5228 2.4.2.4: `${hex:...}` and `${unicode:...}` in a string
-/// replaced by what they encode; one that is not well formed is left as
-/// it is.  None: it encodes what is not a character (a surrogate, past
-/// U+10FFFF, bytes that are not UTF-8).
-fn decode_encoded(s: &str) -> Option<String> {
-    if !s.contains("${") {
-        return Some(s.to_string());
-    }
-    let mut out: Vec<u8> = Vec::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("${") {
-        out.extend_from_slice(rest[..i].as_bytes());
-        let after = &rest[i + 2..];
-        let colon = after.find(':');
-        let close = after.find('}');
-        let decoded = match (colon, close) {
-            (Some(c), Some(e)) if c < e => {
-                let kind = after[..c].to_ascii_lowercase();
-                let body = &after[c + 1..e];
-                let words: Vec<&str> = body.split([' ', '\t', '\r', '\n']).filter(|w| !w.is_empty()).collect();
-                let hex = |w: &&str| w.bytes().all(|b| b.is_ascii_hexdigit());
-                let bytes = match kind.as_str() {
-                    "hex" if !words.is_empty() && words.iter().all(|w| hex(w) && w.len() <= 2) => {
-                        Some(words.iter().map(|w| u8::from_str_radix(w, 16).unwrap_or(0)).collect::<Vec<u8>>())
-                    }
-                    "unicode" if !words.is_empty() && words.iter().all(|w| hex(w) && w.len() <= 8) => {
-                        let mut b = String::new();
-                        for w in &words {
-                            b.push(char::from_u32(u32::from_str_radix(w, 16).ok()?)?);
-                        }
-                        Some(b.into_bytes())
-                    }
-                    _ => None,
-                };
-                bytes.map(|d| (d, e))
-            }
-            _ => None,
-        };
-        match decoded {
-            Some((d, e)) => {
-                out.extend_from_slice(&d);
-                rest = &after[e + 1..];
-            }
-            None => {
-                out.extend_from_slice(b"${");
-                rest = after;
-            }
-        }
-    }
-    out.extend_from_slice(rest.as_bytes());
-    String::from_utf8(out).ok()
 }
 
 /// An RFC 3339 date-time (`2030-01-01T00:00:00Z`, `...+02:00`): seconds

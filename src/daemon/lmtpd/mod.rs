@@ -917,18 +917,7 @@ impl Session {
                     keep: &r.mailbox,
                     keep_refused: r.keep_refused,
                 };
-                let sm = crate::sieve::Message {
-                    fields: &f,
-                    size: msg.len() as u64,
-                    env_from: &env_from,
-                    env_to: &r.addr,
-                    raw: &msg,
-                    may_file: &|_| false,
-                    include: &crate::sieve::no_includes,
-                    environment: &crate::sieve::no_environment,
-                    seen: &crate::sieve::never_seen,
-                    lookup: &crate::sieve::no_lookup,
-                };
+                let sm = crate::sieve::Message::plain(&f, &msg, &env_from, &r.addr);
                 let mut plan = filter.plan(&rcpt, &sm, id);
                 if let Some(reason) = &plan.reject {
                     log.info(&format!("sieve LMTP rejected: {id} for {}", r.addr));

@@ -797,18 +797,7 @@ keep;"#,
         )
         .unwrap();
         let f = crate::mail::mime::fields(b"Subject: x\r\n\r\n");
-        let m = sieve::Message {
-            fields: &f,
-            size: 10,
-            env_from: "a@b",
-            env_to: "u7+f@x",
-            raw: b"Subject: x\r\n\r\n",
-            may_file: &|_| false,
-            include: &sieve::no_includes,
-            environment: &sieve::no_environment,
-            seen: &sieve::never_seen,
-            lookup: &sieve::no_lookup,
-        };
+        let m = sieve::Message::plain(&f, b"Subject: x\r\n\r\n", "a@b", "u7+f@x");
         let ns = crate::store::names::Namespace::new(false, false, "u7", false, "");
         let r = Recipient {
             userid: "u7",
