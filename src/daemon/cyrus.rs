@@ -193,6 +193,19 @@ pub async fn gssapi_refused(conf: &ImapdConf, log: &Logger, host: &str, why: &st
     tokio::time::sleep(conf.failed_login_pause()).await;
 }
 
+/// The user a GSSAPI client principal logs in as (`gssapi_user`); None
+/// once the refusal is logged (`gssapi_refused`).
+#[cfg(feature = "krb5")]
+pub async fn gssapi_login_user(conf: &ImapdConf, log: &Logger, host: &str, principal: &str) -> Option<String> {
+    match gssapi_user(conf, principal) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            gssapi_refused(conf, log, host, &e).await;
+            None
+        }
+    }
+}
+
 impl Ctx {
     /// Loads imapd.conf as service `ident` (`CYRUS_SERVICE` when master
     /// starts us) and opens the store.

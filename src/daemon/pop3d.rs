@@ -469,13 +469,10 @@ impl Session {
                     token = self.sasl_line().await?;
                 }
                 Ok(Step::Done(a)) => {
-                    let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
-                        Ok(u) => u,
-                        Err(e) => {
-                            let host = self.host.get().await.to_string();
-                            super::cyrus::gssapi_refused(&self.ctx.conf, &self.ctx.log, &host, &e).await;
-                            return self.reply("-ERR [AUTH] Invalid login").await;
-                        }
+                    let host = self.host.get().await.to_string();
+                    let login = super::cyrus::gssapi_login_user(&self.ctx.conf, &self.ctx.log, &host, &a.principal).await;
+                    let Some(user) = login else {
+                        return self.reply("-ERR [AUTH] Invalid login").await;
                     };
                     if !a.authzid.is_empty() && a.authzid != user {
                         let proxies = self.ctx.conf.get("proxyservers").unwrap_or("").to_string();

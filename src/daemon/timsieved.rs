@@ -644,13 +644,10 @@ impl Session {
             match server.step(&t) {
                 Ok(Step::Send(c)) => token = self.challenge(&c).await?,
                 Ok(Step::Done(a)) => {
-                    let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
-                        Ok(u) => u,
-                        Err(e) => {
-                            let host = self.host.get().await.to_string();
-                            super::cyrus::gssapi_refused(&self.ctx.conf, &self.ctx.log, &host, &e).await;
-                            return self.refuse(AUTH_ERROR).await;
-                        }
+                    let host = self.host.get().await.to_string();
+                    let login = super::cyrus::gssapi_login_user(&self.ctx.conf, &self.ctx.log, &host, &a.principal).await;
+                    let Some(user) = login else {
+                        return self.refuse(AUTH_ERROR).await;
                     };
                     return self.login(&a.authzid, &user, None, "GSSAPI").await;
                 }

@@ -828,13 +828,10 @@ impl Session {
                     };
                 }
                 Ok(Step::Done(a)) => {
-                    let user = match super::cyrus::gssapi_user(&self.ctx.conf, &a.principal) {
-                        Ok(u) => u,
-                        Err(e) => {
-                            let host = self.host.get().await.to_string();
-                            super::cyrus::gssapi_refused(&self.ctx.conf, &self.ctx.log, &host, &e).await;
-                            return self.tagged(tag, "NO Login failed: authentication failure").await;
-                        }
+                    let host = self.host.get().await.to_string();
+                    let login = super::cyrus::gssapi_login_user(&self.ctx.conf, &self.ctx.log, &host, &a.principal).await;
+                    let Some(user) = login else {
+                        return self.tagged(tag, "NO Login failed: authentication failure").await;
                     };
                     let authzid = if a.authzid.is_empty() { user.clone() } else { a.authzid };
                     return self.check_and_login(tag, &authzid, &user, None, "GSSAPI").await;
