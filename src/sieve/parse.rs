@@ -845,9 +845,8 @@ impl Checker<'_> {
             (Some(_), Some(_)) => return err(line, "redirect: :bytimerelative and :bytimeabsolute together"),
             (Some(n), None) => Some((n, false)),
             (None, Some(t)) => Some((
-                crate::daemon::imapd::sort::parse_date_zone(t)
-                    .or_else(|| iso8601(t))
-                    .map(|(t, _)| t)
+                crate::util::codec::rfc3339(t)
+                    .or_else(|| crate::daemon::imapd::sort::parse_date_zone(t).map(|(t, _)| t))
                     .ok_or(ParseError {
                         line,
                         msg: format!("redirect: :bytimeabsolute \"{t}\" is not a date"),
@@ -1298,37 +1297,4 @@ fn zone_minutes(z: &str) -> Option<i32> {
         return None;
     }
     Some(if b[0] == b'-' { -(h * 60 + m) } else { h * 60 + m })
-}
-
-/// An RFC 3339 date-time (`2030-01-01T00:00:00Z`, `...+02:00`): seconds
-/// since the epoch and the zone's minutes.
-fn iso8601(t: &str) -> Option<(i64, i64)> {
-    let b = t.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, s) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    // Fractions of a second, then the zone.
-    let mut rest = &t[19..];
-    if let Some(f) = rest.strip_prefix('.') {
-        rest = f.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let off = match rest {
-        "Z" | "z" => 0,
-        z if z.len() == 6 && matches!(&z[..1], "+" | "-") && &z[3..4] == ":" => {
-            let m = z[1..3].parse::<i64>().ok()? * 60 + z[4..6].parse::<i64>().ok()?;
-            if z.starts_with('-') {
-                -m
-            } else {
-                m
-            }
-        }
-        _ => return None,
-    };
-    let utc = crate::util::codec::from_civil(y, mo as u32, d as u32, h as u32, mi as u32, s as u32);
-    Some((utc - off * 60, off))
 }

@@ -117,20 +117,8 @@ pub fn mailto(uri: &str) -> Option<Mailto> {
 
 /// `%XX` escapes undone (UTF-8 after); None for a broken one.
 fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    let (bytes, clean) = crate::util::codec::percent_decode(s.as_bytes());
+    clean.then(|| String::from_utf8(bytes).ok()).flatten()
 }
 
 /// The draft notify's message: `$from$`, `$env-from$`, `$subject$` and

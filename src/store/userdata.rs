@@ -322,6 +322,19 @@ impl Store {
         Ok(v)
     }
 
+    /// The special uses of `inbox` and the mailboxes below it, by name
+    /// (what a user's Sieve script looks among at delivery).
+    pub fn special_uses_below(&self, inbox: &str) -> Result<Vec<(String, String)>> {
+        let c = lock(&self.list);
+        let mut st = c.prepare_cached(
+            "SELECT name, uses FROM specialuse WHERE name = ?1 OR substr(name, 1, length(?1) + 1) = ?1 || '.' ORDER BY name",
+        )?;
+        let v = st
+            .query_map([inbox], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+        Ok(v)
+    }
+
     // ---- annotations (METADATA), kept in the mailbox list ----
 
     /// An annotation of a mailbox ("" = the server); `userid` "" for

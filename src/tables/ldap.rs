@@ -154,21 +154,7 @@ fn parse_url(u: &str) -> Option<(String, Scope, String, Option<Vec<String>>)> {
 }
 
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&crate::util::codec::percent_decode(s.as_bytes()).0).into_owned()
 }
 
 /// The outcome of one search: entries, or an LDAP result code.

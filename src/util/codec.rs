@@ -91,6 +91,62 @@ pub fn from_civil(y: i64, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> i64 {
     (era * 146097 + doe - 719468) * 86400 + hh as i64 * 3600 + mm as i64 * 60 + ss as i64
 }
 
+/// RFC 3339 `2026-12-31T23:59:59Z` / `+01:00` to Unix seconds.
+pub fn rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if !s.is_ascii() || b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok());
+    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let off = match rest {
+        "Z" | "z" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) && &r[3..4] == ":" => {
+            let v = r[1..3].parse::<i64>().ok()? * 3600 + r[4..6].parse::<i64>().ok()? * 60;
+            if r.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    Some(from_civil(i64::from(y), mo, d, h, mi, se) - off)
+}
+
+/// `%XX` escapes undone: the bytes, and whether every `%` began a
+/// well-formed escape (one that does not is kept as it is).
+pub fn percent_decode(s: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::with_capacity(s.len());
+    let mut clean = true;
+    let mut i = 0;
+    while i < s.len() {
+        let hex = s
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (s[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                clean &= c != b'%';
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    (out, clean)
+}
+
 pub const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
@@ -155,6 +211,23 @@ pub fn imap_date(t: i64, tz_min: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expire_dates() {
+        assert_eq!(rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339("2026-12-03T10:00:00Z"), Some(1_796_292_000));
+        assert_eq!(rfc3339("2026-12-03T11:30:00.25+01:30"), Some(1_796_292_000));
+        assert_eq!(rfc3339("2026-12-03 10:00:00Z"), None);
+        assert_eq!(rfc3339("2026-13-03T10:00:00Z"), None);
+        assert_eq!(rfc3339("2026-12-03T10:00:00"), None);
+    }
+
+    #[test]
+    fn percent_escapes() {
+        assert_eq!(percent_decode(b"a%20b%2c"), (b"a b,".to_vec(), true));
+        // A broken or cut escape stays as it is; multi-byte text is safe.
+        assert_eq!(percent_decode("%zz%4 %aé%".as_bytes()), ("%zz%4 %aé%".as_bytes().to_vec(), false));
+    }
 
     #[test]
     fn base64_round_trip() {

@@ -158,43 +158,6 @@ fn token_for(key: &[u8], rump: &str) -> String {
     s
 }
 
-/// RFC 3339 `2026-12-31T23:59:59Z` / `+01:00` to Unix seconds.
-fn rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if !s.is_ascii() || b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
-    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let off = match rest {
-        "Z" | "z" => 0,
-        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) && &r[3..4] == ":" => {
-            let v = r[1..3].parse::<i64>().ok()? * 3600 + r[4..6].parse::<i64>().ok()? * 60;
-            if r.starts_with('-') {
-                -v
-            } else {
-                v
-            }
-        }
-        _ => return None,
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    // Days from the civil date (proleptic Gregorian).
-    let (yy, mm) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * mm + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + se - off)
-}
-
 impl Session {
     /// The namespace of `owner` (the session's own when it is the user).
     fn owner_ns(&self, owner: &str) -> Option<Namespace> {
@@ -410,7 +373,7 @@ impl Session {
             return false;
         }
         if let Some(exp) = &u.expire {
-            match rfc3339(exp) {
+            match crate::util::codec::rfc3339(exp) {
                 Some(t) if t > crate::util::unix_now() => {}
                 _ => return false,
             }
@@ -481,16 +444,6 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expire_dates() {
-        assert_eq!(rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(rfc3339("2026-12-03T10:00:00Z"), Some(1_796_292_000));
-        assert_eq!(rfc3339("2026-12-03T11:30:00.25+01:30"), Some(1_796_292_000));
-        assert_eq!(rfc3339("2026-12-03 10:00:00Z"), None);
-        assert_eq!(rfc3339("2026-13-03T10:00:00Z"), None);
-        assert_eq!(rfc3339("2026-12-03T10:00:00"), None);
-    }
 
     #[test]
     fn tokens_depend_on_key_and_rump() {

@@ -305,10 +305,8 @@ impl Filter {
         let has = |uses: &str, u: &str| uses.split_whitespace().any(|x| x.eq_ignore_ascii_case(u));
         match q {
             sieve::Query::SpecialUse(u) => {
-                let all = store.special_uses().ok()?;
-                let mut names: Vec<&String> = all.iter().filter(|(n, v)| mine(n) && has(v, u)).map(|(n, _)| n).collect();
-                names.sort();
-                ns.to_external(names.first()?)
+                let mine = store.special_uses_below(r.inbox).ok()?;
+                ns.to_external(&mine.iter().find(|(_, v)| has(v, u))?.0)
             }
             sieve::Query::HasSpecialUse(m, u) => {
                 let name = ns.to_internal(m).ok()?;
