@@ -931,7 +931,7 @@ fn autosubscribe_shared(ctx: &Ctx, inbox: &str, user: &str, groups: &[String], n
         !crate::store::names::owner_of(name).2 && !bare.starts_with(&deleted)
     };
     let candidates: Vec<crate::store::MailboxEntry> = if all {
-        store.list_prefix("").unwrap_or_default()
+        store.list_naming(&ids).unwrap_or_default()
     } else {
         named.iter().filter_map(|n| store.lookup(n).ok().flatten()).collect()
     };

@@ -55,7 +55,49 @@ CREATE TABLE IF NOT EXISTS mbox(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS specialuse(name TEXT PRIMARY KEY NOT NULL, uses TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS annot(name TEXT NOT NULL, entry TEXT NOT NULL, userid TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY(name, entry, userid));
+CREATE TABLE IF NOT EXISTS aclid(id TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY(id, name)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS aclid_name ON aclid(name);
 ";
+
+/// `PRAGMA user_version` of the mailbox list once `aclid` is kept: the
+/// identifiers each mailbox's ACL names, so that a LIST finds what a user
+/// may see among their own, `anyone`'s and their groups' rows instead of
+/// reading every mailbox of the server.
+const ACLID_VERSION: i64 = 1;
+
+/// Keeps `aclid` for mailbox `name` (after an insert or an ACL change):
+/// its rows become the identifiers `acl` names.  A rename moves the rows
+/// (`UPDATE aclid SET name`), a removal deletes them, beside the `mbox`
+/// statement.
+pub(super) fn index_acl(c: &Connection, name: &str, acl: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM aclid WHERE name=?1")?.execute([name])?;
+    let mut ins = c.prepare_cached("INSERT OR IGNORE INTO aclid(id, name) VALUES(?1, ?2)")?;
+    for id in super::murder::acl_ids(acl) {
+        ins.execute([id, name])?;
+    }
+    Ok(())
+}
+
+/// A mailbox list from before `aclid`: indexed once.
+fn index_acls_once(c: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= ACLID_VERSION {
+        return Ok(());
+    }
+    let tx = c.unchecked_transaction()?;
+    // Another process may have done it meanwhile (this one waited for
+    // the write lock).
+    tx.execute_batch("DELETE FROM aclid")?;
+    let all: Vec<(String, String)> = tx
+        .prepare("SELECT name, acl FROM mbox")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, acl) in &all {
+        index_acl(&tx, name, acl)?;
+    }
+    tx.execute_batch(&format!("PRAGMA user_version={ACLID_VERSION}"))?;
+    tx.commit()
+}
 
 const OWNER_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS mailbox(
@@ -165,6 +207,9 @@ fn init_db(c: &Connection, schema: &str) -> rusqlite::Result<()> {
     }
     c.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
     c.execute_batch(schema)?;
+    if schema == LIST_SCHEMA {
+        index_acls_once(c)?;
+    }
     if schema == OWNER_SCHEMA {
         add_columns(
             c,

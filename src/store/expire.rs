@@ -100,6 +100,7 @@ impl Store {
             let mut c = lock(&self.list);
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("UPDATE mbox SET name=?2 WHERE name=?1", params![name, new])?;
+            tx.execute("UPDATE aclid SET name=?2 WHERE name=?1", params![name, new])?;
             tx.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
             tx.execute("DELETE FROM annot WHERE name=?1", [name])?;
             tx.commit()?;

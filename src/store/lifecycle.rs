@@ -115,6 +115,7 @@ impl Store {
                     now()
                 ],
             )?;
+            super::db::index_acl(&tx, &e.name, &e.acl)?;
             tx.commit()?;
             e
         };
@@ -180,9 +181,12 @@ impl Store {
         let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
         {
             let c = lock(&self.list);
-            if c.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, acl])? == 0 {
+            let tx = c.unchecked_transaction()?;
+            if tx.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, acl])? == 0 {
                 return Err(StoreError::NotFound);
             }
+            super::db::index_acl(&tx, name, acl)?;
+            tx.commit()?;
         }
         // An arriving mailbox (an XFER here under way) tells the master
         // when it opens.
@@ -197,7 +201,10 @@ impl Store {
         if let Err(err) = self.push(&[activate]) {
             // The master keeps the old ACL: so does the mailbox.
             let c = lock(&self.list);
-            c.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, e.acl])?;
+            let tx = c.unchecked_transaction()?;
+            tx.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, e.acl])?;
+            super::db::index_acl(&tx, name, &e.acl)?;
+            tx.commit()?;
             return Err(err);
         }
         Ok(())
@@ -429,6 +436,7 @@ impl Store {
                 )?;
                 tx.execute("UPDATE specialuse SET name=?2 WHERE name=?1", params![e.name, to])?;
                 tx.execute("UPDATE annot SET name=?2 WHERE name=?1", params![e.name, to])?;
+                tx.execute("UPDATE aclid SET name=?2 WHERE name=?1", params![e.name, to])?;
             }
             tx.commit()?;
         }
@@ -533,8 +541,8 @@ impl Store {
             }
             let to = target(&e.name);
             self.create_with(&to, Some(&e.partition), Some(&acl), false)?;
-            if let Some(u) = self.special_uses()?.get(&e.name) {
-                self.set_special_use(&to, u)?;
+            if let Some(u) = self.special_use(&e.name)? {
+                self.set_special_use(&to, &u)?;
             }
             if let Some(q) = self.quota_get(&e.name)? {
                 self.quota_set_limits(&to, q.limits())?;

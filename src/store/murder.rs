@@ -103,7 +103,7 @@ CREATE TABLE IF NOT EXISTS aclloc(
 const ACLLOC_VERSION: i64 = 1;
 
 /// The identifiers an ACL names (`id TAB rights TAB ...`), each once.
-fn acl_ids(acl: &str) -> Vec<&str> {
+pub(super) fn acl_ids(acl: &str) -> Vec<&str> {
     let mut v: Vec<&str> = acl.split('\t').step_by(2).filter(|i| !i.is_empty()).collect();
     v.sort_unstable();
     v.dedup();

@@ -21,6 +21,9 @@ pub enum Repair {
     FixedSize(u32),
     /// No index existed: rebuilt with this uidnext.
     NewIndex(u32),
+    /// The list's index of the identifiers the ACL names (what LIST
+    /// looks in) disagreed with the ACL: made again.
+    AclIndex,
 }
 
 impl Repair {
@@ -40,6 +43,7 @@ impl std::fmt::Display for Repair {
             Repair::RemovedUncommitted(u) => write!(f, "cleanup: removed uncommitted file {u}."),
             Repair::FixedSize(u) => write!(f, "fixed size of uid {u}"),
             Repair::NewIndex(n) => write!(f, "created index, uidnext {n}"),
+            Repair::AclIndex => write!(f, "rebuilt the ACL index entries"),
         }
     }
 }
@@ -68,6 +72,15 @@ impl Store {
             }
         }
         let mut repairs = Vec::new();
+        if self.acl_index_differs(&e)? {
+            repairs.push(Repair::AclIndex);
+            if !dry_run {
+                let c = lock(&self.list);
+                let tx = c.unchecked_transaction()?;
+                super::db::index_acl(&tx, name, &e.acl)?;
+                tx.commit()?;
+            }
+        }
         let existed = {
             let oc = self.owner(name)?;
             let c = lock(&oc);

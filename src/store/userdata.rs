@@ -7,6 +7,9 @@ use super::ops::{covers, not_durable, now, parse_uid_ranges, uid_ranges, usage_u
 use super::{Result, Store, StoreError};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
+/// Beyond this many names, `special_uses_of` reads the whole table once.
+pub(super) const SPECIAL_USES_SCAN: usize = 2000;
+
 impl Store {
     // ---- Sieve ----
 
@@ -323,16 +326,55 @@ impl Store {
     }
 
     /// The special uses of `inbox` and the mailboxes below it, by name
-    /// (what a user's Sieve script looks among at delivery).
+    /// (what a user's Sieve script looks among at delivery): one range
+    /// of the table's key, not the whole table.
     pub fn special_uses_below(&self, inbox: &str) -> Result<Vec<(String, String)>> {
         let c = lock(&self.list);
-        let mut st = c.prepare_cached(
-            "SELECT name, uses FROM specialuse WHERE name = ?1 OR substr(name, 1, length(?1) + 1) = ?1 || '.' ORDER BY name",
-        )?;
+        // Every name below `user.fred` sorts between it and `user.fred/`
+        // ('/' follows '.'); so do a few others (`user.fred-x`), left out
+        // after.
+        let mut st = c.prepare_cached("SELECT name, uses FROM specialuse WHERE name >= ?1 AND name < ?1 || '/' ORDER BY name")?;
         let v = st
-            .query_map([inbox], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([inbox], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
-        Ok(v)
+        Ok(v.into_iter()
+            .filter(|(n, _)| n == inbox || n.strip_prefix(inbox).is_some_and(|r| r.starts_with('.')))
+            .collect())
+    }
+
+    /// The special uses of `names` (those that have one): their owners'
+    /// ranges of the table and shared mailboxes one by one, or one pass
+    /// over the whole table when that many are asked (an administrator's
+    /// `LIST "" *`).  A LIST no longer reads every user's special uses.
+    pub fn special_uses_of(&self, names: &[&str]) -> Result<std::collections::HashMap<String, String>> {
+        let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
+        if names.len() > SPECIAL_USES_SCAN {
+            let mut all = self.special_uses()?;
+            all.retain(|n, _| wanted.contains(n.as_str()));
+            return Ok(all);
+        }
+        let mut out = std::collections::HashMap::new();
+        let mut roots = std::collections::BTreeSet::new();
+        for n in names {
+            match super::names::user_root(n) {
+                Some(root) => {
+                    roots.insert(root);
+                }
+                None => {
+                    if let Some(u) = self.special_use(n)? {
+                        out.insert(n.to_string(), u);
+                    }
+                }
+            }
+        }
+        for root in roots {
+            for (n, u) in self.special_uses_below(&root)? {
+                if wanted.contains(n.as_str()) {
+                    out.insert(n, u);
+                }
+            }
+        }
+        Ok(out)
     }
 
     // ---- annotations (METADATA), kept in the mailbox list ----

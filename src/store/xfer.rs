@@ -211,6 +211,7 @@ impl Store {
                 "INSERT INTO mbox(name, uniqueid, partition, acl, mbtype, server, uidvalidity, created) VALUES(?1, ?2, ?3, ?4, ?5, '', ?6, ?7)",
                 params![name, img.entry.uniqueid, part, img.entry.acl, ARRIVING, img.entry.uidvalidity as i64, img.created],
             )?;
+            super::db::index_acl(&tx, name, &img.entry.acl)?;
             if !img.specialuse.is_empty() {
                 tx.execute(
                     "INSERT OR REPLACE INTO specialuse(name, uses) VALUES(?1, ?2)",
@@ -518,9 +519,11 @@ impl Store {
     /// A mailbox's list entry, special-use and annotations go.
     fn unlist(&self, name: &str) -> Result<()> {
         let c = lock(&self.list);
-        c.execute("DELETE FROM mbox WHERE name=?1", [name])?;
-        c.execute("DELETE FROM specialuse WHERE name=?1", [name])?;
-        c.execute("DELETE FROM annot WHERE name=?1", [name])?;
+        let tx = c.unchecked_transaction()?;
+        for table in ["mbox", "aclid", "specialuse", "annot"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE name=?1"), [name])?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -285,8 +285,9 @@ impl Session {
         // specialuse_protect: a mailbox with one of those uses stays.
         let protect = self.ctx.conf.get("specialuse_protect").unwrap_or("").to_string();
         let name = e.name.clone();
-        let uses = self.blocking(move |s| s.special_uses()).await.unwrap_or_default();
-        if let Some(u) = uses.get(&e.name) {
+        let looked = name.clone();
+        let uses = self.blocking(move |s| s.special_use(&looked)).await.unwrap_or_default();
+        if let Some(u) = uses {
             if u.split(' ').any(|x| protect.split_whitespace().any(|p| p.eq_ignore_ascii_case(x))) {
                 return self.tagged(tag, "NO SPECIAL-USE flag conflict").await;
             }
@@ -494,7 +495,20 @@ impl Session {
     async fn visible(&self) -> Result<Vec<(String, MailboxEntry)>, String> {
         let dom = self.ns.as_ref().map(|n| n.domain.clone()).unwrap_or_default();
         let prefix = if dom.is_empty() { String::new() } else { format!("{dom}!") };
-        let all = self.blocking(move |s| s.list_prefix(&prefix)).await?;
+        let user = self.user.clone().unwrap_or_default();
+        // An admin may see every mailbox; anyone else only those whose
+        // ACL names them, `anyone` or one of their groups.
+        let all = if self.ctx.is_admin(&user) {
+            self.blocking(move |s| s.list_prefix(&prefix)).await?
+        } else {
+            let mut ids = vec![user, "anyone".to_string()];
+            ids.extend(self.groups.iter().cloned());
+            self.blocking(move |s| {
+                let v = s.list_naming(&ids.iter().map(String::as_str).collect::<Vec<_>>())?;
+                Ok(v.into_iter().filter(|e| e.name.starts_with(&prefix)).collect())
+            })
+            .await?
+        };
         Ok(all
             .into_iter()
             .filter(|e| dom.is_empty() != e.name.contains('!'))
@@ -552,7 +566,11 @@ impl Session {
         let special_only = select.iter().any(|s| s == "SPECIAL-USE");
         let show_special = xlist || special_only || ret.iter().any(|r| r == "SPECIAL-USE") || self.ctx.conf.get_switch("specialusealways");
         let uses = if show_special {
-            self.blocking(|s| s.special_uses()).await.unwrap_or_default()
+            // Those of the mailboxes this LIST can name, not the server's.
+            let asked: Vec<String> = vis.iter().map(|(_, e)| e.name.clone()).chain(subs.iter().cloned()).collect();
+            self.blocking(move |s| s.special_uses_of(&asked.iter().map(String::as_str).collect::<Vec<_>>()))
+                .await
+                .unwrap_or_default()
         } else {
             Default::default()
         };

@@ -165,7 +165,7 @@ impl Session {
                         "/private/comment" => s.annotation(&name, "/comment", &user)?,
                         "/shared/comment" => s.annotation(&name, "/comment", "")?,
                         "/shared/vendor/cmu/cyrus-imapd/expire" => s.annotation(&name, crate::store::expire::EXPIRE_ANNOTATION, "")?,
-                        "/private/specialuse" => s.special_uses()?.get(&name).map(|u| u.clone().into_bytes()),
+                        "/private/specialuse" => s.special_use(&name)?.map(String::into_bytes),
                         "/shared/vendor/cmu/cyrus-imapd/size" => match &target {
                             Some(e) => Some(s.counts(&e.name)?.0.size.to_string().into_bytes()),
                             None => None,

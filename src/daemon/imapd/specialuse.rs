@@ -75,7 +75,8 @@ impl Session {
         if uses.is_empty() {
             return false;
         }
-        let all = self.blocking(|s| s.special_uses()).await.unwrap_or_default();
+        let root = crate::store::names::user_root(int).unwrap_or_default();
+        let all = self.blocking(move |s| s.special_uses_below(&root)).await.unwrap_or_default();
         all.iter().any(|(name, u)| {
             name != int
                 && mailbox_owner(name).as_deref() == Some(owner.as_str())
