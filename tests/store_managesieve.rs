@@ -181,7 +181,8 @@ fn starttls_utf8_names_and_bounded_reads() {
 
 /// A script using what Cyrus 3.6 scripts moved here use (editheader,
 /// duplicate), uploaded with sieveshell.
-const EDITING: &str = "require [\"editheader\", \"duplicate\", \"fileinto\", \"mailbox\"];\r\n\
+const EDITING: &str = "require [\"editheader\", \"duplicate\", \"fileinto\", \"mailbox\", \"vnd.cyrus.log\", \"variables\"];\r\n\
+                       if header :matches \"subject\" \"*\" { log \"subject ${1}\"; }\r\n\
                        addheader \"X-Filtered\" \"by-script\";\r\n\
                        deleteheader \"X-Secret\";\r\n\
                        if duplicate :header \"x-key\" { fileinto :create \"Dups\"; }\r\n";
@@ -276,4 +277,12 @@ fn editheader_and_duplicate_at_delivery() {
         got.starts_with("['250 2.1.5 Success', '250 2.1.5 Success']\n['250 2.1.5 Success']\n"),
         "{got}"
     );
+    // vnd.cyrus.log: the script's lines in lmtpd's log, in Cyrus's words.
+    let log = std::fs::read_to_string(d.path().join("lmtpd.log")).unwrap();
+    for l in [
+        "sieve log: userid=u7 messageid=<m1@x> text=subject first",
+        "sieve log: userid=u7 messageid=<m2@x> text=subject second",
+    ] {
+        assert!(log.lines().any(|x| x.ends_with(l)), "{l}: {log}");
+    }
 }

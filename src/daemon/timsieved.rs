@@ -104,7 +104,13 @@ const EXTENSIONS: &[(&str, Option<&str>)] = &[
     ("special-use", Some("special-use")),
     ("fcc", Some("fcc")),
     ("mailboxid", Some("mailboxid")),
+    // Taken in scripts but, as in Cyrus 3.6, not advertised.
+    ("vnd.cyrus.log", Some("vnd.cyrus.log")),
+    ("x-cyrus-log", Some("vnd.cyrus.log")),
 ];
+
+/// Enabled but left out of the SIEVE capability, as Cyrus leaves them.
+const UNADVERTISED: &[&str] = &["vnd.cyrus.log", "x-cyrus-log"];
 
 /// The extensions `sieve_extensions` leaves on.
 fn enabled(conf: &ImapdConf) -> Vec<&'static str> {
@@ -113,6 +119,8 @@ fn enabled(conf: &ImapdConf) -> Vec<&'static str> {
         .unwrap_or("")
         .split_whitespace()
         .map(str::to_ascii_lowercase)
+        // (Cyrus's older names of its own.)
+        .map(|c| if c == "x-cyrus-log" { "vnd.cyrus.log".to_string() } else { c })
         .collect();
     EXTENSIONS
         .iter()
@@ -336,7 +344,8 @@ impl Session {
             }
             out.push_str(&format!("\"SASL\" \"{}\"\r\n", mechs.join(" ")));
         }
-        out.push_str(&format!("\"SIEVE\" \"{}\"\r\n", self.extensions.join(" ")));
+        let shown: Vec<&str> = self.extensions.iter().copied().filter(|e| !UNADVERTISED.contains(e)).collect();
+        out.push_str(&format!("\"SIEVE\" \"{}\"\r\n", shown.join(" ")));
         // RFC 5804 1.7: the notification methods, with enotify.
         if self.extensions.contains(&"enotify") {
             out.push_str("\"NOTIFY\" \"mailto\"\r\n");

@@ -42,6 +42,9 @@ pub enum Cmd {
     Stop,
     /// RFC 5463 `error`: the run fails with this message.
     Error(String),
+    /// Cyrus's `vnd.cyrus.log`: `log "text"` writes the text to the
+    /// server's log.
+    Log(String),
     /// RFC 5435 `notify`: a notification by `method` (a URI).
     Notify {
         from: Option<String>,
@@ -488,6 +491,8 @@ pub struct Outcome {
     /// The header `addheader`/`deleteheader` left (the fields and the
     /// empty line), when they changed it: the copies delivered carry it.
     pub header: Option<Vec<u8>>,
+    /// `log`'s texts (vnd.cyrus.log), for the server's log.
+    pub logs: Vec<String>,
 }
 
 /// One id `duplicate` saw (RFC 7352 3): remembered for `seconds` (None:
@@ -530,6 +535,7 @@ pub fn execute(script: &Script, msg: &Message<'_>, now: i64) -> Result<Outcome, 
         error: None,
         edited: None,
         tracks: Vec::new(),
+        logs: Vec::new(),
     };
     st.block(&script.cmds, msg);
     if let Some(e) = st.error {
@@ -559,6 +565,7 @@ pub fn execute(script: &Script, msg: &Message<'_>, now: i64) -> Result<Outcome, 
         actions: st.actions,
         tracks: st.tracks,
         header,
+        logs: st.logs,
     })
 }
 
@@ -584,6 +591,8 @@ struct State {
     /// The header once `addheader`/`deleteheader` changed it.
     edited: Option<Edited>,
     tracks: Vec<Track>,
+    /// `log`'s texts, in order.
+    logs: Vec<String>,
 }
 
 /// The named variables and the match variables (`${0}`, `${1}`, ...).
@@ -719,6 +728,10 @@ impl State {
                 Cmd::Error(m) => {
                     self.error = Some(format!("error: {}", self.x(m)));
                     self.stopped = true;
+                }
+                Cmd::Log(t) => {
+                    let t = self.x(t);
+                    self.logs.push(t);
                 }
                 Cmd::Notify {
                     from,

@@ -220,6 +220,9 @@ pub const EXTENSIONS: &[&str] = &[
     "notify",
     "redirect-dsn",
     "redirect-deliverby",
+    "vnd.cyrus.log",
+    // (Its older name, which Cyrus still takes.)
+    "x-cyrus-log",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -494,6 +497,15 @@ impl Checker<'_> {
                 "stop" => {
                     self.args(&mut g)?.done()?;
                     Cmd::Stop
+                }
+                "log" => {
+                    if !self.requires.iter().any(|r| r == "x-cyrus-log") {
+                        self.need("vnd.cyrus.log", line, "log")?;
+                    }
+                    let mut a = self.args(&mut g)?;
+                    let text = a.string("text")?;
+                    a.done()?;
+                    Cmd::Log(text)
                 }
                 "error" => {
                     self.need("ihave", line, "error")?;

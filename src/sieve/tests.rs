@@ -630,3 +630,25 @@ fn redirect_dsn_and_deliverby() {
     assert!(parse(b"redirect :notify \"NEVER\" \"a@b\";").is_err());
     assert!(parse(b"redirect :bytimerelative 5 \"a@b\";").is_err());
 }
+
+#[test]
+fn vnd_cyrus_log() {
+    let raw = "Subject: hello\r\n\r\n";
+    // The texts, variables expanded, in order; the message is kept.
+    let o = exec(
+        r#"require ["vnd.cyrus.log", "variables"];
+           if header :matches "subject" "*" { log "subject ${1}"; }
+           log "second";"#,
+        raw,
+        &never_seen,
+    )
+    .unwrap();
+    assert_eq!(o.logs, ["subject hello", "second"]);
+    assert_eq!(o.actions, vec![keep(&[])]);
+    // Only with its require, and with one string.
+    assert!(parse(b"log \"x\";").is_err());
+    assert!(parse(b"require \"vnd.cyrus.log\"; log;").is_err());
+    assert!(parse(b"require \"vnd.cyrus.log\"; log \"a\" \"b\";").is_err());
+    // Its older name, as Cyrus takes it.
+    assert!(parse(b"require \"x-cyrus-log\"; log \"a\";").is_ok());
+}

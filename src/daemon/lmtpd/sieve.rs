@@ -39,6 +39,8 @@ pub struct Plan {
     pub vacation: Option<sieve::Vacation>,
     /// Log lines (runtime failures, discards).
     pub notes: Vec<String>,
+    /// The script's own (`log`), as they are.
+    pub logs: Vec<String>,
     /// `duplicate`'s ids, remembered once the copies are delivered.
     pub tracks: Vec<sieve::Track>,
     /// The header `editheader` made, for every copy of this recipient's.
@@ -201,6 +203,9 @@ impl Filter {
                 let p = plan(&script, &msg, r, &ns, open, create);
                 for n in &p.notes {
                     self.log.info(&format!("{n} id {id}"));
+                }
+                for l in &p.logs {
+                    self.log.info(l);
                 }
                 p
             }
@@ -437,6 +442,19 @@ pub fn plan(
         Ok(o) => {
             p.tracks = o.tracks;
             p.header = o.header;
+            // vnd.cyrus.log, in Cyrus's words.
+            if !o.logs.is_empty() {
+                // (The field's value as it is, but for the spaces before it.)
+                let id = crate::mail::mime::field(msg.fields, "message-id")
+                    .map(|v| String::from_utf8_lossy(v).trim_start_matches([' ', '\t']).to_string());
+                for text in o.logs {
+                    p.logs.push(format!(
+                        "sieve log: userid={} messageid={} text={text}",
+                        r.userid,
+                        id.as_deref().unwrap_or("(null)")
+                    ));
+                }
+            }
             o.actions
         }
         Err(e) => {
