@@ -205,11 +205,13 @@ def lmtp(rcpts, subject, mid):
     reply(); reply('LHLO x'); reply('MAIL FROM:<from@example.org>')
     for r in rcpts: reply('RCPT TO:<%s>' % r)
     reply('DATA')
-    s.sendall(('From: from@example.org\r\nSubject: %s\r\nX-Secret: s3\r\nX-Key: k1\r\nMessage-ID: <%s@x>\r\n\r\nthe body\r\n.\r\n' % (subject, mid)).encode())
+    mid = 'Message-ID: <%s@x>\r\n' % mid if mid else ''
+    s.sendall(('From: from@example.org\r\nSubject: %s\r\nX-Secret: s3\r\nX-Key: k1\r\n%s\r\nthe body\r\n.\r\n' % (subject, mid)).encode())
     print([reply().split(' SESSIONID')[0] for r in rcpts])
     s.close()
 lmtp(['u7', 'yes1'], 'first', 'm1')
 lmtp(['u7'], 'second', 'm2')
+lmtp(['u7'], 'third', None)
 for u in ['u7', 'yes1']:
     M = imaplib.IMAP4('127.0.0.1', int(sys.argv[2])); M.login(u, 'testpw')
     for box in ['INBOX', 'Dups']:
@@ -285,4 +287,10 @@ fn editheader_and_duplicate_at_delivery() {
     ] {
         assert!(log.lines().any(|x| x.ends_with(l)), "{l}: {log}");
     }
+    // Without a Message-ID, the one lmtpd gave the message (as Cyrus).
+    assert!(
+        log.lines()
+            .any(|x| x.contains("sieve log: userid=u7 messageid=<cmu-lmtpd-") && x.ends_with("> text=subject third")),
+        "{log}"
+    );
 }
