@@ -10,6 +10,11 @@
 //!     IDLE, 20-message INBOX): the servers' PSS growth per connection, BENCH_IDLE (10000)
 //!     plain and TLS for ours, BENCH_IDLE_CYRUS (300) for Cyrus (a process
 //!     each).
+//! (d) LIST among many mailboxes: BENCH_LIST_USERS (15000) other users
+//!     with 8 mailboxes each put in both servers' mailbox lists (Cyrus:
+//!     ctl_mboxlist -u; ours: written into the list), then u7's LIST ""
+//!     "*" and LIST "" "%": milliseconds (best of 5).
+//! `BENCH_STORE_ONLY=d` (any of abcd) runs only those parts.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -224,96 +229,178 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    // (a) LMTP. One warm-up delivery per mailbox (autocreate) first.
-    let mut rates = Vec::new();
-    for (name, sock) in [("cyrus", &cyrus.lmtp_sock), ("ours", &ours.lmtp_sock)] {
-        lmtp_load(sock, &users, 1_000_000, 1_000_000 + users.len(), 10);
-        let (n, secs) = lmtp_load(sock, &users, 0, msgs, 10);
-        let rate = n as f64 / secs;
-        println!("(a) lmtp {name:5}: {n} x 5 KB to 100 mailboxes, 10 connections: {secs:.1} s, {rate:.0} msg/s");
-        rates.push(rate);
+    let only = std::env::var("BENCH_STORE_ONLY").ok();
+    let part = |p: &str| only.as_deref().is_none_or(|o| o.contains(p));
+    if part("a") {
+        // (a) LMTP. One warm-up delivery per mailbox (autocreate) first.
+        let mut rates = Vec::new();
+        for (name, sock) in [("cyrus", &cyrus.lmtp_sock), ("ours", &ours.lmtp_sock)] {
+            lmtp_load(sock, &users, 1_000_000, 1_000_000 + users.len(), 10);
+            let (n, secs) = lmtp_load(sock, &users, 0, msgs, 10);
+            let rate = n as f64 / secs;
+            println!("(a) lmtp {name:5}: {n} x 5 KB to 100 mailboxes, 10 connections: {secs:.1} s, {rate:.0} msg/s");
+            rates.push(rate);
+        }
+        println!("(a) ratio ours/cyrus: {:.2}x (goal >= 3x)", rates[1] / rates[0]);
     }
-    println!("(a) ratio ours/cyrus: {:.2}x (goal >= 3x)", rates[1] / rates[0]);
 
-    // (b) SELECT + FETCH on a big mailbox (u7).
-    let mut times = Vec::new();
-    for (name, sock, port) in [
-        ("cyrus", &cyrus.lmtp_sock, cyrus.imap_port),
-        ("ours", &ours.lmtp_sock, ours.imap_port),
-    ] {
-        let mut i = Imap::connect(port);
-        i.cmd("LOGIN u7 testpw");
-        i.cmd("LOGOUT");
-        let (n, secs) = lmtp_load(sock, &["u7".to_string()], 2_000_000, 2_000_000 + big, 10);
-        let mut best = f64::MAX;
-        let mut bytes = 0;
-        let mut split = (0.0, 0.0);
-        for _ in 0..3 {
+    if part("b") {
+        // (b) SELECT + FETCH on a big mailbox (u7).
+        let mut times = Vec::new();
+        for (name, sock, port) in [
+            ("cyrus", &cyrus.lmtp_sock, cyrus.imap_port),
+            ("ours", &ours.lmtp_sock, ours.imap_port),
+        ] {
             let mut i = Imap::connect(port);
             i.cmd("LOGIN u7 testpw");
-            let t = Instant::now();
-            i.cmd("SELECT INBOX");
-            let sel = t.elapsed().as_secs_f64();
-            bytes = i.cmd("FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)");
-            let all = t.elapsed().as_secs_f64();
-            if all < best {
-                best = all;
-                split = (sel, all - sel);
+            i.cmd("LOGOUT");
+            let (n, secs) = lmtp_load(sock, &["u7".to_string()], 2_000_000, 2_000_000 + big, 10);
+            let mut best = f64::MAX;
+            let mut bytes = 0;
+            let mut split = (0.0, 0.0);
+            for _ in 0..3 {
+                let mut i = Imap::connect(port);
+                i.cmd("LOGIN u7 testpw");
+                let t = Instant::now();
+                i.cmd("SELECT INBOX");
+                let sel = t.elapsed().as_secs_f64();
+                bytes = i.cmd("FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)");
+                let all = t.elapsed().as_secs_f64();
+                if all < best {
+                    best = all;
+                    split = (sel, all - sel);
+                }
+            }
+            println!(
+                "(b) {name:5}: SELECT + FETCH 1:* on {n} messages (filled in {secs:.1} s): {best:.3} s (select {:.3}, fetch {:.3}; {} KB of responses)",
+                split.0,
+                split.1,
+                bytes / 1024
+            );
+            times.push(best);
+        }
+        println!("(b) ratio cyrus/ours: {:.2}x faster (goal >= 2x)", times[0] / times[1]);
+    }
+
+    if part("c") {
+        // (c) idle connections, on a 20-message INBOX (yes1).
+        for (sock, port) in [(&cyrus.lmtp_sock, cyrus.imap_port), (&ours.lmtp_sock, ours.imap_port)] {
+            let mut i = Imap::connect(port);
+            i.cmd("LOGIN yes1 testpw");
+            i.cmd("LOGOUT");
+            lmtp_load(sock, &["yes1".to_string()], 3_000_000, 3_000_020, 1);
+        }
+        let ours_pid = ours.imapd.as_ref().unwrap().child.id();
+        let before = pss_kb(ours_pid);
+        let conns = idle_conns(ours.imap_port, idle, None);
+        std::thread::sleep(Duration::from_secs(2));
+        let after = pss_kb(ours_pid);
+        println!(
+            "(c) ours plain: {idle} idle connections: imapd PSS {:.1} MiB -> {:.1} MiB, {:.1} KB per connection (goal < 6.5 KB)",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            (after - before.min(after)) as f64 / idle as f64
+        );
+        drop(conns);
+        std::thread::sleep(Duration::from_secs(2));
+        let sport = free_port();
+        let imaps = ours.spawn_imapd(sport, &["-s"]);
+        let before = pss_kb(imaps.child.id());
+        let conns = idle_conns(sport, idle, Some(&ca));
+        std::thread::sleep(Duration::from_secs(2));
+        let after = pss_kb(imaps.child.id());
+        println!(
+            "(c) ours TLS:   {idle} idle connections: imapd PSS {:.1} MiB -> {:.1} MiB, {:.1} KB per connection (goal < 32 KB)",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            (after - before.min(after)) as f64 / idle as f64
+        );
+        drop(conns);
+        let master = cyrus.master.child.id();
+        let before = tree_pss_kb(master, "imapd");
+        let conns = idle_conns(cyrus.imap_port, idle_cyrus, None);
+        std::thread::sleep(Duration::from_secs(2));
+        let after = tree_pss_kb(master, "imapd");
+        println!(
+            "(c) cyrus plain: {idle_cyrus} idle connections: imapd processes' PSS {:.1} MiB -> {:.1} MiB, {:.1} KB per connection",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            (after - before.min(after)) as f64 / idle_cyrus as f64
+        );
+        drop(conns);
+    }
+
+    if part("d") {
+        // (d) LIST among many mailboxes (u7 sees its own and the shared ones).
+        let others = env("BENCH_LIST_USERS", 15_000);
+        let folders = ["", ".Sent", ".Drafts", ".Trash", ".Junk", ".Archive", ".Lists", ".Work"];
+        let t = Instant::now();
+        let mut dump = String::from("{");
+        for u in 0..others {
+            for f in folders {
+                let name = format!("user.list{u}{f}");
+                dump.push_str(&format!(
+                    "{}\"{name}\": {{\"name\": \"{name}\", \"mtime\": \"1700000000\", \"uidvalidity\": \"{}\", \"mbtype\": \"e\", \"partition\": \"default\", \"acl\": {{\"list{u}\": \"lrswipkxtecdan\"}}, \"uniqueid\": \"{:024x}\"}}",
+                    if dump.len() > 1 { ", " } else { "" },
+                    1_700_000_000 + u,
+                    u * 8 + f.len()
+                ));
             }
         }
+        dump.push('}');
+        let dump_file = d.path().join("list.dump");
+        std::fs::write(&dump_file, &dump).unwrap();
+        let o = std::process::Command::new("runuser")
+            .args(["-u", "cyrus", "--", "/usr/lib/cyrus/bin/ctl_mboxlist", "-C"])
+            .arg(d.path().join("cyrus/imapd.conf"))
+            .arg("-u")
+            .stdin(std::fs::File::open(&dump_file).unwrap())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let cyrus_fill = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        {
+            let mut c = rusqlite::Connection::open(ours.dir.join("conf/mailboxes.sqlite3")).unwrap();
+            c.busy_timeout(Duration::from_secs(30)).unwrap();
+            let tx = c.transaction().unwrap();
+            for u in 0..others {
+                for f in folders {
+                    let name = format!("user.list{u}{f}");
+                    tx.execute(
+                        "INSERT INTO mbox(name, uniqueid, partition, acl, mbtype, server, uidvalidity, created) VALUES(?1, ?2, 'default', ?3, 'e', '', ?4, 1700000000)",
+                        rusqlite::params![name, format!("{:024x}", u * 8 + f.len()), format!("list{u}\tlrswipkxtecdan\t"), 1_700_000_000 + u as i64],
+                    )
+                    .unwrap();
+                    tx.execute(
+                        "INSERT INTO aclid(id, name) VALUES(?1, ?2)",
+                        rusqlite::params![format!("list{u}"), name],
+                    )
+                    .unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let ours_fill = t.elapsed().as_secs_f64();
         println!(
-            "(b) {name:5}: SELECT + FETCH 1:* on {n} messages (filled in {secs:.1} s): {best:.3} s (select {:.3}, fetch {:.3}; {} KB of responses)",
-            split.0,
-            split.1,
-            bytes / 1024
+            "(d) {} mailboxes of {others} other users added (cyrus ctl_mboxlist -u {cyrus_fill:.1} s, ours {ours_fill:.1} s)",
+            others * folders.len()
         );
-        times.push(best);
+        for (name, port) in [("cyrus", cyrus.imap_port), ("ours", ours.imap_port)] {
+            let mut i = Imap::connect(port);
+            i.cmd("LOGIN u7 testpw");
+            let mut line = format!("(d) {name:5}: u7's");
+            for pat in ["*", "%"] {
+                let mut best = f64::MAX;
+                let mut bytes = 0;
+                for _ in 0..5 {
+                    let t = Instant::now();
+                    bytes = i.cmd(&format!("LIST \"\" \"{pat}\""));
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                line.push_str(&format!(" LIST \"\" \"{pat}\" {:.2} ms ({bytes} bytes);", best * 1000.0));
+            }
+            println!("{}", line.trim_end_matches(';'));
+        }
     }
-    println!("(b) ratio cyrus/ours: {:.2}x faster (goal >= 2x)", times[0] / times[1]);
-
-    // (c) idle connections, on a 20-message INBOX (yes1).
-    for (sock, port) in [(&cyrus.lmtp_sock, cyrus.imap_port), (&ours.lmtp_sock, ours.imap_port)] {
-        let mut i = Imap::connect(port);
-        i.cmd("LOGIN yes1 testpw");
-        i.cmd("LOGOUT");
-        lmtp_load(sock, &["yes1".to_string()], 3_000_000, 3_000_020, 1);
-    }
-    let ours_pid = ours.imapd.as_ref().unwrap().child.id();
-    let before = pss_kb(ours_pid);
-    let conns = idle_conns(ours.imap_port, idle, None);
-    std::thread::sleep(Duration::from_secs(2));
-    let after = pss_kb(ours_pid);
-    println!(
-        "(c) ours plain: {idle} idle connections: imapd PSS {:.1} MiB -> {:.1} MiB, {:.1} KB per connection (goal < 6.5 KB)",
-        before as f64 / 1024.0,
-        after as f64 / 1024.0,
-        (after - before.min(after)) as f64 / idle as f64
-    );
-    drop(conns);
-    std::thread::sleep(Duration::from_secs(2));
-    let sport = free_port();
-    let imaps = ours.spawn_imapd(sport, &["-s"]);
-    let before = pss_kb(imaps.child.id());
-    let conns = idle_conns(sport, idle, Some(&ca));
-    std::thread::sleep(Duration::from_secs(2));
-    let after = pss_kb(imaps.child.id());
-    println!(
-        "(c) ours TLS:   {idle} idle connections: imapd PSS {:.1} MiB -> {:.1} MiB, {:.1} KB per connection (goal < 32 KB)",
-        before as f64 / 1024.0,
-        after as f64 / 1024.0,
-        (after - before.min(after)) as f64 / idle as f64
-    );
-    drop(conns);
-    let master = cyrus.master.child.id();
-    let before = tree_pss_kb(master, "imapd");
-    let conns = idle_conns(cyrus.imap_port, idle_cyrus, None);
-    std::thread::sleep(Duration::from_secs(2));
-    let after = tree_pss_kb(master, "imapd");
-    println!(
-        "(c) cyrus plain: {idle_cyrus} idle connections: imapd processes' PSS {:.1} MiB -> {:.1} MiB, {:.1} KB per connection",
-        before as f64 / 1024.0,
-        after as f64 / 1024.0,
-        (after - before.min(after)) as f64 / idle_cyrus as f64
-    );
-    drop(conns);
 }
