@@ -1712,3 +1712,60 @@ fn hub_reload_applies_new_configuration() {
     let log = hub.log();
     assert!(log.contains("reload failed, keeping the running configuration"), "{log}");
 }
+
+/// A master.cf with postscreen(8) in front of smtpd (`inet ...
+/// postscreen` and `smtpd pass ... smtpd`): its clients reach the pass
+/// service with that service's settings, and the log says postscreen's
+/// tests are not made.
+#[test]
+fn hub_postscreen_service_hands_clients_to_smtpd() {
+    if !can_run("hub postscreen", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let b = backend(d.path());
+    let h = d.path().join("hub");
+    let mut hub = Hub::new(&h, &b.lmtp_sock, "");
+    let ps = free_port();
+    let master = std::fs::read_to_string(h.join("master.cf")).unwrap();
+    std::fs::write(
+        h.join("master.cf"),
+        format!(
+            "{master}127.0.0.1:{ps} inet n - n - 1 postscreen\n\
+             smtpd pass - - n - - smtpd\n  -o smtpd_helo_required=yes\n  -o mail_name=Behind\n\
+             dnsblog unix - - n - 0 dnsblog\ntlsproxy unix - - n - 0 tlsproxy\n"
+        ),
+    )
+    .unwrap();
+    let (out, err, status) = tool("postfix", &["-c", h.to_str().unwrap(), "check"]);
+    assert_eq!(status, 0, "{out}{err}");
+    hub.kill9();
+    hub.start();
+    wait_tcp(ps);
+    let out = python(
+        r#"
+import smtplib, sys
+s = smtplib.SMTP(); print(s.connect('127.0.0.1', int(sys.argv[1])))
+print(s.docmd('MAIL FROM:<a@b.org>'))
+s.ehlo('client.example.org')
+s.sendmail('a@b.org', ['u7@mumail.test'], 'Subject: through postscreen\r\n\r\nhello\r\n')
+print('sent')
+"#,
+        &[&ps.to_string()],
+    );
+    // The pass service's -o settings: its banner, HELO required.
+    assert!(out.contains("(220, b'hub.mumail.test ESMTP Behind')"), "{out}");
+    assert!(out.contains("(503, b'5.5.1 Error: send HELO/EHLO first')"), "{out}");
+    assert!(out.contains("sent"), "{out}");
+    wait_for("postscreen delivery", Duration::from_secs(30), || {
+        inbox_headers(b.imap_port, "u7", "SUBJECT") == ["through postscreen"]
+    });
+    let log = hub.log();
+    assert!(
+        log.contains("postfix/postscreen[")
+            && log.contains(&format!("warning: service 127.0.0.1:{ps}: mumail makes none of postscreen's tests")),
+        "{log}"
+    );
+    drop(b);
+}

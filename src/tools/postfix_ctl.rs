@@ -42,7 +42,12 @@ fn master_program() -> PathBuf {
 /// Loads and checks the configuration as the hub would at start.
 fn check(p: &Params) -> Result<(), String> {
     crate::daemon::hub::conf::HubConf::load(p).map_err(|e| e.to_string())?;
-    for s in p.master.services.iter().filter(|s| s.kind == "inet" && s.command() == "smtpd") {
+    for s in p
+        .master
+        .services
+        .iter()
+        .filter(|s| (s.kind == "inet" || s.kind == "pass") && s.command() == "smtpd")
+    {
         let mut sp = p.clone();
         for (k, v) in s.overrides() {
             sp.overrides.insert(k, v);

@@ -170,33 +170,74 @@ struct Services {
 /// on reload (the process no longer has root to open the log again).
 type MakeLog<'a> = &'a dyn Fn(&Params, &str) -> Result<Logger, String>;
 
+/// One SMTP listener: on `listen`'s address (an `inet` service of
+/// master.cf), run as `svc` (that service, or the `pass` service a
+/// postscreen hands its clients to), with `svc`'s `-o` settings.
+fn smtpd_service(
+    params: &Params,
+    listen: &crate::config::postfix::master_cf::Service,
+    svc: &crate::config::postfix::master_cf::Service,
+    hub: &Arc<Hub>,
+    mklog: MakeLog<'_>,
+) -> Result<SmtpdService, String> {
+    let mut sp = params.clone();
+    for (k, v) in svc.overrides() {
+        sp.overrides.insert(k, v);
+    }
+    let sconf = conf::SmtpdConf::load(&sp, &svc.name).map_err(|e| e.to_string())?;
+    if !crate::daemon::smtpd::check::Checker::has_relay_control(&sconf) {
+        return Err("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains".into());
+    }
+    let tls = tls_config(&sp)?;
+    let log = Arc::new(mklog(&sp, "smtpd")?);
+    let clog = Arc::new(mklog(&sp, "cleanup")?);
+    let sasl_path = crate::daemon::smtpd::saslauthd_path(&sp);
+    let gssapi = sconf.sasl_auth_enable && crate::daemon::smtpd::sasl_gssapi(&sp)?;
+    let addrs = listen_addrs(&listen.name, &sp.get("inet_interfaces").unwrap_or_default())?;
+    let maxproc = match svc.maxproc.as_str() {
+        "-" => sp.get_int("default_process_limit", 0, 0).unwrap_or(100) as usize,
+        n => n.parse().unwrap_or(100),
+    };
+    Ok(SmtpdService {
+        name: listen.name.clone(),
+        addrs,
+        maxproc,
+        smtpd: Smtpd::new(hub.clone(), sconf, log, clog, tls, sasl_path, gssapi)?,
+    })
+}
+
 fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result<Services, String> {
     let mut smtpd = Vec::new();
-    for s in params.master.services.iter().filter(|s| s.kind == "inet" && s.command() == "smtpd") {
-        let mut sp = params.clone();
-        for (k, v) in s.overrides() {
-            sp.overrides.insert(k, v);
+    for s in params.master.services.iter().filter(|s| s.kind == "inet") {
+        match s.command() {
+            "smtpd" => smtpd.push(smtpd_service(params, s, s, hub, mklog)?),
+            // postscreen(8) in front of smtpd (`smtp inet ... postscreen`
+            // and `smtpd pass ... smtpd`): its clients go straight to the
+            // pass service, whose settings they get.  Its tests are not
+            // made; that is said once at start.
+            "postscreen" => {
+                let mut pp = params.clone();
+                for (k, v) in s.overrides() {
+                    pp.overrides.insert(k, v);
+                }
+                let pass_name = pp.get("smtpd_service_name").unwrap_or_else(|| "smtpd".into());
+                let plog = mklog(&pp, "postscreen")?;
+                match params.master.services.iter().find(|p| p.kind == "pass" && p.name == pass_name) {
+                    Some(pass) => {
+                        plog.warning(&format!(
+                            "service {}: mumail makes none of postscreen's tests (access list, pregreet, DNSBL, protocol): clients are handed to the {pass_name} service at once",
+                            s.name
+                        ));
+                        smtpd.push(smtpd_service(params, s, pass, hub, mklog)?);
+                    }
+                    None => plog.warning(&format!(
+                        "service {}: no pass service \"{pass_name}\" in master.cf: not served",
+                        s.name
+                    )),
+                }
+            }
+            _ => {}
         }
-        let sconf = conf::SmtpdConf::load(&sp, &s.name).map_err(|e| e.to_string())?;
-        if !crate::daemon::smtpd::check::Checker::has_relay_control(&sconf) {
-            return Err("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains".into());
-        }
-        let tls = tls_config(&sp)?;
-        let log = Arc::new(mklog(&sp, "smtpd")?);
-        let clog = Arc::new(mklog(&sp, "cleanup")?);
-        let sasl_path = crate::daemon::smtpd::saslauthd_path(&sp);
-        let gssapi = sconf.sasl_auth_enable && crate::daemon::smtpd::sasl_gssapi(&sp)?;
-        let addrs = listen_addrs(&s.name, &sp.get("inet_interfaces").unwrap_or_default())?;
-        let maxproc = match s.maxproc.as_str() {
-            "-" => sp.get_int("default_process_limit", 0, 0).unwrap_or(100) as usize,
-            n => n.parse().unwrap_or(100),
-        };
-        smtpd.push(SmtpdService {
-            name: s.name.clone(),
-            addrs,
-            maxproc,
-            smtpd: Smtpd::new(hub.clone(), sconf, log, clog, tls, sasl_path, gssapi)?,
-        });
     }
     let showq = showq::Showq {
         hub: hub.clone(),
