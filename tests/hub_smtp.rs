@@ -1732,8 +1732,8 @@ fn hub_postscreen_service_hands_clients_to_smtpd() {
     std::fs::write(
         h.join("master.cf"),
         format!(
-            "{master}127.0.0.1:{ps} inet n - n - 1 postscreen\n\
-             smtpd pass - - n - - smtpd\n  -o smtpd_helo_required=yes\n  -o mail_name=Behind\n\
+            "{master}127.0.0.1:{ps} inet n - n - 1 postscreen\n  -o postscreen_upstream_proxy_protocol=haproxy\n\
+             smtpd pass - - n - - smtpd\n  -o smtpd_helo_required=yes\n  -o mail_name=Behind\n  -o smtpd_peername_lookup=no\n\
              dnsblog unix - - n - 0 dnsblog\ntlsproxy unix - - n - 0 tlsproxy\n"
         ),
     )
@@ -1745,8 +1745,14 @@ fn hub_postscreen_service_hands_clients_to_smtpd() {
     wait_tcp(ps);
     let out = python(
         r#"
-import smtplib, sys
-s = smtplib.SMTP(); print(s.connect('127.0.0.1', int(sys.argv[1])))
+import smtplib, socket, sys
+class Proxied(smtplib.SMTP):
+    # A load balancer's PROXY header first (postscreen_upstream_proxy_protocol).
+    def _get_socket(self, host, port, timeout):
+        s = socket.create_connection((host, port), timeout)
+        s.sendall(b'PROXY TCP4 10.9.8.7 127.0.0.1 5000 25\r\n')
+        return s
+s = Proxied(); print(s.connect('127.0.0.1', int(sys.argv[1])))
 print(s.docmd('MAIL FROM:<a@b.org>'))
 s.ehlo('client.example.org')
 s.sendmail('a@b.org', ['u7@mumail.test'], 'Subject: through postscreen\r\n\r\nhello\r\n')
@@ -1762,6 +1768,10 @@ print('sent')
         inbox_headers(b.imap_port, "u7", "SUBJECT") == ["through postscreen"]
     });
     let log = hub.log();
+    assert!(
+        log.contains("postfix/smtpd[") && log.contains("]: connect from unknown[10.9.8.7]"),
+        "{log}"
+    );
     assert!(
         log.contains("postfix/postscreen[")
             && log.contains(&format!("warning: service 127.0.0.1:{ps}: mumail makes none of postscreen's tests")),

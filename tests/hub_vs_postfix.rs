@@ -32,6 +32,9 @@ for sess in sessions:
             lines.append(l)
             if len(l) < 4 or l[3] != '-':
                 return '|'.join(lines)
+    # PRE: bytes sent before the greeting (an up-stream proxy's header).
+    if sess[0].startswith('PRE '):
+        s.sendall(sess.pop(0)[4:].encode().decode('unicode_escape').encode('latin-1'))
     out = [reply()]
     for c in sess:
         try:
@@ -226,16 +229,17 @@ fn settle(log: &Path) {
     }
 }
 
-fn differential(extra: &str, sessions: &str, min: usize) {
+/// The same sessions against both; the two maillogs are returned.
+fn differential(extra: &str, sessions: &str, min: usize) -> (String, String) {
     differential_in(extra, sessions, min, None)
 }
 
 /// With `dns`: both servers resolve through that name server (the real
 /// Postfix through a private /etc/resolv.conf in its own mount namespace,
 /// ours through MUMAIL_DNS_SERVERS).
-fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) {
+fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) -> (String, String) {
     if !can_run("hub vs postfix", &[POSTFIX]) {
-        return;
+        return Default::default();
     }
     let d = tempfile::tempdir().unwrap();
     open_dir(d.path());
@@ -291,8 +295,9 @@ fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) {
         // postlogd writes the log from datagrams: let it settle before
         // the instance stops.
         settle(&pf.join("maillog"));
-        best
+        (best, std::fs::read_to_string(pf.join("maillog")).unwrap_or_default())
     };
+    let (real, real_maillog) = real;
 
     let hub = d.path().join("hub");
     open_dir(&hub);
@@ -388,6 +393,7 @@ fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) {
         r.len(),
         diffs.join("\n")
     );
+    (real_maillog, std::fs::read_to_string(hub.join("maillog")).unwrap_or_default())
 }
 
 const RATES: &str = "smtpd_client_message_rate_limit = 2\nsmtpd_client_recipient_rate_limit = 3\nsmtpd_client_connection_rate_limit = 3\n";
@@ -467,6 +473,78 @@ RSET
 DATA
 QUIT
 ";
+
+const HAPROXY: &str = "smtpd_upstream_proxy_protocol = haproxy\nsmtpd_peername_lookup = no\n";
+
+/// Behind a load balancer: the client each PROXY header names (v1, v2,
+/// UNKNOWN: the socket's) decides relaying (mynetworks is 10.0.0.0/8); a
+/// bad header ends the connection.
+const HAPROXY_SESSIONS: &str = "PRE PROXY TCP4 10.1.2.3 127.0.0.1 40000 25\\r\\n
+EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<a@b.org>
+QUIT
+
+PRE PROXY TCP4 192.0.2.9 127.0.0.1 40000 25\\r\\n
+EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<a@b.org>
+QUIT
+
+PRE \\r\\n\\r\\n\\x00\\r\\nQUIT\\n\\x21\\x11\\x00\\x0c\\x0a\\x01\\x02\\x03\\x7f\\x00\\x00\\x01\\x9c\\x40\\x00\\x19
+EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<a@b.org>
+QUIT
+
+PRE PROXY UNKNOWN\\r\\n
+EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<a@b.org>
+QUIT
+
+PRE EHLO client.example\\r\\n
+QUIT
+
+PRE \\r\\n\\r\\n\\x00\\r\\nQUIT\\n\\x20\\x00\\x00\\x00
+EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<a@b.org>
+QUIT
+
+PRE \\r\\n\\r\\n\\x00\\r\\nQUIT\\n\\x21\\x00\\x00\\x00
+EHLO client.example
+QUIT
+
+PRE PROXY TCP6 ::ffff:10.1.2.3 ::1 40000 25\\r\\n
+EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<a@b.org>
+QUIT
+
+PRE PROXY TCP4 10.1.2.3 127.0.0.1 x 25\\r\\n
+QUIT
+";
+
+#[test]
+fn haproxy_clients_match_real_postfix() {
+    let (real, ours) = differential(HAPROXY, HAPROXY_SESSIONS, 20);
+    // The smtpd lines (the warnings with the header as read, connect
+    // and disconnect with the client named), but for the wait_tcp
+    // probes' EOFs and the queue IDs.
+    let lines = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("/smtpd[") && !l.contains("haproxy read: EOF"))
+            .filter_map(|l| l.split_once("]: ").map(|(_, m)| m.to_string()))
+            .filter(|m| !m.contains(": client=") && !m.starts_with("connect from unknown[127.0.0.1]"))
+            .collect()
+    };
+    let (r, o) = (lines(&real), lines(&ours));
+    if !real.is_empty() {
+        assert!(r.len() > 10, "{real}");
+        assert_eq!(r, o, "real:\n{real}\nours:\n{ours}");
+    }
+}
 
 /// `smtpd_delay_reject = no`: each list at its own command.
 #[test]

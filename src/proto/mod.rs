@@ -2,6 +2,7 @@
 //! Each codec is fuzzable on its own (`tests/fuzz/`).
 
 pub mod dlist;
+pub mod haproxy;
 pub mod imap;
 pub mod lmtp;
 pub mod managesieve;

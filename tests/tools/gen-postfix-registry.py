@@ -49,7 +49,8 @@ SUPPORTED_NAMES = {"non_smtpd_milters", "milter_command_timeout", "milter_connec
                    "body_checks_size_limit", "cyrus_sasl_config_path", "defer_code", "export_environment",
                    "hash_queue_depth", "header_checks", "maps_rbl_reject_code", "message_drop_headers",
                    "mime_header_checks", "nested_header_checks", "non_fqdn_reject_code", "rbl_reply_maps",
-                   "relayhost", "remote_header_rewrite_domain", "content_filter", "receive_override_options"}
+                   "relayhost", "remote_header_rewrite_domain", "content_filter", "receive_override_options",
+                   "postscreen_upstream_proxy_protocol", "postscreen_upstream_proxy_timeout"}
 # Under those prefixes but not implemented, and changing how mail is
 # handled: main.cf setting one gets the "not implemented; ignored" warning.
 NOT_IMPLEMENTED = {"smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehlo", "smtpd_proxy_timeout",

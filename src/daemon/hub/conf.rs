@@ -225,6 +225,10 @@ pub struct SmtpdConf {
     /// `smtpd_client_event_limit_exceptions` (default `$mynetworks`).
     pub event_limit_exceptions: Vec<Cidr>,
     pub peername_lookup: bool,
+    /// `smtpd_upstream_proxy_protocol = haproxy`: each connection starts
+    /// with a PROXY header naming the client, read within
+    /// `smtpd_upstream_proxy_timeout`.
+    pub upstream_proxy: Option<Duration>,
     pub hard_error_limit: usize,
     pub sasl_auth_enable: bool,
     pub tls_auth_only: bool,
@@ -320,6 +324,11 @@ impl SmtpdConf {
             v => return Err(bad("smtpd_tls_security_level", v)),
         };
         let over = ReceiveOverride::parse(&s("receive_override_options"))?;
+        let upstream_proxy = match s("smtpd_upstream_proxy_protocol").trim() {
+            "" => None,
+            "haproxy" => Some(p.get_time("smtpd_upstream_proxy_timeout")?),
+            v => return Err(bad("smtpd_upstream_proxy_protocol", v)),
+        };
         Ok(SmtpdConf {
             service: service.to_string(),
             banner: s("smtpd_banner"),
@@ -375,6 +384,7 @@ impl SmtpdConf {
             rate_time_unit: p.get_time("anvil_rate_time_unit")?,
             event_limit_exceptions: hosts("smtpd_client_event_limit_exceptions"),
             peername_lookup: p.get_bool("smtpd_peername_lookup")?,
+            upstream_proxy,
             hard_error_limit: p.get_int("smtpd_hard_error_limit", 1, 0)? as usize,
             sasl_auth_enable: p.get_bool("smtpd_sasl_auth_enable")?,
             tls_auth_only: p.get_bool("smtpd_tls_auth_only")? || enforce_tls,

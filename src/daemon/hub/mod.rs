@@ -228,7 +228,16 @@ fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result
                             "service {}: mumail makes none of postscreen's tests (access list, pregreet, DNSBL, protocol): clients are handed to the {pass_name} service at once",
                             s.name
                         ));
-                        smtpd.push(smtpd_service(params, s, pass, hub, mklog)?);
+                        // postscreen's up-stream proxy header is read
+                        // before the hand-over, as postscreen reads it.
+                        let mut sp = params.clone();
+                        let proto = pp.get("postscreen_upstream_proxy_protocol").unwrap_or_default();
+                        if !proto.trim().is_empty() {
+                            let limit = pp.get("postscreen_upstream_proxy_timeout").unwrap_or_else(|| "5s".into());
+                            sp.overrides.insert("smtpd_upstream_proxy_protocol".into(), proto);
+                            sp.overrides.insert("smtpd_upstream_proxy_timeout".into(), limit);
+                        }
+                        smtpd.push(smtpd_service(&sp, s, pass, hub, mklog)?);
                     }
                     None => plog.warning(&format!(
                         "service {}: no pass service \"{pass_name}\" in master.cf: not served",

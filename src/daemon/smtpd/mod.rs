@@ -274,10 +274,57 @@ pub async fn client_name(ip: IpAddr) -> PeerName {
     }
 }
 
+/// A PROXY header (`proto::haproxy`) read from `s` within `limit`, not
+/// a byte more; Err is the warning Postfix logs (`haproxy read: ...`).
+async fn read_haproxy(s: &mut tokio::net::TcpStream, limit: std::time::Duration) -> Result<crate::proto::haproxy::Endpoints, String> {
+    use crate::proto::haproxy::{step, Step};
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            match step(&buf) {
+                Ok(Step::Done(e)) => return Ok(e),
+                Err(why) => return Err(format!("haproxy read: {why}: {}", escape(&buf))),
+                Ok(Step::Need(n)) => {
+                    let at = buf.len();
+                    buf.resize(at + n, 0);
+                    if let Err(e) = s.read_exact(&mut buf[at..]).await {
+                        return Err(match e.kind() {
+                            std::io::ErrorKind::UnexpectedEof => "haproxy read: EOF".to_string(),
+                            _ => format!("haproxy read: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(limit, read).await {
+        Ok(r) => r,
+        Err(_) => Err("haproxy read: time limit exceeded".into()),
+    }
+}
+
+/// Bytes for a log line as Postfix shows them: `\r`, `\n`, `\t`, `\\`,
+/// other control or 8-bit bytes as `\ooo`.
+fn escape(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for &c in b {
+        match c {
+            b'\r' => out.push_str("\\r"),
+            b'\n' => out.push_str("\\n"),
+            b'\t' => out.push_str("\\t"),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(c as char),
+            _ => out.push_str(&format!("\\{c:03o}")),
+        }
+    }
+    out
+}
+
 impl crate::server::Service for Smtpd {
-    async fn serve(self: Arc<Self>, conn: crate::server::Conn) {
+    async fn serve(self: Arc<Self>, mut conn: crate::server::Conn) {
         // (client address, server address, client port, server port)
-        let (ip, local, ports) = match &conn {
+        let (mut ip, mut local, mut ports) = match &conn {
             crate::server::Conn::Tcp(s, a) => (
                 crate::daemon::hub::conf::canonical_ip(a.ip()),
                 s.local_addr().map(|l| l.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1])),
@@ -285,6 +332,23 @@ impl crate::server::Service for Smtpd {
             ),
             crate::server::Conn::Unix(_) => (IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 1]), (0, 0)),
         };
+        // Behind a load balancer: the client it names.  A header that
+        // cannot be read gets Postfix's 421 (and the socket's address).
+        let mut hangup = false;
+        if let (Some(limit), crate::server::Conn::Tcp(s, _)) = (self.conf.upstream_proxy, &mut conn) {
+            match read_haproxy(s, limit).await {
+                Ok(Some((client, server))) => {
+                    ip = crate::daemon::hub::conf::canonical_ip(client.ip());
+                    local = crate::daemon::hub::conf::canonical_ip(server.ip());
+                    ports = (client.port(), server.port());
+                }
+                Ok(None) => {}
+                Err(warning) => {
+                    self.log.warning(&warning);
+                    hangup = true;
+                }
+            }
+        }
         let _guard = ConnGuard(&self, ip);
         let over = !self.admit(ip);
         let name = if self.conf.peername_lookup {
@@ -293,6 +357,6 @@ impl crate::server::Service for Smtpd {
             PeerName::unknown(dnscheck::NameStatus::Perm)
         };
         let io = conn.into_io();
-        session::run(&self, io, ip, local, ports, name, over).await;
+        session::run(&self, io, ip, local, ports, name, over, hangup).await;
     }
 }

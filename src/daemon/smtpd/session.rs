@@ -146,7 +146,19 @@ fn stat_index(name: &str) -> usize {
     STAT_NAMES.iter().position(|n| *n == name).unwrap_or(15)
 }
 
-pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, local: IpAddr, ports: (u16, u16), peer: super::PeerName, over: bool) {
+/// `hangup`: the connection cannot be served (an up-stream proxy's
+/// header was wrong): Postfix's `421 4.3.0 ... Server local error`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    d: &Smtpd,
+    io: Box<dyn Io>,
+    ip: IpAddr,
+    local: IpAddr,
+    ports: (u16, u16),
+    peer: super::PeerName,
+    over: bool,
+    hangup: bool,
+) {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -192,6 +204,13 @@ pub async fn run(d: &Smtpd, io: Box<dyn Io>, ip: IpAddr, local: IpAddr, ports: (
         transactions: 0,
     };
     d.log.info(&format!("connect from {}", s.client()));
+    if hangup {
+        let _ = s.reply(&format!("421 4.3.0 {} Server local error", d.hub.conf.myhostname)).await;
+        let _ = s.flush().await;
+        // (An aborted session's count, as Postfix logs it here.)
+        d.log.info(&format!("disconnect from {} commands=0/0", s.client()));
+        return;
+    }
     let refused = if over {
         Some(("Connection concurrency limit exceeded", d.conf.client_connection_count_limit + 1))
     } else if !d.rate_ok(ip, super::Event::Connection) {
