@@ -23,6 +23,7 @@ pub mod combine;
 mod db;
 pub mod expire;
 pub mod lifecycle;
+mod listing;
 mod mboxlist;
 pub mod msgannot;
 pub mod murder;
