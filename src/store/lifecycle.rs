@@ -179,14 +179,8 @@ impl Store {
 
     pub fn set_acl(&self, name: &str, acl: &str) -> Result<()> {
         let e = self.lookup(name)?.ok_or(StoreError::NotFound)?;
-        {
-            let c = lock(&self.list);
-            let tx = c.unchecked_transaction()?;
-            if tx.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, acl])? == 0 {
-                return Err(StoreError::NotFound);
-            }
-            super::db::index_acl(&tx, name, acl)?;
-            tx.commit()?;
+        if !self.write_acl(name, acl)? {
+            return Err(StoreError::NotFound);
         }
         // An arriving mailbox (an XFER here under way) tells the master
         // when it opens.
@@ -200,14 +194,23 @@ impl Store {
         };
         if let Err(err) = self.push(&[activate]) {
             // The master keeps the old ACL: so does the mailbox.
-            let c = lock(&self.list);
-            let tx = c.unchecked_transaction()?;
-            tx.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, e.acl])?;
-            super::db::index_acl(&tx, name, &e.acl)?;
-            tx.commit()?;
+            self.write_acl(name, &e.acl)?;
             return Err(err);
         }
         Ok(())
+    }
+
+    /// A mailbox's ACL in the list, with its `aclid` rows; false when no
+    /// such mailbox is listed.
+    fn write_acl(&self, name: &str, acl: &str) -> Result<bool> {
+        let c = lock(&self.list);
+        let tx = c.unchecked_transaction()?;
+        if tx.execute("UPDATE mbox SET acl=?2 WHERE name=?1", params![name, acl])? == 0 {
+            return Ok(false);
+        }
+        super::db::index_acl(&tx, name, acl)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// The partition of a new mailbox that names none, as Cyrus finds it:

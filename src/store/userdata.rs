@@ -330,12 +330,13 @@ impl Store {
     /// of the table's key, not the whole table.
     pub fn special_uses_below(&self, inbox: &str) -> Result<Vec<(String, String)>> {
         let c = lock(&self.list);
-        // Every name below `user.fred` sorts between it and `user.fred/`
-        // ('/' follows '.'); so do a few others (`user.fred-x`), left out
-        // after.
-        let mut st = c.prepare_cached("SELECT name, uses FROM specialuse WHERE name >= ?1 AND name < ?1 || '/' ORDER BY name")?;
+        // Every name below `user.fred` sorts between it and the end of
+        // the `user.fred.` range; so do a few others (`user.fred-x`), left
+        // out after.
+        let end = super::listing::prefix_end(&format!("{inbox}.")).unwrap_or_default();
+        let mut st = c.prepare_cached("SELECT name, uses FROM specialuse WHERE name >= ?1 AND name < ?2 ORDER BY name")?;
         let v = st
-            .query_map([inbox], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
+            .query_map([inbox, end.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
         Ok(v.into_iter()
             .filter(|(n, _)| n == inbox || n.strip_prefix(inbox).is_some_and(|r| r.starts_with('.')))
