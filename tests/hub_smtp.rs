@@ -1330,13 +1330,15 @@ fn hub_tls_services() {
         format!("pwcheck_method: saslauthd\nsaslauthd_path: {}\n", b.dir.join("sasl/mux").display()),
     )
     .unwrap();
-    let (sub, smtps) = (free_port(), free_port());
+    let (sub, smtps, noplain) = (free_port(), free_port(), free_port());
     let master = std::fs::read_to_string(h.join("master.cf")).unwrap();
     std::fs::write(
         h.join("master.cf"),
         format!(
             "{master}127.0.0.1:{sub} inet n - n - - smtpd\n  -o smtpd_tls_security_level=encrypt\n\
-             127.0.0.1:{smtps} inet n - n - - smtpd\n  -o smtpd_tls_wrappermode=yes\n"
+             127.0.0.1:{smtps} inet n - n - - smtpd\n  -o smtpd_tls_wrappermode=yes\n\
+             127.0.0.1:{noplain} inet n - n - - smtpd\n  -o smtpd_sasl_security_options=noanonymous,noplaintext\n\
+             \x20 -o smtpd_sasl_tls_security_options=noanonymous\n"
         ),
     )
     .unwrap();
@@ -1344,6 +1346,7 @@ fn hub_tls_services() {
     hub.start();
     wait_tcp(sub);
     wait_tcp(smtps);
+    wait_tcp(noplain);
     let swaks = |port: u16, args: &[&str]| {
         let o = Command::new(SWAKS)
             .args([
@@ -1389,6 +1392,43 @@ fn hub_tls_services() {
         out.contains("235 2.7.0 Authentication successful") && out.contains("queued as"),
         "{out}"
     );
+    // noplaintext before TLS: no AUTH offered, PLAIN refused; under TLS
+    // (smtpd_sasl_tls_security_options) PLAIN and LOGIN.
+    let out = swaks(noplain, &["--quit-after", "EHLO"]);
+    assert!(out.contains("STARTTLS") && !out.contains("AUTH"), "{out}");
+    let out = swaks(noplain, &["--auth", "PLAIN", "--auth-user", "u7", "--auth-password", "testpw"]);
+    assert!(!out.contains("235 "), "{out}");
+    let out = python(
+        r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=20)
+s.ehlo('client.example')
+print(s.docmd('AUTH', 'PLAIN AHU3AHRlc3Rwdw=='))
+"#,
+        &[&noplain.to_string()],
+    );
+    assert!(
+        out.contains("(535, b'5.7.8 Error: authentication failed: Invalid authentication mechanism')"),
+        "{out}"
+    );
+    let out = swaks(
+        noplain,
+        &[
+            "--tls",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "u7",
+            "--auth-password",
+            "testpw",
+            "--h-Subject",
+            "noplaintext",
+        ],
+    );
+    assert!(
+        out.contains("250-AUTH PLAIN LOGIN") && out.contains("235 2.7.0 Authentication successful") && out.contains("queued as"),
+        "{out}"
+    );
     // smtps: TLS before the greeting.
     let out = swaks(smtps, &["--tlsc", "--h-Subject", "wrapper"]);
     assert!(
@@ -1398,7 +1438,7 @@ fn hub_tls_services() {
     wait_for("tls deliveries", Duration::from_secs(30), || {
         let mut v = inbox_headers(b.imap_port, "u7", "SUBJECT");
         v.sort();
-        v == ["encrypt", "starttls", "wrapper"]
+        v == ["encrypt", "noplaintext", "starttls", "wrapper"]
     });
     let log = hub.log();
     assert!(log.contains("sasl_method=PLAIN, sasl_username=u7"), "{log}");
@@ -1778,4 +1818,42 @@ print('sent')
         "{log}"
     );
     drop(b);
+}
+
+/// `smtpd_soft_error_limit`/`smtpd_error_sleep_time`: from the limit on,
+/// every reply waits; before it, none does.  (The counting itself is
+/// compared with the real Postfix in hub_vs_postfix.)
+#[test]
+fn hub_slows_down_a_client_past_the_soft_error_limit() {
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let h = d.path().join("hub");
+    let hub = Hub::new(
+        &h,
+        &d.path().join("no-lmtp"),
+        "smtpd_soft_error_limit = 2\nsmtpd_error_sleep_time = 2s\nsmtpd_hard_error_limit = 3\n",
+    );
+    let out = python(
+        r#"
+import smtplib, sys, time
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+s.ehlo('client.example')
+def timed(cmd):
+    t = time.monotonic(); r = s.docmd(cmd); return r[0], time.monotonic() - t
+for cmd in ['XYZZY', 'XYZZY', 'NOOP', 'XYZZY']:
+    code, took = timed(cmd)
+    print(cmd, code, 'slow' if took >= 1.9 else 'fast')
+r = s.getreply()
+print('end', r[0])
+"#,
+        &[&hub.port.to_string()],
+    );
+    // Errors 0 and 1 before the first two replies: at once; 2 before
+    // NOOP's and the third XYZZY's: each waits; at 3 errors the 421 comes
+    // unasked (paced too), as Postfix checks before reading a command.
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["XYZZY 500 fast", "XYZZY 500 fast", "NOOP 250 slow", "XYZZY 500 slow", "end 421"],
+        "{out}"
+    );
 }

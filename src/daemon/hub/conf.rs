@@ -163,6 +163,8 @@ pub struct SmtpdConf {
     pub message_size_limit: usize,
     pub line_length_limit: usize,
     pub recipient_limit: usize,
+    /// `smtpd_recipient_overshoot_limit`.
+    pub recipient_overshoot_limit: usize,
     pub timeout: Duration,
     pub helo_required: bool,
     pub disable_vrfy: bool,
@@ -180,6 +182,10 @@ pub struct SmtpdConf {
     pub policy: crate::daemon::smtpd::policy::Defaults,
     pub relay_before_recipient: bool,
     pub reject_unlisted_recipient: bool,
+    /// `smtpd_reject_unlisted_sender`.
+    pub reject_unlisted_sender: bool,
+    /// `smtpd_null_access_lookup_key`: the null sender's access(5) key.
+    pub null_access_lookup_key: String,
     pub local_recipient_maps: Vec<String>,
     pub virtual_mailbox_maps: Vec<String>,
     pub relay_recipient_maps: Vec<String>,
@@ -225,12 +231,26 @@ pub struct SmtpdConf {
     /// `smtpd_client_event_limit_exceptions` (default `$mynetworks`).
     pub event_limit_exceptions: Vec<Cidr>,
     pub peername_lookup: bool,
+    /// `smtpd_client_port_logging`: `name[addr]:port` in log lines.
+    pub client_port_logging: bool,
     /// `smtpd_upstream_proxy_protocol = haproxy`: each connection starts
     /// with a PROXY header naming the client, read within
     /// `smtpd_upstream_proxy_timeout`.
     pub upstream_proxy: Option<Duration>,
     pub hard_error_limit: usize,
+    /// `smtpd_soft_error_limit` errors on, each reply waits
+    /// `smtpd_error_sleep_time`.
+    pub soft_error_limit: usize,
+    pub error_sleep_time: Duration,
+    /// `smtpd_junk_command_limit`.
+    pub junk_command_limit: usize,
+    /// `smtpd_noop_commands`: answered `250 2.0.0 Ok` and otherwise ignored.
+    pub noop_commands: Vec<String>,
     pub sasl_auth_enable: bool,
+    /// `smtpd_sasl_security_options` (before TLS) and
+    /// `smtpd_sasl_tls_security_options` (under TLS).
+    pub sasl_security: SaslSecurity,
+    pub sasl_tls_security: SaslSecurity,
     pub tls_auth_only: bool,
     /// `smtpd_tls_security_level = encrypt` (or the older
     /// `smtpd_enforce_tls`): MAIL needs TLS first, AUTH only under TLS.
@@ -269,6 +289,48 @@ pub fn inet_addrs(v: &str) -> Vec<std::net::IpAddr> {
         }
     }
     out
+}
+
+/// Cyrus SASL security properties a mechanism must have
+/// (`smtpd_sasl_security_options`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaslSecurity {
+    pub noplaintext: bool,
+    pub noactive: bool,
+    pub nodictionary: bool,
+    pub mutual_auth: bool,
+    pub forward_secrecy: bool,
+}
+
+impl SaslSecurity {
+    pub fn parse(name: &str, v: &str) -> Result<SaslSecurity, ConfigError> {
+        let mut o = SaslSecurity::default();
+        for w in split_list(v) {
+            match w.to_ascii_lowercase().as_str() {
+                "noplaintext" => o.noplaintext = true,
+                "noactive" => o.noactive = true,
+                "nodictionary" => o.nodictionary = true,
+                "mutual_auth" => o.mutual_auth = true,
+                "forward_secrecy" => o.forward_secrecy = true,
+                // We offer no anonymous mechanism.
+                "noanonymous" => {}
+                _ => return Err(bad(name, w)),
+            }
+        }
+        Ok(o)
+    }
+
+    /// Whether a mechanism we offer has the properties asked for (Cyrus
+    /// SASL's flags: PLAIN and LOGIN send the password; GSSAPI resists
+    /// active attacks and authenticates both ends, without forward
+    /// secrecy or dictionary-attack resistance).
+    pub fn allows(&self, mech: &str) -> bool {
+        match mech {
+            "PLAIN" | "LOGIN" => !(self.noplaintext || self.noactive || self.nodictionary || self.mutual_auth || self.forward_secrecy),
+            "GSSAPI" => !(self.nodictionary || self.forward_secrecy),
+            _ => false,
+        }
+    }
 }
 
 /// `receive_override_options` (what a reinjection listener after a
@@ -335,6 +397,7 @@ impl SmtpdConf {
             message_size_limit: size,
             line_length_limit: p.get_int("line_length_limit", 80, 0)? as usize,
             recipient_limit: p.get_int("smtpd_recipient_limit", 1, 0)? as usize,
+            recipient_overshoot_limit: p.get_int("smtpd_recipient_overshoot_limit", 0, 0)? as usize,
             timeout: p.get_time("smtpd_timeout")?,
             helo_required: p.get_bool("smtpd_helo_required")?,
             disable_vrfy: p.get_bool("disable_vrfy_command")?,
@@ -350,6 +413,8 @@ impl SmtpdConf {
             policy: crate::daemon::smtpd::policy::Defaults::load(p)?,
             relay_before_recipient: p.get_bool("smtpd_relay_before_recipient_restrictions")?,
             reject_unlisted_recipient: p.get_bool("smtpd_reject_unlisted_recipient")? && !over.no_unknown_recipient_checks,
+            reject_unlisted_sender: p.get_bool("smtpd_reject_unlisted_sender")? && !over.no_unknown_recipient_checks,
+            null_access_lookup_key: s("smtpd_null_access_lookup_key"),
             local_recipient_maps: restriction_list(&s("local_recipient_maps")),
             virtual_mailbox_maps: restriction_list(&s("virtual_mailbox_maps")),
             relay_recipient_maps: restriction_list(&s("relay_recipient_maps")),
@@ -384,9 +449,16 @@ impl SmtpdConf {
             rate_time_unit: p.get_time("anvil_rate_time_unit")?,
             event_limit_exceptions: hosts("smtpd_client_event_limit_exceptions"),
             peername_lookup: p.get_bool("smtpd_peername_lookup")?,
+            client_port_logging: p.get_bool("smtpd_client_port_logging")?,
             upstream_proxy,
             hard_error_limit: p.get_int("smtpd_hard_error_limit", 1, 0)? as usize,
+            soft_error_limit: p.get_int("smtpd_soft_error_limit", 1, 0)? as usize,
+            error_sleep_time: p.get_time("smtpd_error_sleep_time")?,
+            junk_command_limit: p.get_int("smtpd_junk_command_limit", 1, 0)? as usize,
+            noop_commands: restriction_list(&s("smtpd_noop_commands")),
             sasl_auth_enable: p.get_bool("smtpd_sasl_auth_enable")?,
+            sasl_security: SaslSecurity::parse("smtpd_sasl_security_options", &s("smtpd_sasl_security_options"))?,
+            sasl_tls_security: SaslSecurity::parse("smtpd_sasl_tls_security_options", &s("smtpd_sasl_tls_security_options"))?,
             tls_auth_only: p.get_bool("smtpd_tls_auth_only")? || enforce_tls,
             enforce_tls,
             wrappermode: p.get_bool("smtpd_tls_wrappermode")?,

@@ -122,6 +122,9 @@ pub struct Checker<'a> {
     /// `reject_unlisted_recipient`: the implicit check at the end is not
     /// made again (Postfix's `recipient_rcptmap_checked`).
     pub unlisted_done: std::cell::Cell<bool>,
+    /// The same for the sender (`reject_unlisted_sender`, explicit or by
+    /// `smtpd_reject_unlisted_sender`; Postfix's `sender_rcptmap_checked`).
+    pub sender_unlisted_done: std::cell::Cell<bool>,
     pub hub: &'a HubConf,
     pub conf: &'a SmtpdConf,
     pub tables: &'a TableCache,
@@ -306,7 +309,7 @@ impl Checker<'_> {
             Stage::Sender | Stage::Recipient | Stage::Data | Stage::EndOfData => {
                 let addr = if stage == Stage::Recipient { f.rcpt } else { f.sender }.unwrap_or("");
                 if addr.is_empty() {
-                    keys.push(("<>".into(), true));
+                    keys.push((self.conf.null_access_lookup_key.clone(), true));
                 } else {
                     let (local, domain) = split(addr);
                     let lower = addr.to_ascii_lowercase();
@@ -522,7 +525,8 @@ impl Checker<'_> {
                         None => return Verdict::Need(arg.clone()),
                     }
                 }
-                "reject_unauth_pipelining" | "reject_unlisted_sender" => Verdict::Dunno,
+                "reject_unlisted_sender" => self.unlisted_sender(f),
+                "reject_unauth_pipelining" => Verdict::Dunno,
                 _ => return config_error(&self.what(f, stage), stage),
             };
             let v = match v {
@@ -705,6 +709,32 @@ impl Checker<'_> {
     /// `reject_unlisted_recipient`: the recipient must exist in its class's
     /// table (an empty table accepts all).
     pub fn unlisted(&self, rcpt: &str) -> Verdict {
+        self.unlisted_as(rcpt, Stage::Recipient)
+    }
+
+    /// `reject_unlisted_sender`: the same tables for the sender (an
+    /// empty sender is not checked), refused as `Sender address` with
+    /// 5.1.0.
+    fn unlisted_sender(&self, f: &Facts<'_>) -> Verdict {
+        match f.sender.filter(|s| !s.is_empty()) {
+            Some(sender) if !self.sender_unlisted_done.replace(true) => self.unlisted_as(sender, Stage::Sender),
+            _ => Verdict::Dunno,
+        }
+    }
+
+    /// `smtpd_reject_unlisted_sender = yes`: the check after the sender
+    /// list, unless that list refused, made the check or discarded.
+    fn implicit_unlisted_sender(&self, f: &Facts<'_>) -> Verdict {
+        let discarded = self.actions.borrow().iter().any(|a| a.0 == "discard");
+        if self.conf.reject_unlisted_sender && !discarded {
+            self.unlisted_sender(f)
+        } else {
+            Verdict::Dunno
+        }
+    }
+
+    fn unlisted_as(&self, rcpt: &str, stage: Stage) -> Verdict {
+        let dsn = if stage == Stage::Sender { "5.1.0" } else { "5.1.1" };
         let (local, domain) = split(rcpt);
         let base = self.strip_ext(local);
         match self.cleanup.is_listed(rcpt) {
@@ -724,7 +754,7 @@ impl Checker<'_> {
             } else {
                 550
             };
-            self.reject(code, "5.1.1", rcpt, Stage::Recipient, &format!("User unknown{suffix}"))
+            self.reject(code, dsn, rcpt, stage, &format!("User unknown{suffix}"))
         };
         let mut full = vec![rcpt.to_ascii_lowercase()];
         if let Some(b) = base {
@@ -732,7 +762,9 @@ impl Checker<'_> {
         }
         let (maps, keys, table) = match class(self.hub, &domain) {
             Class::Local => {
-                if local.eq_ignore_ascii_case("postmaster") {
+                // What qmgr and bounce absorb or send themselves.
+                let exempt = ["postmaster", "MAILER-DAEMON", self.hub.double_bounce_sender.as_str()];
+                if exempt.iter().any(|e| local.eq_ignore_ascii_case(e)) {
                     return Verdict::Dunno;
                 }
                 let mut k = full.clone();
@@ -786,9 +818,16 @@ impl Checker<'_> {
     /// Everything that runs at RCPT TO.
     pub fn rcpt(&self, f: &Facts<'_>) -> Verdict {
         self.unlisted_done.set(false);
+        self.sender_unlisted_done.set(false);
         for (l, st) in self.rcpt_lists() {
             if let v @ (Verdict::Reject(_) | Verdict::Need(_)) = self.list(l, f, st) {
                 return v;
+            }
+            // The end of smtpd_check_mail, run again at each RCPT.
+            if st == Stage::Sender {
+                if let v @ Verdict::Reject(_) = self.implicit_unlisted_sender(f) {
+                    return v;
+                }
             }
         }
         if self.conf.reject_unlisted_recipient && !self.unlisted_done.get() {
@@ -835,8 +874,13 @@ impl Checker<'_> {
     /// list at HELO/EHLO, the sender list at MAIL FROM.
     pub fn early(&self, which: Early, f: &Facts<'_>) -> Verdict {
         let (l, st) = self.early_list(which);
+        self.sender_unlisted_done.set(false);
         match self.list(l, f, st) {
             v @ (Verdict::Reject(_) | Verdict::Need(_)) => v,
+            _ if which == Early::Sender => match self.implicit_unlisted_sender(f) {
+                v @ Verdict::Reject(_) => v,
+                _ => self.pending(),
+            },
             _ => self.pending(),
         }
     }
@@ -911,6 +955,7 @@ mod tests {
             warnings: Default::default(),
             actions: Default::default(),
             unlisted_done: Default::default(),
+            sender_unlisted_done: Default::default(),
             hub: &hub,
             conf: &conf,
             tables: &tables,

@@ -168,6 +168,7 @@ impl Smtpd {
             warnings: Default::default(),
             actions: Default::default(),
             unlisted_done: Default::default(),
+            sender_unlisted_done: Default::default(),
             hub: &self.hub.conf,
             conf: &self.conf,
             tables: &self.tables,

@@ -59,11 +59,22 @@ struct Session<'a> {
     params: MailParams,
     rcpts: Vec<Recipient>,
     rcpt_tried: usize,
+    /// Recipients past `smtpd_recipient_limit` in this transaction: only
+    /// those past `smtpd_recipient_overshoot_limit` are errors.
+    overshoot: usize,
     draft: Option<Draft>,
     /// BDAT in progress (and whether an error discards the rest).
     bdat: Option<(BdatReceiver, bool)>,
     stats: [(u32, u32); 16],
+    /// Postfix's error count: each refused command adds one; a received
+    /// message forgives them.  From `smtpd_soft_error_limit` on, every
+    /// reply waits `smtpd_error_sleep_time`; at `smtpd_hard_error_limit`
+    /// the session ends.
     errors: usize,
+    /// Commands a client can repeat without limit (HELO, EHLO, RSET, NOOP,
+    /// VRFY, ETRN, XCLIENT, XFORWARD, `smtpd_noop_commands`): past
+    /// `smtpd_junk_command_limit` each one counts as an error.
+    junk: usize,
     last: &'static str,
     xforward: Vec<(String, String)>,
     /// An access table said HOLD: the message goes to the hold queue.
@@ -185,10 +196,12 @@ pub async fn run(
         params: MailParams::default(),
         rcpts: Vec::new(),
         rcpt_tried: 0,
+        overshoot: 0,
         draft: None,
         bdat: None,
         stats: [(0, 0); 16],
         errors: 0,
+        junk: 0,
         last: "CONNECT",
         xforward: Vec::new(),
         hold: false,
@@ -263,7 +276,18 @@ pub async fn run(
 }
 
 impl Session<'_> {
+    /// The client as logs and replies name it: `name[addr]`, with
+    /// `:port` under `smtpd_client_port_logging`.
     fn client(&self) -> String {
+        if self.d.conf.client_port_logging {
+            format!("{}[{}]:{}", self.name, self.ip, self.ports.0)
+        } else {
+            self.peer()
+        }
+    }
+
+    /// `name[addr]` (the queue file's client attribute).
+    fn peer(&self) -> String {
         format!("{}[{}]", self.name, self.ip)
     }
 
@@ -304,12 +328,36 @@ impl Session<'_> {
     }
 
     async fn reply(&mut self, line: &str) -> std::io::Result<()> {
+        self.pace().await?;
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
         if self.out.len() > CHUNK {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// A client past `smtpd_soft_error_limit` errors waits
+    /// `smtpd_error_sleep_time` before each reply (the reply then goes out
+    /// at once, as Postfix flushes after the delay).
+    async fn pace(&mut self) -> std::io::Result<()> {
+        let c = &self.d.conf;
+        if self.errors >= c.soft_error_limit && !c.error_sleep_time.is_zero() {
+            self.flush().await?;
+            tokio::time::sleep(c.error_sleep_time).await;
+        }
+        Ok(())
+    }
+
+    /// After DATA or the last BDAT: a received message forgives the
+    /// client's earlier errors and junk commands, a refused one is an error.
+    fn forgive(&mut self, received: bool) {
+        if received {
+            self.errors = 0;
+            self.junk = 0;
+        } else {
+            self.errors += 1;
+        }
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -378,6 +426,7 @@ impl Session<'_> {
         self.params = MailParams::default();
         self.rcpts.clear();
         self.rcpt_tried = 0;
+        self.overshoot = 0;
         self.draft = None;
         self.bdat = None;
         self.hold = false;
@@ -416,8 +465,8 @@ impl Session<'_> {
                 // is then refused (smtpd_proto's access_denied).
                 Some(r) => {
                     self.access_denied = true;
-                    self.errors += 1;
                     self.reply(&r).await?;
+                    self.errors += 1;
                 }
                 // A filter refused the connection for good: Postfix's greeting
                 // says so (the session goes on, every MAIL refused).
@@ -432,6 +481,17 @@ impl Session<'_> {
             }
         }
         loop {
+            // (Before each command, as in Postfix: a refused greeting can
+            // reach a hard limit of 1.)
+            if self.errors >= self.d.conf.hard_error_limit {
+                self.reply(&format!("421 4.7.0 {} Error: too many errors", self.d.hub.conf.myhostname))
+                    .await?;
+                self.flush().await?;
+                self.d
+                    .log
+                    .info(&format!("too many errors after {} from {}", self.last, self.client()));
+                return Ok(());
+            }
             let Some(line) = self.line(self.d.conf.line_length_limit).await? else {
                 self.flush().await?;
                 return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "lost connection"));
@@ -442,15 +502,6 @@ impl Session<'_> {
                     self.flush().await?;
                     return Ok(());
                 }
-            }
-            if self.errors >= self.d.conf.hard_error_limit {
-                self.d
-                    .log
-                    .info(&format!("too many errors after {} from {}", self.last, self.client()));
-                self.reply(&format!("421 4.7.0 {} Error: too many errors", self.d.hub.conf.myhostname))
-                    .await?;
-                self.flush().await?;
-                return Ok(());
             }
         }
     }
@@ -599,13 +650,50 @@ impl Session<'_> {
         super::policy::request(&attrs)
     }
 
+    /// A refusal: the reply (paced by the errors before it), then one
+    /// more error.
     async fn error(&mut self, reply: &str) -> R {
-        self.errors += 1;
         self.reply(reply).await?;
+        self.errors += 1;
         Ok(Flow::Go)
     }
 
+    /// Counts a command Postfix flags as repeatable: past
+    /// `smtpd_junk_command_limit` each is an error too.
+    fn junk_command(&mut self) {
+        let n = self.junk;
+        self.junk += 1;
+        if n > self.d.conf.junk_command_limit {
+            self.errors += 1;
+        }
+    }
+
     async fn command(&mut self, line: &[u8]) -> R {
+        // smtpd_noop_commands: answered before anything else, not counted
+        // in the statistics.
+        if !self.d.conf.noop_commands.is_empty() {
+            let text = String::from_utf8_lossy(line);
+            if let Some(word) = text.split_whitespace().next() {
+                if self.d.conf.noop_commands.iter().any(|c| c.eq_ignore_ascii_case(word)) {
+                    self.reply("250 2.0.0 Ok").await?;
+                    self.junk_command();
+                    return Ok(Flow::Go);
+                }
+            }
+        }
+        let flow = self.dispatch(line).await;
+        // (Postfix's SMTPD_CMD_FLAG_LIMIT commands.)
+        if matches!(
+            self.last,
+            "HELO" | "EHLO" | "RSET" | "NOOP" | "VRFY" | "ETRN" | "XCLIENT" | "XFORWARD"
+        ) && !self.access_denied
+        {
+            self.junk_command();
+        }
+        flow
+    }
+
+    async fn dispatch(&mut self, line: &[u8]) -> R {
         let cmd = smtp::parse(line);
         let name: &'static str = match &cmd {
             Command::Helo(_) => "helo",
@@ -821,14 +909,10 @@ impl Session<'_> {
             kw.push("STARTTLS".into());
         }
         if c.sasl_auth_enable && (self.tls || !c.tls_auth_only) {
-            kw.push(
-                if self.d.gssapi {
-                    "AUTH GSSAPI PLAIN LOGIN"
-                } else {
-                    "AUTH PLAIN LOGIN"
-                }
-                .into(),
-            );
+            let mechs = self.mechanisms();
+            if !mechs.is_empty() {
+                kw.push(format!("AUTH {}", mechs.join(" ")));
+            }
         }
         if crate::daemon::hub::conf::match_networks(&c.xclient_hosts, self.ip) {
             kw.push("XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT".into());
@@ -1044,7 +1128,12 @@ impl Session<'_> {
         }
         if self.rcpts.len() >= self.d.conf.recipient_limit {
             self.count("rcpt", false);
-            return self.error("452 4.5.3 Error: too many recipients").await;
+            self.reply("452 4.5.3 Error: too many recipients").await?;
+            self.overshoot += 1;
+            if self.overshoot > self.d.conf.recipient_overshoot_limit {
+                self.errors += 1;
+            }
+            return Ok(Flow::Go);
         }
         if !self.d.rate_ok(self.ip, super::Event::Recipient) {
             self.count("rcpt", false);
@@ -1254,6 +1343,20 @@ impl Session<'_> {
         }
     }
 
+    /// The AUTH mechanisms this session offers: those with the security
+    /// properties `smtpd_sasl_security_options` asks for, or
+    /// `smtpd_sasl_tls_security_options` under TLS.
+    fn mechanisms(&self) -> Vec<&'static str> {
+        let c = &self.d.conf;
+        let sec = if self.tls { &c.sasl_tls_security } else { &c.sasl_security };
+        let all: &[&'static str] = if self.d.gssapi {
+            &["GSSAPI", "PLAIN", "LOGIN"]
+        } else {
+            &["PLAIN", "LOGIN"]
+        };
+        all.iter().copied().filter(|m| sec.allows(m)).collect()
+    }
+
     async fn auth(&mut self, mech: String, ir: Option<String>) -> R {
         let c = &self.d.conf;
         if !c.sasl_auth_enable || (c.tls_auth_only && !self.tls) {
@@ -1267,6 +1370,12 @@ impl Session<'_> {
         if self.sender.is_some() {
             self.count("auth", false);
             return self.error("503 5.5.1 Error: MAIL transaction in progress").await;
+        }
+        if !self.mechanisms().contains(&mech.as_str()) {
+            self.count("auth", false);
+            return self
+                .error("535 5.7.8 Error: authentication failed: Invalid authentication mechanism")
+                .await;
         }
         #[cfg(feature = "krb5")]
         if mech == "GSSAPI" && self.d.gssapi {

@@ -105,6 +105,7 @@ impl Session<'_> {
         let reply = self.queue(std::mem::take(&mut rx.data), None).await;
         let ok = reply.starts_with('2');
         self.count("data", ok);
+        self.forgive(ok);
         self.reply(&reply).await?;
         Ok(Flow::Go)
     }
@@ -170,7 +171,9 @@ impl Session<'_> {
         }
         let total = rx.size;
         let reply = self.queue(std::mem::take(&mut rx.data), Some(total)).await;
-        self.count("bdat", reply.starts_with('2'));
+        let ok = reply.starts_with('2');
+        self.count("bdat", ok);
+        self.forgive(ok);
         self.reply(&reply).await?;
         Ok(Flow::Go)
     }
@@ -391,7 +394,7 @@ impl Session<'_> {
             rcpts,
             ..Default::default()
         };
-        env.attrs.push(("client".into(), self.client()));
+        env.attrs.push(("client".into(), self.peer()));
         if let Some(h) = &self.helo {
             env.attrs.push(("helo".into(), h.clone()));
         }
@@ -504,7 +507,9 @@ impl Session<'_> {
             Early::Helo => &self.d.conf.helo_restrictions,
             Early::Sender => &self.d.conf.sender_restrictions,
         };
-        if self.d.conf.delay_reject || l.is_empty() {
+        // (The sender's stage also has smtpd_reject_unlisted_sender.)
+        let unlisted = which == Early::Sender && self.d.conf.reject_unlisted_sender;
+        if self.d.conf.delay_reject || (l.is_empty() && !unlisted) {
             return None;
         }
         let queries = self.d.checker().early_queries(which, &self.facts(None));
