@@ -1317,7 +1317,7 @@ fn hub_tls_services() {
         &h,
         &b.lmtp_sock,
         &format!(
-            "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\n\
+            "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\nsmtpd_tls_received_header = yes\n\
              smtpd_sasl_auth_enable = yes\nsmtpd_sasl_path = smtpd\ncyrus_sasl_config_path = {}\n",
             cert.display(),
             key.display(),
@@ -1336,9 +1336,10 @@ fn hub_tls_services() {
         h.join("master.cf"),
         format!(
             "{master}127.0.0.1:{sub} inet n - n - - smtpd\n  -o smtpd_tls_security_level=encrypt\n\
+             \x20 -o smtpd_tls_mandatory_protocols=>=TLSv1.3\n\
              127.0.0.1:{smtps} inet n - n - - smtpd\n  -o smtpd_tls_wrappermode=yes\n\
              127.0.0.1:{noplain} inet n - n - - smtpd\n  -o smtpd_sasl_security_options=noanonymous,noplaintext\n\
-             \x20 -o smtpd_sasl_tls_security_options=noanonymous\n"
+             \x20 -o smtpd_sasl_tls_security_options=noanonymous\n  -o smtpd_sasl_mechanism_filter=!plain,static:all\n"
         ),
     )
     .unwrap();
@@ -1393,7 +1394,8 @@ fn hub_tls_services() {
         "{out}"
     );
     // noplaintext before TLS: no AUTH offered, PLAIN refused; under TLS
-    // (smtpd_sasl_tls_security_options) PLAIN and LOGIN.
+    // (smtpd_sasl_tls_security_options) LOGIN, PLAIN being filtered out
+    // (smtpd_sasl_mechanism_filter).
     let out = swaks(noplain, &["--quit-after", "EHLO"]);
     assert!(out.contains("STARTTLS") && !out.contains("AUTH"), "{out}");
     let out = swaks(noplain, &["--auth", "PLAIN", "--auth-user", "u7", "--auth-password", "testpw"]);
@@ -1426,9 +1428,28 @@ print(s.docmd('AUTH', 'PLAIN AHU3AHRlc3Rwdw=='))
         ],
     );
     assert!(
-        out.contains("250-AUTH PLAIN LOGIN") && out.contains("235 2.7.0 Authentication successful") && out.contains("queued as"),
+        out.contains("250-AUTH LOGIN\n") && out.contains("235 2.7.0 Authentication successful") && out.contains("queued as"),
         "{out}"
     );
+    // smtpd_tls_mandatory_protocols = >=TLSv1.3 on the encrypt service:
+    // a TLS 1.2 client fails its handshake, the opportunistic port 25
+    // takes it.
+    let out = python(
+        r#"
+import smtplib, ssl, sys
+for port in sys.argv[1:]:
+    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    s = smtplib.SMTP('127.0.0.1', int(port), timeout=20); s.ehlo('client.example')
+    try:
+        s.starttls(context=ctx); print(port, s.sock.version())
+    except (ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError) as e:
+        print(port, 'refused'); continue
+    s.sendmail('a@b.org', ['u7@mumail.test'], 'Subject: tls12\r\n\r\nhello\r\n')
+"#,
+        &[&sub.to_string(), &hub.port.to_string()],
+    );
+    assert_eq!(out.trim(), format!("{sub} refused\n{} TLSv1.2", hub.port), "{out}");
     // smtps: TLS before the greeting.
     let out = swaks(smtps, &["--tlsc", "--h-Subject", "wrapper"]);
     assert!(
@@ -1438,8 +1459,40 @@ print(s.docmd('AUTH', 'PLAIN AHU3AHRlc3Rwdw=='))
     wait_for("tls deliveries", Duration::from_secs(30), || {
         let mut v = inbox_headers(b.imap_port, "u7", "SUBJECT");
         v.sort();
-        v == ["encrypt", "noplaintext", "starttls", "wrapper"]
+        v == ["encrypt", "noplaintext", "starttls", "tls12", "wrapper"]
     });
+    // smtpd_tls_received_header: Postfix's lines in the hub's Received
+    // header (the key exchange and signature for TLS 1.3 only).
+    let received = python(
+        r#"
+import imaplib, sys, email
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw'); M.select('INBOX')
+typ, data = M.fetch('1:*', '(BODY.PEEK[HEADER])')
+for item in data:
+    if isinstance(item, tuple):
+        text = item[1].decode()
+        subject = [l for l in text.split('\r\n') if l.startswith('Subject:')][0][9:]
+        i = text.find('(using ')
+        if subject in ('starttls', 'tls12') and i > 0:
+            # (From the client's name on: the HELO names differ by client.)
+            start = text.find('(localhost', text.rfind('Received:', 0, i))
+            print('===', subject); print(text[start:text.find(' id ', i)])
+"#,
+        &[&b.imap_port.to_string()],
+    );
+    assert!(
+        received.contains(
+            "=== starttls\n(localhost [127.0.0.1])\r\n\
+             \t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n\
+             \t key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA512)\r\n\
+             \t(No client certificate requested)\r\n\tby hub.mumail.test (Postfix) with ESMTPS\n"
+        ) && received.contains(
+            "=== tls12\n(localhost [127.0.0.1])\r\n\
+             \t(using TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits))\r\n\
+             \t(No client certificate requested)\r\n\tby hub.mumail.test (Postfix) with ESMTPS\n"
+        ),
+        "{received}"
+    );
     let log = hub.log();
     assert!(log.contains("sasl_method=PLAIN, sasl_username=u7"), "{log}");
     drop(b);

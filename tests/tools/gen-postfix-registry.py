@@ -65,7 +65,21 @@ NOT_IMPLEMENTED = {"smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehl
                    "smtp_header_checks", "smtp_body_checks", "smtp_mime_header_checks", "smtp_generic_maps",
                    "smtpd_client_auth_rate_limit", "smtpd_client_new_tls_session_rate_limit",
                    "relay_clientcerts", "smtpd_authorized_verp_clients", "lmtp_fallback_relay",
-                   "smtp_fallback_relay"}
+                   "smtp_fallback_relay",
+                   # smtpd: queue file timing, ETRN lists, notification history,
+                   # per-request deadlines, DNS reply filtering, permit logging.
+                   "smtpd_delay_open_until_valid_rcpt", "smtpd_dns_reply_filter", "smtpd_etrn_restrictions",
+                   "smtpd_expansion_filter", "smtpd_forbid_unauth_pipelining", "smtpd_history_flush_threshold",
+                   "smtpd_log_access_permit_actions", "smtpd_min_data_rate", "smtpd_per_request_deadline",
+                   # smtpd TLS that rustls does not do: client certificates,
+                   # DSA/ECDSA second certificates, DH parameters, the session
+                   # cache database (rustls keeps its own in memory).
+                   "smtpd_tls_CAfile", "smtpd_tls_CApath", "smtpd_tls_ask_ccert", "smtpd_tls_req_ccert",
+                   "smtpd_tls_ccert_verifydepth", "smtpd_tls_fingerprint_digest",
+                   "smtpd_tls_always_issue_session_ids", "smtpd_tls_dcert_file", "smtpd_tls_dkey_file",
+                   "smtpd_tls_eccert_file", "smtpd_tls_eckey_file", "smtpd_tls_dh1024_param_file",
+                   "smtpd_tls_dh512_param_file", "smtpd_tls_session_cache_database",
+                   "smtpd_tls_session_cache_timeout"}
 REJECTED = set()
 
 def postconf_d(master_text):

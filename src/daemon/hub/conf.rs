@@ -221,6 +221,8 @@ pub struct SmtpdConf {
     pub soft_bounce: bool,
     pub bare_newline: BareNewline,
     pub bare_newline_reject_code: u16,
+    /// `smtpd_forbid_bare_newline_exclusions` (default `$mynetworks`).
+    pub bare_newline_exclusions: Vec<Cidr>,
     pub client_connection_count_limit: usize,
     /// anvil(8) rates per `anvil_rate_time_unit`: connections, messages,
     /// recipients (0 = no limit).
@@ -251,6 +253,17 @@ pub struct SmtpdConf {
     /// `smtpd_sasl_tls_security_options` (under TLS).
     pub sasl_security: SaslSecurity,
     pub sasl_tls_security: SaslSecurity,
+    /// `smtpd_sasl_service` and `smtpd_sasl_local_domain`: the service
+    /// and realm saslauthd is asked for.
+    pub sasl_service: String,
+    pub sasl_local_domain: String,
+    /// `smtpd_sasl_response_limit`: the longest AUTH response line.
+    pub sasl_response_limit: usize,
+    /// `smtpd_sasl_mechanism_filter`: (negated, name) entries, `*` for
+    /// `static:all` or `static:rest`; empty offers every mechanism.
+    pub sasl_mechanism_filter: Vec<(bool, String)>,
+    /// `smtpd_starttls_timeout`: the TLS handshake's time limit.
+    pub starttls_timeout: Duration,
     pub tls_auth_only: bool,
     /// `smtpd_tls_security_level = encrypt` (or the older
     /// `smtpd_enforce_tls`): MAIL needs TLS first, AUTH only under TLS.
@@ -259,6 +272,8 @@ pub struct SmtpdConf {
     pub wrappermode: bool,
     /// `smtpd_tls_loglevel` (1: log each TLS session).
     pub tls_loglevel: i64,
+    /// `smtpd_tls_received_header`.
+    pub tls_received_header: bool,
     pub saslauthd_path: String,
     pub xclient_hosts: Vec<Cidr>,
     pub xforward_hosts: Vec<Cidr>,
@@ -386,6 +401,29 @@ impl SmtpdConf {
             v => return Err(bad("smtpd_tls_security_level", v)),
         };
         let over = ReceiveOverride::parse(&s("receive_override_options"))?;
+        let sasl_auth_enable = p.get_bool("smtpd_sasl_auth_enable")?;
+        match s("smtpd_sasl_type").as_str() {
+            "cyrus" => {}
+            v if sasl_auth_enable => {
+                return Err(ConfigError::Syntax(format!(
+                    "smtpd_sasl_type = {v}: unsupported SASL server implementation (mumail speaks to saslauthd: cyrus)"
+                )))
+            }
+            _ => {}
+        }
+        let mut mechanism_filter = Vec::new();
+        for w in split_list(&s("smtpd_sasl_mechanism_filter")) {
+            let (neg, name) = match w.strip_prefix('!') {
+                Some(n) => (true, n),
+                None => (false, w),
+            };
+            let name = match name.to_ascii_lowercase().as_str() {
+                "static:all" | "static:rest" => "*".to_string(),
+                n if n.contains(':') || n.starts_with('/') => return Err(bad("smtpd_sasl_mechanism_filter", w)),
+                n => n.to_ascii_uppercase(),
+            };
+            mechanism_filter.push((neg, name));
+        }
         let upstream_proxy = match s("smtpd_upstream_proxy_protocol").trim() {
             "" => None,
             "haproxy" => Some(p.get_time("smtpd_upstream_proxy_timeout")?),
@@ -448,6 +486,7 @@ impl SmtpdConf {
             recipient_rate_limit: p.get_int("smtpd_client_recipient_rate_limit", 0, 0)? as u32,
             rate_time_unit: p.get_time("anvil_rate_time_unit")?,
             event_limit_exceptions: hosts("smtpd_client_event_limit_exceptions"),
+            bare_newline_exclusions: hosts("smtpd_forbid_bare_newline_exclusions"),
             peername_lookup: p.get_bool("smtpd_peername_lookup")?,
             client_port_logging: p.get_bool("smtpd_client_port_logging")?,
             upstream_proxy,
@@ -456,13 +495,19 @@ impl SmtpdConf {
             error_sleep_time: p.get_time("smtpd_error_sleep_time")?,
             junk_command_limit: p.get_int("smtpd_junk_command_limit", 1, 0)? as usize,
             noop_commands: restriction_list(&s("smtpd_noop_commands")),
-            sasl_auth_enable: p.get_bool("smtpd_sasl_auth_enable")?,
+            sasl_auth_enable,
+            sasl_service: s("smtpd_sasl_service"),
+            sasl_local_domain: s("smtpd_sasl_local_domain"),
+            sasl_response_limit: p.get_int("smtpd_sasl_response_limit", 1, 0)? as usize,
+            sasl_mechanism_filter: mechanism_filter,
+            starttls_timeout: p.get_time("smtpd_starttls_timeout")?,
             sasl_security: SaslSecurity::parse("smtpd_sasl_security_options", &s("smtpd_sasl_security_options"))?,
             sasl_tls_security: SaslSecurity::parse("smtpd_sasl_tls_security_options", &s("smtpd_sasl_tls_security_options"))?,
             tls_auth_only: p.get_bool("smtpd_tls_auth_only")? || enforce_tls,
             enforce_tls,
             wrappermode: p.get_bool("smtpd_tls_wrappermode")?,
             tls_loglevel: p.get_int("smtpd_tls_loglevel", 0, 0)?,
+            tls_received_header: p.get_bool("smtpd_tls_received_header")?,
             saslauthd_path: String::new(),
             xclient_hosts: hosts("smtpd_authorized_xclient_hosts"),
             xforward_hosts: hosts("smtpd_authorized_xforward_hosts"),

@@ -91,7 +91,9 @@ pub fn listen_addrs(service: &str, inet_interfaces: &str) -> Result<Vec<String>,
 /// smtpd's TLS from `smtpd_tls_cert_file`/`smtpd_tls_key_file` (or
 /// `smtpd_tls_chain_files`), when `smtpd_tls_security_level` is `may` or
 /// `encrypt` (or the legacy `smtpd_use_tls = yes`).
-fn tls_config(p: &Params) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+/// The service's TLS server, with what its Received header says of the
+/// server signature (`smtpd_tls_received_header`).
+fn tls_config(p: &Params) -> Result<Option<(Arc<rustls::ServerConfig>, Option<String>)>, String> {
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
     let level = p.get("smtpd_tls_security_level").unwrap_or_default();
     let legacy = p.get("smtpd_use_tls").as_deref() == Some("yes");
@@ -120,15 +122,24 @@ fn tls_config(p: &Params) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
         .map_err(|e| format!("cannot load certificate file {cert}: {e}"))?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("cannot load certificate file {cert}: {e}"))?;
+    let signature = certs.first().and_then(|c| crate::util::tls::server_signature(c));
     let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("cannot load private key file {key}: {e}"))?;
+    // The mandatory list where TLS is required, the opportunistic one
+    // elsewhere.
+    let which = if level == "encrypt" || (level.is_empty() && p.get("smtpd_enforce_tls").as_deref() == Some("yes")) {
+        "smtpd_tls_mandatory_protocols"
+    } else {
+        "smtpd_tls_protocols"
+    };
+    let versions = crate::util::tls::protocol_versions(&p.get(which).unwrap_or_default()).map_err(|e| format!("{which}: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS: {e}"))?;
-    Ok(Some(Arc::new(cfg)))
+    Ok(Some((Arc::new(cfg), signature)))
 }
 
 /// Gives a directory tree to `uid:gid` (entries already theirs are skipped).
@@ -188,7 +199,7 @@ fn smtpd_service(
     if !crate::daemon::smtpd::check::Checker::has_relay_control(&sconf) {
         return Err("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains".into());
     }
-    let tls = tls_config(&sp)?;
+    let (tls, signature) = tls_config(&sp)?.unzip();
     let log = Arc::new(mklog(&sp, "smtpd")?);
     let clog = Arc::new(mklog(&sp, "cleanup")?);
     let sasl_path = crate::daemon::smtpd::saslauthd_path(&sp);
@@ -198,11 +209,13 @@ fn smtpd_service(
         "-" => sp.get_int("default_process_limit", 0, 0).unwrap_or(100) as usize,
         n => n.parse().unwrap_or(100),
     };
+    let mut smtpd = Smtpd::new(hub.clone(), sconf, log, clog, tls, sasl_path, gssapi)?;
+    smtpd.tls_signature = signature.flatten();
     Ok(SmtpdService {
         name: listen.name.clone(),
         addrs,
         maxproc,
-        smtpd: Smtpd::new(hub.clone(), sconf, log, clog, tls, sasl_path, gssapi)?,
+        smtpd,
     })
 }
 

@@ -32,6 +32,9 @@ pub struct Smtpd {
     pub virtual_maps: Maps,
     pub relay_maps: Maps,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The Received header's `server-signature ...` text for this
+    /// service's certificate.
+    pub tls_signature: Option<String>,
     /// saslauthd's socket for AUTH (from the SASL application config).
     pub saslauthd_path: String,
     /// AUTH offers GSSAPI (see `sasl_gssapi`).
@@ -153,6 +156,7 @@ impl Smtpd {
             cleanup_log,
             tables: check::TableCache::default(),
             tls,
+            tls_signature: None,
             saslauthd_path,
             gssapi,
             conns: Mutex::new(HashMap::new()),

@@ -15,8 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod message;
 
-/// Longest AUTH response line (Postfix: 12 KB of base64).
-const AUTH_LINE: usize = 12 * 1024;
 /// Read chunk.
 const CHUNK: usize = 64 * 1024;
 
@@ -54,6 +52,8 @@ struct Session<'a> {
     helo: Option<String>,
     esmtp: bool,
     tls: bool,
+    /// The Received header's TLS lines (`smtpd_tls_received_header`).
+    tls_received: Option<String>,
     sasl: Option<(String, String)>,
     sender: Option<String>,
     params: MailParams,
@@ -191,6 +191,7 @@ pub async fn run(
         helo: None,
         esmtp: false,
         tls: false,
+        tls_received: None,
         sasl: None,
         sender: None,
         params: MailParams::default(),
@@ -1310,7 +1311,8 @@ impl Session<'_> {
     /// (after STARTTLS, or at connect in wrapper mode).
     async fn tls_handshake(&mut self, cfg: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
         let io = std::mem::replace(&mut self.io, Box::new(tokio::io::duplex(1).0));
-        match tokio::time::timeout(self.d.conf.timeout, tokio_rustls::TlsAcceptor::from(cfg).accept(io)).await {
+        let limit = self.d.conf.starttls_timeout;
+        match tokio::time::timeout(limit, tokio_rustls::TlsAcceptor::from(cfg).accept(io)).await {
             Ok(Ok(t)) => {
                 if self.d.conf.tls_loglevel >= 1 {
                     let (_, conn) = t.get_ref();
@@ -1318,6 +1320,10 @@ impl Session<'_> {
                     self.d
                         .log
                         .info(&format!("Anonymous TLS connection established from {}: {summary}", self.client()));
+                }
+                if self.d.conf.tls_received_header {
+                    let sig = self.d.tls_signature.as_deref();
+                    self.tls_received = Some(crate::util::tls::received_lines(t.get_ref().1, sig));
                 }
                 self.io = Box::new(t);
                 self.tls = true;
@@ -1333,7 +1339,7 @@ impl Session<'_> {
 
     async fn auth_line(&mut self, prompt: &str) -> std::io::Result<Option<String>> {
         self.reply(prompt).await?;
-        match self.line(AUTH_LINE).await? {
+        match self.line(self.d.conf.sasl_response_limit).await? {
             Some(l) if !self.discard => Ok(Some(String::from_utf8_lossy(&l).into_owned())),
             Some(_) => {
                 self.discard = false;
@@ -1354,7 +1360,12 @@ impl Session<'_> {
         } else {
             &["PLAIN", "LOGIN"]
         };
-        all.iter().copied().filter(|m| sec.allows(m)).collect()
+        // smtpd_sasl_mechanism_filter: the first entry that names the
+        // mechanism decides (a `!` one refuses it); unnamed ones are not
+        // offered.
+        let filter = &c.sasl_mechanism_filter;
+        let passes = |m: &str| filter.is_empty() || filter.iter().find(|(_, n)| n == "*" || n == m).is_some_and(|(neg, _)| !neg);
+        all.iter().copied().filter(|m| sec.allows(m) && passes(m)).collect()
     }
 
     async fn auth(&mut self, mech: String, ir: Option<String>) -> R {
@@ -1442,7 +1453,8 @@ impl Session<'_> {
             }
         };
         let path = self.d.saslauthd_path.clone();
-        match crate::daemon::saslauthd_client::check(&path, &user, &Secret::new(pw), "smtp", "").await {
+        let (service, realm) = (&self.d.conf.sasl_service, &self.d.conf.sasl_local_domain);
+        match crate::daemon::saslauthd_client::check(&path, &user, &Secret::new(pw), service, realm).await {
             Ok(true) => {
                 self.sasl = Some((mech, user));
                 self.count("auth", true);
@@ -1471,7 +1483,7 @@ impl Session<'_> {
     #[cfg(feature = "krb5")]
     async fn auth_gssapi(&mut self, ir: Option<String>) -> R {
         use crate::auth::gssapi::{Server, Step};
-        let mut server = Server::new("smtp");
+        let mut server = Server::new(&self.d.conf.sasl_service);
         let mut resp = match ir {
             Some(r) if r == "=" => String::new(),
             Some(r) => r,

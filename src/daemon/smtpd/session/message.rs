@@ -91,7 +91,7 @@ impl Session<'_> {
         }
         if rx.bare_lf
             && self.d.conf.bare_newline == crate::daemon::hub::conf::BareNewline::Reject
-            && !crate::daemon::hub::conf::match_networks(&self.d.hub.conf.mynetworks, self.ip)
+            && !crate::daemon::hub::conf::match_networks(&self.d.conf.bare_newline_exclusions, self.ip)
         {
             self.count("data", false);
             self.reset();
@@ -235,10 +235,11 @@ impl Session<'_> {
             head.push_str(p);
             head.push_str("\r\n");
         }
-        head.push_str(&format!(
-            "Received: from {helo} ({} [{addr}])\r\n\tby {} ({}) with {proto} id {qid}",
-            self.name, hub.myhostname, hub.mail_name
-        ));
+        head.push_str(&format!("Received: from {helo} ({} [{addr}])\r\n", self.name));
+        if let Some(lines) = &self.tls_received {
+            head.push_str(lines);
+        }
+        head.push_str(&format!("\tby {} ({}) with {proto} id {qid}", hub.myhostname, hub.mail_name));
         if self.rcpts.len() == 1 {
             head.push_str(&format!("\r\n\tfor <{}>; {date}\r\n", self.rcpts[0].addr));
         } else {
