@@ -734,6 +734,80 @@ fn client_port_logging_matches_real_postfix() {
     }
 }
 
+const CLASSES: &str = "smtpd_authorized_xclient_hosts = 127.0.0.0/8\nsmtpd_sasl_auth_enable = yes\nsmtpd_discard_ehlo_keywords = auth\n\
+    smtpd_restriction_classes = internal_only, strict_senders\n\
+    internal_only = check_client_access inline:{ {10.1.2.3=OK} }, reject\n\
+    strict_senders = reject_non_fqdn_sender, permit\n\
+    smtpd_sender_login_maps = inline:{ {u7@mumail.test=u7}, {@shared.example=u7 yes1}, {yes1=yes1} }\n\
+    smtpd_recipient_restrictions = check_recipient_access inline:{ {u7+staff@mumail.test=internal_only}, \
+    {u7+list@mumail.test=strict_senders}, {u7+group@mumail.test=permit_mynetworks, reject} }, \
+    reject_sender_login_mismatch, permit_mynetworks, reject_unauth_destination\n";
+
+const LOGIN_SESSIONS: &str = "EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<u7+staff@mumail.test>
+RCPT TO:<u7+group@mumail.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<u7@mumail.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<x>
+RCPT TO:<u7+list@mumail.test>
+RCPT TO:<u7+staff@mumail.test>
+QUIT
+
+EHLO client.example
+XCLIENT ADDR=10.1.2.3 LOGIN=yes1
+EHLO client.example
+MAIL FROM:<u7@mumail.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<someone@shared.example>
+RCPT TO:<u7+staff@mumail.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<nobody@elsewhere.example>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<yes1@mumail.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<yes1+tag@mumail.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+";
+
+/// smtpd_restriction_classes (named in a list and answered by an access
+/// table, as is a list of restrictions), smtpd_sender_login_maps and the
+/// four reject_*sender_login_mismatch restrictions, logged in through
+/// XCLIENT LOGIN.
+#[test]
+fn restriction_classes_and_sender_logins_match_real_postfix() {
+    let (real, _) = differential(CLASSES, LOGIN_SESSIONS, 25);
+    if !real.is_empty() {
+        for what in [
+            "<u7+staff@mumail.test>: Recipient address rejected: Access denied",
+            "<u7@mumail.test>: Sender address rejected: not logged in",
+            "<u7@mumail.test>: Sender address rejected: not owned by user yes1",
+            "<x>: Sender address rejected: need fully-qualified address",
+        ] {
+            assert!(real.contains(what), "{what}:\n{real}");
+        }
+    }
+    for r in [
+        "reject_authenticated_sender_login_mismatch",
+        "reject_unauthenticated_sender_login_mismatch",
+        "reject_known_sender_login_mismatch",
+    ] {
+        differential(
+            &CLASSES.replace("reject_sender_login_mismatch,", &format!("{r},")),
+            LOGIN_SESSIONS,
+            25,
+        );
+    }
+}
+
 /// `smtpd_delay_reject = no`: each list at its own command.
 #[test]
 fn undelayed_restrictions_match_real_postfix() {

@@ -175,6 +175,10 @@ pub struct SmtpdConf {
     pub sender_restrictions: Vec<String>,
     pub relay_restrictions: Vec<String>,
     pub recipient_restrictions: Vec<String>,
+    /// `smtpd_restriction_classes`: each class's restriction list, by name.
+    pub restriction_classes: std::collections::HashMap<String, Vec<String>>,
+    /// `smtpd_sender_login_maps`: who owns which sender address.
+    pub sender_login_maps: Vec<String>,
     pub data_restrictions: Vec<String>,
     /// `smtpd_end_of_data_restrictions`.
     pub end_of_data_restrictions: Vec<String>,
@@ -446,6 +450,11 @@ impl SmtpdConf {
             sender_restrictions: restriction_list(&s("smtpd_sender_restrictions")),
             relay_restrictions: restriction_list(&s("smtpd_relay_restrictions")),
             recipient_restrictions: restriction_list(&s("smtpd_recipient_restrictions")),
+            restriction_classes: split_list(&s("smtpd_restriction_classes"))
+                .into_iter()
+                .map(|c| (c.to_string(), restriction_list(&s(c))))
+                .collect(),
+            sender_login_maps: restriction_list(&s("smtpd_sender_login_maps")),
             data_restrictions: restriction_list(&s("smtpd_data_restrictions")),
             end_of_data_restrictions: restriction_list(&s("smtpd_end_of_data_restrictions")),
             policy: crate::daemon::smtpd::policy::Defaults::load(p)?,

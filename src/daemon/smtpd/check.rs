@@ -129,6 +129,10 @@ pub struct Checker<'a> {
     pub conf: &'a SmtpdConf,
     pub tables: &'a TableCache,
     pub local_maps: &'a Maps,
+    pub login_maps: &'a Maps,
+    /// Restriction classes (and lists from tables) being evaluated, one in
+    /// another (Postfix gives up past 100).
+    pub depth: std::cell::Cell<usize>,
     pub virtual_maps: &'a Maps,
     pub relay_maps: &'a Maps,
     /// canonical and virtual alias tables (a listed address is known).
@@ -181,7 +185,7 @@ impl Checker<'_> {
     }
 
     /// The access(5) action found in a table.
-    fn action(&self, value: &str, what: &str, stage: Stage) -> Verdict {
+    fn action(&self, value: &str, what: &str, stage: Stage, f: &Facts<'_>) -> Verdict {
         let v = value.trim();
         let (word, rest) = match v.find([' ', '\t']) {
             Some(i) => (&v[..i], v[i..].trim_start()),
@@ -259,7 +263,83 @@ impl Checker<'_> {
             }
             "DUNNO" => Verdict::Dunno,
             "PERMIT" => Verdict::Permit,
-            _ => config_error(what, stage),
+            // A restriction class's name, or a list of restrictions: run as
+            // a list in this one's place.
+            _ => {
+                let list: Vec<String> = crate::config::postfix::list::split_list(v)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                self.nested(&list, f, stage)
+            }
+        }
+    }
+
+    /// A restriction list inside another (a class, or a table's answer).
+    fn nested(&self, list: &[String], f: &Facts<'_>, stage: Stage) -> Verdict {
+        let depth = self.depth.get();
+        if depth >= 100 {
+            return config_error(&self.what(f, stage), stage);
+        }
+        self.depth.set(depth + 1);
+        let v = self.list(list, f, stage);
+        self.depth.set(depth);
+        v
+    }
+
+    /// The owners `smtpd_sender_login_maps` gives a sender (keys as
+    /// Postfix's mail_addr_find: the address, without its extension, the
+    /// local part in a local domain, `@domain`); None when it has none.
+    fn sender_owners(&self, sender: &str) -> Result<Option<String>, ()> {
+        let (local, domain) = split(sender);
+        let lower = sender.to_ascii_lowercase();
+        let mut keys = vec![lower];
+        let base = self.strip_ext(local);
+        if let Some(b) = base {
+            keys.push(format!("{b}@{domain}").to_ascii_lowercase());
+        }
+        if matches!(class(self.hub, &domain), Class::Local) {
+            keys.push(local.to_ascii_lowercase());
+            if let Some(b) = base {
+                keys.push(b.to_ascii_lowercase());
+            }
+        }
+        if !domain.is_empty() {
+            keys.push(format!("@{domain}"));
+        }
+        self.login_maps.lookup_keys(&keys).map(|v| v.map(|(v, _)| v)).map_err(|_| ())
+    }
+
+    /// `reject_*sender_login_mismatch`: a logged-in client must own the
+    /// sender (`unknown_ok`: unless the sender has no owner), and a sender
+    /// with an owner needs a login (`logged_out`).
+    fn login_mismatch(&self, f: &Facts<'_>, logged_in: bool, unknown_ok: bool, logged_out: bool) -> Verdict {
+        let Some(sender) = f.sender.filter(|s| !s.is_empty()) else {
+            return Verdict::Dunno;
+        };
+        // (Postfix opens smtpd_sender_login_maps only with AUTH on.)
+        if self.login_maps.is_empty() || !self.conf.sasl_auth_enable {
+            return Verdict::Dunno;
+        }
+        let owners = match self.sender_owners(sender) {
+            Ok(o) => o,
+            Err(()) => return Verdict::Reject(format!("451 4.3.0 <{sender}>: Temporary lookup failure")),
+        };
+        let reply = |text: String| Verdict::Reject(fix(553, "5.7.1", &format!("<{sender}>: Sender address rejected: {text}"), false));
+        match (f.sasl_user, owners) {
+            (Some(user), Some(owners)) if logged_in => {
+                let listed = crate::config::postfix::list::split_list(&owners)
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(user));
+                if listed {
+                    Verdict::Dunno
+                } else {
+                    reply(format!("not owned by user {user}"))
+                }
+            }
+            (Some(user), None) if logged_in && !unknown_ok => reply(format!("not owned by user {user}")),
+            (None, Some(_)) if logged_out => reply("not logged in".to_string()),
+            _ => Verdict::Dunno,
         }
     }
 
@@ -329,7 +409,7 @@ impl Checker<'_> {
                 continue;
             }
             match t.lookup(&k) {
-                Ok(Some(v)) => return self.action(&v, &what, stage),
+                Ok(Some(v)) => return self.action(&v, &what, stage, f),
                 Ok(None) => {}
                 Err(_) => return config_error(&what, stage),
             }
@@ -521,11 +601,16 @@ impl Checker<'_> {
                         return config_error(&self.what(f, stage), stage);
                     };
                     match f.policy.get(arg.as_str()) {
-                        Some(action) => self.action(action, &self.what(f, stage), stage),
+                        Some(action) => self.action(action, &self.what(f, stage), stage, f),
                         None => return Verdict::Need(arg.clone()),
                     }
                 }
                 "reject_unlisted_sender" => self.unlisted_sender(f),
+                "reject_sender_login_mismatch" => self.login_mismatch(f, true, false, true),
+                "reject_authenticated_sender_login_mismatch" => self.login_mismatch(f, true, false, false),
+                "reject_unauthenticated_sender_login_mismatch" => self.login_mismatch(f, false, false, true),
+                "reject_known_sender_login_mismatch" => self.login_mismatch(f, true, true, true),
+                class if self.conf.restriction_classes.contains_key(class) => self.nested(&self.conf.restriction_classes[class], f, stage),
                 "reject_unauth_pipelining" => Verdict::Dunno,
                 _ => return config_error(&self.what(f, stage), stage),
             };
@@ -673,9 +758,23 @@ impl Checker<'_> {
     fn queries(&self, lists: &[(&[String], Stage)], f: &Facts<'_>) -> Vec<Query> {
         let mut out = Vec::new();
         for (list, _) in lists {
+            self.list_queries(list, f, &mut out, 0);
+        }
+        out
+    }
+
+    /// The lookups of one list, and of the restriction classes it names.
+    fn list_queries(&self, list: &[String], f: &Facts<'_>, out: &mut Vec<Query>, depth: usize) {
+        {
             let mut it = list.iter();
             while let Some(r) = it.next() {
                 let r = r.as_str();
+                if let Some(class) = self.conf.restriction_classes.get(r) {
+                    if depth < 10 {
+                        self.list_queries(class, f, out, depth + 1);
+                    }
+                    continue;
+                }
                 if r.starts_with("reject_rbl_") || r.starts_with("reject_rhsbl_") {
                     if let Some((name, ..)) = it.next().and_then(|a| self.rbl_target(r, a, f)) {
                         out.push(Query::List(name));
@@ -693,7 +792,6 @@ impl Checker<'_> {
                 }
             }
         }
-        out
     }
 
     /// The lookups `rcpt` will need.
@@ -960,6 +1058,8 @@ mod tests {
             conf: &conf,
             tables: &tables,
             local_maps: &lm,
+            login_maps: &empty,
+            depth: Default::default(),
             virtual_maps: &empty,
             relay_maps: &empty,
             cleanup: &rw,
