@@ -808,6 +808,64 @@ fn restriction_classes_and_sender_logins_match_real_postfix() {
     }
 }
 
+const MISC: &str = "smtpd_authorized_xclient_hosts = 127.0.0.0/8\nsmtpd_sasl_auth_enable = yes\n\
+    smtpd_discard_ehlo_keywords = auth\nsmtpd_helo_restrictions = permit_naked_ip_address, reject\n\
+    smtpd_data_restrictions = reject_multi_recipient_bounce\n\
+    smtpd_recipient_restrictions = check_sasl_access inline:{ {yes1=REJECT no yes1 here} }, \
+    reject_multi_recipient_bounce, permit_inet_interfaces, permit_tls_clientcerts, \
+    check_ccert_access inline:{ {x=OK} }, sleep 1, reject_unauth_destination\n";
+
+const MISC_SESSIONS: &str = "EHLO 1.2.3.4
+MAIL FROM:<>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<yes1@mumail.test>
+DATA
+RAW Subject: t\\r\\n\\r\\nbody\\r\\n.\\r\\n
+QUIT
+
+EHLO client.example
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO 1.2.3.4
+XCLIENT ADDR=10.0.0.5 LOGIN=yes1
+EHLO 1.2.3.4
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO 1.2.3.4
+XCLIENT ADDR=10.0.0.5
+EHLO 1.2.3.4
+MAIL FROM:<a@b.org>
+RCPT TO:<u7@mumail.test>
+QUIT
+";
+
+/// permit_naked_ip_address, reject_multi_recipient_bounce (at RCPT and
+/// DATA), check_sasl_access, permit_inet_interfaces (the connection's own
+/// address, not the one XCLIENT gives), reject_plaintext_session, and the
+/// client-certificate restrictions (no certificate is asked for: they
+/// never match).
+#[test]
+fn more_restrictions_match_real_postfix() {
+    let (real, _) = differential(MISC, MISC_SESSIONS, 15);
+    if !real.is_empty() {
+        for what in ["Multi-recipient bounce", "no yes1 here", "Helo command rejected"] {
+            assert!(real.contains(what), "{what}:\n{real}");
+        }
+    }
+    let (real, _) = differential(
+        "smtpd_recipient_restrictions = reject_plaintext_session, reject_unauth_destination\n",
+        "EHLO a.b\nMAIL FROM:<a@b.org>\nRCPT TO:<u7@mumail.test>\nQUIT\n",
+        3,
+    );
+    if !real.is_empty() {
+        assert!(real.contains("450 4.7.1 Session encryption is required"), "{real}");
+    }
+}
+
 /// `smtpd_delay_reject = no`: each list at its own command.
 #[test]
 fn undelayed_restrictions_match_real_postfix() {
@@ -1012,7 +1070,29 @@ fn dns_restriction_replies_match_real_postfix() {
             .is_ok()
     });
     differential_in(DNS, DNS_SESSIONS, 30, Some(server));
+    // permit_dnswl_client: a listed client passes, but not to relay.
+    differential_in(DNSWL, DNSWL_SESSIONS, 5, Some(server));
 }
+
+const DNSWL: &str = "smtpd_authorized_xclient_hosts = 127.0.0.0/8\nsmtpd_relay_restrictions =\n\
+    smtpd_recipient_restrictions = permit_dnswl_client bl.test=127.0.0.2, permit_rhswl_client dbl.test, \
+    reject_rbl_client bl.test, reject_unauth_destination\n";
+
+const DNSWL_SESSIONS: &str = "EHLO mail.good.test
+XCLIENT ADDR=192.0.2.7 NAME=client.good.test
+EHLO mail.good.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<x@elsewhere.test>
+QUIT
+
+EHLO mail.good.test
+XCLIENT ADDR=192.0.2.9 NAME=spam.test
+EHLO mail.good.test
+MAIL FROM:<a@good.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+";
 
 /// Sends the header-rewriting messages: argv[1] the port.
 const HEADER_SENDER: &str = r#"

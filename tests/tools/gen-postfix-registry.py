@@ -50,7 +50,8 @@ SUPPORTED_NAMES = {"non_smtpd_milters", "milter_command_timeout", "milter_connec
                    "hash_queue_depth", "header_checks", "maps_rbl_reject_code", "message_drop_headers",
                    "mime_header_checks", "nested_header_checks", "non_fqdn_reject_code", "rbl_reply_maps",
                    "relayhost", "remote_header_rewrite_domain", "content_filter", "receive_override_options",
-                   "postscreen_upstream_proxy_protocol", "postscreen_upstream_proxy_timeout"}
+                   "postscreen_upstream_proxy_protocol", "postscreen_upstream_proxy_timeout",
+                   "plaintext_reject_code", "multi_recipient_bounce_reject_code"}
 # Under those prefixes but not implemented, and changing how mail is
 # handled: main.cf setting one gets the "not implemented; ignored" warning.
 NOT_IMPLEMENTED = {"smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehlo", "smtpd_proxy_timeout",

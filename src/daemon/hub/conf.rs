@@ -209,6 +209,10 @@ pub struct SmtpdConf {
     pub defer_code: u16,
     pub unknown_address_reject_code: u16,
     pub non_fqdn_reject_code: u16,
+    /// `plaintext_reject_code` (`reject_plaintext_session`).
+    pub plaintext_reject_code: u16,
+    /// `multi_recipient_bounce_reject_code`.
+    pub multi_recipient_bounce_reject_code: u16,
     /// DNS restrictions: `maps_rbl_reject_code`, `default_rbl_reply`
     /// (unexpanded template), `rbl_reply_maps`.
     pub maps_rbl_reject_code: u16,
@@ -477,6 +481,8 @@ impl SmtpdConf {
             defer_code: code("defer_code")?,
             unknown_address_reject_code: code("unknown_address_reject_code")?,
             non_fqdn_reject_code: code("non_fqdn_reject_code")?,
+            plaintext_reject_code: code("plaintext_reject_code")?,
+            multi_recipient_bounce_reject_code: code("multi_recipient_bounce_reject_code")?,
             maps_rbl_reject_code: code("maps_rbl_reject_code")?,
             default_rbl_reply: p.raw("default_rbl_reply").unwrap_or_default(),
             rbl_reply_maps: restriction_list(&s("rbl_reply_maps")),

@@ -33,10 +33,16 @@ pub struct Facts<'a> {
     pub name_status: NameStatus,
     pub reverse_status: NameStatus,
     pub client_addr: IpAddr,
+    /// The connection's own peer address (XCLIENT does not change it).
+    pub sock_addr: IpAddr,
     pub helo: Option<&'a str>,
     pub sasl_user: Option<&'a str>,
     pub sender: Option<&'a str>,
     pub rcpt: Option<&'a str>,
+    /// The session is under TLS (`reject_plaintext_session`).
+    pub tls: bool,
+    /// Recipients accepted so far (`reject_multi_recipient_bounce`).
+    pub rcpt_count: usize,
     /// The client sent commands ahead of replies where PIPELINING was not
     /// offered or before the greeting (`reject_unauth_pipelining`).
     pub ill_pipelining: bool,
@@ -63,6 +69,8 @@ enum Stage {
     Recipient,
     Data,
     EndOfData,
+    /// `check_sasl_access`: the login name.
+    Sasl,
 }
 
 impl Stage {
@@ -74,6 +82,7 @@ impl Stage {
             Stage::Recipient => "Recipient address",
             Stage::Data => "Data command",
             Stage::EndOfData => "End-of-data",
+            Stage::Sasl => "SASL login name",
         }
     }
 }
@@ -343,6 +352,21 @@ impl Checker<'_> {
         }
     }
 
+    /// An access(5) table looked up with one key (`check_sasl_access`:
+    /// the login name; the reply names the client).
+    fn lookup_action(&self, spec: &str, key: &str, f: &Facts<'_>, stage: Stage) -> Verdict {
+        let what = self.what(f, stage);
+        let t = match self.tables.get(spec) {
+            Ok(t) => t,
+            Err(_) => return config_error(&what, stage),
+        };
+        match t.lookup(key) {
+            Ok(Some(v)) => self.action(&v, &what, stage, f),
+            Ok(None) => Verdict::Dunno,
+            Err(_) => config_error(&what, stage),
+        }
+    }
+
     /// access(5) lookups with the key order of each stage.
     fn access(&self, spec: &str, f: &Facts<'_>, stage: Stage) -> Verdict {
         let t = match self.tables.get(spec) {
@@ -386,6 +410,7 @@ impl Checker<'_> {
                     domains(h, &mut keys);
                 }
             }
+            Stage::Sasl => keys.push((f.sasl_user.unwrap_or("").to_string(), true)),
             Stage::Sender | Stage::Recipient | Stage::Data | Stage::EndOfData => {
                 let addr = if stage == Stage::Recipient { f.rcpt } else { f.sender }.unwrap_or("");
                 if addr.is_empty() {
@@ -430,6 +455,7 @@ impl Checker<'_> {
             Stage::Data => "DATA".to_string(),
             Stage::EndOfData => "END-OF-MESSAGE".to_string(),
             Stage::Recipient => f.rcpt.unwrap_or("").to_string(),
+            Stage::Sasl => f.sasl_user.unwrap_or("").to_string(),
         }
     }
 
@@ -606,6 +632,59 @@ impl Checker<'_> {
                     }
                 }
                 "reject_unlisted_sender" => self.unlisted_sender(f),
+                // (The pause itself is not made: the checks do not wait.)
+                "sleep" => {
+                    if it.next().is_none() {
+                        return config_error(&self.what(f, stage), stage);
+                    }
+                    Verdict::Dunno
+                }
+                "permit_dnswl_client" | "permit_rhswl_client" => {
+                    let Some(arg) = it.next() else {
+                        return config_error(&self.what(f, stage), stage);
+                    };
+                    self.allowlisted(r, arg, f, stage)
+                }
+                "permit_inet_interfaces" if self.conf.inet_addrs.contains(&f.sock_addr) => Verdict::Permit,
+                "permit_inet_interfaces" => Verdict::Dunno,
+                "permit_naked_ip_address" => match f.helo {
+                    Some(h) if h.parse::<IpAddr>().is_ok() => Verdict::Permit,
+                    _ => Verdict::Dunno,
+                },
+                "check_sasl_access" => {
+                    let Some(spec) = it.next() else {
+                        return config_error(&self.what(f, stage), stage);
+                    };
+                    match f.sasl_user {
+                        Some(user) => self.lookup_action(spec, user, f, Stage::Sasl),
+                        None => Verdict::Dunno,
+                    }
+                }
+                "reject_plaintext_session" if !f.tls => Verdict::Reject(fix(
+                    self.conf.plaintext_reject_code,
+                    "4.7.1",
+                    "Session encryption is required",
+                    self.conf.soft_bounce,
+                )),
+                "reject_plaintext_session" => Verdict::Dunno,
+                "reject_multi_recipient_bounce" => {
+                    // At RCPT a second recipient, at DATA more than one.
+                    let already = usize::from(stage != Stage::Recipient);
+                    if f.sender == Some("") && f.rcpt_count > already {
+                        let code = self.conf.multi_recipient_bounce_reject_code;
+                        self.reject(code, "5.5.3", &self.what(f, stage), stage, "Multi-recipient bounce")
+                    } else {
+                        Verdict::Dunno
+                    }
+                }
+                // No client certificate is ever asked for: none matches.
+                "permit_tls_clientcerts" | "permit_tls_all_clientcerts" => Verdict::Dunno,
+                "check_ccert_access" => {
+                    if it.next().is_none() {
+                        return config_error(&self.what(f, stage), stage);
+                    }
+                    Verdict::Dunno
+                }
                 "reject_sender_login_mismatch" => self.login_mismatch(f, true, false, true),
                 "reject_authenticated_sender_login_mismatch" => self.login_mismatch(f, true, false, false),
                 "reject_unauthenticated_sender_login_mismatch" => self.login_mismatch(f, false, false, true),
@@ -674,6 +753,41 @@ impl Checker<'_> {
             }
         };
         Some((format!("{listed}.{zone}"), class, what, zone, filter))
+    }
+
+    /// The DNS allow list name `permit_dnswl_client` (the client address
+    /// reversed) or `permit_rhswl_client` (its name) looks up, with the
+    /// answer filter.
+    fn wl_target<'b>(&self, r: &str, arg: &'b str, f: &Facts<'_>) -> Option<(String, Option<&'b str>)> {
+        let (zone, filter) = match arg.split_once('=') {
+            Some((z, fl)) => (z, Some(fl)),
+            None => (arg, None),
+        };
+        if r == "permit_dnswl_client" {
+            Some((crate::dns::reverse_name(f.client_addr, zone), filter))
+        } else if f.client_name == "unknown" {
+            None
+        } else {
+            Some((format!("{}.{zone}", f.client_name.to_ascii_lowercase()), filter))
+        }
+    }
+
+    /// `permit_dnswl_client`/`permit_rhswl_client`: permit a listed client,
+    /// except where that would let it relay (Postfix ignores it then).
+    fn allowlisted(&self, r: &str, arg: &str, f: &Facts<'_>, stage: Stage) -> Verdict {
+        let Some((name, filter)) = self.wl_target(r, arg, f) else {
+            return Verdict::Dunno;
+        };
+        let Some(Answer::Listed(addrs, _)) = f.dns.get(&Query::List(name)) else {
+            return Verdict::Dunno;
+        };
+        if !filter_match(filter, addrs) {
+            return Verdict::Dunno;
+        }
+        match f.rcpt {
+            Some(rcpt) if stage == Stage::Recipient && !self.auth_destination(rcpt) => Verdict::Dunno,
+            _ => Verdict::Permit,
+        }
     }
 
     fn rbl(&self, r: &str, arg: &str, f: &Facts<'_>) -> Verdict {
@@ -779,7 +893,11 @@ impl Checker<'_> {
                     if let Some((name, ..)) = it.next().and_then(|a| self.rbl_target(r, a, f)) {
                         out.push(Query::List(name));
                     }
-                } else if r.starts_with("check_") || r.starts_with("permit_dnswl") || r.starts_with("permit_rhswl") || r == "sleep" {
+                } else if r == "permit_dnswl_client" || r == "permit_rhswl_client" {
+                    if let Some(name) = it.next().and_then(|a| self.wl_target(r, a, f)) {
+                        out.push(Query::List(name.0));
+                    }
+                } else if r.starts_with("check_") || r == "sleep" {
                     it.next();
                 } else if r == "reject_unknown_sender_domain" || r == "reject_unknown_recipient_domain" {
                     if let Some((_, d, _)) = self.mailhost_target(r, f) {
@@ -1071,10 +1189,13 @@ mod tests {
             name_status: NameStatus::Perm,
             reverse_status: NameStatus::Perm,
             client_addr: addr.parse().unwrap(),
+            sock_addr: addr.parse().unwrap(),
             helo: Some("client.example"),
             sasl_user: None,
             sender: Some(sender),
             rcpt: Some(rcpt),
+            tls: false,
+            rcpt_count: 0,
             ill_pipelining: false,
             dns: &answers,
             policy: &no_policy,

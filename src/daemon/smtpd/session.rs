@@ -945,10 +945,13 @@ impl Session<'_> {
             dns: &self.dns,
             policy: &self.policy,
             client_addr: self.ip,
+            sock_addr: self.sock_ip,
             helo: self.helo.as_deref(),
             sasl_user: self.sasl.as_ref().map(|(_, u)| u.as_str()),
             sender: self.sender.as_deref(),
             rcpt,
+            tls: self.tls,
+            rcpt_count: self.rcpts.len(),
         }
     }
 
