@@ -1336,7 +1336,7 @@ fn hub_tls_services() {
         h.join("master.cf"),
         format!(
             "{master}127.0.0.1:{sub} inet n - n - - smtpd\n  -o smtpd_tls_security_level=encrypt\n\
-             \x20 -o smtpd_tls_mandatory_protocols=>=TLSv1.3\n\
+             \x20 -o smtpd_tls_mandatory_protocols=>=TLSv1.3\n  -o smtpd_sasl_authenticated_header=yes\n\
              127.0.0.1:{smtps} inet n - n - - smtpd\n  -o smtpd_tls_wrappermode=yes\n\
              127.0.0.1:{noplain} inet n - n - - smtpd\n  -o smtpd_sasl_security_options=noanonymous,noplaintext\n\
              \x20 -o smtpd_sasl_tls_security_options=noanonymous\n  -o smtpd_sasl_mechanism_filter=!plain,static:all\n"
@@ -1462,7 +1462,8 @@ for port in sys.argv[1:]:
         v == ["encrypt", "noplaintext", "starttls", "tls12", "wrapper"]
     });
     // smtpd_tls_received_header: Postfix's lines in the hub's Received
-    // header (the key exchange and signature for TLS 1.3 only).
+    // header (the key exchange and signature for TLS 1.3 only), then
+    // smtpd_sasl_authenticated_header's.
     let received = python(
         r#"
 import imaplib, sys, email
@@ -1473,7 +1474,7 @@ for item in data:
         text = item[1].decode()
         subject = [l for l in text.split('\r\n') if l.startswith('Subject:')][0][9:]
         i = text.find('(using ')
-        if subject in ('starttls', 'tls12') and i > 0:
+        if subject in ('starttls', 'tls12', 'encrypt') and i > 0:
             # (From the client's name on: the HELO names differ by client.)
             start = text.find('(localhost', text.rfind('Received:', 0, i))
             print('===', subject); print(text[start:text.find(' id ', i)])
@@ -1486,6 +1487,12 @@ for item in data:
              \t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n\
              \t key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA512)\r\n\
              \t(No client certificate requested)\r\n\tby hub.mumail.test (Postfix) with ESMTPS\n"
+        ) && received.contains(
+            "=== encrypt\n(localhost [127.0.0.1])\r\n\
+             \t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n\
+             \t key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA512)\r\n\
+             \t(No client certificate requested)\r\n\t(Authenticated sender: u7)\r\n\
+             \tby hub.mumail.test (Postfix) with ESMTPSA\n"
         ) && received.contains(
             "=== tls12\n(localhost [127.0.0.1])\r\n\
              \t(using TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits))\r\n\

@@ -282,6 +282,8 @@ pub struct SmtpdConf {
     pub tls_loglevel: i64,
     /// `smtpd_tls_received_header`.
     pub tls_received_header: bool,
+    /// `smtpd_sasl_authenticated_header`: the login in the Received header.
+    pub sasl_authenticated_header: bool,
     pub saslauthd_path: String,
     pub xclient_hosts: Vec<Cidr>,
     pub xforward_hosts: Vec<Cidr>,
@@ -523,6 +525,7 @@ impl SmtpdConf {
             wrappermode: p.get_bool("smtpd_tls_wrappermode")?,
             tls_loglevel: p.get_int("smtpd_tls_loglevel", 0, 0)?,
             tls_received_header: p.get_bool("smtpd_tls_received_header")?,
+            sasl_authenticated_header: p.get_bool("smtpd_sasl_authenticated_header")?,
             saslauthd_path: String::new(),
             xclient_hosts: hosts("smtpd_authorized_xclient_hosts"),
             xforward_hosts: hosts("smtpd_authorized_xforward_hosts"),

@@ -239,6 +239,10 @@ impl Session<'_> {
         if let Some(lines) = &self.tls_received {
             head.push_str(lines);
         }
+        if let Some((_, user)) = self.sasl.as_ref().filter(|_| self.d.conf.sasl_authenticated_header) {
+            let shown: String = user.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+            head.push_str(&format!("\t(Authenticated sender: {shown})\r\n"));
+        }
         head.push_str(&format!("\tby {} ({}) with {proto} id {qid}", hub.myhostname, hub.mail_name));
         if self.rcpts.len() == 1 {
             head.push_str(&format!("\r\n\tfor <{}>; {date}\r\n", self.rcpts[0].addr));
