@@ -157,6 +157,19 @@ impl Dns {
         Ok(v)
     }
 
+    /// NS host names of a zone.
+    pub async fn ns(&self, domain: &str) -> Result<Vec<String>, DnsError> {
+        Ok(self
+            .records(domain, RecordType::NS)
+            .await?
+            .into_iter()
+            .filter_map(|d| match d {
+                RData::NS(n) => Some(n.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// IPv4 then IPv6 addresses of a host.
     pub async fn addrs(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
         if let Ok(ip) = host.parse::<IpAddr>() {

@@ -1072,7 +1072,39 @@ fn dns_restriction_replies_match_real_postfix() {
     differential_in(DNS, DNS_SESSIONS, 30, Some(server));
     // permit_dnswl_client: a listed client passes, but not to relay.
     differential_in(DNSWL, DNSWL_SESSIONS, 5, Some(server));
+    // check_*_{a,mx}_access (dnsmasq has no NS records to give).
+    differential_in(SERVERS, SERVERS_SESSIONS, 12, Some(server));
 }
+
+const SERVERS: &str = "smtpd_relay_restrictions =\n\
+    smtpd_helo_restrictions = check_helo_a_access inline:{ {127.0.0=REJECT helo on loopback} }\n\
+    smtpd_sender_restrictions = check_sender_mx_access inline:{ {mail.good.test=REJECT bad mx host}, \
+    {spam.test=DUNNO}, {127.0.0.1=REJECT loopback server} }\n\
+    smtpd_recipient_restrictions = check_recipient_mx_access inline:{ {mail.good.test=OK} }, reject_unauth_destination\n";
+
+const SERVERS_SESSIONS: &str = "EHLO client.example
+MAIL FROM:<a@relay.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<a@spam.test>
+RCPT TO:<u7@mumail.test>
+RCPT TO:<x@relay.test>
+RSET
+MAIL FROM:<a@nullmx.test>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<a@[127.0.0.1]>
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<a@nx.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO spam.test
+MAIL FROM:<a@nx.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+";
 
 const DNSWL: &str = "smtpd_authorized_xclient_hosts = 127.0.0.0/8\nsmtpd_relay_restrictions =\n\
     smtpd_recipient_restrictions = permit_dnswl_client bl.test=127.0.0.2, permit_rhswl_client dbl.test, \

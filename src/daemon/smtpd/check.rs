@@ -442,6 +442,132 @@ impl Checker<'_> {
         Verdict::Dunno
     }
 
+    /// A table's answer for the first of `keys` it has (a pattern table
+    /// gets the full keys only); None when it has none.  (A server check's
+    /// table may not say OK: Postfix answers a configuration error.)
+    fn first_match(&self, t: &Table, keys: &[(String, bool)], what: &str, stage: Stage, f: &Facts<'_>) -> Option<Verdict> {
+        for (k, full) in keys {
+            if !full && t.is_pattern() {
+                continue;
+            }
+            match t.lookup(k) {
+                Ok(Some(v)) => {
+                    let word = v.split_whitespace().next().unwrap_or("");
+                    let numeric = !word.is_empty() && word.len() != 3 && word.chars().all(|c| c.is_ascii_digit());
+                    if word.eq_ignore_ascii_case("OK") || numeric {
+                        return Some(Verdict::Reject("451 4.3.5 Server configuration error".into()));
+                    }
+                    return Some(self.action(&v, what, stage, f));
+                }
+                Ok(None) => {}
+                Err(_) => return Some(config_error(what, stage)),
+            }
+        }
+        None
+    }
+
+    /// check_domain_access's keys: the name, then its parent domains.
+    fn domain_keys(&self, d: &str) -> Vec<(String, bool)> {
+        let parent = self.hub.parent_domain_matches.iter().any(|p| p == "smtpd_access_maps");
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        let mut keys = vec![(d.clone(), true)];
+        let mut rest = d.as_str();
+        while let Some(i) = rest.find('.') {
+            rest = &rest[i + 1..];
+            if parent {
+                keys.push((rest.to_string(), false));
+            }
+            keys.push((format!(".{rest}"), false));
+        }
+        keys
+    }
+
+    /// check_addr_access's keys: the address, then (IPv4) its shorter
+    /// prefixes.
+    fn addr_keys(ip: IpAddr) -> Vec<(String, bool)> {
+        let a = ip.to_string();
+        let mut keys = vec![(a.clone(), true)];
+        if ip.is_ipv4() {
+            let mut parts: Vec<&str> = a.split('.').collect();
+            while parts.len() > 1 {
+                parts.pop();
+                keys.push((parts.join("."), false));
+            }
+        }
+        keys
+    }
+
+    /// `check_{client,helo,sender,recipient}_{a,mx,ns}_access`: the kind
+    /// of servers (`A`, `M`, `N`), the name they serve and the stage.
+    fn server_target(&self, r: &str, f: &Facts<'_>) -> Option<(char, String, Stage)> {
+        let (who, kind) = r.strip_prefix("check_")?.strip_suffix("_access")?.rsplit_once('_')?;
+        let kind = match kind {
+            "a" => 'A',
+            "mx" => 'M',
+            "ns" => 'N',
+            _ => return None,
+        };
+        let (name, stage) = match who {
+            "client" if f.client_name != "unknown" => (f.client_name, Stage::Client),
+            "helo" => (f.helo?, Stage::Helo),
+            "sender" => (f.sender.filter(|s| !s.is_empty())?, Stage::Sender),
+            "recipient" => (f.rcpt?, Stage::Recipient),
+            _ => return None,
+        };
+        let domain = name.rsplit_once('@').map_or(name, |(_, d)| d);
+        Some((kind, domain.trim_end_matches('.').to_ascii_lowercase(), stage))
+    }
+
+    fn is_server_check(r: &str) -> bool {
+        ["client", "helo", "sender", "recipient"]
+            .iter()
+            .any(|w| ["a", "mx", "ns"].iter().any(|k| r == format!("check_{w}_{k}_access")))
+    }
+
+    /// Postfix's check_server_access: the table is asked about each server
+    /// host name (not for `A`), then each of its addresses; the first
+    /// answer, even DUNNO, decides.  An address literal is its own server.
+    fn server_access(&self, r: &str, spec: &str, f: &Facts<'_>) -> Verdict {
+        let Some((kind, domain, stage)) = self.server_target(r, f) else {
+            return Verdict::Dunno;
+        };
+        let what = self.what(f, stage);
+        let t = match self.tables.get(spec) {
+            Ok(t) => t,
+            Err(_) => return config_error(&what, stage),
+        };
+        if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+            let ip = lit.trim_start_matches("ipv6:").parse::<IpAddr>();
+            return match ip {
+                Ok(ip) if kind != 'N' => self.first_match(&t, &Self::addr_keys(ip), &what, stage, f),
+                _ => None,
+            }
+            .unwrap_or(Verdict::Dunno);
+        }
+        let Some(Answer::Servers(servers)) = f.dns.get(&Query::Servers(kind, domain)) else {
+            return Verdict::Dunno;
+        };
+        for (host, addrs) in servers {
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                if let Some(v) = self.first_match(&t, &Self::addr_keys(ip), &what, stage, f) {
+                    return v;
+                }
+                continue;
+            }
+            if kind != 'A' {
+                if let Some(v) = self.first_match(&t, &self.domain_keys(host), &what, stage, f) {
+                    return v;
+                }
+            }
+            for ip in addrs {
+                if let Some(v) = self.first_match(&t, &Self::addr_keys(*ip), &what, stage, f) {
+                    return v;
+                }
+            }
+        }
+        Verdict::Dunno
+    }
+
     fn strip_ext<'b>(&self, local: &'b str) -> Option<&'b str> {
         crate::daemon::qmgr::resolve::split_ext(self.hub, local).map(|(base, _)| base)
     }
@@ -632,6 +758,12 @@ impl Checker<'_> {
                     }
                 }
                 "reject_unlisted_sender" => self.unlisted_sender(f),
+                r if Self::is_server_check(r) => {
+                    let Some(spec) = it.next() else {
+                        return config_error(&self.what(f, stage), stage);
+                    };
+                    self.server_access(r, spec, f)
+                }
                 // (The pause itself is not made: the checks do not wait.)
                 "sleep" => {
                     if it.next().is_none() {
@@ -896,6 +1028,11 @@ impl Checker<'_> {
                 } else if r == "permit_dnswl_client" || r == "permit_rhswl_client" {
                     if let Some(name) = it.next().and_then(|a| self.wl_target(r, a, f)) {
                         out.push(Query::List(name.0));
+                    }
+                } else if Self::is_server_check(r) {
+                    it.next();
+                    if let Some((kind, d, _)) = self.server_target(r, f).filter(|t| !t.1.starts_with('[')) {
+                        out.push(Query::Servers(kind, d));
                     }
                 } else if r.starts_with("check_") || r == "sleep" {
                     it.next();

@@ -16,6 +16,10 @@ pub enum Query {
     MailHost(String),
     /// Address or MX records of a host name.
     Host(String),
+    /// The servers of a name for `check_*_{a,mx,ns}_access` (kind `A`,
+    /// `M` or `N`): its MX hosts (itself without MX), its name servers
+    /// (a parent's where it has none) or itself, with their addresses.
+    Servers(char, String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +29,8 @@ pub enum Answer {
     Listed(Vec<Ipv4Addr>, String),
     /// The domain publishes a null MX (RFC 7505).
     NullMx,
+    /// Server host names and their addresses (`Query::Servers`).
+    Servers(Vec<(String, Vec<std::net::IpAddr>)>),
     NotFound,
     Retry,
 }
@@ -73,7 +79,46 @@ pub async fn resolve(dns: &Dns, q: &Query) -> Answer {
             Ok(()) => Answer::Found,
             Err(e) => status(e),
         },
+        Query::Servers(kind, name) => servers(dns, *kind, name).await,
     }
+}
+
+/// Most servers of one name looked at (a bound on the lookups a client
+/// can cause).
+const MAX_SERVERS: usize = 32;
+
+/// Postfix's check_server_access lookups: the server names, then each
+/// one's addresses (a name that has none is left with none).
+async fn servers(dns: &Dns, kind: char, name: &str) -> Answer {
+    let names: Vec<String> = match kind {
+        'A' => vec![name.to_string()],
+        'M' => match dns.mx(name).await {
+            Ok(v) if v.len() == 1 && v[0].host.is_empty() => return Answer::NullMx,
+            Ok(v) => v.into_iter().map(|m| m.host).collect(),
+            Err(DnsError::Retry(_)) => return Answer::Retry,
+            // No MX (or no such name): the name is its own server.
+            Err(_) => vec![name.to_string()],
+        },
+        _ => {
+            let mut zone = name;
+            loop {
+                match dns.ns(zone).await {
+                    Ok(v) => break v,
+                    Err(DnsError::Retry(_)) => return Answer::Retry,
+                    Err(_) => match zone.split_once('.') {
+                        Some((_, parent)) if !parent.is_empty() => zone = parent,
+                        _ => return Answer::NotFound,
+                    },
+                }
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for n in names.into_iter().take(MAX_SERVERS) {
+        let addrs = dns.addrs(&n).await.unwrap_or_default();
+        out.push((n, addrs));
+    }
+    Answer::Servers(out)
 }
 
 /// Looks up what the session does not know yet (concurrently).
