@@ -353,18 +353,15 @@ impl Checker<'_> {
     }
 
     /// An access(5) table looked up with one key (`check_sasl_access`:
-    /// the login name; the reply names the client).
+    /// the login name, which the reply names).
     fn lookup_action(&self, spec: &str, key: &str, f: &Facts<'_>, stage: Stage) -> Verdict {
         let what = self.what(f, stage);
         let t = match self.tables.get(spec) {
             Ok(t) => t,
             Err(_) => return config_error(&what, stage),
         };
-        match t.lookup(key) {
-            Ok(Some(v)) => self.action(&v, &what, stage, f),
-            Ok(None) => Verdict::Dunno,
-            Err(_) => config_error(&what, stage),
-        }
+        self.first_match(&t, &[(key.to_string(), true)], &what, stage, f, false)
+            .unwrap_or(Verdict::Dunno)
     }
 
     /// access(5) lookups with the key order of each stage.
@@ -377,37 +374,16 @@ impl Checker<'_> {
         // (key, full): a pattern table (regexp, pcre, cidr) is given only
         // the full keys, as Postfix's check_access does.
         let mut keys: Vec<(String, bool)> = Vec::new();
-        let parent = self.hub.parent_domain_matches.iter().any(|p| p == "smtpd_access_maps");
-        let domains = |d: &str, keys: &mut Vec<(String, bool)>| {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            keys.push((d.clone(), true));
-            let mut rest = d.as_str();
-            while let Some(i) = rest.find('.') {
-                rest = &rest[i + 1..];
-                if parent {
-                    keys.push((rest.to_string(), false));
-                }
-                keys.push((format!(".{rest}"), false));
-            }
-        };
         match stage {
             Stage::Client => {
                 if f.client_name != "unknown" {
-                    domains(f.client_name, &mut keys);
+                    keys.extend(self.domain_keys(f.client_name));
                 }
-                let a = f.client_addr.to_string();
-                keys.push((a.clone(), true));
-                if f.client_addr.is_ipv4() {
-                    let mut parts: Vec<&str> = a.split('.').collect();
-                    while parts.len() > 1 {
-                        parts.pop();
-                        keys.push((parts.join("."), false));
-                    }
-                }
+                keys.extend(Self::addr_keys(f.client_addr));
             }
             Stage::Helo => {
                 if let Some(h) = f.helo {
-                    domains(h, &mut keys);
+                    keys.extend(self.domain_keys(h));
                 }
             }
             Stage::Sasl => keys.push((f.sasl_user.unwrap_or("").to_string(), true)),
@@ -423,29 +399,19 @@ impl Checker<'_> {
                         keys.push((format!("{base}@{domain}"), false));
                     }
                     if !domain.is_empty() {
-                        domains(&domain, &mut keys);
+                        keys.extend(self.domain_keys(&domain));
                     }
                     keys.push((format!("{}@", local.to_ascii_lowercase()), false));
                 }
             }
         }
-        for (k, full) in keys {
-            if !full && t.is_pattern() {
-                continue;
-            }
-            match t.lookup(&k) {
-                Ok(Some(v)) => return self.action(&v, &what, stage, f),
-                Ok(None) => {}
-                Err(_) => return config_error(&what, stage),
-            }
-        }
-        Verdict::Dunno
+        self.first_match(&t, &keys, &what, stage, f, false).unwrap_or(Verdict::Dunno)
     }
 
     /// A table's answer for the first of `keys` it has (a pattern table
     /// gets the full keys only); None when it has none.  (A server check's
     /// table may not say OK: Postfix answers a configuration error.)
-    fn first_match(&self, t: &Table, keys: &[(String, bool)], what: &str, stage: Stage, f: &Facts<'_>) -> Option<Verdict> {
+    fn first_match(&self, t: &Table, keys: &[(String, bool)], what: &str, stage: Stage, f: &Facts<'_>, server: bool) -> Option<Verdict> {
         for (k, full) in keys {
             if !full && t.is_pattern() {
                 continue;
@@ -454,7 +420,7 @@ impl Checker<'_> {
                 Ok(Some(v)) => {
                     let word = v.split_whitespace().next().unwrap_or("");
                     let numeric = !word.is_empty() && word.len() != 3 && word.chars().all(|c| c.is_ascii_digit());
-                    if word.eq_ignore_ascii_case("OK") || numeric {
+                    if server && (word.eq_ignore_ascii_case("OK") || numeric) {
                         return Some(Verdict::Reject("451 4.3.5 Server configuration error".into()));
                     }
                     return Some(self.action(&v, what, stage, f));
@@ -539,7 +505,7 @@ impl Checker<'_> {
         if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
             let ip = lit.trim_start_matches("ipv6:").parse::<IpAddr>();
             return match ip {
-                Ok(ip) if kind != 'N' => self.first_match(&t, &Self::addr_keys(ip), &what, stage, f),
+                Ok(ip) if kind != 'N' => self.first_match(&t, &Self::addr_keys(ip), &what, stage, f, true),
                 _ => None,
             }
             .unwrap_or(Verdict::Dunno);
@@ -549,18 +515,18 @@ impl Checker<'_> {
         };
         for (host, addrs) in servers {
             if let Ok(ip) = host.parse::<IpAddr>() {
-                if let Some(v) = self.first_match(&t, &Self::addr_keys(ip), &what, stage, f) {
+                if let Some(v) = self.first_match(&t, &Self::addr_keys(ip), &what, stage, f, true) {
                     return v;
                 }
                 continue;
             }
             if kind != 'A' {
-                if let Some(v) = self.first_match(&t, &self.domain_keys(host), &what, stage, f) {
+                if let Some(v) = self.first_match(&t, &self.domain_keys(host), &what, stage, f, true) {
                     return v;
                 }
             }
             for ip in addrs {
-                if let Some(v) = self.first_match(&t, &Self::addr_keys(*ip), &what, stage, f) {
+                if let Some(v) = self.first_match(&t, &Self::addr_keys(*ip), &what, stage, f, true) {
                     return v;
                 }
             }
