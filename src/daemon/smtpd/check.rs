@@ -485,9 +485,11 @@ impl Checker<'_> {
     }
 
     fn is_server_check(r: &str) -> bool {
-        ["client", "helo", "sender", "recipient"]
-            .iter()
-            .any(|w| ["a", "mx", "ns"].iter().any(|k| r == format!("check_{w}_{k}_access")))
+        let parts = r
+            .strip_prefix("check_")
+            .and_then(|m| m.strip_suffix("_access"))
+            .and_then(|m| m.rsplit_once('_'));
+        matches!(parts, Some(("client" | "helo" | "sender" | "recipient", "a" | "mx" | "ns")))
     }
 
     /// Postfix's check_server_access: the table is asked about each server
@@ -1247,6 +1249,26 @@ mod tests {
         let hub = HubConf::load(&p).unwrap();
         let rw = crate::daemon::hub::cleanup::Rewriter::load(&p, &hub).unwrap();
         (hub, SmtpdConf::load(&p, "smtp").unwrap(), rw)
+    }
+
+    #[test]
+    fn server_check_names() {
+        for r in [
+            "check_client_a_access",
+            "check_helo_mx_access",
+            "check_sender_ns_access",
+            "check_recipient_mx_access",
+        ] {
+            assert!(Checker::is_server_check(r), "{r}");
+        }
+        for r in [
+            "check_client_access",
+            "check_sender_txt_access",
+            "check_reverse_client_hostname_mx_access",
+            "reject",
+        ] {
+            assert!(!Checker::is_server_check(r), "{r}");
+        }
     }
 
     #[test]
