@@ -869,6 +869,33 @@ fn more_restrictions_match_real_postfix() {
     real_log_has(&real, &["450 4.7.1 Session encryption is required"]);
 }
 
+/// smtpd_reject_footer on every 4XX/5XX reply (refusals, protocol
+/// errors, the 421 of the error limit), with `\n` lines, a `\c` join and
+/// the session's `$client_address` and `$server_name`.
+#[test]
+fn reject_footer_matches_real_postfix() {
+    const SESSIONS: &str = "EHLO client.example
+XYZZY
+MAIL FROM:<a@b.org>
+RCPT TO:<nobody@mumail.test>
+RCPT TO:<deferred@mumail.test>
+RCPT TO:<u7@mumail.test>
+NOOP
+QUIT
+";
+    let (real, _) = differential(
+        "smtpd_reject_footer = For help, see http://help.mumail.test/?ip=$client_address\\nServer: ${server_name}\n",
+        SESSIONS,
+        6,
+    );
+    real_log_has(&real, &["Recipient address rejected"]);
+    differential(
+        "smtpd_reject_footer = \\c (client $client_address)\nsmtpd_hard_error_limit = 2\n",
+        SESSIONS,
+        3,
+    );
+}
+
 /// `smtpd_delay_reject = no`: each list at its own command.
 #[test]
 fn undelayed_restrictions_match_real_postfix() {

@@ -56,7 +56,7 @@ SUPPORTED_NAMES = {"non_smtpd_milters", "milter_command_timeout", "milter_connec
 # handled: main.cf setting one gets the "not implemented; ignored" warning.
 NOT_IMPLEMENTED = {"smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehlo", "smtpd_proxy_timeout",
                    "smtpd_milter_maps", "smtpd_command_filter",
-                   "smtpd_reject_footer", "smtpd_reject_footer_maps",
+                   "smtpd_reject_footer_maps",
                    "smtpd_sasl_exceptions_networks", "smtpd_discard_ehlo_keyword_address_maps",
                    "hopcount_limit", "header_size_limit", "sender_bcc_maps", "recipient_bcc_maps",
                    "sender_dependent_relayhost_maps", "sender_dependent_default_transport_maps",

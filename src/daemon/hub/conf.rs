@@ -160,6 +160,8 @@ pub enum BareNewline {
 pub struct SmtpdConf {
     pub service: String,
     pub banner: String,
+    /// `smtpd_reject_footer`, unexpanded (its `$name`s are the session's).
+    pub reject_footer: String,
     pub message_size_limit: usize,
     pub line_length_limit: usize,
     pub recipient_limit: usize,
@@ -442,6 +444,7 @@ impl SmtpdConf {
         Ok(SmtpdConf {
             service: service.to_string(),
             banner: s("smtpd_banner"),
+            reject_footer: p.raw("smtpd_reject_footer").unwrap_or_default().trim().to_string(),
             message_size_limit: size,
             line_length_limit: p.get_int("line_length_limit", 80, 0)? as usize,
             recipient_limit: p.get_int("smtpd_recipient_limit", 1, 0)? as usize,

@@ -331,12 +331,32 @@ impl Session<'_> {
 
     async fn reply(&mut self, line: &str) -> std::io::Result<()> {
         self.pace().await?;
+        let footed;
+        let line = if !self.d.conf.reject_footer.is_empty() && line.starts_with(['4', '5']) {
+            footed = self.footer(line);
+            footed.as_str()
+        } else {
+            line
+        };
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
         if self.out.len() > CHUNK {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// `smtpd_reject_footer` after a 4XX/5XX reply, with the session's
+    /// `$client_address`, `$client_port`, `$server_name` and `$localtime`.
+    fn footer(&self, reply: &str) -> String {
+        let lookup = |name: &str| match name {
+            "client_address" => Some(self.ip.to_string()),
+            "client_port" => Some(self.ports.0.to_string()),
+            "server_name" => Some(self.d.hub.conf.myhostname.clone()),
+            "localtime" => Some(crate::log::timestamp(std::time::SystemTime::now())),
+            _ => None,
+        };
+        crate::proto::smtp::footer::add_footer(reply, &self.d.conf.reject_footer, &lookup)
     }
 
     /// A client past `smtpd_soft_error_limit` errors waits

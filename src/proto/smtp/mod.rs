@@ -4,6 +4,7 @@
 //! are Postfix 3.7 smtpd's, byte for byte; policy replies live in the daemon.
 
 pub mod data;
+pub mod footer;
 
 pub use data::{BdatReceiver, DataEnd, DataReceiver};
 
