@@ -867,6 +867,16 @@ fn more_restrictions_match_real_postfix() {
         3,
     );
     real_log_has(&real, &["450 4.7.1 Session encryption is required"]);
+    // check_reverse_client_hostname_access: the unverified reverse name.
+    let (real, _) = differential(
+        "smtpd_authorized_xclient_hosts = 127.0.0.0/8\n\
+         smtpd_client_restrictions = check_reverse_client_hostname_access inline:{ {ptr.example=REJECT bad ptr} }\n",
+        "EHLO a.b\nXCLIENT ADDR=192.0.2.5 NAME=good.example REVERSE_NAME=ptr.example\nEHLO a.b\n\
+         MAIL FROM:<a@b.org>\nRCPT TO:<u7@mumail.test>\nQUIT\n\n\
+         EHLO a.b\nXCLIENT ADDR=192.0.2.5 NAME=ptr.example\nEHLO a.b\nMAIL FROM:<a@b.org>\nRCPT TO:<u7@mumail.test>\nQUIT\n",
+        6,
+    );
+    real_log_has(&real, &["bad ptr"]);
 }
 
 /// smtpd_reject_footer on every 4XX/5XX reply (refusals, protocol
@@ -1102,11 +1112,22 @@ fn dns_restriction_replies_match_real_postfix() {
     differential_in(DNS, DNS_SESSIONS, 30, Some(server));
     // permit_dnswl_client: a listed client passes, but not to relay.
     differential_in(DNSWL, DNSWL_SESSIONS, 5, Some(server));
-    // check_*_{a,mx}_access (dnsmasq has no NS records to give).
-    differential_in(SERVERS, SERVERS_SESSIONS, 12, Some(server));
+    // check_*_{a,mx}_access (dnsmasq has no NS records to give), the
+    // reverse name's checks.
+    let (real, _) = differential_in(SERVERS, SERVERS_SESSIONS, 12, Some(server));
+    real_log_has(
+        &real,
+        &[
+            "<relay.test>: Unverified Client host rejected: ptr mx",
+            "Unverified Client host [spam.test] blocked using dbl.test",
+            "<a@relay.test>: Sender address rejected: bad mx host",
+        ],
+    );
 }
 
-const SERVERS: &str = "smtpd_relay_restrictions =\n\
+const SERVERS: &str = "smtpd_relay_restrictions =\nsmtpd_authorized_xclient_hosts = 127.0.0.0/8\n\
+    smtpd_client_restrictions = reject_rhsbl_reverse_client dbl.test, \
+    check_reverse_client_hostname_mx_access inline:{ {mail.good.test=REJECT ptr mx} }\n\
     smtpd_helo_restrictions = check_helo_a_access inline:{ {127.0.0=REJECT helo on loopback} }\n\
     smtpd_sender_restrictions = check_sender_mx_access inline:{ {mail.good.test=REJECT bad mx host}, \
     {spam.test=DUNNO}, {127.0.0.1=REJECT loopback server} }\n\
@@ -1131,6 +1152,20 @@ RCPT TO:<u7@mumail.test>
 QUIT
 
 EHLO spam.test
+MAIL FROM:<a@nx.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO client.example
+XCLIENT ADDR=192.0.2.9 NAME=client.good.test REVERSE_NAME=spam.test
+EHLO client.example
+MAIL FROM:<a@nx.test>
+RCPT TO:<u7@mumail.test>
+QUIT
+
+EHLO client.example
+XCLIENT ADDR=192.0.2.9 NAME=client.good.test REVERSE_NAME=relay.test
+EHLO client.example
 MAIL FROM:<a@nx.test>
 RCPT TO:<u7@mumail.test>
 QUIT

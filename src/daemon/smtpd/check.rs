@@ -29,6 +29,8 @@ pub enum Verdict {
 /// What the checks see of the session.
 pub struct Facts<'a> {
     pub client_name: &'a str,
+    /// The reverse (PTR) name, verified or not; `unknown` without one.
+    pub reverse_name: &'a str,
     /// How the verified name and the reverse (PTR) name were found.
     pub name_status: NameStatus,
     pub reverse_status: NameStatus,
@@ -71,6 +73,8 @@ enum Stage {
     EndOfData,
     /// `check_sasl_access`: the login name.
     Sasl,
+    /// `check_reverse_client_hostname_*`: the unverified reverse name.
+    ReverseClient,
 }
 
 impl Stage {
@@ -83,6 +87,7 @@ impl Stage {
             Stage::Data => "Data command",
             Stage::EndOfData => "End-of-data",
             Stage::Sasl => "SASL login name",
+            Stage::ReverseClient => "Unverified Client host",
         }
     }
 }
@@ -375,9 +380,10 @@ impl Checker<'_> {
         // the full keys, as Postfix's check_access does.
         let mut keys: Vec<(String, bool)> = Vec::new();
         match stage {
-            Stage::Client => {
-                if f.client_name != "unknown" {
-                    keys.extend(self.domain_keys(f.client_name));
+            Stage::Client | Stage::ReverseClient => {
+                let name = if stage == Stage::Client { f.client_name } else { f.reverse_name };
+                if name != "unknown" {
+                    keys.extend(self.domain_keys(name));
                 }
                 keys.extend(Self::addr_keys(f.client_addr));
             }
@@ -475,6 +481,7 @@ impl Checker<'_> {
         };
         let (name, stage) = match who {
             "client" if f.client_name != "unknown" => (f.client_name, Stage::Client),
+            "reverse_client_hostname" if f.reverse_name != "unknown" => (f.reverse_name, Stage::ReverseClient),
             "helo" => (f.helo?, Stage::Helo),
             "sender" => (f.sender.filter(|s| !s.is_empty())?, Stage::Sender),
             "recipient" => (f.rcpt?, Stage::Recipient),
@@ -489,7 +496,13 @@ impl Checker<'_> {
             .strip_prefix("check_")
             .and_then(|m| m.strip_suffix("_access"))
             .and_then(|m| m.rsplit_once('_'));
-        matches!(parts, Some(("client" | "helo" | "sender" | "recipient", "a" | "mx" | "ns")))
+        matches!(
+            parts,
+            Some((
+                "client" | "reverse_client_hostname" | "helo" | "sender" | "recipient",
+                "a" | "mx" | "ns"
+            ))
+        )
     }
 
     /// Postfix's check_server_access: the table is asked about each server
@@ -550,6 +563,7 @@ impl Checker<'_> {
             Stage::EndOfData => "END-OF-MESSAGE".to_string(),
             Stage::Recipient => f.rcpt.unwrap_or("").to_string(),
             Stage::Sasl => f.sasl_user.unwrap_or("").to_string(),
+            Stage::ReverseClient => f.reverse_name.to_string(),
         }
     }
 
@@ -716,6 +730,12 @@ impl Checker<'_> {
                         self.access(spec, f, st)
                     }
                 }
+                "check_reverse_client_hostname_access" => {
+                    let Some(spec) = it.next() else {
+                        return config_error(&self.what(f, stage), stage);
+                    };
+                    self.access(spec, f, Stage::ReverseClient)
+                }
                 "check_policy_service" => {
                     let Some(arg) = it.next() else {
                         return config_error(&self.what(f, stage), stage);
@@ -839,11 +859,16 @@ impl Checker<'_> {
                 return Some((crate::dns::reverse_name(f.client_addr, zone), "Client host", ip, zone, filter));
             }
             "reject_rhsbl_client" | "reject_rhsbl_reverse_client" => {
-                if f.client_name == "unknown" {
+                let (name, class) = if r == "reject_rhsbl_client" {
+                    (f.client_name, Stage::Client)
+                } else {
+                    (f.reverse_name, Stage::ReverseClient)
+                };
+                if name == "unknown" {
                     return None;
                 }
-                let n = f.client_name.to_ascii_lowercase();
-                ("Client host", n.clone(), n)
+                let n = name.to_ascii_lowercase();
+                (class.class(), n.clone(), n)
             }
             "reject_rhsbl_sender" => ("Sender address", f.sender?.to_string(), domain_of(f.sender)?),
             "reject_rhsbl_recipient" => ("Recipient address", f.rcpt?.to_string(), domain_of(f.rcpt)?),
@@ -1258,13 +1283,14 @@ mod tests {
             "check_helo_mx_access",
             "check_sender_ns_access",
             "check_recipient_mx_access",
+            "check_reverse_client_hostname_mx_access",
         ] {
             assert!(Checker::is_server_check(r), "{r}");
         }
         for r in [
             "check_client_access",
             "check_sender_txt_access",
-            "check_reverse_client_hostname_mx_access",
+            "check_reverse_client_hostname_access",
             "reject",
         ] {
             assert!(!Checker::is_server_check(r), "{r}");
@@ -1311,6 +1337,7 @@ mod tests {
         let no_policy = HashMap::new();
         let facts = |addr: &str, rcpt: &'static str, sender: &'static str| Facts {
             client_name: "unknown",
+            reverse_name: "unknown",
             name_status: NameStatus::Perm,
             reverse_status: NameStatus::Perm,
             client_addr: addr.parse().unwrap(),

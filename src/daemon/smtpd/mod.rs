@@ -237,6 +237,8 @@ impl Smtpd {
 #[derive(Debug, Clone)]
 pub struct PeerName {
     pub name: String,
+    /// The reverse name, verified or not (`unknown` without one).
+    pub reverse_name: String,
     pub status: dnscheck::NameStatus,
     pub reverse_status: dnscheck::NameStatus,
 }
@@ -245,6 +247,7 @@ impl PeerName {
     pub fn unknown(status: dnscheck::NameStatus) -> PeerName {
         PeerName {
             name: "unknown".into(),
+            reverse_name: "unknown".into(),
             status,
             reverse_status: status,
         }
@@ -273,7 +276,8 @@ pub async fn client_name(ip: IpAddr) -> PeerName {
             Err(_) => NameStatus::Perm,
         };
         PeerName {
-            name: if status == NameStatus::Ok { name } else { "unknown".into() },
+            name: if status == NameStatus::Ok { name.clone() } else { "unknown".into() },
+            reverse_name: name,
             status,
             reverse_status: NameStatus::Ok,
         }

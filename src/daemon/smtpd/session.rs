@@ -44,6 +44,8 @@ struct Session<'a> {
     /// The socket's peer address (XCLIENT changes `ip` only).
     sock_ip: IpAddr,
     name: String,
+    /// The unverified reverse name (`check_reverse_client_hostname_*`).
+    reverse_name: String,
     name_status: NameStatus,
     reverse_status: NameStatus,
     /// Commands sent ahead of replies without PIPELINING.
@@ -185,6 +187,7 @@ pub async fn run(
         sock_ip: ip,
         local_ip: local,
         name: peer.name,
+        reverse_name: peer.reverse_name,
         name_status: peer.status,
         reverse_status: peer.reverse_status,
         ill_pipelining: false,
@@ -625,7 +628,7 @@ impl Session<'_> {
             ("client_address", self.ip.to_string()),
             ("client_name", self.name.clone()),
             ("client_port", self.ports.0.to_string()),
-            ("reverse_client_name", self.name.clone()),
+            ("reverse_client_name", self.reverse_name.clone()),
             ("server_address", self.local_ip.to_string()),
             ("server_port", self.ports.1.to_string()),
             ("helo_name", self.helo.clone().unwrap_or_default()),
@@ -960,6 +963,7 @@ impl Session<'_> {
     fn facts<'b>(&'b self, rcpt: Option<&'b str>) -> Facts<'b> {
         Facts {
             client_name: &self.name,
+            reverse_name: &self.reverse_name,
             name_status: self.name_status,
             reverse_status: self.reverse_status,
             ill_pipelining: self.ill_pipelining,
@@ -1386,13 +1390,18 @@ impl Session<'_> {
             };
             match k.as_str() {
                 "NAME" => {
-                    self.name = if unknown { "unknown".into() } else { v };
-                    self.name_status = status;
+                    let name = if unknown { "unknown".to_string() } else { v };
                     if !reverse_given {
                         self.reverse_status = status;
+                        self.reverse_name = name.clone();
                     }
+                    self.name = name;
+                    self.name_status = status;
                 }
-                "REVERSE_NAME" => self.reverse_status = status,
+                "REVERSE_NAME" => {
+                    self.reverse_status = status;
+                    self.reverse_name = if unknown { "unknown".into() } else { v };
+                }
                 "ADDR" => {
                     if let Ok(ip) = v.trim_start_matches("IPV6:").trim_start_matches("IPv6:").parse::<IpAddr>() {
                         self.ip = ip;
