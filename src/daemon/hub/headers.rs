@@ -138,13 +138,9 @@ pub fn raw_fields(content: &[u8]) -> (Vec<&[u8]>, usize) {
     }
 }
 
-/// `4.7.1`, `5.7.0`: an enhanced status code.
+/// `4.7.1`, `5.7.0`: an enhanced status code of a refusal.
 fn is_dsn(s: &str) -> bool {
-    let p: Vec<&str> = s.split('.').collect();
-    p.len() == 3
-        && (p[0] == "4" || p[0] == "5")
-        && p.iter()
-            .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
+    crate::proto::smtp::enhanced_status(s) && !s.starts_with('2')
 }
 
 fn name_of(field: &[u8]) -> String {

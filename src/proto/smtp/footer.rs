@@ -17,7 +17,10 @@ pub fn add_footer(reply: &str, template: &str, lookup: &dyn Fn(&str) -> Option<S
         return reply.to_string();
     };
     let code = &last[..3];
-    let status = last.get(4..).and_then(|t| t.split(' ').next()).filter(|d| is_status(d));
+    let status = last
+        .get(4..)
+        .and_then(|t| t.split(' ').next())
+        .filter(|d| super::enhanced_status(d));
     let prefix = |more: bool| {
         let sep = if more { '-' } else { ' ' };
         match status {
@@ -51,16 +54,6 @@ pub fn add_footer(reply: &str, template: &str, lookup: &dyn Fn(&str) -> Option<S
         }
     }
     out
-}
-
-/// An enhanced status code: class.subject.detail (RFC 3463).
-fn is_status(d: &str) -> bool {
-    let p: Vec<&str> = d.split('.').collect();
-    p.len() == 3
-        && matches!(p[0], "2" | "4" | "5")
-        && p[1..]
-            .iter()
-            .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `$name`, `${name}`, `$(name)`; `$$` is a dollar sign.

@@ -233,6 +233,16 @@ pub fn reply(code: u16, text: &str) -> String {
     out
 }
 
+/// An enhanced status code, class.subject.detail (RFC 3463): `5.7.1`.
+pub fn enhanced_status(s: &str) -> bool {
+    let p: Vec<&str> = s.split('.').collect();
+    p.len() == 3
+        && matches!(p[0], "2" | "4" | "5")
+        && p[1..]
+            .iter()
+            .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Parses a server reply's first line: code and whether more lines follow.
 pub fn reply_line(line: &[u8]) -> Option<(u16, bool, &[u8])> {
     if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
