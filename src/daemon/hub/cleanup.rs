@@ -127,12 +127,10 @@ impl Rewriter {
         }
     }
 
-    /// mail_addr_find + mail_addr_map: the addresses `addr` maps to in
-    /// `maps` (None: not found).
-    fn map(&self, maps: &Maps, addr: &str, class: &str) -> Result<Option<Vec<String>>, crate::tables::TableError> {
-        if maps.is_empty() || addr.is_empty() {
-            return Ok(None);
-        }
+    /// mail_addr_find's keys for `addr`, in order: the address, without
+    /// its extension, the local part (and without its extension) in a
+    /// local domain, `@domain`; with whether each dropped the extension.
+    pub fn find_keys(&self, addr: &str) -> (Vec<String>, Vec<bool>) {
         let (local, domain) = match addr.rsplit_once('@') {
             Some((l, d)) => (l, d.to_ascii_lowercase()),
             None => (addr, String::new()),
@@ -159,6 +157,18 @@ impl Rewriter {
             keys.push(format!("@{domain}"));
             stripped.push(false);
         }
+        (keys, stripped)
+    }
+
+    /// mail_addr_find + mail_addr_map: the addresses `addr` maps to in
+    /// `maps` (None: not found).
+    fn map(&self, maps: &Maps, addr: &str, class: &str) -> Result<Option<Vec<String>>, crate::tables::TableError> {
+        if maps.is_empty() || addr.is_empty() {
+            return Ok(None);
+        }
+        let (keys, stripped) = self.find_keys(addr);
+        let local = addr.rsplit_once('@').map_or(addr, |(l, _)| l);
+        let ext = self.split_ext(local).1;
         let Some((value, at)) = maps.lookup_keys(&keys)? else {
             return Ok(None);
         };

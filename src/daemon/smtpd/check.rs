@@ -301,26 +301,11 @@ impl Checker<'_> {
         v
     }
 
-    /// The owners `smtpd_sender_login_maps` gives a sender (keys as
-    /// Postfix's mail_addr_find: the address, without its extension, the
-    /// local part in a local domain, `@domain`); None when it has none.
+    /// The owners `smtpd_sender_login_maps` gives a sender (looked up as
+    /// cleanup's maps are, with mail_addr_find's keys); None when it has
+    /// none.
     fn sender_owners(&self, sender: &str) -> Result<Option<String>, ()> {
-        let (local, domain) = split(sender);
-        let lower = sender.to_ascii_lowercase();
-        let mut keys = vec![lower];
-        let base = self.strip_ext(local);
-        if let Some(b) = base {
-            keys.push(format!("{b}@{domain}").to_ascii_lowercase());
-        }
-        if matches!(class(self.hub, &domain), Class::Local) {
-            keys.push(local.to_ascii_lowercase());
-            if let Some(b) = base {
-                keys.push(b.to_ascii_lowercase());
-            }
-        }
-        if !domain.is_empty() {
-            keys.push(format!("@{domain}"));
-        }
+        let (keys, _) = self.cleanup.find_keys(sender);
         self.login_maps.lookup_keys(&keys).map(|v| v.map(|(v, _)| v)).map_err(|_| ())
     }
 
