@@ -1814,9 +1814,11 @@ fn hub_reload_applies_new_configuration() {
 }
 
 /// A master.cf with postscreen(8) in front of smtpd (`inet ...
-/// postscreen` and `smtpd pass ... smtpd`): its clients reach the pass
-/// service with that service's settings, and the log says postscreen's
-/// tests are not made.
+/// postscreen` and `smtpd pass ... smtpd`): the client named by the
+/// load balancer's PROXY header is screened (the `220-` bait, then PASS
+/// NEW) and reaches the pass service with that service's settings; its
+/// second connection passes at once (PASS OLD).  postscreen's replies and
+/// log lines are compared with the real one in postscreen_vs_postfix.
 #[test]
 fn hub_postscreen_service_hands_clients_to_smtpd() {
     if !can_run("hub postscreen", &["/usr/bin/unshare"]) {
@@ -1832,7 +1834,7 @@ fn hub_postscreen_service_hands_clients_to_smtpd() {
     std::fs::write(
         h.join("master.cf"),
         format!(
-            "{master}127.0.0.1:{ps} inet n - n - 1 postscreen\n  -o postscreen_upstream_proxy_protocol=haproxy\n\
+            "{master}127.0.0.1:{ps} inet n - n - 1 postscreen\n  -o postscreen_upstream_proxy_protocol=haproxy\n  -o postscreen_greet_wait=1s\n\
              smtpd pass - - n - - smtpd\n  -o smtpd_helo_required=yes\n  -o mail_name=Behind\n  -o smtpd_peername_lookup=no\n\
              dnsblog unix - - n - 0 dnsblog\ntlsproxy unix - - n - 0 tlsproxy\n"
         ),
@@ -1850,18 +1852,24 @@ class Proxied(smtplib.SMTP):
     # A load balancer's PROXY header first (postscreen_upstream_proxy_protocol).
     def _get_socket(self, host, port, timeout):
         s = socket.create_connection((host, port), timeout)
-        s.sendall(b'PROXY TCP4 10.9.8.7 127.0.0.1 5000 25\r\n')
+        s.sendall(b'PROXY TCP4 192.0.2.7 127.0.0.1 5000 25\r\n')
         return s
 s = Proxied(); print(s.connect('127.0.0.1', int(sys.argv[1])))
 print(s.docmd('MAIL FROM:<a@b.org>'))
 s.ehlo('client.example.org')
 s.sendmail('a@b.org', ['u7@mumail.test'], 'Subject: through postscreen\r\n\r\nhello\r\n')
 print('sent')
+s = Proxied(); print(s.connect('127.0.0.1', int(sys.argv[1])))
 "#,
         &[&ps.to_string()],
     );
-    // The pass service's -o settings: its banner, HELO required.
-    assert!(out.contains("(220, b'hub.mumail.test ESMTP Behind')"), "{out}");
+    // postscreen's bait (main.cf's banner), then the pass service's -o
+    // settings: its banner, HELO required; the second time, no bait.
+    assert!(
+        out.contains("(220, b'hub.mumail.test ESMTP Postfix\\nhub.mumail.test ESMTP Behind')"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("(220, b'hub.mumail.test ESMTP Behind')"), "{out}");
     assert!(out.contains("(503, b'5.5.1 Error: send HELO/EHLO first')"), "{out}");
     assert!(out.contains("sent"), "{out}");
     wait_for("postscreen delivery", Duration::from_secs(30), || {
@@ -1869,14 +1877,17 @@ print('sent')
     });
     let log = hub.log();
     assert!(
-        log.contains("postfix/smtpd[") && log.contains("]: connect from unknown[10.9.8.7]"),
+        log.contains("postfix/smtpd[") && log.contains("]: connect from unknown[192.0.2.7]"),
         "{log}"
     );
-    assert!(
-        log.contains("postfix/postscreen[")
-            && log.contains(&format!("warning: service 127.0.0.1:{ps}: mumail makes none of postscreen's tests")),
-        "{log}"
-    );
+    for line in [
+        "postfix/postscreen[",
+        "]: CONNECT from [192.0.2.7]:5000 to [127.0.0.1]:25",
+        "]: PASS NEW [192.0.2.7]:5000",
+        "]: PASS OLD [192.0.2.7]:5000",
+    ] {
+        assert!(log.contains(line), "{line}: {log}");
+    }
     drop(b);
 }
 

@@ -37,9 +37,8 @@ SUPPORTED_PREFIXES = ("smtpd_", "lmtp_", "smtp_", "queue_", "qmgr_", "default_",
                       "ipc_", "max_", "in_flow", "debug_peer", "notify_classes", "double_bounce",
                       "error_notice", "2bounce", "setgid_group", "mailbox_", "fallback_",
                       "internal_mail", "enable_long_queue_ids", "strict_", "allow_",
-                      "disable_vrfy", "anvil_", "stress")
-# (postscreen_*: its tests are not made; a postscreen service hands its
-# clients to smtpd_service_name, so setting one gets the warning.)
+                      "disable_vrfy", "anvil_", "stress", "postscreen_")
+# (postscreen_*: daemon::smtpd::postscreen; the cache is in memory.)
 # Supported outside those prefixes.
 SUPPORTED_NAMES = {"non_smtpd_milters", "milter_command_timeout", "milter_connect_macros",
                    "milter_connect_timeout", "milter_content_timeout", "milter_data_macros",
@@ -51,10 +50,16 @@ SUPPORTED_NAMES = {"non_smtpd_milters", "milter_command_timeout", "milter_connec
                    "mime_header_checks", "nested_header_checks", "non_fqdn_reject_code", "rbl_reply_maps",
                    "relayhost", "remote_header_rewrite_domain", "content_filter", "receive_override_options",
                    "postscreen_upstream_proxy_protocol", "postscreen_upstream_proxy_timeout",
-                   "plaintext_reject_code", "multi_recipient_bounce_reject_code"}
+                   "plaintext_reject_code", "multi_recipient_bounce_reject_code", "respectful_logging"}
 # Under those prefixes but not implemented, and changing how mail is
 # handled: main.cf setting one gets the "not implemented; ignored" warning.
-NOT_IMPLEMENTED = {"smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehlo", "smtpd_proxy_timeout",
+NOT_IMPLEMENTED = {"postscreen_cache_map", "postscreen_cache_cleanup_interval", "postscreen_allowlist_interfaces",
+                   "postscreen_whitelist_interfaces", "postscreen_command_filter",
+                   "postscreen_discard_ehlo_keyword_address_maps", "postscreen_expansion_filter",
+                   "postscreen_reject_footer_maps", "postscreen_pre_queue_limit", "postscreen_post_queue_limit",
+                   "postscreen_watchdog_timeout", "postscreen_tls_security_level", "postscreen_use_tls",
+                   "postscreen_enforce_tls",
+                   "smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehlo", "smtpd_proxy_timeout",
                    "smtpd_milter_maps", "smtpd_command_filter",
                    "smtpd_reject_footer_maps",
                    "smtpd_sasl_exceptions_networks", "smtpd_discard_ehlo_keyword_address_maps",

@@ -24,6 +24,9 @@ pub struct Hub {
     pub cleanup: Arc<cleanup::Rewriter>,
     pub queue: Arc<Queue>,
     pub qmgr: Arc<Qmgr>,
+    /// postscreen's temporary allowlist (all postscreen services; kept
+    /// across reloads).
+    pub screen_cache: Arc<crate::daemon::smtpd::postscreen::Cache>,
 }
 
 /// The port of a master.cf service name: `smtp`, `submission`, a number,
@@ -225,9 +228,9 @@ fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result
         match s.command() {
             "smtpd" => smtpd.push(smtpd_service(params, s, s, hub, mklog)?),
             // postscreen(8) in front of smtpd (`smtp inet ... postscreen`
-            // and `smtpd pass ... smtpd`): its clients go straight to the
-            // pass service, whose settings they get.  Its tests are not
-            // made; that is said once at start.
+            // and `smtpd pass ... smtpd`): each client is screened
+            // (daemon::smtpd::postscreen), then served with the pass
+            // service's settings.
             "postscreen" => {
                 let mut pp = params.clone();
                 for (k, v) in s.overrides() {
@@ -237,12 +240,8 @@ fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result
                 let plog = mklog(&pp, "postscreen")?;
                 match params.master.services.iter().find(|p| p.kind == "pass" && p.name == pass_name) {
                     Some(pass) => {
-                        plog.warning(&format!(
-                            "service {}: mumail makes none of postscreen's tests (access list, pregreet, DNSBL, protocol): clients are handed to the {pass_name} service at once",
-                            s.name
-                        ));
                         // postscreen's up-stream proxy header is read
-                        // before the hand-over, as postscreen reads it.
+                        // before the screening, as postscreen reads it.
                         let mut sp = params.clone();
                         let proto = pp.get("postscreen_upstream_proxy_protocol").unwrap_or_default();
                         if !proto.trim().is_empty() {
@@ -250,7 +249,14 @@ fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result
                             sp.overrides.insert("smtpd_upstream_proxy_protocol".into(), proto);
                             sp.overrides.insert("smtpd_upstream_proxy_timeout".into(), limit);
                         }
-                        smtpd.push(smtpd_service(&sp, s, pass, hub, mklog)?);
+                        let sconf = crate::daemon::smtpd::postscreen::ScreenConf::load(&pp)?;
+                        let mut svc = smtpd_service(&sp, s, pass, hub, mklog)?;
+                        svc.smtpd.screen = Some(Arc::new(crate::daemon::smtpd::postscreen::Screen::new(
+                            sconf,
+                            Arc::new(plog),
+                            hub.clone(),
+                        )));
+                        smtpd.push(svc);
                     }
                     None => plog.warning(&format!(
                         "service {}: no pass service \"{pass_name}\" in master.cf: not served",
@@ -410,6 +416,7 @@ pub fn main(args: &[String]) -> i32 {
             cleanup: rewriter,
             queue: queue.clone(),
             qmgr: qmgr.clone(),
+            screen_cache: Default::default(),
         });
         let built = match build_services(&params, &hub, &|p: &Params, s: &str| Logger::for_postfix(p, s)) {
             Ok(b) => b,
@@ -502,6 +509,7 @@ pub fn main(args: &[String]) -> i32 {
                 cleanup: rewriter.clone(),
                 queue: queue.clone(),
                 qmgr: qmgr.clone(),
+                screen_cache: hub.screen_cache.clone(),
             });
             let b = match build_services(&params, &new_hub, &|_: &Params, s: &str| Ok(master_log.for_service(s))) {
                 Ok(b) => b,

@@ -12,6 +12,7 @@
 pub mod check;
 pub mod dnscheck;
 pub mod policy;
+pub mod postscreen;
 mod session;
 
 use crate::daemon::hub::conf::{match_networks, SmtpdConf};
@@ -37,6 +38,8 @@ pub struct Smtpd {
     /// The Received header's `server-signature ...` text for this
     /// service's certificate.
     pub tls_signature: Option<String>,
+    /// postscreen(8) in front of this service.
+    pub screen: Option<Arc<postscreen::Screen>>,
     /// saslauthd's socket for AUTH (from the SASL application config).
     pub saslauthd_path: String,
     /// AUTH offers GSSAPI (see `sasl_gssapi`).
@@ -160,6 +163,7 @@ impl Smtpd {
             tables: check::TableCache::default(),
             tls,
             tls_signature: None,
+            screen: None,
             saslauthd_path,
             gssapi,
             conns: Mutex::new(HashMap::new()),
@@ -361,6 +365,11 @@ impl crate::server::Service for Smtpd {
                     self.log.warning(&warning);
                     hangup = true;
                 }
+            }
+        }
+        if let (Some(screen), crate::server::Conn::Tcp(s, _), false) = (&self.screen, &mut conn, hangup) {
+            if let postscreen::Outcome::Done = screen.screen(s, ip, ports.0, local, ports.1).await {
+                return;
             }
         }
         let _guard = ConnGuard(&self, ip);

@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod footer;
+pub mod screen;
 
 pub use data::{BdatReceiver, DataEnd, DataReceiver};
 
