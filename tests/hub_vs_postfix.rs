@@ -143,10 +143,15 @@ fn main_cf(dir: &Path, extra: &str) -> String {
 }
 
 fn tables(dir: &Path) {
+    std::fs::write(
+        dir.join("footers.regexp"),
+        "/Relay access denied/ \\c (relay footer)\n/Recipient address rejected/ see $$client_address\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("users"), "u7 x\nyes1 x\nrejected x\ndeferred x\ncustom x\n").unwrap();
     std::fs::write(
         dir.join("access"),
-        "rejected@mumail.test REJECT\ndeferred@mumail.test DEFER try later\ncustom@mumail.test 550 5.1.2 go away\nspam.example REJECT no spam here\n",
+        "rejected@mumail.test REJECT\ndeferred@mumail.test DEFER try later\ncustom@mumail.test 550 5.1.2 go away\nspam.example REJECT no spam here\nokay@mumail.test OK\n",
     )
     .unwrap();
 }
@@ -372,6 +377,7 @@ fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) -
                 let (_, tail) = rest.split_once(": ")?;
                 [
                     ": reject: ",
+                    ": permit: ",
                     ": reject_warning: ",
                     ": warn: ",
                     ": info: ",
@@ -386,7 +392,7 @@ fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) -
                 ]
                 .iter()
                 .any(|k| rest.contains(k) && rest.find(k) == rest.find(": "))
-                .then(|| mask_ports(tail))
+                .then(|| mask_ports(tail).replace(&dir.display().to_string(), "DIR"))
             })
             .collect()
     };
@@ -403,6 +409,9 @@ fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) -
             Some(k) => at += k + 1,
             None => diffs.push(format!("log real: {a}\nnot in ours after line {at}:\n{}", our_log[at..].join("\n"))),
         }
+    }
+    if std::env::var_os("MUMAIL_SHOW_LOGS").is_some() {
+        eprintln!("REAL MAILLOG\n{real_maillog}");
     }
     assert!(r.len() > min, "too few replies from the real Postfix:\n{real}\nours:\n{ours}");
     if !diffs.is_empty() {
@@ -2020,5 +2029,101 @@ fn policy_service_matches_real_postfix() {
         ),
         sessions,
         4,
+    );
+}
+
+/// smtpd_log_access_permit_actions (`permit:` lines, each naming what
+/// the action looked at; an access table's OK names the table),
+/// smtpd_command_filter, smtpd_discard_ehlo_keyword_address_maps,
+/// smtpd_reject_footer_maps; VRFY under the recipient restrictions, ETRN
+/// inside a transaction, HELO after EHLO keeping ESMTP.
+#[test]
+fn permit_logging_command_filter_and_footer_maps_match_real_postfix() {
+    let (real, ours) = differential(
+        "smtpd_log_access_permit_actions = static:all\nsmtpd_command_filter = inline:{ {xyzzy=NOOP}, {helo=HELO fixed.example} }\n\
+         smtpd_discard_ehlo_keyword_address_maps = inline:{ {127.0.0.1=pipelining,etrn,vrfy} }\n\
+         smtpd_reject_footer_maps = regexp:${config_directory}/footers.regexp\n\
+         smtpd_authorized_xclient_hosts = 127.0.0.0/8\n\
+         smtpd_relay_restrictions = permit_mynetworks, permit_auth_destination, reject\n",
+        "EHLO client.example\nXYZZY\nHELO\nETRN mumail.test\nVRFY u7\nVRFY u7@mumail.test\nMAIL FROM:<a@b.org>\nRCPT TO:<u7@mumail.test>\n\
+         RCPT TO:<x@elsewhere.example>\nRCPT TO:<rejected@mumail.test>\nRCPT TO:<okay@mumail.test>\nETRN mumail.test\nETRN\nQUIT\n\n\
+         XCLIENT ADDR=10.1.2.3 NAME=[UNAVAILABLE]\nEHLO client.example\nMAIL FROM:<a@b.org>\nRCPT TO:<x@elsewhere.example>\nQUIT\n",
+        16,
+    );
+    let lines = [
+        "]: discarding EHLO keywords: ETRN PIPELINING VRFY",
+        "]: localhost[127.0.0.1]: replacing command \"XYZZY\" with \"NOOP\"",
+        "]: localhost[127.0.0.1]: replacing command \"HELO\" with \"HELO fixed.example\"",
+    ];
+    real_log_has(&real, &lines);
+    for l in lines {
+        assert!(ours.contains(l), "{l}:\n{ours}");
+    }
+}
+
+/// permit_mx_backup against the same dnsmasq data: a domain whose backup
+/// MX is this host (127.0.0.1, inet_interfaces = loopback-only), one whose
+/// primary MX is, one without MX whose address is this host's, one that
+/// has nothing to do with it; then permit_mx_backup_networks.
+#[test]
+fn permit_mx_backup_matches_real_postfix() {
+    const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+    if !can_run("hub vs postfix mx backup", &[POSTFIX, DNSMASQ, "/usr/bin/unshare"]) {
+        return;
+    }
+    let server = "127.1.53.55";
+    let d = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(DNSMASQ);
+    cmd.args([
+        "-k",
+        "--port=53",
+        &format!("--listen-address={server}"),
+        "--bind-interfaces",
+        "--no-resolv",
+        "--no-hosts",
+        "--local=/test/",
+        "--user=root",
+        &format!("--pid-file={}", d.path().join("dnsmasq.pid").display()),
+        "--host-record=mx1.backup.test,192.0.2.10",
+        "--host-record=mx2.backup.test,127.0.0.1",
+        "--mx-host=backup.test,mx1.backup.test,10",
+        "--mx-host=backup.test,mx2.backup.test,20",
+        "--mx-host=primary.test,mx2.backup.test,10",
+        "--mx-host=primary.test,mx1.backup.test,20",
+        "--host-record=nomx.test,127.0.0.1",
+        "--mx-host=other.test,mx1.backup.test,10",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(d.path().join("dnsmasq.err")).unwrap());
+    let _dns = Proc::spawn("dnsmasq", &mut cmd);
+    wait_for("dnsmasq", std::time::Duration::from_secs(10), || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| {
+                s.set_read_timeout(Some(std::time::Duration::from_millis(300)))?;
+                let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06backup\x04test\x00\x00\x0f\x00\x01";
+                s.send_to(q, (server, 53))?;
+                let mut buf = [0u8; 512];
+                s.recv_from(&mut buf).map(|_| ())
+            })
+            .is_ok()
+    });
+    const SESSIONS: &str = "EHLO client.example\nMAIL FROM:<a@b.org>\nRCPT TO:<a@backup.test>\nRCPT TO:<a@primary.test>\n\
+        RCPT TO:<a@nomx.test>\nRCPT TO:<a@other.test>\nRCPT TO:<a%b@backup.test>\nRCPT TO:<u7@mumail.test>\nQUIT\n";
+    let base =
+        "smtpd_relay_restrictions = permit_mx_backup, reject_unauth_destination\nsmtpd_log_access_permit_actions = permit_mx_backup\n";
+    let (real, _) = differential_in(base, SESSIONS, 8, Some(server));
+    real_log_has(&real, &["action=permit_mx_backup for Recipient address=a@backup.test"]);
+    // The primary MX (192.0.2.10) must be in permit_mx_backup_networks.
+    differential_in(
+        &format!("{base}permit_mx_backup_networks = 198.51.100.0/24\n"),
+        SESSIONS,
+        8,
+        Some(server),
+    );
+    differential_in(
+        &format!("{base}permit_mx_backup_networks = 192.0.2.0/24\n"),
+        SESSIONS,
+        8,
+        Some(server),
     );
 }

@@ -50,19 +50,18 @@ SUPPORTED_NAMES = {"non_smtpd_milters", "milter_command_timeout", "milter_connec
                    "mime_header_checks", "nested_header_checks", "non_fqdn_reject_code", "rbl_reply_maps",
                    "relayhost", "remote_header_rewrite_domain", "content_filter", "receive_override_options",
                    "postscreen_upstream_proxy_protocol", "postscreen_upstream_proxy_timeout",
-                   "plaintext_reject_code", "multi_recipient_bounce_reject_code", "respectful_logging"}
+                   "plaintext_reject_code", "multi_recipient_bounce_reject_code", "respectful_logging", "permit_mx_backup_networks"}
 # Under those prefixes but not implemented, and changing how mail is
 # handled: main.cf setting one gets the "not implemented; ignored" warning.
 NOT_IMPLEMENTED = {"postscreen_cache_map", "postscreen_cache_cleanup_interval", "postscreen_allowlist_interfaces",
-                   "postscreen_whitelist_interfaces", "postscreen_command_filter",
+                   "postscreen_whitelist_interfaces",
                    "postscreen_discard_ehlo_keyword_address_maps", "postscreen_expansion_filter",
-                   "postscreen_reject_footer_maps", "postscreen_pre_queue_limit", "postscreen_post_queue_limit",
+                   "postscreen_pre_queue_limit", "postscreen_post_queue_limit",
                    "postscreen_watchdog_timeout", "postscreen_tls_security_level", "postscreen_use_tls",
                    "postscreen_enforce_tls",
                    "smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehlo", "smtpd_proxy_timeout",
-                   "smtpd_milter_maps", "smtpd_command_filter",
-                   "smtpd_reject_footer_maps",
-                   "smtpd_sasl_exceptions_networks", "smtpd_discard_ehlo_keyword_address_maps",
+                   "smtpd_milter_maps",
+                   "smtpd_sasl_exceptions_networks",
                    "hopcount_limit", "header_size_limit", "sender_bcc_maps", "recipient_bcc_maps",
                    "sender_dependent_relayhost_maps", "sender_dependent_default_transport_maps",
                    "mailbox_command", "mailbox_command_maps", "fallback_transport", "fallback_transport_maps",
@@ -76,7 +75,7 @@ NOT_IMPLEMENTED = {"postscreen_cache_map", "postscreen_cache_cleanup_interval", 
                    # per-request deadlines, DNS reply filtering, permit logging.
                    "smtpd_delay_open_until_valid_rcpt", "smtpd_dns_reply_filter", "smtpd_etrn_restrictions",
                    "smtpd_expansion_filter", "smtpd_forbid_unauth_pipelining", "smtpd_history_flush_threshold",
-                   "smtpd_log_access_permit_actions", "smtpd_min_data_rate", "smtpd_per_request_deadline",
+                   "smtpd_min_data_rate", "smtpd_per_request_deadline",
                    # smtpd TLS that rustls does not do: client certificates,
                    # DSA/ECDSA second certificates, DH parameters, the session
                    # cache database (rustls keeps its own in memory).

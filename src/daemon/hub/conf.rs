@@ -290,11 +290,24 @@ pub struct SmtpdConf {
     pub xclient_hosts: Vec<Cidr>,
     pub xforward_hosts: Vec<Cidr>,
     pub discard_ehlo_keywords: Vec<String>,
+    /// `smtpd_discard_ehlo_keyword_address_maps` (by client address).
+    pub discard_ehlo_maps: Vec<String>,
+    /// `smtpd_command_filter`: a table that rewrites command lines.
+    pub command_filter: String,
+    /// `smtpd_reject_footer_maps` (by the complete reply).
+    pub reject_footer_maps: Vec<String>,
+    /// `smtpd_log_access_permit_actions`: names, `!name`, `type:table`.
+    pub log_permit_actions: Vec<String>,
     /// `local_header_rewrite_clients`, as written.
     pub header_rewrite_clients: Vec<String>,
     pub remote_header_rewrite_domain: String,
     /// The addresses of `inet_interfaces` (`permit_inet_interfaces`).
     pub inet_addrs: Vec<std::net::IpAddr>,
+    /// The local mail system's addresses for `permit_mx_backup`:
+    /// `inet_interfaces` and `proxy_interfaces`.
+    pub own_addrs: Vec<std::net::IpAddr>,
+    /// `permit_mx_backup_networks`.
+    pub mx_backup_networks: Vec<Cidr>,
 }
 
 /// The addresses `inet_interfaces` stands for: `all` is every
@@ -536,9 +549,19 @@ impl SmtpdConf {
                 .into_iter()
                 .map(|k| k.to_ascii_uppercase())
                 .collect(),
+            discard_ehlo_maps: restriction_list(&s("smtpd_discard_ehlo_keyword_address_maps")),
+            command_filter: s("smtpd_command_filter"),
+            reject_footer_maps: restriction_list(&s("smtpd_reject_footer_maps")),
+            log_permit_actions: restriction_list(&s("smtpd_log_access_permit_actions")),
             header_rewrite_clients: restriction_list(&s("local_header_rewrite_clients")),
             remote_header_rewrite_domain: s("remote_header_rewrite_domain"),
             inet_addrs: inet_addrs(&s("inet_interfaces")),
+            own_addrs: {
+                let mut v = inet_addrs(&s("inet_interfaces"));
+                v.extend(inet_addrs(&s("proxy_interfaces")));
+                v
+            },
+            mx_backup_networks: hosts("permit_mx_backup_networks"),
         })
     }
 }

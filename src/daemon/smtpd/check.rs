@@ -561,6 +561,59 @@ impl Checker<'_> {
         self.hub.is_final(&domain) || self.hub.relay_domains.matches(&domain)
     }
 
+    /// The domain `permit_mx_backup` must look up: the recipient's, when
+    /// it is not an authorized destination, an address literal or routed.
+    fn mx_backup_target(&self, f: &Facts<'_>) -> Option<String> {
+        let rcpt = f.rcpt?;
+        let (local, domain) = split(rcpt);
+        if local.contains(['@', '%', '!']) || domain.is_empty() || domain.starts_with('[') || self.auth_destination(rcpt) {
+            return None;
+        }
+        Some(domain.to_ascii_lowercase())
+    }
+
+    /// `permit_mx_backup`: permit an authorized destination, or a domain
+    /// for which this system is a backup MX (not a primary one) whose
+    /// primary MX hosts are in `permit_mx_backup_networks` when that is
+    /// set (a domain without MX records has this system, if any, as its
+    /// primary: not permitted).  A DNS failure turns a later refusal into
+    /// a 450.
+    fn mx_backup(&self, f: &Facts<'_>) -> Verdict {
+        let Some(rcpt) = f.rcpt else {
+            return Verdict::Dunno;
+        };
+        if self.auth_destination(rcpt) {
+            return Verdict::Permit;
+        }
+        let Some(domain) = self.mx_backup_target(f) else {
+            return Verdict::Dunno;
+        };
+        let mine = |addrs: &[IpAddr]| addrs.iter().any(|a| self.conf.own_addrs.contains(a));
+        match f.dns.get(&Query::MxBackup(domain)) {
+            Some(Answer::Exchangers(mx)) if !mx.is_empty() => {
+                let best = mx[0].0;
+                let (primary, backup): (Vec<_>, Vec<_>) = mx.iter().partition(|(p, _)| *p == best);
+                if primary.iter().any(|(_, a)| mine(a)) || !backup.iter().any(|(_, a)| mine(a)) {
+                    return Verdict::Dunno;
+                }
+                let nets = &self.conf.mx_backup_networks;
+                if nets.is_empty() || primary.iter().any(|(_, a)| a.iter().any(|ip| match_networks(nets, *ip))) {
+                    Verdict::Permit
+                } else {
+                    Verdict::Dunno
+                }
+            }
+            Some(Answer::Retry) => {
+                let rep = format!(
+                    "450 4.4.4 <{rcpt}>: Recipient address rejected: Unable to look up mail exchanger information: Host not found, try again"
+                );
+                self.defer_if_reject.borrow_mut().get_or_insert(rep);
+                Verdict::Dunno
+            }
+            _ => Verdict::Dunno,
+        }
+    }
+
     /// One restriction list.
     fn list(&self, list: &[String], f: &Facts<'_>, stage: Stage) -> Verdict {
         let mut it = list.iter();
@@ -568,6 +621,9 @@ impl Checker<'_> {
         while let Some(r) = it.next() {
             let r = r.as_str();
             let warn = std::mem::take(&mut warn_next);
+            // The access table a check_*_access looked in (for the
+            // permit log line).
+            let mut table: Option<(&str, Stage)> = None;
             let v = match r {
                 "warn_if_reject" => {
                     warn_next = true;
@@ -712,6 +768,7 @@ impl Checker<'_> {
                     {
                         Verdict::Dunno
                     } else {
+                        table = Some((spec.as_str(), st));
                         self.access(spec, f, st)
                     }
                 }
@@ -750,6 +807,7 @@ impl Checker<'_> {
                     };
                     self.allowlisted(r, arg, f, stage)
                 }
+                "permit_mx_backup" => self.mx_backup(f),
                 "permit_inet_interfaces" if self.conf.inet_addrs.contains(&f.sock_addr) => Verdict::Permit,
                 "permit_inet_interfaces" => Verdict::Dunno,
                 "permit_naked_ip_address" => match f.helo {
@@ -809,11 +867,57 @@ impl Checker<'_> {
                 },
                 v => v,
             };
+            if v == Verdict::Permit && !self.conf.restriction_classes.contains_key(r) && self.log_permit(r) {
+                let text = self.permit_text(r, table, f, stage);
+                self.warnings.borrow_mut().push(("permit", text));
+            }
             if v != Verdict::Dunno {
                 return v;
             }
         }
         Verdict::Dunno
+    }
+
+    /// The permit log line's text: `action=NAME for Class=what `, the
+    /// class being what the action looked at; an access table's OK names
+    /// the table.
+    fn permit_text(&self, r: &str, table: Option<(&str, Stage)>, f: &Facts<'_>, stage: Stage) -> String {
+        if let Some((spec, st)) = table {
+            return format!("action=OK for {}={} from {spec}", st.class(), self.what(f, st));
+        }
+        let st = match r {
+            "permit_mynetworks"
+            | "permit_sasl_authenticated"
+            | "permit_inet_interfaces"
+            | "permit_dnswl_client"
+            | "permit_rhswl_client"
+            | "permit_tls_clientcerts"
+            | "permit_tls_all_clientcerts" => Stage::Client,
+            "permit_naked_ip_address" => Stage::Helo,
+            "permit_auth_destination" | "permit_mx_backup" => Stage::Recipient,
+            _ => stage,
+        };
+        format!("action={r} for {}={} ", st.class(), self.what(f, st))
+    }
+
+    /// `smtpd_log_access_permit_actions` names this permit action:
+    /// the first of its patterns that matches decides (`!name` excludes).
+    fn log_permit(&self, action: &str) -> bool {
+        for p in &self.conf.log_permit_actions {
+            let (neg, pat) = match p.strip_prefix('!') {
+                Some(n) => (true, n),
+                None => (false, p.as_str()),
+            };
+            let hit = if pat.contains(':') {
+                self.tables.get(pat).ok().and_then(|t| t.lookup(action).ok().flatten()).is_some()
+            } else {
+                pat.eq_ignore_ascii_case(action)
+            };
+            if hit {
+                return !neg;
+            }
+        }
+        false
     }
 
     /// A temporary DNS failure: `defer_if_permit` (the default
@@ -1014,6 +1118,10 @@ impl Checker<'_> {
                     }
                 } else if r.starts_with("check_") || r == "sleep" {
                     it.next();
+                } else if r == "permit_mx_backup" {
+                    if let Some(d) = self.mx_backup_target(f) {
+                        out.push(Query::MxBackup(d));
+                    }
                 } else if r == "reject_unknown_sender_domain" || r == "reject_unknown_recipient_domain" {
                     if let Some((_, d, _)) = self.mailhost_target(r, f) {
                         out.push(Query::MailHost(d));

@@ -20,6 +20,9 @@ pub enum Query {
     /// `M` or `N`): its MX hosts (itself without MX), its name servers
     /// (a parent's where it has none) or itself, with their addresses.
     Servers(char, String),
+    /// `permit_mx_backup`: a domain's MX hosts by preference, with their
+    /// addresses.
+    MxBackup(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +34,8 @@ pub enum Answer {
     NullMx,
     /// Server host names and their addresses (`Query::Servers`).
     Servers(Vec<(String, Vec<std::net::IpAddr>)>),
+    /// MX preferences and each host's addresses (`Query::MxBackup`).
+    Exchangers(Vec<(u16, Vec<std::net::IpAddr>)>),
     NotFound,
     Retry,
 }
@@ -80,6 +85,23 @@ pub async fn resolve(dns: &Dns, q: &Query) -> Answer {
             Err(e) => status(e),
         },
         Query::Servers(kind, name) => servers(dns, *kind, name).await,
+        Query::MxBackup(d) => exchangers(dns, d).await,
+    }
+}
+
+/// The MX hosts of `domain` with their addresses (at most MAX_SERVERS).
+async fn exchangers(dns: &Dns, domain: &str) -> Answer {
+    match dns.mx(domain).await {
+        Ok(v) if v.len() == 1 && v[0].host.is_empty() => Answer::NullMx,
+        Ok(v) => {
+            let mut out = Vec::new();
+            for m in v.into_iter().take(MAX_SERVERS) {
+                out.push((m.pref, dns.addrs(&m.host).await.unwrap_or_default()));
+            }
+            Answer::Exchangers(out)
+        }
+        Err(DnsError::Retry(_)) => Answer::Retry,
+        Err(_) => Answer::NotFound,
     }
 }
 

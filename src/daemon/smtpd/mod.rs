@@ -34,6 +34,10 @@ pub struct Smtpd {
     pub login_maps: Maps,
     pub virtual_maps: Maps,
     pub relay_maps: Maps,
+    /// `smtpd_discard_ehlo_keyword_address_maps`.
+    pub discard_maps: Maps,
+    /// `smtpd_reject_footer_maps`.
+    pub footer_maps: Maps,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The Received header's `server-signature ...` text for this
     /// service's certificate.
@@ -156,6 +160,8 @@ impl Smtpd {
             login_maps: maps(&conf.sender_login_maps, "smtpd_sender_login_maps")?,
             virtual_maps: maps(&conf.virtual_mailbox_maps, "virtual_mailbox_maps")?,
             relay_maps: maps(&conf.relay_recipient_maps, "relay_recipient_maps")?,
+            discard_maps: maps(&conf.discard_ehlo_maps, "smtpd_discard_ehlo_keyword_address_maps")?,
+            footer_maps: maps(&conf.reject_footer_maps, "smtpd_reject_footer_maps")?,
             hub,
             conf,
             log,

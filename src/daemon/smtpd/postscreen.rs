@@ -91,6 +91,10 @@ pub struct ScreenConf {
     connection_count_limit: usize,
     retention: Duration,
     reject_footer: String,
+    /// `postscreen_reject_footer_maps` (by the complete reply).
+    reject_footer_maps: crate::tables::Maps,
+    /// `postscreen_command_filter`: a table that rewrites command lines.
+    command_filter: String,
     /// `respectful_logging`: ALLOWLISTED/DENYLISTED, else WHITE/BLACK.
     respectful: bool,
     forbidden: Vec<String>,
@@ -170,6 +174,14 @@ impl ScreenConf {
                     _ => raw,
                 }
             },
+            reject_footer_maps: crate::tables::Maps::open(
+                &crate::config::postfix::list::split_list(&s("postscreen_reject_footer_maps"))
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| format!("postscreen_reject_footer_maps: {e}"))?,
+            command_filter: s("postscreen_command_filter"),
             respectful: bool_("respectful_logging")?,
             forbidden: crate::config::postfix::list::split_list(&s("postscreen_forbidden_commands"))
                 .into_iter()
@@ -390,9 +402,15 @@ impl Screen {
     }
 
     async fn send(&self, s: &mut TcpStream, reply: &str, ip: IpAddr, port: u16) {
-        let reply = if reply.starts_with(['4', '5']) && !self.conf.reject_footer.is_empty() {
+        let mapped = if reply.starts_with(['4', '5']) {
+            self.conf.reject_footer_maps.lookup(reply).ok().flatten()
+        } else {
+            None
+        };
+        let template = mapped.as_deref().unwrap_or(&self.conf.reject_footer);
+        let reply = if reply.starts_with(['4', '5']) && !template.is_empty() {
             let server = self.conf.engine.myhostname.clone();
-            crate::proto::smtp::footer::add_footer(reply, &self.conf.reject_footer, &|n: &str| match n {
+            crate::proto::smtp::footer::add_footer(reply, template, &|n: &str| match n {
                 "client_address" => Some(ip.to_string()),
                 "client_port" => Some(port.to_string()),
                 "server_name" => Some(server.clone()),
@@ -665,6 +683,23 @@ impl Screen {
                     break;
                 }
             };
+            // postscreen_command_filter: the table's answer replaces the
+            // line (leading white space removed).
+            let line = match self.filter_command(&line) {
+                Some(new) => {
+                    let cut = |b: &[u8]| String::from_utf8_lossy(b).chars().take(100).collect::<String>();
+                    let old = String::from_utf8_lossy(&line).trim_start().to_string();
+                    if new != old {
+                        self.log.info(&format!(
+                            "{client}: replacing command \"{}\" with \"{}\"",
+                            cut(old.as_bytes()),
+                            cut(new.as_bytes())
+                        ));
+                    }
+                    new.into_bytes()
+                }
+                None => line,
+            };
             // What the client sent after this line without waiting.
             if buf.is_empty() {
                 let mut more = [0u8; 512];
@@ -702,6 +737,15 @@ impl Screen {
             self.log.info(&format!("PASS NEW {client}"));
         }
         self.log.info(&format!("DISCONNECT {client}"));
+    }
+
+    fn filter_command(&self, line: &[u8]) -> Option<String> {
+        if self.conf.command_filter.is_empty() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(line);
+        let t = self.tables.get(&self.conf.command_filter).ok()?;
+        t.lookup(text.trim_start()).ok().flatten()
     }
 
     /// A command line from `buf` and the socket, within

@@ -50,6 +50,9 @@ struct Session<'a> {
     reverse_status: NameStatus,
     /// Commands sent ahead of replies without PIPELINING.
     ill_pipelining: bool,
+    /// The EHLO keywords not offered to this client (upper case):
+    /// `smtpd_discard_ehlo_keywords` or the address maps' answer.
+    discard_kw: Vec<String>,
     /// DNS answers for the restrictions, kept for the session.
     dns: Answers,
     helo: Option<String>,
@@ -191,6 +194,7 @@ pub async fn run(
         name_status: peer.status,
         reverse_status: peer.reverse_status,
         ill_pipelining: false,
+        discard_kw: Vec::new(),
         dns: Answers::default(),
         helo: None,
         esmtp: false,
@@ -335,11 +339,12 @@ impl Session<'_> {
     async fn reply(&mut self, line: &str) -> std::io::Result<()> {
         self.pace().await?;
         let footed;
-        let line = if !self.d.conf.reject_footer.is_empty() && line.starts_with(['4', '5']) {
-            footed = self.footer(line);
-            footed.as_str()
-        } else {
-            line
+        let line = match self.footer(line) {
+            Some(f) => {
+                footed = f;
+                footed.as_str()
+            }
+            None => line,
         };
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
@@ -349,9 +354,26 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// `smtpd_reject_footer` after a 4XX/5XX reply, with the session's
+    /// `smtpd_reject_footer` (or `smtpd_reject_footer_maps`' answer for
+    /// the complete reply) after a 4XX/5XX reply, with the session's
     /// `$client_address`, `$client_port`, `$server_name` and `$localtime`.
-    fn footer(&self, reply: &str) -> String {
+    fn footer(&self, reply: &str) -> Option<String> {
+        if !reply.starts_with(['4', '5']) {
+            return None;
+        }
+        let mapped = match self.d.footer_maps.lookup(reply) {
+            Ok(v) => v,
+            Err(e) => {
+                self.d
+                    .log
+                    .warning(&format!("smtpd_reject_footer_maps: lookup error for \"{reply}\": {e}"));
+                None
+            }
+        };
+        let template = mapped.as_deref().unwrap_or(&self.d.conf.reject_footer);
+        if template.is_empty() {
+            return None;
+        }
         let lookup = |name: &str| match name {
             "client_address" => Some(self.ip.to_string()),
             "client_port" => Some(self.ports.0.to_string()),
@@ -359,7 +381,7 @@ impl Session<'_> {
             "localtime" => Some(crate::log::timestamp(std::time::SystemTime::now())),
             _ => None,
         };
-        crate::proto::smtp::footer::add_footer(reply, &self.d.conf.reject_footer, &lookup)
+        Some(crate::proto::smtp::footer::add_footer(reply, template, &lookup))
     }
 
     /// A client past `smtpd_soft_error_limit` errors waits
@@ -538,7 +560,7 @@ impl Session<'_> {
         if self.ill_pipelining || self.pos >= self.inbuf.len() || matches!(name, "bdat" | "starttls" | "quit") {
             return;
         }
-        let offered = self.esmtp && !self.d.conf.discard_ehlo_keywords.iter().any(|k| k == "PIPELINING");
+        let offered = self.esmtp && !self.discard_kw.iter().any(|k| k == "PIPELINING");
         if offered && !matches!(name, "helo" | "ehlo" | "data" | "noop" | "vrfy" | "etrn") {
             return;
         }
@@ -693,7 +715,32 @@ impl Session<'_> {
         }
     }
 
+    /// `smtpd_command_filter`: the table's answer for the line (leading
+    /// white space removed) replaces it.
+    fn filter_command(&self, line: &[u8]) -> Option<Vec<u8>> {
+        let spec = &self.d.conf.command_filter;
+        if spec.is_empty() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_start();
+        let t = self.d.tables.get(spec).ok()?;
+        let new = t.lookup(text).ok()??;
+        if new != text {
+            let cut = |s: &str| s.chars().take(100).collect::<String>();
+            self.d.log.info(&format!(
+                "{}: replacing command \"{}\" with \"{}\"",
+                self.client(),
+                cut(text),
+                cut(&new)
+            ));
+        }
+        Some(new.into_bytes())
+    }
+
     async fn command(&mut self, line: &[u8]) -> R {
+        let filtered = self.filter_command(line);
+        let line = filtered.as_deref().unwrap_or(line);
         // smtpd_noop_commands: answered before anything else, not counted
         // in the statistics.
         if !self.d.conf.noop_commands.is_empty() {
@@ -777,6 +824,10 @@ impl Session<'_> {
             return self.error(&format!("503 5.5.1 Error: {up} after BDAT")).await;
         }
         let flow = match cmd {
+            Command::Syntax("500 Syntax: ETRN domain") if self.sender.is_some() => {
+                self.count(name, false);
+                self.error("503 Error: MAIL transaction in progress").await
+            }
             Command::Syntax(r) => {
                 self.count(name, false);
                 self.error(r).await?;
@@ -804,7 +855,7 @@ impl Session<'_> {
                     self.count(name, false);
                     return self.error(&r).await;
                 }
-                self.esmtp = false;
+                // (An earlier EHLO's ESMTP stays, as Postfix keeps it.)
                 self.count(name, true);
                 let host = self.d.hub.conf.myhostname.clone();
                 self.reply(&format!("250 {host}")).await?;
@@ -849,6 +900,10 @@ impl Session<'_> {
                 Ok(Flow::Quit)
             }
             Command::Vrfy(arg) => self.vrfy(arg).await,
+            Command::Etrn(_) if self.sender.is_some() => {
+                self.count(name, false);
+                self.error("503 Error: MAIL transaction in progress").await
+            }
             Command::Etrn(domain) => {
                 let d = domain.trim_start_matches(['@', '#']).to_string();
                 if self.d.hub.conf.relay_domains.matches(&d) {
@@ -918,6 +973,51 @@ impl Session<'_> {
         None
     }
 
+    /// The EHLO keywords to leave out: the address maps' answer for the
+    /// client, else `smtpd_discard_ehlo_keywords`; logged as Postfix does
+    /// (the known keywords, unless `silent-discard` is among them).
+    fn discarded_keywords(&self) -> Vec<String> {
+        let c = &self.d.conf;
+        let mapped = match self.d.discard_maps.lookup(&self.ip.to_string()) {
+            Ok(Some(v)) => Some(
+                crate::config::postfix::list::split_list(&v)
+                    .into_iter()
+                    .map(str::to_ascii_uppercase)
+                    .collect(),
+            ),
+            Ok(None) => None,
+            Err(e) => {
+                self.d.log.warning(&format!(
+                    "smtpd_discard_ehlo_keyword_address_maps: lookup error for {}: {e}",
+                    self.ip
+                ));
+                None
+            }
+        };
+        let words: Vec<String> = mapped.unwrap_or_else(|| c.discard_ehlo_keywords.clone());
+        const KNOWN: [&str; 14] = [
+            "8BITMIME",
+            "AUTH",
+            "CHUNKING",
+            "DSN",
+            "ENHANCEDSTATUSCODES",
+            "ETRN",
+            "PIPELINING",
+            "SIZE",
+            "SMTPUTF8",
+            "STARTTLS",
+            "VERB",
+            "VRFY",
+            "XCLIENT",
+            "XFORWARD",
+        ];
+        let shown: Vec<&str> = KNOWN.iter().copied().filter(|k| words.iter().any(|w| w == k)).collect();
+        if !shown.is_empty() && !words.iter().any(|w| w == "SILENT-DISCARD") {
+            self.d.log.info(&format!("discarding EHLO keywords: {}", shown.join(" ")));
+        }
+        words
+    }
+
     async fn ehlo(&mut self) -> std::io::Result<()> {
         let c = &self.d.conf;
         let mut kw: Vec<String> = vec!["PIPELINING".into()];
@@ -950,7 +1050,8 @@ impl Session<'_> {
             kw.push("SMTPUTF8".into());
         }
         kw.push("CHUNKING".into());
-        kw.retain(|k| !c.discard_ehlo_keywords.contains(&k.split(' ').next().unwrap_or("").to_string()));
+        self.discard_kw = self.discarded_keywords();
+        kw.retain(|k| !self.discard_kw.contains(&k.split(' ').next().unwrap_or("").to_string()));
         if self.milter_reject.as_deref().is_some_and(|r| r.starts_with('5')) {
             kw.retain(|k| k == "ENHANCEDSTATUSCODES");
         }
@@ -1299,9 +1400,22 @@ impl Session<'_> {
             };
             return self.error(r).await;
         }
+        // The recipient restrictions, as for RCPT.
         let addr = crate::daemon::qmgr::resolve::canonical(&self.d.hub.conf, &a);
-        let v = self.d.checker().unlisted(&addr);
-        if let Verdict::Reject(r) = v {
+        self.dns_lookups(Some(&addr)).await;
+        self.policy_lookups(Eval::Rcpt, "VRFY", Some(&addr)).await;
+        let (verdict, warnings) = {
+            let checker = self.d.checker();
+            let v = checker.rcpt(&self.facts(Some(&addr)));
+            (v, checker.warnings.take())
+        };
+        for (kind, w) in warnings {
+            self.log_whatsup(kind, "VRFY", &w, Some(&a));
+        }
+        if let Verdict::Reject(mut r) = verdict {
+            if addr != a {
+                r = r.replacen(&format!("<{addr}>"), &format!("<{a}>"), 1);
+            }
             self.count("vrfy", false);
             self.log_reject("VRFY", &r, Some(&a));
             return self.error(&r).await;
