@@ -1928,3 +1928,85 @@ print('end', r[0])
         "{out}"
     );
 }
+
+/// postscreen's queue limits: the tests do not take the pass service's
+/// slots; past `postscreen_pre_queue_limit` clients in the tests a new
+/// one gets `421 4.3.2 All screening ports are busy`, past
+/// `postscreen_post_queue_limit` clients waiting for a busy smtpd
+/// `421 4.3.2 All server ports are busy`; a waiting client is served
+/// when a slot frees.
+#[test]
+fn hub_postscreen_queue_limits() {
+    use std::io::{BufRead, BufReader, Write};
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let h = d.path().join("hub");
+    let mut hub = Hub::new(&h, &d.path().join("no-lmtp"), "postscreen_greet_wait = 1s\n");
+    let ps = free_port();
+    let master = std::fs::read_to_string(h.join("master.cf")).unwrap();
+    std::fs::write(
+        h.join("master.cf"),
+        format!(
+            "{master}127.0.0.1:{ps} inet n - n - 1 postscreen\n  -o postscreen_pre_queue_limit=2\n  -o postscreen_post_queue_limit=1\n\
+             smtpd pass - - n - 1 smtpd\n  -o smtpd_peername_lookup=no\n"
+        ),
+    )
+    .unwrap();
+    hub.kill9();
+    hub.start();
+    wait_tcp(ps);
+    // (wait_tcp's own connection is screened too: let it go first.)
+    wait_for("the probe's hangup", Duration::from_secs(10), || {
+        hub.log().contains("DISCONNECT [127.0.0.1]:")
+    });
+    // Each client from its own address (the cache is per address).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let connect = |src: &str| {
+        let s = rt.block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
+            sock.connect(format!("127.0.0.1:{ps}").parse().unwrap()).await.unwrap()
+        });
+        let s = s.into_std().unwrap();
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        BufReader::new(s)
+    };
+    let line = |r: &mut BufReader<std::net::TcpStream>| {
+        let mut l = String::new();
+        match r.read_line(&mut l) {
+            Ok(_) => l.trim_end().to_string(),
+            Err(e) => format!("<{e}>"),
+        }
+    };
+    // Two clients in the tests; a third is turned away.
+    let mut a = connect("127.0.0.11");
+    // (b's greet wait ends after a's: a gets the slot.)
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = connect("127.0.0.12");
+    assert_eq!(line(&mut a), "220-hub.mumail.test ESMTP Postfix");
+    let lb = line(&mut b);
+    assert_eq!(lb, "220-hub.mumail.test ESMTP Postfix", "{}", hub.log());
+    let mut c = connect("127.0.0.13");
+    assert_eq!(line(&mut c), "421 4.3.2 All screening ports are busy");
+    // a gets the one smtpd slot, b waits for it, c (again) finds the
+    // wait full.
+    assert_eq!(line(&mut a), "220 hub.mumail.test ESMTP Postfix", "{}", hub.log());
+    let mut c = connect("127.0.0.13");
+    let first = line(&mut c);
+    assert_eq!(first, "220-hub.mumail.test ESMTP Postfix", "{}", hub.log());
+    assert_eq!(line(&mut c), "421 4.3.2 All server ports are busy", "{}", hub.log());
+    // a leaves: b is served.
+    a.get_mut().write_all(b"QUIT\r\n").unwrap();
+    assert_eq!(line(&mut a), "221 2.0.0 Bye");
+    assert_eq!(line(&mut b), "220 hub.mumail.test ESMTP Postfix", "{}", hub.log());
+    let log = hub.log();
+    for l in [
+        "]: reject: connect from [127.0.0.13]:",
+        ": all screening ports busy",
+        "]: NOQUEUE: reject: CONNECT from [127.0.0.13]:",
+        ": all server ports busy",
+    ] {
+        assert!(log.contains(l), "{l}: {log}");
+    }
+}

@@ -251,11 +251,12 @@ fn build_services(params: &Params, hub: &Arc<Hub>, mklog: MakeLog<'_>) -> Result
                         }
                         let sconf = crate::daemon::smtpd::postscreen::ScreenConf::load(&pp)?;
                         let mut svc = smtpd_service(&sp, s, pass, hub, mklog)?;
-                        svc.smtpd.screen = Some(Arc::new(crate::daemon::smtpd::postscreen::Screen::new(
-                            sconf,
-                            Arc::new(plog),
-                            hub.clone(),
-                        )));
+                        let screen = crate::daemon::smtpd::postscreen::Screen::new(sconf, Arc::new(plog), hub.clone(), svc.maxproc);
+                        // The listener holds clients in the tests and
+                        // waiting for smtpd too; the pass service's limit
+                        // is kept by the screen.
+                        svc.maxproc = screen.connection_limit();
+                        svc.smtpd.screen = Some(Arc::new(screen));
                         smtpd.push(svc);
                     }
                     None => plog.warning(&format!(

@@ -373,9 +373,16 @@ impl crate::server::Service for Smtpd {
                 }
             }
         }
+        // postscreen first; a client it passes waits for one of the pass
+        // service's slots, held while smtpd serves it.
+        let mut _slot = None;
         if let (Some(screen), crate::server::Conn::Tcp(s, _), false) = (&self.screen, &mut conn, hangup) {
             if let postscreen::Outcome::Done = screen.screen(s, ip, ports.0, local, ports.1).await {
                 return;
+            }
+            match screen.smtpd_slot(s, ip, ports.0).await {
+                Some(p) => _slot = Some(p),
+                None => return,
             }
         }
         let _guard = ConnGuard(&self, ip);

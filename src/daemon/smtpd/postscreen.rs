@@ -89,6 +89,10 @@ pub struct ScreenConf {
     command_time_limit: Duration,
     line_limit: usize,
     connection_count_limit: usize,
+    /// `postscreen_pre_queue_limit`: clients in the tests at once.
+    pre_queue_limit: usize,
+    /// `postscreen_post_queue_limit`: clients waiting for an smtpd slot.
+    post_queue_limit: usize,
     retention: Duration,
     reject_footer: String,
     /// `postscreen_reject_footer_maps` (by the complete reply).
@@ -163,6 +167,8 @@ impl ScreenConf {
             command_time_limit: time("postscreen_command_time_limit")?,
             line_limit: int("line_length_limit", 1)? as usize,
             connection_count_limit: int("postscreen_client_connection_count_limit", 0)? as usize,
+            pre_queue_limit: int("postscreen_pre_queue_limit", 1)? as usize,
+            post_queue_limit: int("postscreen_post_queue_limit", 1)? as usize,
             retention: time("postscreen_cache_retention_time")?,
             // Unexpanded: its `$name`s are the session's.
             reject_footer: {
@@ -275,6 +281,31 @@ pub struct Screen {
     hub: Arc<Hub>,
     tables: super::check::TableCache,
     conns: Mutex<HashMap<IpAddr, usize>>,
+    /// Clients in the tests now.
+    screening: std::sync::atomic::AtomicUsize,
+    /// The pass service's process limit: clients being served by smtpd
+    /// (the tests do not take these slots, as postscreen's do not take
+    /// smtpd processes).
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Clients waiting for a slot.
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a client in `n` while it lives.
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Counted<'a> {
+    /// The new count with this client.
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> (Counted<'a>, usize) {
+        let now = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        (Counted(n), now)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 struct ConnGuard<'a>(&'a Screen, IpAddr);
@@ -300,14 +331,43 @@ enum Read {
 }
 
 impl Screen {
-    pub fn new(conf: ScreenConf, log: Arc<Logger>, hub: Arc<Hub>) -> Screen {
+    /// `smtpd_limit`: the pass service's process limit.
+    pub fn new(conf: ScreenConf, log: Arc<Logger>, hub: Arc<Hub>, smtpd_limit: usize) -> Screen {
         Screen {
             conf,
             log,
             hub,
             tables: Default::default(),
             conns: Mutex::new(HashMap::new()),
+            screening: Default::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                smtpd_limit.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            waiting: Default::default(),
         }
+    }
+
+    /// How many connections the listener may hold: in the tests,
+    /// waiting for smtpd, and served by it.
+    pub fn connection_limit(&self) -> usize {
+        self.conf.pre_queue_limit + self.conf.post_queue_limit + self.slots.available_permits()
+    }
+
+    /// A slot of the pass service for a client that passed, held while
+    /// smtpd serves it; None when `postscreen_post_queue_limit` clients
+    /// already wait (the client got Postfix's 421).
+    pub async fn smtpd_slot(&self, s: &mut TcpStream, ip: IpAddr, port: u16) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        let (_queued, n) = Counted::new(&self.waiting);
+        if n > self.conf.post_queue_limit {
+            self.log
+                .info(&format!("NOQUEUE: reject: CONNECT from [{ip}]:{port}: all server ports busy"));
+            self.send(s, "421 4.3.2 All server ports are busy", ip, port).await;
+            return None;
+        }
+        self.slots.clone().acquire_owned().await.ok()
     }
 
     fn listed_word(&self, allow: bool) -> &'static str {
@@ -438,6 +498,12 @@ impl Screen {
             }
             Access::Dunno => false,
         };
+        let (_screening, n) = Counted::new(&self.screening);
+        if n > self.conf.pre_queue_limit {
+            self.log.info(&format!("reject: connect from {client}: all screening ports busy"));
+            self.send(s, "421 4.3.2 All screening ports are busy", ip, port).await;
+            return Outcome::Done;
+        }
         let over = {
             let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             let n = m.entry(ip).or_insert(0);
