@@ -151,13 +151,16 @@ fn screen_lines(log: &Path) -> Vec<String> {
     groups.into_iter().flat_map(|(_, v)| v).collect()
 }
 
-/// `]:1234` → `]:PORT`, `after 0.31 from` → `after T from`.
+/// `]:1234` → `]:PORT` (and postscreen's `]1234:` → `]PORT:`),
+/// `after 0.31 from` → `after T from`.
 fn mask(line: &str) -> String {
     let mut out = String::new();
     let mut rest = line;
-    while let Some(i) = rest.find("]:") {
-        out.push_str(&rest[..i + 2]);
-        let after = &rest[i + 2..];
+    while let Some(i) = rest.find(']') {
+        let colon = rest[i + 1..].starts_with(':');
+        let skip = if colon { 2 } else { 1 };
+        out.push_str(&rest[..i + skip]);
+        let after = &rest[i + skip..];
         rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
         if rest.len() < after.len() {
             out.push_str("PORT");
@@ -469,7 +472,8 @@ const DROP: &str = "postscreen_greet_action = drop\npostscreen_denylist_action =
     postscreen_bare_newline_enable = yes\npostscreen_bare_newline_action = drop\n\
     postscreen_reject_footer = \\c (help: http://help.example/$client_address)\n\
     postscreen_reject_footer_maps = regexp:${config_directory}/footers.regexp\n\
-    postscreen_command_filter = inline:{ {xyzzy=NOOP} }\n";
+    postscreen_command_filter = inline:{ {xyzzy=NOOP} }\n\
+    postscreen_discard_ehlo_keyword_address_maps = inline:{ {127.0.0.4=etrn, dsn} }\n";
 
 const DROP_SESSIONS: &str = "FROM 127.0.0.2
 GREET

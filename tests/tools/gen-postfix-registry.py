@@ -55,7 +55,7 @@ SUPPORTED_NAMES = {"non_smtpd_milters", "milter_command_timeout", "milter_connec
 # handled: main.cf setting one gets the "not implemented; ignored" warning.
 NOT_IMPLEMENTED = {"postscreen_cache_map", "postscreen_cache_cleanup_interval", "postscreen_allowlist_interfaces",
                    "postscreen_whitelist_interfaces",
-                   "postscreen_discard_ehlo_keyword_address_maps", "postscreen_expansion_filter",
+                   "postscreen_expansion_filter",
                    "postscreen_watchdog_timeout", "postscreen_tls_security_level", "postscreen_use_tls",
                    "postscreen_enforce_tls",
                    "smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehlo", "smtpd_proxy_timeout",

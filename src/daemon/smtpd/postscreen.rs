@@ -99,9 +99,13 @@ pub struct ScreenConf {
     reject_footer_maps: crate::tables::Maps,
     /// `postscreen_command_filter`: a table that rewrites command lines.
     command_filter: String,
+    /// `postscreen_discard_ehlo_keyword_address_maps` (by client address).
+    discard_maps: crate::tables::Maps,
     /// `respectful_logging`: ALLOWLISTED/DENYLISTED, else WHITE/BLACK.
     respectful: bool,
     forbidden: Vec<String>,
+    /// The engine's EHLO keywords before any are discarded.
+    all_keywords: Vec<String>,
     engine: EngineConf,
 }
 
@@ -142,6 +146,7 @@ impl ScreenConf {
             keywords.push("SMTPUTF8".into());
         }
         keywords.push("CHUNKING".into());
+        let all_keywords = keywords.clone();
         keywords.retain(|k| !discard.iter().any(|d| k.split(' ').next() == Some(d.as_str())));
         let enabled = |n: &str, a: &str| -> Result<Option<Action>, String> { Ok(if bool_(n)? { Some(action(a)?) } else { None }) };
         Ok(ScreenConf {
@@ -188,11 +193,19 @@ impl ScreenConf {
             )
             .map_err(|e| format!("postscreen_reject_footer_maps: {e}"))?,
             command_filter: s("postscreen_command_filter"),
+            discard_maps: crate::tables::Maps::open(
+                &crate::config::postfix::list::split_list(&s("postscreen_discard_ehlo_keyword_address_maps"))
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| format!("postscreen_discard_ehlo_keyword_address_maps: {e}"))?,
             respectful: bool_("respectful_logging")?,
             forbidden: crate::config::postfix::list::split_list(&s("postscreen_forbidden_commands"))
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
+            all_keywords,
             engine: EngineConf {
                 myhostname: s("myhostname"),
                 ehlo_keywords: keywords,
@@ -694,7 +707,24 @@ impl Screen {
     ) {
         let c = &self.conf;
         let t0 = Instant::now();
-        let mut engine = Engine::new(c.engine.clone(), client.to_string(), enforce.as_deref());
+        let mut econf = c.engine.clone();
+        // postscreen_discard_ehlo_keyword_address_maps: the client's own
+        // list of keywords to leave out.
+        if let Ok(Some(words)) = c.discard_maps.lookup(&ip.to_string()) {
+            let words: Vec<String> = crate::config::postfix::list::split_list(&words)
+                .into_iter()
+                .map(str::to_ascii_uppercase)
+                .collect();
+            if let Some(names) = crate::proto::smtp::discard_log_names(&words) {
+                // (Postfix's postscreen writes `[addr]port`, no colon.)
+                self.log.info(&format!("[{ip}]{port}: discarding EHLO keywords: {names}"));
+            }
+            econf.ehlo_keywords = c.all_keywords.clone();
+            econf
+                .ehlo_keywords
+                .retain(|k| !words.iter().any(|d| k.split(' ').next() == Some(d.as_str())));
+        }
+        let mut engine = Engine::new(econf, client.to_string(), enforce.as_deref());
         // Tests still fresh in the cache are not made again.
         let now = Instant::now();
         for (t, until) in [

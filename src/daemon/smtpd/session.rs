@@ -995,25 +995,8 @@ impl Session<'_> {
             }
         };
         let words: Vec<String> = mapped.unwrap_or_else(|| c.discard_ehlo_keywords.clone());
-        const KNOWN: [&str; 14] = [
-            "8BITMIME",
-            "AUTH",
-            "CHUNKING",
-            "DSN",
-            "ENHANCEDSTATUSCODES",
-            "ETRN",
-            "PIPELINING",
-            "SIZE",
-            "SMTPUTF8",
-            "STARTTLS",
-            "VERB",
-            "VRFY",
-            "XCLIENT",
-            "XFORWARD",
-        ];
-        let shown: Vec<&str> = KNOWN.iter().copied().filter(|k| words.iter().any(|w| w == k)).collect();
-        if !shown.is_empty() && !words.iter().any(|w| w == "SILENT-DISCARD") {
-            self.d.log.info(&format!("discarding EHLO keywords: {}", shown.join(" ")));
+        if let Some(names) = smtp::discard_log_names(&words) {
+            self.d.log.info(&format!("discarding EHLO keywords: {names}"));
         }
         words
     }

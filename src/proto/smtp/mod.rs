@@ -7,6 +7,36 @@ pub mod data;
 pub mod footer;
 pub mod screen;
 
+/// The EHLO keywords a discard list may name, in Postfix's ehlo_mask
+/// order (the order it logs them in).
+const EHLO_MASK_NAMES: [&str; 14] = [
+    "8BITMIME",
+    "AUTH",
+    "ETRN",
+    "PIPELINING",
+    "SIZE",
+    "VERP",
+    "VRFY",
+    "XCLIENT",
+    "XFORWARD",
+    "STARTTLS",
+    "ENHANCEDSTATUSCODES",
+    "DSN",
+    "SMTPUTF8",
+    "CHUNKING",
+];
+
+/// The text of Postfix's `discarding EHLO keywords: ...` line for a
+/// discard list (upper case): the known keywords in mask order; None
+/// when there are none or the list has `SILENT-DISCARD`.
+pub fn discard_log_names(words: &[String]) -> Option<String> {
+    if words.iter().any(|w| w == "SILENT-DISCARD") {
+        return None;
+    }
+    let shown: Vec<&str> = EHLO_MASK_NAMES.iter().copied().filter(|k| words.iter().any(|w| w == k)).collect();
+    (!shown.is_empty()).then(|| shown.join(" "))
+}
+
 pub use data::{BdatReceiver, DataEnd, DataReceiver};
 
 /// One ESMTP parameter: `NAME` or `NAME=value` (name upper-cased).
