@@ -291,22 +291,7 @@ fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) -
     )
     .unwrap();
     let real = {
-        let _inst = match dns {
-            None => PostfixInstance::start(&pf),
-            Some(server) => {
-                let resolv = d.path().join("resolv.conf");
-                std::fs::write(&resolv, format!("nameserver {server}\noptions timeout:2 attempts:1\n")).unwrap();
-                let st = in_namespace(
-                    &[(resolv, "/etc/resolv.conf")],
-                    Path::new(POSTFIX),
-                    &["-c", pf.to_str().unwrap(), "start"],
-                )
-                .output()
-                .unwrap();
-                assert!(st.status.success(), "postfix start: {}", String::from_utf8_lossy(&st.stderr));
-                PostfixInstance(pf.clone())
-            }
-        };
+        let _inst = PostfixInstance::start_with_dns(&pf, dns, d.path());
         wait_tcp(pport);
         // The real smtpd now and then drops a session (a fresh process per
         // connection under the test's burst); take the fullest of 3 runs.
@@ -1080,44 +1065,23 @@ fn dns_restriction_replies_match_real_postfix() {
     }
     let server = "127.1.53.53";
     let d = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(DNSMASQ);
-    cmd.args([
-        "-k",
-        "--port=53",
-        &format!("--listen-address={server}"),
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--local=/test/",
-        "--user=root",
-        &format!("--pid-file={}", d.path().join("dnsmasq.pid").display()),
-        "--mx-host=good.test,mail.good.test,10",
-        "--host-record=mail.good.test,127.0.0.1",
-        "--mx-host=relay.test,mail.good.test,10",
-        "--mx-host=mx-only.test,mail.good.test,10",
-        "--mx-host=nullmx.test,.,0",
-        "--host-record=spam.test,127.0.0.1",
-        "--host-record=spam.test.dbl.test,127.0.1.2",
-        "--txt-record=spam.test.dbl.test,listed domain",
-        "--host-record=7.2.0.192.bl.test,127.0.0.2",
-        "--txt-record=7.2.0.192.bl.test,spam source",
-        "--host-record=9.2.0.192.bl.test,127.0.0.99",
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::fs::File::create(d.path().join("dnsmasq.err")).unwrap());
-    let _dns = Proc::spawn("dnsmasq", &mut cmd);
-    wait_for("dnsmasq", std::time::Duration::from_secs(10), || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| {
-                s.set_read_timeout(Some(std::time::Duration::from_millis(300)))?;
-                // A query for good.test MX; any answer means it listens.
-                let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04good\x04test\x00\x00\x0f\x00\x01";
-                s.send_to(q, (server, 53))?;
-                let mut buf = [0u8; 512];
-                s.recv_from(&mut buf).map(|_| ())
-            })
-            .is_ok()
-    });
+    let _dns = dnsmasq(
+        d.path(),
+        server,
+        &[
+            "--mx-host=good.test,mail.good.test,10",
+            "--host-record=mail.good.test,127.0.0.1",
+            "--mx-host=relay.test,mail.good.test,10",
+            "--mx-host=mx-only.test,mail.good.test,10",
+            "--mx-host=nullmx.test,.,0",
+            "--host-record=spam.test,127.0.0.1",
+            "--host-record=spam.test.dbl.test,127.0.1.2",
+            "--txt-record=spam.test.dbl.test,listed domain",
+            "--host-record=7.2.0.192.bl.test,127.0.0.2",
+            "--txt-record=7.2.0.192.bl.test,spam source",
+            "--host-record=9.2.0.192.bl.test,127.0.0.99",
+        ],
+    );
     differential_in(DNS, DNS_SESSIONS, 30, Some(server));
     // permit_dnswl_client: a listed client passes, but not to relay.
     differential_in(DNSWL, DNSWL_SESSIONS, 5, Some(server));
@@ -2073,40 +2037,20 @@ fn permit_mx_backup_matches_real_postfix() {
     }
     let server = "127.1.53.55";
     let d = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(DNSMASQ);
-    cmd.args([
-        "-k",
-        "--port=53",
-        &format!("--listen-address={server}"),
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--local=/test/",
-        "--user=root",
-        &format!("--pid-file={}", d.path().join("dnsmasq.pid").display()),
-        "--host-record=mx1.backup.test,192.0.2.10",
-        "--host-record=mx2.backup.test,127.0.0.1",
-        "--mx-host=backup.test,mx1.backup.test,10",
-        "--mx-host=backup.test,mx2.backup.test,20",
-        "--mx-host=primary.test,mx2.backup.test,10",
-        "--mx-host=primary.test,mx1.backup.test,20",
-        "--host-record=nomx.test,127.0.0.1",
-        "--mx-host=other.test,mx1.backup.test,10",
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::fs::File::create(d.path().join("dnsmasq.err")).unwrap());
-    let _dns = Proc::spawn("dnsmasq", &mut cmd);
-    wait_for("dnsmasq", std::time::Duration::from_secs(10), || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| {
-                s.set_read_timeout(Some(std::time::Duration::from_millis(300)))?;
-                let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06backup\x04test\x00\x00\x0f\x00\x01";
-                s.send_to(q, (server, 53))?;
-                let mut buf = [0u8; 512];
-                s.recv_from(&mut buf).map(|_| ())
-            })
-            .is_ok()
-    });
+    let _dns = dnsmasq(
+        d.path(),
+        server,
+        &[
+            "--host-record=mx1.backup.test,192.0.2.10",
+            "--host-record=mx2.backup.test,127.0.0.1",
+            "--mx-host=backup.test,mx1.backup.test,10",
+            "--mx-host=backup.test,mx2.backup.test,20",
+            "--mx-host=primary.test,mx2.backup.test,10",
+            "--mx-host=primary.test,mx1.backup.test,20",
+            "--host-record=nomx.test,127.0.0.1",
+            "--mx-host=other.test,mx1.backup.test,10",
+        ],
+    );
     const SESSIONS: &str = "EHLO client.example\nMAIL FROM:<a@b.org>\nRCPT TO:<a@backup.test>\nRCPT TO:<a@primary.test>\n\
         RCPT TO:<a@nomx.test>\nRCPT TO:<a@other.test>\nRCPT TO:<a%b@backup.test>\nRCPT TO:<u7@mumail.test>\nQUIT\n";
     let base =

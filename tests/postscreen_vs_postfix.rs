@@ -224,22 +224,7 @@ fn differential(extra: &str, sessions: &str, dns: Option<&str>) -> Option<(Strin
     )
     .unwrap();
     let real = {
-        let _inst = match dns {
-            None => PostfixInstance::start(&pf),
-            Some(server) => {
-                let resolv = d.path().join("resolv.conf");
-                std::fs::write(&resolv, format!("nameserver {server}\noptions timeout:2 attempts:1\n")).unwrap();
-                let st = in_namespace(
-                    &[(resolv, "/etc/resolv.conf")],
-                    Path::new(POSTFIX),
-                    &["-c", pf.to_str().unwrap(), "start"],
-                )
-                .output()
-                .unwrap();
-                assert!(st.status.success(), "postfix start: {}", String::from_utf8_lossy(&st.stderr));
-                PostfixInstance(pf.clone())
-            }
-        };
+        let _inst = PostfixInstance::start_with_dns(&pf, dns, d.path());
         wait_tcp(pport);
         let r = drive(pport, sessions);
         settle(&pf.join("maillog"));
@@ -563,42 +548,25 @@ fn dnsbl_server(dir: &Path, server: &str) -> Option<Proc> {
     if !can_run("postscreen dnsbl", &[POSTFIX, DNSMASQ, "/usr/bin/unshare"]) {
         return None;
     }
-    let mut cmd = Command::new(DNSMASQ);
-    cmd.args([
-        "-k",
-        "--port=53",
-        &format!("--listen-address={server}"),
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--local=/test/",
-        "--user=root",
-        &format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
-        "--host-record=11.0.0.127.bl.test,127.0.0.2",
-        "--host-record=12.0.0.127.bl2.test,127.0.0.9",
-        "--host-record=13.0.0.127.bl.test,127.0.0.2",
-        "--host-record=13.0.0.127.bl2.test,127.0.0.3",
-        "--host-record=14.0.0.127.wl.test,127.0.0.1",
-        "--host-record=15.0.0.127.secret.bl3.test,127.0.0.2",
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::fs::File::create(dir.join("dnsmasq.err")).unwrap());
-    let p = Proc::spawn("dnsmasq", &mut cmd);
-    wait_for("dnsmasq", std::time::Duration::from_secs(10), || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| {
-                s.set_read_timeout(Some(std::time::Duration::from_millis(300)))?;
-                let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02bl\x04test\x00\x00\x01\x00\x01";
-                s.send_to(q, (server, 53))?;
-                let mut buf = [0u8; 512];
-                s.recv_from(&mut buf).map(|_| ())
-            })
-            .is_ok()
-    });
+    let p = dnsmasq(
+        dir,
+        server,
+        &[
+            "--host-record=11.0.0.127.bl.test,127.0.0.2",
+            "--host-record=12.0.0.127.bl2.test,127.0.0.9",
+            "--host-record=13.0.0.127.bl.test,127.0.0.2",
+            "--host-record=13.0.0.127.bl2.test,127.0.0.3",
+            "--host-record=14.0.0.127.wl.test,127.0.0.1",
+            "--host-record=15.0.0.127.secret.bl3.test,127.0.0.2",
+        ],
+    );
     Some(p)
 }
 
-const DNSBL: &str = "postscreen_dnsbl_sites = bl.test*2, bl2.test=127.0.0.[2..4], wl.test*-5, secret.bl3.test*3\n\
+// (A longer greet wait: the real postscreen counts only the DNS answers
+// that come within it.)
+const DNSBL: &str =
+    "postscreen_greet_wait = 2s\npostscreen_dnsbl_sites = bl.test*2, bl2.test=127.0.0.[2..4], wl.test*-5, secret.bl3.test*3\n\
     postscreen_dnsbl_threshold = 2\npostscreen_dnsbl_allowlist_threshold = -4\npostscreen_dnsbl_action = enforce\n\
     postscreen_dnsbl_reply_map = inline:{secret.bl3.test=bl3.example}\n";
 

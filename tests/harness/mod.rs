@@ -851,6 +851,62 @@ impl PostfixInstance {
     }
 }
 
+/// dnsmasq, authoritative for `.test`, on `server`:53 with `records`
+/// (dnsmasq options such as `--mx-host=...`); waits until it answers.
+pub fn dnsmasq(dir: &Path, server: &str, records: &[&str]) -> Proc {
+    let mut cmd = Command::new("/usr/sbin/dnsmasq");
+    cmd.args([
+        "-k".to_string(),
+        "--port=53".into(),
+        format!("--listen-address={server}"),
+        "--bind-interfaces".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--local=/test/".into(),
+        "--user=root".into(),
+        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+    ])
+    .args(records)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(dir.join("dnsmasq.err")).unwrap());
+    let p = Proc::spawn("dnsmasq", &mut cmd);
+    wait_for("dnsmasq", Duration::from_secs(10), || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| {
+                s.set_read_timeout(Some(Duration::from_millis(300)))?;
+                // An A query for probe.test: any answer means it listens.
+                let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05probe\x04test\x00\x00\x01\x00\x01";
+                s.send_to(q, (server, 53))?;
+                let mut buf = [0u8; 512];
+                s.recv_from(&mut buf).map(|_| ())
+            })
+            .is_ok()
+    });
+    p
+}
+
+impl PostfixInstance {
+    /// Starts the Postfix laid out in `dir`; with `dns`, in its own mount
+    /// namespace whose /etc/resolv.conf (written in `tmp`) names that
+    /// server.
+    pub fn start_with_dns(dir: &Path, dns: Option<&str>, tmp: &Path) -> PostfixInstance {
+        let Some(server) = dns else {
+            return PostfixInstance::start(dir);
+        };
+        let resolv = tmp.join("resolv.conf");
+        std::fs::write(&resolv, format!("nameserver {server}\noptions timeout:2 attempts:1\n")).unwrap();
+        let st = in_namespace(
+            &[(resolv, "/etc/resolv.conf")],
+            Path::new(POSTFIX),
+            &["-c", dir.to_str().unwrap(), "start"],
+        )
+        .output()
+        .unwrap();
+        assert!(st.status.success(), "postfix start: {}", String::from_utf8_lossy(&st.stderr));
+        PostfixInstance(dir.to_path_buf())
+    }
+}
+
 impl Drop for PostfixInstance {
     fn drop(&mut self) {
         let _ = Command::new(POSTFIX).args(["-c", self.0.to_str().unwrap(), "stop"]).output();

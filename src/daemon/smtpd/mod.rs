@@ -49,7 +49,7 @@ pub struct Smtpd {
     /// AUTH offers GSSAPI (see `sasl_gssapi`).
     pub gssapi: bool,
     /// Open connections per client address (anvil's count).
-    conns: Mutex<HashMap<IpAddr, usize>>,
+    conns: ClientCounts,
     /// Events per client address in the current rate window (anvil).
     rates: Mutex<HashMap<IpAddr, Rate>>,
     /// Kept connections to policy servers (`check_policy_service`).
@@ -72,12 +72,28 @@ pub enum Event {
     Recipient = 2,
 }
 
-/// Drops a client's connection count when its session ends.
-struct ConnGuard<'a>(&'a Smtpd, IpAddr);
+/// Connections per client address (the count Postfix's anvil keeps).
+#[derive(Default)]
+pub struct ClientCounts(Mutex<HashMap<IpAddr, usize>>);
 
-impl Drop for ConnGuard<'_> {
+impl ClientCounts {
+    /// Counts a new connection of `ip`; returns the count with it and a
+    /// guard that uncounts it when the connection ends.
+    pub fn enter(&self, ip: IpAddr) -> (ClientGuard<'_>, usize) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        *n += 1;
+        let now = *n;
+        drop(m);
+        (ClientGuard(self, ip), now)
+    }
+}
+
+pub struct ClientGuard<'a>(&'a ClientCounts, IpAddr);
+
+impl Drop for ClientGuard<'_> {
     fn drop(&mut self) {
-        let mut m = self.0.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = m.get_mut(&self.1) {
             *n -= 1;
             if *n == 0 {
@@ -172,7 +188,7 @@ impl Smtpd {
             screen: None,
             saslauthd_path,
             gssapi,
-            conns: Mutex::new(HashMap::new()),
+            conns: ClientCounts::default(),
             rates: Mutex::new(HashMap::new()),
         })
     }
@@ -230,14 +246,11 @@ impl Smtpd {
         r.counts[ev as usize] <= limit
     }
 
-    /// Counts a new connection; false when the client is over
+    /// Whether a client with `n` connections (this one counted) is over
     /// `smtpd_client_connection_count_limit` (mynetworks exempt).
-    fn admit(&self, ip: IpAddr) -> bool {
-        let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        let n = m.entry(ip).or_insert(0);
-        *n += 1;
+    fn over_limit(&self, ip: IpAddr, n: usize) -> bool {
         let limit = self.conf.client_connection_count_limit;
-        limit == 0 || *n <= limit || match_networks(&self.hub.conf.mynetworks, ip)
+        limit > 0 && n > limit && !match_networks(&self.hub.conf.mynetworks, ip)
     }
 }
 
@@ -328,21 +341,9 @@ async fn read_haproxy(s: &mut tokio::net::TcpStream, limit: std::time::Duration)
     }
 }
 
-/// Bytes for a log line as Postfix shows them: `\r`, `\n`, `\t`, `\\`,
-/// other control or 8-bit bytes as `\ooo`.
+/// Bytes for a log line as Postfix shows them.
 fn escape(b: &[u8]) -> String {
-    let mut out = String::with_capacity(b.len());
-    for &c in b {
-        match c {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'\t' => out.push_str("\\t"),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(c as char),
-            _ => out.push_str(&format!("\\{c:03o}")),
-        }
-    }
-    out
+    crate::proto::smtp::log_escape(b, usize::MAX)
 }
 
 impl crate::server::Service for Smtpd {
@@ -385,8 +386,8 @@ impl crate::server::Service for Smtpd {
                 None => return,
             }
         }
-        let _guard = ConnGuard(&self, ip);
-        let over = !self.admit(ip);
+        let (_guard, n) = self.conns.enter(ip);
+        let over = self.over_limit(ip, n);
         let name = if self.conf.peername_lookup {
             client_name(ip).await
         } else {

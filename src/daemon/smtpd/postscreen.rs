@@ -24,7 +24,8 @@
 use crate::daemon::hub::conf::match_networks;
 use crate::daemon::hub::Hub;
 use crate::log::Logger;
-use crate::proto::smtp::screen::{escape, Action, Engine, EngineConf, Test, PROTOCOL_ERROR_550};
+use crate::proto::smtp::log_escape as escape;
+use crate::proto::smtp::screen::{Action, Engine, EngineConf, Test, PROTOCOL_ERROR_550};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -293,7 +294,7 @@ pub struct Screen {
     log: Arc<Logger>,
     hub: Arc<Hub>,
     tables: super::check::TableCache,
-    conns: Mutex<HashMap<IpAddr, usize>>,
+    conns: super::ClientCounts,
     /// Clients in the tests now.
     screening: std::sync::atomic::AtomicUsize,
     /// The pass service's process limit: clients being served by smtpd
@@ -321,20 +322,6 @@ impl Drop for Counted<'_> {
     }
 }
 
-struct ConnGuard<'a>(&'a Screen, IpAddr);
-
-impl Drop for ConnGuard<'_> {
-    fn drop(&mut self) {
-        let mut m = self.0.conns.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.1) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.1);
-            }
-        }
-    }
-}
-
 /// One line read by the engine.
 enum Read {
     Line(Vec<u8>, bool),
@@ -351,7 +338,7 @@ impl Screen {
             log,
             hub,
             tables: Default::default(),
-            conns: Mutex::new(HashMap::new()),
+            conns: Default::default(),
             screening: Default::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(
                 smtpd_limit.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
@@ -517,14 +504,8 @@ impl Screen {
             self.send(s, "421 4.3.2 All screening ports are busy", ip, port).await;
             return Outcome::Done;
         }
-        let over = {
-            let mut m = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            let n = m.entry(ip).or_insert(0);
-            *n += 1;
-            self.conf.connection_count_limit > 0 && *n > self.conf.connection_count_limit
-        };
-        let _guard = ConnGuard(self, ip);
-        if over {
+        let (_guard, n) = self.conns.enter(ip);
+        if self.conf.connection_count_limit > 0 && n > self.conf.connection_count_limit {
             self.log
                 .info(&format!("NOQUEUE: reject: CONNECT from {client}: too many connections"));
             self.send(s, "421 4.7.0 Error: too many connections", ip, port).await;

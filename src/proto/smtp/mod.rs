@@ -7,6 +7,23 @@ pub mod data;
 pub mod footer;
 pub mod screen;
 
+/// Bytes for a log line as Postfix shows them (`\r`, `\n`, `\t`, `\\`,
+/// other control and 8-bit bytes as `\ooo`), at most `max` input bytes.
+pub fn log_escape(b: &[u8], max: usize) -> String {
+    let mut out = String::with_capacity(b.len().min(max));
+    for &c in b.iter().take(max) {
+        match c {
+            b'\r' => out.push_str("\\r"),
+            b'\n' => out.push_str("\\n"),
+            b'\t' => out.push_str("\\t"),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(c as char),
+            _ => out.push_str(&format!("\\{c:03o}")),
+        }
+    }
+    out
+}
+
 /// The EHLO keywords a discard list may name, in Postfix's ehlo_mask
 /// order (the order it logs them in).
 const EHLO_MASK_NAMES: [&str; 14] = [

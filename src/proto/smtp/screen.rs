@@ -127,22 +127,7 @@ fn extract_addr(s: &str) -> String {
     out
 }
 
-/// Bytes for a log line as Postfix shows them (`\r`, `\n`, `\t`, `\\`,
-/// other control and 8-bit bytes as `\ooo`), at most `max` input bytes.
-pub fn escape(b: &[u8], max: usize) -> String {
-    let mut out = String::with_capacity(b.len().min(max));
-    for &c in b.iter().take(max) {
-        match c {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'\t' => out.push_str("\\t"),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(c as char),
-            _ => out.push_str(&format!("\\{c:03o}")),
-        }
-    }
-    out
-}
+use super::log_escape as escape;
 
 impl Engine {
     /// `rcpt_reply`: the failed test's refusal, or None for a client that
