@@ -222,17 +222,6 @@ fn strict_config_replies_match_real_postfix() {
 }
 
 /// Waits until a log file has stopped growing (for up to 5 s).
-fn settle(log: &Path) {
-    let size = || std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
-    let (mut last, mut same) = (size(), 0);
-    let t0 = std::time::Instant::now();
-    while same < 3 && t0.elapsed() < std::time::Duration::from_secs(5) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let now = size();
-        same = if now == last { same + 1 } else { 0 };
-        last = now;
-    }
-}
 
 /// The real Postfix logged each of `what` (the run exercised what a test
 /// is about); nothing to check where it is not installed.
@@ -330,13 +319,7 @@ fn differential_in(extra: &str, sessions: &str, min: usize, dns: Option<&str>) -
     )
     .unwrap();
     let ours = {
-        let mut cmd = Command::new(bin("postfix-master"));
-        let log = std::fs::File::create(hub.join("stderr")).unwrap();
-        cmd.args(["-c", hub.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
-        if let Some(server) = dns {
-            cmd.env("MUMAIL_DNS_SERVERS", format!("{server}:53"));
-        }
-        let _p = Proc::spawn("postfix-master", &mut cmd);
+        let _p = spawn_postfix_master(&hub, dns);
         wait_tcp(hport);
         let r = drive(hport, sessions);
         settle(&hub.join("maillog"));

@@ -176,18 +176,6 @@ fn mask(line: &str) -> String {
     masked.join(" ")
 }
 
-fn settle(log: &Path) {
-    let size = || std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
-    let (mut last, mut same) = (size(), 0);
-    let t0 = std::time::Instant::now();
-    while same < 3 && t0.elapsed() < std::time::Duration::from_secs(5) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let now = size();
-        same = if now == last { same + 1 } else { 0 };
-        last = now;
-    }
-}
-
 /// Runs `sessions` against both with `extra` in main.cf (`dns`: both
 /// resolve through that server); returns (real replies, our replies).
 fn differential(extra: &str, sessions: &str, dns: Option<&str>) -> Option<(String, String)> {
@@ -246,13 +234,7 @@ fn differential(extra: &str, sessions: &str, dns: Option<&str>) -> Option<(Strin
     )
     .unwrap();
     let ours = {
-        let mut cmd = Command::new(bin("postfix-master"));
-        let log = std::fs::File::create(hub.join("stderr")).unwrap();
-        cmd.args(["-c", hub.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
-        if let Some(server) = dns {
-            cmd.env("MUMAIL_DNS_SERVERS", format!("{server}:53"));
-        }
-        let _p = Proc::spawn("postfix-master", &mut cmd);
+        let _p = spawn_postfix_master(&hub, dns);
         wait_tcp(hport);
         let r = drive(hport, sessions);
         settle(&hub.join("maillog"));

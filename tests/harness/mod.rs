@@ -885,6 +885,32 @@ pub fn dnsmasq(dir: &Path, server: &str, records: &[&str]) -> Proc {
     p
 }
 
+/// Our postfix-master on the configuration in `dir` (stdout and stderr
+/// to `dir`/stderr); with `dns`, resolving through that server.
+pub fn spawn_postfix_master(dir: &Path, dns: Option<&str>) -> Proc {
+    let mut cmd = Command::new(bin("postfix-master"));
+    let log = std::fs::File::create(dir.join("stderr")).unwrap();
+    cmd.args(["-c", dir.to_str().unwrap()]).stdout(log.try_clone().unwrap()).stderr(log);
+    if let Some(server) = dns {
+        cmd.env("MUMAIL_DNS_SERVERS", format!("{server}:53"));
+    }
+    Proc::spawn("postfix-master", &mut cmd)
+}
+
+/// Waits until a log file stops growing (postlogd writes from
+/// datagrams), at most 5 s.
+pub fn settle(log: &Path) {
+    let size = || std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    let (mut last, mut same) = (size(), 0);
+    let t0 = std::time::Instant::now();
+    while same < 3 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = size();
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+    }
+}
+
 impl PostfixInstance {
     /// Starts the Postfix laid out in `dir`; with `dns`, in its own mount
     /// namespace whose /etc/resolv.conf (written in `tmp`) names that
