@@ -647,9 +647,6 @@ impl Screen {
                 }
             }
         }
-        let deep_todo = (engine.pipelining.is_some() && !fresh(entry.pipelining, Instant::now()))
-            || (engine.non_smtp_command.is_some() && !fresh(entry.non_smtp, Instant::now()))
-            || (engine.bare_newline.is_some() && !fresh(entry.bare_newline, Instant::now()));
         if enforce.is_none() && !deep_todo {
             if !denied && !ignored {
                 self.hub_cache().put(ip, entry, c.retention);
