@@ -102,6 +102,18 @@ fn triggers(what: &str, stage: Stage, action: &str, text: &str) -> String {
     }
 }
 
+/// A command word `smtpd_forbidden_commands` (or postscreen's) names:
+/// a word (any case) or a `type:table` that has it.
+pub fn forbidden_command(tables: &TableCache, list: &[String], word: &str) -> bool {
+    list.iter().any(|f| {
+        if f.contains(':') {
+            tables.get(f).ok().and_then(|t| t.lookup(word).ok().flatten()).is_some()
+        } else {
+            f.eq_ignore_ascii_case(word)
+        }
+    })
+}
+
 /// Tables named in restriction lists, opened once.
 #[derive(Default)]
 pub struct TableCache(Mutex<HashMap<String, std::sync::Arc<Table>>>);

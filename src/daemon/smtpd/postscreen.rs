@@ -717,15 +717,7 @@ impl Screen {
         if greeting {
             self.send(s, &format!("220 {}", c.smtpd_banner), ip, port).await;
         }
-        let forbidden = |w: &str| {
-            c.forbidden.iter().any(|f| {
-                if f.contains(':') {
-                    self.tables.get(f).ok().and_then(|t| t.lookup(w).ok().flatten()).is_some()
-                } else {
-                    f.eq_ignore_ascii_case(w)
-                }
-            })
-        };
+        let forbidden = |w: &str| super::check::forbidden_command(&self.tables, &c.forbidden, w);
         let mut buf: Vec<u8> = Vec::new();
         loop {
             let read = self.read_line(s, &mut buf).await;

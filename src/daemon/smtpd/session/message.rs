@@ -16,13 +16,7 @@ impl Session<'_> {
 
     /// `smtpd_forbidden_commands`: words (any case) and tables.
     pub(super) fn forbidden(&self, word: &str) -> bool {
-        self.d.conf.forbidden_commands.iter().any(|f| {
-            if f.contains(':') {
-                self.d.tables.get(f).ok().and_then(|t| t.lookup(word).ok().flatten()).is_some()
-            } else {
-                f.eq_ignore_ascii_case(word)
-            }
-        })
+        super::super::check::forbidden_command(&self.d.tables, &self.d.conf.forbidden_commands, word)
     }
 
     /// The filters' DATA event.
