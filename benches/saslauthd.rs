@@ -6,6 +6,8 @@
 //! clients, ours with and without -c.  Run as root:
 //!     cargo bench --bench saslauthd            (BENCH_N=4000 by default)
 //!     BENCH_MECHS=ldap,shadow cargo bench --bench saslauthd
+//!     BENCH_SASL_DEBUG=1 cargo bench --bench saslauthd   (daemons with -d)
+//!     BENCH_DAEMONS="mumail -c" cargo bench --bench saslauthd   (some rows)
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -55,6 +57,45 @@ fn mux_raw(mux: &Path, user: &[u8]) -> Vec<u8> {
     harness::mux(mux, user, b"testpw", b"imap", b"")
 }
 
+/// A saslauthd started as in production: without -d it forks, and the
+/// parent exits once the child serves; stopped by the pid file's pid.
+struct Daemon(PathBuf);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.0.join("saslauthd.pid")).unwrap_or_default();
+        let Ok(pid) = pid.trim().parse::<i32>() else { return };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        // Gone when signal 0 finds no such process.
+        wait_for("saslauthd exit", Duration::from_secs(20), || {
+            nix::sys::signal::kill(pid, None).is_err()
+        });
+    }
+}
+
+enum Running {
+    Foreground(#[allow(dead_code)] Proc),
+    Daemon(#[allow(dead_code)] Daemon),
+}
+
+fn daemon(program: &Path, binds: &[(PathBuf, &str)], run: &Path, args: &[&str], env: &[(&str, String)]) -> Daemon {
+    std::fs::create_dir_all(run).unwrap();
+    let mut all = vec!["-m", run.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let mut cmd = in_namespace(binds, program, &all);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "{} {all:?}: {status}", program.display());
+    let mux = run.join("mux");
+    wait_for("saslauthd mux", Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&mux).is_ok()
+    });
+    Daemon(run.to_path_buf())
+}
+
 fn main() {
     // Our daemons as built by `cargo bench` (release).
     std::env::set_var("MUMAIL_PROFILE", "release");
@@ -89,12 +130,24 @@ fn main() {
         ),
         ("shadow", vec![], vec!["u7"], vec![]),
     ];
-    println!("saslauthd benchmark: N={n} requests per row, one request per connection, password right");
+    // As in production by default: no -d (the daemons fork, and log only
+    // failures, to syslog); BENCH_SASL_DEBUG=1 runs them with -d, which
+    // also logs two lines per request to a file.
+    let debug = std::env::var_os("BENCH_SASL_DEBUG").is_some();
+    println!(
+        "saslauthd benchmark: N={n} requests per row, one request per connection, password right, {}",
+        if debug {
+            "daemons run with -d (a log line per request and reply)"
+        } else {
+            "daemons run as in production (no -d)"
+        }
+    );
     println!(
         "{:<10} {:<22} {:>8} {:>10} {:>10} {:>10} {:>8}",
         "mech", "daemon", "clients", "logins/s", "p50 ms", "p99 ms", "ok"
     );
     let only = std::env::var("BENCH_MECHS").unwrap_or_default();
+    let daemons = std::env::var("BENCH_DAEMONS").unwrap_or_default();
     for (mech, extra, users, env) in &mechs {
         if !only.is_empty() && !only.split(',').any(|m| m == *mech) {
             continue;
@@ -105,7 +158,7 @@ fn main() {
             ("mumail", &ours, false),
             ("mumail -c", &ours, true),
         ] {
-            if !prog.exists() {
+            if !prog.exists() || !daemons.is_empty() && !daemons.split(',').any(|d| d == label) {
                 continue;
             }
             let run = d.path().join(format!("{mech}-{}", label.replace(' ', "_")));
@@ -118,7 +171,11 @@ fn main() {
                 args.extend(["-n", "5"]);
             }
             let log = d.path().join(format!("{mech}-{}.log", label.replace(' ', "_")));
-            let p = saslauthd(prog, &binds, &run, &args, env, &log);
+            let p = if debug {
+                Running::Foreground(saslauthd(prog, &binds, &run, &args, env, &log))
+            } else {
+                Running::Daemon(daemon(prog, &binds, &run, &args, env))
+            };
             for clients in [1usize, 16] {
                 let rows = if *mech == "kerberos5" || *mech == "shadow" { n / 4 } else { n };
                 let (rate, p50, p99, ok) = load(&run.join("mux"), rows, clients, users);

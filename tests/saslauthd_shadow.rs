@@ -163,6 +163,25 @@ fn bad_input_never_hurts() {
         let _ = s.read_to_end(&mut out);
         assert!(out.is_empty(), "truncated request answered: {out:?}");
     }
+    // A request sent in two parts is answered once it is whole; bytes after
+    // a request do not take its reply away (answered on the spot, or after
+    // the mechanism's check).
+    let full = mumail::proto::saslauthd::encode_request(b"u7", b"testpw", b"imap", b"");
+    let null = mumail::proto::saslauthd::encode_request(b"", b"x", b"imap", b"");
+    for (first, rest, want) in [
+        (&full[..5], full[5..].to_vec(), "OK"),
+        (&full[..], b"trailing garbage".to_vec(), "OK"),
+        (&null[..], b"trailing garbage".to_vec(), "NO NULL login received"),
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&muxp).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(first).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = s.write_all(&rest);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        assert_eq!(reply_text(&out), want, "{first:?} then {rest:?}");
+    }
     // Zero lengths.
     assert_eq!(reply_text(&mux(&muxp, b"", b"", b"", b"")), "NO NULL login received");
     // 10,000 garbage connections.

@@ -221,6 +221,10 @@ pub struct Ldap {
     /// (login, service, realm) → (DN, found at): a repeat login binds at
     /// once instead of searching first.  A failed bind forgets the entry.
     dns: Mutex<HashMap<(String, String, String), (String, Instant)>>,
+    /// saslauthd's `-n`: checks in progress at once (a queue beyond it, in
+    /// arrival order); more only queue inside the server and stretch the
+    /// slowest answers.
+    busy: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// The TLS files of an LDAP client configuration, each with the name of
@@ -332,7 +336,7 @@ fn give_back(pool: &Mutex<Vec<Conn>>, url: &str, handle: Handle) {
 }
 
 impl Ldap {
-    pub fn new(c: &SaslauthdConf) -> Result<Ldap, String> {
+    pub fn new(c: &SaslauthdConf, busy: std::sync::Arc<tokio::sync::Semaphore>) -> Result<Ldap, String> {
         let s = Settings::from_conf(c)?;
         if s.servers.is_empty() {
             return Err(format!("{}: ldap_servers is empty", c.path));
@@ -344,6 +348,7 @@ impl Ldap {
             search_pool: Mutex::new(Vec::new()),
             bind_pool: Mutex::new(Vec::new()),
             dns: Mutex::new(HashMap::new()),
+            busy,
         })
     }
 
@@ -559,6 +564,9 @@ impl Mechanism for Ldap {
 
     fn check<'a>(&'a self, c: &'a Credentials) -> BoxFut<'a, (Verdict, Notes)> {
         Box::pin(async move {
+            let Ok(_busy) = self.busy.acquire().await else {
+                return (Verdict::unavailable("LDAP server unavailable"), Vec::new());
+            };
             let mut notes = Vec::new();
             for url in &self.s.servers {
                 // A pooled connection may have gone stale (server restarted):

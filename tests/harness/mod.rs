@@ -146,7 +146,7 @@ pub fn mux(path: &Path, login: &[u8], password: &[u8], service: &[u8], realm: &[
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.write_all(&mumail::proto::saslauthd::encode_request(login, password, service, realm))
         .unwrap();
-    // Read the counted reply, then close (saslauthd drains until we do).
+    // Read the counted reply, then close.
     let mut out = Vec::new();
     let mut chunk = [0u8; 1024];
     while mumail::proto::saslauthd::decode_reply(&out).is_none() {

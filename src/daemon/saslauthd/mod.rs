@@ -4,7 +4,7 @@
 //! with concurrent requests in one process, deadlines and a salted cache.
 //!
 //! Per connection: read one request (bounded, with a deadline), check it,
-//! send the counted reply, half-close, drain, close.
+//! send the counted reply, close.
 
 pub mod options;
 
@@ -42,7 +42,7 @@ pub fn mechanism(o: &Options, pool: Arc<tokio::sync::Semaphore>) -> Result<Box<d
         "ldap" => {
             let path = o.mech_option.clone().unwrap_or_else(|| "/etc/saslauthd.conf".into());
             let conf = crate::config::sasl::SaslauthdConf::load(&path).map_err(|e| e.to_string())?;
-            Box::new(crate::auth::ldap::Ldap::new(&conf)?)
+            Box::new(crate::auth::ldap::Ldap::new(&conf, pool)?)
         }
         #[cfg(feature = "krb5")]
         "kerberos5" => {
@@ -65,31 +65,46 @@ pub fn mechanism(o: &Options, pool: Arc<tokio::sync::Semaphore>) -> Result<Box<d
     })
 }
 
-/// Answers one request (already decoded).
-pub async fn answer(st: &State, login: &[u8], password: &Secret<Vec<u8>>, service: &[u8], realm: &[u8]) -> String {
+/// What a request needs: its answer at once (a refusal or a cache hit), or
+/// a check by the mechanism for this user, service and realm.
+enum Step {
+    Reply(String),
+    Check { user: String, service: String, realm: String },
+}
+
+fn first_step(st: &State, login: &[u8], password: &Secret<Vec<u8>>, service: &[u8], realm: &[u8]) -> Step {
     if login.is_empty() {
-        return "NO NULL login received".into();
+        return Step::Reply("NO NULL login received".into());
     }
     if password.expose().is_empty() {
-        return "NO NULL password received".into();
+        return Step::Reply("NO NULL password received".into());
     }
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let (mut user, service, realm) = (text(login), text(service), text(realm));
     if st.opts.realm_join && !realm.is_empty() {
         user = format!("{user}@{realm}");
     }
-    let pw = password.expose();
     if let Some(c) = &st.cache {
-        if c.hit(&user, &realm, &service, pw) {
+        if c.hit(&user, &realm, &service, password.expose()) {
             if st.opts.verbose {
                 st.log.info(&format!(
                     "auth success: [user={user}] [service={service}] [realm={realm}] [mech={}] (cached)",
                     st.mech.name()
                 ));
             }
-            return "OK".into();
+            return Step::Reply("OK".into());
         }
     }
+    Step::Check { user, service, realm }
+}
+
+/// Answers one request (already decoded).
+pub async fn answer(st: &State, login: &[u8], password: &Secret<Vec<u8>>, service: &[u8], realm: &[u8]) -> String {
+    let (user, service, realm) = match first_step(st, login, password, service, realm) {
+        Step::Reply(r) => return r,
+        Step::Check { user, service, realm } => (user, service, realm),
+    };
+    let pw = password.expose();
     let creds = Credentials {
         login: user.clone(),
         password: Secret::new(String::from_utf8_lossy(pw).into_owned()),
@@ -129,10 +144,23 @@ pub async fn answer(st: &State, login: &[u8], password: &Secret<Vec<u8>>, servic
     verdict.reply()
 }
 
-/// Serves one connection.
-pub async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(st: &State, mut io: S) {
-    let mut buf = Vec::with_capacity(64);
+/// The reply bytes, logged first with `-v`/`-d` as saslauthd does.
+fn reply_bytes(st: &State, reply: &str) -> Vec<u8> {
+    if st.opts.verbose {
+        st.log.info(&format!("response: {reply}"));
+    }
+    encode_reply(reply)
+}
+
+/// Serves one connection; `buf` holds what was already read from it.
+pub async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(st: &State, mut io: S, mut buf: Vec<u8>) {
     let reply = loop {
+        match decode_request(&buf) {
+            Ok(Some((req, _))) => break answer(st, &req.login, &req.password, &req.service, &req.realm).await,
+            Ok(None) if buf.len() < MAX_REQUEST => {}
+            Ok(None) => return,
+            Err(DecodeError::FieldTooLong) => break "NO ".to_string(),
+        }
         let mut chunk = [0u8; 1024];
         let n = match tokio::time::timeout(REQUEST_TIMEOUT, io.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return,
@@ -145,27 +173,81 @@ pub async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(st: 
             }
         };
         buf.extend_from_slice(&chunk[..n]);
-        match decode_request(&buf) {
-            Ok(Some((req, _))) => break answer(st, &req.login, &req.password, &req.service, &req.realm).await,
-            Ok(None) if buf.len() < MAX_REQUEST => continue,
-            Ok(None) => return,
-            Err(DecodeError::FieldTooLong) => break "NO ".to_string(),
-        }
     };
-    if st.opts.verbose {
-        st.log.info(&format!("response: {reply}"));
-    }
-    if io.write_all(&encode_reply(&reply)).await.is_err() {
+    // Reply and close: the client reads the reply even if it sent more
+    // than one request (a UNIX socket's queued data outlives our close).
+    let _ = io.write_all(&reply_bytes(st, &reply)).await;
+}
+
+/// A connection just accepted: a request that is already there and needs
+/// no mechanism (a cache hit, a refusal) is answered on the spot, without
+/// a task or the reactor; anything else is served by a task.
+fn take(st: &Arc<State>, conn: std::os::unix::net::UnixStream, permit: tokio::sync::OwnedSemaphorePermit) {
+    use std::io::{Read, Write};
+    let mut chunk = [0u8; 1024];
+    let buf = match (&conn).read(&mut chunk) {
+        Ok(0) => return,
+        Ok(n) => chunk[..n].to_vec(),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Vec::new(),
+        Err(_) => return,
+    };
+    let now = match decode_request(&buf) {
+        Ok(Some((req, _))) => match first_step(st, &req.login, &req.password, &req.service, &req.realm) {
+            Step::Reply(r) => Some(r),
+            Step::Check { .. } => None,
+        },
+        Err(DecodeError::FieldTooLong) => Some("NO ".to_string()),
+        Ok(None) => None,
+    };
+    if let Some(reply) = now {
+        // A few bytes into an empty socket buffer: written whole, or the
+        // client is gone.
+        let _ = (&conn).write(&reply_bytes(st, &reply));
         return;
     }
-    let _ = io.shutdown().await;
-    // Drain what the client still sends, bounded, then close.
-    let mut sink = [0u8; 1024];
-    let mut left = MAX_REQUEST;
-    while left > 0 {
-        match tokio::time::timeout(Duration::from_secs(1), io.read(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
-            _ => break,
+    let Ok(conn) = tokio::net::UnixStream::from_std(conn) else { return };
+    let st = st.clone();
+    tokio::spawn(async move {
+        serve(&st, conn, buf).await;
+        drop(permit);
+    });
+}
+
+/// Accepts connections (each one non-blocking, close-on-exec) as long as
+/// fewer than MAX_CONNECTIONS are being served.
+async fn accept_loop(st: Arc<State>, listener: std::os::unix::net::UnixListener) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: the AsyncFd owns the listener, whose descriptor stays open
+    // and the same until the AsyncFd is dropped.
+    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) };
+    let Ok(afd) = registered else { return };
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(mut ready) = afd.readable().await else { return };
+        loop {
+            let Ok(permit) = limit.clone().acquire_owned().await else { return };
+            // SAFETY: accept4 on our listening socket; a returned
+            // descriptor is new and owned by the UnixStream made of it.
+            let fd = unsafe {
+                libc::accept4(
+                    afd.get_ref().as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: see above.
+                take(&st, unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) }, permit);
+                continue;
+            }
+            match std::io::Error::last_os_error().kind() {
+                std::io::ErrorKind::WouldBlock => ready.clear_ready(),
+                std::io::ErrorKind::Interrupted => continue,
+                // Out of descriptors: let connections end first.
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+            break;
         }
     }
 }
@@ -295,7 +377,7 @@ fn daemonize() -> Result<bool, String> {
 }
 
 fn run(o: Options, listener: std::os::unix::net::UnixListener, log: Logger) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             log.error(&format!("runtime: {e}"));
@@ -330,9 +412,6 @@ fn run(o: Options, listener: std::os::unix::net::UnixListener, log: Logger) -> i
         if listener.set_nonblocking(true).is_err() {
             return 1;
         }
-        let Ok(listener) = tokio::net::UnixListener::from_std(listener) else {
-            return 1;
-        };
         let st = Arc::new(State {
             opts: o,
             mech,
@@ -343,23 +422,9 @@ fn run(o: Options, listener: std::os::unix::net::UnixListener, log: Logger) -> i
         if let Some(fd) = READY_FD.get() {
             let _ = nix::unistd::write(fd, b"r");
         }
-        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        let stop = crate::server::signals(|| {});
-        tokio::pin!(stop);
-        loop {
-            let Ok(permit) = limit.clone().acquire_owned().await else { break };
-            tokio::select! {
-                _ = &mut stop => break,
-                c = listener.accept() => {
-                    let Ok((conn, _)) = c else { continue };
-                    let st = st.clone();
-                    tokio::spawn(async move {
-                        serve(&st, conn).await;
-                        drop(permit);
-                    });
-                }
-            }
-        }
+        let accepting = tokio::spawn(accept_loop(st, listener));
+        crate::server::signals(|| {}).await;
+        accepting.abort();
         0
     })
 }
