@@ -100,10 +100,14 @@ fn first_step(st: &State, login: &[u8], password: &Secret<Vec<u8>>, service: &[u
 
 /// Answers one request (already decoded).
 pub async fn answer(st: &State, login: &[u8], password: &Secret<Vec<u8>>, service: &[u8], realm: &[u8]) -> String {
-    let (user, service, realm) = match first_step(st, login, password, service, realm) {
-        Step::Reply(r) => return r,
-        Step::Check { user, service, realm } => (user, service, realm),
-    };
+    match first_step(st, login, password, service, realm) {
+        Step::Reply(r) => r,
+        Step::Check { user, service, realm } => check(st, user, service, realm, password).await,
+    }
+}
+
+/// The mechanism's answer (cached when it is OK and `-c` is on).
+async fn check(st: &State, user: String, service: String, realm: String, password: &Secret<Vec<u8>>) -> String {
     let pw = password.expose();
     let creds = Credentials {
         login: user.clone(),
@@ -191,26 +195,42 @@ fn take(st: &Arc<State>, conn: std::os::unix::net::UnixStream, permit: tokio::sy
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Vec::new(),
         Err(_) => return,
     };
-    let now = match decode_request(&buf) {
-        Ok(Some((req, _))) => match first_step(st, &req.login, &req.password, &req.service, &req.realm) {
-            Step::Reply(r) => Some(r),
-            Step::Check { .. } => None,
-        },
-        Err(DecodeError::FieldTooLong) => Some("NO ".to_string()),
+    // None: the request is not whole yet.
+    let decoded = match decode_request(&buf) {
+        Ok(Some((req, _))) => {
+            let step = first_step(st, &req.login, &req.password, &req.service, &req.realm);
+            Some((Some(req), step))
+        }
+        Err(DecodeError::FieldTooLong) => Some((None, Step::Reply("NO ".to_string()))),
         Ok(None) => None,
     };
-    if let Some(reply) = now {
-        // A few bytes into an empty socket buffer: written whole, or the
-        // client is gone.
-        let _ = (&conn).write(&reply_bytes(st, &reply));
-        return;
+    match decoded {
+        Some((_, Step::Reply(reply))) => {
+            // A few bytes into an empty socket buffer: written whole, or
+            // the client is gone.
+            let _ = (&conn).write(&reply_bytes(st, &reply));
+        }
+        Some((Some(req), Step::Check { user, service, realm })) => {
+            let Ok(mut conn) = tokio::net::UnixStream::from_std(conn) else {
+                return;
+            };
+            let st = st.clone();
+            tokio::spawn(async move {
+                let reply = check(&st, user, service, realm, &req.password).await;
+                let _ = conn.write_all(&reply_bytes(&st, &reply)).await;
+                drop(permit);
+            });
+        }
+        _ => {
+            // Read the rest in a task.
+            let Ok(conn) = tokio::net::UnixStream::from_std(conn) else { return };
+            let st = st.clone();
+            tokio::spawn(async move {
+                serve(&st, conn, buf).await;
+                drop(permit);
+            });
+        }
     }
-    let Ok(conn) = tokio::net::UnixStream::from_std(conn) else { return };
-    let st = st.clone();
-    tokio::spawn(async move {
-        serve(&st, conn, buf).await;
-        drop(permit);
-    });
 }
 
 /// Accepts connections (each one non-blocking, close-on-exec) as long as
