@@ -74,25 +74,10 @@ impl Drop for Daemon {
     }
 }
 
-enum Running {
-    Foreground(#[allow(dead_code)] Proc),
-    Daemon(#[allow(dead_code)] Daemon),
-}
-
 fn daemon(program: &Path, binds: &[(PathBuf, &str)], run: &Path, args: &[&str], env: &[(&str, String)]) -> Daemon {
-    std::fs::create_dir_all(run).unwrap();
-    let mut all = vec!["-m", run.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let mut cmd = in_namespace(binds, program, &all);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let status = cmd.status().unwrap();
-    assert!(status.success(), "{} {all:?}: {status}", program.display());
-    let mux = run.join("mux");
-    wait_for("saslauthd mux", Duration::from_secs(20), || {
-        std::os::unix::net::UnixStream::connect(&mux).is_ok()
-    });
+    let status = saslauthd_command(program, binds, run, false, args, env).status().unwrap();
+    assert!(status.success(), "{} {args:?}: {status}", program.display());
+    wait_mux(run);
     Daemon(run.to_path_buf())
 }
 
@@ -171,10 +156,11 @@ fn main() {
                 args.extend(["-n", "5"]);
             }
             let log = d.path().join(format!("{mech}-{}.log", label.replace(' ', "_")));
-            let p = if debug {
-                Running::Foreground(saslauthd(prog, &binds, &run, &args, env, &log))
+            // Stopped when dropped, either way.
+            let p: Box<dyn std::any::Any> = if debug {
+                Box::new(saslauthd(prog, &binds, &run, &args, env, &log))
             } else {
-                Running::Daemon(daemon(prog, &binds, &run, &args, env))
+                Box::new(daemon(prog, &binds, &run, &args, env))
             };
             for clients in [1usize, 16] {
                 let rows = if *mech == "kerberos5" || *mech == "shadow" { n / 4 } else { n };

@@ -187,21 +187,43 @@ pub fn private_accounts(dir: &Path) -> Vec<(PathBuf, &'static str)> {
 
 /// Starts a saslauthd (ours or the real one) in the foreground (`-d`).
 pub fn saslauthd(program: &Path, binds: &[(PathBuf, &str)], run: &Path, args: &[&str], env: &[(&str, String)], log: &Path) -> Proc {
+    let mut cmd = saslauthd_command(program, binds, run, true, args, env);
+    let f = std::fs::File::create(log).unwrap();
+    cmd.stdout(f.try_clone().unwrap()).stderr(f);
+    let p = Proc::spawn(&program.display().to_string(), &mut cmd);
+    wait_mux(run);
+    p
+}
+
+/// saslauthd (ours or the real one) on `<run>/mux` in a private mount
+/// namespace with `binds`; in the foreground with `-d` when `debug`.
+pub fn saslauthd_command(
+    program: &Path,
+    binds: &[(PathBuf, &str)],
+    run: &Path,
+    debug: bool,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> Command {
     std::fs::create_dir_all(run).unwrap();
-    let mut all = vec!["-m", run.to_str().unwrap(), "-d"];
+    let mut all = vec!["-m", run.to_str().unwrap()];
+    if debug {
+        all.push("-d");
+    }
     all.extend_from_slice(args);
     let mut cmd = in_namespace(binds, program, &all);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let f = std::fs::File::create(log).unwrap();
-    cmd.stdout(f.try_clone().unwrap()).stderr(f);
-    let p = Proc::spawn(&program.display().to_string(), &mut cmd);
+    cmd
+}
+
+/// Waits until saslauthd accepts on `<run>/mux`.
+pub fn wait_mux(run: &Path) {
     let mux = run.join("mux");
     wait_for("saslauthd mux", Duration::from_secs(20), || {
         std::os::unix::net::UnixStream::connect(&mux).is_ok()
     });
-    p
 }
 
 /// OpenLDAP slapd in a temp dir (the Active Directory stand-in): RFC 2307

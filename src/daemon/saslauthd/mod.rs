@@ -187,7 +187,7 @@ pub async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(st: 
 /// no mechanism (a cache hit, a refusal) is answered on the spot, without
 /// a task or the reactor; anything else is served by a task.
 fn take(st: &Arc<State>, conn: std::os::unix::net::UnixStream, permit: tokio::sync::OwnedSemaphorePermit) {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let mut chunk = [0u8; 1024];
     let buf = match (&conn).read(&mut chunk) {
         Ok(0) => return,
@@ -195,42 +195,40 @@ fn take(st: &Arc<State>, conn: std::os::unix::net::UnixStream, permit: tokio::sy
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Vec::new(),
         Err(_) => return,
     };
-    // None: the request is not whole yet.
-    let decoded = match decode_request(&buf) {
-        Ok(Some((req, _))) => {
-            let step = first_step(st, &req.login, &req.password, &req.service, &req.realm);
-            Some((Some(req), step))
-        }
-        Err(DecodeError::FieldTooLong) => Some((None, Step::Reply("NO ".to_string()))),
-        Ok(None) => None,
+    let req = match decode_request(&buf) {
+        Ok(Some((req, _))) => req,
+        Err(DecodeError::FieldTooLong) => return reply_now(st, &conn, "NO "),
+        // Not whole yet: read the rest in a task.
+        Ok(None) => return in_task(st, conn, permit, move |st, conn| async move { serve(&st, conn, buf).await }),
     };
-    match decoded {
-        Some((_, Step::Reply(reply))) => {
-            // A few bytes into an empty socket buffer: written whole, or
-            // the client is gone.
-            let _ = (&conn).write(&reply_bytes(st, &reply));
-        }
-        Some((Some(req), Step::Check { user, service, realm })) => {
-            let Ok(mut conn) = tokio::net::UnixStream::from_std(conn) else {
-                return;
-            };
-            let st = st.clone();
-            tokio::spawn(async move {
-                let reply = check(&st, user, service, realm, &req.password).await;
-                let _ = conn.write_all(&reply_bytes(&st, &reply)).await;
-                drop(permit);
-            });
-        }
-        _ => {
-            // Read the rest in a task.
-            let Ok(conn) = tokio::net::UnixStream::from_std(conn) else { return };
-            let st = st.clone();
-            tokio::spawn(async move {
-                serve(&st, conn, buf).await;
-                drop(permit);
-            });
-        }
+    match first_step(st, &req.login, &req.password, &req.service, &req.realm) {
+        Step::Reply(reply) => reply_now(st, &conn, &reply),
+        Step::Check { user, service, realm } => in_task(st, conn, permit, move |st, mut conn| async move {
+            let reply = check(&st, user, service, realm, &req.password).await;
+            let _ = conn.write_all(&reply_bytes(&st, &reply)).await;
+        }),
     }
+}
+
+/// A few bytes into an empty socket buffer: written whole, or the client
+/// is gone.
+fn reply_now(st: &State, conn: &std::os::unix::net::UnixStream, reply: &str) {
+    use std::io::Write;
+    let _ = (&*conn).write(&reply_bytes(st, reply));
+}
+
+/// Goes on with the connection in a task, which holds the permit.
+fn in_task<F, Fut>(st: &Arc<State>, conn: std::os::unix::net::UnixStream, permit: tokio::sync::OwnedSemaphorePermit, work: F)
+where
+    F: FnOnce(Arc<State>, tokio::net::UnixStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Ok(conn) = tokio::net::UnixStream::from_std(conn) else { return };
+    let fut = work(st.clone(), conn);
+    tokio::spawn(async move {
+        fut.await;
+        drop(permit);
+    });
 }
 
 /// Accepts connections (each one non-blocking, close-on-exec) as long as
