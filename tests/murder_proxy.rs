@@ -772,3 +772,103 @@ s.sendall(b'LISTSCRIPTS\r\n'); print(upto_ok()); print(f.readline())
     let log = std::fs::read_to_string(mu.backs[1].dir.join("timsieved-fe.log")).unwrap();
     assert!(log.contains("yes1 PLAIN User logged in"), "{log}");
 }
+
+/// A session that ended with LOGOUT leaves its back-end connection to the
+/// user's next session (one back-end login for both), unselected; one
+/// that ENABLEd something does not; a kept connection the back end has
+/// closed since is not handed out.
+#[test]
+fn back_end_connections_are_reused_only_when_clean() {
+    if !can_run("proxyd back-end reuse", &[]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mut mu = Murder::start(t.path());
+    let (_imap, fimap) = mu.front("imapd", &[]);
+    let log = mu.backs[0].dir.join("imapd-fe.log");
+    let logins = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("login:") && l.contains(" u7 "))
+            .count()
+    };
+    let before = logins();
+    let out = imap_raw(fimap, &["LOGIN u7 testpw", "SELECT INBOX", "LOGOUT"]);
+    assert!(out.contains("t1 OK [READ-WRITE]"), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(logins(), before + 1, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    // The second session has the first one's connection, with nothing
+    // selected.
+    let out = imap_raw(
+        fimap,
+        &["LOGIN u7 testpw", "FETCH 1 FLAGS", "SELECT INBOX", "ENABLE CONDSTORE", "LOGOUT"],
+    );
+    assert!(out.contains("t0 OK"), "{out}");
+    assert!(out.contains("t1 BAD") || out.contains("t1 NO"), "{out}");
+    assert!(out.contains("t2 OK [READ-WRITE]"), "{out}");
+    assert!(out.contains("* ENABLED CONDSTORE"), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(logins(), before + 1, "reused");
+    // ENABLE stays with a connection: the next session logs in afresh.
+    let out = imap_raw(fimap, &["LOGIN u7 testpw", "NOOP", "LOGOUT"]);
+    assert!(out.contains("t1 OK"), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(logins(), before + 2, "not reused after ENABLE");
+    // A wrong password gets nothing, kept connection or not.
+    let out = imap_raw(fimap, &["LOGIN u7 wrong", "SELECT INBOX"]);
+    assert!(out.contains("t0 NO"), "{out}");
+    assert!(!out.contains("t1 OK"), "{out}");
+    // The back end restarts: the connection kept from the NOOP session is
+    // closed, and the next login gets a new one.
+    let out = imap_raw(fimap, &["LOGIN u7 testpw", "NOOP", "LOGOUT"]);
+    assert!(out.contains("t1 OK"), "{out}");
+    mu.backs[0].extra.clear();
+    mu.restart_back(0);
+    wait_for("the back end's imapd", Duration::from_secs(20), || {
+        TcpStream::connect((BACK_IPS[0], mu.ports.0)).is_ok()
+    });
+    let n = logins();
+    let out = imap_raw(fimap, &["LOGIN u7 testpw", "SELECT INBOX", "CLOSE", "LOGOUT"]);
+    assert!(out.contains("t1 OK [READ-WRITE]"), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(logins(), n + 1, "a new login after the restart");
+    // Closed by the client: kept as it is.
+    let out = imap_raw(fimap, &["LOGIN u7 testpw", "FETCH 1 FLAGS", "LOGOUT"]);
+    assert!(out.contains("t1 BAD") || out.contains("t1 NO"), "{out}");
+    assert_eq!(logins(), n + 1, "reused after CLOSE");
+
+    // cyrus.conf's prefork=2 (as master passes it): two threads, each
+    // accepting on the socket; concurrent sessions all served.
+    let port = free_port();
+    let l = format!("127.0.0.1:{port}");
+    let args = ["-C", mu.fe.conf.to_str().unwrap(), "-L", l.as_str()];
+    let mut cmd = in_namespace(&[(mu.services.clone(), "/etc/services")], &bin("imapd"), &args);
+    let flog = std::fs::File::create(mu.fe.dir.join("imapd-prefork.log")).unwrap();
+    cmd.env("MUMAIL_PREFORK", "2").stdout(flog.try_clone().unwrap()).stderr(flog);
+    let p = Proc::spawn("imapd", &mut cmd);
+    wait_tcp(port);
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", p.child.id()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "imapd-1"), "{names:?}");
+    let out = python(
+        r#"
+import imaplib, sys, threading
+ok = []
+def one(i):
+    M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+    M.login('u7' if i % 2 else 'yes1', 'testpw')
+    ok.append(M.select('INBOX')[0])
+    M.logout()
+ts = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(ok.count('OK'))
+"#,
+        &[&port.to_string()],
+    );
+    assert_eq!(out.trim(), "24", "{out}");
+}

@@ -650,9 +650,12 @@ pub async fn bind_listeners(specs: &[String]) -> Result<Vec<crate::server::Liste
 }
 
 /// Serves `svc` until SIGTERM on systemd's sockets, master's, or `specs`,
-/// in a multi-threaded runtime, or a single-threaded one (lmtpproxyd's:
-/// each message crosses it twice, and a wake-up on another thread costs
-/// more there than the work); `start` runs inside it first (tasks the
+/// in a multi-threaded runtime, or (`per_thread`: the proxies, where each
+/// message or command crosses the process twice and a wake-up on another
+/// thread costs more than the work) in single-threaded runtimes: one, or
+/// cyrus.conf's `prefork` up to the number of cores, each on its own
+/// thread accepting on the same sockets and keeping the sessions it
+/// accepted; `start` runs inside the first runtime first (tasks the
 /// daemon needs beside its connections).  The exit code.
 pub fn serve_until_term<S: crate::server::Service>(
     prog: &str,
@@ -661,9 +664,9 @@ pub fn serve_until_term<S: crate::server::Service>(
     svc: Arc<S>,
     limits: crate::server::Limits,
     start: impl FnOnce() + Send,
-    single_thread: bool,
+    per_thread: bool,
 ) -> i32 {
-    let mut builder = if single_thread {
+    let mut builder = if per_thread {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
@@ -674,6 +677,12 @@ pub fn serve_until_term<S: crate::server::Service>(
             eprintln!("{prog}: {e}");
             return crate::util::exit::OSERR;
         }
+    };
+    let threads = if per_thread {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        prefork().clamp(1, cores)
+    } else {
+        1
     };
     rt.block_on(async move {
         let listeners = match bind_listeners(specs).await {
@@ -690,7 +699,48 @@ pub fn serve_until_term<S: crate::server::Service>(
             crate::server::signals(|| {}).await;
             sd.trigger();
         });
+        // The connection limit, shared out: a runtime at its share stops
+        // accepting and the others take the connections.
+        let limits = crate::server::Limits {
+            max_conns: limits.max_conns.div_ceil(threads),
+            ..limits
+        };
+        let mut others = Vec::new();
+        for _ in 1..threads {
+            let shared: Result<Vec<_>, _> = listeners.iter().map(|l| l.share()).collect();
+            let shared = match shared {
+                Ok(s) => s,
+                Err(e) => {
+                    log.warning(&format!("serving on {} threads: {e}", others.len() + 1));
+                    break;
+                }
+            };
+            let (svc, rx, limits, tlog) = (svc.clone(), rx.clone(), limits.clone(), log.clone());
+            let thread = std::thread::Builder::new().name(format!("{prog}-{}", others.len() + 1));
+            let spawned = thread.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let Ok(rt) = rt else { return };
+                rt.block_on(async move {
+                    match shared.into_iter().map(|s| s.listener()).collect::<Result<Vec<_>, _>>() {
+                        Ok(l) => {
+                            crate::server::run(l, svc, limits, rx).await;
+                        }
+                        Err(e) => tlog.warning(&format!("serving on another thread: {e}")),
+                    }
+                });
+            });
+            match spawned {
+                Ok(t) => others.push(t),
+                Err(e) => {
+                    log.warning(&format!("serving on {} threads: {e}", others.len() + 1));
+                    break;
+                }
+            }
+        }
         crate::server::run(listeners, svc, limits, rx).await;
+        for t in others {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         0
     })
 }
@@ -709,6 +759,11 @@ fn listener_on_fd(fd: i32) -> Option<crate::server::Listener> {
         l.set_nonblocking(true).ok()?;
         Some(crate::server::Listener::Tcp(tokio::net::TcpListener::from_std(l).ok()?))
     }
+}
+
+/// cyrus.conf `prefork` as passed by master (0 when unset).
+fn prefork() -> usize {
+    std::env::var("MUMAIL_PREFORK").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// The connection limit: cyrus.conf `maxchild` as passed by master.

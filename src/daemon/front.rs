@@ -26,6 +26,8 @@ pub struct Front {
     /// `auth_mech: pts`: users' `group:` identifiers, so that LIST
     /// reaches the back ends of folders shared with their groups.
     pts: Option<crate::auth::pts::Pts>,
+    /// IMAP back-end connections kept after their session's LOGOUT.
+    pub pool: Arc<super::backend_pool::Pool>,
 }
 
 /// Whether imapd.conf makes this host a dedicated front end (Cyrus:
@@ -61,6 +63,7 @@ impl Front {
             lookup: Lookup::new(&configdir.join(crate::store::murder::FILE)),
             kick: configdir.join("socket/mupdate.target"),
             sessions: Default::default(),
+            pool: Default::default(),
             log,
             conf,
         })
@@ -198,6 +201,15 @@ impl Front {
     /// A SASL PLAIN response for `user` as the proxy identity.
     pub fn plain_for(&self, server: &str, user: &str) -> String {
         plain_ir(&self.conf, server, user)
+    }
+
+    /// A back-end IMAP session for `user` on `server`: one kept from an
+    /// earlier session of theirs (`backend_pool`), else a new login.
+    pub async fn imap_session(&self, server: &str, user: &str) -> Result<(String, tokio::io::BufReader<PeerIo>), String> {
+        match self.pool.take(server, user) {
+            Some((ok, io)) => Ok((ok, tokio::io::BufReader::new(io))),
+            None => self.imap_login(server, user).await,
+        }
     }
 
     /// Logs in to `server`'s IMAP for `user` (SASL PLAIN as the proxy

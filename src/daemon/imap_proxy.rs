@@ -30,6 +30,11 @@ struct Back {
     scan: ServerScan,
     /// A mailbox is selected there.
     selected: bool,
+    /// Only commands that leave no session state (`backend_pool`) went
+    /// here: at LOGOUT it may be kept for the user's next session.
+    reusable: bool,
+    /// The back end's reply to its login.
+    ok: String,
     /// What the client sent for this back end since the last flush: the
     /// pieces of one read (a command line, its literal, the line's end)
     /// go out in one write, so the back end wakes once for them.
@@ -37,6 +42,18 @@ struct Back {
 }
 
 impl Back {
+    fn fresh(s: PeerIo, ok: String, reusable: bool) -> Back {
+        Back {
+            s,
+            sent: 0,
+            scan: ServerScan::default(),
+            selected: false,
+            reusable,
+            ok,
+            out: Vec::new(),
+        }
+    }
+
     fn quiet(&self) -> bool {
         self.scan.tagged >= self.sent
     }
@@ -164,7 +181,7 @@ impl Router {
     /// `user`'s session, with `home` (their INBOX's back end) logged in
     /// on `backend`; the other back ends are logged in as `login_as` (the
     /// user, or the `user+detail` an `imapmagicplus` login gave).
-    pub fn new(front: Arc<Front>, user: &str, login_as: &str, home: &str, backend: PeerIo) -> Router {
+    pub fn new(front: Arc<Front>, user: &str, login_as: &str, home: &str, (ok, backend): (String, PeerIo)) -> Router {
         let c = &front.conf;
         let virtdomains = !matches!(c.get("virtdomains"), Some("off") | Some("no") | None);
         let alt = c.get_switch("altnamespace") && !c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
@@ -180,16 +197,7 @@ impl Router {
         let status_referral = c.get_switch("proxyd_allow_status_referral");
         let admin = c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
         let mut conns = HashMap::new();
-        conns.insert(
-            home.to_string(),
-            Back {
-                s: backend,
-                sent: 0,
-                scan: ServerScan::default(),
-                selected: false,
-                out: Vec::new(),
-            },
-        );
+        conns.insert(home.to_string(), Back::fresh(backend, ok, true));
         // `imapmagicplus` with nothing after the plus: LIST shows the
         // subscribed mailboxes, which live with the INBOX.
         let subscribed_only = login_as != user && login_as.split('@').next().is_some_and(|l| l.ends_with('+'));
@@ -453,23 +461,15 @@ impl Router {
         if self.conns.contains_key(server) {
             return Ok(());
         }
-        let (_, mut b) = self.front.imap_login(server, &self.login_as).await?;
+        let (ok, mut b) = self.front.imap_session(server, &self.login_as).await?;
+        let reusable = self.enabled.is_empty();
         if !self.enabled.is_empty() {
             self.n += 1;
             let tag = format!("PROXY{}", self.n);
             super::front::write_line(&mut b, &format!("{tag} ENABLE {}", self.enabled.join(" "))).await?;
             until_tagged(&mut b, &tag).await?;
         }
-        self.conns.insert(
-            server.to_string(),
-            Back {
-                s: b.into_inner(),
-                sent: 0,
-                scan: ServerScan::default(),
-                selected: false,
-                out: Vec::new(),
-            },
-        );
+        self.conns.insert(server.to_string(), Back::fresh(b.into_inner(), ok, reusable));
         Ok(())
     }
 
@@ -940,10 +940,15 @@ impl Router {
 
     /// Sends a command's first line to the current back end.
     async fn send(&mut self, line: &[u8]) -> std::io::Result<()> {
-        let counts = head_words(line, 0).is_some();
+        let head = head_words(line, 0);
         let b = self.conns.get_mut(&self.cur).expect("current is connected");
-        if counts {
+        if let Some(h) = &head {
             b.sent += 1;
+            b.reusable &= super::backend_pool::keeps_reusable(&h.name);
+            // Whether it succeeds or not, nothing is selected after.
+            if matches!(h.name.as_str(), "CLOSE" | "UNSELECT") {
+                b.selected = false;
+            }
         }
         b.out.extend_from_slice(line);
         Ok(())
@@ -958,9 +963,45 @@ impl Router {
         Ok(())
     }
 
-    /// Logs out of every back end, as Cyrus's proxyd does at LOGOUT (each
-    /// answers and closes; a back end slower than 5 s is left).
+    /// At LOGOUT: keeps each back-end connection the session left as a
+    /// fresh login would (UNSELECTed first) for the user's next session;
+    /// logs out of the others, as Cyrus's proxyd does (each answers and
+    /// closes; a back end slower than 5 s is left).
     async fn logout_backends(&mut self) {
+        let servers: Vec<String> = self.conns.keys().cloned().collect();
+        for server in servers {
+            let Some(mut b) = self.conns.remove(&server) else { continue };
+            if b.reusable && b.quiet() && b.scan.at_line_start() {
+                if b.selected {
+                    self.n += 1;
+                    let tag = format!("PROXY{}", self.n);
+                    let mut r = tokio::io::BufReader::new(&mut b.s);
+                    let unselected = async {
+                        super::front::write_line(&mut r, &format!("{tag} UNSELECT")).await?;
+                        until_tagged(&mut r, &tag).await?;
+                        // Nothing may follow the tagged reply unread.
+                        if r.buffer().is_empty() {
+                            Ok(())
+                        } else {
+                            Err("more after UNSELECT".to_string())
+                        }
+                    };
+                    b.reusable = tokio::time::timeout(std::time::Duration::from_secs(5), unselected)
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                }
+                if b.reusable {
+                    let Back { s, ok, .. } = b;
+                    match self.front.pool.keep(&server, &self.login_as, ok, s) {
+                        Ok(()) => continue,
+                        Err(s) => {
+                            b = Back::fresh(s, String::new(), false);
+                        }
+                    }
+                }
+            }
+            self.conns.insert(server, b);
+        }
         for b in self.conns.values_mut() {
             let done = async {
                 b.put(b"Z LOGOUT\r\n").await?;

@@ -3,8 +3,9 @@
 //! socket is bound here and handed to its program on fd 4 with
 //! `CYRUS_SERVICE`/`CYRUS_ID` (Cyrus's master↔child contract), so Cyrus's
 //! own binaries named by absolute path work too.  Our daemons serve every
-//! connection of a service in one process, so `prefork` has nothing to do
-//! and `maxchild` becomes the service's connection limit.  EVENTS run by
+//! connection of a service in one process, so `maxchild` becomes the
+//! service's connection limit and `prefork` has nothing to do, except for
+//! the front end's proxies (threads, one runtime each, up to the cores).  EVENTS run by
 //! `period`/`at`; DAEMON entries run and are restarted.  SIGTERM stops all.
 //! SIGHUP re-reads cyrus.conf: every service gets a new process (on the
 //! same socket when its `listen` is unchanged) that reads imapd.conf
@@ -120,6 +121,9 @@ fn plan(
         ];
         if s.maxchild > 0 {
             env.push(("MUMAIL_MAXCHILD".into(), s.maxchild.to_string()));
+        }
+        if s.prefork > 0 {
+            env.push(("MUMAIL_PREFORK".into(), s.prefork.to_string()));
         }
         running.push(Running {
             name: s.name.clone(),

@@ -2,6 +2,7 @@
 //! One directory per daemon; each is a session state machine over `proto`
 //! plus `auth` / `store` / `queue`.
 
+pub mod backend_pool;
 pub mod cyrus;
 pub mod front;
 pub mod hub;

@@ -54,6 +54,9 @@ struct Joined {
     /// `imapmagicplus` the name given (`user+`, `user+detail`), which the
     /// back end takes as Cyrus's does.
     login_as: String,
+    /// The back end's own reply to its login (IMAP: kept with the
+    /// connection when it is reused).
+    backend_ok: String,
     /// The session's count in `maxlogins_per_user`/`_per_host`, kept
     /// while it lasts.
     _slot: super::cyrus::LoginSlot,
@@ -126,7 +129,13 @@ impl crate::server::Service for Proxyd {
             Box::pin(pipe(client, backend.into_inner(), lost, b"+OK")).await;
         } else {
             // IMAP: each command to the back end of the mailbox it names.
-            let router = super::imap_proxy::Router::new(self.front.clone(), &j.user, &j.login_as, &j.server, backend.into_inner());
+            let router = super::imap_proxy::Router::new(
+                self.front.clone(),
+                &j.user,
+                &j.login_as,
+                &j.server,
+                (j.backend_ok.clone(), backend.into_inner()),
+            );
             Box::pin(router.run(client, pending)).await;
         }
     }
@@ -492,6 +501,7 @@ impl Session {
                 let text = ok.split_once(' ').map_or("OK", |(_, t)| t);
                 Ok(Some(Joined {
                     reply: format!("{tag} {text}"),
+                    backend_ok: ok.clone(),
                     backend,
                     user,
                     login_as: authzid.to_string(),
@@ -512,7 +522,7 @@ impl Session {
     }
 
     async fn imap_backend(&self, server: &str, user: &str) -> Result<Backend, String> {
-        self.p.front.imap_login(server, user).await
+        self.p.front.imap_session(server, user).await
     }
 
     // ---- POP3 ----
@@ -634,7 +644,8 @@ impl Session {
                     tokio::time::sleep(self.p.front.conf.plaintext_login_pause()).await;
                 }
                 Ok(Some(Joined {
-                    reply: ok,
+                    reply: ok.clone(),
+                    backend_ok: ok,
                     backend,
                     user: authzid.to_string(),
                     login_as: authzid.to_string(),
@@ -788,5 +799,5 @@ pub fn main(prog: &str, args: &[String], pop3: bool) -> i32 {
         keepalive: super::cyrus::keepalive(&front.conf),
         ..Default::default()
     };
-    super::cyrus::serve_until_term(prog, &front.log, &specs, svc, limits, || {}, false)
+    super::cyrus::serve_until_term(prog, &front.log, &specs, svc, limits, || {}, true)
 }

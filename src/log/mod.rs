@@ -135,7 +135,17 @@ pub struct Logger {
     /// first line and again after a send fails (the syslog daemon
     /// restarted), so that a line costs one send, not a socket, a path
     /// lookup and a close.
-    conn: Mutex<Option<std::os::unix::net::UnixDatagram>>,
+    conn: Mutex<Syslog>,
+}
+
+/// The connection to the syslog socket, and when reaching it last failed:
+/// for a second after, lines go to stderr without another try (a host
+/// without a syslog daemon, a container, would otherwise pay a socket, a
+/// failed connect and a close for every line).
+#[derive(Default)]
+struct Syslog {
+    sock: Option<std::os::unix::net::UnixDatagram>,
+    failed: Option<std::time::Instant>,
 }
 
 impl Logger {
@@ -150,7 +160,7 @@ impl Logger {
             facility,
             hostname: short,
             target,
-            conn: Mutex::new(None),
+            conn: Mutex::new(Syslog::default()),
         }
     }
 
@@ -185,7 +195,7 @@ impl Logger {
             facility: self.facility,
             hostname: self.hostname.clone(),
             target,
-            conn: Mutex::new(None),
+            conn: Mutex::new(Syslog::default()),
         }
     }
 
@@ -236,17 +246,32 @@ impl Logger {
     /// connection; a failed send is tried once more on a new one.
     fn send_syslog(&self, path: &str, msg: &[u8]) -> std::io::Result<()> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = conn.as_ref() {
+        if let Some(s) = conn.sock.as_ref() {
             if s.send(msg).is_ok() {
                 return Ok(());
             }
-            *conn = None;
+            conn.sock = None;
         }
-        let s = std::os::unix::net::UnixDatagram::unbound()?;
-        s.connect(path)?;
-        s.send(msg)?;
-        *conn = Some(s);
-        Ok(())
+        if conn.failed.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        }
+        let fresh = || -> std::io::Result<std::os::unix::net::UnixDatagram> {
+            let s = std::os::unix::net::UnixDatagram::unbound()?;
+            s.connect(path)?;
+            s.send(msg)?;
+            Ok(s)
+        };
+        match fresh() {
+            Ok(s) => {
+                conn.sock = Some(s);
+                conn.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                conn.failed = Some(std::time::Instant::now());
+                Err(e)
+            }
+        }
     }
 
     pub fn info(&self, text: &str) {
@@ -385,5 +410,21 @@ mod tests {
         l.info("again");
         let n = sock.recv(&mut buf).unwrap();
         assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with("]: again"));
+    }
+
+    #[test]
+    fn no_syslog_daemon_is_tried_again_after_a_second() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let l = Logger::new("imap", 2, Target::Syslog(p.to_str().unwrap().into()));
+        assert!(l.send_syslog(p.to_str().unwrap(), b"x").is_err());
+        // The daemon comes: not asked again at once, but after a second.
+        let sock = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
+        assert!(l.send_syslog(p.to_str().unwrap(), b"soon").is_err());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        l.info("later");
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().ends_with("]: later"));
     }
 }

@@ -130,6 +130,17 @@ impl Listener {
         }
     }
 
+    /// The same listening socket for another runtime: its descriptor
+    /// duplicated, to be registered there by `Shared::listener`.
+    pub fn share(&self) -> std::io::Result<Shared> {
+        use std::os::fd::AsFd;
+        let (fd, unix) = match self {
+            Listener::Tcp(l) => (l.as_fd().try_clone_to_owned()?, false),
+            Listener::Unix(l) => (l.as_fd().try_clone_to_owned()?, true),
+        };
+        Ok(Shared { fd, unix })
+    }
+
     /// Sockets passed by systemd (`LISTEN_PID` = us, `LISTEN_FDS` = n).
     pub fn from_systemd() -> std::io::Result<Vec<Listener>> {
         let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
@@ -153,5 +164,49 @@ impl Listener {
             }
         }
         Ok(out)
+    }
+}
+
+/// A listening socket shared with another runtime (`Listener::share`).
+pub struct Shared {
+    fd: std::os::fd::OwnedFd,
+    unix: bool,
+}
+
+impl Shared {
+    /// The listener, registered with the current runtime.
+    pub fn listener(self) -> std::io::Result<Listener> {
+        Ok(if self.unix {
+            Listener::Unix(UnixListener::from_std(std::os::unix::net::UnixListener::from(self.fd))?)
+        } else {
+            Listener::Tcp(TcpListener::from_std(std::net::TcpListener::from(self.fd))?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_shared_listener_accepts_in_another_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (l, shared) = rt.block_on(async {
+            let l = super::Listener::bind_tcp("127.0.0.1:0").await.unwrap();
+            let s = l.share().unwrap();
+            (l, s)
+        });
+        let port = l.local_port().unwrap();
+        // The other runtime, on its own thread, takes the connection; this
+        // one never accepts.
+        let other = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let l = shared.listener().unwrap();
+                assert_eq!(l.local_port(), Some(port));
+                matches!(l.accept().await.unwrap(), super::Conn::Tcp(..))
+            })
+        });
+        let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(other.join().unwrap());
+        drop(l);
     }
 }

@@ -292,6 +292,11 @@ const HEAD_KEEP: usize = 96;
 const TAIL_KEEP: usize = 24;
 
 impl ServerScan {
+    /// Between responses (no line or literal half read) and no BYE seen.
+    pub fn at_line_start(&self) -> bool {
+        self.lit_left == 0 && self.line_len == 0 && self.head.is_empty() && !self.bye
+    }
+
     pub fn feed(&mut self, mut buf: &[u8]) {
         while !buf.is_empty() {
             if self.lit_left > 0 {
