@@ -572,16 +572,46 @@ fn main() {
     // ways) weighs on both alike.
     let rounds = 5;
     let (mut td, mut tp) = (0.0, 0.0);
+    // CPU: the front end's lmtpd, the back end's two (the direct one and
+    // the one the front end reaches), the whole machine.
+    let lpids = [
+        _fl.child.id(),
+        b.lmtpd.as_ref().map_or(0, |p| p.child.id()),
+        b.extra.get(1).map_or(0, |p| p.child.id()),
+        u32::MAX,
+    ];
+    let lcpu = || {
+        lpids
+            .iter()
+            .map(|&p| if p == u32::MAX { busy_s() } else { cpu_s(p) })
+            .collect::<Vec<f64>>()
+    };
+    let (mut cd, mut cp) = (vec![0.0; lpids.len()], vec![0.0; lpids.len()]);
     for k in 0..rounds {
         // Distinct Message-IDs (duplicate suppression is on).
+        let c0 = lcpu();
         td += lmtp_run("127.0.0.1", b.lmtp_port, "u7", n / rounds, true, k * n);
+        let c1 = lcpu();
         tp += lmtp_run("127.0.0.1", flport, "yes1", n / rounds, false, k * n);
+        let c2 = lcpu();
+        for i in 0..lpids.len() {
+            cd[i] += c1[i] - c0[i];
+            cp[i] += c2[i] - c1[i];
+        }
     }
     let m = (n / rounds * rounds) as f64;
     let (direct, proxied) = (m / td, m / tp);
     println!(
         "(b) LMTP 5 KB: direct {direct:.0} msg/s, through the front end {proxied:.0} msg/s = {:.0}% (goal >= 90%; Cyrus 3.6: 12%)",
         100.0 * proxied / direct
+    );
+    let per = |c: &[f64]| c.iter().map(|x| format!("{:.0}", x * 1e6 / m)).collect::<Vec<_>>().join("/");
+    println!(
+        "    CPU us per message, front end/back end direct lmtpd/back end proxied lmtpd/whole machine: direct {}, proxied {}; ms per message: direct {:.2}, proxied {:.2}",
+        per(&cd),
+        per(&cp),
+        td * 1000.0 / m,
+        tp * 1000.0 / m
     );
     // Other sizes (`BENCH_LMTP_SIZES=1000,100000,1000000`), after the
     // 5 KB figure so that (c) sees the same mailboxes either way.
@@ -593,10 +623,18 @@ fn main() {
     for (j, size) in sizes.into_iter().enumerate() {
         let count = (n / rounds).min(50_000_000 / rounds / size.max(1)).max(20);
         let (mut td, mut tp) = (0.0, 0.0);
+        let (mut cd, mut cp) = (vec![0.0; lpids.len()], vec![0.0; lpids.len()]);
         for k in 0..rounds {
             let base = 10_000_000 * (j + 1) + k * count;
+            let c0 = lcpu();
             td += lmtp_run_sized("127.0.0.1", b.lmtp_port, "u7", count, true, base, size);
+            let c1 = lcpu();
             tp += lmtp_run_sized("127.0.0.1", flport, "yes1", count, false, base, size);
+            let c2 = lcpu();
+            for i in 0..lpids.len() {
+                cd[i] += c1[i] - c0[i];
+                cp[i] += c2[i] - c1[i];
+            }
         }
         let m = (count * rounds) as f64;
         println!(
@@ -605,6 +643,8 @@ fn main() {
             m / tp,
             100.0 * td / tp
         );
+        let per = |c: &[f64]| c.iter().map(|x| format!("{:.0}", x * 1e6 / m)).collect::<Vec<_>>().join("/");
+        println!("    CPU us per message: direct {}, proxied {}", per(&cd), per(&cp));
     }
     if std::env::var("BENCH_MURDER_LMTP_ONLY").is_ok() {
         return;

@@ -577,10 +577,13 @@ print('final', reply()); print('rset', reply()); print('noop', reply())
         "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\n\
          M.authenticate('PLAIN',lambda _: b'alice\\0md5u\\0testpw')\nM.select('INBOX')\n\
          t,d=M.fetch('3','(RFC822.SIZE BODY.PEEK[TEXT]<0.40>)')\nprint(d)\n\
-         t,d=M.fetch('1','(BODY.PEEK[HEADER])')\nprint(d[0][1].decode())\n",
+         t,d=M.fetch('1','(BODY.PEEK[HEADER])')\nprint(d[0][1].decode())\n\
+         t,d=M.fetch('3','(BODY.PEEK[TEXT])')\nprint('textlen', len(d[0][1]), d[0][1].count(b'\\r\\n.starts'))\n",
         &[&backs[0].imap_port.to_string()],
     );
     assert!(fetched.contains(".starts with a dot\\r\\n.starts"), "{fetched}");
+    // All of it, un-stuffed (passed on in pieces, none lost or repeated).
+    assert!(fetched.contains("textlen 300000 14999"), "{fetched}");
     // The trace fields of both hops, as in a Cyrus Murder: the back end's
     // (its Return-Path replacing the front end's), then the front end's,
     // which added the missing Date.

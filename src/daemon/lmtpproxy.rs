@@ -526,6 +526,11 @@ impl Session {
                 Err(e) => self.p.front.log.error(&format!("backend {server}: {e}")),
             }
         }
+        // Kept whole only for a back end that has not begun (it gets the
+        // message after its end); otherwise only what is not sent yet.
+        let retain = rcpts
+            .iter()
+            .any(|r| !answered.contains_key(&r.server) && !open.iter().any(|(s, _, _)| *s == r.server));
         // The message as the client sends it (dot-stuffed, final dot
         // included), read in raw chunks and passed on as it comes.  What
         // was already read as lines goes first.
@@ -608,6 +613,10 @@ impl Session {
                     }
                 }
                 sent = body.len();
+                if !retain {
+                    body.clear();
+                    sent = 0;
+                }
             }
         }
         if too_big {
