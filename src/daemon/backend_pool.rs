@@ -89,6 +89,10 @@ struct Idle {
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<(String, String), Vec<Idle>>>,
+    /// Each back end's last reply to a login (its capabilities): what a
+    /// session that reuses a connection is told (kept here once, not with
+    /// every session).
+    oks: Mutex<HashMap<String, String>>,
     sweeping: AtomicBool,
 }
 
@@ -113,9 +117,22 @@ impl Pool {
         found
     }
 
+    /// `server`'s reply to a login, for the sessions that reuse a
+    /// connection to it.
+    pub fn note_login(&self, server: &str, ok: &str) {
+        let mut oks = self.oks.lock().unwrap_or_else(|p| p.into_inner());
+        if oks.get(server).is_none_or(|o| o != ok) {
+            oks.insert(server.to_string(), ok.to_string());
+        }
+    }
+
     /// Keeps `io` (logged in to `server` for `user`, nothing selected, no
-    /// reply owed); false when full (the caller logs it out).
-    pub fn keep(self: &Arc<Self>, server: &str, user: &str, ok: String, io: PeerIo) -> Result<(), PeerIo> {
+    /// reply owed); Err when full or no login to `server` was noted (the
+    /// caller logs it out).
+    pub fn keep(self: &Arc<Self>, server: &str, user: &str, io: PeerIo) -> Result<(), PeerIo> {
+        let Some(ok) = self.oks.lock().unwrap_or_else(|p| p.into_inner()).get(server).cloned() else {
+            return Err(io);
+        };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let total: usize = idle.values().map(Vec::len).sum();
         let list = idle.entry((server.to_string(), user.to_string())).or_default();
@@ -179,8 +196,13 @@ mod tests {
             let c = tokio::net::TcpStream::connect(addr).await.unwrap();
             let (s, _) = l.accept().await.unwrap();
             peers.push(s);
-            assert!(pool.keep("b1", "u7", "P01 OK done".into(), Box::new(c)).is_ok());
+            pool.note_login("b1", "P01 OK done");
+            assert!(pool.keep("b1", "u7", Box::new(c)).is_ok());
         }
+        // No login to b2 noted: nothing kept for it.
+        let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        peers.push(l.accept().await.unwrap().0);
+        assert!(pool.keep("b2", "u7", Box::new(c)).is_err());
         // Nobody else's.
         assert!(pool.take("b1", "u8").is_none());
         assert!(pool.take("b2", "u7").is_none());
@@ -197,7 +219,7 @@ mod tests {
             let c = tokio::net::TcpStream::connect(addr).await.unwrap();
             let (s, _) = l.accept().await.unwrap();
             peers.push(s);
-            assert_eq!(pool.keep("b1", "u7", String::new(), Box::new(c)).is_ok(), i < PER_USER);
+            assert_eq!(pool.keep("b1", "u7", Box::new(c)).is_ok(), i < PER_USER);
         }
     }
 

@@ -33,8 +33,6 @@ struct Back {
     /// Only commands that leave no session state (`backend_pool`) went
     /// here: at LOGOUT it may be kept for the user's next session.
     reusable: bool,
-    /// The back end's reply to its login.
-    ok: String,
     /// What the client sent for this back end since the last flush: the
     /// pieces of one read (a command line, its literal, the line's end)
     /// go out in one write, so the back end wakes once for them.
@@ -42,14 +40,13 @@ struct Back {
 }
 
 impl Back {
-    fn fresh(s: PeerIo, ok: String, reusable: bool) -> Back {
+    fn fresh(s: PeerIo, reusable: bool) -> Back {
         Back {
             s,
             sent: 0,
             scan: ServerScan::default(),
             selected: false,
             reusable,
-            ok,
             out: Vec::new(),
         }
     }
@@ -197,7 +194,8 @@ impl Router {
         let status_referral = c.get_switch("proxyd_allow_status_referral");
         let admin = c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
         let mut conns = HashMap::new();
-        conns.insert(home.to_string(), Back::fresh(backend, ok, true));
+        front.pool.note_login(home, &ok);
+        conns.insert(home.to_string(), Back::fresh(backend, true));
         // `imapmagicplus` with nothing after the plus: LIST shows the
         // subscribed mailboxes, which live with the INBOX.
         let subscribed_only = login_as != user && login_as.split('@').next().is_some_and(|l| l.ends_with('+'));
@@ -462,6 +460,7 @@ impl Router {
             return Ok(());
         }
         let (ok, mut b) = self.front.imap_session(server, &self.login_as).await?;
+        self.front.pool.note_login(server, &ok);
         let reusable = self.enabled.is_empty();
         if !self.enabled.is_empty() {
             self.n += 1;
@@ -469,7 +468,7 @@ impl Router {
             super::front::write_line(&mut b, &format!("{tag} ENABLE {}", self.enabled.join(" "))).await?;
             until_tagged(&mut b, &tag).await?;
         }
-        self.conns.insert(server.to_string(), Back::fresh(b.into_inner(), ok, reusable));
+        self.conns.insert(server.to_string(), Back::fresh(b.into_inner(), reusable));
         Ok(())
     }
 
@@ -991,12 +990,9 @@ impl Router {
                         .is_ok_and(|r| r.is_ok());
                 }
                 if b.reusable {
-                    let Back { s, ok, .. } = b;
-                    match self.front.pool.keep(&server, &self.login_as, ok, s) {
+                    match self.front.pool.keep(&server, &self.login_as, b.s) {
                         Ok(()) => continue,
-                        Err(s) => {
-                            b = Back::fresh(s, String::new(), false);
-                        }
+                        Err(s) => b = Back::fresh(s, false),
                     }
                 }
             }

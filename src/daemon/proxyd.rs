@@ -105,17 +105,27 @@ impl crate::server::Service for Proxyd {
         // Anything the client pipelined after its login goes first.
         let (r, pending) = s.input.into_parts();
         let client = r.unsplit(s.w.into_inner());
-        let mut backend = j.backend;
-        let mut reply = j.reply.clone();
+        let Joined {
+            mut reply,
+            mut backend,
+            user,
+            login_as,
+            server,
+            backend_ok,
+            _slot,
+        } = j;
         if !self.pop3 && self.front.conf.get_switch("proxyd_disable_mailbox_referrals") {
             // The back end's capabilities, less the referrals this front
             // end will not give.
             reply = reply.replacen(" MAILBOX-REFERRALS", "", 1);
         }
         let mut client = client;
-        if client.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
+        reply.push_str("\r\n");
+        if client.write_all(reply.as_bytes()).await.is_err() {
             return;
         }
+        // Held no longer than needed: an IDLE session lasts.
+        drop(reply);
         if self.pop3 && !pending.is_empty() && backend.get_mut().write_all(&pending).await.is_err() {
             return;
         }
@@ -125,17 +135,13 @@ impl crate::server::Service for Proxyd {
             return;
         }
         if self.pop3 {
+            drop((backend_ok, user, login_as, server));
             let lost = "-ERR [SYS/TEMP] Lost connection to the mailbox server\r\n";
             Box::pin(pipe(client, backend.into_inner(), lost, b"+OK")).await;
         } else {
             // IMAP: each command to the back end of the mailbox it names.
-            let router = super::imap_proxy::Router::new(
-                self.front.clone(),
-                &j.user,
-                &j.login_as,
-                &j.server,
-                (j.backend_ok.clone(), backend.into_inner()),
-            );
+            let router = super::imap_proxy::Router::new(self.front.clone(), &user, &login_as, &server, (backend_ok, backend.into_inner()));
+            drop((user, login_as, server));
             Box::pin(router.run(client, pending)).await;
         }
     }
