@@ -10,7 +10,9 @@
 //! login, once its password has been checked here as always, takes it.
 //! Kept for `IDLE_FOR` at most, `PER_USER` per user and back end,
 //! `TOTAL` in all; one that the back end has closed or written to since
-//! is dropped, never handed out.
+//! is dropped, never handed out.  With several proxy threads (`prefork`)
+//! a connection may be taken by another thread than the one that opened
+//! it; its readiness still comes through the first thread's reactor.
 
 use super::peer_tls::PeerIo;
 use std::collections::HashMap;
@@ -117,12 +119,13 @@ impl Pool {
         found
     }
 
-    /// `server`'s reply to a login, for the sessions that reuse a
-    /// connection to it.
+    /// `server`'s tagged reply to a login, for the sessions that reuse a
+    /// connection to it (its text is kept; the tag is whoever's).
     pub fn note_login(&self, server: &str, ok: &str) {
+        let text = ok.split_once(' ').map_or(ok, |(_, t)| t);
         let mut oks = self.oks.lock().unwrap_or_else(|p| p.into_inner());
-        if oks.get(server).is_none_or(|o| o != ok) {
-            oks.insert(server.to_string(), ok.to_string());
+        if oks.get(server).is_none_or(|o| o != text) {
+            oks.insert(server.to_string(), text.to_string());
         }
     }
 
@@ -130,7 +133,13 @@ impl Pool {
     /// reply owed); Err when full or no login to `server` was noted (the
     /// caller logs it out).
     pub fn keep(self: &Arc<Self>, server: &str, user: &str, io: PeerIo) -> Result<(), PeerIo> {
-        let Some(ok) = self.oks.lock().unwrap_or_else(|p| p.into_inner()).get(server).cloned() else {
+        let Some(ok) = self
+            .oks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(server)
+            .map(|t| format!("P01 {t}"))
+        else {
             return Err(io);
         };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -196,7 +205,7 @@ mod tests {
             let c = tokio::net::TcpStream::connect(addr).await.unwrap();
             let (s, _) = l.accept().await.unwrap();
             peers.push(s);
-            pool.note_login("b1", "P01 OK done");
+            pool.note_login("b1", "a1 OK done");
             assert!(pool.keep("b1", "u7", Box::new(c)).is_ok());
         }
         // No login to b2 noted: nothing kept for it.

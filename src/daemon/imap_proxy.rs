@@ -178,7 +178,7 @@ impl Router {
     /// `user`'s session, with `home` (their INBOX's back end) logged in
     /// on `backend`; the other back ends are logged in as `login_as` (the
     /// user, or the `user+detail` an `imapmagicplus` login gave).
-    pub fn new(front: Arc<Front>, user: &str, login_as: &str, home: &str, (ok, backend): (String, PeerIo)) -> Router {
+    pub fn new(front: Arc<Front>, user: &str, login_as: &str, home: &str, backend: PeerIo) -> Router {
         let c = &front.conf;
         let virtdomains = !matches!(c.get("virtdomains"), Some("off") | Some("no") | None);
         let alt = c.get_switch("altnamespace") && !c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
@@ -194,7 +194,6 @@ impl Router {
         let status_referral = c.get_switch("proxyd_allow_status_referral");
         let admin = c.get("admins").unwrap_or("").split_whitespace().any(|a| a == user);
         let mut conns = HashMap::new();
-        front.pool.note_login(home, &ok);
         conns.insert(home.to_string(), Back::fresh(backend, true));
         // `imapmagicplus` with nothing after the plus: LIST shows the
         // subscribed mailboxes, which live with the INBOX.

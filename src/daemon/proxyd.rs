@@ -54,9 +54,6 @@ struct Joined {
     /// `imapmagicplus` the name given (`user+`, `user+detail`), which the
     /// back end takes as Cyrus's does.
     login_as: String,
-    /// The back end's own reply to its login (IMAP: kept with the
-    /// connection when it is reused).
-    backend_ok: String,
     /// The session's count in `maxlogins_per_user`/`_per_host`, kept
     /// while it lasts.
     _slot: super::cyrus::LoginSlot,
@@ -111,9 +108,13 @@ impl crate::server::Service for Proxyd {
             user,
             login_as,
             server,
-            backend_ok,
             _slot,
         } = j;
+        if !self.pop3 {
+            // What a later session reusing a connection to this back end
+            // is told (its text; the tag is the client's).
+            self.front.pool.note_login(&server, &reply);
+        }
         if !self.pop3 && self.front.conf.get_switch("proxyd_disable_mailbox_referrals") {
             // The back end's capabilities, less the referrals this front
             // end will not give.
@@ -135,12 +136,12 @@ impl crate::server::Service for Proxyd {
             return;
         }
         if self.pop3 {
-            drop((backend_ok, user, login_as, server));
+            drop((user, login_as, server));
             let lost = "-ERR [SYS/TEMP] Lost connection to the mailbox server\r\n";
             Box::pin(pipe(client, backend.into_inner(), lost, b"+OK")).await;
         } else {
             // IMAP: each command to the back end of the mailbox it names.
-            let router = super::imap_proxy::Router::new(self.front.clone(), &user, &login_as, &server, (backend_ok, backend.into_inner()));
+            let router = super::imap_proxy::Router::new(self.front.clone(), &user, &login_as, &server, backend.into_inner());
             drop((user, login_as, server));
             Box::pin(router.run(client, pending)).await;
         }
@@ -507,7 +508,6 @@ impl Session {
                 let text = ok.split_once(' ').map_or("OK", |(_, t)| t);
                 Ok(Some(Joined {
                     reply: format!("{tag} {text}"),
-                    backend_ok: ok.clone(),
                     backend,
                     user,
                     login_as: authzid.to_string(),
@@ -650,8 +650,7 @@ impl Session {
                     tokio::time::sleep(self.p.front.conf.plaintext_login_pause()).await;
                 }
                 Ok(Some(Joined {
-                    reply: ok.clone(),
-                    backend_ok: ok,
+                    reply: ok,
                     backend,
                     user: authzid.to_string(),
                     login_as: authzid.to_string(),
