@@ -224,6 +224,11 @@ fn cpu_s(pid: u32) -> f64 {
     (field(11) + field(12)) as f64 / hz
 }
 
+/// CPU seconds of each of `pids` (`u32::MAX`: the whole machine).
+fn cpu_of(pids: &[u32]) -> Vec<f64> {
+    pids.iter().map(|&p| if p == u32::MAX { busy_s() } else { cpu_s(p) }).collect()
+}
+
 /// CPU seconds the machine has been busy (all cores; /proc/stat's first
 /// line less idle and iowait).
 fn busy_s() -> f64 {
@@ -580,12 +585,7 @@ fn main() {
         b.extra.get(1).map_or(0, |p| p.child.id()),
         u32::MAX,
     ];
-    let lcpu = || {
-        lpids
-            .iter()
-            .map(|&p| if p == u32::MAX { busy_s() } else { cpu_s(p) })
-            .collect::<Vec<f64>>()
-    };
+    let lcpu = || cpu_of(&lpids);
     let (mut cd, mut cp) = (vec![0.0; lpids.len()], vec![0.0; lpids.len()]);
     for k in 0..rounds {
         // Distinct Message-IDs (duplicate suppression is on).
@@ -709,11 +709,7 @@ fn main() {
     .map(|p| p.unwrap_or(0))
     .collect();
     // The last: the machine's busy time (all processes, interrupts).
-    let cpu = || {
-        pids.iter()
-            .map(|&p| if p == u32::MAX { busy_s() } else { cpu_s(p) })
-            .collect::<Vec<f64>>()
-    };
+    let cpu = || cpu_of(&pids);
     let (mut ld, mut lp) = (0.0, 0.0);
     let (mut cd, mut cp) = (vec![0.0; pids.len()], vec![0.0; pids.len()]);
     let add = |acc: &mut Vec<f64>, a: &[f64], b: &[f64]| {
