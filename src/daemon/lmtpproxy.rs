@@ -577,7 +577,22 @@ impl Session {
             if size > max.saturating_add(3) {
                 too_big = true;
             }
+            // A big piece once everything before it went: straight on
+            // from the read buffer, not copied into `body` first.
+            let through = !retain && dressed && rest.is_none() && body.is_empty() && part.len() >= FORWARD_CHUNK / 4;
             if !too_big && refused.is_none() {
+                if through {
+                    for (server, b, _) in open.iter_mut() {
+                        if broken.contains_key(server.as_str()) {
+                            continue;
+                        }
+                        if let Err(e) = b.send(part).await {
+                            broken.insert(server.clone(), e);
+                        }
+                    }
+                    pending.clear();
+                    continue;
+                }
                 body.extend_from_slice(part);
             }
             let done = rest.is_some();

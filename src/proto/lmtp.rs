@@ -201,23 +201,47 @@ pub fn parse_with(line: &[u8], strict_rfc2821: bool) -> Command {
 }
 
 /// Collects DATA: lines up to `.`, dot-unstuffed, CRLF normalised; stops
-/// storing (but keeps reading) past `limit`.
+/// storing (but keeps reading) past `limit`.  A line is what ends with LF
+/// (a CR before it is part of the line end); a line longer than
+/// `line_limit` makes the message too big, as the line reader's limit
+/// does for commands.  Lines come either whole (`line`, from a line
+/// reader) or as raw bytes in any split (`feed`), which is what a big
+/// message takes: no allocation per line, one copy.
 pub struct DataReceiver {
     pub data: Vec<u8>,
     limit: usize,
+    line_limit: usize,
     pub too_big: bool,
     /// A bare LF or CR inside the data.
     pub bare_newline: bool,
+    /// The start of a line whose end has not come yet (`feed`).
+    carry: Vec<u8>,
+    /// Inside a line already found too long: up to its LF, nothing counts.
+    skip: bool,
 }
 
 impl DataReceiver {
     pub fn new(limit: usize) -> Self {
+        Self::with_line_limit(limit, usize::MAX - 2)
+    }
+
+    pub fn with_line_limit(limit: usize, line_limit: usize) -> Self {
         DataReceiver {
             data: Vec::new(),
             limit,
+            line_limit,
             too_big: false,
             bare_newline: false,
+            carry: Vec::new(),
+            skip: false,
         }
+    }
+
+    /// The raw input continues inside a line that was already too long
+    /// (a line reader handing over mid-line): its rest is skipped.
+    pub fn skip_to_line_end(&mut self) {
+        self.too_big = true;
+        self.skip = true;
     }
 
     /// Feeds one line (without its line end).  Returns true at the final `.`.
@@ -226,16 +250,71 @@ impl DataReceiver {
             return true;
         }
         let line = line.strip_prefix(b".").unwrap_or(line);
-        if line.contains(&b'\r') {
+        if memchr::memchr(b'\r', line).is_some() {
             self.bare_newline = true;
         }
-        if self.data.len() + line.len() + 2 > self.limit {
+        if self.too_big || self.data.len() + line.len() + 2 > self.limit {
             self.too_big = true;
             return false;
         }
         self.data.extend_from_slice(line);
         self.data.extend_from_slice(b"\r\n");
         false
+    }
+
+    /// A complete line as raw bytes, LF excluded.
+    fn raw_line(&mut self, line: &[u8]) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > self.line_limit {
+            self.too_big = true;
+            return false;
+        }
+        self.line(line)
+    }
+
+    /// Feeds raw input (any split).  At the final `.` line: how many
+    /// bytes of `input` it took (what follows is the next command).
+    pub fn feed(&mut self, input: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        if self.skip || !self.carry.is_empty() {
+            let Some(i) = memchr::memchr(b'\n', input) else {
+                if !self.skip {
+                    self.carry.extend_from_slice(input);
+                    if self.carry.len() > self.line_limit + 1 {
+                        self.carry = Vec::new();
+                        self.skip_to_line_end();
+                    }
+                }
+                return None;
+            };
+            at = i + 1;
+            if std::mem::take(&mut self.skip) {
+                self.carry.clear();
+            } else {
+                let mut line = std::mem::take(&mut self.carry);
+                line.extend_from_slice(&input[..i]);
+                let done = self.raw_line(&line);
+                line.clear();
+                self.carry = line;
+                if done {
+                    return Some(at);
+                }
+            }
+        }
+        while let Some(i) = memchr::memchr(b'\n', &input[at..]) {
+            let end = at + i;
+            if self.raw_line(&input[at..end]) {
+                return Some(end + 1);
+            }
+            at = end + 1;
+        }
+        let rest = &input[at..];
+        if rest.len() > self.line_limit + 1 {
+            self.skip_to_line_end();
+        } else {
+            self.carry.extend_from_slice(rest);
+        }
+        None
     }
 }
 
@@ -258,6 +337,65 @@ mod tests {
         assert_eq!(DataEnd::default().scan(b".\r\nRSET\r\n"), Some(3));
         assert_eq!(DataEnd::default().scan(b"a\n.\nb"), Some(4));
         assert_eq!(DataEnd::default().scan(b"a.\r\n.."), None);
+    }
+
+    #[test]
+    fn data_raw_in_any_split_as_lines() {
+        let msg = b"Subject: x\r\n\r\n..dot\r\n.x\r\nbare\nlf\rcr\r\n.\rno\r\n\r\n.\r\nNEXT\r\n";
+        let mut by_line = DataReceiver::new(1000);
+        for l in msg.split(|&c| c == b'\n') {
+            if by_line.line(l.strip_suffix(b"\r").unwrap_or(l)) {
+                break;
+            }
+        }
+        assert_eq!(by_line.data, b"Subject: x\r\n\r\n.dot\r\nx\r\nbare\r\nlf\rcr\r\n\rno\r\n\r\n");
+        assert!(by_line.bare_newline);
+        let end = msg.len() - b"NEXT\r\n".len();
+        for a in 0..msg.len() {
+            for b in a..msg.len() {
+                let mut rx = DataReceiver::new(1000);
+                let mut found = Vec::new();
+                let mut off = 0;
+                for part in [&msg[..a], &msg[a..b], &msg[b..]] {
+                    if let Some(e) = rx.feed(part) {
+                        found.push(off + e);
+                        break;
+                    }
+                    off += part.len();
+                }
+                assert_eq!(found.first(), Some(&end), "split at {a}, {b}");
+                assert_eq!(rx.data, by_line.data, "split at {a}, {b}");
+                assert!(rx.bare_newline && !rx.too_big);
+            }
+        }
+        // The size limit: counted, not stored.
+        let mut rx = DataReceiver::new(10);
+        assert_eq!(rx.feed(b"0123456789\r\nab\r\n.\r\n"), Some(19));
+        assert!(rx.too_big && rx.data.len() <= 10);
+        // A line over the line limit, in one piece or many; the end is
+        // still found after it, and only at a line start.
+        for step in [1, 3, 7, 100] {
+            let mut rx = DataReceiver::with_line_limit(1000, 8);
+            let input = b"short\r\n0123456789.\r\nx\r\n.\r\nRSET\r\n";
+            let mut at = 0;
+            let found = loop {
+                let part = &input[at..(at + step).min(input.len())];
+                if let Some(e) = rx.feed(part) {
+                    break Some(at + e);
+                }
+                at += part.len();
+                if at >= input.len() {
+                    break None;
+                }
+            };
+            assert_eq!(found, Some(input.len() - 6), "step {step}");
+            assert!(rx.too_big, "step {step}");
+        }
+        // Handing over inside a too-long line: its rest is no line.
+        let mut rx = DataReceiver::with_line_limit(1000, 8);
+        rx.skip_to_line_end();
+        assert_eq!(rx.feed(b".\r\n.\r\n"), Some(6));
+        assert!(rx.too_big);
     }
 
     #[test]
@@ -385,11 +523,18 @@ impl DataEnd {
                 i += 1;
                 continue;
             }
-            // Inside a line: on to its end.
+            // Inside a line: on to the next line that starts with a dot
+            // (the line ends between are of no interest).
             self.bol = false;
-            match memchr::memchr(b'\n', &chunk[i..]) {
-                Some(k) => i += k,
-                None => return None,
+            match memchr::memmem::find(&chunk[i..], b"\n.") {
+                Some(k) => {
+                    i += k + 1;
+                    self.bol = true;
+                }
+                None => {
+                    self.bol = chunk.last() == Some(&b'\n');
+                    return None;
+                }
             }
         }
         None

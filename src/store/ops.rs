@@ -467,9 +467,7 @@ impl Store {
             r => r?,
         };
         let (he, _) = crate::mail::mime::header_end(data);
-        let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, data)
-            .as_ref()
-            .to_vec();
+        let guid = crate::util::sha1(data).to_vec();
         // From here the file is removed again if anything fails.
         let st = Staged {
             path,

@@ -127,9 +127,7 @@ impl Store {
                         repairs.push(Repair::FixedSize(*u));
                         if !dry_run {
                             let data = std::fs::read(&path)?;
-                            let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &data)
-                                .as_ref()
-                                .to_vec();
+                            let guid = crate::util::sha1(&data).to_vec();
                             let cached = parse(&data);
                             tx.execute(
                                 "UPDATE msg SET size=?3, guid=?4, envelope=?5, bodystructure=?6, body=?7, modseq=?8 WHERE mailbox=?1 AND uid=?2",
@@ -149,9 +147,7 @@ impl Store {
                     repairs.push(Repair::AddedRecord(*u));
                     if !dry_run {
                         let data = std::fs::read(&path)?;
-                        let guid = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &data)
-                            .as_ref()
-                            .to_vec();
+                        let guid = crate::util::sha1(&data).to_vec();
                         let (he, _) = crate::mail::mime::header_end(&data);
                         let cached = parse(&data);
                         let mtime = files[u]

@@ -32,6 +32,12 @@ impl LineBuffer {
         self.buf.len()
     }
 
+    /// Whether the input is inside a line already reported too long (its
+    /// rest, up to LF, is being skipped).
+    pub fn discarding(&self) -> bool {
+        self.discarding
+    }
+
     /// Takes the bytes held that are not yet a complete line (a caller
     /// switching to raw reads).
     pub fn take_pending(&mut self) -> Vec<u8> {

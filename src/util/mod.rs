@@ -8,6 +8,12 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// SHA-1 of `data` (a message's GUID, as Cyrus's).
+pub fn sha1(data: &[u8]) -> [u8; 20] {
+    use sha1::Digest;
+    sha1::Sha1::digest(data).into()
+}
+
 pub mod atomic;
 pub mod codec;
 pub use codec::{base64_decode, base64_encode, rfc822_date};

@@ -101,7 +101,7 @@ pub(super) async fn send_mailbox(store: &Arc<Store>, peer: &mut Peer, sent: &mut
                 // The GUID stored at delivery (the file's SHA-1); computed
                 // only for a record that has none.
                 let guid = if r.guid.is_empty() {
-                    hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &b).as_ref())
+                    hex(&crate::util::sha1(&b))
                 } else {
                     hex(&r.guid)
                 };

@@ -49,6 +49,8 @@ pub const CYRUS_VERSION: &str = concat!("3.6.1-mumail-", env!("CARGO_PKG_VERSION
 const MAX_COMMAND: usize = 4096;
 /// Longest line inside DATA that is stored (longer lines are an error).
 const MAX_DATA_LINE: usize = 1 << 20;
+/// A message is read in pieces of up to this size.
+const DATA_CHUNK: usize = 64 * 1024;
 /// Most recipients per transaction.
 pub const MAX_RCPT: usize = 1000;
 /// Cyrus lmtpd's replies to an unknown command (HELO and EHLO too) and
@@ -811,20 +813,53 @@ impl Session {
         }
     }
 
+    /// The message after 354: lines already read first, then raw reads
+    /// of up to 64 KB (no line splitting); what follows the final dot
+    /// goes back to the command reader.  False: the connection ended.
+    async fn receive(&mut self, rx: &mut DataReceiver) -> std::io::Result<bool> {
+        use tokio::io::AsyncReadExt;
+        self.w.flush().await?;
+        while let Some(l) = self.queue.pop_front() {
+            let end = match l {
+                Line::TooLong => {
+                    rx.too_big = true;
+                    false
+                }
+                Line::Complete(l) => rx.line(&l),
+            };
+            if end {
+                return Ok(true);
+            }
+        }
+        if self.buf.discarding() {
+            rx.skip_to_line_end();
+        }
+        let mut chunk = self.buf.take_pending();
+        let mut used = rx.feed(&chunk);
+        while used.is_none() {
+            chunk.clear();
+            chunk.reserve(DATA_CHUNK);
+            let n = match tokio::time::timeout(IDLE, self.r.read_buf(&mut chunk)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
+            };
+            if n == 0 {
+                return Ok(false);
+            }
+            used = rx.feed(&chunk);
+        }
+        let used = used.unwrap_or(0).min(chunk.len());
+        let lines = self.buf.feed(&chunk[used..]);
+        self.queue.extend(lines);
+        Ok(true)
+    }
+
     async fn data(&mut self) -> IoResult {
         let ctx = self.d.ctx.clone();
         self.reply("354 go ahead").await?;
-        let mut rx = DataReceiver::new(ctx.conf.max_message_size());
-        loop {
-            match self.next_line().await? {
-                None => return Ok(()),
-                Some(Line::TooLong) => rx.too_big = true,
-                Some(Line::Complete(l)) => {
-                    if rx.line(&l) {
-                        break;
-                    }
-                }
-            }
+        let mut rx = DataReceiver::with_line_limit(ctx.conf.max_message_size(), MAX_DATA_LINE);
+        if !self.receive(&mut rx).await? {
+            return Ok(());
         }
         let n = self.rcpts.len();
         if rx.too_big {
