@@ -564,6 +564,15 @@ print(reply(), reply(), reply())
 body = b'Subject: big\r\nMessage-ID: <m3@example.org>\r\n\r\n' + b'..starts with a dot\r\n' * 15000
 s.sendall(body + b'.\r\nRSET\r\nNOOP\r\n')
 print('final', reply()); print('rset', reply()); print('noop', reply())
+# A small one on the same session: the kept back-end connection offers
+# CHUNKING, so it goes whole with its MAIL and RCPT (BDAT), un-stuffed,
+# with a bare LF made CRLF and the command after it answered.
+small = b'Subject: small\r\nMessage-ID: <m4@example.org>\r\n\r\n..one dot\r\n.\r\n'
+s.sendall(b'MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n')
+print(reply(), reply(), reply())
+s.sendall(small.replace(b'<m4', b'<m5').replace(b'\r\n\r\n..one', b'\r\n\r\nbare\nlf\r\n..one'))
+print('small', reply())
+s.sendall(b'NOOP\r\n'); print('noop2', reply())
 "#;
     let out = python(script, &[&fport.to_string()]);
     assert!(out.contains("354 go ahead"), "{out}");
@@ -584,6 +593,17 @@ print('final', reply()); print('rset', reply()); print('noop', reply())
     assert!(fetched.contains(".starts with a dot\\r\\n.starts"), "{fetched}");
     // All of it, un-stuffed (passed on in pieces, none lost or repeated).
     assert!(fetched.contains("textlen 300000 14999"), "{fetched}");
+    assert!(out.contains("small 250 2.1.5 Success") && out.contains("noop2 250"), "{out}");
+    let small = python(
+        "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\n\
+         M.authenticate('PLAIN',lambda _: b'alice\\0md5u\\0testpw')\nM.select('INBOX')\n\
+         t,d=M.fetch('4','(BODY.PEEK[TEXT] BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])')\nprint(d)\n",
+        &[&backs[0].imap_port.to_string()],
+    );
+    assert!(
+        small.contains("bare\\r\\nlf\\r\\n.one dot\\r\\n") && small.contains("<m5@example.org>"),
+        "{small}"
+    );
     // The trace fields of both hops, as in a Cyrus Murder: the back end's
     // (its Return-Path replacing the front end's), then the front end's,
     // which added the missing Date.

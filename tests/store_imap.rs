@@ -36,9 +36,10 @@ for u in ('u7', 'yes1'):
 import smtplib, sys
 l = smtplib.LMTP(sys.argv[1])
 code, caps = l.docmd('LHLO', 'test.example')
-# Cyrus 3.6's lines on its socket, but for AUTH EXTERNAL (see lmtpd).
+# Cyrus 3.6's lines on its socket, but for AUTH EXTERNAL and with
+# CHUNKING (see lmtpd).
 import re
-assert code == 250 and re.fullmatch(rb'backend1\n8BITMIME\nENHANCEDSTATUSCODES\nPIPELINING\nSIZE\nIGNOREQUOTA\nOk SESSIONID=<[^>]+>', caps), caps
+assert code == 250 and re.fullmatch(rb'backend1\n8BITMIME\nENHANCEDSTATUSCODES\nPIPELINING\nCHUNKING\nSIZE\nIGNOREQUOTA\nOk SESSIONID=<[^>]+>', caps), caps
 msg = open(sys.argv[2], 'rb').read()
 refused = l.sendmail('sender@peers.test', ['u7@example.test', 'nosuchuser@example.test', 'yes1+Junk@example.test'], msg)
 print('refused', refused)
@@ -1186,4 +1187,67 @@ P = poplib.POP3('127.0.0.1', int(sys.argv[2])); P.user('u7'); P.pass_('testpw');
         assert!(report.contains("Failregex: 2 total"), "{name}: {report}\n{text}");
         assert!(report.contains(" 2 matched,"), "{name}: {report}");
     }
+}
+
+/// BDAT (RFC 3030), which lmtpd offers beside DATA: chunks taken as sent
+/// (no dot-stuffing; a bare LF stored as CRLF), pipelined with MAIL and
+/// RCPT, one reply per accepted recipient after the last chunk, a chunk
+/// read and refused without a transaction, DATA refused after BDAT, and
+/// the size limit.
+#[test]
+fn lmtp_bdat_chunks() {
+    if !can_run("lmtp bdat", &["/usr/bin/unshare"]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let b = Backend::start(d.path(), "maxmessagesize: 2000\n");
+    let out = python(
+        r#"
+import imaplib, socket, sys
+M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); M.login('u7', 'testpw')
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[2]); s.settimeout(10)
+buf = b''
+def replies(n):
+    global buf
+    out = []
+    while len(out) < n:
+        while b'\r\n' not in buf:
+            d = s.recv(65536); assert d, out; buf += d
+        l, buf = buf.split(b'\r\n', 1)
+        out.append(l.decode())
+        if len(l) > 3 and l[3:4] == '-'.encode():
+            out.pop()
+    return [x[:3] for x in out]
+replies(1)
+s.sendall(b'LHLO t\r\n')
+lhlo = b''
+while not lhlo.endswith(b'\r\n') or b'\r\n250 ' not in lhlo:
+    lhlo += s.recv(65536)
+assert b'250-CHUNKING\r\n' in lhlo, lhlo
+one = b'Subject: bdat one\r\n\r\nfirst\r\n.\r\n..dots'
+two = b' stay\nbare lf\r\nend\r\n'
+s.sendall(b'MAIL FROM:<a@b>\r\nRCPT TO:<u7>\r\nRCPT TO:<nosuch>\r\nBDAT %d\r\n' % len(one) + one)
+r = replies(4); assert r == ['250', '250', '550', '250'], r
+s.sendall(b'DATA\r\n'); r = replies(1); assert r == ['503'], r
+s.sendall(b'BDAT %d LAST\r\n' % len(two) + two + b'NOOP\r\n')
+r = replies(2); assert r == ['250', '250'], r
+# All in one piece, then BDAT with no transaction: read, refused.
+three = b'Subject: bdat two\r\n\r\nBDAT 5\r\nRSET\r\n'
+s.sendall(b'MAIL FROM:<a@b>\r\nRCPT TO:<u7>\r\nBDAT %d LAST\r\n' % len(three) + three
+          + b'BDAT 8\r\nRSET\r\n\r\nNOOP\r\n')
+r = replies(5); assert r == ['250', '250', '250', '503', '250'], r
+# Over maxmessagesize: refused at the chunk, the transaction gone.
+s.sendall(b'MAIL FROM:<a@b>\r\nRCPT TO:<u7>\r\nBDAT 3000\r\n' + b'x' * 3000 + b'BDAT 0 LAST\r\n')
+r = replies(4); assert r == ['250', '250', '552', '503'], r
+s.sendall(b'BDAT x\r\nQUIT\r\n'); r = replies(2); assert r == ['501', '221'], r
+M.select('INBOX')
+typ, data = M.fetch('1:*', '(BODY.PEEK[TEXT])')
+bodies = [x[1] for x in data if isinstance(x, tuple)]
+print(bodies)
+assert bodies == [b'first\r\n.\r\n..dots stay\r\nbare lf\r\nend\r\n', b'BDAT 5\r\nRSET\r\n'], bodies
+print('ok')
+"#,
+        &[&b.imap_port.to_string(), b.lmtp_sock.to_str().unwrap()],
+    );
+    assert!(out.contains("ok"), "{out}");
 }

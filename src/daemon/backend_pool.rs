@@ -184,7 +184,7 @@ impl Pool {
 
 /// Whether the back end has neither closed `io` nor written to it: one
 /// read that must find nothing to read.
-fn quiet_and_open(io: &mut PeerIo) -> bool {
+pub(crate) fn quiet_and_open(io: &mut PeerIo) -> bool {
     let mut byte = [0u8; 1];
     let mut buf = ReadBuf::new(&mut byte);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

@@ -1023,7 +1023,7 @@ fn autosubscribe_shared(ctx: &Ctx, inbox: &str, user: &str, groups: &[String], n
 /// messages.  Buffers up to 16 MB come from the heap, and up to 64 MB of
 /// free heap top is kept for the next message (a big job still returns
 /// it).  `GLIBC_TUNABLES` naming either threshold leaves them to it.
-fn tune_malloc() {
+pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let own = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold") || t.contains("trim_threshold"));

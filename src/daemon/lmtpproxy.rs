@@ -52,6 +52,8 @@ struct Backend {
     /// A write to it, or a reply line from it, within this
     /// (`lmtptxn_timeout`, 5 minutes).
     timeout: Duration,
+    /// It offers CHUNKING (ours do; Cyrus's do not).
+    chunking: bool,
 }
 
 impl LmtpProxy {
@@ -63,6 +65,7 @@ impl LmtpProxy {
             io: tokio::io::BufReader::new(tcp),
             auth_param: false,
             dirty: false,
+            chunking: false,
         };
         let (code, _) = b.reply().await?;
         if code != 220 {
@@ -91,6 +94,7 @@ impl LmtpProxy {
             b.io = tokio::io::BufReader::new(io);
             lines = b.lhlo(server, "lmtpproxyd").await?;
         }
+        b.chunking = lines.iter().any(|l| l.get(4..).is_some_and(|x| x.eq_ignore_ascii_case("CHUNKING")));
         let auth = auth_of(&lines);
         if let Some(mechs) = auth {
             b.auth_param = true;
@@ -360,7 +364,12 @@ impl Session {
                     self.rcpts.clear();
                 }
                 Command::Vrfy => self.reply(super::lmtpd::VRFY).await?,
-                Command::Unknown(_) => self.reply(super::lmtpd::SYNTAX).await?,
+                // No CHUNKING offered here (Cyrus's lmtpproxyd offers none):
+                // BDAT is a command it does not know.
+                Command::Unknown(_) | Command::Bdat(..) => self.reply(super::lmtpd::SYNTAX).await?,
+                Command::Syntax(_) if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"BDAT") => {
+                    self.reply(super::lmtpd::SYNTAX).await?
+                }
                 Command::Syntax(r) => {
                     let (authed, in_mail, n) = (self.authed, self.from.is_some(), self.rcpts.len());
                     let r = super::lmtpd::bad_path_reply(&line, &self.p.front.conf, authed, in_mail, n, r);
@@ -504,6 +513,52 @@ impl Session {
         let rcpts = std::mem::take(&mut self.rcpts);
         let from = self.from.take().unwrap_or_default();
         let group_of = |server: &str| -> Vec<usize> { (0..rcpts.len()).filter(|&i| rcpts[i].server == server).collect() };
+        // The message as the client sends it (dot-stuffed, final dot
+        // included), read in raw chunks and passed on as it comes.  What
+        // was already read as lines goes first.
+        let mut pending: Vec<u8> = Vec::new();
+        let mut too_big = false;
+        while let Some(l) = self.queue.pop_front() {
+            match l {
+                Line::Complete(l) => {
+                    pending.extend_from_slice(&l);
+                    pending.extend_from_slice(b"\r\n");
+                }
+                Line::TooLong => too_big = true,
+            }
+        }
+        pending.extend_from_slice(&self.buf.take_pending());
+        // Where every back end is a kept connection that offers CHUNKING
+        // (ours), a small message is read first and goes with its MAIL
+        // and RCPTs in one piece (BDAT): one exchange with the back end
+        // instead of two.  A big one goes on as below.
+        if !too_big && self.chunkable(&rcpts) {
+            let mut end = lmtp::DataEnd::default();
+            let mut scanned = 0;
+            pending.reserve(CHUNKED_MAX.saturating_sub(pending.len()));
+            let found = loop {
+                if let Some(e) = end.scan(&pending[scanned..]) {
+                    break Some(scanned + e);
+                }
+                scanned = pending.len();
+                if pending.len() >= CHUNKED_MAX {
+                    break None;
+                }
+                let n = match tokio::time::timeout(IDLE, self.r.read_buf(&mut pending)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
+                };
+                if n == 0 {
+                    return Ok(());
+                }
+            };
+            if let Some(e) = found {
+                let lines = self.buf.feed(&pending[e..]);
+                self.queue.extend(lines);
+                pending.truncate(e);
+                return self.data_chunked(&rcpts, &from, &pending).await;
+            }
+        }
         // The back ends' MAIL, RCPT and DATA go out now, while the client
         // sends the message, and their answers are read: a back end that
         // says 354 gets the message as it arrives, so that a big one
@@ -531,21 +586,6 @@ impl Session {
         let retain = rcpts
             .iter()
             .any(|r| !answered.contains_key(&r.server) && !open.iter().any(|(s, _, _)| *s == r.server));
-        // The message as the client sends it (dot-stuffed, final dot
-        // included), read in raw chunks and passed on as it comes.  What
-        // was already read as lines goes first.
-        let mut pending: Vec<u8> = Vec::new();
-        let mut too_big = false;
-        while let Some(l) = self.queue.pop_front() {
-            match l {
-                Line::Complete(l) => {
-                    pending.extend_from_slice(&l);
-                    pending.extend_from_slice(b"\r\n");
-                }
-                Line::TooLong => too_big = true,
-            }
-        }
-        pending.extend_from_slice(&self.buf.take_pending());
         let mut end = lmtp::DataEnd::default();
         let mut body: Vec<u8> = Vec::new();
         // Held back until its header is complete: Cyrus's lmtpproxyd adds
@@ -698,6 +738,116 @@ impl Session {
         Ok(())
     }
 
+    /// Whether every back end of `rcpts` is a kept connection, open and
+    /// silent, that offers CHUNKING.  One that has closed or spoken is
+    /// dropped here (a new connection takes its place).
+    fn chunkable(&mut self, rcpts: &[Rcpt]) -> bool {
+        let mut all = !rcpts.is_empty();
+        for r in rcpts {
+            let ok = match self.backends.get_mut(&r.server) {
+                Some(b) => b.io.buffer().is_empty() && super::backend_pool::quiet_and_open(b.io.get_mut()),
+                None => false,
+            };
+            if !ok {
+                self.backends.remove(&r.server);
+            }
+            all &= ok && self.backends.get(&r.server).is_some_and(|b| b.chunking);
+        }
+        all
+    }
+
+    /// A whole small message (`raw`: dot-stuffed, final dot included) to
+    /// back ends that all offer CHUNKING: [RSET,] MAIL, RCPTs and `BDAT n
+    /// LAST` with the message, to each at once, then their answers.
+    async fn data_chunked(&mut self, rcpts: &[Rcpt], from: &str, raw: &[u8]) -> std::io::Result<()> {
+        let mut rx = lmtp::DataReceiver::new(self.p.front.conf.max_message_size());
+        rx.feed(raw);
+        if rx.too_big {
+            for _ in rcpts {
+                self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?;
+            }
+            return Ok(());
+        }
+        let client = self.host.get().await;
+        let msg = match self.dress(client, from, &rx.data, false) {
+            Ok(m) => m,
+            Err(r) => {
+                for _ in rcpts {
+                    self.reply(r).await?;
+                }
+                return Ok(());
+            }
+        };
+        drop(rx);
+        let mut order: Vec<&str> = Vec::new();
+        for r in rcpts {
+            if !order.contains(&r.server.as_str()) {
+                order.push(&r.server);
+            }
+        }
+        let mut sent = Vec::with_capacity(order.len());
+        for server in order {
+            let group: Vec<&Rcpt> = rcpts.iter().filter(|r| r.server == server).collect();
+            let Some(mut b) = self.backends.remove(server) else { continue };
+            let rset = self.begin_with(&mut b, from, &group, Some(&msg)).await;
+            sent.push((server, b, rset));
+        }
+        let mut replies: Vec<Option<String>> = vec![None; rcpts.len()];
+        for (server, mut b, rset) in sent {
+            let idx: Vec<usize> = (0..rcpts.len()).filter(|&i| rcpts[i].server == server).collect();
+            let group: Vec<&Rcpt> = idx.iter().map(|&i| &rcpts[i]).collect();
+            let got = match rset {
+                Ok(rset) => self.chunked_replies(&mut b, rset, &group).await,
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok(got) => {
+                    self.backends.insert(server.to_string(), b);
+                    for (k, &i) in idx.iter().enumerate() {
+                        replies[i] = got.get(k).cloned();
+                    }
+                }
+                Err(e) => self.p.front.log.error(&format!("backend {server}: {e}")),
+            }
+        }
+        for r in replies {
+            self.reply(&r.unwrap_or_else(|| "451 4.4.3 Remote server unavailable".to_string()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The answers to a chunked transaction: one reply per recipient.
+    async fn chunked_replies(&self, b: &mut Backend, rset: bool, group: &[&Rcpt]) -> Result<Vec<String>, String> {
+        if rset {
+            b.reply().await?;
+        }
+        let (code, lines) = b.reply().await?;
+        let mut refusals: Vec<Option<String>> = Vec::with_capacity(group.len());
+        for _ in group {
+            let (c, l) = b.reply().await?;
+            refusals.push((c != 250).then(|| temp_if_unknown(&l.join("\r\n"))));
+        }
+        if code != 250 || refusals.iter().all(Option::is_some) {
+            // BDAT then has one answer (no transaction, no recipient).
+            let (_, last) = b.reply().await?;
+            let text = if code != 250 { lines.join("\r\n") } else { last.join("\r\n") };
+            return Ok(refusals
+                .into_iter()
+                .map(|o| {
+                    if code != 250 {
+                        temp_if_unknown(&text)
+                    } else {
+                        o.unwrap_or_default()
+                    }
+                })
+                .collect());
+        }
+        let out = self.complete(b, refusals).await?;
+        b.dirty = false;
+        Ok(out)
+    }
+
     /// The message (dot-stuffed, `complete` with its final dot) with the
     /// trace fields before it and a Message-ID and a Date at the end of
     /// its header where missing, as Cyrus's lmtpproxyd passes it on.
@@ -792,6 +942,12 @@ impl Session {
     /// [RSET,] MAIL, every RCPT, DATA: pipelined, replies not yet read.
     /// Whether RSET went first.
     async fn begin(&self, b: &mut Backend, from: &str, group: &[&Rcpt]) -> Result<bool, String> {
+        self.begin_with(b, from, group, None).await
+    }
+
+    /// `begin`, or with a whole message (unstuffed) `BDAT n LAST` and the
+    /// message instead of DATA, in the same write.
+    async fn begin_with(&self, b: &mut Backend, from: &str, group: &[&Rcpt], msg: Option<&[u8]>) -> Result<bool, String> {
         let rset = b.dirty;
         let mut cmds = String::from(if rset { "RSET\r\n" } else { "" });
         let auth = if b.auth_param {
@@ -810,9 +966,19 @@ impl Session {
                 if r.ignore_quota { " IGNOREQUOTA" } else { "" }
             ));
         }
-        cmds.push_str("DATA\r\n");
-        b.send(cmds.as_bytes()).await?;
         b.dirty = true;
+        match msg {
+            None => {
+                cmds.push_str("DATA\r\n");
+                b.send(cmds.as_bytes()).await?;
+            }
+            Some(m) => {
+                cmds.push_str(&format!("BDAT {} LAST\r\n", m.len()));
+                let mut all = cmds.into_bytes();
+                all.extend_from_slice(m);
+                b.send(&all).await?;
+            }
+        }
         Ok(rset)
     }
 
@@ -891,6 +1057,10 @@ enum Accepted {
 /// The message goes on to the back ends in pieces of this size.
 const FORWARD_CHUNK: usize = 64 * 1024;
 
+/// A message up to this size goes to back ends that offer CHUNKING whole,
+/// with its MAIL and RCPTs.
+const CHUNKED_MAX: usize = 128 * 1024;
+
 /// A back end that does not know a mailbox the directory places on it:
 /// out-of-date MUPDATE data, so a temporary failure (Cyrus's
 /// `tempfail_unknown_mailbox`).
@@ -931,6 +1101,7 @@ pub fn main(args: &[String]) -> i32 {
     };
     let log = front.log.clone();
     crate::log::install_panic_hook(log.clone());
+    super::cyrus::tune_malloc();
     let tls = match super::cyrus::tls_config(&front.conf) {
         Ok(t) => t,
         Err(e) => {

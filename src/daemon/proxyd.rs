@@ -777,6 +777,7 @@ pub fn main(prog: &str, args: &[String], pop3: bool) -> i32 {
         }
     };
     crate::log::install_panic_hook(front.log.clone());
+    super::cyrus::tune_malloc();
     let tls = match super::cyrus::tls_config(&front.conf) {
         Ok(t) => t,
         Err(e) => {

@@ -9,6 +9,8 @@ pub enum Command {
     Mail(String, Vec<(String, Option<String>)>),
     Rcpt(String, Vec<(String, Option<String>)>),
     Data,
+    /// BDAT (RFC 3030): the chunk's size and whether it is the last.
+    Bdat(u64, bool),
     Rset,
     Noop,
     Quit,
@@ -184,6 +186,17 @@ pub fn parse_with(line: &[u8], strict_rfc2821: bool) -> Command {
             }
         }
         "DATA" => Command::Data,
+        "BDAT" => {
+            let mut it = arg.split_ascii_whitespace();
+            let size = it
+                .next()
+                .filter(|n| !n.is_empty() && n.len() <= 18 && n.bytes().all(|c| c.is_ascii_digit()));
+            match (size.and_then(|n| n.parse().ok()), it.next(), it.next()) {
+                (Some(n), None, None) => Command::Bdat(n, false),
+                (Some(n), Some(l), None) if l.eq_ignore_ascii_case("LAST") => Command::Bdat(n, true),
+                _ => Command::Syntax("501 5.5.4 Syntax error in parameters"),
+            }
+        }
         "RSET" => Command::Rset,
         "NOOP" => Command::Noop,
         "QUIT" => Command::Quit,
@@ -418,6 +431,18 @@ mod tests {
         assert!(matches!(parse(b"RCPT TO:u@d"), Command::Syntax(_)));
         assert!(matches!(parse(b"RCPT FOO"), Command::Syntax(_)));
         assert_eq!(parse(b"EHLO x"), Command::HeloEhlo);
+        assert_eq!(parse(b"BDAT 1000"), Command::Bdat(1000, false));
+        assert_eq!(parse(b"bdat 0 last"), Command::Bdat(0, true));
+        for bad in [
+            "BDAT",
+            "BDAT x",
+            "BDAT -1",
+            "BDAT 1 FIRST",
+            "BDAT 1 LAST x",
+            "BDAT 9999999999999999999",
+        ] {
+            assert!(matches!(parse(bad.as_bytes()), Command::Syntax(_)), "{bad}");
+        }
         assert_eq!(parse(b"XYZZY"), Command::Unknown("XYZZY".into()));
     }
 

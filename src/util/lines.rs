@@ -88,9 +88,138 @@ impl LineBuffer {
     }
 }
 
+/// The same splitting, one line at a time, over input kept as it came:
+/// what follows a line can be taken as raw bytes (a BDAT chunk, a message
+/// read in pieces) exactly as sent.
+#[derive(Debug)]
+pub struct RawLines {
+    buf: Vec<u8>,
+    pos: usize,
+    limit: usize,
+    discarding: bool,
+}
+
+impl RawLines {
+    pub fn new(limit: usize) -> Self {
+        RawLines {
+            buf: Vec::new(),
+            pos: 0,
+            limit,
+            discarding: false,
+        }
+    }
+
+    /// Adds input.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos >= 64 * 1024 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete line, if the input holds one.
+    pub fn next_line(&mut self) -> Option<Line> {
+        loop {
+            let rest = &self.buf[self.pos..];
+            let Some(i) = memchr::memchr(b'\n', rest) else {
+                if self.discarding {
+                    self.pos = self.buf.len();
+                } else if rest.len() > self.limit + 1 {
+                    self.pos = self.buf.len();
+                    self.discarding = true;
+                    return Some(Line::TooLong);
+                }
+                return None;
+            };
+            let line = &rest[..i];
+            self.pos += i + 1;
+            if std::mem::take(&mut self.discarding) {
+                continue;
+            }
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            return Some(if line.len() > self.limit {
+                Line::TooLong
+            } else {
+                Line::Complete(line.to_vec())
+            });
+        }
+    }
+
+    /// Takes up to `max` bytes of raw input, as they came.
+    pub fn take_raw(&mut self, max: usize) -> &[u8] {
+        let n = (self.buf.len() - self.pos).min(max);
+        let start = self.pos;
+        self.pos += n;
+        &self.buf[start..start + n]
+    }
+
+    /// The raw input held, not taken.
+    pub fn peek(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Takes `n` bytes of what `peek` shows.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+
+    /// Raw input held.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Whether the input is inside a line already reported too long.
+    pub fn discarding(&self) -> bool {
+        self.discarding
+    }
+
+    /// Leaves a line reported too long (raw reads took over).
+    pub fn stop_discarding(&mut self) {
+        self.discarding = false;
+    }
+
+    /// Drops all input held.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+        self.discarding = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RawLines splits as LineBuffer does, whatever the pieces.
+    #[test]
+    fn raw_lines_as_line_buffer() {
+        let input = b"abcd\r\nabcde\nab\r\ncdefghijk\nok\n\r\nx\ry\n1234\r";
+        for step in 1..input.len() {
+            let mut a = LineBuffer::new(4);
+            let mut b = RawLines::new(4);
+            let (mut la, mut lb) = (Vec::new(), Vec::new());
+            for part in input.chunks(step) {
+                la.extend(a.feed(part));
+                b.push(part);
+                while let Some(l) = b.next_line() {
+                    lb.push(l);
+                }
+            }
+            assert_eq!(la, lb, "step {step}");
+            assert_eq!(b.take_raw(100), &b"1234\r"[..], "step {step}");
+        }
+        // What follows a line comes raw: CRs and LFs as sent.
+        let mut b = RawLines::new(100);
+        b.push(b"BDAT 5\r\na\nb\r\rRSET\r\n");
+        assert_eq!(b.next_line(), Some(Line::Complete(b"BDAT 5".to_vec())));
+        assert_eq!(b.take_raw(5), b"a\nb\r\r");
+        assert_eq!(b.next_line(), Some(Line::Complete(b"RSET".to_vec())));
+        assert_eq!((b.next_line(), b.pending()), (None, 0));
+    }
 
     #[test]
     fn at_and_over_limit() {

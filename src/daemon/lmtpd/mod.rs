@@ -12,8 +12,7 @@ use crate::proto::lmtp::{self, Command, DataReceiver};
 use crate::server::listen::Io;
 use crate::server::Conn;
 use crate::store::{Cached, Delivery, MailboxEntry, StoreError};
-use crate::util::lines::{Line, LineBuffer};
-use std::collections::VecDeque;
+use crate::util::lines::{Line, RawLines};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -179,8 +178,8 @@ impl crate::server::Service for Lmtpd {
             d: self.clone(),
             r,
             w: BufWriter::new(w),
-            buf: LineBuffer::new(MAX_DATA_LINE),
-            queue: VecDeque::new(),
+            input: RawLines::new(MAX_DATA_LINE),
+            bdat: None,
             preauth: unix || self.preauth,
             tls: false,
             ssf: 0,
@@ -204,8 +203,11 @@ struct Session {
     d: Arc<Lmtpd>,
     r: Rd,
     w: BufWriter<Wr>,
-    buf: LineBuffer,
-    queue: VecDeque<Line>,
+    /// What the client sent, not yet taken (commands are split off one
+    /// at a time; a message or a BDAT chunk is taken raw).
+    input: RawLines,
+    /// A BDAT transaction's content so far (RFC 3030).
+    bdat: Option<crate::proto::smtp::BdatReceiver>,
     /// Trusted from the start (UNIX socket, `-a`): no STARTTLS, no AUTH.
     preauth: bool,
     /// STARTTLS done.
@@ -293,11 +295,27 @@ impl Session {
     }
 
     async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
-        if self.queue.is_empty() {
+        loop {
+            if let Some(l) = self.input.next_line() {
+                return Ok(Some(l));
+            }
             // Pipelined replies go out before we wait for more input.
             self.w.flush().await?;
+            let mut chunk = [0u8; 16 * 1024];
+            match self.read(&mut chunk).await? {
+                0 => return Ok(None),
+                n => self.input.push(&chunk[..n]),
+            }
         }
-        crate::server::read_line(&mut self.r, &mut self.buf, &mut self.queue, IDLE).await
+    }
+
+    /// One read from the client, within the idle time.
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        match tokio::time::timeout(IDLE, self.r.read(buf)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
+        }
     }
 
     async fn run(&mut self) -> IoResult {
@@ -321,6 +339,7 @@ impl Session {
             match lmtp::parse_with(&line, strict_addresses) {
                 Command::Lhlo(h) => {
                     self.lhlo = h;
+                    self.bdat = None;
                     self.from = None;
                     self.rcpts.clear();
                     let mut lines = vec![
@@ -328,6 +347,9 @@ impl Session {
                         "8BITMIME".into(),
                         "ENHANCEDSTATUSCODES".into(),
                         "PIPELINING".into(),
+                        // Not in Cyrus's list: our front ends' lmtpproxyd
+                        // sends a small message with its MAIL and RCPTs.
+                        "CHUNKING".into(),
                     ];
                     match ctx.conf.get_int("maxmessagesize") {
                         n if n > 0 => lines.push(format!("SIZE {n}")),
@@ -393,9 +415,12 @@ impl Session {
                         self.reply(&r).await?;
                     }
                 }
+                Command::Bdat(size, last) => self.bdat(size, last).await?,
                 Command::Data => {
                     // (Cyrus asks for recipients first, with or without MAIL.)
-                    if self.rcpts.is_empty() {
+                    if self.bdat.is_some() {
+                        self.reply("503 5.5.1 DATA after BDAT").await?;
+                    } else if self.rcpts.is_empty() {
                         self.reply("503 5.5.1 No recipients").await?;
                     } else if self.from.is_none() {
                         self.reply("503 5.5.1 Need MAIL command").await?;
@@ -404,6 +429,7 @@ impl Session {
                     }
                 }
                 Command::Rset => {
+                    self.bdat = None;
                     self.from = None;
                     self.rcpts.clear();
                     self.sid = ctx.session_id();
@@ -444,8 +470,8 @@ impl Session {
         let Some(acc) = starttls_begin(&mut self.w, acc, self.tls, !self.rcpts.is_empty()).await? else {
             return Ok(true);
         };
-        self.queue.clear();
-        self.buf = LineBuffer::new(MAX_DATA_LINE);
+        self.input.clear();
+        self.bdat = None;
         let Some(ssf) = starttls_handshake(&mut self.r, &mut self.w, acc, &self.d.ctx.log, "lmtpd", &self.peer).await else {
             return Ok(false);
         };
@@ -813,32 +839,26 @@ impl Session {
         }
     }
 
-    /// The message after 354: lines already read first, then raw reads
-    /// of up to 64 KB (no line splitting); what follows the final dot
-    /// goes back to the command reader.  False: the connection ended.
+    /// The message after 354: what was read with the command first, then
+    /// raw reads of up to 64 KB (no line splitting); what follows the
+    /// final dot goes back to the command reader.  False: the connection
+    /// ended.
     async fn receive(&mut self, rx: &mut DataReceiver) -> std::io::Result<bool> {
         use tokio::io::AsyncReadExt;
         self.w.flush().await?;
-        while let Some(l) = self.queue.pop_front() {
-            let end = match l {
-                Line::TooLong => {
-                    rx.too_big = true;
-                    false
-                }
-                Line::Complete(l) => rx.line(&l),
-            };
-            if end {
-                return Ok(true);
-            }
-        }
-        if self.buf.discarding() {
+        if self.input.discarding() {
             rx.skip_to_line_end();
+            self.input.stop_discarding();
         }
-        let mut chunk = self.buf.take_pending();
-        let mut used = rx.feed(&chunk);
-        while used.is_none() {
+        let held = self.input.pending();
+        if let Some(used) = rx.feed(self.input.peek()) {
+            self.input.consume(used);
+            return Ok(true);
+        }
+        self.input.consume(held);
+        let mut chunk: Vec<u8> = Vec::with_capacity(DATA_CHUNK);
+        loop {
             chunk.clear();
-            chunk.reserve(DATA_CHUNK);
             let n = match tokio::time::timeout(IDLE, self.r.read_buf(&mut chunk)).await {
                 Ok(r) => r?,
                 Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
@@ -846,12 +866,60 @@ impl Session {
             if n == 0 {
                 return Ok(false);
             }
-            used = rx.feed(&chunk);
+            if let Some(used) = rx.feed(&chunk) {
+                self.input.push(&chunk[used.min(chunk.len())..]);
+                return Ok(true);
+            }
         }
-        let used = used.unwrap_or(0).min(chunk.len());
-        let lines = self.buf.feed(&chunk[used..]);
-        self.queue.extend(lines);
-        Ok(true)
+    }
+
+    /// BDAT (RFC 3030): the chunk is read whatever the answer; the last
+    /// one's answer is one reply per recipient, as DATA's in LMTP.
+    async fn bdat(&mut self, size: u64, last: bool) -> IoResult {
+        let refusal = if self.rcpts.is_empty() {
+            Some("503 5.5.1 No recipients")
+        } else if self.from.is_none() {
+            Some("503 5.5.1 Need MAIL command")
+        } else {
+            None
+        };
+        let max = self.d.ctx.conf.max_message_size();
+        let mut rx = match refusal {
+            None => Some(self.bdat.take().unwrap_or_else(|| crate::proto::smtp::BdatReceiver::new(max))),
+            Some(_) => None,
+        };
+        let mut left = size;
+        let mut chunk = vec![0u8; DATA_CHUNK];
+        loop {
+            let part = self.input.take_raw(left.min(usize::MAX as u64) as usize);
+            left -= part.len() as u64;
+            if let Some(rx) = rx.as_mut() {
+                rx.feed(part);
+            }
+            if left == 0 {
+                break;
+            }
+            let n = self.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.input.push(&chunk[..n]);
+        }
+        if let Some(r) = refusal {
+            return self.reply(r).await;
+        }
+        let Some(rx) = rx else { return Ok(()) };
+        if rx.too_big && !last {
+            // No use sending the rest (RFC 3030 4.2: the transaction failed).
+            self.from = None;
+            self.rcpts.clear();
+            return self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await;
+        }
+        if !last {
+            self.bdat = Some(rx);
+            return self.reply(&format!("250 2.0.0 {size} octets received")).await;
+        }
+        self.deliver(rx.data, rx.too_big).await
     }
 
     async fn data(&mut self) -> IoResult {
@@ -861,8 +929,15 @@ impl Session {
         if !self.receive(&mut rx).await? {
             return Ok(());
         }
+        self.deliver(rx.data, rx.too_big).await
+    }
+
+    /// A received message (CRLF text, unstuffed) to every recipient: one
+    /// reply each.
+    async fn deliver(&mut self, mut data: Vec<u8>, too_big: bool) -> IoResult {
+        let ctx = self.d.ctx.clone();
         let n = self.rcpts.len();
-        if rx.too_big {
+        if too_big {
             for _ in 0..n {
                 self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?;
             }
@@ -870,10 +945,10 @@ impl Session {
             self.rcpts.clear();
             return Ok(());
         }
-        let mut strict = crate::mail::mime::strict_check(&rx.data).map_err(|t| format!("554 5.6.0 {t}"));
+        let mut strict = crate::mail::mime::strict_check(&data).map_err(|t| format!("554 5.6.0 {t}"));
         if strict.is_ok() && ctx.conf.get_switch("reject8bit") {
-            let he = crate::mail::mime::header_end(&rx.data).0;
-            if rx.data[..he].iter().any(|&c| c >= 0x80) {
+            let he = crate::mail::mime::header_end(&data).0;
+            if data[..he].iter().any(|&c| c >= 0x80) {
                 strict = Err("554 5.6.0 Message contains non-ASCII characters in headers".into());
             }
         }
@@ -886,7 +961,7 @@ impl Session {
             return Ok(());
         }
         if ctx.conf.get_switch("munge8bit") {
-            crate::mail::mime::munge_8bit_header(&mut rx.data);
+            crate::mail::mime::munge_8bit_header(&mut data);
         }
         let from = self.from.take().unwrap_or_default();
         let date = trace::date_now();
@@ -901,7 +976,7 @@ impl Session {
             sid: &self.sid,
             sieve: true,
         };
-        let msg = match t.dress(&rx.data, &date) {
+        let msg = match t.dress(&data, &date) {
             Ok(m) => m,
             Err(r) => {
                 for _ in 0..n {
@@ -911,7 +986,7 @@ impl Session {
                 return Ok(());
             }
         };
-        drop(rx);
+        drop(data);
         let rcpts = std::mem::take(&mut self.rcpts);
         let store = ctx.store.clone();
         let dupsup = store.cfg.duplicatesuppression;
