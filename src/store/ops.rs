@@ -420,7 +420,13 @@ impl Store {
 
     /// Writes `data` to the partition's `stage.` directory and fsyncs it.
     pub fn stage(&self, partition: &str, data: &[u8]) -> Result<Staged> {
-        let (f, st) = self.stage_unsynced(partition, data)?;
+        self.stage_hashed(partition, data, None)
+    }
+
+    /// `stage` with the message's SHA-1 when already taken (lmtpd hashes a
+    /// message as it arrives).
+    pub fn stage_hashed(&self, partition: &str, data: &[u8], guid: Option<[u8; 20]>) -> Result<Staged> {
+        let (f, st) = self.stage_unsynced(partition, data, guid)?;
         f.sync_all()?;
         Ok(st)
     }
@@ -435,7 +441,7 @@ impl Store {
         let mut files = Vec::with_capacity(datas.len());
         let mut out = Vec::with_capacity(datas.len());
         for d in datas {
-            let (f, st) = self.stage_unsynced(partition, d)?;
+            let (f, st) = self.stage_unsynced(partition, d, None)?;
             files.push(f);
             out.push(st);
         }
@@ -452,7 +458,7 @@ impl Store {
         Ok(out)
     }
 
-    fn stage_unsynced(&self, partition: &str, data: &[u8]) -> Result<(std::fs::File, Staged)> {
+    fn stage_unsynced(&self, partition: &str, data: &[u8], guid: Option<[u8; 20]>) -> Result<(std::fs::File, Staged)> {
         let root = self.partition_root(partition)?;
         let dir = root.join("stage.");
         let n = self.stage_seq.fetch_add(1, Ordering::Relaxed);
@@ -467,7 +473,8 @@ impl Store {
             r => r?,
         };
         let (he, _) = crate::mail::mime::header_end(data);
-        let guid = crate::util::sha1(data).to_vec();
+        debug_assert!(guid.is_none_or(|g| g == crate::util::sha1(data)), "a GUID given for other bytes");
+        let guid = guid.unwrap_or_else(|| crate::util::sha1(data)).to_vec();
         // From here the file is removed again if anything fails.
         let st = Staged {
             path,

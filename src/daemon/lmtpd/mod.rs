@@ -196,6 +196,9 @@ impl crate::server::Service for Lmtpd {
     }
 }
 
+/// Makes the header to store from a received one (`trace::Prehash`).
+type Dress<'a> = dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'a;
+
 pub(crate) type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
 pub(crate) type Wr = tokio::io::WriteHalf<Box<dyn Io>>;
 
@@ -843,15 +846,22 @@ impl Session {
     /// raw reads of up to 64 KB (no line splitting); what follows the
     /// final dot goes back to the command reader.  False: the connection
     /// ended.
-    async fn receive(&mut self, rx: &mut DataReceiver) -> std::io::Result<bool> {
+    async fn receive(&mut self, rx: &mut DataReceiver, mut pre: Option<(&mut trace::Prehash, &Dress<'_>)>) -> std::io::Result<bool> {
         use tokio::io::AsyncReadExt;
         self.w.flush().await?;
         if self.input.discarding() {
             rx.skip_to_line_end();
             self.input.stop_discarding();
         }
+        let mut hash = |rx: &DataReceiver| {
+            if let Some((p, dress)) = pre.as_mut().filter(|_| !rx.too_big) {
+                p.advance(&rx.data, *dress);
+            }
+        };
         let held = self.input.pending();
-        if let Some(used) = rx.feed(self.input.peek()) {
+        let end = rx.feed(self.input.peek());
+        hash(rx);
+        if let Some(used) = end {
             self.input.consume(used);
             return Ok(true);
         }
@@ -866,7 +876,9 @@ impl Session {
             if n == 0 {
                 return Ok(false);
             }
-            if let Some(used) = rx.feed(&chunk) {
+            let end = rx.feed(&chunk);
+            hash(rx);
+            if let Some(used) = end {
                 self.input.push(&chunk[used.min(chunk.len())..]);
                 return Ok(true);
             }
@@ -919,22 +931,46 @@ impl Session {
             self.bdat = Some(rx);
             return self.reply(&format!("250 2.0.0 {size} octets received")).await;
         }
-        self.deliver(rx.data, rx.too_big).await
+        self.deliver(rx.data, rx.too_big, &trace::date_now(), None).await
     }
 
     async fn data(&mut self) -> IoResult {
         let ctx = self.d.ctx.clone();
         self.reply("354 go ahead").await?;
         let mut rx = DataReceiver::with_line_limit(ctx.conf.max_message_size(), MAX_DATA_LINE);
-        if !self.receive(&mut rx).await? {
+        // The header as it will be stored, made once it has arrived, so
+        // that the GUID is taken while the body comes.
+        let date = trace::date_now();
+        let (from, lhlo, sid) = (self.from.clone().unwrap_or_default(), self.lhlo.clone(), self.sid.clone());
+        let client = self.host.get().await.to_string();
+        let munge = ctx.conf.get_switch("munge8bit");
+        let dress = |h: &[u8]| {
+            let mut h = h.to_vec();
+            if munge {
+                crate::mail::mime::munge_8bit_header(&mut h);
+            }
+            self::trace::Trace {
+                from: &from,
+                lhlo: &lhlo,
+                client: &client,
+                servername: &ctx.servername,
+                version: matches!(ctx.server_info, super::cyrus::ServerInfo::On).then_some(CYRUS_VERSION),
+                sid: &sid,
+                sieve: true,
+            }
+            .dress(&h, &date)
+            .ok()
+        };
+        let mut pre = trace::Prehash::default();
+        if !self.receive(&mut rx, Some((&mut pre, &dress))).await? {
             return Ok(());
         }
-        self.deliver(rx.data, rx.too_big).await
+        self.deliver(rx.data, rx.too_big, &date, Some(pre)).await
     }
 
     /// A received message (CRLF text, unstuffed) to every recipient: one
-    /// reply each.
-    async fn deliver(&mut self, mut data: Vec<u8>, too_big: bool) -> IoResult {
+    /// reply each.  `pre`: its header made and GUID taken as it came.
+    async fn deliver(&mut self, mut data: Vec<u8>, too_big: bool, date: &str, pre: Option<trace::Prehash>) -> IoResult {
         let ctx = self.d.ctx.clone();
         let n = self.rcpts.len();
         if too_big {
@@ -960,30 +996,34 @@ impl Session {
             self.rcpts.clear();
             return Ok(());
         }
-        if ctx.conf.get_switch("munge8bit") {
-            crate::mail::mime::munge_8bit_header(&mut data);
-        }
         let from = self.from.take().unwrap_or_default();
-        let date = trace::date_now();
-        // The version only under `serverinfo: on`, as Cyrus.
-        let version = matches!(ctx.server_info, super::cyrus::ServerInfo::On).then_some(CYRUS_VERSION);
-        let t = trace::Trace {
-            from: &from,
-            lhlo: &self.lhlo,
-            client: self.host.get().await,
-            servername: &ctx.servername,
-            version,
-            sid: &self.sid,
-            sieve: true,
-        };
-        let msg = match t.dress(&data, &date) {
-            Ok(m) => m,
-            Err(r) => {
-                for _ in 0..n {
-                    self.reply(r).await?;
+        let (msg, guid) = match pre.and_then(|p| p.finish(&data)) {
+            Some((m, guid)) => (m, Some(guid)),
+            None => {
+                if ctx.conf.get_switch("munge8bit") {
+                    crate::mail::mime::munge_8bit_header(&mut data);
                 }
-                self.rcpts.clear();
-                return Ok(());
+                // The version only under `serverinfo: on`, as Cyrus.
+                let version = matches!(ctx.server_info, super::cyrus::ServerInfo::On).then_some(CYRUS_VERSION);
+                let t = trace::Trace {
+                    from: &from,
+                    lhlo: &self.lhlo,
+                    client: self.host.get().await,
+                    servername: &ctx.servername,
+                    version,
+                    sid: &self.sid,
+                    sieve: true,
+                };
+                match t.dress(&data, date) {
+                    Ok(m) => (m, None),
+                    Err(r) => {
+                        for _ in 0..n {
+                            self.reply(r).await?;
+                        }
+                        self.rcpts.clear();
+                        return Ok(());
+                    }
+                }
             }
         };
         drop(data);
@@ -1071,7 +1111,7 @@ impl Session {
                         let st = match pool.iter().position(|s| s.partition == e.partition) {
                             Some(i) => pool[i].clone(),
                             None => {
-                                let s = std::sync::Arc::new(store.stage(&e.partition, data)?);
+                                let s = std::sync::Arc::new(store.stage_hashed(&e.partition, data, guid.filter(|_| own.is_none()))?);
                                 pool.push(s.clone());
                                 s
                             }

@@ -146,3 +146,104 @@ mod tests {
         );
     }
 }
+
+/// A message's GUID (the SHA-1 of the copy stored) taken while the
+/// message arrives: once its header is complete, the header is dressed
+/// (`Trace::dress`) and hashed, then the body behind it piece by piece.
+/// The copy stored is that dressed header and the body, so the store need
+/// not read it again; for a big message the hashing overlaps the
+/// transfer.  A header not complete within `HEADER_MAX` bytes, or one the
+/// dressing refuses, leaves it to the store.
+pub struct Prehash {
+    header: Option<(Vec<u8>, usize)>,
+    hashed: usize,
+    sha: sha1::Sha1,
+    off: bool,
+}
+
+const HEADER_MAX: usize = 256 * 1024;
+
+impl Default for Prehash {
+    fn default() -> Self {
+        use sha1::Digest;
+        Prehash {
+            header: None,
+            hashed: 0,
+            sha: sha1::Sha1::new(),
+            off: false,
+        }
+    }
+}
+
+impl Prehash {
+    /// More of the message has arrived (`data`: all of it so far, CRLF
+    /// text); `dress` makes the header to store from the received one.
+    pub fn advance(&mut self, data: &[u8], dress: &(dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + '_)) {
+        use sha1::Digest;
+        if self.off {
+            return;
+        }
+        if self.header.is_none() {
+            let (hend, _) = mime::header_end(data);
+            let complete = hend < data.len() || data.ends_with(b"\r\n\r\n") || data == b"\r\n";
+            if !complete {
+                self.off = data.len() > HEADER_MAX;
+                return;
+            }
+            let Some(h) = dress(&data[..hend]) else {
+                self.off = true;
+                return;
+            };
+            self.sha.update(&h);
+            self.header = Some((h, hend));
+            self.hashed = hend;
+        }
+        self.sha.update(&data[self.hashed..]);
+        self.hashed = data.len();
+    }
+
+    /// The message to store and its GUID, when all of `data` was hashed.
+    pub fn finish(self, data: &[u8]) -> Option<(Vec<u8>, [u8; 20])> {
+        use sha1::Digest;
+        let (header, body) = self.header.filter(|_| !self.off && self.hashed == data.len())?;
+        let mut msg = Vec::with_capacity(header.len() + data.len() - body);
+        msg.extend_from_slice(&header);
+        msg.extend_from_slice(&data[body..]);
+        Some((msg, self.sha.finalize().into()))
+    }
+}
+
+#[cfg(test)]
+mod prehash_tests {
+    use super::*;
+
+    /// Hashed in any pieces, the message and GUID are the dressing of the
+    /// whole and its SHA-1; an unfinished header hashes nothing.
+    #[test]
+    fn pieces_give_the_whole() {
+        let dress = |h: &[u8]| Some([b"Received: x\r\n", h].concat());
+        let msg = b"Subject: a\r\nFrom: b\r\n\r\nbody\r\n\r\nmore\r\n".to_vec();
+        for step in 1..msg.len() {
+            let mut p = Prehash::default();
+            let mut at = 0;
+            while at < msg.len() {
+                at = (at + step).min(msg.len());
+                p.advance(&msg[..at], &dress);
+            }
+            let (m, guid) = p.finish(&msg).expect("hashed");
+            assert_eq!(m, [&b"Received: x\r\n"[..], &msg].concat(), "step {step}");
+            assert_eq!(guid, crate::util::sha1(&m), "step {step}");
+        }
+        let mut p = Prehash::default();
+        p.advance(b"Subject: a\r\n", &dress);
+        assert!(p.finish(b"Subject: a\r\n").is_none());
+        // Refused by the dressing: left to the store.
+        let mut p = Prehash::default();
+        p.advance(&msg, &|_| None);
+        assert!(p.finish(&msg).is_none());
+        // Data that grew past what was hashed: not used.
+        let mut p = Prehash::default();
+        p.advance(&msg[..30], &dress);
+        assert!(p.finish(&msg).is_none());
+    }
+}
