@@ -573,8 +573,18 @@ print(reply(), reply(), reply())
 s.sendall(small.replace(b'<m4', b'<m5').replace(b'\r\n\r\n..one', b'\r\n\r\nbare\nlf\r\n..one'))
 print('small', reply())
 s.sendall(b'NOOP\r\n'); print('noop2', reply())
+# Alice over quota: her back end refuses at RCPT, the one answer to BDAT
+# is read, and the session goes on in step.
+import imaplib
+A = imaplib.IMAP4('127.0.0.1', int(sys.argv[2])); A.login('md5u', 'testpw')
+print('setquota', A.setquota('user.alice', '(STORAGE 1)'))
+s.sendall(b'MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n')
+print(reply(), reply(), reply())
+s.sendall(small.replace(b'<m4', b'<m6') + b'NOOP\r\n')
+print('overquota', reply()); print('noop3', reply())
+print('unsetquota', A.setquota('user.alice', '()'))
 "#;
-    let out = python(script, &[&fport.to_string()]);
+    let out = python(script, &[&fport.to_string(), &backs[0].imap_port.to_string()]);
     assert!(out.contains("354 go ahead"), "{out}");
     assert!(
         out.contains("final 250 2.1.5 Success") && out.contains("rset 250") && out.contains("noop 250"),
@@ -594,6 +604,7 @@ s.sendall(b'NOOP\r\n'); print('noop2', reply())
     // All of it, un-stuffed (passed on in pieces, none lost or repeated).
     assert!(fetched.contains("textlen 300000 14999"), "{fetched}");
     assert!(out.contains("small 250 2.1.5 Success") && out.contains("noop2 250"), "{out}");
+    assert!(out.contains("overquota 452 4.2.2 Over quota") && out.contains("noop3 250"), "{out}");
     let small = python(
         "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\n\
          M.authenticate('PLAIN',lambda _: b'alice\\0md5u\\0testpw')\nM.select('INBOX')\n\

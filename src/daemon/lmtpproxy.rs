@@ -830,17 +830,11 @@ impl Session {
         }
         if code != 250 || refusals.iter().all(Option::is_some) {
             // BDAT then has one answer (no transaction, no recipient).
-            let (_, last) = b.reply().await?;
-            let text = if code != 250 { lines.join("\r\n") } else { last.join("\r\n") };
+            b.reply().await?;
+            let mail = temp_if_unknown(&lines.join("\r\n"));
             return Ok(refusals
                 .into_iter()
-                .map(|o| {
-                    if code != 250 {
-                        temp_if_unknown(&text)
-                    } else {
-                        o.unwrap_or_default()
-                    }
-                })
+                .map(|o| if code != 250 { mail.clone() } else { o.unwrap_or_default() })
                 .collect());
         }
         let out = self.complete(b, refusals).await?;

@@ -172,13 +172,22 @@ impl BdatReceiver {
             self.data = Vec::new();
             return;
         }
-        for &c in input {
-            if c == b'\n' && !self.last_cr {
+        // Line by line (a byte at a time cost a big message dearly).
+        let mut rest = input;
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            let after_cr = if i == 0 { self.last_cr } else { rest[i - 1] == b'\r' };
+            self.data.extend_from_slice(&rest[..i]);
+            if !after_cr {
                 self.bare_lf = true;
                 self.data.push(b'\r');
             }
-            self.data.push(c);
-            self.last_cr = c == b'\r';
+            self.data.push(b'\n');
+            self.last_cr = false;
+            rest = &rest[i + 1..];
+        }
+        if let Some(&last) = rest.last() {
+            self.data.extend_from_slice(rest);
+            self.last_cr = last == b'\r';
         }
     }
 }
@@ -251,5 +260,18 @@ mod tests {
         let mut b = BdatReceiver::new(3);
         b.feed(b"abcd");
         assert!(b.too_big);
+        // Any split gives the same text.
+        let input = b"\nx\r\n\r\ry\n\n\rz\r";
+        for at in 0..=input.len() {
+            let mut b = BdatReceiver::new(100);
+            b.feed(&input[..at]);
+            b.feed(&input[at..]);
+            assert_eq!(b.data, b"\r\nx\r\n\r\ry\r\n\r\n\rz\r", "split at {at}");
+            assert!(b.bare_lf);
+        }
+        let mut b = BdatReceiver::new(100);
+        b.feed(b"a\r");
+        b.feed(b"\nb\r\n");
+        assert!(!b.bare_lf);
     }
 }
