@@ -583,6 +583,11 @@ print(reply(), reply(), reply())
 s.sendall(small.replace(b'<m4', b'<m6') + b'NOOP\r\n')
 print('overquota', reply()); print('noop3', reply())
 print('unsetquota', A.setquota('user.alice', '()'))
+# No dot-led line: passed on as it came, the bare LF made CRLF by the back end.
+s.sendall(b'MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n')
+print(reply(), reply(), reply())
+s.sendall(b'Subject: plain\r\nMessage-ID: <m7@example.org>\r\n\r\nplain\nbare lf\r\n.\r\n')
+print('plain', reply())
 "#;
     let out = python(script, &[&fport.to_string(), &backs[0].imap_port.to_string()]);
     assert!(out.contains("354 go ahead"), "{out}");
@@ -608,11 +613,16 @@ print('unsetquota', A.setquota('user.alice', '()'))
     let small = python(
         "import imaplib,sys\nM=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\n\
          M.authenticate('PLAIN',lambda _: b'alice\\0md5u\\0testpw')\nM.select('INBOX')\n\
-         t,d=M.fetch('4','(BODY.PEEK[TEXT] BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])')\nprint(d)\n",
+         t,d=M.fetch('4:5','(BODY.PEEK[TEXT] BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])')\nprint(d)\n",
         &[&backs[0].imap_port.to_string()],
     );
     assert!(
         small.contains("bare\\r\\nlf\\r\\n.one dot\\r\\n") && small.contains("<m5@example.org>"),
+        "{small}"
+    );
+    assert!(out.contains("plain 250 2.1.5 Success"), "{out}");
+    assert!(
+        small.contains("'plain\\r\\nbare lf\\r\\n'") && small.contains("<m7@example.org>"),
         "{small}"
     );
     // The trace fields of both hops, as in a Cyrus Murder: the back end's

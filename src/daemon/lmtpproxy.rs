@@ -760,8 +760,19 @@ impl Session {
     /// back ends that all offer CHUNKING: [RSET,] MAIL, RCPTs and `BDAT n
     /// LAST` with the message, to each at once, then their answers.
     async fn data_chunked(&mut self, rcpts: &[Rcpt], from: &str, raw: &[u8]) -> std::io::Result<()> {
+        // Without dot-led lines but the final one, the content is the
+        // input before that line (the back end makes a bare LF CRLF, as
+        // the unstuffing would); else it is unstuffed.
+        let last = if raw.ends_with(b"\n.\r\n") || raw == b".\r\n" { 3 } else { 2 };
+        let plain = &raw[..raw.len().saturating_sub(last)];
         let mut rx = lmtp::DataReceiver::new(self.p.front.conf.max_message_size());
-        rx.feed(raw);
+        let content: &[u8] = if !plain.starts_with(b".") && memchr::memmem::find(plain, b"\n.").is_none() {
+            rx.too_big = plain.len() > self.p.front.conf.max_message_size();
+            plain
+        } else {
+            rx.feed(raw);
+            &rx.data
+        };
         if rx.too_big {
             for _ in rcpts {
                 self.reply("552 5.2.3 Message size exceeds fixed maximum message size").await?;
@@ -769,7 +780,7 @@ impl Session {
             return Ok(());
         }
         let client = self.host.get().await;
-        let msg = match self.dress(client, from, &rx.data, false) {
+        let msg = match self.dress(client, from, content, false) {
             Ok(m) => m,
             Err(r) => {
                 for _ in rcpts {
