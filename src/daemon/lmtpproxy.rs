@@ -535,7 +535,6 @@ impl Session {
         if !too_big && self.chunkable(&rcpts) {
             let mut end = lmtp::DataEnd::default();
             let mut scanned = 0;
-            pending.reserve(CHUNKED_MAX.saturating_sub(pending.len()));
             let found = loop {
                 if let Some(e) = end.scan(&pending[scanned..]) {
                     break Some(scanned + e);
@@ -544,11 +543,8 @@ impl Session {
                 if pending.len() >= CHUNKED_MAX {
                     break None;
                 }
-                let n = match tokio::time::timeout(IDLE, self.r.read_buf(&mut pending)).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
-                };
-                if n == 0 {
+                pending.reserve(CHUNKED_MAX - scanned);
+                if crate::server::read_append(&mut self.r, &mut pending, IDLE).await? == 0 {
                     return Ok(());
                 }
             };
@@ -600,10 +596,7 @@ impl Session {
             let data: &[u8] = if !pending.is_empty() {
                 &pending
             } else {
-                let n = match tokio::time::timeout(IDLE, self.r.read(&mut chunk)).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
-                };
+                let n = crate::server::read_within(&mut self.r, &mut chunk, IDLE).await?;
                 if n == 0 {
                     return Ok(());
                 }

@@ -257,6 +257,25 @@ impl Drop for PidFile {
     }
 }
 
+/// One read (into `buf`) under an idle deadline: 0 at the end of input.
+pub async fn read_within<R: tokio::io::AsyncRead + Unpin>(r: &mut R, buf: &mut [u8], idle: Duration) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    match tokio::time::timeout(idle, r.read(buf)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
+    }
+}
+
+/// `read_within` onto the end of `buf`, into its spare capacity (none
+/// zeroed first).
+pub async fn read_append<R: tokio::io::AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, idle: Duration) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    match tokio::time::timeout(idle, r.read_buf(buf)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
+    }
+}
+
 /// Reads one line (bounded by the buffer's limit) under an idle deadline.
 pub async fn read_line<R: tokio::io::AsyncRead + Unpin>(
     r: &mut R,
@@ -264,16 +283,12 @@ pub async fn read_line<R: tokio::io::AsyncRead + Unpin>(
     queue: &mut std::collections::VecDeque<crate::util::lines::Line>,
     idle: Duration,
 ) -> std::io::Result<Option<crate::util::lines::Line>> {
-    use tokio::io::AsyncReadExt;
     loop {
         if let Some(l) = queue.pop_front() {
             return Ok(Some(l));
         }
         let mut chunk = [0u8; 4096];
-        let n = match tokio::time::timeout(idle, r.read(&mut chunk)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
-        };
+        let n = read_within(r, &mut chunk, idle).await?;
         if n == 0 {
             return Ok(None);
         }

@@ -305,19 +305,10 @@ impl Session {
             // Pipelined replies go out before we wait for more input.
             self.w.flush().await?;
             let mut chunk = [0u8; 16 * 1024];
-            match self.read(&mut chunk).await? {
+            match crate::server::read_within(&mut self.r, &mut chunk, IDLE).await? {
                 0 => return Ok(None),
                 n => self.input.push(&chunk[..n]),
             }
-        }
-    }
-
-    /// One read from the client, within the idle time.
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use tokio::io::AsyncReadExt;
-        match tokio::time::timeout(IDLE, self.r.read(buf)).await {
-            Ok(r) => r,
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
         }
     }
 
@@ -847,7 +838,6 @@ impl Session {
     /// final dot goes back to the command reader.  False: the connection
     /// ended.
     async fn receive(&mut self, rx: &mut DataReceiver, mut pre: Option<(&mut trace::Prehash, &Dress<'_>)>) -> std::io::Result<bool> {
-        use tokio::io::AsyncReadExt;
         self.w.flush().await?;
         if self.input.discarding() {
             rx.skip_to_line_end();
@@ -866,20 +856,16 @@ impl Session {
             return Ok(true);
         }
         self.input.consume(held);
-        let mut chunk: Vec<u8> = Vec::with_capacity(DATA_CHUNK);
+        let mut chunk = vec![0u8; DATA_CHUNK];
         loop {
-            chunk.clear();
-            let n = match tokio::time::timeout(IDLE, self.r.read_buf(&mut chunk)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout exceeded")),
-            };
+            let n = crate::server::read_within(&mut self.r, &mut chunk, IDLE).await?;
             if n == 0 {
                 return Ok(false);
             }
-            let end = rx.feed(&chunk);
+            let end = rx.feed(&chunk[..n]);
             hash(rx);
             if let Some(used) = end {
-                self.input.push(&chunk[used.min(chunk.len())..]);
+                self.input.push(&chunk[used.min(n)..n]);
                 return Ok(true);
             }
         }
@@ -911,7 +897,7 @@ impl Session {
             if left == 0 {
                 break;
             }
-            let n = self.read(&mut chunk).await?;
+            let n = crate::server::read_within(&mut self.r, &mut chunk, IDLE).await?;
             if n == 0 {
                 return Ok(());
             }
