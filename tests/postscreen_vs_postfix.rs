@@ -261,7 +261,11 @@ fn differential(extra: &str, sessions: &str, dns: Option<&str>) -> Option<(Strin
             rl.get(i).map(String::as_str).unwrap_or("<none>"),
             ol.get(i).map(String::as_str).unwrap_or("<none>"),
         );
-        if a != b {
+        // The client that hangs up during the greet wait (127.0.0.7):
+        // the real postscreen's greet timer sometimes fires before it
+        // reads the hangup, and it then says "after SMTP handshake".
+        let raced = a.starts_with("HANGUP after T from [127.0.0.7]:") && a.replace("after SMTP handshake", "before SMTP handshake") == b;
+        if a != b && !raced {
             diffs.push(format!("log real: {a}\nlog ours: {b}"));
         }
     }
