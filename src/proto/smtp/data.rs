@@ -72,6 +72,16 @@ impl DataReceiver {
     pub fn feed(&mut self, input: &[u8]) -> DataEnd {
         let mut i = 0;
         while i < input.len() {
+            // Inside a line, up to its next CR or LF in one piece.
+            if self.state == State::InLine {
+                let rest = &input[i..];
+                let k = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                if k > 0 {
+                    self.put(&rest[..k]);
+                    i += k;
+                    continue;
+                }
+            }
             let c = input[i];
             i += 1;
             self.state = match (self.state, c) {
@@ -235,6 +245,14 @@ mod tests {
         }
         assert_eq!(end, Some(input.len()));
         assert_eq!(d.data, b"Subject: x\r\n\r\n.dot\r\nbare\r\nline\r\r\n");
+        // And in two pieces split anywhere.
+        for at in 0..input.len() {
+            let mut d = DataReceiver::new(1000);
+            assert_eq!(d.feed(&input[..at]), DataEnd::More, "split at {at}");
+            assert_eq!(d.feed(&input[at..]), DataEnd::Done(input.len() - at), "split at {at}");
+            assert_eq!(d.data, b"Subject: x\r\n\r\n.dot\r\nbare\r\nline\r\r\n", "split at {at}");
+            assert!(d.bare_lf);
+        }
     }
 
     #[test]
