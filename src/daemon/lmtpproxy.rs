@@ -705,15 +705,9 @@ impl Session {
         }
         // Back ends not reached yet (or broken before the message): one
         // transaction now, with a retry on a new connection.
-        let mut order: Vec<String> = Vec::new();
-        for r in &rcpts {
-            if !order.contains(&r.server) {
-                order.push(r.server.clone());
-            }
-        }
-        for server in order {
-            let idx = group_of(&server);
-            let got = match answered.remove(&server) {
+        for server in servers_of(&rcpts) {
+            let idx = group_of(server);
+            let got = match answered.remove(server) {
                 Some(g) => g,
                 None => {
                     let group: Vec<&Rcpt> = idx.iter().map(|&i| &rcpts[i]).collect();
@@ -783,12 +777,7 @@ impl Session {
             }
         };
         drop(rx);
-        let mut order: Vec<&str> = Vec::new();
-        for r in rcpts {
-            if !order.contains(&r.server.as_str()) {
-                order.push(&r.server);
-            }
-        }
+        let order = servers_of(rcpts);
         let mut sent = Vec::with_capacity(order.len());
         for server in order {
             let group: Vec<&Rcpt> = rcpts.iter().filter(|r| r.server == server).collect();
@@ -1042,6 +1031,17 @@ impl Session {
         }
         Ok(result)
     }
+}
+
+/// The back ends of `rcpts`, each once, in the recipients' order.
+fn servers_of(rcpts: &[Rcpt]) -> Vec<&str> {
+    let mut order: Vec<&str> = Vec::new();
+    for r in rcpts {
+        if !order.contains(&r.server.as_str()) {
+            order.push(&r.server);
+        }
+    }
+    order
 }
 
 /// What a back end answered to MAIL, RCPT and DATA.

@@ -197,7 +197,7 @@ impl crate::server::Service for Lmtpd {
 }
 
 /// Makes the header to store from a received one (`trace::Prehash`).
-type Dress<'a> = dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'a;
+pub(crate) type Dress<'a> = dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'a;
 
 pub(crate) type Rd = tokio::io::ReadHalf<Box<dyn Io>>;
 pub(crate) type Wr = tokio::io::WriteHalf<Box<dyn Io>>;

@@ -178,7 +178,7 @@ impl Default for Prehash {
 impl Prehash {
     /// More of the message has arrived (`data`: all of it so far, CRLF
     /// text); `dress` makes the header to store from the received one.
-    pub fn advance(&mut self, data: &[u8], dress: &(dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + '_)) {
+    pub fn advance(&mut self, data: &[u8], dress: &super::Dress<'_>) {
         use sha1::Digest;
         if self.off {
             return;
