@@ -591,6 +591,7 @@ impl Session {
         let mut refused: Option<&'static str> = None;
         let (mut size, mut sent) = (0usize, 0usize);
         let mut broken: HashMap<String, String> = HashMap::new();
+        // Grown to READ_CHUNK once a read fills it (a big message).
         let mut chunk = vec![0u8; FORWARD_CHUNK];
         loop {
             let data: &[u8] = if !pending.is_empty() {
@@ -599,6 +600,9 @@ impl Session {
                 let n = crate::server::read_within(&mut self.r, &mut chunk, IDLE).await?;
                 if n == 0 {
                     return Ok(());
+                }
+                if n == chunk.len() && n < READ_CHUNK {
+                    chunk.resize(READ_CHUNK, 0);
                 }
                 &chunk[..n]
             };
@@ -1055,6 +1059,10 @@ enum Accepted {
 /// The message goes on to the back ends in pieces of this size.
 const FORWARD_CHUNK: usize = 64 * 1024;
 
+/// A big message is read from the client up to this much at a time (and
+/// such a piece goes on as read): fewer reads, writes and wakeups.
+const READ_CHUNK: usize = 256 * 1024;
+
 /// A message up to this size goes to back ends that offer CHUNKING whole,
 /// with its MAIL and RCPTs.
 const CHUNKED_MAX: usize = 128 * 1024;
@@ -1070,7 +1078,12 @@ fn header_complete(b: &[u8], scanned: &mut usize) -> bool {
     }
     let from = (*scanned).min(b.len());
     *scanned = b.len().saturating_sub(2);
-    b[from..].windows(2).any(|w| w == b"\n\n") || b[from..].windows(3).any(|w| w == b"\n\r\n")
+    // From each LF on (a byte at a time over a 64 KB piece cost more
+    // than the rest of the relay).
+    memchr::memchr_iter(b'\n', &b[from..]).any(|i| match &b[from + i + 1..] {
+        [b'\n', ..] | [b'\r', b'\n', ..] => true,
+        _ => false,
+    })
 }
 
 fn temp_if_unknown(reply: &str) -> String {
@@ -1127,4 +1140,28 @@ pub fn main(args: &[String]) -> i32 {
         ..Default::default()
     };
     super::cyrus::serve_until_term("lmtpproxyd", &log, &specs, p, limits, || {}, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_complete;
+
+    #[test]
+    fn header_end_found_across_pieces() {
+        let msg = b"Subject: x\r\nFrom: a@b\r\n\r\nbody\n\nmore\r\n";
+        let end = 25; // just past the empty line's LF
+        for split in 0..msg.len() {
+            let mut scanned = 0;
+            let first = header_complete(&msg[..split], &mut scanned);
+            let found = first || header_complete(msg, &mut scanned);
+            assert!(found, "split {split}");
+            assert_eq!(first, split >= end, "split {split}");
+        }
+        for bare in [&b"A: b\n\nbody"[..], b"\r\nbody", b"\nbody", b"A: b\r\n\r\n"] {
+            assert!(header_complete(bare, &mut 0), "{bare:?}");
+        }
+        for open in [&b"A: b\r\nC: d\r\n"[..], b"A: b\r\n\r", b"", b"A"] {
+            assert!(!header_complete(open, &mut 0), "{open:?}");
+        }
+    }
 }
