@@ -489,6 +489,19 @@ mod tests {
     }
 
     #[test]
+    fn long_lines_broken_as_postfix_sends_them() {
+        // Short lines: as dot_stuff.
+        assert_eq!(dot_stuff_folded(b".a\r\nb\r\n", 5), dot_stuff(b".a\r\nb\r\n"));
+        // Exactly the limit: whole; one more: broken, then a space and
+        // the rest; a stuffed dot does not count.
+        assert_eq!(dot_stuff_folded(b"abcde\r\nabcdef\r\n", 5), b"abcde\r\nabcde\r\n f\r\n.\r\n");
+        assert_eq!(dot_stuff_folded(b".bcdefghijkl\r\n", 5), b"..bcde\r\n fghi\r\n jkl\r\n.\r\n");
+        // No final line end; a bare LF kept; no limit.
+        assert_eq!(dot_stuff_folded(b"x\nabcdefg", 5), b"x\nabcde\r\n fg\r\n.\r\n");
+        assert_eq!(dot_stuff_folded(b"abcdefg\r\n", 0), dot_stuff(b"abcdefg\r\n"));
+    }
+
+    #[test]
     fn data_dots_and_limit() {
         let mut d = DataReceiver::new(20);
         assert!(!d.line(b"..x"));
@@ -502,8 +515,6 @@ mod tests {
     }
 }
 
-/// A message as DATA sends it: leading dots doubled, a final CRLF, then
-/// the `.` line.
 /// Finds the end of a message in DATA's raw, still dot-stuffed input
 /// (the line `.`, ended by CRLF or a bare LF), chunk by chunk: a proxy
 /// passes the bytes on as they are.
@@ -566,6 +577,40 @@ impl DataEnd {
     }
 }
 
+/// `dot_stuff` with every line longer than `limit` bytes (its end not
+/// counted) broken as Postfix's SMTP and LMTP clients break it
+/// (`smtp_line_length_limit`): `limit` bytes, CRLF, then a space and up
+/// to `limit - 1` more, and so on.  A stuffed dot is not counted.
+pub fn dot_stuff_folded(content: &[u8], limit: usize) -> Vec<u8> {
+    if limit < 2 || !content.split(|&c| c == b'\n').any(|l| l.len() > limit) {
+        return dot_stuff(content);
+    }
+    let mut out = Vec::with_capacity(content.len() + content.len() / limit * 3 + 64);
+    for line in content.split_inclusive(|&c| c == b'\n') {
+        let body_len = line.len() - line.strip_suffix(b"\n").map_or(0, |l| if l.ends_with(b"\r") { 2 } else { 1 });
+        let (mut text, end) = line.split_at(body_len);
+        if text.starts_with(b".") {
+            out.push(b'.');
+        }
+        let mut room = limit;
+        while text.len() > room {
+            out.extend_from_slice(&text[..room]);
+            out.extend_from_slice(b"\r\n ");
+            text = &text[room..];
+            room = limit - 1;
+        }
+        out.extend_from_slice(text);
+        out.extend_from_slice(end);
+    }
+    if !out.ends_with(b"\r\n") && !out.is_empty() {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// A message as DATA sends it: leading dots doubled, a final CRLF, then
+/// the `.` line.
 pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 64);
     let mut bol = true;

@@ -40,7 +40,7 @@ SUPPORTED_PREFIXES = ("smtpd_", "lmtp_", "smtp_", "queue_", "qmgr_", "default_",
                       "disable_vrfy", "anvil_", "stress", "postscreen_")
 # (postscreen_*: daemon::smtpd::postscreen; the cache is in memory.)
 # Supported outside those prefixes.
-SUPPORTED_NAMES = {"non_smtpd_milters", "milter_command_timeout", "milter_connect_macros",
+SUPPORTED_NAMES = {"non_smtpd_milters", "hopcount_limit", "header_size_limit", "milter_command_timeout", "milter_connect_macros",
                    "milter_connect_timeout", "milter_content_timeout", "milter_data_macros",
                    "milter_default_action", "milter_end_of_data_macros", "milter_end_of_header_macros",
                    "milter_helo_macros", "milter_macro_daemon_name", "milter_macro_v",
@@ -61,7 +61,7 @@ NOT_IMPLEMENTED = {"postscreen_cache_map", "postscreen_cache_cleanup_interval", 
                    "smtpd_proxy_filter", "smtpd_proxy_options", "smtpd_proxy_ehlo", "smtpd_proxy_timeout",
                    "smtpd_milter_maps",
                    "smtpd_sasl_exceptions_networks",
-                   "hopcount_limit", "header_size_limit", "sender_bcc_maps", "recipient_bcc_maps",
+                   "sender_bcc_maps", "recipient_bcc_maps",
                    "sender_dependent_relayhost_maps", "sender_dependent_default_transport_maps",
                    "mailbox_command", "mailbox_command_maps", "fallback_transport", "fallback_transport_maps",
                    "smtp_tls_per_site", "lmtp_tls_per_site",

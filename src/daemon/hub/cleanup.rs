@@ -41,6 +41,11 @@ pub struct Rewriter {
     pub(super) body_checks: super::headers::Checks,
     /// `body_checks_size_limit`: bytes of each body part checked.
     pub(super) body_checks_size_limit: usize,
+    /// `hopcount_limit`: Received: headers (ours included) from which a
+    /// message is refused as looping.
+    pub(super) hopcount_limit: usize,
+    /// `header_size_limit`: bytes kept of one header.
+    pub(super) header_size_limit: usize,
     /// `message_drop_headers`, lower case.
     pub(super) drop_headers: Vec<String>,
     pub(super) always_add_missing_headers: bool,
@@ -92,6 +97,8 @@ impl Rewriter {
             nested_header_checks: checks("nested_header_checks")?,
             body_checks: checks("body_checks")?,
             body_checks_size_limit: num("body_checks_size_limit")?,
+            hopcount_limit: num("hopcount_limit")?,
+            header_size_limit: num("header_size_limit")?,
             always_add_missing_headers: yes("always_add_missing_headers")?,
             append_at_myorigin: yes("append_at_myorigin")?,
             append_dot_mydomain: yes("append_dot_mydomain")?.then(|| conf.mydomain.clone()),

@@ -94,6 +94,41 @@ pub struct Cleaned {
     pub filter: Option<String>,
     /// cleanup log lines (after `QID: `): header_checks actions.
     pub log: Vec<String>,
+    /// cleanup warnings (after `QID: `): a message refused as looping.
+    pub warnings: Vec<String>,
+}
+
+/// The reply to a message with `hopcount_limit` Received: headers.
+pub const TOO_MANY_HOPS: &str = "554 5.4.0 Error: too many hops";
+
+/// One header (its lines with their ends) cut to `limit` bytes as
+/// cleanup keeps it: its lines joined by one newline, a first line longer
+/// than the limit cut there, and from the first continuation line that
+/// would go past the limit on, the rest dropped.
+pub fn truncate_field(f: &[u8], limit: usize) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    let mut total = 0usize;
+    let mut at = 0usize;
+    while at < f.len() {
+        let end = memchr::memchr(b'\n', &f[at..]).map_or(f.len(), |n| at + n + 1);
+        let line = &f[at..end];
+        let text = line.strip_suffix(b"\n").map_or(line, |l| l.strip_suffix(b"\r").unwrap_or(l));
+        if at == 0 {
+            if text.len() > limit {
+                let mut cut = text[..limit].to_vec();
+                cut.extend_from_slice(b"\r\n");
+                return Cow::Owned(cut);
+            }
+            total = text.len();
+        } else {
+            total += 1 + text.len();
+            if total > limit {
+                return Cow::Borrowed(&f[..at]);
+            }
+        }
+        at = end;
+    }
+    Cow::Borrowed(f)
 }
 
 /// Raw header fields (each with its line ends) and the offset of the
@@ -492,7 +527,11 @@ impl Rewriter {
         let mut resent_message_id = None;
         let mut fx = Effects::default();
         let mut log = Vec::new();
+        // The caller's own Received: header is the first hop.
+        let mut hops = 1usize;
         for f in &fields {
+            let cut = truncate_field(f, self.header_size_limit.max(1));
+            let f: &[u8] = &cut;
             let mut name = name_of(f);
             let mut lower = name.to_ascii_lowercase();
             // header_checks (MIME headers: mime_header_checks): one
@@ -521,9 +560,12 @@ impl Rewriter {
                     }
                 }
             }
-            let f: &[u8] = replaced.as_deref().unwrap_or(*f);
+            let f: &[u8] = replaced.as_deref().unwrap_or(f);
             if lower.starts_with("resent-") {
                 resent = true;
+            }
+            if lower == "received" {
+                hops += 1;
             }
             seen.insert(lower.clone());
             let text = || String::from_utf8_lossy(value_of(f)).trim().to_string();
@@ -605,11 +647,17 @@ impl Rewriter {
         } else {
             out.extend_from_slice(body);
         }
+        let mut warnings = Vec::new();
+        if hops >= self.hopcount_limit {
+            warnings.push("message rejected: hopcount exceeded".to_string());
+            fx.verdict = Some(Verdict::Reject(TOO_MANY_HOPS.to_string()));
+        }
         Ok(Cleaned {
             content: out,
             message_id,
             resent_message_id,
             verdict: fx.verdict,
+            warnings,
             redirect: fx.redirect,
             bcc: fx.bcc,
             filter: fx.filter,
@@ -685,6 +733,19 @@ mod tests {
 
     /// MIME-aware checks: which table sees which line (the cases the
     /// real Postfix 3.7 comparison in hub_vs_postfix.rs also covers).
+    #[test]
+    fn one_header_cut_as_cleanup_cuts_it() {
+        let t = |f: &[u8], n: usize| truncate_field(f, n).into_owned();
+        // Within the limit: as it is.
+        assert_eq!(t(b"A: bc\r\n d\r\n", 20), b"A: bc\r\n d\r\n");
+        // A first line past the limit: cut there.
+        assert_eq!(t(b"A: bcdefgh\r\n d\r\n", 6), b"A: bcd\r\n");
+        // Lines joined by one byte: up to exactly the limit kept, the
+        // first line that goes past it dropped with all after it.
+        assert_eq!(t(b"A: bc\r\n d\r\n e\r\n", 8), b"A: bc\r\n d\r\n");
+        assert_eq!(t(b"A: bc\r\n defgh\r\n e\r\n", 8), b"A: bc\r\n");
+    }
+
     #[test]
     fn mime_parts_nested_messages_and_body_lines() {
         let r = rw("header_checks = inline:{ {Subject: evil = REJECT bad subject} }\n\

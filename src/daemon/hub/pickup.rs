@@ -133,6 +133,9 @@ impl Pickup {
         for l in &cleaned.log {
             self.cleanup_log.info(&format!("{qid}: {l}"));
         }
+        for w in &cleaned.warnings {
+            self.cleanup_log.warning(&format!("{qid}: {w}"));
+        }
         use crate::daemon::hub::headers::Verdict;
         match &cleaned.verdict {
             Some(Verdict::Reject(reply)) => return Err(reply.get(4..).unwrap_or(reply).to_string()),

@@ -152,6 +152,9 @@ pub struct ClientConf {
     secure_match: Vec<String>,
     pub myhostname: String,
     pub sasl: Option<Sasl>,
+    /// `*_line_length_limit`: longer lines of the message go out broken
+    /// with CRLF SPACE (0: not broken).
+    pub line_length_limit: usize,
 }
 
 /// The client's SASL settings.
@@ -364,6 +367,7 @@ impl ClientConf {
             secure_match: list("tls_secure_cert_match", "nexthop, dot-nexthop"),
             myhostname: myhostname.to_string(),
             sasl,
+            line_length_limit: int("line_length_limit", 998),
         })
     }
 

@@ -626,7 +626,7 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>, client: &ClientConf) -> Deliv
     let setup = t0.elapsed();
     let relay = c.relay.clone();
     let dsn_passed = c.dsn;
-    let res = transaction(&mut c, job).await;
+    let res = transaction(&mut c, job, client.line_length_limit).await;
     let timing = Timing {
         setup,
         xfer: t0.elapsed() - setup,
@@ -655,7 +655,8 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>, client: &ClientConf) -> Deliv
 
 type TxResult = Result<Vec<Outcome>, (Vec<Outcome>, String)>;
 
-async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
+/// `fold`: `*_line_length_limit`.
+async fn transaction(c: &mut Conn, job: &Job<'_>, fold: usize) -> TxResult {
     let relay = c.relay.clone();
     let lost = |stage: &str, e: std::io::Error| format!("lost connection with {relay} while {stage}: {e}");
     let said = |r: &Reply, cmd: &str| format!("host {relay} said: {} (in reply to {cmd} command)", r.text);
@@ -734,7 +735,7 @@ async fn transaction(c: &mut Conn, job: &Job<'_>) -> TxResult {
         }
     }
     if !accepted.is_empty() {
-        let body = crate::proto::lmtp::dot_stuff(job.content);
+        let body = crate::proto::lmtp::dot_stuff_folded(job.content, fold);
         c.io.get_mut()
             .write_all(&body)
             .await

@@ -298,6 +298,9 @@ impl Session<'_> {
         for l in &cleaned.log {
             self.d.cleanup_log.info(&format!("{qid}: {l}"));
         }
+        for w in &cleaned.warnings {
+            self.d.cleanup_log.warning(&format!("{qid}: {w}"));
+        }
         match &cleaned.verdict {
             Some(crate::daemon::hub::headers::Verdict::Reject(reply)) => {
                 drop(draft);
