@@ -2112,3 +2112,98 @@ for subj, msg in msgs:
     assert!(real.contains(&format!("\n {}\nqqq", "d".repeat(203))), "{real}");
     same(&real, &ours);
 }
+
+/// The SMTP client's `smtp_tcp_port` (a next hop without a port),
+/// `smtp_bind_address` (the sink sees the message come from that
+/// address) and `smtp_data_done_timeout` (a server mute after the final
+/// dot: deferred with Postfix's reason), and smtpd's `queue_minfree` (less
+/// free queue space than that: 452 at MAIL, as Postfix's
+/// smtpd_check_queue).
+#[test]
+fn client_port_bind_address_timeout_and_queue_minfree() {
+    const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+    if !can_run("client port and bind address", &[SMTP_SINK]) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    open_dir(d.path());
+    let (sink_dir, sink_port, _sink) = smtp_sink(&d.path().join("sink"));
+    let port = free_port();
+    let services = format!("127.0.0.1:{port} inet n - n - - smtpd\n");
+    let main = format!("relayhost = [127.0.0.1]\nsmtp_tcp_port = {sink_port}\nsmtp_bind_address = 127.0.0.2\n");
+    let _hub = relay_hub(&d.path().join("hub"), sink_port, &main, &services, port);
+    const SEND: &str = r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))
+try:
+    s.sendmail('s@x.test', ['t@y.test'], b'Subject: bound\r\n\r\nbody\r\n'); print('sent')
+except smtplib.SMTPException as e:
+    print('refused', e)
+s.quit()
+"#;
+    let out = python(SEND, &[&port.to_string()]);
+    assert!(out.contains("sent"), "{out}");
+    wait_for("the message at the sink", std::time::Duration::from_secs(60), || {
+        std::fs::read_dir(&sink_dir).map(|r| r.count()).unwrap_or(0) >= 1
+    });
+    let file = std::fs::read_dir(&sink_dir).unwrap().next().unwrap().unwrap().path();
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains("X-Client-Addr: 127.0.0.2"), "{text}");
+    assert!(text.contains("Subject: bound"), "{text}");
+
+    let port2 = free_port();
+    let services = format!("127.0.0.1:{port2} inet n - n - - smtpd\n");
+    let _full = relay_hub(
+        &d.path().join("hub2"),
+        sink_port,
+        "queue_minfree = 1000000000000000000\n",
+        &services,
+        port2,
+    );
+    let out = python(SEND, &[&port2.to_string()]);
+    assert!(
+        out.contains("refused") && out.contains("4.3.1 Insufficient system storage"),
+        "{out}"
+    );
+
+    // smtp_data_done_timeout: a server that never answers the final dot;
+    // the message waits in the queue with Postfix's reason.
+    const MUTE: &str = r#"
+import socket, sys, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(5)
+def serve(c):
+    f = c.makefile('rb'); c.sendall(b'220 mute ESMTP\r\n')
+    while True:
+        l = f.readline()
+        if not l:
+            return
+        if l.upper().startswith(b'DATA'):
+            c.sendall(b'354 go\r\n')
+            while f.readline() not in (b'.\r\n', b''):
+                pass
+            time.sleep(60)
+            return
+        c.sendall(b'250 ok\r\n')
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+    let mute_port = free_port();
+    let _mute = Proc::spawn("mute server", Command::new("python3").args(["-c", MUTE, &mute_port.to_string()]));
+    wait_tcp(mute_port);
+    let port3 = free_port();
+    let services = format!("127.0.0.1:{port3} inet n - n - - smtpd\n");
+    let hub3 = d.path().join("hub3");
+    let main = format!("relayhost = [127.0.0.1]:{mute_port}\nsmtp_data_done_timeout = 2s\n");
+    let _slow = relay_hub(&hub3, sink_port, &main, &services, port3);
+    let out = python(SEND, &[&port3.to_string()]);
+    assert!(out.contains("sent"), "{out}");
+    let want = format!(
+        "conversation with 127.0.0.1[127.0.0.1]:{mute_port} timed out while sending end of data -- message may be sent more than once"
+    );
+    wait_for("the timeout in the log", std::time::Duration::from_secs(30), || {
+        std::fs::read_to_string(hub3.join("maillog")).unwrap_or_default().contains(&want)
+    });
+    let log = std::fs::read_to_string(hub3.join("maillog")).unwrap_or_default();
+    assert!(log.contains("status=deferred"), "{log}");
+}

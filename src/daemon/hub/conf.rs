@@ -163,6 +163,8 @@ pub struct SmtpdConf {
     /// `smtpd_reject_footer`, unexpanded (its `$name`s are the session's).
     pub reject_footer: String,
     pub message_size_limit: usize,
+    /// `queue_minfree`: bytes of free queue space below which mail waits.
+    pub queue_minfree: u64,
     pub line_length_limit: usize,
     pub recipient_limit: usize,
     /// `smtpd_recipient_overshoot_limit`.
@@ -459,6 +461,7 @@ impl SmtpdConf {
             banner: s("smtpd_banner"),
             reject_footer: p.raw("smtpd_reject_footer").unwrap_or_default().trim().to_string(),
             message_size_limit: size,
+            queue_minfree: p.get_int("queue_minfree", 0, 0)? as u64,
             line_length_limit: p.get_int("line_length_limit", 80, 0)? as usize,
             recipient_limit: p.get_int("smtpd_recipient_limit", 1, 0)? as usize,
             recipient_overshoot_limit: p.get_int("smtpd_recipient_overshoot_limit", 0, 0)? as usize,

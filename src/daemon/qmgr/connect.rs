@@ -155,6 +155,34 @@ pub struct ClientConf {
     /// `*_line_length_limit`: longer lines of the message go out broken
     /// with CRLF SPACE (0: not broken).
     pub line_length_limit: usize,
+    /// `*_tcp_port`: the port of a next hop that names none.
+    pub tcp_port: u16,
+    /// The `*_timeout`s of each stage of a session.
+    pub timeouts: Timeouts,
+    /// `*_bind_address`, `*_bind_address6`: the local address of
+    /// connections out (per family).
+    pub bind4: Option<IpAddr>,
+    pub bind6: Option<IpAddr>,
+}
+
+/// How long the client waits for each reply (and for the message's
+/// writes), as Postfix's `smtp_*_timeout`/`lmtp_*_timeout` say.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// The greeting, EHLO/LHLO/HELO and AUTH (`*_helo_timeout`,
+    /// `lmtp_lhlo_timeout`).
+    pub helo: Duration,
+    pub starttls: Duration,
+    pub mail: Duration,
+    pub rcpt: Duration,
+    /// The reply to DATA.
+    pub data_init: Duration,
+    /// Each write of the message.
+    pub data_xfer: Duration,
+    /// The reply(s) after the final dot.
+    pub data_done: Duration,
+    pub rset: Duration,
+    pub quit: Duration,
 }
 
 /// The client's SASL settings.
@@ -350,6 +378,44 @@ impl ClientConf {
         } else {
             None
         };
+        let port = get("tcp_port");
+        let tcp_port = match port.as_str() {
+            "" => {
+                if smtp {
+                    25
+                } else {
+                    24
+                }
+            }
+            p => service_port(p).ok_or_else(|| format!("{pre}_tcp_port: bad port \"{p}\""))?,
+        };
+        let bind = |n: &str, v6: bool| -> Result<Option<IpAddr>, String> {
+            match get(n).as_str() {
+                "" => Ok(None),
+                a => match a.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+                    Ok(ip) if ip.is_ipv6() == v6 => Ok(Some(ip)),
+                    _ => Err(format!("{pre}_{n}: bad address \"{a}\"")),
+                },
+            }
+        };
+        let (bind4, bind6) = (bind("bind_address", false)?, bind("bind_address6", true)?);
+        let t = |n: &str, d: u64| -> Duration {
+            p.get_time(&format!("{pre}_{n}"))
+                .ok()
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(d))
+        };
+        let timeouts = Timeouts {
+            helo: if smtp { t("helo_timeout", 300) } else { t("lhlo_timeout", 300) },
+            starttls: t("starttls_timeout", 300),
+            mail: t("mail_timeout", 300),
+            rcpt: t("rcpt_timeout", 300),
+            data_init: t("data_init_timeout", 120),
+            data_xfer: t("data_xfer_timeout", 180),
+            data_done: t("data_done_timeout", 600),
+            rset: t("rset_timeout", 20),
+            quit: t("quit_timeout", 300),
+        };
         Ok(ClientConf {
             smtp,
             dns,
@@ -368,6 +434,10 @@ impl ClientConf {
             myhostname: myhostname.to_string(),
             sasl,
             line_length_limit: int("line_length_limit", 998),
+            tcp_port,
+            timeouts,
+            bind4,
+            bind6,
         })
     }
 
@@ -603,10 +673,28 @@ fn shuffle_equal(list: &mut [crate::dns::Mx]) {
 /// Parses a next hop (`unix:/path`, `inet:host:port`, `[host]:port`,
 /// `host`); SMTP looks up MX records for names without brackets.
 pub fn parse(nexthop: &str, smtp: bool) -> Result<Target, String> {
+    parse_with_port(nexthop, smtp, if smtp { 25 } else { 24 })
+}
+
+/// A port number or one of the service names Postfix's clients use.
+fn service_port(p: &str) -> Option<u16> {
+    match p.parse::<u16>() {
+        Ok(n) => Some(n),
+        Err(_) => match p {
+            "smtp" => Some(25),
+            "lmtp" => Some(24),
+            "submission" => Some(587),
+            "smtps" | "submissions" => Some(465),
+            _ => None,
+        },
+    }
+}
+
+/// `parse` with the port of a next hop that names none (`*_tcp_port`).
+pub fn parse_with_port(nexthop: &str, smtp: bool, default_port: u16) -> Result<Target, String> {
     if let Some(path) = nexthop.strip_prefix("unix:") {
         return Ok(Target::Unix(path.to_string()));
     }
-    let default_port = if smtp { 25 } else { 24 };
     let hp = nexthop.strip_prefix("inet:").unwrap_or(nexthop).trim();
     let (host, port, bracket) = if let Some(r) = hp.strip_prefix('[') {
         let (h, rest) = r.split_once(']').ok_or_else(|| format!("bad next hop: {nexthop}"))?;
@@ -619,15 +707,7 @@ pub fn parse(nexthop: &str, smtp: bool) -> Result<Target, String> {
     };
     let port = match port {
         None => default_port,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) => n,
-            Err(_) => match p.as_str() {
-                "smtp" => 25,
-                "lmtp" => 24,
-                "submission" => 587,
-                _ => return Err(format!("bad port in next hop: {nexthop}")),
-            },
-        },
+        Some(p) => service_port(&p).ok_or_else(|| format!("bad port in next hop: {nexthop}"))?,
     };
     if host.is_empty() {
         return Err(format!("bad next hop: {nexthop}"));

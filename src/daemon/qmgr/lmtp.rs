@@ -22,13 +22,14 @@ const MAX_REPLY_LINE: usize = 4096;
 const MAX_REPLY_LINES: usize = 100;
 /// Idle connections are kept this long (`lmtp_connection_cache_time_limit`).
 const CACHE_TIME: Duration = Duration::from_secs(2);
-const TIMEOUT: Duration = Duration::from_secs(300);
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 pub struct Conn {
     io: BufReader<Box<dyn Stream>>,
+    /// How long each stage waits.
+    t: connect::Timeouts,
     pipelining: bool,
     size: bool,
     eightbit: bool,
@@ -89,12 +90,13 @@ fn enhanced(text: &str, code: u16) -> String {
     format!("{}.0.0", code / 100)
 }
 
-async fn read_reply(io: &mut BufReader<Box<dyn Stream>>) -> std::io::Result<Reply> {
+/// One reply, each line within `wait`.
+async fn read_reply(io: &mut BufReader<Box<dyn Stream>>, wait: Duration) -> std::io::Result<Reply> {
     let mut lines: Vec<String> = Vec::new();
     let mut code;
     loop {
         let mut buf = Vec::new();
-        let n = tokio::time::timeout(TIMEOUT, (&mut *io).take(MAX_REPLY_LINE as u64).read_until(b'\n', &mut buf))
+        let n = tokio::time::timeout(wait, (&mut *io).take(MAX_REPLY_LINE as u64).read_until(b'\n', &mut buf))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout"))??;
         if n == 0 {
@@ -171,8 +173,24 @@ impl From<Failure> for Attempt {
 
 /// Connects to the next hop: every address in turn until one greets and
 /// takes LHLO/EHLO (and STARTTLS when the policy asks).
+/// A TCP connection from `*_bind_address(6)` when set for the family.
+async fn open(client: &ClientConf, ip: std::net::IpAddr, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let bind = if ip.is_ipv6() { client.bind6 } else { client.bind4 };
+    let Some(local) = bind else {
+        return tokio::net::TcpStream::connect((ip, port)).await;
+    };
+    let sock = if ip.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    sock.bind(std::net::SocketAddr::new(local, 0))?;
+    sock.connect(std::net::SocketAddr::new(ip, port)).await
+}
+
 async fn connect(job: &Job<'_>, client: &ClientConf, notes: &mut Vec<String>) -> Result<Conn, (Failure, String)> {
-    let target = connect::parse(job.nexthop, job.smtp).map_err(|e| (Failure::defer("4.3.5", e), "none".to_string()))?;
+    let target =
+        connect::parse_with_port(job.nexthop, job.smtp, client.tcp_port).map_err(|e| (Failure::defer("4.3.5", e), "none".to_string()))?;
     let (host, port, mx) = match target {
         Target::Unix(path) => {
             let relay = format!("{}[{path}]", job.myhostname);
@@ -202,7 +220,7 @@ async fn connect(job: &Job<'_>, client: &ClientConf, notes: &mut Vec<String>) ->
         let relay = format!("{}[{}]:{}", a.host, a.ip, a.port);
         let mut plain = false;
         loop {
-            let stream = match tokio::time::timeout(client.connect_timeout, tokio::net::TcpStream::connect((a.ip, a.port))).await {
+            let stream = match tokio::time::timeout(client.connect_timeout, open(client, a.ip, a.port)).await {
                 Err(_) => Err(format!("connect to {relay}: Connection timed out")),
                 Ok(Err(e)) => Err(connect_error(&relay, &e)),
                 Ok(Ok(s)) => Ok(s),
@@ -265,6 +283,7 @@ async fn greet_and_tls(
 ) -> Result<Conn, Attempt> {
     let mut c = Conn {
         io: BufReader::new(io),
+        t: client.timeouts,
         pipelining: false,
         size: false,
         eightbit: false,
@@ -275,7 +294,7 @@ async fn greet_and_tls(
         tls_note: None,
         relay,
     };
-    let g = read_reply(&mut c.io).await.map_err(|e| {
+    let g = read_reply(&mut c.io, c.t.helo).await.map_err(|e| {
         Failure::defer(
             "4.4.2",
             format!("lost connection with {} while receiving the initial server greeting: {e}", c.relay),
@@ -298,7 +317,7 @@ async fn greet_and_tls(
     }
     c.send("STARTTLS\r\n").await.map_err(|e| Failure::defer("4.4.2", e.to_string()))?;
     c.flush().await.map_err(|e| Failure::defer("4.4.2", e.to_string()))?;
-    let r = read_reply(&mut c.io)
+    let r = read_reply(&mut c.io, c.t.starttls)
         .await
         .map_err(|e| Failure::defer("4.4.2", format!("lost connection with {} while sending STARTTLS: {e}", c.relay)))?;
     if r.code != 220 {
@@ -321,7 +340,7 @@ async fn greet_and_tls(
     let (cfg, name) = client.tls_for(&host, ip, domain, &policy)?;
     let relay = c.relay.clone();
     let inner = c.io.into_inner();
-    let tls = match tokio::time::timeout(TIMEOUT, tokio_rustls::TlsConnector::from(cfg).connect(name, inner)).await {
+    let tls = match tokio::time::timeout(c.t.starttls, tokio_rustls::TlsConnector::from(cfg).connect(name, inner)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             let text = match e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()) {
@@ -350,6 +369,7 @@ async fn greet_and_tls(
     let note = format!("{trust} TLS connection established to {relay}: {summary}");
     let mut c = Conn {
         io: BufReader::new(Box::new(tls)),
+        t: client.timeouts,
         pipelining: false,
         size: false,
         eightbit: false,
@@ -414,18 +434,18 @@ impl Conn {
             ir.extend_from_slice(pass.as_bytes());
             self.send(&format!("AUTH PLAIN {}\r\n", b64(&ir))).await.map_err(lost)?;
             self.flush().await.map_err(lost)?;
-            read_reply(&mut self.io).await.map_err(lost)?
+            read_reply(&mut self.io, self.t.helo).await.map_err(lost)?
         } else {
             self.send("AUTH LOGIN\r\n").await.map_err(lost)?;
             self.flush().await.map_err(lost)?;
-            let mut r = read_reply(&mut self.io).await.map_err(lost)?;
+            let mut r = read_reply(&mut self.io, self.t.helo).await.map_err(lost)?;
             for answer in [user.as_bytes(), pass.as_bytes()] {
                 if r.code != 334 {
                     break;
                 }
                 self.send(&format!("{}\r\n", b64(answer))).await.map_err(lost)?;
                 self.flush().await.map_err(lost)?;
-                r = read_reply(&mut self.io).await.map_err(lost)?;
+                r = read_reply(&mut self.io, self.t.helo).await.map_err(lost)?;
             }
             r
         };
@@ -463,13 +483,13 @@ impl Conn {
             .map_err(&failed)?;
         self.send(&format!("AUTH GSSAPI {first}\r\n")).await.map_err(lost)?;
         self.flush().await.map_err(lost)?;
-        let mut r = read_reply(&mut self.io).await.map_err(lost)?;
+        let mut r = read_reply(&mut self.io, self.t.helo).await.map_err(lost)?;
         while r.code == 334 {
             let challenge = r.lines.last().map(String::as_str).unwrap_or("");
             let reply = login.answer(challenge).await.map_err(&failed)?;
             self.send(&format!("{reply}\r\n")).await.map_err(lost)?;
             self.flush().await.map_err(lost)?;
-            r = read_reply(&mut self.io).await.map_err(lost)?;
+            r = read_reply(&mut self.io, self.t.helo).await.map_err(lost)?;
         }
         if r.code != 235 {
             return Err(Failure::defer(
@@ -492,14 +512,14 @@ impl Conn {
         let verb = if smtp { "EHLO" } else { "LHLO" };
         self.send(&format!("{verb} {name}\r\n")).await.map_err(|e| e.to_string())?;
         self.flush().await.map_err(|e| e.to_string())?;
-        let mut r = read_reply(&mut self.io)
+        let mut r = read_reply(&mut self.io, self.t.helo)
             .await
             .map_err(|e| format!("lost connection with {} while performing the {verb} handshake: {e}", self.relay))?;
         if smtp && r.code / 100 == 5 {
             // An old server: HELO, no extensions.
             self.send(&format!("HELO {name}\r\n")).await.map_err(|e| e.to_string())?;
             self.flush().await.map_err(|e| e.to_string())?;
-            r = read_reply(&mut self.io)
+            r = read_reply(&mut self.io, self.t.helo)
                 .await
                 .map_err(|e| format!("lost connection with {} while performing the HELO handshake: {e}", self.relay))?;
             if r.code != 250 {
@@ -587,7 +607,7 @@ pub async fn deliver(cache: &Cache, job: &Job<'_>, client: &ClientConf) -> Deliv
             // A cached connection is reset first; if that fails, start over.
             let ok = c.send("RSET\r\n").await.is_ok()
                 && c.flush().await.is_ok()
-                && matches!(read_reply(&mut c.io).await, Ok(r) if r.code == 250);
+                && matches!(read_reply(&mut c.io, c.t.rset).await, Ok(r) if r.code == 250);
             if ok {
                 Some(c)
             } else {
@@ -658,7 +678,10 @@ type TxResult = Result<Vec<Outcome>, (Vec<Outcome>, String)>;
 /// `fold`: `*_line_length_limit`.
 async fn transaction(c: &mut Conn, job: &Job<'_>, fold: usize) -> TxResult {
     let relay = c.relay.clone();
-    let lost = |stage: &str, e: std::io::Error| format!("lost connection with {relay} while {stage}: {e}");
+    let lost = |stage: &str, e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::TimedOut => format!("conversation with {relay} timed out while {stage}"),
+        _ => format!("lost connection with {relay} while {stage}: {e}"),
+    };
     let said = |r: &Reply, cmd: &str| format!("host {relay} said: {} (in reply to {cmd} command)", r.text);
     let eight = job.content.iter().any(|&b| b >= 0x80);
     let mut mail = format!("MAIL FROM:<{}>", job.sender);
@@ -698,7 +721,9 @@ async fn transaction(c: &mut Conn, job: &Job<'_>, fold: usize) -> TxResult {
         c.send(&mail).await.map_err(|e| io_err("sending MAIL FROM", e, &out))?;
         c.flush().await.map_err(|e| io_err("sending MAIL FROM", e, &out))?;
     }
-    let r = read_reply(&mut c.io).await.map_err(|e| io_err("sending MAIL FROM", e, &out))?;
+    let r = read_reply(&mut c.io, c.t.mail)
+        .await
+        .map_err(|e| io_err("sending MAIL FROM", e, &out))?;
     let mail_fail = (r.code / 100 != 2).then(|| r.clone());
     let mut accepted = Vec::new();
     for (i, rcpt) in job.rcpts.iter().enumerate() {
@@ -709,7 +734,9 @@ async fn transaction(c: &mut Conn, job: &Job<'_>, fold: usize) -> TxResult {
             c.send(&rcpt_line(i, rcpt)).await.map_err(|e| io_err("sending RCPT TO", e, &out))?;
             c.flush().await.map_err(|e| io_err("sending RCPT TO", e, &out))?;
         }
-        let r = read_reply(&mut c.io).await.map_err(|e| io_err("sending RCPT TO", e, &out))?;
+        let r = read_reply(&mut c.io, c.t.rcpt)
+            .await
+            .map_err(|e| io_err("sending RCPT TO", e, &out))?;
         if let Some(m) = &mail_fail {
             out[i] = Some(fail(m.clone(), said(m, "MAIL FROM")));
         } else if r.code / 100 == 2 {
@@ -723,7 +750,9 @@ async fn transaction(c: &mut Conn, job: &Job<'_>, fold: usize) -> TxResult {
         c.flush().await.map_err(|e| io_err("sending DATA command", e, &out))?;
     }
     if c.pipelining || !accepted.is_empty() {
-        let r = read_reply(&mut c.io).await.map_err(|e| io_err("sending DATA command", e, &out))?;
+        let r = read_reply(&mut c.io, c.t.data_init)
+            .await
+            .map_err(|e| io_err("sending DATA command", e, &out))?;
         if r.code != 354 {
             for &i in &accepted {
                 out[i] = Some(fail(r.clone(), said(&r, "DATA")));
@@ -736,16 +765,20 @@ async fn transaction(c: &mut Conn, job: &Job<'_>, fold: usize) -> TxResult {
     }
     if !accepted.is_empty() {
         let body = crate::proto::lmtp::dot_stuff_folded(job.content, fold);
-        c.io.get_mut()
-            .write_all(&body)
-            .await
-            .map_err(|e| io_err("sending message body", e, &out))?;
+        // Each piece written within *_data_xfer_timeout.
+        let xfer = c.t.data_xfer;
+        for piece in body.chunks(64 * 1024) {
+            tokio::time::timeout(xfer, c.io.get_mut().write_all(piece))
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout")))
+                .map_err(|e| io_err("sending message body", e, &out))?;
+        }
         c.flush().await.map_err(|e| io_err("sending message body", e, &out))?;
         // LMTP: one reply per accepted recipient; SMTP: one for all.
         let replies = if job.smtp { 1.min(accepted.len()) } else { accepted.len() };
         let mut last = None;
         for k in 0..replies {
-            let r = read_reply(&mut c.io)
+            let r = read_reply(&mut c.io, c.t.data_done)
                 .await
                 .map_err(|e| io_err("sending end of data -- message may be sent more than once", e, &out))?;
             if job.smtp {
@@ -773,7 +806,7 @@ async fn transaction(c: &mut Conn, job: &Job<'_>, fold: usize) -> TxResult {
         // DATA got 354 with no recipient accepted: end it empty.
         c.send(".\r\n").await.map_err(|e| io_err("sending end of data", e, &out))?;
         c.flush().await.map_err(|e| io_err("sending end of data", e, &out))?;
-        let _ = read_reply(&mut c.io).await;
+        let _ = read_reply(&mut c.io, c.t.quit).await;
     }
     Ok(out
         .into_iter()

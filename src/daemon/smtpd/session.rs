@@ -1137,7 +1137,12 @@ impl Session<'_> {
     /// 1.5 x message_size_limit.
     fn low_space(&self) -> bool {
         let need = (self.d.conf.message_size_limit as u64).saturating_mul(3) / 2;
-        need > 0 && self.free_space() < need
+        let minfree = self.d.conf.queue_minfree;
+        if need == 0 && minfree == 0 {
+            return false;
+        }
+        let free = self.free_space();
+        free < need || (minfree > 0 && free <= minfree)
     }
 
     async fn rcpt(&mut self, to: String, params: Vec<smtp::Param>) -> R {
