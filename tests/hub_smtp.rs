@@ -1318,7 +1318,7 @@ fn hub_tls_services() {
         &b.lmtp_sock,
         &format!(
             "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\nsmtpd_tls_received_header = yes\n\
-             smtpd_sasl_auth_enable = yes\nsmtpd_sasl_path = smtpd\ncyrus_sasl_config_path = {}\n",
+             smtpd_sasl_auth_enable = yes\nsmtpd_sasl_path = smtpd\ncyrus_sasl_config_path = {}\nbroken_sasl_auth_clients = yes\n",
             cert.display(),
             key.display(),
             h.display()
@@ -1369,6 +1369,11 @@ fn hub_tls_services() {
     let out = swaks(hub.port, &["--tls", "--h-Subject", "starttls"]);
     assert!(
         out.contains("<-  220 2.0.0 Ready to start TLS") && out.contains("queued as"),
+        "{out}"
+    );
+    // broken_sasl_auth_clients: the mechanisms also as AUTH=.
+    assert!(
+        out.contains("250-AUTH PLAIN LOGIN\n") && out.contains("250-AUTH=PLAIN LOGIN\n"),
         "{out}"
     );
     // encrypt: no AUTH before TLS, MAIL refused.

@@ -323,8 +323,8 @@ impl Params {
     }
 
     /// mumail's decisions for what main.cf sets: one warning per parameter
-    /// that is accepted but not implemented; an error for a rejected one set
-    /// to a non-default value.
+    /// that is accepted but not implemented (unless set to its default);
+    /// an error for a rejected one set to a non-default value.
     pub fn check_status(&self) -> Result<Vec<String>, crate::config::ConfigError> {
         use super::registry::Status;
         let mut warnings = Vec::new();
@@ -334,6 +334,8 @@ impl Params {
             };
             match p.status {
                 Status::Supported => {}
+                // Set to its default, it changes nothing.
+                Status::Ignored if e.value.trim() == p.default => {}
                 Status::Ignored => warnings.push(format!(
                     "{}, line {}: parameter {name} is not implemented; ignored",
                     self.main.path, e.line
@@ -579,11 +581,18 @@ mod tests {
 
     #[test]
     fn status_warnings() {
-        let p = params("html_directory = no\nmyhostname = a.example\n", "");
+        // Not implemented: a warning when set, unless set to its default.
+        let p = params(
+            "html_directory = /usr/share/doc\nmyhostname = a.example\nsmtp_pix_workarounds =\nsmtp_skip_5xx_greeting = yes\n",
+            "",
+        );
         let w = p.check_status().unwrap();
         assert_eq!(
             w,
-            vec!["main.cf, line 1: parameter html_directory is not implemented; ignored".to_string()]
+            vec![
+                "main.cf, line 1: parameter html_directory is not implemented; ignored".to_string(),
+                "main.cf, line 3: parameter smtp_pix_workarounds is not implemented; ignored".to_string()
+            ]
         );
     }
 

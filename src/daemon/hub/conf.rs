@@ -261,6 +261,9 @@ pub struct SmtpdConf {
     /// `smtpd_noop_commands`: answered `250 2.0.0 Ok` and otherwise ignored.
     pub noop_commands: Vec<String>,
     pub sasl_auth_enable: bool,
+    /// `broken_sasl_auth_clients`: AUTH also offered as `AUTH=` (for old
+    /// Outlook clients).
+    pub broken_sasl_auth_clients: bool,
     /// `smtpd_sasl_security_options` (before TLS) and
     /// `smtpd_sasl_tls_security_options` (under TLS).
     pub sasl_security: SaslSecurity,
@@ -532,6 +535,7 @@ impl SmtpdConf {
             junk_command_limit: p.get_int("smtpd_junk_command_limit", 1, 0)? as usize,
             noop_commands: restriction_list(&s("smtpd_noop_commands")),
             sasl_auth_enable,
+            broken_sasl_auth_clients: p.get_bool("broken_sasl_auth_clients")?,
             sasl_service: s("smtpd_sasl_service"),
             sasl_local_domain: s("smtpd_sasl_local_domain"),
             sasl_response_limit: p.get_int("smtpd_sasl_response_limit", 1, 0)? as usize,

@@ -116,6 +116,9 @@ impl Session<'_> {
             let mechs = self.mechanisms();
             if !mechs.is_empty() {
                 kw.push(format!("AUTH {}", mechs.join(" ")));
+                if c.broken_sasl_auth_clients {
+                    kw.push(format!("AUTH={}", mechs.join(" ")));
+                }
             }
         }
         if crate::daemon::hub::conf::match_networks(&c.xclient_hosts, self.ip) {
@@ -130,7 +133,7 @@ impl Session<'_> {
         }
         kw.push("CHUNKING".into());
         self.discard_kw = self.discarded_keywords();
-        kw.retain(|k| !self.discard_kw.contains(&k.split(' ').next().unwrap_or("").to_string()));
+        kw.retain(|k| !self.discard_kw.contains(&k.split([' ', '=']).next().unwrap_or("").to_string()));
         if self.milter_reject.as_deref().is_some_and(|r| r.starts_with('5')) {
             kw.retain(|k| k == "ENHANCEDSTATUSCODES");
         }
