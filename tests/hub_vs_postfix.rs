@@ -1300,19 +1300,9 @@ msgs = [
     ("pass me", "Subject: pass me\nFrom: a@x.test\n\nbuy now cheap\nold line three\n"),
     ("redirect me too", "Subject: redirect me too\nFrom: a@x.test\n\nbuy now cheap\n"),
 ]
-for subj, msg in msgs:
-    s = smtplib.SMTP('127.0.0.1', port)
-    s.ehlo('client.example')
-    s.mail('s@x.test'); s.rcpt('t@y.test')
-    try:
-        code, text = s.data(msg.replace("\n", "\r\n").encode())
-    except smtplib.SMTPDataError as e:
-        code, text = e.smtp_code, e.smtp_error
-    print(subj, code, text.decode().split(' queued as ')[0])
-    s.quit()
 "#;
     let extra = "header_checks = regexp:{d}/hc\nbody_checks = regexp:{d}/bc\n";
-    let Some((real, ours)) = through_both(SEND, extra, &[("hc", HC), ("bc", BC)], 6) else {
+    let Some((real, ours)) = through_both(&send_each(SEND), extra, &[("hc", HC), ("bc", BC)], 6) else {
         return;
     };
     // The real run exercised what the test is about.
@@ -1321,6 +1311,18 @@ for subj, msg in msgs:
     assert!(real.contains("spam 550 5.7.1 no spam here"), "{real}");
     assert!(real.contains("new line one"), "{real}");
     same(&real, &ours);
+}
+
+/// A sender script for `through_both`: `msgs` (Python defining `msgs`,
+/// a list of (subject, text with LF line ends)) then one session each,
+/// printing the reply to DATA.
+fn send_each(msgs: &str) -> String {
+    format!(
+        "{msgs}\nfor subj, msg in msgs:\n    s = smtplib.SMTP('127.0.0.1', port)\n    s.ehlo('client.example')\n\
+         \x20   s.mail('s@x.test'); s.rcpt('t@y.test')\n    try:\n        code, text = s.data(msg.replace(\"\\n\", \"\\r\\n\").encode())\n\
+         \x20   except smtplib.SMTPDataError as e:\n        code, text = e.smtp_code, e.smtp_error\n\
+         \x20   print(subj, code, text.decode().split(' queued as ')[0])\n    s.quit()\n"
+    )
 }
 
 fn same(real: &str, ours: &str) {
@@ -2081,19 +2083,9 @@ msgs.append(("four", "Subject: four\nX-Four: " + "a" * 950 + "\n " + "b" * 100 +
 msgs.append(("fits", "Subject: fits\nX-Fits: " + "a" * 950 + "\n " + "b" * 40 + "\n c\nX-After: kept\nFrom: a@x.test\n\nbody\n"))
 msgs.append(("body lines", "Subject: body lines\nFrom: a@x.test\n\nshort\n" + "z" * 2500 + "\n." + "d" * 1200 + "\n" + "q" * 998 + "\nend\n"))
 msgs.append(("verylong", "Subject: verylong\nX-VL: " + "v" * 3000 + "\n more\nFrom: a@x.test\n\nbody\n"))
-for subj, msg in msgs:
-    s = smtplib.SMTP('127.0.0.1', port)
-    s.ehlo('client.example')
-    s.mail('s@x.test'); s.rcpt('t@y.test')
-    try:
-        code, text = s.data(msg.replace("\n", "\r\n").encode())
-    except smtplib.SMTPDataError as e:
-        code, text = e.smtp_code, e.smtp_error
-    print(subj, code, text.decode().split(' queued as ')[0])
-    s.quit()
 "#;
     let extra = "hopcount_limit = 5\nheader_size_limit = 1000\n";
-    let Some((real, ours)) = through_both(SEND, extra, &[], 11) else {
+    let Some((real, ours)) = through_both(&send_each(SEND), extra, &[], 11) else {
         return;
     };
     // The real run exercised what the test is about: with the server's
