@@ -2199,3 +2199,35 @@ while True:
     let log = std::fs::read_to_string(hub3.join("maillog")).unwrap_or_default();
     assert!(log.contains("status=deferred"), "{log}");
 }
+
+/// `strict_rfc821_envelopes = yes`: an address not in angle brackets is
+/// refused, with smtpd's warning; text after one is an unsupported
+/// option (quoted as the client wrote it).
+#[test]
+fn strict_envelopes_match_real_postfix() {
+    const SESSIONS: &str = "EHLO client.example
+MAIL FROM: a@b.org
+MAIL FROM:a@b.org
+MAIL FROM:<a@b.org> (comment)
+MAIL FROM:<a@b.org>
+RCPT TO:u7@mumail.test
+RCPT TO:<u7@mumail.test> junk
+RCPT TO:<u7@mumail.test>
+RSET
+MAIL FROM:<a b@c>
+MAIL FROM:<a@b
+MAIL FROM:<>
+QUIT
+";
+    let (real, ours) = differential("strict_rfc821_envelopes = yes\n", SESSIONS, 13);
+    // smtpd's warnings: the address as given, none for an unterminated one.
+    let warnings = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter_map(|l| l.split_once("]: warning: Illegal address syntax").map(|(_, w)| w.to_string()))
+            .collect()
+    };
+    if !real.is_empty() {
+        assert_eq!(warnings(&real).len(), 4, "{real}");
+        assert_eq!(warnings(&real), warnings(&ours), "{ours}");
+    }
+}

@@ -121,7 +121,7 @@ NOT_IMPLEMENTED = {
                    "smtpd_tls_mandatory_ciphers", "smtpd_tls_mandatory_exclude_ciphers",
                    "smtputf8_autodetect_classes", "strict_7bit_headers", "strict_8bitmime",
                    "strict_8bitmime_body", "strict_mailbox_ownership", "strict_mime_encoding_domain",
-                   "strict_rfc821_envelopes", "strict_smtputf8", "tls_append_default_CA", "tls_config_file",
+                   "strict_smtputf8", "tls_append_default_CA", "tls_config_file",
                    "tls_config_name", "tls_dane_digests", "tls_disable_workarounds", "tls_eecdh_auto_curves",
                    "tls_eecdh_strong_curve", "tls_eecdh_ultra_curve", "tls_export_cipherlist",
                    "tls_high_cipherlist", "tls_legacy_public_key_fingerprints", "tls_low_cipherlist",

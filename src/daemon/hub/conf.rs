@@ -173,6 +173,8 @@ pub struct SmtpdConf {
     pub helo_required: bool,
     pub disable_vrfy: bool,
     pub smtputf8_enable: bool,
+    /// `strict_rfc821_envelopes`: MAIL and RCPT addresses in brackets.
+    pub strict_rfc821_envelopes: bool,
     pub delay_reject: bool,
     pub client_restrictions: Vec<String>,
     pub helo_restrictions: Vec<String>,
@@ -472,6 +474,7 @@ impl SmtpdConf {
             helo_required: p.get_bool("smtpd_helo_required")?,
             disable_vrfy: p.get_bool("disable_vrfy_command")?,
             smtputf8_enable: p.get_bool("smtputf8_enable")?,
+            strict_rfc821_envelopes: p.get_bool("strict_rfc821_envelopes")?,
             delay_reject: p.get_bool("smtpd_delay_reject")?,
             client_restrictions: restriction_list(&s("smtpd_client_restrictions")),
             helo_restrictions: restriction_list(&s("smtpd_helo_restrictions")),

@@ -744,7 +744,7 @@ impl Session<'_> {
     }
 
     async fn dispatch(&mut self, line: &[u8]) -> R {
-        let cmd = smtp::parse(line);
+        let cmd = smtp::parse_strict(line, self.d.conf.strict_rfc821_envelopes);
         let name: &'static str = match &cmd {
             Command::Helo(_) => "helo",
             Command::Ehlo(_) => "ehlo",
@@ -851,11 +851,13 @@ impl Session<'_> {
             }
             Command::Mail(from, params) => self.mail(from, params).await,
             Command::BadPath(Verb::Mail) => {
+                self.illegal_address(line, "MAIL");
                 self.count(name, false);
                 self.error("501 5.1.7 Bad sender address syntax").await
             }
             Command::Rcpt(to, params) => self.rcpt(to, params).await,
             Command::BadPath(Verb::Rcpt) => {
+                self.illegal_address(line, "RCPT");
                 self.count(name, false);
                 self.error("501 5.1.3 Bad recipient address syntax").await
             }
@@ -1000,6 +1002,20 @@ impl Session<'_> {
         self.d.log.info(&l);
     }
 
+    /// Postfix's warning for a malformed MAIL or RCPT address.
+    fn illegal_address(&self, line: &[u8], verb: &str) {
+        if let Some(a) = smtp::illegal_address(line, self.d.conf.strict_rfc821_envelopes) {
+            self.d.log.warning(&format!(
+                "Illegal address syntax from {} in {verb} command: {}",
+                self.client(),
+                // printable(..., '?') as Postfix shows it.
+                a.chars()
+                    .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+                    .collect::<String>()
+            ));
+        }
+    }
+
     async fn mail(&mut self, mut from: String, params: Vec<smtp::Param>) -> R {
         let milter_args = self.milters.is_some().then(|| esmtp_args(&from, &params));
         let c = &self.d.conf;
@@ -1017,7 +1033,7 @@ impl Session<'_> {
         }
         let mut mp = MailParams::default();
         for (k, v) in params {
-            let bad = match (k.as_str(), v.as_deref()) {
+            let bad = match (k.to_ascii_uppercase().as_str(), v.as_deref()) {
                 ("SIZE", Some(n)) => match n.parse::<u64>() {
                     Ok(n) => {
                         mp.size = Some(n);
@@ -1042,8 +1058,8 @@ impl Session<'_> {
                     None
                 }
                 ("AUTH", Some(_)) => None,
-                (k, Some(v)) => Some(format!("555 5.5.4 Unsupported option: {k}={v}")),
-                (k, None) => Some(format!("555 5.5.4 Unsupported option: {k}")),
+                (_, Some(v)) => Some(format!("555 5.5.4 Unsupported option: {k}={v}")),
+                (_, None) => Some(format!("555 5.5.4 Unsupported option: {k}")),
             };
             if let Some(r) = bad {
                 self.count("mail", false);
@@ -1173,7 +1189,7 @@ impl Session<'_> {
         self.rcpt_tried += 1;
         let mut r = Recipient::new(&to);
         for (k, v) in params {
-            let bad = match (k.as_str(), v.as_deref()) {
+            let bad = match (k.to_ascii_uppercase().as_str(), v.as_deref()) {
                 ("NOTIFY", Some(n)) => {
                     let up = n.to_ascii_uppercase();
                     let items: Vec<&str> = up.split(',').collect();

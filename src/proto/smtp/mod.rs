@@ -169,11 +169,13 @@ pub fn check_path(path: &str) -> Option<String> {
     Some(path.to_string())
 }
 
+/// ESMTP parameters as sent (names matched without regard to case by
+/// their users; a refusal quotes them as the client wrote them).
 fn params(rest: &str) -> Vec<Param> {
     rest.split_whitespace()
         .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_ascii_uppercase(), Some(v.to_string())),
-            None => (p.to_ascii_uppercase(), None),
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (p.to_string(), None),
         })
         .collect()
 }
@@ -190,8 +192,34 @@ fn attributes(arg: &str) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
+/// For a MAIL or RCPT line `parse_strict` refuses as BadPath: the address
+/// as Postfix's smtpd logs it (`Illegal address syntax from ... in MAIL
+/// command: <a b@c>`): a complete but malformed `<...>`, or under
+/// `strict` one without brackets.  None where Postfix logs nothing (an
+/// unterminated `<`).
+pub fn illegal_address(line: &[u8], strict: bool) -> Option<String> {
+    let line = String::from_utf8_lossy(line);
+    let (_, arg) = line.trim_matches([' ', '\t']).split_once([' ', '\t']).unwrap_or(("", ""));
+    let arg = arg.trim_start_matches([' ', '\t']);
+    let colon = arg.find(':')?;
+    let after = arg[colon + 1..].trim_start_matches([' ', '\t']);
+    if after.starts_with('<') {
+        let (chars, _) = unquoted(&after[1..]);
+        let &(i, _) = chars.iter().find(|(_, c)| *c == '>')?;
+        return Some(after[..i + 2].to_string());
+    }
+    let token = &after[..after.find([' ', '\t']).unwrap_or(after.len())];
+    (strict || check_path(token).is_none()).then(|| token.to_string())
+}
+
 /// Parses one command line (without its line end).
 pub fn parse(line: &[u8]) -> Command {
+    parse_strict(line, false)
+}
+
+/// `parse`; with `strict` (`strict_rfc821_envelopes`) a MAIL or RCPT
+/// address must be in angle brackets.
+pub fn parse_strict(line: &[u8], strict: bool) -> Command {
     let line = String::from_utf8_lossy(line);
     let line = line.trim_matches([' ', '\t']);
     let (verb, arg) = match line.find([' ', '\t']) {
@@ -218,7 +246,11 @@ pub fn parse(line: &[u8]) -> Command {
             if arg.len() < want.len() || !arg.is_char_boundary(want.len()) || !arg[..want.len()].eq_ignore_ascii_case(want) {
                 return Command::Syntax(syntax);
             }
-            let Some((path, rest)) = split_path(&arg[want.len()..]) else {
+            let after = &arg[want.len()..];
+            if strict && !after.trim_start_matches([' ', '\t']).starts_with('<') {
+                return Command::BadPath(verb);
+            }
+            let Some((path, rest)) = split_path(after) else {
                 return Command::BadPath(verb);
             };
             let Some(path) = check_path(&path) else {
@@ -343,6 +375,22 @@ pub fn xtext_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strict_envelopes_and_the_logged_address() {
+        assert!(matches!(parse_strict(b"MAIL FROM: a@b", true), Command::BadPath(Verb::Mail)));
+        assert!(matches!(parse_strict(b"RCPT TO:a@b", true), Command::BadPath(Verb::Rcpt)));
+        assert!(matches!(parse_strict(b"MAIL FROM: <a@b>", true), Command::Mail(..)));
+        assert!(matches!(parse_strict(b"MAIL FROM: a@b", false), Command::Mail(..)));
+        assert_eq!(illegal_address(b"MAIL FROM: a@b", true).as_deref(), Some("a@b"));
+        assert_eq!(illegal_address(b"MAIL FROM:<a b@c> X=1", false).as_deref(), Some("<a b@c>"));
+        assert_eq!(illegal_address(b"MAIL FROM:<a@b", false), None);
+        // Parameters keep the client's spelling.
+        assert_eq!(
+            parse(b"RCPT TO:<a@b> junk"),
+            Command::Rcpt("a@b".into(), vec![("junk".into(), None)])
+        );
+    }
 
     #[test]
     fn commands() {
