@@ -9,7 +9,7 @@ TODAY = datetime.date.today().isoformat()
 top = os.path.join(os.path.dirname(__file__), "..", "..")
 def esc(s):
     return s.replace("\\", "\\e").replace("-", "\\-") if s else '""'
-STATUS = {"supported": "Supported.", "ignored": "Accepted; a daemon that reads it logs one warning: not implemented, ignored.", "rejected": "Rejected: a non-default value is a fatal configuration error."}
+STATUS = {"supported": "Supported.", "ignored": "Not implemented: set to another value than its default, a daemon that reads it logs one warning and ignores it.", "rejected": "Rejected: a non-default value is a fatal configuration error."}
 out = ['.TH MUMAIL-MAIN.CF 5 "%s" mumail "File formats"' % TODAY, ".SH NAME", "mumail-main.cf \\- Postfix main.cf parameters known to mumail",
        ".SH DESCRIPTION", "mumail reads /etc/postfix/main.cf with Postfix's rules (see postconf(5)). Each parameter below is",
        "listed with its default as \\fBpostconf -d\\fR prints it (Postfix 3.7 defaults; build paths are RHEL's) and with what mumail does when it is set.",
