@@ -171,8 +171,6 @@ impl From<Failure> for Attempt {
     }
 }
 
-/// Connects to the next hop: every address in turn until one greets and
-/// takes LHLO/EHLO (and STARTTLS when the policy asks).
 /// A TCP connection from `*_bind_address(6)` when set for the family.
 async fn open(client: &ClientConf, ip: std::net::IpAddr, port: u16) -> std::io::Result<tokio::net::TcpStream> {
     let bind = if ip.is_ipv6() { client.bind6 } else { client.bind4 };
@@ -188,6 +186,8 @@ async fn open(client: &ClientConf, ip: std::net::IpAddr, port: u16) -> std::io::
     sock.connect(std::net::SocketAddr::new(ip, port)).await
 }
 
+/// Connects to the next hop: every address in turn until one greets and
+/// takes LHLO/EHLO (and STARTTLS when the policy asks).
 async fn connect(job: &Job<'_>, client: &ClientConf, notes: &mut Vec<String>) -> Result<Conn, (Failure, String)> {
     let target =
         connect::parse_with_port(job.nexthop, job.smtp, client.tcp_port).map_err(|e| (Failure::defer("4.3.5", e), "none".to_string()))?;
