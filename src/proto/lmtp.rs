@@ -577,15 +577,20 @@ impl DataEnd {
     }
 }
 
+/// A message as DATA sends it: leading dots doubled, a final CRLF, then
+/// the `.` line.
+pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
+    dot_stuff_folded(content, 0)
+}
+
 /// `dot_stuff` with every line longer than `limit` bytes (its end not
 /// counted) broken as Postfix's SMTP and LMTP clients break it
 /// (`smtp_line_length_limit`): `limit` bytes, CRLF, then a space and up
-/// to `limit - 1` more, and so on.  A stuffed dot is not counted.
+/// to `limit - 1` more, and so on.  A stuffed dot is not counted; a limit
+/// under 2 breaks nothing.
 pub fn dot_stuff_folded(content: &[u8], limit: usize) -> Vec<u8> {
-    if limit < 2 || !content.split(|&c| c == b'\n').any(|l| l.len() > limit) {
-        return dot_stuff(content);
-    }
-    let mut out = Vec::with_capacity(content.len() + content.len() / limit * 3 + 64);
+    let fold = limit >= 2;
+    let mut out = Vec::with_capacity(content.len() + 64);
     for line in content.split_inclusive(|&c| c == b'\n') {
         let body_len = line.len() - line.strip_suffix(b"\n").map_or(0, |l| if l.ends_with(b"\r") { 2 } else { 1 });
         let (mut text, end) = line.split_at(body_len);
@@ -593,7 +598,7 @@ pub fn dot_stuff_folded(content: &[u8], limit: usize) -> Vec<u8> {
             out.push(b'.');
         }
         let mut room = limit;
-        while text.len() > room {
+        while fold && text.len() > room {
             out.extend_from_slice(&text[..room]);
             out.extend_from_slice(b"\r\n ");
             text = &text[room..];
@@ -601,25 +606,6 @@ pub fn dot_stuff_folded(content: &[u8], limit: usize) -> Vec<u8> {
         }
         out.extend_from_slice(text);
         out.extend_from_slice(end);
-    }
-    if !out.ends_with(b"\r\n") && !out.is_empty() {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-/// A message as DATA sends it: leading dots doubled, a final CRLF, then
-/// the `.` line.
-pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 64);
-    let mut bol = true;
-    for &c in content {
-        if bol && c == b'.' {
-            out.push(b'.');
-        }
-        out.push(c);
-        bol = c == b'\n';
     }
     if !out.ends_with(b"\r\n") && !out.is_empty() {
         out.extend_from_slice(b"\r\n");
